@@ -1,0 +1,171 @@
+/*
+** cmd.c -- the commands a group's log carries, and their byte encoding.
+**
+** A group is a state machine: it changes only by applying commands taken
+** from its log, in log order (stream.c applies them).  The log stores each
+** command as the bytes below; the same bytes will go into the WAL and be
+** replicated by Raft, so the encoding is explicit and versioned.
+**
+** ENCODING (all integers are unsigned LEB128 varints: 7 bits per byte,
+** least significant group first, high bit set on every byte but the last;
+** at most 10 bytes):
+**
+**    offset  field
+**    0       u8      version, CMD_VERSION (1)
+**    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
+**                    5 FORK_RELEASE, 6 EXPIRE
+**    2       varint  flags (CMD_F_*)
+**    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
+**                    uses it, never a clock of its own, so that replaying
+**                    or replicating the log gives the same state.
+**    ..      bytes   path              (varint length, then the bytes)
+**    ..      bytes   content_type
+**    ..      bytes   data
+**    ..      varint  n_msgs            (JSON messages in data)
+**    ..      varint  ttl_s
+**    ..      varint  expires_at_ms
+**    ..      bytes   expires_text      (Stream-Expires-At as sent)
+**    ..      bytes   stream_seq
+**    ..      bytes   producer_id
+**    ..      varint  producer_epoch
+**    ..      varint  producer_seq
+**    ..      bytes   fork_source
+**    ..      varint  fork_offset
+**    ..      varint  fork_sub
+**    ..      bytes   inherited         (fork: the bytes copied from the
+**                                       source up to the fork point)
+**    ..      varint  n_bounds, then n_bounds varints: the ends of the
+**                    inherited append units, as deltas from the previous
+**                    end (the first from 0)
+**
+** Every field is always present (absent strings are empty, absent numbers
+** 0), so a decoder never guesses; the flags say which are meaningful.
+*/
+#include "internal.h"
+
+/* Append v as a varint. */
+static int cmd_put_varint(struct buf *b, uint64_t v) {
+  unsigned char tmp[10];
+  size_t n = 0;
+  do {
+    tmp[n] = (unsigned char)(v & 0x7f);
+    v >>= 7;
+    if (v) tmp[n] |= 0x80;
+    n++;
+  } while (v);
+  return buf_append(b, tmp, n);
+}
+
+static int cmd_put_bytes(struct buf *b, struct str s) {
+  if (cmd_put_varint(b, s.len) != URSULA_OK) return URSULA_ENOMEM;
+  return buf_append(b, s.ptr, s.len);
+}
+
+/* Read a varint from *p (advanced) before end; -1 if truncated/too long. */
+static int cmd_get_varint(const unsigned char **p, const unsigned char *end,
+                          uint64_t *out) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  while (*p < end && shift < 64) {
+    unsigned char c = *(*p)++;
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *out = v;
+      return 0;
+    }
+    shift += 7;
+  }
+  return -1;
+}
+
+static int cmd_get_bytes(const unsigned char **p, const unsigned char *end,
+                         struct str *out) {
+  uint64_t n;
+  if (cmd_get_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p)) return -1;
+  out->ptr = (const char *)*p;
+  out->len = (size_t)n;
+  *p += n;
+  return 0;
+}
+
+URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
+  size_t start = out->len, i;
+  uint64_t prev = 0;
+  unsigned char head[2];
+  int rc = URSULA_OK;
+  head[0] = CMD_VERSION;
+  head[1] = (unsigned char)c->type;
+  rc |= buf_append(out, head, 2);
+  rc |= cmd_put_varint(out, c->flags);
+  rc |= cmd_put_varint(out, c->time_ms);
+  rc |= cmd_put_bytes(out, c->path);
+  rc |= cmd_put_bytes(out, c->content_type);
+  rc |= cmd_put_bytes(out, c->data);
+  rc |= cmd_put_varint(out, c->n_msgs);
+  rc |= cmd_put_varint(out, c->ttl_s);
+  rc |= cmd_put_varint(out, c->expires_at_ms);
+  rc |= cmd_put_bytes(out, c->expires_text);
+  rc |= cmd_put_bytes(out, c->stream_seq);
+  rc |= cmd_put_bytes(out, c->producer_id);
+  rc |= cmd_put_varint(out, c->producer_epoch);
+  rc |= cmd_put_varint(out, c->producer_seq);
+  rc |= cmd_put_bytes(out, c->fork_source);
+  rc |= cmd_put_varint(out, c->fork_offset);
+  rc |= cmd_put_varint(out, c->fork_sub);
+  rc |= cmd_put_bytes(out, c->inherited);
+  rc |= cmd_put_varint(out, c->n_bounds);
+  for (i = 0; i < c->n_bounds; i++) {
+    rc |= cmd_put_varint(out, c->bounds[i] - prev);
+    prev = c->bounds[i];
+  }
+  if (rc != URSULA_OK) {
+    out->len = start;
+    return URSULA_ENOMEM;
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
+                              struct buf *bounds_store) {
+  const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  uint64_t v = 0, i, prev = 0;
+  int bad = 0;
+  memset(c, 0, sizeof(*c));
+  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_EXPIRE)
+    return URSULA_ECORRUPT;
+  c->type = q[1];
+  q += 2;
+  bad |= cmd_get_varint(&q, end, &v);
+  c->flags = (uint32_t)v;
+  bad |= cmd_get_varint(&q, end, &c->time_ms);
+  bad |= cmd_get_bytes(&q, end, &c->path);
+  bad |= cmd_get_bytes(&q, end, &c->content_type);
+  bad |= cmd_get_bytes(&q, end, &c->data);
+  bad |= cmd_get_varint(&q, end, &c->n_msgs);
+  bad |= cmd_get_varint(&q, end, &c->ttl_s);
+  bad |= cmd_get_varint(&q, end, &c->expires_at_ms);
+  bad |= cmd_get_bytes(&q, end, &c->expires_text);
+  bad |= cmd_get_bytes(&q, end, &c->stream_seq);
+  bad |= cmd_get_bytes(&q, end, &c->producer_id);
+  bad |= cmd_get_varint(&q, end, &c->producer_epoch);
+  bad |= cmd_get_varint(&q, end, &c->producer_seq);
+  bad |= cmd_get_bytes(&q, end, &c->fork_source);
+  bad |= cmd_get_varint(&q, end, &c->fork_offset);
+  bad |= cmd_get_varint(&q, end, &c->fork_sub);
+  bad |= cmd_get_bytes(&q, end, &c->inherited);
+  bad |= cmd_get_varint(&q, end, &v);
+  if (bad || v > (uint64_t)(end - q)) return URSULA_ECORRUPT;
+  bounds_store->len = 0;
+  if (buf_reserve(bounds_store, (size_t)v * sizeof(uint64_t)) != URSULA_OK)
+    return URSULA_ENOMEM;
+  for (i = 0; i < v; i++) {
+    uint64_t d;
+    if (cmd_get_varint(&q, end, &d) != 0) return URSULA_ECORRUPT;
+    prev += d;
+    memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
+  }
+  if (q != end) return URSULA_ECORRUPT;
+  c->n_bounds = (size_t)v;
+  c->bounds = (const uint64_t *)(void *)bounds_store->ptr;
+  return URSULA_OK;
+}

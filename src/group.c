@@ -1,0 +1,487 @@
+/*
+** group.c -- a group: its command log and its state machine, owned by one
+** core.
+**
+** Every stream hashes to one group; each group is owned by one core, and
+** only that core's thread touches the group.  A request reaches the owner
+** as a job (struct job).  For a change, the owner builds a command,
+** proposes it to the group's log, and once the command is committed it is
+** applied to the state machine (stream.c) and the job goes back to the
+** core that holds the connection, carrying the result.
+**
+** THE LOG INTERFACE.  group_propose() is the one way state changes:
+**
+**     propose(cmd) -> encode -> append to log at (term, index)
+**                  -> [commit: durable on a quorum]
+**                  -> decode the log bytes -> stream_apply() -> effects
+**
+** Today the log lives in memory and commits at once, so the continuation
+** runs before group_propose() returns; the WAL and Raft steps make the
+** commit asynchronous without changing callers, which is why callers are
+** written as continuations.  The state machine only ever sees the decoded
+** log bytes, never the proposer's structs, so what is applied is exactly
+** what a replay of the log would apply.
+**
+** EFFECTS of a committed command, carried out by the owner:
+**   - wake live readers: one `struct notify` per core that has readers of
+**     the stream (not one per reader), carrying the appended bytes;
+**   - FORK_RELEASE commands to the groups of fork sources whose forks went
+**     away (they may be on other cores, so they travel as jobs).
+**
+** Reads are served from the owner's state directly (no log entry).
+*/
+#include "internal.h"
+
+struct group {
+  int id;
+  int owner_core;
+  struct stream_state sm;
+  uint64_t term;       /* term of the last log entry (1 until Raft) */
+  uint64_t last_index; /* index of the last log entry */
+  struct buf entry;    /* encoding of the command being proposed */
+  struct buf bounds;   /* decode scratch */
+  struct stream_result res;
+};
+
+typedef void (*group_done_fn)(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+
+URSULA_PRIVATE struct job *job_new(void) {
+  struct job *j = (struct job *)URSULA_MALLOC(sizeof(*j));
+  if (j != NULL) memset(j, 0, sizeof(*j));
+  return j;
+}
+
+URSULA_PRIVATE void job_free(struct job *j) {
+  if (j == NULL) return;
+  buf_free(&j->body);
+  buf_free(&j->inherit);
+  buf_free(&j->bounds);
+  buf_free(&j->data);
+  URSULA_FREE(j);
+}
+
+static void group_on_job(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  group_run_job(c, (struct job *)(void *)m);
+}
+
+URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j) {
+  int gid;
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0)
+    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
+  else
+    gid = server_group_of(c->srv, j->path, j->path_len);
+  j->msg.on_msg = group_on_job;
+  server_send(c, server_owner_of(c->srv, gid), &j->msg);
+}
+
+URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
+  struct group *g = (struct group *)URSULA_MALLOC(sizeof(*g));
+  if (g == NULL) return NULL;
+  memset(g, 0, sizeof(*g));
+  g->id = id;
+  g->owner_core = owner_core;
+  g->term = 1;
+  stream_state_init(&g->sm);
+  return g;
+}
+
+URSULA_PRIVATE void group_free(struct group *g) {
+  if (g == NULL) return;
+  stream_state_free(&g->sm);
+  buf_free(&g->entry);
+  buf_free(&g->bounds);
+  buf_free(&g->res.releases);
+  URSULA_FREE(g);
+}
+
+/* ------------------------------------------------------------ effects */
+
+/* Wake the live readers of the stream at path on every core in mask. */
+static void group_notify(struct core *c, struct group *g, struct str path,
+                         const struct stream_result *r) {
+  struct stream *s = r->deleted ? NULL : stream_find(&g->sm, path);
+  int i;
+  for (i = 0; i < c->srv->n_cores && i < 64; i++) {
+    struct notify *n;
+    if (!(r->watch_mask & ((uint64_t)1 << i))) continue;
+    n = (struct notify *)URSULA_MALLOC(sizeof(*n) + path.len);
+    if (n == NULL) continue; /* readers time out and retry */
+    memset(n, 0, sizeof(*n));
+    n->msg.on_msg = api_on_notify;
+    n->prev_tail = r->prev_tail;
+    n->deleted = r->deleted;
+    n->path_len = path.len;
+    memcpy(n->path, path.ptr, path.len);
+    n->path[path.len] = '\0';
+    if (s != NULL) {
+      n->tail = s->tail;
+      n->closed = s->closed;
+      if (s->tail > r->prev_tail &&
+          buf_append(&n->data, s->data.ptr + r->prev_tail,
+                     (size_t)(s->tail - r->prev_tail)) != URSULA_OK) {
+        buf_free(&n->data);
+        n->prev_tail = n->tail = ~(uint64_t)0; /* readers re-read */
+      }
+    } else {
+      n->tail = r->prev_tail;
+    }
+    server_send(c, i, &n->msg);
+  }
+}
+
+/* Send a FORK_RELEASE for each source path in r->releases. */
+static void group_send_releases(struct core *c, const struct stream_result *r) {
+  size_t off = 0;
+  while (off < r->releases.len) {
+    const char *src = r->releases.ptr + off;
+    size_t len = strlen(src);
+    struct job *j = job_new();
+    off += len + 1;
+    if (j == NULL || len > URSULA_MAX_PATH_BYTES) {
+      job_free(j);
+      continue;
+    }
+    j->op = JOB_DELETE;
+    j->stage = 2; /* release, not delete: see group_run_job */
+    j->origin_core = -1;
+    memcpy(j->path, src, len);
+    j->path_len = len;
+    group_dispatch(c, j);
+  }
+}
+
+/* ------------------------------------------------------------ the log */
+
+/* Propose *cmd to g's log; when it is committed and applied, call
+** done(c, g, result, arg).  The result is valid only during the call.
+** Today the call happens before group_propose() returns. */
+static void group_propose(struct core *c, struct group *g,
+                          const struct cmd *cmd, group_done_fn done,
+                          void *arg) {
+  struct cmd applied;
+  struct stream_result *r = &g->res;
+  g->entry.len = 0;
+  if (cmd_encode(cmd, &g->entry) != URSULA_OK) {
+    memset(r, 0, sizeof(*r) - sizeof(r->releases));
+    r->status = 503;
+    r->reason = "out of memory";
+    done(c, g, r, arg);
+    return;
+  }
+  g->last_index++; /* in memory: appended and committed at once */
+  if (cmd_decode(g->entry.ptr, g->entry.len, &applied, &g->bounds) !=
+      URSULA_OK) {
+    LOG_E("group %d: command at index %llu does not decode", g->id,
+          (unsigned long long)g->last_index);
+    abort(); /* the encoder and decoder disagree: a bug, not bad input */
+  }
+  stream_apply(&g->sm, &applied, r);
+  if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
+  if (r->releases.len) group_send_releases(c, r);
+  done(c, g, r, arg);
+}
+
+/* ------------------------------------------------------------ jobs */
+
+static void group_ignore_done(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg) {
+  (void)c, (void)g, (void)r;
+  job_free((struct job *)arg);
+}
+
+
+static void group_reply(struct core *c, struct job *j) {
+  if (j->origin_core < 0) {
+    job_free(j);
+    return;
+  }
+  j->msg.on_msg = api_on_job_done;
+  server_send(c, j->origin_core, &j->msg);
+}
+
+static void group_fail(struct core *c, struct job *j, int status,
+                       const char *reason) {
+  j->status = status;
+  j->reason = reason;
+  group_reply(c, j);
+}
+
+static void group_copy_result(struct job *j, const struct stream_result *r) {
+  struct buf keep = j->res.releases;
+  j->res = *r;
+  j->res.releases = keep;
+  j->status = r->status;
+  j->reason = r->reason;
+  j->tail = r->tail;
+  j->closed = r->closed;
+}
+
+static void group_fill_meta(struct job *j, const struct stream *s) {
+  size_t n = strlen(s->content_type);
+  if (n >= sizeof(j->res_type)) n = sizeof(j->res_type) - 1;
+  memcpy(j->res_type, s->content_type, n);
+  j->res_type[n] = '\0';
+  j->json = s->json;
+  j->incarnation = s->incarnation;
+  j->has_ttl = s->has_ttl;
+  j->ttl_s = s->ttl_s;
+  j->res_expires[0] = '\0';
+  if (s->has_expires && s->expires_text != NULL) {
+    n = strlen(s->expires_text);
+    if (n >= sizeof(j->res_expires)) n = sizeof(j->res_expires) - 1;
+    memcpy(j->res_expires, s->expires_text, n);
+    j->res_expires[n] = '\0';
+  }
+}
+
+static void group_after_change(struct core *c, struct group *g,
+                               const struct stream_result *r, void *arg) {
+  struct job *j = (struct job *)arg;
+  struct stream *s;
+  group_copy_result(j, r);
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) &&
+      r->release_source) {
+    /* the fork was not created: give back the reference taken at stage 0 */
+    struct job *rel = job_new();
+    if (rel != NULL) {
+      rel->op = JOB_DELETE;
+      rel->stage = 2;
+      rel->origin_core = -1;
+      memcpy(rel->path, j->fork_source, strlen(j->fork_source));
+      rel->path_len = strlen(j->fork_source);
+      group_dispatch(c, rel);
+    }
+  }
+  s = stream_find(&g->sm, j->cmd.path);
+  if (s != NULL) group_fill_meta(j, s);
+  group_reply(c, j);
+}
+
+/* The stream for a read, or NULL after answering 404 / 410. */
+static struct stream *group_read_target(struct core *c, struct group *g,
+                                        struct job *j, uint64_t now) {
+  struct str path;
+  struct stream *s;
+  path.ptr = j->path;
+  path.len = j->path_len;
+  s = stream_find(&g->sm, path);
+  if (s != NULL && !s->soft_deleted && stream_expired(s, now)) {
+    struct cmd e;
+    memset(&e, 0, sizeof(e));
+    e.type = CMD_EXPIRE;
+    e.time_ms = now;
+    e.path = path;
+    group_propose(c, g, &e, group_ignore_done, NULL);
+    s = stream_find(&g->sm, path);
+  }
+  if (s == NULL) {
+    group_fail(c, j, 404, "stream not found");
+    return NULL;
+  }
+  if (s->soft_deleted) {
+    group_fail(c, j, 410, "stream was deleted");
+    return NULL;
+  }
+  return s;
+}
+
+static void group_read(struct core *c, struct group *g, struct job *j) {
+  uint64_t now = os_wall_ms(), start, end;
+  struct stream *s = group_read_target(c, g, j, now);
+  if (s == NULL) return;
+  group_fill_meta(j, s);
+  j->status = 200;
+  if (j->op == JOB_HEAD) {
+    j->tail = s->tail;
+    j->closed = s->closed;
+    group_reply(c, j);
+    return;
+  }
+  s->last_access_ms = now; /* reads slide the TTL window (not HEAD) */
+  start = j->offset_now ? s->tail : j->offset;
+  if (start > s->tail) start = s->tail;
+  end = s->tail;
+  if (end - start > j->max_bytes) {
+    if (s->json) { /* stop on an append boundary, at least one unit */
+      size_t u = stream_unit_at(s, start);
+      end = s->bounds[u];
+      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= j->max_bytes)
+        end = s->bounds[++u];
+    } else {
+      end = start + j->max_bytes;
+    }
+  }
+  if (end > start &&
+      buf_append(&j->data, s->data.ptr + start, (size_t)(end - start)) !=
+          URSULA_OK) {
+    group_fail(c, j, 503, "out of memory");
+    return;
+  }
+  j->start = start;
+  j->tail = end;
+  j->up_to_date = end == s->tail;
+  j->closed = s->closed && j->up_to_date;
+  if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
+      j->origin_core >= 0 && j->origin_core < 64) {
+    s->watch_mask |= (uint64_t)1 << j->origin_core;
+    j->registered = 1;
+  }
+  group_reply(c, j);
+}
+
+/* Stage 0 of a fork PUT, at the source's owner: take a reference on the
+** source and copy what the fork inherits, then pass the job on to the
+** fork's owner. */
+static void group_fork_source_done(struct core *c, struct group *g,
+                                   const struct stream_result *r, void *arg) {
+  struct job *j = (struct job *)arg;
+  struct stream *s;
+  struct str src;
+  uint64_t off = r->tail, end;
+  if (r->status != 200) {
+    group_copy_result(j, r);
+    group_reply(c, j);
+    return;
+  }
+  src.ptr = j->fork_source;
+  src.len = strlen(j->fork_source);
+  s = stream_find(&g->sm, src);
+  end = off;
+  if (j->cmd.fork_sub > 0) {
+    size_t u = stream_unit_at(s, off);
+    uint64_t unit_len = s->bounds[u] - off;
+    end = s->json ? off + json_prefix_len(s->data.ptr + off, (size_t)unit_len,
+                                          (size_t)j->cmd.fork_sub)
+                  : off + j->cmd.fork_sub;
+  }
+  j->inherit.len = j->bounds.len = 0;
+  if (buf_append(&j->inherit, s->data.ptr, (size_t)end) != URSULA_OK ||
+      buf_append(&j->bounds, s->bounds,
+                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
+    group_fail(c, j, 503, "out of memory");
+    return;
+  }
+  /* the fork's configuration, inherited where the request left it out */
+  if (!(j->cmd.flags & CMD_F_CT)) {
+    size_t n = strlen(s->content_type);
+    if (n >= sizeof(j->content_type)) n = sizeof(j->content_type) - 1;
+    memcpy(j->content_type, s->content_type, n);
+    j->content_type[n] = '\0';
+  }
+  if (s->json) j->cmd.flags |= CMD_F_JSON;
+  if (!(j->cmd.flags & (CMD_F_TTL | CMD_F_EXPIRES))) {
+    if (s->has_ttl) {
+      j->cmd.flags |= CMD_F_TTL;
+      j->cmd.ttl_s = s->ttl_s;
+    } else if (s->has_expires) {
+      size_t n = s->expires_text ? strlen(s->expires_text) : 0;
+      if (n >= sizeof(j->expires_text)) n = sizeof(j->expires_text) - 1;
+      j->cmd.flags |= CMD_F_EXPIRES;
+      j->cmd.expires_at_ms = s->expires_at_ms;
+      if (n) memcpy(j->expires_text, s->expires_text, n);
+      j->expires_text[n] = '\0';
+    }
+  }
+  j->cmd.fork_offset = off;
+  j->stage = 1;
+  group_dispatch(c, j);
+}
+
+/* Point the views of j->cmd at j's own fields. */
+static void group_bind_cmd(struct job *j) {
+  struct cmd *m = &j->cmd;
+  m->path.ptr = j->path;
+  m->path.len = j->path_len;
+  m->content_type = util_str(j->content_type);
+  m->data.ptr = j->body.ptr ? j->body.ptr : "";
+  m->data.len = j->body.len;
+  m->expires_text = util_str(j->expires_text);
+  m->stream_seq = util_str(j->stream_seq);
+  m->producer_id = util_str(j->producer_id);
+  m->fork_source = util_str(j->fork_source);
+  m->inherited.ptr = j->inherit.ptr ? j->inherit.ptr : "";
+  m->inherited.len = j->inherit.len;
+  m->n_bounds = j->bounds.len / sizeof(uint64_t);
+  m->bounds = (const uint64_t *)(void *)j->bounds.ptr;
+  m->time_ms = os_wall_ms();
+}
+
+URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
+  int gid;
+  struct group *g;
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0) {
+    struct cmd acq;
+    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
+    g = server_group(c->srv, gid);
+    memset(&acq, 0, sizeof(acq));
+    acq.type = CMD_FORK_ACQUIRE;
+    acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
+    acq.time_ms = os_wall_ms();
+    acq.path = util_str(j->fork_source);
+    acq.content_type = util_str(j->content_type);
+    acq.fork_offset = j->cmd.fork_offset;
+    acq.fork_sub = j->cmd.fork_sub;
+    group_propose(c, g, &acq, group_fork_source_done, j);
+    return;
+  }
+  gid = server_group_of(c->srv, j->path, j->path_len);
+  g = server_group(c->srv, gid);
+  switch (j->op) {
+    case JOB_READ:
+    case JOB_HEAD:
+      group_read(c, g, j);
+      return;
+    case JOB_CREATE:
+      j->cmd.type = CMD_CREATE;
+      break;
+    case JOB_APPEND:
+      j->cmd.type = CMD_APPEND;
+      break;
+    case JOB_DELETE:
+      j->cmd.type = j->stage == 2 ? CMD_FORK_RELEASE : CMD_DELETE;
+      break;
+    default:
+      group_fail(c, j, 500, "unknown job");
+      return;
+  }
+  group_bind_cmd(j);
+  group_propose(c, g, &j->cmd,
+                j->stage == 2 ? group_ignore_done : group_after_change, j);
+}
+
+URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
+                                  const char *path, size_t path_len) {
+  struct str p;
+  struct stream *s;
+  int gid = server_group_of(c->srv, path, path_len);
+  p.ptr = path;
+  p.len = path_len;
+  s = stream_find(&server_group(c->srv, gid)->sm, p);
+  if (s != NULL && from_core < 64) s->watch_mask &= ~((uint64_t)1 << from_core);
+}
+
+URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
+  uint64_t now = os_wall_ms();
+  size_t i;
+  for (i = 0; i < g->sm.cap; i++) {
+    struct stream *s = g->sm.slots[i];
+    while (s != NULL) {
+      struct stream *next = s->hnext;
+      if (!s->soft_deleted && stream_expired(s, now)) {
+        struct cmd e;
+        memset(&e, 0, sizeof(e));
+        e.type = CMD_EXPIRE;
+        e.time_ms = now;
+        e.path.ptr = s->path;
+        e.path.len = s->path_len;
+        /* the apply may free s and reshape this chain: restart it */
+        group_propose(c, g, &e, group_ignore_done, NULL);
+        next = g->sm.slots[i];
+        if (next == s) next = s->hnext;
+      }
+      s = next;
+    }
+  }
+}

@@ -1,0 +1,588 @@
+/*
+** internal.h -- system headers, shared internal types and the prototypes
+** that cross part boundaries.  Only this header includes system headers.
+**
+** Every cross-part function is declared URSULA_PRIVATE: `static` in the
+** amalgamation (nothing but ursula_* leaves the object file), empty when
+** the parts are compiled one by one (make test-split).
+*/
+#ifndef URSULA_INTERNAL_H
+#define URSULA_INTERNAL_H
+
+#include "prefix.h"
+#include "config.h"
+#include "../ursula.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#if URSULA_ENABLE_EPOLL
+#include <sys/epoll.h>
+#endif
+
+#ifndef URSULA_PRIVATE
+#define URSULA_PRIVATE
+#endif
+
+#if URSULA_ENABLE_ASSERT
+#define URSULA_ASSERT(x) \
+  ((x) ? (void)0 : util_assert_fail(#x, __FILE__, __LINE__))
+#else
+#define URSULA_ASSERT(x) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------ util.c
+** Byte views, growable buffers, hashing, checksums, encodings. */
+
+/* A non-owning view of bytes; not NUL-terminated in general. */
+struct str {
+  const char *ptr;
+  size_t len;
+};
+
+/* A growable byte buffer.  Zero-initialised is empty and valid.  Owns ptr;
+** buf_free() releases it.  ptr may move on every append. */
+struct buf {
+  char *ptr;
+  size_t len;
+  size_t cap;
+};
+
+#if URSULA_ENABLE_ASSERT
+URSULA_PRIVATE void util_assert_fail(const char *expr, const char *file,
+                                     int line);
+#endif
+URSULA_PRIVATE struct str util_str(const char *cstr);
+URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr); /* exact */
+URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr); /* ASCII case-insensitive */
+URSULA_PRIVATE struct str util_str_trim(struct str s); /* drop SP/HTAB at ends */
+/* Parse a decimal integer in [0, max]: digits only, no sign, no spaces.
+** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
+URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
+URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
+
+URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra);
+URSULA_PRIVATE int buf_append(struct buf *b, const void *p, size_t len);
+URSULA_PRIVATE int buf_append_str(struct buf *b, const char *cstr);
+URSULA_PRIVATE int buf_printf(struct buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+URSULA_PRIVATE void buf_consume(struct buf *b, size_t n); /* drop n from front */
+URSULA_PRIVATE void buf_free(struct buf *b);
+
+/* Standard base64 (RFC 4648, padded) of p[0..len) appended to out. */
+URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
+                                      size_t len);
+
+/* -------------------------------------------------------------------- os.c
+** Clocks and the system-call table the WAL goes through. */
+URSULA_PRIVATE uint64_t os_now_ms(void);      /* monotonic milliseconds */
+URSULA_PRIVATE uint64_t os_wall_ms(void);     /* Unix time, milliseconds */
+URSULA_PRIVATE int os_cpu_count(void);
+URSULA_PRIVATE int os_set_nonblock(int fd);
+URSULA_PRIVATE int os_set_cloexec(int fd);
+
+/* ------------------------------------------------------------------- log.c */
+enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+URSULA_PRIVATE void log_set_level(int level);
+#if URSULA_ENABLE_LOG
+URSULA_PRIVATE void log_write(int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+#endif
+#if URSULA_ENABLE_LOG
+#define LOG_E(...) log_write(LOG_ERROR, __VA_ARGS__)
+#define LOG_W(...) log_write(LOG_WARN, __VA_ARGS__)
+#define LOG_I(...) log_write(LOG_INFO, __VA_ARGS__)
+#define LOG_D(...) log_write(LOG_DEBUG, __VA_ARGS__)
+#else
+#define LOG_E(...) ((void)0)
+#define LOG_W(...) ((void)0)
+#define LOG_I(...) ((void)0)
+#define LOG_D(...) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------ loop.c
+** One event loop per core thread: file descriptors, timers, and a mailbox
+** that other threads post messages to.  Everything but loop_post() and
+** loop_stop() is called only by the loop's own thread. */
+
+enum { LOOP_READ = 1, LOOP_WRITE = 2, LOOP_ERROR = 4 };
+
+struct loop;
+struct loop_msg;
+typedef void (*loop_io_fn)(struct loop *l, int fd, unsigned events,
+                           void *arg);
+typedef void (*loop_timer_fn)(struct loop *l, void *arg);
+typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
+
+/* A timer, embedded in its owner.  Zero-initialised is disarmed. */
+struct loop_timer {
+  uint64_t deadline_ms; /* os_now_ms() clock */
+  size_t heap_index;    /* 0 = not armed; else 1-based slot in the heap */
+  loop_timer_fn on_fire;
+  void *arg;
+};
+
+/* A mailbox message.  Embed it as the first member of a larger struct; the
+** receiver's on_msg owns the whole struct and frees it. */
+struct loop_msg {
+  struct loop_msg *next;
+  loop_msg_fn on_msg;
+};
+
+URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
+URSULA_PRIVATE void loop_close(struct loop *l); /* frees undelivered msgs */
+URSULA_PRIVATE void *loop_get_user(const struct loop *l);
+URSULA_PRIVATE void loop_set_user(struct loop *l, void *user);
+URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l); /* cached per turn */
+/* Watch fd for events (LOOP_READ|LOOP_WRITE).  LOOP_ERROR is always
+** reported.  A fd is registered at most once. */
+URSULA_PRIVATE int loop_add(struct loop *l, int fd, unsigned events,
+                            loop_io_fn fn, void *arg);
+URSULA_PRIVATE int loop_mod(struct loop *l, int fd, unsigned events);
+URSULA_PRIVATE void loop_del(struct loop *l, int fd); /* before close(fd) */
+/* Arm (or re-arm) t to fire once at deadline_ms.  Disarm with
+** loop_timer_cancel(); a fired timer is disarmed before on_fire runs. */
+URSULA_PRIVATE void loop_timer_set(struct loop *l, struct loop_timer *t,
+                                   uint64_t deadline_ms, loop_timer_fn fn,
+                                   void *arg);
+URSULA_PRIVATE void loop_timer_cancel(struct loop *l, struct loop_timer *t);
+/* Post m to l's mailbox from any thread; l's thread runs m->on_msg(l, m)
+** on a later turn.  Messages from one sender arrive in order. */
+URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m);
+/* Run until loop_stop(); each turn polls fds, fires due timers and drains
+** the mailbox.  on_turn_end (may be NULL) runs at the end of every turn:
+** the place for work batched per turn, such as group commit. */
+URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
+URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
+/* Make l's thread finish its current wait and run a turn (so it notices
+** flags set by other threads).  Any thread; async-signal-safe. */
+URSULA_PRIVATE void loop_wake(struct loop *l);
+
+/* ------------------------------------------------------------------- net.c */
+/* Open a non-blocking TCP listener on host:port (port 0 = any free port).
+** Returns the fd and sets *bound_port, or -1 with a reason in err. */
+URSULA_PRIVATE int net_listen(const char *host, int port, int *bound_port,
+                              char *err);
+
+/* ------------------------------------------------------------------ http.c
+** HTTP/1.1 request parsing with the picohttpparser contract: the parsers
+** never allocate and return views into the caller's buffer. */
+
+struct http_header {
+  struct str name;
+  struct str value; /* leading and trailing SP/HTAB removed */
+};
+
+struct http_request {
+  struct str method;
+  struct str target; /* request-target as sent: path plus ?query */
+  int minor_version; /* 0 or 1 (HTTP/1.x) */
+  size_t n_headers;
+  struct http_header headers[URSULA_MAX_HEADERS];
+};
+
+enum {
+  HTTP_EMALFORMED = -100, /* answer 400 */
+  HTTP_ETOOMANY = -101    /* more than URSULA_MAX_HEADERS headers: 431 */
+};
+
+/* Parse one request head (request line + headers + empty line) at the
+** start of buf[0..len).  Returns the number of bytes of the head (> 0),
+** URSULA_EAGAIN if the head is not complete yet, HTTP_EMALFORMED or
+** HTTP_ETOOMANY.  *req is written only on success. */
+URSULA_PRIVATE int http_parse_request(const char *buf, size_t len,
+                                      struct http_request *req);
+
+/* Find a header by name, case-insensitively; NULL if absent. */
+URSULA_PRIVATE const struct http_header *http_find_header(
+    const struct http_request *req, const char *name);
+
+/* Incremental decoder of a chunked request body.  Zero-initialised is
+** ready for a new body. */
+struct http_chunked {
+  int state;
+  uint64_t remaining; /* bytes left in the current chunk */
+  size_t line_len;    /* bytes of the current size/trailer line seen */
+};
+
+/* Feed in[0..len) to the decoder; decoded payload bytes are appended to
+** body.  Returns the number of input bytes consumed (0..len), with *done
+** set to 1 once the last chunk and the trailers have been consumed (the
+** bytes after that are the next request and are not consumed), or
+** HTTP_EMALFORMED, or URSULA_ENOMEM.  Chunk-size lines longer than 1 KiB
+** are malformed. */
+URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
+                                      size_t len, struct buf *body,
+                                      int *done);
+
+/* The reason phrase of a status code ("Not Found"); "Unknown" if none. */
+URSULA_PRIVATE const char *http_status_text(int status);
+
+/* ------------------------------------------------------------------ json.c
+** Validation and one-level flattening of JSON appends (RFC 8259). */
+
+/* Validate p[0..len) as one JSON text (surrounding whitespace allowed).
+** If it is an array, each element is one message; otherwise the value is
+** one message.  Each message's bytes (whitespace around it trimmed) are
+** appended to out followed by one ','.  *n_msgs gets the message count
+** (0 for `[]`).  Returns URSULA_OK, URSULA_EINVAL for invalid JSON
+** (including nesting deeper than URSULA_MAX_JSON_DEPTH and invalid UTF-8)
+** or URSULA_ENOMEM; on error out is restored to its length on entry. */
+URSULA_PRIVATE int json_flatten(const char *p, size_t len, struct buf *out,
+                                size_t *n_msgs);
+
+/* p[0..len) is a run of messages as json_flatten() stores them: each a
+** valid JSON value followed by ','.  Returns the byte length of the first
+** n messages including their commas, or (size_t)-1 if there are fewer than
+** n. */
+URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
+
+/* The number of messages in p[0..len), stored as above. */
+URSULA_PRIVATE size_t json_count(const char *p, size_t len);
+
+
+/* ------------------------------------------------------------------- cmd.c
+** Commands of a group's log and their byte encoding (format in cmd.c). */
+#define CMD_VERSION 1
+enum {
+  CMD_CREATE = 1,       /* PUT: create a stream (or a fork) */
+  CMD_APPEND = 2,       /* POST: append and/or close */
+  CMD_DELETE = 3,       /* DELETE */
+  CMD_FORK_ACQUIRE = 4, /* a fork is being made of this stream: refcount+1 */
+  CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
+  CMD_EXPIRE = 6        /* remove the stream if its TTL or Expires-At passed */
+};
+enum {
+  CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
+  CMD_F_JSON = 1 << 1,        /* data holds flattened JSON messages */
+  CMD_F_TTL = 1 << 2,         /* ttl_s is set */
+  CMD_F_EXPIRES = 1 << 3,     /* expires_at_ms / expires_text are set */
+  CMD_F_PRODUCER = 1 << 4,    /* producer_id / epoch / seq are set */
+  CMD_F_SEQ = 1 << 5,         /* stream_seq is set */
+  CMD_F_FORK = 1 << 6,        /* CREATE of a fork of fork_source */
+  CMD_F_FORK_OFFSET = 1 << 7, /* Stream-Fork-Offset was given */
+  CMD_F_CT = 1 << 8           /* a content type was given */
+};
+
+/* A decoded command.  Every struct str is a view into the encoded bytes
+** (or, before encoding, into the proposer's buffers). */
+struct cmd {
+  int type;
+  uint32_t flags;
+  uint64_t time_ms;
+  struct str path;
+  struct str content_type;
+  struct str data;
+  uint64_t n_msgs;
+  uint64_t ttl_s;
+  uint64_t expires_at_ms;
+  struct str expires_text;
+  struct str stream_seq;
+  struct str producer_id;
+  uint64_t producer_epoch;
+  uint64_t producer_seq;
+  struct str fork_source;
+  uint64_t fork_offset;
+  uint64_t fork_sub;
+  struct str inherited;
+  size_t n_bounds;
+  const uint64_t *bounds;
+};
+
+/* Append the encoding of *c to out.  Returns URSULA_OK or URSULA_ENOMEM
+** (out unchanged). */
+URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out);
+/* Decode p[0..len) into *c, whose views point into p; the bounds array is
+** stored in *bounds_store (reused, owned by the caller).  Returns URSULA_OK
+** or URSULA_ECORRUPT. */
+URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
+                              struct buf *bounds_store);
+
+/* ---------------------------------------------------------------- stream.c
+** The state machine of one group: its streams, and the apply function. */
+
+struct stream_producer {
+  struct stream_producer *next;
+  uint64_t epoch;
+  uint64_t seq; /* highest accepted Producer-Seq */
+  size_t id_len;
+  char id[1]; /* id_len bytes follow, NUL-terminated */
+};
+
+struct stream {
+  struct stream *hnext; /* hash chain */
+  uint64_t hash;        /* util_hash64(path) */
+  char *path;
+  size_t path_len;
+  char *content_type; /* as given at create (trimmed) */
+  int json;           /* application/json: data is "v1,v2,...," */
+  int closed;
+  int soft_deleted; /* deleted or expired while forks still read it */
+  uint64_t tail;    /* byte offset after the last byte */
+  struct buf data;  /* bytes [0, tail) */
+  uint64_t *bounds; /* end offset of each append unit, ascending */
+  size_t n_bounds, cap_bounds;
+  int has_ttl;
+  uint64_t ttl_s;
+  int has_expires;
+  uint64_t expires_at_ms;
+  char *expires_text;
+  uint64_t last_access_ms; /* for the sliding TTL */
+  char *stream_seq;        /* last Stream-Seq, or NULL */
+  size_t stream_seq_len;
+  struct stream_producer *producers;
+  char *closed_by_id; /* producer that closed it, or NULL */
+  size_t closed_by_id_len;
+  uint64_t closed_by_epoch, closed_by_seq;
+  char *fork_source; /* path of the source if a fork, else NULL */
+  size_t fork_source_len;
+  uint64_t fork_offset, fork_sub;
+  uint64_t refcount;    /* live forks reading this stream */
+  uint64_t incarnation; /* unique per group: tells re-creations apart */
+  uint64_t watch_mask;  /* cores with live readers (owner-local state) */
+};
+
+struct stream_state {
+  struct stream **slots; /* open hash table of chains */
+  size_t cap, n;
+  uint64_t next_incarnation;
+};
+
+/* What applying a command did: the reply to give and the effects the
+** group must carry out once the command is committed. */
+struct stream_result {
+  int status;         /* HTTP status for the proposer */
+  const char *reason; /* static text for error replies, or NULL */
+  uint64_t tail;      /* Stream-Next-Offset after the command */
+  int closed;         /* stream is closed after the command */
+  int producer_echo;  /* send Producer-Epoch / Producer-Seq */
+  uint64_t producer_epoch, producer_seq;
+  int seq_gap; /* 409: Producer-Expected-Seq / Producer-Received-Seq */
+  uint64_t expected_seq, received_seq;
+  int fenced; /* 403: Producer-Epoch = current epoch */
+  uint64_t current_epoch;
+  int release_source; /* a fork CREATE that created nothing: release it */
+  /* live readers to wake: */
+  int notify;
+  uint64_t watch_mask;
+  uint64_t prev_tail;
+  int deleted;
+  /* FORK_RELEASE commands to send: NUL-terminated source paths */
+  struct buf releases;
+};
+
+URSULA_PRIVATE void stream_state_init(struct stream_state *st);
+URSULA_PRIVATE void stream_state_free(struct stream_state *st);
+/* Apply one committed command.  Deterministic: depends only on the state
+** and *c (its time_ms is the clock).  *r is reset first; its releases
+** buffer is the caller's (reset to empty, not freed). */
+URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r);
+/* Look a stream up by path; NULL if there is none (expired or not). */
+URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
+                                          struct str path);
+/* Whether s has expired at now_ms by TTL or Expires-At. */
+URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
+/* Normalise a media type for comparison: lowercase, parameters and
+** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
+URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
+/* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
+URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
+
+/* ------------------------------------------------------------------ conf.c
+** Flags and config files (the public ursula_config_* live there too). */
+enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3 };
+/* Parse the command line into cfg.  `--config FILE` is loaded first
+** wherever it appears; then the other flags, in order, override it.
+** Returns CONF_RUN, CONF_HELP, CONF_VERSION, or URSULA_EINVAL with a
+** one-line reason in err (URSULA_ERRMSG_LEN bytes). */
+URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
+                                   char **argv, char *err);
+URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
+URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
+
+/* ----------------------------------------------------------------- group.c
+** A group: its log and its state machine, owned by one core.  Requests
+** reach the owner as jobs; the owner proposes commands to the log, applies
+** them once committed, and sends the job back with its result. */
+
+enum {
+  JOB_CREATE = 1, /* PUT */
+  JOB_APPEND,     /* POST */
+  JOB_DELETE,     /* DELETE */
+  JOB_READ,       /* GET: catch-up, long-poll or SSE */
+  JOB_HEAD        /* HEAD */
+};
+enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
+
+/* A request on its way from the core that holds the connection to the
+** core that owns the stream's group, and back with the result.  One heap
+** block (URSULA_MALLOC); whoever holds it last frees it with job_free().
+** The fixed-size fields below bound what a request may carry; api.c
+** rejects anything longer with 400 before it makes a job. */
+struct job {
+  struct loop_msg msg;
+  int op;
+  int origin_core;  /* the core holding the connection */
+  uint64_t conn_id; /* the connection there; stale ids are dropped */
+  int stage;        /* fork creation: 0 = at the source, 1 = at the fork */
+  /* request */
+  char path[URSULA_MAX_PATH_BYTES + 1];
+  size_t path_len;
+  char content_type[256];
+  char stream_seq[URSULA_MAX_STREAM_SEQ + 1];
+  char producer_id[URSULA_MAX_PRODUCER_ID + 1];
+  char expires_text[64];
+  char fork_source[URSULA_MAX_PATH_BYTES + 1];
+  struct cmd cmd;    /* CREATE / APPEND / DELETE; views into this job */
+  struct buf body;   /* POST/PUT data, JSON already flattened */
+  struct buf inherit; /* fork: bytes inherited from the source */
+  struct buf bounds;  /* fork: inherited unit ends (uint64_t each) */
+  uint64_t offset;   /* read: start position */
+  int offset_now;    /* read: offset=now */
+  int live;          /* JOB_LIVE_* */
+  uint64_t max_bytes;
+  /* result */
+  int status;
+  const char *reason;
+  struct stream_result res; /* releases unused */
+  char res_type[256];       /* the stream's content type */
+  int json;
+  uint64_t start;     /* read: first byte returned */
+  uint64_t tail;      /* Stream-Next-Offset */
+  int up_to_date;
+  int closed;         /* stream closed (and, for reads, tail reached) */
+  int registered;     /* owner now wakes this core for the stream */
+  uint64_t incarnation;
+  int has_ttl;
+  uint64_t ttl_s;
+  char res_expires[64];
+  struct buf data;    /* read: bytes [start, tail) */
+};
+
+URSULA_PRIVATE struct job *job_new(void);
+URSULA_PRIVATE void job_free(struct job *j);
+
+/* A wake-up for live readers on one core: the stream at path changed. */
+struct notify {
+  struct loop_msg msg;
+  uint64_t prev_tail; /* data covers [prev_tail, tail) */
+  uint64_t tail;
+  int closed;
+  int deleted;
+  struct buf data;
+  size_t path_len;
+  char path[1]; /* path_len bytes follow, NUL-terminated */
+};
+
+struct core;
+struct group;
+
+URSULA_PRIVATE struct group *group_new(int id, int owner_core);
+URSULA_PRIVATE void group_free(struct group *g);
+/* Run a job on the core that owns its group (the owner's thread).  Takes
+** ownership of j: it is posted back to its origin core when done. */
+URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
+/* Send j to the core that must run it next (any thread's own core c). */
+URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j);
+/* A core stops wanting wake-ups for path (owner's thread). */
+URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
+                                  const char *path, size_t path_len);
+/* Expire streams whose TTL or Expires-At has passed (owner's thread). */
+URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
+
+/* ---------------------------------------------------------------- server.c
+** Cores and the process-wide server object. */
+struct api_conn;
+struct api_watch;
+
+struct core {
+  int id;
+  struct loop *loop;
+  struct ursula_server *srv;
+  pthread_t thread;
+  /* connections: slot table; conn_id = generation << 32 | slot */
+  struct api_conn **conns;
+  uint32_t n_slots, cap_slots;
+  uint32_t *free_slots;
+  uint32_t n_free;
+  uint32_t next_gen;
+  int n_conns;
+  int max_conns;
+  /* live readers on this core, by stream path */
+  struct api_watch **watch;
+  size_t watch_cap, watch_n;
+  /* same-core messages, run at the end of the turn */
+  struct loop_msg *local_head, *local_tail;
+  struct loop_timer sweep_timer;
+  int listening;
+  int draining;
+  int drained;
+  int rc;
+};
+
+struct ursula_server {
+  struct ursula_config cfg;
+  int n_cores;
+  int n_groups;
+  struct core *cores;
+  struct group **groups;
+  int listen_fd;
+  int port;
+  volatile sig_atomic_t stop_requested;
+  pthread_mutex_t mu; /* guards n_drained */
+  int n_drained;
+  int running;
+};
+
+/* The group a stream path belongs to, and the core that owns a group. */
+URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
+                                   const char *path, size_t len);
+URSULA_PRIVATE struct group *server_group(const struct ursula_server *s,
+                                          int gid);
+URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid);
+/* Deliver m to core `to` (from core `from`, on from's thread).  Same-core
+** messages run at the end of the current turn, others go through the
+** target loop's mailbox. */
+URSULA_PRIVATE void server_send(struct core *from, int to,
+                                struct loop_msg *m);
+
+/* ------------------------------------------------------------------- api.c
+** HTTP connections, the protocol's request rules, responses, live
+** readers. */
+URSULA_PRIVATE void api_on_accept(struct loop *l, int fd, unsigned events,
+                                  void *arg);
+URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
+URSULA_PRIVATE void api_on_notify(struct loop *l, struct loop_msg *m);
+/* Begin a graceful stop on core c: close idle connections, end live
+** readers, finish requests in flight. */
+URSULA_PRIVATE void api_drain(struct core *c);
+URSULA_PRIVATE void api_core_free(struct core *c);
+
+#endif /* URSULA_INTERNAL_H */

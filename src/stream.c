@@ -1,0 +1,596 @@
+/*
+** stream.c -- the state machine of a group: its streams and how each
+** command changes them.
+**
+** stream_apply() is the only writer of a group's streams (apart from the
+** owner-local bookkeeping fields last_access_ms and watch_mask).  It is
+** deterministic: given the same state and the same command bytes it makes
+** the same change and the same reply, whichever node applies it.  That is
+** what lets the log be persisted and replicated: replay the commands and
+** the state comes back.
+**
+** Offsets.  A stream is a byte sequence; an offset is a byte position in
+** it, shown on the wire as "%016llu_%016llu" (0, position).  JSON streams
+** store each message followed by ',' so positions stay byte positions.
+** Each append is one "unit"; bounds[] keeps every unit's end position, so
+** reads can stop on message boundaries and forks can take a prefix of the
+** unit that starts at their fork point (Stream-Fork-Sub-Offset).
+**
+** Protocol rules applied here (see protocol.md of the Durable Streams
+** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
+** ordering, soft delete with fork reference counts, and TTL expiry.
+*/
+#include "internal.h"
+
+/* ------------------------------------------------------------ table */
+
+URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
+  memset(st, 0, sizeof(*st));
+  st->next_incarnation = 1;
+}
+
+static void stream_free(struct stream *s) {
+  struct stream_producer *p, *next;
+  for (p = s->producers; p != NULL; p = next) {
+    next = p->next;
+    URSULA_FREE(p);
+  }
+  buf_free(&s->data);
+  URSULA_FREE(s->bounds);
+  URSULA_FREE(s->path);
+  URSULA_FREE(s->content_type);
+  URSULA_FREE(s->expires_text);
+  URSULA_FREE(s->stream_seq);
+  URSULA_FREE(s->closed_by_id);
+  URSULA_FREE(s->fork_source);
+  URSULA_FREE(s);
+}
+
+URSULA_PRIVATE void stream_state_free(struct stream_state *st) {
+  size_t i;
+  struct stream *s, *next;
+  for (i = 0; i < st->cap; i++) {
+    for (s = st->slots[i]; s != NULL; s = next) {
+      next = s->hnext;
+      stream_free(s);
+    }
+  }
+  URSULA_FREE(st->slots);
+  memset(st, 0, sizeof(*st));
+}
+
+URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
+                                          struct str path) {
+  uint64_t h;
+  struct stream *s;
+  if (st->cap == 0) return NULL;
+  h = util_hash64(path.ptr, path.len);
+  for (s = st->slots[h & (st->cap - 1)]; s != NULL; s = s->hnext) {
+    if (s->hash == h && s->path_len == path.len &&
+        memcmp(s->path, path.ptr, path.len) == 0)
+      return s;
+  }
+  return NULL;
+}
+
+static int stream_table_grow(struct stream_state *st) {
+  size_t cap = st->cap ? st->cap * 2 : 64, i;
+  struct stream **slots, *s, *next;
+  slots = (struct stream **)URSULA_MALLOC(cap * sizeof(*slots));
+  if (slots == NULL) return URSULA_ENOMEM;
+  for (i = 0; i < cap; i++) slots[i] = NULL;
+  for (i = 0; i < st->cap; i++) {
+    for (s = st->slots[i]; s != NULL; s = next) {
+      next = s->hnext;
+      s->hnext = slots[s->hash & (cap - 1)];
+      slots[s->hash & (cap - 1)] = s;
+    }
+  }
+  URSULA_FREE(st->slots);
+  st->slots = slots;
+  st->cap = cap;
+  return URSULA_OK;
+}
+
+static void stream_unlink(struct stream_state *st, struct stream *s) {
+  struct stream **pp = &st->slots[s->hash & (st->cap - 1)];
+  while (*pp != s) pp = &(*pp)->hnext;
+  *pp = s->hnext;
+  st->n--;
+}
+
+static char *stream_dup(struct str s) {
+  char *p = (char *)URSULA_MALLOC(s.len + 1);
+  if (p == NULL) return NULL;
+  if (s.len) memcpy(p, s.ptr, s.len);
+  p[s.len] = '\0';
+  return p;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap) {
+  size_t i, n = 0;
+  struct str t = ct;
+  for (i = 0; i < t.len; i++) {
+    if (t.ptr[i] == ';') {
+      t.len = i;
+      break;
+    }
+  }
+  t = util_str_trim(t);
+  for (i = 0; i < t.len && n + 1 < cap; i++) {
+    char c = t.ptr[i];
+    out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  }
+  out[n] = '\0';
+}
+
+static int stream_same_type(struct str a, const char *b) {
+  char na[256], nb[256];
+  stream_norm_type(a, na, sizeof(na));
+  stream_norm_type(util_str(b), nb, sizeof(nb));
+  return strcmp(na, nb) == 0;
+}
+
+URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms) {
+  if (s->has_expires && s->expires_at_ms <= now_ms) return 1;
+  if (s->has_ttl && s->last_access_ms + s->ttl_s * 1000u <= now_ms) return 1;
+  return 0;
+}
+
+URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
+  size_t lo = 0, hi = s->n_bounds;
+  while (lo < hi) { /* first i with bounds[i] > off */
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->bounds[mid] <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Append bytes as one unit ending at the new tail. */
+static int stream_add_unit(struct stream *s, const char *p, size_t len) {
+  if (len == 0) return URSULA_OK;
+  if (s->n_bounds == s->cap_bounds) {
+    size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
+    uint64_t *b = (uint64_t *)URSULA_REALLOC(s->bounds, cap * sizeof(*b));
+    if (b == NULL) return URSULA_ENOMEM;
+    s->bounds = b;
+    s->cap_bounds = cap;
+  }
+  if (buf_append(&s->data, p, len) != URSULA_OK) return URSULA_ENOMEM;
+  s->tail += len;
+  s->bounds[s->n_bounds++] = s->tail;
+  return URSULA_OK;
+}
+
+static struct stream_producer *stream_producer_find(struct stream *s,
+                                                    struct str id) {
+  struct stream_producer *p;
+  for (p = s->producers; p != NULL; p = p->next) {
+    if (p->id_len == id.len && memcmp(p->id, id.ptr, id.len) == 0) return p;
+  }
+  return NULL;
+}
+
+static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
+  char *p = stream_dup(v);
+  if (p == NULL) return URSULA_ENOMEM;
+  URSULA_FREE(*dst);
+  *dst = p;
+  if (dst_len) *dst_len = v.len;
+  return URSULA_OK;
+}
+
+static void stream_fail(struct stream_result *r, int status,
+                        const char *reason) {
+  r->status = status;
+  r->reason = reason;
+}
+
+/* Take s out of the table for good: wake its readers, and if it is a fork,
+** queue the release of its source. */
+static void stream_remove(struct stream_state *st, struct stream *s,
+                          struct stream_result *r) {
+  r->notify = 1;
+  r->deleted = 1;
+  r->watch_mask |= s->watch_mask;
+  r->prev_tail = s->tail;
+  if (s->fork_source != NULL)
+    buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
+  stream_unlink(st, s);
+  stream_free(s);
+}
+
+/* Find the stream at c->path as the command's clock sees it: an expired
+** stream without forks is removed (as if it were never there), one with
+** forks becomes soft-deleted. */
+static struct stream *stream_live(struct stream_state *st,
+                                  const struct cmd *c,
+                                  struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  if (s != NULL && !s->soft_deleted && stream_expired(s, c->time_ms)) {
+    if (s->refcount > 0) {
+      s->soft_deleted = 1;
+      r->notify = 1;
+      r->deleted = 1;
+      r->watch_mask |= s->watch_mask;
+      s->watch_mask = 0;
+    } else {
+      stream_remove(st, s, r);
+      s = NULL;
+    }
+  }
+  return s;
+}
+
+/* ------------------------------------------------------------ CREATE */
+
+static int stream_config_matches(const struct stream *s, const struct cmd *c) {
+  if (!stream_same_type(c->content_type, s->content_type)) return 0;
+  if (!!(c->flags & CMD_F_TTL) != s->has_ttl) return 0;
+  if (s->has_ttl && c->ttl_s != s->ttl_s) return 0;
+  if (!!(c->flags & CMD_F_EXPIRES) != s->has_expires) return 0;
+  if (s->has_expires && c->expires_at_ms != s->expires_at_ms) return 0;
+  if (!!(c->flags & CMD_F_CLOSE) != s->closed) return 0;
+  if (c->flags & CMD_F_FORK) {
+    if (s->fork_source == NULL || s->fork_source_len != c->fork_source.len ||
+        memcmp(s->fork_source, c->fork_source.ptr, c->fork_source.len) != 0)
+      return 0;
+    if ((c->flags & CMD_F_FORK_OFFSET) && c->fork_offset != s->fork_offset)
+      return 0;
+    if (c->fork_sub != s->fork_sub) return 0;
+  }
+  return 1;
+}
+
+static void stream_apply_create(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  size_t i;
+  uint64_t prev = 0;
+  if (c->flags & CMD_F_FORK) r->release_source = 1;
+  if (s != NULL) {
+    if (s->soft_deleted) {
+      stream_fail(r, 409, "stream was deleted and still has forks");
+    } else if (!stream_config_matches(s, c)) {
+      stream_fail(r, 409, "stream exists with a different configuration");
+    } else {
+      r->status = 200;
+    }
+    if (s != NULL) {
+      r->tail = s->tail;
+      r->closed = s->closed;
+    }
+    return;
+  }
+  if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK) goto nomem;
+  s = (struct stream *)URSULA_MALLOC(sizeof(*s));
+  if (s == NULL) goto nomem;
+  memset(s, 0, sizeof(*s));
+  s->hash = util_hash64(c->path.ptr, c->path.len);
+  s->path = stream_dup(c->path);
+  s->path_len = c->path.len;
+  s->content_type = stream_dup(c->content_type);
+  if (s->path == NULL || s->content_type == NULL) goto nomem_free;
+  s->json = (c->flags & CMD_F_JSON) != 0;
+  s->has_ttl = (c->flags & CMD_F_TTL) != 0;
+  s->ttl_s = c->ttl_s;
+  s->has_expires = (c->flags & CMD_F_EXPIRES) != 0;
+  s->expires_at_ms = c->expires_at_ms;
+  if (s->has_expires && (s->expires_text = stream_dup(c->expires_text)) == NULL)
+    goto nomem_free;
+  s->last_access_ms = c->time_ms;
+  s->incarnation = st->next_incarnation++;
+  if (c->flags & CMD_F_FORK) {
+    if (stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source))
+      goto nomem_free;
+    s->fork_offset = c->fork_offset;
+    s->fork_sub = c->fork_sub;
+    /* inherited units, then the sub-offset prefix as a unit of its own */
+    for (i = 0; i < c->n_bounds; i++) {
+      if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
+      if (stream_add_unit(s, c->inherited.ptr + prev,
+                          (size_t)(c->bounds[i] - prev)) != URSULA_OK)
+        goto nomem_free;
+      prev = c->bounds[i];
+    }
+    if (stream_add_unit(s, c->inherited.ptr + prev,
+                        (size_t)(c->inherited.len - prev)) != URSULA_OK)
+      goto nomem_free;
+    r->release_source = 0; /* the new fork holds the reference now */
+  }
+  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK)
+    goto nomem_free;
+  s->closed = (c->flags & CMD_F_CLOSE) != 0;
+  s->hnext = st->slots[s->hash & (st->cap - 1)];
+  st->slots[s->hash & (st->cap - 1)] = s;
+  st->n++;
+  r->status = 201;
+  r->tail = s->tail;
+  r->closed = s->closed;
+  return;
+nomem_free:
+  stream_free(s);
+nomem:
+  stream_fail(r, 503, "out of memory");
+}
+
+/* ------------------------------------------------------------ APPEND */
+
+/* Check the producer tuple of c against s.  Returns 0 to go on with the
+** append, or 1 when *r already holds the reply (duplicate or error). */
+static int stream_check_producer(struct stream *s, const struct cmd *c,
+                                 struct stream_result *r) {
+  struct stream_producer *p = stream_producer_find(s, c->producer_id);
+  uint64_t epoch = c->producer_epoch, seq = c->producer_seq;
+  if (p == NULL) {
+    if (seq != 0) {
+      stream_fail(r, 409, "producer sequence gap");
+      r->seq_gap = 1;
+      r->expected_seq = 0;
+      r->received_seq = seq;
+      return 1;
+    }
+    return 0;
+  }
+  if (epoch < p->epoch) {
+    stream_fail(r, 403, "stale producer epoch");
+    r->fenced = 1;
+    r->current_epoch = p->epoch;
+    return 1;
+  }
+  if (epoch > p->epoch) {
+    if (seq != 0) {
+      stream_fail(r, 400, "a new producer epoch must start at sequence 0");
+      return 1;
+    }
+    return 0;
+  }
+  if (seq <= p->seq) { /* duplicate: acknowledged before, append nothing */
+    r->status = 204;
+    r->producer_echo = 1;
+    r->producer_epoch = p->epoch;
+    r->producer_seq = p->seq;
+    r->tail = s->tail;
+    r->closed = s->closed;
+    return 1;
+  }
+  if (seq != p->seq + 1) {
+    stream_fail(r, 409, "producer sequence gap");
+    r->seq_gap = 1;
+    r->expected_seq = p->seq + 1;
+    r->received_seq = seq;
+    return 1;
+  }
+  return 0;
+}
+
+static int stream_record_producer(struct stream *s, const struct cmd *c) {
+  struct stream_producer *p = stream_producer_find(s, c->producer_id);
+  if (p == NULL) {
+    p = (struct stream_producer *)URSULA_MALLOC(sizeof(*p) +
+                                                c->producer_id.len);
+    if (p == NULL) return URSULA_ENOMEM;
+    p->id_len = c->producer_id.len;
+    memcpy(p->id, c->producer_id.ptr, p->id_len);
+    p->id[p->id_len] = '\0';
+    p->next = s->producers;
+    s->producers = p;
+  }
+  p->epoch = c->producer_epoch;
+  p->seq = c->producer_seq;
+  return URSULA_OK;
+}
+
+static int stream_seq_le(const struct stream *s, struct str seq) {
+  size_t n = s->stream_seq_len < seq.len ? s->stream_seq_len : seq.len;
+  int cmp = memcmp(seq.ptr, s->stream_seq, n);
+  if (cmp == 0) return seq.len <= s->stream_seq_len;
+  return cmp < 0;
+}
+
+static void stream_apply_append(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  int producer = (c->flags & CMD_F_PRODUCER) != 0;
+  int closing = (c->flags & CMD_F_CLOSE) != 0;
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+    return;
+  }
+  if (s->soft_deleted) {
+    stream_fail(r, 410, "stream was deleted");
+    return;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  s->last_access_ms = c->time_ms;
+  if (s->closed) {
+    if (producer && s->closed_by_id != NULL &&
+        s->closed_by_id_len == c->producer_id.len &&
+        memcmp(s->closed_by_id, c->producer_id.ptr, c->producer_id.len) == 0 &&
+        s->closed_by_epoch == c->producer_epoch &&
+        s->closed_by_seq == c->producer_seq) {
+      r->status = 204; /* the request that closed it, retried */
+      r->producer_echo = 1;
+      r->producer_epoch = c->producer_epoch;
+      r->producer_seq = c->producer_seq;
+    } else if (c->data.len == 0 && !producer) {
+      r->status = 204; /* closing a closed stream is idempotent */
+    } else {
+      stream_fail(r, 409, "stream is closed");
+    }
+    return;
+  }
+  if (c->data.len > 0 && !stream_same_type(c->content_type, s->content_type)) {
+    stream_fail(r, 409, "content type does not match the stream");
+    return;
+  }
+  if (producer && stream_check_producer(s, c, r)) return;
+  if ((c->flags & CMD_F_SEQ) && s->stream_seq != NULL &&
+      stream_seq_le(s, c->stream_seq)) {
+    stream_fail(r, 409, "Stream-Seq is not greater than the last one");
+    return;
+  }
+  r->prev_tail = s->tail;
+  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK) {
+    stream_fail(r, 503, "out of memory");
+    return;
+  }
+  if (producer && stream_record_producer(s, c) != URSULA_OK) {
+    stream_fail(r, 503, "out of memory");
+    return;
+  }
+  if ((c->flags & CMD_F_SEQ) &&
+      stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq))
+    stream_fail(r, 503, "out of memory");
+  if (closing) {
+    s->closed = 1;
+    if (producer) {
+      stream_set_str(&s->closed_by_id, &s->closed_by_id_len, c->producer_id);
+      s->closed_by_epoch = c->producer_epoch;
+      s->closed_by_seq = c->producer_seq;
+    }
+  }
+  r->status = (producer && c->data.len > 0) ? 200 : 204;
+  if (producer) {
+    r->producer_echo = 1;
+    r->producer_epoch = c->producer_epoch;
+    r->producer_seq = c->producer_seq;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  r->notify = 1;
+  r->watch_mask |= s->watch_mask;
+}
+
+/* ------------------------------------------------------------ DELETE */
+
+static void stream_apply_delete(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+  } else if (s->soft_deleted) {
+    stream_fail(r, 410, "stream was deleted");
+  } else if (s->refcount > 0) {
+    s->soft_deleted = 1; /* forks still read it */
+    r->status = 204;
+    r->notify = 1;
+    r->deleted = 1;
+    r->watch_mask |= s->watch_mask;
+    s->watch_mask = 0;
+  } else {
+    stream_remove(st, s, r);
+    r->status = 204;
+  }
+}
+
+/* ------------------------------------------------------------ forks */
+
+static void stream_apply_fork_acquire(struct stream_state *st,
+                                      const struct cmd *c,
+                                      struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  uint64_t off;
+  size_t unit;
+  if (s == NULL) {
+    stream_fail(r, 404, "fork source not found");
+    return;
+  }
+  if (s->soft_deleted) {
+    stream_fail(r, 409, "fork source was deleted");
+    return;
+  }
+  off = (c->flags & CMD_F_FORK_OFFSET) ? c->fork_offset : s->tail;
+  if (off > s->tail) {
+    stream_fail(r, 400, "Stream-Fork-Offset is beyond the source's tail");
+    return;
+  }
+  if ((c->flags & CMD_F_CT) &&
+      !stream_same_type(c->content_type, s->content_type)) {
+    stream_fail(r, 409, "content type does not match the fork source");
+    return;
+  }
+  if (c->fork_sub > 0) {
+    uint64_t start, end, len;
+    unit = stream_unit_at(s, off);
+    start = unit > 0 ? s->bounds[unit - 1] : 0;
+    if (unit >= s->n_bounds || start != off) {
+      stream_fail(r, 400, "no append starts at Stream-Fork-Offset");
+      return;
+    }
+    end = s->bounds[unit];
+    len = s->json ? json_count(s->data.ptr + start, (size_t)(end - start))
+                  : end - start;
+    if (c->fork_sub > len) {
+      stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
+      return;
+    }
+  }
+  s->refcount++;
+  r->status = 200;
+  r->tail = off;
+  r->closed = s->closed;
+}
+
+static void stream_apply_fork_release(struct stream_state *st,
+                                      const struct cmd *c,
+                                      struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  r->status = 204;
+  if (s == NULL || s->refcount == 0) return;
+  s->refcount--;
+  if (s->refcount == 0 &&
+      (s->soft_deleted || stream_expired(s, c->time_ms))) {
+    stream_remove(st, s, r); /* cascades to its own source */
+  }
+}
+
+static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  (void)stream_live(st, c, r);
+  r->status = 204;
+}
+
+/* ------------------------------------------------------------ apply */
+
+URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct buf releases = r->releases;
+  memset(r, 0, sizeof(*r));
+  r->releases = releases;
+  r->releases.len = 0;
+  if (st->cap == 0 && stream_table_grow(st) != URSULA_OK) {
+    stream_fail(r, 503, "out of memory");
+    return URSULA_ENOMEM;
+  }
+  switch (c->type) {
+    case CMD_CREATE:
+      stream_apply_create(st, c, r);
+      break;
+    case CMD_APPEND:
+      stream_apply_append(st, c, r);
+      break;
+    case CMD_DELETE:
+      stream_apply_delete(st, c, r);
+      break;
+    case CMD_FORK_ACQUIRE:
+      stream_apply_fork_acquire(st, c, r);
+      break;
+    case CMD_FORK_RELEASE:
+      stream_apply_fork_release(st, c, r);
+      break;
+    case CMD_EXPIRE:
+      stream_apply_expire(st, c, r);
+      break;
+    default:
+      stream_fail(r, 500, "unknown command");
+      return URSULA_ECORRUPT;
+  }
+  return URSULA_OK;
+}

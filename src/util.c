@@ -1,0 +1,188 @@
+/*
+** util.c -- byte views, growable buffers, hashing and base64.
+**
+** Everything here is pure and thread-agnostic.  struct buf owns its bytes;
+** a struct str never does.
+*/
+#include "internal.h"
+
+/* ------------------------------------------------------------ errors */
+
+URSULA_API const char *ursula_strerror(int rc) {
+  switch (rc) {
+#define UTIL_ERRCASE(name, value, msg) \
+  case value:                          \
+    return msg;
+    URSULA_ERRORS(UTIL_ERRCASE)
+#undef UTIL_ERRCASE
+    default:
+      return "unknown error";
+  }
+}
+
+#if URSULA_ENABLE_ASSERT
+URSULA_PRIVATE void util_assert_fail(const char *expr, const char *file,
+                                     int line) {
+  fprintf(stderr, "ursula: assertion failed: %s (%s:%d)\n", expr, file, line);
+  abort();
+}
+#endif
+
+/* ------------------------------------------------------------ views */
+
+URSULA_PRIVATE struct str util_str(const char *cstr) {
+  struct str s;
+  s.ptr = cstr;
+  s.len = cstr ? strlen(cstr) : 0;
+  return s;
+}
+
+URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr) {
+  size_t n = strlen(cstr);
+  return a.len == n && memcmp(a.ptr, cstr, n) == 0;
+}
+
+static int util_lower(int c) {
+  return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr) {
+  size_t i, n = strlen(cstr);
+  if (a.len != n) return 0;
+  for (i = 0; i < n; i++) {
+    if (util_lower((unsigned char)a.ptr[i]) != util_lower((unsigned char)cstr[i]))
+      return 0;
+  }
+  return 1;
+}
+
+URSULA_PRIVATE struct str util_str_trim(struct str s) {
+  while (s.len > 0 && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) s.ptr++, s.len--;
+  while (s.len > 0 && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
+    s.len--;
+  return s;
+}
+
+URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out) {
+  uint64_t v = 0;
+  size_t i;
+  if (s.len == 0 || s.len > 20) return -1;
+  for (i = 0; i < s.len; i++) {
+    unsigned d = (unsigned char)s.ptr[i] - '0';
+    if (d > 9) return -1;
+    if (v > (UINT64_MAX - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  if (v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+/* 64-bit FNV-1a.  Stable across builds and platforms: a stream's group is
+** util_hash64(path) % group_count, so this must never change. */
+URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len) {
+  const unsigned char *b = (const unsigned char *)p;
+  uint64_t h = 14695981039346656037ULL;
+  size_t i;
+  for (i = 0; i < len; i++) {
+    h ^= b[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+/* ------------------------------------------------------------ buffers */
+
+URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra) {
+  size_t need, cap;
+  char *p;
+  if (extra > SIZE_MAX - b->len - 1) return URSULA_ENOMEM;
+  need = b->len + extra + 1; /* +1 keeps room for a NUL terminator */
+  if (need <= b->cap) return URSULA_OK;
+  cap = b->cap ? b->cap : 64;
+  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  p = (char *)URSULA_REALLOC(b->ptr, cap);
+  if (p == NULL) return URSULA_ENOMEM;
+  b->ptr = p;
+  b->cap = cap;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int buf_append(struct buf *b, const void *p, size_t len) {
+  if (buf_reserve(b, len) != URSULA_OK) return URSULA_ENOMEM;
+  if (len) memcpy(b->ptr + b->len, p, len);
+  b->len += len;
+  b->ptr[b->len] = '\0';
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int buf_append_str(struct buf *b, const char *cstr) {
+  return buf_append(b, cstr, strlen(cstr));
+}
+
+URSULA_PRIVATE int buf_printf(struct buf *b, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  char small[256];
+  va_start(ap, fmt);
+  n = vsnprintf(small, sizeof(small), fmt, ap);
+  va_end(ap);
+  if (n < 0) return URSULA_EINVAL;
+  if ((size_t)n < sizeof(small)) return buf_append(b, small, (size_t)n);
+  if (buf_reserve(b, (size_t)n) != URSULA_OK) return URSULA_ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void buf_consume(struct buf *b, size_t n) {
+  if (n >= b->len) {
+    b->len = 0;
+  } else {
+    memmove(b->ptr, b->ptr + n, b->len - n);
+    b->len -= n;
+  }
+  if (b->ptr) b->ptr[b->len] = '\0';
+}
+
+URSULA_PRIVATE void buf_free(struct buf *b) {
+  URSULA_FREE(b->ptr);
+  b->ptr = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ------------------------------------------------------------ base64 */
+
+static const char util_b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
+                                      size_t len) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i, n = (len + 2) / 3 * 4;
+  char *d;
+  if (buf_reserve(out, n) != URSULA_OK) return URSULA_ENOMEM;
+  d = out->ptr + out->len;
+  for (i = 0; i + 2 < len; i += 3) {
+    *d++ = util_b64[s[i] >> 2];
+    *d++ = util_b64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+    *d++ = util_b64[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+    *d++ = util_b64[s[i + 2] & 63];
+  }
+  if (i < len) {
+    *d++ = util_b64[s[i] >> 2];
+    if (i + 1 < len) {
+      *d++ = util_b64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+      *d++ = util_b64[(s[i + 1] & 15) << 2];
+    } else {
+      *d++ = util_b64[(s[i] & 3) << 4];
+      *d++ = '=';
+    }
+    *d++ = '=';
+  }
+  out->len += n;
+  out->ptr[out->len] = '\0';
+  return URSULA_OK;
+}

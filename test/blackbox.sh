@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# blackbox.sh -- drive the real binary over HTTP on loopback.
+#
+#   bash test/blackbox.sh            # uses ./ursula (built by make)
+#   URSULA_BIN=path bash test/blackbox.sh
+#
+# Every server is started here on a free port with --core-count 2, so that
+# streams owned by the other core are exercised, and killed on exit.  Loops
+# are bounded; nothing leaves 127.0.0.1.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BIN=${URSULA_BIN:-./ursula}
+TMP=$(mktemp -d)
+PIDS=""
+FAILS=0
+N=0
+cleanup() {
+  for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+ok() { N=$((N + 1)); echo "ok $N - $1"; }
+not_ok() {
+  N=$((N + 1)); FAILS=$((FAILS + 1)); echo "not ok $N - $1"
+  [ $# -gt 1 ] && printf '#   %s\n' "$2"
+}
+# check NAME GOT WANT
+check() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got [$2] want [$3]"; fi; }
+# contains NAME HAYSTACK NEEDLE
+contains() {
+  case "$2" in *"$3"*) ok "$1" ;; *) not_ok "$1" "[$3] not in [$(printf %s "$2" | head -c 600)]" ;; esac
+}
+
+# start_server LOGFILE ARGS... -> sets PORT and SPID
+start_server() {
+  local log=$1; shift
+  "$BIN" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+  SPID=$!
+  PIDS="$PIDS $SPID"
+  PORT=""
+  for _ in $(seq 1 100); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+    [ -n "$PORT" ] && break
+    sleep 0.05
+  done
+  if [ -z "$PORT" ]; then
+    echo "Bail out! server did not start:"; cat "$log"; exit 1
+  fi
+}
+
+# raw REQUEST -> prints the response of a raw HTTP exchange (bash /dev/tcp)
+raw() {
+  local out
+  exec 3<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+  printf '%b' "$1" >&3
+  out=$(timeout 3 cat <&3)
+  exec 3<&- 3>&-
+  printf '%s' "$out"
+}
+
+status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+header() { # header NAME curl-args... -> value of response header NAME
+  local name=$1; shift
+  curl -s -D - -o /dev/null "$@" | tr -d '\r' | sed -n "s/^$name: //Ip" | head -1
+}
+
+start_server "$TMP/s1.log" --core-count 2 --raft-group-count 8 --long-poll-timeout-ms 1500 --sse-keepalive-ms 300 --max-read-bytes 65536
+U="http://127.0.0.1:$PORT"
+
+# --- basics ----------------------------------------------------------------
+check "PUT creates (201)" "$(status -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/a")" 201
+check "PUT again is idempotent (200)" "$(status -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/a")" 200
+check "PUT with another type conflicts (409)" "$(status -X PUT -H 'Content-Type: application/json' "$U/v1/stream/a")" 409
+check "POST appends (204)" "$(status -X POST -H 'Content-Type: text/plain' --data-binary 'hello ' "$U/v1/stream/a")" 204
+check "POST returns the next offset" \
+  "$(header Stream-Next-Offset -X POST -H 'Content-Type: text/plain' --data-binary 'world' "$U/v1/stream/a")" \
+  0000000000000000_0000000000000011
+check "GET reads everything" "$(curl -s "$U/v1/stream/a")" "hello world"
+check "GET from an offset" "$(curl -s "$U/v1/stream/a?offset=0000000000000000_0000000000000006")" "world"
+check "GET at the tail is up to date" "$(header Stream-Up-To-Date "$U/v1/stream/a")" true
+contains "catch-up is cacheable" "$(header Cache-Control "$U/v1/stream/a?offset=-1")" "max-age=60"
+check "HEAD is not cached" "$(header Cache-Control -I "$U/v1/stream/a")" no-store
+check "offset=now is not cached" "$(header Cache-Control "$U/v1/stream/a?offset=now")" no-store
+check "bad offset is 400" "$(status "$U/v1/stream/a?offset=abc")" 400
+check "repeated offset is 400" "$(status "$U/v1/stream/a?offset=-1&offset=-1")" 400
+check "missing stream is 404" "$(status "$U/v1/stream/nope")" 404
+check "nosniff on errors" "$(header X-Content-Type-Options "$U/v1/stream/nope")" nosniff
+check "unknown method is 405" "$(status -X PATCH "$U/v1/stream/a")" 405
+check "OPTIONS preflight is 204" "$(status -X OPTIONS "$U/v1/stream/a")" 204
+contains "preflight allows If-None-Match" "$(header Access-Control-Allow-Headers -X OPTIONS "$U/v1/stream/a")" if-none-match
+ETAG=$(header ETag "$U/v1/stream/a")
+check "If-None-Match gives 304" "$(status -H "If-None-Match: $ETAG" "$U/v1/stream/a")" 304
+
+# --- chunked request bodies and 100-continue ---------------------------------
+check "chunked POST (204)" "$(status -X POST -H 'Content-Type: text/plain' -H 'Transfer-Encoding: chunked' --data-binary '!!' "$U/v1/stream/a")" 204
+check "chunked body arrived" "$(curl -s "$U/v1/stream/a?offset=0000000000000000_0000000000000011")" "!!"
+head -c 300000 /dev/urandom >"$TMP/big.bin"
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/v1/stream/bin"
+check "large POST with Expect: 100-continue" "$(status -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$TMP/big.bin" "$U/v1/stream/bin")" 204
+# read it back across 64 KiB chunks (max-read-bytes below) by following offsets
+off=-1; : >"$TMP/back.bin"
+for _ in $(seq 1 50); do
+  curl -s -D "$TMP/h" "$U/v1/stream/bin?offset=$off" >>"$TMP/back.bin"
+  off=$(tr -d '\r' <"$TMP/h" | sed -n 's/^Stream-Next-Offset: //Ip')
+  grep -qi '^Stream-Up-To-Date: true' "$TMP/h" && break
+done
+if cmp -s "$TMP/big.bin" "$TMP/back.bin"; then ok "binary data is byte-exact"; else not_ok "binary data is byte-exact"; fi
+
+# --- JSON mode ---------------------------------------------------------------
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$U/v1/stream/j"
+check "JSON array is flattened" "$(status -X POST -H 'Content-Type: application/json' --data-binary '[{"a":1},[2,3]]' "$U/v1/stream/j")" 204
+check "JSON read is one array" "$(curl -s "$U/v1/stream/j")" '[{"a":1},[2,3]]'
+check "invalid JSON is 400" "$(status -X POST -H 'Content-Type: application/json' --data-binary '{"a":' "$U/v1/stream/j")" 400
+check "empty JSON array POST is 400" "$(status -X POST -H 'Content-Type: application/json' --data-binary '[]' "$U/v1/stream/j")" 400
+
+# --- malformed and oversized requests ------------------------------------------
+contains "malformed request is 400" "$(raw 'GET / HTTP/9.9\r\n\r\n')" "HTTP/1.1 400"
+BIGH=$(head -c 20000 /dev/zero | tr '\0' 'a')
+contains "oversized header is 431" "$(raw "GET /x HTTP/1.1\r\nX-Big: $BIGH\r\n\r\n")" "HTTP/1.1 431"
+contains "oversized body is 413" "$(raw 'POST /v1/stream/a HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 999999999999\r\n\r\n')" "HTTP/1.1 413"
+contains "bad chunked body is 400" "$(raw 'POST /v1/stream/a HTTP/1.1\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')" "HTTP/1.1 400"
+PIPE=$(raw 'GET /v1/stream/a HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/stream/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+check "pipelined requests are answered in order" "$(printf '%s' "$PIPE" | grep -ao 'HTTP/1.1 [0-9][0-9][0-9]' | tr '\n' ' ')" "HTTP/1.1 200 HTTP/1.1 404 "
+
+# --- streams on both cores: create, append, read 16 streams ------------------
+allgood=1
+for i in $(seq 1 16); do
+  curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/multi-$i"
+  curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary "v$i" "$U/v1/stream/multi-$i"
+  [ "$(curl -s "$U/v1/stream/multi-$i")" = "v$i" ] || allgood=0
+done
+check "16 streams over 8 groups on 2 cores" "$allgood" 1
+
+# --- long-poll wake, on every stream (so readers on the other core too) -------
+wake=1
+for i in 1 2 3 4 5 6; do
+  s="$U/v1/stream/multi-$i"
+  tailo=$(header Stream-Next-Offset "$s")
+  curl -s -m 5 -D "$TMP/lp$i.h" "$s?offset=$tailo&live=long-poll" >"$TMP/lp$i.b" &
+  lp=$!
+  sleep 0.2
+  curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary "w$i" "$s"
+  wait $lp
+  [ "$(cat "$TMP/lp$i.b")" = "w$i" ] || wake=0
+done
+check "long-poll wakes on append" "$wake" 1
+tailo=$(header Stream-Next-Offset "$U/v1/stream/multi-1")
+t0=$(date +%s%N)
+check "long-poll times out with 204" "$(status -m 5 "$U/v1/stream/multi-1?offset=$tailo&live=long-poll")" 204
+t1=$(date +%s%N)
+el=$(( (t1 - t0) / 1000000 ))
+if [ "$el" -ge 1200 ] && [ "$el" -le 4000 ]; then ok "long-poll waited about 1.5 s ($el ms)"; else not_ok "long-poll timeout" "$el ms"; fi
+
+# --- SSE tail -----------------------------------------------------------------
+curl -s -N -m 3 "$U/v1/stream/multi-2?offset=-1&live=sse" >"$TMP/sse.out" &
+sp=$!
+sleep 0.3
+curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary 'line1
+line2' "$U/v1/stream/multi-2"
+sleep 0.8
+wait $sp
+SSE=$(cat "$TMP/sse.out")
+contains "SSE sends the history" "$SSE" "data:v2"
+contains "SSE sends live appends, one data: line per line" "$SSE" "data:line1
+data:line2"
+contains "SSE control events" "$SSE" 'event: control'
+contains "SSE keep-alive comment when idle" "$SSE" ": keep-alive"
+check "SSE is not cached" "$(curl -s -m 1 -D - -o /dev/null "$U/v1/stream/multi-2?offset=now&live=sse" | tr -d '\r' | sed -n 's/^Cache-Control: //Ip')" no-cache
+
+# --- close, delete --------------------------------------------------------------
+check "close-only POST (204)" "$(status -X POST -H 'Stream-Closed: true' "$U/v1/stream/multi-3")" 204
+check "append to closed stream is 409" "$(status -X POST -H 'Content-Type: text/plain' --data-binary x "$U/v1/stream/multi-3")" 409
+check "DELETE (204)" "$(status -X DELETE "$U/v1/stream/multi-4")" 204
+check "deleted stream is 404" "$(status "$U/v1/stream/multi-4")" 404
+
+# --- graceful stop ------------------------------------------------------------
+curl -s -m 10 "$U/v1/stream/multi-5?offset=now&live=long-poll" -o /dev/null -w '%{http_code}' >"$TMP/drain.code" &
+dp=$!
+sleep 0.3
+kill -TERM "$SPID"
+rc=0
+for _ in $(seq 1 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
+wait "$SPID"; rc=$?
+check "SIGTERM exits 0" "$rc" 0
+wait $dp
+check "a waiting long-poll is answered on stop" "$(cat "$TMP/drain.code")" 204
+
+# --- max-connections ----------------------------------------------------------
+start_server "$TMP/s2.log" --core-count 1 --max-connections 1
+U="http://127.0.0.1:$PORT"
+exec 4<>"/dev/tcp/127.0.0.1/$PORT"
+sleep 0.1
+check "connections over --max-connections get 503" "$(status "$U/v1/stream/x")" 503
+exec 4<&- 4>&-
+
+# --- the README walkthrough works verbatim -------------------------------------
+if [ -f README.md ]; then
+  start_server "$TMP/s3.log" --core-count 2
+  # the README's commands use port 4437; run them against this server's port
+  sed -n '/^```sh walkthrough/,/^```/p' README.md | sed '1d;$d' |
+    sed "s/127\.0\.0\.1:4437/127.0.0.1:$PORT/g" >"$TMP/walk.sh"
+  if [ -s "$TMP/walk.sh" ]; then
+    WALK=$(timeout 20 bash "$TMP/walk.sh" 2>&1)
+    check "README walkthrough runs" "$?" 0
+    contains "README walkthrough reads back its appends" "$WALK" "hello"
+  else
+    not_ok "README has a walkthrough block"
+  fi
+fi
+
+echo "1..$N"
+[ "$FAILS" -eq 0 ] || { echo "# $FAILS failed"; exit 1; }

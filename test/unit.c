@@ -1,0 +1,78 @@
+/*
+** unit.c -- the unit-test driver.  It compiles the amalgamation itself, so
+** what is tested is what ships, and reaches internals directly.
+**
+**   make test-unit              build with ASan + UBSan and run all
+**   ./test/unit http            run the cases whose name contains "http"
+**
+** Output is TAP: "ok N - name" / "not ok N - name", then a plan line.
+** Each unit_<module>.c defines static test functions and a table
+** unit_<module>_cases[] ending in {NULL, NULL}.
+*/
+#define URSULA_ENABLE_MAIN 0
+#ifndef URSULA_ENABLE_ASSERT
+#define URSULA_ENABLE_ASSERT 1
+#endif
+#include "../ursula.c"
+
+struct unit_case {
+  const char *name;
+  void (*fn)(void);
+};
+
+static int unit_failed; /* failures in the running case */
+static int unit_fail_total;
+
+/* Check a condition; on failure print where and continue the case. */
+#define ASSERT(expr)                                                      \
+  do {                                                                    \
+    if (!(expr)) {                                                        \
+      printf("# %s:%d: ASSERT(%s) failed\n", __FILE__, __LINE__, #expr); \
+      unit_failed++;                                                      \
+    }                                                                     \
+  } while (0)
+
+/* Compare two byte strings; print both on mismatch. */
+#define ASSERT_MEM(p, n, cstr)                                          \
+  do {                                                                  \
+    size_t unit_n_ = strlen(cstr);                                      \
+    if ((size_t)(n) != unit_n_ || memcmp((p), (cstr), unit_n_) != 0) {  \
+      printf("# %s:%d: got \"%.*s\", want \"%s\"\n", __FILE__, __LINE__, \
+             (int)(n), (const char *)(p), (cstr));                      \
+      unit_failed++;                                                    \
+    }                                                                   \
+  } while (0)
+
+#include "unit_util.c"
+#include "unit_http.c"
+#include "unit_json.c"
+#include "unit_loop.c"
+#include "unit_conf.c"
+#include "unit_stream.c"
+
+static const struct unit_case *const unit_tables[] = {
+    unit_util_cases, unit_http_cases,   unit_json_cases,
+    unit_loop_cases, unit_conf_cases,   unit_stream_cases,
+};
+
+int main(int argc, char **argv) {
+  const char *filter = argc > 1 ? argv[1] : NULL;
+  size_t t, i;
+  int n = 0;
+  setvbuf(stdout, NULL, _IONBF, 0);
+  log_set_level(LOG_ERROR);
+  for (t = 0; t < sizeof(unit_tables) / sizeof(unit_tables[0]); t++) {
+    for (i = 0; unit_tables[t][i].name != NULL; i++) {
+      const struct unit_case *c = &unit_tables[t][i];
+      if (filter != NULL && strstr(c->name, filter) == NULL) continue;
+      unit_failed = 0;
+      c->fn();
+      n++;
+      printf("%sok %d - %s\n", unit_failed ? "not " : "", n, c->name);
+      if (unit_failed) unit_fail_total++;
+    }
+  }
+  printf("1..%d\n", n);
+  if (unit_fail_total) printf("# %d failed\n", unit_fail_total);
+  return unit_fail_total ? 1 : 0;
+}

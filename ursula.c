@@ -1,0 +1,6196 @@
+/*
+** Copyright 2026 the ursula authors
+**
+** Licensed under the Apache License, Version 2.0 (the "License");
+** you may not use this file except in compliance with the License.
+** You may obtain a copy of the License at
+**
+**     http://www.apache.org/licenses/LICENSE-2.0
+**
+** Unless required by applicable law or agreed to in writing, software
+** distributed under the License is distributed on an "AS IS" BASIS,
+** WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+** See the License for the specific language governing permissions and
+** limitations under the License.
+**
+** SPDX-License-Identifier: Apache-2.0
+*/
+/*
+** GENERATED FILE -- do not edit. Edit src/ and run `make amalgamate`.
+**
+** ursula.c is the amalgamation of the parts in src/ (headers first, then
+** the parts in reading order).  Define URSULA_ENABLE_LINES to make
+** debuggers and compiler messages point at the files in src/.
+*/
+#define URSULA_AMALGAMATION 1
+#ifndef URSULA_PRIVATE
+#define URSULA_PRIVATE static
+#endif
+/**** Begin src/prefix.h ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/prefix.h"
+#endif
+/*
+** prefix.h -- feature-test macros.  Must come before any system header, so
+** it is the first part of the amalgamation.
+*/
+#ifndef URSULA_PREFIX_H
+#define URSULA_PREFIX_H
+#if !defined(_WIN32)
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700
+#endif
+#if defined(__APPLE__) && !defined(_DARWIN_C_SOURCE)
+#define _DARWIN_C_SOURCE 1 /* F_FULLFSYNC, SO_NOSIGPIPE */
+#endif
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE 1 /* epoll, accept4-free paths, MSG_NOSIGNAL */
+#endif
+#endif
+#endif
+/**** End src/prefix.h ****/
+#include "ursula.h"
+/**** Begin src/config.h ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/config.h"
+#endif
+/*
+** config.h -- every compile-time option, defaulted once.
+**
+** URSULA_ENABLE_*  features: 0 = off, 1 = on.  Platform flags are
+**                  tri-state: left undefined, they are detected here.
+** URSULA_MAX_*     hard caps (safety bounds), not runtime settings.
+** URSULA_DEFAULT_* defaults that a config file or flag may override.
+**
+** Options are tested with #if, never #ifdef, so a misspelt option is an
+** error under -Wundef rather than a silently different binary.
+*/
+#ifndef URSULA_CONFIG_H
+#define URSULA_CONFIG_H
+
+#ifndef URSULA_ENABLE_EPOLL
+#if defined(__linux__)
+#define URSULA_ENABLE_EPOLL 1 /* epoll backend; 0 = portable poll() */
+#else
+#define URSULA_ENABLE_EPOLL 0
+#endif
+#endif
+
+#ifndef URSULA_ENABLE_KQUEUE
+#define URSULA_ENABLE_KQUEUE 0 /* reserved for a BSD/macOS backend */
+#endif
+#if URSULA_ENABLE_KQUEUE
+#error "URSULA_ENABLE_KQUEUE is reserved and not implemented yet"
+#endif
+
+#ifndef URSULA_ENABLE_THREADS
+#define URSULA_ENABLE_THREADS 1 /* one loop per core; 0 = all on main thread */
+#endif
+
+#ifndef URSULA_ENABLE_MAIN
+#define URSULA_ENABLE_MAIN 1 /* compile main(); embedders set 0 */
+#endif
+
+#ifndef URSULA_ENABLE_LOG
+#define URSULA_ENABLE_LOG 1 /* log lines on stderr */
+#endif
+
+#ifndef URSULA_ENABLE_ASSERT
+#define URSULA_ENABLE_ASSERT 0 /* invariant checks; 1 in test builds */
+#endif
+
+#ifndef URSULA_ENABLE_TLS
+#define URSULA_ENABLE_TLS 0 /* BearSSL; needs -lbearssl */
+#endif
+
+#ifndef URSULA_MAX_CORES
+#define URSULA_MAX_CORES 64 /* event-loop threads */
+#endif
+#ifndef URSULA_MAX_GROUPS
+#define URSULA_MAX_GROUPS 4096 /* raft groups per node */
+#endif
+#ifndef URSULA_MAX_HEADERS
+#define URSULA_MAX_HEADERS 64 /* header lines per request; more is 431 */
+#endif
+#ifndef URSULA_MAX_HEADER_BYTES
+#define URSULA_MAX_HEADER_BYTES 16384 /* request line + headers; more is 431 */
+#endif
+#ifndef URSULA_MAX_PATH_BYTES
+#define URSULA_MAX_PATH_BYTES 1024 /* stream path length */
+#endif
+#ifndef URSULA_MAX_JSON_DEPTH
+#define URSULA_MAX_JSON_DEPTH 128 /* nesting of JSON arrays and objects */
+#endif
+#ifndef URSULA_MAX_PRODUCER_ID
+#define URSULA_MAX_PRODUCER_ID 256 /* bytes of a Producer-Id */
+#endif
+#ifndef URSULA_MAX_STREAM_SEQ
+#define URSULA_MAX_STREAM_SEQ 256 /* bytes of a Stream-Seq */
+#endif
+
+#ifndef URSULA_DEFAULT_HOST
+#define URSULA_DEFAULT_HOST "127.0.0.1"
+#endif
+#ifndef URSULA_DEFAULT_PORT
+#define URSULA_DEFAULT_PORT 4437
+#endif
+#ifndef URSULA_DEFAULT_GROUPS
+#define URSULA_DEFAULT_GROUPS 64 /* raft-group-count */
+#endif
+#ifndef URSULA_DEFAULT_LONG_POLL_MS
+#define URSULA_DEFAULT_LONG_POLL_MS 30000
+#endif
+#ifndef URSULA_DEFAULT_MAX_BODY_BYTES
+#define URSULA_DEFAULT_MAX_BODY_BYTES 33554432 /* 32 MiB */
+#endif
+#ifndef URSULA_DEFAULT_MAX_CONNECTIONS
+#define URSULA_DEFAULT_MAX_CONNECTIONS 16384
+#endif
+#ifndef URSULA_DEFAULT_IDLE_TIMEOUT_MS
+#define URSULA_DEFAULT_IDLE_TIMEOUT_MS 60000
+#endif
+#ifndef URSULA_DEFAULT_HEADER_TIMEOUT_MS
+#define URSULA_DEFAULT_HEADER_TIMEOUT_MS 10000
+#endif
+#ifndef URSULA_DEFAULT_SSE_KEEPALIVE_MS
+#define URSULA_DEFAULT_SSE_KEEPALIVE_MS 15000
+#endif
+#ifndef URSULA_DEFAULT_MAX_READ_BYTES
+#define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
+#endif
+
+/* Allocator override: define all three or none. */
+#if defined(URSULA_MALLOC) || defined(URSULA_REALLOC) || defined(URSULA_FREE)
+#if !defined(URSULA_MALLOC) || !defined(URSULA_REALLOC) || !defined(URSULA_FREE)
+#error "define URSULA_MALLOC, URSULA_REALLOC and URSULA_FREE together, or none"
+#endif
+#else
+#define URSULA_MALLOC(n) malloc(n)
+#define URSULA_REALLOC(p, n) realloc(p, n)
+#define URSULA_FREE(p) free(p)
+#endif
+
+#endif /* URSULA_CONFIG_H */
+/**** End src/config.h ****/
+/**** Begin src/internal.h ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/internal.h"
+#endif
+/*
+** internal.h -- system headers, shared internal types and the prototypes
+** that cross part boundaries.  Only this header includes system headers.
+**
+** Every cross-part function is declared URSULA_PRIVATE: `static` in the
+** amalgamation (nothing but ursula_* leaves the object file), empty when
+** the parts are compiled one by one (make test-split).
+*/
+#ifndef URSULA_INTERNAL_H
+#define URSULA_INTERNAL_H
+
+
+
+
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#if URSULA_ENABLE_EPOLL
+#include <sys/epoll.h>
+#endif
+
+#ifndef URSULA_PRIVATE
+#define URSULA_PRIVATE
+#endif
+
+#if URSULA_ENABLE_ASSERT
+#define URSULA_ASSERT(x) \
+  ((x) ? (void)0 : util_assert_fail(#x, __FILE__, __LINE__))
+#else
+#define URSULA_ASSERT(x) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------ util.c
+** Byte views, growable buffers, hashing, checksums, encodings. */
+
+/* A non-owning view of bytes; not NUL-terminated in general. */
+struct str {
+  const char *ptr;
+  size_t len;
+};
+
+/* A growable byte buffer.  Zero-initialised is empty and valid.  Owns ptr;
+** buf_free() releases it.  ptr may move on every append. */
+struct buf {
+  char *ptr;
+  size_t len;
+  size_t cap;
+};
+
+#if URSULA_ENABLE_ASSERT
+URSULA_PRIVATE void util_assert_fail(const char *expr, const char *file,
+                                     int line);
+#endif
+URSULA_PRIVATE struct str util_str(const char *cstr);
+URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr); /* exact */
+URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr); /* ASCII case-insensitive */
+URSULA_PRIVATE struct str util_str_trim(struct str s); /* drop SP/HTAB at ends */
+/* Parse a decimal integer in [0, max]: digits only, no sign, no spaces.
+** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
+URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
+URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
+
+URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra);
+URSULA_PRIVATE int buf_append(struct buf *b, const void *p, size_t len);
+URSULA_PRIVATE int buf_append_str(struct buf *b, const char *cstr);
+URSULA_PRIVATE int buf_printf(struct buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+URSULA_PRIVATE void buf_consume(struct buf *b, size_t n); /* drop n from front */
+URSULA_PRIVATE void buf_free(struct buf *b);
+
+/* Standard base64 (RFC 4648, padded) of p[0..len) appended to out. */
+URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
+                                      size_t len);
+
+/* -------------------------------------------------------------------- os.c
+** Clocks and the system-call table the WAL goes through. */
+URSULA_PRIVATE uint64_t os_now_ms(void);      /* monotonic milliseconds */
+URSULA_PRIVATE uint64_t os_wall_ms(void);     /* Unix time, milliseconds */
+URSULA_PRIVATE int os_cpu_count(void);
+URSULA_PRIVATE int os_set_nonblock(int fd);
+URSULA_PRIVATE int os_set_cloexec(int fd);
+
+/* ------------------------------------------------------------------- log.c */
+enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+URSULA_PRIVATE void log_set_level(int level);
+#if URSULA_ENABLE_LOG
+URSULA_PRIVATE void log_write(int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+#endif
+#if URSULA_ENABLE_LOG
+#define LOG_E(...) log_write(LOG_ERROR, __VA_ARGS__)
+#define LOG_W(...) log_write(LOG_WARN, __VA_ARGS__)
+#define LOG_I(...) log_write(LOG_INFO, __VA_ARGS__)
+#define LOG_D(...) log_write(LOG_DEBUG, __VA_ARGS__)
+#else
+#define LOG_E(...) ((void)0)
+#define LOG_W(...) ((void)0)
+#define LOG_I(...) ((void)0)
+#define LOG_D(...) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------ loop.c
+** One event loop per core thread: file descriptors, timers, and a mailbox
+** that other threads post messages to.  Everything but loop_post() and
+** loop_stop() is called only by the loop's own thread. */
+
+enum { LOOP_READ = 1, LOOP_WRITE = 2, LOOP_ERROR = 4 };
+
+struct loop;
+struct loop_msg;
+typedef void (*loop_io_fn)(struct loop *l, int fd, unsigned events,
+                           void *arg);
+typedef void (*loop_timer_fn)(struct loop *l, void *arg);
+typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
+
+/* A timer, embedded in its owner.  Zero-initialised is disarmed. */
+struct loop_timer {
+  uint64_t deadline_ms; /* os_now_ms() clock */
+  size_t heap_index;    /* 0 = not armed; else 1-based slot in the heap */
+  loop_timer_fn on_fire;
+  void *arg;
+};
+
+/* A mailbox message.  Embed it as the first member of a larger struct; the
+** receiver's on_msg owns the whole struct and frees it. */
+struct loop_msg {
+  struct loop_msg *next;
+  loop_msg_fn on_msg;
+};
+
+URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
+URSULA_PRIVATE void loop_close(struct loop *l); /* frees undelivered msgs */
+URSULA_PRIVATE void *loop_get_user(const struct loop *l);
+URSULA_PRIVATE void loop_set_user(struct loop *l, void *user);
+URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l); /* cached per turn */
+/* Watch fd for events (LOOP_READ|LOOP_WRITE).  LOOP_ERROR is always
+** reported.  A fd is registered at most once. */
+URSULA_PRIVATE int loop_add(struct loop *l, int fd, unsigned events,
+                            loop_io_fn fn, void *arg);
+URSULA_PRIVATE int loop_mod(struct loop *l, int fd, unsigned events);
+URSULA_PRIVATE void loop_del(struct loop *l, int fd); /* before close(fd) */
+/* Arm (or re-arm) t to fire once at deadline_ms.  Disarm with
+** loop_timer_cancel(); a fired timer is disarmed before on_fire runs. */
+URSULA_PRIVATE void loop_timer_set(struct loop *l, struct loop_timer *t,
+                                   uint64_t deadline_ms, loop_timer_fn fn,
+                                   void *arg);
+URSULA_PRIVATE void loop_timer_cancel(struct loop *l, struct loop_timer *t);
+/* Post m to l's mailbox from any thread; l's thread runs m->on_msg(l, m)
+** on a later turn.  Messages from one sender arrive in order. */
+URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m);
+/* Run until loop_stop(); each turn polls fds, fires due timers and drains
+** the mailbox.  on_turn_end (may be NULL) runs at the end of every turn:
+** the place for work batched per turn, such as group commit. */
+URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
+URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
+/* Make l's thread finish its current wait and run a turn (so it notices
+** flags set by other threads).  Any thread; async-signal-safe. */
+URSULA_PRIVATE void loop_wake(struct loop *l);
+
+/* ------------------------------------------------------------------- net.c */
+/* Open a non-blocking TCP listener on host:port (port 0 = any free port).
+** Returns the fd and sets *bound_port, or -1 with a reason in err. */
+URSULA_PRIVATE int net_listen(const char *host, int port, int *bound_port,
+                              char *err);
+
+/* ------------------------------------------------------------------ http.c
+** HTTP/1.1 request parsing with the picohttpparser contract: the parsers
+** never allocate and return views into the caller's buffer. */
+
+struct http_header {
+  struct str name;
+  struct str value; /* leading and trailing SP/HTAB removed */
+};
+
+struct http_request {
+  struct str method;
+  struct str target; /* request-target as sent: path plus ?query */
+  int minor_version; /* 0 or 1 (HTTP/1.x) */
+  size_t n_headers;
+  struct http_header headers[URSULA_MAX_HEADERS];
+};
+
+enum {
+  HTTP_EMALFORMED = -100, /* answer 400 */
+  HTTP_ETOOMANY = -101    /* more than URSULA_MAX_HEADERS headers: 431 */
+};
+
+/* Parse one request head (request line + headers + empty line) at the
+** start of buf[0..len).  Returns the number of bytes of the head (> 0),
+** URSULA_EAGAIN if the head is not complete yet, HTTP_EMALFORMED or
+** HTTP_ETOOMANY.  *req is written only on success. */
+URSULA_PRIVATE int http_parse_request(const char *buf, size_t len,
+                                      struct http_request *req);
+
+/* Find a header by name, case-insensitively; NULL if absent. */
+URSULA_PRIVATE const struct http_header *http_find_header(
+    const struct http_request *req, const char *name);
+
+/* Incremental decoder of a chunked request body.  Zero-initialised is
+** ready for a new body. */
+struct http_chunked {
+  int state;
+  uint64_t remaining; /* bytes left in the current chunk */
+  size_t line_len;    /* bytes of the current size/trailer line seen */
+};
+
+/* Feed in[0..len) to the decoder; decoded payload bytes are appended to
+** body.  Returns the number of input bytes consumed (0..len), with *done
+** set to 1 once the last chunk and the trailers have been consumed (the
+** bytes after that are the next request and are not consumed), or
+** HTTP_EMALFORMED, or URSULA_ENOMEM.  Chunk-size lines longer than 1 KiB
+** are malformed. */
+URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
+                                      size_t len, struct buf *body,
+                                      int *done);
+
+/* The reason phrase of a status code ("Not Found"); "Unknown" if none. */
+URSULA_PRIVATE const char *http_status_text(int status);
+
+/* ------------------------------------------------------------------ json.c
+** Validation and one-level flattening of JSON appends (RFC 8259). */
+
+/* Validate p[0..len) as one JSON text (surrounding whitespace allowed).
+** If it is an array, each element is one message; otherwise the value is
+** one message.  Each message's bytes (whitespace around it trimmed) are
+** appended to out followed by one ','.  *n_msgs gets the message count
+** (0 for `[]`).  Returns URSULA_OK, URSULA_EINVAL for invalid JSON
+** (including nesting deeper than URSULA_MAX_JSON_DEPTH and invalid UTF-8)
+** or URSULA_ENOMEM; on error out is restored to its length on entry. */
+URSULA_PRIVATE int json_flatten(const char *p, size_t len, struct buf *out,
+                                size_t *n_msgs);
+
+/* p[0..len) is a run of messages as json_flatten() stores them: each a
+** valid JSON value followed by ','.  Returns the byte length of the first
+** n messages including their commas, or (size_t)-1 if there are fewer than
+** n. */
+URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
+
+/* The number of messages in p[0..len), stored as above. */
+URSULA_PRIVATE size_t json_count(const char *p, size_t len);
+
+
+/* ------------------------------------------------------------------- cmd.c
+** Commands of a group's log and their byte encoding (format in cmd.c). */
+#define CMD_VERSION 1
+enum {
+  CMD_CREATE = 1,       /* PUT: create a stream (or a fork) */
+  CMD_APPEND = 2,       /* POST: append and/or close */
+  CMD_DELETE = 3,       /* DELETE */
+  CMD_FORK_ACQUIRE = 4, /* a fork is being made of this stream: refcount+1 */
+  CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
+  CMD_EXPIRE = 6        /* remove the stream if its TTL or Expires-At passed */
+};
+enum {
+  CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
+  CMD_F_JSON = 1 << 1,        /* data holds flattened JSON messages */
+  CMD_F_TTL = 1 << 2,         /* ttl_s is set */
+  CMD_F_EXPIRES = 1 << 3,     /* expires_at_ms / expires_text are set */
+  CMD_F_PRODUCER = 1 << 4,    /* producer_id / epoch / seq are set */
+  CMD_F_SEQ = 1 << 5,         /* stream_seq is set */
+  CMD_F_FORK = 1 << 6,        /* CREATE of a fork of fork_source */
+  CMD_F_FORK_OFFSET = 1 << 7, /* Stream-Fork-Offset was given */
+  CMD_F_CT = 1 << 8           /* a content type was given */
+};
+
+/* A decoded command.  Every struct str is a view into the encoded bytes
+** (or, before encoding, into the proposer's buffers). */
+struct cmd {
+  int type;
+  uint32_t flags;
+  uint64_t time_ms;
+  struct str path;
+  struct str content_type;
+  struct str data;
+  uint64_t n_msgs;
+  uint64_t ttl_s;
+  uint64_t expires_at_ms;
+  struct str expires_text;
+  struct str stream_seq;
+  struct str producer_id;
+  uint64_t producer_epoch;
+  uint64_t producer_seq;
+  struct str fork_source;
+  uint64_t fork_offset;
+  uint64_t fork_sub;
+  struct str inherited;
+  size_t n_bounds;
+  const uint64_t *bounds;
+};
+
+/* Append the encoding of *c to out.  Returns URSULA_OK or URSULA_ENOMEM
+** (out unchanged). */
+URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out);
+/* Decode p[0..len) into *c, whose views point into p; the bounds array is
+** stored in *bounds_store (reused, owned by the caller).  Returns URSULA_OK
+** or URSULA_ECORRUPT. */
+URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
+                              struct buf *bounds_store);
+
+/* ---------------------------------------------------------------- stream.c
+** The state machine of one group: its streams, and the apply function. */
+
+struct stream_producer {
+  struct stream_producer *next;
+  uint64_t epoch;
+  uint64_t seq; /* highest accepted Producer-Seq */
+  size_t id_len;
+  char id[1]; /* id_len bytes follow, NUL-terminated */
+};
+
+struct stream {
+  struct stream *hnext; /* hash chain */
+  uint64_t hash;        /* util_hash64(path) */
+  char *path;
+  size_t path_len;
+  char *content_type; /* as given at create (trimmed) */
+  int json;           /* application/json: data is "v1,v2,...," */
+  int closed;
+  int soft_deleted; /* deleted or expired while forks still read it */
+  uint64_t tail;    /* byte offset after the last byte */
+  struct buf data;  /* bytes [0, tail) */
+  uint64_t *bounds; /* end offset of each append unit, ascending */
+  size_t n_bounds, cap_bounds;
+  int has_ttl;
+  uint64_t ttl_s;
+  int has_expires;
+  uint64_t expires_at_ms;
+  char *expires_text;
+  uint64_t last_access_ms; /* for the sliding TTL */
+  char *stream_seq;        /* last Stream-Seq, or NULL */
+  size_t stream_seq_len;
+  struct stream_producer *producers;
+  char *closed_by_id; /* producer that closed it, or NULL */
+  size_t closed_by_id_len;
+  uint64_t closed_by_epoch, closed_by_seq;
+  char *fork_source; /* path of the source if a fork, else NULL */
+  size_t fork_source_len;
+  uint64_t fork_offset, fork_sub;
+  uint64_t refcount;    /* live forks reading this stream */
+  uint64_t incarnation; /* unique per group: tells re-creations apart */
+  uint64_t watch_mask;  /* cores with live readers (owner-local state) */
+};
+
+struct stream_state {
+  struct stream **slots; /* open hash table of chains */
+  size_t cap, n;
+  uint64_t next_incarnation;
+};
+
+/* What applying a command did: the reply to give and the effects the
+** group must carry out once the command is committed. */
+struct stream_result {
+  int status;         /* HTTP status for the proposer */
+  const char *reason; /* static text for error replies, or NULL */
+  uint64_t tail;      /* Stream-Next-Offset after the command */
+  int closed;         /* stream is closed after the command */
+  int producer_echo;  /* send Producer-Epoch / Producer-Seq */
+  uint64_t producer_epoch, producer_seq;
+  int seq_gap; /* 409: Producer-Expected-Seq / Producer-Received-Seq */
+  uint64_t expected_seq, received_seq;
+  int fenced; /* 403: Producer-Epoch = current epoch */
+  uint64_t current_epoch;
+  int release_source; /* a fork CREATE that created nothing: release it */
+  /* live readers to wake: */
+  int notify;
+  uint64_t watch_mask;
+  uint64_t prev_tail;
+  int deleted;
+  /* FORK_RELEASE commands to send: NUL-terminated source paths */
+  struct buf releases;
+};
+
+URSULA_PRIVATE void stream_state_init(struct stream_state *st);
+URSULA_PRIVATE void stream_state_free(struct stream_state *st);
+/* Apply one committed command.  Deterministic: depends only on the state
+** and *c (its time_ms is the clock).  *r is reset first; its releases
+** buffer is the caller's (reset to empty, not freed). */
+URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r);
+/* Look a stream up by path; NULL if there is none (expired or not). */
+URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
+                                          struct str path);
+/* Whether s has expired at now_ms by TTL or Expires-At. */
+URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
+/* Normalise a media type for comparison: lowercase, parameters and
+** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
+URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
+/* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
+URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
+
+/* ------------------------------------------------------------------ conf.c
+** Flags and config files (the public ursula_config_* live there too). */
+enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3 };
+/* Parse the command line into cfg.  `--config FILE` is loaded first
+** wherever it appears; then the other flags, in order, override it.
+** Returns CONF_RUN, CONF_HELP, CONF_VERSION, or URSULA_EINVAL with a
+** one-line reason in err (URSULA_ERRMSG_LEN bytes). */
+URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
+                                   char **argv, char *err);
+URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
+URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
+
+/* ----------------------------------------------------------------- group.c
+** A group: its log and its state machine, owned by one core.  Requests
+** reach the owner as jobs; the owner proposes commands to the log, applies
+** them once committed, and sends the job back with its result. */
+
+enum {
+  JOB_CREATE = 1, /* PUT */
+  JOB_APPEND,     /* POST */
+  JOB_DELETE,     /* DELETE */
+  JOB_READ,       /* GET: catch-up, long-poll or SSE */
+  JOB_HEAD        /* HEAD */
+};
+enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
+
+/* A request on its way from the core that holds the connection to the
+** core that owns the stream's group, and back with the result.  One heap
+** block (URSULA_MALLOC); whoever holds it last frees it with job_free().
+** The fixed-size fields below bound what a request may carry; api.c
+** rejects anything longer with 400 before it makes a job. */
+struct job {
+  struct loop_msg msg;
+  int op;
+  int origin_core;  /* the core holding the connection */
+  uint64_t conn_id; /* the connection there; stale ids are dropped */
+  int stage;        /* fork creation: 0 = at the source, 1 = at the fork */
+  /* request */
+  char path[URSULA_MAX_PATH_BYTES + 1];
+  size_t path_len;
+  char content_type[256];
+  char stream_seq[URSULA_MAX_STREAM_SEQ + 1];
+  char producer_id[URSULA_MAX_PRODUCER_ID + 1];
+  char expires_text[64];
+  char fork_source[URSULA_MAX_PATH_BYTES + 1];
+  struct cmd cmd;    /* CREATE / APPEND / DELETE; views into this job */
+  struct buf body;   /* POST/PUT data, JSON already flattened */
+  struct buf inherit; /* fork: bytes inherited from the source */
+  struct buf bounds;  /* fork: inherited unit ends (uint64_t each) */
+  uint64_t offset;   /* read: start position */
+  int offset_now;    /* read: offset=now */
+  int live;          /* JOB_LIVE_* */
+  uint64_t max_bytes;
+  /* result */
+  int status;
+  const char *reason;
+  struct stream_result res; /* releases unused */
+  char res_type[256];       /* the stream's content type */
+  int json;
+  uint64_t start;     /* read: first byte returned */
+  uint64_t tail;      /* Stream-Next-Offset */
+  int up_to_date;
+  int closed;         /* stream closed (and, for reads, tail reached) */
+  int registered;     /* owner now wakes this core for the stream */
+  uint64_t incarnation;
+  int has_ttl;
+  uint64_t ttl_s;
+  char res_expires[64];
+  struct buf data;    /* read: bytes [start, tail) */
+};
+
+URSULA_PRIVATE struct job *job_new(void);
+URSULA_PRIVATE void job_free(struct job *j);
+
+/* A wake-up for live readers on one core: the stream at path changed. */
+struct notify {
+  struct loop_msg msg;
+  uint64_t prev_tail; /* data covers [prev_tail, tail) */
+  uint64_t tail;
+  int closed;
+  int deleted;
+  struct buf data;
+  size_t path_len;
+  char path[1]; /* path_len bytes follow, NUL-terminated */
+};
+
+struct core;
+struct group;
+
+URSULA_PRIVATE struct group *group_new(int id, int owner_core);
+URSULA_PRIVATE void group_free(struct group *g);
+/* Run a job on the core that owns its group (the owner's thread).  Takes
+** ownership of j: it is posted back to its origin core when done. */
+URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
+/* Send j to the core that must run it next (any thread's own core c). */
+URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j);
+/* A core stops wanting wake-ups for path (owner's thread). */
+URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
+                                  const char *path, size_t path_len);
+/* Expire streams whose TTL or Expires-At has passed (owner's thread). */
+URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
+
+/* ---------------------------------------------------------------- server.c
+** Cores and the process-wide server object. */
+struct api_conn;
+struct api_watch;
+
+struct core {
+  int id;
+  struct loop *loop;
+  struct ursula_server *srv;
+  pthread_t thread;
+  /* connections: slot table; conn_id = generation << 32 | slot */
+  struct api_conn **conns;
+  uint32_t n_slots, cap_slots;
+  uint32_t *free_slots;
+  uint32_t n_free;
+  uint32_t next_gen;
+  int n_conns;
+  int max_conns;
+  /* live readers on this core, by stream path */
+  struct api_watch **watch;
+  size_t watch_cap, watch_n;
+  /* same-core messages, run at the end of the turn */
+  struct loop_msg *local_head, *local_tail;
+  struct loop_timer sweep_timer;
+  int listening;
+  int draining;
+  int drained;
+  int rc;
+};
+
+struct ursula_server {
+  struct ursula_config cfg;
+  int n_cores;
+  int n_groups;
+  struct core *cores;
+  struct group **groups;
+  int listen_fd;
+  int port;
+  volatile sig_atomic_t stop_requested;
+  pthread_mutex_t mu; /* guards n_drained */
+  int n_drained;
+  int running;
+};
+
+/* The group a stream path belongs to, and the core that owns a group. */
+URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
+                                   const char *path, size_t len);
+URSULA_PRIVATE struct group *server_group(const struct ursula_server *s,
+                                          int gid);
+URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid);
+/* Deliver m to core `to` (from core `from`, on from's thread).  Same-core
+** messages run at the end of the current turn, others go through the
+** target loop's mailbox. */
+URSULA_PRIVATE void server_send(struct core *from, int to,
+                                struct loop_msg *m);
+
+/* ------------------------------------------------------------------- api.c
+** HTTP connections, the protocol's request rules, responses, live
+** readers. */
+URSULA_PRIVATE void api_on_accept(struct loop *l, int fd, unsigned events,
+                                  void *arg);
+URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
+URSULA_PRIVATE void api_on_notify(struct loop *l, struct loop_msg *m);
+/* Begin a graceful stop on core c: close idle connections, end live
+** readers, finish requests in flight. */
+URSULA_PRIVATE void api_drain(struct core *c);
+URSULA_PRIVATE void api_core_free(struct core *c);
+
+#endif /* URSULA_INTERNAL_H */
+/**** End src/internal.h ****/
+/**** Begin src/util.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/util.c"
+#endif
+/*
+** util.c -- byte views, growable buffers, hashing and base64.
+**
+** Everything here is pure and thread-agnostic.  struct buf owns its bytes;
+** a struct str never does.
+*/
+
+
+/* ------------------------------------------------------------ errors */
+
+URSULA_API const char *ursula_strerror(int rc) {
+  switch (rc) {
+#define UTIL_ERRCASE(name, value, msg) \
+  case value:                          \
+    return msg;
+    URSULA_ERRORS(UTIL_ERRCASE)
+#undef UTIL_ERRCASE
+    default:
+      return "unknown error";
+  }
+}
+
+#if URSULA_ENABLE_ASSERT
+URSULA_PRIVATE void util_assert_fail(const char *expr, const char *file,
+                                     int line) {
+  fprintf(stderr, "ursula: assertion failed: %s (%s:%d)\n", expr, file, line);
+  abort();
+}
+#endif
+
+/* ------------------------------------------------------------ views */
+
+URSULA_PRIVATE struct str util_str(const char *cstr) {
+  struct str s;
+  s.ptr = cstr;
+  s.len = cstr ? strlen(cstr) : 0;
+  return s;
+}
+
+URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr) {
+  size_t n = strlen(cstr);
+  return a.len == n && memcmp(a.ptr, cstr, n) == 0;
+}
+
+static int util_lower(int c) {
+  return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr) {
+  size_t i, n = strlen(cstr);
+  if (a.len != n) return 0;
+  for (i = 0; i < n; i++) {
+    if (util_lower((unsigned char)a.ptr[i]) != util_lower((unsigned char)cstr[i]))
+      return 0;
+  }
+  return 1;
+}
+
+URSULA_PRIVATE struct str util_str_trim(struct str s) {
+  while (s.len > 0 && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) s.ptr++, s.len--;
+  while (s.len > 0 && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
+    s.len--;
+  return s;
+}
+
+URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out) {
+  uint64_t v = 0;
+  size_t i;
+  if (s.len == 0 || s.len > 20) return -1;
+  for (i = 0; i < s.len; i++) {
+    unsigned d = (unsigned char)s.ptr[i] - '0';
+    if (d > 9) return -1;
+    if (v > (UINT64_MAX - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  if (v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+/* 64-bit FNV-1a.  Stable across builds and platforms: a stream's group is
+** util_hash64(path) % group_count, so this must never change. */
+URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len) {
+  const unsigned char *b = (const unsigned char *)p;
+  uint64_t h = 14695981039346656037ULL;
+  size_t i;
+  for (i = 0; i < len; i++) {
+    h ^= b[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+/* ------------------------------------------------------------ buffers */
+
+URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra) {
+  size_t need, cap;
+  char *p;
+  if (extra > SIZE_MAX - b->len - 1) return URSULA_ENOMEM;
+  need = b->len + extra + 1; /* +1 keeps room for a NUL terminator */
+  if (need <= b->cap) return URSULA_OK;
+  cap = b->cap ? b->cap : 64;
+  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  p = (char *)URSULA_REALLOC(b->ptr, cap);
+  if (p == NULL) return URSULA_ENOMEM;
+  b->ptr = p;
+  b->cap = cap;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int buf_append(struct buf *b, const void *p, size_t len) {
+  if (buf_reserve(b, len) != URSULA_OK) return URSULA_ENOMEM;
+  if (len) memcpy(b->ptr + b->len, p, len);
+  b->len += len;
+  b->ptr[b->len] = '\0';
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int buf_append_str(struct buf *b, const char *cstr) {
+  return buf_append(b, cstr, strlen(cstr));
+}
+
+URSULA_PRIVATE int buf_printf(struct buf *b, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  char small[256];
+  va_start(ap, fmt);
+  n = vsnprintf(small, sizeof(small), fmt, ap);
+  va_end(ap);
+  if (n < 0) return URSULA_EINVAL;
+  if ((size_t)n < sizeof(small)) return buf_append(b, small, (size_t)n);
+  if (buf_reserve(b, (size_t)n) != URSULA_OK) return URSULA_ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void buf_consume(struct buf *b, size_t n) {
+  if (n >= b->len) {
+    b->len = 0;
+  } else {
+    memmove(b->ptr, b->ptr + n, b->len - n);
+    b->len -= n;
+  }
+  if (b->ptr) b->ptr[b->len] = '\0';
+}
+
+URSULA_PRIVATE void buf_free(struct buf *b) {
+  URSULA_FREE(b->ptr);
+  b->ptr = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ------------------------------------------------------------ base64 */
+
+static const char util_b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
+                                      size_t len) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i, n = (len + 2) / 3 * 4;
+  char *d;
+  if (buf_reserve(out, n) != URSULA_OK) return URSULA_ENOMEM;
+  d = out->ptr + out->len;
+  for (i = 0; i + 2 < len; i += 3) {
+    *d++ = util_b64[s[i] >> 2];
+    *d++ = util_b64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+    *d++ = util_b64[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+    *d++ = util_b64[s[i + 2] & 63];
+  }
+  if (i < len) {
+    *d++ = util_b64[s[i] >> 2];
+    if (i + 1 < len) {
+      *d++ = util_b64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+      *d++ = util_b64[(s[i + 1] & 15) << 2];
+    } else {
+      *d++ = util_b64[(s[i] & 3) << 4];
+      *d++ = '=';
+    }
+    *d++ = '=';
+  }
+  out->len += n;
+  out->ptr[out->len] = '\0';
+  return URSULA_OK;
+}
+/**** End src/util.c ****/
+/**** Begin src/os.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/os.c"
+#endif
+/*
+** os.c -- portability shims: clocks, CPU count, descriptor flags.
+**
+** The durable-write system calls (open, pwrite, fsync, ...) will live here
+** too, behind an overridable table, so tests can inject faults.
+*/
+
+
+URSULA_PRIVATE uint64_t os_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+URSULA_PRIVATE uint64_t os_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+URSULA_PRIVATE int os_cpu_count(void) {
+  long n = -1;
+#if defined(_SC_NPROCESSORS_ONLN)
+  n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+  if (n < 1) n = 1;
+  if (n > URSULA_MAX_CORES) n = URSULA_MAX_CORES;
+  return (int)n;
+}
+
+URSULA_PRIVATE int os_set_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL, 0);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return URSULA_ESYS;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int os_set_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFD, 0);
+  if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return URSULA_ESYS;
+  return URSULA_OK;
+}
+/**** End src/os.c ****/
+/**** Begin src/log.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/log.c"
+#endif
+/*
+** log.c -- one-line log records on stderr.
+**
+** Format: "2026-11-24T11:04:51.123Z ursula[I] message".  Each record is
+** formatted into one buffer and written with one write(2), so lines from
+** different cores never interleave.  With URSULA_ENABLE_LOG=0 the LOG_*
+** macros compile to nothing and only the level setting remains.
+*/
+
+
+static volatile int log_level = LOG_INFO;
+
+URSULA_PRIVATE void log_set_level(int level) { log_level = level; }
+
+#if URSULA_ENABLE_LOG
+URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
+  static const char tag[] = "EWID";
+  char line[1024];
+  size_t n;
+  int m;
+  va_list ap;
+  uint64_t ms;
+  time_t secs;
+  struct tm tm;
+  ssize_t w;
+  if (level > log_level) return;
+  ms = os_wall_ms();
+  secs = (time_t)(ms / 1000);
+  gmtime_r(&secs, &tm);
+  n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+  m = snprintf(line + n, sizeof(line) - n, ".%03uZ ursula[%c] ",
+               (unsigned)(ms % 1000), tag[level & 3]);
+  if (m > 0) n += (size_t)m;
+  va_start(ap, fmt);
+  m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+  va_end(ap);
+  if (m > 0) n += (size_t)m;
+  if (n > sizeof(line) - 2) n = sizeof(line) - 2;
+  line[n++] = '\n';
+  w = write(2, line, n);
+  (void)w;
+}
+#endif /* URSULA_ENABLE_LOG */
+/**** End src/log.c ****/
+/**** Begin src/loop.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/loop.c"
+#endif
+/*
+** loop.c -- the per-core event loop: file descriptors, timers, and a
+** mailbox that other threads post messages to.
+**
+** The split follows Redis's ae.c, in one file: a portable core, and one
+** backend chosen here and nowhere else, epoll (URSULA_ENABLE_EPOLL, level
+** triggered) or POSIX poll().  The core never calls epoll or poll itself;
+** it goes through the static loop_backend_* functions:
+**
+**   loop_backend_open(l)            create the backend state
+**   loop_backend_close(l)           release it
+**   loop_backend_add(l, fd, ev)     start watching fd (l->fds[fd] exists)
+**   loop_backend_mod(l, fd, ev)     change what fd is watched for
+**   loop_backend_del(l, fd)         stop watching fd
+**   loop_backend_wait(l, ms)        wait at most ms; fill l->fired[] and
+**                                   return how many, 0 on EINTR, or
+**                                   URSULA_ESYS
+**
+** One turn of loop_run():
+**   1. wait in the backend until an fd is ready, the earliest timer is due
+**      or LOOP_MAX_WAIT_MS passed, whichever comes first;
+**   2. cache the clock: loop_now_ms() is os_now_ms() read here;
+**   3. dispatch the fd events that the wait returned;
+**   4. fire the timers that are due;
+**   5. run the mailbox messages posted so far (one batch);
+**   6. call on_turn_end.
+** loop_run() checks the stop flag before each turn.
+**
+** Invariants.
+**   - fd registration: l->fds[fd].fn != NULL iff fd is registered (every
+**     fd index at or past l->cap_fds is not).  Each entry has a generation
+**     that changes on every loop_add() and loop_del() of its fd.
+**   - Dispatch: the wait's events are copied to l->fired[] together with
+**     their fd's generation at that moment.  An event is dispatched only
+**     if its fd is still registered with that generation, and only with
+**     the events still watched (LOOP_ERROR always passes).  So a callback
+**     may add, change or delete any fd, including fds with an event
+**     pending in the same batch, and a fd number closed and reused within
+**     one turn never receives the old number's event.
+**   - poll backend: l->pfds[0..n_pfds) holds one pollfd per registered fd
+**     and l->fds[fd].slot is its index; a removal moves the last pollfd
+**     into the hole, so it is O(1).
+**   - Timers: l->heap[1..n_heap] is a binary min-heap on deadline_ms
+**     (heap[0] unused).  A timer is armed iff t->heap_index != 0, and then
+**     l->heap[t->heap_index] == t.
+**   - Mailbox: a FIFO list under l->mu plus a non-blocking self-pipe.
+**     loop_post() writes one byte when it finds the list empty; the loop
+**     drains the pipe (step 3, the pipe is a registered fd) before it
+**     takes the whole list (step 5, every turn).  So whenever the loop
+**     waits with messages queued, a byte written after the last take is
+**     in the pipe, or about to be, and the wait ends.
+**   - Stop and wake: a flag store and a write to the pipe, nothing else,
+**     so both are async-signal-safe.
+*/
+
+
+#define LOOP_MAX_WAIT_MS 1000 /* longest single wait, with or without timers */
+#define LOOP_MIN_FDS 64       /* first size of the fd table */
+#define LOOP_EPOLL_BATCH 256  /* events taken per epoll_wait */
+
+/* The stop flag is a volatile sig_atomic_t, which a signal handler may
+** set; GCC and Clang also get an atomic access, so that another thread's
+** store is ordered too (and ThreadSanitizer agrees). */
+#if defined(__GNUC__)
+#define LOOP_STOP_GET(l) __atomic_load_n(&(l)->stop, __ATOMIC_ACQUIRE)
+#define LOOP_STOP_SET(l, v) __atomic_store_n(&(l)->stop, (v), __ATOMIC_RELEASE)
+#else
+#define LOOP_STOP_GET(l) ((l)->stop)
+#define LOOP_STOP_SET(l, v) ((void)((l)->stop = (v)))
+#endif
+
+/* One entry of the fd-indexed table. */
+struct loop_fd {
+  loop_io_fn fn; /* NULL = not registered */
+  void *arg;
+  unsigned events; /* LOOP_READ | LOOP_WRITE */
+  uint32_t gen;    /* bumped on every add and del */
+#if !URSULA_ENABLE_EPOLL
+  size_t slot; /* index in l->pfds; owned by the poll backend */
+#endif
+};
+
+/* An event returned by a wait, waiting for dispatch. */
+struct loop_fired {
+  int fd;
+  unsigned events; /* LOOP_* */
+  uint32_t gen;    /* l->fds[fd].gen when the wait returned */
+};
+
+struct loop {
+  int id;
+  void *user;
+  uint64_t now_ms;              /* os_now_ms() at the start of the turn */
+  volatile sig_atomic_t stop;   /* set by loop_stop(), any thread */
+  struct loop_fd *fds;          /* indexed by fd */
+  size_t cap_fds;
+  struct loop_fired *fired;     /* filled by loop_backend_wait() */
+  size_t cap_fired;
+  struct loop_timer **heap;     /* 1-based min-heap */
+  size_t n_heap, cap_heap;
+  pthread_mutex_t mu;           /* guards mb_head, mb_tail */
+  int mu_ready;                 /* mu was initialised */
+  struct loop_msg *mb_head, *mb_tail;
+  int wake_r, wake_w;           /* self-pipe: read end is a registered fd */
+#if URSULA_ENABLE_EPOLL
+  int epfd;
+  struct epoll_event ep_events[LOOP_EPOLL_BATCH];
+#else
+  struct pollfd *pfds;
+  size_t n_pfds, cap_pfds;
+#endif
+};
+
+/* Make l->fired hold at least n events.  URSULA_OK or URSULA_ENOMEM. */
+static int loop_fired_reserve(struct loop *l, size_t n) {
+  struct loop_fired *p;
+  size_t cap = l->cap_fired ? l->cap_fired : 16;
+  if (n <= l->cap_fired) return URSULA_OK;
+  while (cap < n) {
+    if (cap > SIZE_MAX / 2 / sizeof(*p)) return URSULA_ENOMEM;
+    cap *= 2;
+  }
+  p = (struct loop_fired *)URSULA_REALLOC(l->fired, cap * sizeof(*p));
+  if (p == NULL) return URSULA_ENOMEM;
+  l->fired = p;
+  l->cap_fired = cap;
+  return URSULA_OK;
+}
+
+/* ================================================================ epoll */
+#if URSULA_ENABLE_EPOLL
+
+static uint32_t loop_backend_mask(unsigned events) {
+  uint32_t m = 0;
+  if (events & LOOP_READ) m |= EPOLLIN;
+  if (events & LOOP_WRITE) m |= EPOLLOUT;
+  return m;
+}
+
+static int loop_backend_open(struct loop *l) {
+  l->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (l->epfd < 0) return URSULA_ESYS;
+  return loop_fired_reserve(l, LOOP_EPOLL_BATCH);
+}
+
+static void loop_backend_close(struct loop *l) {
+  if (l->epfd >= 0) close(l->epfd);
+  l->epfd = -1;
+}
+
+static int loop_backend_add(struct loop *l, int fd, unsigned events) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = loop_backend_mask(events);
+  ev.data.fd = fd;
+  return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? URSULA_OK
+                                                         : URSULA_ESYS;
+}
+
+static int loop_backend_mod(struct loop *l, int fd, unsigned events) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = loop_backend_mask(events);
+  ev.data.fd = fd;
+  return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? URSULA_OK
+                                                         : URSULA_ESYS;
+}
+
+static void loop_backend_del(struct loop *l, int fd) {
+  struct epoll_event ev; /* ignored, but kernels before 2.6.9 want it */
+  memset(&ev, 0, sizeof(ev));
+  (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+static int loop_backend_wait(struct loop *l, int timeout_ms) {
+  int n, i;
+  n = epoll_wait(l->epfd, l->ep_events, LOOP_EPOLL_BATCH, timeout_ms);
+  if (n < 0) return errno == EINTR ? 0 : URSULA_ESYS;
+  for (i = 0; i < n; i++) {
+    uint32_t e = l->ep_events[i].events;
+    unsigned ev = 0;
+    if (e & EPOLLIN) ev |= LOOP_READ;
+    if (e & EPOLLOUT) ev |= LOOP_WRITE;
+    if (e & EPOLLERR) ev |= LOOP_ERROR;
+    if (e & EPOLLHUP) ev |= LOOP_ERROR | LOOP_READ;
+    l->fired[i].fd = l->ep_events[i].data.fd;
+    l->fired[i].events = ev;
+  }
+  return n;
+}
+
+/* ================================================================= poll */
+#else
+
+static short loop_backend_mask(unsigned events) {
+  short m = 0;
+  if (events & LOOP_READ) m |= POLLIN;
+  if (events & LOOP_WRITE) m |= POLLOUT;
+  return m;
+}
+
+static int loop_backend_open(struct loop *l) {
+  l->pfds = NULL;
+  l->n_pfds = l->cap_pfds = 0;
+  return URSULA_OK;
+}
+
+static void loop_backend_close(struct loop *l) {
+  URSULA_FREE(l->pfds);
+  l->pfds = NULL;
+  l->n_pfds = l->cap_pfds = 0;
+}
+
+static int loop_backend_add(struct loop *l, int fd, unsigned events) {
+  size_t slot;
+  if (l->n_pfds == l->cap_pfds) {
+    size_t cap = l->cap_pfds ? l->cap_pfds * 2 : 16;
+    struct pollfd *p;
+    if (cap > SIZE_MAX / sizeof(*p)) return URSULA_ENOMEM;
+    p = (struct pollfd *)URSULA_REALLOC(l->pfds, cap * sizeof(*p));
+    if (p == NULL) return URSULA_ENOMEM;
+    l->pfds = p;
+    l->cap_pfds = cap;
+  }
+  /* a wait can return every registered fd */
+  if (loop_fired_reserve(l, l->n_pfds + 1) != URSULA_OK) return URSULA_ENOMEM;
+  slot = l->n_pfds++;
+  l->pfds[slot].fd = fd;
+  l->pfds[slot].events = loop_backend_mask(events);
+  l->pfds[slot].revents = 0;
+  l->fds[fd].slot = slot;
+  return URSULA_OK;
+}
+
+static int loop_backend_mod(struct loop *l, int fd, unsigned events) {
+  l->pfds[l->fds[fd].slot].events = loop_backend_mask(events);
+  return URSULA_OK;
+}
+
+static void loop_backend_del(struct loop *l, int fd) {
+  size_t slot = l->fds[fd].slot, last = l->n_pfds - 1;
+  URSULA_ASSERT(slot < l->n_pfds && l->pfds[slot].fd == fd);
+  if (slot != last) {
+    l->pfds[slot] = l->pfds[last];
+    l->fds[l->pfds[slot].fd].slot = slot;
+  }
+  l->n_pfds--;
+}
+
+static int loop_backend_wait(struct loop *l, int timeout_ms) {
+  int rc, n = 0;
+  size_t i;
+  rc = poll(l->pfds, (nfds_t)l->n_pfds, timeout_ms);
+  if (rc < 0) return errno == EINTR ? 0 : URSULA_ESYS;
+  for (i = 0; i < l->n_pfds && n < rc; i++) {
+    short e = l->pfds[i].revents;
+    unsigned ev = 0;
+    if (e == 0) continue;
+    if (e & POLLIN) ev |= LOOP_READ;
+    if (e & POLLOUT) ev |= LOOP_WRITE;
+    if (e & (POLLERR | POLLNVAL)) ev |= LOOP_ERROR;
+    if (e & POLLHUP) ev |= LOOP_ERROR | LOOP_READ;
+    l->fired[n].fd = l->pfds[i].fd;
+    l->fired[n].events = ev;
+    n++;
+  }
+  return n;
+}
+
+#endif /* URSULA_ENABLE_EPOLL */
+
+/* ================================================================= core */
+
+/* Grow the fd table so that fd is a valid index.  URSULA_OK or
+** URSULA_ENOMEM (table unchanged). */
+static int loop_fds_reserve(struct loop *l, int fd) {
+  struct loop_fd *p;
+  size_t cap = l->cap_fds ? l->cap_fds : LOOP_MIN_FDS;
+  if ((size_t)fd < l->cap_fds) return URSULA_OK;
+  while (cap <= (size_t)fd) {
+    if (cap > SIZE_MAX / 2 / sizeof(*p)) return URSULA_ENOMEM;
+    cap *= 2;
+  }
+  p = (struct loop_fd *)URSULA_REALLOC(l->fds, cap * sizeof(*p));
+  if (p == NULL) return URSULA_ENOMEM;
+  memset(p + l->cap_fds, 0, (cap - l->cap_fds) * sizeof(*p));
+  l->fds = p;
+  l->cap_fds = cap;
+  return URSULA_OK;
+}
+
+/* The registered entry of fd, or NULL. */
+static struct loop_fd *loop_fd_get(const struct loop *l, int fd) {
+  if (fd < 0 || (size_t)fd >= l->cap_fds || l->fds[fd].fn == NULL)
+    return NULL;
+  return &l->fds[fd];
+}
+
+/* Register fd (not registered yet) for events (LOOP_READ|LOOP_WRITE, 0
+** for errors only); fn(l, fd, events, arg) runs on the loop's thread when
+** one happens.  URSULA_OK, URSULA_EINVAL (fd < 0, fn NULL or fd already
+** registered), URSULA_ENOMEM or URSULA_ESYS (the backend refused fd); on
+** failure nothing changed. */
+URSULA_PRIVATE int loop_add(struct loop *l, int fd, unsigned events,
+                            loop_io_fn fn, void *arg) {
+  struct loop_fd *e;
+  int rc;
+  if (fd < 0 || fn == NULL) return URSULA_EINVAL;
+  if (loop_fd_get(l, fd) != NULL) return URSULA_EINVAL;
+  if ((rc = loop_fds_reserve(l, fd)) != URSULA_OK) return rc;
+  events &= LOOP_READ | LOOP_WRITE;
+  if ((rc = loop_backend_add(l, fd, events)) != URSULA_OK) return rc;
+  e = &l->fds[fd];
+  e->fn = fn;
+  e->arg = arg;
+  e->events = events;
+  e->gen++;
+  return URSULA_OK;
+}
+
+/* Change what a registered fd is watched for (LOOP_READ|LOOP_WRITE, 0 for
+** errors only).  URSULA_OK, URSULA_EINVAL if fd is not registered, or
+** URSULA_ESYS (registration unchanged). */
+URSULA_PRIVATE int loop_mod(struct loop *l, int fd, unsigned events) {
+  struct loop_fd *e = loop_fd_get(l, fd);
+  int rc;
+  if (e == NULL) return URSULA_EINVAL;
+  events &= LOOP_READ | LOOP_WRITE;
+  if (events == e->events) return URSULA_OK;
+  if ((rc = loop_backend_mod(l, fd, events)) != URSULA_OK) return rc;
+  e->events = events;
+  return URSULA_OK;
+}
+
+/* Forget fd; a no-op if it is not registered.  An event of fd still
+** pending in this turn is dropped. */
+URSULA_PRIVATE void loop_del(struct loop *l, int fd) {
+  struct loop_fd *e = loop_fd_get(l, fd);
+  if (e == NULL) return;
+  loop_backend_del(l, fd);
+  e->fn = NULL;
+  e->arg = NULL;
+  e->events = 0;
+  e->gen++;
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void loop_heap_place(struct loop *l, size_t i, struct loop_timer *t) {
+  l->heap[i] = t;
+  t->heap_index = i;
+}
+
+/* Move the timer at index i towards the root while it is earlier than its
+** parent. */
+static void loop_heap_up(struct loop *l, size_t i) {
+  struct loop_timer *t = l->heap[i];
+  while (i > 1 && l->heap[i / 2]->deadline_ms > t->deadline_ms) {
+    loop_heap_place(l, i, l->heap[i / 2]);
+    i /= 2;
+  }
+  loop_heap_place(l, i, t);
+}
+
+/* Move the timer at index i towards the leaves while a child is earlier. */
+static void loop_heap_down(struct loop *l, size_t i) {
+  struct loop_timer *t = l->heap[i];
+  for (;;) {
+    size_t c = 2 * i;
+    if (c > l->n_heap) break;
+    if (c + 1 <= l->n_heap &&
+        l->heap[c + 1]->deadline_ms < l->heap[c]->deadline_ms)
+      c++;
+    if (l->heap[c]->deadline_ms >= t->deadline_ms) break;
+    loop_heap_place(l, i, l->heap[c]);
+    i = c;
+  }
+  loop_heap_place(l, i, t);
+}
+
+/* Take the armed timer t out of the heap and disarm it. */
+static void loop_heap_remove(struct loop *l, struct loop_timer *t) {
+  size_t i = t->heap_index;
+  struct loop_timer *last = l->heap[l->n_heap];
+  URSULA_ASSERT(i >= 1 && i <= l->n_heap && l->heap[i] == t);
+  l->heap[l->n_heap--] = NULL;
+  t->heap_index = 0;
+  if (last == t) return;
+  loop_heap_place(l, i, last);
+  loop_heap_up(l, i);
+  loop_heap_down(l, last->heap_index);
+}
+
+/* Arm t, or re-arm it if armed.  If the heap cannot grow (out of memory)
+** the error is logged and t is left disarmed: the prototype has no way to
+** report it. */
+URSULA_PRIVATE void loop_timer_set(struct loop *l, struct loop_timer *t,
+                                   uint64_t deadline_ms, loop_timer_fn fn,
+                                   void *arg) {
+  t->on_fire = fn;
+  t->arg = arg;
+  if (t->heap_index != 0) {
+    URSULA_ASSERT(t->heap_index <= l->n_heap && l->heap[t->heap_index] == t);
+    t->deadline_ms = deadline_ms;
+    loop_heap_up(l, t->heap_index);
+    loop_heap_down(l, t->heap_index);
+    return;
+  }
+  t->deadline_ms = deadline_ms;
+  if (l->n_heap + 1 >= l->cap_heap) {
+    size_t cap = l->cap_heap ? l->cap_heap * 2 : 64;
+    struct loop_timer **p;
+    if (cap > SIZE_MAX / sizeof(*p)) p = NULL;
+    else p = (struct loop_timer **)URSULA_REALLOC(l->heap, cap * sizeof(*p));
+    if (p == NULL) {
+      LOG_E("loop %d: out of memory arming a timer", l->id);
+      return;
+    }
+    l->heap = p;
+    l->cap_heap = cap;
+  }
+  l->n_heap++;
+  loop_heap_place(l, l->n_heap, t);
+  loop_heap_up(l, l->n_heap);
+}
+
+/* Disarm t; a no-op if it is not armed. */
+URSULA_PRIVATE void loop_timer_cancel(struct loop *l, struct loop_timer *t) {
+  if (t->heap_index != 0) loop_heap_remove(l, t);
+}
+
+/* Fire the timers due at the cached now.  At most as many timers as were
+** armed on entry fire, so a timer that re-arms itself for "now" cannot
+** keep the turn going forever; whatever is left is due at the next turn,
+** whose wait then does not block. */
+static void loop_fire_timers(struct loop *l) {
+  size_t budget = l->n_heap;
+  while (budget-- > 0 && l->n_heap > 0 &&
+         l->heap[1]->deadline_ms <= l->now_ms) {
+    struct loop_timer *t = l->heap[1];
+    loop_heap_remove(l, t);
+    t->on_fire(l, t->arg);
+  }
+}
+
+/* How long the next wait may block, in milliseconds. */
+static int loop_wait_ms(const struct loop *l) {
+  uint64_t now, deadline;
+  if (l->n_heap == 0) return LOOP_MAX_WAIT_MS;
+  deadline = l->heap[1]->deadline_ms;
+  now = os_now_ms(); /* fresh: the turn itself took time */
+  if (deadline <= now) return 0;
+  if (deadline - now > LOOP_MAX_WAIT_MS) return LOOP_MAX_WAIT_MS;
+  return (int)(deadline - now);
+}
+
+/* --------------------------------------------------------------- mailbox */
+
+/* Write one byte to the wake pipe.  Async-signal-safe; keeps errno.  A
+** full pipe already guarantees a wake-up, so EAGAIN is fine. */
+static void loop_poke(struct loop *l) {
+  int saved = errno;
+  char c = 1;
+  ssize_t w = write(l->wake_w, &c, 1);
+  (void)w;
+  errno = saved;
+}
+
+/* The wake pipe's read end is readable: empty it.  The mailbox itself is
+** taken every turn by loop_drain_mailbox(), after this. */
+static void loop_on_wake(struct loop *l, int fd, unsigned events, void *arg) {
+  char tmp[256];
+  ssize_t r;
+  (void)l;
+  (void)events;
+  (void)arg;
+  do {
+    r = read(fd, tmp, sizeof(tmp));
+  } while (r == (ssize_t)sizeof(tmp) || (r < 0 && errno == EINTR));
+}
+
+/* Take every message queued now and run them, in order, outside the lock.
+** Messages posted meanwhile wait for the next turn. */
+static void loop_drain_mailbox(struct loop *l) {
+  struct loop_msg *m;
+  pthread_mutex_lock(&l->mu);
+  m = l->mb_head;
+  l->mb_head = l->mb_tail = NULL;
+  pthread_mutex_unlock(&l->mu);
+  while (m != NULL) {
+    struct loop_msg *next = m->next;
+    m->next = NULL;
+    m->on_msg(l, m); /* may free m */
+    m = next;
+  }
+}
+
+/* Post m: appended to l's FIFO under the mutex, with a byte to the wake
+** pipe only when the list was empty.  Any thread; takes ownership of m.
+** l must outlive the call (join posters before loop_close). */
+URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m) {
+  int was_empty;
+  m->next = NULL;
+  pthread_mutex_lock(&l->mu);
+  was_empty = l->mb_head == NULL;
+  if (l->mb_tail != NULL)
+    l->mb_tail->next = m;
+  else
+    l->mb_head = m;
+  l->mb_tail = m;
+  pthread_mutex_unlock(&l->mu);
+  if (was_empty) loop_poke(l);
+}
+
+/* Any thread, async-signal-safe: a flag store and a pipe write. */
+URSULA_PRIVATE void loop_stop(struct loop *l) {
+  LOOP_STOP_SET(l, 1);
+  loop_poke(l);
+}
+
+/* Any thread, async-signal-safe: end the current wait so the loop's
+** thread runs a turn (and its on_turn_end sees flags set elsewhere). */
+URSULA_PRIVATE void loop_wake(struct loop *l) { loop_poke(l); }
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* The id given to loop_open(), and an opaque user pointer (NULL until
+** set) the owner keeps on the loop. */
+URSULA_PRIVATE void *loop_get_user(const struct loop *l) { return l->user; }
+URSULA_PRIVATE void loop_set_user(struct loop *l, void *user) {
+  l->user = user;
+}
+/* os_now_ms() as read when the current turn's wait returned (or at
+** loop_open(), before the first turn). */
+URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) { return l->now_ms; }
+
+/* Release everything l owns: its pipe and backend fds, its tables, and the
+** messages still queued (each one block from URSULA_MALLOC, freed with
+** URSULA_FREE without running on_msg).  Registered fds are the callers'
+** and stay open; armed timers are forgotten without being touched (their
+** owners may already be gone).  Safe on a half-opened loop. */
+URSULA_PRIVATE void loop_close(struct loop *l) {
+  struct loop_msg *m;
+  if (l == NULL) return;
+  loop_backend_close(l);
+  if (l->wake_r >= 0) close(l->wake_r);
+  if (l->wake_w >= 0) close(l->wake_w);
+  m = l->mb_head;
+  while (m != NULL) {
+    struct loop_msg *next = m->next;
+    URSULA_FREE(m);
+    m = next;
+  }
+  if (l->mu_ready) pthread_mutex_destroy(&l->mu);
+  URSULA_FREE(l->fds);
+  URSULA_FREE(l->fired);
+  URSULA_FREE(l->heap);
+  URSULA_FREE(l);
+}
+
+/* Open a loop numbered id.  On success *out is set; on failure nothing is
+** left allocated or open, *out is untouched, and err (URSULA_ERRMSG_LEN
+** bytes, may be NULL) says why. */
+URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err) {
+  struct loop *l;
+  int p[2], rc, e = 0;
+  const char *what = "";
+  l = (struct loop *)URSULA_MALLOC(sizeof(*l));
+  if (l == NULL) {
+    if (err != NULL)
+      snprintf(err, URSULA_ERRMSG_LEN, "loop %d: out of memory", id);
+    return URSULA_ENOMEM;
+  }
+  memset(l, 0, sizeof(*l));
+  l->id = id;
+  l->wake_r = l->wake_w = -1;
+#if URSULA_ENABLE_EPOLL
+  l->epfd = -1;
+#endif
+  l->now_ms = os_now_ms();
+  if ((e = pthread_mutex_init(&l->mu, NULL)) != 0) {
+    what = "pthread_mutex_init";
+    rc = URSULA_ESYS;
+    goto fail;
+  }
+  l->mu_ready = 1;
+  if (pipe(p) != 0) {
+    e = errno;
+    what = "pipe";
+    rc = URSULA_ESYS;
+    goto fail;
+  }
+  l->wake_r = p[0];
+  l->wake_w = p[1];
+  if (os_set_nonblock(p[0]) != URSULA_OK ||
+      os_set_nonblock(p[1]) != URSULA_OK || os_set_cloexec(p[0]) != URSULA_OK ||
+      os_set_cloexec(p[1]) != URSULA_OK) {
+    e = errno;
+    what = "fcntl";
+    rc = URSULA_ESYS;
+    goto fail;
+  }
+  errno = 0;
+  if ((rc = loop_backend_open(l)) != URSULA_OK) {
+    e = errno;
+    what = URSULA_ENABLE_EPOLL ? "epoll_create1" : "event backend";
+    goto fail;
+  }
+  errno = 0;
+  if ((rc = loop_add(l, l->wake_r, LOOP_READ, loop_on_wake, NULL)) !=
+      URSULA_OK) {
+    e = errno;
+    what = "watching the wake pipe";
+    goto fail;
+  }
+  *out = l;
+  return URSULA_OK;
+fail:
+  if (err != NULL) {
+    if (rc == URSULA_ENOMEM || e == 0)
+      snprintf(err, URSULA_ERRMSG_LEN, "loop %d: %s: %s", id, what,
+               ursula_strerror(rc));
+    else
+      snprintf(err, URSULA_ERRMSG_LEN, "loop %d: %s: %s", id, what,
+               strerror(e));
+  }
+  loop_close(l);
+  return rc;
+}
+
+/* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop
+** request is then consumed: a later loop_run() runs until the next
+** loop_stop(); a stop made before loop_run() makes it return at once), or
+** URSULA_ESYS if the backend's wait fails (EINTR is not a failure).
+** Loop thread only, and not reentrant: callbacks must not call it. */
+URSULA_PRIVATE int loop_run(struct loop *l,
+                            void (*on_turn_end)(struct loop *)) {
+  int rc = URSULA_OK;
+  while (!LOOP_STOP_GET(l)) {
+    int n, i;
+    n = loop_backend_wait(l, loop_wait_ms(l));
+    l->now_ms = os_now_ms();
+    if (n < 0) {
+      LOG_E("loop %d: wait: %s", l->id, strerror(errno));
+      rc = n;
+      break;
+    }
+    /* snapshot generations before any callback can change them */
+    for (i = 0; i < n; i++) {
+      int fd = l->fired[i].fd;
+      l->fired[i].gen =
+          (fd >= 0 && (size_t)fd < l->cap_fds) ? l->fds[fd].gen : 0;
+    }
+    for (i = 0; i < n; i++) {
+      int fd = l->fired[i].fd;
+      struct loop_fd *e = loop_fd_get(l, fd);
+      unsigned ev;
+      if (e == NULL || e->gen != l->fired[i].gen) continue;
+      ev = l->fired[i].events & (e->events | LOOP_ERROR);
+      if (ev != 0) e->fn(l, fd, ev, e->arg);
+    }
+    loop_fire_timers(l);
+    loop_drain_mailbox(l);
+    if (on_turn_end != NULL) on_turn_end(l);
+  }
+  LOOP_STOP_SET(l, 0);
+  return rc;
+}
+
+#undef LOOP_MAX_WAIT_MS
+#undef LOOP_MIN_FDS
+#undef LOOP_EPOLL_BATCH
+#undef LOOP_STOP_GET
+#undef LOOP_STOP_SET
+/**** End src/loop.c ****/
+/**** Begin src/net.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/net.c"
+#endif
+/*
+** net.c -- listening sockets.
+*/
+
+
+/* Open a non-blocking TCP listener on host:port (port 0 = any free port).
+** Returns the fd and sets *bound_port, or -1 with a reason in err. */
+URSULA_PRIVATE int net_listen(const char *host, int port, int *bound_port,
+                              char *err) {
+  struct addrinfo hints, *res = NULL, *ai;
+  char portstr[16];
+  int fd = -1, one = 1, rc;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(portstr, sizeof(portstr), "%d", port);
+  rc = getaddrinfo(host, portstr, &hints, &res);
+  if (rc != 0) {
+    if (err) snprintf(err, URSULA_ERRMSG_LEN, "listen %.100s: %s", host, gai_strerror(rc));
+    return -1;
+  }
+  for (ai = res; ai != NULL; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0) continue;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+      break;
+    if (err)
+      snprintf(err, URSULA_ERRMSG_LEN, "listen %.100s:%d: %s", host, port,
+               strerror(errno));
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) return -1;
+  os_set_nonblock(fd);
+  os_set_cloexec(fd);
+  {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    *bound_port = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+      if (ss.ss_family == AF_INET)
+        *bound_port = ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+      else if (ss.ss_family == AF_INET6)
+        *bound_port = ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+    }
+  }
+  return fd;
+}
+/**** End src/net.c ****/
+/**** Begin src/http.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/http.c"
+#endif
+/*
+** http.c -- HTTP/1.1 request heads and chunked request bodies.
+**
+** The parsers follow the picohttpparser contract: they never allocate,
+** they return views into the caller's buffer, and each call answers one
+** of "this many bytes", "need more" (URSULA_EAGAIN) or "malformed".  The
+** head parser starts over on every call, so the caller simply calls it
+** again when more bytes arrive; heads are small (URSULA_MAX_HEADER_BYTES,
+** enforced by the caller), so this costs little and keeps no state.
+**
+** What a head looks like (RFC 9112, section 2):
+**
+**     request-line  = method SP request-target SP "HTTP/1." DIGIT CRLF
+**     header-line   = field-name ":" OWS field-value OWS CRLF
+**     head          = *( CRLF ) request-line *( header-line ) CRLF
+**
+** A bare LF is accepted wherever CRLF is (RFC 9112 section 2.2 allows it);
+** a CR that is not followed by LF is malformed.  Obsolete line folding
+** (a header line starting with SP or HTAB) is malformed.
+*/
+
+
+/* ------------------------------------------------------------ characters */
+
+/* tchar (RFC 9110 section 5.6.2): the bytes of a method or field name. */
+static int http_is_tchar(unsigned char ch) {
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+      (ch >= '0' && ch <= '9'))
+    return 1;
+  return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/* A byte allowed inside a field value: visible ASCII, SP, HTAB, obs-text. */
+static int http_is_vchar(unsigned char ch) {
+  return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+/* ------------------------------------------------------------ the head */
+
+/* A cursor over the head being parsed. */
+struct http_cursor {
+  const char *p;
+  size_t len;
+  size_t at;
+};
+
+/* Consume a line end at the cursor.  Returns 1 if one was consumed, 0 if
+** the byte there is something else, URSULA_EAGAIN if the input ends
+** inside it, HTTP_EMALFORMED for a CR without LF. */
+static int http_eol(struct http_cursor *cu) {
+  if (cu->at >= cu->len) return URSULA_EAGAIN;
+  if (cu->p[cu->at] == '\n') {
+    cu->at++;
+    return 1;
+  }
+  if (cu->p[cu->at] != '\r') return 0;
+  if (cu->at + 1 >= cu->len) return URSULA_EAGAIN;
+  if (cu->p[cu->at + 1] != '\n') return HTTP_EMALFORMED;
+  cu->at += 2;
+  return 1;
+}
+
+/* request-line.  Every error is reported as soon as the bytes show it. */
+static int http_request_line(struct http_cursor *cu, struct http_request *r) {
+  static const char version[] = "HTTP/1.";
+  size_t start = cu->at, i;
+  int rc;
+  while (cu->at < cu->len && http_is_tchar((unsigned char)cu->p[cu->at]))
+    cu->at++;
+  if (cu->at >= cu->len) return URSULA_EAGAIN;
+  if (cu->at == start || cu->p[cu->at] != ' ') return HTTP_EMALFORMED;
+  r->method.ptr = cu->p + start;
+  r->method.len = cu->at - start;
+  start = ++cu->at;
+  while (cu->at < cu->len && (unsigned char)cu->p[cu->at] > 0x20 &&
+         cu->p[cu->at] != 0x7f)
+    cu->at++;
+  if (cu->at >= cu->len) return URSULA_EAGAIN;
+  if (cu->at == start || cu->p[cu->at] != ' ') return HTTP_EMALFORMED;
+  r->target.ptr = cu->p + start;
+  r->target.len = cu->at - start;
+  cu->at++;
+  for (i = 0; i < sizeof(version) - 1; i++, cu->at++) {
+    if (cu->at >= cu->len) return URSULA_EAGAIN;
+    if (cu->p[cu->at] != version[i]) return HTTP_EMALFORMED;
+  }
+  if (cu->at >= cu->len) return URSULA_EAGAIN;
+  if (cu->p[cu->at] != '0' && cu->p[cu->at] != '1') return HTTP_EMALFORMED;
+  r->minor_version = cu->p[cu->at++] - '0';
+  rc = http_eol(cu);
+  if (rc == 0) return HTTP_EMALFORMED;
+  return rc < 0 ? rc : URSULA_OK;
+}
+
+/* One header line, or the empty line that ends the head (*end = 1). */
+static int http_header_line(struct http_cursor *cu, struct http_request *r,
+                            int *end) {
+  size_t start = cu->at;
+  struct http_header *h;
+  struct str v;
+  int rc = http_eol(cu);
+  if (rc != 0) {
+    *end = rc == 1;
+    return rc < 0 ? rc : URSULA_OK;
+  }
+  while (cu->at < cu->len && http_is_tchar((unsigned char)cu->p[cu->at]))
+    cu->at++;
+  if (cu->at >= cu->len) return URSULA_EAGAIN;
+  /* an empty name, a blank before ':' or a folded line are all malformed */
+  if (cu->at == start || cu->p[cu->at] != ':') return HTTP_EMALFORMED;
+  if (r->n_headers == URSULA_MAX_HEADERS) return HTTP_ETOOMANY;
+  h = &r->headers[r->n_headers];
+  h->name.ptr = cu->p + start;
+  h->name.len = cu->at - start;
+  start = ++cu->at;
+  while (cu->at < cu->len && http_is_vchar((unsigned char)cu->p[cu->at]))
+    cu->at++;
+  if (cu->at >= cu->len) return URSULA_EAGAIN;
+  v.ptr = cu->p + start;
+  v.len = cu->at - start;
+  rc = http_eol(cu);
+  if (rc == 0) return HTTP_EMALFORMED; /* a control byte in the value */
+  if (rc < 0) return rc;
+  h->value = util_str_trim(v);
+  r->n_headers++;
+  *end = 0;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int http_parse_request(const char *buf, size_t len,
+                                      struct http_request *req) {
+  struct http_cursor cu;
+  struct http_request r;
+  int rc, end = 0;
+  cu.p = buf;
+  cu.len = len;
+  cu.at = 0;
+  r.n_headers = 0;
+  for (;;) { /* skip empty lines before the request line */
+    rc = http_eol(&cu);
+    if (rc < 0) return rc;
+    if (rc == 0) break;
+  }
+  rc = http_request_line(&cu, &r);
+  while (rc == URSULA_OK && !end) rc = http_header_line(&cu, &r, &end);
+  if (rc != URSULA_OK) return rc;
+  if (cu.at > INT_MAX) return HTTP_EMALFORMED;
+  *req = r;
+  return (int)cu.at;
+}
+
+URSULA_PRIVATE const struct http_header *http_find_header(
+    const struct http_request *req, const char *name) {
+  size_t i;
+  for (i = 0; i < req->n_headers; i++)
+    if (util_str_ieq(req->headers[i].name, name)) return &req->headers[i];
+  return NULL;
+}
+
+/* ------------------------------------------------------------ chunked */
+
+/* The decoder's states (RFC 9112 section 7.1):
+**
+**     chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+**     last-chunk = 1*"0" [ chunk-ext ] CRLF
+**     body       = *chunk last-chunk *( field-line CRLF ) CRLF
+*/
+enum {
+  HTTP_CH_SIZE = 0, /* reading hex digits of a chunk size */
+  HTTP_CH_EXT,      /* after the size: extensions up to the line end */
+  HTTP_CH_DATA,     /* `remaining` payload bytes */
+  HTTP_CH_DATA_CR,  /* expecting the CR (or LF) after the data */
+  HTTP_CH_DATA_LF,  /* expecting the LF after that CR */
+  HTTP_CH_SIZE_LF,  /* the size line had a CR: expecting LF */
+  HTTP_CH_TRAILER,  /* at the start of a trailer line (or the empty line) */
+  HTTP_CH_TRAILER_TEXT, /* inside a trailer line */
+  HTTP_CH_END_LF,   /* the final empty line had a CR: expecting LF */
+  HTTP_CH_DONE
+};
+
+#define HTTP_CH_MAX_LINE 1024 /* bytes of a size or trailer line */
+
+static int http_hex(unsigned char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* The size line ended: go on to the data, or to the trailers. */
+static void http_ch_size_done(struct http_chunked *d) {
+  d->line_len = 0;
+  d->state = d->remaining > 0 ? HTTP_CH_DATA : HTTP_CH_TRAILER;
+}
+
+URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
+                                      size_t len, struct buf *body,
+                                      int *done) {
+  size_t i = 0;
+  *done = d->state == HTTP_CH_DONE;
+  while (i < len && d->state != HTTP_CH_DONE) {
+    unsigned char ch = (unsigned char)in[i];
+    int x;
+    if (d->state == HTTP_CH_DATA) {
+      size_t n = len - i;
+      if ((uint64_t)n > d->remaining) n = (size_t)d->remaining;
+      if (buf_append(body, in + i, n) != URSULA_OK) return URSULA_ENOMEM;
+      i += n;
+      d->remaining -= n;
+      if (d->remaining == 0) d->state = HTTP_CH_DATA_CR;
+      continue;
+    }
+    if (d->state == HTTP_CH_SIZE || d->state == HTTP_CH_EXT ||
+        d->state == HTTP_CH_TRAILER_TEXT) {
+      if (++d->line_len > HTTP_CH_MAX_LINE) return HTTP_EMALFORMED;
+    }
+    i++;
+    switch (d->state) {
+    case HTTP_CH_SIZE:
+      x = http_hex(ch);
+      if (x >= 0) {
+        if (d->remaining >> 60) return HTTP_EMALFORMED; /* > 16 digits */
+        d->remaining = d->remaining << 4 | (uint64_t)x;
+        break;
+      }
+      if (d->line_len == 1) return HTTP_EMALFORMED; /* no digit */
+      if (ch == ';' || ch == ' ' || ch == '\t')
+        d->state = HTTP_CH_EXT;
+      else if (ch == '\r')
+        d->state = HTTP_CH_SIZE_LF;
+      else if (ch == '\n')
+        http_ch_size_done(d);
+      else
+        return HTTP_EMALFORMED;
+      break;
+    case HTTP_CH_EXT: /* extensions are ignored, control bytes are not */
+      if (ch == '\r')
+        d->state = HTTP_CH_SIZE_LF;
+      else if (ch == '\n')
+        http_ch_size_done(d);
+      else if (!http_is_vchar(ch))
+        return HTTP_EMALFORMED;
+      break;
+    case HTTP_CH_SIZE_LF:
+      if (ch != '\n') return HTTP_EMALFORMED;
+      http_ch_size_done(d);
+      break;
+    case HTTP_CH_DATA_CR:
+      if (ch == '\r')
+        d->state = HTTP_CH_DATA_LF;
+      else if (ch == '\n')
+        d->state = HTTP_CH_SIZE;
+      else
+        return HTTP_EMALFORMED;
+      break;
+    case HTTP_CH_DATA_LF:
+      if (ch != '\n') return HTTP_EMALFORMED;
+      d->state = HTTP_CH_SIZE;
+      break;
+    case HTTP_CH_TRAILER:
+      if (ch == '\r') {
+        d->state = HTTP_CH_END_LF;
+      } else if (ch == '\n') {
+        d->state = HTTP_CH_DONE;
+      } else {
+        d->line_len = 1;
+        d->state = HTTP_CH_TRAILER_TEXT;
+      }
+      break;
+    case HTTP_CH_TRAILER_TEXT: /* trailers are read and dropped */
+      if (ch == '\n') {
+        d->line_len = 0;
+        d->state = HTTP_CH_TRAILER;
+      } else if (ch != '\r' && !http_is_vchar(ch)) {
+        return HTTP_EMALFORMED;
+      }
+      break;
+    case HTTP_CH_END_LF:
+      if (ch != '\n') return HTTP_EMALFORMED;
+      d->state = HTTP_CH_DONE;
+      break;
+    default:
+      return HTTP_EMALFORMED;
+    }
+  }
+  *done = d->state == HTTP_CH_DONE;
+  return (long)i;
+}
+
+/* ------------------------------------------------------------ statuses */
+
+URSULA_PRIVATE const char *http_status_text(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 204: return "No Content";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+/**** End src/http.c ****/
+/**** Begin src/json.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/json.c"
+#endif
+/*
+** json.c -- validation and one-level flattening of JSON appends.
+**
+** A POST to an application/json stream carries one JSON text (RFC 8259).
+** If it is an array, each element is one message; otherwise the whole
+** value is one message.  Messages are kept as their exact bytes, each
+** followed by one ',':
+**
+**     body  [1, {"a": 2} ,"x"]      stored  1,{"a": 2},"x",
+**     body   {"a":1}                stored  {"a":1},
+**
+** so a read of any run of whole messages is served as '[' + the stored
+** bytes without their last ',' + ']', with no re-serialisation.
+**
+** The validator is iterative: a stack of open containers (one byte each,
+** bounded by URSULA_MAX_JSON_DEPTH) replaces recursion, so hostile input
+** cannot exhaust the C stack, and every byte is looked at a bounded number
+** of times (linear time).  UTF-8 is checked everywhere (RFC 3629: no
+** overlong forms, no surrogates, nothing above U+10FFFF).
+*/
+
+
+/* A parser over p[0..len). */
+struct json_parser {
+  const unsigned char *p;
+  size_t len;
+  size_t at;
+};
+
+static void json_skip_ws(struct json_parser *js) {
+  while (js->at < js->len) {
+    unsigned char ch = js->p[js->at];
+    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') break;
+    js->at++;
+  }
+}
+
+/* One UTF-8 sequence starting with a byte >= 0x80 at js->at. */
+static int json_utf8(struct json_parser *js) {
+  const unsigned char *s = js->p + js->at;
+  size_t left = js->len - js->at, n, i;
+  unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+  if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+    n = 2;
+  } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+    n = 3;
+    if (s[0] == 0xE0) lo = 0xA0; /* overlong */
+    if (s[0] == 0xED) hi = 0x9F; /* UTF-16 surrogates */
+  } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+    n = 4;
+    if (s[0] == 0xF0) lo = 0x90; /* overlong */
+    if (s[0] == 0xF4) hi = 0x8F; /* above U+10FFFF */
+  } else {
+    return -1;
+  }
+  if (left < n || s[1] < lo || s[1] > hi) return -1;
+  for (i = 2; i < n; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF) return -1;
+  js->at += n;
+  return 0;
+}
+
+static int json_is_hex(unsigned char ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+         (ch >= 'A' && ch <= 'F');
+}
+
+/* A string; js->at is on the opening quote. */
+static int json_string(struct json_parser *js) {
+  js->at++;
+  while (js->at < js->len) {
+    unsigned char ch = js->p[js->at];
+    if (ch == '"') {
+      js->at++;
+      return 0;
+    }
+    if (ch < 0x20) return -1;
+    if (ch >= 0x80) {
+      if (json_utf8(js) != 0) return -1;
+      continue;
+    }
+    js->at++;
+    if (ch != '\\') continue;
+    if (js->at >= js->len) return -1;
+    ch = js->p[js->at++];
+    if (ch == 'u') {
+      size_t i;
+      if (js->len - js->at < 4) return -1;
+      for (i = 0; i < 4; i++)
+        if (!json_is_hex(js->p[js->at + i])) return -1;
+      js->at += 4;
+    } else if (strchr("\"\\/bfnrt", ch) == NULL || ch == '\0') {
+      return -1;
+    }
+  }
+  return -1; /* unterminated */
+}
+
+static size_t json_digits(struct json_parser *js) {
+  size_t start = js->at;
+  while (js->at < js->len && js->p[js->at] >= '0' && js->p[js->at] <= '9')
+    js->at++;
+  return js->at - start;
+}
+
+/* number = [ "-" ] int [ frac ] [ exp ] */
+static int json_number(struct json_parser *js) {
+  if (js->p[js->at] == '-') js->at++;
+  if (js->at < js->len && js->p[js->at] == '0') {
+    js->at++;
+  } else if (json_digits(js) == 0) {
+    return -1;
+  }
+  if (js->at < js->len && js->p[js->at] == '.') {
+    js->at++;
+    if (json_digits(js) == 0) return -1;
+  }
+  if (js->at < js->len && (js->p[js->at] == 'e' || js->p[js->at] == 'E')) {
+    js->at++;
+    if (js->at < js->len && (js->p[js->at] == '+' || js->p[js->at] == '-'))
+      js->at++;
+    if (json_digits(js) == 0) return -1;
+  }
+  return 0; /* "01" leaves a digit behind, which the caller rejects */
+}
+
+static int json_literal(struct json_parser *js, const char *word) {
+  size_t n = strlen(word);
+  if (js->len - js->at < n || memcmp(js->p + js->at, word, n) != 0)
+    return -1;
+  js->at += n;
+  return 0;
+}
+
+/* A scalar (string, number, literal) at js->at. */
+static int json_scalar(struct json_parser *js) {
+  unsigned char ch = js->p[js->at];
+  if (ch == '"') return json_string(js);
+  if (ch == '-' || (ch >= '0' && ch <= '9')) return json_number(js);
+  if (ch == 't') return json_literal(js, "true");
+  if (ch == 'f') return json_literal(js, "false");
+  if (ch == 'n') return json_literal(js, "null");
+  return -1;
+}
+
+/* Validate one value at js->at (whitespace before it already skipped).
+** If flat is set and the value is an array, the byte range of each
+** element is reported to out (element bytes + ','), counting *n.
+** Returns 0, URSULA_EINVAL or URSULA_ENOMEM. */
+static int json_value(struct json_parser *js, struct buf *out, size_t *n,
+                      int flat) {
+  char stack[URSULA_MAX_JSON_DEPTH]; /* '[' or '{' per open container */
+  size_t depth = 0, elem_start = 0;
+  int collect = 0;
+  for (;;) {
+    /* here: a value is expected at js->at */
+    if (js->at >= js->len) return URSULA_EINVAL;
+    if (js->p[js->at] == '[' || js->p[js->at] == '{') {
+      char open = (char)js->p[js->at];
+      if (depth == URSULA_MAX_JSON_DEPTH) return URSULA_EINVAL;
+      if (flat && depth == 0 && open == '[') collect = 1;
+      stack[depth++] = open;
+      js->at++;
+      json_skip_ws(js);
+      if (js->at < js->len && js->p[js->at] == (open == '[' ? ']' : '}')) {
+        js->at++;
+        depth--;
+        goto after_value;
+      }
+      if (open == '{') goto object_key;
+      if (collect && depth == 1) elem_start = js->at;
+      continue;
+    }
+    if (json_scalar(js) != 0) return URSULA_EINVAL;
+  after_value:
+    /* a value ended; close containers or move on to the next member */
+    for (;;) {
+      size_t elem_end = js->at;
+      if (depth == 0) return 0;
+      json_skip_ws(js);
+      if (js->at >= js->len) return URSULA_EINVAL;
+      if (collect && depth == 1 && (js->p[js->at] == ',' ||
+                                    js->p[js->at] == ']')) {
+        if (buf_append(out, js->p + elem_start, elem_end - elem_start) !=
+                URSULA_OK ||
+            buf_append(out, ",", 1) != URSULA_OK)
+          return URSULA_ENOMEM;
+        (*n)++;
+      }
+      if (js->p[js->at] == ',') {
+        js->at++;
+        json_skip_ws(js);
+        if (stack[depth - 1] == '{') goto object_key;
+        if (collect && depth == 1) elem_start = js->at;
+        break; /* next array element */
+      }
+      if (js->p[js->at] != (stack[depth - 1] == '[' ? ']' : '}')) return URSULA_EINVAL;
+      js->at++;
+      depth--;
+    }
+    continue;
+  object_key:
+    if (js->at >= js->len || js->p[js->at] != '"' || json_string(js) != 0)
+      return URSULA_EINVAL;
+    json_skip_ws(js);
+    if (js->at >= js->len || js->p[js->at] != ':') return URSULA_EINVAL;
+    js->at++;
+    json_skip_ws(js);
+  }
+}
+
+URSULA_PRIVATE int json_flatten(const char *p, size_t len, struct buf *out,
+                                size_t *n_msgs) {
+  struct json_parser js;
+  size_t keep = out->len, n = 0, start;
+  int rc;
+  js.p = (const unsigned char *)p;
+  js.len = len;
+  js.at = 0;
+  json_skip_ws(&js);
+  start = js.at;
+  rc = json_value(&js, out, &n, 1);
+  if (rc == 0) {
+    size_t end = js.at;
+    json_skip_ws(&js);
+    if (js.at != len) rc = URSULA_EINVAL; /* trailing garbage */
+    if (rc == 0 && js.p[start] != '[') {
+      if (buf_append(out, p + start, end - start) != URSULA_OK ||
+          buf_append(out, ",", 1) != URSULA_OK)
+        rc = URSULA_ENOMEM;
+      n = 1;
+    }
+  }
+  if (rc != 0) {
+    out->len = keep;
+    return rc;
+  }
+  *n_msgs = n;
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ stored runs */
+
+/* The length of the first message of p[0..len), comma included, or 0 if
+** there is no complete one.  Only strings and brackets are tracked: the
+** bytes were validated when they were stored. */
+static size_t json_first_len(const char *p, size_t len) {
+  size_t i, depth = 0;
+  int in_str = 0;
+  for (i = 0; i < len; i++) {
+    char ch = p[i];
+    if (in_str) {
+      if (ch == '\\')
+        i++;
+      else if (ch == '"')
+        in_str = 0;
+    } else if (ch == '"') {
+      in_str = 1;
+    } else if (ch == '[' || ch == '{') {
+      depth++;
+    } else if (ch == ']' || ch == '}') {
+      depth--;
+    } else if (ch == ',' && depth == 0) {
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n) {
+  size_t at = 0;
+  while (n-- > 0) {
+    size_t k = json_first_len(p + at, len - at);
+    if (k == 0) return (size_t)-1;
+    at += k;
+  }
+  return at;
+}
+
+URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
+  size_t at = 0, n = 0, k;
+  while (at < len && (k = json_first_len(p + at, len - at)) != 0) {
+    at += k;
+    n++;
+  }
+  return n;
+}
+/**** End src/json.c ****/
+/**** Begin src/conf.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/conf.c"
+#endif
+/*
+** conf.c -- the server configuration: defaults, keys, config files and
+** command-line flags, plus the compile-options string.
+**
+** Every setting has one name, used both as a config-file key and as a
+** flag (`--name VALUE` or `--name=VALUE`); conf_keys[] below is the single
+** list of them, and ursula_config_set(), the file loader, the flag parser
+** and --help all read it.
+**
+** Config file format (UTF-8 text):
+**
+**   # a comment line                 lines whose first non-blank is '#'
+**   listen 127.0.0.1:4437            key, a run of spaces/tabs, value
+**   wal-dir /var/lib/ursula # note   ' #' or '\t#' starts a comment
+**
+**   The value is the rest of the line after the first run of blanks, with
+**   trailing blanks (and a CR of a CRLF line end) dropped.  A '#' that does
+**   not follow a blank is part of the value.  Blank lines are skipped.  A
+**   UTF-8 byte order mark before the first line is skipped.  Lines are at
+**   most CONF_LINE_MAX bytes, without control characters (tab excepted)
+**   and must be valid UTF-8.  A later line overrides an earlier one.
+**
+** Invariants:
+**   - Numbers are strictly decimal digits (util_parse_u64): no sign, no
+**     blanks, no suffix; leading zeros are allowed.
+**   - Nothing here allocates.  Every failing call leaves the caller's
+**     config untouched: work is done on a copy that is stored on success.
+**   - Error text always names the key (and file:line for files), so a
+**     user can find the bad setting from the message alone.
+*/
+
+
+#define CONF_LINE_MAX 4096 /* bytes of one config-file line, without EOL */
+#define CONF_SHOW_MAX 64   /* bytes of a bad value quoted in a message */
+
+/* The defaults must be valid values, or every start would fail. */
+#if URSULA_MAX_CORES < 1 || URSULA_MAX_GROUPS < 1
+#error "URSULA_MAX_CORES and URSULA_MAX_GROUPS must be at least 1"
+#endif
+#if URSULA_DEFAULT_PORT < 0 || URSULA_DEFAULT_PORT > 65535
+#error "URSULA_DEFAULT_PORT must be in 0..65535"
+#endif
+#if URSULA_DEFAULT_GROUPS < 1 || URSULA_DEFAULT_GROUPS > URSULA_MAX_GROUPS
+#error "URSULA_DEFAULT_GROUPS must be in 1..URSULA_MAX_GROUPS"
+#endif
+#if URSULA_DEFAULT_LONG_POLL_MS < 1 || URSULA_DEFAULT_LONG_POLL_MS > 3600000
+#error "URSULA_DEFAULT_LONG_POLL_MS must be in 1..3600000"
+#endif
+#if URSULA_DEFAULT_MAX_BODY_BYTES < 1024 || \
+    URSULA_DEFAULT_MAX_BODY_BYTES > 2147483648
+#error "URSULA_DEFAULT_MAX_BODY_BYTES must be in 1024..2^31"
+#endif
+#if URSULA_DEFAULT_MAX_CONNECTIONS < 1 || \
+    URSULA_DEFAULT_MAX_CONNECTIONS > 1000000
+#error "URSULA_DEFAULT_MAX_CONNECTIONS must be in 1..1000000"
+#endif
+#if URSULA_DEFAULT_IDLE_TIMEOUT_MS < 1 || \
+    URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 || \
+    URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 || \
+    URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
+    URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 || \
+    URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000
+#error "URSULA_DEFAULT_*_TIMEOUT_MS / _KEEPALIVE_MS must be in 1..86400000"
+#endif
+#if URSULA_DEFAULT_MAX_READ_BYTES < 4096 || \
+    URSULA_DEFAULT_MAX_READ_BYTES > 67108864
+#error "URSULA_DEFAULT_MAX_READ_BYTES must be in 4096..64 MiB"
+#endif
+/* The default host (a string literal) must fit listen_host. */
+typedef char conf_default_host_fits[sizeof(URSULA_DEFAULT_HOST) <= 256 ? 1
+                                                                        : -1];
+
+/* ------------------------------------------------------------ the keys */
+
+enum {
+  CONF_T_INT = 1, /* int field, range [min, max] */
+  CONF_T_I64,     /* int64_t field, range [min, max] */
+  CONF_T_LISTEN,  /* listen_host + listen_port */
+  CONF_T_PATH,    /* char[URSULA_PATH_LEN] field; "" allowed */
+  CONF_T_LEVEL    /* int 0..3, or a level name */
+};
+
+struct conf_key {
+  const char *name;
+  const char *alias; /* a second accepted name, or NULL */
+  int type;
+  size_t off; /* of the field in struct ursula_config */
+  uint64_t min, max;
+  const char *arg;  /* placeholder in --help */
+  const char *help; /* meaning, for --help */
+};
+
+#define CONF_OFF(field) offsetof(struct ursula_config, field)
+
+static const struct conf_key conf_keys[] = {
+    {"listen", NULL, CONF_T_LISTEN, 0, 0, 65535, "HOST:PORT",
+     "address to serve HTTP on; [ADDR]:PORT for IPv6; PORT 0 = any free "
+     "port"},
+    {"core-count", NULL, CONF_T_INT, CONF_OFF(core_count), 0,
+     URSULA_MAX_CORES, "N",
+     "event-loop threads, each owning a share of the groups; 0 = one per "
+     "online CPU"},
+    {"raft-group-count", NULL, CONF_T_INT, CONF_OFF(raft_group_count), 1,
+     URSULA_MAX_GROUPS, "N", "groups that stream paths hash to"},
+    {"long-poll-timeout-ms", NULL, CONF_T_INT, CONF_OFF(long_poll_timeout_ms),
+     1, 3600000, "N", "how long a long-poll read waits before answering 204"},
+    {"max-body-bytes", NULL, CONF_T_I64, CONF_OFF(max_body_bytes), 1024,
+     2147483648u, "N", "largest request body; larger is answered 413"},
+    {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1,
+     1000000, "N", "open client connections; more are answered 503"},
+    {"idle-timeout-ms", NULL, CONF_T_INT, CONF_OFF(idle_timeout_ms), 1,
+     86400000, "N", "close a keep-alive connection idle this long"},
+    {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,
+     86400000, "N",
+     "close a client that takes longer to send its request head"},
+    {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
+     86400000, "N", "send an SSE comment line when a tail is idle this long"},
+    {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
+     67108864, "N", "largest catch-up response; readers follow "
+     "Stream-Next-Offset"},
+    {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
+     URSULA_PATH_LEN - 1, "DIR",
+     "directory of the write-ahead log; empty = in memory only (reserved: "
+     "the write-ahead log is not implemented yet)"},
+    {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
+     "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
+};
+
+#define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static const char *const conf_level_names[4] = {"error", "warn", "info",
+                                                "debug"};
+
+/* Find a key by its name or alias; NULL if there is none. */
+static const struct conf_key *conf_find(struct str name) {
+  size_t i;
+  for (i = 0; i < CONF_N_KEYS; i++) {
+    if (util_str_eq(name, conf_keys[i].name)) return &conf_keys[i];
+    if (conf_keys[i].alias && util_str_eq(name, conf_keys[i].alias))
+      return &conf_keys[i];
+  }
+  return NULL;
+}
+
+/* Write a message into err (URSULA_ERRMSG_LEN bytes; may be NULL) and
+** return URSULA_EINVAL. */
+static int conf_fail(char *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static int conf_fail(char *err, const char *fmt, ...) {
+  va_list ap;
+  if (err != NULL) {
+    va_start(ap, fmt);
+    vsnprintf(err, URSULA_ERRMSG_LEN, fmt, ap);
+    va_end(ap);
+  }
+  return URSULA_EINVAL;
+}
+
+/* How many bytes of v to quote in a message, and the mark after them. */
+static int conf_show_len(const char *v) {
+  size_t n = strlen(v);
+  return (int)(n > CONF_SHOW_MAX ? CONF_SHOW_MAX : n);
+}
+static const char *conf_show_more(const char *v) {
+  return strlen(v) > CONF_SHOW_MAX ? "..." : "";
+}
+
+/* Parse "HOST:PORT" or "[ADDR]:PORT" into cfg's listen fields. */
+static int conf_set_listen(struct ursula_config *cfg, struct str key,
+                           const char *v, char *err) {
+  const char *host, *port, *sep;
+  size_t host_len, i;
+  uint64_t p;
+  if (v[0] == '[') {
+    sep = strchr(v, ']');
+    if (sep == NULL || sep[1] != ':')
+      return conf_fail(err,
+                       "%.*s: expected [ADDR]:PORT, got \"%.*s%s\"",
+                       (int)key.len, key.ptr, conf_show_len(v), v,
+                       conf_show_more(v));
+    host = v + 1;
+    host_len = (size_t)(sep - host);
+    port = sep + 2;
+  } else {
+    sep = strrchr(v, ':');
+    if (sep == NULL)
+      return conf_fail(err, "%.*s: expected HOST:PORT, got \"%.*s%s\"",
+                       (int)key.len, key.ptr, conf_show_len(v), v,
+                       conf_show_more(v));
+    host = v;
+    host_len = (size_t)(sep - v);
+    port = sep + 1;
+    if (memchr(host, ':', host_len) != NULL)
+      return conf_fail(err,
+                       "%.*s: an IPv6 address needs brackets, as in "
+                       "[::1]:4437, got \"%.*s%s\"",
+                       (int)key.len, key.ptr, conf_show_len(v), v,
+                       conf_show_more(v));
+  }
+  if (host_len == 0)
+    return conf_fail(err, "%.*s: empty host in \"%.*s%s\"", (int)key.len,
+                     key.ptr, conf_show_len(v), v, conf_show_more(v));
+  if (host_len >= sizeof(cfg->listen_host))
+    return conf_fail(err, "%.*s: host longer than %u bytes", (int)key.len,
+                     key.ptr, (unsigned)(sizeof(cfg->listen_host) - 1));
+  for (i = 0; i < host_len; i++) {
+    unsigned char c = (unsigned char)host[i];
+    if (c <= ' ' || c == 0x7f || c == '[' || c == ']')
+      return conf_fail(err, "%.*s: bad character in host \"%.*s%s\"",
+                       (int)key.len, key.ptr, conf_show_len(v), v,
+                       conf_show_more(v));
+  }
+  if (util_parse_u64(util_str(port), 65535, &p) != 0)
+    return conf_fail(err,
+                     "%.*s: expected a port from 0 to 65535, got \"%.*s%s\"",
+                     (int)key.len, key.ptr, conf_show_len(port), port,
+                     conf_show_more(port));
+  memcpy(cfg->listen_host, host, host_len);
+  cfg->listen_host[host_len] = '\0';
+  cfg->listen_port = (int)p;
+  return URSULA_OK;
+}
+
+/* Set the key k (spelt `key` by the user) from the C string v. */
+static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
+                          struct str key, const char *v, char *err) {
+  char *field = (char *)cfg + k->off;
+  uint64_t n;
+  size_t len, i;
+  switch (k->type) {
+    case CONF_T_LISTEN:
+      return conf_set_listen(cfg, key, v, err);
+    case CONF_T_PATH:
+      len = strlen(v);
+      if (len > k->max)
+        return conf_fail(err, "%.*s: path longer than %u bytes",
+                         (int)key.len, key.ptr, (unsigned)k->max);
+      memcpy(field, v, len + 1);
+      return URSULA_OK;
+    case CONF_T_LEVEL:
+      for (i = 0; i < 4; i++) {
+        if (util_str_ieq(util_str(v), conf_level_names[i])) {
+          *(int *)(void *)field = (int)i;
+          return URSULA_OK;
+        }
+      }
+      if (util_parse_u64(util_str(v), k->max, &n) != 0)
+        return conf_fail(err,
+                         "%.*s: expected 0 to 3 or error, warn, info, debug, "
+                         "got \"%.*s%s\"",
+                         (int)key.len, key.ptr, conf_show_len(v), v,
+                         conf_show_more(v));
+      *(int *)(void *)field = (int)n;
+      return URSULA_OK;
+    default: /* CONF_T_INT, CONF_T_I64 */
+      if (util_parse_u64(util_str(v), k->max, &n) != 0 || n < k->min)
+        return conf_fail(err,
+                         "%.*s: expected an integer from %llu to %llu, "
+                         "got \"%.*s%s\"",
+                         (int)key.len, key.ptr, (unsigned long long)k->min,
+                         (unsigned long long)k->max, conf_show_len(v), v,
+                         conf_show_more(v));
+      if (k->type == CONF_T_INT)
+        *(int *)(void *)field = (int)n;
+      else
+        *(int64_t *)(void *)field = (int64_t)n;
+      return URSULA_OK;
+  }
+}
+
+/* ursula_config_set() with the key as a view (argv's "--key=value" is not
+** NUL-terminated at the '='). */
+static int conf_apply(struct ursula_config *cfg, struct str key,
+                      const char *v, char *err) {
+  const struct conf_key *k = conf_find(key);
+  if (k == NULL) {
+    if (util_str_eq(key, "config"))
+      return conf_fail(err,
+                       "config: only valid as a command-line flag, "
+                       "--config FILE");
+    return conf_fail(err, "unknown key \"%.*s%s\"",
+                     (int)(key.len > CONF_SHOW_MAX ? CONF_SHOW_MAX : key.len),
+                     key.ptr, key.len > CONF_SHOW_MAX ? "..." : "");
+  }
+  if (v == NULL)
+    return conf_fail(err, "%.*s: missing value", (int)key.len, key.ptr);
+  return conf_apply_key(cfg, k, key, v, err);
+}
+
+/* Write the value of k in cfg as a config file would spell it. */
+static void conf_format(const struct ursula_config *cfg,
+                        const struct conf_key *k, char *out, size_t cap) {
+  const char *field = (const char *)cfg + k->off;
+  switch (k->type) {
+    case CONF_T_LISTEN:
+      if (strchr(cfg->listen_host, ':') != NULL)
+        snprintf(out, cap, "[%s]:%d", cfg->listen_host, cfg->listen_port);
+      else
+        snprintf(out, cap, "%s:%d", cfg->listen_host, cfg->listen_port);
+      break;
+    case CONF_T_PATH:
+      snprintf(out, cap, "%s", field);
+      break;
+    case CONF_T_I64:
+      snprintf(out, cap, "%lld",
+               (long long)*(const int64_t *)(const void *)field);
+      break;
+    default: /* CONF_T_INT, CONF_T_LEVEL */
+      snprintf(out, cap, "%d", *(const int *)(const void *)field);
+      break;
+  }
+}
+
+/* ------------------------------------------------------------ public */
+
+URSULA_API void ursula_config_init(struct ursula_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  memcpy(cfg->listen_host, URSULA_DEFAULT_HOST, sizeof(URSULA_DEFAULT_HOST));
+  cfg->listen_port = URSULA_DEFAULT_PORT;
+  cfg->core_count = 0; /* one per online CPU */
+  cfg->raft_group_count = URSULA_DEFAULT_GROUPS;
+  cfg->long_poll_timeout_ms = URSULA_DEFAULT_LONG_POLL_MS;
+  cfg->max_body_bytes = URSULA_DEFAULT_MAX_BODY_BYTES;
+  cfg->max_connections = URSULA_DEFAULT_MAX_CONNECTIONS;
+  cfg->idle_timeout_ms = URSULA_DEFAULT_IDLE_TIMEOUT_MS;
+  cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
+  cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
+  cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
+  cfg->wal_dir[0] = '\0'; /* in memory only */
+  cfg->log_level = LOG_INFO;
+}
+
+/* On failure *cfg is unchanged: every setter validates before it stores. */
+URSULA_API int ursula_config_set(struct ursula_config *cfg, const char *key,
+                                 const char *value, char *err) {
+  if (cfg == NULL || key == NULL)
+    return conf_fail(err, "ursula_config_set: no config or no key");
+  return conf_apply(cfg, util_str(key), value, err);
+}
+
+/* Whether p[0..n) is well-formed UTF-8 (no overlong forms, no surrogates,
+** nothing above U+10FFFF). */
+static int conf_utf8_ok(const unsigned char *p, size_t n) {
+  size_t i = 0, k, extra;
+  uint32_t cp, lo;
+  while (i < n) {
+    unsigned char c = p[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+      extra = 1, cp = c & 0x1F, lo = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      extra = 2, cp = c & 0x0F, lo = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      extra = 3, cp = c & 0x07, lo = 0x10000;
+    } else {
+      return 0;
+    }
+    if (n - i - 1 < extra) return 0;
+    for (k = 1; k <= extra; k++) {
+      if ((p[i + k] & 0xC0) != 0x80) return 0;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (cp < lo || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    i += extra + 1;
+  }
+  return 1;
+}
+
+/* Check one line (without its line end) and split it in place.  Returns 0
+** and sets *key (NULL for a blank or comment line) and *value, or -1 with
+** a reason in why. */
+static int conf_split_line(char *line, size_t len, char **key, char **value,
+                           char *why) {
+  char *p = line, *q;
+  size_t i;
+  *key = *value = NULL;
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)line[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      conf_fail(why, "control character 0x%02x in line", (unsigned)c);
+      return -1;
+    }
+  }
+  if (!conf_utf8_ok((const unsigned char *)line, len)) {
+    conf_fail(why, "line is not valid UTF-8");
+    return -1;
+  }
+  while (*p == ' ' || *p == '\t') p++;
+  if (*p == '\0' || *p == '#') return 0;
+  *key = p;
+  while (*p != '\0' && *p != ' ' && *p != '\t') p++;
+  if (*p != '\0') {
+    *p++ = '\0';
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '#') *p = '\0'; /* "key # comment": no value */
+  }
+  *value = p;
+  /* a '#' after a blank starts a comment */
+  for (q = p; *q != '\0'; q++) {
+    if ((*q == ' ' || *q == '\t') && q[1] == '#') {
+      *q = '\0';
+      break;
+    }
+  }
+  q = p + strlen(p);
+  while (q > p && (q[-1] == ' ' || q[-1] == '\t')) *--q = '\0';
+  return 0;
+}
+
+/* Lines are read with fgets into a buffer of CONF_LINE_MAX + 2 bytes (the
+** line, its '\n', the NUL), so a longer line shows up as a full buffer
+** without '\n'.  On any failure *cfg is unchanged. */
+URSULA_API int ursula_config_load(struct ursula_config *cfg, const char *path,
+                                  char *err) {
+  char line[CONF_LINE_MAX + 2];
+  char why[URSULA_ERRMSG_LEN];
+  struct ursula_config tmp;
+  FILE *f;
+  int lineno = 0, rc = URSULA_OK;
+  if (cfg == NULL || path == NULL || path[0] == '\0')
+    return conf_fail(err, "config: no file name");
+  f = fopen(path, "r");
+  if (f == NULL) {
+    conf_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    return URSULA_EIO;
+  }
+  tmp = *cfg;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    size_t len = strlen(line);
+    char *key, *value, *start = line;
+    lineno++;
+    if (len > 0 && line[len - 1] == '\n') {
+      line[--len] = '\0';
+    } else if (len == sizeof(line) - 1) {
+      rc = conf_fail(why, "line longer than %d bytes", CONF_LINE_MAX);
+    } else if (!feof(f) && !ferror(f)) {
+      /* fgets stopped neither at '\n' nor at the end: a NUL byte */
+      rc = conf_fail(why, "NUL byte in line");
+    }
+    if (rc == URSULA_OK) {
+      if (len > 0 && line[len - 1] == '\r') line[--len] = '\0';
+      if (lineno == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+        start += 3; /* byte order mark */
+        len -= 3;
+      }
+      if (conf_split_line(start, len, &key, &value, why) != 0)
+        rc = URSULA_EINVAL;
+      else if (key != NULL)
+        rc = conf_apply(&tmp, util_str(key), value, why);
+    }
+    if (rc != URSULA_OK) {
+      conf_fail(err, "%s:%d: %s", path, lineno, why);
+      fclose(f);
+      return URSULA_EINVAL;
+    }
+  }
+  if (ferror(f)) {
+    conf_fail(err, "%s: read error: %s", path, strerror(errno));
+    fclose(f);
+    return URSULA_EIO;
+  }
+  fclose(f);
+  *cfg = tmp;
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ flags */
+
+/* The command line is walked three times, so that its meaning does not
+** depend on where --config stands:
+**   1. syntax: unknown flags, missing values; -h / -V answer at once;
+**   2. every --config FILE is loaded, in order;
+**   3. every other flag is applied, in order (the last one wins).
+** Work is done on a copy; *cfg is written only for CONF_RUN. */
+URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
+                                   char **argv, char *err) {
+  struct ursula_config tmp;
+  char why[URSULA_ERRMSG_LEN];
+  int pass, i;
+  tmp = *cfg;
+  for (pass = 1; pass <= 3; pass++) {
+    for (i = 1; i < argc; i++) {
+      const char *a = argv[i], *eq, *value = NULL;
+      struct str name;
+      int is_config;
+      if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return CONF_HELP;
+      if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)
+        return CONF_VERSION;
+      if (a[0] != '-')
+        return conf_fail(err, "unexpected argument \"%.*s%s\"",
+                         conf_show_len(a), a, conf_show_more(a));
+      if (a[1] != '-')
+        return conf_fail(err, "unknown flag \"%.*s%s\"", conf_show_len(a), a,
+                         conf_show_more(a));
+      name.ptr = a + 2;
+      eq = strchr(name.ptr, '=');
+      name.len = eq ? (size_t)(eq - name.ptr) : strlen(name.ptr);
+      if (eq != NULL) value = eq + 1;
+      if (util_str_eq(name, "help") || util_str_eq(name, "version"))
+        return conf_fail(err, "--%.*s takes no value", (int)name.len,
+                         name.ptr);
+      is_config = util_str_eq(name, "config");
+      if (!is_config && conf_find(name) == NULL)
+        return conf_fail(err, "unknown flag \"--%.*s%s\"",
+                         (int)(name.len > CONF_SHOW_MAX ? CONF_SHOW_MAX
+                                                        : name.len),
+                         name.ptr, name.len > CONF_SHOW_MAX ? "..." : "");
+      if (value == NULL) {
+        if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
+          return conf_fail(err, "--%.*s needs a value", (int)name.len,
+                           name.ptr);
+        value = argv[++i];
+      }
+      if (pass == 2 && is_config) {
+        if (ursula_config_load(&tmp, value, why) != URSULA_OK)
+          return conf_fail(err, "%s", why);
+      } else if (pass == 3 && !is_config) {
+        if (conf_apply(&tmp, name, value, why) != URSULA_OK)
+          return conf_fail(err, "%s", why);
+      }
+    }
+  }
+  *cfg = tmp;
+  return CONF_RUN;
+}
+
+/* Print text word-wrapped to 80 columns, each line indented by 8. */
+static void conf_print_wrapped(FILE *f, const char *text) {
+  const char *p = text;
+  while (*p != '\0') {
+    size_t n = strlen(p), cut = n;
+    if (n > 72) {
+      cut = 72;
+      while (cut > 0 && p[cut] != ' ') cut--;
+      if (cut == 0) cut = 72; /* one long word: break it */
+    }
+    fprintf(f, "        %.*s\n", (int)cut, p);
+    p += cut;
+    while (*p == ' ') p++;
+  }
+}
+
+/* Every flag, with its value placeholder, meaning, range and default. */
+URSULA_PRIVATE void conf_print_help(FILE *f) {
+  struct ursula_config def;
+  char val[URSULA_PATH_LEN + 300];
+  size_t i;
+  ursula_config_init(&def);
+  fprintf(f,
+          "usage: ursula [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
+          "\n"
+          "Serve Durable Streams over HTTP/1.1.  Every flag but --config is\n"
+          "also a config-file key (the name without \"--\"); --config FILE\n"
+          "is loaded first, wherever it stands, and the other flags then\n"
+          "override it in order.\n"
+          "\n"
+          "  --config FILE\n"
+          "        load a config file of `key value` lines (# comments)\n");
+  for (i = 0; i < CONF_N_KEYS; i++) {
+    const struct conf_key *k = &conf_keys[i];
+    fprintf(f, "  --%s %s\n", k->name, k->arg);
+    conf_print_wrapped(f, k->help);
+    if (k->alias) fprintf(f, "        also spelt --%s\n", k->alias);
+    conf_format(&def, k, val, sizeof(val));
+    switch (k->type) {
+      case CONF_T_LISTEN:
+        fprintf(f, "        port 0..65535; default %s\n", val);
+        break;
+      case CONF_T_PATH:
+        fprintf(f, "        at most %u bytes; default %s\n",
+                (unsigned)k->max, val[0] ? val : "(none: in memory)");
+        break;
+      case CONF_T_LEVEL:
+        fprintf(f,
+                "        0..3 or error, warn, info, debug; default %s (%s)\n",
+                val, conf_level_names[def.log_level & 3]);
+        break;
+      default:
+        fprintf(f, "        %llu..%llu; default %s%s\n",
+                (unsigned long long)k->min, (unsigned long long)k->max, val,
+                k->off == CONF_OFF(core_count) && def.core_count == 0
+                    ? " (online CPUs)"
+                    : "");
+        break;
+    }
+  }
+  fprintf(f,
+          "  -h, --help\n"
+          "        print this help and exit\n"
+          "  -V, --version\n"
+          "        print the version and the compile-time options and exit\n");
+}
+
+URSULA_PRIVATE void conf_print_version(FILE *f) {
+  fprintf(f, "ursula %s\n%s\n", URSULA_VERSION, ursula_compile_options());
+}
+
+/* ------------------------------------------------------------ options */
+
+#define CONF_STR_(x) #x
+#define CONF_STR(x) CONF_STR_(x)
+#define CONF_OPT(name) " " #name "=" CONF_STR(name)
+
+/* Every option of src/config.h, built by the preprocessor (add new ones
+** here).  The string-valued URSULA_DEFAULT_HOST is pasted as is. */
+URSULA_API const char *ursula_compile_options(void) {
+  static const char conf_options[] =
+      "URSULA_VERSION=" URSULA_VERSION
+      CONF_OPT(URSULA_ENABLE_EPOLL)
+      CONF_OPT(URSULA_ENABLE_KQUEUE)
+      CONF_OPT(URSULA_ENABLE_THREADS)
+      CONF_OPT(URSULA_ENABLE_TLS)
+      CONF_OPT(URSULA_ENABLE_LOG)
+      CONF_OPT(URSULA_ENABLE_ASSERT)
+      CONF_OPT(URSULA_ENABLE_MAIN)
+      CONF_OPT(URSULA_MAX_CORES)
+      CONF_OPT(URSULA_MAX_GROUPS)
+      CONF_OPT(URSULA_MAX_HEADERS)
+      CONF_OPT(URSULA_MAX_HEADER_BYTES)
+      CONF_OPT(URSULA_MAX_PATH_BYTES)
+      CONF_OPT(URSULA_MAX_JSON_DEPTH)
+      CONF_OPT(URSULA_MAX_PRODUCER_ID)
+      CONF_OPT(URSULA_MAX_STREAM_SEQ)
+      " URSULA_DEFAULT_HOST=" URSULA_DEFAULT_HOST
+      CONF_OPT(URSULA_DEFAULT_PORT)
+      CONF_OPT(URSULA_DEFAULT_GROUPS)
+      CONF_OPT(URSULA_DEFAULT_LONG_POLL_MS)
+      CONF_OPT(URSULA_DEFAULT_MAX_BODY_BYTES)
+      CONF_OPT(URSULA_DEFAULT_MAX_CONNECTIONS)
+      CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
+      CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
+      CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
+      CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES);
+  return conf_options;
+}
+
+#undef CONF_STR_
+#undef CONF_STR
+#undef CONF_OPT
+#undef CONF_OFF
+#undef CONF_N_KEYS
+#undef CONF_LINE_MAX
+#undef CONF_SHOW_MAX
+/**** End src/conf.c ****/
+/**** Begin src/cmd.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/cmd.c"
+#endif
+/*
+** cmd.c -- the commands a group's log carries, and their byte encoding.
+**
+** A group is a state machine: it changes only by applying commands taken
+** from its log, in log order (stream.c applies them).  The log stores each
+** command as the bytes below; the same bytes will go into the WAL and be
+** replicated by Raft, so the encoding is explicit and versioned.
+**
+** ENCODING (all integers are unsigned LEB128 varints: 7 bits per byte,
+** least significant group first, high bit set on every byte but the last;
+** at most 10 bytes):
+**
+**    offset  field
+**    0       u8      version, CMD_VERSION (1)
+**    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
+**                    5 FORK_RELEASE, 6 EXPIRE
+**    2       varint  flags (CMD_F_*)
+**    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
+**                    uses it, never a clock of its own, so that replaying
+**                    or replicating the log gives the same state.
+**    ..      bytes   path              (varint length, then the bytes)
+**    ..      bytes   content_type
+**    ..      bytes   data
+**    ..      varint  n_msgs            (JSON messages in data)
+**    ..      varint  ttl_s
+**    ..      varint  expires_at_ms
+**    ..      bytes   expires_text      (Stream-Expires-At as sent)
+**    ..      bytes   stream_seq
+**    ..      bytes   producer_id
+**    ..      varint  producer_epoch
+**    ..      varint  producer_seq
+**    ..      bytes   fork_source
+**    ..      varint  fork_offset
+**    ..      varint  fork_sub
+**    ..      bytes   inherited         (fork: the bytes copied from the
+**                                       source up to the fork point)
+**    ..      varint  n_bounds, then n_bounds varints: the ends of the
+**                    inherited append units, as deltas from the previous
+**                    end (the first from 0)
+**
+** Every field is always present (absent strings are empty, absent numbers
+** 0), so a decoder never guesses; the flags say which are meaningful.
+*/
+
+
+/* Append v as a varint. */
+static int cmd_put_varint(struct buf *b, uint64_t v) {
+  unsigned char tmp[10];
+  size_t n = 0;
+  do {
+    tmp[n] = (unsigned char)(v & 0x7f);
+    v >>= 7;
+    if (v) tmp[n] |= 0x80;
+    n++;
+  } while (v);
+  return buf_append(b, tmp, n);
+}
+
+static int cmd_put_bytes(struct buf *b, struct str s) {
+  if (cmd_put_varint(b, s.len) != URSULA_OK) return URSULA_ENOMEM;
+  return buf_append(b, s.ptr, s.len);
+}
+
+/* Read a varint from *p (advanced) before end; -1 if truncated/too long. */
+static int cmd_get_varint(const unsigned char **p, const unsigned char *end,
+                          uint64_t *out) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  while (*p < end && shift < 64) {
+    unsigned char c = *(*p)++;
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *out = v;
+      return 0;
+    }
+    shift += 7;
+  }
+  return -1;
+}
+
+static int cmd_get_bytes(const unsigned char **p, const unsigned char *end,
+                         struct str *out) {
+  uint64_t n;
+  if (cmd_get_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p)) return -1;
+  out->ptr = (const char *)*p;
+  out->len = (size_t)n;
+  *p += n;
+  return 0;
+}
+
+URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
+  size_t start = out->len, i;
+  uint64_t prev = 0;
+  unsigned char head[2];
+  int rc = URSULA_OK;
+  head[0] = CMD_VERSION;
+  head[1] = (unsigned char)c->type;
+  rc |= buf_append(out, head, 2);
+  rc |= cmd_put_varint(out, c->flags);
+  rc |= cmd_put_varint(out, c->time_ms);
+  rc |= cmd_put_bytes(out, c->path);
+  rc |= cmd_put_bytes(out, c->content_type);
+  rc |= cmd_put_bytes(out, c->data);
+  rc |= cmd_put_varint(out, c->n_msgs);
+  rc |= cmd_put_varint(out, c->ttl_s);
+  rc |= cmd_put_varint(out, c->expires_at_ms);
+  rc |= cmd_put_bytes(out, c->expires_text);
+  rc |= cmd_put_bytes(out, c->stream_seq);
+  rc |= cmd_put_bytes(out, c->producer_id);
+  rc |= cmd_put_varint(out, c->producer_epoch);
+  rc |= cmd_put_varint(out, c->producer_seq);
+  rc |= cmd_put_bytes(out, c->fork_source);
+  rc |= cmd_put_varint(out, c->fork_offset);
+  rc |= cmd_put_varint(out, c->fork_sub);
+  rc |= cmd_put_bytes(out, c->inherited);
+  rc |= cmd_put_varint(out, c->n_bounds);
+  for (i = 0; i < c->n_bounds; i++) {
+    rc |= cmd_put_varint(out, c->bounds[i] - prev);
+    prev = c->bounds[i];
+  }
+  if (rc != URSULA_OK) {
+    out->len = start;
+    return URSULA_ENOMEM;
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
+                              struct buf *bounds_store) {
+  const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  uint64_t v = 0, i, prev = 0;
+  int bad = 0;
+  memset(c, 0, sizeof(*c));
+  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_EXPIRE)
+    return URSULA_ECORRUPT;
+  c->type = q[1];
+  q += 2;
+  bad |= cmd_get_varint(&q, end, &v);
+  c->flags = (uint32_t)v;
+  bad |= cmd_get_varint(&q, end, &c->time_ms);
+  bad |= cmd_get_bytes(&q, end, &c->path);
+  bad |= cmd_get_bytes(&q, end, &c->content_type);
+  bad |= cmd_get_bytes(&q, end, &c->data);
+  bad |= cmd_get_varint(&q, end, &c->n_msgs);
+  bad |= cmd_get_varint(&q, end, &c->ttl_s);
+  bad |= cmd_get_varint(&q, end, &c->expires_at_ms);
+  bad |= cmd_get_bytes(&q, end, &c->expires_text);
+  bad |= cmd_get_bytes(&q, end, &c->stream_seq);
+  bad |= cmd_get_bytes(&q, end, &c->producer_id);
+  bad |= cmd_get_varint(&q, end, &c->producer_epoch);
+  bad |= cmd_get_varint(&q, end, &c->producer_seq);
+  bad |= cmd_get_bytes(&q, end, &c->fork_source);
+  bad |= cmd_get_varint(&q, end, &c->fork_offset);
+  bad |= cmd_get_varint(&q, end, &c->fork_sub);
+  bad |= cmd_get_bytes(&q, end, &c->inherited);
+  bad |= cmd_get_varint(&q, end, &v);
+  if (bad || v > (uint64_t)(end - q)) return URSULA_ECORRUPT;
+  bounds_store->len = 0;
+  if (buf_reserve(bounds_store, (size_t)v * sizeof(uint64_t)) != URSULA_OK)
+    return URSULA_ENOMEM;
+  for (i = 0; i < v; i++) {
+    uint64_t d;
+    if (cmd_get_varint(&q, end, &d) != 0) return URSULA_ECORRUPT;
+    prev += d;
+    memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
+  }
+  if (q != end) return URSULA_ECORRUPT;
+  c->n_bounds = (size_t)v;
+  c->bounds = (const uint64_t *)(void *)bounds_store->ptr;
+  return URSULA_OK;
+}
+/**** End src/cmd.c ****/
+/**** Begin src/stream.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/stream.c"
+#endif
+/*
+** stream.c -- the state machine of a group: its streams and how each
+** command changes them.
+**
+** stream_apply() is the only writer of a group's streams (apart from the
+** owner-local bookkeeping fields last_access_ms and watch_mask).  It is
+** deterministic: given the same state and the same command bytes it makes
+** the same change and the same reply, whichever node applies it.  That is
+** what lets the log be persisted and replicated: replay the commands and
+** the state comes back.
+**
+** Offsets.  A stream is a byte sequence; an offset is a byte position in
+** it, shown on the wire as "%016llu_%016llu" (0, position).  JSON streams
+** store each message followed by ',' so positions stay byte positions.
+** Each append is one "unit"; bounds[] keeps every unit's end position, so
+** reads can stop on message boundaries and forks can take a prefix of the
+** unit that starts at their fork point (Stream-Fork-Sub-Offset).
+**
+** Protocol rules applied here (see protocol.md of the Durable Streams
+** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
+** ordering, soft delete with fork reference counts, and TTL expiry.
+*/
+
+
+/* ------------------------------------------------------------ table */
+
+URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
+  memset(st, 0, sizeof(*st));
+  st->next_incarnation = 1;
+}
+
+static void stream_free(struct stream *s) {
+  struct stream_producer *p, *next;
+  for (p = s->producers; p != NULL; p = next) {
+    next = p->next;
+    URSULA_FREE(p);
+  }
+  buf_free(&s->data);
+  URSULA_FREE(s->bounds);
+  URSULA_FREE(s->path);
+  URSULA_FREE(s->content_type);
+  URSULA_FREE(s->expires_text);
+  URSULA_FREE(s->stream_seq);
+  URSULA_FREE(s->closed_by_id);
+  URSULA_FREE(s->fork_source);
+  URSULA_FREE(s);
+}
+
+URSULA_PRIVATE void stream_state_free(struct stream_state *st) {
+  size_t i;
+  struct stream *s, *next;
+  for (i = 0; i < st->cap; i++) {
+    for (s = st->slots[i]; s != NULL; s = next) {
+      next = s->hnext;
+      stream_free(s);
+    }
+  }
+  URSULA_FREE(st->slots);
+  memset(st, 0, sizeof(*st));
+}
+
+URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
+                                          struct str path) {
+  uint64_t h;
+  struct stream *s;
+  if (st->cap == 0) return NULL;
+  h = util_hash64(path.ptr, path.len);
+  for (s = st->slots[h & (st->cap - 1)]; s != NULL; s = s->hnext) {
+    if (s->hash == h && s->path_len == path.len &&
+        memcmp(s->path, path.ptr, path.len) == 0)
+      return s;
+  }
+  return NULL;
+}
+
+static int stream_table_grow(struct stream_state *st) {
+  size_t cap = st->cap ? st->cap * 2 : 64, i;
+  struct stream **slots, *s, *next;
+  slots = (struct stream **)URSULA_MALLOC(cap * sizeof(*slots));
+  if (slots == NULL) return URSULA_ENOMEM;
+  for (i = 0; i < cap; i++) slots[i] = NULL;
+  for (i = 0; i < st->cap; i++) {
+    for (s = st->slots[i]; s != NULL; s = next) {
+      next = s->hnext;
+      s->hnext = slots[s->hash & (cap - 1)];
+      slots[s->hash & (cap - 1)] = s;
+    }
+  }
+  URSULA_FREE(st->slots);
+  st->slots = slots;
+  st->cap = cap;
+  return URSULA_OK;
+}
+
+static void stream_unlink(struct stream_state *st, struct stream *s) {
+  struct stream **pp = &st->slots[s->hash & (st->cap - 1)];
+  while (*pp != s) pp = &(*pp)->hnext;
+  *pp = s->hnext;
+  st->n--;
+}
+
+static char *stream_dup(struct str s) {
+  char *p = (char *)URSULA_MALLOC(s.len + 1);
+  if (p == NULL) return NULL;
+  if (s.len) memcpy(p, s.ptr, s.len);
+  p[s.len] = '\0';
+  return p;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap) {
+  size_t i, n = 0;
+  struct str t = ct;
+  for (i = 0; i < t.len; i++) {
+    if (t.ptr[i] == ';') {
+      t.len = i;
+      break;
+    }
+  }
+  t = util_str_trim(t);
+  for (i = 0; i < t.len && n + 1 < cap; i++) {
+    char c = t.ptr[i];
+    out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  }
+  out[n] = '\0';
+}
+
+static int stream_same_type(struct str a, const char *b) {
+  char na[256], nb[256];
+  stream_norm_type(a, na, sizeof(na));
+  stream_norm_type(util_str(b), nb, sizeof(nb));
+  return strcmp(na, nb) == 0;
+}
+
+URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms) {
+  if (s->has_expires && s->expires_at_ms <= now_ms) return 1;
+  if (s->has_ttl && s->last_access_ms + s->ttl_s * 1000u <= now_ms) return 1;
+  return 0;
+}
+
+URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
+  size_t lo = 0, hi = s->n_bounds;
+  while (lo < hi) { /* first i with bounds[i] > off */
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->bounds[mid] <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Append bytes as one unit ending at the new tail. */
+static int stream_add_unit(struct stream *s, const char *p, size_t len) {
+  if (len == 0) return URSULA_OK;
+  if (s->n_bounds == s->cap_bounds) {
+    size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
+    uint64_t *b = (uint64_t *)URSULA_REALLOC(s->bounds, cap * sizeof(*b));
+    if (b == NULL) return URSULA_ENOMEM;
+    s->bounds = b;
+    s->cap_bounds = cap;
+  }
+  if (buf_append(&s->data, p, len) != URSULA_OK) return URSULA_ENOMEM;
+  s->tail += len;
+  s->bounds[s->n_bounds++] = s->tail;
+  return URSULA_OK;
+}
+
+static struct stream_producer *stream_producer_find(struct stream *s,
+                                                    struct str id) {
+  struct stream_producer *p;
+  for (p = s->producers; p != NULL; p = p->next) {
+    if (p->id_len == id.len && memcmp(p->id, id.ptr, id.len) == 0) return p;
+  }
+  return NULL;
+}
+
+static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
+  char *p = stream_dup(v);
+  if (p == NULL) return URSULA_ENOMEM;
+  URSULA_FREE(*dst);
+  *dst = p;
+  if (dst_len) *dst_len = v.len;
+  return URSULA_OK;
+}
+
+static void stream_fail(struct stream_result *r, int status,
+                        const char *reason) {
+  r->status = status;
+  r->reason = reason;
+}
+
+/* Take s out of the table for good: wake its readers, and if it is a fork,
+** queue the release of its source. */
+static void stream_remove(struct stream_state *st, struct stream *s,
+                          struct stream_result *r) {
+  r->notify = 1;
+  r->deleted = 1;
+  r->watch_mask |= s->watch_mask;
+  r->prev_tail = s->tail;
+  if (s->fork_source != NULL)
+    buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
+  stream_unlink(st, s);
+  stream_free(s);
+}
+
+/* Find the stream at c->path as the command's clock sees it: an expired
+** stream without forks is removed (as if it were never there), one with
+** forks becomes soft-deleted. */
+static struct stream *stream_live(struct stream_state *st,
+                                  const struct cmd *c,
+                                  struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  if (s != NULL && !s->soft_deleted && stream_expired(s, c->time_ms)) {
+    if (s->refcount > 0) {
+      s->soft_deleted = 1;
+      r->notify = 1;
+      r->deleted = 1;
+      r->watch_mask |= s->watch_mask;
+      s->watch_mask = 0;
+    } else {
+      stream_remove(st, s, r);
+      s = NULL;
+    }
+  }
+  return s;
+}
+
+/* ------------------------------------------------------------ CREATE */
+
+static int stream_config_matches(const struct stream *s, const struct cmd *c) {
+  if (!stream_same_type(c->content_type, s->content_type)) return 0;
+  if (!!(c->flags & CMD_F_TTL) != s->has_ttl) return 0;
+  if (s->has_ttl && c->ttl_s != s->ttl_s) return 0;
+  if (!!(c->flags & CMD_F_EXPIRES) != s->has_expires) return 0;
+  if (s->has_expires && c->expires_at_ms != s->expires_at_ms) return 0;
+  if (!!(c->flags & CMD_F_CLOSE) != s->closed) return 0;
+  if (c->flags & CMD_F_FORK) {
+    if (s->fork_source == NULL || s->fork_source_len != c->fork_source.len ||
+        memcmp(s->fork_source, c->fork_source.ptr, c->fork_source.len) != 0)
+      return 0;
+    if ((c->flags & CMD_F_FORK_OFFSET) && c->fork_offset != s->fork_offset)
+      return 0;
+    if (c->fork_sub != s->fork_sub) return 0;
+  }
+  return 1;
+}
+
+static void stream_apply_create(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  size_t i;
+  uint64_t prev = 0;
+  if (c->flags & CMD_F_FORK) r->release_source = 1;
+  if (s != NULL) {
+    if (s->soft_deleted) {
+      stream_fail(r, 409, "stream was deleted and still has forks");
+    } else if (!stream_config_matches(s, c)) {
+      stream_fail(r, 409, "stream exists with a different configuration");
+    } else {
+      r->status = 200;
+    }
+    if (s != NULL) {
+      r->tail = s->tail;
+      r->closed = s->closed;
+    }
+    return;
+  }
+  if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK) goto nomem;
+  s = (struct stream *)URSULA_MALLOC(sizeof(*s));
+  if (s == NULL) goto nomem;
+  memset(s, 0, sizeof(*s));
+  s->hash = util_hash64(c->path.ptr, c->path.len);
+  s->path = stream_dup(c->path);
+  s->path_len = c->path.len;
+  s->content_type = stream_dup(c->content_type);
+  if (s->path == NULL || s->content_type == NULL) goto nomem_free;
+  s->json = (c->flags & CMD_F_JSON) != 0;
+  s->has_ttl = (c->flags & CMD_F_TTL) != 0;
+  s->ttl_s = c->ttl_s;
+  s->has_expires = (c->flags & CMD_F_EXPIRES) != 0;
+  s->expires_at_ms = c->expires_at_ms;
+  if (s->has_expires && (s->expires_text = stream_dup(c->expires_text)) == NULL)
+    goto nomem_free;
+  s->last_access_ms = c->time_ms;
+  s->incarnation = st->next_incarnation++;
+  if (c->flags & CMD_F_FORK) {
+    if (stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source))
+      goto nomem_free;
+    s->fork_offset = c->fork_offset;
+    s->fork_sub = c->fork_sub;
+    /* inherited units, then the sub-offset prefix as a unit of its own */
+    for (i = 0; i < c->n_bounds; i++) {
+      if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
+      if (stream_add_unit(s, c->inherited.ptr + prev,
+                          (size_t)(c->bounds[i] - prev)) != URSULA_OK)
+        goto nomem_free;
+      prev = c->bounds[i];
+    }
+    if (stream_add_unit(s, c->inherited.ptr + prev,
+                        (size_t)(c->inherited.len - prev)) != URSULA_OK)
+      goto nomem_free;
+    r->release_source = 0; /* the new fork holds the reference now */
+  }
+  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK)
+    goto nomem_free;
+  s->closed = (c->flags & CMD_F_CLOSE) != 0;
+  s->hnext = st->slots[s->hash & (st->cap - 1)];
+  st->slots[s->hash & (st->cap - 1)] = s;
+  st->n++;
+  r->status = 201;
+  r->tail = s->tail;
+  r->closed = s->closed;
+  return;
+nomem_free:
+  stream_free(s);
+nomem:
+  stream_fail(r, 503, "out of memory");
+}
+
+/* ------------------------------------------------------------ APPEND */
+
+/* Check the producer tuple of c against s.  Returns 0 to go on with the
+** append, or 1 when *r already holds the reply (duplicate or error). */
+static int stream_check_producer(struct stream *s, const struct cmd *c,
+                                 struct stream_result *r) {
+  struct stream_producer *p = stream_producer_find(s, c->producer_id);
+  uint64_t epoch = c->producer_epoch, seq = c->producer_seq;
+  if (p == NULL) {
+    if (seq != 0) {
+      stream_fail(r, 409, "producer sequence gap");
+      r->seq_gap = 1;
+      r->expected_seq = 0;
+      r->received_seq = seq;
+      return 1;
+    }
+    return 0;
+  }
+  if (epoch < p->epoch) {
+    stream_fail(r, 403, "stale producer epoch");
+    r->fenced = 1;
+    r->current_epoch = p->epoch;
+    return 1;
+  }
+  if (epoch > p->epoch) {
+    if (seq != 0) {
+      stream_fail(r, 400, "a new producer epoch must start at sequence 0");
+      return 1;
+    }
+    return 0;
+  }
+  if (seq <= p->seq) { /* duplicate: acknowledged before, append nothing */
+    r->status = 204;
+    r->producer_echo = 1;
+    r->producer_epoch = p->epoch;
+    r->producer_seq = p->seq;
+    r->tail = s->tail;
+    r->closed = s->closed;
+    return 1;
+  }
+  if (seq != p->seq + 1) {
+    stream_fail(r, 409, "producer sequence gap");
+    r->seq_gap = 1;
+    r->expected_seq = p->seq + 1;
+    r->received_seq = seq;
+    return 1;
+  }
+  return 0;
+}
+
+static int stream_record_producer(struct stream *s, const struct cmd *c) {
+  struct stream_producer *p = stream_producer_find(s, c->producer_id);
+  if (p == NULL) {
+    p = (struct stream_producer *)URSULA_MALLOC(sizeof(*p) +
+                                                c->producer_id.len);
+    if (p == NULL) return URSULA_ENOMEM;
+    p->id_len = c->producer_id.len;
+    memcpy(p->id, c->producer_id.ptr, p->id_len);
+    p->id[p->id_len] = '\0';
+    p->next = s->producers;
+    s->producers = p;
+  }
+  p->epoch = c->producer_epoch;
+  p->seq = c->producer_seq;
+  return URSULA_OK;
+}
+
+static int stream_seq_le(const struct stream *s, struct str seq) {
+  size_t n = s->stream_seq_len < seq.len ? s->stream_seq_len : seq.len;
+  int cmp = memcmp(seq.ptr, s->stream_seq, n);
+  if (cmp == 0) return seq.len <= s->stream_seq_len;
+  return cmp < 0;
+}
+
+static void stream_apply_append(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  int producer = (c->flags & CMD_F_PRODUCER) != 0;
+  int closing = (c->flags & CMD_F_CLOSE) != 0;
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+    return;
+  }
+  if (s->soft_deleted) {
+    stream_fail(r, 410, "stream was deleted");
+    return;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  s->last_access_ms = c->time_ms;
+  if (s->closed) {
+    if (producer && s->closed_by_id != NULL &&
+        s->closed_by_id_len == c->producer_id.len &&
+        memcmp(s->closed_by_id, c->producer_id.ptr, c->producer_id.len) == 0 &&
+        s->closed_by_epoch == c->producer_epoch &&
+        s->closed_by_seq == c->producer_seq) {
+      r->status = 204; /* the request that closed it, retried */
+      r->producer_echo = 1;
+      r->producer_epoch = c->producer_epoch;
+      r->producer_seq = c->producer_seq;
+    } else if (c->data.len == 0 && !producer) {
+      r->status = 204; /* closing a closed stream is idempotent */
+    } else {
+      stream_fail(r, 409, "stream is closed");
+    }
+    return;
+  }
+  if (c->data.len > 0 && !stream_same_type(c->content_type, s->content_type)) {
+    stream_fail(r, 409, "content type does not match the stream");
+    return;
+  }
+  if (producer && stream_check_producer(s, c, r)) return;
+  if ((c->flags & CMD_F_SEQ) && s->stream_seq != NULL &&
+      stream_seq_le(s, c->stream_seq)) {
+    stream_fail(r, 409, "Stream-Seq is not greater than the last one");
+    return;
+  }
+  r->prev_tail = s->tail;
+  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK) {
+    stream_fail(r, 503, "out of memory");
+    return;
+  }
+  if (producer && stream_record_producer(s, c) != URSULA_OK) {
+    stream_fail(r, 503, "out of memory");
+    return;
+  }
+  if ((c->flags & CMD_F_SEQ) &&
+      stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq))
+    stream_fail(r, 503, "out of memory");
+  if (closing) {
+    s->closed = 1;
+    if (producer) {
+      stream_set_str(&s->closed_by_id, &s->closed_by_id_len, c->producer_id);
+      s->closed_by_epoch = c->producer_epoch;
+      s->closed_by_seq = c->producer_seq;
+    }
+  }
+  r->status = (producer && c->data.len > 0) ? 200 : 204;
+  if (producer) {
+    r->producer_echo = 1;
+    r->producer_epoch = c->producer_epoch;
+    r->producer_seq = c->producer_seq;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  r->notify = 1;
+  r->watch_mask |= s->watch_mask;
+}
+
+/* ------------------------------------------------------------ DELETE */
+
+static void stream_apply_delete(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+  } else if (s->soft_deleted) {
+    stream_fail(r, 410, "stream was deleted");
+  } else if (s->refcount > 0) {
+    s->soft_deleted = 1; /* forks still read it */
+    r->status = 204;
+    r->notify = 1;
+    r->deleted = 1;
+    r->watch_mask |= s->watch_mask;
+    s->watch_mask = 0;
+  } else {
+    stream_remove(st, s, r);
+    r->status = 204;
+  }
+}
+
+/* ------------------------------------------------------------ forks */
+
+static void stream_apply_fork_acquire(struct stream_state *st,
+                                      const struct cmd *c,
+                                      struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  uint64_t off;
+  size_t unit;
+  if (s == NULL) {
+    stream_fail(r, 404, "fork source not found");
+    return;
+  }
+  if (s->soft_deleted) {
+    stream_fail(r, 409, "fork source was deleted");
+    return;
+  }
+  off = (c->flags & CMD_F_FORK_OFFSET) ? c->fork_offset : s->tail;
+  if (off > s->tail) {
+    stream_fail(r, 400, "Stream-Fork-Offset is beyond the source's tail");
+    return;
+  }
+  if ((c->flags & CMD_F_CT) &&
+      !stream_same_type(c->content_type, s->content_type)) {
+    stream_fail(r, 409, "content type does not match the fork source");
+    return;
+  }
+  if (c->fork_sub > 0) {
+    uint64_t start, end, len;
+    unit = stream_unit_at(s, off);
+    start = unit > 0 ? s->bounds[unit - 1] : 0;
+    if (unit >= s->n_bounds || start != off) {
+      stream_fail(r, 400, "no append starts at Stream-Fork-Offset");
+      return;
+    }
+    end = s->bounds[unit];
+    len = s->json ? json_count(s->data.ptr + start, (size_t)(end - start))
+                  : end - start;
+    if (c->fork_sub > len) {
+      stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
+      return;
+    }
+  }
+  s->refcount++;
+  r->status = 200;
+  r->tail = off;
+  r->closed = s->closed;
+}
+
+static void stream_apply_fork_release(struct stream_state *st,
+                                      const struct cmd *c,
+                                      struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  r->status = 204;
+  if (s == NULL || s->refcount == 0) return;
+  s->refcount--;
+  if (s->refcount == 0 &&
+      (s->soft_deleted || stream_expired(s, c->time_ms))) {
+    stream_remove(st, s, r); /* cascades to its own source */
+  }
+}
+
+static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  (void)stream_live(st, c, r);
+  r->status = 204;
+}
+
+/* ------------------------------------------------------------ apply */
+
+URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct buf releases = r->releases;
+  memset(r, 0, sizeof(*r));
+  r->releases = releases;
+  r->releases.len = 0;
+  if (st->cap == 0 && stream_table_grow(st) != URSULA_OK) {
+    stream_fail(r, 503, "out of memory");
+    return URSULA_ENOMEM;
+  }
+  switch (c->type) {
+    case CMD_CREATE:
+      stream_apply_create(st, c, r);
+      break;
+    case CMD_APPEND:
+      stream_apply_append(st, c, r);
+      break;
+    case CMD_DELETE:
+      stream_apply_delete(st, c, r);
+      break;
+    case CMD_FORK_ACQUIRE:
+      stream_apply_fork_acquire(st, c, r);
+      break;
+    case CMD_FORK_RELEASE:
+      stream_apply_fork_release(st, c, r);
+      break;
+    case CMD_EXPIRE:
+      stream_apply_expire(st, c, r);
+      break;
+    default:
+      stream_fail(r, 500, "unknown command");
+      return URSULA_ECORRUPT;
+  }
+  return URSULA_OK;
+}
+/**** End src/stream.c ****/
+/**** Begin src/group.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/group.c"
+#endif
+/*
+** group.c -- a group: its command log and its state machine, owned by one
+** core.
+**
+** Every stream hashes to one group; each group is owned by one core, and
+** only that core's thread touches the group.  A request reaches the owner
+** as a job (struct job).  For a change, the owner builds a command,
+** proposes it to the group's log, and once the command is committed it is
+** applied to the state machine (stream.c) and the job goes back to the
+** core that holds the connection, carrying the result.
+**
+** THE LOG INTERFACE.  group_propose() is the one way state changes:
+**
+**     propose(cmd) -> encode -> append to log at (term, index)
+**                  -> [commit: durable on a quorum]
+**                  -> decode the log bytes -> stream_apply() -> effects
+**
+** Today the log lives in memory and commits at once, so the continuation
+** runs before group_propose() returns; the WAL and Raft steps make the
+** commit asynchronous without changing callers, which is why callers are
+** written as continuations.  The state machine only ever sees the decoded
+** log bytes, never the proposer's structs, so what is applied is exactly
+** what a replay of the log would apply.
+**
+** EFFECTS of a committed command, carried out by the owner:
+**   - wake live readers: one `struct notify` per core that has readers of
+**     the stream (not one per reader), carrying the appended bytes;
+**   - FORK_RELEASE commands to the groups of fork sources whose forks went
+**     away (they may be on other cores, so they travel as jobs).
+**
+** Reads are served from the owner's state directly (no log entry).
+*/
+
+
+struct group {
+  int id;
+  int owner_core;
+  struct stream_state sm;
+  uint64_t term;       /* term of the last log entry (1 until Raft) */
+  uint64_t last_index; /* index of the last log entry */
+  struct buf entry;    /* encoding of the command being proposed */
+  struct buf bounds;   /* decode scratch */
+  struct stream_result res;
+};
+
+typedef void (*group_done_fn)(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+
+URSULA_PRIVATE struct job *job_new(void) {
+  struct job *j = (struct job *)URSULA_MALLOC(sizeof(*j));
+  if (j != NULL) memset(j, 0, sizeof(*j));
+  return j;
+}
+
+URSULA_PRIVATE void job_free(struct job *j) {
+  if (j == NULL) return;
+  buf_free(&j->body);
+  buf_free(&j->inherit);
+  buf_free(&j->bounds);
+  buf_free(&j->data);
+  URSULA_FREE(j);
+}
+
+static void group_on_job(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  group_run_job(c, (struct job *)(void *)m);
+}
+
+URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j) {
+  int gid;
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0)
+    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
+  else
+    gid = server_group_of(c->srv, j->path, j->path_len);
+  j->msg.on_msg = group_on_job;
+  server_send(c, server_owner_of(c->srv, gid), &j->msg);
+}
+
+URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
+  struct group *g = (struct group *)URSULA_MALLOC(sizeof(*g));
+  if (g == NULL) return NULL;
+  memset(g, 0, sizeof(*g));
+  g->id = id;
+  g->owner_core = owner_core;
+  g->term = 1;
+  stream_state_init(&g->sm);
+  return g;
+}
+
+URSULA_PRIVATE void group_free(struct group *g) {
+  if (g == NULL) return;
+  stream_state_free(&g->sm);
+  buf_free(&g->entry);
+  buf_free(&g->bounds);
+  buf_free(&g->res.releases);
+  URSULA_FREE(g);
+}
+
+/* ------------------------------------------------------------ effects */
+
+/* Wake the live readers of the stream at path on every core in mask. */
+static void group_notify(struct core *c, struct group *g, struct str path,
+                         const struct stream_result *r) {
+  struct stream *s = r->deleted ? NULL : stream_find(&g->sm, path);
+  int i;
+  for (i = 0; i < c->srv->n_cores && i < 64; i++) {
+    struct notify *n;
+    if (!(r->watch_mask & ((uint64_t)1 << i))) continue;
+    n = (struct notify *)URSULA_MALLOC(sizeof(*n) + path.len);
+    if (n == NULL) continue; /* readers time out and retry */
+    memset(n, 0, sizeof(*n));
+    n->msg.on_msg = api_on_notify;
+    n->prev_tail = r->prev_tail;
+    n->deleted = r->deleted;
+    n->path_len = path.len;
+    memcpy(n->path, path.ptr, path.len);
+    n->path[path.len] = '\0';
+    if (s != NULL) {
+      n->tail = s->tail;
+      n->closed = s->closed;
+      if (s->tail > r->prev_tail &&
+          buf_append(&n->data, s->data.ptr + r->prev_tail,
+                     (size_t)(s->tail - r->prev_tail)) != URSULA_OK) {
+        buf_free(&n->data);
+        n->prev_tail = n->tail = ~(uint64_t)0; /* readers re-read */
+      }
+    } else {
+      n->tail = r->prev_tail;
+    }
+    server_send(c, i, &n->msg);
+  }
+}
+
+/* Send a FORK_RELEASE for each source path in r->releases. */
+static void group_send_releases(struct core *c, const struct stream_result *r) {
+  size_t off = 0;
+  while (off < r->releases.len) {
+    const char *src = r->releases.ptr + off;
+    size_t len = strlen(src);
+    struct job *j = job_new();
+    off += len + 1;
+    if (j == NULL || len > URSULA_MAX_PATH_BYTES) {
+      job_free(j);
+      continue;
+    }
+    j->op = JOB_DELETE;
+    j->stage = 2; /* release, not delete: see group_run_job */
+    j->origin_core = -1;
+    memcpy(j->path, src, len);
+    j->path_len = len;
+    group_dispatch(c, j);
+  }
+}
+
+/* ------------------------------------------------------------ the log */
+
+/* Propose *cmd to g's log; when it is committed and applied, call
+** done(c, g, result, arg).  The result is valid only during the call.
+** Today the call happens before group_propose() returns. */
+static void group_propose(struct core *c, struct group *g,
+                          const struct cmd *cmd, group_done_fn done,
+                          void *arg) {
+  struct cmd applied;
+  struct stream_result *r = &g->res;
+  g->entry.len = 0;
+  if (cmd_encode(cmd, &g->entry) != URSULA_OK) {
+    memset(r, 0, sizeof(*r) - sizeof(r->releases));
+    r->status = 503;
+    r->reason = "out of memory";
+    done(c, g, r, arg);
+    return;
+  }
+  g->last_index++; /* in memory: appended and committed at once */
+  if (cmd_decode(g->entry.ptr, g->entry.len, &applied, &g->bounds) !=
+      URSULA_OK) {
+    LOG_E("group %d: command at index %llu does not decode", g->id,
+          (unsigned long long)g->last_index);
+    abort(); /* the encoder and decoder disagree: a bug, not bad input */
+  }
+  stream_apply(&g->sm, &applied, r);
+  if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
+  if (r->releases.len) group_send_releases(c, r);
+  done(c, g, r, arg);
+}
+
+/* ------------------------------------------------------------ jobs */
+
+static void group_ignore_done(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg) {
+  (void)c, (void)g, (void)r;
+  job_free((struct job *)arg);
+}
+
+
+static void group_reply(struct core *c, struct job *j) {
+  if (j->origin_core < 0) {
+    job_free(j);
+    return;
+  }
+  j->msg.on_msg = api_on_job_done;
+  server_send(c, j->origin_core, &j->msg);
+}
+
+static void group_fail(struct core *c, struct job *j, int status,
+                       const char *reason) {
+  j->status = status;
+  j->reason = reason;
+  group_reply(c, j);
+}
+
+static void group_copy_result(struct job *j, const struct stream_result *r) {
+  struct buf keep = j->res.releases;
+  j->res = *r;
+  j->res.releases = keep;
+  j->status = r->status;
+  j->reason = r->reason;
+  j->tail = r->tail;
+  j->closed = r->closed;
+}
+
+static void group_fill_meta(struct job *j, const struct stream *s) {
+  size_t n = strlen(s->content_type);
+  if (n >= sizeof(j->res_type)) n = sizeof(j->res_type) - 1;
+  memcpy(j->res_type, s->content_type, n);
+  j->res_type[n] = '\0';
+  j->json = s->json;
+  j->incarnation = s->incarnation;
+  j->has_ttl = s->has_ttl;
+  j->ttl_s = s->ttl_s;
+  j->res_expires[0] = '\0';
+  if (s->has_expires && s->expires_text != NULL) {
+    n = strlen(s->expires_text);
+    if (n >= sizeof(j->res_expires)) n = sizeof(j->res_expires) - 1;
+    memcpy(j->res_expires, s->expires_text, n);
+    j->res_expires[n] = '\0';
+  }
+}
+
+static void group_after_change(struct core *c, struct group *g,
+                               const struct stream_result *r, void *arg) {
+  struct job *j = (struct job *)arg;
+  struct stream *s;
+  group_copy_result(j, r);
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) &&
+      r->release_source) {
+    /* the fork was not created: give back the reference taken at stage 0 */
+    struct job *rel = job_new();
+    if (rel != NULL) {
+      rel->op = JOB_DELETE;
+      rel->stage = 2;
+      rel->origin_core = -1;
+      memcpy(rel->path, j->fork_source, strlen(j->fork_source));
+      rel->path_len = strlen(j->fork_source);
+      group_dispatch(c, rel);
+    }
+  }
+  s = stream_find(&g->sm, j->cmd.path);
+  if (s != NULL) group_fill_meta(j, s);
+  group_reply(c, j);
+}
+
+/* The stream for a read, or NULL after answering 404 / 410. */
+static struct stream *group_read_target(struct core *c, struct group *g,
+                                        struct job *j, uint64_t now) {
+  struct str path;
+  struct stream *s;
+  path.ptr = j->path;
+  path.len = j->path_len;
+  s = stream_find(&g->sm, path);
+  if (s != NULL && !s->soft_deleted && stream_expired(s, now)) {
+    struct cmd e;
+    memset(&e, 0, sizeof(e));
+    e.type = CMD_EXPIRE;
+    e.time_ms = now;
+    e.path = path;
+    group_propose(c, g, &e, group_ignore_done, NULL);
+    s = stream_find(&g->sm, path);
+  }
+  if (s == NULL) {
+    group_fail(c, j, 404, "stream not found");
+    return NULL;
+  }
+  if (s->soft_deleted) {
+    group_fail(c, j, 410, "stream was deleted");
+    return NULL;
+  }
+  return s;
+}
+
+static void group_read(struct core *c, struct group *g, struct job *j) {
+  uint64_t now = os_wall_ms(), start, end;
+  struct stream *s = group_read_target(c, g, j, now);
+  if (s == NULL) return;
+  group_fill_meta(j, s);
+  j->status = 200;
+  if (j->op == JOB_HEAD) {
+    j->tail = s->tail;
+    j->closed = s->closed;
+    group_reply(c, j);
+    return;
+  }
+  s->last_access_ms = now; /* reads slide the TTL window (not HEAD) */
+  start = j->offset_now ? s->tail : j->offset;
+  if (start > s->tail) start = s->tail;
+  end = s->tail;
+  if (end - start > j->max_bytes) {
+    if (s->json) { /* stop on an append boundary, at least one unit */
+      size_t u = stream_unit_at(s, start);
+      end = s->bounds[u];
+      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= j->max_bytes)
+        end = s->bounds[++u];
+    } else {
+      end = start + j->max_bytes;
+    }
+  }
+  if (end > start &&
+      buf_append(&j->data, s->data.ptr + start, (size_t)(end - start)) !=
+          URSULA_OK) {
+    group_fail(c, j, 503, "out of memory");
+    return;
+  }
+  j->start = start;
+  j->tail = end;
+  j->up_to_date = end == s->tail;
+  j->closed = s->closed && j->up_to_date;
+  if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
+      j->origin_core >= 0 && j->origin_core < 64) {
+    s->watch_mask |= (uint64_t)1 << j->origin_core;
+    j->registered = 1;
+  }
+  group_reply(c, j);
+}
+
+/* Stage 0 of a fork PUT, at the source's owner: take a reference on the
+** source and copy what the fork inherits, then pass the job on to the
+** fork's owner. */
+static void group_fork_source_done(struct core *c, struct group *g,
+                                   const struct stream_result *r, void *arg) {
+  struct job *j = (struct job *)arg;
+  struct stream *s;
+  struct str src;
+  uint64_t off = r->tail, end;
+  if (r->status != 200) {
+    group_copy_result(j, r);
+    group_reply(c, j);
+    return;
+  }
+  src.ptr = j->fork_source;
+  src.len = strlen(j->fork_source);
+  s = stream_find(&g->sm, src);
+  end = off;
+  if (j->cmd.fork_sub > 0) {
+    size_t u = stream_unit_at(s, off);
+    uint64_t unit_len = s->bounds[u] - off;
+    end = s->json ? off + json_prefix_len(s->data.ptr + off, (size_t)unit_len,
+                                          (size_t)j->cmd.fork_sub)
+                  : off + j->cmd.fork_sub;
+  }
+  j->inherit.len = j->bounds.len = 0;
+  if (buf_append(&j->inherit, s->data.ptr, (size_t)end) != URSULA_OK ||
+      buf_append(&j->bounds, s->bounds,
+                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
+    group_fail(c, j, 503, "out of memory");
+    return;
+  }
+  /* the fork's configuration, inherited where the request left it out */
+  if (!(j->cmd.flags & CMD_F_CT)) {
+    size_t n = strlen(s->content_type);
+    if (n >= sizeof(j->content_type)) n = sizeof(j->content_type) - 1;
+    memcpy(j->content_type, s->content_type, n);
+    j->content_type[n] = '\0';
+  }
+  if (s->json) j->cmd.flags |= CMD_F_JSON;
+  if (!(j->cmd.flags & (CMD_F_TTL | CMD_F_EXPIRES))) {
+    if (s->has_ttl) {
+      j->cmd.flags |= CMD_F_TTL;
+      j->cmd.ttl_s = s->ttl_s;
+    } else if (s->has_expires) {
+      size_t n = s->expires_text ? strlen(s->expires_text) : 0;
+      if (n >= sizeof(j->expires_text)) n = sizeof(j->expires_text) - 1;
+      j->cmd.flags |= CMD_F_EXPIRES;
+      j->cmd.expires_at_ms = s->expires_at_ms;
+      if (n) memcpy(j->expires_text, s->expires_text, n);
+      j->expires_text[n] = '\0';
+    }
+  }
+  j->cmd.fork_offset = off;
+  j->stage = 1;
+  group_dispatch(c, j);
+}
+
+/* Point the views of j->cmd at j's own fields. */
+static void group_bind_cmd(struct job *j) {
+  struct cmd *m = &j->cmd;
+  m->path.ptr = j->path;
+  m->path.len = j->path_len;
+  m->content_type = util_str(j->content_type);
+  m->data.ptr = j->body.ptr ? j->body.ptr : "";
+  m->data.len = j->body.len;
+  m->expires_text = util_str(j->expires_text);
+  m->stream_seq = util_str(j->stream_seq);
+  m->producer_id = util_str(j->producer_id);
+  m->fork_source = util_str(j->fork_source);
+  m->inherited.ptr = j->inherit.ptr ? j->inherit.ptr : "";
+  m->inherited.len = j->inherit.len;
+  m->n_bounds = j->bounds.len / sizeof(uint64_t);
+  m->bounds = (const uint64_t *)(void *)j->bounds.ptr;
+  m->time_ms = os_wall_ms();
+}
+
+URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
+  int gid;
+  struct group *g;
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0) {
+    struct cmd acq;
+    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
+    g = server_group(c->srv, gid);
+    memset(&acq, 0, sizeof(acq));
+    acq.type = CMD_FORK_ACQUIRE;
+    acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
+    acq.time_ms = os_wall_ms();
+    acq.path = util_str(j->fork_source);
+    acq.content_type = util_str(j->content_type);
+    acq.fork_offset = j->cmd.fork_offset;
+    acq.fork_sub = j->cmd.fork_sub;
+    group_propose(c, g, &acq, group_fork_source_done, j);
+    return;
+  }
+  gid = server_group_of(c->srv, j->path, j->path_len);
+  g = server_group(c->srv, gid);
+  switch (j->op) {
+    case JOB_READ:
+    case JOB_HEAD:
+      group_read(c, g, j);
+      return;
+    case JOB_CREATE:
+      j->cmd.type = CMD_CREATE;
+      break;
+    case JOB_APPEND:
+      j->cmd.type = CMD_APPEND;
+      break;
+    case JOB_DELETE:
+      j->cmd.type = j->stage == 2 ? CMD_FORK_RELEASE : CMD_DELETE;
+      break;
+    default:
+      group_fail(c, j, 500, "unknown job");
+      return;
+  }
+  group_bind_cmd(j);
+  group_propose(c, g, &j->cmd,
+                j->stage == 2 ? group_ignore_done : group_after_change, j);
+}
+
+URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
+                                  const char *path, size_t path_len) {
+  struct str p;
+  struct stream *s;
+  int gid = server_group_of(c->srv, path, path_len);
+  p.ptr = path;
+  p.len = path_len;
+  s = stream_find(&server_group(c->srv, gid)->sm, p);
+  if (s != NULL && from_core < 64) s->watch_mask &= ~((uint64_t)1 << from_core);
+}
+
+URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
+  uint64_t now = os_wall_ms();
+  size_t i;
+  for (i = 0; i < g->sm.cap; i++) {
+    struct stream *s = g->sm.slots[i];
+    while (s != NULL) {
+      struct stream *next = s->hnext;
+      if (!s->soft_deleted && stream_expired(s, now)) {
+        struct cmd e;
+        memset(&e, 0, sizeof(e));
+        e.type = CMD_EXPIRE;
+        e.time_ms = now;
+        e.path.ptr = s->path;
+        e.path.len = s->path_len;
+        /* the apply may free s and reshape this chain: restart it */
+        group_propose(c, g, &e, group_ignore_done, NULL);
+        next = g->sm.slots[i];
+        if (next == s) next = s->hnext;
+      }
+      s = next;
+    }
+  }
+}
+/**** End src/group.c ****/
+/**** Begin src/api.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/api.c"
+#endif
+/*
+** api.c -- HTTP connections and the Durable Streams request rules.
+**
+** A connection lives on the core that accepted it, from accept to close.
+** Its life:
+**
+**   API_HEAD   reading a request head (header timeout while partial,
+**              idle timeout while empty)
+**   API_BODY   reading a Content-Length or chunked body
+**   API_BUSY   a job is at the stream's owner; input is not read, so
+**              pipelined requests wait their turn and replies stay in order
+**   API_POLL   a long-poll waiting for data (long-poll timeout)
+**   API_SSE    an SSE response in progress (keep-alive comments when idle)
+**   API_LINGER the last response is written and our side shut down; what
+**              the client still sends is read and dropped until it closes
+**              or API_LINGER_MS pass.  Closing at once with unread input
+**              would make the kernel send a reset, and the client could
+**              lose the response (say, a 431 to a request it is still
+**              sending).
+**
+** Everything that depends on a stream's state is decided by its group's
+** owner (group.c); this file checks what can be checked from the request
+** alone (syntax of headers, offsets and bodies, JSON validity) and turns
+** results into responses.
+**
+** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
+** this core's watch table (struct api_watch, one per stream path with
+** readers here).  The owner wakes the core with one struct notify per
+** append, carrying the new bytes, and every waiter whose position is where
+** the new bytes start is served from that one message.  Waiters anywhere
+** else re-read.  A core that gets a wake-up for a path it no longer
+** watches tells the owner to stop (lazy unwatch), so the owner's list of
+** interested cores is a superset that heals itself.
+*/
+
+
+enum { API_HEAD = 0, API_BODY, API_BUSY, API_POLL, API_SSE, API_LINGER };
+
+#define API_READ_CHUNK 65536
+#define API_LINGER_MS 2000
+#define API_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
+#define API_CURSOR_EPOCH_MS 1728432000000ULL /* 2024-10-09T00:00:00Z */
+#define API_CURSOR_INTERVAL_MS 20000
+
+struct api_watch {
+  struct api_watch *hnext;
+  struct api_conn *waiters; /* doubly linked through wnext / wprev */
+  int pending;              /* live reads in flight for this path */
+  int owner;                /* core owning the stream's group */
+  uint64_t hash;
+  size_t path_len;
+  char path[1];
+};
+
+struct api_conn {
+  struct core *core;
+  int fd;
+  uint64_t id;
+  int state;
+  int keep_alive;
+  int closing;    /* close once out is written */
+  int want_write; /* LOOP_WRITE registered */
+  int reading;    /* LOOP_READ registered */
+  struct buf in;
+  struct buf out;
+  size_t out_off;
+  struct loop_timer timer;
+  /* the request being read */
+  struct job *job;
+  int method;
+  uint64_t body_left;
+  int chunked;
+  struct http_chunked chunk;
+  struct buf raw; /* request body as received */
+  int is_json;    /* request Content-Type is application/json */
+  int close_flag; /* Stream-Closed: true */
+  int has_ct;
+  char host[256];
+  char etag_req[160]; /* If-None-Match */
+  int has_cursor;
+  uint64_t cursor;
+  /* live reading */
+  struct api_watch *watch;
+  struct api_conn *wnext, *wprev;
+  int waiting; /* in watch->waiters */
+  int live;              /* JOB_LIVE_POLL or JOB_LIVE_SSE */
+  uint64_t live_offset;  /* where this reader is */
+  int live_json, live_b64;
+  char live_type[256];   /* the stream's content type */
+};
+
+enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
+
+/* ------------------------------------------------------------ headers */
+
+static const char api_common_headers[] =
+    "X-Content-Type-Options: nosniff\r\n"
+    "Cross-Origin-Resource-Policy: cross-origin\r\n"
+    "Access-Control-Allow-Origin: *\r\n"
+    "Access-Control-Expose-Headers: Stream-Next-Offset, Stream-Cursor, "
+    "Stream-Up-To-Date, Stream-Closed, Stream-SSE-Data-Encoding, "
+    "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
+    "Producer-Received-Seq, ETag, Content-Type, Location\r\n";
+
+static const char api_preflight_headers[] =
+    "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
+    "Access-Control-Allow-Headers: content-type, authorization, "
+    "if-none-match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
+    "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, "
+    "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset\r\n"
+    "Access-Control-Max-Age: 86400\r\n";
+
+/* Start a response: status line and the headers every response has. */
+static void api_begin(struct api_conn *cn, int status) {
+  buf_printf(&cn->out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+  buf_append(&cn->out, api_common_headers, sizeof(api_common_headers) - 1);
+  if (!cn->keep_alive) buf_append_str(&cn->out, "Connection: close\r\n");
+}
+
+static void api_offset_header(struct api_conn *cn, const char *name,
+                              uint64_t off) {
+  buf_printf(&cn->out, "%s: %016llu_%016llu\r\n", name, 0ULL,
+             (unsigned long long)off);
+}
+
+/* End the head and add a body of len bytes (Content-Length). */
+static void api_end(struct api_conn *cn, const void *body, size_t len) {
+  buf_printf(&cn->out, "Content-Length: %lu\r\n\r\n", (unsigned long)len);
+  if (len && cn->method != API_HEAD_M) buf_append(&cn->out, body, len);
+}
+
+/* ------------------------------------------------------------ I/O */
+
+static void api_close(struct api_conn *cn);
+static void api_linger(struct api_conn *cn);
+static void api_process(struct api_conn *cn);
+static void api_arm_idle(struct api_conn *cn);
+
+static void api_set_events(struct api_conn *cn, int reading, int writing) {
+  if (reading == cn->reading && writing == cn->want_write) return;
+  cn->reading = reading;
+  cn->want_write = writing;
+  loop_mod(cn->core->loop, cn->fd,
+           (unsigned)((reading ? LOOP_READ : 0) | (writing ? LOOP_WRITE : 0)));
+}
+
+/* Write what is pending.  Returns -1 if the connection was closed. */
+static int api_flush(struct api_conn *cn) {
+  while (cn->out_off < cn->out.len) {
+    ssize_t n = send(cn->fd, cn->out.ptr + cn->out_off,
+                     cn->out.len - cn->out_off,
+#if defined(MSG_NOSIGNAL)
+                     MSG_NOSIGNAL
+#else
+                     0
+#endif
+    );
+    if (n > 0) {
+      cn->out_off += (size_t)n;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (cn->out.len - cn->out_off > API_MAX_OUT) {
+        api_close(cn); /* a reader this slow would hold memory forever */
+        return -1;
+      }
+      api_set_events(cn, cn->reading, 1);
+      return 0;
+    } else {
+      api_close(cn);
+      return -1;
+    }
+  }
+  cn->out.len = cn->out_off = 0;
+  if (cn->closing) {
+    api_linger(cn);
+    return -1;
+  }
+  api_set_events(cn, cn->reading, 0);
+  return 0;
+}
+
+/* A response was completed: flush it and go on with the next request. */
+static void api_done(struct api_conn *cn) {
+  if (!cn->keep_alive) cn->closing = 1;
+  cn->state = API_HEAD;
+  if (api_flush(cn) < 0) return;
+  api_set_events(cn, 1, cn->want_write);
+  api_arm_idle(cn);
+  if (cn->in.len > 0) api_process(cn);
+}
+
+static void api_error(struct api_conn *cn, int status, const char *reason) {
+  api_begin(cn, status);
+  buf_append_str(&cn->out, "Content-Type: text/plain; charset=utf-8\r\n");
+  if (status == 405)
+    buf_append_str(&cn->out,
+                   "Allow: GET, HEAD, PUT, POST, DELETE, OPTIONS\r\n");
+  buf_printf(&cn->out, "Content-Length: %lu\r\n\r\n",
+             (unsigned long)strlen(reason) + 1);
+  if (cn->method != API_HEAD_M) buf_printf(&cn->out, "%s\n", reason);
+}
+
+/* Answer an error that ends the connection (bad framing, limits). */
+static void api_fatal(struct api_conn *cn, int status, const char *reason) {
+  cn->keep_alive = 0;
+  api_error(cn, status, reason);
+  cn->closing = 1;
+  cn->state = API_HEAD;
+  api_flush(cn);
+}
+
+/* ------------------------------------------------------------ watches */
+
+static struct api_watch *api_watch_find(struct core *c, const char *path,
+                                        size_t len, uint64_t h) {
+  struct api_watch *w;
+  if (c->watch_cap == 0) return NULL;
+  for (w = c->watch[h & (c->watch_cap - 1)]; w != NULL; w = w->hnext) {
+    if (w->hash == h && w->path_len == len && memcmp(w->path, path, len) == 0)
+      return w;
+  }
+  return NULL;
+}
+
+static struct api_watch *api_watch_get(struct core *c, const char *path,
+                                       size_t len) {
+  uint64_t h = util_hash64(path, len);
+  struct api_watch *w = api_watch_find(c, path, len, h);
+  if (w != NULL) return w;
+  if (c->watch_n + 1 > c->watch_cap / 2) {
+    size_t cap = c->watch_cap ? c->watch_cap * 2 : 64, i;
+    struct api_watch **t =
+        (struct api_watch **)URSULA_MALLOC(cap * sizeof(*t));
+    if (t == NULL) return NULL;
+    for (i = 0; i < cap; i++) t[i] = NULL;
+    for (i = 0; i < c->watch_cap; i++) {
+      struct api_watch *x, *next;
+      for (x = c->watch[i]; x != NULL; x = next) {
+        next = x->hnext;
+        x->hnext = t[x->hash & (cap - 1)];
+        t[x->hash & (cap - 1)] = x;
+      }
+    }
+    URSULA_FREE(c->watch);
+    c->watch = t;
+    c->watch_cap = cap;
+  }
+  w = (struct api_watch *)URSULA_MALLOC(sizeof(*w) + len);
+  if (w == NULL) return NULL;
+  memset(w, 0, sizeof(*w));
+  w->hash = h;
+  w->path_len = len;
+  memcpy(w->path, path, len);
+  w->path[len] = '\0';
+  w->owner = server_owner_of(c->srv, server_group_of(c->srv, path, len));
+  w->hnext = c->watch[h & (c->watch_cap - 1)];
+  c->watch[h & (c->watch_cap - 1)] = w;
+  c->watch_n++;
+  return w;
+}
+
+/* Free w if nothing uses it any more. */
+static void api_watch_gc(struct core *c, struct api_watch *w) {
+  struct api_watch **pp;
+  if (w->waiters != NULL || w->pending > 0) return;
+  pp = &c->watch[w->hash & (c->watch_cap - 1)];
+  while (*pp != w) pp = &(*pp)->hnext;
+  *pp = w->hnext;
+  c->watch_n--;
+  URSULA_FREE(w);
+}
+
+static void api_unwait(struct api_conn *cn) {
+  if (!cn->waiting) return;
+  if (cn->wprev)
+    cn->wprev->wnext = cn->wnext;
+  else
+    cn->watch->waiters = cn->wnext;
+  if (cn->wnext) cn->wnext->wprev = cn->wprev;
+  cn->wnext = cn->wprev = NULL;
+  cn->waiting = 0;
+}
+
+static void api_wait(struct api_conn *cn) {
+  struct api_watch *w = cn->watch;
+  cn->wprev = NULL;
+  cn->wnext = w->waiters;
+  if (w->waiters) w->waiters->wprev = cn;
+  w->waiters = cn;
+  cn->waiting = 1;
+}
+
+/* Leave the watch table (the connection ends or stops being live). */
+static void api_unwatch_conn(struct api_conn *cn) {
+  if (cn->watch == NULL) return;
+  api_unwait(cn);
+  api_watch_gc(cn->core, cn->watch);
+  cn->watch = NULL;
+}
+
+struct api_unwatch_msg {
+  struct loop_msg msg;
+  int from;
+  size_t len;
+  char path[1];
+};
+
+static void api_on_unwatch(struct loop *l, struct loop_msg *m) {
+  struct api_unwatch_msg *u = (struct api_unwatch_msg *)(void *)m;
+  group_unwatch((struct core *)loop_get_user(l), u->from, u->path, u->len);
+  URSULA_FREE(u);
+}
+
+static void api_send_unwatch(struct core *c, const char *path, size_t len) {
+  int owner = server_owner_of(c->srv, server_group_of(c->srv, path, len));
+  struct api_unwatch_msg *u =
+      (struct api_unwatch_msg *)URSULA_MALLOC(sizeof(*u) + len);
+  if (u == NULL) return;
+  u->msg.on_msg = api_on_unwatch;
+  u->from = c->id;
+  u->len = len;
+  memcpy(u->path, path, len);
+  u->path[len] = '\0';
+  server_send(c, owner, &u->msg);
+}
+
+/* ------------------------------------------------------------ timers */
+
+static void api_on_timer(struct loop *l, void *arg);
+
+static void api_arm(struct api_conn *cn, int ms) {
+  loop_timer_set(cn->core->loop, &cn->timer,
+                 loop_now_ms(cn->core->loop) + (uint64_t)ms, api_on_timer, cn);
+}
+
+static void api_arm_idle(struct api_conn *cn) {
+  const struct ursula_config *cfg = &cn->core->srv->cfg;
+  api_arm(cn, cn->in.len > 0 ? cfg->header_timeout_ms : cfg->idle_timeout_ms);
+}
+
+/* ------------------------------------------------------------ cursor */
+
+/* Stream-Cursor: the current 20 s interval since the cursor epoch; if the
+** client already holds that interval or a later one, a value strictly
+** greater by a random 1..180 intervals, so cached responses never loop. */
+static uint64_t api_cursor(struct api_conn *cn) {
+  uint64_t now = os_wall_ms(), cur = 0;
+  if (now > API_CURSOR_EPOCH_MS)
+    cur = (now - API_CURSOR_EPOCH_MS) / API_CURSOR_INTERVAL_MS;
+  if (cn->has_cursor && cn->cursor >= cur) {
+    uint64_t r = util_hash64(&now, sizeof(now)) ^ cn->id;
+    cur = cn->cursor + 1 + r % 180;
+  }
+  return cur;
+}
+
+/* ------------------------------------------------------------ reads */
+
+/* Append the response body for data bytes of a stream (JSON streams store
+** "v1,v2," and answer "[v1,v2]"). */
+static void api_body_bytes(struct buf *out, int json, const char *p,
+                           size_t len) {
+  if (json) {
+    buf_append(out, "[", 1);
+    if (len > 0) buf_append(out, p, len - 1);
+    buf_append(out, "]", 1);
+  } else {
+    buf_append(out, p, len);
+  }
+}
+
+static void api_read_headers(struct api_conn *cn, const struct job *j,
+                             int live) {
+  buf_printf(&cn->out, "Content-Type: %s\r\n", j->res_type);
+  api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->up_to_date) buf_append_str(&cn->out, "Stream-Up-To-Date: true\r\n");
+  if (j->closed) buf_append_str(&cn->out, "Stream-Closed: true\r\n");
+  if (live && !j->closed)
+    buf_printf(&cn->out, "Stream-Cursor: %llu\r\n",
+               (unsigned long long)api_cursor(cn));
+}
+
+static void api_catchup_reply(struct api_conn *cn, struct job *j) {
+  char etag[160];
+  struct buf body;
+  memset(&body, 0, sizeof(body));
+  if (j->offset_now) {
+    api_begin(cn, 200);
+    api_read_headers(cn, j, 0);
+    buf_append_str(&cn->out, "Cache-Control: no-store\r\n");
+    api_body_bytes(&body, j->json, "", 0);
+    api_end(cn, body.ptr, body.len);
+    buf_free(&body);
+    return;
+  }
+  snprintf(etag, sizeof(etag), "\"%llx:%llu:%llu%s\"",
+           (unsigned long long)j->incarnation, (unsigned long long)j->start,
+           (unsigned long long)j->tail, j->closed ? ":c" : "");
+  if (cn->etag_req[0] && strcmp(cn->etag_req, etag) == 0) {
+    api_begin(cn, 304);
+    buf_printf(&cn->out, "ETag: %s\r\n", etag);
+    api_offset_header(cn, "Stream-Next-Offset", j->tail);
+    buf_append_str(&cn->out, "\r\n");
+    return;
+  }
+  api_begin(cn, 200);
+  api_read_headers(cn, j, 0);
+  buf_printf(&cn->out, "ETag: %s\r\n", etag);
+  buf_append_str(&cn->out,
+                 "Cache-Control: public, max-age=60, "
+                 "stale-while-revalidate=300\r\n");
+  api_body_bytes(&body, j->json, j->data.ptr, j->data.len);
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* Long-poll answers: data (200), or nothing new (204). */
+static void api_poll_reply(struct api_conn *cn, struct job *j) {
+  struct buf body;
+  memset(&body, 0, sizeof(body));
+  if (j->data.len == 0) {
+    api_begin(cn, 204);
+    api_read_headers(cn, j, 1);
+    buf_append_str(&cn->out, "Cache-Control: no-cache\r\n\r\n");
+    return;
+  }
+  api_begin(cn, 200);
+  api_read_headers(cn, j, 1);
+  buf_append_str(&cn->out, "Cache-Control: no-cache\r\n");
+  api_body_bytes(&body, j->json, j->data.ptr, j->data.len);
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* SSE body bytes go out as HTTP chunks. */
+static void api_sse_chunk(struct api_conn *cn, const struct buf *ev) {
+  if (ev->len == 0) return;
+  buf_printf(&cn->out, "%lx\r\n", (unsigned long)ev->len);
+  buf_append(&cn->out, ev->ptr, ev->len);
+  buf_append(&cn->out, "\r\n", 2);
+}
+
+/* One "event: data" with payload p: one data: line per line of the
+** payload (split on CRLF, CR and LF), or one base64 line. */
+static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
+                         size_t len) {
+  struct buf tmp;
+  size_t i, start = 0;
+  memset(&tmp, 0, sizeof(tmp));
+  if (cn->live_json) {
+    api_body_bytes(&tmp, 1, p, len);
+    p = tmp.ptr;
+    len = tmp.len;
+  } else if (cn->live_b64) {
+    util_base64_append(&tmp, p, len);
+    p = tmp.ptr ? tmp.ptr : "";
+    len = tmp.len;
+  }
+  buf_append_str(ev, "event: data\n");
+  for (i = 0; i <= len; i++) {
+    if (i == len || p[i] == '\n' || p[i] == '\r') {
+      buf_append_str(ev, "data:");
+      buf_append(ev, p + start, i - start);
+      buf_append(ev, "\n", 1);
+      if (i < len && p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') i++;
+      start = i + 1;
+    }
+  }
+  buf_append(ev, "\n", 1);
+  buf_free(&tmp);
+}
+
+static void api_sse_control(struct api_conn *cn, struct buf *ev,
+                            uint64_t tail, int up_to_date, int closed) {
+  buf_printf(ev,
+             "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
+             0ULL, (unsigned long long)tail);
+  if (closed)
+    buf_append_str(ev, ",\"streamClosed\":true");
+  else
+    buf_printf(ev, ",\"streamCursor\":\"%llu\"",
+               (unsigned long long)api_cursor(cn));
+  if (up_to_date || closed) buf_append_str(ev, ",\"upToDate\":true");
+  buf_append_str(ev, "}\n\n");
+}
+
+/* Send data [.., tail) and its control event on an SSE response; end the
+** response if the stream is closed at tail. */
+static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
+                         uint64_t tail, int up_to_date, int closed) {
+  struct buf ev;
+  memset(&ev, 0, sizeof(ev));
+  if (len > 0) api_sse_data(cn, &ev, p, len);
+  api_sse_control(cn, &ev, tail, up_to_date, closed);
+  api_sse_chunk(cn, &ev);
+  buf_free(&ev);
+  cn->live_offset = tail;
+  if (closed) {
+    buf_append_str(&cn->out, "0\r\n\r\n");
+    cn->closing = 1;
+  }
+}
+
+static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
+
+static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
+  if (first) {
+    api_begin(cn, 200);
+    buf_append_str(&cn->out,
+                   "Content-Type: text/event-stream\r\n"
+                   "Cache-Control: no-cache\r\n"
+                   "Transfer-Encoding: chunked\r\n");
+    if (cn->live_b64)
+      buf_append_str(&cn->out, "Stream-SSE-Data-Encoding: base64\r\n");
+    buf_append_str(&cn->out, "\r\n");
+  }
+  api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date,
+               j->closed);
+}
+
+/* ------------------------------------------------------------ job replies */
+
+static void api_reply_change(struct api_conn *cn, struct job *j) {
+  const struct stream_result *r = &j->res;
+  if (j->status >= 400) {
+    api_begin(cn, j->status);
+    if (j->status == 409 && r->closed) {
+      buf_append_str(&cn->out, "Stream-Closed: true\r\n");
+      api_offset_header(cn, "Stream-Next-Offset", r->tail);
+    }
+    if (r->seq_gap)
+      buf_printf(&cn->out,
+                 "Producer-Expected-Seq: %llu\r\nProducer-Received-Seq: %llu\r\n",
+                 (unsigned long long)r->expected_seq,
+                 (unsigned long long)r->received_seq);
+    if (r->fenced)
+      buf_printf(&cn->out, "Producer-Epoch: %llu\r\n",
+                 (unsigned long long)r->current_epoch);
+    buf_append_str(&cn->out, "Content-Type: text/plain; charset=utf-8\r\n");
+    buf_printf(&cn->out, "Content-Length: %lu\r\n\r\n%s\n",
+               (unsigned long)strlen(j->reason ? j->reason : "") + 1,
+               j->reason ? j->reason : "");
+    return;
+  }
+  api_begin(cn, j->status);
+  if (j->op == JOB_CREATE) {
+    buf_printf(&cn->out, "Content-Type: %s\r\n", j->res_type);
+    if (j->status == 201)
+      buf_printf(&cn->out, "Location: http://%s%.*s\r\n", cn->host,
+                 (int)j->path_len, j->path);
+  }
+  if (j->op != JOB_DELETE) api_offset_header(cn, "Stream-Next-Offset", r->tail);
+  if (r->closed && j->op != JOB_DELETE)
+    buf_append_str(&cn->out, "Stream-Closed: true\r\n");
+  if (r->producer_echo)
+    buf_printf(&cn->out, "Producer-Epoch: %llu\r\nProducer-Seq: %llu\r\n",
+               (unsigned long long)r->producer_epoch,
+               (unsigned long long)r->producer_seq);
+  if (j->status == 204)
+    buf_append_str(&cn->out, "\r\n");
+  else
+    api_end(cn, "", 0);
+}
+
+static void api_reply_head(struct api_conn *cn, struct job *j) {
+  api_begin(cn, 200);
+  buf_printf(&cn->out, "Content-Type: %s\r\n", j->res_type);
+  api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->has_ttl)
+    buf_printf(&cn->out, "Stream-TTL: %llu\r\n", (unsigned long long)j->ttl_s);
+  if (j->res_expires[0])
+    buf_printf(&cn->out, "Stream-Expires-At: %s\r\n", j->res_expires);
+  if (j->closed) buf_append_str(&cn->out, "Stream-Closed: true\r\n");
+  buf_append_str(&cn->out, "Cache-Control: no-store\r\n\r\n");
+}
+
+static struct api_conn *api_conn_by_id(struct core *c, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & 0xffffffffu);
+  struct api_conn *cn;
+  if (slot >= c->n_slots) return NULL;
+  cn = c->conns[slot];
+  return (cn != NULL && cn->id == id) ? cn : NULL;
+}
+
+/* A read came back for a live connection. */
+static void api_live_reply(struct api_conn *cn, struct job *j) {
+  int first = cn->state == API_BUSY;
+  if (cn->watch) {
+    cn->watch->pending--;
+  }
+  if (j->status != 200) {
+    api_unwatch_conn(cn);
+    if (first || cn->state == API_POLL) {
+      api_error(cn, j->status, j->reason ? j->reason : "error");
+      api_done(cn);
+    } else { /* SSE already answered 200: end it */
+      buf_append_str(&cn->out, "0\r\n\r\n");
+      cn->closing = 1;
+      api_flush(cn);
+    }
+    return;
+  }
+  cn->live_json = j->json;
+  if (first) {
+    char norm[64];
+    snprintf(cn->live_type, sizeof(cn->live_type), "%s", j->res_type);
+    stream_norm_type(util_str(j->res_type), norm, sizeof(norm));
+    cn->live_b64 = strncmp(norm, "text/", 5) != 0 &&
+                   strcmp(norm, "application/json") != 0;
+  }
+  if (j->live == JOB_LIVE_POLL) {
+    if (j->data.len > 0 || j->closed || !j->registered) {
+      api_poll_reply(cn, j);
+      api_unwatch_conn(cn);
+      api_done(cn);
+      return;
+    }
+    cn->state = API_POLL;
+    cn->live_offset = j->tail;
+    api_wait(cn);
+    api_arm(cn, cn->core->srv->cfg.long_poll_timeout_ms);
+    api_set_events(cn, 1, cn->want_write);
+    return;
+  }
+  /* SSE */
+  api_sse_reply(cn, j, first);
+  cn->state = API_SSE;
+  if (cn->closing) {
+    api_unwatch_conn(cn);
+    api_flush(cn);
+    return;
+  }
+  if (!j->up_to_date) {
+    api_dispatch_read(cn, j->tail, 0); /* catching up: next chunk */
+  } else if (j->registered) {
+    api_wait(cn);
+    api_arm(cn, cn->core->srv->cfg.sse_keepalive_ms);
+  } else {
+    api_dispatch_read(cn, j->tail, 0);
+  }
+  api_set_events(cn, 1, cn->want_write);
+  api_flush(cn);
+}
+
+URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
+  struct job *j = (struct job *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct api_conn *cn = api_conn_by_id(c, j->conn_id);
+  if (cn == NULL || cn->job != j) {
+    job_free(j);
+    return;
+  }
+  cn->job = NULL;
+  if (cn->state == API_LINGER) { /* the connection is ending anyway */
+    job_free(j);
+    return;
+  }
+  if (j->op == JOB_READ && j->live != JOB_LIVE_NONE) {
+    api_live_reply(cn, j);
+    job_free(j);
+    return;
+  }
+  if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
+    api_error(cn, j->status, j->reason ? j->reason : "error");
+  else if (j->op == JOB_READ)
+    api_catchup_reply(cn, j);
+  else if (j->op == JOB_HEAD)
+    api_reply_head(cn, j);
+  else
+    api_reply_change(cn, j);
+  job_free(j);
+  api_done(cn);
+}
+
+/* Wake-up from a stream's owner: serve the waiters of that stream here. */
+URSULA_PRIVATE void api_on_notify(struct loop *l, struct loop_msg *m) {
+  struct notify *n = (struct notify *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct api_watch *w =
+      api_watch_find(c, n->path, n->path_len, util_hash64(n->path, n->path_len));
+  struct api_conn *cn, *next;
+  if (w == NULL || (w->waiters == NULL && w->pending == 0)) {
+    if (!n->deleted) api_send_unwatch(c, n->path, n->path_len);
+    if (w != NULL) api_watch_gc(c, w);
+    buf_free(&n->data);
+    URSULA_FREE(n);
+    return;
+  }
+  for (cn = w->waiters; cn != NULL; cn = next) {
+    next = cn->wnext;
+    if (n->deleted) {
+      api_unwait(cn);
+      cn->watch = NULL;
+      if (cn->state == API_POLL) {
+        api_error(cn, 404, "stream was deleted");
+        api_done(cn);
+      } else {
+        buf_append_str(&cn->out, "0\r\n\r\n");
+        cn->closing = 1;
+        api_flush(cn);
+      }
+    } else if (cn->live_offset == n->prev_tail &&
+               (n->data.len > 0 || n->closed)) {
+      if (cn->state == API_POLL) {
+        struct job j;
+        memset(&j, 0, sizeof(j));
+        j.json = cn->live_json;
+        j.data = n->data;
+        j.tail = n->tail;
+        j.up_to_date = 1;
+        j.closed = n->closed;
+        memcpy(j.res_type, cn->live_type, sizeof(j.res_type));
+        api_unwait(cn);
+        cn->watch = NULL;
+        api_poll_reply(cn, &j);
+        api_done(cn);
+      } else {
+        api_sse_send(cn, n->data.ptr, n->data.len, n->tail, 1, n->closed);
+        if (cn->closing) {
+          api_unwait(cn);
+          cn->watch = NULL;
+        } else {
+          api_arm(cn, c->srv->cfg.sse_keepalive_ms);
+        }
+        api_flush(cn);
+      }
+    } else if (cn->live_offset != n->tail) {
+      /* behind or lost track: read again from where this reader is */
+      api_unwait(cn);
+      api_dispatch_read(cn, cn->live_offset, 0);
+    }
+  }
+  api_watch_gc(c, w);
+  buf_free(&n->data);
+  URSULA_FREE(n);
+}
+
+static void api_on_timer(struct loop *l, void *arg) {
+  struct api_conn *cn = (struct api_conn *)arg;
+  (void)l;
+  if (cn->state == API_POLL) {
+    struct job j;
+    memset(&j, 0, sizeof(j));
+    j.tail = cn->live_offset;
+    j.up_to_date = 1;
+    api_unwatch_conn(cn);
+    api_begin(cn, 204);
+    api_offset_header(cn, "Stream-Next-Offset", j.tail);
+    buf_append_str(&cn->out, "Stream-Up-To-Date: true\r\n");
+    buf_printf(&cn->out, "Stream-Cursor: %llu\r\n",
+               (unsigned long long)api_cursor(cn));
+    buf_append_str(&cn->out, "Cache-Control: no-cache\r\n\r\n");
+    api_done(cn);
+  } else if (cn->state == API_SSE) {
+    struct buf ev;
+    memset(&ev, 0, sizeof(ev));
+    buf_append_str(&ev, ": keep-alive\n\n");
+    api_sse_chunk(cn, &ev);
+    buf_free(&ev);
+    api_arm(cn, cn->core->srv->cfg.sse_keepalive_ms);
+    api_flush(cn);
+  } else if (cn->state == API_HEAD || cn->state == API_BODY) {
+    if (cn->in.len > 0 || cn->state == API_BODY)
+      api_fatal(cn, 408, "request timed out");
+    else
+      api_close(cn);
+  } else if (cn->state == API_LINGER) {
+    api_close(cn);
+  }
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* Send cn's job to the stream's owner. */
+static void api_send_job(struct api_conn *cn, struct job *j) {
+  cn->job = j;
+  cn->state = API_BUSY;
+  j->origin_core = cn->core->id;
+  j->conn_id = cn->id;
+  loop_timer_cancel(cn->core->loop, &cn->timer);
+  api_set_events(cn, cn->state >= API_POLL, cn->want_write);
+  group_dispatch(cn->core, j);
+}
+
+static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now) {
+  struct job *j = job_new();
+  if (j == NULL) {
+    api_fatal(cn, 503, "out of memory");
+    return;
+  }
+  memcpy(j->path, cn->watch->path, cn->watch->path_len);
+  j->path_len = cn->watch->path_len;
+  j->op = JOB_READ;
+  j->offset = offset;
+  j->offset_now = now;
+  j->live = cn->live;
+  j->max_bytes = (uint64_t)cn->core->srv->cfg.max_read_bytes;
+  cn->watch->pending++;
+  cn->job = j;
+  j->origin_core = cn->core->id;
+  j->conn_id = cn->id;
+  if (cn->state == API_POLL) loop_timer_cancel(cn->core->loop, &cn->timer);
+  group_dispatch(cn->core, j);
+}
+
+/* Split "path?query" and find the query parameters we know. */
+struct api_query {
+  struct str path;
+  struct str offset;
+  int n_offset;
+  struct str live;
+  int has_live;
+  struct str cursor;
+  int has_cursor;
+};
+
+static void api_parse_target(struct str t, struct api_query *q) {
+  size_t i = 0, start;
+  memset(q, 0, sizeof(*q));
+  while (i < t.len && t.ptr[i] != '?') i++;
+  q->path.ptr = t.ptr;
+  q->path.len = i;
+  while (i < t.len) {
+    struct str name, value;
+    size_t eq = 0;
+    start = ++i;
+    while (i < t.len && t.ptr[i] != '&') {
+      if (t.ptr[i] == '=' && eq == 0) eq = i;
+      i++;
+    }
+    name.ptr = t.ptr + start;
+    name.len = (eq ? eq : i) - start;
+    value.ptr = eq ? t.ptr + eq + 1 : t.ptr + i;
+    value.len = eq ? i - eq - 1 : 0;
+    if (util_str_eq(name, "offset")) {
+      q->offset = value;
+      q->n_offset++;
+    } else if (util_str_eq(name, "live")) {
+      q->live = value;
+      q->has_live = 1;
+    } else if (util_str_eq(name, "cursor")) {
+      q->cursor = value;
+      q->has_cursor = 1;
+    }
+  }
+}
+
+/* Parse "%016llu_%016llu"-style offsets (digits '_' digits). */
+static int api_parse_offset(struct str s, uint64_t *out) {
+  size_t i = 0;
+  struct str hi, lo;
+  uint64_t h, v;
+  while (i < s.len && s.ptr[i] != '_') i++;
+  if (i == s.len) return -1;
+  hi.ptr = s.ptr;
+  hi.len = i;
+  lo.ptr = s.ptr + i + 1;
+  lo.len = s.len - i - 1;
+  if (util_parse_u64(hi, UINT64_MAX, &h) != 0) return -1;
+  if (util_parse_u64(lo, UINT64_MAX, &v) != 0) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Copy header value v into a fixed field; -1 if it does not fit. */
+static int api_copy(char *dst, size_t cap, struct str v) {
+  if (v.len >= cap) return -1;
+  memcpy(dst, v.ptr, v.len);
+  dst[v.len] = '\0';
+  return 0;
+}
+
+static int api_is_true(const struct http_header *h) {
+  return h != NULL && util_str_ieq(h->value, "true");
+}
+
+/* "^(0|[1-9][0-9]*)$" up to max. */
+static int api_parse_canonical(struct str v, uint64_t max, uint64_t *out) {
+  if (v.len == 0 || (v.len > 1 && v.ptr[0] == '0')) return -1;
+  return util_parse_u64(v, max, out);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t api_days(int64_t y, int m, int d) {
+  int64_t era;
+  unsigned yoe, doy, doe;
+  y -= m <= 2;
+  era = (y >= 0 ? y : y - 399) / 400;
+  yoe = (unsigned)(y - era * 400);
+  doy = (unsigned)((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1);
+  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int api_digits(const char *p, int n, int *out) {
+  int i, v = 0;
+  for (i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return -1;
+    v = v * 10 + (p[i] - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+/* RFC 3339 date-time ("2026-01-02T03:04:05.678Z", "...+01:00") to Unix
+** milliseconds.  Returns 0 or -1. */
+static int api_parse_rfc3339(struct str s, uint64_t *out_ms) {
+  const char *p = s.ptr;
+  size_t i = 19;
+  int y, mo, d, h, mi, sec, ms = 0, tzh = 0, tzm = 0, sign = 0, mdays;
+  int64_t t;
+  static const int dim[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (s.len < 20) return -1;
+  if (api_digits(p, 4, &y) || p[4] != '-' || api_digits(p + 5, 2, &mo) ||
+      p[7] != '-' || api_digits(p + 8, 2, &d) ||
+      (p[10] != 'T' && p[10] != 't' && p[10] != ' ') ||
+      api_digits(p + 11, 2, &h) || p[13] != ':' || api_digits(p + 14, 2, &mi) ||
+      p[16] != ':' || api_digits(p + 17, 2, &sec))
+    return -1;
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60) return -1;
+  mdays = dim[mo - 1];
+  if (mo == 2 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) mdays = 28;
+  if (d > mdays) return -1;
+  if (i < s.len && p[i] == '.') {
+    int digits = 0;
+    i++;
+    while (i < s.len && p[i] >= '0' && p[i] <= '9') {
+      if (digits < 3) ms = ms * 10 + (p[i] - '0');
+      digits++;
+      i++;
+    }
+    if (digits == 0) return -1;
+    while (digits < 3) ms *= 10, digits++;
+  }
+  if (i >= s.len) return -1;
+  if (p[i] == 'Z' || p[i] == 'z') {
+    i++;
+  } else if (p[i] == '+' || p[i] == '-') {
+    sign = p[i] == '+' ? 1 : -1;
+    if (i + 6 > s.len || api_digits(p + i + 1, 2, &tzh) || p[i + 3] != ':' ||
+        api_digits(p + i + 4, 2, &tzm) || tzh > 23 || tzm > 59)
+      return -1;
+    i += 6;
+  } else {
+    return -1;
+  }
+  if (i != s.len) return -1;
+  t = api_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+  t -= sign * (tzh * 3600 + tzm * 60);
+  if (t < 0) return -1;
+  *out_ms = (uint64_t)t * 1000u + (uint64_t)ms;
+  return 0;
+}
+
+/* Validate a stream path: absolute, no ".." or "." segments, no NUL. */
+static int api_path_ok(struct str p) {
+  size_t i, seg = 1;
+  if (p.len == 0 || p.ptr[0] != '/') return 0;
+  for (i = 1; i <= p.len; i++) {
+    if (i == p.len || p.ptr[i] == '/') {
+      size_t n = i - seg;
+      if ((n == 1 && p.ptr[seg] == '.') ||
+          (n == 2 && p.ptr[seg] == '.' && p.ptr[seg + 1] == '.'))
+        return 0;
+      seg = i + 1;
+    }
+  }
+  return 1;
+}
+
+/* Fill the parts of a PUT job that come from headers.  Returns NULL or an
+** error reason (400). */
+static const char *api_build_put(struct api_conn *cn,
+                                 const struct http_request *req,
+                                 struct job *j) {
+  const struct http_header *h;
+  const struct http_header *ttl = http_find_header(req, "Stream-TTL");
+  const struct http_header *exp = http_find_header(req, "Stream-Expires-At");
+  const struct http_header *ff = http_find_header(req, "Stream-Forked-From");
+  const struct http_header *fo = http_find_header(req, "Stream-Fork-Offset");
+  const struct http_header *fs = http_find_header(req, "Stream-Fork-Sub-Offset");
+  if (ttl && exp) return "Stream-TTL and Stream-Expires-At are exclusive";
+  if (ttl) {
+    if (api_parse_canonical(ttl->value, (uint64_t)1 << 40, &j->cmd.ttl_s) != 0)
+      return "Stream-TTL must be a whole number of seconds";
+    j->cmd.flags |= CMD_F_TTL;
+  }
+  if (exp) {
+    if (api_parse_rfc3339(exp->value, &j->cmd.expires_at_ms) != 0 ||
+        api_copy(j->expires_text, sizeof(j->expires_text), exp->value) != 0)
+      return "Stream-Expires-At must be an RFC 3339 timestamp";
+    j->cmd.flags |= CMD_F_EXPIRES;
+  }
+  if (fs && !ff) return "Stream-Fork-Sub-Offset needs Stream-Forked-From";
+  if (fo && !ff) return "Stream-Fork-Offset needs Stream-Forked-From";
+  if (ff) {
+    if (ff->value.len == 0 || !api_path_ok(ff->value) ||
+        api_copy(j->fork_source, sizeof(j->fork_source), ff->value) != 0)
+      return "Stream-Forked-From must be a stream path";
+    j->cmd.flags |= CMD_F_FORK;
+    if (fo) {
+      if (api_parse_offset(fo->value, &j->cmd.fork_offset) != 0)
+        return "Stream-Fork-Offset is not a valid offset";
+      j->cmd.flags |= CMD_F_FORK_OFFSET;
+    }
+    if (fs && api_parse_canonical(fs->value, UINT64_MAX, &j->cmd.fork_sub) != 0)
+      return "Stream-Fork-Sub-Offset must be a whole number";
+  }
+  h = http_find_header(req, "Content-Type");
+  if (h && h->value.len > 0 && memchr(h->value.ptr, '/', h->value.len) &&
+      api_copy(j->content_type, sizeof(j->content_type), h->value) == 0) {
+    j->cmd.flags |= CMD_F_CT;
+  } else {
+    strcpy(j->content_type, "application/octet-stream");
+  }
+  (void)cn;
+  return NULL;
+}
+
+/* Fill the parts of a POST job that come from headers. */
+static const char *api_build_post(const struct http_request *req,
+                                  struct job *j) {
+  const struct http_header *pid = http_find_header(req, "Producer-Id");
+  const struct http_header *pep = http_find_header(req, "Producer-Epoch");
+  const struct http_header *psq = http_find_header(req, "Producer-Seq");
+  const struct http_header *seq = http_find_header(req, "Stream-Seq");
+  const struct http_header *ct = http_find_header(req, "Content-Type");
+  const uint64_t max53 = ((uint64_t)1 << 53) - 1;
+  if (pid || pep || psq) {
+    if (!pid || !pep || !psq)
+      return "Producer-Id, Producer-Epoch and Producer-Seq go together";
+    if (pid->value.len == 0) return "Producer-Id must not be empty";
+    if (api_copy(j->producer_id, sizeof(j->producer_id), pid->value) != 0)
+      return "Producer-Id is too long";
+    if (util_parse_u64(pep->value, max53, &j->cmd.producer_epoch) != 0)
+      return "Producer-Epoch must be an integer";
+    if (util_parse_u64(psq->value, max53, &j->cmd.producer_seq) != 0)
+      return "Producer-Seq must be an integer";
+    j->cmd.flags |= CMD_F_PRODUCER;
+  }
+  if (seq) {
+    if (api_copy(j->stream_seq, sizeof(j->stream_seq), seq->value) != 0)
+      return "Stream-Seq is too long";
+    j->cmd.flags |= CMD_F_SEQ;
+  }
+  if (ct && api_copy(j->content_type, sizeof(j->content_type), ct->value) == 0)
+    j->cmd.flags |= CMD_F_CT;
+  return NULL;
+}
+
+/* The request head is parsed: check it, and either answer at once or
+** start reading the body. */
+static void api_on_head(struct api_conn *cn, const struct http_request *req) {
+  const struct http_header *h;
+  struct api_query q;
+  struct job *j;
+  const char *bad = NULL;
+  struct str m = req->method;
+  cn->keep_alive = req->minor_version >= 1;
+  h = http_find_header(req, "Connection");
+  if (h && util_str_ieq(h->value, "close")) cn->keep_alive = 0;
+  if (h && util_str_ieq(h->value, "keep-alive")) cn->keep_alive = 1;
+  if (cn->core->draining) cn->keep_alive = 0;
+  cn->method = util_str_eq(m, "GET")       ? API_GET
+               : util_str_eq(m, "HEAD")    ? API_HEAD_M
+               : util_str_eq(m, "PUT")     ? API_PUT
+               : util_str_eq(m, "POST")    ? API_POST
+               : util_str_eq(m, "DELETE")  ? API_DELETE
+               : util_str_eq(m, "OPTIONS") ? API_OPTIONS
+                                           : 0;
+  h = http_find_header(req, "Host");
+  if (h == NULL || api_copy(cn->host, sizeof(cn->host), h->value) != 0)
+    snprintf(cn->host, sizeof(cn->host), "%.240s:%d",
+             cn->core->srv->cfg.listen_host, cn->core->srv->port);
+  cn->etag_req[0] = '\0';
+  h = http_find_header(req, "If-None-Match");
+  if (h) api_copy(cn->etag_req, sizeof(cn->etag_req), h->value);
+  /* body framing first: even an error answer must know where it ends */
+  cn->chunked = 0;
+  cn->body_left = 0;
+  cn->raw.len = 0;
+  memset(&cn->chunk, 0, sizeof(cn->chunk));
+  h = http_find_header(req, "Transfer-Encoding");
+  if (h != NULL) {
+    if (!util_str_ieq(h->value, "chunked")) {
+      api_fatal(cn, 501, "only chunked transfer coding is supported");
+      return;
+    }
+    cn->chunked = 1;
+  } else if ((h = http_find_header(req, "Content-Length")) != NULL) {
+    if (util_parse_u64(h->value, UINT64_MAX, &cn->body_left) != 0) {
+      api_fatal(cn, 400, "bad Content-Length");
+      return;
+    }
+    if (cn->body_left > (uint64_t)cn->core->srv->cfg.max_body_bytes) {
+      api_fatal(cn, 413, "request body is too large");
+      return;
+    }
+  }
+  if (cn->method == 0) {
+    api_fatal(cn, 405, "method not allowed");
+    return;
+  }
+  api_parse_target(req->target, &q);
+  if (q.path.len > URSULA_MAX_PATH_BYTES) {
+    api_fatal(cn, 414, "path is too long");
+    return;
+  }
+  if (!api_path_ok(q.path)) {
+    api_fatal(cn, 400, "bad path");
+    return;
+  }
+  if ((cn->chunked || cn->body_left > 0) &&
+      (h = http_find_header(req, "Expect")) != NULL &&
+      util_str_ieq(h->value, "100-continue"))
+  {
+    buf_append_str(&cn->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    if (api_flush(cn) < 0) return;
+  }
+  j = job_new();
+  if (j == NULL) {
+    api_fatal(cn, 503, "out of memory");
+    return;
+  }
+  memcpy(j->path, q.path.ptr, q.path.len);
+  j->path_len = q.path.len;
+  cn->job = j;
+  cn->is_json = 0;
+  cn->close_flag = api_is_true(http_find_header(req, "Stream-Closed"));
+  if (cn->close_flag) j->cmd.flags |= CMD_F_CLOSE;
+  switch (cn->method) {
+    case API_OPTIONS:
+      j->op = 0;
+      break;
+    case API_PUT:
+      j->op = JOB_CREATE;
+      bad = api_build_put(cn, req, j);
+      break;
+    case API_POST:
+      j->op = JOB_APPEND;
+      bad = api_build_post(req, j);
+      break;
+    case API_DELETE:
+      j->op = JOB_DELETE;
+      break;
+    case API_HEAD_M:
+      j->op = JOB_HEAD;
+      break;
+    default: /* GET */
+      j->op = JOB_READ;
+      if (q.n_offset > 1) {
+        bad = "offset is given more than once";
+      } else if (q.n_offset == 1) {
+        if (util_str_eq(q.offset, "-1"))
+          j->offset = 0;
+        else if (util_str_eq(q.offset, "now"))
+          j->offset_now = 1;
+        else if (api_parse_offset(q.offset, &j->offset) != 0)
+          bad = "offset must be -1, now, or an offset from this server";
+      }
+      if (q.has_live) {
+        if (util_str_eq(q.live, "long-poll"))
+          j->live = JOB_LIVE_POLL;
+        else if (util_str_eq(q.live, "sse"))
+          j->live = JOB_LIVE_SSE;
+        else
+          bad = "live must be long-poll or sse";
+        if (q.n_offset == 0) bad = "live reads need an offset";
+      }
+      cn->has_cursor = q.has_cursor &&
+                       util_parse_u64(q.cursor, UINT64_MAX, &cn->cursor) == 0;
+      j->max_bytes = (uint64_t)cn->core->srv->cfg.max_read_bytes;
+      break;
+  }
+  if (cn->method == API_PUT || cn->method == API_POST) {
+    char norm[64];
+    stream_norm_type(util_str(j->content_type), norm, sizeof(norm));
+    cn->is_json = strcmp(norm, "application/json") == 0;
+    cn->has_ct = (j->cmd.flags & CMD_F_CT) != 0;
+    if (cn->is_json) j->cmd.flags |= CMD_F_JSON;
+  }
+  if (bad != NULL) {
+    /* answer after the body has been read, to keep the framing */
+    j->status = 400;
+    j->reason = bad;
+  }
+  cn->state = API_BODY;
+}
+
+/* The whole request is in: finish the job and send it off. */
+static void api_on_request(struct api_conn *cn) {
+  struct job *j = cn->job;
+  size_t n_msgs = 0;
+  cn->job = NULL;
+  if (j->status != 0) {
+    api_error(cn, j->status, j->reason);
+    job_free(j);
+    api_done(cn);
+    return;
+  }
+  if (j->op == 0) { /* OPTIONS: CORS preflight */
+    job_free(j);
+    api_begin(cn, 204);
+    buf_append(&cn->out, api_preflight_headers,
+               sizeof(api_preflight_headers) - 1);
+    buf_append_str(&cn->out, "\r\n");
+    api_done(cn);
+    return;
+  }
+  if (j->op == JOB_APPEND) {
+    if (cn->raw.len == 0 && !cn->close_flag) {
+      job_free(j);
+      api_error(cn, 400, "empty body (send Stream-Closed: true to close)");
+      api_done(cn);
+      return;
+    }
+    if (cn->raw.len > 0 && !cn->has_ct) {
+      job_free(j);
+      api_error(cn, 400, "Content-Type is required with a body");
+      api_done(cn);
+      return;
+    }
+  }
+  if ((j->op == JOB_CREATE || j->op == JOB_APPEND) && cn->raw.len > 0) {
+    if (cn->is_json) {
+      int rc = json_flatten(cn->raw.ptr, cn->raw.len, &j->body, &n_msgs);
+      if (rc != URSULA_OK) {
+        job_free(j);
+        if (rc == URSULA_ENOMEM)
+          api_error(cn, 503, "out of memory");
+        else
+          api_error(cn, 400, "body is not valid JSON");
+        api_done(cn);
+        return;
+      }
+      if (n_msgs == 0 && j->op == JOB_APPEND) {
+        job_free(j);
+        api_error(cn, 400, "an empty JSON array appends nothing");
+        api_done(cn);
+        return;
+      }
+      j->cmd.n_msgs = n_msgs;
+    } else {
+      /* hand the body over without copying */
+      j->body = cn->raw;
+      memset(&cn->raw, 0, sizeof(cn->raw));
+    }
+  }
+  if (j->op == JOB_READ && j->live != JOB_LIVE_NONE) {
+    cn->watch = api_watch_get(cn->core, j->path, j->path_len);
+    if (cn->watch == NULL) {
+      job_free(j);
+      api_fatal(cn, 503, "out of memory");
+      return;
+    }
+    cn->watch->pending++;
+    cn->live = j->live;
+  }
+  api_send_job(cn, j);
+}
+
+/* Work through buffered input: heads, bodies, requests. */
+static void api_process(struct api_conn *cn) {
+  while (cn->fd >= 0 && !cn->closing) {
+    if (cn->state == API_HEAD) {
+      struct http_request req;
+      int n;
+      if (cn->in.len == 0) return;
+      n = http_parse_request(cn->in.ptr, cn->in.len, &req);
+      if (n == URSULA_EAGAIN) {
+        if (cn->in.len > URSULA_MAX_HEADER_BYTES)
+          api_fatal(cn, 431, "request header fields are too large");
+        return;
+      }
+      if (n == HTTP_ETOOMANY || n > URSULA_MAX_HEADER_BYTES) {
+        api_fatal(cn, 431, "request header fields are too large");
+        return;
+      }
+      if (n < 0) {
+        api_fatal(cn, 400, "malformed request");
+        return;
+      }
+      api_on_head(cn, &req);
+      buf_consume(&cn->in, (size_t)n);
+      if (cn->state != API_BODY) return;
+    }
+    if (cn->state == API_BODY) {
+      if (cn->chunked) {
+        int done = 0;
+        long used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len,
+                                      &cn->raw, &done);
+        if (used < 0) {
+          job_free(cn->job);
+          cn->job = NULL;
+          api_fatal(cn, 400, "malformed chunked body");
+          return;
+        }
+        buf_consume(&cn->in, (size_t)used);
+        if (cn->raw.len > (size_t)cn->core->srv->cfg.max_body_bytes) {
+          job_free(cn->job);
+          cn->job = NULL;
+          api_fatal(cn, 413, "request body is too large");
+          return;
+        }
+        if (!done) return;
+      } else {
+        size_t take = cn->in.len < cn->body_left ? cn->in.len
+                                                 : (size_t)cn->body_left;
+        if (cn->raw.len == 0 && cn->body_left > 0 &&
+            buf_reserve(&cn->raw, (size_t)cn->body_left) != URSULA_OK) {
+          job_free(cn->job);
+          cn->job = NULL;
+          api_fatal(cn, 503, "out of memory");
+          return;
+        }
+        if (take > 0) {
+          buf_append(&cn->raw, cn->in.ptr, take);
+          buf_consume(&cn->in, take);
+          cn->body_left -= take;
+        }
+        if (cn->body_left > 0) return;
+      }
+      api_on_request(cn);
+      if (cn->state != API_HEAD) return; /* waiting for a job */
+      continue;
+    }
+    return;
+  }
+}
+
+static void api_on_io(struct loop *l, int fd, unsigned events, void *arg) {
+  struct api_conn *cn = (struct api_conn *)arg;
+  (void)l, (void)fd;
+  if (events & LOOP_WRITE) {
+    if (api_flush(cn) < 0) return;
+  }
+  if ((events & (LOOP_READ | LOOP_ERROR)) && cn->state == API_LINGER) {
+    char sink[4096];
+    for (;;) {
+      ssize_t n = recv(cn->fd, sink, sizeof(sink), 0);
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      api_close(cn); /* the client is done too */
+      return;
+    }
+  }
+  if (events & (LOOP_READ | LOOP_ERROR)) {
+    for (;;) {
+      ssize_t n;
+      if (buf_reserve(&cn->in, API_READ_CHUNK) != URSULA_OK) {
+        api_close(cn);
+        return;
+      }
+      n = recv(cn->fd, cn->in.ptr + cn->in.len, API_READ_CHUNK, 0);
+      if (n > 0) {
+        cn->in.len += (size_t)n;
+        if ((size_t)n < API_READ_CHUNK) break;
+        if (cn->state == API_HEAD && cn->in.len > URSULA_MAX_HEADER_BYTES * 2)
+          break;
+      } else if (n == 0) {
+        api_close(cn); /* peer closed; a half-sent request is dropped */
+        return;
+      } else if (errno == EINTR) {
+        continue;
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      } else {
+        api_close(cn);
+        return;
+      }
+    }
+    if (cn->state == API_POLL || cn->state == API_SSE) {
+      cn->in.len = 0; /* a live reader has nothing more to say */
+      return;
+    }
+    if (cn->state == API_HEAD) api_arm_idle(cn);
+    api_process(cn);
+  }
+}
+
+/* ------------------------------------------------------------ accept */
+
+static int api_slot_alloc(struct core *c, struct api_conn *cn) {
+  uint32_t slot;
+  if (c->n_free > 0) {
+    slot = c->free_slots[--c->n_free];
+  } else {
+    if (c->n_slots == c->cap_slots) {
+      uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 256;
+      struct api_conn **t = (struct api_conn **)URSULA_REALLOC(
+          c->conns, cap * sizeof(*t));
+      uint32_t *f;
+      if (t == NULL) return -1;
+      c->conns = t;
+      f = (uint32_t *)URSULA_REALLOC(c->free_slots, cap * sizeof(*f));
+      if (f == NULL) return -1;
+      c->free_slots = f;
+      c->cap_slots = cap;
+    }
+    slot = c->n_slots++;
+  }
+  c->conns[slot] = cn;
+  cn->id = ((uint64_t)++c->next_gen << 32) | slot;
+  return 0;
+}
+
+URSULA_PRIVATE void api_on_accept(struct loop *l, int fd, unsigned events,
+                                  void *arg) {
+  struct core *c = (struct core *)arg;
+  int i;
+  (void)events;
+  for (i = 0; i < 64; i++) {
+    struct api_conn *cn;
+    int one = 1;
+    int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
+    os_set_nonblock(cfd);
+    os_set_cloexec(cfd);
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (c->n_conns >= c->max_conns || c->draining) {
+      static const char busy[] =
+          "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+          "Content-Type: text/plain\r\nContent-Length: 24\r\n\r\n"
+          "too many connections, retry\n";
+      ssize_t w = send(cfd, busy, sizeof(busy) - 1, 0);
+      (void)w;
+      close(cfd);
+      continue;
+    }
+    cn = (struct api_conn *)URSULA_MALLOC(sizeof(*cn));
+    if (cn == NULL) {
+      close(cfd);
+      continue;
+    }
+    memset(cn, 0, sizeof(*cn));
+    cn->core = c;
+    cn->fd = cfd;
+    cn->reading = 1;
+    if (api_slot_alloc(c, cn) != 0 ||
+        loop_add(l, cfd, LOOP_READ, api_on_io, cn) != URSULA_OK) {
+      close(cfd);
+      URSULA_FREE(cn);
+      continue;
+    }
+    c->n_conns++;
+    api_arm_idle(cn);
+  }
+}
+
+/* Stop waiting for stream changes (a connection on its way out). */
+static void api_leave_watch(struct api_conn *cn) {
+  api_unwait(cn);
+  if (cn->watch != NULL) {
+    if (cn->job != NULL && cn->state != API_BODY)
+      cn->watch->pending--; /* its reply will be dropped */
+    api_watch_gc(cn->core, cn->watch);
+    cn->watch = NULL;
+  }
+}
+
+/* The response is out and the connection ends: see API_LINGER. */
+static void api_linger(struct api_conn *cn) {
+  api_leave_watch(cn);
+  if (cn->job != NULL && cn->state == API_BODY) {
+    job_free(cn->job);
+    cn->job = NULL;
+  }
+  if (shutdown(cn->fd, SHUT_WR) != 0) {
+    api_close(cn);
+    return;
+  }
+  cn->state = API_LINGER;
+  cn->in.len = 0;
+  api_set_events(cn, 1, 0);
+  api_arm(cn, API_LINGER_MS);
+}
+
+static void api_close(struct api_conn *cn) {
+  struct core *c = cn->core;
+  uint32_t slot;
+  if (cn->fd < 0) return;
+  api_leave_watch(cn);
+  loop_timer_cancel(c->loop, &cn->timer);
+  loop_del(c->loop, cn->fd);
+  close(cn->fd);
+  cn->fd = -1;
+  slot = (uint32_t)(cn->id & 0xffffffffu);
+  c->conns[slot] = NULL;
+  c->free_slots[c->n_free++] = slot;
+  c->n_conns--;
+  if (cn->job != NULL && cn->state == API_BODY) job_free(cn->job);
+  /* a job in flight is freed when its reply finds no connection */
+  buf_free(&cn->in);
+  buf_free(&cn->out);
+  buf_free(&cn->raw);
+  URSULA_FREE(cn);
+}
+
+URSULA_PRIVATE void api_drain(struct core *c) {
+  uint32_t i;
+  for (i = 0; i < c->n_slots; i++) {
+    struct api_conn *cn = c->conns[i];
+    if (cn == NULL) continue;
+    cn->keep_alive = 0;
+    if (cn->state == API_HEAD && cn->in.len == 0 && cn->out.len == 0) {
+      api_close(cn);
+    } else if (cn->state == API_POLL) {
+      api_on_timer(c->loop, cn); /* answer 204 now, then close */
+    } else if (cn->state == API_SSE) {
+      api_unwatch_conn(cn);
+      buf_append_str(&cn->out, "0\r\n\r\n");
+      cn->closing = 1;
+      api_flush(cn);
+    }
+  }
+}
+
+URSULA_PRIVATE void api_core_free(struct core *c) {
+  uint32_t i;
+  size_t k;
+  for (i = 0; i < c->n_slots; i++) {
+    struct api_conn *cn = c->conns[i];
+    if (cn == NULL) continue;
+    if (cn->fd >= 0) close(cn->fd);
+    buf_free(&cn->in);
+    buf_free(&cn->out);
+    buf_free(&cn->raw);
+    URSULA_FREE(cn);
+  }
+  for (k = 0; k < c->watch_cap; k++) {
+    struct api_watch *w, *next;
+    for (w = c->watch[k]; w != NULL; w = next) {
+      next = w->hnext;
+      URSULA_FREE(w);
+    }
+  }
+  URSULA_FREE(c->watch);
+  URSULA_FREE(c->conns);
+  URSULA_FREE(c->free_slots);
+}
+
+#undef API_READ_CHUNK
+#undef API_MAX_OUT
+#undef API_CURSOR_EPOCH_MS
+#undef API_CURSOR_INTERVAL_MS
+/**** End src/api.c ****/
+/**** Begin src/server.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/server.c"
+#endif
+/*
+** server.c -- the server object: cores, groups, startup and shutdown.
+**
+** THREADING.  There are core_count cores; each is one thread running one
+** event loop (loop.c).  Every core accepts connections on the shared
+** listening socket and serves them to the end.  Stream state is split into
+** raft_group_count groups; group g is owned by core g % core_count, and
+** only that core's thread touches it.  Cores talk only by messages:
+**
+**     core A (connection)                core B (owns the stream's group)
+**       parse request -> job  --mailbox-->  propose / apply / read
+**       write response       <--mailbox--  job with its result
+**
+** A message to the core itself skips the mailbox: it is queued locally and
+** run at the end of the current loop turn.  No lock is taken on the
+** request path other than the mailbox's queue lock.
+**
+** SHUTDOWN.  ursula_server_stop() raises a flag and wakes every loop.  Each
+** core then stops accepting, closes idle connections, ends live readers
+** and finishes requests in flight (api_drain).  A core with no connections
+** left counts itself drained, but keeps serving messages for the groups it
+** owns until every core is drained; then all loops stop.
+*/
+
+
+URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
+                                   const char *path, size_t len) {
+  return (int)(util_hash64(path, len) % (uint64_t)s->n_groups);
+}
+
+URSULA_PRIVATE struct group *server_group(const struct ursula_server *s,
+                                          int gid) {
+  return s->groups[gid];
+}
+
+URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid) {
+  return gid % s->n_cores;
+}
+
+URSULA_PRIVATE void server_send(struct core *from, int to,
+                                struct loop_msg *m) {
+  m->next = NULL;
+  if (from->id == to) {
+    if (from->local_tail)
+      from->local_tail->next = m;
+    else
+      from->local_head = m;
+    from->local_tail = m;
+  } else {
+    loop_post(from->srv->cores[to].loop, m);
+  }
+}
+
+static void server_check_drained(struct core *c) {
+  struct ursula_server *s = c->srv;
+  int i, all;
+  if (!c->draining || c->drained || c->n_conns > 0) return;
+  c->drained = 1;
+  pthread_mutex_lock(&s->mu);
+  all = ++s->n_drained == s->n_cores;
+  pthread_mutex_unlock(&s->mu);
+  if (all) {
+    for (i = 0; i < s->n_cores; i++) loop_stop(s->cores[i].loop);
+  }
+}
+
+/* End of every loop turn: run same-core messages, notice a stop. */
+static void server_on_turn_end(struct loop *l) {
+  struct core *c = (struct core *)loop_get_user(l);
+  while (c->local_head != NULL) {
+    struct loop_msg *m = c->local_head;
+    c->local_head = m->next;
+    if (c->local_head == NULL) c->local_tail = NULL;
+    m->next = NULL;
+    m->on_msg(l, m);
+  }
+  if (c->srv->stop_requested && !c->draining) {
+    c->draining = 1;
+    if (c->listening) {
+      loop_del(l, c->srv->listen_fd);
+      c->listening = 0;
+    }
+    api_drain(c);
+    while (c->local_head != NULL) { /* what draining queued */
+      struct loop_msg *m = c->local_head;
+      c->local_head = m->next;
+      if (c->local_head == NULL) c->local_tail = NULL;
+      m->on_msg(l, m);
+    }
+  }
+  server_check_drained(c);
+}
+
+static void server_on_sweep(struct loop *l, void *arg) {
+  struct core *c = (struct core *)arg;
+  struct ursula_server *s = c->srv;
+  int g;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) group_sweep(c, s->groups[g]);
+  loop_timer_set(l, &c->sweep_timer, loop_now_ms(l) + 1000, server_on_sweep, c);
+}
+
+static void *server_core_main(void *arg) {
+  struct core *c = (struct core *)arg;
+  c->rc = loop_run(c->loop, server_on_turn_end);
+  return NULL;
+}
+
+static void server_free(struct ursula_server *s) {
+  int i;
+  if (s->cores != NULL) {
+    for (i = 0; i < s->n_cores; i++) {
+      struct core *c = &s->cores[i];
+      if (c->loop == NULL) continue;
+      api_core_free(c);
+      loop_close(c->loop);
+    }
+    URSULA_FREE(s->cores);
+  }
+  if (s->groups != NULL) {
+    for (i = 0; i < s->n_groups; i++) group_free(s->groups[i]);
+    URSULA_FREE(s->groups);
+  }
+  if (s->listen_fd >= 0) close(s->listen_fd);
+  pthread_mutex_destroy(&s->mu);
+  URSULA_FREE(s);
+}
+
+URSULA_API int ursula_server_start(const struct ursula_config *cfg,
+                                   struct ursula_server **out, char *err) {
+  struct ursula_server *s;
+  int i, rc = URSULA_OK;
+  char tmp[URSULA_ERRMSG_LEN];
+  if (err == NULL) err = tmp;
+  err[0] = '\0';
+  s = (struct ursula_server *)URSULA_MALLOC(sizeof(*s));
+  if (s == NULL) return URSULA_ENOMEM;
+  memset(s, 0, sizeof(*s));
+  s->cfg = *cfg;
+  s->listen_fd = -1;
+  pthread_mutex_init(&s->mu, NULL);
+  log_set_level(cfg->log_level);
+  s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
+#if !URSULA_ENABLE_THREADS
+  s->n_cores = 1;
+#endif
+  if (s->n_cores > URSULA_MAX_CORES) s->n_cores = URSULA_MAX_CORES;
+  s->n_groups = cfg->raft_group_count > 0 ? cfg->raft_group_count : 1;
+  if (s->n_groups > URSULA_MAX_GROUPS) s->n_groups = URSULA_MAX_GROUPS;
+  s->groups = (struct group **)URSULA_MALLOC(sizeof(*s->groups) * (size_t)s->n_groups);
+  s->cores = (struct core *)URSULA_MALLOC(sizeof(*s->cores) * (size_t)s->n_cores);
+  if (s->groups == NULL || s->cores == NULL) {
+    rc = URSULA_ENOMEM;
+    goto fail;
+  }
+  memset(s->groups, 0, sizeof(*s->groups) * (size_t)s->n_groups);
+  memset(s->cores, 0, sizeof(*s->cores) * (size_t)s->n_cores);
+  for (i = 0; i < s->n_groups; i++) {
+    if ((s->groups[i] = group_new(i, i % s->n_cores)) == NULL) {
+      rc = URSULA_ENOMEM;
+      goto fail;
+    }
+  }
+  s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
+  if (s->listen_fd < 0) {
+    rc = URSULA_ESYS;
+    goto fail;
+  }
+  for (i = 0; i < s->n_cores; i++) {
+    struct core *c = &s->cores[i];
+    c->id = i;
+    c->srv = s;
+    c->max_conns = (cfg->max_connections + s->n_cores - 1) / s->n_cores;
+    if ((rc = loop_open(&c->loop, i, err)) != URSULA_OK) goto fail;
+    loop_set_user(c->loop, c);
+    if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
+        URSULA_OK)
+      goto fail;
+    c->listening = 1;
+    loop_timer_set(c->loop, &c->sweep_timer, os_now_ms() + 1000,
+                   server_on_sweep, c);
+  }
+#if URSULA_ENABLE_THREADS
+  for (i = 0; i < s->n_cores; i++) {
+    if (pthread_create(&s->cores[i].thread, NULL, server_core_main,
+                       &s->cores[i]) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "pthread_create: %s", strerror(errno));
+      s->stop_requested = 1;
+      while (--i >= 0) {
+        loop_stop(s->cores[i].loop);
+        pthread_join(s->cores[i].thread, NULL);
+      }
+      rc = URSULA_ESYS;
+      goto fail;
+    }
+  }
+#endif
+  s->running = 1;
+  LOG_I("listening on http://%s:%d (cores %d, groups %d, in memory)",
+        cfg->listen_host, s->port, s->n_cores, s->n_groups);
+  *out = s;
+  return URSULA_OK;
+fail:
+  if (err[0] == '\0') snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
+  server_free(s);
+  return rc;
+}
+
+URSULA_API int ursula_server_port(const struct ursula_server *srv) {
+  return srv->port;
+}
+
+URSULA_API void ursula_server_stop(struct ursula_server *srv) {
+  int i;
+  srv->stop_requested = 1;
+  for (i = 0; i < srv->n_cores; i++) loop_wake(srv->cores[i].loop);
+}
+
+URSULA_API int ursula_server_wait(struct ursula_server *srv) {
+  int i, rc = URSULA_OK;
+#if URSULA_ENABLE_THREADS
+  for (i = 0; i < srv->n_cores; i++) pthread_join(srv->cores[i].thread, NULL);
+#else
+  server_core_main(&srv->cores[0]);
+#endif
+  for (i = 0; i < srv->n_cores; i++) {
+    if (srv->cores[i].rc != URSULA_OK && rc == URSULA_OK) rc = srv->cores[i].rc;
+  }
+  LOG_I("stopped");
+  server_free(srv);
+  return rc;
+}
+/**** End src/server.c ****/
+/**** Begin src/main.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/main.c"
+#endif
+/*
+** main.c -- the command-line program.
+**
+** ursula_main() parses flags, starts the server, and waits for SIGINT or
+** SIGTERM on a thread of its own (the signals are blocked everywhere else,
+** so no handler runs inside a core), then stops the server gracefully.
+*/
+
+
+struct main_sig {
+  struct ursula_server *srv;
+  sigset_t set;
+};
+
+static void *main_sig_thread(void *arg) {
+  struct main_sig *ms = (struct main_sig *)arg;
+  int sig = 0;
+  if (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
+    LOG_I("signal %d: stopping", sig);
+    ursula_server_stop(ms->srv);
+  }
+  return NULL;
+}
+
+URSULA_API int ursula_main(int argc, char **argv) {
+  struct ursula_config cfg;
+  struct ursula_server *srv = NULL;
+  struct main_sig ms;
+  pthread_t sig_thread;
+  char err[URSULA_ERRMSG_LEN];
+  int rc;
+  ursula_config_init(&cfg);
+  rc = conf_parse_args(&cfg, argc, argv, err);
+  if (rc == CONF_HELP) {
+    conf_print_help(stdout);
+    return 0;
+  }
+  if (rc == CONF_VERSION) {
+    conf_print_version(stdout);
+    return 0;
+  }
+  if (rc != CONF_RUN) {
+    fprintf(stderr, "ursula: %s\n(try --help)\n", err);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  sigemptyset(&ms.set);
+  sigaddset(&ms.set, SIGINT);
+  sigaddset(&ms.set, SIGTERM);
+  sigaddset(&ms.set, SIGUSR2); /* ends the signal thread after a stop */
+  pthread_sigmask(SIG_BLOCK, &ms.set, NULL);
+  rc = ursula_server_start(&cfg, &srv, err);
+  if (rc != URSULA_OK) {
+    fprintf(stderr, "ursula: %s\n", err);
+    return 1;
+  }
+  ms.srv = srv;
+  if (pthread_create(&sig_thread, NULL, main_sig_thread, &ms) != 0) {
+    fprintf(stderr, "ursula: cannot start the signal thread\n");
+    ursula_server_stop(srv);
+    ursula_server_wait(srv);
+    return 1;
+  }
+  rc = ursula_server_wait(srv);
+  pthread_kill(sig_thread, SIGUSR2);
+  pthread_join(sig_thread, NULL);
+  return rc == URSULA_OK ? 0 : 1;
+}
+
+#if URSULA_ENABLE_MAIN
+int main(int argc, char **argv) { return ursula_main(argc, argv); }
+#endif
+/**** End src/main.c ****/
