@@ -16,7 +16,7 @@ LDLIBS   = -pthread
 SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
 .PHONY: all amalgamate check-amalgamation check-symbols test-split test-flags \
-        test-unit test-blackbox test-conformance test bench clean
+        test-unit test-blackbox test-conformance test-conformance-wal test bench clean
 
 all: ursula
 
@@ -90,8 +90,13 @@ test-blackbox: ursula
 test-conformance: ursula
 	sh test/conformance/run.sh
 
+# The same suite against a server that logs every change to its WAL.
+test-conformance-wal: ursula
+	@d=$$(mktemp -d) && sh test/conformance/run.sh --wal-dir "$$d/wal"; \
+	rc=$$?; rm -rf "$$d"; exit $$rc
+
 test: check-amalgamation check-symbols test-split test-flags test-unit \
-      test-blackbox test-conformance
+      test-blackbox test-conformance test-conformance-wal
 	@echo "make test: all passed"
 
 bench: ursula

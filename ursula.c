@@ -217,12 +217,22 @@
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <dirent.h>
 #if URSULA_ENABLE_EPOLL
 #include <sys/epoll.h>
 #endif
 
 #ifndef URSULA_PRIVATE
 #define URSULA_PRIVATE
+#endif
+
+/* Marks the parts of an interface that the next roadmap step (Raft) calls
+** and the unit tests exercise already, so the single-node build does not
+** warn that they are unused. */
+#if defined(__GNUC__)
+#define URSULA_UNUSED __attribute__((unused))
+#else
+#define URSULA_UNUSED
 #endif
 
 #if URSULA_ENABLE_ASSERT
@@ -261,6 +271,7 @@ URSULA_PRIVATE struct str util_str_trim(struct str s); /* drop SP/HTAB at ends *
 ** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
 URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
+URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len);
 
 URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra);
 URSULA_PRIVATE int buf_append(struct buf *b, const void *p, size_t len);
@@ -284,6 +295,24 @@ URSULA_PRIVATE uint64_t os_wall_ms(void);     /* Unix time, milliseconds */
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
+
+/* The file system calls of the WAL.  Each behaves as its POSIX namesake
+** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a
+** file's data durable (fdatasync, or F_FULLFSYNC on macOS). */
+struct os_fs {
+  int (*open)(const char *path, int flags, int mode);
+  ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
+  ssize_t (*pread)(int fd, void *p, size_t n, off_t off);
+  int (*sync)(int fd);
+  int (*ftruncate)(int fd, off_t len);
+  int (*close)(int fd);
+  int (*unlink)(const char *path);
+  int (*rename)(const char *from, const char *to);
+};
+/* The table in use; tests replace entries to inject faults. */
+URSULA_PRIVATE struct os_fs *os_fs(void);
+URSULA_PRIVATE int os_sync_dir(const char *dir); /* make renames durable */
+URSULA_PRIVATE int os_mkdir(const char *path);   /* 0 if it exists after */
 
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -447,6 +476,66 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
 
+
+/* ------------------------------------------------------------------- wal.c
+** A group's write-ahead log (format and rules at the top of wal.c).  One
+** thread at a time: the owning core's. */
+struct wal;
+struct wal_entry {
+  uint64_t term;
+  uint64_t index;
+  const void *data; /* the payload: one encoded command */
+  size_t len;
+};
+struct wal_stats {     /* what wal_replay() found */
+  uint64_t entries;    /* valid entries replayed */
+  uint64_t bytes;      /* bytes of the segments they span */
+  uint64_t cut_bytes;  /* bytes cut from a torn or corrupt tail */
+  uint64_t cut_segment; /* first index of the segment that was cut */
+  size_t cut_files;    /* whole segments removed after the cut */
+};
+/* Open (creating if needed) the log in directory dir.  Call wal_replay()
+** next, once, before anything else.  URSULA_OK or an error with a reason
+** in err. */
+URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err);
+URSULA_PRIVATE void wal_close(struct wal *w);
+/* Hand every valid entry, in index order, to fn (which returns URSULA_OK
+** to go on); cut a torn or corrupt tail; open the last segment for
+** appending.  Returns URSULA_OK, fn's error, or an I/O error. */
+URSULA_PRIVATE int wal_replay(struct wal *w,
+                              int (*fn)(void *arg, const struct wal_entry *e),
+                              void *arg, struct wal_stats *st);
+/* Buffer the entry (term, index) with payload p[0..n).  index must be
+** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
+** URSULA_OK, URSULA_EIO once the log has failed, URSULA_EINVAL,
+** URSULA_ETOOBIG or URSULA_ENOMEM. */
+URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
+                              const void *p, size_t n);
+/* Write and sync everything buffered (one sync for all).  URSULA_OK: all
+** of it is durable.  URSULA_EIO / URSULA_ENOSPC: none of it may be
+** acknowledged, wal_last_index() is back at the last durable entry, and
+** the log refuses appends until wal_recover() succeeds. */
+URSULA_PRIVATE int wal_sync(struct wal *w);
+/* After a failure: reopen the last segment, cut it to its durable size,
+** and re-read and check it.  URSULA_OK when the log is usable again. */
+URSULA_PRIVATE int wal_recover(struct wal *w);
+URSULA_PRIVATE int wal_failed(const struct wal *w);
+/* Remove the entries from index on (a Raft log conflict).  Nothing may be
+** buffered. */
+URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w, uint64_t index);
+/* Remove whole segments whose entries are all at or below upto (they are
+** covered by a snapshot of the state machine). */
+URSULA_PRIVATE URSULA_UNUSED int wal_compact(struct wal *w, uint64_t upto);
+URSULA_PRIVATE uint64_t wal_first_index(const struct wal *w);
+URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
+/* The persisted Raft term and vote (0, 0 for a new log), and a durable,
+** atomic update of both. */
+URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term,
+                                  uint64_t vote);
+URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w, int64_t n); /* tests */
 
 /* ------------------------------------------------------------------- cmd.c
 ** Commands of a group's log and their byte encoding (format in cmd.c). */
@@ -687,6 +776,13 @@ struct group;
 
 URSULA_PRIVATE struct group *group_new(int id, int owner_core);
 URSULA_PRIVATE void group_free(struct group *g);
+/* Give g a write-ahead log in dir and replay it into the state machine
+** (before the cores start).  URSULA_OK, or an error with a reason in err. */
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  char *err);
+/* Make everything proposed to g durable, apply it, and run the
+** continuations (end of the owner's loop turn). */
+URSULA_PRIVATE void group_commit(struct core *c, struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -721,6 +817,9 @@ struct core {
   size_t watch_cap, watch_n;
   /* same-core messages, run at the end of the turn */
   struct loop_msg *local_head, *local_tail;
+  /* groups with proposals to commit at the end of this turn */
+  struct group **dirty;
+  int n_dirty;
   struct loop_timer sweep_timer;
   int listening;
   int draining;
@@ -736,6 +835,7 @@ struct ursula_server {
   struct group **groups;
   int listen_fd;
   int port;
+  int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
   volatile sig_atomic_t stop_requested;
   pthread_mutex_t mu; /* guards n_drained */
   int n_drained;
@@ -773,7 +873,7 @@ URSULA_PRIVATE void api_core_free(struct core *c);
 #line 1 "src/util.c"
 #endif
 /*
-** util.c -- byte views, growable buffers, hashing and base64.
+** util.c -- byte views, growable buffers, hashing, CRC32C and base64.
 **
 ** Everything here is pure and thread-agnostic.  struct buf owns its bytes;
 ** a struct str never does.
@@ -863,6 +963,28 @@ URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
+** util_crc32c(0, "123456789", 9) == 0xE3069283. */
+static uint32_t util_crc_table[256];
+static pthread_once_t util_crc_once = PTHREAD_ONCE_INIT;
+
+static void util_crc_init(void) {
+  uint32_t i, j, c;
+  for (i = 0; i < 256; i++) {
+    c = i;
+    for (j = 0; j < 8; j++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    util_crc_table[i] = c;
+  }
+}
+
+URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len) {
+  const unsigned char *b = (const unsigned char *)p;
+  pthread_once(&util_crc_once, util_crc_init);
+  crc = ~crc;
+  while (len--) crc = util_crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+  return ~crc;
 }
 
 /* ------------------------------------------------------------ buffers */
@@ -968,8 +1090,10 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 /*
 ** os.c -- portability shims: clocks, CPU count, descriptor flags.
 **
-** The durable-write system calls (open, pwrite, fsync, ...) will live here
-** too, behind an overridable table, so tests can inject faults.
+** The system calls of durable storage (open, pwrite, fsync, ...) are
+** reached through one table, os_fs(), so that tests can replace any of
+** them and inject faults: short writes, EIO, ENOSPC, failed syncs.  The
+** table is process-wide; tests swap entries while no server runs.
 */
 
 
@@ -1005,6 +1129,71 @@ URSULA_PRIVATE int os_set_cloexec(int fd) {
   int fl = fcntl(fd, F_GETFD, 0);
   if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return URSULA_ESYS;
   return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ files */
+
+static int os_real_open(const char *path, int flags, int mode) {
+  int fd;
+  do
+    fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+  while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+static ssize_t os_real_pwrite(int fd, const void *p, size_t n, off_t off) {
+  ssize_t w;
+  do
+    w = pwrite(fd, p, n, off);
+  while (w < 0 && errno == EINTR);
+  return w;
+}
+
+static ssize_t os_real_pread(int fd, void *p, size_t n, off_t off) {
+  ssize_t r;
+  do
+    r = pread(fd, p, n, off);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Make a file's written data durable.  fdatasync() where POSIX has it;
+** macOS's fsync() does not reach the platter, F_FULLFSYNC does. */
+static int os_real_sync(int fd) {
+#if defined(__APPLE__) && defined(F_FULLFSYNC)
+  if (fcntl(fd, F_FULLFSYNC) == 0) return 0;
+  return fsync(fd);
+#elif defined(_POSIX_SYNCHRONIZED_IO) && _POSIX_SYNCHRONIZED_IO > 0
+  return fdatasync(fd);
+#else
+  return fsync(fd);
+#endif
+}
+
+static int os_real_ftruncate(int fd, off_t len) { return ftruncate(fd, len); }
+static int os_real_close(int fd) { return close(fd); }
+static int os_real_unlink(const char *path) { return unlink(path); }
+static int os_real_rename(const char *from, const char *to) {
+  return rename(from, to);
+}
+
+static struct os_fs os_fs_table = {
+    os_real_open,      os_real_pwrite, os_real_pread,  os_real_sync,
+    os_real_ftruncate, os_real_close,  os_real_unlink, os_real_rename};
+
+URSULA_PRIVATE struct os_fs *os_fs(void) { return &os_fs_table; }
+
+URSULA_PRIVATE int os_sync_dir(const char *dir) {
+  int fd = os_fs_table.open(dir, O_RDONLY, 0), rc;
+  if (fd < 0) return -1;
+  rc = os_fs_table.sync(fd);
+  os_fs_table.close(fd);
+  return rc;
+}
+
+URSULA_PRIVATE int os_mkdir(const char *path) {
+  if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  return -1;
 }
 /**** End src/os.c ****/
 /**** Begin src/log.c ****/
@@ -2120,289 +2309,348 @@ URSULA_PRIVATE const char *http_status_text(int status) {
 /*
 ** json.c -- validation and one-level flattening of JSON appends.
 **
-** A POST to an application/json stream carries one JSON text (RFC 8259).
-** If it is an array, each element is one message; otherwise the whole
-** value is one message.  Messages are kept as their exact bytes, each
-** followed by one ',':
+** In JSON mode a POST body is one JSON text (RFC 8259).  If it is an
+** array, each element is one message; otherwise the whole value is one
+** message.  A message is stored as its exact bytes (whitespace around it
+** trimmed, whitespace inside kept) followed by one ',':
 **
-**     body  [1, {"a": 2} ,"x"]      stored  1,{"a": 2},"x",
-**     body   {"a":1}                stored  {"a":1},
+**     body                        stored
+**     [1, {"a": 2} ,"x"]          1,{"a": 2},"x",
+**     [[1,2],3]                   [1,2],3,
+**      {"a":1}                    {"a":1},
+**     []                          (nothing, 0 messages)
 **
-** so a read of any run of whole messages is served as '[' + the stored
-** bytes without their last ',' + ']', with no re-serialisation.
+** A reader serves any run of whole messages as '[' + the stored bytes
+** without their last ',' + ']', so nothing is ever re-serialised.
 **
-** The validator is iterative: a stack of open containers (one byte each,
-** bounded by URSULA_MAX_JSON_DEPTH) replaces recursion, so hostile input
-** cannot exhaust the C stack, and every byte is looked at a bounded number
-** of times (linear time).  UTF-8 is checked everywhere (RFC 3629: no
-** overlong forms, no surrogates, nothing above U+10FFFF).
+** VALIDATION is strict: the RFC 8259 grammar, UTF-8 per RFC 3629 (no
+** overlong forms, no UTF-16 surrogates D800-DFFF, nothing above U+10FFFF,
+** no truncated sequences), no raw control characters in strings, only
+** SP HTAB LF CR as whitespace (so no BOM).  Escapes \uD800..\uDFFF are
+** accepted unpaired: they are well-formed by the grammar.
+**
+** The scanner is iterative.  Open containers are a bit stack (1 = object)
+** bounded by URSULA_MAX_JSON_DEPTH, so hostile nesting cannot exhaust the
+** C stack, and each input byte is examined a bounded number of times:
+** linear time, whatever the shape of the input.
+**
+** STORED RUNS (json_prefix_len, json_count) are read back without
+** validation: they were valid when stored, so tracking strings (with their
+** escapes) and bracket depth is enough to find the top-level commas.
 */
 
 
-/* A parser over p[0..len). */
-struct json_parser {
-  const unsigned char *p;
-  size_t len;
-  size_t at;
+/* What json_open() and json_close() tell the scanner's main loop. */
+enum {
+  JSON_NEED_VALUE = 1, /* a value must start at s->at (blanks skipped) */
+  JSON_HAVE_VALUE = 2, /* a value has just ended at s->at */
+  JSON_DONE = 3        /* the outermost value has ended at s->at */
 };
 
-static void json_skip_ws(struct json_parser *js) {
-  while (js->at < js->len) {
-    unsigned char ch = js->p[js->at];
-    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') break;
-    js->at++;
+/* The scanner over p[0..len). */
+struct json_scan {
+  const unsigned char *p;
+  size_t len;
+  size_t at;    /* the next byte to look at */
+  size_t depth; /* containers open */
+  unsigned char objs[(URSULA_MAX_JSON_DEPTH + 7) / 8]; /* bit set: object */
+  /* flattening, when the outermost value is an array (else out is NULL) */
+  struct buf *out;
+  size_t n;    /* elements stored */
+  size_t elem; /* where the current element begins */
+};
+
+/* ------------------------------------------------------------ tokens */
+
+static void json_blanks(struct json_scan *s) {
+  while (s->at < s->len) {
+    unsigned char ch = s->p[s->at];
+    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') return;
+    s->at++;
   }
 }
 
-/* One UTF-8 sequence starting with a byte >= 0x80 at js->at. */
-static int json_utf8(struct json_parser *js) {
-  const unsigned char *s = js->p + js->at;
-  size_t left = js->len - js->at, n, i;
-  unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-  if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-    n = 2;
-  } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-    n = 3;
-    if (s[0] == 0xE0) lo = 0xA0; /* overlong */
-    if (s[0] == 0xED) hi = 0x9F; /* UTF-16 surrogates */
-  } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-    n = 4;
-    if (s[0] == 0xF0) lo = 0x90; /* overlong */
-    if (s[0] == 0xF4) hi = 0x8F; /* above U+10FFFF */
-  } else {
-    return -1;
-  }
-  if (left < n || s[1] < lo || s[1] > hi) return -1;
-  for (i = 2; i < n; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF) return -1;
-  js->at += n;
-  return 0;
-}
+static int json_is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
 
 static int json_is_hex(unsigned char ch) {
-  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+  return json_is_digit(ch) || (ch >= 'a' && ch <= 'f') ||
          (ch >= 'A' && ch <= 'F');
 }
 
-/* A string; js->at is on the opening quote. */
-static int json_string(struct json_parser *js) {
-  js->at++;
-  while (js->at < js->len) {
-    unsigned char ch = js->p[js->at];
+/* One multi-byte UTF-8 character; its lead byte (>= 0x80) is at s->at.
+** Decodes it and rejects what RFC 3629 forbids.  Returns 0 or -1. */
+static int json_utf8(struct json_scan *s) {
+  const unsigned char *q = s->p + s->at;
+  size_t n, i;
+  uint32_t cp, min;
+  if (q[0] >= 0xF8 || q[0] < 0xC0) {
+    return -1; /* not a lead byte (0x80-0xBF continue, 0xF8- never used) */
+  } else if (q[0] >= 0xF0) {
+    n = 4, cp = q[0] & 0x07u, min = 0x10000;
+  } else if (q[0] >= 0xE0) {
+    n = 3, cp = q[0] & 0x0Fu, min = 0x800;
+  } else {
+    n = 2, cp = q[0] & 0x1Fu, min = 0x80;
+  }
+  if (s->len - s->at < n) return -1; /* truncated by the end of input */
+  for (i = 1; i < n; i++) {
+    if ((q[i] & 0xC0u) != 0x80u) return -1; /* truncated or stray lead */
+    cp = cp << 6 | (q[i] & 0x3Fu);
+  }
+  if (cp < min) return -1; /* overlong */
+  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+  s->at += n;
+  return 0;
+}
+
+/* A string; s->at is on its opening quote.  Returns 0 or -1. */
+static int json_string(struct json_scan *s) {
+  s->at++;
+  while (s->at < s->len) {
+    unsigned char ch = s->p[s->at];
     if (ch == '"') {
-      js->at++;
+      s->at++;
       return 0;
     }
-    if (ch < 0x20) return -1;
+    if (ch < 0x20) return -1; /* raw control character */
     if (ch >= 0x80) {
-      if (json_utf8(js) != 0) return -1;
+      if (json_utf8(s) != 0) return -1;
       continue;
     }
-    js->at++;
+    s->at++;
     if (ch != '\\') continue;
-    if (js->at >= js->len) return -1;
-    ch = js->p[js->at++];
+    if (s->at == s->len) return -1;
+    ch = s->p[s->at++];
     if (ch == 'u') {
       size_t i;
-      if (js->len - js->at < 4) return -1;
+      if (s->len - s->at < 4) return -1;
       for (i = 0; i < 4; i++)
-        if (!json_is_hex(js->p[js->at + i])) return -1;
-      js->at += 4;
-    } else if (strchr("\"\\/bfnrt", ch) == NULL || ch == '\0') {
+        if (!json_is_hex(s->p[s->at + i])) return -1;
+      s->at += 4;
+    } else if (ch != '"' && ch != '\\' && ch != '/' && ch != 'b' &&
+               ch != 'f' && ch != 'n' && ch != 'r' && ch != 't') {
       return -1;
     }
   }
   return -1; /* unterminated */
 }
 
-static size_t json_digits(struct json_parser *js) {
-  size_t start = js->at;
-  while (js->at < js->len && js->p[js->at] >= '0' && js->p[js->at] <= '9')
-    js->at++;
-  return js->at - start;
+/* Skip a run of digits; returns how many there were. */
+static size_t json_digits(struct json_scan *s) {
+  size_t from = s->at;
+  while (s->at < s->len && json_is_digit(s->p[s->at])) s->at++;
+  return s->at - from;
 }
 
-/* number = [ "-" ] int [ frac ] [ exp ] */
-static int json_number(struct json_parser *js) {
-  if (js->p[js->at] == '-') js->at++;
-  if (js->at < js->len && js->p[js->at] == '0') {
-    js->at++;
-  } else if (json_digits(js) == 0) {
+/* number = [ "-" ] ( "0" / 1-9 *DIGIT ) [ "." 1*DIGIT ]
+**          [ ( "e" / "E" ) [ "+" / "-" ] 1*DIGIT ]
+** A digit after a leading "0" is left unread; whatever follows a value
+** must be a delimiter, so the caller rejects it ("01"). */
+static int json_number(struct json_scan *s) {
+  if (s->p[s->at] == '-') s->at++;
+  if (s->at == s->len) return -1;
+  if (s->p[s->at] == '0')
+    s->at++;
+  else if (json_digits(s) == 0)
     return -1;
+  if (s->at < s->len && s->p[s->at] == '.') {
+    s->at++;
+    if (json_digits(s) == 0) return -1;
   }
-  if (js->at < js->len && js->p[js->at] == '.') {
-    js->at++;
-    if (json_digits(js) == 0) return -1;
+  if (s->at < s->len && (s->p[s->at] == 'e' || s->p[s->at] == 'E')) {
+    s->at++;
+    if (s->at < s->len && (s->p[s->at] == '+' || s->p[s->at] == '-'))
+      s->at++;
+    if (json_digits(s) == 0) return -1;
   }
-  if (js->at < js->len && (js->p[js->at] == 'e' || js->p[js->at] == 'E')) {
-    js->at++;
-    if (js->at < js->len && (js->p[js->at] == '+' || js->p[js->at] == '-'))
-      js->at++;
-    if (json_digits(js) == 0) return -1;
-  }
-  return 0; /* "01" leaves a digit behind, which the caller rejects */
-}
-
-static int json_literal(struct json_parser *js, const char *word) {
-  size_t n = strlen(word);
-  if (js->len - js->at < n || memcmp(js->p + js->at, word, n) != 0)
-    return -1;
-  js->at += n;
   return 0;
 }
 
-/* A scalar (string, number, literal) at js->at. */
-static int json_scalar(struct json_parser *js) {
-  unsigned char ch = js->p[js->at];
-  if (ch == '"') return json_string(js);
-  if (ch == '-' || (ch >= '0' && ch <= '9')) return json_number(js);
-  if (ch == 't') return json_literal(js, "true");
-  if (ch == 'f') return json_literal(js, "false");
-  if (ch == 'n') return json_literal(js, "null");
+static int json_literal(struct json_scan *s, const char *word) {
+  size_t n = strlen(word);
+  if (s->len - s->at < n || memcmp(s->p + s->at, word, n) != 0) return -1;
+  s->at += n;
+  return 0;
+}
+
+/* A string, number or literal at s->at (s->at < s->len). */
+static int json_scalar(struct json_scan *s) {
+  unsigned char ch = s->p[s->at];
+  if (ch == '"') return json_string(s);
+  if (ch == '-' || json_is_digit(ch)) return json_number(s);
+  if (ch == 't') return json_literal(s, "true");
+  if (ch == 'f') return json_literal(s, "false");
+  if (ch == 'n') return json_literal(s, "null");
   return -1;
 }
 
-/* Validate one value at js->at (whitespace before it already skipped).
-** If flat is set and the value is an array, the byte range of each
-** element is reported to out (element bytes + ','), counting *n.
-** Returns 0, URSULA_EINVAL or URSULA_ENOMEM. */
-static int json_value(struct json_parser *js, struct buf *out, size_t *n,
-                      int flat) {
-  char stack[URSULA_MAX_JSON_DEPTH]; /* '[' or '{' per open container */
-  size_t depth = 0, elem_start = 0;
-  int collect = 0;
+/* ------------------------------------------------------------ structure */
+
+static int json_in_object(const struct json_scan *s) {
+  size_t top = s->depth - 1;
+  return (s->objs[top / 8] >> (top % 8)) & 1;
+}
+
+/* A member's key and its ':', blanks after each; s->at is where the key
+** must start.  Then the member's value is needed. */
+static int json_key(struct json_scan *s) {
+  if (s->at == s->len || s->p[s->at] != '"' || json_string(s) != 0)
+    return URSULA_EINVAL;
+  json_blanks(s);
+  if (s->at == s->len || s->p[s->at] != ':') return URSULA_EINVAL;
+  s->at++;
+  json_blanks(s);
+  return JSON_NEED_VALUE;
+}
+
+/* Start the value at s->at: a scalar is read whole; '[' or '{' is opened
+** (and closed at once if empty).  Returns JSON_NEED_VALUE (a container
+** was opened and its first value is next), JSON_HAVE_VALUE or
+** URSULA_EINVAL. */
+static int json_open(struct json_scan *s) {
+  unsigned char ch;
+  int obj;
+  if (s->at == s->len) return URSULA_EINVAL;
+  ch = s->p[s->at];
+  if (ch != '[' && ch != '{')
+    return json_scalar(s) == 0 ? JSON_HAVE_VALUE : URSULA_EINVAL;
+  if (s->depth == URSULA_MAX_JSON_DEPTH) return URSULA_EINVAL;
+  obj = ch == '{';
+  if (obj)
+    s->objs[s->depth / 8] |= (unsigned char)(1u << (s->depth % 8));
+  else
+    s->objs[s->depth / 8] &= (unsigned char)~(1u << (s->depth % 8));
+  s->depth++;
+  s->at++;
+  json_blanks(s);
+  if (s->at < s->len && s->p[s->at] == (obj ? '}' : ']')) {
+    s->at++;
+    s->depth--;
+    return JSON_HAVE_VALUE;
+  }
+  if (obj) return json_key(s);
+  if (s->out != NULL && s->depth == 1) s->elem = s->at;
+  return JSON_NEED_VALUE;
+}
+
+/* A value has just ended at s->at: store it if it is an element of the
+** outermost array, then read the ',' before the next value, or close
+** containers.  Returns JSON_NEED_VALUE, JSON_DONE, URSULA_EINVAL or
+** URSULA_ENOMEM. */
+static int json_close(struct json_scan *s) {
+  while (s->depth > 0) {
+    size_t end = s->at;
+    int obj = json_in_object(s);
+    unsigned char ch;
+    json_blanks(s);
+    if (s->at == s->len) return URSULA_EINVAL;
+    ch = s->p[s->at];
+    if (ch != ',' && ch != (obj ? '}' : ']')) return URSULA_EINVAL;
+    if (s->out != NULL && s->depth == 1) {
+      if (buf_append(s->out, s->p + s->elem, end - s->elem) != URSULA_OK ||
+          buf_append(s->out, ",", 1) != URSULA_OK)
+        return URSULA_ENOMEM;
+      s->n++;
+    }
+    s->at++;
+    if (ch == ',') {
+      json_blanks(s);
+      if (obj) return json_key(s);
+      if (s->out != NULL && s->depth == 1) s->elem = s->at;
+      return JSON_NEED_VALUE;
+    }
+    s->depth--;
+  }
+  return JSON_DONE;
+}
+
+/* One whole value at s->at (blanks before it skipped).  Returns URSULA_OK,
+** URSULA_EINVAL or URSULA_ENOMEM; on success s->at is just past it. */
+static int json_value(struct json_scan *s) {
+  int rc = JSON_NEED_VALUE;
   for (;;) {
-    /* here: a value is expected at js->at */
-    if (js->at >= js->len) return URSULA_EINVAL;
-    if (js->p[js->at] == '[' || js->p[js->at] == '{') {
-      char open = (char)js->p[js->at];
-      if (depth == URSULA_MAX_JSON_DEPTH) return URSULA_EINVAL;
-      if (flat && depth == 0 && open == '[') collect = 1;
-      stack[depth++] = open;
-      js->at++;
-      json_skip_ws(js);
-      if (js->at < js->len && js->p[js->at] == (open == '[' ? ']' : '}')) {
-        js->at++;
-        depth--;
-        goto after_value;
-      }
-      if (open == '{') goto object_key;
-      if (collect && depth == 1) elem_start = js->at;
-      continue;
-    }
-    if (json_scalar(js) != 0) return URSULA_EINVAL;
-  after_value:
-    /* a value ended; close containers or move on to the next member */
-    for (;;) {
-      size_t elem_end = js->at;
-      if (depth == 0) return 0;
-      json_skip_ws(js);
-      if (js->at >= js->len) return URSULA_EINVAL;
-      if (collect && depth == 1 && (js->p[js->at] == ',' ||
-                                    js->p[js->at] == ']')) {
-        if (buf_append(out, js->p + elem_start, elem_end - elem_start) !=
-                URSULA_OK ||
-            buf_append(out, ",", 1) != URSULA_OK)
-          return URSULA_ENOMEM;
-        (*n)++;
-      }
-      if (js->p[js->at] == ',') {
-        js->at++;
-        json_skip_ws(js);
-        if (stack[depth - 1] == '{') goto object_key;
-        if (collect && depth == 1) elem_start = js->at;
-        break; /* next array element */
-      }
-      if (js->p[js->at] != (stack[depth - 1] == '[' ? ']' : '}')) return URSULA_EINVAL;
-      js->at++;
-      depth--;
-    }
-    continue;
-  object_key:
-    if (js->at >= js->len || js->p[js->at] != '"' || json_string(js) != 0)
-      return URSULA_EINVAL;
-    json_skip_ws(js);
-    if (js->at >= js->len || js->p[js->at] != ':') return URSULA_EINVAL;
-    js->at++;
-    json_skip_ws(js);
+    if (rc == JSON_NEED_VALUE) rc = json_open(s);
+    if (rc == JSON_HAVE_VALUE) rc = json_close(s);
+    if (rc == JSON_DONE) return URSULA_OK;
+    if (rc < 0) return rc;
   }
 }
 
 URSULA_PRIVATE int json_flatten(const char *p, size_t len, struct buf *out,
                                 size_t *n_msgs) {
-  struct json_parser js;
-  size_t keep = out->len, n = 0, start;
+  struct json_scan s;
+  size_t keep = out->len, start, end;
   int rc;
-  js.p = (const unsigned char *)p;
-  js.len = len;
-  js.at = 0;
-  json_skip_ws(&js);
-  start = js.at;
-  rc = json_value(&js, out, &n, 1);
-  if (rc == 0) {
-    size_t end = js.at;
-    json_skip_ws(&js);
-    if (js.at != len) rc = URSULA_EINVAL; /* trailing garbage */
-    if (rc == 0 && js.p[start] != '[') {
-      if (buf_append(out, p + start, end - start) != URSULA_OK ||
-          buf_append(out, ",", 1) != URSULA_OK)
-        rc = URSULA_ENOMEM;
-      n = 1;
-    }
+  memset(&s, 0, sizeof(s));
+  s.p = (const unsigned char *)p;
+  s.len = len;
+  json_blanks(&s);
+  start = s.at;
+  if (start < len && p[start] == '[') s.out = out;
+  /* What is stored is never longer than len + 1 bytes (the elements of an
+  ** array are shorter than the array), so reserve it once up front. */
+  if (buf_reserve(out, len + 1) != URSULA_OK) return URSULA_ENOMEM;
+  rc = json_value(&s);
+  end = s.at;
+  if (rc == URSULA_OK) {
+    json_blanks(&s);
+    if (s.at != len) rc = URSULA_EINVAL; /* something after the value */
   }
-  if (rc != 0) {
+  if (rc == URSULA_OK && s.out == NULL) {
+    if (buf_append(out, p + start, end - start) != URSULA_OK ||
+        buf_append(out, ",", 1) != URSULA_OK)
+      rc = URSULA_ENOMEM;
+    s.n = 1;
+  }
+  if (rc != URSULA_OK) {
     out->len = keep;
+    if (out->ptr != NULL) out->ptr[keep] = '\0';
     return rc;
   }
-  *n_msgs = n;
+  *n_msgs = s.n;
   return URSULA_OK;
 }
 
 /* ------------------------------------------------------------ stored runs */
 
-/* The length of the first message of p[0..len), comma included, or 0 if
-** there is no complete one.  Only strings and brackets are tracked: the
-** bytes were validated when they were stored. */
-static size_t json_first_len(const char *p, size_t len) {
-  size_t i, depth = 0;
-  int in_str = 0;
-  for (i = 0; i < len; i++) {
+/* Count the top-level commas of p[0..len), stopping at the max-th.
+** Returns the count; *end is the offset just past the last comma counted
+** (0 if none). */
+static size_t json_commas(const char *p, size_t len, size_t max,
+                          size_t *end) {
+  size_t i, n = 0, depth = 0;
+  int in_string = 0;
+  *end = 0;
+  for (i = 0; i < len && n < max; i++) {
     char ch = p[i];
-    if (in_str) {
+    if (in_string) {
       if (ch == '\\')
-        i++;
+        i++; /* the escaped byte cannot end the string */
       else if (ch == '"')
-        in_str = 0;
+        in_string = 0;
     } else if (ch == '"') {
-      in_str = 1;
+      in_string = 1;
     } else if (ch == '[' || ch == '{') {
       depth++;
     } else if (ch == ']' || ch == '}') {
-      depth--;
+      if (depth > 0) depth--;
     } else if (ch == ',' && depth == 0) {
-      return i + 1;
+      n++;
+      *end = i + 1;
     }
   }
-  return 0;
+  return n;
 }
 
 URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n) {
-  size_t at = 0;
-  while (n-- > 0) {
-    size_t k = json_first_len(p + at, len - at);
-    if (k == 0) return (size_t)-1;
-    at += k;
-  }
-  return at;
+  size_t end;
+  if (n == 0) return 0;
+  return json_commas(p, len, n, &end) == n ? end : (size_t)-1;
 }
 
 URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
-  size_t at = 0, n = 0, k;
-  while (at < len && (k = json_first_len(p + at, len - at)) != 0) {
-    at += k;
-    n++;
-  }
-  return n;
+  size_t end;
+  return json_commas(p, len, (size_t)-1, &end);
 }
 /**** End src/json.c ****/
 /**** Begin src/conf.c ****/
@@ -2531,8 +2779,9 @@ static const struct conf_key conf_keys[] = {
      "Stream-Next-Offset"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
-     "directory of the write-ahead log; empty = in memory only (reserved: "
-     "the write-ahead log is not implemented yet)"},
+     "directory of the per-group write-ahead logs: every acknowledged "
+     "change is synced there first and recovered on start; empty = in "
+     "memory only"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
 };
@@ -3060,6 +3309,635 @@ URSULA_API const char *ursula_compile_options(void) {
 #undef CONF_LINE_MAX
 #undef CONF_SHOW_MAX
 /**** End src/conf.c ****/
+/**** Begin src/wal.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/wal.c"
+#endif
+/*
+** wal.c -- a group's write-ahead log: segment files of framed records.
+**
+** Each group logs its commands (cmd.c) here before they are applied, and
+** replays them on start.  The interface is the one a Raft log needs:
+** append entries at (term, index), make them durable, truncate a suffix,
+** compact a prefix, and keep the current term and vote.
+**
+** FILES.  One directory per group (the caller names it; stream names
+** never become file names):
+**
+**     00000000000000000001.wal   segment: entries from index 1
+**     00000000000000052113.wal   segment: entries from index 52113
+**     state                      current term and vote
+**
+** A segment is named by the index of its first entry (20 decimal digits,
+** so names sort like the numbers).  Only the last segment is written; a
+** new one starts when the last reaches WAL_SEGMENT_BYTES.
+**
+** SEGMENT HEADER, 24 bytes, all integers little-endian:
+**
+**     0   8  magic "URSWAL1\n"
+**     8   8  index of the first entry
+**    16   4  CRC32C of bytes 0..15
+**    20   4  zero
+**
+** RECORD, one per entry, 24 bytes + payload, back to back after the
+** header:
+**
+**     0   4  CRC32C of bytes 4..(24+n-1): length, term, index, payload
+**     4   4  n, the payload length (at most WAL_MAX_RECORD)
+**     8   8  term
+**    16   8  index (the previous record's index + 1)
+**    24   n  payload: one encoded command (cmd.c)
+**
+** STATE FILE, 28 bytes: magic "URSTATE1", term (8), vote (8), CRC32C of
+** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
+** renamed over state, and the directory synced.
+**
+** DURABILITY.  wal_append() only buffers.  wal_sync() writes everything
+** buffered with pwrite() and then syncs the file once (fdatasync, or
+** F_FULLFSYNC on macOS) -- so many appends share one sync (group commit).
+** Only after wal_sync() returns URSULA_OK are the entries durable.
+**
+** FAILURES.  If a write or a sync fails, the buffered entries are dropped
+** (nothing of them may be acknowledged), and the log refuses appends
+** (w->failed).  After a failed sync the kernel may have dropped the dirty
+** pages, so what the file holds is no longer trusted: wal_recover() closes
+** the file, opens it again, cuts it back to the last durable size, syncs,
+** and reads every record of the segment back, checking each CRC, before
+** the log accepts appends again.
+**
+** RECOVERY.  wal_replay() reads the segments in order and hands each
+** valid entry to a callback.  It stops at the first record that is torn
+** (short), fails its CRC, or breaks the index sequence: the segment is cut
+** there and later segments are removed, since nothing after a torn record
+** can have been acknowledged (records are synced in order).
+*/
+
+
+#define WAL_HEADER_BYTES 24
+#define WAL_RECORD_HEADER 24
+#define WAL_MAX_RECORD (1024u * 1024 * 1024) /* bytes of one payload */
+#define WAL_STATE_BYTES 28
+#ifndef WAL_SEGMENT_BYTES
+#define WAL_SEGMENT_BYTES (64 * 1024 * 1024) /* roll to a new segment */
+#endif
+
+static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
+static const char wal_state_magic[8] = {'U', 'R', 'S', 'T',
+                                        'A', 'T', 'E', '1'};
+
+struct wal_seg {
+  uint64_t first_index;
+};
+
+struct wal {
+  char dir[URSULA_PATH_LEN];
+  struct wal_seg *segs; /* ascending; the last one is open for writing */
+  size_t n_segs, cap_segs;
+  int fd;               /* the last segment, or -1 */
+  off_t size;           /* bytes of the last segment that are durable */
+  uint64_t first_index; /* first entry in the log (1 until compacted) */
+  uint64_t last_index;  /* last entry appended (durable or buffered) */
+  uint64_t last_term;
+  uint64_t durable_index; /* last entry known durable */
+  uint64_t durable_term;
+  struct buf pending; /* records appended but not yet written */
+  int failed;         /* a write or sync failed: appends refused */
+  uint64_t term, vote;
+  int64_t segment_bytes;
+};
+
+/* ------------------------------------------------------------ bytes */
+
+static void wal_put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+
+static void wal_put64(unsigned char *p, uint64_t v) {
+  wal_put32(p, (uint32_t)v);
+  wal_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t wal_get32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static uint64_t wal_get64(const unsigned char *p) {
+  return (uint64_t)wal_get32(p) | (uint64_t)wal_get32(p + 4) << 32;
+}
+
+static int wal_errno_code(int e) {
+  return e == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
+}
+
+/* ------------------------------------------------------------ paths */
+
+static void wal_seg_path(const struct wal *w, uint64_t first, char *out,
+                         size_t cap) {
+  snprintf(out, cap, "%s/%020llu.wal", w->dir, (unsigned long long)first);
+}
+
+/* Whether name is a segment file name; its first index in *first. */
+static int wal_seg_name(const char *name, uint64_t *first) {
+  size_t i;
+  uint64_t v = 0;
+  if (strlen(name) != 24 || strcmp(name + 20, ".wal") != 0) return 0;
+  for (i = 0; i < 20; i++) {
+    if (name[i] < '0' || name[i] > '9') return 0;
+    if (v > (UINT64_MAX - 9) / 10) return 0;
+    v = v * 10 + (uint64_t)(name[i] - '0');
+  }
+  *first = v;
+  return v > 0;
+}
+
+static int wal_seg_push(struct wal *w, uint64_t first) {
+  if (w->n_segs == w->cap_segs) {
+    size_t cap = w->cap_segs ? w->cap_segs * 2 : 8;
+    struct wal_seg *s = (struct wal_seg *)URSULA_REALLOC(
+        w->segs, cap * sizeof(*s));
+    if (s == NULL) return URSULA_ENOMEM;
+    w->segs = s;
+    w->cap_segs = cap;
+  }
+  w->segs[w->n_segs++].first_index = first;
+  return URSULA_OK;
+}
+
+static int wal_seg_cmp(const void *a, const void *b) {
+  uint64_t x = ((const struct wal_seg *)a)->first_index;
+  uint64_t y = ((const struct wal_seg *)b)->first_index;
+  return x < y ? -1 : x > y;
+}
+
+/* ------------------------------------------------------------ state */
+
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term,
+                                  uint64_t vote) {
+  struct os_fs *fs = os_fs();
+  unsigned char b[WAL_STATE_BYTES];
+  char tmp[URSULA_PATH_LEN + 16], path[URSULA_PATH_LEN + 16];
+  int fd;
+  ssize_t n;
+  memcpy(b, wal_state_magic, 8);
+  wal_put64(b + 8, term);
+  wal_put64(b + 16, vote);
+  wal_put32(b + 24, util_crc32c(0, b, 24));
+  snprintf(tmp, sizeof(tmp), "%s/state.tmp", w->dir);
+  snprintf(path, sizeof(path), "%s/state", w->dir);
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return wal_errno_code(errno);
+  n = fs->pwrite(fd, b, sizeof(b), 0);
+  if (n != (ssize_t)sizeof(b) || fs->sync(fd) != 0) {
+    int e = n < 0 ? errno : EIO;
+    fs->close(fd);
+    return wal_errno_code(e);
+  }
+  fs->close(fd);
+  if (fs->rename(tmp, path) != 0 || os_sync_dir(w->dir) != 0)
+    return wal_errno_code(errno);
+  w->term = term;
+  w->vote = vote;
+  return URSULA_OK;
+}
+
+static int wal_load_state(struct wal *w) {
+  struct os_fs *fs = os_fs();
+  unsigned char b[WAL_STATE_BYTES];
+  char path[URSULA_PATH_LEN + 16];
+  int fd;
+  ssize_t n;
+  snprintf(path, sizeof(path), "%s/state", w->dir);
+  fd = fs->open(path, O_RDONLY, 0);
+  if (fd < 0) return errno == ENOENT ? URSULA_OK : URSULA_EIO;
+  n = fs->pread(fd, b, sizeof(b), 0);
+  fs->close(fd);
+  if (n != (ssize_t)sizeof(b) || memcmp(b, wal_state_magic, 8) != 0 ||
+      wal_get32(b + 24) != util_crc32c(0, b, 24))
+    return URSULA_ECORRUPT; /* it is only ever replaced whole */
+  w->term = wal_get64(b + 8);
+  w->vote = wal_get64(b + 16);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE uint64_t wal_term(const struct wal *w) { return w->term; }
+URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) { return w->vote; }
+
+/* ------------------------------------------------------------ open */
+
+/* Start a new last segment whose first entry will be `first`. */
+static int wal_seg_create(struct wal *w, uint64_t first) {
+  struct os_fs *fs = os_fs();
+  unsigned char h[WAL_HEADER_BYTES];
+  char path[URSULA_PATH_LEN + 32];
+  int fd, e;
+  memcpy(h, wal_magic, 8);
+  wal_put64(h + 8, first);
+  wal_put32(h + 16, util_crc32c(0, h, 16));
+  wal_put32(h + 20, 0);
+  wal_seg_path(w, first, path, sizeof(path));
+  fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return wal_errno_code(errno);
+  if (fs->pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+      fs->sync(fd) != 0 || os_sync_dir(w->dir) != 0) {
+    e = errno;
+    fs->close(fd);
+    fs->unlink(path);
+    return wal_errno_code(e);
+  }
+  if (wal_seg_push(w, first) != URSULA_OK) {
+    fs->close(fd);
+    return URSULA_ENOMEM;
+  }
+  if (w->fd >= 0) fs->close(w->fd);
+  w->fd = fd;
+  w->size = WAL_HEADER_BYTES;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err) {
+  struct wal *w;
+  DIR *d;
+  struct dirent *de;
+  int rc;
+  *out = NULL;
+  if (strlen(dir) >= URSULA_PATH_LEN) {
+    snprintf(err, URSULA_ERRMSG_LEN, "WAL directory path is too long");
+    return URSULA_EINVAL;
+  }
+  if (os_mkdir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %.200s: %s", dir,
+             strerror(errno));
+    return URSULA_EIO;
+  }
+  w = (struct wal *)URSULA_MALLOC(sizeof(*w));
+  if (w == NULL) return URSULA_ENOMEM;
+  memset(w, 0, sizeof(*w));
+  memcpy(w->dir, dir, strlen(dir) + 1);
+  w->fd = -1;
+  w->segment_bytes = WAL_SEGMENT_BYTES;
+  w->first_index = 1;
+  if ((d = opendir(dir)) == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "opendir %.200s: %s", dir,
+             strerror(errno));
+    URSULA_FREE(w);
+    return URSULA_EIO;
+  }
+  rc = URSULA_OK;
+  while (rc == URSULA_OK && (de = readdir(d)) != NULL) {
+    uint64_t first;
+    if (wal_seg_name(de->d_name, &first)) rc = wal_seg_push(w, first);
+  }
+  closedir(d);
+  if (rc == URSULA_OK) rc = wal_load_state(w);
+  if (rc != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%.200s: %s", dir,
+             rc == URSULA_ECORRUPT ? "the state file is corrupt"
+                                   : ursula_strerror(rc));
+    wal_close(w);
+    return rc;
+  }
+  if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), wal_seg_cmp);
+  if (w->n_segs > 0) w->first_index = w->segs[0].first_index;
+  w->last_index = w->durable_index = w->first_index - 1;
+  *out = w;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void wal_close(struct wal *w) {
+  if (w == NULL) return;
+  if (w->fd >= 0) os_fs()->close(w->fd);
+  buf_free(&w->pending);
+  URSULA_FREE(w->segs);
+  URSULA_FREE(w);
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Read a whole segment file into b.  Returns URSULA_OK or an error. */
+static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
+  struct os_fs *fs = os_fs();
+  char path[URSULA_PATH_LEN + 32];
+  struct stat st;
+  int fd, rc = URSULA_OK;
+  off_t off = 0;
+  wal_seg_path(w, first, path, sizeof(path));
+  b->len = 0;
+  fd = fs->open(path, O_RDONLY, 0);
+  if (fd < 0) return URSULA_EIO;
+  if (fstat(fd, &st) != 0 ||
+      buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
+    fs->close(fd);
+    return URSULA_ENOMEM;
+  }
+  while (off < st.st_size) {
+    ssize_t n = fs->pread(fd, b->ptr + off, (size_t)(st.st_size - off), off);
+    if (n < 0) {
+      rc = URSULA_EIO;
+      break;
+    }
+    if (n == 0) break; /* shrank under us: what we have is what there is */
+    off += n;
+  }
+  b->len = (size_t)off;
+  fs->close(fd);
+  return rc;
+}
+
+/* Check the segment image p[0..len) whose name says `first`.  Calls fn
+** for each valid record (when fn is not NULL) and stops at the first bad
+** one.  Returns the byte length of the valid prefix (0 if even the header
+** is bad); *last and *last_term get the last valid entry. */
+static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
+                       uint64_t *last, uint64_t *last_term,
+                       int (*fn)(void *, const struct wal_entry *), void *arg,
+                       int *fn_rc) {
+  size_t at = WAL_HEADER_BYTES;
+  uint64_t expect = first;
+  *last = first - 1;
+  if (len < WAL_HEADER_BYTES || memcmp(p, wal_magic, 8) != 0 ||
+      wal_get64(p + 8) != first || wal_get32(p + 16) != util_crc32c(0, p, 16))
+    return 0;
+  while (len - at >= WAL_RECORD_HEADER) {
+    const unsigned char *r = p + at;
+    uint32_t n = wal_get32(r + 4);
+    struct wal_entry e;
+    if (n > WAL_MAX_RECORD || len - at - WAL_RECORD_HEADER < n) break;
+    if (wal_get32(r) != util_crc32c(0, r + 4, WAL_RECORD_HEADER - 4 + n))
+      break;
+    e.term = wal_get64(r + 8);
+    e.index = wal_get64(r + 16);
+    if (e.index != expect || e.term < *last_term) break;
+    e.data = r + WAL_RECORD_HEADER;
+    e.len = n;
+    if (fn != NULL && (*fn_rc = fn(arg, &e)) != URSULA_OK) break;
+    *last = e.index;
+    *last_term = e.term;
+    expect++;
+    at += WAL_RECORD_HEADER + n;
+  }
+  return at;
+}
+
+/* Drop segments [from, n_segs) from the directory and the list. */
+static void wal_drop_segs(struct wal *w, size_t from) {
+  char path[URSULA_PATH_LEN + 32];
+  while (w->n_segs > from) {
+    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+    os_fs()->unlink(path);
+    w->n_segs--;
+  }
+  os_sync_dir(w->dir);
+}
+
+URSULA_PRIVATE int wal_replay(struct wal *w,
+                              int (*fn)(void *arg, const struct wal_entry *e),
+                              void *arg, struct wal_stats *st) {
+  struct os_fs *fs = os_fs();
+  struct buf img;
+  size_t i, good = 0;
+  int rc = URSULA_OK, fn_rc = URSULA_OK;
+  uint64_t last = w->first_index - 1, term = 0;
+  char path[URSULA_PATH_LEN + 32];
+  memset(st, 0, sizeof(*st));
+  memset(&img, 0, sizeof(img));
+  for (i = 0; i < w->n_segs; i++) {
+    uint64_t seg_last;
+    if (w->segs[i].first_index != last + 1) break; /* a gap: stop here */
+    if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
+      break;
+    good = wal_scan((const unsigned char *)img.ptr, img.len,
+                    w->segs[i].first_index, &seg_last, &term, fn, arg,
+                    &fn_rc);
+    if (fn_rc != URSULA_OK) {
+      rc = fn_rc;
+      break;
+    }
+    st->bytes += good;
+    st->entries += seg_last - (w->segs[i].first_index - 1);
+    last = seg_last;
+    if (good < img.len) { /* torn or corrupt: cut here */
+      st->cut_bytes = img.len - good;
+      st->cut_segment = w->segs[i].first_index;
+      i++;
+      break;
+    }
+  }
+  buf_free(&img);
+  if (rc != URSULA_OK) return rc;
+  /* segments past a cut (or a gap) hold nothing acknowledged */
+  if (i < w->n_segs) {
+    st->cut_files = w->n_segs - i;
+    wal_drop_segs(w, i);
+  }
+  w->last_index = w->durable_index = last;
+  w->last_term = w->durable_term = term;
+  if (w->n_segs == 0) return wal_seg_create(w, last + 1);
+  if (good < WAL_HEADER_BYTES) {
+    /* the last segment's header is bad: a crash while it was created */
+    wal_drop_segs(w, w->n_segs - 1);
+    return wal_seg_create(w, last + 1);
+  }
+  wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+  w->fd = fs->open(path, O_RDWR, 0);
+  if (w->fd < 0) return wal_errno_code(errno);
+  w->size = (off_t)good;
+  if (st->cut_bytes > 0) { /* make the cut itself durable */
+    if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
+      return wal_errno_code(errno);
+  }
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ writing */
+
+URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
+                              const void *p, size_t n) {
+  unsigned char h[WAL_RECORD_HEADER];
+  size_t at;
+  uint32_t crc;
+  if (w->failed) return URSULA_EIO;
+  if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
+  if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
+  if (w->pending.len == 0 && w->size >= w->segment_bytes) {
+    int rc = wal_seg_create(w, index); /* everything before is durable */
+    if (rc != URSULA_OK) return rc;
+  }
+  wal_put32(h + 4, (uint32_t)n);
+  wal_put64(h + 8, term);
+  wal_put64(h + 16, index);
+  crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
+  crc = util_crc32c(crc, p, n);
+  wal_put32(h, crc);
+  at = w->pending.len;
+  if (buf_append(&w->pending, h, sizeof(h)) != URSULA_OK ||
+      buf_append(&w->pending, p, n) != URSULA_OK) {
+    w->pending.len = at;
+    return URSULA_ENOMEM;
+  }
+  w->last_index = index;
+  w->last_term = term;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_sync(struct wal *w) {
+  struct os_fs *fs = os_fs();
+  size_t done = 0;
+  int e;
+  if (w->failed) return URSULA_EIO;
+  if (w->pending.len == 0) return URSULA_OK;
+  while (done < w->pending.len) {
+    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done,
+                           w->pending.len - done, w->size + (off_t)done);
+    if (n <= 0) {
+      e = n < 0 ? errno : EIO;
+      goto fail;
+    }
+    done += (size_t)n; /* a short write: go on from where it stopped */
+  }
+  if (fs->sync(w->fd) != 0) {
+    e = errno;
+    goto fail;
+  }
+  w->size += (off_t)w->pending.len;
+  w->pending.len = 0;
+  w->durable_index = w->last_index;
+  w->durable_term = w->last_term;
+  return URSULA_OK;
+fail:
+  /* nothing buffered may be acknowledged, and the file is not trusted */
+  w->failed = 1;
+  w->pending.len = 0;
+  w->last_index = w->durable_index;
+  w->last_term = w->durable_term;
+  return wal_errno_code(e);
+}
+
+URSULA_PRIVATE int wal_recover(struct wal *w) {
+  struct os_fs *fs = os_fs();
+  char path[URSULA_PATH_LEN + 32];
+  struct buf img;
+  uint64_t first, last, term = 0;
+  size_t good;
+  int rc, fn_rc = URSULA_OK;
+  if (!w->failed) return URSULA_OK;
+  first = w->segs[w->n_segs - 1].first_index;
+  wal_seg_path(w, first, path, sizeof(path));
+  if (w->fd >= 0) fs->close(w->fd);
+  w->fd = fs->open(path, O_RDWR, 0);
+  if (w->fd < 0) return wal_errno_code(errno);
+  if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
+    return wal_errno_code(errno);
+  memset(&img, 0, sizeof(img));
+  rc = wal_read_file(w, first, &img);
+  if (rc == URSULA_OK) {
+    good = wal_scan((const unsigned char *)img.ptr, img.len, first, &last,
+                    &term, NULL, NULL, &fn_rc);
+    if (good != (size_t)w->size || last != w->durable_index)
+      rc = URSULA_ECORRUPT; /* acknowledged records did not survive */
+  }
+  buf_free(&img);
+  if (rc == URSULA_OK) w->failed = 0;
+  return rc;
+}
+
+/* ------------------------------------------------------------ cutting */
+
+/* The term of the last entry of segment k (0 if it has none). */
+static uint64_t wal_seg_last_term(struct wal *w, size_t k) {
+  struct buf img;
+  uint64_t last, term = 0;
+  int fn_rc = URSULA_OK;
+  memset(&img, 0, sizeof(img));
+  if (wal_read_file(w, w->segs[k].first_index, &img) == URSULA_OK)
+    wal_scan((const unsigned char *)img.ptr, img.len, w->segs[k].first_index,
+             &last, &term, NULL, NULL, &fn_rc);
+  buf_free(&img);
+  return term;
+}
+
+URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
+  struct os_fs *fs = os_fs();
+  char path[URSULA_PATH_LEN + 32];
+  struct buf img;
+  const unsigned char *p;
+  size_t k, at;
+  uint64_t i, term = 0;
+  int rc;
+  if (w->failed || w->pending.len > 0) return URSULA_EINVAL;
+  if (index > w->last_index) return URSULA_OK;
+  if (index < w->first_index) return URSULA_EINVAL; /* behind a snapshot */
+  for (k = w->n_segs - 1; w->segs[k].first_index > index; k--) {
+  } /* segment k holds index */
+  fs->close(w->fd);
+  w->fd = -1;
+  wal_drop_segs(w, k + 1);
+  if (w->segs[k].first_index == index) { /* all of segment k goes */
+    wal_drop_segs(w, k);
+    if (k > 0) term = wal_seg_last_term(w, k - 1);
+    w->last_index = w->durable_index = index - 1;
+    w->last_term = w->durable_term = term;
+    return wal_seg_create(w, index);
+  }
+  /* cut segment k, now the last, before the record of index */
+  memset(&img, 0, sizeof(img));
+  if ((rc = wal_read_file(w, w->segs[k].first_index, &img)) != URSULA_OK) {
+    buf_free(&img);
+    return rc;
+  }
+  p = (const unsigned char *)img.ptr;
+  at = WAL_HEADER_BYTES; /* the records were validated when replayed */
+  for (i = w->segs[k].first_index; i < index; i++) {
+    term = wal_get64(p + at + 8);
+    at += WAL_RECORD_HEADER + wal_get32(p + at + 4);
+  }
+  buf_free(&img);
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  w->fd = fs->open(path, O_RDWR, 0);
+  if (w->fd < 0) return wal_errno_code(errno);
+  if (fs->ftruncate(w->fd, (off_t)at) != 0 || fs->sync(w->fd) != 0)
+    return wal_errno_code(errno);
+  w->size = (off_t)at;
+  w->last_index = w->durable_index = index - 1;
+  w->last_term = w->durable_term = term;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
+  char path[URSULA_PATH_LEN + 32];
+  size_t drop = 0, k;
+  /* a segment can go when the next one starts at or before upto + 1 */
+  while (drop + 1 < w->n_segs && w->segs[drop + 1].first_index <= upto + 1)
+    drop++;
+  if (drop == 0) return URSULA_OK;
+  for (k = 0; k < drop; k++) {
+    wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+    if (os_fs()->unlink(path) != 0) return wal_errno_code(errno);
+  }
+  memmove(w->segs, w->segs + drop, (w->n_segs - drop) * sizeof(*w->segs));
+  w->n_segs -= drop;
+  w->first_index = w->segs[0].first_index;
+  os_sync_dir(w->dir);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE uint64_t wal_first_index(const struct wal *w) {
+  return w->first_index;
+}
+URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w) {
+  return w->last_index;
+}
+URSULA_PRIVATE uint64_t wal_last_term(const struct wal *w) {
+  return w->last_term;
+}
+URSULA_PRIVATE int wal_failed(const struct wal *w) { return w->failed; }
+URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
+  w->segment_bytes = n;
+}
+/**** End src/wal.c ****/
 /**** Begin src/cmd.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/cmd.c"
@@ -3854,16 +4732,25 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
 **
 ** THE LOG INTERFACE.  group_propose() is the one way state changes:
 **
-**     propose(cmd) -> encode -> append to log at (term, index)
-**                  -> [commit: durable on a quorum]
+**     propose(cmd) -> encode -> append to the log at (term, index)
+**     ... end of the loop turn: group_commit() ...
+**                  -> durable (wal_sync; later: on a quorum) = committed
 **                  -> decode the log bytes -> stream_apply() -> effects
+**                  -> the proposer's continuation, with the result
 **
-** Today the log lives in memory and commits at once, so the continuation
-** runs before group_propose() returns; the WAL and Raft steps make the
-** commit asynchronous without changing callers, which is why callers are
-** written as continuations.  The state machine only ever sees the decoded
-** log bytes, never the proposer's structs, so what is applied is exactly
-** what a replay of the log would apply.
+** Commands are applied only once committed, in log order, so the state a
+** reader sees never holds anything that could still be lost.  Whether a
+** command succeeds (a producer's sequence, a closed stream, ...) is
+** decided by the apply, which is deterministic, so a command that fails
+** is logged too and fails the same way on every replay.  The state
+** machine only ever sees the decoded log bytes, never the proposer's
+** structs, so what is applied is exactly what a replay applies.
+**
+** GROUP COMMIT.  Proposals only buffer.  At the end of each loop turn the
+** core commits every group that has proposals (server.c): one write and
+** one sync of the group's WAL for everything proposed during the turn,
+** then the applies and replies.  Without --wal-dir the log is memory and
+** the commit is immediate, but the path is the same.
 **
 ** EFFECTS of a committed command, carried out by the owner:
 **   - wake live readers: one `struct notify` per core that has readers of
@@ -3875,19 +4762,31 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
 */
 
 
+typedef void (*group_done_fn)(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+
+/* A proposal waiting for its commit: its entry is log[off, off+len). */
+struct group_prop {
+  group_done_fn done;
+  void *arg;
+  size_t off, len;
+};
+
 struct group {
   int id;
   int owner_core;
   struct stream_state sm;
-  uint64_t term;       /* term of the last log entry (1 until Raft) */
+  struct wal *wal;     /* NULL: the log lives in memory only */
+  uint64_t term;       /* term of new entries (1 until Raft) */
   uint64_t last_index; /* index of the last log entry */
-  struct buf entry;    /* encoding of the command being proposed */
+  struct buf log;      /* encoded entries proposed, not yet committed */
+  struct group_prop *props; /* their continuations, in log order */
+  size_t n_props, cap_props;
+  int dirty;           /* on the core's list of groups to commit */
+  int wal_error;       /* the last failure, while the WAL is failed */
   struct buf bounds;   /* decode scratch */
   struct stream_result res;
 };
-
-typedef void (*group_done_fn)(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
 
 URSULA_PRIVATE struct job *job_new(void) {
   struct job *j = (struct job *)URSULA_MALLOC(sizeof(*j));
@@ -3930,10 +4829,81 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
   return g;
 }
 
+/* Replay state: one group's recovery. */
+struct group_replay {
+  struct group *g;
+  uint64_t started_ms, last_report_ms;
+};
+
+static int group_replay_entry(void *arg, const struct wal_entry *e) {
+  struct group_replay *rp = (struct group_replay *)arg;
+  struct group *g = rp->g;
+  struct cmd cmd;
+  if (cmd_decode(e->data, e->len, &cmd, &g->bounds) != URSULA_OK) {
+    LOG_E("group %d: WAL entry %llu does not decode as a command", g->id,
+          (unsigned long long)e->index);
+    return URSULA_ECORRUPT;
+  }
+  /* effects (wake-ups, fork releases) are not replayed: nothing waits
+  ** yet, and the releases a command sent were logged by their groups */
+  stream_apply(&g->sm, &cmd, &g->res);
+  g->last_index = e->index;
+  if ((e->index & 4095) == 0) {
+    uint64_t now = os_now_ms();
+    if (now - rp->last_report_ms >= 2000) {
+      LOG_I("group %d: recovering, %llu entries so far (%.1f s)", g->id,
+            (unsigned long long)(e->index - wal_first_index(g->wal) + 1),
+            (double)(now - rp->started_ms) / 1000.0);
+      rp->last_report_ms = now;
+    }
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  char *err) {
+  struct group_replay rp;
+  struct wal_stats st;
+  int rc = wal_open(&g->wal, dir, err);
+  if (rc != URSULA_OK) return rc;
+  rp.g = g;
+  rp.started_ms = rp.last_report_ms = os_now_ms();
+  rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
+  if (rc != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: recovery from %.150s: %s",
+             g->id, dir, ursula_strerror(rc));
+    return rc;
+  }
+  g->res.releases.len = 0;
+  g->last_index = wal_last_index(g->wal);
+  g->term = wal_term(g->wal);
+  if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
+    if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id,
+               dir, ursula_strerror(rc));
+      return rc;
+    }
+    g->term = 1;
+  }
+  if (st.cut_bytes > 0 || st.cut_files > 0)
+    LOG_W("group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
+          "later segment(s) (never acknowledged)",
+          g->id, (unsigned long long)st.cut_bytes,
+          (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
+  if (st.entries > 0)
+    LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
+          g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
+          (int)g->sm.n,
+          (unsigned long long)(os_now_ms() - rp.started_ms));
+  return URSULA_OK;
+}
+
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
   stream_state_free(&g->sm);
-  buf_free(&g->entry);
+  wal_close(g->wal);
+  buf_free(&g->log);
+  URSULA_FREE(g->props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
   URSULA_FREE(g);
@@ -3997,33 +4967,124 @@ static void group_send_releases(struct core *c, const struct stream_result *r) {
 
 /* ------------------------------------------------------------ the log */
 
-/* Propose *cmd to g's log; when it is committed and applied, call
-** done(c, g, result, arg).  The result is valid only during the call.
-** Today the call happens before group_propose() returns. */
+/* Answer a continuation without a commit (the log refused the entry). */
+static void group_refuse(struct core *c, struct group *g, group_done_fn done,
+                         void *arg, int status, const char *reason) {
+  struct stream_result *r = &g->res;
+  memset(r, 0, sizeof(*r) - sizeof(r->releases));
+  r->status = status;
+  r->reason = reason;
+  done(c, g, r, arg);
+}
+
+static const char *group_wal_reason(int rc) {
+  return rc == URSULA_ENOSPC
+             ? "write-ahead log: no space left on device; nothing was written"
+             : "write-ahead log: I/O error; nothing was written";
+}
+
+/* Propose *cmd to g's log; once it is committed and applied, call
+** done(c, g, result, arg) -- at the end of this loop turn at the
+** earliest.  The result is valid only during the call.  If the log
+** refuses the entry, done is called at once with a 503 (or 413). */
 static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
-  struct cmd applied;
-  struct stream_result *r = &g->res;
-  g->entry.len = 0;
-  if (cmd_encode(cmd, &g->entry) != URSULA_OK) {
-    memset(r, 0, sizeof(*r) - sizeof(r->releases));
-    r->status = 503;
-    r->reason = "out of memory";
-    done(c, g, r, arg);
+  struct group_prop *p;
+  size_t off = g->log.len;
+  int rc;
+  if (g->wal != NULL && wal_failed(g->wal)) {
+    group_refuse(c, g, done, arg, 503,
+                 "write-ahead log failed; writes are refused until it is "
+                 "verified again");
     return;
   }
-  g->last_index++; /* in memory: appended and committed at once */
-  if (cmd_decode(g->entry.ptr, g->entry.len, &applied, &g->bounds) !=
-      URSULA_OK) {
-    LOG_E("group %d: command at index %llu does not decode", g->id,
-          (unsigned long long)g->last_index);
+  if (g->n_props == g->cap_props) {
+    size_t cap = g->cap_props ? g->cap_props * 2 : 16;
+    p = (struct group_prop *)URSULA_REALLOC(g->props, cap * sizeof(*p));
+    if (p == NULL) {
+      group_refuse(c, g, done, arg, 503, "out of memory");
+      return;
+    }
+    g->props = p;
+    g->cap_props = cap;
+  }
+  if (cmd_encode(cmd, &g->log) != URSULA_OK) {
+    group_refuse(c, g, done, arg, 503, "out of memory");
+    return;
+  }
+  if (g->wal != NULL) {
+    rc = wal_append(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
+                    g->log.len - off);
+    if (rc != URSULA_OK) {
+      g->log.len = off;
+      group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
+                   rc == URSULA_ETOOBIG ? "entry is too large"
+                   : rc == URSULA_ENOMEM ? "out of memory"
+                                         : group_wal_reason(rc));
+      return;
+    }
+  }
+  g->last_index++;
+  p = &g->props[g->n_props++];
+  p->done = done;
+  p->arg = arg;
+  p->off = off;
+  p->len = g->log.len - off;
+  if (!g->dirty) {
+    g->dirty = 1;
+    c->dirty[c->n_dirty++] = g;
+  }
+}
+
+/* Apply one committed entry and carry out its effects. */
+static void group_apply(struct core *c, struct group *g, const char *p,
+                        size_t len, struct stream_result *r) {
+  struct cmd applied;
+  if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
+    LOG_E("group %d: a committed entry does not decode", g->id);
     abort(); /* the encoder and decoder disagree: a bug, not bad input */
   }
   stream_apply(&g->sm, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
-  done(c, g, r, arg);
+}
+
+URSULA_PRIVATE void group_commit(struct core *c, struct group *g) {
+  struct buf log = g->log;
+  struct group_prop *props = g->props;
+  size_t n = g->n_props, cap = g->cap_props, i;
+  int rc = g->wal != NULL ? wal_sync(g->wal) : URSULA_OK;
+  g->dirty = 0;
+  /* continuations may propose again: they get fresh buffers */
+  memset(&g->log, 0, sizeof(g->log));
+  g->props = NULL;
+  g->n_props = g->cap_props = 0;
+  if (rc != URSULA_OK) {
+    g->last_index = wal_last_index(g->wal);
+    g->wal_error = rc;
+    LOG_E("group %d: WAL write failed (%s): %lu writes refused; the group "
+          "takes no writes until its log is verified again",
+          g->id, ursula_strerror(rc), (unsigned long)n);
+  }
+  for (i = 0; i < n; i++) {
+    if (rc == URSULA_OK) {
+      group_apply(c, g, log.ptr + props[i].off, props[i].len, &g->res);
+      props[i].done(c, g, &g->res, props[i].arg);
+    } else {
+      group_refuse(c, g, props[i].done, props[i].arg, 503,
+                   group_wal_reason(rc));
+    }
+  }
+  if (g->props == NULL) { /* keep the buffers for the next turn */
+    g->props = props;
+    g->cap_props = cap;
+    g->log = log;
+    g->log.len = 0;
+  } else {
+    URSULA_FREE(props);
+    buf_free(&log);
+  }
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -4031,7 +5092,7 @@ static void group_propose(struct core *c, struct group *g,
 static void group_ignore_done(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg) {
   (void)c, (void)g, (void)r;
-  job_free((struct job *)arg);
+  job_free((struct job *)arg); /* NULL for commands without a job */
 }
 
 
@@ -4111,13 +5172,17 @@ static struct stream *group_read_target(struct core *c, struct group *g,
   path.len = j->path_len;
   s = stream_find(&g->sm, path);
   if (s != NULL && !s->soft_deleted && stream_expired(s, now)) {
+    /* log the expiry; answer as the stream will be once it is applied */
     struct cmd e;
+    int forked = s->refcount > 0;
     memset(&e, 0, sizeof(e));
     e.type = CMD_EXPIRE;
     e.time_ms = now;
     e.path = path;
     group_propose(c, g, &e, group_ignore_done, NULL);
-    s = stream_find(&g->sm, path);
+    group_fail(c, j, forked ? 410 : 404,
+               forked ? "stream was deleted" : "stream not found");
+    return NULL;
   }
   if (s == NULL) {
     group_fail(c, j, 404, "stream not found");
@@ -4308,6 +5373,18 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   uint64_t now = os_wall_ms();
   size_t i;
+  if (g->wal != NULL && wal_failed(g->wal)) {
+    int rc = wal_recover(g->wal);
+    if (rc == URSULA_OK) {
+      g->last_index = wal_last_index(g->wal);
+      LOG_W("group %d: WAL verified again after the failure; writes resume",
+            g->id);
+    } else if (rc != g->wal_error) {
+      g->wal_error = rc;
+      LOG_E("group %d: WAL still failed (%s); writes stay refused", g->id,
+            ursula_strerror(rc));
+    }
+  }
   for (i = 0; i < g->sm.cap; i++) {
     struct stream *s = g->sm.slots[i];
     while (s != NULL) {
@@ -4319,10 +5396,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
         e.time_ms = now;
         e.path.ptr = s->path;
         e.path.len = s->path_len;
-        /* the apply may free s and reshape this chain: restart it */
-        group_propose(c, g, &e, group_ignore_done, NULL);
-        next = g->sm.slots[i];
-        if (next == s) next = s->hnext;
+        group_propose(c, g, &e, group_ignore_done, NULL); /* applied later */
       }
       s = next;
     }
@@ -5951,15 +7025,30 @@ static void server_check_drained(struct core *c) {
   }
 }
 
-/* End of every loop turn: run same-core messages, notice a stop. */
-static void server_on_turn_end(struct loop *l) {
-  struct core *c = (struct core *)loop_get_user(l);
+static void server_run_local(struct loop *l, struct core *c) {
   while (c->local_head != NULL) {
     struct loop_msg *m = c->local_head;
     c->local_head = m->next;
     if (c->local_head == NULL) c->local_tail = NULL;
     m->next = NULL;
     m->on_msg(l, m);
+  }
+}
+
+/* End of every loop turn: run same-core messages, commit what the turn
+** proposed (group commit: one WAL sync per group per turn), run what the
+** commits produced, notice a stop. */
+static void server_on_turn_end(struct loop *l) {
+  struct core *c = (struct core *)loop_get_user(l);
+  for (;;) {
+    int i, n;
+    server_run_local(l, c);
+    if (c->n_dirty == 0) break;
+    /* continuations may mark groups dirty again: they land after n */
+    n = c->n_dirty;
+    for (i = 0; i < n; i++) group_commit(c, c->dirty[i]);
+    c->n_dirty -= n;
+    memmove(c->dirty, c->dirty + n, sizeof(*c->dirty) * (size_t)c->n_dirty);
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
@@ -5968,12 +7057,7 @@ static void server_on_turn_end(struct loop *l) {
       c->listening = 0;
     }
     api_drain(c);
-    while (c->local_head != NULL) { /* what draining queued */
-      struct loop_msg *m = c->local_head;
-      c->local_head = m->next;
-      if (c->local_head == NULL) c->local_tail = NULL;
-      m->on_msg(l, m);
-    }
+    server_run_local(l, c); /* what draining queued */
   }
   server_check_drained(c);
 }
@@ -6001,6 +7085,7 @@ static void server_free(struct ursula_server *s) {
       api_core_free(c);
       loop_close(c->loop);
     }
+    for (i = 0; i < s->n_cores; i++) URSULA_FREE(s->cores[i].dirty);
     URSULA_FREE(s->cores);
   }
   if (s->groups != NULL) {
@@ -6008,8 +7093,90 @@ static void server_free(struct ursula_server *s) {
     URSULA_FREE(s->groups);
   }
   if (s->listen_fd >= 0) close(s->listen_fd);
+  if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
   URSULA_FREE(s);
+}
+
+/* ------------------------------------------------------------ --wal-dir
+
+   DIR/LOCK        an fcntl() write lock, held while the server runs, so
+                   two servers never write the same logs
+   DIR/layout      "ursula-wal 1\ngroups N\n": streams hash to N groups,
+                   so a restart with another --raft-group-count would not
+                   find them; the server refuses to start instead
+   DIR/g00000/ ... one WAL directory per group (wal.c) */
+
+static int server_open_dir(struct ursula_server *s, char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], want[64], have[64];
+  struct flock fl;
+  int fd, n;
+  if (os_mkdir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: %s", dir,
+             strerror(errno));
+    return URSULA_EIO;
+  }
+  snprintf(path, sizeof(path), "%s/LOCK", dir);
+  s->dir_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (s->dir_lock_fd < 0 || fcntl(s->dir_lock_fd, F_SETLK, &fl) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %.120s: cannot lock it (%s); is another ursula "
+             "using it?",
+             dir, strerror(errno));
+    return URSULA_EIO;
+  }
+  snprintf(want, sizeof(want), "ursula-wal 1\ngroups %d\n", s->n_groups);
+  snprintf(path, sizeof(path), "%s/layout", dir);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    n = (int)read(fd, have, sizeof(have) - 1);
+    close(fd);
+    have[n > 0 ? n : 0] = '\0';
+    if (strcmp(have, want) != 0) {
+      const char *g = strstr(have, "groups ");
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "--wal-dir %.120s holds %d groups; start with "
+               "--raft-group-count %d (it cannot change)",
+               dir, g ? atoi(g + 7) : -1, g ? atoi(g + 7) : -1);
+      return URSULA_EINVAL;
+    }
+    return URSULA_OK;
+  }
+  { /* a new directory: write the layout durably */
+    char tmp[URSULA_PATH_LEN + 32];
+    struct os_fs *fs = os_fs();
+    snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
+    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 ||
+        fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
+        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
+        fs->rename(tmp, path) != 0 || os_sync_dir(dir) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s",
+               dir, "layout", strerror(errno));
+      return URSULA_EIO;
+    }
+  }
+  return URSULA_OK;
+}
+
+/* Open and replay every group's WAL. */
+static int server_recover(struct ursula_server *s, char *err) {
+  char path[URSULA_PATH_LEN + 32];
+  uint64_t t0 = os_now_ms();
+  int i, rc;
+  if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
+  for (i = 0; i < s->n_groups; i++) {
+    snprintf(path, sizeof(path), "%s/g%05d", s->cfg.wal_dir, i);
+    if ((rc = group_open_wal(s->groups[i], path, err)) != URSULA_OK)
+      return rc;
+  }
+  LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
+        s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
+  return URSULA_OK;
 }
 
 URSULA_API int ursula_server_start(const struct ursula_config *cfg,
@@ -6024,6 +7191,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
   s->listen_fd = -1;
+  s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
   log_set_level(cfg->log_level);
   s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
@@ -6047,6 +7215,8 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       goto fail;
     }
   }
+  if (cfg->wal_dir[0] != '\0' && (rc = server_recover(s, err)) != URSULA_OK)
+    goto fail;
   s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
   if (s->listen_fd < 0) {
     rc = URSULA_ESYS;
@@ -6057,6 +7227,14 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
     c->id = i;
     c->srv = s;
     c->max_conns = (cfg->max_connections + s->n_cores - 1) / s->n_cores;
+    /* each owned group at most twice: once before its commit in a pass,
+    ** once re-proposed by a continuation after it */
+    c->dirty = (struct group **)URSULA_MALLOC(
+        sizeof(*c->dirty) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
+    if (c->dirty == NULL) {
+      rc = URSULA_ENOMEM;
+      goto fail;
+    }
     if ((rc = loop_open(&c->loop, i, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
@@ -6082,8 +7260,9 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   }
 #endif
   s->running = 1;
-  LOG_I("listening on http://%s:%d (cores %d, groups %d, in memory)",
-        cfg->listen_host, s->port, s->n_cores, s->n_groups);
+  LOG_I("listening on http://%s:%d (cores %d, groups %d, %s%s)",
+        cfg->listen_host, s->port, s->n_cores, s->n_groups,
+        cfg->wal_dir[0] ? "WAL in " : "in memory", cfg->wal_dir);
   *out = s;
   return URSULA_OK;
 fail:

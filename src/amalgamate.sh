@@ -24,6 +24,7 @@ net.c
 http.c
 json.c
 conf.c
+wal.c
 cmd.c
 stream.c
 group.c

@@ -120,8 +120,9 @@ static const struct conf_key conf_keys[] = {
      "Stream-Next-Offset"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
-     "directory of the write-ahead log; empty = in memory only (reserved: "
-     "the write-ahead log is not implemented yet)"},
+     "directory of the per-group write-ahead logs: every acknowledged "
+     "change is synced there first and recovered on start; empty = in "
+     "memory only"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
 };

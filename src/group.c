@@ -11,16 +11,25 @@
 **
 ** THE LOG INTERFACE.  group_propose() is the one way state changes:
 **
-**     propose(cmd) -> encode -> append to log at (term, index)
-**                  -> [commit: durable on a quorum]
+**     propose(cmd) -> encode -> append to the log at (term, index)
+**     ... end of the loop turn: group_commit() ...
+**                  -> durable (wal_sync; later: on a quorum) = committed
 **                  -> decode the log bytes -> stream_apply() -> effects
+**                  -> the proposer's continuation, with the result
 **
-** Today the log lives in memory and commits at once, so the continuation
-** runs before group_propose() returns; the WAL and Raft steps make the
-** commit asynchronous without changing callers, which is why callers are
-** written as continuations.  The state machine only ever sees the decoded
-** log bytes, never the proposer's structs, so what is applied is exactly
-** what a replay of the log would apply.
+** Commands are applied only once committed, in log order, so the state a
+** reader sees never holds anything that could still be lost.  Whether a
+** command succeeds (a producer's sequence, a closed stream, ...) is
+** decided by the apply, which is deterministic, so a command that fails
+** is logged too and fails the same way on every replay.  The state
+** machine only ever sees the decoded log bytes, never the proposer's
+** structs, so what is applied is exactly what a replay applies.
+**
+** GROUP COMMIT.  Proposals only buffer.  At the end of each loop turn the
+** core commits every group that has proposals (server.c): one write and
+** one sync of the group's WAL for everything proposed during the turn,
+** then the applies and replies.  Without --wal-dir the log is memory and
+** the commit is immediate, but the path is the same.
 **
 ** EFFECTS of a committed command, carried out by the owner:
 **   - wake live readers: one `struct notify` per core that has readers of
@@ -32,19 +41,31 @@
 */
 #include "internal.h"
 
+typedef void (*group_done_fn)(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+
+/* A proposal waiting for its commit: its entry is log[off, off+len). */
+struct group_prop {
+  group_done_fn done;
+  void *arg;
+  size_t off, len;
+};
+
 struct group {
   int id;
   int owner_core;
   struct stream_state sm;
-  uint64_t term;       /* term of the last log entry (1 until Raft) */
+  struct wal *wal;     /* NULL: the log lives in memory only */
+  uint64_t term;       /* term of new entries (1 until Raft) */
   uint64_t last_index; /* index of the last log entry */
-  struct buf entry;    /* encoding of the command being proposed */
+  struct buf log;      /* encoded entries proposed, not yet committed */
+  struct group_prop *props; /* their continuations, in log order */
+  size_t n_props, cap_props;
+  int dirty;           /* on the core's list of groups to commit */
+  int wal_error;       /* the last failure, while the WAL is failed */
   struct buf bounds;   /* decode scratch */
   struct stream_result res;
 };
-
-typedef void (*group_done_fn)(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
 
 URSULA_PRIVATE struct job *job_new(void) {
   struct job *j = (struct job *)URSULA_MALLOC(sizeof(*j));
@@ -87,10 +108,81 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
   return g;
 }
 
+/* Replay state: one group's recovery. */
+struct group_replay {
+  struct group *g;
+  uint64_t started_ms, last_report_ms;
+};
+
+static int group_replay_entry(void *arg, const struct wal_entry *e) {
+  struct group_replay *rp = (struct group_replay *)arg;
+  struct group *g = rp->g;
+  struct cmd cmd;
+  if (cmd_decode(e->data, e->len, &cmd, &g->bounds) != URSULA_OK) {
+    LOG_E("group %d: WAL entry %llu does not decode as a command", g->id,
+          (unsigned long long)e->index);
+    return URSULA_ECORRUPT;
+  }
+  /* effects (wake-ups, fork releases) are not replayed: nothing waits
+  ** yet, and the releases a command sent were logged by their groups */
+  stream_apply(&g->sm, &cmd, &g->res);
+  g->last_index = e->index;
+  if ((e->index & 4095) == 0) {
+    uint64_t now = os_now_ms();
+    if (now - rp->last_report_ms >= 2000) {
+      LOG_I("group %d: recovering, %llu entries so far (%.1f s)", g->id,
+            (unsigned long long)(e->index - wal_first_index(g->wal) + 1),
+            (double)(now - rp->started_ms) / 1000.0);
+      rp->last_report_ms = now;
+    }
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  char *err) {
+  struct group_replay rp;
+  struct wal_stats st;
+  int rc = wal_open(&g->wal, dir, err);
+  if (rc != URSULA_OK) return rc;
+  rp.g = g;
+  rp.started_ms = rp.last_report_ms = os_now_ms();
+  rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
+  if (rc != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: recovery from %.150s: %s",
+             g->id, dir, ursula_strerror(rc));
+    return rc;
+  }
+  g->res.releases.len = 0;
+  g->last_index = wal_last_index(g->wal);
+  g->term = wal_term(g->wal);
+  if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
+    if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id,
+               dir, ursula_strerror(rc));
+      return rc;
+    }
+    g->term = 1;
+  }
+  if (st.cut_bytes > 0 || st.cut_files > 0)
+    LOG_W("group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
+          "later segment(s) (never acknowledged)",
+          g->id, (unsigned long long)st.cut_bytes,
+          (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
+  if (st.entries > 0)
+    LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
+          g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
+          (int)g->sm.n,
+          (unsigned long long)(os_now_ms() - rp.started_ms));
+  return URSULA_OK;
+}
+
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
   stream_state_free(&g->sm);
-  buf_free(&g->entry);
+  wal_close(g->wal);
+  buf_free(&g->log);
+  URSULA_FREE(g->props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
   URSULA_FREE(g);
@@ -154,33 +246,124 @@ static void group_send_releases(struct core *c, const struct stream_result *r) {
 
 /* ------------------------------------------------------------ the log */
 
-/* Propose *cmd to g's log; when it is committed and applied, call
-** done(c, g, result, arg).  The result is valid only during the call.
-** Today the call happens before group_propose() returns. */
+/* Answer a continuation without a commit (the log refused the entry). */
+static void group_refuse(struct core *c, struct group *g, group_done_fn done,
+                         void *arg, int status, const char *reason) {
+  struct stream_result *r = &g->res;
+  memset(r, 0, sizeof(*r) - sizeof(r->releases));
+  r->status = status;
+  r->reason = reason;
+  done(c, g, r, arg);
+}
+
+static const char *group_wal_reason(int rc) {
+  return rc == URSULA_ENOSPC
+             ? "write-ahead log: no space left on device; nothing was written"
+             : "write-ahead log: I/O error; nothing was written";
+}
+
+/* Propose *cmd to g's log; once it is committed and applied, call
+** done(c, g, result, arg) -- at the end of this loop turn at the
+** earliest.  The result is valid only during the call.  If the log
+** refuses the entry, done is called at once with a 503 (or 413). */
 static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
-  struct cmd applied;
-  struct stream_result *r = &g->res;
-  g->entry.len = 0;
-  if (cmd_encode(cmd, &g->entry) != URSULA_OK) {
-    memset(r, 0, sizeof(*r) - sizeof(r->releases));
-    r->status = 503;
-    r->reason = "out of memory";
-    done(c, g, r, arg);
+  struct group_prop *p;
+  size_t off = g->log.len;
+  int rc;
+  if (g->wal != NULL && wal_failed(g->wal)) {
+    group_refuse(c, g, done, arg, 503,
+                 "write-ahead log failed; writes are refused until it is "
+                 "verified again");
     return;
   }
-  g->last_index++; /* in memory: appended and committed at once */
-  if (cmd_decode(g->entry.ptr, g->entry.len, &applied, &g->bounds) !=
-      URSULA_OK) {
-    LOG_E("group %d: command at index %llu does not decode", g->id,
-          (unsigned long long)g->last_index);
+  if (g->n_props == g->cap_props) {
+    size_t cap = g->cap_props ? g->cap_props * 2 : 16;
+    p = (struct group_prop *)URSULA_REALLOC(g->props, cap * sizeof(*p));
+    if (p == NULL) {
+      group_refuse(c, g, done, arg, 503, "out of memory");
+      return;
+    }
+    g->props = p;
+    g->cap_props = cap;
+  }
+  if (cmd_encode(cmd, &g->log) != URSULA_OK) {
+    group_refuse(c, g, done, arg, 503, "out of memory");
+    return;
+  }
+  if (g->wal != NULL) {
+    rc = wal_append(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
+                    g->log.len - off);
+    if (rc != URSULA_OK) {
+      g->log.len = off;
+      group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
+                   rc == URSULA_ETOOBIG ? "entry is too large"
+                   : rc == URSULA_ENOMEM ? "out of memory"
+                                         : group_wal_reason(rc));
+      return;
+    }
+  }
+  g->last_index++;
+  p = &g->props[g->n_props++];
+  p->done = done;
+  p->arg = arg;
+  p->off = off;
+  p->len = g->log.len - off;
+  if (!g->dirty) {
+    g->dirty = 1;
+    c->dirty[c->n_dirty++] = g;
+  }
+}
+
+/* Apply one committed entry and carry out its effects. */
+static void group_apply(struct core *c, struct group *g, const char *p,
+                        size_t len, struct stream_result *r) {
+  struct cmd applied;
+  if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
+    LOG_E("group %d: a committed entry does not decode", g->id);
     abort(); /* the encoder and decoder disagree: a bug, not bad input */
   }
   stream_apply(&g->sm, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
-  done(c, g, r, arg);
+}
+
+URSULA_PRIVATE void group_commit(struct core *c, struct group *g) {
+  struct buf log = g->log;
+  struct group_prop *props = g->props;
+  size_t n = g->n_props, cap = g->cap_props, i;
+  int rc = g->wal != NULL ? wal_sync(g->wal) : URSULA_OK;
+  g->dirty = 0;
+  /* continuations may propose again: they get fresh buffers */
+  memset(&g->log, 0, sizeof(g->log));
+  g->props = NULL;
+  g->n_props = g->cap_props = 0;
+  if (rc != URSULA_OK) {
+    g->last_index = wal_last_index(g->wal);
+    g->wal_error = rc;
+    LOG_E("group %d: WAL write failed (%s): %lu writes refused; the group "
+          "takes no writes until its log is verified again",
+          g->id, ursula_strerror(rc), (unsigned long)n);
+  }
+  for (i = 0; i < n; i++) {
+    if (rc == URSULA_OK) {
+      group_apply(c, g, log.ptr + props[i].off, props[i].len, &g->res);
+      props[i].done(c, g, &g->res, props[i].arg);
+    } else {
+      group_refuse(c, g, props[i].done, props[i].arg, 503,
+                   group_wal_reason(rc));
+    }
+  }
+  if (g->props == NULL) { /* keep the buffers for the next turn */
+    g->props = props;
+    g->cap_props = cap;
+    g->log = log;
+    g->log.len = 0;
+  } else {
+    URSULA_FREE(props);
+    buf_free(&log);
+  }
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -188,7 +371,7 @@ static void group_propose(struct core *c, struct group *g,
 static void group_ignore_done(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg) {
   (void)c, (void)g, (void)r;
-  job_free((struct job *)arg);
+  job_free((struct job *)arg); /* NULL for commands without a job */
 }
 
 
@@ -268,13 +451,17 @@ static struct stream *group_read_target(struct core *c, struct group *g,
   path.len = j->path_len;
   s = stream_find(&g->sm, path);
   if (s != NULL && !s->soft_deleted && stream_expired(s, now)) {
+    /* log the expiry; answer as the stream will be once it is applied */
     struct cmd e;
+    int forked = s->refcount > 0;
     memset(&e, 0, sizeof(e));
     e.type = CMD_EXPIRE;
     e.time_ms = now;
     e.path = path;
     group_propose(c, g, &e, group_ignore_done, NULL);
-    s = stream_find(&g->sm, path);
+    group_fail(c, j, forked ? 410 : 404,
+               forked ? "stream was deleted" : "stream not found");
+    return NULL;
   }
   if (s == NULL) {
     group_fail(c, j, 404, "stream not found");
@@ -465,6 +652,18 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   uint64_t now = os_wall_ms();
   size_t i;
+  if (g->wal != NULL && wal_failed(g->wal)) {
+    int rc = wal_recover(g->wal);
+    if (rc == URSULA_OK) {
+      g->last_index = wal_last_index(g->wal);
+      LOG_W("group %d: WAL verified again after the failure; writes resume",
+            g->id);
+    } else if (rc != g->wal_error) {
+      g->wal_error = rc;
+      LOG_E("group %d: WAL still failed (%s); writes stay refused", g->id,
+            ursula_strerror(rc));
+    }
+  }
   for (i = 0; i < g->sm.cap; i++) {
     struct stream *s = g->sm.slots[i];
     while (s != NULL) {
@@ -476,10 +675,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
         e.time_ms = now;
         e.path.ptr = s->path;
         e.path.len = s->path_len;
-        /* the apply may free s and reshape this chain: restart it */
-        group_propose(c, g, &e, group_ignore_done, NULL);
-        next = g->sm.slots[i];
-        if (next == s) next = s->hnext;
+        group_propose(c, g, &e, group_ignore_done, NULL); /* applied later */
       }
       s = next;
     }

@@ -36,12 +36,22 @@
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <dirent.h>
 #if URSULA_ENABLE_EPOLL
 #include <sys/epoll.h>
 #endif
 
 #ifndef URSULA_PRIVATE
 #define URSULA_PRIVATE
+#endif
+
+/* Marks the parts of an interface that the next roadmap step (Raft) calls
+** and the unit tests exercise already, so the single-node build does not
+** warn that they are unused. */
+#if defined(__GNUC__)
+#define URSULA_UNUSED __attribute__((unused))
+#else
+#define URSULA_UNUSED
 #endif
 
 #if URSULA_ENABLE_ASSERT
@@ -80,6 +90,7 @@ URSULA_PRIVATE struct str util_str_trim(struct str s); /* drop SP/HTAB at ends *
 ** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
 URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
+URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len);
 
 URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra);
 URSULA_PRIVATE int buf_append(struct buf *b, const void *p, size_t len);
@@ -103,6 +114,24 @@ URSULA_PRIVATE uint64_t os_wall_ms(void);     /* Unix time, milliseconds */
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
+
+/* The file system calls of the WAL.  Each behaves as its POSIX namesake
+** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a
+** file's data durable (fdatasync, or F_FULLFSYNC on macOS). */
+struct os_fs {
+  int (*open)(const char *path, int flags, int mode);
+  ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
+  ssize_t (*pread)(int fd, void *p, size_t n, off_t off);
+  int (*sync)(int fd);
+  int (*ftruncate)(int fd, off_t len);
+  int (*close)(int fd);
+  int (*unlink)(const char *path);
+  int (*rename)(const char *from, const char *to);
+};
+/* The table in use; tests replace entries to inject faults. */
+URSULA_PRIVATE struct os_fs *os_fs(void);
+URSULA_PRIVATE int os_sync_dir(const char *dir); /* make renames durable */
+URSULA_PRIVATE int os_mkdir(const char *path);   /* 0 if it exists after */
 
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -266,6 +295,66 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
 
+
+/* ------------------------------------------------------------------- wal.c
+** A group's write-ahead log (format and rules at the top of wal.c).  One
+** thread at a time: the owning core's. */
+struct wal;
+struct wal_entry {
+  uint64_t term;
+  uint64_t index;
+  const void *data; /* the payload: one encoded command */
+  size_t len;
+};
+struct wal_stats {     /* what wal_replay() found */
+  uint64_t entries;    /* valid entries replayed */
+  uint64_t bytes;      /* bytes of the segments they span */
+  uint64_t cut_bytes;  /* bytes cut from a torn or corrupt tail */
+  uint64_t cut_segment; /* first index of the segment that was cut */
+  size_t cut_files;    /* whole segments removed after the cut */
+};
+/* Open (creating if needed) the log in directory dir.  Call wal_replay()
+** next, once, before anything else.  URSULA_OK or an error with a reason
+** in err. */
+URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err);
+URSULA_PRIVATE void wal_close(struct wal *w);
+/* Hand every valid entry, in index order, to fn (which returns URSULA_OK
+** to go on); cut a torn or corrupt tail; open the last segment for
+** appending.  Returns URSULA_OK, fn's error, or an I/O error. */
+URSULA_PRIVATE int wal_replay(struct wal *w,
+                              int (*fn)(void *arg, const struct wal_entry *e),
+                              void *arg, struct wal_stats *st);
+/* Buffer the entry (term, index) with payload p[0..n).  index must be
+** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
+** URSULA_OK, URSULA_EIO once the log has failed, URSULA_EINVAL,
+** URSULA_ETOOBIG or URSULA_ENOMEM. */
+URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
+                              const void *p, size_t n);
+/* Write and sync everything buffered (one sync for all).  URSULA_OK: all
+** of it is durable.  URSULA_EIO / URSULA_ENOSPC: none of it may be
+** acknowledged, wal_last_index() is back at the last durable entry, and
+** the log refuses appends until wal_recover() succeeds. */
+URSULA_PRIVATE int wal_sync(struct wal *w);
+/* After a failure: reopen the last segment, cut it to its durable size,
+** and re-read and check it.  URSULA_OK when the log is usable again. */
+URSULA_PRIVATE int wal_recover(struct wal *w);
+URSULA_PRIVATE int wal_failed(const struct wal *w);
+/* Remove the entries from index on (a Raft log conflict).  Nothing may be
+** buffered. */
+URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w, uint64_t index);
+/* Remove whole segments whose entries are all at or below upto (they are
+** covered by a snapshot of the state machine). */
+URSULA_PRIVATE URSULA_UNUSED int wal_compact(struct wal *w, uint64_t upto);
+URSULA_PRIVATE uint64_t wal_first_index(const struct wal *w);
+URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
+/* The persisted Raft term and vote (0, 0 for a new log), and a durable,
+** atomic update of both. */
+URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term,
+                                  uint64_t vote);
+URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w, int64_t n); /* tests */
 
 /* ------------------------------------------------------------------- cmd.c
 ** Commands of a group's log and their byte encoding (format in cmd.c). */
@@ -506,6 +595,13 @@ struct group;
 
 URSULA_PRIVATE struct group *group_new(int id, int owner_core);
 URSULA_PRIVATE void group_free(struct group *g);
+/* Give g a write-ahead log in dir and replay it into the state machine
+** (before the cores start).  URSULA_OK, or an error with a reason in err. */
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  char *err);
+/* Make everything proposed to g durable, apply it, and run the
+** continuations (end of the owner's loop turn). */
+URSULA_PRIVATE void group_commit(struct core *c, struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -540,6 +636,9 @@ struct core {
   size_t watch_cap, watch_n;
   /* same-core messages, run at the end of the turn */
   struct loop_msg *local_head, *local_tail;
+  /* groups with proposals to commit at the end of this turn */
+  struct group **dirty;
+  int n_dirty;
   struct loop_timer sweep_timer;
   int listening;
   int draining;
@@ -555,6 +654,7 @@ struct ursula_server {
   struct group **groups;
   int listen_fd;
   int port;
+  int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
   volatile sig_atomic_t stop_requested;
   pthread_mutex_t mu; /* guards n_drained */
   int n_drained;

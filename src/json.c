@@ -1,287 +1,346 @@
 /*
 ** json.c -- validation and one-level flattening of JSON appends.
 **
-** A POST to an application/json stream carries one JSON text (RFC 8259).
-** If it is an array, each element is one message; otherwise the whole
-** value is one message.  Messages are kept as their exact bytes, each
-** followed by one ',':
+** In JSON mode a POST body is one JSON text (RFC 8259).  If it is an
+** array, each element is one message; otherwise the whole value is one
+** message.  A message is stored as its exact bytes (whitespace around it
+** trimmed, whitespace inside kept) followed by one ',':
 **
-**     body  [1, {"a": 2} ,"x"]      stored  1,{"a": 2},"x",
-**     body   {"a":1}                stored  {"a":1},
+**     body                        stored
+**     [1, {"a": 2} ,"x"]          1,{"a": 2},"x",
+**     [[1,2],3]                   [1,2],3,
+**      {"a":1}                    {"a":1},
+**     []                          (nothing, 0 messages)
 **
-** so a read of any run of whole messages is served as '[' + the stored
-** bytes without their last ',' + ']', with no re-serialisation.
+** A reader serves any run of whole messages as '[' + the stored bytes
+** without their last ',' + ']', so nothing is ever re-serialised.
 **
-** The validator is iterative: a stack of open containers (one byte each,
-** bounded by URSULA_MAX_JSON_DEPTH) replaces recursion, so hostile input
-** cannot exhaust the C stack, and every byte is looked at a bounded number
-** of times (linear time).  UTF-8 is checked everywhere (RFC 3629: no
-** overlong forms, no surrogates, nothing above U+10FFFF).
+** VALIDATION is strict: the RFC 8259 grammar, UTF-8 per RFC 3629 (no
+** overlong forms, no UTF-16 surrogates D800-DFFF, nothing above U+10FFFF,
+** no truncated sequences), no raw control characters in strings, only
+** SP HTAB LF CR as whitespace (so no BOM).  Escapes \uD800..\uDFFF are
+** accepted unpaired: they are well-formed by the grammar.
+**
+** The scanner is iterative.  Open containers are a bit stack (1 = object)
+** bounded by URSULA_MAX_JSON_DEPTH, so hostile nesting cannot exhaust the
+** C stack, and each input byte is examined a bounded number of times:
+** linear time, whatever the shape of the input.
+**
+** STORED RUNS (json_prefix_len, json_count) are read back without
+** validation: they were valid when stored, so tracking strings (with their
+** escapes) and bracket depth is enough to find the top-level commas.
 */
 #include "internal.h"
 
-/* A parser over p[0..len). */
-struct json_parser {
-  const unsigned char *p;
-  size_t len;
-  size_t at;
+/* What json_open() and json_close() tell the scanner's main loop. */
+enum {
+  JSON_NEED_VALUE = 1, /* a value must start at s->at (blanks skipped) */
+  JSON_HAVE_VALUE = 2, /* a value has just ended at s->at */
+  JSON_DONE = 3        /* the outermost value has ended at s->at */
 };
 
-static void json_skip_ws(struct json_parser *js) {
-  while (js->at < js->len) {
-    unsigned char ch = js->p[js->at];
-    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') break;
-    js->at++;
+/* The scanner over p[0..len). */
+struct json_scan {
+  const unsigned char *p;
+  size_t len;
+  size_t at;    /* the next byte to look at */
+  size_t depth; /* containers open */
+  unsigned char objs[(URSULA_MAX_JSON_DEPTH + 7) / 8]; /* bit set: object */
+  /* flattening, when the outermost value is an array (else out is NULL) */
+  struct buf *out;
+  size_t n;    /* elements stored */
+  size_t elem; /* where the current element begins */
+};
+
+/* ------------------------------------------------------------ tokens */
+
+static void json_blanks(struct json_scan *s) {
+  while (s->at < s->len) {
+    unsigned char ch = s->p[s->at];
+    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') return;
+    s->at++;
   }
 }
 
-/* One UTF-8 sequence starting with a byte >= 0x80 at js->at. */
-static int json_utf8(struct json_parser *js) {
-  const unsigned char *s = js->p + js->at;
-  size_t left = js->len - js->at, n, i;
-  unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-  if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-    n = 2;
-  } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-    n = 3;
-    if (s[0] == 0xE0) lo = 0xA0; /* overlong */
-    if (s[0] == 0xED) hi = 0x9F; /* UTF-16 surrogates */
-  } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-    n = 4;
-    if (s[0] == 0xF0) lo = 0x90; /* overlong */
-    if (s[0] == 0xF4) hi = 0x8F; /* above U+10FFFF */
-  } else {
-    return -1;
-  }
-  if (left < n || s[1] < lo || s[1] > hi) return -1;
-  for (i = 2; i < n; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF) return -1;
-  js->at += n;
-  return 0;
-}
+static int json_is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
 
 static int json_is_hex(unsigned char ch) {
-  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+  return json_is_digit(ch) || (ch >= 'a' && ch <= 'f') ||
          (ch >= 'A' && ch <= 'F');
 }
 
-/* A string; js->at is on the opening quote. */
-static int json_string(struct json_parser *js) {
-  js->at++;
-  while (js->at < js->len) {
-    unsigned char ch = js->p[js->at];
+/* One multi-byte UTF-8 character; its lead byte (>= 0x80) is at s->at.
+** Decodes it and rejects what RFC 3629 forbids.  Returns 0 or -1. */
+static int json_utf8(struct json_scan *s) {
+  const unsigned char *q = s->p + s->at;
+  size_t n, i;
+  uint32_t cp, min;
+  if (q[0] >= 0xF8 || q[0] < 0xC0) {
+    return -1; /* not a lead byte (0x80-0xBF continue, 0xF8- never used) */
+  } else if (q[0] >= 0xF0) {
+    n = 4, cp = q[0] & 0x07u, min = 0x10000;
+  } else if (q[0] >= 0xE0) {
+    n = 3, cp = q[0] & 0x0Fu, min = 0x800;
+  } else {
+    n = 2, cp = q[0] & 0x1Fu, min = 0x80;
+  }
+  if (s->len - s->at < n) return -1; /* truncated by the end of input */
+  for (i = 1; i < n; i++) {
+    if ((q[i] & 0xC0u) != 0x80u) return -1; /* truncated or stray lead */
+    cp = cp << 6 | (q[i] & 0x3Fu);
+  }
+  if (cp < min) return -1; /* overlong */
+  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+  s->at += n;
+  return 0;
+}
+
+/* A string; s->at is on its opening quote.  Returns 0 or -1. */
+static int json_string(struct json_scan *s) {
+  s->at++;
+  while (s->at < s->len) {
+    unsigned char ch = s->p[s->at];
     if (ch == '"') {
-      js->at++;
+      s->at++;
       return 0;
     }
-    if (ch < 0x20) return -1;
+    if (ch < 0x20) return -1; /* raw control character */
     if (ch >= 0x80) {
-      if (json_utf8(js) != 0) return -1;
+      if (json_utf8(s) != 0) return -1;
       continue;
     }
-    js->at++;
+    s->at++;
     if (ch != '\\') continue;
-    if (js->at >= js->len) return -1;
-    ch = js->p[js->at++];
+    if (s->at == s->len) return -1;
+    ch = s->p[s->at++];
     if (ch == 'u') {
       size_t i;
-      if (js->len - js->at < 4) return -1;
+      if (s->len - s->at < 4) return -1;
       for (i = 0; i < 4; i++)
-        if (!json_is_hex(js->p[js->at + i])) return -1;
-      js->at += 4;
-    } else if (strchr("\"\\/bfnrt", ch) == NULL || ch == '\0') {
+        if (!json_is_hex(s->p[s->at + i])) return -1;
+      s->at += 4;
+    } else if (ch != '"' && ch != '\\' && ch != '/' && ch != 'b' &&
+               ch != 'f' && ch != 'n' && ch != 'r' && ch != 't') {
       return -1;
     }
   }
   return -1; /* unterminated */
 }
 
-static size_t json_digits(struct json_parser *js) {
-  size_t start = js->at;
-  while (js->at < js->len && js->p[js->at] >= '0' && js->p[js->at] <= '9')
-    js->at++;
-  return js->at - start;
+/* Skip a run of digits; returns how many there were. */
+static size_t json_digits(struct json_scan *s) {
+  size_t from = s->at;
+  while (s->at < s->len && json_is_digit(s->p[s->at])) s->at++;
+  return s->at - from;
 }
 
-/* number = [ "-" ] int [ frac ] [ exp ] */
-static int json_number(struct json_parser *js) {
-  if (js->p[js->at] == '-') js->at++;
-  if (js->at < js->len && js->p[js->at] == '0') {
-    js->at++;
-  } else if (json_digits(js) == 0) {
+/* number = [ "-" ] ( "0" / 1-9 *DIGIT ) [ "." 1*DIGIT ]
+**          [ ( "e" / "E" ) [ "+" / "-" ] 1*DIGIT ]
+** A digit after a leading "0" is left unread; whatever follows a value
+** must be a delimiter, so the caller rejects it ("01"). */
+static int json_number(struct json_scan *s) {
+  if (s->p[s->at] == '-') s->at++;
+  if (s->at == s->len) return -1;
+  if (s->p[s->at] == '0')
+    s->at++;
+  else if (json_digits(s) == 0)
     return -1;
+  if (s->at < s->len && s->p[s->at] == '.') {
+    s->at++;
+    if (json_digits(s) == 0) return -1;
   }
-  if (js->at < js->len && js->p[js->at] == '.') {
-    js->at++;
-    if (json_digits(js) == 0) return -1;
+  if (s->at < s->len && (s->p[s->at] == 'e' || s->p[s->at] == 'E')) {
+    s->at++;
+    if (s->at < s->len && (s->p[s->at] == '+' || s->p[s->at] == '-'))
+      s->at++;
+    if (json_digits(s) == 0) return -1;
   }
-  if (js->at < js->len && (js->p[js->at] == 'e' || js->p[js->at] == 'E')) {
-    js->at++;
-    if (js->at < js->len && (js->p[js->at] == '+' || js->p[js->at] == '-'))
-      js->at++;
-    if (json_digits(js) == 0) return -1;
-  }
-  return 0; /* "01" leaves a digit behind, which the caller rejects */
-}
-
-static int json_literal(struct json_parser *js, const char *word) {
-  size_t n = strlen(word);
-  if (js->len - js->at < n || memcmp(js->p + js->at, word, n) != 0)
-    return -1;
-  js->at += n;
   return 0;
 }
 
-/* A scalar (string, number, literal) at js->at. */
-static int json_scalar(struct json_parser *js) {
-  unsigned char ch = js->p[js->at];
-  if (ch == '"') return json_string(js);
-  if (ch == '-' || (ch >= '0' && ch <= '9')) return json_number(js);
-  if (ch == 't') return json_literal(js, "true");
-  if (ch == 'f') return json_literal(js, "false");
-  if (ch == 'n') return json_literal(js, "null");
+static int json_literal(struct json_scan *s, const char *word) {
+  size_t n = strlen(word);
+  if (s->len - s->at < n || memcmp(s->p + s->at, word, n) != 0) return -1;
+  s->at += n;
+  return 0;
+}
+
+/* A string, number or literal at s->at (s->at < s->len). */
+static int json_scalar(struct json_scan *s) {
+  unsigned char ch = s->p[s->at];
+  if (ch == '"') return json_string(s);
+  if (ch == '-' || json_is_digit(ch)) return json_number(s);
+  if (ch == 't') return json_literal(s, "true");
+  if (ch == 'f') return json_literal(s, "false");
+  if (ch == 'n') return json_literal(s, "null");
   return -1;
 }
 
-/* Validate one value at js->at (whitespace before it already skipped).
-** If flat is set and the value is an array, the byte range of each
-** element is reported to out (element bytes + ','), counting *n.
-** Returns 0, URSULA_EINVAL or URSULA_ENOMEM. */
-static int json_value(struct json_parser *js, struct buf *out, size_t *n,
-                      int flat) {
-  char stack[URSULA_MAX_JSON_DEPTH]; /* '[' or '{' per open container */
-  size_t depth = 0, elem_start = 0;
-  int collect = 0;
+/* ------------------------------------------------------------ structure */
+
+static int json_in_object(const struct json_scan *s) {
+  size_t top = s->depth - 1;
+  return (s->objs[top / 8] >> (top % 8)) & 1;
+}
+
+/* A member's key and its ':', blanks after each; s->at is where the key
+** must start.  Then the member's value is needed. */
+static int json_key(struct json_scan *s) {
+  if (s->at == s->len || s->p[s->at] != '"' || json_string(s) != 0)
+    return URSULA_EINVAL;
+  json_blanks(s);
+  if (s->at == s->len || s->p[s->at] != ':') return URSULA_EINVAL;
+  s->at++;
+  json_blanks(s);
+  return JSON_NEED_VALUE;
+}
+
+/* Start the value at s->at: a scalar is read whole; '[' or '{' is opened
+** (and closed at once if empty).  Returns JSON_NEED_VALUE (a container
+** was opened and its first value is next), JSON_HAVE_VALUE or
+** URSULA_EINVAL. */
+static int json_open(struct json_scan *s) {
+  unsigned char ch;
+  int obj;
+  if (s->at == s->len) return URSULA_EINVAL;
+  ch = s->p[s->at];
+  if (ch != '[' && ch != '{')
+    return json_scalar(s) == 0 ? JSON_HAVE_VALUE : URSULA_EINVAL;
+  if (s->depth == URSULA_MAX_JSON_DEPTH) return URSULA_EINVAL;
+  obj = ch == '{';
+  if (obj)
+    s->objs[s->depth / 8] |= (unsigned char)(1u << (s->depth % 8));
+  else
+    s->objs[s->depth / 8] &= (unsigned char)~(1u << (s->depth % 8));
+  s->depth++;
+  s->at++;
+  json_blanks(s);
+  if (s->at < s->len && s->p[s->at] == (obj ? '}' : ']')) {
+    s->at++;
+    s->depth--;
+    return JSON_HAVE_VALUE;
+  }
+  if (obj) return json_key(s);
+  if (s->out != NULL && s->depth == 1) s->elem = s->at;
+  return JSON_NEED_VALUE;
+}
+
+/* A value has just ended at s->at: store it if it is an element of the
+** outermost array, then read the ',' before the next value, or close
+** containers.  Returns JSON_NEED_VALUE, JSON_DONE, URSULA_EINVAL or
+** URSULA_ENOMEM. */
+static int json_close(struct json_scan *s) {
+  while (s->depth > 0) {
+    size_t end = s->at;
+    int obj = json_in_object(s);
+    unsigned char ch;
+    json_blanks(s);
+    if (s->at == s->len) return URSULA_EINVAL;
+    ch = s->p[s->at];
+    if (ch != ',' && ch != (obj ? '}' : ']')) return URSULA_EINVAL;
+    if (s->out != NULL && s->depth == 1) {
+      if (buf_append(s->out, s->p + s->elem, end - s->elem) != URSULA_OK ||
+          buf_append(s->out, ",", 1) != URSULA_OK)
+        return URSULA_ENOMEM;
+      s->n++;
+    }
+    s->at++;
+    if (ch == ',') {
+      json_blanks(s);
+      if (obj) return json_key(s);
+      if (s->out != NULL && s->depth == 1) s->elem = s->at;
+      return JSON_NEED_VALUE;
+    }
+    s->depth--;
+  }
+  return JSON_DONE;
+}
+
+/* One whole value at s->at (blanks before it skipped).  Returns URSULA_OK,
+** URSULA_EINVAL or URSULA_ENOMEM; on success s->at is just past it. */
+static int json_value(struct json_scan *s) {
+  int rc = JSON_NEED_VALUE;
   for (;;) {
-    /* here: a value is expected at js->at */
-    if (js->at >= js->len) return URSULA_EINVAL;
-    if (js->p[js->at] == '[' || js->p[js->at] == '{') {
-      char open = (char)js->p[js->at];
-      if (depth == URSULA_MAX_JSON_DEPTH) return URSULA_EINVAL;
-      if (flat && depth == 0 && open == '[') collect = 1;
-      stack[depth++] = open;
-      js->at++;
-      json_skip_ws(js);
-      if (js->at < js->len && js->p[js->at] == (open == '[' ? ']' : '}')) {
-        js->at++;
-        depth--;
-        goto after_value;
-      }
-      if (open == '{') goto object_key;
-      if (collect && depth == 1) elem_start = js->at;
-      continue;
-    }
-    if (json_scalar(js) != 0) return URSULA_EINVAL;
-  after_value:
-    /* a value ended; close containers or move on to the next member */
-    for (;;) {
-      size_t elem_end = js->at;
-      if (depth == 0) return 0;
-      json_skip_ws(js);
-      if (js->at >= js->len) return URSULA_EINVAL;
-      if (collect && depth == 1 && (js->p[js->at] == ',' ||
-                                    js->p[js->at] == ']')) {
-        if (buf_append(out, js->p + elem_start, elem_end - elem_start) !=
-                URSULA_OK ||
-            buf_append(out, ",", 1) != URSULA_OK)
-          return URSULA_ENOMEM;
-        (*n)++;
-      }
-      if (js->p[js->at] == ',') {
-        js->at++;
-        json_skip_ws(js);
-        if (stack[depth - 1] == '{') goto object_key;
-        if (collect && depth == 1) elem_start = js->at;
-        break; /* next array element */
-      }
-      if (js->p[js->at] != (stack[depth - 1] == '[' ? ']' : '}')) return URSULA_EINVAL;
-      js->at++;
-      depth--;
-    }
-    continue;
-  object_key:
-    if (js->at >= js->len || js->p[js->at] != '"' || json_string(js) != 0)
-      return URSULA_EINVAL;
-    json_skip_ws(js);
-    if (js->at >= js->len || js->p[js->at] != ':') return URSULA_EINVAL;
-    js->at++;
-    json_skip_ws(js);
+    if (rc == JSON_NEED_VALUE) rc = json_open(s);
+    if (rc == JSON_HAVE_VALUE) rc = json_close(s);
+    if (rc == JSON_DONE) return URSULA_OK;
+    if (rc < 0) return rc;
   }
 }
 
 URSULA_PRIVATE int json_flatten(const char *p, size_t len, struct buf *out,
                                 size_t *n_msgs) {
-  struct json_parser js;
-  size_t keep = out->len, n = 0, start;
+  struct json_scan s;
+  size_t keep = out->len, start, end;
   int rc;
-  js.p = (const unsigned char *)p;
-  js.len = len;
-  js.at = 0;
-  json_skip_ws(&js);
-  start = js.at;
-  rc = json_value(&js, out, &n, 1);
-  if (rc == 0) {
-    size_t end = js.at;
-    json_skip_ws(&js);
-    if (js.at != len) rc = URSULA_EINVAL; /* trailing garbage */
-    if (rc == 0 && js.p[start] != '[') {
-      if (buf_append(out, p + start, end - start) != URSULA_OK ||
-          buf_append(out, ",", 1) != URSULA_OK)
-        rc = URSULA_ENOMEM;
-      n = 1;
-    }
+  memset(&s, 0, sizeof(s));
+  s.p = (const unsigned char *)p;
+  s.len = len;
+  json_blanks(&s);
+  start = s.at;
+  if (start < len && p[start] == '[') s.out = out;
+  /* What is stored is never longer than len + 1 bytes (the elements of an
+  ** array are shorter than the array), so reserve it once up front. */
+  if (buf_reserve(out, len + 1) != URSULA_OK) return URSULA_ENOMEM;
+  rc = json_value(&s);
+  end = s.at;
+  if (rc == URSULA_OK) {
+    json_blanks(&s);
+    if (s.at != len) rc = URSULA_EINVAL; /* something after the value */
   }
-  if (rc != 0) {
+  if (rc == URSULA_OK && s.out == NULL) {
+    if (buf_append(out, p + start, end - start) != URSULA_OK ||
+        buf_append(out, ",", 1) != URSULA_OK)
+      rc = URSULA_ENOMEM;
+    s.n = 1;
+  }
+  if (rc != URSULA_OK) {
     out->len = keep;
+    if (out->ptr != NULL) out->ptr[keep] = '\0';
     return rc;
   }
-  *n_msgs = n;
+  *n_msgs = s.n;
   return URSULA_OK;
 }
 
 /* ------------------------------------------------------------ stored runs */
 
-/* The length of the first message of p[0..len), comma included, or 0 if
-** there is no complete one.  Only strings and brackets are tracked: the
-** bytes were validated when they were stored. */
-static size_t json_first_len(const char *p, size_t len) {
-  size_t i, depth = 0;
-  int in_str = 0;
-  for (i = 0; i < len; i++) {
+/* Count the top-level commas of p[0..len), stopping at the max-th.
+** Returns the count; *end is the offset just past the last comma counted
+** (0 if none). */
+static size_t json_commas(const char *p, size_t len, size_t max,
+                          size_t *end) {
+  size_t i, n = 0, depth = 0;
+  int in_string = 0;
+  *end = 0;
+  for (i = 0; i < len && n < max; i++) {
     char ch = p[i];
-    if (in_str) {
+    if (in_string) {
       if (ch == '\\')
-        i++;
+        i++; /* the escaped byte cannot end the string */
       else if (ch == '"')
-        in_str = 0;
+        in_string = 0;
     } else if (ch == '"') {
-      in_str = 1;
+      in_string = 1;
     } else if (ch == '[' || ch == '{') {
       depth++;
     } else if (ch == ']' || ch == '}') {
-      depth--;
+      if (depth > 0) depth--;
     } else if (ch == ',' && depth == 0) {
-      return i + 1;
+      n++;
+      *end = i + 1;
     }
   }
-  return 0;
+  return n;
 }
 
 URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n) {
-  size_t at = 0;
-  while (n-- > 0) {
-    size_t k = json_first_len(p + at, len - at);
-    if (k == 0) return (size_t)-1;
-    at += k;
-  }
-  return at;
+  size_t end;
+  if (n == 0) return 0;
+  return json_commas(p, len, n, &end) == n ? end : (size_t)-1;
 }
 
 URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
-  size_t at = 0, n = 0, k;
-  while (at < len && (k = json_first_len(p + at, len - at)) != 0) {
-    at += k;
-    n++;
-  }
-  return n;
+  size_t end;
+  return json_commas(p, len, (size_t)-1, &end);
 }

@@ -1,8 +1,10 @@
 /*
 ** os.c -- portability shims: clocks, CPU count, descriptor flags.
 **
-** The durable-write system calls (open, pwrite, fsync, ...) will live here
-** too, behind an overridable table, so tests can inject faults.
+** The system calls of durable storage (open, pwrite, fsync, ...) are
+** reached through one table, os_fs(), so that tests can replace any of
+** them and inject faults: short writes, EIO, ENOSPC, failed syncs.  The
+** table is process-wide; tests swap entries while no server runs.
 */
 #include "internal.h"
 
@@ -38,4 +40,69 @@ URSULA_PRIVATE int os_set_cloexec(int fd) {
   int fl = fcntl(fd, F_GETFD, 0);
   if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return URSULA_ESYS;
   return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ files */
+
+static int os_real_open(const char *path, int flags, int mode) {
+  int fd;
+  do
+    fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+  while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+static ssize_t os_real_pwrite(int fd, const void *p, size_t n, off_t off) {
+  ssize_t w;
+  do
+    w = pwrite(fd, p, n, off);
+  while (w < 0 && errno == EINTR);
+  return w;
+}
+
+static ssize_t os_real_pread(int fd, void *p, size_t n, off_t off) {
+  ssize_t r;
+  do
+    r = pread(fd, p, n, off);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Make a file's written data durable.  fdatasync() where POSIX has it;
+** macOS's fsync() does not reach the platter, F_FULLFSYNC does. */
+static int os_real_sync(int fd) {
+#if defined(__APPLE__) && defined(F_FULLFSYNC)
+  if (fcntl(fd, F_FULLFSYNC) == 0) return 0;
+  return fsync(fd);
+#elif defined(_POSIX_SYNCHRONIZED_IO) && _POSIX_SYNCHRONIZED_IO > 0
+  return fdatasync(fd);
+#else
+  return fsync(fd);
+#endif
+}
+
+static int os_real_ftruncate(int fd, off_t len) { return ftruncate(fd, len); }
+static int os_real_close(int fd) { return close(fd); }
+static int os_real_unlink(const char *path) { return unlink(path); }
+static int os_real_rename(const char *from, const char *to) {
+  return rename(from, to);
+}
+
+static struct os_fs os_fs_table = {
+    os_real_open,      os_real_pwrite, os_real_pread,  os_real_sync,
+    os_real_ftruncate, os_real_close,  os_real_unlink, os_real_rename};
+
+URSULA_PRIVATE struct os_fs *os_fs(void) { return &os_fs_table; }
+
+URSULA_PRIVATE int os_sync_dir(const char *dir) {
+  int fd = os_fs_table.open(dir, O_RDONLY, 0), rc;
+  if (fd < 0) return -1;
+  rc = os_fs_table.sync(fd);
+  os_fs_table.close(fd);
+  return rc;
+}
+
+URSULA_PRIVATE int os_mkdir(const char *path) {
+  if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  return -1;
 }

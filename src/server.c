@@ -64,15 +64,30 @@ static void server_check_drained(struct core *c) {
   }
 }
 
-/* End of every loop turn: run same-core messages, notice a stop. */
-static void server_on_turn_end(struct loop *l) {
-  struct core *c = (struct core *)loop_get_user(l);
+static void server_run_local(struct loop *l, struct core *c) {
   while (c->local_head != NULL) {
     struct loop_msg *m = c->local_head;
     c->local_head = m->next;
     if (c->local_head == NULL) c->local_tail = NULL;
     m->next = NULL;
     m->on_msg(l, m);
+  }
+}
+
+/* End of every loop turn: run same-core messages, commit what the turn
+** proposed (group commit: one WAL sync per group per turn), run what the
+** commits produced, notice a stop. */
+static void server_on_turn_end(struct loop *l) {
+  struct core *c = (struct core *)loop_get_user(l);
+  for (;;) {
+    int i, n;
+    server_run_local(l, c);
+    if (c->n_dirty == 0) break;
+    /* continuations may mark groups dirty again: they land after n */
+    n = c->n_dirty;
+    for (i = 0; i < n; i++) group_commit(c, c->dirty[i]);
+    c->n_dirty -= n;
+    memmove(c->dirty, c->dirty + n, sizeof(*c->dirty) * (size_t)c->n_dirty);
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
@@ -81,12 +96,7 @@ static void server_on_turn_end(struct loop *l) {
       c->listening = 0;
     }
     api_drain(c);
-    while (c->local_head != NULL) { /* what draining queued */
-      struct loop_msg *m = c->local_head;
-      c->local_head = m->next;
-      if (c->local_head == NULL) c->local_tail = NULL;
-      m->on_msg(l, m);
-    }
+    server_run_local(l, c); /* what draining queued */
   }
   server_check_drained(c);
 }
@@ -114,6 +124,7 @@ static void server_free(struct ursula_server *s) {
       api_core_free(c);
       loop_close(c->loop);
     }
+    for (i = 0; i < s->n_cores; i++) URSULA_FREE(s->cores[i].dirty);
     URSULA_FREE(s->cores);
   }
   if (s->groups != NULL) {
@@ -121,8 +132,90 @@ static void server_free(struct ursula_server *s) {
     URSULA_FREE(s->groups);
   }
   if (s->listen_fd >= 0) close(s->listen_fd);
+  if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
   URSULA_FREE(s);
+}
+
+/* ------------------------------------------------------------ --wal-dir
+
+   DIR/LOCK        an fcntl() write lock, held while the server runs, so
+                   two servers never write the same logs
+   DIR/layout      "ursula-wal 1\ngroups N\n": streams hash to N groups,
+                   so a restart with another --raft-group-count would not
+                   find them; the server refuses to start instead
+   DIR/g00000/ ... one WAL directory per group (wal.c) */
+
+static int server_open_dir(struct ursula_server *s, char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], want[64], have[64];
+  struct flock fl;
+  int fd, n;
+  if (os_mkdir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: %s", dir,
+             strerror(errno));
+    return URSULA_EIO;
+  }
+  snprintf(path, sizeof(path), "%s/LOCK", dir);
+  s->dir_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (s->dir_lock_fd < 0 || fcntl(s->dir_lock_fd, F_SETLK, &fl) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %.120s: cannot lock it (%s); is another ursula "
+             "using it?",
+             dir, strerror(errno));
+    return URSULA_EIO;
+  }
+  snprintf(want, sizeof(want), "ursula-wal 1\ngroups %d\n", s->n_groups);
+  snprintf(path, sizeof(path), "%s/layout", dir);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    n = (int)read(fd, have, sizeof(have) - 1);
+    close(fd);
+    have[n > 0 ? n : 0] = '\0';
+    if (strcmp(have, want) != 0) {
+      const char *g = strstr(have, "groups ");
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "--wal-dir %.120s holds %d groups; start with "
+               "--raft-group-count %d (it cannot change)",
+               dir, g ? atoi(g + 7) : -1, g ? atoi(g + 7) : -1);
+      return URSULA_EINVAL;
+    }
+    return URSULA_OK;
+  }
+  { /* a new directory: write the layout durably */
+    char tmp[URSULA_PATH_LEN + 32];
+    struct os_fs *fs = os_fs();
+    snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
+    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 ||
+        fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
+        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
+        fs->rename(tmp, path) != 0 || os_sync_dir(dir) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s",
+               dir, "layout", strerror(errno));
+      return URSULA_EIO;
+    }
+  }
+  return URSULA_OK;
+}
+
+/* Open and replay every group's WAL. */
+static int server_recover(struct ursula_server *s, char *err) {
+  char path[URSULA_PATH_LEN + 32];
+  uint64_t t0 = os_now_ms();
+  int i, rc;
+  if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
+  for (i = 0; i < s->n_groups; i++) {
+    snprintf(path, sizeof(path), "%s/g%05d", s->cfg.wal_dir, i);
+    if ((rc = group_open_wal(s->groups[i], path, err)) != URSULA_OK)
+      return rc;
+  }
+  LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
+        s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
+  return URSULA_OK;
 }
 
 URSULA_API int ursula_server_start(const struct ursula_config *cfg,
@@ -137,6 +230,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
   s->listen_fd = -1;
+  s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
   log_set_level(cfg->log_level);
   s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
@@ -160,6 +254,8 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       goto fail;
     }
   }
+  if (cfg->wal_dir[0] != '\0' && (rc = server_recover(s, err)) != URSULA_OK)
+    goto fail;
   s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
   if (s->listen_fd < 0) {
     rc = URSULA_ESYS;
@@ -170,6 +266,14 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
     c->id = i;
     c->srv = s;
     c->max_conns = (cfg->max_connections + s->n_cores - 1) / s->n_cores;
+    /* each owned group at most twice: once before its commit in a pass,
+    ** once re-proposed by a continuation after it */
+    c->dirty = (struct group **)URSULA_MALLOC(
+        sizeof(*c->dirty) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
+    if (c->dirty == NULL) {
+      rc = URSULA_ENOMEM;
+      goto fail;
+    }
     if ((rc = loop_open(&c->loop, i, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
@@ -195,8 +299,9 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   }
 #endif
   s->running = 1;
-  LOG_I("listening on http://%s:%d (cores %d, groups %d, in memory)",
-        cfg->listen_host, s->port, s->n_cores, s->n_groups);
+  LOG_I("listening on http://%s:%d (cores %d, groups %d, %s%s)",
+        cfg->listen_host, s->port, s->n_cores, s->n_groups,
+        cfg->wal_dir[0] ? "WAL in " : "in memory", cfg->wal_dir);
   *out = s;
   return URSULA_OK;
 fail:

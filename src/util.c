@@ -1,5 +1,5 @@
 /*
-** util.c -- byte views, growable buffers, hashing and base64.
+** util.c -- byte views, growable buffers, hashing, CRC32C and base64.
 **
 ** Everything here is pure and thread-agnostic.  struct buf owns its bytes;
 ** a struct str never does.
@@ -89,6 +89,28 @@ URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
+** util_crc32c(0, "123456789", 9) == 0xE3069283. */
+static uint32_t util_crc_table[256];
+static pthread_once_t util_crc_once = PTHREAD_ONCE_INIT;
+
+static void util_crc_init(void) {
+  uint32_t i, j, c;
+  for (i = 0; i < 256; i++) {
+    c = i;
+    for (j = 0; j < 8; j++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    util_crc_table[i] = c;
+  }
+}
+
+URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len) {
+  const unsigned char *b = (const unsigned char *)p;
+  pthread_once(&util_crc_once, util_crc_init);
+  crc = ~crc;
+  while (len--) crc = util_crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+  return ~crc;
 }
 
 /* ------------------------------------------------------------ buffers */

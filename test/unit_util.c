@@ -1,5 +1,13 @@
 /* unit_util.c -- util.c: buffers, parsing, hashing, CRC32C, base64. */
 
+static void test_util_crc32c(void) {
+  /* the standard check value of CRC-32C */
+  ASSERT(util_crc32c(0, "123456789", 9) == 0xE3069283u);
+  ASSERT(util_crc32c(0, "", 0) == 0);
+  /* incremental equals one-shot */
+  ASSERT(util_crc32c(util_crc32c(0, "1234", 4), "56789", 5) == 0xE3069283u);
+}
+
 static void test_util_base64(void) {
   /* RFC 4648 section 10 vectors */
   static const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
@@ -56,6 +64,6 @@ static void test_util_str(void) {
 }
 
 static const struct unit_case unit_util_cases[] = {
-       {"util_base64", test_util_base64},
+       {"util_crc32c", test_util_crc32c}, {"util_base64", test_util_base64},
     {"util_parse_u64", test_util_parse_u64}, {"util_buf", test_util_buf},
     {"util_str", test_util_str},         {NULL, NULL}};
