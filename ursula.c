@@ -526,7 +526,7 @@ URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w, uint64_t ind
 /* Remove whole segments whose entries are all at or below upto (they are
 ** covered by a snapshot of the state machine). */
 URSULA_PRIVATE URSULA_UNUSED int wal_compact(struct wal *w, uint64_t upto);
-URSULA_PRIVATE uint64_t wal_first_index(const struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_first_index(const struct wal *w);
 URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
 /* The persisted Raft term and vote (0, 0 for a new log), and a durable,
@@ -7176,6 +7176,7 @@ static int server_recover(struct ursula_server *s, char *err) {
   }
   LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
         s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
+  (void)t0; /* when logging is compiled out */
   return URSULA_OK;
 }
 
