@@ -68,6 +68,9 @@
 #ifndef URSULA_MAX_PRODUCER_ID
 #define URSULA_MAX_PRODUCER_ID 256 /* bytes of a Producer-Id */
 #endif
+#ifndef URSULA_SYNC_THREADS
+#define URSULA_SYNC_THREADS 16 /* threads that overlap the WAL syncs */
+#endif
 #ifndef URSULA_MAX_STREAM_SEQ
 #define URSULA_MAX_STREAM_SEQ 256 /* bytes of a Stream-Seq */
 #endif

@@ -329,11 +329,18 @@ static void group_apply(struct core *c, struct group *g, const char *p,
   if (r->releases.len) group_send_releases(c, r);
 }
 
-URSULA_PRIVATE void group_commit(struct core *c, struct group *g) {
+URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc) {
+  *rc = URSULA_OK;
+  if (g->wal == NULL) return NULL;
+  *rc = wal_write(g->wal);
+  return *rc == URSULA_OK ? g->wal : NULL;
+}
+
+URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
+                                       int rc) {
   struct buf log = g->log;
   struct group_prop *props = g->props;
   size_t n = g->n_props, cap = g->cap_props, i;
-  int rc = g->wal != NULL ? wal_sync(g->wal) : URSULA_OK;
   g->dirty = 0;
   /* continuations may propose again: they get fresh buffers */
   memset(&g->log, 0, sizeof(g->log));

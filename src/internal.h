@@ -334,7 +334,11 @@ URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
 ** of it is durable.  URSULA_EIO / URSULA_ENOSPC: none of it may be
 ** acknowledged, wal_last_index() is back at the last durable entry, and
 ** the log refuses appends until wal_recover() succeeds. */
-URSULA_PRIVATE int wal_sync(struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED int wal_sync(struct wal *w);
+/* wal_sync() in two steps: write what is buffered (not durable yet), then
+** sync it.  wal_flush() may run on any thread while the owner waits. */
+URSULA_PRIVATE int wal_write(struct wal *w);
+URSULA_PRIVATE int wal_flush(struct wal *w);
 /* After a failure: reopen the last segment, cut it to its durable size,
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
 URSULA_PRIVATE int wal_recover(struct wal *w);
@@ -599,9 +603,15 @@ URSULA_PRIVATE void group_free(struct group *g);
 ** (before the cores start).  URSULA_OK, or an error with a reason in err. */
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   char *err);
-/* Make everything proposed to g durable, apply it, and run the
-** continuations (end of the owner's loop turn). */
-URSULA_PRIVATE void group_commit(struct core *c, struct group *g);
+/* Group commit at the end of the owner's loop turn, in three steps so
+** that the syncs of many groups overlap: group_commit_write() writes g's
+** new entries to its WAL and returns the WAL to sync (NULL if none, or
+** if the write failed: *rc); the caller runs wal_flush() on each such WAL
+** (in parallel), then group_commit_apply() with the outcome: apply and
+** answer everything proposed, or refuse it all. */
+URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc);
+URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
+                                       int rc);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -639,6 +649,7 @@ struct core {
   /* groups with proposals to commit at the end of this turn */
   struct group **dirty;
   int n_dirty;
+  struct server_sync *syncs; /* one per dirty group (scratch) */
   struct loop_timer sweep_timer;
   int listening;
   int draining;
@@ -646,8 +657,12 @@ struct core {
   int rc;
 };
 
+struct server_sync;
+struct server_syncer;
+
 struct ursula_server {
   struct ursula_config cfg;
+  struct server_syncer *syncer; /* threads that run WAL syncs, or NULL */
   int n_cores;
   int n_groups;
   struct core *cores;

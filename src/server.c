@@ -64,6 +64,123 @@ static void server_check_drained(struct core *c) {
   }
 }
 
+/* ------------------------------------------------------------ syncs
+
+   GROUP COMMIT.  At the end of a loop turn a core commits every group it
+   owns that has new entries: it writes each group's entries to its WAL,
+   then syncs all those WALs, then applies and answers.  The syncs run in
+   parallel -- the core does one and a pool of syncer threads the others
+   -- because the file system commits concurrent syncs together: on the
+   development machine one thread manages about 7,700 write+fdatasync
+   pairs a second, 32 threads about 30,000.  The core waits for its
+   batch; nothing else is shared, and a WAL is touched by one thread at a
+   time (the syncer only while the owner waits). */
+
+struct server_sync {
+  struct wal *wal; /* NULL: nothing to sync */
+  int rc;
+  int *left; /* the batch's count of unfinished syncs */
+  struct server_sync *next;
+};
+
+struct server_syncer {
+  pthread_mutex_t mu;
+  pthread_cond_t work; /* a sync was queued, or stop */
+  pthread_cond_t done; /* a sync of some batch finished */
+  struct server_sync *head, *tail;
+  int stop;
+  int n_threads;
+  pthread_t threads[URSULA_SYNC_THREADS];
+};
+
+static void *server_syncer_main(void *arg) {
+  struct server_syncer *y = (struct server_syncer *)arg;
+  pthread_mutex_lock(&y->mu);
+  for (;;) {
+    struct server_sync *q;
+    while (y->head == NULL && !y->stop) pthread_cond_wait(&y->work, &y->mu);
+    if (y->head == NULL) break; /* stopping, and nothing is queued */
+    q = y->head;
+    y->head = q->next;
+    if (y->head == NULL) y->tail = NULL;
+    pthread_mutex_unlock(&y->mu);
+    q->rc = wal_flush(q->wal);
+    pthread_mutex_lock(&y->mu);
+    if (--*q->left == 0) pthread_cond_broadcast(&y->done);
+  }
+  pthread_mutex_unlock(&y->mu);
+  return NULL;
+}
+
+static void server_syncer_stop(struct server_syncer *y) {
+  int i;
+  if (y == NULL) return;
+  pthread_mutex_lock(&y->mu);
+  y->stop = 1;
+  pthread_cond_broadcast(&y->work);
+  pthread_mutex_unlock(&y->mu);
+  for (i = 0; i < y->n_threads; i++) pthread_join(y->threads[i], NULL);
+  pthread_cond_destroy(&y->work);
+  pthread_cond_destroy(&y->done);
+  pthread_mutex_destroy(&y->mu);
+  URSULA_FREE(y);
+}
+
+static int server_syncer_start(struct ursula_server *s, char *err) {
+  struct server_syncer *y;
+  int i;
+  y = (struct server_syncer *)URSULA_MALLOC(sizeof(*y));
+  if (y == NULL) return URSULA_ENOMEM;
+  memset(y, 0, sizeof(*y));
+  pthread_mutex_init(&y->mu, NULL);
+  pthread_cond_init(&y->work, NULL);
+  pthread_cond_init(&y->done, NULL);
+  for (i = 0; i < URSULA_SYNC_THREADS && i < s->n_groups; i++) {
+    if (pthread_create(&y->threads[i], NULL, server_syncer_main, y) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "pthread_create: %s", strerror(errno));
+      server_syncer_stop(y);
+      return URSULA_ESYS;
+    }
+    y->n_threads++;
+  }
+  s->syncer = y;
+  return URSULA_OK;
+}
+
+/* Sync the WALs of v[0..n) (entries with no WAL are skipped), in
+** parallel; returns when all are done, with each outcome in v[i].rc. */
+static void server_flush(struct ursula_server *s, struct server_sync *v,
+                         int n) {
+  struct server_syncer *y = s->syncer;
+  struct server_sync *mine = NULL;
+  int i, left = 0;
+  if (y != NULL) pthread_mutex_lock(&y->mu);
+  for (i = 0; i < n; i++) {
+    if (v[i].wal == NULL) continue;
+    if (mine == NULL || y == NULL) { /* the core's own share */
+      if (mine == NULL) mine = &v[i];
+      if (y == NULL) v[i].rc = wal_flush(v[i].wal);
+      continue;
+    }
+    v[i].left = &left;
+    v[i].next = NULL;
+    if (y->tail != NULL)
+      y->tail->next = &v[i];
+    else
+      y->head = &v[i];
+    y->tail = &v[i];
+    left++;
+  }
+  if (y == NULL) return;
+  if (left > 0) pthread_cond_broadcast(&y->work);
+  pthread_mutex_unlock(&y->mu);
+  if (mine != NULL) mine->rc = wal_flush(mine->wal);
+  if (left == 0) return;
+  pthread_mutex_lock(&y->mu);
+  while (left > 0) pthread_cond_wait(&y->done, &y->mu);
+  pthread_mutex_unlock(&y->mu);
+}
+
 static void server_run_local(struct loop *l, struct core *c) {
   while (c->local_head != NULL) {
     struct loop_msg *m = c->local_head;
@@ -85,7 +202,10 @@ static void server_on_turn_end(struct loop *l) {
     if (c->n_dirty == 0) break;
     /* continuations may mark groups dirty again: they land after n */
     n = c->n_dirty;
-    for (i = 0; i < n; i++) group_commit(c, c->dirty[i]);
+    for (i = 0; i < n; i++)
+      c->syncs[i].wal = group_commit_write(c->dirty[i], &c->syncs[i].rc);
+    server_flush(c->srv, c->syncs, n);
+    for (i = 0; i < n; i++) group_commit_apply(c, c->dirty[i], c->syncs[i].rc);
     c->n_dirty -= n;
     memmove(c->dirty, c->dirty + n, sizeof(*c->dirty) * (size_t)c->n_dirty);
   }
@@ -124,7 +244,10 @@ static void server_free(struct ursula_server *s) {
       api_core_free(c);
       loop_close(c->loop);
     }
-    for (i = 0; i < s->n_cores; i++) URSULA_FREE(s->cores[i].dirty);
+    for (i = 0; i < s->n_cores; i++) {
+      URSULA_FREE(s->cores[i].dirty);
+      URSULA_FREE(s->cores[i].syncs);
+    }
     URSULA_FREE(s->cores);
   }
   if (s->groups != NULL) {
@@ -132,6 +255,7 @@ static void server_free(struct ursula_server *s) {
     URSULA_FREE(s->groups);
   }
   if (s->listen_fd >= 0) close(s->listen_fd);
+  server_syncer_stop(s->syncer);
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
   URSULA_FREE(s);
@@ -255,7 +379,9 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       goto fail;
     }
   }
-  if (cfg->wal_dir[0] != '\0' && (rc = server_recover(s, err)) != URSULA_OK)
+  if (cfg->wal_dir[0] != '\0' &&
+      ((rc = server_recover(s, err)) != URSULA_OK ||
+       (rc = server_syncer_start(s, err)) != URSULA_OK))
     goto fail;
   s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
   if (s->listen_fd < 0) {
@@ -271,7 +397,9 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
     ** once re-proposed by a continuation after it */
     c->dirty = (struct group **)URSULA_MALLOC(
         sizeof(*c->dirty) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
-    if (c->dirty == NULL) {
+    c->syncs = (struct server_sync *)URSULA_MALLOC(
+        sizeof(*c->syncs) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
+    if (c->dirty == NULL || c->syncs == NULL) {
       rc = URSULA_ENOMEM;
       goto fail;
     }

@@ -37,10 +37,13 @@
 ** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
 ** renamed over state, and the directory synced.
 **
-** DURABILITY.  wal_append() only buffers.  wal_sync() writes everything
-** buffered with pwrite() and then syncs the file once (fdatasync, or
-** F_FULLFSYNC on macOS) -- so many appends share one sync (group commit).
-** Only after wal_sync() returns URSULA_OK are the entries durable.
+** DURABILITY.  wal_append() only buffers.  wal_write() writes everything
+** buffered with pwrite(), and wal_flush() then syncs the file once
+** (fdatasync, or F_FULLFSYNC on macOS) -- so many appends share one sync
+** (group commit).  wal_sync() is the two in a row.  Only after the sync
+** succeeds are the entries durable.  wal_flush() may run on another
+** thread than the owner's, while the owner waits for it: the syncs of
+** many groups then overlap, and the file system commits them together.
 **
 ** FAILURES.  If a write or a sync fails, the buffered entries are dropped
 ** (nothing of them may be acknowledged), and the log refuses appends
@@ -80,6 +83,7 @@ struct wal {
   size_t n_segs, cap_segs;
   int fd;               /* the last segment, or -1 */
   off_t size;           /* bytes of the last segment that are durable */
+  off_t written;        /* bytes written to it (durable or not yet) */
   uint64_t first_index; /* first entry in the log (1 until compacted) */
   uint64_t last_index;  /* last entry appended (durable or buffered) */
   uint64_t last_term;
@@ -239,7 +243,7 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   }
   if (w->fd >= 0) fs->close(w->fd);
   w->fd = fd;
-  w->size = WAL_HEADER_BYTES;
+  w->size = w->written = WAL_HEADER_BYTES;
   return URSULA_OK;
 }
 
@@ -429,7 +433,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
   w->fd = fs->open(path, O_RDWR, 0);
   if (w->fd < 0) return wal_errno_code(errno);
-  w->size = (off_t)good;
+  w->size = w->written = (off_t)good;
   if (st->cut_bytes > 0) { /* make the cut itself durable */
     if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
       return wal_errno_code(errno);
@@ -447,7 +451,8 @@ URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
   if (w->failed) return URSULA_EIO;
   if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
   if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
-  if (w->pending.len == 0 && w->size >= w->segment_bytes) {
+  if (w->pending.len == 0 && w->written == w->size &&
+      w->size >= w->segment_bytes) {
     int rc = wal_seg_create(w, index); /* everything before is durable */
     if (rc != URSULA_OK) return rc;
   }
@@ -468,37 +473,45 @@ URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_sync(struct wal *w) {
-  struct os_fs *fs = os_fs();
-  size_t done = 0;
-  int e;
-  if (w->failed) return URSULA_EIO;
-  if (w->pending.len == 0) return URSULA_OK;
-  while (done < w->pending.len) {
-    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done,
-                           w->pending.len - done, w->size + (off_t)done);
-    if (n <= 0) {
-      e = n < 0 ? errno : EIO;
-      goto fail;
-    }
-    done += (size_t)n; /* a short write: go on from where it stopped */
-  }
-  if (fs->sync(w->fd) != 0) {
-    e = errno;
-    goto fail;
-  }
-  w->size += (off_t)w->pending.len;
-  w->pending.len = 0;
-  w->durable_index = w->last_index;
-  w->durable_term = w->last_term;
-  return URSULA_OK;
-fail:
-  /* nothing buffered may be acknowledged, and the file is not trusted */
+/* A write or sync failed: nothing unsynced may be acknowledged, and the
+** file is not trusted until wal_recover(). */
+static int wal_fail(struct wal *w, int e) {
   w->failed = 1;
   w->pending.len = 0;
+  w->written = w->size;
   w->last_index = w->durable_index;
   w->last_term = w->durable_term;
   return wal_errno_code(e);
+}
+
+URSULA_PRIVATE int wal_write(struct wal *w) {
+  struct os_fs *fs = os_fs();
+  size_t done = 0;
+  if (w->failed) return URSULA_EIO;
+  while (done < w->pending.len) {
+    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done,
+                           w->pending.len - done, w->written + (off_t)done);
+    if (n <= 0) return wal_fail(w, n < 0 ? errno : EIO);
+    done += (size_t)n; /* a short write: go on from where it stopped */
+  }
+  w->written += (off_t)w->pending.len;
+  w->pending.len = 0;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_flush(struct wal *w) {
+  if (w->failed) return URSULA_EIO;
+  if (w->written == w->size) return URSULA_OK;
+  if (os_fs()->sync(w->fd) != 0) return wal_fail(w, errno);
+  w->size = w->written;
+  w->durable_index = w->last_index;
+  w->durable_term = w->last_term;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_sync(struct wal *w) {
+  int rc = wal_write(w);
+  return rc == URSULA_OK ? wal_flush(w) : rc;
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
@@ -552,7 +565,8 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   size_t k, at;
   uint64_t i, term = 0;
   int rc;
-  if (w->failed || w->pending.len > 0) return URSULA_EINVAL;
+  if (w->failed || w->pending.len > 0 || w->written != w->size)
+    return URSULA_EINVAL;
   if (index > w->last_index) return URSULA_OK;
   if (index < w->first_index) return URSULA_EINVAL; /* behind a snapshot */
   for (k = w->n_segs - 1; w->segs[k].first_index > index; k--) {
@@ -585,7 +599,7 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   if (w->fd < 0) return wal_errno_code(errno);
   if (fs->ftruncate(w->fd, (off_t)at) != 0 || fs->sync(w->fd) != 0)
     return wal_errno_code(errno);
-  w->size = (off_t)at;
+  w->size = w->written = (off_t)at;
   w->last_index = w->durable_index = index - 1;
   w->last_term = w->durable_term = term;
   return URSULA_OK;
