@@ -268,8 +268,10 @@ URSULA_PRIVATE void util_assert_fail(const char *expr, const char *file,
 #endif
 URSULA_PRIVATE struct str util_str(const char *cstr);
 URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr); /* exact */
-URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr); /* ASCII case-insensitive */
-URSULA_PRIVATE struct str util_str_trim(struct str s); /* drop SP/HTAB at ends */
+/* ASCII case-insensitive */
+URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr);
+/* s without SP/HTAB at its ends */
+URSULA_PRIVATE struct str util_str_trim(struct str s);
 /* Parse a decimal integer in [0, max]: digits only, no sign, no spaces.
 ** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
@@ -284,7 +286,8 @@ URSULA_PRIVATE int buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-URSULA_PRIVATE void buf_consume(struct buf *b, size_t n); /* drop n from front */
+/* Drop n bytes from the front. */
+URSULA_PRIVATE void buf_consume(struct buf *b, size_t n);
 URSULA_PRIVATE void buf_free(struct buf *b);
 
 /* Standard base64 (RFC 4648, padded) of p[0..len) appended to out. */
@@ -293,8 +296,8 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 
 /* -------------------------------------------------------------------- os.c
 ** Clocks and the system-call table the WAL goes through. */
-URSULA_PRIVATE uint64_t os_now_ms(void);      /* monotonic milliseconds */
-URSULA_PRIVATE uint64_t os_wall_ms(void);     /* Unix time, milliseconds */
+URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
+URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
@@ -348,8 +351,7 @@ enum { LOOP_READ = 1, LOOP_WRITE = 2, LOOP_ERROR = 4 };
 
 struct loop;
 struct loop_msg;
-typedef void (*loop_io_fn)(struct loop *l, int fd, unsigned events,
-                           void *arg);
+typedef void (*loop_io_fn)(struct loop *l, int fd, unsigned events, void *arg);
 typedef void (*loop_timer_fn)(struct loop *l, void *arg);
 typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
 
@@ -451,8 +453,7 @@ struct http_chunked {
 ** HTTP_EMALFORMED, or URSULA_ENOMEM.  Chunk-size lines longer than 1 KiB
 ** are malformed. */
 URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
-                                      size_t len, struct buf *body,
-                                      int *done);
+                                      size_t len, struct buf *body, int *done);
 
 /* The reason phrase of a status code ("Not Found"); "Unknown" if none. */
 URSULA_PRIVATE const char *http_status_text(int status);
@@ -479,7 +480,6 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
 
-
 /* ------------------------------------------------------------------- wal.c
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
@@ -490,12 +490,12 @@ struct wal_entry {
   const void *data; /* the payload: one encoded command */
   size_t len;
 };
-struct wal_stats {     /* what wal_replay() found */
-  uint64_t entries;    /* valid entries replayed */
-  uint64_t bytes;      /* bytes of the segments they span */
-  uint64_t cut_bytes;  /* bytes cut from a torn or corrupt tail */
+struct wal_stats {      /* what wal_replay() found */
+  uint64_t entries;     /* valid entries replayed */
+  uint64_t bytes;       /* bytes of the segments they span */
+  uint64_t cut_bytes;   /* bytes cut from a torn or corrupt tail */
   uint64_t cut_segment; /* first index of the segment that was cut */
-  size_t cut_files;    /* whole segments removed after the cut */
+  size_t cut_files;     /* whole segments removed after the cut */
 };
 /* Open (creating if needed) the log in directory dir.  Call wal_replay()
 ** next, once, before anything else.  URSULA_OK or an error with a reason
@@ -529,7 +529,8 @@ URSULA_PRIVATE int wal_recover(struct wal *w);
 URSULA_PRIVATE int wal_failed(const struct wal *w);
 /* Remove the entries from index on (a Raft log conflict).  Nothing may be
 ** buffered. */
-URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w, uint64_t index);
+URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
+                                                     uint64_t index);
 /* Remove whole segments whose entries are all at or below upto (they are
 ** covered by a snapshot of the state machine). */
 URSULA_PRIVATE URSULA_UNUSED int wal_compact(struct wal *w, uint64_t upto);
@@ -540,9 +541,10 @@ URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
 ** atomic update of both. */
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term,
-                                  uint64_t vote);
-URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w, int64_t n); /* tests */
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote);
+/* The size at which a new segment starts (tests make it small). */
+URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
+                                                        int64_t n);
 
 /* ------------------------------------------------------------------- cmd.c
 ** Commands of a group's log and their byte encoding (format in cmd.c). */
@@ -737,13 +739,13 @@ struct job {
   char producer_id[URSULA_MAX_PRODUCER_ID + 1];
   char expires_text[64];
   char fork_source[URSULA_MAX_PATH_BYTES + 1];
-  struct cmd cmd;    /* CREATE / APPEND / DELETE; views into this job */
-  struct buf body;   /* POST/PUT data, JSON already flattened */
+  struct cmd cmd;     /* CREATE / APPEND / DELETE; views into this job */
+  struct buf body;    /* POST/PUT data, JSON already flattened */
   struct buf inherit; /* fork: bytes inherited from the source */
   struct buf bounds;  /* fork: inherited unit ends (uint64_t each) */
-  uint64_t offset;   /* read: start position */
-  int offset_now;    /* read: offset=now */
-  int live;          /* JOB_LIVE_* */
+  uint64_t offset;    /* read: start position */
+  int offset_now;     /* read: offset=now */
+  int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   /* result */
   int status;
@@ -751,16 +753,16 @@ struct job {
   struct stream_result res; /* releases unused */
   char res_type[256];       /* the stream's content type */
   int json;
-  uint64_t start;     /* read: first byte returned */
-  uint64_t tail;      /* Stream-Next-Offset */
+  uint64_t start; /* read: first byte returned */
+  uint64_t tail;  /* Stream-Next-Offset */
   int up_to_date;
-  int closed;         /* stream closed (and, for reads, tail reached) */
-  int registered;     /* owner now wakes this core for the stream */
+  int closed;     /* stream closed (and, for reads, tail reached) */
+  int registered; /* owner now wakes this core for the stream */
   uint64_t incarnation;
   int has_ttl;
   uint64_t ttl_s;
   char res_expires[64];
-  struct buf data;    /* read: bytes [start, tail) */
+  struct buf data; /* read: bytes [start, tail) */
 };
 
 URSULA_PRIVATE struct job *job_new(void);
@@ -785,8 +787,7 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start).  URSULA_OK, or an error with a reason in err. */
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  char *err);
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err);
 /* Group commit at the end of the owner's loop turn, in three steps so
 ** that the syncs of many groups overlap: group_commit_write() writes g's
 ** new entries to its WAL and returns the WAL to sync (NULL if none, or
@@ -794,8 +795,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 ** (in parallel), then group_commit_apply() with the outcome: apply and
 ** answer everything proposed, or refuse it all. */
 URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc);
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
-                                       int rc);
+URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g, int rc);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -869,8 +869,7 @@ URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid);
 /* Deliver m to core `to` (from core `from`, on from's thread).  Same-core
 ** messages run at the end of the current turn, others go through the
 ** target loop's mailbox. */
-URSULA_PRIVATE void server_send(struct core *from, int to,
-                                struct loop_msg *m);
+URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 
 /* ------------------------------------------------------------------- api.c
 ** HTTP connections, the protocol's request rules, responses, live
@@ -942,7 +941,8 @@ URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr) {
   size_t i, n = strlen(cstr);
   if (a.len != n) return 0;
   for (i = 0; i < n; i++) {
-    if (util_lower((unsigned char)a.ptr[i]) != util_lower((unsigned char)cstr[i]))
+    if (util_lower((unsigned char)a.ptr[i]) !=
+        util_lower((unsigned char)cstr[i]))
       return 0;
   }
   return 1;
@@ -1153,24 +1153,21 @@ URSULA_PRIVATE int os_set_cloexec(int fd) {
 
 static int os_real_open(const char *path, int flags, int mode) {
   int fd;
-  do
-    fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+  do fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
   while (fd < 0 && errno == EINTR);
   return fd;
 }
 
 static ssize_t os_real_pwrite(int fd, const void *p, size_t n, off_t off) {
   ssize_t w;
-  do
-    w = pwrite(fd, p, n, off);
+  do w = pwrite(fd, p, n, off);
   while (w < 0 && errno == EINTR);
   return w;
 }
 
 static ssize_t os_real_pread(int fd, void *p, size_t n, off_t off) {
   ssize_t r;
-  do
-    r = pread(fd, p, n, off);
+  do r = pread(fd, p, n, off);
   while (r < 0 && errno == EINTR);
   return r;
 }
@@ -1188,9 +1185,15 @@ static int os_real_sync(int fd) {
 #endif
 }
 
-static int os_real_ftruncate(int fd, off_t len) { return ftruncate(fd, len); }
-static int os_real_close(int fd) { return close(fd); }
-static int os_real_unlink(const char *path) { return unlink(path); }
+static int os_real_ftruncate(int fd, off_t len) {
+  return ftruncate(fd, len);
+}
+static int os_real_close(int fd) {
+  return close(fd);
+}
+static int os_real_unlink(const char *path) {
+  return unlink(path);
+}
 static int os_real_rename(const char *from, const char *to) {
   return rename(from, to);
 }
@@ -1199,7 +1202,9 @@ static struct os_fs os_fs_table = {
     os_real_open,      os_real_pwrite, os_real_pread,  os_real_sync,
     os_real_ftruncate, os_real_close,  os_real_unlink, os_real_rename};
 
-URSULA_PRIVATE struct os_fs *os_fs(void) { return &os_fs_table; }
+URSULA_PRIVATE struct os_fs *os_fs(void) {
+  return &os_fs_table;
+}
 
 URSULA_PRIVATE int os_sync_dir(const char *dir) {
   int fd = os_fs_table.open(dir, O_RDONLY, 0), rc;
@@ -1230,7 +1235,9 @@ URSULA_PRIVATE int os_mkdir(const char *path) {
 
 static volatile int log_level = LOG_INFO;
 
-URSULA_PRIVATE void log_set_level(int level) { log_level = level; }
+URSULA_PRIVATE void log_set_level(int level) {
+  log_level = level;
+}
 
 #if URSULA_ENABLE_LOG
 URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
@@ -1358,18 +1365,18 @@ struct loop_fired {
 struct loop {
   int id;
   void *user;
-  uint64_t now_ms;              /* os_now_ms() at the start of the turn */
-  volatile sig_atomic_t stop;   /* set by loop_stop(), any thread */
-  struct loop_fd *fds;          /* indexed by fd */
+  uint64_t now_ms;            /* os_now_ms() at the start of the turn */
+  volatile sig_atomic_t stop; /* set by loop_stop(), any thread */
+  struct loop_fd *fds;        /* indexed by fd */
   size_t cap_fds;
-  struct loop_fired *fired;     /* filled by loop_backend_wait() */
+  struct loop_fired *fired; /* filled by loop_backend_wait() */
   size_t cap_fired;
-  struct loop_timer **heap;     /* 1-based min-heap */
+  struct loop_timer **heap; /* 1-based min-heap */
   size_t n_heap, cap_heap;
-  pthread_mutex_t mu;           /* guards mb_head, mb_tail */
-  int mu_ready;                 /* mu was initialised */
+  pthread_mutex_t mu; /* guards mb_head, mb_tail */
+  int mu_ready;       /* mu was initialised */
   struct loop_msg *mb_head, *mb_tail;
-  int wake_r, wake_w;           /* self-pipe: read end is a registered fd */
+  int wake_r, wake_w; /* self-pipe: read end is a registered fd */
 #if URSULA_ENABLE_EPOLL
   int epfd;
   struct epoll_event ep_events[LOOP_EPOLL_BATCH];
@@ -1559,8 +1566,7 @@ static int loop_fds_reserve(struct loop *l, int fd) {
 
 /* The registered entry of fd, or NULL. */
 static struct loop_fd *loop_fd_get(const struct loop *l, int fd) {
-  if (fd < 0 || (size_t)fd >= l->cap_fds || l->fds[fd].fn == NULL)
-    return NULL;
+  if (fd < 0 || (size_t)fd >= l->cap_fds || l->fds[fd].fn == NULL) return NULL;
   return &l->fds[fd];
 }
 
@@ -1678,8 +1684,10 @@ URSULA_PRIVATE void loop_timer_set(struct loop *l, struct loop_timer *t,
   if (l->n_heap + 1 >= l->cap_heap) {
     size_t cap = l->cap_heap ? l->cap_heap * 2 : 64;
     struct loop_timer **p;
-    if (cap > SIZE_MAX / sizeof(*p)) p = NULL;
-    else p = (struct loop_timer **)URSULA_REALLOC(l->heap, cap * sizeof(*p));
+    if (cap > SIZE_MAX / sizeof(*p))
+      p = NULL;
+    else
+      p = (struct loop_timer **)URSULA_REALLOC(l->heap, cap * sizeof(*p));
     if (p == NULL) {
       LOG_E("loop %d: out of memory arming a timer", l->id);
       return;
@@ -1788,19 +1796,25 @@ URSULA_PRIVATE void loop_stop(struct loop *l) {
 
 /* Any thread, async-signal-safe: end the current wait so the loop's
 ** thread runs a turn (and its on_turn_end sees flags set elsewhere). */
-URSULA_PRIVATE void loop_wake(struct loop *l) { loop_poke(l); }
+URSULA_PRIVATE void loop_wake(struct loop *l) {
+  loop_poke(l);
+}
 
 /* ------------------------------------------------------------ lifecycle */
 
 /* The id given to loop_open(), and an opaque user pointer (NULL until
 ** set) the owner keeps on the loop. */
-URSULA_PRIVATE void *loop_get_user(const struct loop *l) { return l->user; }
+URSULA_PRIVATE void *loop_get_user(const struct loop *l) {
+  return l->user;
+}
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user) {
   l->user = user;
 }
 /* os_now_ms() as read when the current turn's wait returned (or at
 ** loop_open(), before the first turn). */
-URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) { return l->now_ms; }
+URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) {
+  return l->now_ms;
+}
 
 /* Release everything l owns: its pipe and backend fds, its tables, and the
 ** messages still queued (each one block from URSULA_MALLOC, freed with
@@ -1964,7 +1978,9 @@ URSULA_PRIVATE int net_listen(const char *host, int port, int *bound_port,
   snprintf(portstr, sizeof(portstr), "%d", port);
   rc = getaddrinfo(host, portstr, &hints, &res);
   if (rc != 0) {
-    if (err) snprintf(err, URSULA_ERRMSG_LEN, "listen %.100s: %s", host, gai_strerror(rc));
+    if (err)
+      snprintf(err, URSULA_ERRMSG_LEN, "listen %.100s: %s", host,
+               gai_strerror(rc));
     return -1;
   }
   for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -2169,15 +2185,15 @@ URSULA_PRIVATE const struct http_header *http_find_header(
 **     body       = *chunk last-chunk *( field-line CRLF ) CRLF
 */
 enum {
-  HTTP_CH_SIZE = 0, /* reading hex digits of a chunk size */
-  HTTP_CH_EXT,      /* after the size: extensions up to the line end */
-  HTTP_CH_DATA,     /* `remaining` payload bytes */
-  HTTP_CH_DATA_CR,  /* expecting the CR (or LF) after the data */
-  HTTP_CH_DATA_LF,  /* expecting the LF after that CR */
-  HTTP_CH_SIZE_LF,  /* the size line had a CR: expecting LF */
-  HTTP_CH_TRAILER,  /* at the start of a trailer line (or the empty line) */
+  HTTP_CH_SIZE = 0,     /* reading hex digits of a chunk size */
+  HTTP_CH_EXT,          /* after the size: extensions up to the line end */
+  HTTP_CH_DATA,         /* `remaining` payload bytes */
+  HTTP_CH_DATA_CR,      /* expecting the CR (or LF) after the data */
+  HTTP_CH_DATA_LF,      /* expecting the LF after that CR */
+  HTTP_CH_SIZE_LF,      /* the size line had a CR: expecting LF */
+  HTTP_CH_TRAILER,      /* at the start of a trailer line (or the empty line) */
   HTTP_CH_TRAILER_TEXT, /* inside a trailer line */
-  HTTP_CH_END_LF,   /* the final empty line had a CR: expecting LF */
+  HTTP_CH_END_LF,       /* the final empty line had a CR: expecting LF */
   HTTP_CH_DONE
 };
 
@@ -2197,8 +2213,7 @@ static void http_ch_size_done(struct http_chunked *d) {
 }
 
 URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
-                                      size_t len, struct buf *body,
-                                      int *done) {
+                                      size_t len, struct buf *body, int *done) {
   size_t i = 0;
   *done = d->state == HTTP_CH_DONE;
   while (i < len && d->state != HTTP_CH_DONE) {
@@ -2219,71 +2234,71 @@ URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
     }
     i++;
     switch (d->state) {
-    case HTTP_CH_SIZE:
-      x = http_hex(ch);
-      if (x >= 0) {
-        if (d->remaining >> 60) return HTTP_EMALFORMED; /* > 16 digits */
-        d->remaining = d->remaining << 4 | (uint64_t)x;
+      case HTTP_CH_SIZE:
+        x = http_hex(ch);
+        if (x >= 0) {
+          if (d->remaining >> 60) return HTTP_EMALFORMED; /* > 16 digits */
+          d->remaining = d->remaining << 4 | (uint64_t)x;
+          break;
+        }
+        if (d->line_len == 1) return HTTP_EMALFORMED; /* no digit */
+        if (ch == ';' || ch == ' ' || ch == '\t')
+          d->state = HTTP_CH_EXT;
+        else if (ch == '\r')
+          d->state = HTTP_CH_SIZE_LF;
+        else if (ch == '\n')
+          http_ch_size_done(d);
+        else
+          return HTTP_EMALFORMED;
         break;
-      }
-      if (d->line_len == 1) return HTTP_EMALFORMED; /* no digit */
-      if (ch == ';' || ch == ' ' || ch == '\t')
-        d->state = HTTP_CH_EXT;
-      else if (ch == '\r')
-        d->state = HTTP_CH_SIZE_LF;
-      else if (ch == '\n')
+      case HTTP_CH_EXT: /* extensions are ignored, control bytes are not */
+        if (ch == '\r')
+          d->state = HTTP_CH_SIZE_LF;
+        else if (ch == '\n')
+          http_ch_size_done(d);
+        else if (!http_is_vchar(ch))
+          return HTTP_EMALFORMED;
+        break;
+      case HTTP_CH_SIZE_LF:
+        if (ch != '\n') return HTTP_EMALFORMED;
         http_ch_size_done(d);
-      else
-        return HTTP_EMALFORMED;
-      break;
-    case HTTP_CH_EXT: /* extensions are ignored, control bytes are not */
-      if (ch == '\r')
-        d->state = HTTP_CH_SIZE_LF;
-      else if (ch == '\n')
-        http_ch_size_done(d);
-      else if (!http_is_vchar(ch))
-        return HTTP_EMALFORMED;
-      break;
-    case HTTP_CH_SIZE_LF:
-      if (ch != '\n') return HTTP_EMALFORMED;
-      http_ch_size_done(d);
-      break;
-    case HTTP_CH_DATA_CR:
-      if (ch == '\r')
-        d->state = HTTP_CH_DATA_LF;
-      else if (ch == '\n')
+        break;
+      case HTTP_CH_DATA_CR:
+        if (ch == '\r')
+          d->state = HTTP_CH_DATA_LF;
+        else if (ch == '\n')
+          d->state = HTTP_CH_SIZE;
+        else
+          return HTTP_EMALFORMED;
+        break;
+      case HTTP_CH_DATA_LF:
+        if (ch != '\n') return HTTP_EMALFORMED;
         d->state = HTTP_CH_SIZE;
-      else
-        return HTTP_EMALFORMED;
-      break;
-    case HTTP_CH_DATA_LF:
-      if (ch != '\n') return HTTP_EMALFORMED;
-      d->state = HTTP_CH_SIZE;
-      break;
-    case HTTP_CH_TRAILER:
-      if (ch == '\r') {
-        d->state = HTTP_CH_END_LF;
-      } else if (ch == '\n') {
+        break;
+      case HTTP_CH_TRAILER:
+        if (ch == '\r') {
+          d->state = HTTP_CH_END_LF;
+        } else if (ch == '\n') {
+          d->state = HTTP_CH_DONE;
+        } else {
+          d->line_len = 1;
+          d->state = HTTP_CH_TRAILER_TEXT;
+        }
+        break;
+      case HTTP_CH_TRAILER_TEXT: /* trailers are read and dropped */
+        if (ch == '\n') {
+          d->line_len = 0;
+          d->state = HTTP_CH_TRAILER;
+        } else if (ch != '\r' && !http_is_vchar(ch)) {
+          return HTTP_EMALFORMED;
+        }
+        break;
+      case HTTP_CH_END_LF:
+        if (ch != '\n') return HTTP_EMALFORMED;
         d->state = HTTP_CH_DONE;
-      } else {
-        d->line_len = 1;
-        d->state = HTTP_CH_TRAILER_TEXT;
-      }
-      break;
-    case HTTP_CH_TRAILER_TEXT: /* trailers are read and dropped */
-      if (ch == '\n') {
-        d->line_len = 0;
-        d->state = HTTP_CH_TRAILER;
-      } else if (ch != '\r' && !http_is_vchar(ch)) {
+        break;
+      default:
         return HTTP_EMALFORMED;
-      }
-      break;
-    case HTTP_CH_END_LF:
-      if (ch != '\n') return HTTP_EMALFORMED;
-      d->state = HTTP_CH_DONE;
-      break;
-    default:
-      return HTTP_EMALFORMED;
     }
   }
   *done = d->state == HTTP_CH_DONE;
@@ -2294,29 +2309,52 @@ URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
 
 URSULA_PRIVATE const char *http_status_text(int status) {
   switch (status) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 204: return "No Content";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 410: return "Gone";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 503: return "Service Unavailable";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 /**** End src/http.c ****/
@@ -2388,7 +2426,9 @@ static void json_blanks(struct json_scan *s) {
   }
 }
 
-static int json_is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
+static int json_is_digit(unsigned char ch) {
+  return ch >= '0' && ch <= '9';
+}
 
 static int json_is_hex(unsigned char ch) {
   return json_is_digit(ch) || (ch >= 'a' && ch <= 'f') ||
@@ -2445,8 +2485,8 @@ static int json_string(struct json_scan *s) {
       for (i = 0; i < 4; i++)
         if (!json_is_hex(s->p[s->at + i])) return -1;
       s->at += 4;
-    } else if (ch != '"' && ch != '\\' && ch != '/' && ch != 'b' &&
-               ch != 'f' && ch != 'n' && ch != 'r' && ch != 't') {
+    } else if (ch != '"' && ch != '\\' && ch != '/' && ch != 'b' && ch != 'f' &&
+               ch != 'n' && ch != 'r' && ch != 't') {
       return -1;
     }
   }
@@ -2477,8 +2517,7 @@ static int json_number(struct json_scan *s) {
   }
   if (s->at < s->len && (s->p[s->at] == 'e' || s->p[s->at] == 'E')) {
     s->at++;
-    if (s->at < s->len && (s->p[s->at] == '+' || s->p[s->at] == '-'))
-      s->at++;
+    if (s->at < s->len && (s->p[s->at] == '+' || s->p[s->at] == '-')) s->at++;
     if (json_digits(s) == 0) return -1;
   }
   return 0;
@@ -2634,8 +2673,7 @@ URSULA_PRIVATE int json_flatten(const char *p, size_t len, struct buf *out,
 /* Count the top-level commas of p[0..len), stopping at the max-th.
 ** Returns the count; *end is the offset just past the last comma counted
 ** (0 if none). */
-static size_t json_commas(const char *p, size_t len, size_t max,
-                          size_t *end) {
+static size_t json_commas(const char *p, size_t len, size_t max, size_t *end) {
   size_t i, n = 0, depth = 0;
   int in_string = 0;
   *end = 0;
@@ -2731,11 +2769,11 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
     URSULA_DEFAULT_MAX_CONNECTIONS > 1000000
 #error "URSULA_DEFAULT_MAX_CONNECTIONS must be in 1..1000000"
 #endif
-#if URSULA_DEFAULT_IDLE_TIMEOUT_MS < 1 || \
-    URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 || \
-    URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 || \
+#if URSULA_DEFAULT_IDLE_TIMEOUT_MS < 1 ||          \
+    URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 ||   \
+    URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
-    URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 || \
+    URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000
 #error "URSULA_DEFAULT_*_TIMEOUT_MS / _KEEPALIVE_MS must be in 1..86400000"
 #endif
@@ -2744,8 +2782,8 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
 #error "URSULA_DEFAULT_MAX_READ_BYTES must be in 4096..64 MiB"
 #endif
 /* The default host (a string literal) must fit listen_host. */
-typedef char conf_default_host_fits[sizeof(URSULA_DEFAULT_HOST) <= 256 ? 1
-                                                                        : -1];
+typedef char
+    conf_default_host_fits[sizeof(URSULA_DEFAULT_HOST) <= 256 ? 1 : -1];
 
 /* ------------------------------------------------------------ the keys */
 
@@ -2773,8 +2811,8 @@ static const struct conf_key conf_keys[] = {
     {"listen", NULL, CONF_T_LISTEN, 0, 0, 65535, "HOST:PORT",
      "address to serve HTTP on; [ADDR]:PORT for IPv6; PORT 0 = any free "
      "port"},
-    {"core-count", NULL, CONF_T_INT, CONF_OFF(core_count), 0,
-     URSULA_MAX_CORES, "N",
+    {"core-count", NULL, CONF_T_INT, CONF_OFF(core_count), 0, URSULA_MAX_CORES,
+     "N",
      "event-loop threads, each owning a share of the groups; 0 = one per "
      "online CPU"},
     {"raft-group-count", NULL, CONF_T_INT, CONF_OFF(raft_group_count), 1,
@@ -2783,8 +2821,8 @@ static const struct conf_key conf_keys[] = {
      1, 3600000, "N", "how long a long-poll read waits before answering 204"},
     {"max-body-bytes", NULL, CONF_T_I64, CONF_OFF(max_body_bytes), 1024,
      2147483648u, "N", "largest request body; larger is answered 413"},
-    {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1,
-     1000000, "N", "open client connections; more are answered 503"},
+    {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1, 1000000,
+     "N", "open client connections; more are answered 503"},
     {"idle-timeout-ms", NULL, CONF_T_INT, CONF_OFF(idle_timeout_ms), 1,
      86400000, "N", "close a keep-alive connection idle this long"},
     {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,
@@ -2793,7 +2831,8 @@ static const struct conf_key conf_keys[] = {
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
     {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
-     67108864, "N", "largest catch-up response; readers follow "
+     67108864, "N",
+     "largest catch-up response; readers follow "
      "Stream-Next-Offset"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
@@ -2856,8 +2895,7 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
   if (v[0] == '[') {
     sep = strchr(v, ']');
     if (sep == NULL || sep[1] != ':')
-      return conf_fail(err,
-                       "%.*s: expected [ADDR]:PORT, got \"%.*s%s\"",
+      return conf_fail(err, "%.*s: expected [ADDR]:PORT, got \"%.*s%s\"",
                        (int)key.len, key.ptr, conf_show_len(v), v,
                        conf_show_more(v));
     host = v + 1;
@@ -2893,10 +2931,9 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
                        conf_show_more(v));
   }
   if (util_parse_u64(util_str(port), 65535, &p) != 0)
-    return conf_fail(err,
-                     "%.*s: expected a port from 0 to 65535, got \"%.*s%s\"",
-                     (int)key.len, key.ptr, conf_show_len(port), port,
-                     conf_show_more(port));
+    return conf_fail(
+        err, "%.*s: expected a port from 0 to 65535, got \"%.*s%s\"",
+        (int)key.len, key.ptr, conf_show_len(port), port, conf_show_more(port));
   memcpy(cfg->listen_host, host, host_len);
   cfg->listen_host[host_len] = '\0';
   cfg->listen_port = (int)p;
@@ -2915,8 +2952,8 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
     case CONF_T_PATH:
       len = strlen(v);
       if (len > k->max)
-        return conf_fail(err, "%.*s: path longer than %u bytes",
-                         (int)key.len, key.ptr, (unsigned)k->max);
+        return conf_fail(err, "%.*s: path longer than %u bytes", (int)key.len,
+                         key.ptr, (unsigned)k->max);
       memcpy(field, v, len + 1);
       return URSULA_OK;
     case CONF_T_LEVEL:
@@ -2952,8 +2989,8 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
 
 /* ursula_config_set() with the key as a view (argv's "--key=value" is not
 ** NUL-terminated at the '='). */
-static int conf_apply(struct ursula_config *cfg, struct str key,
-                      const char *v, char *err) {
+static int conf_apply(struct ursula_config *cfg, struct str key, const char *v,
+                      char *err) {
   const struct conf_key *k = conf_find(key);
   if (k == NULL) {
     if (util_str_eq(key, "config"))
@@ -3182,14 +3219,13 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       name.len = eq ? (size_t)(eq - name.ptr) : strlen(name.ptr);
       if (eq != NULL) value = eq + 1;
       if (util_str_eq(name, "help") || util_str_eq(name, "version"))
-        return conf_fail(err, "--%.*s takes no value", (int)name.len,
-                         name.ptr);
+        return conf_fail(err, "--%.*s takes no value", (int)name.len, name.ptr);
       is_config = util_str_eq(name, "config");
       if (!is_config && conf_find(name) == NULL)
-        return conf_fail(err, "unknown flag \"--%.*s%s\"",
-                         (int)(name.len > CONF_SHOW_MAX ? CONF_SHOW_MAX
-                                                        : name.len),
-                         name.ptr, name.len > CONF_SHOW_MAX ? "..." : "");
+        return conf_fail(
+            err, "unknown flag \"--%.*s%s\"",
+            (int)(name.len > CONF_SHOW_MAX ? CONF_SHOW_MAX : name.len),
+            name.ptr, name.len > CONF_SHOW_MAX ? "..." : "");
       if (value == NULL) {
         if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
           return conf_fail(err, "--%.*s needs a value", (int)name.len,
@@ -3252,8 +3288,8 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
         fprintf(f, "        port 0..65535; default %s\n", val);
         break;
       case CONF_T_PATH:
-        fprintf(f, "        at most %u bytes; default %s\n",
-                (unsigned)k->max, val[0] ? val : "(none: in memory)");
+        fprintf(f, "        at most %u bytes; default %s\n", (unsigned)k->max,
+                val[0] ? val : "(none: in memory)");
         break;
       case CONF_T_LEVEL:
         fprintf(f,
@@ -3289,6 +3325,7 @@ URSULA_PRIVATE void conf_print_version(FILE *f) {
 /* Every option of src/config.h, built by the preprocessor (add new ones
 ** here).  The string-valued URSULA_DEFAULT_HOST is pasted as is. */
 URSULA_API const char *ursula_compile_options(void) {
+  /* clang-format off */
   static const char conf_options[] =
       "URSULA_VERSION=" URSULA_VERSION
       CONF_OPT(URSULA_ENABLE_EPOLL)
@@ -3317,6 +3354,7 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES);
+  /* clang-format on */
   return conf_options;
 }
 
@@ -3404,8 +3442,7 @@ URSULA_API const char *ursula_compile_options(void) {
 #endif
 
 static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
-static const char wal_state_magic[8] = {'U', 'R', 'S', 'T',
-                                        'A', 'T', 'E', '1'};
+static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
 
 struct wal_seg {
   uint64_t first_index;
@@ -3480,8 +3517,8 @@ static int wal_seg_name(const char *name, uint64_t *first) {
 static int wal_seg_push(struct wal *w, uint64_t first) {
   if (w->n_segs == w->cap_segs) {
     size_t cap = w->cap_segs ? w->cap_segs * 2 : 8;
-    struct wal_seg *s = (struct wal_seg *)URSULA_REALLOC(
-        w->segs, cap * sizeof(*s));
+    struct wal_seg *s =
+        (struct wal_seg *)URSULA_REALLOC(w->segs, cap * sizeof(*s));
     if (s == NULL) return URSULA_ENOMEM;
     w->segs = s;
     w->cap_segs = cap;
@@ -3498,8 +3535,7 @@ static int wal_seg_cmp(const void *a, const void *b) {
 
 /* ------------------------------------------------------------ state */
 
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term,
-                                  uint64_t vote) {
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
   struct os_fs *fs = os_fs();
   unsigned char b[WAL_STATE_BYTES];
   char tmp[URSULA_PATH_LEN + 16], path[URSULA_PATH_LEN + 16];
@@ -3546,8 +3582,12 @@ static int wal_load_state(struct wal *w) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE uint64_t wal_term(const struct wal *w) { return w->term; }
-URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) { return w->vote; }
+URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
+  return w->term;
+}
+URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
+  return w->vote;
+}
 
 /* ------------------------------------------------------------ open */
 
@@ -3592,8 +3632,7 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err) {
     return URSULA_EINVAL;
   }
   if (os_mkdir(dir) != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %.200s: %s", dir,
-             strerror(errno));
+    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %.200s: %s", dir, strerror(errno));
     return URSULA_EIO;
   }
   w = (struct wal *)URSULA_MALLOC(sizeof(*w));
@@ -3651,8 +3690,7 @@ static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
   b->len = 0;
   fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0) return URSULA_EIO;
-  if (fstat(fd, &st) != 0 ||
-      buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
+  if (fstat(fd, &st) != 0 || buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
     fs->close(fd);
     return URSULA_ENOMEM;
   }
@@ -3689,8 +3727,7 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
     uint32_t n = wal_get32(r + 4);
     struct wal_entry e;
     if (n > WAL_MAX_RECORD || len - at - WAL_RECORD_HEADER < n) break;
-    if (wal_get32(r) != util_crc32c(0, r + 4, WAL_RECORD_HEADER - 4 + n))
-      break;
+    if (wal_get32(r) != util_crc32c(0, r + 4, WAL_RECORD_HEADER - 4 + n)) break;
     e.term = wal_get64(r + 8);
     e.index = wal_get64(r + 16);
     if (e.index != expect || e.term < *last_term) break;
@@ -3733,8 +3770,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
       break;
     good = wal_scan((const unsigned char *)img.ptr, img.len,
-                    w->segs[i].first_index, &seg_last, &term, fn, arg,
-                    &fn_rc);
+                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc);
     if (fn_rc != URSULA_OK) {
       rc = fn_rc;
       break;
@@ -3823,8 +3859,8 @@ URSULA_PRIVATE int wal_write(struct wal *w) {
   size_t done = 0;
   if (w->failed) return URSULA_EIO;
   while (done < w->pending.len) {
-    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done,
-                           w->pending.len - done, w->written + (off_t)done);
+    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done, w->pending.len - done,
+                           w->written + (off_t)done);
     if (n <= 0) return wal_fail(w, n < 0 ? errno : EIO);
     done += (size_t)n; /* a short write: go on from where it stopped */
   }
@@ -3966,7 +4002,9 @@ URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w) {
 URSULA_PRIVATE uint64_t wal_last_term(const struct wal *w) {
   return w->last_term;
 }
-URSULA_PRIVATE int wal_failed(const struct wal *w) { return w->failed; }
+URSULA_PRIVATE int wal_failed(const struct wal *w) {
+  return w->failed;
+}
 URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
   w->segment_bytes = n;
 }
@@ -4361,8 +4399,7 @@ static void stream_remove(struct stream_state *st, struct stream *s,
 /* Find the stream at c->path as the command's clock sees it: an expired
 ** stream without forks is removed (as if it were never there), one with
 ** forks becomes soft-deleted. */
-static struct stream *stream_live(struct stream_state *st,
-                                  const struct cmd *c,
+static struct stream *stream_live(struct stream_state *st, const struct cmd *c,
                                   struct stream_result *r) {
   struct stream *s = stream_find(st, c->path);
   if (s != NULL && !s->soft_deleted && stream_expired(s, c->time_ms)) {
@@ -4698,8 +4735,7 @@ static void stream_apply_fork_release(struct stream_state *st,
   r->status = 204;
   if (s == NULL || s->refcount == 0) return;
   s->refcount--;
-  if (s->refcount == 0 &&
-      (s->soft_deleted || stream_expired(s, c->time_ms))) {
+  if (s->refcount == 0 && (s->soft_deleted || stream_expired(s, c->time_ms))) {
     stream_remove(st, s, r); /* cascades to its own source */
   }
 }
@@ -4809,15 +4845,15 @@ struct group {
   int id;
   int owner_core;
   struct stream_state sm;
-  struct wal *wal;     /* NULL: the log lives in memory only */
-  uint64_t term;       /* term of new entries (1 until Raft) */
-  uint64_t last_index; /* index of the last log entry */
-  struct buf log;      /* encoded entries proposed, not yet committed */
+  struct wal *wal;          /* NULL: the log lives in memory only */
+  uint64_t term;            /* term of new entries (1 until Raft) */
+  uint64_t last_index;      /* index of the last log entry */
+  struct buf log;           /* encoded entries proposed, not yet committed */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
-  int dirty;           /* on the core's list of groups to commit */
-  int wal_error;       /* the last failure, while the WAL is failed */
-  struct buf bounds;   /* decode scratch */
+  int dirty;         /* on the core's list of groups to commit */
+  int wal_error;     /* the last failure, while the WAL is failed */
+  struct buf bounds; /* decode scratch */
   struct stream_result res;
 };
 
@@ -4893,8 +4929,7 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  char *err) {
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err) {
   struct group_replay rp;
   struct wal_stats st;
   int rc = wal_open(&g->wal, dir, err);
@@ -4912,22 +4947,22 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
-      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id,
-               dir, ursula_strerror(rc));
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id, dir,
+               ursula_strerror(rc));
       return rc;
     }
     g->term = 1;
   }
   if (st.cut_bytes > 0 || st.cut_files > 0)
-    LOG_W("group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
-          "later segment(s) (never acknowledged)",
-          g->id, (unsigned long long)st.cut_bytes,
-          (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
+    LOG_W(
+        "group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
+        "later segment(s) (never acknowledged)",
+        g->id, (unsigned long long)st.cut_bytes,
+        (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
-          (int)g->sm.n,
-          (unsigned long long)(os_now_ms() - rp.started_ms));
+          (int)g->sm.n, (unsigned long long)(os_now_ms() - rp.started_ms));
   return URSULA_OK;
 }
 
@@ -5052,7 +5087,7 @@ static void group_propose(struct core *c, struct group *g,
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
-                   rc == URSULA_ETOOBIG ? "entry is too large"
+                   rc == URSULA_ETOOBIG  ? "entry is too large"
                    : rc == URSULA_ENOMEM ? "out of memory"
                                          : group_wal_reason(rc));
       return;
@@ -5103,9 +5138,10 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
   if (rc != URSULA_OK) {
     g->last_index = wal_last_index(g->wal);
     g->wal_error = rc;
-    LOG_E("group %d: WAL write failed (%s): %lu writes refused; the group "
-          "takes no writes until its log is verified again",
-          g->id, ursula_strerror(rc), (unsigned long)n);
+    LOG_E(
+        "group %d: WAL write failed (%s): %lu writes refused; the group "
+        "takes no writes until its log is verified again",
+        g->id, ursula_strerror(rc), (unsigned long)n);
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
@@ -5134,7 +5170,6 @@ static void group_ignore_done(struct core *c, struct group *g,
   (void)c, (void)g, (void)r;
   job_free((struct job *)arg); /* NULL for commands without a job */
 }
-
 
 static void group_reply(struct core *c, struct job *j) {
   if (j->origin_core < 0) {
@@ -5185,8 +5220,7 @@ static void group_after_change(struct core *c, struct group *g,
   struct job *j = (struct job *)arg;
   struct stream *s;
   group_copy_result(j, r);
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) &&
-      r->release_source) {
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source) {
     /* the fork was not created: give back the reference taken at stage 0 */
     struct job *rel = job_new();
     if (rel != NULL) {
@@ -5261,9 +5295,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
       end = start + j->max_bytes;
     }
   }
-  if (end > start &&
-      buf_append(&j->data, s->data.ptr + start, (size_t)(end - start)) !=
-          URSULA_OK) {
+  if (end > start && buf_append(&j->data, s->data.ptr + start,
+                                (size_t)(end - start)) != URSULA_OK) {
     group_fail(c, j, 503, "out of memory");
     return;
   }
@@ -5487,7 +5520,7 @@ enum { API_HEAD = 0, API_BODY, API_BUSY, API_POLL, API_SSE, API_LINGER };
 
 #define API_READ_CHUNK 65536
 #define API_LINGER_MS 2000
-#define API_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
+#define API_MAX_OUT (64u * 1024 * 1024)      /* slow SSE reader: drop it */
 #define API_CURSOR_EPOCH_MS 1728432000000ULL /* 2024-10-09T00:00:00Z */
 #define API_CURSOR_INTERVAL_MS 20000
 
@@ -5531,11 +5564,11 @@ struct api_conn {
   /* live reading */
   struct api_watch *watch;
   struct api_conn *wnext, *wprev;
-  int waiting; /* in watch->waiters */
-  int live;              /* JOB_LIVE_POLL or JOB_LIVE_SSE */
-  uint64_t live_offset;  /* where this reader is */
+  int waiting;          /* in watch->waiters */
+  int live;             /* JOB_LIVE_POLL or JOB_LIVE_SSE */
+  uint64_t live_offset; /* where this reader is */
   int live_json, live_b64;
-  char live_type[256];   /* the stream's content type */
+  char live_type[256]; /* the stream's content type */
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -5596,14 +5629,14 @@ static void api_set_events(struct api_conn *cn, int reading, int writing) {
 /* Write what is pending.  Returns -1 if the connection was closed. */
 static int api_flush(struct api_conn *cn) {
   while (cn->out_off < cn->out.len) {
-    ssize_t n = send(cn->fd, cn->out.ptr + cn->out_off,
-                     cn->out.len - cn->out_off,
+    ssize_t n =
+        send(cn->fd, cn->out.ptr + cn->out_off, cn->out.len - cn->out_off,
 #if defined(MSG_NOSIGNAL)
-                     MSG_NOSIGNAL
+             MSG_NOSIGNAL
 #else
-                     0
+             0
 #endif
-    );
+        );
     if (n > 0) {
       cn->out_off += (size_t)n;
     } else if (n < 0 && errno == EINTR) {
@@ -5679,8 +5712,7 @@ static struct api_watch *api_watch_get(struct core *c, const char *path,
   if (w != NULL) return w;
   if (c->watch_n + 1 > c->watch_cap / 2) {
     size_t cap = c->watch_cap ? c->watch_cap * 2 : 64, i;
-    struct api_watch **t =
-        (struct api_watch **)URSULA_MALLOC(cap * sizeof(*t));
+    struct api_watch **t = (struct api_watch **)URSULA_MALLOC(cap * sizeof(*t));
     if (t == NULL) return NULL;
     for (i = 0; i < cap; i++) t[i] = NULL;
     for (i = 0; i < c->watch_cap; i++) {
@@ -5920,8 +5952,8 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
   buf_free(&tmp);
 }
 
-static void api_sse_control(struct api_conn *cn, struct buf *ev,
-                            uint64_t tail, int up_to_date, int closed) {
+static void api_sse_control(struct api_conn *cn, struct buf *ev, uint64_t tail,
+                            int up_to_date, int closed) {
   buf_printf(ev,
              "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
              0ULL, (unsigned long long)tail);
@@ -5964,8 +5996,7 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
       buf_append_str(&cn->out, "Stream-SSE-Data-Encoding: base64\r\n");
     buf_append_str(&cn->out, "\r\n");
   }
-  api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date,
-               j->closed);
+  api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date, j->closed);
 }
 
 /* ------------------------------------------------------------ job replies */
@@ -5979,10 +6010,11 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
       api_offset_header(cn, "Stream-Next-Offset", r->tail);
     }
     if (r->seq_gap)
-      buf_printf(&cn->out,
-                 "Producer-Expected-Seq: %llu\r\nProducer-Received-Seq: %llu\r\n",
-                 (unsigned long long)r->expected_seq,
-                 (unsigned long long)r->received_seq);
+      buf_printf(
+          &cn->out,
+          "Producer-Expected-Seq: %llu\r\nProducer-Received-Seq: %llu\r\n",
+          (unsigned long long)r->expected_seq,
+          (unsigned long long)r->received_seq);
     if (r->fenced)
       buf_printf(&cn->out, "Producer-Epoch: %llu\r\n",
                  (unsigned long long)r->current_epoch);
@@ -6055,8 +6087,8 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     char norm[64];
     snprintf(cn->live_type, sizeof(cn->live_type), "%s", j->res_type);
     stream_norm_type(util_str(j->res_type), norm, sizeof(norm));
-    cn->live_b64 = strncmp(norm, "text/", 5) != 0 &&
-                   strcmp(norm, "application/json") != 0;
+    cn->live_b64 =
+        strncmp(norm, "text/", 5) != 0 && strcmp(norm, "application/json") != 0;
   }
   if (j->live == JOB_LIVE_POLL) {
     if (j->data.len > 0 || j->closed || !j->registered) {
@@ -6126,8 +6158,8 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
 URSULA_PRIVATE void api_on_notify(struct loop *l, struct loop_msg *m) {
   struct notify *n = (struct notify *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
-  struct api_watch *w =
-      api_watch_find(c, n->path, n->path_len, util_hash64(n->path, n->path_len));
+  struct api_watch *w = api_watch_find(c, n->path, n->path_len,
+                                       util_hash64(n->path, n->path_len));
   struct api_conn *cn, *next;
   if (w == NULL || (w->waiters == NULL && w->pending == 0)) {
     if (!n->deleted) api_send_unwatch(c, n->path, n->path_len);
@@ -6428,7 +6460,8 @@ static const char *api_build_put(struct api_conn *cn,
   const struct http_header *exp = http_find_header(req, "Stream-Expires-At");
   const struct http_header *ff = http_find_header(req, "Stream-Forked-From");
   const struct http_header *fo = http_find_header(req, "Stream-Fork-Offset");
-  const struct http_header *fs = http_find_header(req, "Stream-Fork-Sub-Offset");
+  const struct http_header *fs =
+      http_find_header(req, "Stream-Fork-Sub-Offset");
   if (ttl && exp) return "Stream-TTL and Stream-Expires-At are exclusive";
   if (ttl) {
     if (api_parse_canonical(ttl->value, (uint64_t)1 << 40, &j->cmd.ttl_s) != 0)
@@ -6562,8 +6595,7 @@ static void api_on_head(struct api_conn *cn, const struct http_request *req) {
   }
   if ((cn->chunked || cn->body_left > 0) &&
       (h = http_find_header(req, "Expect")) != NULL &&
-      util_str_ieq(h->value, "100-continue"))
-  {
+      util_str_ieq(h->value, "100-continue")) {
     buf_append_str(&cn->out, "HTTP/1.1 100 Continue\r\n\r\n");
     if (api_flush(cn) < 0) return;
   }
@@ -6754,8 +6786,8 @@ static void api_process(struct api_conn *cn) {
         }
         if (!done) return;
       } else {
-        size_t take = cn->in.len < cn->body_left ? cn->in.len
-                                                 : (size_t)cn->body_left;
+        size_t take =
+            cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
         if (cn->raw.len == 0 && cn->body_left > 0 &&
             buf_reserve(&cn->raw, (size_t)cn->body_left) != URSULA_OK) {
           job_free(cn->job);
@@ -6838,8 +6870,8 @@ static int api_slot_alloc(struct core *c, struct api_conn *cn) {
   } else {
     if (c->n_slots == c->cap_slots) {
       uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 256;
-      struct api_conn **t = (struct api_conn **)URSULA_REALLOC(
-          c->conns, cap * sizeof(*t));
+      struct api_conn **t =
+          (struct api_conn **)URSULA_REALLOC(c->conns, cap * sizeof(*t));
       uint32_t *f;
       if (t == NULL) return -1;
       c->conns = t;
@@ -7038,8 +7070,7 @@ URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid) {
   return gid % s->n_cores;
 }
 
-URSULA_PRIVATE void server_send(struct core *from, int to,
-                                struct loop_msg *m) {
+URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m) {
   m->next = NULL;
   if (from->id == to) {
     if (from->local_tail)
@@ -7226,7 +7257,8 @@ static void server_on_sweep(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
   struct ursula_server *s = c->srv;
   int g;
-  for (g = c->id; g < s->n_groups; g += s->n_cores) group_sweep(c, s->groups[g]);
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    group_sweep(c, s->groups[g]);
   loop_timer_set(l, &c->sweep_timer, loop_now_ms(l) + 1000, server_on_sweep, c);
 }
 
@@ -7317,10 +7349,10 @@ static int server_open_dir(struct ursula_server *s, char *err) {
     fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 ||
         fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
-        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
-        fs->rename(tmp, path) != 0 || os_sync_dir(dir) != 0) {
-      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s",
-               dir, "layout", strerror(errno));
+        fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
+        os_sync_dir(dir) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s", dir,
+               "layout", strerror(errno));
       return URSULA_EIO;
     }
   }
@@ -7335,11 +7367,10 @@ static int server_recover(struct ursula_server *s, char *err) {
   if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
   for (i = 0; i < s->n_groups; i++) {
     snprintf(path, sizeof(path), "%s/g%05d", s->cfg.wal_dir, i);
-    if ((rc = group_open_wal(s->groups[i], path, err)) != URSULA_OK)
-      return rc;
+    if ((rc = group_open_wal(s->groups[i], path, err)) != URSULA_OK) return rc;
   }
-  LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
-        s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
+  LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
+        (unsigned long long)(os_now_ms() - t0));
   (void)t0; /* when logging is compiled out */
   return URSULA_OK;
 }
@@ -7366,8 +7397,10 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   if (s->n_cores > URSULA_MAX_CORES) s->n_cores = URSULA_MAX_CORES;
   s->n_groups = cfg->raft_group_count > 0 ? cfg->raft_group_count : 1;
   if (s->n_groups > URSULA_MAX_GROUPS) s->n_groups = URSULA_MAX_GROUPS;
-  s->groups = (struct group **)URSULA_MALLOC(sizeof(*s->groups) * (size_t)s->n_groups);
-  s->cores = (struct core *)URSULA_MALLOC(sizeof(*s->cores) * (size_t)s->n_cores);
+  s->groups =
+      (struct group **)URSULA_MALLOC(sizeof(*s->groups) * (size_t)s->n_groups);
+  s->cores =
+      (struct core *)URSULA_MALLOC(sizeof(*s->cores) * (size_t)s->n_cores);
   if (s->groups == NULL || s->cores == NULL) {
     rc = URSULA_ENOMEM;
     goto fail;
@@ -7435,7 +7468,8 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   *out = s;
   return URSULA_OK;
 fail:
-  if (err[0] == '\0') snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
+  if (err[0] == '\0')
+    snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
   server_free(s);
   return rc;
 }
@@ -7539,6 +7573,8 @@ URSULA_API int ursula_main(int argc, char **argv) {
 }
 
 #if URSULA_ENABLE_MAIN
-int main(int argc, char **argv) { return ursula_main(argc, argv); }
+int main(int argc, char **argv) {
+  return ursula_main(argc, argv);
+}
 #endif
 /**** End src/main.c ****/

@@ -38,7 +38,7 @@ enum { API_HEAD = 0, API_BODY, API_BUSY, API_POLL, API_SSE, API_LINGER };
 
 #define API_READ_CHUNK 65536
 #define API_LINGER_MS 2000
-#define API_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
+#define API_MAX_OUT (64u * 1024 * 1024)      /* slow SSE reader: drop it */
 #define API_CURSOR_EPOCH_MS 1728432000000ULL /* 2024-10-09T00:00:00Z */
 #define API_CURSOR_INTERVAL_MS 20000
 
@@ -82,11 +82,11 @@ struct api_conn {
   /* live reading */
   struct api_watch *watch;
   struct api_conn *wnext, *wprev;
-  int waiting; /* in watch->waiters */
-  int live;              /* JOB_LIVE_POLL or JOB_LIVE_SSE */
-  uint64_t live_offset;  /* where this reader is */
+  int waiting;          /* in watch->waiters */
+  int live;             /* JOB_LIVE_POLL or JOB_LIVE_SSE */
+  uint64_t live_offset; /* where this reader is */
   int live_json, live_b64;
-  char live_type[256];   /* the stream's content type */
+  char live_type[256]; /* the stream's content type */
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -147,14 +147,14 @@ static void api_set_events(struct api_conn *cn, int reading, int writing) {
 /* Write what is pending.  Returns -1 if the connection was closed. */
 static int api_flush(struct api_conn *cn) {
   while (cn->out_off < cn->out.len) {
-    ssize_t n = send(cn->fd, cn->out.ptr + cn->out_off,
-                     cn->out.len - cn->out_off,
+    ssize_t n =
+        send(cn->fd, cn->out.ptr + cn->out_off, cn->out.len - cn->out_off,
 #if defined(MSG_NOSIGNAL)
-                     MSG_NOSIGNAL
+             MSG_NOSIGNAL
 #else
-                     0
+             0
 #endif
-    );
+        );
     if (n > 0) {
       cn->out_off += (size_t)n;
     } else if (n < 0 && errno == EINTR) {
@@ -230,8 +230,7 @@ static struct api_watch *api_watch_get(struct core *c, const char *path,
   if (w != NULL) return w;
   if (c->watch_n + 1 > c->watch_cap / 2) {
     size_t cap = c->watch_cap ? c->watch_cap * 2 : 64, i;
-    struct api_watch **t =
-        (struct api_watch **)URSULA_MALLOC(cap * sizeof(*t));
+    struct api_watch **t = (struct api_watch **)URSULA_MALLOC(cap * sizeof(*t));
     if (t == NULL) return NULL;
     for (i = 0; i < cap; i++) t[i] = NULL;
     for (i = 0; i < c->watch_cap; i++) {
@@ -471,8 +470,8 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
   buf_free(&tmp);
 }
 
-static void api_sse_control(struct api_conn *cn, struct buf *ev,
-                            uint64_t tail, int up_to_date, int closed) {
+static void api_sse_control(struct api_conn *cn, struct buf *ev, uint64_t tail,
+                            int up_to_date, int closed) {
   buf_printf(ev,
              "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
              0ULL, (unsigned long long)tail);
@@ -515,8 +514,7 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
       buf_append_str(&cn->out, "Stream-SSE-Data-Encoding: base64\r\n");
     buf_append_str(&cn->out, "\r\n");
   }
-  api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date,
-               j->closed);
+  api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date, j->closed);
 }
 
 /* ------------------------------------------------------------ job replies */
@@ -530,10 +528,11 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
       api_offset_header(cn, "Stream-Next-Offset", r->tail);
     }
     if (r->seq_gap)
-      buf_printf(&cn->out,
-                 "Producer-Expected-Seq: %llu\r\nProducer-Received-Seq: %llu\r\n",
-                 (unsigned long long)r->expected_seq,
-                 (unsigned long long)r->received_seq);
+      buf_printf(
+          &cn->out,
+          "Producer-Expected-Seq: %llu\r\nProducer-Received-Seq: %llu\r\n",
+          (unsigned long long)r->expected_seq,
+          (unsigned long long)r->received_seq);
     if (r->fenced)
       buf_printf(&cn->out, "Producer-Epoch: %llu\r\n",
                  (unsigned long long)r->current_epoch);
@@ -606,8 +605,8 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     char norm[64];
     snprintf(cn->live_type, sizeof(cn->live_type), "%s", j->res_type);
     stream_norm_type(util_str(j->res_type), norm, sizeof(norm));
-    cn->live_b64 = strncmp(norm, "text/", 5) != 0 &&
-                   strcmp(norm, "application/json") != 0;
+    cn->live_b64 =
+        strncmp(norm, "text/", 5) != 0 && strcmp(norm, "application/json") != 0;
   }
   if (j->live == JOB_LIVE_POLL) {
     if (j->data.len > 0 || j->closed || !j->registered) {
@@ -677,8 +676,8 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
 URSULA_PRIVATE void api_on_notify(struct loop *l, struct loop_msg *m) {
   struct notify *n = (struct notify *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
-  struct api_watch *w =
-      api_watch_find(c, n->path, n->path_len, util_hash64(n->path, n->path_len));
+  struct api_watch *w = api_watch_find(c, n->path, n->path_len,
+                                       util_hash64(n->path, n->path_len));
   struct api_conn *cn, *next;
   if (w == NULL || (w->waiters == NULL && w->pending == 0)) {
     if (!n->deleted) api_send_unwatch(c, n->path, n->path_len);
@@ -979,7 +978,8 @@ static const char *api_build_put(struct api_conn *cn,
   const struct http_header *exp = http_find_header(req, "Stream-Expires-At");
   const struct http_header *ff = http_find_header(req, "Stream-Forked-From");
   const struct http_header *fo = http_find_header(req, "Stream-Fork-Offset");
-  const struct http_header *fs = http_find_header(req, "Stream-Fork-Sub-Offset");
+  const struct http_header *fs =
+      http_find_header(req, "Stream-Fork-Sub-Offset");
   if (ttl && exp) return "Stream-TTL and Stream-Expires-At are exclusive";
   if (ttl) {
     if (api_parse_canonical(ttl->value, (uint64_t)1 << 40, &j->cmd.ttl_s) != 0)
@@ -1113,8 +1113,7 @@ static void api_on_head(struct api_conn *cn, const struct http_request *req) {
   }
   if ((cn->chunked || cn->body_left > 0) &&
       (h = http_find_header(req, "Expect")) != NULL &&
-      util_str_ieq(h->value, "100-continue"))
-  {
+      util_str_ieq(h->value, "100-continue")) {
     buf_append_str(&cn->out, "HTTP/1.1 100 Continue\r\n\r\n");
     if (api_flush(cn) < 0) return;
   }
@@ -1305,8 +1304,8 @@ static void api_process(struct api_conn *cn) {
         }
         if (!done) return;
       } else {
-        size_t take = cn->in.len < cn->body_left ? cn->in.len
-                                                 : (size_t)cn->body_left;
+        size_t take =
+            cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
         if (cn->raw.len == 0 && cn->body_left > 0 &&
             buf_reserve(&cn->raw, (size_t)cn->body_left) != URSULA_OK) {
           job_free(cn->job);
@@ -1389,8 +1388,8 @@ static int api_slot_alloc(struct core *c, struct api_conn *cn) {
   } else {
     if (c->n_slots == c->cap_slots) {
       uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 256;
-      struct api_conn **t = (struct api_conn **)URSULA_REALLOC(
-          c->conns, cap * sizeof(*t));
+      struct api_conn **t =
+          (struct api_conn **)URSULA_REALLOC(c->conns, cap * sizeof(*t));
       uint32_t *f;
       if (t == NULL) return -1;
       c->conns = t;

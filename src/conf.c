@@ -54,11 +54,11 @@
     URSULA_DEFAULT_MAX_CONNECTIONS > 1000000
 #error "URSULA_DEFAULT_MAX_CONNECTIONS must be in 1..1000000"
 #endif
-#if URSULA_DEFAULT_IDLE_TIMEOUT_MS < 1 || \
-    URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 || \
-    URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 || \
+#if URSULA_DEFAULT_IDLE_TIMEOUT_MS < 1 ||          \
+    URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 ||   \
+    URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
-    URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 || \
+    URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000
 #error "URSULA_DEFAULT_*_TIMEOUT_MS / _KEEPALIVE_MS must be in 1..86400000"
 #endif
@@ -67,8 +67,8 @@
 #error "URSULA_DEFAULT_MAX_READ_BYTES must be in 4096..64 MiB"
 #endif
 /* The default host (a string literal) must fit listen_host. */
-typedef char conf_default_host_fits[sizeof(URSULA_DEFAULT_HOST) <= 256 ? 1
-                                                                        : -1];
+typedef char
+    conf_default_host_fits[sizeof(URSULA_DEFAULT_HOST) <= 256 ? 1 : -1];
 
 /* ------------------------------------------------------------ the keys */
 
@@ -96,8 +96,8 @@ static const struct conf_key conf_keys[] = {
     {"listen", NULL, CONF_T_LISTEN, 0, 0, 65535, "HOST:PORT",
      "address to serve HTTP on; [ADDR]:PORT for IPv6; PORT 0 = any free "
      "port"},
-    {"core-count", NULL, CONF_T_INT, CONF_OFF(core_count), 0,
-     URSULA_MAX_CORES, "N",
+    {"core-count", NULL, CONF_T_INT, CONF_OFF(core_count), 0, URSULA_MAX_CORES,
+     "N",
      "event-loop threads, each owning a share of the groups; 0 = one per "
      "online CPU"},
     {"raft-group-count", NULL, CONF_T_INT, CONF_OFF(raft_group_count), 1,
@@ -106,8 +106,8 @@ static const struct conf_key conf_keys[] = {
      1, 3600000, "N", "how long a long-poll read waits before answering 204"},
     {"max-body-bytes", NULL, CONF_T_I64, CONF_OFF(max_body_bytes), 1024,
      2147483648u, "N", "largest request body; larger is answered 413"},
-    {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1,
-     1000000, "N", "open client connections; more are answered 503"},
+    {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1, 1000000,
+     "N", "open client connections; more are answered 503"},
     {"idle-timeout-ms", NULL, CONF_T_INT, CONF_OFF(idle_timeout_ms), 1,
      86400000, "N", "close a keep-alive connection idle this long"},
     {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,
@@ -116,7 +116,8 @@ static const struct conf_key conf_keys[] = {
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
     {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
-     67108864, "N", "largest catch-up response; readers follow "
+     67108864, "N",
+     "largest catch-up response; readers follow "
      "Stream-Next-Offset"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
@@ -179,8 +180,7 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
   if (v[0] == '[') {
     sep = strchr(v, ']');
     if (sep == NULL || sep[1] != ':')
-      return conf_fail(err,
-                       "%.*s: expected [ADDR]:PORT, got \"%.*s%s\"",
+      return conf_fail(err, "%.*s: expected [ADDR]:PORT, got \"%.*s%s\"",
                        (int)key.len, key.ptr, conf_show_len(v), v,
                        conf_show_more(v));
     host = v + 1;
@@ -216,10 +216,9 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
                        conf_show_more(v));
   }
   if (util_parse_u64(util_str(port), 65535, &p) != 0)
-    return conf_fail(err,
-                     "%.*s: expected a port from 0 to 65535, got \"%.*s%s\"",
-                     (int)key.len, key.ptr, conf_show_len(port), port,
-                     conf_show_more(port));
+    return conf_fail(
+        err, "%.*s: expected a port from 0 to 65535, got \"%.*s%s\"",
+        (int)key.len, key.ptr, conf_show_len(port), port, conf_show_more(port));
   memcpy(cfg->listen_host, host, host_len);
   cfg->listen_host[host_len] = '\0';
   cfg->listen_port = (int)p;
@@ -238,8 +237,8 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
     case CONF_T_PATH:
       len = strlen(v);
       if (len > k->max)
-        return conf_fail(err, "%.*s: path longer than %u bytes",
-                         (int)key.len, key.ptr, (unsigned)k->max);
+        return conf_fail(err, "%.*s: path longer than %u bytes", (int)key.len,
+                         key.ptr, (unsigned)k->max);
       memcpy(field, v, len + 1);
       return URSULA_OK;
     case CONF_T_LEVEL:
@@ -275,8 +274,8 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
 
 /* ursula_config_set() with the key as a view (argv's "--key=value" is not
 ** NUL-terminated at the '='). */
-static int conf_apply(struct ursula_config *cfg, struct str key,
-                      const char *v, char *err) {
+static int conf_apply(struct ursula_config *cfg, struct str key, const char *v,
+                      char *err) {
   const struct conf_key *k = conf_find(key);
   if (k == NULL) {
     if (util_str_eq(key, "config"))
@@ -505,14 +504,13 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       name.len = eq ? (size_t)(eq - name.ptr) : strlen(name.ptr);
       if (eq != NULL) value = eq + 1;
       if (util_str_eq(name, "help") || util_str_eq(name, "version"))
-        return conf_fail(err, "--%.*s takes no value", (int)name.len,
-                         name.ptr);
+        return conf_fail(err, "--%.*s takes no value", (int)name.len, name.ptr);
       is_config = util_str_eq(name, "config");
       if (!is_config && conf_find(name) == NULL)
-        return conf_fail(err, "unknown flag \"--%.*s%s\"",
-                         (int)(name.len > CONF_SHOW_MAX ? CONF_SHOW_MAX
-                                                        : name.len),
-                         name.ptr, name.len > CONF_SHOW_MAX ? "..." : "");
+        return conf_fail(
+            err, "unknown flag \"--%.*s%s\"",
+            (int)(name.len > CONF_SHOW_MAX ? CONF_SHOW_MAX : name.len),
+            name.ptr, name.len > CONF_SHOW_MAX ? "..." : "");
       if (value == NULL) {
         if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
           return conf_fail(err, "--%.*s needs a value", (int)name.len,
@@ -575,8 +573,8 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
         fprintf(f, "        port 0..65535; default %s\n", val);
         break;
       case CONF_T_PATH:
-        fprintf(f, "        at most %u bytes; default %s\n",
-                (unsigned)k->max, val[0] ? val : "(none: in memory)");
+        fprintf(f, "        at most %u bytes; default %s\n", (unsigned)k->max,
+                val[0] ? val : "(none: in memory)");
         break;
       case CONF_T_LEVEL:
         fprintf(f,
@@ -612,6 +610,7 @@ URSULA_PRIVATE void conf_print_version(FILE *f) {
 /* Every option of src/config.h, built by the preprocessor (add new ones
 ** here).  The string-valued URSULA_DEFAULT_HOST is pasted as is. */
 URSULA_API const char *ursula_compile_options(void) {
+  /* clang-format off */
   static const char conf_options[] =
       "URSULA_VERSION=" URSULA_VERSION
       CONF_OPT(URSULA_ENABLE_EPOLL)
@@ -640,6 +639,7 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES);
+  /* clang-format on */
   return conf_options;
 }
 

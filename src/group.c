@@ -55,15 +55,15 @@ struct group {
   int id;
   int owner_core;
   struct stream_state sm;
-  struct wal *wal;     /* NULL: the log lives in memory only */
-  uint64_t term;       /* term of new entries (1 until Raft) */
-  uint64_t last_index; /* index of the last log entry */
-  struct buf log;      /* encoded entries proposed, not yet committed */
+  struct wal *wal;          /* NULL: the log lives in memory only */
+  uint64_t term;            /* term of new entries (1 until Raft) */
+  uint64_t last_index;      /* index of the last log entry */
+  struct buf log;           /* encoded entries proposed, not yet committed */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
-  int dirty;           /* on the core's list of groups to commit */
-  int wal_error;       /* the last failure, while the WAL is failed */
-  struct buf bounds;   /* decode scratch */
+  int dirty;         /* on the core's list of groups to commit */
+  int wal_error;     /* the last failure, while the WAL is failed */
+  struct buf bounds; /* decode scratch */
   struct stream_result res;
 };
 
@@ -139,8 +139,7 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  char *err) {
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err) {
   struct group_replay rp;
   struct wal_stats st;
   int rc = wal_open(&g->wal, dir, err);
@@ -158,22 +157,22 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
-      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id,
-               dir, ursula_strerror(rc));
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id, dir,
+               ursula_strerror(rc));
       return rc;
     }
     g->term = 1;
   }
   if (st.cut_bytes > 0 || st.cut_files > 0)
-    LOG_W("group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
-          "later segment(s) (never acknowledged)",
-          g->id, (unsigned long long)st.cut_bytes,
-          (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
+    LOG_W(
+        "group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
+        "later segment(s) (never acknowledged)",
+        g->id, (unsigned long long)st.cut_bytes,
+        (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
-          (int)g->sm.n,
-          (unsigned long long)(os_now_ms() - rp.started_ms));
+          (int)g->sm.n, (unsigned long long)(os_now_ms() - rp.started_ms));
   return URSULA_OK;
 }
 
@@ -298,7 +297,7 @@ static void group_propose(struct core *c, struct group *g,
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
-                   rc == URSULA_ETOOBIG ? "entry is too large"
+                   rc == URSULA_ETOOBIG  ? "entry is too large"
                    : rc == URSULA_ENOMEM ? "out of memory"
                                          : group_wal_reason(rc));
       return;
@@ -349,9 +348,10 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
   if (rc != URSULA_OK) {
     g->last_index = wal_last_index(g->wal);
     g->wal_error = rc;
-    LOG_E("group %d: WAL write failed (%s): %lu writes refused; the group "
-          "takes no writes until its log is verified again",
-          g->id, ursula_strerror(rc), (unsigned long)n);
+    LOG_E(
+        "group %d: WAL write failed (%s): %lu writes refused; the group "
+        "takes no writes until its log is verified again",
+        g->id, ursula_strerror(rc), (unsigned long)n);
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
@@ -380,7 +380,6 @@ static void group_ignore_done(struct core *c, struct group *g,
   (void)c, (void)g, (void)r;
   job_free((struct job *)arg); /* NULL for commands without a job */
 }
-
 
 static void group_reply(struct core *c, struct job *j) {
   if (j->origin_core < 0) {
@@ -431,8 +430,7 @@ static void group_after_change(struct core *c, struct group *g,
   struct job *j = (struct job *)arg;
   struct stream *s;
   group_copy_result(j, r);
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) &&
-      r->release_source) {
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source) {
     /* the fork was not created: give back the reference taken at stage 0 */
     struct job *rel = job_new();
     if (rel != NULL) {
@@ -507,9 +505,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
       end = start + j->max_bytes;
     }
   }
-  if (end > start &&
-      buf_append(&j->data, s->data.ptr + start, (size_t)(end - start)) !=
-          URSULA_OK) {
+  if (end > start && buf_append(&j->data, s->data.ptr + start,
+                                (size_t)(end - start)) != URSULA_OK) {
     group_fail(c, j, 503, "out of memory");
     return;
   }

@@ -166,15 +166,15 @@ URSULA_PRIVATE const struct http_header *http_find_header(
 **     body       = *chunk last-chunk *( field-line CRLF ) CRLF
 */
 enum {
-  HTTP_CH_SIZE = 0, /* reading hex digits of a chunk size */
-  HTTP_CH_EXT,      /* after the size: extensions up to the line end */
-  HTTP_CH_DATA,     /* `remaining` payload bytes */
-  HTTP_CH_DATA_CR,  /* expecting the CR (or LF) after the data */
-  HTTP_CH_DATA_LF,  /* expecting the LF after that CR */
-  HTTP_CH_SIZE_LF,  /* the size line had a CR: expecting LF */
-  HTTP_CH_TRAILER,  /* at the start of a trailer line (or the empty line) */
+  HTTP_CH_SIZE = 0,     /* reading hex digits of a chunk size */
+  HTTP_CH_EXT,          /* after the size: extensions up to the line end */
+  HTTP_CH_DATA,         /* `remaining` payload bytes */
+  HTTP_CH_DATA_CR,      /* expecting the CR (or LF) after the data */
+  HTTP_CH_DATA_LF,      /* expecting the LF after that CR */
+  HTTP_CH_SIZE_LF,      /* the size line had a CR: expecting LF */
+  HTTP_CH_TRAILER,      /* at the start of a trailer line (or the empty line) */
   HTTP_CH_TRAILER_TEXT, /* inside a trailer line */
-  HTTP_CH_END_LF,   /* the final empty line had a CR: expecting LF */
+  HTTP_CH_END_LF,       /* the final empty line had a CR: expecting LF */
   HTTP_CH_DONE
 };
 
@@ -194,8 +194,7 @@ static void http_ch_size_done(struct http_chunked *d) {
 }
 
 URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
-                                      size_t len, struct buf *body,
-                                      int *done) {
+                                      size_t len, struct buf *body, int *done) {
   size_t i = 0;
   *done = d->state == HTTP_CH_DONE;
   while (i < len && d->state != HTTP_CH_DONE) {
@@ -216,71 +215,71 @@ URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
     }
     i++;
     switch (d->state) {
-    case HTTP_CH_SIZE:
-      x = http_hex(ch);
-      if (x >= 0) {
-        if (d->remaining >> 60) return HTTP_EMALFORMED; /* > 16 digits */
-        d->remaining = d->remaining << 4 | (uint64_t)x;
+      case HTTP_CH_SIZE:
+        x = http_hex(ch);
+        if (x >= 0) {
+          if (d->remaining >> 60) return HTTP_EMALFORMED; /* > 16 digits */
+          d->remaining = d->remaining << 4 | (uint64_t)x;
+          break;
+        }
+        if (d->line_len == 1) return HTTP_EMALFORMED; /* no digit */
+        if (ch == ';' || ch == ' ' || ch == '\t')
+          d->state = HTTP_CH_EXT;
+        else if (ch == '\r')
+          d->state = HTTP_CH_SIZE_LF;
+        else if (ch == '\n')
+          http_ch_size_done(d);
+        else
+          return HTTP_EMALFORMED;
         break;
-      }
-      if (d->line_len == 1) return HTTP_EMALFORMED; /* no digit */
-      if (ch == ';' || ch == ' ' || ch == '\t')
-        d->state = HTTP_CH_EXT;
-      else if (ch == '\r')
-        d->state = HTTP_CH_SIZE_LF;
-      else if (ch == '\n')
+      case HTTP_CH_EXT: /* extensions are ignored, control bytes are not */
+        if (ch == '\r')
+          d->state = HTTP_CH_SIZE_LF;
+        else if (ch == '\n')
+          http_ch_size_done(d);
+        else if (!http_is_vchar(ch))
+          return HTTP_EMALFORMED;
+        break;
+      case HTTP_CH_SIZE_LF:
+        if (ch != '\n') return HTTP_EMALFORMED;
         http_ch_size_done(d);
-      else
-        return HTTP_EMALFORMED;
-      break;
-    case HTTP_CH_EXT: /* extensions are ignored, control bytes are not */
-      if (ch == '\r')
-        d->state = HTTP_CH_SIZE_LF;
-      else if (ch == '\n')
-        http_ch_size_done(d);
-      else if (!http_is_vchar(ch))
-        return HTTP_EMALFORMED;
-      break;
-    case HTTP_CH_SIZE_LF:
-      if (ch != '\n') return HTTP_EMALFORMED;
-      http_ch_size_done(d);
-      break;
-    case HTTP_CH_DATA_CR:
-      if (ch == '\r')
-        d->state = HTTP_CH_DATA_LF;
-      else if (ch == '\n')
+        break;
+      case HTTP_CH_DATA_CR:
+        if (ch == '\r')
+          d->state = HTTP_CH_DATA_LF;
+        else if (ch == '\n')
+          d->state = HTTP_CH_SIZE;
+        else
+          return HTTP_EMALFORMED;
+        break;
+      case HTTP_CH_DATA_LF:
+        if (ch != '\n') return HTTP_EMALFORMED;
         d->state = HTTP_CH_SIZE;
-      else
-        return HTTP_EMALFORMED;
-      break;
-    case HTTP_CH_DATA_LF:
-      if (ch != '\n') return HTTP_EMALFORMED;
-      d->state = HTTP_CH_SIZE;
-      break;
-    case HTTP_CH_TRAILER:
-      if (ch == '\r') {
-        d->state = HTTP_CH_END_LF;
-      } else if (ch == '\n') {
+        break;
+      case HTTP_CH_TRAILER:
+        if (ch == '\r') {
+          d->state = HTTP_CH_END_LF;
+        } else if (ch == '\n') {
+          d->state = HTTP_CH_DONE;
+        } else {
+          d->line_len = 1;
+          d->state = HTTP_CH_TRAILER_TEXT;
+        }
+        break;
+      case HTTP_CH_TRAILER_TEXT: /* trailers are read and dropped */
+        if (ch == '\n') {
+          d->line_len = 0;
+          d->state = HTTP_CH_TRAILER;
+        } else if (ch != '\r' && !http_is_vchar(ch)) {
+          return HTTP_EMALFORMED;
+        }
+        break;
+      case HTTP_CH_END_LF:
+        if (ch != '\n') return HTTP_EMALFORMED;
         d->state = HTTP_CH_DONE;
-      } else {
-        d->line_len = 1;
-        d->state = HTTP_CH_TRAILER_TEXT;
-      }
-      break;
-    case HTTP_CH_TRAILER_TEXT: /* trailers are read and dropped */
-      if (ch == '\n') {
-        d->line_len = 0;
-        d->state = HTTP_CH_TRAILER;
-      } else if (ch != '\r' && !http_is_vchar(ch)) {
+        break;
+      default:
         return HTTP_EMALFORMED;
-      }
-      break;
-    case HTTP_CH_END_LF:
-      if (ch != '\n') return HTTP_EMALFORMED;
-      d->state = HTTP_CH_DONE;
-      break;
-    default:
-      return HTTP_EMALFORMED;
     }
   }
   *done = d->state == HTTP_CH_DONE;
@@ -291,28 +290,51 @@ URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
 
 URSULA_PRIVATE const char *http_status_text(int status) {
   switch (status) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 204: return "No Content";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 410: return "Gone";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 503: return "Service Unavailable";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }

@@ -84,8 +84,10 @@ URSULA_PRIVATE void util_assert_fail(const char *expr, const char *file,
 #endif
 URSULA_PRIVATE struct str util_str(const char *cstr);
 URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr); /* exact */
-URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr); /* ASCII case-insensitive */
-URSULA_PRIVATE struct str util_str_trim(struct str s); /* drop SP/HTAB at ends */
+/* ASCII case-insensitive */
+URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr);
+/* s without SP/HTAB at its ends */
+URSULA_PRIVATE struct str util_str_trim(struct str s);
 /* Parse a decimal integer in [0, max]: digits only, no sign, no spaces.
 ** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
@@ -100,7 +102,8 @@ URSULA_PRIVATE int buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-URSULA_PRIVATE void buf_consume(struct buf *b, size_t n); /* drop n from front */
+/* Drop n bytes from the front. */
+URSULA_PRIVATE void buf_consume(struct buf *b, size_t n);
 URSULA_PRIVATE void buf_free(struct buf *b);
 
 /* Standard base64 (RFC 4648, padded) of p[0..len) appended to out. */
@@ -109,8 +112,8 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 
 /* -------------------------------------------------------------------- os.c
 ** Clocks and the system-call table the WAL goes through. */
-URSULA_PRIVATE uint64_t os_now_ms(void);      /* monotonic milliseconds */
-URSULA_PRIVATE uint64_t os_wall_ms(void);     /* Unix time, milliseconds */
+URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
+URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
@@ -164,8 +167,7 @@ enum { LOOP_READ = 1, LOOP_WRITE = 2, LOOP_ERROR = 4 };
 
 struct loop;
 struct loop_msg;
-typedef void (*loop_io_fn)(struct loop *l, int fd, unsigned events,
-                           void *arg);
+typedef void (*loop_io_fn)(struct loop *l, int fd, unsigned events, void *arg);
 typedef void (*loop_timer_fn)(struct loop *l, void *arg);
 typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
 
@@ -267,8 +269,7 @@ struct http_chunked {
 ** HTTP_EMALFORMED, or URSULA_ENOMEM.  Chunk-size lines longer than 1 KiB
 ** are malformed. */
 URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
-                                      size_t len, struct buf *body,
-                                      int *done);
+                                      size_t len, struct buf *body, int *done);
 
 /* The reason phrase of a status code ("Not Found"); "Unknown" if none. */
 URSULA_PRIVATE const char *http_status_text(int status);
@@ -295,7 +296,6 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
 
-
 /* ------------------------------------------------------------------- wal.c
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
@@ -306,12 +306,12 @@ struct wal_entry {
   const void *data; /* the payload: one encoded command */
   size_t len;
 };
-struct wal_stats {     /* what wal_replay() found */
-  uint64_t entries;    /* valid entries replayed */
-  uint64_t bytes;      /* bytes of the segments they span */
-  uint64_t cut_bytes;  /* bytes cut from a torn or corrupt tail */
+struct wal_stats {      /* what wal_replay() found */
+  uint64_t entries;     /* valid entries replayed */
+  uint64_t bytes;       /* bytes of the segments they span */
+  uint64_t cut_bytes;   /* bytes cut from a torn or corrupt tail */
   uint64_t cut_segment; /* first index of the segment that was cut */
-  size_t cut_files;    /* whole segments removed after the cut */
+  size_t cut_files;     /* whole segments removed after the cut */
 };
 /* Open (creating if needed) the log in directory dir.  Call wal_replay()
 ** next, once, before anything else.  URSULA_OK or an error with a reason
@@ -345,7 +345,8 @@ URSULA_PRIVATE int wal_recover(struct wal *w);
 URSULA_PRIVATE int wal_failed(const struct wal *w);
 /* Remove the entries from index on (a Raft log conflict).  Nothing may be
 ** buffered. */
-URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w, uint64_t index);
+URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
+                                                     uint64_t index);
 /* Remove whole segments whose entries are all at or below upto (they are
 ** covered by a snapshot of the state machine). */
 URSULA_PRIVATE URSULA_UNUSED int wal_compact(struct wal *w, uint64_t upto);
@@ -356,9 +357,10 @@ URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
 ** atomic update of both. */
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term,
-                                  uint64_t vote);
-URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w, int64_t n); /* tests */
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote);
+/* The size at which a new segment starts (tests make it small). */
+URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
+                                                        int64_t n);
 
 /* ------------------------------------------------------------------- cmd.c
 ** Commands of a group's log and their byte encoding (format in cmd.c). */
@@ -553,13 +555,13 @@ struct job {
   char producer_id[URSULA_MAX_PRODUCER_ID + 1];
   char expires_text[64];
   char fork_source[URSULA_MAX_PATH_BYTES + 1];
-  struct cmd cmd;    /* CREATE / APPEND / DELETE; views into this job */
-  struct buf body;   /* POST/PUT data, JSON already flattened */
+  struct cmd cmd;     /* CREATE / APPEND / DELETE; views into this job */
+  struct buf body;    /* POST/PUT data, JSON already flattened */
   struct buf inherit; /* fork: bytes inherited from the source */
   struct buf bounds;  /* fork: inherited unit ends (uint64_t each) */
-  uint64_t offset;   /* read: start position */
-  int offset_now;    /* read: offset=now */
-  int live;          /* JOB_LIVE_* */
+  uint64_t offset;    /* read: start position */
+  int offset_now;     /* read: offset=now */
+  int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   /* result */
   int status;
@@ -567,16 +569,16 @@ struct job {
   struct stream_result res; /* releases unused */
   char res_type[256];       /* the stream's content type */
   int json;
-  uint64_t start;     /* read: first byte returned */
-  uint64_t tail;      /* Stream-Next-Offset */
+  uint64_t start; /* read: first byte returned */
+  uint64_t tail;  /* Stream-Next-Offset */
   int up_to_date;
-  int closed;         /* stream closed (and, for reads, tail reached) */
-  int registered;     /* owner now wakes this core for the stream */
+  int closed;     /* stream closed (and, for reads, tail reached) */
+  int registered; /* owner now wakes this core for the stream */
   uint64_t incarnation;
   int has_ttl;
   uint64_t ttl_s;
   char res_expires[64];
-  struct buf data;    /* read: bytes [start, tail) */
+  struct buf data; /* read: bytes [start, tail) */
 };
 
 URSULA_PRIVATE struct job *job_new(void);
@@ -601,8 +603,7 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start).  URSULA_OK, or an error with a reason in err. */
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  char *err);
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err);
 /* Group commit at the end of the owner's loop turn, in three steps so
 ** that the syncs of many groups overlap: group_commit_write() writes g's
 ** new entries to its WAL and returns the WAL to sync (NULL if none, or
@@ -610,8 +611,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 ** (in parallel), then group_commit_apply() with the outcome: apply and
 ** answer everything proposed, or refuse it all. */
 URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc);
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
-                                       int rc);
+URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g, int rc);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -685,8 +685,7 @@ URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid);
 /* Deliver m to core `to` (from core `from`, on from's thread).  Same-core
 ** messages run at the end of the current turn, others go through the
 ** target loop's mailbox. */
-URSULA_PRIVATE void server_send(struct core *from, int to,
-                                struct loop_msg *m);
+URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 
 /* ------------------------------------------------------------------- api.c
 ** HTTP connections, the protocol's request rules, responses, live

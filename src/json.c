@@ -62,7 +62,9 @@ static void json_blanks(struct json_scan *s) {
   }
 }
 
-static int json_is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
+static int json_is_digit(unsigned char ch) {
+  return ch >= '0' && ch <= '9';
+}
 
 static int json_is_hex(unsigned char ch) {
   return json_is_digit(ch) || (ch >= 'a' && ch <= 'f') ||
@@ -119,8 +121,8 @@ static int json_string(struct json_scan *s) {
       for (i = 0; i < 4; i++)
         if (!json_is_hex(s->p[s->at + i])) return -1;
       s->at += 4;
-    } else if (ch != '"' && ch != '\\' && ch != '/' && ch != 'b' &&
-               ch != 'f' && ch != 'n' && ch != 'r' && ch != 't') {
+    } else if (ch != '"' && ch != '\\' && ch != '/' && ch != 'b' && ch != 'f' &&
+               ch != 'n' && ch != 'r' && ch != 't') {
       return -1;
     }
   }
@@ -151,8 +153,7 @@ static int json_number(struct json_scan *s) {
   }
   if (s->at < s->len && (s->p[s->at] == 'e' || s->p[s->at] == 'E')) {
     s->at++;
-    if (s->at < s->len && (s->p[s->at] == '+' || s->p[s->at] == '-'))
-      s->at++;
+    if (s->at < s->len && (s->p[s->at] == '+' || s->p[s->at] == '-')) s->at++;
     if (json_digits(s) == 0) return -1;
   }
   return 0;
@@ -308,8 +309,7 @@ URSULA_PRIVATE int json_flatten(const char *p, size_t len, struct buf *out,
 /* Count the top-level commas of p[0..len), stopping at the max-th.
 ** Returns the count; *end is the offset just past the last comma counted
 ** (0 if none). */
-static size_t json_commas(const char *p, size_t len, size_t max,
-                          size_t *end) {
+static size_t json_commas(const char *p, size_t len, size_t max, size_t *end) {
   size_t i, n = 0, depth = 0;
   int in_string = 0;
   *end = 0;

@@ -10,7 +10,9 @@
 
 static volatile int log_level = LOG_INFO;
 
-URSULA_PRIVATE void log_set_level(int level) { log_level = level; }
+URSULA_PRIVATE void log_set_level(int level) {
+  log_level = level;
+}
 
 #if URSULA_ENABLE_LOG
 URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {

@@ -90,18 +90,18 @@ struct loop_fired {
 struct loop {
   int id;
   void *user;
-  uint64_t now_ms;              /* os_now_ms() at the start of the turn */
-  volatile sig_atomic_t stop;   /* set by loop_stop(), any thread */
-  struct loop_fd *fds;          /* indexed by fd */
+  uint64_t now_ms;            /* os_now_ms() at the start of the turn */
+  volatile sig_atomic_t stop; /* set by loop_stop(), any thread */
+  struct loop_fd *fds;        /* indexed by fd */
   size_t cap_fds;
-  struct loop_fired *fired;     /* filled by loop_backend_wait() */
+  struct loop_fired *fired; /* filled by loop_backend_wait() */
   size_t cap_fired;
-  struct loop_timer **heap;     /* 1-based min-heap */
+  struct loop_timer **heap; /* 1-based min-heap */
   size_t n_heap, cap_heap;
-  pthread_mutex_t mu;           /* guards mb_head, mb_tail */
-  int mu_ready;                 /* mu was initialised */
+  pthread_mutex_t mu; /* guards mb_head, mb_tail */
+  int mu_ready;       /* mu was initialised */
   struct loop_msg *mb_head, *mb_tail;
-  int wake_r, wake_w;           /* self-pipe: read end is a registered fd */
+  int wake_r, wake_w; /* self-pipe: read end is a registered fd */
 #if URSULA_ENABLE_EPOLL
   int epfd;
   struct epoll_event ep_events[LOOP_EPOLL_BATCH];
@@ -291,8 +291,7 @@ static int loop_fds_reserve(struct loop *l, int fd) {
 
 /* The registered entry of fd, or NULL. */
 static struct loop_fd *loop_fd_get(const struct loop *l, int fd) {
-  if (fd < 0 || (size_t)fd >= l->cap_fds || l->fds[fd].fn == NULL)
-    return NULL;
+  if (fd < 0 || (size_t)fd >= l->cap_fds || l->fds[fd].fn == NULL) return NULL;
   return &l->fds[fd];
 }
 
@@ -410,8 +409,10 @@ URSULA_PRIVATE void loop_timer_set(struct loop *l, struct loop_timer *t,
   if (l->n_heap + 1 >= l->cap_heap) {
     size_t cap = l->cap_heap ? l->cap_heap * 2 : 64;
     struct loop_timer **p;
-    if (cap > SIZE_MAX / sizeof(*p)) p = NULL;
-    else p = (struct loop_timer **)URSULA_REALLOC(l->heap, cap * sizeof(*p));
+    if (cap > SIZE_MAX / sizeof(*p))
+      p = NULL;
+    else
+      p = (struct loop_timer **)URSULA_REALLOC(l->heap, cap * sizeof(*p));
     if (p == NULL) {
       LOG_E("loop %d: out of memory arming a timer", l->id);
       return;
@@ -520,19 +521,25 @@ URSULA_PRIVATE void loop_stop(struct loop *l) {
 
 /* Any thread, async-signal-safe: end the current wait so the loop's
 ** thread runs a turn (and its on_turn_end sees flags set elsewhere). */
-URSULA_PRIVATE void loop_wake(struct loop *l) { loop_poke(l); }
+URSULA_PRIVATE void loop_wake(struct loop *l) {
+  loop_poke(l);
+}
 
 /* ------------------------------------------------------------ lifecycle */
 
 /* The id given to loop_open(), and an opaque user pointer (NULL until
 ** set) the owner keeps on the loop. */
-URSULA_PRIVATE void *loop_get_user(const struct loop *l) { return l->user; }
+URSULA_PRIVATE void *loop_get_user(const struct loop *l) {
+  return l->user;
+}
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user) {
   l->user = user;
 }
 /* os_now_ms() as read when the current turn's wait returned (or at
 ** loop_open(), before the first turn). */
-URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) { return l->now_ms; }
+URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) {
+  return l->now_ms;
+}
 
 /* Release everything l owns: its pipe and backend fds, its tables, and the
 ** messages still queued (each one block from URSULA_MALLOC, freed with

@@ -68,5 +68,7 @@ URSULA_API int ursula_main(int argc, char **argv) {
 }
 
 #if URSULA_ENABLE_MAIN
-int main(int argc, char **argv) { return ursula_main(argc, argv); }
+int main(int argc, char **argv) {
+  return ursula_main(argc, argv);
+}
 #endif

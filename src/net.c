@@ -17,7 +17,9 @@ URSULA_PRIVATE int net_listen(const char *host, int port, int *bound_port,
   snprintf(portstr, sizeof(portstr), "%d", port);
   rc = getaddrinfo(host, portstr, &hints, &res);
   if (rc != 0) {
-    if (err) snprintf(err, URSULA_ERRMSG_LEN, "listen %.100s: %s", host, gai_strerror(rc));
+    if (err)
+      snprintf(err, URSULA_ERRMSG_LEN, "listen %.100s: %s", host,
+               gai_strerror(rc));
     return -1;
   }
   for (ai = res; ai != NULL; ai = ai->ai_next) {

@@ -46,24 +46,21 @@ URSULA_PRIVATE int os_set_cloexec(int fd) {
 
 static int os_real_open(const char *path, int flags, int mode) {
   int fd;
-  do
-    fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+  do fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
   while (fd < 0 && errno == EINTR);
   return fd;
 }
 
 static ssize_t os_real_pwrite(int fd, const void *p, size_t n, off_t off) {
   ssize_t w;
-  do
-    w = pwrite(fd, p, n, off);
+  do w = pwrite(fd, p, n, off);
   while (w < 0 && errno == EINTR);
   return w;
 }
 
 static ssize_t os_real_pread(int fd, void *p, size_t n, off_t off) {
   ssize_t r;
-  do
-    r = pread(fd, p, n, off);
+  do r = pread(fd, p, n, off);
   while (r < 0 && errno == EINTR);
   return r;
 }
@@ -81,9 +78,15 @@ static int os_real_sync(int fd) {
 #endif
 }
 
-static int os_real_ftruncate(int fd, off_t len) { return ftruncate(fd, len); }
-static int os_real_close(int fd) { return close(fd); }
-static int os_real_unlink(const char *path) { return unlink(path); }
+static int os_real_ftruncate(int fd, off_t len) {
+  return ftruncate(fd, len);
+}
+static int os_real_close(int fd) {
+  return close(fd);
+}
+static int os_real_unlink(const char *path) {
+  return unlink(path);
+}
 static int os_real_rename(const char *from, const char *to) {
   return rename(from, to);
 }
@@ -92,7 +95,9 @@ static struct os_fs os_fs_table = {
     os_real_open,      os_real_pwrite, os_real_pread,  os_real_sync,
     os_real_ftruncate, os_real_close,  os_real_unlink, os_real_rename};
 
-URSULA_PRIVATE struct os_fs *os_fs(void) { return &os_fs_table; }
+URSULA_PRIVATE struct os_fs *os_fs(void) {
+  return &os_fs_table;
+}
 
 URSULA_PRIVATE int os_sync_dir(const char *dir) {
   int fd = os_fs_table.open(dir, O_RDONLY, 0), rc;

@@ -37,8 +37,7 @@ URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid) {
   return gid % s->n_cores;
 }
 
-URSULA_PRIVATE void server_send(struct core *from, int to,
-                                struct loop_msg *m) {
+URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m) {
   m->next = NULL;
   if (from->id == to) {
     if (from->local_tail)
@@ -225,7 +224,8 @@ static void server_on_sweep(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
   struct ursula_server *s = c->srv;
   int g;
-  for (g = c->id; g < s->n_groups; g += s->n_cores) group_sweep(c, s->groups[g]);
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    group_sweep(c, s->groups[g]);
   loop_timer_set(l, &c->sweep_timer, loop_now_ms(l) + 1000, server_on_sweep, c);
 }
 
@@ -316,10 +316,10 @@ static int server_open_dir(struct ursula_server *s, char *err) {
     fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 ||
         fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
-        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
-        fs->rename(tmp, path) != 0 || os_sync_dir(dir) != 0) {
-      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s",
-               dir, "layout", strerror(errno));
+        fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
+        os_sync_dir(dir) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s", dir,
+               "layout", strerror(errno));
       return URSULA_EIO;
     }
   }
@@ -334,11 +334,10 @@ static int server_recover(struct ursula_server *s, char *err) {
   if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
   for (i = 0; i < s->n_groups; i++) {
     snprintf(path, sizeof(path), "%s/g%05d", s->cfg.wal_dir, i);
-    if ((rc = group_open_wal(s->groups[i], path, err)) != URSULA_OK)
-      return rc;
+    if ((rc = group_open_wal(s->groups[i], path, err)) != URSULA_OK) return rc;
   }
-  LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
-        s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
+  LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
+        (unsigned long long)(os_now_ms() - t0));
   (void)t0; /* when logging is compiled out */
   return URSULA_OK;
 }
@@ -365,8 +364,10 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   if (s->n_cores > URSULA_MAX_CORES) s->n_cores = URSULA_MAX_CORES;
   s->n_groups = cfg->raft_group_count > 0 ? cfg->raft_group_count : 1;
   if (s->n_groups > URSULA_MAX_GROUPS) s->n_groups = URSULA_MAX_GROUPS;
-  s->groups = (struct group **)URSULA_MALLOC(sizeof(*s->groups) * (size_t)s->n_groups);
-  s->cores = (struct core *)URSULA_MALLOC(sizeof(*s->cores) * (size_t)s->n_cores);
+  s->groups =
+      (struct group **)URSULA_MALLOC(sizeof(*s->groups) * (size_t)s->n_groups);
+  s->cores =
+      (struct core *)URSULA_MALLOC(sizeof(*s->cores) * (size_t)s->n_cores);
   if (s->groups == NULL || s->cores == NULL) {
     rc = URSULA_ENOMEM;
     goto fail;
@@ -434,7 +435,8 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   *out = s;
   return URSULA_OK;
 fail:
-  if (err[0] == '\0') snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
+  if (err[0] == '\0')
+    snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
   server_free(s);
   return rc;
 }

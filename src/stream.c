@@ -208,8 +208,7 @@ static void stream_remove(struct stream_state *st, struct stream *s,
 /* Find the stream at c->path as the command's clock sees it: an expired
 ** stream without forks is removed (as if it were never there), one with
 ** forks becomes soft-deleted. */
-static struct stream *stream_live(struct stream_state *st,
-                                  const struct cmd *c,
+static struct stream *stream_live(struct stream_state *st, const struct cmd *c,
                                   struct stream_result *r) {
   struct stream *s = stream_find(st, c->path);
   if (s != NULL && !s->soft_deleted && stream_expired(s, c->time_ms)) {
@@ -545,8 +544,7 @@ static void stream_apply_fork_release(struct stream_state *st,
   r->status = 204;
   if (s == NULL || s->refcount == 0) return;
   s->refcount--;
-  if (s->refcount == 0 &&
-      (s->soft_deleted || stream_expired(s, c->time_ms))) {
+  if (s->refcount == 0 && (s->soft_deleted || stream_expired(s, c->time_ms))) {
     stream_remove(st, s, r); /* cascades to its own source */
   }
 }

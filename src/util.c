@@ -50,7 +50,8 @@ URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr) {
   size_t i, n = strlen(cstr);
   if (a.len != n) return 0;
   for (i = 0; i < n; i++) {
-    if (util_lower((unsigned char)a.ptr[i]) != util_lower((unsigned char)cstr[i]))
+    if (util_lower((unsigned char)a.ptr[i]) !=
+        util_lower((unsigned char)cstr[i]))
       return 0;
   }
   return 1;

@@ -70,8 +70,7 @@
 #endif
 
 static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
-static const char wal_state_magic[8] = {'U', 'R', 'S', 'T',
-                                        'A', 'T', 'E', '1'};
+static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
 
 struct wal_seg {
   uint64_t first_index;
@@ -146,8 +145,8 @@ static int wal_seg_name(const char *name, uint64_t *first) {
 static int wal_seg_push(struct wal *w, uint64_t first) {
   if (w->n_segs == w->cap_segs) {
     size_t cap = w->cap_segs ? w->cap_segs * 2 : 8;
-    struct wal_seg *s = (struct wal_seg *)URSULA_REALLOC(
-        w->segs, cap * sizeof(*s));
+    struct wal_seg *s =
+        (struct wal_seg *)URSULA_REALLOC(w->segs, cap * sizeof(*s));
     if (s == NULL) return URSULA_ENOMEM;
     w->segs = s;
     w->cap_segs = cap;
@@ -164,8 +163,7 @@ static int wal_seg_cmp(const void *a, const void *b) {
 
 /* ------------------------------------------------------------ state */
 
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term,
-                                  uint64_t vote) {
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
   struct os_fs *fs = os_fs();
   unsigned char b[WAL_STATE_BYTES];
   char tmp[URSULA_PATH_LEN + 16], path[URSULA_PATH_LEN + 16];
@@ -212,8 +210,12 @@ static int wal_load_state(struct wal *w) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE uint64_t wal_term(const struct wal *w) { return w->term; }
-URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) { return w->vote; }
+URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
+  return w->term;
+}
+URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
+  return w->vote;
+}
 
 /* ------------------------------------------------------------ open */
 
@@ -258,8 +260,7 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err) {
     return URSULA_EINVAL;
   }
   if (os_mkdir(dir) != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %.200s: %s", dir,
-             strerror(errno));
+    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %.200s: %s", dir, strerror(errno));
     return URSULA_EIO;
   }
   w = (struct wal *)URSULA_MALLOC(sizeof(*w));
@@ -317,8 +318,7 @@ static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
   b->len = 0;
   fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0) return URSULA_EIO;
-  if (fstat(fd, &st) != 0 ||
-      buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
+  if (fstat(fd, &st) != 0 || buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
     fs->close(fd);
     return URSULA_ENOMEM;
   }
@@ -355,8 +355,7 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
     uint32_t n = wal_get32(r + 4);
     struct wal_entry e;
     if (n > WAL_MAX_RECORD || len - at - WAL_RECORD_HEADER < n) break;
-    if (wal_get32(r) != util_crc32c(0, r + 4, WAL_RECORD_HEADER - 4 + n))
-      break;
+    if (wal_get32(r) != util_crc32c(0, r + 4, WAL_RECORD_HEADER - 4 + n)) break;
     e.term = wal_get64(r + 8);
     e.index = wal_get64(r + 16);
     if (e.index != expect || e.term < *last_term) break;
@@ -399,8 +398,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
       break;
     good = wal_scan((const unsigned char *)img.ptr, img.len,
-                    w->segs[i].first_index, &seg_last, &term, fn, arg,
-                    &fn_rc);
+                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc);
     if (fn_rc != URSULA_OK) {
       rc = fn_rc;
       break;
@@ -489,8 +487,8 @@ URSULA_PRIVATE int wal_write(struct wal *w) {
   size_t done = 0;
   if (w->failed) return URSULA_EIO;
   while (done < w->pending.len) {
-    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done,
-                           w->pending.len - done, w->written + (off_t)done);
+    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done, w->pending.len - done,
+                           w->written + (off_t)done);
     if (n <= 0) return wal_fail(w, n < 0 ? errno : EIO);
     done += (size_t)n; /* a short write: go on from where it stopped */
   }
@@ -632,7 +630,9 @@ URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w) {
 URSULA_PRIVATE uint64_t wal_last_term(const struct wal *w) {
   return w->last_term;
 }
-URSULA_PRIVATE int wal_failed(const struct wal *w) { return w->failed; }
+URSULA_PRIVATE int wal_failed(const struct wal *w) {
+  return w->failed;
+}
 URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
   w->segment_bytes = n;
 }

@@ -93,11 +93,21 @@ static void test_conf_set_ranges(void) {
 
 static void test_conf_set_values(void) {
   struct ursula_config c, d;
-  static const char *bad[] = {"",   "-1",  "+5", " 5",  "5 ",  "5k",
-                              "0x10", "1e3", "5.0", "\xd9\xa3", "99999999999999999999999"};
+  static const char *bad[] = {"",
+                              "-1",
+                              "+5",
+                              " 5",
+                              "5 ",
+                              "5k",
+                              "0x10",
+                              "1e3",
+                              "5.0",
+                              "\xd9\xa3",
+                              "99999999999999999999999"};
   size_t i;
   ursula_config_init(&c);
-  ASSERT(unit_conf_set(&c, "core-count", "8") == URSULA_OK && c.core_count == 8);
+  ASSERT(unit_conf_set(&c, "core-count", "8") == URSULA_OK &&
+         c.core_count == 8);
   ASSERT(unit_conf_set(&c, "core-count", "0007") == URSULA_OK &&
          c.core_count == 7);
   ASSERT(unit_conf_set(&c, "raft-group-count", "16") == URSULA_OK &&
@@ -172,9 +182,10 @@ static void test_conf_listen(void) {
       {"[10.0.0.1]:9", "10.0.0.1", 9},
   };
   static const char *bad[] = {
-      "127.0.0.1", ":4437", "host:", "host:65536", "host:-1", "host:+1",
-      "host: 1", "host:1 ", "host:0x10", "::1:80", "[::1]", "[::1]80", "a[b:1",
-      "[::1:80", "[]:80", "a b:80", "a\tb:80", "", "[::1]:", "x]:1", "[a]b]:1",
+      "127.0.0.1", ":4437",   "host:",     "host:65536", "host:-1", "host:+1",
+      "host: 1",   "host:1 ", "host:0x10", "::1:80",     "[::1]",   "[::1]80",
+      "a[b:1",     "[::1:80", "[]:80",     "a b:80",     "a\tb:80", "",
+      "[::1]:",    "x]:1",    "[a]b]:1",
   };
   struct ursula_config c, d;
   char host[300];
@@ -375,8 +386,8 @@ static void test_conf_args_config(void) {
   /* several files load in order; --config=FILE works */
   ursula_config_init(&c);
   snprintf(flag, sizeof(flag), "--config=%s", path2);
-  ASSERT(UNIT_CONF_ARGS(&c, err, "--config", path, flag, "--listen",
-                        "a:1") == CONF_RUN);
+  ASSERT(UNIT_CONF_ARGS(&c, err, "--config", path, flag, "--listen", "a:1") ==
+         CONF_RUN);
   ASSERT(c.core_count == 3 && c.log_level == 0 && c.max_connections == 7);
   ASSERT(c.listen_port == 1);
   /* a missing file is an error naming it */
@@ -442,21 +453,21 @@ static void test_conf_utf8(void) {
   } v[] = {
       {"plain", 5, 1},
       {"caf\xC3\xA9", 5, 1},
-      {"\xE2\x82\xAC", 3, 1},             /* U+20AC */
-      {"\xF0\x9F\x90\xBB", 4, 1},         /* U+1F43B */
-      {"\xF4\x8F\xBF\xBF", 4, 1},         /* U+10FFFF */
-      {"\xEF\xBF\xBF", 3, 1},             /* U+FFFF */
-      {"\xC3\xA9", 1, 0},                 /* cut short (no NUL follows) */
+      {"\xE2\x82\xAC", 3, 1},     /* U+20AC */
+      {"\xF0\x9F\x90\xBB", 4, 1}, /* U+1F43B */
+      {"\xF4\x8F\xBF\xBF", 4, 1}, /* U+10FFFF */
+      {"\xEF\xBF\xBF", 3, 1},     /* U+FFFF */
+      {"\xC3\xA9", 1, 0},         /* cut short (no NUL follows) */
       {"\xE2\x82\xAC", 2, 0},
       {"\xF0\x9F\x90\xBB", 3, 0},
-      {"\x80", 1, 0},                     /* lone continuation */
-      {"\xC3\x28", 2, 0},                 /* bad continuation */
-      {"\xC0\xAF", 2, 0},                 /* overlong '/' */
-      {"\xE0\x80\xAF", 3, 0},             /* overlong '/' */
-      {"\xF0\x80\x80\xAF", 4, 0},         /* overlong '/' */
-      {"\xED\xA0\x80", 3, 0},             /* surrogate U+D800 */
-      {"\xF4\x90\x80\x80", 4, 0},         /* U+110000 */
-      {"\xF8\x88\x80\x80\x80", 5, 0},     /* 5-byte form */
+      {"\x80", 1, 0},                 /* lone continuation */
+      {"\xC3\x28", 2, 0},             /* bad continuation */
+      {"\xC0\xAF", 2, 0},             /* overlong '/' */
+      {"\xE0\x80\xAF", 3, 0},         /* overlong '/' */
+      {"\xF0\x80\x80\xAF", 4, 0},     /* overlong '/' */
+      {"\xED\xA0\x80", 3, 0},         /* surrogate U+D800 */
+      {"\xF4\x90\x80\x80", 4, 0},     /* U+110000 */
+      {"\xF8\x88\x80\x80\x80", 5, 0}, /* 5-byte form */
       {"\xFF", 1, 0},
   };
   size_t i;
@@ -502,8 +513,7 @@ static void test_conf_load_errors(void) {
   char *big;
   struct ursula_config c;
   char err[URSULA_ERRMSG_LEN];
-  ASSERT(UNIT_CONF_LOAD("core-count 2\n\n# x\nfoo 1\n", msg) ==
-         URSULA_EINVAL);
+  ASSERT(UNIT_CONF_LOAD("core-count 2\n\n# x\nfoo 1\n", msg) == URSULA_EINVAL);
   ASSERT_MEM(msg, strlen(msg), "F:4: unknown key \"foo\"");
   ASSERT(UNIT_CONF_LOAD("core-count 2\ncore-count two\n", msg) ==
          URSULA_EINVAL);

@@ -49,20 +49,20 @@ static void test_http_parse_pipelined_and_lf(void) {
 
 static void test_http_parse_malformed(void) {
   static const char *const bad[] = {
-      "GE T / HTTP/1.1\r\n\r\n",         /* space inside the method */
-      "G(T / HTTP/1.1\r\n\r\n",          /* not a token */
-      " GET / HTTP/1.1\r\n\r\n",         /* empty method */
-      "GET  / HTTP/1.1\r\n\r\n",         /* empty target */
-      "GET /\r\n\r\n",                    /* no version */
-      "GET / HTTP/2.0\r\n\r\n",          /* not HTTP/1.x */
-      "GET / HTTP/1.2\r\n\r\n",          /* unknown minor version */
-      "GET / HTTP/1.1 \r\n\r\n",         /* junk after the version */
-      "GET / HTTP/1.1\r\nA : b\r\n\r\n", /* blank before the colon */
+      "GE T / HTTP/1.1\r\n\r\n",              /* space inside the method */
+      "G(T / HTTP/1.1\r\n\r\n",               /* not a token */
+      " GET / HTTP/1.1\r\n\r\n",              /* empty method */
+      "GET  / HTTP/1.1\r\n\r\n",              /* empty target */
+      "GET /\r\n\r\n",                        /* no version */
+      "GET / HTTP/2.0\r\n\r\n",               /* not HTTP/1.x */
+      "GET / HTTP/1.2\r\n\r\n",               /* unknown minor version */
+      "GET / HTTP/1.1 \r\n\r\n",              /* junk after the version */
+      "GET / HTTP/1.1\r\nA : b\r\n\r\n",      /* blank before the colon */
       "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", /* obs-fold */
-      "GET / HTTP/1.1\r\n: b\r\n\r\n",   /* empty name */
-      "GET / HTTP/1.1\r\nA b\r\n\r\n",   /* no colon */
-      "GET / HTTP/1.1\rX\n\r\n",          /* CR without LF */
-      "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", /* control byte in a value */
+      "GET / HTTP/1.1\r\n: b\r\n\r\n",        /* empty name */
+      "GET / HTTP/1.1\r\nA b\r\n\r\n",        /* no colon */
+      "GET / HTTP/1.1\rX\n\r\n",              /* CR without LF */
+      "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",   /* control byte in a value */
   };
   size_t i;
   struct http_request r;
@@ -110,10 +110,11 @@ static long unit_http_dechunk(const char *in, size_t len, size_t step,
 }
 
 static void test_http_chunked_split(void) {
-  static const char in[] = "5;name=val\r\nhello\r\n"
-                           "A\r\n, world!!!\r\n"
-                           "0\r\nTrailer: x\r\n\r\n"
-                           "NEXT";
+  static const char in[] =
+      "5;name=val\r\nhello\r\n"
+      "A\r\n, world!!!\r\n"
+      "0\r\nTrailer: x\r\n\r\n"
+      "NEXT";
   size_t len = strlen(in), step;
   for (step = 1; step <= len; step++) {
     struct buf body;
@@ -131,12 +132,12 @@ static void test_http_chunked_split(void) {
 
 static void test_http_chunked_malformed(void) {
   static const char *const bad[] = {
-      "zz\r\n",                        /* not hex */
-      "\r\n",                          /* empty size */
-      "11111111111111111\r\n",         /* 17 digits: overflow */
-      "3\r\nabcX\r\n",                 /* no CRLF after the data */
-      "3\r\nabc\rX",                   /* CR without LF */
-      "3\x01\r\n",                     /* control byte after the size */
+      "zz\r\n",                /* not hex */
+      "\r\n",                  /* empty size */
+      "11111111111111111\r\n", /* 17 digits: overflow */
+      "3\r\nabcX\r\n",         /* no CRLF after the data */
+      "3\r\nabc\rX",           /* CR without LF */
+      "3\x01\r\n",             /* control byte after the size */
   };
   size_t i;
   for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -164,8 +165,7 @@ static void test_http_chunked_malformed(void) {
 static void test_http_status_text(void) {
   ASSERT(strcmp(http_status_text(200), "OK") == 0);
   ASSERT(strcmp(http_status_text(404), "Not Found") == 0);
-  ASSERT(strcmp(http_status_text(431), "Request Header Fields Too Large") ==
-         0);
+  ASSERT(strcmp(http_status_text(431), "Request Header Fields Too Large") == 0);
   ASSERT(strcmp(http_status_text(299), "Unknown") == 0);
 }
 

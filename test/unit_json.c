@@ -29,8 +29,7 @@ static void test_json_valid(void) {
       {"1E10", "1E10,", 1},
       {"1e-2", "1e-2,", 1},
       {"10.01E+0", "10.01E+0,", 1},
-      {"123456789012345678901234567890", "123456789012345678901234567890,",
-       1},
+      {"123456789012345678901234567890", "123456789012345678901234567890,", 1},
       {"true", "true,", 1},
       {"false", "false,", 1},
       {"\r\nnull\t", "null,", 1},
@@ -84,8 +83,7 @@ static void test_json_valid(void) {
     ASSERT_MEM(out.ptr + 5, out.len - 5, t[i].stored);
     ASSERT(out.ptr[out.len] == '\0');
     ASSERT(json_count(out.ptr + 5, out.len - 5) == t[i].n);
-    ASSERT(json_prefix_len(out.ptr + 5, out.len - 5, t[i].n) ==
-           out.len - 5);
+    ASSERT(json_prefix_len(out.ptr + 5, out.len - 5, t[i].n) == out.len - 5);
     /* What a reader serves ('[' + stored minus its last ',' + ']') is
     ** valid JSON that flattens back to the same messages. */
     if (t[i].n == 0) continue;
@@ -105,60 +103,158 @@ static void test_json_valid(void) {
 static void test_json_invalid(void) {
   static const char *const bad[] = {
       /* empty, or whitespace JSON does not have */
-      "", " ", "\t\r\n", "\f1", "1\v", "\xc2\xa0\x31", "[1,\f2]",
+      "",
+      " ",
+      "\t\r\n",
+      "\f1",
+      "1\v",
+      "\xc2\xa0\x31",
+      "[1,\f2]",
       "\xef\xbb\xbf[1]", /* a BOM */
       /* literals */
-      "tru", "nul", "fals", "True", "NULL", "truex", "nulll", "nan", "NaN",
-      "Infinity", "-Infinity", "undefined", "[t]",
+      "tru",
+      "nul",
+      "fals",
+      "True",
+      "NULL",
+      "truex",
+      "nulll",
+      "nan",
+      "NaN",
+      "Infinity",
+      "-Infinity",
+      "undefined",
+      "[t]",
       /* numbers */
-      "01", "-01", "00", "+1", ".5", "-.5", "1.", "-", "--1", "- 1", "1e",
-      "1e+", "1E-", "1e5.5", "1.2.3", "0x10", "1_000", "[01]", "[1.]",
-      "[-]", "{\"a\":01}",
+      "01",
+      "-01",
+      "00",
+      "+1",
+      ".5",
+      "-.5",
+      "1.",
+      "-",
+      "--1",
+      "- 1",
+      "1e",
+      "1e+",
+      "1E-",
+      "1e5.5",
+      "1.2.3",
+      "0x10",
+      "1_000",
+      "[01]",
+      "[1.]",
+      "[-]",
+      "{\"a\":01}",
       /* strings */
-      "\"abc", "\"", "\"\\\"", "\"abc\\", "'a'", "\"\\x\"", "\"\\a\"",
-      "\"\\0\"", "\"\\U0041\"", "\"\\u\"", "\"\\u12\"", "\"\\u12G4\"",
-      "\"\\u-123\"", "\"\\\xc3\xa9\"", "\"a\tb\"", "\"a\nb\"", "\"\x01\"",
-      "\"\x1f\"", "\"\x1b[0m\"",
+      "\"abc",
+      "\"",
+      "\"\\\"",
+      "\"abc\\",
+      "'a'",
+      "\"\\x\"",
+      "\"\\a\"",
+      "\"\\0\"",
+      "\"\\U0041\"",
+      "\"\\u\"",
+      "\"\\u12\"",
+      "\"\\u12G4\"",
+      "\"\\u-123\"",
+      "\"\\\xc3\xa9\"",
+      "\"a\tb\"",
+      "\"a\nb\"",
+      "\"\x01\"",
+      "\"\x1f\"",
+      "\"\x1b[0m\"",
       /* UTF-8 */
-      "\"\xc0\x80\"",             /* overlong NUL */
-      "\"\xc1\xbf\"",             /* overlong U+007F */
-      "\"\xe0\x80\x80\"",         /* overlong 3-byte */
-      "\"\xe0\x9f\xbf\"",         /* overlong U+07FF */
-      "\"\xf0\x8f\xbf\xbf\"",     /* overlong U+FFFF */
-      "\"\xed\xa0\x80\"",         /* surrogate U+D800 */
-      "\"\xed\xbf\xbf\"",         /* surrogate U+DFFF */
+      "\"\xc0\x80\"",                 /* overlong NUL */
+      "\"\xc1\xbf\"",                 /* overlong U+007F */
+      "\"\xe0\x80\x80\"",             /* overlong 3-byte */
+      "\"\xe0\x9f\xbf\"",             /* overlong U+07FF */
+      "\"\xf0\x8f\xbf\xbf\"",         /* overlong U+FFFF */
+      "\"\xed\xa0\x80\"",             /* surrogate U+D800 */
+      "\"\xed\xbf\xbf\"",             /* surrogate U+DFFF */
       "\"\xed\xa0\xbd\xed\xb8\x80\"", /* CESU-8 pair */
-      "\"\xf4\x90\x80\x80\"",     /* U+110000 */
-      "\"\xf5\x80\x80\x80\"",     /* lead byte past U+10FFFF */
-      "\"\xf8\x88\x80\x80\x80\"", /* 5-byte form */
-      "\"\xfe\"", "\"\xff\"",     /* never in UTF-8 */
-      "\"\x80\"", "\"\xbf\"",     /* lone continuation bytes */
-      "\"\xc3\"", "\"\xe2\x82\"", "\"\xf0\x9f\x98\"", /* truncated */
-      "\"\xc3", "\"\xe2\x82", "\"\xf0\x9f\x98",       /* cut by the end */
-      "\"\xc3\x28\"", "\"\xe2\x28\xa1\"", "\"\xf0\x9f\x98\xc3\xa9\"",
-      "\xc3\xa9", "[\xc3\xa9]", "{\xc3\xa9:1}", /* outside strings */
+      "\"\xf4\x90\x80\x80\"",         /* U+110000 */
+      "\"\xf5\x80\x80\x80\"",         /* lead byte past U+10FFFF */
+      "\"\xf8\x88\x80\x80\x80\"",     /* 5-byte form */
+      "\"\xfe\"",
+      "\"\xff\"", /* never in UTF-8 */
+      "\"\x80\"",
+      "\"\xbf\"", /* lone continuation bytes */
+      "\"\xc3\"",
+      "\"\xe2\x82\"",
+      "\"\xf0\x9f\x98\"", /* truncated */
+      "\"\xc3",
+      "\"\xe2\x82",
+      "\"\xf0\x9f\x98", /* cut by the end */
+      "\"\xc3\x28\"",
+      "\"\xe2\x28\xa1\"",
+      "\"\xf0\x9f\x98\xc3\xa9\"",
+      "\xc3\xa9",
+      "[\xc3\xa9]",
+      "{\xc3\xa9:1}", /* outside strings */
       /* arrays */
-      "[", "]", "[1", "[1,", "[1,]", "[,1]", "[,]", "[1 2]", "[1,,2]",
-      "[1}", "[[]", "[]]", "[1]]", "[1:2]",
+      "[",
+      "]",
+      "[1",
+      "[1,",
+      "[1,]",
+      "[,1]",
+      "[,]",
+      "[1 2]",
+      "[1,,2]",
+      "[1}",
+      "[[]",
+      "[]]",
+      "[1]]",
+      "[1:2]",
       /* objects */
-      "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{\"a\":1,}", "{,}",
-      "{a:1}", "{1:2}", "{'a':1}", "{\"a\":1 \"b\":2}", "{\"a\":1]",
-      "{\"a\",1}", "{\"a\"::1}", "{[]:1}", "{\"a\":1", "{}}",
+      "{",
+      "}",
+      "{\"a\"}",
+      "{\"a\":}",
+      "{\"a\" 1}",
+      "{\"a\":1,}",
+      "{,}",
+      "{a:1}",
+      "{1:2}",
+      "{'a':1}",
+      "{\"a\":1 \"b\":2}",
+      "{\"a\":1]",
+      "{\"a\",1}",
+      "{\"a\"::1}",
+      "{[]:1}",
+      "{\"a\":1",
+      "{}}",
       /* more than one value, or anything after it */
-      "1 2", "[1]x", "[1] [2]", "\"a\"\"b\"", "1,", "[1],", ",1",
-      "{\"a\":1}{}", "null null",
+      "1 2",
+      "[1]x",
+      "[1] [2]",
+      "\"a\"\"b\"",
+      "1,",
+      "[1],",
+      ",1",
+      "{\"a\":1}{}",
+      "null null",
       /* comments are not JSON */
-      "/*x*/1", "1 // c", "[1,/*x*/2]", "# c\n1",
+      "/*x*/1",
+      "1 // c",
+      "[1,/*x*/2]",
+      "# c\n1",
       /* errors after elements were stored */
-      "[1,2,x]", "[1,2,3", "[\"a\",{\"b\":1},[2],oops]",
+      "[1,2,x]",
+      "[1,2,3",
+      "[\"a\",{\"b\":1},[2],oops]",
   };
   size_t i, n = 0;
   struct buf out;
   memset(&out, 0, sizeof(out));
   for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     int rc = unit_json_run(bad[i], strlen(bad[i]), &out, &n);
-    if (rc != URSULA_EINVAL) printf("# invalid case %u accepted\n",
-                                    (unsigned)i);
+    if (rc != URSULA_EINVAL)
+      printf("# invalid case %u accepted\n", (unsigned)i);
     ASSERT(rc == URSULA_EINVAL);
     ASSERT(n == 12345);
     ASSERT_MEM(out.ptr, out.len, "keep,"); /* restored on error */
@@ -330,7 +426,10 @@ static void test_json_truncated(void) {
 ** run is walked back with json_prefix_len. */
 static void test_json_large(void) {
   static const char *const kinds[] = {
-      "%u", "\"s,%u]\"", "{\"k\": [%u, \"}\"]}", "[\"\\\"\", %u]",
+      "%u",
+      "\"s,%u]\"",
+      "{\"k\": [%u, \"}\"]}",
+      "[\"\\\"\", %u]",
   };
   const size_t count = 80000;
   struct buf text, out, want;

@@ -13,7 +13,9 @@ static void unit_loop_on_stop_timer(struct loop *l, void *arg) {
 }
 
 /* on_turn_end that ends loop_run after the current turn. */
-static void unit_loop_stop_turn(struct loop *l) { loop_stop(l); }
+static void unit_loop_stop_turn(struct loop *l) {
+  loop_stop(l);
+}
 
 /* Run exactly one turn that does not block: the wake byte ends its wait,
 ** and every fd ready by then is reported in the same wait. */
@@ -82,8 +84,8 @@ static void test_loop_basics(void) {
   ASSERT(loop_add(l, -1, LOOP_READ, unit_loop_on_read, &io) == URSULA_EINVAL);
   ASSERT(loop_add(l, p[0], LOOP_READ, NULL, &io) == URSULA_EINVAL);
   ASSERT(loop_mod(l, p[0], LOOP_WRITE) == URSULA_EINVAL); /* unregistered */
-  loop_del(l, p[0]);                                       /* no-op */
-  loop_del(l, 100000);                                     /* no-op */
+  loop_del(l, p[0]);                                      /* no-op */
+  loop_del(l, 100000);                                    /* no-op */
   ASSERT(loop_add(l, p[0], LOOP_READ, unit_loop_on_read, &io) == URSULA_OK);
   ASSERT(loop_add(l, p[0], LOOP_READ, unit_loop_on_read, &io) == URSULA_EINVAL);
   ASSERT(loop_mod(l, p[0], LOOP_READ) == URSULA_OK);
@@ -149,8 +151,7 @@ static void test_loop_read(void) {
 }
 
 /* WRITE callback: record; on the first call switch the fd to READ only. */
-static void unit_loop_on_write(struct loop *l, int fd, unsigned ev,
-                               void *arg) {
+static void unit_loop_on_write(struct loop *l, int fd, unsigned ev, void *arg) {
   struct unit_loop_io *io = (struct unit_loop_io *)arg;
   io->calls++;
   io->events |= ev;
@@ -173,8 +174,7 @@ static void test_loop_write(void) {
   memset(&dog, 0, sizeof(dog));
   ASSERT(pipe(p) == 0);
   ASSERT(loop_add(l, p[1], LOOP_WRITE, unit_loop_on_write, &io) == URSULA_OK);
-  loop_timer_set(l, &stop, loop_now_ms(l) + 30, unit_loop_on_stop_timer,
-                 &done);
+  loop_timer_set(l, &stop, loop_now_ms(l) + 30, unit_loop_on_stop_timer, &done);
   ASSERT(loop_run(l, NULL) == URSULA_OK);
   ASSERT(done == 1);
   ASSERT(io.calls == 1); /* READ only from then on: nothing more */
@@ -216,8 +216,7 @@ struct unit_loop_race {
 
 static struct unit_loop_race *unit_loop_race_st;
 
-static void unit_loop_on_stray(struct loop *l, int fd, unsigned ev,
-                               void *arg) {
+static void unit_loop_on_stray(struct loop *l, int fd, unsigned ev, void *arg) {
   (void)l;
   (void)fd;
   (void)ev;
@@ -392,8 +391,7 @@ static void unit_loop_on_tm(struct loop *l, void *arg) {
   if (log->n < 32) log->order[log->n] = tm->id;
   log->n++;
   if (tm->spawn != NULL)
-    loop_timer_set(l, &tm->spawn->t, tm->spawn_at, unit_loop_on_tm,
-                   tm->spawn);
+    loop_timer_set(l, &tm->spawn->t, tm->spawn_at, unit_loop_on_tm, tm->spawn);
   if (tm->id == 99) loop_stop(l);
 }
 
@@ -564,8 +562,8 @@ static void test_loop_timer_heap(void) {
   /* xorshift64: deterministic; every deadline is already due */
 #define UNIT_LOOP_RAND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
   for (i = 0; i < UNIT_LOOP_N; i++) {
-    loop_timer_set(l, &h[i].t, UNIT_LOOP_RAND() % (now + 1),
-                   unit_loop_on_heapt, &h[i]);
+    loop_timer_set(l, &h[i].t, UNIT_LOOP_RAND() % (now + 1), unit_loop_on_heapt,
+                   &h[i]);
     h[i].armed = 1;
   }
   for (i = 0; i < UNIT_LOOP_N; i++) {
@@ -712,8 +710,7 @@ static void test_loop_mailbox_repost(void) {
   c->msg.on_msg = unit_loop_on_chain;
   unit_loop_chain_st = c;
   loop_post(l, &c->msg);
-  loop_timer_set(l, &stop, loop_now_ms(l) + 20, unit_loop_on_stop_timer,
-                 &done);
+  loop_timer_set(l, &stop, loop_now_ms(l) + 20, unit_loop_on_stop_timer, &done);
   ASSERT(loop_run(l, unit_loop_chain_turn) == URSULA_OK);
   ASSERT(done == 1);
   ASSERT(c->runs >= 1);
@@ -753,9 +750,9 @@ static void test_loop_close_frees(void) {
 struct unit_loop_poker {
   struct loop *l;
   int wake; /* 1: loop_wake, 2: loop_post a stopping message, else stop */
-  volatile sig_atomic_t flag;  /* set before loop_wake */
-  pthread_t target;            /* signal mode: thread to signal */
-  int signal;                  /* 1: pthread_kill(target, SIGUSR1) */
+  volatile sig_atomic_t flag; /* set before loop_wake */
+  pthread_t target;           /* signal mode: thread to signal */
+  int signal;                 /* 1: pthread_kill(target, SIGUSR1) */
 };
 
 static void unit_loop_on_stop_msg(struct loop *l, struct loop_msg *m) {
@@ -839,10 +836,18 @@ static void unit_loop_poke_case(int wake, int sig) {
   loop_close(l);
 }
 
-static void test_loop_stop_thread(void) { unit_loop_poke_case(0, 0); }
-static void test_loop_wake_thread(void) { unit_loop_poke_case(1, 0); }
-static void test_loop_stop_signal(void) { unit_loop_poke_case(0, 1); }
-static void test_loop_post_wakes(void) { unit_loop_poke_case(2, 0); }
+static void test_loop_stop_thread(void) {
+  unit_loop_poke_case(0, 0);
+}
+static void test_loop_wake_thread(void) {
+  unit_loop_poke_case(1, 0);
+}
+static void test_loop_stop_signal(void) {
+  unit_loop_poke_case(0, 1);
+}
+static void test_loop_post_wakes(void) {
+  unit_loop_poke_case(2, 0);
+}
 
 #undef UNIT_LOOP_WATCHDOG_MS
 

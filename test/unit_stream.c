@@ -83,7 +83,8 @@ static void test_stream_create_append(void) {
   c.content_type = util_str("application/json");
   ASSERT(unit_apply(&st, &c, &r) == 409); /* type mismatch */
   s = stream_find(&st, util_str("/s"));
-  ASSERT(s != NULL && s->n_bounds == 2 && s->bounds[0] == 3 && s->bounds[1] == 5);
+  ASSERT(s != NULL && s->n_bounds == 2 && s->bounds[0] == 3 &&
+         s->bounds[1] == 5);
   ASSERT(memcmp(s->data.ptr, "abcde", 5) == 0);
   c = unit_cmd(CMD_APPEND, "/missing", 1001);
   c.data = util_str("x");
@@ -234,7 +235,8 @@ static void test_stream_fork_create(void) {
 
 static void test_stream_rfc3339(void) {
   uint64_t ms = 0;
-  ASSERT(api_parse_rfc3339(util_str("1970-01-01T00:00:00Z"), &ms) == 0 && ms == 0);
+  ASSERT(api_parse_rfc3339(util_str("1970-01-01T00:00:00Z"), &ms) == 0 &&
+         ms == 0);
   ASSERT(api_parse_rfc3339(util_str("2024-10-09T00:00:00.000Z"), &ms) == 0 &&
          ms == 1728432000000ULL);
   ASSERT(api_parse_rfc3339(util_str("2024-10-09T02:00:00.5+02:00"), &ms) == 0 &&
@@ -247,7 +249,8 @@ static void test_stream_rfc3339(void) {
 
 static void test_stream_offsets(void) {
   uint64_t v = 0;
-  ASSERT(api_parse_offset(util_str("0000000000000000_0000000000000042"), &v) == 0 &&
+  ASSERT(api_parse_offset(util_str("0000000000000000_0000000000000042"), &v) ==
+             0 &&
          v == 42);
   ASSERT(api_parse_offset(util_str("0_1"), &v) == 0 && v == 1);
   ASSERT(api_parse_offset(util_str("0,1"), &v) == -1);

@@ -11,8 +11,8 @@ static void test_util_crc32c(void) {
 static void test_util_base64(void) {
   /* RFC 4648 section 10 vectors */
   static const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-  static const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==",
-                              "Zm9vYmE=", "Zm9vYmFy"};
+  static const char *out[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                              "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
   size_t i;
   for (i = 0; i < 7; i++) {
     struct buf b;
@@ -31,9 +31,11 @@ static void test_util_parse_u64(void) {
   ASSERT(util_parse_u64(util_str(""), 10, &v) == -1);
   ASSERT(util_parse_u64(util_str("-1"), 10, &v) == -1);
   ASSERT(util_parse_u64(util_str("1e3"), 9999, &v) == -1);
-  ASSERT(util_parse_u64(util_str("18446744073709551615"), UINT64_MAX, &v) == 0 &&
+  ASSERT(util_parse_u64(util_str("18446744073709551615"), UINT64_MAX, &v) ==
+             0 &&
          v == UINT64_MAX);
-  ASSERT(util_parse_u64(util_str("18446744073709551616"), UINT64_MAX, &v) == -1);
+  ASSERT(util_parse_u64(util_str("18446744073709551616"), UINT64_MAX, &v) ==
+         -1);
 }
 
 static void test_util_buf(void) {
@@ -57,13 +59,17 @@ static void test_util_str(void) {
   ASSERT_MEM(t.ptr, t.len, "a b");
   ASSERT(util_str_ieq(util_str("Content-TYPE"), "content-type"));
   ASSERT(!util_str_ieq(util_str("Content-Typ"), "content-type"));
-  ASSERT(util_str_eq(util_str("abc"), "abc") && !util_str_eq(util_str("abc"), "ABC"));
+  ASSERT(util_str_eq(util_str("abc"), "abc") &&
+         !util_str_eq(util_str("abc"), "ABC"));
   /* the group of a stream must never change between builds */
   ASSERT(util_hash64("", 0) == 14695981039346656037ULL);
   ASSERT(util_hash64("a", 1) == 0xaf63dc4c8601ec8cULL);
 }
 
 static const struct unit_case unit_util_cases[] = {
-       {"util_crc32c", test_util_crc32c}, {"util_base64", test_util_base64},
-    {"util_parse_u64", test_util_parse_u64}, {"util_buf", test_util_buf},
-    {"util_str", test_util_str},         {NULL, NULL}};
+    {"util_crc32c", test_util_crc32c},
+    {"util_base64", test_util_base64},
+    {"util_parse_u64", test_util_parse_u64},
+    {"util_buf", test_util_buf},
+    {"util_str", test_util_str},
+    {NULL, NULL}};

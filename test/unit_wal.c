@@ -65,8 +65,7 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
 }
 
 /* Append entries from..to (term 1), syncing every `batch` entries. */
-static int unit_wal_fill(struct wal *w, uint64_t from, uint64_t to,
-                         int batch) {
+static int unit_wal_fill(struct wal *w, uint64_t from, uint64_t to, int batch) {
   char p[64];
   uint64_t i;
   int rc;
@@ -115,7 +114,7 @@ static off_t unit_wal_file_size(const char *path) {
 /* ------------------------------------------------------------ faults */
 
 static struct os_fs unit_wal_real;
-static int unit_fault_short;       /* pwrite writes at most this many bytes */
+static int unit_fault_short;        /* pwrite writes at most this many bytes */
 static int unit_fault_pwrite_errno; /* pwrite fails with this errno */
 static int unit_fault_sync_errno;   /* sync fails with this errno */
 
@@ -144,7 +143,9 @@ static void unit_fault_install(void) {
   os_fs()->sync = unit_fault_sync;
 }
 
-static void unit_fault_remove(void) { *os_fs() = unit_wal_real; }
+static void unit_fault_remove(void) {
+  *os_fs() = unit_wal_real;
+}
 
 /* ------------------------------------------------------------ cases */
 
@@ -238,7 +239,8 @@ static int unit_wal_flip(uint64_t index) {
     return -1;
   f = fopen(path, "r+b");
   if (f != NULL && fread(img, 1, (size_t)size, f) == (size_t)size) {
-    for (i = best; i < index; i++) at += WAL_RECORD_HEADER + wal_get32(img + at + 4);
+    for (i = best; i < index; i++)
+      at += WAL_RECORD_HEADER + wal_get32(img + at + 4);
     img[at + WAL_RECORD_HEADER] ^= 0x10; /* first payload byte */
     if (fseek(f, 0, SEEK_SET) == 0 &&
         fwrite(img, 1, (size_t)size, f) == (size_t)size)
@@ -293,8 +295,7 @@ static void test_wal_short_writes(void) {
 /* A failed write or sync: nothing buffered counts, appends are refused
 ** until wal_recover(), and after it the log holds exactly the durable
 ** entries. */
-static void unit_wal_fault_case(int pwrite_errno, int sync_errno,
-                                int want_rc) {
+static void unit_wal_fault_case(int pwrite_errno, int sync_errno, int want_rc) {
   struct unit_wal_seen seen;
   struct wal *w;
   char p[64];
@@ -322,7 +323,9 @@ static void unit_wal_fault_case(int pwrite_errno, int sync_errno,
   unit_wal_rmdir();
 }
 
-static void test_wal_fault_eio(void) { unit_wal_fault_case(EIO, 0, URSULA_EIO); }
+static void test_wal_fault_eio(void) {
+  unit_wal_fault_case(EIO, 0, URSULA_EIO);
+}
 static void test_wal_fault_enospc(void) {
   unit_wal_fault_case(ENOSPC, 0, URSULA_ENOSPC);
 }
