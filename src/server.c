@@ -326,20 +326,62 @@ static int server_open_dir(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-/* Open and replay every group's WAL. */
-static int server_recover(struct ursula_server *s, char *err) {
+/* One recovery thread: groups first, first + step, ... */
+struct server_recovery {
+  struct ursula_server *srv;
+  int first, step;
+  int rc;
+  int started; /* thread is running (joined by the caller) */
+  pthread_t thread;
+  char err[URSULA_ERRMSG_LEN];
+};
+
+static void *server_recover_main(void *arg) {
+  struct server_recovery *r = (struct server_recovery *)arg;
   char path[URSULA_PATH_LEN + 32];
-  uint64_t t0 = os_now_ms();
-  int i, rc;
-  if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
-  for (i = 0; i < s->n_groups; i++) {
-    snprintf(path, sizeof(path), "%s/g%05d", s->cfg.wal_dir, i);
-    if ((rc = group_open_wal(s->groups[i], path, err)) != URSULA_OK) return rc;
+  int i;
+  r->rc = URSULA_OK;
+  for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK;
+       i += r->step) {
+    snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
+    r->rc = group_open_wal(r->srv->groups[i], path, r->err);
   }
-  LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
-        (unsigned long long)(os_now_ms() - t0));
+  return NULL;
+}
+
+/* Open and replay every group's WAL, one thread per core (groups are
+** independent, so they recover in parallel). */
+static int server_recover(struct ursula_server *s, char *err) {
+  struct server_recovery *r;
+  uint64_t t0 = os_now_ms();
+  int i, n = s->n_cores, rc;
+  if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
+  if (n > s->n_groups) n = s->n_groups;
+  r = (struct server_recovery *)URSULA_MALLOC(sizeof(*r) * (size_t)n);
+  if (r == NULL) return URSULA_ENOMEM;
+  for (i = 0; i < n; i++) {
+    r[i].srv = s;
+    r[i].first = i;
+    r[i].step = n;
+    r[i].err[0] = '\0';
+    r[i].started =
+        pthread_create(&r[i].thread, NULL, server_recover_main, &r[i]) == 0;
+    if (!r[i].started) server_recover_main(&r[i]); /* do it here */
+  }
+  rc = URSULA_OK;
+  for (i = 0; i < n; i++) {
+    if (r[i].started) pthread_join(r[i].thread, NULL);
+    if (r[i].rc != URSULA_OK && rc == URSULA_OK) {
+      rc = r[i].rc;
+      memcpy(err, r[i].err, URSULA_ERRMSG_LEN);
+    }
+  }
+  URSULA_FREE(r);
+  if (rc == URSULA_OK)
+    LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
+          s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
   (void)t0; /* when logging is compiled out */
-  return URSULA_OK;
+  return rc;
 }
 
 URSULA_API int ursula_server_start(const struct ursula_config *cfg,
