@@ -15,7 +15,9 @@ PIDS=""
 FAILS=0
 N=0
 cleanup() {
-  for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+  for p in $PIDS; do
+    { kill -9 "$p" && wait "$p"; } 2>/dev/null # quietly: no "Killed" line
+  done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -193,6 +195,24 @@ exec 4<>"/dev/tcp/127.0.0.1/$PORT"
 sleep 0.1
 check "connections over --max-connections get 503" "$(status "$U/v1/stream/x")" 503
 exec 4<&- 4>&-
+
+# --- --wal-dir: restarts, and a directory's guards -----------------------------
+W="$TMP/wal"
+start_server "$TMP/w1.log" --core-count 2 --raft-group-count 8 --wal-dir "$W"
+U="http://127.0.0.1:$PORT"
+WPID=$SPID
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/w"
+curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary 'kept ' "$U/v1/stream/w"
+curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' -H 'Stream-Closed: true' --data-binary 'closed' "$U/v1/stream/w"
+OUT=$("$BIN" --listen 127.0.0.1:0 --raft-group-count 8 --wal-dir "$W" 2>&1)
+contains "a second server on the same --wal-dir is refused" "$OUT" "cannot lock it"
+kill "$WPID"; wait "$WPID" 2>/dev/null
+OUT=$("$BIN" --listen 127.0.0.1:0 --raft-group-count 16 --wal-dir "$W" 2>&1)
+contains "another --raft-group-count on the same --wal-dir is refused" "$OUT" "--raft-group-count 8"
+start_server "$TMP/w2.log" --core-count 2 --raft-group-count 8 --wal-dir "$W"
+U="http://127.0.0.1:$PORT"
+check "data and closure survive a restart" "$(curl -s "$U/v1/stream/w")|$(header Stream-Closed "$U/v1/stream/w")" "kept closed|true"
+contains "recovery is logged per group" "$(cat "$TMP/w2.log")" "recovered 3 entries"
 
 # --- the README walkthrough works verbatim -------------------------------------
 if [ -f README.md ]; then
