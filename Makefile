@@ -90,9 +90,10 @@ test-blackbox: ursula
 test-conformance: ursula
 	sh test/conformance/run.sh
 
-# The same suite against a server that logs every change to its WAL.
+# The same suite against a server that logs every change to its WAL and
+# keeps little in memory, so that reads and forks also take the WAL path.
 test-conformance-wal: ursula
-	@d=$$(mktemp -d) && sh test/conformance/run.sh --wal-dir "$$d/wal"; \
+	@d=$$(mktemp -d) && sh test/conformance/run.sh --wal-dir "$$d/wal" --hot-max-bytes 65536; \
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
 test: check-amalgamation check-symbols test-split test-flags test-unit \

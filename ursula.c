@@ -164,6 +164,9 @@
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif
+#ifndef URSULA_DEFAULT_HOT_MAX_BYTES
+#define URSULA_DEFAULT_HOT_MAX_BYTES 67108864 /* per group; with a WAL */
+#endif
 
 /* Allocator override: define all three or none. */
 #if defined(URSULA_MALLOC) || defined(URSULA_REALLOC) || defined(URSULA_FREE)
@@ -489,6 +492,7 @@ struct wal_entry {
   uint64_t index;
   const void *data; /* the payload: one encoded command */
   size_t len;
+  uint64_t seg, off; /* where the payload is: segment, file offset */
 };
 struct wal_stats {      /* what wal_replay() found */
   uint64_t entries;     /* valid entries replayed */
@@ -508,12 +512,18 @@ URSULA_PRIVATE void wal_close(struct wal *w);
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st);
-/* Buffer the entry (term, index) with payload p[0..n).  index must be
+/* Buffer the entry (term, index) with payload p[0..n); *seg and *off get
+** where the payload will be (see wal_pread).  index must be
 ** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
 ** URSULA_OK, URSULA_EIO once the log has failed, URSULA_EINVAL,
 ** URSULA_ETOOBIG or URSULA_ENOMEM. */
 URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n);
+                              const void *p, size_t n, uint64_t *seg,
+                              uint64_t *off);
+/* Append the len bytes at file offset off of segment seg (as wal_append()
+** and wal_entry report them) to out.  Only durable bytes may be read. */
+URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
+                             uint64_t len, struct buf *out);
 /* Write and sync everything buffered (one sync for all).  URSULA_OK: all
 ** of it is durable.  URSULA_EIO / URSULA_ENOSPC: none of it may be
 ** acknowledged, wal_last_index() is back at the last durable entry, and
@@ -592,6 +602,10 @@ struct cmd {
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
+  /* Not encoded: where the log keeps this command's bytes, set by the
+  ** group before the apply (0 = in memory only): the WAL segment and the
+  ** file offsets of data and inherited. */
+  uint64_t log_seg, data_off, inherited_off;
 };
 
 /* Append the encoding of *c to out.  Returns URSULA_OK or URSULA_ENOMEM
@@ -614,6 +628,13 @@ struct stream_producer {
   char id[1]; /* id_len bytes follow, NUL-terminated */
 };
 
+/* Where a unit's bytes are kept in the group's WAL: the segment (its
+** first index; 0 = only in memory) and the file offset of the first byte. */
+struct stream_loc {
+  uint64_t seg;
+  uint64_t off;
+};
+
 struct stream {
   struct stream *hnext; /* hash chain */
   uint64_t hash;        /* util_hash64(path) */
@@ -622,10 +643,12 @@ struct stream {
   char *content_type; /* as given at create (trimmed) */
   int json;           /* application/json: data is "v1,v2,...," */
   int closed;
-  int soft_deleted; /* deleted or expired while forks still read it */
-  uint64_t tail;    /* byte offset after the last byte */
-  struct buf data;  /* bytes [0, tail) */
-  uint64_t *bounds; /* end offset of each append unit, ascending */
+  int soft_deleted;        /* deleted or expired while forks still read it */
+  uint64_t tail;           /* byte offset after the last byte */
+  uint64_t hot_start;      /* bytes before this are only in the WAL */
+  struct buf data;         /* bytes [hot_start, tail): the hot data */
+  uint64_t *bounds;        /* end offset of each append unit, ascending */
+  struct stream_loc *locs; /* where each unit is in the WAL */
   size_t n_bounds, cap_bounds;
   int has_ttl;
   uint64_t ttl_s;
@@ -651,6 +674,13 @@ struct stream_state {
   struct stream **slots; /* open hash table of chains */
   size_t cap, n;
   uint64_t next_incarnation;
+  uint64_t hot_bytes;  /* sum of the streams' data.len */
+  size_t evict_cursor; /* slot where the next eviction pass starts */
+  /* Append len bytes kept at *loc in the WAL to out (set by the group
+  ** that has a WAL; cold bytes exist only then). */
+  int (*read_cold)(void *ctx, const struct stream_loc *loc, uint64_t len,
+                   struct buf *out);
+  void *read_ctx;
 };
 
 /* What applying a command did: the reply to give and the effects the
@@ -691,6 +721,13 @@ URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
+/* Append bytes [start, end) of s to out, from memory or, below
+** s->hot_start, from the WAL.  URSULA_OK, or an error of the read. */
+URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
+                               uint64_t start, uint64_t end, struct buf *out);
+/* Drop hot data that the WAL also holds until st->hot_bytes is at most
+** max / 2 (when it is above max), oldest units of each stream first. */
+URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
 
@@ -786,8 +823,10 @@ struct group;
 URSULA_PRIVATE struct group *group_new(int id, int owner_core);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
-** (before the cores start).  URSULA_OK, or an error with a reason in err. */
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err);
+** (before the cores start); keep at most about hot_max bytes of stream
+** data in memory from then on.  URSULA_OK, or an error with a reason in err. */
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  uint64_t hot_max, char *err);
 /* Group commit at the end of the owner's loop turn, in three steps so
 ** that the syncs of many groups overlap: group_commit_write() writes g's
 ** new entries to its WAL and returns the WAL to sync (NULL if none, or
@@ -2839,6 +2878,10 @@ static const struct conf_key conf_keys[] = {
      "directory of the per-group write-ahead logs: every acknowledged "
      "change is synced there first and recovered on start; empty = in "
      "memory only"},
+    {"hot-max-bytes", NULL, CONF_T_I64, CONF_OFF(hot_max_bytes), 65536,
+     INT64_C(1099511627776), "N",
+     "stream data each group keeps in memory (with --wal-dir); older data "
+     "is read back from the WAL"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
 };
@@ -3045,6 +3088,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
+  cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
 }
@@ -3353,7 +3397,8 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
-      CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES);
+      CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
+      CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES);
   /* clang-format on */
   return conf_options;
 }
@@ -3446,6 +3491,7 @@ static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
 
 struct wal_seg {
   uint64_t first_index;
+  int fd; /* open for wal_pread(), or -1 (the last one reads through w->fd) */
 };
 
 struct wal {
@@ -3523,7 +3569,8 @@ static int wal_seg_push(struct wal *w, uint64_t first) {
     w->segs = s;
     w->cap_segs = cap;
   }
-  w->segs[w->n_segs++].first_index = first;
+  w->segs[w->n_segs].first_index = first;
+  w->segs[w->n_segs++].fd = -1;
   return URSULA_OK;
 }
 
@@ -3670,8 +3717,11 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err) {
 }
 
 URSULA_PRIVATE void wal_close(struct wal *w) {
+  size_t i;
   if (w == NULL) return;
   if (w->fd >= 0) os_fs()->close(w->fd);
+  for (i = 0; i < w->n_segs; i++)
+    if (w->segs[i].fd >= 0) os_fs()->close(w->segs[i].fd);
   buf_free(&w->pending);
   URSULA_FREE(w->segs);
   URSULA_FREE(w);
@@ -3733,6 +3783,8 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
     if (e.index != expect || e.term < *last_term) break;
     e.data = r + WAL_RECORD_HEADER;
     e.len = n;
+    e.seg = first;
+    e.off = at + WAL_RECORD_HEADER;
     if (fn != NULL && (*fn_rc = fn(arg, &e)) != URSULA_OK) break;
     *last = e.index;
     *last_term = e.term;
@@ -3746,6 +3798,8 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
 static void wal_drop_segs(struct wal *w, size_t from) {
   char path[URSULA_PATH_LEN + 32];
   while (w->n_segs > from) {
+    if (w->segs[w->n_segs - 1].fd >= 0)
+      os_fs()->close(w->segs[w->n_segs - 1].fd);
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
     os_fs()->unlink(path);
     w->n_segs--;
@@ -3814,7 +3868,8 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
 /* ------------------------------------------------------------ writing */
 
 URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n) {
+                              const void *p, size_t n, uint64_t *seg,
+                              uint64_t *off) {
   unsigned char h[WAL_RECORD_HEADER];
   size_t at;
   uint32_t crc;
@@ -3840,6 +3895,45 @@ URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
   }
   w->last_index = index;
   w->last_term = term;
+  *seg = w->segs[w->n_segs - 1].first_index;
+  *off = (uint64_t)w->written + at + WAL_RECORD_HEADER;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
+                             uint64_t len, struct buf *out) {
+  struct os_fs *fs = os_fs();
+  size_t lo = 0, hi = w->n_segs, k;
+  int fd;
+  while (lo < hi) { /* the segment whose first index is seg */
+    size_t mid = lo + (hi - lo) / 2;
+    if (w->segs[mid].first_index < seg)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  k = lo;
+  if (k == w->n_segs || w->segs[k].first_index != seg) return URSULA_ENOTFOUND;
+  if (k == w->n_segs - 1 && w->fd >= 0) {
+    fd = w->fd;
+  } else {
+    if (w->segs[k].fd < 0) {
+      char path[URSULA_PATH_LEN + 32];
+      wal_seg_path(w, seg, path, sizeof(path));
+      w->segs[k].fd = fs->open(path, O_RDONLY, 0);
+      if (w->segs[k].fd < 0) return wal_errno_code(errno);
+    }
+    fd = w->segs[k].fd;
+  }
+  if (len > SIZE_MAX || buf_reserve(out, (size_t)len) != URSULA_OK)
+    return URSULA_ENOMEM;
+  while (len > 0) {
+    ssize_t n = fs->pread(fd, out->ptr + out->len, (size_t)len, (off_t)off);
+    if (n <= 0) return URSULA_EIO; /* 0: the file is shorter than it was */
+    out->len += (size_t)n;
+    off += (uint64_t)n;
+    len -= (uint64_t)n;
+  }
   return URSULA_OK;
 }
 
@@ -3983,6 +4077,8 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
     drop++;
   if (drop == 0) return URSULA_OK;
   for (k = 0; k < drop; k++) {
+    if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
+    w->segs[k].fd = -1;
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
     if (os_fs()->unlink(path) != 0) return wal_errno_code(errno);
   }
@@ -4207,6 +4303,12 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 ** reads can stop on message boundaries and forks can take a prefix of the
 ** unit that starts at their fork point (Stream-Fork-Sub-Offset).
 **
+** Hot and cold data.  With a WAL, the bytes of every unit are in the log
+** already (locs[] says where), so memory need only hold recent data:
+** data keeps [hot_start, tail), stream_evict() moves hot_start forward
+** when the group holds too much, and stream_read() fetches older bytes
+** from the WAL through st->read_cold.  No byte is written twice.
+**
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
 ** ordering, soft delete with fork reference counts, and TTL expiry.
@@ -4220,14 +4322,16 @@ URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
   st->next_incarnation = 1;
 }
 
-static void stream_free(struct stream *s) {
+static void stream_free(struct stream_state *st, struct stream *s) {
   struct stream_producer *p, *next;
+  st->hot_bytes -= s->data.len;
   for (p = s->producers; p != NULL; p = next) {
     next = p->next;
     URSULA_FREE(p);
   }
   buf_free(&s->data);
   URSULA_FREE(s->bounds);
+  URSULA_FREE(s->locs);
   URSULA_FREE(s->path);
   URSULA_FREE(s->content_type);
   URSULA_FREE(s->expires_text);
@@ -4243,7 +4347,7 @@ URSULA_PRIVATE void stream_state_free(struct stream_state *st) {
   for (i = 0; i < st->cap; i++) {
     for (s = st->slots[i]; s != NULL; s = next) {
       next = s->hnext;
-      stream_free(s);
+      stream_free(st, s);
     }
   }
   URSULA_FREE(st->slots);
@@ -4342,20 +4446,103 @@ URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   return lo;
 }
 
-/* Append bytes as one unit ending at the new tail. */
-static int stream_add_unit(struct stream *s, const char *p, size_t len) {
+/* Append bytes as one unit ending at the new tail; the log keeps them at
+** (seg, off) (seg 0: in memory only). */
+static int stream_add_unit(struct stream_state *st, struct stream *s,
+                           const char *p, size_t len, uint64_t seg,
+                           uint64_t off) {
   if (len == 0) return URSULA_OK;
   if (s->n_bounds == s->cap_bounds) {
     size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
     uint64_t *b = (uint64_t *)URSULA_REALLOC(s->bounds, cap * sizeof(*b));
+    struct stream_loc *l;
     if (b == NULL) return URSULA_ENOMEM;
     s->bounds = b;
+    l = (struct stream_loc *)URSULA_REALLOC(s->locs, cap * sizeof(*l));
+    if (l == NULL) return URSULA_ENOMEM;
+    s->locs = l;
     s->cap_bounds = cap;
   }
   if (buf_append(&s->data, p, len) != URSULA_OK) return URSULA_ENOMEM;
+  st->hot_bytes += len;
+  s->locs[s->n_bounds].seg = seg;
+  s->locs[s->n_bounds].off = off;
   s->tail += len;
   s->bounds[s->n_bounds++] = s->tail;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
+                               uint64_t start, uint64_t end, struct buf *out) {
+  size_t u;
+  if (start < s->hot_start) { /* the cold part, unit by unit */
+    u = stream_unit_at(s, start);
+    while (start < end && start < s->hot_start) {
+      uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
+      struct stream_loc loc;
+      int rc;
+      if (stop > end) stop = end;
+      if (stop > s->hot_start) stop = s->hot_start;
+      loc.seg = s->locs[u].seg;
+      loc.off = s->locs[u].off + (start - ustart);
+      if (st->read_cold == NULL || loc.seg == 0) return URSULA_EIO;
+      rc = st->read_cold(st->read_ctx, &loc, stop - start, out);
+      if (rc != URSULA_OK) return rc;
+      start = stop;
+      u++;
+    }
+  }
+  if (end <= start) return URSULA_OK;
+  return buf_append(out, s->data.ptr + (start - s->hot_start),
+                    (size_t)(end - start));
+}
+
+/* Drop s's hot units that the WAL holds, oldest first, keeping at least
+** the last `keep` bytes, until st->hot_bytes <= target. */
+static void stream_evict_one(struct stream_state *st, struct stream *s,
+                             uint64_t keep, uint64_t target) {
+  size_t u = stream_unit_at(s, s->hot_start);
+  uint64_t to = s->hot_start, drop;
+  while (u < s->n_bounds && s->locs[u].seg != 0 &&
+         s->bounds[u] + keep <= s->tail &&
+         st->hot_bytes - (to - s->hot_start) > target)
+    to = s->bounds[u++];
+  if (to == s->hot_start) return;
+  drop = to - s->hot_start;
+  buf_consume(&s->data, (size_t)drop);
+  s->hot_start = to;
+  st->hot_bytes -= drop;
+  if (s->data.len == 0) {
+    buf_free(&s->data);
+  } else if (s->data.cap > 65536 && s->data.len < s->data.cap / 4) {
+    char *p = (char *)URSULA_REALLOC(s->data.ptr, s->data.len + 1);
+    if (p != NULL) { /* give the memory back */
+      s->data.ptr = p;
+      s->data.cap = s->data.len + 1;
+    }
+  }
+}
+
+URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max) {
+  uint64_t target = max / 2, keep;
+  size_t k, slot;
+  int pass;
+  if (st->hot_bytes <= max || st->cap == 0) return;
+  /* first every stream keeps a fair share of recent bytes, then none */
+  for (pass = 0; pass < 2; pass++) {
+    keep = pass == 0 ? target / (st->n + 1) : 0;
+    for (k = 0; k < st->cap; k++) {
+      struct stream *s;
+      slot = (st->evict_cursor + k) & (st->cap - 1);
+      for (s = st->slots[slot]; s != NULL; s = s->hnext) {
+        stream_evict_one(st, s, keep, target);
+        if (st->hot_bytes <= target) {
+          st->evict_cursor = slot + 1; /* fairness: start after it */
+          return;
+        }
+      }
+    }
+  }
 }
 
 static struct stream_producer *stream_producer_find(struct stream *s,
@@ -4393,7 +4580,7 @@ static void stream_remove(struct stream_state *st, struct stream *s,
   if (s->fork_source != NULL)
     buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
   stream_unlink(st, s);
-  stream_free(s);
+  stream_free(st, s);
 }
 
 /* Find the stream at c->path as the command's clock sees it: an expired
@@ -4483,17 +4670,20 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
     /* inherited units, then the sub-offset prefix as a unit of its own */
     for (i = 0; i < c->n_bounds; i++) {
       if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
-      if (stream_add_unit(s, c->inherited.ptr + prev,
-                          (size_t)(c->bounds[i] - prev)) != URSULA_OK)
+      if (stream_add_unit(st, s, c->inherited.ptr + prev,
+                          (size_t)(c->bounds[i] - prev), c->log_seg,
+                          c->inherited_off + prev) != URSULA_OK)
         goto nomem_free;
       prev = c->bounds[i];
     }
-    if (stream_add_unit(s, c->inherited.ptr + prev,
-                        (size_t)(c->inherited.len - prev)) != URSULA_OK)
+    if (stream_add_unit(st, s, c->inherited.ptr + prev,
+                        (size_t)(c->inherited.len - prev), c->log_seg,
+                        c->inherited_off + prev) != URSULA_OK)
       goto nomem_free;
     r->release_source = 0; /* the new fork holds the reference now */
   }
-  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK)
+  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
+                      c->data_off) != URSULA_OK)
     goto nomem_free;
   s->closed = (c->flags & CMD_F_CLOSE) != 0;
   s->hnext = st->slots[s->hash & (st->cap - 1)];
@@ -4504,7 +4694,7 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
   r->closed = s->closed;
   return;
 nomem_free:
-  stream_free(s);
+  stream_free(st, s);
 nomem:
   stream_fail(r, 503, "out of memory");
 }
@@ -4627,7 +4817,8 @@ static void stream_apply_append(struct stream_state *st, const struct cmd *c,
     return;
   }
   r->prev_tail = s->tail;
-  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK) {
+  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
+                      c->data_off) != URSULA_OK) {
     stream_fail(r, 503, "out of memory");
     return;
   }
@@ -4715,8 +4906,18 @@ static void stream_apply_fork_acquire(struct stream_state *st,
       return;
     }
     end = s->bounds[unit];
-    len = s->json ? json_count(s->data.ptr + start, (size_t)(end - start))
-                  : end - start;
+    len = end - start;
+    if (s->json) {
+      struct buf b;
+      memset(&b, 0, sizeof(b));
+      if (stream_read(st, s, start, end, &b) != URSULA_OK) {
+        buf_free(&b);
+        stream_fail(r, 503, "could not read the fork source");
+        return;
+      }
+      len = json_count(b.ptr, b.len);
+      buf_free(&b);
+    }
     if (c->fork_sub > len) {
       stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
       return;
@@ -4839,6 +5040,7 @@ struct group_prop {
   group_done_fn done;
   void *arg;
   size_t off, len;
+  uint64_t seg, file_off; /* where the WAL keeps the entry (seg 0: none) */
 };
 
 struct group {
@@ -4853,6 +5055,7 @@ struct group {
   size_t n_props, cap_props;
   int dirty;         /* on the core's list of groups to commit */
   int wal_error;     /* the last failure, while the WAL is failed */
+  uint64_t hot_max;  /* stream bytes kept in memory (with a WAL) */
   struct buf bounds; /* decode scratch */
   struct stream_result res;
 };
@@ -4898,6 +5101,16 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
   return g;
 }
 
+/* Tell the decoded command where the log keeps its bytes: the entry p is
+** at file offset off of WAL segment seg (seg 0: memory only). */
+static void group_locate(struct cmd *c, const char *p, uint64_t seg,
+                         uint64_t off) {
+  c->log_seg = seg;
+  if (seg == 0) return;
+  c->data_off = off + (uint64_t)(c->data.ptr - p);
+  c->inherited_off = off + (uint64_t)(c->inherited.ptr - p);
+}
+
 /* Replay state: one group's recovery. */
 struct group_replay {
   struct group *g;
@@ -4915,7 +5128,9 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   }
   /* effects (wake-ups, fork releases) are not replayed: nothing waits
   ** yet, and the releases a command sent were logged by their groups */
+  group_locate(&cmd, (const char *)e->data, e->seg, e->off);
   stream_apply(&g->sm, &cmd, &g->res);
+  stream_evict(&g->sm, g->hot_max);
   g->last_index = e->index;
   if ((e->index & 4095) == 0) {
     uint64_t now = os_now_ms();
@@ -4929,11 +5144,22 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err) {
+/* stream_state's read_cold: stream bytes that are only in the WAL. */
+static int group_read_cold(void *ctx, const struct stream_loc *loc,
+                           uint64_t len, struct buf *out) {
+  struct group *g = (struct group *)ctx;
+  return wal_pread(g->wal, loc->seg, loc->off, len, out);
+}
+
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  uint64_t hot_max, char *err) {
   struct group_replay rp;
   struct wal_stats st;
   int rc = wal_open(&g->wal, dir, err);
   if (rc != URSULA_OK) return rc;
+  g->hot_max = hot_max;
+  g->sm.read_cold = group_read_cold;
+  g->sm.read_ctx = g;
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
   rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
@@ -5000,8 +5226,8 @@ static void group_notify(struct core *c, struct group *g, struct str path,
       n->tail = s->tail;
       n->closed = s->closed;
       if (s->tail > r->prev_tail &&
-          buf_append(&n->data, s->data.ptr + r->prev_tail,
-                     (size_t)(s->tail - r->prev_tail)) != URSULA_OK) {
+          stream_read(&g->sm, s, r->prev_tail, s->tail, &n->data) !=
+              URSULA_OK) {
         buf_free(&n->data);
         n->prev_tail = n->tail = ~(uint64_t)0; /* readers re-read */
       }
@@ -5060,6 +5286,7 @@ static void group_propose(struct core *c, struct group *g,
                           void *arg) {
   struct group_prop *p;
   size_t off = g->log.len;
+  uint64_t seg, file_off;
   int rc;
   if (g->wal != NULL && wal_failed(g->wal)) {
     group_refuse(c, g, done, arg, 503,
@@ -5081,9 +5308,10 @@ static void group_propose(struct core *c, struct group *g,
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
+  seg = file_off = 0;
   if (g->wal != NULL) {
     rc = wal_append(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
-                    g->log.len - off);
+                    g->log.len - off, &seg, &file_off);
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
@@ -5099,6 +5327,8 @@ static void group_propose(struct core *c, struct group *g,
   p->arg = arg;
   p->off = off;
   p->len = g->log.len - off;
+  p->seg = seg;
+  p->file_off = file_off;
   if (!g->dirty) {
     g->dirty = 1;
     c->dirty[c->n_dirty++] = g;
@@ -5107,12 +5337,14 @@ static void group_propose(struct core *c, struct group *g,
 
 /* Apply one committed entry and carry out its effects. */
 static void group_apply(struct core *c, struct group *g, const char *p,
-                        size_t len, struct stream_result *r) {
+                        size_t len, uint64_t seg, uint64_t off,
+                        struct stream_result *r) {
   struct cmd applied;
   if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: a committed entry does not decode", g->id);
     abort(); /* the encoder and decoder disagree: a bug, not bad input */
   }
+  group_locate(&applied, p, seg, off);
   stream_apply(&g->sm, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
@@ -5145,13 +5377,15 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
-      group_apply(c, g, log.ptr + props[i].off, props[i].len, &g->res);
+      group_apply(c, g, log.ptr + props[i].off, props[i].len, props[i].seg,
+                  props[i].file_off, &g->res);
       props[i].done(c, g, &g->res, props[i].arg);
     } else {
       group_refuse(c, g, props[i].done, props[i].arg, 503,
                    group_wal_reason(rc));
     }
   }
+  if (g->wal != NULL) stream_evict(&g->sm, g->hot_max);
   if (g->props == NULL) { /* keep the buffers for the next turn */
     g->props = props;
     g->cap_props = cap;
@@ -5271,6 +5505,7 @@ static struct stream *group_read_target(struct core *c, struct group *g,
 
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = os_wall_ms(), start, end;
+  int rc;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
   group_fill_meta(j, s);
@@ -5295,9 +5530,11 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
       end = start + j->max_bytes;
     }
   }
-  if (end > start && buf_append(&j->data, s->data.ptr + start,
-                                (size_t)(end - start)) != URSULA_OK) {
-    group_fail(c, j, 503, "out of memory");
+  if (end > start &&
+      (rc = stream_read(&g->sm, s, start, end, &j->data)) != URSULA_OK) {
+    group_fail(c, j, 503,
+               rc == URSULA_ENOMEM ? "out of memory"
+                                   : "could not read the stream from the WAL");
     return;
   }
   j->start = start;
@@ -5330,15 +5567,20 @@ static void group_fork_source_done(struct core *c, struct group *g,
   src.len = strlen(j->fork_source);
   s = stream_find(&g->sm, src);
   end = off;
-  if (j->cmd.fork_sub > 0) {
-    size_t u = stream_unit_at(s, off);
-    uint64_t unit_len = s->bounds[u] - off;
-    end = s->json ? off + json_prefix_len(s->data.ptr + off, (size_t)unit_len,
-                                          (size_t)j->cmd.fork_sub)
-                  : off + j->cmd.fork_sub;
-  }
   j->inherit.len = j->bounds.len = 0;
-  if (buf_append(&j->inherit, s->data.ptr, (size_t)end) != URSULA_OK ||
+  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off */
+    size_t u = stream_unit_at(s, off);
+    if (stream_read(&g->sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
+      group_fail(c, j, 503, "could not read the fork source");
+      return;
+    }
+    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
+                                (size_t)j->cmd.fork_sub);
+    j->inherit.len = 0;
+  } else if (j->cmd.fork_sub > 0) {
+    end = off + j->cmd.fork_sub;
+  }
+  if (stream_read(&g->sm, s, 0, end, &j->inherit) != URSULA_OK ||
       buf_append(&j->bounds, s->bounds,
                  stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
     group_fail(c, j, 503, "out of memory");
@@ -7374,10 +7616,10 @@ static void *server_recover_main(void *arg) {
   char path[URSULA_PATH_LEN + 32];
   int i;
   r->rc = URSULA_OK;
-  for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK;
-       i += r->step) {
+  for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK; i += r->step) {
     snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
-    r->rc = group_open_wal(r->srv->groups[i], path, r->err);
+    r->rc = group_open_wal(r->srv->groups[i], path,
+                           (uint64_t)r->srv->cfg.hot_max_bytes, r->err);
   }
   return NULL;
 }
@@ -7411,8 +7653,8 @@ static int server_recover(struct ursula_server *s, char *err) {
   }
   URSULA_FREE(r);
   if (rc == URSULA_OK)
-    LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
-          s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
+    LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
+          (unsigned long long)(os_now_ms() - t0));
   (void)t0; /* when logging is compiled out */
   return rc;
 }

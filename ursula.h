@@ -109,6 +109,8 @@ struct ursula_config {
   int header_timeout_ms;        /* header-timeout-ms: time to send headers */
   int sse_keepalive_ms;         /* sse-keepalive-ms: idle SSE comment line */
   int64_t max_read_bytes;       /* max-read-bytes: largest catch-up chunk */
+  int64_t hot_max_bytes;        /* hot-max-bytes: stream data in memory,
+                                   per group (with a WAL) */
   char wal_dir[URSULA_PATH_LEN]; /* wal-dir: "" = in memory only */
   int log_level;                /* log-level: 0 error .. 3 debug */
 };

@@ -124,6 +124,10 @@ static const struct conf_key conf_keys[] = {
      "directory of the per-group write-ahead logs: every acknowledged "
      "change is synced there first and recovered on start; empty = in "
      "memory only"},
+    {"hot-max-bytes", NULL, CONF_T_I64, CONF_OFF(hot_max_bytes), 65536,
+     INT64_C(1099511627776), "N",
+     "stream data each group keeps in memory (with --wal-dir); older data "
+     "is read back from the WAL"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
 };
@@ -330,6 +334,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
+  cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
 }
@@ -638,7 +643,8 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
-      CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES);
+      CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
+      CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES);
   /* clang-format on */
   return conf_options;
 }

@@ -105,6 +105,9 @@
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif
+#ifndef URSULA_DEFAULT_HOT_MAX_BYTES
+#define URSULA_DEFAULT_HOT_MAX_BYTES 67108864 /* per group; with a WAL */
+#endif
 
 /* Allocator override: define all three or none. */
 #if defined(URSULA_MALLOC) || defined(URSULA_REALLOC) || defined(URSULA_FREE)

@@ -49,6 +49,7 @@ struct group_prop {
   group_done_fn done;
   void *arg;
   size_t off, len;
+  uint64_t seg, file_off; /* where the WAL keeps the entry (seg 0: none) */
 };
 
 struct group {
@@ -63,6 +64,7 @@ struct group {
   size_t n_props, cap_props;
   int dirty;         /* on the core's list of groups to commit */
   int wal_error;     /* the last failure, while the WAL is failed */
+  uint64_t hot_max;  /* stream bytes kept in memory (with a WAL) */
   struct buf bounds; /* decode scratch */
   struct stream_result res;
 };
@@ -108,6 +110,16 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
   return g;
 }
 
+/* Tell the decoded command where the log keeps its bytes: the entry p is
+** at file offset off of WAL segment seg (seg 0: memory only). */
+static void group_locate(struct cmd *c, const char *p, uint64_t seg,
+                         uint64_t off) {
+  c->log_seg = seg;
+  if (seg == 0) return;
+  c->data_off = off + (uint64_t)(c->data.ptr - p);
+  c->inherited_off = off + (uint64_t)(c->inherited.ptr - p);
+}
+
 /* Replay state: one group's recovery. */
 struct group_replay {
   struct group *g;
@@ -125,7 +137,9 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   }
   /* effects (wake-ups, fork releases) are not replayed: nothing waits
   ** yet, and the releases a command sent were logged by their groups */
+  group_locate(&cmd, (const char *)e->data, e->seg, e->off);
   stream_apply(&g->sm, &cmd, &g->res);
+  stream_evict(&g->sm, g->hot_max);
   g->last_index = e->index;
   if ((e->index & 4095) == 0) {
     uint64_t now = os_now_ms();
@@ -139,11 +153,22 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err) {
+/* stream_state's read_cold: stream bytes that are only in the WAL. */
+static int group_read_cold(void *ctx, const struct stream_loc *loc,
+                           uint64_t len, struct buf *out) {
+  struct group *g = (struct group *)ctx;
+  return wal_pread(g->wal, loc->seg, loc->off, len, out);
+}
+
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  uint64_t hot_max, char *err) {
   struct group_replay rp;
   struct wal_stats st;
   int rc = wal_open(&g->wal, dir, err);
   if (rc != URSULA_OK) return rc;
+  g->hot_max = hot_max;
+  g->sm.read_cold = group_read_cold;
+  g->sm.read_ctx = g;
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
   rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
@@ -210,8 +235,8 @@ static void group_notify(struct core *c, struct group *g, struct str path,
       n->tail = s->tail;
       n->closed = s->closed;
       if (s->tail > r->prev_tail &&
-          buf_append(&n->data, s->data.ptr + r->prev_tail,
-                     (size_t)(s->tail - r->prev_tail)) != URSULA_OK) {
+          stream_read(&g->sm, s, r->prev_tail, s->tail, &n->data) !=
+              URSULA_OK) {
         buf_free(&n->data);
         n->prev_tail = n->tail = ~(uint64_t)0; /* readers re-read */
       }
@@ -270,6 +295,7 @@ static void group_propose(struct core *c, struct group *g,
                           void *arg) {
   struct group_prop *p;
   size_t off = g->log.len;
+  uint64_t seg, file_off;
   int rc;
   if (g->wal != NULL && wal_failed(g->wal)) {
     group_refuse(c, g, done, arg, 503,
@@ -291,9 +317,10 @@ static void group_propose(struct core *c, struct group *g,
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
+  seg = file_off = 0;
   if (g->wal != NULL) {
     rc = wal_append(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
-                    g->log.len - off);
+                    g->log.len - off, &seg, &file_off);
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
@@ -309,6 +336,8 @@ static void group_propose(struct core *c, struct group *g,
   p->arg = arg;
   p->off = off;
   p->len = g->log.len - off;
+  p->seg = seg;
+  p->file_off = file_off;
   if (!g->dirty) {
     g->dirty = 1;
     c->dirty[c->n_dirty++] = g;
@@ -317,12 +346,14 @@ static void group_propose(struct core *c, struct group *g,
 
 /* Apply one committed entry and carry out its effects. */
 static void group_apply(struct core *c, struct group *g, const char *p,
-                        size_t len, struct stream_result *r) {
+                        size_t len, uint64_t seg, uint64_t off,
+                        struct stream_result *r) {
   struct cmd applied;
   if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: a committed entry does not decode", g->id);
     abort(); /* the encoder and decoder disagree: a bug, not bad input */
   }
+  group_locate(&applied, p, seg, off);
   stream_apply(&g->sm, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
@@ -355,13 +386,15 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
-      group_apply(c, g, log.ptr + props[i].off, props[i].len, &g->res);
+      group_apply(c, g, log.ptr + props[i].off, props[i].len, props[i].seg,
+                  props[i].file_off, &g->res);
       props[i].done(c, g, &g->res, props[i].arg);
     } else {
       group_refuse(c, g, props[i].done, props[i].arg, 503,
                    group_wal_reason(rc));
     }
   }
+  if (g->wal != NULL) stream_evict(&g->sm, g->hot_max);
   if (g->props == NULL) { /* keep the buffers for the next turn */
     g->props = props;
     g->cap_props = cap;
@@ -481,6 +514,7 @@ static struct stream *group_read_target(struct core *c, struct group *g,
 
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = os_wall_ms(), start, end;
+  int rc;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
   group_fill_meta(j, s);
@@ -505,9 +539,11 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
       end = start + j->max_bytes;
     }
   }
-  if (end > start && buf_append(&j->data, s->data.ptr + start,
-                                (size_t)(end - start)) != URSULA_OK) {
-    group_fail(c, j, 503, "out of memory");
+  if (end > start &&
+      (rc = stream_read(&g->sm, s, start, end, &j->data)) != URSULA_OK) {
+    group_fail(c, j, 503,
+               rc == URSULA_ENOMEM ? "out of memory"
+                                   : "could not read the stream from the WAL");
     return;
   }
   j->start = start;
@@ -540,15 +576,20 @@ static void group_fork_source_done(struct core *c, struct group *g,
   src.len = strlen(j->fork_source);
   s = stream_find(&g->sm, src);
   end = off;
-  if (j->cmd.fork_sub > 0) {
-    size_t u = stream_unit_at(s, off);
-    uint64_t unit_len = s->bounds[u] - off;
-    end = s->json ? off + json_prefix_len(s->data.ptr + off, (size_t)unit_len,
-                                          (size_t)j->cmd.fork_sub)
-                  : off + j->cmd.fork_sub;
-  }
   j->inherit.len = j->bounds.len = 0;
-  if (buf_append(&j->inherit, s->data.ptr, (size_t)end) != URSULA_OK ||
+  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off */
+    size_t u = stream_unit_at(s, off);
+    if (stream_read(&g->sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
+      group_fail(c, j, 503, "could not read the fork source");
+      return;
+    }
+    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
+                                (size_t)j->cmd.fork_sub);
+    j->inherit.len = 0;
+  } else if (j->cmd.fork_sub > 0) {
+    end = off + j->cmd.fork_sub;
+  }
+  if (stream_read(&g->sm, s, 0, end, &j->inherit) != URSULA_OK ||
       buf_append(&j->bounds, s->bounds,
                  stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
     group_fail(c, j, 503, "out of memory");

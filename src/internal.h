@@ -305,6 +305,7 @@ struct wal_entry {
   uint64_t index;
   const void *data; /* the payload: one encoded command */
   size_t len;
+  uint64_t seg, off; /* where the payload is: segment, file offset */
 };
 struct wal_stats {      /* what wal_replay() found */
   uint64_t entries;     /* valid entries replayed */
@@ -324,12 +325,18 @@ URSULA_PRIVATE void wal_close(struct wal *w);
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st);
-/* Buffer the entry (term, index) with payload p[0..n).  index must be
+/* Buffer the entry (term, index) with payload p[0..n); *seg and *off get
+** where the payload will be (see wal_pread).  index must be
 ** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
 ** URSULA_OK, URSULA_EIO once the log has failed, URSULA_EINVAL,
 ** URSULA_ETOOBIG or URSULA_ENOMEM. */
 URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n);
+                              const void *p, size_t n, uint64_t *seg,
+                              uint64_t *off);
+/* Append the len bytes at file offset off of segment seg (as wal_append()
+** and wal_entry report them) to out.  Only durable bytes may be read. */
+URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
+                             uint64_t len, struct buf *out);
 /* Write and sync everything buffered (one sync for all).  URSULA_OK: all
 ** of it is durable.  URSULA_EIO / URSULA_ENOSPC: none of it may be
 ** acknowledged, wal_last_index() is back at the last durable entry, and
@@ -408,6 +415,10 @@ struct cmd {
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
+  /* Not encoded: where the log keeps this command's bytes, set by the
+  ** group before the apply (0 = in memory only): the WAL segment and the
+  ** file offsets of data and inherited. */
+  uint64_t log_seg, data_off, inherited_off;
 };
 
 /* Append the encoding of *c to out.  Returns URSULA_OK or URSULA_ENOMEM
@@ -430,6 +441,13 @@ struct stream_producer {
   char id[1]; /* id_len bytes follow, NUL-terminated */
 };
 
+/* Where a unit's bytes are kept in the group's WAL: the segment (its
+** first index; 0 = only in memory) and the file offset of the first byte. */
+struct stream_loc {
+  uint64_t seg;
+  uint64_t off;
+};
+
 struct stream {
   struct stream *hnext; /* hash chain */
   uint64_t hash;        /* util_hash64(path) */
@@ -438,10 +456,12 @@ struct stream {
   char *content_type; /* as given at create (trimmed) */
   int json;           /* application/json: data is "v1,v2,...," */
   int closed;
-  int soft_deleted; /* deleted or expired while forks still read it */
-  uint64_t tail;    /* byte offset after the last byte */
-  struct buf data;  /* bytes [0, tail) */
-  uint64_t *bounds; /* end offset of each append unit, ascending */
+  int soft_deleted;        /* deleted or expired while forks still read it */
+  uint64_t tail;           /* byte offset after the last byte */
+  uint64_t hot_start;      /* bytes before this are only in the WAL */
+  struct buf data;         /* bytes [hot_start, tail): the hot data */
+  uint64_t *bounds;        /* end offset of each append unit, ascending */
+  struct stream_loc *locs; /* where each unit is in the WAL */
   size_t n_bounds, cap_bounds;
   int has_ttl;
   uint64_t ttl_s;
@@ -467,6 +487,13 @@ struct stream_state {
   struct stream **slots; /* open hash table of chains */
   size_t cap, n;
   uint64_t next_incarnation;
+  uint64_t hot_bytes;  /* sum of the streams' data.len */
+  size_t evict_cursor; /* slot where the next eviction pass starts */
+  /* Append len bytes kept at *loc in the WAL to out (set by the group
+  ** that has a WAL; cold bytes exist only then). */
+  int (*read_cold)(void *ctx, const struct stream_loc *loc, uint64_t len,
+                   struct buf *out);
+  void *read_ctx;
 };
 
 /* What applying a command did: the reply to give and the effects the
@@ -507,6 +534,13 @@ URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
+/* Append bytes [start, end) of s to out, from memory or, below
+** s->hot_start, from the WAL.  URSULA_OK, or an error of the read. */
+URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
+                               uint64_t start, uint64_t end, struct buf *out);
+/* Drop hot data that the WAL also holds until st->hot_bytes is at most
+** max / 2 (when it is above max), oldest units of each stream first. */
+URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
 
@@ -602,8 +636,10 @@ struct group;
 URSULA_PRIVATE struct group *group_new(int id, int owner_core);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
-** (before the cores start).  URSULA_OK, or an error with a reason in err. */
-URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir, char *err);
+** (before the cores start); keep at most about hot_max bytes of stream
+** data in memory from then on.  URSULA_OK, or an error with a reason in err. */
+URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
+                                  uint64_t hot_max, char *err);
 /* Group commit at the end of the owner's loop turn, in three steps so
 ** that the syncs of many groups overlap: group_commit_write() writes g's
 ** new entries to its WAL and returns the WAL to sync (NULL if none, or

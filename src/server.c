@@ -341,10 +341,10 @@ static void *server_recover_main(void *arg) {
   char path[URSULA_PATH_LEN + 32];
   int i;
   r->rc = URSULA_OK;
-  for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK;
-       i += r->step) {
+  for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK; i += r->step) {
     snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
-    r->rc = group_open_wal(r->srv->groups[i], path, r->err);
+    r->rc = group_open_wal(r->srv->groups[i], path,
+                           (uint64_t)r->srv->cfg.hot_max_bytes, r->err);
   }
   return NULL;
 }
@@ -378,8 +378,8 @@ static int server_recover(struct ursula_server *s, char *err) {
   }
   URSULA_FREE(r);
   if (rc == URSULA_OK)
-    LOG_I("recovered %d groups from %s in %llu ms", s->n_groups,
-          s->cfg.wal_dir, (unsigned long long)(os_now_ms() - t0));
+    LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
+          (unsigned long long)(os_now_ms() - t0));
   (void)t0; /* when logging is compiled out */
   return rc;
 }

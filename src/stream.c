@@ -16,6 +16,12 @@
 ** reads can stop on message boundaries and forks can take a prefix of the
 ** unit that starts at their fork point (Stream-Fork-Sub-Offset).
 **
+** Hot and cold data.  With a WAL, the bytes of every unit are in the log
+** already (locs[] says where), so memory need only hold recent data:
+** data keeps [hot_start, tail), stream_evict() moves hot_start forward
+** when the group holds too much, and stream_read() fetches older bytes
+** from the WAL through st->read_cold.  No byte is written twice.
+**
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
 ** ordering, soft delete with fork reference counts, and TTL expiry.
@@ -29,14 +35,16 @@ URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
   st->next_incarnation = 1;
 }
 
-static void stream_free(struct stream *s) {
+static void stream_free(struct stream_state *st, struct stream *s) {
   struct stream_producer *p, *next;
+  st->hot_bytes -= s->data.len;
   for (p = s->producers; p != NULL; p = next) {
     next = p->next;
     URSULA_FREE(p);
   }
   buf_free(&s->data);
   URSULA_FREE(s->bounds);
+  URSULA_FREE(s->locs);
   URSULA_FREE(s->path);
   URSULA_FREE(s->content_type);
   URSULA_FREE(s->expires_text);
@@ -52,7 +60,7 @@ URSULA_PRIVATE void stream_state_free(struct stream_state *st) {
   for (i = 0; i < st->cap; i++) {
     for (s = st->slots[i]; s != NULL; s = next) {
       next = s->hnext;
-      stream_free(s);
+      stream_free(st, s);
     }
   }
   URSULA_FREE(st->slots);
@@ -151,20 +159,103 @@ URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   return lo;
 }
 
-/* Append bytes as one unit ending at the new tail. */
-static int stream_add_unit(struct stream *s, const char *p, size_t len) {
+/* Append bytes as one unit ending at the new tail; the log keeps them at
+** (seg, off) (seg 0: in memory only). */
+static int stream_add_unit(struct stream_state *st, struct stream *s,
+                           const char *p, size_t len, uint64_t seg,
+                           uint64_t off) {
   if (len == 0) return URSULA_OK;
   if (s->n_bounds == s->cap_bounds) {
     size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
     uint64_t *b = (uint64_t *)URSULA_REALLOC(s->bounds, cap * sizeof(*b));
+    struct stream_loc *l;
     if (b == NULL) return URSULA_ENOMEM;
     s->bounds = b;
+    l = (struct stream_loc *)URSULA_REALLOC(s->locs, cap * sizeof(*l));
+    if (l == NULL) return URSULA_ENOMEM;
+    s->locs = l;
     s->cap_bounds = cap;
   }
   if (buf_append(&s->data, p, len) != URSULA_OK) return URSULA_ENOMEM;
+  st->hot_bytes += len;
+  s->locs[s->n_bounds].seg = seg;
+  s->locs[s->n_bounds].off = off;
   s->tail += len;
   s->bounds[s->n_bounds++] = s->tail;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
+                               uint64_t start, uint64_t end, struct buf *out) {
+  size_t u;
+  if (start < s->hot_start) { /* the cold part, unit by unit */
+    u = stream_unit_at(s, start);
+    while (start < end && start < s->hot_start) {
+      uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
+      struct stream_loc loc;
+      int rc;
+      if (stop > end) stop = end;
+      if (stop > s->hot_start) stop = s->hot_start;
+      loc.seg = s->locs[u].seg;
+      loc.off = s->locs[u].off + (start - ustart);
+      if (st->read_cold == NULL || loc.seg == 0) return URSULA_EIO;
+      rc = st->read_cold(st->read_ctx, &loc, stop - start, out);
+      if (rc != URSULA_OK) return rc;
+      start = stop;
+      u++;
+    }
+  }
+  if (end <= start) return URSULA_OK;
+  return buf_append(out, s->data.ptr + (start - s->hot_start),
+                    (size_t)(end - start));
+}
+
+/* Drop s's hot units that the WAL holds, oldest first, keeping at least
+** the last `keep` bytes, until st->hot_bytes <= target. */
+static void stream_evict_one(struct stream_state *st, struct stream *s,
+                             uint64_t keep, uint64_t target) {
+  size_t u = stream_unit_at(s, s->hot_start);
+  uint64_t to = s->hot_start, drop;
+  while (u < s->n_bounds && s->locs[u].seg != 0 &&
+         s->bounds[u] + keep <= s->tail &&
+         st->hot_bytes - (to - s->hot_start) > target)
+    to = s->bounds[u++];
+  if (to == s->hot_start) return;
+  drop = to - s->hot_start;
+  buf_consume(&s->data, (size_t)drop);
+  s->hot_start = to;
+  st->hot_bytes -= drop;
+  if (s->data.len == 0) {
+    buf_free(&s->data);
+  } else if (s->data.cap > 65536 && s->data.len < s->data.cap / 4) {
+    char *p = (char *)URSULA_REALLOC(s->data.ptr, s->data.len + 1);
+    if (p != NULL) { /* give the memory back */
+      s->data.ptr = p;
+      s->data.cap = s->data.len + 1;
+    }
+  }
+}
+
+URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max) {
+  uint64_t target = max / 2, keep;
+  size_t k, slot;
+  int pass;
+  if (st->hot_bytes <= max || st->cap == 0) return;
+  /* first every stream keeps a fair share of recent bytes, then none */
+  for (pass = 0; pass < 2; pass++) {
+    keep = pass == 0 ? target / (st->n + 1) : 0;
+    for (k = 0; k < st->cap; k++) {
+      struct stream *s;
+      slot = (st->evict_cursor + k) & (st->cap - 1);
+      for (s = st->slots[slot]; s != NULL; s = s->hnext) {
+        stream_evict_one(st, s, keep, target);
+        if (st->hot_bytes <= target) {
+          st->evict_cursor = slot + 1; /* fairness: start after it */
+          return;
+        }
+      }
+    }
+  }
 }
 
 static struct stream_producer *stream_producer_find(struct stream *s,
@@ -202,7 +293,7 @@ static void stream_remove(struct stream_state *st, struct stream *s,
   if (s->fork_source != NULL)
     buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
   stream_unlink(st, s);
-  stream_free(s);
+  stream_free(st, s);
 }
 
 /* Find the stream at c->path as the command's clock sees it: an expired
@@ -292,17 +383,20 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
     /* inherited units, then the sub-offset prefix as a unit of its own */
     for (i = 0; i < c->n_bounds; i++) {
       if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
-      if (stream_add_unit(s, c->inherited.ptr + prev,
-                          (size_t)(c->bounds[i] - prev)) != URSULA_OK)
+      if (stream_add_unit(st, s, c->inherited.ptr + prev,
+                          (size_t)(c->bounds[i] - prev), c->log_seg,
+                          c->inherited_off + prev) != URSULA_OK)
         goto nomem_free;
       prev = c->bounds[i];
     }
-    if (stream_add_unit(s, c->inherited.ptr + prev,
-                        (size_t)(c->inherited.len - prev)) != URSULA_OK)
+    if (stream_add_unit(st, s, c->inherited.ptr + prev,
+                        (size_t)(c->inherited.len - prev), c->log_seg,
+                        c->inherited_off + prev) != URSULA_OK)
       goto nomem_free;
     r->release_source = 0; /* the new fork holds the reference now */
   }
-  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK)
+  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
+                      c->data_off) != URSULA_OK)
     goto nomem_free;
   s->closed = (c->flags & CMD_F_CLOSE) != 0;
   s->hnext = st->slots[s->hash & (st->cap - 1)];
@@ -313,7 +407,7 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
   r->closed = s->closed;
   return;
 nomem_free:
-  stream_free(s);
+  stream_free(st, s);
 nomem:
   stream_fail(r, 503, "out of memory");
 }
@@ -436,7 +530,8 @@ static void stream_apply_append(struct stream_state *st, const struct cmd *c,
     return;
   }
   r->prev_tail = s->tail;
-  if (stream_add_unit(s, c->data.ptr, c->data.len) != URSULA_OK) {
+  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
+                      c->data_off) != URSULA_OK) {
     stream_fail(r, 503, "out of memory");
     return;
   }
@@ -524,8 +619,18 @@ static void stream_apply_fork_acquire(struct stream_state *st,
       return;
     }
     end = s->bounds[unit];
-    len = s->json ? json_count(s->data.ptr + start, (size_t)(end - start))
-                  : end - start;
+    len = end - start;
+    if (s->json) {
+      struct buf b;
+      memset(&b, 0, sizeof(b));
+      if (stream_read(st, s, start, end, &b) != URSULA_OK) {
+        buf_free(&b);
+        stream_fail(r, 503, "could not read the fork source");
+        return;
+      }
+      len = json_count(b.ptr, b.len);
+      buf_free(&b);
+    }
     if (c->fork_sub > len) {
       stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
       return;

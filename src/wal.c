@@ -74,6 +74,7 @@ static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
 
 struct wal_seg {
   uint64_t first_index;
+  int fd; /* open for wal_pread(), or -1 (the last one reads through w->fd) */
 };
 
 struct wal {
@@ -151,7 +152,8 @@ static int wal_seg_push(struct wal *w, uint64_t first) {
     w->segs = s;
     w->cap_segs = cap;
   }
-  w->segs[w->n_segs++].first_index = first;
+  w->segs[w->n_segs].first_index = first;
+  w->segs[w->n_segs++].fd = -1;
   return URSULA_OK;
 }
 
@@ -298,8 +300,11 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err) {
 }
 
 URSULA_PRIVATE void wal_close(struct wal *w) {
+  size_t i;
   if (w == NULL) return;
   if (w->fd >= 0) os_fs()->close(w->fd);
+  for (i = 0; i < w->n_segs; i++)
+    if (w->segs[i].fd >= 0) os_fs()->close(w->segs[i].fd);
   buf_free(&w->pending);
   URSULA_FREE(w->segs);
   URSULA_FREE(w);
@@ -361,6 +366,8 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
     if (e.index != expect || e.term < *last_term) break;
     e.data = r + WAL_RECORD_HEADER;
     e.len = n;
+    e.seg = first;
+    e.off = at + WAL_RECORD_HEADER;
     if (fn != NULL && (*fn_rc = fn(arg, &e)) != URSULA_OK) break;
     *last = e.index;
     *last_term = e.term;
@@ -374,6 +381,8 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
 static void wal_drop_segs(struct wal *w, size_t from) {
   char path[URSULA_PATH_LEN + 32];
   while (w->n_segs > from) {
+    if (w->segs[w->n_segs - 1].fd >= 0)
+      os_fs()->close(w->segs[w->n_segs - 1].fd);
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
     os_fs()->unlink(path);
     w->n_segs--;
@@ -442,7 +451,8 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
 /* ------------------------------------------------------------ writing */
 
 URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n) {
+                              const void *p, size_t n, uint64_t *seg,
+                              uint64_t *off) {
   unsigned char h[WAL_RECORD_HEADER];
   size_t at;
   uint32_t crc;
@@ -468,6 +478,45 @@ URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
   }
   w->last_index = index;
   w->last_term = term;
+  *seg = w->segs[w->n_segs - 1].first_index;
+  *off = (uint64_t)w->written + at + WAL_RECORD_HEADER;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
+                             uint64_t len, struct buf *out) {
+  struct os_fs *fs = os_fs();
+  size_t lo = 0, hi = w->n_segs, k;
+  int fd;
+  while (lo < hi) { /* the segment whose first index is seg */
+    size_t mid = lo + (hi - lo) / 2;
+    if (w->segs[mid].first_index < seg)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  k = lo;
+  if (k == w->n_segs || w->segs[k].first_index != seg) return URSULA_ENOTFOUND;
+  if (k == w->n_segs - 1 && w->fd >= 0) {
+    fd = w->fd;
+  } else {
+    if (w->segs[k].fd < 0) {
+      char path[URSULA_PATH_LEN + 32];
+      wal_seg_path(w, seg, path, sizeof(path));
+      w->segs[k].fd = fs->open(path, O_RDONLY, 0);
+      if (w->segs[k].fd < 0) return wal_errno_code(errno);
+    }
+    fd = w->segs[k].fd;
+  }
+  if (len > SIZE_MAX || buf_reserve(out, (size_t)len) != URSULA_OK)
+    return URSULA_ENOMEM;
+  while (len > 0) {
+    ssize_t n = fs->pread(fd, out->ptr + out->len, (size_t)len, (off_t)off);
+    if (n <= 0) return URSULA_EIO; /* 0: the file is shorter than it was */
+    out->len += (size_t)n;
+    off += (uint64_t)n;
+    len -= (uint64_t)n;
+  }
   return URSULA_OK;
 }
 
@@ -611,6 +660,8 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
     drop++;
   if (drop == 0) return URSULA_OK;
   for (k = 0; k < drop; k++) {
+    if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
+    w->segs[k].fd = -1;
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
     if (os_fs()->unlink(path) != 0) return wal_errno_code(errno);
   }

@@ -67,11 +67,11 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
 /* Append entries from..to (term 1), syncing every `batch` entries. */
 static int unit_wal_fill(struct wal *w, uint64_t from, uint64_t to, int batch) {
   char p[64];
-  uint64_t i;
+  uint64_t i, seg, off;
   int rc;
   for (i = from; i <= to; i++) {
     size_t n = unit_wal_payload(i, p);
-    if ((rc = wal_append(w, 1, i, p, n)) != URSULA_OK) return rc;
+    if ((rc = wal_append(w, 1, i, p, n, &seg, &off)) != URSULA_OK) return rc;
     if ((i - from + 1) % (uint64_t)batch == 0 &&
         (rc = wal_sync(w)) != URSULA_OK)
       return rc;
@@ -150,6 +150,7 @@ static void unit_fault_remove(void) {
 /* ------------------------------------------------------------ cases */
 
 static void test_wal_roundtrip(void) {
+  uint64_t seg, off;
   struct unit_wal_seen seen;
   struct wal_stats st;
   struct wal *w;
@@ -160,8 +161,9 @@ static void test_wal_roundtrip(void) {
   ASSERT(unit_wal_fill(w, 1, 100, 10) == URSULA_OK);
   ASSERT(wal_last_index(w) == 100);
   /* appends must continue the sequence */
-  ASSERT(wal_append(w, 1, 102, "x", 1) == URSULA_EINVAL);
-  ASSERT(wal_append(w, 0, 101, "x", 1) == URSULA_EINVAL); /* term went back */
+  ASSERT(wal_append(w, 1, 102, "x", 1, &seg, &off) == URSULA_EINVAL);
+  /* the term went back */
+  ASSERT(wal_append(w, 0, 101, "x", 1, &seg, &off) == URSULA_EINVAL);
   wal_close(w);
   w = unit_wal_open(&seen, &st);
   ASSERT(seen.n == 100 && seen.first == 1 && seen.last == 100);
@@ -299,6 +301,7 @@ static void unit_wal_fault_case(int pwrite_errno, int sync_errno, int want_rc) {
   struct unit_wal_seen seen;
   struct wal *w;
   char p[64];
+  uint64_t seg, off;
   unit_wal_mkdir();
   w = unit_wal_open(&seen, NULL);
   if (w == NULL) return;
@@ -306,11 +309,14 @@ static void unit_wal_fault_case(int pwrite_errno, int sync_errno, int want_rc) {
   unit_fault_install();
   unit_fault_pwrite_errno = pwrite_errno;
   unit_fault_sync_errno = sync_errno;
-  ASSERT(wal_append(w, 1, 21, p, unit_wal_payload(21, p)) == URSULA_OK);
-  ASSERT(wal_append(w, 1, 22, p, unit_wal_payload(22, p)) == URSULA_OK);
+  ASSERT(wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
+         URSULA_OK);
+  ASSERT(wal_append(w, 1, 22, p, unit_wal_payload(22, p), &seg, &off) ==
+         URSULA_OK);
   ASSERT(wal_sync(w) == want_rc);
   ASSERT(wal_failed(w) && wal_last_index(w) == 20);
-  ASSERT(wal_append(w, 1, 21, p, unit_wal_payload(21, p)) == URSULA_EIO);
+  ASSERT(wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
+         URSULA_EIO);
   if (sync_errno) /* the fault is still there: the check cannot pass */
     ASSERT(wal_recover(w) != URSULA_OK && wal_failed(w));
   unit_fault_remove();
