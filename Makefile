@@ -16,7 +16,8 @@ LDLIBS   = -pthread
 SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
 .PHONY: all amalgamate check-amalgamation check-symbols test-split test-flags \
-        test-unit test-blackbox test-conformance test-conformance-wal test bench clean
+        test-unit test-blackbox test-crash test-conformance test-conformance-wal \
+        test bench clean
 
 all: ursula
 
@@ -87,6 +88,10 @@ test-unit: test/unit test/unit-poll
 test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
 
+# kill -9 under load, restart, check every acknowledged append.
+test-crash: ursula
+	bash test/crash.sh ./ursula 6
+
 test-conformance: ursula
 	sh test/conformance/run.sh
 
@@ -97,7 +102,7 @@ test-conformance-wal: ursula
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
 test: check-amalgamation check-symbols test-split test-flags test-unit \
-      test-blackbox test-conformance test-conformance-wal
+      test-blackbox test-crash test-conformance test-conformance-wal
 	@echo "make test: all passed"
 
 bench: ursula
