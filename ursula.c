@@ -1150,7 +1150,8 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 ** The system calls of durable storage (open, pwrite, fsync, ...) are
 ** reached through one table, os_fs(), so that tests can replace any of
 ** them and inject faults: short writes, EIO, ENOSPC, failed syncs.  The
-** table is process-wide; tests swap entries while no server runs.
+** table is process-wide; tests replace entries while no server runs
+** (and may then switch their faults on and off).
 */
 
 

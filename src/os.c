@@ -4,7 +4,8 @@
 ** The system calls of durable storage (open, pwrite, fsync, ...) are
 ** reached through one table, os_fs(), so that tests can replace any of
 ** them and inject faults: short writes, EIO, ENOSPC, failed syncs.  The
-** table is process-wide; tests swap entries while no server runs.
+** table is process-wide; tests replace entries while no server runs
+** (and may then switch their faults on and off).
 */
 #include "internal.h"
 

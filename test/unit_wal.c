@@ -114,9 +114,10 @@ static off_t unit_wal_file_size(const char *path) {
 /* ------------------------------------------------------------ faults */
 
 static struct os_fs unit_wal_real;
-static int unit_fault_short;        /* pwrite writes at most this many bytes */
-static int unit_fault_pwrite_errno; /* pwrite fails with this errno */
-static int unit_fault_sync_errno;   /* sync fails with this errno */
+/* Switched while a server's threads run (unit_server.c), hence volatile. */
+static volatile int unit_fault_short;        /* pwrite writes at most this */
+static volatile int unit_fault_pwrite_errno; /* pwrite fails with this */
+static volatile int unit_fault_sync_errno;   /* sync fails with this */
 
 static ssize_t unit_fault_pwrite(int fd, const void *p, size_t n, off_t off) {
   if (unit_fault_pwrite_errno) {
