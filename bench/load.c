@@ -17,6 +17,15 @@
 ** the monotonic clock.  Any answer other than 200/204, or a connection
 ** error, is an error; the program exits 1 if there was one.  Loopback
 ** only (127.0.0.1): it is a benchmark client, not a general one.
+**
+**   bench/load --port 4437 --sse 1000 --rate 50 --seconds 10
+**
+** SSE fan-out instead: --sse subscribers tail one stream
+** (?offset=now&live=sse); once all have their first control event, one
+** writer appends "t=<monotonic ns>" --rate times a second.  Each
+** subscriber's latency for an event is from just before its POST to the
+** arrival of its data line.  Prints events, delivered (of events x
+** subscribers), missing, and p50 / p99 / max.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -24,6 +33,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +46,7 @@
 static int load_port = 4437, load_streams = 500, load_conns = 64;
 static int load_seconds = 10, load_size = 128;
 static const char *load_prefix = "bench";
+static int load_sse = 0, load_rate = 50;
 
 static double load_now_ms(void) {
   struct timespec ts;
@@ -159,8 +170,161 @@ static void load_build(struct load_conn *c) {
 static void load_usage(void) {
   fprintf(stderr,
           "usage: load [--port N] [--streams N] [--conns N] [--seconds N]\n"
-          "            [--size BYTES] [--prefix NAME]\n");
+          "            [--size BYTES] [--prefix NAME]\n"
+          "       load [--port N] --sse SUBSCRIBERS [--rate N] [--seconds N]\n");
   exit(2);
+}
+
+/* ------------------------------------------------------------ SSE */
+
+struct load_sub {
+  int fd;
+  int ready; /* saw the first control event */
+  char line[512];
+  size_t len;
+};
+
+static double load_ns_to_ms(long long ns) { return (double)ns / 1e6; }
+
+static long long load_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Feed bytes of an SSE response (chunked) to a subscriber: whole lines
+** are looked at; "data:t=N" lines are events, "event: control" marks it
+** ready.  Chunk-size lines and headers are simply other lines. */
+static void load_sub_feed(struct load_sub *u, const char *p, size_t n,
+                          long *delivered) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    if (p[i] != '\n') {
+      if (u->len < sizeof(u->line) - 1) u->line[u->len++] = p[i];
+      continue;
+    }
+    u->line[u->len] = '\0';
+    if (strncmp(u->line, "data:t=", 7) == 0) {
+      long long t = atoll(u->line + 7);
+      load_record(load_ns_to_ms(load_now_ns() - t));
+      (*delivered)++;
+    } else if (strncmp(u->line, "event: control", 14) == 0) {
+      u->ready = 1;
+    }
+    u->len = 0;
+  }
+}
+
+static int load_sse_run(void) {
+  struct load_sub *subs;
+  struct pollfd *pf;
+  char req[512], buf[65536];
+  int i, n_ready = 0, writer = -1, wbusy = 0, n;
+  long delivered = 0, sent = 0;
+  double t_next = 0, t_end = 0, t_grace = 0, now, t_ready_by;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { /* 1000 sockets need room */
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  n = snprintf(req, sizeof(req),
+               "PUT /v1/stream/%s-sse HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Content-Type: text/plain\r\nContent-Length: 0\r\n"
+               "Connection: close\r\n\r\n",
+               load_prefix);
+  i = load_once(req, (size_t)n);
+  if (i != 200 && i != 201) {
+    fprintf(stderr, "load: PUT answered %d\n", i);
+    return 1;
+  }
+  subs = (struct load_sub *)calloc((size_t)load_sse, sizeof(*subs));
+  pf = (struct pollfd *)calloc((size_t)load_sse + 1, sizeof(*pf));
+  if (subs == NULL || pf == NULL) return 2;
+  n = snprintf(req, sizeof(req),
+               "GET /v1/stream/%s-sse?offset=now&live=sse HTTP/1.1\r\n"
+               "Host: 127.0.0.1\r\n\r\n",
+               load_prefix);
+  for (i = 0; i < load_sse; i++) {
+    if ((subs[i].fd = load_connect()) < 0 ||
+        write(subs[i].fd, req, (size_t)n) != n) {
+      fprintf(stderr, "load: subscriber %d: %s\n", i, strerror(errno));
+      return 1;
+    }
+    fcntl(subs[i].fd, F_SETFL, fcntl(subs[i].fd, F_GETFL) | O_NONBLOCK);
+  }
+  if ((writer = load_connect()) < 0) return 1;
+  t_ready_by = load_now_ms() + 20000.0;
+  for (;;) {
+    now = load_now_ms();
+    if (n_ready == load_sse && t_end == 0) { /* all listening: go */
+      t_next = now;
+      t_end = now + 1000.0 * load_seconds;
+      t_grace = t_end + 1000.0;
+    }
+    if (t_end == 0 && now > t_ready_by) {
+      fprintf(stderr, "load: only %d of %d subscribers became ready\n",
+              n_ready, load_sse);
+      return 1;
+    }
+    if (t_grace != 0 && now >= t_grace) break;
+    if (t_end != 0 && now < t_end && now >= t_next && !wbusy) {
+      char body[64], post[256];
+      int bl = snprintf(body, sizeof(body), "t=%lld\n", load_now_ns());
+      int pl = snprintf(post, sizeof(post),
+                        "POST /v1/stream/%s-sse HTTP/1.1\r\nHost: 127.0.0.1"
+                        "\r\nContent-Type: text/plain\r\nContent-Length: %d"
+                        "\r\n\r\n%s",
+                        load_prefix, bl, body);
+      if (write(writer, post, (size_t)pl) != pl) return 1;
+      wbusy = 1;
+      sent++;
+      t_next += 1000.0 / load_rate;
+    }
+    for (i = 0; i < load_sse; i++) {
+      pf[i].fd = subs[i].fd;
+      pf[i].events = POLLIN;
+      pf[i].revents = 0;
+    }
+    pf[load_sse].fd = writer;
+    pf[load_sse].events = POLLIN;
+    pf[load_sse].revents = 0;
+    if (poll(pf, (nfds_t)load_sse + 1, 1) < 0 && errno != EINTR) return 2;
+    for (i = 0; i < load_sse; i++) {
+      ssize_t r;
+      int was;
+      if (pf[i].revents == 0) continue;
+      r = read(subs[i].fd, buf, sizeof(buf));
+      if (r <= 0) {
+        if (r < 0 && errno == EAGAIN) continue;
+        fprintf(stderr, "load: subscriber %d closed\n", i);
+        return 1;
+      }
+      was = subs[i].ready;
+      load_sub_feed(&subs[i], buf, (size_t)r, &delivered);
+      if (!was && subs[i].ready) n_ready++;
+    }
+    if (pf[load_sse].revents) { /* the writer's answer: one at a time */
+      int status = 0;
+      ssize_t r = read(writer, buf, sizeof(buf));
+      if (r <= 0 || load_answer(buf, (size_t)r, &status) <= 0 ||
+          (status != 200 && status != 204)) {
+        fprintf(stderr, "load: append failed (%d)\n", status);
+        return 1;
+      }
+      wbusy = 0;
+    }
+  }
+  if (load_n_lat == 0) {
+    fprintf(stderr, "load: no event was delivered\n");
+    return 1;
+  }
+  qsort(load_lat, load_n_lat, sizeof(*load_lat), load_cmp);
+  printf("subscribers=%d rate=%d seconds=%d events=%ld delivered=%ld "
+         "missing=%ld p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+         load_sse, load_rate, load_seconds, sent, delivered,
+         sent * load_sse - delivered, load_lat[load_n_lat / 2],
+         load_lat[(size_t)(load_n_lat * 0.99)], load_lat[load_n_lat - 1]);
+  return sent * load_sse == delivered ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -177,7 +341,13 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--seconds") == 0) load_seconds = atoi(argv[++i]);
     else if (strcmp(argv[i], "--size") == 0) load_size = atoi(argv[++i]);
     else if (strcmp(argv[i], "--prefix") == 0) load_prefix = argv[++i];
+    else if (strcmp(argv[i], "--sse") == 0) load_sse = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--rate") == 0) load_rate = atoi(argv[++i]);
     else load_usage();
+  }
+  if (load_sse > 0) {
+    if (load_rate < 1 || load_seconds < 1) load_usage();
+    return load_sse_run();
   }
   if (load_streams < 1 || load_conns < 1 || load_seconds < 1 || load_size < 1)
     load_usage();

@@ -9,7 +9,10 @@
 #      the reference server (@durable-streams/server) in memory and
 #      file-backed, when its Node packages are installed (test/conformance;
 #      `make test` installs them);
-#   2. recovery: ursula with --wal-dir is filled with about BENCH_WAL_MB
+#   2. SSE fan-out: 1000 subscribers tailing one stream, one writer at 50
+#      appends/s; latency from before each POST to each subscriber: ursula
+#      and the reference server, in memory;
+#   3. recovery: ursula with --wal-dir is filled with about BENCH_WAL_MB
 #      (default 1024) MiB of appends, killed with kill -9, and restarted;
 #      the time from start to the "listening" line is the recovery time.
 # The load generator shares the machine with the server (say so when
@@ -62,6 +65,7 @@ stop() {
 }
 
 # run NAME COMMAND...: start a server (its port is $PORT), load it, stop it
+# (LOAD_ARGS: the load generator's scenario)
 run() {
   name=$1
   shift
@@ -72,8 +76,8 @@ run() {
     say "$name did not start"; tail -5 "$TMP/server.log" >&2; stop; return
   fi
   say "loading $name for $SECONDS_ s"
-  line=$(bench/load --port "$PORT" --streams "$STREAMS" --conns "$CONNS" \
-    --seconds "$SECONDS_" --size 128)
+  # shellcheck disable=SC2086 # LOAD_ARGS is split on purpose
+  line=$(bench/load --port "$PORT" --seconds "$SECONDS_" $LOAD_ARGS)
   result "server=$name $line"
   stop
 }
@@ -84,6 +88,7 @@ run() {
   echo "# load generator and server share the machine"
 } >>"$OUT"
 
+LOAD_ARGS="--streams $STREAMS --conns $CONNS --size 128"
 PORT=$(free_port)
 run ursula-memory ./ursula --listen "127.0.0.1:$PORT" --log-level 1
 PORT=$(free_port)
@@ -98,6 +103,15 @@ if [ -d test/conformance/node_modules/@durable-streams/server ]; then
     --port "$PORT" --no-compression --data-dir "$TMP/ref"
 else
   say "reference server not installed (run make test first): skipped"
+fi
+
+LOAD_ARGS="--sse 1000 --rate 50"
+PORT=$(free_port)
+run ursula-memory ./ursula --listen "127.0.0.1:$PORT" --log-level 1
+if [ -d test/conformance/node_modules/@durable-streams/server ]; then
+  PORT=$(free_port)
+  run reference-memory node test/conformance/start-reference.mjs \
+    --port "$PORT" --no-compression
 fi
 
 # --- recovery of about WAL_MB MiB of WAL ----------------------------------------
