@@ -497,9 +497,10 @@ struct wal_entry {
 struct wal_stats {      /* what wal_replay() found */
   uint64_t entries;     /* valid entries replayed */
   uint64_t bytes;       /* bytes of the segments they span */
-  uint64_t cut_bytes;   /* bytes cut from a torn or corrupt tail */
-  uint64_t cut_segment; /* first index of the segment that was cut */
-  size_t cut_files;     /* whole segments removed after the cut */
+  uint64_t cut_bytes;   /* bytes cut from the torn tail */
+  uint64_t cut_segment; /* first index of the segment that was cut, or
+                           that is damaged or missing (URSULA_ECORRUPT) */
+  uint64_t cut_at;      /* byte offset of the cut or the damage */
 };
 /* Open (creating if needed) the log in directory dir.  Call wal_replay()
 ** next, once, before anything else.  URSULA_OK or an error with a reason
@@ -3473,9 +3474,12 @@ URSULA_API const char *ursula_compile_options(void) {
 **
 ** RECOVERY.  wal_replay() reads the segments in order and hands each
 ** valid entry to a callback.  It stops at the first record that is torn
-** (short), fails its CRC, or breaks the index sequence: the segment is cut
-** there and later segments are removed, since nothing after a torn record
-** can have been acknowledged (records are synced in order).
+** (short), fails its CRC, or breaks the index sequence.  In the last
+** segment that is the tail a crash left behind, never acknowledged
+** (records are synced in order): the segment is cut there.  Anywhere
+** else it is damage to acknowledged entries -- a segment is synced whole
+** before the next one starts -- and replay fails with URSULA_ECORRUPT
+** rather than drop everything after it.
 */
 
 
@@ -3821,7 +3825,11 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   memset(&img, 0, sizeof(img));
   for (i = 0; i < w->n_segs; i++) {
     uint64_t seg_last;
-    if (w->segs[i].first_index != last + 1) break; /* a gap: stop here */
+    if (w->segs[i].first_index != last + 1) { /* a segment is missing */
+      st->cut_segment = w->segs[i].first_index;
+      rc = URSULA_ECORRUPT;
+      break;
+    }
     if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
       break;
     good = wal_scan((const unsigned char *)img.ptr, img.len,
@@ -3833,20 +3841,20 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     st->bytes += good;
     st->entries += seg_last - (w->segs[i].first_index - 1);
     last = seg_last;
-    if (good < img.len) { /* torn or corrupt: cut here */
+    if (good < img.len) { /* torn or corrupt */
       st->cut_bytes = img.len - good;
       st->cut_segment = w->segs[i].first_index;
-      i++;
+      st->cut_at = good;
+      /* Only the last segment can be torn by a crash: a segment is
+      ** synced whole before the next one starts.  Damage anywhere else
+      ** is corruption of acknowledged entries, and cutting there would
+      ** drop every later one: refuse instead. */
+      if (i + 1 < w->n_segs) rc = URSULA_ECORRUPT;
       break;
     }
   }
   buf_free(&img);
   if (rc != URSULA_OK) return rc;
-  /* segments past a cut (or a gap) hold nothing acknowledged */
-  if (i < w->n_segs) {
-    st->cut_files = w->n_segs - i;
-    wal_drop_segs(w, i);
-  }
   w->last_index = w->durable_index = last;
   w->last_term = w->durable_term = term;
   if (w->n_segs == 0) return wal_seg_create(w, last + 1);
@@ -5164,6 +5172,15 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
   rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
+  if (rc == URSULA_ECORRUPT && st.cut_segment != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "group %d: segment %020llu.wal in %.60s is damaged or missing "
+             "(byte %llu) before the last one; not starting rather than "
+             "dropping acknowledged entries",
+             g->id, (unsigned long long)st.cut_segment, dir,
+             (unsigned long long)st.cut_at);
+    return rc;
+  }
   if (rc != URSULA_OK) {
     snprintf(err, URSULA_ERRMSG_LEN, "group %d: recovery from %.150s: %s",
              g->id, dir, ursula_strerror(rc));
@@ -5180,12 +5197,12 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
     }
     g->term = 1;
   }
-  if (st.cut_bytes > 0 || st.cut_files > 0)
+  if (st.cut_bytes > 0)
     LOG_W(
-        "group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
-        "later segment(s) (never acknowledged)",
-        g->id, (unsigned long long)st.cut_bytes,
-        (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
+        "group %d: cut a torn tail: %llu bytes at byte %llu of segment "
+        "%llu (never acknowledged)",
+        g->id, (unsigned long long)st.cut_bytes, (unsigned long long)st.cut_at,
+        (unsigned long long)st.cut_segment);
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,

@@ -172,6 +172,15 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
   rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
+  if (rc == URSULA_ECORRUPT && st.cut_segment != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "group %d: segment %020llu.wal in %.60s is damaged or missing "
+             "(byte %llu) before the last one; not starting rather than "
+             "dropping acknowledged entries",
+             g->id, (unsigned long long)st.cut_segment, dir,
+             (unsigned long long)st.cut_at);
+    return rc;
+  }
   if (rc != URSULA_OK) {
     snprintf(err, URSULA_ERRMSG_LEN, "group %d: recovery from %.150s: %s",
              g->id, dir, ursula_strerror(rc));
@@ -188,12 +197,12 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
     }
     g->term = 1;
   }
-  if (st.cut_bytes > 0 || st.cut_files > 0)
+  if (st.cut_bytes > 0)
     LOG_W(
-        "group %d: cut a torn tail: %llu bytes of segment %llu and %lu "
-        "later segment(s) (never acknowledged)",
-        g->id, (unsigned long long)st.cut_bytes,
-        (unsigned long long)st.cut_segment, (unsigned long)st.cut_files);
+        "group %d: cut a torn tail: %llu bytes at byte %llu of segment "
+        "%llu (never acknowledged)",
+        g->id, (unsigned long long)st.cut_bytes, (unsigned long long)st.cut_at,
+        (unsigned long long)st.cut_segment);
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,

@@ -310,9 +310,10 @@ struct wal_entry {
 struct wal_stats {      /* what wal_replay() found */
   uint64_t entries;     /* valid entries replayed */
   uint64_t bytes;       /* bytes of the segments they span */
-  uint64_t cut_bytes;   /* bytes cut from a torn or corrupt tail */
-  uint64_t cut_segment; /* first index of the segment that was cut */
-  size_t cut_files;     /* whole segments removed after the cut */
+  uint64_t cut_bytes;   /* bytes cut from the torn tail */
+  uint64_t cut_segment; /* first index of the segment that was cut, or
+                           that is damaged or missing (URSULA_ECORRUPT) */
+  uint64_t cut_at;      /* byte offset of the cut or the damage */
 };
 /* Open (creating if needed) the log in directory dir.  Call wal_replay()
 ** next, once, before anything else.  URSULA_OK or an error with a reason

@@ -55,9 +55,12 @@
 **
 ** RECOVERY.  wal_replay() reads the segments in order and hands each
 ** valid entry to a callback.  It stops at the first record that is torn
-** (short), fails its CRC, or breaks the index sequence: the segment is cut
-** there and later segments are removed, since nothing after a torn record
-** can have been acknowledged (records are synced in order).
+** (short), fails its CRC, or breaks the index sequence.  In the last
+** segment that is the tail a crash left behind, never acknowledged
+** (records are synced in order): the segment is cut there.  Anywhere
+** else it is damage to acknowledged entries -- a segment is synced whole
+** before the next one starts -- and replay fails with URSULA_ECORRUPT
+** rather than drop everything after it.
 */
 #include "internal.h"
 
@@ -403,7 +406,11 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   memset(&img, 0, sizeof(img));
   for (i = 0; i < w->n_segs; i++) {
     uint64_t seg_last;
-    if (w->segs[i].first_index != last + 1) break; /* a gap: stop here */
+    if (w->segs[i].first_index != last + 1) { /* a segment is missing */
+      st->cut_segment = w->segs[i].first_index;
+      rc = URSULA_ECORRUPT;
+      break;
+    }
     if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
       break;
     good = wal_scan((const unsigned char *)img.ptr, img.len,
@@ -415,20 +422,20 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     st->bytes += good;
     st->entries += seg_last - (w->segs[i].first_index - 1);
     last = seg_last;
-    if (good < img.len) { /* torn or corrupt: cut here */
+    if (good < img.len) { /* torn or corrupt */
       st->cut_bytes = img.len - good;
       st->cut_segment = w->segs[i].first_index;
-      i++;
+      st->cut_at = good;
+      /* Only the last segment can be torn by a crash: a segment is
+      ** synced whole before the next one starts.  Damage anywhere else
+      ** is corruption of acknowledged entries, and cutting there would
+      ** drop every later one: refuse instead. */
+      if (i + 1 < w->n_segs) rc = URSULA_ECORRUPT;
       break;
     }
   }
   buf_free(&img);
   if (rc != URSULA_OK) return rc;
-  /* segments past a cut (or a gap) hold nothing acknowledged */
-  if (i < w->n_segs) {
-    st->cut_files = w->n_segs - i;
-    wal_drop_segs(w, i);
-  }
   w->last_index = w->durable_index = last;
   w->last_term = w->durable_term = term;
   if (w->n_segs == 0) return wal_seg_create(w, last + 1);

@@ -169,7 +169,7 @@ static void test_wal_roundtrip(void) {
   w = unit_wal_open(&seen, &st);
   ASSERT(seen.n == 100 && seen.first == 1 && seen.last == 100);
   ASSERT(seen.bad == 0);
-  ASSERT(st.entries == 100 && st.cut_bytes == 0 && st.cut_files == 0);
+  ASSERT(st.entries == 100 && st.cut_bytes == 0);
   ASSERT(w != NULL && wal_last_index(w) == 100 && wal_last_term(w) == 1);
   wal_close(w);
   unit_wal_rmdir();
@@ -255,7 +255,21 @@ static int unit_wal_flip(uint64_t index) {
 }
 
 /* A corrupt record in an earlier segment: it and everything after goes. */
-static void test_wal_bit_flip(void) {
+/* Replay the log in unit_wal_dir; returns wal_replay()'s status. */
+static int unit_wal_replay_rc(struct unit_wal_seen *seen,
+                              struct wal_stats *st) {
+  struct wal *w = NULL;
+  char err[URSULA_ERRMSG_LEN];
+  int rc;
+  memset(seen, 0, sizeof(*seen));
+  if (wal_open(&w, unit_wal_dir, err) != URSULA_OK) return URSULA_EIO;
+  rc = wal_replay(w, unit_wal_check, seen, st);
+  wal_close(w);
+  return rc;
+}
+
+/* A bit flip in the last record of the last segment is a torn tail: cut. */
+static void test_wal_bit_flip_tail(void) {
   struct unit_wal_seen seen;
   struct wal_stats st;
   struct wal *w;
@@ -265,16 +279,50 @@ static void test_wal_bit_flip(void) {
   wal_set_segment_bytes(w, 400);
   ASSERT(unit_wal_fill(w, 1, 120, 4) == URSULA_OK);
   wal_close(w);
+  ASSERT(unit_wal_flip(120) == 0);
+  w = unit_wal_open(&seen, &st);
+  ASSERT(seen.n == 119 && seen.last == 119 && seen.bad == 0);
+  ASSERT(st.cut_bytes > 0);
+  ASSERT(w != NULL && wal_last_index(w) == 119);
+  ASSERT(unit_wal_fill(w, 120, 125, 2) == URSULA_OK);
+  wal_close(w);
+  w = unit_wal_open(&seen, &st);
+  ASSERT(seen.n == 125 && seen.bad == 0 && st.cut_bytes == 0);
+  wal_close(w);
+  unit_wal_rmdir();
+}
+
+/* Damage before the last segment is not a crash's tail: replay refuses,
+** and nothing is cut or removed. */
+static void test_wal_bit_flip_middle(void) {
+  struct unit_wal_seen seen;
+  struct wal_stats st;
+  struct wal *w;
+  char path[128];
+  int segs;
+  uint64_t damaged;
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  wal_set_segment_bytes(w, 400);
+  ASSERT(unit_wal_fill(w, 1, 120, 4) == URSULA_OK);
+  wal_close(w);
+  segs = unit_wal_count_segments();
   ASSERT(unit_wal_flip(40) == 0);
-  w = unit_wal_open(&seen, &st);
-  ASSERT(seen.n == 39 && seen.last == 39 && seen.bad == 0);
-  ASSERT(st.cut_bytes > 0 && st.cut_files > 0);
-  ASSERT(w != NULL && wal_last_index(w) == 39);
-  ASSERT(unit_wal_fill(w, 40, 45, 2) == URSULA_OK);
-  wal_close(w);
-  w = unit_wal_open(&seen, &st);
-  ASSERT(seen.n == 45 && seen.bad == 0 && st.cut_bytes == 0);
-  wal_close(w);
+  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_ECORRUPT);
+  damaged = st.cut_segment;
+  ASSERT(damaged > 1 && damaged <= 40);
+  ASSERT(unit_wal_count_segments() == segs);
+  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_ECORRUPT); /* still */
+  ASSERT(unit_wal_flip(40) == 0); /* repaired by hand: all of it is back */
+  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_OK && seen.n == 120);
+  /* a missing segment in the middle is refused too */
+  snprintf(path, sizeof(path), "%s/%020llu.wal", unit_wal_dir,
+           (unsigned long long)damaged);
+  ASSERT(unlink(path) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_ECORRUPT);
+  ASSERT(st.cut_segment > damaged);
+  ASSERT(unit_wal_count_segments() == segs - 1);
   unit_wal_rmdir();
 }
 
@@ -419,7 +467,8 @@ static const struct unit_case unit_wal_cases[] = {
     {"wal_roundtrip", test_wal_roundtrip},
     {"wal_segments", test_wal_segments},
     {"wal_torn_tail", test_wal_torn_tail},
-    {"wal_bit_flip", test_wal_bit_flip},
+    {"wal_bit_flip_tail", test_wal_bit_flip_tail},
+    {"wal_bit_flip_middle", test_wal_bit_flip_middle},
     {"wal_short_writes", test_wal_short_writes},
     {"wal_fault_eio", test_wal_fault_eio},
     {"wal_fault_enospc", test_wal_fault_enospc},
