@@ -218,6 +218,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -304,6 +305,9 @@ URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
+/* Raise the soft limit on open files towards want (at most the hard
+** limit); returns the limit now in force. */
+URSULA_PRIVATE long os_raise_fd_limit(long want);
 
 /* The file system calls of the WAL.  Each behaves as its POSIX namesake
 ** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a
@@ -1188,6 +1192,19 @@ URSULA_PRIVATE int os_set_cloexec(int fd) {
   int fl = fcntl(fd, F_GETFD, 0);
   if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return URSULA_ESYS;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE long os_raise_fd_limit(long want) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)want > rl.rlim_cur) {
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || (rlim_t)want < rl.rlim_max)
+                      ? (rlim_t)want
+                      : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
 }
 
 /* ------------------------------------------------------------ files */
@@ -7714,6 +7731,15 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       rc = URSULA_ENOMEM;
       goto fail;
     }
+  }
+  { /* every connection is a descriptor; so are WAL segments and loops */
+    long want = (long)cfg->max_connections + 64 + 4L * s->n_groups;
+    long have = os_raise_fd_limit(want);
+    if (have >= 0 && have < want)
+      LOG_W(
+          "open-file limit is %ld, below the %ld that --max-connections "
+          "%d needs; raise it (ulimit -n)",
+          have, want, cfg->max_connections);
   }
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||

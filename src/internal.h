@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -117,6 +118,9 @@ URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
+/* Raise the soft limit on open files towards want (at most the hard
+** limit); returns the limit now in force. */
+URSULA_PRIVATE long os_raise_fd_limit(long want);
 
 /* The file system calls of the WAL.  Each behaves as its POSIX namesake
 ** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a

@@ -43,6 +43,19 @@ URSULA_PRIVATE int os_set_cloexec(int fd) {
   return URSULA_OK;
 }
 
+URSULA_PRIVATE long os_raise_fd_limit(long want) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)want > rl.rlim_cur) {
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || (rlim_t)want < rl.rlim_max)
+                      ? (rlim_t)want
+                      : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+}
+
 /* ------------------------------------------------------------ files */
 
 static int os_real_open(const char *path, int flags, int mode) {

@@ -422,6 +422,15 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       goto fail;
     }
   }
+  { /* every connection is a descriptor; so are WAL segments and loops */
+    long want = (long)cfg->max_connections + 64 + 4L * s->n_groups;
+    long have = os_raise_fd_limit(want);
+    if (have >= 0 && have < want)
+      LOG_W(
+          "open-file limit is %ld, below the %ld that --max-connections "
+          "%d needs; raise it (ulimit -n)",
+          have, want, cfg->max_connections);
+  }
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK))
