@@ -98,7 +98,8 @@ test-conformance: ursula
 # The same suite against a server that logs every change to its WAL and
 # keeps little in memory, so that reads and forks also take the WAL path.
 test-conformance-wal: ursula
-	@d=$$(mktemp -d) && sh test/conformance/run.sh --wal-dir "$$d/wal" --hot-max-bytes 65536; \
+	@d=$$(mktemp -d) && sh test/conformance/run.sh --wal-dir "$$d/wal" --hot-max-bytes 65536 \
+	  --snapshot-bytes 4096; \
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
 test: check-amalgamation check-symbols test-split test-flags test-unit \

@@ -164,6 +164,9 @@
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif
+#ifndef URSULA_DEFAULT_SNAPSHOT_BYTES
+#define URSULA_DEFAULT_SNAPSHOT_BYTES 67108864 /* per group; with a WAL */
+#endif
 #ifndef URSULA_DEFAULT_HOT_MAX_BYTES
 #define URSULA_DEFAULT_HOT_MAX_BYTES 67108864 /* per group; with a WAL */
 #endif
@@ -498,25 +501,34 @@ struct wal_entry {
   size_t len;
   uint64_t seg, off; /* where the payload is: segment, file offset */
 };
-struct wal_stats {      /* what wal_replay() found */
-  uint64_t entries;     /* valid entries replayed */
-  uint64_t bytes;       /* bytes of the segments they span */
-  uint64_t cut_bytes;   /* bytes cut from the torn tail */
-  uint64_t cut_segment; /* first index of the segment that was cut, or
+struct wal_stats {         /* what wal_replay() found */
+  uint64_t entries;        /* valid entries replayed */
+  uint64_t bytes;          /* bytes of the segments they span */
+  uint64_t cut_bytes;      /* bytes cut from the torn tail */
+  uint64_t cut_segment;    /* first index of the segment that was cut, or
                            that is damaged or missing (URSULA_ECORRUPT) */
-  uint64_t cut_at;      /* byte offset of the cut or the damage */
+  uint64_t cut_at;         /* byte offset of the cut or the damage */
+  uint64_t snapshot_index; /* the snapshot replay started after (0: none) */
 };
 /* Open (creating if needed) the log in directory dir.  Call wal_replay()
 ** next, once, before anything else.  URSULA_OK or an error with a reason
 ** in err. */
 URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err);
 URSULA_PRIVATE void wal_close(struct wal *w);
-/* Hand every valid entry, in index order, to fn (which returns URSULA_OK
-** to go on); cut a torn or corrupt tail; open the last segment for
-** appending.  Returns URSULA_OK, fn's error, or an I/O error. */
+/* Hand the snapshot, if there is one, to restore, then every valid entry
+** after it, in index order, to fn (both return URSULA_OK to go on); cut a
+** torn tail; open the last segment for appending.  Returns URSULA_OK, fn's error, or an I/O error. */
 URSULA_PRIVATE int wal_replay(struct wal *w,
+                              int (*restore)(void *arg, const void *p,
+                                             size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st);
+/* Durably replace the snapshot with p[0..n), the state machine as of entry
+** (index, term); replay then starts after it. */
+URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+                                     uint64_t term, const void *p, size_t n);
+/* Log bytes written since the snapshot (or since the log began). */
+URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 /* Buffer the entry (term, index) with payload p[0..n); *seg and *off get
 ** where the payload will be (see wal_pread).  index must be
 ** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
@@ -548,7 +560,7 @@ URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
                                                      uint64_t index);
 /* Remove whole segments whose entries are all at or below upto (they are
 ** covered by a snapshot of the state machine). */
-URSULA_PRIVATE URSULA_UNUSED int wal_compact(struct wal *w, uint64_t upto);
+URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_first_index(const struct wal *w);
 URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
@@ -612,6 +624,16 @@ struct cmd {
   ** file offsets of data and inherited. */
   uint64_t log_seg, data_off, inherited_off;
 };
+
+/* The codecs of the encoding (also used by snapshots): an unsigned LEB128
+** varint, and bytes as varint length + bytes.  The getters advance *p and
+** return 0, or -1 if the input ends too soon. */
+URSULA_PRIVATE int cmd_put_varint(struct buf *b, uint64_t v);
+URSULA_PRIVATE int cmd_put_bytes(struct buf *b, struct str s);
+URSULA_PRIVATE int cmd_get_varint(const unsigned char **p,
+                                  const unsigned char *end, uint64_t *out);
+URSULA_PRIVATE int cmd_get_bytes(const unsigned char **p,
+                                 const unsigned char *end, struct str *out);
 
 /* Append the encoding of *c to out.  Returns URSULA_OK or URSULA_ENOMEM
 ** (out unchanged). */
@@ -733,6 +755,17 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
 ** max / 2 (when it is above max), oldest units of each stream first. */
 URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max);
+/* A snapshot of the state machine: every stream's metadata, producer
+** state, forks and TTLs, and where each unit's bytes are in the WAL (the
+** bytes themselves stay there).  Fails with URSULA_EINVAL if a unit is
+** only in memory.  stream_restore() fills an empty state from one; all
+** data then starts cold.  Format in stream.c. */
+URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
+                                   struct buf *out);
+URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
+                                  size_t len);
+/* The oldest WAL segment any unit's bytes are in (UINT64_MAX if none). */
+URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
 
@@ -831,7 +864,8 @@ URSULA_PRIVATE void group_free(struct group *g);
 ** (before the cores start); keep at most about hot_max bytes of stream
 ** data in memory from then on.  URSULA_OK, or an error with a reason in err. */
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, char *err);
+                                  uint64_t hot_max, uint64_t snapshot_bytes,
+                                  char *err);
 /* Group commit at the end of the owner's loop turn, in three steps so
 ** that the syncs of many groups overlap: group_commit_write() writes g's
 ** new entries to its WAL and returns the WAL to sync (NULL if none, or
@@ -2901,6 +2935,10 @@ static const struct conf_key conf_keys[] = {
      INT64_C(1099511627776), "N",
      "stream data each group keeps in memory (with --wal-dir); older data "
      "is read back from the WAL"},
+    {"snapshot-bytes", NULL, CONF_T_I64, CONF_OFF(snapshot_bytes), 4096,
+     INT64_C(1099511627776), "N",
+     "WAL bytes a group logs between snapshots of its state (with "
+     "--wal-dir); a restart replays at most about this much per group"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
 };
@@ -3108,6 +3146,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
+  cfg->snapshot_bytes = URSULA_DEFAULT_SNAPSHOT_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
 }
@@ -3417,7 +3456,8 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
-      CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES);
+      CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES)
+      CONF_OPT(URSULA_DEFAULT_SNAPSHOT_BYTES);
   /* clang-format on */
   return conf_options;
 }
@@ -3469,6 +3509,17 @@ URSULA_API const char *ursula_compile_options(void) {
 **    16   8  index (the previous record's index + 1)
 **    24   n  payload: one encoded command (cmd.c)
 **
+** SNAPSHOT FILE "snapshot": the state machine as of an index, so that
+** replay can start after it and older segments can go.  Replaced
+** atomically like the state file:
+**
+**     0   8  magic "URSSNAP1"
+**     8   8  index of the last entry it covers
+**    16   8  term of that entry
+**    24   8  n, the payload length
+**    32   n  payload: the state machine's snapshot (stream.c)
+**  32+n   4  CRC32C of bytes 0..(32+n-1)
+**
 ** STATE FILE, 28 bytes: magic "URSTATE1", term (8), vote (8), CRC32C of
 ** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
 ** renamed over state, and the directory synced.
@@ -3510,6 +3561,7 @@ URSULA_API const char *ursula_compile_options(void) {
 
 static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
 static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
+static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '1'};
 
 struct wal_seg {
   uint64_t first_index;
@@ -3532,6 +3584,8 @@ struct wal {
   int failed;         /* a write or sync failed: appends refused */
   uint64_t term, vote;
   int64_t segment_bytes;
+  uint64_t snap_index, snap_term; /* the snapshot replay starts after */
+  uint64_t since_snap;            /* log bytes written after it */
 };
 
 /* ------------------------------------------------------------ bytes */
@@ -3656,6 +3710,102 @@ URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
 }
 URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
   return w->vote;
+}
+
+/* ------------------------------------------------------------ snapshot */
+
+/* Write path from p[0..n) atomically: a temporary file, synced, renamed
+** over path, and the directory synced. */
+static int wal_replace_file(struct wal *w, const char *name,
+                            const struct buf *b) {
+  struct os_fs *fs = os_fs();
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
+  size_t done = 0;
+  int fd, e = 0;
+  snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, name);
+  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return wal_errno_code(errno);
+  while (done < b->len && e == 0) {
+    ssize_t n = fs->pwrite(fd, b->ptr + done, b->len - done, (off_t)done);
+    if (n <= 0)
+      e = n < 0 ? errno : EIO;
+    else
+      done += (size_t)n;
+  }
+  if (e == 0 && fs->sync(fd) != 0) e = errno;
+  fs->close(fd);
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
+  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
+  if (e != 0) fs->unlink(tmp);
+  return e ? wal_errno_code(e) : URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+                                     uint64_t term, const void *p, size_t n) {
+  struct buf b;
+  unsigned char h[32], c[4];
+  int rc;
+  memset(&b, 0, sizeof(b));
+  memcpy(h, wal_snap_magic, 8);
+  wal_put64(h + 8, index);
+  wal_put64(h + 16, term);
+  wal_put64(h + 24, (uint64_t)n);
+  wal_put32(c, util_crc32c(util_crc32c(0, h, sizeof(h)), p, n));
+  if (buf_reserve(&b, sizeof(h) + n + 4) != URSULA_OK) return URSULA_ENOMEM;
+  buf_append(&b, h, sizeof(h));
+  buf_append(&b, p, n);
+  buf_append(&b, c, 4);
+  rc = wal_replace_file(w, "snapshot", &b);
+  buf_free(&b);
+  if (rc == URSULA_OK) {
+    w->snap_index = index;
+    w->snap_term = term;
+    w->since_snap = 0;
+  }
+  return rc;
+}
+
+/* Read DIR/snapshot into out (the payload) and w->snap_index/snap_term.
+** URSULA_OK (out empty if there is none), or URSULA_ECORRUPT. */
+static int wal_load_snapshot(struct wal *w, struct buf *out) {
+  struct os_fs *fs = os_fs();
+  char path[URSULA_PATH_LEN + 32];
+  struct stat sb;
+  unsigned char *q;
+  uint64_t n;
+  off_t off = 0;
+  int fd;
+  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  out->len = 0;
+  fd = fs->open(path, O_RDONLY, 0);
+  if (fd < 0) return errno == ENOENT ? URSULA_OK : URSULA_EIO;
+  if (fstat(fd, &sb) != 0 || sb.st_size < 36 ||
+      buf_reserve(out, (size_t)sb.st_size) != URSULA_OK) {
+    fs->close(fd);
+    return sb.st_size < 36 ? URSULA_ECORRUPT : URSULA_ENOMEM;
+  }
+  while (off < sb.st_size) {
+    ssize_t r = fs->pread(fd, out->ptr + off, (size_t)(sb.st_size - off), off);
+    if (r <= 0) break;
+    off += r;
+  }
+  fs->close(fd);
+  q = (unsigned char *)out->ptr;
+  n = wal_get64(q + 24);
+  if (off != sb.st_size || memcmp(q, wal_snap_magic, 8) != 0 ||
+      n != (uint64_t)sb.st_size - 36 ||
+      wal_get32(q + 32 + n) != util_crc32c(0, q, 32 + (size_t)n))
+    return URSULA_ECORRUPT; /* it is only ever replaced whole */
+  w->snap_index = wal_get64(q + 8);
+  w->snap_term = wal_get64(q + 16);
+  memmove(out->ptr, out->ptr + 32, (size_t)n);
+  out->len = (size_t)n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
+  return w->since_snap;
 }
 
 /* ------------------------------------------------------------ open */
@@ -3787,7 +3937,7 @@ static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
 static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
                        uint64_t *last, uint64_t *last_term,
                        int (*fn)(void *, const struct wal_entry *), void *arg,
-                       int *fn_rc) {
+                       int *fn_rc, uint64_t skip, uint64_t *called) {
   size_t at = WAL_HEADER_BYTES;
   uint64_t expect = first;
   *last = first - 1;
@@ -3807,7 +3957,10 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
     e.len = n;
     e.seg = first;
     e.off = at + WAL_RECORD_HEADER;
-    if (fn != NULL && (*fn_rc = fn(arg, &e)) != URSULA_OK) break;
+    if (fn != NULL && e.index > skip) { /* at or below skip: snapshotted */
+      if ((*fn_rc = fn(arg, &e)) != URSULA_OK) break;
+      (*called)++;
+    }
     *last = e.index;
     *last_term = e.term;
     expect++;
@@ -3830,17 +3983,40 @@ static void wal_drop_segs(struct wal *w, size_t from) {
 }
 
 URSULA_PRIVATE int wal_replay(struct wal *w,
+                              int (*restore)(void *arg, const void *p,
+                                             size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st) {
   struct os_fs *fs = os_fs();
   struct buf img;
-  size_t i, good = 0;
-  int rc = URSULA_OK, fn_rc = URSULA_OK;
-  uint64_t last = w->first_index - 1, term = 0;
+  size_t i = 0, good = 0;
+  int rc, fn_rc = URSULA_OK;
+  uint64_t last, term = 0;
   char path[URSULA_PATH_LEN + 32];
   memset(st, 0, sizeof(*st));
   memset(&img, 0, sizeof(img));
-  for (i = 0; i < w->n_segs; i++) {
+  /* the snapshot first, then the entries after it */
+  rc = wal_load_snapshot(w, &img);
+  if (rc == URSULA_OK && w->snap_index > 0) {
+    st->snapshot_index = w->snap_index;
+    rc = restore != NULL ? restore(arg, img.ptr, img.len) : URSULA_EINVAL;
+  }
+  if (rc != URSULA_OK) {
+    buf_free(&img);
+    return rc;
+  }
+  if (w->snap_index > 0) { /* skip segments wholly covered by it */
+    while (i + 1 < w->n_segs && w->segs[i + 1].first_index <= w->snap_index + 1)
+      i++;
+    if (w->n_segs > 0 && w->segs[i].first_index > w->snap_index + 1) {
+      st->cut_segment = w->segs[i].first_index; /* entries are missing */
+      buf_free(&img);
+      return URSULA_ECORRUPT;
+    }
+  }
+  last = w->n_segs > 0 ? w->segs[i].first_index - 1 : w->snap_index;
+  term = w->snap_term;
+  for (; i < w->n_segs; i++) {
     uint64_t seg_last;
     if (w->segs[i].first_index != last + 1) { /* a segment is missing */
       st->cut_segment = w->segs[i].first_index;
@@ -3850,13 +4026,13 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
       break;
     good = wal_scan((const unsigned char *)img.ptr, img.len,
-                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc);
+                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc,
+                    w->snap_index, &st->entries);
     if (fn_rc != URSULA_OK) {
       rc = fn_rc;
       break;
     }
     st->bytes += good;
-    st->entries += seg_last - (w->segs[i].first_index - 1);
     last = seg_last;
     if (good < img.len) { /* torn or corrupt */
       st->cut_bytes = img.len - good;
@@ -3870,6 +4046,8 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       break;
     }
   }
+  if (rc == URSULA_OK && last < w->snap_index) rc = URSULA_ECORRUPT;
+  w->since_snap = st->bytes;
   buf_free(&img);
   if (rc != URSULA_OK) return rc;
   w->last_index = w->durable_index = last;
@@ -3985,6 +4163,7 @@ URSULA_PRIVATE int wal_write(struct wal *w) {
     done += (size_t)n; /* a short write: go on from where it stopped */
   }
   w->written += (off_t)w->pending.len;
+  w->since_snap += w->pending.len;
   w->pending.len = 0;
   return URSULA_OK;
 }
@@ -4023,7 +4202,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   rc = wal_read_file(w, first, &img);
   if (rc == URSULA_OK) {
     good = wal_scan((const unsigned char *)img.ptr, img.len, first, &last,
-                    &term, NULL, NULL, &fn_rc);
+                    &term, NULL, NULL, &fn_rc, 0, NULL);
     if (good != (size_t)w->size || last != w->durable_index)
       rc = URSULA_ECORRUPT; /* acknowledged records did not survive */
   }
@@ -4042,7 +4221,7 @@ static uint64_t wal_seg_last_term(struct wal *w, size_t k) {
   memset(&img, 0, sizeof(img));
   if (wal_read_file(w, w->segs[k].first_index, &img) == URSULA_OK)
     wal_scan((const unsigned char *)img.ptr, img.len, w->segs[k].first_index,
-             &last, &term, NULL, NULL, &fn_rc);
+             &last, &term, NULL, NULL, &fn_rc, 0, NULL);
   buf_free(&img);
   return term;
 }
@@ -4181,7 +4360,7 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 
 
 /* Append v as a varint. */
-static int cmd_put_varint(struct buf *b, uint64_t v) {
+URSULA_PRIVATE int cmd_put_varint(struct buf *b, uint64_t v) {
   unsigned char tmp[10];
   size_t n = 0;
   do {
@@ -4193,14 +4372,14 @@ static int cmd_put_varint(struct buf *b, uint64_t v) {
   return buf_append(b, tmp, n);
 }
 
-static int cmd_put_bytes(struct buf *b, struct str s) {
+URSULA_PRIVATE int cmd_put_bytes(struct buf *b, struct str s) {
   if (cmd_put_varint(b, s.len) != URSULA_OK) return URSULA_ENOMEM;
   return buf_append(b, s.ptr, s.len);
 }
 
 /* Read a varint from *p (advanced) before end; -1 if truncated/too long. */
-static int cmd_get_varint(const unsigned char **p, const unsigned char *end,
-                          uint64_t *out) {
+URSULA_PRIVATE int cmd_get_varint(const unsigned char **p,
+                                  const unsigned char *end, uint64_t *out) {
   uint64_t v = 0;
   unsigned shift = 0;
   while (*p < end && shift < 64) {
@@ -4215,8 +4394,8 @@ static int cmd_get_varint(const unsigned char **p, const unsigned char *end,
   return -1;
 }
 
-static int cmd_get_bytes(const unsigned char **p, const unsigned char *end,
-                         struct str *out) {
+URSULA_PRIVATE int cmd_get_bytes(const unsigned char **p,
+                                 const unsigned char *end, struct str *out) {
   uint64_t n;
   if (cmd_get_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p)) return -1;
   out->ptr = (const char *)*p;
@@ -5010,6 +5189,210 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
   }
   return URSULA_OK;
 }
+
+/* ------------------------------------------------------------ snapshots
+
+   SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes:
+
+     v 1 (format version)   v next_incarnation   v number of streams
+     per stream:
+       b path   b content_type
+       v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
+       v tail   v ttl_s   v expires_at_ms   b expires_text
+       v last_access_ms   b stream_seq (empty: none)
+       v producers, then per producer: b id, v epoch, v seq
+       b closed_by_id (empty: none)   v closed_by_epoch   v closed_by_seq
+       b fork_source (empty: not a fork)   v fork_offset   v fork_sub
+       v refcount   v incarnation
+       v units, then per unit: v length, v WAL segment, v file offset
+*/
+
+#define STREAM_SNAP_VERSION 1
+
+static struct str stream_str(const char *p, size_t len) {
+  struct str s;
+  s.ptr = p ? p : "";
+  s.len = p ? len : 0;
+  return s;
+}
+
+URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
+                                   struct buf *out) {
+  size_t i, u;
+  const struct stream *s;
+  const struct stream_producer *pr;
+  int bad = 0;
+  bad |= cmd_put_varint(out, STREAM_SNAP_VERSION);
+  bad |= cmd_put_varint(out, st->next_incarnation);
+  bad |= cmd_put_varint(out, st->n);
+  for (i = 0; i < st->cap; i++) {
+    for (s = st->slots[i]; s != NULL; s = s->hnext) {
+      uint64_t n = 0, prev = 0;
+      for (pr = s->producers; pr != NULL; pr = pr->next) n++;
+      bad |= cmd_put_bytes(out, stream_str(s->path, s->path_len));
+      bad |= cmd_put_bytes(out, util_str(s->content_type));
+      bad |= cmd_put_varint(
+          out, (uint64_t)(s->json | s->closed << 1 | s->soft_deleted << 2 |
+                          s->has_ttl << 3 | s->has_expires << 4));
+      bad |= cmd_put_varint(out, s->tail);
+      bad |= cmd_put_varint(out, s->ttl_s);
+      bad |= cmd_put_varint(out, s->expires_at_ms);
+      bad |=
+          cmd_put_bytes(out, util_str(s->expires_text ? s->expires_text : ""));
+      bad |= cmd_put_varint(out, s->last_access_ms);
+      bad |= cmd_put_bytes(out, stream_str(s->stream_seq, s->stream_seq_len));
+      bad |= cmd_put_varint(out, n);
+      for (pr = s->producers; pr != NULL; pr = pr->next) {
+        bad |= cmd_put_bytes(out, stream_str(pr->id, pr->id_len));
+        bad |= cmd_put_varint(out, pr->epoch);
+        bad |= cmd_put_varint(out, pr->seq);
+      }
+      bad |=
+          cmd_put_bytes(out, stream_str(s->closed_by_id, s->closed_by_id_len));
+      bad |= cmd_put_varint(out, s->closed_by_epoch);
+      bad |= cmd_put_varint(out, s->closed_by_seq);
+      bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
+      bad |= cmd_put_varint(out, s->fork_offset);
+      bad |= cmd_put_varint(out, s->fork_sub);
+      bad |= cmd_put_varint(out, s->refcount);
+      bad |= cmd_put_varint(out, s->incarnation);
+      bad |= cmd_put_varint(out, s->n_bounds);
+      for (u = 0; u < s->n_bounds; u++) {
+        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
+        bad |= cmd_put_varint(out, s->bounds[u] - prev);
+        bad |= cmd_put_varint(out, s->locs[u].seg);
+        bad |= cmd_put_varint(out, s->locs[u].off);
+        prev = s->bounds[u];
+      }
+    }
+  }
+  return bad ? URSULA_ENOMEM : URSULA_OK;
+}
+
+/* Copy a snapshot string; "" becomes NULL when empty means none. */
+static int stream_take(char **dst, size_t *len, struct str v, int null_empty) {
+  *dst = NULL;
+  if (len) *len = 0;
+  if (null_empty && v.len == 0) return 0;
+  return stream_set_str(dst, len, v) == URSULA_OK ? 0 : -1;
+}
+
+/* Decode one stream; 0, or -1 for bad input or no memory. */
+static int stream_restore_one(const unsigned char **p, const unsigned char *end,
+                              struct stream *s) {
+  struct str path, ct, exp, seq, by, src, id;
+  uint64_t flags = 0, n = 0, i, prev = 0;
+  int bad = 0;
+  bad |= cmd_get_bytes(p, end, &path);
+  bad |= cmd_get_bytes(p, end, &ct);
+  bad |= cmd_get_varint(p, end, &flags);
+  bad |= cmd_get_varint(p, end, &s->tail);
+  bad |= cmd_get_varint(p, end, &s->ttl_s);
+  bad |= cmd_get_varint(p, end, &s->expires_at_ms);
+  bad |= cmd_get_bytes(p, end, &exp);
+  bad |= cmd_get_varint(p, end, &s->last_access_ms);
+  bad |= cmd_get_bytes(p, end, &seq);
+  if (bad || path.len == 0) return -1;
+  s->json = (int)(flags & 1);
+  s->closed = (int)(flags >> 1 & 1);
+  s->soft_deleted = (int)(flags >> 2 & 1);
+  s->has_ttl = (int)(flags >> 3 & 1);
+  s->has_expires = (int)(flags >> 4 & 1);
+  s->hash = util_hash64(path.ptr, path.len);
+  if (stream_take(&s->path, &s->path_len, path, 0) ||
+      stream_take(&s->content_type, NULL, ct, 0) ||
+      stream_take(&s->expires_text, NULL, exp, 1) ||
+      stream_take(&s->stream_seq, &s->stream_seq_len, seq, 1) ||
+      cmd_get_varint(p, end, &n))
+    return -1;
+  for (i = 0; i < n; i++) {
+    struct stream_producer *pr;
+    uint64_t epoch, sq;
+    if (cmd_get_bytes(p, end, &id) || cmd_get_varint(p, end, &epoch) ||
+        cmd_get_varint(p, end, &sq))
+      return -1;
+    pr = (struct stream_producer *)URSULA_MALLOC(sizeof(*pr) + id.len);
+    if (pr == NULL) return -1;
+    pr->id_len = id.len;
+    memcpy(pr->id, id.ptr, id.len);
+    pr->id[id.len] = '\0';
+    pr->epoch = epoch;
+    pr->seq = sq;
+    pr->next = s->producers;
+    s->producers = pr;
+  }
+  bad |= cmd_get_bytes(p, end, &by);
+  bad |= cmd_get_varint(p, end, &s->closed_by_epoch);
+  bad |= cmd_get_varint(p, end, &s->closed_by_seq);
+  bad |= cmd_get_bytes(p, end, &src);
+  bad |= cmd_get_varint(p, end, &s->fork_offset);
+  bad |= cmd_get_varint(p, end, &s->fork_sub);
+  bad |= cmd_get_varint(p, end, &s->refcount);
+  bad |= cmd_get_varint(p, end, &s->incarnation);
+  bad |= cmd_get_varint(p, end, &n);
+  if (bad || stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1) ||
+      stream_take(&s->fork_source, &s->fork_source_len, src, 1) ||
+      n > (uint64_t)(end - *p) / 3) /* a unit takes at least 3 bytes */
+    return -1;
+  if (n > 0) {
+    s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
+    s->locs = (struct stream_loc *)URSULA_MALLOC((size_t)n * sizeof(*s->locs));
+    if (s->bounds == NULL || s->locs == NULL) return -1;
+    s->cap_bounds = (size_t)n;
+  }
+  for (i = 0; i < n; i++) {
+    uint64_t len;
+    if (cmd_get_varint(p, end, &len) || len == 0 ||
+        cmd_get_varint(p, end, &s->locs[i].seg) ||
+        cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0)
+      return -1;
+    prev += len;
+    s->bounds[i] = prev;
+  }
+  s->n_bounds = (size_t)n;
+  if (prev != s->tail) return -1;
+  s->hot_start = s->tail; /* all data is cold: it is in the WAL */
+  return 0;
+}
+
+URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
+                                  size_t len) {
+  const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  uint64_t version, n, i;
+  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
+      cmd_get_varint(&q, end, &st->next_incarnation) ||
+      cmd_get_varint(&q, end, &n))
+    return URSULA_ECORRUPT;
+  for (i = 0; i < n; i++) {
+    struct stream *s;
+    if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK)
+      return URSULA_ENOMEM;
+    s = (struct stream *)URSULA_MALLOC(sizeof(*s));
+    if (s == NULL) return URSULA_ENOMEM;
+    memset(s, 0, sizeof(*s));
+    if (stream_restore_one(&q, end, s) != 0 ||
+        stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
+      stream_free(st, s);
+      return URSULA_ECORRUPT;
+    }
+    s->hnext = st->slots[s->hash & (st->cap - 1)];
+    st->slots[s->hash & (st->cap - 1)] = s;
+    st->n++;
+  }
+  return q == end ? URSULA_OK : URSULA_ECORRUPT;
+}
+
+URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
+  uint64_t oldest = UINT64_MAX;
+  size_t i;
+  const struct stream *s;
+  /* a stream's units are logged in order, so its first is its oldest */
+  for (i = 0; i < st->cap; i++)
+    for (s = st->slots[i]; s != NULL; s = s->hnext)
+      if (s->n_bounds > 0 && s->locs[0].seg != 0 && s->locs[0].seg < oldest)
+        oldest = s->locs[0].seg;
+  return oldest;
+}
 /**** End src/stream.c ****/
 /**** Begin src/group.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -5079,10 +5462,13 @@ struct group {
   struct buf log;           /* encoded entries proposed, not yet committed */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
-  int dirty;         /* on the core's list of groups to commit */
-  int wal_error;     /* the last failure, while the WAL is failed */
-  uint64_t hot_max;  /* stream bytes kept in memory (with a WAL) */
-  struct buf bounds; /* decode scratch */
+  int dirty;               /* on the core's list of groups to commit */
+  int wal_error;           /* the last failure, while the WAL is failed */
+  uint64_t hot_max;        /* stream bytes kept in memory (with a WAL) */
+  uint64_t snapshot_bytes; /* log bytes between snapshots (with a WAL) */
+  uint64_t snapshot_size;  /* bytes of the last snapshot */
+  uint64_t applied_index;  /* the last entry applied to sm */
+  struct buf bounds;       /* decode scratch */
   struct stream_result res;
 };
 
@@ -5157,7 +5543,7 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   group_locate(&cmd, (const char *)e->data, e->seg, e->off);
   stream_apply(&g->sm, &cmd, &g->res);
   stream_evict(&g->sm, g->hot_max);
-  g->last_index = e->index;
+  g->last_index = g->applied_index = e->index;
   if ((e->index & 4095) == 0) {
     uint64_t now = os_now_ms();
     if (now - rp->last_report_ms >= 2000) {
@@ -5170,6 +5556,13 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
+/* wal_replay's restore: the state machine from the snapshot. */
+static int group_restore(void *arg, const void *p, size_t len) {
+  struct group_replay *rp = (struct group_replay *)arg;
+  rp->g->snapshot_size = len;
+  return stream_restore(&rp->g->sm, p, len);
+}
+
 /* stream_state's read_cold: stream bytes that are only in the WAL. */
 static int group_read_cold(void *ctx, const struct stream_loc *loc,
                            uint64_t len, struct buf *out) {
@@ -5178,17 +5571,19 @@ static int group_read_cold(void *ctx, const struct stream_loc *loc,
 }
 
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, char *err) {
+                                  uint64_t hot_max, uint64_t snapshot_bytes,
+                                  char *err) {
   struct group_replay rp;
   struct wal_stats st;
   int rc = wal_open(&g->wal, dir, err);
   if (rc != URSULA_OK) return rc;
   g->hot_max = hot_max;
+  g->snapshot_bytes = snapshot_bytes;
   g->sm.read_cold = group_read_cold;
   g->sm.read_ctx = g;
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
-  rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
+  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st);
   if (rc == URSULA_ECORRUPT && st.cut_segment != 0) {
     snprintf(err, URSULA_ERRMSG_LEN,
              "group %d: segment %020llu.wal in %.60s is damaged or missing "
@@ -5204,7 +5599,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
     return rc;
   }
   g->res.releases.len = 0;
-  g->last_index = wal_last_index(g->wal);
+  g->last_index = g->applied_index = wal_last_index(g->wal);
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
@@ -5385,6 +5780,36 @@ static void group_apply(struct core *c, struct group *g, const char *p,
   if (r->releases.len) group_send_releases(c, r);
 }
 
+/* Write a snapshot of the state machine as of the last applied entry,
+** then drop the WAL segments that nothing needs any more: those wholly
+** before the snapshot that hold no unit's bytes. */
+static void group_snapshot(struct group *g) {
+  struct buf b;
+  uint64_t t0 = os_now_ms(), oldest, upto;
+  int rc;
+  memset(&b, 0, sizeof(b));
+  rc = stream_snapshot(&g->sm, &b);
+  if (rc == URSULA_OK)
+    rc = wal_save_snapshot(g->wal, g->applied_index, g->term, b.ptr, b.len);
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: snapshot failed (%s); replay stays longer", g->id,
+          ursula_strerror(rc));
+    buf_free(&b);
+    return;
+  }
+  g->snapshot_size = b.len;
+  buf_free(&b);
+  oldest = stream_oldest_seg(&g->sm);
+  upto = oldest <= g->applied_index ? oldest - 1 : g->applied_index;
+  rc = wal_compact(g->wal, upto);
+  LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
+        (unsigned long long)g->applied_index,
+        (unsigned long long)g->snapshot_size,
+        (unsigned long long)(os_now_ms() - t0),
+        rc == URSULA_OK ? "" : "; compaction failed");
+  (void)t0;
+}
+
 URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc) {
   *rc = URSULA_OK;
   if (g->wal == NULL) return NULL;
@@ -5414,13 +5839,22 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
     if (rc == URSULA_OK) {
       group_apply(c, g, log.ptr + props[i].off, props[i].len, props[i].seg,
                   props[i].file_off, &g->res);
+      g->applied_index++;
       props[i].done(c, g, &g->res, props[i].arg);
     } else {
       group_refuse(c, g, props[i].done, props[i].arg, 503,
                    group_wal_reason(rc));
     }
   }
-  if (g->wal != NULL) stream_evict(&g->sm, g->hot_max);
+  if (g->wal != NULL) {
+    stream_evict(&g->sm, g->hot_max);
+    /* a snapshot once the log since the last one outgrows both the
+    ** setting and twice the snapshot itself (so rewriting the snapshot
+    ** costs at most half of what the log grew) */
+    if (wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
+        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size)
+      group_snapshot(g);
+  }
   if (g->props == NULL) { /* keep the buffers for the next turn */
     g->props = props;
     g->cap_props = cap;
@@ -7654,7 +8088,8 @@ static void *server_recover_main(void *arg) {
   for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK; i += r->step) {
     snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
     r->rc = group_open_wal(r->srv->groups[i], path,
-                           (uint64_t)r->srv->cfg.hot_max_bytes, r->err);
+                           (uint64_t)r->srv->cfg.hot_max_bytes,
+                           (uint64_t)r->srv->cfg.snapshot_bytes, r->err);
   }
   return NULL;
 }

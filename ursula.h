@@ -111,6 +111,8 @@ struct ursula_config {
   int64_t max_read_bytes;       /* max-read-bytes: largest catch-up chunk */
   int64_t hot_max_bytes;        /* hot-max-bytes: stream data in memory,
                                    per group (with a WAL) */
+  int64_t snapshot_bytes;       /* snapshot-bytes: WAL bytes between
+                                   snapshots, per group */
   char wal_dir[URSULA_PATH_LEN]; /* wal-dir: "" = in memory only */
   int log_level;                /* log-level: 0 error .. 3 debug */
 };

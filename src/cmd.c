@@ -44,7 +44,7 @@
 #include "internal.h"
 
 /* Append v as a varint. */
-static int cmd_put_varint(struct buf *b, uint64_t v) {
+URSULA_PRIVATE int cmd_put_varint(struct buf *b, uint64_t v) {
   unsigned char tmp[10];
   size_t n = 0;
   do {
@@ -56,14 +56,14 @@ static int cmd_put_varint(struct buf *b, uint64_t v) {
   return buf_append(b, tmp, n);
 }
 
-static int cmd_put_bytes(struct buf *b, struct str s) {
+URSULA_PRIVATE int cmd_put_bytes(struct buf *b, struct str s) {
   if (cmd_put_varint(b, s.len) != URSULA_OK) return URSULA_ENOMEM;
   return buf_append(b, s.ptr, s.len);
 }
 
 /* Read a varint from *p (advanced) before end; -1 if truncated/too long. */
-static int cmd_get_varint(const unsigned char **p, const unsigned char *end,
-                          uint64_t *out) {
+URSULA_PRIVATE int cmd_get_varint(const unsigned char **p,
+                                  const unsigned char *end, uint64_t *out) {
   uint64_t v = 0;
   unsigned shift = 0;
   while (*p < end && shift < 64) {
@@ -78,8 +78,8 @@ static int cmd_get_varint(const unsigned char **p, const unsigned char *end,
   return -1;
 }
 
-static int cmd_get_bytes(const unsigned char **p, const unsigned char *end,
-                         struct str *out) {
+URSULA_PRIVATE int cmd_get_bytes(const unsigned char **p,
+                                 const unsigned char *end, struct str *out) {
   uint64_t n;
   if (cmd_get_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p)) return -1;
   out->ptr = (const char *)*p;

@@ -128,6 +128,10 @@ static const struct conf_key conf_keys[] = {
      INT64_C(1099511627776), "N",
      "stream data each group keeps in memory (with --wal-dir); older data "
      "is read back from the WAL"},
+    {"snapshot-bytes", NULL, CONF_T_I64, CONF_OFF(snapshot_bytes), 4096,
+     INT64_C(1099511627776), "N",
+     "WAL bytes a group logs between snapshots of its state (with "
+     "--wal-dir); a restart replays at most about this much per group"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
 };
@@ -335,6 +339,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
+  cfg->snapshot_bytes = URSULA_DEFAULT_SNAPSHOT_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
 }
@@ -644,7 +649,8 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
-      CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES);
+      CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES)
+      CONF_OPT(URSULA_DEFAULT_SNAPSHOT_BYTES);
   /* clang-format on */
   return conf_options;
 }

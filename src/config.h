@@ -105,6 +105,9 @@
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif
+#ifndef URSULA_DEFAULT_SNAPSHOT_BYTES
+#define URSULA_DEFAULT_SNAPSHOT_BYTES 67108864 /* per group; with a WAL */
+#endif
 #ifndef URSULA_DEFAULT_HOT_MAX_BYTES
 #define URSULA_DEFAULT_HOT_MAX_BYTES 67108864 /* per group; with a WAL */
 #endif

@@ -62,10 +62,13 @@ struct group {
   struct buf log;           /* encoded entries proposed, not yet committed */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
-  int dirty;         /* on the core's list of groups to commit */
-  int wal_error;     /* the last failure, while the WAL is failed */
-  uint64_t hot_max;  /* stream bytes kept in memory (with a WAL) */
-  struct buf bounds; /* decode scratch */
+  int dirty;               /* on the core's list of groups to commit */
+  int wal_error;           /* the last failure, while the WAL is failed */
+  uint64_t hot_max;        /* stream bytes kept in memory (with a WAL) */
+  uint64_t snapshot_bytes; /* log bytes between snapshots (with a WAL) */
+  uint64_t snapshot_size;  /* bytes of the last snapshot */
+  uint64_t applied_index;  /* the last entry applied to sm */
+  struct buf bounds;       /* decode scratch */
   struct stream_result res;
 };
 
@@ -140,7 +143,7 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   group_locate(&cmd, (const char *)e->data, e->seg, e->off);
   stream_apply(&g->sm, &cmd, &g->res);
   stream_evict(&g->sm, g->hot_max);
-  g->last_index = e->index;
+  g->last_index = g->applied_index = e->index;
   if ((e->index & 4095) == 0) {
     uint64_t now = os_now_ms();
     if (now - rp->last_report_ms >= 2000) {
@@ -153,6 +156,13 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
+/* wal_replay's restore: the state machine from the snapshot. */
+static int group_restore(void *arg, const void *p, size_t len) {
+  struct group_replay *rp = (struct group_replay *)arg;
+  rp->g->snapshot_size = len;
+  return stream_restore(&rp->g->sm, p, len);
+}
+
 /* stream_state's read_cold: stream bytes that are only in the WAL. */
 static int group_read_cold(void *ctx, const struct stream_loc *loc,
                            uint64_t len, struct buf *out) {
@@ -161,17 +171,19 @@ static int group_read_cold(void *ctx, const struct stream_loc *loc,
 }
 
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, char *err) {
+                                  uint64_t hot_max, uint64_t snapshot_bytes,
+                                  char *err) {
   struct group_replay rp;
   struct wal_stats st;
   int rc = wal_open(&g->wal, dir, err);
   if (rc != URSULA_OK) return rc;
   g->hot_max = hot_max;
+  g->snapshot_bytes = snapshot_bytes;
   g->sm.read_cold = group_read_cold;
   g->sm.read_ctx = g;
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
-  rc = wal_replay(g->wal, group_replay_entry, &rp, &st);
+  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st);
   if (rc == URSULA_ECORRUPT && st.cut_segment != 0) {
     snprintf(err, URSULA_ERRMSG_LEN,
              "group %d: segment %020llu.wal in %.60s is damaged or missing "
@@ -187,7 +199,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
     return rc;
   }
   g->res.releases.len = 0;
-  g->last_index = wal_last_index(g->wal);
+  g->last_index = g->applied_index = wal_last_index(g->wal);
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
@@ -368,6 +380,36 @@ static void group_apply(struct core *c, struct group *g, const char *p,
   if (r->releases.len) group_send_releases(c, r);
 }
 
+/* Write a snapshot of the state machine as of the last applied entry,
+** then drop the WAL segments that nothing needs any more: those wholly
+** before the snapshot that hold no unit's bytes. */
+static void group_snapshot(struct group *g) {
+  struct buf b;
+  uint64_t t0 = os_now_ms(), oldest, upto;
+  int rc;
+  memset(&b, 0, sizeof(b));
+  rc = stream_snapshot(&g->sm, &b);
+  if (rc == URSULA_OK)
+    rc = wal_save_snapshot(g->wal, g->applied_index, g->term, b.ptr, b.len);
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: snapshot failed (%s); replay stays longer", g->id,
+          ursula_strerror(rc));
+    buf_free(&b);
+    return;
+  }
+  g->snapshot_size = b.len;
+  buf_free(&b);
+  oldest = stream_oldest_seg(&g->sm);
+  upto = oldest <= g->applied_index ? oldest - 1 : g->applied_index;
+  rc = wal_compact(g->wal, upto);
+  LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
+        (unsigned long long)g->applied_index,
+        (unsigned long long)g->snapshot_size,
+        (unsigned long long)(os_now_ms() - t0),
+        rc == URSULA_OK ? "" : "; compaction failed");
+  (void)t0;
+}
+
 URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc) {
   *rc = URSULA_OK;
   if (g->wal == NULL) return NULL;
@@ -397,13 +439,22 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
     if (rc == URSULA_OK) {
       group_apply(c, g, log.ptr + props[i].off, props[i].len, props[i].seg,
                   props[i].file_off, &g->res);
+      g->applied_index++;
       props[i].done(c, g, &g->res, props[i].arg);
     } else {
       group_refuse(c, g, props[i].done, props[i].arg, 503,
                    group_wal_reason(rc));
     }
   }
-  if (g->wal != NULL) stream_evict(&g->sm, g->hot_max);
+  if (g->wal != NULL) {
+    stream_evict(&g->sm, g->hot_max);
+    /* a snapshot once the log since the last one outgrows both the
+    ** setting and twice the snapshot itself (so rewriting the snapshot
+    ** costs at most half of what the log grew) */
+    if (wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
+        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size)
+      group_snapshot(g);
+  }
   if (g->props == NULL) { /* keep the buffers for the next turn */
     g->props = props;
     g->cap_props = cap;

@@ -311,25 +311,34 @@ struct wal_entry {
   size_t len;
   uint64_t seg, off; /* where the payload is: segment, file offset */
 };
-struct wal_stats {      /* what wal_replay() found */
-  uint64_t entries;     /* valid entries replayed */
-  uint64_t bytes;       /* bytes of the segments they span */
-  uint64_t cut_bytes;   /* bytes cut from the torn tail */
-  uint64_t cut_segment; /* first index of the segment that was cut, or
+struct wal_stats {         /* what wal_replay() found */
+  uint64_t entries;        /* valid entries replayed */
+  uint64_t bytes;          /* bytes of the segments they span */
+  uint64_t cut_bytes;      /* bytes cut from the torn tail */
+  uint64_t cut_segment;    /* first index of the segment that was cut, or
                            that is damaged or missing (URSULA_ECORRUPT) */
-  uint64_t cut_at;      /* byte offset of the cut or the damage */
+  uint64_t cut_at;         /* byte offset of the cut or the damage */
+  uint64_t snapshot_index; /* the snapshot replay started after (0: none) */
 };
 /* Open (creating if needed) the log in directory dir.  Call wal_replay()
 ** next, once, before anything else.  URSULA_OK or an error with a reason
 ** in err. */
 URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err);
 URSULA_PRIVATE void wal_close(struct wal *w);
-/* Hand every valid entry, in index order, to fn (which returns URSULA_OK
-** to go on); cut a torn or corrupt tail; open the last segment for
-** appending.  Returns URSULA_OK, fn's error, or an I/O error. */
+/* Hand the snapshot, if there is one, to restore, then every valid entry
+** after it, in index order, to fn (both return URSULA_OK to go on); cut a
+** torn tail; open the last segment for appending.  Returns URSULA_OK, fn's error, or an I/O error. */
 URSULA_PRIVATE int wal_replay(struct wal *w,
+                              int (*restore)(void *arg, const void *p,
+                                             size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st);
+/* Durably replace the snapshot with p[0..n), the state machine as of entry
+** (index, term); replay then starts after it. */
+URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+                                     uint64_t term, const void *p, size_t n);
+/* Log bytes written since the snapshot (or since the log began). */
+URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 /* Buffer the entry (term, index) with payload p[0..n); *seg and *off get
 ** where the payload will be (see wal_pread).  index must be
 ** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
@@ -361,7 +370,7 @@ URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
                                                      uint64_t index);
 /* Remove whole segments whose entries are all at or below upto (they are
 ** covered by a snapshot of the state machine). */
-URSULA_PRIVATE URSULA_UNUSED int wal_compact(struct wal *w, uint64_t upto);
+URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_first_index(const struct wal *w);
 URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
@@ -425,6 +434,16 @@ struct cmd {
   ** file offsets of data and inherited. */
   uint64_t log_seg, data_off, inherited_off;
 };
+
+/* The codecs of the encoding (also used by snapshots): an unsigned LEB128
+** varint, and bytes as varint length + bytes.  The getters advance *p and
+** return 0, or -1 if the input ends too soon. */
+URSULA_PRIVATE int cmd_put_varint(struct buf *b, uint64_t v);
+URSULA_PRIVATE int cmd_put_bytes(struct buf *b, struct str s);
+URSULA_PRIVATE int cmd_get_varint(const unsigned char **p,
+                                  const unsigned char *end, uint64_t *out);
+URSULA_PRIVATE int cmd_get_bytes(const unsigned char **p,
+                                 const unsigned char *end, struct str *out);
 
 /* Append the encoding of *c to out.  Returns URSULA_OK or URSULA_ENOMEM
 ** (out unchanged). */
@@ -546,6 +565,17 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
 ** max / 2 (when it is above max), oldest units of each stream first. */
 URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max);
+/* A snapshot of the state machine: every stream's metadata, producer
+** state, forks and TTLs, and where each unit's bytes are in the WAL (the
+** bytes themselves stay there).  Fails with URSULA_EINVAL if a unit is
+** only in memory.  stream_restore() fills an empty state from one; all
+** data then starts cold.  Format in stream.c. */
+URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
+                                   struct buf *out);
+URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
+                                  size_t len);
+/* The oldest WAL segment any unit's bytes are in (UINT64_MAX if none). */
+URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
 
@@ -644,7 +674,8 @@ URSULA_PRIVATE void group_free(struct group *g);
 ** (before the cores start); keep at most about hot_max bytes of stream
 ** data in memory from then on.  URSULA_OK, or an error with a reason in err. */
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, char *err);
+                                  uint64_t hot_max, uint64_t snapshot_bytes,
+                                  char *err);
 /* Group commit at the end of the owner's loop turn, in three steps so
 ** that the syncs of many groups overlap: group_commit_write() writes g's
 ** new entries to its WAL and returns the WAL to sync (NULL if none, or

@@ -344,7 +344,8 @@ static void *server_recover_main(void *arg) {
   for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK; i += r->step) {
     snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
     r->rc = group_open_wal(r->srv->groups[i], path,
-                           (uint64_t)r->srv->cfg.hot_max_bytes, r->err);
+                           (uint64_t)r->srv->cfg.hot_max_bytes,
+                           (uint64_t)r->srv->cfg.snapshot_bytes, r->err);
   }
   return NULL;
 }

@@ -697,3 +697,207 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
   }
   return URSULA_OK;
 }
+
+/* ------------------------------------------------------------ snapshots
+
+   SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes:
+
+     v 1 (format version)   v next_incarnation   v number of streams
+     per stream:
+       b path   b content_type
+       v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
+       v tail   v ttl_s   v expires_at_ms   b expires_text
+       v last_access_ms   b stream_seq (empty: none)
+       v producers, then per producer: b id, v epoch, v seq
+       b closed_by_id (empty: none)   v closed_by_epoch   v closed_by_seq
+       b fork_source (empty: not a fork)   v fork_offset   v fork_sub
+       v refcount   v incarnation
+       v units, then per unit: v length, v WAL segment, v file offset
+*/
+
+#define STREAM_SNAP_VERSION 1
+
+static struct str stream_str(const char *p, size_t len) {
+  struct str s;
+  s.ptr = p ? p : "";
+  s.len = p ? len : 0;
+  return s;
+}
+
+URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
+                                   struct buf *out) {
+  size_t i, u;
+  const struct stream *s;
+  const struct stream_producer *pr;
+  int bad = 0;
+  bad |= cmd_put_varint(out, STREAM_SNAP_VERSION);
+  bad |= cmd_put_varint(out, st->next_incarnation);
+  bad |= cmd_put_varint(out, st->n);
+  for (i = 0; i < st->cap; i++) {
+    for (s = st->slots[i]; s != NULL; s = s->hnext) {
+      uint64_t n = 0, prev = 0;
+      for (pr = s->producers; pr != NULL; pr = pr->next) n++;
+      bad |= cmd_put_bytes(out, stream_str(s->path, s->path_len));
+      bad |= cmd_put_bytes(out, util_str(s->content_type));
+      bad |= cmd_put_varint(
+          out, (uint64_t)(s->json | s->closed << 1 | s->soft_deleted << 2 |
+                          s->has_ttl << 3 | s->has_expires << 4));
+      bad |= cmd_put_varint(out, s->tail);
+      bad |= cmd_put_varint(out, s->ttl_s);
+      bad |= cmd_put_varint(out, s->expires_at_ms);
+      bad |=
+          cmd_put_bytes(out, util_str(s->expires_text ? s->expires_text : ""));
+      bad |= cmd_put_varint(out, s->last_access_ms);
+      bad |= cmd_put_bytes(out, stream_str(s->stream_seq, s->stream_seq_len));
+      bad |= cmd_put_varint(out, n);
+      for (pr = s->producers; pr != NULL; pr = pr->next) {
+        bad |= cmd_put_bytes(out, stream_str(pr->id, pr->id_len));
+        bad |= cmd_put_varint(out, pr->epoch);
+        bad |= cmd_put_varint(out, pr->seq);
+      }
+      bad |=
+          cmd_put_bytes(out, stream_str(s->closed_by_id, s->closed_by_id_len));
+      bad |= cmd_put_varint(out, s->closed_by_epoch);
+      bad |= cmd_put_varint(out, s->closed_by_seq);
+      bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
+      bad |= cmd_put_varint(out, s->fork_offset);
+      bad |= cmd_put_varint(out, s->fork_sub);
+      bad |= cmd_put_varint(out, s->refcount);
+      bad |= cmd_put_varint(out, s->incarnation);
+      bad |= cmd_put_varint(out, s->n_bounds);
+      for (u = 0; u < s->n_bounds; u++) {
+        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
+        bad |= cmd_put_varint(out, s->bounds[u] - prev);
+        bad |= cmd_put_varint(out, s->locs[u].seg);
+        bad |= cmd_put_varint(out, s->locs[u].off);
+        prev = s->bounds[u];
+      }
+    }
+  }
+  return bad ? URSULA_ENOMEM : URSULA_OK;
+}
+
+/* Copy a snapshot string; "" becomes NULL when empty means none. */
+static int stream_take(char **dst, size_t *len, struct str v, int null_empty) {
+  *dst = NULL;
+  if (len) *len = 0;
+  if (null_empty && v.len == 0) return 0;
+  return stream_set_str(dst, len, v) == URSULA_OK ? 0 : -1;
+}
+
+/* Decode one stream; 0, or -1 for bad input or no memory. */
+static int stream_restore_one(const unsigned char **p, const unsigned char *end,
+                              struct stream *s) {
+  struct str path, ct, exp, seq, by, src, id;
+  uint64_t flags = 0, n = 0, i, prev = 0;
+  int bad = 0;
+  bad |= cmd_get_bytes(p, end, &path);
+  bad |= cmd_get_bytes(p, end, &ct);
+  bad |= cmd_get_varint(p, end, &flags);
+  bad |= cmd_get_varint(p, end, &s->tail);
+  bad |= cmd_get_varint(p, end, &s->ttl_s);
+  bad |= cmd_get_varint(p, end, &s->expires_at_ms);
+  bad |= cmd_get_bytes(p, end, &exp);
+  bad |= cmd_get_varint(p, end, &s->last_access_ms);
+  bad |= cmd_get_bytes(p, end, &seq);
+  if (bad || path.len == 0) return -1;
+  s->json = (int)(flags & 1);
+  s->closed = (int)(flags >> 1 & 1);
+  s->soft_deleted = (int)(flags >> 2 & 1);
+  s->has_ttl = (int)(flags >> 3 & 1);
+  s->has_expires = (int)(flags >> 4 & 1);
+  s->hash = util_hash64(path.ptr, path.len);
+  if (stream_take(&s->path, &s->path_len, path, 0) ||
+      stream_take(&s->content_type, NULL, ct, 0) ||
+      stream_take(&s->expires_text, NULL, exp, 1) ||
+      stream_take(&s->stream_seq, &s->stream_seq_len, seq, 1) ||
+      cmd_get_varint(p, end, &n))
+    return -1;
+  for (i = 0; i < n; i++) {
+    struct stream_producer *pr;
+    uint64_t epoch, sq;
+    if (cmd_get_bytes(p, end, &id) || cmd_get_varint(p, end, &epoch) ||
+        cmd_get_varint(p, end, &sq))
+      return -1;
+    pr = (struct stream_producer *)URSULA_MALLOC(sizeof(*pr) + id.len);
+    if (pr == NULL) return -1;
+    pr->id_len = id.len;
+    memcpy(pr->id, id.ptr, id.len);
+    pr->id[id.len] = '\0';
+    pr->epoch = epoch;
+    pr->seq = sq;
+    pr->next = s->producers;
+    s->producers = pr;
+  }
+  bad |= cmd_get_bytes(p, end, &by);
+  bad |= cmd_get_varint(p, end, &s->closed_by_epoch);
+  bad |= cmd_get_varint(p, end, &s->closed_by_seq);
+  bad |= cmd_get_bytes(p, end, &src);
+  bad |= cmd_get_varint(p, end, &s->fork_offset);
+  bad |= cmd_get_varint(p, end, &s->fork_sub);
+  bad |= cmd_get_varint(p, end, &s->refcount);
+  bad |= cmd_get_varint(p, end, &s->incarnation);
+  bad |= cmd_get_varint(p, end, &n);
+  if (bad || stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1) ||
+      stream_take(&s->fork_source, &s->fork_source_len, src, 1) ||
+      n > (uint64_t)(end - *p) / 3) /* a unit takes at least 3 bytes */
+    return -1;
+  if (n > 0) {
+    s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
+    s->locs = (struct stream_loc *)URSULA_MALLOC((size_t)n * sizeof(*s->locs));
+    if (s->bounds == NULL || s->locs == NULL) return -1;
+    s->cap_bounds = (size_t)n;
+  }
+  for (i = 0; i < n; i++) {
+    uint64_t len;
+    if (cmd_get_varint(p, end, &len) || len == 0 ||
+        cmd_get_varint(p, end, &s->locs[i].seg) ||
+        cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0)
+      return -1;
+    prev += len;
+    s->bounds[i] = prev;
+  }
+  s->n_bounds = (size_t)n;
+  if (prev != s->tail) return -1;
+  s->hot_start = s->tail; /* all data is cold: it is in the WAL */
+  return 0;
+}
+
+URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
+                                  size_t len) {
+  const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  uint64_t version, n, i;
+  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
+      cmd_get_varint(&q, end, &st->next_incarnation) ||
+      cmd_get_varint(&q, end, &n))
+    return URSULA_ECORRUPT;
+  for (i = 0; i < n; i++) {
+    struct stream *s;
+    if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK)
+      return URSULA_ENOMEM;
+    s = (struct stream *)URSULA_MALLOC(sizeof(*s));
+    if (s == NULL) return URSULA_ENOMEM;
+    memset(s, 0, sizeof(*s));
+    if (stream_restore_one(&q, end, s) != 0 ||
+        stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
+      stream_free(st, s);
+      return URSULA_ECORRUPT;
+    }
+    s->hnext = st->slots[s->hash & (st->cap - 1)];
+    st->slots[s->hash & (st->cap - 1)] = s;
+    st->n++;
+  }
+  return q == end ? URSULA_OK : URSULA_ECORRUPT;
+}
+
+URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
+  uint64_t oldest = UINT64_MAX;
+  size_t i;
+  const struct stream *s;
+  /* a stream's units are logged in order, so its first is its oldest */
+  for (i = 0; i < st->cap; i++)
+    for (s = st->slots[i]; s != NULL; s = s->hnext)
+      if (s->n_bounds > 0 && s->locs[0].seg != 0 && s->locs[0].seg < oldest)
+        oldest = s->locs[0].seg;
+  return oldest;
+}

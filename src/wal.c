@@ -33,6 +33,17 @@
 **    16   8  index (the previous record's index + 1)
 **    24   n  payload: one encoded command (cmd.c)
 **
+** SNAPSHOT FILE "snapshot": the state machine as of an index, so that
+** replay can start after it and older segments can go.  Replaced
+** atomically like the state file:
+**
+**     0   8  magic "URSSNAP1"
+**     8   8  index of the last entry it covers
+**    16   8  term of that entry
+**    24   8  n, the payload length
+**    32   n  payload: the state machine's snapshot (stream.c)
+**  32+n   4  CRC32C of bytes 0..(32+n-1)
+**
 ** STATE FILE, 28 bytes: magic "URSTATE1", term (8), vote (8), CRC32C of
 ** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
 ** renamed over state, and the directory synced.
@@ -74,6 +85,7 @@
 
 static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
 static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
+static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '1'};
 
 struct wal_seg {
   uint64_t first_index;
@@ -96,6 +108,8 @@ struct wal {
   int failed;         /* a write or sync failed: appends refused */
   uint64_t term, vote;
   int64_t segment_bytes;
+  uint64_t snap_index, snap_term; /* the snapshot replay starts after */
+  uint64_t since_snap;            /* log bytes written after it */
 };
 
 /* ------------------------------------------------------------ bytes */
@@ -220,6 +234,102 @@ URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
 }
 URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
   return w->vote;
+}
+
+/* ------------------------------------------------------------ snapshot */
+
+/* Write path from p[0..n) atomically: a temporary file, synced, renamed
+** over path, and the directory synced. */
+static int wal_replace_file(struct wal *w, const char *name,
+                            const struct buf *b) {
+  struct os_fs *fs = os_fs();
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
+  size_t done = 0;
+  int fd, e = 0;
+  snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, name);
+  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return wal_errno_code(errno);
+  while (done < b->len && e == 0) {
+    ssize_t n = fs->pwrite(fd, b->ptr + done, b->len - done, (off_t)done);
+    if (n <= 0)
+      e = n < 0 ? errno : EIO;
+    else
+      done += (size_t)n;
+  }
+  if (e == 0 && fs->sync(fd) != 0) e = errno;
+  fs->close(fd);
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
+  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
+  if (e != 0) fs->unlink(tmp);
+  return e ? wal_errno_code(e) : URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+                                     uint64_t term, const void *p, size_t n) {
+  struct buf b;
+  unsigned char h[32], c[4];
+  int rc;
+  memset(&b, 0, sizeof(b));
+  memcpy(h, wal_snap_magic, 8);
+  wal_put64(h + 8, index);
+  wal_put64(h + 16, term);
+  wal_put64(h + 24, (uint64_t)n);
+  wal_put32(c, util_crc32c(util_crc32c(0, h, sizeof(h)), p, n));
+  if (buf_reserve(&b, sizeof(h) + n + 4) != URSULA_OK) return URSULA_ENOMEM;
+  buf_append(&b, h, sizeof(h));
+  buf_append(&b, p, n);
+  buf_append(&b, c, 4);
+  rc = wal_replace_file(w, "snapshot", &b);
+  buf_free(&b);
+  if (rc == URSULA_OK) {
+    w->snap_index = index;
+    w->snap_term = term;
+    w->since_snap = 0;
+  }
+  return rc;
+}
+
+/* Read DIR/snapshot into out (the payload) and w->snap_index/snap_term.
+** URSULA_OK (out empty if there is none), or URSULA_ECORRUPT. */
+static int wal_load_snapshot(struct wal *w, struct buf *out) {
+  struct os_fs *fs = os_fs();
+  char path[URSULA_PATH_LEN + 32];
+  struct stat sb;
+  unsigned char *q;
+  uint64_t n;
+  off_t off = 0;
+  int fd;
+  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  out->len = 0;
+  fd = fs->open(path, O_RDONLY, 0);
+  if (fd < 0) return errno == ENOENT ? URSULA_OK : URSULA_EIO;
+  if (fstat(fd, &sb) != 0 || sb.st_size < 36 ||
+      buf_reserve(out, (size_t)sb.st_size) != URSULA_OK) {
+    fs->close(fd);
+    return sb.st_size < 36 ? URSULA_ECORRUPT : URSULA_ENOMEM;
+  }
+  while (off < sb.st_size) {
+    ssize_t r = fs->pread(fd, out->ptr + off, (size_t)(sb.st_size - off), off);
+    if (r <= 0) break;
+    off += r;
+  }
+  fs->close(fd);
+  q = (unsigned char *)out->ptr;
+  n = wal_get64(q + 24);
+  if (off != sb.st_size || memcmp(q, wal_snap_magic, 8) != 0 ||
+      n != (uint64_t)sb.st_size - 36 ||
+      wal_get32(q + 32 + n) != util_crc32c(0, q, 32 + (size_t)n))
+    return URSULA_ECORRUPT; /* it is only ever replaced whole */
+  w->snap_index = wal_get64(q + 8);
+  w->snap_term = wal_get64(q + 16);
+  memmove(out->ptr, out->ptr + 32, (size_t)n);
+  out->len = (size_t)n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
+  return w->since_snap;
 }
 
 /* ------------------------------------------------------------ open */
@@ -351,7 +461,7 @@ static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
 static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
                        uint64_t *last, uint64_t *last_term,
                        int (*fn)(void *, const struct wal_entry *), void *arg,
-                       int *fn_rc) {
+                       int *fn_rc, uint64_t skip, uint64_t *called) {
   size_t at = WAL_HEADER_BYTES;
   uint64_t expect = first;
   *last = first - 1;
@@ -371,7 +481,10 @@ static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
     e.len = n;
     e.seg = first;
     e.off = at + WAL_RECORD_HEADER;
-    if (fn != NULL && (*fn_rc = fn(arg, &e)) != URSULA_OK) break;
+    if (fn != NULL && e.index > skip) { /* at or below skip: snapshotted */
+      if ((*fn_rc = fn(arg, &e)) != URSULA_OK) break;
+      (*called)++;
+    }
     *last = e.index;
     *last_term = e.term;
     expect++;
@@ -394,17 +507,40 @@ static void wal_drop_segs(struct wal *w, size_t from) {
 }
 
 URSULA_PRIVATE int wal_replay(struct wal *w,
+                              int (*restore)(void *arg, const void *p,
+                                             size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st) {
   struct os_fs *fs = os_fs();
   struct buf img;
-  size_t i, good = 0;
-  int rc = URSULA_OK, fn_rc = URSULA_OK;
-  uint64_t last = w->first_index - 1, term = 0;
+  size_t i = 0, good = 0;
+  int rc, fn_rc = URSULA_OK;
+  uint64_t last, term = 0;
   char path[URSULA_PATH_LEN + 32];
   memset(st, 0, sizeof(*st));
   memset(&img, 0, sizeof(img));
-  for (i = 0; i < w->n_segs; i++) {
+  /* the snapshot first, then the entries after it */
+  rc = wal_load_snapshot(w, &img);
+  if (rc == URSULA_OK && w->snap_index > 0) {
+    st->snapshot_index = w->snap_index;
+    rc = restore != NULL ? restore(arg, img.ptr, img.len) : URSULA_EINVAL;
+  }
+  if (rc != URSULA_OK) {
+    buf_free(&img);
+    return rc;
+  }
+  if (w->snap_index > 0) { /* skip segments wholly covered by it */
+    while (i + 1 < w->n_segs && w->segs[i + 1].first_index <= w->snap_index + 1)
+      i++;
+    if (w->n_segs > 0 && w->segs[i].first_index > w->snap_index + 1) {
+      st->cut_segment = w->segs[i].first_index; /* entries are missing */
+      buf_free(&img);
+      return URSULA_ECORRUPT;
+    }
+  }
+  last = w->n_segs > 0 ? w->segs[i].first_index - 1 : w->snap_index;
+  term = w->snap_term;
+  for (; i < w->n_segs; i++) {
     uint64_t seg_last;
     if (w->segs[i].first_index != last + 1) { /* a segment is missing */
       st->cut_segment = w->segs[i].first_index;
@@ -414,13 +550,13 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
       break;
     good = wal_scan((const unsigned char *)img.ptr, img.len,
-                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc);
+                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc,
+                    w->snap_index, &st->entries);
     if (fn_rc != URSULA_OK) {
       rc = fn_rc;
       break;
     }
     st->bytes += good;
-    st->entries += seg_last - (w->segs[i].first_index - 1);
     last = seg_last;
     if (good < img.len) { /* torn or corrupt */
       st->cut_bytes = img.len - good;
@@ -434,6 +570,8 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       break;
     }
   }
+  if (rc == URSULA_OK && last < w->snap_index) rc = URSULA_ECORRUPT;
+  w->since_snap = st->bytes;
   buf_free(&img);
   if (rc != URSULA_OK) return rc;
   w->last_index = w->durable_index = last;
@@ -549,6 +687,7 @@ URSULA_PRIVATE int wal_write(struct wal *w) {
     done += (size_t)n; /* a short write: go on from where it stopped */
   }
   w->written += (off_t)w->pending.len;
+  w->since_snap += w->pending.len;
   w->pending.len = 0;
   return URSULA_OK;
 }
@@ -587,7 +726,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   rc = wal_read_file(w, first, &img);
   if (rc == URSULA_OK) {
     good = wal_scan((const unsigned char *)img.ptr, img.len, first, &last,
-                    &term, NULL, NULL, &fn_rc);
+                    &term, NULL, NULL, &fn_rc, 0, NULL);
     if (good != (size_t)w->size || last != w->durable_index)
       rc = URSULA_ECORRUPT; /* acknowledged records did not survive */
   }
@@ -606,7 +745,7 @@ static uint64_t wal_seg_last_term(struct wal *w, size_t k) {
   memset(&img, 0, sizeof(img));
   if (wal_read_file(w, w->segs[k].first_index, &img) == URSULA_OK)
     wal_scan((const unsigned char *)img.ptr, img.len, w->segs[k].first_index,
-             &last, &term, NULL, NULL, &fn_rc);
+             &last, &term, NULL, NULL, &fn_rc, 0, NULL);
   buf_free(&img);
   return term;
 }

@@ -3,7 +3,9 @@
 #
 #   bash test/crash.sh [BIN] [ROUNDS]      (make test-crash; default 4 rounds)
 #
-# Each round starts ./ursula with --wal-dir on the same directory, runs
+# Each round starts ./ursula with --wal-dir on the same directory (small
+# --hot-max-bytes and --snapshot-bytes, so that reads come from the WAL
+# and restarts from snapshots), runs
 # concurrent appends over many streams (some with idempotent-producer
 # headers), kills the server with SIGKILL at a random moment, restarts it
 # and checks every stream against what was acknowledged:
@@ -48,8 +50,9 @@ not_ok() {
 
 start() { # -> PORT, SPID; also the recovery time in START_MS
   local t0=$(date +%s%N) i
-  "$BIN" --listen 127.0.0.1:0 --core-count 2 --raft-group-count 16 \
-    --wal-dir "$WAL" --hot-max-bytes 65536 >"$TMP/server.log" 2>&1 &
+  "$BIN" --listen 127.0.0.1:0 --core-count 2 --raft-group-count 4 \
+    --wal-dir "$WAL" --hot-max-bytes 65536 --snapshot-bytes 4096 \
+    >"$TMP/server.log" 2>&1 &
   SPID=$!
   PORT=""
   for i in $(seq 1 300); do
@@ -193,6 +196,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 # the retries were re-verified by the next round's read-back (no doubles)
 echo "# $RETRIES producer retries of appends that had landed unacknowledged"
+
+# the restarts above began from snapshots (a few KiB of log apart)
+n=$(ls "$WAL"/g*/snapshot 2>/dev/null | wc -l)
+[ "$n" -gt 0 ] && ok "groups wrote snapshots ($n of 4)" || not_ok "groups wrote snapshots"
 
 # a clean stop keeps everything too, and the offsets go on where they were
 kill -TERM "$SPID"; wait "$SPID"; rc=$?; SPID=""

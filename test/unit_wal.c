@@ -44,6 +44,17 @@ static int unit_wal_check(void *arg, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
+/* The snapshot a replay was given (unit_wal_snapshot saves "snap:N"). */
+static char unit_wal_snap[32];
+
+static int unit_wal_restore(void *arg, const void *p, size_t len) {
+  (void)arg;
+  if (len >= sizeof(unit_wal_snap)) return URSULA_ECORRUPT;
+  memcpy(unit_wal_snap, p, len);
+  unit_wal_snap[len] = '\0';
+  return URSULA_OK;
+}
+
 /* Open the log in unit_wal_dir and replay it with unit_wal_check. */
 static struct wal *unit_wal_open(struct unit_wal_seen *seen,
                                  struct wal_stats *st) {
@@ -57,7 +68,7 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
     unit_failed++;
     return NULL;
   }
-  if (wal_replay(w, unit_wal_check, seen, st) != URSULA_OK) {
+  if (wal_replay(w, unit_wal_restore, unit_wal_check, seen, st) != URSULA_OK) {
     printf("# wal_replay failed\n");
     unit_failed++;
   }
@@ -263,7 +274,7 @@ static int unit_wal_replay_rc(struct unit_wal_seen *seen,
   int rc;
   memset(seen, 0, sizeof(*seen));
   if (wal_open(&w, unit_wal_dir, err) != URSULA_OK) return URSULA_EIO;
-  rc = wal_replay(w, unit_wal_check, seen, st);
+  rc = wal_replay(w, unit_wal_restore, unit_wal_check, seen, st);
   wal_close(w);
   return rc;
 }
@@ -463,6 +474,36 @@ static void test_wal_state(void) {
   unit_wal_rmdir();
 }
 
+/* Replay starts after the snapshot; compaction drops what it covers. */
+static void test_wal_snapshot(void) {
+  struct unit_wal_seen seen;
+  struct wal_stats st;
+  struct wal *w;
+  int before;
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  wal_set_segment_bytes(w, 300);
+  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
+  ASSERT(wal_save_snapshot(w, 70, 1, "snap:70", 7) == URSULA_OK);
+  ASSERT(wal_bytes_since_snapshot(w) == 0);
+  before = unit_wal_count_segments();
+  ASSERT(wal_compact(w, 70) == URSULA_OK);
+  ASSERT(unit_wal_count_segments() < before);
+  ASSERT(unit_wal_fill(w, 101, 110, 5) == URSULA_OK);
+  ASSERT(wal_bytes_since_snapshot(w) > 0);
+  wal_close(w);
+  unit_wal_snap[0] = '\0';
+  w = unit_wal_open(&seen, &st);
+  ASSERT(strcmp(unit_wal_snap, "snap:70") == 0);
+  ASSERT(st.snapshot_index == 70);
+  ASSERT(seen.n == 40 && seen.first == 71 && seen.last == 110);
+  ASSERT(seen.bad == 0 && st.entries == 40);
+  ASSERT(w != NULL && wal_last_index(w) == 110);
+  wal_close(w);
+  unit_wal_rmdir();
+}
+
 static const struct unit_case unit_wal_cases[] = {
     {"wal_roundtrip", test_wal_roundtrip},
     {"wal_segments", test_wal_segments},
@@ -476,4 +517,5 @@ static const struct unit_case unit_wal_cases[] = {
     {"wal_truncate_suffix", test_wal_truncate_suffix},
     {"wal_compact", test_wal_compact},
     {"wal_state", test_wal_state},
+    {"wal_snapshot", test_wal_snapshot},
     {NULL, NULL}};
