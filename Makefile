@@ -17,7 +17,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
 .PHONY: all amalgamate check-amalgamation check-symbols test-split test-flags \
         test-unit test-blackbox test-crash test-conformance test-conformance-wal \
-        test bench clean
+        test-asan test bench clean
 
 all: ursula
 
@@ -88,6 +88,18 @@ test-unit: test/unit test/unit-poll
 test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
 
+# The whole server under ASan and UBSan (aborting on any finding), driven
+# by the crash test and the conformance suite with the WAL.
+build/ursula-asan: ursula.c ursula.h
+	@mkdir -p build
+	$(CC) $(WARN) -O1 -g $(SAN) -fno-sanitize-recover=all ursula.c -o $@ $(LDLIBS)
+
+test-asan: build/ursula-asan
+	bash test/crash.sh build/ursula-asan 3
+	@d=$$(mktemp -d) && URSULA_BIN=build/ursula-asan sh test/conformance/run.sh \
+	  --wal-dir "$$d/wal" --hot-max-bytes 65536 --snapshot-bytes 4096; \
+	rc=$$?; rm -rf "$$d"; exit $$rc
+
 # kill -9 under load, restart, check every acknowledged append.
 test-crash: ursula
 	bash test/crash.sh ./ursula 6
@@ -103,7 +115,7 @@ test-conformance-wal: ursula
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
 test: check-amalgamation check-symbols test-split test-flags test-unit \
-      test-blackbox test-crash test-conformance test-conformance-wal
+      test-blackbox test-crash test-conformance test-conformance-wal test-asan
 	@echo "make test: all passed"
 
 bench: ursula
