@@ -7,10 +7,13 @@
 ** It creates --streams text streams (PUT /v1/stream/<prefix>-<i>), then
 ** keeps --conns keep-alive connections busy, each with exactly one POST
 ** in flight (no pipelining), spreading the appends round-robin over all
-** streams.  After one second of warm-up it counts for --seconds and
+** streams, never two at once to the same stream.  --producer 1 sends
+** each stream's appends as an idempotent producer (Producer-Id,
+** Producer-Epoch, Producer-Seq).  After one second of warm-up it counts for --seconds and
 ** prints one line:
 **
-**   appends=N appends_per_s=R p50_ms=.. p99_ms=.. p999_ms=.. max_ms=..
+**   appends=N appends_per_s=R p50_ms=.. p90_ms=.. p99_ms=.. p999_ms=..
+**   max_ms=..
 **   errors=E
 **
 ** Latency is from the first byte sent to the last byte of the answer, on
@@ -47,6 +50,9 @@ static int load_port = 4437, load_streams = 500, load_conns = 64;
 static int load_seconds = 10, load_size = 128;
 static const char *load_prefix = "bench";
 static int load_sse = 0, load_rate = 50;
+static int load_producer = 0;        /* --producer: idempotent producers */
+static unsigned char *load_busy;     /* per stream: an append in flight */
+static unsigned long long *load_seq; /* per stream: next Producer-Seq */
 
 static double load_now_ms(void) {
   struct timespec ts;
@@ -150,12 +156,29 @@ static int load_cmp(const void *a, const void *b) {
 
 static char *load_body;
 
+/* The next stream with no append in flight, after *next. */
+static int load_pick(int *next) {
+  int i, s = 0;
+  for (i = 0; i < load_streams; i++) {
+    s = (*next)++ % load_streams;
+    if (!load_busy[s]) break;
+  }
+  load_busy[s] = 1;
+  return s;
+}
+
 static void load_build(struct load_conn *c) {
-  char head[256];
-  int n = snprintf(head, sizeof(head),
-                   "POST /v1/stream/%s-%d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n",
-                   load_prefix, c->stream, load_size);
+  char head[512], prod[160] = "";
+  int n;
+  if (load_producer)
+    snprintf(prod, sizeof(prod),
+             "Producer-Id: load-%d\r\nProducer-Epoch: 0\r\n"
+             "Producer-Seq: %llu\r\n",
+             c->stream, load_seq[c->stream]);
+  n = snprintf(head, sizeof(head),
+               "POST /v1/stream/%s-%d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Content-Type: text/plain\r\n%sContent-Length: %d\r\n\r\n",
+               load_prefix, c->stream, prod, load_size);
   free(c->req);
   c->req = (char *)malloc((size_t)n + (size_t)load_size);
   if (c->req == NULL) exit(2);
@@ -170,7 +193,7 @@ static void load_build(struct load_conn *c) {
 static void load_usage(void) {
   fprintf(stderr,
           "usage: load [--port N] [--streams N] [--conns N] [--seconds N]\n"
-          "            [--size BYTES] [--prefix NAME]\n"
+          "            [--size BYTES] [--prefix NAME] [--producer 0|1]\n"
           "       load [--port N] --sse SUBSCRIBERS [--rate N] [--seconds N]\n");
   exit(2);
 }
@@ -343,6 +366,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--prefix") == 0) load_prefix = argv[++i];
     else if (strcmp(argv[i], "--sse") == 0) load_sse = atoi(argv[++i]);
     else if (strcmp(argv[i], "--rate") == 0) load_rate = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--producer") == 0) load_producer = atoi(argv[++i]);
     else load_usage();
   }
   if (load_sse > 0) {
@@ -351,8 +375,12 @@ int main(int argc, char **argv) {
   }
   if (load_streams < 1 || load_conns < 1 || load_seconds < 1 || load_size < 1)
     load_usage();
+  if (load_conns > load_streams) load_conns = load_streams; /* one each */
   load_body = (char *)malloc((size_t)load_size);
-  if (load_body == NULL) return 2;
+  load_busy = (unsigned char *)calloc((size_t)load_streams, 1);
+  load_seq = (unsigned long long *)calloc((size_t)load_streams,
+                                          sizeof(*load_seq));
+  if (load_body == NULL || load_busy == NULL || load_seq == NULL) return 2;
   for (i = 0; i < load_size; i++) load_body[i] = (char)('a' + i % 26);
   for (i = 0; i < load_streams; i++) { /* create the streams */
     char req[256];
@@ -376,7 +404,7 @@ int main(int argc, char **argv) {
       return 1;
     }
     fcntl(cs[i].fd, F_SETFL, fcntl(cs[i].fd, F_GETFL) | O_NONBLOCK);
-    cs[i].stream = next_stream++ % load_streams;
+    cs[i].stream = load_pick(&next_stream);
     load_build(&cs[i]);
   }
   t_start = load_now_ms();
@@ -414,11 +442,15 @@ int main(int argc, char **argv) {
       if (status != 200 && status != 204) {
         if (load_errors++ < 5)
           fprintf(stderr, "load: stream %d answered %d\n", c->stream, status);
-      } else if (c->start >= t_count) {
-        load_record(now - c->start);
-        counted++;
+      } else {
+        load_seq[c->stream]++;
+        if (c->start >= t_count) {
+          load_record(now - c->start);
+          counted++;
+        }
       }
-      c->stream = next_stream++ % load_streams;
+      load_busy[c->stream] = 0;
+      c->stream = load_pick(&next_stream);
       load_build(c);
       continue;
     broken:
@@ -434,11 +466,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   qsort(load_lat, load_n_lat, sizeof(*load_lat), load_cmp);
-  printf("streams=%d conns=%d size=%d seconds=%d appends=%ld "
-         "appends_per_s=%.0f p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f "
+  printf("streams=%d conns=%d size=%d producer=%d seconds=%d appends=%ld "
+         "appends_per_s=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f p999_ms=%.2f "
          "max_ms=%.2f errors=%ld\n",
-         load_streams, load_conns, load_size, load_seconds, counted,
+         load_streams, load_conns, load_size, load_producer, load_seconds,
+         counted,
          (double)counted / load_seconds, load_lat[load_n_lat / 2],
+         load_lat[(size_t)(load_n_lat * 0.9)],
          load_lat[(size_t)(load_n_lat * 0.99)],
          load_lat[(size_t)(load_n_lat * 0.999)], load_lat[load_n_lat - 1],
          load_errors);

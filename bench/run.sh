@@ -4,8 +4,8 @@
 #   sh bench/run.sh            (make bench; a few minutes)
 #
 # On one machine, one after another, each server on a fresh loopback port:
-#   1. appends/s and latency at 500 streams, 64 connections, 128-byte
-#      appends (bench/load): ursula in memory, ursula with --wal-dir, and
+#   1. appends/s and latency at 500 streams, 64 connections, 256-byte
+#      appends with idempotent-producer headers (bench/load): ursula in memory, ursula with --wal-dir, and
 #      the reference server (@durable-streams/server) in memory and
 #      file-backed, when its Node packages are installed (test/conformance;
 #      `make test` installs them);
@@ -88,7 +88,7 @@ run() {
   echo "# load generator and server share the machine"
 } >>"$OUT"
 
-LOAD_ARGS="--streams $STREAMS --conns $CONNS --size 128"
+LOAD_ARGS="--streams $STREAMS --conns $CONNS --size 256 --producer 1"
 PORT=$(free_port)
 run ursula-memory ./ursula --listen "127.0.0.1:$PORT" --log-level 1
 PORT=$(free_port)
