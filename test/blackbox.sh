@@ -217,7 +217,8 @@ curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/v1/s
 for f in "$TMP"/hotpart.*; do
   curl -s -o /dev/null -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$f" "$U/v1/stream/hot"
 done
-RSS=$(ps -o rss= -p "$HPID" | tr -d ' ')
+RSS=$(awk '/^VmRSS:/ { print $2 }' "/proc/$HPID/status" 2>/dev/null)
+[ -n "$RSS" ] || RSS=$(ps -o rss= -p "$HPID" 2>/dev/null | tr -d ' ')
 if [ -n "$RSS" ] && [ "$RSS" -lt 6000 ]; then ok "6 MB appended, resident memory stays small ($RSS KiB)"; else not_ok "6 MB appended, resident memory stays small" "rss ${RSS:-?} KiB"; fi
 read_all "$U/v1/stream/hot" "$TMP/hot.back"
 if cmp -s "$TMP/hot.bin" "$TMP/hot.back"; then ok "6 MB through 64 KiB of hot memory reads back byte-exact"; else not_ok "6 MB through 64 KiB of hot memory reads back byte-exact"; fi
