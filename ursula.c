@@ -529,26 +529,28 @@ URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
                                      uint64_t term, const void *p, size_t n);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
-/* Buffer the entry (term, index) with payload p[0..n); *seg and *off get
-** where the payload will be (see wal_pread).  index must be
-** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
-** URSULA_OK, URSULA_EIO once the log has failed, URSULA_EINVAL,
-** URSULA_ETOOBIG or URSULA_ENOMEM. */
-URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n, uint64_t *seg,
-                              uint64_t *off);
-/* Append the len bytes at file offset off of segment seg (as wal_append()
+/* Every record starts with a header of this many bytes (wal.c). */
+#define WAL_RECORD_HEADER 24
+/* Frame the entry (term, index) whose payload the caller has put at
+** rec + WAL_RECORD_HEADER (n bytes): fill in the header before it.  The
+** caller keeps the bytes and hands every record it framed, back to back,
+** to wal_write().  *seg and *off get where the payload will be (see
+** wal_pread).  index must be wal_last_index() + 1.  Returns URSULA_OK,
+** URSULA_EIO once the log has failed, URSULA_EINVAL, URSULA_ETOOBIG, or
+** an error of starting a new segment. */
+URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
+                             void *rec, size_t n, uint64_t *seg, uint64_t *off);
+/* Append the len bytes at file offset off of segment seg (as wal_frame()
 ** and wal_entry report them) to out.  Only durable bytes may be read. */
 URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
                              uint64_t len, struct buf *out);
-/* Write and sync everything buffered (one sync for all).  URSULA_OK: all
-** of it is durable.  URSULA_EIO / URSULA_ENOSPC: none of it may be
-** acknowledged, wal_last_index() is back at the last durable entry, and
-** the log refuses appends until wal_recover() succeeds. */
-URSULA_PRIVATE URSULA_UNUSED int wal_sync(struct wal *w);
-/* wal_sync() in two steps: write what is buffered (not durable yet), then
-** sync it.  wal_flush() may run on any thread while the owner waits. */
-URSULA_PRIVATE int wal_write(struct wal *w);
+/* Write the records framed since the last write: p[0..len), exactly
+** those, in order.  Not durable until wal_flush() succeeds, which syncs
+** what was written (one sync for all; it may run on any thread while the
+** owner waits).  URSULA_OK; or URSULA_EIO / URSULA_ENOSPC: none of it
+** may be acknowledged, wal_last_index() is back at the last durable
+** entry, and the log refuses appends until wal_recover() succeeds. */
+URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len);
 URSULA_PRIVATE int wal_flush(struct wal *w);
 /* After a failure: reopen the last segment, cut it to its durable size,
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
@@ -3524,11 +3526,12 @@ URSULA_API const char *ursula_compile_options(void) {
 ** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
 ** renamed over state, and the directory synced.
 **
-** DURABILITY.  wal_append() only buffers.  wal_write() writes everything
-** buffered with pwrite(), and wal_flush() then syncs the file once
-** (fdatasync, or F_FULLFSYNC on macOS) -- so many appends share one sync
-** (group commit).  wal_sync() is the two in a row.  Only after the sync
-** succeeds are the entries durable.  wal_flush() may run on another
+** DURABILITY.  wal_frame() fills in the header of a record the caller
+** has built in its own buffer (so the payload is never copied), and
+** wal_write() writes the caller's run of framed records with pwrite();
+** wal_flush() then syncs the file once (fdatasync, or F_FULLFSYNC on
+** macOS) -- so many appends share one sync (group commit).  Only after
+** the sync succeeds are the entries durable.  wal_flush() may run on another
 ** thread than the owner's, while the owner waits for it: the syncs of
 ** many groups then overlap, and the file system commits them together.
 **
@@ -3552,7 +3555,6 @@ URSULA_API const char *ursula_compile_options(void) {
 
 
 #define WAL_HEADER_BYTES 24
-#define WAL_RECORD_HEADER 24
 #define WAL_MAX_RECORD (1024u * 1024 * 1024) /* bytes of one payload */
 #define WAL_STATE_BYTES 28
 #ifndef WAL_SEGMENT_BYTES
@@ -3580,8 +3582,8 @@ struct wal {
   uint64_t last_term;
   uint64_t durable_index; /* last entry known durable */
   uint64_t durable_term;
-  struct buf pending; /* records appended but not yet written */
-  int failed;         /* a write or sync failed: appends refused */
+  size_t pending; /* bytes framed but not yet written */
+  int failed;     /* a write or sync failed: appends refused */
   uint64_t term, vote;
   int64_t segment_bytes;
   uint64_t snap_index, snap_term; /* the snapshot replay starts after */
@@ -3894,7 +3896,6 @@ URSULA_PRIVATE void wal_close(struct wal *w) {
   if (w->fd >= 0) os_fs()->close(w->fd);
   for (i = 0; i < w->n_segs; i++)
     if (w->segs[i].fd >= 0) os_fs()->close(w->segs[i].fd);
-  buf_free(&w->pending);
   URSULA_FREE(w->segs);
   URSULA_FREE(w);
 }
@@ -4071,17 +4072,15 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
 
 /* ------------------------------------------------------------ writing */
 
-URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n, uint64_t *seg,
-                              uint64_t *off) {
-  unsigned char h[WAL_RECORD_HEADER];
-  size_t at;
+URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
+                             void *rec, size_t n, uint64_t *seg,
+                             uint64_t *off) {
+  unsigned char *h = (unsigned char *)rec;
   uint32_t crc;
   if (w->failed) return URSULA_EIO;
   if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
   if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
-  if (w->pending.len == 0 && w->written == w->size &&
-      w->size >= w->segment_bytes) {
+  if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes) {
     int rc = wal_seg_create(w, index); /* everything before is durable */
     if (rc != URSULA_OK) return rc;
   }
@@ -4089,18 +4088,13 @@ URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
   wal_put64(h + 8, term);
   wal_put64(h + 16, index);
   crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
-  crc = util_crc32c(crc, p, n);
+  crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
   wal_put32(h, crc);
-  at = w->pending.len;
-  if (buf_append(&w->pending, h, sizeof(h)) != URSULA_OK ||
-      buf_append(&w->pending, p, n) != URSULA_OK) {
-    w->pending.len = at;
-    return URSULA_ENOMEM;
-  }
+  *seg = w->segs[w->n_segs - 1].first_index;
+  *off = (uint64_t)w->written + w->pending + WAL_RECORD_HEADER;
+  w->pending += WAL_RECORD_HEADER + n;
   w->last_index = index;
   w->last_term = term;
-  *seg = w->segs[w->n_segs - 1].first_index;
-  *off = (uint64_t)w->written + at + WAL_RECORD_HEADER;
   return URSULA_OK;
 }
 
@@ -4145,26 +4139,27 @@ URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
 ** file is not trusted until wal_recover(). */
 static int wal_fail(struct wal *w, int e) {
   w->failed = 1;
-  w->pending.len = 0;
+  w->pending = 0;
   w->written = w->size;
   w->last_index = w->durable_index;
   w->last_term = w->durable_term;
   return wal_errno_code(e);
 }
 
-URSULA_PRIVATE int wal_write(struct wal *w) {
+URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   struct os_fs *fs = os_fs();
   size_t done = 0;
   if (w->failed) return URSULA_EIO;
-  while (done < w->pending.len) {
-    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done, w->pending.len - done,
+  if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
+  while (done < len) {
+    ssize_t n = fs->pwrite(w->fd, (const char *)p + done, len - done,
                            w->written + (off_t)done);
     if (n <= 0) return wal_fail(w, n < 0 ? errno : EIO);
     done += (size_t)n; /* a short write: go on from where it stopped */
   }
-  w->written += (off_t)w->pending.len;
-  w->since_snap += w->pending.len;
-  w->pending.len = 0;
+  w->written += (off_t)len;
+  w->since_snap += len;
+  w->pending = 0;
   return URSULA_OK;
 }
 
@@ -4176,11 +4171,6 @@ URSULA_PRIVATE int wal_flush(struct wal *w) {
   w->durable_index = w->last_index;
   w->durable_term = w->last_term;
   return URSULA_OK;
-}
-
-URSULA_PRIVATE int wal_sync(struct wal *w) {
-  int rc = wal_write(w);
-  return rc == URSULA_OK ? wal_flush(w) : rc;
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
@@ -4234,7 +4224,7 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   size_t k, at;
   uint64_t i, term = 0;
   int rc;
-  if (w->failed || w->pending.len > 0 || w->written != w->size)
+  if (w->failed || w->pending > 0 || w->written != w->size)
     return URSULA_EINVAL;
   if (index > w->last_index) return URSULA_OK;
   if (index < w->first_index) return URSULA_EINVAL; /* behind a snapshot */
@@ -5413,7 +5403,7 @@ URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
 **
 **     propose(cmd) -> encode -> append to the log at (term, index)
 **     ... end of the loop turn: group_commit() ...
-**                  -> durable (wal_sync; later: on a quorum) = committed
+**                  -> durable (wal_write + wal_flush; later: on a quorum) = committed
 **                  -> decode the log bytes -> stream_apply() -> effects
 **                  -> the proposer's continuation, with the result
 **
@@ -5444,7 +5434,8 @@ URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
 typedef void (*group_done_fn)(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg);
 
-/* A proposal waiting for its commit: its entry is log[off, off+len). */
+/* A proposal waiting for its commit: its entry is log[off, off+len) (with
+** a WAL, the record header sits just before it). */
 struct group_prop {
   group_done_fn done;
   void *arg;
@@ -5456,10 +5447,11 @@ struct group {
   int id;
   int owner_core;
   struct stream_state sm;
-  struct wal *wal;          /* NULL: the log lives in memory only */
-  uint64_t term;            /* term of new entries (1 until Raft) */
-  uint64_t last_index;      /* index of the last log entry */
-  struct buf log;           /* encoded entries proposed, not yet committed */
+  struct wal *wal;     /* NULL: the log lives in memory only */
+  uint64_t term;       /* term of new entries (1 until Raft) */
+  uint64_t last_index; /* index of the last log entry */
+  struct buf log;      /* entries proposed, not yet committed; with a WAL as
+                     the framed records it writes */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
   int dirty;               /* on the core's list of groups to commit */
@@ -5715,7 +5707,7 @@ static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
   struct group_prop *p;
-  size_t off = g->log.len;
+  size_t off = g->log.len, hdr;
   uint64_t seg, file_off;
   int rc;
   if (g->wal != NULL && wal_failed(g->wal)) {
@@ -5734,14 +5726,23 @@ static void group_propose(struct core *c, struct group *g,
     g->props = p;
     g->cap_props = cap;
   }
-  if (cmd_encode(cmd, &g->log) != URSULA_OK) {
+  /* with a WAL, the entry is built as a WAL record in place: header room,
+  ** then the payload, so the WAL writes it from here without a copy */
+  hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
+  rc = buf_reserve(&g->log, hdr);
+  if (rc == URSULA_OK) {
+    g->log.len += hdr;
+    rc = cmd_encode(cmd, &g->log);
+  }
+  if (rc != URSULA_OK) {
+    g->log.len = off;
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
   seg = file_off = 0;
   if (g->wal != NULL) {
-    rc = wal_append(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
-                    g->log.len - off, &seg, &file_off);
+    rc = wal_frame(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
+                   g->log.len - off - hdr, &seg, &file_off);
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
@@ -5755,8 +5756,8 @@ static void group_propose(struct core *c, struct group *g,
   p = &g->props[g->n_props++];
   p->done = done;
   p->arg = arg;
-  p->off = off;
-  p->len = g->log.len - off;
+  p->off = off + hdr;
+  p->len = g->log.len - off - hdr;
   p->seg = seg;
   p->file_off = file_off;
   if (!g->dirty) {
@@ -5813,7 +5814,7 @@ static void group_snapshot(struct group *g) {
 URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc) {
   *rc = URSULA_OK;
   if (g->wal == NULL) return NULL;
-  *rc = wal_write(g->wal);
+  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
   return *rc == URSULA_OK ? g->wal : NULL;
 }
 

@@ -13,7 +13,7 @@
 **
 **     propose(cmd) -> encode -> append to the log at (term, index)
 **     ... end of the loop turn: group_commit() ...
-**                  -> durable (wal_sync; later: on a quorum) = committed
+**                  -> durable (wal_write + wal_flush; later: on a quorum) = committed
 **                  -> decode the log bytes -> stream_apply() -> effects
 **                  -> the proposer's continuation, with the result
 **
@@ -44,7 +44,8 @@
 typedef void (*group_done_fn)(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg);
 
-/* A proposal waiting for its commit: its entry is log[off, off+len). */
+/* A proposal waiting for its commit: its entry is log[off, off+len) (with
+** a WAL, the record header sits just before it). */
 struct group_prop {
   group_done_fn done;
   void *arg;
@@ -56,10 +57,11 @@ struct group {
   int id;
   int owner_core;
   struct stream_state sm;
-  struct wal *wal;          /* NULL: the log lives in memory only */
-  uint64_t term;            /* term of new entries (1 until Raft) */
-  uint64_t last_index;      /* index of the last log entry */
-  struct buf log;           /* encoded entries proposed, not yet committed */
+  struct wal *wal;     /* NULL: the log lives in memory only */
+  uint64_t term;       /* term of new entries (1 until Raft) */
+  uint64_t last_index; /* index of the last log entry */
+  struct buf log;      /* entries proposed, not yet committed; with a WAL as
+                     the framed records it writes */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
   int dirty;               /* on the core's list of groups to commit */
@@ -315,7 +317,7 @@ static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
   struct group_prop *p;
-  size_t off = g->log.len;
+  size_t off = g->log.len, hdr;
   uint64_t seg, file_off;
   int rc;
   if (g->wal != NULL && wal_failed(g->wal)) {
@@ -334,14 +336,23 @@ static void group_propose(struct core *c, struct group *g,
     g->props = p;
     g->cap_props = cap;
   }
-  if (cmd_encode(cmd, &g->log) != URSULA_OK) {
+  /* with a WAL, the entry is built as a WAL record in place: header room,
+  ** then the payload, so the WAL writes it from here without a copy */
+  hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
+  rc = buf_reserve(&g->log, hdr);
+  if (rc == URSULA_OK) {
+    g->log.len += hdr;
+    rc = cmd_encode(cmd, &g->log);
+  }
+  if (rc != URSULA_OK) {
+    g->log.len = off;
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
   seg = file_off = 0;
   if (g->wal != NULL) {
-    rc = wal_append(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
-                    g->log.len - off, &seg, &file_off);
+    rc = wal_frame(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
+                   g->log.len - off - hdr, &seg, &file_off);
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
@@ -355,8 +366,8 @@ static void group_propose(struct core *c, struct group *g,
   p = &g->props[g->n_props++];
   p->done = done;
   p->arg = arg;
-  p->off = off;
-  p->len = g->log.len - off;
+  p->off = off + hdr;
+  p->len = g->log.len - off - hdr;
   p->seg = seg;
   p->file_off = file_off;
   if (!g->dirty) {
@@ -413,7 +424,7 @@ static void group_snapshot(struct group *g) {
 URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc) {
   *rc = URSULA_OK;
   if (g->wal == NULL) return NULL;
-  *rc = wal_write(g->wal);
+  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
   return *rc == URSULA_OK ? g->wal : NULL;
 }
 

@@ -339,26 +339,28 @@ URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
                                      uint64_t term, const void *p, size_t n);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
-/* Buffer the entry (term, index) with payload p[0..n); *seg and *off get
-** where the payload will be (see wal_pread).  index must be
-** wal_last_index() + 1.  Not durable until wal_sync() succeeds.  Returns
-** URSULA_OK, URSULA_EIO once the log has failed, URSULA_EINVAL,
-** URSULA_ETOOBIG or URSULA_ENOMEM. */
-URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n, uint64_t *seg,
-                              uint64_t *off);
-/* Append the len bytes at file offset off of segment seg (as wal_append()
+/* Every record starts with a header of this many bytes (wal.c). */
+#define WAL_RECORD_HEADER 24
+/* Frame the entry (term, index) whose payload the caller has put at
+** rec + WAL_RECORD_HEADER (n bytes): fill in the header before it.  The
+** caller keeps the bytes and hands every record it framed, back to back,
+** to wal_write().  *seg and *off get where the payload will be (see
+** wal_pread).  index must be wal_last_index() + 1.  Returns URSULA_OK,
+** URSULA_EIO once the log has failed, URSULA_EINVAL, URSULA_ETOOBIG, or
+** an error of starting a new segment. */
+URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
+                             void *rec, size_t n, uint64_t *seg, uint64_t *off);
+/* Append the len bytes at file offset off of segment seg (as wal_frame()
 ** and wal_entry report them) to out.  Only durable bytes may be read. */
 URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
                              uint64_t len, struct buf *out);
-/* Write and sync everything buffered (one sync for all).  URSULA_OK: all
-** of it is durable.  URSULA_EIO / URSULA_ENOSPC: none of it may be
-** acknowledged, wal_last_index() is back at the last durable entry, and
-** the log refuses appends until wal_recover() succeeds. */
-URSULA_PRIVATE URSULA_UNUSED int wal_sync(struct wal *w);
-/* wal_sync() in two steps: write what is buffered (not durable yet), then
-** sync it.  wal_flush() may run on any thread while the owner waits. */
-URSULA_PRIVATE int wal_write(struct wal *w);
+/* Write the records framed since the last write: p[0..len), exactly
+** those, in order.  Not durable until wal_flush() succeeds, which syncs
+** what was written (one sync for all; it may run on any thread while the
+** owner waits).  URSULA_OK; or URSULA_EIO / URSULA_ENOSPC: none of it
+** may be acknowledged, wal_last_index() is back at the last durable
+** entry, and the log refuses appends until wal_recover() succeeds. */
+URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len);
 URSULA_PRIVATE int wal_flush(struct wal *w);
 /* After a failure: reopen the last segment, cut it to its durable size,
 ** and re-read and check it.  URSULA_OK when the log is usable again. */

@@ -48,11 +48,12 @@
 ** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
 ** renamed over state, and the directory synced.
 **
-** DURABILITY.  wal_append() only buffers.  wal_write() writes everything
-** buffered with pwrite(), and wal_flush() then syncs the file once
-** (fdatasync, or F_FULLFSYNC on macOS) -- so many appends share one sync
-** (group commit).  wal_sync() is the two in a row.  Only after the sync
-** succeeds are the entries durable.  wal_flush() may run on another
+** DURABILITY.  wal_frame() fills in the header of a record the caller
+** has built in its own buffer (so the payload is never copied), and
+** wal_write() writes the caller's run of framed records with pwrite();
+** wal_flush() then syncs the file once (fdatasync, or F_FULLFSYNC on
+** macOS) -- so many appends share one sync (group commit).  Only after
+** the sync succeeds are the entries durable.  wal_flush() may run on another
 ** thread than the owner's, while the owner waits for it: the syncs of
 ** many groups then overlap, and the file system commits them together.
 **
@@ -76,7 +77,6 @@
 #include "internal.h"
 
 #define WAL_HEADER_BYTES 24
-#define WAL_RECORD_HEADER 24
 #define WAL_MAX_RECORD (1024u * 1024 * 1024) /* bytes of one payload */
 #define WAL_STATE_BYTES 28
 #ifndef WAL_SEGMENT_BYTES
@@ -104,8 +104,8 @@ struct wal {
   uint64_t last_term;
   uint64_t durable_index; /* last entry known durable */
   uint64_t durable_term;
-  struct buf pending; /* records appended but not yet written */
-  int failed;         /* a write or sync failed: appends refused */
+  size_t pending; /* bytes framed but not yet written */
+  int failed;     /* a write or sync failed: appends refused */
   uint64_t term, vote;
   int64_t segment_bytes;
   uint64_t snap_index, snap_term; /* the snapshot replay starts after */
@@ -418,7 +418,6 @@ URSULA_PRIVATE void wal_close(struct wal *w) {
   if (w->fd >= 0) os_fs()->close(w->fd);
   for (i = 0; i < w->n_segs; i++)
     if (w->segs[i].fd >= 0) os_fs()->close(w->segs[i].fd);
-  buf_free(&w->pending);
   URSULA_FREE(w->segs);
   URSULA_FREE(w);
 }
@@ -595,17 +594,15 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
 
 /* ------------------------------------------------------------ writing */
 
-URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
-                              const void *p, size_t n, uint64_t *seg,
-                              uint64_t *off) {
-  unsigned char h[WAL_RECORD_HEADER];
-  size_t at;
+URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
+                             void *rec, size_t n, uint64_t *seg,
+                             uint64_t *off) {
+  unsigned char *h = (unsigned char *)rec;
   uint32_t crc;
   if (w->failed) return URSULA_EIO;
   if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
   if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
-  if (w->pending.len == 0 && w->written == w->size &&
-      w->size >= w->segment_bytes) {
+  if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes) {
     int rc = wal_seg_create(w, index); /* everything before is durable */
     if (rc != URSULA_OK) return rc;
   }
@@ -613,18 +610,13 @@ URSULA_PRIVATE int wal_append(struct wal *w, uint64_t term, uint64_t index,
   wal_put64(h + 8, term);
   wal_put64(h + 16, index);
   crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
-  crc = util_crc32c(crc, p, n);
+  crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
   wal_put32(h, crc);
-  at = w->pending.len;
-  if (buf_append(&w->pending, h, sizeof(h)) != URSULA_OK ||
-      buf_append(&w->pending, p, n) != URSULA_OK) {
-    w->pending.len = at;
-    return URSULA_ENOMEM;
-  }
+  *seg = w->segs[w->n_segs - 1].first_index;
+  *off = (uint64_t)w->written + w->pending + WAL_RECORD_HEADER;
+  w->pending += WAL_RECORD_HEADER + n;
   w->last_index = index;
   w->last_term = term;
-  *seg = w->segs[w->n_segs - 1].first_index;
-  *off = (uint64_t)w->written + at + WAL_RECORD_HEADER;
   return URSULA_OK;
 }
 
@@ -669,26 +661,27 @@ URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
 ** file is not trusted until wal_recover(). */
 static int wal_fail(struct wal *w, int e) {
   w->failed = 1;
-  w->pending.len = 0;
+  w->pending = 0;
   w->written = w->size;
   w->last_index = w->durable_index;
   w->last_term = w->durable_term;
   return wal_errno_code(e);
 }
 
-URSULA_PRIVATE int wal_write(struct wal *w) {
+URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   struct os_fs *fs = os_fs();
   size_t done = 0;
   if (w->failed) return URSULA_EIO;
-  while (done < w->pending.len) {
-    ssize_t n = fs->pwrite(w->fd, w->pending.ptr + done, w->pending.len - done,
+  if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
+  while (done < len) {
+    ssize_t n = fs->pwrite(w->fd, (const char *)p + done, len - done,
                            w->written + (off_t)done);
     if (n <= 0) return wal_fail(w, n < 0 ? errno : EIO);
     done += (size_t)n; /* a short write: go on from where it stopped */
   }
-  w->written += (off_t)w->pending.len;
-  w->since_snap += w->pending.len;
-  w->pending.len = 0;
+  w->written += (off_t)len;
+  w->since_snap += len;
+  w->pending = 0;
   return URSULA_OK;
 }
 
@@ -700,11 +693,6 @@ URSULA_PRIVATE int wal_flush(struct wal *w) {
   w->durable_index = w->last_index;
   w->durable_term = w->last_term;
   return URSULA_OK;
-}
-
-URSULA_PRIVATE int wal_sync(struct wal *w) {
-  int rc = wal_write(w);
-  return rc == URSULA_OK ? wal_flush(w) : rc;
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
@@ -758,7 +746,7 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   size_t k, at;
   uint64_t i, term = 0;
   int rc;
-  if (w->failed || w->pending.len > 0 || w->written != w->size)
+  if (w->failed || w->pending > 0 || w->written != w->size)
     return URSULA_EINVAL;
   if (index > w->last_index) return URSULA_OK;
   if (index < w->first_index) return URSULA_EINVAL; /* behind a snapshot */

@@ -6,6 +6,9 @@
 
 static char unit_wal_dir[64];
 
+/* The records framed and not yet written, as a group keeps them. */
+static struct buf unit_wal_recs;
+
 static void unit_wal_mkdir(void) {
   strcpy(unit_wal_dir, "/tmp/ursula-unit-wal-XXXXXX");
   if (mkdtemp(unit_wal_dir) == NULL) {
@@ -16,6 +19,7 @@ static void unit_wal_mkdir(void) {
 
 static void unit_wal_rmdir(void) {
   char cmd[128];
+  buf_free(&unit_wal_recs);
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", unit_wal_dir);
   if (system(cmd) != 0) printf("# could not remove %s\n", unit_wal_dir);
 }
@@ -75,6 +79,28 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
   return w;
 }
 
+/* Frame one entry the way a group does: header room, payload, frame. */
+static int unit_wal_append(struct wal *w, uint64_t term, uint64_t index,
+                           const void *p, size_t n, uint64_t *seg,
+                           uint64_t *off) {
+  size_t at = unit_wal_recs.len;
+  int rc;
+  if (buf_reserve(&unit_wal_recs, WAL_RECORD_HEADER + n) != URSULA_OK)
+    return URSULA_ENOMEM;
+  unit_wal_recs.len += WAL_RECORD_HEADER;
+  buf_append(&unit_wal_recs, p, n);
+  rc = wal_frame(w, term, index, unit_wal_recs.ptr + at, n, seg, off);
+  if (rc != URSULA_OK) unit_wal_recs.len = at;
+  return rc;
+}
+
+/* Write what was framed, then sync it. */
+static int unit_wal_sync(struct wal *w) {
+  int rc = wal_write(w, unit_wal_recs.ptr, unit_wal_recs.len);
+  unit_wal_recs.len = 0; /* written, or refused: either way it is gone */
+  return rc == URSULA_OK ? wal_flush(w) : rc;
+}
+
 /* Append entries from..to (term 1), syncing every `batch` entries. */
 static int unit_wal_fill(struct wal *w, uint64_t from, uint64_t to, int batch) {
   char p[64];
@@ -82,12 +108,13 @@ static int unit_wal_fill(struct wal *w, uint64_t from, uint64_t to, int batch) {
   int rc;
   for (i = from; i <= to; i++) {
     size_t n = unit_wal_payload(i, p);
-    if ((rc = wal_append(w, 1, i, p, n, &seg, &off)) != URSULA_OK) return rc;
+    if ((rc = unit_wal_append(w, 1, i, p, n, &seg, &off)) != URSULA_OK)
+      return rc;
     if ((i - from + 1) % (uint64_t)batch == 0 &&
-        (rc = wal_sync(w)) != URSULA_OK)
+        (rc = unit_wal_sync(w)) != URSULA_OK)
       return rc;
   }
-  return wal_sync(w);
+  return unit_wal_sync(w);
 }
 
 static int unit_wal_count_segments(void) {
@@ -173,9 +200,9 @@ static void test_wal_roundtrip(void) {
   ASSERT(unit_wal_fill(w, 1, 100, 10) == URSULA_OK);
   ASSERT(wal_last_index(w) == 100);
   /* appends must continue the sequence */
-  ASSERT(wal_append(w, 1, 102, "x", 1, &seg, &off) == URSULA_EINVAL);
+  ASSERT(unit_wal_append(w, 1, 102, "x", 1, &seg, &off) == URSULA_EINVAL);
   /* the term went back */
-  ASSERT(wal_append(w, 0, 101, "x", 1, &seg, &off) == URSULA_EINVAL);
+  ASSERT(unit_wal_append(w, 0, 101, "x", 1, &seg, &off) == URSULA_EINVAL);
   wal_close(w);
   w = unit_wal_open(&seen, &st);
   ASSERT(seen.n == 100 && seen.first == 1 && seen.last == 100);
@@ -369,13 +396,13 @@ static void unit_wal_fault_case(int pwrite_errno, int sync_errno, int want_rc) {
   unit_fault_install();
   unit_fault_pwrite_errno = pwrite_errno;
   unit_fault_sync_errno = sync_errno;
-  ASSERT(wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
+  ASSERT(unit_wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
          URSULA_OK);
-  ASSERT(wal_append(w, 1, 22, p, unit_wal_payload(22, p), &seg, &off) ==
+  ASSERT(unit_wal_append(w, 1, 22, p, unit_wal_payload(22, p), &seg, &off) ==
          URSULA_OK);
-  ASSERT(wal_sync(w) == want_rc);
+  ASSERT(unit_wal_sync(w) == want_rc);
   ASSERT(wal_failed(w) && wal_last_index(w) == 20);
-  ASSERT(wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
+  ASSERT(unit_wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
          URSULA_EIO);
   if (sync_errno) /* the fault is still there: the check cannot pass */
     ASSERT(wal_recover(w) != URSULA_OK && wal_failed(w));
