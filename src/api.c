@@ -505,6 +505,10 @@ static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
 
 static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
   if (first) {
+    /* An SSE response ends by closing the connection (the stream closed
+    ** or went away, or the server stops), so say so up front: a client
+    ** must not pool it for its next request. */
+    cn->keep_alive = 0;
     api_begin(cn, 200);
     buf_append_str(&cn->out,
                    "Content-Type: text/event-stream\r\n"

@@ -169,6 +169,8 @@ data:line2"
 contains "SSE control events" "$SSE" 'event: control'
 contains "SSE keep-alive comment when idle" "$SSE" ": keep-alive"
 check "SSE is not cached" "$(curl -s -m 1 -D - -o /dev/null "$U/v1/stream/multi-2?offset=now&live=sse" | tr -d '\r' | sed -n 's/^Cache-Control: //Ip')" no-cache
+# an SSE response ends by closing, so it must not be pooled for reuse
+check "SSE says Connection: close" "$(curl -s -m 1 -D - -o /dev/null "$U/v1/stream/multi-2?offset=now&live=sse" | tr -d '\r' | sed -n 's/^Connection: //Ip')" close
 
 # --- close, delete --------------------------------------------------------------
 check "close-only POST (204)" "$(status -X POST -H 'Stream-Closed: true' "$U/v1/stream/multi-3")" 204
