@@ -300,6 +300,135 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
 
+/* ---------------------------------------------------------------- crypto.c
+** SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104), for SigV4.  Our own
+** code in the default build; BearSSL's when built with URSULA_ENABLE_TLS.
+** Same results either way (test/unit_crypto.c runs the vectors). */
+#define CRYPTO_SHA256_LEN 32
+struct crypto_sha256 {
+  uint32_t h[8];
+  uint64_t n_bytes;        /* message bytes hashed so far */
+  unsigned char block[64]; /* the partial block */
+  size_t n_block;
+};
+URSULA_PRIVATE void crypto_sha256_init(struct crypto_sha256 *c);
+URSULA_PRIVATE void crypto_sha256_update(struct crypto_sha256 *c,
+                                         const void *p, size_t n);
+/* Write the digest of everything hashed; c must be re-initialised after. */
+URSULA_PRIVATE void crypto_sha256_final(struct crypto_sha256 *c,
+                                        unsigned char out[32]);
+URSULA_PRIVATE void crypto_sha256(const void *p, size_t n,
+                                  unsigned char out[32]);
+URSULA_PRIVATE void crypto_hmac_sha256(const void *key, size_t key_len,
+                                       const void *msg, size_t n,
+                                       unsigned char out[32]);
+/* Lowercase hex of p[0..n) into out (2n chars + NUL). */
+URSULA_PRIVATE void crypto_hex(const void *p, size_t n, char *out);
+
+/* ----------------------------------------------------------------- sigv4.c
+** AWS Signature Version 4 for request headers, as a pure function: the
+** caller supplies the date, so the AWS test-suite cases run unchanged. */
+struct sigv4_request {
+  struct str method; /* "GET" */
+  struct str path;   /* the request path as sent on the wire (already
+                        percent-encoded), without the query */
+  struct str query;  /* the query as sent, without '?'; may be empty */
+  const struct http_header *headers; /* every header to sign (host and
+                                        x-amz-date included); any order,
+                                        any case */
+  size_t n_headers;
+  struct str payload_hash; /* hex SHA-256 of the body, or
+                              "UNSIGNED-PAYLOAD" */
+  struct str access_key, secret_key;
+  struct str region, service; /* "us-east-1", "s3" */
+  struct str amz_date;        /* "20150830T123600Z", as in x-amz-date */
+  int s3;                     /* 1: S3 rules (path used as sent, no
+                                 normalisation); 0: other services (path
+                                 normalised and encoded twice) */
+};
+/* Sign r: append the Authorization header's value to auth.  When creq or
+** sts is not NULL, the canonical request / string to sign is appended to
+** it too (tests, and logs of SignatureDoesNotMatch).  URSULA_OK,
+** URSULA_EINVAL (a malformed date or query) or URSULA_ENOMEM. */
+URSULA_PRIVATE int sigv4_sign(const struct sigv4_request *r, struct buf *auth,
+                              struct buf *creq, struct buf *sts);
+/* The URI encoding of SigV4 (RFC 3986 unreserved kept, every other byte
+** %XX in uppercase hex); '/' kept when keep_slash. */
+URSULA_PRIVATE int sigv4_uri_encode(struct buf *out, const void *p, size_t n,
+                                    int keep_slash);
+
+/* ------------------------------------------------------------------- tls.c
+** A blocking client connection with timeouts: plain TCP, or TLS through
+** BearSSL when built with URSULA_ENABLE_TLS.  One thread at a time. */
+struct tls_conn;
+/* Trust anchors loaded from a PEM bundle, shared read-only by many
+** connections.  Without URSULA_ENABLE_TLS: URSULA_ENOTSUP. */
+struct tls_anchors;
+URSULA_PRIVATE int tls_anchors_load(struct tls_anchors **out,
+                                    const char *pem_path, char *err);
+URSULA_PRIVATE void tls_anchors_free(struct tls_anchors *a);
+/* Connect to host:port within timeout_ms; with anchors (not NULL) run a
+** TLS handshake that checks the certificate against them and host (SNI
+** and name check).  URSULA_OK, or an error with a reason in err that names
+** the host and what failed (refused, timeout, bad certificate...). */
+URSULA_PRIVATE int tls_connect(struct tls_conn **out, const char *host,
+                               int port, const struct tls_anchors *anchors,
+                               int timeout_ms, char *err);
+/* Write all n bytes / read up to n bytes (0 = the peer closed), each
+** within the connection's timeout.  -1 on error or timeout. */
+URSULA_PRIVATE int tls_write_all(struct tls_conn *c, const void *p, size_t n);
+URSULA_PRIVATE long tls_read(struct tls_conn *c, void *p, size_t n);
+URSULA_PRIVATE void tls_close(struct tls_conn *c);
+
+/* -------------------------------------------------------------------- s3.c
+** A blocking S3 client: one per thread (the cold tier's threads each own
+** one).  Path-style or virtual-host addressing, SigV4 on every request,
+** keep-alive, per-request timeouts and bounded retries with backoff. */
+struct s3_config {
+  const char *endpoint; /* "http://127.0.0.1:4568", "https://s3.amazonaws.com" */
+  const char *bucket;
+  const char *region;
+  const char *access_key, *secret_key;
+  const char *session_token;        /* "" or NULL: none */
+  const struct tls_anchors *anchors; /* https only */
+  int virtual_host; /* 1: bucket.host/key; 0: host/bucket/key */
+  int timeout_ms;   /* per attempt: connect, send, and each read */
+  int max_attempts; /* >= 1; 5xx, SlowDown and transport errors retry */
+};
+/* What the last failed request said: HTTP status (0 = no response), the
+** S3 error code and message from the XML body, and one line for the log
+** ("PUT key: 403 SignatureDoesNotMatch: The request signature..."). */
+struct s3_error {
+  int status;
+  char code[64];
+  char message[256];
+  char line[512];
+};
+struct s3_client;
+URSULA_PRIVATE int s3_client_new(struct s3_client **out,
+                                 const struct s3_config *cfg, char *err);
+URSULA_PRIVATE void s3_client_free(struct s3_client *c);
+/* Each returns URSULA_OK; URSULA_ENOTFOUND for 404 (NoSuchKey); or
+** URSULA_EIO with *e filled in.  Keys are raw bytes (encoded here). */
+URSULA_PRIVATE int s3_put(struct s3_client *c, const char *key, const void *p,
+                          size_t n, struct s3_error *e);
+/* len 0: to the end.  The bytes are appended to out. */
+URSULA_PRIVATE int s3_get(struct s3_client *c, const char *key, uint64_t off,
+                          uint64_t len, struct buf *out, struct s3_error *e);
+URSULA_PRIVATE int s3_head(struct s3_client *c, const char *key,
+                           uint64_t *size, struct s3_error *e);
+URSULA_PRIVATE int s3_delete(struct s3_client *c, const char *key,
+                             struct s3_error *e);
+/* ListObjectsV2 of every key under prefix, page by page (max_keys per
+** page, 0 = the server's default), following continuation tokens; fn is
+** called for each key in order and may stop the walk by returning
+** non-zero (returned as is). */
+URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
+                           int max_keys,
+                           int (*fn)(void *arg, const char *key,
+                                     uint64_t size),
+                           void *arg, struct s3_error *e);
+
 /* ------------------------------------------------------------------- wal.c
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
