@@ -130,6 +130,9 @@
 #ifndef URSULA_SYNC_THREADS
 #define URSULA_SYNC_THREADS 16 /* threads that overlap the WAL syncs */
 #endif
+#ifndef URSULA_COLD_THREADS
+#define URSULA_COLD_THREADS 4 /* threads that talk to the cold tier */
+#endif
 #ifndef URSULA_MAX_STREAM_SEQ
 #define URSULA_MAX_STREAM_SEQ 256 /* bytes of a Stream-Seq */
 #endif
@@ -166,6 +169,13 @@
 #endif
 #ifndef URSULA_DEFAULT_SNAPSHOT_BYTES
 #define URSULA_DEFAULT_SNAPSHOT_BYTES 67108864 /* per group; with a WAL */
+#endif
+#ifndef URSULA_DEFAULT_COLD_FLUSH_AGE_MS
+#define URSULA_DEFAULT_COLD_FLUSH_AGE_MS 600000 /* 10 min; with a cold tier */
+#endif
+#ifndef URSULA_DEFAULT_COLD_CACHE_BYTES
+#define URSULA_DEFAULT_COLD_CACHE_BYTES \
+  67108864 /* chunks read back, all cores */
 #endif
 #ifndef URSULA_DEFAULT_HOT_MAX_BYTES
 #define URSULA_DEFAULT_HOT_MAX_BYTES 67108864 /* per group; with a WAL */
@@ -378,6 +388,9 @@ struct loop_timer {
 struct loop_msg {
   struct loop_msg *next;
   loop_msg_fn on_msg;
+  /* frees a message never delivered (the loop closed first); NULL:
+  ** URSULA_FREE of the message alone */
+  void (*on_drop)(struct loop_msg *m);
 };
 
 URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
@@ -490,6 +503,135 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
 
+/* ---------------------------------------------------------------- crypto.c
+** SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104), for SigV4.  Our own
+** code in the default build; BearSSL's when built with URSULA_ENABLE_TLS.
+** Same results either way (test/unit_crypto.c runs the vectors). */
+#define CRYPTO_SHA256_LEN 32
+struct crypto_sha256 {
+  uint32_t h[8];
+  uint64_t n_bytes;        /* message bytes hashed so far */
+  unsigned char block[64]; /* the partial block */
+  size_t n_block;
+};
+URSULA_PRIVATE void crypto_sha256_init(struct crypto_sha256 *c);
+URSULA_PRIVATE void crypto_sha256_update(struct crypto_sha256 *c, const void *p,
+                                         size_t n);
+/* Write the digest of everything hashed; c must be re-initialised after. */
+URSULA_PRIVATE void crypto_sha256_final(struct crypto_sha256 *c,
+                                        unsigned char out[32]);
+URSULA_PRIVATE void crypto_sha256(const void *p, size_t n,
+                                  unsigned char out[32]);
+URSULA_PRIVATE void crypto_hmac_sha256(const void *key, size_t key_len,
+                                       const void *msg, size_t n,
+                                       unsigned char out[32]);
+/* Lowercase hex of p[0..n) into out (2n chars + NUL). */
+URSULA_PRIVATE void crypto_hex(const void *p, size_t n, char *out);
+
+/* ----------------------------------------------------------------- sigv4.c
+** AWS Signature Version 4 for request headers, as a pure function: the
+** caller supplies the date, so the AWS test-suite cases run unchanged. */
+struct sigv4_request {
+  struct str method; /* "GET" */
+  struct str path;   /* the request path as sent on the wire (already
+                        percent-encoded), without the query */
+  struct str query;  /* the query as sent, without '?'; may be empty */
+  const struct http_header *headers; /* every header to sign (host and
+                                        x-amz-date included); any order,
+                                        any case */
+  size_t n_headers;
+  struct str payload_hash; /* hex SHA-256 of the body, or
+                              "UNSIGNED-PAYLOAD" */
+  struct str access_key, secret_key;
+  struct str region, service; /* "us-east-1", "s3" */
+  struct str amz_date;        /* "20150830T123600Z", as in x-amz-date */
+  int s3;                     /* 1: S3 rules (path used as sent, no
+                                 normalisation); 0: other services (path
+                                 normalised and encoded twice) */
+};
+/* Sign r: append the Authorization header's value to auth.  When creq or
+** sts is not NULL, the canonical request / string to sign is appended to
+** it too (tests, and logs of SignatureDoesNotMatch).  URSULA_OK,
+** URSULA_EINVAL (a malformed date or query) or URSULA_ENOMEM. */
+URSULA_PRIVATE int sigv4_sign(const struct sigv4_request *r, struct buf *auth,
+                              struct buf *creq, struct buf *sts);
+/* The URI encoding of SigV4 (RFC 3986 unreserved kept, every other byte
+** %XX in uppercase hex); '/' kept when keep_slash. */
+URSULA_PRIVATE int sigv4_uri_encode(struct buf *out, const void *p, size_t n,
+                                    int keep_slash);
+
+/* ------------------------------------------------------------------- tls.c
+** A blocking client connection with timeouts: plain TCP, or TLS through
+** BearSSL when built with URSULA_ENABLE_TLS.  One thread at a time. */
+struct tls_conn;
+/* Trust anchors loaded from a PEM bundle, shared read-only by many
+** connections.  Without URSULA_ENABLE_TLS: URSULA_ENOTSUP. */
+struct tls_anchors;
+URSULA_PRIVATE int tls_anchors_load(struct tls_anchors **out,
+                                    const char *pem_path, char *err);
+URSULA_PRIVATE void tls_anchors_free(struct tls_anchors *a);
+/* Connect to host:port within timeout_ms; with anchors (not NULL) run a
+** TLS handshake that checks the certificate against them and host (SNI
+** and name check).  URSULA_OK, or an error with a reason in err that names
+** the host and what failed (refused, timeout, bad certificate...). */
+URSULA_PRIVATE int tls_connect(struct tls_conn **out, const char *host,
+                               int port, const struct tls_anchors *anchors,
+                               int timeout_ms, char *err);
+/* Write all n bytes / read up to n bytes (0 = the peer closed), each
+** within the connection's timeout.  -1 on error or timeout. */
+URSULA_PRIVATE int tls_write_all(struct tls_conn *c, const void *p, size_t n);
+URSULA_PRIVATE long tls_read(struct tls_conn *c, void *p, size_t n);
+URSULA_PRIVATE void tls_close(struct tls_conn *c);
+
+/* -------------------------------------------------------------------- s3.c
+** A blocking S3 client: one per thread (the cold tier's threads each own
+** one).  Path-style or virtual-host addressing, SigV4 on every request,
+** keep-alive, per-request timeouts and bounded retries with backoff. */
+struct s3_config {
+  const char
+      *endpoint; /* "http://127.0.0.1:4568", "https://s3.amazonaws.com" */
+  const char *bucket;
+  const char *region;
+  const char *access_key, *secret_key;
+  const char *session_token;         /* "" or NULL: none */
+  const struct tls_anchors *anchors; /* https only */
+  int virtual_host; /* 1: bucket.host/key; 0: host/bucket/key */
+  int timeout_ms;   /* per attempt: connect, send, and each read */
+  int max_attempts; /* >= 1; 5xx, SlowDown and transport errors retry */
+};
+/* What the last failed request said: HTTP status (0 = no response), the
+** S3 error code and message from the XML body, and one line for the log
+** ("PUT key: 403 SignatureDoesNotMatch: The request signature..."). */
+struct s3_error {
+  int status;
+  char code[64];
+  char message[256];
+  char line[512];
+};
+struct s3_client;
+URSULA_PRIVATE int s3_client_new(struct s3_client **out,
+                                 const struct s3_config *cfg, char *err);
+URSULA_PRIVATE void s3_client_free(struct s3_client *c);
+/* Each returns URSULA_OK; URSULA_ENOTFOUND for 404 (NoSuchKey); or
+** URSULA_EIO with *e filled in.  Keys are raw bytes (encoded here). */
+URSULA_PRIVATE int s3_put(struct s3_client *c, const char *key, const void *p,
+                          size_t n, struct s3_error *e);
+/* len 0: to the end.  The bytes are appended to out. */
+URSULA_PRIVATE int s3_get(struct s3_client *c, const char *key, uint64_t off,
+                          uint64_t len, struct buf *out, struct s3_error *e);
+URSULA_PRIVATE int s3_head(struct s3_client *c, const char *key, uint64_t *size,
+                           struct s3_error *e);
+URSULA_PRIVATE int s3_delete(struct s3_client *c, const char *key,
+                             struct s3_error *e);
+/* ListObjectsV2 of every key under prefix, page by page (max_keys per
+** page, 0 = the server's default), following continuation tokens; fn is
+** called for each key in order and may stop the walk by returning
+** non-zero (returned as is). */
+URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
+                           int max_keys,
+                           int (*fn)(void *arg, const char *key, uint64_t size),
+                           void *arg, struct s3_error *e);
+
 /* ------------------------------------------------------------------- wal.c
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
@@ -584,7 +726,8 @@ enum {
   CMD_DELETE = 3,       /* DELETE */
   CMD_FORK_ACQUIRE = 4, /* a fork is being made of this stream: refcount+1 */
   CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
-  CMD_EXPIRE = 6        /* remove the stream if its TTL or Expires-At passed */
+  CMD_EXPIRE = 6,       /* remove the stream if its TTL or Expires-At passed */
+  CMD_COLD = 7          /* a prefix of the stream moved to the cold tier */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -621,6 +764,10 @@ struct cmd {
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
+  /* COLD only */
+  uint64_t incarnation;
+  uint64_t cold_start, cold_end;
+  struct str object;
   /* Not encoded: where the log keeps this command's bytes, set by the
   ** group before the apply (0 = in memory only): the WAL segment and the
   ** file offsets of data and inherited. */
@@ -664,6 +811,13 @@ struct stream_loc {
   uint64_t off;
 };
 
+/* A run of a stream's bytes, [start, end), kept in one cold-tier object
+** (format and names in cold.c). */
+struct stream_chunk {
+  uint64_t start, end;
+  char *name; /* the object's name, NUL-terminated */
+};
+
 struct stream {
   struct stream *hnext; /* hash chain */
   uint64_t hash;        /* util_hash64(path) */
@@ -697,6 +851,15 @@ struct stream {
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
   uint64_t watch_mask;  /* cores with live readers (owner-local state) */
+  /* the cold tier: bytes [0, cold_end) are in chunks[], in order and back
+  ** to back; they are the first cold_units units */
+  struct stream_chunk *chunks;
+  size_t n_chunks, cap_chunks;
+  uint64_t cold_end;
+  size_t cold_units;
+  int flushing;             /* an upload is under way (owner-local) */
+  uint64_t unflushed_since; /* wall ms the oldest byte past cold_end came
+                               (owner-local; 0: none) */
 };
 
 struct stream_state {
@@ -709,6 +872,11 @@ struct stream_state {
   ** that has a WAL; cold bytes exist only then). */
   int (*read_cold)(void *ctx, const struct stream_loc *loc, uint64_t len,
                    struct buf *out);
+  /* Point *p at the bytes of chunk ch if they are in memory (URSULA_OK);
+  ** else start fetching them and return URSULA_EAGAIN (or an error).  Set
+  ** by the group that has a cold tier. */
+  int (*read_chunk)(void *ctx, const struct stream *s,
+                    const struct stream_chunk *ch, const char **p);
   void *read_ctx;
 };
 
@@ -716,6 +884,7 @@ struct stream_state {
 ** group must carry out once the command is committed. */
 struct stream_result {
   int status;         /* HTTP status for the proposer */
+  int refused;        /* the log refused the command: it was not applied */
   const char *reason; /* static text for error replies, or NULL */
   uint64_t tail;      /* Stream-Next-Offset after the command */
   int closed;         /* stream is closed after the command */
@@ -731,6 +900,9 @@ struct stream_result {
   uint64_t watch_mask;
   uint64_t prev_tail;
   int deleted;
+  /* the two buffers stay last (group_refuse); both are the caller's */
+  /* cold-tier objects nothing refers to any more: NUL-terminated names */
+  struct buf garbage;
   /* FORK_RELEASE commands to send: NUL-terminated source paths */
   struct buf releases;
 };
@@ -738,8 +910,8 @@ struct stream_result {
 URSULA_PRIVATE void stream_state_init(struct stream_state *st);
 URSULA_PRIVATE void stream_state_free(struct stream_state *st);
 /* Apply one committed command.  Deterministic: depends only on the state
-** and *c (its time_ms is the clock).  *r is reset first; its releases
-** buffer is the caller's (reset to empty, not freed). */
+** and *c (its time_ms is the clock).  *r is reset first; its garbage and
+** releases buffers are the caller's (reset to empty, not freed). */
 URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
                                 struct stream_result *r);
 /* Look a stream up by path; NULL if there is none (expired or not). */
@@ -750,8 +922,11 @@ URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
-/* Append bytes [start, end) of s to out, from memory or, below
-** s->hot_start, from the WAL.  URSULA_OK, or an error of the read. */
+/* Append bytes [start, end) of s to out: from memory; below
+** s->hot_start from the WAL; below s->cold_end from the cold tier's
+** chunks.  URSULA_OK; URSULA_EAGAIN when a chunk is being fetched (out
+** then holds the bytes before it: call again for the rest once it is
+** here); or an error of the read. */
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out);
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
@@ -766,6 +941,8 @@ URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
                                    struct buf *out);
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len);
+/* The chunk of s that holds byte off (off < s->cold_end). */
+URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off);
 /* The oldest WAL segment any unit's bytes are in (UINT64_MAX if none). */
 URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
@@ -782,6 +959,63 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
                                    char **argv, char *err);
 URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
 URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
+
+/* ------------------------------------------------------------------ cold.c
+** The cold tier: chunk objects in S3 or a folder (names and format in
+** cold.c), served by a pool of threads; and each core's chunk cache. */
+#define COLD_NAME_MAX 64 /* bytes of an object name, with its NUL */
+#define COLD_HEADER 40   /* bytes of a chunk's header */
+enum { COLD_PUT = 1, COLD_GET, COLD_DELETE, COLD_LIST };
+
+/* One request to the cold tier's threads.  The requester fills it in and
+** submits it; a thread carries it out, sets rc, and posts it to `reply`,
+** whose thread runs msg.on_msg and then owns (and frees) it. */
+struct cold_req {
+  struct loop_msg msg;
+  struct cold_req *next; /* the queue */
+  struct loop *reply;
+  int op;                   /* COLD_* */
+  char name[COLD_NAME_MAX]; /* the object; LIST: the name prefix */
+  struct buf data; /* PUT: the chunk; GET: the chunk read; LIST: the names
+                      found, each followed by a NUL */
+  int rc;          /* URSULA_OK, URSULA_ENOTFOUND (GET), or an error */
+  /* the requester's own: */
+  int group;
+  uint64_t incarnation, start, end;
+  struct buf path;
+};
+struct cold;
+struct cold_cache;
+URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
+                                             loop_msg_fn done);
+URSULA_PRIVATE void cold_req_free(struct cold_req *r);
+/* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
+** must outlive it).  URSULA_OK or an error with a reason in err. */
+URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
+                             char *err);
+/* Stop the threads (after the cores: results are posted to them). */
+URSULA_PRIVATE void cold_close(struct cold *c);
+URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
+/* The name of the chunk of bytes [start, end) of stream incarnation inc
+** of group `group`, into out (COLD_NAME_MAX bytes). */
+URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
+                                    uint64_t start, uint64_t end);
+/* obj holds COLD_HEADER bytes of room, then the stream's bytes from
+** start: fill in the header. */
+URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
+                                    uint64_t start);
+/* URSULA_OK if obj is the intact chunk of [start, end) of inc. */
+URSULA_PRIVATE int cold_chunk_check(const struct buf *obj, uint64_t inc,
+                                    uint64_t start, uint64_t end);
+URSULA_PRIVATE struct cold_cache *cold_cache_new(uint64_t max_bytes);
+URSULA_PRIVATE void cold_cache_free(struct cold_cache *k);
+/* The data of the cached chunk `name` (after its header), or NULL; valid
+** until the next cold_cache_put(). */
+URSULA_PRIVATE const char *cold_cache_get(struct cold_cache *k,
+                                          const char *name);
+/* Keep the checked chunk obj (taken: *obj is emptied) as `name`. */
+URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
+                                   struct buf *obj);
 
 /* ----------------------------------------------------------------- group.c
 ** A group: its log and its state machine, owned by one core.  Requests
@@ -884,7 +1118,16 @@ URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j);
 /* A core stops wanting wake-ups for path (owner's thread). */
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
                                   const char *path, size_t path_len);
-/* Expire streams whose TTL or Expires-At has passed (owner's thread). */
+/* Give g (with its WAL open) the cold tier and its owner core's chunk
+** cache (before the cores start): from then on it moves older data there
+** and reads it back. */
+URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
+                                      struct cold_cache *cache,
+                                      uint64_t flush_age_ms);
+/* The chunks g's streams name in the cold tier. */
+URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
+/* Expire streams whose TTL or Expires-At has passed, and move data to the
+** cold tier (owner's thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
 /* ---------------------------------------------------------------- server.c
@@ -913,7 +1156,8 @@ struct core {
   /* groups with proposals to commit at the end of this turn */
   struct group **dirty;
   int n_dirty;
-  struct server_sync *syncs; /* one per dirty group (scratch) */
+  struct server_sync *syncs;     /* one per dirty group (scratch) */
+  struct cold_cache *cold_cache; /* chunks read back for its groups */
   struct loop_timer sweep_timer;
   int listening;
   int draining;
@@ -927,6 +1171,7 @@ struct server_syncer;
 struct ursula_server {
   struct ursula_config cfg;
   struct server_syncer *syncer; /* threads that run WAL syncs, or NULL */
+  struct cold *cold;            /* the cold tier's threads, or NULL */
   int n_cores;
   int n_groups;
   struct core *cores;
@@ -1924,7 +2169,10 @@ URSULA_PRIVATE void loop_close(struct loop *l) {
   m = l->mb_head;
   while (m != NULL) {
     struct loop_msg *next = m->next;
-    URSULA_FREE(m);
+    if (m->on_drop != NULL)
+      m->on_drop(m);
+    else
+      URSULA_FREE(m);
     m = next;
   }
   if (l->mu_ready) pthread_mutex_destroy(&l->mu);
@@ -2943,6 +3191,43 @@ static const struct conf_key conf_keys[] = {
      "--wal-dir); a restart replays at most about this much per group"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
+    {"cold-dir", NULL, CONF_T_PATH, CONF_OFF(cold_dir), 0, URSULA_PATH_LEN - 1,
+     "DIR",
+     "the cold tier in a local folder: older stream data moves there "
+     "from the WAL (needs --wal-dir; not with --s3-endpoint)"},
+    {"s3-endpoint", NULL, CONF_T_PATH, CONF_OFF(s3_endpoint), 0,
+     URSULA_PATH_LEN - 1, "URL",
+     "the cold tier in S3 or an S3-compatible store, e.g. "
+     "https://s3.us-east-1.amazonaws.com or http://127.0.0.1:9000 (needs "
+     "--wal-dir and --s3-bucket; https needs a TLS build)"},
+    {"s3-bucket", NULL, CONF_T_PATH, CONF_OFF(s3_bucket), 0,
+     URSULA_PATH_LEN - 1, "NAME", "the bucket of the cold tier"},
+    {"s3-region", NULL, CONF_T_PATH, CONF_OFF(s3_region), 0,
+     URSULA_PATH_LEN - 1, "REGION", "the region requests are signed for"},
+    {"s3-prefix", NULL, CONF_T_PATH, CONF_OFF(s3_prefix), 0,
+     URSULA_PATH_LEN - 1, "PREFIX",
+     "put before every object key, e.g. \"ursula/node1/\"; one server "
+     "per prefix"},
+    {"s3-access-key", NULL, CONF_T_PATH, CONF_OFF(s3_access_key), 0,
+     URSULA_PATH_LEN - 1, "KEY",
+     "access key id; empty = the AWS_ACCESS_KEY_ID environment variable"},
+    {"s3-secret-key", NULL, CONF_T_PATH, CONF_OFF(s3_secret_key), 0,
+     URSULA_PATH_LEN - 1, "SECRET",
+     "secret access key; empty = AWS_SECRET_ACCESS_KEY (prefer the "
+     "variable or a config file to a flag)"},
+    {"s3-session-token", NULL, CONF_T_PATH, CONF_OFF(s3_session_token), 0, 4095,
+     "TOKEN", "session token; empty = AWS_SESSION_TOKEN, if set"},
+    {"s3-ca-file", NULL, CONF_T_PATH, CONF_OFF(s3_ca_file), 0,
+     URSULA_PATH_LEN - 1, "FILE",
+     "PEM file of the certificate authorities trusted for https; empty "
+     "= /etc/ssl/certs/ca-certificates.crt"},
+    {"cold-flush-age-ms", NULL, CONF_T_I64, CONF_OFF(cold_flush_age_ms), 0,
+     INT64_C(31536000000), "N",
+     "with a cold tier, also move data older than this (so that small "
+     "streams release WAL segments too); 0 = only by size"},
+    {"cold-cache-bytes", NULL, CONF_T_I64, CONF_OFF(cold_cache_bytes), 0,
+     INT64_C(1099511627776), "N",
+     "chunks read back from the cold tier kept in memory (all cores)"},
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -3054,7 +3339,7 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
     case CONF_T_PATH:
       len = strlen(v);
       if (len > k->max)
-        return conf_fail(err, "%.*s: path longer than %u bytes", (int)key.len,
+        return conf_fail(err, "%.*s: longer than %u bytes", (int)key.len,
                          key.ptr, (unsigned)k->max);
       memcpy(field, v, len + 1);
       return URSULA_OK;
@@ -3148,6 +3433,9 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
+  snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
+  cfg->cold_flush_age_ms = URSULA_DEFAULT_COLD_FLUSH_AGE_MS;
+  cfg->cold_cache_bytes = URSULA_DEFAULT_COLD_CACHE_BYTES;
   cfg->snapshot_bytes = URSULA_DEFAULT_SNAPSHOT_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
@@ -3393,7 +3681,9 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
         break;
       case CONF_T_PATH:
         fprintf(f, "        at most %u bytes; default %s\n", (unsigned)k->max,
-                val[0] ? val : "(none: in memory)");
+                val[0]                        ? val
+                : k->off == CONF_OFF(wal_dir) ? "(none: in memory)"
+                                              : "(none)");
         break;
       case CONF_T_LEVEL:
         fprintf(f,
@@ -4346,6 +4636,14 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **
 ** Every field is always present (absent strings are empty, absent numbers
 ** 0), so a decoder never guesses; the flags say which are meaningful.
+**
+** Type 7, COLD (the stream's bytes [cold_start, cold_end) now live in the
+** cold-tier object `object`), carries four more fields after those:
+**
+**    ..      varint  incarnation       (of the stream the object belongs to)
+**    ..      varint  cold_start
+**    ..      varint  cold_end
+**    ..      bytes   object            (the object's name, cold.c)
 */
 
 
@@ -4424,6 +4722,12 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_varint(out, c->bounds[i] - prev);
     prev = c->bounds[i];
   }
+  if (c->type == CMD_COLD) {
+    rc |= cmd_put_varint(out, c->incarnation);
+    rc |= cmd_put_varint(out, c->cold_start);
+    rc |= cmd_put_varint(out, c->cold_end);
+    rc |= cmd_put_bytes(out, c->object);
+  }
   if (rc != URSULA_OK) {
     out->len = start;
     return URSULA_ENOMEM;
@@ -4437,7 +4741,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   uint64_t v = 0, i, prev = 0;
   int bad = 0;
   memset(c, 0, sizeof(*c));
-  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_EXPIRE)
+  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_COLD)
     return URSULA_ECORRUPT;
   c->type = q[1];
   q += 2;
@@ -4470,6 +4774,11 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
     prev += d;
     memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
   }
+  if (c->type == CMD_COLD && (cmd_get_varint(&q, end, &c->incarnation) ||
+                              cmd_get_varint(&q, end, &c->cold_start) ||
+                              cmd_get_varint(&q, end, &c->cold_end) ||
+                              cmd_get_bytes(&q, end, &c->object)))
+    return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;
   c->bounds = (const uint64_t *)(void *)bounds_store->ptr;
@@ -4504,6 +4813,14 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 ** when the group holds too much, and stream_read() fetches older bytes
 ** from the WAL through st->read_cold.  No byte is written twice.
 **
+** The cold tier.  With one, the group moves the oldest bytes of each
+** stream into chunk objects (cold.c) and then logs a COLD command; once
+** that is applied, the chunk is part of the stream: [0, cold_end) is
+** read from chunks through st->read_chunk (the group fetches them off
+** the core thread), and neither memory nor the WAL need those bytes any
+** more.  A removed stream's chunk names go to r->garbage, for the group
+** to delete.
+**
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
 ** ordering, soft delete with fork reference counts, and TTL expiry.
@@ -4519,12 +4836,15 @@ URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
 
 static void stream_free(struct stream_state *st, struct stream *s) {
   struct stream_producer *p, *next;
+  size_t i;
   st->hot_bytes -= s->data.len;
   for (p = s->producers; p != NULL; p = next) {
     next = p->next;
     URSULA_FREE(p);
   }
   buf_free(&s->data);
+  for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
+  URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
   URSULA_FREE(s->locs);
   URSULA_FREE(s->path);
@@ -4667,10 +4987,45 @@ static int stream_add_unit(struct stream_state *st, struct stream *s,
   return URSULA_OK;
 }
 
+URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off) {
+  size_t lo = 0, hi = s->n_chunks;
+  while (lo < hi) { /* first k with chunks[k].end > off */
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->chunks[mid].end <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* The part of stream_read() below cold_end: chunk by chunk. */
+static int stream_read_chunks(struct stream_state *st, const struct stream *s,
+                              uint64_t *start, uint64_t end, struct buf *out) {
+  size_t k = stream_chunk_at(s, *start);
+  while (*start < end && *start < s->cold_end) {
+    const struct stream_chunk *ch = &s->chunks[k++];
+    uint64_t stop = ch->end < end ? ch->end : end;
+    const char *p;
+    int rc;
+    if (st->read_chunk == NULL) return URSULA_EIO;
+    rc = st->read_chunk(st->read_ctx, s, ch, &p);
+    if (rc != URSULA_OK) return rc;
+    rc = buf_append(out, p + (*start - ch->start), (size_t)(stop - *start));
+    if (rc != URSULA_OK) return rc;
+    *start = stop;
+  }
+  return URSULA_OK;
+}
+
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out) {
   size_t u;
-  if (start < s->hot_start) { /* the cold part, unit by unit */
+  if (start < s->cold_end) {
+    int rc = stream_read_chunks(st, s, &start, end, out);
+    if (rc != URSULA_OK) return rc;
+  }
+  if (start < end && start < s->hot_start) { /* in the WAL, unit by unit */
     u = stream_unit_at(s, start);
     while (start < end && start < s->hot_start) {
       uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
@@ -4758,6 +5113,12 @@ static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
   return URSULA_OK;
 }
 
+/* Queue a cold-tier object for deletion by the group. */
+static void stream_garbage(struct stream_result *r, struct str name) {
+  if (buf_append(&r->garbage, name.ptr, name.len) == URSULA_OK)
+    buf_append(&r->garbage, "", 1);
+}
+
 static void stream_fail(struct stream_result *r, int status,
                         const char *reason) {
   r->status = status;
@@ -4768,12 +5129,15 @@ static void stream_fail(struct stream_result *r, int status,
 ** queue the release of its source. */
 static void stream_remove(struct stream_state *st, struct stream *s,
                           struct stream_result *r) {
+  size_t i;
   r->notify = 1;
   r->deleted = 1;
   r->watch_mask |= s->watch_mask;
   r->prev_tail = s->tail;
   if (s->fork_source != NULL)
     buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
+  for (i = 0; i < s->n_chunks; i++)
+    stream_garbage(r, util_str(s->chunks[i].name));
   stream_unlink(st, s);
   stream_free(st, s);
 }
@@ -5102,6 +5466,12 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     }
     end = s->bounds[unit];
     len = end - start;
+    if (s->json && unit < s->cold_units) { /* apply reads no cold tier */
+      stream_fail(r, 400,
+                  "Stream-Fork-Sub-Offset into data already moved to cold "
+                  "storage is not supported");
+      return;
+    }
     if (s->json) {
       struct buf b;
       memset(&b, 0, sizeof(b));
@@ -5136,6 +5506,70 @@ static void stream_apply_fork_release(struct stream_state *st,
   }
 }
 
+/* ------------------------------------------------------------ COLD */
+
+/* Whether c may move bytes of s to the cold tier: the right incarnation,
+** the next run after cold_end, ending on a unit boundary, every unit in
+** the WAL (so the bytes uploaded were durable ones). */
+static int stream_cold_fits(const struct stream *s, const struct cmd *c) {
+  size_t u;
+  if (s == NULL || s->incarnation != c->incarnation ||
+      s->cold_end != c->cold_start || c->cold_end <= c->cold_start ||
+      c->cold_end > s->tail || c->object.len == 0)
+    return 0;
+  u = stream_unit_at(s, c->cold_end - 1);
+  if (u >= s->n_bounds || s->bounds[u] != c->cold_end) return 0;
+  for (; u + 1 > s->cold_units; u--)
+    if (s->locs[u].seg == 0) return 0;
+  return 1;
+}
+
+static void stream_apply_cold(struct stream_state *st, const struct cmd *c,
+                              struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  struct stream_chunk *ch;
+  if (!stream_cold_fits(s, c)) {
+    /* stale (the stream changed meanwhile): the object is garbage, unless
+    ** this very object is already the stream's (a repeated command) */
+    size_t k = s != NULL && c->cold_start < s->cold_end
+                   ? stream_chunk_at(s, c->cold_start)
+                   : 0;
+    if (s == NULL || k >= s->n_chunks ||
+        strlen(s->chunks[k].name) != c->object.len ||
+        memcmp(s->chunks[k].name, c->object.ptr, c->object.len) != 0)
+      stream_garbage(r, c->object);
+    stream_fail(r, 409, "stale cold-tier move");
+    return;
+  }
+  if (s->n_chunks == s->cap_chunks) {
+    size_t cap = s->cap_chunks ? s->cap_chunks * 2 : 4;
+    ch = (struct stream_chunk *)URSULA_REALLOC(s->chunks, cap * sizeof(*ch));
+    if (ch == NULL) goto nomem;
+    s->chunks = ch;
+    s->cap_chunks = cap;
+  }
+  ch = &s->chunks[s->n_chunks];
+  ch->start = c->cold_start;
+  ch->end = c->cold_end;
+  if ((ch->name = stream_dup(c->object)) == NULL) goto nomem;
+  s->n_chunks++;
+  s->cold_end = c->cold_end;
+  s->cold_units = stream_unit_at(s, c->cold_end);
+  if (s->hot_start < s->cold_end) { /* memory need not keep them */
+    uint64_t drop = s->cold_end - s->hot_start;
+    buf_consume(&s->data, (size_t)drop);
+    st->hot_bytes -= drop;
+    s->hot_start = s->cold_end;
+    if (s->data.len == 0) buf_free(&s->data);
+  }
+  r->status = 204;
+  r->tail = s->tail;
+  return;
+nomem: /* the bytes stay where they were; the object is not needed */
+  stream_garbage(r, c->object);
+  stream_fail(r, 503, "out of memory");
+}
+
 static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
                                 struct stream_result *r) {
   (void)stream_live(st, c, r);
@@ -5146,10 +5580,12 @@ static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
                                 struct stream_result *r) {
-  struct buf releases = r->releases;
+  struct buf releases = r->releases, garbage = r->garbage;
   memset(r, 0, sizeof(*r));
   r->releases = releases;
   r->releases.len = 0;
+  r->garbage = garbage;
+  r->garbage.len = 0;
   if (st->cap == 0 && stream_table_grow(st) != URSULA_OK) {
     stream_fail(r, 503, "out of memory");
     return URSULA_ENOMEM;
@@ -5173,6 +5609,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
     case CMD_EXPIRE:
       stream_apply_expire(st, c, r);
       break;
+    case CMD_COLD:
+      stream_apply_cold(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -5184,7 +5623,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
 
    SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes:
 
-     v 1 (format version)   v next_incarnation   v number of streams
+     v 2 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -5194,10 +5633,14 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
        b closed_by_id (empty: none)   v closed_by_epoch   v closed_by_seq
        b fork_source (empty: not a fork)   v fork_offset   v fork_sub
        v refcount   v incarnation
-       v units, then per unit: v length, v WAL segment, v file offset
-*/
+       v chunks, then per chunk: v length, b object name (the chunks hold
+         the stream's first bytes, back to back from offset 0)
+       v units, then per unit: v length, then, for the units past the
+         chunks' end only, v WAL segment, v file offset
 
-#define STREAM_SNAP_VERSION 1
+   Version 1 was the same without the chunks (restore reads both). */
+
+#define STREAM_SNAP_VERSION 2
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -5246,13 +5689,19 @@ URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
       bad |= cmd_put_varint(out, s->fork_sub);
       bad |= cmd_put_varint(out, s->refcount);
       bad |= cmd_put_varint(out, s->incarnation);
+      bad |= cmd_put_varint(out, s->n_chunks);
+      for (u = 0; u < s->n_chunks; u++) {
+        bad |= cmd_put_varint(out, s->chunks[u].end - s->chunks[u].start);
+        bad |= cmd_put_bytes(out, util_str(s->chunks[u].name));
+      }
       bad |= cmd_put_varint(out, s->n_bounds);
       for (u = 0; u < s->n_bounds; u++) {
-        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
         bad |= cmd_put_varint(out, s->bounds[u] - prev);
+        prev = s->bounds[u];
+        if (u < s->cold_units) continue;
+        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
         bad |= cmd_put_varint(out, s->locs[u].seg);
         bad |= cmd_put_varint(out, s->locs[u].off);
-        prev = s->bounds[u];
       }
     }
   }
@@ -5267,9 +5716,33 @@ static int stream_take(char **dst, size_t *len, struct str v, int null_empty) {
   return stream_set_str(dst, len, v) == URSULA_OK ? 0 : -1;
 }
 
+/* Decode the chunk list of a stream (snapshot version 2). */
+static int stream_restore_chunks(const unsigned char **p,
+                                 const unsigned char *end, struct stream *s) {
+  uint64_t n, i, len;
+  struct str name;
+  if (cmd_get_varint(p, end, &n) || n > (uint64_t)(end - *p) / 2) return -1;
+  if (n == 0) return 0;
+  s->chunks =
+      (struct stream_chunk *)URSULA_MALLOC((size_t)n * sizeof(*s->chunks));
+  if (s->chunks == NULL) return -1;
+  s->cap_chunks = (size_t)n;
+  for (i = 0; i < n; i++) {
+    struct stream_chunk *ch = &s->chunks[i];
+    if (cmd_get_varint(p, end, &len) || len == 0 ||
+        cmd_get_bytes(p, end, &name) || name.len == 0 ||
+        (ch->name = stream_dup(name)) == NULL)
+      return -1;
+    s->n_chunks++;
+    ch->start = s->cold_end;
+    ch->end = s->cold_end += len;
+  }
+  return 0;
+}
+
 /* Decode one stream; 0, or -1 for bad input or no memory. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
-                              struct stream *s) {
+                              uint64_t version, struct stream *s) {
   struct str path, ct, exp, seq, by, src, id;
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
@@ -5319,10 +5792,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_varint(p, end, &s->fork_sub);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
+  if (version >= 2) bad |= stream_restore_chunks(p, end, s);
   bad |= cmd_get_varint(p, end, &n);
   if (bad || stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1) ||
       stream_take(&s->fork_source, &s->fork_source_len, src, 1) ||
-      n > (uint64_t)(end - *p) / 3) /* a unit takes at least 3 bytes */
+      n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
     return -1;
   if (n > 0) {
     s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
@@ -5332,15 +5806,21 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   }
   for (i = 0; i < n; i++) {
     uint64_t len;
-    if (cmd_get_varint(p, end, &len) || len == 0 ||
-        cmd_get_varint(p, end, &s->locs[i].seg) ||
-        cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0)
+    if (cmd_get_varint(p, end, &len) || len == 0) return -1;
+    if (prev < s->cold_end) { /* in a chunk: no WAL location */
+      s->locs[i].seg = s->locs[i].off = 0;
+      s->cold_units = (size_t)i + 1;
+    } else if (cmd_get_varint(p, end, &s->locs[i].seg) ||
+               cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0) {
       return -1;
+    }
     prev += len;
     s->bounds[i] = prev;
   }
   s->n_bounds = (size_t)n;
-  if (prev != s->tail) return -1;
+  if (prev != s->tail || s->cold_end > s->tail ||
+      (s->cold_units > 0 && s->bounds[s->cold_units - 1] != s->cold_end))
+    return -1;
   s->hot_start = s->tail; /* all data is cold: it is in the WAL */
   return 0;
 }
@@ -5349,7 +5829,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t version, n, i;
-  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
+  if (cmd_get_varint(&q, end, &version) || version < 1 ||
+      version > STREAM_SNAP_VERSION ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -5360,7 +5841,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     s = (struct stream *)URSULA_MALLOC(sizeof(*s));
     if (s == NULL) return URSULA_ENOMEM;
     memset(s, 0, sizeof(*s));
-    if (stream_restore_one(&q, end, s) != 0 ||
+    if (stream_restore_one(&q, end, version, s) != 0 ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -5376,14 +5857,563 @@ URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
   uint64_t oldest = UINT64_MAX;
   size_t i;
   const struct stream *s;
-  /* a stream's units are logged in order, so its first is its oldest */
+  /* a stream's units are logged in order, so its first is its oldest;
+  ** units in the cold tier need the WAL no more */
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext)
-      if (s->n_bounds > 0 && s->locs[0].seg != 0 && s->locs[0].seg < oldest)
-        oldest = s->locs[0].seg;
+      if (s->n_bounds > s->cold_units && s->locs[s->cold_units].seg != 0 &&
+          s->locs[s->cold_units].seg < oldest)
+        oldest = s->locs[s->cold_units].seg;
   return oldest;
 }
 /**** End src/stream.c ****/
+/**** Begin src/cold.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/cold.c"
+#endif
+/*
+** cold.c -- the cold tier: where streams' older bytes go, in chunk
+** objects kept in S3 (or any S3-compatible store) or in a local folder.
+**
+** WHAT MOVES.  Each group moves the oldest bytes of its streams, a run of
+** whole appends at a time, into one chunk object per run (group.c
+** decides when).  The object is written first; only then does the group
+** log a COLD command naming it, and only once that command is durable
+** are memory and WAL segments released (stream.c).  A crash in between
+** leaves an object nothing names: the sweep at start-up deletes it.
+**
+** OBJECT NAMES.  Relative to --s3-prefix (S3) or to --cold-dir:
+**
+**     g<group, 5 digits>/<incarnation, 16 hex>/<start, 16 hex>-<end, 16 hex>
+**     g00003/000000000000002a/0000000000000000-0000000000100000
+**
+** group and incarnation (unique per group, never reused) name the
+** stream; start and end are the byte offsets of the run in the stream.
+** Everything of one group is under "g<group>/", which the start-up sweep
+** lists.  The name is also carried in the COLD command, so the state
+** never depends on this scheme.
+**
+** CHUNK FORMAT (integers little-endian):
+**
+**     offset  size  field
+**     0       8     magic "URSCOLD1"
+**     8       8     incarnation
+**     16      8     start offset in the stream
+**     24      8     end offset (end - start data bytes follow)
+**     32      4     CRC32C of the data
+**     36      4     zero
+**     40      ...   the stream's bytes [start, end), as appended
+**
+** A chunk read back is checked against all of it before it is used.
+**
+** THREADS.  S3 traffic (and the folder's file I/O) never runs on a
+** core: requests (struct cold_req) go to a queue served by
+** URSULA_COLD_THREADS threads, each with its own S3 connection, and each
+** result is posted back to the requesting core's mailbox.  An outage is
+** logged once when it starts and once when it ends.
+**
+** THE CACHE.  Each core keeps the chunks its groups fetched, up to a byte
+** budget, least recently used out first (cold_cache_*).  One thread.
+*/
+
+
+#define COLD_MAGIC "URSCOLD1"
+
+/* ------------------------------------------------------------ chunks */
+
+URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
+                                    uint64_t start, uint64_t end) {
+  snprintf(out, COLD_NAME_MAX, "g%05d/%016llx/%016llx-%016llx", group,
+           (unsigned long long)inc, (unsigned long long)start,
+           (unsigned long long)end);
+}
+
+static void cold_put64(unsigned char *p, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t cold_get64(const unsigned char *p) {
+  uint64_t v = 0;
+  int i;
+  for (i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
+                                    uint64_t start) {
+  unsigned char *h = (unsigned char *)obj->ptr;
+  uint32_t crc = util_crc32c(0, obj->ptr + COLD_HEADER, obj->len - COLD_HEADER);
+  memcpy(h, COLD_MAGIC, 8);
+  cold_put64(h + 8, inc);
+  cold_put64(h + 16, start);
+  cold_put64(h + 24, start + (obj->len - COLD_HEADER));
+  cold_put64(h + 32, crc); /* the CRC, then four zero bytes */
+}
+
+URSULA_PRIVATE int cold_chunk_check(const struct buf *obj, uint64_t inc,
+                                    uint64_t start, uint64_t end) {
+  const unsigned char *h = (const unsigned char *)obj->ptr;
+  if (obj->len < COLD_HEADER || memcmp(h, COLD_MAGIC, 8) != 0 ||
+      cold_get64(h + 8) != inc || cold_get64(h + 16) != start ||
+      cold_get64(h + 24) != end || end - start != obj->len - COLD_HEADER ||
+      cold_get64(h + 32) !=
+          util_crc32c(0, obj->ptr + COLD_HEADER, obj->len - COLD_HEADER))
+    return URSULA_ECORRUPT;
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* loop_close() of a core with a result still in its mailbox. */
+static void cold_req_drop(struct loop_msg *m) {
+  cold_req_free((struct cold_req *)(void *)m);
+}
+
+URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
+                                             loop_msg_fn done) {
+  struct cold_req *r = (struct cold_req *)URSULA_MALLOC(sizeof(*r));
+  if (r == NULL) return NULL;
+  memset(r, 0, sizeof(*r));
+  r->op = op;
+  r->reply = reply;
+  r->msg.on_msg = done;
+  r->msg.on_drop = cold_req_drop;
+  return r;
+}
+
+URSULA_PRIVATE void cold_req_free(struct cold_req *r) {
+  if (r == NULL) return;
+  buf_free(&r->data);
+  buf_free(&r->path);
+  URSULA_FREE(r);
+}
+
+/* ------------------------------------------------------------ the folder */
+
+struct cold {
+  const struct ursula_config *cfg;
+  int use_s3;
+  struct tls_anchors *anchors;
+  struct s3_config s3;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct cold_req *head, *tail; /* the queue */
+  int stopping;
+  int down; /* the store is failing: logged once */
+  int n_threads;
+  pthread_t threads[URSULA_COLD_THREADS];
+};
+
+/* mkdir -p of the directories in path before its last '/'. */
+static int cold_dir_parents(char *path) {
+  char *p;
+  for (p = path + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (os_mkdir(path) != 0) {
+      *p = '/';
+      return -1;
+    }
+    *p = '/';
+  }
+  return 0;
+}
+
+static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 4], *slash;
+  struct os_fs *fs = os_fs();
+  size_t off = 0;
+  int fd;
+  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  if (cold_dir_parents(path) != 0) goto fail;
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) goto fail;
+  while (off < r->data.len) {
+    ssize_t n =
+        fs->pwrite(fd, r->data.ptr + off, r->data.len - off, (off_t)off);
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      fs->close(fd);
+      goto fail;
+    }
+    off += (size_t)n;
+  }
+  if (fs->sync(fd) != 0) {
+    fs->close(fd);
+    goto fail;
+  }
+  if (fs->close(fd) != 0 || fs->rename(tmp, path) != 0) goto fail;
+  slash = strrchr(path, '/');
+  *slash = '\0';
+  if (os_sync_dir(path) != 0) goto fail;
+  return URSULA_OK;
+fail:
+  snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.60s: %s", c->cfg->cold_dir,
+           r->name, strerror(errno));
+  return errno == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
+}
+
+static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
+  struct stat stbuf;
+  int fd, rc = URSULA_OK;
+  size_t off = 0;
+  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return URSULA_ENOTFOUND;
+  if (fd < 0 || fstat(fd, &stbuf) != 0) goto fail;
+  if (buf_reserve(&r->data, (size_t)stbuf.st_size) != URSULA_OK) {
+    close(fd);
+    return URSULA_ENOMEM;
+  }
+  while (off < (size_t)stbuf.st_size) {
+    ssize_t n = os_fs()->pread(fd, r->data.ptr + off,
+                               (size_t)stbuf.st_size - off, (off_t)off);
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      rc = -1;
+      break;
+    }
+    off += (size_t)n;
+  }
+  close(fd);
+  r->data.len = off;
+  if (rc == URSULA_OK) return URSULA_OK;
+fail:
+  snprintf(err, URSULA_ERRMSG_LEN, "reading %.150s/%.60s: %s", c->cfg->cold_dir,
+           r->name, strerror(errno));
+  return URSULA_EIO;
+}
+
+static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
+  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  if (unlink(path) != 0 && errno != ENOENT) {
+    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s", c->cfg->cold_dir,
+             r->name, strerror(errno));
+    return URSULA_EIO;
+  }
+  slash = strrchr(path, '/');
+  *slash = '\0';
+  (void)rmdir(path); /* the stream's folder, once empty */
+  return URSULA_OK;
+}
+
+/* LIST of a group's prefix "gNNNNN/": every file two levels below. */
+static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 264];
+  DIR *top, *sub;
+  struct dirent *d, *e;
+  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  top = opendir(path);
+  if (top == NULL) {
+    if (errno == ENOENT) return URSULA_OK; /* nothing yet */
+    snprintf(err, URSULA_ERRMSG_LEN, "listing %.200s: %s", path,
+             strerror(errno));
+    return URSULA_EIO;
+  }
+  while ((d = readdir(top)) != NULL) {
+    if (d->d_name[0] == '.') continue;
+    snprintf(path, sizeof(path), "%s/%s%s", c->cfg->cold_dir, r->name,
+             d->d_name);
+    if ((sub = opendir(path)) == NULL) continue;
+    while ((e = readdir(sub)) != NULL) {
+      if (e->d_name[0] == '.') continue;
+      buf_printf(&r->data, "%s%s/%s", r->name, d->d_name, e->d_name);
+      buf_append(&r->data, "", 1);
+    }
+    closedir(sub);
+  }
+  closedir(top);
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ S3 */
+
+static int cold_s3_key(struct cold *c, const char *name, char *key,
+                       size_t cap) {
+  int n = snprintf(key, cap, "%s%s", c->cfg->s3_prefix, name);
+  return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+struct cold_list_ctx {
+  struct cold_req *r;
+  size_t skip; /* length of --s3-prefix */
+};
+
+static int cold_s3_listed(void *arg, const char *key, uint64_t size) {
+  struct cold_list_ctx *x = (struct cold_list_ctx *)arg;
+  (void)size;
+  if (strlen(key) <= x->skip) return 0;
+  return buf_append(&x->r->data, key + x->skip, strlen(key) - x->skip + 1) ==
+                 URSULA_OK
+             ? 0
+             : URSULA_ENOMEM;
+}
+
+static int cold_s3_do(struct cold *c, struct s3_client *cl, struct cold_req *r,
+                      char *err) {
+  char key[URSULA_PATH_LEN + COLD_NAME_MAX];
+  struct s3_error e;
+  int rc;
+  memset(&e, 0, sizeof(e));
+  if (cold_s3_key(c, r->name, key, sizeof(key)) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "object name too long");
+    return URSULA_EINVAL;
+  }
+  switch (r->op) {
+    case COLD_PUT:
+      rc = s3_put(cl, key, r->data.ptr, r->data.len, &e);
+      break;
+    case COLD_GET:
+      rc = s3_get(cl, key, 0, 0, &r->data, &e);
+      break;
+    case COLD_DELETE:
+      rc = s3_delete(cl, key, &e);
+      if (rc == URSULA_ENOTFOUND) rc = URSULA_OK;
+      break;
+    default: {
+      struct cold_list_ctx x;
+      x.r = r;
+      x.skip = strlen(c->cfg->s3_prefix);
+      rc = s3_list(cl, key, 0, cold_s3_listed, &x, &e);
+      break;
+    }
+  }
+  if (rc != URSULA_OK && rc != URSULA_ENOTFOUND)
+    snprintf(err, URSULA_ERRMSG_LEN, "%s",
+             e.line[0] ? e.line : ursula_strerror(rc));
+  return rc;
+}
+
+/* ------------------------------------------------------------ threads */
+
+/* Log an outage once when it starts and once when it ends. */
+static void cold_note(struct cold *c, int ok, const char *what) {
+  int was;
+  pthread_mutex_lock(&c->mu);
+  was = c->down;
+  c->down = !ok;
+  pthread_mutex_unlock(&c->mu);
+  if (!ok && !was)
+    LOG_E(
+        "cold storage unavailable: %s; appends go on into the WAL, moves "
+        "are retried, reads of moved data answer 503",
+        what);
+  else if (ok && was)
+    LOG_W("cold storage reachable again; moving data resumes");
+  else if (!ok)
+    LOG_D("cold storage still unavailable: %s", what);
+  (void)what;
+}
+
+static void *cold_thread_main(void *arg) {
+  struct cold *c = (struct cold *)arg;
+  struct s3_client *cl = NULL;
+  char err[URSULA_ERRMSG_LEN];
+  for (;;) {
+    struct cold_req *r;
+    pthread_mutex_lock(&c->mu);
+    while (c->head == NULL && !c->stopping) pthread_cond_wait(&c->cv, &c->mu);
+    if (c->stopping) {
+      pthread_mutex_unlock(&c->mu);
+      break;
+    }
+    r = c->head;
+    c->head = r->next;
+    if (c->head == NULL) c->tail = NULL;
+    pthread_mutex_unlock(&c->mu);
+    err[0] = '\0';
+    if (!c->use_s3) {
+      r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
+              : r->op == COLD_GET    ? cold_dir_get(c, r, err)
+              : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
+                                     : cold_dir_list(c, r, err);
+    } else if (cl == NULL &&
+               (r->rc = s3_client_new(&cl, &c->s3, err)) != URSULA_OK) {
+      cl = NULL;
+    } else {
+      r->rc = cold_s3_do(c, cl, r, err);
+    }
+    if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
+      snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
+    cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
+    loop_post(r->reply, &r->msg);
+  }
+  s3_client_free(cl);
+  return NULL;
+}
+
+URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r) {
+  r->next = NULL;
+  pthread_mutex_lock(&c->mu);
+  if (c->tail != NULL)
+    c->tail->next = r;
+  else
+    c->head = r;
+  c->tail = r;
+  pthread_cond_signal(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
+                             char *err) {
+  struct cold *c = (struct cold *)URSULA_MALLOC(sizeof(*c));
+  int i, rc;
+  if (c == NULL) return URSULA_ENOMEM;
+  memset(c, 0, sizeof(*c));
+  c->cfg = cfg;
+  c->use_s3 = cfg->s3_endpoint[0] != '\0';
+  if (c->use_s3) {
+    if (strncmp(cfg->s3_endpoint, "https://", 8) == 0) {
+      const char *ca = cfg->s3_ca_file[0]
+                           ? cfg->s3_ca_file
+                           : "/etc/ssl/certs/ca-certificates.crt";
+      if ((rc = tls_anchors_load(&c->anchors, ca, err)) != URSULA_OK) {
+        URSULA_FREE(c);
+        return rc;
+      }
+    }
+    c->s3.endpoint = cfg->s3_endpoint;
+    c->s3.bucket = cfg->s3_bucket;
+    c->s3.region = cfg->s3_region;
+    c->s3.access_key = cfg->s3_access_key;
+    c->s3.secret_key = cfg->s3_secret_key;
+    c->s3.session_token = cfg->s3_session_token;
+    c->s3.anchors = c->anchors;
+    c->s3.virtual_host = 0;
+    c->s3.timeout_ms = 10000;
+    c->s3.max_attempts = 3;
+  } else if (os_mkdir(cfg->cold_dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--cold-dir %.200s: %s", cfg->cold_dir,
+             strerror(errno));
+    URSULA_FREE(c);
+    return URSULA_EIO;
+  }
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+  for (i = 0; i < URSULA_COLD_THREADS; i++) {
+    if (pthread_create(&c->threads[i], NULL, cold_thread_main, c) != 0) break;
+    c->n_threads++;
+  }
+  if (c->n_threads == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "cold tier: cannot start a thread");
+    cold_close(c);
+    return URSULA_ESYS;
+  }
+  *out = c;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void cold_close(struct cold *c) {
+  int i;
+  struct cold_req *r;
+  if (c == NULL) return;
+  pthread_mutex_lock(&c->mu);
+  c->stopping = 1;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+  for (i = 0; i < c->n_threads; i++) pthread_join(c->threads[i], NULL);
+  while ((r = c->head) != NULL) { /* never started: nobody waits for them */
+    c->head = r->next;
+    cold_req_free(r);
+  }
+  pthread_cond_destroy(&c->cv);
+  pthread_mutex_destroy(&c->mu);
+  tls_anchors_free(c->anchors);
+  URSULA_FREE(c);
+}
+
+/* ------------------------------------------------------------ the cache */
+
+struct cold_entry {
+  struct cold_entry *prev, *next; /* most recently used first */
+  struct buf obj;                 /* header + data */
+  char name[COLD_NAME_MAX];
+};
+
+struct cold_cache {
+  struct cold_entry *head, *tail;
+  uint64_t bytes, max_bytes;
+};
+
+URSULA_PRIVATE struct cold_cache *cold_cache_new(uint64_t max_bytes) {
+  struct cold_cache *k = (struct cold_cache *)URSULA_MALLOC(sizeof(*k));
+  if (k == NULL) return NULL;
+  memset(k, 0, sizeof(*k));
+  k->max_bytes = max_bytes;
+  return k;
+}
+
+static void cold_cache_unlink(struct cold_cache *k, struct cold_entry *e) {
+  if (e->prev != NULL)
+    e->prev->next = e->next;
+  else
+    k->head = e->next;
+  if (e->next != NULL)
+    e->next->prev = e->prev;
+  else
+    k->tail = e->prev;
+}
+
+static void cold_cache_front(struct cold_cache *k, struct cold_entry *e) {
+  e->prev = NULL;
+  e->next = k->head;
+  if (k->head != NULL) k->head->prev = e;
+  k->head = e;
+  if (k->tail == NULL) k->tail = e;
+}
+
+static void cold_cache_drop(struct cold_cache *k, struct cold_entry *e) {
+  cold_cache_unlink(k, e);
+  k->bytes -= e->obj.len;
+  buf_free(&e->obj);
+  URSULA_FREE(e);
+}
+
+URSULA_PRIVATE void cold_cache_free(struct cold_cache *k) {
+  if (k == NULL) return;
+  while (k->head != NULL) cold_cache_drop(k, k->head);
+  URSULA_FREE(k);
+}
+
+URSULA_PRIVATE const char *cold_cache_get(struct cold_cache *k,
+                                          const char *name) {
+  struct cold_entry *e;
+  for (e = k->head; e != NULL; e = e->next) {
+    if (strcmp(e->name, name) != 0) continue;
+    if (e != k->head) {
+      cold_cache_unlink(k, e);
+      cold_cache_front(k, e);
+    }
+    return e->obj.ptr + COLD_HEADER;
+  }
+  return NULL;
+}
+
+URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
+                                   struct buf *obj) {
+  struct cold_entry *e;
+  if (cold_cache_get(k, name) != NULL) {
+    buf_free(obj);
+    return;
+  }
+  e = (struct cold_entry *)URSULA_MALLOC(sizeof(*e));
+  if (e == NULL) {
+    buf_free(obj);
+    return;
+  }
+  e->obj = *obj;
+  memset(obj, 0, sizeof(*obj));
+  snprintf(e->name, sizeof(e->name), "%s", name);
+  cold_cache_front(k, e);
+  k->bytes += e->obj.len;
+  /* the newest entry stays even when it alone is over the budget */
+  while (k->bytes > k->max_bytes && k->tail != e) cold_cache_drop(k, k->tail);
+}
+/**** End src/cold.c ****/
 /**** Begin src/group.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/group.c"
@@ -5428,6 +6458,24 @@ URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
 **     away (they may be on other cores, so they travel as jobs).
 **
 ** Reads are served from the owner's state directly (no log entry).
+**
+** THE COLD TIER (cold.c), when there is one.  Once a second the owner
+** looks for streams with a chunk's worth of bytes past their cold end, or
+** with bytes waiting longer than --cold-flush-age-ms, and moves them:
+**
+**     read the run from memory / the WAL -> a chunk object -> cold threads
+**     -> PUT -> back on the owner: propose COLD(path, incarnation, run,
+**     name) -> committed and applied: the stream reads the run from the
+**     chunk, memory drops it, the next snapshot lets the WAL drop it
+**
+** One upload per stream at a time (runs must land in order), a few per
+** group.  A failed upload backs the group off (1 s doubling to 30 s).
+** A read that needs a chunk not in the core's cache parks its job on a
+** fetch of that chunk; when the chunk arrives it is checked, cached, and
+** the job runs again from the start.  At start-up, before anything moves,
+** each group lists its objects and deletes those no stream names (left by
+** a crash between an upload and its COLD command, or by deletions that
+** were replayed).
 */
 
 
@@ -5442,6 +6490,16 @@ struct group_prop {
   size_t off, len;
   uint64_t seg, file_off; /* where the WAL keeps the entry (seg 0: none) */
 };
+
+/* A chunk being read back, and the jobs waiting for it (chained through
+** their msg.next, which is free while a job is parked). */
+struct group_fetch {
+  struct group_fetch *next;
+  struct job *waiting;
+  char name[COLD_NAME_MAX];
+};
+
+#define GROUP_MAX_UPLOADS 4 /* uploads in flight per group */
 
 struct group {
   int id;
@@ -5462,11 +6520,36 @@ struct group {
   uint64_t applied_index;  /* the last entry applied to sm */
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
+  /* the cold tier (NULL: none) */
+  struct cold *cold;
+  struct cold_cache *cache;        /* the owner core's */
+  uint64_t chunk_bytes;            /* size of a chunk to move */
+  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
+  int cold_ready;                  /* the start-up sweep is done */
+  int cold_listing;                /* its LIST is under way */
+  int n_uploads;                   /* uploads in flight */
+  uint64_t cold_retry_ms;          /* backing off until then (wall clock) */
+  uint64_t cold_backoff_ms;        /* the current back-off step */
+  struct group_fetch *fetches;     /* chunks being read back */
+  const struct stream_chunk *want; /* the chunk a read missed ... */
+  uint64_t want_inc;               /* ... and its stream's incarnation */
 };
+
+static void group_fetch_chunk(struct core *c, struct group *g, struct job *j);
+static void group_delete_objects(struct core *c, struct group *g,
+                                 const struct buf *names);
+
+/* loop_close() of a core with a job still in its mailbox. */
+static void group_job_drop(struct loop_msg *m) {
+  job_free((struct job *)(void *)m);
+}
 
 URSULA_PRIVATE struct job *job_new(void) {
   struct job *j = (struct job *)URSULA_MALLOC(sizeof(*j));
-  if (j != NULL) memset(j, 0, sizeof(*j));
+  if (j != NULL) {
+    memset(j, 0, sizeof(*j));
+    j->msg.on_drop = group_job_drop;
+  }
   return j;
 }
 
@@ -5591,6 +6674,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
     return rc;
   }
   g->res.releases.len = 0;
+  g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
   g->last_index = g->applied_index = wal_last_index(g->wal);
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
@@ -5616,6 +6700,17 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
+  while (g->fetches != NULL) { /* stopped while chunks were on their way */
+    struct group_fetch *f = g->fetches;
+    g->fetches = f->next;
+    while (f->waiting != NULL) {
+      struct job *j = f->waiting;
+      f->waiting = (struct job *)(void *)j->msg.next;
+      job_free(j);
+    }
+    URSULA_FREE(f);
+  }
+  buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
   buf_free(&g->log);
@@ -5626,6 +6721,12 @@ URSULA_PRIVATE void group_free(struct group *g) {
 }
 
 /* ------------------------------------------------------------ effects */
+
+static void group_notify_drop(struct loop_msg *m) {
+  struct notify *n = (struct notify *)(void *)m;
+  buf_free(&n->data);
+  URSULA_FREE(n);
+}
 
 /* Wake the live readers of the stream at path on every core in mask. */
 static void group_notify(struct core *c, struct group *g, struct str path,
@@ -5639,6 +6740,7 @@ static void group_notify(struct core *c, struct group *g, struct str path,
     if (n == NULL) continue; /* readers time out and retry */
     memset(n, 0, sizeof(*n));
     n->msg.on_msg = api_on_notify;
+    n->msg.on_drop = group_notify_drop;
     n->prev_tail = r->prev_tail;
     n->deleted = r->deleted;
     n->path_len = path.len;
@@ -5687,7 +6789,8 @@ static void group_send_releases(struct core *c, const struct stream_result *r) {
 static void group_refuse(struct core *c, struct group *g, group_done_fn done,
                          void *arg, int status, const char *reason) {
   struct stream_result *r = &g->res;
-  memset(r, 0, sizeof(*r) - sizeof(r->releases));
+  memset(r, 0, offsetof(struct stream_result, garbage));
+  r->refused = 1;
   r->status = status;
   r->reason = reason;
   done(c, g, r, arg);
@@ -5779,6 +6882,8 @@ static void group_apply(struct core *c, struct group *g, const char *p,
   stream_apply(&g->sm, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
+  if (r->garbage.len && g->cold != NULL)
+    group_delete_objects(c, g, &r->garbage);
 }
 
 /* Write a snapshot of the state machine as of the last applied entry,
@@ -5892,9 +6997,10 @@ static void group_fail(struct core *c, struct job *j, int status,
 }
 
 static void group_copy_result(struct job *j, const struct stream_result *r) {
-  struct buf keep = j->res.releases;
+  struct buf keep = j->res.releases, keep_g = j->res.garbage;
   j->res = *r;
   j->res.releases = keep;
+  j->res.garbage = keep_g;
   j->status = r->status;
   j->reason = r->reason;
   j->tail = r->tail;
@@ -5919,23 +7025,26 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   }
 }
 
+/* A fork was not created: give back the reference on its source that
+** stage 0 took. */
+static void group_release_source(struct core *c, const struct job *j) {
+  struct job *rel = job_new();
+  if (rel == NULL) return;
+  rel->op = JOB_DELETE;
+  rel->stage = 2;
+  rel->origin_core = -1;
+  memcpy(rel->path, j->fork_source, strlen(j->fork_source));
+  rel->path_len = strlen(j->fork_source);
+  group_dispatch(c, rel);
+}
+
 static void group_after_change(struct core *c, struct group *g,
                                const struct stream_result *r, void *arg) {
   struct job *j = (struct job *)arg;
   struct stream *s;
   group_copy_result(j, r);
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source) {
-    /* the fork was not created: give back the reference taken at stage 0 */
-    struct job *rel = job_new();
-    if (rel != NULL) {
-      rel->op = JOB_DELETE;
-      rel->stage = 2;
-      rel->origin_core = -1;
-      memcpy(rel->path, j->fork_source, strlen(j->fork_source));
-      rel->path_len = strlen(j->fork_source);
-      group_dispatch(c, rel);
-    }
-  }
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source)
+    group_release_source(c, j);
   s = stream_find(&g->sm, j->cmd.path);
   if (s != NULL) group_fill_meta(j, s);
   group_reply(c, j);
@@ -5987,6 +7096,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     return;
   }
   s->last_access_ms = now; /* reads slide the TTL window (not HEAD) */
+  j->data.len = 0;         /* a job re-run after a fetch starts over */
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
   end = s->tail;
@@ -6000,8 +7110,16 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
       end = start + j->max_bytes;
     }
   }
-  if (end > start &&
-      (rc = stream_read(&g->sm, s, start, end, &j->data)) != URSULA_OK) {
+  if (start < s->cold_end) { /* at most one chunk: no two need be cached */
+    size_t k = stream_chunk_at(s, start);
+    if (end > s->chunks[k].end) end = s->chunks[k].end;
+  }
+  rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
+  if (rc == URSULA_EAGAIN) {
+    group_fetch_chunk(c, g, j); /* runs again once the chunk is here */
+    return;
+  }
+  if (rc != URSULA_OK) {
     group_fail(c, j, 503,
                rc == URSULA_ENOMEM ? "out of memory"
                                    : "could not read the stream from the WAL");
@@ -6022,6 +7140,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
 /* Stage 0 of a fork PUT, at the source's owner: take a reference on the
 ** source and copy what the fork inherits, then pass the job on to the
 ** fork's owner. */
+static void group_fork_collect(struct core *c, struct group *g, struct job *j);
+
 static void group_fork_source_done(struct core *c, struct group *g,
                                    const struct stream_result *r, void *arg) {
   struct job *j = (struct job *)arg;
@@ -6038,9 +7158,11 @@ static void group_fork_source_done(struct core *c, struct group *g,
   s = stream_find(&g->sm, src);
   end = off;
   j->inherit.len = j->bounds.len = 0;
-  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off */
+  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
+                                           (never cold: see the acquire) */
     size_t u = stream_unit_at(s, off);
     if (stream_read(&g->sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
+      group_release_source(c, j);
       group_fail(c, j, 503, "could not read the fork source");
       return;
     }
@@ -6050,10 +7172,42 @@ static void group_fork_source_done(struct core *c, struct group *g,
   } else if (j->cmd.fork_sub > 0) {
     end = off + j->cmd.fork_sub;
   }
-  if (stream_read(&g->sm, s, 0, end, &j->inherit) != URSULA_OK ||
+  j->cmd.fork_offset = off;
+  j->offset = end;
+  j->stage = 3;
+  group_fork_collect(c, g, j);
+}
+
+/* Stage 3 of a fork PUT, at the source's owner: copy the bytes the fork
+** inherits, [0, j->offset), into j->inherit (resumed after each chunk
+** fetched from the cold tier), then pass the job on to the fork's
+** owner. */
+static void group_fork_collect(struct core *c, struct group *g, struct job *j) {
+  struct stream *s;
+  struct str src;
+  uint64_t off = j->cmd.fork_offset;
+  int rc;
+  src.ptr = j->fork_source;
+  src.len = strlen(j->fork_source);
+  s = stream_find(&g->sm, src); /* kept by the reference stage 0 took */
+  if (s == NULL) {
+    group_fail(c, j, 503, "fork source went away");
+    return;
+  }
+  rc = stream_read(&g->sm, s, j->inherit.len, j->offset, &j->inherit);
+  if (rc == URSULA_EAGAIN) {
+    group_fetch_chunk(c, g, j); /* resumes here once the chunk is here */
+    return;
+  }
+  j->bounds.len = 0;
+  if (rc != URSULA_OK ||
       buf_append(&j->bounds, s->bounds,
                  stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
-    group_fail(c, j, 503, "out of memory");
+    group_release_source(c, j);
+    group_fail(c, j, 503,
+               rc == URSULA_OK || rc == URSULA_ENOMEM
+                   ? "out of memory"
+                   : "could not read the fork source");
     return;
   }
   /* the fork's configuration, inherited where the request left it out */
@@ -6077,7 +7231,6 @@ static void group_fork_source_done(struct core *c, struct group *g,
       j->expires_text[n] = '\0';
     }
   }
-  j->cmd.fork_offset = off;
   j->stage = 1;
   group_dispatch(c, j);
 }
@@ -6104,6 +7257,11 @@ static void group_bind_cmd(struct job *j) {
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   int gid;
   struct group *g;
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 3) {
+    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
+    group_fork_collect(c, server_group(c->srv, gid), j);
+    return;
+  }
   if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0) {
     struct cmd acq;
     gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
@@ -6155,6 +7313,332 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
   if (s != NULL && from_core < 64) s->watch_mask &= ~((uint64_t)1 << from_core);
 }
 
+/* ------------------------------------------------------------ cold tier */
+
+static void group_on_deleted(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
+  cold_req_free(q);
+}
+
+/* Delete the objects named in names (each NUL-terminated). */
+static void group_delete_objects(struct core *c, struct group *g,
+                                 const struct buf *names) {
+  size_t off = 0;
+  while (off < names->len) {
+    const char *name = names->ptr + off;
+    size_t len = strlen(name);
+    struct cold_req *q;
+    off += len + 1;
+    if (len == 0 || len >= COLD_NAME_MAX) continue;
+    if ((q = cold_req_new(COLD_DELETE, c->loop, group_on_deleted)) == NULL)
+      continue; /* the next start-up sweep deletes it */
+    memcpy(q->name, name, len + 1);
+    q->group = g->id;
+    cold_submit(g->cold, q);
+  }
+}
+
+/* After a failure: no new cold-tier work for a while (1 s, doubling up to
+** 30 s while failures go on). */
+static void group_cold_backoff(struct group *g) {
+  g->cold_backoff_ms = g->cold_backoff_ms ? g->cold_backoff_ms * 2 : 1000;
+  if (g->cold_backoff_ms > 30000) g->cold_backoff_ms = 30000;
+  g->cold_retry_ms = os_wall_ms() + g->cold_backoff_ms;
+}
+
+/* stream_state's read_chunk: the chunk from the core's cache, or the
+** chunk to fetch noted in g->want. */
+static int group_read_chunk(void *ctx, const struct stream *s,
+                            const struct stream_chunk *ch, const char **p) {
+  struct group *g = (struct group *)ctx;
+  (void)s;
+  if (g->cache != NULL && (*p = cold_cache_get(g->cache, ch->name)) != NULL)
+    return URSULA_OK;
+  g->want = ch;
+  g->want_inc = s->incarnation;
+  return g->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
+}
+
+static void group_cold_fail(struct core *c, struct job *j, int rc) {
+  if (j->op == JOB_CREATE && j->stage == 3) group_release_source(c, j);
+  if (rc == URSULA_ENOTFOUND)
+    group_fail(c, j, 500,
+               "a chunk of this stream is missing from cold storage");
+  else if (rc == URSULA_ECORRUPT)
+    group_fail(c, j, 500,
+               "a chunk of this stream read from cold storage is damaged");
+  else
+    group_fail(c, j, 503,
+               "cold storage is unavailable; the data is kept, try again "
+               "later");
+}
+
+/* A chunk fetched for parked jobs: check it, cache it, run them again. */
+static void group_on_fetched(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = server_group(c->srv, q->group);
+  struct group_fetch **pp = &g->fetches, *f;
+  int rc = q->rc;
+  while (*pp != NULL && strcmp((*pp)->name, q->name) != 0) pp = &(*pp)->next;
+  f = *pp;
+  if (f != NULL) *pp = f->next;
+  if (rc == URSULA_OK && cold_chunk_check(&q->data, q->incarnation, q->start,
+                                          q->end) != URSULA_OK) {
+    LOG_E("group %d: chunk %s read from the cold tier is damaged", g->id,
+          q->name);
+    rc = URSULA_ECORRUPT;
+  } else if (rc == URSULA_ENOTFOUND) {
+    LOG_E("group %d: chunk %s is missing from the cold tier", g->id, q->name);
+  }
+  if (rc == URSULA_OK) cold_cache_put(g->cache, q->name, &q->data);
+  while (f != NULL && f->waiting != NULL) {
+    struct job *j = f->waiting;
+    f->waiting = (struct job *)(void *)j->msg.next;
+    j->msg.next = NULL;
+    if (rc == URSULA_OK)
+      group_run_job(c, j);
+    else
+      group_cold_fail(c, j, rc);
+  }
+  URSULA_FREE(f);
+  cold_req_free(q);
+}
+
+/* Park j until the chunk g->want is here (one fetch per chunk). */
+static void group_fetch_chunk(struct core *c, struct group *g, struct job *j) {
+  const struct stream_chunk *ch = g->want;
+  struct group_fetch *f = g->fetches;
+  while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
+  if (f == NULL) {
+    struct cold_req *q = cold_req_new(COLD_GET, c->loop, group_on_fetched);
+    f = (struct group_fetch *)URSULA_MALLOC(sizeof(*f));
+    if (q == NULL || f == NULL) {
+      cold_req_free(q);
+      URSULA_FREE(f);
+      group_cold_fail(c, j, URSULA_ENOMEM);
+      return;
+    }
+    memset(f, 0, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%s", ch->name);
+    snprintf(q->name, sizeof(q->name), "%s", ch->name);
+    q->group = g->id;
+    q->incarnation = g->want_inc;
+    q->start = ch->start;
+    q->end = ch->end;
+    f->next = g->fetches;
+    g->fetches = f;
+    cold_submit(g->cold, q);
+  }
+  j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
+  f->waiting = j;
+}
+
+static void group_flush_stream(struct core *c, struct group *g,
+                               struct stream *s, uint64_t now);
+
+/* A COLD command was committed (or refused). */
+static void group_cold_done(struct core *c, struct group *g,
+                            const struct stream_result *r, void *arg) {
+  struct cold_req *q = (struct cold_req *)arg;
+  struct str path;
+  struct stream *s;
+  uint64_t now = os_wall_ms();
+  path.ptr = q->path.ptr;
+  path.len = q->path.len;
+  s = stream_find(&g->sm, path);
+  if (s != NULL && s->incarnation == q->incarnation) {
+    s->flushing = 0;
+    s->unflushed_since = s->tail > s->cold_end ? now : 0;
+    if (r->status == 204) group_flush_stream(c, g, s, now); /* a backlog */
+  }
+  /* refused: the object stays unnamed; the same run is uploaded again
+  ** under the same name, and deleting it here could race that upload */
+  cold_req_free(q);
+}
+
+/* An upload finished: name the chunk in the log. */
+static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = server_group(c->srv, q->group);
+  struct cmd cmd;
+  g->n_uploads--;
+  if (q->rc != URSULA_OK) {
+    struct str path;
+    struct stream *s;
+    path.ptr = q->path.ptr;
+    path.len = q->path.len;
+    s = stream_find(&g->sm, path);
+    if (s != NULL && s->incarnation == q->incarnation) s->flushing = 0;
+    group_cold_backoff(g);
+    cold_req_free(q);
+    return;
+  }
+  g->cold_backoff_ms = 0;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_COLD;
+  cmd.time_ms = os_wall_ms();
+  cmd.path.ptr = q->path.ptr;
+  cmd.path.len = q->path.len;
+  cmd.incarnation = q->incarnation;
+  cmd.cold_start = q->start;
+  cmd.cold_end = q->end;
+  cmd.object = util_str(q->name);
+  group_propose(c, g, &cmd, group_cold_done, q);
+}
+
+/* Upload the next run of s: whole appends from its cold end, about a
+** chunk's worth. */
+static void group_upload(struct core *c, struct group *g, struct stream *s) {
+  uint64_t start = s->cold_end, end = start;
+  size_t u = s->cold_units;
+  struct cold_req *q;
+  int rc;
+  while (u < s->n_bounds && end - start < g->chunk_bytes) end = s->bounds[u++];
+  if (end == start) return;
+  if ((q = cold_req_new(COLD_PUT, c->loop, group_on_uploaded)) == NULL) return;
+  rc = buf_reserve(&q->data, COLD_HEADER + (size_t)(end - start));
+  if (rc == URSULA_OK) rc = buf_append(&q->path, s->path, s->path_len);
+  if (rc == URSULA_OK) {
+    q->data.len = COLD_HEADER;
+    rc = stream_read(&g->sm, s, start, end, &q->data);
+  }
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: cannot read %.*s for the cold tier: %s", g->id,
+          (int)s->path_len, s->path, ursula_strerror(rc));
+    cold_req_free(q);
+    return;
+  }
+  cold_chunk_seal(&q->data, s->incarnation, start);
+  cold_chunk_name(q->name, g->id, s->incarnation, start, end);
+  q->group = g->id;
+  q->incarnation = s->incarnation;
+  q->start = start;
+  q->end = end;
+  s->flushing = 1;
+  g->n_uploads++;
+  cold_submit(g->cold, q);
+}
+
+/* Move s's next run if it is a chunk's worth or has waited long enough. */
+static void group_flush_stream(struct core *c, struct group *g,
+                               struct stream *s, uint64_t now) {
+  if (s->flushing || s->soft_deleted || s->tail == s->cold_end ||
+      g->n_uploads >= GROUP_MAX_UPLOADS || now < g->cold_retry_ms ||
+      !g->cold_ready || wal_failed(g->wal))
+    return;
+  if (s->unflushed_since == 0) s->unflushed_since = now;
+  if (s->tail - s->cold_end >= g->chunk_bytes ||
+      (g->flush_age_ms > 0 && now - s->unflushed_since >= g->flush_age_ms))
+    group_upload(c, g, s);
+}
+
+static int group_name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The start-up sweep's LIST came back: delete what no stream names. */
+static void group_on_listed(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = server_group(c->srv, q->group);
+  const char **names = NULL;
+  unsigned char *named = NULL;
+  struct buf garbage;
+  size_t n = 0, i, off, k;
+  g->cold_listing = 0;
+  memset(&garbage, 0, sizeof(garbage));
+  if (q->rc != URSULA_OK) {
+    group_cold_backoff(g);
+    cold_req_free(q);
+    return;
+  }
+  for (off = 0; off < q->data.len; off += strlen(q->data.ptr + off) + 1) n++;
+  names = (const char **)URSULA_MALLOC((n + 1) * sizeof(*names));
+  named = (unsigned char *)URSULA_MALLOC(n + 1);
+  if (names == NULL || named == NULL) {
+    group_cold_backoff(g);
+    goto done;
+  }
+  for (i = 0, off = 0; i < n; i++, off += strlen(q->data.ptr + off) + 1)
+    names[i] = q->data.ptr + off;
+  qsort(names, n, sizeof(*names), group_name_cmp);
+  memset(named, 0, n + 1);
+  for (k = 0; k < g->sm.cap; k++) {
+    const struct stream *s;
+    for (s = g->sm.slots[k]; s != NULL; s = s->hnext) {
+      for (i = 0; i < s->n_chunks; i++) {
+        const char *key = s->chunks[i].name;
+        const char **hit = (const char **)bsearch(
+            &key, names, n, sizeof(*names), group_name_cmp);
+        if (hit != NULL) named[hit - names] = 1;
+      }
+    }
+  }
+  for (i = 0; i < n; i++)
+    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
+  if (garbage.len > 0) {
+    LOG_I(
+        "group %d: cold tier sweep: %lu objects, deleting those no "
+        "stream names",
+        g->id, (unsigned long)n);
+    group_delete_objects(c, g, &garbage);
+  }
+  g->cold_ready = 1;
+  g->cold_backoff_ms = 0;
+done:
+  URSULA_FREE(names);
+  URSULA_FREE(named);
+  buf_free(&garbage);
+  cold_req_free(q);
+}
+
+/* Once a second: the start-up sweep, then moving data. */
+static void group_cold_tick(struct core *c, struct group *g) {
+  uint64_t now = os_wall_ms();
+  size_t k;
+  if (g->cold == NULL || now < g->cold_retry_ms) return;
+  if (!g->cold_ready) {
+    struct cold_req *q;
+    if (g->cold_listing) return;
+    if ((q = cold_req_new(COLD_LIST, c->loop, group_on_listed)) == NULL) return;
+    snprintf(q->name, sizeof(q->name), "g%05d/", g->id);
+    q->group = g->id;
+    g->cold_listing = 1;
+    cold_submit(g->cold, q);
+    return;
+  }
+  for (k = 0; k < g->sm.cap && g->n_uploads < GROUP_MAX_UPLOADS; k++) {
+    struct stream *s;
+    for (s = g->sm.slots[k]; s != NULL; s = s->hnext)
+      group_flush_stream(c, g, s, now);
+  }
+}
+
+URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
+                                      struct cold_cache *cache,
+                                      uint64_t flush_age_ms) {
+  g->cold = cold;
+  g->cache = cache;
+  g->flush_age_ms = flush_age_ms;
+  g->chunk_bytes = g->hot_max / 4;
+  if (g->chunk_bytes < 4096) g->chunk_bytes = 4096;
+  if (g->chunk_bytes > 4194304) g->chunk_bytes = 4194304;
+  g->sm.read_chunk = group_read_chunk;
+  g->sm.read_ctx = g;
+}
+
+URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g) {
+  uint64_t n = 0;
+  size_t k;
+  const struct stream *s;
+  for (k = 0; k < g->sm.cap; k++)
+    for (s = g->sm.slots[k]; s != NULL; s = s->hnext) n += s->n_chunks;
+  return n;
+}
+
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   uint64_t now = os_wall_ms();
   size_t i;
@@ -6186,6 +7670,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
       s = next;
     }
   }
+  group_cold_tick(c, g);
 }
 /**** End src/group.c ****/
 /**** Begin src/api.c ****/
@@ -6511,6 +7996,7 @@ static void api_send_unwatch(struct core *c, const char *path, size_t len) {
       (struct api_unwatch_msg *)URSULA_MALLOC(sizeof(*u) + len);
   if (u == NULL) return;
   u->msg.on_msg = api_on_unwatch;
+  u->msg.on_drop = NULL;
   u->from = c->id;
   u->len = len;
   memcpy(u->path, path, len);
@@ -7986,6 +9472,7 @@ static void *server_core_main(void *arg) {
 
 static void server_free(struct ursula_server *s) {
   int i;
+  cold_close(s->cold); /* first: its threads post to the cores' loops */
   if (s->cores != NULL) {
     for (i = 0; i < s->n_cores; i++) {
       struct core *c = &s->cores[i];
@@ -7996,6 +9483,7 @@ static void server_free(struct ursula_server *s) {
     for (i = 0; i < s->n_cores; i++) {
       URSULA_FREE(s->cores[i].dirty);
       URSULA_FREE(s->cores[i].syncs);
+      cold_cache_free(s->cores[i].cold_cache);
     }
     URSULA_FREE(s->cores);
   }
@@ -8134,6 +9622,94 @@ static int server_recover(struct ursula_server *s, char *err) {
   return rc;
 }
 
+/* ------------------------------------------------------------ cold tier */
+
+/* Check the cold-tier settings, taking credentials from the environment
+** where the configuration leaves them empty. */
+static int server_check_cold(struct ursula_config *cfg, char *err) {
+  const char *v;
+  if (cfg->cold_dir[0] == '\0' && cfg->s3_endpoint[0] == '\0') return URSULA_OK;
+  if (cfg->cold_dir[0] != '\0' && cfg->s3_endpoint[0] != '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--cold-dir and --s3-endpoint: choose one cold tier");
+    return URSULA_EINVAL;
+  }
+  if (cfg->wal_dir[0] == '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s needs --wal-dir: data moves to the cold tier from the WAL",
+             cfg->cold_dir[0] ? "--cold-dir" : "--s3-endpoint");
+    return URSULA_EINVAL;
+  }
+  if (cfg->cold_dir[0] != '\0') return URSULA_OK;
+  if (strncmp(cfg->s3_endpoint, "http://", 7) != 0 &&
+      strncmp(cfg->s3_endpoint, "https://", 8) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--s3-endpoint %.100s: expected http://HOST[:PORT] or "
+             "https://HOST[:PORT]",
+             cfg->s3_endpoint);
+    return URSULA_EINVAL;
+  }
+  if (!URSULA_ENABLE_TLS && strncmp(cfg->s3_endpoint, "https://", 8) == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--s3-endpoint %.100s: this build has no TLS (build with "
+             "make TLS=1, which needs BearSSL)",
+             cfg->s3_endpoint);
+    return URSULA_ENOTSUP;
+  }
+  if (cfg->s3_bucket[0] == '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN, "--s3-endpoint needs --s3-bucket");
+    return URSULA_EINVAL;
+  }
+  if (cfg->s3_access_key[0] == '\0' && (v = getenv("AWS_ACCESS_KEY_ID")))
+    snprintf(cfg->s3_access_key, sizeof(cfg->s3_access_key), "%s", v);
+  if (cfg->s3_secret_key[0] == '\0' && (v = getenv("AWS_SECRET_ACCESS_KEY")))
+    snprintf(cfg->s3_secret_key, sizeof(cfg->s3_secret_key), "%s", v);
+  if (cfg->s3_session_token[0] == '\0' && (v = getenv("AWS_SESSION_TOKEN")))
+    snprintf(cfg->s3_session_token, sizeof(cfg->s3_session_token), "%s", v);
+  if (cfg->s3_access_key[0] == '\0' || cfg->s3_secret_key[0] == '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--s3-endpoint needs credentials: --s3-access-key and "
+             "--s3-secret-key, or AWS_ACCESS_KEY_ID and "
+             "AWS_SECRET_ACCESS_KEY");
+    return URSULA_EINVAL;
+  }
+  return URSULA_OK;
+}
+
+/* Start the cold tier (after recovery, before the cores), or refuse to
+** start when the WAL names chunks but no cold tier is configured. */
+static int server_start_cold(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  uint64_t chunks = 0;
+  int i, rc;
+  if (cfg->wal_dir[0] == '\0') return URSULA_OK;
+  if (cfg->cold_dir[0] == '\0' && cfg->s3_endpoint[0] == '\0') {
+    for (i = 0; i < s->n_groups; i++) chunks += group_cold_chunks(s->groups[i]);
+    if (chunks == 0) return URSULA_OK;
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %.100s names %llu chunks in a cold tier; start with "
+             "the same --cold-dir or --s3-* settings",
+             cfg->wal_dir, (unsigned long long)chunks);
+    return URSULA_EINVAL;
+  }
+  if ((rc = cold_open(&s->cold, cfg, err)) != URSULA_OK) return rc;
+  for (i = 0; i < s->n_cores; i++) {
+    s->cores[i].cold_cache =
+        cold_cache_new((uint64_t)cfg->cold_cache_bytes / (uint64_t)s->n_cores);
+    if (s->cores[i].cold_cache == NULL) return URSULA_ENOMEM;
+  }
+  for (i = 0; i < s->n_groups; i++)
+    group_attach_cold(s->groups[i], s->cold,
+                      s->cores[server_owner_of(s, i)].cold_cache,
+                      (uint64_t)cfg->cold_flush_age_ms);
+  if (cfg->s3_endpoint[0])
+    LOG_I("cold tier: s3 bucket %s at %s, prefix \"%s\"", cfg->s3_bucket,
+          cfg->s3_endpoint, cfg->s3_prefix);
+  else
+    LOG_I("cold tier: folder %s", cfg->cold_dir);
+  return URSULA_OK;
+}
+
 URSULA_API int ursula_server_start(const struct ursula_config *cfg,
                                    struct ursula_server **out, char *err) {
   struct ursula_server *s;
@@ -8181,9 +9757,11 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
           "%d needs; raise it (ulimit -n)",
           have, want, cfg->max_connections);
   }
+  if ((rc = server_check_cold(&s->cfg, err)) != URSULA_OK) goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
-       (rc = server_syncer_start(s, err)) != URSULA_OK))
+       (rc = server_syncer_start(s, err)) != URSULA_OK ||
+       (rc = server_start_cold(s, err)) != URSULA_OK))
     goto fail;
   s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
   if (s->listen_fd < 0) {

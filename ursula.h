@@ -115,6 +115,21 @@ struct ursula_config {
                                    snapshots, per group */
   char wal_dir[URSULA_PATH_LEN]; /* wal-dir: "" = in memory only */
   int log_level;                /* log-level: 0 error .. 3 debug */
+  /* the cold tier (needs wal-dir): S3, or a local folder */
+  char cold_dir[URSULA_PATH_LEN];    /* cold-dir: chunks in this folder */
+  char s3_endpoint[URSULA_PATH_LEN]; /* s3-endpoint: http(s)://host[:port] */
+  char s3_bucket[URSULA_PATH_LEN];   /* s3-bucket */
+  char s3_region[URSULA_PATH_LEN];   /* s3-region: "us-east-1" */
+  char s3_prefix[URSULA_PATH_LEN];   /* s3-prefix: before every key */
+  char s3_access_key[URSULA_PATH_LEN]; /* s3-access-key: else the
+                                          AWS_ACCESS_KEY_ID variable */
+  char s3_secret_key[URSULA_PATH_LEN]; /* s3-secret-key: else
+                                          AWS_SECRET_ACCESS_KEY */
+  char s3_session_token[4096]; /* s3-session-token: else AWS_SESSION_TOKEN */
+  char s3_ca_file[URSULA_PATH_LEN]; /* s3-ca-file: PEM trust anchors for
+                                       https; "" = the system bundle */
+  int64_t cold_flush_age_ms; /* cold-flush-age-ms: move data this old */
+  int64_t cold_cache_bytes;  /* cold-cache-bytes: chunks kept in memory */
 };
 
 /* Fill *cfg with the defaults of this build. */

@@ -27,6 +27,7 @@ conf.c
 wal.c
 cmd.c
 stream.c
+cold.c
 group.c
 api.c
 server.c

@@ -317,6 +317,7 @@ static void api_send_unwatch(struct core *c, const char *path, size_t len) {
       (struct api_unwatch_msg *)URSULA_MALLOC(sizeof(*u) + len);
   if (u == NULL) return;
   u->msg.on_msg = api_on_unwatch;
+  u->msg.on_drop = NULL;
   u->from = c->id;
   u->len = len;
   memcpy(u->path, path, len);

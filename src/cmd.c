@@ -40,6 +40,14 @@
 **
 ** Every field is always present (absent strings are empty, absent numbers
 ** 0), so a decoder never guesses; the flags say which are meaningful.
+**
+** Type 7, COLD (the stream's bytes [cold_start, cold_end) now live in the
+** cold-tier object `object`), carries four more fields after those:
+**
+**    ..      varint  incarnation       (of the stream the object belongs to)
+**    ..      varint  cold_start
+**    ..      varint  cold_end
+**    ..      bytes   object            (the object's name, cold.c)
 */
 #include "internal.h"
 
@@ -118,6 +126,12 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_varint(out, c->bounds[i] - prev);
     prev = c->bounds[i];
   }
+  if (c->type == CMD_COLD) {
+    rc |= cmd_put_varint(out, c->incarnation);
+    rc |= cmd_put_varint(out, c->cold_start);
+    rc |= cmd_put_varint(out, c->cold_end);
+    rc |= cmd_put_bytes(out, c->object);
+  }
   if (rc != URSULA_OK) {
     out->len = start;
     return URSULA_ENOMEM;
@@ -131,7 +145,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   uint64_t v = 0, i, prev = 0;
   int bad = 0;
   memset(c, 0, sizeof(*c));
-  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_EXPIRE)
+  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_COLD)
     return URSULA_ECORRUPT;
   c->type = q[1];
   q += 2;
@@ -164,6 +178,11 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
     prev += d;
     memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
   }
+  if (c->type == CMD_COLD && (cmd_get_varint(&q, end, &c->incarnation) ||
+                              cmd_get_varint(&q, end, &c->cold_start) ||
+                              cmd_get_varint(&q, end, &c->cold_end) ||
+                              cmd_get_bytes(&q, end, &c->object)))
+    return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;
   c->bounds = (const uint64_t *)(void *)bounds_store->ptr;

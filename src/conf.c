@@ -134,6 +134,43 @@ static const struct conf_key conf_keys[] = {
      "--wal-dir); a restart replays at most about this much per group"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
+    {"cold-dir", NULL, CONF_T_PATH, CONF_OFF(cold_dir), 0, URSULA_PATH_LEN - 1,
+     "DIR",
+     "the cold tier in a local folder: older stream data moves there "
+     "from the WAL (needs --wal-dir; not with --s3-endpoint)"},
+    {"s3-endpoint", NULL, CONF_T_PATH, CONF_OFF(s3_endpoint), 0,
+     URSULA_PATH_LEN - 1, "URL",
+     "the cold tier in S3 or an S3-compatible store, e.g. "
+     "https://s3.us-east-1.amazonaws.com or http://127.0.0.1:9000 (needs "
+     "--wal-dir and --s3-bucket; https needs a TLS build)"},
+    {"s3-bucket", NULL, CONF_T_PATH, CONF_OFF(s3_bucket), 0,
+     URSULA_PATH_LEN - 1, "NAME", "the bucket of the cold tier"},
+    {"s3-region", NULL, CONF_T_PATH, CONF_OFF(s3_region), 0,
+     URSULA_PATH_LEN - 1, "REGION", "the region requests are signed for"},
+    {"s3-prefix", NULL, CONF_T_PATH, CONF_OFF(s3_prefix), 0,
+     URSULA_PATH_LEN - 1, "PREFIX",
+     "put before every object key, e.g. \"ursula/node1/\"; one server "
+     "per prefix"},
+    {"s3-access-key", NULL, CONF_T_PATH, CONF_OFF(s3_access_key), 0,
+     URSULA_PATH_LEN - 1, "KEY",
+     "access key id; empty = the AWS_ACCESS_KEY_ID environment variable"},
+    {"s3-secret-key", NULL, CONF_T_PATH, CONF_OFF(s3_secret_key), 0,
+     URSULA_PATH_LEN - 1, "SECRET",
+     "secret access key; empty = AWS_SECRET_ACCESS_KEY (prefer the "
+     "variable or a config file to a flag)"},
+    {"s3-session-token", NULL, CONF_T_PATH, CONF_OFF(s3_session_token), 0, 4095,
+     "TOKEN", "session token; empty = AWS_SESSION_TOKEN, if set"},
+    {"s3-ca-file", NULL, CONF_T_PATH, CONF_OFF(s3_ca_file), 0,
+     URSULA_PATH_LEN - 1, "FILE",
+     "PEM file of the certificate authorities trusted for https; empty "
+     "= /etc/ssl/certs/ca-certificates.crt"},
+    {"cold-flush-age-ms", NULL, CONF_T_I64, CONF_OFF(cold_flush_age_ms), 0,
+     INT64_C(31536000000), "N",
+     "with a cold tier, also move data older than this (so that small "
+     "streams release WAL segments too); 0 = only by size"},
+    {"cold-cache-bytes", NULL, CONF_T_I64, CONF_OFF(cold_cache_bytes), 0,
+     INT64_C(1099511627776), "N",
+     "chunks read back from the cold tier kept in memory (all cores)"},
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -245,7 +282,7 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
     case CONF_T_PATH:
       len = strlen(v);
       if (len > k->max)
-        return conf_fail(err, "%.*s: path longer than %u bytes", (int)key.len,
+        return conf_fail(err, "%.*s: longer than %u bytes", (int)key.len,
                          key.ptr, (unsigned)k->max);
       memcpy(field, v, len + 1);
       return URSULA_OK;
@@ -339,6 +376,9 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
+  snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
+  cfg->cold_flush_age_ms = URSULA_DEFAULT_COLD_FLUSH_AGE_MS;
+  cfg->cold_cache_bytes = URSULA_DEFAULT_COLD_CACHE_BYTES;
   cfg->snapshot_bytes = URSULA_DEFAULT_SNAPSHOT_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
@@ -584,7 +624,9 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
         break;
       case CONF_T_PATH:
         fprintf(f, "        at most %u bytes; default %s\n", (unsigned)k->max,
-                val[0] ? val : "(none: in memory)");
+                val[0]                        ? val
+                : k->off == CONF_OFF(wal_dir) ? "(none: in memory)"
+                                              : "(none)");
         break;
       case CONF_T_LEVEL:
         fprintf(f,

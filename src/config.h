@@ -71,6 +71,9 @@
 #ifndef URSULA_SYNC_THREADS
 #define URSULA_SYNC_THREADS 16 /* threads that overlap the WAL syncs */
 #endif
+#ifndef URSULA_COLD_THREADS
+#define URSULA_COLD_THREADS 4 /* threads that talk to the cold tier */
+#endif
 #ifndef URSULA_MAX_STREAM_SEQ
 #define URSULA_MAX_STREAM_SEQ 256 /* bytes of a Stream-Seq */
 #endif
@@ -107,6 +110,13 @@
 #endif
 #ifndef URSULA_DEFAULT_SNAPSHOT_BYTES
 #define URSULA_DEFAULT_SNAPSHOT_BYTES 67108864 /* per group; with a WAL */
+#endif
+#ifndef URSULA_DEFAULT_COLD_FLUSH_AGE_MS
+#define URSULA_DEFAULT_COLD_FLUSH_AGE_MS 600000 /* 10 min; with a cold tier */
+#endif
+#ifndef URSULA_DEFAULT_COLD_CACHE_BYTES
+#define URSULA_DEFAULT_COLD_CACHE_BYTES \
+  67108864 /* chunks read back, all cores */
 #endif
 #ifndef URSULA_DEFAULT_HOT_MAX_BYTES
 #define URSULA_DEFAULT_HOT_MAX_BYTES 67108864 /* per group; with a WAL */

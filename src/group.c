@@ -38,6 +38,24 @@
 **     away (they may be on other cores, so they travel as jobs).
 **
 ** Reads are served from the owner's state directly (no log entry).
+**
+** THE COLD TIER (cold.c), when there is one.  Once a second the owner
+** looks for streams with a chunk's worth of bytes past their cold end, or
+** with bytes waiting longer than --cold-flush-age-ms, and moves them:
+**
+**     read the run from memory / the WAL -> a chunk object -> cold threads
+**     -> PUT -> back on the owner: propose COLD(path, incarnation, run,
+**     name) -> committed and applied: the stream reads the run from the
+**     chunk, memory drops it, the next snapshot lets the WAL drop it
+**
+** One upload per stream at a time (runs must land in order), a few per
+** group.  A failed upload backs the group off (1 s doubling to 30 s).
+** A read that needs a chunk not in the core's cache parks its job on a
+** fetch of that chunk; when the chunk arrives it is checked, cached, and
+** the job runs again from the start.  At start-up, before anything moves,
+** each group lists its objects and deletes those no stream names (left by
+** a crash between an upload and its COLD command, or by deletions that
+** were replayed).
 */
 #include "internal.h"
 
@@ -52,6 +70,16 @@ struct group_prop {
   size_t off, len;
   uint64_t seg, file_off; /* where the WAL keeps the entry (seg 0: none) */
 };
+
+/* A chunk being read back, and the jobs waiting for it (chained through
+** their msg.next, which is free while a job is parked). */
+struct group_fetch {
+  struct group_fetch *next;
+  struct job *waiting;
+  char name[COLD_NAME_MAX];
+};
+
+#define GROUP_MAX_UPLOADS 4 /* uploads in flight per group */
 
 struct group {
   int id;
@@ -72,11 +100,36 @@ struct group {
   uint64_t applied_index;  /* the last entry applied to sm */
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
+  /* the cold tier (NULL: none) */
+  struct cold *cold;
+  struct cold_cache *cache;        /* the owner core's */
+  uint64_t chunk_bytes;            /* size of a chunk to move */
+  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
+  int cold_ready;                  /* the start-up sweep is done */
+  int cold_listing;                /* its LIST is under way */
+  int n_uploads;                   /* uploads in flight */
+  uint64_t cold_retry_ms;          /* backing off until then (wall clock) */
+  uint64_t cold_backoff_ms;        /* the current back-off step */
+  struct group_fetch *fetches;     /* chunks being read back */
+  const struct stream_chunk *want; /* the chunk a read missed ... */
+  uint64_t want_inc;               /* ... and its stream's incarnation */
 };
+
+static void group_fetch_chunk(struct core *c, struct group *g, struct job *j);
+static void group_delete_objects(struct core *c, struct group *g,
+                                 const struct buf *names);
+
+/* loop_close() of a core with a job still in its mailbox. */
+static void group_job_drop(struct loop_msg *m) {
+  job_free((struct job *)(void *)m);
+}
 
 URSULA_PRIVATE struct job *job_new(void) {
   struct job *j = (struct job *)URSULA_MALLOC(sizeof(*j));
-  if (j != NULL) memset(j, 0, sizeof(*j));
+  if (j != NULL) {
+    memset(j, 0, sizeof(*j));
+    j->msg.on_drop = group_job_drop;
+  }
   return j;
 }
 
@@ -201,6 +254,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
     return rc;
   }
   g->res.releases.len = 0;
+  g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
   g->last_index = g->applied_index = wal_last_index(g->wal);
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
@@ -226,6 +280,17 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
+  while (g->fetches != NULL) { /* stopped while chunks were on their way */
+    struct group_fetch *f = g->fetches;
+    g->fetches = f->next;
+    while (f->waiting != NULL) {
+      struct job *j = f->waiting;
+      f->waiting = (struct job *)(void *)j->msg.next;
+      job_free(j);
+    }
+    URSULA_FREE(f);
+  }
+  buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
   buf_free(&g->log);
@@ -236,6 +301,12 @@ URSULA_PRIVATE void group_free(struct group *g) {
 }
 
 /* ------------------------------------------------------------ effects */
+
+static void group_notify_drop(struct loop_msg *m) {
+  struct notify *n = (struct notify *)(void *)m;
+  buf_free(&n->data);
+  URSULA_FREE(n);
+}
 
 /* Wake the live readers of the stream at path on every core in mask. */
 static void group_notify(struct core *c, struct group *g, struct str path,
@@ -249,6 +320,7 @@ static void group_notify(struct core *c, struct group *g, struct str path,
     if (n == NULL) continue; /* readers time out and retry */
     memset(n, 0, sizeof(*n));
     n->msg.on_msg = api_on_notify;
+    n->msg.on_drop = group_notify_drop;
     n->prev_tail = r->prev_tail;
     n->deleted = r->deleted;
     n->path_len = path.len;
@@ -297,7 +369,8 @@ static void group_send_releases(struct core *c, const struct stream_result *r) {
 static void group_refuse(struct core *c, struct group *g, group_done_fn done,
                          void *arg, int status, const char *reason) {
   struct stream_result *r = &g->res;
-  memset(r, 0, sizeof(*r) - sizeof(r->releases));
+  memset(r, 0, offsetof(struct stream_result, garbage));
+  r->refused = 1;
   r->status = status;
   r->reason = reason;
   done(c, g, r, arg);
@@ -389,6 +462,8 @@ static void group_apply(struct core *c, struct group *g, const char *p,
   stream_apply(&g->sm, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
+  if (r->garbage.len && g->cold != NULL)
+    group_delete_objects(c, g, &r->garbage);
 }
 
 /* Write a snapshot of the state machine as of the last applied entry,
@@ -502,9 +577,10 @@ static void group_fail(struct core *c, struct job *j, int status,
 }
 
 static void group_copy_result(struct job *j, const struct stream_result *r) {
-  struct buf keep = j->res.releases;
+  struct buf keep = j->res.releases, keep_g = j->res.garbage;
   j->res = *r;
   j->res.releases = keep;
+  j->res.garbage = keep_g;
   j->status = r->status;
   j->reason = r->reason;
   j->tail = r->tail;
@@ -529,23 +605,26 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   }
 }
 
+/* A fork was not created: give back the reference on its source that
+** stage 0 took. */
+static void group_release_source(struct core *c, const struct job *j) {
+  struct job *rel = job_new();
+  if (rel == NULL) return;
+  rel->op = JOB_DELETE;
+  rel->stage = 2;
+  rel->origin_core = -1;
+  memcpy(rel->path, j->fork_source, strlen(j->fork_source));
+  rel->path_len = strlen(j->fork_source);
+  group_dispatch(c, rel);
+}
+
 static void group_after_change(struct core *c, struct group *g,
                                const struct stream_result *r, void *arg) {
   struct job *j = (struct job *)arg;
   struct stream *s;
   group_copy_result(j, r);
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source) {
-    /* the fork was not created: give back the reference taken at stage 0 */
-    struct job *rel = job_new();
-    if (rel != NULL) {
-      rel->op = JOB_DELETE;
-      rel->stage = 2;
-      rel->origin_core = -1;
-      memcpy(rel->path, j->fork_source, strlen(j->fork_source));
-      rel->path_len = strlen(j->fork_source);
-      group_dispatch(c, rel);
-    }
-  }
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source)
+    group_release_source(c, j);
   s = stream_find(&g->sm, j->cmd.path);
   if (s != NULL) group_fill_meta(j, s);
   group_reply(c, j);
@@ -597,6 +676,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     return;
   }
   s->last_access_ms = now; /* reads slide the TTL window (not HEAD) */
+  j->data.len = 0;         /* a job re-run after a fetch starts over */
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
   end = s->tail;
@@ -610,8 +690,16 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
       end = start + j->max_bytes;
     }
   }
-  if (end > start &&
-      (rc = stream_read(&g->sm, s, start, end, &j->data)) != URSULA_OK) {
+  if (start < s->cold_end) { /* at most one chunk: no two need be cached */
+    size_t k = stream_chunk_at(s, start);
+    if (end > s->chunks[k].end) end = s->chunks[k].end;
+  }
+  rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
+  if (rc == URSULA_EAGAIN) {
+    group_fetch_chunk(c, g, j); /* runs again once the chunk is here */
+    return;
+  }
+  if (rc != URSULA_OK) {
     group_fail(c, j, 503,
                rc == URSULA_ENOMEM ? "out of memory"
                                    : "could not read the stream from the WAL");
@@ -632,6 +720,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
 /* Stage 0 of a fork PUT, at the source's owner: take a reference on the
 ** source and copy what the fork inherits, then pass the job on to the
 ** fork's owner. */
+static void group_fork_collect(struct core *c, struct group *g, struct job *j);
+
 static void group_fork_source_done(struct core *c, struct group *g,
                                    const struct stream_result *r, void *arg) {
   struct job *j = (struct job *)arg;
@@ -648,9 +738,11 @@ static void group_fork_source_done(struct core *c, struct group *g,
   s = stream_find(&g->sm, src);
   end = off;
   j->inherit.len = j->bounds.len = 0;
-  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off */
+  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
+                                           (never cold: see the acquire) */
     size_t u = stream_unit_at(s, off);
     if (stream_read(&g->sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
+      group_release_source(c, j);
       group_fail(c, j, 503, "could not read the fork source");
       return;
     }
@@ -660,10 +752,42 @@ static void group_fork_source_done(struct core *c, struct group *g,
   } else if (j->cmd.fork_sub > 0) {
     end = off + j->cmd.fork_sub;
   }
-  if (stream_read(&g->sm, s, 0, end, &j->inherit) != URSULA_OK ||
+  j->cmd.fork_offset = off;
+  j->offset = end;
+  j->stage = 3;
+  group_fork_collect(c, g, j);
+}
+
+/* Stage 3 of a fork PUT, at the source's owner: copy the bytes the fork
+** inherits, [0, j->offset), into j->inherit (resumed after each chunk
+** fetched from the cold tier), then pass the job on to the fork's
+** owner. */
+static void group_fork_collect(struct core *c, struct group *g, struct job *j) {
+  struct stream *s;
+  struct str src;
+  uint64_t off = j->cmd.fork_offset;
+  int rc;
+  src.ptr = j->fork_source;
+  src.len = strlen(j->fork_source);
+  s = stream_find(&g->sm, src); /* kept by the reference stage 0 took */
+  if (s == NULL) {
+    group_fail(c, j, 503, "fork source went away");
+    return;
+  }
+  rc = stream_read(&g->sm, s, j->inherit.len, j->offset, &j->inherit);
+  if (rc == URSULA_EAGAIN) {
+    group_fetch_chunk(c, g, j); /* resumes here once the chunk is here */
+    return;
+  }
+  j->bounds.len = 0;
+  if (rc != URSULA_OK ||
       buf_append(&j->bounds, s->bounds,
                  stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
-    group_fail(c, j, 503, "out of memory");
+    group_release_source(c, j);
+    group_fail(c, j, 503,
+               rc == URSULA_OK || rc == URSULA_ENOMEM
+                   ? "out of memory"
+                   : "could not read the fork source");
     return;
   }
   /* the fork's configuration, inherited where the request left it out */
@@ -687,7 +811,6 @@ static void group_fork_source_done(struct core *c, struct group *g,
       j->expires_text[n] = '\0';
     }
   }
-  j->cmd.fork_offset = off;
   j->stage = 1;
   group_dispatch(c, j);
 }
@@ -714,6 +837,11 @@ static void group_bind_cmd(struct job *j) {
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   int gid;
   struct group *g;
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 3) {
+    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
+    group_fork_collect(c, server_group(c->srv, gid), j);
+    return;
+  }
   if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0) {
     struct cmd acq;
     gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
@@ -765,6 +893,332 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
   if (s != NULL && from_core < 64) s->watch_mask &= ~((uint64_t)1 << from_core);
 }
 
+/* ------------------------------------------------------------ cold tier */
+
+static void group_on_deleted(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
+  cold_req_free(q);
+}
+
+/* Delete the objects named in names (each NUL-terminated). */
+static void group_delete_objects(struct core *c, struct group *g,
+                                 const struct buf *names) {
+  size_t off = 0;
+  while (off < names->len) {
+    const char *name = names->ptr + off;
+    size_t len = strlen(name);
+    struct cold_req *q;
+    off += len + 1;
+    if (len == 0 || len >= COLD_NAME_MAX) continue;
+    if ((q = cold_req_new(COLD_DELETE, c->loop, group_on_deleted)) == NULL)
+      continue; /* the next start-up sweep deletes it */
+    memcpy(q->name, name, len + 1);
+    q->group = g->id;
+    cold_submit(g->cold, q);
+  }
+}
+
+/* After a failure: no new cold-tier work for a while (1 s, doubling up to
+** 30 s while failures go on). */
+static void group_cold_backoff(struct group *g) {
+  g->cold_backoff_ms = g->cold_backoff_ms ? g->cold_backoff_ms * 2 : 1000;
+  if (g->cold_backoff_ms > 30000) g->cold_backoff_ms = 30000;
+  g->cold_retry_ms = os_wall_ms() + g->cold_backoff_ms;
+}
+
+/* stream_state's read_chunk: the chunk from the core's cache, or the
+** chunk to fetch noted in g->want. */
+static int group_read_chunk(void *ctx, const struct stream *s,
+                            const struct stream_chunk *ch, const char **p) {
+  struct group *g = (struct group *)ctx;
+  (void)s;
+  if (g->cache != NULL && (*p = cold_cache_get(g->cache, ch->name)) != NULL)
+    return URSULA_OK;
+  g->want = ch;
+  g->want_inc = s->incarnation;
+  return g->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
+}
+
+static void group_cold_fail(struct core *c, struct job *j, int rc) {
+  if (j->op == JOB_CREATE && j->stage == 3) group_release_source(c, j);
+  if (rc == URSULA_ENOTFOUND)
+    group_fail(c, j, 500,
+               "a chunk of this stream is missing from cold storage");
+  else if (rc == URSULA_ECORRUPT)
+    group_fail(c, j, 500,
+               "a chunk of this stream read from cold storage is damaged");
+  else
+    group_fail(c, j, 503,
+               "cold storage is unavailable; the data is kept, try again "
+               "later");
+}
+
+/* A chunk fetched for parked jobs: check it, cache it, run them again. */
+static void group_on_fetched(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = server_group(c->srv, q->group);
+  struct group_fetch **pp = &g->fetches, *f;
+  int rc = q->rc;
+  while (*pp != NULL && strcmp((*pp)->name, q->name) != 0) pp = &(*pp)->next;
+  f = *pp;
+  if (f != NULL) *pp = f->next;
+  if (rc == URSULA_OK && cold_chunk_check(&q->data, q->incarnation, q->start,
+                                          q->end) != URSULA_OK) {
+    LOG_E("group %d: chunk %s read from the cold tier is damaged", g->id,
+          q->name);
+    rc = URSULA_ECORRUPT;
+  } else if (rc == URSULA_ENOTFOUND) {
+    LOG_E("group %d: chunk %s is missing from the cold tier", g->id, q->name);
+  }
+  if (rc == URSULA_OK) cold_cache_put(g->cache, q->name, &q->data);
+  while (f != NULL && f->waiting != NULL) {
+    struct job *j = f->waiting;
+    f->waiting = (struct job *)(void *)j->msg.next;
+    j->msg.next = NULL;
+    if (rc == URSULA_OK)
+      group_run_job(c, j);
+    else
+      group_cold_fail(c, j, rc);
+  }
+  URSULA_FREE(f);
+  cold_req_free(q);
+}
+
+/* Park j until the chunk g->want is here (one fetch per chunk). */
+static void group_fetch_chunk(struct core *c, struct group *g, struct job *j) {
+  const struct stream_chunk *ch = g->want;
+  struct group_fetch *f = g->fetches;
+  while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
+  if (f == NULL) {
+    struct cold_req *q = cold_req_new(COLD_GET, c->loop, group_on_fetched);
+    f = (struct group_fetch *)URSULA_MALLOC(sizeof(*f));
+    if (q == NULL || f == NULL) {
+      cold_req_free(q);
+      URSULA_FREE(f);
+      group_cold_fail(c, j, URSULA_ENOMEM);
+      return;
+    }
+    memset(f, 0, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%s", ch->name);
+    snprintf(q->name, sizeof(q->name), "%s", ch->name);
+    q->group = g->id;
+    q->incarnation = g->want_inc;
+    q->start = ch->start;
+    q->end = ch->end;
+    f->next = g->fetches;
+    g->fetches = f;
+    cold_submit(g->cold, q);
+  }
+  j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
+  f->waiting = j;
+}
+
+static void group_flush_stream(struct core *c, struct group *g,
+                               struct stream *s, uint64_t now);
+
+/* A COLD command was committed (or refused). */
+static void group_cold_done(struct core *c, struct group *g,
+                            const struct stream_result *r, void *arg) {
+  struct cold_req *q = (struct cold_req *)arg;
+  struct str path;
+  struct stream *s;
+  uint64_t now = os_wall_ms();
+  path.ptr = q->path.ptr;
+  path.len = q->path.len;
+  s = stream_find(&g->sm, path);
+  if (s != NULL && s->incarnation == q->incarnation) {
+    s->flushing = 0;
+    s->unflushed_since = s->tail > s->cold_end ? now : 0;
+    if (r->status == 204) group_flush_stream(c, g, s, now); /* a backlog */
+  }
+  /* refused: the object stays unnamed; the same run is uploaded again
+  ** under the same name, and deleting it here could race that upload */
+  cold_req_free(q);
+}
+
+/* An upload finished: name the chunk in the log. */
+static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = server_group(c->srv, q->group);
+  struct cmd cmd;
+  g->n_uploads--;
+  if (q->rc != URSULA_OK) {
+    struct str path;
+    struct stream *s;
+    path.ptr = q->path.ptr;
+    path.len = q->path.len;
+    s = stream_find(&g->sm, path);
+    if (s != NULL && s->incarnation == q->incarnation) s->flushing = 0;
+    group_cold_backoff(g);
+    cold_req_free(q);
+    return;
+  }
+  g->cold_backoff_ms = 0;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_COLD;
+  cmd.time_ms = os_wall_ms();
+  cmd.path.ptr = q->path.ptr;
+  cmd.path.len = q->path.len;
+  cmd.incarnation = q->incarnation;
+  cmd.cold_start = q->start;
+  cmd.cold_end = q->end;
+  cmd.object = util_str(q->name);
+  group_propose(c, g, &cmd, group_cold_done, q);
+}
+
+/* Upload the next run of s: whole appends from its cold end, about a
+** chunk's worth. */
+static void group_upload(struct core *c, struct group *g, struct stream *s) {
+  uint64_t start = s->cold_end, end = start;
+  size_t u = s->cold_units;
+  struct cold_req *q;
+  int rc;
+  while (u < s->n_bounds && end - start < g->chunk_bytes) end = s->bounds[u++];
+  if (end == start) return;
+  if ((q = cold_req_new(COLD_PUT, c->loop, group_on_uploaded)) == NULL) return;
+  rc = buf_reserve(&q->data, COLD_HEADER + (size_t)(end - start));
+  if (rc == URSULA_OK) rc = buf_append(&q->path, s->path, s->path_len);
+  if (rc == URSULA_OK) {
+    q->data.len = COLD_HEADER;
+    rc = stream_read(&g->sm, s, start, end, &q->data);
+  }
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: cannot read %.*s for the cold tier: %s", g->id,
+          (int)s->path_len, s->path, ursula_strerror(rc));
+    cold_req_free(q);
+    return;
+  }
+  cold_chunk_seal(&q->data, s->incarnation, start);
+  cold_chunk_name(q->name, g->id, s->incarnation, start, end);
+  q->group = g->id;
+  q->incarnation = s->incarnation;
+  q->start = start;
+  q->end = end;
+  s->flushing = 1;
+  g->n_uploads++;
+  cold_submit(g->cold, q);
+}
+
+/* Move s's next run if it is a chunk's worth or has waited long enough. */
+static void group_flush_stream(struct core *c, struct group *g,
+                               struct stream *s, uint64_t now) {
+  if (s->flushing || s->soft_deleted || s->tail == s->cold_end ||
+      g->n_uploads >= GROUP_MAX_UPLOADS || now < g->cold_retry_ms ||
+      !g->cold_ready || wal_failed(g->wal))
+    return;
+  if (s->unflushed_since == 0) s->unflushed_since = now;
+  if (s->tail - s->cold_end >= g->chunk_bytes ||
+      (g->flush_age_ms > 0 && now - s->unflushed_since >= g->flush_age_ms))
+    group_upload(c, g, s);
+}
+
+static int group_name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The start-up sweep's LIST came back: delete what no stream names. */
+static void group_on_listed(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = server_group(c->srv, q->group);
+  const char **names = NULL;
+  unsigned char *named = NULL;
+  struct buf garbage;
+  size_t n = 0, i, off, k;
+  g->cold_listing = 0;
+  memset(&garbage, 0, sizeof(garbage));
+  if (q->rc != URSULA_OK) {
+    group_cold_backoff(g);
+    cold_req_free(q);
+    return;
+  }
+  for (off = 0; off < q->data.len; off += strlen(q->data.ptr + off) + 1) n++;
+  names = (const char **)URSULA_MALLOC((n + 1) * sizeof(*names));
+  named = (unsigned char *)URSULA_MALLOC(n + 1);
+  if (names == NULL || named == NULL) {
+    group_cold_backoff(g);
+    goto done;
+  }
+  for (i = 0, off = 0; i < n; i++, off += strlen(q->data.ptr + off) + 1)
+    names[i] = q->data.ptr + off;
+  qsort(names, n, sizeof(*names), group_name_cmp);
+  memset(named, 0, n + 1);
+  for (k = 0; k < g->sm.cap; k++) {
+    const struct stream *s;
+    for (s = g->sm.slots[k]; s != NULL; s = s->hnext) {
+      for (i = 0; i < s->n_chunks; i++) {
+        const char *key = s->chunks[i].name;
+        const char **hit = (const char **)bsearch(
+            &key, names, n, sizeof(*names), group_name_cmp);
+        if (hit != NULL) named[hit - names] = 1;
+      }
+    }
+  }
+  for (i = 0; i < n; i++)
+    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
+  if (garbage.len > 0) {
+    LOG_I(
+        "group %d: cold tier sweep: %lu objects, deleting those no "
+        "stream names",
+        g->id, (unsigned long)n);
+    group_delete_objects(c, g, &garbage);
+  }
+  g->cold_ready = 1;
+  g->cold_backoff_ms = 0;
+done:
+  URSULA_FREE(names);
+  URSULA_FREE(named);
+  buf_free(&garbage);
+  cold_req_free(q);
+}
+
+/* Once a second: the start-up sweep, then moving data. */
+static void group_cold_tick(struct core *c, struct group *g) {
+  uint64_t now = os_wall_ms();
+  size_t k;
+  if (g->cold == NULL || now < g->cold_retry_ms) return;
+  if (!g->cold_ready) {
+    struct cold_req *q;
+    if (g->cold_listing) return;
+    if ((q = cold_req_new(COLD_LIST, c->loop, group_on_listed)) == NULL) return;
+    snprintf(q->name, sizeof(q->name), "g%05d/", g->id);
+    q->group = g->id;
+    g->cold_listing = 1;
+    cold_submit(g->cold, q);
+    return;
+  }
+  for (k = 0; k < g->sm.cap && g->n_uploads < GROUP_MAX_UPLOADS; k++) {
+    struct stream *s;
+    for (s = g->sm.slots[k]; s != NULL; s = s->hnext)
+      group_flush_stream(c, g, s, now);
+  }
+}
+
+URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
+                                      struct cold_cache *cache,
+                                      uint64_t flush_age_ms) {
+  g->cold = cold;
+  g->cache = cache;
+  g->flush_age_ms = flush_age_ms;
+  g->chunk_bytes = g->hot_max / 4;
+  if (g->chunk_bytes < 4096) g->chunk_bytes = 4096;
+  if (g->chunk_bytes > 4194304) g->chunk_bytes = 4194304;
+  g->sm.read_chunk = group_read_chunk;
+  g->sm.read_ctx = g;
+}
+
+URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g) {
+  uint64_t n = 0;
+  size_t k;
+  const struct stream *s;
+  for (k = 0; k < g->sm.cap; k++)
+    for (s = g->sm.slots[k]; s != NULL; s = s->hnext) n += s->n_chunks;
+  return n;
+}
+
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   uint64_t now = os_wall_ms();
   size_t i;
@@ -796,4 +1250,5 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
       s = next;
     }
   }
+  group_cold_tick(c, g);
 }

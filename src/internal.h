@@ -188,6 +188,9 @@ struct loop_timer {
 struct loop_msg {
   struct loop_msg *next;
   loop_msg_fn on_msg;
+  /* frees a message never delivered (the loop closed first); NULL:
+  ** URSULA_FREE of the message alone */
+  void (*on_drop)(struct loop_msg *m);
 };
 
 URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
@@ -312,8 +315,8 @@ struct crypto_sha256 {
   size_t n_block;
 };
 URSULA_PRIVATE void crypto_sha256_init(struct crypto_sha256 *c);
-URSULA_PRIVATE void crypto_sha256_update(struct crypto_sha256 *c,
-                                         const void *p, size_t n);
+URSULA_PRIVATE void crypto_sha256_update(struct crypto_sha256 *c, const void *p,
+                                         size_t n);
 /* Write the digest of everything hashed; c must be re-initialised after. */
 URSULA_PRIVATE void crypto_sha256_final(struct crypto_sha256 *c,
                                         unsigned char out[32]);
@@ -385,11 +388,12 @@ URSULA_PRIVATE void tls_close(struct tls_conn *c);
 ** one).  Path-style or virtual-host addressing, SigV4 on every request,
 ** keep-alive, per-request timeouts and bounded retries with backoff. */
 struct s3_config {
-  const char *endpoint; /* "http://127.0.0.1:4568", "https://s3.amazonaws.com" */
+  const char
+      *endpoint; /* "http://127.0.0.1:4568", "https://s3.amazonaws.com" */
   const char *bucket;
   const char *region;
   const char *access_key, *secret_key;
-  const char *session_token;        /* "" or NULL: none */
+  const char *session_token;         /* "" or NULL: none */
   const struct tls_anchors *anchors; /* https only */
   int virtual_host; /* 1: bucket.host/key; 0: host/bucket/key */
   int timeout_ms;   /* per attempt: connect, send, and each read */
@@ -415,8 +419,8 @@ URSULA_PRIVATE int s3_put(struct s3_client *c, const char *key, const void *p,
 /* len 0: to the end.  The bytes are appended to out. */
 URSULA_PRIVATE int s3_get(struct s3_client *c, const char *key, uint64_t off,
                           uint64_t len, struct buf *out, struct s3_error *e);
-URSULA_PRIVATE int s3_head(struct s3_client *c, const char *key,
-                           uint64_t *size, struct s3_error *e);
+URSULA_PRIVATE int s3_head(struct s3_client *c, const char *key, uint64_t *size,
+                           struct s3_error *e);
 URSULA_PRIVATE int s3_delete(struct s3_client *c, const char *key,
                              struct s3_error *e);
 /* ListObjectsV2 of every key under prefix, page by page (max_keys per
@@ -425,8 +429,7 @@ URSULA_PRIVATE int s3_delete(struct s3_client *c, const char *key,
 ** non-zero (returned as is). */
 URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
                            int max_keys,
-                           int (*fn)(void *arg, const char *key,
-                                     uint64_t size),
+                           int (*fn)(void *arg, const char *key, uint64_t size),
                            void *arg, struct s3_error *e);
 
 /* ------------------------------------------------------------------- wal.c
@@ -523,7 +526,8 @@ enum {
   CMD_DELETE = 3,       /* DELETE */
   CMD_FORK_ACQUIRE = 4, /* a fork is being made of this stream: refcount+1 */
   CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
-  CMD_EXPIRE = 6        /* remove the stream if its TTL or Expires-At passed */
+  CMD_EXPIRE = 6,       /* remove the stream if its TTL or Expires-At passed */
+  CMD_COLD = 7          /* a prefix of the stream moved to the cold tier */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -560,6 +564,10 @@ struct cmd {
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
+  /* COLD only */
+  uint64_t incarnation;
+  uint64_t cold_start, cold_end;
+  struct str object;
   /* Not encoded: where the log keeps this command's bytes, set by the
   ** group before the apply (0 = in memory only): the WAL segment and the
   ** file offsets of data and inherited. */
@@ -603,6 +611,13 @@ struct stream_loc {
   uint64_t off;
 };
 
+/* A run of a stream's bytes, [start, end), kept in one cold-tier object
+** (format and names in cold.c). */
+struct stream_chunk {
+  uint64_t start, end;
+  char *name; /* the object's name, NUL-terminated */
+};
+
 struct stream {
   struct stream *hnext; /* hash chain */
   uint64_t hash;        /* util_hash64(path) */
@@ -636,6 +651,15 @@ struct stream {
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
   uint64_t watch_mask;  /* cores with live readers (owner-local state) */
+  /* the cold tier: bytes [0, cold_end) are in chunks[], in order and back
+  ** to back; they are the first cold_units units */
+  struct stream_chunk *chunks;
+  size_t n_chunks, cap_chunks;
+  uint64_t cold_end;
+  size_t cold_units;
+  int flushing;             /* an upload is under way (owner-local) */
+  uint64_t unflushed_since; /* wall ms the oldest byte past cold_end came
+                               (owner-local; 0: none) */
 };
 
 struct stream_state {
@@ -648,6 +672,11 @@ struct stream_state {
   ** that has a WAL; cold bytes exist only then). */
   int (*read_cold)(void *ctx, const struct stream_loc *loc, uint64_t len,
                    struct buf *out);
+  /* Point *p at the bytes of chunk ch if they are in memory (URSULA_OK);
+  ** else start fetching them and return URSULA_EAGAIN (or an error).  Set
+  ** by the group that has a cold tier. */
+  int (*read_chunk)(void *ctx, const struct stream *s,
+                    const struct stream_chunk *ch, const char **p);
   void *read_ctx;
 };
 
@@ -655,6 +684,7 @@ struct stream_state {
 ** group must carry out once the command is committed. */
 struct stream_result {
   int status;         /* HTTP status for the proposer */
+  int refused;        /* the log refused the command: it was not applied */
   const char *reason; /* static text for error replies, or NULL */
   uint64_t tail;      /* Stream-Next-Offset after the command */
   int closed;         /* stream is closed after the command */
@@ -670,6 +700,9 @@ struct stream_result {
   uint64_t watch_mask;
   uint64_t prev_tail;
   int deleted;
+  /* the two buffers stay last (group_refuse); both are the caller's */
+  /* cold-tier objects nothing refers to any more: NUL-terminated names */
+  struct buf garbage;
   /* FORK_RELEASE commands to send: NUL-terminated source paths */
   struct buf releases;
 };
@@ -677,8 +710,8 @@ struct stream_result {
 URSULA_PRIVATE void stream_state_init(struct stream_state *st);
 URSULA_PRIVATE void stream_state_free(struct stream_state *st);
 /* Apply one committed command.  Deterministic: depends only on the state
-** and *c (its time_ms is the clock).  *r is reset first; its releases
-** buffer is the caller's (reset to empty, not freed). */
+** and *c (its time_ms is the clock).  *r is reset first; its garbage and
+** releases buffers are the caller's (reset to empty, not freed). */
 URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
                                 struct stream_result *r);
 /* Look a stream up by path; NULL if there is none (expired or not). */
@@ -689,8 +722,11 @@ URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
-/* Append bytes [start, end) of s to out, from memory or, below
-** s->hot_start, from the WAL.  URSULA_OK, or an error of the read. */
+/* Append bytes [start, end) of s to out: from memory; below
+** s->hot_start from the WAL; below s->cold_end from the cold tier's
+** chunks.  URSULA_OK; URSULA_EAGAIN when a chunk is being fetched (out
+** then holds the bytes before it: call again for the rest once it is
+** here); or an error of the read. */
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out);
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
@@ -705,6 +741,8 @@ URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
                                    struct buf *out);
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len);
+/* The chunk of s that holds byte off (off < s->cold_end). */
+URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off);
 /* The oldest WAL segment any unit's bytes are in (UINT64_MAX if none). */
 URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
@@ -721,6 +759,63 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
                                    char **argv, char *err);
 URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
 URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
+
+/* ------------------------------------------------------------------ cold.c
+** The cold tier: chunk objects in S3 or a folder (names and format in
+** cold.c), served by a pool of threads; and each core's chunk cache. */
+#define COLD_NAME_MAX 64 /* bytes of an object name, with its NUL */
+#define COLD_HEADER 40   /* bytes of a chunk's header */
+enum { COLD_PUT = 1, COLD_GET, COLD_DELETE, COLD_LIST };
+
+/* One request to the cold tier's threads.  The requester fills it in and
+** submits it; a thread carries it out, sets rc, and posts it to `reply`,
+** whose thread runs msg.on_msg and then owns (and frees) it. */
+struct cold_req {
+  struct loop_msg msg;
+  struct cold_req *next; /* the queue */
+  struct loop *reply;
+  int op;                   /* COLD_* */
+  char name[COLD_NAME_MAX]; /* the object; LIST: the name prefix */
+  struct buf data; /* PUT: the chunk; GET: the chunk read; LIST: the names
+                      found, each followed by a NUL */
+  int rc;          /* URSULA_OK, URSULA_ENOTFOUND (GET), or an error */
+  /* the requester's own: */
+  int group;
+  uint64_t incarnation, start, end;
+  struct buf path;
+};
+struct cold;
+struct cold_cache;
+URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
+                                             loop_msg_fn done);
+URSULA_PRIVATE void cold_req_free(struct cold_req *r);
+/* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
+** must outlive it).  URSULA_OK or an error with a reason in err. */
+URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
+                             char *err);
+/* Stop the threads (after the cores: results are posted to them). */
+URSULA_PRIVATE void cold_close(struct cold *c);
+URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
+/* The name of the chunk of bytes [start, end) of stream incarnation inc
+** of group `group`, into out (COLD_NAME_MAX bytes). */
+URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
+                                    uint64_t start, uint64_t end);
+/* obj holds COLD_HEADER bytes of room, then the stream's bytes from
+** start: fill in the header. */
+URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
+                                    uint64_t start);
+/* URSULA_OK if obj is the intact chunk of [start, end) of inc. */
+URSULA_PRIVATE int cold_chunk_check(const struct buf *obj, uint64_t inc,
+                                    uint64_t start, uint64_t end);
+URSULA_PRIVATE struct cold_cache *cold_cache_new(uint64_t max_bytes);
+URSULA_PRIVATE void cold_cache_free(struct cold_cache *k);
+/* The data of the cached chunk `name` (after its header), or NULL; valid
+** until the next cold_cache_put(). */
+URSULA_PRIVATE const char *cold_cache_get(struct cold_cache *k,
+                                          const char *name);
+/* Keep the checked chunk obj (taken: *obj is emptied) as `name`. */
+URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
+                                   struct buf *obj);
 
 /* ----------------------------------------------------------------- group.c
 ** A group: its log and its state machine, owned by one core.  Requests
@@ -823,7 +918,16 @@ URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j);
 /* A core stops wanting wake-ups for path (owner's thread). */
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
                                   const char *path, size_t path_len);
-/* Expire streams whose TTL or Expires-At has passed (owner's thread). */
+/* Give g (with its WAL open) the cold tier and its owner core's chunk
+** cache (before the cores start): from then on it moves older data there
+** and reads it back. */
+URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
+                                      struct cold_cache *cache,
+                                      uint64_t flush_age_ms);
+/* The chunks g's streams name in the cold tier. */
+URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
+/* Expire streams whose TTL or Expires-At has passed, and move data to the
+** cold tier (owner's thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
 /* ---------------------------------------------------------------- server.c
@@ -852,7 +956,8 @@ struct core {
   /* groups with proposals to commit at the end of this turn */
   struct group **dirty;
   int n_dirty;
-  struct server_sync *syncs; /* one per dirty group (scratch) */
+  struct server_sync *syncs;     /* one per dirty group (scratch) */
+  struct cold_cache *cold_cache; /* chunks read back for its groups */
   struct loop_timer sweep_timer;
   int listening;
   int draining;
@@ -866,6 +971,7 @@ struct server_syncer;
 struct ursula_server {
   struct ursula_config cfg;
   struct server_syncer *syncer; /* threads that run WAL syncs, or NULL */
+  struct cold *cold;            /* the cold tier's threads, or NULL */
   int n_cores;
   int n_groups;
   struct core *cores;

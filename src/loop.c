@@ -555,7 +555,10 @@ URSULA_PRIVATE void loop_close(struct loop *l) {
   m = l->mb_head;
   while (m != NULL) {
     struct loop_msg *next = m->next;
-    URSULA_FREE(m);
+    if (m->on_drop != NULL)
+      m->on_drop(m);
+    else
+      URSULA_FREE(m);
     m = next;
   }
   if (l->mu_ready) pthread_mutex_destroy(&l->mu);

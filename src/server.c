@@ -237,6 +237,7 @@ static void *server_core_main(void *arg) {
 
 static void server_free(struct ursula_server *s) {
   int i;
+  cold_close(s->cold); /* first: its threads post to the cores' loops */
   if (s->cores != NULL) {
     for (i = 0; i < s->n_cores; i++) {
       struct core *c = &s->cores[i];
@@ -247,6 +248,7 @@ static void server_free(struct ursula_server *s) {
     for (i = 0; i < s->n_cores; i++) {
       URSULA_FREE(s->cores[i].dirty);
       URSULA_FREE(s->cores[i].syncs);
+      cold_cache_free(s->cores[i].cold_cache);
     }
     URSULA_FREE(s->cores);
   }
@@ -385,6 +387,94 @@ static int server_recover(struct ursula_server *s, char *err) {
   return rc;
 }
 
+/* ------------------------------------------------------------ cold tier */
+
+/* Check the cold-tier settings, taking credentials from the environment
+** where the configuration leaves them empty. */
+static int server_check_cold(struct ursula_config *cfg, char *err) {
+  const char *v;
+  if (cfg->cold_dir[0] == '\0' && cfg->s3_endpoint[0] == '\0') return URSULA_OK;
+  if (cfg->cold_dir[0] != '\0' && cfg->s3_endpoint[0] != '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--cold-dir and --s3-endpoint: choose one cold tier");
+    return URSULA_EINVAL;
+  }
+  if (cfg->wal_dir[0] == '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s needs --wal-dir: data moves to the cold tier from the WAL",
+             cfg->cold_dir[0] ? "--cold-dir" : "--s3-endpoint");
+    return URSULA_EINVAL;
+  }
+  if (cfg->cold_dir[0] != '\0') return URSULA_OK;
+  if (strncmp(cfg->s3_endpoint, "http://", 7) != 0 &&
+      strncmp(cfg->s3_endpoint, "https://", 8) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--s3-endpoint %.100s: expected http://HOST[:PORT] or "
+             "https://HOST[:PORT]",
+             cfg->s3_endpoint);
+    return URSULA_EINVAL;
+  }
+  if (!URSULA_ENABLE_TLS && strncmp(cfg->s3_endpoint, "https://", 8) == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--s3-endpoint %.100s: this build has no TLS (build with "
+             "make TLS=1, which needs BearSSL)",
+             cfg->s3_endpoint);
+    return URSULA_ENOTSUP;
+  }
+  if (cfg->s3_bucket[0] == '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN, "--s3-endpoint needs --s3-bucket");
+    return URSULA_EINVAL;
+  }
+  if (cfg->s3_access_key[0] == '\0' && (v = getenv("AWS_ACCESS_KEY_ID")))
+    snprintf(cfg->s3_access_key, sizeof(cfg->s3_access_key), "%s", v);
+  if (cfg->s3_secret_key[0] == '\0' && (v = getenv("AWS_SECRET_ACCESS_KEY")))
+    snprintf(cfg->s3_secret_key, sizeof(cfg->s3_secret_key), "%s", v);
+  if (cfg->s3_session_token[0] == '\0' && (v = getenv("AWS_SESSION_TOKEN")))
+    snprintf(cfg->s3_session_token, sizeof(cfg->s3_session_token), "%s", v);
+  if (cfg->s3_access_key[0] == '\0' || cfg->s3_secret_key[0] == '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--s3-endpoint needs credentials: --s3-access-key and "
+             "--s3-secret-key, or AWS_ACCESS_KEY_ID and "
+             "AWS_SECRET_ACCESS_KEY");
+    return URSULA_EINVAL;
+  }
+  return URSULA_OK;
+}
+
+/* Start the cold tier (after recovery, before the cores), or refuse to
+** start when the WAL names chunks but no cold tier is configured. */
+static int server_start_cold(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  uint64_t chunks = 0;
+  int i, rc;
+  if (cfg->wal_dir[0] == '\0') return URSULA_OK;
+  if (cfg->cold_dir[0] == '\0' && cfg->s3_endpoint[0] == '\0') {
+    for (i = 0; i < s->n_groups; i++) chunks += group_cold_chunks(s->groups[i]);
+    if (chunks == 0) return URSULA_OK;
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %.100s names %llu chunks in a cold tier; start with "
+             "the same --cold-dir or --s3-* settings",
+             cfg->wal_dir, (unsigned long long)chunks);
+    return URSULA_EINVAL;
+  }
+  if ((rc = cold_open(&s->cold, cfg, err)) != URSULA_OK) return rc;
+  for (i = 0; i < s->n_cores; i++) {
+    s->cores[i].cold_cache =
+        cold_cache_new((uint64_t)cfg->cold_cache_bytes / (uint64_t)s->n_cores);
+    if (s->cores[i].cold_cache == NULL) return URSULA_ENOMEM;
+  }
+  for (i = 0; i < s->n_groups; i++)
+    group_attach_cold(s->groups[i], s->cold,
+                      s->cores[server_owner_of(s, i)].cold_cache,
+                      (uint64_t)cfg->cold_flush_age_ms);
+  if (cfg->s3_endpoint[0])
+    LOG_I("cold tier: s3 bucket %s at %s, prefix \"%s\"", cfg->s3_bucket,
+          cfg->s3_endpoint, cfg->s3_prefix);
+  else
+    LOG_I("cold tier: folder %s", cfg->cold_dir);
+  return URSULA_OK;
+}
+
 URSULA_API int ursula_server_start(const struct ursula_config *cfg,
                                    struct ursula_server **out, char *err) {
   struct ursula_server *s;
@@ -432,9 +522,11 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
           "%d needs; raise it (ulimit -n)",
           have, want, cfg->max_connections);
   }
+  if ((rc = server_check_cold(&s->cfg, err)) != URSULA_OK) goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
-       (rc = server_syncer_start(s, err)) != URSULA_OK))
+       (rc = server_syncer_start(s, err)) != URSULA_OK ||
+       (rc = server_start_cold(s, err)) != URSULA_OK))
     goto fail;
   s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
   if (s->listen_fd < 0) {

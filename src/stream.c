@@ -22,6 +22,14 @@
 ** when the group holds too much, and stream_read() fetches older bytes
 ** from the WAL through st->read_cold.  No byte is written twice.
 **
+** The cold tier.  With one, the group moves the oldest bytes of each
+** stream into chunk objects (cold.c) and then logs a COLD command; once
+** that is applied, the chunk is part of the stream: [0, cold_end) is
+** read from chunks through st->read_chunk (the group fetches them off
+** the core thread), and neither memory nor the WAL need those bytes any
+** more.  A removed stream's chunk names go to r->garbage, for the group
+** to delete.
+**
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
 ** ordering, soft delete with fork reference counts, and TTL expiry.
@@ -37,12 +45,15 @@ URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
 
 static void stream_free(struct stream_state *st, struct stream *s) {
   struct stream_producer *p, *next;
+  size_t i;
   st->hot_bytes -= s->data.len;
   for (p = s->producers; p != NULL; p = next) {
     next = p->next;
     URSULA_FREE(p);
   }
   buf_free(&s->data);
+  for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
+  URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
   URSULA_FREE(s->locs);
   URSULA_FREE(s->path);
@@ -185,10 +196,45 @@ static int stream_add_unit(struct stream_state *st, struct stream *s,
   return URSULA_OK;
 }
 
+URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off) {
+  size_t lo = 0, hi = s->n_chunks;
+  while (lo < hi) { /* first k with chunks[k].end > off */
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->chunks[mid].end <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* The part of stream_read() below cold_end: chunk by chunk. */
+static int stream_read_chunks(struct stream_state *st, const struct stream *s,
+                              uint64_t *start, uint64_t end, struct buf *out) {
+  size_t k = stream_chunk_at(s, *start);
+  while (*start < end && *start < s->cold_end) {
+    const struct stream_chunk *ch = &s->chunks[k++];
+    uint64_t stop = ch->end < end ? ch->end : end;
+    const char *p;
+    int rc;
+    if (st->read_chunk == NULL) return URSULA_EIO;
+    rc = st->read_chunk(st->read_ctx, s, ch, &p);
+    if (rc != URSULA_OK) return rc;
+    rc = buf_append(out, p + (*start - ch->start), (size_t)(stop - *start));
+    if (rc != URSULA_OK) return rc;
+    *start = stop;
+  }
+  return URSULA_OK;
+}
+
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out) {
   size_t u;
-  if (start < s->hot_start) { /* the cold part, unit by unit */
+  if (start < s->cold_end) {
+    int rc = stream_read_chunks(st, s, &start, end, out);
+    if (rc != URSULA_OK) return rc;
+  }
+  if (start < end && start < s->hot_start) { /* in the WAL, unit by unit */
     u = stream_unit_at(s, start);
     while (start < end && start < s->hot_start) {
       uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
@@ -276,6 +322,12 @@ static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
   return URSULA_OK;
 }
 
+/* Queue a cold-tier object for deletion by the group. */
+static void stream_garbage(struct stream_result *r, struct str name) {
+  if (buf_append(&r->garbage, name.ptr, name.len) == URSULA_OK)
+    buf_append(&r->garbage, "", 1);
+}
+
 static void stream_fail(struct stream_result *r, int status,
                         const char *reason) {
   r->status = status;
@@ -286,12 +338,15 @@ static void stream_fail(struct stream_result *r, int status,
 ** queue the release of its source. */
 static void stream_remove(struct stream_state *st, struct stream *s,
                           struct stream_result *r) {
+  size_t i;
   r->notify = 1;
   r->deleted = 1;
   r->watch_mask |= s->watch_mask;
   r->prev_tail = s->tail;
   if (s->fork_source != NULL)
     buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
+  for (i = 0; i < s->n_chunks; i++)
+    stream_garbage(r, util_str(s->chunks[i].name));
   stream_unlink(st, s);
   stream_free(st, s);
 }
@@ -620,6 +675,12 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     }
     end = s->bounds[unit];
     len = end - start;
+    if (s->json && unit < s->cold_units) { /* apply reads no cold tier */
+      stream_fail(r, 400,
+                  "Stream-Fork-Sub-Offset into data already moved to cold "
+                  "storage is not supported");
+      return;
+    }
     if (s->json) {
       struct buf b;
       memset(&b, 0, sizeof(b));
@@ -654,6 +715,70 @@ static void stream_apply_fork_release(struct stream_state *st,
   }
 }
 
+/* ------------------------------------------------------------ COLD */
+
+/* Whether c may move bytes of s to the cold tier: the right incarnation,
+** the next run after cold_end, ending on a unit boundary, every unit in
+** the WAL (so the bytes uploaded were durable ones). */
+static int stream_cold_fits(const struct stream *s, const struct cmd *c) {
+  size_t u;
+  if (s == NULL || s->incarnation != c->incarnation ||
+      s->cold_end != c->cold_start || c->cold_end <= c->cold_start ||
+      c->cold_end > s->tail || c->object.len == 0)
+    return 0;
+  u = stream_unit_at(s, c->cold_end - 1);
+  if (u >= s->n_bounds || s->bounds[u] != c->cold_end) return 0;
+  for (; u + 1 > s->cold_units; u--)
+    if (s->locs[u].seg == 0) return 0;
+  return 1;
+}
+
+static void stream_apply_cold(struct stream_state *st, const struct cmd *c,
+                              struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  struct stream_chunk *ch;
+  if (!stream_cold_fits(s, c)) {
+    /* stale (the stream changed meanwhile): the object is garbage, unless
+    ** this very object is already the stream's (a repeated command) */
+    size_t k = s != NULL && c->cold_start < s->cold_end
+                   ? stream_chunk_at(s, c->cold_start)
+                   : 0;
+    if (s == NULL || k >= s->n_chunks ||
+        strlen(s->chunks[k].name) != c->object.len ||
+        memcmp(s->chunks[k].name, c->object.ptr, c->object.len) != 0)
+      stream_garbage(r, c->object);
+    stream_fail(r, 409, "stale cold-tier move");
+    return;
+  }
+  if (s->n_chunks == s->cap_chunks) {
+    size_t cap = s->cap_chunks ? s->cap_chunks * 2 : 4;
+    ch = (struct stream_chunk *)URSULA_REALLOC(s->chunks, cap * sizeof(*ch));
+    if (ch == NULL) goto nomem;
+    s->chunks = ch;
+    s->cap_chunks = cap;
+  }
+  ch = &s->chunks[s->n_chunks];
+  ch->start = c->cold_start;
+  ch->end = c->cold_end;
+  if ((ch->name = stream_dup(c->object)) == NULL) goto nomem;
+  s->n_chunks++;
+  s->cold_end = c->cold_end;
+  s->cold_units = stream_unit_at(s, c->cold_end);
+  if (s->hot_start < s->cold_end) { /* memory need not keep them */
+    uint64_t drop = s->cold_end - s->hot_start;
+    buf_consume(&s->data, (size_t)drop);
+    st->hot_bytes -= drop;
+    s->hot_start = s->cold_end;
+    if (s->data.len == 0) buf_free(&s->data);
+  }
+  r->status = 204;
+  r->tail = s->tail;
+  return;
+nomem: /* the bytes stay where they were; the object is not needed */
+  stream_garbage(r, c->object);
+  stream_fail(r, 503, "out of memory");
+}
+
 static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
                                 struct stream_result *r) {
   (void)stream_live(st, c, r);
@@ -664,10 +789,12 @@ static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
                                 struct stream_result *r) {
-  struct buf releases = r->releases;
+  struct buf releases = r->releases, garbage = r->garbage;
   memset(r, 0, sizeof(*r));
   r->releases = releases;
   r->releases.len = 0;
+  r->garbage = garbage;
+  r->garbage.len = 0;
   if (st->cap == 0 && stream_table_grow(st) != URSULA_OK) {
     stream_fail(r, 503, "out of memory");
     return URSULA_ENOMEM;
@@ -691,6 +818,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
     case CMD_EXPIRE:
       stream_apply_expire(st, c, r);
       break;
+    case CMD_COLD:
+      stream_apply_cold(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -702,7 +832,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
 
    SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes:
 
-     v 1 (format version)   v next_incarnation   v number of streams
+     v 2 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -712,10 +842,14 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
        b closed_by_id (empty: none)   v closed_by_epoch   v closed_by_seq
        b fork_source (empty: not a fork)   v fork_offset   v fork_sub
        v refcount   v incarnation
-       v units, then per unit: v length, v WAL segment, v file offset
-*/
+       v chunks, then per chunk: v length, b object name (the chunks hold
+         the stream's first bytes, back to back from offset 0)
+       v units, then per unit: v length, then, for the units past the
+         chunks' end only, v WAL segment, v file offset
 
-#define STREAM_SNAP_VERSION 1
+   Version 1 was the same without the chunks (restore reads both). */
+
+#define STREAM_SNAP_VERSION 2
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -764,13 +898,19 @@ URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
       bad |= cmd_put_varint(out, s->fork_sub);
       bad |= cmd_put_varint(out, s->refcount);
       bad |= cmd_put_varint(out, s->incarnation);
+      bad |= cmd_put_varint(out, s->n_chunks);
+      for (u = 0; u < s->n_chunks; u++) {
+        bad |= cmd_put_varint(out, s->chunks[u].end - s->chunks[u].start);
+        bad |= cmd_put_bytes(out, util_str(s->chunks[u].name));
+      }
       bad |= cmd_put_varint(out, s->n_bounds);
       for (u = 0; u < s->n_bounds; u++) {
-        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
         bad |= cmd_put_varint(out, s->bounds[u] - prev);
+        prev = s->bounds[u];
+        if (u < s->cold_units) continue;
+        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
         bad |= cmd_put_varint(out, s->locs[u].seg);
         bad |= cmd_put_varint(out, s->locs[u].off);
-        prev = s->bounds[u];
       }
     }
   }
@@ -785,9 +925,33 @@ static int stream_take(char **dst, size_t *len, struct str v, int null_empty) {
   return stream_set_str(dst, len, v) == URSULA_OK ? 0 : -1;
 }
 
+/* Decode the chunk list of a stream (snapshot version 2). */
+static int stream_restore_chunks(const unsigned char **p,
+                                 const unsigned char *end, struct stream *s) {
+  uint64_t n, i, len;
+  struct str name;
+  if (cmd_get_varint(p, end, &n) || n > (uint64_t)(end - *p) / 2) return -1;
+  if (n == 0) return 0;
+  s->chunks =
+      (struct stream_chunk *)URSULA_MALLOC((size_t)n * sizeof(*s->chunks));
+  if (s->chunks == NULL) return -1;
+  s->cap_chunks = (size_t)n;
+  for (i = 0; i < n; i++) {
+    struct stream_chunk *ch = &s->chunks[i];
+    if (cmd_get_varint(p, end, &len) || len == 0 ||
+        cmd_get_bytes(p, end, &name) || name.len == 0 ||
+        (ch->name = stream_dup(name)) == NULL)
+      return -1;
+    s->n_chunks++;
+    ch->start = s->cold_end;
+    ch->end = s->cold_end += len;
+  }
+  return 0;
+}
+
 /* Decode one stream; 0, or -1 for bad input or no memory. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
-                              struct stream *s) {
+                              uint64_t version, struct stream *s) {
   struct str path, ct, exp, seq, by, src, id;
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
@@ -837,10 +1001,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_varint(p, end, &s->fork_sub);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
+  if (version >= 2) bad |= stream_restore_chunks(p, end, s);
   bad |= cmd_get_varint(p, end, &n);
   if (bad || stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1) ||
       stream_take(&s->fork_source, &s->fork_source_len, src, 1) ||
-      n > (uint64_t)(end - *p) / 3) /* a unit takes at least 3 bytes */
+      n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
     return -1;
   if (n > 0) {
     s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
@@ -850,15 +1015,21 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   }
   for (i = 0; i < n; i++) {
     uint64_t len;
-    if (cmd_get_varint(p, end, &len) || len == 0 ||
-        cmd_get_varint(p, end, &s->locs[i].seg) ||
-        cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0)
+    if (cmd_get_varint(p, end, &len) || len == 0) return -1;
+    if (prev < s->cold_end) { /* in a chunk: no WAL location */
+      s->locs[i].seg = s->locs[i].off = 0;
+      s->cold_units = (size_t)i + 1;
+    } else if (cmd_get_varint(p, end, &s->locs[i].seg) ||
+               cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0) {
       return -1;
+    }
     prev += len;
     s->bounds[i] = prev;
   }
   s->n_bounds = (size_t)n;
-  if (prev != s->tail) return -1;
+  if (prev != s->tail || s->cold_end > s->tail ||
+      (s->cold_units > 0 && s->bounds[s->cold_units - 1] != s->cold_end))
+    return -1;
   s->hot_start = s->tail; /* all data is cold: it is in the WAL */
   return 0;
 }
@@ -867,7 +1038,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t version, n, i;
-  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
+  if (cmd_get_varint(&q, end, &version) || version < 1 ||
+      version > STREAM_SNAP_VERSION ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -878,7 +1050,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     s = (struct stream *)URSULA_MALLOC(sizeof(*s));
     if (s == NULL) return URSULA_ENOMEM;
     memset(s, 0, sizeof(*s));
-    if (stream_restore_one(&q, end, s) != 0 ||
+    if (stream_restore_one(&q, end, version, s) != 0 ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -894,10 +1066,12 @@ URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
   uint64_t oldest = UINT64_MAX;
   size_t i;
   const struct stream *s;
-  /* a stream's units are logged in order, so its first is its oldest */
+  /* a stream's units are logged in order, so its first is its oldest;
+  ** units in the cold tier need the WAL no more */
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext)
-      if (s->n_bounds > 0 && s->locs[0].seg != 0 && s->locs[0].seg < oldest)
-        oldest = s->locs[0].seg;
+      if (s->n_bounds > s->cold_units && s->locs[s->cold_units].seg != 0 &&
+          s->locs[s->cold_units].seg < oldest)
+        oldest = s->locs[s->cold_units].seg;
   return oldest;
 }

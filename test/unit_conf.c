@@ -548,7 +548,7 @@ static void test_conf_load_errors(void) {
     memset(big + 8, 'w', 4096 - 8);
     big[4096] = '\n';
     ASSERT(unit_conf_load_text(big, 4097, msg) == URSULA_EINVAL);
-    ASSERT(strstr(msg, "path longer") != NULL); /* read whole, then refused */
+    ASSERT(strstr(msg, "longer than") != NULL); /* read whole, then refused */
     memcpy(big, "#", 1);
     ASSERT(unit_conf_load_text(big, 4097, msg) == URSULA_OK);
     ASSERT(unit_conf_load_text(big, 4096, msg) == URSULA_OK); /* no EOL */

@@ -635,6 +635,7 @@ static void *unit_loop_sender_main(void *arg) {
       continue;
     }
     m->msg.on_msg = unit_loop_on_mmsg;
+    m->msg.on_drop = NULL;
     m->sender = s->id;
     m->seq = i;
     loop_post(s->l, &m->msg);
@@ -772,6 +773,7 @@ static void *unit_loop_poker_main(void *arg) {
     struct loop_msg *m = (struct loop_msg *)URSULA_MALLOC(sizeof(*m));
     if (m != NULL) {
       m->on_msg = unit_loop_on_stop_msg;
+      m->on_drop = NULL;
       loop_post(p->l, m);
     }
   } else {
