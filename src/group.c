@@ -110,6 +110,7 @@ struct group {
   int n_uploads;                   /* uploads in flight */
   uint64_t cold_retry_ms;          /* backing off until then (wall clock) */
   uint64_t cold_backoff_ms;        /* the current back-off step */
+  uint64_t cold_moved;             /* bytes moved since the last snapshot */
   struct group_fetch *fetches;     /* chunks being read back */
   const struct stream_chunk *want; /* the chunk a read missed ... */
   uint64_t want_inc;               /* ... and its stream's incarnation */
@@ -484,6 +485,7 @@ static void group_snapshot(struct group *g) {
     return;
   }
   g->snapshot_size = b.len;
+  g->cold_moved = 0;
   buf_free(&b);
   oldest = stream_oldest_seg(&g->sm);
   upto = oldest <= g->applied_index ? oldest - 1 : g->applied_index;
@@ -536,9 +538,12 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
     stream_evict(&g->sm, g->hot_max);
     /* a snapshot once the log since the last one outgrows both the
     ** setting and twice the snapshot itself (so rewriting the snapshot
-    ** costs at most half of what the log grew) */
-    if (wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
-        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size)
+    ** costs at most half of what the log grew); or once as much has moved
+    ** to the cold tier (so that the WAL can let it go) */
+    if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
+         wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
+        (g->cold_moved >= g->snapshot_bytes &&
+         g->cold_moved >= 2 * g->snapshot_size))
       group_snapshot(g);
   }
   if (g->props == NULL) { /* keep the buffers for the next turn */
@@ -1031,7 +1036,10 @@ static void group_cold_done(struct core *c, struct group *g,
   if (s != NULL && s->incarnation == q->incarnation) {
     s->flushing = 0;
     s->unflushed_since = s->tail > s->cold_end ? now : 0;
-    if (r->status == 204) group_flush_stream(c, g, s, now); /* a backlog */
+    if (r->status == 204) {
+      g->cold_moved += q->end - q->start;
+      group_flush_stream(c, g, s, now); /* a backlog */
+    }
   }
   /* refused: the object stays unnamed; the same run is uploaded again
   ** under the same name, and deleting it here could race that upload */

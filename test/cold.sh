@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# cold.sh -- the cold tier end to end, against the real binary.
+#
+#   bash test/cold.sh dir          (make test-cold: a local --cold-dir)
+#   bash test/cold.sh s3           (make test-cold-s3: a local S3 server)
+#
+# The server is built here with 64 KiB WAL segments (the default is 64
+# MiB), so that released segments show on this scale.  With --hot-max-bytes
+# 65536 (16 KiB chunks) and --cold-flush-age-ms 1000, the test
+#
+#   1. writes a binary stream of 4 MiB (64 times --hot-max-bytes) in 16 KiB
+#      appends, a JSON stream of 3000 messages and a one-append stream;
+#   2. waits (bounded) until the data has moved: cold objects exist, and
+#      the WAL directory is below 1 MiB;
+#   3. reads every stream back byte-exact, kills the server with kill -9,
+#      restarts it, and reads everything back again from cold storage;
+#   4. deletes a stream and sees its objects go; leaves an object no
+#      stream names and sees the start-up sweep delete it;
+#   5. restarted without the cold tier, the server refuses to start.
+#
+# With s3, the store is @20minutes/s3rver (test/s3/start.sh), which checks
+# SigV4 signatures; the test also shows that
+#   6. a server with a wrong secret moves nothing (403 SignatureDoesNotMatch
+#      in its log) while appends keep working;
+#   7. with the store stopped mid-run, appends still succeed and reads of
+#      moved data answer 503 with a reason; once the store is back, the
+#      moves catch up and every byte reads back, also after a restart.
+#
+# Everything runs on 127.0.0.1; every wait is bounded; whatever the test
+# started is killed on exit.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+MODE=${1:-dir}
+TMP=$(mktemp -d)
+BIN=${COLD_BIN:-build/ursula-cold}
+SPID=""
+S3PID=""
+N=0
+FAILS=0
+
+cleanup() {
+  [ -n "$SPID" ] && { kill -9 "$SPID" && wait "$SPID"; } 2>/dev/null
+  [ -n "$S3PID" ] && { kill -9 "$S3PID" && wait "$S3PID"; } 2>/dev/null
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ok() { N=$((N + 1)); echo "ok $N - $1"; }
+not_ok() {
+  N=$((N + 1)); FAILS=$((FAILS + 1)); echo "not ok $N - $1"
+  [ $# -gt 1 ] && printf '#   %s\n' "$2"
+}
+check() { # check NAME CONDITION-COMMAND...
+  local name=$1; shift
+  if "$@"; then ok "$name"; else not_ok "$name"; fi
+}
+
+mkdir -p build
+[ -n "${COLD_BIN:-}" ] ||
+  cc -std=c99 -O2 -g -DWAL_SEGMENT_BYTES=65536 ursula.c -o "$BIN" -pthread ||
+  { echo "Bail out! cannot build $BIN"; exit 1; }
+
+# ---------------------------------------------------------------- the store
+S3_PORT=""
+S3_URL=""
+S3_SECRET=S3RVER
+if [ "$MODE" = s3 ]; then
+  S3_DATA=$TMP/s3data
+  s3_start() {
+    S3PID=$(bash test/s3/start.sh "$S3_DATA" "$S3_PORT" 2>"$TMP/s3.log") || {
+      echo "Bail out! the S3 server did not start:"; cat "$TMP/s3.log"; exit 1; }
+  }
+  S3_PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  s3_start
+  S3_URL=http://127.0.0.1:$S3_PORT
+  cold_flags() {
+    echo --s3-endpoint "$S3_URL" --s3-bucket testbucket --s3-prefix "t/" \
+      --s3-access-key S3RVER --s3-secret-key "$S3_SECRET"
+  }
+  objects() { # count of objects under the prefix, listed with curl's signer
+    curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+      -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+      "$S3_URL/testbucket?list-type=2&prefix=t%2F&max-keys=1000" |
+      grep -o '<Key>' | wc -l
+  }
+  orphan() {
+    echo x | curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+      --user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+      -T - "$S3_URL/testbucket/t/g00001/00000000000000ff/0000000000000000-0000000000000002"
+  }
+else
+  COLD=$TMP/cold
+  cold_flags() { echo --cold-dir "$COLD"; }
+  objects() { find "$COLD" -type f 2>/dev/null | wc -l; }
+  orphan() {
+    mkdir -p "$COLD/g00001/00000000000000ff" &&
+      echo x >"$COLD/g00001/00000000000000ff/0000000000000000-0000000000000002"
+  }
+fi
+
+# ---------------------------------------------------------------- the server
+WAL=$TMP/wal
+start() { # start [EXTRA FLAGS...] -> PORT, SPID, U
+  local i
+  # shellcheck disable=SC2046
+  "$BIN" --listen 127.0.0.1:0 --core-count 2 --raft-group-count 4 \
+    --wal-dir "$WAL" --hot-max-bytes 65536 --snapshot-bytes 65536 \
+    --cold-flush-age-ms 1000 --cold-cache-bytes 131072 $(cold_flags) "$@" \
+    >>"$TMP/server.log" 2>&1 &
+  SPID=$!
+  PORT=""
+  for i in $(seq 1 300); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" | tail -1)
+    [ -n "$PORT" ] && [ "$(grep -c 'listening on' "$TMP/server.log")" -ge "$STARTS" ] && break
+    PORT=""
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$PORT" ]; then
+    echo "Bail out! the server did not start:"; tail -20 "$TMP/server.log"; exit 1
+  fi
+  U="http://127.0.0.1:$PORT/v1/stream"
+}
+STARTS=0
+up() { STARTS=$((STARTS + 1)); start "$@"; }
+kill9() { [ -n "$SPID" ] && { kill -9 "$SPID"; wait "$SPID" 2>/dev/null; }; SPID=""; }
+
+wal_bytes() { du -sb "$WAL" | cut -f1; }
+
+# read_all NAME OUT: follow Stream-Next-Offset from the start until
+# Stream-Up-To-Date; the bodies go to OUT.  Returns 1 on any non-200.
+read_all() {
+  local off=-1 i code h
+  : >"$2"
+  for i in $(seq 1 2000); do
+    code=$(curl -s -D "$TMP/h" -o "$TMP/part" -w '%{http_code}' "$U/$1?offset=$off")
+    [ "$code" = 200 ] || { echo "# read $1 at $off: $code $(cat "$TMP/part")"; return 1; }
+    cat "$TMP/part" >>"$2"
+    h=$(tr -d '\r' <"$TMP/h")
+    off=$(echo "$h" | awk -F': ' 'tolower($1)=="stream-next-offset"{print $2}')
+    echo "$h" | grep -qi '^stream-up-to-date: true' && return 0
+  done
+  return 1
+}
+
+post() { # post NAME CONTENT-TYPE FILE -> the status code
+  curl -s -o /dev/null -w '%{http_code}' -X POST -H "Content-Type: $2" \
+    --data-binary @"$3" "$U/$1"
+}
+
+# ---------------------------------------------------------------- 1. write
+up
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/big"
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$U/json"
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/small"
+head -c 4194304 /dev/urandom >"$TMP/big"
+bad=0
+for i in $(seq 0 255); do
+  dd if="$TMP/big" of="$TMP/piece" bs=16384 skip="$i" count=1 2>/dev/null
+  [ "$(post big application/octet-stream "$TMP/piece")" = 204 ] || bad=$((bad + 1))
+done
+check "4 MiB appended in 256 appends of 16 KiB" [ "$bad" -eq 0 ]
+: >"$TMP/json.want"
+bad=0
+for b in $(seq 0 29); do # 30 batches of 100 messages
+  printf '[' >"$TMP/batch"
+  for m in $(seq 0 99); do
+    k=$((b * 100 + m))
+    [ "$m" -gt 0 ] && printf ',' >>"$TMP/batch"
+    printf '{"k":%d,"pad":"%0200d"}' "$k" "$k" >>"$TMP/batch"
+    printf '{"k":%d,"pad":"%0200d"},' "$k" "$k" >>"$TMP/json.want"
+  done
+  printf ']' >>"$TMP/batch"
+  [ "$(post json application/json "$TMP/batch")" = 204 ] || bad=$((bad + 1))
+done
+check "3000 JSON messages appended" [ "$bad" -eq 0 ]
+printf 'one small append' >"$TMP/small"
+check "a one-append stream" [ "$(post small text/plain "$TMP/small")" = 204 ]
+
+# ---------------------------------------------------------------- 2. moved
+moved() {
+  local i
+  for i in $(seq 1 120); do
+    [ "$(objects)" -gt 0 ] && [ "$(wal_bytes)" -lt 1048576 ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+if moved; then
+  ok "data moved: $(objects) objects, WAL down to $(wal_bytes) bytes"
+else
+  not_ok "data moved" "objects $(objects), WAL $(wal_bytes) bytes"
+fi
+
+# ---------------------------------------------------------------- 3. read back
+verify_all() { # verify_all LABEL
+  if read_all big "$TMP/big.got" && cmp -s "$TMP/big" "$TMP/big.got"; then
+    ok "$1: the 4 MiB stream reads back byte-exact"
+  else
+    not_ok "$1: the 4 MiB stream reads back byte-exact" \
+      "got $(wc -c <"$TMP/big.got" 2>/dev/null) bytes"
+  fi
+  if read_all small "$TMP/small.got" && cmp -s "$TMP/small" "$TMP/small.got"; then
+    ok "$1: the small stream reads back"
+  else
+    not_ok "$1: the small stream reads back"
+  fi
+  # JSON reads answer arrays; joined they must be every message, in order
+  if read_all json "$TMP/json.raw"; then
+    local got
+    got=$(cat "$TMP/json.raw") # "[v1,v2][v3]": one array per read
+    got=${got#[}
+    got=${got%]}
+    got="${got//][/,},"
+    if [ "$got" = "$(cat "$TMP/json.want")" ]; then
+      ok "$1: 3000 JSON messages read back in order"
+    else
+      not_ok "$1: 3000 JSON messages read back in order" \
+        "got ${#got} bytes, want $(wc -c <"$TMP/json.want")"
+    fi
+  else
+    not_ok "$1: 3000 JSON messages read back in order"
+  fi
+}
+verify_all "before a restart"
+kill9
+up
+verify_all "after kill -9 and a restart"
+
+# ---------------------------------------------------------------- 4. garbage
+before=$(objects)
+curl -s -o /dev/null -X DELETE "$U/big"
+gone=0
+for i in $(seq 1 60); do
+  [ "$(objects)" -lt $((before - 200)) ] && { gone=1; break; }
+  sleep 0.25
+done
+check "deleting a stream deletes its objects ($before before, $(objects) after)" [ "$gone" -eq 1 ]
+kill9
+orphan
+have=$(objects)
+up
+swept=0
+for i in $(seq 1 60); do
+  [ "$(objects)" -eq $((have - 1)) ] && { swept=1; break; }
+  sleep 0.25
+done
+check "the start-up sweep deletes an object no stream names" [ "$swept" -eq 1 ]
+verify_small_json() {
+  read_all small "$TMP/small.got" && cmp -s "$TMP/small" "$TMP/small.got"
+}
+check "the other streams still read back after the sweep" verify_small_json
+
+# ---------------------------------------------------------------- 5. refusal
+kill9
+"$BIN" --listen 127.0.0.1:0 --wal-dir "$WAL" --core-count 2 \
+  --raft-group-count 4 >"$TMP/refuse.log" 2>&1 &
+RPID=$!
+for i in $(seq 1 100); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$RPID" 2>/dev/null; then
+  kill -9 "$RPID"; wait "$RPID" 2>/dev/null
+  not_ok "without the cold tier the server refuses to start"
+else
+  wait "$RPID"; rc=$?
+  if [ "$rc" -ne 0 ] && grep -q "cold tier" "$TMP/refuse.log"; then
+    ok "without the cold tier the server refuses to start: $(grep -o 'names [0-9]* chunks in a cold tier' "$TMP/refuse.log")"
+  else
+    not_ok "without the cold tier the server refuses to start" "$(cat "$TMP/refuse.log")"
+  fi
+fi
+
+if [ "$MODE" = s3 ]; then
+  # -------------------------------------------------------------- 6. bad key
+  S3_SECRET=WRONGSECRET
+  up
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/k"
+  head -c 200000 /dev/urandom >"$TMP/k"
+  have=$(objects)
+  check "with a wrong secret appends still succeed" \
+    [ "$(post k application/octet-stream "$TMP/k")" = 204 ]
+  sleep 3
+  check "with a wrong secret nothing moves" [ "$(objects)" -eq "$have" ]
+  check "the server logs the refusal: SignatureDoesNotMatch" \
+    grep -q "SignatureDoesNotMatch" "$TMP/server.log"
+  kill9
+  S3_SECRET=S3RVER
+
+  # -------------------------------------------------------------- 7. outage
+  up
+  check "with the right secret the stream moves" moved
+  # read a moved chunk now, so that later the cache holds another one
+  head_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$U/small?offset=-1")" = 200 ]; }
+  head_ok
+  kill -9 "$S3PID"; wait "$S3PID" 2>/dev/null; S3PID=""
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/during"
+  head -c 1048576 /dev/urandom >"$TMP/during"
+  bad=0
+  for i in $(seq 0 63); do
+    dd if="$TMP/during" of="$TMP/piece" bs=16384 skip="$i" count=1 2>/dev/null
+    [ "$(post during application/octet-stream "$TMP/piece")" = 204 ] || bad=$((bad + 1))
+  done
+  check "with the store down, 64 appends still succeed" [ "$bad" -eq 0 ]
+  code=$(curl -s -o "$TMP/body" -w '%{http_code}' "$U/k?offset=-1")
+  if [ "$code" = 503 ] && grep -qi "cold storage" "$TMP/body"; then
+    ok "with the store down, a read of moved data answers 503: $(cat "$TMP/body")"
+  else
+    not_ok "with the store down, a read of moved data answers 503" "$code $(cat "$TMP/body")"
+  fi
+  check "the outage is logged" grep -q "cold storage unavailable" "$TMP/server.log"
+  s3_start
+  caught=0
+  for i in $(seq 1 120); do
+    [ "$(wal_bytes)" -lt 1048576 ] && read_all during "$TMP/during.got" &&
+      cmp -s "$TMP/during" "$TMP/during.got" && { caught=1; break; }
+    sleep 0.5
+  done
+  check "with the store back, the moves catch up and the data reads back" [ "$caught" -eq 1 ]
+  check "the recovery is logged" grep -q "cold storage reachable again" "$TMP/server.log"
+  kill9
+  up
+  if read_all during "$TMP/during.got" && cmp -s "$TMP/during" "$TMP/during.got" &&
+    read_all k "$TMP/k.got" && cmp -s "$TMP/k" "$TMP/k.got"; then
+    ok "after a restart every byte written during the outage reads back"
+  else
+    not_ok "after a restart every byte written during the outage reads back"
+  fi
+fi
+
+kill9
+echo "1..$N"
+if [ "$FAILS" -gt 0 ]; then
+  echo "# $FAILS failed; server log:"; tail -30 "$TMP/server.log" | sed 's/^/#   /'
+  exit 1
+fi
+echo "# cold.sh $MODE: all $N passed"

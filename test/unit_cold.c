@@ -1,0 +1,239 @@
+/* unit_cold.c -- the cold tier: the COLD command, chunks in the state
+** machine (reads, snapshots, garbage), the chunk format and the cache. */
+
+/* A fake cold tier for stream_read: the one chunk it holds, by name. */
+static const char *unit_cold_name;
+static const char *unit_cold_data;
+static int unit_cold_misses;
+
+static int unit_cold_read_chunk(void *ctx, const struct stream *s,
+                                const struct stream_chunk *ch, const char **p) {
+  (void)ctx, (void)s;
+  if (unit_cold_name != NULL && strcmp(ch->name, unit_cold_name) == 0) {
+    *p = unit_cold_data;
+    return URSULA_OK;
+  }
+  unit_cold_misses++;
+  return URSULA_EAGAIN;
+}
+
+static struct cmd unit_cold_cmd(const char *path, uint64_t inc, uint64_t start,
+                                uint64_t end, const char *name) {
+  struct cmd c = unit_cmd(CMD_COLD, path, 5000);
+  c.incarnation = inc;
+  c.cold_start = start;
+  c.cold_end = end;
+  c.object = util_str(name);
+  return c;
+}
+
+static void test_cold_cmd_roundtrip(void) {
+  struct cmd c = unit_cold_cmd("/s", 7, 100, 250, "g00001/0007/x"), d;
+  struct buf enc, bounds;
+  size_t cut;
+  memset(&enc, 0, sizeof(enc));
+  memset(&bounds, 0, sizeof(bounds));
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK);
+  ASSERT(d.type == CMD_COLD && d.incarnation == 7 && d.cold_start == 100 &&
+         d.cold_end == 250);
+  ASSERT_MEM(d.object.ptr, d.object.len, "g00001/0007/x");
+  for (cut = 0; cut < enc.len; cut++)
+    ASSERT(cmd_decode(enc.ptr, cut, &d, &bounds) == URSULA_ECORRUPT);
+  buf_free(&enc);
+  buf_free(&bounds);
+}
+
+/* A stream "/s" with appends "aaaa", "bbbbbb", "cc" (ends 4, 10, 12), all
+** in WAL segment 3. */
+static struct stream *unit_cold_stream(struct stream_state *st,
+                                       struct stream_result *r) {
+  struct cmd c;
+  const char *parts[3] = {"aaaa", "bbbbbb", "cc"};
+  int i;
+  stream_state_init(st);
+  st->read_chunk = unit_cold_read_chunk;
+  unit_stream_seg = 3;
+  c = unit_cmd(CMD_CREATE, "/s", 1000);
+  ASSERT(unit_apply(st, &c, r) == 201);
+  for (i = 0; i < 3; i++) {
+    c = unit_cmd(CMD_APPEND, "/s", 1000);
+    c.data = util_str(parts[i]);
+    ASSERT(unit_apply(st, &c, r) == 204);
+  }
+  unit_stream_seg = 0;
+  return stream_find(st, util_str("/s"));
+}
+
+static void test_cold_apply_and_read(void) {
+  struct stream_state st;
+  struct stream_result r;
+  struct stream *s;
+  struct buf out;
+  struct cmd c;
+  memset(&r, 0, sizeof(r));
+  memset(&out, 0, sizeof(out));
+  s = unit_cold_stream(&st, &r);
+  ASSERT(s != NULL && s->tail == 12 && st.hot_bytes == 12);
+  if (s == NULL) return;
+  /* not on a unit boundary, not from the cold end, wrong incarnation */
+  c = unit_cold_cmd("/s", s->incarnation, 0, 5, "n5");
+  ASSERT(unit_apply(&st, &c, &r) == 409);
+  ASSERT(r.garbage.len == 3 && memcmp(r.garbage.ptr, "n5", 3) == 0);
+  c = unit_cold_cmd("/s", s->incarnation, 4, 10, "n410");
+  ASSERT(unit_apply(&st, &c, &r) == 409);
+  c = unit_cold_cmd("/s", s->incarnation + 1, 0, 10, "nx");
+  ASSERT(unit_apply(&st, &c, &r) == 409 && r.garbage.len == 3);
+  ASSERT(s->cold_end == 0 && s->n_chunks == 0);
+  /* the first two appends move: memory drops them */
+  c = unit_cold_cmd("/s", s->incarnation, 0, 10, "chunk-a");
+  ASSERT(unit_apply(&st, &c, &r) == 204 && r.garbage.len == 0);
+  ASSERT(s->cold_end == 10 && s->cold_units == 2 && s->n_chunks == 1);
+  ASSERT(s->hot_start == 10 && s->data.len == 2 && st.hot_bytes == 2);
+  /* the same command again (a repeat): stale, but its object is in use */
+  ASSERT(unit_apply(&st, &c, &r) == 409 && r.garbage.len == 0);
+  ASSERT(stream_oldest_seg(&st) == 3); /* "cc" still needs the WAL */
+  /* reads: the chunk is missing, then present */
+  unit_cold_name = NULL;
+  unit_cold_misses = 0;
+  ASSERT(stream_read(&st, s, 2, 12, &out) == URSULA_EAGAIN);
+  ASSERT(unit_cold_misses == 1 && out.len == 0);
+  unit_cold_name = "chunk-a";
+  unit_cold_data = "aaaabbbbbb";
+  ASSERT(stream_read(&st, s, 2, 12, &out) == URSULA_OK);
+  ASSERT_MEM(out.ptr, out.len, "aabbbbbbcc");
+  out.len = 0;
+  ASSERT(stream_read(&st, s, 10, 12, &out) == URSULA_OK); /* hot only */
+  ASSERT_MEM(out.ptr, out.len, "cc");
+  /* the rest moves too; then the WAL holds nothing of the stream */
+  c = unit_cold_cmd("/s", s->incarnation, 10, 12, "chunk-b");
+  ASSERT(unit_apply(&st, &c, &r) == 204 && s->cold_end == 12);
+  ASSERT(stream_oldest_seg(&st) == UINT64_MAX && st.hot_bytes == 0);
+  /* deleting the stream frees both objects */
+  c = unit_cmd(CMD_DELETE, "/s", 6000);
+  ASSERT(unit_apply(&st, &c, &r) == 204);
+  ASSERT(r.garbage.len == 16 &&
+         memcmp(r.garbage.ptr, "chunk-a\0chunk-b", 16) == 0);
+  unit_cold_name = NULL;
+  buf_free(&out);
+  buf_free(&r.garbage);
+  buf_free(&r.releases);
+  stream_state_free(&st);
+}
+
+static void test_cold_snapshot(void) {
+  struct stream_state st, back;
+  struct stream_result r;
+  struct stream *s, *t;
+  struct buf snap, out;
+  struct cmd c;
+  memset(&r, 0, sizeof(r));
+  memset(&snap, 0, sizeof(snap));
+  memset(&out, 0, sizeof(out));
+  s = unit_cold_stream(&st, &r);
+  if (s == NULL) return;
+  c = unit_cold_cmd("/s", s->incarnation, 0, 4, "chunk-a");
+  ASSERT(unit_apply(&st, &c, &r) == 204);
+  ASSERT(stream_snapshot(&st, &snap) == URSULA_OK);
+  stream_state_init(&back);
+  back.read_chunk = unit_cold_read_chunk;
+  ASSERT(stream_restore(&back, snap.ptr, snap.len) == URSULA_OK);
+  t = stream_find(&back, util_str("/s"));
+  ASSERT(t != NULL);
+  if (t != NULL) {
+    ASSERT(t->cold_end == 4 && t->cold_units == 1 && t->n_chunks == 1);
+    ASSERT(strcmp(t->chunks[0].name, "chunk-a") == 0);
+    ASSERT(t->n_bounds == 3 && t->locs[1].seg == 3);
+    ASSERT(stream_oldest_seg(&back) == 3);
+    unit_cold_name = "chunk-a";
+    unit_cold_data = "aaaa";
+    back.read_cold = NULL; /* the WAL part would need a WAL: read the chunk */
+    ASSERT(stream_read(&back, t, 0, 4, &out) == URSULA_OK);
+    ASSERT_MEM(out.ptr, out.len, "aaaa");
+    unit_cold_name = NULL;
+  }
+  /* every truncation of the snapshot is refused */
+  {
+    size_t cut;
+    for (cut = 0; cut < snap.len; cut++) {
+      struct stream_state bad;
+      stream_state_init(&bad);
+      ASSERT(stream_restore(&bad, snap.ptr, cut) != URSULA_OK);
+      stream_state_free(&bad);
+    }
+  }
+  buf_free(&snap);
+  buf_free(&out);
+  buf_free(&r.garbage);
+  buf_free(&r.releases);
+  stream_state_free(&st);
+  stream_state_free(&back);
+}
+
+static void test_cold_chunk_format(void) {
+  struct buf obj;
+  char name[COLD_NAME_MAX];
+  memset(&obj, 0, sizeof(obj));
+  cold_chunk_name(name, 3, 42, 0, 1048576);
+  ASSERT(strcmp(name,
+                "g00003/000000000000002a/0000000000000000-0000000000100000") ==
+         0);
+  ASSERT(buf_reserve(&obj, COLD_HEADER) == URSULA_OK);
+  obj.len = COLD_HEADER;
+  ASSERT(buf_append(&obj, "hello", 5) == URSULA_OK);
+  cold_chunk_seal(&obj, 42, 100);
+  ASSERT(memcmp(obj.ptr, "URSCOLD1", 8) == 0);
+  ASSERT((unsigned char)obj.ptr[8] == 42 && obj.ptr[16] == 100 &&
+         obj.ptr[24] == 105); /* little-endian fields */
+  ASSERT(cold_chunk_check(&obj, 42, 100, 105) == URSULA_OK);
+  ASSERT(cold_chunk_check(&obj, 43, 100, 105) == URSULA_ECORRUPT);
+  ASSERT(cold_chunk_check(&obj, 42, 101, 105) == URSULA_ECORRUPT);
+  ASSERT(cold_chunk_check(&obj, 42, 100, 106) == URSULA_ECORRUPT);
+  obj.ptr[COLD_HEADER + 2] ^= 1; /* a flipped bit in the data */
+  ASSERT(cold_chunk_check(&obj, 42, 100, 105) == URSULA_ECORRUPT);
+  obj.ptr[COLD_HEADER + 2] ^= 1;
+  obj.len--; /* a short object */
+  ASSERT(cold_chunk_check(&obj, 42, 100, 105) == URSULA_ECORRUPT);
+  buf_free(&obj);
+}
+
+static void unit_cold_obj(struct buf *b, const char *data) {
+  memset(b, 0, sizeof(*b));
+  buf_reserve(b, COLD_HEADER);
+  b->len = COLD_HEADER;
+  buf_append(b, data, strlen(data));
+}
+
+static void test_cold_cache(void) {
+  struct cold_cache *k = cold_cache_new(3 * (COLD_HEADER + 4));
+  struct buf b;
+  const char *p;
+  ASSERT(k != NULL);
+  if (k == NULL) return;
+  unit_cold_obj(&b, "AAAA");
+  cold_cache_put(k, "a", &b);
+  ASSERT(b.ptr == NULL); /* taken */
+  unit_cold_obj(&b, "BBBB");
+  cold_cache_put(k, "b", &b);
+  unit_cold_obj(&b, "CCCC");
+  cold_cache_put(k, "c", &b);
+  ASSERT((p = cold_cache_get(k, "a")) != NULL && memcmp(p, "AAAA", 4) == 0);
+  unit_cold_obj(&b, "DDDD"); /* over budget: "b" is least recently used */
+  cold_cache_put(k, "d", &b);
+  ASSERT(cold_cache_get(k, "b") == NULL);
+  ASSERT(cold_cache_get(k, "a") != NULL && cold_cache_get(k, "c") != NULL);
+  ASSERT((p = cold_cache_get(k, "d")) != NULL && memcmp(p, "DDDD", 4) == 0);
+  unit_cold_obj(&b, "a chunk larger than the whole budget of the cache");
+  cold_cache_put(k, "big", &b); /* stays, alone */
+  ASSERT(cold_cache_get(k, "big") != NULL && cold_cache_get(k, "d") == NULL);
+  cold_cache_free(k);
+}
+
+static const struct unit_case unit_cold_cases[] = {
+    {"cold_cmd_roundtrip", test_cold_cmd_roundtrip},
+    {"cold_apply_and_read", test_cold_apply_and_read},
+    {"cold_snapshot", test_cold_snapshot},
+    {"cold_chunk_format", test_cold_chunk_format},
+    {"cold_cache", test_cold_cache},
+    {NULL, NULL},
+};
