@@ -17,7 +17,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
 .PHONY: all amalgamate check-amalgamation check-symbols test-split test-flags \
         test-unit test-blackbox test-crash test-conformance test-conformance-wal \
-        test-asan test bench clean
+        test-cold test-cold-s3 test-conformance-cold test-asan test bench clean
 
 all: ursula
 
@@ -114,8 +114,23 @@ test-conformance-wal: ursula
 	  --snapshot-bytes 4096; \
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
+# The cold tier end to end: a local folder, then a local S3 server.
+test-cold: ursula
+	bash test/cold.sh dir
+
+test-cold-s3: ursula
+	bash test/cold.sh s3
+
+# The suite against a server that moves data to a cold folder as soon as
+# it can, so that reads and forks also take the cold path.
+test-conformance-cold: ursula
+	@d=$$(mktemp -d) && sh test/conformance/run.sh --wal-dir "$$d/wal" --cold-dir "$$d/cold" \
+	  --hot-max-bytes 65536 --snapshot-bytes 4096 --cold-flush-age-ms 1; \
+	rc=$$?; rm -rf "$$d"; exit $$rc
+
 test: check-amalgamation check-symbols test-split test-flags test-unit \
-      test-blackbox test-crash test-conformance test-conformance-wal test-asan
+      test-blackbox test-crash test-conformance test-conformance-wal \
+      test-cold test-conformance-cold test-asan
 	@echo "make test: all passed"
 
 bench: ursula
