@@ -94,8 +94,15 @@ build/ursula-asan: ursula.c ursula.h
 	@mkdir -p build
 	$(CC) $(WARN) -O1 -g $(SAN) -fno-sanitize-recover=all ursula.c -o $@ $(LDLIBS)
 
-test-asan: build/ursula-asan
+# The same with 64 KiB WAL segments, for the cold-tier test.
+build/ursula-asan-cold: ursula.c ursula.h
+	@mkdir -p build
+	$(CC) $(WARN) -O1 -g $(SAN) -fno-sanitize-recover=all -DWAL_SEGMENT_BYTES=65536 \
+	  ursula.c -o $@ $(LDLIBS)
+
+test-asan: build/ursula-asan build/ursula-asan-cold
 	bash test/crash.sh build/ursula-asan 3
+	COLD_BIN=build/ursula-asan-cold bash test/cold.sh dir
 	@d=$$(mktemp -d) && URSULA_BIN=build/ursula-asan sh test/conformance/run.sh \
 	  --wal-dir "$$d/wal" --hot-max-bytes 65536 --snapshot-bytes 4096; \
 	rc=$$?; rm -rf "$$d"; exit $$rc

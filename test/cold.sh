@@ -327,7 +327,19 @@ if [ "$MODE" = s3 ]; then
   fi
 fi
 
-kill9
+# ---------------------------------------------------------------- clean stop
+# (under ASan this also checks that nothing leaked)
+[ -n "$SPID" ] || up
+read_all small "$TMP/small.got" >/dev/null
+kill -TERM "$SPID"
+wait "$SPID"
+rc=$?
+SPID=""
+if [ "$rc" -eq 0 ] && ! grep -q "Sanitizer" "$TMP/server.log"; then
+  ok "SIGTERM stops the server cleanly"
+else
+  not_ok "SIGTERM stops the server cleanly" "exit $rc; $(grep -m3 Sanitizer "$TMP/server.log")"
+fi
 echo "1..$N"
 if [ "$FAILS" -gt 0 ]; then
   echo "# $FAILS failed; server log:"; tail -30 "$TMP/server.log" | sed 's/^/#   /'
