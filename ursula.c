@@ -693,7 +693,15 @@ URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
 ** may be acknowledged, wal_last_index() is back at the last durable
 ** entry, and the log refuses appends until wal_recover() succeeds. */
 URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len);
-URSULA_PRIVATE int wal_flush(struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED int wal_flush(struct wal *w);
+/* wal_flush() in three steps, so that the sync can run on another thread
+** while the owner goes on: wal_flush_fd() is the descriptor to sync (-1:
+** nothing to sync); the caller syncs it (os_fs()->sync) anywhere, and then
+** calls wal_flush_done() on the owner with the errno of the sync (0: it
+** worked), which returns what wal_flush() would have.  In between, the
+** owner may frame records but must not write, recover or compact. */
+URSULA_PRIVATE int wal_flush_fd(const struct wal *w);
+URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno);
 /* After a failure: reopen the last segment, cut it to its durable size,
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
 URSULA_PRIVATE int wal_recover(struct wal *w);
@@ -1095,6 +1103,7 @@ struct core;
 struct group;
 
 URSULA_PRIVATE struct group *group_new(int id, int owner_core);
+URSULA_PRIVATE int group_id(const struct group *g);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); keep at most about hot_max bytes of stream
@@ -1102,14 +1111,23 @@ URSULA_PRIVATE void group_free(struct group *g);
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   uint64_t hot_max, uint64_t snapshot_bytes,
                                   char *err);
-/* Group commit at the end of the owner's loop turn, in three steps so
-** that the syncs of many groups overlap: group_commit_write() writes g's
-** new entries to its WAL and returns the WAL to sync (NULL if none, or
-** if the write failed: *rc); the caller runs wal_flush() on each such WAL
-** (in parallel), then group_commit_apply() with the outcome: apply and
-** answer everything proposed, or refuse it all. */
-URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc);
+/* Group commit, pipelined: at the end of the owner's loop turn,
+** group_commit_start() writes g's new entries to its WAL and returns the
+** descriptor to sync; the batch is then in flight, and the owner goes on
+** while another thread syncs it and posts the outcome back, which the
+** owner hands to group_commit_done(): apply and answer the batch, or
+** refuse it.  Entries proposed meanwhile wait for the next batch (one
+** batch in flight per group).  When group_commit_start() returns -1
+** (no WAL, or the write failed: *rc) the caller calls
+** group_commit_apply(c, g, *rc) at once instead.  Nothing may start while
+** group_in_flight(g). */
+URSULA_PRIVATE int group_commit_start(struct group *g, int *rc);
+URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
+                                      int sync_errno);
 URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g, int rc);
+URSULA_PRIVATE int group_in_flight(const struct group *g);
+/* Whether g has entries proposed and not yet started. */
+URSULA_PRIVATE int group_pending(const struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -1156,7 +1174,8 @@ struct core {
   /* groups with proposals to commit at the end of this turn */
   struct group **dirty;
   int n_dirty;
-  struct server_sync *syncs;     /* one per dirty group (scratch) */
+  struct group **batch;          /* scratch copy of dirty */
+  int n_flights;                 /* syncs under way for its groups */
   struct cold_cache *cold_cache; /* chunks read back for its groups */
   struct loop_timer sweep_timer;
   int listening;
@@ -3821,9 +3840,10 @@ URSULA_API const char *ursula_compile_options(void) {
 ** wal_write() writes the caller's run of framed records with pwrite();
 ** wal_flush() then syncs the file once (fdatasync, or F_FULLFSYNC on
 ** macOS) -- so many appends share one sync (group commit).  Only after
-** the sync succeeds are the entries durable.  wal_flush() may run on another
-** thread than the owner's, while the owner waits for it: the syncs of
-** many groups then overlap, and the file system commits them together.
+** the sync succeeds are the entries durable.  The sync itself may run on
+** another thread while the owner goes on (wal_flush_fd, wal_flush_done):
+** the syncs of many groups then overlap, and the file system commits them
+** together.
 **
 ** FAILURES.  If a write or a sync fails, the buffered entries are dropped
 ** (nothing of them may be acknowledged), and the log refuses appends
@@ -4453,14 +4473,24 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_flush(struct wal *w) {
+URSULA_PRIVATE int wal_flush_fd(const struct wal *w) {
+  return w->failed || w->written == w->size ? -1 : w->fd;
+}
+
+URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
   if (w->failed) return URSULA_EIO;
   if (w->written == w->size) return URSULA_OK;
-  if (os_fs()->sync(w->fd) != 0) return wal_fail(w, errno);
+  if (sync_errno != 0) return wal_fail(w, sync_errno);
   w->size = w->written;
   w->durable_index = w->last_index;
   w->durable_term = w->last_term;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_flush(struct wal *w) {
+  int fd = wal_flush_fd(w), e = 0;
+  if (fd >= 0 && os_fs()->sync(fd) != 0) e = errno;
+  return wal_flush_done(w, e);
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
@@ -6091,8 +6121,8 @@ static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
   snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
   if (unlink(path) != 0 && errno != ENOENT) {
-    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s", c->cfg->cold_dir,
-             r->name, strerror(errno));
+    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
+             c->cfg->cold_dir, r->name, strerror(errno));
     return URSULA_EIO;
   }
   slash = strrchr(path, '/');
@@ -6432,8 +6462,9 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 ** THE LOG INTERFACE.  group_propose() is the one way state changes:
 **
 **     propose(cmd) -> encode -> append to the log at (term, index)
-**     ... end of the loop turn: group_commit() ...
-**                  -> durable (wal_write + wal_flush; later: on a quorum) = committed
+**     ... end of the loop turn: group_commit_start() ...
+**                  -> durable (wal_write, then a sync on another thread
+**                     while the core goes on; later: on a quorum) = committed
 **                  -> decode the log bytes -> stream_apply() -> effects
 **                  -> the proposer's continuation, with the result
 **
@@ -6446,10 +6477,13 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 ** structs, so what is applied is exactly what a replay applies.
 **
 ** GROUP COMMIT.  Proposals only buffer.  At the end of each loop turn the
-** core commits every group that has proposals (server.c): one write and
-** one sync of the group's WAL for everything proposed during the turn,
-** then the applies and replies.  Without --wal-dir the log is memory and
-** the commit is immediate, but the path is the same.
+** core starts a commit of every group that has proposals (server.c): one
+** write of the group's WAL for everything proposed, then one sync on a
+** syncer thread while the core goes on serving; when the sync is back,
+** the applies and replies.  What a group's clients propose during a sync
+** forms its next batch (pipelining: one batch syncing, one filling).
+** Without --wal-dir the log is memory and the commit is immediate, but
+** the path is the same.
 **
 ** EFFECTS of a committed command, carried out by the owner:
 **   - wake live readers: one `struct notify` per core that has readers of
@@ -6512,7 +6546,11 @@ struct group {
                      the framed records it writes */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
-  int dirty;               /* on the core's list of groups to commit */
+  int dirty;                   /* on the core's list of groups to commit */
+  int in_flight;               /* a batch is being synced: */
+  struct buf fl_log;           /* its records */
+  struct group_prop *fl_props; /* its continuations */
+  size_t fl_n, fl_cap;
   int wal_error;           /* the last failure, while the WAL is failed */
   uint64_t hot_max;        /* stream bytes kept in memory (with a WAL) */
   uint64_t snapshot_bytes; /* log bytes between snapshots (with a WAL) */
@@ -6716,6 +6754,8 @@ URSULA_PRIVATE void group_free(struct group *g) {
   wal_close(g->wal);
   buf_free(&g->log);
   URSULA_FREE(g->props);
+  buf_free(&g->fl_log);
+  URSULA_FREE(g->fl_props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
   URSULA_FREE(g);
@@ -6918,23 +6958,12 @@ static void group_snapshot(struct group *g) {
   (void)t0;
 }
 
-URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc) {
-  *rc = URSULA_OK;
-  if (g->wal == NULL) return NULL;
-  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
-  return *rc == URSULA_OK ? g->wal : NULL;
-}
-
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
-                                       int rc) {
-  struct buf log = g->log;
-  struct group_prop *props = g->props;
-  size_t n = g->n_props, cap = g->cap_props, i;
-  g->dirty = 0;
-  /* continuations may propose again: they get fresh buffers */
-  memset(&g->log, 0, sizeof(g->log));
-  g->props = NULL;
-  g->n_props = g->cap_props = 0;
+/* Apply (rc URSULA_OK) or refuse every entry of the batch log/props[0..n)
+** and run their continuations; then evict and maybe snapshot. */
+static void group_run_batch(struct core *c, struct group *g,
+                            const struct buf *log,
+                            const struct group_prop *props, size_t n, int rc) {
+  size_t i;
   if (rc != URSULA_OK) {
     g->last_index = wal_last_index(g->wal);
     g->wal_error = rc;
@@ -6945,7 +6974,7 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
-      group_apply(c, g, log.ptr + props[i].off, props[i].len, props[i].seg,
+      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].seg,
                   props[i].file_off, &g->res);
       g->applied_index++;
       props[i].done(c, g, &g->res, props[i].arg);
@@ -6966,6 +6995,70 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
          g->cold_moved >= 2 * g->snapshot_size))
       group_snapshot(g);
   }
+}
+
+URSULA_PRIVATE int group_id(const struct group *g) {
+  return g->id;
+}
+
+URSULA_PRIVATE int group_in_flight(const struct group *g) {
+  return g->in_flight;
+}
+
+URSULA_PRIVATE int group_pending(const struct group *g) {
+  return g->n_props > 0;
+}
+
+URSULA_PRIVATE int group_commit_start(struct group *g, int *rc) {
+  struct buf log;
+  struct group_prop *props;
+  size_t cap;
+  int fd;
+  *rc = URSULA_OK;
+  if (g->wal == NULL || g->n_props == 0) return -1;
+  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
+  if (*rc != URSULA_OK || (fd = wal_flush_fd(g->wal)) < 0) return -1;
+  /* the batch goes in flight; the next one fills the spare buffers */
+  log = g->fl_log;
+  props = g->fl_props;
+  cap = g->fl_cap;
+  g->fl_log = g->log;
+  g->fl_props = g->props;
+  g->fl_cap = g->cap_props;
+  g->fl_n = g->n_props;
+  g->log = log;
+  g->log.len = 0;
+  g->props = props;
+  g->cap_props = cap;
+  g->n_props = 0;
+  g->in_flight = 1;
+  g->dirty = 0;
+  return fd;
+}
+
+URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
+                                      int sync_errno) {
+  int rc = wal_flush_done(g->wal, sync_errno);
+  size_t n = g->fl_n;
+  g->in_flight = 0;
+  g->fl_n = 0;
+  group_run_batch(c, g, &g->fl_log, g->fl_props, n, rc);
+  g->fl_log.len = 0;
+  /* entries framed after a failed batch are not in the log either */
+  if (rc != URSULA_OK && g->n_props > 0) group_commit_apply(c, g, rc);
+}
+
+URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
+                                       int rc) {
+  struct buf log = g->log;
+  struct group_prop *props = g->props;
+  size_t n = g->n_props, cap = g->cap_props;
+  g->dirty = 0;
+  /* continuations may propose again: they get fresh buffers */
+  memset(&g->log, 0, sizeof(g->log));
+  g->props = NULL;
+  g->n_props = g->cap_props = 0;
+  group_run_batch(c, g, &log, props, n, rc);
   if (g->props == NULL) { /* keep the buffers for the next turn */
     g->props = props;
     g->cap_props = cap;
@@ -9296,7 +9389,7 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m) {
 static void server_check_drained(struct core *c) {
   struct ursula_server *s = c->srv;
   int i, all;
-  if (!c->draining || c->drained || c->n_conns > 0) return;
+  if (!c->draining || c->drained || c->n_conns > 0 || c->n_flights > 0) return;
   c->drained = 1;
   pthread_mutex_lock(&s->mu);
   all = ++s->n_drained == s->n_cores;
@@ -9308,27 +9401,29 @@ static void server_check_drained(struct core *c) {
 
 /* ------------------------------------------------------------ syncs
 
-   GROUP COMMIT.  At the end of a loop turn a core commits every group it
-   owns that has new entries: it writes each group's entries to its WAL,
-   then syncs all those WALs, then applies and answers.  The syncs run in
-   parallel -- the core does one and a pool of syncer threads the others
-   -- because the file system commits concurrent syncs together: on the
-   development machine one thread manages about 7,700 write+fdatasync
-   pairs a second, 32 threads about 30,000.  The core waits for its
-   batch; nothing else is shared, and a WAL is touched by one thread at a
-   time (the syncer only while the owner waits). */
+   GROUP COMMIT, PIPELINED.  At the end of a loop turn a core starts a
+   commit of every group it owns that has new entries and no batch in
+   flight: it writes the entries to the group's WAL and queues the sync
+   for the syncer threads; the core goes on serving, and each finished
+   sync comes back to it as a message, on which the group applies and
+   answers its batch (group_commit_done).  Syncs of many groups overlap
+   -- the file system commits concurrent syncs together -- and no core
+   ever waits for the slowest of them.  A WAL is touched by one thread at
+   a time: the syncer thread only calls sync() on the descriptor, all
+   bookkeeping stays with the owner (wal_flush_fd / wal_flush_done). */
 
 struct server_sync {
-  struct wal *wal; /* NULL: nothing to sync */
-  int rc;
-  int *left; /* the batch's count of unfinished syncs */
+  struct loop_msg msg; /* posted back to the owner when done */
   struct server_sync *next;
+  struct loop *owner;
+  int gid;
+  int fd;
+  int sync_errno; /* 0: the sync worked */
 };
 
 struct server_syncer {
   pthread_mutex_t mu;
   pthread_cond_t work; /* a sync was queued, or stop */
-  pthread_cond_t done; /* a sync of some batch finished */
   struct server_sync *head, *tail;
   int stop;
   int n_threads;
@@ -9346,9 +9441,9 @@ static void *server_syncer_main(void *arg) {
     y->head = q->next;
     if (y->head == NULL) y->tail = NULL;
     pthread_mutex_unlock(&y->mu);
-    q->rc = wal_flush(q->wal);
+    q->sync_errno = os_fs()->sync(q->fd) != 0 ? errno : 0;
+    loop_post(q->owner, &q->msg);
     pthread_mutex_lock(&y->mu);
-    if (--*q->left == 0) pthread_cond_broadcast(&y->done);
   }
   pthread_mutex_unlock(&y->mu);
   return NULL;
@@ -9363,7 +9458,6 @@ static void server_syncer_stop(struct server_syncer *y) {
   pthread_mutex_unlock(&y->mu);
   for (i = 0; i < y->n_threads; i++) pthread_join(y->threads[i], NULL);
   pthread_cond_destroy(&y->work);
-  pthread_cond_destroy(&y->done);
   pthread_mutex_destroy(&y->mu);
   URSULA_FREE(y);
 }
@@ -9376,7 +9470,6 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
   memset(y, 0, sizeof(*y));
   pthread_mutex_init(&y->mu, NULL);
   pthread_cond_init(&y->work, NULL);
-  pthread_cond_init(&y->done, NULL);
   for (i = 0; i < URSULA_SYNC_THREADS && i < s->n_groups; i++) {
     if (pthread_create(&y->threads[i], NULL, server_syncer_main, y) != 0) {
       snprintf(err, URSULA_ERRMSG_LEN, "pthread_create: %s", strerror(errno));
@@ -9389,37 +9482,39 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-/* Sync the WALs of v[0..n) (entries with no WAL are skipped), in
-** parallel; returns when all are done, with each outcome in v[i].rc. */
-static void server_flush(struct ursula_server *s, struct server_sync *v,
-                         int n) {
-  struct server_syncer *y = s->syncer;
-  struct server_sync *mine = NULL;
-  int i, left = 0;
-  if (y != NULL) pthread_mutex_lock(&y->mu);
-  for (i = 0; i < n; i++) {
-    if (v[i].wal == NULL) continue;
-    if (mine == NULL || y == NULL) { /* the core's own share */
-      if (mine == NULL) mine = &v[i];
-      if (y == NULL) v[i].rc = wal_flush(v[i].wal);
-      continue;
-    }
-    v[i].left = &left;
-    v[i].next = NULL;
-    if (y->tail != NULL)
-      y->tail->next = &v[i];
-    else
-      y->head = &v[i];
-    y->tail = &v[i];
-    left++;
+/* A sync is back on the owner: the group applies and answers its batch. */
+static void server_on_synced(struct loop *l, struct loop_msg *m) {
+  struct server_sync *q = (struct server_sync *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  c->n_flights--;
+  group_commit_done(c, server_group(c->srv, q->gid), q->sync_errno);
+  URSULA_FREE(q);
+}
+
+/* Queue the sync of fd for group gid (owned by c); without a syncer (or
+** memory for the request) it runs here and now. */
+static void server_start_sync(struct core *c, int gid, int fd) {
+  struct server_syncer *y = c->srv->syncer;
+  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
+  if (q == NULL || y == NULL) {
+    int e = os_fs()->sync(fd) != 0 ? errno : 0;
+    URSULA_FREE(q);
+    group_commit_done(c, server_group(c->srv, gid), e);
+    return;
   }
-  if (y == NULL) return;
-  if (left > 0) pthread_cond_broadcast(&y->work);
-  pthread_mutex_unlock(&y->mu);
-  if (mine != NULL) mine->rc = wal_flush(mine->wal);
-  if (left == 0) return;
+  memset(q, 0, sizeof(*q));
+  q->msg.on_msg = server_on_synced;
+  q->owner = c->loop;
+  q->gid = gid;
+  q->fd = fd;
+  c->n_flights++;
   pthread_mutex_lock(&y->mu);
-  while (left > 0) pthread_cond_wait(&y->done, &y->mu);
+  if (y->tail != NULL)
+    y->tail->next = q;
+  else
+    y->head = q;
+  y->tail = q;
+  pthread_cond_signal(&y->work);
   pthread_mutex_unlock(&y->mu);
 }
 
@@ -9433,23 +9528,40 @@ static void server_run_local(struct loop *l, struct core *c) {
   }
 }
 
-/* End of every loop turn: run same-core messages, commit what the turn
-** proposed (group commit: one WAL sync per group per turn), run what the
-** commits produced, notice a stop. */
+/* End of every loop turn: run same-core messages, start the commits of
+** what the turn proposed (group commit: one WAL write and sync per group
+** per batch), run what synchronous commits produced, notice a stop. */
 static void server_on_turn_end(struct loop *l) {
   struct core *c = (struct core *)loop_get_user(l);
+  struct group **batch = c->batch;
   for (;;) {
-    int i, n;
+    int i, n, applied = 0;
     server_run_local(l, c);
-    if (c->n_dirty == 0) break;
-    /* continuations may mark groups dirty again: they land after n */
     n = c->n_dirty;
-    for (i = 0; i < n; i++)
-      c->syncs[i].wal = group_commit_write(c->dirty[i], &c->syncs[i].rc);
-    server_flush(c->srv, c->syncs, n);
-    for (i = 0; i < n; i++) group_commit_apply(c, c->dirty[i], c->syncs[i].rc);
-    c->n_dirty -= n;
-    memmove(c->dirty, c->dirty + n, sizeof(*c->dirty) * (size_t)c->n_dirty);
+    if (n == 0) break;
+    /* take the list: continuations and new proposals refill it */
+    memcpy(batch, c->dirty, sizeof(*batch) * (size_t)n);
+    c->n_dirty = 0;
+    for (i = 0; i < n; i++) {
+      struct group *g = batch[i];
+      int rc, fd;
+      if (group_in_flight(g)) { /* its next batch waits for the sync */
+        c->dirty[c->n_dirty++] = g;
+        continue;
+      }
+      if (!group_pending(g)) { /* refused after a failed sync */
+        group_commit_apply(c, g, URSULA_OK);
+        continue;
+      }
+      fd = group_commit_start(g, &rc);
+      if (fd >= 0) {
+        server_start_sync(c, group_id(g), fd);
+      } else {
+        group_commit_apply(c, g, rc);
+        applied = 1;
+      }
+    }
+    if (!applied && c->local_head == NULL) break;
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
@@ -9490,7 +9602,7 @@ static void server_free(struct ursula_server *s) {
     }
     for (i = 0; i < s->n_cores; i++) {
       URSULA_FREE(s->cores[i].dirty);
-      URSULA_FREE(s->cores[i].syncs);
+      URSULA_FREE(s->cores[i].batch);
       cold_cache_free(s->cores[i].cold_cache);
     }
     URSULA_FREE(s->cores);
@@ -9785,9 +9897,9 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
     ** once re-proposed by a continuation after it */
     c->dirty = (struct group **)URSULA_MALLOC(
         sizeof(*c->dirty) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
-    c->syncs = (struct server_sync *)URSULA_MALLOC(
-        sizeof(*c->syncs) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
-    if (c->dirty == NULL || c->syncs == NULL) {
+    c->batch = (struct group **)URSULA_MALLOC(
+        sizeof(*c->batch) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
+    if (c->dirty == NULL || c->batch == NULL) {
       rc = URSULA_ENOMEM;
       goto fail;
     }

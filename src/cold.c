@@ -218,8 +218,8 @@ static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
   snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
   if (unlink(path) != 0 && errno != ENOENT) {
-    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s", c->cfg->cold_dir,
-             r->name, strerror(errno));
+    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
+             c->cfg->cold_dir, r->name, strerror(errno));
     return URSULA_EIO;
   }
   slash = strrchr(path, '/');

@@ -12,8 +12,9 @@
 ** THE LOG INTERFACE.  group_propose() is the one way state changes:
 **
 **     propose(cmd) -> encode -> append to the log at (term, index)
-**     ... end of the loop turn: group_commit() ...
-**                  -> durable (wal_write + wal_flush; later: on a quorum) = committed
+**     ... end of the loop turn: group_commit_start() ...
+**                  -> durable (wal_write, then a sync on another thread
+**                     while the core goes on; later: on a quorum) = committed
 **                  -> decode the log bytes -> stream_apply() -> effects
 **                  -> the proposer's continuation, with the result
 **
@@ -26,10 +27,13 @@
 ** structs, so what is applied is exactly what a replay applies.
 **
 ** GROUP COMMIT.  Proposals only buffer.  At the end of each loop turn the
-** core commits every group that has proposals (server.c): one write and
-** one sync of the group's WAL for everything proposed during the turn,
-** then the applies and replies.  Without --wal-dir the log is memory and
-** the commit is immediate, but the path is the same.
+** core starts a commit of every group that has proposals (server.c): one
+** write of the group's WAL for everything proposed, then one sync on a
+** syncer thread while the core goes on serving; when the sync is back,
+** the applies and replies.  What a group's clients propose during a sync
+** forms its next batch (pipelining: one batch syncing, one filling).
+** Without --wal-dir the log is memory and the commit is immediate, but
+** the path is the same.
 **
 ** EFFECTS of a committed command, carried out by the owner:
 **   - wake live readers: one `struct notify` per core that has readers of
@@ -92,7 +96,11 @@ struct group {
                      the framed records it writes */
   struct group_prop *props; /* their continuations, in log order */
   size_t n_props, cap_props;
-  int dirty;               /* on the core's list of groups to commit */
+  int dirty;                   /* on the core's list of groups to commit */
+  int in_flight;               /* a batch is being synced: */
+  struct buf fl_log;           /* its records */
+  struct group_prop *fl_props; /* its continuations */
+  size_t fl_n, fl_cap;
   int wal_error;           /* the last failure, while the WAL is failed */
   uint64_t hot_max;        /* stream bytes kept in memory (with a WAL) */
   uint64_t snapshot_bytes; /* log bytes between snapshots (with a WAL) */
@@ -296,6 +304,8 @@ URSULA_PRIVATE void group_free(struct group *g) {
   wal_close(g->wal);
   buf_free(&g->log);
   URSULA_FREE(g->props);
+  buf_free(&g->fl_log);
+  URSULA_FREE(g->fl_props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
   URSULA_FREE(g);
@@ -498,23 +508,12 @@ static void group_snapshot(struct group *g) {
   (void)t0;
 }
 
-URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc) {
-  *rc = URSULA_OK;
-  if (g->wal == NULL) return NULL;
-  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
-  return *rc == URSULA_OK ? g->wal : NULL;
-}
-
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
-                                       int rc) {
-  struct buf log = g->log;
-  struct group_prop *props = g->props;
-  size_t n = g->n_props, cap = g->cap_props, i;
-  g->dirty = 0;
-  /* continuations may propose again: they get fresh buffers */
-  memset(&g->log, 0, sizeof(g->log));
-  g->props = NULL;
-  g->n_props = g->cap_props = 0;
+/* Apply (rc URSULA_OK) or refuse every entry of the batch log/props[0..n)
+** and run their continuations; then evict and maybe snapshot. */
+static void group_run_batch(struct core *c, struct group *g,
+                            const struct buf *log,
+                            const struct group_prop *props, size_t n, int rc) {
+  size_t i;
   if (rc != URSULA_OK) {
     g->last_index = wal_last_index(g->wal);
     g->wal_error = rc;
@@ -525,7 +524,7 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
-      group_apply(c, g, log.ptr + props[i].off, props[i].len, props[i].seg,
+      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].seg,
                   props[i].file_off, &g->res);
       g->applied_index++;
       props[i].done(c, g, &g->res, props[i].arg);
@@ -546,6 +545,70 @@ URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
          g->cold_moved >= 2 * g->snapshot_size))
       group_snapshot(g);
   }
+}
+
+URSULA_PRIVATE int group_id(const struct group *g) {
+  return g->id;
+}
+
+URSULA_PRIVATE int group_in_flight(const struct group *g) {
+  return g->in_flight;
+}
+
+URSULA_PRIVATE int group_pending(const struct group *g) {
+  return g->n_props > 0;
+}
+
+URSULA_PRIVATE int group_commit_start(struct group *g, int *rc) {
+  struct buf log;
+  struct group_prop *props;
+  size_t cap;
+  int fd;
+  *rc = URSULA_OK;
+  if (g->wal == NULL || g->n_props == 0) return -1;
+  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
+  if (*rc != URSULA_OK || (fd = wal_flush_fd(g->wal)) < 0) return -1;
+  /* the batch goes in flight; the next one fills the spare buffers */
+  log = g->fl_log;
+  props = g->fl_props;
+  cap = g->fl_cap;
+  g->fl_log = g->log;
+  g->fl_props = g->props;
+  g->fl_cap = g->cap_props;
+  g->fl_n = g->n_props;
+  g->log = log;
+  g->log.len = 0;
+  g->props = props;
+  g->cap_props = cap;
+  g->n_props = 0;
+  g->in_flight = 1;
+  g->dirty = 0;
+  return fd;
+}
+
+URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
+                                      int sync_errno) {
+  int rc = wal_flush_done(g->wal, sync_errno);
+  size_t n = g->fl_n;
+  g->in_flight = 0;
+  g->fl_n = 0;
+  group_run_batch(c, g, &g->fl_log, g->fl_props, n, rc);
+  g->fl_log.len = 0;
+  /* entries framed after a failed batch are not in the log either */
+  if (rc != URSULA_OK && g->n_props > 0) group_commit_apply(c, g, rc);
+}
+
+URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
+                                       int rc) {
+  struct buf log = g->log;
+  struct group_prop *props = g->props;
+  size_t n = g->n_props, cap = g->cap_props;
+  g->dirty = 0;
+  /* continuations may propose again: they get fresh buffers */
+  memset(&g->log, 0, sizeof(g->log));
+  g->props = NULL;
+  g->n_props = g->cap_props = 0;
+  group_run_batch(c, g, &log, props, n, rc);
   if (g->props == NULL) { /* keep the buffers for the next turn */
     g->props = props;
     g->cap_props = cap;

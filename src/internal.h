@@ -493,7 +493,15 @@ URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
 ** may be acknowledged, wal_last_index() is back at the last durable
 ** entry, and the log refuses appends until wal_recover() succeeds. */
 URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len);
-URSULA_PRIVATE int wal_flush(struct wal *w);
+URSULA_PRIVATE URSULA_UNUSED int wal_flush(struct wal *w);
+/* wal_flush() in three steps, so that the sync can run on another thread
+** while the owner goes on: wal_flush_fd() is the descriptor to sync (-1:
+** nothing to sync); the caller syncs it (os_fs()->sync) anywhere, and then
+** calls wal_flush_done() on the owner with the errno of the sync (0: it
+** worked), which returns what wal_flush() would have.  In between, the
+** owner may frame records but must not write, recover or compact. */
+URSULA_PRIVATE int wal_flush_fd(const struct wal *w);
+URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno);
 /* After a failure: reopen the last segment, cut it to its durable size,
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
 URSULA_PRIVATE int wal_recover(struct wal *w);
@@ -895,6 +903,7 @@ struct core;
 struct group;
 
 URSULA_PRIVATE struct group *group_new(int id, int owner_core);
+URSULA_PRIVATE int group_id(const struct group *g);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); keep at most about hot_max bytes of stream
@@ -902,14 +911,23 @@ URSULA_PRIVATE void group_free(struct group *g);
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   uint64_t hot_max, uint64_t snapshot_bytes,
                                   char *err);
-/* Group commit at the end of the owner's loop turn, in three steps so
-** that the syncs of many groups overlap: group_commit_write() writes g's
-** new entries to its WAL and returns the WAL to sync (NULL if none, or
-** if the write failed: *rc); the caller runs wal_flush() on each such WAL
-** (in parallel), then group_commit_apply() with the outcome: apply and
-** answer everything proposed, or refuse it all. */
-URSULA_PRIVATE struct wal *group_commit_write(struct group *g, int *rc);
+/* Group commit, pipelined: at the end of the owner's loop turn,
+** group_commit_start() writes g's new entries to its WAL and returns the
+** descriptor to sync; the batch is then in flight, and the owner goes on
+** while another thread syncs it and posts the outcome back, which the
+** owner hands to group_commit_done(): apply and answer the batch, or
+** refuse it.  Entries proposed meanwhile wait for the next batch (one
+** batch in flight per group).  When group_commit_start() returns -1
+** (no WAL, or the write failed: *rc) the caller calls
+** group_commit_apply(c, g, *rc) at once instead.  Nothing may start while
+** group_in_flight(g). */
+URSULA_PRIVATE int group_commit_start(struct group *g, int *rc);
+URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
+                                      int sync_errno);
 URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g, int rc);
+URSULA_PRIVATE int group_in_flight(const struct group *g);
+/* Whether g has entries proposed and not yet started. */
+URSULA_PRIVATE int group_pending(const struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -956,7 +974,8 @@ struct core {
   /* groups with proposals to commit at the end of this turn */
   struct group **dirty;
   int n_dirty;
-  struct server_sync *syncs;     /* one per dirty group (scratch) */
+  struct group **batch;          /* scratch copy of dirty */
+  int n_flights;                 /* syncs under way for its groups */
   struct cold_cache *cold_cache; /* chunks read back for its groups */
   struct loop_timer sweep_timer;
   int listening;

@@ -53,7 +53,7 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m) {
 static void server_check_drained(struct core *c) {
   struct ursula_server *s = c->srv;
   int i, all;
-  if (!c->draining || c->drained || c->n_conns > 0) return;
+  if (!c->draining || c->drained || c->n_conns > 0 || c->n_flights > 0) return;
   c->drained = 1;
   pthread_mutex_lock(&s->mu);
   all = ++s->n_drained == s->n_cores;
@@ -65,27 +65,29 @@ static void server_check_drained(struct core *c) {
 
 /* ------------------------------------------------------------ syncs
 
-   GROUP COMMIT.  At the end of a loop turn a core commits every group it
-   owns that has new entries: it writes each group's entries to its WAL,
-   then syncs all those WALs, then applies and answers.  The syncs run in
-   parallel -- the core does one and a pool of syncer threads the others
-   -- because the file system commits concurrent syncs together: on the
-   development machine one thread manages about 7,700 write+fdatasync
-   pairs a second, 32 threads about 30,000.  The core waits for its
-   batch; nothing else is shared, and a WAL is touched by one thread at a
-   time (the syncer only while the owner waits). */
+   GROUP COMMIT, PIPELINED.  At the end of a loop turn a core starts a
+   commit of every group it owns that has new entries and no batch in
+   flight: it writes the entries to the group's WAL and queues the sync
+   for the syncer threads; the core goes on serving, and each finished
+   sync comes back to it as a message, on which the group applies and
+   answers its batch (group_commit_done).  Syncs of many groups overlap
+   -- the file system commits concurrent syncs together -- and no core
+   ever waits for the slowest of them.  A WAL is touched by one thread at
+   a time: the syncer thread only calls sync() on the descriptor, all
+   bookkeeping stays with the owner (wal_flush_fd / wal_flush_done). */
 
 struct server_sync {
-  struct wal *wal; /* NULL: nothing to sync */
-  int rc;
-  int *left; /* the batch's count of unfinished syncs */
+  struct loop_msg msg; /* posted back to the owner when done */
   struct server_sync *next;
+  struct loop *owner;
+  int gid;
+  int fd;
+  int sync_errno; /* 0: the sync worked */
 };
 
 struct server_syncer {
   pthread_mutex_t mu;
   pthread_cond_t work; /* a sync was queued, or stop */
-  pthread_cond_t done; /* a sync of some batch finished */
   struct server_sync *head, *tail;
   int stop;
   int n_threads;
@@ -103,9 +105,9 @@ static void *server_syncer_main(void *arg) {
     y->head = q->next;
     if (y->head == NULL) y->tail = NULL;
     pthread_mutex_unlock(&y->mu);
-    q->rc = wal_flush(q->wal);
+    q->sync_errno = os_fs()->sync(q->fd) != 0 ? errno : 0;
+    loop_post(q->owner, &q->msg);
     pthread_mutex_lock(&y->mu);
-    if (--*q->left == 0) pthread_cond_broadcast(&y->done);
   }
   pthread_mutex_unlock(&y->mu);
   return NULL;
@@ -120,7 +122,6 @@ static void server_syncer_stop(struct server_syncer *y) {
   pthread_mutex_unlock(&y->mu);
   for (i = 0; i < y->n_threads; i++) pthread_join(y->threads[i], NULL);
   pthread_cond_destroy(&y->work);
-  pthread_cond_destroy(&y->done);
   pthread_mutex_destroy(&y->mu);
   URSULA_FREE(y);
 }
@@ -133,7 +134,6 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
   memset(y, 0, sizeof(*y));
   pthread_mutex_init(&y->mu, NULL);
   pthread_cond_init(&y->work, NULL);
-  pthread_cond_init(&y->done, NULL);
   for (i = 0; i < URSULA_SYNC_THREADS && i < s->n_groups; i++) {
     if (pthread_create(&y->threads[i], NULL, server_syncer_main, y) != 0) {
       snprintf(err, URSULA_ERRMSG_LEN, "pthread_create: %s", strerror(errno));
@@ -146,37 +146,39 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-/* Sync the WALs of v[0..n) (entries with no WAL are skipped), in
-** parallel; returns when all are done, with each outcome in v[i].rc. */
-static void server_flush(struct ursula_server *s, struct server_sync *v,
-                         int n) {
-  struct server_syncer *y = s->syncer;
-  struct server_sync *mine = NULL;
-  int i, left = 0;
-  if (y != NULL) pthread_mutex_lock(&y->mu);
-  for (i = 0; i < n; i++) {
-    if (v[i].wal == NULL) continue;
-    if (mine == NULL || y == NULL) { /* the core's own share */
-      if (mine == NULL) mine = &v[i];
-      if (y == NULL) v[i].rc = wal_flush(v[i].wal);
-      continue;
-    }
-    v[i].left = &left;
-    v[i].next = NULL;
-    if (y->tail != NULL)
-      y->tail->next = &v[i];
-    else
-      y->head = &v[i];
-    y->tail = &v[i];
-    left++;
+/* A sync is back on the owner: the group applies and answers its batch. */
+static void server_on_synced(struct loop *l, struct loop_msg *m) {
+  struct server_sync *q = (struct server_sync *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  c->n_flights--;
+  group_commit_done(c, server_group(c->srv, q->gid), q->sync_errno);
+  URSULA_FREE(q);
+}
+
+/* Queue the sync of fd for group gid (owned by c); without a syncer (or
+** memory for the request) it runs here and now. */
+static void server_start_sync(struct core *c, int gid, int fd) {
+  struct server_syncer *y = c->srv->syncer;
+  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
+  if (q == NULL || y == NULL) {
+    int e = os_fs()->sync(fd) != 0 ? errno : 0;
+    URSULA_FREE(q);
+    group_commit_done(c, server_group(c->srv, gid), e);
+    return;
   }
-  if (y == NULL) return;
-  if (left > 0) pthread_cond_broadcast(&y->work);
-  pthread_mutex_unlock(&y->mu);
-  if (mine != NULL) mine->rc = wal_flush(mine->wal);
-  if (left == 0) return;
+  memset(q, 0, sizeof(*q));
+  q->msg.on_msg = server_on_synced;
+  q->owner = c->loop;
+  q->gid = gid;
+  q->fd = fd;
+  c->n_flights++;
   pthread_mutex_lock(&y->mu);
-  while (left > 0) pthread_cond_wait(&y->done, &y->mu);
+  if (y->tail != NULL)
+    y->tail->next = q;
+  else
+    y->head = q;
+  y->tail = q;
+  pthread_cond_signal(&y->work);
   pthread_mutex_unlock(&y->mu);
 }
 
@@ -190,23 +192,40 @@ static void server_run_local(struct loop *l, struct core *c) {
   }
 }
 
-/* End of every loop turn: run same-core messages, commit what the turn
-** proposed (group commit: one WAL sync per group per turn), run what the
-** commits produced, notice a stop. */
+/* End of every loop turn: run same-core messages, start the commits of
+** what the turn proposed (group commit: one WAL write and sync per group
+** per batch), run what synchronous commits produced, notice a stop. */
 static void server_on_turn_end(struct loop *l) {
   struct core *c = (struct core *)loop_get_user(l);
+  struct group **batch = c->batch;
   for (;;) {
-    int i, n;
+    int i, n, applied = 0;
     server_run_local(l, c);
-    if (c->n_dirty == 0) break;
-    /* continuations may mark groups dirty again: they land after n */
     n = c->n_dirty;
-    for (i = 0; i < n; i++)
-      c->syncs[i].wal = group_commit_write(c->dirty[i], &c->syncs[i].rc);
-    server_flush(c->srv, c->syncs, n);
-    for (i = 0; i < n; i++) group_commit_apply(c, c->dirty[i], c->syncs[i].rc);
-    c->n_dirty -= n;
-    memmove(c->dirty, c->dirty + n, sizeof(*c->dirty) * (size_t)c->n_dirty);
+    if (n == 0) break;
+    /* take the list: continuations and new proposals refill it */
+    memcpy(batch, c->dirty, sizeof(*batch) * (size_t)n);
+    c->n_dirty = 0;
+    for (i = 0; i < n; i++) {
+      struct group *g = batch[i];
+      int rc, fd;
+      if (group_in_flight(g)) { /* its next batch waits for the sync */
+        c->dirty[c->n_dirty++] = g;
+        continue;
+      }
+      if (!group_pending(g)) { /* refused after a failed sync */
+        group_commit_apply(c, g, URSULA_OK);
+        continue;
+      }
+      fd = group_commit_start(g, &rc);
+      if (fd >= 0) {
+        server_start_sync(c, group_id(g), fd);
+      } else {
+        group_commit_apply(c, g, rc);
+        applied = 1;
+      }
+    }
+    if (!applied && c->local_head == NULL) break;
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
@@ -247,7 +266,7 @@ static void server_free(struct ursula_server *s) {
     }
     for (i = 0; i < s->n_cores; i++) {
       URSULA_FREE(s->cores[i].dirty);
-      URSULA_FREE(s->cores[i].syncs);
+      URSULA_FREE(s->cores[i].batch);
       cold_cache_free(s->cores[i].cold_cache);
     }
     URSULA_FREE(s->cores);
@@ -542,9 +561,9 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
     ** once re-proposed by a continuation after it */
     c->dirty = (struct group **)URSULA_MALLOC(
         sizeof(*c->dirty) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
-    c->syncs = (struct server_sync *)URSULA_MALLOC(
-        sizeof(*c->syncs) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
-    if (c->dirty == NULL || c->syncs == NULL) {
+    c->batch = (struct group **)URSULA_MALLOC(
+        sizeof(*c->batch) * 2 * (size_t)(s->n_groups / s->n_cores + 1));
+    if (c->dirty == NULL || c->batch == NULL) {
       rc = URSULA_ENOMEM;
       goto fail;
     }

@@ -53,9 +53,10 @@
 ** wal_write() writes the caller's run of framed records with pwrite();
 ** wal_flush() then syncs the file once (fdatasync, or F_FULLFSYNC on
 ** macOS) -- so many appends share one sync (group commit).  Only after
-** the sync succeeds are the entries durable.  wal_flush() may run on another
-** thread than the owner's, while the owner waits for it: the syncs of
-** many groups then overlap, and the file system commits them together.
+** the sync succeeds are the entries durable.  The sync itself may run on
+** another thread while the owner goes on (wal_flush_fd, wal_flush_done):
+** the syncs of many groups then overlap, and the file system commits them
+** together.
 **
 ** FAILURES.  If a write or a sync fails, the buffered entries are dropped
 ** (nothing of them may be acknowledged), and the log refuses appends
@@ -685,14 +686,24 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_flush(struct wal *w) {
+URSULA_PRIVATE int wal_flush_fd(const struct wal *w) {
+  return w->failed || w->written == w->size ? -1 : w->fd;
+}
+
+URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
   if (w->failed) return URSULA_EIO;
   if (w->written == w->size) return URSULA_OK;
-  if (os_fs()->sync(w->fd) != 0) return wal_fail(w, errno);
+  if (sync_errno != 0) return wal_fail(w, sync_errno);
   w->size = w->written;
   w->durable_index = w->last_index;
   w->durable_term = w->last_term;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_flush(struct wal *w) {
+  int fd = wal_flush_fd(w), e = 0;
+  if (fd >= 0 && os_fs()->sync(fd) != 0) e = errno;
+  return wal_flush_done(w, e);
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {

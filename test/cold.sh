@@ -41,7 +41,7 @@ FAILS=0
 cleanup() {
   [ -n "$SPID" ] && { kill -9 "$SPID" && wait "$SPID"; } 2>/dev/null
   [ -n "$S3PID" ] && { kill -9 "$S3PID" && wait "$S3PID"; } 2>/dev/null
-  rm -rf "$TMP"
+  [ -n "${KEEP_TMP:-}" ] && echo "# kept $TMP" || rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -111,9 +111,9 @@ start() { # start [EXTRA FLAGS...] -> PORT, SPID, U
   SPID=$!
   PORT=""
   for i in $(seq 1 300); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" | tail -1)
-    [ -n "$PORT" ] && [ "$(grep -c 'listening on' "$TMP/server.log")" -ge "$STARTS" ] && break
-    PORT=""
+    # this start's line: the STARTS-th "listening" line of the log
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" | sed -n "${STARTS}p")
+    [ -n "$PORT" ] && break
     kill -0 "$SPID" 2>/dev/null || break
     sleep 0.05
   done
