@@ -24,6 +24,8 @@ net.c
 http.c
 json.c
 conf.c
+crypto.c
+sigv4.c
 wal.c
 cmd.c
 stream.c

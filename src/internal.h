@@ -41,6 +41,9 @@
 #if URSULA_ENABLE_EPOLL
 #include <sys/epoll.h>
 #endif
+#if URSULA_ENABLE_TLS
+#include <bearssl.h>
+#endif
 
 #ifndef URSULA_PRIVATE
 #define URSULA_PRIVATE
@@ -309,10 +312,14 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len);
 ** Same results either way (test/unit_crypto.c runs the vectors). */
 #define CRYPTO_SHA256_LEN 32
 struct crypto_sha256 {
+#if URSULA_ENABLE_TLS
+  br_sha256_context br;
+#else
   uint32_t h[8];
   uint64_t n_bytes;        /* message bytes hashed so far */
   unsigned char block[64]; /* the partial block */
   size_t n_block;
+#endif
 };
 URSULA_PRIVATE void crypto_sha256_init(struct crypto_sha256 *c);
 URSULA_PRIVATE void crypto_sha256_update(struct crypto_sha256 *c, const void *p,
@@ -345,9 +352,10 @@ struct sigv4_request {
   struct str access_key, secret_key;
   struct str region, service; /* "us-east-1", "s3" */
   struct str amz_date;        /* "20150830T123600Z", as in x-amz-date */
-  int s3;                     /* 1: S3 rules (path used as sent, no
-                                 normalisation); 0: other services (path
-                                 normalised and encoded twice) */
+  int s3;        /* 1: S3 rules: the path is used exactly as given (the
+                    caller encoded it once); 0: other services: the path
+                    is given raw, and encoded here */
+  int normalize; /* s3 == 0 only: drop "." / ".." / empty segments */
 };
 /* Sign r: append the Authorization header's value to auth.  When creq or
 ** sts is not NULL, the canonical request / string to sign is appended to
