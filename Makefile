@@ -13,11 +13,18 @@ WARN     = -std=c99 -pedantic -Wall -Wextra -Wundef -Wshadow -Wstrict-prototypes
 CFLAGS  ?= -O2 -g
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS   = -pthread
+# make TLS=1: https endpoints for the S3 cold tier, through BearSSL
+# (Debian: apt-get install libbearssl-dev).  The default build needs nothing.
+ifeq ($(TLS),1)
+CFLAGS  += -DURSULA_ENABLE_TLS=1
+LDLIBS  += -lbearssl
+endif
 SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
 .PHONY: all amalgamate check-amalgamation check-symbols test-split test-flags \
         test-unit test-blackbox test-crash test-conformance test-conformance-wal \
-        test-cold test-cold-s3 test-conformance-cold test-asan test bench clean
+        test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
+        test bench clean
 
 all: ursula
 
@@ -121,6 +128,23 @@ test-conformance-wal: ursula
 	  --snapshot-bytes 4096; \
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
+# The S3 client against a local S3 server that checks signatures, over
+# http and (when BearSSL can be had) https.
+test-s3:
+	bash test/s3.sh
+
+# SHA-256, HMAC and SigV4 again with BearSSL's hashes (the TLS build).
+test-unit-tls: test/unit.c test/unit_*.c ursula.c ursula.h
+	@mkdir -p build
+	@if echo '#include <bearssl.h>' | $(CC) -E - >/dev/null 2>&1; then \
+	  $(CC) $(WARN) -Werror -O2 -DURSULA_ENABLE_TLS=1 ursula.c -o build/ursula-tls \
+	    $(LDLIBS) -lbearssl && \
+	  $(CLANG) $(WARN) -Werror -O2 -DURSULA_ENABLE_TLS=1 ursula.c -o build/ursula-tls \
+	    $(LDLIBS) -lbearssl && \
+	  $(CC) $(WARN) -O1 -g $(SAN) -DURSULA_ENABLE_TLS=1 test/unit.c -o test/unit-tls \
+	    $(LDLIBS) -lbearssl && ./test/unit-tls crypto && ./test/unit-tls sigv4; \
+	else echo "test-unit-tls: skipped: libbearssl-dev is not installed"; fi
+
 # The cold tier end to end: a local folder, then a local S3 server.
 test-cold: ursula
 	bash test/cold.sh dir
@@ -137,7 +161,7 @@ test-conformance-cold: ursula
 
 test: check-amalgamation check-symbols test-split test-flags test-unit \
       test-blackbox test-crash test-conformance test-conformance-wal \
-      test-cold test-conformance-cold test-asan
+      test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan
 	@echo "make test: all passed"
 
 bench: ursula
@@ -145,4 +169,4 @@ bench: ursula
 	else echo "bench: no benchmarks yet"; fi
 
 clean:
-	rm -rf ursula test/unit test/unit-poll build ursula.c.tmp ursula.c.check
+	rm -rf ursula test/unit test/unit-poll test/unit-tls build ursula.c.tmp ursula.c.check

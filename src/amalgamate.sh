@@ -26,6 +26,8 @@ json.c
 conf.c
 crypto.c
 sigv4.c
+tls.c
+s3.c
 wal.c
 cmd.c
 stream.c

@@ -310,7 +310,7 @@ static int cold_s3_do(struct cold *c, struct s3_client *cl, struct cold_req *r,
     }
   }
   if (rc != URSULA_OK && rc != URSULA_ENOTFOUND)
-    snprintf(err, URSULA_ERRMSG_LEN, "%s",
+    snprintf(err, URSULA_ERRMSG_LEN, "%.250s",
              e.line[0] ? e.line : ursula_strerror(rc));
   return rc;
 }

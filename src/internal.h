@@ -427,8 +427,8 @@ URSULA_PRIVATE int s3_put(struct s3_client *c, const char *key, const void *p,
 /* len 0: to the end.  The bytes are appended to out. */
 URSULA_PRIVATE int s3_get(struct s3_client *c, const char *key, uint64_t off,
                           uint64_t len, struct buf *out, struct s3_error *e);
-URSULA_PRIVATE int s3_head(struct s3_client *c, const char *key, uint64_t *size,
-                           struct s3_error *e);
+URSULA_PRIVATE URSULA_UNUSED int s3_head(struct s3_client *c, const char *key,
+                                         uint64_t *size, struct s3_error *e);
 URSULA_PRIVATE int s3_delete(struct s3_client *c, const char *key,
                              struct s3_error *e);
 /* ListObjectsV2 of every key under prefix, page by page (max_keys per
