@@ -29,6 +29,27 @@
 ** subscriber's latency for an event is from just before its POST to the
 ** arrival of its data line.  Prints events, delivered (of events x
 ** subscribers), missing, and p50 / p99 / max.
+**
+**   bench/load --port 4437 --catchup 1000 --bytes 1048576
+**
+** Catch-up replay: fills one stream with --bytes (64 KiB appends), opens
+** --catchup connections, then has them all read it from the start at
+** once, each following Stream-Next-Offset until Stream-Up-To-Date; the
+** time each needs from the common start: p50 / p99 / max.
+**
+**   bench/load --port 4437 --longpoll 500
+**
+** Append-to-long-poll wake: a long-poll read waits at the tail (2 ms to
+** park), an append is sent; the time from sending the append to the
+** read's answer, --longpoll times: p50 / p99 / max.
+**
+**   bench/load --port 4437 --idle-streams 10000 --pid PID
+**   bench/load --port 4437 --idle-sse 10000 --pid PID
+**
+** Memory: the server's resident set (VmRSS of /proc/PID/status, Linux)
+** before and after creating that many small streams (64 bytes each), or
+** opening that many SSE readers on one stream; the growth per stream or
+** per connection.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -194,7 +215,11 @@ static void load_usage(void) {
   fprintf(stderr,
           "usage: load [--port N] [--streams N] [--conns N] [--seconds N]\n"
           "            [--size BYTES] [--prefix NAME] [--producer 0|1]\n"
-          "       load [--port N] --sse SUBSCRIBERS [--rate N] [--seconds N]\n");
+          "       load [--port N] --sse SUBSCRIBERS [--rate N] [--seconds N]\n"
+          "       load [--port N] --catchup READERS [--bytes N]\n"
+          "       load [--port N] --longpoll ROUNDS\n"
+          "       load [--port N] --idle-streams N --pid SERVER_PID\n"
+          "       load [--port N] --idle-sse N --pid SERVER_PID\n");
   exit(2);
 }
 
@@ -350,12 +375,364 @@ static int load_sse_run(void) {
   return sent * load_sse == delivered ? 0 : 1;
 }
 
+
+/* ------------------------------------------------------------ catch-up */
+
+/* A response header's value (case-insensitive name), copied into out;
+** 1 if present. */
+static int load_hdr(const char *head, size_t len, const char *name, char *out,
+                    size_t cap) {
+  size_t n = strlen(name), i = 0, k;
+  while (i + n + 1 < len) {
+    if ((i == 0 || head[i - 1] == '\n') && head[i + n] == ':') {
+      for (k = 0; k < n; k++)
+        if ((head[i + k] | 0x20) != (name[k] | 0x20)) break;
+      if (k == n) {
+        const char *v = head + i + n + 1, *e;
+        while (*v == ' ') v++;
+        for (e = v; e < head + len && *e != '\r' && *e != '\n'; e++) {
+        }
+        if ((size_t)(e - v) >= cap) return 0;
+        memcpy(out, v, (size_t)(e - v));
+        out[e - v] = '\0';
+        return 1;
+      }
+    }
+    i++;
+  }
+  return 0;
+}
+
+struct load_reader {
+  int fd;
+  char offset[96]; /* where the next read starts */
+  char *in;        /* the answer being read */
+  size_t in_len, in_cap;
+  long long bytes; /* body bytes so far */
+  double done_ms;  /* 0: not finished */
+};
+
+static void load_reader_send(struct load_reader *r) {
+  char req[256];
+  int n = snprintf(req, sizeof(req),
+                   "GET /v1/stream/%s-catchup?offset=%s HTTP/1.1\r\n"
+                   "Host: 127.0.0.1\r\n\r\n",
+                   load_prefix, r->offset);
+  if (write(r->fd, req, (size_t)n) != n) {
+    fprintf(stderr, "load: catch-up request failed\n");
+    exit(1);
+  }
+  r->in_len = 0;
+}
+
+/* Fill <prefix>-catchup with `total` bytes in appends of 64 KiB. */
+static int load_fill(const char *name, long long total) {
+  char head[256];
+  static char chunk[65536];
+  long long done = 0;
+  int n, st;
+  memset(chunk, 'c', sizeof(chunk));
+  n = snprintf(head, sizeof(head),
+               "PUT /v1/stream/%s-%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Content-Type: application/octet-stream\r\nContent-Length: 0"
+               "\r\nConnection: close\r\n\r\n",
+               load_prefix, name);
+  st = load_once(head, (size_t)n);
+  if (st != 200 && st != 201) return -1;
+  while (done < total) {
+    int len = total - done < (long long)sizeof(chunk) ? (int)(total - done)
+                                                      : (int)sizeof(chunk);
+    char *req = (char *)malloc(sizeof(head) + (size_t)len);
+    if (req == NULL) return -1;
+    n = snprintf(req, sizeof(head),
+                 "POST /v1/stream/%s-%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Content-Type: application/octet-stream\r\nContent-Length: "
+                 "%d\r\nConnection: close\r\n\r\n",
+                 load_prefix, name, len);
+    memcpy(req + n, chunk, (size_t)len);
+    st = load_once(req, (size_t)n + (size_t)len);
+    free(req);
+    if (st != 200 && st != 204) return -1;
+    done += len;
+  }
+  return 0;
+}
+
+/* --catchup N: N readers read the same --bytes stream from the start at
+** once, each following Stream-Next-Offset until Stream-Up-To-Date. */
+static int load_catchup_run(int n_readers, long long total) {
+  struct load_reader *rs;
+  struct pollfd *pf;
+  double t0, now;
+  int i, left = n_readers;
+  long long bad = 0;
+  if (load_fill("catchup", total) != 0) {
+    fprintf(stderr, "load: could not fill the catch-up stream\n");
+    return 1;
+  }
+  rs = (struct load_reader *)calloc((size_t)n_readers, sizeof(*rs));
+  pf = (struct pollfd *)calloc((size_t)n_readers, sizeof(*pf));
+  if (rs == NULL || pf == NULL) return 2;
+  for (i = 0; i < n_readers; i++) { /* connect all first, then start */
+    if ((rs[i].fd = load_connect()) < 0) {
+      fprintf(stderr, "load: reader %d: %s\n", i, strerror(errno));
+      return 1;
+    }
+    strcpy(rs[i].offset, "-1");
+  }
+  t0 = load_now_ms();
+  for (i = 0; i < n_readers; i++) load_reader_send(&rs[i]);
+  while (left > 0) {
+    now = load_now_ms();
+    if (now - t0 > 120000.0) {
+      fprintf(stderr, "load: catch-up took over 2 minutes\n");
+      return 1;
+    }
+    for (i = 0; i < n_readers; i++) {
+      pf[i].fd = rs[i].done_ms > 0 ? -1 : rs[i].fd;
+      pf[i].events = POLLIN;
+      pf[i].revents = 0;
+    }
+    if (poll(pf, (nfds_t)n_readers, 100) < 0 && errno != EINTR) return 2;
+    for (i = 0; i < n_readers; i++) {
+      struct load_reader *r = &rs[i];
+      char tmp[65536], v[96];
+      ssize_t got;
+      long used;
+      int status = 0;
+      if (pf[i].revents == 0) continue;
+      got = read(r->fd, tmp, sizeof(tmp));
+      if (got <= 0) {
+        fprintf(stderr, "load: reader %d: connection closed\n", i);
+        return 1;
+      }
+      if (r->in_len + (size_t)got > r->in_cap) {
+        r->in_cap = (r->in_len + (size_t)got) * 2;
+        r->in = (char *)realloc(r->in, r->in_cap);
+        if (r->in == NULL) return 2;
+      }
+      memcpy(r->in + r->in_len, tmp, (size_t)got);
+      r->in_len += (size_t)got;
+      used = load_answer(r->in, r->in_len, &status);
+      if (used < 0) return 1;
+      if (used == 0) continue;
+      if (status != 200) {
+        fprintf(stderr, "load: reader %d: status %d\n", i, status);
+        return 1;
+      }
+      if (load_hdr(r->in, (size_t)used, "content-length", v, sizeof(v)))
+        r->bytes += atoll(v);
+      if (!load_hdr(r->in, (size_t)used, "stream-next-offset", r->offset,
+                    sizeof(r->offset)))
+        return 1;
+      if (load_hdr(r->in, (size_t)used, "stream-up-to-date", v, sizeof(v)) &&
+          strcmp(v, "true") == 0) {
+        r->done_ms = load_now_ms();
+        load_record(r->done_ms - t0);
+        if (r->bytes != total) bad++;
+        close(r->fd);
+        left--;
+      } else {
+        load_reader_send(r);
+      }
+    }
+  }
+  qsort(load_lat, load_n_lat, sizeof(*load_lat), load_cmp);
+  printf("readers=%d bytes=%lld complete=%d wrong_size=%lld p50_ms=%.1f "
+         "p99_ms=%.1f max_ms=%.1f\n",
+         n_readers, total, n_readers, bad, load_lat[load_n_lat / 2],
+         load_lat[(size_t)(load_n_lat * 0.99)], load_lat[load_n_lat - 1]);
+  return bad ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ long-poll */
+
+/* --longpoll N: N round trips of: a long-poll read waits at the tail;
+** an append is sent; time from sending the append to the read's answer. */
+static int load_longpoll_run(int rounds) {
+  char req[512], buf[8192], off[96] = "now";
+  int reader, writer, i, n, status;
+  static const char body[] = "x";
+  if (load_fill("lp", 1) != 0) return 1;
+  if ((reader = load_connect()) < 0 || (writer = load_connect()) < 0)
+    return 1;
+  /* the tail: one catch-up read */
+  n = snprintf(req, sizeof(req),
+               "GET /v1/stream/%s-lp?offset=-1 HTTP/1.1\r\nHost: 127.0.0.1"
+               "\r\n\r\n",
+               load_prefix);
+  if (write(reader, req, (size_t)n) != n) return 1;
+  for (n = 0;;) {
+    ssize_t r = read(reader, buf + n, sizeof(buf) - (size_t)n);
+    long used;
+    if (r <= 0) return 1;
+    n += (int)r;
+    if ((used = load_answer(buf, (size_t)n, &status)) > 0) {
+      load_hdr(buf, (size_t)used, "stream-next-offset", off, sizeof(off));
+      break;
+    }
+  }
+  for (i = 0; i < rounds; i++) {
+    double t_post;
+    struct timespec ts = {0, 2000000}; /* 2 ms: the read is parked */
+    int pl;
+    n = snprintf(req, sizeof(req),
+                 "GET /v1/stream/%s-lp?offset=%s&live=long-poll HTTP/1.1\r\n"
+                 "Host: 127.0.0.1\r\n\r\n",
+                 load_prefix, off);
+    if (write(reader, req, (size_t)n) != n) return 1;
+    nanosleep(&ts, NULL);
+    pl = snprintf(req, sizeof(req),
+                  "POST /v1/stream/%s-lp HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  "Content-Type: application/octet-stream\r\n"
+                  "Content-Length: 1\r\n\r\n%s",
+                  load_prefix, body);
+    t_post = load_now_ms();
+    if (write(writer, req, (size_t)pl) != pl) return 1;
+    for (n = 0;;) { /* the long-poll's answer */
+      ssize_t r = read(reader, buf + n, sizeof(buf) - (size_t)n);
+      long used;
+      if (r <= 0) return 1;
+      n += (int)r;
+      if ((used = load_answer(buf, (size_t)n, &status)) > 0) {
+        load_record(load_now_ms() - t_post);
+        if (status != 200) {
+          fprintf(stderr, "load: long-poll answered %d\n", status);
+          return 1;
+        }
+        load_hdr(buf, (size_t)used, "stream-next-offset", off, sizeof(off));
+        break;
+      }
+    }
+    for (n = 0;;) { /* the append's answer */
+      ssize_t r = read(writer, buf + n, sizeof(buf) - (size_t)n);
+      if (r <= 0) return 1;
+      n += (int)r;
+      if (load_answer(buf, (size_t)n, &status) > 0) break;
+    }
+  }
+  qsort(load_lat, load_n_lat, sizeof(*load_lat), load_cmp);
+  printf("rounds=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", rounds,
+         load_lat[load_n_lat / 2], load_lat[(size_t)(load_n_lat * 0.99)],
+         load_lat[load_n_lat - 1]);
+  return 0;
+}
+
+/* ------------------------------------------------------------ memory */
+
+/* The resident set of process pid, in KiB (from /proc), or -1. */
+static long load_rss_kib(int pid) {
+  char path[64], line[256];
+  long kib = -1;
+  FILE *f;
+  snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  if ((f = fopen(path, "r")) == NULL) return -1;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (strncmp(line, "VmRSS:", 6) == 0) kib = atol(line + 6);
+  fclose(f);
+  return kib;
+}
+
+static void load_settle(void) {
+  struct timespec ts = {1, 0};
+  nanosleep(&ts, NULL);
+}
+
+/* --idle-streams N --pid P: the server's RSS growth per stream after
+** creating N small streams (one 64-byte append each). */
+static int load_idle_streams_run(int n, int pid) {
+  long before, after;
+  int i;
+  char req[512];
+  load_settle();
+  before = load_rss_kib(pid);
+  for (i = 0; i < n; i++) {
+    int len = snprintf(req, sizeof(req),
+                       "PUT /v1/stream/%s-idle-%d HTTP/1.1\r\nHost: "
+                       "127.0.0.1\r\nContent-Type: text/plain\r\n"
+                       "Content-Length: 64\r\nConnection: close\r\n\r\n"
+                       "%064d",
+                       load_prefix, i, i);
+    int st = load_once(req, (size_t)len);
+    if (st != 201 && st != 200) {
+      fprintf(stderr, "load: PUT answered %d\n", st);
+      return 1;
+    }
+  }
+  load_settle();
+  after = load_rss_kib(pid);
+  if (before < 0 || after < 0) return 1;
+  printf("idle_streams=%d rss_before_kib=%ld rss_after_kib=%ld "
+         "bytes_per_stream=%.0f\n",
+         n, before, after, (double)(after - before) * 1024.0 / n);
+  return 0;
+}
+
+/* --idle-sse N --pid P: the server's RSS growth per connection with N
+** SSE readers tailing one stream (all have had their first event). */
+static int load_idle_sse_run(int n, int pid) {
+  char req[256], buf[4096];
+  long before, after;
+  int i, n_ready = 0, *fds, *ready;
+  double t_end;
+  struct pollfd *pf;
+  if (load_fill("idle-sse", 1) != 0) return 1;
+  fds = (int *)calloc((size_t)n, sizeof(*fds));
+  ready = (int *)calloc((size_t)n, sizeof(*ready));
+  pf = (struct pollfd *)calloc((size_t)n, sizeof(*pf));
+  if (fds == NULL || ready == NULL || pf == NULL) return 2;
+  load_settle();
+  before = load_rss_kib(pid);
+  int len = snprintf(req, sizeof(req),
+                     "GET /v1/stream/%s-idle-sse?offset=now&live=sse "
+                     "HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                     load_prefix);
+  for (i = 0; i < n; i++) {
+    if ((fds[i] = load_connect()) < 0 ||
+        write(fds[i], req, (size_t)len) != len) {
+      fprintf(stderr, "load: SSE reader %d: %s\n", i, strerror(errno));
+      return 1;
+    }
+  }
+  t_end = load_now_ms() + 60000.0;
+  while (n_ready < n && load_now_ms() < t_end) { /* first bytes from each */
+    for (i = 0; i < n; i++) {
+      pf[i].fd = ready[i] ? -1 : fds[i];
+      pf[i].events = POLLIN;
+      pf[i].revents = 0;
+    }
+    if (poll(pf, (nfds_t)n, 100) < 0 && errno != EINTR) return 2;
+    for (i = 0; i < n; i++) {
+      if (pf[i].revents == 0) continue;
+      if (read(fds[i], buf, sizeof(buf)) <= 0) {
+        fprintf(stderr, "load: SSE reader %d closed\n", i);
+        return 1;
+      }
+      ready[i] = 1;
+      n_ready++;
+    }
+  }
+  load_settle();
+  after = load_rss_kib(pid);
+  if (n_ready < n || before < 0 || after < 0) {
+    fprintf(stderr, "load: %d of %d SSE readers answered\n", n_ready, n);
+    return 1;
+  }
+  printf("idle_sse=%d rss_before_kib=%ld rss_after_kib=%ld "
+         "bytes_per_conn=%.0f\n",
+         n, before, after, (double)(after - before) * 1024.0 / n);
+  for (i = 0; i < n; i++) close(fds[i]);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   struct load_conn *cs;
   struct pollfd *pf;
   double t_start, t_count, t_end, now;
   long counted = 0;
   int i, next_stream = 0;
+  int catchup = 0, longpoll = 0, idle_streams = 0, idle_sse = 0, pid = 0;
+  long long bytes = 1048576;
   for (i = 1; i < argc; i++) {
     if (i + 1 >= argc) load_usage();
     if (strcmp(argv[i], "--port") == 0) load_port = atoi(argv[++i]);
@@ -367,8 +744,25 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--sse") == 0) load_sse = atoi(argv[++i]);
     else if (strcmp(argv[i], "--rate") == 0) load_rate = atoi(argv[++i]);
     else if (strcmp(argv[i], "--producer") == 0) load_producer = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--catchup") == 0) catchup = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--bytes") == 0) bytes = atoll(argv[++i]);
+    else if (strcmp(argv[i], "--longpoll") == 0) longpoll = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--idle-streams") == 0) idle_streams = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--idle-sse") == 0) idle_sse = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--pid") == 0) pid = atoi(argv[++i]);
     else load_usage();
   }
+  {
+    struct rlimit rl; /* thousands of sockets need room */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
+  if (catchup > 0) return load_catchup_run(catchup, bytes);
+  if (longpoll > 0) return load_longpoll_run(longpoll);
+  if (idle_streams > 0 && pid > 0) return load_idle_streams_run(idle_streams, pid);
+  if (idle_sse > 0 && pid > 0) return load_idle_sse_run(idle_sse, pid);
   if (load_sse > 0) {
     if (load_rate < 1 || load_seconds < 1) load_usage();
     return load_sse_run();
