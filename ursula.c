@@ -9409,6 +9409,10 @@ struct api_conn {
   struct buf in;
   struct buf out;
   size_t out_off;
+  /* a large response body, sent from the job's own buffer (no copy): it
+  ** goes on the wire after out[0..body_at) and before the rest of out */
+  struct buf body;
+  size_t body_off, body_at;
   struct loop_timer timer;
   /* the request being read */
   struct job *job;
@@ -9474,6 +9478,27 @@ static void api_end(struct api_conn *cn, const void *body, size_t len) {
   if (len && cn->method != API_HEAD_M) buf_append(&cn->out, body, len);
 }
 
+/* api_end() for a read's data, taken from *data (emptied) rather than
+** copied when it is large: a JSON stream's data "v1,v2," is answered as
+** "[v1,v2]" (the last comma becomes the bracket, in place). */
+static void api_end_data(struct api_conn *cn, int json, struct buf *data) {
+  size_t len = json ? (data->len ? data->len + 1 : 2) : data->len;
+  buf_printf(&cn->out, "Content-Length: %lu\r\n\r\n", (unsigned long)len);
+  if (cn->method == API_HEAD_M) return;
+  if (json) {
+    buf_append(&cn->out, data->len ? "[" : "[]", data->len ? 1 : 2);
+    if (data->len) data->ptr[data->len - 1] = ']';
+  }
+  if (data->len < 16384 || cn->body.len > 0) { /* small, or one is queued */
+    buf_append(&cn->out, data->ptr, data->len);
+    return;
+  }
+  cn->body = *data;
+  cn->body_off = 0;
+  cn->body_at = cn->out.len;
+  memset(data, 0, sizeof(*data));
+}
+
 /* ------------------------------------------------------------ I/O */
 
 static void api_close(struct api_conn *cn);
@@ -9489,23 +9514,62 @@ static void api_set_events(struct api_conn *cn, int reading, int writing) {
            (unsigned)((reading ? LOOP_READ : 0) | (writing ? LOOP_WRITE : 0)));
 }
 
-/* Write what is pending.  Returns -1 if the connection was closed. */
-static int api_flush(struct api_conn *cn) {
-  while (cn->out_off < cn->out.len) {
-    ssize_t n =
-        send(cn->fd, cn->out.ptr + cn->out_off, cn->out.len - cn->out_off,
+/* Send iov[0..n) (MSG_NOSIGNAL where there is one). */
+static ssize_t api_sendv(int fd, struct iovec *iov, int n) {
+  struct msghdr m;
+  memset(&m, 0, sizeof(m));
+  m.msg_iov = iov;
+  m.msg_iovlen = (size_t)n;
 #if defined(MSG_NOSIGNAL)
-             MSG_NOSIGNAL
+  return sendmsg(fd, &m, MSG_NOSIGNAL);
 #else
-             0
+  return sendmsg(fd, &m, 0);
 #endif
-        );
-    if (n > 0) {
-      cn->out_off += (size_t)n;
-    } else if (n < 0 && errno == EINTR) {
+}
+
+/* Write what is pending: out, with the body (if any) at its place.
+** Returns -1 if the connection was closed. */
+static int api_flush(struct api_conn *cn) {
+  for (;;) {
+    struct iovec iov[3];
+    size_t head_end = cn->body.len ? cn->body_at : cn->out.len, k;
+    int n = 0;
+    ssize_t sent;
+    if (cn->out_off < head_end) {
+      iov[n].iov_base = cn->out.ptr + cn->out_off;
+      iov[n++].iov_len = head_end - cn->out_off;
+    }
+    if (cn->body.len) {
+      iov[n].iov_base = cn->body.ptr + cn->body_off;
+      iov[n++].iov_len = cn->body.len - cn->body_off;
+      if (cn->out.len > head_end) {
+        iov[n].iov_base = cn->out.ptr + head_end;
+        iov[n++].iov_len = cn->out.len - head_end;
+      }
+    }
+    if (n == 0) break; /* all written */
+    sent = api_sendv(cn->fd, iov, n);
+    if (sent > 0) {
+      size_t left = (size_t)sent;
+      k = head_end - cn->out_off < left ? head_end - cn->out_off : left;
+      cn->out_off += k; /* the part of out before the body */
+      left -= k;
+      if (cn->body.len && left > 0) {
+        k = cn->body.len - cn->body_off < left ? cn->body.len - cn->body_off
+                                               : left;
+        cn->body_off += k;
+        left -= k;
+      }
+      if (cn->body.len && cn->body_off == cn->body.len) {
+        buf_free(&cn->body); /* done with it: out goes on alone */
+        cn->body_off = cn->body_at = 0;
+      }
+      cn->out_off += left; /* out after the body */
+    } else if (sent < 0 && errno == EINTR) {
       continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (cn->out.len - cn->out_off > API_MAX_OUT) {
+    } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (cn->out.len - cn->out_off + cn->body.len - cn->body_off >
+          API_MAX_OUT) {
         api_close(cn); /* a reader this slow would hold memory forever */
         return -1;
       }
@@ -9755,15 +9819,11 @@ static void api_catchup_reply(struct api_conn *cn, struct job *j) {
   buf_append_str(&cn->out,
                  "Cache-Control: public, max-age=60, "
                  "stale-while-revalidate=300\r\n");
-  api_body_bytes(&body, j->json, j->data.ptr, j->data.len);
-  api_end(cn, body.ptr, body.len);
-  buf_free(&body);
+  api_end_data(cn, j->json, &j->data);
 }
 
 /* Long-poll answers: data (200), or nothing new (204). */
 static void api_poll_reply(struct api_conn *cn, struct job *j) {
-  struct buf body;
-  memset(&body, 0, sizeof(body));
   if (j->data.len == 0) {
     api_begin(cn, 204);
     api_read_headers(cn, j, 1);
@@ -9773,9 +9833,7 @@ static void api_poll_reply(struct api_conn *cn, struct job *j) {
   api_begin(cn, 200);
   api_read_headers(cn, j, 1);
   buf_append_str(&cn->out, "Cache-Control: no-cache\r\n");
-  api_body_bytes(&body, j->json, j->data.ptr, j->data.len);
-  api_end(cn, body.ptr, body.len);
-  buf_free(&body);
+  api_end_data(cn, j->json, &j->data);
 }
 
 /* SSE body bytes go out as HTTP chunks. */
@@ -10843,6 +10901,7 @@ static void api_close(struct api_conn *cn) {
   /* a job in flight is freed when its reply finds no connection */
   buf_free(&cn->in);
   buf_free(&cn->out);
+  buf_free(&cn->body);
   buf_free(&cn->raw);
   URSULA_FREE(cn);
 }
@@ -10875,6 +10934,7 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
     if (cn->fd >= 0) close(cn->fd);
     buf_free(&cn->in);
     buf_free(&cn->out);
+    buf_free(&cn->body);
     buf_free(&cn->raw);
     URSULA_FREE(cn);
   }

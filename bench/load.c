@@ -97,12 +97,47 @@ static int load_connect(void) {
   return fd;
 }
 
-/* If buf[0..len) holds a whole answer, return its length and the status;
-** 0 if more is needed, -1 if it cannot be parsed. */
-static long load_answer(const char *buf, size_t len, int *status) {
+/* The body of a chunked answer at p[0..len): its end offset (after the
+** last chunk and the empty trailer line), with the data bytes in *data;
+** 0 if incomplete, -1 if malformed. */
+static long load_chunked(const char *p, size_t len, long *data) {
+  size_t at = 0;
+  *data = 0;
+  for (;;) {
+    size_t line = at;
+    long size;
+    char *end;
+    while (line + 1 < len && !(p[line] == '\r' && p[line + 1] == '\n')) line++;
+    if (line + 1 >= len) return 0;
+    size = strtol(p + at, &end, 16);
+    if (end == p + at || size < 0) return -1;
+    at = line + 2;
+    if (size == 0) { /* trailers end with an empty line */
+      for (;;) {
+        line = at;
+        while (line + 1 < len && !(p[line] == '\r' && p[line + 1] == '\n'))
+          line++;
+        if (line + 1 >= len) return 0;
+        if (line == at) return (long)(at + 2);
+        at = line + 2;
+      }
+    }
+    if (len < at + (size_t)size + 2) return 0;
+    at += (size_t)size + 2;
+    *data += size;
+  }
+}
+
+/* If buf[0..len) holds a whole answer, return its length and the status
+** (and, when body_bytes is not NULL, the bytes of its body, by
+** Content-Length or chunked framing); 0 if more is needed, -1 if it
+** cannot be parsed. */
+static long load_answer_body(const char *buf, size_t len, int *status,
+                             long *body_bytes) {
   const char *end = NULL, *p;
   size_t i, head;
   long body = 0;
+  int chunked = 0;
   for (i = 3; i < len; i++)
     if (memcmp(buf + i - 3, "\r\n\r\n", 4) == 0) {
       end = buf + i + 1;
@@ -112,17 +147,29 @@ static long load_answer(const char *buf, size_t len, int *status) {
   head = (size_t)(end - buf);
   if (len < 12 || memcmp(buf, "HTTP/1.", 7) != 0) return -1;
   *status = atoi(buf + 9);
-  for (p = buf; p < end; p++) { /* Content-Length, case-insensitively */
-    if ((*p == 'C' || *p == 'c') && end - p > 15 &&
-        (p == buf || p[-1] == '\n')) {
-      char name[16];
-      for (i = 0; i < 15; i++) name[i] = (char)(p[i] | 0x20);
-      name[15] = '\0';
-      if (memcmp(name, "content-length:", 15) == 0) body = atol(p + 15);
-    }
+  for (p = buf; p < end; p++) { /* the framing headers, case-insensitively */
+    char name[19];
+    if (p != buf && p[-1] != '\n') continue;
+    for (i = 0; i < 18 && p + i < end; i++) name[i] = (char)(p[i] | 0x20);
+    name[i] = '\0';
+    if (strncmp(name, "content-length:", 15) == 0) body = atol(p + 15);
+    if (strncmp(name, "transfer-encoding:", 18) == 0 &&
+        strstr(p, "chunked") != NULL && strstr(p, "chunked") < end)
+      chunked = 1;
+  }
+  if (chunked) {
+    long data, n = load_chunked(end, len - head, &data);
+    if (n <= 0) return n;
+    if (body_bytes != NULL) *body_bytes = data;
+    return (long)head + n;
   }
   if (len < head + (size_t)body) return 0;
+  if (body_bytes != NULL) *body_bytes = body;
   return (long)(head + (size_t)body);
+}
+
+static long load_answer(const char *buf, size_t len, int *status) {
+  return load_answer_body(buf, len, status, NULL);
 }
 
 /* One blocking request on a fresh connection; returns the status. */
@@ -498,7 +545,7 @@ static int load_catchup_run(int n_readers, long long total) {
       struct load_reader *r = &rs[i];
       char tmp[65536], v[96];
       ssize_t got;
-      long used;
+      long used, body = 0;
       int status = 0;
       if (pf[i].revents == 0) continue;
       got = read(r->fd, tmp, sizeof(tmp));
@@ -513,15 +560,14 @@ static int load_catchup_run(int n_readers, long long total) {
       }
       memcpy(r->in + r->in_len, tmp, (size_t)got);
       r->in_len += (size_t)got;
-      used = load_answer(r->in, r->in_len, &status);
+      used = load_answer_body(r->in, r->in_len, &status, &body);
       if (used < 0) return 1;
       if (used == 0) continue;
       if (status != 200) {
         fprintf(stderr, "load: reader %d: status %d\n", i, status);
         return 1;
       }
-      if (load_hdr(r->in, (size_t)used, "content-length", v, sizeof(v)))
-        r->bytes += atoll(v);
+      r->bytes += body;
       if (!load_hdr(r->in, (size_t)used, "stream-next-offset", r->offset,
                     sizeof(r->offset)))
         return 1;
