@@ -52,7 +52,8 @@ if ! have_bearssl && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 if ! have_bearssl; then
   echo "# s3.sh: TLS tests skipped: libbearssl-dev is not installed (and could not be)"
-elif ! command -v openssl >/dev/null; then
+elif ! command -v openssl >/dev/null &&
+  ! { [ "$(id -u)" = 0 ] && apt-get install -y openssl >/dev/null 2>&1; }; then
   echo "# s3.sh: TLS tests skipped: openssl is not installed"
 else
   echo "# s3.sh: https"
