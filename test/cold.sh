@@ -13,7 +13,8 @@
 #   2. waits (bounded) until the data has moved: cold objects exist, and
 #      the WAL directory is below 1 MiB;
 #   3. reads every stream back byte-exact, kills the server with kill -9,
-#      restarts it, and reads everything back again from cold storage;
+#      restarts it, and reads everything back again from cold storage; a
+#      fork made at 2 MiB of the moved stream reads back its first 2 MiB;
 #   4. deletes a stream and sees its objects go; leaves an object no
 #      stream names and sees the start-up sweep delete it;
 #   5. restarted without the cold tier, the server refuses to start.
@@ -228,6 +229,19 @@ verify_all "before a restart"
 kill9
 up
 verify_all "after kill -9 and a restart"
+# a fork of moved data: the fork copies what it inherits, chunk by chunk
+code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+  -H 'Content-Type: application/octet-stream' \
+  -H "Stream-Forked-From: /v1/stream/big" \
+  -H "Stream-Fork-Offset: 0000000000000000_0000000002097152" "$U/bigfork")
+head -c 2097152 "$TMP/big" >"$TMP/bigfork"
+if [ "$code" = 201 ] && read_all bigfork "$TMP/bigfork.got" &&
+  cmp -s "$TMP/bigfork" "$TMP/bigfork.got"; then
+  ok "a fork at 2 MiB of the moved stream reads back its first 2 MiB"
+else
+  not_ok "a fork at 2 MiB of the moved stream reads back its first 2 MiB" "PUT $code"
+fi
+curl -s -o /dev/null -X DELETE "$U/bigfork"
 
 # ---------------------------------------------------------------- 4. garbage
 before=$(objects)
