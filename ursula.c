@@ -900,7 +900,6 @@ struct stream_state {
 ** group must carry out once the command is committed. */
 struct stream_result {
   int status;         /* HTTP status for the proposer */
-  int refused;        /* the log refused the command: it was not applied */
   const char *reason; /* static text for error replies, or NULL */
   uint64_t tail;      /* Stream-Next-Offset after the command */
   int closed;         /* stream is closed after the command */
@@ -7600,6 +7599,12 @@ struct cold {
   pthread_t threads[URSULA_COLD_THREADS];
 };
 
+/* The file of object `name` in the folder, into path. */
+static void cold_dir_path(const struct cold *c, const char *name, char *path,
+                          size_t cap) {
+  snprintf(path, cap, "%s/%s", c->cfg->cold_dir, name);
+}
+
 /* mkdir -p of the directories in path before its last '/'. */
 static int cold_dir_parents(char *path) {
   char *p;
@@ -7620,7 +7625,7 @@ static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   struct os_fs *fs = os_fs();
   size_t off = 0;
   int fd;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
   if (cold_dir_parents(path) != 0) goto fail;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -7655,7 +7660,7 @@ static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
   struct stat stbuf;
   int fd, rc = URSULA_OK;
   size_t off = 0;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) return URSULA_ENOTFOUND;
   if (fd < 0 || fstat(fd, &stbuf) != 0) goto fail;
@@ -7684,7 +7689,7 @@ fail:
 
 static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   if (unlink(path) != 0 && errno != ENOENT) {
     snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
              c->cfg->cold_dir, r->name, strerror(errno));
@@ -7701,7 +7706,7 @@ static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 264];
   DIR *top, *sub;
   struct dirent *d, *e;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   top = opendir(path);
   if (top == NULL) {
     if (errno == ENOENT) return URSULA_OK; /* nothing yet */
@@ -8396,7 +8401,6 @@ static void group_refuse(struct core *c, struct group *g, group_done_fn done,
                          void *arg, int status, const char *reason) {
   struct stream_result *r = &g->res;
   memset(r, 0, offsetof(struct stream_result, garbage));
-  r->refused = 1;
   r->status = status;
   r->reason = reason;
   done(c, g, r, arg);
@@ -9015,7 +9019,6 @@ static void group_cold_backoff(struct group *g) {
 static int group_read_chunk(void *ctx, const struct stream *s,
                             const struct stream_chunk *ch, const char **p) {
   struct group *g = (struct group *)ctx;
-  (void)s;
   if (g->cache != NULL && (*p = cold_cache_get(g->cache, ch->name)) != NULL)
     return URSULA_OK;
   g->want = ch;

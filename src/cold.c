@@ -132,6 +132,12 @@ struct cold {
   pthread_t threads[URSULA_COLD_THREADS];
 };
 
+/* The file of object `name` in the folder, into path. */
+static void cold_dir_path(const struct cold *c, const char *name, char *path,
+                          size_t cap) {
+  snprintf(path, cap, "%s/%s", c->cfg->cold_dir, name);
+}
+
 /* mkdir -p of the directories in path before its last '/'. */
 static int cold_dir_parents(char *path) {
   char *p;
@@ -152,7 +158,7 @@ static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   struct os_fs *fs = os_fs();
   size_t off = 0;
   int fd;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
   if (cold_dir_parents(path) != 0) goto fail;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -187,7 +193,7 @@ static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
   struct stat stbuf;
   int fd, rc = URSULA_OK;
   size_t off = 0;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) return URSULA_ENOTFOUND;
   if (fd < 0 || fstat(fd, &stbuf) != 0) goto fail;
@@ -216,7 +222,7 @@ fail:
 
 static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   if (unlink(path) != 0 && errno != ENOENT) {
     snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
              c->cfg->cold_dir, r->name, strerror(errno));
@@ -233,7 +239,7 @@ static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 264];
   DIR *top, *sub;
   struct dirent *d, *e;
-  snprintf(path, sizeof(path), "%s/%s", c->cfg->cold_dir, r->name);
+  cold_dir_path(c, r->name, path, sizeof(path));
   top = opendir(path);
   if (top == NULL) {
     if (errno == ENOENT) return URSULA_OK; /* nothing yet */

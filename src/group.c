@@ -381,7 +381,6 @@ static void group_refuse(struct core *c, struct group *g, group_done_fn done,
                          void *arg, int status, const char *reason) {
   struct stream_result *r = &g->res;
   memset(r, 0, offsetof(struct stream_result, garbage));
-  r->refused = 1;
   r->status = status;
   r->reason = reason;
   done(c, g, r, arg);
@@ -1000,7 +999,6 @@ static void group_cold_backoff(struct group *g) {
 static int group_read_chunk(void *ctx, const struct stream *s,
                             const struct stream_chunk *ch, const char **p) {
   struct group *g = (struct group *)ctx;
-  (void)s;
   if (g->cache != NULL && (*p = cold_cache_get(g->cache, ch->name)) != NULL)
     return URSULA_OK;
   g->want = ch;

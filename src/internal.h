@@ -700,7 +700,6 @@ struct stream_state {
 ** group must carry out once the command is committed. */
 struct stream_result {
   int status;         /* HTTP status for the proposer */
-  int refused;        /* the log refused the command: it was not applied */
   const char *reason; /* static text for error replies, or NULL */
   uint64_t tail;      /* Stream-Next-Offset after the command */
   int closed;         /* stream is closed after the command */
