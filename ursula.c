@@ -721,6 +721,8 @@ URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
 /* Remove whole segments whose entries are all at or below upto (they are
 ** covered by a snapshot of the state machine). */
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto);
+/* Whether wal_compact(w, upto) would remove a segment. */
+URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_first_index(const struct wal *w);
 URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
@@ -6148,6 +6150,10 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   return URSULA_OK;
 }
 
+URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto) {
+  return w->n_segs > 1 && w->segs[1].first_index <= upto + 1;
+}
+
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   char path[URSULA_PATH_LEN + 32];
   size_t drop = 0, k;
@@ -8496,12 +8502,20 @@ static void group_apply(struct core *c, struct group *g, const char *p,
     group_delete_objects(c, g, &r->garbage);
 }
 
+/* The last entry that WAL compaction may cover: everything applied, but
+** not the segment of the oldest bytes a stream still reads from the WAL
+** (segments before it hold only deleted or moved data). */
+static uint64_t group_compact_upto(struct group *g) {
+  uint64_t oldest = stream_oldest_seg(&g->sm);
+  return oldest <= g->applied_index ? oldest - 1 : g->applied_index;
+}
+
 /* Write a snapshot of the state machine as of the last applied entry,
 ** then drop the WAL segments that nothing needs any more: those wholly
 ** before the snapshot that hold no unit's bytes. */
 static void group_snapshot(struct group *g) {
   struct buf b;
-  uint64_t t0 = os_now_ms(), oldest, upto;
+  uint64_t t0 = os_now_ms();
   int rc;
   memset(&b, 0, sizeof(b));
   rc = stream_snapshot(&g->sm, &b);
@@ -8516,9 +8530,7 @@ static void group_snapshot(struct group *g) {
   g->snapshot_size = b.len;
   g->cold_moved = 0;
   buf_free(&b);
-  oldest = stream_oldest_seg(&g->sm);
-  upto = oldest <= g->applied_index ? oldest - 1 : g->applied_index;
-  rc = wal_compact(g->wal, upto);
+  rc = wal_compact(g->wal, group_compact_upto(g));
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
         (unsigned long long)g->applied_index,
         (unsigned long long)g->snapshot_size,
@@ -9311,6 +9323,11 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g) {
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   uint64_t now = os_wall_ms();
   size_t i;
+  /* segments freed by deletions or moves go now, not at the next
+  ** snapshot the log's growth would bring (which may never come) */
+  if (g->wal != NULL && !g->in_flight && !wal_failed(g->wal) &&
+      wal_can_compact(g->wal, group_compact_upto(g)))
+    group_snapshot(g);
   if (g->wal != NULL && wal_failed(g->wal)) {
     int rc = wal_recover(g->wal);
     if (rc == URSULA_OK) {

@@ -476,12 +476,20 @@ static void group_apply(struct core *c, struct group *g, const char *p,
     group_delete_objects(c, g, &r->garbage);
 }
 
+/* The last entry that WAL compaction may cover: everything applied, but
+** not the segment of the oldest bytes a stream still reads from the WAL
+** (segments before it hold only deleted or moved data). */
+static uint64_t group_compact_upto(struct group *g) {
+  uint64_t oldest = stream_oldest_seg(&g->sm);
+  return oldest <= g->applied_index ? oldest - 1 : g->applied_index;
+}
+
 /* Write a snapshot of the state machine as of the last applied entry,
 ** then drop the WAL segments that nothing needs any more: those wholly
 ** before the snapshot that hold no unit's bytes. */
 static void group_snapshot(struct group *g) {
   struct buf b;
-  uint64_t t0 = os_now_ms(), oldest, upto;
+  uint64_t t0 = os_now_ms();
   int rc;
   memset(&b, 0, sizeof(b));
   rc = stream_snapshot(&g->sm, &b);
@@ -496,9 +504,7 @@ static void group_snapshot(struct group *g) {
   g->snapshot_size = b.len;
   g->cold_moved = 0;
   buf_free(&b);
-  oldest = stream_oldest_seg(&g->sm);
-  upto = oldest <= g->applied_index ? oldest - 1 : g->applied_index;
-  rc = wal_compact(g->wal, upto);
+  rc = wal_compact(g->wal, group_compact_upto(g));
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
         (unsigned long long)g->applied_index,
         (unsigned long long)g->snapshot_size,
@@ -1291,6 +1297,11 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g) {
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   uint64_t now = os_wall_ms();
   size_t i;
+  /* segments freed by deletions or moves go now, not at the next
+  ** snapshot the log's growth would bring (which may never come) */
+  if (g->wal != NULL && !g->in_flight && !wal_failed(g->wal) &&
+      wal_can_compact(g->wal, group_compact_upto(g)))
+    group_snapshot(g);
   if (g->wal != NULL && wal_failed(g->wal)) {
     int rc = wal_recover(g->wal);
     if (rc == URSULA_OK) {

@@ -521,6 +521,8 @@ URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
 /* Remove whole segments whose entries are all at or below upto (they are
 ** covered by a snapshot of the state machine). */
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto);
+/* Whether wal_compact(w, upto) would remove a segment. */
+URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_first_index(const struct wal *w);
 URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);

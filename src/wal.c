@@ -797,6 +797,10 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   return URSULA_OK;
 }
 
+URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto) {
+  return w->n_segs > 1 && w->segs[1].first_index <= upto + 1;
+}
+
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   char path[URSULA_PATH_LEN + 32];
   size_t drop = 0, k;
