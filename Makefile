@@ -22,7 +22,7 @@ endif
 SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
 .PHONY: all amalgamate check-amalgamation check-symbols test-split test-flags \
-        test-unit test-blackbox test-crash test-conformance test-conformance-wal \
+        test-unit test-blackbox test-damage test-crash test-conformance test-conformance-wal \
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
         test bench clean
 
@@ -114,6 +114,23 @@ test-asan: build/ursula-asan build/ursula-asan-cold
 	  --wal-dir "$$d/wal" --hot-max-bytes 65536 --snapshot-bytes 4096; \
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
+# The WAL damage matrix on the real binary (64 KiB segments, so a little
+# data spans several), and, when git can give it, against a directory of
+# the last WAL-format-1 build (refused with a message; its lock file).
+V1_COMMIT = e759f98
+build/ursula-smallseg: ursula.c ursula.h
+	@mkdir -p build
+	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 ursula.c -o $@ $(LDLIBS)
+
+test-damage: build/ursula-smallseg
+	@old=""; rm -rf build/v1 && mkdir -p build/v1 && \
+	if git show $(V1_COMMIT):ursula.c >build/v1/ursula.c 2>/dev/null && \
+	   git show $(V1_COMMIT):ursula.h >build/v1/ursula.h 2>/dev/null && \
+	   $(CC) -O1 build/v1/ursula.c -o build/v1/ursula $(LDLIBS) 2>/dev/null; then \
+	  old=build/v1/ursula; \
+	else echo "test-damage: no build of $(V1_COMMIT) (no git history): format-1 cases skipped"; fi; \
+	bash test/damage.sh build/ursula-smallseg $$old
+
 # kill -9 under load, restart, check every acknowledged append.
 test-crash: ursula
 	bash test/crash.sh ./ursula 6
@@ -160,7 +177,7 @@ test-conformance-cold: ursula
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
 test: check-amalgamation check-symbols test-split test-flags test-unit \
-      test-blackbox test-crash test-conformance test-conformance-wal \
+      test-blackbox test-damage test-crash test-conformance test-conformance-wal \
       test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan
 	@echo "make test: all passed"
 

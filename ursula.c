@@ -238,6 +238,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <dirent.h>
+#include <sys/file.h>
 #if URSULA_ENABLE_EPOLL
 #include <sys/epoll.h>
 #endif
@@ -644,56 +645,113 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
 struct wal;
+/* Record types.  CMD, NOOP and CONF are log entries (each takes the next
+** index); HARD is the Raft hard state (term, vote) as of that point. */
+enum { WAL_CMD = 1, WAL_NOOP = 2, WAL_CONF = 3, WAL_HARD = 16, WAL_SEAL = 17 };
 struct wal_entry {
   uint64_t term;
   uint64_t index;
-  const void *data; /* the payload: one encoded command */
+  int type;         /* WAL_CMD, WAL_NOOP or WAL_CONF */
+  const void *data; /* the payload (CMD: one encoded command) */
   size_t len;
-  uint64_t seg, off; /* where the payload is: segment, file offset */
 };
 struct wal_stats {         /* what wal_replay() found */
   uint64_t entries;        /* valid entries replayed */
   uint64_t bytes;          /* bytes of the segments they span */
   uint64_t cut_bytes;      /* bytes cut from the torn tail */
-  uint64_t cut_segment;    /* first index of the segment that was cut, or
-                           that is damaged or missing (URSULA_ECORRUPT) */
+  uint64_t cut_segment;    /* first index of the segment that was cut */
   uint64_t cut_at;         /* byte offset of the cut or the damage */
   uint64_t snapshot_index; /* the snapshot replay started after (0: none) */
 };
-/* Open (creating if needed) the log in directory dir.  Call wal_replay()
-** next, once, before anything else.  URSULA_OK or an error with a reason
-** in err. */
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err);
+/* Open (creating if needed, unless must_exist) the log in directory dir.
+** must_exist: the caller knows this log was created, so a missing
+** directory or a directory without segments is refused (URSULA_ECORRUPT)
+** rather than taken for a new, empty log.  A format-1 directory is
+** refused with URSULA_EINVAL.  Call wal_replay() next, once.  URSULA_OK or
+** an error with a reason in err (URSULA_ERRMSG_LEN bytes, the full path
+** named). */
+URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
+                            char *err);
 URSULA_PRIVATE void wal_close(struct wal *w);
 /* Hand the snapshot, if there is one, to restore, then every valid entry
 ** after it, in index order, to fn (both return URSULA_OK to go on); cut a
-** torn tail; open the last segment for appending.  Returns URSULA_OK, fn's error, or an I/O error. */
+** torn tail; open the last segment for appending.  Returns URSULA_OK;
+** URSULA_ECORRUPT for damage or a missing file (wal.c's RECOVERY rules),
+** with err naming the file and the byte; fn's error; or an I/O error. */
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
-                              void *arg, struct wal_stats *st);
-/* Durably replace the snapshot with p[0..n), the state machine as of entry
-** (index, term); replay then starts after it. */
+                              void *arg, struct wal_stats *st, char *err);
+/* Snapshots, written and read in chunks of at most WAL_SNAP_CHUNK.
+** Writing: begin (as of entry index, term), put the payload in any number
+** of pieces, then commit (durably replaces the snapshot; replay then
+** starts after it) or abort.  Reading: open (URSULA_ENOTFOUND if there is
+** none; header and length checked), read pieces (> 0 bytes; 0 at the end
+** once the CRC of the whole file checked out; -1 on a read error or a
+** CRC mismatch), close. */
+#define WAL_SNAP_CHUNK (1024 * 1024)
+struct wal_snap_writer {
+  int fd;
+  uint64_t index, term, at;
+  uint32_t crc;
+};
+struct wal_snap_reader {
+  int fd;
+  uint64_t index, term; /* the entry the snapshot covers up to */
+  uint64_t size;        /* payload bytes */
+  uint64_t at;
+  uint32_t crc, want_crc;
+};
+URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
+                                  uint64_t index, uint64_t term);
+URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
+                                size_t n);
+URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw);
+URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw);
+URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
+                                 char *err);
+URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
+                                  size_t n);
+URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr);
+/* The whole snapshot p[0..n) through the chunked writer. */
 URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
                                      uint64_t term, const void *p, size_t n);
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_snapshot_index(const struct wal *w);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 /* Every record starts with a header of this many bytes (wal.c). */
-#define WAL_RECORD_HEADER 24
-/* Frame the entry (term, index) whose payload the caller has put at
+#define WAL_RECORD_HEADER 32
+/* Frame the record (type, term, index) whose payload the caller has put at
 ** rec + WAL_RECORD_HEADER (n bytes): fill in the header before it.  The
 ** caller keeps the bytes and hands every record it framed, back to back,
-** to wal_write().  *seg and *off get where the payload will be (see
-** wal_pread).  index must be wal_last_index() + 1.  Returns URSULA_OK,
-** URSULA_EIO once the log has failed, URSULA_EINVAL, URSULA_ETOOBIG, or
-** an error of starting a new segment. */
-URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
-                             void *rec, size_t n, uint64_t *seg, uint64_t *off);
-/* Append the len bytes at file offset off of segment seg (as wal_frame()
-** and wal_entry report them) to out.  Only durable bytes may be read. */
-URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
-                             uint64_t len, struct buf *out);
+** to wal_write().  An entry's index must be wal_last_index() + 1 and its
+** term at least the last entry's; a WAL_HARD record (payload from
+** wal_hard_payload, n = 16) has index wal_last_index() and takes effect
+** when its batch is durable.  Returns URSULA_OK, URSULA_EIO once the log
+** has failed, URSULA_EINVAL, URSULA_ETOOBIG, or an error of starting a
+** new segment. */
+URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
+                             uint64_t index, void *rec, size_t n);
+URSULA_PRIVATE URSULA_UNUSED void wal_hard_payload(void *payload,
+                                                   uint64_t term,
+                                                   uint64_t vote);
+/* Append bytes [off, off + len) of the payload of durable entry index to
+** out.  The whole record is read and its CRC checked on every read (the
+** last record read is kept, so reading a large entry piece by piece reads
+** it once).  URSULA_OK; URSULA_ECORRUPT if the record is damaged or
+** missing (never wrong bytes); URSULA_ENOTFOUND outside the durable log;
+** URSULA_EINVAL past the payload's end; or an I/O error. */
+URSULA_PRIVATE int wal_read(struct wal *w, uint64_t index, uint64_t off,
+                            uint64_t len, struct buf *out);
+/* The durable entry index, checked as wal_read does; e->data is valid
+** until the next read. */
+URSULA_PRIVATE URSULA_UNUSED int wal_entry_at(struct wal *w, uint64_t index,
+                                              struct wal_entry *e);
+/* The term of entry index (0 for index 0; the snapshot's term for its
+** index).  URSULA_ENOTFOUND past the end or before the first entry. */
+URSULA_PRIVATE URSULA_UNUSED int wal_term_at(struct wal *w, uint64_t index,
+                                             uint64_t *term);
 /* Write the records framed since the last write: p[0..len), exactly
 ** those, in order.  Not durable until wal_flush() succeeds, which syncs
 ** what was written (one sync for all; it may run on any thread while the
@@ -714,20 +772,23 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno);
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
 URSULA_PRIVATE int wal_recover(struct wal *w);
 URSULA_PRIVATE int wal_failed(const struct wal *w);
-/* Remove the entries from index on (a Raft log conflict).  Nothing may be
-** buffered. */
+/* Remove the entries from index on (a Raft log conflict), crash-safely
+** (wal.c).  Nothing may be buffered; index must be above the snapshot. */
 URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
                                                      uint64_t index);
-/* Remove whole segments whose entries are all at or below upto (they are
-** covered by a snapshot of the state machine). */
+/* Remove whole segments whose entries are all at or below upto and below
+** the snapshot (nothing the snapshot does not cover ever goes). */
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto);
 /* Whether wal_compact(w, upto) would remove a segment. */
 URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_first_index(const struct wal *w);
 URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
-/* The persisted Raft term and vote (0, 0 for a new log), and a durable,
-** atomic update of both. */
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_durable_index(const struct wal *w);
+/* The durable Raft term and vote (0, 0 for a new log).  wal_save_state()
+** makes a new pair durable at once (a HARD record and a sync; nothing may
+** be buffered); the commit path frames WAL_HARD records with its entries
+** instead, so they share a sync. */
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
 URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote);
@@ -745,7 +806,8 @@ enum {
   CMD_FORK_ACQUIRE = 4, /* a fork is being made of this stream: refcount+1 */
   CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
   CMD_EXPIRE = 6,       /* remove the stream if its TTL or Expires-At passed */
-  CMD_COLD = 7          /* a prefix of the stream moved to the cold tier */
+  CMD_COLD = 7,         /* a prefix of the stream moved to the cold tier */
+  CMD_TOUCH = 8         /* a read slid the stream's TTL window */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -782,14 +844,14 @@ struct cmd {
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
-  /* COLD only */
+  /* COLD and TOUCH */
   uint64_t incarnation;
   uint64_t cold_start, cold_end;
   struct str object;
-  /* Not encoded: where the log keeps this command's bytes, set by the
-  ** group before the apply (0 = in memory only): the WAL segment and the
-  ** file offsets of data and inherited. */
-  uint64_t log_seg, data_off, inherited_off;
+  /* Not encoded: the start of the encoded bytes the views point into
+  ** (set by cmd_decode), so that a view's offset in its log entry is
+  ** data.ptr - raw: the logical address of the bytes. */
+  const char *raw;
 };
 
 /* The codecs of the encoding (also used by snapshots): an unsigned LEB128
@@ -822,10 +884,12 @@ struct stream_producer {
   char id[1]; /* id_len bytes follow, NUL-terminated */
 };
 
-/* Where a unit's bytes are kept in the group's WAL: the segment (its
-** first index; 0 = only in memory) and the file offset of the first byte. */
+/* Where a unit's bytes are in the group's log, logically: the index of
+** the entry that carried them and the offset of the first byte in that
+** entry's payload.  The same on every replica that applied the same log
+** (a file offset would not be); the WAL maps it to a file position. */
 struct stream_loc {
-  uint64_t seg;
+  uint64_t index;
   uint64_t off;
 };
 
@@ -834,6 +898,22 @@ struct stream_loc {
 struct stream_chunk {
   uint64_t start, end;
   char *name; /* the object's name, NUL-terminated */
+};
+
+/* What one node keeps of a stream beside the replicated state: caches,
+** reader bookkeeping, upload progress.  Never part of a snapshot or of
+** stream_digest(), and no apply decision reads it: two replicas with the
+** same log have equal streams whatever these fields hold. */
+struct stream_local {
+  uint64_t hot_start;       /* bytes before this are only in the log */
+  struct buf data;          /* bytes [hot_start, tail): the hot data */
+  uint64_t watch_mask;      /* cores with live readers */
+  int flushing;             /* an upload to the cold tier is under way */
+  uint64_t unflushed_since; /* wall ms the oldest byte past cold_end came
+                               (0: none) */
+  uint64_t read_ms;         /* the last read (wall ms), for the sliding TTL:
+                               the owner logs it as a TOUCH (group.c) */
+  uint64_t touch_ms;        /* the last read_ms proposed as a TOUCH */
 };
 
 struct stream {
@@ -846,17 +926,15 @@ struct stream {
   int closed;
   int soft_deleted;        /* deleted or expired while forks still read it */
   uint64_t tail;           /* byte offset after the last byte */
-  uint64_t hot_start;      /* bytes before this are only in the WAL */
-  struct buf data;         /* bytes [hot_start, tail): the hot data */
   uint64_t *bounds;        /* end offset of each append unit, ascending */
-  struct stream_loc *locs; /* where each unit is in the WAL */
+  struct stream_loc *locs; /* where each unit is in the log */
   size_t n_bounds, cap_bounds;
   int has_ttl;
   uint64_t ttl_s;
   int has_expires;
   uint64_t expires_at_ms;
   char *expires_text;
-  uint64_t last_access_ms; /* for the sliding TTL */
+  uint64_t last_access_ms; /* for the sliding TTL: create, appends, TOUCH */
   char *stream_seq;        /* last Stream-Seq, or NULL */
   size_t stream_seq_len;
   struct stream_producer *producers;
@@ -868,16 +946,13 @@ struct stream {
   uint64_t fork_offset, fork_sub;
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
-  uint64_t watch_mask;  /* cores with live readers (owner-local state) */
   /* the cold tier: bytes [0, cold_end) are in chunks[], in order and back
   ** to back; they are the first cold_units units */
   struct stream_chunk *chunks;
   size_t n_chunks, cap_chunks;
   uint64_t cold_end;
   size_t cold_units;
-  int flushing;             /* an upload is under way (owner-local) */
-  uint64_t unflushed_since; /* wall ms the oldest byte past cold_end came
-                               (owner-local; 0: none) */
+  struct stream_local local; /* this node's, not replicated */
 };
 
 struct stream_state {
@@ -926,11 +1001,14 @@ struct stream_result {
 
 URSULA_PRIVATE void stream_state_init(struct stream_state *st);
 URSULA_PRIVATE void stream_state_free(struct stream_state *st);
-/* Apply one committed command.  Deterministic: depends only on the state
-** and *c (its time_ms is the clock).  *r is reset first; its garbage and
-** releases buffers are the caller's (reset to empty, not freed). */
-URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r);
+/* Apply the committed command *c, the payload of log entry `index`.
+** Pure: the result depends only on the state, index and *c (its time_ms
+** is the clock); no I/O; out of memory aborts.  A command that breaks a
+** protocol rule is a reply (4xx) in *r, not a failure.  *r is reset first;
+** its garbage and releases buffers are the caller's (reset to empty, not
+** freed).  Returns URSULA_OK, or URSULA_ECORRUPT for an unknown type. */
+URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r);
 /* Look a stream up by path; NULL if there is none (expired or not). */
 URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
                                           struct str path);
@@ -949,19 +1027,24 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
 ** max / 2 (when it is above max), oldest units of each stream first. */
 URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max);
-/* A snapshot of the state machine: every stream's metadata, producer
-** state, forks and TTLs, and where each unit's bytes are in the WAL (the
-** bytes themselves stay there).  Fails with URSULA_EINVAL if a unit is
-** only in memory.  stream_restore() fills an empty state from one; all
-** data then starts cold.  Format in stream.c. */
+/* A snapshot of the replicated state, in canonical form (equal states
+** give equal bytes): every stream's metadata, producer state, forks,
+** TTLs, chunks, and the log position of each unit's bytes (the bytes stay
+** in the log).  URSULA_EINVAL if a unit is in no log.  stream_restore()
+** fills an empty state from one; all data then starts out of memory.
+** Format in stream.c. */
 URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
                                    struct buf *out);
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len);
 /* The chunk of s that holds byte off (off < s->cold_end). */
 URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off);
-/* The oldest WAL segment any unit's bytes are in (UINT64_MAX if none). */
-URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st);
+/* One 64-bit digest of the replicated state (FNV-1a of the canonical
+** snapshot): equal on replicas that applied the same log. */
+URSULA_PRIVATE URSULA_UNUSED int stream_digest(const struct stream_state *st,
+                                               uint64_t *digest);
+/* The oldest log index any unit's bytes are in (UINT64_MAX if none). */
+URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
 
@@ -1116,10 +1199,12 @@ URSULA_PRIVATE int group_id(const struct group *g);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); keep at most about hot_max bytes of stream
-** data in memory from then on.  URSULA_OK, or an error with a reason in err. */
+** data in memory from then on.  must_exist: the data directory says the
+** log was created (a missing one is refused, not made anew).  URSULA_OK,
+** or an error with a reason in err. */
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, uint64_t snapshot_bytes,
-                                  char *err);
+                                  int must_exist, uint64_t hot_max,
+                                  uint64_t snapshot_bytes, char *err);
 /* Group commit, pipelined: at the end of the owner's loop turn,
 ** group_commit_start() writes g's new entries to its WAL and returns the
 ** descriptor to sync; the batch is then in flight, and the owner goes on
@@ -5184,7 +5269,7 @@ static int s3_do(struct s3_client *c, struct s3_call *k, struct s3_error *e) {
           tls_connect(&c->conn, c->host, c->port,
                       c->https ? c->cfg.anchors : NULL, c->cfg.timeout_ms, err);
       if (rc == URSULA_ENOTSUP) {
-        snprintf(e->line, sizeof(e->line), "%s", err);
+        snprintf(e->line, sizeof(e->line), "%.500s", err);
         return rc;
       }
     }
@@ -5352,64 +5437,80 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 #line 1 "src/wal.c"
 #endif
 /*
-** wal.c -- a group's write-ahead log: segment files of framed records.
+** wal.c -- a group's write-ahead log: segment files of typed records, a
+** snapshot file, and the rules that tell a crash's torn tail from damage.
 **
-** Each group logs its commands (cmd.c) here before they are applied, and
-** replays them on start.  The interface is the one a Raft log needs:
-** append entries at (term, index), make them durable, truncate a suffix,
-** compact a prefix, and keep the current term and vote.
+** Each group logs its entries here before they are applied, and replays
+** them on start.  The interface is the one a Raft log store needs:
+** append entries at (term, index), make them durable together with the
+** current term and vote (one sync), read entries and terms by index,
+** truncate a suffix, compact a prefix, and keep a snapshot.
+**
+** FORMAT VERSION 2.  Version 1 directories ("URSWAL1" segments, a
+** "state" file) are refused with a message that says so (wal_open).
 **
 ** FILES.  One directory per group (the caller names it; stream names
 ** never become file names):
 **
 **     00000000000000000001.wal   segment: entries from index 1
 **     00000000000000052113.wal   segment: entries from index 52113
-**     state                      current term and vote
+**     snapshot                   the state machine as of some index
 **
 ** A segment is named by the index of its first entry (20 decimal digits,
 ** so names sort like the numbers).  Only the last segment is written; a
 ** new one starts when the last reaches WAL_SEGMENT_BYTES.
 **
-** SEGMENT HEADER, 24 bytes, all integers little-endian:
+** SEGMENT HEADER, 32 bytes, all integers little-endian:
 **
-**     0   8  magic "URSWAL1\n"
+**     0   8  magic "URSWAL2\n"
 **     8   8  index of the first entry
-**    16   4  CRC32C of bytes 0..15
-**    20   4  zero
+**    16   8  zero
+**    24   4  CRC32C of bytes 0..23
+**    28   4  zero
 **
-** RECORD, one per entry, 24 bytes + payload, back to back after the
-** header:
+** RECORD, 32 bytes + payload, back to back after the header:
 **
-**     0   4  CRC32C of bytes 4..(24+n-1): length, term, index, payload
+**     0   4  CRC32C of bytes 4..(32+n-1)
 **     4   4  n, the payload length (at most WAL_MAX_RECORD)
-**     8   8  term
-**    16   8  index (the previous record's index + 1)
-**    24   n  payload: one encoded command (cmd.c)
+**     8   1  type: 1 CMD, 2 NOOP, 3 CONF (log entries); 16 HARD, 17 SEAL
+**     9   7  zero
+**    16   8  term
+**    24   8  index
+**    32   n  payload
 **
-** SNAPSHOT FILE "snapshot": the state machine as of an index, so that
-** replay can start after it and older segments can go.  Replaced
-** atomically like the state file:
+**   Log entries (CMD: one encoded command, cmd.c; NOOP: a new leader's
+**   empty entry; CONF: a configuration) take the next index: the
+**   previous entry's + 1.  Their terms never decrease.
+**   HARD (payload: term 8, vote 8) is the Raft hard state as of here; the
+**   last HARD record of the log is in force.  Its index field is the
+**   last entry's index (it takes no index of its own), and it is written
+**   in the same batch, and so made durable by the same sync, as entries.
+**   Every segment starts with one, so compaction never loses it.
+**   SEAL (payload: the next segment's first index, 8) ends a segment that
+**   is complete: the segment it names must exist.  Its index field is
+**   the last entry's index.
 **
-**     0   8  magic "URSSNAP1"
+** SNAPSHOT FILE "snapshot", written and read in chunks (a large one is
+** never held twice in memory) and replaced atomically (written to
+** snapshot.tmp, synced, renamed, the directory synced):
+**
+**     0   8  magic "URSSNAP2"
 **     8   8  index of the last entry it covers
 **    16   8  term of that entry
-**    24   8  n, the payload length
+**    24   8  zero
 **    32   n  payload: the state machine's snapshot (stream.c)
-**  32+n   4  CRC32C of bytes 0..(32+n-1)
-**
-** STATE FILE, 28 bytes: magic "URSTATE1", term (8), vote (8), CRC32C of
-** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
-** renamed over state, and the directory synced.
+**  32+n   8  n
+**  40+n   4  CRC32C of bytes 0..(40+n-1)
+**  44+n   4  zero
 **
 ** DURABILITY.  wal_frame() fills in the header of a record the caller
 ** has built in its own buffer (so the payload is never copied), and
 ** wal_write() writes the caller's run of framed records with pwrite();
-** wal_flush() then syncs the file once (fdatasync, or F_FULLFSYNC on
-** macOS) -- so many appends share one sync (group commit).  Only after
-** the sync succeeds are the entries durable.  The sync itself may run on
-** another thread while the owner goes on (wal_flush_fd, wal_flush_done):
-** the syncs of many groups then overlap, and the file system commits them
-** together.
+** the file is then synced once (fdatasync, or F_FULLFSYNC on macOS), so
+** many appends share one sync (group commit).  Only after the sync
+** succeeds are the entries, and any HARD record among them, durable.
+** The sync itself may run on another thread while the owner goes on
+** (wal_flush_fd, wal_flush_done).
 **
 ** FAILURES.  If a write or a sync fails, the buffered entries are dropped
 ** (nothing of them may be acknowledged), and the log refuses appends
@@ -5419,31 +5520,59 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 ** and reads every record of the segment back, checking each CRC, before
 ** the log accepts appends again.
 **
-** RECOVERY.  wal_replay() reads the segments in order and hands each
-** valid entry to a callback.  It stops at the first record that is torn
-** (short), fails its CRC, or breaks the index sequence.  In the last
-** segment that is the tail a crash left behind, never acknowledged
-** (records are synced in order): the segment is cut there.  Anywhere
-** else it is damage to acknowledged entries -- a segment is synced whole
-** before the next one starts -- and replay fails with URSULA_ECORRUPT
-** rather than drop everything after it.
+** RECOVERY: DAMAGE IS NEVER TAKEN FOR ABSENCE.  wal_replay() reads the
+** snapshot and the segments after it in order, checking every record.
+**   - A crash can tear only the records of the last batch written, at the
+**     end of the last segment (records are written in order, and a
+**     segment is synced whole and sealed before the next one starts).  So
+**     a bad record at the end of the last segment, with no valid record
+**     anywhere after it, is a torn tail: it is cut (and logged).
+**   - A bad record with a valid record after it, or a bad record in any
+**     segment but the last, is damage to acknowledged entries: replay
+**     fails with URSULA_ECORRUPT, naming the file and the byte offset.
+**   - A missing file that the log names is refused the same way: a gap in
+**     the segments' indexes, a last segment that ends with a SEAL (its
+**     successor is gone), segments that start after 1 with no snapshot,
+**     no segment at all in a log that must exist (wal_open).
+**   - Segments wholly covered by the snapshot are not read at start; the
+**     first read from one checks it (wal_read), as every read checks the
+**     record it reads: damage there is an error, never wrong bytes.
+**
+** CRASH SAFETY OF THE CHANGES.  Each step leaves a log that replays:
+**   - a new segment is created (header and HARD synced, the directory
+**     synced) before its predecessor is sealed;
+**   - wal_truncate_suffix() works from the last segment back: first it
+**     unseals the segment before (cuts its SEAL and appends a HARD
+**     record, synced: the last segment still holds the latest HARD record
+**     meanwhile), then removes the last one; then it replaces the segment
+**     that holds the truncation point by its prefix and a HARD record,
+**     through a temporary file and a rename;
+**   - wal_compact() removes segments from the front, and only those a
+**     durable snapshot covers.
 */
 
 
-#define WAL_HEADER_BYTES 24
+#define WAL_HEADER_BYTES 32
 #define WAL_MAX_RECORD (1024u * 1024 * 1024) /* bytes of one payload */
-#define WAL_STATE_BYTES 28
+#define WAL_HARD_BYTES 16                    /* HARD payload */
+#define WAL_SEAL_BYTES 8                     /* SEAL payload */
+#define WAL_SNAP_HEAD 32
+#define WAL_SNAP_TAIL 16
 #ifndef WAL_SEGMENT_BYTES
 #define WAL_SEGMENT_BYTES (64 * 1024 * 1024) /* roll to a new segment */
 #endif
 
-static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
-static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
-static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '1'};
+static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '2', '\n'};
+static const char wal_magic_v1[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
+static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '2'};
 
 struct wal_seg {
   uint64_t first_index;
-  int fd; /* open for wal_pread(), or -1 (the last one reads through w->fd) */
+  int fd;         /* open for reads, or -1 (the last one reads through w->fd) */
+  int mapped;     /* offs[] holds every entry the file has (to `damaged`) */
+  uint64_t *offs; /* file offset of the record of entry first_index + i */
+  size_t n_offs, cap_offs;
+  int64_t damaged; /* byte offset of the first bad record seen, or -1 */
 };
 
 struct wal {
@@ -5460,10 +5589,13 @@ struct wal {
   uint64_t durable_term;
   size_t pending; /* bytes framed but not yet written */
   int failed;     /* a write or sync failed: appends refused */
-  uint64_t term, vote;
+  uint64_t term, vote;           /* the durable hard state */
+  uint64_t next_term, next_vote; /* ... once the pending batch is durable */
   int64_t segment_bytes;
   uint64_t snap_index, snap_term; /* the snapshot replay starts after */
   uint64_t since_snap;            /* log bytes written after it */
+  uint64_t rd_index;              /* the record in rd (0: none) */
+  struct buf rd;                  /* the last record read and checked */
 };
 
 /* ------------------------------------------------------------ bytes */
@@ -5493,6 +5625,39 @@ static int wal_errno_code(int e) {
   return e == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
 }
 
+static int wal_is_entry(int type) {
+  return type == WAL_CMD || type == WAL_NOOP || type == WAL_CONF;
+}
+
+/* Fill in the header of the record at h (payload at h + 32, n bytes). */
+static void wal_seal_record(unsigned char *h, int type, uint64_t term,
+                            uint64_t index, size_t n) {
+  uint32_t crc;
+  wal_put32(h + 4, (uint32_t)n);
+  memset(h + 8, 0, 8);
+  h[8] = (unsigned char)type;
+  wal_put64(h + 16, term);
+  wal_put64(h + 24, index);
+  crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
+  crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
+  wal_put32(h, crc);
+}
+
+/* Whether p[0..avail) starts with a whole, valid record; its payload
+** length in *n. */
+static int wal_record_ok(const unsigned char *p, size_t avail, uint32_t *n) {
+  size_t i;
+  if (avail < WAL_RECORD_HEADER) return 0;
+  *n = wal_get32(p + 4);
+  if (*n > WAL_MAX_RECORD || avail - WAL_RECORD_HEADER < *n) return 0;
+  for (i = 9; i < 16; i++)
+    if (p[i] != 0) return 0;
+  if (!wal_is_entry(p[8]) && p[8] != WAL_HARD && p[8] != WAL_SEAL) return 0;
+  if (p[8] == WAL_HARD && *n != WAL_HARD_BYTES) return 0;
+  if (p[8] == WAL_SEAL && *n != WAL_SEAL_BYTES) return 0;
+  return wal_get32(p) == util_crc32c(0, p + 4, WAL_RECORD_HEADER - 4 + *n);
+}
+
 /* ------------------------------------------------------------ paths */
 
 static void wal_seg_path(const struct wal *w, uint64_t first, char *out,
@@ -5515,6 +5680,7 @@ static int wal_seg_name(const char *name, uint64_t *first) {
 }
 
 static int wal_seg_push(struct wal *w, uint64_t first) {
+  struct wal_seg *sg;
   if (w->n_segs == w->cap_segs) {
     size_t cap = w->cap_segs ? w->cap_segs * 2 : 8;
     struct wal_seg *s =
@@ -5523,8 +5689,32 @@ static int wal_seg_push(struct wal *w, uint64_t first) {
     w->segs = s;
     w->cap_segs = cap;
   }
-  w->segs[w->n_segs].first_index = first;
-  w->segs[w->n_segs++].fd = -1;
+  sg = &w->segs[w->n_segs++];
+  memset(sg, 0, sizeof(*sg));
+  sg->first_index = first;
+  sg->fd = -1;
+  sg->damaged = -1;
+  return URSULA_OK;
+}
+
+static void wal_seg_release(struct wal_seg *sg) {
+  if (sg->fd >= 0) os_fs()->close(sg->fd);
+  sg->fd = -1;
+  URSULA_FREE(sg->offs);
+  sg->offs = NULL;
+  sg->n_offs = sg->cap_offs = 0;
+}
+
+/* Note that entry first_index + n_offs starts at file offset off. */
+static int wal_seg_note(struct wal_seg *sg, uint64_t off) {
+  if (sg->n_offs == sg->cap_offs) {
+    size_t cap = sg->cap_offs ? sg->cap_offs * 2 : 64;
+    uint64_t *o = (uint64_t *)URSULA_REALLOC(sg->offs, cap * sizeof(*o));
+    if (o == NULL) return URSULA_ENOMEM;
+    sg->offs = o;
+    sg->cap_offs = cap;
+  }
+  sg->offs[sg->n_offs++] = off;
   return URSULA_OK;
 }
 
@@ -5534,262 +5724,36 @@ static int wal_seg_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* ------------------------------------------------------------ state */
-
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
-  struct os_fs *fs = os_fs();
-  unsigned char b[WAL_STATE_BYTES];
-  char tmp[URSULA_PATH_LEN + 16], path[URSULA_PATH_LEN + 16];
-  int fd;
-  ssize_t n;
-  memcpy(b, wal_state_magic, 8);
-  wal_put64(b + 8, term);
-  wal_put64(b + 16, vote);
-  wal_put32(b + 24, util_crc32c(0, b, 24));
-  snprintf(tmp, sizeof(tmp), "%s/state.tmp", w->dir);
-  snprintf(path, sizeof(path), "%s/state", w->dir);
-  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return wal_errno_code(errno);
-  n = fs->pwrite(fd, b, sizeof(b), 0);
-  if (n != (ssize_t)sizeof(b) || fs->sync(fd) != 0) {
-    int e = n < 0 ? errno : EIO;
-    fs->close(fd);
-    return wal_errno_code(e);
-  }
-  fs->close(fd);
-  if (fs->rename(tmp, path) != 0 || os_sync_dir(w->dir) != 0)
-    return wal_errno_code(errno);
-  w->term = term;
-  w->vote = vote;
-  return URSULA_OK;
-}
-
-static int wal_load_state(struct wal *w) {
-  struct os_fs *fs = os_fs();
-  unsigned char b[WAL_STATE_BYTES];
-  char path[URSULA_PATH_LEN + 16];
-  int fd;
-  ssize_t n;
-  snprintf(path, sizeof(path), "%s/state", w->dir);
-  fd = fs->open(path, O_RDONLY, 0);
-  if (fd < 0) return errno == ENOENT ? URSULA_OK : URSULA_EIO;
-  n = fs->pread(fd, b, sizeof(b), 0);
-  fs->close(fd);
-  if (n != (ssize_t)sizeof(b) || memcmp(b, wal_state_magic, 8) != 0 ||
-      wal_get32(b + 24) != util_crc32c(0, b, 24))
-    return URSULA_ECORRUPT; /* it is only ever replaced whole */
-  w->term = wal_get64(b + 8);
-  w->vote = wal_get64(b + 16);
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
-  return w->term;
-}
-URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
-  return w->vote;
-}
-
-/* ------------------------------------------------------------ snapshot */
-
-/* Write path from p[0..n) atomically: a temporary file, synced, renamed
-** over path, and the directory synced. */
-static int wal_replace_file(struct wal *w, const char *name,
-                            const struct buf *b) {
-  struct os_fs *fs = os_fs();
-  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
-  size_t done = 0;
-  int fd, e = 0;
-  snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, name);
-  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
-  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return wal_errno_code(errno);
-  while (done < b->len && e == 0) {
-    ssize_t n = fs->pwrite(fd, b->ptr + done, b->len - done, (off_t)done);
-    if (n <= 0)
-      e = n < 0 ? errno : EIO;
+/* The segment that holds index (the last one whose first is <= index). */
+static size_t wal_seg_of(const struct wal *w, uint64_t index) {
+  size_t lo = 0, hi = w->n_segs;
+  while (lo < hi) { /* first k with first_index > index */
+    size_t mid = lo + (hi - lo) / 2;
+    if (w->segs[mid].first_index <= index)
+      lo = mid + 1;
     else
-      done += (size_t)n;
+      hi = mid;
   }
-  if (e == 0 && fs->sync(fd) != 0) e = errno;
-  fs->close(fd);
-  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
-  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
-  if (e != 0) fs->unlink(tmp);
-  return e ? wal_errno_code(e) : URSULA_OK;
+  return lo > 0 ? lo - 1 : 0;
 }
 
-URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
-                                     uint64_t term, const void *p, size_t n) {
-  struct buf b;
-  unsigned char h[32], c[4];
-  int rc;
-  memset(&b, 0, sizeof(b));
-  memcpy(h, wal_snap_magic, 8);
-  wal_put64(h + 8, index);
-  wal_put64(h + 16, term);
-  wal_put64(h + 24, (uint64_t)n);
-  wal_put32(c, util_crc32c(util_crc32c(0, h, sizeof(h)), p, n));
-  if (buf_reserve(&b, sizeof(h) + n + 4) != URSULA_OK) return URSULA_ENOMEM;
-  buf_append(&b, h, sizeof(h));
-  buf_append(&b, p, n);
-  buf_append(&b, c, 4);
-  rc = wal_replace_file(w, "snapshot", &b);
-  buf_free(&b);
-  if (rc == URSULA_OK) {
-    w->snap_index = index;
-    w->snap_term = term;
-    w->since_snap = 0;
-  }
-  return rc;
-}
+/* ------------------------------------------------------------ files */
 
-/* Read DIR/snapshot into out (the payload) and w->snap_index/snap_term.
-** URSULA_OK (out empty if there is none), or URSULA_ECORRUPT. */
-static int wal_load_snapshot(struct wal *w, struct buf *out) {
+/* Read the whole file at path into b.  URSULA_OK, URSULA_ENOTFOUND, or
+** an I/O error. */
+static int wal_read_path(const char *path, struct buf *b) {
   struct os_fs *fs = os_fs();
-  char path[URSULA_PATH_LEN + 32];
-  struct stat sb;
-  unsigned char *q;
-  uint64_t n;
-  off_t off = 0;
-  int fd;
-  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
-  out->len = 0;
-  fd = fs->open(path, O_RDONLY, 0);
-  if (fd < 0) return errno == ENOENT ? URSULA_OK : URSULA_EIO;
-  if (fstat(fd, &sb) != 0 || sb.st_size < 36 ||
-      buf_reserve(out, (size_t)sb.st_size) != URSULA_OK) {
-    fs->close(fd);
-    return sb.st_size < 36 ? URSULA_ECORRUPT : URSULA_ENOMEM;
-  }
-  while (off < sb.st_size) {
-    ssize_t r = fs->pread(fd, out->ptr + off, (size_t)(sb.st_size - off), off);
-    if (r <= 0) break;
-    off += r;
-  }
-  fs->close(fd);
-  q = (unsigned char *)out->ptr;
-  n = wal_get64(q + 24);
-  if (off != sb.st_size || memcmp(q, wal_snap_magic, 8) != 0 ||
-      n != (uint64_t)sb.st_size - 36 ||
-      wal_get32(q + 32 + n) != util_crc32c(0, q, 32 + (size_t)n))
-    return URSULA_ECORRUPT; /* it is only ever replaced whole */
-  w->snap_index = wal_get64(q + 8);
-  w->snap_term = wal_get64(q + 16);
-  memmove(out->ptr, out->ptr + 32, (size_t)n);
-  out->len = (size_t)n;
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
-  return w->since_snap;
-}
-
-/* ------------------------------------------------------------ open */
-
-/* Start a new last segment whose first entry will be `first`. */
-static int wal_seg_create(struct wal *w, uint64_t first) {
-  struct os_fs *fs = os_fs();
-  unsigned char h[WAL_HEADER_BYTES];
-  char path[URSULA_PATH_LEN + 32];
-  int fd, e;
-  memcpy(h, wal_magic, 8);
-  wal_put64(h + 8, first);
-  wal_put32(h + 16, util_crc32c(0, h, 16));
-  wal_put32(h + 20, 0);
-  wal_seg_path(w, first, path, sizeof(path));
-  fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return wal_errno_code(errno);
-  if (fs->pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-      fs->sync(fd) != 0 || os_sync_dir(w->dir) != 0) {
-    e = errno;
-    fs->close(fd);
-    fs->unlink(path);
-    return wal_errno_code(e);
-  }
-  if (wal_seg_push(w, first) != URSULA_OK) {
-    fs->close(fd);
-    return URSULA_ENOMEM;
-  }
-  if (w->fd >= 0) fs->close(w->fd);
-  w->fd = fd;
-  w->size = w->written = WAL_HEADER_BYTES;
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err) {
-  struct wal *w;
-  DIR *d;
-  struct dirent *de;
-  int rc;
-  *out = NULL;
-  if (strlen(dir) >= URSULA_PATH_LEN) {
-    snprintf(err, URSULA_ERRMSG_LEN, "WAL directory path is too long");
-    return URSULA_EINVAL;
-  }
-  if (os_mkdir(dir) != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %.200s: %s", dir, strerror(errno));
-    return URSULA_EIO;
-  }
-  w = (struct wal *)URSULA_MALLOC(sizeof(*w));
-  if (w == NULL) return URSULA_ENOMEM;
-  memset(w, 0, sizeof(*w));
-  memcpy(w->dir, dir, strlen(dir) + 1);
-  w->fd = -1;
-  w->segment_bytes = WAL_SEGMENT_BYTES;
-  w->first_index = 1;
-  if ((d = opendir(dir)) == NULL) {
-    snprintf(err, URSULA_ERRMSG_LEN, "opendir %.200s: %s", dir,
-             strerror(errno));
-    URSULA_FREE(w);
-    return URSULA_EIO;
-  }
-  rc = URSULA_OK;
-  while (rc == URSULA_OK && (de = readdir(d)) != NULL) {
-    uint64_t first;
-    if (wal_seg_name(de->d_name, &first)) rc = wal_seg_push(w, first);
-  }
-  closedir(d);
-  if (rc == URSULA_OK) rc = wal_load_state(w);
-  if (rc != URSULA_OK) {
-    snprintf(err, URSULA_ERRMSG_LEN, "%.200s: %s", dir,
-             rc == URSULA_ECORRUPT ? "the state file is corrupt"
-                                   : ursula_strerror(rc));
-    wal_close(w);
-    return rc;
-  }
-  if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), wal_seg_cmp);
-  if (w->n_segs > 0) w->first_index = w->segs[0].first_index;
-  w->last_index = w->durable_index = w->first_index - 1;
-  *out = w;
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE void wal_close(struct wal *w) {
-  size_t i;
-  if (w == NULL) return;
-  if (w->fd >= 0) os_fs()->close(w->fd);
-  for (i = 0; i < w->n_segs; i++)
-    if (w->segs[i].fd >= 0) os_fs()->close(w->segs[i].fd);
-  URSULA_FREE(w->segs);
-  URSULA_FREE(w);
-}
-
-/* ------------------------------------------------------------ reading */
-
-/* Read a whole segment file into b.  Returns URSULA_OK or an error. */
-static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
-  struct os_fs *fs = os_fs();
-  char path[URSULA_PATH_LEN + 32];
   struct stat st;
   int fd, rc = URSULA_OK;
   off_t off = 0;
-  wal_seg_path(w, first, path, sizeof(path));
   b->len = 0;
   fd = fs->open(path, O_RDONLY, 0);
-  if (fd < 0) return URSULA_EIO;
-  if (fstat(fd, &st) != 0 || buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
+  if (fd < 0) return errno == ENOENT ? URSULA_ENOTFOUND : URSULA_EIO;
+  if (fstat(fd, &st) != 0) {
+    fs->close(fd);
+    return URSULA_EIO;
+  }
+  if (buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
     fs->close(fd);
     return URSULA_ENOMEM;
   }
@@ -5807,232 +5771,820 @@ static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
   return rc;
 }
 
-/* Check the segment image p[0..len) whose name says `first`.  Calls fn
-** for each valid record (when fn is not NULL) and stops at the first bad
-** one.  Returns the byte length of the valid prefix (0 if even the header
-** is bad); *last and *last_term get the last valid entry. */
-static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
-                       uint64_t *last, uint64_t *last_term,
-                       int (*fn)(void *, const struct wal_entry *), void *arg,
-                       int *fn_rc, uint64_t skip, uint64_t *called) {
-  size_t at = WAL_HEADER_BYTES;
-  uint64_t expect = first;
-  *last = first - 1;
-  if (len < WAL_HEADER_BYTES || memcmp(p, wal_magic, 8) != 0 ||
-      wal_get64(p + 8) != first || wal_get32(p + 16) != util_crc32c(0, p, 16))
-    return 0;
-  while (len - at >= WAL_RECORD_HEADER) {
-    const unsigned char *r = p + at;
-    uint32_t n = wal_get32(r + 4);
-    struct wal_entry e;
-    if (n > WAL_MAX_RECORD || len - at - WAL_RECORD_HEADER < n) break;
-    if (wal_get32(r) != util_crc32c(0, r + 4, WAL_RECORD_HEADER - 4 + n)) break;
-    e.term = wal_get64(r + 8);
-    e.index = wal_get64(r + 16);
-    if (e.index != expect || e.term < *last_term) break;
-    e.data = r + WAL_RECORD_HEADER;
-    e.len = n;
-    e.seg = first;
-    e.off = at + WAL_RECORD_HEADER;
-    if (fn != NULL && e.index > skip) { /* at or below skip: snapshotted */
-      if ((*fn_rc = fn(arg, &e)) != URSULA_OK) break;
-      (*called)++;
-    }
-    *last = e.index;
-    *last_term = e.term;
-    expect++;
-    at += WAL_RECORD_HEADER + n;
+/* Write b[0..n) at off of fd, all of it.  0 or an errno. */
+static int wal_pwrite_all(int fd, const void *b, size_t n, off_t off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = os_fs()->pwrite(fd, (const char *)b + done, n - done,
+                                off + (off_t)done);
+    if (k <= 0) return k < 0 ? errno : EIO;
+    done += (size_t)k;
   }
-  return at;
+  return 0;
 }
 
-/* Drop segments [from, n_segs) from the directory and the list. */
-static void wal_drop_segs(struct wal *w, size_t from) {
-  char path[URSULA_PATH_LEN + 32];
-  while (w->n_segs > from) {
-    if (w->segs[w->n_segs - 1].fd >= 0)
-      os_fs()->close(w->segs[w->n_segs - 1].fd);
-    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
-    os_fs()->unlink(path);
-    w->n_segs--;
+/* ------------------------------------------------------------ snapshot */
+
+URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
+                                  uint64_t index, uint64_t term) {
+  unsigned char h[WAL_SNAP_HEAD];
+  char tmp[URSULA_PATH_LEN + 32];
+  int e;
+  memset(sw, 0, sizeof(*sw));
+  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  sw->fd = os_fs()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (sw->fd < 0) return wal_errno_code(errno);
+  memset(h, 0, sizeof(h));
+  memcpy(h, wal_snap_magic, 8);
+  wal_put64(h + 8, index);
+  wal_put64(h + 16, term);
+  sw->index = index;
+  sw->term = term;
+  sw->crc = util_crc32c(0, h, sizeof(h));
+  if ((e = wal_pwrite_all(sw->fd, h, sizeof(h), 0)) != 0) {
+    wal_snap_abort(w, sw);
+    return wal_errno_code(e);
   }
-  os_sync_dir(w->dir);
+  sw->at = WAL_SNAP_HEAD;
+  return URSULA_OK;
 }
+
+URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
+                                size_t n) {
+  int e;
+  if (sw->fd < 0) return URSULA_EIO;
+  if ((e = wal_pwrite_all(sw->fd, p, n, (off_t)sw->at)) != 0)
+    return wal_errno_code(e);
+  sw->crc = util_crc32c(sw->crc, p, n);
+  sw->at += n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw) {
+  char tmp[URSULA_PATH_LEN + 32];
+  if (sw->fd >= 0) os_fs()->close(sw->fd);
+  sw->fd = -1;
+  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  os_fs()->unlink(tmp);
+}
+
+URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
+  unsigned char t[WAL_SNAP_TAIL];
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
+  struct os_fs *fs = os_fs();
+  uint64_t n = sw->at - WAL_SNAP_HEAD;
+  int e;
+  if (sw->fd < 0) return URSULA_EIO;
+  wal_put64(t, n);
+  wal_put32(t + 8, util_crc32c(sw->crc, t, 8));
+  wal_put32(t + 12, 0);
+  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  e = wal_pwrite_all(sw->fd, t, sizeof(t), (off_t)sw->at);
+  if (e == 0 && fs->sync(sw->fd) != 0) e = errno;
+  fs->close(sw->fd);
+  sw->fd = -1;
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
+  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
+  if (e != 0) {
+    fs->unlink(tmp);
+    return wal_errno_code(e);
+  }
+  w->snap_index = sw->index;
+  w->snap_term = sw->term;
+  w->since_snap = 0;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+                                     uint64_t term, const void *p, size_t n) {
+  struct wal_snap_writer sw;
+  size_t off = 0;
+  int rc = wal_snap_begin(w, &sw, index, term);
+  while (rc == URSULA_OK && off < n) { /* in chunks, as a sender would */
+    size_t k = n - off < WAL_SNAP_CHUNK ? n - off : WAL_SNAP_CHUNK;
+    rc = wal_snap_put(&sw, (const char *)p + off, k);
+    off += k;
+  }
+  if (rc == URSULA_OK) return wal_snap_commit(w, &sw);
+  wal_snap_abort(w, &sw);
+  return rc;
+}
+
+URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
+                                 char *err) {
+  struct os_fs *fs = os_fs();
+  unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
+  char path[URSULA_PATH_LEN + 32];
+  struct stat st;
+  memset(sr, 0, sizeof(*sr));
+  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  sr->fd = fs->open(path, O_RDONLY, 0);
+  if (sr->fd < 0) {
+    if (errno == ENOENT) return URSULA_ENOTFOUND;
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
+    return URSULA_EIO;
+  }
+  if (fstat(sr->fd, &st) != 0 ||
+      st.st_size < (off_t)(WAL_SNAP_HEAD + WAL_SNAP_TAIL) ||
+      fs->pread(sr->fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+      fs->pread(sr->fd, t, sizeof(t), st.st_size - WAL_SNAP_TAIL) !=
+          (ssize_t)sizeof(t) ||
+      memcmp(h, wal_snap_magic, 8) != 0 ||
+      wal_get64(t) != (uint64_t)st.st_size - WAL_SNAP_HEAD - WAL_SNAP_TAIL) {
+    fs->close(sr->fd);
+    sr->fd = -1;
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s is damaged (bad header or length); the state it holds is "
+             "lost unless it is restored from a backup",
+             path);
+    return URSULA_ECORRUPT;
+  }
+  sr->index = wal_get64(h + 8);
+  sr->term = wal_get64(h + 16);
+  sr->size = wal_get64(t);
+  sr->at = 0;
+  sr->crc = util_crc32c(0, h, sizeof(h));
+  sr->want_crc = wal_get32(t + 8);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
+                                  size_t n) {
+  ssize_t k;
+  unsigned char t[8];
+  if (sr->fd < 0) return -1;
+  if (n > sr->size - sr->at) n = (size_t)(sr->size - sr->at);
+  if (n == 0) {
+    wal_put64(t, sr->size); /* the CRC covers the length too */
+    return util_crc32c(sr->crc, t, 8) == sr->want_crc ? 0 : -1;
+  }
+  k = os_fs()->pread(sr->fd, p, n, (off_t)(WAL_SNAP_HEAD + sr->at));
+  if (k <= 0) return -1;
+  sr->crc = util_crc32c(sr->crc, p, (size_t)k);
+  sr->at += (uint64_t)k;
+  return (long)k;
+}
+
+URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr) {
+  if (sr->fd >= 0) os_fs()->close(sr->fd);
+  sr->fd = -1;
+}
+
+/* Read the snapshot's payload whole into out (for the state machine's
+** restore), checking its CRC.  URSULA_OK (out empty and snap_index 0 if
+** there is none) or URSULA_ECORRUPT / an I/O error with err set. */
+static int wal_load_snapshot(struct wal *w, struct buf *out, char *err) {
+  struct wal_snap_reader sr;
+  int rc = wal_snap_open(w, &sr, err);
+  long k;
+  out->len = 0;
+  if (rc == URSULA_ENOTFOUND) return URSULA_OK;
+  if (rc != URSULA_OK) return rc;
+  if (sr.size > SIZE_MAX || buf_reserve(out, (size_t)sr.size) != URSULA_OK) {
+    wal_snap_close(&sr);
+    return URSULA_ENOMEM;
+  }
+  for (;;) {
+    size_t want = out->cap - out->len;
+    if (want > WAL_SNAP_CHUNK) want = WAL_SNAP_CHUNK;
+    k = wal_snap_read(&sr, out->ptr + out->len, want);
+    if (k <= 0) break;
+    out->len += (size_t)k;
+  }
+  wal_snap_close(&sr);
+  if (k < 0 || out->len != sr.size) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s/snapshot is damaged (CRC mismatch); the state it holds is "
+             "lost unless it is restored from a backup",
+             w->dir);
+    return URSULA_ECORRUPT;
+  }
+  w->snap_index = sr.index;
+  w->snap_term = sr.term;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
+  return w->since_snap;
+}
+URSULA_PRIVATE uint64_t wal_snapshot_index(const struct wal *w) {
+  return w->snap_index;
+}
+
+/* ------------------------------------------------------------ open */
+
+/* Build the HARD record of (term, vote) at out (48 bytes). */
+static void wal_hard_record(unsigned char *out, uint64_t term, uint64_t vote,
+                            uint64_t index) {
+  wal_put64(out + WAL_RECORD_HEADER, term);
+  wal_put64(out + WAL_RECORD_HEADER + 8, vote);
+  wal_seal_record(out, WAL_HARD, term, index, WAL_HARD_BYTES);
+}
+
+/* Start a new last segment whose first entry will be `first`: its header
+** and a HARD record of the durable hard state, synced, the directory
+** synced.  The previous last segment (if any) is then sealed. */
+static int wal_seg_create(struct wal *w, uint64_t first) {
+  struct os_fs *fs = os_fs();
+  unsigned char h[WAL_HEADER_BYTES + WAL_RECORD_HEADER + WAL_HARD_BYTES];
+  unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
+  char path[URSULA_PATH_LEN + 32];
+  int fd, e, prev_fd = w->fd;
+  memset(h, 0, sizeof(h));
+  memcpy(h, wal_magic, 8);
+  wal_put64(h + 8, first);
+  wal_put32(h + 24, util_crc32c(0, h, 24));
+  wal_hard_record(h + WAL_HEADER_BYTES, w->term, w->vote, first - 1);
+  wal_seg_path(w, first, path, sizeof(path));
+  fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return wal_errno_code(errno);
+  if ((e = wal_pwrite_all(fd, h, sizeof(h), 0)) != 0 ||
+      (fs->sync(fd) != 0 && (e = errno) != 0) ||
+      (os_sync_dir(w->dir) != 0 && (e = errno ? errno : EIO) != 0)) {
+    fs->close(fd);
+    fs->unlink(path);
+    return wal_errno_code(e);
+  }
+  if (prev_fd >= 0) { /* seal the previous segment: it is complete */
+    wal_put64(seal + WAL_RECORD_HEADER, first);
+    wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
+    if ((e = wal_pwrite_all(prev_fd, seal, sizeof(seal), w->size)) != 0 ||
+        (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
+      /* unsealed is still a valid log: the new segment follows it */
+      fs->close(fd);
+      fs->unlink(path);
+      os_sync_dir(w->dir);
+      return wal_errno_code(e);
+    }
+  }
+  if (wal_seg_push(w, first) != URSULA_OK) {
+    fs->close(fd);
+    return URSULA_ENOMEM;
+  }
+  w->segs[w->n_segs - 1].mapped = 1;
+  if (prev_fd >= 0) fs->close(prev_fd);
+  w->fd = fd;
+  w->size = w->written = (off_t)sizeof(h);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
+                            char *err) {
+  struct wal *w;
+  DIR *d;
+  struct dirent *de;
+  struct stat st;
+  char path[URSULA_PATH_LEN + 32];
+  int rc;
+  *out = NULL;
+  if (strlen(dir) >= URSULA_PATH_LEN) {
+    snprintf(err, URSULA_ERRMSG_LEN, "WAL directory path is too long");
+    return URSULA_EINVAL;
+  }
+  if (must_exist && stat(dir, &st) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s is missing (%s), but the data directory says this group has "
+             "a log; not starting without it (restore it, or start on an "
+             "empty --wal-dir to begin anew)",
+             dir, strerror(errno));
+    return URSULA_ECORRUPT;
+  }
+  if (os_mkdir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %s: %s", dir, strerror(errno));
+    return URSULA_EIO;
+  }
+  w = (struct wal *)URSULA_MALLOC(sizeof(*w));
+  if (w == NULL) return URSULA_ENOMEM;
+  memset(w, 0, sizeof(*w));
+  memcpy(w->dir, dir, strlen(dir) + 1);
+  w->fd = -1;
+  w->segment_bytes = WAL_SEGMENT_BYTES;
+  w->first_index = 1;
+  snprintf(path, sizeof(path), "%.1024s/state", dir);
+  if (stat(path, &st) == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s holds a log in WAL format 1 (written by an older ursula); "
+             "this build reads format 2 only: read the data out with the "
+             "older build, or start on an empty --wal-dir",
+             dir);
+    URSULA_FREE(w);
+    return URSULA_EINVAL;
+  }
+  if ((d = opendir(dir)) == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "opendir %s: %s", dir, strerror(errno));
+    URSULA_FREE(w);
+    return URSULA_EIO;
+  }
+  rc = URSULA_OK;
+  while (rc == URSULA_OK && (de = readdir(d)) != NULL) {
+    uint64_t first;
+    if (wal_seg_name(de->d_name, &first)) rc = wal_seg_push(w, first);
+  }
+  closedir(d);
+  if (rc != URSULA_OK) {
+    wal_close(w);
+    return rc;
+  }
+  if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), wal_seg_cmp);
+  if (w->n_segs > 0) w->first_index = w->segs[0].first_index;
+  if (must_exist && w->n_segs == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s has no log segment, but the data directory says this group "
+             "has a log; not starting without it (restore the *.wal files)",
+             dir);
+    wal_close(w);
+    return URSULA_ECORRUPT;
+  }
+  w->last_index = w->durable_index = w->first_index - 1;
+  *out = w;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void wal_close(struct wal *w) {
+  size_t i;
+  if (w == NULL) return;
+  if (w->fd >= 0) os_fs()->close(w->fd);
+  for (i = 0; i < w->n_segs; i++) wal_seg_release(&w->segs[i]);
+  URSULA_FREE(w->segs);
+  buf_free(&w->rd);
+  URSULA_FREE(w);
+}
+
+/* ------------------------------------------------------------ scanning */
+
+/* What wal_scan() found in one segment image. */
+struct wal_scan {
+  size_t good;          /* bytes of the valid prefix (0: bad header) */
+  uint64_t last;        /* last entry index in the valid prefix */
+  uint64_t last_term;   /* its term (in: the term before the segment) */
+  int sealed;           /* the valid prefix ends with a SEAL record */
+  int hard;             /* a HARD record was seen: */
+  uint64_t term, vote;  /* the last one's */
+  int v1;               /* the header is a format-1 header */
+};
+
+/* Check the segment image p[0..len) whose name says `first`, noting the
+** file offset of each entry in sg (when sg is not NULL) and calling fn
+** for each valid entry above `skip` (when fn is not NULL).  Stops at the
+** first bad record, or when fn fails (*fn_rc). */
+static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
+                     struct wal_seg *sg, uint64_t skip,
+                     int (*fn)(void *, const struct wal_entry *), void *arg,
+                     int *fn_rc, struct wal_scan *out) {
+  size_t at = WAL_HEADER_BYTES;
+  uint64_t expect = first;
+  out->good = 0;
+  out->last = first - 1;
+  out->sealed = out->hard = out->v1 = 0;
+  *fn_rc = URSULA_OK;
+  if (len >= 8 && memcmp(p, wal_magic_v1, 8) == 0) out->v1 = 1;
+  if (len < WAL_HEADER_BYTES || memcmp(p, wal_magic, 8) != 0 ||
+      wal_get64(p + 8) != first || wal_get32(p + 24) != util_crc32c(0, p, 24))
+    return;
+  if (sg != NULL) sg->n_offs = 0;
+  for (;;) {
+    const unsigned char *r = p + at;
+    uint32_t n;
+    int type;
+    uint64_t term, index;
+    if (out->sealed || !wal_record_ok(r, len - at, &n)) break;
+    type = r[8];
+    term = wal_get64(r + 16);
+    index = wal_get64(r + 24);
+    if (wal_is_entry(type)) {
+      struct wal_entry e;
+      if (index != expect || term < out->last_term) break;
+      if (sg != NULL && wal_seg_note(sg, at) != URSULA_OK) {
+        *fn_rc = URSULA_ENOMEM;
+        break;
+      }
+      if (fn != NULL && index > skip) { /* at or below skip: snapshotted */
+        e.term = term;
+        e.index = index;
+        e.type = type;
+        e.data = r + WAL_RECORD_HEADER;
+        e.len = n;
+        if ((*fn_rc = fn(arg, &e)) != URSULA_OK) break;
+      }
+      out->last = index;
+      out->last_term = term;
+      expect++;
+    } else {
+      if (index != expect - 1) break;
+      if (type == WAL_HARD) {
+        out->hard = 1;
+        out->term = wal_get64(r + WAL_RECORD_HEADER);
+        out->vote = wal_get64(r + WAL_RECORD_HEADER + 8);
+      } else if (wal_get64(r + WAL_RECORD_HEADER) != expect) {
+        break; /* a SEAL must name the next index */
+      } else {
+        out->sealed = 1;
+      }
+    }
+    at += WAL_RECORD_HEADER + n;
+  }
+  out->good = at;
+}
+
+/* Whether a valid record whose index could follow `last` starts anywhere
+** in p[from..len): if one does, the bad bytes before it are not a torn
+** tail but damage. */
+static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
+                           uint64_t last) {
+  size_t at;
+  for (at = from; at + WAL_RECORD_HEADER <= len; at++) {
+    const unsigned char *r = p + at;
+    uint64_t index = wal_get64(r + 24);
+    uint32_t n;
+    /* cheap filters first: a plausible index, the zero bytes, a type */
+    if (index < last || index - last > (uint64_t)(len - at) / 32 + 1) continue;
+    if (r[9] != 0 || r[15] != 0 || r[8] == 0) continue;
+    if (wal_record_ok(r, len - at, &n)) return 1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ replay */
 
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
-                              void *arg, struct wal_stats *st) {
+                              void *arg, struct wal_stats *st, char *err) {
   struct os_fs *fs = os_fs();
   struct buf img;
-  size_t i = 0, good = 0;
-  int rc, fn_rc = URSULA_OK;
-  uint64_t last, term = 0;
+  size_t i = 0;
+  int rc, fn_rc = URSULA_OK, prev_sealed = 0;
+  uint64_t last, term;
+  struct wal_scan sc;
   char path[URSULA_PATH_LEN + 32];
   memset(st, 0, sizeof(*st));
   memset(&img, 0, sizeof(img));
+  memset(&sc, 0, sizeof(sc));
   /* the snapshot first, then the entries after it */
-  rc = wal_load_snapshot(w, &img);
+  rc = wal_load_snapshot(w, &img, err);
   if (rc == URSULA_OK && w->snap_index > 0) {
     st->snapshot_index = w->snap_index;
     rc = restore != NULL ? restore(arg, img.ptr, img.len) : URSULA_EINVAL;
+    if (rc != URSULA_OK)
+      snprintf(err, URSULA_ERRMSG_LEN, "%s/snapshot: %s", w->dir,
+               rc == URSULA_ECORRUPT ? "does not decode as a state"
+                                     : ursula_strerror(rc));
   }
-  if (rc != URSULA_OK) {
-    buf_free(&img);
-    return rc;
+  if (rc != URSULA_OK) goto out;
+  rc = URSULA_ECORRUPT;
+  if (w->n_segs == 0 && w->snap_index > 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s has a snapshot at entry %llu but no log segment; not "
+             "starting without them (restore the *.wal files)",
+             w->dir, (unsigned long long)w->snap_index);
+    goto out;
+  }
+  if (w->n_segs > 0 && w->snap_index == 0 && w->segs[0].first_index != 1) {
+    wal_seg_path(w, w->segs[0].first_index, path, sizeof(path));
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: the log starts at entry %llu, but there is no snapshot of "
+             "the entries before it (the file \"snapshot\" beside it is "
+             "missing); not starting without it",
+             path, (unsigned long long)w->segs[0].first_index);
+    goto out;
   }
   if (w->snap_index > 0) { /* skip segments wholly covered by it */
     while (i + 1 < w->n_segs && w->segs[i + 1].first_index <= w->snap_index + 1)
       i++;
-    if (w->n_segs > 0 && w->segs[i].first_index > w->snap_index + 1) {
-      st->cut_segment = w->segs[i].first_index; /* entries are missing */
-      buf_free(&img);
-      return URSULA_ECORRUPT;
+    if (w->segs[i].first_index > w->snap_index + 1) {
+      wal_seg_path(w, w->segs[i].first_index, path, sizeof(path));
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s: entries %llu to %llu are missing (after the snapshot, "
+               "before this segment); not starting without them",
+               path, (unsigned long long)w->snap_index + 1,
+               (unsigned long long)w->segs[i].first_index - 1);
+      goto out;
     }
   }
   last = w->n_segs > 0 ? w->segs[i].first_index - 1 : w->snap_index;
   term = w->snap_term;
+  sc.last_term = 0;
   for (; i < w->n_segs; i++) {
-    uint64_t seg_last;
-    if (w->segs[i].first_index != last + 1) { /* a segment is missing */
-      st->cut_segment = w->segs[i].first_index;
-      rc = URSULA_ECORRUPT;
-      break;
+    struct wal_seg *sg = &w->segs[i];
+    int is_last = i + 1 == w->n_segs;
+    wal_seg_path(w, sg->first_index, path, sizeof(path));
+    if (sg->first_index != last + 1) { /* a segment is missing */
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s: entries %llu to %llu are missing (a segment file before "
+               "this one is gone); not starting without them",
+               path, (unsigned long long)last + 1,
+               (unsigned long long)sg->first_index - 1);
+      goto out;
     }
-    if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
-      break;
-    good = wal_scan((const unsigned char *)img.ptr, img.len,
-                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc,
-                    w->snap_index, &st->entries);
+    if ((rc = wal_read_path(path, &img)) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
+      goto out;
+    }
+    rc = URSULA_ECORRUPT;
+    sc.last_term = term;
+    wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg,
+             w->snap_index, fn, arg, &fn_rc, &sc);
     if (fn_rc != URSULA_OK) {
       rc = fn_rc;
-      break;
+      if (err[0] == '\0')
+        snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
+      goto out;
     }
-    st->bytes += good;
-    last = seg_last;
-    if (good < img.len) { /* torn or corrupt */
-      st->cut_bytes = img.len - good;
-      st->cut_segment = w->segs[i].first_index;
-      st->cut_at = good;
-      /* Only the last segment can be torn by a crash: a segment is
-      ** synced whole before the next one starts.  Damage anywhere else
-      ** is corruption of acknowledged entries, and cutting there would
-      ** drop every later one: refuse instead. */
-      if (i + 1 < w->n_segs) rc = URSULA_ECORRUPT;
-      break;
+    sg->mapped = 1;
+    { /* entries of this segment handed to fn */
+      uint64_t lo = sg->first_index > w->snap_index ? sg->first_index
+                                                    : w->snap_index + 1;
+      if (sc.last >= lo) st->entries += sc.last - lo + 1;
+    }
+    st->bytes += sc.good;
+    last = sc.last;
+    term = sc.last_term;
+    if (sc.hard) {
+      w->term = sc.term;
+      w->vote = sc.vote;
+    }
+    if (sc.v1) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s is in WAL format 1 (written by an older ursula); this "
+               "build reads format 2 only: read the data out with the older "
+               "build, or start on an empty --wal-dir",
+               path);
+      rc = URSULA_EINVAL;
+      goto out;
+    }
+    if (sc.good < img.len || (sc.good == 0 && !is_last) ||
+        (sc.good == 0 && prev_sealed)) {
+      int bad_head = sc.good == 0 && prev_sealed;
+      st->cut_at = sc.good;
+      if (!is_last || bad_head ||
+          wal_valid_after((const unsigned char *)img.ptr, img.len,
+                          sc.good + 1, last)) {
+        snprintf(err, URSULA_ERRMSG_LEN,
+                 "%s is damaged at byte %llu (the record there fails its "
+                 "check, and %s); not starting rather than dropping "
+                 "acknowledged entries: restore the file, or move the data "
+                 "directory aside",
+                 path, (unsigned long long)sc.good,
+                 !is_last      ? "later segments follow it"
+                 : bad_head ? "the segment before it is sealed"
+                               : "valid records follow it");
+        goto out;
+      }
+      st->cut_bytes = img.len - sc.good; /* a torn tail: cut below */
+    }
+    prev_sealed = sc.sealed;
+    if (is_last && sc.sealed) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s ends with a seal naming segment %020llu.wal, which is "
+               "missing; not starting without it",
+               path, (unsigned long long)last + 1);
+      goto out;
     }
   }
-  if (rc == URSULA_OK && last < w->snap_index) rc = URSULA_ECORRUPT;
+  if (last < w->snap_index) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: the log ends at entry %llu, before its snapshot (%llu)",
+             w->dir, (unsigned long long)last,
+             (unsigned long long)w->snap_index);
+    goto out;
+  }
+  rc = URSULA_OK;
   w->since_snap = st->bytes;
-  buf_free(&img);
-  if (rc != URSULA_OK) return rc;
   w->last_index = w->durable_index = last;
   w->last_term = w->durable_term = term;
-  if (w->n_segs == 0) return wal_seg_create(w, last + 1);
-  if (good < WAL_HEADER_BYTES) {
+  w->next_term = w->term;
+  w->next_vote = w->vote;
+  if (w->n_segs == 0) {
+    rc = wal_seg_create(w, last + 1);
+    goto out;
+  }
+  if (sc.good < WAL_HEADER_BYTES) {
     /* the last segment's header is bad: a crash while it was created */
-    wal_drop_segs(w, w->n_segs - 1);
-    return wal_seg_create(w, last + 1);
+    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+    wal_seg_release(&w->segs[w->n_segs - 1]);
+    w->n_segs--;
+    fs->unlink(path);
+    os_sync_dir(w->dir);
+    rc = wal_seg_create(w, last + 1);
+    goto out;
   }
   wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
   w->fd = fs->open(path, O_RDWR, 0);
-  if (w->fd < 0) return wal_errno_code(errno);
-  w->size = w->written = (off_t)good;
-  if (st->cut_bytes > 0) { /* make the cut itself durable */
-    if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
-      return wal_errno_code(errno);
+  if (w->fd < 0) {
+    rc = wal_errno_code(errno);
+    goto out;
   }
-  return URSULA_OK;
+  w->size = w->written = (off_t)sc.good;
+  if (st->cut_bytes > 0) { /* make the cut itself durable */
+    st->cut_segment = w->segs[w->n_segs - 1].first_index;
+    if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
+      rc = wal_errno_code(errno);
+  }
+out:
+  buf_free(&img);
+  return rc;
 }
 
 /* ------------------------------------------------------------ writing */
 
-URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
-                             void *rec, size_t n, uint64_t *seg,
-                             uint64_t *off) {
+URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
+                             uint64_t index, void *rec, size_t n) {
   unsigned char *h = (unsigned char *)rec;
-  uint32_t crc;
   if (w->failed) return URSULA_EIO;
-  if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
   if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
+  if (wal_is_entry(type)) {
+    if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
+  } else if (type != WAL_HARD || n != WAL_HARD_BYTES ||
+             index != w->last_index) {
+    return URSULA_EINVAL;
+  }
   if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes) {
-    int rc = wal_seg_create(w, index); /* everything before is durable */
+    int rc = wal_seg_create(w, w->last_index + 1); /* all before is durable */
     if (rc != URSULA_OK) return rc;
   }
-  wal_put32(h + 4, (uint32_t)n);
-  wal_put64(h + 8, term);
-  wal_put64(h + 16, index);
-  crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
-  crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
-  wal_put32(h, crc);
-  *seg = w->segs[w->n_segs - 1].first_index;
-  *off = (uint64_t)w->written + w->pending + WAL_RECORD_HEADER;
+  if (wal_is_entry(type)) {
+    struct wal_seg *sg = &w->segs[w->n_segs - 1];
+    if (wal_seg_note(sg, (uint64_t)w->written + w->pending) != URSULA_OK)
+      return URSULA_ENOMEM;
+    w->last_index = index;
+    w->last_term = term;
+  } else {
+    w->next_term = wal_get64(h + WAL_RECORD_HEADER);
+    w->next_vote = wal_get64(h + WAL_RECORD_HEADER + 8);
+  }
+  wal_seal_record(h, type, term, index, n);
   w->pending += WAL_RECORD_HEADER + n;
-  w->last_index = index;
-  w->last_term = term;
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
-                             uint64_t len, struct buf *out) {
-  struct os_fs *fs = os_fs();
-  size_t lo = 0, hi = w->n_segs, k;
-  int fd;
-  while (lo < hi) { /* the segment whose first index is seg */
-    size_t mid = lo + (hi - lo) / 2;
-    if (w->segs[mid].first_index < seg)
-      lo = mid + 1;
-    else
-      hi = mid;
+URSULA_PRIVATE void wal_hard_payload(void *payload, uint64_t term,
+                                     uint64_t vote) {
+  wal_put64((unsigned char *)payload, term);
+  wal_put64((unsigned char *)payload + 8, vote);
+}
+
+/* Make sure segment k's map of entry offsets is built: read the file and
+** check every record (segments covered by the snapshot were not read at
+** start).  Records past the first bad one stay unmapped. */
+static int wal_seg_map(struct wal *w, size_t k) {
+  struct wal_seg *sg = &w->segs[k];
+  struct wal_scan sc;
+  struct buf img;
+  char path[URSULA_PATH_LEN + 32];
+  int fn_rc, rc;
+  if (sg->mapped) return URSULA_OK;
+  memset(&img, 0, sizeof(img));
+  memset(&sc, 0, sizeof(sc));
+  wal_seg_path(w, sg->first_index, path, sizeof(path));
+  rc = wal_read_path(path, &img);
+  if (rc == URSULA_OK) {
+    wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
+             NULL, NULL, &fn_rc, &sc);
+    if (fn_rc != URSULA_OK) rc = fn_rc;
+    if (sc.good < img.len) {
+      sg->damaged = (int64_t)sc.good;
+      LOG_E("%s is damaged at byte %llu: reads of the entries from there on "
+            "fail",
+            path, (unsigned long long)sc.good);
+    }
   }
-  k = lo;
-  if (k == w->n_segs || w->segs[k].first_index != seg) return URSULA_ENOTFOUND;
+  buf_free(&img);
+  if (rc == URSULA_OK) sg->mapped = 1;
+  return rc == URSULA_ENOTFOUND ? URSULA_ECORRUPT : rc;
+}
+
+/* Read the whole record of entry index into w->rd and check it. */
+static int wal_load_record(struct wal *w, uint64_t index) {
+  struct os_fs *fs = os_fs();
+  size_t k;
+  struct wal_seg *sg;
+  unsigned char h[WAL_RECORD_HEADER];
+  uint64_t pos;
+  uint32_t n;
+  int fd, rc;
+  if (w->rd_index == index && index != 0) return URSULA_OK;
+  if (index > w->durable_index || index == 0) return URSULA_ENOTFOUND;
+  if (index < w->first_index || w->n_segs == 0) {
+    LOG_E("%s: entry %llu is read but the log starts at %llu (a segment "
+          "is missing)",
+          w->dir, (unsigned long long)index,
+          (unsigned long long)w->first_index);
+    return URSULA_ECORRUPT; /* someone names it: it must have been here */
+  }
+  k = wal_seg_of(w, index);
+  sg = &w->segs[k];
+  if ((rc = wal_seg_map(w, k)) != URSULA_OK) return rc;
+  if (index - sg->first_index >= sg->n_offs) return URSULA_ECORRUPT;
+  pos = sg->offs[index - sg->first_index];
   if (k == w->n_segs - 1 && w->fd >= 0) {
     fd = w->fd;
   } else {
-    if (w->segs[k].fd < 0) {
+    if (sg->fd < 0) {
       char path[URSULA_PATH_LEN + 32];
-      wal_seg_path(w, seg, path, sizeof(path));
-      w->segs[k].fd = fs->open(path, O_RDONLY, 0);
-      if (w->segs[k].fd < 0) return wal_errno_code(errno);
+      wal_seg_path(w, sg->first_index, path, sizeof(path));
+      sg->fd = fs->open(path, O_RDONLY, 0);
+      if (sg->fd < 0) return errno == ENOENT ? URSULA_ECORRUPT : URSULA_EIO;
     }
-    fd = w->segs[k].fd;
+    fd = sg->fd;
   }
-  if (len > SIZE_MAX || buf_reserve(out, (size_t)len) != URSULA_OK)
+  w->rd_index = 0;
+  if (fs->pread(fd, h, sizeof(h), (off_t)pos) != (ssize_t)sizeof(h))
+    return URSULA_ECORRUPT; /* shorter than the map says */
+  n = wal_get32(h + 4);
+  if (n > WAL_MAX_RECORD) return URSULA_ECORRUPT;
+  w->rd.len = 0;
+  if (buf_reserve(&w->rd, WAL_RECORD_HEADER + (size_t)n) != URSULA_OK)
     return URSULA_ENOMEM;
-  while (len > 0) {
-    ssize_t n = fs->pread(fd, out->ptr + out->len, (size_t)len, (off_t)off);
-    if (n <= 0) return URSULA_EIO; /* 0: the file is shorter than it was */
-    out->len += (size_t)n;
-    off += (uint64_t)n;
-    len -= (uint64_t)n;
+  memcpy(w->rd.ptr, h, sizeof(h));
+  if (n > 0 && fs->pread(fd, w->rd.ptr + WAL_RECORD_HEADER, n,
+                         (off_t)pos + WAL_RECORD_HEADER) != (ssize_t)n)
+    return URSULA_ECORRUPT;
+  w->rd.len = WAL_RECORD_HEADER + n;
+  if (!wal_record_ok((const unsigned char *)w->rd.ptr, w->rd.len, &n) ||
+      !wal_is_entry((unsigned char)w->rd.ptr[8]) ||
+      wal_get64((const unsigned char *)w->rd.ptr + 24) != index) {
+    char path[URSULA_PATH_LEN + 32];
+    wal_seg_path(w, sg->first_index, path, sizeof(path));
+    LOG_E("%s: the record of entry %llu at byte %llu fails its check", path,
+          (unsigned long long)index, (unsigned long long)pos);
+    return URSULA_ECORRUPT;
   }
+  w->rd_index = index;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_read(struct wal *w, uint64_t index, uint64_t off,
+                            uint64_t len, struct buf *out) {
+  int rc = wal_load_record(w, index);
+  size_t n;
+  if (rc != URSULA_OK) return rc;
+  n = w->rd.len - WAL_RECORD_HEADER;
+  if (off > n || len > n - off) return URSULA_EINVAL;
+  return buf_append(out, w->rd.ptr + WAL_RECORD_HEADER + off, (size_t)len);
+}
+
+URSULA_PRIVATE int wal_entry_at(struct wal *w, uint64_t index,
+                                struct wal_entry *e) {
+  int rc = wal_load_record(w, index);
+  const unsigned char *r = (const unsigned char *)w->rd.ptr;
+  if (rc != URSULA_OK) return rc;
+  e->type = r[8];
+  e->term = wal_get64(r + 16);
+  e->index = index;
+  e->data = r + WAL_RECORD_HEADER;
+  e->len = w->rd.len - WAL_RECORD_HEADER;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_term_at(struct wal *w, uint64_t index, uint64_t *term) {
+  struct wal_entry e;
+  int rc;
+  if (index == 0) {
+    *term = 0;
+    return URSULA_OK;
+  }
+  if (index == w->snap_index) {
+    *term = w->snap_term;
+    return URSULA_OK;
+  }
+  if (index == w->last_index) {
+    *term = w->last_term;
+    return URSULA_OK;
+  }
+  if (index > w->last_index) return URSULA_ENOTFOUND;
+  rc = wal_entry_at(w, index, &e);
+  if (rc == URSULA_OK) *term = e.term;
+  return rc;
 }
 
 /* A write or sync failed: nothing unsynced may be acknowledged, and the
 ** file is not trusted until wal_recover(). */
 static int wal_fail(struct wal *w, int e) {
+  struct wal_seg *sg = &w->segs[w->n_segs - 1];
   w->failed = 1;
   w->pending = 0;
   w->written = w->size;
   w->last_index = w->durable_index;
   w->last_term = w->durable_term;
+  w->next_term = w->term;
+  w->next_vote = w->vote;
+  /* the batch was in the last segment (a new one starts only when all is
+  ** durable): forget the offsets of its entries */
+  sg->n_offs = w->durable_index + 1 > sg->first_index
+                   ? (size_t)(w->durable_index + 1 - sg->first_index)
+                   : 0;
+  if (w->rd_index > w->durable_index) w->rd_index = 0;
   return wal_errno_code(e);
 }
 
 URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
-  struct os_fs *fs = os_fs();
-  size_t done = 0;
+  int e;
   if (w->failed) return URSULA_EIO;
   if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
-  while (done < len) {
-    ssize_t n = fs->pwrite(w->fd, (const char *)p + done, len - done,
-                           w->written + (off_t)done);
-    if (n <= 0) return wal_fail(w, n < 0 ? errno : EIO);
-    done += (size_t)n; /* a short write: go on from where it stopped */
-  }
+  if ((e = wal_pwrite_all(w->fd, p, len, w->written)) != 0)
+    return wal_fail(w, e);
   w->written += (off_t)len;
   w->since_snap += len;
   w->pending = 0;
@@ -6050,6 +6602,8 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
   w->size = w->written;
   w->durable_index = w->last_index;
   w->durable_term = w->last_term;
+  w->term = w->next_term;
+  w->vote = w->next_vote;
   return URSULA_OK;
 }
 
@@ -6063,23 +6617,26 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   struct os_fs *fs = os_fs();
   char path[URSULA_PATH_LEN + 32];
   struct buf img;
-  uint64_t first, last, term = 0;
-  size_t good;
+  struct wal_seg *sg;
+  struct wal_scan sc;
   int rc, fn_rc = URSULA_OK;
   if (!w->failed) return URSULA_OK;
-  first = w->segs[w->n_segs - 1].first_index;
-  wal_seg_path(w, first, path, sizeof(path));
+  sg = &w->segs[w->n_segs - 1];
+  wal_seg_path(w, sg->first_index, path, sizeof(path));
   if (w->fd >= 0) fs->close(w->fd);
   w->fd = fs->open(path, O_RDWR, 0);
   if (w->fd < 0) return wal_errno_code(errno);
   if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
     return wal_errno_code(errno);
   memset(&img, 0, sizeof(img));
-  rc = wal_read_file(w, first, &img);
+  memset(&sc, 0, sizeof(sc));
+  rc = wal_read_path(path, &img);
   if (rc == URSULA_OK) {
-    good = wal_scan((const unsigned char *)img.ptr, img.len, first, &last,
-                    &term, NULL, NULL, &fn_rc, 0, NULL);
-    if (good != (size_t)w->size || last != w->durable_index)
+    sc.last_term = 0;
+    wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
+             NULL, NULL, &fn_rc, &sc);
+    if (fn_rc != URSULA_OK) rc = fn_rc;
+    if (sc.good != (size_t)w->size || sc.last != w->durable_index)
       rc = URSULA_ECORRUPT; /* acknowledged records did not survive */
   }
   buf_free(&img);
@@ -6087,91 +6644,192 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   return rc;
 }
 
+/* Append a HARD record of the durable hard state at the end of the last
+** segment, and sync: the hard state survives whatever is cut after. */
+static int wal_append_hard(struct wal *w, uint64_t index) {
+  unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
+  int e;
+  wal_hard_record(r, w->term, w->vote, index);
+  if ((e = wal_pwrite_all(w->fd, r, sizeof(r), w->size)) != 0 ||
+      (os_fs()->sync(w->fd) != 0 && (e = errno) != 0))
+    return wal_errno_code(e);
+  w->size = w->written = w->size + (off_t)sizeof(r);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
+  if (w->failed || w->pending > 0 || w->written != w->size)
+    return URSULA_EINVAL;
+  w->term = w->next_term = term;
+  w->vote = w->next_vote = vote;
+  return wal_append_hard(w, w->last_index);
+}
+
+URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
+  return w->term;
+}
+URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
+  return w->vote;
+}
+
 /* ------------------------------------------------------------ cutting */
 
-/* The term of the last entry of segment k (0 if it has none). */
-static uint64_t wal_seg_last_term(struct wal *w, size_t k) {
+/* Open segment k (now the last) for writing as w->fd, its size `size`. */
+static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
+  char path[URSULA_PATH_LEN + 32];
+  if (w->fd >= 0) os_fs()->close(w->fd);
+  if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
+  w->segs[k].fd = -1;
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  w->fd = os_fs()->open(path, O_RDWR, 0);
+  if (w->fd < 0) return wal_errno_code(errno);
+  w->size = w->written = size;
+  return URSULA_OK;
+}
+
+/* Cut segment k (now the last) at byte `at`, then append a HARD record
+** whose index is `last`, the last entry the segment keeps.  In place:
+** for cutting a SEAL, when the segment after k still holds the latest
+** HARD record until this is durable. */
+static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
+  int rc = wal_reopen_last(w, k, at);
+  if (rc != URSULA_OK) return rc;
+  if (os_fs()->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
+  return wal_append_hard(w, last);
+}
+
+/* Replace segment k (the last) by its first `at` bytes and a HARD record
+** (index `last`), atomically: written to a temporary file, synced, renamed
+** over the segment, the directory synced.  A crash leaves the old segment
+** or the new one, never a segment whose latest HARD record was cut. */
+static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
+  struct os_fs *fs = os_fs();
+  char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 40];
   struct buf img;
-  uint64_t last, term = 0;
-  int fn_rc = URSULA_OK;
+  int fd, e = 0, rc;
   memset(&img, 0, sizeof(img));
-  if (wal_read_file(w, w->segs[k].first_index, &img) == URSULA_OK)
-    wal_scan((const unsigned char *)img.ptr, img.len, w->segs[k].first_index,
-             &last, &term, NULL, NULL, &fn_rc, 0, NULL);
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  rc = wal_read_path(path, &img);
+  if (rc == URSULA_OK && img.len < (size_t)at) rc = URSULA_ECORRUPT;
+  if (rc == URSULA_OK) rc = buf_reserve(&img, WAL_RECORD_HEADER + WAL_HARD_BYTES);
+  if (rc != URSULA_OK) {
+    buf_free(&img);
+    return rc;
+  }
+  img.len = (size_t)at;
+  wal_hard_record((unsigned char *)img.ptr + img.len, w->term, w->vote, last);
+  img.len += WAL_RECORD_HEADER + WAL_HARD_BYTES;
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) e = errno;
+  if (e == 0) e = wal_pwrite_all(fd, img.ptr, img.len, 0);
+  if (e == 0 && fs->sync(fd) != 0) e = errno;
+  if (fd >= 0) fs->close(fd);
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
+  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno ? errno : EIO;
+  if (e != 0) fs->unlink(tmp);
   buf_free(&img);
-  return term;
+  if (e != 0) return wal_errno_code(e);
+  return wal_reopen_last(w, k, (off_t)(at + WAL_RECORD_HEADER +
+                                       WAL_HARD_BYTES));
+}
+
+/* The size of segment k without its SEAL record (if it ends with one). */
+static int wal_unsealed_size(struct wal *w, size_t k, off_t *size) {
+  char path[URSULA_PATH_LEN + 32];
+  unsigned char r[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
+  struct stat st;
+  uint32_t n;
+  int fd;
+  ssize_t got;
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  fd = os_fs()->open(path, O_RDONLY, 0);
+  if (fd < 0) return wal_errno_code(errno);
+  if (fstat(fd, &st) != 0) {
+    os_fs()->close(fd);
+    return URSULA_EIO;
+  }
+  *size = st.st_size;
+  got = st.st_size >= (off_t)sizeof(r)
+            ? os_fs()->pread(fd, r, sizeof(r), st.st_size - (off_t)sizeof(r))
+            : -1;
+  os_fs()->close(fd);
+  if (got == (ssize_t)sizeof(r) && wal_record_ok(r, sizeof(r), &n) &&
+      r[8] == WAL_SEAL)
+    *size -= (off_t)sizeof(r);
+  return URSULA_OK;
 }
 
 URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
-  struct os_fs *fs = os_fs();
   char path[URSULA_PATH_LEN + 32];
-  struct buf img;
-  const unsigned char *p;
-  size_t k, at;
-  uint64_t i, term = 0;
+  uint64_t term = 0;
+  off_t size;
+  size_t k;
   int rc;
   if (w->failed || w->pending > 0 || w->written != w->size)
     return URSULA_EINVAL;
   if (index > w->last_index) return URSULA_OK;
-  if (index < w->first_index) return URSULA_EINVAL; /* behind a snapshot */
-  for (k = w->n_segs - 1; w->segs[k].first_index > index; k--) {
-  } /* segment k holds index */
-  fs->close(w->fd);
-  w->fd = -1;
-  wal_drop_segs(w, k + 1);
-  if (w->segs[k].first_index == index) { /* all of segment k goes */
-    wal_drop_segs(w, k);
-    if (k > 0) term = wal_seg_last_term(w, k - 1);
-    w->last_index = w->durable_index = index - 1;
-    w->last_term = w->durable_term = term;
-    return wal_seg_create(w, index);
+  if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
+  if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
+  w->rd_index = 0;
+  /* whole segments from the back: unseal the one before, then remove */
+  while (w->n_segs > 1 && w->segs[w->n_segs - 1].first_index >= index) {
+    size_t prev = w->n_segs - 2;
+    if ((rc = wal_unsealed_size(w, prev, &size)) != URSULA_OK ||
+        (rc = wal_cut_last(w, prev, size,
+                           w->segs[prev + 1].first_index - 1)) != URSULA_OK)
+      return rc;
+    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+    wal_seg_release(&w->segs[w->n_segs - 1]);
+    w->n_segs--;
+    if (os_fs()->unlink(path) != 0 || os_sync_dir(w->dir) != 0)
+      return wal_errno_code(errno);
   }
-  /* cut segment k, now the last, before the record of index */
-  memset(&img, 0, sizeof(img));
-  if ((rc = wal_read_file(w, w->segs[k].first_index, &img)) != URSULA_OK) {
-    buf_free(&img);
-    return rc;
+  k = w->n_segs - 1;
+  if ((rc = wal_seg_map(w, k)) != URSULA_OK) return rc;
+  if (index - w->segs[k].first_index >= w->segs[k].n_offs) {
+    if (w->segs[k].first_index != index) return URSULA_ECORRUPT;
+    /* the cut is at the segment's first entry: keep its header */
+    rc = wal_rewrite_last(w, k, WAL_HEADER_BYTES, index - 1);
+  } else {
+    rc = wal_rewrite_last(
+        w, k, (off_t)w->segs[k].offs[index - w->segs[k].first_index],
+        index - 1);
   }
-  p = (const unsigned char *)img.ptr;
-  at = WAL_HEADER_BYTES; /* the records were validated when replayed */
-  for (i = w->segs[k].first_index; i < index; i++) {
-    term = wal_get64(p + at + 8);
-    at += WAL_RECORD_HEADER + wal_get32(p + at + 4);
-  }
-  buf_free(&img);
-  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-  w->fd = fs->open(path, O_RDWR, 0);
-  if (w->fd < 0) return wal_errno_code(errno);
-  if (fs->ftruncate(w->fd, (off_t)at) != 0 || fs->sync(w->fd) != 0)
-    return wal_errno_code(errno);
-  w->size = w->written = (off_t)at;
+  if (rc != URSULA_OK) return rc;
+  w->segs[k].n_offs = (size_t)(index - w->segs[k].first_index);
   w->last_index = w->durable_index = index - 1;
   w->last_term = w->durable_term = term;
   return URSULA_OK;
 }
 
 URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto) {
+  if (upto > w->snap_index) upto = w->snap_index;
   return w->n_segs > 1 && w->segs[1].first_index <= upto + 1;
 }
 
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   char path[URSULA_PATH_LEN + 32];
   size_t drop = 0, k;
+  int rc = URSULA_OK;
+  if (upto > w->snap_index) upto = w->snap_index; /* only what it covers */
   /* a segment can go when the next one starts at or before upto + 1 */
   while (drop + 1 < w->n_segs && w->segs[drop + 1].first_index <= upto + 1)
     drop++;
   if (drop == 0) return URSULA_OK;
-  for (k = 0; k < drop; k++) {
-    if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
-    w->segs[k].fd = -1;
+  for (k = 0; k < drop && rc == URSULA_OK; k++) { /* from the front */
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-    if (os_fs()->unlink(path) != 0) return wal_errno_code(errno);
+    if (os_fs()->unlink(path) != 0 && errno != ENOENT)
+      rc = wal_errno_code(errno);
   }
+  drop = k - (rc != URSULA_OK); /* the failed one stays listed */
+  for (k = 0; k < drop; k++) wal_seg_release(&w->segs[k]);
   memmove(w->segs, w->segs + drop, (w->n_segs - drop) * sizeof(*w->segs));
   w->n_segs -= drop;
   w->first_index = w->segs[0].first_index;
+  if (w->rd_index < w->first_index) w->rd_index = 0;
   os_sync_dir(w->dir);
-  return URSULA_OK;
+  return rc;
 }
 
 URSULA_PRIVATE uint64_t wal_first_index(const struct wal *w) {
@@ -6183,12 +6841,16 @@ URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w) {
 URSULA_PRIVATE uint64_t wal_last_term(const struct wal *w) {
   return w->last_term;
 }
+URSULA_PRIVATE uint64_t wal_durable_index(const struct wal *w) {
+  return w->durable_index;
+}
 URSULA_PRIVATE int wal_failed(const struct wal *w) {
   return w->failed;
 }
 URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
   w->segment_bytes = n;
 }
+
 /**** End src/wal.c ****/
 /**** Begin src/cmd.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -6209,7 +6871,7 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **    offset  field
 **    0       u8      version, CMD_VERSION (1)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
-**                    5 FORK_RELEASE, 6 EXPIRE
+**                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH
 **    2       varint  flags (CMD_F_*)
 **    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
 **                    uses it, never a clock of its own, so that replaying
@@ -6217,7 +6879,12 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **    ..      bytes   path              (varint length, then the bytes)
 **    ..      bytes   content_type
 **    ..      bytes   data
-**    ..      varint  n_msgs            (JSON messages in data)
+**    ..      varint  n_msgs            (JSON messages in data; FORK_ACQUIRE
+**                                       with a sub-offset into a JSON
+**                                       stream: the messages of the append
+**                                       at fork_offset, counted by the
+**                                       proposer, since apply reads no
+**                                       stream bytes)
 **    ..      varint  ttl_s
 **    ..      varint  expires_at_ms
 **    ..      bytes   expires_text      (Stream-Expires-At as sent)
@@ -6244,6 +6911,12 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **    ..      varint  cold_start
 **    ..      varint  cold_end
 **    ..      bytes   object            (the object's name, cold.c)
+**
+** Type 8, TOUCH (the owner saw a read of the stream at time_ms: the
+** sliding TTL window moves there), carries one more field after those
+** of every type:
+**
+**    ..      varint  incarnation       (of the stream that was read)
 */
 
 
@@ -6322,6 +6995,7 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_varint(out, c->bounds[i] - prev);
     prev = c->bounds[i];
   }
+  if (c->type == CMD_TOUCH) rc |= cmd_put_varint(out, c->incarnation);
   if (c->type == CMD_COLD) {
     rc |= cmd_put_varint(out, c->incarnation);
     rc |= cmd_put_varint(out, c->cold_start);
@@ -6341,9 +7015,10 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   uint64_t v = 0, i, prev = 0;
   int bad = 0;
   memset(c, 0, sizeof(*c));
-  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_COLD)
+  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_TOUCH)
     return URSULA_ECORRUPT;
   c->type = q[1];
+  c->raw = (const char *)p;
   q += 2;
   bad |= cmd_get_varint(&q, end, &v);
   c->flags = (uint32_t)v;
@@ -6379,6 +7054,8 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
                               cmd_get_varint(&q, end, &c->cold_end) ||
                               cmd_get_bytes(&q, end, &c->object)))
     return URSULA_ECORRUPT;
+  if (c->type == CMD_TOUCH && cmd_get_varint(&q, end, &c->incarnation))
+    return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;
   c->bounds = (const uint64_t *)(void *)bounds_store->ptr;
@@ -6393,12 +7070,22 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 ** stream.c -- the state machine of a group: its streams and how each
 ** command changes them.
 **
-** stream_apply() is the only writer of a group's streams (apart from the
-** owner-local bookkeeping fields last_access_ms and watch_mask).  It is
-** deterministic: given the same state and the same command bytes it makes
-** the same change and the same reply, whichever node applies it.  That is
-** what lets the log be persisted and replicated: replay the commands and
-** the state comes back.
+** stream_apply() is the only writer of a group's replicated state.  It is
+** a pure function of (state, log index, command bytes): no clock (the
+** proposer stamps the time into the command), no I/O, no failure half-way
+** (out of memory aborts the process: a replica that diverged silently
+** would be worse than one that stopped).  So every replica that applies
+** the same log reaches the same state, byte for byte, and replaying the
+** log brings the state back.  stream_digest() and the canonical snapshot
+** (sorted by path) are how tests and, later, replicas compare states.
+**
+** Replicated and local.  Each stream's `local` member (struct
+** stream_local) is this node's alone: the hot bytes in memory, live
+** readers, cold-tier upload progress, the last read.  No apply decision
+** reads it, and snapshots and digests leave it out.  Reads change only
+** `local`: the sliding TTL window moves for a read when the owner logs a
+** TOUCH command (group.c), so every replica expires a stream at the same
+** log position, and the window survives a restart.
 **
 ** Offsets.  A stream is a byte sequence; an offset is a byte position in
 ** it, shown on the wire as "%016llu_%016llu" (0, position).  JSON streams
@@ -6407,11 +7094,13 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 ** reads can stop on message boundaries and forks can take a prefix of the
 ** unit that starts at their fork point (Stream-Fork-Sub-Offset).
 **
-** Hot and cold data.  With a WAL, the bytes of every unit are in the log
-** already (locs[] says where), so memory need only hold recent data:
-** data keeps [hot_start, tail), stream_evict() moves hot_start forward
-** when the group holds too much, and stream_read() fetches older bytes
-** from the WAL through st->read_cold.  No byte is written twice.
+** Hot and cold data.  The bytes of every unit are in the log already:
+** locs[] names the entry that carried them (its log index, and the offset
+** in its payload), an address that is the same on every replica.  So
+** memory need only hold recent data: local.data keeps [local.hot_start,
+** tail), stream_evict() moves hot_start forward when the group holds too
+** much, and stream_read() fetches older bytes from the log through
+** st->read_cold.  No byte is written twice.
 **
 ** The cold tier.  With one, the group moves the oldest bytes of each
 ** stream into chunk objects (cold.c) and then logs a COLD command; once
@@ -6429,6 +7118,14 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 
 /* ------------------------------------------------------------ table */
 
+/* Out of memory inside apply or restore: stop, rather than leave a state
+** that another replica would not have. */
+static void stream_oom(void) {
+  LOG_E("out of memory while applying a command; stopping rather than "
+        "diverging from the log");
+  abort();
+}
+
 URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
   memset(st, 0, sizeof(*st));
   st->next_incarnation = 1;
@@ -6437,12 +7134,12 @@ URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
 static void stream_free(struct stream_state *st, struct stream *s) {
   struct stream_producer *p, *next;
   size_t i;
-  st->hot_bytes -= s->data.len;
+  st->hot_bytes -= s->local.data.len;
   for (p = s->producers; p != NULL; p = next) {
     next = p->next;
     URSULA_FREE(p);
   }
-  buf_free(&s->data);
+  buf_free(&s->local.data);
   for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
   URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
@@ -6483,11 +7180,11 @@ URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
   return NULL;
 }
 
-static int stream_table_grow(struct stream_state *st) {
+static void stream_table_grow(struct stream_state *st) {
   size_t cap = st->cap ? st->cap * 2 : 64, i;
   struct stream **slots, *s, *next;
   slots = (struct stream **)URSULA_MALLOC(cap * sizeof(*slots));
-  if (slots == NULL) return URSULA_ENOMEM;
+  if (slots == NULL) stream_oom();
   for (i = 0; i < cap; i++) slots[i] = NULL;
   for (i = 0; i < st->cap; i++) {
     for (s = st->slots[i]; s != NULL; s = next) {
@@ -6499,7 +7196,6 @@ static int stream_table_grow(struct stream_state *st) {
   URSULA_FREE(st->slots);
   st->slots = slots;
   st->cap = cap;
-  return URSULA_OK;
 }
 
 static void stream_unlink(struct stream_state *st, struct stream *s) {
@@ -6511,7 +7207,7 @@ static void stream_unlink(struct stream_state *st, struct stream *s) {
 
 static char *stream_dup(struct str s) {
   char *p = (char *)URSULA_MALLOC(s.len + 1);
-  if (p == NULL) return NULL;
+  if (p == NULL) stream_oom();
   if (s.len) memcpy(p, s.ptr, s.len);
   p[s.len] = '\0';
   return p;
@@ -6561,30 +7257,29 @@ URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   return lo;
 }
 
-/* Append bytes as one unit ending at the new tail; the log keeps them at
-** (seg, off) (seg 0: in memory only). */
-static int stream_add_unit(struct stream_state *st, struct stream *s,
-                           const char *p, size_t len, uint64_t seg,
-                           uint64_t off) {
-  if (len == 0) return URSULA_OK;
+/* Append p[0..len) as one unit ending at the new tail: the payload of
+** log entry `index` holds it from byte `off` on. */
+static void stream_add_unit(struct stream_state *st, struct stream *s,
+                            const char *p, size_t len, uint64_t index,
+                            uint64_t off) {
+  if (len == 0) return;
   if (s->n_bounds == s->cap_bounds) {
     size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
     uint64_t *b = (uint64_t *)URSULA_REALLOC(s->bounds, cap * sizeof(*b));
     struct stream_loc *l;
-    if (b == NULL) return URSULA_ENOMEM;
+    if (b == NULL) stream_oom();
     s->bounds = b;
     l = (struct stream_loc *)URSULA_REALLOC(s->locs, cap * sizeof(*l));
-    if (l == NULL) return URSULA_ENOMEM;
+    if (l == NULL) stream_oom();
     s->locs = l;
     s->cap_bounds = cap;
   }
-  if (buf_append(&s->data, p, len) != URSULA_OK) return URSULA_ENOMEM;
+  if (buf_append(&s->local.data, p, len) != URSULA_OK) stream_oom();
   st->hot_bytes += len;
-  s->locs[s->n_bounds].seg = seg;
+  s->locs[s->n_bounds].index = index;
   s->locs[s->n_bounds].off = off;
   s->tail += len;
   s->bounds[s->n_bounds++] = s->tail;
-  return URSULA_OK;
 }
 
 URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off) {
@@ -6625,17 +7320,17 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
     int rc = stream_read_chunks(st, s, &start, end, out);
     if (rc != URSULA_OK) return rc;
   }
-  if (start < end && start < s->hot_start) { /* in the WAL, unit by unit */
+  if (start < end && start < s->local.hot_start) { /* in the WAL, unit by unit */
     u = stream_unit_at(s, start);
-    while (start < end && start < s->hot_start) {
+    while (start < end && start < s->local.hot_start) {
       uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
       struct stream_loc loc;
       int rc;
       if (stop > end) stop = end;
-      if (stop > s->hot_start) stop = s->hot_start;
-      loc.seg = s->locs[u].seg;
+      if (stop > s->local.hot_start) stop = s->local.hot_start;
+      loc.index = s->locs[u].index;
       loc.off = s->locs[u].off + (start - ustart);
-      if (st->read_cold == NULL || loc.seg == 0) return URSULA_EIO;
+      if (st->read_cold == NULL || loc.index == 0) return URSULA_EIO;
       rc = st->read_cold(st->read_ctx, &loc, stop - start, out);
       if (rc != URSULA_OK) return rc;
       start = stop;
@@ -6643,32 +7338,32 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
     }
   }
   if (end <= start) return URSULA_OK;
-  return buf_append(out, s->data.ptr + (start - s->hot_start),
+  return buf_append(out, s->local.data.ptr + (start - s->local.hot_start),
                     (size_t)(end - start));
 }
 
-/* Drop s's hot units that the WAL holds, oldest first, keeping at least
+/* Drop s's hot units that the log holds, oldest first, keeping at least
 ** the last `keep` bytes, until st->hot_bytes <= target. */
 static void stream_evict_one(struct stream_state *st, struct stream *s,
                              uint64_t keep, uint64_t target) {
-  size_t u = stream_unit_at(s, s->hot_start);
-  uint64_t to = s->hot_start, drop;
-  while (u < s->n_bounds && s->locs[u].seg != 0 &&
+  size_t u = stream_unit_at(s, s->local.hot_start);
+  uint64_t to = s->local.hot_start, drop;
+  while (u < s->n_bounds && s->locs[u].index != 0 &&
          s->bounds[u] + keep <= s->tail &&
-         st->hot_bytes - (to - s->hot_start) > target)
+         st->hot_bytes - (to - s->local.hot_start) > target)
     to = s->bounds[u++];
-  if (to == s->hot_start) return;
-  drop = to - s->hot_start;
-  buf_consume(&s->data, (size_t)drop);
-  s->hot_start = to;
+  if (to == s->local.hot_start) return;
+  drop = to - s->local.hot_start;
+  buf_consume(&s->local.data, (size_t)drop);
+  s->local.hot_start = to;
   st->hot_bytes -= drop;
-  if (s->data.len == 0) {
-    buf_free(&s->data);
-  } else if (s->data.cap > 65536 && s->data.len < s->data.cap / 4) {
-    char *p = (char *)URSULA_REALLOC(s->data.ptr, s->data.len + 1);
+  if (s->local.data.len == 0) {
+    buf_free(&s->local.data);
+  } else if (s->local.data.cap > 65536 && s->local.data.len < s->local.data.cap / 4) {
+    char *p = (char *)URSULA_REALLOC(s->local.data.ptr, s->local.data.len + 1);
     if (p != NULL) { /* give the memory back */
-      s->data.ptr = p;
-      s->data.cap = s->data.len + 1;
+      s->local.data.ptr = p;
+      s->local.data.cap = s->local.data.len + 1;
     }
   }
 }
@@ -6677,7 +7372,7 @@ URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max) {
   uint64_t target = max / 2, keep;
   size_t k, slot;
   int pass;
-  if (st->hot_bytes <= max || st->cap == 0) return;
+  if (st->hot_bytes <= max || st->cap == 0 || st->read_cold == NULL) return;
   /* first every stream keeps a fair share of recent bytes, then none */
   for (pass = 0; pass < 2; pass++) {
     keep = pass == 0 ? target / (st->n + 1) : 0;
@@ -6706,7 +7401,6 @@ static struct stream_producer *stream_producer_find(struct stream *s,
 
 static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
   char *p = stream_dup(v);
-  if (p == NULL) return URSULA_ENOMEM;
   URSULA_FREE(*dst);
   *dst = p;
   if (dst_len) *dst_len = v.len;
@@ -6715,8 +7409,9 @@ static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
 
 /* Queue a cold-tier object for deletion by the group. */
 static void stream_garbage(struct stream_result *r, struct str name) {
-  if (buf_append(&r->garbage, name.ptr, name.len) == URSULA_OK)
-    buf_append(&r->garbage, "", 1);
+  if (buf_append(&r->garbage, name.ptr, name.len) != URSULA_OK ||
+      buf_append(&r->garbage, "", 1) != URSULA_OK)
+    stream_oom();
 }
 
 static void stream_fail(struct stream_result *r, int status,
@@ -6732,10 +7427,12 @@ static void stream_remove(struct stream_state *st, struct stream *s,
   size_t i;
   r->notify = 1;
   r->deleted = 1;
-  r->watch_mask |= s->watch_mask;
+  r->watch_mask |= s->local.watch_mask;
   r->prev_tail = s->tail;
-  if (s->fork_source != NULL)
-    buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
+  if (s->fork_source != NULL &&
+      buf_append(&r->releases, s->fork_source, s->fork_source_len + 1) !=
+          URSULA_OK)
+    stream_oom();
   for (i = 0; i < s->n_chunks; i++)
     stream_garbage(r, util_str(s->chunks[i].name));
   stream_unlink(st, s);
@@ -6753,8 +7450,8 @@ static struct stream *stream_live(struct stream_state *st, const struct cmd *c,
       s->soft_deleted = 1;
       r->notify = 1;
       r->deleted = 1;
-      r->watch_mask |= s->watch_mask;
-      s->watch_mask = 0;
+      r->watch_mask |= s->local.watch_mask;
+      s->local.watch_mask = 0;
     } else {
       stream_remove(st, s, r);
       s = NULL;
@@ -6783,8 +7480,15 @@ static int stream_config_matches(const struct stream *s, const struct cmd *c) {
   return 1;
 }
 
-static void stream_apply_create(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r) {
+/* The offset of p, a view into the encoded command, in the command's
+** bytes (its log entry's payload); 0 for a command that was not decoded
+** from bytes (it is then in no log). */
+static uint64_t stream_off(const struct cmd *c, const char *p) {
+  return c->raw != NULL ? (uint64_t)(p - c->raw) : 0;
+}
+
+static void stream_apply_create(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
   struct stream *s = stream_live(st, c, r);
   size_t i;
   uint64_t prev = 0;
@@ -6803,47 +7507,40 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
     }
     return;
   }
-  if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK) goto nomem;
+  if (st->n + 1 > st->cap / 2) stream_table_grow(st);
   s = (struct stream *)URSULA_MALLOC(sizeof(*s));
-  if (s == NULL) goto nomem;
+  if (s == NULL) stream_oom();
   memset(s, 0, sizeof(*s));
   s->hash = util_hash64(c->path.ptr, c->path.len);
   s->path = stream_dup(c->path);
   s->path_len = c->path.len;
   s->content_type = stream_dup(c->content_type);
-  if (s->path == NULL || s->content_type == NULL) goto nomem_free;
   s->json = (c->flags & CMD_F_JSON) != 0;
   s->has_ttl = (c->flags & CMD_F_TTL) != 0;
   s->ttl_s = c->ttl_s;
   s->has_expires = (c->flags & CMD_F_EXPIRES) != 0;
   s->expires_at_ms = c->expires_at_ms;
-  if (s->has_expires && (s->expires_text = stream_dup(c->expires_text)) == NULL)
-    goto nomem_free;
+  if (s->has_expires) s->expires_text = stream_dup(c->expires_text);
   s->last_access_ms = c->time_ms;
   s->incarnation = st->next_incarnation++;
   if (c->flags & CMD_F_FORK) {
-    if (stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source))
-      goto nomem_free;
+    uint64_t base = stream_off(c, c->inherited.ptr);
+    stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source);
     s->fork_offset = c->fork_offset;
     s->fork_sub = c->fork_sub;
     /* inherited units, then the sub-offset prefix as a unit of its own */
     for (i = 0; i < c->n_bounds; i++) {
       if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
-      if (stream_add_unit(st, s, c->inherited.ptr + prev,
-                          (size_t)(c->bounds[i] - prev), c->log_seg,
-                          c->inherited_off + prev) != URSULA_OK)
-        goto nomem_free;
+      stream_add_unit(st, s, c->inherited.ptr + prev,
+                      (size_t)(c->bounds[i] - prev), index, base + prev);
       prev = c->bounds[i];
     }
-    if (stream_add_unit(st, s, c->inherited.ptr + prev,
-                        (size_t)(c->inherited.len - prev), c->log_seg,
-                        c->inherited_off + prev) != URSULA_OK)
-      goto nomem_free;
+    stream_add_unit(st, s, c->inherited.ptr + prev,
+                    (size_t)(c->inherited.len - prev), index, base + prev);
     r->release_source = 0; /* the new fork holds the reference now */
   }
-  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
-                      c->data_off) != URSULA_OK)
-    goto nomem_free;
+  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+                  stream_off(c, c->data.ptr));
   s->closed = (c->flags & CMD_F_CLOSE) != 0;
   s->hnext = st->slots[s->hash & (st->cap - 1)];
   st->slots[s->hash & (st->cap - 1)] = s;
@@ -6851,11 +7548,6 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
   r->status = 201;
   r->tail = s->tail;
   r->closed = s->closed;
-  return;
-nomem_free:
-  stream_free(st, s);
-nomem:
-  stream_fail(r, 503, "out of memory");
 }
 
 /* ------------------------------------------------------------ APPEND */
@@ -6908,12 +7600,12 @@ static int stream_check_producer(struct stream *s, const struct cmd *c,
   return 0;
 }
 
-static int stream_record_producer(struct stream *s, const struct cmd *c) {
+static void stream_record_producer(struct stream *s, const struct cmd *c) {
   struct stream_producer *p = stream_producer_find(s, c->producer_id);
   if (p == NULL) {
     p = (struct stream_producer *)URSULA_MALLOC(sizeof(*p) +
                                                 c->producer_id.len);
-    if (p == NULL) return URSULA_ENOMEM;
+    if (p == NULL) stream_oom();
     p->id_len = c->producer_id.len;
     memcpy(p->id, c->producer_id.ptr, p->id_len);
     p->id[p->id_len] = '\0';
@@ -6922,7 +7614,6 @@ static int stream_record_producer(struct stream *s, const struct cmd *c) {
   }
   p->epoch = c->producer_epoch;
   p->seq = c->producer_seq;
-  return URSULA_OK;
 }
 
 static int stream_seq_le(const struct stream *s, struct str seq) {
@@ -6932,8 +7623,8 @@ static int stream_seq_le(const struct stream *s, struct str seq) {
   return cmp < 0;
 }
 
-static void stream_apply_append(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r) {
+static void stream_apply_append(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
   struct stream *s = stream_live(st, c, r);
   int producer = (c->flags & CMD_F_PRODUCER) != 0;
   int closing = (c->flags & CMD_F_CLOSE) != 0;
@@ -6976,18 +7667,11 @@ static void stream_apply_append(struct stream_state *st, const struct cmd *c,
     return;
   }
   r->prev_tail = s->tail;
-  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
-                      c->data_off) != URSULA_OK) {
-    stream_fail(r, 503, "out of memory");
-    return;
-  }
-  if (producer && stream_record_producer(s, c) != URSULA_OK) {
-    stream_fail(r, 503, "out of memory");
-    return;
-  }
-  if ((c->flags & CMD_F_SEQ) &&
-      stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq))
-    stream_fail(r, 503, "out of memory");
+  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+                  stream_off(c, c->data.ptr));
+  if (producer) stream_record_producer(s, c);
+  if (c->flags & CMD_F_SEQ)
+    stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq);
   if (closing) {
     s->closed = 1;
     if (producer) {
@@ -7005,7 +7689,7 @@ static void stream_apply_append(struct stream_state *st, const struct cmd *c,
   r->tail = s->tail;
   r->closed = s->closed;
   r->notify = 1;
-  r->watch_mask |= s->watch_mask;
+  r->watch_mask |= s->local.watch_mask;
 }
 
 /* ------------------------------------------------------------ DELETE */
@@ -7022,8 +7706,8 @@ static void stream_apply_delete(struct stream_state *st, const struct cmd *c,
     r->status = 204;
     r->notify = 1;
     r->deleted = 1;
-    r->watch_mask |= s->watch_mask;
-    s->watch_mask = 0;
+    r->watch_mask |= s->local.watch_mask;
+    s->local.watch_mask = 0;
   } else {
     stream_remove(st, s, r);
     r->status = 204;
@@ -7072,17 +7756,9 @@ static void stream_apply_fork_acquire(struct stream_state *st,
                   "storage is not supported");
       return;
     }
-    if (s->json) {
-      struct buf b;
-      memset(&b, 0, sizeof(b));
-      if (stream_read(st, s, start, end, &b) != URSULA_OK) {
-        buf_free(&b);
-        stream_fail(r, 503, "could not read the fork source");
-        return;
-      }
-      len = json_count(b.ptr, b.len);
-      buf_free(&b);
-    }
+    /* a JSON append's length is its message count: the proposer read
+    ** the append and counted them (apply reads nothing) */
+    if (s->json) len = c->n_msgs;
     if (c->fork_sub > len) {
       stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
       return;
@@ -7120,7 +7796,7 @@ static int stream_cold_fits(const struct stream *s, const struct cmd *c) {
   u = stream_unit_at(s, c->cold_end - 1);
   if (u >= s->n_bounds || s->bounds[u] != c->cold_end) return 0;
   for (; u + 1 > s->cold_units; u--)
-    if (s->locs[u].seg == 0) return 0;
+    if (s->locs[u].index == 0) return 0;
   return 1;
 }
 
@@ -7144,30 +7820,26 @@ static void stream_apply_cold(struct stream_state *st, const struct cmd *c,
   if (s->n_chunks == s->cap_chunks) {
     size_t cap = s->cap_chunks ? s->cap_chunks * 2 : 4;
     ch = (struct stream_chunk *)URSULA_REALLOC(s->chunks, cap * sizeof(*ch));
-    if (ch == NULL) goto nomem;
+    if (ch == NULL) stream_oom();
     s->chunks = ch;
     s->cap_chunks = cap;
   }
   ch = &s->chunks[s->n_chunks];
   ch->start = c->cold_start;
   ch->end = c->cold_end;
-  if ((ch->name = stream_dup(c->object)) == NULL) goto nomem;
+  ch->name = stream_dup(c->object);
   s->n_chunks++;
   s->cold_end = c->cold_end;
   s->cold_units = stream_unit_at(s, c->cold_end);
-  if (s->hot_start < s->cold_end) { /* memory need not keep them */
-    uint64_t drop = s->cold_end - s->hot_start;
-    buf_consume(&s->data, (size_t)drop);
+  if (s->local.hot_start < s->cold_end) { /* memory need not keep them */
+    uint64_t drop = s->cold_end - s->local.hot_start;
+    buf_consume(&s->local.data, (size_t)drop);
     st->hot_bytes -= drop;
-    s->hot_start = s->cold_end;
-    if (s->data.len == 0) buf_free(&s->data);
+    s->local.hot_start = s->cold_end;
+    if (s->local.data.len == 0) buf_free(&s->local.data);
   }
   r->status = 204;
   r->tail = s->tail;
-  return;
-nomem: /* the bytes stay where they were; the object is not needed */
-  stream_garbage(r, c->object);
-  stream_fail(r, 503, "out of memory");
 }
 
 static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
@@ -7176,26 +7848,35 @@ static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
   r->status = 204;
 }
 
+/* TOUCH: the owner saw a read of the stream at c->time_ms, which slides
+** its TTL window.  The window moves only forward, and no expiry is
+** checked: the read found the stream alive, and the owner logs the TOUCH
+** before any command that could expire it (group.c). */
+static void stream_apply_touch(struct stream_state *st, const struct cmd *c,
+                               struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  r->status = 204;
+  if (s == NULL || s->soft_deleted || s->incarnation != c->incarnation) return;
+  if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
+}
+
 /* ------------------------------------------------------------ apply */
 
-URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r) {
+URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
   struct buf releases = r->releases, garbage = r->garbage;
   memset(r, 0, sizeof(*r));
   r->releases = releases;
   r->releases.len = 0;
   r->garbage = garbage;
   r->garbage.len = 0;
-  if (st->cap == 0 && stream_table_grow(st) != URSULA_OK) {
-    stream_fail(r, 503, "out of memory");
-    return URSULA_ENOMEM;
-  }
+  if (st->cap == 0) stream_table_grow(st);
   switch (c->type) {
     case CMD_CREATE:
-      stream_apply_create(st, c, r);
+      stream_apply_create(st, index, c, r);
       break;
     case CMD_APPEND:
-      stream_apply_append(st, c, r);
+      stream_apply_append(st, index, c, r);
       break;
     case CMD_DELETE:
       stream_apply_delete(st, c, r);
@@ -7212,6 +7893,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
     case CMD_COLD:
       stream_apply_cold(st, c, r);
       break;
+    case CMD_TOUCH:
+      stream_apply_touch(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -7221,9 +7905,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
 
 /* ------------------------------------------------------------ snapshots
 
-   SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes:
+   SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes.  The
+   form is canonical: the same replicated state gives the same bytes on
+   every node, whatever its history (hash-table size, eviction, restarts):
+   streams in path order (bytewise, a prefix first), producers in id
+   order, and nothing of struct stream_local.
 
-     v 2 (format version)   v next_incarnation   v number of streams
+     v 3 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -7236,11 +7924,14 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
        v chunks, then per chunk: v length, b object name (the chunks hold
          the stream's first bytes, back to back from offset 0)
        v units, then per unit: v length, then, for the units past the
-         chunks' end only, v WAL segment, v file offset
+         chunks' end only, v log index, v offset in that entry's payload
 
-   Version 1 was the same without the chunks (restore reads both). */
+   The bytes of units past the chunks stay in the log entries named (the
+   log keeps them: group.c compacts only what no stream reads).  Versions
+   1 and 2 named WAL files and offsets instead; they came with WAL format
+   1, which is refused, so they are not read. */
 
-#define STREAM_SNAP_VERSION 2
+#define STREAM_SNAP_VERSION 3
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -7249,74 +7940,123 @@ static struct str stream_str(const char *p, size_t len) {
   return s;
 }
 
-URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
-                                   struct buf *out) {
-  size_t i, u;
-  const struct stream *s;
-  const struct stream_producer *pr;
+/* Bytewise order of two byte strings, a prefix first. */
+static int stream_bytes_cmp(const char *a, size_t an, const char *b,
+                            size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c != 0) return c;
+  return an < bn ? -1 : an > bn;
+}
+
+static int stream_path_cmp(const void *x, const void *y) {
+  const struct stream *a = *(const struct stream *const *)x;
+  const struct stream *b = *(const struct stream *const *)y;
+  return stream_bytes_cmp(a->path, a->path_len, b->path, b->path_len);
+}
+
+static int stream_producer_cmp(const void *x, const void *y) {
+  const struct stream_producer *a = *(const struct stream_producer *const *)x;
+  const struct stream_producer *b = *(const struct stream_producer *const *)y;
+  return stream_bytes_cmp(a->id, a->id_len, b->id, b->id_len);
+}
+
+/* One stream's record of the snapshot. */
+static int stream_snapshot_one(const struct stream *s, struct buf *out) {
+  const struct stream_producer *pr, **prs = NULL;
+  uint64_t n = 0, prev = 0, i;
   int bad = 0;
-  bad |= cmd_put_varint(out, STREAM_SNAP_VERSION);
-  bad |= cmd_put_varint(out, st->next_incarnation);
-  bad |= cmd_put_varint(out, st->n);
-  for (i = 0; i < st->cap; i++) {
-    for (s = st->slots[i]; s != NULL; s = s->hnext) {
-      uint64_t n = 0, prev = 0;
-      for (pr = s->producers; pr != NULL; pr = pr->next) n++;
-      bad |= cmd_put_bytes(out, stream_str(s->path, s->path_len));
-      bad |= cmd_put_bytes(out, util_str(s->content_type));
-      bad |= cmd_put_varint(
-          out, (uint64_t)(s->json | s->closed << 1 | s->soft_deleted << 2 |
-                          s->has_ttl << 3 | s->has_expires << 4));
-      bad |= cmd_put_varint(out, s->tail);
-      bad |= cmd_put_varint(out, s->ttl_s);
-      bad |= cmd_put_varint(out, s->expires_at_ms);
-      bad |=
-          cmd_put_bytes(out, util_str(s->expires_text ? s->expires_text : ""));
-      bad |= cmd_put_varint(out, s->last_access_ms);
-      bad |= cmd_put_bytes(out, stream_str(s->stream_seq, s->stream_seq_len));
-      bad |= cmd_put_varint(out, n);
-      for (pr = s->producers; pr != NULL; pr = pr->next) {
-        bad |= cmd_put_bytes(out, stream_str(pr->id, pr->id_len));
-        bad |= cmd_put_varint(out, pr->epoch);
-        bad |= cmd_put_varint(out, pr->seq);
-      }
-      bad |=
-          cmd_put_bytes(out, stream_str(s->closed_by_id, s->closed_by_id_len));
-      bad |= cmd_put_varint(out, s->closed_by_epoch);
-      bad |= cmd_put_varint(out, s->closed_by_seq);
-      bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
-      bad |= cmd_put_varint(out, s->fork_offset);
-      bad |= cmd_put_varint(out, s->fork_sub);
-      bad |= cmd_put_varint(out, s->refcount);
-      bad |= cmd_put_varint(out, s->incarnation);
-      bad |= cmd_put_varint(out, s->n_chunks);
-      for (u = 0; u < s->n_chunks; u++) {
-        bad |= cmd_put_varint(out, s->chunks[u].end - s->chunks[u].start);
-        bad |= cmd_put_bytes(out, util_str(s->chunks[u].name));
-      }
-      bad |= cmd_put_varint(out, s->n_bounds);
-      for (u = 0; u < s->n_bounds; u++) {
-        bad |= cmd_put_varint(out, s->bounds[u] - prev);
-        prev = s->bounds[u];
-        if (u < s->cold_units) continue;
-        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
-        bad |= cmd_put_varint(out, s->locs[u].seg);
-        bad |= cmd_put_varint(out, s->locs[u].off);
-      }
-    }
+  for (pr = s->producers; pr != NULL; pr = pr->next) n++;
+  if (n > 0) {
+    prs = (const struct stream_producer **)URSULA_MALLOC(
+        (size_t)n * sizeof(*prs));
+    if (prs == NULL) return URSULA_ENOMEM;
+    for (i = 0, pr = s->producers; pr != NULL; pr = pr->next) prs[i++] = pr;
+    qsort((void *)prs, (size_t)n, sizeof(*prs), stream_producer_cmp);
+  }
+  bad |= cmd_put_bytes(out, stream_str(s->path, s->path_len));
+  bad |= cmd_put_bytes(out, util_str(s->content_type));
+  bad |= cmd_put_varint(
+      out, (uint64_t)(s->json | s->closed << 1 | s->soft_deleted << 2 |
+                      s->has_ttl << 3 | s->has_expires << 4));
+  bad |= cmd_put_varint(out, s->tail);
+  bad |= cmd_put_varint(out, s->ttl_s);
+  bad |= cmd_put_varint(out, s->expires_at_ms);
+  bad |= cmd_put_bytes(out, util_str(s->expires_text ? s->expires_text : ""));
+  bad |= cmd_put_varint(out, s->last_access_ms);
+  bad |= cmd_put_bytes(out, stream_str(s->stream_seq, s->stream_seq_len));
+  bad |= cmd_put_varint(out, n);
+  for (i = 0; i < n; i++) {
+    bad |= cmd_put_bytes(out, stream_str(prs[i]->id, prs[i]->id_len));
+    bad |= cmd_put_varint(out, prs[i]->epoch);
+    bad |= cmd_put_varint(out, prs[i]->seq);
+  }
+  URSULA_FREE((void *)prs);
+  bad |= cmd_put_bytes(out, stream_str(s->closed_by_id, s->closed_by_id_len));
+  bad |= cmd_put_varint(out, s->closed_by_epoch);
+  bad |= cmd_put_varint(out, s->closed_by_seq);
+  bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
+  bad |= cmd_put_varint(out, s->fork_offset);
+  bad |= cmd_put_varint(out, s->fork_sub);
+  bad |= cmd_put_varint(out, s->refcount);
+  bad |= cmd_put_varint(out, s->incarnation);
+  bad |= cmd_put_varint(out, s->n_chunks);
+  for (i = 0; i < s->n_chunks; i++) {
+    bad |= cmd_put_varint(out, s->chunks[i].end - s->chunks[i].start);
+    bad |= cmd_put_bytes(out, util_str(s->chunks[i].name));
+  }
+  bad |= cmd_put_varint(out, s->n_bounds);
+  for (i = 0; i < s->n_bounds; i++) {
+    bad |= cmd_put_varint(out, s->bounds[i] - prev);
+    prev = s->bounds[i];
+    if (i < s->cold_units) continue;
+    if (s->locs[i].index == 0) return URSULA_EINVAL; /* in no log */
+    bad |= cmd_put_varint(out, s->locs[i].index);
+    bad |= cmd_put_varint(out, s->locs[i].off);
   }
   return bad ? URSULA_ENOMEM : URSULA_OK;
 }
 
-/* Copy a snapshot string; "" becomes NULL when empty means none. */
-static int stream_take(char **dst, size_t *len, struct str v, int null_empty) {
-  *dst = NULL;
-  if (len) *len = 0;
-  if (null_empty && v.len == 0) return 0;
-  return stream_set_str(dst, len, v) == URSULA_OK ? 0 : -1;
+URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
+                                   struct buf *out) {
+  const struct stream **all = NULL, *s;
+  size_t i, n = 0;
+  int rc = URSULA_OK, bad = 0;
+  if (st->n > 0) {
+    all = (const struct stream **)URSULA_MALLOC(st->n * sizeof(*all));
+    if (all == NULL) return URSULA_ENOMEM;
+    for (i = 0; i < st->cap; i++)
+      for (s = st->slots[i]; s != NULL; s = s->hnext) all[n++] = s;
+    qsort((void *)all, n, sizeof(*all), stream_path_cmp);
+  }
+  bad |= cmd_put_varint(out, STREAM_SNAP_VERSION);
+  bad |= cmd_put_varint(out, st->next_incarnation);
+  bad |= cmd_put_varint(out, n);
+  for (i = 0; i < n && rc == URSULA_OK; i++) rc = stream_snapshot_one(all[i], out);
+  URSULA_FREE((void *)all);
+  if (rc == URSULA_OK && bad) rc = URSULA_ENOMEM;
+  return rc;
 }
 
-/* Decode the chunk list of a stream (snapshot version 2). */
+URSULA_PRIVATE int stream_digest(const struct stream_state *st,
+                                 uint64_t *digest) {
+  struct buf b;
+  int rc;
+  memset(&b, 0, sizeof(b));
+  rc = stream_snapshot(st, &b);
+  *digest = rc == URSULA_OK ? util_hash64(b.ptr ? b.ptr : "", b.len) : 0;
+  buf_free(&b);
+  return rc;
+}
+
+/* Copy a snapshot string; "" becomes NULL when empty means none. */
+static void stream_take(char **dst, size_t *len, struct str v, int null_empty) {
+  *dst = NULL;
+  if (len) *len = 0;
+  if (null_empty && v.len == 0) return;
+  stream_set_str(dst, len, v);
+}
+
+/* Decode the chunk list of a stream. */
 static int stream_restore_chunks(const unsigned char **p,
                                  const unsigned char *end, struct stream *s) {
   uint64_t n, i, len;
@@ -7325,14 +8065,14 @@ static int stream_restore_chunks(const unsigned char **p,
   if (n == 0) return 0;
   s->chunks =
       (struct stream_chunk *)URSULA_MALLOC((size_t)n * sizeof(*s->chunks));
-  if (s->chunks == NULL) return -1;
+  if (s->chunks == NULL) stream_oom();
   s->cap_chunks = (size_t)n;
   for (i = 0; i < n; i++) {
     struct stream_chunk *ch = &s->chunks[i];
     if (cmd_get_varint(p, end, &len) || len == 0 ||
-        cmd_get_bytes(p, end, &name) || name.len == 0 ||
-        (ch->name = stream_dup(name)) == NULL)
+        cmd_get_bytes(p, end, &name) || name.len == 0)
       return -1;
+    ch->name = stream_dup(name);
     s->n_chunks++;
     ch->start = s->cold_end;
     ch->end = s->cold_end += len;
@@ -7340,9 +8080,9 @@ static int stream_restore_chunks(const unsigned char **p,
   return 0;
 }
 
-/* Decode one stream; 0, or -1 for bad input or no memory. */
+/* Decode one stream; 0, or -1 for bad input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
-                              uint64_t version, struct stream *s) {
+                              struct stream *s) {
   struct str path, ct, exp, seq, by, src, id;
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
@@ -7362,12 +8102,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   s->has_ttl = (int)(flags >> 3 & 1);
   s->has_expires = (int)(flags >> 4 & 1);
   s->hash = util_hash64(path.ptr, path.len);
-  if (stream_take(&s->path, &s->path_len, path, 0) ||
-      stream_take(&s->content_type, NULL, ct, 0) ||
-      stream_take(&s->expires_text, NULL, exp, 1) ||
-      stream_take(&s->stream_seq, &s->stream_seq_len, seq, 1) ||
-      cmd_get_varint(p, end, &n))
-    return -1;
+  stream_take(&s->path, &s->path_len, path, 0);
+  stream_take(&s->content_type, NULL, ct, 0);
+  stream_take(&s->expires_text, NULL, exp, 1);
+  stream_take(&s->stream_seq, &s->stream_seq_len, seq, 1);
+  if (cmd_get_varint(p, end, &n)) return -1;
   for (i = 0; i < n; i++) {
     struct stream_producer *pr;
     uint64_t epoch, sq;
@@ -7375,7 +8114,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
         cmd_get_varint(p, end, &sq))
       return -1;
     pr = (struct stream_producer *)URSULA_MALLOC(sizeof(*pr) + id.len);
-    if (pr == NULL) return -1;
+    if (pr == NULL) stream_oom();
     pr->id_len = id.len;
     memcpy(pr->id, id.ptr, id.len);
     pr->id[id.len] = '\0';
@@ -7392,26 +8131,27 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_varint(p, end, &s->fork_sub);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
-  if (version >= 2) bad |= stream_restore_chunks(p, end, s);
+  bad |= stream_restore_chunks(p, end, s);
   bad |= cmd_get_varint(p, end, &n);
-  if (bad || stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1) ||
-      stream_take(&s->fork_source, &s->fork_source_len, src, 1) ||
-      n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
+  if (bad || n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
     return -1;
+  stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1);
+  stream_take(&s->fork_source, &s->fork_source_len, src, 1);
   if (n > 0) {
     s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
     s->locs = (struct stream_loc *)URSULA_MALLOC((size_t)n * sizeof(*s->locs));
-    if (s->bounds == NULL || s->locs == NULL) return -1;
+    if (s->bounds == NULL || s->locs == NULL) stream_oom();
     s->cap_bounds = (size_t)n;
   }
   for (i = 0; i < n; i++) {
     uint64_t len;
     if (cmd_get_varint(p, end, &len) || len == 0) return -1;
-    if (prev < s->cold_end) { /* in a chunk: no WAL location */
-      s->locs[i].seg = s->locs[i].off = 0;
+    if (prev < s->cold_end) { /* in a chunk: no log location */
+      s->locs[i].index = s->locs[i].off = 0;
       s->cold_units = (size_t)i + 1;
-    } else if (cmd_get_varint(p, end, &s->locs[i].seg) ||
-               cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0) {
+    } else if (cmd_get_varint(p, end, &s->locs[i].index) ||
+               cmd_get_varint(p, end, &s->locs[i].off) ||
+               s->locs[i].index == 0) {
       return -1;
     }
     prev += len;
@@ -7421,7 +8161,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   if (prev != s->tail || s->cold_end > s->tail ||
       (s->cold_units > 0 && s->bounds[s->cold_units - 1] != s->cold_end))
     return -1;
-  s->hot_start = s->tail; /* all data is cold: it is in the WAL */
+  s->local.hot_start = s->tail; /* nothing in memory: read from the log */
   return 0;
 }
 
@@ -7429,19 +8169,17 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t version, n, i;
-  if (cmd_get_varint(&q, end, &version) || version < 1 ||
-      version > STREAM_SNAP_VERSION ||
+  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
   for (i = 0; i < n; i++) {
     struct stream *s;
-    if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK)
-      return URSULA_ENOMEM;
+    if (st->n + 1 > st->cap / 2) stream_table_grow(st);
     s = (struct stream *)URSULA_MALLOC(sizeof(*s));
-    if (s == NULL) return URSULA_ENOMEM;
+    if (s == NULL) stream_oom();
     memset(s, 0, sizeof(*s));
-    if (stream_restore_one(&q, end, version, s) != 0 ||
+    if (stream_restore_one(&q, end, s) != 0 ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -7453,17 +8191,17 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }
 
-URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
+URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st) {
   uint64_t oldest = UINT64_MAX;
   size_t i;
   const struct stream *s;
   /* a stream's units are logged in order, so its first is its oldest;
-  ** units in the cold tier need the WAL no more */
+  ** units in the cold tier need the log no more */
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext)
-      if (s->n_bounds > s->cold_units && s->locs[s->cold_units].seg != 0 &&
-          s->locs[s->cold_units].seg < oldest)
-        oldest = s->locs[s->cold_units].seg;
+      if (s->n_bounds > s->cold_units && s->locs[s->cold_units].index != 0 &&
+          s->locs[s->cold_units].index < oldest)
+        oldest = s->locs[s->cold_units].index;
   return oldest;
 }
 /**** End src/stream.c ****/
@@ -8093,12 +8831,14 @@ typedef void (*group_done_fn)(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg);
 
 /* A proposal waiting for its commit: its entry is log[off, off+len) (with
-** a WAL, the record header sits just before it). */
+** a WAL, the record header sits just before it), proposed at (term,
+** index).  It is answered by (term, index): if the entry committed at
+** index carries another term, the proposal was replaced and fails. */
 struct group_prop {
   group_done_fn done;
   void *arg;
   size_t off, len;
-  uint64_t seg, file_off; /* where the WAL keeps the entry (seg 0: none) */
+  uint64_t term, index;
 };
 
 /* A chunk being read back, and the jobs waiting for it (chained through
@@ -8203,16 +8943,6 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
   return g;
 }
 
-/* Tell the decoded command where the log keeps its bytes: the entry p is
-** at file offset off of WAL segment seg (seg 0: memory only). */
-static void group_locate(struct cmd *c, const char *p, uint64_t seg,
-                         uint64_t off) {
-  c->log_seg = seg;
-  if (seg == 0) return;
-  c->data_off = off + (uint64_t)(c->data.ptr - p);
-  c->inherited_off = off + (uint64_t)(c->inherited.ptr - p);
-}
-
 /* Replay state: one group's recovery. */
 struct group_replay {
   struct group *g;
@@ -8223,6 +8953,8 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   struct group_replay *rp = (struct group_replay *)arg;
   struct group *g = rp->g;
   struct cmd cmd;
+  g->last_index = g->applied_index = e->index;
+  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
   if (cmd_decode(e->data, e->len, &cmd, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: WAL entry %llu does not decode as a command", g->id,
           (unsigned long long)e->index);
@@ -8230,10 +8962,8 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   }
   /* effects (wake-ups, fork releases) are not replayed: nothing waits
   ** yet, and the releases a command sent were logged by their groups */
-  group_locate(&cmd, (const char *)e->data, e->seg, e->off);
-  stream_apply(&g->sm, &cmd, &g->res);
+  stream_apply(&g->sm, e->index, &cmd, &g->res);
   stream_evict(&g->sm, g->hot_max);
-  g->last_index = g->applied_index = e->index;
   if ((e->index & 4095) == 0) {
     uint64_t now = os_now_ms();
     if (now - rp->last_report_ms >= 2000) {
@@ -8257,36 +8987,42 @@ static int group_restore(void *arg, const void *p, size_t len) {
 static int group_read_cold(void *ctx, const struct stream_loc *loc,
                            uint64_t len, struct buf *out) {
   struct group *g = (struct group *)ctx;
-  return wal_pread(g->wal, loc->seg, loc->off, len, out);
+  return wal_read(g->wal, loc->index, loc->off, len, out);
 }
 
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, uint64_t snapshot_bytes,
-                                  char *err) {
+                                  int must_exist, uint64_t hot_max,
+                                  uint64_t snapshot_bytes, char *err) {
   struct group_replay rp;
   struct wal_stats st;
-  int rc = wal_open(&g->wal, dir, err);
-  if (rc != URSULA_OK) return rc;
+  char why[URSULA_ERRMSG_LEN];
+  int rc = wal_open(&g->wal, dir, must_exist, why);
+  if (rc != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
+    return rc;
+  }
   g->hot_max = hot_max;
   g->snapshot_bytes = snapshot_bytes;
   g->sm.read_cold = group_read_cold;
   g->sm.read_ctx = g;
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
-  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st);
-  if (rc == URSULA_ECORRUPT && st.cut_segment != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN,
-             "group %d: segment %020llu.wal in %.60s is damaged or missing "
-             "(byte %llu) before the last one; not starting rather than "
-             "dropping acknowledged entries",
-             g->id, (unsigned long long)st.cut_segment, dir,
-             (unsigned long long)st.cut_at);
+  why[0] = '\0';
+  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st, why);
+  if (rc != URSULA_OK) {
+    if (why[0] == '\0')
+      snprintf(why, sizeof(why), "%.1400s: %s", dir, ursula_strerror(rc));
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
     return rc;
   }
-  if (rc != URSULA_OK) {
-    snprintf(err, URSULA_ERRMSG_LEN, "group %d: recovery from %.150s: %s",
-             g->id, dir, ursula_strerror(rc));
-    return rc;
+  if (stream_oldest_index(&g->sm) < wal_first_index(g->wal)) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "group %d: %.1200s: streams read bytes from log entry %llu on, "
+             "but the log starts at entry %llu: a segment file is missing; "
+             "not starting without it",
+             g->id, dir, (unsigned long long)stream_oldest_index(&g->sm),
+             (unsigned long long)wal_first_index(g->wal));
+    return URSULA_ECORRUPT;
   }
   g->res.releases.len = 0;
   g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
@@ -8294,18 +9030,18 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
-      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id, dir,
-               ursula_strerror(rc));
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: saving the term: %s",
+               g->id, dir, ursula_strerror(rc));
       return rc;
     }
     g->term = 1;
   }
   if (st.cut_bytes > 0)
     LOG_W(
-        "group %d: cut a torn tail: %llu bytes at byte %llu of segment "
-        "%llu (never acknowledged)",
+        "group %d: cut a torn tail: %llu bytes at byte %llu of %s/%020llu.wal "
+        "(the last write before a crash; nothing valid followed it)",
         g->id, (unsigned long long)st.cut_bytes, (unsigned long long)st.cut_at,
-        (unsigned long long)st.cut_segment);
+        dir, (unsigned long long)st.cut_segment);
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
@@ -8422,13 +9158,51 @@ static const char *group_wal_reason(int rc) {
 ** done(c, g, result, arg) -- at the end of this loop turn at the
 ** earliest.  The result is valid only during the call.  If the log
 ** refuses the entry, done is called at once with a 503 (or 413). */
+static void group_ignore_done(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+static void group_propose(struct core *c, struct group *g,
+                          const struct cmd *cmd, group_done_fn done,
+                          void *arg);
+
+/* Whether s has expired at now, as this node sees it: its reads count
+** (local.read_ms) though the log may not have their TOUCH yet. */
+static int group_expired(const struct stream *s, uint64_t now) {
+  uint64_t last = s->last_access_ms;
+  if (s->local.read_ms > last) last = s->local.read_ms;
+  if (s->has_expires && s->expires_at_ms <= now) return 1;
+  return s->has_ttl && last + s->ttl_s * 1000u <= now;
+}
+
+/* Log the last read of s as a TOUCH if the log does not have it yet, so
+** that the TTL window it slid is the same on every replica and after a
+** restart. */
+static void group_touch(struct core *c, struct group *g, struct stream *s) {
+  struct cmd t;
+  if (!s->has_ttl || s->soft_deleted || s->local.read_ms <= s->last_access_ms ||
+      s->local.read_ms <= s->local.touch_ms)
+    return;
+  s->local.touch_ms = s->local.read_ms;
+  memset(&t, 0, sizeof(t));
+  t.type = CMD_TOUCH;
+  t.time_ms = s->local.read_ms;
+  t.path.ptr = s->path;
+  t.path.len = s->path_len;
+  t.incarnation = s->incarnation;
+  group_propose(c, g, &t, group_ignore_done, NULL);
+}
+
 static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
   struct group_prop *p;
   size_t off = g->log.len, hdr;
-  uint64_t seg, file_off;
   int rc;
+  if (cmd->type != CMD_TOUCH && cmd->type != CMD_COLD) {
+    /* a read this node saw slides the window first: the command after
+    ** it must not find the stream expired that the read kept alive */
+    struct stream *s = stream_find(&g->sm, cmd->path);
+    if (s != NULL) group_touch(c, g, s);
+  }
   if (g->wal != NULL && wal_failed(g->wal)) {
     group_refuse(c, g, done, arg, 503,
                  "write-ahead log failed; writes are refused until it is "
@@ -8458,10 +9232,9 @@ static void group_propose(struct core *c, struct group *g,
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
-  seg = file_off = 0;
   if (g->wal != NULL) {
-    rc = wal_frame(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
-                   g->log.len - off - hdr, &seg, &file_off);
+    rc = wal_frame(g->wal, WAL_CMD, g->term, g->last_index + 1,
+                   g->log.ptr + off, g->log.len - off - hdr);
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
@@ -8477,25 +9250,23 @@ static void group_propose(struct core *c, struct group *g,
   p->arg = arg;
   p->off = off + hdr;
   p->len = g->log.len - off - hdr;
-  p->seg = seg;
-  p->file_off = file_off;
+  p->term = g->term;
+  p->index = g->last_index;
   if (!g->dirty) {
     g->dirty = 1;
     c->dirty[c->n_dirty++] = g;
   }
 }
 
-/* Apply one committed entry and carry out its effects. */
+/* Apply committed entry `index` (p[0..len)) and carry out its effects. */
 static void group_apply(struct core *c, struct group *g, const char *p,
-                        size_t len, uint64_t seg, uint64_t off,
-                        struct stream_result *r) {
+                        size_t len, uint64_t index, struct stream_result *r) {
   struct cmd applied;
   if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: a committed entry does not decode", g->id);
     abort(); /* the encoder and decoder disagree: a bug, not bad input */
   }
-  group_locate(&applied, p, seg, off);
-  stream_apply(&g->sm, &applied, r);
+  stream_apply(&g->sm, index, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->cold != NULL)
@@ -8506,7 +9277,7 @@ static void group_apply(struct core *c, struct group *g, const char *p,
 ** not the segment of the oldest bytes a stream still reads from the WAL
 ** (segments before it hold only deleted or moved data). */
 static uint64_t group_compact_upto(struct group *g) {
-  uint64_t oldest = stream_oldest_seg(&g->sm);
+  uint64_t oldest = stream_oldest_index(&g->sm);
   return oldest <= g->applied_index ? oldest - 1 : g->applied_index;
 }
 
@@ -8555,9 +9326,13 @@ static void group_run_batch(struct core *c, struct group *g,
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
-      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].seg,
-                  props[i].file_off, &g->res);
-      g->applied_index++;
+      /* single voter: the entry at a proposal's index is the proposal's
+      ** own (a Raft log may have replaced it: then it fails, by term) */
+      URSULA_ASSERT(props[i].index == g->applied_index + 1);
+      URSULA_ASSERT(props[i].term == g->term);
+      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].index,
+                  &g->res);
+      g->applied_index = props[i].index;
       props[i].done(c, g, &g->res, props[i].arg);
     } else {
       group_refuse(c, g, props[i].done, props[i].arg, 503,
@@ -8729,6 +9504,19 @@ static void group_after_change(struct core *c, struct group *g,
   group_reply(c, j);
 }
 
+/* Answer a read of stream bytes that failed with rc: damage is a 500
+** that says so (never wrong bytes), anything else a 503. */
+static void group_read_failed(struct core *c, struct job *j, int rc) {
+  if (rc == URSULA_ECORRUPT)
+    group_fail(c, j, 500,
+               "the write-ahead log record holding these bytes is damaged "
+               "(the server log names the file)");
+  else
+    group_fail(c, j, 503,
+               rc == URSULA_ENOMEM ? "out of memory"
+                                   : "could not read the stream from the WAL");
+}
+
 /* The stream for a read, or NULL after answering 404 / 410. */
 static struct stream *group_read_target(struct core *c, struct group *g,
                                         struct job *j, uint64_t now) {
@@ -8737,7 +9525,7 @@ static struct stream *group_read_target(struct core *c, struct group *g,
   path.ptr = j->path;
   path.len = j->path_len;
   s = stream_find(&g->sm, path);
-  if (s != NULL && !s->soft_deleted && stream_expired(s, now)) {
+  if (s != NULL && !s->soft_deleted && group_expired(s, now)) {
     /* log the expiry; answer as the stream will be once it is applied */
     struct cmd e;
     int forked = s->refcount > 0;
@@ -8774,7 +9562,9 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     group_reply(c, j);
     return;
   }
-  s->last_access_ms = now; /* reads slide the TTL window (not HEAD) */
+  /* reads slide the TTL window (not HEAD): logged as a TOUCH by the
+  ** sweep, or before the next command on the stream */
+  if (now > s->local.read_ms) s->local.read_ms = now;
   j->data.len = 0;         /* a job re-run after a fetch starts over */
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
@@ -8799,9 +9589,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     return;
   }
   if (rc != URSULA_OK) {
-    group_fail(c, j, 503,
-               rc == URSULA_ENOMEM ? "out of memory"
-                                   : "could not read the stream from the WAL");
+    group_read_failed(c, j, rc);
     return;
   }
   j->start = start;
@@ -8810,7 +9598,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   j->closed = s->closed && j->up_to_date;
   if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
       j->origin_core >= 0 && j->origin_core < 64) {
-    s->watch_mask |= (uint64_t)1 << j->origin_core;
+    s->local.watch_mask |= (uint64_t)1 << j->origin_core;
     j->registered = 1;
   }
   group_reply(c, j);
@@ -8933,6 +9721,29 @@ static void group_bind_cmd(struct job *j) {
   m->time_ms = os_wall_ms();
 }
 
+/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
+** the messages of the append at the fork offset into acq->n_msgs, since
+** the apply reads no stream bytes.  (Any other case needs no count; the
+** apply decides the errors.) */
+static int group_fork_count(struct group *g, struct cmd *acq) {
+  struct stream *s = stream_find(&g->sm, acq->path);
+  struct buf b;
+  size_t u;
+  int rc;
+  if (s == NULL || !s->json || acq->fork_sub == 0 ||
+      !(acq->flags & CMD_F_FORK_OFFSET))
+    return URSULA_OK;
+  u = stream_unit_at(s, acq->fork_offset);
+  if (u >= s->n_bounds || u < s->cold_units ||
+      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
+    return URSULA_OK;
+  memset(&b, 0, sizeof(b));
+  rc = stream_read(&g->sm, s, acq->fork_offset, s->bounds[u], &b);
+  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
+  buf_free(&b);
+  return rc;
+}
+
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   int gid;
   struct group *g;
@@ -8953,6 +9764,10 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     acq.content_type = util_str(j->content_type);
     acq.fork_offset = j->cmd.fork_offset;
     acq.fork_sub = j->cmd.fork_sub;
+    if (group_fork_count(g, &acq) != URSULA_OK) {
+      group_fail(c, j, 503, "could not read the fork source");
+      return;
+    }
     group_propose(c, g, &acq, group_fork_source_done, j);
     return;
   }
@@ -8989,7 +9804,7 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
   p.ptr = path;
   p.len = path_len;
   s = stream_find(&server_group(c->srv, gid)->sm, p);
-  if (s != NULL && from_core < 64) s->watch_mask &= ~((uint64_t)1 << from_core);
+  if (s != NULL && from_core < 64) s->local.watch_mask &= ~((uint64_t)1 << from_core);
 }
 
 /* ------------------------------------------------------------ cold tier */
@@ -9127,8 +9942,8 @@ static void group_cold_done(struct core *c, struct group *g,
   path.len = q->path.len;
   s = stream_find(&g->sm, path);
   if (s != NULL && s->incarnation == q->incarnation) {
-    s->flushing = 0;
-    s->unflushed_since = s->tail > s->cold_end ? now : 0;
+    s->local.flushing = 0;
+    s->local.unflushed_since = s->tail > s->cold_end ? now : 0;
     if (r->status == 204) {
       g->cold_moved += q->end - q->start;
       group_flush_stream(c, g, s, now); /* a backlog */
@@ -9152,7 +9967,7 @@ static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
     path.ptr = q->path.ptr;
     path.len = q->path.len;
     s = stream_find(&g->sm, path);
-    if (s != NULL && s->incarnation == q->incarnation) s->flushing = 0;
+    if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
     group_cold_backoff(g);
     cold_req_free(q);
     return;
@@ -9198,7 +10013,7 @@ static void group_upload(struct core *c, struct group *g, struct stream *s) {
   q->incarnation = s->incarnation;
   q->start = start;
   q->end = end;
-  s->flushing = 1;
+  s->local.flushing = 1;
   g->n_uploads++;
   cold_submit(g->cold, q);
 }
@@ -9206,13 +10021,13 @@ static void group_upload(struct core *c, struct group *g, struct stream *s) {
 /* Move s's next run if it is a chunk's worth or has waited long enough. */
 static void group_flush_stream(struct core *c, struct group *g,
                                struct stream *s, uint64_t now) {
-  if (s->flushing || s->soft_deleted || s->tail == s->cold_end ||
+  if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
       g->n_uploads >= GROUP_MAX_UPLOADS || now < g->cold_retry_ms ||
       !g->cold_ready || wal_failed(g->wal))
     return;
-  if (s->unflushed_since == 0) s->unflushed_since = now;
+  if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
   if (s->tail - s->cold_end >= g->chunk_bytes ||
-      (g->flush_age_ms > 0 && now - s->unflushed_since >= g->flush_age_ms))
+      (g->flush_age_ms > 0 && now - s->local.unflushed_since >= g->flush_age_ms))
     group_upload(c, g, s);
 }
 
@@ -9344,7 +10159,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
     struct stream *s = g->sm.slots[i];
     while (s != NULL) {
       struct stream *next = s->hnext;
-      if (!s->soft_deleted && stream_expired(s, now)) {
+      if (!s->soft_deleted && group_expired(s, now)) {
         struct cmd e;
         memset(&e, 0, sizeof(e));
         e.type = CMD_EXPIRE;
@@ -9352,6 +10167,8 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
         e.path.ptr = s->path;
         e.path.len = s->path_len;
         group_propose(c, g, &e, group_ignore_done, NULL); /* applied later */
+      } else {
+        group_touch(c, g, s); /* at most one TOUCH per stream a second */
       }
       s = next;
     }
@@ -11265,73 +12082,90 @@ static void server_free(struct ursula_server *s) {
 
 /* ------------------------------------------------------------ --wal-dir
 
-   DIR/LOCK        an fcntl() write lock, held while the server runs, so
-                   two servers never write the same logs
-   DIR/layout      "ursula-wal 1\ngroups N\n": streams hash to N groups,
-                   so a restart with another --raft-group-count would not
-                   find them; the server refuses to start instead
+   DIR             locked with flock() on the directory itself while the
+                   server runs, so two servers never write the same logs
+                   (a lock file could be deleted under a running server)
+   DIR/layout      "ursula-wal 2\ngroups N\n": the WAL format, and the N
+                   groups streams hash to (a restart with another
+                   --raft-group-count would not find them; the server
+                   refuses to start instead).  Written once every group's
+                   log exists: from then on a missing group is damage.
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
-static int server_open_dir(struct ursula_server *s, char *err) {
+static int server_layout_write(struct ursula_server *s, char *err) {
   const char *dir = s->cfg.wal_dir;
-  char path[URSULA_PATH_LEN + 32], want[64], have[64];
-  struct flock fl;
-  int fd, n;
-  if (os_mkdir(dir) != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: %s", dir,
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32], want[64];
+  struct os_fs *fs = os_fs();
+  int fd;
+  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
+  snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
+  snprintf(path, sizeof(path), "%s/layout", dir);
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 ||
+      fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
+      fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
+      os_sync_dir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing layout: %s", dir,
              strerror(errno));
     return URSULA_EIO;
   }
-  snprintf(path, sizeof(path), "%s/LOCK", dir);
-  s->dir_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  memset(&fl, 0, sizeof(fl));
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  if (s->dir_lock_fd < 0 || fcntl(s->dir_lock_fd, F_SETLK, &fl) != 0) {
+  return URSULA_OK;
+}
+
+/* Lock DIR and check its layout; *existed = whether it has one (then
+** every group's log must be there). */
+static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], want[64], have[64];
+  int fd, n, groups = -1, version = -1;
+  *existed = 0;
+  if (os_mkdir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: %s", dir, strerror(errno));
+    return URSULA_EIO;
+  }
+  s->dir_lock_fd = open(dir, O_RDONLY | O_CLOEXEC);
+  if (s->dir_lock_fd < 0 || flock(s->dir_lock_fd, LOCK_EX | LOCK_NB) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN,
-             "--wal-dir %.120s: cannot lock it (%s); is another ursula "
-             "using it?",
+             "--wal-dir %s: cannot lock it (%s); another ursula is using it",
              dir, strerror(errno));
     return URSULA_EIO;
   }
-  snprintf(want, sizeof(want), "ursula-wal 1\ngroups %d\n", s->n_groups);
+  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
   snprintf(path, sizeof(path), "%s/layout", dir);
   fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    n = (int)read(fd, have, sizeof(have) - 1);
-    close(fd);
-    have[n > 0 ? n : 0] = '\0';
-    if (strcmp(have, want) != 0) {
-      const char *g = strstr(have, "groups ");
-      snprintf(err, URSULA_ERRMSG_LEN,
-               "--wal-dir %.120s holds %d groups; start with "
-               "--raft-group-count %d (it cannot change)",
-               dir, g ? atoi(g + 7) : -1, g ? atoi(g + 7) : -1);
-      return URSULA_EINVAL;
-    }
-    return URSULA_OK;
+  if (fd < 0) return URSULA_OK; /* a new directory */
+  n = (int)read(fd, have, sizeof(have) - 1);
+  close(fd);
+  have[n > 0 ? n : 0] = '\0';
+  *existed = 1;
+  if (strcmp(have, want) == 0) return URSULA_OK;
+  if (sscanf(have, "ursula-wal %d groups %d", &version, &groups) < 1)
+    version = -1;
+  if (version == 1) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %s holds WAL format 1 (written by an older ursula); "
+             "this build reads format 2 only: read the data out with the "
+             "older build, or start on an empty --wal-dir",
+             dir);
+  } else if (version == 2) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %s holds %d groups; start with --raft-group-count %d "
+             "(it cannot change)",
+             dir, groups, groups);
+  } else {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s is damaged; not starting (it records the WAL format and "
+             "the group count: \"ursula-wal 2\\ngroups N\\n\")",
+             path);
   }
-  { /* a new directory: write the layout durably */
-    char tmp[URSULA_PATH_LEN + 32];
-    struct os_fs *fs = os_fs();
-    snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
-    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 ||
-        fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
-        fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
-        os_sync_dir(dir) != 0) {
-      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s", dir,
-               "layout", strerror(errno));
-      return URSULA_EIO;
-    }
-  }
-  return URSULA_OK;
+  return URSULA_EINVAL;
 }
 
 /* One recovery thread: groups first, first + step, ... */
 struct server_recovery {
   struct ursula_server *srv;
   int first, step;
+  int must_exist; /* the layout says every group's log exists */
   int rc;
   int started; /* thread is running (joined by the caller) */
   pthread_t thread;
@@ -11345,7 +12179,7 @@ static void *server_recover_main(void *arg) {
   r->rc = URSULA_OK;
   for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK; i += r->step) {
     snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
-    r->rc = group_open_wal(r->srv->groups[i], path,
+    r->rc = group_open_wal(r->srv->groups[i], path, r->must_exist,
                            (uint64_t)r->srv->cfg.hot_max_bytes,
                            (uint64_t)r->srv->cfg.snapshot_bytes, r->err);
   }
@@ -11357,8 +12191,8 @@ static void *server_recover_main(void *arg) {
 static int server_recover(struct ursula_server *s, char *err) {
   struct server_recovery *r;
   uint64_t t0 = os_now_ms();
-  int i, n = s->n_cores, rc;
-  if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
+  int i, n = s->n_cores, rc, existed;
+  if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK) return rc;
   if (n > s->n_groups) n = s->n_groups;
   r = (struct server_recovery *)URSULA_MALLOC(sizeof(*r) * (size_t)n);
   if (r == NULL) return URSULA_ENOMEM;
@@ -11366,6 +12200,7 @@ static int server_recover(struct ursula_server *s, char *err) {
     r[i].srv = s;
     r[i].first = i;
     r[i].step = n;
+    r[i].must_exist = existed;
     r[i].err[0] = '\0';
     r[i].started =
         pthread_create(&r[i].thread, NULL, server_recover_main, &r[i]) == 0;
@@ -11380,6 +12215,7 @@ static int server_recover(struct ursula_server *s, char *err) {
     }
   }
   URSULA_FREE(r);
+  if (rc == URSULA_OK && !existed) rc = server_layout_write(s, err);
   if (rc == URSULA_OK)
     LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
           (unsigned long long)(os_now_ms() - t0));

@@ -90,7 +90,7 @@ enum ursula_error {
   URSULA__ERROR_END = -12
 };
 
-#define URSULA_ERRMSG_LEN 256
+#define URSULA_ERRMSG_LEN 1536
 #define URSULA_PATH_LEN 1024
 
 /* Server configuration.  ursula_config_init() fills every field with its

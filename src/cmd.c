@@ -13,7 +13,7 @@
 **    offset  field
 **    0       u8      version, CMD_VERSION (1)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
-**                    5 FORK_RELEASE, 6 EXPIRE
+**                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH
 **    2       varint  flags (CMD_F_*)
 **    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
 **                    uses it, never a clock of its own, so that replaying
@@ -21,7 +21,12 @@
 **    ..      bytes   path              (varint length, then the bytes)
 **    ..      bytes   content_type
 **    ..      bytes   data
-**    ..      varint  n_msgs            (JSON messages in data)
+**    ..      varint  n_msgs            (JSON messages in data; FORK_ACQUIRE
+**                                       with a sub-offset into a JSON
+**                                       stream: the messages of the append
+**                                       at fork_offset, counted by the
+**                                       proposer, since apply reads no
+**                                       stream bytes)
 **    ..      varint  ttl_s
 **    ..      varint  expires_at_ms
 **    ..      bytes   expires_text      (Stream-Expires-At as sent)
@@ -48,6 +53,12 @@
 **    ..      varint  cold_start
 **    ..      varint  cold_end
 **    ..      bytes   object            (the object's name, cold.c)
+**
+** Type 8, TOUCH (the owner saw a read of the stream at time_ms: the
+** sliding TTL window moves there), carries one more field after those
+** of every type:
+**
+**    ..      varint  incarnation       (of the stream that was read)
 */
 #include "internal.h"
 
@@ -126,6 +137,7 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_varint(out, c->bounds[i] - prev);
     prev = c->bounds[i];
   }
+  if (c->type == CMD_TOUCH) rc |= cmd_put_varint(out, c->incarnation);
   if (c->type == CMD_COLD) {
     rc |= cmd_put_varint(out, c->incarnation);
     rc |= cmd_put_varint(out, c->cold_start);
@@ -145,9 +157,10 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   uint64_t v = 0, i, prev = 0;
   int bad = 0;
   memset(c, 0, sizeof(*c));
-  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_COLD)
+  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_TOUCH)
     return URSULA_ECORRUPT;
   c->type = q[1];
+  c->raw = (const char *)p;
   q += 2;
   bad |= cmd_get_varint(&q, end, &v);
   c->flags = (uint32_t)v;
@@ -182,6 +195,8 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
                               cmd_get_varint(&q, end, &c->cold_start) ||
                               cmd_get_varint(&q, end, &c->cold_end) ||
                               cmd_get_bytes(&q, end, &c->object)))
+    return URSULA_ECORRUPT;
+  if (c->type == CMD_TOUCH && cmd_get_varint(&q, end, &c->incarnation))
     return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;

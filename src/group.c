@@ -67,12 +67,14 @@ typedef void (*group_done_fn)(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg);
 
 /* A proposal waiting for its commit: its entry is log[off, off+len) (with
-** a WAL, the record header sits just before it). */
+** a WAL, the record header sits just before it), proposed at (term,
+** index).  It is answered by (term, index): if the entry committed at
+** index carries another term, the proposal was replaced and fails. */
 struct group_prop {
   group_done_fn done;
   void *arg;
   size_t off, len;
-  uint64_t seg, file_off; /* where the WAL keeps the entry (seg 0: none) */
+  uint64_t term, index;
 };
 
 /* A chunk being read back, and the jobs waiting for it (chained through
@@ -177,16 +179,6 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
   return g;
 }
 
-/* Tell the decoded command where the log keeps its bytes: the entry p is
-** at file offset off of WAL segment seg (seg 0: memory only). */
-static void group_locate(struct cmd *c, const char *p, uint64_t seg,
-                         uint64_t off) {
-  c->log_seg = seg;
-  if (seg == 0) return;
-  c->data_off = off + (uint64_t)(c->data.ptr - p);
-  c->inherited_off = off + (uint64_t)(c->inherited.ptr - p);
-}
-
 /* Replay state: one group's recovery. */
 struct group_replay {
   struct group *g;
@@ -197,6 +189,8 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   struct group_replay *rp = (struct group_replay *)arg;
   struct group *g = rp->g;
   struct cmd cmd;
+  g->last_index = g->applied_index = e->index;
+  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
   if (cmd_decode(e->data, e->len, &cmd, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: WAL entry %llu does not decode as a command", g->id,
           (unsigned long long)e->index);
@@ -204,10 +198,8 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   }
   /* effects (wake-ups, fork releases) are not replayed: nothing waits
   ** yet, and the releases a command sent were logged by their groups */
-  group_locate(&cmd, (const char *)e->data, e->seg, e->off);
-  stream_apply(&g->sm, &cmd, &g->res);
+  stream_apply(&g->sm, e->index, &cmd, &g->res);
   stream_evict(&g->sm, g->hot_max);
-  g->last_index = g->applied_index = e->index;
   if ((e->index & 4095) == 0) {
     uint64_t now = os_now_ms();
     if (now - rp->last_report_ms >= 2000) {
@@ -231,36 +223,42 @@ static int group_restore(void *arg, const void *p, size_t len) {
 static int group_read_cold(void *ctx, const struct stream_loc *loc,
                            uint64_t len, struct buf *out) {
   struct group *g = (struct group *)ctx;
-  return wal_pread(g->wal, loc->seg, loc->off, len, out);
+  return wal_read(g->wal, loc->index, loc->off, len, out);
 }
 
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, uint64_t snapshot_bytes,
-                                  char *err) {
+                                  int must_exist, uint64_t hot_max,
+                                  uint64_t snapshot_bytes, char *err) {
   struct group_replay rp;
   struct wal_stats st;
-  int rc = wal_open(&g->wal, dir, err);
-  if (rc != URSULA_OK) return rc;
+  char why[URSULA_ERRMSG_LEN];
+  int rc = wal_open(&g->wal, dir, must_exist, why);
+  if (rc != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
+    return rc;
+  }
   g->hot_max = hot_max;
   g->snapshot_bytes = snapshot_bytes;
   g->sm.read_cold = group_read_cold;
   g->sm.read_ctx = g;
   rp.g = g;
   rp.started_ms = rp.last_report_ms = os_now_ms();
-  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st);
-  if (rc == URSULA_ECORRUPT && st.cut_segment != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN,
-             "group %d: segment %020llu.wal in %.60s is damaged or missing "
-             "(byte %llu) before the last one; not starting rather than "
-             "dropping acknowledged entries",
-             g->id, (unsigned long long)st.cut_segment, dir,
-             (unsigned long long)st.cut_at);
+  why[0] = '\0';
+  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st, why);
+  if (rc != URSULA_OK) {
+    if (why[0] == '\0')
+      snprintf(why, sizeof(why), "%.1400s: %s", dir, ursula_strerror(rc));
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
     return rc;
   }
-  if (rc != URSULA_OK) {
-    snprintf(err, URSULA_ERRMSG_LEN, "group %d: recovery from %.150s: %s",
-             g->id, dir, ursula_strerror(rc));
-    return rc;
+  if (stream_oldest_index(&g->sm) < wal_first_index(g->wal)) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "group %d: %.1200s: streams read bytes from log entry %llu on, "
+             "but the log starts at entry %llu: a segment file is missing; "
+             "not starting without it",
+             g->id, dir, (unsigned long long)stream_oldest_index(&g->sm),
+             (unsigned long long)wal_first_index(g->wal));
+    return URSULA_ECORRUPT;
   }
   g->res.releases.len = 0;
   g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
@@ -268,18 +266,18 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   g->term = wal_term(g->wal);
   if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
-      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.150s/state: %s", g->id, dir,
-               ursula_strerror(rc));
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: saving the term: %s",
+               g->id, dir, ursula_strerror(rc));
       return rc;
     }
     g->term = 1;
   }
   if (st.cut_bytes > 0)
     LOG_W(
-        "group %d: cut a torn tail: %llu bytes at byte %llu of segment "
-        "%llu (never acknowledged)",
+        "group %d: cut a torn tail: %llu bytes at byte %llu of %s/%020llu.wal "
+        "(the last write before a crash; nothing valid followed it)",
         g->id, (unsigned long long)st.cut_bytes, (unsigned long long)st.cut_at,
-        (unsigned long long)st.cut_segment);
+        dir, (unsigned long long)st.cut_segment);
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
@@ -396,13 +394,51 @@ static const char *group_wal_reason(int rc) {
 ** done(c, g, result, arg) -- at the end of this loop turn at the
 ** earliest.  The result is valid only during the call.  If the log
 ** refuses the entry, done is called at once with a 503 (or 413). */
+static void group_ignore_done(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+static void group_propose(struct core *c, struct group *g,
+                          const struct cmd *cmd, group_done_fn done,
+                          void *arg);
+
+/* Whether s has expired at now, as this node sees it: its reads count
+** (local.read_ms) though the log may not have their TOUCH yet. */
+static int group_expired(const struct stream *s, uint64_t now) {
+  uint64_t last = s->last_access_ms;
+  if (s->local.read_ms > last) last = s->local.read_ms;
+  if (s->has_expires && s->expires_at_ms <= now) return 1;
+  return s->has_ttl && last + s->ttl_s * 1000u <= now;
+}
+
+/* Log the last read of s as a TOUCH if the log does not have it yet, so
+** that the TTL window it slid is the same on every replica and after a
+** restart. */
+static void group_touch(struct core *c, struct group *g, struct stream *s) {
+  struct cmd t;
+  if (!s->has_ttl || s->soft_deleted || s->local.read_ms <= s->last_access_ms ||
+      s->local.read_ms <= s->local.touch_ms)
+    return;
+  s->local.touch_ms = s->local.read_ms;
+  memset(&t, 0, sizeof(t));
+  t.type = CMD_TOUCH;
+  t.time_ms = s->local.read_ms;
+  t.path.ptr = s->path;
+  t.path.len = s->path_len;
+  t.incarnation = s->incarnation;
+  group_propose(c, g, &t, group_ignore_done, NULL);
+}
+
 static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
   struct group_prop *p;
   size_t off = g->log.len, hdr;
-  uint64_t seg, file_off;
   int rc;
+  if (cmd->type != CMD_TOUCH && cmd->type != CMD_COLD) {
+    /* a read this node saw slides the window first: the command after
+    ** it must not find the stream expired that the read kept alive */
+    struct stream *s = stream_find(&g->sm, cmd->path);
+    if (s != NULL) group_touch(c, g, s);
+  }
   if (g->wal != NULL && wal_failed(g->wal)) {
     group_refuse(c, g, done, arg, 503,
                  "write-ahead log failed; writes are refused until it is "
@@ -432,10 +468,9 @@ static void group_propose(struct core *c, struct group *g,
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
-  seg = file_off = 0;
   if (g->wal != NULL) {
-    rc = wal_frame(g->wal, g->term, g->last_index + 1, g->log.ptr + off,
-                   g->log.len - off - hdr, &seg, &file_off);
+    rc = wal_frame(g->wal, WAL_CMD, g->term, g->last_index + 1,
+                   g->log.ptr + off, g->log.len - off - hdr);
     if (rc != URSULA_OK) {
       g->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
@@ -451,25 +486,23 @@ static void group_propose(struct core *c, struct group *g,
   p->arg = arg;
   p->off = off + hdr;
   p->len = g->log.len - off - hdr;
-  p->seg = seg;
-  p->file_off = file_off;
+  p->term = g->term;
+  p->index = g->last_index;
   if (!g->dirty) {
     g->dirty = 1;
     c->dirty[c->n_dirty++] = g;
   }
 }
 
-/* Apply one committed entry and carry out its effects. */
+/* Apply committed entry `index` (p[0..len)) and carry out its effects. */
 static void group_apply(struct core *c, struct group *g, const char *p,
-                        size_t len, uint64_t seg, uint64_t off,
-                        struct stream_result *r) {
+                        size_t len, uint64_t index, struct stream_result *r) {
   struct cmd applied;
   if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: a committed entry does not decode", g->id);
     abort(); /* the encoder and decoder disagree: a bug, not bad input */
   }
-  group_locate(&applied, p, seg, off);
-  stream_apply(&g->sm, &applied, r);
+  stream_apply(&g->sm, index, &applied, r);
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->cold != NULL)
@@ -480,7 +513,7 @@ static void group_apply(struct core *c, struct group *g, const char *p,
 ** not the segment of the oldest bytes a stream still reads from the WAL
 ** (segments before it hold only deleted or moved data). */
 static uint64_t group_compact_upto(struct group *g) {
-  uint64_t oldest = stream_oldest_seg(&g->sm);
+  uint64_t oldest = stream_oldest_index(&g->sm);
   return oldest <= g->applied_index ? oldest - 1 : g->applied_index;
 }
 
@@ -529,9 +562,13 @@ static void group_run_batch(struct core *c, struct group *g,
   }
   for (i = 0; i < n; i++) {
     if (rc == URSULA_OK) {
-      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].seg,
-                  props[i].file_off, &g->res);
-      g->applied_index++;
+      /* single voter: the entry at a proposal's index is the proposal's
+      ** own (a Raft log may have replaced it: then it fails, by term) */
+      URSULA_ASSERT(props[i].index == g->applied_index + 1);
+      URSULA_ASSERT(props[i].term == g->term);
+      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].index,
+                  &g->res);
+      g->applied_index = props[i].index;
       props[i].done(c, g, &g->res, props[i].arg);
     } else {
       group_refuse(c, g, props[i].done, props[i].arg, 503,
@@ -703,6 +740,19 @@ static void group_after_change(struct core *c, struct group *g,
   group_reply(c, j);
 }
 
+/* Answer a read of stream bytes that failed with rc: damage is a 500
+** that says so (never wrong bytes), anything else a 503. */
+static void group_read_failed(struct core *c, struct job *j, int rc) {
+  if (rc == URSULA_ECORRUPT)
+    group_fail(c, j, 500,
+               "the write-ahead log record holding these bytes is damaged "
+               "(the server log names the file)");
+  else
+    group_fail(c, j, 503,
+               rc == URSULA_ENOMEM ? "out of memory"
+                                   : "could not read the stream from the WAL");
+}
+
 /* The stream for a read, or NULL after answering 404 / 410. */
 static struct stream *group_read_target(struct core *c, struct group *g,
                                         struct job *j, uint64_t now) {
@@ -711,7 +761,7 @@ static struct stream *group_read_target(struct core *c, struct group *g,
   path.ptr = j->path;
   path.len = j->path_len;
   s = stream_find(&g->sm, path);
-  if (s != NULL && !s->soft_deleted && stream_expired(s, now)) {
+  if (s != NULL && !s->soft_deleted && group_expired(s, now)) {
     /* log the expiry; answer as the stream will be once it is applied */
     struct cmd e;
     int forked = s->refcount > 0;
@@ -748,7 +798,9 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     group_reply(c, j);
     return;
   }
-  s->last_access_ms = now; /* reads slide the TTL window (not HEAD) */
+  /* reads slide the TTL window (not HEAD): logged as a TOUCH by the
+  ** sweep, or before the next command on the stream */
+  if (now > s->local.read_ms) s->local.read_ms = now;
   j->data.len = 0;         /* a job re-run after a fetch starts over */
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
@@ -773,9 +825,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     return;
   }
   if (rc != URSULA_OK) {
-    group_fail(c, j, 503,
-               rc == URSULA_ENOMEM ? "out of memory"
-                                   : "could not read the stream from the WAL");
+    group_read_failed(c, j, rc);
     return;
   }
   j->start = start;
@@ -784,7 +834,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   j->closed = s->closed && j->up_to_date;
   if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
       j->origin_core >= 0 && j->origin_core < 64) {
-    s->watch_mask |= (uint64_t)1 << j->origin_core;
+    s->local.watch_mask |= (uint64_t)1 << j->origin_core;
     j->registered = 1;
   }
   group_reply(c, j);
@@ -907,6 +957,29 @@ static void group_bind_cmd(struct job *j) {
   m->time_ms = os_wall_ms();
 }
 
+/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
+** the messages of the append at the fork offset into acq->n_msgs, since
+** the apply reads no stream bytes.  (Any other case needs no count; the
+** apply decides the errors.) */
+static int group_fork_count(struct group *g, struct cmd *acq) {
+  struct stream *s = stream_find(&g->sm, acq->path);
+  struct buf b;
+  size_t u;
+  int rc;
+  if (s == NULL || !s->json || acq->fork_sub == 0 ||
+      !(acq->flags & CMD_F_FORK_OFFSET))
+    return URSULA_OK;
+  u = stream_unit_at(s, acq->fork_offset);
+  if (u >= s->n_bounds || u < s->cold_units ||
+      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
+    return URSULA_OK;
+  memset(&b, 0, sizeof(b));
+  rc = stream_read(&g->sm, s, acq->fork_offset, s->bounds[u], &b);
+  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
+  buf_free(&b);
+  return rc;
+}
+
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   int gid;
   struct group *g;
@@ -927,6 +1000,10 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     acq.content_type = util_str(j->content_type);
     acq.fork_offset = j->cmd.fork_offset;
     acq.fork_sub = j->cmd.fork_sub;
+    if (group_fork_count(g, &acq) != URSULA_OK) {
+      group_fail(c, j, 503, "could not read the fork source");
+      return;
+    }
     group_propose(c, g, &acq, group_fork_source_done, j);
     return;
   }
@@ -963,7 +1040,7 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
   p.ptr = path;
   p.len = path_len;
   s = stream_find(&server_group(c->srv, gid)->sm, p);
-  if (s != NULL && from_core < 64) s->watch_mask &= ~((uint64_t)1 << from_core);
+  if (s != NULL && from_core < 64) s->local.watch_mask &= ~((uint64_t)1 << from_core);
 }
 
 /* ------------------------------------------------------------ cold tier */
@@ -1101,8 +1178,8 @@ static void group_cold_done(struct core *c, struct group *g,
   path.len = q->path.len;
   s = stream_find(&g->sm, path);
   if (s != NULL && s->incarnation == q->incarnation) {
-    s->flushing = 0;
-    s->unflushed_since = s->tail > s->cold_end ? now : 0;
+    s->local.flushing = 0;
+    s->local.unflushed_since = s->tail > s->cold_end ? now : 0;
     if (r->status == 204) {
       g->cold_moved += q->end - q->start;
       group_flush_stream(c, g, s, now); /* a backlog */
@@ -1126,7 +1203,7 @@ static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
     path.ptr = q->path.ptr;
     path.len = q->path.len;
     s = stream_find(&g->sm, path);
-    if (s != NULL && s->incarnation == q->incarnation) s->flushing = 0;
+    if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
     group_cold_backoff(g);
     cold_req_free(q);
     return;
@@ -1172,7 +1249,7 @@ static void group_upload(struct core *c, struct group *g, struct stream *s) {
   q->incarnation = s->incarnation;
   q->start = start;
   q->end = end;
-  s->flushing = 1;
+  s->local.flushing = 1;
   g->n_uploads++;
   cold_submit(g->cold, q);
 }
@@ -1180,13 +1257,13 @@ static void group_upload(struct core *c, struct group *g, struct stream *s) {
 /* Move s's next run if it is a chunk's worth or has waited long enough. */
 static void group_flush_stream(struct core *c, struct group *g,
                                struct stream *s, uint64_t now) {
-  if (s->flushing || s->soft_deleted || s->tail == s->cold_end ||
+  if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
       g->n_uploads >= GROUP_MAX_UPLOADS || now < g->cold_retry_ms ||
       !g->cold_ready || wal_failed(g->wal))
     return;
-  if (s->unflushed_since == 0) s->unflushed_since = now;
+  if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
   if (s->tail - s->cold_end >= g->chunk_bytes ||
-      (g->flush_age_ms > 0 && now - s->unflushed_since >= g->flush_age_ms))
+      (g->flush_age_ms > 0 && now - s->local.unflushed_since >= g->flush_age_ms))
     group_upload(c, g, s);
 }
 
@@ -1318,7 +1395,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
     struct stream *s = g->sm.slots[i];
     while (s != NULL) {
       struct stream *next = s->hnext;
-      if (!s->soft_deleted && stream_expired(s, now)) {
+      if (!s->soft_deleted && group_expired(s, now)) {
         struct cmd e;
         memset(&e, 0, sizeof(e));
         e.type = CMD_EXPIRE;
@@ -1326,6 +1403,8 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
         e.path.ptr = s->path;
         e.path.len = s->path_len;
         group_propose(c, g, &e, group_ignore_done, NULL); /* applied later */
+      } else {
+        group_touch(c, g, s); /* at most one TOUCH per stream a second */
       }
       s = next;
     }

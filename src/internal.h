@@ -38,6 +38,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <dirent.h>
+#include <sys/file.h>
 #if URSULA_ENABLE_EPOLL
 #include <sys/epoll.h>
 #endif
@@ -444,56 +445,113 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
 struct wal;
+/* Record types.  CMD, NOOP and CONF are log entries (each takes the next
+** index); HARD is the Raft hard state (term, vote) as of that point. */
+enum { WAL_CMD = 1, WAL_NOOP = 2, WAL_CONF = 3, WAL_HARD = 16, WAL_SEAL = 17 };
 struct wal_entry {
   uint64_t term;
   uint64_t index;
-  const void *data; /* the payload: one encoded command */
+  int type;         /* WAL_CMD, WAL_NOOP or WAL_CONF */
+  const void *data; /* the payload (CMD: one encoded command) */
   size_t len;
-  uint64_t seg, off; /* where the payload is: segment, file offset */
 };
 struct wal_stats {         /* what wal_replay() found */
   uint64_t entries;        /* valid entries replayed */
   uint64_t bytes;          /* bytes of the segments they span */
   uint64_t cut_bytes;      /* bytes cut from the torn tail */
-  uint64_t cut_segment;    /* first index of the segment that was cut, or
-                           that is damaged or missing (URSULA_ECORRUPT) */
+  uint64_t cut_segment;    /* first index of the segment that was cut */
   uint64_t cut_at;         /* byte offset of the cut or the damage */
   uint64_t snapshot_index; /* the snapshot replay started after (0: none) */
 };
-/* Open (creating if needed) the log in directory dir.  Call wal_replay()
-** next, once, before anything else.  URSULA_OK or an error with a reason
-** in err. */
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err);
+/* Open (creating if needed, unless must_exist) the log in directory dir.
+** must_exist: the caller knows this log was created, so a missing
+** directory or a directory without segments is refused (URSULA_ECORRUPT)
+** rather than taken for a new, empty log.  A format-1 directory is
+** refused with URSULA_EINVAL.  Call wal_replay() next, once.  URSULA_OK or
+** an error with a reason in err (URSULA_ERRMSG_LEN bytes, the full path
+** named). */
+URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
+                            char *err);
 URSULA_PRIVATE void wal_close(struct wal *w);
 /* Hand the snapshot, if there is one, to restore, then every valid entry
 ** after it, in index order, to fn (both return URSULA_OK to go on); cut a
-** torn tail; open the last segment for appending.  Returns URSULA_OK, fn's error, or an I/O error. */
+** torn tail; open the last segment for appending.  Returns URSULA_OK;
+** URSULA_ECORRUPT for damage or a missing file (wal.c's RECOVERY rules),
+** with err naming the file and the byte; fn's error; or an I/O error. */
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
-                              void *arg, struct wal_stats *st);
-/* Durably replace the snapshot with p[0..n), the state machine as of entry
-** (index, term); replay then starts after it. */
+                              void *arg, struct wal_stats *st, char *err);
+/* Snapshots, written and read in chunks of at most WAL_SNAP_CHUNK.
+** Writing: begin (as of entry index, term), put the payload in any number
+** of pieces, then commit (durably replaces the snapshot; replay then
+** starts after it) or abort.  Reading: open (URSULA_ENOTFOUND if there is
+** none; header and length checked), read pieces (> 0 bytes; 0 at the end
+** once the CRC of the whole file checked out; -1 on a read error or a
+** CRC mismatch), close. */
+#define WAL_SNAP_CHUNK (1024 * 1024)
+struct wal_snap_writer {
+  int fd;
+  uint64_t index, term, at;
+  uint32_t crc;
+};
+struct wal_snap_reader {
+  int fd;
+  uint64_t index, term; /* the entry the snapshot covers up to */
+  uint64_t size;        /* payload bytes */
+  uint64_t at;
+  uint32_t crc, want_crc;
+};
+URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
+                                  uint64_t index, uint64_t term);
+URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
+                                size_t n);
+URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw);
+URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw);
+URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
+                                 char *err);
+URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
+                                  size_t n);
+URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr);
+/* The whole snapshot p[0..n) through the chunked writer. */
 URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
                                      uint64_t term, const void *p, size_t n);
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_snapshot_index(const struct wal *w);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 /* Every record starts with a header of this many bytes (wal.c). */
-#define WAL_RECORD_HEADER 24
-/* Frame the entry (term, index) whose payload the caller has put at
+#define WAL_RECORD_HEADER 32
+/* Frame the record (type, term, index) whose payload the caller has put at
 ** rec + WAL_RECORD_HEADER (n bytes): fill in the header before it.  The
 ** caller keeps the bytes and hands every record it framed, back to back,
-** to wal_write().  *seg and *off get where the payload will be (see
-** wal_pread).  index must be wal_last_index() + 1.  Returns URSULA_OK,
-** URSULA_EIO once the log has failed, URSULA_EINVAL, URSULA_ETOOBIG, or
-** an error of starting a new segment. */
-URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
-                             void *rec, size_t n, uint64_t *seg, uint64_t *off);
-/* Append the len bytes at file offset off of segment seg (as wal_frame()
-** and wal_entry report them) to out.  Only durable bytes may be read. */
-URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
-                             uint64_t len, struct buf *out);
+** to wal_write().  An entry's index must be wal_last_index() + 1 and its
+** term at least the last entry's; a WAL_HARD record (payload from
+** wal_hard_payload, n = 16) has index wal_last_index() and takes effect
+** when its batch is durable.  Returns URSULA_OK, URSULA_EIO once the log
+** has failed, URSULA_EINVAL, URSULA_ETOOBIG, or an error of starting a
+** new segment. */
+URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
+                             uint64_t index, void *rec, size_t n);
+URSULA_PRIVATE URSULA_UNUSED void wal_hard_payload(void *payload,
+                                                   uint64_t term,
+                                                   uint64_t vote);
+/* Append bytes [off, off + len) of the payload of durable entry index to
+** out.  The whole record is read and its CRC checked on every read (the
+** last record read is kept, so reading a large entry piece by piece reads
+** it once).  URSULA_OK; URSULA_ECORRUPT if the record is damaged or
+** missing (never wrong bytes); URSULA_ENOTFOUND outside the durable log;
+** URSULA_EINVAL past the payload's end; or an I/O error. */
+URSULA_PRIVATE int wal_read(struct wal *w, uint64_t index, uint64_t off,
+                            uint64_t len, struct buf *out);
+/* The durable entry index, checked as wal_read does; e->data is valid
+** until the next read. */
+URSULA_PRIVATE URSULA_UNUSED int wal_entry_at(struct wal *w, uint64_t index,
+                                              struct wal_entry *e);
+/* The term of entry index (0 for index 0; the snapshot's term for its
+** index).  URSULA_ENOTFOUND past the end or before the first entry. */
+URSULA_PRIVATE URSULA_UNUSED int wal_term_at(struct wal *w, uint64_t index,
+                                             uint64_t *term);
 /* Write the records framed since the last write: p[0..len), exactly
 ** those, in order.  Not durable until wal_flush() succeeds, which syncs
 ** what was written (one sync for all; it may run on any thread while the
@@ -514,20 +572,23 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno);
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
 URSULA_PRIVATE int wal_recover(struct wal *w);
 URSULA_PRIVATE int wal_failed(const struct wal *w);
-/* Remove the entries from index on (a Raft log conflict).  Nothing may be
-** buffered. */
+/* Remove the entries from index on (a Raft log conflict), crash-safely
+** (wal.c).  Nothing may be buffered; index must be above the snapshot. */
 URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
                                                      uint64_t index);
-/* Remove whole segments whose entries are all at or below upto (they are
-** covered by a snapshot of the state machine). */
+/* Remove whole segments whose entries are all at or below upto and below
+** the snapshot (nothing the snapshot does not cover ever goes). */
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto);
 /* Whether wal_compact(w, upto) would remove a segment. */
 URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_first_index(const struct wal *w);
 URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_last_term(const struct wal *w);
-/* The persisted Raft term and vote (0, 0 for a new log), and a durable,
-** atomic update of both. */
+URSULA_PRIVATE URSULA_UNUSED uint64_t wal_durable_index(const struct wal *w);
+/* The durable Raft term and vote (0, 0 for a new log).  wal_save_state()
+** makes a new pair durable at once (a HARD record and a sync; nothing may
+** be buffered); the commit path frames WAL_HARD records with its entries
+** instead, so they share a sync. */
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
 URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote);
@@ -545,7 +606,8 @@ enum {
   CMD_FORK_ACQUIRE = 4, /* a fork is being made of this stream: refcount+1 */
   CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
   CMD_EXPIRE = 6,       /* remove the stream if its TTL or Expires-At passed */
-  CMD_COLD = 7          /* a prefix of the stream moved to the cold tier */
+  CMD_COLD = 7,         /* a prefix of the stream moved to the cold tier */
+  CMD_TOUCH = 8         /* a read slid the stream's TTL window */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -582,14 +644,14 @@ struct cmd {
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
-  /* COLD only */
+  /* COLD and TOUCH */
   uint64_t incarnation;
   uint64_t cold_start, cold_end;
   struct str object;
-  /* Not encoded: where the log keeps this command's bytes, set by the
-  ** group before the apply (0 = in memory only): the WAL segment and the
-  ** file offsets of data and inherited. */
-  uint64_t log_seg, data_off, inherited_off;
+  /* Not encoded: the start of the encoded bytes the views point into
+  ** (set by cmd_decode), so that a view's offset in its log entry is
+  ** data.ptr - raw: the logical address of the bytes. */
+  const char *raw;
 };
 
 /* The codecs of the encoding (also used by snapshots): an unsigned LEB128
@@ -622,10 +684,12 @@ struct stream_producer {
   char id[1]; /* id_len bytes follow, NUL-terminated */
 };
 
-/* Where a unit's bytes are kept in the group's WAL: the segment (its
-** first index; 0 = only in memory) and the file offset of the first byte. */
+/* Where a unit's bytes are in the group's log, logically: the index of
+** the entry that carried them and the offset of the first byte in that
+** entry's payload.  The same on every replica that applied the same log
+** (a file offset would not be); the WAL maps it to a file position. */
 struct stream_loc {
-  uint64_t seg;
+  uint64_t index;
   uint64_t off;
 };
 
@@ -634,6 +698,22 @@ struct stream_loc {
 struct stream_chunk {
   uint64_t start, end;
   char *name; /* the object's name, NUL-terminated */
+};
+
+/* What one node keeps of a stream beside the replicated state: caches,
+** reader bookkeeping, upload progress.  Never part of a snapshot or of
+** stream_digest(), and no apply decision reads it: two replicas with the
+** same log have equal streams whatever these fields hold. */
+struct stream_local {
+  uint64_t hot_start;       /* bytes before this are only in the log */
+  struct buf data;          /* bytes [hot_start, tail): the hot data */
+  uint64_t watch_mask;      /* cores with live readers */
+  int flushing;             /* an upload to the cold tier is under way */
+  uint64_t unflushed_since; /* wall ms the oldest byte past cold_end came
+                               (0: none) */
+  uint64_t read_ms;         /* the last read (wall ms), for the sliding TTL:
+                               the owner logs it as a TOUCH (group.c) */
+  uint64_t touch_ms;        /* the last read_ms proposed as a TOUCH */
 };
 
 struct stream {
@@ -646,17 +726,15 @@ struct stream {
   int closed;
   int soft_deleted;        /* deleted or expired while forks still read it */
   uint64_t tail;           /* byte offset after the last byte */
-  uint64_t hot_start;      /* bytes before this are only in the WAL */
-  struct buf data;         /* bytes [hot_start, tail): the hot data */
   uint64_t *bounds;        /* end offset of each append unit, ascending */
-  struct stream_loc *locs; /* where each unit is in the WAL */
+  struct stream_loc *locs; /* where each unit is in the log */
   size_t n_bounds, cap_bounds;
   int has_ttl;
   uint64_t ttl_s;
   int has_expires;
   uint64_t expires_at_ms;
   char *expires_text;
-  uint64_t last_access_ms; /* for the sliding TTL */
+  uint64_t last_access_ms; /* for the sliding TTL: create, appends, TOUCH */
   char *stream_seq;        /* last Stream-Seq, or NULL */
   size_t stream_seq_len;
   struct stream_producer *producers;
@@ -668,16 +746,13 @@ struct stream {
   uint64_t fork_offset, fork_sub;
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
-  uint64_t watch_mask;  /* cores with live readers (owner-local state) */
   /* the cold tier: bytes [0, cold_end) are in chunks[], in order and back
   ** to back; they are the first cold_units units */
   struct stream_chunk *chunks;
   size_t n_chunks, cap_chunks;
   uint64_t cold_end;
   size_t cold_units;
-  int flushing;             /* an upload is under way (owner-local) */
-  uint64_t unflushed_since; /* wall ms the oldest byte past cold_end came
-                               (owner-local; 0: none) */
+  struct stream_local local; /* this node's, not replicated */
 };
 
 struct stream_state {
@@ -726,11 +801,14 @@ struct stream_result {
 
 URSULA_PRIVATE void stream_state_init(struct stream_state *st);
 URSULA_PRIVATE void stream_state_free(struct stream_state *st);
-/* Apply one committed command.  Deterministic: depends only on the state
-** and *c (its time_ms is the clock).  *r is reset first; its garbage and
-** releases buffers are the caller's (reset to empty, not freed). */
-URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r);
+/* Apply the committed command *c, the payload of log entry `index`.
+** Pure: the result depends only on the state, index and *c (its time_ms
+** is the clock); no I/O; out of memory aborts.  A command that breaks a
+** protocol rule is a reply (4xx) in *r, not a failure.  *r is reset first;
+** its garbage and releases buffers are the caller's (reset to empty, not
+** freed).  Returns URSULA_OK, or URSULA_ECORRUPT for an unknown type. */
+URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r);
 /* Look a stream up by path; NULL if there is none (expired or not). */
 URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
                                           struct str path);
@@ -749,19 +827,24 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
 ** max / 2 (when it is above max), oldest units of each stream first. */
 URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max);
-/* A snapshot of the state machine: every stream's metadata, producer
-** state, forks and TTLs, and where each unit's bytes are in the WAL (the
-** bytes themselves stay there).  Fails with URSULA_EINVAL if a unit is
-** only in memory.  stream_restore() fills an empty state from one; all
-** data then starts cold.  Format in stream.c. */
+/* A snapshot of the replicated state, in canonical form (equal states
+** give equal bytes): every stream's metadata, producer state, forks,
+** TTLs, chunks, and the log position of each unit's bytes (the bytes stay
+** in the log).  URSULA_EINVAL if a unit is in no log.  stream_restore()
+** fills an empty state from one; all data then starts out of memory.
+** Format in stream.c. */
 URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
                                    struct buf *out);
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len);
 /* The chunk of s that holds byte off (off < s->cold_end). */
 URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off);
-/* The oldest WAL segment any unit's bytes are in (UINT64_MAX if none). */
-URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st);
+/* One 64-bit digest of the replicated state (FNV-1a of the canonical
+** snapshot): equal on replicas that applied the same log. */
+URSULA_PRIVATE URSULA_UNUSED int stream_digest(const struct stream_state *st,
+                                               uint64_t *digest);
+/* The oldest log index any unit's bytes are in (UINT64_MAX if none). */
+URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
 
@@ -916,10 +999,12 @@ URSULA_PRIVATE int group_id(const struct group *g);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); keep at most about hot_max bytes of stream
-** data in memory from then on.  URSULA_OK, or an error with a reason in err. */
+** data in memory from then on.  must_exist: the data directory says the
+** log was created (a missing one is refused, not made anew).  URSULA_OK,
+** or an error with a reason in err. */
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
-                                  uint64_t hot_max, uint64_t snapshot_bytes,
-                                  char *err);
+                                  int must_exist, uint64_t hot_max,
+                                  uint64_t snapshot_bytes, char *err);
 /* Group commit, pipelined: at the end of the owner's loop turn,
 ** group_commit_start() writes g's new entries to its WAL and returns the
 ** descriptor to sync; the batch is then in flight, and the owner goes on

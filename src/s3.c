@@ -435,7 +435,7 @@ static int s3_do(struct s3_client *c, struct s3_call *k, struct s3_error *e) {
           tls_connect(&c->conn, c->host, c->port,
                       c->https ? c->cfg.anchors : NULL, c->cfg.timeout_ms, err);
       if (rc == URSULA_ENOTSUP) {
-        snprintf(e->line, sizeof(e->line), "%s", err);
+        snprintf(e->line, sizeof(e->line), "%.500s", err);
         return rc;
       }
     }

@@ -284,73 +284,90 @@ static void server_free(struct ursula_server *s) {
 
 /* ------------------------------------------------------------ --wal-dir
 
-   DIR/LOCK        an fcntl() write lock, held while the server runs, so
-                   two servers never write the same logs
-   DIR/layout      "ursula-wal 1\ngroups N\n": streams hash to N groups,
-                   so a restart with another --raft-group-count would not
-                   find them; the server refuses to start instead
+   DIR             locked with flock() on the directory itself while the
+                   server runs, so two servers never write the same logs
+                   (a lock file could be deleted under a running server)
+   DIR/layout      "ursula-wal 2\ngroups N\n": the WAL format, and the N
+                   groups streams hash to (a restart with another
+                   --raft-group-count would not find them; the server
+                   refuses to start instead).  Written once every group's
+                   log exists: from then on a missing group is damage.
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
-static int server_open_dir(struct ursula_server *s, char *err) {
+static int server_layout_write(struct ursula_server *s, char *err) {
   const char *dir = s->cfg.wal_dir;
-  char path[URSULA_PATH_LEN + 32], want[64], have[64];
-  struct flock fl;
-  int fd, n;
-  if (os_mkdir(dir) != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: %s", dir,
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32], want[64];
+  struct os_fs *fs = os_fs();
+  int fd;
+  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
+  snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
+  snprintf(path, sizeof(path), "%s/layout", dir);
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 ||
+      fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
+      fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
+      os_sync_dir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing layout: %s", dir,
              strerror(errno));
     return URSULA_EIO;
   }
-  snprintf(path, sizeof(path), "%s/LOCK", dir);
-  s->dir_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  memset(&fl, 0, sizeof(fl));
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  if (s->dir_lock_fd < 0 || fcntl(s->dir_lock_fd, F_SETLK, &fl) != 0) {
+  return URSULA_OK;
+}
+
+/* Lock DIR and check its layout; *existed = whether it has one (then
+** every group's log must be there). */
+static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], want[64], have[64];
+  int fd, n, groups = -1, version = -1;
+  *existed = 0;
+  if (os_mkdir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: %s", dir, strerror(errno));
+    return URSULA_EIO;
+  }
+  s->dir_lock_fd = open(dir, O_RDONLY | O_CLOEXEC);
+  if (s->dir_lock_fd < 0 || flock(s->dir_lock_fd, LOCK_EX | LOCK_NB) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN,
-             "--wal-dir %.120s: cannot lock it (%s); is another ursula "
-             "using it?",
+             "--wal-dir %s: cannot lock it (%s); another ursula is using it",
              dir, strerror(errno));
     return URSULA_EIO;
   }
-  snprintf(want, sizeof(want), "ursula-wal 1\ngroups %d\n", s->n_groups);
+  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
   snprintf(path, sizeof(path), "%s/layout", dir);
   fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    n = (int)read(fd, have, sizeof(have) - 1);
-    close(fd);
-    have[n > 0 ? n : 0] = '\0';
-    if (strcmp(have, want) != 0) {
-      const char *g = strstr(have, "groups ");
-      snprintf(err, URSULA_ERRMSG_LEN,
-               "--wal-dir %.120s holds %d groups; start with "
-               "--raft-group-count %d (it cannot change)",
-               dir, g ? atoi(g + 7) : -1, g ? atoi(g + 7) : -1);
-      return URSULA_EINVAL;
-    }
-    return URSULA_OK;
+  if (fd < 0) return URSULA_OK; /* a new directory */
+  n = (int)read(fd, have, sizeof(have) - 1);
+  close(fd);
+  have[n > 0 ? n : 0] = '\0';
+  *existed = 1;
+  if (strcmp(have, want) == 0) return URSULA_OK;
+  if (sscanf(have, "ursula-wal %d groups %d", &version, &groups) < 1)
+    version = -1;
+  if (version == 1) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %s holds WAL format 1 (written by an older ursula); "
+             "this build reads format 2 only: read the data out with the "
+             "older build, or start on an empty --wal-dir",
+             dir);
+  } else if (version == 2) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--wal-dir %s holds %d groups; start with --raft-group-count %d "
+             "(it cannot change)",
+             dir, groups, groups);
+  } else {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s is damaged; not starting (it records the WAL format and "
+             "the group count: \"ursula-wal 2\\ngroups N\\n\")",
+             path);
   }
-  { /* a new directory: write the layout durably */
-    char tmp[URSULA_PATH_LEN + 32];
-    struct os_fs *fs = os_fs();
-    snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
-    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 ||
-        fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
-        fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
-        os_sync_dir(dir) != 0) {
-      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s", dir,
-               "layout", strerror(errno));
-      return URSULA_EIO;
-    }
-  }
-  return URSULA_OK;
+  return URSULA_EINVAL;
 }
 
 /* One recovery thread: groups first, first + step, ... */
 struct server_recovery {
   struct ursula_server *srv;
   int first, step;
+  int must_exist; /* the layout says every group's log exists */
   int rc;
   int started; /* thread is running (joined by the caller) */
   pthread_t thread;
@@ -364,7 +381,7 @@ static void *server_recover_main(void *arg) {
   r->rc = URSULA_OK;
   for (i = r->first; i < r->srv->n_groups && r->rc == URSULA_OK; i += r->step) {
     snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
-    r->rc = group_open_wal(r->srv->groups[i], path,
+    r->rc = group_open_wal(r->srv->groups[i], path, r->must_exist,
                            (uint64_t)r->srv->cfg.hot_max_bytes,
                            (uint64_t)r->srv->cfg.snapshot_bytes, r->err);
   }
@@ -376,8 +393,8 @@ static void *server_recover_main(void *arg) {
 static int server_recover(struct ursula_server *s, char *err) {
   struct server_recovery *r;
   uint64_t t0 = os_now_ms();
-  int i, n = s->n_cores, rc;
-  if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
+  int i, n = s->n_cores, rc, existed;
+  if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK) return rc;
   if (n > s->n_groups) n = s->n_groups;
   r = (struct server_recovery *)URSULA_MALLOC(sizeof(*r) * (size_t)n);
   if (r == NULL) return URSULA_ENOMEM;
@@ -385,6 +402,7 @@ static int server_recover(struct ursula_server *s, char *err) {
     r[i].srv = s;
     r[i].first = i;
     r[i].step = n;
+    r[i].must_exist = existed;
     r[i].err[0] = '\0';
     r[i].started =
         pthread_create(&r[i].thread, NULL, server_recover_main, &r[i]) == 0;
@@ -399,6 +417,7 @@ static int server_recover(struct ursula_server *s, char *err) {
     }
   }
   URSULA_FREE(r);
+  if (rc == URSULA_OK && !existed) rc = server_layout_write(s, err);
   if (rc == URSULA_OK)
     LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
           (unsigned long long)(os_now_ms() - t0));

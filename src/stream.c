@@ -2,12 +2,22 @@
 ** stream.c -- the state machine of a group: its streams and how each
 ** command changes them.
 **
-** stream_apply() is the only writer of a group's streams (apart from the
-** owner-local bookkeeping fields last_access_ms and watch_mask).  It is
-** deterministic: given the same state and the same command bytes it makes
-** the same change and the same reply, whichever node applies it.  That is
-** what lets the log be persisted and replicated: replay the commands and
-** the state comes back.
+** stream_apply() is the only writer of a group's replicated state.  It is
+** a pure function of (state, log index, command bytes): no clock (the
+** proposer stamps the time into the command), no I/O, no failure half-way
+** (out of memory aborts the process: a replica that diverged silently
+** would be worse than one that stopped).  So every replica that applies
+** the same log reaches the same state, byte for byte, and replaying the
+** log brings the state back.  stream_digest() and the canonical snapshot
+** (sorted by path) are how tests and, later, replicas compare states.
+**
+** Replicated and local.  Each stream's `local` member (struct
+** stream_local) is this node's alone: the hot bytes in memory, live
+** readers, cold-tier upload progress, the last read.  No apply decision
+** reads it, and snapshots and digests leave it out.  Reads change only
+** `local`: the sliding TTL window moves for a read when the owner logs a
+** TOUCH command (group.c), so every replica expires a stream at the same
+** log position, and the window survives a restart.
 **
 ** Offsets.  A stream is a byte sequence; an offset is a byte position in
 ** it, shown on the wire as "%016llu_%016llu" (0, position).  JSON streams
@@ -16,11 +26,13 @@
 ** reads can stop on message boundaries and forks can take a prefix of the
 ** unit that starts at their fork point (Stream-Fork-Sub-Offset).
 **
-** Hot and cold data.  With a WAL, the bytes of every unit are in the log
-** already (locs[] says where), so memory need only hold recent data:
-** data keeps [hot_start, tail), stream_evict() moves hot_start forward
-** when the group holds too much, and stream_read() fetches older bytes
-** from the WAL through st->read_cold.  No byte is written twice.
+** Hot and cold data.  The bytes of every unit are in the log already:
+** locs[] names the entry that carried them (its log index, and the offset
+** in its payload), an address that is the same on every replica.  So
+** memory need only hold recent data: local.data keeps [local.hot_start,
+** tail), stream_evict() moves hot_start forward when the group holds too
+** much, and stream_read() fetches older bytes from the log through
+** st->read_cold.  No byte is written twice.
 **
 ** The cold tier.  With one, the group moves the oldest bytes of each
 ** stream into chunk objects (cold.c) and then logs a COLD command; once
@@ -38,6 +50,14 @@
 
 /* ------------------------------------------------------------ table */
 
+/* Out of memory inside apply or restore: stop, rather than leave a state
+** that another replica would not have. */
+static void stream_oom(void) {
+  LOG_E("out of memory while applying a command; stopping rather than "
+        "diverging from the log");
+  abort();
+}
+
 URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
   memset(st, 0, sizeof(*st));
   st->next_incarnation = 1;
@@ -46,12 +66,12 @@ URSULA_PRIVATE void stream_state_init(struct stream_state *st) {
 static void stream_free(struct stream_state *st, struct stream *s) {
   struct stream_producer *p, *next;
   size_t i;
-  st->hot_bytes -= s->data.len;
+  st->hot_bytes -= s->local.data.len;
   for (p = s->producers; p != NULL; p = next) {
     next = p->next;
     URSULA_FREE(p);
   }
-  buf_free(&s->data);
+  buf_free(&s->local.data);
   for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
   URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
@@ -92,11 +112,11 @@ URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
   return NULL;
 }
 
-static int stream_table_grow(struct stream_state *st) {
+static void stream_table_grow(struct stream_state *st) {
   size_t cap = st->cap ? st->cap * 2 : 64, i;
   struct stream **slots, *s, *next;
   slots = (struct stream **)URSULA_MALLOC(cap * sizeof(*slots));
-  if (slots == NULL) return URSULA_ENOMEM;
+  if (slots == NULL) stream_oom();
   for (i = 0; i < cap; i++) slots[i] = NULL;
   for (i = 0; i < st->cap; i++) {
     for (s = st->slots[i]; s != NULL; s = next) {
@@ -108,7 +128,6 @@ static int stream_table_grow(struct stream_state *st) {
   URSULA_FREE(st->slots);
   st->slots = slots;
   st->cap = cap;
-  return URSULA_OK;
 }
 
 static void stream_unlink(struct stream_state *st, struct stream *s) {
@@ -120,7 +139,7 @@ static void stream_unlink(struct stream_state *st, struct stream *s) {
 
 static char *stream_dup(struct str s) {
   char *p = (char *)URSULA_MALLOC(s.len + 1);
-  if (p == NULL) return NULL;
+  if (p == NULL) stream_oom();
   if (s.len) memcpy(p, s.ptr, s.len);
   p[s.len] = '\0';
   return p;
@@ -170,30 +189,29 @@ URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   return lo;
 }
 
-/* Append bytes as one unit ending at the new tail; the log keeps them at
-** (seg, off) (seg 0: in memory only). */
-static int stream_add_unit(struct stream_state *st, struct stream *s,
-                           const char *p, size_t len, uint64_t seg,
-                           uint64_t off) {
-  if (len == 0) return URSULA_OK;
+/* Append p[0..len) as one unit ending at the new tail: the payload of
+** log entry `index` holds it from byte `off` on. */
+static void stream_add_unit(struct stream_state *st, struct stream *s,
+                            const char *p, size_t len, uint64_t index,
+                            uint64_t off) {
+  if (len == 0) return;
   if (s->n_bounds == s->cap_bounds) {
     size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
     uint64_t *b = (uint64_t *)URSULA_REALLOC(s->bounds, cap * sizeof(*b));
     struct stream_loc *l;
-    if (b == NULL) return URSULA_ENOMEM;
+    if (b == NULL) stream_oom();
     s->bounds = b;
     l = (struct stream_loc *)URSULA_REALLOC(s->locs, cap * sizeof(*l));
-    if (l == NULL) return URSULA_ENOMEM;
+    if (l == NULL) stream_oom();
     s->locs = l;
     s->cap_bounds = cap;
   }
-  if (buf_append(&s->data, p, len) != URSULA_OK) return URSULA_ENOMEM;
+  if (buf_append(&s->local.data, p, len) != URSULA_OK) stream_oom();
   st->hot_bytes += len;
-  s->locs[s->n_bounds].seg = seg;
+  s->locs[s->n_bounds].index = index;
   s->locs[s->n_bounds].off = off;
   s->tail += len;
   s->bounds[s->n_bounds++] = s->tail;
-  return URSULA_OK;
 }
 
 URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off) {
@@ -234,17 +252,17 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
     int rc = stream_read_chunks(st, s, &start, end, out);
     if (rc != URSULA_OK) return rc;
   }
-  if (start < end && start < s->hot_start) { /* in the WAL, unit by unit */
+  if (start < end && start < s->local.hot_start) { /* in the WAL, unit by unit */
     u = stream_unit_at(s, start);
-    while (start < end && start < s->hot_start) {
+    while (start < end && start < s->local.hot_start) {
       uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
       struct stream_loc loc;
       int rc;
       if (stop > end) stop = end;
-      if (stop > s->hot_start) stop = s->hot_start;
-      loc.seg = s->locs[u].seg;
+      if (stop > s->local.hot_start) stop = s->local.hot_start;
+      loc.index = s->locs[u].index;
       loc.off = s->locs[u].off + (start - ustart);
-      if (st->read_cold == NULL || loc.seg == 0) return URSULA_EIO;
+      if (st->read_cold == NULL || loc.index == 0) return URSULA_EIO;
       rc = st->read_cold(st->read_ctx, &loc, stop - start, out);
       if (rc != URSULA_OK) return rc;
       start = stop;
@@ -252,32 +270,32 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
     }
   }
   if (end <= start) return URSULA_OK;
-  return buf_append(out, s->data.ptr + (start - s->hot_start),
+  return buf_append(out, s->local.data.ptr + (start - s->local.hot_start),
                     (size_t)(end - start));
 }
 
-/* Drop s's hot units that the WAL holds, oldest first, keeping at least
+/* Drop s's hot units that the log holds, oldest first, keeping at least
 ** the last `keep` bytes, until st->hot_bytes <= target. */
 static void stream_evict_one(struct stream_state *st, struct stream *s,
                              uint64_t keep, uint64_t target) {
-  size_t u = stream_unit_at(s, s->hot_start);
-  uint64_t to = s->hot_start, drop;
-  while (u < s->n_bounds && s->locs[u].seg != 0 &&
+  size_t u = stream_unit_at(s, s->local.hot_start);
+  uint64_t to = s->local.hot_start, drop;
+  while (u < s->n_bounds && s->locs[u].index != 0 &&
          s->bounds[u] + keep <= s->tail &&
-         st->hot_bytes - (to - s->hot_start) > target)
+         st->hot_bytes - (to - s->local.hot_start) > target)
     to = s->bounds[u++];
-  if (to == s->hot_start) return;
-  drop = to - s->hot_start;
-  buf_consume(&s->data, (size_t)drop);
-  s->hot_start = to;
+  if (to == s->local.hot_start) return;
+  drop = to - s->local.hot_start;
+  buf_consume(&s->local.data, (size_t)drop);
+  s->local.hot_start = to;
   st->hot_bytes -= drop;
-  if (s->data.len == 0) {
-    buf_free(&s->data);
-  } else if (s->data.cap > 65536 && s->data.len < s->data.cap / 4) {
-    char *p = (char *)URSULA_REALLOC(s->data.ptr, s->data.len + 1);
+  if (s->local.data.len == 0) {
+    buf_free(&s->local.data);
+  } else if (s->local.data.cap > 65536 && s->local.data.len < s->local.data.cap / 4) {
+    char *p = (char *)URSULA_REALLOC(s->local.data.ptr, s->local.data.len + 1);
     if (p != NULL) { /* give the memory back */
-      s->data.ptr = p;
-      s->data.cap = s->data.len + 1;
+      s->local.data.ptr = p;
+      s->local.data.cap = s->local.data.len + 1;
     }
   }
 }
@@ -286,7 +304,7 @@ URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max) {
   uint64_t target = max / 2, keep;
   size_t k, slot;
   int pass;
-  if (st->hot_bytes <= max || st->cap == 0) return;
+  if (st->hot_bytes <= max || st->cap == 0 || st->read_cold == NULL) return;
   /* first every stream keeps a fair share of recent bytes, then none */
   for (pass = 0; pass < 2; pass++) {
     keep = pass == 0 ? target / (st->n + 1) : 0;
@@ -315,7 +333,6 @@ static struct stream_producer *stream_producer_find(struct stream *s,
 
 static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
   char *p = stream_dup(v);
-  if (p == NULL) return URSULA_ENOMEM;
   URSULA_FREE(*dst);
   *dst = p;
   if (dst_len) *dst_len = v.len;
@@ -324,8 +341,9 @@ static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
 
 /* Queue a cold-tier object for deletion by the group. */
 static void stream_garbage(struct stream_result *r, struct str name) {
-  if (buf_append(&r->garbage, name.ptr, name.len) == URSULA_OK)
-    buf_append(&r->garbage, "", 1);
+  if (buf_append(&r->garbage, name.ptr, name.len) != URSULA_OK ||
+      buf_append(&r->garbage, "", 1) != URSULA_OK)
+    stream_oom();
 }
 
 static void stream_fail(struct stream_result *r, int status,
@@ -341,10 +359,12 @@ static void stream_remove(struct stream_state *st, struct stream *s,
   size_t i;
   r->notify = 1;
   r->deleted = 1;
-  r->watch_mask |= s->watch_mask;
+  r->watch_mask |= s->local.watch_mask;
   r->prev_tail = s->tail;
-  if (s->fork_source != NULL)
-    buf_append(&r->releases, s->fork_source, s->fork_source_len + 1);
+  if (s->fork_source != NULL &&
+      buf_append(&r->releases, s->fork_source, s->fork_source_len + 1) !=
+          URSULA_OK)
+    stream_oom();
   for (i = 0; i < s->n_chunks; i++)
     stream_garbage(r, util_str(s->chunks[i].name));
   stream_unlink(st, s);
@@ -362,8 +382,8 @@ static struct stream *stream_live(struct stream_state *st, const struct cmd *c,
       s->soft_deleted = 1;
       r->notify = 1;
       r->deleted = 1;
-      r->watch_mask |= s->watch_mask;
-      s->watch_mask = 0;
+      r->watch_mask |= s->local.watch_mask;
+      s->local.watch_mask = 0;
     } else {
       stream_remove(st, s, r);
       s = NULL;
@@ -392,8 +412,15 @@ static int stream_config_matches(const struct stream *s, const struct cmd *c) {
   return 1;
 }
 
-static void stream_apply_create(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r) {
+/* The offset of p, a view into the encoded command, in the command's
+** bytes (its log entry's payload); 0 for a command that was not decoded
+** from bytes (it is then in no log). */
+static uint64_t stream_off(const struct cmd *c, const char *p) {
+  return c->raw != NULL ? (uint64_t)(p - c->raw) : 0;
+}
+
+static void stream_apply_create(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
   struct stream *s = stream_live(st, c, r);
   size_t i;
   uint64_t prev = 0;
@@ -412,47 +439,40 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
     }
     return;
   }
-  if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK) goto nomem;
+  if (st->n + 1 > st->cap / 2) stream_table_grow(st);
   s = (struct stream *)URSULA_MALLOC(sizeof(*s));
-  if (s == NULL) goto nomem;
+  if (s == NULL) stream_oom();
   memset(s, 0, sizeof(*s));
   s->hash = util_hash64(c->path.ptr, c->path.len);
   s->path = stream_dup(c->path);
   s->path_len = c->path.len;
   s->content_type = stream_dup(c->content_type);
-  if (s->path == NULL || s->content_type == NULL) goto nomem_free;
   s->json = (c->flags & CMD_F_JSON) != 0;
   s->has_ttl = (c->flags & CMD_F_TTL) != 0;
   s->ttl_s = c->ttl_s;
   s->has_expires = (c->flags & CMD_F_EXPIRES) != 0;
   s->expires_at_ms = c->expires_at_ms;
-  if (s->has_expires && (s->expires_text = stream_dup(c->expires_text)) == NULL)
-    goto nomem_free;
+  if (s->has_expires) s->expires_text = stream_dup(c->expires_text);
   s->last_access_ms = c->time_ms;
   s->incarnation = st->next_incarnation++;
   if (c->flags & CMD_F_FORK) {
-    if (stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source))
-      goto nomem_free;
+    uint64_t base = stream_off(c, c->inherited.ptr);
+    stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source);
     s->fork_offset = c->fork_offset;
     s->fork_sub = c->fork_sub;
     /* inherited units, then the sub-offset prefix as a unit of its own */
     for (i = 0; i < c->n_bounds; i++) {
       if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
-      if (stream_add_unit(st, s, c->inherited.ptr + prev,
-                          (size_t)(c->bounds[i] - prev), c->log_seg,
-                          c->inherited_off + prev) != URSULA_OK)
-        goto nomem_free;
+      stream_add_unit(st, s, c->inherited.ptr + prev,
+                      (size_t)(c->bounds[i] - prev), index, base + prev);
       prev = c->bounds[i];
     }
-    if (stream_add_unit(st, s, c->inherited.ptr + prev,
-                        (size_t)(c->inherited.len - prev), c->log_seg,
-                        c->inherited_off + prev) != URSULA_OK)
-      goto nomem_free;
+    stream_add_unit(st, s, c->inherited.ptr + prev,
+                    (size_t)(c->inherited.len - prev), index, base + prev);
     r->release_source = 0; /* the new fork holds the reference now */
   }
-  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
-                      c->data_off) != URSULA_OK)
-    goto nomem_free;
+  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+                  stream_off(c, c->data.ptr));
   s->closed = (c->flags & CMD_F_CLOSE) != 0;
   s->hnext = st->slots[s->hash & (st->cap - 1)];
   st->slots[s->hash & (st->cap - 1)] = s;
@@ -460,11 +480,6 @@ static void stream_apply_create(struct stream_state *st, const struct cmd *c,
   r->status = 201;
   r->tail = s->tail;
   r->closed = s->closed;
-  return;
-nomem_free:
-  stream_free(st, s);
-nomem:
-  stream_fail(r, 503, "out of memory");
 }
 
 /* ------------------------------------------------------------ APPEND */
@@ -517,12 +532,12 @@ static int stream_check_producer(struct stream *s, const struct cmd *c,
   return 0;
 }
 
-static int stream_record_producer(struct stream *s, const struct cmd *c) {
+static void stream_record_producer(struct stream *s, const struct cmd *c) {
   struct stream_producer *p = stream_producer_find(s, c->producer_id);
   if (p == NULL) {
     p = (struct stream_producer *)URSULA_MALLOC(sizeof(*p) +
                                                 c->producer_id.len);
-    if (p == NULL) return URSULA_ENOMEM;
+    if (p == NULL) stream_oom();
     p->id_len = c->producer_id.len;
     memcpy(p->id, c->producer_id.ptr, p->id_len);
     p->id[p->id_len] = '\0';
@@ -531,7 +546,6 @@ static int stream_record_producer(struct stream *s, const struct cmd *c) {
   }
   p->epoch = c->producer_epoch;
   p->seq = c->producer_seq;
-  return URSULA_OK;
 }
 
 static int stream_seq_le(const struct stream *s, struct str seq) {
@@ -541,8 +555,8 @@ static int stream_seq_le(const struct stream *s, struct str seq) {
   return cmp < 0;
 }
 
-static void stream_apply_append(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r) {
+static void stream_apply_append(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
   struct stream *s = stream_live(st, c, r);
   int producer = (c->flags & CMD_F_PRODUCER) != 0;
   int closing = (c->flags & CMD_F_CLOSE) != 0;
@@ -585,18 +599,11 @@ static void stream_apply_append(struct stream_state *st, const struct cmd *c,
     return;
   }
   r->prev_tail = s->tail;
-  if (stream_add_unit(st, s, c->data.ptr, c->data.len, c->log_seg,
-                      c->data_off) != URSULA_OK) {
-    stream_fail(r, 503, "out of memory");
-    return;
-  }
-  if (producer && stream_record_producer(s, c) != URSULA_OK) {
-    stream_fail(r, 503, "out of memory");
-    return;
-  }
-  if ((c->flags & CMD_F_SEQ) &&
-      stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq))
-    stream_fail(r, 503, "out of memory");
+  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+                  stream_off(c, c->data.ptr));
+  if (producer) stream_record_producer(s, c);
+  if (c->flags & CMD_F_SEQ)
+    stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq);
   if (closing) {
     s->closed = 1;
     if (producer) {
@@ -614,7 +621,7 @@ static void stream_apply_append(struct stream_state *st, const struct cmd *c,
   r->tail = s->tail;
   r->closed = s->closed;
   r->notify = 1;
-  r->watch_mask |= s->watch_mask;
+  r->watch_mask |= s->local.watch_mask;
 }
 
 /* ------------------------------------------------------------ DELETE */
@@ -631,8 +638,8 @@ static void stream_apply_delete(struct stream_state *st, const struct cmd *c,
     r->status = 204;
     r->notify = 1;
     r->deleted = 1;
-    r->watch_mask |= s->watch_mask;
-    s->watch_mask = 0;
+    r->watch_mask |= s->local.watch_mask;
+    s->local.watch_mask = 0;
   } else {
     stream_remove(st, s, r);
     r->status = 204;
@@ -681,17 +688,9 @@ static void stream_apply_fork_acquire(struct stream_state *st,
                   "storage is not supported");
       return;
     }
-    if (s->json) {
-      struct buf b;
-      memset(&b, 0, sizeof(b));
-      if (stream_read(st, s, start, end, &b) != URSULA_OK) {
-        buf_free(&b);
-        stream_fail(r, 503, "could not read the fork source");
-        return;
-      }
-      len = json_count(b.ptr, b.len);
-      buf_free(&b);
-    }
+    /* a JSON append's length is its message count: the proposer read
+    ** the append and counted them (apply reads nothing) */
+    if (s->json) len = c->n_msgs;
     if (c->fork_sub > len) {
       stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
       return;
@@ -729,7 +728,7 @@ static int stream_cold_fits(const struct stream *s, const struct cmd *c) {
   u = stream_unit_at(s, c->cold_end - 1);
   if (u >= s->n_bounds || s->bounds[u] != c->cold_end) return 0;
   for (; u + 1 > s->cold_units; u--)
-    if (s->locs[u].seg == 0) return 0;
+    if (s->locs[u].index == 0) return 0;
   return 1;
 }
 
@@ -753,30 +752,26 @@ static void stream_apply_cold(struct stream_state *st, const struct cmd *c,
   if (s->n_chunks == s->cap_chunks) {
     size_t cap = s->cap_chunks ? s->cap_chunks * 2 : 4;
     ch = (struct stream_chunk *)URSULA_REALLOC(s->chunks, cap * sizeof(*ch));
-    if (ch == NULL) goto nomem;
+    if (ch == NULL) stream_oom();
     s->chunks = ch;
     s->cap_chunks = cap;
   }
   ch = &s->chunks[s->n_chunks];
   ch->start = c->cold_start;
   ch->end = c->cold_end;
-  if ((ch->name = stream_dup(c->object)) == NULL) goto nomem;
+  ch->name = stream_dup(c->object);
   s->n_chunks++;
   s->cold_end = c->cold_end;
   s->cold_units = stream_unit_at(s, c->cold_end);
-  if (s->hot_start < s->cold_end) { /* memory need not keep them */
-    uint64_t drop = s->cold_end - s->hot_start;
-    buf_consume(&s->data, (size_t)drop);
+  if (s->local.hot_start < s->cold_end) { /* memory need not keep them */
+    uint64_t drop = s->cold_end - s->local.hot_start;
+    buf_consume(&s->local.data, (size_t)drop);
     st->hot_bytes -= drop;
-    s->hot_start = s->cold_end;
-    if (s->data.len == 0) buf_free(&s->data);
+    s->local.hot_start = s->cold_end;
+    if (s->local.data.len == 0) buf_free(&s->local.data);
   }
   r->status = 204;
   r->tail = s->tail;
-  return;
-nomem: /* the bytes stay where they were; the object is not needed */
-  stream_garbage(r, c->object);
-  stream_fail(r, 503, "out of memory");
 }
 
 static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
@@ -785,26 +780,35 @@ static void stream_apply_expire(struct stream_state *st, const struct cmd *c,
   r->status = 204;
 }
 
+/* TOUCH: the owner saw a read of the stream at c->time_ms, which slides
+** its TTL window.  The window moves only forward, and no expiry is
+** checked: the read found the stream alive, and the owner logs the TOUCH
+** before any command that could expire it (group.c). */
+static void stream_apply_touch(struct stream_state *st, const struct cmd *c,
+                               struct stream_result *r) {
+  struct stream *s = stream_find(st, c->path);
+  r->status = 204;
+  if (s == NULL || s->soft_deleted || s->incarnation != c->incarnation) return;
+  if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
+}
+
 /* ------------------------------------------------------------ apply */
 
-URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
-                                struct stream_result *r) {
+URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
   struct buf releases = r->releases, garbage = r->garbage;
   memset(r, 0, sizeof(*r));
   r->releases = releases;
   r->releases.len = 0;
   r->garbage = garbage;
   r->garbage.len = 0;
-  if (st->cap == 0 && stream_table_grow(st) != URSULA_OK) {
-    stream_fail(r, 503, "out of memory");
-    return URSULA_ENOMEM;
-  }
+  if (st->cap == 0) stream_table_grow(st);
   switch (c->type) {
     case CMD_CREATE:
-      stream_apply_create(st, c, r);
+      stream_apply_create(st, index, c, r);
       break;
     case CMD_APPEND:
-      stream_apply_append(st, c, r);
+      stream_apply_append(st, index, c, r);
       break;
     case CMD_DELETE:
       stream_apply_delete(st, c, r);
@@ -821,6 +825,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
     case CMD_COLD:
       stream_apply_cold(st, c, r);
       break;
+    case CMD_TOUCH:
+      stream_apply_touch(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -830,9 +837,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
 
 /* ------------------------------------------------------------ snapshots
 
-   SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes:
+   SNAPSHOT FORMAT.  v = varint (cmd.c), b = varint length + bytes.  The
+   form is canonical: the same replicated state gives the same bytes on
+   every node, whatever its history (hash-table size, eviction, restarts):
+   streams in path order (bytewise, a prefix first), producers in id
+   order, and nothing of struct stream_local.
 
-     v 2 (format version)   v next_incarnation   v number of streams
+     v 3 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -845,11 +856,14 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, const struct cmd *c,
        v chunks, then per chunk: v length, b object name (the chunks hold
          the stream's first bytes, back to back from offset 0)
        v units, then per unit: v length, then, for the units past the
-         chunks' end only, v WAL segment, v file offset
+         chunks' end only, v log index, v offset in that entry's payload
 
-   Version 1 was the same without the chunks (restore reads both). */
+   The bytes of units past the chunks stay in the log entries named (the
+   log keeps them: group.c compacts only what no stream reads).  Versions
+   1 and 2 named WAL files and offsets instead; they came with WAL format
+   1, which is refused, so they are not read. */
 
-#define STREAM_SNAP_VERSION 2
+#define STREAM_SNAP_VERSION 3
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -858,74 +872,123 @@ static struct str stream_str(const char *p, size_t len) {
   return s;
 }
 
-URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
-                                   struct buf *out) {
-  size_t i, u;
-  const struct stream *s;
-  const struct stream_producer *pr;
+/* Bytewise order of two byte strings, a prefix first. */
+static int stream_bytes_cmp(const char *a, size_t an, const char *b,
+                            size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c != 0) return c;
+  return an < bn ? -1 : an > bn;
+}
+
+static int stream_path_cmp(const void *x, const void *y) {
+  const struct stream *a = *(const struct stream *const *)x;
+  const struct stream *b = *(const struct stream *const *)y;
+  return stream_bytes_cmp(a->path, a->path_len, b->path, b->path_len);
+}
+
+static int stream_producer_cmp(const void *x, const void *y) {
+  const struct stream_producer *a = *(const struct stream_producer *const *)x;
+  const struct stream_producer *b = *(const struct stream_producer *const *)y;
+  return stream_bytes_cmp(a->id, a->id_len, b->id, b->id_len);
+}
+
+/* One stream's record of the snapshot. */
+static int stream_snapshot_one(const struct stream *s, struct buf *out) {
+  const struct stream_producer *pr, **prs = NULL;
+  uint64_t n = 0, prev = 0, i;
   int bad = 0;
-  bad |= cmd_put_varint(out, STREAM_SNAP_VERSION);
-  bad |= cmd_put_varint(out, st->next_incarnation);
-  bad |= cmd_put_varint(out, st->n);
-  for (i = 0; i < st->cap; i++) {
-    for (s = st->slots[i]; s != NULL; s = s->hnext) {
-      uint64_t n = 0, prev = 0;
-      for (pr = s->producers; pr != NULL; pr = pr->next) n++;
-      bad |= cmd_put_bytes(out, stream_str(s->path, s->path_len));
-      bad |= cmd_put_bytes(out, util_str(s->content_type));
-      bad |= cmd_put_varint(
-          out, (uint64_t)(s->json | s->closed << 1 | s->soft_deleted << 2 |
-                          s->has_ttl << 3 | s->has_expires << 4));
-      bad |= cmd_put_varint(out, s->tail);
-      bad |= cmd_put_varint(out, s->ttl_s);
-      bad |= cmd_put_varint(out, s->expires_at_ms);
-      bad |=
-          cmd_put_bytes(out, util_str(s->expires_text ? s->expires_text : ""));
-      bad |= cmd_put_varint(out, s->last_access_ms);
-      bad |= cmd_put_bytes(out, stream_str(s->stream_seq, s->stream_seq_len));
-      bad |= cmd_put_varint(out, n);
-      for (pr = s->producers; pr != NULL; pr = pr->next) {
-        bad |= cmd_put_bytes(out, stream_str(pr->id, pr->id_len));
-        bad |= cmd_put_varint(out, pr->epoch);
-        bad |= cmd_put_varint(out, pr->seq);
-      }
-      bad |=
-          cmd_put_bytes(out, stream_str(s->closed_by_id, s->closed_by_id_len));
-      bad |= cmd_put_varint(out, s->closed_by_epoch);
-      bad |= cmd_put_varint(out, s->closed_by_seq);
-      bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
-      bad |= cmd_put_varint(out, s->fork_offset);
-      bad |= cmd_put_varint(out, s->fork_sub);
-      bad |= cmd_put_varint(out, s->refcount);
-      bad |= cmd_put_varint(out, s->incarnation);
-      bad |= cmd_put_varint(out, s->n_chunks);
-      for (u = 0; u < s->n_chunks; u++) {
-        bad |= cmd_put_varint(out, s->chunks[u].end - s->chunks[u].start);
-        bad |= cmd_put_bytes(out, util_str(s->chunks[u].name));
-      }
-      bad |= cmd_put_varint(out, s->n_bounds);
-      for (u = 0; u < s->n_bounds; u++) {
-        bad |= cmd_put_varint(out, s->bounds[u] - prev);
-        prev = s->bounds[u];
-        if (u < s->cold_units) continue;
-        if (s->locs[u].seg == 0) return URSULA_EINVAL; /* not in the WAL */
-        bad |= cmd_put_varint(out, s->locs[u].seg);
-        bad |= cmd_put_varint(out, s->locs[u].off);
-      }
-    }
+  for (pr = s->producers; pr != NULL; pr = pr->next) n++;
+  if (n > 0) {
+    prs = (const struct stream_producer **)URSULA_MALLOC(
+        (size_t)n * sizeof(*prs));
+    if (prs == NULL) return URSULA_ENOMEM;
+    for (i = 0, pr = s->producers; pr != NULL; pr = pr->next) prs[i++] = pr;
+    qsort((void *)prs, (size_t)n, sizeof(*prs), stream_producer_cmp);
+  }
+  bad |= cmd_put_bytes(out, stream_str(s->path, s->path_len));
+  bad |= cmd_put_bytes(out, util_str(s->content_type));
+  bad |= cmd_put_varint(
+      out, (uint64_t)(s->json | s->closed << 1 | s->soft_deleted << 2 |
+                      s->has_ttl << 3 | s->has_expires << 4));
+  bad |= cmd_put_varint(out, s->tail);
+  bad |= cmd_put_varint(out, s->ttl_s);
+  bad |= cmd_put_varint(out, s->expires_at_ms);
+  bad |= cmd_put_bytes(out, util_str(s->expires_text ? s->expires_text : ""));
+  bad |= cmd_put_varint(out, s->last_access_ms);
+  bad |= cmd_put_bytes(out, stream_str(s->stream_seq, s->stream_seq_len));
+  bad |= cmd_put_varint(out, n);
+  for (i = 0; i < n; i++) {
+    bad |= cmd_put_bytes(out, stream_str(prs[i]->id, prs[i]->id_len));
+    bad |= cmd_put_varint(out, prs[i]->epoch);
+    bad |= cmd_put_varint(out, prs[i]->seq);
+  }
+  URSULA_FREE((void *)prs);
+  bad |= cmd_put_bytes(out, stream_str(s->closed_by_id, s->closed_by_id_len));
+  bad |= cmd_put_varint(out, s->closed_by_epoch);
+  bad |= cmd_put_varint(out, s->closed_by_seq);
+  bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
+  bad |= cmd_put_varint(out, s->fork_offset);
+  bad |= cmd_put_varint(out, s->fork_sub);
+  bad |= cmd_put_varint(out, s->refcount);
+  bad |= cmd_put_varint(out, s->incarnation);
+  bad |= cmd_put_varint(out, s->n_chunks);
+  for (i = 0; i < s->n_chunks; i++) {
+    bad |= cmd_put_varint(out, s->chunks[i].end - s->chunks[i].start);
+    bad |= cmd_put_bytes(out, util_str(s->chunks[i].name));
+  }
+  bad |= cmd_put_varint(out, s->n_bounds);
+  for (i = 0; i < s->n_bounds; i++) {
+    bad |= cmd_put_varint(out, s->bounds[i] - prev);
+    prev = s->bounds[i];
+    if (i < s->cold_units) continue;
+    if (s->locs[i].index == 0) return URSULA_EINVAL; /* in no log */
+    bad |= cmd_put_varint(out, s->locs[i].index);
+    bad |= cmd_put_varint(out, s->locs[i].off);
   }
   return bad ? URSULA_ENOMEM : URSULA_OK;
 }
 
-/* Copy a snapshot string; "" becomes NULL when empty means none. */
-static int stream_take(char **dst, size_t *len, struct str v, int null_empty) {
-  *dst = NULL;
-  if (len) *len = 0;
-  if (null_empty && v.len == 0) return 0;
-  return stream_set_str(dst, len, v) == URSULA_OK ? 0 : -1;
+URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
+                                   struct buf *out) {
+  const struct stream **all = NULL, *s;
+  size_t i, n = 0;
+  int rc = URSULA_OK, bad = 0;
+  if (st->n > 0) {
+    all = (const struct stream **)URSULA_MALLOC(st->n * sizeof(*all));
+    if (all == NULL) return URSULA_ENOMEM;
+    for (i = 0; i < st->cap; i++)
+      for (s = st->slots[i]; s != NULL; s = s->hnext) all[n++] = s;
+    qsort((void *)all, n, sizeof(*all), stream_path_cmp);
+  }
+  bad |= cmd_put_varint(out, STREAM_SNAP_VERSION);
+  bad |= cmd_put_varint(out, st->next_incarnation);
+  bad |= cmd_put_varint(out, n);
+  for (i = 0; i < n && rc == URSULA_OK; i++) rc = stream_snapshot_one(all[i], out);
+  URSULA_FREE((void *)all);
+  if (rc == URSULA_OK && bad) rc = URSULA_ENOMEM;
+  return rc;
 }
 
-/* Decode the chunk list of a stream (snapshot version 2). */
+URSULA_PRIVATE int stream_digest(const struct stream_state *st,
+                                 uint64_t *digest) {
+  struct buf b;
+  int rc;
+  memset(&b, 0, sizeof(b));
+  rc = stream_snapshot(st, &b);
+  *digest = rc == URSULA_OK ? util_hash64(b.ptr ? b.ptr : "", b.len) : 0;
+  buf_free(&b);
+  return rc;
+}
+
+/* Copy a snapshot string; "" becomes NULL when empty means none. */
+static void stream_take(char **dst, size_t *len, struct str v, int null_empty) {
+  *dst = NULL;
+  if (len) *len = 0;
+  if (null_empty && v.len == 0) return;
+  stream_set_str(dst, len, v);
+}
+
+/* Decode the chunk list of a stream. */
 static int stream_restore_chunks(const unsigned char **p,
                                  const unsigned char *end, struct stream *s) {
   uint64_t n, i, len;
@@ -934,14 +997,14 @@ static int stream_restore_chunks(const unsigned char **p,
   if (n == 0) return 0;
   s->chunks =
       (struct stream_chunk *)URSULA_MALLOC((size_t)n * sizeof(*s->chunks));
-  if (s->chunks == NULL) return -1;
+  if (s->chunks == NULL) stream_oom();
   s->cap_chunks = (size_t)n;
   for (i = 0; i < n; i++) {
     struct stream_chunk *ch = &s->chunks[i];
     if (cmd_get_varint(p, end, &len) || len == 0 ||
-        cmd_get_bytes(p, end, &name) || name.len == 0 ||
-        (ch->name = stream_dup(name)) == NULL)
+        cmd_get_bytes(p, end, &name) || name.len == 0)
       return -1;
+    ch->name = stream_dup(name);
     s->n_chunks++;
     ch->start = s->cold_end;
     ch->end = s->cold_end += len;
@@ -949,9 +1012,9 @@ static int stream_restore_chunks(const unsigned char **p,
   return 0;
 }
 
-/* Decode one stream; 0, or -1 for bad input or no memory. */
+/* Decode one stream; 0, or -1 for bad input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
-                              uint64_t version, struct stream *s) {
+                              struct stream *s) {
   struct str path, ct, exp, seq, by, src, id;
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
@@ -971,12 +1034,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   s->has_ttl = (int)(flags >> 3 & 1);
   s->has_expires = (int)(flags >> 4 & 1);
   s->hash = util_hash64(path.ptr, path.len);
-  if (stream_take(&s->path, &s->path_len, path, 0) ||
-      stream_take(&s->content_type, NULL, ct, 0) ||
-      stream_take(&s->expires_text, NULL, exp, 1) ||
-      stream_take(&s->stream_seq, &s->stream_seq_len, seq, 1) ||
-      cmd_get_varint(p, end, &n))
-    return -1;
+  stream_take(&s->path, &s->path_len, path, 0);
+  stream_take(&s->content_type, NULL, ct, 0);
+  stream_take(&s->expires_text, NULL, exp, 1);
+  stream_take(&s->stream_seq, &s->stream_seq_len, seq, 1);
+  if (cmd_get_varint(p, end, &n)) return -1;
   for (i = 0; i < n; i++) {
     struct stream_producer *pr;
     uint64_t epoch, sq;
@@ -984,7 +1046,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
         cmd_get_varint(p, end, &sq))
       return -1;
     pr = (struct stream_producer *)URSULA_MALLOC(sizeof(*pr) + id.len);
-    if (pr == NULL) return -1;
+    if (pr == NULL) stream_oom();
     pr->id_len = id.len;
     memcpy(pr->id, id.ptr, id.len);
     pr->id[id.len] = '\0';
@@ -1001,26 +1063,27 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_varint(p, end, &s->fork_sub);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
-  if (version >= 2) bad |= stream_restore_chunks(p, end, s);
+  bad |= stream_restore_chunks(p, end, s);
   bad |= cmd_get_varint(p, end, &n);
-  if (bad || stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1) ||
-      stream_take(&s->fork_source, &s->fork_source_len, src, 1) ||
-      n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
+  if (bad || n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
     return -1;
+  stream_take(&s->closed_by_id, &s->closed_by_id_len, by, 1);
+  stream_take(&s->fork_source, &s->fork_source_len, src, 1);
   if (n > 0) {
     s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
     s->locs = (struct stream_loc *)URSULA_MALLOC((size_t)n * sizeof(*s->locs));
-    if (s->bounds == NULL || s->locs == NULL) return -1;
+    if (s->bounds == NULL || s->locs == NULL) stream_oom();
     s->cap_bounds = (size_t)n;
   }
   for (i = 0; i < n; i++) {
     uint64_t len;
     if (cmd_get_varint(p, end, &len) || len == 0) return -1;
-    if (prev < s->cold_end) { /* in a chunk: no WAL location */
-      s->locs[i].seg = s->locs[i].off = 0;
+    if (prev < s->cold_end) { /* in a chunk: no log location */
+      s->locs[i].index = s->locs[i].off = 0;
       s->cold_units = (size_t)i + 1;
-    } else if (cmd_get_varint(p, end, &s->locs[i].seg) ||
-               cmd_get_varint(p, end, &s->locs[i].off) || s->locs[i].seg == 0) {
+    } else if (cmd_get_varint(p, end, &s->locs[i].index) ||
+               cmd_get_varint(p, end, &s->locs[i].off) ||
+               s->locs[i].index == 0) {
       return -1;
     }
     prev += len;
@@ -1030,7 +1093,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   if (prev != s->tail || s->cold_end > s->tail ||
       (s->cold_units > 0 && s->bounds[s->cold_units - 1] != s->cold_end))
     return -1;
-  s->hot_start = s->tail; /* all data is cold: it is in the WAL */
+  s->local.hot_start = s->tail; /* nothing in memory: read from the log */
   return 0;
 }
 
@@ -1038,19 +1101,17 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t version, n, i;
-  if (cmd_get_varint(&q, end, &version) || version < 1 ||
-      version > STREAM_SNAP_VERSION ||
+  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
   for (i = 0; i < n; i++) {
     struct stream *s;
-    if (st->n + 1 > st->cap / 2 && stream_table_grow(st) != URSULA_OK)
-      return URSULA_ENOMEM;
+    if (st->n + 1 > st->cap / 2) stream_table_grow(st);
     s = (struct stream *)URSULA_MALLOC(sizeof(*s));
-    if (s == NULL) return URSULA_ENOMEM;
+    if (s == NULL) stream_oom();
     memset(s, 0, sizeof(*s));
-    if (stream_restore_one(&q, end, version, s) != 0 ||
+    if (stream_restore_one(&q, end, s) != 0 ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -1062,16 +1123,16 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }
 
-URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
+URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st) {
   uint64_t oldest = UINT64_MAX;
   size_t i;
   const struct stream *s;
   /* a stream's units are logged in order, so its first is its oldest;
-  ** units in the cold tier need the WAL no more */
+  ** units in the cold tier need the log no more */
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext)
-      if (s->n_bounds > s->cold_units && s->locs[s->cold_units].seg != 0 &&
-          s->locs[s->cold_units].seg < oldest)
-        oldest = s->locs[s->cold_units].seg;
+      if (s->n_bounds > s->cold_units && s->locs[s->cold_units].index != 0 &&
+          s->locs[s->cold_units].index < oldest)
+        oldest = s->locs[s->cold_units].index;
   return oldest;
 }

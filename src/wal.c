@@ -1,62 +1,78 @@
 /*
-** wal.c -- a group's write-ahead log: segment files of framed records.
+** wal.c -- a group's write-ahead log: segment files of typed records, a
+** snapshot file, and the rules that tell a crash's torn tail from damage.
 **
-** Each group logs its commands (cmd.c) here before they are applied, and
-** replays them on start.  The interface is the one a Raft log needs:
-** append entries at (term, index), make them durable, truncate a suffix,
-** compact a prefix, and keep the current term and vote.
+** Each group logs its entries here before they are applied, and replays
+** them on start.  The interface is the one a Raft log store needs:
+** append entries at (term, index), make them durable together with the
+** current term and vote (one sync), read entries and terms by index,
+** truncate a suffix, compact a prefix, and keep a snapshot.
+**
+** FORMAT VERSION 2.  Version 1 directories ("URSWAL1" segments, a
+** "state" file) are refused with a message that says so (wal_open).
 **
 ** FILES.  One directory per group (the caller names it; stream names
 ** never become file names):
 **
 **     00000000000000000001.wal   segment: entries from index 1
 **     00000000000000052113.wal   segment: entries from index 52113
-**     state                      current term and vote
+**     snapshot                   the state machine as of some index
 **
 ** A segment is named by the index of its first entry (20 decimal digits,
 ** so names sort like the numbers).  Only the last segment is written; a
 ** new one starts when the last reaches WAL_SEGMENT_BYTES.
 **
-** SEGMENT HEADER, 24 bytes, all integers little-endian:
+** SEGMENT HEADER, 32 bytes, all integers little-endian:
 **
-**     0   8  magic "URSWAL1\n"
+**     0   8  magic "URSWAL2\n"
 **     8   8  index of the first entry
-**    16   4  CRC32C of bytes 0..15
-**    20   4  zero
+**    16   8  zero
+**    24   4  CRC32C of bytes 0..23
+**    28   4  zero
 **
-** RECORD, one per entry, 24 bytes + payload, back to back after the
-** header:
+** RECORD, 32 bytes + payload, back to back after the header:
 **
-**     0   4  CRC32C of bytes 4..(24+n-1): length, term, index, payload
+**     0   4  CRC32C of bytes 4..(32+n-1)
 **     4   4  n, the payload length (at most WAL_MAX_RECORD)
-**     8   8  term
-**    16   8  index (the previous record's index + 1)
-**    24   n  payload: one encoded command (cmd.c)
+**     8   1  type: 1 CMD, 2 NOOP, 3 CONF (log entries); 16 HARD, 17 SEAL
+**     9   7  zero
+**    16   8  term
+**    24   8  index
+**    32   n  payload
 **
-** SNAPSHOT FILE "snapshot": the state machine as of an index, so that
-** replay can start after it and older segments can go.  Replaced
-** atomically like the state file:
+**   Log entries (CMD: one encoded command, cmd.c; NOOP: a new leader's
+**   empty entry; CONF: a configuration) take the next index: the
+**   previous entry's + 1.  Their terms never decrease.
+**   HARD (payload: term 8, vote 8) is the Raft hard state as of here; the
+**   last HARD record of the log is in force.  Its index field is the
+**   last entry's index (it takes no index of its own), and it is written
+**   in the same batch, and so made durable by the same sync, as entries.
+**   Every segment starts with one, so compaction never loses it.
+**   SEAL (payload: the next segment's first index, 8) ends a segment that
+**   is complete: the segment it names must exist.  Its index field is
+**   the last entry's index.
 **
-**     0   8  magic "URSSNAP1"
+** SNAPSHOT FILE "snapshot", written and read in chunks (a large one is
+** never held twice in memory) and replaced atomically (written to
+** snapshot.tmp, synced, renamed, the directory synced):
+**
+**     0   8  magic "URSSNAP2"
 **     8   8  index of the last entry it covers
 **    16   8  term of that entry
-**    24   8  n, the payload length
+**    24   8  zero
 **    32   n  payload: the state machine's snapshot (stream.c)
-**  32+n   4  CRC32C of bytes 0..(32+n-1)
-**
-** STATE FILE, 28 bytes: magic "URSTATE1", term (8), vote (8), CRC32C of
-** bytes 0..23 (4).  Replaced atomically: written to state.tmp, synced,
-** renamed over state, and the directory synced.
+**  32+n   8  n
+**  40+n   4  CRC32C of bytes 0..(40+n-1)
+**  44+n   4  zero
 **
 ** DURABILITY.  wal_frame() fills in the header of a record the caller
 ** has built in its own buffer (so the payload is never copied), and
 ** wal_write() writes the caller's run of framed records with pwrite();
-** wal_flush() then syncs the file once (fdatasync, or F_FULLFSYNC on
-** macOS) -- so many appends share one sync (group commit).  Only after
-** the sync succeeds are the entries durable.  The sync itself may run on
-** another thread while the owner goes on (wal_flush_fd, wal_flush_done):
-** the syncs of many groups then overlap, and the file system commits them
-** together.
+** the file is then synced once (fdatasync, or F_FULLFSYNC on macOS), so
+** many appends share one sync (group commit).  Only after the sync
+** succeeds are the entries, and any HARD record among them, durable.
+** The sync itself may run on another thread while the owner goes on
+** (wal_flush_fd, wal_flush_done).
 **
 ** FAILURES.  If a write or a sync fails, the buffered entries are dropped
 ** (nothing of them may be acknowledged), and the log refuses appends
@@ -66,31 +82,59 @@
 ** and reads every record of the segment back, checking each CRC, before
 ** the log accepts appends again.
 **
-** RECOVERY.  wal_replay() reads the segments in order and hands each
-** valid entry to a callback.  It stops at the first record that is torn
-** (short), fails its CRC, or breaks the index sequence.  In the last
-** segment that is the tail a crash left behind, never acknowledged
-** (records are synced in order): the segment is cut there.  Anywhere
-** else it is damage to acknowledged entries -- a segment is synced whole
-** before the next one starts -- and replay fails with URSULA_ECORRUPT
-** rather than drop everything after it.
+** RECOVERY: DAMAGE IS NEVER TAKEN FOR ABSENCE.  wal_replay() reads the
+** snapshot and the segments after it in order, checking every record.
+**   - A crash can tear only the records of the last batch written, at the
+**     end of the last segment (records are written in order, and a
+**     segment is synced whole and sealed before the next one starts).  So
+**     a bad record at the end of the last segment, with no valid record
+**     anywhere after it, is a torn tail: it is cut (and logged).
+**   - A bad record with a valid record after it, or a bad record in any
+**     segment but the last, is damage to acknowledged entries: replay
+**     fails with URSULA_ECORRUPT, naming the file and the byte offset.
+**   - A missing file that the log names is refused the same way: a gap in
+**     the segments' indexes, a last segment that ends with a SEAL (its
+**     successor is gone), segments that start after 1 with no snapshot,
+**     no segment at all in a log that must exist (wal_open).
+**   - Segments wholly covered by the snapshot are not read at start; the
+**     first read from one checks it (wal_read), as every read checks the
+**     record it reads: damage there is an error, never wrong bytes.
+**
+** CRASH SAFETY OF THE CHANGES.  Each step leaves a log that replays:
+**   - a new segment is created (header and HARD synced, the directory
+**     synced) before its predecessor is sealed;
+**   - wal_truncate_suffix() works from the last segment back: first it
+**     unseals the segment before (cuts its SEAL and appends a HARD
+**     record, synced: the last segment still holds the latest HARD record
+**     meanwhile), then removes the last one; then it replaces the segment
+**     that holds the truncation point by its prefix and a HARD record,
+**     through a temporary file and a rename;
+**   - wal_compact() removes segments from the front, and only those a
+**     durable snapshot covers.
 */
 #include "internal.h"
 
-#define WAL_HEADER_BYTES 24
+#define WAL_HEADER_BYTES 32
 #define WAL_MAX_RECORD (1024u * 1024 * 1024) /* bytes of one payload */
-#define WAL_STATE_BYTES 28
+#define WAL_HARD_BYTES 16                    /* HARD payload */
+#define WAL_SEAL_BYTES 8                     /* SEAL payload */
+#define WAL_SNAP_HEAD 32
+#define WAL_SNAP_TAIL 16
 #ifndef WAL_SEGMENT_BYTES
 #define WAL_SEGMENT_BYTES (64 * 1024 * 1024) /* roll to a new segment */
 #endif
 
-static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
-static const char wal_state_magic[8] = {'U', 'R', 'S', 'T', 'A', 'T', 'E', '1'};
-static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '1'};
+static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '2', '\n'};
+static const char wal_magic_v1[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
+static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '2'};
 
 struct wal_seg {
   uint64_t first_index;
-  int fd; /* open for wal_pread(), or -1 (the last one reads through w->fd) */
+  int fd;         /* open for reads, or -1 (the last one reads through w->fd) */
+  int mapped;     /* offs[] holds every entry the file has (to `damaged`) */
+  uint64_t *offs; /* file offset of the record of entry first_index + i */
+  size_t n_offs, cap_offs;
+  int64_t damaged; /* byte offset of the first bad record seen, or -1 */
 };
 
 struct wal {
@@ -107,10 +151,13 @@ struct wal {
   uint64_t durable_term;
   size_t pending; /* bytes framed but not yet written */
   int failed;     /* a write or sync failed: appends refused */
-  uint64_t term, vote;
+  uint64_t term, vote;           /* the durable hard state */
+  uint64_t next_term, next_vote; /* ... once the pending batch is durable */
   int64_t segment_bytes;
   uint64_t snap_index, snap_term; /* the snapshot replay starts after */
   uint64_t since_snap;            /* log bytes written after it */
+  uint64_t rd_index;              /* the record in rd (0: none) */
+  struct buf rd;                  /* the last record read and checked */
 };
 
 /* ------------------------------------------------------------ bytes */
@@ -140,6 +187,39 @@ static int wal_errno_code(int e) {
   return e == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
 }
 
+static int wal_is_entry(int type) {
+  return type == WAL_CMD || type == WAL_NOOP || type == WAL_CONF;
+}
+
+/* Fill in the header of the record at h (payload at h + 32, n bytes). */
+static void wal_seal_record(unsigned char *h, int type, uint64_t term,
+                            uint64_t index, size_t n) {
+  uint32_t crc;
+  wal_put32(h + 4, (uint32_t)n);
+  memset(h + 8, 0, 8);
+  h[8] = (unsigned char)type;
+  wal_put64(h + 16, term);
+  wal_put64(h + 24, index);
+  crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
+  crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
+  wal_put32(h, crc);
+}
+
+/* Whether p[0..avail) starts with a whole, valid record; its payload
+** length in *n. */
+static int wal_record_ok(const unsigned char *p, size_t avail, uint32_t *n) {
+  size_t i;
+  if (avail < WAL_RECORD_HEADER) return 0;
+  *n = wal_get32(p + 4);
+  if (*n > WAL_MAX_RECORD || avail - WAL_RECORD_HEADER < *n) return 0;
+  for (i = 9; i < 16; i++)
+    if (p[i] != 0) return 0;
+  if (!wal_is_entry(p[8]) && p[8] != WAL_HARD && p[8] != WAL_SEAL) return 0;
+  if (p[8] == WAL_HARD && *n != WAL_HARD_BYTES) return 0;
+  if (p[8] == WAL_SEAL && *n != WAL_SEAL_BYTES) return 0;
+  return wal_get32(p) == util_crc32c(0, p + 4, WAL_RECORD_HEADER - 4 + *n);
+}
+
 /* ------------------------------------------------------------ paths */
 
 static void wal_seg_path(const struct wal *w, uint64_t first, char *out,
@@ -162,6 +242,7 @@ static int wal_seg_name(const char *name, uint64_t *first) {
 }
 
 static int wal_seg_push(struct wal *w, uint64_t first) {
+  struct wal_seg *sg;
   if (w->n_segs == w->cap_segs) {
     size_t cap = w->cap_segs ? w->cap_segs * 2 : 8;
     struct wal_seg *s =
@@ -170,8 +251,32 @@ static int wal_seg_push(struct wal *w, uint64_t first) {
     w->segs = s;
     w->cap_segs = cap;
   }
-  w->segs[w->n_segs].first_index = first;
-  w->segs[w->n_segs++].fd = -1;
+  sg = &w->segs[w->n_segs++];
+  memset(sg, 0, sizeof(*sg));
+  sg->first_index = first;
+  sg->fd = -1;
+  sg->damaged = -1;
+  return URSULA_OK;
+}
+
+static void wal_seg_release(struct wal_seg *sg) {
+  if (sg->fd >= 0) os_fs()->close(sg->fd);
+  sg->fd = -1;
+  URSULA_FREE(sg->offs);
+  sg->offs = NULL;
+  sg->n_offs = sg->cap_offs = 0;
+}
+
+/* Note that entry first_index + n_offs starts at file offset off. */
+static int wal_seg_note(struct wal_seg *sg, uint64_t off) {
+  if (sg->n_offs == sg->cap_offs) {
+    size_t cap = sg->cap_offs ? sg->cap_offs * 2 : 64;
+    uint64_t *o = (uint64_t *)URSULA_REALLOC(sg->offs, cap * sizeof(*o));
+    if (o == NULL) return URSULA_ENOMEM;
+    sg->offs = o;
+    sg->cap_offs = cap;
+  }
+  sg->offs[sg->n_offs++] = off;
   return URSULA_OK;
 }
 
@@ -181,262 +286,36 @@ static int wal_seg_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* ------------------------------------------------------------ state */
-
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
-  struct os_fs *fs = os_fs();
-  unsigned char b[WAL_STATE_BYTES];
-  char tmp[URSULA_PATH_LEN + 16], path[URSULA_PATH_LEN + 16];
-  int fd;
-  ssize_t n;
-  memcpy(b, wal_state_magic, 8);
-  wal_put64(b + 8, term);
-  wal_put64(b + 16, vote);
-  wal_put32(b + 24, util_crc32c(0, b, 24));
-  snprintf(tmp, sizeof(tmp), "%s/state.tmp", w->dir);
-  snprintf(path, sizeof(path), "%s/state", w->dir);
-  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return wal_errno_code(errno);
-  n = fs->pwrite(fd, b, sizeof(b), 0);
-  if (n != (ssize_t)sizeof(b) || fs->sync(fd) != 0) {
-    int e = n < 0 ? errno : EIO;
-    fs->close(fd);
-    return wal_errno_code(e);
-  }
-  fs->close(fd);
-  if (fs->rename(tmp, path) != 0 || os_sync_dir(w->dir) != 0)
-    return wal_errno_code(errno);
-  w->term = term;
-  w->vote = vote;
-  return URSULA_OK;
-}
-
-static int wal_load_state(struct wal *w) {
-  struct os_fs *fs = os_fs();
-  unsigned char b[WAL_STATE_BYTES];
-  char path[URSULA_PATH_LEN + 16];
-  int fd;
-  ssize_t n;
-  snprintf(path, sizeof(path), "%s/state", w->dir);
-  fd = fs->open(path, O_RDONLY, 0);
-  if (fd < 0) return errno == ENOENT ? URSULA_OK : URSULA_EIO;
-  n = fs->pread(fd, b, sizeof(b), 0);
-  fs->close(fd);
-  if (n != (ssize_t)sizeof(b) || memcmp(b, wal_state_magic, 8) != 0 ||
-      wal_get32(b + 24) != util_crc32c(0, b, 24))
-    return URSULA_ECORRUPT; /* it is only ever replaced whole */
-  w->term = wal_get64(b + 8);
-  w->vote = wal_get64(b + 16);
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
-  return w->term;
-}
-URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
-  return w->vote;
-}
-
-/* ------------------------------------------------------------ snapshot */
-
-/* Write path from p[0..n) atomically: a temporary file, synced, renamed
-** over path, and the directory synced. */
-static int wal_replace_file(struct wal *w, const char *name,
-                            const struct buf *b) {
-  struct os_fs *fs = os_fs();
-  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
-  size_t done = 0;
-  int fd, e = 0;
-  snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, name);
-  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
-  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return wal_errno_code(errno);
-  while (done < b->len && e == 0) {
-    ssize_t n = fs->pwrite(fd, b->ptr + done, b->len - done, (off_t)done);
-    if (n <= 0)
-      e = n < 0 ? errno : EIO;
+/* The segment that holds index (the last one whose first is <= index). */
+static size_t wal_seg_of(const struct wal *w, uint64_t index) {
+  size_t lo = 0, hi = w->n_segs;
+  while (lo < hi) { /* first k with first_index > index */
+    size_t mid = lo + (hi - lo) / 2;
+    if (w->segs[mid].first_index <= index)
+      lo = mid + 1;
     else
-      done += (size_t)n;
+      hi = mid;
   }
-  if (e == 0 && fs->sync(fd) != 0) e = errno;
-  fs->close(fd);
-  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
-  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
-  if (e != 0) fs->unlink(tmp);
-  return e ? wal_errno_code(e) : URSULA_OK;
+  return lo > 0 ? lo - 1 : 0;
 }
 
-URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
-                                     uint64_t term, const void *p, size_t n) {
-  struct buf b;
-  unsigned char h[32], c[4];
-  int rc;
-  memset(&b, 0, sizeof(b));
-  memcpy(h, wal_snap_magic, 8);
-  wal_put64(h + 8, index);
-  wal_put64(h + 16, term);
-  wal_put64(h + 24, (uint64_t)n);
-  wal_put32(c, util_crc32c(util_crc32c(0, h, sizeof(h)), p, n));
-  if (buf_reserve(&b, sizeof(h) + n + 4) != URSULA_OK) return URSULA_ENOMEM;
-  buf_append(&b, h, sizeof(h));
-  buf_append(&b, p, n);
-  buf_append(&b, c, 4);
-  rc = wal_replace_file(w, "snapshot", &b);
-  buf_free(&b);
-  if (rc == URSULA_OK) {
-    w->snap_index = index;
-    w->snap_term = term;
-    w->since_snap = 0;
-  }
-  return rc;
-}
+/* ------------------------------------------------------------ files */
 
-/* Read DIR/snapshot into out (the payload) and w->snap_index/snap_term.
-** URSULA_OK (out empty if there is none), or URSULA_ECORRUPT. */
-static int wal_load_snapshot(struct wal *w, struct buf *out) {
+/* Read the whole file at path into b.  URSULA_OK, URSULA_ENOTFOUND, or
+** an I/O error. */
+static int wal_read_path(const char *path, struct buf *b) {
   struct os_fs *fs = os_fs();
-  char path[URSULA_PATH_LEN + 32];
-  struct stat sb;
-  unsigned char *q;
-  uint64_t n;
-  off_t off = 0;
-  int fd;
-  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
-  out->len = 0;
-  fd = fs->open(path, O_RDONLY, 0);
-  if (fd < 0) return errno == ENOENT ? URSULA_OK : URSULA_EIO;
-  if (fstat(fd, &sb) != 0 || sb.st_size < 36 ||
-      buf_reserve(out, (size_t)sb.st_size) != URSULA_OK) {
-    fs->close(fd);
-    return sb.st_size < 36 ? URSULA_ECORRUPT : URSULA_ENOMEM;
-  }
-  while (off < sb.st_size) {
-    ssize_t r = fs->pread(fd, out->ptr + off, (size_t)(sb.st_size - off), off);
-    if (r <= 0) break;
-    off += r;
-  }
-  fs->close(fd);
-  q = (unsigned char *)out->ptr;
-  n = wal_get64(q + 24);
-  if (off != sb.st_size || memcmp(q, wal_snap_magic, 8) != 0 ||
-      n != (uint64_t)sb.st_size - 36 ||
-      wal_get32(q + 32 + n) != util_crc32c(0, q, 32 + (size_t)n))
-    return URSULA_ECORRUPT; /* it is only ever replaced whole */
-  w->snap_index = wal_get64(q + 8);
-  w->snap_term = wal_get64(q + 16);
-  memmove(out->ptr, out->ptr + 32, (size_t)n);
-  out->len = (size_t)n;
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
-  return w->since_snap;
-}
-
-/* ------------------------------------------------------------ open */
-
-/* Start a new last segment whose first entry will be `first`. */
-static int wal_seg_create(struct wal *w, uint64_t first) {
-  struct os_fs *fs = os_fs();
-  unsigned char h[WAL_HEADER_BYTES];
-  char path[URSULA_PATH_LEN + 32];
-  int fd, e;
-  memcpy(h, wal_magic, 8);
-  wal_put64(h + 8, first);
-  wal_put32(h + 16, util_crc32c(0, h, 16));
-  wal_put32(h + 20, 0);
-  wal_seg_path(w, first, path, sizeof(path));
-  fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return wal_errno_code(errno);
-  if (fs->pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-      fs->sync(fd) != 0 || os_sync_dir(w->dir) != 0) {
-    e = errno;
-    fs->close(fd);
-    fs->unlink(path);
-    return wal_errno_code(e);
-  }
-  if (wal_seg_push(w, first) != URSULA_OK) {
-    fs->close(fd);
-    return URSULA_ENOMEM;
-  }
-  if (w->fd >= 0) fs->close(w->fd);
-  w->fd = fd;
-  w->size = w->written = WAL_HEADER_BYTES;
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, char *err) {
-  struct wal *w;
-  DIR *d;
-  struct dirent *de;
-  int rc;
-  *out = NULL;
-  if (strlen(dir) >= URSULA_PATH_LEN) {
-    snprintf(err, URSULA_ERRMSG_LEN, "WAL directory path is too long");
-    return URSULA_EINVAL;
-  }
-  if (os_mkdir(dir) != 0) {
-    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %.200s: %s", dir, strerror(errno));
-    return URSULA_EIO;
-  }
-  w = (struct wal *)URSULA_MALLOC(sizeof(*w));
-  if (w == NULL) return URSULA_ENOMEM;
-  memset(w, 0, sizeof(*w));
-  memcpy(w->dir, dir, strlen(dir) + 1);
-  w->fd = -1;
-  w->segment_bytes = WAL_SEGMENT_BYTES;
-  w->first_index = 1;
-  if ((d = opendir(dir)) == NULL) {
-    snprintf(err, URSULA_ERRMSG_LEN, "opendir %.200s: %s", dir,
-             strerror(errno));
-    URSULA_FREE(w);
-    return URSULA_EIO;
-  }
-  rc = URSULA_OK;
-  while (rc == URSULA_OK && (de = readdir(d)) != NULL) {
-    uint64_t first;
-    if (wal_seg_name(de->d_name, &first)) rc = wal_seg_push(w, first);
-  }
-  closedir(d);
-  if (rc == URSULA_OK) rc = wal_load_state(w);
-  if (rc != URSULA_OK) {
-    snprintf(err, URSULA_ERRMSG_LEN, "%.200s: %s", dir,
-             rc == URSULA_ECORRUPT ? "the state file is corrupt"
-                                   : ursula_strerror(rc));
-    wal_close(w);
-    return rc;
-  }
-  if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), wal_seg_cmp);
-  if (w->n_segs > 0) w->first_index = w->segs[0].first_index;
-  w->last_index = w->durable_index = w->first_index - 1;
-  *out = w;
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE void wal_close(struct wal *w) {
-  size_t i;
-  if (w == NULL) return;
-  if (w->fd >= 0) os_fs()->close(w->fd);
-  for (i = 0; i < w->n_segs; i++)
-    if (w->segs[i].fd >= 0) os_fs()->close(w->segs[i].fd);
-  URSULA_FREE(w->segs);
-  URSULA_FREE(w);
-}
-
-/* ------------------------------------------------------------ reading */
-
-/* Read a whole segment file into b.  Returns URSULA_OK or an error. */
-static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
-  struct os_fs *fs = os_fs();
-  char path[URSULA_PATH_LEN + 32];
   struct stat st;
   int fd, rc = URSULA_OK;
   off_t off = 0;
-  wal_seg_path(w, first, path, sizeof(path));
   b->len = 0;
   fd = fs->open(path, O_RDONLY, 0);
-  if (fd < 0) return URSULA_EIO;
-  if (fstat(fd, &st) != 0 || buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
+  if (fd < 0) return errno == ENOENT ? URSULA_ENOTFOUND : URSULA_EIO;
+  if (fstat(fd, &st) != 0) {
+    fs->close(fd);
+    return URSULA_EIO;
+  }
+  if (buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
     fs->close(fd);
     return URSULA_ENOMEM;
   }
@@ -454,232 +333,820 @@ static int wal_read_file(struct wal *w, uint64_t first, struct buf *b) {
   return rc;
 }
 
-/* Check the segment image p[0..len) whose name says `first`.  Calls fn
-** for each valid record (when fn is not NULL) and stops at the first bad
-** one.  Returns the byte length of the valid prefix (0 if even the header
-** is bad); *last and *last_term get the last valid entry. */
-static size_t wal_scan(const unsigned char *p, size_t len, uint64_t first,
-                       uint64_t *last, uint64_t *last_term,
-                       int (*fn)(void *, const struct wal_entry *), void *arg,
-                       int *fn_rc, uint64_t skip, uint64_t *called) {
-  size_t at = WAL_HEADER_BYTES;
-  uint64_t expect = first;
-  *last = first - 1;
-  if (len < WAL_HEADER_BYTES || memcmp(p, wal_magic, 8) != 0 ||
-      wal_get64(p + 8) != first || wal_get32(p + 16) != util_crc32c(0, p, 16))
-    return 0;
-  while (len - at >= WAL_RECORD_HEADER) {
-    const unsigned char *r = p + at;
-    uint32_t n = wal_get32(r + 4);
-    struct wal_entry e;
-    if (n > WAL_MAX_RECORD || len - at - WAL_RECORD_HEADER < n) break;
-    if (wal_get32(r) != util_crc32c(0, r + 4, WAL_RECORD_HEADER - 4 + n)) break;
-    e.term = wal_get64(r + 8);
-    e.index = wal_get64(r + 16);
-    if (e.index != expect || e.term < *last_term) break;
-    e.data = r + WAL_RECORD_HEADER;
-    e.len = n;
-    e.seg = first;
-    e.off = at + WAL_RECORD_HEADER;
-    if (fn != NULL && e.index > skip) { /* at or below skip: snapshotted */
-      if ((*fn_rc = fn(arg, &e)) != URSULA_OK) break;
-      (*called)++;
-    }
-    *last = e.index;
-    *last_term = e.term;
-    expect++;
-    at += WAL_RECORD_HEADER + n;
+/* Write b[0..n) at off of fd, all of it.  0 or an errno. */
+static int wal_pwrite_all(int fd, const void *b, size_t n, off_t off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = os_fs()->pwrite(fd, (const char *)b + done, n - done,
+                                off + (off_t)done);
+    if (k <= 0) return k < 0 ? errno : EIO;
+    done += (size_t)k;
   }
-  return at;
+  return 0;
 }
 
-/* Drop segments [from, n_segs) from the directory and the list. */
-static void wal_drop_segs(struct wal *w, size_t from) {
-  char path[URSULA_PATH_LEN + 32];
-  while (w->n_segs > from) {
-    if (w->segs[w->n_segs - 1].fd >= 0)
-      os_fs()->close(w->segs[w->n_segs - 1].fd);
-    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
-    os_fs()->unlink(path);
-    w->n_segs--;
+/* ------------------------------------------------------------ snapshot */
+
+URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
+                                  uint64_t index, uint64_t term) {
+  unsigned char h[WAL_SNAP_HEAD];
+  char tmp[URSULA_PATH_LEN + 32];
+  int e;
+  memset(sw, 0, sizeof(*sw));
+  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  sw->fd = os_fs()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (sw->fd < 0) return wal_errno_code(errno);
+  memset(h, 0, sizeof(h));
+  memcpy(h, wal_snap_magic, 8);
+  wal_put64(h + 8, index);
+  wal_put64(h + 16, term);
+  sw->index = index;
+  sw->term = term;
+  sw->crc = util_crc32c(0, h, sizeof(h));
+  if ((e = wal_pwrite_all(sw->fd, h, sizeof(h), 0)) != 0) {
+    wal_snap_abort(w, sw);
+    return wal_errno_code(e);
   }
-  os_sync_dir(w->dir);
+  sw->at = WAL_SNAP_HEAD;
+  return URSULA_OK;
 }
+
+URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
+                                size_t n) {
+  int e;
+  if (sw->fd < 0) return URSULA_EIO;
+  if ((e = wal_pwrite_all(sw->fd, p, n, (off_t)sw->at)) != 0)
+    return wal_errno_code(e);
+  sw->crc = util_crc32c(sw->crc, p, n);
+  sw->at += n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw) {
+  char tmp[URSULA_PATH_LEN + 32];
+  if (sw->fd >= 0) os_fs()->close(sw->fd);
+  sw->fd = -1;
+  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  os_fs()->unlink(tmp);
+}
+
+URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
+  unsigned char t[WAL_SNAP_TAIL];
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
+  struct os_fs *fs = os_fs();
+  uint64_t n = sw->at - WAL_SNAP_HEAD;
+  int e;
+  if (sw->fd < 0) return URSULA_EIO;
+  wal_put64(t, n);
+  wal_put32(t + 8, util_crc32c(sw->crc, t, 8));
+  wal_put32(t + 12, 0);
+  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  e = wal_pwrite_all(sw->fd, t, sizeof(t), (off_t)sw->at);
+  if (e == 0 && fs->sync(sw->fd) != 0) e = errno;
+  fs->close(sw->fd);
+  sw->fd = -1;
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
+  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
+  if (e != 0) {
+    fs->unlink(tmp);
+    return wal_errno_code(e);
+  }
+  w->snap_index = sw->index;
+  w->snap_term = sw->term;
+  w->since_snap = 0;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+                                     uint64_t term, const void *p, size_t n) {
+  struct wal_snap_writer sw;
+  size_t off = 0;
+  int rc = wal_snap_begin(w, &sw, index, term);
+  while (rc == URSULA_OK && off < n) { /* in chunks, as a sender would */
+    size_t k = n - off < WAL_SNAP_CHUNK ? n - off : WAL_SNAP_CHUNK;
+    rc = wal_snap_put(&sw, (const char *)p + off, k);
+    off += k;
+  }
+  if (rc == URSULA_OK) return wal_snap_commit(w, &sw);
+  wal_snap_abort(w, &sw);
+  return rc;
+}
+
+URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
+                                 char *err) {
+  struct os_fs *fs = os_fs();
+  unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
+  char path[URSULA_PATH_LEN + 32];
+  struct stat st;
+  memset(sr, 0, sizeof(*sr));
+  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  sr->fd = fs->open(path, O_RDONLY, 0);
+  if (sr->fd < 0) {
+    if (errno == ENOENT) return URSULA_ENOTFOUND;
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
+    return URSULA_EIO;
+  }
+  if (fstat(sr->fd, &st) != 0 ||
+      st.st_size < (off_t)(WAL_SNAP_HEAD + WAL_SNAP_TAIL) ||
+      fs->pread(sr->fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+      fs->pread(sr->fd, t, sizeof(t), st.st_size - WAL_SNAP_TAIL) !=
+          (ssize_t)sizeof(t) ||
+      memcmp(h, wal_snap_magic, 8) != 0 ||
+      wal_get64(t) != (uint64_t)st.st_size - WAL_SNAP_HEAD - WAL_SNAP_TAIL) {
+    fs->close(sr->fd);
+    sr->fd = -1;
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s is damaged (bad header or length); the state it holds is "
+             "lost unless it is restored from a backup",
+             path);
+    return URSULA_ECORRUPT;
+  }
+  sr->index = wal_get64(h + 8);
+  sr->term = wal_get64(h + 16);
+  sr->size = wal_get64(t);
+  sr->at = 0;
+  sr->crc = util_crc32c(0, h, sizeof(h));
+  sr->want_crc = wal_get32(t + 8);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
+                                  size_t n) {
+  ssize_t k;
+  unsigned char t[8];
+  if (sr->fd < 0) return -1;
+  if (n > sr->size - sr->at) n = (size_t)(sr->size - sr->at);
+  if (n == 0) {
+    wal_put64(t, sr->size); /* the CRC covers the length too */
+    return util_crc32c(sr->crc, t, 8) == sr->want_crc ? 0 : -1;
+  }
+  k = os_fs()->pread(sr->fd, p, n, (off_t)(WAL_SNAP_HEAD + sr->at));
+  if (k <= 0) return -1;
+  sr->crc = util_crc32c(sr->crc, p, (size_t)k);
+  sr->at += (uint64_t)k;
+  return (long)k;
+}
+
+URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr) {
+  if (sr->fd >= 0) os_fs()->close(sr->fd);
+  sr->fd = -1;
+}
+
+/* Read the snapshot's payload whole into out (for the state machine's
+** restore), checking its CRC.  URSULA_OK (out empty and snap_index 0 if
+** there is none) or URSULA_ECORRUPT / an I/O error with err set. */
+static int wal_load_snapshot(struct wal *w, struct buf *out, char *err) {
+  struct wal_snap_reader sr;
+  int rc = wal_snap_open(w, &sr, err);
+  long k;
+  out->len = 0;
+  if (rc == URSULA_ENOTFOUND) return URSULA_OK;
+  if (rc != URSULA_OK) return rc;
+  if (sr.size > SIZE_MAX || buf_reserve(out, (size_t)sr.size) != URSULA_OK) {
+    wal_snap_close(&sr);
+    return URSULA_ENOMEM;
+  }
+  for (;;) {
+    size_t want = out->cap - out->len;
+    if (want > WAL_SNAP_CHUNK) want = WAL_SNAP_CHUNK;
+    k = wal_snap_read(&sr, out->ptr + out->len, want);
+    if (k <= 0) break;
+    out->len += (size_t)k;
+  }
+  wal_snap_close(&sr);
+  if (k < 0 || out->len != sr.size) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s/snapshot is damaged (CRC mismatch); the state it holds is "
+             "lost unless it is restored from a backup",
+             w->dir);
+    return URSULA_ECORRUPT;
+  }
+  w->snap_index = sr.index;
+  w->snap_term = sr.term;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
+  return w->since_snap;
+}
+URSULA_PRIVATE uint64_t wal_snapshot_index(const struct wal *w) {
+  return w->snap_index;
+}
+
+/* ------------------------------------------------------------ open */
+
+/* Build the HARD record of (term, vote) at out (48 bytes). */
+static void wal_hard_record(unsigned char *out, uint64_t term, uint64_t vote,
+                            uint64_t index) {
+  wal_put64(out + WAL_RECORD_HEADER, term);
+  wal_put64(out + WAL_RECORD_HEADER + 8, vote);
+  wal_seal_record(out, WAL_HARD, term, index, WAL_HARD_BYTES);
+}
+
+/* Start a new last segment whose first entry will be `first`: its header
+** and a HARD record of the durable hard state, synced, the directory
+** synced.  The previous last segment (if any) is then sealed. */
+static int wal_seg_create(struct wal *w, uint64_t first) {
+  struct os_fs *fs = os_fs();
+  unsigned char h[WAL_HEADER_BYTES + WAL_RECORD_HEADER + WAL_HARD_BYTES];
+  unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
+  char path[URSULA_PATH_LEN + 32];
+  int fd, e, prev_fd = w->fd;
+  memset(h, 0, sizeof(h));
+  memcpy(h, wal_magic, 8);
+  wal_put64(h + 8, first);
+  wal_put32(h + 24, util_crc32c(0, h, 24));
+  wal_hard_record(h + WAL_HEADER_BYTES, w->term, w->vote, first - 1);
+  wal_seg_path(w, first, path, sizeof(path));
+  fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return wal_errno_code(errno);
+  if ((e = wal_pwrite_all(fd, h, sizeof(h), 0)) != 0 ||
+      (fs->sync(fd) != 0 && (e = errno) != 0) ||
+      (os_sync_dir(w->dir) != 0 && (e = errno ? errno : EIO) != 0)) {
+    fs->close(fd);
+    fs->unlink(path);
+    return wal_errno_code(e);
+  }
+  if (prev_fd >= 0) { /* seal the previous segment: it is complete */
+    wal_put64(seal + WAL_RECORD_HEADER, first);
+    wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
+    if ((e = wal_pwrite_all(prev_fd, seal, sizeof(seal), w->size)) != 0 ||
+        (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
+      /* unsealed is still a valid log: the new segment follows it */
+      fs->close(fd);
+      fs->unlink(path);
+      os_sync_dir(w->dir);
+      return wal_errno_code(e);
+    }
+  }
+  if (wal_seg_push(w, first) != URSULA_OK) {
+    fs->close(fd);
+    return URSULA_ENOMEM;
+  }
+  w->segs[w->n_segs - 1].mapped = 1;
+  if (prev_fd >= 0) fs->close(prev_fd);
+  w->fd = fd;
+  w->size = w->written = (off_t)sizeof(h);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
+                            char *err) {
+  struct wal *w;
+  DIR *d;
+  struct dirent *de;
+  struct stat st;
+  char path[URSULA_PATH_LEN + 32];
+  int rc;
+  *out = NULL;
+  if (strlen(dir) >= URSULA_PATH_LEN) {
+    snprintf(err, URSULA_ERRMSG_LEN, "WAL directory path is too long");
+    return URSULA_EINVAL;
+  }
+  if (must_exist && stat(dir, &st) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s is missing (%s), but the data directory says this group has "
+             "a log; not starting without it (restore it, or start on an "
+             "empty --wal-dir to begin anew)",
+             dir, strerror(errno));
+    return URSULA_ECORRUPT;
+  }
+  if (os_mkdir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "mkdir %s: %s", dir, strerror(errno));
+    return URSULA_EIO;
+  }
+  w = (struct wal *)URSULA_MALLOC(sizeof(*w));
+  if (w == NULL) return URSULA_ENOMEM;
+  memset(w, 0, sizeof(*w));
+  memcpy(w->dir, dir, strlen(dir) + 1);
+  w->fd = -1;
+  w->segment_bytes = WAL_SEGMENT_BYTES;
+  w->first_index = 1;
+  snprintf(path, sizeof(path), "%.1024s/state", dir);
+  if (stat(path, &st) == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s holds a log in WAL format 1 (written by an older ursula); "
+             "this build reads format 2 only: read the data out with the "
+             "older build, or start on an empty --wal-dir",
+             dir);
+    URSULA_FREE(w);
+    return URSULA_EINVAL;
+  }
+  if ((d = opendir(dir)) == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "opendir %s: %s", dir, strerror(errno));
+    URSULA_FREE(w);
+    return URSULA_EIO;
+  }
+  rc = URSULA_OK;
+  while (rc == URSULA_OK && (de = readdir(d)) != NULL) {
+    uint64_t first;
+    if (wal_seg_name(de->d_name, &first)) rc = wal_seg_push(w, first);
+  }
+  closedir(d);
+  if (rc != URSULA_OK) {
+    wal_close(w);
+    return rc;
+  }
+  if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), wal_seg_cmp);
+  if (w->n_segs > 0) w->first_index = w->segs[0].first_index;
+  if (must_exist && w->n_segs == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s has no log segment, but the data directory says this group "
+             "has a log; not starting without it (restore the *.wal files)",
+             dir);
+    wal_close(w);
+    return URSULA_ECORRUPT;
+  }
+  w->last_index = w->durable_index = w->first_index - 1;
+  *out = w;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void wal_close(struct wal *w) {
+  size_t i;
+  if (w == NULL) return;
+  if (w->fd >= 0) os_fs()->close(w->fd);
+  for (i = 0; i < w->n_segs; i++) wal_seg_release(&w->segs[i]);
+  URSULA_FREE(w->segs);
+  buf_free(&w->rd);
+  URSULA_FREE(w);
+}
+
+/* ------------------------------------------------------------ scanning */
+
+/* What wal_scan() found in one segment image. */
+struct wal_scan {
+  size_t good;          /* bytes of the valid prefix (0: bad header) */
+  uint64_t last;        /* last entry index in the valid prefix */
+  uint64_t last_term;   /* its term (in: the term before the segment) */
+  int sealed;           /* the valid prefix ends with a SEAL record */
+  int hard;             /* a HARD record was seen: */
+  uint64_t term, vote;  /* the last one's */
+  int v1;               /* the header is a format-1 header */
+};
+
+/* Check the segment image p[0..len) whose name says `first`, noting the
+** file offset of each entry in sg (when sg is not NULL) and calling fn
+** for each valid entry above `skip` (when fn is not NULL).  Stops at the
+** first bad record, or when fn fails (*fn_rc). */
+static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
+                     struct wal_seg *sg, uint64_t skip,
+                     int (*fn)(void *, const struct wal_entry *), void *arg,
+                     int *fn_rc, struct wal_scan *out) {
+  size_t at = WAL_HEADER_BYTES;
+  uint64_t expect = first;
+  out->good = 0;
+  out->last = first - 1;
+  out->sealed = out->hard = out->v1 = 0;
+  *fn_rc = URSULA_OK;
+  if (len >= 8 && memcmp(p, wal_magic_v1, 8) == 0) out->v1 = 1;
+  if (len < WAL_HEADER_BYTES || memcmp(p, wal_magic, 8) != 0 ||
+      wal_get64(p + 8) != first || wal_get32(p + 24) != util_crc32c(0, p, 24))
+    return;
+  if (sg != NULL) sg->n_offs = 0;
+  for (;;) {
+    const unsigned char *r = p + at;
+    uint32_t n;
+    int type;
+    uint64_t term, index;
+    if (out->sealed || !wal_record_ok(r, len - at, &n)) break;
+    type = r[8];
+    term = wal_get64(r + 16);
+    index = wal_get64(r + 24);
+    if (wal_is_entry(type)) {
+      struct wal_entry e;
+      if (index != expect || term < out->last_term) break;
+      if (sg != NULL && wal_seg_note(sg, at) != URSULA_OK) {
+        *fn_rc = URSULA_ENOMEM;
+        break;
+      }
+      if (fn != NULL && index > skip) { /* at or below skip: snapshotted */
+        e.term = term;
+        e.index = index;
+        e.type = type;
+        e.data = r + WAL_RECORD_HEADER;
+        e.len = n;
+        if ((*fn_rc = fn(arg, &e)) != URSULA_OK) break;
+      }
+      out->last = index;
+      out->last_term = term;
+      expect++;
+    } else {
+      if (index != expect - 1) break;
+      if (type == WAL_HARD) {
+        out->hard = 1;
+        out->term = wal_get64(r + WAL_RECORD_HEADER);
+        out->vote = wal_get64(r + WAL_RECORD_HEADER + 8);
+      } else if (wal_get64(r + WAL_RECORD_HEADER) != expect) {
+        break; /* a SEAL must name the next index */
+      } else {
+        out->sealed = 1;
+      }
+    }
+    at += WAL_RECORD_HEADER + n;
+  }
+  out->good = at;
+}
+
+/* Whether a valid record whose index could follow `last` starts anywhere
+** in p[from..len): if one does, the bad bytes before it are not a torn
+** tail but damage. */
+static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
+                           uint64_t last) {
+  size_t at;
+  for (at = from; at + WAL_RECORD_HEADER <= len; at++) {
+    const unsigned char *r = p + at;
+    uint64_t index = wal_get64(r + 24);
+    uint32_t n;
+    /* cheap filters first: a plausible index, the zero bytes, a type */
+    if (index < last || index - last > (uint64_t)(len - at) / 32 + 1) continue;
+    if (r[9] != 0 || r[15] != 0 || r[8] == 0) continue;
+    if (wal_record_ok(r, len - at, &n)) return 1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ replay */
 
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
-                              void *arg, struct wal_stats *st) {
+                              void *arg, struct wal_stats *st, char *err) {
   struct os_fs *fs = os_fs();
   struct buf img;
-  size_t i = 0, good = 0;
-  int rc, fn_rc = URSULA_OK;
-  uint64_t last, term = 0;
+  size_t i = 0;
+  int rc, fn_rc = URSULA_OK, prev_sealed = 0;
+  uint64_t last, term;
+  struct wal_scan sc;
   char path[URSULA_PATH_LEN + 32];
   memset(st, 0, sizeof(*st));
   memset(&img, 0, sizeof(img));
+  memset(&sc, 0, sizeof(sc));
   /* the snapshot first, then the entries after it */
-  rc = wal_load_snapshot(w, &img);
+  rc = wal_load_snapshot(w, &img, err);
   if (rc == URSULA_OK && w->snap_index > 0) {
     st->snapshot_index = w->snap_index;
     rc = restore != NULL ? restore(arg, img.ptr, img.len) : URSULA_EINVAL;
+    if (rc != URSULA_OK)
+      snprintf(err, URSULA_ERRMSG_LEN, "%s/snapshot: %s", w->dir,
+               rc == URSULA_ECORRUPT ? "does not decode as a state"
+                                     : ursula_strerror(rc));
   }
-  if (rc != URSULA_OK) {
-    buf_free(&img);
-    return rc;
+  if (rc != URSULA_OK) goto out;
+  rc = URSULA_ECORRUPT;
+  if (w->n_segs == 0 && w->snap_index > 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s has a snapshot at entry %llu but no log segment; not "
+             "starting without them (restore the *.wal files)",
+             w->dir, (unsigned long long)w->snap_index);
+    goto out;
+  }
+  if (w->n_segs > 0 && w->snap_index == 0 && w->segs[0].first_index != 1) {
+    wal_seg_path(w, w->segs[0].first_index, path, sizeof(path));
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: the log starts at entry %llu, but there is no snapshot of "
+             "the entries before it (the file \"snapshot\" beside it is "
+             "missing); not starting without it",
+             path, (unsigned long long)w->segs[0].first_index);
+    goto out;
   }
   if (w->snap_index > 0) { /* skip segments wholly covered by it */
     while (i + 1 < w->n_segs && w->segs[i + 1].first_index <= w->snap_index + 1)
       i++;
-    if (w->n_segs > 0 && w->segs[i].first_index > w->snap_index + 1) {
-      st->cut_segment = w->segs[i].first_index; /* entries are missing */
-      buf_free(&img);
-      return URSULA_ECORRUPT;
+    if (w->segs[i].first_index > w->snap_index + 1) {
+      wal_seg_path(w, w->segs[i].first_index, path, sizeof(path));
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s: entries %llu to %llu are missing (after the snapshot, "
+               "before this segment); not starting without them",
+               path, (unsigned long long)w->snap_index + 1,
+               (unsigned long long)w->segs[i].first_index - 1);
+      goto out;
     }
   }
   last = w->n_segs > 0 ? w->segs[i].first_index - 1 : w->snap_index;
   term = w->snap_term;
+  sc.last_term = 0;
   for (; i < w->n_segs; i++) {
-    uint64_t seg_last;
-    if (w->segs[i].first_index != last + 1) { /* a segment is missing */
-      st->cut_segment = w->segs[i].first_index;
-      rc = URSULA_ECORRUPT;
-      break;
+    struct wal_seg *sg = &w->segs[i];
+    int is_last = i + 1 == w->n_segs;
+    wal_seg_path(w, sg->first_index, path, sizeof(path));
+    if (sg->first_index != last + 1) { /* a segment is missing */
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s: entries %llu to %llu are missing (a segment file before "
+               "this one is gone); not starting without them",
+               path, (unsigned long long)last + 1,
+               (unsigned long long)sg->first_index - 1);
+      goto out;
     }
-    if ((rc = wal_read_file(w, w->segs[i].first_index, &img)) != URSULA_OK)
-      break;
-    good = wal_scan((const unsigned char *)img.ptr, img.len,
-                    w->segs[i].first_index, &seg_last, &term, fn, arg, &fn_rc,
-                    w->snap_index, &st->entries);
+    if ((rc = wal_read_path(path, &img)) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
+      goto out;
+    }
+    rc = URSULA_ECORRUPT;
+    sc.last_term = term;
+    wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg,
+             w->snap_index, fn, arg, &fn_rc, &sc);
     if (fn_rc != URSULA_OK) {
       rc = fn_rc;
-      break;
+      if (err[0] == '\0')
+        snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
+      goto out;
     }
-    st->bytes += good;
-    last = seg_last;
-    if (good < img.len) { /* torn or corrupt */
-      st->cut_bytes = img.len - good;
-      st->cut_segment = w->segs[i].first_index;
-      st->cut_at = good;
-      /* Only the last segment can be torn by a crash: a segment is
-      ** synced whole before the next one starts.  Damage anywhere else
-      ** is corruption of acknowledged entries, and cutting there would
-      ** drop every later one: refuse instead. */
-      if (i + 1 < w->n_segs) rc = URSULA_ECORRUPT;
-      break;
+    sg->mapped = 1;
+    { /* entries of this segment handed to fn */
+      uint64_t lo = sg->first_index > w->snap_index ? sg->first_index
+                                                    : w->snap_index + 1;
+      if (sc.last >= lo) st->entries += sc.last - lo + 1;
+    }
+    st->bytes += sc.good;
+    last = sc.last;
+    term = sc.last_term;
+    if (sc.hard) {
+      w->term = sc.term;
+      w->vote = sc.vote;
+    }
+    if (sc.v1) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s is in WAL format 1 (written by an older ursula); this "
+               "build reads format 2 only: read the data out with the older "
+               "build, or start on an empty --wal-dir",
+               path);
+      rc = URSULA_EINVAL;
+      goto out;
+    }
+    if (sc.good < img.len || (sc.good == 0 && !is_last) ||
+        (sc.good == 0 && prev_sealed)) {
+      int bad_head = sc.good == 0 && prev_sealed;
+      st->cut_at = sc.good;
+      if (!is_last || bad_head ||
+          wal_valid_after((const unsigned char *)img.ptr, img.len,
+                          sc.good + 1, last)) {
+        snprintf(err, URSULA_ERRMSG_LEN,
+                 "%s is damaged at byte %llu (the record there fails its "
+                 "check, and %s); not starting rather than dropping "
+                 "acknowledged entries: restore the file, or move the data "
+                 "directory aside",
+                 path, (unsigned long long)sc.good,
+                 !is_last      ? "later segments follow it"
+                 : bad_head ? "the segment before it is sealed"
+                               : "valid records follow it");
+        goto out;
+      }
+      st->cut_bytes = img.len - sc.good; /* a torn tail: cut below */
+    }
+    prev_sealed = sc.sealed;
+    if (is_last && sc.sealed) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s ends with a seal naming segment %020llu.wal, which is "
+               "missing; not starting without it",
+               path, (unsigned long long)last + 1);
+      goto out;
     }
   }
-  if (rc == URSULA_OK && last < w->snap_index) rc = URSULA_ECORRUPT;
+  if (last < w->snap_index) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: the log ends at entry %llu, before its snapshot (%llu)",
+             w->dir, (unsigned long long)last,
+             (unsigned long long)w->snap_index);
+    goto out;
+  }
+  rc = URSULA_OK;
   w->since_snap = st->bytes;
-  buf_free(&img);
-  if (rc != URSULA_OK) return rc;
   w->last_index = w->durable_index = last;
   w->last_term = w->durable_term = term;
-  if (w->n_segs == 0) return wal_seg_create(w, last + 1);
-  if (good < WAL_HEADER_BYTES) {
+  w->next_term = w->term;
+  w->next_vote = w->vote;
+  if (w->n_segs == 0) {
+    rc = wal_seg_create(w, last + 1);
+    goto out;
+  }
+  if (sc.good < WAL_HEADER_BYTES) {
     /* the last segment's header is bad: a crash while it was created */
-    wal_drop_segs(w, w->n_segs - 1);
-    return wal_seg_create(w, last + 1);
+    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+    wal_seg_release(&w->segs[w->n_segs - 1]);
+    w->n_segs--;
+    fs->unlink(path);
+    os_sync_dir(w->dir);
+    rc = wal_seg_create(w, last + 1);
+    goto out;
   }
   wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
   w->fd = fs->open(path, O_RDWR, 0);
-  if (w->fd < 0) return wal_errno_code(errno);
-  w->size = w->written = (off_t)good;
-  if (st->cut_bytes > 0) { /* make the cut itself durable */
-    if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
-      return wal_errno_code(errno);
+  if (w->fd < 0) {
+    rc = wal_errno_code(errno);
+    goto out;
   }
-  return URSULA_OK;
+  w->size = w->written = (off_t)sc.good;
+  if (st->cut_bytes > 0) { /* make the cut itself durable */
+    st->cut_segment = w->segs[w->n_segs - 1].first_index;
+    if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
+      rc = wal_errno_code(errno);
+  }
+out:
+  buf_free(&img);
+  return rc;
 }
 
 /* ------------------------------------------------------------ writing */
 
-URSULA_PRIVATE int wal_frame(struct wal *w, uint64_t term, uint64_t index,
-                             void *rec, size_t n, uint64_t *seg,
-                             uint64_t *off) {
+URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
+                             uint64_t index, void *rec, size_t n) {
   unsigned char *h = (unsigned char *)rec;
-  uint32_t crc;
   if (w->failed) return URSULA_EIO;
-  if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
   if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
+  if (wal_is_entry(type)) {
+    if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
+  } else if (type != WAL_HARD || n != WAL_HARD_BYTES ||
+             index != w->last_index) {
+    return URSULA_EINVAL;
+  }
   if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes) {
-    int rc = wal_seg_create(w, index); /* everything before is durable */
+    int rc = wal_seg_create(w, w->last_index + 1); /* all before is durable */
     if (rc != URSULA_OK) return rc;
   }
-  wal_put32(h + 4, (uint32_t)n);
-  wal_put64(h + 8, term);
-  wal_put64(h + 16, index);
-  crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
-  crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
-  wal_put32(h, crc);
-  *seg = w->segs[w->n_segs - 1].first_index;
-  *off = (uint64_t)w->written + w->pending + WAL_RECORD_HEADER;
+  if (wal_is_entry(type)) {
+    struct wal_seg *sg = &w->segs[w->n_segs - 1];
+    if (wal_seg_note(sg, (uint64_t)w->written + w->pending) != URSULA_OK)
+      return URSULA_ENOMEM;
+    w->last_index = index;
+    w->last_term = term;
+  } else {
+    w->next_term = wal_get64(h + WAL_RECORD_HEADER);
+    w->next_vote = wal_get64(h + WAL_RECORD_HEADER + 8);
+  }
+  wal_seal_record(h, type, term, index, n);
   w->pending += WAL_RECORD_HEADER + n;
-  w->last_index = index;
-  w->last_term = term;
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_pread(struct wal *w, uint64_t seg, uint64_t off,
-                             uint64_t len, struct buf *out) {
-  struct os_fs *fs = os_fs();
-  size_t lo = 0, hi = w->n_segs, k;
-  int fd;
-  while (lo < hi) { /* the segment whose first index is seg */
-    size_t mid = lo + (hi - lo) / 2;
-    if (w->segs[mid].first_index < seg)
-      lo = mid + 1;
-    else
-      hi = mid;
+URSULA_PRIVATE void wal_hard_payload(void *payload, uint64_t term,
+                                     uint64_t vote) {
+  wal_put64((unsigned char *)payload, term);
+  wal_put64((unsigned char *)payload + 8, vote);
+}
+
+/* Make sure segment k's map of entry offsets is built: read the file and
+** check every record (segments covered by the snapshot were not read at
+** start).  Records past the first bad one stay unmapped. */
+static int wal_seg_map(struct wal *w, size_t k) {
+  struct wal_seg *sg = &w->segs[k];
+  struct wal_scan sc;
+  struct buf img;
+  char path[URSULA_PATH_LEN + 32];
+  int fn_rc, rc;
+  if (sg->mapped) return URSULA_OK;
+  memset(&img, 0, sizeof(img));
+  memset(&sc, 0, sizeof(sc));
+  wal_seg_path(w, sg->first_index, path, sizeof(path));
+  rc = wal_read_path(path, &img);
+  if (rc == URSULA_OK) {
+    wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
+             NULL, NULL, &fn_rc, &sc);
+    if (fn_rc != URSULA_OK) rc = fn_rc;
+    if (sc.good < img.len) {
+      sg->damaged = (int64_t)sc.good;
+      LOG_E("%s is damaged at byte %llu: reads of the entries from there on "
+            "fail",
+            path, (unsigned long long)sc.good);
+    }
   }
-  k = lo;
-  if (k == w->n_segs || w->segs[k].first_index != seg) return URSULA_ENOTFOUND;
+  buf_free(&img);
+  if (rc == URSULA_OK) sg->mapped = 1;
+  return rc == URSULA_ENOTFOUND ? URSULA_ECORRUPT : rc;
+}
+
+/* Read the whole record of entry index into w->rd and check it. */
+static int wal_load_record(struct wal *w, uint64_t index) {
+  struct os_fs *fs = os_fs();
+  size_t k;
+  struct wal_seg *sg;
+  unsigned char h[WAL_RECORD_HEADER];
+  uint64_t pos;
+  uint32_t n;
+  int fd, rc;
+  if (w->rd_index == index && index != 0) return URSULA_OK;
+  if (index > w->durable_index || index == 0) return URSULA_ENOTFOUND;
+  if (index < w->first_index || w->n_segs == 0) {
+    LOG_E("%s: entry %llu is read but the log starts at %llu (a segment "
+          "is missing)",
+          w->dir, (unsigned long long)index,
+          (unsigned long long)w->first_index);
+    return URSULA_ECORRUPT; /* someone names it: it must have been here */
+  }
+  k = wal_seg_of(w, index);
+  sg = &w->segs[k];
+  if ((rc = wal_seg_map(w, k)) != URSULA_OK) return rc;
+  if (index - sg->first_index >= sg->n_offs) return URSULA_ECORRUPT;
+  pos = sg->offs[index - sg->first_index];
   if (k == w->n_segs - 1 && w->fd >= 0) {
     fd = w->fd;
   } else {
-    if (w->segs[k].fd < 0) {
+    if (sg->fd < 0) {
       char path[URSULA_PATH_LEN + 32];
-      wal_seg_path(w, seg, path, sizeof(path));
-      w->segs[k].fd = fs->open(path, O_RDONLY, 0);
-      if (w->segs[k].fd < 0) return wal_errno_code(errno);
+      wal_seg_path(w, sg->first_index, path, sizeof(path));
+      sg->fd = fs->open(path, O_RDONLY, 0);
+      if (sg->fd < 0) return errno == ENOENT ? URSULA_ECORRUPT : URSULA_EIO;
     }
-    fd = w->segs[k].fd;
+    fd = sg->fd;
   }
-  if (len > SIZE_MAX || buf_reserve(out, (size_t)len) != URSULA_OK)
+  w->rd_index = 0;
+  if (fs->pread(fd, h, sizeof(h), (off_t)pos) != (ssize_t)sizeof(h))
+    return URSULA_ECORRUPT; /* shorter than the map says */
+  n = wal_get32(h + 4);
+  if (n > WAL_MAX_RECORD) return URSULA_ECORRUPT;
+  w->rd.len = 0;
+  if (buf_reserve(&w->rd, WAL_RECORD_HEADER + (size_t)n) != URSULA_OK)
     return URSULA_ENOMEM;
-  while (len > 0) {
-    ssize_t n = fs->pread(fd, out->ptr + out->len, (size_t)len, (off_t)off);
-    if (n <= 0) return URSULA_EIO; /* 0: the file is shorter than it was */
-    out->len += (size_t)n;
-    off += (uint64_t)n;
-    len -= (uint64_t)n;
+  memcpy(w->rd.ptr, h, sizeof(h));
+  if (n > 0 && fs->pread(fd, w->rd.ptr + WAL_RECORD_HEADER, n,
+                         (off_t)pos + WAL_RECORD_HEADER) != (ssize_t)n)
+    return URSULA_ECORRUPT;
+  w->rd.len = WAL_RECORD_HEADER + n;
+  if (!wal_record_ok((const unsigned char *)w->rd.ptr, w->rd.len, &n) ||
+      !wal_is_entry((unsigned char)w->rd.ptr[8]) ||
+      wal_get64((const unsigned char *)w->rd.ptr + 24) != index) {
+    char path[URSULA_PATH_LEN + 32];
+    wal_seg_path(w, sg->first_index, path, sizeof(path));
+    LOG_E("%s: the record of entry %llu at byte %llu fails its check", path,
+          (unsigned long long)index, (unsigned long long)pos);
+    return URSULA_ECORRUPT;
   }
+  w->rd_index = index;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_read(struct wal *w, uint64_t index, uint64_t off,
+                            uint64_t len, struct buf *out) {
+  int rc = wal_load_record(w, index);
+  size_t n;
+  if (rc != URSULA_OK) return rc;
+  n = w->rd.len - WAL_RECORD_HEADER;
+  if (off > n || len > n - off) return URSULA_EINVAL;
+  return buf_append(out, w->rd.ptr + WAL_RECORD_HEADER + off, (size_t)len);
+}
+
+URSULA_PRIVATE int wal_entry_at(struct wal *w, uint64_t index,
+                                struct wal_entry *e) {
+  int rc = wal_load_record(w, index);
+  const unsigned char *r = (const unsigned char *)w->rd.ptr;
+  if (rc != URSULA_OK) return rc;
+  e->type = r[8];
+  e->term = wal_get64(r + 16);
+  e->index = index;
+  e->data = r + WAL_RECORD_HEADER;
+  e->len = w->rd.len - WAL_RECORD_HEADER;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_term_at(struct wal *w, uint64_t index, uint64_t *term) {
+  struct wal_entry e;
+  int rc;
+  if (index == 0) {
+    *term = 0;
+    return URSULA_OK;
+  }
+  if (index == w->snap_index) {
+    *term = w->snap_term;
+    return URSULA_OK;
+  }
+  if (index == w->last_index) {
+    *term = w->last_term;
+    return URSULA_OK;
+  }
+  if (index > w->last_index) return URSULA_ENOTFOUND;
+  rc = wal_entry_at(w, index, &e);
+  if (rc == URSULA_OK) *term = e.term;
+  return rc;
 }
 
 /* A write or sync failed: nothing unsynced may be acknowledged, and the
 ** file is not trusted until wal_recover(). */
 static int wal_fail(struct wal *w, int e) {
+  struct wal_seg *sg = &w->segs[w->n_segs - 1];
   w->failed = 1;
   w->pending = 0;
   w->written = w->size;
   w->last_index = w->durable_index;
   w->last_term = w->durable_term;
+  w->next_term = w->term;
+  w->next_vote = w->vote;
+  /* the batch was in the last segment (a new one starts only when all is
+  ** durable): forget the offsets of its entries */
+  sg->n_offs = w->durable_index + 1 > sg->first_index
+                   ? (size_t)(w->durable_index + 1 - sg->first_index)
+                   : 0;
+  if (w->rd_index > w->durable_index) w->rd_index = 0;
   return wal_errno_code(e);
 }
 
 URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
-  struct os_fs *fs = os_fs();
-  size_t done = 0;
+  int e;
   if (w->failed) return URSULA_EIO;
   if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
-  while (done < len) {
-    ssize_t n = fs->pwrite(w->fd, (const char *)p + done, len - done,
-                           w->written + (off_t)done);
-    if (n <= 0) return wal_fail(w, n < 0 ? errno : EIO);
-    done += (size_t)n; /* a short write: go on from where it stopped */
-  }
+  if ((e = wal_pwrite_all(w->fd, p, len, w->written)) != 0)
+    return wal_fail(w, e);
   w->written += (off_t)len;
   w->since_snap += len;
   w->pending = 0;
@@ -697,6 +1164,8 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
   w->size = w->written;
   w->durable_index = w->last_index;
   w->durable_term = w->last_term;
+  w->term = w->next_term;
+  w->vote = w->next_vote;
   return URSULA_OK;
 }
 
@@ -710,23 +1179,26 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   struct os_fs *fs = os_fs();
   char path[URSULA_PATH_LEN + 32];
   struct buf img;
-  uint64_t first, last, term = 0;
-  size_t good;
+  struct wal_seg *sg;
+  struct wal_scan sc;
   int rc, fn_rc = URSULA_OK;
   if (!w->failed) return URSULA_OK;
-  first = w->segs[w->n_segs - 1].first_index;
-  wal_seg_path(w, first, path, sizeof(path));
+  sg = &w->segs[w->n_segs - 1];
+  wal_seg_path(w, sg->first_index, path, sizeof(path));
   if (w->fd >= 0) fs->close(w->fd);
   w->fd = fs->open(path, O_RDWR, 0);
   if (w->fd < 0) return wal_errno_code(errno);
   if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
     return wal_errno_code(errno);
   memset(&img, 0, sizeof(img));
-  rc = wal_read_file(w, first, &img);
+  memset(&sc, 0, sizeof(sc));
+  rc = wal_read_path(path, &img);
   if (rc == URSULA_OK) {
-    good = wal_scan((const unsigned char *)img.ptr, img.len, first, &last,
-                    &term, NULL, NULL, &fn_rc, 0, NULL);
-    if (good != (size_t)w->size || last != w->durable_index)
+    sc.last_term = 0;
+    wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
+             NULL, NULL, &fn_rc, &sc);
+    if (fn_rc != URSULA_OK) rc = fn_rc;
+    if (sc.good != (size_t)w->size || sc.last != w->durable_index)
       rc = URSULA_ECORRUPT; /* acknowledged records did not survive */
   }
   buf_free(&img);
@@ -734,91 +1206,192 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   return rc;
 }
 
+/* Append a HARD record of the durable hard state at the end of the last
+** segment, and sync: the hard state survives whatever is cut after. */
+static int wal_append_hard(struct wal *w, uint64_t index) {
+  unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
+  int e;
+  wal_hard_record(r, w->term, w->vote, index);
+  if ((e = wal_pwrite_all(w->fd, r, sizeof(r), w->size)) != 0 ||
+      (os_fs()->sync(w->fd) != 0 && (e = errno) != 0))
+    return wal_errno_code(e);
+  w->size = w->written = w->size + (off_t)sizeof(r);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
+  if (w->failed || w->pending > 0 || w->written != w->size)
+    return URSULA_EINVAL;
+  w->term = w->next_term = term;
+  w->vote = w->next_vote = vote;
+  return wal_append_hard(w, w->last_index);
+}
+
+URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
+  return w->term;
+}
+URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
+  return w->vote;
+}
+
 /* ------------------------------------------------------------ cutting */
 
-/* The term of the last entry of segment k (0 if it has none). */
-static uint64_t wal_seg_last_term(struct wal *w, size_t k) {
+/* Open segment k (now the last) for writing as w->fd, its size `size`. */
+static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
+  char path[URSULA_PATH_LEN + 32];
+  if (w->fd >= 0) os_fs()->close(w->fd);
+  if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
+  w->segs[k].fd = -1;
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  w->fd = os_fs()->open(path, O_RDWR, 0);
+  if (w->fd < 0) return wal_errno_code(errno);
+  w->size = w->written = size;
+  return URSULA_OK;
+}
+
+/* Cut segment k (now the last) at byte `at`, then append a HARD record
+** whose index is `last`, the last entry the segment keeps.  In place:
+** for cutting a SEAL, when the segment after k still holds the latest
+** HARD record until this is durable. */
+static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
+  int rc = wal_reopen_last(w, k, at);
+  if (rc != URSULA_OK) return rc;
+  if (os_fs()->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
+  return wal_append_hard(w, last);
+}
+
+/* Replace segment k (the last) by its first `at` bytes and a HARD record
+** (index `last`), atomically: written to a temporary file, synced, renamed
+** over the segment, the directory synced.  A crash leaves the old segment
+** or the new one, never a segment whose latest HARD record was cut. */
+static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
+  struct os_fs *fs = os_fs();
+  char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 40];
   struct buf img;
-  uint64_t last, term = 0;
-  int fn_rc = URSULA_OK;
+  int fd, e = 0, rc;
   memset(&img, 0, sizeof(img));
-  if (wal_read_file(w, w->segs[k].first_index, &img) == URSULA_OK)
-    wal_scan((const unsigned char *)img.ptr, img.len, w->segs[k].first_index,
-             &last, &term, NULL, NULL, &fn_rc, 0, NULL);
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  rc = wal_read_path(path, &img);
+  if (rc == URSULA_OK && img.len < (size_t)at) rc = URSULA_ECORRUPT;
+  if (rc == URSULA_OK) rc = buf_reserve(&img, WAL_RECORD_HEADER + WAL_HARD_BYTES);
+  if (rc != URSULA_OK) {
+    buf_free(&img);
+    return rc;
+  }
+  img.len = (size_t)at;
+  wal_hard_record((unsigned char *)img.ptr + img.len, w->term, w->vote, last);
+  img.len += WAL_RECORD_HEADER + WAL_HARD_BYTES;
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) e = errno;
+  if (e == 0) e = wal_pwrite_all(fd, img.ptr, img.len, 0);
+  if (e == 0 && fs->sync(fd) != 0) e = errno;
+  if (fd >= 0) fs->close(fd);
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
+  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno ? errno : EIO;
+  if (e != 0) fs->unlink(tmp);
   buf_free(&img);
-  return term;
+  if (e != 0) return wal_errno_code(e);
+  return wal_reopen_last(w, k, (off_t)(at + WAL_RECORD_HEADER +
+                                       WAL_HARD_BYTES));
+}
+
+/* The size of segment k without its SEAL record (if it ends with one). */
+static int wal_unsealed_size(struct wal *w, size_t k, off_t *size) {
+  char path[URSULA_PATH_LEN + 32];
+  unsigned char r[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
+  struct stat st;
+  uint32_t n;
+  int fd;
+  ssize_t got;
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  fd = os_fs()->open(path, O_RDONLY, 0);
+  if (fd < 0) return wal_errno_code(errno);
+  if (fstat(fd, &st) != 0) {
+    os_fs()->close(fd);
+    return URSULA_EIO;
+  }
+  *size = st.st_size;
+  got = st.st_size >= (off_t)sizeof(r)
+            ? os_fs()->pread(fd, r, sizeof(r), st.st_size - (off_t)sizeof(r))
+            : -1;
+  os_fs()->close(fd);
+  if (got == (ssize_t)sizeof(r) && wal_record_ok(r, sizeof(r), &n) &&
+      r[8] == WAL_SEAL)
+    *size -= (off_t)sizeof(r);
+  return URSULA_OK;
 }
 
 URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
-  struct os_fs *fs = os_fs();
   char path[URSULA_PATH_LEN + 32];
-  struct buf img;
-  const unsigned char *p;
-  size_t k, at;
-  uint64_t i, term = 0;
+  uint64_t term = 0;
+  off_t size;
+  size_t k;
   int rc;
   if (w->failed || w->pending > 0 || w->written != w->size)
     return URSULA_EINVAL;
   if (index > w->last_index) return URSULA_OK;
-  if (index < w->first_index) return URSULA_EINVAL; /* behind a snapshot */
-  for (k = w->n_segs - 1; w->segs[k].first_index > index; k--) {
-  } /* segment k holds index */
-  fs->close(w->fd);
-  w->fd = -1;
-  wal_drop_segs(w, k + 1);
-  if (w->segs[k].first_index == index) { /* all of segment k goes */
-    wal_drop_segs(w, k);
-    if (k > 0) term = wal_seg_last_term(w, k - 1);
-    w->last_index = w->durable_index = index - 1;
-    w->last_term = w->durable_term = term;
-    return wal_seg_create(w, index);
+  if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
+  if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
+  w->rd_index = 0;
+  /* whole segments from the back: unseal the one before, then remove */
+  while (w->n_segs > 1 && w->segs[w->n_segs - 1].first_index >= index) {
+    size_t prev = w->n_segs - 2;
+    if ((rc = wal_unsealed_size(w, prev, &size)) != URSULA_OK ||
+        (rc = wal_cut_last(w, prev, size,
+                           w->segs[prev + 1].first_index - 1)) != URSULA_OK)
+      return rc;
+    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+    wal_seg_release(&w->segs[w->n_segs - 1]);
+    w->n_segs--;
+    if (os_fs()->unlink(path) != 0 || os_sync_dir(w->dir) != 0)
+      return wal_errno_code(errno);
   }
-  /* cut segment k, now the last, before the record of index */
-  memset(&img, 0, sizeof(img));
-  if ((rc = wal_read_file(w, w->segs[k].first_index, &img)) != URSULA_OK) {
-    buf_free(&img);
-    return rc;
+  k = w->n_segs - 1;
+  if ((rc = wal_seg_map(w, k)) != URSULA_OK) return rc;
+  if (index - w->segs[k].first_index >= w->segs[k].n_offs) {
+    if (w->segs[k].first_index != index) return URSULA_ECORRUPT;
+    /* the cut is at the segment's first entry: keep its header */
+    rc = wal_rewrite_last(w, k, WAL_HEADER_BYTES, index - 1);
+  } else {
+    rc = wal_rewrite_last(
+        w, k, (off_t)w->segs[k].offs[index - w->segs[k].first_index],
+        index - 1);
   }
-  p = (const unsigned char *)img.ptr;
-  at = WAL_HEADER_BYTES; /* the records were validated when replayed */
-  for (i = w->segs[k].first_index; i < index; i++) {
-    term = wal_get64(p + at + 8);
-    at += WAL_RECORD_HEADER + wal_get32(p + at + 4);
-  }
-  buf_free(&img);
-  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-  w->fd = fs->open(path, O_RDWR, 0);
-  if (w->fd < 0) return wal_errno_code(errno);
-  if (fs->ftruncate(w->fd, (off_t)at) != 0 || fs->sync(w->fd) != 0)
-    return wal_errno_code(errno);
-  w->size = w->written = (off_t)at;
+  if (rc != URSULA_OK) return rc;
+  w->segs[k].n_offs = (size_t)(index - w->segs[k].first_index);
   w->last_index = w->durable_index = index - 1;
   w->last_term = w->durable_term = term;
   return URSULA_OK;
 }
 
 URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto) {
+  if (upto > w->snap_index) upto = w->snap_index;
   return w->n_segs > 1 && w->segs[1].first_index <= upto + 1;
 }
 
 URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   char path[URSULA_PATH_LEN + 32];
   size_t drop = 0, k;
+  int rc = URSULA_OK;
+  if (upto > w->snap_index) upto = w->snap_index; /* only what it covers */
   /* a segment can go when the next one starts at or before upto + 1 */
   while (drop + 1 < w->n_segs && w->segs[drop + 1].first_index <= upto + 1)
     drop++;
   if (drop == 0) return URSULA_OK;
-  for (k = 0; k < drop; k++) {
-    if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
-    w->segs[k].fd = -1;
+  for (k = 0; k < drop && rc == URSULA_OK; k++) { /* from the front */
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-    if (os_fs()->unlink(path) != 0) return wal_errno_code(errno);
+    if (os_fs()->unlink(path) != 0 && errno != ENOENT)
+      rc = wal_errno_code(errno);
   }
+  drop = k - (rc != URSULA_OK); /* the failed one stays listed */
+  for (k = 0; k < drop; k++) wal_seg_release(&w->segs[k]);
   memmove(w->segs, w->segs + drop, (w->n_segs - drop) * sizeof(*w->segs));
   w->n_segs -= drop;
   w->first_index = w->segs[0].first_index;
+  if (w->rd_index < w->first_index) w->rd_index = 0;
   os_sync_dir(w->dir);
-  return URSULA_OK;
+  return rc;
 }
 
 URSULA_PRIVATE uint64_t wal_first_index(const struct wal *w) {
@@ -830,9 +1403,13 @@ URSULA_PRIVATE uint64_t wal_last_index(const struct wal *w) {
 URSULA_PRIVATE uint64_t wal_last_term(const struct wal *w) {
   return w->last_term;
 }
+URSULA_PRIVATE uint64_t wal_durable_index(const struct wal *w) {
+  return w->durable_index;
+}
 URSULA_PRIVATE int wal_failed(const struct wal *w) {
   return w->failed;
 }
 URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
   w->segment_bytes = n;
 }
+

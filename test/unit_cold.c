@@ -53,7 +53,7 @@ static struct stream *unit_cold_stream(struct stream_state *st,
   int i;
   stream_state_init(st);
   st->read_chunk = unit_cold_read_chunk;
-  unit_stream_seg = 3;
+  unit_stream_index = 3;
   c = unit_cmd(CMD_CREATE, "/s", 1000);
   ASSERT(unit_apply(st, &c, r) == 201);
   for (i = 0; i < 3; i++) {
@@ -61,7 +61,7 @@ static struct stream *unit_cold_stream(struct stream_state *st,
     c.data = util_str(parts[i]);
     ASSERT(unit_apply(st, &c, r) == 204);
   }
-  unit_stream_seg = 0;
+  unit_stream_index = 0;
   return stream_find(st, util_str("/s"));
 }
 
@@ -89,10 +89,10 @@ static void test_cold_apply_and_read(void) {
   c = unit_cold_cmd("/s", s->incarnation, 0, 10, "chunk-a");
   ASSERT(unit_apply(&st, &c, &r) == 204 && r.garbage.len == 0);
   ASSERT(s->cold_end == 10 && s->cold_units == 2 && s->n_chunks == 1);
-  ASSERT(s->hot_start == 10 && s->data.len == 2 && st.hot_bytes == 2);
+  ASSERT(s->local.hot_start == 10 && s->local.data.len == 2 && st.hot_bytes == 2);
   /* the same command again (a repeat): stale, but its object is in use */
   ASSERT(unit_apply(&st, &c, &r) == 409 && r.garbage.len == 0);
-  ASSERT(stream_oldest_seg(&st) == 3); /* "cc" still needs the WAL */
+  ASSERT(stream_oldest_index(&st) == 3); /* "cc" still needs the WAL */
   /* reads: the chunk is missing, then present */
   unit_cold_name = NULL;
   unit_cold_misses = 0;
@@ -108,7 +108,7 @@ static void test_cold_apply_and_read(void) {
   /* the rest moves too; then the WAL holds nothing of the stream */
   c = unit_cold_cmd("/s", s->incarnation, 10, 12, "chunk-b");
   ASSERT(unit_apply(&st, &c, &r) == 204 && s->cold_end == 12);
-  ASSERT(stream_oldest_seg(&st) == UINT64_MAX && st.hot_bytes == 0);
+  ASSERT(stream_oldest_index(&st) == UINT64_MAX && st.hot_bytes == 0);
   /* deleting the stream frees both objects */
   c = unit_cmd(CMD_DELETE, "/s", 6000);
   ASSERT(unit_apply(&st, &c, &r) == 204);
@@ -143,8 +143,8 @@ static void test_cold_snapshot(void) {
   if (t != NULL) {
     ASSERT(t->cold_end == 4 && t->cold_units == 1 && t->n_chunks == 1);
     ASSERT(strcmp(t->chunks[0].name, "chunk-a") == 0);
-    ASSERT(t->n_bounds == 3 && t->locs[1].seg == 3);
-    ASSERT(stream_oldest_seg(&back) == 3);
+    ASSERT(t->n_bounds == 3 && t->locs[1].index == 3);
+    ASSERT(stream_oldest_index(&back) == 3);
     unit_cold_name = "chunk-a";
     unit_cold_data = "aaaa";
     back.read_cold = NULL; /* the WAL part would need a WAL: read the chunk */

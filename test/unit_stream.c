@@ -11,8 +11,9 @@ static struct cmd unit_cmd(int type, const char *path, uint64_t time_ms) {
   return c;
 }
 
-/* When set, applied commands claim their bytes are in this WAL segment. */
-static uint64_t unit_stream_seg;
+/* When set, applied commands are the payload of this log index (0: in no
+** log). */
+static uint64_t unit_stream_index;
 
 /* Encode, decode and apply, as a group does with its log. */
 static int unit_apply(struct stream_state *st, const struct cmd *c,
@@ -25,9 +26,7 @@ static int unit_apply(struct stream_state *st, const struct cmd *c,
   ASSERT(cmd_encode(c, &enc) == URSULA_OK);
   rc = cmd_decode(enc.ptr, enc.len, &d, &bounds);
   ASSERT(rc == URSULA_OK);
-  d.log_seg = unit_stream_seg;
-  d.data_off = d.inherited_off = 4096;
-  if (rc == URSULA_OK) stream_apply(st, &d, r);
+  if (rc == URSULA_OK) stream_apply(st, unit_stream_index, &d, r);
   buf_free(&enc);
   buf_free(&bounds);
   return r->status;
@@ -90,7 +89,7 @@ static void test_stream_create_append(void) {
   s = stream_find(&st, util_str("/s"));
   ASSERT(s != NULL && s->n_bounds == 2 && s->bounds[0] == 3 &&
          s->bounds[1] == 5);
-  ASSERT(memcmp(s->data.ptr, "abcde", 5) == 0);
+  ASSERT(memcmp(s->local.data.ptr, "abcde", 5) == 0);
   c = unit_cmd(CMD_APPEND, "/missing", 1001);
   c.data = util_str("x");
   ASSERT(unit_apply(&st, &c, &r) == 404);
@@ -280,7 +279,7 @@ static void test_stream_snapshot(void) {
   memset(&s2, 0, sizeof(s2));
   stream_state_init(&a);
   stream_state_init(&b);
-  unit_stream_seg = 7;
+  unit_stream_index = 7;
   c = unit_cmd(CMD_CREATE, "/plain", 1000);
   c.flags = CMD_F_TTL;
   c.ttl_s = 3600;
@@ -302,7 +301,7 @@ static void test_stream_snapshot(void) {
   c.flags = CMD_F_JSON;
   ASSERT(unit_apply(&a, &c, &r) == 201);
   /* a bare unit only in memory cannot be snapshotted */
-  unit_stream_seg = 0;
+  unit_stream_index = 0;
   c = unit_cmd(CMD_APPEND, "/json", 1004);
   c.data = util_str("1,");
   c.n_msgs = 1;
@@ -312,7 +311,7 @@ static void test_stream_snapshot(void) {
   ASSERT(stream_snapshot(&a, &s1) == URSULA_EINVAL);
   stream_state_free(&a);
   stream_state_init(&a);
-  unit_stream_seg = 7;
+  unit_stream_index = 7;
   c = unit_cmd(CMD_CREATE, "/plain", 1000);
   ASSERT(unit_apply(&a, &c, &r) == 201);
   c = unit_cmd(CMD_APPEND, "/plain", 1001);
@@ -328,11 +327,11 @@ static void test_stream_snapshot(void) {
   ASSERT(stream_snapshot(&b, &s2) == URSULA_OK);
   ASSERT(s1.len == s2.len && memcmp(s1.ptr, s2.ptr, s1.len) == 0);
   s = stream_find(&b, util_str("/plain"));
-  ASSERT(s != NULL && s->tail == 6 && s->closed && s->hot_start == 6);
-  ASSERT(s != NULL && s->n_bounds == 1 && s->locs[0].seg == 7);
+  ASSERT(s != NULL && s->tail == 6 && s->closed && s->local.hot_start == 6);
+  ASSERT(s != NULL && s->n_bounds == 1 && s->locs[0].index == 7);
   ASSERT(s != NULL && s->producers != NULL && s->producers->seq == 0);
   ASSERT(s != NULL && s->closed_by_id != NULL);
-  ASSERT(stream_oldest_seg(&b) == 7);
+  ASSERT(stream_oldest_index(&b) == 7);
   /* the restored state answers as the original: a duplicate is a dup */
   c = unit_cmd(CMD_APPEND, "/plain", 1005);
   c.data = util_str("x");
@@ -345,7 +344,7 @@ static void test_stream_snapshot(void) {
   stream_state_free(&b);
   stream_state_init(&b);
   ASSERT(stream_restore(&b, s1.ptr, s1.len - 1) == URSULA_ECORRUPT);
-  unit_stream_seg = 0;
+  unit_stream_index = 0;
   buf_free(&s1);
   buf_free(&s2);
   buf_free(&r.releases);

@@ -1,6 +1,9 @@
-/* unit_wal.c -- wal.c: round trips, segments, torn and corrupt tails,
+/* unit_wal.c -- wal.c: round trips, segments, the damage matrix (torn
+** tails are cut; damage with valid records after it, damage in older
+** segments, missing files are refused; reads check every record),
 ** injected faults (short writes, EIO, ENOSPC, failed syncs), suffix
-** truncation, compaction, term and vote. */
+** truncation and compaction (with a crash injected at every step), the
+** hard state, streamed snapshots. */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -67,13 +70,15 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
   struct wal_stats tmp;
   if (st == NULL) st = &tmp;
   memset(seen, 0, sizeof(*seen));
-  if (wal_open(&w, unit_wal_dir, err) != URSULA_OK) {
+  if (wal_open(&w, unit_wal_dir, 0, err) != URSULA_OK) {
     printf("# wal_open: %s\n", err);
     unit_failed++;
     return NULL;
   }
-  if (wal_replay(w, unit_wal_restore, unit_wal_check, seen, st) != URSULA_OK) {
-    printf("# wal_replay failed\n");
+  err[0] = '\0';
+  if (wal_replay(w, unit_wal_restore, unit_wal_check, seen, st, err) !=
+      URSULA_OK) {
+    printf("# wal_replay failed: %s\n", err);
     unit_failed++;
   }
   return w;
@@ -81,15 +86,14 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
 
 /* Frame one entry the way a group does: header room, payload, frame. */
 static int unit_wal_append(struct wal *w, uint64_t term, uint64_t index,
-                           const void *p, size_t n, uint64_t *seg,
-                           uint64_t *off) {
+                           const void *p, size_t n) {
   size_t at = unit_wal_recs.len;
   int rc;
   if (buf_reserve(&unit_wal_recs, WAL_RECORD_HEADER + n) != URSULA_OK)
     return URSULA_ENOMEM;
   unit_wal_recs.len += WAL_RECORD_HEADER;
   buf_append(&unit_wal_recs, p, n);
-  rc = wal_frame(w, term, index, unit_wal_recs.ptr + at, n, seg, off);
+  rc = wal_frame(w, WAL_CMD, term, index, unit_wal_recs.ptr + at, n);
   if (rc != URSULA_OK) unit_wal_recs.len = at;
   return rc;
 }
@@ -104,11 +108,11 @@ static int unit_wal_sync(struct wal *w) {
 /* Append entries from..to (term 1), syncing every `batch` entries. */
 static int unit_wal_fill(struct wal *w, uint64_t from, uint64_t to, int batch) {
   char p[64];
-  uint64_t i, seg, off;
+  uint64_t i;
   int rc;
   for (i = from; i <= to; i++) {
     size_t n = unit_wal_payload(i, p);
-    if ((rc = unit_wal_append(w, 1, i, p, n, &seg, &off)) != URSULA_OK)
+    if ((rc = unit_wal_append(w, 1, i, p, n)) != URSULA_OK)
       return rc;
     if ((i - from + 1) % (uint64_t)batch == 0 &&
         (rc = unit_wal_sync(w)) != URSULA_OK)
@@ -189,7 +193,6 @@ static void unit_fault_remove(void) {
 /* ------------------------------------------------------------ cases */
 
 static void test_wal_roundtrip(void) {
-  uint64_t seg, off;
   struct unit_wal_seen seen;
   struct wal_stats st;
   struct wal *w;
@@ -200,9 +203,9 @@ static void test_wal_roundtrip(void) {
   ASSERT(unit_wal_fill(w, 1, 100, 10) == URSULA_OK);
   ASSERT(wal_last_index(w) == 100);
   /* appends must continue the sequence */
-  ASSERT(unit_wal_append(w, 1, 102, "x", 1, &seg, &off) == URSULA_EINVAL);
+  ASSERT(unit_wal_append(w, 1, 102, "x", 1) == URSULA_EINVAL);
   /* the term went back */
-  ASSERT(unit_wal_append(w, 0, 101, "x", 1, &seg, &off) == URSULA_EINVAL);
+  ASSERT(unit_wal_append(w, 0, 101, "x", 1) == URSULA_EINVAL);
   wal_close(w);
   w = unit_wal_open(&seen, &st);
   ASSERT(seen.n == 100 && seen.first == 1 && seen.last == 100);
@@ -257,15 +260,16 @@ static void test_wal_torn_tail(void) {
   unit_wal_rmdir();
 }
 
-/* Flip one bit of the record of `index`; returns 0 on success. */
-static int unit_wal_flip(uint64_t index) {
+/* The path of the segment that holds entry index, and the file offset
+** of that entry's record (walking the records: HARD and SEAL records take
+** no index).  Returns 0, or -1. */
+static int unit_wal_find(uint64_t index, char *path, size_t cap,
+                         off_t *rec_at) {
   DIR *d = opendir(unit_wal_dir);
   struct dirent *de;
-  uint64_t first, best = 0;
-  char path[256];
+  uint64_t first, best = 0, i;
   unsigned char *img;
   off_t size, at = WAL_HEADER_BYTES;
-  uint64_t i;
   FILE *f;
   int rc = -1;
   if (d == NULL) return -1;
@@ -273,40 +277,81 @@ static int unit_wal_flip(uint64_t index) {
     if (wal_seg_name(de->d_name, &first) && first <= index && first > best)
       best = first;
   closedir(d);
-  snprintf(path, sizeof(path), "%s/%020llu.wal", unit_wal_dir,
-           (unsigned long long)best);
+  snprintf(path, cap, "%s/%020llu.wal", unit_wal_dir, (unsigned long long)best);
   size = unit_wal_file_size(path);
   if (size <= 0 || (img = (unsigned char *)malloc((size_t)size)) == NULL)
     return -1;
-  f = fopen(path, "r+b");
+  f = fopen(path, "rb");
   if (f != NULL && fread(img, 1, (size_t)size, f) == (size_t)size) {
-    for (i = best; i < index; i++)
+    i = best;
+    while (at + WAL_RECORD_HEADER <= size) {
+      int type = img[at + 8];
+      if (type >= WAL_CMD && type <= WAL_CONF) {
+        if (i == index) {
+          *rec_at = at;
+          rc = 0;
+          break;
+        }
+        i++;
+      }
       at += WAL_RECORD_HEADER + wal_get32(img + at + 4);
-    img[at + WAL_RECORD_HEADER] ^= 0x10; /* first payload byte */
-    if (fseek(f, 0, SEEK_SET) == 0 &&
-        fwrite(img, 1, (size_t)size, f) == (size_t)size)
-      rc = 0;
+    }
   }
   if (f != NULL) fclose(f);
   free(img);
   return rc;
 }
 
-/* A corrupt record in an earlier segment: it and everything after goes. */
-/* Replay the log in unit_wal_dir; returns wal_replay()'s status. */
+/* XOR the byte at off of path with x. */
+static int unit_wal_poke(const char *path, off_t off, unsigned char x) {
+  FILE *f = fopen(path, "r+b");
+  int c, rc = -1;
+  if (f == NULL) return -1;
+  if (fseek(f, off, SEEK_SET) == 0 && (c = fgetc(f)) != EOF &&
+      fseek(f, off, SEEK_SET) == 0 && fputc(c ^ x, f) != EOF)
+    rc = 0;
+  fclose(f);
+  return rc;
+}
+
+/* Flip one bit of the payload of entry index; returns 0 on success. */
+static int unit_wal_flip(uint64_t index) {
+  char path[256];
+  off_t at;
+  if (unit_wal_find(index, path, sizeof(path), &at) != 0) return -1;
+  return unit_wal_poke(path, at + WAL_RECORD_HEADER, 0x10);
+}
+
+/* Replay the log in unit_wal_dir; returns wal_replay()'s status, with its
+** reason in unit_wal_err. */
+static char unit_wal_err[URSULA_ERRMSG_LEN];
+
 static int unit_wal_replay_rc(struct unit_wal_seen *seen,
                               struct wal_stats *st) {
   struct wal *w = NULL;
-  char err[URSULA_ERRMSG_LEN];
+  struct wal_stats tmp;
   int rc;
+  if (st == NULL) st = &tmp;
   memset(seen, 0, sizeof(*seen));
-  if (wal_open(&w, unit_wal_dir, err) != URSULA_OK) return URSULA_EIO;
-  rc = wal_replay(w, unit_wal_restore, unit_wal_check, seen, st);
+  unit_wal_err[0] = '\0';
+  rc = wal_open(&w, unit_wal_dir, 1, unit_wal_err);
+  if (rc != URSULA_OK) return rc;
+  rc = wal_replay(w, unit_wal_restore, unit_wal_check, seen, st, unit_wal_err);
   wal_close(w);
   return rc;
 }
 
-/* A bit flip in the last record of the last segment is a torn tail: cut. */
+/* Whether the refusal names the file (the full path) and the byte. */
+static int unit_wal_names(const char *path, const char *what) {
+  if (strstr(unit_wal_err, path) == NULL || strstr(unit_wal_err, what) == NULL) {
+    printf("# reason: %s\n", unit_wal_err);
+    return 0;
+  }
+  return 1;
+}
+
+/* A bit flip in the last record of the last segment is a torn tail: cut
+** (nothing valid follows it, so it was the last write before a crash). */
 static void test_wal_bit_flip_tail(void) {
   struct unit_wal_seen seen;
   struct wal_stats st;
@@ -330,15 +375,50 @@ static void test_wal_bit_flip_tail(void) {
   unit_wal_rmdir();
 }
 
+/* A flipped bit in the middle of the last segment, with valid records
+** after it, is damage, not a torn tail: refused, naming file and byte,
+** and nothing is cut. */
+static void test_wal_bit_flip_last_segment(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char path[256], want[64];
+  off_t at, size;
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  ASSERT(unit_wal_fill(w, 1, 10, 10) == URSULA_OK); /* one batch, synced */
+  wal_close(w);
+  ASSERT(unit_wal_find(3, path, sizeof(path), &at) == 0);
+  size = unit_wal_file_size(path);
+  ASSERT(unit_wal_poke(path, at + WAL_RECORD_HEADER, 0x10) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  snprintf(want, sizeof(want), "byte %lld", (long long)at);
+  ASSERT(unit_wal_names(path, want));
+  ASSERT(unit_wal_file_size(path) == size); /* nothing was cut */
+  /* the same flip in the header of the record, and in its length */
+  ASSERT(unit_wal_poke(path, at + WAL_RECORD_HEADER, 0x10) == 0);
+  ASSERT(unit_wal_poke(path, at + 4, 0x01) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_poke(path, at + 4, 0x01) == 0);
+  ASSERT(unit_wal_poke(path, at + 16, 0x01) == 0); /* the term */
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_poke(path, at + 16, 0x01) == 0); /* repaired by hand */
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.n == 10);
+  /* zeros from the damage to the end (a torn write of the last batch,
+  ** never acknowledged): cut */
+  ASSERT(truncate(path, at) == 0 && truncate(path, size) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.n == 2);
+  unit_wal_rmdir();
+}
+
 /* Damage before the last segment is not a crash's tail: replay refuses,
-** and nothing is cut or removed. */
+** and nothing is cut or removed.  So are missing and shortened files. */
 static void test_wal_bit_flip_middle(void) {
   struct unit_wal_seen seen;
-  struct wal_stats st;
   struct wal *w;
-  char path[128];
+  char path[256], last[256];
+  off_t at;
   int segs;
-  uint64_t damaged;
   unit_wal_mkdir();
   w = unit_wal_open(&seen, NULL);
   if (w == NULL) return;
@@ -346,21 +426,151 @@ static void test_wal_bit_flip_middle(void) {
   ASSERT(unit_wal_fill(w, 1, 120, 4) == URSULA_OK);
   wal_close(w);
   segs = unit_wal_count_segments();
+  ASSERT(segs > 3);
+  ASSERT(unit_wal_find(40, path, sizeof(path), &at) == 0);
   ASSERT(unit_wal_flip(40) == 0);
-  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_ECORRUPT);
-  damaged = st.cut_segment;
-  ASSERT(damaged > 1 && damaged <= 40);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_names(path, "damaged at byte"));
   ASSERT(unit_wal_count_segments() == segs);
-  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_ECORRUPT); /* still */
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT); /* still */
   ASSERT(unit_wal_flip(40) == 0); /* repaired by hand: all of it is back */
-  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_OK && seen.n == 120);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.n == 120);
+  /* an older segment cut short */
+  ASSERT(truncate(path, unit_wal_file_size(path) - 5) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_names(path, "damaged at byte"));
   /* a missing segment in the middle is refused too */
-  snprintf(path, sizeof(path), "%s/%020llu.wal", unit_wal_dir,
-           (unsigned long long)damaged);
   ASSERT(unlink(path) == 0);
-  ASSERT(unit_wal_replay_rc(&seen, &st) == URSULA_ECORRUPT);
-  ASSERT(st.cut_segment > damaged);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(strstr(unit_wal_err, "are missing") != NULL);
   ASSERT(unit_wal_count_segments() == segs - 1);
+  /* the last segment gone: its predecessor's seal names it */
+  unit_wal_rmdir();
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  wal_set_segment_bytes(w, 400);
+  ASSERT(unit_wal_fill(w, 1, 60, 4) == URSULA_OK);
+  wal_close(w);
+  unit_wal_last_segment(last, sizeof(last));
+  ASSERT(unlink(last) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(strstr(unit_wal_err, "seal") != NULL &&
+         strstr(unit_wal_err, last + strlen(unit_wal_dir) + 1) != NULL);
+  unit_wal_rmdir();
+}
+
+/* Missing files the log names: the snapshot (segments start after 1),
+** every segment, the directory itself (must_exist). */
+static void test_wal_missing_files(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char path[256];
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  wal_set_segment_bytes(w, 300);
+  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
+  ASSERT(wal_save_snapshot(w, 70, 1, "snap:70", 7) == URSULA_OK);
+  ASSERT(wal_compact(w, 70) == URSULA_OK && wal_first_index(w) > 1);
+  wal_close(w);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.last == 100);
+  snprintf(path, sizeof(path), "%s/snapshot", unit_wal_dir);
+  ASSERT(unlink(path) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(strstr(unit_wal_err, "no snapshot") != NULL);
+  /* a damaged snapshot: refused, never half-read */
+  unit_wal_rmdir();
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  ASSERT(unit_wal_fill(w, 1, 10, 4) == URSULA_OK);
+  ASSERT(wal_save_snapshot(w, 5, 1, "snap:5", 6) == URSULA_OK);
+  wal_close(w);
+  snprintf(path, sizeof(path), "%s/snapshot", unit_wal_dir);
+  ASSERT(unit_wal_poke(path, 33, 0x04) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_names(path, "damaged"));
+  /* no segment at all, in a log that must exist */
+  unit_wal_rmdir();
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  ASSERT(unit_wal_fill(w, 1, 3, 3) == URSULA_OK);
+  wal_close(w);
+  unit_wal_last_segment(path, sizeof(path));
+  ASSERT(unlink(path) == 0);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_names(unit_wal_dir, "no log segment"));
+  /* the directory itself */
+  unit_wal_rmdir();
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_names(unit_wal_dir, "is missing"));
+}
+
+/* Every read checks the record it reads: a flipped bit in an entry that
+** replay did not read (covered by the snapshot) or that went bad after
+** it was read is an error, never wrong bytes. */
+static void test_wal_read_checks(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  struct buf out;
+  char p[64], path[256];
+  size_t n;
+  off_t at;
+  memset(&out, 0, sizeof(out));
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  wal_set_segment_bytes(w, 400);
+  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
+  ASSERT(wal_save_snapshot(w, 90, 1, "snap:90", 7) == URSULA_OK);
+  n = unit_wal_payload(18, p);
+  ASSERT(wal_read(w, 18, 0, n, &out) == URSULA_OK);
+  ASSERT(out.len == n && memcmp(out.ptr, p, n) == 0);
+  out.len = 0;
+  ASSERT(wal_read(w, 18, 1, n - 1, &out) == URSULA_OK && out.len == n - 1 &&
+         memcmp(out.ptr, p + 1, n - 1) == 0);
+  ASSERT(wal_read(w, 18, 1, n, &out) == URSULA_EINVAL); /* past the end */
+  ASSERT(wal_read(w, 101, 0, 1, &out) == URSULA_ENOTFOUND);
+  wal_close(w);
+  /* reopened: entries 1..90 are not read at start */
+  ASSERT(unit_wal_flip(18) == 0);
+  ASSERT(unit_wal_find(95, path, sizeof(path), &at) == 0);
+  w = unit_wal_open(&seen, NULL);
+  ASSERT(w != NULL && seen.first == 91 && seen.n == 10);
+  if (w == NULL) return;
+  out.len = 0;
+  ASSERT(wal_read(w, 18, 0, n, &out) == URSULA_ECORRUPT && out.len == 0);
+  n = unit_wal_payload(19, p); /* same batch, so same segment */
+  ASSERT(wal_read(w, 19, 0, n, &out) == URSULA_ECORRUPT); /* after it */
+  n = unit_wal_payload(95, p);
+  ASSERT(wal_read(w, 95, 0, n, &out) == URSULA_OK);
+  /* bit rot under a running log: the cached record goes stale */
+  ASSERT(unit_wal_poke(path, at + WAL_RECORD_HEADER + 1, 0x08) == 0);
+  out.len = 0;
+  ASSERT(wal_read(w, 94, 0, 1, &out) == URSULA_OK);
+  ASSERT(wal_read(w, 95, 0, n, &out) == URSULA_ECORRUPT);
+  wal_close(w);
+  buf_free(&out);
+  unit_wal_rmdir();
+}
+
+/* A format-1 log is refused with a message that says so. */
+static void test_wal_v1_refused(void) {
+  struct unit_wal_seen seen;
+  char path[256];
+  FILE *f;
+  unit_wal_mkdir();
+  snprintf(path, sizeof(path), "%s/00000000000000000001.wal", unit_wal_dir);
+  f = fopen(path, "wb");
+  ASSERT(f != NULL);
+  if (f != NULL) {
+    fwrite("URSWAL1\n\1\0\0\0\0\0\0\0", 1, 16, f);
+    fclose(f);
+  }
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_EINVAL);
+  ASSERT(unit_wal_names(path, "format 1"));
   unit_wal_rmdir();
 }
 
@@ -388,7 +598,6 @@ static void unit_wal_fault_case(int pwrite_errno, int sync_errno, int want_rc) {
   struct unit_wal_seen seen;
   struct wal *w;
   char p[64];
-  uint64_t seg, off;
   unit_wal_mkdir();
   w = unit_wal_open(&seen, NULL);
   if (w == NULL) return;
@@ -396,13 +605,13 @@ static void unit_wal_fault_case(int pwrite_errno, int sync_errno, int want_rc) {
   unit_fault_install();
   unit_fault_pwrite_errno = pwrite_errno;
   unit_fault_sync_errno = sync_errno;
-  ASSERT(unit_wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
+  ASSERT(unit_wal_append(w, 1, 21, p, unit_wal_payload(21, p)) ==
          URSULA_OK);
-  ASSERT(unit_wal_append(w, 1, 22, p, unit_wal_payload(22, p), &seg, &off) ==
+  ASSERT(unit_wal_append(w, 1, 22, p, unit_wal_payload(22, p)) ==
          URSULA_OK);
   ASSERT(unit_wal_sync(w) == want_rc);
   ASSERT(wal_failed(w) && wal_last_index(w) == 20);
-  ASSERT(unit_wal_append(w, 1, 21, p, unit_wal_payload(21, p), &seg, &off) ==
+  ASSERT(unit_wal_append(w, 1, 21, p, unit_wal_payload(21, p)) ==
          URSULA_EIO);
   if (sync_errno) /* the fault is still there: the check cannot pass */
     ASSERT(wal_recover(w) != URSULA_OK && wal_failed(w));
@@ -462,22 +671,28 @@ static void test_wal_compact(void) {
   wal_set_segment_bytes(w, 300);
   ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
   before = unit_wal_count_segments();
-  ASSERT(wal_compact(w, 50) == URSULA_OK);
+  ASSERT(wal_compact(w, 50) == URSULA_OK); /* no snapshot covers them */
+  ASSERT(unit_wal_count_segments() == before && wal_first_index(w) == 1);
+  ASSERT(wal_save_snapshot(w, 50, 1, "snap:50", 7) == URSULA_OK);
+  ASSERT(wal_compact(w, 80) == URSULA_OK); /* at most what it covers */
   ASSERT(wal_first_index(w) > 1 && wal_first_index(w) <= 51);
   ASSERT(unit_wal_count_segments() < before);
   wal_close(w);
   w = unit_wal_open(&seen, NULL);
-  ASSERT(seen.n > 0 && seen.first <= 51 && seen.last == 100 && seen.bad == 0);
-  ASSERT(w != NULL && wal_first_index(w) == seen.first);
+  ASSERT(seen.n == 50 && seen.first == 51 && seen.last == 100);
+  ASSERT(seen.bad == 0);
+  ASSERT(w != NULL && wal_first_index(w) > 1 && wal_first_index(w) <= 51);
   wal_close(w);
   unit_wal_rmdir();
 }
 
+/* The hard state: saved at once, or framed with entries and durable at
+** their sync (not before, and not if the sync fails); it survives
+** segment rolls, compaction and truncation. */
 static void test_wal_state(void) {
   struct unit_wal_seen seen;
   struct wal *w;
-  char path[128], err[URSULA_ERRMSG_LEN];
-  FILE *f;
+  unsigned char rec[WAL_RECORD_HEADER + 16];
   unit_wal_mkdir();
   w = unit_wal_open(&seen, NULL);
   if (w == NULL) return;
@@ -486,19 +701,139 @@ static void test_wal_state(void) {
   wal_close(w);
   w = unit_wal_open(&seen, NULL);
   ASSERT(w != NULL && wal_term(w) == 5 && wal_vote(w) == 2);
+  if (w == NULL) return;
+  /* framed in a batch: in force once the batch is durable */
+  wal_set_segment_bytes(w, 300);
+  ASSERT(unit_wal_fill(w, 1, 10, 10) == URSULA_OK);
+  wal_hard_payload(rec + WAL_RECORD_HEADER, 6, 3);
+  ASSERT(wal_frame(w, WAL_HARD, 6, 10, rec, 16) == URSULA_OK);
+  ASSERT(wal_frame(w, WAL_HARD, 6, 11, rec, 16) == URSULA_EINVAL);
+  ASSERT(buf_append(&unit_wal_recs, rec, sizeof(rec)) == URSULA_OK);
+  ASSERT(wal_term(w) == 5); /* not yet durable */
+  ASSERT(unit_wal_sync(w) == URSULA_OK);
+  ASSERT(wal_term(w) == 6 && wal_vote(w) == 3);
+  /* a HARD record whose sync fails never took effect */
+  unit_fault_install();
+  unit_fault_sync_errno = EIO;
+  wal_hard_payload(rec + WAL_RECORD_HEADER, 7, 1);
+  ASSERT(wal_frame(w, WAL_HARD, 7, 10, rec, 16) == URSULA_OK);
+  ASSERT(buf_append(&unit_wal_recs, rec, sizeof(rec)) == URSULA_OK);
+  ASSERT(unit_wal_sync(w) == URSULA_EIO);
+  unit_fault_remove();
+  ASSERT(wal_term(w) == 6 && wal_recover(w) == URSULA_OK);
+  /* many segments later, the first ones compacted, and a truncation */
+  ASSERT(unit_wal_fill(w, 11, 80, 3) == URSULA_OK);
+  ASSERT(wal_save_snapshot(w, 60, 1, "snap:60", 7) == URSULA_OK);
+  ASSERT(wal_compact(w, 60) == URSULA_OK && wal_first_index(w) > 10);
+  ASSERT(wal_truncate_suffix(w, 70) == URSULA_OK);
   wal_close(w);
-  /* a damaged state file stops the open: the vote must not be forgotten */
-  snprintf(path, sizeof(path), "%s/state", unit_wal_dir);
-  f = fopen(path, "r+b");
-  ASSERT(f != NULL);
-  if (f != NULL) {
-    fseek(f, 9, SEEK_SET);
-    fputc('X', f);
-    fclose(f);
-  }
-  w = NULL;
-  ASSERT(wal_open(&w, unit_wal_dir, err) == URSULA_ECORRUPT && w == NULL);
+  w = unit_wal_open(&seen, NULL);
+  ASSERT(w != NULL && wal_term(w) == 6 && wal_vote(w) == 3);
+  ASSERT(w != NULL && wal_last_index(w) == 69 && seen.bad == 0);
+  wal_close(w);
   unit_wal_rmdir();
+}
+
+/* ------------------------------------------------------------ crashes */
+
+/* A crash injected through the fs table: the k-th mutating call
+** (pwrite, sync, ftruncate, unlink, rename) and every call after it fail
+** without doing anything, as if the process died just before it. */
+static volatile int unit_crash_at, unit_crash_calls;
+
+static int unit_crash_now(void) {
+  int n = ++unit_crash_calls;
+  return unit_crash_at > 0 && n >= unit_crash_at;
+}
+static ssize_t unit_crash_pwrite(int fd, const void *p, size_t n, off_t off) {
+  if (unit_crash_now()) return errno = EIO, -1;
+  return unit_wal_real.pwrite(fd, p, n, off);
+}
+static int unit_crash_sync(int fd) {
+  if (unit_crash_now()) return errno = EIO, -1;
+  return unit_wal_real.sync(fd);
+}
+static int unit_crash_ftruncate(int fd, off_t len) {
+  if (unit_crash_now()) return errno = EIO, -1;
+  return unit_wal_real.ftruncate(fd, len);
+}
+static int unit_crash_unlink(const char *path) {
+  if (unit_crash_now()) return errno = EIO, -1;
+  return unit_wal_real.unlink(path);
+}
+static int unit_crash_rename(const char *a, const char *b) {
+  if (unit_crash_now()) return errno = EIO, -1;
+  return unit_wal_real.rename(a, b);
+}
+
+static void unit_crash_install(int at) {
+  unit_wal_real = *os_fs();
+  unit_crash_at = at;
+  unit_crash_calls = 0;
+  os_fs()->pwrite = unit_crash_pwrite;
+  os_fs()->sync = unit_crash_sync;
+  os_fs()->ftruncate = unit_crash_ftruncate;
+  os_fs()->unlink = unit_crash_unlink;
+  os_fs()->rename = unit_crash_rename;
+}
+
+/* Build a log of 100 entries in 300-byte segments (hard state 4, 1) and
+** a snapshot at 60; then run op(w) with a crash at its k-th mutating
+** call; then replay with the real calls: it must open, keep entries
+** 1..keep intact, end at or past keep, and keep the hard state.  Returns
+** the number of mutating calls op made when no crash came (0 when k
+** crashed it). */
+static int unit_crash_case(int (*op)(struct wal *w), int k, uint64_t keep) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  int calls;
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return 0;
+  wal_set_segment_bytes(w, 300);
+  ASSERT(unit_wal_fill(w, 1, 100, 3) == URSULA_OK);
+  ASSERT(wal_save_state(w, 4, 1) == URSULA_OK);
+  ASSERT(wal_save_snapshot(w, 60, 1, "snap:60", 7) == URSULA_OK);
+  unit_crash_install(k);
+  op(w);
+  calls = unit_crash_calls;
+  unit_fault_remove();
+  wal_close(w);
+  if (unit_wal_replay_rc(&seen, NULL) != URSULA_OK) {
+    printf("# crash at call %d: %s\n", k, unit_wal_err);
+    unit_failed++;
+  }
+  ASSERT(seen.bad == 0 && seen.last >= keep);
+  w = unit_wal_open(&seen, NULL);
+  ASSERT(w != NULL && wal_term(w) == 4 && wal_vote(w) == 1);
+  wal_close(w);
+  unit_wal_rmdir();
+  return calls;
+}
+
+static int unit_crash_truncate(struct wal *w) {
+  return wal_truncate_suffix(w, 65);
+}
+static int unit_crash_compact(struct wal *w) {
+  return wal_compact(w, 60);
+}
+static int unit_crash_snapshot(struct wal *w) {
+  return wal_save_snapshot(w, 90, 1, "snap:90", 7);
+}
+
+/* A crash at every step of truncation, compaction and a snapshot leaves
+** a log that opens, with everything before the change point intact. */
+static void test_wal_crash_steps(void) {
+  int k, n;
+  n = unit_crash_case(unit_crash_truncate, 0, 64); /* count the steps */
+  ASSERT(n >= 6);
+  for (k = 1; k <= n + 1; k++) unit_crash_case(unit_crash_truncate, k, 64);
+  n = unit_crash_case(unit_crash_compact, 0, 100);
+  ASSERT(n >= 2);
+  for (k = 1; k <= n + 1; k++) unit_crash_case(unit_crash_compact, k, 100);
+  n = unit_crash_case(unit_crash_snapshot, 0, 100);
+  ASSERT(n >= 3);
+  for (k = 1; k <= n + 1; k++) unit_crash_case(unit_crash_snapshot, k, 100);
 }
 
 /* Replay starts after the snapshot; compaction drops what it covers. */
@@ -544,5 +879,10 @@ static const struct unit_case unit_wal_cases[] = {
     {"wal_truncate_suffix", test_wal_truncate_suffix},
     {"wal_compact", test_wal_compact},
     {"wal_state", test_wal_state},
+    {"wal_bit_flip_last_segment", test_wal_bit_flip_last_segment},
+    {"wal_missing_files", test_wal_missing_files},
+    {"wal_read_checks", test_wal_read_checks},
+    {"wal_v1_refused", test_wal_v1_refused},
+    {"wal_crash_steps", test_wal_crash_steps},
     {"wal_snapshot", test_wal_snapshot},
     {NULL, NULL}};
