@@ -325,9 +325,22 @@ URSULA_PRIVATE int os_set_cloexec(int fd);
 ** limit); returns the limit now in force. */
 URSULA_PRIVATE long os_raise_fd_limit(long want);
 
-/* The file system calls of the WAL.  Each behaves as its POSIX namesake
-** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a
-** file's data durable (fdatasync, or F_FULLFSYNC on macOS). */
+/* The file system calls of durable storage (the WAL, --wal-dir, a
+** --cold-dir).  Each behaves as its POSIX namesake (-1 and errno on
+** failure; EINTR is retried inside), and:
+**   sync      makes a file's data durable (fdatasync, or F_FULLFSYNC on
+**             macOS);
+**   size      sets *out to the size of the open file fd (fstat);
+**   mkdir     creates one directory (mode as for mkdir(2)); EEXIST is a
+**             failure here, os_mkdir() is the forgiving wrapper;
+**   list      calls fn(arg, name) for each entry of dir but "." and ".."
+**             (any order; names starting with '.' are passed on); fn
+**             returns 0 to go on or a positive value to stop.  Returns 0
+**             after the last entry, fn's positive value if it stopped, or
+**             -1 and errno (ENOENT: dir does not exist);
+**   sync_dir  makes the renames, creations and removals of entries in dir
+**             durable (the real one opens, syncs and closes dir through
+**             this table's open, sync and close, so their faults apply). */
 struct os_fs {
   int (*open)(const char *path, int flags, int mode);
   ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
@@ -337,11 +350,40 @@ struct os_fs {
   int (*close)(int fd);
   int (*unlink)(const char *path);
   int (*rename)(const char *from, const char *to);
+  int (*size)(int fd, uint64_t *out);
+  int (*mkdir)(const char *path, int mode);
+  int (*rmdir)(const char *path);
+  int (*list)(const char *dir, int (*fn)(void *arg, const char *name),
+              void *arg);
+  int (*sync_dir)(const char *dir);
 };
-/* The table in use; tests replace entries to inject faults. */
+/* The real table, process-wide; tests replace entries to inject faults
+** (while no server runs).  env_real()->fs is this table. */
 URSULA_PRIVATE struct os_fs *os_fs(void);
-URSULA_PRIVATE int os_sync_dir(const char *dir); /* make renames durable */
-URSULA_PRIVATE int os_mkdir(const char *path);   /* 0 if it exists after */
+/* os_fs()->sync_dir(dir): make renames durable */
+URSULA_PRIVATE int os_sync_dir(const char *dir);
+/* os_fs()->mkdir(path, 0755), but 0 also if path exists already */
+URSULA_PRIVATE int os_mkdir(const char *path);
+
+/* A node's environment: everything it reads from the outside world that
+** a simulator must control -- clocks, randomness, the file system.  The
+** process's real one is env_real(); a simulator running several nodes in
+** one thread gives each its own (impl is the provider's).  Every call
+** gets the env itself, so one set of functions can serve many nodes.
+** Contracts: mono_ms never goes backwards; wall_ms is Unix time and may
+** jump; random returns 64 uniformly distributed bits. */
+struct env {
+  uint64_t (*mono_ms)(struct env *e); /* monotonic milliseconds */
+  uint64_t (*wall_ms)(struct env *e); /* Unix time, milliseconds */
+  uint64_t (*random)(struct env *e);  /* 64 random bits */
+  struct os_fs *fs;                   /* the file-system call table */
+  void *impl;                         /* the provider's state */
+};
+/* The real environment: os_now_ms(), os_wall_ms(), a splitmix64 generator
+** seeded from the clocks and the pid on first use (not for secrets; safe
+** for concurrent callers: the state is advanced under a mutex), and
+** os_fs().  Lives as long as the process. */
+URSULA_PRIVATE struct env *env_real(void);
 
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -380,7 +422,7 @@ typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
 
 /* A timer, embedded in its owner.  Zero-initialised is disarmed. */
 struct loop_timer {
-  uint64_t deadline_ms; /* os_now_ms() clock */
+  uint64_t deadline_ms; /* the loop's env->mono_ms clock */
   size_t heap_index;    /* 0 = not armed; else 1-based slot in the heap */
   loop_timer_fn on_fire;
   void *arg;
@@ -396,7 +438,9 @@ struct loop_msg {
   void (*on_drop)(struct loop_msg *m);
 };
 
-URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
+/* Open a loop that reads time from env (NULL: env_real()). */
+URSULA_PRIVATE int loop_open(struct loop **out, int id, struct env *env,
+                             char *err);
 URSULA_PRIVATE void loop_close(struct loop *l); /* frees undelivered msgs */
 URSULA_PRIVATE void *loop_get_user(const struct loop *l);
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user);
@@ -420,6 +464,11 @@ URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m);
 ** the mailbox.  on_turn_end (may be NULL) runs at the end of every turn:
 ** the place for work batched per turn, such as group commit. */
 URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
+/* Run exactly one turn, its wait capped at max_wait_ms (0: do not block;
+** negative: no cap of the caller's), stop flag or not.  URSULA_OK or
+** URSULA_ESYS.  How a simulator with a fake clock drives a loop. */
+URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
+                                 void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
@@ -1198,6 +1247,7 @@ struct server_syncer;
 
 struct ursula_server {
   struct ursula_config cfg;
+  struct env *env;              /* clocks and files of this node */
   struct server_syncer *syncer; /* threads that run WAL syncs, or NULL */
   struct cold *cold;            /* the cold tier's threads, or NULL */
   int n_cores;
@@ -1459,13 +1509,21 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 #line 1 "src/os.c"
 #endif
 /*
-** os.c -- portability shims: clocks, CPU count, descriptor flags.
+** os.c -- portability shims: clocks, CPU count, descriptor flags; the
+** file-system call table; the node environment.
 **
-** The system calls of durable storage (open, pwrite, fsync, ...) are
-** reached through one table, os_fs(), so that tests can replace any of
-** them and inject faults: short writes, EIO, ENOSPC, failed syncs.  The
-** table is process-wide; tests replace entries while no server runs
-** (and may then switch their faults on and off).
+** The system calls of durable storage (open, pwrite, fsync, fstat,
+** mkdir, readdir, ...) are reached through one table, os_fs(), so that
+** tests can replace any of them and inject faults: short writes, EIO,
+** ENOSPC, failed syncs.  The table is process-wide; tests replace entries
+** while no server runs (and may then switch their faults on and off).
+**
+** ENVIRONMENT.  struct env (internal.h) bundles what a node reads from
+** the world: a monotonic clock, the wall clock, random bits and the
+** file-system table.  env_real() is the process's own; a simulator makes
+** one per node, with clocks it advances itself and a file system it
+** controls, so several nodes can run in one thread deterministically.
+** Code that takes an env reads time only through it.
 */
 
 
@@ -1565,15 +1623,48 @@ static int os_real_rename(const char *from, const char *to) {
   return rename(from, to);
 }
 
-static struct os_fs os_fs_table = {
-    os_real_open,      os_real_pwrite, os_real_pread,  os_real_sync,
-    os_real_ftruncate, os_real_close,  os_real_unlink, os_real_rename};
-
-URSULA_PRIVATE struct os_fs *os_fs(void) {
-  return &os_fs_table;
+static int os_real_size(int fd, uint64_t *out) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -1;
+  *out = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+  return 0;
 }
 
-URSULA_PRIVATE int os_sync_dir(const char *dir) {
+static int os_real_mkdir(const char *path, int mode) {
+  return mkdir(path, (mode_t)mode);
+}
+
+static int os_real_rmdir(const char *path) {
+  return rmdir(path);
+}
+
+static int os_real_list(const char *dir, int (*fn)(void *arg, const char *name),
+                        void *arg) {
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  int rc = 0, e;
+  if (d == NULL) return -1;
+  for (;;) {
+    errno = 0;
+    if ((de = readdir(d)) == NULL) break;
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    if ((rc = fn(arg, de->d_name)) != 0) break;
+  }
+  e = errno; /* readdir's, when it failed */
+  closedir(d);
+  if (de == NULL && e != 0) {
+    errno = e;
+    return -1;
+  }
+  return rc;
+}
+
+static struct os_fs os_fs_table;
+
+/* Through the table's own open, sync and close, so that a test's faults
+** on them reach directory syncs too. */
+static int os_real_sync_dir(const char *dir) {
   int fd = os_fs_table.open(dir, O_RDONLY, 0), rc;
   if (fd < 0) return -1;
   rc = os_fs_table.sync(fd);
@@ -1581,9 +1672,66 @@ URSULA_PRIVATE int os_sync_dir(const char *dir) {
   return rc;
 }
 
+static struct os_fs os_fs_table = {
+    os_real_open,     os_real_pwrite, os_real_pread,  os_real_sync,
+    os_real_ftruncate, os_real_close, os_real_unlink, os_real_rename,
+    os_real_size,     os_real_mkdir,  os_real_rmdir,  os_real_list,
+    os_real_sync_dir};
+
+URSULA_PRIVATE struct os_fs *os_fs(void) {
+  return &os_fs_table;
+}
+
+URSULA_PRIVATE int os_sync_dir(const char *dir) {
+  return os_fs_table.sync_dir(dir);
+}
+
 URSULA_PRIVATE int os_mkdir(const char *path) {
-  if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  if (os_fs_table.mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
   return -1;
+}
+
+/* ------------------------------------------------------------ the env */
+
+static uint64_t os_env_mono_ms(struct env *e) {
+  (void)e;
+  return os_now_ms();
+}
+
+static uint64_t os_env_wall_ms(struct env *e) {
+  (void)e;
+  return os_wall_ms();
+}
+
+/* splitmix64 (Steele, Lea, Flood 2014): the state advances by a constant
+** under the mutex, the output is mixed outside it. */
+static pthread_mutex_t os_rand_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t os_rand_state;
+static int os_rand_seeded;
+
+static uint64_t os_env_random(struct env *e) {
+  uint64_t z;
+  (void)e;
+  pthread_mutex_lock(&os_rand_mu);
+  if (!os_rand_seeded) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    os_rand_state = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    os_rand_state ^= os_now_ms() << 32 ^ (uint64_t)getpid() << 16;
+    os_rand_seeded = 1;
+  }
+  z = (os_rand_state += 0x9e3779b97f4a7c15u);
+  pthread_mutex_unlock(&os_rand_mu);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+static struct env os_env_real = {os_env_mono_ms, os_env_wall_ms, os_env_random,
+                                 &os_fs_table, NULL};
+
+URSULA_PRIVATE struct env *env_real(void) {
+  return &os_env_real;
 }
 /**** End src/os.c ****/
 /**** Begin src/log.c ****/
@@ -1658,15 +1806,24 @@ URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
 **                                   return how many, 0 on EINTR, or
 **                                   URSULA_ESYS
 **
-** One turn of loop_run():
-**   1. wait in the backend until an fd is ready, the earliest timer is due
-**      or LOOP_MAX_WAIT_MS passed, whichever comes first;
-**   2. cache the clock: loop_now_ms() is os_now_ms() read here;
+** TIME.  A loop reads the clock only through the env it was opened with
+** (struct env, os.c; NULL = env_real()): l->env->mono_ms(l->env).  Timer
+** deadlines are on that clock.  With a simulated env the clock moves only
+** when the simulator moves it; the backend's wait still blocks in real
+** time, so a simulator drives the loop with loop_run_once(l, 0, ...),
+** which never blocks, and advances its clock between turns.
+**
+** One turn, loop_run_once():
+**   1. wait in the backend until an fd is ready, the earliest timer is due,
+**      LOOP_MAX_WAIT_MS passed or the caller's max_wait_ms passed,
+**      whichever comes first (max_wait_ms 0: only look, never block);
+**   2. cache the clock: loop_now_ms() is the env's mono_ms read here;
 **   3. dispatch the fd events that the wait returned;
 **   4. fire the timers that are due;
 **   5. run the mailbox messages posted so far (one batch);
 **   6. call on_turn_end.
-** loop_run() checks the stop flag before each turn.
+** loop_run() is turns of loop_run_once() with no cap of its own, and
+** checks the stop flag before each turn; loop_run_once() ignores it.
 **
 ** Invariants.
 **   - fd registration: l->fds[fd].fn != NULL iff fd is registered (every
@@ -1732,7 +1889,8 @@ struct loop_fired {
 struct loop {
   int id;
   void *user;
-  uint64_t now_ms;            /* os_now_ms() at the start of the turn */
+  struct env *env;            /* clocks: never NULL */
+  uint64_t now_ms;            /* env's mono_ms at the start of the turn */
   volatile sig_atomic_t stop; /* set by loop_stop(), any thread */
   struct loop_fd *fds;        /* indexed by fd */
   size_t cap_fds;
@@ -2091,7 +2249,7 @@ static int loop_wait_ms(const struct loop *l) {
   uint64_t now, deadline;
   if (l->n_heap == 0) return LOOP_MAX_WAIT_MS;
   deadline = l->heap[1]->deadline_ms;
-  now = os_now_ms(); /* fresh: the turn itself took time */
+  now = l->env->mono_ms(l->env); /* fresh: the turn itself took time */
   if (deadline <= now) return 0;
   if (deadline - now > LOOP_MAX_WAIT_MS) return LOOP_MAX_WAIT_MS;
   return (int)(deadline - now);
@@ -2177,7 +2335,7 @@ URSULA_PRIVATE void *loop_get_user(const struct loop *l) {
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user) {
   l->user = user;
 }
-/* os_now_ms() as read when the current turn's wait returned (or at
+/* The env's mono_ms as read when the current turn's wait returned (or at
 ** loop_open(), before the first turn). */
 URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) {
   return l->now_ms;
@@ -2210,10 +2368,12 @@ URSULA_PRIVATE void loop_close(struct loop *l) {
   URSULA_FREE(l);
 }
 
-/* Open a loop numbered id.  On success *out is set; on failure nothing is
+/* Open a loop numbered id, reading time from env (NULL: env_real(); it
+** must outlive the loop).  On success *out is set; on failure nothing is
 ** left allocated or open, *out is untouched, and err (URSULA_ERRMSG_LEN
 ** bytes, may be NULL) says why. */
-URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err) {
+URSULA_PRIVATE int loop_open(struct loop **out, int id, struct env *env,
+                             char *err) {
   struct loop *l;
   int p[2], rc, e = 0;
   const char *what = "";
@@ -2229,7 +2389,8 @@ URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err) {
 #if URSULA_ENABLE_EPOLL
   l->epfd = -1;
 #endif
-  l->now_ms = os_now_ms();
+  l->env = env != NULL ? env : env_real();
+  l->now_ms = l->env->mono_ms(l->env);
   if ((e = pthread_mutex_init(&l->mu, NULL)) != 0) {
     what = "pthread_mutex_init";
     rc = URSULA_ESYS;
@@ -2280,6 +2441,43 @@ fail:
   return rc;
 }
 
+/* Run one turn (steps 1-6 at the top of this file), whether or not a
+** stop was requested.  The wait blocks at most max_wait_ms (0: it only
+** looks at what is ready; negative: no cap but the loop's own, the
+** earliest timer and LOOP_MAX_WAIT_MS).  Returns URSULA_OK after the
+** turn, or URSULA_ESYS if the backend's wait failed (EINTR is not a
+** failure; nothing was dispatched).  Loop thread only, and not
+** reentrant: callbacks must not call it or loop_run(). */
+URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
+                                 void (*on_turn_end)(struct loop *)) {
+  int n, i, wait_ms = loop_wait_ms(l);
+  if (max_wait_ms >= 0 && max_wait_ms < wait_ms) wait_ms = max_wait_ms;
+  n = loop_backend_wait(l, wait_ms);
+  l->now_ms = l->env->mono_ms(l->env);
+  if (n < 0) {
+    LOG_E("loop %d: wait: %s", l->id, strerror(errno));
+    return n;
+  }
+  /* snapshot generations before any callback can change them */
+  for (i = 0; i < n; i++) {
+    int fd = l->fired[i].fd;
+    l->fired[i].gen =
+        (fd >= 0 && (size_t)fd < l->cap_fds) ? l->fds[fd].gen : 0;
+  }
+  for (i = 0; i < n; i++) {
+    int fd = l->fired[i].fd;
+    struct loop_fd *e = loop_fd_get(l, fd);
+    unsigned ev;
+    if (e == NULL || e->gen != l->fired[i].gen) continue;
+    ev = l->fired[i].events & (e->events | LOOP_ERROR);
+    if (ev != 0) e->fn(l, fd, ev, e->arg);
+  }
+  loop_fire_timers(l);
+  loop_drain_mailbox(l);
+  if (on_turn_end != NULL) on_turn_end(l);
+  return URSULA_OK;
+}
+
 /* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop
 ** request is then consumed: a later loop_run() runs until the next
 ** loop_stop(); a stop made before loop_run() makes it return at once), or
@@ -2289,31 +2487,7 @@ URSULA_PRIVATE int loop_run(struct loop *l,
                             void (*on_turn_end)(struct loop *)) {
   int rc = URSULA_OK;
   while (!LOOP_STOP_GET(l)) {
-    int n, i;
-    n = loop_backend_wait(l, loop_wait_ms(l));
-    l->now_ms = os_now_ms();
-    if (n < 0) {
-      LOG_E("loop %d: wait: %s", l->id, strerror(errno));
-      rc = n;
-      break;
-    }
-    /* snapshot generations before any callback can change them */
-    for (i = 0; i < n; i++) {
-      int fd = l->fired[i].fd;
-      l->fired[i].gen =
-          (fd >= 0 && (size_t)fd < l->cap_fds) ? l->fds[fd].gen : 0;
-    }
-    for (i = 0; i < n; i++) {
-      int fd = l->fired[i].fd;
-      struct loop_fd *e = loop_fd_get(l, fd);
-      unsigned ev;
-      if (e == NULL || e->gen != l->fired[i].gen) continue;
-      ev = l->fired[i].events & (e->events | LOOP_ERROR);
-      if (ev != 0) e->fn(l, fd, ev, e->arg);
-    }
-    loop_fire_timers(l);
-    loop_drain_mailbox(l);
-    if (on_turn_end != NULL) on_turn_end(l);
+    if ((rc = loop_run_once(l, -1, on_turn_end)) != URSULA_OK) break;
   }
   LOOP_STOP_SET(l, 0);
   return rc;
@@ -11486,6 +11660,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   if (s == NULL) return URSULA_ENOMEM;
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
+  s->env = env_real();
   s->listen_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -11548,13 +11723,13 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       rc = URSULA_ENOMEM;
       goto fail;
     }
-    if ((rc = loop_open(&c->loop, i, err)) != URSULA_OK) goto fail;
+    if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
         URSULA_OK)
       goto fail;
     c->listening = 1;
-    loop_timer_set(c->loop, &c->sweep_timer, os_now_ms() + 1000,
+    loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
   }
 #if URSULA_ENABLE_THREADS

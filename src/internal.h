@@ -125,9 +125,22 @@ URSULA_PRIVATE int os_set_cloexec(int fd);
 ** limit); returns the limit now in force. */
 URSULA_PRIVATE long os_raise_fd_limit(long want);
 
-/* The file system calls of the WAL.  Each behaves as its POSIX namesake
-** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a
-** file's data durable (fdatasync, or F_FULLFSYNC on macOS). */
+/* The file system calls of durable storage (the WAL, --wal-dir, a
+** --cold-dir).  Each behaves as its POSIX namesake (-1 and errno on
+** failure; EINTR is retried inside), and:
+**   sync      makes a file's data durable (fdatasync, or F_FULLFSYNC on
+**             macOS);
+**   size      sets *out to the size of the open file fd (fstat);
+**   mkdir     creates one directory (mode as for mkdir(2)); EEXIST is a
+**             failure here, os_mkdir() is the forgiving wrapper;
+**   list      calls fn(arg, name) for each entry of dir but "." and ".."
+**             (any order; names starting with '.' are passed on); fn
+**             returns 0 to go on or a positive value to stop.  Returns 0
+**             after the last entry, fn's positive value if it stopped, or
+**             -1 and errno (ENOENT: dir does not exist);
+**   sync_dir  makes the renames, creations and removals of entries in dir
+**             durable (the real one opens, syncs and closes dir through
+**             this table's open, sync and close, so their faults apply). */
 struct os_fs {
   int (*open)(const char *path, int flags, int mode);
   ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
@@ -137,11 +150,40 @@ struct os_fs {
   int (*close)(int fd);
   int (*unlink)(const char *path);
   int (*rename)(const char *from, const char *to);
+  int (*size)(int fd, uint64_t *out);
+  int (*mkdir)(const char *path, int mode);
+  int (*rmdir)(const char *path);
+  int (*list)(const char *dir, int (*fn)(void *arg, const char *name),
+              void *arg);
+  int (*sync_dir)(const char *dir);
 };
-/* The table in use; tests replace entries to inject faults. */
+/* The real table, process-wide; tests replace entries to inject faults
+** (while no server runs).  env_real()->fs is this table. */
 URSULA_PRIVATE struct os_fs *os_fs(void);
-URSULA_PRIVATE int os_sync_dir(const char *dir); /* make renames durable */
-URSULA_PRIVATE int os_mkdir(const char *path);   /* 0 if it exists after */
+/* os_fs()->sync_dir(dir): make renames durable */
+URSULA_PRIVATE int os_sync_dir(const char *dir);
+/* os_fs()->mkdir(path, 0755), but 0 also if path exists already */
+URSULA_PRIVATE int os_mkdir(const char *path);
+
+/* A node's environment: everything it reads from the outside world that
+** a simulator must control -- clocks, randomness, the file system.  The
+** process's real one is env_real(); a simulator running several nodes in
+** one thread gives each its own (impl is the provider's).  Every call
+** gets the env itself, so one set of functions can serve many nodes.
+** Contracts: mono_ms never goes backwards; wall_ms is Unix time and may
+** jump; random returns 64 uniformly distributed bits. */
+struct env {
+  uint64_t (*mono_ms)(struct env *e); /* monotonic milliseconds */
+  uint64_t (*wall_ms)(struct env *e); /* Unix time, milliseconds */
+  uint64_t (*random)(struct env *e);  /* 64 random bits */
+  struct os_fs *fs;                   /* the file-system call table */
+  void *impl;                         /* the provider's state */
+};
+/* The real environment: os_now_ms(), os_wall_ms(), a splitmix64 generator
+** seeded from the clocks and the pid on first use (not for secrets; safe
+** for concurrent callers: the state is advanced under a mutex), and
+** os_fs().  Lives as long as the process. */
+URSULA_PRIVATE struct env *env_real(void);
 
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -180,7 +222,7 @@ typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
 
 /* A timer, embedded in its owner.  Zero-initialised is disarmed. */
 struct loop_timer {
-  uint64_t deadline_ms; /* os_now_ms() clock */
+  uint64_t deadline_ms; /* the loop's env->mono_ms clock */
   size_t heap_index;    /* 0 = not armed; else 1-based slot in the heap */
   loop_timer_fn on_fire;
   void *arg;
@@ -196,7 +238,9 @@ struct loop_msg {
   void (*on_drop)(struct loop_msg *m);
 };
 
-URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
+/* Open a loop that reads time from env (NULL: env_real()). */
+URSULA_PRIVATE int loop_open(struct loop **out, int id, struct env *env,
+                             char *err);
 URSULA_PRIVATE void loop_close(struct loop *l); /* frees undelivered msgs */
 URSULA_PRIVATE void *loop_get_user(const struct loop *l);
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user);
@@ -220,6 +264,11 @@ URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m);
 ** the mailbox.  on_turn_end (may be NULL) runs at the end of every turn:
 ** the place for work batched per turn, such as group commit. */
 URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
+/* Run exactly one turn, its wait capped at max_wait_ms (0: do not block;
+** negative: no cap of the caller's), stop flag or not.  URSULA_OK or
+** URSULA_ESYS.  How a simulator with a fake clock drives a loop. */
+URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
+                                 void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
@@ -998,6 +1047,7 @@ struct server_syncer;
 
 struct ursula_server {
   struct ursula_config cfg;
+  struct env *env;              /* clocks and files of this node */
   struct server_syncer *syncer; /* threads that run WAL syncs, or NULL */
   struct cold *cold;            /* the cold tier's threads, or NULL */
   int n_cores;

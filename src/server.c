@@ -505,6 +505,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   if (s == NULL) return URSULA_ENOMEM;
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
+  s->env = env_real();
   s->listen_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -567,13 +568,13 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       rc = URSULA_ENOMEM;
       goto fail;
     }
-    if ((rc = loop_open(&c->loop, i, err)) != URSULA_OK) goto fail;
+    if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
         URSULA_OK)
       goto fail;
     c->listening = 1;
-    loop_timer_set(c->loop, &c->sweep_timer, os_now_ms() + 1000,
+    loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
   }
 #if URSULA_ENABLE_THREADS

@@ -36,7 +36,7 @@ static struct loop *unit_loop_open(void) {
   struct loop *l = NULL;
   char err[URSULA_ERRMSG_LEN];
   err[0] = '\0';
-  ASSERT(loop_open(&l, 7, err) == URSULA_OK);
+  ASSERT(loop_open(&l, 7, NULL, err) == URSULA_OK);
   ASSERT(l != NULL);
   return l;
 }
@@ -73,7 +73,7 @@ static void test_loop_basics(void) {
   int p[2], x;
   memset(&io, 0, sizeof(io));
   before = os_now_ms();
-  ASSERT(loop_open(&l, 3, NULL) == URSULA_OK); /* err may be NULL */
+  ASSERT(loop_open(&l, 3, NULL, NULL) == URSULA_OK); /* err may be NULL */
   after = os_now_ms();
   if (l == NULL) return;
   ASSERT(loop_get_user(l) == NULL);
