@@ -388,6 +388,10 @@ URSULA_PRIVATE struct env *env_real(void);
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 URSULA_PRIVATE void log_set_level(int level);
+/* Timestamps from e->wall_ms(e) from now on; NULL: the real wall clock
+** (the default).  e must outlive its use; set while no other thread
+** logs.  For simulators (and the unit tests). */
+URSULA_PRIVATE URSULA_UNUSED void log_set_clock(struct env *e);
 #if URSULA_ENABLE_LOG
 URSULA_PRIVATE void log_write(int level, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -1744,14 +1748,24 @@ URSULA_PRIVATE struct env *env_real(void) {
 ** Format: "2026-11-24T11:04:51.123Z ursula[I] message".  Each record is
 ** formatted into one buffer and written with one write(2), so lines from
 ** different cores never interleave.  With URSULA_ENABLE_LOG=0 the LOG_*
-** macros compile to nothing and only the level setting remains.
+** macros compile to nothing and only the level and clock settings remain.
+**
+** The timestamp is the wall clock of an env (os.c): env_real()'s by
+** default, a simulator's after log_set_clock(), so that the lines of a
+** simulated run carry simulated time.  Like the level, the clock is
+** process-wide: set it while no other thread logs.
 */
 
 
 static volatile int log_level = LOG_INFO;
+static struct env *log_clock; /* NULL: the real wall clock */
 
 URSULA_PRIVATE void log_set_level(int level) {
   log_level = level;
+}
+
+URSULA_PRIVATE void log_set_clock(struct env *e) {
+  log_clock = e;
 }
 
 #if URSULA_ENABLE_LOG
@@ -1766,7 +1780,7 @@ URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
   struct tm tm;
   ssize_t w;
   if (level > log_level) return;
-  ms = os_wall_ms();
+  ms = log_clock != NULL ? log_clock->wall_ms(log_clock) : os_wall_ms();
   secs = (time_t)(ms / 1000);
   gmtime_r(&secs, &tm);
   n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);

@@ -188,6 +188,10 @@ URSULA_PRIVATE struct env *env_real(void);
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 URSULA_PRIVATE void log_set_level(int level);
+/* Timestamps from e->wall_ms(e) from now on; NULL: the real wall clock
+** (the default).  e must outlive its use; set while no other thread
+** logs.  For simulators (and the unit tests). */
+URSULA_PRIVATE URSULA_UNUSED void log_set_clock(struct env *e);
 #if URSULA_ENABLE_LOG
 URSULA_PRIVATE void log_write(int level, const char *fmt, ...)
 #if defined(__GNUC__)
