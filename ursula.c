@@ -1060,9 +1060,13 @@ URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
                                              loop_msg_fn done);
 URSULA_PRIVATE void cold_req_free(struct cold_req *r);
 /* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
-** must outlive it).  URSULA_OK or an error with a reason in err. */
+** must outlive it); a --cold-dir is reached through env's file-system
+** table (NULL: env_real()).  Without threads (URSULA_ENABLE_THREADS=0)
+** none start: cold_submit() carries each request out on its caller and
+** posts the result to r->reply as a thread would.  URSULA_OK or an
+** error with a reason in err. */
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
-                             char *err);
+                             struct env *env, char *err);
 /* Stop the threads (after the cores: results are posted to them). */
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
@@ -1267,6 +1271,11 @@ struct ursula_server {
   int running;
 };
 
+/* ursula_server_start() with the env given (NULL: env_real()), which
+** must outlive the server: what a simulator starts its nodes with. */
+URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
+                                struct env *env, struct ursula_server **out,
+                                char *err);
 /* The group a stream path belongs to, and the core that owns a group. */
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len);
@@ -7698,7 +7707,15 @@ URSULA_PRIVATE uint64_t stream_oldest_seg(const struct stream_state *st) {
 ** core: requests (struct cold_req) go to a queue served by
 ** URSULA_COLD_THREADS threads, each with its own S3 connection, and each
 ** result is posted back to the requesting core's mailbox.  An outage is
-** logged once when it starts and once when it ends.
+** logged once when it starts and once when it ends.  Built with
+** URSULA_ENABLE_THREADS=0 there are no threads: cold_submit() carries
+** the request out on the caller, blocking it (one S3 connection, kept),
+** and posts the result to the reply loop all the same, so the requester
+** sees it on a later turn exactly as with threads.
+**
+** FILES.  The folder is reached only through the file-system table of
+** the env given to cold_open() (os.c), so tests and simulators can
+** replace it.
 **
 ** THE CACHE.  Each core keeps the chunks its groups fetched, up to a byte
 ** budget, least recently used out first (cold_cache_*).  One thread.
@@ -7779,8 +7796,15 @@ URSULA_PRIVATE void cold_req_free(struct cold_req *r) {
 
 /* ------------------------------------------------------------ the folder */
 
+#if URSULA_ENABLE_THREADS
+#define COLD_THREADS URSULA_COLD_THREADS
+#else
+#define COLD_THREADS 0 /* cold_submit() runs each request itself */
+#endif
+
 struct cold {
   const struct ursula_config *cfg;
+  struct os_fs *fs; /* the env's: every file call of the folder */
   int use_s3;
   struct tls_anchors *anchors;
   struct s3_config s3;
@@ -7791,6 +7815,7 @@ struct cold {
   int down; /* the store is failing: logged once */
   int n_threads;
   pthread_t threads[URSULA_COLD_THREADS];
+  struct s3_client *inline_cl; /* without threads: the S3 connection */
 };
 
 /* The file of object `name` in the folder, into path. */
@@ -7799,13 +7824,19 @@ static void cold_dir_path(const struct cold *c, const char *name, char *path,
   snprintf(path, cap, "%s/%s", c->cfg->cold_dir, name);
 }
 
+/* mkdir of path; 0 also if it exists. */
+static int cold_mkdir(struct cold *c, const char *path) {
+  if (c->fs->mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  return -1;
+}
+
 /* mkdir -p of the directories in path before its last '/'. */
-static int cold_dir_parents(char *path) {
+static int cold_dir_parents(struct cold *c, char *path) {
   char *p;
   for (p = path + 1; *p != '\0'; p++) {
     if (*p != '/') continue;
     *p = '\0';
-    if (os_mkdir(path) != 0) {
+    if (cold_mkdir(c, path) != 0) {
       *p = '/';
       return -1;
     }
@@ -7816,12 +7847,12 @@ static int cold_dir_parents(char *path) {
 
 static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 4], *slash;
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = c->fs;
   size_t off = 0;
   int fd;
   cold_dir_path(c, r->name, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  if (cold_dir_parents(path) != 0) goto fail;
+  if (cold_dir_parents(c, path) != 0) goto fail;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) goto fail;
   while (off < r->data.len) {
@@ -7841,7 +7872,7 @@ static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   if (fs->close(fd) != 0 || fs->rename(tmp, path) != 0) goto fail;
   slash = strrchr(path, '/');
   *slash = '\0';
-  if (os_sync_dir(path) != 0) goto fail;
+  if (fs->sync_dir(path) != 0) goto fail;
   return URSULA_OK;
 fail:
   snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.60s: %s", c->cfg->cold_dir,
@@ -7851,20 +7882,26 @@ fail:
 
 static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
-  struct stat stbuf;
+  struct os_fs *fs = c->fs;
+  uint64_t size = 0;
   int fd, rc = URSULA_OK;
   size_t off = 0;
   cold_dir_path(c, r->name, path, sizeof(path));
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0 && errno == ENOENT) return URSULA_ENOTFOUND;
-  if (fd < 0 || fstat(fd, &stbuf) != 0) goto fail;
-  if (buf_reserve(&r->data, (size_t)stbuf.st_size) != URSULA_OK) {
-    close(fd);
+  if (fd < 0) goto fail;
+  if (fs->size(fd, &size) != 0) {
+    fs->close(fd);
+    goto fail;
+  }
+  if (size > (uint64_t)SIZE_MAX / 2 ||
+      buf_reserve(&r->data, (size_t)size) != URSULA_OK) {
+    fs->close(fd);
     return URSULA_ENOMEM;
   }
-  while (off < (size_t)stbuf.st_size) {
-    ssize_t n = os_fs()->pread(fd, r->data.ptr + off,
-                               (size_t)stbuf.st_size - off, (off_t)off);
+  while (off < (size_t)size) {
+    ssize_t n =
+        fs->pread(fd, r->data.ptr + off, (size_t)size - off, (off_t)off);
     if (n <= 0) {
       if (n == 0) errno = EIO;
       rc = -1;
@@ -7872,7 +7909,7 @@ static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
     }
     off += (size_t)n;
   }
-  close(fd);
+  fs->close(fd);
   r->data.len = off;
   if (rc == URSULA_OK) return URSULA_OK;
 fail:
@@ -7884,43 +7921,63 @@ fail:
 static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
   cold_dir_path(c, r->name, path, sizeof(path));
-  if (unlink(path) != 0 && errno != ENOENT) {
+  if (c->fs->unlink(path) != 0 && errno != ENOENT) {
     snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
              c->cfg->cold_dir, r->name, strerror(errno));
     return URSULA_EIO;
   }
   slash = strrchr(path, '/');
   *slash = '\0';
-  (void)rmdir(path); /* the stream's folder, once empty */
+  (void)c->fs->rmdir(path); /* the stream's folder, once empty */
   return URSULA_OK;
 }
 
-/* LIST of a group's prefix "gNNNNN/": every file two levels below. */
-static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
+/* LIST of a group's prefix "gNNNNN/": every file two levels below.  The
+** group's folder lists its streams' folders (cold_dir_listed_top), each
+** of which lists its chunks (cold_dir_listed). */
+struct cold_dir_list_ctx {
+  struct cold *c;
+  struct cold_req *r;
+  const char *sub; /* the stream folder being listed */
+};
+
+static int cold_dir_listed(void *arg, const char *name) {
+  struct cold_dir_list_ctx *x = (struct cold_dir_list_ctx *)arg;
+  if (name[0] == '.') return 0;
+  if (buf_printf(&x->r->data, "%s%s/%s", x->r->name, x->sub, name) !=
+          URSULA_OK ||
+      buf_append(&x->r->data, "", 1) != URSULA_OK)
+    return 1; /* out of memory */
+  return 0;
+}
+
+static int cold_dir_listed_top(void *arg, const char *name) {
+  struct cold_dir_list_ctx *x = (struct cold_dir_list_ctx *)arg;
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 264];
-  DIR *top, *sub;
-  struct dirent *d, *e;
+  if (name[0] == '.') return 0;
+  snprintf(path, sizeof(path), "%s/%s%s", x->c->cfg->cold_dir, x->r->name,
+           name);
+  x->sub = name;
+  /* not a folder, or gone meanwhile: nothing of ours in it */
+  return x->c->fs->list(path, cold_dir_listed, x) > 0 ? 1 : 0;
+}
+
+static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
+  struct cold_dir_list_ctx x;
+  int rc;
+  x.c = c;
+  x.r = r;
+  x.sub = "";
   cold_dir_path(c, r->name, path, sizeof(path));
-  top = opendir(path);
-  if (top == NULL) {
+  rc = c->fs->list(path, cold_dir_listed_top, &x);
+  if (rc > 0) return URSULA_ENOMEM;
+  if (rc < 0) {
     if (errno == ENOENT) return URSULA_OK; /* nothing yet */
     snprintf(err, URSULA_ERRMSG_LEN, "listing %.200s: %s", path,
              strerror(errno));
     return URSULA_EIO;
   }
-  while ((d = readdir(top)) != NULL) {
-    if (d->d_name[0] == '.') continue;
-    snprintf(path, sizeof(path), "%s/%s%s", c->cfg->cold_dir, r->name,
-             d->d_name);
-    if ((sub = opendir(path)) == NULL) continue;
-    while ((e = readdir(sub)) != NULL) {
-      if (e->d_name[0] == '.') continue;
-      buf_printf(&r->data, "%s%s/%s", r->name, d->d_name, e->d_name);
-      buf_append(&r->data, "", 1);
-    }
-    closedir(sub);
-  }
-  closedir(top);
   return URSULA_OK;
 }
 
@@ -8003,10 +8060,33 @@ static void cold_note(struct cold *c, int ok, const char *what) {
   (void)what;
 }
 
+/* Carry out r (on a cold thread, or on the submitter without threads),
+** with the S3 connection *cl (opened on first use), and post it back. */
+static void cold_do(struct cold *c, struct s3_client **cl,
+                    struct cold_req *r) {
+  char err[URSULA_ERRMSG_LEN];
+  err[0] = '\0';
+  if (!c->use_s3) {
+    r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
+            : r->op == COLD_GET    ? cold_dir_get(c, r, err)
+            : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
+                                   : cold_dir_list(c, r, err);
+  } else if (*cl == NULL &&
+             (r->rc = s3_client_new(cl, &c->s3, err)) != URSULA_OK) {
+    *cl = NULL;
+  } else {
+    r->rc = cold_s3_do(c, *cl, r, err);
+  }
+  if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
+    snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
+  cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
+  loop_post(r->reply, &r->msg);
+}
+
+#if URSULA_ENABLE_THREADS
 static void *cold_thread_main(void *arg) {
   struct cold *c = (struct cold *)arg;
   struct s3_client *cl = NULL;
-  char err[URSULA_ERRMSG_LEN];
   for (;;) {
     struct cold_req *r;
     pthread_mutex_lock(&c->mu);
@@ -8019,29 +8099,20 @@ static void *cold_thread_main(void *arg) {
     c->head = r->next;
     if (c->head == NULL) c->tail = NULL;
     pthread_mutex_unlock(&c->mu);
-    err[0] = '\0';
-    if (!c->use_s3) {
-      r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
-              : r->op == COLD_GET    ? cold_dir_get(c, r, err)
-              : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
-                                     : cold_dir_list(c, r, err);
-    } else if (cl == NULL &&
-               (r->rc = s3_client_new(&cl, &c->s3, err)) != URSULA_OK) {
-      cl = NULL;
-    } else {
-      r->rc = cold_s3_do(c, cl, r, err);
-    }
-    if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
-      snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
-    cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
-    loop_post(r->reply, &r->msg);
+    cold_do(c, &cl, r);
   }
   s3_client_free(cl);
   return NULL;
 }
+#endif
 
+/* Queue r for the threads; without threads, carry it out now. */
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r) {
   r->next = NULL;
+  if (c->n_threads == 0) {
+    cold_do(c, &c->inline_cl, r);
+    return;
+  }
   pthread_mutex_lock(&c->mu);
   if (c->tail != NULL)
     c->tail->next = r;
@@ -8053,12 +8124,13 @@ URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r) {
 }
 
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
-                             char *err) {
+                             struct env *env, char *err) {
   struct cold *c = (struct cold *)URSULA_MALLOC(sizeof(*c));
   int i, rc;
   if (c == NULL) return URSULA_ENOMEM;
   memset(c, 0, sizeof(*c));
   c->cfg = cfg;
+  c->fs = (env != NULL ? env : env_real())->fs;
   c->use_s3 = cfg->s3_endpoint[0] != '\0';
   if (c->use_s3) {
     if (strncmp(cfg->s3_endpoint, "https://", 8) == 0) {
@@ -8080,7 +8152,7 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
     c->s3.virtual_host = 0;
     c->s3.timeout_ms = 10000;
     c->s3.max_attempts = 3;
-  } else if (os_mkdir(cfg->cold_dir) != 0) {
+  } else if (cold_mkdir(c, cfg->cold_dir) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "--cold-dir %.200s: %s", cfg->cold_dir,
              strerror(errno));
     URSULA_FREE(c);
@@ -8088,11 +8160,13 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
   }
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->cv, NULL);
-  for (i = 0; i < URSULA_COLD_THREADS; i++) {
+  for (i = 0; i < COLD_THREADS; i++) {
+#if URSULA_ENABLE_THREADS
     if (pthread_create(&c->threads[i], NULL, cold_thread_main, c) != 0) break;
+#endif
     c->n_threads++;
   }
-  if (c->n_threads == 0) {
+  if (COLD_THREADS > 0 && c->n_threads == 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "cold tier: cannot start a thread");
     cold_close(c);
     return URSULA_ESYS;
@@ -8116,6 +8190,7 @@ URSULA_PRIVATE void cold_close(struct cold *c) {
   }
   pthread_cond_destroy(&c->cv);
   pthread_mutex_destroy(&c->mu);
+  s3_client_free(c->inline_cl);
   tls_anchors_free(c->anchors);
   URSULA_FREE(c);
 }
@@ -8207,6 +8282,8 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
   /* the newest entry stays even when it alone is over the budget */
   while (k->bytes > k->max_bytes && k->tail != e) cold_cache_drop(k, k->tail);
 }
+
+#undef COLD_THREADS
 /**** End src/cold.c ****/
 /**** Begin src/group.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -11184,6 +11261,18 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 ** run at the end of the current loop turn.  No lock is taken on the
 ** request path other than the mailbox's queue lock.
 **
+** WITHOUT THREADS (URSULA_ENABLE_THREADS=0) there is one core, whose loop
+** runs in ursula_server_wait() on the caller, and the server starts no
+** thread at all: recovery replays the groups one after another, a WAL
+** sync runs on the core itself (its result still comes back as a message
+** on the next turn, as from a syncer thread), and the cold tier carries
+** out each request on the core (cold.c).
+**
+** ENVIRONMENT.  A server reads clocks and reaches the file system through
+** its env (os.c): env_real() for ursula_server_start(), a simulator's
+** own through server_start().  Its loops get it, and so does the cold
+** tier.  (The lock on --wal-dir is a real fcntl() lock on a real file.)
+**
 ** SHUTDOWN.  ursula_server_stop() raises a flag and wakes every loop.  Each
 ** core then stops accepting, closes idle connections, ends live readers
 ** and finishes requests in flight (api_drain).  A core with no connections
@@ -11251,7 +11340,8 @@ struct server_sync {
   struct loop *owner;
   int gid;
   int fd;
-  int sync_errno; /* 0: the sync worked */
+  struct os_fs *fs; /* the server env's */
+  int sync_errno;   /* 0: the sync worked */
 };
 
 struct server_syncer {
@@ -11263,6 +11353,7 @@ struct server_syncer {
   pthread_t threads[URSULA_SYNC_THREADS];
 };
 
+#if URSULA_ENABLE_THREADS
 static void *server_syncer_main(void *arg) {
   struct server_syncer *y = (struct server_syncer *)arg;
   pthread_mutex_lock(&y->mu);
@@ -11274,13 +11365,14 @@ static void *server_syncer_main(void *arg) {
     y->head = q->next;
     if (y->head == NULL) y->tail = NULL;
     pthread_mutex_unlock(&y->mu);
-    q->sync_errno = os_fs()->sync(q->fd) != 0 ? errno : 0;
+    q->sync_errno = q->fs->sync(q->fd) != 0 ? errno : 0;
     loop_post(q->owner, &q->msg);
     pthread_mutex_lock(&y->mu);
   }
   pthread_mutex_unlock(&y->mu);
   return NULL;
 }
+#endif
 
 static void server_syncer_stop(struct server_syncer *y) {
   int i;
@@ -11295,7 +11387,10 @@ static void server_syncer_stop(struct server_syncer *y) {
   URSULA_FREE(y);
 }
 
+/* Start the syncer threads; without threads, none (s->syncer stays NULL
+** and the cores sync themselves). */
 static int server_syncer_start(struct ursula_server *s, char *err) {
+#if URSULA_ENABLE_THREADS
   struct server_syncer *y;
   int i;
   y = (struct server_syncer *)URSULA_MALLOC(sizeof(*y));
@@ -11312,6 +11407,10 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
     y->n_threads++;
   }
   s->syncer = y;
+#else
+  (void)s;
+  (void)err;
+#endif
   return URSULA_OK;
 }
 
@@ -11324,14 +11423,17 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   URSULA_FREE(q);
 }
 
-/* Queue the sync of fd for group gid (owned by c); without a syncer (or
-** memory for the request) it runs here and now. */
+/* Queue the sync of fd for group gid (owned by c).  Without syncer
+** threads it runs here and now, and its result is posted to c's own
+** loop: group_commit_done() runs on the next turn, from the same message
+** a syncer thread would post.  Without memory for the request it runs
+** here and group_commit_done() at once. */
 static void server_start_sync(struct core *c, int gid, int fd) {
   struct server_syncer *y = c->srv->syncer;
+  struct os_fs *fs = c->srv->env->fs;
   struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
-  if (q == NULL || y == NULL) {
-    int e = os_fs()->sync(fd) != 0 ? errno : 0;
-    URSULA_FREE(q);
+  if (q == NULL) {
+    int e = fs->sync(fd) != 0 ? errno : 0;
     group_commit_done(c, server_group(c->srv, gid), e);
     return;
   }
@@ -11340,7 +11442,13 @@ static void server_start_sync(struct core *c, int gid, int fd) {
   q->owner = c->loop;
   q->gid = gid;
   q->fd = fd;
+  q->fs = fs;
   c->n_flights++;
+  if (y == NULL) {
+    q->sync_errno = fs->sync(fd) != 0 ? errno : 0;
+    loop_post(c->loop, &q->msg);
+    return;
+  }
   pthread_mutex_lock(&y->mu);
   if (y->tail != NULL)
     y->tail->next = q;
@@ -11463,9 +11571,10 @@ static void server_free(struct ursula_server *s) {
 static int server_open_dir(struct ursula_server *s, char *err) {
   const char *dir = s->cfg.wal_dir;
   char path[URSULA_PATH_LEN + 32], want[64], have[64];
+  struct os_fs *fs = s->env->fs;
   struct flock fl;
   int fd, n;
-  if (os_mkdir(dir) != 0) {
+  if (fs->mkdir(dir, 0755) != 0 && errno != EEXIST) {
     snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: %s", dir,
              strerror(errno));
     return URSULA_EIO;
@@ -11484,10 +11593,10 @@ static int server_open_dir(struct ursula_server *s, char *err) {
   }
   snprintf(want, sizeof(want), "ursula-wal 1\ngroups %d\n", s->n_groups);
   snprintf(path, sizeof(path), "%s/layout", dir);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = fs->open(path, O_RDONLY, 0);
   if (fd >= 0) {
-    n = (int)read(fd, have, sizeof(have) - 1);
-    close(fd);
+    n = (int)fs->pread(fd, have, sizeof(have) - 1, 0);
+    fs->close(fd);
     have[n > 0 ? n : 0] = '\0';
     if (strcmp(have, want) != 0) {
       const char *g = strstr(have, "groups ");
@@ -11501,13 +11610,12 @@ static int server_open_dir(struct ursula_server *s, char *err) {
   }
   { /* a new directory: write the layout durably */
     char tmp[URSULA_PATH_LEN + 32];
-    struct os_fs *fs = os_fs();
     snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
     fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 ||
         fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
         fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
-        os_sync_dir(dir) != 0) {
+        fs->sync_dir(dir) != 0) {
       snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %.200s: writing %s: %s", dir,
                "layout", strerror(errno));
       return URSULA_EIO;
@@ -11541,10 +11649,11 @@ static void *server_recover_main(void *arg) {
 }
 
 /* Open and replay every group's WAL, one thread per core (groups are
-** independent, so they recover in parallel). */
+** independent, so they recover in parallel); without threads, one group
+** after another on the caller. */
 static int server_recover(struct ursula_server *s, char *err) {
   struct server_recovery *r;
-  uint64_t t0 = os_now_ms();
+  uint64_t t0 = s->env->mono_ms(s->env);
   int i, n = s->n_cores, rc;
   if ((rc = server_open_dir(s, err)) != URSULA_OK) return rc;
   if (n > s->n_groups) n = s->n_groups;
@@ -11555,8 +11664,12 @@ static int server_recover(struct ursula_server *s, char *err) {
     r[i].first = i;
     r[i].step = n;
     r[i].err[0] = '\0';
+#if URSULA_ENABLE_THREADS
     r[i].started =
         pthread_create(&r[i].thread, NULL, server_recover_main, &r[i]) == 0;
+#else
+    r[i].started = 0;
+#endif
     if (!r[i].started) server_recover_main(&r[i]); /* do it here */
   }
   rc = URSULA_OK;
@@ -11570,7 +11683,7 @@ static int server_recover(struct ursula_server *s, char *err) {
   URSULA_FREE(r);
   if (rc == URSULA_OK)
     LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
-          (unsigned long long)(os_now_ms() - t0));
+          (unsigned long long)(s->env->mono_ms(s->env) - t0));
   (void)t0; /* when logging is compiled out */
   return rc;
 }
@@ -11645,7 +11758,7 @@ static int server_start_cold(struct ursula_server *s, char *err) {
              cfg->wal_dir, (unsigned long long)chunks);
     return URSULA_EINVAL;
   }
-  if ((rc = cold_open(&s->cold, cfg, err)) != URSULA_OK) return rc;
+  if ((rc = cold_open(&s->cold, cfg, s->env, err)) != URSULA_OK) return rc;
   for (i = 0; i < s->n_cores; i++) {
     s->cores[i].cold_cache =
         cold_cache_new((uint64_t)cfg->cold_cache_bytes / (uint64_t)s->n_cores);
@@ -11663,8 +11776,9 @@ static int server_start_cold(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-URSULA_API int ursula_server_start(const struct ursula_config *cfg,
-                                   struct ursula_server **out, char *err) {
+URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
+                                struct env *env, struct ursula_server **out,
+                                char *err) {
   struct ursula_server *s;
   int i, rc = URSULA_OK;
   char tmp[URSULA_ERRMSG_LEN];
@@ -11674,7 +11788,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   if (s == NULL) return URSULA_ENOMEM;
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
-  s->env = env_real();
+  s->env = env != NULL ? env : env_real();
   s->listen_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -11772,6 +11886,11 @@ fail:
     snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
   server_free(s);
   return rc;
+}
+
+URSULA_API int ursula_server_start(const struct ursula_config *cfg,
+                                   struct ursula_server **out, char *err) {
+  return server_start(cfg, NULL, out, err);
 }
 
 URSULA_API int ursula_server_port(const struct ursula_server *srv) {

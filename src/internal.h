@@ -860,9 +860,13 @@ URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
                                              loop_msg_fn done);
 URSULA_PRIVATE void cold_req_free(struct cold_req *r);
 /* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
-** must outlive it).  URSULA_OK or an error with a reason in err. */
+** must outlive it); a --cold-dir is reached through env's file-system
+** table (NULL: env_real()).  Without threads (URSULA_ENABLE_THREADS=0)
+** none start: cold_submit() carries each request out on its caller and
+** posts the result to r->reply as a thread would.  URSULA_OK or an
+** error with a reason in err. */
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
-                             char *err);
+                             struct env *env, char *err);
 /* Stop the threads (after the cores: results are posted to them). */
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
@@ -1067,6 +1071,11 @@ struct ursula_server {
   int running;
 };
 
+/* ursula_server_start() with the env given (NULL: env_real()), which
+** must outlive the server: what a simulator starts its nodes with. */
+URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
+                                struct env *env, struct ursula_server **out,
+                                char *err);
 /* The group a stream path belongs to, and the core that owns a group. */
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len);
