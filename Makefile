@@ -88,9 +88,15 @@ test/unit: test/unit.c test/unit_*.c ursula.c ursula.h
 test/unit-poll: test/unit.c test/unit_*.c ursula.c ursula.h
 	$(CC) $(WARN) -O1 -g $(SAN) -DURSULA_ENABLE_EPOLL=0 test/unit.c -o $@ $(LDLIBS)
 
-test-unit: test/unit test/unit-poll
+# Without threads: the server, its WAL syncs and its cold tier on the
+# caller's thread alone (what a simulator runs).
+test/unit-nothreads: test/unit.c test/unit_*.c ursula.c ursula.h
+	$(CC) $(WARN) -O1 -g $(SAN) -DURSULA_ENABLE_THREADS=0 test/unit.c -o $@ $(LDLIBS)
+
+test-unit: test/unit test/unit-poll test/unit-nothreads
 	./test/unit
 	./test/unit-poll loop
+	./test/unit-nothreads
 
 test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
@@ -187,4 +193,4 @@ bench: ursula
 	bash bench/compare.sh
 
 clean:
-	rm -rf ursula test/unit test/unit-poll test/unit-tls build ursula.c.tmp ursula.c.check
+	rm -rf ursula test/unit test/unit-poll test/unit-nothreads test/unit-tls build ursula.c.tmp ursula.c.check

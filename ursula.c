@@ -326,9 +326,22 @@ URSULA_PRIVATE int os_set_cloexec(int fd);
 ** limit); returns the limit now in force. */
 URSULA_PRIVATE long os_raise_fd_limit(long want);
 
-/* The file system calls of the WAL.  Each behaves as its POSIX namesake
-** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a
-** file's data durable (fdatasync, or F_FULLFSYNC on macOS). */
+/* The file system calls of durable storage (the WAL, --wal-dir, a
+** --cold-dir).  Each behaves as its POSIX namesake (-1 and errno on
+** failure; EINTR is retried inside), and:
+**   sync      makes a file's data durable (fdatasync, or F_FULLFSYNC on
+**             macOS);
+**   size      sets *out to the size of the open file fd (fstat);
+**   mkdir     creates one directory (mode as for mkdir(2)); EEXIST is a
+**             failure here, os_mkdir() is the forgiving wrapper;
+**   list      calls fn(arg, name) for each entry of dir but "." and ".."
+**             (any order; names starting with '.' are passed on); fn
+**             returns 0 to go on or a positive value to stop.  Returns 0
+**             after the last entry, fn's positive value if it stopped, or
+**             -1 and errno (ENOENT: dir does not exist);
+**   sync_dir  makes the renames, creations and removals of entries in dir
+**             durable (the real one opens, syncs and closes dir through
+**             this table's open, sync and close, so their faults apply). */
 struct os_fs {
   int (*open)(const char *path, int flags, int mode);
   ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
@@ -338,15 +351,48 @@ struct os_fs {
   int (*close)(int fd);
   int (*unlink)(const char *path);
   int (*rename)(const char *from, const char *to);
+  int (*size)(int fd, uint64_t *out);
+  int (*mkdir)(const char *path, int mode);
+  int (*rmdir)(const char *path);
+  int (*list)(const char *dir, int (*fn)(void *arg, const char *name),
+              void *arg);
+  int (*sync_dir)(const char *dir);
 };
-/* The table in use; tests replace entries to inject faults. */
-URSULA_PRIVATE struct os_fs *os_fs(void);
-URSULA_PRIVATE int os_sync_dir(const char *dir); /* make renames durable */
-URSULA_PRIVATE int os_mkdir(const char *path);   /* 0 if it exists after */
+/* The real table, process-wide; tests replace entries to inject faults
+** (while no server runs).  env_real()->fs is this table. */
+URSULA_PRIVATE URSULA_UNUSED struct os_fs *os_fs(void);
+/* os_fs()->sync_dir(dir): make renames durable */
+URSULA_PRIVATE URSULA_UNUSED int os_sync_dir(const char *dir);
+/* os_fs()->mkdir(path, 0755), but 0 also if path exists already */
+URSULA_PRIVATE URSULA_UNUSED int os_mkdir(const char *path);
+
+/* A node's environment: everything it reads from the outside world that
+** a simulator must control -- clocks, randomness, the file system.  The
+** process's real one is env_real(); a simulator running several nodes in
+** one thread gives each its own (impl is the provider's).  Every call
+** gets the env itself, so one set of functions can serve many nodes.
+** Contracts: mono_ms never goes backwards; wall_ms is Unix time and may
+** jump; random returns 64 uniformly distributed bits. */
+struct env {
+  uint64_t (*mono_ms)(struct env *e); /* monotonic milliseconds */
+  uint64_t (*wall_ms)(struct env *e); /* Unix time, milliseconds */
+  uint64_t (*random)(struct env *e);  /* 64 random bits */
+  struct os_fs *fs;                   /* the file-system call table */
+  void *impl;                         /* the provider's state */
+};
+/* The real environment: os_now_ms(), os_wall_ms(), a splitmix64 generator
+** seeded from the clocks and the pid on first use (not for secrets; safe
+** for concurrent callers: the state is advanced under a mutex), and
+** os_fs().  Lives as long as the process. */
+URSULA_PRIVATE struct env *env_real(void);
 
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 URSULA_PRIVATE void log_set_level(int level);
+/* Timestamps from e->wall_ms(e) from now on; NULL: the real wall clock
+** (the default).  e must outlive its use; set while no other thread
+** logs.  For simulators (and the unit tests). */
+URSULA_PRIVATE URSULA_UNUSED void log_set_clock(struct env *e);
 #if URSULA_ENABLE_LOG
 URSULA_PRIVATE void log_write(int level, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -381,7 +427,7 @@ typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
 
 /* A timer, embedded in its owner.  Zero-initialised is disarmed. */
 struct loop_timer {
-  uint64_t deadline_ms; /* os_now_ms() clock */
+  uint64_t deadline_ms; /* the loop's env->mono_ms clock */
   size_t heap_index;    /* 0 = not armed; else 1-based slot in the heap */
   loop_timer_fn on_fire;
   void *arg;
@@ -397,7 +443,9 @@ struct loop_msg {
   void (*on_drop)(struct loop_msg *m);
 };
 
-URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
+/* Open a loop that reads time from env (NULL: env_real()). */
+URSULA_PRIVATE int loop_open(struct loop **out, int id, struct env *env,
+                             char *err);
 URSULA_PRIVATE void loop_close(struct loop *l); /* frees undelivered msgs */
 URSULA_PRIVATE void *loop_get_user(const struct loop *l);
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user);
@@ -421,6 +469,11 @@ URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m);
 ** the mailbox.  on_turn_end (may be NULL) runs at the end of every turn:
 ** the place for work batched per turn, such as group commit. */
 URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
+/* Run exactly one turn, its wait capped at max_wait_ms (0: do not block;
+** negative: no cap of the caller's), stop flag or not.  URSULA_OK or
+** URSULA_ESYS.  How a simulator with a fake clock drives a loop. */
+URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
+                                 void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
@@ -669,9 +722,9 @@ struct wal_stats {         /* what wal_replay() found */
 ** rather than taken for a new, empty log.  A format-1 directory is
 ** refused with URSULA_EINVAL.  Call wal_replay() next, once.  URSULA_OK or
 ** an error with a reason in err (URSULA_ERRMSG_LEN bytes, the full path
-** named). */
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
-                            char *err);
+** named).  Every file call goes through env's fs table (NULL: env_real()). */
+URSULA_PRIVATE int wal_open(struct wal **out, struct env *env, const char *dir,
+                            int must_exist, char *err);
 URSULA_PRIVATE void wal_close(struct wal *w);
 /* Hand the snapshot, if there is one, to restore, then every valid entry
 ** after it, in index order, to fn (both return URSULA_OK to go on); cut a
@@ -692,11 +745,13 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
 ** CRC mismatch), close. */
 #define WAL_SNAP_CHUNK (1024 * 1024)
 struct wal_snap_writer {
+  struct os_fs *fs;
   int fd;
   uint64_t index, term, at;
   uint32_t crc;
 };
 struct wal_snap_reader {
+  struct os_fs *fs;
   int fd;
   uint64_t index, term; /* the entry the snapshot covers up to */
   uint64_t size;        /* payload bytes */
@@ -762,7 +817,7 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len);
 URSULA_PRIVATE URSULA_UNUSED int wal_flush(struct wal *w);
 /* wal_flush() in three steps, so that the sync can run on another thread
 ** while the owner goes on: wal_flush_fd() is the descriptor to sync (-1:
-** nothing to sync); the caller syncs it (os_fs()->sync) anywhere, and then
+** nothing to sync); the caller syncs it (its env's fs->sync) anywhere, and then
 ** calls wal_flush_done() on the owner with the errno of the sync (0: it
 ** worked), which returns what wal_flush() would have.  In between, the
 ** owner may frame records but must not write, recover or compact. */
@@ -1090,9 +1145,13 @@ URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
                                              loop_msg_fn done);
 URSULA_PRIVATE void cold_req_free(struct cold_req *r);
 /* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
-** must outlive it).  URSULA_OK or an error with a reason in err. */
+** must outlive it); a --cold-dir is reached through env's file-system
+** table (NULL: env_real()).  Without threads (URSULA_ENABLE_THREADS=0)
+** none start: cold_submit() carries each request out on its caller and
+** posts the result to r->reply as a thread would.  URSULA_OK or an
+** error with a reason in err. */
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
-                             char *err);
+                             struct env *env, char *err);
 /* Stop the threads (after the cores: results are posted to them). */
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
@@ -1194,7 +1253,9 @@ struct notify {
 struct core;
 struct group;
 
-URSULA_PRIVATE struct group *group_new(int id, int owner_core);
+/* A group whose clocks and file system are env's (NULL: env_real()). */
+URSULA_PRIVATE struct group *group_new(int id, int owner_core,
+                                       struct env *env);
 URSULA_PRIVATE int group_id(const struct group *g);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
@@ -1283,6 +1344,7 @@ struct server_syncer;
 
 struct ursula_server {
   struct ursula_config cfg;
+  struct env *env;              /* clocks and files of this node */
   struct server_syncer *syncer; /* threads that run WAL syncs, or NULL */
   struct cold *cold;            /* the cold tier's threads, or NULL */
   int n_cores;
@@ -1298,6 +1360,11 @@ struct ursula_server {
   int running;
 };
 
+/* ursula_server_start() with the env given (NULL: env_real()), which
+** must outlive the server: what a simulator starts its nodes with. */
+URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
+                                struct env *env, struct ursula_server **out,
+                                char *err);
 /* The group a stream path belongs to, and the core that owns a group. */
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len);
@@ -1544,13 +1611,21 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 #line 1 "src/os.c"
 #endif
 /*
-** os.c -- portability shims: clocks, CPU count, descriptor flags.
+** os.c -- portability shims: clocks, CPU count, descriptor flags; the
+** file-system call table; the node environment.
 **
-** The system calls of durable storage (open, pwrite, fsync, ...) are
-** reached through one table, os_fs(), so that tests can replace any of
-** them and inject faults: short writes, EIO, ENOSPC, failed syncs.  The
-** table is process-wide; tests replace entries while no server runs
-** (and may then switch their faults on and off).
+** The system calls of durable storage (open, pwrite, fsync, fstat,
+** mkdir, readdir, ...) are reached through one table, os_fs(), so that
+** tests can replace any of them and inject faults: short writes, EIO,
+** ENOSPC, failed syncs.  The table is process-wide; tests replace entries
+** while no server runs (and may then switch their faults on and off).
+**
+** ENVIRONMENT.  struct env (internal.h) bundles what a node reads from
+** the world: a monotonic clock, the wall clock, random bits and the
+** file-system table.  env_real() is the process's own; a simulator makes
+** one per node, with clocks it advances itself and a file system it
+** controls, so several nodes can run in one thread deterministically.
+** Code that takes an env reads time only through it.
 */
 
 
@@ -1650,15 +1725,48 @@ static int os_real_rename(const char *from, const char *to) {
   return rename(from, to);
 }
 
-static struct os_fs os_fs_table = {
-    os_real_open,      os_real_pwrite, os_real_pread,  os_real_sync,
-    os_real_ftruncate, os_real_close,  os_real_unlink, os_real_rename};
-
-URSULA_PRIVATE struct os_fs *os_fs(void) {
-  return &os_fs_table;
+static int os_real_size(int fd, uint64_t *out) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -1;
+  *out = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+  return 0;
 }
 
-URSULA_PRIVATE int os_sync_dir(const char *dir) {
+static int os_real_mkdir(const char *path, int mode) {
+  return mkdir(path, (mode_t)mode);
+}
+
+static int os_real_rmdir(const char *path) {
+  return rmdir(path);
+}
+
+static int os_real_list(const char *dir, int (*fn)(void *arg, const char *name),
+                        void *arg) {
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  int rc = 0, e;
+  if (d == NULL) return -1;
+  for (;;) {
+    errno = 0;
+    if ((de = readdir(d)) == NULL) break;
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    if ((rc = fn(arg, de->d_name)) != 0) break;
+  }
+  e = errno; /* readdir's, when it failed */
+  closedir(d);
+  if (de == NULL && e != 0) {
+    errno = e;
+    return -1;
+  }
+  return rc;
+}
+
+static struct os_fs os_fs_table;
+
+/* Through the table's own open, sync and close, so that a test's faults
+** on them reach directory syncs too. */
+static int os_real_sync_dir(const char *dir) {
   int fd = os_fs_table.open(dir, O_RDONLY, 0), rc;
   if (fd < 0) return -1;
   rc = os_fs_table.sync(fd);
@@ -1666,9 +1774,66 @@ URSULA_PRIVATE int os_sync_dir(const char *dir) {
   return rc;
 }
 
+static struct os_fs os_fs_table = {
+    os_real_open,     os_real_pwrite, os_real_pread,  os_real_sync,
+    os_real_ftruncate, os_real_close, os_real_unlink, os_real_rename,
+    os_real_size,     os_real_mkdir,  os_real_rmdir,  os_real_list,
+    os_real_sync_dir};
+
+URSULA_PRIVATE struct os_fs *os_fs(void) {
+  return &os_fs_table;
+}
+
+URSULA_PRIVATE int os_sync_dir(const char *dir) {
+  return os_fs_table.sync_dir(dir);
+}
+
 URSULA_PRIVATE int os_mkdir(const char *path) {
-  if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  if (os_fs_table.mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
   return -1;
+}
+
+/* ------------------------------------------------------------ the env */
+
+static uint64_t os_env_mono_ms(struct env *e) {
+  (void)e;
+  return os_now_ms();
+}
+
+static uint64_t os_env_wall_ms(struct env *e) {
+  (void)e;
+  return os_wall_ms();
+}
+
+/* splitmix64 (Steele, Lea, Flood 2014): the state advances by a constant
+** under the mutex, the output is mixed outside it. */
+static pthread_mutex_t os_rand_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t os_rand_state;
+static int os_rand_seeded;
+
+static uint64_t os_env_random(struct env *e) {
+  uint64_t z;
+  (void)e;
+  pthread_mutex_lock(&os_rand_mu);
+  if (!os_rand_seeded) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    os_rand_state = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    os_rand_state ^= os_now_ms() << 32 ^ (uint64_t)getpid() << 16;
+    os_rand_seeded = 1;
+  }
+  z = (os_rand_state += 0x9e3779b97f4a7c15u);
+  pthread_mutex_unlock(&os_rand_mu);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+static struct env os_env_real = {os_env_mono_ms, os_env_wall_ms, os_env_random,
+                                 &os_fs_table, NULL};
+
+URSULA_PRIVATE struct env *env_real(void) {
+  return &os_env_real;
 }
 /**** End src/os.c ****/
 /**** Begin src/log.c ****/
@@ -1681,14 +1846,24 @@ URSULA_PRIVATE int os_mkdir(const char *path) {
 ** Format: "2026-11-24T11:04:51.123Z ursula[I] message".  Each record is
 ** formatted into one buffer and written with one write(2), so lines from
 ** different cores never interleave.  With URSULA_ENABLE_LOG=0 the LOG_*
-** macros compile to nothing and only the level setting remains.
+** macros compile to nothing and only the level and clock settings remain.
+**
+** The timestamp is the wall clock of an env (os.c): env_real()'s by
+** default, a simulator's after log_set_clock(), so that the lines of a
+** simulated run carry simulated time.  Like the level, the clock is
+** process-wide: set it while no other thread logs.
 */
 
 
 static volatile int log_level = LOG_INFO;
+static struct env *log_clock; /* NULL: the real wall clock */
 
 URSULA_PRIVATE void log_set_level(int level) {
   log_level = level;
+}
+
+URSULA_PRIVATE void log_set_clock(struct env *e) {
+  log_clock = e;
 }
 
 #if URSULA_ENABLE_LOG
@@ -1703,7 +1878,7 @@ URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
   struct tm tm;
   ssize_t w;
   if (level > log_level) return;
-  ms = os_wall_ms();
+  ms = log_clock != NULL ? log_clock->wall_ms(log_clock) : os_wall_ms();
   secs = (time_t)(ms / 1000);
   gmtime_r(&secs, &tm);
   n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -1743,15 +1918,24 @@ URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
 **                                   return how many, 0 on EINTR, or
 **                                   URSULA_ESYS
 **
-** One turn of loop_run():
-**   1. wait in the backend until an fd is ready, the earliest timer is due
-**      or LOOP_MAX_WAIT_MS passed, whichever comes first;
-**   2. cache the clock: loop_now_ms() is os_now_ms() read here;
+** TIME.  A loop reads the clock only through the env it was opened with
+** (struct env, os.c; NULL = env_real()): l->env->mono_ms(l->env).  Timer
+** deadlines are on that clock.  With a simulated env the clock moves only
+** when the simulator moves it; the backend's wait still blocks in real
+** time, so a simulator drives the loop with loop_run_once(l, 0, ...),
+** which never blocks, and advances its clock between turns.
+**
+** One turn, loop_run_once():
+**   1. wait in the backend until an fd is ready, the earliest timer is due,
+**      LOOP_MAX_WAIT_MS passed or the caller's max_wait_ms passed,
+**      whichever comes first (max_wait_ms 0: only look, never block);
+**   2. cache the clock: loop_now_ms() is the env's mono_ms read here;
 **   3. dispatch the fd events that the wait returned;
 **   4. fire the timers that are due;
 **   5. run the mailbox messages posted so far (one batch);
 **   6. call on_turn_end.
-** loop_run() checks the stop flag before each turn.
+** loop_run() is turns of loop_run_once() with no cap of its own, and
+** checks the stop flag before each turn; loop_run_once() ignores it.
 **
 ** Invariants.
 **   - fd registration: l->fds[fd].fn != NULL iff fd is registered (every
@@ -1817,7 +2001,8 @@ struct loop_fired {
 struct loop {
   int id;
   void *user;
-  uint64_t now_ms;            /* os_now_ms() at the start of the turn */
+  struct env *env;            /* clocks: never NULL */
+  uint64_t now_ms;            /* env's mono_ms at the start of the turn */
   volatile sig_atomic_t stop; /* set by loop_stop(), any thread */
   struct loop_fd *fds;        /* indexed by fd */
   size_t cap_fds;
@@ -2176,7 +2361,7 @@ static int loop_wait_ms(const struct loop *l) {
   uint64_t now, deadline;
   if (l->n_heap == 0) return LOOP_MAX_WAIT_MS;
   deadline = l->heap[1]->deadline_ms;
-  now = os_now_ms(); /* fresh: the turn itself took time */
+  now = l->env->mono_ms(l->env); /* fresh: the turn itself took time */
   if (deadline <= now) return 0;
   if (deadline - now > LOOP_MAX_WAIT_MS) return LOOP_MAX_WAIT_MS;
   return (int)(deadline - now);
@@ -2262,7 +2447,7 @@ URSULA_PRIVATE void *loop_get_user(const struct loop *l) {
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user) {
   l->user = user;
 }
-/* os_now_ms() as read when the current turn's wait returned (or at
+/* The env's mono_ms as read when the current turn's wait returned (or at
 ** loop_open(), before the first turn). */
 URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) {
   return l->now_ms;
@@ -2295,10 +2480,12 @@ URSULA_PRIVATE void loop_close(struct loop *l) {
   URSULA_FREE(l);
 }
 
-/* Open a loop numbered id.  On success *out is set; on failure nothing is
+/* Open a loop numbered id, reading time from env (NULL: env_real(); it
+** must outlive the loop).  On success *out is set; on failure nothing is
 ** left allocated or open, *out is untouched, and err (URSULA_ERRMSG_LEN
 ** bytes, may be NULL) says why. */
-URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err) {
+URSULA_PRIVATE int loop_open(struct loop **out, int id, struct env *env,
+                             char *err) {
   struct loop *l;
   int p[2], rc, e = 0;
   const char *what = "";
@@ -2314,7 +2501,8 @@ URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err) {
 #if URSULA_ENABLE_EPOLL
   l->epfd = -1;
 #endif
-  l->now_ms = os_now_ms();
+  l->env = env != NULL ? env : env_real();
+  l->now_ms = l->env->mono_ms(l->env);
   if ((e = pthread_mutex_init(&l->mu, NULL)) != 0) {
     what = "pthread_mutex_init";
     rc = URSULA_ESYS;
@@ -2365,6 +2553,43 @@ fail:
   return rc;
 }
 
+/* Run one turn (steps 1-6 at the top of this file), whether or not a
+** stop was requested.  The wait blocks at most max_wait_ms (0: it only
+** looks at what is ready; negative: no cap but the loop's own, the
+** earliest timer and LOOP_MAX_WAIT_MS).  Returns URSULA_OK after the
+** turn, or URSULA_ESYS if the backend's wait failed (EINTR is not a
+** failure; nothing was dispatched).  Loop thread only, and not
+** reentrant: callbacks must not call it or loop_run(). */
+URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
+                                 void (*on_turn_end)(struct loop *)) {
+  int n, i, wait_ms = loop_wait_ms(l);
+  if (max_wait_ms >= 0 && max_wait_ms < wait_ms) wait_ms = max_wait_ms;
+  n = loop_backend_wait(l, wait_ms);
+  l->now_ms = l->env->mono_ms(l->env);
+  if (n < 0) {
+    LOG_E("loop %d: wait: %s", l->id, strerror(errno));
+    return n;
+  }
+  /* snapshot generations before any callback can change them */
+  for (i = 0; i < n; i++) {
+    int fd = l->fired[i].fd;
+    l->fired[i].gen =
+        (fd >= 0 && (size_t)fd < l->cap_fds) ? l->fds[fd].gen : 0;
+  }
+  for (i = 0; i < n; i++) {
+    int fd = l->fired[i].fd;
+    struct loop_fd *e = loop_fd_get(l, fd);
+    unsigned ev;
+    if (e == NULL || e->gen != l->fired[i].gen) continue;
+    ev = l->fired[i].events & (e->events | LOOP_ERROR);
+    if (ev != 0) e->fn(l, fd, ev, e->arg);
+  }
+  loop_fire_timers(l);
+  loop_drain_mailbox(l);
+  if (on_turn_end != NULL) on_turn_end(l);
+  return URSULA_OK;
+}
+
 /* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop
 ** request is then consumed: a later loop_run() runs until the next
 ** loop_stop(); a stop made before loop_run() makes it return at once), or
@@ -2374,31 +2599,7 @@ URSULA_PRIVATE int loop_run(struct loop *l,
                             void (*on_turn_end)(struct loop *)) {
   int rc = URSULA_OK;
   while (!LOOP_STOP_GET(l)) {
-    int n, i;
-    n = loop_backend_wait(l, loop_wait_ms(l));
-    l->now_ms = os_now_ms();
-    if (n < 0) {
-      LOG_E("loop %d: wait: %s", l->id, strerror(errno));
-      rc = n;
-      break;
-    }
-    /* snapshot generations before any callback can change them */
-    for (i = 0; i < n; i++) {
-      int fd = l->fired[i].fd;
-      l->fired[i].gen =
-          (fd >= 0 && (size_t)fd < l->cap_fds) ? l->fds[fd].gen : 0;
-    }
-    for (i = 0; i < n; i++) {
-      int fd = l->fired[i].fd;
-      struct loop_fd *e = loop_fd_get(l, fd);
-      unsigned ev;
-      if (e == NULL || e->gen != l->fired[i].gen) continue;
-      ev = l->fired[i].events & (e->events | LOOP_ERROR);
-      if (ev != 0) e->fn(l, fd, ev, e->arg);
-    }
-    loop_fire_timers(l);
-    loop_drain_mailbox(l);
-    if (on_turn_end != NULL) on_turn_end(l);
+    if ((rc = loop_run_once(l, -1, on_turn_end)) != URSULA_OK) break;
   }
   LOOP_STOP_SET(l, 0);
   return rc;
@@ -5576,6 +5777,7 @@ struct wal_seg {
 };
 
 struct wal {
+  struct os_fs *fs; /* every file call goes through it (the node's env) */
   char dir[URSULA_PATH_LEN];
   struct wal_seg *segs; /* ascending; the last one is open for writing */
   size_t n_segs, cap_segs;
@@ -5697,8 +5899,8 @@ static int wal_seg_push(struct wal *w, uint64_t first) {
   return URSULA_OK;
 }
 
-static void wal_seg_release(struct wal_seg *sg) {
-  if (sg->fd >= 0) os_fs()->close(sg->fd);
+static void wal_seg_release(struct os_fs *fs, struct wal_seg *sg) {
+  if (sg->fd >= 0) fs->close(sg->fd);
   sg->fd = -1;
   URSULA_FREE(sg->offs);
   sg->offs = NULL;
@@ -5741,24 +5943,24 @@ static size_t wal_seg_of(const struct wal *w, uint64_t index) {
 
 /* Read the whole file at path into b.  URSULA_OK, URSULA_ENOTFOUND, or
 ** an I/O error. */
-static int wal_read_path(const char *path, struct buf *b) {
-  struct os_fs *fs = os_fs();
-  struct stat st;
+static int wal_read_path(struct os_fs *fs, const char *path, struct buf *b) {
+  uint64_t size;
   int fd, rc = URSULA_OK;
   off_t off = 0;
   b->len = 0;
   fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0) return errno == ENOENT ? URSULA_ENOTFOUND : URSULA_EIO;
-  if (fstat(fd, &st) != 0) {
+  if (fs->size(fd, &size) != 0 || size > SIZE_MAX) {
     fs->close(fd);
     return URSULA_EIO;
   }
-  if (buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
+  if (buf_reserve(b, (size_t)size) != URSULA_OK) {
     fs->close(fd);
     return URSULA_ENOMEM;
   }
-  while (off < st.st_size) {
-    ssize_t n = fs->pread(fd, b->ptr + off, (size_t)(st.st_size - off), off);
+  while ((uint64_t)off < size) {
+    ssize_t n = fs->pread(fd, b->ptr + off, (size_t)(size - (uint64_t)off),
+                          off);
     if (n < 0) {
       rc = URSULA_EIO;
       break;
@@ -5772,10 +5974,11 @@ static int wal_read_path(const char *path, struct buf *b) {
 }
 
 /* Write b[0..n) at off of fd, all of it.  0 or an errno. */
-static int wal_pwrite_all(int fd, const void *b, size_t n, off_t off) {
+static int wal_pwrite_all(struct os_fs *fs, int fd, const void *b, size_t n,
+                          off_t off) {
   size_t done = 0;
   while (done < n) {
-    ssize_t k = os_fs()->pwrite(fd, (const char *)b + done, n - done,
+    ssize_t k = fs->pwrite(fd, (const char *)b + done, n - done,
                                 off + (off_t)done);
     if (k <= 0) return k < 0 ? errno : EIO;
     done += (size_t)k;
@@ -5791,8 +5994,9 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
   char tmp[URSULA_PATH_LEN + 32];
   int e;
   memset(sw, 0, sizeof(*sw));
+  sw->fs = w->fs;
   snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
-  sw->fd = os_fs()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  sw->fd = w->fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (sw->fd < 0) return wal_errno_code(errno);
   memset(h, 0, sizeof(h));
   memcpy(h, wal_snap_magic, 8);
@@ -5801,7 +6005,7 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
   sw->index = index;
   sw->term = term;
   sw->crc = util_crc32c(0, h, sizeof(h));
-  if ((e = wal_pwrite_all(sw->fd, h, sizeof(h), 0)) != 0) {
+  if ((e = wal_pwrite_all(w->fs, sw->fd, h, sizeof(h), 0)) != 0) {
     wal_snap_abort(w, sw);
     return wal_errno_code(e);
   }
@@ -5813,7 +6017,7 @@ URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
   if (sw->fd < 0) return URSULA_EIO;
-  if ((e = wal_pwrite_all(sw->fd, p, n, (off_t)sw->at)) != 0)
+  if ((e = wal_pwrite_all(sw->fs, sw->fd, p, n, (off_t)sw->at)) != 0)
     return wal_errno_code(e);
   sw->crc = util_crc32c(sw->crc, p, n);
   sw->at += n;
@@ -5822,16 +6026,16 @@ URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
 
 URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw) {
   char tmp[URSULA_PATH_LEN + 32];
-  if (sw->fd >= 0) os_fs()->close(sw->fd);
+  if (sw->fd >= 0) w->fs->close(sw->fd);
   sw->fd = -1;
   snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
-  os_fs()->unlink(tmp);
+  w->fs->unlink(tmp);
 }
 
 URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
   unsigned char t[WAL_SNAP_TAIL];
   char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   uint64_t n = sw->at - WAL_SNAP_HEAD;
   int e;
   if (sw->fd < 0) return URSULA_EIO;
@@ -5840,12 +6044,12 @@ URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
   wal_put32(t + 12, 0);
   snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
   snprintf(path, sizeof(path), "%s/snapshot", w->dir);
-  e = wal_pwrite_all(sw->fd, t, sizeof(t), (off_t)sw->at);
+  e = wal_pwrite_all(w->fs, sw->fd, t, sizeof(t), (off_t)sw->at);
   if (e == 0 && fs->sync(sw->fd) != 0) e = errno;
   fs->close(sw->fd);
   sw->fd = -1;
   if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
-  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
+  if (e == 0 && w->fs->sync_dir(w->dir) != 0) e = errno;
   if (e != 0) {
     fs->unlink(tmp);
     return wal_errno_code(e);
@@ -5873,11 +6077,12 @@ URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
 
 URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
                                  char *err) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
   char path[URSULA_PATH_LEN + 32];
-  struct stat st;
+  uint64_t size = 0;
   memset(sr, 0, sizeof(*sr));
+  sr->fs = fs;
   snprintf(path, sizeof(path), "%s/snapshot", w->dir);
   sr->fd = fs->open(path, O_RDONLY, 0);
   if (sr->fd < 0) {
@@ -5885,13 +6090,12 @@ URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
     snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
     return URSULA_EIO;
   }
-  if (fstat(sr->fd, &st) != 0 ||
-      st.st_size < (off_t)(WAL_SNAP_HEAD + WAL_SNAP_TAIL) ||
+  if (fs->size(sr->fd, &size) != 0 || size < WAL_SNAP_HEAD + WAL_SNAP_TAIL ||
       fs->pread(sr->fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-      fs->pread(sr->fd, t, sizeof(t), st.st_size - WAL_SNAP_TAIL) !=
+      fs->pread(sr->fd, t, sizeof(t), (off_t)(size - WAL_SNAP_TAIL)) !=
           (ssize_t)sizeof(t) ||
       memcmp(h, wal_snap_magic, 8) != 0 ||
-      wal_get64(t) != (uint64_t)st.st_size - WAL_SNAP_HEAD - WAL_SNAP_TAIL) {
+      wal_get64(t) != size - WAL_SNAP_HEAD - WAL_SNAP_TAIL) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,
@@ -5919,7 +6123,7 @@ URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
     wal_put64(t, sr->size); /* the CRC covers the length too */
     return util_crc32c(sr->crc, t, 8) == sr->want_crc ? 0 : -1;
   }
-  k = os_fs()->pread(sr->fd, p, n, (off_t)(WAL_SNAP_HEAD + sr->at));
+  k = sr->fs->pread(sr->fd, p, n, (off_t)(WAL_SNAP_HEAD + sr->at));
   if (k <= 0) return -1;
   sr->crc = util_crc32c(sr->crc, p, (size_t)k);
   sr->at += (uint64_t)k;
@@ -5927,7 +6131,7 @@ URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
 }
 
 URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr) {
-  if (sr->fd >= 0) os_fs()->close(sr->fd);
+  if (sr->fd >= 0) sr->fs->close(sr->fd);
   sr->fd = -1;
 }
 
@@ -5986,7 +6190,7 @@ static void wal_hard_record(unsigned char *out, uint64_t term, uint64_t vote,
 ** and a HARD record of the durable hard state, synced, the directory
 ** synced.  The previous last segment (if any) is then sealed. */
 static int wal_seg_create(struct wal *w, uint64_t first) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   unsigned char h[WAL_HEADER_BYTES + WAL_RECORD_HEADER + WAL_HARD_BYTES];
   unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
   char path[URSULA_PATH_LEN + 32];
@@ -5999,9 +6203,9 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   wal_seg_path(w, first, path, sizeof(path));
   fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return wal_errno_code(errno);
-  if ((e = wal_pwrite_all(fd, h, sizeof(h), 0)) != 0 ||
+  if ((e = wal_pwrite_all(w->fs, fd, h, sizeof(h), 0)) != 0 ||
       (fs->sync(fd) != 0 && (e = errno) != 0) ||
-      (os_sync_dir(w->dir) != 0 && (e = errno ? errno : EIO) != 0)) {
+      (w->fs->sync_dir(w->dir) != 0 && (e = errno ? errno : EIO) != 0)) {
     fs->close(fd);
     fs->unlink(path);
     return wal_errno_code(e);
@@ -6009,12 +6213,12 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   if (prev_fd >= 0) { /* seal the previous segment: it is complete */
     wal_put64(seal + WAL_RECORD_HEADER, first);
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
-    if ((e = wal_pwrite_all(prev_fd, seal, sizeof(seal), w->size)) != 0 ||
+    if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
         (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
       /* unsealed is still a valid log: the new segment follows it */
       fs->close(fd);
       fs->unlink(path);
-      os_sync_dir(w->dir);
+      w->fs->sync_dir(w->dir);
       return wal_errno_code(e);
     }
   }
@@ -6029,12 +6233,24 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
-                            char *err) {
+/* wal_open's listing: note each segment file. */
+static int wal_open_entry(void *arg, const char *name) {
+  struct wal *w = (struct wal *)arg;
+  uint64_t first;
+  return wal_seg_name(name, &first) ? wal_seg_push(w, first) : URSULA_OK;
+}
+
+/* Whether path exists (an open that does not fail with ENOENT). */
+static int wal_exists(struct os_fs *fs, const char *path) {
+  int fd = fs->open(path, O_RDONLY, 0);
+  if (fd >= 0) fs->close(fd);
+  return fd >= 0 || errno != ENOENT;
+}
+
+URSULA_PRIVATE int wal_open(struct wal **out, struct env *env, const char *dir,
+                            int must_exist, char *err) {
+  struct os_fs *fs = (env != NULL ? env : env_real())->fs;
   struct wal *w;
-  DIR *d;
-  struct dirent *de;
-  struct stat st;
   char path[URSULA_PATH_LEN + 32];
   int rc;
   *out = NULL;
@@ -6042,27 +6258,28 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
     snprintf(err, URSULA_ERRMSG_LEN, "WAL directory path is too long");
     return URSULA_EINVAL;
   }
-  if (must_exist && stat(dir, &st) != 0) {
+  if (must_exist && !wal_exists(fs, dir)) {
     snprintf(err, URSULA_ERRMSG_LEN,
-             "%s is missing (%s), but the data directory says this group has "
-             "a log; not starting without it (restore it, or start on an "
+             "%s is missing, but the data directory says this group has a "
+             "log; not starting without it (restore it, or start on an "
              "empty --wal-dir to begin anew)",
-             dir, strerror(errno));
+             dir);
     return URSULA_ECORRUPT;
   }
-  if (os_mkdir(dir) != 0) {
+  if (fs->mkdir(dir, 0755) != 0 && errno != EEXIST) {
     snprintf(err, URSULA_ERRMSG_LEN, "mkdir %s: %s", dir, strerror(errno));
     return URSULA_EIO;
   }
   w = (struct wal *)URSULA_MALLOC(sizeof(*w));
   if (w == NULL) return URSULA_ENOMEM;
   memset(w, 0, sizeof(*w));
+  w->fs = fs;
   memcpy(w->dir, dir, strlen(dir) + 1);
   w->fd = -1;
   w->segment_bytes = WAL_SEGMENT_BYTES;
   w->first_index = 1;
   snprintf(path, sizeof(path), "%.1024s/state", dir);
-  if (stat(path, &st) == 0) {
+  if (wal_exists(fs, path)) {
     snprintf(err, URSULA_ERRMSG_LEN,
              "%s holds a log in WAL format 1 (written by an older ursula); "
              "this build reads format 2 only: read the data out with the "
@@ -6071,20 +6288,12 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
     URSULA_FREE(w);
     return URSULA_EINVAL;
   }
-  if ((d = opendir(dir)) == NULL) {
-    snprintf(err, URSULA_ERRMSG_LEN, "opendir %s: %s", dir, strerror(errno));
-    URSULA_FREE(w);
-    return URSULA_EIO;
-  }
-  rc = URSULA_OK;
-  while (rc == URSULA_OK && (de = readdir(d)) != NULL) {
-    uint64_t first;
-    if (wal_seg_name(de->d_name, &first)) rc = wal_seg_push(w, first);
-  }
-  closedir(d);
-  if (rc != URSULA_OK) {
+  rc = fs->list(dir, wal_open_entry, w);
+  if (rc != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "listing %s: %s", dir,
+             rc < 0 ? strerror(errno) : ursula_strerror(rc));
     wal_close(w);
-    return rc;
+    return rc < 0 ? URSULA_EIO : rc;
   }
   if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), wal_seg_cmp);
   if (w->n_segs > 0) w->first_index = w->segs[0].first_index;
@@ -6104,8 +6313,8 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
 URSULA_PRIVATE void wal_close(struct wal *w) {
   size_t i;
   if (w == NULL) return;
-  if (w->fd >= 0) os_fs()->close(w->fd);
-  for (i = 0; i < w->n_segs; i++) wal_seg_release(&w->segs[i]);
+  if (w->fd >= 0) w->fs->close(w->fd);
+  for (i = 0; i < w->n_segs; i++) wal_seg_release(w->fs, &w->segs[i]);
   URSULA_FREE(w->segs);
   buf_free(&w->rd);
   URSULA_FREE(w);
@@ -6212,7 +6421,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st, char *err) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   struct buf img;
   size_t i = 0;
   int rc, fn_rc = URSULA_OK, prev_sealed = 0;
@@ -6278,7 +6487,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                (unsigned long long)sg->first_index - 1);
       goto out;
     }
-    if ((rc = wal_read_path(path, &img)) != URSULA_OK) {
+    if ((rc = wal_read_path(w->fs, path, &img)) != URSULA_OK) {
       snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
       goto out;
     }
@@ -6363,10 +6572,10 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   if (sc.good < WAL_HEADER_BYTES) {
     /* the last segment's header is bad: a crash while it was created */
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
-    wal_seg_release(&w->segs[w->n_segs - 1]);
+    wal_seg_release(w->fs, &w->segs[w->n_segs - 1]);
     w->n_segs--;
     fs->unlink(path);
-    os_sync_dir(w->dir);
+    w->fs->sync_dir(w->dir);
     rc = wal_seg_create(w, last + 1);
     goto out;
   }
@@ -6438,7 +6647,7 @@ static int wal_seg_map(struct wal *w, size_t k) {
   memset(&img, 0, sizeof(img));
   memset(&sc, 0, sizeof(sc));
   wal_seg_path(w, sg->first_index, path, sizeof(path));
-  rc = wal_read_path(path, &img);
+  rc = wal_read_path(w->fs, path, &img);
   if (rc == URSULA_OK) {
     wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
              NULL, NULL, &fn_rc, &sc);
@@ -6457,7 +6666,7 @@ static int wal_seg_map(struct wal *w, size_t k) {
 
 /* Read the whole record of entry index into w->rd and check it. */
 static int wal_load_record(struct wal *w, uint64_t index) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   size_t k;
   struct wal_seg *sg;
   unsigned char h[WAL_RECORD_HEADER];
@@ -6583,7 +6792,7 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   int e;
   if (w->failed) return URSULA_EIO;
   if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
-  if ((e = wal_pwrite_all(w->fd, p, len, w->written)) != 0)
+  if ((e = wal_pwrite_all(w->fs, w->fd, p, len, w->written)) != 0)
     return wal_fail(w, e);
   w->written += (off_t)len;
   w->since_snap += len;
@@ -6609,12 +6818,12 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
 
 URSULA_PRIVATE int wal_flush(struct wal *w) {
   int fd = wal_flush_fd(w), e = 0;
-  if (fd >= 0 && os_fs()->sync(fd) != 0) e = errno;
+  if (fd >= 0 && w->fs->sync(fd) != 0) e = errno;
   return wal_flush_done(w, e);
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   char path[URSULA_PATH_LEN + 32];
   struct buf img;
   struct wal_seg *sg;
@@ -6630,7 +6839,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
     return wal_errno_code(errno);
   memset(&img, 0, sizeof(img));
   memset(&sc, 0, sizeof(sc));
-  rc = wal_read_path(path, &img);
+  rc = wal_read_path(w->fs, path, &img);
   if (rc == URSULA_OK) {
     sc.last_term = 0;
     wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
@@ -6650,8 +6859,8 @@ static int wal_append_hard(struct wal *w, uint64_t index) {
   unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
   int e;
   wal_hard_record(r, w->term, w->vote, index);
-  if ((e = wal_pwrite_all(w->fd, r, sizeof(r), w->size)) != 0 ||
-      (os_fs()->sync(w->fd) != 0 && (e = errno) != 0))
+  if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0 ||
+      (w->fs->sync(w->fd) != 0 && (e = errno) != 0))
     return wal_errno_code(e);
   w->size = w->written = w->size + (off_t)sizeof(r);
   return URSULA_OK;
@@ -6677,11 +6886,11 @@ URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
 /* Open segment k (now the last) for writing as w->fd, its size `size`. */
 static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
   char path[URSULA_PATH_LEN + 32];
-  if (w->fd >= 0) os_fs()->close(w->fd);
-  if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
+  if (w->fd >= 0) w->fs->close(w->fd);
+  if (w->segs[k].fd >= 0) w->fs->close(w->segs[k].fd);
   w->segs[k].fd = -1;
   wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-  w->fd = os_fs()->open(path, O_RDWR, 0);
+  w->fd = w->fs->open(path, O_RDWR, 0);
   if (w->fd < 0) return wal_errno_code(errno);
   w->size = w->written = size;
   return URSULA_OK;
@@ -6694,7 +6903,7 @@ static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
 static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
   int rc = wal_reopen_last(w, k, at);
   if (rc != URSULA_OK) return rc;
-  if (os_fs()->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
+  if (w->fs->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
   return wal_append_hard(w, last);
 }
 
@@ -6703,14 +6912,14 @@ static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
 ** over the segment, the directory synced.  A crash leaves the old segment
 ** or the new one, never a segment whose latest HARD record was cut. */
 static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 40];
   struct buf img;
   int fd, e = 0, rc;
   memset(&img, 0, sizeof(img));
   wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  rc = wal_read_path(path, &img);
+  rc = wal_read_path(w->fs, path, &img);
   if (rc == URSULA_OK && img.len < (size_t)at) rc = URSULA_ECORRUPT;
   if (rc == URSULA_OK) rc = buf_reserve(&img, WAL_RECORD_HEADER + WAL_HARD_BYTES);
   if (rc != URSULA_OK) {
@@ -6722,11 +6931,11 @@ static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
   img.len += WAL_RECORD_HEADER + WAL_HARD_BYTES;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) e = errno;
-  if (e == 0) e = wal_pwrite_all(fd, img.ptr, img.len, 0);
+  if (e == 0) e = wal_pwrite_all(w->fs, fd, img.ptr, img.len, 0);
   if (e == 0 && fs->sync(fd) != 0) e = errno;
   if (fd >= 0) fs->close(fd);
   if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
-  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno ? errno : EIO;
+  if (e == 0 && w->fs->sync_dir(w->dir) != 0) e = errno ? errno : EIO;
   if (e != 0) fs->unlink(tmp);
   buf_free(&img);
   if (e != 0) return wal_errno_code(e);
@@ -6738,22 +6947,22 @@ static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
 static int wal_unsealed_size(struct wal *w, size_t k, off_t *size) {
   char path[URSULA_PATH_LEN + 32];
   unsigned char r[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
-  struct stat st;
+  uint64_t sz;
   uint32_t n;
   int fd;
   ssize_t got;
   wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-  fd = os_fs()->open(path, O_RDONLY, 0);
+  fd = w->fs->open(path, O_RDONLY, 0);
   if (fd < 0) return wal_errno_code(errno);
-  if (fstat(fd, &st) != 0) {
-    os_fs()->close(fd);
+  if (w->fs->size(fd, &sz) != 0) {
+    w->fs->close(fd);
     return URSULA_EIO;
   }
-  *size = st.st_size;
-  got = st.st_size >= (off_t)sizeof(r)
-            ? os_fs()->pread(fd, r, sizeof(r), st.st_size - (off_t)sizeof(r))
+  *size = (off_t)sz;
+  got = sz >= sizeof(r)
+            ? w->fs->pread(fd, r, sizeof(r), (off_t)(sz - sizeof(r)))
             : -1;
-  os_fs()->close(fd);
+  w->fs->close(fd);
   if (got == (ssize_t)sizeof(r) && wal_record_ok(r, sizeof(r), &n) &&
       r[8] == WAL_SEAL)
     *size -= (off_t)sizeof(r);
@@ -6780,9 +6989,9 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
                            w->segs[prev + 1].first_index - 1)) != URSULA_OK)
       return rc;
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
-    wal_seg_release(&w->segs[w->n_segs - 1]);
+    wal_seg_release(w->fs, &w->segs[w->n_segs - 1]);
     w->n_segs--;
-    if (os_fs()->unlink(path) != 0 || os_sync_dir(w->dir) != 0)
+    if (w->fs->unlink(path) != 0 || w->fs->sync_dir(w->dir) != 0)
       return wal_errno_code(errno);
   }
   k = w->n_segs - 1;
@@ -6819,16 +7028,16 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   if (drop == 0) return URSULA_OK;
   for (k = 0; k < drop && rc == URSULA_OK; k++) { /* from the front */
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-    if (os_fs()->unlink(path) != 0 && errno != ENOENT)
+    if (w->fs->unlink(path) != 0 && errno != ENOENT)
       rc = wal_errno_code(errno);
   }
   drop = k - (rc != URSULA_OK); /* the failed one stays listed */
-  for (k = 0; k < drop; k++) wal_seg_release(&w->segs[k]);
+  for (k = 0; k < drop; k++) wal_seg_release(w->fs, &w->segs[k]);
   memmove(w->segs, w->segs + drop, (w->n_segs - drop) * sizeof(*w->segs));
   w->n_segs -= drop;
   w->first_index = w->segs[0].first_index;
   if (w->rd_index < w->first_index) w->rd_index = 0;
-  os_sync_dir(w->dir);
+  w->fs->sync_dir(w->dir);
   return rc;
 }
 
@@ -8248,7 +8457,15 @@ URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st) {
 ** core: requests (struct cold_req) go to a queue served by
 ** URSULA_COLD_THREADS threads, each with its own S3 connection, and each
 ** result is posted back to the requesting core's mailbox.  An outage is
-** logged once when it starts and once when it ends.
+** logged once when it starts and once when it ends.  Built with
+** URSULA_ENABLE_THREADS=0 there are no threads: cold_submit() carries
+** the request out on the caller, blocking it (one S3 connection, kept),
+** and posts the result to the reply loop all the same, so the requester
+** sees it on a later turn exactly as with threads.
+**
+** FILES.  The folder is reached only through the file-system table of
+** the env given to cold_open() (os.c), so tests and simulators can
+** replace it.
 **
 ** THE CACHE.  Each core keeps the chunks its groups fetched, up to a byte
 ** budget, least recently used out first (cold_cache_*).  One thread.
@@ -8329,8 +8546,15 @@ URSULA_PRIVATE void cold_req_free(struct cold_req *r) {
 
 /* ------------------------------------------------------------ the folder */
 
+#if URSULA_ENABLE_THREADS
+#define COLD_THREADS URSULA_COLD_THREADS
+#else
+#define COLD_THREADS 0 /* cold_submit() runs each request itself */
+#endif
+
 struct cold {
   const struct ursula_config *cfg;
+  struct os_fs *fs; /* the env's: every file call of the folder */
   int use_s3;
   struct tls_anchors *anchors;
   struct s3_config s3;
@@ -8341,6 +8565,7 @@ struct cold {
   int down; /* the store is failing: logged once */
   int n_threads;
   pthread_t threads[URSULA_COLD_THREADS];
+  struct s3_client *inline_cl; /* without threads: the S3 connection */
 };
 
 /* The file of object `name` in the folder, into path. */
@@ -8349,13 +8574,19 @@ static void cold_dir_path(const struct cold *c, const char *name, char *path,
   snprintf(path, cap, "%s/%s", c->cfg->cold_dir, name);
 }
 
+/* mkdir of path; 0 also if it exists. */
+static int cold_mkdir(struct cold *c, const char *path) {
+  if (c->fs->mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  return -1;
+}
+
 /* mkdir -p of the directories in path before its last '/'. */
-static int cold_dir_parents(char *path) {
+static int cold_dir_parents(struct cold *c, char *path) {
   char *p;
   for (p = path + 1; *p != '\0'; p++) {
     if (*p != '/') continue;
     *p = '\0';
-    if (os_mkdir(path) != 0) {
+    if (cold_mkdir(c, path) != 0) {
       *p = '/';
       return -1;
     }
@@ -8366,12 +8597,12 @@ static int cold_dir_parents(char *path) {
 
 static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 4], *slash;
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = c->fs;
   size_t off = 0;
   int fd;
   cold_dir_path(c, r->name, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  if (cold_dir_parents(path) != 0) goto fail;
+  if (cold_dir_parents(c, path) != 0) goto fail;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) goto fail;
   while (off < r->data.len) {
@@ -8391,7 +8622,7 @@ static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   if (fs->close(fd) != 0 || fs->rename(tmp, path) != 0) goto fail;
   slash = strrchr(path, '/');
   *slash = '\0';
-  if (os_sync_dir(path) != 0) goto fail;
+  if (fs->sync_dir(path) != 0) goto fail;
   return URSULA_OK;
 fail:
   snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.60s: %s", c->cfg->cold_dir,
@@ -8401,20 +8632,26 @@ fail:
 
 static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
-  struct stat stbuf;
+  struct os_fs *fs = c->fs;
+  uint64_t size = 0;
   int fd, rc = URSULA_OK;
   size_t off = 0;
   cold_dir_path(c, r->name, path, sizeof(path));
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0 && errno == ENOENT) return URSULA_ENOTFOUND;
-  if (fd < 0 || fstat(fd, &stbuf) != 0) goto fail;
-  if (buf_reserve(&r->data, (size_t)stbuf.st_size) != URSULA_OK) {
-    close(fd);
+  if (fd < 0) goto fail;
+  if (fs->size(fd, &size) != 0) {
+    fs->close(fd);
+    goto fail;
+  }
+  if (size > (uint64_t)SIZE_MAX / 2 ||
+      buf_reserve(&r->data, (size_t)size) != URSULA_OK) {
+    fs->close(fd);
     return URSULA_ENOMEM;
   }
-  while (off < (size_t)stbuf.st_size) {
-    ssize_t n = os_fs()->pread(fd, r->data.ptr + off,
-                               (size_t)stbuf.st_size - off, (off_t)off);
+  while (off < (size_t)size) {
+    ssize_t n =
+        fs->pread(fd, r->data.ptr + off, (size_t)size - off, (off_t)off);
     if (n <= 0) {
       if (n == 0) errno = EIO;
       rc = -1;
@@ -8422,7 +8659,7 @@ static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
     }
     off += (size_t)n;
   }
-  close(fd);
+  fs->close(fd);
   r->data.len = off;
   if (rc == URSULA_OK) return URSULA_OK;
 fail:
@@ -8434,43 +8671,63 @@ fail:
 static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
   cold_dir_path(c, r->name, path, sizeof(path));
-  if (unlink(path) != 0 && errno != ENOENT) {
+  if (c->fs->unlink(path) != 0 && errno != ENOENT) {
     snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
              c->cfg->cold_dir, r->name, strerror(errno));
     return URSULA_EIO;
   }
   slash = strrchr(path, '/');
   *slash = '\0';
-  (void)rmdir(path); /* the stream's folder, once empty */
+  (void)c->fs->rmdir(path); /* the stream's folder, once empty */
   return URSULA_OK;
 }
 
-/* LIST of a group's prefix "gNNNNN/": every file two levels below. */
-static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
+/* LIST of a group's prefix "gNNNNN/": every file two levels below.  The
+** group's folder lists its streams' folders (cold_dir_listed_top), each
+** of which lists its chunks (cold_dir_listed). */
+struct cold_dir_list_ctx {
+  struct cold *c;
+  struct cold_req *r;
+  const char *sub; /* the stream folder being listed */
+};
+
+static int cold_dir_listed(void *arg, const char *name) {
+  struct cold_dir_list_ctx *x = (struct cold_dir_list_ctx *)arg;
+  if (name[0] == '.') return 0;
+  if (buf_printf(&x->r->data, "%s%s/%s", x->r->name, x->sub, name) !=
+          URSULA_OK ||
+      buf_append(&x->r->data, "", 1) != URSULA_OK)
+    return 1; /* out of memory */
+  return 0;
+}
+
+static int cold_dir_listed_top(void *arg, const char *name) {
+  struct cold_dir_list_ctx *x = (struct cold_dir_list_ctx *)arg;
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 264];
-  DIR *top, *sub;
-  struct dirent *d, *e;
+  if (name[0] == '.') return 0;
+  snprintf(path, sizeof(path), "%s/%s%s", x->c->cfg->cold_dir, x->r->name,
+           name);
+  x->sub = name;
+  /* not a folder, or gone meanwhile: nothing of ours in it */
+  return x->c->fs->list(path, cold_dir_listed, x) > 0 ? 1 : 0;
+}
+
+static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
+  struct cold_dir_list_ctx x;
+  int rc;
+  x.c = c;
+  x.r = r;
+  x.sub = "";
   cold_dir_path(c, r->name, path, sizeof(path));
-  top = opendir(path);
-  if (top == NULL) {
+  rc = c->fs->list(path, cold_dir_listed_top, &x);
+  if (rc > 0) return URSULA_ENOMEM;
+  if (rc < 0) {
     if (errno == ENOENT) return URSULA_OK; /* nothing yet */
     snprintf(err, URSULA_ERRMSG_LEN, "listing %.200s: %s", path,
              strerror(errno));
     return URSULA_EIO;
   }
-  while ((d = readdir(top)) != NULL) {
-    if (d->d_name[0] == '.') continue;
-    snprintf(path, sizeof(path), "%s/%s%s", c->cfg->cold_dir, r->name,
-             d->d_name);
-    if ((sub = opendir(path)) == NULL) continue;
-    while ((e = readdir(sub)) != NULL) {
-      if (e->d_name[0] == '.') continue;
-      buf_printf(&r->data, "%s%s/%s", r->name, d->d_name, e->d_name);
-      buf_append(&r->data, "", 1);
-    }
-    closedir(sub);
-  }
-  closedir(top);
   return URSULA_OK;
 }
 
@@ -8553,10 +8810,33 @@ static void cold_note(struct cold *c, int ok, const char *what) {
   (void)what;
 }
 
+/* Carry out r (on a cold thread, or on the submitter without threads),
+** with the S3 connection *cl (opened on first use), and post it back. */
+static void cold_do(struct cold *c, struct s3_client **cl,
+                    struct cold_req *r) {
+  char err[URSULA_ERRMSG_LEN];
+  err[0] = '\0';
+  if (!c->use_s3) {
+    r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
+            : r->op == COLD_GET    ? cold_dir_get(c, r, err)
+            : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
+                                   : cold_dir_list(c, r, err);
+  } else if (*cl == NULL &&
+             (r->rc = s3_client_new(cl, &c->s3, err)) != URSULA_OK) {
+    *cl = NULL;
+  } else {
+    r->rc = cold_s3_do(c, *cl, r, err);
+  }
+  if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
+    snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
+  cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
+  loop_post(r->reply, &r->msg);
+}
+
+#if URSULA_ENABLE_THREADS
 static void *cold_thread_main(void *arg) {
   struct cold *c = (struct cold *)arg;
   struct s3_client *cl = NULL;
-  char err[URSULA_ERRMSG_LEN];
   for (;;) {
     struct cold_req *r;
     pthread_mutex_lock(&c->mu);
@@ -8569,29 +8849,20 @@ static void *cold_thread_main(void *arg) {
     c->head = r->next;
     if (c->head == NULL) c->tail = NULL;
     pthread_mutex_unlock(&c->mu);
-    err[0] = '\0';
-    if (!c->use_s3) {
-      r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
-              : r->op == COLD_GET    ? cold_dir_get(c, r, err)
-              : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
-                                     : cold_dir_list(c, r, err);
-    } else if (cl == NULL &&
-               (r->rc = s3_client_new(&cl, &c->s3, err)) != URSULA_OK) {
-      cl = NULL;
-    } else {
-      r->rc = cold_s3_do(c, cl, r, err);
-    }
-    if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
-      snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
-    cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
-    loop_post(r->reply, &r->msg);
+    cold_do(c, &cl, r);
   }
   s3_client_free(cl);
   return NULL;
 }
+#endif
 
+/* Queue r for the threads; without threads, carry it out now. */
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r) {
   r->next = NULL;
+  if (c->n_threads == 0) {
+    cold_do(c, &c->inline_cl, r);
+    return;
+  }
   pthread_mutex_lock(&c->mu);
   if (c->tail != NULL)
     c->tail->next = r;
@@ -8603,12 +8874,13 @@ URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r) {
 }
 
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
-                             char *err) {
+                             struct env *env, char *err) {
   struct cold *c = (struct cold *)URSULA_MALLOC(sizeof(*c));
   int i, rc;
   if (c == NULL) return URSULA_ENOMEM;
   memset(c, 0, sizeof(*c));
   c->cfg = cfg;
+  c->fs = (env != NULL ? env : env_real())->fs;
   c->use_s3 = cfg->s3_endpoint[0] != '\0';
   if (c->use_s3) {
     if (strncmp(cfg->s3_endpoint, "https://", 8) == 0) {
@@ -8630,7 +8902,7 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
     c->s3.virtual_host = 0;
     c->s3.timeout_ms = 10000;
     c->s3.max_attempts = 3;
-  } else if (os_mkdir(cfg->cold_dir) != 0) {
+  } else if (cold_mkdir(c, cfg->cold_dir) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "--cold-dir %.200s: %s", cfg->cold_dir,
              strerror(errno));
     URSULA_FREE(c);
@@ -8638,11 +8910,13 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
   }
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->cv, NULL);
-  for (i = 0; i < URSULA_COLD_THREADS; i++) {
+  for (i = 0; i < COLD_THREADS; i++) {
+#if URSULA_ENABLE_THREADS
     if (pthread_create(&c->threads[i], NULL, cold_thread_main, c) != 0) break;
+#endif
     c->n_threads++;
   }
-  if (c->n_threads == 0) {
+  if (COLD_THREADS > 0 && c->n_threads == 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "cold tier: cannot start a thread");
     cold_close(c);
     return URSULA_ESYS;
@@ -8666,6 +8940,7 @@ URSULA_PRIVATE void cold_close(struct cold *c) {
   }
   pthread_cond_destroy(&c->cv);
   pthread_mutex_destroy(&c->mu);
+  s3_client_free(c->inline_cl);
   tls_anchors_free(c->anchors);
   URSULA_FREE(c);
 }
@@ -8757,6 +9032,8 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
   /* the newest entry stays even when it alone is over the budget */
   while (k->bytes > k->max_bytes && k->tail != e) cold_cache_drop(k, k->tail);
 }
+
+#undef COLD_THREADS
 /**** End src/cold.c ****/
 /**** Begin src/group.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -8854,6 +9131,7 @@ struct group_fetch {
 struct group {
   int id;
   int owner_core;
+  struct env *env; /* the node's clocks and file system */
   struct stream_state sm;
   struct wal *wal;     /* NULL: the log lives in memory only */
   uint64_t term;       /* term of new entries (1 until Raft) */
@@ -8891,6 +9169,15 @@ struct group {
 };
 
 static void group_fetch_chunk(struct core *c, struct group *g, struct job *j);
+
+/* The node's clocks: monotonic ms (durations), Unix ms (stamped into
+** commands, compared with TTLs). */
+static uint64_t group_mono(const struct group *g) {
+  return g->env->mono_ms(g->env);
+}
+static uint64_t group_wall(const struct group *g) {
+  return g->env->wall_ms(g->env);
+}
 static void group_delete_objects(struct core *c, struct group *g,
                                  const struct buf *names);
 
@@ -8932,12 +9219,14 @@ URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j) {
   server_send(c, server_owner_of(c->srv, gid), &j->msg);
 }
 
-URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
+URSULA_PRIVATE struct group *group_new(int id, int owner_core,
+                                       struct env *env) {
   struct group *g = (struct group *)URSULA_MALLOC(sizeof(*g));
   if (g == NULL) return NULL;
   memset(g, 0, sizeof(*g));
   g->id = id;
   g->owner_core = owner_core;
+  g->env = env != NULL ? env : env_real();
   g->term = 1;
   stream_state_init(&g->sm);
   return g;
@@ -8965,7 +9254,7 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   stream_apply(&g->sm, e->index, &cmd, &g->res);
   stream_evict(&g->sm, g->hot_max);
   if ((e->index & 4095) == 0) {
-    uint64_t now = os_now_ms();
+    uint64_t now = group_mono(g);
     if (now - rp->last_report_ms >= 2000) {
       LOG_I("group %d: recovering, %llu entries so far (%.1f s)", g->id,
             (unsigned long long)(e->index - wal_first_index(g->wal) + 1),
@@ -8996,7 +9285,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   struct group_replay rp;
   struct wal_stats st;
   char why[URSULA_ERRMSG_LEN];
-  int rc = wal_open(&g->wal, dir, must_exist, why);
+  int rc = wal_open(&g->wal, g->env, dir, must_exist, why);
   if (rc != URSULA_OK) {
     snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
     return rc;
@@ -9006,7 +9295,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   g->sm.read_cold = group_read_cold;
   g->sm.read_ctx = g;
   rp.g = g;
-  rp.started_ms = rp.last_report_ms = os_now_ms();
+  rp.started_ms = rp.last_report_ms = group_mono(g);
   why[0] = '\0';
   rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st, why);
   if (rc != URSULA_OK) {
@@ -9045,7 +9334,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
-          (int)g->sm.n, (unsigned long long)(os_now_ms() - rp.started_ms));
+          (int)g->sm.n, (unsigned long long)(group_mono(g) - rp.started_ms));
   return URSULA_OK;
 }
 
@@ -9286,7 +9575,7 @@ static uint64_t group_compact_upto(struct group *g) {
 ** before the snapshot that hold no unit's bytes. */
 static void group_snapshot(struct group *g) {
   struct buf b;
-  uint64_t t0 = os_now_ms();
+  uint64_t t0 = group_mono(g);
   int rc;
   memset(&b, 0, sizeof(b));
   rc = stream_snapshot(&g->sm, &b);
@@ -9305,7 +9594,7 @@ static void group_snapshot(struct group *g) {
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
         (unsigned long long)g->applied_index,
         (unsigned long long)g->snapshot_size,
-        (unsigned long long)(os_now_ms() - t0),
+        (unsigned long long)(group_mono(g) - t0),
         rc == URSULA_OK ? "" : "; compaction failed");
   (void)t0;
 }
@@ -9550,7 +9839,7 @@ static struct stream *group_read_target(struct core *c, struct group *g,
 }
 
 static void group_read(struct core *c, struct group *g, struct job *j) {
-  uint64_t now = os_wall_ms(), start, end;
+  uint64_t now = group_wall(g), start, end;
   int rc;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
@@ -9703,7 +9992,7 @@ static void group_fork_collect(struct core *c, struct group *g, struct job *j) {
 }
 
 /* Point the views of j->cmd at j's own fields. */
-static void group_bind_cmd(struct job *j) {
+static void group_bind_cmd(struct group *g, struct job *j) {
   struct cmd *m = &j->cmd;
   m->path.ptr = j->path;
   m->path.len = j->path_len;
@@ -9718,7 +10007,7 @@ static void group_bind_cmd(struct job *j) {
   m->inherited.len = j->inherit.len;
   m->n_bounds = j->bounds.len / sizeof(uint64_t);
   m->bounds = (const uint64_t *)(void *)j->bounds.ptr;
-  m->time_ms = os_wall_ms();
+  m->time_ms = group_wall(g);
 }
 
 /* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
@@ -9759,7 +10048,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     memset(&acq, 0, sizeof(acq));
     acq.type = CMD_FORK_ACQUIRE;
     acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
-    acq.time_ms = os_wall_ms();
+    acq.time_ms = group_wall(g);
     acq.path = util_str(j->fork_source);
     acq.content_type = util_str(j->content_type);
     acq.fork_offset = j->cmd.fork_offset;
@@ -9791,7 +10080,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       group_fail(c, j, 500, "unknown job");
       return;
   }
-  group_bind_cmd(j);
+  group_bind_cmd(g, j);
   group_propose(c, g, &j->cmd,
                 j->stage == 2 ? group_ignore_done : group_after_change, j);
 }
@@ -9838,7 +10127,7 @@ static void group_delete_objects(struct core *c, struct group *g,
 static void group_cold_backoff(struct group *g) {
   g->cold_backoff_ms = g->cold_backoff_ms ? g->cold_backoff_ms * 2 : 1000;
   if (g->cold_backoff_ms > 30000) g->cold_backoff_ms = 30000;
-  g->cold_retry_ms = os_wall_ms() + g->cold_backoff_ms;
+  g->cold_retry_ms = group_wall(g) + g->cold_backoff_ms;
 }
 
 /* stream_state's read_chunk: the chunk from the core's cache, or the
@@ -9937,7 +10226,7 @@ static void group_cold_done(struct core *c, struct group *g,
   struct cold_req *q = (struct cold_req *)arg;
   struct str path;
   struct stream *s;
-  uint64_t now = os_wall_ms();
+  uint64_t now = group_wall(g);
   path.ptr = q->path.ptr;
   path.len = q->path.len;
   s = stream_find(&g->sm, path);
@@ -9975,7 +10264,7 @@ static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
   g->cold_backoff_ms = 0;
   memset(&cmd, 0, sizeof(cmd));
   cmd.type = CMD_COLD;
-  cmd.time_ms = os_wall_ms();
+  cmd.time_ms = group_wall(g);
   cmd.path.ptr = q->path.ptr;
   cmd.path.len = q->path.len;
   cmd.incarnation = q->incarnation;
@@ -10093,7 +10382,7 @@ done:
 
 /* Once a second: the start-up sweep, then moving data. */
 static void group_cold_tick(struct core *c, struct group *g) {
-  uint64_t now = os_wall_ms();
+  uint64_t now = group_wall(g);
   size_t k;
   if (g->cold == NULL || now < g->cold_retry_ms) return;
   if (!g->cold_ready) {
@@ -10136,7 +10425,7 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g) {
 }
 
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
-  uint64_t now = os_wall_ms();
+  uint64_t now = group_wall(g);
   size_t i;
   /* segments freed by deletions or moves go now, not at the next
   ** snapshot the log's growth would bring (which may never come) */
@@ -10591,7 +10880,8 @@ static void api_arm_idle(struct api_conn *cn) {
 ** client already holds that interval or a later one, a value strictly
 ** greater by a random 1..180 intervals, so cached responses never loop. */
 static uint64_t api_cursor(struct api_conn *cn) {
-  uint64_t now = os_wall_ms(), cur = 0;
+  struct env *env = cn->core->srv->env;
+  uint64_t now = env->wall_ms(env), cur = 0;
   if (now > API_CURSOR_EPOCH_MS)
     cur = (now - API_CURSOR_EPOCH_MS) / API_CURSOR_INTERVAL_MS;
   if (cn->has_cursor && cn->cursor >= cur) {
@@ -11813,6 +12103,18 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 ** run at the end of the current loop turn.  No lock is taken on the
 ** request path other than the mailbox's queue lock.
 **
+** WITHOUT THREADS (URSULA_ENABLE_THREADS=0) there is one core, whose loop
+** runs in ursula_server_wait() on the caller, and the server starts no
+** thread at all: recovery replays the groups one after another, a WAL
+** sync runs on the core itself (its result still comes back as a message
+** on the next turn, as from a syncer thread), and the cold tier carries
+** out each request on the core (cold.c).
+**
+** ENVIRONMENT.  A server reads clocks and reaches the file system through
+** its env (os.c): env_real() for ursula_server_start(), a simulator's
+** own through server_start().  Its loops get it, and so does the cold
+** tier.  (The lock on --wal-dir is a real flock() on the real directory.)
+**
 ** SHUTDOWN.  ursula_server_stop() raises a flag and wakes every loop.  Each
 ** core then stops accepting, closes idle connections, ends live readers
 ** and finishes requests in flight (api_drain).  A core with no connections
@@ -11880,7 +12182,8 @@ struct server_sync {
   struct loop *owner;
   int gid;
   int fd;
-  int sync_errno; /* 0: the sync worked */
+  struct os_fs *fs; /* the server env's */
+  int sync_errno;   /* 0: the sync worked */
 };
 
 struct server_syncer {
@@ -11892,6 +12195,7 @@ struct server_syncer {
   pthread_t threads[URSULA_SYNC_THREADS];
 };
 
+#if URSULA_ENABLE_THREADS
 static void *server_syncer_main(void *arg) {
   struct server_syncer *y = (struct server_syncer *)arg;
   pthread_mutex_lock(&y->mu);
@@ -11903,13 +12207,14 @@ static void *server_syncer_main(void *arg) {
     y->head = q->next;
     if (y->head == NULL) y->tail = NULL;
     pthread_mutex_unlock(&y->mu);
-    q->sync_errno = os_fs()->sync(q->fd) != 0 ? errno : 0;
+    q->sync_errno = q->fs->sync(q->fd) != 0 ? errno : 0;
     loop_post(q->owner, &q->msg);
     pthread_mutex_lock(&y->mu);
   }
   pthread_mutex_unlock(&y->mu);
   return NULL;
 }
+#endif
 
 static void server_syncer_stop(struct server_syncer *y) {
   int i;
@@ -11924,7 +12229,10 @@ static void server_syncer_stop(struct server_syncer *y) {
   URSULA_FREE(y);
 }
 
+/* Start the syncer threads; without threads, none (s->syncer stays NULL
+** and the cores sync themselves). */
 static int server_syncer_start(struct ursula_server *s, char *err) {
+#if URSULA_ENABLE_THREADS
   struct server_syncer *y;
   int i;
   y = (struct server_syncer *)URSULA_MALLOC(sizeof(*y));
@@ -11941,6 +12249,10 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
     y->n_threads++;
   }
   s->syncer = y;
+#else
+  (void)s;
+  (void)err;
+#endif
   return URSULA_OK;
 }
 
@@ -11953,14 +12265,17 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   URSULA_FREE(q);
 }
 
-/* Queue the sync of fd for group gid (owned by c); without a syncer (or
-** memory for the request) it runs here and now. */
+/* Queue the sync of fd for group gid (owned by c).  Without syncer
+** threads it runs here and now, and its result is posted to c's own
+** loop: group_commit_done() runs on the next turn, from the same message
+** a syncer thread would post.  Without memory for the request it runs
+** here and group_commit_done() at once. */
 static void server_start_sync(struct core *c, int gid, int fd) {
   struct server_syncer *y = c->srv->syncer;
+  struct os_fs *fs = c->srv->env->fs;
   struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
-  if (q == NULL || y == NULL) {
-    int e = os_fs()->sync(fd) != 0 ? errno : 0;
-    URSULA_FREE(q);
+  if (q == NULL) {
+    int e = fs->sync(fd) != 0 ? errno : 0;
     group_commit_done(c, server_group(c->srv, gid), e);
     return;
   }
@@ -11969,7 +12284,13 @@ static void server_start_sync(struct core *c, int gid, int fd) {
   q->owner = c->loop;
   q->gid = gid;
   q->fd = fd;
+  q->fs = fs;
   c->n_flights++;
+  if (y == NULL) {
+    q->sync_errno = fs->sync(fd) != 0 ? errno : 0;
+    loop_post(c->loop, &q->msg);
+    return;
+  }
   pthread_mutex_lock(&y->mu);
   if (y->tail != NULL)
     y->tail->next = q;
@@ -12095,7 +12416,7 @@ static void server_free(struct ursula_server *s) {
 static int server_layout_write(struct ursula_server *s, char *err) {
   const char *dir = s->cfg.wal_dir;
   char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32], want[64];
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = s->env->fs;
   int fd;
   snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
   snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
@@ -12104,7 +12425,7 @@ static int server_layout_write(struct ursula_server *s, char *err) {
   if (fd < 0 ||
       fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
       fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
-      os_sync_dir(dir) != 0) {
+      fs->sync_dir(dir) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing layout: %s", dir,
              strerror(errno));
     return URSULA_EIO;
@@ -12117,9 +12438,10 @@ static int server_layout_write(struct ursula_server *s, char *err) {
 static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
   const char *dir = s->cfg.wal_dir;
   char path[URSULA_PATH_LEN + 32], want[64], have[64];
+  struct os_fs *fs = s->env->fs;
   int fd, n, groups = -1, version = -1;
   *existed = 0;
-  if (os_mkdir(dir) != 0) {
+  if (fs->mkdir(dir, 0755) != 0 && errno != EEXIST) {
     snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: %s", dir, strerror(errno));
     return URSULA_EIO;
   }
@@ -12132,10 +12454,10 @@ static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
   }
   snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
   snprintf(path, sizeof(path), "%s/layout", dir);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0) return URSULA_OK; /* a new directory */
-  n = (int)read(fd, have, sizeof(have) - 1);
-  close(fd);
+  n = (int)fs->pread(fd, have, sizeof(have) - 1, 0);
+  fs->close(fd);
   have[n > 0 ? n : 0] = '\0';
   *existed = 1;
   if (strcmp(have, want) == 0) return URSULA_OK;
@@ -12187,10 +12509,11 @@ static void *server_recover_main(void *arg) {
 }
 
 /* Open and replay every group's WAL, one thread per core (groups are
-** independent, so they recover in parallel). */
+** independent, so they recover in parallel); without threads, one group
+** after another on the caller. */
 static int server_recover(struct ursula_server *s, char *err) {
   struct server_recovery *r;
-  uint64_t t0 = os_now_ms();
+  uint64_t t0 = s->env->mono_ms(s->env);
   int i, n = s->n_cores, rc, existed;
   if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK) return rc;
   if (n > s->n_groups) n = s->n_groups;
@@ -12202,8 +12525,12 @@ static int server_recover(struct ursula_server *s, char *err) {
     r[i].step = n;
     r[i].must_exist = existed;
     r[i].err[0] = '\0';
+#if URSULA_ENABLE_THREADS
     r[i].started =
         pthread_create(&r[i].thread, NULL, server_recover_main, &r[i]) == 0;
+#else
+    r[i].started = 0;
+#endif
     if (!r[i].started) server_recover_main(&r[i]); /* do it here */
   }
   rc = URSULA_OK;
@@ -12218,7 +12545,7 @@ static int server_recover(struct ursula_server *s, char *err) {
   if (rc == URSULA_OK && !existed) rc = server_layout_write(s, err);
   if (rc == URSULA_OK)
     LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
-          (unsigned long long)(os_now_ms() - t0));
+          (unsigned long long)(s->env->mono_ms(s->env) - t0));
   (void)t0; /* when logging is compiled out */
   return rc;
 }
@@ -12293,7 +12620,7 @@ static int server_start_cold(struct ursula_server *s, char *err) {
              cfg->wal_dir, (unsigned long long)chunks);
     return URSULA_EINVAL;
   }
-  if ((rc = cold_open(&s->cold, cfg, err)) != URSULA_OK) return rc;
+  if ((rc = cold_open(&s->cold, cfg, s->env, err)) != URSULA_OK) return rc;
   for (i = 0; i < s->n_cores; i++) {
     s->cores[i].cold_cache =
         cold_cache_new((uint64_t)cfg->cold_cache_bytes / (uint64_t)s->n_cores);
@@ -12311,8 +12638,9 @@ static int server_start_cold(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-URSULA_API int ursula_server_start(const struct ursula_config *cfg,
-                                   struct ursula_server **out, char *err) {
+URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
+                                struct env *env, struct ursula_server **out,
+                                char *err) {
   struct ursula_server *s;
   int i, rc = URSULA_OK;
   char tmp[URSULA_ERRMSG_LEN];
@@ -12322,6 +12650,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   if (s == NULL) return URSULA_ENOMEM;
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
+  s->env = env != NULL ? env : env_real();
   s->listen_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -12344,7 +12673,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   memset(s->groups, 0, sizeof(*s->groups) * (size_t)s->n_groups);
   memset(s->cores, 0, sizeof(*s->cores) * (size_t)s->n_cores);
   for (i = 0; i < s->n_groups; i++) {
-    if ((s->groups[i] = group_new(i, i % s->n_cores)) == NULL) {
+    if ((s->groups[i] = group_new(i, i % s->n_cores, s->env)) == NULL) {
       rc = URSULA_ENOMEM;
       goto fail;
     }
@@ -12384,13 +12713,13 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       rc = URSULA_ENOMEM;
       goto fail;
     }
-    if ((rc = loop_open(&c->loop, i, err)) != URSULA_OK) goto fail;
+    if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
         URSULA_OK)
       goto fail;
     c->listening = 1;
-    loop_timer_set(c->loop, &c->sweep_timer, os_now_ms() + 1000,
+    loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
   }
 #if URSULA_ENABLE_THREADS
@@ -12419,6 +12748,11 @@ fail:
     snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
   server_free(s);
   return rc;
+}
+
+URSULA_API int ursula_server_start(const struct ursula_config *cfg,
+                                   struct ursula_server **out, char *err) {
+  return server_start(cfg, NULL, out, err);
 }
 
 URSULA_API int ursula_server_port(const struct ursula_server *srv) {
@@ -12456,6 +12790,9 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** ursula_main() parses flags, starts the server, and waits for SIGINT or
 ** SIGTERM on a thread of its own (the signals are blocked everywhere else,
 ** so no handler runs inside a core), then stops the server gracefully.
+** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
+** instead: ursula_server_stop() is a flag store and a pipe write per
+** loop, both async-signal-safe, and the signal is logged after the stop.
 */
 
 
@@ -12464,6 +12801,7 @@ struct main_sig {
   sigset_t set;
 };
 
+#if URSULA_ENABLE_THREADS
 static void *main_sig_thread(void *arg) {
   struct main_sig *ms = (struct main_sig *)arg;
   int sig = 0;
@@ -12473,6 +12811,18 @@ static void *main_sig_thread(void *arg) {
   }
   return NULL;
 }
+#else
+static struct ursula_server *volatile main_srv;
+static volatile sig_atomic_t main_signal;
+
+/* The first signal stops the server; later ones find main_srv NULL. */
+static void main_on_signal(int sig) {
+  struct ursula_server *srv = main_srv;
+  main_srv = NULL;
+  if (main_signal == 0) main_signal = sig;
+  if (srv != NULL) ursula_server_stop(srv);
+}
+#endif
 
 URSULA_API int ursula_main(int argc, char **argv) {
   struct ursula_config cfg;
@@ -12507,6 +12857,7 @@ URSULA_API int ursula_main(int argc, char **argv) {
     return 1;
   }
   ms.srv = srv;
+#if URSULA_ENABLE_THREADS
   if (pthread_create(&sig_thread, NULL, main_sig_thread, &ms) != 0) {
     fprintf(stderr, "ursula: cannot start the signal thread\n");
     ursula_server_stop(srv);
@@ -12516,6 +12867,21 @@ URSULA_API int ursula_main(int argc, char **argv) {
   rc = ursula_server_wait(srv);
   pthread_kill(sig_thread, SIGUSR2);
   pthread_join(sig_thread, NULL);
+#else
+  {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = main_on_signal;
+    sigemptyset(&sa.sa_mask);
+    main_srv = srv;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &ms.set, NULL);
+    (void)sig_thread;
+  }
+  rc = ursula_server_wait(srv);
+  if (main_signal != 0) LOG_I("stopped by signal %d", (int)main_signal);
+#endif
   return rc == URSULA_OK ? 0 : 1;
 }
 

@@ -409,7 +409,8 @@ static void api_arm_idle(struct api_conn *cn) {
 ** client already holds that interval or a later one, a value strictly
 ** greater by a random 1..180 intervals, so cached responses never loop. */
 static uint64_t api_cursor(struct api_conn *cn) {
-  uint64_t now = os_wall_ms(), cur = 0;
+  struct env *env = cn->core->srv->env;
+  uint64_t now = env->wall_ms(env), cur = 0;
   if (now > API_CURSOR_EPOCH_MS)
     cur = (now - API_CURSOR_EPOCH_MS) / API_CURSOR_INTERVAL_MS;
   if (cn->has_cursor && cn->cursor >= cur) {

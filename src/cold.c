@@ -37,7 +37,15 @@
 ** core: requests (struct cold_req) go to a queue served by
 ** URSULA_COLD_THREADS threads, each with its own S3 connection, and each
 ** result is posted back to the requesting core's mailbox.  An outage is
-** logged once when it starts and once when it ends.
+** logged once when it starts and once when it ends.  Built with
+** URSULA_ENABLE_THREADS=0 there are no threads: cold_submit() carries
+** the request out on the caller, blocking it (one S3 connection, kept),
+** and posts the result to the reply loop all the same, so the requester
+** sees it on a later turn exactly as with threads.
+**
+** FILES.  The folder is reached only through the file-system table of
+** the env given to cold_open() (os.c), so tests and simulators can
+** replace it.
 **
 ** THE CACHE.  Each core keeps the chunks its groups fetched, up to a byte
 ** budget, least recently used out first (cold_cache_*).  One thread.
@@ -118,8 +126,15 @@ URSULA_PRIVATE void cold_req_free(struct cold_req *r) {
 
 /* ------------------------------------------------------------ the folder */
 
+#if URSULA_ENABLE_THREADS
+#define COLD_THREADS URSULA_COLD_THREADS
+#else
+#define COLD_THREADS 0 /* cold_submit() runs each request itself */
+#endif
+
 struct cold {
   const struct ursula_config *cfg;
+  struct os_fs *fs; /* the env's: every file call of the folder */
   int use_s3;
   struct tls_anchors *anchors;
   struct s3_config s3;
@@ -130,6 +145,7 @@ struct cold {
   int down; /* the store is failing: logged once */
   int n_threads;
   pthread_t threads[URSULA_COLD_THREADS];
+  struct s3_client *inline_cl; /* without threads: the S3 connection */
 };
 
 /* The file of object `name` in the folder, into path. */
@@ -138,13 +154,19 @@ static void cold_dir_path(const struct cold *c, const char *name, char *path,
   snprintf(path, cap, "%s/%s", c->cfg->cold_dir, name);
 }
 
+/* mkdir of path; 0 also if it exists. */
+static int cold_mkdir(struct cold *c, const char *path) {
+  if (c->fs->mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  return -1;
+}
+
 /* mkdir -p of the directories in path before its last '/'. */
-static int cold_dir_parents(char *path) {
+static int cold_dir_parents(struct cold *c, char *path) {
   char *p;
   for (p = path + 1; *p != '\0'; p++) {
     if (*p != '/') continue;
     *p = '\0';
-    if (os_mkdir(path) != 0) {
+    if (cold_mkdir(c, path) != 0) {
       *p = '/';
       return -1;
     }
@@ -155,12 +177,12 @@ static int cold_dir_parents(char *path) {
 
 static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 4], *slash;
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = c->fs;
   size_t off = 0;
   int fd;
   cold_dir_path(c, r->name, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  if (cold_dir_parents(path) != 0) goto fail;
+  if (cold_dir_parents(c, path) != 0) goto fail;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) goto fail;
   while (off < r->data.len) {
@@ -180,7 +202,7 @@ static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   if (fs->close(fd) != 0 || fs->rename(tmp, path) != 0) goto fail;
   slash = strrchr(path, '/');
   *slash = '\0';
-  if (os_sync_dir(path) != 0) goto fail;
+  if (fs->sync_dir(path) != 0) goto fail;
   return URSULA_OK;
 fail:
   snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.60s: %s", c->cfg->cold_dir,
@@ -190,20 +212,26 @@ fail:
 
 static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
-  struct stat stbuf;
+  struct os_fs *fs = c->fs;
+  uint64_t size = 0;
   int fd, rc = URSULA_OK;
   size_t off = 0;
   cold_dir_path(c, r->name, path, sizeof(path));
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0 && errno == ENOENT) return URSULA_ENOTFOUND;
-  if (fd < 0 || fstat(fd, &stbuf) != 0) goto fail;
-  if (buf_reserve(&r->data, (size_t)stbuf.st_size) != URSULA_OK) {
-    close(fd);
+  if (fd < 0) goto fail;
+  if (fs->size(fd, &size) != 0) {
+    fs->close(fd);
+    goto fail;
+  }
+  if (size > (uint64_t)SIZE_MAX / 2 ||
+      buf_reserve(&r->data, (size_t)size) != URSULA_OK) {
+    fs->close(fd);
     return URSULA_ENOMEM;
   }
-  while (off < (size_t)stbuf.st_size) {
-    ssize_t n = os_fs()->pread(fd, r->data.ptr + off,
-                               (size_t)stbuf.st_size - off, (off_t)off);
+  while (off < (size_t)size) {
+    ssize_t n =
+        fs->pread(fd, r->data.ptr + off, (size_t)size - off, (off_t)off);
     if (n <= 0) {
       if (n == 0) errno = EIO;
       rc = -1;
@@ -211,7 +239,7 @@ static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
     }
     off += (size_t)n;
   }
-  close(fd);
+  fs->close(fd);
   r->data.len = off;
   if (rc == URSULA_OK) return URSULA_OK;
 fail:
@@ -223,43 +251,63 @@ fail:
 static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
   cold_dir_path(c, r->name, path, sizeof(path));
-  if (unlink(path) != 0 && errno != ENOENT) {
+  if (c->fs->unlink(path) != 0 && errno != ENOENT) {
     snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
              c->cfg->cold_dir, r->name, strerror(errno));
     return URSULA_EIO;
   }
   slash = strrchr(path, '/');
   *slash = '\0';
-  (void)rmdir(path); /* the stream's folder, once empty */
+  (void)c->fs->rmdir(path); /* the stream's folder, once empty */
   return URSULA_OK;
 }
 
-/* LIST of a group's prefix "gNNNNN/": every file two levels below. */
-static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
+/* LIST of a group's prefix "gNNNNN/": every file two levels below.  The
+** group's folder lists its streams' folders (cold_dir_listed_top), each
+** of which lists its chunks (cold_dir_listed). */
+struct cold_dir_list_ctx {
+  struct cold *c;
+  struct cold_req *r;
+  const char *sub; /* the stream folder being listed */
+};
+
+static int cold_dir_listed(void *arg, const char *name) {
+  struct cold_dir_list_ctx *x = (struct cold_dir_list_ctx *)arg;
+  if (name[0] == '.') return 0;
+  if (buf_printf(&x->r->data, "%s%s/%s", x->r->name, x->sub, name) !=
+          URSULA_OK ||
+      buf_append(&x->r->data, "", 1) != URSULA_OK)
+    return 1; /* out of memory */
+  return 0;
+}
+
+static int cold_dir_listed_top(void *arg, const char *name) {
+  struct cold_dir_list_ctx *x = (struct cold_dir_list_ctx *)arg;
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 264];
-  DIR *top, *sub;
-  struct dirent *d, *e;
+  if (name[0] == '.') return 0;
+  snprintf(path, sizeof(path), "%s/%s%s", x->c->cfg->cold_dir, x->r->name,
+           name);
+  x->sub = name;
+  /* not a folder, or gone meanwhile: nothing of ours in it */
+  return x->c->fs->list(path, cold_dir_listed, x) > 0 ? 1 : 0;
+}
+
+static int cold_dir_list(struct cold *c, struct cold_req *r, char *err) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
+  struct cold_dir_list_ctx x;
+  int rc;
+  x.c = c;
+  x.r = r;
+  x.sub = "";
   cold_dir_path(c, r->name, path, sizeof(path));
-  top = opendir(path);
-  if (top == NULL) {
+  rc = c->fs->list(path, cold_dir_listed_top, &x);
+  if (rc > 0) return URSULA_ENOMEM;
+  if (rc < 0) {
     if (errno == ENOENT) return URSULA_OK; /* nothing yet */
     snprintf(err, URSULA_ERRMSG_LEN, "listing %.200s: %s", path,
              strerror(errno));
     return URSULA_EIO;
   }
-  while ((d = readdir(top)) != NULL) {
-    if (d->d_name[0] == '.') continue;
-    snprintf(path, sizeof(path), "%s/%s%s", c->cfg->cold_dir, r->name,
-             d->d_name);
-    if ((sub = opendir(path)) == NULL) continue;
-    while ((e = readdir(sub)) != NULL) {
-      if (e->d_name[0] == '.') continue;
-      buf_printf(&r->data, "%s%s/%s", r->name, d->d_name, e->d_name);
-      buf_append(&r->data, "", 1);
-    }
-    closedir(sub);
-  }
-  closedir(top);
   return URSULA_OK;
 }
 
@@ -342,10 +390,33 @@ static void cold_note(struct cold *c, int ok, const char *what) {
   (void)what;
 }
 
+/* Carry out r (on a cold thread, or on the submitter without threads),
+** with the S3 connection *cl (opened on first use), and post it back. */
+static void cold_do(struct cold *c, struct s3_client **cl,
+                    struct cold_req *r) {
+  char err[URSULA_ERRMSG_LEN];
+  err[0] = '\0';
+  if (!c->use_s3) {
+    r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
+            : r->op == COLD_GET    ? cold_dir_get(c, r, err)
+            : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
+                                   : cold_dir_list(c, r, err);
+  } else if (*cl == NULL &&
+             (r->rc = s3_client_new(cl, &c->s3, err)) != URSULA_OK) {
+    *cl = NULL;
+  } else {
+    r->rc = cold_s3_do(c, *cl, r, err);
+  }
+  if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
+    snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
+  cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
+  loop_post(r->reply, &r->msg);
+}
+
+#if URSULA_ENABLE_THREADS
 static void *cold_thread_main(void *arg) {
   struct cold *c = (struct cold *)arg;
   struct s3_client *cl = NULL;
-  char err[URSULA_ERRMSG_LEN];
   for (;;) {
     struct cold_req *r;
     pthread_mutex_lock(&c->mu);
@@ -358,29 +429,20 @@ static void *cold_thread_main(void *arg) {
     c->head = r->next;
     if (c->head == NULL) c->tail = NULL;
     pthread_mutex_unlock(&c->mu);
-    err[0] = '\0';
-    if (!c->use_s3) {
-      r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
-              : r->op == COLD_GET    ? cold_dir_get(c, r, err)
-              : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
-                                     : cold_dir_list(c, r, err);
-    } else if (cl == NULL &&
-               (r->rc = s3_client_new(&cl, &c->s3, err)) != URSULA_OK) {
-      cl = NULL;
-    } else {
-      r->rc = cold_s3_do(c, cl, r, err);
-    }
-    if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
-      snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
-    cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
-    loop_post(r->reply, &r->msg);
+    cold_do(c, &cl, r);
   }
   s3_client_free(cl);
   return NULL;
 }
+#endif
 
+/* Queue r for the threads; without threads, carry it out now. */
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r) {
   r->next = NULL;
+  if (c->n_threads == 0) {
+    cold_do(c, &c->inline_cl, r);
+    return;
+  }
   pthread_mutex_lock(&c->mu);
   if (c->tail != NULL)
     c->tail->next = r;
@@ -392,12 +454,13 @@ URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r) {
 }
 
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
-                             char *err) {
+                             struct env *env, char *err) {
   struct cold *c = (struct cold *)URSULA_MALLOC(sizeof(*c));
   int i, rc;
   if (c == NULL) return URSULA_ENOMEM;
   memset(c, 0, sizeof(*c));
   c->cfg = cfg;
+  c->fs = (env != NULL ? env : env_real())->fs;
   c->use_s3 = cfg->s3_endpoint[0] != '\0';
   if (c->use_s3) {
     if (strncmp(cfg->s3_endpoint, "https://", 8) == 0) {
@@ -419,7 +482,7 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
     c->s3.virtual_host = 0;
     c->s3.timeout_ms = 10000;
     c->s3.max_attempts = 3;
-  } else if (os_mkdir(cfg->cold_dir) != 0) {
+  } else if (cold_mkdir(c, cfg->cold_dir) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "--cold-dir %.200s: %s", cfg->cold_dir,
              strerror(errno));
     URSULA_FREE(c);
@@ -427,11 +490,13 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
   }
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->cv, NULL);
-  for (i = 0; i < URSULA_COLD_THREADS; i++) {
+  for (i = 0; i < COLD_THREADS; i++) {
+#if URSULA_ENABLE_THREADS
     if (pthread_create(&c->threads[i], NULL, cold_thread_main, c) != 0) break;
+#endif
     c->n_threads++;
   }
-  if (c->n_threads == 0) {
+  if (COLD_THREADS > 0 && c->n_threads == 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "cold tier: cannot start a thread");
     cold_close(c);
     return URSULA_ESYS;
@@ -455,6 +520,7 @@ URSULA_PRIVATE void cold_close(struct cold *c) {
   }
   pthread_cond_destroy(&c->cv);
   pthread_mutex_destroy(&c->mu);
+  s3_client_free(c->inline_cl);
   tls_anchors_free(c->anchors);
   URSULA_FREE(c);
 }
@@ -546,3 +612,5 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
   /* the newest entry stays even when it alone is over the budget */
   while (k->bytes > k->max_bytes && k->tail != e) cold_cache_drop(k, k->tail);
 }
+
+#undef COLD_THREADS

@@ -90,6 +90,7 @@ struct group_fetch {
 struct group {
   int id;
   int owner_core;
+  struct env *env; /* the node's clocks and file system */
   struct stream_state sm;
   struct wal *wal;     /* NULL: the log lives in memory only */
   uint64_t term;       /* term of new entries (1 until Raft) */
@@ -127,6 +128,15 @@ struct group {
 };
 
 static void group_fetch_chunk(struct core *c, struct group *g, struct job *j);
+
+/* The node's clocks: monotonic ms (durations), Unix ms (stamped into
+** commands, compared with TTLs). */
+static uint64_t group_mono(const struct group *g) {
+  return g->env->mono_ms(g->env);
+}
+static uint64_t group_wall(const struct group *g) {
+  return g->env->wall_ms(g->env);
+}
 static void group_delete_objects(struct core *c, struct group *g,
                                  const struct buf *names);
 
@@ -168,12 +178,14 @@ URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j) {
   server_send(c, server_owner_of(c->srv, gid), &j->msg);
 }
 
-URSULA_PRIVATE struct group *group_new(int id, int owner_core) {
+URSULA_PRIVATE struct group *group_new(int id, int owner_core,
+                                       struct env *env) {
   struct group *g = (struct group *)URSULA_MALLOC(sizeof(*g));
   if (g == NULL) return NULL;
   memset(g, 0, sizeof(*g));
   g->id = id;
   g->owner_core = owner_core;
+  g->env = env != NULL ? env : env_real();
   g->term = 1;
   stream_state_init(&g->sm);
   return g;
@@ -201,7 +213,7 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   stream_apply(&g->sm, e->index, &cmd, &g->res);
   stream_evict(&g->sm, g->hot_max);
   if ((e->index & 4095) == 0) {
-    uint64_t now = os_now_ms();
+    uint64_t now = group_mono(g);
     if (now - rp->last_report_ms >= 2000) {
       LOG_I("group %d: recovering, %llu entries so far (%.1f s)", g->id,
             (unsigned long long)(e->index - wal_first_index(g->wal) + 1),
@@ -232,7 +244,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   struct group_replay rp;
   struct wal_stats st;
   char why[URSULA_ERRMSG_LEN];
-  int rc = wal_open(&g->wal, dir, must_exist, why);
+  int rc = wal_open(&g->wal, g->env, dir, must_exist, why);
   if (rc != URSULA_OK) {
     snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
     return rc;
@@ -242,7 +254,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   g->sm.read_cold = group_read_cold;
   g->sm.read_ctx = g;
   rp.g = g;
-  rp.started_ms = rp.last_report_ms = os_now_ms();
+  rp.started_ms = rp.last_report_ms = group_mono(g);
   why[0] = '\0';
   rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st, why);
   if (rc != URSULA_OK) {
@@ -281,7 +293,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   if (st.entries > 0)
     LOG_I("group %d: recovered %llu entries (%.1f MB, %d streams) in %llu ms",
           g->id, (unsigned long long)st.entries, (double)st.bytes / 1e6,
-          (int)g->sm.n, (unsigned long long)(os_now_ms() - rp.started_ms));
+          (int)g->sm.n, (unsigned long long)(group_mono(g) - rp.started_ms));
   return URSULA_OK;
 }
 
@@ -522,7 +534,7 @@ static uint64_t group_compact_upto(struct group *g) {
 ** before the snapshot that hold no unit's bytes. */
 static void group_snapshot(struct group *g) {
   struct buf b;
-  uint64_t t0 = os_now_ms();
+  uint64_t t0 = group_mono(g);
   int rc;
   memset(&b, 0, sizeof(b));
   rc = stream_snapshot(&g->sm, &b);
@@ -541,7 +553,7 @@ static void group_snapshot(struct group *g) {
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
         (unsigned long long)g->applied_index,
         (unsigned long long)g->snapshot_size,
-        (unsigned long long)(os_now_ms() - t0),
+        (unsigned long long)(group_mono(g) - t0),
         rc == URSULA_OK ? "" : "; compaction failed");
   (void)t0;
 }
@@ -786,7 +798,7 @@ static struct stream *group_read_target(struct core *c, struct group *g,
 }
 
 static void group_read(struct core *c, struct group *g, struct job *j) {
-  uint64_t now = os_wall_ms(), start, end;
+  uint64_t now = group_wall(g), start, end;
   int rc;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
@@ -939,7 +951,7 @@ static void group_fork_collect(struct core *c, struct group *g, struct job *j) {
 }
 
 /* Point the views of j->cmd at j's own fields. */
-static void group_bind_cmd(struct job *j) {
+static void group_bind_cmd(struct group *g, struct job *j) {
   struct cmd *m = &j->cmd;
   m->path.ptr = j->path;
   m->path.len = j->path_len;
@@ -954,7 +966,7 @@ static void group_bind_cmd(struct job *j) {
   m->inherited.len = j->inherit.len;
   m->n_bounds = j->bounds.len / sizeof(uint64_t);
   m->bounds = (const uint64_t *)(void *)j->bounds.ptr;
-  m->time_ms = os_wall_ms();
+  m->time_ms = group_wall(g);
 }
 
 /* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
@@ -995,7 +1007,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     memset(&acq, 0, sizeof(acq));
     acq.type = CMD_FORK_ACQUIRE;
     acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
-    acq.time_ms = os_wall_ms();
+    acq.time_ms = group_wall(g);
     acq.path = util_str(j->fork_source);
     acq.content_type = util_str(j->content_type);
     acq.fork_offset = j->cmd.fork_offset;
@@ -1027,7 +1039,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       group_fail(c, j, 500, "unknown job");
       return;
   }
-  group_bind_cmd(j);
+  group_bind_cmd(g, j);
   group_propose(c, g, &j->cmd,
                 j->stage == 2 ? group_ignore_done : group_after_change, j);
 }
@@ -1074,7 +1086,7 @@ static void group_delete_objects(struct core *c, struct group *g,
 static void group_cold_backoff(struct group *g) {
   g->cold_backoff_ms = g->cold_backoff_ms ? g->cold_backoff_ms * 2 : 1000;
   if (g->cold_backoff_ms > 30000) g->cold_backoff_ms = 30000;
-  g->cold_retry_ms = os_wall_ms() + g->cold_backoff_ms;
+  g->cold_retry_ms = group_wall(g) + g->cold_backoff_ms;
 }
 
 /* stream_state's read_chunk: the chunk from the core's cache, or the
@@ -1173,7 +1185,7 @@ static void group_cold_done(struct core *c, struct group *g,
   struct cold_req *q = (struct cold_req *)arg;
   struct str path;
   struct stream *s;
-  uint64_t now = os_wall_ms();
+  uint64_t now = group_wall(g);
   path.ptr = q->path.ptr;
   path.len = q->path.len;
   s = stream_find(&g->sm, path);
@@ -1211,7 +1223,7 @@ static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
   g->cold_backoff_ms = 0;
   memset(&cmd, 0, sizeof(cmd));
   cmd.type = CMD_COLD;
-  cmd.time_ms = os_wall_ms();
+  cmd.time_ms = group_wall(g);
   cmd.path.ptr = q->path.ptr;
   cmd.path.len = q->path.len;
   cmd.incarnation = q->incarnation;
@@ -1329,7 +1341,7 @@ done:
 
 /* Once a second: the start-up sweep, then moving data. */
 static void group_cold_tick(struct core *c, struct group *g) {
-  uint64_t now = os_wall_ms();
+  uint64_t now = group_wall(g);
   size_t k;
   if (g->cold == NULL || now < g->cold_retry_ms) return;
   if (!g->cold_ready) {
@@ -1372,7 +1384,7 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g) {
 }
 
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
-  uint64_t now = os_wall_ms();
+  uint64_t now = group_wall(g);
   size_t i;
   /* segments freed by deletions or moves go now, not at the next
   ** snapshot the log's growth would bring (which may never come) */

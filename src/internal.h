@@ -126,9 +126,22 @@ URSULA_PRIVATE int os_set_cloexec(int fd);
 ** limit); returns the limit now in force. */
 URSULA_PRIVATE long os_raise_fd_limit(long want);
 
-/* The file system calls of the WAL.  Each behaves as its POSIX namesake
-** (-1 and errno on failure; EINTR is retried inside), and `sync` makes a
-** file's data durable (fdatasync, or F_FULLFSYNC on macOS). */
+/* The file system calls of durable storage (the WAL, --wal-dir, a
+** --cold-dir).  Each behaves as its POSIX namesake (-1 and errno on
+** failure; EINTR is retried inside), and:
+**   sync      makes a file's data durable (fdatasync, or F_FULLFSYNC on
+**             macOS);
+**   size      sets *out to the size of the open file fd (fstat);
+**   mkdir     creates one directory (mode as for mkdir(2)); EEXIST is a
+**             failure here, os_mkdir() is the forgiving wrapper;
+**   list      calls fn(arg, name) for each entry of dir but "." and ".."
+**             (any order; names starting with '.' are passed on); fn
+**             returns 0 to go on or a positive value to stop.  Returns 0
+**             after the last entry, fn's positive value if it stopped, or
+**             -1 and errno (ENOENT: dir does not exist);
+**   sync_dir  makes the renames, creations and removals of entries in dir
+**             durable (the real one opens, syncs and closes dir through
+**             this table's open, sync and close, so their faults apply). */
 struct os_fs {
   int (*open)(const char *path, int flags, int mode);
   ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
@@ -138,15 +151,48 @@ struct os_fs {
   int (*close)(int fd);
   int (*unlink)(const char *path);
   int (*rename)(const char *from, const char *to);
+  int (*size)(int fd, uint64_t *out);
+  int (*mkdir)(const char *path, int mode);
+  int (*rmdir)(const char *path);
+  int (*list)(const char *dir, int (*fn)(void *arg, const char *name),
+              void *arg);
+  int (*sync_dir)(const char *dir);
 };
-/* The table in use; tests replace entries to inject faults. */
-URSULA_PRIVATE struct os_fs *os_fs(void);
-URSULA_PRIVATE int os_sync_dir(const char *dir); /* make renames durable */
-URSULA_PRIVATE int os_mkdir(const char *path);   /* 0 if it exists after */
+/* The real table, process-wide; tests replace entries to inject faults
+** (while no server runs).  env_real()->fs is this table. */
+URSULA_PRIVATE URSULA_UNUSED struct os_fs *os_fs(void);
+/* os_fs()->sync_dir(dir): make renames durable */
+URSULA_PRIVATE URSULA_UNUSED int os_sync_dir(const char *dir);
+/* os_fs()->mkdir(path, 0755), but 0 also if path exists already */
+URSULA_PRIVATE URSULA_UNUSED int os_mkdir(const char *path);
+
+/* A node's environment: everything it reads from the outside world that
+** a simulator must control -- clocks, randomness, the file system.  The
+** process's real one is env_real(); a simulator running several nodes in
+** one thread gives each its own (impl is the provider's).  Every call
+** gets the env itself, so one set of functions can serve many nodes.
+** Contracts: mono_ms never goes backwards; wall_ms is Unix time and may
+** jump; random returns 64 uniformly distributed bits. */
+struct env {
+  uint64_t (*mono_ms)(struct env *e); /* monotonic milliseconds */
+  uint64_t (*wall_ms)(struct env *e); /* Unix time, milliseconds */
+  uint64_t (*random)(struct env *e);  /* 64 random bits */
+  struct os_fs *fs;                   /* the file-system call table */
+  void *impl;                         /* the provider's state */
+};
+/* The real environment: os_now_ms(), os_wall_ms(), a splitmix64 generator
+** seeded from the clocks and the pid on first use (not for secrets; safe
+** for concurrent callers: the state is advanced under a mutex), and
+** os_fs().  Lives as long as the process. */
+URSULA_PRIVATE struct env *env_real(void);
 
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 URSULA_PRIVATE void log_set_level(int level);
+/* Timestamps from e->wall_ms(e) from now on; NULL: the real wall clock
+** (the default).  e must outlive its use; set while no other thread
+** logs.  For simulators (and the unit tests). */
+URSULA_PRIVATE URSULA_UNUSED void log_set_clock(struct env *e);
 #if URSULA_ENABLE_LOG
 URSULA_PRIVATE void log_write(int level, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -181,7 +227,7 @@ typedef void (*loop_msg_fn)(struct loop *l, struct loop_msg *m);
 
 /* A timer, embedded in its owner.  Zero-initialised is disarmed. */
 struct loop_timer {
-  uint64_t deadline_ms; /* os_now_ms() clock */
+  uint64_t deadline_ms; /* the loop's env->mono_ms clock */
   size_t heap_index;    /* 0 = not armed; else 1-based slot in the heap */
   loop_timer_fn on_fire;
   void *arg;
@@ -197,7 +243,9 @@ struct loop_msg {
   void (*on_drop)(struct loop_msg *m);
 };
 
-URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err);
+/* Open a loop that reads time from env (NULL: env_real()). */
+URSULA_PRIVATE int loop_open(struct loop **out, int id, struct env *env,
+                             char *err);
 URSULA_PRIVATE void loop_close(struct loop *l); /* frees undelivered msgs */
 URSULA_PRIVATE void *loop_get_user(const struct loop *l);
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user);
@@ -221,6 +269,11 @@ URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m);
 ** the mailbox.  on_turn_end (may be NULL) runs at the end of every turn:
 ** the place for work batched per turn, such as group commit. */
 URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
+/* Run exactly one turn, its wait capped at max_wait_ms (0: do not block;
+** negative: no cap of the caller's), stop flag or not.  URSULA_OK or
+** URSULA_ESYS.  How a simulator with a fake clock drives a loop. */
+URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
+                                 void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
@@ -469,9 +522,9 @@ struct wal_stats {         /* what wal_replay() found */
 ** rather than taken for a new, empty log.  A format-1 directory is
 ** refused with URSULA_EINVAL.  Call wal_replay() next, once.  URSULA_OK or
 ** an error with a reason in err (URSULA_ERRMSG_LEN bytes, the full path
-** named). */
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
-                            char *err);
+** named).  Every file call goes through env's fs table (NULL: env_real()). */
+URSULA_PRIVATE int wal_open(struct wal **out, struct env *env, const char *dir,
+                            int must_exist, char *err);
 URSULA_PRIVATE void wal_close(struct wal *w);
 /* Hand the snapshot, if there is one, to restore, then every valid entry
 ** after it, in index order, to fn (both return URSULA_OK to go on); cut a
@@ -492,11 +545,13 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
 ** CRC mismatch), close. */
 #define WAL_SNAP_CHUNK (1024 * 1024)
 struct wal_snap_writer {
+  struct os_fs *fs;
   int fd;
   uint64_t index, term, at;
   uint32_t crc;
 };
 struct wal_snap_reader {
+  struct os_fs *fs;
   int fd;
   uint64_t index, term; /* the entry the snapshot covers up to */
   uint64_t size;        /* payload bytes */
@@ -562,7 +617,7 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len);
 URSULA_PRIVATE URSULA_UNUSED int wal_flush(struct wal *w);
 /* wal_flush() in three steps, so that the sync can run on another thread
 ** while the owner goes on: wal_flush_fd() is the descriptor to sync (-1:
-** nothing to sync); the caller syncs it (os_fs()->sync) anywhere, and then
+** nothing to sync); the caller syncs it (its env's fs->sync) anywhere, and then
 ** calls wal_flush_done() on the owner with the errno of the sync (0: it
 ** worked), which returns what wal_flush() would have.  In between, the
 ** owner may frame records but must not write, recover or compact. */
@@ -890,9 +945,13 @@ URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
                                              loop_msg_fn done);
 URSULA_PRIVATE void cold_req_free(struct cold_req *r);
 /* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
-** must outlive it).  URSULA_OK or an error with a reason in err. */
+** must outlive it); a --cold-dir is reached through env's file-system
+** table (NULL: env_real()).  Without threads (URSULA_ENABLE_THREADS=0)
+** none start: cold_submit() carries each request out on its caller and
+** posts the result to r->reply as a thread would.  URSULA_OK or an
+** error with a reason in err. */
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
-                             char *err);
+                             struct env *env, char *err);
 /* Stop the threads (after the cores: results are posted to them). */
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
@@ -994,7 +1053,9 @@ struct notify {
 struct core;
 struct group;
 
-URSULA_PRIVATE struct group *group_new(int id, int owner_core);
+/* A group whose clocks and file system are env's (NULL: env_real()). */
+URSULA_PRIVATE struct group *group_new(int id, int owner_core,
+                                       struct env *env);
 URSULA_PRIVATE int group_id(const struct group *g);
 URSULA_PRIVATE void group_free(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
@@ -1083,6 +1144,7 @@ struct server_syncer;
 
 struct ursula_server {
   struct ursula_config cfg;
+  struct env *env;              /* clocks and files of this node */
   struct server_syncer *syncer; /* threads that run WAL syncs, or NULL */
   struct cold *cold;            /* the cold tier's threads, or NULL */
   int n_cores;
@@ -1098,6 +1160,11 @@ struct ursula_server {
   int running;
 };
 
+/* ursula_server_start() with the env given (NULL: env_real()), which
+** must outlive the server: what a simulator starts its nodes with. */
+URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
+                                struct env *env, struct ursula_server **out,
+                                char *err);
 /* The group a stream path belongs to, and the core that owns a group. */
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len);

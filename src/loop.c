@@ -16,15 +16,24 @@
 **                                   return how many, 0 on EINTR, or
 **                                   URSULA_ESYS
 **
-** One turn of loop_run():
-**   1. wait in the backend until an fd is ready, the earliest timer is due
-**      or LOOP_MAX_WAIT_MS passed, whichever comes first;
-**   2. cache the clock: loop_now_ms() is os_now_ms() read here;
+** TIME.  A loop reads the clock only through the env it was opened with
+** (struct env, os.c; NULL = env_real()): l->env->mono_ms(l->env).  Timer
+** deadlines are on that clock.  With a simulated env the clock moves only
+** when the simulator moves it; the backend's wait still blocks in real
+** time, so a simulator drives the loop with loop_run_once(l, 0, ...),
+** which never blocks, and advances its clock between turns.
+**
+** One turn, loop_run_once():
+**   1. wait in the backend until an fd is ready, the earliest timer is due,
+**      LOOP_MAX_WAIT_MS passed or the caller's max_wait_ms passed,
+**      whichever comes first (max_wait_ms 0: only look, never block);
+**   2. cache the clock: loop_now_ms() is the env's mono_ms read here;
 **   3. dispatch the fd events that the wait returned;
 **   4. fire the timers that are due;
 **   5. run the mailbox messages posted so far (one batch);
 **   6. call on_turn_end.
-** loop_run() checks the stop flag before each turn.
+** loop_run() is turns of loop_run_once() with no cap of its own, and
+** checks the stop flag before each turn; loop_run_once() ignores it.
 **
 ** Invariants.
 **   - fd registration: l->fds[fd].fn != NULL iff fd is registered (every
@@ -90,7 +99,8 @@ struct loop_fired {
 struct loop {
   int id;
   void *user;
-  uint64_t now_ms;            /* os_now_ms() at the start of the turn */
+  struct env *env;            /* clocks: never NULL */
+  uint64_t now_ms;            /* env's mono_ms at the start of the turn */
   volatile sig_atomic_t stop; /* set by loop_stop(), any thread */
   struct loop_fd *fds;        /* indexed by fd */
   size_t cap_fds;
@@ -449,7 +459,7 @@ static int loop_wait_ms(const struct loop *l) {
   uint64_t now, deadline;
   if (l->n_heap == 0) return LOOP_MAX_WAIT_MS;
   deadline = l->heap[1]->deadline_ms;
-  now = os_now_ms(); /* fresh: the turn itself took time */
+  now = l->env->mono_ms(l->env); /* fresh: the turn itself took time */
   if (deadline <= now) return 0;
   if (deadline - now > LOOP_MAX_WAIT_MS) return LOOP_MAX_WAIT_MS;
   return (int)(deadline - now);
@@ -535,7 +545,7 @@ URSULA_PRIVATE void *loop_get_user(const struct loop *l) {
 URSULA_PRIVATE void loop_set_user(struct loop *l, void *user) {
   l->user = user;
 }
-/* os_now_ms() as read when the current turn's wait returned (or at
+/* The env's mono_ms as read when the current turn's wait returned (or at
 ** loop_open(), before the first turn). */
 URSULA_PRIVATE uint64_t loop_now_ms(const struct loop *l) {
   return l->now_ms;
@@ -568,10 +578,12 @@ URSULA_PRIVATE void loop_close(struct loop *l) {
   URSULA_FREE(l);
 }
 
-/* Open a loop numbered id.  On success *out is set; on failure nothing is
+/* Open a loop numbered id, reading time from env (NULL: env_real(); it
+** must outlive the loop).  On success *out is set; on failure nothing is
 ** left allocated or open, *out is untouched, and err (URSULA_ERRMSG_LEN
 ** bytes, may be NULL) says why. */
-URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err) {
+URSULA_PRIVATE int loop_open(struct loop **out, int id, struct env *env,
+                             char *err) {
   struct loop *l;
   int p[2], rc, e = 0;
   const char *what = "";
@@ -587,7 +599,8 @@ URSULA_PRIVATE int loop_open(struct loop **out, int id, char *err) {
 #if URSULA_ENABLE_EPOLL
   l->epfd = -1;
 #endif
-  l->now_ms = os_now_ms();
+  l->env = env != NULL ? env : env_real();
+  l->now_ms = l->env->mono_ms(l->env);
   if ((e = pthread_mutex_init(&l->mu, NULL)) != 0) {
     what = "pthread_mutex_init";
     rc = URSULA_ESYS;
@@ -638,6 +651,43 @@ fail:
   return rc;
 }
 
+/* Run one turn (steps 1-6 at the top of this file), whether or not a
+** stop was requested.  The wait blocks at most max_wait_ms (0: it only
+** looks at what is ready; negative: no cap but the loop's own, the
+** earliest timer and LOOP_MAX_WAIT_MS).  Returns URSULA_OK after the
+** turn, or URSULA_ESYS if the backend's wait failed (EINTR is not a
+** failure; nothing was dispatched).  Loop thread only, and not
+** reentrant: callbacks must not call it or loop_run(). */
+URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
+                                 void (*on_turn_end)(struct loop *)) {
+  int n, i, wait_ms = loop_wait_ms(l);
+  if (max_wait_ms >= 0 && max_wait_ms < wait_ms) wait_ms = max_wait_ms;
+  n = loop_backend_wait(l, wait_ms);
+  l->now_ms = l->env->mono_ms(l->env);
+  if (n < 0) {
+    LOG_E("loop %d: wait: %s", l->id, strerror(errno));
+    return n;
+  }
+  /* snapshot generations before any callback can change them */
+  for (i = 0; i < n; i++) {
+    int fd = l->fired[i].fd;
+    l->fired[i].gen =
+        (fd >= 0 && (size_t)fd < l->cap_fds) ? l->fds[fd].gen : 0;
+  }
+  for (i = 0; i < n; i++) {
+    int fd = l->fired[i].fd;
+    struct loop_fd *e = loop_fd_get(l, fd);
+    unsigned ev;
+    if (e == NULL || e->gen != l->fired[i].gen) continue;
+    ev = l->fired[i].events & (e->events | LOOP_ERROR);
+    if (ev != 0) e->fn(l, fd, ev, e->arg);
+  }
+  loop_fire_timers(l);
+  loop_drain_mailbox(l);
+  if (on_turn_end != NULL) on_turn_end(l);
+  return URSULA_OK;
+}
+
 /* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop
 ** request is then consumed: a later loop_run() runs until the next
 ** loop_stop(); a stop made before loop_run() makes it return at once), or
@@ -647,31 +697,7 @@ URSULA_PRIVATE int loop_run(struct loop *l,
                             void (*on_turn_end)(struct loop *)) {
   int rc = URSULA_OK;
   while (!LOOP_STOP_GET(l)) {
-    int n, i;
-    n = loop_backend_wait(l, loop_wait_ms(l));
-    l->now_ms = os_now_ms();
-    if (n < 0) {
-      LOG_E("loop %d: wait: %s", l->id, strerror(errno));
-      rc = n;
-      break;
-    }
-    /* snapshot generations before any callback can change them */
-    for (i = 0; i < n; i++) {
-      int fd = l->fired[i].fd;
-      l->fired[i].gen =
-          (fd >= 0 && (size_t)fd < l->cap_fds) ? l->fds[fd].gen : 0;
-    }
-    for (i = 0; i < n; i++) {
-      int fd = l->fired[i].fd;
-      struct loop_fd *e = loop_fd_get(l, fd);
-      unsigned ev;
-      if (e == NULL || e->gen != l->fired[i].gen) continue;
-      ev = l->fired[i].events & (e->events | LOOP_ERROR);
-      if (ev != 0) e->fn(l, fd, ev, e->arg);
-    }
-    loop_fire_timers(l);
-    loop_drain_mailbox(l);
-    if (on_turn_end != NULL) on_turn_end(l);
+    if ((rc = loop_run_once(l, -1, on_turn_end)) != URSULA_OK) break;
   }
   LOOP_STOP_SET(l, 0);
   return rc;

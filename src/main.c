@@ -4,6 +4,9 @@
 ** ursula_main() parses flags, starts the server, and waits for SIGINT or
 ** SIGTERM on a thread of its own (the signals are blocked everywhere else,
 ** so no handler runs inside a core), then stops the server gracefully.
+** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
+** instead: ursula_server_stop() is a flag store and a pipe write per
+** loop, both async-signal-safe, and the signal is logged after the stop.
 */
 #include "internal.h"
 
@@ -12,6 +15,7 @@ struct main_sig {
   sigset_t set;
 };
 
+#if URSULA_ENABLE_THREADS
 static void *main_sig_thread(void *arg) {
   struct main_sig *ms = (struct main_sig *)arg;
   int sig = 0;
@@ -21,6 +25,18 @@ static void *main_sig_thread(void *arg) {
   }
   return NULL;
 }
+#else
+static struct ursula_server *volatile main_srv;
+static volatile sig_atomic_t main_signal;
+
+/* The first signal stops the server; later ones find main_srv NULL. */
+static void main_on_signal(int sig) {
+  struct ursula_server *srv = main_srv;
+  main_srv = NULL;
+  if (main_signal == 0) main_signal = sig;
+  if (srv != NULL) ursula_server_stop(srv);
+}
+#endif
 
 URSULA_API int ursula_main(int argc, char **argv) {
   struct ursula_config cfg;
@@ -55,6 +71,7 @@ URSULA_API int ursula_main(int argc, char **argv) {
     return 1;
   }
   ms.srv = srv;
+#if URSULA_ENABLE_THREADS
   if (pthread_create(&sig_thread, NULL, main_sig_thread, &ms) != 0) {
     fprintf(stderr, "ursula: cannot start the signal thread\n");
     ursula_server_stop(srv);
@@ -64,6 +81,21 @@ URSULA_API int ursula_main(int argc, char **argv) {
   rc = ursula_server_wait(srv);
   pthread_kill(sig_thread, SIGUSR2);
   pthread_join(sig_thread, NULL);
+#else
+  {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = main_on_signal;
+    sigemptyset(&sa.sa_mask);
+    main_srv = srv;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &ms.set, NULL);
+    (void)sig_thread;
+  }
+  rc = ursula_server_wait(srv);
+  if (main_signal != 0) LOG_I("stopped by signal %d", (int)main_signal);
+#endif
   return rc == URSULA_OK ? 0 : 1;
 }
 

@@ -1,11 +1,19 @@
 /*
-** os.c -- portability shims: clocks, CPU count, descriptor flags.
+** os.c -- portability shims: clocks, CPU count, descriptor flags; the
+** file-system call table; the node environment.
 **
-** The system calls of durable storage (open, pwrite, fsync, ...) are
-** reached through one table, os_fs(), so that tests can replace any of
-** them and inject faults: short writes, EIO, ENOSPC, failed syncs.  The
-** table is process-wide; tests replace entries while no server runs
-** (and may then switch their faults on and off).
+** The system calls of durable storage (open, pwrite, fsync, fstat,
+** mkdir, readdir, ...) are reached through one table, os_fs(), so that
+** tests can replace any of them and inject faults: short writes, EIO,
+** ENOSPC, failed syncs.  The table is process-wide; tests replace entries
+** while no server runs (and may then switch their faults on and off).
+**
+** ENVIRONMENT.  struct env (internal.h) bundles what a node reads from
+** the world: a monotonic clock, the wall clock, random bits and the
+** file-system table.  env_real() is the process's own; a simulator makes
+** one per node, with clocks it advances itself and a file system it
+** controls, so several nodes can run in one thread deterministically.
+** Code that takes an env reads time only through it.
 */
 #include "internal.h"
 
@@ -105,15 +113,48 @@ static int os_real_rename(const char *from, const char *to) {
   return rename(from, to);
 }
 
-static struct os_fs os_fs_table = {
-    os_real_open,      os_real_pwrite, os_real_pread,  os_real_sync,
-    os_real_ftruncate, os_real_close,  os_real_unlink, os_real_rename};
-
-URSULA_PRIVATE struct os_fs *os_fs(void) {
-  return &os_fs_table;
+static int os_real_size(int fd, uint64_t *out) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -1;
+  *out = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+  return 0;
 }
 
-URSULA_PRIVATE int os_sync_dir(const char *dir) {
+static int os_real_mkdir(const char *path, int mode) {
+  return mkdir(path, (mode_t)mode);
+}
+
+static int os_real_rmdir(const char *path) {
+  return rmdir(path);
+}
+
+static int os_real_list(const char *dir, int (*fn)(void *arg, const char *name),
+                        void *arg) {
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  int rc = 0, e;
+  if (d == NULL) return -1;
+  for (;;) {
+    errno = 0;
+    if ((de = readdir(d)) == NULL) break;
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    if ((rc = fn(arg, de->d_name)) != 0) break;
+  }
+  e = errno; /* readdir's, when it failed */
+  closedir(d);
+  if (de == NULL && e != 0) {
+    errno = e;
+    return -1;
+  }
+  return rc;
+}
+
+static struct os_fs os_fs_table;
+
+/* Through the table's own open, sync and close, so that a test's faults
+** on them reach directory syncs too. */
+static int os_real_sync_dir(const char *dir) {
   int fd = os_fs_table.open(dir, O_RDONLY, 0), rc;
   if (fd < 0) return -1;
   rc = os_fs_table.sync(fd);
@@ -121,7 +162,64 @@ URSULA_PRIVATE int os_sync_dir(const char *dir) {
   return rc;
 }
 
+static struct os_fs os_fs_table = {
+    os_real_open,     os_real_pwrite, os_real_pread,  os_real_sync,
+    os_real_ftruncate, os_real_close, os_real_unlink, os_real_rename,
+    os_real_size,     os_real_mkdir,  os_real_rmdir,  os_real_list,
+    os_real_sync_dir};
+
+URSULA_PRIVATE struct os_fs *os_fs(void) {
+  return &os_fs_table;
+}
+
+URSULA_PRIVATE int os_sync_dir(const char *dir) {
+  return os_fs_table.sync_dir(dir);
+}
+
 URSULA_PRIVATE int os_mkdir(const char *path) {
-  if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  if (os_fs_table.mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
   return -1;
+}
+
+/* ------------------------------------------------------------ the env */
+
+static uint64_t os_env_mono_ms(struct env *e) {
+  (void)e;
+  return os_now_ms();
+}
+
+static uint64_t os_env_wall_ms(struct env *e) {
+  (void)e;
+  return os_wall_ms();
+}
+
+/* splitmix64 (Steele, Lea, Flood 2014): the state advances by a constant
+** under the mutex, the output is mixed outside it. */
+static pthread_mutex_t os_rand_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t os_rand_state;
+static int os_rand_seeded;
+
+static uint64_t os_env_random(struct env *e) {
+  uint64_t z;
+  (void)e;
+  pthread_mutex_lock(&os_rand_mu);
+  if (!os_rand_seeded) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    os_rand_state = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    os_rand_state ^= os_now_ms() << 32 ^ (uint64_t)getpid() << 16;
+    os_rand_seeded = 1;
+  }
+  z = (os_rand_state += 0x9e3779b97f4a7c15u);
+  pthread_mutex_unlock(&os_rand_mu);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+static struct env os_env_real = {os_env_mono_ms, os_env_wall_ms, os_env_random,
+                                 &os_fs_table, NULL};
+
+URSULA_PRIVATE struct env *env_real(void) {
+  return &os_env_real;
 }

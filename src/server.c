@@ -15,6 +15,18 @@
 ** run at the end of the current loop turn.  No lock is taken on the
 ** request path other than the mailbox's queue lock.
 **
+** WITHOUT THREADS (URSULA_ENABLE_THREADS=0) there is one core, whose loop
+** runs in ursula_server_wait() on the caller, and the server starts no
+** thread at all: recovery replays the groups one after another, a WAL
+** sync runs on the core itself (its result still comes back as a message
+** on the next turn, as from a syncer thread), and the cold tier carries
+** out each request on the core (cold.c).
+**
+** ENVIRONMENT.  A server reads clocks and reaches the file system through
+** its env (os.c): env_real() for ursula_server_start(), a simulator's
+** own through server_start().  Its loops get it, and so does the cold
+** tier.  (The lock on --wal-dir is a real flock() on the real directory.)
+**
 ** SHUTDOWN.  ursula_server_stop() raises a flag and wakes every loop.  Each
 ** core then stops accepting, closes idle connections, ends live readers
 ** and finishes requests in flight (api_drain).  A core with no connections
@@ -82,7 +94,8 @@ struct server_sync {
   struct loop *owner;
   int gid;
   int fd;
-  int sync_errno; /* 0: the sync worked */
+  struct os_fs *fs; /* the server env's */
+  int sync_errno;   /* 0: the sync worked */
 };
 
 struct server_syncer {
@@ -94,6 +107,7 @@ struct server_syncer {
   pthread_t threads[URSULA_SYNC_THREADS];
 };
 
+#if URSULA_ENABLE_THREADS
 static void *server_syncer_main(void *arg) {
   struct server_syncer *y = (struct server_syncer *)arg;
   pthread_mutex_lock(&y->mu);
@@ -105,13 +119,14 @@ static void *server_syncer_main(void *arg) {
     y->head = q->next;
     if (y->head == NULL) y->tail = NULL;
     pthread_mutex_unlock(&y->mu);
-    q->sync_errno = os_fs()->sync(q->fd) != 0 ? errno : 0;
+    q->sync_errno = q->fs->sync(q->fd) != 0 ? errno : 0;
     loop_post(q->owner, &q->msg);
     pthread_mutex_lock(&y->mu);
   }
   pthread_mutex_unlock(&y->mu);
   return NULL;
 }
+#endif
 
 static void server_syncer_stop(struct server_syncer *y) {
   int i;
@@ -126,7 +141,10 @@ static void server_syncer_stop(struct server_syncer *y) {
   URSULA_FREE(y);
 }
 
+/* Start the syncer threads; without threads, none (s->syncer stays NULL
+** and the cores sync themselves). */
 static int server_syncer_start(struct ursula_server *s, char *err) {
+#if URSULA_ENABLE_THREADS
   struct server_syncer *y;
   int i;
   y = (struct server_syncer *)URSULA_MALLOC(sizeof(*y));
@@ -143,6 +161,10 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
     y->n_threads++;
   }
   s->syncer = y;
+#else
+  (void)s;
+  (void)err;
+#endif
   return URSULA_OK;
 }
 
@@ -155,14 +177,17 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   URSULA_FREE(q);
 }
 
-/* Queue the sync of fd for group gid (owned by c); without a syncer (or
-** memory for the request) it runs here and now. */
+/* Queue the sync of fd for group gid (owned by c).  Without syncer
+** threads it runs here and now, and its result is posted to c's own
+** loop: group_commit_done() runs on the next turn, from the same message
+** a syncer thread would post.  Without memory for the request it runs
+** here and group_commit_done() at once. */
 static void server_start_sync(struct core *c, int gid, int fd) {
   struct server_syncer *y = c->srv->syncer;
+  struct os_fs *fs = c->srv->env->fs;
   struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
-  if (q == NULL || y == NULL) {
-    int e = os_fs()->sync(fd) != 0 ? errno : 0;
-    URSULA_FREE(q);
+  if (q == NULL) {
+    int e = fs->sync(fd) != 0 ? errno : 0;
     group_commit_done(c, server_group(c->srv, gid), e);
     return;
   }
@@ -171,7 +196,13 @@ static void server_start_sync(struct core *c, int gid, int fd) {
   q->owner = c->loop;
   q->gid = gid;
   q->fd = fd;
+  q->fs = fs;
   c->n_flights++;
+  if (y == NULL) {
+    q->sync_errno = fs->sync(fd) != 0 ? errno : 0;
+    loop_post(c->loop, &q->msg);
+    return;
+  }
   pthread_mutex_lock(&y->mu);
   if (y->tail != NULL)
     y->tail->next = q;
@@ -297,7 +328,7 @@ static void server_free(struct ursula_server *s) {
 static int server_layout_write(struct ursula_server *s, char *err) {
   const char *dir = s->cfg.wal_dir;
   char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32], want[64];
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = s->env->fs;
   int fd;
   snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
   snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
@@ -306,7 +337,7 @@ static int server_layout_write(struct ursula_server *s, char *err) {
   if (fd < 0 ||
       fs->pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want) ||
       fs->sync(fd) != 0 || fs->close(fd) != 0 || fs->rename(tmp, path) != 0 ||
-      os_sync_dir(dir) != 0) {
+      fs->sync_dir(dir) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing layout: %s", dir,
              strerror(errno));
     return URSULA_EIO;
@@ -319,9 +350,10 @@ static int server_layout_write(struct ursula_server *s, char *err) {
 static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
   const char *dir = s->cfg.wal_dir;
   char path[URSULA_PATH_LEN + 32], want[64], have[64];
+  struct os_fs *fs = s->env->fs;
   int fd, n, groups = -1, version = -1;
   *existed = 0;
-  if (os_mkdir(dir) != 0) {
+  if (fs->mkdir(dir, 0755) != 0 && errno != EEXIST) {
     snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: %s", dir, strerror(errno));
     return URSULA_EIO;
   }
@@ -334,10 +366,10 @@ static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
   }
   snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
   snprintf(path, sizeof(path), "%s/layout", dir);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0) return URSULA_OK; /* a new directory */
-  n = (int)read(fd, have, sizeof(have) - 1);
-  close(fd);
+  n = (int)fs->pread(fd, have, sizeof(have) - 1, 0);
+  fs->close(fd);
   have[n > 0 ? n : 0] = '\0';
   *existed = 1;
   if (strcmp(have, want) == 0) return URSULA_OK;
@@ -389,10 +421,11 @@ static void *server_recover_main(void *arg) {
 }
 
 /* Open and replay every group's WAL, one thread per core (groups are
-** independent, so they recover in parallel). */
+** independent, so they recover in parallel); without threads, one group
+** after another on the caller. */
 static int server_recover(struct ursula_server *s, char *err) {
   struct server_recovery *r;
-  uint64_t t0 = os_now_ms();
+  uint64_t t0 = s->env->mono_ms(s->env);
   int i, n = s->n_cores, rc, existed;
   if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK) return rc;
   if (n > s->n_groups) n = s->n_groups;
@@ -404,8 +437,12 @@ static int server_recover(struct ursula_server *s, char *err) {
     r[i].step = n;
     r[i].must_exist = existed;
     r[i].err[0] = '\0';
+#if URSULA_ENABLE_THREADS
     r[i].started =
         pthread_create(&r[i].thread, NULL, server_recover_main, &r[i]) == 0;
+#else
+    r[i].started = 0;
+#endif
     if (!r[i].started) server_recover_main(&r[i]); /* do it here */
   }
   rc = URSULA_OK;
@@ -420,7 +457,7 @@ static int server_recover(struct ursula_server *s, char *err) {
   if (rc == URSULA_OK && !existed) rc = server_layout_write(s, err);
   if (rc == URSULA_OK)
     LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,
-          (unsigned long long)(os_now_ms() - t0));
+          (unsigned long long)(s->env->mono_ms(s->env) - t0));
   (void)t0; /* when logging is compiled out */
   return rc;
 }
@@ -495,7 +532,7 @@ static int server_start_cold(struct ursula_server *s, char *err) {
              cfg->wal_dir, (unsigned long long)chunks);
     return URSULA_EINVAL;
   }
-  if ((rc = cold_open(&s->cold, cfg, err)) != URSULA_OK) return rc;
+  if ((rc = cold_open(&s->cold, cfg, s->env, err)) != URSULA_OK) return rc;
   for (i = 0; i < s->n_cores; i++) {
     s->cores[i].cold_cache =
         cold_cache_new((uint64_t)cfg->cold_cache_bytes / (uint64_t)s->n_cores);
@@ -513,8 +550,9 @@ static int server_start_cold(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-URSULA_API int ursula_server_start(const struct ursula_config *cfg,
-                                   struct ursula_server **out, char *err) {
+URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
+                                struct env *env, struct ursula_server **out,
+                                char *err) {
   struct ursula_server *s;
   int i, rc = URSULA_OK;
   char tmp[URSULA_ERRMSG_LEN];
@@ -524,6 +562,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   if (s == NULL) return URSULA_ENOMEM;
   memset(s, 0, sizeof(*s));
   s->cfg = *cfg;
+  s->env = env != NULL ? env : env_real();
   s->listen_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -546,7 +585,7 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
   memset(s->groups, 0, sizeof(*s->groups) * (size_t)s->n_groups);
   memset(s->cores, 0, sizeof(*s->cores) * (size_t)s->n_cores);
   for (i = 0; i < s->n_groups; i++) {
-    if ((s->groups[i] = group_new(i, i % s->n_cores)) == NULL) {
+    if ((s->groups[i] = group_new(i, i % s->n_cores, s->env)) == NULL) {
       rc = URSULA_ENOMEM;
       goto fail;
     }
@@ -586,13 +625,13 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
       rc = URSULA_ENOMEM;
       goto fail;
     }
-    if ((rc = loop_open(&c->loop, i, err)) != URSULA_OK) goto fail;
+    if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
         URSULA_OK)
       goto fail;
     c->listening = 1;
-    loop_timer_set(c->loop, &c->sweep_timer, os_now_ms() + 1000,
+    loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
   }
 #if URSULA_ENABLE_THREADS
@@ -621,6 +660,11 @@ fail:
     snprintf(err, URSULA_ERRMSG_LEN, "%s", ursula_strerror(rc));
   server_free(s);
   return rc;
+}
+
+URSULA_API int ursula_server_start(const struct ursula_config *cfg,
+                                   struct ursula_server **out, char *err) {
+  return server_start(cfg, NULL, out, err);
 }
 
 URSULA_API int ursula_server_port(const struct ursula_server *srv) {

@@ -138,6 +138,7 @@ struct wal_seg {
 };
 
 struct wal {
+  struct os_fs *fs; /* every file call goes through it (the node's env) */
   char dir[URSULA_PATH_LEN];
   struct wal_seg *segs; /* ascending; the last one is open for writing */
   size_t n_segs, cap_segs;
@@ -259,8 +260,8 @@ static int wal_seg_push(struct wal *w, uint64_t first) {
   return URSULA_OK;
 }
 
-static void wal_seg_release(struct wal_seg *sg) {
-  if (sg->fd >= 0) os_fs()->close(sg->fd);
+static void wal_seg_release(struct os_fs *fs, struct wal_seg *sg) {
+  if (sg->fd >= 0) fs->close(sg->fd);
   sg->fd = -1;
   URSULA_FREE(sg->offs);
   sg->offs = NULL;
@@ -303,24 +304,24 @@ static size_t wal_seg_of(const struct wal *w, uint64_t index) {
 
 /* Read the whole file at path into b.  URSULA_OK, URSULA_ENOTFOUND, or
 ** an I/O error. */
-static int wal_read_path(const char *path, struct buf *b) {
-  struct os_fs *fs = os_fs();
-  struct stat st;
+static int wal_read_path(struct os_fs *fs, const char *path, struct buf *b) {
+  uint64_t size;
   int fd, rc = URSULA_OK;
   off_t off = 0;
   b->len = 0;
   fd = fs->open(path, O_RDONLY, 0);
   if (fd < 0) return errno == ENOENT ? URSULA_ENOTFOUND : URSULA_EIO;
-  if (fstat(fd, &st) != 0) {
+  if (fs->size(fd, &size) != 0 || size > SIZE_MAX) {
     fs->close(fd);
     return URSULA_EIO;
   }
-  if (buf_reserve(b, (size_t)st.st_size) != URSULA_OK) {
+  if (buf_reserve(b, (size_t)size) != URSULA_OK) {
     fs->close(fd);
     return URSULA_ENOMEM;
   }
-  while (off < st.st_size) {
-    ssize_t n = fs->pread(fd, b->ptr + off, (size_t)(st.st_size - off), off);
+  while ((uint64_t)off < size) {
+    ssize_t n = fs->pread(fd, b->ptr + off, (size_t)(size - (uint64_t)off),
+                          off);
     if (n < 0) {
       rc = URSULA_EIO;
       break;
@@ -334,10 +335,11 @@ static int wal_read_path(const char *path, struct buf *b) {
 }
 
 /* Write b[0..n) at off of fd, all of it.  0 or an errno. */
-static int wal_pwrite_all(int fd, const void *b, size_t n, off_t off) {
+static int wal_pwrite_all(struct os_fs *fs, int fd, const void *b, size_t n,
+                          off_t off) {
   size_t done = 0;
   while (done < n) {
-    ssize_t k = os_fs()->pwrite(fd, (const char *)b + done, n - done,
+    ssize_t k = fs->pwrite(fd, (const char *)b + done, n - done,
                                 off + (off_t)done);
     if (k <= 0) return k < 0 ? errno : EIO;
     done += (size_t)k;
@@ -353,8 +355,9 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
   char tmp[URSULA_PATH_LEN + 32];
   int e;
   memset(sw, 0, sizeof(*sw));
+  sw->fs = w->fs;
   snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
-  sw->fd = os_fs()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  sw->fd = w->fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (sw->fd < 0) return wal_errno_code(errno);
   memset(h, 0, sizeof(h));
   memcpy(h, wal_snap_magic, 8);
@@ -363,7 +366,7 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
   sw->index = index;
   sw->term = term;
   sw->crc = util_crc32c(0, h, sizeof(h));
-  if ((e = wal_pwrite_all(sw->fd, h, sizeof(h), 0)) != 0) {
+  if ((e = wal_pwrite_all(w->fs, sw->fd, h, sizeof(h), 0)) != 0) {
     wal_snap_abort(w, sw);
     return wal_errno_code(e);
   }
@@ -375,7 +378,7 @@ URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
   if (sw->fd < 0) return URSULA_EIO;
-  if ((e = wal_pwrite_all(sw->fd, p, n, (off_t)sw->at)) != 0)
+  if ((e = wal_pwrite_all(sw->fs, sw->fd, p, n, (off_t)sw->at)) != 0)
     return wal_errno_code(e);
   sw->crc = util_crc32c(sw->crc, p, n);
   sw->at += n;
@@ -384,16 +387,16 @@ URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
 
 URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw) {
   char tmp[URSULA_PATH_LEN + 32];
-  if (sw->fd >= 0) os_fs()->close(sw->fd);
+  if (sw->fd >= 0) w->fs->close(sw->fd);
   sw->fd = -1;
   snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
-  os_fs()->unlink(tmp);
+  w->fs->unlink(tmp);
 }
 
 URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
   unsigned char t[WAL_SNAP_TAIL];
   char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   uint64_t n = sw->at - WAL_SNAP_HEAD;
   int e;
   if (sw->fd < 0) return URSULA_EIO;
@@ -402,12 +405,12 @@ URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
   wal_put32(t + 12, 0);
   snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
   snprintf(path, sizeof(path), "%s/snapshot", w->dir);
-  e = wal_pwrite_all(sw->fd, t, sizeof(t), (off_t)sw->at);
+  e = wal_pwrite_all(w->fs, sw->fd, t, sizeof(t), (off_t)sw->at);
   if (e == 0 && fs->sync(sw->fd) != 0) e = errno;
   fs->close(sw->fd);
   sw->fd = -1;
   if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
-  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno;
+  if (e == 0 && w->fs->sync_dir(w->dir) != 0) e = errno;
   if (e != 0) {
     fs->unlink(tmp);
     return wal_errno_code(e);
@@ -435,11 +438,12 @@ URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
 
 URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
                                  char *err) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
   char path[URSULA_PATH_LEN + 32];
-  struct stat st;
+  uint64_t size = 0;
   memset(sr, 0, sizeof(*sr));
+  sr->fs = fs;
   snprintf(path, sizeof(path), "%s/snapshot", w->dir);
   sr->fd = fs->open(path, O_RDONLY, 0);
   if (sr->fd < 0) {
@@ -447,13 +451,12 @@ URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
     snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
     return URSULA_EIO;
   }
-  if (fstat(sr->fd, &st) != 0 ||
-      st.st_size < (off_t)(WAL_SNAP_HEAD + WAL_SNAP_TAIL) ||
+  if (fs->size(sr->fd, &size) != 0 || size < WAL_SNAP_HEAD + WAL_SNAP_TAIL ||
       fs->pread(sr->fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-      fs->pread(sr->fd, t, sizeof(t), st.st_size - WAL_SNAP_TAIL) !=
+      fs->pread(sr->fd, t, sizeof(t), (off_t)(size - WAL_SNAP_TAIL)) !=
           (ssize_t)sizeof(t) ||
       memcmp(h, wal_snap_magic, 8) != 0 ||
-      wal_get64(t) != (uint64_t)st.st_size - WAL_SNAP_HEAD - WAL_SNAP_TAIL) {
+      wal_get64(t) != size - WAL_SNAP_HEAD - WAL_SNAP_TAIL) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,
@@ -481,7 +484,7 @@ URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
     wal_put64(t, sr->size); /* the CRC covers the length too */
     return util_crc32c(sr->crc, t, 8) == sr->want_crc ? 0 : -1;
   }
-  k = os_fs()->pread(sr->fd, p, n, (off_t)(WAL_SNAP_HEAD + sr->at));
+  k = sr->fs->pread(sr->fd, p, n, (off_t)(WAL_SNAP_HEAD + sr->at));
   if (k <= 0) return -1;
   sr->crc = util_crc32c(sr->crc, p, (size_t)k);
   sr->at += (uint64_t)k;
@@ -489,7 +492,7 @@ URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
 }
 
 URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr) {
-  if (sr->fd >= 0) os_fs()->close(sr->fd);
+  if (sr->fd >= 0) sr->fs->close(sr->fd);
   sr->fd = -1;
 }
 
@@ -548,7 +551,7 @@ static void wal_hard_record(unsigned char *out, uint64_t term, uint64_t vote,
 ** and a HARD record of the durable hard state, synced, the directory
 ** synced.  The previous last segment (if any) is then sealed. */
 static int wal_seg_create(struct wal *w, uint64_t first) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   unsigned char h[WAL_HEADER_BYTES + WAL_RECORD_HEADER + WAL_HARD_BYTES];
   unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
   char path[URSULA_PATH_LEN + 32];
@@ -561,9 +564,9 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   wal_seg_path(w, first, path, sizeof(path));
   fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return wal_errno_code(errno);
-  if ((e = wal_pwrite_all(fd, h, sizeof(h), 0)) != 0 ||
+  if ((e = wal_pwrite_all(w->fs, fd, h, sizeof(h), 0)) != 0 ||
       (fs->sync(fd) != 0 && (e = errno) != 0) ||
-      (os_sync_dir(w->dir) != 0 && (e = errno ? errno : EIO) != 0)) {
+      (w->fs->sync_dir(w->dir) != 0 && (e = errno ? errno : EIO) != 0)) {
     fs->close(fd);
     fs->unlink(path);
     return wal_errno_code(e);
@@ -571,12 +574,12 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   if (prev_fd >= 0) { /* seal the previous segment: it is complete */
     wal_put64(seal + WAL_RECORD_HEADER, first);
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
-    if ((e = wal_pwrite_all(prev_fd, seal, sizeof(seal), w->size)) != 0 ||
+    if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
         (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
       /* unsealed is still a valid log: the new segment follows it */
       fs->close(fd);
       fs->unlink(path);
-      os_sync_dir(w->dir);
+      w->fs->sync_dir(w->dir);
       return wal_errno_code(e);
     }
   }
@@ -591,12 +594,24 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
-                            char *err) {
+/* wal_open's listing: note each segment file. */
+static int wal_open_entry(void *arg, const char *name) {
+  struct wal *w = (struct wal *)arg;
+  uint64_t first;
+  return wal_seg_name(name, &first) ? wal_seg_push(w, first) : URSULA_OK;
+}
+
+/* Whether path exists (an open that does not fail with ENOENT). */
+static int wal_exists(struct os_fs *fs, const char *path) {
+  int fd = fs->open(path, O_RDONLY, 0);
+  if (fd >= 0) fs->close(fd);
+  return fd >= 0 || errno != ENOENT;
+}
+
+URSULA_PRIVATE int wal_open(struct wal **out, struct env *env, const char *dir,
+                            int must_exist, char *err) {
+  struct os_fs *fs = (env != NULL ? env : env_real())->fs;
   struct wal *w;
-  DIR *d;
-  struct dirent *de;
-  struct stat st;
   char path[URSULA_PATH_LEN + 32];
   int rc;
   *out = NULL;
@@ -604,27 +619,28 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
     snprintf(err, URSULA_ERRMSG_LEN, "WAL directory path is too long");
     return URSULA_EINVAL;
   }
-  if (must_exist && stat(dir, &st) != 0) {
+  if (must_exist && !wal_exists(fs, dir)) {
     snprintf(err, URSULA_ERRMSG_LEN,
-             "%s is missing (%s), but the data directory says this group has "
-             "a log; not starting without it (restore it, or start on an "
+             "%s is missing, but the data directory says this group has a "
+             "log; not starting without it (restore it, or start on an "
              "empty --wal-dir to begin anew)",
-             dir, strerror(errno));
+             dir);
     return URSULA_ECORRUPT;
   }
-  if (os_mkdir(dir) != 0) {
+  if (fs->mkdir(dir, 0755) != 0 && errno != EEXIST) {
     snprintf(err, URSULA_ERRMSG_LEN, "mkdir %s: %s", dir, strerror(errno));
     return URSULA_EIO;
   }
   w = (struct wal *)URSULA_MALLOC(sizeof(*w));
   if (w == NULL) return URSULA_ENOMEM;
   memset(w, 0, sizeof(*w));
+  w->fs = fs;
   memcpy(w->dir, dir, strlen(dir) + 1);
   w->fd = -1;
   w->segment_bytes = WAL_SEGMENT_BYTES;
   w->first_index = 1;
   snprintf(path, sizeof(path), "%.1024s/state", dir);
-  if (stat(path, &st) == 0) {
+  if (wal_exists(fs, path)) {
     snprintf(err, URSULA_ERRMSG_LEN,
              "%s holds a log in WAL format 1 (written by an older ursula); "
              "this build reads format 2 only: read the data out with the "
@@ -633,20 +649,12 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
     URSULA_FREE(w);
     return URSULA_EINVAL;
   }
-  if ((d = opendir(dir)) == NULL) {
-    snprintf(err, URSULA_ERRMSG_LEN, "opendir %s: %s", dir, strerror(errno));
-    URSULA_FREE(w);
-    return URSULA_EIO;
-  }
-  rc = URSULA_OK;
-  while (rc == URSULA_OK && (de = readdir(d)) != NULL) {
-    uint64_t first;
-    if (wal_seg_name(de->d_name, &first)) rc = wal_seg_push(w, first);
-  }
-  closedir(d);
-  if (rc != URSULA_OK) {
+  rc = fs->list(dir, wal_open_entry, w);
+  if (rc != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "listing %s: %s", dir,
+             rc < 0 ? strerror(errno) : ursula_strerror(rc));
     wal_close(w);
-    return rc;
+    return rc < 0 ? URSULA_EIO : rc;
   }
   if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), wal_seg_cmp);
   if (w->n_segs > 0) w->first_index = w->segs[0].first_index;
@@ -666,8 +674,8 @@ URSULA_PRIVATE int wal_open(struct wal **out, const char *dir, int must_exist,
 URSULA_PRIVATE void wal_close(struct wal *w) {
   size_t i;
   if (w == NULL) return;
-  if (w->fd >= 0) os_fs()->close(w->fd);
-  for (i = 0; i < w->n_segs; i++) wal_seg_release(&w->segs[i]);
+  if (w->fd >= 0) w->fs->close(w->fd);
+  for (i = 0; i < w->n_segs; i++) wal_seg_release(w->fs, &w->segs[i]);
   URSULA_FREE(w->segs);
   buf_free(&w->rd);
   URSULA_FREE(w);
@@ -774,7 +782,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st, char *err) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   struct buf img;
   size_t i = 0;
   int rc, fn_rc = URSULA_OK, prev_sealed = 0;
@@ -840,7 +848,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                (unsigned long long)sg->first_index - 1);
       goto out;
     }
-    if ((rc = wal_read_path(path, &img)) != URSULA_OK) {
+    if ((rc = wal_read_path(w->fs, path, &img)) != URSULA_OK) {
       snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
       goto out;
     }
@@ -925,10 +933,10 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   if (sc.good < WAL_HEADER_BYTES) {
     /* the last segment's header is bad: a crash while it was created */
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
-    wal_seg_release(&w->segs[w->n_segs - 1]);
+    wal_seg_release(w->fs, &w->segs[w->n_segs - 1]);
     w->n_segs--;
     fs->unlink(path);
-    os_sync_dir(w->dir);
+    w->fs->sync_dir(w->dir);
     rc = wal_seg_create(w, last + 1);
     goto out;
   }
@@ -1000,7 +1008,7 @@ static int wal_seg_map(struct wal *w, size_t k) {
   memset(&img, 0, sizeof(img));
   memset(&sc, 0, sizeof(sc));
   wal_seg_path(w, sg->first_index, path, sizeof(path));
-  rc = wal_read_path(path, &img);
+  rc = wal_read_path(w->fs, path, &img);
   if (rc == URSULA_OK) {
     wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
              NULL, NULL, &fn_rc, &sc);
@@ -1019,7 +1027,7 @@ static int wal_seg_map(struct wal *w, size_t k) {
 
 /* Read the whole record of entry index into w->rd and check it. */
 static int wal_load_record(struct wal *w, uint64_t index) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   size_t k;
   struct wal_seg *sg;
   unsigned char h[WAL_RECORD_HEADER];
@@ -1145,7 +1153,7 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   int e;
   if (w->failed) return URSULA_EIO;
   if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
-  if ((e = wal_pwrite_all(w->fd, p, len, w->written)) != 0)
+  if ((e = wal_pwrite_all(w->fs, w->fd, p, len, w->written)) != 0)
     return wal_fail(w, e);
   w->written += (off_t)len;
   w->since_snap += len;
@@ -1171,12 +1179,12 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
 
 URSULA_PRIVATE int wal_flush(struct wal *w) {
   int fd = wal_flush_fd(w), e = 0;
-  if (fd >= 0 && os_fs()->sync(fd) != 0) e = errno;
+  if (fd >= 0 && w->fs->sync(fd) != 0) e = errno;
   return wal_flush_done(w, e);
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   char path[URSULA_PATH_LEN + 32];
   struct buf img;
   struct wal_seg *sg;
@@ -1192,7 +1200,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
     return wal_errno_code(errno);
   memset(&img, 0, sizeof(img));
   memset(&sc, 0, sizeof(sc));
-  rc = wal_read_path(path, &img);
+  rc = wal_read_path(w->fs, path, &img);
   if (rc == URSULA_OK) {
     sc.last_term = 0;
     wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg, 0,
@@ -1212,8 +1220,8 @@ static int wal_append_hard(struct wal *w, uint64_t index) {
   unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
   int e;
   wal_hard_record(r, w->term, w->vote, index);
-  if ((e = wal_pwrite_all(w->fd, r, sizeof(r), w->size)) != 0 ||
-      (os_fs()->sync(w->fd) != 0 && (e = errno) != 0))
+  if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0 ||
+      (w->fs->sync(w->fd) != 0 && (e = errno) != 0))
     return wal_errno_code(e);
   w->size = w->written = w->size + (off_t)sizeof(r);
   return URSULA_OK;
@@ -1239,11 +1247,11 @@ URSULA_PRIVATE uint64_t wal_vote(const struct wal *w) {
 /* Open segment k (now the last) for writing as w->fd, its size `size`. */
 static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
   char path[URSULA_PATH_LEN + 32];
-  if (w->fd >= 0) os_fs()->close(w->fd);
-  if (w->segs[k].fd >= 0) os_fs()->close(w->segs[k].fd);
+  if (w->fd >= 0) w->fs->close(w->fd);
+  if (w->segs[k].fd >= 0) w->fs->close(w->segs[k].fd);
   w->segs[k].fd = -1;
   wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-  w->fd = os_fs()->open(path, O_RDWR, 0);
+  w->fd = w->fs->open(path, O_RDWR, 0);
   if (w->fd < 0) return wal_errno_code(errno);
   w->size = w->written = size;
   return URSULA_OK;
@@ -1256,7 +1264,7 @@ static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
 static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
   int rc = wal_reopen_last(w, k, at);
   if (rc != URSULA_OK) return rc;
-  if (os_fs()->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
+  if (w->fs->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
   return wal_append_hard(w, last);
 }
 
@@ -1265,14 +1273,14 @@ static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
 ** over the segment, the directory synced.  A crash leaves the old segment
 ** or the new one, never a segment whose latest HARD record was cut. */
 static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
-  struct os_fs *fs = os_fs();
+  struct os_fs *fs = w->fs;
   char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 40];
   struct buf img;
   int fd, e = 0, rc;
   memset(&img, 0, sizeof(img));
   wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  rc = wal_read_path(path, &img);
+  rc = wal_read_path(w->fs, path, &img);
   if (rc == URSULA_OK && img.len < (size_t)at) rc = URSULA_ECORRUPT;
   if (rc == URSULA_OK) rc = buf_reserve(&img, WAL_RECORD_HEADER + WAL_HARD_BYTES);
   if (rc != URSULA_OK) {
@@ -1284,11 +1292,11 @@ static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
   img.len += WAL_RECORD_HEADER + WAL_HARD_BYTES;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) e = errno;
-  if (e == 0) e = wal_pwrite_all(fd, img.ptr, img.len, 0);
+  if (e == 0) e = wal_pwrite_all(w->fs, fd, img.ptr, img.len, 0);
   if (e == 0 && fs->sync(fd) != 0) e = errno;
   if (fd >= 0) fs->close(fd);
   if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
-  if (e == 0 && os_sync_dir(w->dir) != 0) e = errno ? errno : EIO;
+  if (e == 0 && w->fs->sync_dir(w->dir) != 0) e = errno ? errno : EIO;
   if (e != 0) fs->unlink(tmp);
   buf_free(&img);
   if (e != 0) return wal_errno_code(e);
@@ -1300,22 +1308,22 @@ static int wal_rewrite_last(struct wal *w, size_t k, off_t at, uint64_t last) {
 static int wal_unsealed_size(struct wal *w, size_t k, off_t *size) {
   char path[URSULA_PATH_LEN + 32];
   unsigned char r[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
-  struct stat st;
+  uint64_t sz;
   uint32_t n;
   int fd;
   ssize_t got;
   wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-  fd = os_fs()->open(path, O_RDONLY, 0);
+  fd = w->fs->open(path, O_RDONLY, 0);
   if (fd < 0) return wal_errno_code(errno);
-  if (fstat(fd, &st) != 0) {
-    os_fs()->close(fd);
+  if (w->fs->size(fd, &sz) != 0) {
+    w->fs->close(fd);
     return URSULA_EIO;
   }
-  *size = st.st_size;
-  got = st.st_size >= (off_t)sizeof(r)
-            ? os_fs()->pread(fd, r, sizeof(r), st.st_size - (off_t)sizeof(r))
+  *size = (off_t)sz;
+  got = sz >= sizeof(r)
+            ? w->fs->pread(fd, r, sizeof(r), (off_t)(sz - sizeof(r)))
             : -1;
-  os_fs()->close(fd);
+  w->fs->close(fd);
   if (got == (ssize_t)sizeof(r) && wal_record_ok(r, sizeof(r), &n) &&
       r[8] == WAL_SEAL)
     *size -= (off_t)sizeof(r);
@@ -1342,9 +1350,9 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
                            w->segs[prev + 1].first_index - 1)) != URSULA_OK)
       return rc;
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
-    wal_seg_release(&w->segs[w->n_segs - 1]);
+    wal_seg_release(w->fs, &w->segs[w->n_segs - 1]);
     w->n_segs--;
-    if (os_fs()->unlink(path) != 0 || os_sync_dir(w->dir) != 0)
+    if (w->fs->unlink(path) != 0 || w->fs->sync_dir(w->dir) != 0)
       return wal_errno_code(errno);
   }
   k = w->n_segs - 1;
@@ -1381,16 +1389,16 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   if (drop == 0) return URSULA_OK;
   for (k = 0; k < drop && rc == URSULA_OK; k++) { /* from the front */
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
-    if (os_fs()->unlink(path) != 0 && errno != ENOENT)
+    if (w->fs->unlink(path) != 0 && errno != ENOENT)
       rc = wal_errno_code(errno);
   }
   drop = k - (rc != URSULA_OK); /* the failed one stays listed */
-  for (k = 0; k < drop; k++) wal_seg_release(&w->segs[k]);
+  for (k = 0; k < drop; k++) wal_seg_release(w->fs, &w->segs[k]);
   memmove(w->segs, w->segs + drop, (w->n_segs - drop) * sizeof(*w->segs));
   w->n_segs -= drop;
   w->first_index = w->segs[0].first_index;
   if (w->rd_index < w->first_index) w->rd_index = 0;
-  os_sync_dir(w->dir);
+  w->fs->sync_dir(w->dir);
   return rc;
 }
 

@@ -44,6 +44,7 @@ static int unit_fail_total;
   } while (0)
 
 #include "unit_util.c"
+#include "unit_os.c"
 #include "unit_http.c"
 #include "unit_json.c"
 #include "unit_loop.c"
@@ -56,9 +57,9 @@ static int unit_fail_total;
 #include "unit_server.c"
 
 static const struct unit_case *const unit_tables[] = {
-    unit_util_cases, unit_http_cases,   unit_json_cases,   unit_loop_cases,
-    unit_conf_cases, unit_crypto_cases, unit_sigv4_cases,  unit_stream_cases,
-    unit_wal_cases,  unit_cold_cases,   unit_server_cases,
+    unit_util_cases,  unit_os_cases,     unit_http_cases,  unit_json_cases,
+    unit_loop_cases,  unit_conf_cases,   unit_crypto_cases, unit_sigv4_cases,
+    unit_stream_cases, unit_wal_cases,   unit_cold_cases,  unit_server_cases,
 };
 
 int main(int argc, char **argv) {

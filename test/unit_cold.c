@@ -229,11 +229,142 @@ static void test_cold_cache(void) {
   cold_cache_free(k);
 }
 
+/* ------------------------------------------------------------ the folder
+** cold_open() with a --cold-dir and an env whose file-system table
+** counts the calls: PUT, GET, LIST and DELETE through cold_submit(), each
+** result delivered on a turn of the reply loop (from a cold thread, or,
+** without threads, posted by cold_submit() itself). */
+
+static int unit_cold_n_mkdir, unit_cold_n_size, unit_cold_n_list,
+    unit_cold_n_rmdir;
+static struct os_fs unit_cold_real_fs;
+
+static int unit_cold_fs_mkdir(const char *path, int mode) {
+  unit_cold_n_mkdir++;
+  return unit_cold_real_fs.mkdir(path, mode);
+}
+static int unit_cold_fs_size(int fd, uint64_t *out) {
+  unit_cold_n_size++;
+  return unit_cold_real_fs.size(fd, out);
+}
+static int unit_cold_fs_list(const char *dir,
+                             int (*fn)(void *arg, const char *name),
+                             void *arg) {
+  unit_cold_n_list++;
+  return unit_cold_real_fs.list(dir, fn, arg);
+}
+static int unit_cold_fs_rmdir(const char *path) {
+  unit_cold_n_rmdir++;
+  return unit_cold_real_fs.rmdir(path);
+}
+
+struct unit_cold_done {
+  int n;
+  int rc;
+  struct buf data;
+};
+static struct unit_cold_done unit_cold_done;
+
+static void unit_cold_on_done(struct loop *l, struct loop_msg *m) {
+  struct cold_req *r = (struct cold_req *)(void *)m;
+  (void)l;
+  unit_cold_done.n++;
+  unit_cold_done.rc = r->rc;
+  buf_free(&unit_cold_done.data);
+  unit_cold_done.data = r->data;
+  memset(&r->data, 0, sizeof(r->data));
+  cold_req_free(r);
+}
+
+/* Submit a request and turn the loop until its result is back. */
+static int unit_cold_run(struct cold *c, struct loop *l, int op,
+                         const char *name, const struct buf *data) {
+  struct cold_req *r = cold_req_new(op, l, unit_cold_on_done);
+  int i;
+  ASSERT(r != NULL);
+  if (r == NULL) return URSULA_ENOMEM;
+  snprintf(r->name, sizeof(r->name), "%s", name);
+  if (data != NULL) buf_append(&r->data, data->ptr, data->len);
+  unit_cold_done.n = 0;
+  cold_submit(c, r);
+  ASSERT(unit_cold_done.n == 0); /* results come on a loop turn */
+  for (i = 0; i < 200 && unit_cold_done.n == 0; i++)
+    ASSERT(loop_run_once(l, 50, NULL) == URSULA_OK);
+  ASSERT(unit_cold_done.n == 1);
+  return unit_cold_done.rc;
+}
+
+static void test_cold_folder(void) {
+  struct ursula_config cfg;
+  struct env env;
+  struct os_fs fs;
+  struct loop *l = NULL;
+  struct cold *c = NULL;
+  struct buf obj;
+  char err[URSULA_ERRMSG_LEN], name[COLD_NAME_MAX], cmd[URSULA_PATH_LEN + 16];
+  int rc;
+  unit_cold_real_fs = *os_fs();
+  fs = unit_cold_real_fs;
+  fs.mkdir = unit_cold_fs_mkdir;
+  fs.size = unit_cold_fs_size;
+  fs.list = unit_cold_fs_list;
+  fs.rmdir = unit_cold_fs_rmdir;
+  env = *env_real();
+  env.fs = &fs;
+  unit_cold_n_mkdir = unit_cold_n_size = unit_cold_n_list = 0;
+  unit_cold_n_rmdir = 0;
+  memset(&unit_cold_done, 0, sizeof(unit_cold_done));
+  memset(&obj, 0, sizeof(obj));
+  ursula_config_init(&cfg);
+  snprintf(cfg.cold_dir, sizeof(cfg.cold_dir), "/tmp/ursula-unit-cold-%ld",
+           (long)getpid());
+  err[0] = '\0';
+  ASSERT(loop_open(&l, 0, NULL, err) == URSULA_OK);
+  rc = cold_open(&c, &cfg, &env, err);
+  if (rc != URSULA_OK) printf("# cold_open: %s\n", err);
+  ASSERT(rc == URSULA_OK);
+  if (l == NULL || c == NULL) goto done;
+  ASSERT(unit_cold_n_mkdir == 1); /* the folder itself */
+  cold_chunk_name(name, 3, 42, 0, 5);
+  buf_reserve(&obj, COLD_HEADER + 5);
+  obj.len = COLD_HEADER;
+  buf_append(&obj, "hello", 5);
+  cold_chunk_seal(&obj, 42, 0);
+  ASSERT(unit_cold_run(c, l, COLD_PUT, name, &obj) == URSULA_OK);
+  ASSERT(unit_cold_n_mkdir >= 3); /* g00003/, its stream's folder */
+  ASSERT(unit_cold_run(c, l, COLD_GET, name, NULL) == URSULA_OK);
+  ASSERT(unit_cold_done.data.len == obj.len &&
+         memcmp(unit_cold_done.data.ptr, obj.ptr, obj.len) == 0);
+  ASSERT(cold_chunk_check(&unit_cold_done.data, 42, 0, 5) == URSULA_OK);
+  ASSERT(unit_cold_n_size == 1);
+  ASSERT(unit_cold_run(c, l, COLD_GET, "g00003/nothing", NULL) ==
+         URSULA_ENOTFOUND);
+  ASSERT(unit_cold_run(c, l, COLD_LIST, "g00003/", NULL) == URSULA_OK);
+  ASSERT(unit_cold_done.data.len == strlen(name) + 1 &&
+         strcmp(unit_cold_done.data.ptr, name) == 0);
+  ASSERT(unit_cold_n_list == 2); /* the group's folder, the stream's */
+  ASSERT(unit_cold_run(c, l, COLD_LIST, "g00004/", NULL) == URSULA_OK);
+  ASSERT(unit_cold_done.data.len == 0); /* no folder yet: nothing */
+  ASSERT(unit_cold_run(c, l, COLD_DELETE, name, NULL) == URSULA_OK);
+  ASSERT(unit_cold_n_rmdir == 1); /* the stream's folder, now empty */
+  ASSERT(unit_cold_run(c, l, COLD_DELETE, name, NULL) == URSULA_OK);
+  ASSERT(unit_cold_run(c, l, COLD_LIST, "g00003/", NULL) == URSULA_OK);
+  ASSERT(unit_cold_done.data.len == 0);
+done:
+  cold_close(c);
+  loop_close(l);
+  buf_free(&obj);
+  buf_free(&unit_cold_done.data);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", cfg.cold_dir);
+  ASSERT(system(cmd) == 0);
+}
+
 static const struct unit_case unit_cold_cases[] = {
     {"cold_cmd_roundtrip", test_cold_cmd_roundtrip},
     {"cold_apply_and_read", test_cold_apply_and_read},
     {"cold_snapshot", test_cold_snapshot},
     {"cold_chunk_format", test_cold_chunk_format},
     {"cold_cache", test_cold_cache},
+    {"cold_folder", test_cold_folder},
     {NULL, NULL},
 };

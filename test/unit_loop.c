@@ -36,7 +36,7 @@ static struct loop *unit_loop_open(void) {
   struct loop *l = NULL;
   char err[URSULA_ERRMSG_LEN];
   err[0] = '\0';
-  ASSERT(loop_open(&l, 7, err) == URSULA_OK);
+  ASSERT(loop_open(&l, 7, NULL, err) == URSULA_OK);
   ASSERT(l != NULL);
   return l;
 }
@@ -73,7 +73,7 @@ static void test_loop_basics(void) {
   int p[2], x;
   memset(&io, 0, sizeof(io));
   before = os_now_ms();
-  ASSERT(loop_open(&l, 3, NULL) == URSULA_OK); /* err may be NULL */
+  ASSERT(loop_open(&l, 3, NULL, NULL) == URSULA_OK); /* err may be NULL */
   after = os_now_ms();
   if (l == NULL) return;
   ASSERT(loop_get_user(l) == NULL);
@@ -851,6 +851,146 @@ static void test_loop_post_wakes(void) {
   unit_loop_poke_case(2, 0);
 }
 
+/* ------------------------------------------------------------ a fake env */
+
+/* A clock that moves only when the test moves it. */
+struct unit_fake_clock {
+  uint64_t mono, wall;
+  uint64_t reads;
+};
+
+static uint64_t unit_fake_mono(struct env *e) {
+  struct unit_fake_clock *k = (struct unit_fake_clock *)e->impl;
+  k->reads++;
+  return k->mono;
+}
+static uint64_t unit_fake_wall(struct env *e) {
+  return ((struct unit_fake_clock *)e->impl)->wall;
+}
+static uint64_t unit_fake_random(struct env *e) {
+  (void)e;
+  return 4; /* chosen by fair dice roll */
+}
+
+static void unit_fake_env(struct env *e, struct unit_fake_clock *k) {
+  memset(k, 0, sizeof(*k));
+  k->mono = 5000000;
+  k->wall = 1234;
+  e->mono_ms = unit_fake_mono;
+  e->wall_ms = unit_fake_wall;
+  e->random = unit_fake_random;
+  e->fs = os_fs();
+  e->impl = k;
+}
+
+static int unit_loop_turns;
+static void unit_loop_count_turn(struct loop *l) {
+  (void)l;
+  unit_loop_turns++;
+}
+
+static void unit_loop_on_fire(struct loop *l, void *arg) {
+  (void)l;
+  (*(int *)arg)++;
+}
+
+struct unit_loop_cmsg {
+  struct loop_msg msg;
+  int *counter;
+};
+
+static void unit_loop_on_count_msg(struct loop *l, struct loop_msg *m) {
+  struct unit_loop_cmsg *c = (struct unit_loop_cmsg *)(void *)m;
+  (void)l;
+  (*c->counter)++;
+  URSULA_FREE(c);
+}
+
+/* A timer on the fake clock fires on the first turn after the clock
+** reaches its deadline, never before, however many turns run; turns
+** with max_wait_ms 0 never block, even when the earliest timer is far
+** off; loop_run_once() runs one turn whether or not a stop is pending. */
+static void test_loop_fake_clock(void) {
+  struct env env;
+  struct unit_fake_clock k;
+  struct loop *l = NULL;
+  struct loop_timer t, far;
+  struct unit_loop_cmsg *m;
+  uint64_t t0;
+  int fired = 0, far_fired = 0, i, delivered = 0;
+  unit_fake_env(&env, &k);
+  ASSERT(loop_open(&l, 1, &env, NULL) == URSULA_OK);
+  if (l == NULL) return;
+  ASSERT(k.reads > 0);
+  ASSERT(loop_now_ms(l) == 5000000);
+  memset(&t, 0, sizeof(t));
+  memset(&far, 0, sizeof(far));
+  loop_timer_set(l, &t, loop_now_ms(l) + 50, unit_loop_on_fire, &fired);
+  /* an hour off on the fake clock: an uncapped wait would block 1 s */
+  loop_timer_set(l, &far, loop_now_ms(l) + 3600000, unit_loop_on_fire,
+                 &far_fired);
+  unit_loop_turns = 0;
+  t0 = os_now_ms();
+  for (i = 0; i < 100; i++)
+    ASSERT(loop_run_once(l, 0, unit_loop_count_turn) == URSULA_OK);
+  ASSERT(os_now_ms() - t0 < 500); /* no sleeping */
+  ASSERT(unit_loop_turns == 100);
+  ASSERT(fired == 0);
+  k.mono += 49;
+  ASSERT(loop_run_once(l, 0, unit_loop_count_turn) == URSULA_OK);
+  ASSERT(loop_now_ms(l) == 5000049);
+  ASSERT(fired == 0 && t.heap_index != 0);
+  k.mono += 1; /* the deadline */
+  ASSERT(loop_run_once(l, 0, unit_loop_count_turn) == URSULA_OK);
+  ASSERT(loop_now_ms(l) == 5000050);
+  ASSERT(fired == 1 && t.heap_index == 0);
+  ASSERT(loop_run_once(l, 0, NULL) == URSULA_OK); /* fires once only */
+  ASSERT(fired == 1 && far_fired == 0);
+  /* a past deadline fires on the next turn */
+  loop_timer_set(l, &t, loop_now_ms(l) - 10, unit_loop_on_fire, &fired);
+  ASSERT(loop_run_once(l, 0, NULL) == URSULA_OK);
+  ASSERT(fired == 2);
+  /* the mailbox is drained in one non-blocking turn */
+  m = (struct unit_loop_cmsg *)URSULA_MALLOC(sizeof(*m));
+  ASSERT(m != NULL);
+  if (m != NULL) {
+    memset(m, 0, sizeof(*m));
+    m->msg.on_msg = unit_loop_on_count_msg;
+    m->counter = &delivered;
+    loop_post(l, &m->msg);
+  }
+  ASSERT(loop_run_once(l, 0, NULL) == URSULA_OK);
+  ASSERT(delivered == (m != NULL));
+  /* a pending stop does not stop loop_run_once; loop_run consumes it */
+  loop_stop(l);
+  unit_loop_turns = 0;
+  ASSERT(loop_run_once(l, 0, unit_loop_count_turn) == URSULA_OK);
+  ASSERT(unit_loop_turns == 1);
+  ASSERT(loop_run(l, unit_loop_count_turn) == URSULA_OK);
+  ASSERT(unit_loop_turns == 1);
+  /* the far timer still waits for its hour */
+  k.mono += 3600000 - 51;
+  ASSERT(loop_run_once(l, 0, NULL) == URSULA_OK);
+  ASSERT(far_fired == 0);
+  k.mono += 1;
+  ASSERT(loop_run_once(l, 0, NULL) == URSULA_OK);
+  ASSERT(far_fired == 1);
+  loop_close(l);
+}
+
+/* A capped wait on the real clock: loop_run_once(l, 20, ...) with
+** nothing ready returns after about 20 ms, not the loop's 1 s. */
+static void test_loop_run_once_cap(void) {
+  struct loop *l = unit_loop_open();
+  uint64_t t0, took;
+  if (l == NULL) return;
+  t0 = os_now_ms();
+  ASSERT(loop_run_once(l, 20, NULL) == URSULA_OK);
+  took = os_now_ms() - t0;
+  ASSERT(took >= 15 && took < 800);
+  loop_close(l);
+}
+
 #undef UNIT_LOOP_WATCHDOG_MS
 
 static const struct unit_case unit_loop_cases[] = {
@@ -869,4 +1009,6 @@ static const struct unit_case unit_loop_cases[] = {
     {"loop_wake_thread", test_loop_wake_thread},
     {"loop_stop_signal", test_loop_stop_signal},
     {"loop_post_wakes", test_loop_post_wakes},
+    {"loop_fake_clock", test_loop_fake_clock},
+    {"loop_run_once_cap", test_loop_run_once_cap},
     {NULL, NULL}};

@@ -43,7 +43,46 @@ static int unit_http(int port, const char *method, const char *path,
   return status;
 }
 
+/* Without threads (URSULA_ENABLE_THREADS=0) the server's one loop runs in
+** ursula_server_wait() on its caller, so the test gives it a thread of
+** its own while it talks to it; with threads this is just stop and
+** wait. */
+struct unit_server_run {
+  struct ursula_server *srv;
+  int rc;
+  int started;
+  pthread_t th;
+};
+
+#if !URSULA_ENABLE_THREADS
+static void *unit_server_main(void *arg) {
+  struct unit_server_run *r = (struct unit_server_run *)arg;
+  r->rc = ursula_server_wait(r->srv);
+  return NULL;
+}
+#endif
+
+static void unit_server_go(struct unit_server_run *r,
+                           struct ursula_server *srv) {
+  r->srv = srv;
+  r->rc = URSULA_OK;
+  r->started = 0;
+#if !URSULA_ENABLE_THREADS
+  r->started = pthread_create(&r->th, NULL, unit_server_main, r) == 0;
+  ASSERT(r->started);
+#endif
+}
+
+/* Stop the server and wait for it; its exit code. */
+static int unit_server_end(struct unit_server_run *r) {
+  ursula_server_stop(r->srv);
+  if (!r->started) return ursula_server_wait(r->srv);
+  pthread_join(r->th, NULL);
+  return r->rc;
+}
+
 static void test_server_wal_sync_failure(void) {
+  struct unit_server_run run;
   struct ursula_config cfg;
   struct ursula_server *srv = NULL;
   char err[URSULA_ERRMSG_LEN], body[256];
@@ -64,6 +103,7 @@ static void test_server_wal_sync_failure(void) {
     return;
   }
   port = ursula_server_port(srv);
+  unit_server_go(&run, srv);
   ASSERT(unit_http(port, "PUT", "/s", "", NULL, 0) == 201);
   ASSERT(unit_http(port, "POST", "/s", "one ", NULL, 0) == 204);
   unit_fault_sync_errno = EIO;
@@ -84,15 +124,14 @@ static void test_server_wal_sync_failure(void) {
   ASSERT(st == 204);
   ASSERT(unit_http(port, "GET", "/s", "", body, sizeof(body)) == 200);
   ASSERT(strcmp(body, "one two") == 0);
-  ursula_server_stop(srv);
-  ASSERT(ursula_server_wait(srv) == URSULA_OK);
+  ASSERT(unit_server_end(&run) == URSULA_OK);
   /* what a restart finds: exactly the acknowledged appends */
   ASSERT(ursula_server_start(&cfg, &srv, err) == URSULA_OK);
   port = ursula_server_port(srv);
+  unit_server_go(&run, srv);
   ASSERT(unit_http(port, "GET", "/s", "", body, sizeof(body)) == 200);
   ASSERT(strcmp(body, "one two") == 0);
-  ursula_server_stop(srv);
-  ursula_server_wait(srv);
+  unit_server_end(&run);
   unit_fault_remove();
   unit_wal_rmdir();
 }

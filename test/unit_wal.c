@@ -70,7 +70,7 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
   struct wal_stats tmp;
   if (st == NULL) st = &tmp;
   memset(seen, 0, sizeof(*seen));
-  if (wal_open(&w, unit_wal_dir, 0, err) != URSULA_OK) {
+  if (wal_open(&w, NULL, unit_wal_dir, 0, err) != URSULA_OK) {
     printf("# wal_open: %s\n", err);
     unit_failed++;
     return NULL;
@@ -334,7 +334,7 @@ static int unit_wal_replay_rc(struct unit_wal_seen *seen,
   if (st == NULL) st = &tmp;
   memset(seen, 0, sizeof(*seen));
   unit_wal_err[0] = '\0';
-  rc = wal_open(&w, unit_wal_dir, 1, unit_wal_err);
+  rc = wal_open(&w, NULL, unit_wal_dir, 1, unit_wal_err);
   if (rc != URSULA_OK) return rc;
   rc = wal_replay(w, unit_wal_restore, unit_wal_check, seen, st, unit_wal_err);
   wal_close(w);
