@@ -248,6 +248,33 @@ U="http://127.0.0.1:$PORT"
 check "data and closure survive a restart" "$(curl -s "$U/v1/stream/w")|$(header Stream-Closed "$U/v1/stream/w")" "kept closed|true"
 contains "recovery is logged per group" "$(cat "$TMP/w2.log")" "recovered 3 entries"
 
+# --- a read slides the TTL window, and the slide survives kill -9 -----------
+# Stream-TTL 4 at t=0; a GET at ~2 s moves the expiry to ~6 s (HEAD does
+# not slide it); kill -9 at ~3.5 s, once the once-a-second sweep has logged
+# the read; after the restart, HEAD at ~4.5 s finds the stream (it would be
+# gone by the create alone), and at ~7 s it has expired.
+T=$TMP/ttl
+start_server "$TMP/t1.log" --core-count 1 --raft-group-count 2 --wal-dir "$T"
+U="http://127.0.0.1:$PORT"
+t0=$(date +%s%N)
+at() { # sleep until $1 seconds (decimal) after t0
+  local ms=$(awk -v s="$1" 'BEGIN{printf "%d", s*1000}') now
+  now=$((($(date +%s%N) - t0) / 1000000))
+  [ "$now" -lt "$ms" ] && sleep "$(awk -v d=$((ms - now)) 'BEGIN{printf "%.3f", d/1000}')"
+}
+created=$(status -X PUT -H 'Content-Type: text/plain' -H 'Stream-TTL: 4' "$U/v1/stream/ttl")
+at 2
+read_code=$(status "$U/v1/stream/ttl")
+at 3.5
+kill -9 "$SPID"; wait "$SPID" 2>/dev/null
+start_server "$TMP/t2.log" --core-count 1 --raft-group-count 2 --wal-dir "$T"
+U="http://127.0.0.1:$PORT"
+at 4.5
+check "a GET at 2 s of a 4 s TTL keeps the stream alive after kill -9 and a restart (HEAD at 4.5 s)" \
+  "$created $read_code $(status -I "$U/v1/stream/ttl")" "201 200 200"
+at 7
+check "... and it expires 4 s after that GET (HEAD at 7 s)" "$(status -I "$U/v1/stream/ttl")" 404
+
 # --- the README walkthrough works verbatim -------------------------------------
 if [ -f README.md ]; then
   start_server "$TMP/s3.log" --core-count 2
