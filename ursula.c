@@ -1266,23 +1266,19 @@ URSULA_PRIVATE void group_free(struct group *g);
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
                                   uint64_t snapshot_bytes, char *err);
-/* Group commit, pipelined: at the end of the owner's loop turn,
-** group_commit_start() writes g's new entries to its WAL and returns the
-** descriptor to sync; the batch is then in flight, and the owner goes on
-** while another thread syncs it and posts the outcome back, which the
-** owner hands to group_commit_done(): apply and answer the batch, or
-** refuse it.  Entries proposed meanwhile wait for the next batch (one
-** batch in flight per group).  When group_commit_start() returns -1
-** (no WAL, or the write failed: *rc) the caller calls
-** group_commit_apply(c, g, *rc) at once instead.  Nothing may start while
-** group_in_flight(g). */
-URSULA_PRIVATE int group_commit_start(struct group *g, int *rc);
-URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
-                                      int sync_errno);
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g, int rc);
+/* The commit pipeline, driven by the owner at the end of each loop turn
+** for each group with new proposals and no batch in flight:
+** group_drive() hands the entries proposed since the last drive to the
+** log and applies what is committed; it returns a descriptor to sync
+** (the batch is then in flight: the owner goes on while another thread
+** syncs it, and hands the outcome to group_synced(), which applies and
+** answers the batch or refuses it), or -1 when there is nothing to sync
+** (in memory, the entries were committed and applied at once).  One batch
+** in flight per group: nothing may be driven while group_in_flight(g). */
+URSULA_PRIVATE int group_drive(struct core *c, struct group *g);
+URSULA_PRIVATE void group_synced(struct core *c, struct group *g,
+                                 int sync_errno);
 URSULA_PRIVATE int group_in_flight(const struct group *g);
-/* Whether g has entries proposed and not yet started. */
-URSULA_PRIVATE int group_pending(const struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
@@ -5792,13 +5788,20 @@ struct wal {
   size_t pending; /* bytes framed but not yet written */
   int failed;     /* a write or sync failed: appends refused */
   uint64_t term, vote;           /* the durable hard state */
-  uint64_t next_term, next_vote; /* ... once the pending batch is durable */
+  uint64_t next_term, next_vote; /* as framed: durable once synced */
+  /* what the last wal_write() wrote (framing may go on during its sync;
+  ** only what was written becomes durable at wal_flush_done) */
+  uint64_t written_index, written_term, written_hterm, written_hvote;
+  int needs_reopen; /* a cut failed half-way: the files are right, the
+                       in-memory view is not; only a restart recovers */
   int64_t segment_bytes;
   uint64_t snap_index, snap_term; /* the snapshot replay starts after */
   uint64_t since_snap;            /* log bytes written after it */
   uint64_t rd_index;              /* the record in rd (0: none) */
   struct buf rd;                  /* the last record read and checked */
 };
+
+static int wal_fail(struct wal *w, int e);
 
 /* ------------------------------------------------------------ bytes */
 
@@ -6215,8 +6218,13 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
     if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
         (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
-      /* unsealed is still a valid log: the new segment follows it */
+      /* part of the SEAL may be there.  Cut it off again, then drop the
+      ** new segment: the log is as before the roll.  If even the cut
+      ** fails, keep the new segment (a sealed segment needs its
+      ** successor) and fail the log: wal_recover() cuts again. */
       fs->close(fd);
+      if (fs->ftruncate(prev_fd, w->size) != 0 || fs->sync(prev_fd) != 0)
+        return wal_fail(w, e);
       fs->unlink(path);
       w->fs->sync_dir(w->dir);
       return wal_errno_code(e);
@@ -6407,7 +6415,9 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
     uint64_t index = wal_get64(r + 24);
     uint32_t n;
     /* cheap filters first: a plausible index, the zero bytes, a type */
-    if (index < last || index - last > (uint64_t)(len - at) / 32 + 1) continue;
+    if (index < last ||
+        index - last > (uint64_t)(at - from + 1) / WAL_RECORD_HEADER + 2)
+      continue; /* entries lost in the bad bytes: at most one per header */
     if (r[9] != 0 || r[15] != 0 || r[8] == 0) continue;
     if (wal_record_ok(r, len - at, &n)) return 1;
   }
@@ -6415,6 +6425,22 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
 }
 
 /* ------------------------------------------------------------ replay */
+
+/* Append a SEAL to the segment file at path, whose valid bytes end at `at`
+** and whose last entry is (last, term): the next segment starts at
+** last + 1.  Synced. */
+static int wal_seal_file(struct wal *w, const char *path, off_t at,
+                         uint64_t last, uint64_t term) {
+  unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
+  int fd = w->fs->open(path, O_RDWR, 0), e;
+  if (fd < 0) return wal_errno_code(errno);
+  wal_put64(seal + WAL_RECORD_HEADER, last + 1);
+  wal_seal_record(seal, WAL_SEAL, term, last, WAL_SEAL_BYTES);
+  e = wal_pwrite_all(w->fs, fd, seal, sizeof(seal), at);
+  if (e == 0 && w->fs->sync(fd) != 0) e = errno;
+  w->fs->close(fd);
+  return e != 0 ? wal_errno_code(e) : URSULA_OK;
+}
 
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
@@ -6425,6 +6451,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   struct buf img;
   size_t i = 0;
   int rc, fn_rc = URSULA_OK, prev_sealed = 0;
+  size_t prev_good = 0; /* valid bytes of the segment before the last */
+  size_t pend_good = 0; /* the segment before is unsealed: its bytes, */
+  uint64_t pend_last = 0, pend_term = 0; /* last entry and its term */
   uint64_t last, term;
   struct wal_scan sc;
   char path[URSULA_PATH_LEN + 32];
@@ -6492,7 +6521,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       goto out;
     }
     rc = URSULA_ECORRUPT;
-    sc.last_term = term;
+    /* the first segment read may hold entries before the snapshot, of
+    ** older terms than the snapshot's */
+    sc.last_term = sg->first_index <= w->snap_index ? 0 : term;
     wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg,
              w->snap_index, fn, arg, &fn_rc, &sc);
     if (fn_rc != URSULA_OK) {
@@ -6543,6 +6574,24 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       }
       st->cut_bytes = img.len - sc.good; /* a torn tail: cut below */
     }
+    if (pend_good > 0 && sc.good > 0) {
+      /* a crash came between creating this segment and sealing the one
+      ** before: this one's header is good, so seal that one now, and
+      ** losing this one later is seen as such */
+      wal_seg_path(w, w->segs[i - 1].first_index, path, sizeof(path));
+      if ((rc = wal_seal_file(w, path, (off_t)pend_good, pend_last,
+                              pend_term)) != URSULA_OK) {
+        snprintf(err, URSULA_ERRMSG_LEN, "%s: sealing it: %s", path,
+                 ursula_strerror(rc));
+        goto out;
+      }
+      rc = URSULA_ECORRUPT;
+      wal_seg_path(w, sg->first_index, path, sizeof(path));
+    }
+    pend_good = !is_last && !sc.sealed ? sc.good : 0;
+    pend_last = last;
+    pend_term = term;
+    if (!is_last) prev_good = sc.good;
     prev_sealed = sc.sealed;
     if (is_last && sc.sealed) {
       snprintf(err, URSULA_ERRMSG_LEN,
@@ -6570,12 +6619,21 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     goto out;
   }
   if (sc.good < WAL_HEADER_BYTES) {
-    /* the last segment's header is bad: a crash while it was created */
+    /* the last segment's header is bad: a crash while it was created
+    ** (its predecessor is not sealed: checked above) */
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
     wal_seg_release(w->fs, &w->segs[w->n_segs - 1]);
     w->n_segs--;
     fs->unlink(path);
     w->fs->sync_dir(w->dir);
+    if (w->n_segs > 0) { /* created anew after it, which it then seals */
+      wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+      if ((w->fd = fs->open(path, O_RDWR, 0)) < 0) {
+        rc = wal_errno_code(errno);
+        goto out;
+      }
+      w->size = w->written = (off_t)prev_good;
+    }
     rc = wal_seg_create(w, last + 1);
     goto out;
   }
@@ -6797,6 +6855,10 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   w->written += (off_t)len;
   w->since_snap += len;
   w->pending = 0;
+  w->written_index = w->last_index;
+  w->written_term = w->last_term;
+  w->written_hterm = w->next_term;
+  w->written_hvote = w->next_vote;
   return URSULA_OK;
 }
 
@@ -6809,10 +6871,10 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
   if (w->written == w->size) return URSULA_OK;
   if (sync_errno != 0) return wal_fail(w, sync_errno);
   w->size = w->written;
-  w->durable_index = w->last_index;
-  w->durable_term = w->last_term;
-  w->term = w->next_term;
-  w->vote = w->next_vote;
+  w->durable_index = w->written_index;
+  w->durable_term = w->written_term;
+  w->term = w->written_hterm;
+  w->vote = w->written_hvote;
   return URSULA_OK;
 }
 
@@ -6830,6 +6892,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   struct wal_scan sc;
   int rc, fn_rc = URSULA_OK;
   if (!w->failed) return URSULA_OK;
+  if (w->needs_reopen) return URSULA_EIO; /* only a restart (wal_truncate) */
   sg = &w->segs[w->n_segs - 1];
   wal_seg_path(w, sg->first_index, path, sizeof(path));
   if (w->fd >= 0) fs->close(w->fd);
@@ -6853,25 +6916,32 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   return rc;
 }
 
-/* Append a HARD record of the durable hard state at the end of the last
-** segment, and sync: the hard state survives whatever is cut after. */
-static int wal_append_hard(struct wal *w, uint64_t index) {
+/* Append a HARD record (term, vote) at the end of the last segment, whose
+** last entry is `index`, and sync: 0, or the errno of the failure (the
+** record may then be partly there, past w->size). */
+static int wal_append_hard(struct wal *w, uint64_t term, uint64_t vote,
+                           uint64_t index) {
   unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
   int e;
-  wal_hard_record(r, w->term, w->vote, index);
+  wal_hard_record(r, term, vote, index);
   if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0 ||
       (w->fs->sync(w->fd) != 0 && (e = errno) != 0))
-    return wal_errno_code(e);
+    return e;
   w->size = w->written = w->size + (off_t)sizeof(r);
-  return URSULA_OK;
+  return 0;
 }
 
 URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
+  int e;
   if (w->failed || w->pending > 0 || w->written != w->size)
     return URSULA_EINVAL;
+  /* in force only once durable; a failure leaves the old pair, and the
+  ** log failed (wal_recover cuts what was half written) */
+  if ((e = wal_append_hard(w, term, vote, w->last_index)) != 0)
+    return wal_fail(w, e);
   w->term = w->next_term = term;
   w->vote = w->next_vote = vote;
-  return wal_append_hard(w, w->last_index);
+  return URSULA_OK;
 }
 
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
@@ -6901,10 +6971,11 @@ static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
 ** for cutting a SEAL, when the segment after k still holds the latest
 ** HARD record until this is durable. */
 static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
-  int rc = wal_reopen_last(w, k, at);
+  int rc = wal_reopen_last(w, k, at), e;
   if (rc != URSULA_OK) return rc;
   if (w->fs->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
-  return wal_append_hard(w, last);
+  e = wal_append_hard(w, w->term, w->vote, last);
+  return e != 0 ? wal_errno_code(e) : URSULA_OK;
 }
 
 /* Replace segment k (the last) by its first `at` bytes and a HARD record
@@ -6969,21 +7040,16 @@ static int wal_unsealed_size(struct wal *w, size_t k, off_t *size) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
-  char path[URSULA_PATH_LEN + 32];
-  uint64_t term = 0;
+/* wal_truncate_suffix's steps, after the checks; any failure half-way
+** leaves files that replay (each step does), but not the view in memory. */
+static int wal_truncate_steps(struct wal *w, uint64_t index, uint64_t term) {
   off_t size;
   size_t k;
   int rc;
-  if (w->failed || w->pending > 0 || w->written != w->size)
-    return URSULA_EINVAL;
-  if (index > w->last_index) return URSULA_OK;
-  if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
-  if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
-  w->rd_index = 0;
   /* whole segments from the back: unseal the one before, then remove */
-  while (w->n_segs > 1 && w->segs[w->n_segs - 1].first_index >= index) {
+  while (w->n_segs > 1 && w->segs[w->n_segs - 1].first_index > index) {
     size_t prev = w->n_segs - 2;
+    char path[URSULA_PATH_LEN + 32];
     if ((rc = wal_unsealed_size(w, prev, &size)) != URSULA_OK ||
         (rc = wal_cut_last(w, prev, size,
                            w->segs[prev + 1].first_index - 1)) != URSULA_OK)
@@ -6998,7 +7064,6 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   if ((rc = wal_seg_map(w, k)) != URSULA_OK) return rc;
   if (index - w->segs[k].first_index >= w->segs[k].n_offs) {
     if (w->segs[k].first_index != index) return URSULA_ECORRUPT;
-    /* the cut is at the segment's first entry: keep its header */
     rc = wal_rewrite_last(w, k, WAL_HEADER_BYTES, index - 1);
   } else {
     rc = wal_rewrite_last(
@@ -7007,9 +7072,29 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   }
   if (rc != URSULA_OK) return rc;
   w->segs[k].n_offs = (size_t)(index - w->segs[k].first_index);
-  w->last_index = w->durable_index = index - 1;
-  w->last_term = w->durable_term = term;
+  w->last_index = w->durable_index = w->written_index = index - 1;
+  w->last_term = w->durable_term = w->written_term = term;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
+  uint64_t term = 0;
+  int rc;
+  if (w->failed || w->pending > 0 || w->written != w->size)
+    return URSULA_EINVAL;
+  if (index > w->last_index) return URSULA_OK;
+  if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
+  if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
+  w->rd_index = 0;
+  rc = wal_truncate_steps(w, index, term);
+  if (rc != URSULA_OK) { /* appends now could land anywhere: stop them */
+    w->failed = 1;
+    w->needs_reopen = 1;
+    LOG_E("%s: cutting the log at entry %llu failed (%s); the group takes "
+          "no writes until it is restarted (the files replay as they are)",
+          w->dir, (unsigned long long)index, ursula_strerror(rc));
+  }
+  return rc;
 }
 
 URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto) {
@@ -9053,11 +9138,15 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 ** THE LOG INTERFACE.  group_propose() is the one way state changes:
 **
 **     propose(cmd) -> encode -> append to the log at (term, index)
-**     ... end of the loop turn: group_commit_start() ...
-**                  -> durable (wal_write, then a sync on another thread
-**                     while the core goes on; later: on a quorum) = committed
-**                  -> decode the log bytes -> stream_apply() -> effects
-**                  -> the proposer's continuation, with the result
+**     ... end of the loop turn: group_drive() ...
+**       ready: what to persist, what is committed (the consensus core:
+**              one voter now, Raft next, same shape)
+**       -> persist (wal_write, then a sync on another thread while the
+**          core goes on) -> group_synced(): persisted -> committed
+**       -> apply the committed entries in order (group_apply_entry, the
+**          one apply path, also replay's) -> effects
+**       -> each proposal answered by (term, index): its entry's result if
+**          the entry committed at its index is its own, else a 503
 **
 ** Commands are applied only once committed, in log order, so the state a
 ** reader sees never holds anything that could still be lost.  Whether a
@@ -9128,28 +9217,56 @@ struct group_fetch {
 
 #define GROUP_MAX_UPLOADS 4 /* uploads in flight per group */
 
+/* THE CONSENSUS CORE.  What decides which entries are committed: for
+** now a single voter, where an entry is committed once it is durable
+** here (a quorum of one).  Raft replaces it without changing the
+** driver's shape (group_drive): the driver asks what to persist and what
+** is committed (group_core_ready), reports what became durable
+** (group_core_persisted), and the core never does I/O. */
+struct group_core {
+  uint64_t term;       /* of new entries (1 until Raft elects leaders) */
+  uint64_t last_index; /* the last entry proposed (or replayed) */
+  uint64_t handed;     /* the last entry handed to the log store */
+  uint64_t persisted;  /* the last entry durable here */
+  uint64_t commit;     /* the last entry known committed */
+};
+
+/* What the driver must do now (etcd's Ready, cut to one voter): persist
+** entries (handed, last], then apply through commit.  Later also: the
+** hard state to save, messages to send now and after the persist, a
+** snapshot to install. */
+struct group_ready {
+  uint64_t persist_from, persist_to; /* entries to persist (from > to: none) */
+  uint64_t commit;                   /* apply through this index */
+};
+
+/* A batch of entries proposed here: their records back to back (with a
+** WAL, framed, so the WAL writes them from here without a copy) and
+** their proposals, in index order. */
+struct group_batch {
+  struct buf log;
+  struct group_prop *props;
+  size_t n, cap;
+};
+
 struct group {
   int id;
   int owner_core;
   struct env *env; /* the node's clocks and file system */
   struct stream_state sm;
-  struct wal *wal;     /* NULL: the log lives in memory only */
-  uint64_t term;       /* term of new entries (1 until Raft) */
-  uint64_t last_index; /* index of the last log entry */
-  struct buf log;      /* entries proposed, not yet committed; with a WAL as
-                     the framed records it writes */
-  struct group_prop *props; /* their continuations, in log order */
-  size_t n_props, cap_props;
-  int dirty;                   /* on the core's list of groups to commit */
-  int in_flight;               /* a batch is being synced: */
-  struct buf fl_log;           /* its records */
-  struct group_prop *fl_props; /* its continuations */
-  size_t fl_n, fl_cap;
+  struct wal *wal;        /* NULL: the log lives in memory only */
+  struct group_core core; /* which entries are committed */
+  struct group_batch fill;   /* proposed this turn, not yet handed over */
+  struct group_batch flight; /* handed to the log store: being persisted,
+                                then applied */
+  int dirty;     /* on the core's list of groups to drive */
+  int in_flight; /* flight is being synced */
   int wal_error;           /* the last failure, while the WAL is failed */
   uint64_t hot_max;        /* stream bytes kept in memory (with a WAL) */
   uint64_t snapshot_bytes; /* log bytes between snapshots (with a WAL) */
   uint64_t snapshot_size;  /* bytes of the last snapshot */
   uint64_t applied_index;  /* the last entry applied to sm */
+  uint64_t applied_term;   /* its term */
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
   /* the cold tier (NULL: none) */
@@ -9227,7 +9344,7 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core,
   g->id = id;
   g->owner_core = owner_core;
   g->env = env != NULL ? env : env_real();
-  g->term = 1;
+  g->core.term = 1;
   stream_state_init(&g->sm);
   return g;
 }
@@ -9238,20 +9355,18 @@ struct group_replay {
   uint64_t started_ms, last_report_ms;
 };
 
+static int group_apply_entry(struct core *c, struct group *g,
+                             const struct wal_entry *e,
+                             struct stream_result *r);
+
 static int group_replay_entry(void *arg, const struct wal_entry *e) {
   struct group_replay *rp = (struct group_replay *)arg;
   struct group *g = rp->g;
-  struct cmd cmd;
-  g->last_index = g->applied_index = e->index;
-  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
-  if (cmd_decode(e->data, e->len, &cmd, &g->bounds) != URSULA_OK) {
-    LOG_E("group %d: WAL entry %llu does not decode as a command", g->id,
-          (unsigned long long)e->index);
-    return URSULA_ECORRUPT;
-  }
-  /* effects (wake-ups, fork releases) are not replayed: nothing waits
-  ** yet, and the releases a command sent were logged by their groups */
-  stream_apply(&g->sm, e->index, &cmd, &g->res);
+  int rc;
+  /* no core: effects (wake-ups, fork releases) are not replayed, since
+  ** nothing waits yet and the releases a command sent were logged by
+  ** their groups */
+  if ((rc = group_apply_entry(NULL, g, e, &g->res)) != URSULA_OK) return rc;
   stream_evict(&g->sm, g->hot_max);
   if ((e->index & 4095) == 0) {
     uint64_t now = group_mono(g);
@@ -9315,15 +9430,18 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   }
   g->res.releases.len = 0;
   g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
-  g->last_index = g->applied_index = wal_last_index(g->wal);
-  g->term = wal_term(g->wal);
-  if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
+  /* one voter: everything durable is committed (Raft: commit comes from
+  ** the leader, and replay applies only up to it) */
+  g->core.last_index = g->core.handed = g->core.persisted = g->core.commit =
+      g->applied_index = wal_last_index(g->wal);
+  g->core.term = wal_term(g->wal);
+  if (g->core.term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
       snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: saving the term: %s",
                g->id, dir, ursula_strerror(rc));
       return rc;
     }
-    g->term = 1;
+    g->core.term = 1;
   }
   if (st.cut_bytes > 0)
     LOG_W(
@@ -9353,10 +9471,10 @@ URSULA_PRIVATE void group_free(struct group *g) {
   buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
-  buf_free(&g->log);
-  URSULA_FREE(g->props);
-  buf_free(&g->fl_log);
-  URSULA_FREE(g->fl_props);
+  buf_free(&g->fill.log);
+  URSULA_FREE(g->fill.props);
+  buf_free(&g->flight.log);
+  URSULA_FREE(g->flight.props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
   URSULA_FREE(g);
@@ -9483,8 +9601,10 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
 static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
+  struct group_batch *b = &g->fill;
   struct group_prop *p;
-  size_t off = g->log.len, hdr;
+  size_t off = b->log.len, hdr;
+  uint64_t term, index;
   int rc;
   if (cmd->type != CMD_TOUCH && cmd->type != CMD_COLD) {
     /* a read this node saw slides the window first: the command after
@@ -9498,34 +9618,36 @@ static void group_propose(struct core *c, struct group *g,
                  "verified again");
     return;
   }
-  if (g->n_props == g->cap_props) {
-    size_t cap = g->cap_props ? g->cap_props * 2 : 16;
-    p = (struct group_prop *)URSULA_REALLOC(g->props, cap * sizeof(*p));
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    p = (struct group_prop *)URSULA_REALLOC(b->props, cap * sizeof(*p));
     if (p == NULL) {
       group_refuse(c, g, done, arg, 503, "out of memory");
       return;
     }
-    g->props = p;
-    g->cap_props = cap;
+    b->props = p;
+    b->cap = cap;
   }
   /* with a WAL, the entry is built as a WAL record in place: header room,
   ** then the payload, so the WAL writes it from here without a copy */
   hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
-  rc = buf_reserve(&g->log, hdr);
+  rc = buf_reserve(&b->log, hdr);
   if (rc == URSULA_OK) {
-    g->log.len += hdr;
-    rc = cmd_encode(cmd, &g->log);
+    b->log.len += hdr;
+    rc = cmd_encode(cmd, &b->log);
   }
   if (rc != URSULA_OK) {
-    g->log.len = off;
+    b->log.len = off;
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
+  term = g->core.term;
+  index = g->core.last_index + 1;
   if (g->wal != NULL) {
-    rc = wal_frame(g->wal, WAL_CMD, g->term, g->last_index + 1,
-                   g->log.ptr + off, g->log.len - off - hdr);
+    rc = wal_frame(g->wal, WAL_CMD, term, index, b->log.ptr + off,
+                   b->log.len - off - hdr);
     if (rc != URSULA_OK) {
-      g->log.len = off;
+      b->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
                    rc == URSULA_ETOOBIG  ? "entry is too large"
                    : rc == URSULA_ENOMEM ? "out of memory"
@@ -9533,33 +9655,79 @@ static void group_propose(struct core *c, struct group *g,
       return;
     }
   }
-  g->last_index++;
-  p = &g->props[g->n_props++];
+  g->core.last_index = index;
+  p = &b->props[b->n++];
   p->done = done;
   p->arg = arg;
   p->off = off + hdr;
-  p->len = g->log.len - off - hdr;
-  p->term = g->term;
-  p->index = g->last_index;
+  p->len = b->log.len - off - hdr;
+  p->term = term;
+  p->index = index;
   if (!g->dirty) {
     g->dirty = 1;
     c->dirty[c->n_dirty++] = g;
   }
 }
 
-/* Apply committed entry `index` (p[0..len)) and carry out its effects. */
-static void group_apply(struct core *c, struct group *g, const char *p,
-                        size_t len, uint64_t index, struct stream_result *r) {
+/* ------------------------------------------------------------ the core */
+
+static void group_core_ready(const struct group_core *k,
+                             struct group_ready *rd) {
+  rd->persist_from = k->handed + 1;
+  rd->persist_to = k->last_index;
+  rd->commit = k->commit;
+}
+
+/* The driver handed entries up to rd->persist_to to the log store. */
+static void group_core_advance(struct group_core *k,
+                               const struct group_ready *rd) {
+  if (rd->persist_to > k->handed) k->handed = rd->persist_to;
+}
+
+/* The log store made entries up to index durable.  One voter: they are
+** committed.  (Raft: a follower acknowledges them; the leader counts
+** itself; a report for an entry since replaced is ignored by term.) */
+static void group_core_persisted(struct group_core *k, uint64_t index) {
+  if (index > k->handed || index <= k->persisted) return;
+  k->persisted = index;
+  k->commit = index;
+}
+
+/* The entries after `durable` were lost with a failed write or sync: the
+** log ends there again, and those indexes will be proposed anew. */
+static void group_core_lost(struct group_core *k, uint64_t durable) {
+  k->last_index = k->handed = durable;
+}
+
+/* ------------------------------------------------------------ apply */
+
+/* THE APPLY PATH, the only one: replay (c NULL: no effects), and committed
+** entries of this node's proposals (and, with Raft, of a leader's).
+** Applies entry e to the state machine, then carries out its effects.
+** URSULA_ECORRUPT if a command entry does not decode. */
+static int group_apply_entry(struct core *c, struct group *g,
+                             const struct wal_entry *e,
+                             struct stream_result *r) {
   struct cmd applied;
-  if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
-    LOG_E("group %d: a committed entry does not decode", g->id);
-    abort(); /* the encoder and decoder disagree: a bug, not bad input */
+  URSULA_ASSERT(e->index == g->applied_index + 1 || g->applied_index == 0 ||
+                c == NULL);
+  g->applied_index = e->index;
+  g->applied_term = e->term;
+  memset(r, 0, offsetof(struct stream_result, garbage));
+  r->releases.len = r->garbage.len = 0;
+  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
+  if (cmd_decode(e->data, e->len, &applied, &g->bounds) != URSULA_OK) {
+    LOG_E("group %d: log entry %llu does not decode as a command", g->id,
+          (unsigned long long)e->index);
+    return URSULA_ECORRUPT;
   }
-  stream_apply(&g->sm, index, &applied, r);
+  stream_apply(&g->sm, e->index, &applied, r);
+  if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->cold != NULL)
     group_delete_objects(c, g, &r->garbage);
+  return URSULA_OK;
 }
 
 /* The last entry that WAL compaction may cover: everything applied, but
@@ -9580,7 +9748,8 @@ static void group_snapshot(struct group *g) {
   memset(&b, 0, sizeof(b));
   rc = stream_snapshot(&g->sm, &b);
   if (rc == URSULA_OK)
-    rc = wal_save_snapshot(g->wal, g->applied_index, g->term, b.ptr, b.len);
+    rc = wal_save_snapshot(g->wal, g->applied_index, g->applied_term, b.ptr,
+                           b.len);
   if (rc != URSULA_OK) {
     LOG_W("group %d: snapshot failed (%s); replay stays longer", g->id,
           ursula_strerror(rc));
@@ -9599,47 +9768,92 @@ static void group_snapshot(struct group *g) {
   (void)t0;
 }
 
-/* Apply (rc URSULA_OK) or refuse every entry of the batch log/props[0..n)
-** and run their continuations; then evict and maybe snapshot. */
-static void group_run_batch(struct core *c, struct group *g,
-                            const struct buf *log,
-                            const struct group_prop *props, size_t n, int rc) {
-  size_t i;
-  if (rc != URSULA_OK) {
-    g->last_index = wal_last_index(g->wal);
-    g->wal_error = rc;
-    LOG_E(
-        "group %d: WAL write failed (%s): %lu writes refused; the group "
-        "takes no writes until its log is verified again",
-        g->id, ursula_strerror(rc), (unsigned long)n);
-  }
-  for (i = 0; i < n; i++) {
-    if (rc == URSULA_OK) {
-      /* single voter: the entry at a proposal's index is the proposal's
-      ** own (a Raft log may have replaced it: then it fails, by term) */
-      URSULA_ASSERT(props[i].index == g->applied_index + 1);
-      URSULA_ASSERT(props[i].term == g->term);
-      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].index,
-                  &g->res);
-      g->applied_index = props[i].index;
-      props[i].done(c, g, &g->res, props[i].arg);
-    } else {
-      group_refuse(c, g, props[i].done, props[i].arg, 503,
-                   group_wal_reason(rc));
+/* After applying: keep memory bounded, and snapshot once the log since
+** the last snapshot outgrows both the setting and twice the snapshot
+** itself (so rewriting it costs at most half of what the log grew); or
+** once as much has moved to the cold tier (so the WAL can let it go). */
+static void group_after_apply(struct group *g) {
+  if (g->wal == NULL) return;
+  stream_evict(&g->sm, g->hot_max);
+  if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
+       wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
+      (g->cold_moved >= g->snapshot_bytes &&
+       g->cold_moved >= 2 * g->snapshot_size))
+    group_snapshot(g);
+}
+
+/* Apply the committed entries of the flight batch, through commit, and
+** answer their proposals by (term, index): a proposal is answered with
+** its entry's result only if the entry committed at its index carries
+** its term; otherwise its entry was replaced (a new leader's log), and
+** it fails with 503 (the client may retry).  The batch is done once all
+** of it is applied. */
+static void group_apply_committed(struct core *c, struct group *g,
+                                  uint64_t commit) {
+  struct group_batch *b = &g->flight;
+  size_t i = 0;
+  while (i < b->n && b->props[i].index <= commit) {
+    const struct group_prop *p = &b->props[i++];
+    struct wal_entry e;
+    e.term = p->term; /* single voter: the entry at p->index is p's own */
+    e.index = p->index;
+    e.type = WAL_CMD;
+    e.data = b->log.ptr + p->off;
+    e.len = p->len;
+    if (p->index <= g->applied_index) continue; /* cannot happen: once */
+    if (group_apply_entry(c, g, &e, &g->res) != URSULA_OK) {
+      LOG_E("group %d: a committed entry does not decode", g->id);
+      abort(); /* the encoder and decoder disagree: a bug, not bad input */
     }
+    if (g->applied_term == p->term)
+      p->done(c, g, &g->res, p->arg);
+    else
+      group_refuse(c, g, p->done, p->arg, 503,
+                   "the entry was replaced before it was committed "
+                   "(leadership changed); nothing was written");
   }
-  if (g->wal != NULL) {
-    stream_evict(&g->sm, g->hot_max);
-    /* a snapshot once the log since the last one outgrows both the
-    ** setting and twice the snapshot itself (so rewriting the snapshot
-    ** costs at most half of what the log grew); or once as much has moved
-    ** to the cold tier (so that the WAL can let it go) */
-    if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
-         wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
-        (g->cold_moved >= g->snapshot_bytes &&
-         g->cold_moved >= 2 * g->snapshot_size))
-      group_snapshot(g);
+  if (i == b->n) { /* all of it applied: the batch is free again */
+    b->n = 0;
+    b->log.len = 0;
+    g->in_flight = 0;
   }
+  group_after_apply(g);
+}
+
+/* Refuse every proposal of batch b (their entries are not in the log). */
+static void group_refuse_batch(struct core *c, struct group *g,
+                               struct group_batch *b, int rc) {
+  size_t i, n = b->n, cap = b->cap;
+  struct group_prop *props = b->props;
+  /* continuations may propose again: into a fresh fill batch */
+  b->props = NULL;
+  b->n = b->cap = 0;
+  b->log.len = 0;
+  for (i = 0; i < n; i++)
+    group_refuse(c, g, props[i].done, props[i].arg, 503, group_wal_reason(rc));
+  if (b->props == NULL) {
+    b->props = props; /* keep the array */
+    b->cap = cap;
+  } else {
+    URSULA_FREE(props);
+  }
+}
+
+/* A write or sync failed: nothing of flight (nor of fill, framed after
+** it) is in the log; refuse them all and fall back to the last durable
+** entry. */
+static void group_lost(struct core *c, struct group *g, int rc) {
+  size_t n = g->flight.n + g->fill.n;
+  group_core_lost(&g->core, wal_last_index(g->wal));
+  g->wal_error = rc;
+  LOG_E(
+      "group %d: WAL write failed (%s): %lu writes refused; the group "
+      "takes no writes until its log is verified again",
+      g->id, ursula_strerror(rc), (unsigned long)n);
+  g->in_flight = 0;
+  g->flight.log.len = 0;
+  group_refuse_batch(c, g, &g->flight, rc);
+  group_refuse_batch(c, g, &g->fill, rc);
 }
 
 URSULA_PRIVATE int group_id(const struct group *g) {
@@ -9650,68 +9864,50 @@ URSULA_PRIVATE int group_in_flight(const struct group *g) {
   return g->in_flight;
 }
 
-URSULA_PRIVATE int group_pending(const struct group *g) {
-  return g->n_props > 0;
-}
-
-URSULA_PRIVATE int group_commit_start(struct group *g, int *rc) {
-  struct buf log;
-  struct group_prop *props;
-  size_t cap;
-  int fd;
-  *rc = URSULA_OK;
-  if (g->wal == NULL || g->n_props == 0) return -1;
-  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
-  if (*rc != URSULA_OK || (fd = wal_flush_fd(g->wal)) < 0) return -1;
-  /* the batch goes in flight; the next one fills the spare buffers */
-  log = g->fl_log;
-  props = g->fl_props;
-  cap = g->fl_cap;
-  g->fl_log = g->log;
-  g->fl_props = g->props;
-  g->fl_cap = g->cap_props;
-  g->fl_n = g->n_props;
-  g->log = log;
-  g->log.len = 0;
-  g->props = props;
-  g->cap_props = cap;
-  g->n_props = 0;
-  g->in_flight = 1;
+URSULA_PRIVATE int group_drive(struct core *c, struct group *g) {
+  struct group_ready rd;
+  struct group_batch tmp;
+  int rc, fd = -1;
   g->dirty = 0;
+  group_core_ready(&g->core, &rd);
+  if (rd.persist_from <= rd.persist_to && !g->in_flight) {
+    /* hand the fill batch to the log store; the next one fills the spare
+    ** buffers */
+    tmp = g->flight;
+    g->flight = g->fill;
+    g->fill = tmp;
+    g->in_flight = 1;
+    group_core_advance(&g->core, &rd);
+    if (g->wal == NULL) {
+      group_core_persisted(&g->core, rd.persist_to); /* memory: at once */
+    } else if ((rc = wal_write(g->wal, g->flight.log.ptr,
+                               g->flight.log.len)) != URSULA_OK) {
+      group_lost(c, g, rc);
+      return -1;
+    } else {
+      fd = wal_flush_fd(g->wal); /* the caller syncs it: group_synced */
+    }
+  }
+  group_core_ready(&g->core, &rd);
+  if (fd < 0 && rd.commit > g->applied_index)
+    group_apply_committed(c, g, rd.commit);
   return fd;
 }
 
-URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
-                                      int sync_errno) {
+URSULA_PRIVATE void group_synced(struct core *c, struct group *g,
+                                 int sync_errno) {
   int rc = wal_flush_done(g->wal, sync_errno);
-  size_t n = g->fl_n;
-  g->in_flight = 0;
-  g->fl_n = 0;
-  group_run_batch(c, g, &g->fl_log, g->fl_props, n, rc);
-  g->fl_log.len = 0;
-  /* entries framed after a failed batch are not in the log either */
-  if (rc != URSULA_OK && g->n_props > 0) group_commit_apply(c, g, rc);
-}
-
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
-                                       int rc) {
-  struct buf log = g->log;
-  struct group_prop *props = g->props;
-  size_t n = g->n_props, cap = g->cap_props;
-  g->dirty = 0;
-  /* continuations may propose again: they get fresh buffers */
-  memset(&g->log, 0, sizeof(g->log));
-  g->props = NULL;
-  g->n_props = g->cap_props = 0;
-  group_run_batch(c, g, &log, props, n, rc);
-  if (g->props == NULL) { /* keep the buffers for the next turn */
-    g->props = props;
-    g->cap_props = cap;
-    g->log = log;
-    g->log.len = 0;
-  } else {
-    URSULA_FREE(props);
-    buf_free(&log);
+  struct group_ready rd;
+  if (rc != URSULA_OK) {
+    group_lost(c, g, rc);
+    return;
+  }
+  group_core_persisted(&g->core, wal_durable_index(g->wal));
+  group_core_ready(&g->core, &rd);
+  group_apply_committed(c, g, rd.commit);
+  if (g->fill.n > 0 && !g->dirty) { /* proposed meanwhile: next turn */
+    g->dirty = 1;
+    c->dirty[c->n_dirty++] = g;
   }
 }
 
@@ -10435,7 +10631,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   if (g->wal != NULL && wal_failed(g->wal)) {
     int rc = wal_recover(g->wal);
     if (rc == URSULA_OK) {
-      g->last_index = wal_last_index(g->wal);
+      group_core_lost(&g->core, wal_last_index(g->wal));
       LOG_W("group %d: WAL verified again after the failure; writes resume",
             g->id);
     } else if (rc != g->wal_error) {
@@ -12170,7 +12366,7 @@ static void server_check_drained(struct core *c) {
    flight: it writes the entries to the group's WAL and queues the sync
    for the syncer threads; the core goes on serving, and each finished
    sync comes back to it as a message, on which the group applies and
-   answers its batch (group_commit_done).  Syncs of many groups overlap
+   answers its batch (group_synced).  Syncs of many groups overlap
    -- the file system commits concurrent syncs together -- and no core
    ever waits for the slowest of them.  A WAL is touched by one thread at
    a time: the syncer thread only calls sync() on the descriptor, all
@@ -12261,22 +12457,22 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   struct server_sync *q = (struct server_sync *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
   c->n_flights--;
-  group_commit_done(c, server_group(c->srv, q->gid), q->sync_errno);
+  group_synced(c, server_group(c->srv, q->gid), q->sync_errno);
   URSULA_FREE(q);
 }
 
 /* Queue the sync of fd for group gid (owned by c).  Without syncer
 ** threads it runs here and now, and its result is posted to c's own
-** loop: group_commit_done() runs on the next turn, from the same message
+** loop: group_synced() runs on the next turn, from the same message
 ** a syncer thread would post.  Without memory for the request it runs
-** here and group_commit_done() at once. */
+** here and group_synced() at once. */
 static void server_start_sync(struct core *c, int gid, int fd) {
   struct server_syncer *y = c->srv->syncer;
   struct os_fs *fs = c->srv->env->fs;
   struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
   if (q == NULL) {
     int e = fs->sync(fd) != 0 ? errno : 0;
-    group_commit_done(c, server_group(c->srv, gid), e);
+    group_synced(c, server_group(c->srv, gid), e);
     return;
   }
   memset(q, 0, sizeof(*q));
@@ -12327,22 +12523,16 @@ static void server_on_turn_end(struct loop *l) {
     c->n_dirty = 0;
     for (i = 0; i < n; i++) {
       struct group *g = batch[i];
-      int rc, fd;
+      int fd;
       if (group_in_flight(g)) { /* its next batch waits for the sync */
         c->dirty[c->n_dirty++] = g;
         continue;
       }
-      if (!group_pending(g)) { /* refused after a failed sync */
-        group_commit_apply(c, g, URSULA_OK);
-        continue;
-      }
-      fd = group_commit_start(g, &rc);
-      if (fd >= 0) {
+      fd = group_drive(c, g);
+      if (fd >= 0)
         server_start_sync(c, group_id(g), fd);
-      } else {
-        group_commit_apply(c, g, rc);
-        applied = 1;
-      }
+      else
+        applied = 1; /* continuations may have proposed again */
     }
     if (!applied && c->local_head == NULL) break;
   }

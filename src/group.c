@@ -12,11 +12,15 @@
 ** THE LOG INTERFACE.  group_propose() is the one way state changes:
 **
 **     propose(cmd) -> encode -> append to the log at (term, index)
-**     ... end of the loop turn: group_commit_start() ...
-**                  -> durable (wal_write, then a sync on another thread
-**                     while the core goes on; later: on a quorum) = committed
-**                  -> decode the log bytes -> stream_apply() -> effects
-**                  -> the proposer's continuation, with the result
+**     ... end of the loop turn: group_drive() ...
+**       ready: what to persist, what is committed (the consensus core:
+**              one voter now, Raft next, same shape)
+**       -> persist (wal_write, then a sync on another thread while the
+**          core goes on) -> group_synced(): persisted -> committed
+**       -> apply the committed entries in order (group_apply_entry, the
+**          one apply path, also replay's) -> effects
+**       -> each proposal answered by (term, index): its entry's result if
+**          the entry committed at its index is its own, else a 503
 **
 ** Commands are applied only once committed, in log order, so the state a
 ** reader sees never holds anything that could still be lost.  Whether a
@@ -87,28 +91,56 @@ struct group_fetch {
 
 #define GROUP_MAX_UPLOADS 4 /* uploads in flight per group */
 
+/* THE CONSENSUS CORE.  What decides which entries are committed: for
+** now a single voter, where an entry is committed once it is durable
+** here (a quorum of one).  Raft replaces it without changing the
+** driver's shape (group_drive): the driver asks what to persist and what
+** is committed (group_core_ready), reports what became durable
+** (group_core_persisted), and the core never does I/O. */
+struct group_core {
+  uint64_t term;       /* of new entries (1 until Raft elects leaders) */
+  uint64_t last_index; /* the last entry proposed (or replayed) */
+  uint64_t handed;     /* the last entry handed to the log store */
+  uint64_t persisted;  /* the last entry durable here */
+  uint64_t commit;     /* the last entry known committed */
+};
+
+/* What the driver must do now (etcd's Ready, cut to one voter): persist
+** entries (handed, last], then apply through commit.  Later also: the
+** hard state to save, messages to send now and after the persist, a
+** snapshot to install. */
+struct group_ready {
+  uint64_t persist_from, persist_to; /* entries to persist (from > to: none) */
+  uint64_t commit;                   /* apply through this index */
+};
+
+/* A batch of entries proposed here: their records back to back (with a
+** WAL, framed, so the WAL writes them from here without a copy) and
+** their proposals, in index order. */
+struct group_batch {
+  struct buf log;
+  struct group_prop *props;
+  size_t n, cap;
+};
+
 struct group {
   int id;
   int owner_core;
   struct env *env; /* the node's clocks and file system */
   struct stream_state sm;
-  struct wal *wal;     /* NULL: the log lives in memory only */
-  uint64_t term;       /* term of new entries (1 until Raft) */
-  uint64_t last_index; /* index of the last log entry */
-  struct buf log;      /* entries proposed, not yet committed; with a WAL as
-                     the framed records it writes */
-  struct group_prop *props; /* their continuations, in log order */
-  size_t n_props, cap_props;
-  int dirty;                   /* on the core's list of groups to commit */
-  int in_flight;               /* a batch is being synced: */
-  struct buf fl_log;           /* its records */
-  struct group_prop *fl_props; /* its continuations */
-  size_t fl_n, fl_cap;
+  struct wal *wal;        /* NULL: the log lives in memory only */
+  struct group_core core; /* which entries are committed */
+  struct group_batch fill;   /* proposed this turn, not yet handed over */
+  struct group_batch flight; /* handed to the log store: being persisted,
+                                then applied */
+  int dirty;     /* on the core's list of groups to drive */
+  int in_flight; /* flight is being synced */
   int wal_error;           /* the last failure, while the WAL is failed */
   uint64_t hot_max;        /* stream bytes kept in memory (with a WAL) */
   uint64_t snapshot_bytes; /* log bytes between snapshots (with a WAL) */
   uint64_t snapshot_size;  /* bytes of the last snapshot */
   uint64_t applied_index;  /* the last entry applied to sm */
+  uint64_t applied_term;   /* its term */
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
   /* the cold tier (NULL: none) */
@@ -186,7 +218,7 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core,
   g->id = id;
   g->owner_core = owner_core;
   g->env = env != NULL ? env : env_real();
-  g->term = 1;
+  g->core.term = 1;
   stream_state_init(&g->sm);
   return g;
 }
@@ -197,20 +229,18 @@ struct group_replay {
   uint64_t started_ms, last_report_ms;
 };
 
+static int group_apply_entry(struct core *c, struct group *g,
+                             const struct wal_entry *e,
+                             struct stream_result *r);
+
 static int group_replay_entry(void *arg, const struct wal_entry *e) {
   struct group_replay *rp = (struct group_replay *)arg;
   struct group *g = rp->g;
-  struct cmd cmd;
-  g->last_index = g->applied_index = e->index;
-  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
-  if (cmd_decode(e->data, e->len, &cmd, &g->bounds) != URSULA_OK) {
-    LOG_E("group %d: WAL entry %llu does not decode as a command", g->id,
-          (unsigned long long)e->index);
-    return URSULA_ECORRUPT;
-  }
-  /* effects (wake-ups, fork releases) are not replayed: nothing waits
-  ** yet, and the releases a command sent were logged by their groups */
-  stream_apply(&g->sm, e->index, &cmd, &g->res);
+  int rc;
+  /* no core: effects (wake-ups, fork releases) are not replayed, since
+  ** nothing waits yet and the releases a command sent were logged by
+  ** their groups */
+  if ((rc = group_apply_entry(NULL, g, e, &g->res)) != URSULA_OK) return rc;
   stream_evict(&g->sm, g->hot_max);
   if ((e->index & 4095) == 0) {
     uint64_t now = group_mono(g);
@@ -274,15 +304,18 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   }
   g->res.releases.len = 0;
   g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
-  g->last_index = g->applied_index = wal_last_index(g->wal);
-  g->term = wal_term(g->wal);
-  if (g->term == 0) { /* a new log: term 1 until Raft elects leaders */
+  /* one voter: everything durable is committed (Raft: commit comes from
+  ** the leader, and replay applies only up to it) */
+  g->core.last_index = g->core.handed = g->core.persisted = g->core.commit =
+      g->applied_index = wal_last_index(g->wal);
+  g->core.term = wal_term(g->wal);
+  if (g->core.term == 0) { /* a new log: term 1 until Raft elects leaders */
     if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
       snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: saving the term: %s",
                g->id, dir, ursula_strerror(rc));
       return rc;
     }
-    g->term = 1;
+    g->core.term = 1;
   }
   if (st.cut_bytes > 0)
     LOG_W(
@@ -312,10 +345,10 @@ URSULA_PRIVATE void group_free(struct group *g) {
   buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
-  buf_free(&g->log);
-  URSULA_FREE(g->props);
-  buf_free(&g->fl_log);
-  URSULA_FREE(g->fl_props);
+  buf_free(&g->fill.log);
+  URSULA_FREE(g->fill.props);
+  buf_free(&g->flight.log);
+  URSULA_FREE(g->flight.props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
   URSULA_FREE(g);
@@ -442,8 +475,10 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
 static void group_propose(struct core *c, struct group *g,
                           const struct cmd *cmd, group_done_fn done,
                           void *arg) {
+  struct group_batch *b = &g->fill;
   struct group_prop *p;
-  size_t off = g->log.len, hdr;
+  size_t off = b->log.len, hdr;
+  uint64_t term, index;
   int rc;
   if (cmd->type != CMD_TOUCH && cmd->type != CMD_COLD) {
     /* a read this node saw slides the window first: the command after
@@ -457,34 +492,36 @@ static void group_propose(struct core *c, struct group *g,
                  "verified again");
     return;
   }
-  if (g->n_props == g->cap_props) {
-    size_t cap = g->cap_props ? g->cap_props * 2 : 16;
-    p = (struct group_prop *)URSULA_REALLOC(g->props, cap * sizeof(*p));
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    p = (struct group_prop *)URSULA_REALLOC(b->props, cap * sizeof(*p));
     if (p == NULL) {
       group_refuse(c, g, done, arg, 503, "out of memory");
       return;
     }
-    g->props = p;
-    g->cap_props = cap;
+    b->props = p;
+    b->cap = cap;
   }
   /* with a WAL, the entry is built as a WAL record in place: header room,
   ** then the payload, so the WAL writes it from here without a copy */
   hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
-  rc = buf_reserve(&g->log, hdr);
+  rc = buf_reserve(&b->log, hdr);
   if (rc == URSULA_OK) {
-    g->log.len += hdr;
-    rc = cmd_encode(cmd, &g->log);
+    b->log.len += hdr;
+    rc = cmd_encode(cmd, &b->log);
   }
   if (rc != URSULA_OK) {
-    g->log.len = off;
+    b->log.len = off;
     group_refuse(c, g, done, arg, 503, "out of memory");
     return;
   }
+  term = g->core.term;
+  index = g->core.last_index + 1;
   if (g->wal != NULL) {
-    rc = wal_frame(g->wal, WAL_CMD, g->term, g->last_index + 1,
-                   g->log.ptr + off, g->log.len - off - hdr);
+    rc = wal_frame(g->wal, WAL_CMD, term, index, b->log.ptr + off,
+                   b->log.len - off - hdr);
     if (rc != URSULA_OK) {
-      g->log.len = off;
+      b->log.len = off;
       group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
                    rc == URSULA_ETOOBIG  ? "entry is too large"
                    : rc == URSULA_ENOMEM ? "out of memory"
@@ -492,33 +529,79 @@ static void group_propose(struct core *c, struct group *g,
       return;
     }
   }
-  g->last_index++;
-  p = &g->props[g->n_props++];
+  g->core.last_index = index;
+  p = &b->props[b->n++];
   p->done = done;
   p->arg = arg;
   p->off = off + hdr;
-  p->len = g->log.len - off - hdr;
-  p->term = g->term;
-  p->index = g->last_index;
+  p->len = b->log.len - off - hdr;
+  p->term = term;
+  p->index = index;
   if (!g->dirty) {
     g->dirty = 1;
     c->dirty[c->n_dirty++] = g;
   }
 }
 
-/* Apply committed entry `index` (p[0..len)) and carry out its effects. */
-static void group_apply(struct core *c, struct group *g, const char *p,
-                        size_t len, uint64_t index, struct stream_result *r) {
+/* ------------------------------------------------------------ the core */
+
+static void group_core_ready(const struct group_core *k,
+                             struct group_ready *rd) {
+  rd->persist_from = k->handed + 1;
+  rd->persist_to = k->last_index;
+  rd->commit = k->commit;
+}
+
+/* The driver handed entries up to rd->persist_to to the log store. */
+static void group_core_advance(struct group_core *k,
+                               const struct group_ready *rd) {
+  if (rd->persist_to > k->handed) k->handed = rd->persist_to;
+}
+
+/* The log store made entries up to index durable.  One voter: they are
+** committed.  (Raft: a follower acknowledges them; the leader counts
+** itself; a report for an entry since replaced is ignored by term.) */
+static void group_core_persisted(struct group_core *k, uint64_t index) {
+  if (index > k->handed || index <= k->persisted) return;
+  k->persisted = index;
+  k->commit = index;
+}
+
+/* The entries after `durable` were lost with a failed write or sync: the
+** log ends there again, and those indexes will be proposed anew. */
+static void group_core_lost(struct group_core *k, uint64_t durable) {
+  k->last_index = k->handed = durable;
+}
+
+/* ------------------------------------------------------------ apply */
+
+/* THE APPLY PATH, the only one: replay (c NULL: no effects), and committed
+** entries of this node's proposals (and, with Raft, of a leader's).
+** Applies entry e to the state machine, then carries out its effects.
+** URSULA_ECORRUPT if a command entry does not decode. */
+static int group_apply_entry(struct core *c, struct group *g,
+                             const struct wal_entry *e,
+                             struct stream_result *r) {
   struct cmd applied;
-  if (cmd_decode(p, len, &applied, &g->bounds) != URSULA_OK) {
-    LOG_E("group %d: a committed entry does not decode", g->id);
-    abort(); /* the encoder and decoder disagree: a bug, not bad input */
+  URSULA_ASSERT(e->index == g->applied_index + 1 || g->applied_index == 0 ||
+                c == NULL);
+  g->applied_index = e->index;
+  g->applied_term = e->term;
+  memset(r, 0, offsetof(struct stream_result, garbage));
+  r->releases.len = r->garbage.len = 0;
+  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
+  if (cmd_decode(e->data, e->len, &applied, &g->bounds) != URSULA_OK) {
+    LOG_E("group %d: log entry %llu does not decode as a command", g->id,
+          (unsigned long long)e->index);
+    return URSULA_ECORRUPT;
   }
-  stream_apply(&g->sm, index, &applied, r);
+  stream_apply(&g->sm, e->index, &applied, r);
+  if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->cold != NULL)
     group_delete_objects(c, g, &r->garbage);
+  return URSULA_OK;
 }
 
 /* The last entry that WAL compaction may cover: everything applied, but
@@ -539,7 +622,8 @@ static void group_snapshot(struct group *g) {
   memset(&b, 0, sizeof(b));
   rc = stream_snapshot(&g->sm, &b);
   if (rc == URSULA_OK)
-    rc = wal_save_snapshot(g->wal, g->applied_index, g->term, b.ptr, b.len);
+    rc = wal_save_snapshot(g->wal, g->applied_index, g->applied_term, b.ptr,
+                           b.len);
   if (rc != URSULA_OK) {
     LOG_W("group %d: snapshot failed (%s); replay stays longer", g->id,
           ursula_strerror(rc));
@@ -558,47 +642,92 @@ static void group_snapshot(struct group *g) {
   (void)t0;
 }
 
-/* Apply (rc URSULA_OK) or refuse every entry of the batch log/props[0..n)
-** and run their continuations; then evict and maybe snapshot. */
-static void group_run_batch(struct core *c, struct group *g,
-                            const struct buf *log,
-                            const struct group_prop *props, size_t n, int rc) {
-  size_t i;
-  if (rc != URSULA_OK) {
-    g->last_index = wal_last_index(g->wal);
-    g->wal_error = rc;
-    LOG_E(
-        "group %d: WAL write failed (%s): %lu writes refused; the group "
-        "takes no writes until its log is verified again",
-        g->id, ursula_strerror(rc), (unsigned long)n);
-  }
-  for (i = 0; i < n; i++) {
-    if (rc == URSULA_OK) {
-      /* single voter: the entry at a proposal's index is the proposal's
-      ** own (a Raft log may have replaced it: then it fails, by term) */
-      URSULA_ASSERT(props[i].index == g->applied_index + 1);
-      URSULA_ASSERT(props[i].term == g->term);
-      group_apply(c, g, log->ptr + props[i].off, props[i].len, props[i].index,
-                  &g->res);
-      g->applied_index = props[i].index;
-      props[i].done(c, g, &g->res, props[i].arg);
-    } else {
-      group_refuse(c, g, props[i].done, props[i].arg, 503,
-                   group_wal_reason(rc));
+/* After applying: keep memory bounded, and snapshot once the log since
+** the last snapshot outgrows both the setting and twice the snapshot
+** itself (so rewriting it costs at most half of what the log grew); or
+** once as much has moved to the cold tier (so the WAL can let it go). */
+static void group_after_apply(struct group *g) {
+  if (g->wal == NULL) return;
+  stream_evict(&g->sm, g->hot_max);
+  if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
+       wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
+      (g->cold_moved >= g->snapshot_bytes &&
+       g->cold_moved >= 2 * g->snapshot_size))
+    group_snapshot(g);
+}
+
+/* Apply the committed entries of the flight batch, through commit, and
+** answer their proposals by (term, index): a proposal is answered with
+** its entry's result only if the entry committed at its index carries
+** its term; otherwise its entry was replaced (a new leader's log), and
+** it fails with 503 (the client may retry).  The batch is done once all
+** of it is applied. */
+static void group_apply_committed(struct core *c, struct group *g,
+                                  uint64_t commit) {
+  struct group_batch *b = &g->flight;
+  size_t i = 0;
+  while (i < b->n && b->props[i].index <= commit) {
+    const struct group_prop *p = &b->props[i++];
+    struct wal_entry e;
+    e.term = p->term; /* single voter: the entry at p->index is p's own */
+    e.index = p->index;
+    e.type = WAL_CMD;
+    e.data = b->log.ptr + p->off;
+    e.len = p->len;
+    if (p->index <= g->applied_index) continue; /* cannot happen: once */
+    if (group_apply_entry(c, g, &e, &g->res) != URSULA_OK) {
+      LOG_E("group %d: a committed entry does not decode", g->id);
+      abort(); /* the encoder and decoder disagree: a bug, not bad input */
     }
+    if (g->applied_term == p->term)
+      p->done(c, g, &g->res, p->arg);
+    else
+      group_refuse(c, g, p->done, p->arg, 503,
+                   "the entry was replaced before it was committed "
+                   "(leadership changed); nothing was written");
   }
-  if (g->wal != NULL) {
-    stream_evict(&g->sm, g->hot_max);
-    /* a snapshot once the log since the last one outgrows both the
-    ** setting and twice the snapshot itself (so rewriting the snapshot
-    ** costs at most half of what the log grew); or once as much has moved
-    ** to the cold tier (so that the WAL can let it go) */
-    if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
-         wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
-        (g->cold_moved >= g->snapshot_bytes &&
-         g->cold_moved >= 2 * g->snapshot_size))
-      group_snapshot(g);
+  if (i == b->n) { /* all of it applied: the batch is free again */
+    b->n = 0;
+    b->log.len = 0;
+    g->in_flight = 0;
   }
+  group_after_apply(g);
+}
+
+/* Refuse every proposal of batch b (their entries are not in the log). */
+static void group_refuse_batch(struct core *c, struct group *g,
+                               struct group_batch *b, int rc) {
+  size_t i, n = b->n, cap = b->cap;
+  struct group_prop *props = b->props;
+  /* continuations may propose again: into a fresh fill batch */
+  b->props = NULL;
+  b->n = b->cap = 0;
+  b->log.len = 0;
+  for (i = 0; i < n; i++)
+    group_refuse(c, g, props[i].done, props[i].arg, 503, group_wal_reason(rc));
+  if (b->props == NULL) {
+    b->props = props; /* keep the array */
+    b->cap = cap;
+  } else {
+    URSULA_FREE(props);
+  }
+}
+
+/* A write or sync failed: nothing of flight (nor of fill, framed after
+** it) is in the log; refuse them all and fall back to the last durable
+** entry. */
+static void group_lost(struct core *c, struct group *g, int rc) {
+  size_t n = g->flight.n + g->fill.n;
+  group_core_lost(&g->core, wal_last_index(g->wal));
+  g->wal_error = rc;
+  LOG_E(
+      "group %d: WAL write failed (%s): %lu writes refused; the group "
+      "takes no writes until its log is verified again",
+      g->id, ursula_strerror(rc), (unsigned long)n);
+  g->in_flight = 0;
+  g->flight.log.len = 0;
+  group_refuse_batch(c, g, &g->flight, rc);
+  group_refuse_batch(c, g, &g->fill, rc);
 }
 
 URSULA_PRIVATE int group_id(const struct group *g) {
@@ -609,68 +738,50 @@ URSULA_PRIVATE int group_in_flight(const struct group *g) {
   return g->in_flight;
 }
 
-URSULA_PRIVATE int group_pending(const struct group *g) {
-  return g->n_props > 0;
-}
-
-URSULA_PRIVATE int group_commit_start(struct group *g, int *rc) {
-  struct buf log;
-  struct group_prop *props;
-  size_t cap;
-  int fd;
-  *rc = URSULA_OK;
-  if (g->wal == NULL || g->n_props == 0) return -1;
-  *rc = wal_write(g->wal, g->log.ptr, g->log.len);
-  if (*rc != URSULA_OK || (fd = wal_flush_fd(g->wal)) < 0) return -1;
-  /* the batch goes in flight; the next one fills the spare buffers */
-  log = g->fl_log;
-  props = g->fl_props;
-  cap = g->fl_cap;
-  g->fl_log = g->log;
-  g->fl_props = g->props;
-  g->fl_cap = g->cap_props;
-  g->fl_n = g->n_props;
-  g->log = log;
-  g->log.len = 0;
-  g->props = props;
-  g->cap_props = cap;
-  g->n_props = 0;
-  g->in_flight = 1;
+URSULA_PRIVATE int group_drive(struct core *c, struct group *g) {
+  struct group_ready rd;
+  struct group_batch tmp;
+  int rc, fd = -1;
   g->dirty = 0;
+  group_core_ready(&g->core, &rd);
+  if (rd.persist_from <= rd.persist_to && !g->in_flight) {
+    /* hand the fill batch to the log store; the next one fills the spare
+    ** buffers */
+    tmp = g->flight;
+    g->flight = g->fill;
+    g->fill = tmp;
+    g->in_flight = 1;
+    group_core_advance(&g->core, &rd);
+    if (g->wal == NULL) {
+      group_core_persisted(&g->core, rd.persist_to); /* memory: at once */
+    } else if ((rc = wal_write(g->wal, g->flight.log.ptr,
+                               g->flight.log.len)) != URSULA_OK) {
+      group_lost(c, g, rc);
+      return -1;
+    } else {
+      fd = wal_flush_fd(g->wal); /* the caller syncs it: group_synced */
+    }
+  }
+  group_core_ready(&g->core, &rd);
+  if (fd < 0 && rd.commit > g->applied_index)
+    group_apply_committed(c, g, rd.commit);
   return fd;
 }
 
-URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
-                                      int sync_errno) {
+URSULA_PRIVATE void group_synced(struct core *c, struct group *g,
+                                 int sync_errno) {
   int rc = wal_flush_done(g->wal, sync_errno);
-  size_t n = g->fl_n;
-  g->in_flight = 0;
-  g->fl_n = 0;
-  group_run_batch(c, g, &g->fl_log, g->fl_props, n, rc);
-  g->fl_log.len = 0;
-  /* entries framed after a failed batch are not in the log either */
-  if (rc != URSULA_OK && g->n_props > 0) group_commit_apply(c, g, rc);
-}
-
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g,
-                                       int rc) {
-  struct buf log = g->log;
-  struct group_prop *props = g->props;
-  size_t n = g->n_props, cap = g->cap_props;
-  g->dirty = 0;
-  /* continuations may propose again: they get fresh buffers */
-  memset(&g->log, 0, sizeof(g->log));
-  g->props = NULL;
-  g->n_props = g->cap_props = 0;
-  group_run_batch(c, g, &log, props, n, rc);
-  if (g->props == NULL) { /* keep the buffers for the next turn */
-    g->props = props;
-    g->cap_props = cap;
-    g->log = log;
-    g->log.len = 0;
-  } else {
-    URSULA_FREE(props);
-    buf_free(&log);
+  struct group_ready rd;
+  if (rc != URSULA_OK) {
+    group_lost(c, g, rc);
+    return;
+  }
+  group_core_persisted(&g->core, wal_durable_index(g->wal));
+  group_core_ready(&g->core, &rd);
+  group_apply_committed(c, g, rd.commit);
+  if (g->fill.n > 0 && !g->dirty) { /* proposed meanwhile: next turn */
+    g->dirty = 1;
+    c->dirty[c->n_dirty++] = g;
   }
 }
 
@@ -1394,7 +1505,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   if (g->wal != NULL && wal_failed(g->wal)) {
     int rc = wal_recover(g->wal);
     if (rc == URSULA_OK) {
-      g->last_index = wal_last_index(g->wal);
+      group_core_lost(&g->core, wal_last_index(g->wal));
       LOG_W("group %d: WAL verified again after the failure; writes resume",
             g->id);
     } else if (rc != g->wal_error) {

@@ -1066,23 +1066,19 @@ URSULA_PRIVATE void group_free(struct group *g);
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
                                   uint64_t snapshot_bytes, char *err);
-/* Group commit, pipelined: at the end of the owner's loop turn,
-** group_commit_start() writes g's new entries to its WAL and returns the
-** descriptor to sync; the batch is then in flight, and the owner goes on
-** while another thread syncs it and posts the outcome back, which the
-** owner hands to group_commit_done(): apply and answer the batch, or
-** refuse it.  Entries proposed meanwhile wait for the next batch (one
-** batch in flight per group).  When group_commit_start() returns -1
-** (no WAL, or the write failed: *rc) the caller calls
-** group_commit_apply(c, g, *rc) at once instead.  Nothing may start while
-** group_in_flight(g). */
-URSULA_PRIVATE int group_commit_start(struct group *g, int *rc);
-URSULA_PRIVATE void group_commit_done(struct core *c, struct group *g,
-                                      int sync_errno);
-URSULA_PRIVATE void group_commit_apply(struct core *c, struct group *g, int rc);
+/* The commit pipeline, driven by the owner at the end of each loop turn
+** for each group with new proposals and no batch in flight:
+** group_drive() hands the entries proposed since the last drive to the
+** log and applies what is committed; it returns a descriptor to sync
+** (the batch is then in flight: the owner goes on while another thread
+** syncs it, and hands the outcome to group_synced(), which applies and
+** answers the batch or refuses it), or -1 when there is nothing to sync
+** (in memory, the entries were committed and applied at once).  One batch
+** in flight per group: nothing may be driven while group_in_flight(g). */
+URSULA_PRIVATE int group_drive(struct core *c, struct group *g);
+URSULA_PRIVATE void group_synced(struct core *c, struct group *g,
+                                 int sync_errno);
 URSULA_PRIVATE int group_in_flight(const struct group *g);
-/* Whether g has entries proposed and not yet started. */
-URSULA_PRIVATE int group_pending(const struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);

@@ -82,7 +82,7 @@ static void server_check_drained(struct core *c) {
    flight: it writes the entries to the group's WAL and queues the sync
    for the syncer threads; the core goes on serving, and each finished
    sync comes back to it as a message, on which the group applies and
-   answers its batch (group_commit_done).  Syncs of many groups overlap
+   answers its batch (group_synced).  Syncs of many groups overlap
    -- the file system commits concurrent syncs together -- and no core
    ever waits for the slowest of them.  A WAL is touched by one thread at
    a time: the syncer thread only calls sync() on the descriptor, all
@@ -173,22 +173,22 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   struct server_sync *q = (struct server_sync *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
   c->n_flights--;
-  group_commit_done(c, server_group(c->srv, q->gid), q->sync_errno);
+  group_synced(c, server_group(c->srv, q->gid), q->sync_errno);
   URSULA_FREE(q);
 }
 
 /* Queue the sync of fd for group gid (owned by c).  Without syncer
 ** threads it runs here and now, and its result is posted to c's own
-** loop: group_commit_done() runs on the next turn, from the same message
+** loop: group_synced() runs on the next turn, from the same message
 ** a syncer thread would post.  Without memory for the request it runs
-** here and group_commit_done() at once. */
+** here and group_synced() at once. */
 static void server_start_sync(struct core *c, int gid, int fd) {
   struct server_syncer *y = c->srv->syncer;
   struct os_fs *fs = c->srv->env->fs;
   struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
   if (q == NULL) {
     int e = fs->sync(fd) != 0 ? errno : 0;
-    group_commit_done(c, server_group(c->srv, gid), e);
+    group_synced(c, server_group(c->srv, gid), e);
     return;
   }
   memset(q, 0, sizeof(*q));
@@ -239,22 +239,16 @@ static void server_on_turn_end(struct loop *l) {
     c->n_dirty = 0;
     for (i = 0; i < n; i++) {
       struct group *g = batch[i];
-      int rc, fd;
+      int fd;
       if (group_in_flight(g)) { /* its next batch waits for the sync */
         c->dirty[c->n_dirty++] = g;
         continue;
       }
-      if (!group_pending(g)) { /* refused after a failed sync */
-        group_commit_apply(c, g, URSULA_OK);
-        continue;
-      }
-      fd = group_commit_start(g, &rc);
-      if (fd >= 0) {
+      fd = group_drive(c, g);
+      if (fd >= 0)
         server_start_sync(c, group_id(g), fd);
-      } else {
-        group_commit_apply(c, g, rc);
-        applied = 1;
-      }
+      else
+        applied = 1; /* continuations may have proposed again */
     }
     if (!applied && c->local_head == NULL) break;
   }

@@ -153,13 +153,20 @@ struct wal {
   size_t pending; /* bytes framed but not yet written */
   int failed;     /* a write or sync failed: appends refused */
   uint64_t term, vote;           /* the durable hard state */
-  uint64_t next_term, next_vote; /* ... once the pending batch is durable */
+  uint64_t next_term, next_vote; /* as framed: durable once synced */
+  /* what the last wal_write() wrote (framing may go on during its sync;
+  ** only what was written becomes durable at wal_flush_done) */
+  uint64_t written_index, written_term, written_hterm, written_hvote;
+  int needs_reopen; /* a cut failed half-way: the files are right, the
+                       in-memory view is not; only a restart recovers */
   int64_t segment_bytes;
   uint64_t snap_index, snap_term; /* the snapshot replay starts after */
   uint64_t since_snap;            /* log bytes written after it */
   uint64_t rd_index;              /* the record in rd (0: none) */
   struct buf rd;                  /* the last record read and checked */
 };
+
+static int wal_fail(struct wal *w, int e);
 
 /* ------------------------------------------------------------ bytes */
 
@@ -576,8 +583,13 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
     if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
         (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
-      /* unsealed is still a valid log: the new segment follows it */
+      /* part of the SEAL may be there.  Cut it off again, then drop the
+      ** new segment: the log is as before the roll.  If even the cut
+      ** fails, keep the new segment (a sealed segment needs its
+      ** successor) and fail the log: wal_recover() cuts again. */
       fs->close(fd);
+      if (fs->ftruncate(prev_fd, w->size) != 0 || fs->sync(prev_fd) != 0)
+        return wal_fail(w, e);
       fs->unlink(path);
       w->fs->sync_dir(w->dir);
       return wal_errno_code(e);
@@ -768,7 +780,9 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
     uint64_t index = wal_get64(r + 24);
     uint32_t n;
     /* cheap filters first: a plausible index, the zero bytes, a type */
-    if (index < last || index - last > (uint64_t)(len - at) / 32 + 1) continue;
+    if (index < last ||
+        index - last > (uint64_t)(at - from + 1) / WAL_RECORD_HEADER + 2)
+      continue; /* entries lost in the bad bytes: at most one per header */
     if (r[9] != 0 || r[15] != 0 || r[8] == 0) continue;
     if (wal_record_ok(r, len - at, &n)) return 1;
   }
@@ -776,6 +790,22 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
 }
 
 /* ------------------------------------------------------------ replay */
+
+/* Append a SEAL to the segment file at path, whose valid bytes end at `at`
+** and whose last entry is (last, term): the next segment starts at
+** last + 1.  Synced. */
+static int wal_seal_file(struct wal *w, const char *path, off_t at,
+                         uint64_t last, uint64_t term) {
+  unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
+  int fd = w->fs->open(path, O_RDWR, 0), e;
+  if (fd < 0) return wal_errno_code(errno);
+  wal_put64(seal + WAL_RECORD_HEADER, last + 1);
+  wal_seal_record(seal, WAL_SEAL, term, last, WAL_SEAL_BYTES);
+  e = wal_pwrite_all(w->fs, fd, seal, sizeof(seal), at);
+  if (e == 0 && w->fs->sync(fd) != 0) e = errno;
+  w->fs->close(fd);
+  return e != 0 ? wal_errno_code(e) : URSULA_OK;
+}
 
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
@@ -786,6 +816,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   struct buf img;
   size_t i = 0;
   int rc, fn_rc = URSULA_OK, prev_sealed = 0;
+  size_t prev_good = 0; /* valid bytes of the segment before the last */
+  size_t pend_good = 0; /* the segment before is unsealed: its bytes, */
+  uint64_t pend_last = 0, pend_term = 0; /* last entry and its term */
   uint64_t last, term;
   struct wal_scan sc;
   char path[URSULA_PATH_LEN + 32];
@@ -853,7 +886,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       goto out;
     }
     rc = URSULA_ECORRUPT;
-    sc.last_term = term;
+    /* the first segment read may hold entries before the snapshot, of
+    ** older terms than the snapshot's */
+    sc.last_term = sg->first_index <= w->snap_index ? 0 : term;
     wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg,
              w->snap_index, fn, arg, &fn_rc, &sc);
     if (fn_rc != URSULA_OK) {
@@ -904,6 +939,24 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       }
       st->cut_bytes = img.len - sc.good; /* a torn tail: cut below */
     }
+    if (pend_good > 0 && sc.good > 0) {
+      /* a crash came between creating this segment and sealing the one
+      ** before: this one's header is good, so seal that one now, and
+      ** losing this one later is seen as such */
+      wal_seg_path(w, w->segs[i - 1].first_index, path, sizeof(path));
+      if ((rc = wal_seal_file(w, path, (off_t)pend_good, pend_last,
+                              pend_term)) != URSULA_OK) {
+        snprintf(err, URSULA_ERRMSG_LEN, "%s: sealing it: %s", path,
+                 ursula_strerror(rc));
+        goto out;
+      }
+      rc = URSULA_ECORRUPT;
+      wal_seg_path(w, sg->first_index, path, sizeof(path));
+    }
+    pend_good = !is_last && !sc.sealed ? sc.good : 0;
+    pend_last = last;
+    pend_term = term;
+    if (!is_last) prev_good = sc.good;
     prev_sealed = sc.sealed;
     if (is_last && sc.sealed) {
       snprintf(err, URSULA_ERRMSG_LEN,
@@ -931,12 +984,21 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     goto out;
   }
   if (sc.good < WAL_HEADER_BYTES) {
-    /* the last segment's header is bad: a crash while it was created */
+    /* the last segment's header is bad: a crash while it was created
+    ** (its predecessor is not sealed: checked above) */
     wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
     wal_seg_release(w->fs, &w->segs[w->n_segs - 1]);
     w->n_segs--;
     fs->unlink(path);
     w->fs->sync_dir(w->dir);
+    if (w->n_segs > 0) { /* created anew after it, which it then seals */
+      wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+      if ((w->fd = fs->open(path, O_RDWR, 0)) < 0) {
+        rc = wal_errno_code(errno);
+        goto out;
+      }
+      w->size = w->written = (off_t)prev_good;
+    }
     rc = wal_seg_create(w, last + 1);
     goto out;
   }
@@ -1158,6 +1220,10 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   w->written += (off_t)len;
   w->since_snap += len;
   w->pending = 0;
+  w->written_index = w->last_index;
+  w->written_term = w->last_term;
+  w->written_hterm = w->next_term;
+  w->written_hvote = w->next_vote;
   return URSULA_OK;
 }
 
@@ -1170,10 +1236,10 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
   if (w->written == w->size) return URSULA_OK;
   if (sync_errno != 0) return wal_fail(w, sync_errno);
   w->size = w->written;
-  w->durable_index = w->last_index;
-  w->durable_term = w->last_term;
-  w->term = w->next_term;
-  w->vote = w->next_vote;
+  w->durable_index = w->written_index;
+  w->durable_term = w->written_term;
+  w->term = w->written_hterm;
+  w->vote = w->written_hvote;
   return URSULA_OK;
 }
 
@@ -1191,6 +1257,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   struct wal_scan sc;
   int rc, fn_rc = URSULA_OK;
   if (!w->failed) return URSULA_OK;
+  if (w->needs_reopen) return URSULA_EIO; /* only a restart (wal_truncate) */
   sg = &w->segs[w->n_segs - 1];
   wal_seg_path(w, sg->first_index, path, sizeof(path));
   if (w->fd >= 0) fs->close(w->fd);
@@ -1214,25 +1281,32 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   return rc;
 }
 
-/* Append a HARD record of the durable hard state at the end of the last
-** segment, and sync: the hard state survives whatever is cut after. */
-static int wal_append_hard(struct wal *w, uint64_t index) {
+/* Append a HARD record (term, vote) at the end of the last segment, whose
+** last entry is `index`, and sync: 0, or the errno of the failure (the
+** record may then be partly there, past w->size). */
+static int wal_append_hard(struct wal *w, uint64_t term, uint64_t vote,
+                           uint64_t index) {
   unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
   int e;
-  wal_hard_record(r, w->term, w->vote, index);
+  wal_hard_record(r, term, vote, index);
   if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0 ||
       (w->fs->sync(w->fd) != 0 && (e = errno) != 0))
-    return wal_errno_code(e);
+    return e;
   w->size = w->written = w->size + (off_t)sizeof(r);
-  return URSULA_OK;
+  return 0;
 }
 
 URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote) {
+  int e;
   if (w->failed || w->pending > 0 || w->written != w->size)
     return URSULA_EINVAL;
+  /* in force only once durable; a failure leaves the old pair, and the
+  ** log failed (wal_recover cuts what was half written) */
+  if ((e = wal_append_hard(w, term, vote, w->last_index)) != 0)
+    return wal_fail(w, e);
   w->term = w->next_term = term;
   w->vote = w->next_vote = vote;
-  return wal_append_hard(w, w->last_index);
+  return URSULA_OK;
 }
 
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w) {
@@ -1262,10 +1336,11 @@ static int wal_reopen_last(struct wal *w, size_t k, off_t size) {
 ** for cutting a SEAL, when the segment after k still holds the latest
 ** HARD record until this is durable. */
 static int wal_cut_last(struct wal *w, size_t k, off_t at, uint64_t last) {
-  int rc = wal_reopen_last(w, k, at);
+  int rc = wal_reopen_last(w, k, at), e;
   if (rc != URSULA_OK) return rc;
   if (w->fs->ftruncate(w->fd, at) != 0) return wal_errno_code(errno);
-  return wal_append_hard(w, last);
+  e = wal_append_hard(w, w->term, w->vote, last);
+  return e != 0 ? wal_errno_code(e) : URSULA_OK;
 }
 
 /* Replace segment k (the last) by its first `at` bytes and a HARD record
@@ -1330,21 +1405,16 @@ static int wal_unsealed_size(struct wal *w, size_t k, off_t *size) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
-  char path[URSULA_PATH_LEN + 32];
-  uint64_t term = 0;
+/* wal_truncate_suffix's steps, after the checks; any failure half-way
+** leaves files that replay (each step does), but not the view in memory. */
+static int wal_truncate_steps(struct wal *w, uint64_t index, uint64_t term) {
   off_t size;
   size_t k;
   int rc;
-  if (w->failed || w->pending > 0 || w->written != w->size)
-    return URSULA_EINVAL;
-  if (index > w->last_index) return URSULA_OK;
-  if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
-  if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
-  w->rd_index = 0;
   /* whole segments from the back: unseal the one before, then remove */
-  while (w->n_segs > 1 && w->segs[w->n_segs - 1].first_index >= index) {
+  while (w->n_segs > 1 && w->segs[w->n_segs - 1].first_index > index) {
     size_t prev = w->n_segs - 2;
+    char path[URSULA_PATH_LEN + 32];
     if ((rc = wal_unsealed_size(w, prev, &size)) != URSULA_OK ||
         (rc = wal_cut_last(w, prev, size,
                            w->segs[prev + 1].first_index - 1)) != URSULA_OK)
@@ -1359,7 +1429,6 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   if ((rc = wal_seg_map(w, k)) != URSULA_OK) return rc;
   if (index - w->segs[k].first_index >= w->segs[k].n_offs) {
     if (w->segs[k].first_index != index) return URSULA_ECORRUPT;
-    /* the cut is at the segment's first entry: keep its header */
     rc = wal_rewrite_last(w, k, WAL_HEADER_BYTES, index - 1);
   } else {
     rc = wal_rewrite_last(
@@ -1368,9 +1437,29 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   }
   if (rc != URSULA_OK) return rc;
   w->segs[k].n_offs = (size_t)(index - w->segs[k].first_index);
-  w->last_index = w->durable_index = index - 1;
-  w->last_term = w->durable_term = term;
+  w->last_index = w->durable_index = w->written_index = index - 1;
+  w->last_term = w->durable_term = w->written_term = term;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
+  uint64_t term = 0;
+  int rc;
+  if (w->failed || w->pending > 0 || w->written != w->size)
+    return URSULA_EINVAL;
+  if (index > w->last_index) return URSULA_OK;
+  if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
+  if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
+  w->rd_index = 0;
+  rc = wal_truncate_steps(w, index, term);
+  if (rc != URSULA_OK) { /* appends now could land anywhere: stop them */
+    w->failed = 1;
+    w->needs_reopen = 1;
+    LOG_E("%s: cutting the log at entry %llu failed (%s); the group takes "
+          "no writes until it is restarted (the files replay as they are)",
+          w->dir, (unsigned long long)index, ursula_strerror(rc));
+  }
+  return rc;
 }
 
 URSULA_PRIVATE int wal_can_compact(const struct wal *w, uint64_t upto) {

@@ -866,6 +866,229 @@ static void test_wal_snapshot(void) {
   unit_wal_rmdir();
 }
 
+/* ------------------------------------------------------------ review
+** Cases found by a review that attacked the rules above; each failed
+** before its fix. */
+
+/* A zeroed page in the last segment with valid records after it is
+** damage, however many records the page held. */
+static void test_wal_zeroed_page(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char seg[256];
+  unsigned char zeros[4096];
+  off_t size, page;
+  int fd;
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  ASSERT(unit_wal_fill(w, 1, 240, 10) == URSULA_OK);
+  wal_close(w);
+  unit_wal_last_segment(seg, sizeof(seg));
+  size = unit_wal_file_size(seg);
+  page = ((size - 600) / 4096 - 1) * 4096; /* whole page, 600+ bytes left */
+  memset(zeros, 0, sizeof(zeros));
+  fd = open(seg, O_WRONLY);
+  ASSERT(fd >= 0 && pwrite(fd, zeros, sizeof(zeros), page) == 4096);
+  if (fd >= 0) close(fd);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  ASSERT(unit_wal_file_size(seg) == size);
+  unit_wal_rmdir();
+}
+
+/* A snapshot in a later term than entries before it in the first segment
+** replay reads: older terms there are not damage. */
+static void test_wal_snapshot_term(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char p[64];
+  uint64_t i, snap;
+  for (snap = 51; snap <= 56; snap++) {
+    unit_wal_mkdir();
+    w = unit_wal_open(&seen, NULL);
+    if (w == NULL) return;
+    wal_set_segment_bytes(w, 300);
+    for (i = 1; i <= 100; i++) {
+      ASSERT(unit_wal_append(w, i <= 50 ? 1 : 2, i, p, unit_wal_payload(i, p)) ==
+             URSULA_OK);
+      if (i % 3 == 0) ASSERT(unit_wal_sync(w) == URSULA_OK);
+    }
+    ASSERT(unit_wal_sync(w) == URSULA_OK);
+    ASSERT(wal_save_snapshot(w, snap, 2, "snap", 4) == URSULA_OK);
+    wal_close(w);
+    ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.last == 100);
+    unit_wal_rmdir();
+  }
+}
+
+/* Group commit pipelined: records framed while a batch syncs are not
+** durable with it; a failed write of the next batch leaves the log at the
+** durable batch, and wal_recover() brings it back. */
+static void test_wal_pipeline(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  struct buf out;
+  char p[64];
+  uint64_t i;
+  int fd;
+  memset(&out, 0, sizeof(out));
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  ASSERT(unit_wal_fill(w, 1, 10, 10) == URSULA_OK);
+  for (i = 11; i <= 12; i++)
+    ASSERT(unit_wal_append(w, 1, i, p, unit_wal_payload(i, p)) == URSULA_OK);
+  ASSERT(wal_write(w, unit_wal_recs.ptr, unit_wal_recs.len) == URSULA_OK);
+  unit_wal_recs.len = 0;
+  fd = wal_flush_fd(w);
+  for (i = 13; i <= 15; i++) /* framed during the sync */
+    ASSERT(unit_wal_append(w, 1, i, p, unit_wal_payload(i, p)) == URSULA_OK);
+  ASSERT(fd >= 0 && fsync(fd) == 0);
+  ASSERT(wal_flush_done(w, 0) == URSULA_OK);
+  ASSERT(wal_durable_index(w) == 12 && wal_last_index(w) == 15);
+  ASSERT(wal_read(w, 14, 0, 1, &out) == URSULA_ENOTFOUND);
+  unit_fault_install();
+  unit_fault_pwrite_errno = EIO;
+  ASSERT(wal_write(w, unit_wal_recs.ptr, unit_wal_recs.len) == URSULA_EIO);
+  unit_wal_recs.len = 0;
+  unit_fault_remove();
+  ASSERT(wal_last_index(w) == 12);
+  ASSERT(wal_recover(w) == URSULA_OK && !wal_failed(w));
+  ASSERT(unit_wal_fill(w, 13, 20, 4) == URSULA_OK);
+  wal_close(w);
+  w = unit_wal_open(&seen, NULL);
+  ASSERT(seen.n == 20 && seen.last == 20 && seen.bad == 0);
+  wal_close(w);
+  buf_free(&out);
+  unit_wal_rmdir();
+}
+
+/* wal_save_state whose write or sync fails: the old pair stays in force,
+** the log fails (wal_recover cuts the half-written record), and a restart
+** opens. */
+static void test_wal_save_state_fails(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  int k;
+  for (k = 0; k < 2; k++) {
+    unit_wal_mkdir();
+    w = unit_wal_open(&seen, NULL);
+    if (w == NULL) return;
+    ASSERT(wal_save_state(w, 3, 1) == URSULA_OK);
+    wal_set_segment_bytes(w, 300);
+    ASSERT(unit_wal_fill(w, 1, 5, 5) == URSULA_OK);
+    unit_fault_install();
+    if (k == 0) unit_fault_pwrite_errno = EIO;
+    else unit_fault_sync_errno = EIO;
+    ASSERT(wal_save_state(w, 4, 2) == URSULA_EIO);
+    unit_fault_remove();
+    ASSERT(wal_term(w) == 3 && wal_vote(w) == 1 && wal_failed(w));
+    ASSERT(wal_recover(w) == URSULA_OK);
+    ASSERT(unit_wal_fill(w, 6, 12, 2) == URSULA_OK); /* rolls segments */
+    wal_close(w);
+    w = unit_wal_open(&seen, NULL);
+    ASSERT(w != NULL && seen.last == 12 && wal_term(w) == 3);
+    wal_close(w);
+    unit_wal_rmdir();
+  }
+}
+
+/* A crash during a segment roll, at each step: the restart seals what the
+** crash left unsealed, so that losing the newer segment later is refused,
+** not taken for the end of the log. */
+static void test_wal_roll_crash(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char p[64], last[256];
+  int k, segs;
+  for (k = 1; k <= 8; k++) {
+    unit_wal_mkdir();
+    w = unit_wal_open(&seen, NULL);
+    if (w == NULL) return;
+    wal_set_segment_bytes(w, 300);
+    ASSERT(unit_wal_fill(w, 1, 6, 6) == URSULA_OK);
+    unit_crash_install(k);
+    unit_wal_append(w, 1, 7, p, unit_wal_payload(7, p));
+    unit_fault_remove();
+    unit_wal_recs.len = 0;
+    segs = unit_wal_count_segments();
+    wal_close(w); /* the process is gone */
+    w = unit_wal_open(&seen, NULL);
+    if (w == NULL) return;
+    ASSERT(seen.last == 6);
+    wal_set_segment_bytes(w, 1 << 20);
+    ASSERT(unit_wal_fill(w, 7, 40, 2) == URSULA_OK);
+    wal_close(w);
+    if (unit_wal_count_segments() == 2) { /* the crash left two */
+      unit_wal_last_segment(last, sizeof(last));
+      ASSERT(unlink(last) == 0);
+      ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+    }
+    (void)segs;
+    unit_wal_rmdir();
+  }
+}
+
+/* A roll whose SEAL cannot be synced leaves a log that opens. */
+static volatile int unit_sync_calls, unit_sync_fail_at;
+static int unit_counting_sync(int fd) {
+  if (++unit_sync_calls == unit_sync_fail_at) {
+    errno = EIO;
+    return -1;
+  }
+  return unit_wal_real.sync(fd);
+}
+static void test_wal_seal_sync_fails(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char p[64];
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  wal_set_segment_bytes(w, 300);
+  ASSERT(unit_wal_fill(w, 1, 6, 6) == URSULA_OK);
+  unit_wal_real = *os_fs();
+  os_fs()->sync = unit_counting_sync;
+  unit_sync_calls = 0;
+  unit_sync_fail_at = 3; /* the new segment, the directory, the SEAL */
+  ASSERT(unit_wal_append(w, 1, 7, p, unit_wal_payload(7, p)) != URSULA_OK);
+  unit_fault_remove();
+  unit_wal_recs.len = 0;
+  wal_close(w);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.last == 6);
+  unit_wal_rmdir();
+}
+
+/* Truncating at the first entry of a segment; and a truncation that fails
+** half-way stops appends (they could land anywhere) until a restart. */
+static void test_wal_truncate_edges(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char p[64];
+  uint64_t f;
+  unit_wal_mkdir();
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  wal_set_segment_bytes(w, 300);
+  ASSERT(unit_wal_fill(w, 1, 100, 3) == URSULA_OK);
+  f = w->segs[w->n_segs - 3].first_index;
+  ASSERT(wal_truncate_suffix(w, f) == URSULA_OK && wal_last_index(w) == f - 1);
+  ASSERT(unit_wal_fill(w, f, f + 5, 3) == URSULA_OK);
+  wal_close(w);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.last == f + 5);
+  w = unit_wal_open(&seen, NULL);
+  if (w == NULL) return;
+  unit_crash_install(4); /* a step in the middle fails */
+  ASSERT(wal_truncate_suffix(w, 40) != URSULA_OK);
+  unit_fault_remove();
+  ASSERT(wal_failed(w) && wal_recover(w) != URSULA_OK);
+  ASSERT(unit_wal_append(w, 1, wal_last_index(w) + 1, p, 1) == URSULA_EIO);
+  unit_wal_recs.len = 0;
+  wal_close(w);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_OK && seen.last >= 39);
+  unit_wal_rmdir();
+}
+
 static const struct unit_case unit_wal_cases[] = {
     {"wal_roundtrip", test_wal_roundtrip},
     {"wal_segments", test_wal_segments},
@@ -884,5 +1107,12 @@ static const struct unit_case unit_wal_cases[] = {
     {"wal_read_checks", test_wal_read_checks},
     {"wal_v1_refused", test_wal_v1_refused},
     {"wal_crash_steps", test_wal_crash_steps},
+    {"wal_zeroed_page", test_wal_zeroed_page},
+    {"wal_snapshot_term", test_wal_snapshot_term},
+    {"wal_pipeline", test_wal_pipeline},
+    {"wal_save_state_fails", test_wal_save_state_fails},
+    {"wal_roll_crash", test_wal_roll_crash},
+    {"wal_seal_sync_fails", test_wal_seal_sync_fails},
+    {"wal_truncate_edges", test_wal_truncate_edges},
     {"wal_snapshot", test_wal_snapshot},
     {NULL, NULL}};
