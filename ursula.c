@@ -1242,6 +1242,27 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
 ** cold tier (owner's thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
+/* ------------------------------------------------------------------- sse.c
+** Server-Sent Events framing: pure functions that append one event to a
+** buffer (WHATWG HTML, "Server-sent events"). */
+
+/* Append the event "event: TYPE", then one "data:" line per line of the
+** payload p[0..len) (lines end at LF, CR or CRLF; an empty payload is one
+** empty data line), then the empty line that ends the event.  A client
+** decodes the data as the payload with every line end turned into LF
+** (but see sse.c on a line that begins with a space). */
+URSULA_PRIVATE void sse_event(struct buf *out, const char *type,
+                              const char *p, size_t len);
+/* Append the comment ": TEXT" and an empty line: keeps an idle response
+** alive and dispatches no event.  text must hold no line end. */
+URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);
+/* Append a Durable Streams control event: its data is the JSON object
+** {"streamNextOffset": offset of next_offset, then "streamClosed":true if
+** closed or else "streamCursor": cursor, then "upToDate":true if
+** up_to_date or closed}. */
+URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
+                                uint64_t cursor, int up_to_date, int closed);
+
 /* ---------------------------------------------------------------- server.c
 ** Cores and the process-wide server object. */
 struct api_conn;
@@ -10176,6 +10197,70 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   group_cold_tick(c, g);
 }
 /**** End src/group.c ****/
+/**** Begin src/sse.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/sse.c"
+#endif
+/*
+** sse.c -- Server-Sent Events framing (WHATWG HTML, "Server-sent events").
+**
+** Pure functions that append events to a buffer; nothing here knows about
+** connections, HTTP chunks or streams' state.  An event is
+**
+**   event: TYPE\n
+**   data:LINE\n        one per line of the payload
+**   \n                 the empty line that ends (dispatches) the event
+**
+** The payload is split into lines at LF, CR and CRLF, the three line ends
+** of the specification, so no byte of the payload can end the event or
+** start a new field early (an empty payload is one empty data line, and a
+** final line end gives a last, empty data line: the client's decoder joins
+** the lines with LF and gets the payload back with its line ends as LF).
+**
+** No space is written after "data:".  A decoder removes one space there
+** when there is one, so a payload line that itself begins with a space
+** loses that space on the client (the Durable Streams reference server
+** frames the same way).
+*/
+
+
+URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
+                              size_t len) {
+  size_t i, start = 0;
+  buf_append_str(out, "event: ");
+  buf_append_str(out, type);
+  buf_append(out, "\n", 1);
+  for (i = 0; i <= len; i++) {
+    if (i == len || p[i] == '\n' || p[i] == '\r') {
+      buf_append_str(out, "data:");
+      buf_append(out, p + start, i - start);
+      buf_append(out, "\n", 1);
+      if (i < len && p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') i++;
+      start = i + 1;
+    }
+  }
+  buf_append(out, "\n", 1);
+}
+
+URSULA_PRIVATE void sse_comment(struct buf *out, const char *text) {
+  buf_append(out, ": ", 2);
+  buf_append_str(out, text);
+  buf_append(out, "\n\n", 2);
+}
+
+URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
+                                uint64_t cursor, int up_to_date, int closed) {
+  buf_printf(out,
+             "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
+             0ULL, (unsigned long long)next_offset);
+  if (closed)
+    buf_append_str(out, ",\"streamClosed\":true");
+  else
+    buf_printf(out, ",\"streamCursor\":\"%llu\"", (unsigned long long)cursor);
+  if (up_to_date || closed) buf_append_str(out, ",\"upToDate\":true");
+  buf_append_str(out, "}\n\n");
+}
+/**** End src/sse.c ****/
 /**** Begin src/api.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/api.c"
@@ -10681,12 +10766,11 @@ static void api_sse_chunk(struct api_conn *cn, const struct buf *ev) {
   buf_append(&cn->out, "\r\n", 2);
 }
 
-/* One "event: data" with payload p: one data: line per line of the
-** payload (split on CRLF, CR and LF), or one base64 line. */
+/* One "event: data" with payload p (sse.c frames it): a JSON stream's
+** messages as one array, a binary stream's bytes as base64. */
 static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
                          size_t len) {
   struct buf tmp;
-  size_t i, start = 0;
   memset(&tmp, 0, sizeof(tmp));
   if (cn->live_json) {
     api_body_bytes(&tmp, 1, p, len);
@@ -10697,32 +10781,8 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
     p = tmp.ptr ? tmp.ptr : "";
     len = tmp.len;
   }
-  buf_append_str(ev, "event: data\n");
-  for (i = 0; i <= len; i++) {
-    if (i == len || p[i] == '\n' || p[i] == '\r') {
-      buf_append_str(ev, "data:");
-      buf_append(ev, p + start, i - start);
-      buf_append(ev, "\n", 1);
-      if (i < len && p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') i++;
-      start = i + 1;
-    }
-  }
-  buf_append(ev, "\n", 1);
+  sse_event(ev, "data", p, len);
   buf_free(&tmp);
-}
-
-static void api_sse_control(struct api_conn *cn, struct buf *ev, uint64_t tail,
-                            int up_to_date, int closed) {
-  buf_printf(ev,
-             "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
-             0ULL, (unsigned long long)tail);
-  if (closed)
-    buf_append_str(ev, ",\"streamClosed\":true");
-  else
-    buf_printf(ev, ",\"streamCursor\":\"%llu\"",
-               (unsigned long long)api_cursor(cn));
-  if (up_to_date || closed) buf_append_str(ev, ",\"upToDate\":true");
-  buf_append_str(ev, "}\n\n");
 }
 
 /* Send data [.., tail) and its control event on an SSE response; end the
@@ -10732,7 +10792,7 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
   struct buf ev;
   memset(&ev, 0, sizeof(ev));
   if (len > 0) api_sse_data(cn, &ev, p, len);
-  api_sse_control(cn, &ev, tail, up_to_date, closed);
+  sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   api_sse_chunk(cn, &ev);
   buf_free(&ev);
   cn->live_offset = tail;
@@ -10999,7 +11059,7 @@ static void api_on_timer(struct loop *l, void *arg) {
   } else if (cn->state == API_SSE) {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));
-    buf_append_str(&ev, ": keep-alive\n\n");
+    sse_comment(&ev, "keep-alive");
     api_sse_chunk(cn, &ev);
     buf_free(&ev);
     api_arm(cn, cn->core->srv->cfg.sse_keepalive_ms);

@@ -33,6 +33,7 @@ cmd.c
 stream.c
 cold.c
 group.c
+sse.c
 api.c
 server.c
 main.c

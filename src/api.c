@@ -499,12 +499,11 @@ static void api_sse_chunk(struct api_conn *cn, const struct buf *ev) {
   buf_append(&cn->out, "\r\n", 2);
 }
 
-/* One "event: data" with payload p: one data: line per line of the
-** payload (split on CRLF, CR and LF), or one base64 line. */
+/* One "event: data" with payload p (sse.c frames it): a JSON stream's
+** messages as one array, a binary stream's bytes as base64. */
 static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
                          size_t len) {
   struct buf tmp;
-  size_t i, start = 0;
   memset(&tmp, 0, sizeof(tmp));
   if (cn->live_json) {
     api_body_bytes(&tmp, 1, p, len);
@@ -515,32 +514,8 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
     p = tmp.ptr ? tmp.ptr : "";
     len = tmp.len;
   }
-  buf_append_str(ev, "event: data\n");
-  for (i = 0; i <= len; i++) {
-    if (i == len || p[i] == '\n' || p[i] == '\r') {
-      buf_append_str(ev, "data:");
-      buf_append(ev, p + start, i - start);
-      buf_append(ev, "\n", 1);
-      if (i < len && p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') i++;
-      start = i + 1;
-    }
-  }
-  buf_append(ev, "\n", 1);
+  sse_event(ev, "data", p, len);
   buf_free(&tmp);
-}
-
-static void api_sse_control(struct api_conn *cn, struct buf *ev, uint64_t tail,
-                            int up_to_date, int closed) {
-  buf_printf(ev,
-             "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
-             0ULL, (unsigned long long)tail);
-  if (closed)
-    buf_append_str(ev, ",\"streamClosed\":true");
-  else
-    buf_printf(ev, ",\"streamCursor\":\"%llu\"",
-               (unsigned long long)api_cursor(cn));
-  if (up_to_date || closed) buf_append_str(ev, ",\"upToDate\":true");
-  buf_append_str(ev, "}\n\n");
 }
 
 /* Send data [.., tail) and its control event on an SSE response; end the
@@ -550,7 +525,7 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
   struct buf ev;
   memset(&ev, 0, sizeof(ev));
   if (len > 0) api_sse_data(cn, &ev, p, len);
-  api_sse_control(cn, &ev, tail, up_to_date, closed);
+  sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   api_sse_chunk(cn, &ev);
   buf_free(&ev);
   cn->live_offset = tail;
@@ -817,7 +792,7 @@ static void api_on_timer(struct loop *l, void *arg) {
   } else if (cn->state == API_SSE) {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));
-    buf_append_str(&ev, ": keep-alive\n\n");
+    sse_comment(&ev, "keep-alive");
     api_sse_chunk(cn, &ev);
     buf_free(&ev);
     api_arm(cn, cn->core->srv->cfg.sse_keepalive_ms);

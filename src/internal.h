@@ -1042,6 +1042,27 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
 ** cold tier (owner's thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
+/* ------------------------------------------------------------------- sse.c
+** Server-Sent Events framing: pure functions that append one event to a
+** buffer (WHATWG HTML, "Server-sent events"). */
+
+/* Append the event "event: TYPE", then one "data:" line per line of the
+** payload p[0..len) (lines end at LF, CR or CRLF; an empty payload is one
+** empty data line), then the empty line that ends the event.  A client
+** decodes the data as the payload with every line end turned into LF
+** (but see sse.c on a line that begins with a space). */
+URSULA_PRIVATE void sse_event(struct buf *out, const char *type,
+                              const char *p, size_t len);
+/* Append the comment ": TEXT" and an empty line: keeps an idle response
+** alive and dispatches no event.  text must hold no line end. */
+URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);
+/* Append a Durable Streams control event: its data is the JSON object
+** {"streamNextOffset": offset of next_offset, then "streamClosed":true if
+** closed or else "streamCursor": cursor, then "upToDate":true if
+** up_to_date or closed}. */
+URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
+                                uint64_t cursor, int up_to_date, int closed);
+
 /* ---------------------------------------------------------------- server.c
 ** Cores and the process-wide server object. */
 struct api_conn;
