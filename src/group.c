@@ -328,7 +328,7 @@ static void group_notify(struct core *c, struct group *g, struct str path,
     n = (struct notify *)URSULA_MALLOC(sizeof(*n) + path.len);
     if (n == NULL) continue; /* readers time out and retry */
     memset(n, 0, sizeof(*n));
-    n->msg.on_msg = api_on_notify;
+    n->msg.on_msg = live_on_notify;
     n->msg.on_drop = group_notify_drop;
     n->prev_tail = r->prev_tail;
     n->deleted = r->deleted;

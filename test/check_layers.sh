@@ -23,9 +23,9 @@ group.c:server_group_of
 group.c:server_group
 group.c:server_owner_of
 group.c:server_send
-api.c:server_group_of
-api.c:server_owner_of
-api.c:server_send
+live.c:server_group_of
+live.c:server_owner_of
+live.c:server_send
 '
 # Why: server.c is the top (it creates the cores and starts everything),
 # but it also holds the four routing helpers every core uses to find the
