@@ -21,7 +21,7 @@ LDLIBS  += -lbearssl
 endif
 SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
-.PHONY: all amalgamate check-amalgamation check-symbols test-split test-flags \
+.PHONY: all amalgamate check-amalgamation check-symbols check-layers test-split test-flags \
         test-unit test-blackbox test-damage test-crash test-conformance test-conformance-wal \
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
         test bench clean
@@ -54,6 +54,11 @@ check-symbols:
 	  echo "check-symbols: exported symbols without the ursula_ prefix:" >&2; \
 	  echo "$$bad" >&2; exit 1; \
 	fi; echo "check-symbols: only ursula_* exported"
+
+# The parts call only parts listed above them in MANIFEST (src/amalgamate.sh);
+# the script names each call that goes up and keeps the few allowed ones.
+check-layers:
+	@sh test/check_layers.sh
 
 # --- builds that keep the parts honest -----------------------------------------
 # Each part compiled alone (with URSULA_PRIVATE empty), then linked: proves
@@ -114,6 +119,7 @@ build/ursula-asan-cold: ursula.c ursula.h
 	  ursula.c -o $@ $(LDLIBS)
 
 test-asan: build/ursula-asan build/ursula-asan-cold
+	URSULA_BIN=build/ursula-asan URSULA_SANITIZED=1 bash test/blackbox.sh
 	bash test/crash.sh build/ursula-asan 3
 	COLD_BIN=build/ursula-asan-cold bash test/cold.sh dir
 	@d=$$(mktemp -d) && URSULA_BIN=build/ursula-asan sh test/conformance/run.sh \
@@ -182,7 +188,7 @@ test-conformance-cold: ursula
 	  --hot-max-bytes 65536 --snapshot-bytes 4096 --cold-flush-age-ms 1; \
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
-test: check-amalgamation check-symbols test-split test-flags test-unit \
+test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
       test-blackbox test-damage test-crash test-conformance test-conformance-wal \
       test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan
 	@echo "make test: all passed"

@@ -33,6 +33,9 @@ cmd.c
 stream.c
 cold.c
 group.c
+conn.c
+sse.c
+live.c
 api.c
 server.c
 main.c

@@ -373,7 +373,7 @@ static void group_notify(struct core *c, struct group *g, struct str path,
     n = (struct notify *)URSULA_MALLOC(sizeof(*n) + path.len);
     if (n == NULL) continue; /* readers time out and retry */
     memset(n, 0, sizeof(*n));
-    n->msg.on_msg = api_on_notify;
+    n->msg.on_msg = live_on_notify;
     n->msg.on_drop = group_notify_drop;
     n->prev_tail = r->prev_tail;
     n->deleted = r->deleted;
@@ -724,6 +724,7 @@ static void group_lost(struct core *c, struct group *g, int rc) {
       "group %d: WAL write failed (%s): %lu writes refused; the group "
       "takes no writes until its log is verified again",
       g->id, ursula_strerror(rc), (unsigned long)n);
+  (void)n; /* when logging is compiled out */
   g->in_flight = 0;
   g->flight.log.len = 0;
   group_refuse_batch(c, g, &g->flight, rc);

@@ -1099,27 +1099,237 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
 ** cold tier (owner's thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
-/* ---------------------------------------------------------------- server.c
-** Cores and the process-wide server object. */
-struct api_conn;
-struct api_watch;
+/* ------------------------------------------------------------------ conn.c
+** The HTTP/1.1 server connection engine: accept, the per-core slot table,
+** input buffering and body framing, the output queue, timeouts, linger,
+** drain.  What a request means is the protocol layer's, reached through
+** the hooks of struct conn_ops.  Everything here runs on the connection's
+** core thread. */
 
-struct core {
-  int id;
-  struct loop *loop;
-  struct ursula_server *srv;
-  pthread_t thread;
-  /* connections: slot table; conn_id = generation << 32 | slot */
-  struct api_conn **conns;
+enum {
+  CONN_HEAD = 0, /* reading a request head */
+  CONN_BODY,     /* reading its body */
+  CONN_BUSY,     /* the protocol layer has the request; input not read */
+  CONN_LIVE,     /* a live reader; input dropped, the timer is the hooks' */
+  CONN_LINGER    /* answered, our side shut down, waiting for the close */
+};
+
+struct conn;
+
+/* The raw socket calls of a connection, each as its POSIX namesake (-1
+** and errno on failure); a transport such as TLS replaces them. */
+struct conn_io {
+  ssize_t (*recv)(int fd, void *p, size_t n);
+  ssize_t (*sendv)(int fd, struct iovec *iov, int n); /* no SIGPIPE */
+  int (*shutdown)(int fd);                            /* SHUT_WR */
+  int (*close)(int fd);
+};
+
+/* The protocol layer's hooks.  Its connection struct begins with a
+** struct conn and is `size` bytes; conn.c allocates it zeroed at accept
+** and frees it at close. */
+struct conn_ops {
+  size_t size;
+  /* A request head is complete (keep_alive, head and the body framing
+  ** are set).  Return 0 to read the body, or answer at once with
+  ** conn_fatal() (or see the connection end in conn_continue()) and
+  ** return -1. */
+  int (*on_head)(struct conn *cn, const struct http_request *req);
+  /* The body is in cn->raw.  Answer (then conn_done()), or conn_busy()
+  ** and answer later, or conn_fatal(). */
+  void (*on_request)(struct conn *cn);
+  /* The request being read is dropped (a bad body); an error follows. */
+  void (*on_abort)(struct conn *cn);
+  /* Write a complete error response for status into conn_out(cn). */
+  void (*on_error)(struct conn *cn, int status, const char *reason);
+  /* The timer of a CONN_LIVE connection fired. */
+  void (*on_live_timer)(struct conn *cn);
+  /* The server stops: end this CONN_LIVE connection's response. */
+  void (*on_drain)(struct conn *cn);
+  /* The connection ends (linger or close; may come twice): let go of
+  ** what the protocol layer holds for it. */
+  void (*on_end)(struct conn *cn);
+};
+
+/* A connection.  The protocol layer may read core, id, state, closing and
+** head, clear keep_alive, and take raw (the request body); the rest is
+** conn.c's. */
+struct conn {
+  struct core *core;
+  int fd;
+  uint64_t id; /* generation << 32 | slot */
+  int state;   /* CONN_* */
+  int keep_alive;
+  int head;       /* the request is a HEAD: responses carry no body */
+  int closing;    /* close once out is written */
+  int want_write; /* LOOP_WRITE registered */
+  int reading;    /* LOOP_READ registered */
+  struct buf in;
+  struct buf out;
+  size_t out_off;
+  /* a large response body, sent from its own buffer (no copy): it goes
+  ** on the wire after out[0..body_at) and before the rest of out */
+  struct buf body;
+  size_t body_off, body_at;
+  struct loop_timer timer;
+  /* the body being read */
+  uint64_t body_left;
+  int chunked;
+  struct http_chunked chunk;
+  struct buf raw; /* request body as received */
+};
+
+/* A core's connections (in struct core). */
+struct conn_table {
+  const struct conn_ops *ops;
+  const struct conn_io *io;
+  struct conn **slots;
   uint32_t n_slots, cap_slots;
   uint32_t *free_slots;
   uint32_t n_free;
   uint32_t next_gen;
   int n_conns;
-  int max_conns;
-  /* live readers on this core, by stream path */
-  struct api_watch **watch;
-  size_t watch_cap, watch_n;
+  int max_conns; /* more are answered 503 at accept */
+};
+
+URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
+                                    const struct conn_ops *ops);
+/* Close and free every connection (the loop is stopped). */
+URSULA_PRIVATE void conn_table_free(struct conn_table *t);
+URSULA_PRIVATE int conn_table_count(const struct conn_table *t);
+/* The loop handler of the listening socket; arg is the core. */
+URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
+                                   void *arg);
+/* The open connection with this id, or NULL (closed since). */
+URSULA_PRIVATE struct conn *conn_by_id(struct conn_table *t, uint64_t id);
+/* Begin a graceful stop: no more keep-alive, idle connections closed,
+** live ones ended through on_drain; requests in flight finish. */
+URSULA_PRIVATE void conn_drain(struct conn_table *t);
+/* The response being built: append its bytes here. */
+URSULA_PRIVATE struct buf *conn_out(struct conn *cn);
+/* Append *data as response body bytes; a large one is taken (*data is
+** emptied) and sent from its own buffer rather than copied. */
+URSULA_PRIVATE void conn_out_body(struct conn *cn, struct buf *data);
+/* Append p as one HTTP chunk (nothing if it is empty); end a chunked
+** response with the last chunk, and close once it is written. */
+URSULA_PRIVATE void conn_chunk(struct conn *cn, const struct buf *p);
+URSULA_PRIVATE void conn_end_chunks(struct conn *cn);
+/* Write what is pending.  Returns -1 if the connection ended (closed: cn
+** is freed; or lingering), 0 otherwise. */
+URSULA_PRIVATE int conn_flush(struct conn *cn);
+/* The response is complete: write it, and go on with the next request
+** (keep-alive) or end the connection. */
+URSULA_PRIVATE void conn_done(struct conn *cn);
+/* Answer status (through on_error) and end the connection. */
+URSULA_PRIVATE void conn_fatal(struct conn *cn, int status, const char *reason);
+/* In on_head, once the protocol accepts the request: "100 Continue" if
+** the client asked for it and a body comes.  -1 if the connection ended. */
+URSULA_PRIVATE int conn_continue(struct conn *cn,
+                                 const struct http_request *req);
+/* The protocol layer takes the request away (a job at another core):
+** CONN_BUSY, no input read, no timer, until conn_done() or conn_live(). */
+URSULA_PRIVATE void conn_busy(struct conn *cn);
+/* Hold the connection as a live reader: CONN_LIVE. */
+URSULA_PRIVATE void conn_live(struct conn *cn);
+/* Arm the connection's timer ms from now (CONN_LIVE: on_live_timer fires),
+** or disarm it. */
+URSULA_PRIVATE void conn_arm(struct conn *cn, int ms);
+URSULA_PRIVATE void conn_disarm(struct conn *cn);
+
+/* ------------------------------------------------------------------- sse.c
+** Server-Sent Events framing: pure functions that append one event to a
+** buffer (WHATWG HTML, "Server-sent events"). */
+
+/* Append the event "event: TYPE", then one "data:" line per line of the
+** payload p[0..len) (lines end at LF, CR or CRLF; an empty payload is one
+** empty data line), then the empty line that ends the event.  A client
+** decodes the data as the payload with every line end turned into LF
+** (but see sse.c on a line that begins with a space). */
+URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
+                              size_t len);
+/* Append the comment ": TEXT" and an empty line: keeps an idle response
+** alive and dispatches no event.  text must hold no line end. */
+URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);
+/* Append a Durable Streams control event: its data is the JSON object
+** {"streamNextOffset": offset of next_offset, then "streamClosed":true if
+** closed or else "streamCursor": cursor, then "upToDate":true if
+** up_to_date or closed}. */
+URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
+                                uint64_t cursor, int up_to_date, int closed);
+
+/* ------------------------------------------------------------------ live.c
+** The live readers (long-poll, SSE) of one core, by stream path, and the
+** fan-out of the owners' wake-ups (struct notify) to them.  Everything
+** here runs on the core's own thread. */
+
+struct live_watch;
+
+/* A reader of one stream, embedded in the protocol layer's connection.
+** Zero-initialised is watching nothing. */
+struct live_waiter {
+  struct live_watch *watch;        /* the path it reads, or NULL */
+  struct live_waiter *next, *prev; /* in watch->waiters, while waiting */
+  int waiting;                     /* in watch->waiters */
+  uint64_t offset;                 /* where this reader is */
+};
+
+/* One stream path with readers on this core. */
+struct live_watch {
+  struct live_watch *hnext;
+  struct live_waiter *waiters;
+  int pending; /* live reads in flight for this path (the protocol layer
+                  counts them): the watch lives while they do */
+  int owner;   /* core owning the stream's group */
+  uint64_t hash;
+  size_t path_len;
+  char path[1]; /* path_len bytes follow, NUL-terminated */
+};
+
+/* Why live_on_notify() hands a waiter to on_wake (live.c has the rules):
+** LIVE_DATA, the message's bytes start where it is (it still waits);
+** LIVE_BEHIND, it must read again from x->offset (it no longer waits);
+** LIVE_DELETED, the stream is gone (it left its watch). */
+enum { LIVE_DATA = 1, LIVE_BEHIND, LIVE_DELETED };
+typedef void (*live_wake_fn)(struct live_waiter *x, int why,
+                             const struct notify *n);
+
+/* A core's table of watches (in struct core). */
+struct live_table {
+  struct live_watch **slots; /* open hash by path; cap a power of 2 */
+  size_t cap, n;
+  live_wake_fn on_wake; /* the protocol layer's */
+};
+
+URSULA_PRIVATE void live_table_init(struct live_table *t, live_wake_fn on_wake);
+/* Free the table and every watch in it (the waiters are the caller's). */
+URSULA_PRIVATE void live_table_free(struct live_table *t);
+/* The watch of path on core c, made if there is none; NULL if out of
+** memory.  A new watch has no waiters and nothing pending. */
+URSULA_PRIVATE struct live_watch *live_get(struct core *c, const char *path,
+                                           size_t len);
+/* Free w if it has no waiters and nothing pending. */
+URSULA_PRIVATE void live_gc(struct live_table *t, struct live_watch *w);
+/* Put x (x->watch set) on its watch's wait list / take it off (no-op if
+** it is not on it).  Neither frees the watch. */
+URSULA_PRIVATE void live_wait(struct live_waiter *x);
+URSULA_PRIVATE void live_unwait(struct live_waiter *x);
+/* x stops watching: off the wait list, its watch freed if unused, and
+** x->watch NULL.  No-op if x watches nothing. */
+URSULA_PRIVATE void live_leave(struct live_table *t, struct live_waiter *x);
+/* The handler of a struct notify (group.c posts them): hand every waiter
+** of the path to on_wake as the rules in live.c say, and free n; when this
+** core has no readers of the path, tell its owner to stop sending. */
+URSULA_PRIVATE void live_on_notify(struct loop *l, struct loop_msg *m);
+
+/* ---------------------------------------------------------------- server.c
+** Cores and the process-wide server object. */
+struct core {
+  int id;
+  struct loop *loop;
+  struct ursula_server *srv;
+  pthread_t thread;
+  struct conn_table conns; /* its connections (conn.c) */
+  struct live_table live;  /* live readers on this core, by stream path */
   /* same-core messages, run at the end of the turn */
   struct loop_msg *local_head, *local_tail;
   /* groups with proposals to commit at the end of this turn */
@@ -1173,15 +1383,15 @@ URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid);
 URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 
 /* ------------------------------------------------------------------- api.c
-** HTTP connections, the protocol's request rules, responses, live
-** readers. */
-URSULA_PRIVATE void api_on_accept(struct loop *l, int fd, unsigned events,
-                                  void *arg);
-URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
-URSULA_PRIVATE void api_on_notify(struct loop *l, struct loop_msg *m);
-/* Begin a graceful stop on core c: close idle connections, end live
-** readers, finish requests in flight. */
-URSULA_PRIVATE void api_drain(struct core *c);
+** The Durable Streams rules: a request head to a job, a job's result to a
+** response.  The rest of the server reaches it through hooks. */
+
+/* Set up core c's connection and live tables with the protocol's hooks
+** (before its loop runs), and free them. */
+URSULA_PRIVATE void api_core_init(struct core *c, int max_conns);
 URSULA_PRIVATE void api_core_free(struct core *c);
+/* The handler of a job coming back to the core of its connection (group.c
+** sets it on the message). */
+URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
 
 #endif /* URSULA_INTERNAL_H */

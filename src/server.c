@@ -29,7 +29,7 @@
 **
 ** SHUTDOWN.  ursula_server_stop() raises a flag and wakes every loop.  Each
 ** core then stops accepting, closes idle connections, ends live readers
-** and finishes requests in flight (api_drain).  A core with no connections
+** and finishes requests in flight (conn_drain).  A core with no connections
 ** left counts itself drained, but keeps serving messages for the groups it
 ** owns until every core is drained; then all loops stop.
 */
@@ -65,7 +65,9 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m) {
 static void server_check_drained(struct core *c) {
   struct ursula_server *s = c->srv;
   int i, all;
-  if (!c->draining || c->drained || c->n_conns > 0 || c->n_flights > 0) return;
+  if (!c->draining || c->drained || conn_table_count(&c->conns) > 0 ||
+      c->n_flights > 0)
+    return;
   c->drained = 1;
   pthread_mutex_lock(&s->mu);
   all = ++s->n_drained == s->n_cores;
@@ -258,7 +260,7 @@ static void server_on_turn_end(struct loop *l) {
       loop_del(l, c->srv->listen_fd);
       c->listening = 0;
     }
-    api_drain(c);
+    conn_drain(&c->conns);
     server_run_local(l, c); /* what draining queued */
   }
   server_check_drained(c);
@@ -608,7 +610,6 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     struct core *c = &s->cores[i];
     c->id = i;
     c->srv = s;
-    c->max_conns = (cfg->max_connections + s->n_cores - 1) / s->n_cores;
     /* each owned group at most twice: once before its commit in a pass,
     ** once re-proposed by a continuation after it */
     c->dirty = (struct group **)URSULA_MALLOC(
@@ -621,7 +622,8 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     }
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
-    if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, api_on_accept, c)) !=
+    api_core_init(c, (cfg->max_connections + s->n_cores - 1) / s->n_cores);
+    if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;
     c->listening = 1;

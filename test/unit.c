@@ -55,11 +55,14 @@ static int unit_fail_total;
 #include "unit_wal.c"
 #include "unit_cold.c"
 #include "unit_server.c"
+#include "unit_sse.c"
+#include "unit_api.c"
 
 static const struct unit_case *const unit_tables[] = {
     unit_util_cases,  unit_os_cases,     unit_http_cases,  unit_json_cases,
     unit_loop_cases,  unit_conf_cases,   unit_crypto_cases, unit_sigv4_cases,
     unit_stream_cases, unit_wal_cases,   unit_cold_cases,  unit_server_cases,
+    unit_sse_cases,   unit_api_cases,
 };
 
 int main(int argc, char **argv) {

@@ -1,0 +1,569 @@
+/*
+** conn.c -- the HTTP/1.1 server connection engine.
+**
+** A connection lives on the core that accepted it, from accept to close,
+** in that core's slot table (struct conn_table; conn id = generation << 32
+** | slot, so a reply for a connection long gone finds nothing).  This file
+** reads requests and writes responses; what a request means is the
+** protocol layer's (api.c), reached through the table's hooks (struct
+** conn_ops).  The raw socket calls go through struct conn_io, so another
+** transport (TLS) can take their place.  Its life:
+**
+**   CONN_HEAD   reading a request head (header timeout while partial,
+**               idle timeout while empty)
+**   CONN_BODY   reading a Content-Length or chunked body
+**   CONN_BUSY   the protocol layer has the request (a job at the stream's
+**               owner); input is not read, so pipelined requests wait
+**               their turn and replies stay in order
+**   CONN_LIVE   held as a live reader (long-poll, SSE): input is read and
+**               dropped, the timer is the protocol layer's
+**   CONN_LINGER the last response is written and our side shut down; what
+**               the client still sends is read and dropped until it
+**               closes or CONN_LINGER_MS pass.  Closing at once with
+**               unread input would make the kernel send a reset, and the
+**               client could lose the response (say, a 431 to a request
+**               it is still sending).
+**
+** Responses are built in `out`; a large body may be queued without a copy
+** (conn_out_body) and goes on the wire after the head, by sendmsg.  A
+** client slower than CONN_MAX_OUT of backlog is dropped.
+*/
+#include "internal.h"
+
+#define CONN_READ_CHUNK 65536
+#define CONN_LINGER_MS 2000
+#define CONN_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
+
+/* ------------------------------------------------------------ sockets */
+
+static ssize_t conn_plain_recv(int fd, void *p, size_t n) {
+  return recv(fd, p, n, 0);
+}
+
+/* Send iov[0..n) (MSG_NOSIGNAL where there is one). */
+static ssize_t conn_plain_sendv(int fd, struct iovec *iov, int n) {
+  struct msghdr m;
+  memset(&m, 0, sizeof(m));
+  m.msg_iov = iov;
+  m.msg_iovlen = (size_t)n;
+#if defined(MSG_NOSIGNAL)
+  return sendmsg(fd, &m, MSG_NOSIGNAL);
+#else
+  return sendmsg(fd, &m, 0);
+#endif
+}
+
+static int conn_plain_shutdown(int fd) {
+  return shutdown(fd, SHUT_WR);
+}
+
+static int conn_plain_close(int fd) {
+  return close(fd);
+}
+
+static const struct conn_io conn_plain_io = {
+    conn_plain_recv, conn_plain_sendv, conn_plain_shutdown, conn_plain_close};
+
+/* ------------------------------------------------------------ output */
+
+static void conn_close(struct conn *cn);
+static void conn_linger(struct conn *cn);
+static void conn_process(struct conn *cn);
+static void conn_arm_idle(struct conn *cn);
+
+static const struct conn_ops *conn_ops(const struct conn *cn) {
+  return cn->core->conns.ops;
+}
+
+static const struct conn_io *conn_io(const struct conn *cn) {
+  return cn->core->conns.io;
+}
+
+static void conn_set_events(struct conn *cn, int reading, int writing) {
+  if (reading == cn->reading && writing == cn->want_write) return;
+  cn->reading = reading;
+  cn->want_write = writing;
+  loop_mod(cn->core->loop, cn->fd,
+           (unsigned)((reading ? LOOP_READ : 0) | (writing ? LOOP_WRITE : 0)));
+}
+
+URSULA_PRIVATE struct buf *conn_out(struct conn *cn) {
+  return &cn->out;
+}
+
+URSULA_PRIVATE void conn_out_body(struct conn *cn, struct buf *data) {
+  if (data->len < 16384 || cn->body.len > 0) { /* small, or one is queued */
+    buf_append(&cn->out, data->ptr, data->len);
+    return;
+  }
+  cn->body = *data;
+  cn->body_off = 0;
+  cn->body_at = cn->out.len;
+  memset(data, 0, sizeof(*data));
+}
+
+URSULA_PRIVATE void conn_chunk(struct conn *cn, const struct buf *p) {
+  if (p->len == 0) return;
+  buf_printf(&cn->out, "%lx\r\n", (unsigned long)p->len);
+  buf_append(&cn->out, p->ptr, p->len);
+  buf_append(&cn->out, "\r\n", 2);
+}
+
+URSULA_PRIVATE void conn_end_chunks(struct conn *cn) {
+  buf_append_str(&cn->out, "0\r\n\r\n");
+  cn->closing = 1;
+}
+
+URSULA_PRIVATE int conn_flush(struct conn *cn) {
+  for (;;) {
+    struct iovec iov[3];
+    size_t head_end = cn->body.len ? cn->body_at : cn->out.len, k;
+    int n = 0;
+    ssize_t sent;
+    if (cn->out_off < head_end) {
+      iov[n].iov_base = cn->out.ptr + cn->out_off;
+      iov[n++].iov_len = head_end - cn->out_off;
+    }
+    if (cn->body.len) {
+      iov[n].iov_base = cn->body.ptr + cn->body_off;
+      iov[n++].iov_len = cn->body.len - cn->body_off;
+      if (cn->out.len > head_end) {
+        iov[n].iov_base = cn->out.ptr + head_end;
+        iov[n++].iov_len = cn->out.len - head_end;
+      }
+    }
+    if (n == 0) break; /* all written */
+    sent = conn_io(cn)->sendv(cn->fd, iov, n);
+    if (sent > 0) {
+      size_t left = (size_t)sent;
+      k = head_end - cn->out_off < left ? head_end - cn->out_off : left;
+      cn->out_off += k; /* the part of out before the body */
+      left -= k;
+      if (cn->body.len && left > 0) {
+        k = cn->body.len - cn->body_off < left ? cn->body.len - cn->body_off
+                                               : left;
+        cn->body_off += k;
+        left -= k;
+      }
+      if (cn->body.len && cn->body_off == cn->body.len) {
+        buf_free(&cn->body); /* done with it: out goes on alone */
+        cn->body_off = cn->body_at = 0;
+      }
+      cn->out_off += left; /* out after the body */
+    } else if (sent < 0 && errno == EINTR) {
+      continue;
+    } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (cn->out.len - cn->out_off + cn->body.len - cn->body_off >
+          CONN_MAX_OUT) {
+        conn_close(cn); /* a reader this slow would hold memory forever */
+        return -1;
+      }
+      conn_set_events(cn, cn->reading, 1);
+      return 0;
+    } else {
+      conn_close(cn);
+      return -1;
+    }
+  }
+  cn->out.len = cn->out_off = 0;
+  if (cn->closing) {
+    conn_linger(cn);
+    return -1;
+  }
+  conn_set_events(cn, cn->reading, 0);
+  return 0;
+}
+
+URSULA_PRIVATE void conn_done(struct conn *cn) {
+  if (!cn->keep_alive) cn->closing = 1;
+  cn->state = CONN_HEAD;
+  if (conn_flush(cn) < 0) return;
+  conn_set_events(cn, 1, cn->want_write);
+  conn_arm_idle(cn);
+  if (cn->in.len > 0) conn_process(cn);
+}
+
+URSULA_PRIVATE void conn_fatal(struct conn *cn, int status,
+                               const char *reason) {
+  cn->keep_alive = 0;
+  conn_ops(cn)->on_error(cn, status, reason);
+  cn->closing = 1;
+  cn->state = CONN_HEAD;
+  conn_flush(cn);
+}
+
+URSULA_PRIVATE int conn_continue(struct conn *cn,
+                                 const struct http_request *req) {
+  const struct http_header *h;
+  if ((cn->chunked || cn->body_left > 0) &&
+      (h = http_find_header(req, "Expect")) != NULL &&
+      util_str_ieq(h->value, "100-continue")) {
+    buf_append_str(&cn->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    if (conn_flush(cn) < 0) return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ states */
+
+static void conn_on_timer(struct loop *l, void *arg);
+
+URSULA_PRIVATE void conn_arm(struct conn *cn, int ms) {
+  loop_timer_set(cn->core->loop, &cn->timer,
+                 loop_now_ms(cn->core->loop) + (uint64_t)ms, conn_on_timer, cn);
+}
+
+URSULA_PRIVATE void conn_disarm(struct conn *cn) {
+  loop_timer_cancel(cn->core->loop, &cn->timer);
+}
+
+static void conn_arm_idle(struct conn *cn) {
+  const struct ursula_config *cfg = &cn->core->srv->cfg;
+  conn_arm(cn, cn->in.len > 0 ? cfg->header_timeout_ms : cfg->idle_timeout_ms);
+}
+
+URSULA_PRIVATE void conn_busy(struct conn *cn) {
+  cn->state = CONN_BUSY;
+  conn_disarm(cn);
+  conn_set_events(cn, 0, cn->want_write);
+}
+
+URSULA_PRIVATE void conn_live(struct conn *cn) {
+  cn->state = CONN_LIVE;
+  conn_set_events(cn, 1, cn->want_write);
+}
+
+static void conn_on_timer(struct loop *l, void *arg) {
+  struct conn *cn = (struct conn *)arg;
+  (void)l;
+  if (cn->state == CONN_LIVE) {
+    conn_ops(cn)->on_live_timer(cn);
+  } else if (cn->state == CONN_HEAD || cn->state == CONN_BODY) {
+    if (cn->in.len > 0 || cn->state == CONN_BODY)
+      conn_fatal(cn, 408, "request timed out");
+    else
+      conn_close(cn);
+  } else if (cn->state == CONN_LINGER) {
+    conn_close(cn);
+  }
+}
+
+/* ------------------------------------------------------------ input */
+
+/* A request head is parsed: settle the connection's part (keep-alive,
+** HEAD, body framing), then hand it to the protocol layer.  Returns 0 to
+** read the body, -1 if the request was answered (and the connection is
+** ending). */
+static int conn_on_head(struct conn *cn, const struct http_request *req) {
+  const struct http_header *h;
+  cn->keep_alive = req->minor_version >= 1;
+  h = http_find_header(req, "Connection");
+  if (h && util_str_ieq(h->value, "close")) cn->keep_alive = 0;
+  if (h && util_str_ieq(h->value, "keep-alive")) cn->keep_alive = 1;
+  if (cn->core->draining) cn->keep_alive = 0;
+  cn->head = util_str_eq(req->method, "HEAD");
+  /* body framing first: even an error answer must know where it ends */
+  cn->chunked = 0;
+  cn->body_left = 0;
+  cn->raw.len = 0;
+  memset(&cn->chunk, 0, sizeof(cn->chunk));
+  h = http_find_header(req, "Transfer-Encoding");
+  if (h != NULL) {
+    if (!util_str_ieq(h->value, "chunked")) {
+      conn_fatal(cn, 501, "only chunked transfer coding is supported");
+      return -1;
+    }
+    cn->chunked = 1;
+  } else if ((h = http_find_header(req, "Content-Length")) != NULL) {
+    if (util_parse_u64(h->value, UINT64_MAX, &cn->body_left) != 0) {
+      conn_fatal(cn, 400, "bad Content-Length");
+      return -1;
+    }
+    if (cn->body_left > (uint64_t)cn->core->srv->cfg.max_body_bytes) {
+      conn_fatal(cn, 413, "request body is too large");
+      return -1;
+    }
+  }
+  return conn_ops(cn)->on_head(cn, req);
+}
+
+/* Work through buffered input: heads, bodies, requests. */
+static void conn_process(struct conn *cn) {
+  while (cn->fd >= 0 && !cn->closing) {
+    if (cn->state == CONN_HEAD) {
+      struct http_request req;
+      int n, rc;
+      if (cn->in.len == 0) return;
+      n = http_parse_request(cn->in.ptr, cn->in.len, &req);
+      if (n == URSULA_EAGAIN) {
+        if (cn->in.len > URSULA_MAX_HEADER_BYTES)
+          conn_fatal(cn, 431, "request header fields are too large");
+        return;
+      }
+      if (n == HTTP_ETOOMANY || n > URSULA_MAX_HEADER_BYTES) {
+        conn_fatal(cn, 431, "request header fields are too large");
+        return;
+      }
+      if (n < 0) {
+        conn_fatal(cn, 400, "malformed request");
+        return;
+      }
+      rc = conn_on_head(cn, &req);
+      buf_consume(&cn->in, (size_t)n);
+      if (rc != 0) return;
+      cn->state = CONN_BODY;
+    }
+    if (cn->state == CONN_BODY) {
+      if (cn->chunked) {
+        int done = 0;
+        long used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len,
+                                      &cn->raw, &done);
+        if (used < 0) {
+          conn_ops(cn)->on_abort(cn);
+          conn_fatal(cn, 400, "malformed chunked body");
+          return;
+        }
+        buf_consume(&cn->in, (size_t)used);
+        if (cn->raw.len > (size_t)cn->core->srv->cfg.max_body_bytes) {
+          conn_ops(cn)->on_abort(cn);
+          conn_fatal(cn, 413, "request body is too large");
+          return;
+        }
+        if (!done) return;
+      } else {
+        size_t take =
+            cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
+        if (cn->raw.len == 0 && cn->body_left > 0 &&
+            buf_reserve(&cn->raw, (size_t)cn->body_left) != URSULA_OK) {
+          conn_ops(cn)->on_abort(cn);
+          conn_fatal(cn, 503, "out of memory");
+          return;
+        }
+        if (take > 0) {
+          buf_append(&cn->raw, cn->in.ptr, take);
+          buf_consume(&cn->in, take);
+          cn->body_left -= take;
+        }
+        if (cn->body_left > 0) return;
+      }
+      conn_ops(cn)->on_request(cn);
+      if (cn->state != CONN_HEAD) return; /* the protocol layer has it */
+      continue;
+    }
+    return;
+  }
+}
+
+static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
+  struct conn *cn = (struct conn *)arg;
+  (void)l, (void)fd;
+  if (events & LOOP_WRITE) {
+    if (conn_flush(cn) < 0) return;
+  }
+  if ((events & (LOOP_READ | LOOP_ERROR)) && cn->state == CONN_LINGER) {
+    char sink[4096];
+    for (;;) {
+      ssize_t n = conn_io(cn)->recv(cn->fd, sink, sizeof(sink));
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      conn_close(cn); /* the client is done too */
+      return;
+    }
+  }
+  if (events & (LOOP_READ | LOOP_ERROR)) {
+    for (;;) {
+      ssize_t n;
+      if (buf_reserve(&cn->in, CONN_READ_CHUNK) != URSULA_OK) {
+        conn_close(cn);
+        return;
+      }
+      n = conn_io(cn)->recv(cn->fd, cn->in.ptr + cn->in.len, CONN_READ_CHUNK);
+      if (n > 0) {
+        cn->in.len += (size_t)n;
+        if ((size_t)n < CONN_READ_CHUNK) break;
+        if (cn->state == CONN_HEAD && cn->in.len > URSULA_MAX_HEADER_BYTES * 2)
+          break;
+      } else if (n == 0) {
+        conn_close(cn); /* peer closed; a half-sent request is dropped */
+        return;
+      } else if (errno == EINTR) {
+        continue;
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      } else {
+        conn_close(cn);
+        return;
+      }
+    }
+    if (cn->state == CONN_LIVE) {
+      cn->in.len = 0; /* a live reader has nothing more to say */
+      return;
+    }
+    if (cn->state == CONN_HEAD) conn_arm_idle(cn);
+    conn_process(cn);
+  }
+}
+
+/* ------------------------------------------------------------ accept */
+
+URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
+                                    const struct conn_ops *ops) {
+  memset(t, 0, sizeof(*t));
+  t->max_conns = max_conns;
+  t->ops = ops;
+  t->io = &conn_plain_io;
+}
+
+URSULA_PRIVATE int conn_table_count(const struct conn_table *t) {
+  return t->n_conns;
+}
+
+URSULA_PRIVATE struct conn *conn_by_id(struct conn_table *t, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & 0xffffffffu);
+  struct conn *cn;
+  if (slot >= t->n_slots) return NULL;
+  cn = t->slots[slot];
+  return (cn != NULL && cn->id == id) ? cn : NULL;
+}
+
+static int conn_slot_alloc(struct conn_table *t, struct conn *cn) {
+  uint32_t slot;
+  if (t->n_free > 0) {
+    slot = t->free_slots[--t->n_free];
+  } else {
+    if (t->n_slots == t->cap_slots) {
+      uint32_t cap = t->cap_slots ? t->cap_slots * 2 : 256;
+      struct conn **s =
+          (struct conn **)URSULA_REALLOC(t->slots, cap * sizeof(*s));
+      uint32_t *f;
+      if (s == NULL) return -1;
+      t->slots = s;
+      f = (uint32_t *)URSULA_REALLOC(t->free_slots, cap * sizeof(*f));
+      if (f == NULL) return -1;
+      t->free_slots = f;
+      t->cap_slots = cap;
+    }
+    slot = t->n_slots++;
+  }
+  t->slots[slot] = cn;
+  cn->id = ((uint64_t)++t->next_gen << 32) | slot;
+  return 0;
+}
+
+URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
+                                   void *arg) {
+  struct core *c = (struct core *)arg;
+  struct conn_table *t = &c->conns;
+  int i;
+  (void)events;
+  for (i = 0; i < 64; i++) {
+    struct conn *cn;
+    int one = 1;
+    int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
+    os_set_nonblock(cfd);
+    os_set_cloexec(cfd);
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (t->n_conns >= t->max_conns || c->draining) {
+      /* refused before it is a connection: plain bytes on the socket */
+      static const char busy[] =
+          "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+          "Retry-After: 1\r\n"
+          "Content-Type: text/plain\r\nContent-Length: 24\r\n\r\n"
+          "too many connections, retry\n";
+      ssize_t w = send(cfd, busy, sizeof(busy) - 1, 0);
+      (void)w;
+      close(cfd);
+      continue;
+    }
+    cn = (struct conn *)URSULA_MALLOC(t->ops->size);
+    if (cn == NULL) {
+      close(cfd);
+      continue;
+    }
+    memset(cn, 0, t->ops->size);
+    cn->core = c;
+    cn->fd = cfd;
+    cn->reading = 1;
+    if (conn_slot_alloc(t, cn) != 0 ||
+        loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
+      close(cfd);
+      URSULA_FREE(cn);
+      continue;
+    }
+    t->n_conns++;
+    conn_arm_idle(cn);
+  }
+}
+
+/* ------------------------------------------------------------ the end */
+
+/* The response is out and the connection ends: see CONN_LINGER. */
+static void conn_linger(struct conn *cn) {
+  conn_ops(cn)->on_end(cn);
+  if (conn_io(cn)->shutdown(cn->fd) != 0) {
+    conn_close(cn);
+    return;
+  }
+  cn->state = CONN_LINGER;
+  cn->in.len = 0;
+  conn_set_events(cn, 1, 0);
+  conn_arm(cn, CONN_LINGER_MS);
+}
+
+static void conn_close(struct conn *cn) {
+  struct core *c = cn->core;
+  struct conn_table *t = &c->conns;
+  uint32_t slot;
+  if (cn->fd < 0) return;
+  conn_ops(cn)->on_end(cn);
+  loop_timer_cancel(c->loop, &cn->timer);
+  loop_del(c->loop, cn->fd);
+  conn_io(cn)->close(cn->fd);
+  cn->fd = -1;
+  slot = (uint32_t)(cn->id & 0xffffffffu);
+  t->slots[slot] = NULL;
+  t->free_slots[t->n_free++] = slot;
+  t->n_conns--;
+  buf_free(&cn->in);
+  buf_free(&cn->out);
+  buf_free(&cn->body);
+  buf_free(&cn->raw);
+  URSULA_FREE(cn);
+}
+
+URSULA_PRIVATE void conn_drain(struct conn_table *t) {
+  uint32_t i;
+  for (i = 0; i < t->n_slots; i++) {
+    struct conn *cn = t->slots[i];
+    if (cn == NULL) continue;
+    cn->keep_alive = 0;
+    if (cn->state == CONN_HEAD && cn->in.len == 0 && cn->out.len == 0) {
+      conn_close(cn);
+    } else if (cn->state == CONN_LIVE) {
+      t->ops->on_drain(cn);
+    }
+  }
+}
+
+URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
+  uint32_t i;
+  for (i = 0; i < t->n_slots; i++) {
+    struct conn *cn = t->slots[i];
+    if (cn == NULL) continue;
+    if (cn->fd >= 0) t->io->close(cn->fd);
+    buf_free(&cn->in);
+    buf_free(&cn->out);
+    buf_free(&cn->body);
+    buf_free(&cn->raw);
+    URSULA_FREE(cn);
+  }
+  URSULA_FREE(t->slots);
+  URSULA_FREE(t->free_slots);
+  memset(t, 0, sizeof(*t));
+}
+
+#undef CONN_READ_CHUNK
+#undef CONN_LINGER_MS
+#undef CONN_MAX_OUT
