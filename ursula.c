@@ -8142,7 +8142,7 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   }
   r->tail = s->tail;
   r->closed = s->closed;
-  s->last_access_ms = c->time_ms;
+  if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
   if (s->closed) {
     if (producer && s->closed_by_id != NULL &&
         s->closed_by_id_len == c->producer_id.len &&
@@ -13133,6 +13133,13 @@ static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
     snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: %s", dir, strerror(errno));
     return URSULA_EIO;
   }
+  { /* from here on the full path, so that every message names the file
+    ** whatever the working directory was */
+    char *abs = realpath(dir, NULL);
+    if (abs != NULL && strlen(abs) < sizeof(s->cfg.wal_dir))
+      memcpy(s->cfg.wal_dir, abs, strlen(abs) + 1);
+    free(abs);
+  }
   s->dir_lock_fd = open(dir, O_RDONLY | O_CLOEXEC);
   if (s->dir_lock_fd < 0 || flock(s->dir_lock_fd, LOCK_EX | LOCK_NB) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN,
@@ -13428,7 +13435,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->running = 1;
   LOG_I("listening on http://%s:%d (cores %d, groups %d, %s%s)",
         cfg->listen_host, s->port, s->n_cores, s->n_groups,
-        cfg->wal_dir[0] ? "WAL in " : "in memory", cfg->wal_dir);
+        cfg->wal_dir[0] ? "WAL in " : "in memory", s->cfg.wal_dir);
   *out = s;
   return URSULA_OK;
 fail:

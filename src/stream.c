@@ -570,7 +570,7 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   }
   r->tail = s->tail;
   r->closed = s->closed;
-  s->last_access_ms = c->time_ms;
+  if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
   if (s->closed) {
     if (producer && s->closed_by_id != NULL &&
         s->closed_by_id_len == c->producer_id.len &&
