@@ -33,6 +33,7 @@ cmd.c
 stream.c
 cold.c
 group.c
+fork.c
 conn.c
 sse.c
 live.c

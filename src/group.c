@@ -42,10 +42,18 @@
 ** EFFECTS of a committed command, carried out by the owner:
 **   - wake live readers: one `struct notify` per core that has readers of
 **     the stream (not one per reader), carrying the appended bytes;
-**   - FORK_RELEASE commands to the groups of fork sources whose forks went
-**     away (they may be on other cores, so they travel as jobs).
+**   - a release (struct group_release) to the group of each fork source
+**     whose fork went away: it may be on another core, so it travels as a
+**     message, and its owner proposes FORK_RELEASE there (fork.c has the
+**     fork protocol; group.c only carries out these effects).
 **
 ** Reads are served from the owner's state directly (no log entry).
+**
+** JOBS.  group_dispatch() sends a job to its stream's owner, where
+** group_run_job() proposes its command or serves its read.  A job of
+** another protocol (a fork PUT, fork.c) carries its own handler in
+** msg.on_msg and uses the functions below to route, propose and answer;
+** a job parked on a cold-tier fetch runs again through that handler.
 **
 ** THE COLD TIER (cold.c), when there is one.  Once a second the owner
 ** looks for streams with a chunk's worth of bytes past their cold end, or
@@ -66,9 +74,6 @@
 ** were replayed).
 */
 #include "internal.h"
-
-typedef void (*group_done_fn)(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
 
 /* A proposal waiting for its commit: its entry is log[off, off+len) (with
 ** a WAL, the record header sits just before it), proposed at (term,
@@ -159,14 +164,12 @@ struct group {
   uint64_t want_inc;               /* ... and its stream's incarnation */
 };
 
-static void group_fetch_chunk(struct core *c, struct group *g, struct job *j);
-
 /* The node's clocks: monotonic ms (durations), Unix ms (stamped into
 ** commands, compared with TTLs). */
 static uint64_t group_mono(const struct group *g) {
   return g->env->mono_ms(g->env);
 }
-static uint64_t group_wall(const struct group *g) {
+URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
   return g->env->wall_ms(g->env);
 }
 static void group_delete_objects(struct core *c, struct group *g,
@@ -200,14 +203,24 @@ static void group_on_job(struct loop *l, struct loop_msg *m) {
   group_run_job(c, (struct job *)(void *)m);
 }
 
+URSULA_PRIVATE struct group *group_of(struct core *c, const char *path,
+                                      size_t len) {
+  return server_group(c->srv, server_group_of(c->srv, path, len));
+}
+
+URSULA_PRIVATE struct stream_state *group_state(struct group *g) {
+  return &g->sm;
+}
+
+URSULA_PRIVATE void group_send(struct core *c, struct loop_msg *m,
+                               const char *path, size_t len) {
+  int gid = server_group_of(c->srv, path, len);
+  server_send(c, server_owner_of(c->srv, gid), m);
+}
+
 URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j) {
-  int gid;
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0)
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-  else
-    gid = server_group_of(c->srv, j->path, j->path_len);
   j->msg.on_msg = group_on_job;
-  server_send(c, server_owner_of(c->srv, gid), &j->msg);
+  group_send(c, &j->msg, j->path, j->path_len);
 }
 
 URSULA_PRIVATE struct group *group_new(int id, int owner_core,
@@ -396,24 +409,46 @@ static void group_notify(struct core *c, struct group *g, struct str path,
   }
 }
 
-/* Send a FORK_RELEASE for each source path in r->releases. */
+static void group_ignore_done(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+
+/* A release arrives at the owner of its source's group. */
+static void group_on_release(struct loop *l, struct loop_msg *m) {
+  struct group_release *rel = (struct group_release *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = group_of(c, rel->path, rel->path_len);
+  struct cmd cmd;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_FORK_RELEASE;
+  cmd.time_ms = group_wall(g);
+  cmd.path.ptr = rel->path;
+  cmd.path.len = rel->path_len;
+  group_propose(c, g, &cmd, group_ignore_done, NULL); /* no answer */
+  URSULA_FREE(rel);
+}
+
+URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
+                                       size_t len) {
+  struct group_release *rel;
+  if (len > URSULA_MAX_PATH_BYTES) return; /* no stream has such a path */
+  rel = (struct group_release *)URSULA_MALLOC(sizeof(*rel) + len);
+  if (rel == NULL) return; /* the source keeps a reference: see fork.c */
+  memset(rel, 0, sizeof(*rel));
+  rel->msg.on_msg = group_on_release;
+  rel->path_len = len;
+  memcpy(rel->path, src, len);
+  rel->path[len] = '\0';
+  group_send(c, &rel->msg, src, len);
+}
+
+/* Send a release for each source path in r->releases. */
 static void group_send_releases(struct core *c, const struct stream_result *r) {
   size_t off = 0;
   while (off < r->releases.len) {
     const char *src = r->releases.ptr + off;
     size_t len = strlen(src);
-    struct job *j = job_new();
     off += len + 1;
-    if (j == NULL || len > URSULA_MAX_PATH_BYTES) {
-      job_free(j);
-      continue;
-    }
-    j->op = JOB_DELETE;
-    j->stage = 2; /* release, not delete: see group_run_job */
-    j->origin_core = -1;
-    memcpy(j->path, src, len);
-    j->path_len = len;
-    group_dispatch(c, j);
+    group_send_release(c, src, len);
   }
 }
 
@@ -434,16 +469,6 @@ static const char *group_wal_reason(int rc) {
              ? "write-ahead log: no space left on device; nothing was written"
              : "write-ahead log: I/O error; nothing was written";
 }
-
-/* Propose *cmd to g's log; once it is committed and applied, call
-** done(c, g, result, arg) -- at the end of this loop turn at the
-** earliest.  The result is valid only during the call.  If the log
-** refuses the entry, done is called at once with a 503 (or 413). */
-static void group_ignore_done(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
-static void group_propose(struct core *c, struct group *g,
-                          const struct cmd *cmd, group_done_fn done,
-                          void *arg);
 
 /* Whether s has expired at now, as this node sees it: its reads count
 ** (local.read_ms) though the log may not have their TOUCH yet. */
@@ -472,9 +497,9 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   group_propose(c, g, &t, group_ignore_done, NULL);
 }
 
-static void group_propose(struct core *c, struct group *g,
-                          const struct cmd *cmd, group_done_fn done,
-                          void *arg) {
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg) {
   struct group_batch *b = &g->fill;
   struct group_prop *p;
   size_t off = b->log.len, hdr;
@@ -794,7 +819,7 @@ static void group_ignore_done(struct core *c, struct group *g,
   job_free((struct job *)arg); /* NULL for commands without a job */
 }
 
-static void group_reply(struct core *c, struct job *j) {
+URSULA_PRIVATE void group_reply(struct core *c, struct job *j) {
   if (j->origin_core < 0) {
     job_free(j);
     return;
@@ -803,14 +828,15 @@ static void group_reply(struct core *c, struct job *j) {
   server_send(c, j->origin_core, &j->msg);
 }
 
-static void group_fail(struct core *c, struct job *j, int status,
-                       const char *reason) {
+URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
+                               const char *reason) {
   j->status = status;
   j->reason = reason;
   group_reply(c, j);
 }
 
-static void group_copy_result(struct job *j, const struct stream_result *r) {
+URSULA_PRIVATE void group_copy_result(struct job *j,
+                                      const struct stream_result *r) {
   struct buf keep = j->res.releases, keep_g = j->res.garbage;
   j->res = *r;
   j->res.releases = keep;
@@ -839,26 +865,12 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   }
 }
 
-/* A fork was not created: give back the reference on its source that
-** stage 0 took. */
-static void group_release_source(struct core *c, const struct job *j) {
-  struct job *rel = job_new();
-  if (rel == NULL) return;
-  rel->op = JOB_DELETE;
-  rel->stage = 2;
-  rel->origin_core = -1;
-  memcpy(rel->path, j->fork_source, strlen(j->fork_source));
-  rel->path_len = strlen(j->fork_source);
-  group_dispatch(c, rel);
-}
-
-static void group_after_change(struct core *c, struct group *g,
-                               const struct stream_result *r, void *arg) {
+URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
+                                       const struct stream_result *r,
+                                       void *arg) {
   struct job *j = (struct job *)arg;
   struct stream *s;
   group_copy_result(j, r);
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source)
-    group_release_source(c, j);
   s = stream_find(&g->sm, j->cmd.path);
   if (s != NULL) group_fill_meta(j, s);
   group_reply(c, j);
@@ -944,8 +956,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     if (end > s->chunks[k].end) end = s->chunks[k].end;
   }
   rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
-  if (rc == URSULA_EAGAIN) {
-    group_fetch_chunk(c, g, j); /* runs again once the chunk is here */
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
     return;
   }
   if (rc != URSULA_OK) {
@@ -964,106 +976,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_reply(c, j);
 }
 
-/* Stage 0 of a fork PUT, at the source's owner: take a reference on the
-** source and copy what the fork inherits, then pass the job on to the
-** fork's owner. */
-static void group_fork_collect(struct core *c, struct group *g, struct job *j);
-
-static void group_fork_source_done(struct core *c, struct group *g,
-                                   const struct stream_result *r, void *arg) {
-  struct job *j = (struct job *)arg;
-  struct stream *s;
-  struct str src;
-  uint64_t off = r->tail, end;
-  if (r->status != 200) {
-    group_copy_result(j, r);
-    group_reply(c, j);
-    return;
-  }
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(&g->sm, src);
-  end = off;
-  j->inherit.len = j->bounds.len = 0;
-  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
-                                           (never cold: see the acquire) */
-    size_t u = stream_unit_at(s, off);
-    if (stream_read(&g->sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
-      group_release_source(c, j);
-      group_fail(c, j, 503, "could not read the fork source");
-      return;
-    }
-    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
-                                (size_t)j->cmd.fork_sub);
-    j->inherit.len = 0;
-  } else if (j->cmd.fork_sub > 0) {
-    end = off + j->cmd.fork_sub;
-  }
-  j->cmd.fork_offset = off;
-  j->offset = end;
-  j->stage = 3;
-  group_fork_collect(c, g, j);
-}
-
-/* Stage 3 of a fork PUT, at the source's owner: copy the bytes the fork
-** inherits, [0, j->offset), into j->inherit (resumed after each chunk
-** fetched from the cold tier), then pass the job on to the fork's
-** owner. */
-static void group_fork_collect(struct core *c, struct group *g, struct job *j) {
-  struct stream *s;
-  struct str src;
-  uint64_t off = j->cmd.fork_offset;
-  int rc;
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(&g->sm, src); /* kept by the reference stage 0 took */
-  if (s == NULL) {
-    group_fail(c, j, 503, "fork source went away");
-    return;
-  }
-  rc = stream_read(&g->sm, s, j->inherit.len, j->offset, &j->inherit);
-  if (rc == URSULA_EAGAIN) {
-    group_fetch_chunk(c, g, j); /* resumes here once the chunk is here */
-    return;
-  }
-  j->bounds.len = 0;
-  if (rc != URSULA_OK ||
-      buf_append(&j->bounds, s->bounds,
-                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
-    group_release_source(c, j);
-    group_fail(c, j, 503,
-               rc == URSULA_OK || rc == URSULA_ENOMEM
-                   ? "out of memory"
-                   : "could not read the fork source");
-    return;
-  }
-  /* the fork's configuration, inherited where the request left it out */
-  if (!(j->cmd.flags & CMD_F_CT)) {
-    size_t n = strlen(s->content_type);
-    if (n >= sizeof(j->content_type)) n = sizeof(j->content_type) - 1;
-    memcpy(j->content_type, s->content_type, n);
-    j->content_type[n] = '\0';
-  }
-  if (s->json) j->cmd.flags |= CMD_F_JSON;
-  if (!(j->cmd.flags & (CMD_F_TTL | CMD_F_EXPIRES))) {
-    if (s->has_ttl) {
-      j->cmd.flags |= CMD_F_TTL;
-      j->cmd.ttl_s = s->ttl_s;
-    } else if (s->has_expires) {
-      size_t n = s->expires_text ? strlen(s->expires_text) : 0;
-      if (n >= sizeof(j->expires_text)) n = sizeof(j->expires_text) - 1;
-      j->cmd.flags |= CMD_F_EXPIRES;
-      j->cmd.expires_at_ms = s->expires_at_ms;
-      if (n) memcpy(j->expires_text, s->expires_text, n);
-      j->expires_text[n] = '\0';
-    }
-  }
-  j->stage = 1;
-  group_dispatch(c, j);
-}
-
 /* Point the views of j->cmd at j's own fields. */
-static void group_bind_cmd(struct group *g, struct job *j) {
+URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   struct cmd *m = &j->cmd;
   m->path.ptr = j->path;
   m->path.len = j->path_len;
@@ -1081,58 +995,14 @@ static void group_bind_cmd(struct group *g, struct job *j) {
   m->time_ms = group_wall(g);
 }
 
-/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
-** the messages of the append at the fork offset into acq->n_msgs, since
-** the apply reads no stream bytes.  (Any other case needs no count; the
-** apply decides the errors.) */
-static int group_fork_count(struct group *g, struct cmd *acq) {
-  struct stream *s = stream_find(&g->sm, acq->path);
-  struct buf b;
-  size_t u;
-  int rc;
-  if (s == NULL || !s->json || acq->fork_sub == 0 ||
-      !(acq->flags & CMD_F_FORK_OFFSET))
-    return URSULA_OK;
-  u = stream_unit_at(s, acq->fork_offset);
-  if (u >= s->n_bounds || u < s->cold_units ||
-      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
-    return URSULA_OK;
-  memset(&b, 0, sizeof(b));
-  rc = stream_read(&g->sm, s, acq->fork_offset, s->bounds[u], &b);
-  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
-  buf_free(&b);
-  return rc;
-}
-
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
-  int gid;
-  struct group *g;
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 3) {
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-    group_fork_collect(c, server_group(c->srv, gid), j);
+  struct group *g = group_of(c, j->path, j->path_len);
+  if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
+    int rc = j->fetch_rc;
+    j->fetch_rc = URSULA_OK;
+    group_fail_fetch(c, j, rc);
     return;
   }
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0) {
-    struct cmd acq;
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-    g = server_group(c->srv, gid);
-    memset(&acq, 0, sizeof(acq));
-    acq.type = CMD_FORK_ACQUIRE;
-    acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
-    acq.time_ms = group_wall(g);
-    acq.path = util_str(j->fork_source);
-    acq.content_type = util_str(j->content_type);
-    acq.fork_offset = j->cmd.fork_offset;
-    acq.fork_sub = j->cmd.fork_sub;
-    if (group_fork_count(g, &acq) != URSULA_OK) {
-      group_fail(c, j, 503, "could not read the fork source");
-      return;
-    }
-    group_propose(c, g, &acq, group_fork_source_done, j);
-    return;
-  }
-  gid = server_group_of(c->srv, j->path, j->path_len);
-  g = server_group(c->srv, gid);
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
@@ -1145,15 +1015,14 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       j->cmd.type = CMD_APPEND;
       break;
     case JOB_DELETE:
-      j->cmd.type = j->stage == 2 ? CMD_FORK_RELEASE : CMD_DELETE;
+      j->cmd.type = CMD_DELETE;
       break;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
   }
   group_bind_cmd(g, j);
-  group_propose(c, g, &j->cmd,
-                j->stage == 2 ? group_ignore_done : group_after_change, j);
+  group_propose(c, g, &j->cmd, group_after_change, j);
 }
 
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
@@ -1213,8 +1082,7 @@ static int group_read_chunk(void *ctx, const struct stream *s,
   return g->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
 }
 
-static void group_cold_fail(struct core *c, struct job *j, int rc) {
-  if (j->op == JOB_CREATE && j->stage == 3) group_release_source(c, j);
+URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
   if (rc == URSULA_ENOTFOUND)
     group_fail(c, j, 500,
                "a chunk of this stream is missing from cold storage");
@@ -1246,21 +1114,18 @@ static void group_on_fetched(struct loop *l, struct loop_msg *m) {
     LOG_E("group %d: chunk %s is missing from the cold tier", g->id, q->name);
   }
   if (rc == URSULA_OK) cold_cache_put(g->cache, q->name, &q->data);
-  while (f != NULL && f->waiting != NULL) {
+  while (f != NULL && f->waiting != NULL) { /* through their handlers */
     struct job *j = f->waiting;
     f->waiting = (struct job *)(void *)j->msg.next;
     j->msg.next = NULL;
-    if (rc == URSULA_OK)
-      group_run_job(c, j);
-    else
-      group_cold_fail(c, j, rc);
+    j->fetch_rc = rc;
+    j->msg.on_msg(l, &j->msg);
   }
   URSULA_FREE(f);
   cold_req_free(q);
 }
 
-/* Park j until the chunk g->want is here (one fetch per chunk). */
-static void group_fetch_chunk(struct core *c, struct group *g, struct job *j) {
+URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j) {
   const struct stream_chunk *ch = g->want;
   struct group_fetch *f = g->fetches;
   while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
@@ -1270,8 +1135,7 @@ static void group_fetch_chunk(struct core *c, struct group *g, struct job *j) {
     if (q == NULL || f == NULL) {
       cold_req_free(q);
       URSULA_FREE(f);
-      group_cold_fail(c, j, URSULA_ENOMEM);
-      return;
+      return URSULA_ENOMEM;
     }
     memset(f, 0, sizeof(*f));
     snprintf(f->name, sizeof(f->name), "%s", ch->name);
@@ -1286,6 +1150,7 @@ static void group_fetch_chunk(struct core *c, struct group *g, struct job *j) {
   }
   j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
   f->waiting = j;
+  return URSULA_OK;
 }
 
 static void group_flush_stream(struct core *c, struct group *g,

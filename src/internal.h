@@ -1000,7 +1000,10 @@ struct job {
   int op;
   int origin_core;  /* the core holding the connection */
   uint64_t conn_id; /* the connection there; stale ids are dropped */
-  int stage;        /* fork creation: 0 = at the source, 1 = at the fork */
+  int fork_state;   /* a fork PUT: the step it is on (FORK_*, fork.c) */
+  /* a job parked on a cold-tier fetch runs again through msg.on_msg once
+  ** the chunk is in; then this is URSULA_OK, or why the fetch failed */
+  int fetch_rc;
   /* request */
   char path[URSULA_MAX_PATH_BYTES + 1];
   size_t path_len;
@@ -1082,8 +1085,71 @@ URSULA_PRIVATE int group_in_flight(const struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
-/* Send j to the core that must run it next (any thread's own core c). */
+/* Send j to the owner of its stream's group, to run there in
+** group_run_job() (from core c, on c's thread). */
 URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j);
+
+/* What the parts above (fork.c) build on: routing, proposals, answers.
+** All but group_send() run on the owner's thread of the group named. */
+
+/* The group of the stream at path (only its owner may touch it). */
+URSULA_PRIVATE struct group *group_of(struct core *c, const char *path,
+                                      size_t len);
+/* Deliver m, with its on_msg set, to the owner of the group of path
+** (from core c, on c's thread). */
+URSULA_PRIVATE void group_send(struct core *c, struct loop_msg *m,
+                               const char *path, size_t len);
+/* g's state machine, to read (changes go through group_propose()). */
+URSULA_PRIVATE struct stream_state *group_state(struct group *g);
+/* The node's wall clock, Unix ms: what commands are stamped with. */
+URSULA_PRIVATE uint64_t group_wall(const struct group *g);
+
+/* A proposal's continuation: r is the result of applying the command
+** (or of its refusal), valid only during the call. */
+typedef void (*group_done_fn)(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+/* Propose *cmd to g's log; once it is committed and applied, call
+** done(c, g, result, arg) -- at the end of this loop turn at the
+** earliest.  *cmd need not outlive the call.  If the log refuses the
+** entry, done is called at once with a 503 (or 413). */
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg);
+/* Point the views of j->cmd at j's own fields and stamp the time. */
+URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j);
+/* Answer j: send it back to its origin core (which answers the client);
+** with status and reason; with the result of its command. */
+URSULA_PRIVATE void group_reply(struct core *c, struct job *j);
+URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
+                               const char *reason);
+URSULA_PRIVATE void group_copy_result(struct job *j,
+                                      const struct stream_result *r);
+/* The group_done_fn of a change: the result and the stream's metadata
+** into j (arg), then group_reply(). */
+URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
+                                       const struct stream_result *r,
+                                       void *arg);
+/* A stream_read() on g returned URSULA_EAGAIN (a chunk in the cold tier
+** that is not in the cache): park j until the chunk is in; it then runs
+** again through j->msg.on_msg, with j->fetch_rc set.  URSULA_OK, or an
+** error (j is not parked; answer it with group_fail_fetch()). */
+URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j);
+/* Answer j, whose chunk could not be read back with rc: 500 for a missing
+** or damaged chunk, 503 otherwise. */
+URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc);
+
+/* A release: a fork of the stream at path went away, or was not made
+** after all; its group is told to propose FORK_RELEASE(path) (fork.c has
+** the protocol).  A message of its own, answered by nobody. */
+struct group_release {
+  struct loop_msg msg;
+  size_t path_len;
+  char path[1]; /* path_len bytes follow, NUL-terminated */
+};
+/* Send a release of src[0..len) to the owner of its group (from core c,
+** on c's thread).  If memory runs out, the release is lost: see fork.c. */
+URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
+                                       size_t len);
 /* A core stops wanting wake-ups for path (owner's thread). */
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
                                   const char *path, size_t path_len);
@@ -1098,6 +1164,24 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
 /* Expire streams whose TTL or Expires-At has passed, and move data to the
 ** cold tier (owner's thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
+
+/* ------------------------------------------------------------------ fork.c
+** Making a fork: a fork PUT's job travels from the owner of the source's
+** group (a reference on the source, the inherited bytes) to the owner of
+** the fork's group (the CREATE).  The protocol, its messages and what a
+** crash between its steps leaves are written out at the top of fork.c. */
+
+/* The steps of a fork PUT (struct job's fork_state). */
+enum {
+  FORK_ACQUIRE = 1, /* at the source's owner: take a reference */
+  FORK_COLLECT,     /* there: copy the inherited bytes (resumable) */
+  FORK_CREATE       /* at the fork's owner: create the fork */
+};
+
+/* Start the fork PUT j (op JOB_CREATE, CMD_F_FORK in j->cmd.flags): send
+** it to the owner of its source's group (from core c, on c's thread).
+** Takes j; it comes back to its origin core answered, as any job. */
+URSULA_PRIVATE void fork_start(struct core *c, struct job *j);
 
 /* ------------------------------------------------------------------ conn.c
 ** The HTTP/1.1 server connection engine: accept, the per-core slot table,
