@@ -1135,6 +1135,7 @@ struct cold_req {
                       found, each followed by a NUL */
   int rc;          /* URSULA_OK, URSULA_ENOTFOUND (GET), or an error */
   /* the requester's own: */
+  void *owner; /* whose request it is (tier.c: its struct tier) */
   int group;
   uint64_t incarnation, start, end;
   struct buf path;
@@ -1176,10 +1177,88 @@ URSULA_PRIVATE const char *cold_cache_get(struct cold_cache *k,
 URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
                                    struct buf *obj);
 
+/* ------------------------------------------------------------------ tier.c
+** The cold-tier policy of one group: what moves to chunk objects and
+** when, the COLD commands that name them, reads parked on chunk fetches,
+** the start-up sweep of unnamed objects, back-off (cold.c is the
+** mechanism).  A group embeds a struct tier and calls in; the tier never
+** calls group.c, and reaches the group only through what it was handed.
+** Everything here runs on the group's owner thread. */
+
+struct core;
+struct group;
+struct job;
+struct tier_fetch;
+
+struct tier {
+  /* the group's, set by group.c before tier_attach(): */
+  struct group *group;     /* the group (opaque here), for propose */
+  int id;                  /* its id: object names, log lines */
+  struct env *env;         /* its clocks */
+  struct stream_state *sm; /* its state machine; changed only by COLD */
+  struct wal *wal;         /* its log: nothing moves while it has failed */
+  /* group_propose(): proposes the COLD commands */
+  void (*propose)(struct core *c, struct group *g, const struct cmd *cmd,
+                  void (*done)(struct core *c, struct group *g,
+                               const struct stream_result *r, void *arg),
+                  void *arg);
+  /* the tier's own (zero: no cold tier) */
+  struct cold *cold;               /* NULL: none */
+  struct cold_cache *cache;        /* the owner core's */
+  uint64_t chunk_bytes;            /* size of a chunk to move */
+  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
+  int ready;                       /* the start-up sweep is done */
+  int listing;                     /* its LIST is under way */
+  int n_uploads;                   /* uploads in flight */
+  uint64_t retry_ms;               /* backing off until then (wall clock) */
+  uint64_t backoff_ms;             /* the current back-off step */
+  uint64_t moved;                  /* bytes moved since the group's last
+                                      snapshot (the group resets it) */
+  struct tier_fetch *fetches;      /* chunks being read back */
+  const struct stream_chunk *want; /* the chunk a read missed ... */
+  uint64_t want_inc;               /* ... and its stream's incarnation */
+};
+
+/* Start moving data of t's group to cold (threads) and reading it back
+** through cache, chunks of about hot_max / 4 bytes (4 KiB to 4 MiB); also
+** bytes that waited flush_age_ms (0: never).  The group's fields of *t
+** are set; the rest is zero. */
+URSULA_PRIVATE void tier_attach(struct tier *t, struct cold *cold,
+                                struct cold_cache *cache, uint64_t flush_age_ms,
+                                uint64_t hot_max);
+/* Free what t holds; jobs still parked are dropped through their
+** msg.on_drop (the server stops). */
+URSULA_PRIVATE void tier_free(struct tier *t);
+/* Once a second: the start-up sweep (until it has run), then moving
+** data.  A no-op without a cold tier. */
+URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t);
+/* The group's stream_state read_chunk: point *p at the cached bytes of
+** chunk ch of s (URSULA_OK), or note ch as the chunk to fetch and return
+** URSULA_EAGAIN (URSULA_EIO without a cold tier). */
+URSULA_PRIVATE int tier_read_chunk(struct tier *t, const struct stream *s,
+                                   const struct stream_chunk *ch,
+                                   const char **p);
+/* After a read of t's group returned URSULA_EAGAIN: park j on the fetch
+** of the chunk it missed (one fetch per chunk).  Once the chunk is in (or
+** could not be had), j runs again through j->msg.on_msg on this core,
+** with j->fetch_rc URSULA_OK (or why not).  URSULA_OK, or URSULA_ENOMEM
+** (j is not parked). */
+URSULA_PRIVATE int tier_fetch(struct core *c, struct tier *t, struct job *j);
+/* The answer to a read whose chunk could not be had with rc: the status
+** (500 missing or damaged, 503 otherwise) and its *reason. */
+URSULA_PRIVATE int tier_fetch_status(int rc, const char **reason);
+/* Delete the objects named in names (each NUL-terminated); failures are
+** left to the next start-up sweep. */
+URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
+                                        const struct buf *names);
+
 /* ----------------------------------------------------------------- group.c
 ** A group: its log and its state machine, owned by one core.  Requests
 ** reach the owner as jobs; the owner proposes commands to the log, applies
-** them once committed, and sends the job back with its result. */
+** them once committed (one apply path, replay's too), carries out their
+** effects, and sends the job back with its result; it also serves reads,
+** writes snapshots and expires streams.  Its cold-tier policy is tier.c's
+** (a struct tier in the group), the fork protocol fork.c's (above it). */
 
 enum {
   JOB_CREATE = 1, /* PUT */
@@ -1355,14 +1434,15 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
                                   const char *path, size_t path_len);
 /* Give g (with its WAL open) the cold tier and its owner core's chunk
 ** cache (before the cores start): from then on it moves older data there
-** and reads it back. */
+** and reads it back (tier_attach() with what the tier works on). */
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms);
 /* The chunks g's streams name in the cold tier. */
 URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
-/* Expire streams whose TTL or Expires-At has passed, and move data to the
-** cold tier (owner's thread, once a second). */
+/* Expire streams whose TTL or Expires-At has passed, log reads' TOUCH,
+** retry a failed WAL, and move data to the cold tier (tier_tick; owner's
+** thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
 /* ------------------------------------------------------------------ fork.c
@@ -8802,7 +8882,7 @@ URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st) {
 ** objects kept in S3 (or any S3-compatible store) or in a local folder.
 **
 ** WHAT MOVES.  Each group moves the oldest bytes of its streams, a run of
-** whole appends at a time, into one chunk object per run (group.c
+** whole appends at a time, into one chunk object per run (tier.c
 ** decides when).  The object is written first; only then does the group
 ** log a COLD command naming it, and only once that command is durable
 ** are memory and WAL segments released (stream.c).  A crash in between
@@ -9414,6 +9494,404 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 
 #undef COLD_THREADS
 /**** End src/cold.c ****/
+/**** Begin src/tier.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/tier.c"
+#endif
+/*
+** tier.c -- the cold-tier policy of a group: what moves to chunk objects
+** and when, the COLD commands that name them, reads parked on chunk
+** fetches, the start-up sweep of unnamed objects, back-off.
+**
+** The mechanism -- the threads that talk to S3 or a folder, the chunk
+** format, the per-core cache -- is cold.c's.  This part decides, for one
+** group, what to ask of it.  All of it runs on the group's owner thread.
+**
+** MOVING DATA.  Once a second (tier_tick) the owner looks for streams
+** with a chunk's worth of bytes past their cold end, or with bytes
+** waiting longer than --cold-flush-age-ms, and moves them:
+**
+**     read the run from memory / the WAL -> a chunk object -> cold threads
+**     -> PUT -> back on the owner: propose COLD(path, incarnation, run,
+**     name) -> committed and applied: the stream reads the run from the
+**     chunk, memory drops it, the next snapshot lets the WAL drop it
+**
+** One upload per stream at a time (runs must land in order), a few per
+** group.  A failed upload backs the group off (1 s doubling to 30 s).
+**
+** READS.  A read that needs a chunk not in the core's cache (stream_read
+** returns URSULA_EAGAIN through tier_read_chunk) parks its job on a fetch
+** of that chunk (tier_fetch); when the chunk arrives it is checked and
+** cached, and each job waiting for it runs again from the start through
+** its own handler (msg.on_msg), with fetch_rc saying whether the chunk
+** came.
+**
+** GARBAGE.  The objects of removed streams are deleted once the removal
+** is committed (tier_delete_objects, an effect of the apply).  At
+** start-up, before anything moves, the group lists its objects and
+** deletes those no stream names (left by a crash between an upload and
+** its COLD command, or by deletions that were replayed).
+**
+** HOW IT REACHES THE GROUP.  This part is listed before group.c, which
+** calls it; it never calls group.c.  struct group stays private to
+** group.c: the group embeds a struct tier and, before tier_attach(),
+** hands it the few things of its own the tier works on (its id, clocks,
+** state machine, WAL) and one function pointer, group_propose(), for the
+** COLD commands.  The cold threads' answers find their tier through the
+** request's owner pointer; parked jobs run again through their own
+** handler, and are freed, if the server stops first, through their
+** on_drop.
+*/
+
+
+/* A chunk being read back, and the jobs waiting for it (chained through
+** their msg.next, which is free while a job is parked). */
+struct tier_fetch {
+  struct tier_fetch *next;
+  struct job *waiting;
+  char name[COLD_NAME_MAX];
+};
+
+#define TIER_MAX_UPLOADS 4 /* uploads in flight per group */
+
+static uint64_t tier_wall(const struct tier *t) {
+  return t->env->wall_ms(t->env);
+}
+
+static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
+  cold_req_free(q);
+}
+
+URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
+                                        const struct buf *names) {
+  size_t off = 0;
+  while (off < names->len) {
+    const char *name = names->ptr + off;
+    size_t len = strlen(name);
+    struct cold_req *q;
+    off += len + 1;
+    if (len == 0 || len >= COLD_NAME_MAX) continue;
+    if ((q = cold_req_new(COLD_DELETE, c->loop, tier_on_deleted)) == NULL)
+      continue; /* the next start-up sweep deletes it */
+    memcpy(q->name, name, len + 1);
+    q->group = t->id;
+    q->owner = t;
+    cold_submit(t->cold, q);
+  }
+}
+
+/* After a failure: no new cold-tier work for a while (1 s, doubling up to
+** 30 s while failures go on). */
+static void tier_backoff(struct tier *t) {
+  t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : 1000;
+  if (t->backoff_ms > 30000) t->backoff_ms = 30000;
+  t->retry_ms = tier_wall(t) + t->backoff_ms;
+}
+
+URSULA_PRIVATE int tier_read_chunk(struct tier *t, const struct stream *s,
+                                   const struct stream_chunk *ch,
+                                   const char **p) {
+  if (t->cache != NULL && (*p = cold_cache_get(t->cache, ch->name)) != NULL)
+    return URSULA_OK;
+  t->want = ch;
+  t->want_inc = s->incarnation;
+  return t->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
+}
+
+URSULA_PRIVATE int tier_fetch_status(int rc, const char **reason) {
+  if (rc == URSULA_ENOTFOUND) {
+    *reason = "a chunk of this stream is missing from cold storage";
+    return 500;
+  }
+  if (rc == URSULA_ECORRUPT) {
+    *reason = "a chunk of this stream read from cold storage is damaged";
+    return 500;
+  }
+  *reason =
+      "cold storage is unavailable; the data is kept, try again "
+      "later";
+  return 503;
+}
+
+/* A chunk fetched for parked jobs: check it, cache it, run them again. */
+static void tier_on_fetched(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct tier *t = (struct tier *)q->owner;
+  struct tier_fetch **pp = &t->fetches, *f;
+  int rc = q->rc;
+  while (*pp != NULL && strcmp((*pp)->name, q->name) != 0) pp = &(*pp)->next;
+  f = *pp;
+  if (f != NULL) *pp = f->next;
+  if (rc == URSULA_OK && cold_chunk_check(&q->data, q->incarnation, q->start,
+                                          q->end) != URSULA_OK) {
+    LOG_E("group %d: chunk %s read from the cold tier is damaged", t->id,
+          q->name);
+    rc = URSULA_ECORRUPT;
+  } else if (rc == URSULA_ENOTFOUND) {
+    LOG_E("group %d: chunk %s is missing from the cold tier", t->id, q->name);
+  }
+  if (rc == URSULA_OK) cold_cache_put(t->cache, q->name, &q->data);
+  while (f != NULL && f->waiting != NULL) { /* through their handlers */
+    struct job *j = f->waiting;
+    f->waiting = (struct job *)(void *)j->msg.next;
+    j->msg.next = NULL;
+    j->fetch_rc = rc;
+    j->msg.on_msg(l, &j->msg);
+  }
+  URSULA_FREE(f);
+  cold_req_free(q);
+}
+
+URSULA_PRIVATE int tier_fetch(struct core *c, struct tier *t, struct job *j) {
+  const struct stream_chunk *ch = t->want;
+  struct tier_fetch *f = t->fetches;
+  while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
+  if (f == NULL) {
+    struct cold_req *q = cold_req_new(COLD_GET, c->loop, tier_on_fetched);
+    f = (struct tier_fetch *)URSULA_MALLOC(sizeof(*f));
+    if (q == NULL || f == NULL) {
+      cold_req_free(q);
+      URSULA_FREE(f);
+      return URSULA_ENOMEM;
+    }
+    memset(f, 0, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%s", ch->name);
+    snprintf(q->name, sizeof(q->name), "%s", ch->name);
+    q->group = t->id;
+    q->owner = t;
+    q->incarnation = t->want_inc;
+    q->start = ch->start;
+    q->end = ch->end;
+    f->next = t->fetches;
+    t->fetches = f;
+    cold_submit(t->cold, q);
+  }
+  j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
+  f->waiting = j;
+  return URSULA_OK;
+}
+
+static void tier_flush_stream(struct core *c, struct tier *t, struct stream *s,
+                              uint64_t now);
+
+/* A COLD command was committed (or refused). */
+static void tier_cold_done(struct core *c, struct group *g,
+                           const struct stream_result *r, void *arg) {
+  struct cold_req *q = (struct cold_req *)arg;
+  struct tier *t = (struct tier *)q->owner;
+  struct str path;
+  struct stream *s;
+  uint64_t now = tier_wall(t);
+  (void)g;
+  path.ptr = q->path.ptr;
+  path.len = q->path.len;
+  s = stream_find(t->sm, path);
+  if (s != NULL && s->incarnation == q->incarnation) {
+    s->local.flushing = 0;
+    s->local.unflushed_since = s->tail > s->cold_end ? now : 0;
+    if (r->status == 204) {
+      t->moved += q->end - q->start;
+      tier_flush_stream(c, t, s, now); /* a backlog */
+    }
+  }
+  /* refused: the object stays unnamed; the same run is uploaded again
+  ** under the same name, and deleting it here could race that upload */
+  cold_req_free(q);
+}
+
+/* An upload finished: name the chunk in the log. */
+static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct tier *t = (struct tier *)q->owner;
+  struct cmd cmd;
+  t->n_uploads--;
+  if (q->rc != URSULA_OK) {
+    struct str path;
+    struct stream *s;
+    path.ptr = q->path.ptr;
+    path.len = q->path.len;
+    s = stream_find(t->sm, path);
+    if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
+    tier_backoff(t);
+    cold_req_free(q);
+    return;
+  }
+  t->backoff_ms = 0;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_COLD;
+  cmd.time_ms = tier_wall(t);
+  cmd.path.ptr = q->path.ptr;
+  cmd.path.len = q->path.len;
+  cmd.incarnation = q->incarnation;
+  cmd.cold_start = q->start;
+  cmd.cold_end = q->end;
+  cmd.object = util_str(q->name);
+  t->propose(c, t->group, &cmd, tier_cold_done, q);
+}
+
+/* Upload the next run of s: whole appends from its cold end, about a
+** chunk's worth. */
+static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
+  uint64_t start = s->cold_end, end = start;
+  size_t u = s->cold_units;
+  struct cold_req *q;
+  int rc;
+  while (u < s->n_bounds && end - start < t->chunk_bytes) end = s->bounds[u++];
+  if (end == start) return;
+  if ((q = cold_req_new(COLD_PUT, c->loop, tier_on_uploaded)) == NULL) return;
+  rc = buf_reserve(&q->data, COLD_HEADER + (size_t)(end - start));
+  if (rc == URSULA_OK) rc = buf_append(&q->path, s->path, s->path_len);
+  if (rc == URSULA_OK) {
+    q->data.len = COLD_HEADER;
+    rc = stream_read(t->sm, s, start, end, &q->data);
+  }
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: cannot read %.*s for the cold tier: %s", t->id,
+          (int)s->path_len, s->path, ursula_strerror(rc));
+    cold_req_free(q);
+    return;
+  }
+  cold_chunk_seal(&q->data, s->incarnation, start);
+  cold_chunk_name(q->name, t->id, s->incarnation, start, end);
+  q->group = t->id;
+  q->owner = t;
+  q->incarnation = s->incarnation;
+  q->start = start;
+  q->end = end;
+  s->local.flushing = 1;
+  t->n_uploads++;
+  cold_submit(t->cold, q);
+}
+
+/* Move s's next run if it is a chunk's worth or has waited long enough. */
+static void tier_flush_stream(struct core *c, struct tier *t, struct stream *s,
+                              uint64_t now) {
+  if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
+      t->n_uploads >= TIER_MAX_UPLOADS || now < t->retry_ms || !t->ready ||
+      wal_failed(t->wal))
+    return;
+  if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
+  if (s->tail - s->cold_end >= t->chunk_bytes ||
+      (t->flush_age_ms > 0 &&
+       now - s->local.unflushed_since >= t->flush_age_ms))
+    tier_upload(c, t, s);
+}
+
+static int tier_name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The start-up sweep's LIST came back: delete what no stream names. */
+static void tier_on_listed(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct tier *t = (struct tier *)q->owner;
+  const struct stream_state *sm = t->sm;
+  const char **names = NULL;
+  unsigned char *named = NULL;
+  struct buf garbage;
+  size_t n = 0, i, off, k;
+  t->listing = 0;
+  memset(&garbage, 0, sizeof(garbage));
+  if (q->rc != URSULA_OK) {
+    tier_backoff(t);
+    cold_req_free(q);
+    return;
+  }
+  for (off = 0; off < q->data.len; off += strlen(q->data.ptr + off) + 1) n++;
+  names = (const char **)URSULA_MALLOC((n + 1) * sizeof(*names));
+  named = (unsigned char *)URSULA_MALLOC(n + 1);
+  if (names == NULL || named == NULL) {
+    tier_backoff(t);
+    goto done;
+  }
+  for (i = 0, off = 0; i < n; i++, off += strlen(q->data.ptr + off) + 1)
+    names[i] = q->data.ptr + off;
+  qsort(names, n, sizeof(*names), tier_name_cmp);
+  memset(named, 0, n + 1);
+  for (k = 0; k < sm->cap; k++) {
+    const struct stream *s;
+    for (s = sm->slots[k]; s != NULL; s = s->hnext) {
+      for (i = 0; i < s->n_chunks; i++) {
+        const char *key = s->chunks[i].name;
+        const char **hit = (const char **)bsearch(
+            &key, names, n, sizeof(*names), tier_name_cmp);
+        if (hit != NULL) named[hit - names] = 1;
+      }
+    }
+  }
+  for (i = 0; i < n; i++)
+    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
+  if (garbage.len > 0) {
+    LOG_I(
+        "group %d: cold tier sweep: %lu objects, deleting those no "
+        "stream names",
+        t->id, (unsigned long)n);
+    tier_delete_objects(c, t, &garbage);
+  }
+  t->ready = 1;
+  t->backoff_ms = 0;
+done:
+  URSULA_FREE(names);
+  URSULA_FREE(named);
+  buf_free(&garbage);
+  cold_req_free(q);
+}
+
+URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
+  uint64_t now;
+  size_t k;
+  if (t->cold == NULL) return; /* no cold tier, or not attached yet */
+  now = tier_wall(t);
+  if (now < t->retry_ms) return;
+  if (!t->ready) {
+    struct cold_req *q;
+    if (t->listing) return;
+    if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
+    snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
+    q->group = t->id;
+    q->owner = t;
+    t->listing = 1;
+    cold_submit(t->cold, q);
+    return;
+  }
+  for (k = 0; k < t->sm->cap && t->n_uploads < TIER_MAX_UPLOADS; k++) {
+    struct stream *s;
+    for (s = t->sm->slots[k]; s != NULL; s = s->hnext)
+      tier_flush_stream(c, t, s, now);
+  }
+}
+
+URSULA_PRIVATE void tier_attach(struct tier *t, struct cold *cold,
+                                struct cold_cache *cache, uint64_t flush_age_ms,
+                                uint64_t hot_max) {
+  t->cold = cold;
+  t->cache = cache;
+  t->flush_age_ms = flush_age_ms;
+  t->chunk_bytes = hot_max / 4;
+  if (t->chunk_bytes < 4096) t->chunk_bytes = 4096;
+  if (t->chunk_bytes > 4194304) t->chunk_bytes = 4194304;
+}
+
+URSULA_PRIVATE void tier_free(struct tier *t) {
+  while (t->fetches != NULL) { /* stopped while chunks were on their way */
+    struct tier_fetch *f = t->fetches;
+    t->fetches = f->next;
+    while (f->waiting != NULL) {
+      struct loop_msg *m = &f->waiting->msg;
+      f->waiting = (struct job *)(void *)m->next;
+      if (m->on_drop != NULL)
+        m->on_drop(m); /* never delivered: as loop_close() drops it */
+      else
+        URSULA_FREE(m);
+    }
+    URSULA_FREE(f);
+  }
+}
+/**** End src/tier.c ****/
 /**** Begin src/group.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/group.c"
@@ -9475,23 +9953,11 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 ** msg.on_msg and uses the functions below to route, propose and answer;
 ** a job parked on a cold-tier fetch runs again through that handler.
 **
-** THE COLD TIER (cold.c), when there is one.  Once a second the owner
-** looks for streams with a chunk's worth of bytes past their cold end, or
-** with bytes waiting longer than --cold-flush-age-ms, and moves them:
-**
-**     read the run from memory / the WAL -> a chunk object -> cold threads
-**     -> PUT -> back on the owner: propose COLD(path, incarnation, run,
-**     name) -> committed and applied: the stream reads the run from the
-**     chunk, memory drops it, the next snapshot lets the WAL drop it
-**
-** One upload per stream at a time (runs must land in order), a few per
-** group.  A failed upload backs the group off (1 s doubling to 30 s).
-** A read that needs a chunk not in the core's cache parks its job on a
-** fetch of that chunk; when the chunk arrives it is checked, cached, and
-** the job runs again from the start.  At start-up, before anything moves,
-** each group lists its objects and deletes those no stream names (left by
-** a crash between an upload and its COLD command, or by deletions that
-** were replayed).
+** THE COLD TIER, when there is one, is tier.c's policy: the group embeds
+** a struct tier, hands it what it works on (tier_attach), and calls it
+** once a second (tier_tick), when a read needs a chunk that is not in
+** memory (tier_fetch), and when committed commands leave objects that no
+** stream names (tier_delete_objects).
 */
 
 
@@ -9505,16 +9971,6 @@ struct group_prop {
   size_t off, len;
   uint64_t term, index;
 };
-
-/* A chunk being read back, and the jobs waiting for it (chained through
-** their msg.next, which is free while a job is parked). */
-struct group_fetch {
-  struct group_fetch *next;
-  struct job *waiting;
-  char name[COLD_NAME_MAX];
-};
-
-#define GROUP_MAX_UPLOADS 4 /* uploads in flight per group */
 
 /* THE CONSENSUS CORE.  What decides which entries are committed: for
 ** now a single voter, where an entry is committed once it is durable
@@ -9568,20 +10024,7 @@ struct group {
   uint64_t applied_term;   /* its term */
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
-  /* the cold tier (NULL: none) */
-  struct cold *cold;
-  struct cold_cache *cache;        /* the owner core's */
-  uint64_t chunk_bytes;            /* size of a chunk to move */
-  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
-  int cold_ready;                  /* the start-up sweep is done */
-  int cold_listing;                /* its LIST is under way */
-  int n_uploads;                   /* uploads in flight */
-  uint64_t cold_retry_ms;          /* backing off until then (wall clock) */
-  uint64_t cold_backoff_ms;        /* the current back-off step */
-  uint64_t cold_moved;             /* bytes moved since the last snapshot */
-  struct group_fetch *fetches;     /* chunks being read back */
-  const struct stream_chunk *want; /* the chunk a read missed ... */
-  uint64_t want_inc;               /* ... and its stream's incarnation */
+  struct tier tier; /* the cold tier's policy (tier.cold NULL: none) */
 };
 
 /* The node's clocks: monotonic ms (durations), Unix ms (stamped into
@@ -9592,8 +10035,6 @@ static uint64_t group_mono(const struct group *g) {
 URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
   return g->env->wall_ms(g->env);
 }
-static void group_delete_objects(struct core *c, struct group *g,
-                                 const struct buf *names);
 
 /* loop_close() of a core with a job still in its mailbox. */
 static void group_job_drop(struct loop_msg *m) {
@@ -9765,16 +10206,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
-  while (g->fetches != NULL) { /* stopped while chunks were on their way */
-    struct group_fetch *f = g->fetches;
-    g->fetches = f->next;
-    while (f->waiting != NULL) {
-      struct job *j = f->waiting;
-      f->waiting = (struct job *)(void *)j->msg.next;
-      job_free(j);
-    }
-    URSULA_FREE(f);
-  }
+  tier_free(&g->tier);
   buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
@@ -10044,8 +10476,8 @@ static int group_apply_entry(struct core *c, struct group *g,
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
-  if (r->garbage.len && g->cold != NULL)
-    group_delete_objects(c, g, &r->garbage);
+  if (r->garbage.len && g->tier.cold != NULL)
+    tier_delete_objects(c, &g->tier, &r->garbage);
   return URSULA_OK;
 }
 
@@ -10076,7 +10508,7 @@ static void group_snapshot(struct group *g) {
     return;
   }
   g->snapshot_size = b.len;
-  g->cold_moved = 0;
+  g->tier.moved = 0;
   buf_free(&b);
   rc = wal_compact(g->wal, group_compact_upto(g));
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
@@ -10096,8 +10528,8 @@ static void group_after_apply(struct group *g) {
   stream_evict(&g->sm, g->hot_max);
   if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
-      (g->cold_moved >= g->snapshot_bytes &&
-       g->cold_moved >= 2 * g->snapshot_size))
+      (g->tier.moved >= g->snapshot_bytes &&
+       g->tier.moved >= 2 * g->snapshot_size))
     group_snapshot(g);
 }
 
@@ -10458,315 +10890,33 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
 
 /* ------------------------------------------------------------ cold tier */
 
-static void group_on_deleted(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
-  cold_req_free(q);
-}
-
-/* Delete the objects named in names (each NUL-terminated). */
-static void group_delete_objects(struct core *c, struct group *g,
-                                 const struct buf *names) {
-  size_t off = 0;
-  while (off < names->len) {
-    const char *name = names->ptr + off;
-    size_t len = strlen(name);
-    struct cold_req *q;
-    off += len + 1;
-    if (len == 0 || len >= COLD_NAME_MAX) continue;
-    if ((q = cold_req_new(COLD_DELETE, c->loop, group_on_deleted)) == NULL)
-      continue; /* the next start-up sweep deletes it */
-    memcpy(q->name, name, len + 1);
-    q->group = g->id;
-    cold_submit(g->cold, q);
-  }
-}
-
-/* After a failure: no new cold-tier work for a while (1 s, doubling up to
-** 30 s while failures go on). */
-static void group_cold_backoff(struct group *g) {
-  g->cold_backoff_ms = g->cold_backoff_ms ? g->cold_backoff_ms * 2 : 1000;
-  if (g->cold_backoff_ms > 30000) g->cold_backoff_ms = 30000;
-  g->cold_retry_ms = group_wall(g) + g->cold_backoff_ms;
-}
-
-/* stream_state's read_chunk: the chunk from the core's cache, or the
-** chunk to fetch noted in g->want. */
+/* stream_state's read_chunk: the tier's. */
 static int group_read_chunk(void *ctx, const struct stream *s,
                             const struct stream_chunk *ch, const char **p) {
-  struct group *g = (struct group *)ctx;
-  if (g->cache != NULL && (*p = cold_cache_get(g->cache, ch->name)) != NULL)
-    return URSULA_OK;
-  g->want = ch;
-  g->want_inc = s->incarnation;
-  return g->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
-}
-
-URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
-  if (rc == URSULA_ENOTFOUND)
-    group_fail(c, j, 500,
-               "a chunk of this stream is missing from cold storage");
-  else if (rc == URSULA_ECORRUPT)
-    group_fail(c, j, 500,
-               "a chunk of this stream read from cold storage is damaged");
-  else
-    group_fail(c, j, 503,
-               "cold storage is unavailable; the data is kept, try again "
-               "later");
-}
-
-/* A chunk fetched for parked jobs: check it, cache it, run them again. */
-static void group_on_fetched(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  struct group_fetch **pp = &g->fetches, *f;
-  int rc = q->rc;
-  while (*pp != NULL && strcmp((*pp)->name, q->name) != 0) pp = &(*pp)->next;
-  f = *pp;
-  if (f != NULL) *pp = f->next;
-  if (rc == URSULA_OK && cold_chunk_check(&q->data, q->incarnation, q->start,
-                                          q->end) != URSULA_OK) {
-    LOG_E("group %d: chunk %s read from the cold tier is damaged", g->id,
-          q->name);
-    rc = URSULA_ECORRUPT;
-  } else if (rc == URSULA_ENOTFOUND) {
-    LOG_E("group %d: chunk %s is missing from the cold tier", g->id, q->name);
-  }
-  if (rc == URSULA_OK) cold_cache_put(g->cache, q->name, &q->data);
-  while (f != NULL && f->waiting != NULL) { /* through their handlers */
-    struct job *j = f->waiting;
-    f->waiting = (struct job *)(void *)j->msg.next;
-    j->msg.next = NULL;
-    j->fetch_rc = rc;
-    j->msg.on_msg(l, &j->msg);
-  }
-  URSULA_FREE(f);
-  cold_req_free(q);
+  return tier_read_chunk(&((struct group *)ctx)->tier, s, ch, p);
 }
 
 URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j) {
-  const struct stream_chunk *ch = g->want;
-  struct group_fetch *f = g->fetches;
-  while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
-  if (f == NULL) {
-    struct cold_req *q = cold_req_new(COLD_GET, c->loop, group_on_fetched);
-    f = (struct group_fetch *)URSULA_MALLOC(sizeof(*f));
-    if (q == NULL || f == NULL) {
-      cold_req_free(q);
-      URSULA_FREE(f);
-      return URSULA_ENOMEM;
-    }
-    memset(f, 0, sizeof(*f));
-    snprintf(f->name, sizeof(f->name), "%s", ch->name);
-    snprintf(q->name, sizeof(q->name), "%s", ch->name);
-    q->group = g->id;
-    q->incarnation = g->want_inc;
-    q->start = ch->start;
-    q->end = ch->end;
-    f->next = g->fetches;
-    g->fetches = f;
-    cold_submit(g->cold, q);
-  }
-  j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
-  f->waiting = j;
-  return URSULA_OK;
+  return tier_fetch(c, &g->tier, j);
 }
 
-static void group_flush_stream(struct core *c, struct group *g,
-                               struct stream *s, uint64_t now);
-
-/* A COLD command was committed (or refused). */
-static void group_cold_done(struct core *c, struct group *g,
-                            const struct stream_result *r, void *arg) {
-  struct cold_req *q = (struct cold_req *)arg;
-  struct str path;
-  struct stream *s;
-  uint64_t now = group_wall(g);
-  path.ptr = q->path.ptr;
-  path.len = q->path.len;
-  s = stream_find(&g->sm, path);
-  if (s != NULL && s->incarnation == q->incarnation) {
-    s->local.flushing = 0;
-    s->local.unflushed_since = s->tail > s->cold_end ? now : 0;
-    if (r->status == 204) {
-      g->cold_moved += q->end - q->start;
-      group_flush_stream(c, g, s, now); /* a backlog */
-    }
-  }
-  /* refused: the object stays unnamed; the same run is uploaded again
-  ** under the same name, and deleting it here could race that upload */
-  cold_req_free(q);
-}
-
-/* An upload finished: name the chunk in the log. */
-static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  struct cmd cmd;
-  g->n_uploads--;
-  if (q->rc != URSULA_OK) {
-    struct str path;
-    struct stream *s;
-    path.ptr = q->path.ptr;
-    path.len = q->path.len;
-    s = stream_find(&g->sm, path);
-    if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
-    group_cold_backoff(g);
-    cold_req_free(q);
-    return;
-  }
-  g->cold_backoff_ms = 0;
-  memset(&cmd, 0, sizeof(cmd));
-  cmd.type = CMD_COLD;
-  cmd.time_ms = group_wall(g);
-  cmd.path.ptr = q->path.ptr;
-  cmd.path.len = q->path.len;
-  cmd.incarnation = q->incarnation;
-  cmd.cold_start = q->start;
-  cmd.cold_end = q->end;
-  cmd.object = util_str(q->name);
-  group_propose(c, g, &cmd, group_cold_done, q);
-}
-
-/* Upload the next run of s: whole appends from its cold end, about a
-** chunk's worth. */
-static void group_upload(struct core *c, struct group *g, struct stream *s) {
-  uint64_t start = s->cold_end, end = start;
-  size_t u = s->cold_units;
-  struct cold_req *q;
-  int rc;
-  while (u < s->n_bounds && end - start < g->chunk_bytes) end = s->bounds[u++];
-  if (end == start) return;
-  if ((q = cold_req_new(COLD_PUT, c->loop, group_on_uploaded)) == NULL) return;
-  rc = buf_reserve(&q->data, COLD_HEADER + (size_t)(end - start));
-  if (rc == URSULA_OK) rc = buf_append(&q->path, s->path, s->path_len);
-  if (rc == URSULA_OK) {
-    q->data.len = COLD_HEADER;
-    rc = stream_read(&g->sm, s, start, end, &q->data);
-  }
-  if (rc != URSULA_OK) {
-    LOG_W("group %d: cannot read %.*s for the cold tier: %s", g->id,
-          (int)s->path_len, s->path, ursula_strerror(rc));
-    cold_req_free(q);
-    return;
-  }
-  cold_chunk_seal(&q->data, s->incarnation, start);
-  cold_chunk_name(q->name, g->id, s->incarnation, start, end);
-  q->group = g->id;
-  q->incarnation = s->incarnation;
-  q->start = start;
-  q->end = end;
-  s->local.flushing = 1;
-  g->n_uploads++;
-  cold_submit(g->cold, q);
-}
-
-/* Move s's next run if it is a chunk's worth or has waited long enough. */
-static void group_flush_stream(struct core *c, struct group *g,
-                               struct stream *s, uint64_t now) {
-  if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
-      g->n_uploads >= GROUP_MAX_UPLOADS || now < g->cold_retry_ms ||
-      !g->cold_ready || wal_failed(g->wal))
-    return;
-  if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
-  if (s->tail - s->cold_end >= g->chunk_bytes ||
-      (g->flush_age_ms > 0 && now - s->local.unflushed_since >= g->flush_age_ms))
-    group_upload(c, g, s);
-}
-
-static int group_name_cmp(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The start-up sweep's LIST came back: delete what no stream names. */
-static void group_on_listed(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  const char **names = NULL;
-  unsigned char *named = NULL;
-  struct buf garbage;
-  size_t n = 0, i, off, k;
-  g->cold_listing = 0;
-  memset(&garbage, 0, sizeof(garbage));
-  if (q->rc != URSULA_OK) {
-    group_cold_backoff(g);
-    cold_req_free(q);
-    return;
-  }
-  for (off = 0; off < q->data.len; off += strlen(q->data.ptr + off) + 1) n++;
-  names = (const char **)URSULA_MALLOC((n + 1) * sizeof(*names));
-  named = (unsigned char *)URSULA_MALLOC(n + 1);
-  if (names == NULL || named == NULL) {
-    group_cold_backoff(g);
-    goto done;
-  }
-  for (i = 0, off = 0; i < n; i++, off += strlen(q->data.ptr + off) + 1)
-    names[i] = q->data.ptr + off;
-  qsort(names, n, sizeof(*names), group_name_cmp);
-  memset(named, 0, n + 1);
-  for (k = 0; k < g->sm.cap; k++) {
-    const struct stream *s;
-    for (s = g->sm.slots[k]; s != NULL; s = s->hnext) {
-      for (i = 0; i < s->n_chunks; i++) {
-        const char *key = s->chunks[i].name;
-        const char **hit = (const char **)bsearch(
-            &key, names, n, sizeof(*names), group_name_cmp);
-        if (hit != NULL) named[hit - names] = 1;
-      }
-    }
-  }
-  for (i = 0; i < n; i++)
-    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
-  if (garbage.len > 0) {
-    LOG_I(
-        "group %d: cold tier sweep: %lu objects, deleting those no "
-        "stream names",
-        g->id, (unsigned long)n);
-    group_delete_objects(c, g, &garbage);
-  }
-  g->cold_ready = 1;
-  g->cold_backoff_ms = 0;
-done:
-  URSULA_FREE(names);
-  URSULA_FREE(named);
-  buf_free(&garbage);
-  cold_req_free(q);
-}
-
-/* Once a second: the start-up sweep, then moving data. */
-static void group_cold_tick(struct core *c, struct group *g) {
-  uint64_t now = group_wall(g);
-  size_t k;
-  if (g->cold == NULL || now < g->cold_retry_ms) return;
-  if (!g->cold_ready) {
-    struct cold_req *q;
-    if (g->cold_listing) return;
-    if ((q = cold_req_new(COLD_LIST, c->loop, group_on_listed)) == NULL) return;
-    snprintf(q->name, sizeof(q->name), "g%05d/", g->id);
-    q->group = g->id;
-    g->cold_listing = 1;
-    cold_submit(g->cold, q);
-    return;
-  }
-  for (k = 0; k < g->sm.cap && g->n_uploads < GROUP_MAX_UPLOADS; k++) {
-    struct stream *s;
-    for (s = g->sm.slots[k]; s != NULL; s = s->hnext)
-      group_flush_stream(c, g, s, now);
-  }
+URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
+  const char *reason;
+  int status = tier_fetch_status(rc, &reason);
+  group_fail(c, j, status, reason);
 }
 
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms) {
-  g->cold = cold;
-  g->cache = cache;
-  g->flush_age_ms = flush_age_ms;
-  g->chunk_bytes = g->hot_max / 4;
-  if (g->chunk_bytes < 4096) g->chunk_bytes = 4096;
-  if (g->chunk_bytes > 4194304) g->chunk_bytes = 4194304;
+  struct tier *t = &g->tier;
+  t->group = g; /* what the tier works on: see tier.c */
+  t->id = g->id;
+  t->env = g->env;
+  t->sm = &g->sm;
+  t->wal = g->wal;
+  t->propose = group_propose;
+  tier_attach(t, cold, cache, flush_age_ms, g->hot_max);
   g->sm.read_chunk = group_read_chunk;
   g->sm.read_ctx = g;
 }
@@ -10818,7 +10968,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
       s = next;
     }
   }
-  group_cold_tick(c, g);
+  tier_tick(c, &g->tier);
 }
 /**** End src/group.c ****/
 /**** Begin src/fork.c ****/

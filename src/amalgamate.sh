@@ -32,6 +32,7 @@ wal.c
 cmd.c
 stream.c
 cold.c
+tier.c
 group.c
 fork.c
 conn.c
