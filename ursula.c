@@ -1135,6 +1135,7 @@ struct cold_req {
                       found, each followed by a NUL */
   int rc;          /* URSULA_OK, URSULA_ENOTFOUND (GET), or an error */
   /* the requester's own: */
+  void *owner; /* whose request it is (tier.c: its struct tier) */
   int group;
   uint64_t incarnation, start, end;
   struct buf path;
@@ -1176,10 +1177,88 @@ URSULA_PRIVATE const char *cold_cache_get(struct cold_cache *k,
 URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
                                    struct buf *obj);
 
+/* ------------------------------------------------------------------ tier.c
+** The cold-tier policy of one group: what moves to chunk objects and
+** when, the COLD commands that name them, reads parked on chunk fetches,
+** the start-up sweep of unnamed objects, back-off (cold.c is the
+** mechanism).  A group embeds a struct tier and calls in; the tier never
+** calls group.c, and reaches the group only through what it was handed.
+** Everything here runs on the group's owner thread. */
+
+struct core;
+struct group;
+struct job;
+struct tier_fetch;
+
+struct tier {
+  /* the group's, set by group.c before tier_attach(): */
+  struct group *group;     /* the group (opaque here), for propose */
+  int id;                  /* its id: object names, log lines */
+  struct env *env;         /* its clocks */
+  struct stream_state *sm; /* its state machine; changed only by COLD */
+  struct wal *wal;         /* its log: nothing moves while it has failed */
+  /* group_propose(): proposes the COLD commands */
+  void (*propose)(struct core *c, struct group *g, const struct cmd *cmd,
+                  void (*done)(struct core *c, struct group *g,
+                               const struct stream_result *r, void *arg),
+                  void *arg);
+  /* the tier's own (zero: no cold tier) */
+  struct cold *cold;               /* NULL: none */
+  struct cold_cache *cache;        /* the owner core's */
+  uint64_t chunk_bytes;            /* size of a chunk to move */
+  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
+  int ready;                       /* the start-up sweep is done */
+  int listing;                     /* its LIST is under way */
+  int n_uploads;                   /* uploads in flight */
+  uint64_t retry_ms;               /* backing off until then (wall clock) */
+  uint64_t backoff_ms;             /* the current back-off step */
+  uint64_t moved;                  /* bytes moved since the group's last
+                                      snapshot (the group resets it) */
+  struct tier_fetch *fetches;      /* chunks being read back */
+  const struct stream_chunk *want; /* the chunk a read missed ... */
+  uint64_t want_inc;               /* ... and its stream's incarnation */
+};
+
+/* Start moving data of t's group to cold (threads) and reading it back
+** through cache, chunks of about hot_max / 4 bytes (4 KiB to 4 MiB); also
+** bytes that waited flush_age_ms (0: never).  The group's fields of *t
+** are set; the rest is zero. */
+URSULA_PRIVATE void tier_attach(struct tier *t, struct cold *cold,
+                                struct cold_cache *cache, uint64_t flush_age_ms,
+                                uint64_t hot_max);
+/* Free what t holds; jobs still parked are dropped through their
+** msg.on_drop (the server stops). */
+URSULA_PRIVATE void tier_free(struct tier *t);
+/* Once a second: the start-up sweep (until it has run), then moving
+** data.  A no-op without a cold tier. */
+URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t);
+/* The group's stream_state read_chunk: point *p at the cached bytes of
+** chunk ch of s (URSULA_OK), or note ch as the chunk to fetch and return
+** URSULA_EAGAIN (URSULA_EIO without a cold tier). */
+URSULA_PRIVATE int tier_read_chunk(struct tier *t, const struct stream *s,
+                                   const struct stream_chunk *ch,
+                                   const char **p);
+/* After a read of t's group returned URSULA_EAGAIN: park j on the fetch
+** of the chunk it missed (one fetch per chunk).  Once the chunk is in (or
+** could not be had), j runs again through j->msg.on_msg on this core,
+** with j->fetch_rc URSULA_OK (or why not).  URSULA_OK, or URSULA_ENOMEM
+** (j is not parked). */
+URSULA_PRIVATE int tier_fetch(struct core *c, struct tier *t, struct job *j);
+/* The answer to a read whose chunk could not be had with rc: the status
+** (500 missing or damaged, 503 otherwise) and its *reason. */
+URSULA_PRIVATE int tier_fetch_status(int rc, const char **reason);
+/* Delete the objects named in names (each NUL-terminated); failures are
+** left to the next start-up sweep. */
+URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
+                                        const struct buf *names);
+
 /* ----------------------------------------------------------------- group.c
 ** A group: its log and its state machine, owned by one core.  Requests
 ** reach the owner as jobs; the owner proposes commands to the log, applies
-** them once committed, and sends the job back with its result. */
+** them once committed (one apply path, replay's too), carries out their
+** effects, and sends the job back with its result; it also serves reads,
+** writes snapshots and expires streams.  Its cold-tier policy is tier.c's
+** (a struct tier in the group), the fork protocol fork.c's (above it). */
 
 enum {
   JOB_CREATE = 1, /* PUT */
@@ -1200,7 +1279,10 @@ struct job {
   int op;
   int origin_core;  /* the core holding the connection */
   uint64_t conn_id; /* the connection there; stale ids are dropped */
-  int stage;        /* fork creation: 0 = at the source, 1 = at the fork */
+  int fork_state;   /* a fork PUT: the step it is on (FORK_*, fork.c) */
+  /* a job parked on a cold-tier fetch runs again through msg.on_msg once
+  ** the chunk is in; then this is URSULA_OK, or why the fetch failed */
+  int fetch_rc;
   /* request */
   char path[URSULA_MAX_PATH_BYTES + 1];
   size_t path_len;
@@ -1282,22 +1364,104 @@ URSULA_PRIVATE int group_in_flight(const struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
-/* Send j to the core that must run it next (any thread's own core c). */
+/* Send j to the owner of its stream's group, to run there in
+** group_run_job() (from core c, on c's thread). */
 URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j);
+
+/* What the parts above (fork.c) build on: routing, proposals, answers.
+** All but group_send() run on the owner's thread of the group named. */
+
+/* The group of the stream at path (only its owner may touch it). */
+URSULA_PRIVATE struct group *group_of(struct core *c, const char *path,
+                                      size_t len);
+/* Deliver m, with its on_msg set, to the owner of the group of path
+** (from core c, on c's thread). */
+URSULA_PRIVATE void group_send(struct core *c, struct loop_msg *m,
+                               const char *path, size_t len);
+/* g's state machine, to read (changes go through group_propose()). */
+URSULA_PRIVATE struct stream_state *group_state(struct group *g);
+/* The node's wall clock, Unix ms: what commands are stamped with. */
+URSULA_PRIVATE uint64_t group_wall(const struct group *g);
+
+/* A proposal's continuation: r is the result of applying the command
+** (or of its refusal), valid only during the call. */
+typedef void (*group_done_fn)(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+/* Propose *cmd to g's log; once it is committed and applied, call
+** done(c, g, result, arg) -- at the end of this loop turn at the
+** earliest.  *cmd need not outlive the call.  If the log refuses the
+** entry, done is called at once with a 503 (or 413). */
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg);
+/* Point the views of j->cmd at j's own fields and stamp the time. */
+URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j);
+/* Answer j: send it back to its origin core (which answers the client);
+** with status and reason; with the result of its command. */
+URSULA_PRIVATE void group_reply(struct core *c, struct job *j);
+URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
+                               const char *reason);
+URSULA_PRIVATE void group_copy_result(struct job *j,
+                                      const struct stream_result *r);
+/* The group_done_fn of a change: the result and the stream's metadata
+** into j (arg), then group_reply(). */
+URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
+                                       const struct stream_result *r,
+                                       void *arg);
+/* A stream_read() on g returned URSULA_EAGAIN (a chunk in the cold tier
+** that is not in the cache): park j until the chunk is in; it then runs
+** again through j->msg.on_msg, with j->fetch_rc set.  URSULA_OK, or an
+** error (j is not parked; answer it with group_fail_fetch()). */
+URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j);
+/* Answer j, whose chunk could not be read back with rc: 500 for a missing
+** or damaged chunk, 503 otherwise. */
+URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc);
+
+/* A release: a fork of the stream at path went away, or was not made
+** after all; its group is told to propose FORK_RELEASE(path) (fork.c has
+** the protocol).  A message of its own, answered by nobody. */
+struct group_release {
+  struct loop_msg msg;
+  size_t path_len;
+  char path[1]; /* path_len bytes follow, NUL-terminated */
+};
+/* Send a release of src[0..len) to the owner of its group (from core c,
+** on c's thread).  If memory runs out, the release is lost: see fork.c. */
+URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
+                                       size_t len);
 /* A core stops wanting wake-ups for path (owner's thread). */
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
                                   const char *path, size_t path_len);
 /* Give g (with its WAL open) the cold tier and its owner core's chunk
 ** cache (before the cores start): from then on it moves older data there
-** and reads it back. */
+** and reads it back (tier_attach() with what the tier works on). */
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms);
 /* The chunks g's streams name in the cold tier. */
 URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
-/* Expire streams whose TTL or Expires-At has passed, and move data to the
-** cold tier (owner's thread, once a second). */
+/* Expire streams whose TTL or Expires-At has passed, log reads' TOUCH,
+** retry a failed WAL, and move data to the cold tier (tier_tick; owner's
+** thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
+
+/* ------------------------------------------------------------------ fork.c
+** Making a fork: a fork PUT's job travels from the owner of the source's
+** group (a reference on the source, the inherited bytes) to the owner of
+** the fork's group (the CREATE).  The protocol, its messages and what a
+** crash between its steps leaves are written out at the top of fork.c. */
+
+/* The steps of a fork PUT (struct job's fork_state). */
+enum {
+  FORK_ACQUIRE = 1, /* at the source's owner: take a reference */
+  FORK_COLLECT,     /* there: copy the inherited bytes (resumable) */
+  FORK_CREATE       /* at the fork's owner: create the fork */
+};
+
+/* Start the fork PUT j (op JOB_CREATE, CMD_F_FORK in j->cmd.flags): send
+** it to the owner of its source's group (from core c, on c's thread).
+** Takes j; it comes back to its origin core answered, as any job. */
+URSULA_PRIVATE void fork_start(struct core *c, struct job *j);
 
 /* ------------------------------------------------------------------ conn.c
 ** The HTTP/1.1 server connection engine: accept, the per-core slot table,
@@ -8718,7 +8882,7 @@ URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st) {
 ** objects kept in S3 (or any S3-compatible store) or in a local folder.
 **
 ** WHAT MOVES.  Each group moves the oldest bytes of its streams, a run of
-** whole appends at a time, into one chunk object per run (group.c
+** whole appends at a time, into one chunk object per run (tier.c
 ** decides when).  The object is written first; only then does the group
 ** log a COLD command naming it, and only once that command is durable
 ** are memory and WAL segments released (stream.c).  A crash in between
@@ -9330,6 +9494,404 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 
 #undef COLD_THREADS
 /**** End src/cold.c ****/
+/**** Begin src/tier.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/tier.c"
+#endif
+/*
+** tier.c -- the cold-tier policy of a group: what moves to chunk objects
+** and when, the COLD commands that name them, reads parked on chunk
+** fetches, the start-up sweep of unnamed objects, back-off.
+**
+** The mechanism -- the threads that talk to S3 or a folder, the chunk
+** format, the per-core cache -- is cold.c's.  This part decides, for one
+** group, what to ask of it.  All of it runs on the group's owner thread.
+**
+** MOVING DATA.  Once a second (tier_tick) the owner looks for streams
+** with a chunk's worth of bytes past their cold end, or with bytes
+** waiting longer than --cold-flush-age-ms, and moves them:
+**
+**     read the run from memory / the WAL -> a chunk object -> cold threads
+**     -> PUT -> back on the owner: propose COLD(path, incarnation, run,
+**     name) -> committed and applied: the stream reads the run from the
+**     chunk, memory drops it, the next snapshot lets the WAL drop it
+**
+** One upload per stream at a time (runs must land in order), a few per
+** group.  A failed upload backs the group off (1 s doubling to 30 s).
+**
+** READS.  A read that needs a chunk not in the core's cache (stream_read
+** returns URSULA_EAGAIN through tier_read_chunk) parks its job on a fetch
+** of that chunk (tier_fetch); when the chunk arrives it is checked and
+** cached, and each job waiting for it runs again from the start through
+** its own handler (msg.on_msg), with fetch_rc saying whether the chunk
+** came.
+**
+** GARBAGE.  The objects of removed streams are deleted once the removal
+** is committed (tier_delete_objects, an effect of the apply).  At
+** start-up, before anything moves, the group lists its objects and
+** deletes those no stream names (left by a crash between an upload and
+** its COLD command, or by deletions that were replayed).
+**
+** HOW IT REACHES THE GROUP.  This part is listed before group.c, which
+** calls it; it never calls group.c.  struct group stays private to
+** group.c: the group embeds a struct tier and, before tier_attach(),
+** hands it the few things of its own the tier works on (its id, clocks,
+** state machine, WAL) and one function pointer, group_propose(), for the
+** COLD commands.  The cold threads' answers find their tier through the
+** request's owner pointer; parked jobs run again through their own
+** handler, and are freed, if the server stops first, through their
+** on_drop.
+*/
+
+
+/* A chunk being read back, and the jobs waiting for it (chained through
+** their msg.next, which is free while a job is parked). */
+struct tier_fetch {
+  struct tier_fetch *next;
+  struct job *waiting;
+  char name[COLD_NAME_MAX];
+};
+
+#define TIER_MAX_UPLOADS 4 /* uploads in flight per group */
+
+static uint64_t tier_wall(const struct tier *t) {
+  return t->env->wall_ms(t->env);
+}
+
+static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
+  cold_req_free(q);
+}
+
+URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
+                                        const struct buf *names) {
+  size_t off = 0;
+  while (off < names->len) {
+    const char *name = names->ptr + off;
+    size_t len = strlen(name);
+    struct cold_req *q;
+    off += len + 1;
+    if (len == 0 || len >= COLD_NAME_MAX) continue;
+    if ((q = cold_req_new(COLD_DELETE, c->loop, tier_on_deleted)) == NULL)
+      continue; /* the next start-up sweep deletes it */
+    memcpy(q->name, name, len + 1);
+    q->group = t->id;
+    q->owner = t;
+    cold_submit(t->cold, q);
+  }
+}
+
+/* After a failure: no new cold-tier work for a while (1 s, doubling up to
+** 30 s while failures go on). */
+static void tier_backoff(struct tier *t) {
+  t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : 1000;
+  if (t->backoff_ms > 30000) t->backoff_ms = 30000;
+  t->retry_ms = tier_wall(t) + t->backoff_ms;
+}
+
+URSULA_PRIVATE int tier_read_chunk(struct tier *t, const struct stream *s,
+                                   const struct stream_chunk *ch,
+                                   const char **p) {
+  if (t->cache != NULL && (*p = cold_cache_get(t->cache, ch->name)) != NULL)
+    return URSULA_OK;
+  t->want = ch;
+  t->want_inc = s->incarnation;
+  return t->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
+}
+
+URSULA_PRIVATE int tier_fetch_status(int rc, const char **reason) {
+  if (rc == URSULA_ENOTFOUND) {
+    *reason = "a chunk of this stream is missing from cold storage";
+    return 500;
+  }
+  if (rc == URSULA_ECORRUPT) {
+    *reason = "a chunk of this stream read from cold storage is damaged";
+    return 500;
+  }
+  *reason =
+      "cold storage is unavailable; the data is kept, try again "
+      "later";
+  return 503;
+}
+
+/* A chunk fetched for parked jobs: check it, cache it, run them again. */
+static void tier_on_fetched(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct tier *t = (struct tier *)q->owner;
+  struct tier_fetch **pp = &t->fetches, *f;
+  int rc = q->rc;
+  while (*pp != NULL && strcmp((*pp)->name, q->name) != 0) pp = &(*pp)->next;
+  f = *pp;
+  if (f != NULL) *pp = f->next;
+  if (rc == URSULA_OK && cold_chunk_check(&q->data, q->incarnation, q->start,
+                                          q->end) != URSULA_OK) {
+    LOG_E("group %d: chunk %s read from the cold tier is damaged", t->id,
+          q->name);
+    rc = URSULA_ECORRUPT;
+  } else if (rc == URSULA_ENOTFOUND) {
+    LOG_E("group %d: chunk %s is missing from the cold tier", t->id, q->name);
+  }
+  if (rc == URSULA_OK) cold_cache_put(t->cache, q->name, &q->data);
+  while (f != NULL && f->waiting != NULL) { /* through their handlers */
+    struct job *j = f->waiting;
+    f->waiting = (struct job *)(void *)j->msg.next;
+    j->msg.next = NULL;
+    j->fetch_rc = rc;
+    j->msg.on_msg(l, &j->msg);
+  }
+  URSULA_FREE(f);
+  cold_req_free(q);
+}
+
+URSULA_PRIVATE int tier_fetch(struct core *c, struct tier *t, struct job *j) {
+  const struct stream_chunk *ch = t->want;
+  struct tier_fetch *f = t->fetches;
+  while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
+  if (f == NULL) {
+    struct cold_req *q = cold_req_new(COLD_GET, c->loop, tier_on_fetched);
+    f = (struct tier_fetch *)URSULA_MALLOC(sizeof(*f));
+    if (q == NULL || f == NULL) {
+      cold_req_free(q);
+      URSULA_FREE(f);
+      return URSULA_ENOMEM;
+    }
+    memset(f, 0, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%s", ch->name);
+    snprintf(q->name, sizeof(q->name), "%s", ch->name);
+    q->group = t->id;
+    q->owner = t;
+    q->incarnation = t->want_inc;
+    q->start = ch->start;
+    q->end = ch->end;
+    f->next = t->fetches;
+    t->fetches = f;
+    cold_submit(t->cold, q);
+  }
+  j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
+  f->waiting = j;
+  return URSULA_OK;
+}
+
+static void tier_flush_stream(struct core *c, struct tier *t, struct stream *s,
+                              uint64_t now);
+
+/* A COLD command was committed (or refused). */
+static void tier_cold_done(struct core *c, struct group *g,
+                           const struct stream_result *r, void *arg) {
+  struct cold_req *q = (struct cold_req *)arg;
+  struct tier *t = (struct tier *)q->owner;
+  struct str path;
+  struct stream *s;
+  uint64_t now = tier_wall(t);
+  (void)g;
+  path.ptr = q->path.ptr;
+  path.len = q->path.len;
+  s = stream_find(t->sm, path);
+  if (s != NULL && s->incarnation == q->incarnation) {
+    s->local.flushing = 0;
+    s->local.unflushed_since = s->tail > s->cold_end ? now : 0;
+    if (r->status == 204) {
+      t->moved += q->end - q->start;
+      tier_flush_stream(c, t, s, now); /* a backlog */
+    }
+  }
+  /* refused: the object stays unnamed; the same run is uploaded again
+  ** under the same name, and deleting it here could race that upload */
+  cold_req_free(q);
+}
+
+/* An upload finished: name the chunk in the log. */
+static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct tier *t = (struct tier *)q->owner;
+  struct cmd cmd;
+  t->n_uploads--;
+  if (q->rc != URSULA_OK) {
+    struct str path;
+    struct stream *s;
+    path.ptr = q->path.ptr;
+    path.len = q->path.len;
+    s = stream_find(t->sm, path);
+    if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
+    tier_backoff(t);
+    cold_req_free(q);
+    return;
+  }
+  t->backoff_ms = 0;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_COLD;
+  cmd.time_ms = tier_wall(t);
+  cmd.path.ptr = q->path.ptr;
+  cmd.path.len = q->path.len;
+  cmd.incarnation = q->incarnation;
+  cmd.cold_start = q->start;
+  cmd.cold_end = q->end;
+  cmd.object = util_str(q->name);
+  t->propose(c, t->group, &cmd, tier_cold_done, q);
+}
+
+/* Upload the next run of s: whole appends from its cold end, about a
+** chunk's worth. */
+static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
+  uint64_t start = s->cold_end, end = start;
+  size_t u = s->cold_units;
+  struct cold_req *q;
+  int rc;
+  while (u < s->n_bounds && end - start < t->chunk_bytes) end = s->bounds[u++];
+  if (end == start) return;
+  if ((q = cold_req_new(COLD_PUT, c->loop, tier_on_uploaded)) == NULL) return;
+  rc = buf_reserve(&q->data, COLD_HEADER + (size_t)(end - start));
+  if (rc == URSULA_OK) rc = buf_append(&q->path, s->path, s->path_len);
+  if (rc == URSULA_OK) {
+    q->data.len = COLD_HEADER;
+    rc = stream_read(t->sm, s, start, end, &q->data);
+  }
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: cannot read %.*s for the cold tier: %s", t->id,
+          (int)s->path_len, s->path, ursula_strerror(rc));
+    cold_req_free(q);
+    return;
+  }
+  cold_chunk_seal(&q->data, s->incarnation, start);
+  cold_chunk_name(q->name, t->id, s->incarnation, start, end);
+  q->group = t->id;
+  q->owner = t;
+  q->incarnation = s->incarnation;
+  q->start = start;
+  q->end = end;
+  s->local.flushing = 1;
+  t->n_uploads++;
+  cold_submit(t->cold, q);
+}
+
+/* Move s's next run if it is a chunk's worth or has waited long enough. */
+static void tier_flush_stream(struct core *c, struct tier *t, struct stream *s,
+                              uint64_t now) {
+  if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
+      t->n_uploads >= TIER_MAX_UPLOADS || now < t->retry_ms || !t->ready ||
+      wal_failed(t->wal))
+    return;
+  if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
+  if (s->tail - s->cold_end >= t->chunk_bytes ||
+      (t->flush_age_ms > 0 &&
+       now - s->local.unflushed_since >= t->flush_age_ms))
+    tier_upload(c, t, s);
+}
+
+static int tier_name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The start-up sweep's LIST came back: delete what no stream names. */
+static void tier_on_listed(struct loop *l, struct loop_msg *m) {
+  struct cold_req *q = (struct cold_req *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct tier *t = (struct tier *)q->owner;
+  const struct stream_state *sm = t->sm;
+  const char **names = NULL;
+  unsigned char *named = NULL;
+  struct buf garbage;
+  size_t n = 0, i, off, k;
+  t->listing = 0;
+  memset(&garbage, 0, sizeof(garbage));
+  if (q->rc != URSULA_OK) {
+    tier_backoff(t);
+    cold_req_free(q);
+    return;
+  }
+  for (off = 0; off < q->data.len; off += strlen(q->data.ptr + off) + 1) n++;
+  names = (const char **)URSULA_MALLOC((n + 1) * sizeof(*names));
+  named = (unsigned char *)URSULA_MALLOC(n + 1);
+  if (names == NULL || named == NULL) {
+    tier_backoff(t);
+    goto done;
+  }
+  for (i = 0, off = 0; i < n; i++, off += strlen(q->data.ptr + off) + 1)
+    names[i] = q->data.ptr + off;
+  qsort(names, n, sizeof(*names), tier_name_cmp);
+  memset(named, 0, n + 1);
+  for (k = 0; k < sm->cap; k++) {
+    const struct stream *s;
+    for (s = sm->slots[k]; s != NULL; s = s->hnext) {
+      for (i = 0; i < s->n_chunks; i++) {
+        const char *key = s->chunks[i].name;
+        const char **hit = (const char **)bsearch(
+            &key, names, n, sizeof(*names), tier_name_cmp);
+        if (hit != NULL) named[hit - names] = 1;
+      }
+    }
+  }
+  for (i = 0; i < n; i++)
+    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
+  if (garbage.len > 0) {
+    LOG_I(
+        "group %d: cold tier sweep: %lu objects, deleting those no "
+        "stream names",
+        t->id, (unsigned long)n);
+    tier_delete_objects(c, t, &garbage);
+  }
+  t->ready = 1;
+  t->backoff_ms = 0;
+done:
+  URSULA_FREE(names);
+  URSULA_FREE(named);
+  buf_free(&garbage);
+  cold_req_free(q);
+}
+
+URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
+  uint64_t now;
+  size_t k;
+  if (t->cold == NULL) return; /* no cold tier, or not attached yet */
+  now = tier_wall(t);
+  if (now < t->retry_ms) return;
+  if (!t->ready) {
+    struct cold_req *q;
+    if (t->listing) return;
+    if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
+    snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
+    q->group = t->id;
+    q->owner = t;
+    t->listing = 1;
+    cold_submit(t->cold, q);
+    return;
+  }
+  for (k = 0; k < t->sm->cap && t->n_uploads < TIER_MAX_UPLOADS; k++) {
+    struct stream *s;
+    for (s = t->sm->slots[k]; s != NULL; s = s->hnext)
+      tier_flush_stream(c, t, s, now);
+  }
+}
+
+URSULA_PRIVATE void tier_attach(struct tier *t, struct cold *cold,
+                                struct cold_cache *cache, uint64_t flush_age_ms,
+                                uint64_t hot_max) {
+  t->cold = cold;
+  t->cache = cache;
+  t->flush_age_ms = flush_age_ms;
+  t->chunk_bytes = hot_max / 4;
+  if (t->chunk_bytes < 4096) t->chunk_bytes = 4096;
+  if (t->chunk_bytes > 4194304) t->chunk_bytes = 4194304;
+}
+
+URSULA_PRIVATE void tier_free(struct tier *t) {
+  while (t->fetches != NULL) { /* stopped while chunks were on their way */
+    struct tier_fetch *f = t->fetches;
+    t->fetches = f->next;
+    while (f->waiting != NULL) {
+      struct loop_msg *m = &f->waiting->msg;
+      f->waiting = (struct job *)(void *)m->next;
+      if (m->on_drop != NULL)
+        m->on_drop(m); /* never delivered: as loop_close() drops it */
+      else
+        URSULA_FREE(m);
+    }
+    URSULA_FREE(f);
+  }
+}
+/**** End src/tier.c ****/
 /**** Begin src/group.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/group.c"
@@ -9378,33 +9940,26 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 ** EFFECTS of a committed command, carried out by the owner:
 **   - wake live readers: one `struct notify` per core that has readers of
 **     the stream (not one per reader), carrying the appended bytes;
-**   - FORK_RELEASE commands to the groups of fork sources whose forks went
-**     away (they may be on other cores, so they travel as jobs).
+**   - a release (struct group_release) to the group of each fork source
+**     whose fork went away: it may be on another core, so it travels as a
+**     message, and its owner proposes FORK_RELEASE there (fork.c has the
+**     fork protocol; group.c only carries out these effects).
 **
 ** Reads are served from the owner's state directly (no log entry).
 **
-** THE COLD TIER (cold.c), when there is one.  Once a second the owner
-** looks for streams with a chunk's worth of bytes past their cold end, or
-** with bytes waiting longer than --cold-flush-age-ms, and moves them:
+** JOBS.  group_dispatch() sends a job to its stream's owner, where
+** group_run_job() proposes its command or serves its read.  A job of
+** another protocol (a fork PUT, fork.c) carries its own handler in
+** msg.on_msg and uses the functions below to route, propose and answer;
+** a job parked on a cold-tier fetch runs again through that handler.
 **
-**     read the run from memory / the WAL -> a chunk object -> cold threads
-**     -> PUT -> back on the owner: propose COLD(path, incarnation, run,
-**     name) -> committed and applied: the stream reads the run from the
-**     chunk, memory drops it, the next snapshot lets the WAL drop it
-**
-** One upload per stream at a time (runs must land in order), a few per
-** group.  A failed upload backs the group off (1 s doubling to 30 s).
-** A read that needs a chunk not in the core's cache parks its job on a
-** fetch of that chunk; when the chunk arrives it is checked, cached, and
-** the job runs again from the start.  At start-up, before anything moves,
-** each group lists its objects and deletes those no stream names (left by
-** a crash between an upload and its COLD command, or by deletions that
-** were replayed).
+** THE COLD TIER, when there is one, is tier.c's policy: the group embeds
+** a struct tier, hands it what it works on (tier_attach), and calls it
+** once a second (tier_tick), when a read needs a chunk that is not in
+** memory (tier_fetch), and when committed commands leave objects that no
+** stream names (tier_delete_objects).
 */
 
-
-typedef void (*group_done_fn)(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
 
 /* A proposal waiting for its commit: its entry is log[off, off+len) (with
 ** a WAL, the record header sits just before it), proposed at (term,
@@ -9416,16 +9971,6 @@ struct group_prop {
   size_t off, len;
   uint64_t term, index;
 };
-
-/* A chunk being read back, and the jobs waiting for it (chained through
-** their msg.next, which is free while a job is parked). */
-struct group_fetch {
-  struct group_fetch *next;
-  struct job *waiting;
-  char name[COLD_NAME_MAX];
-};
-
-#define GROUP_MAX_UPLOADS 4 /* uploads in flight per group */
 
 /* THE CONSENSUS CORE.  What decides which entries are committed: for
 ** now a single voter, where an entry is committed once it is durable
@@ -9479,34 +10024,17 @@ struct group {
   uint64_t applied_term;   /* its term */
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
-  /* the cold tier (NULL: none) */
-  struct cold *cold;
-  struct cold_cache *cache;        /* the owner core's */
-  uint64_t chunk_bytes;            /* size of a chunk to move */
-  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
-  int cold_ready;                  /* the start-up sweep is done */
-  int cold_listing;                /* its LIST is under way */
-  int n_uploads;                   /* uploads in flight */
-  uint64_t cold_retry_ms;          /* backing off until then (wall clock) */
-  uint64_t cold_backoff_ms;        /* the current back-off step */
-  uint64_t cold_moved;             /* bytes moved since the last snapshot */
-  struct group_fetch *fetches;     /* chunks being read back */
-  const struct stream_chunk *want; /* the chunk a read missed ... */
-  uint64_t want_inc;               /* ... and its stream's incarnation */
+  struct tier tier; /* the cold tier's policy (tier.cold NULL: none) */
 };
-
-static void group_fetch_chunk(struct core *c, struct group *g, struct job *j);
 
 /* The node's clocks: monotonic ms (durations), Unix ms (stamped into
 ** commands, compared with TTLs). */
 static uint64_t group_mono(const struct group *g) {
   return g->env->mono_ms(g->env);
 }
-static uint64_t group_wall(const struct group *g) {
+URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
   return g->env->wall_ms(g->env);
 }
-static void group_delete_objects(struct core *c, struct group *g,
-                                 const struct buf *names);
 
 /* loop_close() of a core with a job still in its mailbox. */
 static void group_job_drop(struct loop_msg *m) {
@@ -9536,14 +10064,24 @@ static void group_on_job(struct loop *l, struct loop_msg *m) {
   group_run_job(c, (struct job *)(void *)m);
 }
 
+URSULA_PRIVATE struct group *group_of(struct core *c, const char *path,
+                                      size_t len) {
+  return server_group(c->srv, server_group_of(c->srv, path, len));
+}
+
+URSULA_PRIVATE struct stream_state *group_state(struct group *g) {
+  return &g->sm;
+}
+
+URSULA_PRIVATE void group_send(struct core *c, struct loop_msg *m,
+                               const char *path, size_t len) {
+  int gid = server_group_of(c->srv, path, len);
+  server_send(c, server_owner_of(c->srv, gid), m);
+}
+
 URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j) {
-  int gid;
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0)
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-  else
-    gid = server_group_of(c->srv, j->path, j->path_len);
   j->msg.on_msg = group_on_job;
-  server_send(c, server_owner_of(c->srv, gid), &j->msg);
+  group_send(c, &j->msg, j->path, j->path_len);
 }
 
 URSULA_PRIVATE struct group *group_new(int id, int owner_core,
@@ -9668,16 +10206,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
-  while (g->fetches != NULL) { /* stopped while chunks were on their way */
-    struct group_fetch *f = g->fetches;
-    g->fetches = f->next;
-    while (f->waiting != NULL) {
-      struct job *j = f->waiting;
-      f->waiting = (struct job *)(void *)j->msg.next;
-      job_free(j);
-    }
-    URSULA_FREE(f);
-  }
+  tier_free(&g->tier);
   buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
@@ -9732,24 +10261,46 @@ static void group_notify(struct core *c, struct group *g, struct str path,
   }
 }
 
-/* Send a FORK_RELEASE for each source path in r->releases. */
+static void group_ignore_done(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+
+/* A release arrives at the owner of its source's group. */
+static void group_on_release(struct loop *l, struct loop_msg *m) {
+  struct group_release *rel = (struct group_release *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = group_of(c, rel->path, rel->path_len);
+  struct cmd cmd;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_FORK_RELEASE;
+  cmd.time_ms = group_wall(g);
+  cmd.path.ptr = rel->path;
+  cmd.path.len = rel->path_len;
+  group_propose(c, g, &cmd, group_ignore_done, NULL); /* no answer */
+  URSULA_FREE(rel);
+}
+
+URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
+                                       size_t len) {
+  struct group_release *rel;
+  if (len > URSULA_MAX_PATH_BYTES) return; /* no stream has such a path */
+  rel = (struct group_release *)URSULA_MALLOC(sizeof(*rel) + len);
+  if (rel == NULL) return; /* the source keeps a reference: see fork.c */
+  memset(rel, 0, sizeof(*rel));
+  rel->msg.on_msg = group_on_release;
+  rel->path_len = len;
+  memcpy(rel->path, src, len);
+  rel->path[len] = '\0';
+  group_send(c, &rel->msg, src, len);
+}
+
+/* Send a release for each source path in r->releases. */
 static void group_send_releases(struct core *c, const struct stream_result *r) {
   size_t off = 0;
   while (off < r->releases.len) {
     const char *src = r->releases.ptr + off;
     size_t len = strlen(src);
-    struct job *j = job_new();
     off += len + 1;
-    if (j == NULL || len > URSULA_MAX_PATH_BYTES) {
-      job_free(j);
-      continue;
-    }
-    j->op = JOB_DELETE;
-    j->stage = 2; /* release, not delete: see group_run_job */
-    j->origin_core = -1;
-    memcpy(j->path, src, len);
-    j->path_len = len;
-    group_dispatch(c, j);
+    group_send_release(c, src, len);
   }
 }
 
@@ -9770,16 +10321,6 @@ static const char *group_wal_reason(int rc) {
              ? "write-ahead log: no space left on device; nothing was written"
              : "write-ahead log: I/O error; nothing was written";
 }
-
-/* Propose *cmd to g's log; once it is committed and applied, call
-** done(c, g, result, arg) -- at the end of this loop turn at the
-** earliest.  The result is valid only during the call.  If the log
-** refuses the entry, done is called at once with a 503 (or 413). */
-static void group_ignore_done(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
-static void group_propose(struct core *c, struct group *g,
-                          const struct cmd *cmd, group_done_fn done,
-                          void *arg);
 
 /* Whether s has expired at now, as this node sees it: its reads count
 ** (local.read_ms) though the log may not have their TOUCH yet. */
@@ -9808,9 +10349,9 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   group_propose(c, g, &t, group_ignore_done, NULL);
 }
 
-static void group_propose(struct core *c, struct group *g,
-                          const struct cmd *cmd, group_done_fn done,
-                          void *arg) {
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg) {
   struct group_batch *b = &g->fill;
   struct group_prop *p;
   size_t off = b->log.len, hdr;
@@ -9935,8 +10476,8 @@ static int group_apply_entry(struct core *c, struct group *g,
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
-  if (r->garbage.len && g->cold != NULL)
-    group_delete_objects(c, g, &r->garbage);
+  if (r->garbage.len && g->tier.cold != NULL)
+    tier_delete_objects(c, &g->tier, &r->garbage);
   return URSULA_OK;
 }
 
@@ -9967,7 +10508,7 @@ static void group_snapshot(struct group *g) {
     return;
   }
   g->snapshot_size = b.len;
-  g->cold_moved = 0;
+  g->tier.moved = 0;
   buf_free(&b);
   rc = wal_compact(g->wal, group_compact_upto(g));
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
@@ -9987,8 +10528,8 @@ static void group_after_apply(struct group *g) {
   stream_evict(&g->sm, g->hot_max);
   if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
-      (g->cold_moved >= g->snapshot_bytes &&
-       g->cold_moved >= 2 * g->snapshot_size))
+      (g->tier.moved >= g->snapshot_bytes &&
+       g->tier.moved >= 2 * g->snapshot_size))
     group_snapshot(g);
 }
 
@@ -10130,7 +10671,7 @@ static void group_ignore_done(struct core *c, struct group *g,
   job_free((struct job *)arg); /* NULL for commands without a job */
 }
 
-static void group_reply(struct core *c, struct job *j) {
+URSULA_PRIVATE void group_reply(struct core *c, struct job *j) {
   if (j->origin_core < 0) {
     job_free(j);
     return;
@@ -10139,14 +10680,15 @@ static void group_reply(struct core *c, struct job *j) {
   server_send(c, j->origin_core, &j->msg);
 }
 
-static void group_fail(struct core *c, struct job *j, int status,
-                       const char *reason) {
+URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
+                               const char *reason) {
   j->status = status;
   j->reason = reason;
   group_reply(c, j);
 }
 
-static void group_copy_result(struct job *j, const struct stream_result *r) {
+URSULA_PRIVATE void group_copy_result(struct job *j,
+                                      const struct stream_result *r) {
   struct buf keep = j->res.releases, keep_g = j->res.garbage;
   j->res = *r;
   j->res.releases = keep;
@@ -10175,26 +10717,12 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   }
 }
 
-/* A fork was not created: give back the reference on its source that
-** stage 0 took. */
-static void group_release_source(struct core *c, const struct job *j) {
-  struct job *rel = job_new();
-  if (rel == NULL) return;
-  rel->op = JOB_DELETE;
-  rel->stage = 2;
-  rel->origin_core = -1;
-  memcpy(rel->path, j->fork_source, strlen(j->fork_source));
-  rel->path_len = strlen(j->fork_source);
-  group_dispatch(c, rel);
-}
-
-static void group_after_change(struct core *c, struct group *g,
-                               const struct stream_result *r, void *arg) {
+URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
+                                       const struct stream_result *r,
+                                       void *arg) {
   struct job *j = (struct job *)arg;
   struct stream *s;
   group_copy_result(j, r);
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source)
-    group_release_source(c, j);
   s = stream_find(&g->sm, j->cmd.path);
   if (s != NULL) group_fill_meta(j, s);
   group_reply(c, j);
@@ -10280,8 +10808,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     if (end > s->chunks[k].end) end = s->chunks[k].end;
   }
   rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
-  if (rc == URSULA_EAGAIN) {
-    group_fetch_chunk(c, g, j); /* runs again once the chunk is here */
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
     return;
   }
   if (rc != URSULA_OK) {
@@ -10300,106 +10828,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_reply(c, j);
 }
 
-/* Stage 0 of a fork PUT, at the source's owner: take a reference on the
-** source and copy what the fork inherits, then pass the job on to the
-** fork's owner. */
-static void group_fork_collect(struct core *c, struct group *g, struct job *j);
-
-static void group_fork_source_done(struct core *c, struct group *g,
-                                   const struct stream_result *r, void *arg) {
-  struct job *j = (struct job *)arg;
-  struct stream *s;
-  struct str src;
-  uint64_t off = r->tail, end;
-  if (r->status != 200) {
-    group_copy_result(j, r);
-    group_reply(c, j);
-    return;
-  }
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(&g->sm, src);
-  end = off;
-  j->inherit.len = j->bounds.len = 0;
-  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
-                                           (never cold: see the acquire) */
-    size_t u = stream_unit_at(s, off);
-    if (stream_read(&g->sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
-      group_release_source(c, j);
-      group_fail(c, j, 503, "could not read the fork source");
-      return;
-    }
-    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
-                                (size_t)j->cmd.fork_sub);
-    j->inherit.len = 0;
-  } else if (j->cmd.fork_sub > 0) {
-    end = off + j->cmd.fork_sub;
-  }
-  j->cmd.fork_offset = off;
-  j->offset = end;
-  j->stage = 3;
-  group_fork_collect(c, g, j);
-}
-
-/* Stage 3 of a fork PUT, at the source's owner: copy the bytes the fork
-** inherits, [0, j->offset), into j->inherit (resumed after each chunk
-** fetched from the cold tier), then pass the job on to the fork's
-** owner. */
-static void group_fork_collect(struct core *c, struct group *g, struct job *j) {
-  struct stream *s;
-  struct str src;
-  uint64_t off = j->cmd.fork_offset;
-  int rc;
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(&g->sm, src); /* kept by the reference stage 0 took */
-  if (s == NULL) {
-    group_fail(c, j, 503, "fork source went away");
-    return;
-  }
-  rc = stream_read(&g->sm, s, j->inherit.len, j->offset, &j->inherit);
-  if (rc == URSULA_EAGAIN) {
-    group_fetch_chunk(c, g, j); /* resumes here once the chunk is here */
-    return;
-  }
-  j->bounds.len = 0;
-  if (rc != URSULA_OK ||
-      buf_append(&j->bounds, s->bounds,
-                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
-    group_release_source(c, j);
-    group_fail(c, j, 503,
-               rc == URSULA_OK || rc == URSULA_ENOMEM
-                   ? "out of memory"
-                   : "could not read the fork source");
-    return;
-  }
-  /* the fork's configuration, inherited where the request left it out */
-  if (!(j->cmd.flags & CMD_F_CT)) {
-    size_t n = strlen(s->content_type);
-    if (n >= sizeof(j->content_type)) n = sizeof(j->content_type) - 1;
-    memcpy(j->content_type, s->content_type, n);
-    j->content_type[n] = '\0';
-  }
-  if (s->json) j->cmd.flags |= CMD_F_JSON;
-  if (!(j->cmd.flags & (CMD_F_TTL | CMD_F_EXPIRES))) {
-    if (s->has_ttl) {
-      j->cmd.flags |= CMD_F_TTL;
-      j->cmd.ttl_s = s->ttl_s;
-    } else if (s->has_expires) {
-      size_t n = s->expires_text ? strlen(s->expires_text) : 0;
-      if (n >= sizeof(j->expires_text)) n = sizeof(j->expires_text) - 1;
-      j->cmd.flags |= CMD_F_EXPIRES;
-      j->cmd.expires_at_ms = s->expires_at_ms;
-      if (n) memcpy(j->expires_text, s->expires_text, n);
-      j->expires_text[n] = '\0';
-    }
-  }
-  j->stage = 1;
-  group_dispatch(c, j);
-}
-
 /* Point the views of j->cmd at j's own fields. */
-static void group_bind_cmd(struct group *g, struct job *j) {
+URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   struct cmd *m = &j->cmd;
   m->path.ptr = j->path;
   m->path.len = j->path_len;
@@ -10417,58 +10847,14 @@ static void group_bind_cmd(struct group *g, struct job *j) {
   m->time_ms = group_wall(g);
 }
 
-/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
-** the messages of the append at the fork offset into acq->n_msgs, since
-** the apply reads no stream bytes.  (Any other case needs no count; the
-** apply decides the errors.) */
-static int group_fork_count(struct group *g, struct cmd *acq) {
-  struct stream *s = stream_find(&g->sm, acq->path);
-  struct buf b;
-  size_t u;
-  int rc;
-  if (s == NULL || !s->json || acq->fork_sub == 0 ||
-      !(acq->flags & CMD_F_FORK_OFFSET))
-    return URSULA_OK;
-  u = stream_unit_at(s, acq->fork_offset);
-  if (u >= s->n_bounds || u < s->cold_units ||
-      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
-    return URSULA_OK;
-  memset(&b, 0, sizeof(b));
-  rc = stream_read(&g->sm, s, acq->fork_offset, s->bounds[u], &b);
-  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
-  buf_free(&b);
-  return rc;
-}
-
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
-  int gid;
-  struct group *g;
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 3) {
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-    group_fork_collect(c, server_group(c->srv, gid), j);
+  struct group *g = group_of(c, j->path, j->path_len);
+  if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
+    int rc = j->fetch_rc;
+    j->fetch_rc = URSULA_OK;
+    group_fail_fetch(c, j, rc);
     return;
   }
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0) {
-    struct cmd acq;
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-    g = server_group(c->srv, gid);
-    memset(&acq, 0, sizeof(acq));
-    acq.type = CMD_FORK_ACQUIRE;
-    acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
-    acq.time_ms = group_wall(g);
-    acq.path = util_str(j->fork_source);
-    acq.content_type = util_str(j->content_type);
-    acq.fork_offset = j->cmd.fork_offset;
-    acq.fork_sub = j->cmd.fork_sub;
-    if (group_fork_count(g, &acq) != URSULA_OK) {
-      group_fail(c, j, 503, "could not read the fork source");
-      return;
-    }
-    group_propose(c, g, &acq, group_fork_source_done, j);
-    return;
-  }
-  gid = server_group_of(c->srv, j->path, j->path_len);
-  g = server_group(c->srv, gid);
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
@@ -10481,15 +10867,14 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       j->cmd.type = CMD_APPEND;
       break;
     case JOB_DELETE:
-      j->cmd.type = j->stage == 2 ? CMD_FORK_RELEASE : CMD_DELETE;
+      j->cmd.type = CMD_DELETE;
       break;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
   }
   group_bind_cmd(g, j);
-  group_propose(c, g, &j->cmd,
-                j->stage == 2 ? group_ignore_done : group_after_change, j);
+  group_propose(c, g, &j->cmd, group_after_change, j);
 }
 
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
@@ -10505,319 +10890,33 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
 
 /* ------------------------------------------------------------ cold tier */
 
-static void group_on_deleted(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
-  cold_req_free(q);
-}
-
-/* Delete the objects named in names (each NUL-terminated). */
-static void group_delete_objects(struct core *c, struct group *g,
-                                 const struct buf *names) {
-  size_t off = 0;
-  while (off < names->len) {
-    const char *name = names->ptr + off;
-    size_t len = strlen(name);
-    struct cold_req *q;
-    off += len + 1;
-    if (len == 0 || len >= COLD_NAME_MAX) continue;
-    if ((q = cold_req_new(COLD_DELETE, c->loop, group_on_deleted)) == NULL)
-      continue; /* the next start-up sweep deletes it */
-    memcpy(q->name, name, len + 1);
-    q->group = g->id;
-    cold_submit(g->cold, q);
-  }
-}
-
-/* After a failure: no new cold-tier work for a while (1 s, doubling up to
-** 30 s while failures go on). */
-static void group_cold_backoff(struct group *g) {
-  g->cold_backoff_ms = g->cold_backoff_ms ? g->cold_backoff_ms * 2 : 1000;
-  if (g->cold_backoff_ms > 30000) g->cold_backoff_ms = 30000;
-  g->cold_retry_ms = group_wall(g) + g->cold_backoff_ms;
-}
-
-/* stream_state's read_chunk: the chunk from the core's cache, or the
-** chunk to fetch noted in g->want. */
+/* stream_state's read_chunk: the tier's. */
 static int group_read_chunk(void *ctx, const struct stream *s,
                             const struct stream_chunk *ch, const char **p) {
-  struct group *g = (struct group *)ctx;
-  if (g->cache != NULL && (*p = cold_cache_get(g->cache, ch->name)) != NULL)
-    return URSULA_OK;
-  g->want = ch;
-  g->want_inc = s->incarnation;
-  return g->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
+  return tier_read_chunk(&((struct group *)ctx)->tier, s, ch, p);
 }
 
-static void group_cold_fail(struct core *c, struct job *j, int rc) {
-  if (j->op == JOB_CREATE && j->stage == 3) group_release_source(c, j);
-  if (rc == URSULA_ENOTFOUND)
-    group_fail(c, j, 500,
-               "a chunk of this stream is missing from cold storage");
-  else if (rc == URSULA_ECORRUPT)
-    group_fail(c, j, 500,
-               "a chunk of this stream read from cold storage is damaged");
-  else
-    group_fail(c, j, 503,
-               "cold storage is unavailable; the data is kept, try again "
-               "later");
+URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j) {
+  return tier_fetch(c, &g->tier, j);
 }
 
-/* A chunk fetched for parked jobs: check it, cache it, run them again. */
-static void group_on_fetched(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  struct group_fetch **pp = &g->fetches, *f;
-  int rc = q->rc;
-  while (*pp != NULL && strcmp((*pp)->name, q->name) != 0) pp = &(*pp)->next;
-  f = *pp;
-  if (f != NULL) *pp = f->next;
-  if (rc == URSULA_OK && cold_chunk_check(&q->data, q->incarnation, q->start,
-                                          q->end) != URSULA_OK) {
-    LOG_E("group %d: chunk %s read from the cold tier is damaged", g->id,
-          q->name);
-    rc = URSULA_ECORRUPT;
-  } else if (rc == URSULA_ENOTFOUND) {
-    LOG_E("group %d: chunk %s is missing from the cold tier", g->id, q->name);
-  }
-  if (rc == URSULA_OK) cold_cache_put(g->cache, q->name, &q->data);
-  while (f != NULL && f->waiting != NULL) {
-    struct job *j = f->waiting;
-    f->waiting = (struct job *)(void *)j->msg.next;
-    j->msg.next = NULL;
-    if (rc == URSULA_OK)
-      group_run_job(c, j);
-    else
-      group_cold_fail(c, j, rc);
-  }
-  URSULA_FREE(f);
-  cold_req_free(q);
-}
-
-/* Park j until the chunk g->want is here (one fetch per chunk). */
-static void group_fetch_chunk(struct core *c, struct group *g, struct job *j) {
-  const struct stream_chunk *ch = g->want;
-  struct group_fetch *f = g->fetches;
-  while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
-  if (f == NULL) {
-    struct cold_req *q = cold_req_new(COLD_GET, c->loop, group_on_fetched);
-    f = (struct group_fetch *)URSULA_MALLOC(sizeof(*f));
-    if (q == NULL || f == NULL) {
-      cold_req_free(q);
-      URSULA_FREE(f);
-      group_cold_fail(c, j, URSULA_ENOMEM);
-      return;
-    }
-    memset(f, 0, sizeof(*f));
-    snprintf(f->name, sizeof(f->name), "%s", ch->name);
-    snprintf(q->name, sizeof(q->name), "%s", ch->name);
-    q->group = g->id;
-    q->incarnation = g->want_inc;
-    q->start = ch->start;
-    q->end = ch->end;
-    f->next = g->fetches;
-    g->fetches = f;
-    cold_submit(g->cold, q);
-  }
-  j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
-  f->waiting = j;
-}
-
-static void group_flush_stream(struct core *c, struct group *g,
-                               struct stream *s, uint64_t now);
-
-/* A COLD command was committed (or refused). */
-static void group_cold_done(struct core *c, struct group *g,
-                            const struct stream_result *r, void *arg) {
-  struct cold_req *q = (struct cold_req *)arg;
-  struct str path;
-  struct stream *s;
-  uint64_t now = group_wall(g);
-  path.ptr = q->path.ptr;
-  path.len = q->path.len;
-  s = stream_find(&g->sm, path);
-  if (s != NULL && s->incarnation == q->incarnation) {
-    s->local.flushing = 0;
-    s->local.unflushed_since = s->tail > s->cold_end ? now : 0;
-    if (r->status == 204) {
-      g->cold_moved += q->end - q->start;
-      group_flush_stream(c, g, s, now); /* a backlog */
-    }
-  }
-  /* refused: the object stays unnamed; the same run is uploaded again
-  ** under the same name, and deleting it here could race that upload */
-  cold_req_free(q);
-}
-
-/* An upload finished: name the chunk in the log. */
-static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  struct cmd cmd;
-  g->n_uploads--;
-  if (q->rc != URSULA_OK) {
-    struct str path;
-    struct stream *s;
-    path.ptr = q->path.ptr;
-    path.len = q->path.len;
-    s = stream_find(&g->sm, path);
-    if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
-    group_cold_backoff(g);
-    cold_req_free(q);
-    return;
-  }
-  g->cold_backoff_ms = 0;
-  memset(&cmd, 0, sizeof(cmd));
-  cmd.type = CMD_COLD;
-  cmd.time_ms = group_wall(g);
-  cmd.path.ptr = q->path.ptr;
-  cmd.path.len = q->path.len;
-  cmd.incarnation = q->incarnation;
-  cmd.cold_start = q->start;
-  cmd.cold_end = q->end;
-  cmd.object = util_str(q->name);
-  group_propose(c, g, &cmd, group_cold_done, q);
-}
-
-/* Upload the next run of s: whole appends from its cold end, about a
-** chunk's worth. */
-static void group_upload(struct core *c, struct group *g, struct stream *s) {
-  uint64_t start = s->cold_end, end = start;
-  size_t u = s->cold_units;
-  struct cold_req *q;
-  int rc;
-  while (u < s->n_bounds && end - start < g->chunk_bytes) end = s->bounds[u++];
-  if (end == start) return;
-  if ((q = cold_req_new(COLD_PUT, c->loop, group_on_uploaded)) == NULL) return;
-  rc = buf_reserve(&q->data, COLD_HEADER + (size_t)(end - start));
-  if (rc == URSULA_OK) rc = buf_append(&q->path, s->path, s->path_len);
-  if (rc == URSULA_OK) {
-    q->data.len = COLD_HEADER;
-    rc = stream_read(&g->sm, s, start, end, &q->data);
-  }
-  if (rc != URSULA_OK) {
-    LOG_W("group %d: cannot read %.*s for the cold tier: %s", g->id,
-          (int)s->path_len, s->path, ursula_strerror(rc));
-    cold_req_free(q);
-    return;
-  }
-  cold_chunk_seal(&q->data, s->incarnation, start);
-  cold_chunk_name(q->name, g->id, s->incarnation, start, end);
-  q->group = g->id;
-  q->incarnation = s->incarnation;
-  q->start = start;
-  q->end = end;
-  s->local.flushing = 1;
-  g->n_uploads++;
-  cold_submit(g->cold, q);
-}
-
-/* Move s's next run if it is a chunk's worth or has waited long enough. */
-static void group_flush_stream(struct core *c, struct group *g,
-                               struct stream *s, uint64_t now) {
-  if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
-      g->n_uploads >= GROUP_MAX_UPLOADS || now < g->cold_retry_ms ||
-      !g->cold_ready || wal_failed(g->wal))
-    return;
-  if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
-  if (s->tail - s->cold_end >= g->chunk_bytes ||
-      (g->flush_age_ms > 0 && now - s->local.unflushed_since >= g->flush_age_ms))
-    group_upload(c, g, s);
-}
-
-static int group_name_cmp(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The start-up sweep's LIST came back: delete what no stream names. */
-static void group_on_listed(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  const char **names = NULL;
-  unsigned char *named = NULL;
-  struct buf garbage;
-  size_t n = 0, i, off, k;
-  g->cold_listing = 0;
-  memset(&garbage, 0, sizeof(garbage));
-  if (q->rc != URSULA_OK) {
-    group_cold_backoff(g);
-    cold_req_free(q);
-    return;
-  }
-  for (off = 0; off < q->data.len; off += strlen(q->data.ptr + off) + 1) n++;
-  names = (const char **)URSULA_MALLOC((n + 1) * sizeof(*names));
-  named = (unsigned char *)URSULA_MALLOC(n + 1);
-  if (names == NULL || named == NULL) {
-    group_cold_backoff(g);
-    goto done;
-  }
-  for (i = 0, off = 0; i < n; i++, off += strlen(q->data.ptr + off) + 1)
-    names[i] = q->data.ptr + off;
-  qsort(names, n, sizeof(*names), group_name_cmp);
-  memset(named, 0, n + 1);
-  for (k = 0; k < g->sm.cap; k++) {
-    const struct stream *s;
-    for (s = g->sm.slots[k]; s != NULL; s = s->hnext) {
-      for (i = 0; i < s->n_chunks; i++) {
-        const char *key = s->chunks[i].name;
-        const char **hit = (const char **)bsearch(
-            &key, names, n, sizeof(*names), group_name_cmp);
-        if (hit != NULL) named[hit - names] = 1;
-      }
-    }
-  }
-  for (i = 0; i < n; i++)
-    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
-  if (garbage.len > 0) {
-    LOG_I(
-        "group %d: cold tier sweep: %lu objects, deleting those no "
-        "stream names",
-        g->id, (unsigned long)n);
-    group_delete_objects(c, g, &garbage);
-  }
-  g->cold_ready = 1;
-  g->cold_backoff_ms = 0;
-done:
-  URSULA_FREE(names);
-  URSULA_FREE(named);
-  buf_free(&garbage);
-  cold_req_free(q);
-}
-
-/* Once a second: the start-up sweep, then moving data. */
-static void group_cold_tick(struct core *c, struct group *g) {
-  uint64_t now = group_wall(g);
-  size_t k;
-  if (g->cold == NULL || now < g->cold_retry_ms) return;
-  if (!g->cold_ready) {
-    struct cold_req *q;
-    if (g->cold_listing) return;
-    if ((q = cold_req_new(COLD_LIST, c->loop, group_on_listed)) == NULL) return;
-    snprintf(q->name, sizeof(q->name), "g%05d/", g->id);
-    q->group = g->id;
-    g->cold_listing = 1;
-    cold_submit(g->cold, q);
-    return;
-  }
-  for (k = 0; k < g->sm.cap && g->n_uploads < GROUP_MAX_UPLOADS; k++) {
-    struct stream *s;
-    for (s = g->sm.slots[k]; s != NULL; s = s->hnext)
-      group_flush_stream(c, g, s, now);
-  }
+URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
+  const char *reason;
+  int status = tier_fetch_status(rc, &reason);
+  group_fail(c, j, status, reason);
 }
 
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms) {
-  g->cold = cold;
-  g->cache = cache;
-  g->flush_age_ms = flush_age_ms;
-  g->chunk_bytes = g->hot_max / 4;
-  if (g->chunk_bytes < 4096) g->chunk_bytes = 4096;
-  if (g->chunk_bytes > 4194304) g->chunk_bytes = 4194304;
+  struct tier *t = &g->tier;
+  t->group = g; /* what the tier works on: see tier.c */
+  t->id = g->id;
+  t->env = g->env;
+  t->sm = &g->sm;
+  t->wal = g->wal;
+  t->propose = group_propose;
+  tier_attach(t, cold, cache, flush_age_ms, g->hot_max);
   g->sm.read_chunk = group_read_chunk;
   g->sm.read_ctx = g;
 }
@@ -10869,9 +10968,295 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
       s = next;
     }
   }
-  group_cold_tick(c, g);
+  tier_tick(c, &g->tier);
 }
 /**** End src/group.c ****/
+/**** Begin src/fork.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/fork.c"
+#endif
+/*
+** fork.c -- making a fork: the protocol of a fork PUT across two groups.
+**
+** A fork (PUT with Stream-Forked-From) is a new stream that begins with
+** the bytes of another stream, its source, up to a fork point.  The fork
+** and its source may hash to different groups, owned by different cores,
+** and only a group's owner touches it, so a fork PUT is a job (struct
+** job) that travels between owners.  The job's fork_state says which step
+** it is on; each step runs on the owner named, in fork_on_job():
+**
+**   api.c: fork_start()
+**     |
+**     v
+**   FORK_ACQUIRE, at the owner of the source's group
+**     proposes FORK_ACQUIRE(source, fork offset, sub-offset, content type)
+**     |  refused by the apply (404, 409, 400): answer it.  Done; nothing
+**     |  was taken.
+**     v  committed: the source's refcount +1; the fork point in the result
+**   FORK_COLLECT, at the same owner
+**     copies the source's bytes [0, fork point) and the ends of its
+**     appends before the fork point into the job, and fills in the
+**     source's content type and TTL / Expires-At where the request left
+**     them out.  A chunk of the source not in the cache (cold tier): the
+**     job is parked on the chunk's fetch and comes back here when it is
+**     in (or failed), copying on from the byte where it stopped.
+**     |  failed (cold tier unreachable, damage, memory): RELEASE, answer
+**     |  5xx.
+**     v  copied
+**   FORK_CREATE, at the owner of the fork's group
+**     proposes CREATE(fork, inherited bytes, append ends)
+**     |  created nothing (the path exists: 200 for the same fork, 409 for
+**     |  another stream): RELEASE, since the existing stream holds no
+**     |  reference of this PUT's
+**     v  answer the apply's status (201: the fork holds the reference)
+**
+**   RELEASE(source) is a message of its own, not a job: a struct
+**   group_release sent with group_send_release() to the owner of the
+**   source's group, which proposes FORK_RELEASE(source) there: refcount
+**   -1, and a source that was soft-deleted (or expired) and had no other
+**   reference is removed (404 from then on; its own source gets a
+**   RELEASE in turn).  It carries the source's path and nothing else, and
+**   nothing answers it.  Sent here when a fork is not made after its
+**   ACQUIRE, and by group.c as an effect of committed commands that
+**   remove a fork (DELETE, EXPIRE, a RELEASE that removes one).
+**
+** What the job carries between owners: the request (fork path, source
+** path, Stream-Fork-Offset and sub-offset in cmd, content type, TTL or
+** Expires-At, body, producer headers) and its connection (origin core,
+** connection id); after ACQUIRE also the fork point (cmd.fork_offset: the
+** start of the append at the fork point; offset: the fork point itself);
+** after COLLECT also the inherited bytes (inherit) and append ends
+** (bounds), and the inherited configuration.
+**
+** Which steps may be repeated: COLLECT only reads, and is resumed after
+** every fetch without copying a byte twice.  CREATE is a PUT, idempotent
+** as the protocol says: a repeated CREATE of the same fork answers 200
+** and releases the reference its own ACQUIRE took.  ACQUIRE and RELEASE
+** are not: each counts once, and each is sent once and never retried.
+**
+** If the process dies between steps, nothing acknowledged is lost and no
+** stream goes away too early, but a reference may stay taken: after an
+** ACQUIRE committed and before the CREATE committed (the client saw no
+** answer, and its retry acquires anew), or after a command that removed
+** a fork and before the RELEASE it sends is committed at the source's
+** group (effects are not replayed).  A source with such a stale reference
+** is never removed: deleted, it stays soft-deleted (reads answer 410, not
+** 404) and keeps its bytes.  That is the one known gap of this protocol
+** (README, "Durability contract").
+*/
+
+
+static void fork_on_job(struct loop *l, struct loop_msg *m);
+
+/* Send j to the owner of the group of path, to go on in fork_on_job(). */
+static void fork_send(struct core *c, struct job *j, const char *path,
+                      size_t len) {
+  j->msg.on_msg = fork_on_job;
+  group_send(c, &j->msg, path, len);
+}
+
+URSULA_PRIVATE void fork_start(struct core *c, struct job *j) {
+  j->fork_state = FORK_ACQUIRE;
+  fork_send(c, j, j->fork_source, strlen(j->fork_source));
+}
+
+/* The fork is not made: give back the reference that ACQUIRE took. */
+static void fork_release(struct core *c, const struct job *j) {
+  group_send_release(c, j->fork_source, strlen(j->fork_source));
+}
+
+/* The group of j's source (on its owner's thread). */
+static struct group *fork_source_group(struct core *c, const struct job *j) {
+  return group_of(c, j->fork_source, strlen(j->fork_source));
+}
+
+/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
+** the messages of the append at the fork offset into acq->n_msgs, since
+** the apply reads no stream bytes.  (Any other case needs no count; the
+** apply decides the errors.) */
+static int fork_count(struct group *g, struct cmd *acq) {
+  struct stream_state *sm = group_state(g);
+  struct stream *s = stream_find(sm, acq->path);
+  struct buf b;
+  size_t u;
+  int rc;
+  if (s == NULL || !s->json || acq->fork_sub == 0 ||
+      !(acq->flags & CMD_F_FORK_OFFSET))
+    return URSULA_OK;
+  u = stream_unit_at(s, acq->fork_offset);
+  if (u >= s->n_bounds || u < s->cold_units ||
+      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
+    return URSULA_OK;
+  memset(&b, 0, sizeof(b));
+  rc = stream_read(sm, s, acq->fork_offset, s->bounds[u], &b);
+  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
+  buf_free(&b);
+  return rc;
+}
+
+static void fork_collect(struct core *c, struct group *g, struct job *j);
+
+/* FORK_ACQUIRE committed (or refused): find the fork point, go on to
+** FORK_COLLECT. */
+static void fork_acquired(struct core *c, struct group *g,
+                          const struct stream_result *r, void *arg) {
+  struct job *j = (struct job *)arg;
+  struct stream_state *sm = group_state(g);
+  struct stream *s;
+  struct str src;
+  uint64_t off = r->tail, end;
+  if (r->status != 200) {
+    group_copy_result(j, r);
+    group_reply(c, j);
+    return;
+  }
+  src.ptr = j->fork_source;
+  src.len = strlen(j->fork_source);
+  s = stream_find(sm, src);
+  end = off;
+  j->inherit.len = j->bounds.len = 0;
+  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
+                                           (never cold: see the acquire) */
+    size_t u = stream_unit_at(s, off);
+    if (stream_read(sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
+      fork_release(c, j);
+      group_fail(c, j, 503, "could not read the fork source");
+      return;
+    }
+    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
+                                (size_t)j->cmd.fork_sub);
+    j->inherit.len = 0;
+  } else if (j->cmd.fork_sub > 0) {
+    end = off + j->cmd.fork_sub;
+  }
+  j->cmd.fork_offset = off;
+  j->offset = end;
+  j->fork_state = FORK_COLLECT;
+  fork_collect(c, g, j);
+}
+
+/* FORK_COLLECT: copy the bytes the fork inherits, [0, j->offset), into
+** j->inherit (resumed after each chunk fetched from the cold tier), then
+** pass the job on to the fork's owner. */
+static void fork_collect(struct core *c, struct group *g, struct job *j) {
+  struct stream_state *sm = group_state(g);
+  struct stream *s;
+  struct str src;
+  uint64_t off = j->cmd.fork_offset;
+  int rc;
+  src.ptr = j->fork_source;
+  src.len = strlen(j->fork_source);
+  s = stream_find(sm, src); /* kept by the reference ACQUIRE took */
+  if (s == NULL) {
+    group_fail(c, j, 503, "fork source went away");
+    return;
+  }
+  rc = stream_read(sm, s, j->inherit.len, j->offset, &j->inherit);
+  if (rc == URSULA_EAGAIN) {
+    /* comes back to fork_on_job once the chunk is here */
+    if ((rc = group_park(c, g, j)) == URSULA_OK) return;
+    fork_release(c, j);
+    group_fail_fetch(c, j, rc);
+    return;
+  }
+  j->bounds.len = 0;
+  if (rc != URSULA_OK ||
+      buf_append(&j->bounds, s->bounds,
+                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
+    fork_release(c, j);
+    group_fail(c, j, 503,
+               rc == URSULA_OK || rc == URSULA_ENOMEM
+                   ? "out of memory"
+                   : "could not read the fork source");
+    return;
+  }
+  /* the fork's configuration, inherited where the request left it out */
+  if (!(j->cmd.flags & CMD_F_CT)) {
+    size_t n = strlen(s->content_type);
+    if (n >= sizeof(j->content_type)) n = sizeof(j->content_type) - 1;
+    memcpy(j->content_type, s->content_type, n);
+    j->content_type[n] = '\0';
+  }
+  if (s->json) j->cmd.flags |= CMD_F_JSON;
+  if (!(j->cmd.flags & (CMD_F_TTL | CMD_F_EXPIRES))) {
+    if (s->has_ttl) {
+      j->cmd.flags |= CMD_F_TTL;
+      j->cmd.ttl_s = s->ttl_s;
+    } else if (s->has_expires) {
+      size_t n = s->expires_text ? strlen(s->expires_text) : 0;
+      if (n >= sizeof(j->expires_text)) n = sizeof(j->expires_text) - 1;
+      j->cmd.flags |= CMD_F_EXPIRES;
+      j->cmd.expires_at_ms = s->expires_at_ms;
+      if (n) memcpy(j->expires_text, s->expires_text, n);
+      j->expires_text[n] = '\0';
+    }
+  }
+  j->fork_state = FORK_CREATE;
+  fork_send(c, j, j->path, j->path_len);
+}
+
+/* The fork's CREATE committed (or refused): a CREATE that made no fork
+** gives the reference back; then the answer, as for any PUT. */
+static void fork_created(struct core *c, struct group *g,
+                         const struct stream_result *r, void *arg) {
+  if (r->release_source) fork_release(c, (const struct job *)arg);
+  group_after_change(c, g, r, arg);
+}
+
+/* FORK_ACQUIRE: at the source's owner, propose the reference. */
+static void fork_acquire(struct core *c, struct job *j) {
+  struct group *g = fork_source_group(c, j);
+  struct cmd acq;
+  memset(&acq, 0, sizeof(acq));
+  acq.type = CMD_FORK_ACQUIRE;
+  acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
+  acq.time_ms = group_wall(g);
+  acq.path = util_str(j->fork_source);
+  acq.content_type = util_str(j->content_type);
+  acq.fork_offset = j->cmd.fork_offset;
+  acq.fork_sub = j->cmd.fork_sub;
+  if (fork_count(g, &acq) != URSULA_OK) {
+    group_fail(c, j, 503, "could not read the fork source");
+    return;
+  }
+  group_propose(c, g, &acq, fork_acquired, j);
+}
+
+/* FORK_CREATE: at the fork's owner, propose the CREATE. */
+static void fork_create(struct core *c, struct job *j) {
+  struct group *g = group_of(c, j->path, j->path_len);
+  j->cmd.type = CMD_CREATE;
+  group_bind_cmd(g, j);
+  group_propose(c, g, &j->cmd, fork_created, j);
+}
+
+/* A fork job arrives at an owner, or comes back from a chunk fetch. */
+static void fork_on_job(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct job *j = (struct job *)(void *)m;
+  int rc = j->fetch_rc;
+  switch (j->fork_state) {
+    case FORK_ACQUIRE:
+      fork_acquire(c, j);
+      return;
+    case FORK_COLLECT:
+      if (rc != URSULA_OK) { /* the chunk it waited for could not be had */
+        j->fetch_rc = URSULA_OK;
+        fork_release(c, j);
+        group_fail_fetch(c, j, rc);
+        return;
+      }
+      fork_collect(c, fork_source_group(c, j), j);
+      return;
+    case FORK_CREATE:
+      fork_create(c, j);
+      return;
+    default:
+      group_fail(c, j, 500, "unknown job");
+      return;
+  }
+}
+/**** End src/fork.c ****/
 /**** Begin src/conn.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/conn.c"
@@ -12246,7 +12631,10 @@ static void api_send_job(struct api_conn *cn, struct job *j) {
   j->origin_core = cn->c.core->id;
   j->conn_id = cn->c.id;
   conn_busy(&cn->c);
-  group_dispatch(cn->c.core, j);
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK))
+    fork_start(cn->c.core, j);
+  else
+    group_dispatch(cn->c.core, j);
 }
 
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now) {

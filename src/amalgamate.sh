@@ -32,7 +32,9 @@ wal.c
 cmd.c
 stream.c
 cold.c
+tier.c
 group.c
+fork.c
 conn.c
 sse.c
 live.c

@@ -526,7 +526,10 @@ static void api_send_job(struct api_conn *cn, struct job *j) {
   j->origin_core = cn->c.core->id;
   j->conn_id = cn->c.id;
   conn_busy(&cn->c);
-  group_dispatch(cn->c.core, j);
+  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK))
+    fork_start(cn->c.core, j);
+  else
+    group_dispatch(cn->c.core, j);
 }
 
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now) {

@@ -3,7 +3,7 @@
 ** objects kept in S3 (or any S3-compatible store) or in a local folder.
 **
 ** WHAT MOVES.  Each group moves the oldest bytes of its streams, a run of
-** whole appends at a time, into one chunk object per run (group.c
+** whole appends at a time, into one chunk object per run (tier.c
 ** decides when).  The object is written first; only then does the group
 ** log a COLD command naming it, and only once that command is durable
 ** are memory and WAL segments released (stream.c).  A crash in between

@@ -42,33 +42,26 @@
 ** EFFECTS of a committed command, carried out by the owner:
 **   - wake live readers: one `struct notify` per core that has readers of
 **     the stream (not one per reader), carrying the appended bytes;
-**   - FORK_RELEASE commands to the groups of fork sources whose forks went
-**     away (they may be on other cores, so they travel as jobs).
+**   - a release (struct group_release) to the group of each fork source
+**     whose fork went away: it may be on another core, so it travels as a
+**     message, and its owner proposes FORK_RELEASE there (fork.c has the
+**     fork protocol; group.c only carries out these effects).
 **
 ** Reads are served from the owner's state directly (no log entry).
 **
-** THE COLD TIER (cold.c), when there is one.  Once a second the owner
-** looks for streams with a chunk's worth of bytes past their cold end, or
-** with bytes waiting longer than --cold-flush-age-ms, and moves them:
+** JOBS.  group_dispatch() sends a job to its stream's owner, where
+** group_run_job() proposes its command or serves its read.  A job of
+** another protocol (a fork PUT, fork.c) carries its own handler in
+** msg.on_msg and uses the functions below to route, propose and answer;
+** a job parked on a cold-tier fetch runs again through that handler.
 **
-**     read the run from memory / the WAL -> a chunk object -> cold threads
-**     -> PUT -> back on the owner: propose COLD(path, incarnation, run,
-**     name) -> committed and applied: the stream reads the run from the
-**     chunk, memory drops it, the next snapshot lets the WAL drop it
-**
-** One upload per stream at a time (runs must land in order), a few per
-** group.  A failed upload backs the group off (1 s doubling to 30 s).
-** A read that needs a chunk not in the core's cache parks its job on a
-** fetch of that chunk; when the chunk arrives it is checked, cached, and
-** the job runs again from the start.  At start-up, before anything moves,
-** each group lists its objects and deletes those no stream names (left by
-** a crash between an upload and its COLD command, or by deletions that
-** were replayed).
+** THE COLD TIER, when there is one, is tier.c's policy: the group embeds
+** a struct tier, hands it what it works on (tier_attach), and calls it
+** once a second (tier_tick), when a read needs a chunk that is not in
+** memory (tier_fetch), and when committed commands leave objects that no
+** stream names (tier_delete_objects).
 */
 #include "internal.h"
-
-typedef void (*group_done_fn)(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
 
 /* A proposal waiting for its commit: its entry is log[off, off+len) (with
 ** a WAL, the record header sits just before it), proposed at (term,
@@ -80,16 +73,6 @@ struct group_prop {
   size_t off, len;
   uint64_t term, index;
 };
-
-/* A chunk being read back, and the jobs waiting for it (chained through
-** their msg.next, which is free while a job is parked). */
-struct group_fetch {
-  struct group_fetch *next;
-  struct job *waiting;
-  char name[COLD_NAME_MAX];
-};
-
-#define GROUP_MAX_UPLOADS 4 /* uploads in flight per group */
 
 /* THE CONSENSUS CORE.  What decides which entries are committed: for
 ** now a single voter, where an entry is committed once it is durable
@@ -143,34 +126,17 @@ struct group {
   uint64_t applied_term;   /* its term */
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
-  /* the cold tier (NULL: none) */
-  struct cold *cold;
-  struct cold_cache *cache;        /* the owner core's */
-  uint64_t chunk_bytes;            /* size of a chunk to move */
-  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
-  int cold_ready;                  /* the start-up sweep is done */
-  int cold_listing;                /* its LIST is under way */
-  int n_uploads;                   /* uploads in flight */
-  uint64_t cold_retry_ms;          /* backing off until then (wall clock) */
-  uint64_t cold_backoff_ms;        /* the current back-off step */
-  uint64_t cold_moved;             /* bytes moved since the last snapshot */
-  struct group_fetch *fetches;     /* chunks being read back */
-  const struct stream_chunk *want; /* the chunk a read missed ... */
-  uint64_t want_inc;               /* ... and its stream's incarnation */
+  struct tier tier; /* the cold tier's policy (tier.cold NULL: none) */
 };
-
-static void group_fetch_chunk(struct core *c, struct group *g, struct job *j);
 
 /* The node's clocks: monotonic ms (durations), Unix ms (stamped into
 ** commands, compared with TTLs). */
 static uint64_t group_mono(const struct group *g) {
   return g->env->mono_ms(g->env);
 }
-static uint64_t group_wall(const struct group *g) {
+URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
   return g->env->wall_ms(g->env);
 }
-static void group_delete_objects(struct core *c, struct group *g,
-                                 const struct buf *names);
 
 /* loop_close() of a core with a job still in its mailbox. */
 static void group_job_drop(struct loop_msg *m) {
@@ -200,14 +166,24 @@ static void group_on_job(struct loop *l, struct loop_msg *m) {
   group_run_job(c, (struct job *)(void *)m);
 }
 
+URSULA_PRIVATE struct group *group_of(struct core *c, const char *path,
+                                      size_t len) {
+  return server_group(c->srv, server_group_of(c->srv, path, len));
+}
+
+URSULA_PRIVATE struct stream_state *group_state(struct group *g) {
+  return &g->sm;
+}
+
+URSULA_PRIVATE void group_send(struct core *c, struct loop_msg *m,
+                               const char *path, size_t len) {
+  int gid = server_group_of(c->srv, path, len);
+  server_send(c, server_owner_of(c->srv, gid), m);
+}
+
 URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j) {
-  int gid;
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0)
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-  else
-    gid = server_group_of(c->srv, j->path, j->path_len);
   j->msg.on_msg = group_on_job;
-  server_send(c, server_owner_of(c->srv, gid), &j->msg);
+  group_send(c, &j->msg, j->path, j->path_len);
 }
 
 URSULA_PRIVATE struct group *group_new(int id, int owner_core,
@@ -332,16 +308,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
-  while (g->fetches != NULL) { /* stopped while chunks were on their way */
-    struct group_fetch *f = g->fetches;
-    g->fetches = f->next;
-    while (f->waiting != NULL) {
-      struct job *j = f->waiting;
-      f->waiting = (struct job *)(void *)j->msg.next;
-      job_free(j);
-    }
-    URSULA_FREE(f);
-  }
+  tier_free(&g->tier);
   buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
@@ -396,24 +363,46 @@ static void group_notify(struct core *c, struct group *g, struct str path,
   }
 }
 
-/* Send a FORK_RELEASE for each source path in r->releases. */
+static void group_ignore_done(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+
+/* A release arrives at the owner of its source's group. */
+static void group_on_release(struct loop *l, struct loop_msg *m) {
+  struct group_release *rel = (struct group_release *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group *g = group_of(c, rel->path, rel->path_len);
+  struct cmd cmd;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_FORK_RELEASE;
+  cmd.time_ms = group_wall(g);
+  cmd.path.ptr = rel->path;
+  cmd.path.len = rel->path_len;
+  group_propose(c, g, &cmd, group_ignore_done, NULL); /* no answer */
+  URSULA_FREE(rel);
+}
+
+URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
+                                       size_t len) {
+  struct group_release *rel;
+  if (len > URSULA_MAX_PATH_BYTES) return; /* no stream has such a path */
+  rel = (struct group_release *)URSULA_MALLOC(sizeof(*rel) + len);
+  if (rel == NULL) return; /* the source keeps a reference: see fork.c */
+  memset(rel, 0, sizeof(*rel));
+  rel->msg.on_msg = group_on_release;
+  rel->path_len = len;
+  memcpy(rel->path, src, len);
+  rel->path[len] = '\0';
+  group_send(c, &rel->msg, src, len);
+}
+
+/* Send a release for each source path in r->releases. */
 static void group_send_releases(struct core *c, const struct stream_result *r) {
   size_t off = 0;
   while (off < r->releases.len) {
     const char *src = r->releases.ptr + off;
     size_t len = strlen(src);
-    struct job *j = job_new();
     off += len + 1;
-    if (j == NULL || len > URSULA_MAX_PATH_BYTES) {
-      job_free(j);
-      continue;
-    }
-    j->op = JOB_DELETE;
-    j->stage = 2; /* release, not delete: see group_run_job */
-    j->origin_core = -1;
-    memcpy(j->path, src, len);
-    j->path_len = len;
-    group_dispatch(c, j);
+    group_send_release(c, src, len);
   }
 }
 
@@ -434,16 +423,6 @@ static const char *group_wal_reason(int rc) {
              ? "write-ahead log: no space left on device; nothing was written"
              : "write-ahead log: I/O error; nothing was written";
 }
-
-/* Propose *cmd to g's log; once it is committed and applied, call
-** done(c, g, result, arg) -- at the end of this loop turn at the
-** earliest.  The result is valid only during the call.  If the log
-** refuses the entry, done is called at once with a 503 (or 413). */
-static void group_ignore_done(struct core *c, struct group *g,
-                              const struct stream_result *r, void *arg);
-static void group_propose(struct core *c, struct group *g,
-                          const struct cmd *cmd, group_done_fn done,
-                          void *arg);
 
 /* Whether s has expired at now, as this node sees it: its reads count
 ** (local.read_ms) though the log may not have their TOUCH yet. */
@@ -472,9 +451,9 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   group_propose(c, g, &t, group_ignore_done, NULL);
 }
 
-static void group_propose(struct core *c, struct group *g,
-                          const struct cmd *cmd, group_done_fn done,
-                          void *arg) {
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg) {
   struct group_batch *b = &g->fill;
   struct group_prop *p;
   size_t off = b->log.len, hdr;
@@ -599,8 +578,8 @@ static int group_apply_entry(struct core *c, struct group *g,
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (r->releases.len) group_send_releases(c, r);
-  if (r->garbage.len && g->cold != NULL)
-    group_delete_objects(c, g, &r->garbage);
+  if (r->garbage.len && g->tier.cold != NULL)
+    tier_delete_objects(c, &g->tier, &r->garbage);
   return URSULA_OK;
 }
 
@@ -631,7 +610,7 @@ static void group_snapshot(struct group *g) {
     return;
   }
   g->snapshot_size = b.len;
-  g->cold_moved = 0;
+  g->tier.moved = 0;
   buf_free(&b);
   rc = wal_compact(g->wal, group_compact_upto(g));
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
@@ -651,8 +630,8 @@ static void group_after_apply(struct group *g) {
   stream_evict(&g->sm, g->hot_max);
   if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
-      (g->cold_moved >= g->snapshot_bytes &&
-       g->cold_moved >= 2 * g->snapshot_size))
+      (g->tier.moved >= g->snapshot_bytes &&
+       g->tier.moved >= 2 * g->snapshot_size))
     group_snapshot(g);
 }
 
@@ -794,7 +773,7 @@ static void group_ignore_done(struct core *c, struct group *g,
   job_free((struct job *)arg); /* NULL for commands without a job */
 }
 
-static void group_reply(struct core *c, struct job *j) {
+URSULA_PRIVATE void group_reply(struct core *c, struct job *j) {
   if (j->origin_core < 0) {
     job_free(j);
     return;
@@ -803,14 +782,15 @@ static void group_reply(struct core *c, struct job *j) {
   server_send(c, j->origin_core, &j->msg);
 }
 
-static void group_fail(struct core *c, struct job *j, int status,
-                       const char *reason) {
+URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
+                               const char *reason) {
   j->status = status;
   j->reason = reason;
   group_reply(c, j);
 }
 
-static void group_copy_result(struct job *j, const struct stream_result *r) {
+URSULA_PRIVATE void group_copy_result(struct job *j,
+                                      const struct stream_result *r) {
   struct buf keep = j->res.releases, keep_g = j->res.garbage;
   j->res = *r;
   j->res.releases = keep;
@@ -839,26 +819,12 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   }
 }
 
-/* A fork was not created: give back the reference on its source that
-** stage 0 took. */
-static void group_release_source(struct core *c, const struct job *j) {
-  struct job *rel = job_new();
-  if (rel == NULL) return;
-  rel->op = JOB_DELETE;
-  rel->stage = 2;
-  rel->origin_core = -1;
-  memcpy(rel->path, j->fork_source, strlen(j->fork_source));
-  rel->path_len = strlen(j->fork_source);
-  group_dispatch(c, rel);
-}
-
-static void group_after_change(struct core *c, struct group *g,
-                               const struct stream_result *r, void *arg) {
+URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
+                                       const struct stream_result *r,
+                                       void *arg) {
   struct job *j = (struct job *)arg;
   struct stream *s;
   group_copy_result(j, r);
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && r->release_source)
-    group_release_source(c, j);
   s = stream_find(&g->sm, j->cmd.path);
   if (s != NULL) group_fill_meta(j, s);
   group_reply(c, j);
@@ -944,8 +910,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     if (end > s->chunks[k].end) end = s->chunks[k].end;
   }
   rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
-  if (rc == URSULA_EAGAIN) {
-    group_fetch_chunk(c, g, j); /* runs again once the chunk is here */
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
     return;
   }
   if (rc != URSULA_OK) {
@@ -964,106 +930,8 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_reply(c, j);
 }
 
-/* Stage 0 of a fork PUT, at the source's owner: take a reference on the
-** source and copy what the fork inherits, then pass the job on to the
-** fork's owner. */
-static void group_fork_collect(struct core *c, struct group *g, struct job *j);
-
-static void group_fork_source_done(struct core *c, struct group *g,
-                                   const struct stream_result *r, void *arg) {
-  struct job *j = (struct job *)arg;
-  struct stream *s;
-  struct str src;
-  uint64_t off = r->tail, end;
-  if (r->status != 200) {
-    group_copy_result(j, r);
-    group_reply(c, j);
-    return;
-  }
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(&g->sm, src);
-  end = off;
-  j->inherit.len = j->bounds.len = 0;
-  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
-                                           (never cold: see the acquire) */
-    size_t u = stream_unit_at(s, off);
-    if (stream_read(&g->sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
-      group_release_source(c, j);
-      group_fail(c, j, 503, "could not read the fork source");
-      return;
-    }
-    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
-                                (size_t)j->cmd.fork_sub);
-    j->inherit.len = 0;
-  } else if (j->cmd.fork_sub > 0) {
-    end = off + j->cmd.fork_sub;
-  }
-  j->cmd.fork_offset = off;
-  j->offset = end;
-  j->stage = 3;
-  group_fork_collect(c, g, j);
-}
-
-/* Stage 3 of a fork PUT, at the source's owner: copy the bytes the fork
-** inherits, [0, j->offset), into j->inherit (resumed after each chunk
-** fetched from the cold tier), then pass the job on to the fork's
-** owner. */
-static void group_fork_collect(struct core *c, struct group *g, struct job *j) {
-  struct stream *s;
-  struct str src;
-  uint64_t off = j->cmd.fork_offset;
-  int rc;
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(&g->sm, src); /* kept by the reference stage 0 took */
-  if (s == NULL) {
-    group_fail(c, j, 503, "fork source went away");
-    return;
-  }
-  rc = stream_read(&g->sm, s, j->inherit.len, j->offset, &j->inherit);
-  if (rc == URSULA_EAGAIN) {
-    group_fetch_chunk(c, g, j); /* resumes here once the chunk is here */
-    return;
-  }
-  j->bounds.len = 0;
-  if (rc != URSULA_OK ||
-      buf_append(&j->bounds, s->bounds,
-                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
-    group_release_source(c, j);
-    group_fail(c, j, 503,
-               rc == URSULA_OK || rc == URSULA_ENOMEM
-                   ? "out of memory"
-                   : "could not read the fork source");
-    return;
-  }
-  /* the fork's configuration, inherited where the request left it out */
-  if (!(j->cmd.flags & CMD_F_CT)) {
-    size_t n = strlen(s->content_type);
-    if (n >= sizeof(j->content_type)) n = sizeof(j->content_type) - 1;
-    memcpy(j->content_type, s->content_type, n);
-    j->content_type[n] = '\0';
-  }
-  if (s->json) j->cmd.flags |= CMD_F_JSON;
-  if (!(j->cmd.flags & (CMD_F_TTL | CMD_F_EXPIRES))) {
-    if (s->has_ttl) {
-      j->cmd.flags |= CMD_F_TTL;
-      j->cmd.ttl_s = s->ttl_s;
-    } else if (s->has_expires) {
-      size_t n = s->expires_text ? strlen(s->expires_text) : 0;
-      if (n >= sizeof(j->expires_text)) n = sizeof(j->expires_text) - 1;
-      j->cmd.flags |= CMD_F_EXPIRES;
-      j->cmd.expires_at_ms = s->expires_at_ms;
-      if (n) memcpy(j->expires_text, s->expires_text, n);
-      j->expires_text[n] = '\0';
-    }
-  }
-  j->stage = 1;
-  group_dispatch(c, j);
-}
-
 /* Point the views of j->cmd at j's own fields. */
-static void group_bind_cmd(struct group *g, struct job *j) {
+URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   struct cmd *m = &j->cmd;
   m->path.ptr = j->path;
   m->path.len = j->path_len;
@@ -1081,58 +949,14 @@ static void group_bind_cmd(struct group *g, struct job *j) {
   m->time_ms = group_wall(g);
 }
 
-/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
-** the messages of the append at the fork offset into acq->n_msgs, since
-** the apply reads no stream bytes.  (Any other case needs no count; the
-** apply decides the errors.) */
-static int group_fork_count(struct group *g, struct cmd *acq) {
-  struct stream *s = stream_find(&g->sm, acq->path);
-  struct buf b;
-  size_t u;
-  int rc;
-  if (s == NULL || !s->json || acq->fork_sub == 0 ||
-      !(acq->flags & CMD_F_FORK_OFFSET))
-    return URSULA_OK;
-  u = stream_unit_at(s, acq->fork_offset);
-  if (u >= s->n_bounds || u < s->cold_units ||
-      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
-    return URSULA_OK;
-  memset(&b, 0, sizeof(b));
-  rc = stream_read(&g->sm, s, acq->fork_offset, s->bounds[u], &b);
-  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
-  buf_free(&b);
-  return rc;
-}
-
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
-  int gid;
-  struct group *g;
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 3) {
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-    group_fork_collect(c, server_group(c->srv, gid), j);
+  struct group *g = group_of(c, j->path, j->path_len);
+  if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
+    int rc = j->fetch_rc;
+    j->fetch_rc = URSULA_OK;
+    group_fail_fetch(c, j, rc);
     return;
   }
-  if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK) && j->stage == 0) {
-    struct cmd acq;
-    gid = server_group_of(c->srv, j->fork_source, strlen(j->fork_source));
-    g = server_group(c->srv, gid);
-    memset(&acq, 0, sizeof(acq));
-    acq.type = CMD_FORK_ACQUIRE;
-    acq.flags = j->cmd.flags & (CMD_F_FORK_OFFSET | CMD_F_CT);
-    acq.time_ms = group_wall(g);
-    acq.path = util_str(j->fork_source);
-    acq.content_type = util_str(j->content_type);
-    acq.fork_offset = j->cmd.fork_offset;
-    acq.fork_sub = j->cmd.fork_sub;
-    if (group_fork_count(g, &acq) != URSULA_OK) {
-      group_fail(c, j, 503, "could not read the fork source");
-      return;
-    }
-    group_propose(c, g, &acq, group_fork_source_done, j);
-    return;
-  }
-  gid = server_group_of(c->srv, j->path, j->path_len);
-  g = server_group(c->srv, gid);
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
@@ -1145,15 +969,14 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       j->cmd.type = CMD_APPEND;
       break;
     case JOB_DELETE:
-      j->cmd.type = j->stage == 2 ? CMD_FORK_RELEASE : CMD_DELETE;
+      j->cmd.type = CMD_DELETE;
       break;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
   }
   group_bind_cmd(g, j);
-  group_propose(c, g, &j->cmd,
-                j->stage == 2 ? group_ignore_done : group_after_change, j);
+  group_propose(c, g, &j->cmd, group_after_change, j);
 }
 
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
@@ -1169,319 +992,33 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
 
 /* ------------------------------------------------------------ cold tier */
 
-static void group_on_deleted(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
-  cold_req_free(q);
-}
-
-/* Delete the objects named in names (each NUL-terminated). */
-static void group_delete_objects(struct core *c, struct group *g,
-                                 const struct buf *names) {
-  size_t off = 0;
-  while (off < names->len) {
-    const char *name = names->ptr + off;
-    size_t len = strlen(name);
-    struct cold_req *q;
-    off += len + 1;
-    if (len == 0 || len >= COLD_NAME_MAX) continue;
-    if ((q = cold_req_new(COLD_DELETE, c->loop, group_on_deleted)) == NULL)
-      continue; /* the next start-up sweep deletes it */
-    memcpy(q->name, name, len + 1);
-    q->group = g->id;
-    cold_submit(g->cold, q);
-  }
-}
-
-/* After a failure: no new cold-tier work for a while (1 s, doubling up to
-** 30 s while failures go on). */
-static void group_cold_backoff(struct group *g) {
-  g->cold_backoff_ms = g->cold_backoff_ms ? g->cold_backoff_ms * 2 : 1000;
-  if (g->cold_backoff_ms > 30000) g->cold_backoff_ms = 30000;
-  g->cold_retry_ms = group_wall(g) + g->cold_backoff_ms;
-}
-
-/* stream_state's read_chunk: the chunk from the core's cache, or the
-** chunk to fetch noted in g->want. */
+/* stream_state's read_chunk: the tier's. */
 static int group_read_chunk(void *ctx, const struct stream *s,
                             const struct stream_chunk *ch, const char **p) {
-  struct group *g = (struct group *)ctx;
-  if (g->cache != NULL && (*p = cold_cache_get(g->cache, ch->name)) != NULL)
-    return URSULA_OK;
-  g->want = ch;
-  g->want_inc = s->incarnation;
-  return g->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
+  return tier_read_chunk(&((struct group *)ctx)->tier, s, ch, p);
 }
 
-static void group_cold_fail(struct core *c, struct job *j, int rc) {
-  if (j->op == JOB_CREATE && j->stage == 3) group_release_source(c, j);
-  if (rc == URSULA_ENOTFOUND)
-    group_fail(c, j, 500,
-               "a chunk of this stream is missing from cold storage");
-  else if (rc == URSULA_ECORRUPT)
-    group_fail(c, j, 500,
-               "a chunk of this stream read from cold storage is damaged");
-  else
-    group_fail(c, j, 503,
-               "cold storage is unavailable; the data is kept, try again "
-               "later");
+URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j) {
+  return tier_fetch(c, &g->tier, j);
 }
 
-/* A chunk fetched for parked jobs: check it, cache it, run them again. */
-static void group_on_fetched(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  struct group_fetch **pp = &g->fetches, *f;
-  int rc = q->rc;
-  while (*pp != NULL && strcmp((*pp)->name, q->name) != 0) pp = &(*pp)->next;
-  f = *pp;
-  if (f != NULL) *pp = f->next;
-  if (rc == URSULA_OK && cold_chunk_check(&q->data, q->incarnation, q->start,
-                                          q->end) != URSULA_OK) {
-    LOG_E("group %d: chunk %s read from the cold tier is damaged", g->id,
-          q->name);
-    rc = URSULA_ECORRUPT;
-  } else if (rc == URSULA_ENOTFOUND) {
-    LOG_E("group %d: chunk %s is missing from the cold tier", g->id, q->name);
-  }
-  if (rc == URSULA_OK) cold_cache_put(g->cache, q->name, &q->data);
-  while (f != NULL && f->waiting != NULL) {
-    struct job *j = f->waiting;
-    f->waiting = (struct job *)(void *)j->msg.next;
-    j->msg.next = NULL;
-    if (rc == URSULA_OK)
-      group_run_job(c, j);
-    else
-      group_cold_fail(c, j, rc);
-  }
-  URSULA_FREE(f);
-  cold_req_free(q);
-}
-
-/* Park j until the chunk g->want is here (one fetch per chunk). */
-static void group_fetch_chunk(struct core *c, struct group *g, struct job *j) {
-  const struct stream_chunk *ch = g->want;
-  struct group_fetch *f = g->fetches;
-  while (f != NULL && strcmp(f->name, ch->name) != 0) f = f->next;
-  if (f == NULL) {
-    struct cold_req *q = cold_req_new(COLD_GET, c->loop, group_on_fetched);
-    f = (struct group_fetch *)URSULA_MALLOC(sizeof(*f));
-    if (q == NULL || f == NULL) {
-      cold_req_free(q);
-      URSULA_FREE(f);
-      group_cold_fail(c, j, URSULA_ENOMEM);
-      return;
-    }
-    memset(f, 0, sizeof(*f));
-    snprintf(f->name, sizeof(f->name), "%s", ch->name);
-    snprintf(q->name, sizeof(q->name), "%s", ch->name);
-    q->group = g->id;
-    q->incarnation = g->want_inc;
-    q->start = ch->start;
-    q->end = ch->end;
-    f->next = g->fetches;
-    g->fetches = f;
-    cold_submit(g->cold, q);
-  }
-  j->msg.next = f->waiting != NULL ? &f->waiting->msg : NULL;
-  f->waiting = j;
-}
-
-static void group_flush_stream(struct core *c, struct group *g,
-                               struct stream *s, uint64_t now);
-
-/* A COLD command was committed (or refused). */
-static void group_cold_done(struct core *c, struct group *g,
-                            const struct stream_result *r, void *arg) {
-  struct cold_req *q = (struct cold_req *)arg;
-  struct str path;
-  struct stream *s;
-  uint64_t now = group_wall(g);
-  path.ptr = q->path.ptr;
-  path.len = q->path.len;
-  s = stream_find(&g->sm, path);
-  if (s != NULL && s->incarnation == q->incarnation) {
-    s->local.flushing = 0;
-    s->local.unflushed_since = s->tail > s->cold_end ? now : 0;
-    if (r->status == 204) {
-      g->cold_moved += q->end - q->start;
-      group_flush_stream(c, g, s, now); /* a backlog */
-    }
-  }
-  /* refused: the object stays unnamed; the same run is uploaded again
-  ** under the same name, and deleting it here could race that upload */
-  cold_req_free(q);
-}
-
-/* An upload finished: name the chunk in the log. */
-static void group_on_uploaded(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  struct cmd cmd;
-  g->n_uploads--;
-  if (q->rc != URSULA_OK) {
-    struct str path;
-    struct stream *s;
-    path.ptr = q->path.ptr;
-    path.len = q->path.len;
-    s = stream_find(&g->sm, path);
-    if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
-    group_cold_backoff(g);
-    cold_req_free(q);
-    return;
-  }
-  g->cold_backoff_ms = 0;
-  memset(&cmd, 0, sizeof(cmd));
-  cmd.type = CMD_COLD;
-  cmd.time_ms = group_wall(g);
-  cmd.path.ptr = q->path.ptr;
-  cmd.path.len = q->path.len;
-  cmd.incarnation = q->incarnation;
-  cmd.cold_start = q->start;
-  cmd.cold_end = q->end;
-  cmd.object = util_str(q->name);
-  group_propose(c, g, &cmd, group_cold_done, q);
-}
-
-/* Upload the next run of s: whole appends from its cold end, about a
-** chunk's worth. */
-static void group_upload(struct core *c, struct group *g, struct stream *s) {
-  uint64_t start = s->cold_end, end = start;
-  size_t u = s->cold_units;
-  struct cold_req *q;
-  int rc;
-  while (u < s->n_bounds && end - start < g->chunk_bytes) end = s->bounds[u++];
-  if (end == start) return;
-  if ((q = cold_req_new(COLD_PUT, c->loop, group_on_uploaded)) == NULL) return;
-  rc = buf_reserve(&q->data, COLD_HEADER + (size_t)(end - start));
-  if (rc == URSULA_OK) rc = buf_append(&q->path, s->path, s->path_len);
-  if (rc == URSULA_OK) {
-    q->data.len = COLD_HEADER;
-    rc = stream_read(&g->sm, s, start, end, &q->data);
-  }
-  if (rc != URSULA_OK) {
-    LOG_W("group %d: cannot read %.*s for the cold tier: %s", g->id,
-          (int)s->path_len, s->path, ursula_strerror(rc));
-    cold_req_free(q);
-    return;
-  }
-  cold_chunk_seal(&q->data, s->incarnation, start);
-  cold_chunk_name(q->name, g->id, s->incarnation, start, end);
-  q->group = g->id;
-  q->incarnation = s->incarnation;
-  q->start = start;
-  q->end = end;
-  s->local.flushing = 1;
-  g->n_uploads++;
-  cold_submit(g->cold, q);
-}
-
-/* Move s's next run if it is a chunk's worth or has waited long enough. */
-static void group_flush_stream(struct core *c, struct group *g,
-                               struct stream *s, uint64_t now) {
-  if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
-      g->n_uploads >= GROUP_MAX_UPLOADS || now < g->cold_retry_ms ||
-      !g->cold_ready || wal_failed(g->wal))
-    return;
-  if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
-  if (s->tail - s->cold_end >= g->chunk_bytes ||
-      (g->flush_age_ms > 0 && now - s->local.unflushed_since >= g->flush_age_ms))
-    group_upload(c, g, s);
-}
-
-static int group_name_cmp(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The start-up sweep's LIST came back: delete what no stream names. */
-static void group_on_listed(struct loop *l, struct loop_msg *m) {
-  struct cold_req *q = (struct cold_req *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = server_group(c->srv, q->group);
-  const char **names = NULL;
-  unsigned char *named = NULL;
-  struct buf garbage;
-  size_t n = 0, i, off, k;
-  g->cold_listing = 0;
-  memset(&garbage, 0, sizeof(garbage));
-  if (q->rc != URSULA_OK) {
-    group_cold_backoff(g);
-    cold_req_free(q);
-    return;
-  }
-  for (off = 0; off < q->data.len; off += strlen(q->data.ptr + off) + 1) n++;
-  names = (const char **)URSULA_MALLOC((n + 1) * sizeof(*names));
-  named = (unsigned char *)URSULA_MALLOC(n + 1);
-  if (names == NULL || named == NULL) {
-    group_cold_backoff(g);
-    goto done;
-  }
-  for (i = 0, off = 0; i < n; i++, off += strlen(q->data.ptr + off) + 1)
-    names[i] = q->data.ptr + off;
-  qsort(names, n, sizeof(*names), group_name_cmp);
-  memset(named, 0, n + 1);
-  for (k = 0; k < g->sm.cap; k++) {
-    const struct stream *s;
-    for (s = g->sm.slots[k]; s != NULL; s = s->hnext) {
-      for (i = 0; i < s->n_chunks; i++) {
-        const char *key = s->chunks[i].name;
-        const char **hit = (const char **)bsearch(
-            &key, names, n, sizeof(*names), group_name_cmp);
-        if (hit != NULL) named[hit - names] = 1;
-      }
-    }
-  }
-  for (i = 0; i < n; i++)
-    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
-  if (garbage.len > 0) {
-    LOG_I(
-        "group %d: cold tier sweep: %lu objects, deleting those no "
-        "stream names",
-        g->id, (unsigned long)n);
-    group_delete_objects(c, g, &garbage);
-  }
-  g->cold_ready = 1;
-  g->cold_backoff_ms = 0;
-done:
-  URSULA_FREE(names);
-  URSULA_FREE(named);
-  buf_free(&garbage);
-  cold_req_free(q);
-}
-
-/* Once a second: the start-up sweep, then moving data. */
-static void group_cold_tick(struct core *c, struct group *g) {
-  uint64_t now = group_wall(g);
-  size_t k;
-  if (g->cold == NULL || now < g->cold_retry_ms) return;
-  if (!g->cold_ready) {
-    struct cold_req *q;
-    if (g->cold_listing) return;
-    if ((q = cold_req_new(COLD_LIST, c->loop, group_on_listed)) == NULL) return;
-    snprintf(q->name, sizeof(q->name), "g%05d/", g->id);
-    q->group = g->id;
-    g->cold_listing = 1;
-    cold_submit(g->cold, q);
-    return;
-  }
-  for (k = 0; k < g->sm.cap && g->n_uploads < GROUP_MAX_UPLOADS; k++) {
-    struct stream *s;
-    for (s = g->sm.slots[k]; s != NULL; s = s->hnext)
-      group_flush_stream(c, g, s, now);
-  }
+URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
+  const char *reason;
+  int status = tier_fetch_status(rc, &reason);
+  group_fail(c, j, status, reason);
 }
 
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms) {
-  g->cold = cold;
-  g->cache = cache;
-  g->flush_age_ms = flush_age_ms;
-  g->chunk_bytes = g->hot_max / 4;
-  if (g->chunk_bytes < 4096) g->chunk_bytes = 4096;
-  if (g->chunk_bytes > 4194304) g->chunk_bytes = 4194304;
+  struct tier *t = &g->tier;
+  t->group = g; /* what the tier works on: see tier.c */
+  t->id = g->id;
+  t->env = g->env;
+  t->sm = &g->sm;
+  t->wal = g->wal;
+  t->propose = group_propose;
+  tier_attach(t, cold, cache, flush_age_ms, g->hot_max);
   g->sm.read_chunk = group_read_chunk;
   g->sm.read_ctx = g;
 }
@@ -1533,5 +1070,5 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
       s = next;
     }
   }
-  group_cold_tick(c, g);
+  tier_tick(c, &g->tier);
 }

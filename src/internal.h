@@ -935,6 +935,7 @@ struct cold_req {
                       found, each followed by a NUL */
   int rc;          /* URSULA_OK, URSULA_ENOTFOUND (GET), or an error */
   /* the requester's own: */
+  void *owner; /* whose request it is (tier.c: its struct tier) */
   int group;
   uint64_t incarnation, start, end;
   struct buf path;
@@ -976,10 +977,88 @@ URSULA_PRIVATE const char *cold_cache_get(struct cold_cache *k,
 URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
                                    struct buf *obj);
 
+/* ------------------------------------------------------------------ tier.c
+** The cold-tier policy of one group: what moves to chunk objects and
+** when, the COLD commands that name them, reads parked on chunk fetches,
+** the start-up sweep of unnamed objects, back-off (cold.c is the
+** mechanism).  A group embeds a struct tier and calls in; the tier never
+** calls group.c, and reaches the group only through what it was handed.
+** Everything here runs on the group's owner thread. */
+
+struct core;
+struct group;
+struct job;
+struct tier_fetch;
+
+struct tier {
+  /* the group's, set by group.c before tier_attach(): */
+  struct group *group;     /* the group (opaque here), for propose */
+  int id;                  /* its id: object names, log lines */
+  struct env *env;         /* its clocks */
+  struct stream_state *sm; /* its state machine; changed only by COLD */
+  struct wal *wal;         /* its log: nothing moves while it has failed */
+  /* group_propose(): proposes the COLD commands */
+  void (*propose)(struct core *c, struct group *g, const struct cmd *cmd,
+                  void (*done)(struct core *c, struct group *g,
+                               const struct stream_result *r, void *arg),
+                  void *arg);
+  /* the tier's own (zero: no cold tier) */
+  struct cold *cold;               /* NULL: none */
+  struct cold_cache *cache;        /* the owner core's */
+  uint64_t chunk_bytes;            /* size of a chunk to move */
+  uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
+  int ready;                       /* the start-up sweep is done */
+  int listing;                     /* its LIST is under way */
+  int n_uploads;                   /* uploads in flight */
+  uint64_t retry_ms;               /* backing off until then (wall clock) */
+  uint64_t backoff_ms;             /* the current back-off step */
+  uint64_t moved;                  /* bytes moved since the group's last
+                                      snapshot (the group resets it) */
+  struct tier_fetch *fetches;      /* chunks being read back */
+  const struct stream_chunk *want; /* the chunk a read missed ... */
+  uint64_t want_inc;               /* ... and its stream's incarnation */
+};
+
+/* Start moving data of t's group to cold (threads) and reading it back
+** through cache, chunks of about hot_max / 4 bytes (4 KiB to 4 MiB); also
+** bytes that waited flush_age_ms (0: never).  The group's fields of *t
+** are set; the rest is zero. */
+URSULA_PRIVATE void tier_attach(struct tier *t, struct cold *cold,
+                                struct cold_cache *cache, uint64_t flush_age_ms,
+                                uint64_t hot_max);
+/* Free what t holds; jobs still parked are dropped through their
+** msg.on_drop (the server stops). */
+URSULA_PRIVATE void tier_free(struct tier *t);
+/* Once a second: the start-up sweep (until it has run), then moving
+** data.  A no-op without a cold tier. */
+URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t);
+/* The group's stream_state read_chunk: point *p at the cached bytes of
+** chunk ch of s (URSULA_OK), or note ch as the chunk to fetch and return
+** URSULA_EAGAIN (URSULA_EIO without a cold tier). */
+URSULA_PRIVATE int tier_read_chunk(struct tier *t, const struct stream *s,
+                                   const struct stream_chunk *ch,
+                                   const char **p);
+/* After a read of t's group returned URSULA_EAGAIN: park j on the fetch
+** of the chunk it missed (one fetch per chunk).  Once the chunk is in (or
+** could not be had), j runs again through j->msg.on_msg on this core,
+** with j->fetch_rc URSULA_OK (or why not).  URSULA_OK, or URSULA_ENOMEM
+** (j is not parked). */
+URSULA_PRIVATE int tier_fetch(struct core *c, struct tier *t, struct job *j);
+/* The answer to a read whose chunk could not be had with rc: the status
+** (500 missing or damaged, 503 otherwise) and its *reason. */
+URSULA_PRIVATE int tier_fetch_status(int rc, const char **reason);
+/* Delete the objects named in names (each NUL-terminated); failures are
+** left to the next start-up sweep. */
+URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
+                                        const struct buf *names);
+
 /* ----------------------------------------------------------------- group.c
 ** A group: its log and its state machine, owned by one core.  Requests
 ** reach the owner as jobs; the owner proposes commands to the log, applies
-** them once committed, and sends the job back with its result. */
+** them once committed (one apply path, replay's too), carries out their
+** effects, and sends the job back with its result; it also serves reads,
+** writes snapshots and expires streams.  Its cold-tier policy is tier.c's
+** (a struct tier in the group), the fork protocol fork.c's (above it). */
 
 enum {
   JOB_CREATE = 1, /* PUT */
@@ -1000,7 +1079,10 @@ struct job {
   int op;
   int origin_core;  /* the core holding the connection */
   uint64_t conn_id; /* the connection there; stale ids are dropped */
-  int stage;        /* fork creation: 0 = at the source, 1 = at the fork */
+  int fork_state;   /* a fork PUT: the step it is on (FORK_*, fork.c) */
+  /* a job parked on a cold-tier fetch runs again through msg.on_msg once
+  ** the chunk is in; then this is URSULA_OK, or why the fetch failed */
+  int fetch_rc;
   /* request */
   char path[URSULA_MAX_PATH_BYTES + 1];
   size_t path_len;
@@ -1082,22 +1164,104 @@ URSULA_PRIVATE int group_in_flight(const struct group *g);
 /* Run a job on the core that owns its group (the owner's thread).  Takes
 ** ownership of j: it is posted back to its origin core when done. */
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j);
-/* Send j to the core that must run it next (any thread's own core c). */
+/* Send j to the owner of its stream's group, to run there in
+** group_run_job() (from core c, on c's thread). */
 URSULA_PRIVATE void group_dispatch(struct core *c, struct job *j);
+
+/* What the parts above (fork.c) build on: routing, proposals, answers.
+** All but group_send() run on the owner's thread of the group named. */
+
+/* The group of the stream at path (only its owner may touch it). */
+URSULA_PRIVATE struct group *group_of(struct core *c, const char *path,
+                                      size_t len);
+/* Deliver m, with its on_msg set, to the owner of the group of path
+** (from core c, on c's thread). */
+URSULA_PRIVATE void group_send(struct core *c, struct loop_msg *m,
+                               const char *path, size_t len);
+/* g's state machine, to read (changes go through group_propose()). */
+URSULA_PRIVATE struct stream_state *group_state(struct group *g);
+/* The node's wall clock, Unix ms: what commands are stamped with. */
+URSULA_PRIVATE uint64_t group_wall(const struct group *g);
+
+/* A proposal's continuation: r is the result of applying the command
+** (or of its refusal), valid only during the call. */
+typedef void (*group_done_fn)(struct core *c, struct group *g,
+                              const struct stream_result *r, void *arg);
+/* Propose *cmd to g's log; once it is committed and applied, call
+** done(c, g, result, arg) -- at the end of this loop turn at the
+** earliest.  *cmd need not outlive the call.  If the log refuses the
+** entry, done is called at once with a 503 (or 413). */
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg);
+/* Point the views of j->cmd at j's own fields and stamp the time. */
+URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j);
+/* Answer j: send it back to its origin core (which answers the client);
+** with status and reason; with the result of its command. */
+URSULA_PRIVATE void group_reply(struct core *c, struct job *j);
+URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
+                               const char *reason);
+URSULA_PRIVATE void group_copy_result(struct job *j,
+                                      const struct stream_result *r);
+/* The group_done_fn of a change: the result and the stream's metadata
+** into j (arg), then group_reply(). */
+URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
+                                       const struct stream_result *r,
+                                       void *arg);
+/* A stream_read() on g returned URSULA_EAGAIN (a chunk in the cold tier
+** that is not in the cache): park j until the chunk is in; it then runs
+** again through j->msg.on_msg, with j->fetch_rc set.  URSULA_OK, or an
+** error (j is not parked; answer it with group_fail_fetch()). */
+URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j);
+/* Answer j, whose chunk could not be read back with rc: 500 for a missing
+** or damaged chunk, 503 otherwise. */
+URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc);
+
+/* A release: a fork of the stream at path went away, or was not made
+** after all; its group is told to propose FORK_RELEASE(path) (fork.c has
+** the protocol).  A message of its own, answered by nobody. */
+struct group_release {
+  struct loop_msg msg;
+  size_t path_len;
+  char path[1]; /* path_len bytes follow, NUL-terminated */
+};
+/* Send a release of src[0..len) to the owner of its group (from core c,
+** on c's thread).  If memory runs out, the release is lost: see fork.c. */
+URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
+                                       size_t len);
 /* A core stops wanting wake-ups for path (owner's thread). */
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
                                   const char *path, size_t path_len);
 /* Give g (with its WAL open) the cold tier and its owner core's chunk
 ** cache (before the cores start): from then on it moves older data there
-** and reads it back. */
+** and reads it back (tier_attach() with what the tier works on). */
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms);
 /* The chunks g's streams name in the cold tier. */
 URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
-/* Expire streams whose TTL or Expires-At has passed, and move data to the
-** cold tier (owner's thread, once a second). */
+/* Expire streams whose TTL or Expires-At has passed, log reads' TOUCH,
+** retry a failed WAL, and move data to the cold tier (tier_tick; owner's
+** thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
+
+/* ------------------------------------------------------------------ fork.c
+** Making a fork: a fork PUT's job travels from the owner of the source's
+** group (a reference on the source, the inherited bytes) to the owner of
+** the fork's group (the CREATE).  The protocol, its messages and what a
+** crash between its steps leaves are written out at the top of fork.c. */
+
+/* The steps of a fork PUT (struct job's fork_state). */
+enum {
+  FORK_ACQUIRE = 1, /* at the source's owner: take a reference */
+  FORK_COLLECT,     /* there: copy the inherited bytes (resumable) */
+  FORK_CREATE       /* at the fork's owner: create the fork */
+};
+
+/* Start the fork PUT j (op JOB_CREATE, CMD_F_FORK in j->cmd.flags): send
+** it to the owner of its source's group (from core c, on c's thread).
+** Takes j; it comes back to its origin core answered, as any job. */
+URSULA_PRIVATE void fork_start(struct core *c, struct job *j);
 
 /* ------------------------------------------------------------------ conn.c
 ** The HTTP/1.1 server connection engine: accept, the per-core slot table,
