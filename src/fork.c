@@ -222,7 +222,8 @@ static void fork_collect(struct core *c, struct group *g, struct job *j) {
 ** gives the reference back; then the answer, as for any PUT. */
 static void fork_created(struct core *c, struct group *g,
                          const struct stream_result *r, void *arg) {
-  if (r->release_source) fork_release(c, (const struct job *)arg);
+  /* refused (a failed write, a replaced entry): no fork holds it either */
+  if (r->release_source || r->refused) fork_release(c, (const struct job *)arg);
   group_after_change(c, g, r, arg);
 }
 

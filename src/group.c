@@ -116,6 +116,8 @@ struct group {
   struct group_batch fill;   /* proposed this turn, not yet handed over */
   struct group_batch flight; /* handed to the log store: being persisted,
                                 then applied */
+  struct group_release *retry; /* releases the log refused: again at the
+                                  next sweep (chained through msg.next) */
   int dirty;     /* on the core's list of groups to drive */
   int in_flight; /* flight is being synced */
   int wal_error;           /* the last failure, while the WAL is failed */
@@ -309,6 +311,11 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
 URSULA_PRIVATE void group_free(struct group *g) {
   if (g == NULL) return;
   tier_free(&g->tier);
+  while (g->retry != NULL) {
+    struct group_release *rel = g->retry;
+    g->retry = (struct group_release *)(void *)rel->msg.next;
+    URSULA_FREE(rel);
+  }
   buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
   wal_close(g->wal);
@@ -366,19 +373,38 @@ static void group_notify(struct core *c, struct group *g, struct str path,
 static void group_ignore_done(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg);
 
-/* A release arrives at the owner of its source's group. */
-static void group_on_release(struct loop *l, struct loop_msg *m) {
-  struct group_release *rel = (struct group_release *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  struct group *g = group_of(c, rel->path, rel->path_len);
+/* A release was committed (done), or refused by the log: then it is
+** kept and proposed again at the next sweep (a refused entry is not in
+** the log: wal_recover cuts what a failed write left), since the
+** reference it gives back would otherwise be held for ever. */
+static void group_release_done(struct core *c, struct group *g,
+                               const struct stream_result *r, void *arg) {
+  struct group_release *rel = (struct group_release *)arg;
+  (void)c;
+  if (!r->refused) {
+    URSULA_FREE(rel);
+    return;
+  }
+  rel->msg.next = g->retry != NULL ? &g->retry->msg : NULL;
+  g->retry = rel;
+}
+
+static void group_propose_release(struct core *c, struct group *g,
+                                  struct group_release *rel) {
   struct cmd cmd;
   memset(&cmd, 0, sizeof(cmd));
   cmd.type = CMD_FORK_RELEASE;
   cmd.time_ms = group_wall(g);
   cmd.path.ptr = rel->path;
   cmd.path.len = rel->path_len;
-  group_propose(c, g, &cmd, group_ignore_done, NULL); /* no answer */
-  URSULA_FREE(rel);
+  group_propose(c, g, &cmd, group_release_done, rel); /* no answer */
+}
+
+/* A release arrives at the owner of its source's group. */
+static void group_on_release(struct loop *l, struct loop_msg *m) {
+  struct group_release *rel = (struct group_release *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  group_propose_release(c, group_of(c, rel->path, rel->path_len), rel);
 }
 
 URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
@@ -415,13 +441,27 @@ static void group_refuse(struct core *c, struct group *g, group_done_fn done,
   memset(r, 0, offsetof(struct stream_result, garbage));
   r->status = status;
   r->reason = reason;
+  r->refused = 1;
   done(c, g, r, arg);
 }
 
+/* Why an entry was refused before anything of it was written. */
 static const char *group_wal_reason(int rc) {
   return rc == URSULA_ENOSPC
              ? "write-ahead log: no space left on device; nothing was written"
              : "write-ahead log: I/O error; nothing was written";
+}
+
+/* Why an entry whose write or sync failed is not acknowledged: its bytes
+** may have reached the disk, so after a restart it may be there. */
+static const char *group_lost_reason(int rc) {
+  return rc == URSULA_ENOSPC
+             ? "write-ahead log: no space left on device; not acknowledged, "
+               "and it may or may not be there after a restart (retry with "
+               "the same Producer-Id/Epoch/Seq to append it exactly once)"
+             : "write-ahead log: I/O error; not acknowledged, and it may or "
+               "may not be there after a restart (retry with the same "
+               "Producer-Id/Epoch/Seq to append it exactly once)";
 }
 
 /* Whether s has expired at now, as this node sees it: its reads count
@@ -438,10 +478,13 @@ static int group_expired(const struct stream *s, uint64_t now) {
 ** restart. */
 static void group_touch(struct core *c, struct group *g, struct stream *s) {
   struct cmd t;
-  if (!s->has_ttl || s->soft_deleted || s->local.read_ms <= s->last_access_ms ||
-      s->local.read_ms <= s->local.touch_ms)
-    return;
-  s->local.touch_ms = s->local.read_ms;
+  uint64_t covered = s->last_access_ms, before = g->core.last_index;
+  if (!s->has_ttl || s->soft_deleted) return;
+  /* a TOUCH on its way (proposed, not applied yet, not lost with a
+  ** failed write: group_lost forgets those) covers the reads up to it */
+  if (s->local.touch_index > g->applied_index && s->local.touch_ms > covered)
+    covered = s->local.touch_ms;
+  if (s->local.read_ms <= covered) return;
   memset(&t, 0, sizeof(t));
   t.type = CMD_TOUCH;
   t.time_ms = s->local.read_ms;
@@ -449,6 +492,10 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   t.path.len = s->path_len;
   t.incarnation = s->incarnation;
   group_propose(c, g, &t, group_ignore_done, NULL);
+  if (g->core.last_index != before) { /* the log took it */
+    s->local.touch_ms = s->local.read_ms;
+    s->local.touch_index = g->core.last_index;
+  }
 }
 
 URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
@@ -675,7 +722,7 @@ static void group_apply_committed(struct core *c, struct group *g,
 
 /* Refuse every proposal of batch b (their entries are not in the log). */
 static void group_refuse_batch(struct core *c, struct group *g,
-                               struct group_batch *b, int rc) {
+                               struct group_batch *b, const char *reason) {
   size_t i, n = b->n, cap = b->cap;
   struct group_prop *props = b->props;
   /* continuations may propose again: into a fresh fill batch */
@@ -683,7 +730,7 @@ static void group_refuse_batch(struct core *c, struct group *g,
   b->n = b->cap = 0;
   b->log.len = 0;
   for (i = 0; i < n; i++)
-    group_refuse(c, g, props[i].done, props[i].arg, 503, group_wal_reason(rc));
+    group_refuse(c, g, props[i].done, props[i].arg, 503, reason);
   if (b->props == NULL) {
     b->props = props; /* keep the array */
     b->cap = cap;
@@ -706,8 +753,16 @@ static void group_lost(struct core *c, struct group *g, int rc) {
   (void)n; /* when logging is compiled out */
   g->in_flight = 0;
   g->flight.log.len = 0;
-  group_refuse_batch(c, g, &g->flight, rc);
-  group_refuse_batch(c, g, &g->fill, rc);
+  { /* TOUCHes on their way were lost too: the sweep proposes them anew */
+    size_t k;
+    struct stream *s;
+    for (k = 0; k < g->sm.cap; k++)
+      for (s = g->sm.slots[k]; s != NULL; s = s->hnext)
+        s->local.touch_index = 0;
+  }
+  /* flight was written (perhaps in part) when it failed; fill was not */
+  group_refuse_batch(c, g, &g->flight, group_lost_reason(rc));
+  group_refuse_batch(c, g, &g->fill, group_wal_reason(rc));
 }
 
 URSULA_PRIVATE int group_id(const struct group *g) {
@@ -1035,6 +1090,15 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g) {
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   uint64_t now = group_wall(g);
   size_t i;
+  if (g->retry != NULL && (g->wal == NULL || !wal_failed(g->wal))) {
+    struct group_release *rel = g->retry; /* again, each once */
+    g->retry = NULL;
+    while (rel != NULL) {
+      struct group_release *next = (struct group_release *)(void *)rel->msg.next;
+      group_propose_release(c, g, rel);
+      rel = next;
+    }
+  }
   /* segments freed by deletions or moves go now, not at the next
   ** snapshot the log's growth would bring (which may never come) */
   if (g->wal != NULL && !g->in_flight && !wal_failed(g->wal) &&

@@ -768,7 +768,8 @@ struct stream_local {
                                (0: none) */
   uint64_t read_ms;         /* the last read (wall ms), for the sliding TTL:
                                the owner logs it as a TOUCH (group.c) */
-  uint64_t touch_ms;        /* the last read_ms proposed as a TOUCH */
+  uint64_t touch_ms;        /* the last read_ms proposed as a TOUCH, */
+  uint64_t touch_index;     /* at this log index (0: none on its way) */
 };
 
 struct stream {
@@ -842,6 +843,7 @@ struct stream_result {
   int fenced; /* 403: Producer-Epoch = current epoch */
   uint64_t current_epoch;
   int release_source; /* a fork CREATE that created nothing: release it */
+  int refused;        /* not applied: the log refused the entry (group.c) */
   /* live readers to wake: */
   int notify;
   uint64_t watch_mask;

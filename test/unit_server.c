@@ -6,8 +6,9 @@
 
 /* One request on a fresh connection; the status, and the body in body
 ** (NUL-terminated, truncated to cap). */
-static int unit_http(int port, const char *method, const char *path,
-                     const char *payload, char *body, size_t cap) {
+static int unit_http_h(int port, const char *method, const char *path,
+                       const char *headers, const char *payload, char *body,
+                       size_t cap) {
   struct sockaddr_in a;
   char req[512], resp[8192];
   size_t len = 0;
@@ -24,8 +25,8 @@ static int unit_http(int port, const char *method, const char *path,
   }
   snprintf(req, sizeof(req),
            "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-           "Content-Type: text/plain\r\nContent-Length: %lu\r\n\r\n%s",
-           method, path, (unsigned long)strlen(payload), payload);
+           "Content-Type: text/plain\r\n%sContent-Length: %lu\r\n\r\n%s",
+           method, path, headers, (unsigned long)strlen(payload), payload);
   if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
     for (;;) {
       ssize_t n = read(fd, resp + len, sizeof(resp) - 1 - len);
@@ -41,6 +42,11 @@ static int unit_http(int port, const char *method, const char *path,
     snprintf(body, cap, "%s", p ? p + 4 : "");
   }
   return status;
+}
+
+static int unit_http(int port, const char *method, const char *path,
+                     const char *payload, char *body, size_t cap) {
+  return unit_http_h(port, method, path, "", payload, body, cap);
 }
 
 /* Without threads (URSULA_ENABLE_THREADS=0) the server's one loop runs in
@@ -136,5 +142,116 @@ static void test_server_wal_sync_failure(void) {
   unit_wal_rmdir();
 }
 
+/* ------------------------------------------------------------ review
+** Cases found by a review; each failed before its fix. */
+
+static double unit_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+static void unit_sleep_until(double t) {
+  while (unit_now_s() < t) {
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Start an in-process server on unit_wal_dir: one core, one group. */
+static int unit_server_start1(struct unit_server_run *run) {
+  struct ursula_config cfg;
+  struct ursula_server *srv = NULL;
+  char err[URSULA_ERRMSG_LEN];
+  ursula_config_init(&cfg);
+  cfg.log_level = 0;
+  cfg.listen_port = 0;
+  cfg.core_count = 1;
+  cfg.raft_group_count = 1;
+  snprintf(cfg.wal_dir, sizeof(cfg.wal_dir), "%s", unit_wal_dir);
+  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
+    printf("# start: %s\n", err);
+    unit_failed++;
+    return -1;
+  }
+  unit_server_go(run, srv);
+  return ursula_server_port(srv);
+}
+
+/* A read's TOUCH lost to a failed sync is proposed again: a stream that a
+** read kept alive is not expired by the next append (Stream-TTL 3, GET at
+** 1.5 s, syncs fail from 1.5 to 2.7 s, POST at 3.3 s must append). */
+static void test_server_touch_after_failure(void) {
+  struct unit_server_run run;
+  char body[512];
+  double t0;
+  int port, st = 0, i;
+  unit_wal_mkdir();
+  unit_fault_install();
+  if ((port = unit_server_start1(&run)) < 0) return;
+  t0 = unit_now_s();
+  ASSERT(unit_http_h(port, "PUT", "/s", "Stream-TTL: 3\r\n", "", NULL, 0) == 201);
+  unit_sleep_until(t0 + 1.5);
+  ASSERT(unit_http(port, "GET", "/s", "", NULL, 0) == 200);
+  unit_fault_sync_errno = EIO; /* the sweep's TOUCH for that read fails */
+  unit_sleep_until(t0 + 2.7);
+  unit_fault_sync_errno = 0;
+  unit_sleep_until(t0 + 3.3);
+  for (i = 0; i < 20; i++) { /* 503 until the log is verified again */
+    st = unit_http(port, "POST", "/s", "x", body, sizeof(body));
+    if (st != 503) break;
+    unit_sleep_until(unit_now_s() + 0.1);
+  }
+  ASSERT(st == 204);
+  if (st != 204) printf("# POST: %d %s", st, body);
+  unit_server_end(&run);
+  unit_fault_remove();
+  unit_wal_rmdir();
+}
+
+/* A fork PUT whose CREATE is refused (its sync fails) gives back the
+** reference its FORK_ACQUIRE took: the source, deleted, is then gone
+** (404), not held as deleted-with-forks (410) forever. */
+static volatile int unit_syncs_pass = -1; /* -1: all pass; n: n, then fail */
+static int unit_counted_sync(int fd) {
+  if (unit_syncs_pass == 0) {
+    errno = EIO;
+    return -1;
+  }
+  if (unit_syncs_pass > 0) unit_syncs_pass--;
+  return unit_wal_real.sync(fd);
+}
+static void test_server_fork_refused(void) {
+  struct unit_server_run run;
+  char body[512];
+  int port, st = 0, i;
+  unit_wal_mkdir();
+  unit_fault_install();
+  os_fs()->sync = unit_counted_sync;
+  if ((port = unit_server_start1(&run)) < 0) return;
+  ASSERT(unit_http(port, "PUT", "/src", "abc", NULL, 0) == 201);
+  unit_syncs_pass = 1; /* the FORK_ACQUIRE's sync passes, the CREATE's fails */
+  ASSERT(unit_http_h(port, "PUT", "/fork", "Stream-Forked-From: /src\r\n", "",
+                     body, sizeof(body)) == 503);
+  unit_syncs_pass = -1;
+  for (i = 0; i < 30; i++) { /* 503 until the log is verified again */
+    st = unit_http(port, "DELETE", "/src", "", body, sizeof(body));
+    if (st != 503) break;
+    unit_sleep_until(unit_now_s() + 0.1);
+  }
+  ASSERT(st == 204);
+  for (i = 0; i < 30; i++) { /* the RELEASE is applied soon after */
+    st = unit_http(port, "GET", "/src", "", body, sizeof(body));
+    if (st == 404) break;
+    unit_sleep_until(unit_now_s() + 0.1);
+  }
+  ASSERT(st == 404);
+  unit_server_end(&run);
+  unit_syncs_pass = -1;
+  unit_fault_remove();
+  unit_wal_rmdir();
+}
+
 static const struct unit_case unit_server_cases[] = {
-    {"server_wal_sync_failure", test_server_wal_sync_failure}, {NULL, NULL}};
+    {"server_wal_sync_failure", test_server_wal_sync_failure},
+    {"server_touch_after_failure", test_server_touch_after_failure},
+    {"server_fork_refused", test_server_fork_refused}, {NULL, NULL}};
