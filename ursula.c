@@ -660,6 +660,7 @@ struct s3_config {
   int virtual_host; /* 1: bucket.host/key; 0: host/bucket/key */
   int timeout_ms;   /* per attempt: connect, send, and each read */
   int max_attempts; /* >= 1; 5xx, SlowDown and transport errors retry */
+  struct env *env;  /* the clock requests are signed with (NULL: real) */
 };
 /* What the last failed request said: HTTP status (0 = no response), the
 ** S3 error code and message from the XML body, and one line for the log
@@ -5571,7 +5572,8 @@ static int s3_build(struct s3_client *c, const struct s3_call *k) {
   struct buf path, auth;
   unsigned char d[32];
   char hash[65], date[17], range[64];
-  time_t now = time(NULL);
+  struct env *env = c->cfg.env != NULL ? c->cfg.env : env_real();
+  time_t now = (time_t)(env->wall_ms(env) / 1000);
   struct tm tm;
   size_t n = 0, i;
   int rc;
@@ -9363,6 +9365,7 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
     c->s3.virtual_host = 0;
     c->s3.timeout_ms = 10000;
     c->s3.max_attempts = 3;
+    c->s3.env = env;
   } else if (cold_mkdir(c, cfg->cold_dir) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "--cold-dir %.200s: %s", cfg->cold_dir,
              strerror(errno));

@@ -482,6 +482,7 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
     c->s3.virtual_host = 0;
     c->s3.timeout_ms = 10000;
     c->s3.max_attempts = 3;
+    c->s3.env = env;
   } else if (cold_mkdir(c, cfg->cold_dir) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "--cold-dir %.200s: %s", cfg->cold_dir,
              strerror(errno));

@@ -460,6 +460,7 @@ struct s3_config {
   int virtual_host; /* 1: bucket.host/key; 0: host/bucket/key */
   int timeout_ms;   /* per attempt: connect, send, and each read */
   int max_attempts; /* >= 1; 5xx, SlowDown and transport errors retry */
+  struct env *env;  /* the clock requests are signed with (NULL: real) */
 };
 /* What the last failed request said: HTTP status (0 = no response), the
 ** S3 error code and message from the XML body, and one line for the log

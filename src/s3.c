@@ -164,7 +164,8 @@ static int s3_build(struct s3_client *c, const struct s3_call *k) {
   struct buf path, auth;
   unsigned char d[32];
   char hash[65], date[17], range[64];
-  time_t now = time(NULL);
+  struct env *env = c->cfg.env != NULL ? c->cfg.env : env_real();
+  time_t now = (time_t)(env->wall_ms(env) / 1000);
   struct tm tm;
   size_t n = 0, i;
   int rc;
