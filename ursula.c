@@ -773,7 +773,6 @@ URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr);
 /* The whole snapshot p[0..n) through the chunked writer. */
 URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
                                      uint64_t term, const void *p, size_t n);
-URSULA_PRIVATE URSULA_UNUSED uint64_t wal_snapshot_index(const struct wal *w);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 /* Every record starts with a header of this many bytes (wal.c). */
@@ -1070,8 +1069,11 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
 /* Look a stream up by path; NULL if there is none (expired or not). */
 URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
                                           struct str path);
-/* Whether s has expired at now_ms by TTL or Expires-At. */
-URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
+/* Whether s has expired at now_ms by Expires-At, or by its TTL counted
+** from last_access_ms (the log's s->last_access_ms in apply; the owner
+** adds the reads it has not logged yet). */
+URSULA_PRIVATE int stream_expired(const struct stream *s,
+                                  uint64_t last_access_ms, uint64_t now_ms);
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
@@ -6553,9 +6555,6 @@ static int wal_load_snapshot(struct wal *w, struct buf *out, char *err) {
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
   return w->since_snap;
 }
-URSULA_PRIVATE uint64_t wal_snapshot_index(const struct wal *w) {
-  return w->snap_index;
-}
 
 /* ------------------------------------------------------------ open */
 
@@ -6804,6 +6803,59 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
 
 /* ------------------------------------------------------------ replay */
 
+static int wal_seal_file(struct wal *w, const char *path, off_t at,
+                         uint64_t last, uint64_t term);
+
+/* Segment k (not the last) is one replay does not read (the snapshot
+** covers it): check that it ends with the SEAL naming segment k + 1, so a
+** segment missing between them is refused here, not found by a read.  One
+** that a crashed roll left unsealed is read whole instead, and sealed if
+** its entries run up to segment k + 1. */
+static int wal_check_seal(struct wal *w, size_t k, char *err) {
+  unsigned char r[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
+  char path[URSULA_PATH_LEN + 32];
+  uint64_t next = w->segs[k + 1].first_index, size = 0;
+  struct wal_scan sc;
+  struct buf img;
+  uint32_t n;
+  int fd, fn_rc, rc = URSULA_OK;
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  fd = w->fs->open(path, O_RDONLY, 0);
+  if (fd < 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
+    return URSULA_EIO;
+  }
+  if (w->fs->size(fd, &size) == 0 && size >= sizeof(r) &&
+      w->fs->pread(fd, r, sizeof(r), (off_t)(size - sizeof(r))) ==
+          (ssize_t)sizeof(r) &&
+      wal_record_ok(r, sizeof(r), &n) && r[8] == WAL_SEAL &&
+      wal_get64(r + WAL_RECORD_HEADER) == next) {
+    w->fs->close(fd);
+    return URSULA_OK;
+  }
+  w->fs->close(fd);
+  memset(&img, 0, sizeof(img));
+  memset(&sc, 0, sizeof(sc));
+  if ((rc = wal_read_path(w->fs, path, &img)) == URSULA_OK) {
+    wal_scan((const unsigned char *)img.ptr, img.len, w->segs[k].first_index,
+             NULL, 0, NULL, NULL, &fn_rc, &sc);
+    if (sc.good != img.len || sc.last + 1 != next)
+      rc = URSULA_ECORRUPT;
+    else if (!sc.sealed)
+      rc = wal_seal_file(w, path, (off_t)sc.good, sc.last, sc.last_term);
+  }
+  buf_free(&img);
+  if (rc == URSULA_ECORRUPT)
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s does not end where segment %020llu.wal begins: the entries "
+             "between are missing, or the file is damaged at byte %llu; not "
+             "starting without them",
+             path, (unsigned long long)next, (unsigned long long)sc.good);
+  else if (rc != URSULA_OK)
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
+  return rc;
+}
+
 /* Append a SEAL to the segment file at path, whose valid bytes end at `at`
 ** and whose last entry is (last, term): the next segment starts at
 ** last + 1.  Synced. */
@@ -6827,7 +6879,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                               void *arg, struct wal_stats *st, char *err) {
   struct os_fs *fs = w->fs;
   struct buf img;
-  size_t i = 0;
+  size_t i = 0, k;
   int rc, fn_rc = URSULA_OK, prev_sealed = 0;
   size_t prev_good = 0; /* valid bytes of the segment before the last */
   size_t pend_good = 0; /* the segment before is unsealed: its bytes, */
@@ -6869,6 +6921,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   if (w->snap_index > 0) { /* skip segments wholly covered by it */
     while (i + 1 < w->n_segs && w->segs[i + 1].first_index <= w->snap_index + 1)
       i++;
+    for (k = 0; k < i; k++) /* not read, but none may be missing */
+      if ((rc = wal_check_seal(w, k, err)) != URSULA_OK) goto out;
+    rc = URSULA_ECORRUPT;
     if (w->segs[i].first_index > w->snap_index + 1) {
       wal_seg_path(w, w->segs[i].first_index, path, sizeof(path));
       snprintf(err, URSULA_ERRMSG_LEN,
@@ -7911,9 +7966,10 @@ static int stream_same_type(struct str a, const char *b) {
   return strcmp(na, nb) == 0;
 }
 
-URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms) {
+URSULA_PRIVATE int stream_expired(const struct stream *s,
+                                  uint64_t last_access_ms, uint64_t now_ms) {
   if (s->has_expires && s->expires_at_ms <= now_ms) return 1;
-  if (s->has_ttl && s->last_access_ms + s->ttl_s * 1000u <= now_ms) return 1;
+  if (s->has_ttl && last_access_ms + s->ttl_s * 1000u <= now_ms) return 1;
   return 0;
 }
 
@@ -8071,12 +8127,11 @@ static struct stream_producer *stream_producer_find(struct stream *s,
   return NULL;
 }
 
-static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
+static void stream_set_str(char **dst, size_t *dst_len, struct str v) {
   char *p = stream_dup(v);
   URSULA_FREE(*dst);
   *dst = p;
   if (dst_len) *dst_len = v.len;
-  return URSULA_OK;
 }
 
 /* Queue a cold-tier object for deletion by the group. */
@@ -8117,7 +8172,8 @@ static void stream_remove(struct stream_state *st, struct stream *s,
 static struct stream *stream_live(struct stream_state *st, const struct cmd *c,
                                   struct stream_result *r) {
   struct stream *s = stream_find(st, c->path);
-  if (s != NULL && !s->soft_deleted && stream_expired(s, c->time_ms)) {
+  if (s != NULL && !s->soft_deleted &&
+      stream_expired(s, s->last_access_ms, c->time_ms)) {
     if (s->refcount > 0) {
       s->soft_deleted = 1;
       r->notify = 1;
@@ -8449,7 +8505,8 @@ static void stream_apply_fork_release(struct stream_state *st,
   r->status = 204;
   if (s == NULL || s->refcount == 0) return;
   s->refcount--;
-  if (s->refcount == 0 && (s->soft_deleted || stream_expired(s, c->time_ms))) {
+  if (s->refcount == 0 &&
+      (s->soft_deleted || stream_expired(s, s->last_access_ms, c->time_ms))) {
     stream_remove(st, s, r); /* cascades to its own source */
   }
 }
@@ -10372,8 +10429,7 @@ static const char *group_lost_reason(int rc) {
 static int group_expired(const struct stream *s, uint64_t now) {
   uint64_t last = s->last_access_ms;
   if (s->local.read_ms > last) last = s->local.read_ms;
-  if (s->has_expires && s->expires_at_ms <= now) return 1;
-  return s->has_ttl && last + s->ttl_s * 1000u <= now;
+  return stream_expired(s, last, now);
 }
 
 /* Log the last read of s as a TOUCH if the log does not have it yet, so
@@ -10516,9 +10572,11 @@ static int group_apply_entry(struct core *c, struct group *g,
                 c == NULL);
   g->applied_index = e->index;
   g->applied_term = e->term;
-  memset(r, 0, offsetof(struct stream_result, garbage));
-  r->releases.len = r->garbage.len = 0;
-  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
+  if (e->type != WAL_CMD) { /* a no-op changes nothing */
+    memset(r, 0, offsetof(struct stream_result, garbage));
+    r->releases.len = r->garbage.len = 0;
+    return URSULA_OK;
+  }
   if (cmd_decode(e->data, e->len, &applied, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: log entry %llu does not decode as a command", g->id,
           (unsigned long long)e->index);
@@ -10586,11 +10644,13 @@ static void group_after_apply(struct group *g) {
 }
 
 /* Apply the committed entries of the flight batch, through commit, and
-** answer their proposals by (term, index): a proposal is answered with
-** its entry's result only if the entry committed at its index carries
-** its term; otherwise its entry was replaced (a new leader's log), and
-** it fails with 503 (the client may retry).  The batch is done once all
-** of it is applied. */
+** answer their proposals, each keyed by (term, index).  With one voter
+** the entry committed at a proposal's index is always the proposal's own,
+** so each gets its entry's result.  (With Raft an entry may be replaced
+** by a new leader's: the proposal whose term differs from the committed
+** entry's then fails with 503; that comparison comes with the entries a
+** leader sends, which this batch does not hold.)  The batch is done once
+** all of it is applied. */
 static void group_apply_committed(struct core *c, struct group *g,
                                   uint64_t commit) {
   struct group_batch *b = &g->flight;
@@ -10598,22 +10658,16 @@ static void group_apply_committed(struct core *c, struct group *g,
   while (i < b->n && b->props[i].index <= commit) {
     const struct group_prop *p = &b->props[i++];
     struct wal_entry e;
-    e.term = p->term; /* single voter: the entry at p->index is p's own */
+    e.term = p->term;
     e.index = p->index;
     e.type = WAL_CMD;
     e.data = b->log.ptr + p->off;
     e.len = p->len;
-    if (p->index <= g->applied_index) continue; /* cannot happen: once */
     if (group_apply_entry(c, g, &e, &g->res) != URSULA_OK) {
       LOG_E("group %d: a committed entry does not decode", g->id);
       abort(); /* the encoder and decoder disagree: a bug, not bad input */
     }
-    if (g->applied_term == p->term)
-      p->done(c, g, &g->res, p->arg);
-    else
-      group_refuse(c, g, p->done, p->arg, 503,
-                   "the entry was replaced before it was committed "
-                   "(leadership changed); nothing was written");
+    p->done(c, g, &g->res, p->arg);
   }
   if (i == b->n) { /* all of it applied: the batch is free again */
     b->n = 0;

@@ -469,8 +469,7 @@ static const char *group_lost_reason(int rc) {
 static int group_expired(const struct stream *s, uint64_t now) {
   uint64_t last = s->last_access_ms;
   if (s->local.read_ms > last) last = s->local.read_ms;
-  if (s->has_expires && s->expires_at_ms <= now) return 1;
-  return s->has_ttl && last + s->ttl_s * 1000u <= now;
+  return stream_expired(s, last, now);
 }
 
 /* Log the last read of s as a TOUCH if the log does not have it yet, so
@@ -613,9 +612,11 @@ static int group_apply_entry(struct core *c, struct group *g,
                 c == NULL);
   g->applied_index = e->index;
   g->applied_term = e->term;
-  memset(r, 0, offsetof(struct stream_result, garbage));
-  r->releases.len = r->garbage.len = 0;
-  if (e->type != WAL_CMD) return URSULA_OK; /* a no-op changes nothing */
+  if (e->type != WAL_CMD) { /* a no-op changes nothing */
+    memset(r, 0, offsetof(struct stream_result, garbage));
+    r->releases.len = r->garbage.len = 0;
+    return URSULA_OK;
+  }
   if (cmd_decode(e->data, e->len, &applied, &g->bounds) != URSULA_OK) {
     LOG_E("group %d: log entry %llu does not decode as a command", g->id,
           (unsigned long long)e->index);
@@ -683,11 +684,13 @@ static void group_after_apply(struct group *g) {
 }
 
 /* Apply the committed entries of the flight batch, through commit, and
-** answer their proposals by (term, index): a proposal is answered with
-** its entry's result only if the entry committed at its index carries
-** its term; otherwise its entry was replaced (a new leader's log), and
-** it fails with 503 (the client may retry).  The batch is done once all
-** of it is applied. */
+** answer their proposals, each keyed by (term, index).  With one voter
+** the entry committed at a proposal's index is always the proposal's own,
+** so each gets its entry's result.  (With Raft an entry may be replaced
+** by a new leader's: the proposal whose term differs from the committed
+** entry's then fails with 503; that comparison comes with the entries a
+** leader sends, which this batch does not hold.)  The batch is done once
+** all of it is applied. */
 static void group_apply_committed(struct core *c, struct group *g,
                                   uint64_t commit) {
   struct group_batch *b = &g->flight;
@@ -695,22 +698,16 @@ static void group_apply_committed(struct core *c, struct group *g,
   while (i < b->n && b->props[i].index <= commit) {
     const struct group_prop *p = &b->props[i++];
     struct wal_entry e;
-    e.term = p->term; /* single voter: the entry at p->index is p's own */
+    e.term = p->term;
     e.index = p->index;
     e.type = WAL_CMD;
     e.data = b->log.ptr + p->off;
     e.len = p->len;
-    if (p->index <= g->applied_index) continue; /* cannot happen: once */
     if (group_apply_entry(c, g, &e, &g->res) != URSULA_OK) {
       LOG_E("group %d: a committed entry does not decode", g->id);
       abort(); /* the encoder and decoder disagree: a bug, not bad input */
     }
-    if (g->applied_term == p->term)
-      p->done(c, g, &g->res, p->arg);
-    else
-      group_refuse(c, g, p->done, p->arg, 503,
-                   "the entry was replaced before it was committed "
-                   "(leadership changed); nothing was written");
+    p->done(c, g, &g->res, p->arg);
   }
   if (i == b->n) { /* all of it applied: the batch is free again */
     b->n = 0;

@@ -573,7 +573,6 @@ URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr);
 /* The whole snapshot p[0..n) through the chunked writer. */
 URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
                                      uint64_t term, const void *p, size_t n);
-URSULA_PRIVATE URSULA_UNUSED uint64_t wal_snapshot_index(const struct wal *w);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 /* Every record starts with a header of this many bytes (wal.c). */
@@ -870,8 +869,11 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
 /* Look a stream up by path; NULL if there is none (expired or not). */
 URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
                                           struct str path);
-/* Whether s has expired at now_ms by TTL or Expires-At. */
-URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms);
+/* Whether s has expired at now_ms by Expires-At, or by its TTL counted
+** from last_access_ms (the log's s->last_access_ms in apply; the owner
+** adds the reads it has not logged yet). */
+URSULA_PRIVATE int stream_expired(const struct stream *s,
+                                  uint64_t last_access_ms, uint64_t now_ms);
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);

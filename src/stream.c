@@ -171,9 +171,10 @@ static int stream_same_type(struct str a, const char *b) {
   return strcmp(na, nb) == 0;
 }
 
-URSULA_PRIVATE int stream_expired(const struct stream *s, uint64_t now_ms) {
+URSULA_PRIVATE int stream_expired(const struct stream *s,
+                                  uint64_t last_access_ms, uint64_t now_ms) {
   if (s->has_expires && s->expires_at_ms <= now_ms) return 1;
-  if (s->has_ttl && s->last_access_ms + s->ttl_s * 1000u <= now_ms) return 1;
+  if (s->has_ttl && last_access_ms + s->ttl_s * 1000u <= now_ms) return 1;
   return 0;
 }
 
@@ -331,12 +332,11 @@ static struct stream_producer *stream_producer_find(struct stream *s,
   return NULL;
 }
 
-static int stream_set_str(char **dst, size_t *dst_len, struct str v) {
+static void stream_set_str(char **dst, size_t *dst_len, struct str v) {
   char *p = stream_dup(v);
   URSULA_FREE(*dst);
   *dst = p;
   if (dst_len) *dst_len = v.len;
-  return URSULA_OK;
 }
 
 /* Queue a cold-tier object for deletion by the group. */
@@ -377,7 +377,8 @@ static void stream_remove(struct stream_state *st, struct stream *s,
 static struct stream *stream_live(struct stream_state *st, const struct cmd *c,
                                   struct stream_result *r) {
   struct stream *s = stream_find(st, c->path);
-  if (s != NULL && !s->soft_deleted && stream_expired(s, c->time_ms)) {
+  if (s != NULL && !s->soft_deleted &&
+      stream_expired(s, s->last_access_ms, c->time_ms)) {
     if (s->refcount > 0) {
       s->soft_deleted = 1;
       r->notify = 1;
@@ -709,7 +710,8 @@ static void stream_apply_fork_release(struct stream_state *st,
   r->status = 204;
   if (s == NULL || s->refcount == 0) return;
   s->refcount--;
-  if (s->refcount == 0 && (s->soft_deleted || stream_expired(s, c->time_ms))) {
+  if (s->refcount == 0 &&
+      (s->soft_deleted || stream_expired(s, s->last_access_ms, c->time_ms))) {
     stream_remove(st, s, r); /* cascades to its own source */
   }
 }
