@@ -98,6 +98,23 @@ static int unit_wal_append(struct wal *w, uint64_t term, uint64_t index,
   return rc;
 }
 
+/* A fresh log in a fresh unit_wal_dir: segments of seg_bytes bytes (0:
+** the default), entries 1..n of term 1, synced every `batch` entries.
+** NULL (a failure counted) if it cannot be made. */
+static int unit_wal_fill(struct wal *w, uint64_t from, uint64_t to, int batch);
+static struct wal *unit_wal_new(int64_t seg_bytes, uint64_t n, int batch) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  unit_wal_mkdir();
+  if ((w = unit_wal_open(&seen, NULL)) == NULL) return NULL;
+  if (seg_bytes > 0) wal_set_segment_bytes(w, seg_bytes);
+  if (n > 0 && unit_wal_fill(w, 1, n, batch) != URSULA_OK) {
+    printf("# unit_wal_new: the fill failed\n");
+    unit_failed++;
+  }
+  return w;
+}
+
 /* Write what was framed, then sync it. */
 static int unit_wal_sync(struct wal *w) {
   int rc = wal_write(w, unit_wal_recs.ptr, unit_wal_recs.len);
@@ -219,11 +236,8 @@ static void test_wal_roundtrip(void) {
 static void test_wal_segments(void) {
   struct unit_wal_seen seen;
   struct wal *w;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 200, 5);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 200, 5) == URSULA_OK);
   wal_close(w);
   ASSERT(unit_wal_count_segments() > 5);
   w = unit_wal_open(&seen, NULL);
@@ -239,10 +253,8 @@ static void test_wal_torn_tail(void) {
   struct wal *w;
   char seg[256];
   off_t size;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(0, 50, 50);
   if (w == NULL) return;
-  ASSERT(unit_wal_fill(w, 1, 50, 50) == URSULA_OK);
   wal_close(w);
   unit_wal_last_segment(seg, sizeof(seg));
   size = unit_wal_file_size(seg);
@@ -356,11 +368,8 @@ static void test_wal_bit_flip_tail(void) {
   struct unit_wal_seen seen;
   struct wal_stats st;
   struct wal *w;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(400, 120, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 400);
-  ASSERT(unit_wal_fill(w, 1, 120, 4) == URSULA_OK);
   wal_close(w);
   ASSERT(unit_wal_flip(120) == 0);
   w = unit_wal_open(&seen, &st);
@@ -383,10 +392,8 @@ static void test_wal_bit_flip_last_segment(void) {
   struct wal *w;
   char path[256], want[64];
   off_t at, size;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(0, 10, 10); /* one batch, synced */
   if (w == NULL) return;
-  ASSERT(unit_wal_fill(w, 1, 10, 10) == URSULA_OK); /* one batch, synced */
   wal_close(w);
   ASSERT(unit_wal_find(3, path, sizeof(path), &at) == 0);
   size = unit_wal_file_size(path);
@@ -419,11 +426,8 @@ static void test_wal_bit_flip_middle(void) {
   char path[256], last[256];
   off_t at;
   int segs;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(400, 120, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 400);
-  ASSERT(unit_wal_fill(w, 1, 120, 4) == URSULA_OK);
   wal_close(w);
   segs = unit_wal_count_segments();
   ASSERT(segs > 3);
@@ -446,11 +450,8 @@ static void test_wal_bit_flip_middle(void) {
   ASSERT(unit_wal_count_segments() == segs - 1);
   /* the last segment gone: its predecessor's seal names it */
   unit_wal_rmdir();
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(400, 60, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 400);
-  ASSERT(unit_wal_fill(w, 1, 60, 4) == URSULA_OK);
   wal_close(w);
   unit_wal_last_segment(last, sizeof(last));
   ASSERT(unlink(last) == 0);
@@ -466,11 +467,8 @@ static void test_wal_missing_files(void) {
   struct unit_wal_seen seen;
   struct wal *w;
   char path[256];
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 100, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
   ASSERT(wal_save_snapshot(w, 70, 1, "snap:70", 7) == URSULA_OK);
   ASSERT(wal_compact(w, 70) == URSULA_OK && wal_first_index(w) > 1);
   wal_close(w);
@@ -482,11 +480,8 @@ static void test_wal_missing_files(void) {
   /* a segment the snapshot covers (not read at start), gone from between
   ** two others: the seal of the one before names the one that is gone */
   unit_wal_rmdir();
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 100, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
   ASSERT(wal_save_snapshot(w, 90, 1, "snap:90", 7) == URSULA_OK);
   wal_close(w);
   {
@@ -498,10 +493,8 @@ static void test_wal_missing_files(void) {
   ASSERT(strstr(unit_wal_err, "does not end where") != NULL);
   /* a damaged snapshot: refused, never half-read */
   unit_wal_rmdir();
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(0, 10, 4);
   if (w == NULL) return;
-  ASSERT(unit_wal_fill(w, 1, 10, 4) == URSULA_OK);
   ASSERT(wal_save_snapshot(w, 5, 1, "snap:5", 6) == URSULA_OK);
   wal_close(w);
   snprintf(path, sizeof(path), "%s/snapshot", unit_wal_dir);
@@ -510,10 +503,8 @@ static void test_wal_missing_files(void) {
   ASSERT(unit_wal_names(path, "damaged"));
   /* no segment at all, in a log that must exist */
   unit_wal_rmdir();
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(0, 3, 3);
   if (w == NULL) return;
-  ASSERT(unit_wal_fill(w, 1, 3, 3) == URSULA_OK);
   wal_close(w);
   unit_wal_last_segment(path, sizeof(path));
   ASSERT(unlink(path) == 0);
@@ -536,11 +527,8 @@ static void test_wal_read_checks(void) {
   size_t n;
   off_t at;
   memset(&out, 0, sizeof(out));
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(400, 100, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 400);
-  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
   ASSERT(wal_save_snapshot(w, 90, 1, "snap:90", 7) == URSULA_OK);
   n = unit_wal_payload(18, p);
   ASSERT(wal_read(w, 18, 0, n, &out) == URSULA_OK);
@@ -615,10 +603,8 @@ static void unit_wal_fault_case(int pwrite_errno, int sync_errno, int want_rc) {
   struct unit_wal_seen seen;
   struct wal *w;
   char p[64];
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(0, 20, 20);
   if (w == NULL) return;
-  ASSERT(unit_wal_fill(w, 1, 20, 20) == URSULA_OK);
   unit_fault_install();
   unit_fault_pwrite_errno = pwrite_errno;
   unit_fault_sync_errno = sync_errno;
@@ -656,11 +642,8 @@ static void test_wal_fault_sync(void) {
 static void test_wal_truncate_suffix(void) {
   struct unit_wal_seen seen;
   struct wal *w;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 100, 3);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 100, 3) == URSULA_OK);
   ASSERT(wal_truncate_suffix(w, 61) == URSULA_OK);
   ASSERT(wal_last_index(w) == 60 && wal_last_term(w) == 1);
   ASSERT(unit_wal_fill(w, 61, 70, 10) == URSULA_OK);
@@ -682,11 +665,8 @@ static void test_wal_compact(void) {
   struct unit_wal_seen seen;
   struct wal *w;
   int before;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 100, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
   before = unit_wal_count_segments();
   ASSERT(wal_compact(w, 50) == URSULA_OK); /* no snapshot covers them */
   ASSERT(unit_wal_count_segments() == before && wal_first_index(w) == 1);
@@ -859,11 +839,8 @@ static void test_wal_snapshot(void) {
   struct wal_stats st;
   struct wal *w;
   int before;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 100, 4);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 100, 4) == URSULA_OK);
   ASSERT(wal_save_snapshot(w, 70, 1, "snap:70", 7) == URSULA_OK);
   ASSERT(wal_bytes_since_snapshot(w) == 0);
   before = unit_wal_count_segments();
@@ -896,10 +873,8 @@ static void test_wal_zeroed_page(void) {
   unsigned char zeros[4096];
   off_t size, page;
   int fd;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(0, 240, 10);
   if (w == NULL) return;
-  ASSERT(unit_wal_fill(w, 1, 240, 10) == URSULA_OK);
   wal_close(w);
   unit_wal_last_segment(seg, sizeof(seg));
   size = unit_wal_file_size(seg);
@@ -949,10 +924,8 @@ static void test_wal_pipeline(void) {
   uint64_t i;
   int fd;
   memset(&out, 0, sizeof(out));
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(0, 10, 10);
   if (w == NULL) return;
-  ASSERT(unit_wal_fill(w, 1, 10, 10) == URSULA_OK);
   for (i = 11; i <= 12; i++)
     ASSERT(unit_wal_append(w, 1, i, p, unit_wal_payload(i, p)) == URSULA_OK);
   ASSERT(wal_write(w, unit_wal_recs.ptr, unit_wal_recs.len) == URSULA_OK);
@@ -1019,11 +992,8 @@ static void test_wal_roll_crash(void) {
   char p[64], last[256];
   int k, two = 0;
   for (k = 1; k <= 8; k++) {
-    unit_wal_mkdir();
-    w = unit_wal_open(&seen, NULL);
+    w = unit_wal_new(300, 6, 6);
     if (w == NULL) return;
-    wal_set_segment_bytes(w, 300);
-    ASSERT(unit_wal_fill(w, 1, 6, 6) == URSULA_OK);
     unit_crash_install(k);
     unit_wal_append(w, 1, 7, p, unit_wal_payload(7, p));
     unit_fault_remove();
@@ -1059,11 +1029,8 @@ static void test_wal_seal_sync_fails(void) {
   struct unit_wal_seen seen;
   struct wal *w;
   char p[64];
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 6, 6);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 6, 6) == URSULA_OK);
   unit_wal_real = *os_fs();
   os_fs()->sync = unit_counting_sync;
   unit_sync_calls = 0;
@@ -1083,11 +1050,8 @@ static void test_wal_truncate_edges(void) {
   struct wal *w;
   char p[64];
   uint64_t f;
-  unit_wal_mkdir();
-  w = unit_wal_open(&seen, NULL);
+  w = unit_wal_new(300, 100, 3);
   if (w == NULL) return;
-  wal_set_segment_bytes(w, 300);
-  ASSERT(unit_wal_fill(w, 1, 100, 3) == URSULA_OK);
   f = w->segs[w->n_segs - 3].first_index;
   ASSERT(wal_truncate_suffix(w, f) == URSULA_OK && wal_last_index(w) == f - 1);
   ASSERT(unit_wal_fill(w, f, f + 5, 3) == URSULA_OK);
