@@ -239,6 +239,35 @@ static int group_restore(void *arg, const void *p, size_t len) {
   return stream_restore(&rp->g->sm, p, len);
 }
 
+/* Every unit's bytes that are not in the log's segments (below its first
+** entry) must be in the snapshot's pieces: refuse to start otherwise. */
+static int group_check_pieces(struct group *g, const char *dir, char *err) {
+  struct buf units;
+  const struct stream_piece *pc;
+  size_t i, n;
+  int rc;
+  memset(&units, 0, sizeof(units));
+  rc = stream_log_units(&g->sm, wal_first_index(g->wal), &units);
+  pc = (const struct stream_piece *)units.ptr;
+  n = rc == URSULA_OK ? units.len / sizeof(*pc) : 0;
+  for (i = 0; i < n; i++)
+    if (!wal_has_piece(g->wal, pc[i].index, pc[i].off, pc[i].len)) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "group %d: %.1200s: streams read bytes from log entry %llu, "
+               "but the log starts at entry %llu and the snapshot does not "
+               "carry them: a segment file is missing; not starting "
+               "without it",
+               g->id, dir, (unsigned long long)pc[i].index,
+               (unsigned long long)wal_first_index(g->wal));
+      rc = URSULA_ECORRUPT;
+      break;
+    }
+  if (rc == URSULA_ENOMEM)
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: out of memory", g->id);
+  buf_free(&units);
+  return rc;
+}
+
 /* stream_state's read_cold: stream bytes that are only in the WAL. */
 static int group_read_cold(void *ctx, const struct stream_loc *loc,
                            uint64_t len, struct buf *out) {
@@ -271,15 +300,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
     snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
     return rc;
   }
-  if (stream_oldest_index(&g->sm) < wal_first_index(g->wal)) {
-    snprintf(err, URSULA_ERRMSG_LEN,
-             "group %d: %.1200s: streams read bytes from log entry %llu on, "
-             "but the log starts at entry %llu: a segment file is missing; "
-             "not starting without it",
-             g->id, dir, (unsigned long long)stream_oldest_index(&g->sm),
-             (unsigned long long)wal_first_index(g->wal));
-    return URSULA_ECORRUPT;
-  }
+  if ((rc = group_check_pieces(g, dir, err)) != URSULA_OK) return rc;
   g->res.releases.len = 0;
   g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
   /* one voter: everything durable is committed (Raft: commit comes from
@@ -632,34 +653,67 @@ static int group_apply_entry(struct core *c, struct group *g,
 }
 
 /* The last entry that WAL compaction may cover: everything applied, but
-** not the segment of the oldest bytes a stream still reads from the WAL
-** (segments before it hold only deleted or moved data). */
+** not the segment of the oldest bytes a stream still reads from the log's
+** segments (those before it hold only deleted or moved data, or bytes the
+** snapshot carries as pieces). */
 static uint64_t group_compact_upto(struct group *g) {
-  uint64_t oldest = stream_oldest_index(&g->sm);
+  uint64_t oldest = stream_oldest_index(&g->sm, wal_first_index(g->wal));
   return oldest <= g->applied_index ? oldest - 1 : g->applied_index;
+}
+
+/* Write g's state as of the last applied entry through sw (begun at that
+** entry): the payload, then as pieces the bytes of every unit whose
+** entry is below `below`, read from the log (or the pieces of the
+** snapshot before).  URSULA_OK or an error (sw is then aborted). */
+static int group_write_snapshot(struct group *g, struct wal_snap_writer *sw,
+                                uint64_t below, uint64_t *payload) {
+  struct buf b, units;
+  const struct stream_piece *pc;
+  size_t i, n, off = 0;
+  int rc;
+  memset(&b, 0, sizeof(b));
+  memset(&units, 0, sizeof(units));
+  rc = stream_snapshot(&g->sm, &b);
+  *payload = b.len;
+  while (rc == URSULA_OK && off < b.len) { /* in chunks, as a sender would */
+    size_t k = b.len - off < WAL_SNAP_CHUNK ? b.len - off : WAL_SNAP_CHUNK;
+    rc = wal_snap_put(sw, b.ptr + off, k);
+    off += k;
+  }
+  if (rc == URSULA_OK) rc = stream_log_units(&g->sm, below, &units);
+  pc = (const struct stream_piece *)units.ptr;
+  n = rc == URSULA_OK ? units.len / sizeof(*pc) : 0;
+  for (i = 0; i < n && rc == URSULA_OK; i++) {
+    b.len = 0;
+    rc = wal_read(g->wal, pc[i].index, pc[i].off, pc[i].len, &b);
+    if (rc == URSULA_OK)
+      rc = wal_snap_piece(sw, pc[i].index, pc[i].off, b.ptr, b.len);
+  }
+  buf_free(&b);
+  buf_free(&units);
+  if (rc == URSULA_OK) rc = wal_snap_commit(g->wal, sw);
+  if (rc != URSULA_OK) wal_snap_abort(g->wal, sw);
+  return rc;
 }
 
 /* Write a snapshot of the state machine as of the last applied entry,
 ** then drop the WAL segments that nothing needs any more: those wholly
-** before the snapshot that hold no unit's bytes. */
-static void group_snapshot(struct group *g) {
-  struct buf b;
-  uint64_t t0 = group_mono(g);
-  int rc;
-  memset(&b, 0, sizeof(b));
-  rc = stream_snapshot(&g->sm, &b);
+** before the snapshot that hold no unit's bytes.  The snapshot carries
+** the bytes the state names below the log's first entry (after an
+** install, the pieces of the image). */
+URSULA_PRIVATE int group_snapshot(struct group *g) {
+  struct wal_snap_writer sw;
+  uint64_t t0 = group_mono(g), size = 0;
+  int rc = wal_snap_begin(g->wal, &sw, g->applied_index, g->applied_term);
   if (rc == URSULA_OK)
-    rc = wal_save_snapshot(g->wal, g->applied_index, g->applied_term, b.ptr,
-                           b.len);
+    rc = group_write_snapshot(g, &sw, wal_first_index(g->wal), &size);
   if (rc != URSULA_OK) {
     LOG_W("group %d: snapshot failed (%s); replay stays longer", g->id,
           ursula_strerror(rc));
-    buf_free(&b);
-    return;
+    return rc;
   }
-  g->snapshot_size = b.len;
+  g->snapshot_size = size;
   g->tier.moved = 0;
-  buf_free(&b);
   rc = wal_compact(g->wal, group_compact_upto(g));
   LOG_D("group %d: snapshot at entry %llu (%llu bytes) in %llu ms%s", g->id,
         (unsigned long long)g->applied_index,
@@ -667,6 +721,17 @@ static void group_snapshot(struct group *g) {
         (unsigned long long)(group_mono(g) - t0),
         rc == URSULA_OK ? "" : "; compaction failed");
   (void)t0;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int group_write_image(struct group *g) {
+  struct wal_snap_writer sw;
+  uint64_t size = 0;
+  int rc;
+  if (g->wal == NULL || g->applied_index == 0) return URSULA_EINVAL;
+  rc = wal_image_begin(g->wal, &sw, g->applied_index, g->applied_term);
+  if (rc != URSULA_OK) return rc;
+  return group_write_snapshot(g, &sw, g->applied_index + 1, &size);
 }
 
 /* After applying: keep memory bounded, and snapshot once the log since

@@ -538,31 +538,53 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*fn)(void *arg, const struct wal_entry *e),
                               void *arg, struct wal_stats *st, char *err);
 /* Snapshots, written and read in chunks of at most WAL_SNAP_CHUNK.
+** A snapshot file holds the state machine's payload and, beside it,
+** pieces: bytes of log entries that the state names (by index and offset)
+** but that the log's segments may not hold (wal.c has the format).
 ** Writing: begin (as of entry index, term), put the payload in any number
-** of pieces, then commit (durably replaces the snapshot; replay then
-** starts after it) or abort.  Reading: open (URSULA_ENOTFOUND if there is
-** none; header and length checked), read pieces (> 0 bytes; 0 at the end
-** once the CRC of the whole file checked out; -1 on a read error or a
-** CRC mismatch), close. */
+** of parts, then the pieces in ascending (index, offset) order, then
+** commit (durably replaces the snapshot; replay then starts after it) or
+** abort.  wal_image_begin() writes the file "image" instead, an image for
+** another node's install (the caller puts every piece the state names up
+** to index); the current snapshot is untouched.  Reading: open
+** (URSULA_ENOTFOUND if there is none; header and lengths checked), read
+** the payload (> 0 bytes; 0 at the end once the CRC of the whole file and
+** the order of its pieces checked out; -1 on a read error or a mismatch),
+** close. */
 #define WAL_SNAP_CHUNK (1024 * 1024)
+#define WAL_SNAP_IMAGE 1u /* snapshot flag: made for install elsewhere */
 struct wal_snap_writer {
   struct os_fs *fs;
   int fd;
-  uint64_t index, term, at;
-  uint32_t crc;
+  const char *name;        /* the file it becomes */
+  uint64_t index, term;    /* as of entry index (0: an install's raw bytes) */
+  uint64_t at;             /* bytes written */
+  uint64_t payload, pieces; /* bytes of payload, of pieces */
+  int in_pieces;           /* a piece was put: no more payload */
+  uint32_t crc;            /* of header and payload */
+  struct buf dir;          /* the directory of the pieces */
 };
 struct wal_snap_reader {
   struct os_fs *fs;
   int fd;
   uint64_t index, term; /* the entry the snapshot covers up to */
+  uint64_t flags;       /* WAL_SNAP_IMAGE */
   uint64_t size;        /* payload bytes */
+  uint64_t pieces, n_pieces; /* bytes of pieces, and how many */
   uint64_t at;
   uint32_t crc, want_crc;
+  struct buf dir;       /* the directory, read at the payload's end */
 };
 URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
                                   uint64_t index, uint64_t term);
+URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
+                                   uint64_t index, uint64_t term);
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n);
+/* Bytes p[0..n) of entry index's payload from offset off.  URSULA_EINVAL
+** out of order or past the snapshot's index. */
+URSULA_PRIVATE int wal_snap_piece(struct wal_snap_writer *sw, uint64_t index,
+                                  uint64_t off, const void *p, size_t n);
 URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw);
 URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw);
 URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
@@ -570,8 +592,28 @@ URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
 URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
                                   size_t n);
 URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr);
+/* Whether the snapshot carries bytes [off, off + len) of entry index. */
+URSULA_PRIVATE int wal_has_piece(const struct wal *w, uint64_t index,
+                                 uint64_t off, uint64_t len);
+/* Install another node's image (the bytes of its file "image", made by
+** wal_image_begin): begin, put its bytes at their file offsets in any
+** number of parts (a part may be sent again: at must not pass the bytes
+** already put), then commit, which checks the whole image (every CRC, the
+** directory, the install flag, an index past the snapshot's) and makes it
+** the snapshot, crash-safely (wal.c): a log that agrees with it at its
+** index goes on after it; any other is replaced by an empty log that
+** starts after it.  Nothing may be buffered.  URSULA_OK; URSULA_ECORRUPT
+** or URSULA_EINVAL (nothing changed) with err set; or an I/O error
+** half-way (the log then takes no writes until reopened; replay finishes
+** the install).  The caller then restores the state machine from it. */
+URSULA_PRIVATE URSULA_UNUSED int wal_install_begin(struct wal *w,
+                                     struct wal_snap_writer *sw);
+URSULA_PRIVATE URSULA_UNUSED int wal_install_put(struct wal_snap_writer *sw, uint64_t at,
+                                   const void *p, size_t n);
+URSULA_PRIVATE URSULA_UNUSED int wal_install_commit(struct wal *w,
+                                      struct wal_snap_writer *sw, char *err);
 /* The whole snapshot p[0..n) through the chunked writer. */
-URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+URSULA_PRIVATE URSULA_UNUSED int wal_save_snapshot(struct wal *w, uint64_t index,
                                      uint64_t term, const void *p, size_t n);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
@@ -903,8 +945,21 @@ URSULA_PRIVATE size_t stream_chunk_at(const struct stream *s, uint64_t off);
 ** snapshot): equal on replicas that applied the same log. */
 URSULA_PRIVATE URSULA_UNUSED int stream_digest(const struct stream_state *st,
                                                uint64_t *digest);
-/* The oldest log index any unit's bytes are in (UINT64_MAX if none). */
-URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st);
+/* The oldest log index at or after floor that a unit's bytes are in
+** (UINT64_MAX if none); units in the cold tier do not count. */
+URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st,
+                                            uint64_t floor);
+/* Where a unit's bytes are in the log: [off, off + len) of entry index's
+** payload. */
+struct stream_piece {
+  uint64_t index, off, len;
+};
+/* Every unit not in the cold tier whose entry is below `below`, as struct
+** stream_piece, into out (replaced), in ascending (index, off) order: the
+** log bytes a snapshot needs when the log no longer holds entries below
+** `below`.  URSULA_OK or URSULA_ENOMEM. */
+URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
+                                    uint64_t below, struct buf *out);
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
 
@@ -1153,6 +1208,13 @@ URSULA_PRIVATE void group_free(struct group *g);
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
                                   uint64_t snapshot_bytes, char *err);
+/* Write a snapshot of g's state now (as of its last applied entry) and
+** compact its log.  URSULA_OK or an error (logged; the log stays). */
+URSULA_PRIVATE URSULA_UNUSED int group_snapshot(struct group *g);
+/* Write the file "image" in g's log directory: a snapshot of g's state as
+** of its last applied entry, with every log byte it names, for another
+** node to install (wal_install_begin).  URSULA_OK or an error. */
+URSULA_PRIVATE URSULA_UNUSED int group_write_image(struct group *g);
 /* The commit pipeline, driven by the owner at the end of each loop turn
 ** for each group with new proposals and no batch in flight:
 ** group_drive() hands the entries proposed since the last drive to the

@@ -861,7 +861,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
          chunks' end only, v log index, v offset in that entry's payload
 
    The bytes of units past the chunks stay in the log entries named (the
-   log keeps them: group.c compacts only what no stream reads).  Versions
+   log keeps them: group.c compacts only what no stream reads), or travel
+   beside this payload as pieces of the snapshot file (wal.c) when the
+   log does not hold those entries: after an install from another node.  Versions
    1 and 2 named WAL files and offsets instead; they came with WAL format
    1, which is refused, so they are not read. */
 
@@ -1125,16 +1127,61 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }
 
-URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st) {
+/* The first unit of s, not in the cold tier, whose entry is at or after
+** floor (a stream's units are logged in order); s->n_bounds if none. */
+static size_t stream_first_unit_from(const struct stream *s, uint64_t floor) {
+  size_t lo = s->cold_units, hi = s->n_bounds;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->locs[mid].index < floor)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st,
+                                            uint64_t floor) {
   uint64_t oldest = UINT64_MAX;
-  size_t i;
+  size_t i, u;
   const struct stream *s;
-  /* a stream's units are logged in order, so its first is its oldest;
-  ** units in the cold tier need the log no more */
+  /* units in the cold tier need the log no more */
+  for (i = 0; i < st->cap; i++)
+    for (s = st->slots[i]; s != NULL; s = s->hnext) {
+      u = stream_first_unit_from(s, floor > 0 ? floor : 1);
+      if (u < s->n_bounds && s->locs[u].index < oldest)
+        oldest = s->locs[u].index;
+    }
+  return oldest;
+}
+
+static int stream_piece_cmp(const void *x, const void *y) {
+  const struct stream_piece *a = (const struct stream_piece *)x;
+  const struct stream_piece *b = (const struct stream_piece *)y;
+  if (a->index != b->index) return a->index < b->index ? -1 : 1;
+  return a->off < b->off ? -1 : a->off > b->off;
+}
+
+URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
+                                    uint64_t below, struct buf *out) {
+  size_t i, u;
+  const struct stream *s;
+  out->len = 0;
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext)
-      if (s->n_bounds > s->cold_units && s->locs[s->cold_units].index != 0 &&
-          s->locs[s->cold_units].index < oldest)
-        oldest = s->locs[s->cold_units].index;
-  return oldest;
+      for (u = s->cold_units; u < s->n_bounds; u++) {
+        struct stream_piece pc;
+        if (s->locs[u].index == 0) continue; /* in memory only */
+        if (s->locs[u].index >= below) break; /* logged in order */
+        pc.index = s->locs[u].index;
+        pc.off = s->locs[u].off;
+        pc.len = s->bounds[u] - (u > 0 ? s->bounds[u - 1] : 0);
+        if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
+          return URSULA_ENOMEM;
+      }
+  if (out->len > 0)
+    qsort(out->ptr, out->len / sizeof(struct stream_piece),
+          sizeof(struct stream_piece), stream_piece_cmp);
+  return URSULA_OK;
 }

@@ -52,18 +52,52 @@
 **   is complete: the segment it names must exist.  Its index field is
 **   the last entry's index.
 **
-** SNAPSHOT FILE "snapshot", written and read in chunks (a large one is
-** never held twice in memory) and replaced atomically (written to
-** snapshot.tmp, synced, renamed, the directory synced):
+** SNAPSHOT FILE "snapshot" (format 3; format 2, "URSSNAP2", is refused
+** with a message), written and read in chunks (a large one is never held
+** twice in memory) and replaced atomically (written to snapshot.tmp,
+** synced, renamed, the directory synced):
 **
-**     0   8  magic "URSSNAP2"
+**     0   8  magic "URSSNAP3"
 **     8   8  index of the last entry it covers
 **    16   8  term of that entry
-**    24   8  zero
+**    24   8  flags: 1 = an image, made to be installed on another node
 **    32   n  payload: the state machine's snapshot (stream.c)
-**  32+n   8  n
-**  40+n   4  CRC32C of bytes 0..(40+n-1)
-**  44+n   4  zero
+**  32+n   m  pieces: bytes of log entries, back to back, in the order of
+**            the directory
+**  ...   32k directory, one 32-byte entry per piece, ascending by (index,
+**            offset), no two overlapping:
+**              0  8 index of the entry   8  8 offset in its payload
+**             16  8 length              24  4 CRC32C of the piece's bytes
+**             28  4 zero
+**  tail  32  n 8, m 8, k 8, then the CRC32C of the header, the payload,
+**            the directory and these 24 bytes (4), zero (4)
+**
+**   The state names stream bytes by (entry index, offset), and the log
+**   keeps the segments that hold them (compaction stops before the oldest
+**   one a stream still reads).  Pieces carry the ones the log does not
+**   hold: a snapshot carries the bytes it names below the log's first
+**   entry (after an install, the image's), and an image carries every
+**   byte its state names, so that another node can install it with
+**   nothing else.  A read of such an entry is served from its piece, whose
+**   CRC is checked on every read.
+**
+** INSTALL (wal_install_commit), crash-safe at every step: the image is
+** written to install.tmp and synced, and checked whole (every CRC, the
+** directory's order, the image flag, an index n past the snapshot's).
+** If the log holds entry n with the image's term, the log agrees with it
+** (Raft: it keeps the entries after n), and the image just becomes the
+** snapshot.  Otherwise:
+**   1. entries from n on, if any, are cut (wal_truncate_suffix: they
+**      conflict with the image's, which is committed);
+**   2. install.tmp is renamed to "snapshot", the directory synced;
+**   3. a segment for n + 1 is created (the old log, all below n, is not
+**      sealed to it: its entries do not lead there);
+**   4. the old segments are removed, from the front.
+** Replay finishes an install a crash cut short: with an image as the
+** snapshot, segments below it are not checked (the image carries every
+** byte the state names; the old log is not needed), a log that ends
+** before the image goes on in a new segment at n + 1, and the old
+** segments are removed.
 **
 ** DURABILITY.  wal_frame() fills in the header of a record the caller
 ** has built in its own buffer (so the payload is never copied), and
@@ -119,14 +153,15 @@
 #define WAL_HARD_BYTES 16                    /* HARD payload */
 #define WAL_SEAL_BYTES 8                     /* SEAL payload */
 #define WAL_SNAP_HEAD 32
-#define WAL_SNAP_TAIL 16
+#define WAL_SNAP_TAIL 32
 #ifndef WAL_SEGMENT_BYTES
 #define WAL_SEGMENT_BYTES (64 * 1024 * 1024) /* roll to a new segment */
 #endif
 
 static const char wal_magic[8] = {'U', 'R', 'S', 'W', 'A', 'L', '2', '\n'};
 static const char wal_magic_v1[8] = {'U', 'R', 'S', 'W', 'A', 'L', '1', '\n'};
-static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '2'};
+static const char wal_snap_magic[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '3'};
+static const char wal_snap_magic_v2[8] = {'U', 'R', 'S', 'S', 'N', 'A', 'P', '2'};
 
 struct wal_seg {
   uint64_t first_index;
@@ -161,6 +196,12 @@ struct wal {
                        in-memory view is not; only a restart recovers */
   int64_t segment_bytes;
   uint64_t snap_index, snap_term; /* the snapshot replay starts after */
+  uint64_t snap_flags;            /* its flags (WAL_SNAP_IMAGE: installed) */
+  struct wal_piece *pieces;       /* its pieces, ascending (index, off) */
+  size_t n_pieces;
+  int snap_fd;                    /* open on it for piece reads, or -1 */
+  struct buf pc;                  /* the last piece read and checked, */
+  uint64_t pc_pos;                /* at file byte pc_pos - 1 (0: none) */
   uint64_t since_snap;            /* log bytes written after it */
   uint64_t rd_index;              /* the record in rd (0: none) */
   struct buf rd;                  /* the last record read and checked */
@@ -356,20 +397,61 @@ static int wal_pwrite_all(struct os_fs *fs, int fd, const void *b, size_t n,
 
 /* ------------------------------------------------------------ snapshot */
 
-URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
-                                  uint64_t index, uint64_t term) {
+/* A piece of the snapshot file: bytes [off, off + len) of the payload of
+** log entry `index`, kept at byte pos of the file. */
+struct wal_piece {
+  uint64_t index, off, len, pos;
+  uint32_t crc;
+};
+
+/* Check a directory of k entries (32 bytes each) whose pieces hold m
+** bytes, for a snapshot as of entry `last`, and turn it into pieces
+** (stored at base + ...) in *out (NULL: check only).  0, or -1 if it is
+** out of order, overlaps, names an entry past `last`, or does not add up
+** to m. */
+static int wal_dir_parse(const unsigned char *d, uint64_t k, uint64_t m,
+                         uint64_t last, uint64_t base, struct wal_piece *out) {
+  uint64_t i, sum = 0, pi = 0, pend = 0;
+  for (i = 0; i < k; i++, d += 32) {
+    uint64_t index = wal_get64(d), off = wal_get64(d + 8),
+             len = wal_get64(d + 16);
+    if (index == 0 || index > last || len > WAL_MAX_RECORD ||
+        off > WAL_MAX_RECORD || wal_get32(d + 28) != 0)
+      return -1;
+    if (i > 0 && (index < pi || (index == pi && off < pend))) return -1;
+    if (len > m - sum) return -1;
+    if (out != NULL) {
+      out[i].index = index;
+      out[i].off = off;
+      out[i].len = len;
+      out[i].pos = base + sum;
+      out[i].crc = wal_get32(d + 24);
+    }
+    sum += len;
+    pi = index;
+    pend = off + len;
+  }
+  return sum == m ? 0 : -1;
+}
+
+static int wal_snap_start(struct wal *w, struct wal_snap_writer *sw,
+                          const char *name, uint64_t index, uint64_t term,
+                          uint64_t flags) {
   unsigned char h[WAL_SNAP_HEAD];
   char tmp[URSULA_PATH_LEN + 32];
   int e;
   memset(sw, 0, sizeof(*sw));
   sw->fs = w->fs;
-  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  sw->name = name;
+  snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, name);
   sw->fd = w->fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (sw->fd < 0) return wal_errno_code(errno);
+  if (index == 0) return URSULA_OK; /* an install: raw bytes follow */
   memset(h, 0, sizeof(h));
   memcpy(h, wal_snap_magic, 8);
   wal_put64(h + 8, index);
   wal_put64(h + 16, term);
+  wal_put64(h + 24, flags);
   sw->index = index;
   sw->term = term;
   sw->crc = util_crc32c(0, h, sizeof(h));
@@ -381,14 +463,55 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
   return URSULA_OK;
 }
 
+URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
+                                  uint64_t index, uint64_t term) {
+  return index == 0 ? URSULA_EINVAL
+                    : wal_snap_start(w, sw, "snapshot", index, term, 0);
+}
+
+URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
+                                   uint64_t index, uint64_t term) {
+  return index == 0 ? URSULA_EINVAL
+                    : wal_snap_start(w, sw, "image", index, term,
+                                     WAL_SNAP_IMAGE);
+}
+
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
-  if (sw->fd < 0) return URSULA_EIO;
+  if (sw->fd < 0 || sw->index == 0 || sw->in_pieces) return URSULA_EINVAL;
   if ((e = wal_pwrite_all(sw->fs, sw->fd, p, n, (off_t)sw->at)) != 0)
     return wal_errno_code(e);
   sw->crc = util_crc32c(sw->crc, p, n);
   sw->at += n;
+  sw->payload += n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_snap_piece(struct wal_snap_writer *sw, uint64_t index,
+                                  uint64_t off, const void *p, size_t n) {
+  unsigned char d[32];
+  int e;
+  if (sw->fd < 0 || sw->index == 0 || index == 0 || index > sw->index ||
+      n > WAL_MAX_RECORD)
+    return URSULA_EINVAL;
+  if (sw->dir.len > 0) { /* ascending, no overlap */
+    const unsigned char *q =
+        (const unsigned char *)sw->dir.ptr + sw->dir.len - 32;
+    uint64_t qi = wal_get64(q), qend = wal_get64(q + 8) + wal_get64(q + 16);
+    if (index < qi || (index == qi && off < qend)) return URSULA_EINVAL;
+  }
+  wal_put64(d, index);
+  wal_put64(d + 8, off);
+  wal_put64(d + 16, n);
+  wal_put32(d + 24, util_crc32c(0, p, n));
+  wal_put32(d + 28, 0);
+  if (buf_append(&sw->dir, d, sizeof(d)) != URSULA_OK) return URSULA_ENOMEM;
+  sw->in_pieces = 1;
+  if ((e = wal_pwrite_all(sw->fs, sw->fd, p, n, (off_t)sw->at)) != 0)
+    return wal_errno_code(e);
+  sw->at += n;
+  sw->pieces += n;
   return URSULA_OK;
 }
 
@@ -396,100 +519,104 @@ URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw) {
   char tmp[URSULA_PATH_LEN + 32];
   if (sw->fd >= 0) w->fs->close(sw->fd);
   sw->fd = -1;
-  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
+  buf_free(&sw->dir);
+  if (sw->name == NULL) return;
+  snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, sw->name);
   w->fs->unlink(tmp);
 }
 
-URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
-  unsigned char t[WAL_SNAP_TAIL];
-  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
-  struct os_fs *fs = w->fs;
-  uint64_t n = sw->at - WAL_SNAP_HEAD;
-  int e;
-  if (sw->fd < 0) return URSULA_EIO;
-  wal_put64(t, n);
-  wal_put32(t + 8, util_crc32c(sw->crc, t, 8));
-  wal_put32(t + 12, 0);
-  snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", w->dir);
-  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
-  e = wal_pwrite_all(w->fs, sw->fd, t, sizeof(t), (off_t)sw->at);
-  if (e == 0 && fs->sync(sw->fd) != 0) e = errno;
-  fs->close(sw->fd);
-  sw->fd = -1;
-  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
-  if (e == 0 && w->fs->sync_dir(w->dir) != 0) e = errno;
-  if (e != 0) {
-    fs->unlink(tmp);
-    return wal_errno_code(e);
-  }
-  w->snap_index = sw->index;
-  w->snap_term = sw->term;
-  w->since_snap = 0;
-  return URSULA_OK;
-}
-
-URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
-                                     uint64_t term, const void *p, size_t n) {
-  struct wal_snap_writer sw;
-  size_t off = 0;
-  int rc = wal_snap_begin(w, &sw, index, term);
-  while (rc == URSULA_OK && off < n) { /* in chunks, as a sender would */
-    size_t k = n - off < WAL_SNAP_CHUNK ? n - off : WAL_SNAP_CHUNK;
-    rc = wal_snap_put(&sw, (const char *)p + off, k);
-    off += k;
-  }
-  if (rc == URSULA_OK) return wal_snap_commit(w, &sw);
-  wal_snap_abort(w, &sw);
-  return rc;
-}
-
-URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
-                                 char *err) {
+/* Open the snapshot file w->dir/name for reading; see wal_snap_open. */
+static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
+                              const char *name, char *err) {
   struct os_fs *fs = w->fs;
   unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
   char path[URSULA_PATH_LEN + 32];
-  uint64_t size = 0;
+  uint64_t size = 0, n, m, k;
   memset(sr, 0, sizeof(*sr));
+  memset(h, 0, sizeof(h));
+  memset(t, 0, sizeof(t));
   sr->fs = fs;
-  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
   sr->fd = fs->open(path, O_RDONLY, 0);
   if (sr->fd < 0) {
     if (errno == ENOENT) return URSULA_ENOTFOUND;
     snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
     return URSULA_EIO;
   }
-  if (fs->size(sr->fd, &size) != 0 || size < WAL_SNAP_HEAD + WAL_SNAP_TAIL ||
-      fs->pread(sr->fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-      fs->pread(sr->fd, t, sizeof(t), (off_t)(size - WAL_SNAP_TAIL)) !=
-          (ssize_t)sizeof(t) ||
-      memcmp(h, wal_snap_magic, 8) != 0 ||
-      wal_get64(t) != size - WAL_SNAP_HEAD - WAL_SNAP_TAIL) {
+  n = m = k = 0;
+  if (fs->size(sr->fd, &size) == 0 && size >= WAL_SNAP_HEAD + WAL_SNAP_TAIL &&
+      fs->pread(sr->fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+      fs->pread(sr->fd, t, sizeof(t), (off_t)(size - WAL_SNAP_TAIL)) ==
+          (ssize_t)sizeof(t)) {
+    n = wal_get64(t);
+    m = wal_get64(t + 8);
+    k = wal_get64(t + 16);
+  }
+  size -= size >= WAL_SNAP_HEAD + WAL_SNAP_TAIL ? WAL_SNAP_HEAD + WAL_SNAP_TAIL
+                                                : size;
+  if (memcmp(h, wal_snap_magic_v2, 8) == 0) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,
-             "%s is damaged (bad header or length); the state it holds is "
+             "%s is in snapshot format 2 (written by an older build of "
+             "ursula); this build reads format 3 only: read the data out "
+             "with the older build, or start on an empty --wal-dir",
+             path);
+    return URSULA_EINVAL;
+  }
+  if (memcmp(h, wal_snap_magic, 8) != 0 || n > size || m > size - n ||
+      k > (size - n - m) / 32 || n + m + 32 * k != size ||
+      wal_get64(h + 8) == 0 || (wal_get64(h + 24) & ~WAL_SNAP_IMAGE) != 0) {
+    fs->close(sr->fd);
+    sr->fd = -1;
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s is damaged (bad header or lengths); the state it holds is "
              "lost unless it is restored from a backup",
              path);
     return URSULA_ECORRUPT;
   }
   sr->index = wal_get64(h + 8);
   sr->term = wal_get64(h + 16);
-  sr->size = wal_get64(t);
+  sr->flags = wal_get64(h + 24);
+  sr->size = n;
+  sr->pieces = m;
+  sr->n_pieces = k;
   sr->at = 0;
   sr->crc = util_crc32c(0, h, sizeof(h));
-  sr->want_crc = wal_get32(t + 8);
+  sr->want_crc = wal_get32(t + 24);
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
+                                 char *err) {
+  return wal_snap_open_file(w, sr, "snapshot", err);
 }
 
 URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
                                   size_t n) {
   ssize_t k;
-  unsigned char t[8];
+  unsigned char t[24];
+  uint64_t dn;
   if (sr->fd < 0) return -1;
   if (n > sr->size - sr->at) n = (size_t)(sr->size - sr->at);
-  if (n == 0) {
-    wal_put64(t, sr->size); /* the CRC covers the length too */
-    return util_crc32c(sr->crc, t, 8) == sr->want_crc ? 0 : -1;
+  if (n == 0) { /* the end: the directory, then the CRC of it all */
+    if (sr->dir.len > 0 || sr->n_pieces > SIZE_MAX / 32) return -1;
+    dn = sr->n_pieces * 32;
+    if (buf_reserve(&sr->dir, (size_t)dn) != URSULA_OK) return -1;
+    if (dn > 0 && sr->fs->pread(sr->fd, sr->dir.ptr, (size_t)dn,
+                                (off_t)(WAL_SNAP_HEAD + sr->size +
+                                        sr->pieces)) != (ssize_t)dn)
+      return -1;
+    sr->dir.len = (size_t)dn;
+    wal_put64(t, sr->size); /* the CRC covers the lengths too */
+    wal_put64(t + 8, sr->pieces);
+    wal_put64(t + 16, sr->n_pieces);
+    if (util_crc32c(util_crc32c(sr->crc, sr->dir.ptr, sr->dir.len), t, 24) !=
+            sr->want_crc ||
+        wal_dir_parse((const unsigned char *)sr->dir.ptr, sr->n_pieces,
+                      sr->pieces, sr->index, 0, NULL) != 0)
+      return -1;
+    return 0;
   }
   k = sr->fs->pread(sr->fd, p, n, (off_t)(WAL_SNAP_HEAD + sr->at));
   if (k <= 0) return -1;
@@ -501,11 +628,100 @@ URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
 URSULA_PRIVATE void wal_snap_close(struct wal_snap_reader *sr) {
   if (sr->fd >= 0) sr->fs->close(sr->fd);
   sr->fd = -1;
+  buf_free(&sr->dir);
+}
+
+/* The pieces of the directory dir (k entries, m bytes) into w, as the
+** current snapshot's.  URSULA_OK or URSULA_ENOMEM. */
+static int wal_take_pieces(struct wal *w, const struct buf *dir, uint64_t k,
+                           uint64_t m, uint64_t payload) {
+  struct wal_piece *pc = NULL;
+  if (k > 0) {
+    pc = (struct wal_piece *)URSULA_MALLOC((size_t)k * sizeof(*pc));
+    if (pc == NULL) return URSULA_ENOMEM;
+    wal_dir_parse((const unsigned char *)dir->ptr, k, m, UINT64_MAX,
+                  WAL_SNAP_HEAD + payload, pc);
+  }
+  URSULA_FREE(w->pieces);
+  w->pieces = pc;
+  w->n_pieces = (size_t)k;
+  if (w->snap_fd >= 0) w->fs->close(w->snap_fd);
+  w->snap_fd = -1;
+  w->pc_pos = 0;
+  return URSULA_OK;
+}
+
+/* Finish the file of sw: the directory and the tail, synced; renamed from
+** its temporary name to `name`, the directory synced.  0 or an errno. */
+static int wal_snap_finish(struct wal *w, struct wal_snap_writer *sw,
+                           const char *name) {
+  unsigned char t[WAL_SNAP_TAIL];
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
+  struct os_fs *fs = w->fs;
+  uint32_t crc;
+  int e;
+  wal_put64(t, sw->payload);
+  wal_put64(t + 8, sw->pieces);
+  wal_put64(t + 16, (uint64_t)sw->dir.len / 32);
+  crc = util_crc32c(sw->crc, sw->dir.ptr, sw->dir.len);
+  wal_put32(t + 24, util_crc32c(crc, t, 24));
+  wal_put32(t + 28, 0);
+  snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, sw->name);
+  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+  e = wal_pwrite_all(fs, sw->fd, sw->dir.ptr, sw->dir.len, (off_t)sw->at);
+  if (e == 0)
+    e = wal_pwrite_all(fs, sw->fd, t, sizeof(t),
+                       (off_t)(sw->at + sw->dir.len));
+  if (e == 0 && fs->sync(sw->fd) != 0) e = errno;
+  fs->close(sw->fd);
+  sw->fd = -1;
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno;
+  if (e == 0 && fs->sync_dir(w->dir) != 0) e = errno ? errno : EIO;
+  if (e != 0) fs->unlink(tmp);
+  return e;
+}
+
+URSULA_PRIVATE int wal_snap_commit(struct wal *w, struct wal_snap_writer *sw) {
+  int e, local;
+  if (sw->fd < 0 || sw->index == 0) return URSULA_EIO;
+  local = strcmp(sw->name, "snapshot") == 0;
+  e = wal_snap_finish(w, sw, sw->name);
+  if (e == 0 && local) {
+    w->snap_index = sw->index;
+    w->snap_term = sw->term;
+    w->snap_flags = 0;
+    w->since_snap = 0;
+    /* the old file's pieces are gone with it: only the new ones count */
+    if (wal_take_pieces(w, &sw->dir, sw->dir.len / 32, sw->pieces,
+                        sw->payload) != URSULA_OK) {
+      buf_free(&sw->dir);
+      return wal_fail(w, ENOMEM);
+    }
+  }
+  buf_free(&sw->dir);
+  return e != 0 ? wal_errno_code(e) : URSULA_OK;
+}
+
+URSULA_PRIVATE int wal_save_snapshot(struct wal *w, uint64_t index,
+                                     uint64_t term, const void *p, size_t n) {
+  struct wal_snap_writer sw;
+  size_t off = 0;
+  int rc = wal_snap_begin(w, &sw, index, term);
+  if (rc != URSULA_OK) return rc;
+  while (rc == URSULA_OK && off < n) { /* in chunks, as a sender would */
+    size_t k = n - off < WAL_SNAP_CHUNK ? n - off : WAL_SNAP_CHUNK;
+    rc = wal_snap_put(&sw, (const char *)p + off, k);
+    off += k;
+  }
+  if (rc == URSULA_OK) return wal_snap_commit(w, &sw);
+  wal_snap_abort(w, &sw);
+  return rc;
 }
 
 /* Read the snapshot's payload whole into out (for the state machine's
-** restore), checking its CRC.  URSULA_OK (out empty and snap_index 0 if
-** there is none) or URSULA_ECORRUPT / an I/O error with err set. */
+** restore), checking its CRC, and take its pieces.  URSULA_OK (out empty
+** and snap_index 0 if there is none) or URSULA_ECORRUPT / an I/O error
+** with err set. */
 static int wal_load_snapshot(struct wal *w, struct buf *out, char *err) {
   struct wal_snap_reader sr;
   int rc = wal_snap_open(w, &sr, err);
@@ -524,17 +740,73 @@ static int wal_load_snapshot(struct wal *w, struct buf *out, char *err) {
     if (k <= 0) break;
     out->len += (size_t)k;
   }
-  wal_snap_close(&sr);
   if (k < 0 || out->len != sr.size) {
+    wal_snap_close(&sr);
     snprintf(err, URSULA_ERRMSG_LEN,
-             "%s/snapshot is damaged (CRC mismatch); the state it holds is "
-             "lost unless it is restored from a backup",
+             "%s/snapshot is damaged (CRC mismatch, or its directory of "
+             "pieces is out of order); the state it holds is lost unless it "
+             "is restored from a backup",
              w->dir);
     return URSULA_ECORRUPT;
   }
+  rc = wal_take_pieces(w, &sr.dir, sr.n_pieces, sr.pieces, sr.size);
+  wal_snap_close(&sr);
+  if (rc != URSULA_OK) return rc;
   w->snap_index = sr.index;
   w->snap_term = sr.term;
+  w->snap_flags = sr.flags;
   return URSULA_OK;
+}
+
+/* The piece that holds bytes [off, off + len) of entry index, or NULL. */
+static const struct wal_piece *wal_piece_find(const struct wal *w,
+                                              uint64_t index, uint64_t off,
+                                              uint64_t len) {
+  size_t lo = 0, hi = w->n_pieces;
+  const struct wal_piece *p;
+  while (lo < hi) { /* the first piece after (index, off) */
+    size_t mid = lo + (hi - lo) / 2;
+    p = &w->pieces[mid];
+    if (p->index < index || (p->index == index && p->off <= off))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0) return NULL;
+  p = &w->pieces[lo - 1];
+  if (p->index != index || off - p->off > p->len || len > p->len - (off - p->off))
+    return NULL;
+  return p;
+}
+
+/* Append bytes [off, off + len) of entry index from piece p to out; the
+** whole piece is read and its CRC checked (the last one read is kept). */
+static int wal_piece_read(struct wal *w, const struct wal_piece *p,
+                          uint64_t off, uint64_t len, struct buf *out) {
+  if (w->pc_pos != p->pos + 1) {
+    char path[URSULA_PATH_LEN + 32];
+    snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+    if (w->snap_fd < 0 && (w->snap_fd = w->fs->open(path, O_RDONLY, 0)) < 0)
+      return errno == ENOENT ? URSULA_ECORRUPT : URSULA_EIO;
+    w->pc_pos = 0;
+    w->pc.len = 0;
+    if (buf_reserve(&w->pc, (size_t)p->len) != URSULA_OK) return URSULA_ENOMEM;
+    if ((p->len > 0 && w->fs->pread(w->snap_fd, w->pc.ptr, (size_t)p->len,
+                                    (off_t)p->pos) != (ssize_t)p->len) ||
+        util_crc32c(0, w->pc.ptr, (size_t)p->len) != p->crc) {
+      LOG_E("%s: the piece of entry %llu at byte %llu fails its check", path,
+            (unsigned long long)p->index, (unsigned long long)p->pos);
+      return URSULA_ECORRUPT;
+    }
+    w->pc.len = (size_t)p->len;
+    w->pc_pos = p->pos + 1;
+  }
+  return buf_append(out, w->pc.ptr + (off - p->off), (size_t)len);
+}
+
+URSULA_PRIVATE int wal_has_piece(const struct wal *w, uint64_t index,
+                                 uint64_t off, uint64_t len) {
+  return wal_piece_find(w, index, off, len) != NULL;
 }
 
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
@@ -646,6 +918,7 @@ URSULA_PRIVATE int wal_open(struct wal **out, struct env *env, const char *dir,
   w->fs = fs;
   memcpy(w->dir, dir, strlen(dir) + 1);
   w->fd = -1;
+  w->snap_fd = -1;
   w->segment_bytes = WAL_SEGMENT_BYTES;
   w->first_index = 1;
   snprintf(path, sizeof(path), "%.1024s/state", dir);
@@ -687,6 +960,9 @@ URSULA_PRIVATE void wal_close(struct wal *w) {
   for (i = 0; i < w->n_segs; i++) wal_seg_release(w->fs, &w->segs[i]);
   URSULA_FREE(w->segs);
   buf_free(&w->rd);
+  if (w->snap_fd >= 0) w->fs->close(w->snap_fd);
+  URSULA_FREE(w->pieces);
+  buf_free(&w->pc);
   URSULA_FREE(w);
 }
 
@@ -791,6 +1067,21 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
 static int wal_seal_file(struct wal *w, const char *path, off_t at,
                          uint64_t last, uint64_t term);
 
+/* Whether segment k's header is whole and right. */
+static int wal_header_ok(struct wal *w, size_t k) {
+  unsigned char h[WAL_HEADER_BYTES];
+  char path[URSULA_PATH_LEN + 32];
+  int fd, ok;
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  if ((fd = w->fs->open(path, O_RDONLY, 0)) < 0) return 0;
+  ok = w->fs->pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+       memcmp(h, wal_magic, 8) == 0 &&
+       wal_get64(h + 8) == w->segs[k].first_index &&
+       wal_get32(h + 24) == util_crc32c(0, h, 24);
+  w->fs->close(fd);
+  return ok;
+}
+
 /* Segment k (not the last) is one replay does not read (the snapshot
 ** covers it): check that it ends with the SEAL naming segment k + 1, so a
 ** segment missing between them is refused here, not found by a read.  One
@@ -826,8 +1117,10 @@ static int wal_check_seal(struct wal *w, size_t k, char *err) {
              NULL, 0, NULL, NULL, &fn_rc, &sc);
     if (sc.good != img.len || sc.last + 1 != next)
       rc = URSULA_ECORRUPT;
-    else if (!sc.sealed)
+    else if (!sc.sealed && wal_header_ok(w, k + 1))
       rc = wal_seal_file(w, path, (off_t)sc.good, sc.last, sc.last_term);
+    /* (if the next one's header is bad, the crash came while it was
+    ** created: replay drops it and seals this one to a new one) */
   }
   buf_free(&img);
   if (rc == URSULA_ECORRUPT)
@@ -857,6 +1150,34 @@ static int wal_seal_file(struct wal *w, const char *path, off_t at,
   return e != 0 ? wal_errno_code(e) : URSULA_OK;
 }
 
+/* Read segment k whole (one replay skipped) and scan it: its valid size,
+** its last HARD record, whether it is sealed.  URSULA_OK; URSULA_ECORRUPT
+** (err set) if it is damaged; or an I/O error. */
+static int wal_rescan(struct wal *w, size_t k, struct wal_scan *out,
+                      char *err) {
+  char path[URSULA_PATH_LEN + 32];
+  struct buf img;
+  int fn_rc, rc;
+  memset(&img, 0, sizeof(img));
+  memset(out, 0, sizeof(*out));
+  wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
+  if ((rc = wal_read_path(w->fs, path, &img)) == URSULA_OK) {
+    wal_scan((const unsigned char *)img.ptr, img.len, w->segs[k].first_index,
+             NULL, 0, NULL, NULL, &fn_rc, out);
+    if (out->good != img.len || out->good < WAL_HEADER_BYTES) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s is damaged at byte %llu; not starting rather than "
+               "dropping acknowledged entries",
+               path, (unsigned long long)out->good);
+      rc = URSULA_ECORRUPT;
+    }
+  } else {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
+  }
+  buf_free(&img);
+  return rc;
+}
+
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
@@ -864,7 +1185,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                               void *arg, struct wal_stats *st, char *err) {
   struct os_fs *fs = w->fs;
   struct buf img;
-  size_t i = 0, k;
+  size_t i = 0, k, first_read;
   int rc, fn_rc = URSULA_OK, prev_sealed = 0;
   size_t prev_good = 0; /* valid bytes of the segment before the last */
   size_t pend_good = 0; /* the segment before is unsealed: its bytes, */
@@ -906,7 +1227,10 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   if (w->snap_index > 0) { /* skip segments wholly covered by it */
     while (i + 1 < w->n_segs && w->segs[i + 1].first_index <= w->snap_index + 1)
       i++;
-    for (k = 0; k < i; k++) /* not read, but none may be missing */
+    /* not read, but none may be missing: streams may name their entries
+    ** (not so under an installed image, which carries every byte the
+    ** state names up to its index: what is below it is an old log) */
+    for (k = 0; k < i && !(w->snap_flags & WAL_SNAP_IMAGE); k++)
       if ((rc = wal_check_seal(w, k, err)) != URSULA_OK) goto out;
     rc = URSULA_ECORRUPT;
     if (w->segs[i].first_index > w->snap_index + 1) {
@@ -919,6 +1243,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       goto out;
     }
   }
+  first_read = i;
   last = w->n_segs > 0 ? w->segs[i].first_index - 1 : w->snap_index;
   term = w->snap_term;
   sc.last_term = 0;
@@ -1019,6 +1344,20 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       goto out;
     }
   }
+  if (last < w->snap_index && (w->snap_flags & WAL_SNAP_IMAGE)) {
+    /* an install cut short after its image became the snapshot
+    ** (wal_install_commit): the old log is wholly below it; finish */
+    w->since_snap = 0;
+    w->last_index = w->durable_index = w->snap_index;
+    w->last_term = w->durable_term = w->snap_term;
+    w->next_term = w->term;
+    w->next_vote = w->vote;
+    LOG_I("%s: finishing the install of the snapshot at entry %llu", w->dir,
+          (unsigned long long)w->snap_index);
+    if ((rc = wal_seg_create(w, w->snap_index + 1)) == URSULA_OK)
+      rc = wal_compact(w, w->snap_index);
+    goto out;
+  }
   if (last < w->snap_index) {
     snprintf(err, URSULA_ERRMSG_LEN,
              "%s: the log ends at entry %llu, before its snapshot (%llu)",
@@ -1038,12 +1377,44 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   }
   if (sc.good < WAL_HEADER_BYTES) {
     /* the last segment's header is bad: a crash while it was created
-    ** (its predecessor is not sealed: checked above) */
-    wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+    ** (its predecessor is not sealed: checked above, or below if replay
+    ** skipped it) */
+    uint64_t bad_first = w->segs[w->n_segs - 1].first_index;
+    /* an install's first segment: the old log below is not sealed to it */
+    int fresh = (w->snap_flags & WAL_SNAP_IMAGE) &&
+                bad_first == w->snap_index + 1;
+    wal_seg_path(w, bad_first, path, sizeof(path));
     wal_seg_release(w->fs, &w->segs[w->n_segs - 1]);
     w->n_segs--;
     fs->unlink(path);
     w->fs->sync_dir(w->dir);
+    if (w->n_segs > 0 && first_read > w->n_segs - 1) {
+      /* the one before was skipped (the snapshot covers it), but its size
+      ** and the latest hard state are in it: read it now */
+      struct wal_scan ps;
+      if ((rc = wal_rescan(w, w->n_segs - 1, &ps, err)) != URSULA_OK)
+        goto out;
+      rc = URSULA_ECORRUPT;
+      if (ps.sealed && !fresh) {
+        wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path,
+                     sizeof(path));
+        snprintf(err, URSULA_ERRMSG_LEN,
+                 "%s is sealed, but the segment after it (%020llu.wal) has "
+                 "a damaged header; not starting without it",
+                 path, (unsigned long long)bad_first);
+        goto out;
+      }
+      prev_good = ps.good;
+      if (ps.hard) {
+        w->term = w->next_term = ps.term;
+        w->vote = w->next_vote = ps.vote;
+      }
+    }
+    if (fresh) {
+      rc = wal_seg_create(w, last + 1);
+      if (rc == URSULA_OK) rc = wal_compact(w, w->snap_index);
+      goto out;
+    }
     if (w->n_segs > 0) { /* created anew after it, which it then seals */
       wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
       if ((w->fd = fs->open(path, O_RDWR, 0)) < 0) {
@@ -1067,6 +1438,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     if (fs->ftruncate(w->fd, w->size) != 0 || fs->sync(w->fd) != 0)
       rc = wal_errno_code(errno);
   }
+  /* an install cut short before the old log went: it goes now */
+  if (rc == URSULA_OK && (w->snap_flags & WAL_SNAP_IMAGE))
+    rc = wal_compact(w, w->snap_index);
 out:
   buf_free(&img);
   return rc;
@@ -1202,9 +1576,15 @@ static int wal_load_record(struct wal *w, uint64_t index) {
 
 URSULA_PRIVATE int wal_read(struct wal *w, uint64_t index, uint64_t off,
                             uint64_t len, struct buf *out) {
-  int rc = wal_load_record(w, index);
+  const struct wal_piece *p;
   size_t n;
-  if (rc != URSULA_OK) return rc;
+  int rc;
+  /* a piece the snapshot carries wins over a segment it covers (after an
+  ** install, such a segment may hold another log's entry) */
+  if (index <= w->snap_index && w->n_pieces > 0 &&
+      (p = wal_piece_find(w, index, off, len)) != NULL)
+    return wal_piece_read(w, p, off, len, out);
+  if ((rc = wal_load_record(w, index)) != URSULA_OK) return rc;
   n = w->rd.len - WAL_RECORD_HEADER;
   if (off > n || len > n - off) return URSULA_EINVAL;
   return buf_append(out, w->rd.ptr + WAL_RECORD_HEADER + off, (size_t)len);
@@ -1238,7 +1618,7 @@ URSULA_PRIVATE int wal_term_at(struct wal *w, uint64_t index, uint64_t *term) {
     *term = w->last_term;
     return URSULA_OK;
   }
-  if (index > w->last_index) return URSULA_ENOTFOUND;
+  if (index > w->last_index || index < w->first_index) return URSULA_ENOTFOUND;
   rc = wal_entry_at(w, index, &e);
   if (rc == URSULA_OK) *term = e.term;
   return rc;
@@ -1541,6 +1921,164 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   w->first_index = w->segs[0].first_index;
   if (w->rd_index < w->first_index) w->rd_index = 0;
   w->fs->sync_dir(w->dir);
+  return rc;
+}
+
+/* ------------------------------------------------------------ install */
+
+URSULA_PRIVATE int wal_install_begin(struct wal *w,
+                                     struct wal_snap_writer *sw) {
+  return wal_snap_start(w, sw, "install", 0, 0, 0);
+}
+
+URSULA_PRIVATE int wal_install_put(struct wal_snap_writer *sw, uint64_t at,
+                                   const void *p, size_t n) {
+  int e;
+  if (sw->fd < 0 || sw->index != 0 || at > sw->at) return URSULA_EINVAL;
+  if ((e = wal_pwrite_all(sw->fs, sw->fd, p, n, (off_t)at)) != 0)
+    return wal_errno_code(e);
+  if (at + n > sw->at) sw->at = at + n;
+  return URSULA_OK;
+}
+
+/* Check the whole image in w->dir/install.tmp: header, lengths, the CRC
+** of header, payload and directory, the directory's order, and the CRC
+** of every piece.  URSULA_OK (sr left open on it) or URSULA_ECORRUPT with
+** err set. */
+static int wal_install_check(struct wal *w, struct wal_snap_reader *sr,
+                             char *err) {
+  struct buf chunk;
+  struct wal_piece *pc = NULL;
+  long k;
+  uint64_t i;
+  int rc = wal_snap_open_file(w, sr, "install.tmp", err);
+  if (rc == URSULA_ENOTFOUND) rc = URSULA_EIO;
+  if (rc != URSULA_OK) return rc;
+  memset(&chunk, 0, sizeof(chunk));
+  rc = URSULA_ECORRUPT;
+  if (!(sr->flags & WAL_SNAP_IMAGE) ||
+      buf_reserve(&chunk, WAL_SNAP_CHUNK) != URSULA_OK)
+    goto out;
+  while ((k = wal_snap_read(sr, chunk.ptr, WAL_SNAP_CHUNK)) > 0) {
+  }
+  if (k < 0) goto out;
+  if (sr->n_pieces > 0) {
+    pc = (struct wal_piece *)URSULA_MALLOC((size_t)sr->n_pieces * sizeof(*pc));
+    if (pc == NULL) goto out;
+    wal_dir_parse((const unsigned char *)sr->dir.ptr, sr->n_pieces,
+                  sr->pieces, sr->index, WAL_SNAP_HEAD + sr->size, pc);
+  }
+  for (i = 0; i < sr->n_pieces; i++) { /* every piece's CRC, in chunks */
+    uint64_t at = 0;
+    uint32_t crc = 0;
+    while (at < pc[i].len) {
+      size_t n = pc[i].len - at < WAL_SNAP_CHUNK ? (size_t)(pc[i].len - at)
+                                                 : WAL_SNAP_CHUNK;
+      if (w->fs->pread(sr->fd, chunk.ptr, n, (off_t)(pc[i].pos + at)) !=
+          (ssize_t)n)
+        goto out;
+      crc = util_crc32c(crc, chunk.ptr, n);
+      at += n;
+    }
+    if (crc != pc[i].crc) goto out;
+  }
+  rc = URSULA_OK;
+out:
+  if (rc != URSULA_OK) {
+    wal_snap_close(sr);
+    if (err[0] == '\0')
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s/install.tmp is not a whole snapshot image (bad CRC, "
+               "lengths or directory, or not made for install)",
+               w->dir);
+  }
+  URSULA_FREE(pc);
+  buf_free(&chunk);
+  return rc;
+}
+
+/* The steps of an install after the checks (see wal_install_commit). */
+static int wal_install_steps(struct wal *w, struct wal_snap_reader *sr) {
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
+  uint64_t n = sr->index, term = 0;
+  int match, rc;
+  match = n <= w->last_index && wal_term_at(w, n, &term) == URSULA_OK &&
+          term == sr->term;
+  /* 1. a suffix from n on that disagrees with the image goes first */
+  if (!match && n <= w->last_index &&
+      (rc = wal_truncate_suffix(w, n)) != URSULA_OK)
+    return rc;
+  /* 2. the image becomes the snapshot */
+  snprintf(tmp, sizeof(tmp), "%s/install.tmp", w->dir);
+  snprintf(path, sizeof(path), "%s/snapshot", w->dir);
+  if (w->fs->rename(tmp, path) != 0 || w->fs->sync_dir(w->dir) != 0)
+    return wal_errno_code(errno ? errno : EIO);
+  w->snap_index = n;
+  w->snap_term = sr->term;
+  w->snap_flags = sr->flags;
+  w->since_snap = 0;
+  if ((rc = wal_take_pieces(w, &sr->dir, sr->n_pieces, sr->pieces,
+                            sr->size)) != URSULA_OK)
+    return rc;
+  if (match) return URSULA_OK; /* the log goes on after it, as it is */
+  /* 3. the log goes on at n + 1, in a segment of its own; the old one,
+  ** all below n, is not sealed to it (its entries do not lead there) */
+  if (w->fd >= 0) w->fs->close(w->fd);
+  w->fd = -1;
+  w->last_index = w->durable_index = w->written_index = n;
+  w->last_term = w->durable_term = w->written_term = sr->term;
+  w->rd_index = 0;
+  if ((rc = wal_seg_create(w, n + 1)) != URSULA_OK) return rc;
+  /* 4. the old segments go */
+  return wal_compact(w, n);
+}
+
+URSULA_PRIVATE int wal_install_commit(struct wal *w,
+                                      struct wal_snap_writer *sw, char *err) {
+  struct wal_snap_reader sr;
+  int rc, e = 0;
+  err[0] = '\0';
+  if (sw->fd < 0 || sw->index != 0) return URSULA_EINVAL;
+  if (w->failed || w->pending > 0 || w->written != w->size) {
+    wal_snap_abort(w, sw);
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: the log is busy or failed", w->dir);
+    return URSULA_EINVAL;
+  }
+  if (w->fs->sync(sw->fd) != 0) e = errno;
+  w->fs->close(sw->fd);
+  sw->fd = -1;
+  if (e != 0) {
+    wal_snap_abort(w, sw);
+    return wal_errno_code(e);
+  }
+  if ((rc = wal_install_check(w, &sr, err)) != URSULA_OK) {
+    wal_snap_abort(w, sw);
+    return rc;
+  }
+  if (sr.index <= w->snap_index) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: the image is as of entry %llu, not after the snapshot "
+             "(%llu)",
+             w->dir, (unsigned long long)sr.index,
+             (unsigned long long)w->snap_index);
+    wal_snap_close(&sr);
+    wal_snap_abort(w, sw);
+    return URSULA_EINVAL;
+  }
+  rc = wal_install_steps(w, &sr);
+  wal_snap_close(&sr);
+  if (rc != URSULA_OK) {
+    wal_snap_abort(w, sw);
+    /* the files replay (each step does, and replay finishes an install
+    ** cut short), but the view in memory may not match them */
+    w->failed = 1;
+    w->needs_reopen = 1;
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: installing the snapshot failed half-way (%s); the group "
+             "takes no writes until it is restarted",
+             w->dir, ursula_strerror(rc));
+    LOG_E("%s", err);
+  }
   return rc;
 }
 

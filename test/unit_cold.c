@@ -92,7 +92,7 @@ static void test_cold_apply_and_read(void) {
   ASSERT(s->local.hot_start == 10 && s->local.data.len == 2 && st.hot_bytes == 2);
   /* the same command again (a repeat): stale, but its object is in use */
   ASSERT(unit_apply(&st, &c, &r) == 409 && r.garbage.len == 0);
-  ASSERT(stream_oldest_index(&st) == 3); /* "cc" still needs the WAL */
+  ASSERT(stream_oldest_index(&st, 0) == 3); /* "cc" still needs the WAL */
   /* reads: the chunk is missing, then present */
   unit_cold_name = NULL;
   unit_cold_misses = 0;
@@ -108,7 +108,7 @@ static void test_cold_apply_and_read(void) {
   /* the rest moves too; then the WAL holds nothing of the stream */
   c = unit_cold_cmd("/s", s->incarnation, 10, 12, "chunk-b");
   ASSERT(unit_apply(&st, &c, &r) == 204 && s->cold_end == 12);
-  ASSERT(stream_oldest_index(&st) == UINT64_MAX && st.hot_bytes == 0);
+  ASSERT(stream_oldest_index(&st, 0) == UINT64_MAX && st.hot_bytes == 0);
   /* deleting the stream frees both objects */
   c = unit_cmd(CMD_DELETE, "/s", 6000);
   ASSERT(unit_apply(&st, &c, &r) == 204);
@@ -144,7 +144,7 @@ static void test_cold_snapshot(void) {
     ASSERT(t->cold_end == 4 && t->cold_units == 1 && t->n_chunks == 1);
     ASSERT(strcmp(t->chunks[0].name, "chunk-a") == 0);
     ASSERT(t->n_bounds == 3 && t->locs[1].index == 3);
-    ASSERT(stream_oldest_index(&back) == 3);
+    ASSERT(stream_oldest_index(&back, 0) == 3);
     unit_cold_name = "chunk-a";
     unit_cold_data = "aaaa";
     back.read_cold = NULL; /* the WAL part would need a WAL: read the chunk */
