@@ -4827,19 +4827,31 @@ struct sigv4_param {
   size_t name, name_len, value, value_len; /* offsets into one buffer */
 };
 
-static const char *sigv4_sort_base; /* for qsort's comparison */
-
-static int sigv4_param_cmp(const void *a, const void *b) {
-  const struct sigv4_param *x = (const struct sigv4_param *)a;
-  const struct sigv4_param *y = (const struct sigv4_param *)b;
+/* Whether parameter x sorts before y (by name, then value, bytewise), both
+** held in base.  No qsort here: its comparison could see base only
+** through file-scope state, and several threads sign at once. */
+static int sigv4_param_less(const char *base, const struct sigv4_param *x,
+                            const struct sigv4_param *y) {
   size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-  int c = memcmp(sigv4_sort_base + x->name, sigv4_sort_base + y->name, n);
-  if (c != 0 || x->name_len != y->name_len)
-    return c != 0 ? c : (x->name_len < y->name_len ? -1 : 1);
+  int c = memcmp(base + x->name, base + y->name, n);
+  if (c != 0) return c < 0;
+  if (x->name_len != y->name_len) return x->name_len < y->name_len;
   n = x->value_len < y->value_len ? x->value_len : y->value_len;
-  c = memcmp(sigv4_sort_base + x->value, sigv4_sort_base + y->value, n);
-  if (c != 0 || x->value_len == y->value_len) return c;
-  return x->value_len < y->value_len ? -1 : 1;
+  c = memcmp(base + x->value, base + y->value, n);
+  if (c != 0) return c < 0;
+  return x->value_len < y->value_len;
+}
+
+/* Sort p[0..n) with sigv4_param_less (insertion sort: n <= 128). */
+static void sigv4_sort_params(const char *base, struct sigv4_param *p,
+                              size_t n) {
+  size_t i, j;
+  for (i = 1; i < n; i++) {
+    struct sigv4_param t = p[i];
+    for (j = i; j > 0 && sigv4_param_less(base, &t, &p[j - 1]); j--)
+      p[j] = p[j - 1];
+    p[j] = t;
+  }
 }
 
 /* Append the encoded form of the decoded s to enc; set *off, *len. */
@@ -4886,8 +4898,7 @@ static int sigv4_query(struct str q, struct buf *out) {
     n++;
   }
   if (rc == URSULA_OK) {
-    sigv4_sort_base = enc.ptr;
-    qsort(params, n, sizeof(params[0]), sigv4_param_cmp);
+    sigv4_sort_params(enc.ptr, params, n);
     for (k = 0; k < n && rc == URSULA_OK; k++) {
       if (k > 0) rc |= buf_append(out, "&", 1);
       rc |= buf_append(out, enc.ptr + params[k].name, params[k].name_len);
@@ -5506,6 +5517,13 @@ URSULA_PRIVATE void tls_close(struct tls_conn *c) {
 
 
 #define S3_MAX_HEAD 65536 /* bytes of a response head */
+/* Bytes of a response body: far above any chunk object or listing page
+** ursula asks for; an answer that says or sends more is refused, and
+** memory grows only with the bytes that actually arrive. */
+#ifndef S3_MAX_BODY
+#define S3_MAX_BODY (1024u * 1024 * 1024)
+#endif
+#define S3_PREALLOC (4u * 1024 * 1024) /* reserved up front at most */
 
 struct s3_client {
   struct s3_config cfg;
@@ -5777,8 +5795,18 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
   }
   if (!chunked && !k->has_length) *keep = 0; /* the body ends at close */
   want = k->has_length ? k->content_length : UINT64_MAX;
+  if (k->has_length && !chunked && k->content_length > S3_MAX_BODY) {
+    LOG_W("s3: %s %s: the answer's Content-Length (%llu) is above the "
+          "limit of %u bytes; refused",
+          k->method, k->key ? k->key : "", (unsigned long long)k->content_length,
+          (unsigned)S3_MAX_BODY);
+    *keep = 0;
+    goto out;
+  }
   if (k->has_length && !chunked &&
-      buf_reserve(dst, (size_t)k->content_length) != URSULA_OK)
+      buf_reserve(dst, (size_t)(k->content_length < S3_PREALLOC
+                                    ? k->content_length
+                                    : S3_PREALLOC)) != URSULA_OK)
     goto out;
   /* the body bytes that came with the head, then the rest */
   {
@@ -5795,6 +5823,13 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
         done = want == 0;
       }
       if (done) break;
+      if (dst->len > S3_MAX_BODY) {
+        LOG_W("s3: %s %s: the answer's body is above the limit of %u bytes; "
+              "refused",
+              k->method, k->key ? k->key : "", (unsigned)S3_MAX_BODY);
+        *keep = 0;
+        goto out;
+      }
       {
         long got = tls_read(c->conn, tmp, sizeof(tmp));
         if (got == 0 && !chunked && !k->has_length) {

@@ -34,6 +34,13 @@
 #include "internal.h"
 
 #define S3_MAX_HEAD 65536 /* bytes of a response head */
+/* Bytes of a response body: far above any chunk object or listing page
+** ursula asks for; an answer that says or sends more is refused, and
+** memory grows only with the bytes that actually arrive. */
+#ifndef S3_MAX_BODY
+#define S3_MAX_BODY (1024u * 1024 * 1024)
+#endif
+#define S3_PREALLOC (4u * 1024 * 1024) /* reserved up front at most */
 
 struct s3_client {
   struct s3_config cfg;
@@ -305,8 +312,18 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
   }
   if (!chunked && !k->has_length) *keep = 0; /* the body ends at close */
   want = k->has_length ? k->content_length : UINT64_MAX;
+  if (k->has_length && !chunked && k->content_length > S3_MAX_BODY) {
+    LOG_W("s3: %s %s: the answer's Content-Length (%llu) is above the "
+          "limit of %u bytes; refused",
+          k->method, k->key ? k->key : "", (unsigned long long)k->content_length,
+          (unsigned)S3_MAX_BODY);
+    *keep = 0;
+    goto out;
+  }
   if (k->has_length && !chunked &&
-      buf_reserve(dst, (size_t)k->content_length) != URSULA_OK)
+      buf_reserve(dst, (size_t)(k->content_length < S3_PREALLOC
+                                    ? k->content_length
+                                    : S3_PREALLOC)) != URSULA_OK)
     goto out;
   /* the body bytes that came with the head, then the rest */
   {
@@ -323,6 +340,13 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
         done = want == 0;
       }
       if (done) break;
+      if (dst->len > S3_MAX_BODY) {
+        LOG_W("s3: %s %s: the answer's body is above the limit of %u bytes; "
+              "refused",
+              k->method, k->key ? k->key : "", (unsigned)S3_MAX_BODY);
+        *keep = 0;
+        goto out;
+      }
       {
         long got = tls_read(c->conn, tmp, sizeof(tmp));
         if (got == 0 && !chunked && !k->has_length) {

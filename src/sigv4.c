@@ -128,19 +128,31 @@ struct sigv4_param {
   size_t name, name_len, value, value_len; /* offsets into one buffer */
 };
 
-static const char *sigv4_sort_base; /* for qsort's comparison */
-
-static int sigv4_param_cmp(const void *a, const void *b) {
-  const struct sigv4_param *x = (const struct sigv4_param *)a;
-  const struct sigv4_param *y = (const struct sigv4_param *)b;
+/* Whether parameter x sorts before y (by name, then value, bytewise), both
+** held in base.  No qsort here: its comparison could see base only
+** through file-scope state, and several threads sign at once. */
+static int sigv4_param_less(const char *base, const struct sigv4_param *x,
+                            const struct sigv4_param *y) {
   size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-  int c = memcmp(sigv4_sort_base + x->name, sigv4_sort_base + y->name, n);
-  if (c != 0 || x->name_len != y->name_len)
-    return c != 0 ? c : (x->name_len < y->name_len ? -1 : 1);
+  int c = memcmp(base + x->name, base + y->name, n);
+  if (c != 0) return c < 0;
+  if (x->name_len != y->name_len) return x->name_len < y->name_len;
   n = x->value_len < y->value_len ? x->value_len : y->value_len;
-  c = memcmp(sigv4_sort_base + x->value, sigv4_sort_base + y->value, n);
-  if (c != 0 || x->value_len == y->value_len) return c;
-  return x->value_len < y->value_len ? -1 : 1;
+  c = memcmp(base + x->value, base + y->value, n);
+  if (c != 0) return c < 0;
+  return x->value_len < y->value_len;
+}
+
+/* Sort p[0..n) with sigv4_param_less (insertion sort: n <= 128). */
+static void sigv4_sort_params(const char *base, struct sigv4_param *p,
+                              size_t n) {
+  size_t i, j;
+  for (i = 1; i < n; i++) {
+    struct sigv4_param t = p[i];
+    for (j = i; j > 0 && sigv4_param_less(base, &t, &p[j - 1]); j--)
+      p[j] = p[j - 1];
+    p[j] = t;
+  }
 }
 
 /* Append the encoded form of the decoded s to enc; set *off, *len. */
@@ -187,8 +199,7 @@ static int sigv4_query(struct str q, struct buf *out) {
     n++;
   }
   if (rc == URSULA_OK) {
-    sigv4_sort_base = enc.ptr;
-    qsort(params, n, sizeof(params[0]), sigv4_param_cmp);
+    sigv4_sort_params(enc.ptr, params, n);
     for (k = 0; k < n && rc == URSULA_OK; k++) {
       if (k > 0) rc |= buf_append(out, "&", 1);
       rc |= buf_append(out, enc.ptr + params[k].name, params[k].name_len);

@@ -300,9 +300,88 @@ static void test_sigv4_suite(void) {
   ASSERT(failed == 0);
 }
 
+/* Four threads sign LIST-like requests with many query parameters at
+** once, each its own (the cold tier's workers do): every signature must
+** equal the one signed alone.  (The canonical query's sort must keep no
+** state outside the call.) */
+struct unit_sigv4_job {
+  int id, bad;
+  char want[200];
+};
+
+static int unit_sigv4_list(int id, struct buf *auth) {
+  struct sigv4_request r;
+  struct http_header h[2];
+  char query[600];
+  int k, n = 0;
+  for (k = 19; k >= 0; k--) /* out of order: the sort has work to do */
+    n += snprintf(query + n, sizeof(query) - (size_t)n, "%sp%02d=t%d-%d",
+                  k == 19 ? "" : "&", k, id, k * 7 % 13);
+  memset(&r, 0, sizeof(r));
+  h[0] = unit_sigv4_h("Host", "examplebucket.s3.amazonaws.com");
+  h[1] = unit_sigv4_h("x-amz-date", "20130524T000000Z");
+  r.method = util_str("GET");
+  r.path = util_str("/");
+  r.query = util_str(query);
+  r.headers = h;
+  r.n_headers = 2;
+  r.payload_hash = util_str(UNIT_EMPTY_SHA);
+  r.access_key = util_str("AKIAIOSFODNN7EXAMPLE");
+  r.secret_key = util_str("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+  r.region = util_str("us-east-1");
+  r.service = util_str("s3");
+  r.amz_date = util_str("20130524T000000Z");
+  r.s3 = 1;
+  auth->len = 0;
+  return sigv4_sign(&r, auth, NULL, NULL);
+}
+
+static void *unit_sigv4_worker(void *arg) {
+  struct unit_sigv4_job *j = (struct unit_sigv4_job *)arg;
+  struct buf auth;
+  int i;
+  memset(&auth, 0, sizeof(auth));
+  for (i = 0; i < 3000; i++)
+    if (unit_sigv4_list(j->id, &auth) != URSULA_OK ||
+        strlen(j->want) != auth.len || memcmp(auth.ptr, j->want, auth.len) != 0)
+      j->bad++;
+  buf_free(&auth);
+  return NULL;
+}
+
+static void test_sigv4_threads(void) {
+  struct unit_sigv4_job jobs[4];
+  pthread_t th[4];
+  struct buf auth;
+  int i, started = 0, bad = 0;
+  memset(&auth, 0, sizeof(auth));
+  for (i = 0; i < 4; i++) { /* each alone first */
+    jobs[i].id = i;
+    jobs[i].bad = 0;
+    ASSERT(unit_sigv4_list(i, &auth) == URSULA_OK &&
+           auth.len < sizeof(jobs[i].want));
+    memcpy(jobs[i].want, auth.ptr, auth.len);
+    jobs[i].want[auth.len] = '\0';
+  }
+  ASSERT(strcmp(jobs[0].want, jobs[1].want) != 0);
+  for (i = 0; i < 4; i++)
+    if (pthread_create(&th[i], NULL, unit_sigv4_worker, &jobs[i]) == 0)
+      started |= 1 << i;
+  for (i = 0; i < 4; i++)
+    if (started & (1 << i)) {
+      pthread_join(th[i], NULL);
+      bad += jobs[i].bad;
+    }
+  ASSERT(started == 15);
+  if (bad > 0) printf("# %d of 12000 signatures differed\n", bad);
+  ASSERT(bad == 0);
+  buf_free(&auth);
+}
+
 static const struct unit_case unit_sigv4_cases[] = {
     {"sigv4_s3_examples", test_sigv4_s3_examples},
     {"sigv4_uri_encode", test_sigv4_uri_encode},
     {"sigv4_suite", test_sigv4_suite},
+    {"sigv4_threads", test_sigv4_threads},
     {NULL, NULL},
 };
