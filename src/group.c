@@ -1085,14 +1085,17 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
     group_read_failed(c, j, rc);
     return;
   }
-  if (found) {
-    if (cut) { /* the read ends in this chunk: the parts above go */
+  /* the end of the whole read: planned where it starts, found here (a
+  ** JSON end), or cut here (the read ends in this chunk: the parts above
+  ** go); else it is the plan's, and end only where this hop's part does */
+  if (found && (j->read_hop == JOB_HOP_PLAN || j->hop_flex || cut)) {
+    if (cut) {
       j->data.len = 0;
       j->parts.len = 0;
     }
     j->tail = end;
-    j->hop_flex = 0;
   }
+  if (found) j->hop_flex = 0;
   if (start < s->base && start < limit) { /* below: s's source's bytes */
     uint64_t len = part.len;
     if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES) {
