@@ -1300,6 +1300,7 @@ enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 ** there), at an owner of a stream it inherits from, or back at the first
 ** to finish. */
 enum { JOB_HOP_PLAN = 0, JOB_HOP_SOURCE, JOB_HOP_BACK };
+#define JOB_MAX_HOPS 65536
 
 /* A request on its way from the core that holds the connection to the
 ** core that owns the stream's group, and back with the result.  One heap
@@ -1340,6 +1341,8 @@ struct job {
   int read_hop;
   int hop_flex;
   struct buf parts;
+  int hops; /* hops to sources so far: at most JOB_MAX_HOPS (a chain of
+               forks is never circular, but a damaged state could be) */
   /* a fork PUT: the append unit at the fork offset, once looked up:
   ** whether it was (unit_state), whether one starts there (unit_found),
   ** its length in Sub-Offset units (JSON messages or bytes), the bytes
@@ -11225,9 +11228,10 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
   if (found) j->hop_flex = 0;
   if (start < s->base && start < limit) { /* below: s's source's bytes */
     uint64_t len = part.len;
-    if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES) {
+    if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+        ++j->hops > JOB_MAX_HOPS) {
       buf_free(&part);
-      group_fail(c, j, 500, "a fork names no source");
+      group_fail(c, j, 500, "a fork's chain of sources is broken");
       return;
     }
     if (part.len > 0 &&
@@ -11284,6 +11288,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   if (now > s->local.read_ms) s->local.read_ms = now;
   /* a job re-run after a fetch, or re-planned, starts over */
   j->read_hop = JOB_HOP_PLAN;
+  j->hops = 0;
   j->data.len = 0;
   j->parts.len = 0;
   start = j->offset_now ? s->tail : j->offset;
@@ -11605,6 +11610,7 @@ static void fork_send(struct core *c, struct job *j, const char *path,
 URSULA_PRIVATE void fork_start(struct core *c, struct job *j) {
   j->fork_state = FORK_ACQUIRE;
   j->unit_state = 0;
+  j->hops = 0;
   fork_send(c, j, j->fork_source, strlen(j->fork_source));
 }
 
@@ -11723,8 +11729,9 @@ static void fork_created(struct core *c, struct group *g,
 ** below s's fork point; limit: where what the look wants ends. */
 static void fork_unit_send(struct core *c, struct job *j,
                            const struct stream *s, uint64_t limit) {
-  if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES) {
-    group_fail(c, j, 500, "a fork names no source");
+  if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+      ++j->hops > JOB_MAX_HOPS) {
+    group_fail(c, j, 500, "a fork's chain of sources is broken");
     return;
   }
   memcpy(j->hop_path, s->fork_source, s->fork_source_len);

@@ -109,6 +109,7 @@ static void fork_send(struct core *c, struct job *j, const char *path,
 URSULA_PRIVATE void fork_start(struct core *c, struct job *j) {
   j->fork_state = FORK_ACQUIRE;
   j->unit_state = 0;
+  j->hops = 0;
   fork_send(c, j, j->fork_source, strlen(j->fork_source));
 }
 
@@ -227,8 +228,9 @@ static void fork_created(struct core *c, struct group *g,
 ** below s's fork point; limit: where what the look wants ends. */
 static void fork_unit_send(struct core *c, struct job *j,
                            const struct stream *s, uint64_t limit) {
-  if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES) {
-    group_fail(c, j, 500, "a fork names no source");
+  if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+      ++j->hops > JOB_MAX_HOPS) {
+    group_fail(c, j, 500, "a fork's chain of sources is broken");
     return;
   }
   memcpy(j->hop_path, s->fork_source, s->fork_source_len);

@@ -1098,9 +1098,10 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
   if (found) j->hop_flex = 0;
   if (start < s->base && start < limit) { /* below: s's source's bytes */
     uint64_t len = part.len;
-    if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES) {
+    if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+        ++j->hops > JOB_MAX_HOPS) {
       buf_free(&part);
-      group_fail(c, j, 500, "a fork names no source");
+      group_fail(c, j, 500, "a fork's chain of sources is broken");
       return;
     }
     if (part.len > 0 &&
@@ -1157,6 +1158,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   if (now > s->local.read_ms) s->local.read_ms = now;
   /* a job re-run after a fetch, or re-planned, starts over */
   j->read_hop = JOB_HOP_PLAN;
+  j->hops = 0;
   j->data.len = 0;
   j->parts.len = 0;
   start = j->offset_now ? s->tail : j->offset;

@@ -1100,6 +1100,7 @@ enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 ** there), at an owner of a stream it inherits from, or back at the first
 ** to finish. */
 enum { JOB_HOP_PLAN = 0, JOB_HOP_SOURCE, JOB_HOP_BACK };
+#define JOB_MAX_HOPS 65536
 
 /* A request on its way from the core that holds the connection to the
 ** core that owns the stream's group, and back with the result.  One heap
@@ -1140,6 +1141,8 @@ struct job {
   int read_hop;
   int hop_flex;
   struct buf parts;
+  int hops; /* hops to sources so far: at most JOB_MAX_HOPS (a chain of
+               forks is never circular, but a damaged state could be) */
   /* a fork PUT: the append unit at the fork offset, once looked up:
   ** whether it was (unit_state), whether one starts there (unit_found),
   ** its length in Sub-Offset units (JSON messages or bytes), the bytes

@@ -382,6 +382,7 @@ static const struct unit_fork_pair unit_fork_pairs[] = {
     {"/f6", "/f1", "/t6", "abcde"},        /* mid-append, nothing own */
     {"/f7", "/f2", "/t7", "abcdeQQ"},      /* 2 of /f2's own "QQQ" */
     {"/f8", "/f5", "/t8", "abcdeS"},       /* deep: /f5 -> /f3 -> /f1 */
+    {"/f9", "/f6", "/t9", "abcdeR"},       /* all of "de", /f6's cut */
     {"/jf", "/js", "/tj", "1,2,7,8"},      /* 2 of the first 3 messages */
     {"/jff", "/jf", "/tjj", "1,9"},        /* 1 of /jf's inherited 2 */
     {"/jf2", "/js", "/tj2", "1,2,3,4,5,6,10"},  /* at the tail */
@@ -434,6 +435,10 @@ static void unit_fork_build(int port) {
        "Stream-Forked-From: /f5\r\nStream-Fork-Offset: 0_3\r\n"
        "Stream-Fork-Sub-Offset: 2\r\n",
        "S"},
+      {"PUT", "/f9",
+       "Stream-Forked-From: /f6\r\nStream-Fork-Offset: 0_3\r\n"
+       "Stream-Fork-Sub-Offset: 2\r\n",
+       "R"},
       {"PUT", "/t1", "", "abc"}, {"POST", "/t1", "", "defgh"},
       {"POST", "/t1", "", "XY"}, {"POST", "/t1", "", "Z"},
       {"PUT", "/t2", "", "abc"}, {"POST", "/t2", "", "de"},
@@ -448,7 +453,9 @@ static void unit_fork_build(int port) {
       {"PUT", "/t7", "", "abc"}, {"POST", "/t7", "", "de"},
       {"POST", "/t7", "", "QQ"},
       {"PUT", "/t8", "", "abc"}, {"POST", "/t8", "", "de"},
-      {"POST", "/t8", "", "S"}};
+      {"POST", "/t8", "", "S"},
+      {"PUT", "/t9", "", "abc"}, {"POST", "/t9", "", "de"},
+      {"POST", "/t9", "", "R"}};
   static const char *const jsteps[][4] = {
       {"PUT", "/js", "", "[1,2,3]"},
       {"POST", "/js", "", "[4]"},
@@ -487,6 +494,26 @@ static void unit_fork_build(int port) {
     ASSERT(unit_fork_req(port, jsteps[i][0], jsteps[i][1], h, jsteps[i][3]) /
                100 ==
            2);
+  }
+  /* an append a fork inherited is cut at its fork point: a sub-offset
+  ** past the cut is past that append (the source's is longer) */
+  {
+    struct buf r;
+    memset(&r, 0, sizeof(r));
+    ASSERT(unit_req(port, "PUT", "/bad1",
+                    "Content-Type: text/plain\r\nStream-Forked-From: /f6\r\n"
+                    "Stream-Fork-Offset: 0_3\r\nStream-Fork-Sub-Offset: 3\r\n",
+                    "", 5000, &r) == 400);
+    ASSERT(unit_req(port, "PUT", "/bad2",
+                    "Content-Type: application/json\r\n"
+                    "Stream-Forked-From: /jf\r\nStream-Fork-Offset: 0_0\r\n"
+                    "Stream-Fork-Sub-Offset: 3\r\n",
+                    "", 5000, &r) == 400);
+    ASSERT(unit_req(port, "PUT", "/bad3", /* no append starts at 4 */
+                    "Content-Type: text/plain\r\nStream-Forked-From: /f3\r\n"
+                    "Stream-Fork-Offset: 0_4\r\nStream-Fork-Sub-Offset: 1\r\n",
+                    "", 5000, &r) == 400);
+    buf_free(&r);
   }
 }
 

@@ -694,10 +694,14 @@ static void test_stream_fork_snapshot(void) {
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
   u.units[1] = UINT64_MAX; /* a length that wraps */
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.units[0] = UINT64_MAX - 5; /* lengths that wrap to end at the tail */
+  u.units[1] = 9;
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.units[0] = 1;
   u.units[1] = 1; /* units short of the tail */
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
   u.units[1] = 2;
-  u.chunk = UINT64_MAX - 3; /* a chunk that wraps */
+  u.chunk = UINT64_MAX - 3; /* a chunk that wraps (to 4, below base) */
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
   u.chunk = 1; /* a chunk of the first own unit, from the fork point */
   ASSERT(unit_snap_restore(&u) == URSULA_OK);
