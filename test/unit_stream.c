@@ -396,7 +396,8 @@ static void test_stream_fork_create(void) {
   ** lets go, removed, and it lets go of its source in turn */
   c = unit_cmd(CMD_DELETE, "/fork", 8);
   ASSERT(unit_apply(&st, &c, &r) == 204 && r.releases.len == 0);
-  ASSERT(stream_find(&st, util_str("/fork"))->soft_deleted);
+  s = stream_find(&st, util_str("/fork"));
+  ASSERT(s != NULL && s->soft_deleted);
   c = unit_cmd(CMD_FORK_RELEASE, "/fork", 9);
   ASSERT(unit_apply(&st, &c, &r) == 204);
   ASSERT(r.releases.len == 5 && memcmp(r.releases.ptr, "/src", 5) == 0);
@@ -574,7 +575,8 @@ static void unit_snap_build(struct buf *b, const struct unit_snap *u) {
   at = u->version >= 4 ? u->base : 0; /* where the first unit starts */
   for (i = 0; i < u->n_units; i++) {
     cmd_put_varint(b, u->units[i]);
-    if (at - (u->version >= 4 ? u->base : 0) >= u->chunk) {
+    /* as restore reads it: a unit from the chunk's end on has a location */
+    if (at >= (u->version >= 4 ? u->base : 0) + u->chunk) {
       cmd_put_varint(b, 5);
       cmd_put_varint(b, 0);
     }
@@ -694,9 +696,11 @@ static void test_stream_fork_snapshot(void) {
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
   u.units[1] = UINT64_MAX; /* a length that wraps */
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
-  u.units[0] = UINT64_MAX - 5; /* lengths that wrap to end at the tail */
-  u.units[1] = 9;
+  u.tail = 8; /* lengths that wrap (to 2), then end at the tail */
+  u.units[0] = UINT64_MAX - 5;
+  u.units[1] = 6;
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.tail = 11;
   u.units[0] = 1;
   u.units[1] = 1; /* units short of the tail */
   ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
