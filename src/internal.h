@@ -1304,9 +1304,11 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
 /* ------------------------------------------------------------------ fork.c
 ** Making a fork: a fork PUT's job travels from the owner of the source's
-** group (a reference on the source, the inherited bytes) to the owner of
-** the fork's group (the CREATE).  The protocol, its messages and what a
-** crash between its steps leaves are written out at the top of fork.c. */
+** group (a reference on the source; for a sub-offset into an append the
+** source inherited, a look down its chain of sources) to the owner of the
+** fork's group (the CREATE, which names the source and the fork point and
+** copies no byte).  The protocol, its messages and what a crash between
+** its steps leaves are written out at the top of fork.c. */
 
 /* The steps of a fork PUT (struct job's fork_state). */
 enum {
