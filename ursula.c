@@ -11135,8 +11135,8 @@ static int group_read_end(const struct stream *s, uint64_t start,
   }
   if (s->base > limit || s->base - start > max) return 0;
   e = s->base; /* the fork point is a boundary: the last inherited one */
-  for (u = 0; u < s->n_bounds && s->bounds[u] <= limit &&
-              s->bounds[u] - start <= max;
+  for (u = 0;
+       u < s->n_bounds && s->bounds[u] <= limit && s->bounds[u] - start <= max;
        u++)
     e = s->bounds[u];
   *end = e;
@@ -11653,8 +11653,8 @@ static int fork_find_unit(struct stream_state *sm, const struct stream *s,
   memset(&b, 0, sizeof(b));
   rc = stream_read(sm, s, off, end, &b);
   if (rc == URSULA_OK) {
-    size_t n = json_prefix_len(b.ptr ? b.ptr : "", b.len,
-                               (size_t)j->cmd.fork_sub);
+    size_t n =
+        json_prefix_len(b.ptr ? b.ptr : "", b.len, (size_t)j->cmd.fork_sub);
     j->unit_len = json_count(b.ptr ? b.ptr : "", b.len);
     if (n != (size_t)-1) j->unit_prefix = n;
   }

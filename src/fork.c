@@ -150,8 +150,8 @@ static int fork_find_unit(struct stream_state *sm, const struct stream *s,
   memset(&b, 0, sizeof(b));
   rc = stream_read(sm, s, off, end, &b);
   if (rc == URSULA_OK) {
-    size_t n = json_prefix_len(b.ptr ? b.ptr : "", b.len,
-                               (size_t)j->cmd.fork_sub);
+    size_t n =
+        json_prefix_len(b.ptr ? b.ptr : "", b.len, (size_t)j->cmd.fork_sub);
     j->unit_len = json_count(b.ptr ? b.ptr : "", b.len);
     if (n != (size_t)-1) j->unit_prefix = n;
   }

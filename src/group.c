@@ -1003,8 +1003,8 @@ static int group_read_end(const struct stream *s, uint64_t start,
   }
   if (s->base > limit || s->base - start > max) return 0;
   e = s->base; /* the fork point is a boundary: the last inherited one */
-  for (u = 0; u < s->n_bounds && s->bounds[u] <= limit &&
-              s->bounds[u] - start <= max;
+  for (u = 0;
+       u < s->n_bounds && s->bounds[u] <= limit && s->bounds[u] - start <= max;
        u++)
     e = s->bounds[u];
   *end = e;

@@ -485,7 +485,8 @@ static void unit_fork_build(int port) {
   size_t i;
   for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
     snprintf(h, sizeof(h), "Content-Type: text/plain\r\n%s", steps[i][2]);
-    ASSERT(unit_fork_req(port, steps[i][0], steps[i][1], h, steps[i][3]) / 100 ==
+    ASSERT(unit_fork_req(port, steps[i][0], steps[i][1], h, steps[i][3]) /
+               100 ==
            2);
   }
   for (i = 0; i < sizeof(jsteps) / sizeof(jsteps[0]); i++) {

@@ -523,7 +523,7 @@ static void test_stream_snapshot(void) {
   stream_state_free(&b);
 }
 
-/* ------------------------------------------------------------ fork snapshots */
+/* ------------------------------------------------------------ forks */
 
 /* One stream's snapshot, by hand as stream.c's format comment has it:
 ** text/plain, no TTL, producers or chunks unless chunk > 0 (one chunk of
