@@ -895,7 +895,8 @@ URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
 
 /* ------------------------------------------------------------------- cmd.c
 ** Commands of a group's log and their byte encoding (format in cmd.c). */
-#define CMD_VERSION 1
+#define CMD_VERSION 2 /* version 1 entries (forks that carried the
+                          inherited bytes) are still decoded */
 enum {
   CMD_CREATE = 1,       /* PUT: create a stream (or a fork) */
   CMD_APPEND = 2,       /* POST: append and/or close */
@@ -915,7 +916,11 @@ enum {
   CMD_F_SEQ = 1 << 5,         /* stream_seq is set */
   CMD_F_FORK = 1 << 6,        /* CREATE of a fork of fork_source */
   CMD_F_FORK_OFFSET = 1 << 7, /* Stream-Fork-Offset was given */
-  CMD_F_CT = 1 << 8           /* a content type was given */
+  CMD_F_CT = 1 << 8,          /* a content type was given */
+  CMD_F_UNIT = 1 << 9         /* FORK_ACQUIRE at an offset in the
+                                 source's inherited range: the proposer
+                                 found the append unit that starts there
+                                 (n_msgs: its length) */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -938,10 +943,15 @@ struct cmd {
   struct str fork_source;
   uint64_t fork_offset;
   uint64_t fork_sub;
+  uint64_t fork_base; /* CREATE of a fork: the fork point */
+  uint64_t fork_inc;  /* CREATE of a fork: the source's incarnation */
+  /* Decoded from version-1 entries only, never encoded: a fork CREATE
+  ** of a build that copied the inherited bytes into the command */
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
-  /* COLD and TOUCH */
+  /* COLD, TOUCH and FORK_ACQUIRE: the target stream's incarnation (an
+  ** ACQUIRE's 0: the proposer saw no stream) */
   uint64_t incarnation;
   uint64_t cold_start, cold_end;
   struct str object;
@@ -1042,10 +1052,18 @@ struct stream {
   char *fork_source; /* path of the source if a fork, else NULL */
   size_t fork_source_len;
   uint64_t fork_offset, fork_sub;
+  /* A fork refers to its source's bytes instead of holding them: bytes
+  ** [0, base) are the source's (incarnation fork_inc) as they were, read
+  ** from the source (a fork of a fork reads through the chain); the
+  ** stream's own units, bounds[] and everything below cover [base,
+  ** tail).  0 for a stream that is not a fork (and for a fork made by a
+  ** build that copied the inherited bytes: they are its own units). */
+  uint64_t base;
+  uint64_t fork_inc;
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
-  /* the cold tier: bytes [0, cold_end) are in chunks[], in order and back
-  ** to back; they are the first cold_units units */
+  /* the cold tier: bytes [base, cold_end) are in chunks[], in order and
+  ** back to back; they are the first cold_units units */
   struct stream_chunk *chunks;
   size_t n_chunks, cap_chunks;
   uint64_t cold_end;
@@ -1119,11 +1137,12 @@ URSULA_PRIVATE int stream_expired(const struct stream *s,
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
-/* Append bytes [start, end) of s to out: from memory; below
-** s->hot_start from the WAL; below s->cold_end from the cold tier's
-** chunks.  URSULA_OK; URSULA_EAGAIN when a chunk is being fetched (out
-** then holds the bytes before it: call again for the rest once it is
-** here); or an error of the read. */
+/* Append bytes [start, end) of s to out (s->base <= start <= end <=
+** s->tail: the stream's own bytes; else URSULA_EINVAL): from memory;
+** below s->hot_start from the WAL; below s->cold_end from the cold
+** tier's chunks.  URSULA_OK; URSULA_EAGAIN when a chunk is being fetched
+** (out then holds the bytes before it: call again for the rest once it
+** is here); or an error of the read. */
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out);
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
@@ -1160,8 +1179,11 @@ struct stream_piece {
 ** `below`.  URSULA_OK or URSULA_ENOMEM. */
 URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
                                     uint64_t below, struct buf *out);
-/* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
+/* The stream's unit index i such that bounds[i-1] <= off < bounds[i]
+** (n_bounds if off >= tail; 0 if off < base, where no own unit is). */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
+/* Where unit u (< n_bounds) starts: bounds[u-1], or base for the first. */
+URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
 
 /* ------------------------------------------------------------------ conf.c
 ** Flags and config files (the public ursula_config_* live there too). */
@@ -1328,6 +1350,12 @@ enum {
   JOB_HEAD        /* HEAD */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
+/* Where a read of a fork's inherited bytes is (struct job's read_hop;
+** group.c has the steps): at the owner of the stream read (planned
+** there), at an owner of a stream it inherits from, or back at the first
+** to finish. */
+enum { JOB_HOP_PLAN = 0, JOB_HOP_SOURCE, JOB_HOP_BACK };
+#define JOB_MAX_HOPS 65536
 
 /* A request on its way from the core that holds the connection to the
 ** core that owns the stream's group, and back with the result.  One heap
@@ -1351,11 +1379,35 @@ struct job {
   char producer_id[URSULA_MAX_PRODUCER_ID + 1];
   char expires_text[64];
   char fork_source[URSULA_MAX_PATH_BYTES + 1];
-  struct cmd cmd;     /* CREATE / APPEND / DELETE; views into this job */
-  struct buf body;    /* POST/PUT data, JSON already flattened */
-  struct buf inherit; /* fork: bytes inherited from the source */
-  struct buf bounds;  /* fork: inherited unit ends (uint64_t each) */
-  uint64_t offset;    /* read: start position */
+  struct cmd cmd;  /* CREATE / APPEND / DELETE; views into this job */
+  struct buf body; /* POST/PUT data, JSON already flattened */
+  /* A hop to a stream a fork inherits from (group.c: a read of the
+  ** inherited bytes; fork.c: FORK_UNIT): the stream, its incarnation
+  ** (the reference held on it names it), and the offset where what the
+  ** hop wants of it ends (the fork point of the fork above it) */
+  char hop_path[URSULA_MAX_PATH_BYTES + 1];
+  size_t hop_len;
+  uint64_t hop_inc;
+  uint64_t hop_limit;
+  /* a read: its step (JOB_HOP_*), and for a JSON read whose end is still
+  ** to be found on an append boundary below hop_limit, hop_flex; the
+  ** parts read on the way down, the highest first, are in data, and
+  ** parts holds their lengths (uint64_t each) */
+  int read_hop;
+  int hop_flex;
+  struct buf parts;
+  int hops; /* hops to sources so far: at most JOB_MAX_HOPS (a chain of
+               forks is never circular, but a damaged state could be) */
+  /* a fork PUT: the append unit at the fork offset, once looked up:
+  ** whether it was (unit_state), whether one starts there (unit_found),
+  ** its length in Sub-Offset units (JSON messages or bytes), the bytes
+  ** of the sub-offset prefix (JSON), and the source's incarnation */
+  int unit_state;
+  int unit_found;
+  uint64_t unit_len;
+  uint64_t unit_prefix;
+  uint64_t unit_inc;
+  uint64_t offset; /* read: start position */
   int offset_now;     /* read: offset=now */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
@@ -1514,14 +1566,18 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
 /* ------------------------------------------------------------------ fork.c
 ** Making a fork: a fork PUT's job travels from the owner of the source's
-** group (a reference on the source, the inherited bytes) to the owner of
-** the fork's group (the CREATE).  The protocol, its messages and what a
-** crash between its steps leaves are written out at the top of fork.c. */
+** group (a reference on the source; for a sub-offset into an append the
+** source inherited, a look down its chain of sources) to the owner of the
+** fork's group (the CREATE, which names the source and the fork point and
+** copies no byte).  The protocol, its messages and what a crash between
+** its steps leaves are written out at the top of fork.c. */
 
 /* The steps of a fork PUT (struct job's fork_state). */
 enum {
   FORK_ACQUIRE = 1, /* at the source's owner: take a reference */
-  FORK_COLLECT,     /* there: copy the inherited bytes (resumable) */
+  FORK_UNIT,        /* at an owner of the source's sources: find the
+                       append at a fork offset the source inherited
+                       (read only, repeatable) */
   FORK_CREATE       /* at the fork's owner: create the fork */
 };
 
@@ -1792,6 +1848,8 @@ struct ursula_server {
   int port;
   int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
   volatile sig_atomic_t stop_requested;
+  volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is
+                                      not freed until it is done */
   pthread_mutex_t mu; /* guards n_drained */
   int n_drained;
   int running;
@@ -8231,7 +8289,7 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 ** at most 10 bytes):
 **
 **    offset  field
-**    0       u8      version, CMD_VERSION (1)
+**    0       u8      version, CMD_VERSION (2; 1 is still decoded, below)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
 **                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH
 **    2       varint  flags (CMD_F_*)
@@ -8242,11 +8300,16 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **    ..      bytes   content_type
 **    ..      bytes   data
 **    ..      varint  n_msgs            (JSON messages in data; FORK_ACQUIRE
-**                                       with a sub-offset into a JSON
-**                                       stream: the messages of the append
-**                                       at fork_offset, counted by the
-**                                       proposer, since apply reads no
-**                                       stream bytes)
+**                                       with a sub-offset: the length of
+**                                       the append at fork_offset in
+**                                       Sub-Offset units, found by the
+**                                       proposer where apply cannot see
+**                                       it: the messages of a JSON
+**                                       append, or, with CMD_F_UNIT, an
+**                                       append the source inherited
+**                                       (JSON messages or bytes); apply
+**                                       reads no stream bytes and no
+**                                       other stream)
 **    ..      varint  ttl_s
 **    ..      varint  expires_at_ms
 **    ..      bytes   expires_text      (Stream-Expires-At as sent)
@@ -8257,14 +8320,31 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **    ..      bytes   fork_source
 **    ..      varint  fork_offset
 **    ..      varint  fork_sub
-**    ..      bytes   inherited         (fork: the bytes copied from the
-**                                       source up to the fork point)
-**    ..      varint  n_bounds, then n_bounds varints: the ends of the
-**                    inherited append units, as deltas from the previous
-**                    end (the first from 0)
+**    ..      varint  fork_base         (CREATE of a fork: the fork point,
+**                                       where the fork's own bytes begin;
+**                                       below it the fork reads its
+**                                       source's bytes, which the command
+**                                       does not carry)
+**    ..      varint  fork_inc          (CREATE of a fork: the source's
+**                                       incarnation, whose reference the
+**                                       fork holds)
 **
 ** Every field is always present (absent strings are empty, absent numbers
 ** 0), so a decoder never guesses; the flags say which are meaningful.
+**
+** Version 1 had, where fork_base and fork_inc are, the bytes a fork
+** inherited (`bytes inherited`, copied from the source) and the ends of
+** their append units (`varint n_bounds`, then n_bounds varints, deltas
+** from the previous end, the first from 0); FORK_ACQUIRE had no
+** incarnation.  Logs written by that build are decoded (a fork CREATE
+** then makes those bytes the fork's own units); nothing encodes it.
+**
+** Type 4, FORK_ACQUIRE, carries one more field after those of every
+** type:
+**
+**    ..      varint  incarnation       (of the source as the proposer saw
+**                                       it, 0 for none: the facts it
+**                                       found, n_msgs, hold for that one)
 **
 ** Type 7, COLD (the stream's bytes [cold_start, cold_end) now live in the
 ** cold-tier object `object`), carries four more fields after those:
@@ -8328,8 +8408,7 @@ URSULA_PRIVATE int cmd_get_bytes(const unsigned char **p,
 }
 
 URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
-  size_t start = out->len, i;
-  uint64_t prev = 0;
+  size_t start = out->len;
   unsigned char head[2];
   int rc = URSULA_OK;
   head[0] = CMD_VERSION;
@@ -8351,13 +8430,10 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
   rc |= cmd_put_bytes(out, c->fork_source);
   rc |= cmd_put_varint(out, c->fork_offset);
   rc |= cmd_put_varint(out, c->fork_sub);
-  rc |= cmd_put_bytes(out, c->inherited);
-  rc |= cmd_put_varint(out, c->n_bounds);
-  for (i = 0; i < c->n_bounds; i++) {
-    rc |= cmd_put_varint(out, c->bounds[i] - prev);
-    prev = c->bounds[i];
-  }
-  if (c->type == CMD_TOUCH) rc |= cmd_put_varint(out, c->incarnation);
+  rc |= cmd_put_varint(out, c->fork_base);
+  rc |= cmd_put_varint(out, c->fork_inc);
+  if (c->type == CMD_TOUCH || c->type == CMD_FORK_ACQUIRE)
+    rc |= cmd_put_varint(out, c->incarnation);
   if (c->type == CMD_COLD) {
     rc |= cmd_put_varint(out, c->incarnation);
     rc |= cmd_put_varint(out, c->cold_start);
@@ -8375,10 +8451,13 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
                               struct buf *bounds_store) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t v = 0, i, prev = 0;
-  int bad = 0;
+  int bad = 0, version;
   memset(c, 0, sizeof(*c));
-  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_TOUCH)
+  bounds_store->len = 0;
+  if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
+      q[1] > CMD_TOUCH)
     return URSULA_ECORRUPT;
+  version = q[0];
   c->type = q[1];
   c->raw = (const char *)p;
   q += 2;
@@ -8399,24 +8478,32 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   bad |= cmd_get_bytes(&q, end, &c->fork_source);
   bad |= cmd_get_varint(&q, end, &c->fork_offset);
   bad |= cmd_get_varint(&q, end, &c->fork_sub);
-  bad |= cmd_get_bytes(&q, end, &c->inherited);
-  bad |= cmd_get_varint(&q, end, &v);
-  if (bad || v > (uint64_t)(end - q)) return URSULA_ECORRUPT;
-  bounds_store->len = 0;
-  if (buf_reserve(bounds_store, (size_t)v * sizeof(uint64_t)) != URSULA_OK)
-    return URSULA_ENOMEM;
-  for (i = 0; i < v; i++) {
-    uint64_t d;
-    if (cmd_get_varint(&q, end, &d) != 0) return URSULA_ECORRUPT;
-    prev += d;
-    memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
+  if (version == CMD_VERSION) {
+    bad |= cmd_get_varint(&q, end, &c->fork_base);
+    bad |= cmd_get_varint(&q, end, &c->fork_inc);
+    if (bad) return URSULA_ECORRUPT;
+    v = 0;
+  } else { /* version 1: the inherited bytes and their append ends */
+    bad |= cmd_get_bytes(&q, end, &c->inherited);
+    bad |= cmd_get_varint(&q, end, &v);
+    if (bad || v > (uint64_t)(end - q)) return URSULA_ECORRUPT;
+    if (buf_reserve(bounds_store, (size_t)v * sizeof(uint64_t)) != URSULA_OK)
+      return URSULA_ENOMEM;
+    for (i = 0; i < v; i++) {
+      uint64_t d;
+      if (cmd_get_varint(&q, end, &d) != 0) return URSULA_ECORRUPT;
+      prev += d;
+      memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
+    }
   }
   if (c->type == CMD_COLD && (cmd_get_varint(&q, end, &c->incarnation) ||
                               cmd_get_varint(&q, end, &c->cold_start) ||
                               cmd_get_varint(&q, end, &c->cold_end) ||
                               cmd_get_bytes(&q, end, &c->object)))
     return URSULA_ECORRUPT;
-  if (c->type == CMD_TOUCH && cmd_get_varint(&q, end, &c->incarnation))
+  if ((c->type == CMD_TOUCH ||
+       (c->type == CMD_FORK_ACQUIRE && version == CMD_VERSION)) &&
+      cmd_get_varint(&q, end, &c->incarnation))
     return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;
@@ -8471,6 +8558,19 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 ** the core thread), and neither memory nor the WAL need those bytes any
 ** more.  A removed stream's chunk names go to r->garbage, for the group
 ** to delete.
+**
+** Forks.  A fork holds no byte of what it inherits.  Its CREATE names
+** the source (path and incarnation) and the fork point, `base`: bytes
+** [0, base) are the source's bytes as they were there, read from the
+** source whenever a reader wants them (group.c; a fork of a fork reads
+** through the chain), and the fork's own units, in memory, the log and
+** the cold tier, cover [base, tail) only.  Offsets are the source's up
+** to the fork point, so a client sees no difference.  The reference the
+** fork holds (the source's refcount, taken by FORK_ACQUIRE) keeps the
+** source, deleted or expired, soft-deleted with its bytes for as long as
+** the fork lives.  Apply never reads the source: what a command needs to
+** know of the inherited bytes (the append at a fork offset there) the
+** proposer finds and puts in the command (fork.c).
 **
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
@@ -8608,6 +8708,10 @@ URSULA_PRIVATE int stream_expired(const struct stream *s,
   return 0;
 }
 
+URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u) {
+  return u > 0 ? s->bounds[u - 1] : s->base;
+}
+
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   size_t lo = 0, hi = s->n_bounds;
   while (lo < hi) { /* first i with bounds[i] > off */
@@ -8679,6 +8783,8 @@ static int stream_read_chunks(struct stream_state *st, const struct stream *s,
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out) {
   size_t u;
+  /* only the stream's own bytes: a fork's inherited ones are its source's */
+  if (start < s->base || end < start || end > s->tail) return URSULA_EINVAL;
   if (start < s->cold_end) {
     int rc = stream_read_chunks(st, s, &start, end, out);
     if (rc != URSULA_OK) return rc;
@@ -8686,7 +8792,7 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
   if (start < end && start < s->local.hot_start) { /* in the WAL, unit by unit */
     u = stream_unit_at(s, start);
     while (start < end && start < s->local.hot_start) {
-      uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
+      uint64_t ustart = stream_unit_start(s, u), stop = s->bounds[u];
       struct stream_loc loc;
       int rc;
       if (stop > end) stop = end;
@@ -8839,6 +8945,7 @@ static int stream_config_matches(const struct stream *s, const struct cmd *c) {
     if ((c->flags & CMD_F_FORK_OFFSET) && c->fork_offset != s->fork_offset)
       return 0;
     if (c->fork_sub != s->fork_sub) return 0;
+    /* the same fork point of the same source: the PUT that made it */
   }
   return 1;
 }
@@ -8852,10 +8959,23 @@ static uint64_t stream_off(const struct cmd *c, const char *p) {
 
 static void stream_apply_create(struct stream_state *st, uint64_t index,
                                 const struct cmd *c, struct stream_result *r) {
-  struct stream *s = stream_live(st, c, r);
+  struct stream *s;
   size_t i;
   uint64_t prev = 0;
-  if (c->flags & CMD_F_FORK) r->release_source = 1;
+  int copied = c->inherited.len > 0 || c->n_bounds > 0; /* version 1 */
+  if (c->flags & CMD_F_FORK) {
+    r->release_source = 1;
+    /* the fork point is at or after the fork offset (the sub-offset's
+    ** prefix lies between them), and a fork point past 0 names the
+    ** source's incarnation (what snapshots require: stream_restore) */
+    if (c->fork_source.len == 0 ||
+        (!copied && (c->fork_base < c->fork_offset ||
+                     (c->fork_base > 0 && c->fork_inc == 0)))) {
+      stream_fail(r, 400, "malformed fork reference");
+      return;
+    }
+  }
+  s = stream_live(st, c, r);
   if (s != NULL) {
     if (s->soft_deleted) {
       stream_fail(r, 409, "stream was deleted and still has forks");
@@ -8887,19 +9007,25 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   s->last_access_ms = c->time_ms;
   s->incarnation = st->next_incarnation++;
   if (c->flags & CMD_F_FORK) {
-    uint64_t base = stream_off(c, c->inherited.ptr);
     stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source);
     s->fork_offset = c->fork_offset;
     s->fork_sub = c->fork_sub;
-    /* inherited units, then the sub-offset prefix as a unit of its own */
-    for (i = 0; i < c->n_bounds; i++) {
-      if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
+    /* the reference: [0, base) is the source's; own bytes start there */
+    s->base = s->tail = s->cold_end = s->local.hot_start = c->fork_base;
+    s->fork_inc = c->fork_inc;
+    if (copied) { /* a version-1 entry carries the inherited bytes (base
+                     0): its units, then the sub-offset prefix as a unit
+                     of its own */
+      uint64_t at = stream_off(c, c->inherited.ptr);
+      for (i = 0; i < c->n_bounds; i++) {
+        if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
+        stream_add_unit(st, s, c->inherited.ptr + prev,
+                        (size_t)(c->bounds[i] - prev), index, at + prev);
+        prev = c->bounds[i];
+      }
       stream_add_unit(st, s, c->inherited.ptr + prev,
-                      (size_t)(c->bounds[i] - prev), index, base + prev);
-      prev = c->bounds[i];
+                      (size_t)(c->inherited.len - prev), index, at + prev);
     }
-    stream_add_unit(st, s, c->inherited.ptr + prev,
-                    (size_t)(c->inherited.len - prev), index, base + prev);
     r->release_source = 0; /* the new fork holds the reference now */
   }
   stream_add_unit(st, s, c->data.ptr, c->data.len, index,
@@ -9093,6 +9219,11 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     stream_fail(r, 409, "fork source was deleted");
     return;
   }
+  if (c->incarnation != 0 && c->incarnation != s->incarnation) {
+    /* what the proposer found (n_msgs) was of another stream there */
+    stream_fail(r, 503, "the fork source was re-created meanwhile; retry");
+    return;
+  }
   off = (c->flags & CMD_F_FORK_OFFSET) ? c->fork_offset : s->tail;
   if (off > s->tail) {
     stream_fail(r, 400, "Stream-Fork-Offset is beyond the source's tail");
@@ -9103,10 +9234,20 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     stream_fail(r, 409, "content type does not match the fork source");
     return;
   }
-  if (c->fork_sub > 0) {
+  if (c->fork_sub > 0 && off < s->base) {
+    /* an append s inherited: the proposer found it in s's sources */
+    if (!(c->flags & CMD_F_UNIT)) {
+      stream_fail(r, 400, "no append starts at Stream-Fork-Offset");
+      return;
+    }
+    if (c->fork_sub > c->n_msgs) {
+      stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
+      return;
+    }
+  } else if (c->fork_sub > 0) {
     uint64_t start, end, len;
     unit = stream_unit_at(s, off);
-    start = unit > 0 ? s->bounds[unit - 1] : 0;
+    start = unit < s->n_bounds ? stream_unit_start(s, unit) : s->tail;
     if (unit >= s->n_bounds || start != off) {
       stream_fail(r, 400, "no append starts at Stream-Fork-Offset");
       return;
@@ -9275,7 +9416,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 3 (format version)   v next_incarnation   v number of streams
+     v 4 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -9284,20 +9425,30 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        v producers, then per producer: b id, v epoch, v seq
        b closed_by_id (empty: none)   v closed_by_epoch   v closed_by_seq
        b fork_source (empty: not a fork)   v fork_offset   v fork_sub
+       v base (the fork point: the stream's own bytes start there)
+       v fork_inc (the source's incarnation)
        v refcount   v incarnation
        v chunks, then per chunk: v length, b object name (the chunks hold
-         the stream's first bytes, back to back from offset 0)
-       v units, then per unit: v length, then, for the units past the
-         chunks' end only, v log index, v offset in that entry's payload
+         the stream's first own bytes, back to back from base)
+       v units, then per unit: v length (the first from base), then, for
+         the units past the chunks' end only, v log index, v offset in
+         that entry's payload
 
    The bytes of units past the chunks stay in the log entries named (the
    log keeps them: group.c compacts only what no stream reads), or travel
    beside this payload as pieces of the snapshot file (wal.c) when the
-   log does not hold those entries: after an install from another node.  Versions
-   1 and 2 named WAL files and offsets instead; they came with WAL format
-   1, which is refused, so they are not read. */
+   log does not hold those entries (after an install from another node); a fork's
+   bytes below base are its source's, in the source's record.  Restore
+   checks every length and offset for order and range before it uses
+   one: base <= tail, fork_offset <= base (a copied fork: base 0), a
+   stream that is no fork has none of the fork fields, chunks and units
+   are non-empty and end exactly at a unit end and at the tail, and no
+   sum wraps.  Version 3 is version 4 without base and fork_inc (its
+   forks hold copies of what they inherited: base 0), and is read.
+   Versions 1 and 2 named WAL files and offsets instead; they came with
+   WAL format 1, which is refused, so they are not read. */
 
-#define STREAM_SNAP_VERSION 3
+#define STREAM_SNAP_VERSION 4
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -9329,7 +9480,7 @@ static int stream_producer_cmp(const void *x, const void *y) {
 /* One stream's record of the snapshot. */
 static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   const struct stream_producer *pr, **prs = NULL;
-  uint64_t n = 0, prev = 0, i;
+  uint64_t n = 0, prev = s->base, i;
   int bad = 0;
   for (pr = s->producers; pr != NULL; pr = pr->next) n++;
   if (n > 0) {
@@ -9363,6 +9514,8 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
   bad |= cmd_put_varint(out, s->fork_offset);
   bad |= cmd_put_varint(out, s->fork_sub);
+  bad |= cmd_put_varint(out, s->base);
+  bad |= cmd_put_varint(out, s->fork_inc);
   bad |= cmd_put_varint(out, s->refcount);
   bad |= cmd_put_varint(out, s->incarnation);
   bad |= cmd_put_varint(out, s->n_chunks);
@@ -9436,7 +9589,8 @@ static int stream_restore_chunks(const unsigned char **p,
   for (i = 0; i < n; i++) {
     struct stream_chunk *ch = &s->chunks[i];
     if (cmd_get_varint(p, end, &len) || len == 0 ||
-        cmd_get_bytes(p, end, &name) || name.len == 0)
+        len > s->tail - s->cold_end || cmd_get_bytes(p, end, &name) ||
+        name.len == 0)
       return -1;
     ch->name = stream_dup(name);
     s->n_chunks++;
@@ -9446,9 +9600,10 @@ static int stream_restore_chunks(const unsigned char **p,
   return 0;
 }
 
-/* Decode one stream; 0, or -1 for bad input. */
+/* Decode one stream of a snapshot of format `version`; 0, or -1 for bad
+** input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
-                              struct stream *s) {
+                              struct stream *s, uint64_t version) {
   struct str path, ct, exp, seq, by, src, id;
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
@@ -9495,8 +9650,20 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_bytes(p, end, &src);
   bad |= cmd_get_varint(p, end, &s->fork_offset);
   bad |= cmd_get_varint(p, end, &s->fork_sub);
+  if (version >= 4) {
+    bad |= cmd_get_varint(p, end, &s->base);
+    bad |= cmd_get_varint(p, end, &s->fork_inc);
+  }
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
+  /* the fork fields: all zero but for a fork; a fork's own bytes start at
+  ** or after its fork offset (or at 0: a copied fork) */
+  if (bad || s->base > s->tail ||
+      (src.len == 0 && (s->base != 0 || s->fork_inc != 0 ||
+                        s->fork_offset != 0 || s->fork_sub != 0)) ||
+      (s->base > 0 && (s->fork_offset > s->base || s->fork_inc == 0)))
+    return -1;
+  s->cold_end = s->base;
   bad |= stream_restore_chunks(p, end, s);
   bad |= cmd_get_varint(p, end, &n);
   if (bad || n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
@@ -9509,9 +9676,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
     if (s->bounds == NULL || s->locs == NULL) stream_oom();
     s->cap_bounds = (size_t)n;
   }
+  prev = s->base;
   for (i = 0; i < n; i++) {
     uint64_t len;
-    if (cmd_get_varint(p, end, &len) || len == 0) return -1;
+    if (cmd_get_varint(p, end, &len) || len == 0 || len > s->tail - prev)
+      return -1;
     if (prev < s->cold_end) { /* in a chunk: no log location */
       s->locs[i].index = s->locs[i].off = 0;
       s->cold_units = (size_t)i + 1;
@@ -9535,7 +9704,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t version, n, i;
-  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
+  if (cmd_get_varint(&q, end, &version) ||
+      (version != STREAM_SNAP_VERSION && version != 3) ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -9545,7 +9715,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     s = (struct stream *)URSULA_MALLOC(sizeof(*s));
     if (s == NULL) stream_oom();
     memset(s, 0, sizeof(*s));
-    if (stream_restore_one(&q, end, s) != 0 ||
+    if (stream_restore_one(&q, end, s, version) != 0 ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -9606,7 +9776,7 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
         if (s->locs[u].index >= below) break; /* logged in order */
         pc.index = s->locs[u].index;
         pc.off = s->locs[u].off;
-        pc.len = s->bounds[u] - (u > 0 ? s->bounds[u - 1] : 0);
+        pc.len = s->bounds[u] - stream_unit_start(s, u);
         if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
           return URSULA_ENOMEM;
       }
@@ -10262,6 +10432,10 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 **
 ** One upload per stream at a time (runs must land in order), a few per
 ** group.  A failed upload backs the group off (1 s doubling to 30 s).
+** Only a stream's own bytes move: runs start at its cold end, which for a
+** fork starts at its fork point (stream.c); the bytes a fork inherits are
+** its source's, moved (or not) by the source's group, and a read of them
+** goes there (group.c).
 **
 ** READS.  A read that needs a chunk not in the core's cache (stream_read
 ** returns URSULA_EAGAIN through tier_read_chunk) parks its job on a fetch
@@ -10476,8 +10650,8 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
   t->propose(c, t->group, &cmd, tier_cold_done, q);
 }
 
-/* Upload the next run of s: whole appends from its cold end, about a
-** chunk's worth. */
+/* Upload the next run of s: whole appends from its cold end (at or past
+** a fork's fork point: its own bytes only), about a chunk's worth. */
 static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
   uint64_t start = s->cold_end, end = start;
   size_t u = s->cold_units;
@@ -10689,7 +10863,9 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 **     message, and its owner proposes FORK_RELEASE there (fork.c has the
 **     fork protocol; group.c only carries out these effects).
 **
-** Reads are served from the owner's state directly (no log entry).
+** Reads are served from the owner's state directly (no log entry); a
+** read of what a fork inherited hops to its source's owner and back
+** (READS OF A FORK, below).
 **
 ** JOBS.  group_dispatch() sends a job to its stream's owner, where
 ** group_run_job() proposes its command or serves its read.  A job of
@@ -10799,8 +10975,7 @@ URSULA_PRIVATE struct job *job_new(void) {
 URSULA_PRIVATE void job_free(struct job *j) {
   if (j == NULL) return;
   buf_free(&j->body);
-  buf_free(&j->inherit);
-  buf_free(&j->bounds);
+  buf_free(&j->parts);
   buf_free(&j->data);
   URSULA_FREE(j);
 }
@@ -11634,13 +11809,225 @@ static struct stream *group_read_target(struct core *c, struct group *g,
   return s;
 }
 
+/* READS OF A FORK.  A fork holds only its own bytes, [base, tail); the
+** bytes below base are its source's (stream.c, "Forks"), and the source
+** may belong to another group, owned by another core.  A read is planned
+** at the owner of the stream it reads, as for any stream (group_read:
+** where it starts, where it ends: max_bytes, an append boundary for
+** JSON, at most one cold chunk), and reads the part that is the stream's
+** own there.  If the range starts below base, the job hops:
+**
+**   JOB_HOP_PLAN, at the fork's owner: plan [start, end), read its own
+**     part [base, end)
+**   JOB_HOP_SOURCE, at the owner of the fork's source: read the source's
+**     own part of [start, min(end, base)); while the range starts below
+**     that stream's base too (a fork of a fork), on to its source
+**   JOB_HOP_BACK, at the fork's owner again: if the fork is still the
+**     one planned for (path and incarnation), decide Stream-Up-To-Date,
+**     Stream-Closed and the live reader's registration, and answer --
+**     in one turn, as every read does, so that no wake-up of the fork's
+**     readers can overtake the answer.  If it is not (deleted,
+**     re-created), the read starts over there.
+**
+** Each hop checks that the stream it reads is the one named by the
+** reference of the fork above it (hop_path, hop_inc): the fork holds a
+** reference on its source, which holds one on its own, so while the fork
+** lives so do they (a deleted one soft-deleted, with its bytes).  A
+** source is read as it is: reads through a fork neither expire it nor
+** slide its TTL, and a soft-deleted one serves its forks.  The bytes
+** below a fork point never change, so the parts read at different times
+** make one consistent answer.  A hop that finds its stream gone answers
+** through JOB_HOP_BACK (the fork was deleted meanwhile: 404).
+**
+** Parts.  Each hop reads its stream's part into a buffer of its own (a
+** hop parked on a cold-tier fetch runs again from its start, having
+** changed nothing) and puts it in j->data after the parts of the hops
+** above (highest first; j->parts has their lengths); the lowest hop
+** puts them in order.
+**
+** JSON.  The append boundaries below a fork's base are its source's,
+** cut at the fork point, and the fork point is one (stream.c).  A JSON
+** read larger than max_bytes ends on the last boundary that fits (at
+** least one append): a hop that finds none at or above its stream's
+** base leaves the end to the hop below (hop_flex, hop_limit).
+**
+** Cold.  A hop's part needs at most one chunk of its stream; a chunk
+** that ends before the part does ends the whole read there (the parts
+** above are dropped), as any read that starts in moved data ends with
+** its chunk. */
+
+static void group_on_read_hop(struct loop *l, struct loop_msg *m);
+
+/* The end of what a read hop wants of s: [start, *end), at most limit (s's
+** tail, or the fork point of the fork above; start < limit).  Without
+** flex, limit.  With flex (a JSON read larger than max_bytes), the last
+** append boundary b with b - start <= max, or else the first one after
+** start: 1 and *end if that is at or above s->base, 0 if it is below
+** (the hop below finds it, within min(limit, s->base)). */
+static int group_read_end(const struct stream *s, uint64_t start,
+                          uint64_t limit, int flex, uint64_t max,
+                          uint64_t *end) {
+  size_t u;
+  uint64_t e;
+  if (!flex) {
+    *end = limit;
+    return 1;
+  }
+  if (start >= s->base) { /* at least the append at start, cut at limit */
+    u = stream_unit_at(s, start);
+    e = s->bounds[u] < limit ? s->bounds[u] : limit;
+    while (u + 1 < s->n_bounds && s->bounds[u + 1] <= limit &&
+           s->bounds[u + 1] - start <= max)
+      e = s->bounds[++u];
+    *end = e;
+    return 1;
+  }
+  if (s->base > limit || s->base - start > max) return 0;
+  e = s->base; /* the fork point is a boundary: the last inherited one */
+  for (u = 0;
+       u < s->n_bounds && s->bounds[u] <= limit && s->bounds[u] - start <= max;
+       u++)
+    e = s->bounds[u];
+  *end = e;
+  return 1;
+}
+
+/* The read's parts in order: the lowest, low (taken), then those in
+** j->data, last first; into j->data. */
+static int group_read_join(struct job *j, struct buf *low) {
+  size_t n = j->parts.len / sizeof(uint64_t), i, off = j->data.len;
+  int rc = URSULA_OK;
+  for (i = n; i-- > 0 && rc == URSULA_OK;) {
+    uint64_t len;
+    memcpy(&len, j->parts.ptr + i * sizeof(uint64_t), sizeof(len));
+    off -= (size_t)len;
+    rc = buf_append(low, j->data.ptr + off, (size_t)len);
+  }
+  buf_free(&j->data);
+  j->data = *low;
+  memset(low, 0, sizeof(*low));
+  j->parts.len = 0;
+  return rc;
+}
+
+/* Answer j, planned and read, with the state of s (the stream it reads,
+** on its owner): up to date, closed, and a live reader registered, all
+** in this turn (group_reply posts it before any later wake-up). */
+static void group_read_answer(struct core *c, struct job *j, struct stream *s) {
+  j->up_to_date = j->tail == s->tail;
+  j->closed = s->closed && j->up_to_date;
+  if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
+      j->origin_core >= 0 && j->origin_core < 64) {
+    s->local.watch_mask |= (uint64_t)1 << j->origin_core;
+    j->registered = 1;
+  }
+  group_reply(c, j);
+}
+
+/* Send j back to the owner of the stream it reads (JOB_HOP_BACK). */
+static void group_read_back(struct core *c, struct job *j) {
+  j->read_hop = JOB_HOP_BACK;
+  j->msg.on_msg = group_on_read_hop;
+  group_send(c, &j->msg, j->path, j->path_len);
+}
+
+/* One hop of a read at s, the stream read (JOB_HOP_PLAN) or one it
+** inherits from (JOB_HOP_SOURCE), on s's owner: what is wanted of s is
+** [j->start, limit), its end to be found if j->hop_flex.  Reads s's own
+** part; then on to the hop below, or, at the lowest, the parts joined
+** and the answer (at once if s is the stream read, else through
+** JOB_HOP_BACK).  j is not changed unless the part was read (parked on
+** a fetch, the hop runs again). */
+static void group_read_hop(struct core *c, struct group *g, struct stream *s,
+                           struct job *j, uint64_t limit) {
+  uint64_t start = j->start, end = limit, from;
+  struct buf part;
+  int found = 1, cut = 0, rc = URSULA_OK;
+  if (start < limit)
+    found = group_read_end(s, start, limit, j->hop_flex, j->max_bytes, &end);
+  from = start > s->base ? start : s->base;
+  if (found && from < end && from < s->cold_end) {
+    /* at most one chunk: no two need be cached */
+    size_t k = stream_chunk_at(s, from);
+    if (end > s->chunks[k].end) {
+      end = s->chunks[k].end;
+      cut = 1;
+    }
+  }
+  memset(&part, 0, sizeof(part));
+  if (found && from < end) rc = stream_read(&g->sm, s, from, end, &part);
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    buf_free(&part);
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    return;
+  }
+  if (rc != URSULA_OK) {
+    buf_free(&part);
+    group_read_failed(c, j, rc);
+    return;
+  }
+  /* the end of the whole read: planned where it starts, found here (a
+  ** JSON end), or cut here (the read ends in this chunk: the parts above
+  ** go); else it is the plan's, and end only where this hop's part does */
+  if (found && (j->read_hop == JOB_HOP_PLAN || j->hop_flex || cut)) {
+    if (cut) {
+      j->data.len = 0;
+      j->parts.len = 0;
+    }
+    j->tail = end;
+  }
+  if (found) j->hop_flex = 0;
+  if (start < s->base && start < limit) { /* below: s's source's bytes */
+    uint64_t len = part.len;
+    if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+        ++j->hops > JOB_MAX_HOPS) {
+      buf_free(&part);
+      group_fail(c, j, 500, "a fork's chain of sources is broken");
+      return;
+    }
+    if (part.len > 0 &&
+        (buf_append(&j->data, part.ptr, part.len) != URSULA_OK ||
+         buf_append(&j->parts, &len, sizeof(len)) != URSULA_OK)) {
+      buf_free(&part);
+      group_fail(c, j, 503, "out of memory");
+      return;
+    }
+    buf_free(&part);
+    memcpy(j->hop_path, s->fork_source, s->fork_source_len);
+    j->hop_path[s->fork_source_len] = '\0';
+    j->hop_len = s->fork_source_len;
+    j->hop_inc = s->fork_inc;
+    limit = found ? end : limit;
+    j->hop_limit = limit < s->base ? limit : s->base;
+    j->read_hop = JOB_HOP_SOURCE;
+    j->msg.on_msg = group_on_read_hop;
+    group_send(c, &j->msg, j->hop_path, j->hop_len);
+    return;
+  }
+  /* the lowest part: the read is complete */
+  if (j->parts.len > 0) {
+    rc = group_read_join(j, &part);
+  } else { /* the only part (data holds none) */
+    buf_free(&j->data);
+    j->data = part;
+  }
+  if (rc != URSULA_OK) {
+    group_fail(c, j, 503, "out of memory");
+    return;
+  }
+  if (j->read_hop == JOB_HOP_PLAN)
+    group_read_answer(c, j, s);
+  else
+    group_read_back(c, j);
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
-  int rc;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
   group_fill_meta(j, s);
   j->status = 200;
+  j->reason = NULL;
   if (j->op == JOB_HEAD) {
     j->tail = s->tail;
     j->closed = s->closed;
@@ -11650,43 +12037,65 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   /* reads slide the TTL window (not HEAD): logged as a TOUCH by the
   ** sweep, or before the next command on the stream */
   if (now > s->local.read_ms) s->local.read_ms = now;
-  j->data.len = 0;         /* a job re-run after a fetch starts over */
+  /* a job re-run after a fetch, or re-planned, starts over */
+  j->read_hop = JOB_HOP_PLAN;
+  j->hops = 0;
+  j->data.len = 0;
+  j->parts.len = 0;
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
   end = s->tail;
-  if (end - start > j->max_bytes) {
-    if (s->json) { /* stop on an append boundary, at least one unit */
-      size_t u = stream_unit_at(s, start);
-      end = s->bounds[u];
-      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= j->max_bytes)
-        end = s->bounds[++u];
-    } else {
-      end = start + j->max_bytes;
+  j->start = j->tail = start;
+  /* at most max_bytes: a JSON read on an append boundary (found hop by
+  ** hop, group_read_end), another one byte-exact */
+  j->hop_flex = s->json && end - start > j->max_bytes;
+  if (!s->json && end - start > j->max_bytes) end = start + j->max_bytes;
+  group_read_hop(c, g, s, j, end);
+}
+
+/* A read's job arrives at the owner of a stream it inherits from
+** (JOB_HOP_SOURCE; or runs again there after a chunk fetch), or back at
+** the owner of the stream it reads (JOB_HOP_BACK). */
+static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct job *j = (struct job *)(void *)m;
+  struct group *g;
+  struct stream *s;
+  struct str path;
+  if (j->read_hop == JOB_HOP_BACK) {
+    g = group_of(c, j->path, j->path_len);
+    s = group_read_target(c, g, j, group_wall(g));
+    if (s == NULL) return; /* answered: 404, 410 */
+    if (s->incarnation != j->incarnation) { /* another stream now */
+      group_read(c, g, j);
+      return;
     }
-  }
-  if (start < s->cold_end) { /* at most one chunk: no two need be cached */
-    size_t k = stream_chunk_at(s, start);
-    if (end > s->chunks[k].end) end = s->chunks[k].end;
-  }
-  rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
-  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
-    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    if (j->status != 200) {
+      group_reply(c, j);
+      return;
+    }
+    group_read_answer(c, j, s);
     return;
   }
-  if (rc != URSULA_OK) {
-    group_read_failed(c, j, rc);
+  if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
+    int rc = j->fetch_rc;
+    j->fetch_rc = URSULA_OK;
+    group_fail_fetch(c, j, rc);
     return;
   }
-  j->start = start;
-  j->tail = end;
-  j->up_to_date = end == s->tail;
-  j->closed = s->closed && j->up_to_date;
-  if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
-      j->origin_core >= 0 && j->origin_core < 64) {
-    s->local.watch_mask |= (uint64_t)1 << j->origin_core;
-    j->registered = 1;
+  g = group_of(c, j->hop_path, j->hop_len);
+  path.ptr = j->hop_path;
+  path.len = j->hop_len;
+  s = stream_find(&g->sm, path);
+  if (s == NULL || s->incarnation != j->hop_inc || j->hop_limit > s->tail) {
+    /* the fork above let go of it: it went away meanwhile, and its
+    ** owner answers */
+    j->status = 500;
+    j->reason = "a stream this fork inherits from is missing";
+    group_read_back(c, j);
+    return;
   }
-  group_reply(c, j);
+  group_read_hop(c, g, s, j, j->hop_limit);
 }
 
 /* Point the views of j->cmd at j's own fields. */
@@ -11701,10 +12110,6 @@ URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   m->stream_seq = util_str(j->stream_seq);
   m->producer_id = util_str(j->producer_id);
   m->fork_source = util_str(j->fork_source);
-  m->inherited.ptr = j->inherit.ptr ? j->inherit.ptr : "";
-  m->inherited.len = j->inherit.len;
-  m->n_bounds = j->bounds.len / sizeof(uint64_t);
-  m->bounds = (const uint64_t *)(void *)j->bounds.ptr;
   m->time_ms = group_wall(g);
 }
 
@@ -11846,39 +12251,62 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
 #line 1 "src/fork.c"
 #endif
 /*
-** fork.c -- making a fork: the protocol of a fork PUT across two groups.
+** fork.c -- making a fork: the protocol of a fork PUT across groups.
 **
 ** A fork (PUT with Stream-Forked-From) is a new stream that begins with
-** the bytes of another stream, its source, up to a fork point.  The fork
-** and its source may hash to different groups, owned by different cores,
-** and only a group's owner touches it, so a fork PUT is a job (struct
-** job) that travels between owners.  The job's fork_state says which step
-** it is on; each step runs on the owner named, in fork_on_job():
+** the bytes of another stream, its source, up to a fork point.  It copies
+** none of them: it refers to them (stream.c, "Forks").  Its CREATE names
+** the source (path and incarnation) and the fork point, and the fork
+** holds a reference on the source (the source's refcount) that keeps
+** the source and its bytes, soft-deleted if it is deleted or expires,
+** for as long as the fork lives.  Reads of the inherited bytes go to the
+** source's owner (group.c, "reads of a fork").  The fork and its source
+** may hash to different groups, owned by different cores, and only a
+** group's owner touches it, so a fork PUT is a job (struct job) that
+** travels between owners.  Its fork_state names the step it is on; each
+** step runs on the owner named, in fork_on_job():
 **
 **   api.c: fork_start()
 **     |
 **     v
 **   FORK_ACQUIRE, at the owner of the source's group
-**     proposes FORK_ACQUIRE(source, fork offset, sub-offset, content type)
-**     |  refused by the apply (404, 409, 400): answer it.  Done; nothing
-**     |  was taken.
-**     v  committed: the source's refcount +1; the fork point in the result
-**   FORK_COLLECT, at the same owner
-**     copies the source's bytes [0, fork point) and the ends of its
-**     appends before the fork point into the job, and fills in the
-**     source's content type and TTL / Expires-At where the request left
-**     them out.  A chunk of the source not in the cache (cold tier): the
-**     job is parked on the chunk's fetch and comes back here when it is
-**     in (or failed), copying on from the byte where it stopped.
-**     |  failed (cold tier unreachable, damage, memory): RELEASE, answer
-**     |  5xx.
-**     v  copied
+**     looks at the source (read only).  With a Stream-Fork-Sub-Offset
+**     at a Stream-Fork-Offset it finds the append that starts there
+**     and, for JSON, counts its messages and measures the prefix the
+**     sub-offset takes (apply reads no stream bytes).  If that offset is
+**     in what the source itself inherited (a fork of a fork), the append
+**     is in the source's own sources: FORK_UNIT finds it and the job
+**     comes back here (unit_state set).  Then it proposes
+**     FORK_ACQUIRE(source, the incarnation it looked at when it found
+**     something, fork offset, sub-offset, content type, what it found:
+**     n_msgs, CMD_F_UNIT).
+**     |  refused by the apply (404, 409, 400; 503 if the source was
+**     |  re-created since the look): answer it.  Done; nothing was taken.
+**     v  committed: the source's refcount +1, and the fork point: the
+**        fork offset (given, or the source's tail) plus the prefix the
+**        sub-offset takes; the source's incarnation, content type, and
+**        TTL / Expires-At where the request left them out, into the job
 **   FORK_CREATE, at the owner of the fork's group
-**     proposes CREATE(fork, inherited bytes, append ends)
+**     proposes CREATE(fork, source path and incarnation, fork offset,
+**     sub-offset, fork point, configuration, the PUT's body): no byte of
+**     the source
 **     |  created nothing (the path exists: 200 for the same fork, 409 for
-**     |  another stream): RELEASE, since the existing stream holds no
-**     |  reference of this PUT's
+**     |  another stream; or the log refused the entry): RELEASE, since
+**     |  the existing stream holds no reference of this PUT's
 **     v  answer the apply's status (201: the fork holds the reference)
+**
+**   FORK_UNIT(stream, incarnation, limit), at the owner of a stream the
+**     source inherits from (read only).  The append at the fork offset
+**     is the one of that stream, cut at limit (the fork point of the
+**     fork above it in the chain).  If the offset is in what this stream
+**     inherited in turn, on to its source (limit: the lower of limit and
+**     this stream's fork point).  Else back to FORK_ACQUIRE with whether
+**     an append starts at the offset, its length in Sub-Offset units and,
+**     for JSON, the bytes of the prefix; reading those may park the job
+**     on a cold-tier fetch of that stream's chunk, after which the step
+**     runs again.  A stream not there under the incarnation named: the
+**     PUT is answered 503, nothing was taken (while the source lives it
+**     holds its own source, so this is a source re-created meanwhile).
 **
 **   RELEASE(source) is a message of its own, not a job: a struct
 **   group_release sent with group_send_release() to the owner of the
@@ -11893,16 +12321,20 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
 ** What the job carries between owners: the request (fork path, source
 ** path, Stream-Fork-Offset and sub-offset in cmd, content type, TTL or
 ** Expires-At, body, producer headers) and its connection (origin core,
-** connection id); after ACQUIRE also the fork point (cmd.fork_offset: the
-** start of the append at the fork point; offset: the fork point itself);
-** after COLLECT also the inherited bytes (inherit) and append ends
-** (bounds), and the inherited configuration.
+** connection id); during FORK_UNIT the stream it looks at (hop_path,
+** hop_inc, hop_limit); after it, what it found (unit_*); after ACQUIRE
+** the fork point (cmd.fork_offset: the fork offset; cmd.fork_base: the
+** fork point), the source's incarnation (cmd.fork_inc) and the inherited
+** configuration.  No stream bytes.
 **
-** Which steps may be repeated: COLLECT only reads, and is resumed after
-** every fetch without copying a byte twice.  CREATE is a PUT, idempotent
-** as the protocol says: a repeated CREATE of the same fork answers 200
-** and releases the reference its own ACQUIRE took.  ACQUIRE and RELEASE
-** are not: each counts once, and each is sent once and never retried.
+** Which steps may be repeated: FORK_UNIT and the look of FORK_ACQUIRE
+** only read (what they find of the inherited bytes never changes), so
+** they run again freely, after every cold-tier fetch; the ACQUIRE is
+** proposed once per PUT.  CREATE is a PUT, idempotent as the protocol
+** says: a repeated CREATE of the same fork answers 200 and releases the
+** reference its own ACQUIRE took.  ACQUIRE and RELEASE are not: each
+** counts once, and each is sent once and never retried (a RELEASE that
+** the log refused is proposed again by its group, group.c).
 **
 ** If the process dies between steps, nothing acknowledged is lost and no
 ** stream goes away too early, but a reference may stay taken: after an
@@ -11911,8 +12343,9 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
 ** a fork and before the RELEASE it sends is committed at the source's
 ** group (effects are not replayed).  A source with such a stale reference
 ** is never removed: deleted, it stays soft-deleted (reads answer 410, not
-** 404) and keeps its bytes.  That is the one known gap of this protocol
-** (README, "Durability contract").
+** 404) and keeps its bytes (its log segments, its cold chunks).  A crash
+** during FORK_UNIT or the look leaves nothing.  That is the one known gap
+** of this protocol (README, "Durability contract").
 */
 
 
@@ -11927,6 +12360,8 @@ static void fork_send(struct core *c, struct job *j, const char *path,
 
 URSULA_PRIVATE void fork_start(struct core *c, struct job *j) {
   j->fork_state = FORK_ACQUIRE;
+  j->unit_state = 0;
+  j->hops = 0;
   fork_send(c, j, j->fork_source, strlen(j->fork_source));
 }
 
@@ -11940,106 +12375,73 @@ static struct group *fork_source_group(struct core *c, const struct job *j) {
   return group_of(c, j->fork_source, strlen(j->fork_source));
 }
 
-/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
-** the messages of the append at the fork offset into acq->n_msgs, since
-** the apply reads no stream bytes.  (Any other case needs no count; the
-** apply decides the errors.) */
-static int fork_count(struct group *g, struct cmd *acq) {
-  struct stream_state *sm = group_state(g);
-  struct stream *s = stream_find(sm, acq->path);
+/* The append of s that starts at off (off >= s->base: one of s's own),
+** cut at limit, into j: unit_found, unit_len (bytes, or JSON messages)
+** and unit_prefix (JSON: the bytes of the first cmd.fork_sub messages,
+** if there are that many).  A JSON append in the cold tier is read from
+** it only if read_cold (else not counted: unit_len 0).  URSULA_OK,
+** URSULA_EAGAIN (a chunk is being fetched: park), or a read error. */
+static int fork_find_unit(struct stream_state *sm, const struct stream *s,
+                          uint64_t off, uint64_t limit, int read_cold,
+                          struct job *j) {
   struct buf b;
-  size_t u;
+  size_t u = stream_unit_at(s, off);
+  uint64_t end;
   int rc;
-  if (s == NULL || !s->json || acq->fork_sub == 0 ||
-      !(acq->flags & CMD_F_FORK_OFFSET))
+  j->unit_found = 0;
+  j->unit_len = j->unit_prefix = 0;
+  if (u >= s->n_bounds || stream_unit_start(s, u) != off || off >= limit)
     return URSULA_OK;
-  u = stream_unit_at(s, acq->fork_offset);
-  if (u >= s->n_bounds || u < s->cold_units ||
-      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
+  end = s->bounds[u] < limit ? s->bounds[u] : limit;
+  j->unit_found = 1;
+  if (!s->json) {
+    j->unit_len = end - off;
     return URSULA_OK;
+  }
+  if (u < s->cold_units && !read_cold) return URSULA_OK;
   memset(&b, 0, sizeof(b));
-  rc = stream_read(sm, s, acq->fork_offset, s->bounds[u], &b);
-  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
+  rc = stream_read(sm, s, off, end, &b);
+  if (rc == URSULA_OK) {
+    size_t n =
+        json_prefix_len(b.ptr ? b.ptr : "", b.len, (size_t)j->cmd.fork_sub);
+    j->unit_len = json_count(b.ptr ? b.ptr : "", b.len);
+    if (n != (size_t)-1) j->unit_prefix = n;
+  }
   buf_free(&b);
   return rc;
 }
 
-static void fork_collect(struct core *c, struct group *g, struct job *j);
-
-/* FORK_ACQUIRE committed (or refused): find the fork point, go on to
-** FORK_COLLECT. */
+/* FORK_ACQUIRE committed (or refused): the fork point, the inherited
+** configuration; on to FORK_CREATE. */
 static void fork_acquired(struct core *c, struct group *g,
                           const struct stream_result *r, void *arg) {
   struct job *j = (struct job *)arg;
-  struct stream_state *sm = group_state(g);
   struct stream *s;
-  struct str src;
-  uint64_t off = r->tail, end;
+  uint64_t off = r->tail, end = off;
   if (r->status != 200) {
     group_copy_result(j, r);
     group_reply(c, j);
     return;
   }
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(sm, src);
-  end = off;
-  j->inherit.len = j->bounds.len = 0;
-  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
-                                           (never cold: see the acquire) */
-    size_t u = stream_unit_at(s, off);
-    if (stream_read(sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
+  s = stream_find(group_state(g), util_str(j->fork_source));
+  if (s == NULL) { /* cannot be: the ACQUIRE just applied holds it */
+    fork_release(c, j);
+    group_fail(c, j, 500, "fork source went away");
+    return;
+  }
+  if (j->cmd.fork_sub > 0) {
+    /* JSON: the apply accepted the sub-offset, so the look counted
+    ** at least that many messages and measured their bytes */
+    end = off + (s->json ? j->unit_prefix : j->cmd.fork_sub);
+    if (s->json && j->unit_prefix == 0) {
       fork_release(c, j);
-      group_fail(c, j, 503, "could not read the fork source");
+      group_fail(c, j, 500, "fork point not found");
       return;
     }
-    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
-                                (size_t)j->cmd.fork_sub);
-    j->inherit.len = 0;
-  } else if (j->cmd.fork_sub > 0) {
-    end = off + j->cmd.fork_sub;
   }
   j->cmd.fork_offset = off;
-  j->offset = end;
-  j->fork_state = FORK_COLLECT;
-  fork_collect(c, g, j);
-}
-
-/* FORK_COLLECT: copy the bytes the fork inherits, [0, j->offset), into
-** j->inherit (resumed after each chunk fetched from the cold tier), then
-** pass the job on to the fork's owner. */
-static void fork_collect(struct core *c, struct group *g, struct job *j) {
-  struct stream_state *sm = group_state(g);
-  struct stream *s;
-  struct str src;
-  uint64_t off = j->cmd.fork_offset;
-  int rc;
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(sm, src); /* kept by the reference ACQUIRE took */
-  if (s == NULL) {
-    group_fail(c, j, 503, "fork source went away");
-    return;
-  }
-  rc = stream_read(sm, s, j->inherit.len, j->offset, &j->inherit);
-  if (rc == URSULA_EAGAIN) {
-    /* comes back to fork_on_job once the chunk is here */
-    if ((rc = group_park(c, g, j)) == URSULA_OK) return;
-    fork_release(c, j);
-    group_fail_fetch(c, j, rc);
-    return;
-  }
-  j->bounds.len = 0;
-  if (rc != URSULA_OK ||
-      buf_append(&j->bounds, s->bounds,
-                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
-    fork_release(c, j);
-    group_fail(c, j, 503,
-               rc == URSULA_OK || rc == URSULA_ENOMEM
-                   ? "out of memory"
-                   : "could not read the fork source");
-    return;
-  }
+  j->cmd.fork_base = end;
+  j->cmd.fork_inc = s->incarnation;
   /* the fork's configuration, inherited where the request left it out */
   if (!(j->cmd.flags & CMD_F_CT)) {
     size_t n = strlen(s->content_type);
@@ -12074,9 +12476,30 @@ static void fork_created(struct core *c, struct group *g,
   group_after_change(c, g, r, arg);
 }
 
-/* FORK_ACQUIRE: at the source's owner, propose the reference. */
+/* Send j to FORK_UNIT at the owner of s's source, which holds the bytes
+** below s's fork point; limit: where what the look wants ends. */
+static void fork_unit_send(struct core *c, struct job *j,
+                           const struct stream *s, uint64_t limit) {
+  if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+      ++j->hops > JOB_MAX_HOPS) {
+    group_fail(c, j, 500, "a fork's chain of sources is broken");
+    return;
+  }
+  memcpy(j->hop_path, s->fork_source, s->fork_source_len);
+  j->hop_path[s->fork_source_len] = '\0';
+  j->hop_len = s->fork_source_len;
+  j->hop_inc = s->fork_inc;
+  j->hop_limit = limit < s->base ? limit : s->base;
+  j->fork_state = FORK_UNIT;
+  fork_send(c, j, j->hop_path, j->hop_len);
+}
+
+/* FORK_ACQUIRE: at the source's owner, look, then propose the
+** reference. */
 static void fork_acquire(struct core *c, struct job *j) {
   struct group *g = fork_source_group(c, j);
+  struct stream_state *sm = group_state(g);
+  struct stream *s = stream_find(sm, util_str(j->fork_source));
   struct cmd acq;
   memset(&acq, 0, sizeof(acq));
   acq.type = CMD_FORK_ACQUIRE;
@@ -12086,11 +12509,67 @@ static void fork_acquire(struct core *c, struct job *j) {
   acq.content_type = util_str(j->content_type);
   acq.fork_offset = j->cmd.fork_offset;
   acq.fork_sub = j->cmd.fork_sub;
-  if (fork_count(g, &acq) != URSULA_OK) {
-    group_fail(c, j, 503, "could not read the fork source");
-    return;
+  /* a sub-offset at a given offset: the append there (any other case
+  ** needs nothing found; the apply decides the errors) */
+  if (s != NULL && !s->soft_deleted && acq.fork_sub > 0 &&
+      (acq.flags & CMD_F_FORK_OFFSET) && acq.fork_offset <= s->tail) {
+    if (acq.fork_offset < s->base) { /* one s inherited */
+      if (j->unit_state == 0) {
+        j->unit_inc = s->incarnation;
+        fork_unit_send(c, j, s, s->base);
+        return;
+      }
+      if (j->unit_found) {
+        acq.flags |= CMD_F_UNIT;
+        acq.n_msgs = j->unit_len;
+      }
+      acq.incarnation = j->unit_inc; /* re-created since: apply says 503 */
+    } else if (s->json) { /* one of s's own: its messages */
+      if (fork_find_unit(sm, s, acq.fork_offset, s->tail, 0, j) != URSULA_OK) {
+        group_fail(c, j, 503, "could not read the fork source");
+        return;
+      }
+      acq.n_msgs = j->unit_len;
+      acq.incarnation = s->incarnation;
+    }
   }
   group_propose(c, g, &acq, fork_acquired, j);
+}
+
+/* FORK_UNIT: at the owner of a stream the source inherits from, find the
+** append at the fork offset; back to FORK_ACQUIRE with it. */
+static void fork_unit(struct core *c, struct job *j) {
+  struct group *g = group_of(c, j->hop_path, j->hop_len);
+  struct stream_state *sm = group_state(g);
+  struct str path;
+  struct stream *s;
+  uint64_t off = j->cmd.fork_offset;
+  int rc;
+  path.ptr = j->hop_path;
+  path.len = j->hop_len;
+  s = stream_find(sm, path);
+  if (s == NULL || s->incarnation != j->hop_inc || j->hop_limit > s->tail ||
+      off >= j->hop_limit) {
+    group_fail(c, j, 503, "the fork source changed meanwhile; retry");
+    return;
+  }
+  if (off < s->base) { /* further down the chain */
+    fork_unit_send(c, j, s, j->hop_limit);
+    return;
+  }
+  rc = fork_find_unit(sm, s, off, j->hop_limit, 1, j);
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    return;
+  }
+  if (rc != URSULA_OK) {
+    group_fail(c, j, rc == URSULA_ECORRUPT ? 500 : 503,
+               "could not read the fork source");
+    return;
+  }
+  j->unit_state = 1;
+  j->fork_state = FORK_ACQUIRE;
+  fork_send(c, j, j->fork_source, strlen(j->fork_source));
 }
 
 /* FORK_CREATE: at the fork's owner, propose the CREATE. */
@@ -12106,18 +12585,18 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
   struct core *c = (struct core *)loop_get_user(l);
   struct job *j = (struct job *)(void *)m;
   int rc = j->fetch_rc;
+  if (rc != URSULA_OK) { /* the chunk a look waited for could not be had:
+                            nothing was taken yet */
+    j->fetch_rc = URSULA_OK;
+    group_fail_fetch(c, j, rc);
+    return;
+  }
   switch (j->fork_state) {
     case FORK_ACQUIRE:
       fork_acquire(c, j);
       return;
-    case FORK_COLLECT:
-      if (rc != URSULA_OK) { /* the chunk it waited for could not be had */
-        j->fetch_rc = URSULA_OK;
-        fork_release(c, j);
-        group_fail_fetch(c, j, rc);
-        return;
-      }
-      fork_collect(c, fork_source_group(c, j), j);
+    case FORK_UNIT:
+      fork_unit(c, j);
       return;
     case FORK_CREATE:
       fork_create(c, j);
@@ -13271,6 +13750,8 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
     if (r->fenced)
       buf_printf(conn_out(&cn->c), "Producer-Epoch: %llu\r\n",
                  (unsigned long long)r->current_epoch);
+    if (j->status == 503) /* RFC 9110 §10.2.3: when to try again */
+      buf_append_str(conn_out(&cn->c), "Retry-After: 1\r\n");
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/plain; charset=utf-8\r\n");
     buf_printf(conn_out(&cn->c), "Content-Length: %lu\r\n\r\n%s\n",
@@ -14713,10 +15194,25 @@ URSULA_API int ursula_server_port(const struct ursula_server *srv) {
   return srv->port;
 }
 
+/* A full memory barrier where the compiler offers one (the flags below
+** are written on one thread and read on another). */
+static void server_barrier(void) {
+#if defined(__GNUC__) || defined(__clang__)
+  __sync_synchronize();
+#endif
+}
+
 URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   int i;
+  /* The loops may end as soon as they see stop_requested, and the thread
+  ** in ursula_server_wait() then frees srv: stop_busy, set first, holds
+  ** that off until the wake-ups below are done. */
+  srv->stop_busy = 1;
+  server_barrier();
   srv->stop_requested = 1;
   for (i = 0; i < srv->n_cores; i++) loop_wake(srv->cores[i].loop);
+  server_barrier();
+  srv->stop_busy = 0;
 }
 
 URSULA_API int ursula_server_wait(struct ursula_server *srv) {
@@ -14730,6 +15226,12 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
     if (srv->cores[i].rc != URSULA_OK && rc == URSULA_OK) rc = srv->cores[i].rc;
   }
   LOG_I("stopped");
+  server_barrier();
+  while (srv->stop_busy) { /* a stop is still waking the loops */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    server_barrier();
+  }
   server_free(srv);
   return rc;
 }

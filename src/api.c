@@ -295,6 +295,8 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
     if (r->fenced)
       buf_printf(conn_out(&cn->c), "Producer-Epoch: %llu\r\n",
                  (unsigned long long)r->current_epoch);
+    if (j->status == 503) /* RFC 9110 §10.2.3: when to try again */
+      buf_append_str(conn_out(&cn->c), "Retry-After: 1\r\n");
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/plain; charset=utf-8\r\n");
     buf_printf(conn_out(&cn->c), "Content-Length: %lu\r\n\r\n%s\n",

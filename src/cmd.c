@@ -11,7 +11,7 @@
 ** at most 10 bytes):
 **
 **    offset  field
-**    0       u8      version, CMD_VERSION (1)
+**    0       u8      version, CMD_VERSION (2; 1 is still decoded, below)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
 **                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH
 **    2       varint  flags (CMD_F_*)
@@ -22,11 +22,16 @@
 **    ..      bytes   content_type
 **    ..      bytes   data
 **    ..      varint  n_msgs            (JSON messages in data; FORK_ACQUIRE
-**                                       with a sub-offset into a JSON
-**                                       stream: the messages of the append
-**                                       at fork_offset, counted by the
-**                                       proposer, since apply reads no
-**                                       stream bytes)
+**                                       with a sub-offset: the length of
+**                                       the append at fork_offset in
+**                                       Sub-Offset units, found by the
+**                                       proposer where apply cannot see
+**                                       it: the messages of a JSON
+**                                       append, or, with CMD_F_UNIT, an
+**                                       append the source inherited
+**                                       (JSON messages or bytes); apply
+**                                       reads no stream bytes and no
+**                                       other stream)
 **    ..      varint  ttl_s
 **    ..      varint  expires_at_ms
 **    ..      bytes   expires_text      (Stream-Expires-At as sent)
@@ -37,14 +42,31 @@
 **    ..      bytes   fork_source
 **    ..      varint  fork_offset
 **    ..      varint  fork_sub
-**    ..      bytes   inherited         (fork: the bytes copied from the
-**                                       source up to the fork point)
-**    ..      varint  n_bounds, then n_bounds varints: the ends of the
-**                    inherited append units, as deltas from the previous
-**                    end (the first from 0)
+**    ..      varint  fork_base         (CREATE of a fork: the fork point,
+**                                       where the fork's own bytes begin;
+**                                       below it the fork reads its
+**                                       source's bytes, which the command
+**                                       does not carry)
+**    ..      varint  fork_inc          (CREATE of a fork: the source's
+**                                       incarnation, whose reference the
+**                                       fork holds)
 **
 ** Every field is always present (absent strings are empty, absent numbers
 ** 0), so a decoder never guesses; the flags say which are meaningful.
+**
+** Version 1 had, where fork_base and fork_inc are, the bytes a fork
+** inherited (`bytes inherited`, copied from the source) and the ends of
+** their append units (`varint n_bounds`, then n_bounds varints, deltas
+** from the previous end, the first from 0); FORK_ACQUIRE had no
+** incarnation.  Logs written by that build are decoded (a fork CREATE
+** then makes those bytes the fork's own units); nothing encodes it.
+**
+** Type 4, FORK_ACQUIRE, carries one more field after those of every
+** type:
+**
+**    ..      varint  incarnation       (of the source as the proposer saw
+**                                       it, 0 for none: the facts it
+**                                       found, n_msgs, hold for that one)
 **
 ** Type 7, COLD (the stream's bytes [cold_start, cold_end) now live in the
 ** cold-tier object `object`), carries four more fields after those:
@@ -108,8 +130,7 @@ URSULA_PRIVATE int cmd_get_bytes(const unsigned char **p,
 }
 
 URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
-  size_t start = out->len, i;
-  uint64_t prev = 0;
+  size_t start = out->len;
   unsigned char head[2];
   int rc = URSULA_OK;
   head[0] = CMD_VERSION;
@@ -131,13 +152,10 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
   rc |= cmd_put_bytes(out, c->fork_source);
   rc |= cmd_put_varint(out, c->fork_offset);
   rc |= cmd_put_varint(out, c->fork_sub);
-  rc |= cmd_put_bytes(out, c->inherited);
-  rc |= cmd_put_varint(out, c->n_bounds);
-  for (i = 0; i < c->n_bounds; i++) {
-    rc |= cmd_put_varint(out, c->bounds[i] - prev);
-    prev = c->bounds[i];
-  }
-  if (c->type == CMD_TOUCH) rc |= cmd_put_varint(out, c->incarnation);
+  rc |= cmd_put_varint(out, c->fork_base);
+  rc |= cmd_put_varint(out, c->fork_inc);
+  if (c->type == CMD_TOUCH || c->type == CMD_FORK_ACQUIRE)
+    rc |= cmd_put_varint(out, c->incarnation);
   if (c->type == CMD_COLD) {
     rc |= cmd_put_varint(out, c->incarnation);
     rc |= cmd_put_varint(out, c->cold_start);
@@ -155,10 +173,13 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
                               struct buf *bounds_store) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t v = 0, i, prev = 0;
-  int bad = 0;
+  int bad = 0, version;
   memset(c, 0, sizeof(*c));
-  if (len < 2 || q[0] != CMD_VERSION || q[1] < CMD_CREATE || q[1] > CMD_TOUCH)
+  bounds_store->len = 0;
+  if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
+      q[1] > CMD_TOUCH)
     return URSULA_ECORRUPT;
+  version = q[0];
   c->type = q[1];
   c->raw = (const char *)p;
   q += 2;
@@ -179,24 +200,32 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   bad |= cmd_get_bytes(&q, end, &c->fork_source);
   bad |= cmd_get_varint(&q, end, &c->fork_offset);
   bad |= cmd_get_varint(&q, end, &c->fork_sub);
-  bad |= cmd_get_bytes(&q, end, &c->inherited);
-  bad |= cmd_get_varint(&q, end, &v);
-  if (bad || v > (uint64_t)(end - q)) return URSULA_ECORRUPT;
-  bounds_store->len = 0;
-  if (buf_reserve(bounds_store, (size_t)v * sizeof(uint64_t)) != URSULA_OK)
-    return URSULA_ENOMEM;
-  for (i = 0; i < v; i++) {
-    uint64_t d;
-    if (cmd_get_varint(&q, end, &d) != 0) return URSULA_ECORRUPT;
-    prev += d;
-    memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
+  if (version == CMD_VERSION) {
+    bad |= cmd_get_varint(&q, end, &c->fork_base);
+    bad |= cmd_get_varint(&q, end, &c->fork_inc);
+    if (bad) return URSULA_ECORRUPT;
+    v = 0;
+  } else { /* version 1: the inherited bytes and their append ends */
+    bad |= cmd_get_bytes(&q, end, &c->inherited);
+    bad |= cmd_get_varint(&q, end, &v);
+    if (bad || v > (uint64_t)(end - q)) return URSULA_ECORRUPT;
+    if (buf_reserve(bounds_store, (size_t)v * sizeof(uint64_t)) != URSULA_OK)
+      return URSULA_ENOMEM;
+    for (i = 0; i < v; i++) {
+      uint64_t d;
+      if (cmd_get_varint(&q, end, &d) != 0) return URSULA_ECORRUPT;
+      prev += d;
+      memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
+    }
   }
   if (c->type == CMD_COLD && (cmd_get_varint(&q, end, &c->incarnation) ||
                               cmd_get_varint(&q, end, &c->cold_start) ||
                               cmd_get_varint(&q, end, &c->cold_end) ||
                               cmd_get_bytes(&q, end, &c->object)))
     return URSULA_ECORRUPT;
-  if (c->type == CMD_TOUCH && cmd_get_varint(&q, end, &c->incarnation))
+  if ((c->type == CMD_TOUCH ||
+       (c->type == CMD_FORK_ACQUIRE && version == CMD_VERSION)) &&
+      cmd_get_varint(&q, end, &c->incarnation))
     return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;

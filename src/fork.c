@@ -1,37 +1,60 @@
 /*
-** fork.c -- making a fork: the protocol of a fork PUT across two groups.
+** fork.c -- making a fork: the protocol of a fork PUT across groups.
 **
 ** A fork (PUT with Stream-Forked-From) is a new stream that begins with
-** the bytes of another stream, its source, up to a fork point.  The fork
-** and its source may hash to different groups, owned by different cores,
-** and only a group's owner touches it, so a fork PUT is a job (struct
-** job) that travels between owners.  The job's fork_state says which step
-** it is on; each step runs on the owner named, in fork_on_job():
+** the bytes of another stream, its source, up to a fork point.  It copies
+** none of them: it refers to them (stream.c, "Forks").  Its CREATE names
+** the source (path and incarnation) and the fork point, and the fork
+** holds a reference on the source (the source's refcount) that keeps
+** the source and its bytes, soft-deleted if it is deleted or expires,
+** for as long as the fork lives.  Reads of the inherited bytes go to the
+** source's owner (group.c, "reads of a fork").  The fork and its source
+** may hash to different groups, owned by different cores, and only a
+** group's owner touches it, so a fork PUT is a job (struct job) that
+** travels between owners.  Its fork_state names the step it is on; each
+** step runs on the owner named, in fork_on_job():
 **
 **   api.c: fork_start()
 **     |
 **     v
 **   FORK_ACQUIRE, at the owner of the source's group
-**     proposes FORK_ACQUIRE(source, fork offset, sub-offset, content type)
-**     |  refused by the apply (404, 409, 400): answer it.  Done; nothing
-**     |  was taken.
-**     v  committed: the source's refcount +1; the fork point in the result
-**   FORK_COLLECT, at the same owner
-**     copies the source's bytes [0, fork point) and the ends of its
-**     appends before the fork point into the job, and fills in the
-**     source's content type and TTL / Expires-At where the request left
-**     them out.  A chunk of the source not in the cache (cold tier): the
-**     job is parked on the chunk's fetch and comes back here when it is
-**     in (or failed), copying on from the byte where it stopped.
-**     |  failed (cold tier unreachable, damage, memory): RELEASE, answer
-**     |  5xx.
-**     v  copied
+**     looks at the source (read only).  With a Stream-Fork-Sub-Offset
+**     at a Stream-Fork-Offset it finds the append that starts there
+**     and, for JSON, counts its messages and measures the prefix the
+**     sub-offset takes (apply reads no stream bytes).  If that offset is
+**     in what the source itself inherited (a fork of a fork), the append
+**     is in the source's own sources: FORK_UNIT finds it and the job
+**     comes back here (unit_state set).  Then it proposes
+**     FORK_ACQUIRE(source, the incarnation it looked at when it found
+**     something, fork offset, sub-offset, content type, what it found:
+**     n_msgs, CMD_F_UNIT).
+**     |  refused by the apply (404, 409, 400; 503 if the source was
+**     |  re-created since the look): answer it.  Done; nothing was taken.
+**     v  committed: the source's refcount +1, and the fork point: the
+**        fork offset (given, or the source's tail) plus the prefix the
+**        sub-offset takes; the source's incarnation, content type, and
+**        TTL / Expires-At where the request left them out, into the job
 **   FORK_CREATE, at the owner of the fork's group
-**     proposes CREATE(fork, inherited bytes, append ends)
+**     proposes CREATE(fork, source path and incarnation, fork offset,
+**     sub-offset, fork point, configuration, the PUT's body): no byte of
+**     the source
 **     |  created nothing (the path exists: 200 for the same fork, 409 for
-**     |  another stream): RELEASE, since the existing stream holds no
-**     |  reference of this PUT's
+**     |  another stream; or the log refused the entry): RELEASE, since
+**     |  the existing stream holds no reference of this PUT's
 **     v  answer the apply's status (201: the fork holds the reference)
+**
+**   FORK_UNIT(stream, incarnation, limit), at the owner of a stream the
+**     source inherits from (read only).  The append at the fork offset
+**     is the one of that stream, cut at limit (the fork point of the
+**     fork above it in the chain).  If the offset is in what this stream
+**     inherited in turn, on to its source (limit: the lower of limit and
+**     this stream's fork point).  Else back to FORK_ACQUIRE with whether
+**     an append starts at the offset, its length in Sub-Offset units and,
+**     for JSON, the bytes of the prefix; reading those may park the job
+**     on a cold-tier fetch of that stream's chunk, after which the step
+**     runs again.  A stream not there under the incarnation named: the
+**     PUT is answered 503, nothing was taken (while the source lives it
+**     holds its own source, so this is a source re-created meanwhile).
 **
 **   RELEASE(source) is a message of its own, not a job: a struct
 **   group_release sent with group_send_release() to the owner of the
@@ -46,16 +69,20 @@
 ** What the job carries between owners: the request (fork path, source
 ** path, Stream-Fork-Offset and sub-offset in cmd, content type, TTL or
 ** Expires-At, body, producer headers) and its connection (origin core,
-** connection id); after ACQUIRE also the fork point (cmd.fork_offset: the
-** start of the append at the fork point; offset: the fork point itself);
-** after COLLECT also the inherited bytes (inherit) and append ends
-** (bounds), and the inherited configuration.
+** connection id); during FORK_UNIT the stream it looks at (hop_path,
+** hop_inc, hop_limit); after it, what it found (unit_*); after ACQUIRE
+** the fork point (cmd.fork_offset: the fork offset; cmd.fork_base: the
+** fork point), the source's incarnation (cmd.fork_inc) and the inherited
+** configuration.  No stream bytes.
 **
-** Which steps may be repeated: COLLECT only reads, and is resumed after
-** every fetch without copying a byte twice.  CREATE is a PUT, idempotent
-** as the protocol says: a repeated CREATE of the same fork answers 200
-** and releases the reference its own ACQUIRE took.  ACQUIRE and RELEASE
-** are not: each counts once, and each is sent once and never retried.
+** Which steps may be repeated: FORK_UNIT and the look of FORK_ACQUIRE
+** only read (what they find of the inherited bytes never changes), so
+** they run again freely, after every cold-tier fetch; the ACQUIRE is
+** proposed once per PUT.  CREATE is a PUT, idempotent as the protocol
+** says: a repeated CREATE of the same fork answers 200 and releases the
+** reference its own ACQUIRE took.  ACQUIRE and RELEASE are not: each
+** counts once, and each is sent once and never retried (a RELEASE that
+** the log refused is proposed again by its group, group.c).
 **
 ** If the process dies between steps, nothing acknowledged is lost and no
 ** stream goes away too early, but a reference may stay taken: after an
@@ -64,8 +91,9 @@
 ** a fork and before the RELEASE it sends is committed at the source's
 ** group (effects are not replayed).  A source with such a stale reference
 ** is never removed: deleted, it stays soft-deleted (reads answer 410, not
-** 404) and keeps its bytes.  That is the one known gap of this protocol
-** (README, "Durability contract").
+** 404) and keeps its bytes (its log segments, its cold chunks).  A crash
+** during FORK_UNIT or the look leaves nothing.  That is the one known gap
+** of this protocol (README, "Durability contract").
 */
 #include "internal.h"
 
@@ -80,6 +108,8 @@ static void fork_send(struct core *c, struct job *j, const char *path,
 
 URSULA_PRIVATE void fork_start(struct core *c, struct job *j) {
   j->fork_state = FORK_ACQUIRE;
+  j->unit_state = 0;
+  j->hops = 0;
   fork_send(c, j, j->fork_source, strlen(j->fork_source));
 }
 
@@ -93,106 +123,73 @@ static struct group *fork_source_group(struct core *c, const struct job *j) {
   return group_of(c, j->fork_source, strlen(j->fork_source));
 }
 
-/* A fork into the middle of a JSON append (Stream-Fork-Sub-Offset): count
-** the messages of the append at the fork offset into acq->n_msgs, since
-** the apply reads no stream bytes.  (Any other case needs no count; the
-** apply decides the errors.) */
-static int fork_count(struct group *g, struct cmd *acq) {
-  struct stream_state *sm = group_state(g);
-  struct stream *s = stream_find(sm, acq->path);
+/* The append of s that starts at off (off >= s->base: one of s's own),
+** cut at limit, into j: unit_found, unit_len (bytes, or JSON messages)
+** and unit_prefix (JSON: the bytes of the first cmd.fork_sub messages,
+** if there are that many).  A JSON append in the cold tier is read from
+** it only if read_cold (else not counted: unit_len 0).  URSULA_OK,
+** URSULA_EAGAIN (a chunk is being fetched: park), or a read error. */
+static int fork_find_unit(struct stream_state *sm, const struct stream *s,
+                          uint64_t off, uint64_t limit, int read_cold,
+                          struct job *j) {
   struct buf b;
-  size_t u;
+  size_t u = stream_unit_at(s, off);
+  uint64_t end;
   int rc;
-  if (s == NULL || !s->json || acq->fork_sub == 0 ||
-      !(acq->flags & CMD_F_FORK_OFFSET))
+  j->unit_found = 0;
+  j->unit_len = j->unit_prefix = 0;
+  if (u >= s->n_bounds || stream_unit_start(s, u) != off || off >= limit)
     return URSULA_OK;
-  u = stream_unit_at(s, acq->fork_offset);
-  if (u >= s->n_bounds || u < s->cold_units ||
-      (u > 0 ? s->bounds[u - 1] : 0) != acq->fork_offset)
+  end = s->bounds[u] < limit ? s->bounds[u] : limit;
+  j->unit_found = 1;
+  if (!s->json) {
+    j->unit_len = end - off;
     return URSULA_OK;
+  }
+  if (u < s->cold_units && !read_cold) return URSULA_OK;
   memset(&b, 0, sizeof(b));
-  rc = stream_read(sm, s, acq->fork_offset, s->bounds[u], &b);
-  if (rc == URSULA_OK) acq->n_msgs = json_count(b.ptr, b.len);
+  rc = stream_read(sm, s, off, end, &b);
+  if (rc == URSULA_OK) {
+    size_t n =
+        json_prefix_len(b.ptr ? b.ptr : "", b.len, (size_t)j->cmd.fork_sub);
+    j->unit_len = json_count(b.ptr ? b.ptr : "", b.len);
+    if (n != (size_t)-1) j->unit_prefix = n;
+  }
   buf_free(&b);
   return rc;
 }
 
-static void fork_collect(struct core *c, struct group *g, struct job *j);
-
-/* FORK_ACQUIRE committed (or refused): find the fork point, go on to
-** FORK_COLLECT. */
+/* FORK_ACQUIRE committed (or refused): the fork point, the inherited
+** configuration; on to FORK_CREATE. */
 static void fork_acquired(struct core *c, struct group *g,
                           const struct stream_result *r, void *arg) {
   struct job *j = (struct job *)arg;
-  struct stream_state *sm = group_state(g);
   struct stream *s;
-  struct str src;
-  uint64_t off = r->tail, end;
+  uint64_t off = r->tail, end = off;
   if (r->status != 200) {
     group_copy_result(j, r);
     group_reply(c, j);
     return;
   }
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(sm, src);
-  end = off;
-  j->inherit.len = j->bounds.len = 0;
-  if (j->cmd.fork_sub > 0 && s->json) { /* a prefix of the unit at off
-                                           (never cold: see the acquire) */
-    size_t u = stream_unit_at(s, off);
-    if (stream_read(sm, s, off, s->bounds[u], &j->inherit) != URSULA_OK) {
+  s = stream_find(group_state(g), util_str(j->fork_source));
+  if (s == NULL) { /* cannot be: the ACQUIRE just applied holds it */
+    fork_release(c, j);
+    group_fail(c, j, 500, "fork source went away");
+    return;
+  }
+  if (j->cmd.fork_sub > 0) {
+    /* JSON: the apply accepted the sub-offset, so the look counted
+    ** at least that many messages and measured their bytes */
+    end = off + (s->json ? j->unit_prefix : j->cmd.fork_sub);
+    if (s->json && j->unit_prefix == 0) {
       fork_release(c, j);
-      group_fail(c, j, 503, "could not read the fork source");
+      group_fail(c, j, 500, "fork point not found");
       return;
     }
-    end = off + json_prefix_len(j->inherit.ptr, j->inherit.len,
-                                (size_t)j->cmd.fork_sub);
-    j->inherit.len = 0;
-  } else if (j->cmd.fork_sub > 0) {
-    end = off + j->cmd.fork_sub;
   }
   j->cmd.fork_offset = off;
-  j->offset = end;
-  j->fork_state = FORK_COLLECT;
-  fork_collect(c, g, j);
-}
-
-/* FORK_COLLECT: copy the bytes the fork inherits, [0, j->offset), into
-** j->inherit (resumed after each chunk fetched from the cold tier), then
-** pass the job on to the fork's owner. */
-static void fork_collect(struct core *c, struct group *g, struct job *j) {
-  struct stream_state *sm = group_state(g);
-  struct stream *s;
-  struct str src;
-  uint64_t off = j->cmd.fork_offset;
-  int rc;
-  src.ptr = j->fork_source;
-  src.len = strlen(j->fork_source);
-  s = stream_find(sm, src); /* kept by the reference ACQUIRE took */
-  if (s == NULL) {
-    group_fail(c, j, 503, "fork source went away");
-    return;
-  }
-  rc = stream_read(sm, s, j->inherit.len, j->offset, &j->inherit);
-  if (rc == URSULA_EAGAIN) {
-    /* comes back to fork_on_job once the chunk is here */
-    if ((rc = group_park(c, g, j)) == URSULA_OK) return;
-    fork_release(c, j);
-    group_fail_fetch(c, j, rc);
-    return;
-  }
-  j->bounds.len = 0;
-  if (rc != URSULA_OK ||
-      buf_append(&j->bounds, s->bounds,
-                 stream_unit_at(s, off) * sizeof(uint64_t)) != URSULA_OK) {
-    fork_release(c, j);
-    group_fail(c, j, 503,
-               rc == URSULA_OK || rc == URSULA_ENOMEM
-                   ? "out of memory"
-                   : "could not read the fork source");
-    return;
-  }
+  j->cmd.fork_base = end;
+  j->cmd.fork_inc = s->incarnation;
   /* the fork's configuration, inherited where the request left it out */
   if (!(j->cmd.flags & CMD_F_CT)) {
     size_t n = strlen(s->content_type);
@@ -227,9 +224,30 @@ static void fork_created(struct core *c, struct group *g,
   group_after_change(c, g, r, arg);
 }
 
-/* FORK_ACQUIRE: at the source's owner, propose the reference. */
+/* Send j to FORK_UNIT at the owner of s's source, which holds the bytes
+** below s's fork point; limit: where what the look wants ends. */
+static void fork_unit_send(struct core *c, struct job *j,
+                           const struct stream *s, uint64_t limit) {
+  if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+      ++j->hops > JOB_MAX_HOPS) {
+    group_fail(c, j, 500, "a fork's chain of sources is broken");
+    return;
+  }
+  memcpy(j->hop_path, s->fork_source, s->fork_source_len);
+  j->hop_path[s->fork_source_len] = '\0';
+  j->hop_len = s->fork_source_len;
+  j->hop_inc = s->fork_inc;
+  j->hop_limit = limit < s->base ? limit : s->base;
+  j->fork_state = FORK_UNIT;
+  fork_send(c, j, j->hop_path, j->hop_len);
+}
+
+/* FORK_ACQUIRE: at the source's owner, look, then propose the
+** reference. */
 static void fork_acquire(struct core *c, struct job *j) {
   struct group *g = fork_source_group(c, j);
+  struct stream_state *sm = group_state(g);
+  struct stream *s = stream_find(sm, util_str(j->fork_source));
   struct cmd acq;
   memset(&acq, 0, sizeof(acq));
   acq.type = CMD_FORK_ACQUIRE;
@@ -239,11 +257,67 @@ static void fork_acquire(struct core *c, struct job *j) {
   acq.content_type = util_str(j->content_type);
   acq.fork_offset = j->cmd.fork_offset;
   acq.fork_sub = j->cmd.fork_sub;
-  if (fork_count(g, &acq) != URSULA_OK) {
-    group_fail(c, j, 503, "could not read the fork source");
-    return;
+  /* a sub-offset at a given offset: the append there (any other case
+  ** needs nothing found; the apply decides the errors) */
+  if (s != NULL && !s->soft_deleted && acq.fork_sub > 0 &&
+      (acq.flags & CMD_F_FORK_OFFSET) && acq.fork_offset <= s->tail) {
+    if (acq.fork_offset < s->base) { /* one s inherited */
+      if (j->unit_state == 0) {
+        j->unit_inc = s->incarnation;
+        fork_unit_send(c, j, s, s->base);
+        return;
+      }
+      if (j->unit_found) {
+        acq.flags |= CMD_F_UNIT;
+        acq.n_msgs = j->unit_len;
+      }
+      acq.incarnation = j->unit_inc; /* re-created since: apply says 503 */
+    } else if (s->json) { /* one of s's own: its messages */
+      if (fork_find_unit(sm, s, acq.fork_offset, s->tail, 0, j) != URSULA_OK) {
+        group_fail(c, j, 503, "could not read the fork source");
+        return;
+      }
+      acq.n_msgs = j->unit_len;
+      acq.incarnation = s->incarnation;
+    }
   }
   group_propose(c, g, &acq, fork_acquired, j);
+}
+
+/* FORK_UNIT: at the owner of a stream the source inherits from, find the
+** append at the fork offset; back to FORK_ACQUIRE with it. */
+static void fork_unit(struct core *c, struct job *j) {
+  struct group *g = group_of(c, j->hop_path, j->hop_len);
+  struct stream_state *sm = group_state(g);
+  struct str path;
+  struct stream *s;
+  uint64_t off = j->cmd.fork_offset;
+  int rc;
+  path.ptr = j->hop_path;
+  path.len = j->hop_len;
+  s = stream_find(sm, path);
+  if (s == NULL || s->incarnation != j->hop_inc || j->hop_limit > s->tail ||
+      off >= j->hop_limit) {
+    group_fail(c, j, 503, "the fork source changed meanwhile; retry");
+    return;
+  }
+  if (off < s->base) { /* further down the chain */
+    fork_unit_send(c, j, s, j->hop_limit);
+    return;
+  }
+  rc = fork_find_unit(sm, s, off, j->hop_limit, 1, j);
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    return;
+  }
+  if (rc != URSULA_OK) {
+    group_fail(c, j, rc == URSULA_ECORRUPT ? 500 : 503,
+               "could not read the fork source");
+    return;
+  }
+  j->unit_state = 1;
+  j->fork_state = FORK_ACQUIRE;
+  fork_send(c, j, j->fork_source, strlen(j->fork_source));
 }
 
 /* FORK_CREATE: at the fork's owner, propose the CREATE. */
@@ -259,18 +333,18 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
   struct core *c = (struct core *)loop_get_user(l);
   struct job *j = (struct job *)(void *)m;
   int rc = j->fetch_rc;
+  if (rc != URSULA_OK) { /* the chunk a look waited for could not be had:
+                            nothing was taken yet */
+    j->fetch_rc = URSULA_OK;
+    group_fail_fetch(c, j, rc);
+    return;
+  }
   switch (j->fork_state) {
     case FORK_ACQUIRE:
       fork_acquire(c, j);
       return;
-    case FORK_COLLECT:
-      if (rc != URSULA_OK) { /* the chunk it waited for could not be had */
-        j->fetch_rc = URSULA_OK;
-        fork_release(c, j);
-        group_fail_fetch(c, j, rc);
-        return;
-      }
-      fork_collect(c, fork_source_group(c, j), j);
+    case FORK_UNIT:
+      fork_unit(c, j);
       return;
     case FORK_CREATE:
       fork_create(c, j);

@@ -47,7 +47,9 @@
 **     message, and its owner proposes FORK_RELEASE there (fork.c has the
 **     fork protocol; group.c only carries out these effects).
 **
-** Reads are served from the owner's state directly (no log entry).
+** Reads are served from the owner's state directly (no log entry); a
+** read of what a fork inherited hops to its source's owner and back
+** (READS OF A FORK, below).
 **
 ** JOBS.  group_dispatch() sends a job to its stream's owner, where
 ** group_run_job() proposes its command or serves its read.  A job of
@@ -157,8 +159,7 @@ URSULA_PRIVATE struct job *job_new(void) {
 URSULA_PRIVATE void job_free(struct job *j) {
   if (j == NULL) return;
   buf_free(&j->body);
-  buf_free(&j->inherit);
-  buf_free(&j->bounds);
+  buf_free(&j->parts);
   buf_free(&j->data);
   URSULA_FREE(j);
 }
@@ -992,13 +993,225 @@ static struct stream *group_read_target(struct core *c, struct group *g,
   return s;
 }
 
+/* READS OF A FORK.  A fork holds only its own bytes, [base, tail); the
+** bytes below base are its source's (stream.c, "Forks"), and the source
+** may belong to another group, owned by another core.  A read is planned
+** at the owner of the stream it reads, as for any stream (group_read:
+** where it starts, where it ends: max_bytes, an append boundary for
+** JSON, at most one cold chunk), and reads the part that is the stream's
+** own there.  If the range starts below base, the job hops:
+**
+**   JOB_HOP_PLAN, at the fork's owner: plan [start, end), read its own
+**     part [base, end)
+**   JOB_HOP_SOURCE, at the owner of the fork's source: read the source's
+**     own part of [start, min(end, base)); while the range starts below
+**     that stream's base too (a fork of a fork), on to its source
+**   JOB_HOP_BACK, at the fork's owner again: if the fork is still the
+**     one planned for (path and incarnation), decide Stream-Up-To-Date,
+**     Stream-Closed and the live reader's registration, and answer --
+**     in one turn, as every read does, so that no wake-up of the fork's
+**     readers can overtake the answer.  If it is not (deleted,
+**     re-created), the read starts over there.
+**
+** Each hop checks that the stream it reads is the one named by the
+** reference of the fork above it (hop_path, hop_inc): the fork holds a
+** reference on its source, which holds one on its own, so while the fork
+** lives so do they (a deleted one soft-deleted, with its bytes).  A
+** source is read as it is: reads through a fork neither expire it nor
+** slide its TTL, and a soft-deleted one serves its forks.  The bytes
+** below a fork point never change, so the parts read at different times
+** make one consistent answer.  A hop that finds its stream gone answers
+** through JOB_HOP_BACK (the fork was deleted meanwhile: 404).
+**
+** Parts.  Each hop reads its stream's part into a buffer of its own (a
+** hop parked on a cold-tier fetch runs again from its start, having
+** changed nothing) and puts it in j->data after the parts of the hops
+** above (highest first; j->parts has their lengths); the lowest hop
+** puts them in order.
+**
+** JSON.  The append boundaries below a fork's base are its source's,
+** cut at the fork point, and the fork point is one (stream.c).  A JSON
+** read larger than max_bytes ends on the last boundary that fits (at
+** least one append): a hop that finds none at or above its stream's
+** base leaves the end to the hop below (hop_flex, hop_limit).
+**
+** Cold.  A hop's part needs at most one chunk of its stream; a chunk
+** that ends before the part does ends the whole read there (the parts
+** above are dropped), as any read that starts in moved data ends with
+** its chunk. */
+
+static void group_on_read_hop(struct loop *l, struct loop_msg *m);
+
+/* The end of what a read hop wants of s: [start, *end), at most limit (s's
+** tail, or the fork point of the fork above; start < limit).  Without
+** flex, limit.  With flex (a JSON read larger than max_bytes), the last
+** append boundary b with b - start <= max, or else the first one after
+** start: 1 and *end if that is at or above s->base, 0 if it is below
+** (the hop below finds it, within min(limit, s->base)). */
+static int group_read_end(const struct stream *s, uint64_t start,
+                          uint64_t limit, int flex, uint64_t max,
+                          uint64_t *end) {
+  size_t u;
+  uint64_t e;
+  if (!flex) {
+    *end = limit;
+    return 1;
+  }
+  if (start >= s->base) { /* at least the append at start, cut at limit */
+    u = stream_unit_at(s, start);
+    e = s->bounds[u] < limit ? s->bounds[u] : limit;
+    while (u + 1 < s->n_bounds && s->bounds[u + 1] <= limit &&
+           s->bounds[u + 1] - start <= max)
+      e = s->bounds[++u];
+    *end = e;
+    return 1;
+  }
+  if (s->base > limit || s->base - start > max) return 0;
+  e = s->base; /* the fork point is a boundary: the last inherited one */
+  for (u = 0;
+       u < s->n_bounds && s->bounds[u] <= limit && s->bounds[u] - start <= max;
+       u++)
+    e = s->bounds[u];
+  *end = e;
+  return 1;
+}
+
+/* The read's parts in order: the lowest, low (taken), then those in
+** j->data, last first; into j->data. */
+static int group_read_join(struct job *j, struct buf *low) {
+  size_t n = j->parts.len / sizeof(uint64_t), i, off = j->data.len;
+  int rc = URSULA_OK;
+  for (i = n; i-- > 0 && rc == URSULA_OK;) {
+    uint64_t len;
+    memcpy(&len, j->parts.ptr + i * sizeof(uint64_t), sizeof(len));
+    off -= (size_t)len;
+    rc = buf_append(low, j->data.ptr + off, (size_t)len);
+  }
+  buf_free(&j->data);
+  j->data = *low;
+  memset(low, 0, sizeof(*low));
+  j->parts.len = 0;
+  return rc;
+}
+
+/* Answer j, planned and read, with the state of s (the stream it reads,
+** on its owner): up to date, closed, and a live reader registered, all
+** in this turn (group_reply posts it before any later wake-up). */
+static void group_read_answer(struct core *c, struct job *j, struct stream *s) {
+  j->up_to_date = j->tail == s->tail;
+  j->closed = s->closed && j->up_to_date;
+  if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
+      j->origin_core >= 0 && j->origin_core < 64) {
+    s->local.watch_mask |= (uint64_t)1 << j->origin_core;
+    j->registered = 1;
+  }
+  group_reply(c, j);
+}
+
+/* Send j back to the owner of the stream it reads (JOB_HOP_BACK). */
+static void group_read_back(struct core *c, struct job *j) {
+  j->read_hop = JOB_HOP_BACK;
+  j->msg.on_msg = group_on_read_hop;
+  group_send(c, &j->msg, j->path, j->path_len);
+}
+
+/* One hop of a read at s, the stream read (JOB_HOP_PLAN) or one it
+** inherits from (JOB_HOP_SOURCE), on s's owner: what is wanted of s is
+** [j->start, limit), its end to be found if j->hop_flex.  Reads s's own
+** part; then on to the hop below, or, at the lowest, the parts joined
+** and the answer (at once if s is the stream read, else through
+** JOB_HOP_BACK).  j is not changed unless the part was read (parked on
+** a fetch, the hop runs again). */
+static void group_read_hop(struct core *c, struct group *g, struct stream *s,
+                           struct job *j, uint64_t limit) {
+  uint64_t start = j->start, end = limit, from;
+  struct buf part;
+  int found = 1, cut = 0, rc = URSULA_OK;
+  if (start < limit)
+    found = group_read_end(s, start, limit, j->hop_flex, j->max_bytes, &end);
+  from = start > s->base ? start : s->base;
+  if (found && from < end && from < s->cold_end) {
+    /* at most one chunk: no two need be cached */
+    size_t k = stream_chunk_at(s, from);
+    if (end > s->chunks[k].end) {
+      end = s->chunks[k].end;
+      cut = 1;
+    }
+  }
+  memset(&part, 0, sizeof(part));
+  if (found && from < end) rc = stream_read(&g->sm, s, from, end, &part);
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    buf_free(&part);
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    return;
+  }
+  if (rc != URSULA_OK) {
+    buf_free(&part);
+    group_read_failed(c, j, rc);
+    return;
+  }
+  /* the end of the whole read: planned where it starts, found here (a
+  ** JSON end), or cut here (the read ends in this chunk: the parts above
+  ** go); else it is the plan's, and end only where this hop's part does */
+  if (found && (j->read_hop == JOB_HOP_PLAN || j->hop_flex || cut)) {
+    if (cut) {
+      j->data.len = 0;
+      j->parts.len = 0;
+    }
+    j->tail = end;
+  }
+  if (found) j->hop_flex = 0;
+  if (start < s->base && start < limit) { /* below: s's source's bytes */
+    uint64_t len = part.len;
+    if (s->fork_source == NULL || s->fork_source_len > URSULA_MAX_PATH_BYTES ||
+        ++j->hops > JOB_MAX_HOPS) {
+      buf_free(&part);
+      group_fail(c, j, 500, "a fork's chain of sources is broken");
+      return;
+    }
+    if (part.len > 0 &&
+        (buf_append(&j->data, part.ptr, part.len) != URSULA_OK ||
+         buf_append(&j->parts, &len, sizeof(len)) != URSULA_OK)) {
+      buf_free(&part);
+      group_fail(c, j, 503, "out of memory");
+      return;
+    }
+    buf_free(&part);
+    memcpy(j->hop_path, s->fork_source, s->fork_source_len);
+    j->hop_path[s->fork_source_len] = '\0';
+    j->hop_len = s->fork_source_len;
+    j->hop_inc = s->fork_inc;
+    limit = found ? end : limit;
+    j->hop_limit = limit < s->base ? limit : s->base;
+    j->read_hop = JOB_HOP_SOURCE;
+    j->msg.on_msg = group_on_read_hop;
+    group_send(c, &j->msg, j->hop_path, j->hop_len);
+    return;
+  }
+  /* the lowest part: the read is complete */
+  if (j->parts.len > 0) {
+    rc = group_read_join(j, &part);
+  } else { /* the only part (data holds none) */
+    buf_free(&j->data);
+    j->data = part;
+  }
+  if (rc != URSULA_OK) {
+    group_fail(c, j, 503, "out of memory");
+    return;
+  }
+  if (j->read_hop == JOB_HOP_PLAN)
+    group_read_answer(c, j, s);
+  else
+    group_read_back(c, j);
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
-  int rc;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
   group_fill_meta(j, s);
   j->status = 200;
+  j->reason = NULL;
   if (j->op == JOB_HEAD) {
     j->tail = s->tail;
     j->closed = s->closed;
@@ -1008,43 +1221,65 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   /* reads slide the TTL window (not HEAD): logged as a TOUCH by the
   ** sweep, or before the next command on the stream */
   if (now > s->local.read_ms) s->local.read_ms = now;
-  j->data.len = 0;         /* a job re-run after a fetch starts over */
+  /* a job re-run after a fetch, or re-planned, starts over */
+  j->read_hop = JOB_HOP_PLAN;
+  j->hops = 0;
+  j->data.len = 0;
+  j->parts.len = 0;
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
   end = s->tail;
-  if (end - start > j->max_bytes) {
-    if (s->json) { /* stop on an append boundary, at least one unit */
-      size_t u = stream_unit_at(s, start);
-      end = s->bounds[u];
-      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= j->max_bytes)
-        end = s->bounds[++u];
-    } else {
-      end = start + j->max_bytes;
+  j->start = j->tail = start;
+  /* at most max_bytes: a JSON read on an append boundary (found hop by
+  ** hop, group_read_end), another one byte-exact */
+  j->hop_flex = s->json && end - start > j->max_bytes;
+  if (!s->json && end - start > j->max_bytes) end = start + j->max_bytes;
+  group_read_hop(c, g, s, j, end);
+}
+
+/* A read's job arrives at the owner of a stream it inherits from
+** (JOB_HOP_SOURCE; or runs again there after a chunk fetch), or back at
+** the owner of the stream it reads (JOB_HOP_BACK). */
+static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct job *j = (struct job *)(void *)m;
+  struct group *g;
+  struct stream *s;
+  struct str path;
+  if (j->read_hop == JOB_HOP_BACK) {
+    g = group_of(c, j->path, j->path_len);
+    s = group_read_target(c, g, j, group_wall(g));
+    if (s == NULL) return; /* answered: 404, 410 */
+    if (s->incarnation != j->incarnation) { /* another stream now */
+      group_read(c, g, j);
+      return;
     }
-  }
-  if (start < s->cold_end) { /* at most one chunk: no two need be cached */
-    size_t k = stream_chunk_at(s, start);
-    if (end > s->chunks[k].end) end = s->chunks[k].end;
-  }
-  rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
-  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
-    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    if (j->status != 200) {
+      group_reply(c, j);
+      return;
+    }
+    group_read_answer(c, j, s);
     return;
   }
-  if (rc != URSULA_OK) {
-    group_read_failed(c, j, rc);
+  if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
+    int rc = j->fetch_rc;
+    j->fetch_rc = URSULA_OK;
+    group_fail_fetch(c, j, rc);
     return;
   }
-  j->start = start;
-  j->tail = end;
-  j->up_to_date = end == s->tail;
-  j->closed = s->closed && j->up_to_date;
-  if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
-      j->origin_core >= 0 && j->origin_core < 64) {
-    s->local.watch_mask |= (uint64_t)1 << j->origin_core;
-    j->registered = 1;
+  g = group_of(c, j->hop_path, j->hop_len);
+  path.ptr = j->hop_path;
+  path.len = j->hop_len;
+  s = stream_find(&g->sm, path);
+  if (s == NULL || s->incarnation != j->hop_inc || j->hop_limit > s->tail) {
+    /* the fork above let go of it: it went away meanwhile, and its
+    ** owner answers */
+    j->status = 500;
+    j->reason = "a stream this fork inherits from is missing";
+    group_read_back(c, j);
+    return;
   }
-  group_reply(c, j);
+  group_read_hop(c, g, s, j, j->hop_limit);
 }
 
 /* Point the views of j->cmd at j's own fields. */
@@ -1059,10 +1294,6 @@ URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   m->stream_seq = util_str(j->stream_seq);
   m->producer_id = util_str(j->producer_id);
   m->fork_source = util_str(j->fork_source);
-  m->inherited.ptr = j->inherit.ptr ? j->inherit.ptr : "";
-  m->inherited.len = j->inherit.len;
-  m->n_bounds = j->bounds.len / sizeof(uint64_t);
-  m->bounds = (const uint64_t *)(void *)j->bounds.ptr;
   m->time_ms = group_wall(g);
 }
 

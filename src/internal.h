@@ -695,7 +695,8 @@ URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
 
 /* ------------------------------------------------------------------- cmd.c
 ** Commands of a group's log and their byte encoding (format in cmd.c). */
-#define CMD_VERSION 1
+#define CMD_VERSION 2 /* version 1 entries (forks that carried the
+                          inherited bytes) are still decoded */
 enum {
   CMD_CREATE = 1,       /* PUT: create a stream (or a fork) */
   CMD_APPEND = 2,       /* POST: append and/or close */
@@ -715,7 +716,11 @@ enum {
   CMD_F_SEQ = 1 << 5,         /* stream_seq is set */
   CMD_F_FORK = 1 << 6,        /* CREATE of a fork of fork_source */
   CMD_F_FORK_OFFSET = 1 << 7, /* Stream-Fork-Offset was given */
-  CMD_F_CT = 1 << 8           /* a content type was given */
+  CMD_F_CT = 1 << 8,          /* a content type was given */
+  CMD_F_UNIT = 1 << 9         /* FORK_ACQUIRE at an offset in the
+                                 source's inherited range: the proposer
+                                 found the append unit that starts there
+                                 (n_msgs: its length) */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -738,10 +743,15 @@ struct cmd {
   struct str fork_source;
   uint64_t fork_offset;
   uint64_t fork_sub;
+  uint64_t fork_base; /* CREATE of a fork: the fork point */
+  uint64_t fork_inc;  /* CREATE of a fork: the source's incarnation */
+  /* Decoded from version-1 entries only, never encoded: a fork CREATE
+  ** of a build that copied the inherited bytes into the command */
   struct str inherited;
   size_t n_bounds;
   const uint64_t *bounds;
-  /* COLD and TOUCH */
+  /* COLD, TOUCH and FORK_ACQUIRE: the target stream's incarnation (an
+  ** ACQUIRE's 0: the proposer saw no stream) */
   uint64_t incarnation;
   uint64_t cold_start, cold_end;
   struct str object;
@@ -842,10 +852,18 @@ struct stream {
   char *fork_source; /* path of the source if a fork, else NULL */
   size_t fork_source_len;
   uint64_t fork_offset, fork_sub;
+  /* A fork refers to its source's bytes instead of holding them: bytes
+  ** [0, base) are the source's (incarnation fork_inc) as they were, read
+  ** from the source (a fork of a fork reads through the chain); the
+  ** stream's own units, bounds[] and everything below cover [base,
+  ** tail).  0 for a stream that is not a fork (and for a fork made by a
+  ** build that copied the inherited bytes: they are its own units). */
+  uint64_t base;
+  uint64_t fork_inc;
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
-  /* the cold tier: bytes [0, cold_end) are in chunks[], in order and back
-  ** to back; they are the first cold_units units */
+  /* the cold tier: bytes [base, cold_end) are in chunks[], in order and
+  ** back to back; they are the first cold_units units */
   struct stream_chunk *chunks;
   size_t n_chunks, cap_chunks;
   uint64_t cold_end;
@@ -919,11 +937,12 @@ URSULA_PRIVATE int stream_expired(const struct stream *s,
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
-/* Append bytes [start, end) of s to out: from memory; below
-** s->hot_start from the WAL; below s->cold_end from the cold tier's
-** chunks.  URSULA_OK; URSULA_EAGAIN when a chunk is being fetched (out
-** then holds the bytes before it: call again for the rest once it is
-** here); or an error of the read. */
+/* Append bytes [start, end) of s to out (s->base <= start <= end <=
+** s->tail: the stream's own bytes; else URSULA_EINVAL): from memory;
+** below s->hot_start from the WAL; below s->cold_end from the cold
+** tier's chunks.  URSULA_OK; URSULA_EAGAIN when a chunk is being fetched
+** (out then holds the bytes before it: call again for the rest once it
+** is here); or an error of the read. */
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out);
 /* Drop hot data that the WAL also holds until st->hot_bytes is at most
@@ -960,8 +979,11 @@ struct stream_piece {
 ** `below`.  URSULA_OK or URSULA_ENOMEM. */
 URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
                                     uint64_t below, struct buf *out);
-/* The stream's unit index i such that bounds[i-1] <= off < bounds[i]. */
+/* The stream's unit index i such that bounds[i-1] <= off < bounds[i]
+** (n_bounds if off >= tail; 0 if off < base, where no own unit is). */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
+/* Where unit u (< n_bounds) starts: bounds[u-1], or base for the first. */
+URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
 
 /* ------------------------------------------------------------------ conf.c
 ** Flags and config files (the public ursula_config_* live there too). */
@@ -1128,6 +1150,12 @@ enum {
   JOB_HEAD        /* HEAD */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
+/* Where a read of a fork's inherited bytes is (struct job's read_hop;
+** group.c has the steps): at the owner of the stream read (planned
+** there), at an owner of a stream it inherits from, or back at the first
+** to finish. */
+enum { JOB_HOP_PLAN = 0, JOB_HOP_SOURCE, JOB_HOP_BACK };
+#define JOB_MAX_HOPS 65536
 
 /* A request on its way from the core that holds the connection to the
 ** core that owns the stream's group, and back with the result.  One heap
@@ -1151,11 +1179,35 @@ struct job {
   char producer_id[URSULA_MAX_PRODUCER_ID + 1];
   char expires_text[64];
   char fork_source[URSULA_MAX_PATH_BYTES + 1];
-  struct cmd cmd;     /* CREATE / APPEND / DELETE; views into this job */
-  struct buf body;    /* POST/PUT data, JSON already flattened */
-  struct buf inherit; /* fork: bytes inherited from the source */
-  struct buf bounds;  /* fork: inherited unit ends (uint64_t each) */
-  uint64_t offset;    /* read: start position */
+  struct cmd cmd;  /* CREATE / APPEND / DELETE; views into this job */
+  struct buf body; /* POST/PUT data, JSON already flattened */
+  /* A hop to a stream a fork inherits from (group.c: a read of the
+  ** inherited bytes; fork.c: FORK_UNIT): the stream, its incarnation
+  ** (the reference held on it names it), and the offset where what the
+  ** hop wants of it ends (the fork point of the fork above it) */
+  char hop_path[URSULA_MAX_PATH_BYTES + 1];
+  size_t hop_len;
+  uint64_t hop_inc;
+  uint64_t hop_limit;
+  /* a read: its step (JOB_HOP_*), and for a JSON read whose end is still
+  ** to be found on an append boundary below hop_limit, hop_flex; the
+  ** parts read on the way down, the highest first, are in data, and
+  ** parts holds their lengths (uint64_t each) */
+  int read_hop;
+  int hop_flex;
+  struct buf parts;
+  int hops; /* hops to sources so far: at most JOB_MAX_HOPS (a chain of
+               forks is never circular, but a damaged state could be) */
+  /* a fork PUT: the append unit at the fork offset, once looked up:
+  ** whether it was (unit_state), whether one starts there (unit_found),
+  ** its length in Sub-Offset units (JSON messages or bytes), the bytes
+  ** of the sub-offset prefix (JSON), and the source's incarnation */
+  int unit_state;
+  int unit_found;
+  uint64_t unit_len;
+  uint64_t unit_prefix;
+  uint64_t unit_inc;
+  uint64_t offset; /* read: start position */
   int offset_now;     /* read: offset=now */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
@@ -1314,14 +1366,18 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
 
 /* ------------------------------------------------------------------ fork.c
 ** Making a fork: a fork PUT's job travels from the owner of the source's
-** group (a reference on the source, the inherited bytes) to the owner of
-** the fork's group (the CREATE).  The protocol, its messages and what a
-** crash between its steps leaves are written out at the top of fork.c. */
+** group (a reference on the source; for a sub-offset into an append the
+** source inherited, a look down its chain of sources) to the owner of the
+** fork's group (the CREATE, which names the source and the fork point and
+** copies no byte).  The protocol, its messages and what a crash between
+** its steps leaves are written out at the top of fork.c. */
 
 /* The steps of a fork PUT (struct job's fork_state). */
 enum {
   FORK_ACQUIRE = 1, /* at the source's owner: take a reference */
-  FORK_COLLECT,     /* there: copy the inherited bytes (resumable) */
+  FORK_UNIT,        /* at an owner of the source's sources: find the
+                       append at a fork offset the source inherited
+                       (read only, repeatable) */
   FORK_CREATE       /* at the fork's owner: create the fork */
 };
 
@@ -1592,6 +1648,8 @@ struct ursula_server {
   int port;
   int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
   volatile sig_atomic_t stop_requested;
+  volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is
+                                      not freed until it is done */
   pthread_mutex_t mu; /* guards n_drained */
   int n_drained;
   int running;

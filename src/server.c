@@ -674,10 +674,25 @@ URSULA_API int ursula_server_port(const struct ursula_server *srv) {
   return srv->port;
 }
 
+/* A full memory barrier where the compiler offers one (the flags below
+** are written on one thread and read on another). */
+static void server_barrier(void) {
+#if defined(__GNUC__) || defined(__clang__)
+  __sync_synchronize();
+#endif
+}
+
 URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   int i;
+  /* The loops may end as soon as they see stop_requested, and the thread
+  ** in ursula_server_wait() then frees srv: stop_busy, set first, holds
+  ** that off until the wake-ups below are done. */
+  srv->stop_busy = 1;
+  server_barrier();
   srv->stop_requested = 1;
   for (i = 0; i < srv->n_cores; i++) loop_wake(srv->cores[i].loop);
+  server_barrier();
+  srv->stop_busy = 0;
 }
 
 URSULA_API int ursula_server_wait(struct ursula_server *srv) {
@@ -691,6 +706,12 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
     if (srv->cores[i].rc != URSULA_OK && rc == URSULA_OK) rc = srv->cores[i].rc;
   }
   LOG_I("stopped");
+  server_barrier();
+  while (srv->stop_busy) { /* a stop is still waking the loops */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    server_barrier();
+  }
   server_free(srv);
   return rc;
 }

@@ -42,6 +42,19 @@
 ** more.  A removed stream's chunk names go to r->garbage, for the group
 ** to delete.
 **
+** Forks.  A fork holds no byte of what it inherits.  Its CREATE names
+** the source (path and incarnation) and the fork point, `base`: bytes
+** [0, base) are the source's bytes as they were there, read from the
+** source whenever a reader wants them (group.c; a fork of a fork reads
+** through the chain), and the fork's own units, in memory, the log and
+** the cold tier, cover [base, tail) only.  Offsets are the source's up
+** to the fork point, so a client sees no difference.  The reference the
+** fork holds (the source's refcount, taken by FORK_ACQUIRE) keeps the
+** source, deleted or expired, soft-deleted with its bytes for as long as
+** the fork lives.  Apply never reads the source: what a command needs to
+** know of the inherited bytes (the append at a fork offset there) the
+** proposer finds and puts in the command (fork.c).
+**
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
 ** ordering, soft delete with fork reference counts, and TTL expiry.
@@ -178,6 +191,10 @@ URSULA_PRIVATE int stream_expired(const struct stream *s,
   return 0;
 }
 
+URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u) {
+  return u > 0 ? s->bounds[u - 1] : s->base;
+}
+
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   size_t lo = 0, hi = s->n_bounds;
   while (lo < hi) { /* first i with bounds[i] > off */
@@ -249,6 +266,8 @@ static int stream_read_chunks(struct stream_state *st, const struct stream *s,
 URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
                                uint64_t start, uint64_t end, struct buf *out) {
   size_t u;
+  /* only the stream's own bytes: a fork's inherited ones are its source's */
+  if (start < s->base || end < start || end > s->tail) return URSULA_EINVAL;
   if (start < s->cold_end) {
     int rc = stream_read_chunks(st, s, &start, end, out);
     if (rc != URSULA_OK) return rc;
@@ -256,7 +275,7 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
   if (start < end && start < s->local.hot_start) { /* in the WAL, unit by unit */
     u = stream_unit_at(s, start);
     while (start < end && start < s->local.hot_start) {
-      uint64_t ustart = u > 0 ? s->bounds[u - 1] : 0, stop = s->bounds[u];
+      uint64_t ustart = stream_unit_start(s, u), stop = s->bounds[u];
       struct stream_loc loc;
       int rc;
       if (stop > end) stop = end;
@@ -409,6 +428,7 @@ static int stream_config_matches(const struct stream *s, const struct cmd *c) {
     if ((c->flags & CMD_F_FORK_OFFSET) && c->fork_offset != s->fork_offset)
       return 0;
     if (c->fork_sub != s->fork_sub) return 0;
+    /* the same fork point of the same source: the PUT that made it */
   }
   return 1;
 }
@@ -422,10 +442,23 @@ static uint64_t stream_off(const struct cmd *c, const char *p) {
 
 static void stream_apply_create(struct stream_state *st, uint64_t index,
                                 const struct cmd *c, struct stream_result *r) {
-  struct stream *s = stream_live(st, c, r);
+  struct stream *s;
   size_t i;
   uint64_t prev = 0;
-  if (c->flags & CMD_F_FORK) r->release_source = 1;
+  int copied = c->inherited.len > 0 || c->n_bounds > 0; /* version 1 */
+  if (c->flags & CMD_F_FORK) {
+    r->release_source = 1;
+    /* the fork point is at or after the fork offset (the sub-offset's
+    ** prefix lies between them), and a fork point past 0 names the
+    ** source's incarnation (what snapshots require: stream_restore) */
+    if (c->fork_source.len == 0 ||
+        (!copied && (c->fork_base < c->fork_offset ||
+                     (c->fork_base > 0 && c->fork_inc == 0)))) {
+      stream_fail(r, 400, "malformed fork reference");
+      return;
+    }
+  }
+  s = stream_live(st, c, r);
   if (s != NULL) {
     if (s->soft_deleted) {
       stream_fail(r, 409, "stream was deleted and still has forks");
@@ -457,19 +490,25 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   s->last_access_ms = c->time_ms;
   s->incarnation = st->next_incarnation++;
   if (c->flags & CMD_F_FORK) {
-    uint64_t base = stream_off(c, c->inherited.ptr);
     stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source);
     s->fork_offset = c->fork_offset;
     s->fork_sub = c->fork_sub;
-    /* inherited units, then the sub-offset prefix as a unit of its own */
-    for (i = 0; i < c->n_bounds; i++) {
-      if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
+    /* the reference: [0, base) is the source's; own bytes start there */
+    s->base = s->tail = s->cold_end = s->local.hot_start = c->fork_base;
+    s->fork_inc = c->fork_inc;
+    if (copied) { /* a version-1 entry carries the inherited bytes (base
+                     0): its units, then the sub-offset prefix as a unit
+                     of its own */
+      uint64_t at = stream_off(c, c->inherited.ptr);
+      for (i = 0; i < c->n_bounds; i++) {
+        if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
+        stream_add_unit(st, s, c->inherited.ptr + prev,
+                        (size_t)(c->bounds[i] - prev), index, at + prev);
+        prev = c->bounds[i];
+      }
       stream_add_unit(st, s, c->inherited.ptr + prev,
-                      (size_t)(c->bounds[i] - prev), index, base + prev);
-      prev = c->bounds[i];
+                      (size_t)(c->inherited.len - prev), index, at + prev);
     }
-    stream_add_unit(st, s, c->inherited.ptr + prev,
-                    (size_t)(c->inherited.len - prev), index, base + prev);
     r->release_source = 0; /* the new fork holds the reference now */
   }
   stream_add_unit(st, s, c->data.ptr, c->data.len, index,
@@ -663,6 +702,11 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     stream_fail(r, 409, "fork source was deleted");
     return;
   }
+  if (c->incarnation != 0 && c->incarnation != s->incarnation) {
+    /* what the proposer found (n_msgs) was of another stream there */
+    stream_fail(r, 503, "the fork source was re-created meanwhile; retry");
+    return;
+  }
   off = (c->flags & CMD_F_FORK_OFFSET) ? c->fork_offset : s->tail;
   if (off > s->tail) {
     stream_fail(r, 400, "Stream-Fork-Offset is beyond the source's tail");
@@ -673,10 +717,20 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     stream_fail(r, 409, "content type does not match the fork source");
     return;
   }
-  if (c->fork_sub > 0) {
+  if (c->fork_sub > 0 && off < s->base) {
+    /* an append s inherited: the proposer found it in s's sources */
+    if (!(c->flags & CMD_F_UNIT)) {
+      stream_fail(r, 400, "no append starts at Stream-Fork-Offset");
+      return;
+    }
+    if (c->fork_sub > c->n_msgs) {
+      stream_fail(r, 400, "Stream-Fork-Sub-Offset is beyond the append");
+      return;
+    }
+  } else if (c->fork_sub > 0) {
     uint64_t start, end, len;
     unit = stream_unit_at(s, off);
-    start = unit > 0 ? s->bounds[unit - 1] : 0;
+    start = unit < s->n_bounds ? stream_unit_start(s, unit) : s->tail;
     if (unit >= s->n_bounds || start != off) {
       stream_fail(r, 400, "no append starts at Stream-Fork-Offset");
       return;
@@ -845,7 +899,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 3 (format version)   v next_incarnation   v number of streams
+     v 4 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -854,20 +908,30 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        v producers, then per producer: b id, v epoch, v seq
        b closed_by_id (empty: none)   v closed_by_epoch   v closed_by_seq
        b fork_source (empty: not a fork)   v fork_offset   v fork_sub
+       v base (the fork point: the stream's own bytes start there)
+       v fork_inc (the source's incarnation)
        v refcount   v incarnation
        v chunks, then per chunk: v length, b object name (the chunks hold
-         the stream's first bytes, back to back from offset 0)
-       v units, then per unit: v length, then, for the units past the
-         chunks' end only, v log index, v offset in that entry's payload
+         the stream's first own bytes, back to back from base)
+       v units, then per unit: v length (the first from base), then, for
+         the units past the chunks' end only, v log index, v offset in
+         that entry's payload
 
    The bytes of units past the chunks stay in the log entries named (the
    log keeps them: group.c compacts only what no stream reads), or travel
    beside this payload as pieces of the snapshot file (wal.c) when the
-   log does not hold those entries: after an install from another node.  Versions
-   1 and 2 named WAL files and offsets instead; they came with WAL format
-   1, which is refused, so they are not read. */
+   log does not hold those entries (after an install from another node); a fork's
+   bytes below base are its source's, in the source's record.  Restore
+   checks every length and offset for order and range before it uses
+   one: base <= tail, fork_offset <= base (a copied fork: base 0), a
+   stream that is no fork has none of the fork fields, chunks and units
+   are non-empty and end exactly at a unit end and at the tail, and no
+   sum wraps.  Version 3 is version 4 without base and fork_inc (its
+   forks hold copies of what they inherited: base 0), and is read.
+   Versions 1 and 2 named WAL files and offsets instead; they came with
+   WAL format 1, which is refused, so they are not read. */
 
-#define STREAM_SNAP_VERSION 3
+#define STREAM_SNAP_VERSION 4
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -899,7 +963,7 @@ static int stream_producer_cmp(const void *x, const void *y) {
 /* One stream's record of the snapshot. */
 static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   const struct stream_producer *pr, **prs = NULL;
-  uint64_t n = 0, prev = 0, i;
+  uint64_t n = 0, prev = s->base, i;
   int bad = 0;
   for (pr = s->producers; pr != NULL; pr = pr->next) n++;
   if (n > 0) {
@@ -933,6 +997,8 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_bytes(out, stream_str(s->fork_source, s->fork_source_len));
   bad |= cmd_put_varint(out, s->fork_offset);
   bad |= cmd_put_varint(out, s->fork_sub);
+  bad |= cmd_put_varint(out, s->base);
+  bad |= cmd_put_varint(out, s->fork_inc);
   bad |= cmd_put_varint(out, s->refcount);
   bad |= cmd_put_varint(out, s->incarnation);
   bad |= cmd_put_varint(out, s->n_chunks);
@@ -1006,7 +1072,8 @@ static int stream_restore_chunks(const unsigned char **p,
   for (i = 0; i < n; i++) {
     struct stream_chunk *ch = &s->chunks[i];
     if (cmd_get_varint(p, end, &len) || len == 0 ||
-        cmd_get_bytes(p, end, &name) || name.len == 0)
+        len > s->tail - s->cold_end || cmd_get_bytes(p, end, &name) ||
+        name.len == 0)
       return -1;
     ch->name = stream_dup(name);
     s->n_chunks++;
@@ -1016,9 +1083,10 @@ static int stream_restore_chunks(const unsigned char **p,
   return 0;
 }
 
-/* Decode one stream; 0, or -1 for bad input. */
+/* Decode one stream of a snapshot of format `version`; 0, or -1 for bad
+** input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
-                              struct stream *s) {
+                              struct stream *s, uint64_t version) {
   struct str path, ct, exp, seq, by, src, id;
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
@@ -1065,8 +1133,20 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_bytes(p, end, &src);
   bad |= cmd_get_varint(p, end, &s->fork_offset);
   bad |= cmd_get_varint(p, end, &s->fork_sub);
+  if (version >= 4) {
+    bad |= cmd_get_varint(p, end, &s->base);
+    bad |= cmd_get_varint(p, end, &s->fork_inc);
+  }
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
+  /* the fork fields: all zero but for a fork; a fork's own bytes start at
+  ** or after its fork offset (or at 0: a copied fork) */
+  if (bad || s->base > s->tail ||
+      (src.len == 0 && (s->base != 0 || s->fork_inc != 0 ||
+                        s->fork_offset != 0 || s->fork_sub != 0)) ||
+      (s->base > 0 && (s->fork_offset > s->base || s->fork_inc == 0)))
+    return -1;
+  s->cold_end = s->base;
   bad |= stream_restore_chunks(p, end, s);
   bad |= cmd_get_varint(p, end, &n);
   if (bad || n > (uint64_t)(end - *p)) /* a unit takes at least 1 byte */
@@ -1079,9 +1159,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
     if (s->bounds == NULL || s->locs == NULL) stream_oom();
     s->cap_bounds = (size_t)n;
   }
+  prev = s->base;
   for (i = 0; i < n; i++) {
     uint64_t len;
-    if (cmd_get_varint(p, end, &len) || len == 0) return -1;
+    if (cmd_get_varint(p, end, &len) || len == 0 || len > s->tail - prev)
+      return -1;
     if (prev < s->cold_end) { /* in a chunk: no log location */
       s->locs[i].index = s->locs[i].off = 0;
       s->cold_units = (size_t)i + 1;
@@ -1105,7 +1187,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   uint64_t version, n, i;
-  if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
+  if (cmd_get_varint(&q, end, &version) ||
+      (version != STREAM_SNAP_VERSION && version != 3) ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -1115,7 +1198,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     s = (struct stream *)URSULA_MALLOC(sizeof(*s));
     if (s == NULL) stream_oom();
     memset(s, 0, sizeof(*s));
-    if (stream_restore_one(&q, end, s) != 0 ||
+    if (stream_restore_one(&q, end, s, version) != 0 ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -1176,7 +1259,7 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
         if (s->locs[u].index >= below) break; /* logged in order */
         pc.index = s->locs[u].index;
         pc.off = s->locs[u].off;
-        pc.len = s->bounds[u] - (u > 0 ? s->bounds[u - 1] : 0);
+        pc.len = s->bounds[u] - stream_unit_start(s, u);
         if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
           return URSULA_ENOMEM;
       }

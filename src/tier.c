@@ -18,6 +18,10 @@
 **
 ** One upload per stream at a time (runs must land in order), a few per
 ** group.  A failed upload backs the group off (1 s doubling to 30 s).
+** Only a stream's own bytes move: runs start at its cold end, which for a
+** fork starts at its fork point (stream.c); the bytes a fork inherits are
+** its source's, moved (or not) by the source's group, and a read of them
+** goes there (group.c).
 **
 ** READS.  A read that needs a chunk not in the core's cache (stream_read
 ** returns URSULA_EAGAIN through tier_read_chunk) parks its job on a fetch
@@ -232,8 +236,8 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
   t->propose(c, t->group, &cmd, tier_cold_done, q);
 }
 
-/* Upload the next run of s: whole appends from its cold end, about a
-** chunk's worth. */
+/* Upload the next run of s: whole appends from its cold end (at or past
+** a fork's fork point: its own bytes only), about a chunk's worth. */
 static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
   uint64_t start = s->cold_end, end = start;
   size_t u = s->cold_units;

@@ -14,7 +14,9 @@
 #      the WAL directory is below 1 MiB;
 #   3. reads every stream back byte-exact, kills the server with kill -9,
 #      restarts it, and reads everything back again from cold storage; a
-#      fork made at 2 MiB of the moved stream reads back its first 2 MiB;
+#      fork made at 2 MiB of the moved stream reads back its first 2 MiB
+#      (from the source's chunks: a fork refers to what it inherits), and
+#      its own appends move to objects of its own, from 2 MiB on;
 #   4. deletes a stream and sees its objects go; leaves an object no
 #      stream names and sees the start-up sweep delete it;
 #   5. restarted without the cold tier, the server refuses to start.
@@ -86,6 +88,12 @@ if [ "$MODE" = s3 ]; then
       "$S3_URL/testbucket?list-type=2&max-keys=1000&prefix=t%2F" |
       grep -o '<Key>' | wc -l
   }
+  names() { # the objects' names under the prefix, one a line
+    curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+      -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+      "$S3_URL/testbucket?list-type=2&max-keys=1000&prefix=t%2F" |
+      grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g; s|^t/||'
+  }
   ORPHAN="$S3_URL/testbucket/t/g00001/00000000000000ff/0000000000000000-0000000000000002"
   orphan() {
     echo x | curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
@@ -101,6 +109,7 @@ else
   COLD=$TMP/cold
   cold_flags() { echo --cold-dir "$COLD"; }
   objects() { find "$COLD" -type f 2>/dev/null | wc -l; }
+  names() { (cd "$COLD" 2>/dev/null && find . -type f | sed 's|^\./||'); }
   ORPHAN="$COLD/g00001/00000000000000ff/0000000000000000-0000000000000002"
   orphan() { mkdir -p "${ORPHAN%/*}" && echo x >"$ORPHAN"; }
   orphan_exists() { [ -f "$ORPHAN" ]; }
@@ -234,7 +243,10 @@ verify_all "before a restart"
 kill9
 up
 verify_all "after kill -9 and a restart"
-# a fork of moved data: the fork copies what it inherits, chunk by chunk
+# a fork of moved data: what it inherits it reads from the source's
+# chunks; its own appends move to objects of its own, which start at its
+# fork point (object names: g<group>/<incarnation>/<start>-<end>, hex)
+names | sort >"$TMP/names.before"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
   -H 'Content-Type: application/octet-stream' \
   -H "Stream-Forked-From: /v1/stream/big" \
@@ -246,7 +258,34 @@ if [ "$code" = 201 ] && read_all bigfork "$TMP/bigfork.got" &&
 else
   not_ok "a fork at 2 MiB of the moved stream reads back its first 2 MiB" "PUT $code"
 fi
+head -c 65536 /dev/urandom >"$TMP/forkown"
+post bigfork application/octet-stream "$TMP/forkown" >/dev/null
+cat "$TMP/forkown" >>"$TMP/bigfork"
+moved=""
+for i in $(seq 1 80); do # its 64 KiB move within a few seconds
+  names | sort | comm -13 "$TMP/names.before" - >"$TMP/names.new"
+  last=$(sed 's|.*/||; s|.*-||' "$TMP/names.new" | sort | tail -1)
+  [ "$last" = 0000000000210000 ] && { moved=1; break; }
+  sleep 0.25
+done
+below=$(sed 's|.*/||; s|-.*||' "$TMP/names.new" | awk '($1 "") < "0000000000200000"' | wc -l)
+if [ -n "$moved" ] && [ "$below" -eq 0 ]; then
+  ok "the fork's own appends move to objects of its own ($(wc -l <"$TMP/names.new")), all from its fork point on"
+else
+  not_ok "the fork's own appends move to objects of its own, from its fork point on" \
+    "moved: ${moved:-no}; names below 2 MiB: $below; new: $(tr '\n' ' ' <"$TMP/names.new")"
+fi
+if read_all bigfork "$TMP/bigfork.got" && cmp -s "$TMP/bigfork" "$TMP/bigfork.got"; then
+  ok "... and it reads back 2 MiB of the source's chunks, then 64 KiB of its own"
+else
+  not_ok "... and it reads back 2 MiB of the source's chunks, then 64 KiB of its own"
+fi
 curl -s -o /dev/null -X DELETE "$U/bigfork"
+for i in $(seq 1 60); do # deleting the fork deletes its own objects
+  [ -z "$(names | sort | comm -12 "$TMP/names.new" -)" ] && break
+  sleep 0.25
+done
+check "deleting the fork deletes its own objects" [ -z "$(names | sort | comm -12 "$TMP/names.new" -)" ]
 
 # ---------------------------------------------------------------- 4. garbage
 before=$(objects)

@@ -359,6 +359,126 @@ done:
   ASSERT(system(cmd) == 0);
 }
 
+/* ------------------------------------------------------------ forks
+** A fork's cold tier holds its own bytes only: chunks start at its fork
+** point (the bytes below are its source's, moved, if at all, by the
+** source's tier). */
+
+static struct cmd unit_tier_cmd;
+static char unit_tier_obj[COLD_NAME_MAX];
+static int unit_tier_proposed;
+
+/* The tier's propose: keep the COLD command, answer it as refused. */
+static void unit_tier_propose(struct core *c, struct group *g,
+                              const struct cmd *cmd,
+                              void (*done)(struct core *c, struct group *g,
+                                           const struct stream_result *r,
+                                           void *arg),
+                              void *arg) {
+  struct stream_result res;
+  unit_tier_cmd = *cmd;
+  snprintf(unit_tier_obj, sizeof(unit_tier_obj), "%.*s", (int)cmd->object.len,
+           cmd->object.ptr);
+  unit_tier_cmd.object = util_str(unit_tier_obj);
+  unit_tier_cmd.path = util_str("/f");
+  unit_tier_proposed++;
+  memset(&res, 0, sizeof(res));
+  res.status = 503;
+  res.refused = 1;
+  done(c, g, &res, arg);
+}
+
+static void test_cold_fork(void) {
+  struct ursula_config cfg;
+  struct stream_state st;
+  struct stream_result r;
+  struct stream *f;
+  struct loop *l = NULL;
+  struct cold *cold = NULL;
+  struct core core;
+  struct tier t;
+  struct buf out;
+  struct cmd c;
+  char err[URSULA_ERRMSG_LEN], sh[URSULA_PATH_LEN + 16];
+  const char *own[2] = {"ab", "cdef"};
+  int i;
+  memset(&r, 0, sizeof(r));
+  memset(&out, 0, sizeof(out));
+  memset(&unit_cold_done, 0, sizeof(unit_cold_done));
+  stream_state_init(&st);
+  st.read_chunk = unit_cold_read_chunk;
+  unit_stream_index = 3;
+  /* /f forks a source at 6: its own appends "ab" and "cdef" (6 to 12) */
+  c = unit_cmd(CMD_CREATE, "/f", 1000);
+  c.flags = CMD_F_FORK;
+  c.fork_source = util_str("/src");
+  c.fork_offset = c.fork_base = 6;
+  c.fork_inc = 1;
+  ASSERT(unit_apply(&st, &c, &r) == 201 && r.tail == 6);
+  for (i = 0; i < 2; i++) {
+    c = unit_cmd(CMD_APPEND, "/f", 1000);
+    c.data = util_str(own[i]);
+    ASSERT(unit_apply(&st, &c, &r) == 204);
+  }
+  unit_stream_index = 0;
+  f = stream_find(&st, util_str("/f"));
+  ASSERT(f != NULL && f->tail == 12 && f->cold_end == 6);
+  if (f == NULL) return;
+  /* a run from 0 is none of its own: stale */
+  c = unit_cold_cmd("/f", f->incarnation, 0, 8, "from-0");
+  ASSERT(unit_apply(&st, &c, &r) == 409 && f->cold_end == 6);
+  /* the tier uploads a run from the fork point: its own bytes */
+  ursula_config_init(&cfg);
+  snprintf(cfg.cold_dir, sizeof(cfg.cold_dir), "/tmp/ursula-unit-coldf-%ld",
+           (long)getpid());
+  ASSERT(loop_open(&l, 0, NULL, err) == URSULA_OK);
+  ASSERT(cold_open(&cold, &cfg, NULL, err) == URSULA_OK);
+  if (l == NULL || cold == NULL) goto done;
+  memset(&core, 0, sizeof(core));
+  core.loop = l;
+  loop_set_user(l, &core);
+  memset(&t, 0, sizeof(t));
+  t.id = 3;
+  t.env = env_real();
+  t.sm = &st;
+  t.propose = unit_tier_propose;
+  tier_attach(&t, cold, NULL, 0, 1 << 20);
+  unit_tier_proposed = 0;
+  tier_upload(&core, &t, f);
+  for (i = 0; i < 200 && unit_tier_proposed == 0; i++)
+    ASSERT(loop_run_once(l, 50, NULL) == URSULA_OK);
+  ASSERT(unit_tier_proposed == 1);
+  ASSERT(unit_tier_cmd.type == CMD_COLD && unit_tier_cmd.cold_start == 6 &&
+         unit_tier_cmd.cold_end == 12 &&
+         unit_tier_cmd.incarnation == f->incarnation);
+  /* the object holds exactly the own bytes, sealed for [6, 12) */
+  ASSERT(unit_cold_run(cold, l, COLD_GET, unit_tier_obj, NULL) == URSULA_OK);
+  ASSERT(cold_chunk_check(&unit_cold_done.data, f->incarnation, 6, 12) ==
+         URSULA_OK);
+  ASSERT(unit_cold_done.data.len == COLD_HEADER + 6 &&
+         memcmp(unit_cold_done.data.ptr + COLD_HEADER, "abcdef", 6) == 0);
+  /* committed: the fork reads its own bytes from the chunk */
+  ASSERT(unit_apply(&st, &unit_tier_cmd, &r) == 204);
+  ASSERT(f->cold_end == 12 && f->cold_units == 2 && f->n_chunks == 1 &&
+         f->chunks[0].start == 6 && f->local.data.len == 0);
+  unit_cold_name = unit_tier_obj;
+  unit_cold_data = "abcdef";
+  ASSERT(stream_read(&st, f, 7, 12, &out) == URSULA_OK);
+  ASSERT_MEM(out.ptr, out.len, "bcdef");
+  unit_cold_name = NULL;
+  ASSERT(stream_read(&st, f, 0, 12, &out) == URSULA_EINVAL);
+done:
+  cold_close(cold);
+  loop_close(l);
+  buf_free(&out);
+  buf_free(&unit_cold_done.data);
+  buf_free(&r.garbage);
+  buf_free(&r.releases);
+  stream_state_free(&st);
+  snprintf(sh, sizeof(sh), "rm -rf %s", cfg.cold_dir);
+  ASSERT(system(sh) == 0);
+}
+
 static const struct unit_case unit_cold_cases[] = {
     {"cold_cmd_roundtrip", test_cold_cmd_roundtrip},
     {"cold_apply_and_read", test_cold_apply_and_read},
@@ -366,5 +486,6 @@ static const struct unit_case unit_cold_cases[] = {
     {"cold_chunk_format", test_cold_chunk_format},
     {"cold_cache", test_cold_cache},
     {"cold_folder", test_cold_folder},
+    {"cold_fork", test_cold_fork},
     {NULL, NULL},
 };

@@ -251,7 +251,525 @@ static void test_server_fork_refused(void) {
   unit_wal_rmdir();
 }
 
+/* ------------------------------------------------------------ forks
+** A fork refers to its source's bytes (stream.c, "Forks"): reads below
+** its fork point hop to the source's owner and back (group.c).  What a
+** reader sees must not change: a fork made by copying was a stream whose
+** appends were the source's appends up to the fork point (the sub-offset
+** prefix one of its own), then its own.  So each fork below has a twin,
+** a plain stream built from exactly those appends, and every read of the
+** fork -- catch-up from every offset, long-poll, SSE; open, closed, with
+** its sources deleted; in memory and from the WAL after a restart -- must
+** answer as its twin does, byte for byte (status, body, offsets, flags).
+** And read whole, each fork gives the bytes the protocol says: the
+** source's bytes up to the fork point, then its own appends. */
+
+/* One request on a fresh connection (Connection: close): the whole
+** response into resp, read until the server closes or nothing comes for
+** idle_ms.  The status, or -1. */
+static int unit_req(int port, const char *method, const char *target,
+                    const char *headers, const char *body, int idle_ms,
+                    struct buf *resp) {
+  struct sockaddr_in a;
+  struct timeval tv;
+  struct buf req;
+  char tmp[16384];
+  size_t off = 0;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  resp->len = 0;
+  if (fd < 0) return -1;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((unsigned short)port);
+  a.sin_addr.s_addr = htonl(0x7f000001);
+  tv.tv_sec = idle_ms / 1000;
+  tv.tv_usec = (idle_ms % 1000) * 1000;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  memset(&req, 0, sizeof(req));
+  buf_printf(&req,
+             "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s"
+             "Content-Length: %lu\r\n\r\n%s",
+             method, target, headers, (unsigned long)strlen(body), body);
+  while (off < req.len) {
+    ssize_t n = write(fd, req.ptr + off, req.len - off);
+    if (n <= 0) break;
+    off += (size_t)n;
+  }
+  buf_free(&req);
+  for (;;) {
+    ssize_t n = read(fd, tmp, sizeof(tmp));
+    if (n <= 0) break;
+    buf_append(resp, tmp, (size_t)n);
+  }
+  close(fd);
+  buf_append(resp, "", 1); /* a NUL after it, not counted */
+  resp->len--;
+  if (resp->len > 12 && memcmp(resp->ptr, "HTTP/1.1 ", 9) == 0)
+    return atoi(resp->ptr + 9);
+  return -1;
+}
+
+/* The body of a response (after its head). */
+static struct str unit_resp_body(const struct buf *r) {
+  const char *p = r->len ? strstr(r->ptr, "\r\n\r\n") : NULL;
+  struct str b;
+  b.ptr = p ? p + 4 : "";
+  b.len = p ? r->len - (size_t)(p + 4 - r->ptr) : 0;
+  return b;
+}
+
+/* The value of header name in the head of r ("" if absent), into out. */
+static void unit_resp_header(const struct buf *r, const char *name, char *out,
+                             size_t cap) {
+  const char *p = r->len ? r->ptr : "", *end = strstr(p, "\r\n\r\n");
+  size_t n = strlen(name);
+  out[0] = '\0';
+  while (end != NULL && (p = strstr(p, "\r\n")) != NULL && p < end) {
+    p += 2;
+    if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+      const char *v = p + n + 1, *e = strstr(v, "\r\n");
+      while (*v == ' ') v++;
+      snprintf(out, cap, "%.*s", (int)(e - v), v);
+      return;
+    }
+  }
+}
+
+/* The events of an SSE response: its "event:" and "data:" lines, each
+** followed by LF, with the (random) streamCursor values cut out. */
+static void unit_sse_events(const struct buf *r, struct buf *out) {
+  struct str b = unit_resp_body(r);
+  size_t i = 0;
+  out->len = 0;
+  while (i < b.len) {
+    size_t e = i;
+    while (e < b.len && b.ptr[e] != '\n') e++;
+    if ((e - i >= 6 && memcmp(b.ptr + i, "event:", 6) == 0) ||
+        (e - i >= 5 && memcmp(b.ptr + i, "data:", 5) == 0)) {
+      size_t k = i;
+      while (k < e) {
+        static const char cur[] = "\"streamCursor\":\"";
+        if (e - k >= sizeof(cur) - 1 &&
+            memcmp(b.ptr + k, cur, sizeof(cur) - 1) == 0) {
+          k += sizeof(cur) - 1;
+          while (k < e && b.ptr[k] != '"') k++;
+          k++;
+          continue;
+        }
+        buf_append(out, b.ptr + k++, 1);
+      }
+      buf_append(out, "\n", 1);
+    }
+    i = e + 1;
+  }
+}
+
+/* A fork, the stream it forks, and its twin (above). */
+struct unit_fork_pair {
+  const char *fork, *source, *twin;
+  const char *whole; /* the fork read whole: text, or JSON messages */
+};
+static const struct unit_fork_pair unit_fork_pairs[] = {
+    {"/f1", "/src", "/t1", "abcdefghXYZ"}, /* at 8 */
+    {"/f2", "/src", "/t2", "abcdeQQQ"},    /* at 3, 2 bytes of "defgh" */
+    {"/f3", "/f1", "/t3", "abcdefgW"},     /* into what /f1 inherited */
+    {"/f4", "/f1", "/t4", "abcdefghXV"},   /* inside /f1's own "XY" */
+    {"/f5", "/f3", "/t5", "abcdefgWU"},    /* a chain of three */
+    {"/f6", "/f1", "/t6", "abcde"},        /* mid-append, nothing own */
+    {"/f7", "/f2", "/t7", "abcdeQQ"},      /* 2 of /f2's own "QQQ" */
+    {"/f8", "/f5", "/t8", "abcdeS"},       /* deep: /f5 -> /f3 -> /f1 */
+    {"/f9", "/f6", "/t9", "abcdeR"},       /* all of "de", /f6's cut */
+    {"/jf", "/js", "/tj", "1,2,7,8"},      /* 2 of the first 3 messages */
+    {"/jff", "/jf", "/tjj", "1,9"},        /* 1 of /jf's inherited 2 */
+    {"/jf2", "/js", "/tj2", "1,2,3,4,5,6,10"},  /* at the tail */
+    {"/jf3", "/jf2", "/tj3", "1,2,3,4,11,12"}}; /* 1 of "[4]", inherited */
+#define UNIT_FORK_PAIRS (sizeof(unit_fork_pairs) / sizeof(unit_fork_pairs[0]))
+
+static int unit_fork_req(int port, const char *method, const char *path,
+                         const char *headers, const char *body) {
+  struct buf r;
+  int st;
+  memset(&r, 0, sizeof(r));
+  st = unit_req(port, method, path, headers, body, 5000, &r);
+  if (st < 200 || st > 299)
+    printf("# %s %s: %d %s\n", method, path, st, unit_resp_body(&r).ptr);
+  buf_free(&r);
+  return st;
+}
+
+/* The sources, the forks (each by its fork PUT and its own appends) and
+** their twins (by plain appends). */
+static void unit_fork_build(int port) {
+  static const char *const steps[][4] = {
+      /* method, path, headers, body */
+      {"PUT", "/src", "", "abc"},
+      {"POST", "/src", "", "defgh"},
+      {"POST", "/src", "", "ij"},
+      {"PUT", "/f1", "Stream-Forked-From: /src\r\nStream-Fork-Offset: 0_8\r\n",
+       ""},
+      {"POST", "/f1", "", "XY"},
+      {"POST", "/f1", "", "Z"},
+      {"PUT", "/f2",
+       "Stream-Forked-From: /src\r\nStream-Fork-Offset: 0_3\r\n"
+       "Stream-Fork-Sub-Offset: 2\r\n",
+       "QQQ"},
+      {"PUT", "/f3",
+       "Stream-Forked-From: /f1\r\nStream-Fork-Offset: 0_3\r\n"
+       "Stream-Fork-Sub-Offset: 4\r\n",
+       "W"},
+      {"PUT", "/f4", "Stream-Forked-From: /f1\r\nStream-Fork-Offset: 0_9\r\n",
+       "V"},
+      {"PUT", "/f5", "Stream-Forked-From: /f3\r\n", ""},
+      {"POST", "/f5", "", "U"},
+      {"PUT", "/f6", "Stream-Forked-From: /f1\r\nStream-Fork-Offset: 0_5\r\n",
+       ""},
+      {"PUT", "/f7",
+       "Stream-Forked-From: /f2\r\nStream-Fork-Offset: 0_5\r\n"
+       "Stream-Fork-Sub-Offset: 2\r\n",
+       ""},
+      {"PUT", "/f8",
+       "Stream-Forked-From: /f5\r\nStream-Fork-Offset: 0_3\r\n"
+       "Stream-Fork-Sub-Offset: 2\r\n",
+       "S"},
+      {"PUT", "/f9",
+       "Stream-Forked-From: /f6\r\nStream-Fork-Offset: 0_3\r\n"
+       "Stream-Fork-Sub-Offset: 2\r\n",
+       "R"},
+      {"PUT", "/t1", "", "abc"}, {"POST", "/t1", "", "defgh"},
+      {"POST", "/t1", "", "XY"}, {"POST", "/t1", "", "Z"},
+      {"PUT", "/t2", "", "abc"}, {"POST", "/t2", "", "de"},
+      {"POST", "/t2", "", "QQQ"},
+      {"PUT", "/t3", "", "abc"}, {"POST", "/t3", "", "defg"},
+      {"POST", "/t3", "", "W"},
+      {"PUT", "/t4", "", "abc"}, {"POST", "/t4", "", "defgh"},
+      {"POST", "/t4", "", "X"}, {"POST", "/t4", "", "V"},
+      {"PUT", "/t5", "", "abc"}, {"POST", "/t5", "", "defg"},
+      {"POST", "/t5", "", "W"}, {"POST", "/t5", "", "U"},
+      {"PUT", "/t6", "", "abc"}, {"POST", "/t6", "", "de"},
+      {"PUT", "/t7", "", "abc"}, {"POST", "/t7", "", "de"},
+      {"POST", "/t7", "", "QQ"},
+      {"PUT", "/t8", "", "abc"}, {"POST", "/t8", "", "de"},
+      {"POST", "/t8", "", "S"},
+      {"PUT", "/t9", "", "abc"}, {"POST", "/t9", "", "de"},
+      {"POST", "/t9", "", "R"}};
+  static const char *const jsteps[][4] = {
+      {"PUT", "/js", "", "[1,2,3]"},
+      {"POST", "/js", "", "[4]"},
+      {"POST", "/js", "", "[5,6]"},
+      {"PUT", "/jf",
+       "Stream-Forked-From: /js\r\nStream-Fork-Offset: 0_0\r\n"
+       "Stream-Fork-Sub-Offset: 2\r\n",
+       ""},
+      {"POST", "/jf", "", "[7,8]"},
+      {"PUT", "/jff",
+       "Stream-Forked-From: /jf\r\nStream-Fork-Offset: 0_0\r\n"
+       "Stream-Fork-Sub-Offset: 1\r\n",
+       ""},
+      {"POST", "/jff", "", "[9]"},
+      {"PUT", "/jf2", "Stream-Forked-From: /js\r\n", "[10]"},
+      {"PUT", "/jf3",
+       "Stream-Forked-From: /jf2\r\nStream-Fork-Offset: 0_6\r\n"
+       "Stream-Fork-Sub-Offset: 1\r\n",
+       "[11,12]"},
+      {"PUT", "/tj", "", "[1,2]"}, {"POST", "/tj", "", "[7,8]"},
+      {"PUT", "/tjj", "", "[1]"}, {"POST", "/tjj", "", "[9]"},
+      {"PUT", "/tj2", "", "[1,2,3]"}, {"POST", "/tj2", "", "[4]"},
+      {"POST", "/tj2", "", "[5,6]"}, {"POST", "/tj2", "", "[10]"},
+      {"PUT", "/tj3", "", "[1,2,3]"}, {"POST", "/tj3", "", "[4]"},
+      {"POST", "/tj3", "", "[11,12]"}};
+  char h[512];
+  size_t i;
+  for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+    snprintf(h, sizeof(h), "Content-Type: text/plain\r\n%s", steps[i][2]);
+    ASSERT(unit_fork_req(port, steps[i][0], steps[i][1], h, steps[i][3]) /
+               100 ==
+           2);
+  }
+  for (i = 0; i < sizeof(jsteps) / sizeof(jsteps[0]); i++) {
+    snprintf(h, sizeof(h), "Content-Type: application/json\r\n%s",
+             jsteps[i][2]);
+    ASSERT(unit_fork_req(port, jsteps[i][0], jsteps[i][1], h, jsteps[i][3]) /
+               100 ==
+           2);
+  }
+  /* an append a fork inherited is cut at its fork point: a sub-offset
+  ** past the cut is past that append (the source's is longer) */
+  {
+    struct buf r;
+    memset(&r, 0, sizeof(r));
+    ASSERT(unit_req(port, "PUT", "/bad1",
+                    "Content-Type: text/plain\r\nStream-Forked-From: /f6\r\n"
+                    "Stream-Fork-Offset: 0_3\r\nStream-Fork-Sub-Offset: 3\r\n",
+                    "", 5000, &r) == 400);
+    ASSERT(unit_req(port, "PUT", "/bad2",
+                    "Content-Type: application/json\r\n"
+                    "Stream-Forked-From: /jf\r\nStream-Fork-Offset: 0_0\r\n"
+                    "Stream-Fork-Sub-Offset: 3\r\n",
+                    "", 5000, &r) == 400);
+    ASSERT(unit_req(port, "PUT", "/bad3", /* no append starts at 4 */
+                    "Content-Type: text/plain\r\nStream-Forked-From: /f3\r\n"
+                    "Stream-Fork-Offset: 0_4\r\nStream-Fork-Sub-Offset: 1\r\n",
+                    "", 5000, &r) == 400);
+    buf_free(&r);
+  }
+}
+
+/* GET a then b with the same query: the same answer?  (ETags name the
+** stream's incarnation: not compared.) */
+static int unit_same_read(int port, const char *a, const char *b,
+                          const char *query, int *mismatches) {
+  static const char *const hdrs[] = {"Stream-Next-Offset", "Stream-Up-To-Date",
+                                     "Stream-Closed", "Content-Type"};
+  struct buf ra, rb;
+  char ta[512], tb[512], va[128], vb[128];
+  int sa, sb, same, i;
+  struct str ba, bb;
+  memset(&ra, 0, sizeof(ra));
+  memset(&rb, 0, sizeof(rb));
+  snprintf(ta, sizeof(ta), "%s%s", a, query);
+  snprintf(tb, sizeof(tb), "%s%s", b, query);
+  sa = unit_req(port, "GET", ta, "", "", 5000, &ra);
+  sb = unit_req(port, "GET", tb, "", "", 5000, &rb);
+  ba = unit_resp_body(&ra);
+  bb = unit_resp_body(&rb);
+  same = sa == sb && ba.len == bb.len && memcmp(ba.ptr, bb.ptr, ba.len) == 0;
+  for (i = 0; i < 4 && same; i++) {
+    unit_resp_header(&ra, hdrs[i], va, sizeof(va));
+    unit_resp_header(&rb, hdrs[i], vb, sizeof(vb));
+    same = strcmp(va, vb) == 0;
+  }
+  if (!same && (*mismatches)++ < 5)
+    printf("# GET %s: %d [%.*s] %s / GET %s: %d [%.*s] %s\n", ta, sa,
+           (int)ba.len, ba.ptr, i > 0 ? va : "", tb, sb, (int)bb.len, bb.ptr,
+           i > 0 ? vb : "");
+  buf_free(&ra);
+  buf_free(&rb);
+  return same;
+}
+
+/* Every fork whose fork and twin exist answers as its twin: catch-up at
+** every offset (and long-poll where there is data); with sse, SSE from
+** the start and from the middle (closed streams: their SSE ends). */
+static void unit_fork_compare(int port, int sse, const char *skip) {
+  struct buf r;
+  char q[128], tail[64];
+  size_t i;
+  int mismatches = 0, n = 0;
+  memset(&r, 0, sizeof(r));
+  for (i = 0; i < UNIT_FORK_PAIRS; i++) {
+    const struct unit_fork_pair *fp = &unit_fork_pairs[i];
+    uint64_t t, o;
+    if (skip != NULL && strstr(skip, fp->fork) != NULL) continue;
+    ASSERT(unit_req(port, "HEAD", fp->twin, "", "", 5000, &r) == 200);
+    unit_resp_header(&r, "Stream-Next-Offset", tail, sizeof(tail));
+    t = strchr(tail, '_') ? strtoull(strchr(tail, '_') + 1, NULL, 10) : 0;
+    for (o = 0; o <= t; o++) {
+      snprintf(q, sizeof(q), "?offset=0_%llu", (unsigned long long)o);
+      n += unit_same_read(port, fp->fork, fp->twin, q, &mismatches);
+      if (o < t) {
+        snprintf(q, sizeof(q), "?offset=0_%llu&live=long-poll",
+                 (unsigned long long)o);
+        n += unit_same_read(port, fp->fork, fp->twin, q, &mismatches);
+      }
+    }
+    n += unit_same_read(port, fp->fork, fp->twin, "", &mismatches);
+    if (sse) {
+      struct buf ea, eb, rb;
+      uint64_t starts[2];
+      int k;
+      memset(&ea, 0, sizeof(ea));
+      memset(&eb, 0, sizeof(eb));
+      memset(&rb, 0, sizeof(rb));
+      starts[0] = 0;
+      starts[1] = t / 2;
+      for (k = 0; k < 2; k++) {
+        char ta[256], tb[256];
+        snprintf(ta, sizeof(ta), "%s?offset=0_%llu&live=sse", fp->fork,
+                 (unsigned long long)starts[k]);
+        snprintf(tb, sizeof(tb), "%s?offset=0_%llu&live=sse", fp->twin,
+                 (unsigned long long)starts[k]);
+        ASSERT(unit_req(port, "GET", ta, "", "", 3000, &r) == 200);
+        unit_sse_events(&r, &ea);
+        ASSERT(unit_req(port, "GET", tb, "", "", 3000, &rb) == 200);
+        unit_sse_events(&rb, &eb);
+        if (ea.len == 0 || ea.len != eb.len ||
+            memcmp(ea.ptr, eb.ptr, ea.len) != 0) {
+          ASSERT(0);
+          printf("# SSE %s:\n%.*s# SSE %s:\n%.*s", ta, (int)ea.len, ea.ptr, tb,
+                 (int)eb.len, eb.ptr);
+        }
+        n++;
+      }
+      buf_free(&ea);
+      buf_free(&eb);
+      buf_free(&rb);
+    }
+  }
+  ASSERT(mismatches == 0 && n > 100);
+  buf_free(&r);
+}
+
+/* Read a stream whole, following Stream-Next-Offset: its bytes, or for
+** JSON its messages joined by commas, into out. */
+static int unit_read_whole(int port, const char *path, struct buf *out) {
+  struct buf r;
+  char q[512], next[64] = "-1", utd[16];
+  int i, json = path[1] == 'j';
+  memset(&r, 0, sizeof(r));
+  out->len = 0;
+  for (i = 0; i < 100; i++) {
+    struct str b;
+    snprintf(q, sizeof(q), "%s?offset=%s", path, next);
+    if (unit_req(port, "GET", q, "", "", 5000, &r) != 200) break;
+    b = unit_resp_body(&r);
+    if (json && b.len >= 2) { /* "[...]": the messages */
+      if (b.len > 2) {
+        if (out->len > 0) buf_append(out, ",", 1);
+        buf_append(out, b.ptr + 1, b.len - 2);
+      }
+    } else {
+      buf_append(out, b.ptr, b.len);
+    }
+    unit_resp_header(&r, "Stream-Next-Offset", next, sizeof(next));
+    unit_resp_header(&r, "Stream-Up-To-Date", utd, sizeof(utd));
+    if (strcmp(utd, "true") == 0) {
+      buf_free(&r);
+      return i + 1;
+    }
+  }
+  buf_free(&r);
+  return -1;
+}
+
+/* Each fork read whole is its source's bytes to the fork point, then its
+** own: in one answer when the read limit allows it (reads that span a
+** fork point answer one array for JSON), in several otherwise. */
+static void unit_fork_whole(int port, int one_answer) {
+  struct buf got;
+  size_t i;
+  memset(&got, 0, sizeof(got));
+  for (i = 0; i < UNIT_FORK_PAIRS; i++) {
+    int answers = unit_read_whole(port, unit_fork_pairs[i].fork, &got);
+    ASSERT(answers > 0 && (!one_answer || answers == 1));
+    if (got.len != strlen(unit_fork_pairs[i].whole) ||
+        memcmp(got.ptr, unit_fork_pairs[i].whole, got.len) != 0) {
+      ASSERT(0);
+      printf("# %s read whole: [%.*s], want [%s]\n", unit_fork_pairs[i].fork,
+             (int)got.len, got.ptr, unit_fork_pairs[i].whole);
+    }
+  }
+  buf_free(&got);
+}
+
+/* Start a server for the fork tests: two cores, eight groups (sources and
+** forks on both cores), reads of at most max_read bytes; with a WAL in
+** unit_wal_dir if wal (a tiny hot memory and frequent snapshots, so reads
+** come from the log and restarts from snapshots). */
+static int unit_fork_start(struct unit_server_run *run, int64_t max_read,
+                           int wal) {
+  struct ursula_config cfg;
+  struct ursula_server *srv = NULL;
+  char err[URSULA_ERRMSG_LEN];
+  ursula_config_init(&cfg);
+  cfg.log_level = 0;
+  cfg.listen_port = 0;
+  cfg.core_count = 2;
+  cfg.raft_group_count = 8;
+  cfg.max_read_bytes = max_read;
+  cfg.long_poll_timeout_ms = 500;
+  if (wal) {
+    snprintf(cfg.wal_dir, sizeof(cfg.wal_dir), "%s", unit_wal_dir);
+    cfg.hot_max_bytes = 8;
+    cfg.snapshot_bytes = 256;
+  }
+  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
+    printf("# start: %s\n", err);
+    unit_failed++;
+    return -1;
+  }
+  unit_server_go(run, srv);
+  return ursula_server_port(srv);
+}
+
+/* The whole matrix on one server configuration. */
+static void unit_fork_matrix(int64_t max_read, int wal) {
+  struct unit_server_run run;
+  struct buf r;
+  size_t i;
+  int port, cross = 0, st = 0, k;
+  memset(&r, 0, sizeof(r));
+  if (wal) unit_wal_mkdir();
+  if ((port = unit_fork_start(&run, max_read, wal)) < 0) return;
+  for (i = 0; i < UNIT_FORK_PAIRS; i++) { /* hops between the cores */
+    const struct unit_fork_pair *fp = &unit_fork_pairs[i];
+    cross += server_owner_of(run.srv, server_group_of(run.srv, fp->fork,
+                                                      strlen(fp->fork))) !=
+             server_owner_of(run.srv, server_group_of(run.srv, fp->source,
+                                                      strlen(fp->source)));
+  }
+  ASSERT(cross >= 3 || run.srv->n_cores == 1); /* one loop: no threads */
+  unit_fork_build(port);
+  if (wal) { /* the reads below come from a restarted server's log */
+    ASSERT(unit_server_end(&run) == URSULA_OK);
+    if ((port = unit_fork_start(&run, max_read, wal)) < 0) return;
+  }
+  unit_fork_compare(port, 0, NULL);
+  unit_fork_whole(port, max_read > 100);
+  /* the sources deleted: soft-deleted (410), and their forks read on */
+  ASSERT(unit_fork_req(port, "DELETE", "/src", "", "") == 204);
+  ASSERT(unit_fork_req(port, "DELETE", "/f1", "", "") == 204);
+  ASSERT(unit_fork_req(port, "DELETE", "/js", "", "") == 204);
+  ASSERT(unit_req(port, "GET", "/src", "", "", 5000, &r) == 410);
+  ASSERT(unit_req(port, "GET", "/f1", "", "", 5000, &r) == 410);
+  unit_fork_compare(port, 0, "/f1");
+  /* closed: every SSE ends, and answers as its twin's */
+  for (i = 0; i < UNIT_FORK_PAIRS; i++) {
+    if (strcmp(unit_fork_pairs[i].fork, "/f1") == 0) continue;
+    ASSERT(unit_fork_req(port, "POST", unit_fork_pairs[i].fork,
+                         "Stream-Closed: true\r\n", "") == 204);
+    ASSERT(unit_fork_req(port, "POST", unit_fork_pairs[i].twin,
+                         "Stream-Closed: true\r\n", "") == 204);
+  }
+  if (wal) { /* and once more after a restart */
+    ASSERT(unit_server_end(&run) == URSULA_OK);
+    if ((port = unit_fork_start(&run, max_read, wal)) < 0) return;
+  }
+  unit_fork_compare(port, 1, "/f1");
+  /* the forks go, leaves first: the sources go with the last of theirs */
+  for (k = (int)UNIT_FORK_PAIRS - 1; k >= 0; k--)
+    if (strcmp(unit_fork_pairs[k].fork, "/f1") != 0)
+      ASSERT(unit_fork_req(port, "DELETE", unit_fork_pairs[k].fork, "", "") ==
+             204);
+  for (k = 0; k < 50; k++) { /* the releases are applied soon after */
+    st = unit_req(port, "GET", "/src", "", "", 5000, &r);
+    if (st == 404) break;
+    unit_sleep_until(unit_now_s() + 0.05);
+  }
+  ASSERT(st == 404);
+  ASSERT(unit_req(port, "GET", "/f1", "", "", 5000, &r) == 404);
+  ASSERT(unit_req(port, "GET", "/js", "", "", 5000, &r) == 404);
+  unit_server_end(&run);
+  if (wal) unit_wal_rmdir();
+  buf_free(&r);
+}
+
+static void test_server_fork_reads(void) {
+  unit_fork_matrix(5, 0); /* small reads: many answers, JSON boundaries */
+  unit_fork_matrix(1 << 20, 0); /* one answer spans the fork points */
+}
+
+static void test_server_fork_reads_wal(void) {
+  unit_fork_matrix(7, 1);
+}
+
 static const struct unit_case unit_server_cases[] = {
     {"server_wal_sync_failure", test_server_wal_sync_failure},
     {"server_touch_after_failure", test_server_touch_after_failure},
-    {"server_fork_refused", test_server_fork_refused}, {NULL, NULL}};
+    {"server_fork_refused", test_server_fork_refused},
+    {"server_fork_reads", test_server_fork_reads},
+    {"server_fork_reads_wal", test_server_fork_reads_wal},
+    {NULL, NULL}};

@@ -35,7 +35,6 @@ static int unit_apply(struct stream_state *st, const struct cmd *c,
 static void test_stream_cmd_roundtrip(void) {
   struct cmd c = unit_cmd(CMD_APPEND, "/v1/stream/a", 1700000000123ULL), d;
   struct buf enc, bounds;
-  uint64_t b[3] = {5, 9, 300};
   size_t cut;
   memset(&enc, 0, sizeof(enc));
   memset(&bounds, 0, sizeof(bounds));
@@ -45,24 +44,84 @@ static void test_stream_cmd_roundtrip(void) {
   c.producer_epoch = 3;
   c.producer_seq = (1ULL << 53) - 1;
   c.stream_seq = util_str("0009");
-  c.inherited = util_str("abc");
-  c.n_bounds = 3;
-  c.bounds = b;
+  c.fork_base = 300;
+  c.fork_inc = 9;
   ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
   ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK);
   ASSERT(d.type == CMD_APPEND && d.flags == c.flags && d.time_ms == c.time_ms);
   ASSERT_MEM(d.path.ptr, d.path.len, "/v1/stream/a");
   ASSERT(d.producer_seq == c.producer_seq && d.producer_epoch == 3);
   ASSERT_MEM(d.stream_seq.ptr, d.stream_seq.len, "0009");
-  ASSERT(d.n_bounds == 3 && d.bounds[0] == 5 && d.bounds[1] == 9 &&
-         d.bounds[2] == 300);
+  ASSERT(d.fork_base == 300 && d.fork_inc == 9 && d.n_bounds == 0 &&
+         d.inherited.len == 0);
   /* every truncation is detected, never read past the end */
   for (cut = 0; cut < enc.len; cut++)
     ASSERT(cmd_decode(enc.ptr, cut, &d, &bounds) == URSULA_ECORRUPT);
   enc.ptr[0] = 9; /* unknown version */
   ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_ECORRUPT);
+  /* FORK_ACQUIRE carries the incarnation its proposer looked at */
+  c = unit_cmd(CMD_FORK_ACQUIRE, "/src", 5);
+  c.flags = CMD_F_FORK_OFFSET | CMD_F_UNIT;
+  c.fork_offset = 12;
+  c.fork_sub = 2;
+  c.n_msgs = 4;
+  c.incarnation = 77;
+  enc.len = 0;
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK);
+  ASSERT(d.type == CMD_FORK_ACQUIRE && d.incarnation == 77 &&
+         d.n_msgs == 4 && d.flags == c.flags && d.fork_offset == 12);
+  for (cut = 0; cut < enc.len; cut++)
+    ASSERT(cmd_decode(enc.ptr, cut, &d, &bounds) == URSULA_ECORRUPT);
   buf_free(&enc);
   buf_free(&bounds);
+}
+
+/* A version-1 fork CREATE (the build that copied what a fork inherits):
+** the encoding of unit_cmd(CREATE "/fork") with the fork fields, by hand
+** as cmd.c's header has it, with inherited "abcde" in units "abc", "de",
+** then the PUT's body "Z".  Still decoded, and applied as then: the bytes
+** are the fork's own units, from 0 (base 0). */
+static void test_stream_fork_v1(void) {
+  static const unsigned char v1[] = {
+      1, CMD_CREATE, CMD_F_FORK, 1,         /* version, type, flags, time */
+      5, '/', 'f', 'o', 'r', 'k',           /* path */
+      10, 't', 'e', 'x', 't', '/', 'p', 'l', 'a', 'i', 'n', /* type */
+      1, 'Z',                               /* data */
+      0, 0, 0, 0, 0, 0, 0, 0,               /* n_msgs .. producer_seq */
+      4, '/', 's', 'r', 'c', 5, 0,          /* fork_source, offset, sub */
+      5, 'a', 'b', 'c', 'd', 'e', 1, 3};    /* inherited, 1 bound: 3 */
+  struct stream_state st;
+  struct stream_result r;
+  struct buf bounds, out;
+  struct cmd d;
+  struct stream *s;
+  memset(&r, 0, sizeof(r));
+  memset(&bounds, 0, sizeof(bounds));
+  memset(&out, 0, sizeof(out));
+  stream_state_init(&st);
+  ASSERT(cmd_decode(v1, sizeof(v1), &d, &bounds) == URSULA_OK);
+  ASSERT(d.type == CMD_CREATE && d.fork_offset == 5 && d.fork_base == 0);
+  ASSERT_MEM(d.inherited.ptr, d.inherited.len, "abcde");
+  ASSERT(d.n_bounds == 1 && d.bounds[0] == 3);
+  ASSERT(stream_apply(&st, 4, &d, &r) == URSULA_OK && r.status == 201 &&
+         r.tail == 6 && !r.release_source);
+  s = stream_find(&st, util_str("/fork"));
+  ASSERT(s != NULL && s->base == 0 && s->n_bounds == 3 && s->bounds[0] == 3 &&
+         s->bounds[1] == 5 && s->bounds[2] == 6);
+  if (s != NULL) {
+    ASSERT(stream_read(&st, s, 0, 6, &out) == URSULA_OK);
+    ASSERT_MEM(out.ptr, out.len, "abcdeZ");
+    /* the units' log locations: in entry 4, where the bytes are */
+    ASSERT(s->locs[0].index == 4 && s->locs[2].index == 4 &&
+           memcmp(v1 + s->locs[0].off, "abc", 3) == 0 &&
+           memcmp(v1 + s->locs[1].off, "de", 2) == 0 &&
+           memcmp(v1 + s->locs[2].off, "Z", 1) == 0);
+  }
+  buf_free(&out);
+  buf_free(&bounds);
+  buf_free(&r.releases);
+  stream_state_free(&st);
 }
 
 static void test_stream_create_append(void) {
@@ -210,29 +269,141 @@ static void test_stream_ttl_and_forks(void) {
   stream_state_free(&st);
 }
 
+/* Apply c (a fork CREATE) and return the size of its encoding. */
+static size_t unit_fork_size(struct stream_state *st, const struct cmd *c,
+                             struct stream_result *r) {
+  struct buf enc;
+  size_t n;
+  memset(&enc, 0, sizeof(enc));
+  ASSERT(cmd_encode(c, &enc) == URSULA_OK);
+  n = enc.len;
+  buf_free(&enc);
+  unit_apply(st, c, r);
+  return n;
+}
+
+/* A fork refers to its source instead of copying it: its CREATE carries
+** the source's path and incarnation and the fork point, whatever the
+** source's size; the fork holds in memory (and would log) only its own
+** bytes, from the fork point; reads of its own range are byte-exact and
+** a read below the fork point is no read of its own. */
 static void test_stream_fork_create(void) {
   struct stream_state st;
   struct stream_result r;
   struct cmd c;
-  struct stream *s;
-  uint64_t b[1] = {3};
+  struct stream *s, *src;
+  struct buf big, out;
+  uint64_t hot;
+  size_t small_size, big_size;
   memset(&r, 0, sizeof(r));
+  memset(&big, 0, sizeof(big));
+  memset(&out, 0, sizeof(out));
   stream_state_init(&st);
-  c = unit_cmd(CMD_CREATE, "/fork", 1);
-  c.flags = CMD_F_FORK;
+  c = unit_cmd(CMD_CREATE, "/src", 1);
+  c.data = util_str("abcdef");
+  ASSERT(unit_apply(&st, &c, &r) == 201);
+  c = unit_cmd(CMD_APPEND, "/src", 1);
+  c.data = util_str("ghi");
+  ASSERT(unit_apply(&st, &c, &r) == 204);
+  src = stream_find(&st, util_str("/src"));
+  ASSERT(src != NULL);
+  if (src == NULL) return;
+  /* the reference: the source's unit at 6 ("ghi"), two bytes of it */
+  c = unit_cmd(CMD_FORK_ACQUIRE, "/src", 2);
+  c.flags = CMD_F_FORK_OFFSET;
+  c.fork_offset = 6;
+  c.fork_sub = 2;
+  ASSERT(unit_apply(&st, &c, &r) == 200 && r.tail == 6 && src->refcount == 1);
+  hot = st.hot_bytes;
+  c = unit_cmd(CMD_CREATE, "/fork", 3);
+  c.flags = CMD_F_FORK | CMD_F_FORK_OFFSET;
   c.fork_source = util_str("/src");
-  c.inherited = util_str("abcde"); /* unit "abc", then a 2-byte prefix */
-  c.n_bounds = 1;
-  c.bounds = b;
+  c.fork_offset = 6;
+  c.fork_sub = 2;
+  c.fork_base = 8;
+  c.fork_inc = src->incarnation;
   c.data = util_str("Z");
-  ASSERT(unit_apply(&st, &c, &r) == 201 && r.tail == 6 && !r.release_source);
+  small_size = unit_fork_size(&st, &c, &r);
+  ASSERT(r.status == 201 && r.tail == 9 && !r.release_source);
   s = stream_find(&st, util_str("/fork"));
-  ASSERT(s != NULL && s->n_bounds == 3 && s->bounds[0] == 3 &&
-         s->bounds[1] == 5 && s->bounds[2] == 6);
-  ASSERT(unit_apply(&st, &c, &r) == 200 && r.release_source);
-  c = unit_cmd(CMD_DELETE, "/fork", 2);
+  ASSERT(s != NULL && s->base == 8 && s->fork_inc == src->incarnation &&
+         s->tail == 9 && s->n_bounds == 1 && s->bounds[0] == 9);
+  if (s == NULL) return;
+  /* memory holds the fork's own byte, nothing of the inherited eight */
+  ASSERT(s->local.data.len == 1 && s->local.hot_start == 8 &&
+         st.hot_bytes == hot + 1 && s->cold_end == 8);
+  ASSERT(stream_read(&st, s, 8, 9, &out) == URSULA_OK);
+  ASSERT_MEM(out.ptr, out.len, "Z");
+  out.len = 0;
+  ASSERT(stream_read(&st, s, 0, 9, &out) == URSULA_EINVAL && out.len == 0);
+  ASSERT(stream_unit_start(s, 0) == 8);
+  /* a fork of the fork inside what it inherited: the proposer found the
+  ** append there (CMD_F_UNIT, its length); apply reads no other stream */
+  c = unit_cmd(CMD_FORK_ACQUIRE, "/fork", 4);
+  c.flags = CMD_F_FORK_OFFSET;
+  c.fork_offset = 6;
+  c.fork_sub = 1;
+  c.incarnation = s->incarnation;
+  ASSERT(unit_apply(&st, &c, &r) == 400); /* none found */
+  c.flags |= CMD_F_UNIT;
+  c.n_msgs = 2;
+  c.fork_sub = 3;
+  ASSERT(unit_apply(&st, &c, &r) == 400); /* beyond that append */
+  c.fork_sub = 2;
+  c.incarnation = s->incarnation + 100;
+  ASSERT(unit_apply(&st, &c, &r) == 503); /* not the stream looked at */
+  c.incarnation = s->incarnation;
+  ASSERT(unit_apply(&st, &c, &r) == 200 && r.tail == 6 && s->refcount == 1);
+  /* the CREATE's size does not grow with the source: 1 MiB more source
+  ** bytes, the same command size */
+  c = unit_cmd(CMD_APPEND, "/src", 5);
+  ASSERT(buf_reserve(&big, 1 << 20) == URSULA_OK);
+  memset(big.ptr, 'x', 1 << 20);
+  big.len = 1 << 20;
+  c.data.ptr = big.ptr;
+  c.data.len = big.len;
+  ASSERT(unit_apply(&st, &c, &r) == 204 && src->tail == (1 << 20) + 9);
+  hot = st.hot_bytes;
+  c = unit_cmd(CMD_CREATE, "/fbig", 6); /* as long as "/fork" */
+  c.flags = CMD_F_FORK | CMD_F_FORK_OFFSET;
+  c.fork_source = util_str("/src");
+  c.fork_offset = 6;
+  c.fork_sub = 2;
+  c.fork_base = src->tail; /* the whole source, by reference */
+  c.fork_inc = src->incarnation;
+  c.data = util_str("Z");
+  big_size = unit_fork_size(&st, &c, &r);
+  ASSERT(r.status == 201 && r.tail == src->tail + 1);
+  ASSERT(big_size <= small_size + 9 && big_size < 64); /* a wider varint */
+  ASSERT(st.hot_bytes == hot + 1); /* its own byte only */
+  /* a repeated CREATE is the same fork: 200, and it holds no reference */
+  c = unit_cmd(CMD_CREATE, "/fork", 7);
+  c.flags = CMD_F_FORK | CMD_F_FORK_OFFSET;
+  c.fork_source = util_str("/src");
+  c.fork_offset = 6;
+  c.fork_sub = 2;
+  c.fork_base = 8;
+  c.fork_inc = src->incarnation;
+  ASSERT(unit_apply(&st, &c, &r) == 200 && r.release_source && r.tail == 9);
+  /* a malformed reference is refused: fork point before the offset, or
+  ** past 0 with no incarnation */
+  c.fork_base = 5;
+  ASSERT(unit_apply(&st, &c, &r) == 400 && r.release_source);
+  c.fork_base = 8;
+  c.fork_inc = 0;
+  ASSERT(unit_apply(&st, &c, &r) == 400);
+  /* deleted while its own fork holds it: soft-deleted; once that one
+  ** lets go, removed, and it lets go of its source in turn */
+  c = unit_cmd(CMD_DELETE, "/fork", 8);
+  ASSERT(unit_apply(&st, &c, &r) == 204 && r.releases.len == 0);
+  s = stream_find(&st, util_str("/fork"));
+  ASSERT(s != NULL && s->soft_deleted);
+  c = unit_cmd(CMD_FORK_RELEASE, "/fork", 9);
   ASSERT(unit_apply(&st, &c, &r) == 204);
   ASSERT(r.releases.len == 5 && memcmp(r.releases.ptr, "/src", 5) == 0);
+  ASSERT(stream_find(&st, util_str("/fork")) == NULL);
+  buf_free(&big);
+  buf_free(&out);
   buf_free(&r.releases);
   stream_state_free(&st);
 }
@@ -352,6 +523,213 @@ static void test_stream_snapshot(void) {
   stream_state_free(&b);
 }
 
+/* ------------------------------------------------------------ forks */
+
+/* One stream's snapshot, by hand as stream.c's format comment has it:
+** text/plain, no TTL, producers or chunks unless chunk > 0 (one chunk of
+** that length, "c"); units of the lengths given, each past the chunk in
+** log entry 5. */
+struct unit_snap {
+  uint64_t version;
+  const char *src; /* "" : not a fork */
+  uint64_t tail, fork_offset, fork_sub, base, fork_inc, chunk;
+  size_t n_units;
+  uint64_t units[3];
+};
+
+static void unit_snap_build(struct buf *b, const struct unit_snap *u) {
+  uint64_t at;
+  size_t i;
+  b->len = 0;
+  cmd_put_varint(b, u->version);
+  cmd_put_varint(b, 2); /* next_incarnation */
+  cmd_put_varint(b, 1); /* one stream */
+  cmd_put_bytes(b, util_str("/f"));
+  cmd_put_bytes(b, util_str("text/plain"));
+  cmd_put_varint(b, 0);       /* flags */
+  cmd_put_varint(b, u->tail); /* tail */
+  cmd_put_varint(b, 0);       /* ttl_s */
+  cmd_put_varint(b, 0);       /* expires_at_ms */
+  cmd_put_bytes(b, util_str(""));
+  cmd_put_varint(b, 0); /* last_access_ms */
+  cmd_put_bytes(b, util_str(""));
+  cmd_put_varint(b, 0); /* producers */
+  cmd_put_bytes(b, util_str(""));
+  cmd_put_varint(b, 0);
+  cmd_put_varint(b, 0);
+  cmd_put_bytes(b, util_str(u->src));
+  cmd_put_varint(b, u->fork_offset);
+  cmd_put_varint(b, u->fork_sub);
+  if (u->version >= 4) {
+    cmd_put_varint(b, u->base);
+    cmd_put_varint(b, u->fork_inc);
+  }
+  cmd_put_varint(b, 0); /* refcount */
+  cmd_put_varint(b, 1); /* incarnation */
+  cmd_put_varint(b, u->chunk > 0);
+  if (u->chunk > 0) {
+    cmd_put_varint(b, u->chunk);
+    cmd_put_bytes(b, util_str("c"));
+  }
+  cmd_put_varint(b, u->n_units);
+  at = u->version >= 4 ? u->base : 0; /* where the first unit starts */
+  for (i = 0; i < u->n_units; i++) {
+    cmd_put_varint(b, u->units[i]);
+    /* as restore reads it: a unit from the chunk's end on has a location */
+    if (at >= (u->version >= 4 ? u->base : 0) + u->chunk) {
+      cmd_put_varint(b, 5);
+      cmd_put_varint(b, 0);
+    }
+    at += u->units[i];
+  }
+}
+
+static int unit_snap_restore(const struct unit_snap *u) {
+  struct stream_state st;
+  struct buf b;
+  int rc;
+  memset(&b, 0, sizeof(b));
+  unit_snap_build(&b, u);
+  stream_state_init(&st);
+  rc = stream_restore(&st, b.ptr, b.len);
+  stream_state_free(&st);
+  buf_free(&b);
+  return rc;
+}
+
+/* Forks in snapshots: the reference (fork point, source incarnation)
+** round-trips and is in the digest; restore accepts what apply makes and
+** refuses every length or offset out of order or range. */
+static void test_stream_fork_snapshot(void) {
+  struct stream_state a, b;
+  struct stream_result r;
+  struct buf s1, s2;
+  struct cmd c;
+  struct stream *f;
+  uint64_t da, db;
+  struct unit_snap u;
+  memset(&r, 0, sizeof(r));
+  memset(&s1, 0, sizeof(s1));
+  memset(&s2, 0, sizeof(s2));
+  stream_state_init(&a);
+  unit_stream_index = 9;
+  c = unit_cmd(CMD_CREATE, "/src", 1);
+  c.data = util_str("abcdefghi");
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c = unit_cmd(CMD_CREATE, "/f", 2);
+  c.flags = CMD_F_FORK | CMD_F_FORK_OFFSET;
+  c.fork_source = util_str("/src");
+  c.fork_offset = 0;
+  c.fork_sub = 8;
+  c.fork_base = 8;
+  c.fork_inc = 1;
+  c.data = util_str("Z");
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c = unit_cmd(CMD_APPEND, "/f", 3);
+  c.data = util_str("YY");
+  ASSERT(unit_apply(&a, &c, &r) == 204);
+  c = unit_cmd(CMD_CREATE, "/ff", 4); /* a fork of /f inside its base */
+  c.flags = CMD_F_FORK | CMD_F_FORK_OFFSET;
+  c.fork_source = util_str("/f");
+  c.fork_offset = 0;
+  c.fork_sub = 4;
+  c.fork_base = 4;
+  c.fork_inc = 2;
+  ASSERT(unit_apply(&a, &c, &r) == 201 && r.tail == 4);
+  ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
+  stream_state_init(&b);
+  ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
+  ASSERT(stream_snapshot(&b, &s2) == URSULA_OK);
+  ASSERT(s1.len == s2.len && memcmp(s1.ptr, s2.ptr, s1.len) == 0);
+  ASSERT(stream_digest(&a, &da) == URSULA_OK &&
+         stream_digest(&b, &db) == URSULA_OK && da == db);
+  f = stream_find(&b, util_str("/f"));
+  ASSERT(f != NULL && f->base == 8 && f->fork_inc == 1 && f->tail == 11 &&
+         f->n_bounds == 2 && f->bounds[0] == 9 && f->bounds[1] == 11 &&
+         f->cold_end == 8 && f->local.hot_start == 11 && f->locs[0].index == 9);
+  f = stream_find(&b, util_str("/ff"));
+  ASSERT(f != NULL && f->base == 4 && f->tail == 4 && f->n_bounds == 0);
+  /* the digest covers the reference: another fork point or source
+  ** incarnation is another state */
+  f = stream_find(&b, util_str("/f"));
+  if (f != NULL) {
+    f->fork_inc = 3;
+    ASSERT(stream_digest(&b, &db) == URSULA_OK && db != da);
+    f->fork_inc = 1;
+    f->base = 7;
+    f->bounds[0] = 9; /* still its units' ends: only base differs */
+    ASSERT(stream_digest(&b, &db) == URSULA_OK && db != da);
+  }
+  /* every truncation is refused */
+  {
+    size_t cut;
+    for (cut = 0; cut < s1.len; cut++) {
+      struct stream_state bad;
+      stream_state_init(&bad);
+      ASSERT(stream_restore(&bad, s1.ptr, cut) != URSULA_OK);
+      stream_state_free(&bad);
+    }
+  }
+  /* crafted records: what apply makes is accepted, the rest refused */
+  memset(&u, 0, sizeof(u));
+  u.version = 4;
+  u.src = "/src";
+  u.tail = 11;
+  u.fork_offset = 6;
+  u.fork_sub = 2;
+  u.base = 8;
+  u.fork_inc = 1;
+  u.n_units = 2;
+  u.units[0] = 1;
+  u.units[1] = 2;
+  ASSERT(unit_snap_restore(&u) == URSULA_OK);
+  u.base = 12; /* past the tail */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.base = 8;
+  u.fork_offset = 9; /* the fork offset after the fork point */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.fork_offset = 6;
+  u.fork_inc = 0; /* a fork point with no source incarnation */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.fork_inc = 1;
+  u.units[1] = 3; /* units past the tail */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.units[1] = UINT64_MAX; /* a length that wraps */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.tail = 8; /* lengths that wrap (to 2), then end at the tail */
+  u.units[0] = UINT64_MAX - 5;
+  u.units[1] = 6;
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.tail = 11;
+  u.units[0] = 1;
+  u.units[1] = 1; /* units short of the tail */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.units[1] = 2;
+  u.chunk = UINT64_MAX - 3; /* a chunk that wraps (to 4, below base) */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.chunk = 1; /* a chunk of the first own unit, from the fork point */
+  ASSERT(unit_snap_restore(&u) == URSULA_OK);
+  u.chunk = 2; /* a chunk that ends inside a unit */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.chunk = 0;
+  u.src = ""; /* not a fork, yet a fork point */
+  ASSERT(unit_snap_restore(&u) == URSULA_ECORRUPT);
+  u.base = u.fork_inc = u.fork_offset = u.fork_sub = 0;
+  u.units[0] = 9;
+  ASSERT(unit_snap_restore(&u) == URSULA_OK);
+  /* version 3: no reference fields; its forks hold copies (base 0) */
+  u.version = 3;
+  u.src = "/src";
+  u.fork_offset = 6;
+  ASSERT(unit_snap_restore(&u) == URSULA_OK);
+  unit_stream_index = 0;
+  buf_free(&s1);
+  buf_free(&s2);
+  buf_free(&r.releases);
+  stream_state_free(&a);
+  stream_state_free(&b);
+}
+
 /* ------------------------------------------------------------ TOUCH */
 
 /* A read slides the TTL window only through a logged TOUCH: the window
@@ -437,7 +815,7 @@ static void unit_det_gen(uint64_t *rng, uint64_t *now, struct unit_det_log *lg,
   static const char *const paths[] = {"/a", "/b", "/c", "/d", "/e",
                                       "/f", "/g", "/h", "/j/k"};
   char path[16], data[300], seq[16], obj[32];
-  uint64_t r = unit_det_rand(rng), bounds[3];
+  uint64_t r = unit_det_rand(rng);
   struct cmd c;
   struct stream *s;
   size_t i, n;
@@ -470,14 +848,13 @@ static void unit_det_gen(uint64_t *rng, uint64_t *now, struct unit_det_log *lg,
         c.flags |= CMD_F_TTL;
         c.ttl_s = 1 + (r >> 17) % 3;
       }
-      if ((r & 0x40000) && !json) { /* a fork, with inherited units */
+      if (r & 0x40000) { /* a fork: a reference, bytes below its base */
         c.flags |= CMD_F_FORK;
         c.fork_source = util_str(paths[(r >> 19) % 9]);
-        c.inherited = util_str("inherited-bytes");
-        bounds[0] = 3;
-        bounds[1] = 9;
-        c.n_bounds = 2;
-        c.bounds = bounds;
+        c.fork_offset = (r >> 23) % 40;
+        c.fork_sub = (r >> 29) % 3;
+        c.fork_base = c.fork_offset + c.fork_sub * 2;
+        c.fork_inc = 1 + (r >> 31) % 7;
       }
       break;
     case 2:
@@ -497,6 +874,11 @@ static void unit_det_gen(uint64_t *rng, uint64_t *now, struct unit_det_log *lg,
         c.fork_offset = s != NULL && s->n_bounds > 0 ? s->bounds[0] : 0;
         c.fork_sub = (r >> 17) % 3;
         c.n_msgs = 2;
+        if (s != NULL && (r & 0x100000)) { /* looked at, in the chain */
+          c.flags |= CMD_F_UNIT;
+          c.incarnation = (r & 0x200000) ? s->incarnation : 999;
+          c.fork_offset = s->base > 0 ? s->base - 1 : 0;
+        }
       }
       break;
     case 6:
@@ -591,7 +973,7 @@ static void test_stream_determinism(void) {
   struct stream_result ra, rb, rc;
   struct buf sa, sb, sc, bounds;
   uint64_t rng = 20261130, now = 1700000000000ULL, i, da, db, dc, dd;
-  int seed, mismatches = 0, checks = 0, restores = 0;
+  int seed, mismatches = 0, checks = 0, restores = 0, forks = 0;
   memset(&lg, 0, sizeof(lg));
   memset(&ra, 0, sizeof(ra));
   memset(&rb, 0, sizeof(rb));
@@ -628,7 +1010,12 @@ static void test_stream_determinism(void) {
         if (s != NULL) s->local.read_ms = now + unit_det_rand(&rng) % 3000;
       }
       if (i % 100 == 0 || i == 1500) {
+        size_t k;
+        struct stream *f;
         checks++;
+        for (k = 0; k < a.cap; k++) /* forks by reference in the states */
+          for (f = a.slots[k]; f != NULL; f = f->hnext)
+            forks += f->base > 0;
         sa.len = sb.len = sc.len = 0;
         ASSERT(stream_digest(&a, &da) == URSULA_OK);
         ASSERT(stream_digest(&b, &db) == URSULA_OK);
@@ -670,6 +1057,7 @@ static void test_stream_determinism(void) {
     stream_state_free(&d);
   }
   ASSERT(mismatches == 0 && checks == 4 * 15 && restores == 4 * 4);
+  ASSERT(forks > 0);
   for (i = 0; i < lg.n; i++) buf_free(&lg.entries[i]);
   free(lg.entries);
   buf_free(&sa);
@@ -843,6 +1231,8 @@ static const struct unit_case unit_stream_cases[] = {
     {"stream_producer", test_stream_producer},
     {"stream_ttl_and_forks", test_stream_ttl_and_forks},
     {"stream_fork_create", test_stream_fork_create},
+    {"stream_fork_v1", test_stream_fork_v1},
+    {"stream_fork_snapshot", test_stream_fork_snapshot},
     {"stream_rfc3339", test_stream_rfc3339},
     {"stream_offsets", test_stream_offsets},
     {"stream_touch", test_stream_touch},
