@@ -927,6 +927,30 @@ static struct stream *group_read_target(struct core *c, struct group *g,
   return s;
 }
 
+/* Where a catch-up read of s from start (<= tail) ends: the tail, or
+** sooner after max_bytes (on an append boundary for JSON, at least one
+** append), and within one cold chunk.  GET and HEAD both take their range
+** from here, so a HEAD's ETag is the one its GET would carry. */
+static uint64_t group_read_end(const struct stream *s, uint64_t start,
+                               uint64_t max_bytes) {
+  uint64_t end = s->tail;
+  if (end - start > max_bytes) {
+    if (s->json) { /* stop on an append boundary, at least one unit */
+      size_t u = stream_unit_at(s, start);
+      end = s->bounds[u];
+      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= max_bytes)
+        end = s->bounds[++u];
+    } else {
+      end = start + max_bytes;
+    }
+  }
+  if (start < s->cold_end) { /* at most one chunk: no two need be cached */
+    size_t k = stream_chunk_at(s, start);
+    if (end > s->chunks[k].end) end = s->chunks[k].end;
+  }
+  return end;
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
   int rc;
@@ -934,7 +958,12 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   if (s == NULL) return;
   group_fill_meta(j, s);
   j->status = 200;
-  if (j->op == JOB_HEAD) {
+  start = j->offset_now ? s->tail : j->offset;
+  if (start > s->tail) start = s->tail;
+  end = group_read_end(s, start, j->max_bytes);
+  if (j->op == JOB_HEAD) { /* what a GET would answer, without the bytes */
+    j->start = start;
+    j->read_end = end;
     j->tail = s->tail;
     j->closed = s->closed;
     group_reply(c, j);
@@ -944,23 +973,6 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   ** sweep, or before the next command on the stream */
   if (now > s->local.read_ms) s->local.read_ms = now;
   j->data.len = 0;         /* a job re-run after a fetch starts over */
-  start = j->offset_now ? s->tail : j->offset;
-  if (start > s->tail) start = s->tail;
-  end = s->tail;
-  if (end - start > j->max_bytes) {
-    if (s->json) { /* stop on an append boundary, at least one unit */
-      size_t u = stream_unit_at(s, start);
-      end = s->bounds[u];
-      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= j->max_bytes)
-        end = s->bounds[++u];
-    } else {
-      end = start + j->max_bytes;
-    }
-  }
-  if (start < s->cold_end) { /* at most one chunk: no two need be cached */
-    size_t k = stream_chunk_at(s, start);
-    if (end > s->chunks[k].end) end = s->chunks[k].end;
-  }
   rc = end > start ? stream_read(&g->sm, s, start, end, &j->data) : URSULA_OK;
   if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
     if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
