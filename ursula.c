@@ -164,6 +164,9 @@
 #ifndef URSULA_DEFAULT_SSE_KEEPALIVE_MS
 #define URSULA_DEFAULT_SSE_KEEPALIVE_MS 15000
 #endif
+#ifndef URSULA_DEFAULT_SSE_CLOSE_MS
+#define URSULA_DEFAULT_SSE_CLOSE_MS 60000 /* protocol: "about every 60 s" */
+#endif
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif
@@ -1699,6 +1702,11 @@ URSULA_PRIVATE void conn_disarm(struct conn *cn);
 ** (but see sse.c on a line that begins with a space). */
 URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
                               size_t len);
+/* How much of the text p[0..len) can go into one event without ending
+** inside a UTF-8 character: len, or the start of a last character whose
+** bytes are not all there (at most 3 bytes fewer).  Bytes that are not
+** UTF-8 are left as they are. */
+URSULA_PRIVATE size_t sse_utf8_cut(const char *p, size_t len);
 /* Append the comment ": TEXT" and an empty line: keeps an idle response
 ** alive and dispatches no event.  text must hold no line end. */
 URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);
@@ -4399,7 +4407,9 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
     URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
-    URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000
+    URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000 ||  \
+    URSULA_DEFAULT_SSE_CLOSE_MS < 1 ||             \
+    URSULA_DEFAULT_SSE_CLOSE_MS > 86400000
 #error "URSULA_DEFAULT_*_TIMEOUT_MS / _KEEPALIVE_MS must be in 1..86400000"
 #endif
 #if URSULA_DEFAULT_MAX_READ_BYTES < 4096 || \
@@ -4455,6 +4465,10 @@ static const struct conf_key conf_keys[] = {
      "close a client that takes longer to send its request head"},
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
+    {"sse-close-ms", NULL, CONF_T_INT, CONF_OFF(sse_close_ms), 1, 86400000,
+     "N",
+     "end an SSE response this long after it began (at an event "
+     "boundary); the client reconnects from its last offset"},
     {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
      67108864, "N",
      "largest catch-up response; readers follow "
@@ -4714,6 +4728,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->idle_timeout_ms = URSULA_DEFAULT_IDLE_TIMEOUT_MS;
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
+  cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
@@ -5030,6 +5045,7 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
+      CONF_OPT(URSULA_DEFAULT_SSE_CLOSE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
       CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES)
       CONF_OPT(URSULA_DEFAULT_SNAPSHOT_BYTES);
@@ -12589,6 +12605,14 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
 ** server frames it), except before a payload line that itself begins
 ** with a space: a decoder removes one space after the colon, so that line
 ** gets one more, and the client sees the line as it was.
+**
+** What a conforming client decodes is therefore every byte of the payload
+** except that a CR or CRLF line end arrives as LF: the event stream format
+** has no way to carry a CR in data (a decoder joins data lines with LF),
+** which is why the protocol sends binary streams as base64.
+**
+** An event is decoded as UTF-8 text on its own, so a text payload must not
+** end inside a character: sse_utf8_cut() says where a cut may fall.
 */
 
 
@@ -12609,6 +12633,24 @@ URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
     }
   }
   buf_append(out, "\n", 1);
+}
+
+URSULA_PRIVATE size_t sse_utf8_cut(const char *p, size_t len) {
+  size_t i = len, back;
+  /* find the last byte that is not a continuation byte (10xxxxxx),
+  ** at most 4 back: the start of the last character */
+  for (back = 0; back < 4 && i > 0; back++, i--) {
+    unsigned char ch = (unsigned char)p[i - 1];
+    size_t need;
+    if ((ch & 0xC0) == 0x80) continue;
+    need = ch < 0x80            ? 1
+           : (ch & 0xE0) == 0xC0 ? 2
+           : (ch & 0xF0) == 0xE0 ? 3
+           : (ch & 0xF8) == 0xF0 ? 4
+                                 : 1; /* not UTF-8: nothing to keep whole */
+    return len - (i - 1) < need ? i - 1 : len;
+  }
+  return len;
 }
 
 URSULA_PRIVATE void sse_comment(struct buf *out, const char *text) {
@@ -12888,6 +12930,7 @@ struct api_conn {
   int live;              /* JOB_LIVE_POLL or JOB_LIVE_SSE */
   int phase;             /* API_POLL or API_SSE, while CONN_LIVE */
   int live_json, live_b64;
+  uint64_t sse_end_ms; /* loop time at which the SSE response ends */
   char live_type[256]; /* the stream's content type */
 };
 
@@ -13118,18 +13161,49 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
   buf_free(&tmp);
 }
 
-/* Send data [.., tail) and its control event on an SSE response; end the
-** response if the stream is closed at tail. */
+/* An SSE response lasts --sse-close-ms (protocol 2.10: servers should
+** close SSE connections about every 60 s; the client reconnects from
+** the last streamNextOffset).  It ends only between events: after a
+** send (api_sse_send) or when its timer finds it idle. */
+static int api_sse_over(const struct api_conn *cn) {
+  return loop_now_ms(cn->c.core->loop) >= cn->sse_end_ms;
+}
+
+/* Wait idle: the timer fires for the next keep-alive comment, or for the
+** end of the response if that comes first. */
+static void api_sse_arm(struct api_conn *cn) {
+  uint64_t now = loop_now_ms(cn->c.core->loop);
+  uint64_t ms = (uint64_t)cn->c.core->srv->cfg.sse_keepalive_ms;
+  if (cn->sse_end_ms <= now)
+    ms = 0;
+  else if (cn->sse_end_ms - now < ms)
+    ms = cn->sse_end_ms - now;
+  conn_arm(&cn->c, (int)ms);
+}
+
+/* Send data [.., tail) and its control event on an SSE response
+** (cn->lw.offset becomes the offset after what was sent); end the
+** response if the stream is closed there, or its time is up.  Text that
+** stops short of the tail (a read cut at --max-read-bytes) is sent only
+** up to the last whole UTF-8 character: the rest starts the next event,
+** since a client decodes each event on its own. */
 static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
                          uint64_t tail, int up_to_date, int closed) {
   struct buf ev;
+  if (!up_to_date && !cn->live_json && !cn->live_b64) {
+    size_t whole = sse_utf8_cut(p, len);
+    if (whole > 0) {
+      tail -= len - whole;
+      len = whole;
+    }
+  }
   memset(&ev, 0, sizeof(ev));
   if (len > 0) api_sse_data(cn, &ev, p, len);
   sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   conn_chunk(&cn->c, &ev);
   buf_free(&ev);
   cn->lw.offset = tail;
-  if (closed) conn_end_chunks(&cn->c);
+  if (closed || api_sse_over(cn)) conn_end_chunks(&cn->c);
 }
 
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
@@ -13140,6 +13214,8 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     ** or went away, or the server stops), so say so up front: a client
     ** must not pool it for its next request. */
     cn->c.keep_alive = 0;
+    cn->sse_end_ms = loop_now_ms(cn->c.core->loop) +
+                     (uint64_t)cn->c.core->srv->cfg.sse_close_ms;
     api_begin(cn, 200);
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/event-stream\r\n"
@@ -13273,12 +13349,12 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     return;
   }
   if (!j->up_to_date) {
-    api_dispatch_read(cn, j->tail, 0); /* catching up: next chunk */
+    api_dispatch_read(cn, cn->lw.offset, 0); /* catching up: next chunk */
   } else if (j->registered) {
     live_wait(&cn->lw);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
   } else {
-    api_dispatch_read(cn, j->tail, 0);
+    api_dispatch_read(cn, cn->lw.offset, 0);
   }
   conn_flush(&cn->c);
 }
@@ -13357,7 +13433,7 @@ static void api_on_wake(struct live_waiter *x, int why,
         live_unwait(&cn->lw);
         cn->lw.watch = NULL;
       } else {
-        conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+        api_sse_arm(cn);
       }
       conn_flush(&cn->c);
     }
@@ -13367,7 +13443,8 @@ static void api_on_wake(struct live_waiter *x, int why,
 }
 
 /* conn.c's on_live_timer hook: a long-poll that waited long enough
-** answers 204; an idle SSE response gets a keep-alive comment. */
+** answers 204; an idle SSE response gets a keep-alive comment, or ends
+** if its time is up. */
 static void api_on_live_timer(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   if (cn->phase == API_POLL) {
@@ -13383,13 +13460,17 @@ static void api_on_live_timer(struct conn *c) {
                (unsigned long long)api_cursor(cn));
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n\r\n");
     conn_done(&cn->c);
+  } else if (api_sse_over(cn)) {
+    live_leave(&cn->c.core->live, &cn->lw);
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
   } else {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));
     sse_comment(&ev, "keep-alive");
     conn_chunk(&cn->c, &ev);
     buf_free(&ev);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
     conn_flush(&cn->c);
   }
 }

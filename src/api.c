@@ -49,6 +49,7 @@ struct api_conn {
   int live;              /* JOB_LIVE_POLL or JOB_LIVE_SSE */
   int phase;             /* API_POLL or API_SSE, while CONN_LIVE */
   int live_json, live_b64;
+  uint64_t sse_end_ms; /* loop time at which the SSE response ends */
   char live_type[256]; /* the stream's content type */
 };
 
@@ -279,18 +280,49 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
   buf_free(&tmp);
 }
 
-/* Send data [.., tail) and its control event on an SSE response; end the
-** response if the stream is closed at tail. */
+/* An SSE response lasts --sse-close-ms (protocol 2.10: servers should
+** close SSE connections about every 60 s; the client reconnects from
+** the last streamNextOffset).  It ends only between events: after a
+** send (api_sse_send) or when its timer finds it idle. */
+static int api_sse_over(const struct api_conn *cn) {
+  return loop_now_ms(cn->c.core->loop) >= cn->sse_end_ms;
+}
+
+/* Wait idle: the timer fires for the next keep-alive comment, or for the
+** end of the response if that comes first. */
+static void api_sse_arm(struct api_conn *cn) {
+  uint64_t now = loop_now_ms(cn->c.core->loop);
+  uint64_t ms = (uint64_t)cn->c.core->srv->cfg.sse_keepalive_ms;
+  if (cn->sse_end_ms <= now)
+    ms = 0;
+  else if (cn->sse_end_ms - now < ms)
+    ms = cn->sse_end_ms - now;
+  conn_arm(&cn->c, (int)ms);
+}
+
+/* Send data [.., tail) and its control event on an SSE response
+** (cn->lw.offset becomes the offset after what was sent); end the
+** response if the stream is closed there, or its time is up.  Text that
+** stops short of the tail (a read cut at --max-read-bytes) is sent only
+** up to the last whole UTF-8 character: the rest starts the next event,
+** since a client decodes each event on its own. */
 static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
                          uint64_t tail, int up_to_date, int closed) {
   struct buf ev;
+  if (!up_to_date && !cn->live_json && !cn->live_b64) {
+    size_t whole = sse_utf8_cut(p, len);
+    if (whole > 0) {
+      tail -= len - whole;
+      len = whole;
+    }
+  }
   memset(&ev, 0, sizeof(ev));
   if (len > 0) api_sse_data(cn, &ev, p, len);
   sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   conn_chunk(&cn->c, &ev);
   buf_free(&ev);
   cn->lw.offset = tail;
-  if (closed) conn_end_chunks(&cn->c);
+  if (closed || api_sse_over(cn)) conn_end_chunks(&cn->c);
 }
 
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
@@ -301,6 +333,8 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     ** or went away, or the server stops), so say so up front: a client
     ** must not pool it for its next request. */
     cn->c.keep_alive = 0;
+    cn->sse_end_ms = loop_now_ms(cn->c.core->loop) +
+                     (uint64_t)cn->c.core->srv->cfg.sse_close_ms;
     api_begin(cn, 200);
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/event-stream\r\n"
@@ -434,12 +468,12 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     return;
   }
   if (!j->up_to_date) {
-    api_dispatch_read(cn, j->tail, 0); /* catching up: next chunk */
+    api_dispatch_read(cn, cn->lw.offset, 0); /* catching up: next chunk */
   } else if (j->registered) {
     live_wait(&cn->lw);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
   } else {
-    api_dispatch_read(cn, j->tail, 0);
+    api_dispatch_read(cn, cn->lw.offset, 0);
   }
   conn_flush(&cn->c);
 }
@@ -518,7 +552,7 @@ static void api_on_wake(struct live_waiter *x, int why,
         live_unwait(&cn->lw);
         cn->lw.watch = NULL;
       } else {
-        conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+        api_sse_arm(cn);
       }
       conn_flush(&cn->c);
     }
@@ -528,7 +562,8 @@ static void api_on_wake(struct live_waiter *x, int why,
 }
 
 /* conn.c's on_live_timer hook: a long-poll that waited long enough
-** answers 204; an idle SSE response gets a keep-alive comment. */
+** answers 204; an idle SSE response gets a keep-alive comment, or ends
+** if its time is up. */
 static void api_on_live_timer(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   if (cn->phase == API_POLL) {
@@ -544,13 +579,17 @@ static void api_on_live_timer(struct conn *c) {
                (unsigned long long)api_cursor(cn));
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n\r\n");
     conn_done(&cn->c);
+  } else if (api_sse_over(cn)) {
+    live_leave(&cn->c.core->live, &cn->lw);
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
   } else {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));
     sse_comment(&ev, "keep-alive");
     conn_chunk(&cn->c, &ev);
     buf_free(&ev);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
     conn_flush(&cn->c);
   }
 }

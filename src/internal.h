@@ -1499,6 +1499,11 @@ URSULA_PRIVATE void conn_disarm(struct conn *cn);
 ** (but see sse.c on a line that begins with a space). */
 URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
                               size_t len);
+/* How much of the text p[0..len) can go into one event without ending
+** inside a UTF-8 character: len, or the start of a last character whose
+** bytes are not all there (at most 3 bytes fewer).  Bytes that are not
+** UTF-8 are left as they are. */
+URSULA_PRIVATE size_t sse_utf8_cut(const char *p, size_t len);
 /* Append the comment ": TEXT" and an empty line: keeps an idle response
 ** alive and dispatches no event.  text must hold no line end. */
 URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);

@@ -356,6 +356,43 @@ check "two long-polls woken by a 20000-byte append each get all of it" \
   "$(cmp -s "$TMP/lp1" "$TMP/big20k" && cmp -s "$TMP/lp2" "$TMP/big20k" && echo same)" same
 check "... and the server still answers" "$(status "$U/v1/stream/big")" 200
 
+# --- SSE framing (WHATWG HTML §9.2) at the default --max-read-bytes ----------
+start_server "$TMP/sse2.log" --core-count 2 --sse-close-ms 1500 --sse-keepalive-ms 300
+U="http://127.0.0.1:$PORT"
+# 1.2 MB of a 3-byte character: the 1 MiB read limit falls inside one.
+# Each event is decoded as UTF-8 on its own, so each must be whole text,
+# and all of them together the append.
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain; charset=utf-8' "$U/v1/stream/utf8"
+head -c 400000 /dev/zero | sed 's/\x0/€/g' >"$TMP/euro.txt"
+curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary @"$TMP/euro.txt" "$U/v1/stream/utf8"
+curl -s -N -m 5 "$U/v1/stream/utf8?offset=-1&live=sse" >"$TMP/utf8.sse"
+awk '/^event: data/ { d = 1; next } d && /^data:/ { print substr($0, 6) } /^$/ { d = 0 }' "$TMP/utf8.sse" >"$TMP/utf8.events"
+bad=0; nev=0
+while IFS= read -r ev; do
+  nev=$((nev + 1))
+  printf '%s' "$ev" | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1 || bad=$((bad + 1))
+done <"$TMP/utf8.events"
+check "1.2 MB of 3-byte characters over SSE: every event is whole UTF-8 ($nev events)" "$bad|$([ "$nev" -ge 2 ] && echo several)" "0|several"
+if [ "$(tr -d '\n' <"$TMP/utf8.events" | md5sum)" = "$(md5sum <"$TMP/euro.txt")" ]; then ok "... and together they are the append"; else not_ok "... and together they are the append"; fi
+# the field value is what follows "data:" less one space, so a payload
+# line that starts with a space gets one more on the wire
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/sp"
+curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary ' x' "$U/v1/stream/sp"
+contains "a payload line that starts with a space keeps it" "$(curl -s -N -m 1 "$U/v1/stream/sp?offset=-1&live=sse")" "data:  x"
+# protocol 2.10: servers close SSE connections about every 60 s; here
+# --sse-close-ms 1500, idle, and the response ends properly (curl exit 0)
+t0=$(date +%s%N)
+curl -s -N -m 8 "$U/v1/stream/sp?offset=now&live=sse" >"$TMP/idle.sse"
+rc=$?
+el=$((($(date +%s%N) - t0) / 1000000))
+if [ "$rc" -eq 0 ] && [ "$el" -ge 1300 ] && [ "$el" -le 5000 ]; then ok "an idle SSE response ends after --sse-close-ms ($el ms)"; else not_ok "an idle SSE response ends after --sse-close-ms" "rc $rc after $el ms"; fi
+contains "... after its keep-alive comments" "$(cat "$TMP/idle.sse")" ": keep-alive"
+# RFC 9112 §6.1: no Transfer-Encoding in a response to HTTP/1.0: the
+# events run until the close
+R=$(raw 'GET /v1/stream/sp?offset=-1&live=sse HTTP/1.0\r\n\r\n')
+check "SSE to HTTP/1.0: no chunked coding, events up to the close" \
+  "$(printf '%s' "$R" | grep -ci '^Transfer-Encoding')|$(printf '%s' "$R" | tr -d '\r' | grep -c '^event: data$')" "0|1"
+
 # --- a read slides the TTL window, and the slide survives kill -9 -----------
 # Stream-TTL 4 at t=0; a GET at ~2 s moves the expiry to ~6 s (HEAD does
 # not slide it); kill -9 at ~3.5 s, once the once-a-second sweep has logged
