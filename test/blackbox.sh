@@ -378,6 +378,25 @@ for i in $(seq 1 "$nev"); do
 done
 check "1.2 MB of 3-byte characters over SSE: every event is whole UTF-8 ($nev events)" "$bad|$([ "$nev" -ge 2 ] && echo several)" "0|several"
 if [ "$(for i in $(seq 1 "$nev"); do cat "$TMP/ev/$i"; done | md5sum)" = "$(md5sum <"$TMP/euro.txt")" ]; then ok "... and together they are the append"; else not_ok "... and together they are the append"; fi
+# JSON: each data event is one array of whole messages (protocol 2.10),
+# also where four 300 KB appends pass the read limit
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$U/v1/stream/js"
+yes '{"k":"vvvvvvvvvv"}' | head -n 16000 | paste -sd, - | sed 's/^/[/; s/$/]/' >"$TMP/js.json"
+for _ in 1 2 3 4; do
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/js.json" "$U/v1/stream/js"
+done
+curl -s -N -m 5 "$U/v1/stream/js?offset=-1&live=sse" >"$TMP/js.sse"
+rm -rf "$TMP/ev" && mkdir -p "$TMP/ev"
+LC_ALL=C awk -v dir="$TMP/ev" '/^event: data/ { d = 1; next }
+  d && /^data:/ { n++; printf "%s", substr($0, 6) > (dir "/" n); close(dir "/" n) }
+  /^$/ { d = 0 }' "$TMP/js.sse"
+nev=$(find "$TMP/ev" -type f | wc -l | tr -d ' ')
+whole=0; msgs=0
+for i in $(seq 1 "$nev"); do
+  LC_ALL=C grep -Eq '^\[(\{"k":"v{10}"\},)*\{"k":"v{10}"\}\]$' "$TMP/ev/$i" && whole=$((whole + 1))
+  msgs=$((msgs + $(grep -o '"k"' "$TMP/ev/$i" | wc -l)))
+done
+check "JSON over SSE past the read limit: every event an array of whole messages ($nev events)" "$whole/$nev|$msgs" "$nev/$nev|64000"
 # the field value is what follows "data:" less one space, so a payload
 # line that starts with a space gets one more on the wire
 curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/sp"
