@@ -164,6 +164,9 @@
 #ifndef URSULA_DEFAULT_SSE_KEEPALIVE_MS
 #define URSULA_DEFAULT_SSE_KEEPALIVE_MS 15000
 #endif
+#ifndef URSULA_DEFAULT_SSE_CLOSE_MS
+#define URSULA_DEFAULT_SSE_CLOSE_MS 60000 /* protocol: "about every 60 s" */
+#endif
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif
@@ -293,8 +296,11 @@ URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr); /* exact */
 URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr);
 /* s without SP/HTAB at its ends */
 URSULA_PRIVATE struct str util_str_trim(struct str s);
-/* Parse a decimal integer in [0, max]: digits only, no sign, no spaces.
-** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
+/* Parse a decimal integer in [0, max]: 1*DIGIT, no sign, no spaces, no
+** other base; leading zeros are allowed, and a value over max (or over
+** 2^64 - 1) is refused without overflowing.  Returns 0 and sets *out, or
+** -1.  Every number read from a request (header, query) or a config file
+** is parsed here, each with the range it may take. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
 URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
 URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len);
@@ -496,27 +502,96 @@ struct http_header {
 
 struct http_request {
   struct str method;
-  struct str target; /* request-target as sent: path plus ?query */
-  int minor_version; /* 0 or 1 (HTTP/1.x) */
+  struct str target; /* request-target as sent: path plus ?query; after
+                        http_authority(), always the origin-form part */
+  int minor_version; /* 0 or 1: HTTP/1.0, or HTTP/1.1 (and 1.2.. as 1.1) */
+  struct str host;   /* after http_authority(): the validated authority
+                        (uri-host [":" port]), or empty (HTTP/1.0 without
+                        Host); never anything else */
   size_t n_headers;
   struct http_header headers[URSULA_MAX_HEADERS];
 };
 
 enum {
   HTTP_EMALFORMED = -100, /* answer 400 */
-  HTTP_ETOOMANY = -101    /* more than URSULA_MAX_HEADERS headers: 431 */
+  HTTP_ETOOMANY = -101,   /* more than URSULA_MAX_HEADERS headers: 431 */
+  HTTP_EVERSION = -102    /* HTTP major version other than 1: 505 */
 };
 
 /* Parse one request head (request line + headers + empty line) at the
 ** start of buf[0..len).  Returns the number of bytes of the head (> 0),
-** URSULA_EAGAIN if the head is not complete yet, HTTP_EMALFORMED or
-** HTTP_ETOOMANY.  *req is written only on success. */
+** URSULA_EAGAIN if the head is not complete yet, HTTP_EMALFORMED,
+** HTTP_ETOOMANY or HTTP_EVERSION.  *req is written only on success. */
 URSULA_PRIVATE int http_parse_request(const char *buf, size_t len,
                                       struct http_request *req);
 
 /* Find a header by name, case-insensitively; NULL if absent. */
 URSULA_PRIVATE const struct http_header *http_find_header(
     const struct http_request *req, const char *name);
+/* How many field lines of that name req has. */
+URSULA_PRIVATE size_t http_count_fields(const struct http_request *req,
+                                        const char *name);
+
+/* An iterator over the comma-separated list that every field line named
+** `name` forms together, in order (RFC 9110 section 5.3).  Zero it to
+** start; http_list_next() gives the next member without the OWS around
+** it and returns 1, or returns 0 at the end.  Empty members are skipped
+** (RFC 9110 section 5.6.1).  Commas inside quoted strings are not
+** special: use it for lists of tokens. */
+struct http_list {
+  size_t line;
+  int in_line;
+  struct str rest;
+};
+URSULA_PRIVATE int http_list_next(const struct http_request *req,
+                                  const char *name, struct http_list *it,
+                                  struct str *member);
+
+/* The body framing of a request (RFC 9112 section 6.3). */
+enum { HTTP_BODY_NONE = 0, HTTP_BODY_LENGTH, HTTP_BODY_CHUNKED };
+struct http_framing {
+  int kind;        /* HTTP_BODY_* */
+  uint64_t length; /* HTTP_BODY_LENGTH: the bytes that follow the head */
+};
+/* Decide where req's body ends: the one place that reads Content-Length
+** and Transfer-Encoding (the table of every case is at the function).
+** Returns 0 with *f set, or the status to answer (400, 501) with *reason;
+** the connection must then close without reading on. */
+URSULA_PRIVATE int http_framing(const struct http_request *req,
+                                struct http_framing *f, const char **reason);
+/* 1 if h is uri-host [ ":" port ] (RFC 3986 section 3.2.2: IP-literal,
+** IPv4address or reg-name; RFC 9110 section 4.2.1: not empty) with port
+** empty or at most 65535; else 0. */
+URSULA_PRIVATE int http_host_ok(struct str h);
+/* The target of req (RFC 9112 sections 3.2 and 3.3): exactly one valid
+** Host line (none is allowed only in HTTP/1.0), and an absolute-form
+** target ("http://authority/path") whose authority is valid too, which
+** then is the host and leaves the path as req->target.  Sets req->host.
+** Returns 0, or 400 with *reason. */
+URSULA_PRIVATE int http_authority(struct http_request *req,
+                                  const char **reason);
+/* Whether the connection persists after this request (RFC 9112 section
+** 9.3): not if Connection lists "close"; yes for HTTP/1.1; for HTTP/1.0
+** only if Connection lists "keep-alive". */
+URSULA_PRIVATE int http_keep_alive(const struct http_request *req);
+/* 1 if the client waits for "100 Continue" before its body: Expect lists
+** "100-continue" in an HTTP/1.1 request (RFC 9110 section 10.1.1: ignored
+** in HTTP/1.0). */
+URSULA_PRIVATE int http_expects_continue(const struct http_request *req);
+/* Percent-decode in (RFC 3986 section 2.1: "%" HEXDIG HEXDIG is that
+** octet; every other byte, '+' included, is itself) into out[0..cap).
+** Returns URSULA_OK with *out_len bytes written, HTTP_EMALFORMED if a '%'
+** does not start a valid escape, or URSULA_ETOOBIG if the result is
+** longer than cap (out then holds its first cap bytes). */
+URSULA_PRIVATE int http_pct_decode(struct str in, char *out, size_t cap,
+                                   size_t *out_len);
+/* Evaluate an If-None-Match field value (all its lines joined with ',')
+** against the entity-tag etag (as sent in ETag) by RFC 9110 section
+** 13.1.2 with the weak comparison of section 8.8.3.2: 1 if it is "*" or
+** lists a tag whose opaque-tag equals etag's (W/ on either side does not
+** matter), 0 if not, -1 if the value is not "*" / #entity-tag (the
+** caller then ignores the field). */
+URSULA_PRIVATE int http_if_none_match(struct str field, struct str etag);
 
 /* Incremental decoder of a chunked request body.  Zero-initialised is
 ** ready for a new body. */
@@ -1417,7 +1492,8 @@ struct job {
   struct stream_result res; /* releases unused */
   char res_type[256];       /* the stream's content type */
   int json;
-  uint64_t start; /* read: first byte returned */
+  uint64_t start; /* read: first byte returned (HEAD: a GET would return) */
+  uint64_t read_end; /* HEAD: where that GET would end */
   uint64_t tail;  /* Stream-Next-Offset */
   int up_to_date;
   int closed;     /* stream closed (and, for reads, tail reached) */
@@ -1622,6 +1698,8 @@ struct conn_ops {
   ** conn_fatal() (or see the connection end in conn_continue()) and
   ** return -1. */
   int (*on_head)(struct conn *cn, const struct http_request *req);
+  /* (req->host is the validated authority and req->target origin-form:
+  ** see http_authority()) */
   /* The body is in cn->raw.  Answer (then conn_done()), or conn_busy()
   ** and answer later, or conn_fatal(). */
   void (*on_request)(struct conn *cn);
@@ -1647,6 +1725,7 @@ struct conn {
   uint64_t id; /* generation << 32 | slot */
   int state;   /* CONN_* */
   int keep_alive;
+  int http10;     /* the request is HTTP/1.0: no chunked responses */
   int head;       /* the request is a HEAD: responses carry no body */
   int closing;    /* close once out is written */
   int want_write; /* LOOP_WRITE registered */
@@ -1697,8 +1776,15 @@ URSULA_PRIVATE struct buf *conn_out(struct conn *cn);
 /* Append *data as response body bytes; a large one is taken (*data is
 ** emptied) and sent from its own buffer rather than copied. */
 URSULA_PRIVATE void conn_out_body(struct conn *cn, struct buf *data);
-/* Append p as one HTTP chunk (nothing if it is empty); end a chunked
-** response with the last chunk, and close once it is written. */
+/* A response body of unknown length, ended by closing (keep_alive was
+** cleared before the head, which so says "Connection: close"): in the
+** head append, for an HTTP/1.1 request, "Transfer-Encoding: chunked";
+** nothing for HTTP/1.0, whose client
+** knows no transfer codings (RFC 9112 section 6.1), so its body is just
+** the bytes up to the close.  Then conn_chunk() appends p as one chunk
+** (nothing if it is empty), and conn_end_chunks() ends the body (the last
+** chunk) and closes once it is written. */
+URSULA_PRIVATE void conn_begin_chunks(struct conn *cn);
 URSULA_PRIVATE void conn_chunk(struct conn *cn, const struct buf *p);
 URSULA_PRIVATE void conn_end_chunks(struct conn *cn);
 /* Write what is pending.  Returns -1 if the connection ended (closed: cn
@@ -1734,6 +1820,11 @@ URSULA_PRIVATE void conn_disarm(struct conn *cn);
 ** (but see sse.c on a line that begins with a space). */
 URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
                               size_t len);
+/* How much of the text p[0..len) can go into one event without ending
+** inside a UTF-8 character: len, or the start of a last character whose
+** bytes are not all there (at most 3 bytes fewer).  Bytes that are not
+** UTF-8 are left as they are. */
+URSULA_PRIVATE size_t sse_utf8_cut(const char *p, size_t len);
 /* Append the comment ": TEXT" and an empty line: keeps an idle response
 ** alive and dispatches no event.  text must hold no line end. */
 URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);
@@ -1958,8 +2049,8 @@ URSULA_PRIVATE struct str util_str_trim(struct str s) {
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out) {
   uint64_t v = 0;
   size_t i;
-  if (s.len == 0 || s.len > 20) return -1;
-  for (i = 0; i < s.len; i++) {
+  if (s.len == 0) return -1;
+  for (i = 0; i < s.len; i++) { /* any number of leading zeros */
     unsigned d = (unsigned char)s.ptr[i] - '0';
     if (d > 9) return -1;
     if (v > (UINT64_MAX - d) / 10) return -1;
@@ -3184,9 +3275,25 @@ URSULA_PRIVATE int net_listen(const char *host, int port, int *bound_port,
 **     header-line   = field-name ":" OWS field-value OWS CRLF
 **     head          = *( CRLF ) request-line *( header-line ) CRLF
 **
-** A bare LF is accepted wherever CRLF is (RFC 9112 section 2.2 allows it);
-** a CR that is not followed by LF is malformed.  Obsolete line folding
-** (a header line starting with SP or HTAB) is malformed.
+** A bare LF is accepted wherever CRLF is in the head (RFC 9112 section
+** 2.2 allows it); a CR that is not followed by LF is malformed.  Obsolete
+** line folding (a header line starting with SP or HTAB) is malformed.
+** The request-target may hold only the characters of a URI (RFC 3986
+** section 2, less '#': no fragment in a request-target, RFC 9112 section
+** 3.2; see http_is_uri_char), and every '%' in it must start a "%"
+** HEXDIG HEXDIG escape.  The
+** version is "HTTP/" DIGIT "." DIGIT (RFC 9112 section 2.3); a major
+** version other than 1 is HTTP_EVERSION (505), and a minor version above
+** 1 is taken as 1 (RFC 9110 section 6.2: process a message of a higher
+** minor version as the highest minor version one implements).
+**
+** Past the syntax, what the head means for the connection is decided
+** here too, each kind in one function that conn.c calls for every head:
+** http_framing() (where the body ends: the table at that function),
+** http_authority() (Host and the request-target's form),
+** http_keep_alive() and http_expects_continue().  The protocol layer
+** gets http_pct_decode() for query parameters and http_if_none_match()
+** for conditional reads.
 */
 
 
@@ -3203,6 +3310,39 @@ static int http_is_tchar(unsigned char ch) {
 /* A byte allowed inside a field value: visible ASCII, SP, HTAB, obs-text. */
 static int http_is_vchar(unsigned char ch) {
   return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+/* A byte of a request-target: those of a URI (RFC 3986 section 2:
+** unreserved, reserved less '#', and '%', whose escape is checked
+** apart), and the few that WHATWG URL serializers (browsers, and the
+** fetch() of the official clients) leave unescaped although RFC 3986 does
+** not list them: \ ^ ` { | }.  Never a control, SP, DEL, a byte above
+** 0x7F, or " < > #. */
+static int http_is_uri_char(unsigned char ch) {
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+      (ch >= '0' && ch <= '9'))
+    return 1;
+  return ch != '\0' && strchr("-._~:/?[]@!$&'()*+,;=%\\^`{|}", ch) != NULL;
+}
+
+static int http_hex(unsigned char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* 1 if every '%' of s starts "%" HEXDIG HEXDIG (RFC 3986 section 2.1). */
+static int http_pct_ok(struct str s) {
+  size_t i;
+  for (i = 0; i < s.len; i++) {
+    if (s.ptr[i] != '%') continue;
+    if (i + 2 >= s.len || http_hex((unsigned char)s.ptr[i + 1]) < 0 ||
+        http_hex((unsigned char)s.ptr[i + 2]) < 0)
+      return 0;
+    i += 2;
+  }
+  return 1;
 }
 
 /* ------------------------------------------------------------ the head */
@@ -3230,11 +3370,12 @@ static int http_eol(struct http_cursor *cu) {
   return 1;
 }
 
-/* request-line.  Every error is reported as soon as the bytes show it. */
+/* request-line.  Every error is reported as soon as the bytes show it,
+** but HTTP_EVERSION only once the line is complete. */
 static int http_request_line(struct http_cursor *cu, struct http_request *r) {
-  static const char version[] = "HTTP/1.";
+  static const char name[] = "HTTP/";
   size_t start = cu->at, i;
-  int rc;
+  int rc, major, minor;
   while (cu->at < cu->len && http_is_tchar((unsigned char)cu->p[cu->at]))
     cu->at++;
   if (cu->at >= cu->len) return URSULA_EAGAIN;
@@ -3242,24 +3383,33 @@ static int http_request_line(struct http_cursor *cu, struct http_request *r) {
   r->method.ptr = cu->p + start;
   r->method.len = cu->at - start;
   start = ++cu->at;
-  while (cu->at < cu->len && (unsigned char)cu->p[cu->at] > 0x20 &&
-         cu->p[cu->at] != 0x7f)
+  while (cu->at < cu->len && http_is_uri_char((unsigned char)cu->p[cu->at]))
     cu->at++;
   if (cu->at >= cu->len) return URSULA_EAGAIN;
   if (cu->at == start || cu->p[cu->at] != ' ') return HTTP_EMALFORMED;
   r->target.ptr = cu->p + start;
   r->target.len = cu->at - start;
+  if (!http_pct_ok(r->target)) return HTTP_EMALFORMED;
   cu->at++;
-  for (i = 0; i < sizeof(version) - 1; i++, cu->at++) {
+  for (i = 0; i < sizeof(name) - 1; i++, cu->at++) {
     if (cu->at >= cu->len) return URSULA_EAGAIN;
-    if (cu->p[cu->at] != version[i]) return HTTP_EMALFORMED;
+    if (cu->p[cu->at] != name[i]) return HTTP_EMALFORMED;
   }
-  if (cu->at >= cu->len) return URSULA_EAGAIN;
-  if (cu->p[cu->at] != '0' && cu->p[cu->at] != '1') return HTTP_EMALFORMED;
-  r->minor_version = cu->p[cu->at++] - '0';
+  for (i = 0; i < 3; i++) { /* DIGIT "." DIGIT */
+    char ch;
+    if (cu->at + i >= cu->len) return URSULA_EAGAIN;
+    ch = cu->p[cu->at + i];
+    if (i == 1 ? ch != '.' : (ch < '0' || ch > '9')) return HTTP_EMALFORMED;
+  }
+  major = cu->p[cu->at] - '0';
+  minor = cu->p[cu->at + 2] - '0';
+  cu->at += 3;
   rc = http_eol(cu);
   if (rc == 0) return HTTP_EMALFORMED;
-  return rc < 0 ? rc : URSULA_OK;
+  if (rc < 0) return rc;
+  if (major != 1) return HTTP_EVERSION;
+  r->minor_version = minor > 1 ? 1 : minor;
+  return URSULA_OK;
 }
 
 /* One header line, or the empty line that ends the head (*end = 1). */
@@ -3306,6 +3456,8 @@ URSULA_PRIVATE int http_parse_request(const char *buf, size_t len,
   cu.len = len;
   cu.at = 0;
   r.n_headers = 0;
+  r.host.ptr = "";
+  r.host.len = 0;
   for (;;) { /* skip empty lines before the request line */
     rc = http_eol(&cu);
     if (rc < 0) return rc;
@@ -3327,40 +3479,492 @@ URSULA_PRIVATE const struct http_header *http_find_header(
   return NULL;
 }
 
+/* ------------------------------------------------------------ lists */
+
+URSULA_PRIVATE size_t http_count_fields(const struct http_request *req,
+                                        const char *name) {
+  size_t i, n = 0;
+  for (i = 0; i < req->n_headers; i++)
+    if (util_str_ieq(req->headers[i].name, name)) n++;
+  return n;
+}
+
+URSULA_PRIVATE int http_list_next(const struct http_request *req,
+                                  const char *name, struct http_list *it,
+                                  struct str *member) {
+  for (;;) {
+    size_t k;
+    if (!it->in_line) { /* the next field line of that name */
+      while (it->line < req->n_headers &&
+             !util_str_ieq(req->headers[it->line].name, name))
+        it->line++;
+      if (it->line == req->n_headers) return 0;
+      it->rest = req->headers[it->line++].value;
+      it->in_line = 1;
+    }
+    for (k = 0; k < it->rest.len && it->rest.ptr[k] != ','; k++) {
+    }
+    member->ptr = it->rest.ptr;
+    member->len = k;
+    *member = util_str_trim(*member);
+    if (k == it->rest.len) {
+      it->in_line = 0;
+    } else {
+      it->rest.ptr += k + 1;
+      it->rest.len -= k + 1;
+    }
+    if (member->len > 0) return 1; /* empty members are skipped */
+  }
+}
+
+/* 1 if s is a token (RFC 9110 section 5.6.2). */
+static int http_is_token(struct str s) {
+  size_t i;
+  if (s.len == 0) return 0;
+  for (i = 0; i < s.len; i++)
+    if (!http_is_tchar((unsigned char)s.ptr[i])) return 0;
+  return 1;
+}
+
+/* ------------------------------------------------------------ framing */
+
+/* Where a request's body ends (RFC 9112 section 6.3), decided here and
+** nowhere else.  TE is every Transfer-Encoding field line of the request
+** read as one list (RFC 9110 section 5.3), CL every Content-Length line.
+**
+**   TE        CL          version  verdict
+**   --------  ----------  -------  -------------------------------------
+**   absent    absent      any      no body (6.3 rule 7)
+**   absent    one line,   any      exactly that many bytes (6.3 rule 6)
+**             1*DIGIT
+**   absent    one line,   any      400 + close (6.3 rule 5).  This covers
+**             not 1*DIGIT          "+5", "-1", "0x5", "5 5", "", a value
+**                                  over 2^64 - 1, and any list: "5, 5"
+**                                  too, which RFC 9110 section 8.6 lets a
+**                                  recipient take as 5 or refuse; ursula
+**                                  refuses it (a front end that took it
+**                                  differently is the smuggling risk)
+**   absent    2+ lines    any      400 + close: the lines form a list, as
+**                                  above, whether or not they agree
+**   present   present     any      400 + close (6.1: "MAY reject ...
+**                                  MUST close"; 6.3 rule 3: "ought to be
+**                                  handled as an error")
+**   present   absent      1.0      400 + close (6.1: an HTTP/1.0 message
+**                                  with Transfer-Encoding has faulty
+**                                  framing)
+**   present   absent      1.1      by the list of codings, empty members
+**                                  skipped (RFC 9110 section 5.6.1):
+**     exactly "chunked" (any case, 6.1)        chunked (6.3 rule 4)
+**     a member that is not a bare token        400 + close (parameters
+**       ("chunked;x=1", "a b")                  are not ours to guess)
+**     no member, or chunked not the last       400 + close (6.3 rule 4:
+**       ("", "gzip", "chunked, gzip")           the length cannot be
+**                                               determined)
+**     chunked more than once                   400 + close (7.1: chunked
+**       ("chunked, chunked")                    is applied only once)
+**     another coding before a final chunked    501 + close (6.1: a
+**       ("gzip, chunked")                       coding we do not know)
+**
+** "+ close": the caller answers and closes the connection without reading
+** anything more of it, so nothing after an ambiguous head can ever be
+** taken for the next request. */
+URSULA_PRIVATE int http_framing(const struct http_request *req,
+                                struct http_framing *f, const char **reason) {
+  size_t n_cl = http_count_fields(req, "Content-Length");
+  f->kind = HTTP_BODY_NONE;
+  f->length = 0;
+  if (http_count_fields(req, "Transfer-Encoding") > 0) {
+    struct http_list it;
+    struct str m;
+    size_t n = 0, n_chunked = 0;
+    int last_chunked = 0;
+    if (n_cl > 0) {
+      *reason = "Content-Length and Transfer-Encoding together";
+      return 400;
+    }
+    if (req->minor_version == 0) {
+      *reason = "Transfer-Encoding in an HTTP/1.0 request";
+      return 400;
+    }
+    memset(&it, 0, sizeof(it));
+    while (http_list_next(req, "Transfer-Encoding", &it, &m)) {
+      if (!http_is_token(m)) {
+        *reason = "malformed Transfer-Encoding";
+        return 400;
+      }
+      n++;
+      last_chunked = util_str_ieq(m, "chunked");
+      if (last_chunked) n_chunked++;
+    }
+    if (!last_chunked) {
+      *reason = "chunked is not the final transfer coding";
+      return 400;
+    }
+    if (n_chunked > 1) {
+      *reason = "chunked is applied more than once";
+      return 400;
+    }
+    if (n > 1) {
+      *reason = "only the chunked transfer coding is supported";
+      return 501;
+    }
+    f->kind = HTTP_BODY_CHUNKED;
+    return 0;
+  }
+  if (n_cl > 1) {
+    *reason = "more than one Content-Length";
+    return 400;
+  }
+  if (n_cl == 1) {
+    if (util_parse_u64(http_find_header(req, "Content-Length")->value,
+                       UINT64_MAX, &f->length) != 0) {
+      *reason = "malformed Content-Length";
+      return 400;
+    }
+    f->kind = HTTP_BODY_LENGTH;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ authority */
+
+/* dec-octet "." dec-octet "." dec-octet "." dec-octet (RFC 3986 3.2.2):
+** each 0..255, without leading zeros. */
+static int http_ipv4_ok(const char *p, size_t n) {
+  size_t i = 0;
+  int parts;
+  for (parts = 0; parts < 4; parts++) {
+    size_t start = i;
+    unsigned v = 0;
+    if (parts > 0) {
+      if (i >= n || p[i] != '.') return 0;
+      start = ++i;
+    }
+    while (i < n && p[i] >= '0' && p[i] <= '9' && i - start < 3)
+      v = v * 10 + (unsigned)(p[i++] - '0');
+    if (i == start || v > 255 || (i - start > 1 && p[start] == '0')) return 0;
+  }
+  return i == n;
+}
+
+/* IPv6address (RFC 3986 section 3.2.2): eight 16-bit pieces of 1 to 4
+** hex digits separated by ':', the last two of which may be an IPv4
+** address; one "::" may stand for one or more pieces of zeros. */
+static int http_ipv6_ok(const char *p, size_t n) {
+  size_t i = 0;
+  int pieces = 0, elided = 0;
+  if (n >= 2 && p[0] == ':' && p[1] == ':') {
+    elided = 1;
+    i = 2;
+  }
+  while (i < n) {
+    size_t start = i;
+    while (i < n && http_hex((unsigned char)p[i]) >= 0) i++;
+    if (i < n && p[i] == '.') { /* the embedded IPv4 address ends it */
+      if (!http_ipv4_ok(p + start, n - start)) return 0;
+      pieces += 2;
+      i = n;
+      break;
+    }
+    if (i == start || i - start > 4) return 0;
+    pieces++;
+    if (i == n) break;
+    if (p[i++] != ':') return 0;
+    if (i < n && p[i] == ':') {
+      if (elided) return 0;
+      elided = 1;
+      i++;
+    } else if (i == n) {
+      return 0; /* a single ':' at the end */
+    }
+  }
+  return elided ? pieces <= 7 : pieces == 8;
+}
+
+/* unreserved / sub-delims (RFC 3986 section 2). */
+static int http_is_unreserved_or_sub(unsigned char ch) {
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+      (ch >= '0' && ch <= '9'))
+    return 1;
+  return ch != '\0' && strchr("-._~!$&'()*+,;=", ch) != NULL;
+}
+
+URSULA_PRIVATE int http_host_ok(struct str h) {
+  size_t i = 0;
+  if (h.len == 0) return 0;
+  if (h.ptr[0] == '[') { /* IP-literal = "[" ( IPv6address / IPvFuture ) "]" */
+    const char *end = (const char *)memchr(h.ptr, ']', h.len);
+    size_t n;
+    if (end == NULL) return 0;
+    n = (size_t)(end - h.ptr) - 1;
+    if (n > 0 && (h.ptr[1] == 'v' || h.ptr[1] == 'V')) {
+      /* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+      size_t k = 2;
+      while (k <= n && http_hex((unsigned char)h.ptr[k]) >= 0) k++;
+      if (k == 2 || k > n || h.ptr[k] != '.' || k == n) return 0;
+      for (k++; k <= n; k++)
+        if (!http_is_unreserved_or_sub((unsigned char)h.ptr[k]) &&
+            h.ptr[k] != ':')
+          return 0;
+    } else if (!http_ipv6_ok(h.ptr + 1, n)) {
+      return 0;
+    }
+    i = n + 2;
+  } else { /* reg-name = *( unreserved / pct-encoded / sub-delims ) */
+    struct str name;
+    while (i < h.len && h.ptr[i] != ':') {
+      if (!http_is_unreserved_or_sub((unsigned char)h.ptr[i]) &&
+          h.ptr[i] != '%')
+        return 0;
+      i++;
+    }
+    name.ptr = h.ptr;
+    name.len = i;
+    if (i == 0 || !http_pct_ok(name)) return 0; /* empty: RFC 9110 4.2.1 */
+  }
+  if (i == h.len) return 1;
+  if (h.ptr[i] != ':') return 0;
+  if (++i == h.len) return 1; /* an empty port (RFC 3986 section 3.2.3) */
+  {
+    struct str port;
+    uint64_t v;
+    port.ptr = h.ptr + i;
+    port.len = h.len - i;
+    return util_parse_u64(port, 65535, &v) == 0;
+  }
+}
+
+URSULA_PRIVATE int http_authority(struct http_request *req,
+                                  const char **reason) {
+  size_t n = http_count_fields(req, "Host");
+  struct str t = req->target;
+  size_t skip = 0;
+  if (n > 1) {
+    *reason = "more than one Host field";
+    return 400;
+  }
+  if (n == 0 && req->minor_version >= 1) {
+    *reason = "an HTTP/1.1 request needs a Host field";
+    return 400;
+  }
+  req->host.ptr = "";
+  req->host.len = 0;
+  if (n == 1) {
+    req->host = http_find_header(req, "Host")->value;
+    if (!http_host_ok(req->host)) {
+      *reason = "malformed Host";
+      return 400;
+    }
+  }
+  /* absolute-form: "http://" authority path-abempty [ "?" query ] */
+  if (t.len >= 7 && util_str_ieq((struct str){t.ptr, 7}, "http://"))
+    skip = 7;
+  else if (t.len >= 8 && util_str_ieq((struct str){t.ptr, 8}, "https://"))
+    skip = 8;
+  if (skip > 0) {
+    struct str auth;
+    size_t k = skip;
+    while (k < t.len && t.ptr[k] != '/' && t.ptr[k] != '?') k++;
+    auth.ptr = t.ptr + skip;
+    auth.len = k - skip;
+    if (!http_host_ok(auth)) { /* userinfo ('@') is refused here too */
+      *reason = "malformed authority in the request-target";
+      return 400;
+    }
+    req->host = auth;
+    req->target.ptr = k < t.len ? t.ptr + k : "/";
+    req->target.len = k < t.len ? t.len - k : 1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ connection */
+
+URSULA_PRIVATE int http_keep_alive(const struct http_request *req) {
+  struct http_list it;
+  struct str m;
+  int has_close = 0, has_keep = 0;
+  memset(&it, 0, sizeof(it));
+  while (http_list_next(req, "Connection", &it, &m)) {
+    if (util_str_ieq(m, "close")) has_close = 1;
+    if (util_str_ieq(m, "keep-alive")) has_keep = 1;
+  }
+  if (has_close) return 0;
+  return req->minor_version >= 1 || has_keep;
+}
+
+URSULA_PRIVATE int http_expects_continue(const struct http_request *req) {
+  struct http_list it;
+  struct str m;
+  if (req->minor_version == 0) return 0;
+  memset(&it, 0, sizeof(it));
+  while (http_list_next(req, "Expect", &it, &m))
+    if (util_str_ieq(m, "100-continue")) return 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------ query */
+
+URSULA_PRIVATE int http_pct_decode(struct str in, char *out, size_t cap,
+                                   size_t *out_len) {
+  size_t i, n = 0;
+  int fits = 1;
+  for (i = 0; i < in.len; i++) {
+    unsigned char ch = (unsigned char)in.ptr[i];
+    if (ch == '%') {
+      int hi, lo;
+      if (i + 2 >= in.len) return HTTP_EMALFORMED;
+      hi = http_hex((unsigned char)in.ptr[i + 1]);
+      lo = http_hex((unsigned char)in.ptr[i + 2]);
+      if (hi < 0 || lo < 0) return HTTP_EMALFORMED;
+      ch = (unsigned char)(hi << 4 | lo);
+      i += 2;
+    }
+    if (n < cap)
+      out[n++] = (char)ch;
+    else
+      fits = 0;
+  }
+  *out_len = n;
+  return fits ? URSULA_OK : URSULA_ETOOBIG;
+}
+
+/* ------------------------------------------------------------ validators */
+
+/* The opaque-tag of an entity-tag at p[*i..n) (RFC 9110 section 8.8.3:
+** [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text):
+** its bytes, quotes included, in *tag; *i moves past it.  0, or -1 if
+** there is no entity-tag there. */
+static int http_etag_at(const char *p, size_t n, size_t *i, struct str *tag) {
+  size_t k = *i;
+  if (k + 1 < n && p[k] == 'W' && p[k + 1] == '/') k += 2;
+  if (k >= n || p[k] != '"') return -1;
+  tag->ptr = p + k;
+  for (k++; k < n && p[k] != '"'; k++) {
+    unsigned char ch = (unsigned char)p[k];
+    if (ch < 0x21 || ch == 0x7f) return -1;
+  }
+  if (k >= n) return -1;
+  tag->len = (size_t)(p + k + 1 - tag->ptr);
+  *i = k + 1;
+  return 0;
+}
+
+URSULA_PRIVATE int http_if_none_match(struct str field, struct str etag) {
+  struct str mine, t;
+  size_t i = 0, members = 0;
+  int match = 0, have = http_etag_at(etag.ptr, etag.len, &i, &mine) == 0;
+  field = util_str_trim(field);
+  if (util_str_eq(field, "*")) return 1;
+  i = 0;
+  for (;;) { /* #entity-tag: OWS and empty members around each */
+    while (i < field.len && (field.ptr[i] == ' ' || field.ptr[i] == '\t' ||
+                             field.ptr[i] == ','))
+      i++;
+    if (i == field.len) break;
+    if (http_etag_at(field.ptr, field.len, &i, &t) != 0) return -1;
+    members++;
+    if (have && t.len == mine.len && memcmp(t.ptr, mine.ptr, t.len) == 0)
+      match = 1;
+    while (i < field.len && (field.ptr[i] == ' ' || field.ptr[i] == '\t')) i++;
+    if (i < field.len && field.ptr[i] != ',') return -1;
+  }
+  return members == 0 ? -1 : match;
+}
+
 /* ------------------------------------------------------------ chunked */
 
-/* The decoder's states (RFC 9112 section 7.1):
+/* The decoder's states (RFC 9112 section 7.1, with RFC 9110 section 5.6
+** for tokens, quoted strings and BWS):
 **
-**     chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
-**     last-chunk = 1*"0" [ chunk-ext ] CRLF
-**     body       = *chunk last-chunk *( field-line CRLF ) CRLF
+**     chunked-body = *chunk last-chunk trailer-section CRLF
+**     chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+**     last-chunk   = 1*("0") [ chunk-ext ] CRLF
+**     chunk-ext    = *( BWS ";" BWS chunk-ext-name
+**                       [ BWS "=" BWS chunk-ext-val ] )
+**     chunk-ext-val = token / quoted-string
+**     trailer-section = *( field-line CRLF )
+**
+** The framing of a body is where a front end and this server could
+** disagree about where a request ends, so nothing outside the grammar is
+** accepted: every line ends in CRLF (no bare LF, unlike the head), BWS
+** only where the grammar puts it ("5 \r\n" and "5;\r\n" are malformed),
+** extensions are checked (and then ignored), trailer lines are field
+** lines (and then dropped: a trailer never changes the framing or the
+** request).
 */
 enum {
-  HTTP_CH_SIZE = 0,     /* reading hex digits of a chunk size */
-  HTTP_CH_EXT,          /* after the size: extensions up to the line end */
-  HTTP_CH_DATA,         /* `remaining` payload bytes */
-  HTTP_CH_DATA_CR,      /* expecting the CR (or LF) after the data */
-  HTTP_CH_DATA_LF,      /* expecting the LF after that CR */
-  HTTP_CH_SIZE_LF,      /* the size line had a CR: expecting LF */
-  HTTP_CH_TRAILER,      /* at the start of a trailer line (or the empty line) */
-  HTTP_CH_TRAILER_TEXT, /* inside a trailer line */
-  HTTP_CH_END_LF,       /* the final empty line had a CR: expecting LF */
+  HTTP_CH_SIZE = 0,      /* hex digits of a chunk size */
+  HTTP_CH_WS_SEMI,       /* BWS that must lead to ';' */
+  HTTP_CH_EXT_NAME0,     /* after ';': BWS, then a name */
+  HTTP_CH_EXT_NAME,      /* inside an extension name */
+  HTTP_CH_EXT_NAME_WS,   /* BWS after a name: then '=' or ';' */
+  HTTP_CH_EXT_VAL0,      /* after '=': BWS, then a token or a quote */
+  HTTP_CH_EXT_TOKEN,     /* inside a token value */
+  HTTP_CH_EXT_QUOTED,    /* inside a quoted-string value */
+  HTTP_CH_EXT_QESC,      /* after a backslash in one */
+  HTTP_CH_EXT_QEND,      /* after the closing quote */
+  HTTP_CH_SIZE_LF,       /* the size line had its CR: expecting LF */
+  HTTP_CH_DATA,          /* `remaining` payload bytes */
+  HTTP_CH_DATA_CR,       /* expecting the CR after the data */
+  HTTP_CH_DATA_LF,       /* expecting the LF after that CR */
+  HTTP_CH_TRAILER,       /* at the start of a trailer line or the end */
+  HTTP_CH_TRAILER_NAME,  /* inside a trailer field name */
+  HTTP_CH_TRAILER_VALUE, /* after its ':' */
+  HTTP_CH_TRAILER_LF,    /* a trailer line had its CR: expecting LF */
+  HTTP_CH_END_LF,        /* the final empty line had its CR */
   HTTP_CH_DONE
 };
 
 #define HTTP_CH_MAX_LINE 1024 /* bytes of a size or trailer line */
 
-static int http_hex(unsigned char ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
 /* The size line ended: go on to the data, or to the trailers. */
 static void http_ch_size_done(struct http_chunked *d) {
   d->line_len = 0;
   d->state = d->remaining > 0 ? HTTP_CH_DATA : HTTP_CH_TRAILER;
+}
+
+/* The next state of the size line's extensions after byte ch, or -1 if ch
+** is malformed there (qdtext and quoted-pair of RFC 9110 section 5.6.4). */
+static int http_ch_ext(int state, unsigned char ch) {
+  int ws = ch == ' ' || ch == '\t';
+  switch (state) {
+    case HTTP_CH_WS_SEMI:
+      return ws ? state : ch == ';' ? HTTP_CH_EXT_NAME0 : -1;
+    case HTTP_CH_EXT_NAME0:
+      return ws ? state : http_is_tchar(ch) ? HTTP_CH_EXT_NAME : -1;
+    case HTTP_CH_EXT_NAME:
+      if (http_is_tchar(ch)) return state;
+      if (ws) return HTTP_CH_EXT_NAME_WS;
+      if (ch == '=') return HTTP_CH_EXT_VAL0;
+      if (ch == ';') return HTTP_CH_EXT_NAME0;
+      return ch == '\r' ? HTTP_CH_SIZE_LF : -1;
+    case HTTP_CH_EXT_NAME_WS:
+      if (ws) return state;
+      if (ch == '=') return HTTP_CH_EXT_VAL0;
+      return ch == ';' ? HTTP_CH_EXT_NAME0 : -1;
+    case HTTP_CH_EXT_VAL0:
+      if (ws) return state;
+      if (ch == '"') return HTTP_CH_EXT_QUOTED;
+      return http_is_tchar(ch) ? HTTP_CH_EXT_TOKEN : -1;
+    case HTTP_CH_EXT_TOKEN:
+      if (http_is_tchar(ch)) return state;
+      if (ws) return HTTP_CH_WS_SEMI;
+      if (ch == ';') return HTTP_CH_EXT_NAME0;
+      return ch == '\r' ? HTTP_CH_SIZE_LF : -1;
+    case HTTP_CH_EXT_QUOTED:
+      if (ch == '"') return HTTP_CH_EXT_QEND;
+      if (ch == '\\') return HTTP_CH_EXT_QESC;
+      return http_is_vchar(ch) ? state : -1;
+    case HTTP_CH_EXT_QESC:
+      return http_is_vchar(ch) ? HTTP_CH_EXT_QUOTED : -1;
+    case HTTP_CH_EXT_QEND:
+      if (ws) return HTTP_CH_WS_SEMI;
+      if (ch == ';') return HTTP_CH_EXT_NAME0;
+      return ch == '\r' ? HTTP_CH_SIZE_LF : -1;
+    default:
+      return -1;
+  }
 }
 
 URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
@@ -3379,8 +3983,7 @@ URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
       if (d->remaining == 0) d->state = HTTP_CH_DATA_CR;
       continue;
     }
-    if (d->state == HTTP_CH_SIZE || d->state == HTTP_CH_EXT ||
-        d->state == HTTP_CH_TRAILER_TEXT) {
+    if (d->state != HTTP_CH_DATA_CR && d->state != HTTP_CH_DATA_LF) {
       if (++d->line_len > HTTP_CH_MAX_LINE) return HTTP_EMALFORMED;
     }
     i++;
@@ -3388,26 +3991,18 @@ URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
       case HTTP_CH_SIZE:
         x = http_hex(ch);
         if (x >= 0) {
-          if (d->remaining >> 60) return HTTP_EMALFORMED; /* > 16 digits */
+          if (d->remaining >> 60) return HTTP_EMALFORMED; /* > 2^64 - 1 */
           d->remaining = d->remaining << 4 | (uint64_t)x;
           break;
         }
         if (d->line_len == 1) return HTTP_EMALFORMED; /* no digit */
-        if (ch == ';' || ch == ' ' || ch == '\t')
-          d->state = HTTP_CH_EXT;
+        if (ch == ';')
+          d->state = HTTP_CH_EXT_NAME0;
+        else if (ch == ' ' || ch == '\t')
+          d->state = HTTP_CH_WS_SEMI;
         else if (ch == '\r')
           d->state = HTTP_CH_SIZE_LF;
-        else if (ch == '\n')
-          http_ch_size_done(d);
         else
-          return HTTP_EMALFORMED;
-        break;
-      case HTTP_CH_EXT: /* extensions are ignored, control bytes are not */
-        if (ch == '\r')
-          d->state = HTTP_CH_SIZE_LF;
-        else if (ch == '\n')
-          http_ch_size_done(d);
-        else if (!http_is_vchar(ch))
           return HTTP_EMALFORMED;
         break;
       case HTTP_CH_SIZE_LF:
@@ -3415,41 +4010,48 @@ URSULA_PRIVATE long http_chunked_feed(struct http_chunked *d, const char *in,
         http_ch_size_done(d);
         break;
       case HTTP_CH_DATA_CR:
-        if (ch == '\r')
-          d->state = HTTP_CH_DATA_LF;
-        else if (ch == '\n')
-          d->state = HTTP_CH_SIZE;
-        else
-          return HTTP_EMALFORMED;
+        if (ch != '\r') return HTTP_EMALFORMED;
+        d->state = HTTP_CH_DATA_LF;
         break;
       case HTTP_CH_DATA_LF:
         if (ch != '\n') return HTTP_EMALFORMED;
         d->state = HTTP_CH_SIZE;
+        d->line_len = 0;
         break;
       case HTTP_CH_TRAILER:
-        if (ch == '\r') {
+        if (ch == '\r')
           d->state = HTTP_CH_END_LF;
-        } else if (ch == '\n') {
-          d->state = HTTP_CH_DONE;
-        } else {
-          d->line_len = 1;
-          d->state = HTTP_CH_TRAILER_TEXT;
-        }
+        else if (http_is_tchar(ch))
+          d->state = HTTP_CH_TRAILER_NAME;
+        else
+          return HTTP_EMALFORMED; /* bare LF, obs-fold, junk */
         break;
-      case HTTP_CH_TRAILER_TEXT: /* trailers are read and dropped */
-        if (ch == '\n') {
-          d->line_len = 0;
-          d->state = HTTP_CH_TRAILER;
-        } else if (ch != '\r' && !http_is_vchar(ch)) {
+      case HTTP_CH_TRAILER_NAME:
+        if (ch == ':')
+          d->state = HTTP_CH_TRAILER_VALUE;
+        else if (!http_is_tchar(ch))
           return HTTP_EMALFORMED;
-        }
+        break;
+      case HTTP_CH_TRAILER_VALUE: /* trailers are read and dropped */
+        if (ch == '\r')
+          d->state = HTTP_CH_TRAILER_LF;
+        else if (!http_is_vchar(ch))
+          return HTTP_EMALFORMED;
+        break;
+      case HTTP_CH_TRAILER_LF:
+        if (ch != '\n') return HTTP_EMALFORMED;
+        d->line_len = 0;
+        d->state = HTTP_CH_TRAILER;
         break;
       case HTTP_CH_END_LF:
         if (ch != '\n') return HTTP_EMALFORMED;
         d->state = HTTP_CH_DONE;
         break;
       default:
-        return HTTP_EMALFORMED;
+        x = http_ch_ext(d->state, ch);
+        if (x < 0) return HTTP_EMALFORMED;
+        d->state = x;
+        break;
     }
   }
   *done = d->state == HTTP_CH_DONE;
@@ -3925,7 +4527,9 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
     URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
-    URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000
+    URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000 ||  \
+    URSULA_DEFAULT_SSE_CLOSE_MS < 1 ||             \
+    URSULA_DEFAULT_SSE_CLOSE_MS > 86400000
 #error "URSULA_DEFAULT_*_TIMEOUT_MS / _KEEPALIVE_MS must be in 1..86400000"
 #endif
 #if URSULA_DEFAULT_MAX_READ_BYTES < 4096 || \
@@ -3981,6 +4585,10 @@ static const struct conf_key conf_keys[] = {
      "close a client that takes longer to send its request head"},
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
+    {"sse-close-ms", NULL, CONF_T_INT, CONF_OFF(sse_close_ms), 1, 86400000,
+     "N",
+     "end an SSE response this long after it began (at an event "
+     "boundary); the client reconnects from its last offset"},
     {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
      67108864, "N",
      "largest catch-up response; readers follow "
@@ -4240,6 +4848,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->idle_timeout_ms = URSULA_DEFAULT_IDLE_TIMEOUT_MS;
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
+  cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
@@ -4556,6 +5165,7 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
+      CONF_OPT(URSULA_DEFAULT_SSE_CLOSE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
       CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES)
       CONF_OPT(URSULA_DEFAULT_SNAPSHOT_BYTES);
@@ -12021,6 +12631,33 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
     group_read_back(c, j);
 }
 
+/* Where a catch-up GET of s from start (<= tail) ends, for a HEAD's ETag
+** (HEAD answers what a GET of the same target would, without the bytes):
+** the tail, or sooner after max_bytes (on an append boundary for JSON,
+** at least one append), and within one cold chunk.  A GET of a fork from
+** below its base plans its end hop by hop (its sources' boundaries and
+** chunks), which this does not follow: there a HEAD's ETag may differ
+** from its GET's, and a conditional GET is then answered in full. */
+static uint64_t group_catchup_end(const struct stream *s, uint64_t start,
+                                  uint64_t max_bytes) {
+  uint64_t end = s->tail;
+  if (end - start > max_bytes) {
+    if (s->json && s->n_bounds > 0) { /* an append boundary, at least one */
+      size_t u = stream_unit_at(s, start);
+      end = s->bounds[u];
+      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= max_bytes)
+        end = s->bounds[++u];
+    } else {
+      end = start + max_bytes;
+    }
+  }
+  if (start >= s->base && start < s->cold_end) { /* one chunk at most */
+    size_t k = stream_chunk_at(s, start);
+    if (end > s->chunks[k].end) end = s->chunks[k].end;
+  }
+  return end;
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
   struct stream *s = group_read_target(c, g, j, now);
@@ -12028,7 +12665,11 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_fill_meta(j, s);
   j->status = 200;
   j->reason = NULL;
-  if (j->op == JOB_HEAD) {
+  if (j->op == JOB_HEAD) { /* what a GET would answer, without the bytes */
+    start = j->offset_now ? s->tail : j->offset;
+    if (start > s->tail) start = s->tail;
+    j->start = start;
+    j->read_end = group_catchup_end(s, start, j->max_bytes);
     j->tail = s->tail;
     j->closed = s->closed;
     group_reply(c, j);
@@ -12715,15 +13356,24 @@ URSULA_PRIVATE void conn_out_body(struct conn *cn, struct buf *data) {
   memset(data, 0, sizeof(*data));
 }
 
+URSULA_PRIVATE void conn_begin_chunks(struct conn *cn) {
+  URSULA_ASSERT(!cn->keep_alive);
+  if (!cn->http10) buf_append_str(&cn->out, "Transfer-Encoding: chunked\r\n");
+}
+
 URSULA_PRIVATE void conn_chunk(struct conn *cn, const struct buf *p) {
   if (p->len == 0) return;
+  if (cn->http10) { /* the body simply runs until the close */
+    buf_append(&cn->out, p->ptr, p->len);
+    return;
+  }
   buf_printf(&cn->out, "%lx\r\n", (unsigned long)p->len);
   buf_append(&cn->out, p->ptr, p->len);
   buf_append(&cn->out, "\r\n", 2);
 }
 
 URSULA_PRIVATE void conn_end_chunks(struct conn *cn) {
-  buf_append_str(&cn->out, "0\r\n\r\n");
+  if (!cn->http10) buf_append_str(&cn->out, "0\r\n\r\n");
   cn->closing = 1;
 }
 
@@ -12807,10 +13457,7 @@ URSULA_PRIVATE void conn_fatal(struct conn *cn, int status,
 
 URSULA_PRIVATE int conn_continue(struct conn *cn,
                                  const struct http_request *req) {
-  const struct http_header *h;
-  if ((cn->chunked || cn->body_left > 0) &&
-      (h = http_find_header(req, "Expect")) != NULL &&
-      util_str_ieq(h->value, "100-continue")) {
+  if ((cn->chunked || cn->body_left > 0) && http_expects_continue(req)) {
     buf_append_str(&cn->out, "HTTP/1.1 100 Continue\r\n\r\n");
     if (conn_flush(cn) < 0) return -1;
   }
@@ -12864,38 +13511,32 @@ static void conn_on_timer(struct loop *l, void *arg) {
 /* ------------------------------------------------------------ input */
 
 /* A request head is parsed: settle the connection's part (keep-alive,
-** HEAD, body framing), then hand it to the protocol layer.  Returns 0 to
-** read the body, -1 if the request was answered (and the connection is
-** ending). */
-static int conn_on_head(struct conn *cn, const struct http_request *req) {
-  const struct http_header *h;
-  cn->keep_alive = req->minor_version >= 1;
-  h = http_find_header(req, "Connection");
-  if (h && util_str_ieq(h->value, "close")) cn->keep_alive = 0;
-  if (h && util_str_ieq(h->value, "keep-alive")) cn->keep_alive = 1;
+** HEAD, body framing, the target's authority), then hand it to the
+** protocol layer.  Returns 0 to read the body, -1 if the request was
+** answered (and the connection is ending). */
+static int conn_on_head(struct conn *cn, struct http_request *req) {
+  struct http_framing f;
+  const char *reason = NULL;
+  int status;
+  cn->keep_alive = http_keep_alive(req);
   if (cn->core->draining) cn->keep_alive = 0;
+  cn->http10 = req->minor_version == 0;
   cn->head = util_str_eq(req->method, "HEAD");
   /* body framing first: even an error answer must know where it ends */
   cn->chunked = 0;
   cn->body_left = 0;
   cn->raw.len = 0;
   memset(&cn->chunk, 0, sizeof(cn->chunk));
-  h = http_find_header(req, "Transfer-Encoding");
-  if (h != NULL) {
-    if (!util_str_ieq(h->value, "chunked")) {
-      conn_fatal(cn, 501, "only chunked transfer coding is supported");
-      return -1;
-    }
-    cn->chunked = 1;
-  } else if ((h = http_find_header(req, "Content-Length")) != NULL) {
-    if (util_parse_u64(h->value, UINT64_MAX, &cn->body_left) != 0) {
-      conn_fatal(cn, 400, "bad Content-Length");
-      return -1;
-    }
-    if (cn->body_left > (uint64_t)cn->core->srv->cfg.max_body_bytes) {
-      conn_fatal(cn, 413, "request body is too large");
-      return -1;
-    }
+  if ((status = http_framing(req, &f, &reason)) != 0 ||
+      (status = http_authority(req, &reason)) != 0) {
+    conn_fatal(cn, status, reason);
+    return -1;
+  }
+  cn->chunked = f.kind == HTTP_BODY_CHUNKED;
+  cn->body_left = f.length;
+  if (cn->body_left > (uint64_t)cn->core->srv->cfg.max_body_bytes) {
+    conn_fatal(cn, 413, "request body is too large");
+    return -1;
   }
   return conn_ops(cn)->on_head(cn, req);
 }
@@ -12915,6 +13556,10 @@ static void conn_process(struct conn *cn) {
       }
       if (n == HTTP_ETOOMANY || n > URSULA_MAX_HEADER_BYTES) {
         conn_fatal(cn, 431, "request header fields are too large");
+        return;
+      }
+      if (n == HTTP_EVERSION) { /* RFC 9110 section 15.6.6 */
+        conn_fatal(cn, 505, "only HTTP/1.x is served");
         return;
       }
       if (n < 0) {
@@ -13205,6 +13850,14 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
 ** server frames it), except before a payload line that itself begins
 ** with a space: a decoder removes one space after the colon, so that line
 ** gets one more, and the client sees the line as it was.
+**
+** What a conforming client decodes is therefore every byte of the payload
+** except that a CR or CRLF line end arrives as LF: the event stream format
+** has no way to carry a CR in data (a decoder joins data lines with LF),
+** which is why the protocol sends binary streams as base64.
+**
+** An event is decoded as UTF-8 text on its own, so a text payload must not
+** end inside a character: sse_utf8_cut() says where a cut may fall.
 */
 
 
@@ -13225,6 +13878,24 @@ URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
     }
   }
   buf_append(out, "\n", 1);
+}
+
+URSULA_PRIVATE size_t sse_utf8_cut(const char *p, size_t len) {
+  size_t i = len, back;
+  /* find the last byte that is not a continuation byte (10xxxxxx),
+  ** at most 4 back: the start of the last character */
+  for (back = 0; back < 4 && i > 0; back++, i--) {
+    unsigned char ch = (unsigned char)p[i - 1];
+    size_t need;
+    if ((ch & 0xC0) == 0x80) continue;
+    need = ch < 0x80            ? 1
+           : (ch & 0xE0) == 0xC0 ? 2
+           : (ch & 0xF0) == 0xE0 ? 3
+           : (ch & 0xF8) == 0xF0 ? 4
+                                 : 1; /* not UTF-8: nothing to keep whole */
+    return len - (i - 1) < need ? i - 1 : len;
+  }
+  return len;
 }
 
 URSULA_PRIVATE void sse_comment(struct buf *out, const char *text) {
@@ -13492,8 +14163,11 @@ struct api_conn {
   struct conn c; /* first: conn.c allocates and frees the whole */
   /* the request being read */
   struct job *job;
-  char host[256];
-  char etag_req[160]; /* If-None-Match */
+  char host[256]; /* the validated authority, for Location */
+  /* If-None-Match, all its lines joined with ','; inm_state 0: none,
+  ** 1: inm holds it, -1: too long to keep (the field is then ignored) */
+  char inm[512];
+  int inm_state;
   int has_cursor;
   uint64_t cursor;
   /* live reading */
@@ -13501,6 +14175,7 @@ struct api_conn {
   int live;              /* JOB_LIVE_POLL or JOB_LIVE_SSE */
   int phase;             /* API_POLL or API_SSE, while CONN_LIVE */
   int live_json, live_b64;
+  uint64_t sse_end_ms; /* loop time at which the SSE response ends */
   char live_type[256]; /* the stream's content type */
 };
 
@@ -13533,6 +14208,8 @@ static void api_begin(struct api_conn *cn, int status) {
              sizeof(api_common_headers) - 1);
   if (!cn->c.keep_alive)
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
+  else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
+    buf_append_str(conn_out(&cn->c), "Connection: keep-alive\r\n");
 }
 
 static void api_offset_header(struct api_conn *cn, const char *name,
@@ -13632,11 +14309,50 @@ static void api_read_headers(struct api_conn *cn, const struct job *j,
                (unsigned long long)api_cursor(cn));
 }
 
+/* The ETag of the catch-up bytes [start, end) of a stream incarnation,
+** with ":c" when the stream is closed and end is its tail.  GET and HEAD
+** both take it from here (RFC 9110 section 9.3.2: a HEAD carries the
+** fields its GET would). */
+static void api_etag(char *out, size_t cap, uint64_t incarnation,
+                     uint64_t start, uint64_t end, int closed_at_end) {
+  snprintf(out, cap, "\"%llx:%llu:%llu%s\"", (unsigned long long)incarnation,
+           (unsigned long long)start, (unsigned long long)end,
+           closed_at_end ? ":c" : "");
+}
+
+/* Whether the request's If-None-Match is false for a response of this
+** etag (NULL: none), i.e. the client has it (RFC 9110 section 13.1.2,
+** weak comparison): a GET or HEAD is then answered 304. */
+static int api_not_modified(const struct api_conn *cn, const char *etag) {
+  struct str none;
+  none.ptr = "";
+  none.len = 0;
+  if (cn->inm_state != 1) return 0;
+  return http_if_none_match(util_str(cn->inm),
+                            etag ? util_str(etag) : none) == 1;
+}
+
+/* 304 Not Modified: the fields a 200 would carry that describe the
+** representation (RFC 9110 section 15.4.5), no content. */
+static void api_reply_304(struct api_conn *cn, const char *etag,
+                          uint64_t tail, const char *cache_control) {
+  api_begin(cn, 304);
+  if (etag) buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
+  api_offset_header(cn, "Stream-Next-Offset", tail);
+  buf_printf(conn_out(&cn->c), "Cache-Control: %s\r\n\r\n", cache_control);
+}
+
+#define API_CACHE_CATCHUP "public, max-age=60, stale-while-revalidate=300"
+
 static void api_catchup_reply(struct api_conn *cn, struct job *j) {
   char etag[160];
   struct buf body;
   memset(&body, 0, sizeof(body));
   if (j->offset_now) {
+    if (api_not_modified(cn, NULL)) { /* only "*" can match no ETag */
+      api_reply_304(cn, NULL, j->tail, "no-store");
+      return;
+    }
     api_begin(cn, 200);
     api_read_headers(cn, j, 0);
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n");
@@ -13645,22 +14361,15 @@ static void api_catchup_reply(struct api_conn *cn, struct job *j) {
     buf_free(&body);
     return;
   }
-  snprintf(etag, sizeof(etag), "\"%llx:%llu:%llu%s\"",
-           (unsigned long long)j->incarnation, (unsigned long long)j->start,
-           (unsigned long long)j->tail, j->closed ? ":c" : "");
-  if (cn->etag_req[0] && strcmp(cn->etag_req, etag) == 0) {
-    api_begin(cn, 304);
-    buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
-    api_offset_header(cn, "Stream-Next-Offset", j->tail);
-    buf_append_str(conn_out(&cn->c), "\r\n");
+  api_etag(etag, sizeof(etag), j->incarnation, j->start, j->tail, j->closed);
+  if (api_not_modified(cn, etag)) {
+    api_reply_304(cn, etag, j->tail, API_CACHE_CATCHUP);
     return;
   }
   api_begin(cn, 200);
   api_read_headers(cn, j, 0);
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
-  buf_append_str(conn_out(&cn->c),
-                 "Cache-Control: public, max-age=60, "
-                 "stale-while-revalidate=300\r\n");
+  buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
   api_end_data(cn, j->json, &j->data);
 }
 
@@ -13697,18 +14406,49 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
   buf_free(&tmp);
 }
 
-/* Send data [.., tail) and its control event on an SSE response; end the
-** response if the stream is closed at tail. */
+/* An SSE response lasts --sse-close-ms (protocol 2.10: servers should
+** close SSE connections about every 60 s; the client reconnects from
+** the last streamNextOffset).  It ends only between events: after a
+** send (api_sse_send) or when its timer finds it idle. */
+static int api_sse_over(const struct api_conn *cn) {
+  return loop_now_ms(cn->c.core->loop) >= cn->sse_end_ms;
+}
+
+/* Wait idle: the timer fires for the next keep-alive comment, or for the
+** end of the response if that comes first. */
+static void api_sse_arm(struct api_conn *cn) {
+  uint64_t now = loop_now_ms(cn->c.core->loop);
+  uint64_t ms = (uint64_t)cn->c.core->srv->cfg.sse_keepalive_ms;
+  if (cn->sse_end_ms <= now)
+    ms = 0;
+  else if (cn->sse_end_ms - now < ms)
+    ms = cn->sse_end_ms - now;
+  conn_arm(&cn->c, (int)ms);
+}
+
+/* Send data [.., tail) and its control event on an SSE response
+** (cn->lw.offset becomes the offset after what was sent); end the
+** response if the stream is closed there, or its time is up.  Text that
+** stops short of the tail (a read cut at --max-read-bytes) is sent only
+** up to the last whole UTF-8 character: the rest starts the next event,
+** since a client decodes each event on its own. */
 static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
                          uint64_t tail, int up_to_date, int closed) {
   struct buf ev;
+  if (!up_to_date && !cn->live_json && !cn->live_b64) {
+    size_t whole = sse_utf8_cut(p, len);
+    if (whole > 0) {
+      tail -= len - whole;
+      len = whole;
+    }
+  }
   memset(&ev, 0, sizeof(ev));
   if (len > 0) api_sse_data(cn, &ev, p, len);
   sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   conn_chunk(&cn->c, &ev);
   buf_free(&ev);
   cn->lw.offset = tail;
-  if (closed) conn_end_chunks(&cn->c);
+  if (closed || api_sse_over(cn)) conn_end_chunks(&cn->c);
 }
 
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
@@ -13719,11 +14459,13 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     ** or went away, or the server stops), so say so up front: a client
     ** must not pool it for its next request. */
     cn->c.keep_alive = 0;
+    cn->sse_end_ms = loop_now_ms(cn->c.core->loop) +
+                     (uint64_t)cn->c.core->srv->cfg.sse_close_ms;
     api_begin(cn, 200);
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/event-stream\r\n"
-                   "Cache-Control: no-cache\r\n"
-                   "Transfer-Encoding: chunked\r\n");
+                   "Cache-Control: no-cache\r\n");
+    conn_begin_chunks(&cn->c);
     if (cn->live_b64)
       buf_append_str(conn_out(&cn->c), "Stream-SSE-Data-Encoding: base64\r\n");
     buf_append_str(conn_out(&cn->c), "\r\n");
@@ -13780,10 +14522,22 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
     api_end(cn, "", 0);
 }
 
+/* HEAD: the stream's metadata (Stream-Next-Offset is the tail), and the
+** ETag that a GET of the same target would carry, with its 304. */
 static void api_reply_head(struct api_conn *cn, struct job *j) {
+  char etag[160];
+  etag[0] = '\0';
+  if (!j->offset_now)
+    api_etag(etag, sizeof(etag), j->incarnation, j->start, j->read_end,
+             j->closed && j->read_end == j->tail);
+  if (api_not_modified(cn, etag[0] ? etag : NULL)) {
+    api_reply_304(cn, etag[0] ? etag : NULL, j->tail, "no-store");
+    return;
+  }
   api_begin(cn, 200);
   buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
   api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (etag[0]) buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   if (j->has_ttl)
     buf_printf(conn_out(&cn->c), "Stream-TTL: %llu\r\n",
                (unsigned long long)j->ttl_s);
@@ -13842,12 +14596,12 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     return;
   }
   if (!j->up_to_date) {
-    api_dispatch_read(cn, j->tail, 0); /* catching up: next chunk */
+    api_dispatch_read(cn, cn->lw.offset, 0); /* catching up: next chunk */
   } else if (j->registered) {
     live_wait(&cn->lw);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
   } else {
-    api_dispatch_read(cn, j->tail, 0);
+    api_dispatch_read(cn, cn->lw.offset, 0);
   }
   conn_flush(&cn->c);
 }
@@ -13926,7 +14680,7 @@ static void api_on_wake(struct live_waiter *x, int why,
         live_unwait(&cn->lw);
         cn->lw.watch = NULL;
       } else {
-        conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+        api_sse_arm(cn);
       }
       conn_flush(&cn->c);
     }
@@ -13936,7 +14690,8 @@ static void api_on_wake(struct live_waiter *x, int why,
 }
 
 /* conn.c's on_live_timer hook: a long-poll that waited long enough
-** answers 204; an idle SSE response gets a keep-alive comment. */
+** answers 204; an idle SSE response gets a keep-alive comment, or ends
+** if its time is up. */
 static void api_on_live_timer(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   if (cn->phase == API_POLL) {
@@ -13952,13 +14707,17 @@ static void api_on_live_timer(struct conn *c) {
                (unsigned long long)api_cursor(cn));
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n\r\n");
     conn_done(&cn->c);
+  } else if (api_sse_over(cn)) {
+    live_leave(&cn->c.core->live, &cn->lw);
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
   } else {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));
     sse_comment(&ev, "keep-alive");
     conn_chunk(&cn->c, &ev);
     buf_free(&ev);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
     conn_flush(&cn->c);
   }
 }
@@ -14010,18 +14769,36 @@ static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now) {
   group_dispatch(cn->c.core, j);
 }
 
-/* Split "path?query" and find the query parameters we know. */
-struct api_query {
-  struct str path;
-  struct str offset;
-  int n_offset;
-  struct str live;
-  int has_live;
-  struct str cursor;
-  int has_cursor;
+/* A query parameter we know, percent-decoded (RFC 3986 section 2.1)
+** before anything looks at it: "offset=%2D1" is offset -1.  A decoded
+** value longer than API_PARAM_MAX bytes cannot be a valid one of ours
+** and is kept as too_long. */
+#define API_PARAM_MAX 64
+struct api_param {
+  int n;        /* times given */
+  int too_long; /* the last one did not fit v */
+  size_t len;
+  char v[API_PARAM_MAX];
 };
 
-static void api_parse_target(struct str t, struct api_query *q) {
+/* The request-target split into the path (as sent: a stream's name is
+** its bytes) and the query parameters we know; others are ignored. */
+struct api_query {
+  struct str path;
+  struct api_param offset, live, cursor;
+};
+
+static struct str api_param_str(const struct api_param *p) {
+  struct str v;
+  v.ptr = p->v;
+  v.len = p->len;
+  return v;
+}
+
+/* Fill q from t.  Returns 0, or -1 if a name or value holds a '%' that
+** does not start an escape (the request-line parser already refuses
+** such a target; this keeps the rule true for any caller). */
+static int api_parse_target(struct str t, struct api_query *q) {
   size_t i = 0, start;
   memset(q, 0, sizeof(*q));
   while (i < t.len && t.ptr[i] != '?') i++;
@@ -14029,7 +14806,10 @@ static void api_parse_target(struct str t, struct api_query *q) {
   q->path.len = i;
   while (i < t.len) {
     struct str name, value;
-    size_t eq = 0;
+    struct api_param *p = NULL;
+    char nm[16];
+    size_t eq = 0, nlen;
+    int rc;
     start = ++i;
     while (i < t.len && t.ptr[i] != '&') {
       if (t.ptr[i] == '=' && eq == 0) eq = i;
@@ -14039,20 +14819,36 @@ static void api_parse_target(struct str t, struct api_query *q) {
     name.len = (eq ? eq : i) - start;
     value.ptr = eq ? t.ptr + eq + 1 : t.ptr + i;
     value.len = eq ? i - eq - 1 : 0;
-    if (util_str_eq(name, "offset")) {
-      q->offset = value;
-      q->n_offset++;
-    } else if (util_str_eq(name, "live")) {
-      q->live = value;
-      q->has_live = 1;
-    } else if (util_str_eq(name, "cursor")) {
-      q->cursor = value;
-      q->has_cursor = 1;
+    rc = http_pct_decode(name, nm, sizeof(nm), &nlen);
+    if (rc == HTTP_EMALFORMED) return -1;
+    if (rc == URSULA_OK) {
+      struct str n;
+      n.ptr = nm;
+      n.len = nlen;
+      p = util_str_eq(n, "offset")   ? &q->offset
+          : util_str_eq(n, "live")   ? &q->live
+          : util_str_eq(n, "cursor") ? &q->cursor
+                                     : NULL;
     }
+    if (p == NULL) { /* not ours: only its escapes matter */
+      char sink[1];
+      size_t ignored;
+      if (http_pct_decode(value, sink, 0, &ignored) == HTTP_EMALFORMED)
+        return -1;
+      continue;
+    }
+    p->n++;
+    rc = http_pct_decode(value, p->v, sizeof(p->v), &p->len);
+    if (rc == HTTP_EMALFORMED) return -1;
+    p->too_long = rc != URSULA_OK;
   }
+  return 0;
 }
 
-/* Parse "%016llu_%016llu"-style offsets (digits '_' digits). */
+/* An offset of this server: "%016llu_%016llu" as api_offset_header()
+** writes it, read back as two 1*DIGIT numbers of which the first (the
+** log epoch, always 0 here) must be 0 and the second is the byte offset.
+** A first part other than 0 is not an offset this server gave. */
 static int api_parse_offset(struct str s, uint64_t *out) {
   size_t i = 0;
   struct str hi, lo;
@@ -14063,7 +14859,7 @@ static int api_parse_offset(struct str s, uint64_t *out) {
   hi.len = i;
   lo.ptr = s.ptr + i + 1;
   lo.len = s.len - i - 1;
-  if (util_parse_u64(hi, UINT64_MAX, &h) != 0) return -1;
+  if (util_parse_u64(hi, 0, &h) != 0) return -1;
   if (util_parse_u64(lo, UINT64_MAX, &v) != 0) return -1;
   *out = v;
   return 0;
@@ -14276,10 +15072,25 @@ static int api_parse_head(const struct http_request *req, struct api_head *h,
               : util_str_eq(m, "OPTIONS") ? API_OPTIONS
                                           : 0;
   if (h->method == 0) {
-    *reason = "method not allowed";
-    return 405;
+    /* RFC 9110 section 9.1: 405 (with Allow) for a method we know but do
+    ** not serve (those of RFC 9110, and PATCH), 501 for any other */
+    if (util_str_eq(m, "CONNECT") || util_str_eq(m, "TRACE") ||
+        util_str_eq(m, "PATCH")) {
+      *reason = "method not allowed";
+      return 405;
+    }
+    *reason = "method not implemented";
+    return 501;
   }
-  api_parse_target(req->target, &h->q);
+  if (h->method == API_OPTIONS && util_str_eq(req->target, "*")) {
+    memset(&h->q, 0, sizeof(h->q)); /* the server as a whole (9112 3.2.4) */
+    h->q.path = req->target;
+    return 0;
+  }
+  if (api_parse_target(req->target, &h->q) != 0) {
+    *reason = "malformed percent-escape in the query";
+    return 400;
+  }
   if (h->q.path.len > URSULA_MAX_PATH_BYTES) {
     *reason = "path is too long";
     return 414;
@@ -14289,6 +15100,45 @@ static int api_parse_head(const struct http_request *req, struct api_head *h,
     return 400;
   }
   return 0;
+}
+
+/* What the query says about a read (GET, or HEAD, which answers as the
+** GET of the same target would): the offset, live mode and cursor, each
+** percent-decoded first.  Returns NULL or why the request is a 400. */
+static const char *api_read_query(const struct api_query *q, struct job *j,
+                                  int *has_cursor, uint64_t *cursor) {
+  const char *bad = NULL;
+  struct str off = api_param_str(&q->offset);
+  struct str live = api_param_str(&q->live);
+  if (q->offset.n > 1) {
+    bad = "offset is given more than once";
+  } else if (q->offset.n == 1) {
+    if (q->offset.too_long)
+      bad = "offset must be -1, now, or an offset from this server";
+    else if (util_str_eq(off, "-1"))
+      j->offset = 0;
+    else if (util_str_eq(off, "now"))
+      j->offset_now = 1;
+    else if (api_parse_offset(off, &j->offset) != 0)
+      bad = "offset must be -1, now, or an offset from this server";
+  }
+  if (q->live.n > 1) {
+    bad = "live is given more than once";
+  } else if (q->live.n == 1) {
+    if (!q->live.too_long && util_str_eq(live, "long-poll"))
+      j->live = JOB_LIVE_POLL;
+    else if (!q->live.too_long && util_str_eq(live, "sse"))
+      j->live = JOB_LIVE_SSE;
+    else
+      bad = "live must be long-poll or sse";
+    if (q->offset.n == 0) bad = "live reads need an offset";
+  }
+  /* a cursor that is missing, repeated or not a number up to 2^53 - 1
+  ** (what clients can hold exactly) is no cursor (protocol 2.14) */
+  *has_cursor = q->cursor.n == 1 && !q->cursor.too_long &&
+                util_parse_u64(api_param_str(&q->cursor),
+                               ((uint64_t)1 << 53) - 1, cursor) == 0;
+  return bad;
 }
 
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
@@ -14303,6 +15153,7 @@ static void api_build_job(const struct http_request *req,
   const char *bad = NULL;
   memcpy(j->path, q->path.ptr, q->path.len);
   j->path_len = q->path.len;
+  *has_cursor = 0;
   if (api_is_true(http_find_header(req, "Stream-Closed")))
     j->cmd.flags |= CMD_F_CLOSE;
   switch (h->method) {
@@ -14322,30 +15173,13 @@ static void api_build_job(const struct http_request *req,
       break;
     case API_HEAD_M:
       j->op = JOB_HEAD;
+      bad = api_read_query(q, j, has_cursor, cursor);
+      j->live = JOB_LIVE_NONE; /* a HEAD has no body to wait for */
+      j->max_bytes = max_read_bytes;
       break;
     default: /* GET */
       j->op = JOB_READ;
-      if (q->n_offset > 1) {
-        bad = "offset is given more than once";
-      } else if (q->n_offset == 1) {
-        if (util_str_eq(q->offset, "-1"))
-          j->offset = 0;
-        else if (util_str_eq(q->offset, "now"))
-          j->offset_now = 1;
-        else if (api_parse_offset(q->offset, &j->offset) != 0)
-          bad = "offset must be -1, now, or an offset from this server";
-      }
-      if (q->has_live) {
-        if (util_str_eq(q->live, "long-poll"))
-          j->live = JOB_LIVE_POLL;
-        else if (util_str_eq(q->live, "sse"))
-          j->live = JOB_LIVE_SSE;
-        else
-          bad = "live must be long-poll or sse";
-        if (q->n_offset == 0) bad = "live reads need an offset";
-      }
-      *has_cursor =
-          q->has_cursor && util_parse_u64(q->cursor, UINT64_MAX, cursor) == 0;
+      bad = api_read_query(q, j, has_cursor, cursor);
       j->max_bytes = max_read_bytes;
       break;
   }
@@ -14360,23 +15194,41 @@ static void api_build_job(const struct http_request *req,
   }
 }
 
+/* Keep what the answer needs of req's head: the host for Location (the
+** authority http_authority() validated, else this server's address),
+** and If-None-Match (RFC 9110 section 5.3: all its lines as one list). */
+static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
+  const struct ursula_config *cfg = &cn->c.core->srv->cfg;
+  size_t i, n = 0;
+  if (req->host.len == 0 || api_copy(cn->host, sizeof(cn->host), req->host) != 0)
+    snprintf(cn->host, sizeof(cn->host), "%.240s:%d", cfg->listen_host,
+             cn->c.core->srv->port);
+  cn->inm_state = 0;
+  for (i = 0; i < req->n_headers && cn->inm_state >= 0; i++) {
+    struct str v = req->headers[i].value;
+    if (!util_str_ieq(req->headers[i].name, "If-None-Match")) continue;
+    if (n + v.len + 2 > sizeof(cn->inm)) {
+      cn->inm_state = -1;
+      break;
+    }
+    if (n > 0) cn->inm[n++] = ',';
+    memcpy(cn->inm + n, v.ptr, v.len);
+    n += v.len;
+    cn->inm[n] = '\0';
+    cn->inm_state = 1;
+  }
+}
+
 /* conn.c's on_head hook: check the head, and either answer at once or
 ** make the job and read the body. */
 static int api_on_head(struct conn *c, const struct http_request *req) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   const struct ursula_config *cfg = &c->core->srv->cfg;
-  const struct http_header *h;
   struct api_head head;
   const char *reason = NULL;
   struct job *j;
   int status;
-  h = http_find_header(req, "Host");
-  if (h == NULL || api_copy(cn->host, sizeof(cn->host), h->value) != 0)
-    snprintf(cn->host, sizeof(cn->host), "%.240s:%d", cfg->listen_host,
-             c->core->srv->port);
-  cn->etag_req[0] = '\0';
-  h = http_find_header(req, "If-None-Match");
-  if (h) api_copy(cn->etag_req, sizeof(cn->etag_req), h->value);
+  api_keep_head(cn, req);
   if ((status = api_parse_head(req, &head, &reason)) != 0) {
     conn_fatal(c, status, reason);
     return -1;

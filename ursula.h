@@ -108,6 +108,8 @@ struct ursula_config {
   int idle_timeout_ms;          /* idle-timeout-ms: close idle keep-alive */
   int header_timeout_ms;        /* header-timeout-ms: time to send headers */
   int sse_keepalive_ms;         /* sse-keepalive-ms: idle SSE comment line */
+  int sse_close_ms;             /* sse-close-ms: an SSE response ends this
+                                   long after it began */
   int64_t max_read_bytes;       /* max-read-bytes: largest catch-up chunk */
   int64_t hot_max_bytes;        /* hot-max-bytes: stream data in memory,
                                    per group (with a WAL) */

@@ -37,8 +37,11 @@ struct api_conn {
   struct conn c; /* first: conn.c allocates and frees the whole */
   /* the request being read */
   struct job *job;
-  char host[256];
-  char etag_req[160]; /* If-None-Match */
+  char host[256]; /* the validated authority, for Location */
+  /* If-None-Match, all its lines joined with ','; inm_state 0: none,
+  ** 1: inm holds it, -1: too long to keep (the field is then ignored) */
+  char inm[512];
+  int inm_state;
   int has_cursor;
   uint64_t cursor;
   /* live reading */
@@ -46,6 +49,7 @@ struct api_conn {
   int live;              /* JOB_LIVE_POLL or JOB_LIVE_SSE */
   int phase;             /* API_POLL or API_SSE, while CONN_LIVE */
   int live_json, live_b64;
+  uint64_t sse_end_ms; /* loop time at which the SSE response ends */
   char live_type[256]; /* the stream's content type */
 };
 
@@ -78,6 +82,8 @@ static void api_begin(struct api_conn *cn, int status) {
              sizeof(api_common_headers) - 1);
   if (!cn->c.keep_alive)
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
+  else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
+    buf_append_str(conn_out(&cn->c), "Connection: keep-alive\r\n");
 }
 
 static void api_offset_header(struct api_conn *cn, const char *name,
@@ -177,11 +183,50 @@ static void api_read_headers(struct api_conn *cn, const struct job *j,
                (unsigned long long)api_cursor(cn));
 }
 
+/* The ETag of the catch-up bytes [start, end) of a stream incarnation,
+** with ":c" when the stream is closed and end is its tail.  GET and HEAD
+** both take it from here (RFC 9110 section 9.3.2: a HEAD carries the
+** fields its GET would). */
+static void api_etag(char *out, size_t cap, uint64_t incarnation,
+                     uint64_t start, uint64_t end, int closed_at_end) {
+  snprintf(out, cap, "\"%llx:%llu:%llu%s\"", (unsigned long long)incarnation,
+           (unsigned long long)start, (unsigned long long)end,
+           closed_at_end ? ":c" : "");
+}
+
+/* Whether the request's If-None-Match is false for a response of this
+** etag (NULL: none), i.e. the client has it (RFC 9110 section 13.1.2,
+** weak comparison): a GET or HEAD is then answered 304. */
+static int api_not_modified(const struct api_conn *cn, const char *etag) {
+  struct str none;
+  none.ptr = "";
+  none.len = 0;
+  if (cn->inm_state != 1) return 0;
+  return http_if_none_match(util_str(cn->inm),
+                            etag ? util_str(etag) : none) == 1;
+}
+
+/* 304 Not Modified: the fields a 200 would carry that describe the
+** representation (RFC 9110 section 15.4.5), no content. */
+static void api_reply_304(struct api_conn *cn, const char *etag,
+                          uint64_t tail, const char *cache_control) {
+  api_begin(cn, 304);
+  if (etag) buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
+  api_offset_header(cn, "Stream-Next-Offset", tail);
+  buf_printf(conn_out(&cn->c), "Cache-Control: %s\r\n\r\n", cache_control);
+}
+
+#define API_CACHE_CATCHUP "public, max-age=60, stale-while-revalidate=300"
+
 static void api_catchup_reply(struct api_conn *cn, struct job *j) {
   char etag[160];
   struct buf body;
   memset(&body, 0, sizeof(body));
   if (j->offset_now) {
+    if (api_not_modified(cn, NULL)) { /* only "*" can match no ETag */
+      api_reply_304(cn, NULL, j->tail, "no-store");
+      return;
+    }
     api_begin(cn, 200);
     api_read_headers(cn, j, 0);
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n");
@@ -190,22 +235,15 @@ static void api_catchup_reply(struct api_conn *cn, struct job *j) {
     buf_free(&body);
     return;
   }
-  snprintf(etag, sizeof(etag), "\"%llx:%llu:%llu%s\"",
-           (unsigned long long)j->incarnation, (unsigned long long)j->start,
-           (unsigned long long)j->tail, j->closed ? ":c" : "");
-  if (cn->etag_req[0] && strcmp(cn->etag_req, etag) == 0) {
-    api_begin(cn, 304);
-    buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
-    api_offset_header(cn, "Stream-Next-Offset", j->tail);
-    buf_append_str(conn_out(&cn->c), "\r\n");
+  api_etag(etag, sizeof(etag), j->incarnation, j->start, j->tail, j->closed);
+  if (api_not_modified(cn, etag)) {
+    api_reply_304(cn, etag, j->tail, API_CACHE_CATCHUP);
     return;
   }
   api_begin(cn, 200);
   api_read_headers(cn, j, 0);
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
-  buf_append_str(conn_out(&cn->c),
-                 "Cache-Control: public, max-age=60, "
-                 "stale-while-revalidate=300\r\n");
+  buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
   api_end_data(cn, j->json, &j->data);
 }
 
@@ -242,18 +280,49 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
   buf_free(&tmp);
 }
 
-/* Send data [.., tail) and its control event on an SSE response; end the
-** response if the stream is closed at tail. */
+/* An SSE response lasts --sse-close-ms (protocol 2.10: servers should
+** close SSE connections about every 60 s; the client reconnects from
+** the last streamNextOffset).  It ends only between events: after a
+** send (api_sse_send) or when its timer finds it idle. */
+static int api_sse_over(const struct api_conn *cn) {
+  return loop_now_ms(cn->c.core->loop) >= cn->sse_end_ms;
+}
+
+/* Wait idle: the timer fires for the next keep-alive comment, or for the
+** end of the response if that comes first. */
+static void api_sse_arm(struct api_conn *cn) {
+  uint64_t now = loop_now_ms(cn->c.core->loop);
+  uint64_t ms = (uint64_t)cn->c.core->srv->cfg.sse_keepalive_ms;
+  if (cn->sse_end_ms <= now)
+    ms = 0;
+  else if (cn->sse_end_ms - now < ms)
+    ms = cn->sse_end_ms - now;
+  conn_arm(&cn->c, (int)ms);
+}
+
+/* Send data [.., tail) and its control event on an SSE response
+** (cn->lw.offset becomes the offset after what was sent); end the
+** response if the stream is closed there, or its time is up.  Text that
+** stops short of the tail (a read cut at --max-read-bytes) is sent only
+** up to the last whole UTF-8 character: the rest starts the next event,
+** since a client decodes each event on its own. */
 static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
                          uint64_t tail, int up_to_date, int closed) {
   struct buf ev;
+  if (!up_to_date && !cn->live_json && !cn->live_b64) {
+    size_t whole = sse_utf8_cut(p, len);
+    if (whole > 0) {
+      tail -= len - whole;
+      len = whole;
+    }
+  }
   memset(&ev, 0, sizeof(ev));
   if (len > 0) api_sse_data(cn, &ev, p, len);
   sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   conn_chunk(&cn->c, &ev);
   buf_free(&ev);
   cn->lw.offset = tail;
-  if (closed) conn_end_chunks(&cn->c);
+  if (closed || api_sse_over(cn)) conn_end_chunks(&cn->c);
 }
 
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
@@ -264,11 +333,13 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     ** or went away, or the server stops), so say so up front: a client
     ** must not pool it for its next request. */
     cn->c.keep_alive = 0;
+    cn->sse_end_ms = loop_now_ms(cn->c.core->loop) +
+                     (uint64_t)cn->c.core->srv->cfg.sse_close_ms;
     api_begin(cn, 200);
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/event-stream\r\n"
-                   "Cache-Control: no-cache\r\n"
-                   "Transfer-Encoding: chunked\r\n");
+                   "Cache-Control: no-cache\r\n");
+    conn_begin_chunks(&cn->c);
     if (cn->live_b64)
       buf_append_str(conn_out(&cn->c), "Stream-SSE-Data-Encoding: base64\r\n");
     buf_append_str(conn_out(&cn->c), "\r\n");
@@ -325,10 +396,22 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
     api_end(cn, "", 0);
 }
 
+/* HEAD: the stream's metadata (Stream-Next-Offset is the tail), and the
+** ETag that a GET of the same target would carry, with its 304. */
 static void api_reply_head(struct api_conn *cn, struct job *j) {
+  char etag[160];
+  etag[0] = '\0';
+  if (!j->offset_now)
+    api_etag(etag, sizeof(etag), j->incarnation, j->start, j->read_end,
+             j->closed && j->read_end == j->tail);
+  if (api_not_modified(cn, etag[0] ? etag : NULL)) {
+    api_reply_304(cn, etag[0] ? etag : NULL, j->tail, "no-store");
+    return;
+  }
   api_begin(cn, 200);
   buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
   api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (etag[0]) buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   if (j->has_ttl)
     buf_printf(conn_out(&cn->c), "Stream-TTL: %llu\r\n",
                (unsigned long long)j->ttl_s);
@@ -387,12 +470,12 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     return;
   }
   if (!j->up_to_date) {
-    api_dispatch_read(cn, j->tail, 0); /* catching up: next chunk */
+    api_dispatch_read(cn, cn->lw.offset, 0); /* catching up: next chunk */
   } else if (j->registered) {
     live_wait(&cn->lw);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
   } else {
-    api_dispatch_read(cn, j->tail, 0);
+    api_dispatch_read(cn, cn->lw.offset, 0);
   }
   conn_flush(&cn->c);
 }
@@ -471,7 +554,7 @@ static void api_on_wake(struct live_waiter *x, int why,
         live_unwait(&cn->lw);
         cn->lw.watch = NULL;
       } else {
-        conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+        api_sse_arm(cn);
       }
       conn_flush(&cn->c);
     }
@@ -481,7 +564,8 @@ static void api_on_wake(struct live_waiter *x, int why,
 }
 
 /* conn.c's on_live_timer hook: a long-poll that waited long enough
-** answers 204; an idle SSE response gets a keep-alive comment. */
+** answers 204; an idle SSE response gets a keep-alive comment, or ends
+** if its time is up. */
 static void api_on_live_timer(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   if (cn->phase == API_POLL) {
@@ -497,13 +581,17 @@ static void api_on_live_timer(struct conn *c) {
                (unsigned long long)api_cursor(cn));
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n\r\n");
     conn_done(&cn->c);
+  } else if (api_sse_over(cn)) {
+    live_leave(&cn->c.core->live, &cn->lw);
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
   } else {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));
     sse_comment(&ev, "keep-alive");
     conn_chunk(&cn->c, &ev);
     buf_free(&ev);
-    conn_arm(&cn->c, cn->c.core->srv->cfg.sse_keepalive_ms);
+    api_sse_arm(cn);
     conn_flush(&cn->c);
   }
 }
@@ -555,18 +643,36 @@ static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now) {
   group_dispatch(cn->c.core, j);
 }
 
-/* Split "path?query" and find the query parameters we know. */
-struct api_query {
-  struct str path;
-  struct str offset;
-  int n_offset;
-  struct str live;
-  int has_live;
-  struct str cursor;
-  int has_cursor;
+/* A query parameter we know, percent-decoded (RFC 3986 section 2.1)
+** before anything looks at it: "offset=%2D1" is offset -1.  A decoded
+** value longer than API_PARAM_MAX bytes cannot be a valid one of ours
+** and is kept as too_long. */
+#define API_PARAM_MAX 64
+struct api_param {
+  int n;        /* times given */
+  int too_long; /* the last one did not fit v */
+  size_t len;
+  char v[API_PARAM_MAX];
 };
 
-static void api_parse_target(struct str t, struct api_query *q) {
+/* The request-target split into the path (as sent: a stream's name is
+** its bytes) and the query parameters we know; others are ignored. */
+struct api_query {
+  struct str path;
+  struct api_param offset, live, cursor;
+};
+
+static struct str api_param_str(const struct api_param *p) {
+  struct str v;
+  v.ptr = p->v;
+  v.len = p->len;
+  return v;
+}
+
+/* Fill q from t.  Returns 0, or -1 if a name or value holds a '%' that
+** does not start an escape (the request-line parser already refuses
+** such a target; this keeps the rule true for any caller). */
+static int api_parse_target(struct str t, struct api_query *q) {
   size_t i = 0, start;
   memset(q, 0, sizeof(*q));
   while (i < t.len && t.ptr[i] != '?') i++;
@@ -574,7 +680,10 @@ static void api_parse_target(struct str t, struct api_query *q) {
   q->path.len = i;
   while (i < t.len) {
     struct str name, value;
-    size_t eq = 0;
+    struct api_param *p = NULL;
+    char nm[16];
+    size_t eq = 0, nlen;
+    int rc;
     start = ++i;
     while (i < t.len && t.ptr[i] != '&') {
       if (t.ptr[i] == '=' && eq == 0) eq = i;
@@ -584,20 +693,36 @@ static void api_parse_target(struct str t, struct api_query *q) {
     name.len = (eq ? eq : i) - start;
     value.ptr = eq ? t.ptr + eq + 1 : t.ptr + i;
     value.len = eq ? i - eq - 1 : 0;
-    if (util_str_eq(name, "offset")) {
-      q->offset = value;
-      q->n_offset++;
-    } else if (util_str_eq(name, "live")) {
-      q->live = value;
-      q->has_live = 1;
-    } else if (util_str_eq(name, "cursor")) {
-      q->cursor = value;
-      q->has_cursor = 1;
+    rc = http_pct_decode(name, nm, sizeof(nm), &nlen);
+    if (rc == HTTP_EMALFORMED) return -1;
+    if (rc == URSULA_OK) {
+      struct str n;
+      n.ptr = nm;
+      n.len = nlen;
+      p = util_str_eq(n, "offset")   ? &q->offset
+          : util_str_eq(n, "live")   ? &q->live
+          : util_str_eq(n, "cursor") ? &q->cursor
+                                     : NULL;
     }
+    if (p == NULL) { /* not ours: only its escapes matter */
+      char sink[1];
+      size_t ignored;
+      if (http_pct_decode(value, sink, 0, &ignored) == HTTP_EMALFORMED)
+        return -1;
+      continue;
+    }
+    p->n++;
+    rc = http_pct_decode(value, p->v, sizeof(p->v), &p->len);
+    if (rc == HTTP_EMALFORMED) return -1;
+    p->too_long = rc != URSULA_OK;
   }
+  return 0;
 }
 
-/* Parse "%016llu_%016llu"-style offsets (digits '_' digits). */
+/* An offset of this server: "%016llu_%016llu" as api_offset_header()
+** writes it, read back as two 1*DIGIT numbers of which the first (the
+** log epoch, always 0 here) must be 0 and the second is the byte offset.
+** A first part other than 0 is not an offset this server gave. */
 static int api_parse_offset(struct str s, uint64_t *out) {
   size_t i = 0;
   struct str hi, lo;
@@ -608,7 +733,7 @@ static int api_parse_offset(struct str s, uint64_t *out) {
   hi.len = i;
   lo.ptr = s.ptr + i + 1;
   lo.len = s.len - i - 1;
-  if (util_parse_u64(hi, UINT64_MAX, &h) != 0) return -1;
+  if (util_parse_u64(hi, 0, &h) != 0) return -1;
   if (util_parse_u64(lo, UINT64_MAX, &v) != 0) return -1;
   *out = v;
   return 0;
@@ -821,10 +946,25 @@ static int api_parse_head(const struct http_request *req, struct api_head *h,
               : util_str_eq(m, "OPTIONS") ? API_OPTIONS
                                           : 0;
   if (h->method == 0) {
-    *reason = "method not allowed";
-    return 405;
+    /* RFC 9110 section 9.1: 405 (with Allow) for a method we know but do
+    ** not serve (those of RFC 9110, and PATCH), 501 for any other */
+    if (util_str_eq(m, "CONNECT") || util_str_eq(m, "TRACE") ||
+        util_str_eq(m, "PATCH")) {
+      *reason = "method not allowed";
+      return 405;
+    }
+    *reason = "method not implemented";
+    return 501;
   }
-  api_parse_target(req->target, &h->q);
+  if (h->method == API_OPTIONS && util_str_eq(req->target, "*")) {
+    memset(&h->q, 0, sizeof(h->q)); /* the server as a whole (9112 3.2.4) */
+    h->q.path = req->target;
+    return 0;
+  }
+  if (api_parse_target(req->target, &h->q) != 0) {
+    *reason = "malformed percent-escape in the query";
+    return 400;
+  }
   if (h->q.path.len > URSULA_MAX_PATH_BYTES) {
     *reason = "path is too long";
     return 414;
@@ -834,6 +974,45 @@ static int api_parse_head(const struct http_request *req, struct api_head *h,
     return 400;
   }
   return 0;
+}
+
+/* What the query says about a read (GET, or HEAD, which answers as the
+** GET of the same target would): the offset, live mode and cursor, each
+** percent-decoded first.  Returns NULL or why the request is a 400. */
+static const char *api_read_query(const struct api_query *q, struct job *j,
+                                  int *has_cursor, uint64_t *cursor) {
+  const char *bad = NULL;
+  struct str off = api_param_str(&q->offset);
+  struct str live = api_param_str(&q->live);
+  if (q->offset.n > 1) {
+    bad = "offset is given more than once";
+  } else if (q->offset.n == 1) {
+    if (q->offset.too_long)
+      bad = "offset must be -1, now, or an offset from this server";
+    else if (util_str_eq(off, "-1"))
+      j->offset = 0;
+    else if (util_str_eq(off, "now"))
+      j->offset_now = 1;
+    else if (api_parse_offset(off, &j->offset) != 0)
+      bad = "offset must be -1, now, or an offset from this server";
+  }
+  if (q->live.n > 1) {
+    bad = "live is given more than once";
+  } else if (q->live.n == 1) {
+    if (!q->live.too_long && util_str_eq(live, "long-poll"))
+      j->live = JOB_LIVE_POLL;
+    else if (!q->live.too_long && util_str_eq(live, "sse"))
+      j->live = JOB_LIVE_SSE;
+    else
+      bad = "live must be long-poll or sse";
+    if (q->offset.n == 0) bad = "live reads need an offset";
+  }
+  /* a cursor that is missing, repeated or not a number up to 2^53 - 1
+  ** (what clients can hold exactly) is no cursor (protocol 2.14) */
+  *has_cursor = q->cursor.n == 1 && !q->cursor.too_long &&
+                util_parse_u64(api_param_str(&q->cursor),
+                               ((uint64_t)1 << 53) - 1, cursor) == 0;
+  return bad;
 }
 
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
@@ -848,6 +1027,7 @@ static void api_build_job(const struct http_request *req,
   const char *bad = NULL;
   memcpy(j->path, q->path.ptr, q->path.len);
   j->path_len = q->path.len;
+  *has_cursor = 0;
   if (api_is_true(http_find_header(req, "Stream-Closed")))
     j->cmd.flags |= CMD_F_CLOSE;
   switch (h->method) {
@@ -867,30 +1047,13 @@ static void api_build_job(const struct http_request *req,
       break;
     case API_HEAD_M:
       j->op = JOB_HEAD;
+      bad = api_read_query(q, j, has_cursor, cursor);
+      j->live = JOB_LIVE_NONE; /* a HEAD has no body to wait for */
+      j->max_bytes = max_read_bytes;
       break;
     default: /* GET */
       j->op = JOB_READ;
-      if (q->n_offset > 1) {
-        bad = "offset is given more than once";
-      } else if (q->n_offset == 1) {
-        if (util_str_eq(q->offset, "-1"))
-          j->offset = 0;
-        else if (util_str_eq(q->offset, "now"))
-          j->offset_now = 1;
-        else if (api_parse_offset(q->offset, &j->offset) != 0)
-          bad = "offset must be -1, now, or an offset from this server";
-      }
-      if (q->has_live) {
-        if (util_str_eq(q->live, "long-poll"))
-          j->live = JOB_LIVE_POLL;
-        else if (util_str_eq(q->live, "sse"))
-          j->live = JOB_LIVE_SSE;
-        else
-          bad = "live must be long-poll or sse";
-        if (q->n_offset == 0) bad = "live reads need an offset";
-      }
-      *has_cursor =
-          q->has_cursor && util_parse_u64(q->cursor, UINT64_MAX, cursor) == 0;
+      bad = api_read_query(q, j, has_cursor, cursor);
       j->max_bytes = max_read_bytes;
       break;
   }
@@ -905,23 +1068,41 @@ static void api_build_job(const struct http_request *req,
   }
 }
 
+/* Keep what the answer needs of req's head: the host for Location (the
+** authority http_authority() validated, else this server's address),
+** and If-None-Match (RFC 9110 section 5.3: all its lines as one list). */
+static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
+  const struct ursula_config *cfg = &cn->c.core->srv->cfg;
+  size_t i, n = 0;
+  if (req->host.len == 0 || api_copy(cn->host, sizeof(cn->host), req->host) != 0)
+    snprintf(cn->host, sizeof(cn->host), "%.240s:%d", cfg->listen_host,
+             cn->c.core->srv->port);
+  cn->inm_state = 0;
+  for (i = 0; i < req->n_headers && cn->inm_state >= 0; i++) {
+    struct str v = req->headers[i].value;
+    if (!util_str_ieq(req->headers[i].name, "If-None-Match")) continue;
+    if (n + v.len + 2 > sizeof(cn->inm)) {
+      cn->inm_state = -1;
+      break;
+    }
+    if (n > 0) cn->inm[n++] = ',';
+    memcpy(cn->inm + n, v.ptr, v.len);
+    n += v.len;
+    cn->inm[n] = '\0';
+    cn->inm_state = 1;
+  }
+}
+
 /* conn.c's on_head hook: check the head, and either answer at once or
 ** make the job and read the body. */
 static int api_on_head(struct conn *c, const struct http_request *req) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   const struct ursula_config *cfg = &c->core->srv->cfg;
-  const struct http_header *h;
   struct api_head head;
   const char *reason = NULL;
   struct job *j;
   int status;
-  h = http_find_header(req, "Host");
-  if (h == NULL || api_copy(cn->host, sizeof(cn->host), h->value) != 0)
-    snprintf(cn->host, sizeof(cn->host), "%.240s:%d", cfg->listen_host,
-             c->core->srv->port);
-  cn->etag_req[0] = '\0';
-  h = http_find_header(req, "If-None-Match");
-  if (h) api_copy(cn->etag_req, sizeof(cn->etag_req), h->value);
+  api_keep_head(cn, req);
   if ((status = api_parse_head(req, &head, &reason)) != 0) {
     conn_fatal(c, status, reason);
     return -1;

@@ -59,7 +59,9 @@
     URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
-    URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000
+    URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000 ||  \
+    URSULA_DEFAULT_SSE_CLOSE_MS < 1 ||             \
+    URSULA_DEFAULT_SSE_CLOSE_MS > 86400000
 #error "URSULA_DEFAULT_*_TIMEOUT_MS / _KEEPALIVE_MS must be in 1..86400000"
 #endif
 #if URSULA_DEFAULT_MAX_READ_BYTES < 4096 || \
@@ -115,6 +117,10 @@ static const struct conf_key conf_keys[] = {
      "close a client that takes longer to send its request head"},
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
+    {"sse-close-ms", NULL, CONF_T_INT, CONF_OFF(sse_close_ms), 1, 86400000,
+     "N",
+     "end an SSE response this long after it began (at an event "
+     "boundary); the client reconnects from its last offset"},
     {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
      67108864, "N",
      "largest catch-up response; readers follow "
@@ -374,6 +380,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->idle_timeout_ms = URSULA_DEFAULT_IDLE_TIMEOUT_MS;
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
+  cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
@@ -690,6 +697,7 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
+      CONF_OPT(URSULA_DEFAULT_SSE_CLOSE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
       CONF_OPT(URSULA_DEFAULT_HOT_MAX_BYTES)
       CONF_OPT(URSULA_DEFAULT_SNAPSHOT_BYTES);

@@ -105,6 +105,9 @@
 #ifndef URSULA_DEFAULT_SSE_KEEPALIVE_MS
 #define URSULA_DEFAULT_SSE_KEEPALIVE_MS 15000
 #endif
+#ifndef URSULA_DEFAULT_SSE_CLOSE_MS
+#define URSULA_DEFAULT_SSE_CLOSE_MS 60000 /* protocol: "about every 60 s" */
+#endif
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif

@@ -102,15 +102,24 @@ URSULA_PRIVATE void conn_out_body(struct conn *cn, struct buf *data) {
   memset(data, 0, sizeof(*data));
 }
 
+URSULA_PRIVATE void conn_begin_chunks(struct conn *cn) {
+  URSULA_ASSERT(!cn->keep_alive);
+  if (!cn->http10) buf_append_str(&cn->out, "Transfer-Encoding: chunked\r\n");
+}
+
 URSULA_PRIVATE void conn_chunk(struct conn *cn, const struct buf *p) {
   if (p->len == 0) return;
+  if (cn->http10) { /* the body simply runs until the close */
+    buf_append(&cn->out, p->ptr, p->len);
+    return;
+  }
   buf_printf(&cn->out, "%lx\r\n", (unsigned long)p->len);
   buf_append(&cn->out, p->ptr, p->len);
   buf_append(&cn->out, "\r\n", 2);
 }
 
 URSULA_PRIVATE void conn_end_chunks(struct conn *cn) {
-  buf_append_str(&cn->out, "0\r\n\r\n");
+  if (!cn->http10) buf_append_str(&cn->out, "0\r\n\r\n");
   cn->closing = 1;
 }
 
@@ -194,10 +203,7 @@ URSULA_PRIVATE void conn_fatal(struct conn *cn, int status,
 
 URSULA_PRIVATE int conn_continue(struct conn *cn,
                                  const struct http_request *req) {
-  const struct http_header *h;
-  if ((cn->chunked || cn->body_left > 0) &&
-      (h = http_find_header(req, "Expect")) != NULL &&
-      util_str_ieq(h->value, "100-continue")) {
+  if ((cn->chunked || cn->body_left > 0) && http_expects_continue(req)) {
     buf_append_str(&cn->out, "HTTP/1.1 100 Continue\r\n\r\n");
     if (conn_flush(cn) < 0) return -1;
   }
@@ -251,38 +257,32 @@ static void conn_on_timer(struct loop *l, void *arg) {
 /* ------------------------------------------------------------ input */
 
 /* A request head is parsed: settle the connection's part (keep-alive,
-** HEAD, body framing), then hand it to the protocol layer.  Returns 0 to
-** read the body, -1 if the request was answered (and the connection is
-** ending). */
-static int conn_on_head(struct conn *cn, const struct http_request *req) {
-  const struct http_header *h;
-  cn->keep_alive = req->minor_version >= 1;
-  h = http_find_header(req, "Connection");
-  if (h && util_str_ieq(h->value, "close")) cn->keep_alive = 0;
-  if (h && util_str_ieq(h->value, "keep-alive")) cn->keep_alive = 1;
+** HEAD, body framing, the target's authority), then hand it to the
+** protocol layer.  Returns 0 to read the body, -1 if the request was
+** answered (and the connection is ending). */
+static int conn_on_head(struct conn *cn, struct http_request *req) {
+  struct http_framing f;
+  const char *reason = NULL;
+  int status;
+  cn->keep_alive = http_keep_alive(req);
   if (cn->core->draining) cn->keep_alive = 0;
+  cn->http10 = req->minor_version == 0;
   cn->head = util_str_eq(req->method, "HEAD");
   /* body framing first: even an error answer must know where it ends */
   cn->chunked = 0;
   cn->body_left = 0;
   cn->raw.len = 0;
   memset(&cn->chunk, 0, sizeof(cn->chunk));
-  h = http_find_header(req, "Transfer-Encoding");
-  if (h != NULL) {
-    if (!util_str_ieq(h->value, "chunked")) {
-      conn_fatal(cn, 501, "only chunked transfer coding is supported");
-      return -1;
-    }
-    cn->chunked = 1;
-  } else if ((h = http_find_header(req, "Content-Length")) != NULL) {
-    if (util_parse_u64(h->value, UINT64_MAX, &cn->body_left) != 0) {
-      conn_fatal(cn, 400, "bad Content-Length");
-      return -1;
-    }
-    if (cn->body_left > (uint64_t)cn->core->srv->cfg.max_body_bytes) {
-      conn_fatal(cn, 413, "request body is too large");
-      return -1;
-    }
+  if ((status = http_framing(req, &f, &reason)) != 0 ||
+      (status = http_authority(req, &reason)) != 0) {
+    conn_fatal(cn, status, reason);
+    return -1;
+  }
+  cn->chunked = f.kind == HTTP_BODY_CHUNKED;
+  cn->body_left = f.length;
+  if (cn->body_left > (uint64_t)cn->core->srv->cfg.max_body_bytes) {
+    conn_fatal(cn, 413, "request body is too large");
+    return -1;
   }
   return conn_ops(cn)->on_head(cn, req);
 }
@@ -302,6 +302,10 @@ static void conn_process(struct conn *cn) {
       }
       if (n == HTTP_ETOOMANY || n > URSULA_MAX_HEADER_BYTES) {
         conn_fatal(cn, 431, "request header fields are too large");
+        return;
+      }
+      if (n == HTTP_EVERSION) { /* RFC 9110 section 15.6.6 */
+        conn_fatal(cn, 505, "only HTTP/1.x is served");
         return;
       }
       if (n < 0) {

@@ -1205,6 +1205,33 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
     group_read_back(c, j);
 }
 
+/* Where a catch-up GET of s from start (<= tail) ends, for a HEAD's ETag
+** (HEAD answers what a GET of the same target would, without the bytes):
+** the tail, or sooner after max_bytes (on an append boundary for JSON,
+** at least one append), and within one cold chunk.  A GET of a fork from
+** below its base plans its end hop by hop (its sources' boundaries and
+** chunks), which this does not follow: there a HEAD's ETag may differ
+** from its GET's, and a conditional GET is then answered in full. */
+static uint64_t group_catchup_end(const struct stream *s, uint64_t start,
+                                  uint64_t max_bytes) {
+  uint64_t end = s->tail;
+  if (end - start > max_bytes) {
+    if (s->json && s->n_bounds > 0) { /* an append boundary, at least one */
+      size_t u = stream_unit_at(s, start);
+      end = s->bounds[u];
+      while (u + 1 < s->n_bounds && s->bounds[u + 1] - start <= max_bytes)
+        end = s->bounds[++u];
+    } else {
+      end = start + max_bytes;
+    }
+  }
+  if (start >= s->base && start < s->cold_end) { /* one chunk at most */
+    size_t k = stream_chunk_at(s, start);
+    if (end > s->chunks[k].end) end = s->chunks[k].end;
+  }
+  return end;
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
   struct stream *s = group_read_target(c, g, j, now);
@@ -1212,7 +1239,11 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_fill_meta(j, s);
   j->status = 200;
   j->reason = NULL;
-  if (j->op == JOB_HEAD) {
+  if (j->op == JOB_HEAD) { /* what a GET would answer, without the bytes */
+    start = j->offset_now ? s->tail : j->offset;
+    if (start > s->tail) start = s->tail;
+    j->start = start;
+    j->read_end = group_catchup_end(s, start, j->max_bytes);
     j->tail = s->tail;
     j->closed = s->closed;
     group_reply(c, j);

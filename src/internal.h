@@ -93,8 +93,11 @@ URSULA_PRIVATE int util_str_eq(struct str a, const char *cstr); /* exact */
 URSULA_PRIVATE int util_str_ieq(struct str a, const char *cstr);
 /* s without SP/HTAB at its ends */
 URSULA_PRIVATE struct str util_str_trim(struct str s);
-/* Parse a decimal integer in [0, max]: digits only, no sign, no spaces.
-** Leading zeros are allowed.  Returns 0 and sets *out, or -1. */
+/* Parse a decimal integer in [0, max]: 1*DIGIT, no sign, no spaces, no
+** other base; leading zeros are allowed, and a value over max (or over
+** 2^64 - 1) is refused without overflowing.  Returns 0 and sets *out, or
+** -1.  Every number read from a request (header, query) or a config file
+** is parsed here, each with the range it may take. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
 URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
 URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len);
@@ -296,27 +299,96 @@ struct http_header {
 
 struct http_request {
   struct str method;
-  struct str target; /* request-target as sent: path plus ?query */
-  int minor_version; /* 0 or 1 (HTTP/1.x) */
+  struct str target; /* request-target as sent: path plus ?query; after
+                        http_authority(), always the origin-form part */
+  int minor_version; /* 0 or 1: HTTP/1.0, or HTTP/1.1 (and 1.2.. as 1.1) */
+  struct str host;   /* after http_authority(): the validated authority
+                        (uri-host [":" port]), or empty (HTTP/1.0 without
+                        Host); never anything else */
   size_t n_headers;
   struct http_header headers[URSULA_MAX_HEADERS];
 };
 
 enum {
   HTTP_EMALFORMED = -100, /* answer 400 */
-  HTTP_ETOOMANY = -101    /* more than URSULA_MAX_HEADERS headers: 431 */
+  HTTP_ETOOMANY = -101,   /* more than URSULA_MAX_HEADERS headers: 431 */
+  HTTP_EVERSION = -102    /* HTTP major version other than 1: 505 */
 };
 
 /* Parse one request head (request line + headers + empty line) at the
 ** start of buf[0..len).  Returns the number of bytes of the head (> 0),
-** URSULA_EAGAIN if the head is not complete yet, HTTP_EMALFORMED or
-** HTTP_ETOOMANY.  *req is written only on success. */
+** URSULA_EAGAIN if the head is not complete yet, HTTP_EMALFORMED,
+** HTTP_ETOOMANY or HTTP_EVERSION.  *req is written only on success. */
 URSULA_PRIVATE int http_parse_request(const char *buf, size_t len,
                                       struct http_request *req);
 
 /* Find a header by name, case-insensitively; NULL if absent. */
 URSULA_PRIVATE const struct http_header *http_find_header(
     const struct http_request *req, const char *name);
+/* How many field lines of that name req has. */
+URSULA_PRIVATE size_t http_count_fields(const struct http_request *req,
+                                        const char *name);
+
+/* An iterator over the comma-separated list that every field line named
+** `name` forms together, in order (RFC 9110 section 5.3).  Zero it to
+** start; http_list_next() gives the next member without the OWS around
+** it and returns 1, or returns 0 at the end.  Empty members are skipped
+** (RFC 9110 section 5.6.1).  Commas inside quoted strings are not
+** special: use it for lists of tokens. */
+struct http_list {
+  size_t line;
+  int in_line;
+  struct str rest;
+};
+URSULA_PRIVATE int http_list_next(const struct http_request *req,
+                                  const char *name, struct http_list *it,
+                                  struct str *member);
+
+/* The body framing of a request (RFC 9112 section 6.3). */
+enum { HTTP_BODY_NONE = 0, HTTP_BODY_LENGTH, HTTP_BODY_CHUNKED };
+struct http_framing {
+  int kind;        /* HTTP_BODY_* */
+  uint64_t length; /* HTTP_BODY_LENGTH: the bytes that follow the head */
+};
+/* Decide where req's body ends: the one place that reads Content-Length
+** and Transfer-Encoding (the table of every case is at the function).
+** Returns 0 with *f set, or the status to answer (400, 501) with *reason;
+** the connection must then close without reading on. */
+URSULA_PRIVATE int http_framing(const struct http_request *req,
+                                struct http_framing *f, const char **reason);
+/* 1 if h is uri-host [ ":" port ] (RFC 3986 section 3.2.2: IP-literal,
+** IPv4address or reg-name; RFC 9110 section 4.2.1: not empty) with port
+** empty or at most 65535; else 0. */
+URSULA_PRIVATE int http_host_ok(struct str h);
+/* The target of req (RFC 9112 sections 3.2 and 3.3): exactly one valid
+** Host line (none is allowed only in HTTP/1.0), and an absolute-form
+** target ("http://authority/path") whose authority is valid too, which
+** then is the host and leaves the path as req->target.  Sets req->host.
+** Returns 0, or 400 with *reason. */
+URSULA_PRIVATE int http_authority(struct http_request *req,
+                                  const char **reason);
+/* Whether the connection persists after this request (RFC 9112 section
+** 9.3): not if Connection lists "close"; yes for HTTP/1.1; for HTTP/1.0
+** only if Connection lists "keep-alive". */
+URSULA_PRIVATE int http_keep_alive(const struct http_request *req);
+/* 1 if the client waits for "100 Continue" before its body: Expect lists
+** "100-continue" in an HTTP/1.1 request (RFC 9110 section 10.1.1: ignored
+** in HTTP/1.0). */
+URSULA_PRIVATE int http_expects_continue(const struct http_request *req);
+/* Percent-decode in (RFC 3986 section 2.1: "%" HEXDIG HEXDIG is that
+** octet; every other byte, '+' included, is itself) into out[0..cap).
+** Returns URSULA_OK with *out_len bytes written, HTTP_EMALFORMED if a '%'
+** does not start a valid escape, or URSULA_ETOOBIG if the result is
+** longer than cap (out then holds its first cap bytes). */
+URSULA_PRIVATE int http_pct_decode(struct str in, char *out, size_t cap,
+                                   size_t *out_len);
+/* Evaluate an If-None-Match field value (all its lines joined with ',')
+** against the entity-tag etag (as sent in ETag) by RFC 9110 section
+** 13.1.2 with the weak comparison of section 8.8.3.2: 1 if it is "*" or
+** lists a tag whose opaque-tag equals etag's (W/ on either side does not
+** matter), 0 if not, -1 if the value is not "*" / #entity-tag (the
+** caller then ignores the field). */
+URSULA_PRIVATE int http_if_none_match(struct str field, struct str etag);
 
 /* Incremental decoder of a chunked request body.  Zero-initialised is
 ** ready for a new body. */
@@ -1217,7 +1289,8 @@ struct job {
   struct stream_result res; /* releases unused */
   char res_type[256];       /* the stream's content type */
   int json;
-  uint64_t start; /* read: first byte returned */
+  uint64_t start; /* read: first byte returned (HEAD: a GET would return) */
+  uint64_t read_end; /* HEAD: where that GET would end */
   uint64_t tail;  /* Stream-Next-Offset */
   int up_to_date;
   int closed;     /* stream closed (and, for reads, tail reached) */
@@ -1422,6 +1495,8 @@ struct conn_ops {
   ** conn_fatal() (or see the connection end in conn_continue()) and
   ** return -1. */
   int (*on_head)(struct conn *cn, const struct http_request *req);
+  /* (req->host is the validated authority and req->target origin-form:
+  ** see http_authority()) */
   /* The body is in cn->raw.  Answer (then conn_done()), or conn_busy()
   ** and answer later, or conn_fatal(). */
   void (*on_request)(struct conn *cn);
@@ -1447,6 +1522,7 @@ struct conn {
   uint64_t id; /* generation << 32 | slot */
   int state;   /* CONN_* */
   int keep_alive;
+  int http10;     /* the request is HTTP/1.0: no chunked responses */
   int head;       /* the request is a HEAD: responses carry no body */
   int closing;    /* close once out is written */
   int want_write; /* LOOP_WRITE registered */
@@ -1497,8 +1573,15 @@ URSULA_PRIVATE struct buf *conn_out(struct conn *cn);
 /* Append *data as response body bytes; a large one is taken (*data is
 ** emptied) and sent from its own buffer rather than copied. */
 URSULA_PRIVATE void conn_out_body(struct conn *cn, struct buf *data);
-/* Append p as one HTTP chunk (nothing if it is empty); end a chunked
-** response with the last chunk, and close once it is written. */
+/* A response body of unknown length, ended by closing (keep_alive was
+** cleared before the head, which so says "Connection: close"): in the
+** head append, for an HTTP/1.1 request, "Transfer-Encoding: chunked";
+** nothing for HTTP/1.0, whose client
+** knows no transfer codings (RFC 9112 section 6.1), so its body is just
+** the bytes up to the close.  Then conn_chunk() appends p as one chunk
+** (nothing if it is empty), and conn_end_chunks() ends the body (the last
+** chunk) and closes once it is written. */
+URSULA_PRIVATE void conn_begin_chunks(struct conn *cn);
 URSULA_PRIVATE void conn_chunk(struct conn *cn, const struct buf *p);
 URSULA_PRIVATE void conn_end_chunks(struct conn *cn);
 /* Write what is pending.  Returns -1 if the connection ended (closed: cn
@@ -1534,6 +1617,11 @@ URSULA_PRIVATE void conn_disarm(struct conn *cn);
 ** (but see sse.c on a line that begins with a space). */
 URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
                               size_t len);
+/* How much of the text p[0..len) can go into one event without ending
+** inside a UTF-8 character: len, or the start of a last character whose
+** bytes are not all there (at most 3 bytes fewer).  Bytes that are not
+** UTF-8 are left as they are. */
+URSULA_PRIVATE size_t sse_utf8_cut(const char *p, size_t len);
 /* Append the comment ": TEXT" and an empty line: keeps an idle response
 ** alive and dispatches no event.  text must hold no line end. */
 URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);

@@ -18,6 +18,14 @@
 ** server frames it), except before a payload line that itself begins
 ** with a space: a decoder removes one space after the colon, so that line
 ** gets one more, and the client sees the line as it was.
+**
+** What a conforming client decodes is therefore every byte of the payload
+** except that a CR or CRLF line end arrives as LF: the event stream format
+** has no way to carry a CR in data (a decoder joins data lines with LF),
+** which is why the protocol sends binary streams as base64.
+**
+** An event is decoded as UTF-8 text on its own, so a text payload must not
+** end inside a character: sse_utf8_cut() says where a cut may fall.
 */
 #include "internal.h"
 
@@ -38,6 +46,24 @@ URSULA_PRIVATE void sse_event(struct buf *out, const char *type, const char *p,
     }
   }
   buf_append(out, "\n", 1);
+}
+
+URSULA_PRIVATE size_t sse_utf8_cut(const char *p, size_t len) {
+  size_t i = len, back;
+  /* find the last byte that is not a continuation byte (10xxxxxx),
+  ** at most 4 back: the start of the last character */
+  for (back = 0; back < 4 && i > 0; back++, i--) {
+    unsigned char ch = (unsigned char)p[i - 1];
+    size_t need;
+    if ((ch & 0xC0) == 0x80) continue;
+    need = ch < 0x80            ? 1
+           : (ch & 0xE0) == 0xC0 ? 2
+           : (ch & 0xF0) == 0xE0 ? 3
+           : (ch & 0xF8) == 0xF0 ? 4
+                                 : 1; /* not UTF-8: nothing to keep whole */
+    return len - (i - 1) < need ? i - 1 : len;
+  }
+  return len;
 }
 
 URSULA_PRIVATE void sse_comment(struct buf *out, const char *text) {

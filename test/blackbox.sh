@@ -42,7 +42,7 @@ start_server() {
   PIDS="$PIDS $SPID"
   PORT=""
   for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" 2>/dev/null | head -1)
     [ -n "$PORT" ] && break
     sleep 0.05
   done
@@ -117,11 +117,13 @@ check "invalid JSON is 400" "$(status -X POST -H 'Content-Type: application/json
 check "empty JSON array POST is 400" "$(status -X POST -H 'Content-Type: application/json' --data-binary '[]' "$U/v1/stream/j")" 400
 
 # --- malformed and oversized requests ------------------------------------------
-contains "malformed request is 400" "$(raw 'GET / HTTP/9.9\r\n\r\n')" "HTTP/1.1 400"
+contains "malformed request is 400" "$(raw 'GET / HTTP/1.1 x\r\nHost: x\r\n\r\n')" "HTTP/1.1 400"
+# RFC 9110 §15.6.6: a major version the server does not support is 505
+contains "HTTP/9.9 is 505" "$(raw 'GET / HTTP/9.9\r\nHost: x\r\n\r\n')" "HTTP/1.1 505"
 BIGH=$(head -c 20000 /dev/zero | tr '\0' 'a')
-contains "oversized header is 431" "$(raw "GET /x HTTP/1.1\r\nX-Big: $BIGH\r\n\r\n")" "HTTP/1.1 431"
-contains "oversized body is 413" "$(raw 'POST /v1/stream/a HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 999999999999\r\n\r\n')" "HTTP/1.1 413"
-contains "bad chunked body is 400" "$(raw 'POST /v1/stream/a HTTP/1.1\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')" "HTTP/1.1 400"
+contains "oversized header is 431" "$(raw "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: $BIGH\r\n\r\n")" "HTTP/1.1 431"
+contains "oversized body is 413" "$(raw 'POST /v1/stream/a HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 999999999999\r\n\r\n')" "HTTP/1.1 413"
+contains "bad chunked body is 400" "$(raw 'POST /v1/stream/a HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')" "HTTP/1.1 400"
 PIPE=$(raw 'GET /v1/stream/a HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/stream/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
 check "pipelined requests are answered in order" "$(printf '%s' "$PIPE" | grep -ao 'HTTP/1.1 [0-9][0-9][0-9]' | tr '\n' ' ')" "HTTP/1.1 200 HTTP/1.1 404 "
 
@@ -177,6 +179,91 @@ check "close-only POST (204)" "$(status -X POST -H 'Stream-Closed: true' "$U/v1/
 check "append to closed stream is 409" "$(status -X POST -H 'Content-Type: text/plain' --data-binary x "$U/v1/stream/multi-3")" 409
 check "DELETE (204)" "$(status -X DELETE "$U/v1/stream/multi-4")" 204
 check "deleted stream is 404" "$(status "$U/v1/stream/multi-4")" 404
+
+# --- message framing (RFC 9112 §6): every ambiguous head is 400 (or 501)
+# and the connection closes, so what follows it is never taken for a
+# request.  Each request below carries a smuggled "PUT smug-K" after the
+# bytes that one reading or another would call its body; the answer must
+# be exactly one status, and smug-K must never have been created.
+SMUG_N=0
+smuggle() { # smuggle NAME WANT-STATUS HEAD-AND-BODY
+  SMUG_N=$((SMUG_N + 1))
+  local k="smug-$SMUG_N" out codes
+  out=$(raw "$3PUT /v1/stream/$k HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n")
+  codes=$(printf '%s' "$out" | grep -ao 'HTTP/1.1 [0-9][0-9][0-9]' | tr '\n' ' ')
+  check "$1" "$codes|$(status "$U/v1/stream/$k")" "HTTP/1.1 $2 |404"
+}
+P='POST /v1/stream/a HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n'
+# 6.3 rule 5; two lines are a list, refused even when equal (RFC 9110 §8.6 MAY)
+smuggle "Content-Length 1 and 2 (body ab): 400, nothing smuggled" 400 "${P}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+smuggle "Content-Length 5 twice: 400" 400 "${P}Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
+smuggle "Content-Length: 5, 5: 400" 400 "${P}Content-Length: 5, 5\r\n\r\nhello"
+smuggle "Content-Length: +5: 400" 400 "${P}Content-Length: +5\r\n\r\nhello"
+# 6.1: CL with TE MAY be rejected and MUST close; 6.3 rule 3
+smuggle "CL.TE (Content-Length then Transfer-Encoding): 400" 400 "${P}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+smuggle "TE.CL (Transfer-Encoding then a longer Content-Length): 400" 400 "${P}Transfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n"
+# 6.3 rule 4: two TE lines are one list, chunked then gzip
+smuggle "Transfer-Encoding chunked then gzip: 400" 400 "${P}Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n"
+smuggle "Transfer-Encoding: chunked, chunked: 400" 400 "${P}Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"
+smuggle "Transfer-Encoding: xchunked: 400" 400 "${P}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"
+# 6.1: a coding the server does not implement
+smuggle "Transfer-Encoding: gzip, chunked: 501" 501 "${P}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+# 6.1: HTTP/1.0 with Transfer-Encoding has faulty framing
+smuggle "HTTP/1.0 with Transfer-Encoding (keep-alive asked): 400" 400 'POST /v1/stream/a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'
+# 7.1: chunk lines end in CRLF; BWS only before ';'
+smuggle "chunk data ended by a bare LF: 400" 400 "${P}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n"
+smuggle "chunk size with a bare ';': 400" 400 "${P}Transfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n0\r\n\r\n"
+# the same connection still serves a well-framed pipeline
+PIPE=$(raw "${P}Transfer-Encoding: chunked\r\n\r\n1\r\n-\r\n0\r\n\r\nGET /v1/stream/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+check "a well-framed chunked request and the next one are both answered" "$(printf '%s' "$PIPE" | grep -ao 'HTTP/1.1 [0-9][0-9][0-9]' | tr '\n' ' ')" "HTTP/1.1 204 HTTP/1.1 404 "
+
+# --- versions, connections, header semantics (RFC 9110, RFC 9112) --------------
+codes() { printf '%s' "$1" | grep -ao 'HTTP/1.1 [0-9][0-9][0-9]' | tr '\n' ' '; }
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/h"
+check "Expect: 100-continue in HTTP/1.1 gets 100 Continue" \
+  "$(codes "$(raw 'POST /v1/stream/h HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab')")" "HTTP/1.1 100 HTTP/1.1 204 "
+# RFC 9110 §10.1.1: "MUST ignore" a 100-continue expectation in HTTP/1.0
+check "Expect: 100-continue in HTTP/1.0 is ignored" \
+  "$(codes "$(raw 'POST /v1/stream/h HTTP/1.0\r\nHost: x\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\ncd')")" "HTTP/1.1 204 "
+# RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for more than
+# one Host line, for an invalid Host (uri-host [":" port], RFC 3986)
+contains "no Host in HTTP/1.1 is 400" "$(raw 'GET /v1/stream/h HTTP/1.1\r\n\r\n')" "HTTP/1.1 400"
+contains "two Host lines are 400" "$(raw 'GET /v1/stream/h HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n')" "HTTP/1.1 400"
+R=$(raw 'PUT /v1/stream/h-evil HTTP/1.1\r\nHost: evil.test/x?\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n')
+check "Host: evil.test/x? is 400 and nothing is created or reflected" \
+  "$(codes "$R")|$(printf '%s' "$R" | grep -ci '^Location')|$(status "$U/v1/stream/h-evil")" "HTTP/1.1 400 |0|404"
+check "Location is built from a valid Host" \
+  "$(header Location -X PUT -H 'Host: example.test:8080' -H 'Content-Type: text/plain' "$U/v1/stream/h-loc")" "http://example.test:8080/v1/stream/h-loc"
+check "Location without a Host (HTTP/1.0) is the server's own address" \
+  "$(raw 'PUT /v1/stream/h-loc10 HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n' | tr -d '\r' | sed -n 's/^Location: //Ip')" "http://127.0.0.1:$PORT/v1/stream/h-loc10"
+check "an absolute-form target is served (RFC 9112 §3.2.2)" \
+  "$(codes "$(raw 'GET http://example.test/v1/stream/h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')")" "HTTP/1.1 200 "
+check "HTTP/1.2 is served as HTTP/1.1 (RFC 9110 §6.2)" \
+  "$(codes "$(raw 'GET /v1/stream/h HTTP/1.2\r\nHost: x\r\nConnection: close\r\n\r\n')")" "HTTP/1.1 200 "
+check "an unknown method is 501 (RFC 9110 §9.1)" "$(status -X FOOBAR "$U/v1/stream/h")" 501
+check "OPTIONS * is 204 (RFC 9112 §3.2.4)" "$(codes "$(raw 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')")" "HTTP/1.1 204 "
+check "Connection: keep-alive, close closes (RFC 9112 §9.3)" \
+  "$(codes "$(raw 'GET /v1/stream/h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\nGET /v1/stream/h HTTP/1.1\r\nHost: x\r\n\r\n')")" "HTTP/1.1 200 "
+# If-None-Match (RFC 9110 §13.1.2): "*" or a list of tags, weak comparison
+ETAG=$(header ETag "$U/v1/stream/h")
+check "If-None-Match with the weak tag is 304" "$(status -H "If-None-Match: W/$ETAG" "$U/v1/stream/h")" 304
+check "If-None-Match with a list holding the tag is 304" "$(status -H "If-None-Match: \"x\", $ETAG" "$U/v1/stream/h")" 304
+check "If-None-Match: * is 304" "$(status -H 'If-None-Match: *' "$U/v1/stream/h")" 304
+check "If-None-Match with other tags is 200" "$(status -H 'If-None-Match: "x", W/"y"' "$U/v1/stream/h")" 200
+# RFC 9110 §9.3.2: HEAD sends the fields a GET would
+check "HEAD carries the ETag of the GET" "$(header ETag -I "$U/v1/stream/h")" "$ETAG"
+check "HEAD with If-None-Match of that tag is 304" "$(status -I -H "If-None-Match: $ETAG" "$U/v1/stream/h")" 304
+check "HEAD ETag of a read from an offset is that GET's" \
+  "$(header ETag -I "$U/v1/stream/h?offset=0000000000000000_0000000000000001")" \
+  "$(header ETag "$U/v1/stream/h?offset=0000000000000000_0000000000000001")"
+# query parameters are percent-decoded before they mean anything (RFC 3986 §2.1)
+check "offset=%2D1 is offset -1" "$(curl -s "$U/v1/stream/h?offset=%2D1")" "abcd"
+check "offset=%6Eow is offset now" \
+  "$(curl -s -D - "$U/v1/stream/h?offset=%6Eow" | tr -d '\r' | sed -n 's/^Stream-Next-Offset: //Ip')" \
+  "$(header Stream-Next-Offset "$U/v1/stream/h")"
+check "an encoded name: %6Fffset=%6Eow is offset now (an empty body)" "$(curl -s "$U/v1/stream/h?%6Fffset=%6Eow" | wc -c | tr -d ' ')" 0
+check "a malformed escape is 400" "$(status "$U/v1/stream/h?offset=%2")" 400
+check "an offset not of this server (first part not 0) is 400" "$(status "$U/v1/stream/h?offset=0000000000000001_0000000000000000")" 400
 
 # --- graceful stop ------------------------------------------------------------
 curl -s -m 10 "$U/v1/stream/multi-5?offset=now&live=long-poll" -o /dev/null -w '%{http_code}' >"$TMP/drain.code" &
@@ -268,6 +355,66 @@ wait $LP1 $LP2
 check "two long-polls woken by a 20000-byte append each get all of it" \
   "$(cmp -s "$TMP/lp1" "$TMP/big20k" && cmp -s "$TMP/lp2" "$TMP/big20k" && echo same)" same
 check "... and the server still answers" "$(status "$U/v1/stream/big")" 200
+
+# --- SSE framing (WHATWG HTML §9.2) at the default --max-read-bytes ----------
+start_server "$TMP/sse2.log" --core-count 2 --sse-close-ms 1500 --sse-keepalive-ms 300
+U="http://127.0.0.1:$PORT"
+# 1.2 MB of a 3-byte character: the 1 MiB read limit falls inside one.
+# Each event is decoded as UTF-8 on its own, so each must be whole text,
+# and all of them together the append.
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain; charset=utf-8' "$U/v1/stream/utf8"
+head -c 400000 /dev/zero | sed 's/\x0/€/g' >"$TMP/euro.txt"
+curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary @"$TMP/euro.txt" "$U/v1/stream/utf8"
+curl -s -N -m 5 "$U/v1/stream/utf8?offset=-1&live=sse" >"$TMP/utf8.sse"
+# one file per data event (bytes as they are: the C locale)
+mkdir -p "$TMP/ev"
+LC_ALL=C awk -v dir="$TMP/ev" '/^event: data/ { d = 1; next }
+  d && /^data:/ { n++; printf "%s", substr($0, 6) > (dir "/" n); close(dir "/" n) }
+  /^$/ { d = 0 }' "$TMP/utf8.sse"
+nev=$(find "$TMP/ev" -type f | wc -l | tr -d ' ')
+bad=0
+for i in $(seq 1 "$nev"); do
+  iconv -f UTF-8 -t UTF-8 <"$TMP/ev/$i" >/dev/null 2>&1 || bad=$((bad + 1))
+done
+check "1.2 MB of 3-byte characters over SSE: every event is whole UTF-8 ($nev events)" "$bad|$([ "$nev" -ge 2 ] && echo several)" "0|several"
+if [ "$(for i in $(seq 1 "$nev"); do cat "$TMP/ev/$i"; done | md5sum)" = "$(md5sum <"$TMP/euro.txt")" ]; then ok "... and together they are the append"; else not_ok "... and together they are the append"; fi
+# JSON: each data event is one array of whole messages (protocol 2.10),
+# also where four 300 KB appends pass the read limit
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$U/v1/stream/js"
+yes '{"k":"vvvvvvvvvv"}' | head -n 16000 | paste -sd, - | sed 's/^/[/; s/$/]/' >"$TMP/js.json"
+for _ in 1 2 3 4; do
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/js.json" "$U/v1/stream/js"
+done
+curl -s -N -m 5 "$U/v1/stream/js?offset=-1&live=sse" >"$TMP/js.sse"
+rm -rf "$TMP/ev" && mkdir -p "$TMP/ev"
+LC_ALL=C awk -v dir="$TMP/ev" '/^event: data/ { d = 1; next }
+  d && /^data:/ { n++; printf "%s", substr($0, 6) > (dir "/" n); close(dir "/" n) }
+  /^$/ { d = 0 }' "$TMP/js.sse"
+nev=$(find "$TMP/ev" -type f | wc -l | tr -d ' ')
+whole=0; msgs=0
+for i in $(seq 1 "$nev"); do
+  LC_ALL=C grep -Eq '^\[(\{"k":"v{10}"\},)*\{"k":"v{10}"\}\]$' "$TMP/ev/$i" && whole=$((whole + 1))
+  msgs=$((msgs + $(grep -o '"k"' "$TMP/ev/$i" | wc -l)))
+done
+check "JSON over SSE past the read limit: every event an array of whole messages ($nev events)" "$whole/$nev|$msgs" "$nev/$nev|64000"
+# the field value is what follows "data:" less one space, so a payload
+# line that starts with a space gets one more on the wire
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/sp"
+curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary ' x' "$U/v1/stream/sp"
+contains "a payload line that starts with a space keeps it" "$(curl -s -N -m 1 "$U/v1/stream/sp?offset=-1&live=sse")" "data:  x"
+# protocol 2.10: servers close SSE connections about every 60 s; here
+# --sse-close-ms 1500, idle, and the response ends properly (curl exit 0)
+t0=$(date +%s%N)
+curl -s -N -m 8 "$U/v1/stream/sp?offset=now&live=sse" >"$TMP/idle.sse"
+rc=$?
+el=$((($(date +%s%N) - t0) / 1000000))
+if [ "$rc" -eq 0 ] && [ "$el" -ge 1300 ] && [ "$el" -le 5000 ]; then ok "an idle SSE response ends after --sse-close-ms ($el ms)"; else not_ok "an idle SSE response ends after --sse-close-ms" "rc $rc after $el ms"; fi
+contains "... after its keep-alive comments" "$(cat "$TMP/idle.sse")" ": keep-alive"
+# RFC 9112 §6.1: no Transfer-Encoding in a response to HTTP/1.0: the
+# events run until the close
+R=$(raw 'GET /v1/stream/sp?offset=-1&live=sse HTTP/1.0\r\n\r\n')
+check "SSE to HTTP/1.0: no chunked coding, events up to the close" \
+  "$(printf '%s' "$R" | grep -ci '^Transfer-Encoding')|$(printf '%s' "$R" | tr -d '\r' | grep -c '^event: data$')" "0|1"
 
 # --- a read slides the TTL window, and the slide survives kill -9 -----------
 # Stream-TTL 4 at t=0; a GET at ~2 s moves the expiry to ~6 s (HEAD does

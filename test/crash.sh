@@ -50,6 +50,9 @@ not_ok() {
 
 start() { # -> PORT, SPID; also the recovery time in START_MS
   local t0=$(date +%s%N) i
+  # empty the log here, not in the child's redirection: otherwise the loop
+  # below can read the previous round's port before the child truncates it
+  : >"$TMP/server.log"
   "$BIN" --listen 127.0.0.1:0 --core-count 2 --raft-group-count 4 \
     --wal-dir "$WAL" --hot-max-bytes 65536 --snapshot-bytes 4096 \
     >"$TMP/server.log" 2>&1 &

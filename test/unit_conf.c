@@ -24,6 +24,7 @@ static int unit_conf_eq(const struct ursula_config *a,
          a->idle_timeout_ms == b->idle_timeout_ms &&
          a->header_timeout_ms == b->header_timeout_ms &&
          a->sse_keepalive_ms == b->sse_keepalive_ms &&
+         a->sse_close_ms == b->sse_close_ms &&
          a->max_read_bytes == b->max_read_bytes &&
          strcmp(a->wal_dir, b->wal_dir) == 0 && a->log_level == b->log_level;
 }
@@ -49,6 +50,7 @@ static void test_conf_init(void) {
   ASSERT(c.idle_timeout_ms == URSULA_DEFAULT_IDLE_TIMEOUT_MS);
   ASSERT(c.header_timeout_ms == URSULA_DEFAULT_HEADER_TIMEOUT_MS);
   ASSERT(c.sse_keepalive_ms == URSULA_DEFAULT_SSE_KEEPALIVE_MS);
+  ASSERT(c.sse_close_ms == URSULA_DEFAULT_SSE_CLOSE_MS);
   ASSERT(c.max_read_bytes == URSULA_DEFAULT_MAX_READ_BYTES);
   ASSERT(c.wal_dir[0] == '\0');
   ASSERT(c.log_level == 2);
@@ -69,6 +71,7 @@ static void test_conf_set_ranges(void) {
       {"idle-timeout-ms", 1, 86400000},
       {"header-timeout-ms", 1, 86400000},
       {"sse-keepalive-ms", 1, 86400000},
+      {"sse-close-ms", 1, 86400000},
       {"max-read-bytes", 4096, 67108864},
   };
   size_t i;

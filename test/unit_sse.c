@@ -9,7 +9,8 @@
 ** payload with every line end (LF, CR, CRLF) turned into LF.  The wire
 ** bytes are checked too, for the cases where the specification leaves one
 ** way to write them ("data:" with no space, as the Durable Streams
-** protocol's reference writes it).
+** protocol's reference writes it).  A CR or CRLF in a payload arrives as
+** LF: no event stream can carry a CR in data (section 9.2.6).
 */
 
 #define UNIT_SSE_MAX 8
@@ -170,9 +171,80 @@ static void test_sse_comment_and_control(void) {
   buf_free(&b);
 }
 
+/* Every payload byte survives a conforming parser, except that CR and
+** CRLF line ends arrive as LF (the format has no other way: section 9.2.6
+** joins data lines with LF).  A property test: random text of spaces,
+** colons, the three line ends, ASCII and multi-byte UTF-8, framed by
+** sse_event() and decoded by the specification's algorithm above, must
+** give the payload with its line ends turned into LF. */
+static void test_sse_event_property(void) {
+  static const char *const atoms[] = {" ", "  ", ":", "\n", "\r", "\r\n",
+                                      "a", "data: x", "\xc3\xa9", "\xe2\x82\xac",
+                                      "\xf0\x9f\x98\x80", "event: control",
+                                      "id: 1", "\t"};
+  uint64_t seed = 0x243F6A8885A308D3ULL;
+  int round;
+  for (round = 0; round < 3000; round++) {
+    char payload[200], want[200];
+    size_t len = 0, w = 0, i;
+    int n_atoms;
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    n_atoms = (int)(seed % 12);
+    for (i = 0; i < (size_t)n_atoms; i++) {
+      const char *a;
+      seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+      a = atoms[seed % (sizeof(atoms) / sizeof(atoms[0]))];
+      memcpy(payload + len, a, strlen(a));
+      len += strlen(a);
+    }
+    for (i = 0; i < len; i++) { /* the payload with line ends as LF */
+      if (payload[i] == '\r') {
+        want[w++] = '\n';
+        if (i + 1 < len && payload[i + 1] == '\n') i++;
+      } else {
+        want[w++] = payload[i];
+      }
+    }
+    want[w] = '\0';
+    unit_sse_roundtrip(payload, len, want);
+  }
+}
+
+/* An event is decoded as UTF-8 on its own (section 9.2.6: the stream is
+** UTF-8 decoded), so text is cut only between characters (RFC 3629
+** section 3: a lead byte 0xxxxxxx, 110xxxxx, 1110xxxx or 11110xxx says
+** how many bytes the character has; 10xxxxxx continues one). */
+static void test_sse_utf8_cut(void) {
+  static const char euro[] = "\xe2\x82\xac"; /* U+20AC, 3 bytes */
+  static const char text[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z";
+  /* the character starts at 0, 1, 3, 6, 10, 11 */
+  static const size_t starts[] = {0, 1, 3, 6, 10, 11, 12};
+  size_t len;
+  ASSERT(sse_utf8_cut("", 0) == 0);
+  ASSERT(sse_utf8_cut("abc", 3) == 3);
+  ASSERT(sse_utf8_cut(euro, 3) == 3);
+  ASSERT(sse_utf8_cut(euro, 2) == 0);
+  ASSERT(sse_utf8_cut(euro, 1) == 0);
+  /* every prefix of text is cut back to the last character start */
+  for (len = 0; len <= sizeof(text) - 1; len++) {
+    size_t k, want = 0;
+    for (k = 0; k < sizeof(starts) / sizeof(starts[0]); k++)
+      if (starts[k] <= len) want = starts[k];
+    if (sse_utf8_cut(text, len) != want)
+      printf("# len %u: %u, want %u\n", (unsigned)len,
+             (unsigned)sse_utf8_cut(text, len), (unsigned)want);
+    ASSERT(sse_utf8_cut(text, len) == want);
+  }
+  /* bytes that are not UTF-8 are not held back */
+  ASSERT(sse_utf8_cut("ab\x80\x80\x80\x80", 6) == 6);
+  ASSERT(sse_utf8_cut("ab\xff", 3) == 3);
+}
+
 static const struct unit_case unit_sse_cases[] = {
     {"sse_event_lines", test_sse_event_lines},
     {"sse_event_wire", test_sse_event_wire},
     {"sse_comment_and_control", test_sse_comment_and_control},
+    {"sse_event_property", test_sse_event_property},
+    {"sse_utf8_cut", test_sse_utf8_cut},
     {NULL, NULL},
 };
