@@ -24,7 +24,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 .PHONY: all amalgamate check-amalgamation check-symbols check-layers test-split test-flags \
         test-unit test-blackbox test-damage test-crash test-conformance test-conformance-wal \
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
-        test bench clean
+        test-clients test bench clean
 
 all: ursula
 
@@ -150,6 +150,12 @@ test-crash: ursula
 test-conformance: ursula
 	sh test/conformance/run.sh
 
+# The official TypeScript client (@durable-streams/client, the version the
+# conformance suite pins) through its public API against the real binary.
+test-clients: ursula
+	@cd test/conformance && { [ -d node_modules/@durable-streams/client ] || \
+	  npm ci --no-audit --no-fund; } && node clients.mjs
+
 # The same suite against a server that logs every change to its WAL and
 # keeps little in memory, so that reads and forks also take the WAL path.
 test-conformance-wal: ursula
@@ -189,7 +195,7 @@ test-conformance-cold: ursula
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
-      test-blackbox test-damage test-crash test-conformance test-conformance-wal \
+      test-blackbox test-damage test-crash test-conformance test-conformance-wal test-clients \
       test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan
 	@echo "make test: all passed"
 

@@ -170,6 +170,9 @@
 #ifndef URSULA_DEFAULT_MAX_READ_BYTES
 #define URSULA_DEFAULT_MAX_READ_BYTES 1048576 /* 1 MiB catch-up chunk */
 #endif
+#ifndef URSULA_DEFAULT_MAX_CATCHUP_BYTES
+#define URSULA_DEFAULT_MAX_CATCHUP_BYTES 1073741824 /* 1 GiB per response */
+#endif
 #ifndef URSULA_DEFAULT_SNAPSHOT_BYTES
 #define URSULA_DEFAULT_SNAPSHOT_BYTES 67108864 /* per group; with a WAL */
 #endif
@@ -1486,6 +1489,8 @@ struct job {
   int offset_now;     /* read: offset=now */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
+  uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
+  uint64_t end_limit;   /* read: end at most here (0: the tail) */
   /* result */
   int status;
   const char *reason;
@@ -1495,6 +1500,8 @@ struct job {
   uint64_t start; /* read: first byte returned (HEAD: a GET would return) */
   uint64_t read_end; /* HEAD: where that GET would end */
   uint64_t tail;  /* Stream-Next-Offset */
+  uint64_t stream_tail; /* read: the stream's tail when it was read */
+  int stream_closed;    /* read: and whether it was closed */
   int up_to_date;
   int closed;     /* stream closed (and, for reads, tail reached) */
   int registered; /* owner now wakes this core for the stream */
@@ -1714,6 +1721,9 @@ struct conn_ops {
   /* The connection ends (linger or close; may come twice): let go of
   ** what the protocol layer holds for it. */
   void (*on_end)(struct conn *cn);
+  /* All that was queued was sent, and conn_want_sent() asked to hear of
+  ** it (once): a response written in parts may queue the next one. */
+  void (*on_sent)(struct conn *cn);
 };
 
 /* A connection.  The protocol layer may read core, id, state, closing and
@@ -1729,6 +1739,7 @@ struct conn {
   int head;       /* the request is a HEAD: responses carry no body */
   int closing;    /* close once out is written */
   int want_write; /* LOOP_WRITE registered */
+  int want_sent;  /* call on_sent once out is all written */
   int reading;    /* LOOP_READ registered */
   struct buf in;
   struct buf out;
@@ -1795,6 +1806,12 @@ URSULA_PRIVATE int conn_flush(struct conn *cn);
 URSULA_PRIVATE void conn_done(struct conn *cn);
 /* Answer status (through on_error) and end the connection. */
 URSULA_PRIVATE void conn_fatal(struct conn *cn, int status, const char *reason);
+/* Call on_sent once everything queued so far has been written. */
+URSULA_PRIVATE void conn_want_sent(struct conn *cn);
+/* End the connection at once, unwritten output dropped: for a response
+** whose head already promised a body that can no longer come (the client
+** sees it cut short, never a wrong one). */
+URSULA_PRIVATE void conn_abort(struct conn *cn);
 /* In on_head, once the protocol accepts the request: "100 Continue" if
 ** the client asked for it and a body comes.  -1 if the connection ended. */
 URSULA_PRIVATE int conn_continue(struct conn *cn,
@@ -4591,8 +4608,13 @@ static const struct conf_key conf_keys[] = {
      "boundary); the client reconnects from its last offset"},
     {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
      67108864, "N",
-     "largest catch-up response; readers follow "
-     "Stream-Next-Offset"},
+     "a catch-up response is read and sent in parts of this size (memory "
+     "per reader), and a live response holds at most this much"},
+    {"max-catchup-bytes", NULL, CONF_T_I64, CONF_OFF(max_catchup_bytes), 4096,
+     (int64_t)1 << 50, "N",
+     "a catch-up GET answers everything up to the tail in one response "
+     "when that is at most this many bytes; past it, one part, and the "
+     "reader follows Stream-Next-Offset"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
      "directory of the per-group write-ahead logs: every acknowledged "
@@ -4850,6 +4872,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
+  cfg->max_catchup_bytes = URSULA_DEFAULT_MAX_CATCHUP_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
   cfg->cold_flush_age_ms = URSULA_DEFAULT_COLD_FLUSH_AGE_MS;
@@ -12524,6 +12547,8 @@ static int group_read_join(struct job *j, struct buf *low) {
 ** on its owner): up to date, closed, and a live reader registered, all
 ** in this turn (group_reply posts it before any later wake-up). */
 static void group_read_answer(struct core *c, struct job *j, struct stream *s) {
+  j->stream_tail = s->tail;
+  j->stream_closed = s->closed;
   j->up_to_date = j->tail == s->tail;
   j->closed = s->closed && j->up_to_date;
   if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
@@ -12669,7 +12694,11 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     start = j->offset_now ? s->tail : j->offset;
     if (start > s->tail) start = s->tail;
     j->start = start;
-    j->read_end = group_catchup_end(s, start, j->max_bytes);
+    /* a GET answers up to the tail in one response (api.c), unless that
+    ** is past catchup_max */
+    j->read_end = s->tail - start <= j->catchup_max
+                      ? s->tail
+                      : group_catchup_end(s, start, j->max_bytes);
     j->tail = s->tail;
     j->closed = s->closed;
     group_reply(c, j);
@@ -12686,6 +12715,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
   end = s->tail;
+  if (j->end_limit > start && j->end_limit < end) end = j->end_limit;
   j->start = j->tail = start;
   /* at most max_bytes: a JSON read on an append boundary (found hop by
   ** hop, group_read_end), another one byte-exact */
@@ -13434,7 +13464,19 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     return -1;
   }
   conn_set_events(cn, cn->reading, 0);
+  if (cn->want_sent) { /* (it only queues work: no flush in there) */
+    cn->want_sent = 0;
+    if (conn_ops(cn)->on_sent != NULL) conn_ops(cn)->on_sent(cn);
+  }
   return 0;
+}
+
+URSULA_PRIVATE void conn_want_sent(struct conn *cn) {
+  cn->want_sent = 1;
+}
+
+URSULA_PRIVATE void conn_abort(struct conn *cn) {
+  conn_close(cn);
 }
 
 URSULA_PRIVATE void conn_done(struct conn *cn) {
@@ -14176,6 +14218,11 @@ struct api_conn {
   int phase;             /* API_POLL or API_SSE, while CONN_LIVE */
   int live_json, live_b64;
   uint64_t sse_end_ms; /* loop time at which the SSE response ends */
+  /* a catch-up response sent in parts (api_catchup_more): the read job,
+  ** kept between parts while the last part is being sent, the end the
+  ** response's head promised, the stream incarnation it is of */
+  struct job *more;
+  uint64_t more_end, more_inc;
   char live_type[256]; /* the stream's content type */
 };
 
@@ -14371,6 +14418,99 @@ static void api_catchup_reply(struct api_conn *cn, struct job *j) {
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
   api_end_data(cn, j->json, &j->data);
+}
+
+/* CATCH-UP IN PARTS.  A catch-up GET answers everything from its offset
+** up to the tail as it was at the first read, T, in one response (the
+** official clients' non-live reads take one response as all there is),
+** if T is at most --max-catchup-bytes away; past that, one part, and the
+** reader follows Stream-Next-Offset.  The head goes out with the first
+** part: Content-Length for [start, T) (a JSON stream's stored bytes
+** "v1,v2," are sent as "[v1,v2]": one byte more), Stream-Next-Offset T,
+** Stream-Up-To-Date, Stream-Closed if the stream was closed at T, and the
+** ETag of [start, T).  Each further part, at most --max-read-bytes, is
+** read (a job to the stream's owner, ending at T) only once the part
+** before it has been written to the socket, so a reader holds at most
+** about two parts of memory however large the range.  The bytes below T
+** never change; if a later part cannot be read (the stream was deleted,
+** or replaced by another incarnation, or a read failed), the connection
+** is ended at once: the client sees the body cut short, never wrong
+** bytes.  Returns 1 if the response goes on in parts (j is kept), 2 if
+** it was answered 304, 0 if it is one part (api_catchup_reply). */
+static int api_catchup_parts(struct api_conn *cn, struct job *j) {
+  char etag[160];
+  uint64_t start = j->start, end = j->stream_tail, len;
+  struct job hj;
+  if (j->offset_now || cn->c.head || j->tail >= end || end < start ||
+      end - start > j->catchup_max)
+    return 0;
+  api_etag(etag, sizeof(etag), j->incarnation, start, end, j->stream_closed);
+  if (api_not_modified(cn, etag)) {
+    api_reply_304(cn, etag, end, API_CACHE_CATCHUP);
+    return 2;
+  }
+  hj = *j; /* the head as of T */
+  hj.tail = end;
+  hj.up_to_date = 1;
+  hj.closed = j->stream_closed;
+  api_begin(cn, 200);
+  api_read_headers(cn, &hj, 0);
+  buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
+  buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
+  len = j->json ? end - start + 1 : end - start; /* start < end here */
+  buf_printf(conn_out(&cn->c), "Content-Length: %llu\r\n\r\n",
+             (unsigned long long)len);
+  if (j->json) buf_append(conn_out(&cn->c), "[", 1);
+  conn_out_body(&cn->c, &j->data);
+  cn->more = j;
+  cn->more_end = end;
+  cn->more_inc = j->incarnation;
+  conn_want_sent(&cn->c);
+  return 1;
+}
+
+/* A later part came back (api_catchup_parts): send it, and either ask
+** for the next once it is written, or end the response. */
+static void api_catchup_part(struct api_conn *cn, struct job *j) {
+  if (j->status != 200 || j->incarnation != cn->more_inc ||
+      j->start != j->offset || j->tail <= j->start || j->tail > cn->more_end ||
+      j->data.len != j->tail - j->start) {
+    LOG_W("catch-up read of %.*s cut short at %llu of %llu: %s", (int)j->path_len,
+          j->path, (unsigned long long)j->start,
+          (unsigned long long)cn->more_end,
+          j->status != 200 && j->reason ? j->reason : "the stream changed");
+    job_free(j);
+    conn_abort(&cn->c);
+    return;
+  }
+  if (j->tail == cn->more_end) { /* the last part */
+    if (j->json) j->data.ptr[j->data.len - 1] = ']';
+    conn_out_body(&cn->c, &j->data);
+    job_free(j);
+    conn_done(&cn->c);
+    return;
+  }
+  conn_out_body(&cn->c, &j->data);
+  cn->more = j;
+  conn_want_sent(&cn->c);
+  conn_flush(&cn->c);
+}
+
+/* conn.c's on_sent hook: the part before is written; read the next. */
+static void api_on_sent(struct conn *c) {
+  struct api_conn *cn = (struct api_conn *)(void *)c;
+  struct job *j = cn->more;
+  if (j == NULL || cn->job != NULL) return;
+  cn->more = NULL;
+  j->offset = j->tail;
+  j->offset_now = 0;
+  j->end_limit = cn->more_end;
+  j->status = 0;
+  j->reason = NULL;
+  j->data.len = 0;
+  j->msg.next = NULL;
+  cn->job = j;
+  group_dispatch(cn->c.core, j);
 }
 
 /* Long-poll answers: data (200), or nothing new (204). */
@@ -14625,10 +14765,20 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     job_free(j);
     return;
   }
+  if (j->op == JOB_READ && j->end_limit != 0) { /* a later part */
+    api_catchup_part(cn, j);
+    return;
+  }
   if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
-  else if (j->op == JOB_READ)
-    api_catchup_reply(cn, j);
+  else if (j->op == JOB_READ) {
+    int parts = api_catchup_parts(cn, j);
+    if (parts == 1) {
+      conn_flush(&cn->c); /* the first part; on_sent asks for the next */
+      return;
+    }
+    if (parts == 0) api_catchup_reply(cn, j);
+  }
   else if (j->op == JOB_HEAD)
     api_reply_head(cn, j);
   else
@@ -15242,6 +15392,7 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   cn->job = j;
   api_build_job(req, &head, (uint64_t)cfg->max_read_bytes, j, &cn->has_cursor,
                 &cn->cursor);
+  j->catchup_max = (uint64_t)cfg->max_catchup_bytes;
   return 0;
 }
 
@@ -15342,6 +15493,8 @@ static void api_on_end(struct conn *c) {
     job_free(cn->job);
     cn->job = NULL;
   }
+  job_free(cn->more); /* a catch-up between parts */
+  cn->more = NULL;
 }
 
 static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),
@@ -15351,7 +15504,8 @@ static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),
                                              api_on_error,
                                              api_on_live_timer,
                                              api_on_drain,
-                                             api_on_end};
+                                             api_on_end,
+                                             api_on_sent};
 
 URSULA_PRIVATE void api_core_init(struct core *c, int max_conns) {
   conn_table_init(&c->conns, max_conns, &api_conn_ops);

@@ -110,7 +110,11 @@ struct ursula_config {
   int sse_keepalive_ms;         /* sse-keepalive-ms: idle SSE comment line */
   int sse_close_ms;             /* sse-close-ms: an SSE response ends this
                                    long after it began */
-  int64_t max_read_bytes;       /* max-read-bytes: largest catch-up chunk */
+  int64_t max_read_bytes;       /* max-read-bytes: a catch-up response is
+                                   read and sent in parts of this size */
+  int64_t max_catchup_bytes;    /* max-catchup-bytes: a catch-up GET answers
+                                   up to the tail in one response if it is
+                                   at most this far; else one part */
   int64_t hot_max_bytes;        /* hot-max-bytes: stream data in memory,
                                    per group (with a WAL) */
   int64_t snapshot_bytes;       /* snapshot-bytes: WAL bytes between

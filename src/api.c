@@ -50,6 +50,11 @@ struct api_conn {
   int phase;             /* API_POLL or API_SSE, while CONN_LIVE */
   int live_json, live_b64;
   uint64_t sse_end_ms; /* loop time at which the SSE response ends */
+  /* a catch-up response sent in parts (api_catchup_more): the read job,
+  ** kept between parts while the last part is being sent, the end the
+  ** response's head promised, the stream incarnation it is of */
+  struct job *more;
+  uint64_t more_end, more_inc;
   char live_type[256]; /* the stream's content type */
 };
 
@@ -245,6 +250,99 @@ static void api_catchup_reply(struct api_conn *cn, struct job *j) {
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
   api_end_data(cn, j->json, &j->data);
+}
+
+/* CATCH-UP IN PARTS.  A catch-up GET answers everything from its offset
+** up to the tail as it was at the first read, T, in one response (the
+** official clients' non-live reads take one response as all there is),
+** if T is at most --max-catchup-bytes away; past that, one part, and the
+** reader follows Stream-Next-Offset.  The head goes out with the first
+** part: Content-Length for [start, T) (a JSON stream's stored bytes
+** "v1,v2," are sent as "[v1,v2]": one byte more), Stream-Next-Offset T,
+** Stream-Up-To-Date, Stream-Closed if the stream was closed at T, and the
+** ETag of [start, T).  Each further part, at most --max-read-bytes, is
+** read (a job to the stream's owner, ending at T) only once the part
+** before it has been written to the socket, so a reader holds at most
+** about two parts of memory however large the range.  The bytes below T
+** never change; if a later part cannot be read (the stream was deleted,
+** or replaced by another incarnation, or a read failed), the connection
+** is ended at once: the client sees the body cut short, never wrong
+** bytes.  Returns 1 if the response goes on in parts (j is kept), 2 if
+** it was answered 304, 0 if it is one part (api_catchup_reply). */
+static int api_catchup_parts(struct api_conn *cn, struct job *j) {
+  char etag[160];
+  uint64_t start = j->start, end = j->stream_tail, len;
+  struct job hj;
+  if (j->offset_now || cn->c.head || j->tail >= end || end < start ||
+      end - start > j->catchup_max)
+    return 0;
+  api_etag(etag, sizeof(etag), j->incarnation, start, end, j->stream_closed);
+  if (api_not_modified(cn, etag)) {
+    api_reply_304(cn, etag, end, API_CACHE_CATCHUP);
+    return 2;
+  }
+  hj = *j; /* the head as of T */
+  hj.tail = end;
+  hj.up_to_date = 1;
+  hj.closed = j->stream_closed;
+  api_begin(cn, 200);
+  api_read_headers(cn, &hj, 0);
+  buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
+  buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
+  len = j->json ? end - start + 1 : end - start; /* start < end here */
+  buf_printf(conn_out(&cn->c), "Content-Length: %llu\r\n\r\n",
+             (unsigned long long)len);
+  if (j->json) buf_append(conn_out(&cn->c), "[", 1);
+  conn_out_body(&cn->c, &j->data);
+  cn->more = j;
+  cn->more_end = end;
+  cn->more_inc = j->incarnation;
+  conn_want_sent(&cn->c);
+  return 1;
+}
+
+/* A later part came back (api_catchup_parts): send it, and either ask
+** for the next once it is written, or end the response. */
+static void api_catchup_part(struct api_conn *cn, struct job *j) {
+  if (j->status != 200 || j->incarnation != cn->more_inc ||
+      j->start != j->offset || j->tail <= j->start || j->tail > cn->more_end ||
+      j->data.len != j->tail - j->start) {
+    LOG_W("catch-up read of %.*s cut short at %llu of %llu: %s", (int)j->path_len,
+          j->path, (unsigned long long)j->start,
+          (unsigned long long)cn->more_end,
+          j->status != 200 && j->reason ? j->reason : "the stream changed");
+    job_free(j);
+    conn_abort(&cn->c);
+    return;
+  }
+  if (j->tail == cn->more_end) { /* the last part */
+    if (j->json) j->data.ptr[j->data.len - 1] = ']';
+    conn_out_body(&cn->c, &j->data);
+    job_free(j);
+    conn_done(&cn->c);
+    return;
+  }
+  conn_out_body(&cn->c, &j->data);
+  cn->more = j;
+  conn_want_sent(&cn->c);
+  conn_flush(&cn->c);
+}
+
+/* conn.c's on_sent hook: the part before is written; read the next. */
+static void api_on_sent(struct conn *c) {
+  struct api_conn *cn = (struct api_conn *)(void *)c;
+  struct job *j = cn->more;
+  if (j == NULL || cn->job != NULL) return;
+  cn->more = NULL;
+  j->offset = j->tail;
+  j->offset_now = 0;
+  j->end_limit = cn->more_end;
+  j->status = 0;
+  j->reason = NULL;
+  j->data.len = 0;
+  j->msg.next = NULL;
+  cn->job = j;
+  group_dispatch(cn->c.core, j);
 }
 
 /* Long-poll answers: data (200), or nothing new (204). */
@@ -499,10 +597,20 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     job_free(j);
     return;
   }
+  if (j->op == JOB_READ && j->end_limit != 0) { /* a later part */
+    api_catchup_part(cn, j);
+    return;
+  }
   if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
-  else if (j->op == JOB_READ)
-    api_catchup_reply(cn, j);
+  else if (j->op == JOB_READ) {
+    int parts = api_catchup_parts(cn, j);
+    if (parts == 1) {
+      conn_flush(&cn->c); /* the first part; on_sent asks for the next */
+      return;
+    }
+    if (parts == 0) api_catchup_reply(cn, j);
+  }
   else if (j->op == JOB_HEAD)
     api_reply_head(cn, j);
   else
@@ -1116,6 +1224,7 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   cn->job = j;
   api_build_job(req, &head, (uint64_t)cfg->max_read_bytes, j, &cn->has_cursor,
                 &cn->cursor);
+  j->catchup_max = (uint64_t)cfg->max_catchup_bytes;
   return 0;
 }
 
@@ -1216,6 +1325,8 @@ static void api_on_end(struct conn *c) {
     job_free(cn->job);
     cn->job = NULL;
   }
+  job_free(cn->more); /* a catch-up between parts */
+  cn->more = NULL;
 }
 
 static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),
@@ -1225,7 +1336,8 @@ static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),
                                              api_on_error,
                                              api_on_live_timer,
                                              api_on_drain,
-                                             api_on_end};
+                                             api_on_end,
+                                             api_on_sent};
 
 URSULA_PRIVATE void api_core_init(struct core *c, int max_conns) {
   conn_table_init(&c->conns, max_conns, &api_conn_ops);

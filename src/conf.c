@@ -123,8 +123,13 @@ static const struct conf_key conf_keys[] = {
      "boundary); the client reconnects from its last offset"},
     {"max-read-bytes", NULL, CONF_T_I64, CONF_OFF(max_read_bytes), 4096,
      67108864, "N",
-     "largest catch-up response; readers follow "
-     "Stream-Next-Offset"},
+     "a catch-up response is read and sent in parts of this size (memory "
+     "per reader), and a live response holds at most this much"},
+    {"max-catchup-bytes", NULL, CONF_T_I64, CONF_OFF(max_catchup_bytes), 4096,
+     (int64_t)1 << 50, "N",
+     "a catch-up GET answers everything up to the tail in one response "
+     "when that is at most this many bytes; past it, one part, and the "
+     "reader follows Stream-Next-Offset"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
      "directory of the per-group write-ahead logs: every acknowledged "
@@ -382,6 +387,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
+  cfg->max_catchup_bytes = URSULA_DEFAULT_MAX_CATCHUP_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
   cfg->cold_flush_age_ms = URSULA_DEFAULT_COLD_FLUSH_AGE_MS;

@@ -180,7 +180,19 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     return -1;
   }
   conn_set_events(cn, cn->reading, 0);
+  if (cn->want_sent) { /* (it only queues work: no flush in there) */
+    cn->want_sent = 0;
+    if (conn_ops(cn)->on_sent != NULL) conn_ops(cn)->on_sent(cn);
+  }
   return 0;
+}
+
+URSULA_PRIVATE void conn_want_sent(struct conn *cn) {
+  cn->want_sent = 1;
+}
+
+URSULA_PRIVATE void conn_abort(struct conn *cn) {
+  conn_close(cn);
 }
 
 URSULA_PRIVATE void conn_done(struct conn *cn) {

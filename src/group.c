@@ -1098,6 +1098,8 @@ static int group_read_join(struct job *j, struct buf *low) {
 ** on its owner): up to date, closed, and a live reader registered, all
 ** in this turn (group_reply posts it before any later wake-up). */
 static void group_read_answer(struct core *c, struct job *j, struct stream *s) {
+  j->stream_tail = s->tail;
+  j->stream_closed = s->closed;
   j->up_to_date = j->tail == s->tail;
   j->closed = s->closed && j->up_to_date;
   if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
@@ -1243,7 +1245,11 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
     start = j->offset_now ? s->tail : j->offset;
     if (start > s->tail) start = s->tail;
     j->start = start;
-    j->read_end = group_catchup_end(s, start, j->max_bytes);
+    /* a GET answers up to the tail in one response (api.c), unless that
+    ** is past catchup_max */
+    j->read_end = s->tail - start <= j->catchup_max
+                      ? s->tail
+                      : group_catchup_end(s, start, j->max_bytes);
     j->tail = s->tail;
     j->closed = s->closed;
     group_reply(c, j);
@@ -1260,6 +1266,7 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   start = j->offset_now ? s->tail : j->offset;
   if (start > s->tail) start = s->tail;
   end = s->tail;
+  if (j->end_limit > start && j->end_limit < end) end = j->end_limit;
   j->start = j->tail = start;
   /* at most max_bytes: a JSON read on an append boundary (found hop by
   ** hop, group_read_end), another one byte-exact */

@@ -1283,6 +1283,8 @@ struct job {
   int offset_now;     /* read: offset=now */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
+  uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
+  uint64_t end_limit;   /* read: end at most here (0: the tail) */
   /* result */
   int status;
   const char *reason;
@@ -1292,6 +1294,8 @@ struct job {
   uint64_t start; /* read: first byte returned (HEAD: a GET would return) */
   uint64_t read_end; /* HEAD: where that GET would end */
   uint64_t tail;  /* Stream-Next-Offset */
+  uint64_t stream_tail; /* read: the stream's tail when it was read */
+  int stream_closed;    /* read: and whether it was closed */
   int up_to_date;
   int closed;     /* stream closed (and, for reads, tail reached) */
   int registered; /* owner now wakes this core for the stream */
@@ -1511,6 +1515,9 @@ struct conn_ops {
   /* The connection ends (linger or close; may come twice): let go of
   ** what the protocol layer holds for it. */
   void (*on_end)(struct conn *cn);
+  /* All that was queued was sent, and conn_want_sent() asked to hear of
+  ** it (once): a response written in parts may queue the next one. */
+  void (*on_sent)(struct conn *cn);
 };
 
 /* A connection.  The protocol layer may read core, id, state, closing and
@@ -1526,6 +1533,7 @@ struct conn {
   int head;       /* the request is a HEAD: responses carry no body */
   int closing;    /* close once out is written */
   int want_write; /* LOOP_WRITE registered */
+  int want_sent;  /* call on_sent once out is all written */
   int reading;    /* LOOP_READ registered */
   struct buf in;
   struct buf out;
@@ -1592,6 +1600,12 @@ URSULA_PRIVATE int conn_flush(struct conn *cn);
 URSULA_PRIVATE void conn_done(struct conn *cn);
 /* Answer status (through on_error) and end the connection. */
 URSULA_PRIVATE void conn_fatal(struct conn *cn, int status, const char *reason);
+/* Call on_sent once everything queued so far has been written. */
+URSULA_PRIVATE void conn_want_sent(struct conn *cn);
+/* End the connection at once, unwritten output dropped: for a response
+** whose head already promised a body that can no longer come (the client
+** sees it cut short, never a wrong one). */
+URSULA_PRIVATE void conn_abort(struct conn *cn);
 /* In on_head, once the protocol accepts the request: "100 Continue" if
 ** the client asked for it and a body comes.  -1 if the connection ended. */
 URSULA_PRIVATE int conn_continue(struct conn *cn,

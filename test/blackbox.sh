@@ -67,7 +67,7 @@ header() { # header NAME curl-args... -> value of response header NAME
   curl -s -D - -o /dev/null "$@" | tr -d '\r' | sed -n "s/^$name: //Ip" | head -1
 }
 
-start_server "$TMP/s1.log" --core-count 2 --raft-group-count 8 --long-poll-timeout-ms 1500 --sse-keepalive-ms 300 --max-read-bytes 65536
+start_server "$TMP/s1.log" --core-count 2 --raft-group-count 8 --long-poll-timeout-ms 1500 --sse-keepalive-ms 300 --max-read-bytes 65536 --max-catchup-bytes 200000
 U="http://127.0.0.1:$PORT"
 
 # --- basics ----------------------------------------------------------------
@@ -108,6 +108,26 @@ for _ in $(seq 1 50); do
   grep -qi '^Stream-Up-To-Date: true' "$TMP/h" && break
 done
 if cmp -s "$TMP/big.bin" "$TMP/back.bin"; then ok "binary data is byte-exact"; else not_ok "binary data is byte-exact"; fi
+# 300000 bytes is past --max-catchup-bytes (200000): one part, not up to date
+check "a catch-up past --max-catchup-bytes is one part of --max-read-bytes" \
+  "$(curl -s "$U/v1/stream/bin" | wc -c | tr -d ' ') $(header Stream-Up-To-Date "$U/v1/stream/bin")" "65536 "
+# 150000 bytes, within it: the whole range in one response, read and sent in
+# parts of 64 KiB, with the head's Content-Length and Stream-Next-Offset
+head -c 150000 "$TMP/big.bin" >"$TMP/mid.bin"
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/v1/stream/bin2"
+for k in 0 1 2; do
+  dd if="$TMP/mid.bin" of="$TMP/part.bin" bs=50000 skip=$k count=1 2>/dev/null
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$TMP/part.bin" "$U/v1/stream/bin2"
+done
+curl -s -D "$TMP/h2" "$U/v1/stream/bin2" >"$TMP/mid.back"
+if cmp -s "$TMP/mid.bin" "$TMP/mid.back"; then ok "a catch-up GET returns every byte up to the tail in one response"; else not_ok "a catch-up GET returns every byte up to the tail in one response" "$(wc -c <"$TMP/mid.back") bytes"; fi
+check "its head: Content-Length, Stream-Next-Offset of the tail, up to date" \
+  "$(tr -d '\r' <"$TMP/h2" | grep -i -E '^(content-length|stream-next-offset|stream-up-to-date):' | tr 'A-Z' 'a-z' | sort | tr '\n' ' ')" \
+  "content-length: 150000 stream-next-offset: 0000000000000000_0000000000150000 stream-up-to-date: true "
+check "a HEAD carries the ETag of that whole response" \
+  "$(header ETag -I "$U/v1/stream/bin2")" "$(tr -d '\r' <"$TMP/h2" | sed -n 's/^ETag: //Ip')"
+check "a GET from the middle returns the rest, whole" \
+  "$(curl -s "$U/v1/stream/bin2?offset=0000000000000000_0000000000010000" | cmp -s - <(tail -c 140000 "$TMP/mid.bin") && echo same)" same
 
 # --- JSON mode ---------------------------------------------------------------
 curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$U/v1/stream/j"
@@ -115,6 +135,15 @@ check "JSON array is flattened" "$(status -X POST -H 'Content-Type: application/
 check "JSON read is one array" "$(curl -s "$U/v1/stream/j")" '[{"a":1},[2,3]]'
 check "invalid JSON is 400" "$(status -X POST -H 'Content-Type: application/json' --data-binary '{"a":' "$U/v1/stream/j")" 400
 check "empty JSON array POST is 400" "$(status -X POST -H 'Content-Type: application/json' --data-binary '[]' "$U/v1/stream/j")" 400
+# 4 appends of 40 messages of about 600 bytes: 96 KB, read in 64 KiB parts
+# (each ending on an append), answered as one array of all 160 messages
+curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$U/v1/stream/jbig"
+for k in 1 2 3 4; do
+  node -e 'const k=+process.argv[1];const a=[];for(let i=0;i<40;i++)a.push({k,i,s:"é".repeat(290)});process.stdout.write(JSON.stringify(a))' "$k" >"$TMP/j.json"
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/j.json" "$U/v1/stream/jbig"
+done
+check "a JSON catch-up in parts is one valid array of every message, in order" \
+  "$(curl -s "$U/v1/stream/jbig" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const a=JSON.parse(s);console.log(a.length+" "+a.every((m,x)=>m.k===1+Math.floor(x/40)&&m.i===x%40))}catch(e){console.log("invalid JSON: "+e.message)}})')" "160 true"
 
 # --- malformed and oversized requests ------------------------------------------
 contains "malformed request is 400" "$(raw 'GET / HTTP/1.1 x\r\nHost: x\r\n\r\n')" "HTTP/1.1 400"
