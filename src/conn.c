@@ -482,13 +482,17 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
     os_set_cloexec(cfd);
     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (t->n_conns >= t->max_conns || c->draining) {
-      /* refused before it is a connection: plain bytes on the socket */
-      static const char busy[] =
-          "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-          "Retry-After: 1\r\n"
-          "Content-Type: text/plain\r\nContent-Length: 24\r\n\r\n"
-          "too many connections, retry\n";
-      ssize_t w = send(cfd, busy, sizeof(busy) - 1, 0);
+      /* refused before it is a connection: plain bytes on the socket,
+      ** the Content-Length counted from the body itself */
+      static const char body[] = "too many connections, retry\n";
+      char busy[256];
+      int n = snprintf(busy, sizeof(busy),
+                       "HTTP/1.1 503 Service Unavailable\r\n"
+                       "Connection: close\r\nRetry-After: 1\r\n"
+                       "Content-Type: text/plain\r\n"
+                       "Content-Length: %u\r\n\r\n%s",
+                       (unsigned)(sizeof(body) - 1), body);
+      ssize_t w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
       (void)w;
       close(cfd);
       continue;

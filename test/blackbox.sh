@@ -313,6 +313,13 @@ exec 4<>"/dev/tcp/127.0.0.1/$PORT"
 sleep 0.1
 check "connections over --max-connections get 503" "$(status "$U/v1/stream/x")" 503
 check "... with Retry-After (RFC 9110 §10.2.3)" "$(curl -s -D - -o /dev/null "$U/v1/stream/x" | tr -d '\r' | sed -n 's/^Retry-After: //Ip')" 1
+# RFC 9112 §6.3: the body is exactly Content-Length bytes (raw bytes read
+# to the close, so a wrong length shows whichever way it is wrong)
+# (the 503 comes at accept, before any request: connect and read)
+(exec 5<>"/dev/tcp/127.0.0.1/$PORT"; timeout 5 cat <&5 >"$TMP/busy")
+check "... whose Content-Length is its body's length" \
+  "$(tr -d '\r' <"$TMP/busy" | sed -n 's/^Content-Length: //Ip')" \
+  "$(sed '1,/^\r$/d' "$TMP/busy" | wc -c | tr -d ' ')"
 exec 4<&- 4>&-
 
 # read_all URL OUT: a whole stream, following Stream-Next-Offset
