@@ -67,7 +67,7 @@ URSULA_PRIVATE struct str util_str_trim(struct str s) {
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out) {
   uint64_t v = 0;
   size_t i;
-  if (s.len == 0 || s.len > 20) return -1;
+  if (s.len == 0) return -1; /* no length cap: leading zeros are allowed */
   for (i = 0; i < s.len; i++) {
     unsigned d = (unsigned char)s.ptr[i] - '0';
     if (d > 9) return -1;
