@@ -9266,7 +9266,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    beside this payload as pieces of the snapshot file (wal.c) when the
    log does not hold those entries: after an install from another node.  Versions
    1 and 2 named WAL files and offsets instead; they came with WAL format
-   1, which is refused, so they are not read. */
+   1, which is refused, so they are not read.
+
+   stream_restore() accepts this canonical form only, so that restoring
+   and snapshotting again gives the same bytes: shortest varints, paths
+   and producer ids strictly ascending, no unknown flag, no NUL in a
+   content type, expires_text or chunk name, and lengths that add up
+   without wrapping. */
 
 #define STREAM_SNAP_VERSION 3
 
@@ -9407,7 +9413,8 @@ static int stream_restore_chunks(const unsigned char **p,
   for (i = 0; i < n; i++) {
     struct stream_chunk *ch = &s->chunks[i];
     if (cmd_get_varint(p, end, &len) || len == 0 ||
-        cmd_get_bytes(p, end, &name) || name.len == 0)
+        len > UINT64_MAX - s->cold_end || cmd_get_bytes(p, end, &name) ||
+        name.len == 0 || memchr(name.ptr, '\0', name.len) != NULL)
       return -1;
     ch->name = stream_dup(name);
     s->n_chunks++;
@@ -9420,7 +9427,7 @@ static int stream_restore_chunks(const unsigned char **p,
 /* Decode one stream; 0, or -1 for bad input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
                               struct stream *s) {
-  struct str path, ct, exp, seq, by, src, id;
+  struct str path, ct, exp, seq, by, src, id, prev_id = {NULL, 0};
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
   bad |= cmd_get_bytes(p, end, &path);
@@ -9432,7 +9439,10 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_bytes(p, end, &exp);
   bad |= cmd_get_varint(p, end, &s->last_access_ms);
   bad |= cmd_get_bytes(p, end, &seq);
-  if (bad || path.len == 0) return -1;
+  if (bad || path.len == 0 || flags >> 5 != 0 ||
+      memchr(ct.ptr, '\0', ct.len) != NULL ||
+      memchr(exp.ptr, '\0', exp.len) != NULL)
+    return -1;
   s->json = (int)(flags & 1);
   s->closed = (int)(flags >> 1 & 1);
   s->soft_deleted = (int)(flags >> 2 & 1);
@@ -9448,8 +9458,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
     struct stream_producer *pr;
     uint64_t epoch, sq;
     if (cmd_get_bytes(p, end, &id) || cmd_get_varint(p, end, &epoch) ||
-        cmd_get_varint(p, end, &sq))
+        cmd_get_varint(p, end, &sq) ||
+        (i > 0 && stream_bytes_cmp(prev_id.ptr, prev_id.len, id.ptr,
+                                   id.len) >= 0)) /* ascending, no twice */
       return -1;
+    prev_id = id;
     pr = (struct stream_producer *)URSULA_MALLOC(sizeof(*pr) + id.len);
     if (pr == NULL) stream_oom();
     pr->id_len = id.len;
@@ -9482,7 +9495,8 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   }
   for (i = 0; i < n; i++) {
     uint64_t len;
-    if (cmd_get_varint(p, end, &len) || len == 0) return -1;
+    if (cmd_get_varint(p, end, &len) || len == 0 || len > UINT64_MAX - prev)
+      return -1;
     if (prev < s->cold_end) { /* in a chunk: no log location */
       s->locs[i].index = s->locs[i].off = 0;
       s->cold_units = (size_t)i + 1;
@@ -9505,6 +9519,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) || version != STREAM_SNAP_VERSION ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
@@ -9517,6 +9532,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     if (s == NULL) stream_oom();
     memset(s, 0, sizeof(*s));
     if (stream_restore_one(&q, end, s) != 0 ||
+        (last != NULL && stream_bytes_cmp(last->path, last->path_len, s->path,
+                                          s->path_len) >= 0) ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -9524,6 +9541,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     s->hnext = st->slots[s->hash & (st->cap - 1)];
     st->slots[s->hash & (st->cap - 1)] = s;
     st->n++;
+    last = s;
   }
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }
