@@ -5506,6 +5506,10 @@ URSULA_PRIVATE void tls_close(struct tls_conn *c) {
 
 
 #define S3_MAX_HEAD 65536 /* bytes of a response head */
+/* Bytes of a response body: a chunk is at most 4 MiB and a LIST page far
+** less.  An endpoint that announces or sends more gets an error, never a
+** buffer of the size it names. */
+#define S3_MAX_BODY (64u * 1024 * 1024)
 
 struct s3_client {
   struct s3_config cfg;
@@ -5737,7 +5741,7 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
                             int *got_any, int *keep) {
   char tmp[16384];
   struct buf head, *dst;
-  size_t head_len = 0;
+  size_t head_len = 0, base;
   struct str v;
   uint64_t want = 0;
   int chunked = 0, rc = URSULA_EIO, done = 0;
@@ -5776,7 +5780,9 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
     goto out;
   }
   if (!chunked && !k->has_length) *keep = 0; /* the body ends at close */
+  if (k->has_length && !chunked && k->content_length > S3_MAX_BODY) goto out;
   want = k->has_length ? k->content_length : UINT64_MAX;
+  base = dst->len;
   if (k->has_length && !chunked &&
       buf_reserve(dst, (size_t)k->content_length) != URSULA_OK)
     goto out;
@@ -5794,6 +5800,7 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
         want -= n;
         done = want == 0;
       }
+      if (dst->len - base > S3_MAX_BODY) goto out;
       if (done) break;
       {
         long got = tls_read(c->conn, tmp, sizeof(tmp));
