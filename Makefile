@@ -203,7 +203,7 @@ test-conformance-cold: ursula
 # $(CC), ASan and UBSan and a plain main (test/fuzz/driver.c) and replays
 # every seed and regression input once: seconds, no libFuzzer needed.
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES = http_head http_chunked query json conf cmd snapshot cold s3
+FUZZ_HARNESSES = http_head http_chunked query json conf cmd snapshot wal snapfile cold s3
 FUZZ_CFLAGS = $(WARN) -g -O1 -DURSULA_ENABLE_MAIN=0
 FUZZ_REGRESS_CFLAGS = $(WARN) -g -O0 -DURSULA_ENABLE_MAIN=0 # (compiles faster)
 FUZZ_DEPS = test/fuzz/fuzz.h ursula.c ursula.h
