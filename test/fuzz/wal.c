@@ -30,7 +30,8 @@
 **   - a group that started reads every stream back or fails the read
 **     with an error; its state snapshots, restores and snapshots again to
 **     the same bytes; after group_snapshot() (a snapshot written, the log
-**     compacted) a restart gives a group with the same digest.
+**     compacted, or refused with an error) a restart gives a group with
+**     the same digest.
 */
 #include "../../ursula.c"
 #include "fuzz.h"
@@ -189,6 +190,10 @@ static void fuzz_log(const char *dir, int opts) {
   }
   if (last > 0) (void)wal_term_at(w, 1, &term);
   /* one more entry, durable; then a restart brings back all of them */
+  if (last == UINT64_MAX) { /* (no index left for one) */
+    wal_close(w);
+    return;
+  }
   term = wal_last_term(w) > 0 ? wal_last_term(w) : 1;
   memcpy(rec + WAL_RECORD_HEADER, "fuzz-append-0123", 16);
   if (opts & 2) wal_set_segment_bytes(w, 1); /* roll first */
@@ -264,9 +269,15 @@ static void fuzz_group(const char *dir, int opts) {
   FUZZ_CHECK(stream_snapshot(&copy, &b) == URSULA_OK);
   FUZZ_CHECK(a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0);
   stream_state_free(&copy);
-  /* a snapshot and a compaction, then a restart: the same state */
+  /* a snapshot and a compaction (or a refusal: a piece of the snapshot
+  ** before may be damaged, and is checked only when read), then a
+  ** restart: the same state */
   FUZZ_CHECK(stream_digest(group_state(g), &d1) == URSULA_OK);
-  if (wal_last_index(g->wal) > 0) FUZZ_CHECK(group_snapshot(g) == URSULA_OK);
+  if (wal_last_index(g->wal) > 0) {
+    rc = group_snapshot(g);
+    FUZZ_CHECK(rc == URSULA_OK || rc == URSULA_ECORRUPT ||
+               rc == URSULA_EINVAL);
+  }
   group_free(g);
   g = group_new(0, 0, NULL);
   FUZZ_CHECK(g != NULL);
