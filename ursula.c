@@ -8845,6 +8845,10 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   size_t i;
   uint64_t prev = 0;
   if (c->flags & CMD_F_FORK) r->release_source = 1;
+  if (c->path.len == 0) { /* a snapshot could not name it (HTTP never does) */
+    stream_fail(r, 400, "empty stream path");
+    return;
+  }
   if (s != NULL) {
     if (s->soft_deleted) {
       stream_fail(r, 409, "stream was deleted and still has forks");

@@ -605,6 +605,69 @@ static void seeds_wal(void) {
   buf_free(&f);
 }
 
+/* A group's log of the commands cs[0..n) (entry i + 1 carries cs[i]), as
+** an input of the wal harness (a group started on it) named name, under
+** seeds_root or, when dir is not NULL, in that directory. */
+static void seed_group_log(const char *to_dir, const char *name,
+                           const struct cmd *cs, size_t n) {
+  char dir[600], err[URSULA_ERRMSG_LEN];
+  struct wal *w = NULL;
+  struct wal_stats st;
+  struct buf recs;
+  size_t i;
+  memset(&recs, 0, sizeof(recs));
+  fuzz_clear();
+  snprintf(dir, sizeof(dir), "%s/g", fuzz_dir());
+  FUZZ_CHECK(wal_open(&w, NULL, dir, 0, err) == URSULA_OK);
+  FUZZ_CHECK(wal_replay(w, NULL, NULL, NULL, &st, err) == URSULA_OK);
+  FUZZ_CHECK(wal_save_state(w, 1, 0) == URSULA_OK);
+  for (i = 0; i < n; i++) {
+    recs.len = WAL_RECORD_HEADER;
+    cmd_encode(&cs[i], &recs);
+    FUZZ_CHECK(wal_frame(w, WAL_CMD, 1, i + 1, recs.ptr,
+                         recs.len - WAL_RECORD_HEADER) == URSULA_OK);
+    FUZZ_CHECK(wal_write(w, recs.ptr, recs.len) == URSULA_OK);
+    FUZZ_CHECK(wal_flush(w) == URSULA_OK);
+  }
+  wal_close(w);
+  if (to_dir != NULL) {
+    const char *root = seeds_root;
+    seeds_root = to_dir;
+    seed_dir(".", name, dir, 4 | 1);
+    seeds_root = root;
+  } else {
+    seed_dir("wal", name, dir, 4 | 1);
+  }
+  buf_free(&recs);
+  fuzz_clear();
+}
+
+/* Commands a log may hold that HTTP never sends: what apply accepts, a
+** snapshot must hold and restore.  A CREATE of the empty path was applied,
+** and the snapshot of that state did not restore (issue 12, part 7):
+** a regression input. */
+static void seeds_wal_rules(void) {
+  struct cmd c[2];
+  c[0] = seed_cmd(CMD_CREATE, "", 1000);
+  c[0].data = util_str("x");
+  seed_group_log("test/fuzz/regress/wal", "create-empty-path", c, 1);
+  c[0] = seed_cmd(CMD_CREATE, "/a", 1000);
+  c[0].content_type.ptr = "text\0/x";
+  c[0].content_type.len = 7;
+  c[0].flags = CMD_F_EXPIRES;
+  c[0].expires_text.ptr = "2027\0x";
+  c[0].expires_text.len = 6;
+  seed_group_log(NULL, "group-nul-in-strings", c, 1);
+  c[0] = seed_cmd(CMD_CREATE, "/a", 1000);
+  c[0].data = util_str("hello");
+  c[1] = seed_cmd(CMD_COLD, "/a", 1001);
+  c[1].incarnation = 1;
+  c[1].cold_end = 5;
+  c[1].object.ptr = "g0\0x";
+  c[1].object.len = 4;
+  seed_group_log(NULL, "group-cold-nul-in-name", c, 2);
+}
+
 /* ------------------------------------------------------------ cold, S3 */
 
 static void seeds_cold(void) {
@@ -692,6 +755,7 @@ int main(int argc, char **argv) {
   seeds_snapshot();
   seeds_snapshot_rules();
   seeds_wal();
+  seeds_wal_rules();
   seeds_cold();
   seeds_s3();
   printf("seeds: %d files under %s\n", seeds_count, seeds_root);
