@@ -1030,7 +1030,8 @@ static int stream_restore_chunks(const unsigned char **p,
 /* Decode one stream; 0, or -1 for bad input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
                               struct stream *s) {
-  struct str path, ct, exp, seq, by, src, id, prev_id = {NULL, 0};
+  struct str path = {"", 0}, ct = {"", 0}, exp = {"", 0}, seq, by, src, id,
+             prev_id = {NULL, 0};
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
   bad |= cmd_get_bytes(p, end, &path);
