@@ -809,7 +809,8 @@ URSULA_PRIVATE void wal_close(struct wal *w);
 ** after it, in index order, to fn (both return URSULA_OK to go on); cut a
 ** torn tail; open the last segment for appending.  Returns URSULA_OK;
 ** URSULA_ECORRUPT for damage or a missing file (wal.c's RECOVERY rules),
-** with err naming the file and the byte; fn's error; or an I/O error. */
+** with err naming the file and the byte; fn's error; or an I/O error.  err
+** says what failed whenever the result is not URSULA_OK. */
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
@@ -6446,7 +6447,7 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
                             int *got_any, int *keep) {
   char tmp[16384];
   struct buf head, *dst;
-  size_t head_len = 0;
+  size_t head_len = 0, base;
   struct str v;
   uint64_t want = 0;
   int chunked = 0, rc = URSULA_EIO, done = 0;
@@ -6494,6 +6495,7 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
     *keep = 0;
     goto out;
   }
+  base = dst->len;
   if (k->has_length && !chunked &&
       buf_reserve(dst, (size_t)(k->content_length < S3_PREALLOC
                                     ? k->content_length
@@ -6513,14 +6515,14 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
         want -= n;
         done = want == 0;
       }
-      if (done) break;
-      if (dst->len > S3_MAX_BODY) {
+      if (dst->len - base > S3_MAX_BODY) {
         LOG_W("s3: %s %s: the answer's body is above the limit of %u bytes; "
               "refused",
               k->method, k->key ? k->key : "", (unsigned)S3_MAX_BODY);
         *keep = 0;
         goto out;
       }
+      if (done) break;
       {
         long got = tls_read(c->conn, tmp, sizeof(tmp));
         if (got == 0 && !chunked && !k->has_length) {
@@ -7085,9 +7087,10 @@ static int wal_seg_name(const char *name, uint64_t *first) {
   uint64_t v = 0;
   if (strlen(name) != 24 || strcmp(name + 20, ".wal") != 0) return 0;
   for (i = 0; i < 20; i++) {
+    unsigned d = (unsigned)(name[i] - '0');
     if (name[i] < '0' || name[i] > '9') return 0;
-    if (v > (UINT64_MAX - 9) / 10) return 0;
-    v = v * 10 + (uint64_t)(name[i] - '0');
+    if (v > (UINT64_MAX - d) / 10) return 0; /* every name wal_seg_path makes */
+    v = v * 10 + d;
   }
   *first = v;
   return v > 0;
@@ -7369,7 +7372,8 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
   }
   if (memcmp(h, wal_snap_magic, 8) != 0 || n > size || m > size - n ||
       k > (size - n - m) / 32 || n + m + 32 * k != size ||
-      wal_get64(h + 8) == 0 || (wal_get64(h + 24) & ~WAL_SNAP_IMAGE) != 0) {
+      wal_get64(h + 8) == 0 || wal_get64(h + 8) == UINT64_MAX || /* no next */
+      (wal_get64(h + 24) & ~(uint64_t)WAL_SNAP_IMAGE) != 0) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,
@@ -7999,6 +8003,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   memset(st, 0, sizeof(*st));
   memset(&img, 0, sizeof(img));
   memset(&sc, 0, sizeof(sc));
+  err[0] = '\0';
   /* the snapshot first, then the entries after it */
   rc = wal_load_snapshot(w, &img, err);
   if (rc == URSULA_OK && w->snap_index > 0) {
@@ -8246,6 +8251,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     rc = wal_compact(w, w->snap_index);
 out:
   buf_free(&img);
+  if (rc != URSULA_OK && err[0] == '\0') /* every failure says something */
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: replay: %s", w->dir,
+             ursula_strerror(rc));
   return rc;
 }
 
@@ -8257,13 +8265,17 @@ URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
   if (w->failed) return URSULA_EIO;
   if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
   if (wal_is_entry(type)) {
-    if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
+    if (index != w->last_index + 1 || index == 0 || term < w->last_term)
+      return URSULA_EINVAL; /* (index 0: the indexes ran out) */
   } else if (type != WAL_HARD || n != WAL_HARD_BYTES ||
              index != w->last_index) {
     return URSULA_EINVAL;
   }
-  if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes) {
-    int rc = wal_seg_create(w, w->last_index + 1); /* all before is durable */
+  /* roll once all before is durable, and only past a segment that holds
+  ** an entry: one of HARD records alone (votes) has the next one's name */
+  if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes &&
+      w->last_index >= w->segs[w->n_segs - 1].first_index) {
+    int rc = wal_seg_create(w, w->last_index + 1);
     if (rc != URSULA_OK) return rc;
   }
   if (wal_is_entry(type)) {
@@ -9013,15 +9025,20 @@ URSULA_PRIVATE int cmd_put_bytes(struct buf *b, struct str s) {
   return buf_append(b, s.ptr, s.len);
 }
 
-/* Read a varint from *p (advanced) before end; -1 if truncated/too long. */
+/* Read a varint from *p (advanced) before end; -1 if truncated, too long,
+** or not in the shortest form cmd_put_varint() writes (a last byte 0 after
+** others, bits past 64): each value has one encoding, so decoding and
+** encoding again gives the same bytes. */
 URSULA_PRIVATE int cmd_get_varint(const unsigned char **p,
                                   const unsigned char *end, uint64_t *out) {
   uint64_t v = 0;
   unsigned shift = 0;
   while (*p < end && shift < 64) {
     unsigned char c = *(*p)++;
+    if (shift == 63 && c > 1) return -1; /* past 64 bits */
     v |= (uint64_t)(c & 0x7f) << shift;
     if (!(c & 0x80)) {
+      if (c == 0 && shift > 0) return -1; /* a needless last byte */
       *out = v;
       return 0;
     }
@@ -9095,6 +9112,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   c->raw = (const char *)p;
   q += 2;
   bad |= cmd_get_varint(&q, end, &v);
+  bad |= v > UINT32_MAX ? -1 : 0; /* the flags are 32 bits */
   c->flags = (uint32_t)v;
   bad |= cmd_get_varint(&q, end, &c->time_ms);
   bad |= cmd_get_bytes(&q, end, &c->path);
@@ -9608,6 +9626,10 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
       return;
     }
   }
+  if (c->path.len == 0) { /* a snapshot could not name it (HTTP never does) */
+    stream_fail(r, 400, "empty stream path");
+    return;
+  }
   s = stream_live(st, c, r);
   if (s != NULL) {
     if (s->soft_deleted) {
@@ -10079,7 +10101,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    sum wraps.  Version 3 is version 4 without base and fork_inc (its
    forks hold copies of what they inherited: base 0), and is read.
    Versions 1 and 2 named WAL files and offsets instead; they came with
-   WAL format 1, which is refused, so they are not read. */
+   WAL format 1, which is refused, so they are not read.
+
+   stream_restore() accepts this canonical form only, so that restoring
+   and snapshotting again gives the same bytes: shortest varints, paths
+   and producer ids strictly ascending, no unknown flag, no NUL in a
+   content type, expires_text or chunk name, and lengths that add up
+   without wrapping. */
 
 #define STREAM_SNAP_VERSION 4
 
@@ -10223,7 +10251,7 @@ static int stream_restore_chunks(const unsigned char **p,
     struct stream_chunk *ch = &s->chunks[i];
     if (cmd_get_varint(p, end, &len) || len == 0 ||
         len > s->tail - s->cold_end || cmd_get_bytes(p, end, &name) ||
-        name.len == 0)
+        name.len == 0 || memchr(name.ptr, '\0', name.len) != NULL)
       return -1;
     ch->name = stream_dup(name);
     s->n_chunks++;
@@ -10237,7 +10265,8 @@ static int stream_restore_chunks(const unsigned char **p,
 ** input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
                               struct stream *s, uint64_t version) {
-  struct str path, ct, exp, seq, by, src, id;
+  struct str path = {"", 0}, ct = {"", 0}, exp = {"", 0}, seq, by, src, id,
+             prev_id = {NULL, 0};
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
   bad |= cmd_get_bytes(p, end, &path);
@@ -10249,7 +10278,10 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_bytes(p, end, &exp);
   bad |= cmd_get_varint(p, end, &s->last_access_ms);
   bad |= cmd_get_bytes(p, end, &seq);
-  if (bad || path.len == 0) return -1;
+  if (bad || path.len == 0 || flags >> 5 != 0 ||
+      memchr(ct.ptr, '\0', ct.len) != NULL ||
+      memchr(exp.ptr, '\0', exp.len) != NULL)
+    return -1;
   s->json = (int)(flags & 1);
   s->closed = (int)(flags >> 1 & 1);
   s->soft_deleted = (int)(flags >> 2 & 1);
@@ -10265,8 +10297,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
     struct stream_producer *pr;
     uint64_t epoch, sq;
     if (cmd_get_bytes(p, end, &id) || cmd_get_varint(p, end, &epoch) ||
-        cmd_get_varint(p, end, &sq))
+        cmd_get_varint(p, end, &sq) ||
+        (i > 0 && stream_bytes_cmp(prev_id.ptr, prev_id.len, id.ptr,
+                                   id.len) >= 0)) /* ascending, no twice */
       return -1;
+    prev_id = id;
     pr = (struct stream_producer *)URSULA_MALLOC(sizeof(*pr) + id.len);
     if (pr == NULL) stream_oom();
     pr->id_len = id.len;
@@ -10336,6 +10371,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
       (version != STREAM_SNAP_VERSION && version != 3) ||
@@ -10349,6 +10385,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     if (s == NULL) stream_oom();
     memset(s, 0, sizeof(*s));
     if (stream_restore_one(&q, end, s, version) != 0 ||
+        (last != NULL && stream_bytes_cmp(last->path, last->path_len, s->path,
+                                          s->path_len) >= 0) ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -10356,6 +10394,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     s->hnext = st->slots[s->hash & (st->cap - 1)];
     st->slots[s->hash & (st->cap - 1)] = s;
     st->n++;
+    last = s;
   }
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }

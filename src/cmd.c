@@ -102,15 +102,20 @@ URSULA_PRIVATE int cmd_put_bytes(struct buf *b, struct str s) {
   return buf_append(b, s.ptr, s.len);
 }
 
-/* Read a varint from *p (advanced) before end; -1 if truncated/too long. */
+/* Read a varint from *p (advanced) before end; -1 if truncated, too long,
+** or not in the shortest form cmd_put_varint() writes (a last byte 0 after
+** others, bits past 64): each value has one encoding, so decoding and
+** encoding again gives the same bytes. */
 URSULA_PRIVATE int cmd_get_varint(const unsigned char **p,
                                   const unsigned char *end, uint64_t *out) {
   uint64_t v = 0;
   unsigned shift = 0;
   while (*p < end && shift < 64) {
     unsigned char c = *(*p)++;
+    if (shift == 63 && c > 1) return -1; /* past 64 bits */
     v |= (uint64_t)(c & 0x7f) << shift;
     if (!(c & 0x80)) {
+      if (c == 0 && shift > 0) return -1; /* a needless last byte */
       *out = v;
       return 0;
     }
@@ -184,6 +189,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   c->raw = (const char *)p;
   q += 2;
   bad |= cmd_get_varint(&q, end, &v);
+  bad |= v > UINT32_MAX ? -1 : 0; /* the flags are 32 bits */
   c->flags = (uint32_t)v;
   bad |= cmd_get_varint(&q, end, &c->time_ms);
   bad |= cmd_get_bytes(&q, end, &c->path);

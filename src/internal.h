@@ -603,7 +603,8 @@ URSULA_PRIVATE void wal_close(struct wal *w);
 ** after it, in index order, to fn (both return URSULA_OK to go on); cut a
 ** torn tail; open the last segment for appending.  Returns URSULA_OK;
 ** URSULA_ECORRUPT for damage or a missing file (wal.c's RECOVERY rules),
-** with err naming the file and the byte; fn's error; or an I/O error. */
+** with err naming the file and the byte; fn's error; or an I/O error.  err
+** says what failed whenever the result is not URSULA_OK. */
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),

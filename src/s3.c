@@ -272,7 +272,7 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
                             int *got_any, int *keep) {
   char tmp[16384];
   struct buf head, *dst;
-  size_t head_len = 0;
+  size_t head_len = 0, base;
   struct str v;
   uint64_t want = 0;
   int chunked = 0, rc = URSULA_EIO, done = 0;
@@ -320,6 +320,7 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
     *keep = 0;
     goto out;
   }
+  base = dst->len;
   if (k->has_length && !chunked &&
       buf_reserve(dst, (size_t)(k->content_length < S3_PREALLOC
                                     ? k->content_length
@@ -339,14 +340,14 @@ static int s3_read_response(struct s3_client *c, struct s3_call *k,
         want -= n;
         done = want == 0;
       }
-      if (done) break;
-      if (dst->len > S3_MAX_BODY) {
+      if (dst->len - base > S3_MAX_BODY) {
         LOG_W("s3: %s %s: the answer's body is above the limit of %u bytes; "
               "refused",
               k->method, k->key ? k->key : "", (unsigned)S3_MAX_BODY);
         *keep = 0;
         goto out;
       }
+      if (done) break;
       {
         long got = tls_read(c->conn, tmp, sizeof(tmp));
         if (got == 0 && !chunked && !k->has_length) {

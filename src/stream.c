@@ -458,6 +458,10 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
       return;
     }
   }
+  if (c->path.len == 0) { /* a snapshot could not name it (HTTP never does) */
+    stream_fail(r, 400, "empty stream path");
+    return;
+  }
   s = stream_live(st, c, r);
   if (s != NULL) {
     if (s->soft_deleted) {
@@ -929,7 +933,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    sum wraps.  Version 3 is version 4 without base and fork_inc (its
    forks hold copies of what they inherited: base 0), and is read.
    Versions 1 and 2 named WAL files and offsets instead; they came with
-   WAL format 1, which is refused, so they are not read. */
+   WAL format 1, which is refused, so they are not read.
+
+   stream_restore() accepts this canonical form only, so that restoring
+   and snapshotting again gives the same bytes: shortest varints, paths
+   and producer ids strictly ascending, no unknown flag, no NUL in a
+   content type, expires_text or chunk name, and lengths that add up
+   without wrapping. */
 
 #define STREAM_SNAP_VERSION 4
 
@@ -1073,7 +1083,7 @@ static int stream_restore_chunks(const unsigned char **p,
     struct stream_chunk *ch = &s->chunks[i];
     if (cmd_get_varint(p, end, &len) || len == 0 ||
         len > s->tail - s->cold_end || cmd_get_bytes(p, end, &name) ||
-        name.len == 0)
+        name.len == 0 || memchr(name.ptr, '\0', name.len) != NULL)
       return -1;
     ch->name = stream_dup(name);
     s->n_chunks++;
@@ -1087,7 +1097,8 @@ static int stream_restore_chunks(const unsigned char **p,
 ** input. */
 static int stream_restore_one(const unsigned char **p, const unsigned char *end,
                               struct stream *s, uint64_t version) {
-  struct str path, ct, exp, seq, by, src, id;
+  struct str path = {"", 0}, ct = {"", 0}, exp = {"", 0}, seq, by, src, id,
+             prev_id = {NULL, 0};
   uint64_t flags = 0, n = 0, i, prev = 0;
   int bad = 0;
   bad |= cmd_get_bytes(p, end, &path);
@@ -1099,7 +1110,10 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   bad |= cmd_get_bytes(p, end, &exp);
   bad |= cmd_get_varint(p, end, &s->last_access_ms);
   bad |= cmd_get_bytes(p, end, &seq);
-  if (bad || path.len == 0) return -1;
+  if (bad || path.len == 0 || flags >> 5 != 0 ||
+      memchr(ct.ptr, '\0', ct.len) != NULL ||
+      memchr(exp.ptr, '\0', exp.len) != NULL)
+    return -1;
   s->json = (int)(flags & 1);
   s->closed = (int)(flags >> 1 & 1);
   s->soft_deleted = (int)(flags >> 2 & 1);
@@ -1115,8 +1129,11 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
     struct stream_producer *pr;
     uint64_t epoch, sq;
     if (cmd_get_bytes(p, end, &id) || cmd_get_varint(p, end, &epoch) ||
-        cmd_get_varint(p, end, &sq))
+        cmd_get_varint(p, end, &sq) ||
+        (i > 0 && stream_bytes_cmp(prev_id.ptr, prev_id.len, id.ptr,
+                                   id.len) >= 0)) /* ascending, no twice */
       return -1;
+    prev_id = id;
     pr = (struct stream_producer *)URSULA_MALLOC(sizeof(*pr) + id.len);
     if (pr == NULL) stream_oom();
     pr->id_len = id.len;
@@ -1186,6 +1203,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
       (version != STREAM_SNAP_VERSION && version != 3) ||
@@ -1199,6 +1217,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     if (s == NULL) stream_oom();
     memset(s, 0, sizeof(*s));
     if (stream_restore_one(&q, end, s, version) != 0 ||
+        (last != NULL && stream_bytes_cmp(last->path, last->path_len, s->path,
+                                          s->path_len) >= 0) ||
         stream_find(st, stream_str(s->path, s->path_len)) != NULL) {
       stream_free(st, s);
       return URSULA_ECORRUPT;
@@ -1206,6 +1226,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     s->hnext = st->slots[s->hash & (st->cap - 1)];
     st->slots[s->hash & (st->cap - 1)] = s;
     st->n++;
+    last = s;
   }
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }

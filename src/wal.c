@@ -282,9 +282,10 @@ static int wal_seg_name(const char *name, uint64_t *first) {
   uint64_t v = 0;
   if (strlen(name) != 24 || strcmp(name + 20, ".wal") != 0) return 0;
   for (i = 0; i < 20; i++) {
+    unsigned d = (unsigned)(name[i] - '0');
     if (name[i] < '0' || name[i] > '9') return 0;
-    if (v > (UINT64_MAX - 9) / 10) return 0;
-    v = v * 10 + (uint64_t)(name[i] - '0');
+    if (v > (UINT64_MAX - d) / 10) return 0; /* every name wal_seg_path makes */
+    v = v * 10 + d;
   }
   *first = v;
   return v > 0;
@@ -566,7 +567,8 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
   }
   if (memcmp(h, wal_snap_magic, 8) != 0 || n > size || m > size - n ||
       k > (size - n - m) / 32 || n + m + 32 * k != size ||
-      wal_get64(h + 8) == 0 || (wal_get64(h + 24) & ~WAL_SNAP_IMAGE) != 0) {
+      wal_get64(h + 8) == 0 || wal_get64(h + 8) == UINT64_MAX || /* no next */
+      (wal_get64(h + 24) & ~(uint64_t)WAL_SNAP_IMAGE) != 0) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,
@@ -1196,6 +1198,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   memset(st, 0, sizeof(*st));
   memset(&img, 0, sizeof(img));
   memset(&sc, 0, sizeof(sc));
+  err[0] = '\0';
   /* the snapshot first, then the entries after it */
   rc = wal_load_snapshot(w, &img, err);
   if (rc == URSULA_OK && w->snap_index > 0) {
@@ -1443,6 +1446,9 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     rc = wal_compact(w, w->snap_index);
 out:
   buf_free(&img);
+  if (rc != URSULA_OK && err[0] == '\0') /* every failure says something */
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: replay: %s", w->dir,
+             ursula_strerror(rc));
   return rc;
 }
 
@@ -1454,13 +1460,17 @@ URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
   if (w->failed) return URSULA_EIO;
   if (n > WAL_MAX_RECORD) return URSULA_ETOOBIG;
   if (wal_is_entry(type)) {
-    if (index != w->last_index + 1 || term < w->last_term) return URSULA_EINVAL;
+    if (index != w->last_index + 1 || index == 0 || term < w->last_term)
+      return URSULA_EINVAL; /* (index 0: the indexes ran out) */
   } else if (type != WAL_HARD || n != WAL_HARD_BYTES ||
              index != w->last_index) {
     return URSULA_EINVAL;
   }
-  if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes) {
-    int rc = wal_seg_create(w, w->last_index + 1); /* all before is durable */
+  /* roll once all before is durable, and only past a segment that holds
+  ** an entry: one of HARD records alone (votes) has the next one's name */
+  if (w->pending == 0 && w->written == w->size && w->size >= w->segment_bytes &&
+      w->last_index >= w->segs[w->n_segs - 1].first_index) {
+    int rc = wal_seg_create(w, w->last_index + 1);
     if (rc != URSULA_OK) return rc;
   }
   if (wal_is_entry(type)) {

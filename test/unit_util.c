@@ -27,6 +27,9 @@ static void test_util_parse_u64(void) {
   uint64_t v = 7;
   ASSERT(util_parse_u64(util_str("0"), 10, &v) == 0 && v == 0);
   ASSERT(util_parse_u64(util_str("0010"), 10, &v) == 0 && v == 10);
+  /* leading zeros are allowed, however many (test/fuzz/regress/query) */
+  ASSERT(util_parse_u64(util_str("0000000000000000000000042"), 100, &v) == 0 &&
+         v == 42);
   ASSERT(util_parse_u64(util_str("11"), 10, &v) == -1);
   ASSERT(util_parse_u64(util_str(""), 10, &v) == -1);
   ASSERT(util_parse_u64(util_str("-1"), 10, &v) == -1);

@@ -731,6 +731,25 @@ static void test_wal_state(void) {
   unit_wal_rmdir();
 }
 
+/* A segment that holds HARD records only (votes, no entry) may pass the
+** segment size: the next entry stays in it rather than roll to a segment
+** of the same name, which would truncate it under the log (found by
+** test/fuzz/wal.c; test/fuzz/regress/wal/roll-from-segment-without-entries). */
+static void test_wal_state_only_segment(void) {
+  struct unit_wal_seen seen;
+  struct wal *w = unit_wal_new(100, 0, 1);
+  int i;
+  if (w == NULL) return;
+  for (i = 1; i <= 4; i++) ASSERT(wal_save_state(w, (uint64_t)i, 0) == URSULA_OK);
+  ASSERT(unit_wal_fill(w, 1, 3, 1) == URSULA_OK); /* 1 stays, 2 rolls */
+  wal_close(w);
+  w = unit_wal_open(&seen, NULL);
+  ASSERT(w != NULL && wal_last_index(w) == 3 && seen.n == 3 && seen.bad == 0);
+  ASSERT(w != NULL && wal_term(w) == 4);
+  wal_close(w);
+  unit_wal_rmdir();
+}
+
 /* ------------------------------------------------------------ crashes */
 
 /* A crash injected through the fs table: the k-th mutating call
@@ -1482,6 +1501,7 @@ static const struct unit_case unit_wal_cases[] = {
     {"wal_truncate_suffix", test_wal_truncate_suffix},
     {"wal_compact", test_wal_compact},
     {"wal_state", test_wal_state},
+    {"wal_state_only_segment", test_wal_state_only_segment},
     {"wal_bit_flip_last_segment", test_wal_bit_flip_last_segment},
     {"wal_missing_files", test_wal_missing_files},
     {"wal_read_checks", test_wal_read_checks},
