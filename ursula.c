@@ -12530,6 +12530,16 @@ static struct stream *group_read_target(struct core *c, struct group *g,
 
 static void group_on_read_hop(struct loop *l, struct loop_msg *m);
 
+/* A JSON stream's offsets are its append boundaries: the server hands
+** out no other (a JSON read ends on one, group_read_end; a JSON fork
+** offset must be one, fork.c).  A read from an offset inside an append,
+** start, reads from the start of that append (s's own: start >= base),
+** so that every answer is whole JSON messages: the append whose end is
+** past the offset is sent whole, as the reference server answers. */
+static uint64_t group_json_start(const struct stream *s, uint64_t start) {
+  return stream_unit_start(s, stream_unit_at(s, start));
+}
+
 /* The end of what a read hop wants of s: [start, *end), at most limit (s's
 ** tail, or the fork point of the fork above; start < limit).  Without
 ** flex, limit.  With flex (a JSON read larger than max_bytes), the last
@@ -12619,6 +12629,11 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
   int found = 1, cut = 0, rc = URSULA_OK;
   if (start < limit)
     found = group_read_end(s, start, limit, j->hop_flex, j->max_bytes, &end);
+  /* JSON, at the lowest hop: the read starts at the start of the append
+  ** that holds the offset (its end was planned from the offset, hop by
+  ** hop, so that a fork reads as a stream of the same appends would) */
+  if (s->json && start >= s->base && start < limit)
+    j->start = start = group_json_start(s, start);
   from = start > s->base ? start : s->base;
   if (found && from < end && from < s->cold_end) {
     /* at most one chunk: no two need be cached */
@@ -12732,10 +12747,12 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   if (j->op == JOB_HEAD) { /* what a GET would answer, without the bytes */
     start = j->offset_now ? s->tail : j->offset;
     if (start > s->tail) start = s->tail;
-    j->start = start;
+    /* (a JSON GET starts at the append that holds the offset, its end
+    ** planned from the offset: group_read_hop) */
+    j->start = s->json && start >= s->base ? group_json_start(s, start) : start;
     /* a GET answers up to the tail in one response (api.c), unless that
     ** is past catchup_max */
-    j->read_end = s->tail - start <= j->catchup_max
+    j->read_end = s->tail - j->start <= j->catchup_max
                       ? s->tail
                       : group_catchup_end(s, start, j->max_bytes);
     j->tail = s->tail;
@@ -12986,7 +13003,9 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
 **     sub-offset takes (apply reads no stream bytes).  If that offset is
 **     in what the source itself inherited (a fork of a fork), the append
 **     is in the source's own sources: FORK_UNIT finds it and the job
-**     comes back here (unit_state set).  Then it proposes
+**     comes back here (unit_state set).  A JSON source's fork offset
+**     must be an append boundary, found the same way: else 400, and
+**     nothing is proposed.  Then it proposes
 **     FORK_ACQUIRE(source, the incarnation it looked at when it found
 **     something, fork offset, sub-offset, content type, what it found:
 **     n_msgs, CMD_F_UNIT).
@@ -13104,7 +13123,7 @@ static int fork_find_unit(struct stream_state *sm, const struct stream *s,
     return URSULA_OK;
   end = s->bounds[u] < limit ? s->bounds[u] : limit;
   j->unit_found = 1;
-  if (!s->json) {
+  if (!s->json || j->cmd.fork_sub == 0) { /* (JSON: only found) */
     j->unit_len = end - off;
     return URSULA_OK;
   }
@@ -13219,6 +13238,29 @@ static void fork_acquire(struct core *c, struct job *j) {
   acq.content_type = util_str(j->content_type);
   acq.fork_offset = j->cmd.fork_offset;
   acq.fork_sub = j->cmd.fork_sub;
+  /* A JSON stream's offsets are its append boundaries (api.c: a read
+  ** from inside an append starts at the append): a fork offset inside one
+  ** would cut a message, so it is refused (400; the protocol lets a
+  ** server reject fork offsets off an append boundary).  Seen here, not
+  ** in the apply, because below s's base the boundaries are its
+  ** sources'; they never change, so what the look finds stays true. */
+  if (s != NULL && !s->soft_deleted && s->json && acq.fork_sub == 0 &&
+      (acq.flags & CMD_F_FORK_OFFSET) && acq.fork_offset <= s->tail) {
+    if (acq.fork_offset >= s->base) {
+      uint64_t at = stream_unit_start(s, stream_unit_at(s, acq.fork_offset));
+      if (at != acq.fork_offset) {
+        group_fail(c, j, 400, "fork offset is inside a JSON message");
+        return;
+      }
+    } else if (j->unit_state == 0) {
+      j->unit_inc = s->incarnation;
+      fork_unit_send(c, j, s, s->base);
+      return;
+    } else if (!j->unit_found) {
+      group_fail(c, j, 400, "fork offset is inside a JSON message");
+      return;
+    }
+  }
   /* a sub-offset at a given offset: the append there (any other case
   ** needs nothing found; the apply decides the errors) */
   if (s != NULL && !s->soft_deleted && acq.fork_sub > 0 &&

@@ -24,7 +24,9 @@
 **     sub-offset takes (apply reads no stream bytes).  If that offset is
 **     in what the source itself inherited (a fork of a fork), the append
 **     is in the source's own sources: FORK_UNIT finds it and the job
-**     comes back here (unit_state set).  Then it proposes
+**     comes back here (unit_state set).  A JSON source's fork offset
+**     must be an append boundary, found the same way: else 400, and
+**     nothing is proposed.  Then it proposes
 **     FORK_ACQUIRE(source, the incarnation it looked at when it found
 **     something, fork offset, sub-offset, content type, what it found:
 **     n_msgs, CMD_F_UNIT).
@@ -142,7 +144,7 @@ static int fork_find_unit(struct stream_state *sm, const struct stream *s,
     return URSULA_OK;
   end = s->bounds[u] < limit ? s->bounds[u] : limit;
   j->unit_found = 1;
-  if (!s->json) {
+  if (!s->json || j->cmd.fork_sub == 0) { /* (JSON: only found) */
     j->unit_len = end - off;
     return URSULA_OK;
   }
@@ -257,6 +259,29 @@ static void fork_acquire(struct core *c, struct job *j) {
   acq.content_type = util_str(j->content_type);
   acq.fork_offset = j->cmd.fork_offset;
   acq.fork_sub = j->cmd.fork_sub;
+  /* A JSON stream's offsets are its append boundaries (api.c: a read
+  ** from inside an append starts at the append): a fork offset inside one
+  ** would cut a message, so it is refused (400; the protocol lets a
+  ** server reject fork offsets off an append boundary).  Seen here, not
+  ** in the apply, because below s's base the boundaries are its
+  ** sources'; they never change, so what the look finds stays true. */
+  if (s != NULL && !s->soft_deleted && s->json && acq.fork_sub == 0 &&
+      (acq.flags & CMD_F_FORK_OFFSET) && acq.fork_offset <= s->tail) {
+    if (acq.fork_offset >= s->base) {
+      uint64_t at = stream_unit_start(s, stream_unit_at(s, acq.fork_offset));
+      if (at != acq.fork_offset) {
+        group_fail(c, j, 400, "fork offset is inside a JSON message");
+        return;
+      }
+    } else if (j->unit_state == 0) {
+      j->unit_inc = s->incarnation;
+      fork_unit_send(c, j, s, s->base);
+      return;
+    } else if (!j->unit_found) {
+      group_fail(c, j, 400, "fork offset is inside a JSON message");
+      return;
+    }
+  }
   /* a sub-offset at a given offset: the append there (any other case
   ** needs nothing found; the apply decides the errors) */
   if (s != NULL && !s->soft_deleted && acq.fork_sub > 0 &&

@@ -1042,6 +1042,16 @@ static struct stream *group_read_target(struct core *c, struct group *g,
 
 static void group_on_read_hop(struct loop *l, struct loop_msg *m);
 
+/* A JSON stream's offsets are its append boundaries: the server hands
+** out no other (a JSON read ends on one, group_read_end; a JSON fork
+** offset must be one, fork.c).  A read from an offset inside an append,
+** start, reads from the start of that append (s's own: start >= base),
+** so that every answer is whole JSON messages: the append whose end is
+** past the offset is sent whole, as the reference server answers. */
+static uint64_t group_json_start(const struct stream *s, uint64_t start) {
+  return stream_unit_start(s, stream_unit_at(s, start));
+}
+
 /* The end of what a read hop wants of s: [start, *end), at most limit (s's
 ** tail, or the fork point of the fork above; start < limit).  Without
 ** flex, limit.  With flex (a JSON read larger than max_bytes), the last
@@ -1131,6 +1141,11 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
   int found = 1, cut = 0, rc = URSULA_OK;
   if (start < limit)
     found = group_read_end(s, start, limit, j->hop_flex, j->max_bytes, &end);
+  /* JSON, at the lowest hop: the read starts at the start of the append
+  ** that holds the offset (its end was planned from the offset, hop by
+  ** hop, so that a fork reads as a stream of the same appends would) */
+  if (s->json && start >= s->base && start < limit)
+    j->start = start = group_json_start(s, start);
   from = start > s->base ? start : s->base;
   if (found && from < end && from < s->cold_end) {
     /* at most one chunk: no two need be cached */
@@ -1244,10 +1259,12 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   if (j->op == JOB_HEAD) { /* what a GET would answer, without the bytes */
     start = j->offset_now ? s->tail : j->offset;
     if (start > s->tail) start = s->tail;
-    j->start = start;
+    /* (a JSON GET starts at the append that holds the offset, its end
+    ** planned from the offset: group_read_hop) */
+    j->start = s->json && start >= s->base ? group_json_start(s, start) : start;
     /* a GET answers up to the tail in one response (api.c), unless that
     ** is past catchup_max */
-    j->read_end = s->tail - start <= j->catchup_max
+    j->read_end = s->tail - j->start <= j->catchup_max
                       ? s->tail
                       : group_catchup_end(s, start, j->max_bytes);
     j->tail = s->tail;

@@ -145,6 +145,60 @@ done
 check "a JSON catch-up in parts is one valid array of every message, in order" \
   "$(curl -s "$U/v1/stream/jbig" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const a=JSON.parse(s);console.log(a.length+" "+a.every((m,x)=>m.k===1+Math.floor(x/40)&&m.i===x%40))}catch(e){console.log("invalid JSON: "+e.message)}})')" "160 true"
 
+# --- JSON offsets are append boundaries --------------------------------------
+# json_offsets NAME-SUFFIX: a JSON stream's offsets are its append
+# boundaries.  A read from an offset inside an append sends that append
+# whole (the reference server answers with every message whose end is
+# past the offset: protocol 2.11 keeps message boundaries), by catch-up,
+# HEAD, long-poll and SSE, also through forks; a fork offset inside an
+# append is refused with 400 (protocol 2.13: a server MAY reject fork
+# offsets off an append boundary).  Appends: [{"a":1},{"b":2}] is stored
+# as {"a":1},{"b":2}, (bytes 0..16), {"c":3} as {"c":3}, (16..24).
+json_offsets() {
+  local j="$U/v1/stream/jo$1" f="$U/v1/stream/jof$1" all='[{"a":1},{"b":2},{"c":3}]'
+  local o3 o8 o16 o20
+  o3=0000000000000000_0000000000000003 o8=0000000000000000_0000000000000008
+  o16=0000000000000000_0000000000000016 o20=0000000000000000_0000000000000020
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$j"
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary '[{"a":1},{"b":2}]' "$j"
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary '{"c":3}' "$j"
+  if [ -n "${2:-}" ]; then # restart: what follows reads the log
+    "$2"
+    j="$U/v1/stream/jo$1" f="$U/v1/stream/jof$1"
+  fi
+  check "JSON$1: a read from inside a message starts at its append" "$(curl -s "$j?offset=$o3")" "$all"
+  check "JSON$1: ... from between two messages of one append too" "$(curl -s "$j?offset=$o8")" "$all"
+  check "JSON$1: a read from an append boundary" "$(curl -s "$j?offset=$o16")" '[{"c":3}]'
+  check "JSON$1: a read from inside the last append" "$(curl -s "$j?offset=$o20")" '[{"c":3}]'
+  check "JSON$1: same bytes, same ETag as from the append's start" \
+    "$(header ETag "$j?offset=$o20")" "$(header ETag "$j?offset=$o16")"
+  check "JSON$1: HEAD's ETag is its GET's" \
+    "$(header ETag -I "$j?offset=$o20")" "$(header ETag "$j?offset=$o20")"
+  check "JSON$1: long-poll from inside an append" "$(curl -s -m 3 "$j?offset=$o20&live=long-poll")" '[{"c":3}]'
+  contains "JSON$1: SSE from inside an append" "$(curl -s -N -m 1 "$j?offset=$o3&live=sse")" "data:$all"
+  check "JSON$1: a fork offset inside an append is 400" \
+    "$(status -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jo$1" -H "Stream-Fork-Offset: $o20" "$f-bad")" 400
+  check "JSON$1: a fork at an append boundary (201)" \
+    "$(status -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jo$1" -H "Stream-Fork-Offset: $o16" "$f-16")" 201
+  check "JSON$1: ... reads its inherited append whole from inside it" "$(curl -s "$f-16?offset=$o3")" '[{"a":1},{"b":2}]'
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jo$1" "$f"
+  check "JSON$1: a fork of a fork at an offset inside an inherited append is 400" \
+    "$(status -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jof$1" -H "Stream-Fork-Offset: $o8" "$f-f-bad")" 400
+  check "JSON$1: ... at an inherited boundary (201)" \
+    "$(status -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jof$1" -H "Stream-Fork-Offset: $o16" "$f-f-16")" 201
+  # a sub-offset fork's first append is a prefix of its source's: {"a":1}, (0..8)
+  check "JSON$1: a fork with a sub-offset (201)" \
+    "$(status -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jo$1" -H "Stream-Fork-Offset: 0000000000000000_0000000000000000" -H 'Stream-Fork-Sub-Offset: 1' "$f-sub")" 201
+  check "JSON$1: ... reads its first append whole from inside it" "$(curl -s "$f-sub?offset=$o3")" '[{"a":1}]'
+  check "JSON$1: ... a fork of it inside that append is 400" \
+    "$(status -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jof$1-sub" -H "Stream-Fork-Offset: $o3" "$f-sub-bad")" 400
+  check "JSON$1: ... and at its end (201)" \
+    "$(status -X PUT -H 'Content-Type: application/json' -H "Stream-Forked-From: /v1/stream/jof$1-sub" -H "Stream-Fork-Offset: $o8" "$f-sub-8")" 201
+  check "JSON$1: a binary stream is read from any byte" \
+    "$(curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' --data-binary 'abcdef' "$j-text"; curl -s "$j-text?offset=$o3")" def
+}
+json_offsets ""
+
 # --- malformed and oversized requests ------------------------------------------
 contains "malformed request is 400" "$(raw 'GET / HTTP/1.1 x\r\nHost: x\r\n\r\n')" "HTTP/1.1 400"
 # RFC 9110 §15.6.6: a major version the server does not support is 505
@@ -355,6 +409,12 @@ start_server "$TMP/h2.log" --core-count 2 --raft-group-count 4 --wal-dir "$TMP/h
 U="http://127.0.0.1:$PORT"
 read_all "$U/v1/stream/hot" "$TMP/hot.back"
 if cmp -s "$TMP/hot.bin" "$TMP/hot.back"; then ok "and again after kill -9 and recovery"; else not_ok "and again after kill -9 and recovery"; fi
+hot_restart() {
+  kill -9 "$SPID"; wait "$SPID" 2>/dev/null
+  start_server "$TMP/h3.log" --core-count 2 --raft-group-count 4 --wal-dir "$TMP/hot" --hot-max-bytes 65536
+  U="http://127.0.0.1:$PORT"
+}
+json_offsets "-wal" hot_restart
 
 # --- --wal-dir: restarts, and a directory's guards -----------------------------
 W="$TMP/wal"
