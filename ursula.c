@@ -173,6 +173,9 @@
 #ifndef URSULA_DEFAULT_MAX_CATCHUP_BYTES
 #define URSULA_DEFAULT_MAX_CATCHUP_BYTES 1073741824 /* 1 GiB per response */
 #endif
+#ifndef URSULA_DEFAULT_MAX_OUTPUT_BYTES
+#define URSULA_DEFAULT_MAX_OUTPUT_BYTES 268435456 /* 256 MiB, server-wide */
+#endif
 #ifndef URSULA_DEFAULT_SNAPSHOT_BYTES
 #define URSULA_DEFAULT_SNAPSHOT_BYTES 67108864 /* per group; with a WAL */
 #endif
@@ -1750,6 +1753,13 @@ struct conn {
   struct buf body;
   size_t body_off, body_at;
   struct loop_timer timer;
+  /* output back-pressure (conn_backlogged): what this connection counts
+  ** in its core's out_pending, the loop time of its last write that
+  ** moved bytes, and whether its next pipelined request waits for its
+  ** client to read the answers before it */
+  size_t out_counted;
+  uint64_t write_ms;
+  int paused;
   /* the body being read */
   uint64_t body_left;
   int chunked;
@@ -1809,6 +1819,13 @@ URSULA_PRIVATE void conn_done(struct conn *cn);
 URSULA_PRIVATE void conn_fatal(struct conn *cn, int status, const char *reason);
 /* Call on_sent once everything queued so far has been written. */
 URSULA_PRIVATE void conn_want_sent(struct conn *cn);
+/* Bytes of output queued on cn and not yet written to its socket. */
+URSULA_PRIVATE size_t conn_pending(const struct conn *cn);
+/* Whether cn's client is so far behind that nothing more should be
+** produced for it until it reads (see conn.c, OUTPUT BACK-PRESSURE). */
+URSULA_PRIVATE int conn_backlogged(const struct conn *cn);
+/* Whether cn's queued output has not moved for --idle-timeout-ms. */
+URSULA_PRIVATE int conn_stalled(const struct conn *cn);
 /* End the connection at once, unwritten output dropped: for a response
 ** whose head already promised a body that can no longer come (the client
 ** sees it cut short, never a wrong one). */
@@ -1934,6 +1951,9 @@ struct core {
   struct group **batch;          /* scratch copy of dirty */
   int n_flights;                 /* syncs under way for its groups */
   struct cold_cache *cold_cache; /* chunks read back for its groups */
+  /* bytes of output queued on its connections and not yet written:
+  ** written by its own thread, read by every core (conn_backlogged) */
+  int64_t out_pending;
   struct loop_timer sweep_timer;
   int listening;
   int draining;
@@ -4616,6 +4636,11 @@ static const struct conf_key conf_keys[] = {
      "a catch-up GET answers everything up to the tail in one response "
      "when that is at most this many bytes; past it, one part, and the "
      "reader follows Stream-Next-Offset"},
+    {"max-output-bytes", NULL, CONF_T_I64, CONF_OFF(max_output_bytes), 65536,
+     (int64_t)1 << 50, "N",
+     "responses queued for slow clients, server-wide: past it, a live "
+     "reader or a pipelining client with any unwritten output waits until "
+     "it reads (each one holds at most about max-read-bytes otherwise)"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
      "directory of the per-group write-ahead logs: every acknowledged "
@@ -4874,6 +4899,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->max_catchup_bytes = URSULA_DEFAULT_MAX_CATCHUP_BYTES;
+  cfg->max_output_bytes = URSULA_DEFAULT_MAX_OUTPUT_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
   cfg->cold_flush_age_ms = URSULA_DEFAULT_COLD_FLUSH_AGE_MS;
@@ -13390,14 +13416,41 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
 **               it is still sending).
 **
 ** Responses are built in `out`; a large body may be queued without a copy
-** (conn_out_body) and goes on the wire after the head, by sendmsg.  A
-** client slower than CONN_MAX_OUT of backlog is dropped.
+** (conn_out_body) and goes on the wire after the head, by sendmsg.
+**
+** OUTPUT BACK-PRESSURE.  No client can make the server hold its
+** answers in memory without bound by not reading them.  What a
+** connection has queued and not written (conn_pending) is counted in its
+** core's out_pending, so the server-wide sum is known; written bytes
+** leave `out` (it is compacted), so the count is the memory held.  A
+** connection is backlogged (conn_backlogged) when it holds more than
+** --max-read-bytes, or any byte at all while the server-wide sum is past
+** --max-output-bytes.  Then nothing more is produced for it until its
+** client reads: a pipelined request waits (the connection is paused:
+** input is not read) and a live reader's next event waits (api.c), the
+** reader resuming from its offset once everything is written.  So a
+** connection holds about one answer and --max-read-bytes at most.  A
+** client whose queued output has not moved for --idle-timeout-ms is
+** dropped (conn_stalled; a paused one on its timer), and CONN_MAX_OUT
+** is a last valve above all that.
 */
 
 
 #define CONN_READ_CHUNK 65536
 #define CONN_LINGER_MS 2000
-#define CONN_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
+#define CONN_MAX_OUT (64u * 1024 * 1024) /* plus 2 bodies: never reached */
+#define CONN_COMPACT 65536 /* written bytes kept at the front of out */
+
+/* Loads and stores of a counter that other threads read (out_pending):
+** atomic where the compiler has the builtins, else plain (an estimate
+** either way, never used for memory safety). */
+#if defined(__GNUC__)
+#define CONN_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define CONN_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#else
+#define CONN_LOAD(p) (*(p))
+#define CONN_STORE(p, v) ((void)(*(p) = (v)))
+#endif
 
 /* ------------------------------------------------------------ sockets */
 
@@ -13488,6 +13541,61 @@ URSULA_PRIVATE void conn_end_chunks(struct conn *cn) {
   cn->closing = 1;
 }
 
+URSULA_PRIVATE size_t conn_pending(const struct conn *cn) {
+  return cn->out.len - cn->out_off + cn->body.len - cn->body_off;
+}
+
+/* Bring cn's share of its core's out_pending up to date. */
+static void conn_count_out(struct conn *cn, size_t pending) {
+  struct core *c = cn->core;
+  int64_t v = c->out_pending + (int64_t)pending - (int64_t)cn->out_counted;
+  CONN_STORE(&c->out_pending, v);
+  cn->out_counted = pending;
+}
+
+/* The server-wide sum of queued output is past --max-output-bytes. */
+static int conn_output_over(const struct core *c) {
+  const struct ursula_server *srv = c->srv;
+  int64_t sum = 0;
+  int i;
+  for (i = 0; i < srv->n_cores; i++) sum += CONN_LOAD(&srv->cores[i].out_pending);
+  return sum > srv->cfg.max_output_bytes;
+}
+
+URSULA_PRIVATE int conn_backlogged(const struct conn *cn) {
+  size_t pending = conn_pending(cn);
+  if (pending == 0) return 0;
+  if (pending > (size_t)cn->core->srv->cfg.max_read_bytes) return 1;
+  return conn_output_over(cn->core);
+}
+
+URSULA_PRIVATE int conn_stalled(const struct conn *cn) {
+  const struct ursula_config *cfg = &cn->core->srv->cfg;
+  return conn_pending(cn) > 0 &&
+         loop_now_ms(cn->core->loop) - cn->write_ms >=
+             (uint64_t)cfg->idle_timeout_ms;
+}
+
+/* Drop the written front of out once it is large: the bytes a slow
+** reader has taken must not stay in memory behind the ones it has not. */
+static void conn_compact(struct conn *cn) {
+  size_t k = cn->out_off;
+  if (k < CONN_COMPACT || k < cn->out.len / 2) return;
+  if (cn->body.len > 0) { /* body_at is an index into out */
+    if (k > cn->body_at) k = cn->body_at;
+    cn->body_at -= k;
+  }
+  buf_consume(&cn->out, k);
+  cn->out_off -= k;
+}
+
+/* Largest backlog a connection may hold before it is dropped. */
+static size_t conn_max_out(const struct conn *cn) {
+  uint64_t m = (uint64_t)CONN_MAX_OUT +
+               2 * (uint64_t)cn->core->srv->cfg.max_body_bytes;
+  return m > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)m;
+}
+
 URSULA_PRIVATE int conn_flush(struct conn *cn) {
   for (;;) {
     struct iovec iov[3];
@@ -13510,6 +13618,7 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     sent = conn_io(cn)->sendv(cn->fd, iov, n);
     if (sent > 0) {
       size_t left = (size_t)sent;
+      cn->write_ms = loop_now_ms(cn->core->loop);
       k = head_end - cn->out_off < left ? head_end - cn->out_off : left;
       cn->out_off += k; /* the part of out before the body */
       left -= k;
@@ -13527,11 +13636,12 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     } else if (sent < 0 && errno == EINTR) {
       continue;
     } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (cn->out.len - cn->out_off + cn->body.len - cn->body_off >
-          CONN_MAX_OUT) {
+      if (conn_pending(cn) > conn_max_out(cn)) {
         conn_close(cn); /* a reader this slow would hold memory forever */
         return -1;
       }
+      conn_compact(cn);
+      conn_count_out(cn, conn_pending(cn));
       conn_set_events(cn, cn->reading, 1);
       return 0;
     } else {
@@ -13540,6 +13650,7 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     }
   }
   cn->out.len = cn->out_off = 0;
+  conn_count_out(cn, 0);
   if (cn->closing) {
     conn_linger(cn);
     return -1;
@@ -13560,10 +13671,24 @@ URSULA_PRIVATE void conn_abort(struct conn *cn) {
   conn_close(cn);
 }
 
+/* The client is not reading its answers: its next request waits, and
+** input is not read, until the output drains (conn_on_io), or it is
+** dropped once its output has not moved for --idle-timeout-ms
+** (conn_on_timer). */
+static void conn_pause(struct conn *cn) {
+  cn->paused = 1;
+  conn_set_events(cn, 0, 1);
+  conn_arm(cn, cn->core->srv->cfg.idle_timeout_ms);
+}
+
 URSULA_PRIVATE void conn_done(struct conn *cn) {
   if (!cn->keep_alive) cn->closing = 1;
   cn->state = CONN_HEAD;
   if (conn_flush(cn) < 0) return;
+  if (conn_backlogged(cn)) {
+    conn_pause(cn);
+    return;
+  }
   conn_set_events(cn, 1, cn->want_write);
   conn_arm_idle(cn);
   if (cn->in.len > 0) conn_process(cn);
@@ -13619,7 +13744,16 @@ URSULA_PRIVATE void conn_live(struct conn *cn) {
 static void conn_on_timer(struct loop *l, void *arg) {
   struct conn *cn = (struct conn *)arg;
   (void)l;
-  if (cn->state == CONN_LIVE) {
+  if (cn->paused || (cn->state == CONN_HEAD && cn->in.len == 0 &&
+                     conn_pending(cn) > 0)) {
+    /* answers on their way: the client is idle only once they stop */
+    uint64_t idle = (uint64_t)cn->core->srv->cfg.idle_timeout_ms;
+    uint64_t quiet = loop_now_ms(cn->core->loop) - cn->write_ms;
+    if (quiet >= idle)
+      conn_close(cn);
+    else
+      conn_arm(cn, (int)(idle - quiet));
+  } else if (cn->state == CONN_LIVE) {
     conn_ops(cn)->on_live_timer(cn);
   } else if (cn->state == CONN_HEAD || cn->state == CONN_BODY) {
     if (cn->in.len > 0 || cn->state == CONN_BODY)
@@ -13666,7 +13800,7 @@ static int conn_on_head(struct conn *cn, struct http_request *req) {
 
 /* Work through buffered input: heads, bodies, requests. */
 static void conn_process(struct conn *cn) {
-  while (cn->fd >= 0 && !cn->closing) {
+  while (cn->fd >= 0 && !cn->closing && !cn->paused) {
     if (cn->state == CONN_HEAD) {
       struct http_request req;
       int n, rc;
@@ -13740,6 +13874,13 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
   (void)l, (void)fd;
   if (events & LOOP_WRITE) {
     if (conn_flush(cn) < 0) return;
+    if (cn->paused && !conn_backlogged(cn)) { /* its answers drained */
+      cn->paused = 0;
+      conn_set_events(cn, 1, cn->want_write);
+      conn_arm_idle(cn);
+      conn_process(cn);
+      return;
+    }
   }
   if ((events & (LOOP_READ | LOOP_ERROR)) && cn->state == CONN_LINGER) {
     char sink[4096];
@@ -13871,6 +14012,7 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
     cn->core = c;
     cn->fd = cfd;
     cn->reading = 1;
+    cn->write_ms = loop_now_ms(l);
     if (conn_slot_alloc(t, cn) != 0 ||
         loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
       close(cfd);
@@ -13907,6 +14049,7 @@ static void conn_close(struct conn *cn) {
   loop_del(c->loop, cn->fd);
   conn_io(cn)->close(cn->fd);
   cn->fd = -1;
+  conn_count_out(cn, 0);
   slot = (uint32_t)(cn->id & 0xffffffffu);
   t->slots[slot] = NULL;
   t->free_slots[t->n_free++] = slot;
@@ -13924,7 +14067,9 @@ URSULA_PRIVATE void conn_drain(struct conn_table *t) {
     struct conn *cn = t->slots[i];
     if (cn == NULL) continue;
     cn->keep_alive = 0;
-    if (cn->state == CONN_HEAD && cn->in.len == 0 && cn->out.len == 0) {
+    if (cn->paused) {
+      conn_close(cn); /* not reading its answers: not waited for */
+    } else if (cn->state == CONN_HEAD && cn->in.len == 0 && cn->out.len == 0) {
       conn_close(cn);
     } else if (cn->state == CONN_LIVE) {
       t->ops->on_drain(cn);
@@ -13952,6 +14097,9 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
 #undef CONN_READ_CHUNK
 #undef CONN_LINGER_MS
 #undef CONN_MAX_OUT
+#undef CONN_COMPACT
+#undef CONN_LOAD
+#undef CONN_STORE
 /**** End src/conn.c ****/
 /**** Begin src/sse.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -14308,6 +14456,10 @@ struct api_conn {
   ** response's head promised, the stream incarnation it is of */
   struct job *more;
   uint64_t more_end, more_inc;
+  /* an SSE reader whose client is behind (conn_backlogged): it waits,
+  ** in the wait list but sending nothing, until all is written, then
+  ** reads on from lw.offset (api_sse_next) */
+  int sse_held;
   char live_type[256]; /* the stream's content type */
 };
 
@@ -14582,9 +14734,19 @@ static void api_catchup_part(struct api_conn *cn, struct job *j) {
 }
 
 /* conn.c's on_sent hook: the part before is written; read the next. */
+static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
+
 static void api_on_sent(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   struct job *j = cn->more;
+  if (cn->sse_held) { /* its client caught up with what was queued */
+    cn->sse_held = 0;
+    if (cn->lw.watch != NULL && cn->job == NULL && !cn->c.closing) {
+      live_unwait(&cn->lw);
+      api_dispatch_read(cn, cn->lw.offset, 0);
+    }
+    return;
+  }
   if (j == NULL || cn->job != NULL) return;
   cn->more = NULL;
   j->offset = j->tail;
@@ -14676,7 +14838,19 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
   if (closed || api_sse_over(cn)) conn_end_chunks(&cn->c);
 }
 
-static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
+/* An SSE reader goes on from lw.offset: a read now, or, if its client is
+** backlogged (conn.c, OUTPUT BACK-PRESSURE), once everything queued is
+** written (api_on_sent).  Meanwhile it stays in the wait list, so its
+** watch lives, and the wake-ups it gets change nothing (api_on_wake). */
+static void api_sse_next(struct api_conn *cn) {
+  if (cn->sse_held || conn_backlogged(&cn->c)) {
+    cn->sse_held = 1;
+    if (!cn->lw.waiting) live_wait(&cn->lw);
+    conn_want_sent(&cn->c);
+    return;
+  }
+  api_dispatch_read(cn, cn->lw.offset, 0);
+}
 
 static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
   if (first) {
@@ -14778,6 +14952,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   if (cn->lw.watch) {
     cn->lw.watch->pending--;
   }
+  if (cn->c.closing) return; /* the SSE response ended meanwhile */
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
@@ -14820,13 +14995,12 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     conn_flush(&cn->c);
     return;
   }
-  if (!j->up_to_date) {
-    api_dispatch_read(cn, cn->lw.offset, 0); /* catching up: next chunk */
-  } else if (j->registered) {
+  if (j->up_to_date && j->registered) {
     live_wait(&cn->lw);
     api_sse_arm(cn);
-  } else {
-    api_dispatch_read(cn, cn->lw.offset, 0);
+  } else { /* catching up (the next part), or not registered: read on */
+    api_sse_next(cn);
+    if (cn->sse_held) api_sse_arm(cn); /* keep-alive, and the stall check */
   }
   conn_flush(&cn->c);
 }
@@ -14909,6 +15083,8 @@ static void api_on_wake(struct live_waiter *x, int why,
       api_poll_reply(cn, &j);
       buf_free(&j.data); /* unless the reply took it */
       conn_done(&cn->c);
+    } else if (cn->sse_held || conn_backlogged(&cn->c)) {
+      api_sse_next(cn); /* read from lw.offset once its client has read */
     } else {
       api_sse_send(cn, n->data.ptr, n->data.len, n->tail, 1, n->closed);
       if (cn->c.closing) {
@@ -14919,7 +15095,9 @@ static void api_on_wake(struct live_waiter *x, int why,
       }
       conn_flush(&cn->c);
     }
-  } else { /* LIVE_BEHIND */
+  } else if (cn->phase == API_SSE) { /* LIVE_BEHIND */
+    api_sse_next(cn);
+  } else {
     api_dispatch_read(cn, cn->lw.offset, 0);
   }
 }
@@ -14942,10 +15120,15 @@ static void api_on_live_timer(struct conn *c) {
                (unsigned long long)api_cursor(cn));
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n\r\n");
     conn_done(&cn->c);
+  } else if (conn_stalled(&cn->c)) {
+    conn_abort(&cn->c); /* its client stopped reading: it resumes from
+                           the last offset it got, when it comes back */
   } else if (api_sse_over(cn)) {
     live_leave(&cn->c.core->live, &cn->lw);
     conn_end_chunks(&cn->c);
     conn_flush(&cn->c);
+  } else if (conn_pending(&cn->c) > 0) {
+    api_sse_arm(cn); /* bytes are on their way: no keep-alive needed */
   } else {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));

@@ -115,6 +115,10 @@ struct ursula_config {
   int64_t max_catchup_bytes;    /* max-catchup-bytes: a catch-up GET answers
                                    up to the tail in one response if it is
                                    at most this far; else one part */
+  int64_t max_output_bytes;     /* max-output-bytes: responses queued for
+                                   slow clients, server-wide, before
+                                   live readers and pipelined requests
+                                   wait for any backlog to drain */
   int64_t hot_max_bytes;        /* hot-max-bytes: stream data in memory,
                                    per group (with a WAL) */
   int64_t snapshot_bytes;       /* snapshot-bytes: WAL bytes between

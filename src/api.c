@@ -55,6 +55,10 @@ struct api_conn {
   ** response's head promised, the stream incarnation it is of */
   struct job *more;
   uint64_t more_end, more_inc;
+  /* an SSE reader whose client is behind (conn_backlogged): it waits,
+  ** in the wait list but sending nothing, until all is written, then
+  ** reads on from lw.offset (api_sse_next) */
+  int sse_held;
   char live_type[256]; /* the stream's content type */
 };
 
@@ -329,9 +333,19 @@ static void api_catchup_part(struct api_conn *cn, struct job *j) {
 }
 
 /* conn.c's on_sent hook: the part before is written; read the next. */
+static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
+
 static void api_on_sent(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   struct job *j = cn->more;
+  if (cn->sse_held) { /* its client caught up with what was queued */
+    cn->sse_held = 0;
+    if (cn->lw.watch != NULL && cn->job == NULL && !cn->c.closing) {
+      live_unwait(&cn->lw);
+      api_dispatch_read(cn, cn->lw.offset, 0);
+    }
+    return;
+  }
   if (j == NULL || cn->job != NULL) return;
   cn->more = NULL;
   j->offset = j->tail;
@@ -423,7 +437,19 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
   if (closed || api_sse_over(cn)) conn_end_chunks(&cn->c);
 }
 
-static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
+/* An SSE reader goes on from lw.offset: a read now, or, if its client is
+** backlogged (conn.c, OUTPUT BACK-PRESSURE), once everything queued is
+** written (api_on_sent).  Meanwhile it stays in the wait list, so its
+** watch lives, and the wake-ups it gets change nothing (api_on_wake). */
+static void api_sse_next(struct api_conn *cn) {
+  if (cn->sse_held || conn_backlogged(&cn->c)) {
+    cn->sse_held = 1;
+    if (!cn->lw.waiting) live_wait(&cn->lw);
+    conn_want_sent(&cn->c);
+    return;
+  }
+  api_dispatch_read(cn, cn->lw.offset, 0);
+}
 
 static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
   if (first) {
@@ -525,6 +551,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   if (cn->lw.watch) {
     cn->lw.watch->pending--;
   }
+  if (cn->c.closing) return; /* the SSE response ended meanwhile */
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
@@ -567,13 +594,12 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     conn_flush(&cn->c);
     return;
   }
-  if (!j->up_to_date) {
-    api_dispatch_read(cn, cn->lw.offset, 0); /* catching up: next chunk */
-  } else if (j->registered) {
+  if (j->up_to_date && j->registered) {
     live_wait(&cn->lw);
     api_sse_arm(cn);
-  } else {
-    api_dispatch_read(cn, cn->lw.offset, 0);
+  } else { /* catching up (the next part), or not registered: read on */
+    api_sse_next(cn);
+    if (cn->sse_held) api_sse_arm(cn); /* keep-alive, and the stall check */
   }
   conn_flush(&cn->c);
 }
@@ -656,6 +682,8 @@ static void api_on_wake(struct live_waiter *x, int why,
       api_poll_reply(cn, &j);
       buf_free(&j.data); /* unless the reply took it */
       conn_done(&cn->c);
+    } else if (cn->sse_held || conn_backlogged(&cn->c)) {
+      api_sse_next(cn); /* read from lw.offset once its client has read */
     } else {
       api_sse_send(cn, n->data.ptr, n->data.len, n->tail, 1, n->closed);
       if (cn->c.closing) {
@@ -666,7 +694,9 @@ static void api_on_wake(struct live_waiter *x, int why,
       }
       conn_flush(&cn->c);
     }
-  } else { /* LIVE_BEHIND */
+  } else if (cn->phase == API_SSE) { /* LIVE_BEHIND */
+    api_sse_next(cn);
+  } else {
     api_dispatch_read(cn, cn->lw.offset, 0);
   }
 }
@@ -689,10 +719,15 @@ static void api_on_live_timer(struct conn *c) {
                (unsigned long long)api_cursor(cn));
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n\r\n");
     conn_done(&cn->c);
+  } else if (conn_stalled(&cn->c)) {
+    conn_abort(&cn->c); /* its client stopped reading: it resumes from
+                           the last offset it got, when it comes back */
   } else if (api_sse_over(cn)) {
     live_leave(&cn->c.core->live, &cn->lw);
     conn_end_chunks(&cn->c);
     conn_flush(&cn->c);
+  } else if (conn_pending(&cn->c) > 0) {
+    api_sse_arm(cn); /* bytes are on their way: no keep-alive needed */
   } else {
     struct buf ev;
     memset(&ev, 0, sizeof(ev));

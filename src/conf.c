@@ -130,6 +130,11 @@ static const struct conf_key conf_keys[] = {
      "a catch-up GET answers everything up to the tail in one response "
      "when that is at most this many bytes; past it, one part, and the "
      "reader follows Stream-Next-Offset"},
+    {"max-output-bytes", NULL, CONF_T_I64, CONF_OFF(max_output_bytes), 65536,
+     (int64_t)1 << 50, "N",
+     "responses queued for slow clients, server-wide: past it, a live "
+     "reader or a pipelining client with any unwritten output waits until "
+     "it reads (each one holds at most about max-read-bytes otherwise)"},
     {"wal-dir", "raft-log-dir", CONF_T_PATH, CONF_OFF(wal_dir), 0,
      URSULA_PATH_LEN - 1, "DIR",
      "directory of the per-group write-ahead logs: every acknowledged "
@@ -388,6 +393,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
   cfg->max_catchup_bytes = URSULA_DEFAULT_MAX_CATCHUP_BYTES;
+  cfg->max_output_bytes = URSULA_DEFAULT_MAX_OUTPUT_BYTES;
   cfg->hot_max_bytes = URSULA_DEFAULT_HOT_MAX_BYTES;
   snprintf(cfg->s3_region, sizeof(cfg->s3_region), "us-east-1");
   cfg->cold_flush_age_ms = URSULA_DEFAULT_COLD_FLUSH_AGE_MS;

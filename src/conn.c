@@ -25,14 +25,41 @@
 **               it is still sending).
 **
 ** Responses are built in `out`; a large body may be queued without a copy
-** (conn_out_body) and goes on the wire after the head, by sendmsg.  A
-** client slower than CONN_MAX_OUT of backlog is dropped.
+** (conn_out_body) and goes on the wire after the head, by sendmsg.
+**
+** OUTPUT BACK-PRESSURE.  No client can make the server hold its
+** answers in memory without bound by not reading them.  What a
+** connection has queued and not written (conn_pending) is counted in its
+** core's out_pending, so the server-wide sum is known; written bytes
+** leave `out` (it is compacted), so the count is the memory held.  A
+** connection is backlogged (conn_backlogged) when it holds more than
+** --max-read-bytes, or any byte at all while the server-wide sum is past
+** --max-output-bytes.  Then nothing more is produced for it until its
+** client reads: a pipelined request waits (the connection is paused:
+** input is not read) and a live reader's next event waits (api.c), the
+** reader resuming from its offset once everything is written.  So a
+** connection holds about one answer and --max-read-bytes at most.  A
+** client whose queued output has not moved for --idle-timeout-ms is
+** dropped (conn_stalled; a paused one on its timer), and CONN_MAX_OUT
+** is a last valve above all that.
 */
 #include "internal.h"
 
 #define CONN_READ_CHUNK 65536
 #define CONN_LINGER_MS 2000
-#define CONN_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
+#define CONN_MAX_OUT (64u * 1024 * 1024) /* plus 2 bodies: never reached */
+#define CONN_COMPACT 65536 /* written bytes kept at the front of out */
+
+/* Loads and stores of a counter that other threads read (out_pending):
+** atomic where the compiler has the builtins, else plain (an estimate
+** either way, never used for memory safety). */
+#if defined(__GNUC__)
+#define CONN_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define CONN_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#else
+#define CONN_LOAD(p) (*(p))
+#define CONN_STORE(p, v) ((void)(*(p) = (v)))
+#endif
 
 /* ------------------------------------------------------------ sockets */
 
@@ -123,6 +150,61 @@ URSULA_PRIVATE void conn_end_chunks(struct conn *cn) {
   cn->closing = 1;
 }
 
+URSULA_PRIVATE size_t conn_pending(const struct conn *cn) {
+  return cn->out.len - cn->out_off + cn->body.len - cn->body_off;
+}
+
+/* Bring cn's share of its core's out_pending up to date. */
+static void conn_count_out(struct conn *cn, size_t pending) {
+  struct core *c = cn->core;
+  int64_t v = c->out_pending + (int64_t)pending - (int64_t)cn->out_counted;
+  CONN_STORE(&c->out_pending, v);
+  cn->out_counted = pending;
+}
+
+/* The server-wide sum of queued output is past --max-output-bytes. */
+static int conn_output_over(const struct core *c) {
+  const struct ursula_server *srv = c->srv;
+  int64_t sum = 0;
+  int i;
+  for (i = 0; i < srv->n_cores; i++) sum += CONN_LOAD(&srv->cores[i].out_pending);
+  return sum > srv->cfg.max_output_bytes;
+}
+
+URSULA_PRIVATE int conn_backlogged(const struct conn *cn) {
+  size_t pending = conn_pending(cn);
+  if (pending == 0) return 0;
+  if (pending > (size_t)cn->core->srv->cfg.max_read_bytes) return 1;
+  return conn_output_over(cn->core);
+}
+
+URSULA_PRIVATE int conn_stalled(const struct conn *cn) {
+  const struct ursula_config *cfg = &cn->core->srv->cfg;
+  return conn_pending(cn) > 0 &&
+         loop_now_ms(cn->core->loop) - cn->write_ms >=
+             (uint64_t)cfg->idle_timeout_ms;
+}
+
+/* Drop the written front of out once it is large: the bytes a slow
+** reader has taken must not stay in memory behind the ones it has not. */
+static void conn_compact(struct conn *cn) {
+  size_t k = cn->out_off;
+  if (k < CONN_COMPACT || k < cn->out.len / 2) return;
+  if (cn->body.len > 0) { /* body_at is an index into out */
+    if (k > cn->body_at) k = cn->body_at;
+    cn->body_at -= k;
+  }
+  buf_consume(&cn->out, k);
+  cn->out_off -= k;
+}
+
+/* Largest backlog a connection may hold before it is dropped. */
+static size_t conn_max_out(const struct conn *cn) {
+  uint64_t m = (uint64_t)CONN_MAX_OUT +
+               2 * (uint64_t)cn->core->srv->cfg.max_body_bytes;
+  return m > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)m;
+}
+
 URSULA_PRIVATE int conn_flush(struct conn *cn) {
   for (;;) {
     struct iovec iov[3];
@@ -145,6 +227,7 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     sent = conn_io(cn)->sendv(cn->fd, iov, n);
     if (sent > 0) {
       size_t left = (size_t)sent;
+      cn->write_ms = loop_now_ms(cn->core->loop);
       k = head_end - cn->out_off < left ? head_end - cn->out_off : left;
       cn->out_off += k; /* the part of out before the body */
       left -= k;
@@ -162,11 +245,12 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     } else if (sent < 0 && errno == EINTR) {
       continue;
     } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (cn->out.len - cn->out_off + cn->body.len - cn->body_off >
-          CONN_MAX_OUT) {
+      if (conn_pending(cn) > conn_max_out(cn)) {
         conn_close(cn); /* a reader this slow would hold memory forever */
         return -1;
       }
+      conn_compact(cn);
+      conn_count_out(cn, conn_pending(cn));
       conn_set_events(cn, cn->reading, 1);
       return 0;
     } else {
@@ -175,6 +259,7 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
     }
   }
   cn->out.len = cn->out_off = 0;
+  conn_count_out(cn, 0);
   if (cn->closing) {
     conn_linger(cn);
     return -1;
@@ -195,10 +280,24 @@ URSULA_PRIVATE void conn_abort(struct conn *cn) {
   conn_close(cn);
 }
 
+/* The client is not reading its answers: its next request waits, and
+** input is not read, until the output drains (conn_on_io), or it is
+** dropped once its output has not moved for --idle-timeout-ms
+** (conn_on_timer). */
+static void conn_pause(struct conn *cn) {
+  cn->paused = 1;
+  conn_set_events(cn, 0, 1);
+  conn_arm(cn, cn->core->srv->cfg.idle_timeout_ms);
+}
+
 URSULA_PRIVATE void conn_done(struct conn *cn) {
   if (!cn->keep_alive) cn->closing = 1;
   cn->state = CONN_HEAD;
   if (conn_flush(cn) < 0) return;
+  if (conn_backlogged(cn)) {
+    conn_pause(cn);
+    return;
+  }
   conn_set_events(cn, 1, cn->want_write);
   conn_arm_idle(cn);
   if (cn->in.len > 0) conn_process(cn);
@@ -254,7 +353,16 @@ URSULA_PRIVATE void conn_live(struct conn *cn) {
 static void conn_on_timer(struct loop *l, void *arg) {
   struct conn *cn = (struct conn *)arg;
   (void)l;
-  if (cn->state == CONN_LIVE) {
+  if (cn->paused || (cn->state == CONN_HEAD && cn->in.len == 0 &&
+                     conn_pending(cn) > 0)) {
+    /* answers on their way: the client is idle only once they stop */
+    uint64_t idle = (uint64_t)cn->core->srv->cfg.idle_timeout_ms;
+    uint64_t quiet = loop_now_ms(cn->core->loop) - cn->write_ms;
+    if (quiet >= idle)
+      conn_close(cn);
+    else
+      conn_arm(cn, (int)(idle - quiet));
+  } else if (cn->state == CONN_LIVE) {
     conn_ops(cn)->on_live_timer(cn);
   } else if (cn->state == CONN_HEAD || cn->state == CONN_BODY) {
     if (cn->in.len > 0 || cn->state == CONN_BODY)
@@ -301,7 +409,7 @@ static int conn_on_head(struct conn *cn, struct http_request *req) {
 
 /* Work through buffered input: heads, bodies, requests. */
 static void conn_process(struct conn *cn) {
-  while (cn->fd >= 0 && !cn->closing) {
+  while (cn->fd >= 0 && !cn->closing && !cn->paused) {
     if (cn->state == CONN_HEAD) {
       struct http_request req;
       int n, rc;
@@ -375,6 +483,13 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
   (void)l, (void)fd;
   if (events & LOOP_WRITE) {
     if (conn_flush(cn) < 0) return;
+    if (cn->paused && !conn_backlogged(cn)) { /* its answers drained */
+      cn->paused = 0;
+      conn_set_events(cn, 1, cn->want_write);
+      conn_arm_idle(cn);
+      conn_process(cn);
+      return;
+    }
   }
   if ((events & (LOOP_READ | LOOP_ERROR)) && cn->state == CONN_LINGER) {
     char sink[4096];
@@ -506,6 +621,7 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
     cn->core = c;
     cn->fd = cfd;
     cn->reading = 1;
+    cn->write_ms = loop_now_ms(l);
     if (conn_slot_alloc(t, cn) != 0 ||
         loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
       close(cfd);
@@ -542,6 +658,7 @@ static void conn_close(struct conn *cn) {
   loop_del(c->loop, cn->fd);
   conn_io(cn)->close(cn->fd);
   cn->fd = -1;
+  conn_count_out(cn, 0);
   slot = (uint32_t)(cn->id & 0xffffffffu);
   t->slots[slot] = NULL;
   t->free_slots[t->n_free++] = slot;
@@ -559,7 +676,9 @@ URSULA_PRIVATE void conn_drain(struct conn_table *t) {
     struct conn *cn = t->slots[i];
     if (cn == NULL) continue;
     cn->keep_alive = 0;
-    if (cn->state == CONN_HEAD && cn->in.len == 0 && cn->out.len == 0) {
+    if (cn->paused) {
+      conn_close(cn); /* not reading its answers: not waited for */
+    } else if (cn->state == CONN_HEAD && cn->in.len == 0 && cn->out.len == 0) {
       conn_close(cn);
     } else if (cn->state == CONN_LIVE) {
       t->ops->on_drain(cn);
@@ -587,3 +706,6 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
 #undef CONN_READ_CHUNK
 #undef CONN_LINGER_MS
 #undef CONN_MAX_OUT
+#undef CONN_COMPACT
+#undef CONN_LOAD
+#undef CONN_STORE

@@ -1544,6 +1544,13 @@ struct conn {
   struct buf body;
   size_t body_off, body_at;
   struct loop_timer timer;
+  /* output back-pressure (conn_backlogged): what this connection counts
+  ** in its core's out_pending, the loop time of its last write that
+  ** moved bytes, and whether its next pipelined request waits for its
+  ** client to read the answers before it */
+  size_t out_counted;
+  uint64_t write_ms;
+  int paused;
   /* the body being read */
   uint64_t body_left;
   int chunked;
@@ -1603,6 +1610,13 @@ URSULA_PRIVATE void conn_done(struct conn *cn);
 URSULA_PRIVATE void conn_fatal(struct conn *cn, int status, const char *reason);
 /* Call on_sent once everything queued so far has been written. */
 URSULA_PRIVATE void conn_want_sent(struct conn *cn);
+/* Bytes of output queued on cn and not yet written to its socket. */
+URSULA_PRIVATE size_t conn_pending(const struct conn *cn);
+/* Whether cn's client is so far behind that nothing more should be
+** produced for it until it reads (see conn.c, OUTPUT BACK-PRESSURE). */
+URSULA_PRIVATE int conn_backlogged(const struct conn *cn);
+/* Whether cn's queued output has not moved for --idle-timeout-ms. */
+URSULA_PRIVATE int conn_stalled(const struct conn *cn);
 /* End the connection at once, unwritten output dropped: for a response
 ** whose head already promised a body that can no longer come (the client
 ** sees it cut short, never a wrong one). */
@@ -1728,6 +1742,9 @@ struct core {
   struct group **batch;          /* scratch copy of dirty */
   int n_flights;                 /* syncs under way for its groups */
   struct cold_cache *cold_cache; /* chunks read back for its groups */
+  /* bytes of output queued on its connections and not yet written:
+  ** written by its own thread, read by every core (conn_backlogged) */
+  int64_t out_pending;
   struct loop_timer sweep_timer;
   int listening;
   int draining;

@@ -416,6 +416,85 @@ hot_restart() {
 }
 json_offsets "-wal" hot_restart
 
+# --- output back-pressure: clients that do not read their answers ----------
+# (conn.c, OUTPUT BACK-PRESSURE) A stalled SSE reader, and a client that
+# pipelines reads and never reads the answers, each hold about
+# --max-read-bytes of the server's memory, not what they are sent.  A
+# client whose output has not moved for --idle-timeout-ms is dropped; the
+# SSE reader's data then ends where its last control event says, the
+# offset it resumes from.  A paused pipeline goes on once its client reads.
+start_server "$TMP/bp.log" --core-count 2 --raft-group-count 4 --wal-dir "$TMP/bp" --hot-max-bytes 65536 --max-read-bytes 65536 --idle-timeout-ms 3000 --sse-keepalive-ms 300
+U="http://127.0.0.1:$PORT"
+BPID=$SPID
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# small_growth NAME BEFORE-KIB AFTER-KIB [LIMIT-KIB, 16384]
+small_growth() {
+  if [ -n "${URSULA_SANITIZED:-}" ]; then
+    ok "$1 # SKIP resident memory under a sanitizer says nothing"
+  elif [ -n "$2" ] && [ -n "$3" ] && [ $(($3 - $2)) -lt "${4:-16384}" ]; then
+    ok "$1 (+$(($3 - $2)) KiB)"
+  else
+    not_ok "$1" "resident memory from ${2:-?} to ${3:-?} KiB"
+  fi
+}
+head -c 1048576 /dev/zero | tr '\0' x >"$TMP/mb.txt"
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/bp"
+node test/slow_client.mjs sse "$U/v1/stream/bp?offset=-1&live=sse" 8000 20000 >"$TMP/sse-slow.out" &
+np=$!
+sleep 0.5
+r0=$(rss_kib "$BPID")
+for _ in $(seq 1 40); do
+  curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary @"$TMP/mb.txt" "$U/v1/stream/bp"
+done
+sleep 0.5
+small_growth "40 MiB appended while an SSE reader reads nothing: the server's memory stays small" "$r0" "$(rss_kib "$BPID")"
+wait $np
+read -r sse_end sse_off sse_data <"$TMP/sse-slow.out"
+check "the stalled SSE reader is dropped after --idle-timeout-ms; its data ends at its last control event's offset, short of the tail" \
+  "$sse_end $([ "$sse_off" = "$sse_data" ] && echo same) $([ "$sse_off" -ge 0 ] && [ "$sse_off" -lt 41943040 ] && echo short)" "ended same short"
+check "... and it resumes from there: the rest is the tail minus that" \
+  "$(curl -s "$U/v1/stream/bp?offset=$(printf '0000000000000000_%016d' "$sse_off")" | wc -c | tr -d ' ')" "$((41943040 - sse_off))"
+head -c 60000 /dev/zero | tr '\0' y >"$TMP/60k.txt"
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' --data-binary @"$TMP/60k.txt" "$U/v1/stream/bp2"
+node test/slow_client.mjs pipeline "$PORT" "/v1/stream/bp2?offset=-1" 1000 1500 20000 >"$TMP/pipe.out" &
+np=$!
+r0=$(rss_kib "$BPID")
+sleep 1
+small_growth "1000 pipelined reads of 60 kB that the client does not read: the server's memory stays small" "$r0" "$(rss_kib "$BPID")"
+wait $np
+check "... and once the client reads, it gets all 1000 answers" "$(cat "$TMP/pipe.out")" 1000
+# (500 answers: 30 MB, less than the last valve of 64 MiB)
+node test/slow_client.mjs pipeline "$PORT" "/v1/stream/bp2?offset=-1" 500 6000 20000 >"$TMP/pipe2.out"
+n2=$(cat "$TMP/pipe2.out")
+if [ "$n2" -lt 500 ]; then ok "a client that reads none of its answers for --idle-timeout-ms is dropped ($n2 of 500 answers)"; else not_ok "a client that reads none of its answers for --idle-timeout-ms is dropped" "it got all $n2"; fi
+t0=$(date +%s%N)
+n3=$(node test/slow_client.mjs pipeline "$PORT" "/v1/stream/bp2?offset=-1" 1000 0 40000 1000)
+t1=$((($(date +%s%N) - t0) / 1000000))
+check "a client that reads its answers slowly but steadily is never dropped (all 1000, in $t1 ms, longer than --idle-timeout-ms)" "$n3 $([ "$t1" -gt 3000 ] && echo longer)" "1000 longer"
+kill -9 "$BPID"; wait "$BPID" 2>/dev/null
+# the server-wide budget: past --max-output-bytes, a reader with any
+# unwritten output waits, however high --max-read-bytes is: 8 stalled
+# readers of 24 MiB hold about one event each (1 MiB), where they held
+# about 5 MiB each without it (+48 MiB in one run, against +18 MiB)
+start_server "$TMP/bq.log" --core-count 2 --raft-group-count 4 --wal-dir "$TMP/bq" --hot-max-bytes 65536 --max-read-bytes 4194304 --max-output-bytes ${BQ_MAX_OUTPUT:-65536} --idle-timeout-ms 60000
+U="http://127.0.0.1:$PORT"
+BPID=$SPID
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/bq"
+nps=""
+for i in 1 2 3 4 5 6 7 8; do
+  node test/slow_client.mjs sse "$U/v1/stream/bq?offset=-1&live=sse" 3000 4000 >/dev/null &
+  nps="$nps $!"
+done
+sleep 0.5
+r0=$(rss_kib "$BPID")
+for _ in $(seq 1 24); do
+  curl -s -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary @"$TMP/mb.txt" "$U/v1/stream/bq"
+done
+sleep 0.5
+small_growth "8 SSE readers read nothing of 24 MiB: --max-output-bytes bounds what the server holds for them" "$r0" "$(rss_kib "$BPID")" 32768
+wait $nps
+kill -9 "$BPID"; wait "$BPID" 2>/dev/null
+
 # --- --wal-dir: restarts, and a directory's guards -----------------------------
 W="$TMP/wal"
 start_server "$TMP/w1.log" --core-count 2 --raft-group-count 8 --wal-dir "$W"
