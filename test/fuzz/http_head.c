@@ -4,7 +4,8 @@
 ** Input: 2 bytes (little-endian) that pick a split point, then the bytes a
 ** client sent.  Properties:
 **   - the result is a head length in (0, len], URSULA_EAGAIN,
-**     HTTP_EMALFORMED or HTTP_ETOOMANY;
+**     HTTP_EMALFORMED, HTTP_ETOOMANY or HTTP_EVERSION (a major version
+**     other than 1: 505);
 **   - a parsed head's views lie inside it, method and names are non-empty,
 **     values carry no blank at either end, the version is 1.0 or 1.1;
 **   - the head is self-delimiting: the parse of its own bytes alone is
@@ -76,7 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   buf = fuzz_copy(data + 2, n);
   rw = http_parse_request(buf, n, &whole);
   FUZZ_CHECK((rw > 0 && (size_t)rw <= n) || rw == URSULA_EAGAIN ||
-             rw == HTTP_EMALFORMED || rw == HTTP_ETOOMANY);
+             rw == HTTP_EMALFORMED || rw == HTTP_ETOOMANY ||
+             rw == HTTP_EVERSION);
   if (rw > 0) {
     char *head = fuzz_copy(buf, (size_t)rw);
     fuzz_check_request(buf, (size_t)rw, &whole);
