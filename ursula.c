@@ -9972,12 +9972,15 @@ static void stream_apply_fork_release(struct stream_state *st,
 
 /* Whether c may move bytes of s to the cold tier: the right incarnation,
 ** the next run after cold_end, ending on a unit boundary, every unit in
-** the WAL (so the bytes uploaded were durable ones). */
+** the WAL (so the bytes uploaded were durable ones), and an object name
+** without NUL (chunk names are C strings: a snapshot could not carry
+** one, and stream_restore refuses it). */
 static int stream_cold_fits(const struct stream *s, const struct cmd *c) {
   size_t u;
   if (s == NULL || s->incarnation != c->incarnation ||
       s->cold_end != c->cold_start || c->cold_end <= c->cold_start ||
-      c->cold_end > s->tail || c->object.len == 0)
+      c->cold_end > s->tail || c->object.len == 0 ||
+      memchr(c->object.ptr, '\0', c->object.len) != NULL) /* a C string */
     return 0;
   u = stream_unit_at(s, c->cold_end - 1);
   if (u >= s->n_bounds || s->bounds[u] != c->cold_end) return 0;
