@@ -161,6 +161,9 @@
 #ifndef URSULA_DEFAULT_HEADER_TIMEOUT_MS
 #define URSULA_DEFAULT_HEADER_TIMEOUT_MS 10000
 #endif
+#ifndef URSULA_DEFAULT_BODY_TIMEOUT_MS
+#define URSULA_DEFAULT_BODY_TIMEOUT_MS 30000 /* between two reads of a body */
+#endif
 #ifndef URSULA_DEFAULT_SSE_KEEPALIVE_MS
 #define URSULA_DEFAULT_SSE_KEEPALIVE_MS 15000
 #endif
@@ -4544,6 +4547,8 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
     URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 ||   \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
+    URSULA_DEFAULT_BODY_TIMEOUT_MS < 1 ||          \
+    URSULA_DEFAULT_BODY_TIMEOUT_MS > 86400000 ||   \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000 ||  \
     URSULA_DEFAULT_SSE_CLOSE_MS < 1 ||             \
@@ -4601,6 +4606,10 @@ static const struct conf_key conf_keys[] = {
     {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,
      86400000, "N",
      "close a client that takes longer to send its request head"},
+    {"body-timeout-ms", NULL, CONF_T_INT, CONF_OFF(body_timeout_ms), 1,
+     86400000, "N",
+     "close a client whose request body brings no new bytes for this long "
+     "(a body that keeps coming may take longer in all)"},
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
     {"sse-close-ms", NULL, CONF_T_INT, CONF_OFF(sse_close_ms), 1, 86400000,
@@ -4870,6 +4879,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->max_connections = URSULA_DEFAULT_MAX_CONNECTIONS;
   cfg->idle_timeout_ms = URSULA_DEFAULT_IDLE_TIMEOUT_MS;
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
+  cfg->body_timeout_ms = URSULA_DEFAULT_BODY_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
@@ -5188,6 +5198,7 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_MAX_CONNECTIONS)
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
+      CONF_OPT(URSULA_DEFAULT_BODY_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_CLOSE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)
@@ -13332,9 +13343,15 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
 ** conn_ops).  The raw socket calls go through struct conn_io, so another
 ** transport (TLS) can take their place.  Its life:
 **
-**   CONN_HEAD   reading a request head (header timeout while partial,
-**               idle timeout while empty)
-**   CONN_BODY   reading a Content-Length or chunked body
+**   CONN_HEAD   reading a request head: the idle timeout while nothing
+**               of it has come; from its first byte on, the header
+**               timeout, armed once: later bytes do not extend it, so it
+**               bounds the whole head (a client sending a byte every few
+**               seconds is cut, not kept for hours)
+**   CONN_BODY   reading a Content-Length or chunked body: the body
+**               timeout, armed when the head ends and again by every read
+**               that brings body bytes, so a body must keep coming but may
+**               take as long as it needs in all
 **   CONN_BUSY   the protocol layer has the request (a job at the stream's
 **               owner); input is not read, so pipelined requests wait
 **               their turn and replies stay in order
@@ -13558,9 +13575,18 @@ URSULA_PRIVATE void conn_disarm(struct conn *cn) {
   loop_timer_cancel(cn->core->loop, &cn->timer);
 }
 
+/* Waiting for a request head: the idle timeout while nothing of it has
+** come, else the header timeout.  Called when the wait begins and when
+** the head's first bytes come in, never for its later bytes (see
+** CONN_HEAD). */
 static void conn_arm_idle(struct conn *cn) {
   const struct ursula_config *cfg = &cn->core->srv->cfg;
   conn_arm(cn, cn->in.len > 0 ? cfg->header_timeout_ms : cfg->idle_timeout_ms);
+}
+
+/* Reading a body: it must bring more bytes within the body timeout. */
+static void conn_arm_body(struct conn *cn) {
+  conn_arm(cn, cn->core->srv->cfg.body_timeout_ms);
 }
 
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
@@ -13579,8 +13605,11 @@ static void conn_on_timer(struct loop *l, void *arg) {
   (void)l;
   if (cn->state == CONN_LIVE) {
     conn_ops(cn)->on_live_timer(cn);
-  } else if (cn->state == CONN_HEAD || cn->state == CONN_BODY) {
-    if (cn->in.len > 0 || cn->state == CONN_BODY)
+  } else if (cn->state == CONN_BODY) { /* RFC 9110 section 15.5.9 */
+    conn_ops(cn)->on_abort(cn);
+    conn_fatal(cn, 408, "request body timed out");
+  } else if (cn->state == CONN_HEAD) {
+    if (cn->in.len > 0)
       conn_fatal(cn, 408, "request timed out");
     else
       conn_close(cn);
@@ -13651,10 +13680,12 @@ static void conn_process(struct conn *cn) {
       buf_consume(&cn->in, (size_t)n);
       if (rc != 0) return;
       cn->state = CONN_BODY;
+      if (cn->chunked || cn->body_left > 0) conn_arm_body(cn);
     }
     if (cn->state == CONN_BODY) {
       if (cn->chunked) {
         int done = 0;
+        size_t had = cn->raw.len;
         long used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len,
                                       &cn->raw, &done);
         if (used < 0) {
@@ -13668,7 +13699,10 @@ static void conn_process(struct conn *cn) {
           conn_fatal(cn, 413, "request body is too large");
           return;
         }
-        if (!done) return;
+        if (!done) {
+          if (cn->raw.len > had) conn_arm_body(cn); /* it came on */
+          return;
+        }
       } else {
         size_t take =
             cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
@@ -13683,7 +13717,10 @@ static void conn_process(struct conn *cn) {
           buf_consume(&cn->in, take);
           cn->body_left -= take;
         }
-        if (cn->body_left > 0) return;
+        if (cn->body_left > 0) {
+          if (take > 0) conn_arm_body(cn); /* it came on */
+          return;
+        }
       }
       conn_ops(cn)->on_request(cn);
       if (cn->state != CONN_HEAD) return; /* the protocol layer has it */
@@ -13711,6 +13748,7 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     }
   }
   if (events & (LOOP_READ | LOOP_ERROR)) {
+    size_t had = cn->in.len;
     for (;;) {
       ssize_t n;
       if (buf_reserve(&cn->in, CONN_READ_CHUNK) != URSULA_OK) {
@@ -13739,7 +13777,8 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
       cn->in.len = 0; /* a live reader has nothing more to say */
       return;
     }
-    if (cn->state == CONN_HEAD) conn_arm_idle(cn);
+    if (cn->state == CONN_HEAD && had == 0 && cn->in.len > 0)
+      conn_arm_idle(cn); /* a head begins: its clock starts, once */
     conn_process(cn);
   }
 }

@@ -107,6 +107,8 @@ struct ursula_config {
   int max_connections;          /* max-connections: open client sockets */
   int idle_timeout_ms;          /* idle-timeout-ms: close idle keep-alive */
   int header_timeout_ms;        /* header-timeout-ms: time to send headers */
+  int body_timeout_ms;          /* body-timeout-ms: longest wait for more
+                                   of a request body */
   int sse_keepalive_ms;         /* sse-keepalive-ms: idle SSE comment line */
   int sse_close_ms;             /* sse-close-ms: an SSE response ends this
                                    long after it began */

@@ -58,6 +58,8 @@
     URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 ||   \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
+    URSULA_DEFAULT_BODY_TIMEOUT_MS < 1 ||          \
+    URSULA_DEFAULT_BODY_TIMEOUT_MS > 86400000 ||   \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000 ||  \
     URSULA_DEFAULT_SSE_CLOSE_MS < 1 ||             \
@@ -115,6 +117,10 @@ static const struct conf_key conf_keys[] = {
     {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,
      86400000, "N",
      "close a client that takes longer to send its request head"},
+    {"body-timeout-ms", NULL, CONF_T_INT, CONF_OFF(body_timeout_ms), 1,
+     86400000, "N",
+     "close a client whose request body brings no new bytes for this long "
+     "(a body that keeps coming may take longer in all)"},
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
     {"sse-close-ms", NULL, CONF_T_INT, CONF_OFF(sse_close_ms), 1, 86400000,
@@ -384,6 +390,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->max_connections = URSULA_DEFAULT_MAX_CONNECTIONS;
   cfg->idle_timeout_ms = URSULA_DEFAULT_IDLE_TIMEOUT_MS;
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
+  cfg->body_timeout_ms = URSULA_DEFAULT_BODY_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
@@ -702,6 +709,7 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_MAX_CONNECTIONS)
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
+      CONF_OPT(URSULA_DEFAULT_BODY_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_CLOSE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)

@@ -9,9 +9,15 @@
 ** conn_ops).  The raw socket calls go through struct conn_io, so another
 ** transport (TLS) can take their place.  Its life:
 **
-**   CONN_HEAD   reading a request head (header timeout while partial,
-**               idle timeout while empty)
-**   CONN_BODY   reading a Content-Length or chunked body
+**   CONN_HEAD   reading a request head: the idle timeout while nothing
+**               of it has come; from its first byte on, the header
+**               timeout, armed once: later bytes do not extend it, so it
+**               bounds the whole head (a client sending a byte every few
+**               seconds is cut, not kept for hours)
+**   CONN_BODY   reading a Content-Length or chunked body: the body
+**               timeout, armed when the head ends and again by every read
+**               that brings body bytes, so a body must keep coming but may
+**               take as long as it needs in all
 **   CONN_BUSY   the protocol layer has the request (a job at the stream's
 **               owner); input is not read, so pipelined requests wait
 **               their turn and replies stay in order
@@ -235,9 +241,18 @@ URSULA_PRIVATE void conn_disarm(struct conn *cn) {
   loop_timer_cancel(cn->core->loop, &cn->timer);
 }
 
+/* Waiting for a request head: the idle timeout while nothing of it has
+** come, else the header timeout.  Called when the wait begins and when
+** the head's first bytes come in, never for its later bytes (see
+** CONN_HEAD). */
 static void conn_arm_idle(struct conn *cn) {
   const struct ursula_config *cfg = &cn->core->srv->cfg;
   conn_arm(cn, cn->in.len > 0 ? cfg->header_timeout_ms : cfg->idle_timeout_ms);
+}
+
+/* Reading a body: it must bring more bytes within the body timeout. */
+static void conn_arm_body(struct conn *cn) {
+  conn_arm(cn, cn->core->srv->cfg.body_timeout_ms);
 }
 
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
@@ -256,8 +271,11 @@ static void conn_on_timer(struct loop *l, void *arg) {
   (void)l;
   if (cn->state == CONN_LIVE) {
     conn_ops(cn)->on_live_timer(cn);
-  } else if (cn->state == CONN_HEAD || cn->state == CONN_BODY) {
-    if (cn->in.len > 0 || cn->state == CONN_BODY)
+  } else if (cn->state == CONN_BODY) { /* RFC 9110 section 15.5.9 */
+    conn_ops(cn)->on_abort(cn);
+    conn_fatal(cn, 408, "request body timed out");
+  } else if (cn->state == CONN_HEAD) {
+    if (cn->in.len > 0)
       conn_fatal(cn, 408, "request timed out");
     else
       conn_close(cn);
@@ -328,10 +346,12 @@ static void conn_process(struct conn *cn) {
       buf_consume(&cn->in, (size_t)n);
       if (rc != 0) return;
       cn->state = CONN_BODY;
+      if (cn->chunked || cn->body_left > 0) conn_arm_body(cn);
     }
     if (cn->state == CONN_BODY) {
       if (cn->chunked) {
         int done = 0;
+        size_t had = cn->raw.len;
         long used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len,
                                       &cn->raw, &done);
         if (used < 0) {
@@ -345,7 +365,10 @@ static void conn_process(struct conn *cn) {
           conn_fatal(cn, 413, "request body is too large");
           return;
         }
-        if (!done) return;
+        if (!done) {
+          if (cn->raw.len > had) conn_arm_body(cn); /* it came on */
+          return;
+        }
       } else {
         size_t take =
             cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
@@ -360,7 +383,10 @@ static void conn_process(struct conn *cn) {
           buf_consume(&cn->in, take);
           cn->body_left -= take;
         }
-        if (cn->body_left > 0) return;
+        if (cn->body_left > 0) {
+          if (take > 0) conn_arm_body(cn); /* it came on */
+          return;
+        }
       }
       conn_ops(cn)->on_request(cn);
       if (cn->state != CONN_HEAD) return; /* the protocol layer has it */
@@ -388,6 +414,7 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     }
   }
   if (events & (LOOP_READ | LOOP_ERROR)) {
+    size_t had = cn->in.len;
     for (;;) {
       ssize_t n;
       if (buf_reserve(&cn->in, CONN_READ_CHUNK) != URSULA_OK) {
@@ -416,7 +443,8 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
       cn->in.len = 0; /* a live reader has nothing more to say */
       return;
     }
-    if (cn->state == CONN_HEAD) conn_arm_idle(cn);
+    if (cn->state == CONN_HEAD && had == 0 && cn->in.len > 0)
+      conn_arm_idle(cn); /* a head begins: its clock starts, once */
     conn_process(cn);
   }
 }

@@ -322,6 +322,61 @@ check "... whose Content-Length is its body's length" \
   "$(sed '1,/^\r$/d' "$TMP/busy" | wc -c | tr -d ' ')"
 exec 4<&- 4>&-
 
+# --- connection bounds (issue 12 §5) ------------------------------------------
+# ms_since T0: milliseconds since T0 (a `date +%s%N`)
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+# within LO HI N: "yes" if LO <= N <= HI
+within() { if [ "$3" -ge "$1" ] && [ "$3" -le "$2" ]; then echo yes; else echo "no ($3)"; fi; }
+# dribble FD TEXT SECONDS: write TEXT to FD one byte at a time, SECONDS
+# apart (and SECONDS after the last); in a subshell that ignores SIGPIPE,
+# so a server that closes first ends only the writer
+dribble() {
+  (
+    trap '' PIPE
+    for ((i = 0; i < ${#2}; i++)); do
+      printf '%s' "${2:i:1}" >&"$1" 2>/dev/null || exit 0
+      sleep "$3"
+    done
+  )
+}
+# send FD TEXT: printf TEXT (with \r\n escapes) to FD, SIGPIPE ignored
+send() { (trap '' PIPE; printf '%b' "$2" >&"$1") 2>/dev/null; }
+
+# --header-timeout-ms bounds a whole request head, from its first byte:
+# bytes that trickle in do not extend it.  --body-timeout-ms bounds the
+# time between two reads that bring body bytes.  Both: 408 and close
+# (RFC 9110 §15.5.9).
+start_server "$TMP/b1.log" --core-count 2 --header-timeout-ms 1000 --body-timeout-ms 1000
+U="http://127.0.0.1:$PORT"
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/slow"
+exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+t0=$(date +%s%N)
+dribble "$fd" $'GET /v1/stream/slow HTTP/1.1\r\nHost: x\r\n\r\n' 0.25 &
+wp=$!
+out=$(timeout 5 cat <&"$fd")
+el=$(ms_since "$t0")
+kill "$wp" 2>/dev/null; wait "$wp" 2>/dev/null
+exec {fd}<&-
+check "a head sent a byte every 250 ms (10 s in all) is answered 408 --header-timeout-ms (1 s) after its first byte" \
+  "$(codes "$out")|$(within 800 2500 "$el")" "HTTP/1.1 408 |yes"
+exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+send "$fd" 'POST /v1/stream/slow HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\n'
+dribble "$fd" 0123456789 0.3
+out=$(timeout 3 cat <&"$fd")
+exec {fd}<&-
+check "a body sent a byte every 300 ms (3 s, past the header timeout; each gap within --body-timeout-ms) is taken (204)" \
+  "$(codes "$out")|$(curl -s "$U/v1/stream/slow")" "HTTP/1.1 204 |0123456789"
+exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+send "$fd" 'POST /v1/stream/slow HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n'
+dribble "$fd" abcde 0.3 # 1.5 s, then nothing (el counts from 0.3 s after the last byte)
+t0=$(date +%s%N)
+out=$(timeout 5 cat <&"$fd")
+el=$(ms_since "$t0")
+exec {fd}<&-
+check "a body that stalls after 5 of its 10 bytes is answered 408 --body-timeout-ms (1 s) after its last byte, and appends nothing" \
+  "$(codes "$out")|$(within 400 2000 "$el")|$(curl -s "$U/v1/stream/slow")" "HTTP/1.1 408 |yes|0123456789"
+kill -9 "$SPID"; wait "$SPID" 2>/dev/null
+
 # read_all URL OUT: a whole stream, following Stream-Next-Offset
 read_all() {
   local off=-1
