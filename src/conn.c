@@ -33,10 +33,27 @@
 ** Responses are built in `out`; a large body may be queued without a copy
 ** (conn_out_body) and goes on the wire after the head, by sendmsg.  A
 ** client slower than CONN_MAX_OUT of backlog is dropped.
+**
+** BODIES IN FLIGHT.  A request body is held whole in memory until it is
+** handed on, so the bytes of bodies being received are charged to one
+** budget of the server's, --max-body-inflight-bytes over all cores
+** (struct conn_bounds): a Content-Length whole when its head is read, a
+** chunked body as its bytes arrive.  A request that does not fit is
+** answered 503 with Retry-After and its connection ends, the body unread
+** (RFC 9110 section 15.6.4: 503 means "the server is currently unable to
+** handle the request due to a temporary overload ... which will likely be
+** alleviated after some delay"; "The server MAY send a Retry-After header
+** field").  The charge is given back when the body is handed on
+** (on_request), when the request fails, and at the latest when the
+** connection lingers or closes.  The buffer a body is read into grows
+** with what arrives (conn_body_room), so a client that stalls holds the
+** memory of what it sent, not of what it announced.
 */
 #include "internal.h"
 
 #define CONN_READ_CHUNK 65536
+#define CONN_READ_BODY_MAX (1024u * 1024) /* unparsed input read per turn */
+#define CONN_NO_ROOM "too many request bodies in flight, retry"
 #define CONN_LINGER_MS 2000
 #define CONN_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
 
@@ -69,6 +86,82 @@ static int conn_plain_close(int fd) {
 
 static const struct conn_io conn_plain_io = {
     conn_plain_recv, conn_plain_sendv, conn_plain_shutdown, conn_plain_close};
+
+/* ------------------------------------------------------------ bounds
+
+   The counters of struct conn_bounds are shared by the core threads: GCC
+   and Clang change them with atomic operations (relaxed: each is a count
+   that orders nothing else), other compilers under the struct's mutex. */
+
+#if defined(__GNUC__)
+#define CONN_ATOMIC 1
+#else
+#define CONN_ATOMIC 0
+#endif
+
+URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b) {
+  memset(b, 0, sizeof(*b));
+  pthread_mutex_init(&b->mu, NULL);
+}
+
+URSULA_PRIVATE void conn_bounds_free(struct conn_bounds *b) {
+  pthread_mutex_destroy(&b->mu);
+}
+
+/* Add n to the counter *v of b if the sum stays at most max: 1 if it was
+** added, 0 if not (then *v is unchanged). */
+static int conn_bounds_add(struct conn_bounds *b, uint64_t *v, uint64_t n,
+                           uint64_t max) {
+#if CONN_ATOMIC
+  uint64_t cur = __atomic_load_n(v, __ATOMIC_RELAXED);
+  (void)b;
+  do {
+    if (n > max || cur > max - n) return 0;
+  } while (!__atomic_compare_exchange_n(v, &cur, cur + n, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+  return 1;
+#else
+  int ok;
+  pthread_mutex_lock(&b->mu);
+  ok = n <= max && *v <= max - n;
+  if (ok) *v += n;
+  pthread_mutex_unlock(&b->mu);
+  return ok;
+#endif
+}
+
+/* Take n (added before) off the counter *v of b. */
+static void conn_bounds_sub(struct conn_bounds *b, uint64_t *v, uint64_t n) {
+#if CONN_ATOMIC
+  (void)b;
+  __atomic_fetch_sub(v, n, __ATOMIC_RELAXED);
+#else
+  pthread_mutex_lock(&b->mu);
+  *v -= n;
+  pthread_mutex_unlock(&b->mu);
+#endif
+}
+
+/* Charge n more bytes of the body being read to the server's budget of
+** bodies in flight: 0, or -1 if they do not fit (nothing is charged). */
+static int conn_charge(struct conn *cn, uint64_t n) {
+  struct ursula_server *s = cn->core->srv;
+  if (n == 0) return 0;
+  if (!conn_bounds_add(&s->bounds, &s->bounds.body_bytes, n,
+                       (uint64_t)s->cfg.max_body_inflight_bytes))
+    return -1;
+  cn->charged += n;
+  return 0;
+}
+
+/* Give back all the body being read has charged (handed on, failed, or
+** the connection ends). */
+static void conn_uncharge(struct conn *cn) {
+  struct ursula_server *s = cn->core->srv;
+  if (cn->charged == 0) return;
+  conn_bounds_sub(&s->bounds, &s->bounds.body_bytes, cn->charged);
+  cn->charged = 0;
+}
 
 /* ------------------------------------------------------------ output */
 
@@ -231,6 +324,7 @@ URSULA_PRIVATE int conn_continue(struct conn *cn,
 /* ------------------------------------------------------------ states */
 
 static void conn_on_timer(struct loop *l, void *arg);
+static void conn_body_fail(struct conn *cn, int status, const char *reason);
 
 URSULA_PRIVATE void conn_arm(struct conn *cn, int ms) {
   loop_timer_set(cn->core->loop, &cn->timer,
@@ -255,10 +349,12 @@ static void conn_arm_body(struct conn *cn) {
   conn_arm(cn, cn->core->srv->cfg.body_timeout_ms);
 }
 
+/* (The protocol layer has taken what it needs of the body: raw goes.) */
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
   cn->state = CONN_BUSY;
   conn_disarm(cn);
   conn_set_events(cn, 0, cn->want_write);
+  buf_free(&cn->raw);
 }
 
 URSULA_PRIVATE void conn_live(struct conn *cn) {
@@ -272,8 +368,7 @@ static void conn_on_timer(struct loop *l, void *arg) {
   if (cn->state == CONN_LIVE) {
     conn_ops(cn)->on_live_timer(cn);
   } else if (cn->state == CONN_BODY) { /* RFC 9110 section 15.5.9 */
-    conn_ops(cn)->on_abort(cn);
-    conn_fatal(cn, 408, "request body timed out");
+    conn_body_fail(cn, 408, "request body timed out");
   } else if (cn->state == CONN_HEAD) {
     if (cn->in.len > 0)
       conn_fatal(cn, 408, "request timed out");
@@ -301,7 +396,8 @@ static int conn_on_head(struct conn *cn, struct http_request *req) {
   /* body framing first: even an error answer must know where it ends */
   cn->chunked = 0;
   cn->body_left = 0;
-  cn->raw.len = 0;
+  buf_free(&cn->raw); /* (what a body before left) */
+  URSULA_ASSERT(cn->charged == 0);
   memset(&cn->chunk, 0, sizeof(cn->chunk));
   if ((status = http_framing(req, &f, &reason)) != 0 ||
       (status = http_authority(req, &reason)) != 0) {
@@ -314,7 +410,93 @@ static int conn_on_head(struct conn *cn, struct http_request *req) {
     conn_fatal(cn, 413, "request body is too large");
     return -1;
   }
+  if (conn_charge(cn, cn->body_left) != 0) { /* see BODIES IN FLIGHT */
+    conn_fatal(cn, 503, CONN_NO_ROOM);
+    return -1;
+  }
   return conn_ops(cn)->on_head(cn, req);
+}
+
+/* The body being read is dropped and the request answered with status
+** (the connection then ends): its job goes and its charge is given back. */
+static void conn_body_fail(struct conn *cn, int status, const char *reason) {
+  conn_ops(cn)->on_abort(cn);
+  conn_uncharge(cn);
+  conn_fatal(cn, status, reason);
+}
+
+/* Make room in raw for take more body bytes, of at most left more (take
+** among them).  raw grows with what arrives: by as much as it holds (at
+** least CONN_READ_CHUNK) and never past left, so it is at most about
+** twice what was sent, and a client that stalls holds what it sent, not
+** what it announced; growing by what it holds keeps the copies of
+** realloc to a few per body. */
+static int conn_body_room(struct conn *cn, size_t take, uint64_t left) {
+  struct buf *b = &cn->raw;
+  size_t ahead = b->len < CONN_READ_CHUNK ? CONN_READ_CHUNK : b->len, cap;
+  char *p;
+  if (take == 0 || b->cap > b->len + take) return URSULA_OK; /* (+ NUL) */
+  if ((uint64_t)ahead > left - take) ahead = (size_t)(left - take);
+  if (ahead > SIZE_MAX - b->len - take - 1) return URSULA_ENOMEM;
+  cap = b->len + take + ahead + 1;
+  p = (char *)URSULA_REALLOC(b->ptr, cap);
+  if (p == NULL) return URSULA_ENOMEM;
+  b->ptr = p;
+  b->cap = cap;
+  return URSULA_OK;
+}
+
+/* Read what input holds of a chunked body, charging its bytes as they
+** come: 1 once it is all in, 0 to wait for more, -1 if the request was
+** answered (413, 400, 503). */
+static int conn_body_chunked(struct conn *cn) {
+  uint64_t max = (uint64_t)cn->core->srv->cfg.max_body_bytes;
+  size_t had = cn->raw.len, take = cn->in.len;
+  int done = 0;
+  long used;
+  if ((uint64_t)take > max - had) take = (size_t)(max - had);
+  if (conn_body_room(cn, take, max - had) != URSULA_OK) {
+    conn_body_fail(cn, 503, "out of memory");
+    return -1;
+  }
+  used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len, &cn->raw, &done);
+  if (used < 0) {
+    if (used == URSULA_ENOMEM)
+      conn_body_fail(cn, 503, "out of memory");
+    else
+      conn_body_fail(cn, 400, "malformed chunked body");
+    return -1;
+  }
+  buf_consume(&cn->in, (size_t)used);
+  if (cn->raw.len > max) {
+    conn_body_fail(cn, 413, "request body is too large");
+    return -1;
+  }
+  if (conn_charge(cn, cn->raw.len - had) != 0) {
+    conn_body_fail(cn, 503, CONN_NO_ROOM);
+    return -1;
+  }
+  if (done) return 1;
+  if (cn->raw.len > had) conn_arm_body(cn); /* it came on */
+  return 0;
+}
+
+/* Read what input holds of a Content-Length body (charged whole with its
+** head): 1 once it is all in, 0 to wait for more, -1 if answered. */
+static int conn_body_length(struct conn *cn) {
+  size_t take = cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
+  if (take > 0) {
+    if (conn_body_room(cn, take, cn->body_left) != URSULA_OK) {
+      conn_body_fail(cn, 503, "out of memory");
+      return -1;
+    }
+    buf_append(&cn->raw, cn->in.ptr, take); /* (in the room made) */
+    buf_consume(&cn->in, take);
+    cn->body_left -= take;
+  }
+  if (cn->body_left == 0) return 1;
+  if (take > 0) conn_arm_body(cn); /* it came on */
+  return 0;
 }
 
 /* Work through buffered input: heads, bodies, requests. */
@@ -349,45 +531,9 @@ static void conn_process(struct conn *cn) {
       if (cn->chunked || cn->body_left > 0) conn_arm_body(cn);
     }
     if (cn->state == CONN_BODY) {
-      if (cn->chunked) {
-        int done = 0;
-        size_t had = cn->raw.len;
-        long used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len,
-                                      &cn->raw, &done);
-        if (used < 0) {
-          conn_ops(cn)->on_abort(cn);
-          conn_fatal(cn, 400, "malformed chunked body");
-          return;
-        }
-        buf_consume(&cn->in, (size_t)used);
-        if (cn->raw.len > (size_t)cn->core->srv->cfg.max_body_bytes) {
-          conn_ops(cn)->on_abort(cn);
-          conn_fatal(cn, 413, "request body is too large");
-          return;
-        }
-        if (!done) {
-          if (cn->raw.len > had) conn_arm_body(cn); /* it came on */
-          return;
-        }
-      } else {
-        size_t take =
-            cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
-        if (cn->raw.len == 0 && cn->body_left > 0 &&
-            buf_reserve(&cn->raw, (size_t)cn->body_left) != URSULA_OK) {
-          conn_ops(cn)->on_abort(cn);
-          conn_fatal(cn, 503, "out of memory");
-          return;
-        }
-        if (take > 0) {
-          buf_append(&cn->raw, cn->in.ptr, take);
-          buf_consume(&cn->in, take);
-          cn->body_left -= take;
-        }
-        if (cn->body_left > 0) {
-          if (take > 0) conn_arm_body(cn); /* it came on */
-          return;
-        }
-      }
+      if ((cn->chunked ? conn_body_chunked(cn) : conn_body_length(cn)) <= 0)
+        return;          /* more to come, or answered */
+      conn_uncharge(cn); /* handed on: no longer being received */
       conn_ops(cn)->on_request(cn);
       if (cn->state != CONN_HEAD) return; /* the protocol layer has it */
       continue;
@@ -427,6 +573,8 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
         if ((size_t)n < CONN_READ_CHUNK) break;
         if (cn->state == CONN_HEAD && cn->in.len > URSULA_MAX_HEADER_BYTES * 2)
           break;
+        if (cn->state == CONN_BODY && cn->in.len >= CONN_READ_BODY_MAX)
+          break; /* the rest next turn, once this is parsed */
       } else if (n == 0) {
         conn_close(cn); /* peer closed; a half-sent request is dropped */
         return;
@@ -550,6 +698,7 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
 /* The response is out and the connection ends: see CONN_LINGER. */
 static void conn_linger(struct conn *cn) {
   conn_ops(cn)->on_end(cn);
+  conn_uncharge(cn);
   if (conn_io(cn)->shutdown(cn->fd) != 0) {
     conn_close(cn);
     return;
@@ -566,6 +715,7 @@ static void conn_close(struct conn *cn) {
   uint32_t slot;
   if (cn->fd < 0) return;
   conn_ops(cn)->on_end(cn);
+  conn_uncharge(cn);
   loop_timer_cancel(c->loop, &cn->timer);
   loop_del(c->loop, cn->fd);
   conn_io(cn)->close(cn->fd);
@@ -613,5 +763,8 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
 }
 
 #undef CONN_READ_CHUNK
+#undef CONN_READ_BODY_MAX
+#undef CONN_NO_ROOM
+#undef CONN_ATOMIC
 #undef CONN_LINGER_MS
 #undef CONN_MAX_OUT

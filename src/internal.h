@@ -1481,6 +1481,19 @@ enum {
 
 struct conn;
 
+/* What the connections of every core share, owned by the server (struct
+** ursula_server) and kept by conn.c: the bytes of request bodies being
+** received, over all cores, against --max-body-inflight-bytes.  Changed
+** with atomic operations where the compiler has them (GCC, Clang), else
+** under mu. */
+struct conn_bounds {
+  uint64_t body_bytes; /* charged by the request bodies being read */
+  pthread_mutex_t mu;  /* (only without atomic operations) */
+};
+
+URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b);
+URSULA_PRIVATE void conn_bounds_free(struct conn_bounds *b);
+
 /* The raw socket calls of a connection, each as its POSIX namesake (-1
 ** and errno on failure); a transport such as TLS replaces them. */
 struct conn_io {
@@ -1548,7 +1561,8 @@ struct conn {
   uint64_t body_left;
   int chunked;
   struct http_chunked chunk;
-  struct buf raw; /* request body as received */
+  struct buf raw;   /* request body as received */
+  uint64_t charged; /* of it, bytes charged to the server's bounds */
 };
 
 /* A core's connections (in struct core). */
@@ -1756,6 +1770,7 @@ struct ursula_server {
   pthread_mutex_t mu; /* guards n_drained */
   int n_drained;
   int running;
+  struct conn_bounds bounds; /* shared by the cores' connections */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which

@@ -306,6 +306,7 @@ static void server_free(struct ursula_server *s) {
   server_syncer_stop(s->syncer);
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
+  conn_bounds_free(&s->bounds);
   URSULA_FREE(s);
 }
 
@@ -465,6 +466,20 @@ static int server_recover(struct ursula_server *s, char *err) {
   return rc;
 }
 
+/* ------------------------------------------------------------ bounds */
+
+/* The budget of request bodies in flight must hold the largest body, or
+** such a body could never be taken. */
+static int server_check_bounds(const struct ursula_config *cfg, char *err) {
+  if (cfg->max_body_inflight_bytes >= cfg->max_body_bytes) return URSULA_OK;
+  snprintf(err, URSULA_ERRMSG_LEN,
+           "--max-body-inflight-bytes %lld is below --max-body-bytes %lld: "
+           "it must be at least that, or the largest body would never fit",
+           (long long)cfg->max_body_inflight_bytes,
+           (long long)cfg->max_body_bytes);
+  return URSULA_EINVAL;
+}
+
 /* ------------------------------------------------------------ cold tier */
 
 /* Check the cold-tier settings, taking credentials from the environment
@@ -569,6 +584,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->listen_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
+  conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
   s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
 #if !URSULA_ENABLE_THREADS
@@ -602,7 +618,9 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
           "%d needs; raise it (ulimit -n)",
           have, want, cfg->max_connections);
   }
-  if ((rc = server_check_cold(&s->cfg, err)) != URSULA_OK) goto fail;
+  if ((rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK)
+    goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||

@@ -20,6 +20,7 @@ static int unit_conf_eq(const struct ursula_config *a,
          a->raft_group_count == b->raft_group_count &&
          a->long_poll_timeout_ms == b->long_poll_timeout_ms &&
          a->max_body_bytes == b->max_body_bytes &&
+         a->max_body_inflight_bytes == b->max_body_inflight_bytes &&
          a->max_connections == b->max_connections &&
          a->idle_timeout_ms == b->idle_timeout_ms &&
          a->header_timeout_ms == b->header_timeout_ms &&
@@ -47,6 +48,7 @@ static void test_conf_init(void) {
   ASSERT(c.raft_group_count == URSULA_DEFAULT_GROUPS);
   ASSERT(c.long_poll_timeout_ms == URSULA_DEFAULT_LONG_POLL_MS);
   ASSERT(c.max_body_bytes == URSULA_DEFAULT_MAX_BODY_BYTES);
+  ASSERT(c.max_body_inflight_bytes == 268435456); /* issue 12 section 5 */
   ASSERT(c.max_connections == URSULA_DEFAULT_MAX_CONNECTIONS);
   ASSERT(c.idle_timeout_ms == URSULA_DEFAULT_IDLE_TIMEOUT_MS);
   ASSERT(c.header_timeout_ms == URSULA_DEFAULT_HEADER_TIMEOUT_MS);
@@ -69,6 +71,7 @@ static void test_conf_set_ranges(void) {
       {"raft-group-count", 1, URSULA_MAX_GROUPS},
       {"long-poll-timeout-ms", 1, 3600000},
       {"max-body-bytes", 1024, 2147483648u},
+      {"max-body-inflight-bytes", 1024, UINT64_C(1) << 50},
       {"max-connections", 1, 1000000},
       {"idle-timeout-ms", 1, 86400000},
       {"header-timeout-ms", 1, 86400000},
@@ -122,6 +125,9 @@ static void test_conf_set_values(void) {
          c.long_poll_timeout_ms == 250);
   ASSERT(unit_conf_set(&c, "max-body-bytes", "2147483648") == URSULA_OK &&
          c.max_body_bytes == INT64_C(2147483648));
+  ASSERT(unit_conf_set(&c, "max-body-inflight-bytes", "1073741824") ==
+             URSULA_OK &&
+         c.max_body_inflight_bytes == INT64_C(1073741824));
   ASSERT(unit_conf_set(&c, "max-connections", "12") == URSULA_OK &&
          c.max_connections == 12);
   ASSERT(unit_conf_set(&c, "idle-timeout-ms", "86400000") == URSULA_OK &&
