@@ -1694,11 +1694,13 @@ enum {
 struct conn;
 
 /* What the connections of every core share, owned by the server (struct
-** ursula_server) and kept by conn.c: the bytes of request bodies being
-** received, over all cores, against --max-body-inflight-bytes.  Changed
-** with atomic operations where the compiler has them (GCC, Clang), else
-** under mu. */
+** ursula_server) and kept by conn.c: the open connections, against
+** --max-connections, and the bytes of request bodies being received,
+** against --max-body-inflight-bytes, each over all cores.  Changed with
+** atomic operations where the compiler has them (GCC, Clang), else under
+** mu. */
 struct conn_bounds {
+  uint64_t conns;      /* open client connections */
   uint64_t body_bytes; /* charged by the request bodies being read */
   pthread_mutex_t mu;  /* (only without atomic operations) */
 };
@@ -1786,8 +1788,8 @@ struct conn_table {
   uint32_t *free_slots;
   uint32_t n_free;
   uint32_t next_gen;
-  int n_conns;
-  int max_conns; /* more are answered 503 at accept */
+  int n_conns;   /* this core's */
+  int max_conns; /* of all cores together: more are answered 503 */
 };
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
@@ -4627,7 +4629,9 @@ static const struct conf_key conf_keys[] = {
      "(a Content-Length counts whole from the head on); a request that "
      "does not fit is answered 503; at least --max-body-bytes"},
     {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1, 1000000,
-     "N", "open client connections; more are answered 503"},
+     "N",
+     "open client connections, all cores together; more are answered 503 "
+     "and closed"},
     {"idle-timeout-ms", NULL, CONF_T_INT, CONF_OFF(idle_timeout_ms), 1,
      86400000, "N", "close a keep-alive connection idle this long"},
     {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,
@@ -14006,53 +14010,76 @@ static int conn_slot_alloc(struct conn_table *t, struct conn *cn) {
   return 0;
 }
 
+static void conn_slot_free(struct conn_table *t, const struct conn *cn) {
+  uint32_t slot = (uint32_t)(cn->id & 0xffffffffu);
+  t->slots[slot] = NULL;
+  t->free_slots[t->n_free++] = slot;
+}
+
+/* Answer a client refused before it is a connection with plain bytes on
+** its socket, and close it: 503 with Retry-After (RFC 9110 sections
+** 15.6.4 and 10.2.3), the Content-Length counted from the body itself. */
+static void conn_refuse(int cfd) {
+  static const char body[] = "too many connections, retry\n";
+  char busy[256];
+  int n = snprintf(busy, sizeof(busy),
+                   "HTTP/1.1 503 Service Unavailable\r\n"
+                   "Connection: close\r\nRetry-After: 1\r\n"
+                   "Content-Type: text/plain\r\n"
+                   "Content-Length: %u\r\n\r\n%s",
+                   (unsigned)(sizeof(body) - 1), body);
+  ssize_t w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
+  (void)w;
+  close(cfd);
+}
+
+/* Make the accepted socket cfd a connection of core c (the server-wide
+** count already has it): 0, or -1 if it could not be (cfd is left). */
+static int conn_admit(struct loop *l, struct core *c, int cfd) {
+  struct conn_table *t = &c->conns;
+  struct conn *cn = (struct conn *)URSULA_MALLOC(t->ops->size);
+  if (cn == NULL) return -1;
+  memset(cn, 0, t->ops->size);
+  cn->core = c;
+  cn->fd = cfd;
+  cn->reading = 1;
+  if (conn_slot_alloc(t, cn) != 0) {
+    URSULA_FREE(cn);
+    return -1;
+  }
+  if (loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
+    conn_slot_free(t, cn);
+    URSULA_FREE(cn);
+    return -1;
+  }
+  t->n_conns++;
+  conn_arm_idle(cn);
+  return 0;
+}
+
+/* --max-connections counts the open connections of every core together
+** (struct conn_bounds): a core accepts while the total is below it,
+** however the connections happen to spread over the cores. */
 URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
                                    void *arg) {
   struct core *c = (struct core *)arg;
-  struct conn_table *t = &c->conns;
+  struct conn_bounds *b = &c->srv->bounds;
   int i;
   (void)events;
   for (i = 0; i < 64; i++) {
-    struct conn *cn;
     int one = 1;
     int cfd = accept(fd, NULL, NULL);
     if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
     os_set_nonblock(cfd);
     os_set_cloexec(cfd);
     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (t->n_conns >= t->max_conns || c->draining) {
-      /* refused before it is a connection: plain bytes on the socket,
-      ** the Content-Length counted from the body itself */
-      static const char body[] = "too many connections, retry\n";
-      char busy[256];
-      int n = snprintf(busy, sizeof(busy),
-                       "HTTP/1.1 503 Service Unavailable\r\n"
-                       "Connection: close\r\nRetry-After: 1\r\n"
-                       "Content-Type: text/plain\r\n"
-                       "Content-Length: %u\r\n\r\n%s",
-                       (unsigned)(sizeof(body) - 1), body);
-      ssize_t w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
-      (void)w;
+    if (c->draining ||
+        !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
+      conn_refuse(cfd);
+    } else if (conn_admit(l, c, cfd) != 0) {
+      conn_bounds_sub(b, &b->conns, 1);
       close(cfd);
-      continue;
     }
-    cn = (struct conn *)URSULA_MALLOC(t->ops->size);
-    if (cn == NULL) {
-      close(cfd);
-      continue;
-    }
-    memset(cn, 0, t->ops->size);
-    cn->core = c;
-    cn->fd = cfd;
-    cn->reading = 1;
-    if (conn_slot_alloc(t, cn) != 0 ||
-        loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
-      close(cfd);
-      URSULA_FREE(cn);
-      continue;
-    }
-    t->n_conns++;
-    conn_arm_idle(cn);
   }
 }
 
@@ -14075,7 +14102,6 @@ static void conn_linger(struct conn *cn) {
 static void conn_close(struct conn *cn) {
   struct core *c = cn->core;
   struct conn_table *t = &c->conns;
-  uint32_t slot;
   if (cn->fd < 0) return;
   conn_ops(cn)->on_end(cn);
   conn_uncharge(cn);
@@ -14083,10 +14109,9 @@ static void conn_close(struct conn *cn) {
   loop_del(c->loop, cn->fd);
   conn_io(cn)->close(cn->fd);
   cn->fd = -1;
-  slot = (uint32_t)(cn->id & 0xffffffffu);
-  t->slots[slot] = NULL;
-  t->free_slots[t->n_free++] = slot;
+  conn_slot_free(t, cn);
   t->n_conns--;
+  conn_bounds_sub(&c->srv->bounds, &c->srv->bounds.conns, 1);
   buf_free(&cn->in);
   buf_free(&cn->out);
   buf_free(&cn->body);
@@ -16437,7 +16462,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     }
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
-    api_core_init(c, (cfg->max_connections + s->n_cores - 1) / s->n_cores);
+    api_core_init(c, cfg->max_connections); /* one count for all cores */
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;

@@ -120,7 +120,9 @@ static const struct conf_key conf_keys[] = {
      "(a Content-Length counts whole from the head on); a request that "
      "does not fit is answered 503; at least --max-body-bytes"},
     {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1, 1000000,
-     "N", "open client connections; more are answered 503"},
+     "N",
+     "open client connections, all cores together; more are answered 503 "
+     "and closed"},
     {"idle-timeout-ms", NULL, CONF_T_INT, CONF_OFF(idle_timeout_ms), 1,
      86400000, "N", "close a keep-alive connection idle this long"},
     {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,

@@ -1482,11 +1482,13 @@ enum {
 struct conn;
 
 /* What the connections of every core share, owned by the server (struct
-** ursula_server) and kept by conn.c: the bytes of request bodies being
-** received, over all cores, against --max-body-inflight-bytes.  Changed
-** with atomic operations where the compiler has them (GCC, Clang), else
-** under mu. */
+** ursula_server) and kept by conn.c: the open connections, against
+** --max-connections, and the bytes of request bodies being received,
+** against --max-body-inflight-bytes, each over all cores.  Changed with
+** atomic operations where the compiler has them (GCC, Clang), else under
+** mu. */
 struct conn_bounds {
+  uint64_t conns;      /* open client connections */
   uint64_t body_bytes; /* charged by the request bodies being read */
   pthread_mutex_t mu;  /* (only without atomic operations) */
 };
@@ -1574,8 +1576,8 @@ struct conn_table {
   uint32_t *free_slots;
   uint32_t n_free;
   uint32_t next_gen;
-  int n_conns;
-  int max_conns; /* more are answered 503 at accept */
+  int n_conns;   /* this core's */
+  int max_conns; /* of all cores together: more are answered 503 */
 };
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,

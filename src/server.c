@@ -647,7 +647,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     }
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
-    api_core_init(c, (cfg->max_connections + s->n_cores - 1) / s->n_cores);
+    api_core_init(c, cfg->max_connections); /* one count for all cores */
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;

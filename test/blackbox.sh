@@ -450,6 +450,29 @@ fi
 for f in $HELD; do exec {f}<&-; done
 kill -9 "$SPID"; wait "$SPID" 2>/dev/null
 
+# --max-connections is one count over all cores: 12 on 4 cores are all
+# served wherever they land (a per-core share of 3 each refused some)
+start_server "$TMP/b4.log" --core-count 4 --max-connections 12
+U="http://127.0.0.1:$PORT"
+HELD=""
+for _ in $(seq 1 12); do exec {f}<>"/dev/tcp/127.0.0.1/$PORT"; HELD="$HELD $f"; done
+sleep 0.3
+served=0
+for f in $HELD; do
+  send "$f" 'GET /v1/stream/none HTTP/1.1\r\nHost: x\r\n\r\n'
+  line=""
+  read -r -t 2 -u "$f" line
+  case "$line" in "HTTP/1.1 404"*) served=$((served + 1)) ;; esac
+done
+check "--max-connections 12 on 4 cores: 12 open connections are all served" "$served" 12
+check "... a 13th is 503" "$(status "$U/v1/stream/none")" 503
+first=$(echo $HELD | cut -d' ' -f1)
+exec {first}<&-
+sleep 0.3
+check "... once one closes, a new one is served" "$(status "$U/v1/stream/none")" 404
+for f in $HELD; do [ "$f" = "$first" ] || exec {f}<&-; done
+kill -9 "$SPID"; wait "$SPID" 2>/dev/null
+
 # read_all URL OUT: a whole stream, following Stream-Next-Offset
 read_all() {
   local off=-1
