@@ -1702,6 +1702,7 @@ struct conn;
 struct conn_bounds {
   uint64_t conns;      /* open client connections */
   uint64_t body_bytes; /* charged by the request bodies being read */
+  uint64_t fd_log_ms;  /* when running out of descriptors was logged */
   pthread_mutex_t mu;  /* (only without atomic operations) */
 };
 
@@ -1790,6 +1791,8 @@ struct conn_table {
   uint32_t next_gen;
   int n_conns;   /* this core's */
   int max_conns; /* of all cores together: more are answered 503 */
+  int spare_fd;  /* kept to accept a client at the open-file limit, or -1 */
+  struct loop_timer accept_timer; /* resumes accepting after that */
 };
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
@@ -13422,6 +13425,7 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
 #define CONN_READ_BODY_MAX (1024u * 1024) /* unparsed input read per turn */
 #define CONN_NO_ROOM "too many request bodies in flight, retry"
 #define CONN_LINGER_MS 2000
+#define CONN_FD_PAUSE_MS 100 /* out of descriptors: accepting pauses */
 #define CONN_MAX_OUT (64u * 1024 * 1024) /* slow SSE reader: drop it */
 
 /* ------------------------------------------------------------ sockets */
@@ -13494,6 +13498,26 @@ static int conn_bounds_add(struct conn_bounds *b, uint64_t *v, uint64_t n,
   if (ok) *v += n;
   pthread_mutex_unlock(&b->mu);
   return ok;
+#endif
+}
+
+/* Whether a thing done at most once per period_ms, over all cores, is
+** due at now (then *last becomes now): for log lines. */
+static int conn_bounds_due(struct conn_bounds *b, uint64_t *last, uint64_t now,
+                           uint64_t period_ms) {
+#if CONN_ATOMIC
+  uint64_t cur = __atomic_load_n(last, __ATOMIC_RELAXED);
+  (void)b;
+  if (cur != 0 && now < cur + period_ms) return 0;
+  return __atomic_compare_exchange_n(last, &cur, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED);
+#else
+  int due;
+  pthread_mutex_lock(&b->mu);
+  due = *last == 0 || now >= *last + period_ms;
+  if (due) *last = now;
+  pthread_mutex_unlock(&b->mu);
+  return due;
 #endif
 }
 
@@ -13966,12 +13990,19 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
 
 /* ------------------------------------------------------------ accept */
 
+/* The descriptor kept in reserve for accepting at the open-file limit,
+** or -1. */
+static int conn_spare_open(void) {
+  return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
                                     const struct conn_ops *ops) {
   memset(t, 0, sizeof(*t));
   t->max_conns = max_conns;
   t->ops = ops;
   t->io = &conn_plain_io;
+  t->spare_fd = conn_spare_open();
 }
 
 URSULA_PRIVATE int conn_table_count(const struct conn_table *t) {
@@ -14057,6 +14088,54 @@ static int conn_admit(struct loop *l, struct core *c, int cfd) {
   return 0;
 }
 
+/* The listener is watched again after a pause (conn_on_fd_limit), unless
+** the core has stopped accepting since. */
+static void conn_on_accept_resume(struct loop *l, void *arg) {
+  struct core *c = (struct core *)arg;
+  if (c->conns.spare_fd < 0) c->conns.spare_fd = conn_spare_open();
+  if (c->listening && !c->draining) loop_mod(l, c->srv->listen_fd, LOOP_READ);
+}
+
+/* Accept a client with the spare descriptor given up for it, answer it
+** 503 and close it, and take the spare again: 0, or -1 if no client was
+** there (or still no descriptor for it). */
+static int conn_refuse_spare(struct conn_table *t, int lfd) {
+  int cfd;
+  close(t->spare_fd);
+  cfd = accept(lfd, NULL, NULL);
+  if (cfd >= 0) {
+    os_set_nonblock(cfd);
+    conn_refuse(cfd);
+  }
+  t->spare_fd = conn_spare_open();
+  return cfd >= 0 ? 0 : -1;
+}
+
+/* accept() on the listener lfd failed with err, EMFILE or ENFILE: no
+** descriptor for the client, who stays queued, and the listener stays
+** readable, so a loop that only returned would spin on it.  Instead the
+** spare descriptor is given up, again and again, to accept the clients
+** queued, answer each 503 and close it; then this core stops watching
+** the listener for CONN_FD_PAUSE_MS (descriptors come back as
+** connections close).  Logged at most once a second over all cores. */
+static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
+  struct conn_table *t = &c->conns;
+  struct conn_bounds *b = &c->srv->bounds;
+  int i;
+  for (i = 0; i < 64 && t->spare_fd >= 0; i++)
+    if (conn_refuse_spare(t, lfd) != 0) break;
+  /* (+ 1: a time of 0 means never) */
+  if (conn_bounds_due(b, &b->fd_log_ms, loop_now_ms(l) + 1, 1000))
+    LOG_W(
+        "accept: %s: open-file limit reached, new connections are "
+        "answered 503 until some close; raise it (ulimit -n)",
+        strerror(err));
+  (void)err; /* when logging is compiled out */
+  loop_mod(l, lfd, 0);
+  loop_timer_set(l, &t->accept_timer, loop_now_ms(l) + CONN_FD_PAUSE_MS,
+                 conn_on_accept_resume, c);
+}
+
 /* --max-connections counts the open connections of every core together
 ** (struct conn_bounds): a core accepts while the total is below it,
 ** however the connections happen to spread over the cores. */
@@ -14069,6 +14148,10 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
   for (i = 0; i < 64; i++) {
     int one = 1;
     int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      conn_on_fd_limit(l, c, fd, errno);
+      return;
+    }
     if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
     os_set_nonblock(cfd);
     os_set_cloexec(cfd);
@@ -14147,6 +14230,7 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
   }
   URSULA_FREE(t->slots);
   URSULA_FREE(t->free_slots);
+  if (t->spare_fd >= 0) close(t->spare_fd);
   memset(t, 0, sizeof(*t));
 }
 
@@ -14155,6 +14239,7 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
 #undef CONN_NO_ROOM
 #undef CONN_ATOMIC
 #undef CONN_LINGER_MS
+#undef CONN_FD_PAUSE_MS
 #undef CONN_MAX_OUT
 /**** End src/conn.c ****/
 /**** Begin src/sse.c ****/
@@ -16424,13 +16509,16 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
       goto fail;
     }
   }
-  { /* every connection is a descriptor; so are WAL segments and loops */
-    long want = (long)cfg->max_connections + 64 + 4L * s->n_groups;
+  { /* every connection is a descriptor; so are WAL segments, and each
+    ** core's loop (3) and spare for accepting at the limit (conn.c) */
+    long want =
+        (long)cfg->max_connections + 64 + 4L * s->n_groups + 4L * s->n_cores;
     long have = os_raise_fd_limit(want);
     if (have >= 0 && have < want)
       LOG_W(
           "open-file limit is %ld, below the %ld that --max-connections "
-          "%d needs; raise it (ulimit -n)",
+          "%d needs; raise it (ulimit -n): past it, new connections are "
+          "answered 503",
           have, want, cfg->max_connections);
   }
   if ((rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||

@@ -1490,6 +1490,7 @@ struct conn;
 struct conn_bounds {
   uint64_t conns;      /* open client connections */
   uint64_t body_bytes; /* charged by the request bodies being read */
+  uint64_t fd_log_ms;  /* when running out of descriptors was logged */
   pthread_mutex_t mu;  /* (only without atomic operations) */
 };
 
@@ -1578,6 +1579,8 @@ struct conn_table {
   uint32_t next_gen;
   int n_conns;   /* this core's */
   int max_conns; /* of all cores together: more are answered 503 */
+  int spare_fd;  /* kept to accept a client at the open-file limit, or -1 */
+  struct loop_timer accept_timer; /* resumes accepting after that */
 };
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,

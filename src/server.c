@@ -609,13 +609,16 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
       goto fail;
     }
   }
-  { /* every connection is a descriptor; so are WAL segments and loops */
-    long want = (long)cfg->max_connections + 64 + 4L * s->n_groups;
+  { /* every connection is a descriptor; so are WAL segments, and each
+    ** core's loop (3) and spare for accepting at the limit (conn.c) */
+    long want =
+        (long)cfg->max_connections + 64 + 4L * s->n_groups + 4L * s->n_cores;
     long have = os_raise_fd_limit(want);
     if (have >= 0 && have < want)
       LOG_W(
           "open-file limit is %ld, below the %ld that --max-connections "
-          "%d needs; raise it (ulimit -n)",
+          "%d needs; raise it (ulimit -n): past it, new connections are "
+          "answered 503",
           have, want, cfg->max_connections);
   }
   if ((rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||

@@ -39,6 +39,18 @@ start_server() {
   local log=$1; shift
   "$BIN" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
   SPID=$!
+  wait_port "$log"
+}
+# start_server_fds N LOGFILE ARGS...: the same, with an open-file limit of N
+start_server_fds() {
+  local n=$1 log=$2; shift 2
+  (ulimit -n "$n" && exec "$BIN" --listen 127.0.0.1:0 "$@") >"$log" 2>&1 &
+  SPID=$!
+  wait_port "$log"
+}
+# wait_port LOGFILE: the port the server SPID logs that it listens on
+wait_port() {
+  local log=$1
   PIDS="$PIDS $SPID"
   PORT=""
   for _ in $(seq 1 100); do
@@ -471,6 +483,52 @@ exec {first}<&-
 sleep 0.3
 check "... once one closes, a new one is served" "$(status "$U/v1/stream/none")" 404
 for f in $HELD; do [ "$f" = "$first" ] || exec {f}<&-; done
+kill -9 "$SPID"; wait "$SPID" 2>/dev/null
+
+# Out of descriptors (EMFILE): a spare one is given up to accept the
+# client, answer it 503 and close it, and the core stops watching the
+# listener for a moment, so the loop does not spin on a listener that
+# stays readable.  Under `ulimit -n 64`, with --max-connections 1000.
+start_server_fds 64 "$TMP/fd.log" --core-count 2 --max-connections 1000
+U="http://127.0.0.1:$PORT"
+contains "the start warns that the open-file limit is below what --max-connections needs" \
+  "$(cat "$TMP/fd.log")" "open-file limit is 64, below the"
+contains "... and says what happens past it" "$(cat "$TMP/fd.log")" "new connections are answered 503"
+HELD=""
+for _ in $(seq 1 80); do exec {f}<>"/dev/tcp/127.0.0.1/$PORT" && HELD="$HELD $f"; done
+sleep 0.5
+exec {f}<>"/dev/tcp/127.0.0.1/$PORT"
+t0=$(date +%s%N)
+out=$(timeout 3 cat <&"$f")
+el=$(ms_since "$t0")
+exec {f}<&-
+check "80 connections past the open-file limit: a further client is answered 503 at once" \
+  "$(codes "$out")|$(within 0 1500 "$el")" "HTTP/1.1 503 |yes"
+cpu() { awk '{ print $14 + $15 }' "/proc/$SPID/stat"; }
+c0=$(cpu)
+t0=$(date +%s%N)
+knocks=0; busy=0
+while [ "$(ms_since "$t0")" -lt 2000 ]; do
+  exec {f}<>"/dev/tcp/127.0.0.1/$PORT"
+  case "$(timeout 0.5 cat <&"$f")" in *"HTTP/1.1 503"*) busy=$((busy + 1)) ;; esac
+  exec {f}<&-
+  knocks=$((knocks + 1))
+  sleep 0.1
+done
+c1=$(cpu)
+cpu_ms=$(((c1 - c0) * 1000 / $(getconf CLK_TCK)))
+check "... for 2 s of clients knocking ($knocks), each is answered 503 and the server uses under 0.5 s of CPU ($cpu_ms ms)" \
+  "$busy/$knocks|$(within 0 499 "$cpu_ms")" "$knocks/$knocks|yes"
+# the log lines' times (HH:MM:SS.mmm) in ms, and the least gap between two
+gap=$(grep 'open-file limit reached' "$TMP/fd.log" | sed -n 's/^[^T]*T\([0-9:.]*\)Z.*/\1/p' |
+  awk -F'[:.]' '{ t = (($1 * 60 + $2) * 60 + $3) * 1000 + $4; if (NR > 1 && (min == "" || t - p < min)) min = t - p; p = t; n = NR }
+    END { print n + 0, (min == "" ? "none" : (min >= 1000 ? "apart" : "close: " min " ms")) }')
+case "$gap" in "1 none" | [0-9]*" apart") gapok=yes ;; *) gapok="no ($gap)" ;; esac
+check "... logged ($gap), at most once a second" "$gapok" yes
+for f in $HELD; do exec {f}<&-; done
+sleep 0.5
+check "... the connections closed, a new request is served" \
+  "$(status -m 3 -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/fdok")" 201
 kill -9 "$SPID"; wait "$SPID" 2>/dev/null
 
 # read_all URL OUT: a whole stream, following Stream-Next-Offset
