@@ -104,9 +104,14 @@ struct ursula_config {
   int raft_group_count;         /* raft-group-count: groups streams hash to */
   int long_poll_timeout_ms;     /* long-poll-timeout-ms: live read wait */
   int64_t max_body_bytes;       /* max-body-bytes: largest request body */
+  int64_t max_body_inflight_bytes; /* max-body-inflight-bytes: request body
+                                      bytes being received, all cores;
+                                      at least max_body_bytes */
   int max_connections;          /* max-connections: open client sockets */
   int idle_timeout_ms;          /* idle-timeout-ms: close idle keep-alive */
   int header_timeout_ms;        /* header-timeout-ms: time to send headers */
+  int body_timeout_ms;          /* body-timeout-ms: longest wait for more
+                                   of a request body */
   int sse_keepalive_ms;         /* sse-keepalive-ms: idle SSE comment line */
   int sse_close_ms;             /* sse-close-ms: an SSE response ends this
                                    long after it began */

@@ -50,6 +50,10 @@
     URSULA_DEFAULT_MAX_BODY_BYTES > 2147483648
 #error "URSULA_DEFAULT_MAX_BODY_BYTES must be in 1024..2^31"
 #endif
+#if URSULA_DEFAULT_MAX_BODY_INFLIGHT_BYTES < URSULA_DEFAULT_MAX_BODY_BYTES || \
+    URSULA_DEFAULT_MAX_BODY_INFLIGHT_BYTES > 1125899906842624
+#error "URSULA_DEFAULT_MAX_BODY_INFLIGHT_BYTES must be in max-body-bytes..2^50"
+#endif
 #if URSULA_DEFAULT_MAX_CONNECTIONS < 1 || \
     URSULA_DEFAULT_MAX_CONNECTIONS > 1000000
 #error "URSULA_DEFAULT_MAX_CONNECTIONS must be in 1..1000000"
@@ -58,6 +62,8 @@
     URSULA_DEFAULT_IDLE_TIMEOUT_MS > 86400000 ||   \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS < 1 ||        \
     URSULA_DEFAULT_HEADER_TIMEOUT_MS > 86400000 || \
+    URSULA_DEFAULT_BODY_TIMEOUT_MS < 1 ||          \
+    URSULA_DEFAULT_BODY_TIMEOUT_MS > 86400000 ||   \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS < 1 ||         \
     URSULA_DEFAULT_SSE_KEEPALIVE_MS > 86400000 ||  \
     URSULA_DEFAULT_SSE_CLOSE_MS < 1 ||             \
@@ -108,13 +114,24 @@ static const struct conf_key conf_keys[] = {
      1, 3600000, "N", "how long a long-poll read waits before answering 204"},
     {"max-body-bytes", NULL, CONF_T_I64, CONF_OFF(max_body_bytes), 1024,
      2147483648u, "N", "largest request body; larger is answered 413"},
+    {"max-body-inflight-bytes", NULL, CONF_T_I64,
+     CONF_OFF(max_body_inflight_bytes), 1024, (int64_t)1 << 50, "N",
+     "bytes of request bodies being received, all connections together "
+     "(a Content-Length counts whole from the head on); a request that "
+     "does not fit is answered 503; at least --max-body-bytes"},
     {"max-connections", NULL, CONF_T_INT, CONF_OFF(max_connections), 1, 1000000,
-     "N", "open client connections; more are answered 503"},
+     "N",
+     "open client connections, all cores together; more are answered 503 "
+     "and closed"},
     {"idle-timeout-ms", NULL, CONF_T_INT, CONF_OFF(idle_timeout_ms), 1,
      86400000, "N", "close a keep-alive connection idle this long"},
     {"header-timeout-ms", NULL, CONF_T_INT, CONF_OFF(header_timeout_ms), 1,
      86400000, "N",
      "close a client that takes longer to send its request head"},
+    {"body-timeout-ms", NULL, CONF_T_INT, CONF_OFF(body_timeout_ms), 1,
+     86400000, "N",
+     "close a client whose request body brings no new bytes for this long "
+     "(a body that keeps coming may take longer in all)"},
     {"sse-keepalive-ms", NULL, CONF_T_INT, CONF_OFF(sse_keepalive_ms), 1,
      86400000, "N", "send an SSE comment line when a tail is idle this long"},
     {"sse-close-ms", NULL, CONF_T_INT, CONF_OFF(sse_close_ms), 1, 86400000,
@@ -386,9 +403,11 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->raft_group_count = URSULA_DEFAULT_GROUPS;
   cfg->long_poll_timeout_ms = URSULA_DEFAULT_LONG_POLL_MS;
   cfg->max_body_bytes = URSULA_DEFAULT_MAX_BODY_BYTES;
+  cfg->max_body_inflight_bytes = URSULA_DEFAULT_MAX_BODY_INFLIGHT_BYTES;
   cfg->max_connections = URSULA_DEFAULT_MAX_CONNECTIONS;
   cfg->idle_timeout_ms = URSULA_DEFAULT_IDLE_TIMEOUT_MS;
   cfg->header_timeout_ms = URSULA_DEFAULT_HEADER_TIMEOUT_MS;
+  cfg->body_timeout_ms = URSULA_DEFAULT_BODY_TIMEOUT_MS;
   cfg->sse_keepalive_ms = URSULA_DEFAULT_SSE_KEEPALIVE_MS;
   cfg->sse_close_ms = URSULA_DEFAULT_SSE_CLOSE_MS;
   cfg->max_read_bytes = URSULA_DEFAULT_MAX_READ_BYTES;
@@ -705,9 +724,11 @@ URSULA_API const char *ursula_compile_options(void) {
       CONF_OPT(URSULA_DEFAULT_GROUPS)
       CONF_OPT(URSULA_DEFAULT_LONG_POLL_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_BODY_BYTES)
+      CONF_OPT(URSULA_DEFAULT_MAX_BODY_INFLIGHT_BYTES)
       CONF_OPT(URSULA_DEFAULT_MAX_CONNECTIONS)
       CONF_OPT(URSULA_DEFAULT_IDLE_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_HEADER_TIMEOUT_MS)
+      CONF_OPT(URSULA_DEFAULT_BODY_TIMEOUT_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_KEEPALIVE_MS)
       CONF_OPT(URSULA_DEFAULT_SSE_CLOSE_MS)
       CONF_OPT(URSULA_DEFAULT_MAX_READ_BYTES)

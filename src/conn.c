@@ -9,9 +9,15 @@
 ** conn_ops).  The raw socket calls go through struct conn_io, so another
 ** transport (TLS) can take their place.  Its life:
 **
-**   CONN_HEAD   reading a request head (header timeout while partial,
-**               idle timeout while empty)
-**   CONN_BODY   reading a Content-Length or chunked body
+**   CONN_HEAD   reading a request head: the idle timeout while nothing
+**               of it has come; from its first byte on, the header
+**               timeout, armed once: later bytes do not extend it, so it
+**               bounds the whole head (a client sending a byte every few
+**               seconds is cut, not kept for hours)
+**   CONN_BODY   reading a Content-Length or chunked body: the body
+**               timeout, armed when the head ends and again by every read
+**               that brings body bytes, so a body must keep coming but may
+**               take as long as it needs in all
 **   CONN_BUSY   the protocol layer has the request (a job at the stream's
 **               owner); input is not read, so pipelined requests wait
 **               their turn and replies stay in order
@@ -42,24 +48,31 @@
 ** client whose queued output has not moved for --idle-timeout-ms is
 ** dropped (conn_stalled; a paused one on its timer), and CONN_MAX_OUT
 ** is a last valve above all that.
+**
+** BODIES IN FLIGHT.  A request body is held whole in memory until it is
+** handed on, so the bytes of bodies being received are charged to one
+** budget of the server's, --max-body-inflight-bytes over all cores
+** (struct conn_bounds): a Content-Length whole when its head is read, a
+** chunked body as its bytes arrive.  A request that does not fit is
+** answered 503 with Retry-After and its connection ends, the body unread
+** (RFC 9110 section 15.6.4: 503 means "the server is currently unable to
+** handle the request due to a temporary overload ... which will likely be
+** alleviated after some delay"; "The server MAY send a Retry-After header
+** field").  The charge is given back when the body is handed on
+** (on_request), when the request fails, and at the latest when the
+** connection lingers or closes.  The buffer a body is read into grows
+** with what arrives (conn_body_room), so a client that stalls holds the
+** memory of what it sent, not of what it announced.
 */
 #include "internal.h"
 
 #define CONN_READ_CHUNK 65536
+#define CONN_READ_BODY_MAX (1024u * 1024) /* unparsed input read per turn */
+#define CONN_NO_ROOM "too many request bodies in flight, retry"
 #define CONN_LINGER_MS 2000
+#define CONN_FD_PAUSE_MS 100 /* out of descriptors: accepting pauses */
 #define CONN_MAX_OUT (64u * 1024 * 1024) /* plus 2 bodies: never reached */
 #define CONN_COMPACT 65536 /* written bytes kept at the front of out */
-
-/* Loads and stores of a counter that other threads read (out_pending):
-** atomic where the compiler has the builtins, else plain (an estimate
-** either way, never used for memory safety). */
-#if defined(__GNUC__)
-#define CONN_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define CONN_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#else
-#define CONN_LOAD(p) (*(p))
-#define CONN_STORE(p, v) ((void)(*(p) = (v)))
-#endif
 
 /* ------------------------------------------------------------ sockets */
 
@@ -90,6 +103,113 @@ static int conn_plain_close(int fd) {
 
 static const struct conn_io conn_plain_io = {
     conn_plain_recv, conn_plain_sendv, conn_plain_shutdown, conn_plain_close};
+
+/* ------------------------------------------------------------ bounds
+
+   The counters of struct conn_bounds are shared by the core threads: GCC
+   and Clang change them with atomic operations (relaxed: each is a count
+   that orders nothing else), other compilers under the struct's mutex. */
+
+#if defined(__GNUC__)
+#define CONN_ATOMIC 1
+#else
+#define CONN_ATOMIC 0
+#endif
+
+/* Loads and stores of a counter that other threads read (a core's
+** out_pending, written by its own thread only): an estimate either way,
+** never used for memory safety. */
+#if CONN_ATOMIC
+#define CONN_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define CONN_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#else
+#define CONN_LOAD(p) (*(p))
+#define CONN_STORE(p, v) ((void)(*(p) = (v)))
+#endif
+
+URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b) {
+  memset(b, 0, sizeof(*b));
+  pthread_mutex_init(&b->mu, NULL);
+}
+
+URSULA_PRIVATE void conn_bounds_free(struct conn_bounds *b) {
+  pthread_mutex_destroy(&b->mu);
+}
+
+/* Add n to the counter *v of b if the sum stays at most max: 1 if it was
+** added, 0 if not (then *v is unchanged). */
+static int conn_bounds_add(struct conn_bounds *b, uint64_t *v, uint64_t n,
+                           uint64_t max) {
+#if CONN_ATOMIC
+  uint64_t cur = __atomic_load_n(v, __ATOMIC_RELAXED);
+  (void)b;
+  do {
+    if (n > max || cur > max - n) return 0;
+  } while (!__atomic_compare_exchange_n(v, &cur, cur + n, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+  return 1;
+#else
+  int ok;
+  pthread_mutex_lock(&b->mu);
+  ok = n <= max && *v <= max - n;
+  if (ok) *v += n;
+  pthread_mutex_unlock(&b->mu);
+  return ok;
+#endif
+}
+
+/* Whether a thing done at most once per period_ms, over all cores, is
+** due at now (then *last becomes now): for log lines. */
+static int conn_bounds_due(struct conn_bounds *b, uint64_t *last, uint64_t now,
+                           uint64_t period_ms) {
+#if CONN_ATOMIC
+  uint64_t cur = __atomic_load_n(last, __ATOMIC_RELAXED);
+  (void)b;
+  if (cur != 0 && now < cur + period_ms) return 0;
+  return __atomic_compare_exchange_n(last, &cur, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED);
+#else
+  int due;
+  pthread_mutex_lock(&b->mu);
+  due = *last == 0 || now >= *last + period_ms;
+  if (due) *last = now;
+  pthread_mutex_unlock(&b->mu);
+  return due;
+#endif
+}
+
+/* Take n (added before) off the counter *v of b. */
+static void conn_bounds_sub(struct conn_bounds *b, uint64_t *v, uint64_t n) {
+#if CONN_ATOMIC
+  (void)b;
+  __atomic_fetch_sub(v, n, __ATOMIC_RELAXED);
+#else
+  pthread_mutex_lock(&b->mu);
+  *v -= n;
+  pthread_mutex_unlock(&b->mu);
+#endif
+}
+
+/* Charge n more bytes of the body being read to the server's budget of
+** bodies in flight: 0, or -1 if they do not fit (nothing is charged). */
+static int conn_charge(struct conn *cn, uint64_t n) {
+  struct ursula_server *s = cn->core->srv;
+  if (n == 0) return 0;
+  if (!conn_bounds_add(&s->bounds, &s->bounds.body_bytes, n,
+                       (uint64_t)s->cfg.max_body_inflight_bytes))
+    return -1;
+  cn->charged += n;
+  return 0;
+}
+
+/* Give back all the body being read has charged (handed on, failed, or
+** the connection ends). */
+static void conn_uncharge(struct conn *cn) {
+  struct ursula_server *s = cn->core->srv;
+  if (cn->charged == 0) return;
+  conn_bounds_sub(&s->bounds, &s->bounds.body_bytes, cn->charged);
+  cn->charged = 0;
+}
 
 /* ------------------------------------------------------------ output */
 
@@ -324,6 +444,7 @@ URSULA_PRIVATE int conn_continue(struct conn *cn,
 /* ------------------------------------------------------------ states */
 
 static void conn_on_timer(struct loop *l, void *arg);
+static void conn_body_fail(struct conn *cn, int status, const char *reason);
 
 URSULA_PRIVATE void conn_arm(struct conn *cn, int ms) {
   loop_timer_set(cn->core->loop, &cn->timer,
@@ -334,15 +455,26 @@ URSULA_PRIVATE void conn_disarm(struct conn *cn) {
   loop_timer_cancel(cn->core->loop, &cn->timer);
 }
 
+/* Waiting for a request head: the idle timeout while nothing of it has
+** come, else the header timeout.  Called when the wait begins and when
+** the head's first bytes come in, never for its later bytes (see
+** CONN_HEAD). */
 static void conn_arm_idle(struct conn *cn) {
   const struct ursula_config *cfg = &cn->core->srv->cfg;
   conn_arm(cn, cn->in.len > 0 ? cfg->header_timeout_ms : cfg->idle_timeout_ms);
 }
 
+/* Reading a body: it must bring more bytes within the body timeout. */
+static void conn_arm_body(struct conn *cn) {
+  conn_arm(cn, cn->core->srv->cfg.body_timeout_ms);
+}
+
+/* (The protocol layer has taken what it needs of the body: raw goes.) */
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
   cn->state = CONN_BUSY;
   conn_disarm(cn);
   conn_set_events(cn, 0, cn->want_write);
+  buf_free(&cn->raw);
 }
 
 URSULA_PRIVATE void conn_live(struct conn *cn) {
@@ -364,8 +496,10 @@ static void conn_on_timer(struct loop *l, void *arg) {
       conn_arm(cn, (int)(idle - quiet));
   } else if (cn->state == CONN_LIVE) {
     conn_ops(cn)->on_live_timer(cn);
-  } else if (cn->state == CONN_HEAD || cn->state == CONN_BODY) {
-    if (cn->in.len > 0 || cn->state == CONN_BODY)
+  } else if (cn->state == CONN_BODY) { /* RFC 9110 section 15.5.9 */
+    conn_body_fail(cn, 408, "request body timed out");
+  } else if (cn->state == CONN_HEAD) {
+    if (cn->in.len > 0)
       conn_fatal(cn, 408, "request timed out");
     else
       conn_close(cn);
@@ -391,7 +525,8 @@ static int conn_on_head(struct conn *cn, struct http_request *req) {
   /* body framing first: even an error answer must know where it ends */
   cn->chunked = 0;
   cn->body_left = 0;
-  cn->raw.len = 0;
+  buf_free(&cn->raw); /* (what a body before left) */
+  URSULA_ASSERT(cn->charged == 0);
   memset(&cn->chunk, 0, sizeof(cn->chunk));
   if ((status = http_framing(req, &f, &reason)) != 0 ||
       (status = http_authority(req, &reason)) != 0) {
@@ -404,7 +539,93 @@ static int conn_on_head(struct conn *cn, struct http_request *req) {
     conn_fatal(cn, 413, "request body is too large");
     return -1;
   }
+  if (conn_charge(cn, cn->body_left) != 0) { /* see BODIES IN FLIGHT */
+    conn_fatal(cn, 503, CONN_NO_ROOM);
+    return -1;
+  }
   return conn_ops(cn)->on_head(cn, req);
+}
+
+/* The body being read is dropped and the request answered with status
+** (the connection then ends): its job goes and its charge is given back. */
+static void conn_body_fail(struct conn *cn, int status, const char *reason) {
+  conn_ops(cn)->on_abort(cn);
+  conn_uncharge(cn);
+  conn_fatal(cn, status, reason);
+}
+
+/* Make room in raw for take more body bytes, of at most left more (take
+** among them).  raw grows with what arrives: by as much as it holds (at
+** least CONN_READ_CHUNK) and never past left, so it is at most about
+** twice what was sent, and a client that stalls holds what it sent, not
+** what it announced; growing by what it holds keeps the copies of
+** realloc to a few per body. */
+static int conn_body_room(struct conn *cn, size_t take, uint64_t left) {
+  struct buf *b = &cn->raw;
+  size_t ahead = b->len < CONN_READ_CHUNK ? CONN_READ_CHUNK : b->len, cap;
+  char *p;
+  if (take == 0 || b->cap > b->len + take) return URSULA_OK; /* (+ NUL) */
+  if ((uint64_t)ahead > left - take) ahead = (size_t)(left - take);
+  if (ahead > SIZE_MAX - b->len - take - 1) return URSULA_ENOMEM;
+  cap = b->len + take + ahead + 1;
+  p = (char *)URSULA_REALLOC(b->ptr, cap);
+  if (p == NULL) return URSULA_ENOMEM;
+  b->ptr = p;
+  b->cap = cap;
+  return URSULA_OK;
+}
+
+/* Read what input holds of a chunked body, charging its bytes as they
+** come: 1 once it is all in, 0 to wait for more, -1 if the request was
+** answered (413, 400, 503). */
+static int conn_body_chunked(struct conn *cn) {
+  uint64_t max = (uint64_t)cn->core->srv->cfg.max_body_bytes;
+  size_t had = cn->raw.len, take = cn->in.len;
+  int done = 0;
+  long used;
+  if ((uint64_t)take > max - had) take = (size_t)(max - had);
+  if (conn_body_room(cn, take, max - had) != URSULA_OK) {
+    conn_body_fail(cn, 503, "out of memory");
+    return -1;
+  }
+  used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len, &cn->raw, &done);
+  if (used < 0) {
+    if (used == URSULA_ENOMEM)
+      conn_body_fail(cn, 503, "out of memory");
+    else
+      conn_body_fail(cn, 400, "malformed chunked body");
+    return -1;
+  }
+  buf_consume(&cn->in, (size_t)used);
+  if (cn->raw.len > max) {
+    conn_body_fail(cn, 413, "request body is too large");
+    return -1;
+  }
+  if (conn_charge(cn, cn->raw.len - had) != 0) {
+    conn_body_fail(cn, 503, CONN_NO_ROOM);
+    return -1;
+  }
+  if (done) return 1;
+  if (cn->raw.len > had) conn_arm_body(cn); /* it came on */
+  return 0;
+}
+
+/* Read what input holds of a Content-Length body (charged whole with its
+** head): 1 once it is all in, 0 to wait for more, -1 if answered. */
+static int conn_body_length(struct conn *cn) {
+  size_t take = cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
+  if (take > 0) {
+    if (conn_body_room(cn, take, cn->body_left) != URSULA_OK) {
+      conn_body_fail(cn, 503, "out of memory");
+      return -1;
+    }
+    buf_append(&cn->raw, cn->in.ptr, take); /* (in the room made) */
+    buf_consume(&cn->in, take);
+    cn->body_left -= take;
+  }
+  if (cn->body_left == 0) return 1;
+  if (take > 0) conn_arm_body(cn); /* it came on */
+  return 0;
 }
 
 /* Work through buffered input: heads, bodies, requests. */
@@ -436,40 +657,12 @@ static void conn_process(struct conn *cn) {
       buf_consume(&cn->in, (size_t)n);
       if (rc != 0) return;
       cn->state = CONN_BODY;
+      if (cn->chunked || cn->body_left > 0) conn_arm_body(cn);
     }
     if (cn->state == CONN_BODY) {
-      if (cn->chunked) {
-        int done = 0;
-        long used = http_chunked_feed(&cn->chunk, cn->in.ptr, cn->in.len,
-                                      &cn->raw, &done);
-        if (used < 0) {
-          conn_ops(cn)->on_abort(cn);
-          conn_fatal(cn, 400, "malformed chunked body");
-          return;
-        }
-        buf_consume(&cn->in, (size_t)used);
-        if (cn->raw.len > (size_t)cn->core->srv->cfg.max_body_bytes) {
-          conn_ops(cn)->on_abort(cn);
-          conn_fatal(cn, 413, "request body is too large");
-          return;
-        }
-        if (!done) return;
-      } else {
-        size_t take =
-            cn->in.len < cn->body_left ? cn->in.len : (size_t)cn->body_left;
-        if (cn->raw.len == 0 && cn->body_left > 0 &&
-            buf_reserve(&cn->raw, (size_t)cn->body_left) != URSULA_OK) {
-          conn_ops(cn)->on_abort(cn);
-          conn_fatal(cn, 503, "out of memory");
-          return;
-        }
-        if (take > 0) {
-          buf_append(&cn->raw, cn->in.ptr, take);
-          buf_consume(&cn->in, take);
-          cn->body_left -= take;
-        }
-        if (cn->body_left > 0) return;
-      }
+      if ((cn->chunked ? conn_body_chunked(cn) : conn_body_length(cn)) <= 0)
+        return;          /* more to come, or answered */
+      conn_uncharge(cn); /* handed on: no longer being received */
       conn_ops(cn)->on_request(cn);
       if (cn->state != CONN_HEAD) return; /* the protocol layer has it */
       continue;
@@ -503,6 +696,7 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     }
   }
   if (events & (LOOP_READ | LOOP_ERROR)) {
+    size_t had = cn->in.len;
     for (;;) {
       ssize_t n;
       if (buf_reserve(&cn->in, CONN_READ_CHUNK) != URSULA_OK) {
@@ -515,6 +709,8 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
         if ((size_t)n < CONN_READ_CHUNK) break;
         if (cn->state == CONN_HEAD && cn->in.len > URSULA_MAX_HEADER_BYTES * 2)
           break;
+        if (cn->state == CONN_BODY && cn->in.len >= CONN_READ_BODY_MAX)
+          break; /* the rest next turn, once this is parsed */
       } else if (n == 0) {
         conn_close(cn); /* peer closed; a half-sent request is dropped */
         return;
@@ -531,12 +727,19 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
       cn->in.len = 0; /* a live reader has nothing more to say */
       return;
     }
-    if (cn->state == CONN_HEAD) conn_arm_idle(cn);
+    if (cn->state == CONN_HEAD && had == 0 && cn->in.len > 0)
+      conn_arm_idle(cn); /* a head begins: its clock starts, once */
     conn_process(cn);
   }
 }
 
 /* ------------------------------------------------------------ accept */
+
+/* The descriptor kept in reserve for accepting at the open-file limit,
+** or -1. */
+static int conn_spare_open(void) {
+  return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
                                     const struct conn_ops *ops) {
@@ -544,6 +747,7 @@ URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
   t->max_conns = max_conns;
   t->ops = ops;
   t->io = &conn_plain_io;
+  t->spare_fd = conn_spare_open();
 }
 
 URSULA_PRIVATE int conn_table_count(const struct conn_table *t) {
@@ -582,54 +786,129 @@ static int conn_slot_alloc(struct conn_table *t, struct conn *cn) {
   return 0;
 }
 
+static void conn_slot_free(struct conn_table *t, const struct conn *cn) {
+  uint32_t slot = (uint32_t)(cn->id & 0xffffffffu);
+  t->slots[slot] = NULL;
+  t->free_slots[t->n_free++] = slot;
+}
+
+/* Answer a client refused before it is a connection with plain bytes on
+** its socket, and close it: 503 with Retry-After (RFC 9110 sections
+** 15.6.4 and 10.2.3), the Content-Length counted from the body itself. */
+static void conn_refuse(int cfd) {
+  static const char body[] = "too many connections, retry\n";
+  char busy[256];
+  int n = snprintf(busy, sizeof(busy),
+                   "HTTP/1.1 503 Service Unavailable\r\n"
+                   "Connection: close\r\nRetry-After: 1\r\n"
+                   "Content-Type: text/plain\r\n"
+                   "Content-Length: %u\r\n\r\n%s",
+                   (unsigned)(sizeof(body) - 1), body);
+  ssize_t w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
+  (void)w;
+  close(cfd);
+}
+
+/* Make the accepted socket cfd a connection of core c (the server-wide
+** count already has it): 0, or -1 if it could not be (cfd is left). */
+static int conn_admit(struct loop *l, struct core *c, int cfd) {
+  struct conn_table *t = &c->conns;
+  struct conn *cn = (struct conn *)URSULA_MALLOC(t->ops->size);
+  if (cn == NULL) return -1;
+  memset(cn, 0, t->ops->size);
+  cn->core = c;
+  cn->fd = cfd;
+  cn->reading = 1;
+  cn->write_ms = loop_now_ms(l);
+  if (conn_slot_alloc(t, cn) != 0) {
+    URSULA_FREE(cn);
+    return -1;
+  }
+  if (loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
+    conn_slot_free(t, cn);
+    URSULA_FREE(cn);
+    return -1;
+  }
+  t->n_conns++;
+  conn_arm_idle(cn);
+  return 0;
+}
+
+/* The listener is watched again after a pause (conn_on_fd_limit), unless
+** the core has stopped accepting since. */
+static void conn_on_accept_resume(struct loop *l, void *arg) {
+  struct core *c = (struct core *)arg;
+  if (c->conns.spare_fd < 0) c->conns.spare_fd = conn_spare_open();
+  if (c->listening && !c->draining) loop_mod(l, c->srv->listen_fd, LOOP_READ);
+}
+
+/* Accept a client with the spare descriptor given up for it, answer it
+** 503 and close it, and take the spare again: 0, or -1 if no client was
+** there (or still no descriptor for it). */
+static int conn_refuse_spare(struct conn_table *t, int lfd) {
+  int cfd;
+  close(t->spare_fd);
+  cfd = accept(lfd, NULL, NULL);
+  if (cfd >= 0) {
+    os_set_nonblock(cfd);
+    conn_refuse(cfd);
+  }
+  t->spare_fd = conn_spare_open();
+  return cfd >= 0 ? 0 : -1;
+}
+
+/* accept() on the listener lfd failed with err, EMFILE or ENFILE: no
+** descriptor for the client, who stays queued, and the listener stays
+** readable, so a loop that only returned would spin on it.  Instead the
+** spare descriptor is given up, again and again, to accept the clients
+** queued, answer each 503 and close it; then this core stops watching
+** the listener for CONN_FD_PAUSE_MS (descriptors come back as
+** connections close).  Logged at most once a second over all cores. */
+static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
+  struct conn_table *t = &c->conns;
+  struct conn_bounds *b = &c->srv->bounds;
+  int i;
+  for (i = 0; i < 64 && t->spare_fd >= 0; i++)
+    if (conn_refuse_spare(t, lfd) != 0) break;
+  /* (+ 1: a time of 0 means never) */
+  if (conn_bounds_due(b, &b->fd_log_ms, loop_now_ms(l) + 1, 1000))
+    LOG_W(
+        "accept: %s: open-file limit reached, new connections are "
+        "answered 503 until some close; raise it (ulimit -n)",
+        strerror(err));
+  (void)err; /* when logging is compiled out */
+  loop_mod(l, lfd, 0);
+  loop_timer_set(l, &t->accept_timer, loop_now_ms(l) + CONN_FD_PAUSE_MS,
+                 conn_on_accept_resume, c);
+}
+
+/* --max-connections counts the open connections of every core together
+** (struct conn_bounds): a core accepts while the total is below it,
+** however the connections happen to spread over the cores. */
 URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
                                    void *arg) {
   struct core *c = (struct core *)arg;
-  struct conn_table *t = &c->conns;
+  struct conn_bounds *b = &c->srv->bounds;
   int i;
   (void)events;
   for (i = 0; i < 64; i++) {
-    struct conn *cn;
     int one = 1;
     int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      conn_on_fd_limit(l, c, fd, errno);
+      return;
+    }
     if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
     os_set_nonblock(cfd);
     os_set_cloexec(cfd);
     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (t->n_conns >= t->max_conns || c->draining) {
-      /* refused before it is a connection: plain bytes on the socket,
-      ** the Content-Length counted from the body itself */
-      static const char body[] = "too many connections, retry\n";
-      char busy[256];
-      int n = snprintf(busy, sizeof(busy),
-                       "HTTP/1.1 503 Service Unavailable\r\n"
-                       "Connection: close\r\nRetry-After: 1\r\n"
-                       "Content-Type: text/plain\r\n"
-                       "Content-Length: %u\r\n\r\n%s",
-                       (unsigned)(sizeof(body) - 1), body);
-      ssize_t w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
-      (void)w;
+    if (c->draining ||
+        !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
+      conn_refuse(cfd);
+    } else if (conn_admit(l, c, cfd) != 0) {
+      conn_bounds_sub(b, &b->conns, 1);
       close(cfd);
-      continue;
     }
-    cn = (struct conn *)URSULA_MALLOC(t->ops->size);
-    if (cn == NULL) {
-      close(cfd);
-      continue;
-    }
-    memset(cn, 0, t->ops->size);
-    cn->core = c;
-    cn->fd = cfd;
-    cn->reading = 1;
-    cn->write_ms = loop_now_ms(l);
-    if (conn_slot_alloc(t, cn) != 0 ||
-        loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
-      close(cfd);
-      URSULA_FREE(cn);
-      continue;
-    }
-    t->n_conns++;
-    conn_arm_idle(cn);
   }
 }
 
@@ -638,6 +917,7 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
 /* The response is out and the connection ends: see CONN_LINGER. */
 static void conn_linger(struct conn *cn) {
   conn_ops(cn)->on_end(cn);
+  conn_uncharge(cn);
   if (conn_io(cn)->shutdown(cn->fd) != 0) {
     conn_close(cn);
     return;
@@ -651,18 +931,17 @@ static void conn_linger(struct conn *cn) {
 static void conn_close(struct conn *cn) {
   struct core *c = cn->core;
   struct conn_table *t = &c->conns;
-  uint32_t slot;
   if (cn->fd < 0) return;
   conn_ops(cn)->on_end(cn);
+  conn_uncharge(cn);
   loop_timer_cancel(c->loop, &cn->timer);
   loop_del(c->loop, cn->fd);
   conn_io(cn)->close(cn->fd);
   cn->fd = -1;
   conn_count_out(cn, 0);
-  slot = (uint32_t)(cn->id & 0xffffffffu);
-  t->slots[slot] = NULL;
-  t->free_slots[t->n_free++] = slot;
+  conn_slot_free(t, cn);
   t->n_conns--;
+  conn_bounds_sub(&c->srv->bounds, &c->srv->bounds.conns, 1);
   buf_free(&cn->in);
   buf_free(&cn->out);
   buf_free(&cn->body);
@@ -700,11 +979,16 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
   }
   URSULA_FREE(t->slots);
   URSULA_FREE(t->free_slots);
+  if (t->spare_fd >= 0) close(t->spare_fd);
   memset(t, 0, sizeof(*t));
 }
 
 #undef CONN_READ_CHUNK
+#undef CONN_READ_BODY_MAX
+#undef CONN_NO_ROOM
+#undef CONN_ATOMIC
 #undef CONN_LINGER_MS
+#undef CONN_FD_PAUSE_MS
 #undef CONN_MAX_OUT
 #undef CONN_COMPACT
 #undef CONN_LOAD

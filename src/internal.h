@@ -1481,6 +1481,22 @@ enum {
 
 struct conn;
 
+/* What the connections of every core share, owned by the server (struct
+** ursula_server) and kept by conn.c: the open connections, against
+** --max-connections, and the bytes of request bodies being received,
+** against --max-body-inflight-bytes, each over all cores.  Changed with
+** atomic operations where the compiler has them (GCC, Clang), else under
+** mu. */
+struct conn_bounds {
+  uint64_t conns;      /* open client connections */
+  uint64_t body_bytes; /* charged by the request bodies being read */
+  uint64_t fd_log_ms;  /* when running out of descriptors was logged */
+  pthread_mutex_t mu;  /* (only without atomic operations) */
+};
+
+URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b);
+URSULA_PRIVATE void conn_bounds_free(struct conn_bounds *b);
+
 /* The raw socket calls of a connection, each as its POSIX namesake (-1
 ** and errno on failure); a transport such as TLS replaces them. */
 struct conn_io {
@@ -1555,7 +1571,8 @@ struct conn {
   uint64_t body_left;
   int chunked;
   struct http_chunked chunk;
-  struct buf raw; /* request body as received */
+  struct buf raw;   /* request body as received */
+  uint64_t charged; /* of it, bytes charged to the server's bounds */
 };
 
 /* A core's connections (in struct core). */
@@ -1567,8 +1584,10 @@ struct conn_table {
   uint32_t *free_slots;
   uint32_t n_free;
   uint32_t next_gen;
-  int n_conns;
-  int max_conns; /* more are answered 503 at accept */
+  int n_conns;   /* this core's */
+  int max_conns; /* of all cores together: more are answered 503 */
+  int spare_fd;  /* kept to accept a client at the open-file limit, or -1 */
+  struct loop_timer accept_timer; /* resumes accepting after that */
 };
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
@@ -1773,6 +1792,7 @@ struct ursula_server {
   pthread_mutex_t mu; /* guards n_drained */
   int n_drained;
   int running;
+  struct conn_bounds bounds; /* shared by the cores' connections */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which

@@ -306,6 +306,7 @@ static void server_free(struct ursula_server *s) {
   server_syncer_stop(s->syncer);
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
+  conn_bounds_free(&s->bounds);
   URSULA_FREE(s);
 }
 
@@ -465,6 +466,20 @@ static int server_recover(struct ursula_server *s, char *err) {
   return rc;
 }
 
+/* ------------------------------------------------------------ bounds */
+
+/* The budget of request bodies in flight must hold the largest body, or
+** such a body could never be taken. */
+static int server_check_bounds(const struct ursula_config *cfg, char *err) {
+  if (cfg->max_body_inflight_bytes >= cfg->max_body_bytes) return URSULA_OK;
+  snprintf(err, URSULA_ERRMSG_LEN,
+           "--max-body-inflight-bytes %lld is below --max-body-bytes %lld: "
+           "it must be at least that, or the largest body would never fit",
+           (long long)cfg->max_body_inflight_bytes,
+           (long long)cfg->max_body_bytes);
+  return URSULA_EINVAL;
+}
+
 /* ------------------------------------------------------------ cold tier */
 
 /* Check the cold-tier settings, taking credentials from the environment
@@ -569,6 +584,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->listen_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
+  conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
   s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
 #if !URSULA_ENABLE_THREADS
@@ -593,16 +609,21 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
       goto fail;
     }
   }
-  { /* every connection is a descriptor; so are WAL segments and loops */
-    long want = (long)cfg->max_connections + 64 + 4L * s->n_groups;
+  { /* every connection is a descriptor; so are WAL segments, and each
+    ** core's loop (3) and spare for accepting at the limit (conn.c) */
+    long want =
+        (long)cfg->max_connections + 64 + 4L * s->n_groups + 4L * s->n_cores;
     long have = os_raise_fd_limit(want);
     if (have >= 0 && have < want)
       LOG_W(
           "open-file limit is %ld, below the %ld that --max-connections "
-          "%d needs; raise it (ulimit -n)",
+          "%d needs; raise it (ulimit -n): past it, new connections are "
+          "answered 503",
           have, want, cfg->max_connections);
   }
-  if ((rc = server_check_cold(&s->cfg, err)) != URSULA_OK) goto fail;
+  if ((rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK)
+    goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||
@@ -629,7 +650,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     }
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
-    api_core_init(c, (cfg->max_connections + s->n_cores - 1) / s->n_cores);
+    api_core_init(c, cfg->max_connections); /* one count for all cores */
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;

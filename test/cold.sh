@@ -296,14 +296,20 @@ done
 check "deleting the fork deletes its own objects" [ -z "$(names | sort | comm -12 "$TMP/names.new" -)" ]
 
 # ---------------------------------------------------------------- 4. garbage
-before=$(objects)
+# big's objects are those of the group and incarnation of the one that ends
+# at 4 MiB (counting all objects would race with the other streams' last
+# moves: the one-append stream's, by age, comes about 3 s after a restart)
+bigp=$(names | grep -- '-0000000000400000$' | head -1 | cut -d/ -f1,2)
+bigobjs() { names | grep -c "^$bigp/"; }
+before=$(bigobjs)
 curl -s -o /dev/null -X DELETE "$U/big"
 gone=0
 for i in $(seq 1 60); do
-  [ "$(objects)" -le $((before - 256)) ] && { gone=1; break; }
+  [ "$(bigobjs)" -eq 0 ] && { gone=1; break; }
   sleep 0.25
 done
-check "deleting a stream deletes its 256 objects ($before before, $(objects) after)" [ "$gone" -eq 1 ]
+[ -n "$bigp" ] && [ "$before" -eq 256 ] || gone=0
+check "deleting a stream deletes its 256 objects ($before before, $(bigobjs) after)" [ "$gone" -eq 1 ]
 kill9
 orphan
 orphan_exists || not_ok "the test could not place an orphan object"

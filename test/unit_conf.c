@@ -20,9 +20,11 @@ static int unit_conf_eq(const struct ursula_config *a,
          a->raft_group_count == b->raft_group_count &&
          a->long_poll_timeout_ms == b->long_poll_timeout_ms &&
          a->max_body_bytes == b->max_body_bytes &&
+         a->max_body_inflight_bytes == b->max_body_inflight_bytes &&
          a->max_connections == b->max_connections &&
          a->idle_timeout_ms == b->idle_timeout_ms &&
          a->header_timeout_ms == b->header_timeout_ms &&
+         a->body_timeout_ms == b->body_timeout_ms &&
          a->sse_keepalive_ms == b->sse_keepalive_ms &&
          a->sse_close_ms == b->sse_close_ms &&
          a->max_read_bytes == b->max_read_bytes &&
@@ -46,9 +48,11 @@ static void test_conf_init(void) {
   ASSERT(c.raft_group_count == URSULA_DEFAULT_GROUPS);
   ASSERT(c.long_poll_timeout_ms == URSULA_DEFAULT_LONG_POLL_MS);
   ASSERT(c.max_body_bytes == URSULA_DEFAULT_MAX_BODY_BYTES);
+  ASSERT(c.max_body_inflight_bytes == 268435456); /* issue 12 section 5 */
   ASSERT(c.max_connections == URSULA_DEFAULT_MAX_CONNECTIONS);
   ASSERT(c.idle_timeout_ms == URSULA_DEFAULT_IDLE_TIMEOUT_MS);
   ASSERT(c.header_timeout_ms == URSULA_DEFAULT_HEADER_TIMEOUT_MS);
+  ASSERT(c.body_timeout_ms == 30000); /* issue 12 section 5 */
   ASSERT(c.sse_keepalive_ms == URSULA_DEFAULT_SSE_KEEPALIVE_MS);
   ASSERT(c.sse_close_ms == URSULA_DEFAULT_SSE_CLOSE_MS);
   ASSERT(c.max_read_bytes == URSULA_DEFAULT_MAX_READ_BYTES);
@@ -67,9 +71,11 @@ static void test_conf_set_ranges(void) {
       {"raft-group-count", 1, URSULA_MAX_GROUPS},
       {"long-poll-timeout-ms", 1, 3600000},
       {"max-body-bytes", 1024, 2147483648u},
+      {"max-body-inflight-bytes", 1024, UINT64_C(1) << 50},
       {"max-connections", 1, 1000000},
       {"idle-timeout-ms", 1, 86400000},
       {"header-timeout-ms", 1, 86400000},
+      {"body-timeout-ms", 1, 86400000},
       {"sse-keepalive-ms", 1, 86400000},
       {"sse-close-ms", 1, 86400000},
       {"max-read-bytes", 4096, 67108864},
@@ -119,12 +125,17 @@ static void test_conf_set_values(void) {
          c.long_poll_timeout_ms == 250);
   ASSERT(unit_conf_set(&c, "max-body-bytes", "2147483648") == URSULA_OK &&
          c.max_body_bytes == INT64_C(2147483648));
+  ASSERT(unit_conf_set(&c, "max-body-inflight-bytes", "1073741824") ==
+             URSULA_OK &&
+         c.max_body_inflight_bytes == INT64_C(1073741824));
   ASSERT(unit_conf_set(&c, "max-connections", "12") == URSULA_OK &&
          c.max_connections == 12);
   ASSERT(unit_conf_set(&c, "idle-timeout-ms", "86400000") == URSULA_OK &&
          c.idle_timeout_ms == 86400000);
   ASSERT(unit_conf_set(&c, "header-timeout-ms", "5") == URSULA_OK &&
          c.header_timeout_ms == 5);
+  ASSERT(unit_conf_set(&c, "body-timeout-ms", "250") == URSULA_OK &&
+         c.body_timeout_ms == 250);
   ASSERT(unit_conf_set(&c, "sse-keepalive-ms", "1000") == URSULA_OK &&
          c.sse_keepalive_ms == 1000);
   ASSERT(unit_conf_set(&c, "max-read-bytes", "65536") == URSULA_OK &&

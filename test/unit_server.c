@@ -766,10 +766,192 @@ static void test_server_fork_reads_wal(void) {
   unit_fork_matrix(7, 1);
 }
 
+/* ------------------------------------------------------------ bounds
+** --max-body-inflight-bytes (conn.c, "BODIES IN FLIGHT"): a Content-Length
+** is charged whole from its head on, a chunked body as its bytes come;
+** what does not fit is 503 with Retry-After (RFC 9110 sections 15.6.4 and
+** 10.2.3); and every way a request ends gives its charge back: handed on,
+** refused, failed (400, 408, 413), the client gone. */
+
+/* A connection to port (reads time out after 3 s), or -1. */
+static int unit_conn_open(int port) {
+  struct sockaddr_in a;
+  struct timeval tv = {3, 0};
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((unsigned short)port);
+  a.sin_addr.s_addr = htonl(0x7f000001);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void unit_conn_send(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w <= 0) return;
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* What the server sends until it closes (or 3 s pass), NUL-terminated
+** into out; its status, or -1. */
+static int unit_conn_answer(int fd, char *out, size_t cap) {
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, out + len, cap - 1 - len);
+    if (n <= 0) break;
+    len += (size_t)n;
+    if (len == cap - 1) break;
+  }
+  out[len] = '\0';
+  return len > 12 && memcmp(out, "HTTP/1.1 ", 9) == 0 ? atoi(out + 9) : -1;
+}
+
+/* A response head (to its blank line; for answers without a body), NUL-
+** terminated into out; its status, or -1. */
+static int unit_conn_head(int fd, char *out, size_t cap) {
+  size_t len = 0;
+  out[0] = '\0';
+  while (len < cap - 1 && strstr(out, "\r\n\r\n") == NULL) {
+    ssize_t n = read(fd, out + len, 1);
+    if (n <= 0) break;
+    out[++len] = '\0';
+  }
+  return len > 12 && memcmp(out, "HTTP/1.1 ", 9) == 0 ? atoi(out + 9) : -1;
+}
+
+/* The bytes charged now, once they settle at want (the server's threads
+** get there on their own time): want, or what they were after 3 s. */
+static uint64_t unit_charged(struct ursula_server *srv, uint64_t want) {
+  uint64_t v = 0;
+  int i;
+  for (i = 0; i < 300; i++) {
+    struct timespec ts = {0, 10000000};
+#if defined(__GNUC__)
+    v = __atomic_load_n(&srv->bounds.body_bytes, __ATOMIC_RELAXED);
+#else
+    v = srv->bounds.body_bytes;
+#endif
+    if (v == want) break;
+    nanosleep(&ts, NULL);
+  }
+  return v;
+}
+
+#define UNIT_POST "POST /s HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+
+static void test_server_body_charges(void) {
+  struct unit_server_run run;
+  struct ursula_config cfg;
+  struct ursula_server *srv = NULL;
+  char err[URSULA_ERRMSG_LEN], out[4096], big[6000];
+  int port, held, chunked, fd;
+  static const char cl_3000[] = UNIT_POST "Content-Length: 3000\r\n\r\n";
+  static const char te[] = UNIT_POST "Transfer-Encoding: chunked\r\n\r\n";
+  ursula_config_init(&cfg);
+  cfg.log_level = 0;
+  cfg.listen_port = 0;
+  cfg.core_count = 2;
+  cfg.max_body_bytes = 4096;
+  cfg.max_body_inflight_bytes = 8192;
+  cfg.body_timeout_ms = 1000;
+  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
+    printf("# start: %s\n", err);
+    unit_failed++;
+    return;
+  }
+  port = ursula_server_port(srv);
+  unit_server_go(&run, srv);
+  memset(big, 'b', sizeof(big));
+  ASSERT(unit_http(port, "PUT", "/s", "", NULL, 0) == 201);
+  ASSERT(unit_charged(srv, 0) == 0);
+  /* a Content-Length of 3000 with 100 bytes sent: 3000 charged */
+  held = unit_conn_open(port);
+  unit_conn_send(held, cl_3000, strlen(cl_3000));
+  unit_conn_send(held, big, 100);
+  ASSERT(unit_charged(srv, 3000) == 3000);
+  /* a chunked body, 2000 bytes of it so far: 2000 more */
+  chunked = unit_conn_open(port);
+  unit_conn_send(chunked, te, strlen(te));
+  unit_conn_send(chunked, "7d0\r\n", 5);
+  unit_conn_send(chunked, big, 2000);
+  ASSERT(unit_charged(srv, 5000) == 5000);
+  /* 4000 more do not fit 8192: 503, Retry-After, nothing charged */
+  fd = unit_conn_open(port);
+  unit_conn_send(fd, UNIT_POST "Content-Length: 4000\r\n\r\n",
+                 strlen(UNIT_POST "Content-Length: 4000\r\n\r\n"));
+  ASSERT(unit_conn_answer(fd, out, sizeof(out)) == 503);
+  ASSERT(strstr(out, "\r\nRetry-After: 1\r\n") != NULL);
+  ASSERT(strstr(out, "\r\nContent-Type: text/plain") != NULL);
+  close(fd);
+  ASSERT(unit_charged(srv, 5000) == 5000);
+  /* the client of the 3000 goes away mid-body */
+  close(held);
+  ASSERT(unit_charged(srv, 2000) == 2000);
+  /* the chunked body turns malformed: 400 */
+  unit_conn_send(chunked, "\r\nzz\r\n", 6);
+  ASSERT(unit_conn_answer(chunked, out, sizeof(out)) == 400);
+  close(chunked);
+  ASSERT(unit_charged(srv, 0) == 0);
+  /* a chunked body past --max-body-bytes: 413 */
+  fd = unit_conn_open(port);
+  unit_conn_send(fd, te, strlen(te));
+  unit_conn_send(fd, "1770\r\n", 6);
+  unit_conn_send(fd, big, 6000);
+  ASSERT(unit_conn_answer(fd, out, sizeof(out)) == 413);
+  close(fd);
+  ASSERT(unit_charged(srv, 0) == 0);
+  /* a body that stalls: 408 after --body-timeout-ms */
+  fd = unit_conn_open(port);
+  unit_conn_send(fd, cl_3000, strlen(cl_3000));
+  unit_conn_send(fd, big, 10);
+  ASSERT(unit_charged(srv, 3000) == 3000);
+  ASSERT(unit_conn_answer(fd, out, sizeof(out)) == 408);
+  close(fd);
+  ASSERT(unit_charged(srv, 0) == 0);
+  /* bodies handed on (taken, or refused by the protocol layer), also on
+  ** a connection that stays open */
+  fd = unit_conn_open(port);
+  unit_conn_send(fd, cl_3000, strlen(cl_3000));
+  unit_conn_send(fd, big, 3000);
+  ASSERT(unit_conn_head(fd, out, sizeof(out)) == 204);
+  ASSERT(unit_charged(srv, 0) == 0);
+  unit_conn_send(fd, te, strlen(te));
+  unit_conn_send(fd, "3\r\nxyz\r\n0\r\n\r\n", 13);
+  ASSERT(unit_conn_head(fd, out, sizeof(out)) == 204);
+  ASSERT(unit_charged(srv, 0) == 0);
+  close(fd);
+  ASSERT(unit_http(port, "POST", "/s", "abc", NULL, 0) == 204);
+  ASSERT(unit_http(port, "POST", "/nope", "abc", NULL, 0) == 404);
+  ASSERT(unit_charged(srv, 0) == 0);
+  /* and the budget is whole again: 4096 and 4096 at once fit 8192 */
+  held = unit_conn_open(port);
+  unit_conn_send(held, UNIT_POST "Content-Length: 4096\r\n\r\n",
+                 strlen(UNIT_POST "Content-Length: 4096\r\n\r\n"));
+  fd = unit_conn_open(port);
+  unit_conn_send(fd, UNIT_POST "Content-Length: 4096\r\n\r\n",
+                 strlen(UNIT_POST "Content-Length: 4096\r\n\r\n"));
+  ASSERT(unit_charged(srv, 8192) == 8192);
+  close(held);
+  close(fd);
+  ASSERT(unit_charged(srv, 0) == 0);
+  ASSERT(unit_server_end(&run) == URSULA_OK);
+}
+
+#undef UNIT_POST
+
 static const struct unit_case unit_server_cases[] = {
     {"server_wal_sync_failure", test_server_wal_sync_failure},
     {"server_touch_after_failure", test_server_touch_after_failure},
     {"server_fork_refused", test_server_fork_refused},
     {"server_fork_reads", test_server_fork_reads},
     {"server_fork_reads_wal", test_server_fork_reads_wal},
+    {"server_body_charges", test_server_body_charges},
     {NULL, NULL}};
