@@ -25,7 +25,8 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 .PHONY: all amalgamate check-amalgamation check-symbols check-layers test-split test-flags \
         test-unit test-blackbox test-damage test-crash test-conformance test-conformance-wal \
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
-        test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean
+        test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean \
+        test-raft-plants
 
 all: ursula
 
@@ -89,20 +90,41 @@ test-flags:
 	@echo "test-flags: gcc and clang, every flag set, no warnings"
 
 # --- tests ----------------------------------------------------------------------
-test/unit: test/unit.c test/unit_*.c ursula.c ursula.h
+test/unit: test/unit.c test/unit.h test/unit_*.c ursula.c ursula.h
 	$(CC) $(WARN) -O1 -g $(SAN) test/unit.c -o $@ $(LDLIBS)
-test/unit-poll: test/unit.c test/unit_*.c ursula.c ursula.h
+test/unit-poll: test/unit.c test/unit.h test/unit_*.c ursula.c ursula.h
 	$(CC) $(WARN) -O1 -g $(SAN) -DURSULA_ENABLE_EPOLL=0 test/unit.c -o $@ $(LDLIBS)
 
 # Without threads: the server, its WAL syncs and its cold tier on the
 # caller's thread alone (what a simulator runs).
-test/unit-nothreads: test/unit.c test/unit_*.c ursula.c ursula.h
+test/unit-nothreads: test/unit.c test/unit.h test/unit_*.c ursula.c ursula.h
 	$(CC) $(WARN) -O1 -g $(SAN) -DURSULA_ENABLE_THREADS=0 test/unit.c -o $@ $(LDLIBS)
 
 test-unit: test/unit test/unit-poll test/unit-nothreads
 	./test/unit
 	./test/unit-poll loop
 	./test/unit-nothreads
+
+# Proof that the Raft unit cases can fail: test/raft_plants.c built once
+# per planted bug of src/raft.c (-DRAFT_PLANT=n, the table at its top)
+# must see the case unit_raft.c names for that bug fail; built without a
+# plant, every Raft case must pass.  The builds run two at a time.
+RAFT_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25
+test-raft-plants: test/raft_plants.c test/unit.h test/unit_raft.c src/raft.c src/util.c src/internal.h
+	@mkdir -p build/plants
+	@run() { $(CC) $(WARN) -O0 -g -DRAFT_PLANT=$$1 test/raft_plants.c \
+	    -o build/plants/unit-$$1 $(LDLIBS) && ./build/plants/unit-$$1; }; \
+	run 0 || exit 1; \
+	set -- $(RAFT_PLANTS); bad=0; \
+	while [ $$# -gt 0 ]; do \
+	  run $$1 >build/plants/unit-$$1.log 2>&1 & a=$$!; \
+	  b=; if [ $$# -gt 1 ]; then run $$2 >build/plants/unit-$$2.log 2>&1 & b=$$!; fi; \
+	  wait $$a || bad=1; grep '^plant' build/plants/unit-$$1.log || bad=1; \
+	  if [ -n "$$b" ]; then wait $$b || bad=1; grep '^plant' build/plants/unit-$$2.log || bad=1; shift; fi; \
+	  shift; \
+	done; \
+	if [ $$bad -ne 0 ]; then echo "test-raft-plants: a planted bug went uncaught" >&2; exit 1; fi; \
+	echo "test-raft-plants: each of the $(words $(RAFT_PLANTS)) planted bugs fails its unit case"
 
 test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
@@ -255,7 +277,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 	./build/fuzz-seeds test/fuzz/corpus
 
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
-      fuzz-regress test-blackbox test-damage test-crash test-conformance \
+      test-raft-plants fuzz-regress test-blackbox test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-asan
 	@echo "make test: all passed"
