@@ -108,20 +108,17 @@ test-unit: test/unit test/unit-poll test/unit-nothreads
 # Proof that the Raft unit cases can fail: test/raft_plants.c built once
 # per planted bug of src/raft.c (-DRAFT_PLANT=n, the table at its top)
 # must see the case unit_raft.c names for that bug fail; built without a
-# plant, every Raft case must pass.  The builds run two at a time.
-RAFT_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25
+# plant, every Raft case must pass.  Two at a time.
+RAFT_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26
+RAFT_PLANT_RUN = $(CC) $(WARN) -O0 -g -DRAFT_PLANT=$$p test/raft_plants.c \
+	  -o build/plants/unit-$$p $(LDLIBS) && ./build/plants/unit-$$p
 test-raft-plants: test/raft_plants.c test/unit.h test/unit_raft.c src/raft.c src/util.c src/internal.h
 	@mkdir -p build/plants
-	@run() { $(CC) $(WARN) -O0 -g -DRAFT_PLANT=$$1 test/raft_plants.c \
-	    -o build/plants/unit-$$1 $(LDLIBS) && ./build/plants/unit-$$1; }; \
-	run 0 || exit 1; \
-	set -- $(RAFT_PLANTS); bad=0; \
-	while [ $$# -gt 0 ]; do \
-	  run $$1 >build/plants/unit-$$1.log 2>&1 & a=$$!; \
-	  b=; if [ $$# -gt 1 ]; then run $$2 >build/plants/unit-$$2.log 2>&1 & b=$$!; fi; \
-	  wait $$a || bad=1; grep '^plant' build/plants/unit-$$1.log || bad=1; \
-	  if [ -n "$$b" ]; then wait $$b || bad=1; grep '^plant' build/plants/unit-$$2.log || bad=1; shift; fi; \
-	  shift; \
+	@p=0; $(RAFT_PLANT_RUN) || exit 1; \
+	for p in $(RAFT_PLANTS); do echo $$p; done | \
+	  xargs -P 2 -I @ sh -c 'p=@; { $(RAFT_PLANT_RUN); } >build/plants/unit-$$p.log 2>&1'; \
+	bad=0; for p in $(RAFT_PLANTS); do \
+	  grep '^plant .* caught by' build/plants/unit-$$p.log || { cat build/plants/unit-$$p.log; bad=1; }; \
 	done; \
 	if [ $$bad -ne 0 ]; then echo "test-raft-plants: a planted bug went uncaught" >&2; exit 1; fi; \
 	echo "test-raft-plants: each of the $(words $(RAFT_PLANTS)) planted bugs fails its unit case"

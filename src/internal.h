@@ -1039,7 +1039,8 @@ struct raft {
   unsigned quorum;
   /* hard state: current, last handed to SAVE_STATE, last durable */
   uint64_t term, vote;
-  int recovering;
+  int recovering; /* lost its log: 1 catching up, 2 polling (raft.c) */
+  uint64_t poll_term;
   uint64_t saved_term, saved_vote;
   int saved_recovering, save_again;
   uint64_t durable_term, durable_vote;
@@ -1052,7 +1053,8 @@ struct raft {
   uint64_t leader;
   unsigned elapsed, timeout, hb_elapsed;
   int storage_failed;
-  uint64_t leader_match; /* entries <= this match the leader's log */
+  uint64_t leader_match;  /* entries <= this match the leader's log */
+  uint64_t leader_commit; /* the leader's own commit index, as it said */
   int term_committed;    /* leader: an entry of its term is committed */
   struct raft_peer peers[RAFT_MAX_VOTERS - 1];
   unsigned n_peers;

@@ -142,7 +142,8 @@
 **                   = the voter's.
 **   HEARTBEAT       index, log_term = an entry the follower holds (the
 **                   smaller of its match and commit); commit = index;
-**                   ctx = the leader's read sequence.
+**                   last = the leader's own commit (LOST LOG); ctx = the
+**                   leader's read sequence.
 **   HEARTBEAT_RESP  ctx echoed, last, flags RECOVERING.
 **   SNAPSHOT        index, log_term = the snapshot's last entry.
 **   TIMEOUT_NOW     (nothing more).
@@ -152,24 +153,40 @@
 ** not a voter, or from this node, is dropped and counted (stats.foreign).
 **
 ** LOST LOG.  A node whose disk was wiped or replaced comes back with no
-** state: it forgot its vote (it could vote twice in a term) and the
-** entries it acknowledged (a quorum counting it could elect a leader
+** state: it forgot its term, its vote (it could vote twice in a term) and
+** the entries it acknowledged (a quorum counting it could elect a leader
 ** that misses committed entries: KAFKA-14077, where a voter restarted
 ** with an empty log and elected a leader that lost acknowledged data).
 ** The driver tells raft_init (saved.recovering = 1: no saved state, but
 ** the cluster has run), and the flag is saved with the hard state until
-** it clears.  A recovering node neither grants (pre-)votes nor campaigns
-** until it holds, durably, every entry up to a commit index learned from
-** the leader of its current term whose entry there is of that term: the
-** leader committed an entry of its own term, which is after every entry
-** committed before (paper §5.4.3, leader completeness), so the node then
-** again holds everything it may have acknowledged before it lost its
-** disk.  It then records a vote for itself in that term (it abstains in
-** it) and votes normally from the next.  Its answers carry RECOVERING,
-** so the leader forgets the match it had for it.  Not covered: a vote it
-** gave before the loss in a term above every term it hears of before it
-** catches up; that needs the node to rejoin as a new member
-** (reconfiguration, a later step).
+** it clears.  A recovering node neither grants (pre-)votes nor campaigns,
+** in two phases:
+**   POLLING: it answers nothing and follows no leader: a stale leader of
+**   a term it had left would otherwise count its acknowledgments and its
+**   read confirmations (the simulator found that one).  It waits 3T ticks,
+**   so that an election it voted in before the loss has ended (won, or
+**   left by its candidate), and asks the other voters their terms (a
+**   PREVOTE flagged RECOVERING, answered with the term, changing nothing)
+**   until a majority of the cluster not counting itself answered: that set
+**   meets every majority it could have been part of (a quorum of votes,
+**   or of acknowledgments, in a term that mattered) in a node other than
+**   itself, so the highest term it hears is at least every term it took
+**   part in.  It takes that term and records a vote for itself in it (it
+**   abstains there).
+**   CATCHING UP: a follower of the leader of its term (or a later one);
+**   its acknowledgments are of entries it holds durably, in a term past
+**   every one it forgot.  It votes again once it holds, durably, every
+**   entry up to the commit index of the leader of its current term (the
+**   leader's own, which AppendEntries and heartbeats carry) and the entry
+**   there is of that term: the leader committed an entry of its own term,
+**   which is after every entry committed before (paper §5.4.3, leader
+**   completeness), so the node again holds everything it may have
+**   acknowledged before it lost its disk, and its vote cannot elect a
+**   leader without it.
+** Its answers carry RECOVERING, so a leader forgets the match it had for
+** it.  A single voter that lost its log lost the data: recovering is
+** ignored there.  The hole left: two nodes that lose their disks at once
+** (more than f = 1 of 3 failures).
 **
 ** PLANTED BUGS.  -DRAFT_PLANT=n (default 0) compiles in one classic bug,
 ** to prove the tests catch it (make test-raft-plants, make
@@ -199,6 +216,7 @@
 **   23  no pre-vote
 **   24  a leadership transfer is never aborted
 **   25  no byte window
+**   26  a node that lost its log follows leaders at once (no term poll)  sim
 */
 #include "internal.h"
 
@@ -206,6 +224,10 @@
 #define RAFT_PLANT 0
 #endif
 #define RAFT_BUG(n) (RAFT_PLANT == (n))
+
+/* struct raft.recovering: LOST LOG's phases (0: a voter). */
+#define RAFT_CATCHING 1
+#define RAFT_POLLING 2
 
 /* ------------------------------------------------------------ the trail */
 
@@ -328,16 +350,16 @@ static struct raft_action *raft_push(struct raft_out *out, int type) {
 static void raft_persist(struct raft *r, struct raft_out *out) {
   struct raft_action *a;
   if (!r->save_again && r->term == r->saved_term && r->vote == r->saved_vote &&
-      r->recovering == r->saved_recovering)
+      (r->recovering != 0) == (r->saved_recovering != 0))
     return;
   a = raft_push(out, RAFT_SAVE_STATE);
   a->term = r->term;
   a->vote = r->vote;
-  a->commit = r->commit;
+  a->commit = r->commit < r->last_index ? r->commit : r->last_index;
   a->flags = r->recovering ? 1u : 0u;
   r->saved_term = r->term;
   r->saved_vote = r->vote;
-  r->saved_recovering = r->recovering;
+  r->saved_recovering = r->recovering != 0;
   r->save_again = 0;
 }
 
@@ -412,7 +434,7 @@ static void raft_become_follower(struct raft *r, struct raft_out *out,
   if (term > r->term) {
     r->term = term;
     r->vote = 0;
-    r->leader_match = 0;
+    r->leader_match = r->leader_commit = 0;
   }
   r->role = RAFT_FOLLOWER;
   r->leader = leader;
@@ -595,6 +617,7 @@ static void raft_send_heartbeat(struct raft *r, struct raft_out *out,
   a->msg.index = c;
   a->msg.log_term = t;
   a->msg.commit = RAFT_BUG(12) ? r->commit : c;
+  a->msg.last = r->commit; /* for a node that lost its log */
   a->msg.ctx = r->read_seq;
 }
 
@@ -756,7 +779,7 @@ static void raft_campaign(struct raft *r, struct raft_out *out, int transfer) {
   r->term++;
   r->vote = r->c.id;
   r->leader = 0;
-  r->leader_match = 0;
+  r->leader_match = r->leader_commit = 0;
   raft_reset_timer(r);
   raft_clear_votes(r);
   if (raft_votes(r, 1) >= r->quorum) {
@@ -931,7 +954,7 @@ static void raft_ack(struct raft *r, struct raft_out *out, uint64_t to,
                      uint64_t index) {
   uint64_t t = 0;
   struct raft_action *a;
-  if (RAFT_BUG(8)) index = r->last_index;
+  if (RAFT_BUG(8) || index > r->last_index) index = r->last_index;
   a = raft_send(r, out, RAFT_MSG_APPEND_RESP, to);
   a->msg.index = index;
   a->msg.last = r->last_index;
@@ -943,16 +966,25 @@ static void raft_ack(struct raft *r, struct raft_out *out, uint64_t to,
 }
 
 /* LOST LOG: a recovering follower is caught up once it holds, durably,
-** the commit index the leader of its term told it, and the entry there
-** is of that term.  It then abstains in this term (a vote for itself)
-** and votes again from the next. */
+** the leader's own commit index (not the smaller one the leader lets it
+** commit), and the entry there is of the leader's term.  It then
+** abstains in this term (a vote for itself) and votes again from the
+** next. */
 static void raft_check_caught_up(struct raft *r) {
-  uint64_t t;
-  if (!r->recovering || r->role != RAFT_FOLLOWER || r->leader == 0) return;
-  if (r->commit == 0 || r->durable_index < r->commit) return;
-  if (!raft_term_at(r, r->commit, &t) || t != r->term) return;
+  uint64_t t, c = r->leader_commit;
+  if (r->recovering != RAFT_CATCHING || r->role != RAFT_FOLLOWER ||
+      r->leader == 0)
+    return;
+  if (c == 0 || r->durable_index < c || r->commit < c) return;
+  if (!raft_term_at(r, c, &t) || t != r->term) return;
   r->recovering = 0;
   r->vote = r->c.id;
+}
+
+/* What the leader says its commit index is (an AppendEntries' commit, a
+** heartbeat's last). */
+static void raft_heard_commit(struct raft *r, uint64_t c) {
+  if (c > r->leader_commit) r->leader_commit = c;
 }
 
 /* The follower's commit moves to c (if c is beyond it). */
@@ -1060,6 +1092,7 @@ static void raft_recv_append(struct raft *r, struct raft_out *out,
   end = hi;
   if (from != 0) end = raft_append_from(r, out, m, from, hi);
   if (end > r->leader_match) r->leader_match = end;
+  raft_heard_commit(r, m->commit);
   raft_commit_to(r, out, m->commit < end ? m->commit : end);
   raft_check_caught_up(r);
   raft_ack(r, out, m->from, end);
@@ -1073,6 +1106,7 @@ static void raft_recv_heartbeat(struct raft *r, struct raft_out *out,
   uint64_t t;
   struct raft_action *a;
   raft_follow(r, out, m->from);
+  raft_heard_commit(r, m->last);
   if (RAFT_BUG(12)) {
     raft_commit_to(r, out,
                    m->commit < r->last_index ? m->commit : r->last_index);
@@ -1088,13 +1122,15 @@ static void raft_recv_heartbeat(struct raft *r, struct raft_out *out,
 }
 
 /* The header of the leader's snapshot stream (paper §7, InstallSnapshot):
-** install it unless this node already has the entries committed. */
+** install it unless this node already holds the entries, committed (its
+** commit index may be past its log's end after a failed write). */
 static void raft_recv_snapshot(struct raft *r, struct raft_out *out,
                                const struct raft_msg *m) {
   struct raft_action *a;
   raft_follow(r, out, m->from);
-  if (m->index <= r->commit) {
-    raft_ack(r, out, m->from, r->commit);
+  if (m->index <= r->commit && m->index <= r->last_index) {
+    raft_ack(r, out, m->from,
+             r->commit < r->last_index ? r->commit : r->last_index);
     return;
   }
   a = raft_push(out, RAFT_INSTALL_SNAPSHOT);
@@ -1216,6 +1252,43 @@ static void raft_recv_read_index_resp(struct raft_out *out,
   a->hi = (m->flags & RAFT_F_REJECT) ? 0 : m->index;
 }
 
+/* LOST LOG, POLLING: a voter's answer to the poll: its term. */
+static void raft_recv_poll(struct raft *r, const struct raft_msg *m) {
+  struct raft_peer *p = raft_peer(r, m->from);
+  p->vote = 1; /* answered */
+  if (m->term > r->poll_term) r->poll_term = m->term;
+}
+
+/* LOST LOG, POLLING, every tick: ask the voters that have not answered,
+** each heartbeat interval; after 3T ticks and answers from a majority of
+** the cluster not counting this node, take the highest term heard (and
+** abstain in it), and catch up. */
+static void raft_poll(struct raft *r, struct raft_out *out) {
+  unsigned i, answered = 0;
+  r->elapsed++;
+  for (i = 0; i < r->n_peers; i++)
+    if (r->peers[i].vote == 1) answered++;
+  if (r->elapsed >= 3 * r->c.election_ticks && answered >= r->quorum) {
+    if (r->poll_term > r->term) {
+      r->term = r->poll_term;
+      r->vote = r->c.id;
+    } else if (r->vote == 0) {
+      r->vote = r->c.id;
+    }
+    r->recovering = RAFT_CATCHING;
+    raft_clear_votes(r);
+    raft_reset_timer(r);
+    return;
+  }
+  if (r->elapsed % r->c.heartbeat_ticks != 0) return;
+  for (i = 0; i < r->n_peers; i++) {
+    struct raft_action *a;
+    if (r->peers[i].vote == 1) continue;
+    a = raft_send(r, out, RAFT_MSG_PREVOTE, r->peers[i].id);
+    a->msg.flags = RAFT_F_RECOVERING;
+  }
+}
+
 /* ------------------------------------------------------------- messages */
 
 /* Static membership: the message is of this cluster, to this node, from
@@ -1246,6 +1319,18 @@ static void raft_recv(struct raft *r, struct raft_out *out,
   }
   if (r->storage_failed) { /* R5: neither vote nor ack */
     r->stats.refused++;
+    return;
+  }
+  if (m->type == RAFT_MSG_PREVOTE && (m->flags & RAFT_F_RECOVERING)) {
+    struct raft_action *a = raft_send(r, out, RAFT_MSG_PREVOTE_RESP, m->from);
+    a->msg.flags = RAFT_F_REJECT | RAFT_F_RECOVERING; /* LOST LOG's poll */
+    return;
+  }
+  if (r->recovering == RAFT_POLLING) {
+    if (m->type == RAFT_MSG_PREVOTE_RESP && (m->flags & RAFT_F_RECOVERING))
+      raft_recv_poll(r, m);
+    else
+      r->stats.refused++;
     return;
   }
   if (m->term > r->term) {
@@ -1357,6 +1442,10 @@ static void raft_tick_leader(struct raft *r, struct raft_out *out) {
 static void raft_tick(struct raft *r, struct raft_out *out) {
   if (r->role == RAFT_LEADER) {
     raft_tick_leader(r, out);
+    return;
+  }
+  if (r->recovering == RAFT_POLLING) {
+    raft_poll(r, out);
     return;
   }
   if (++r->elapsed < r->timeout) return;
@@ -1492,14 +1581,15 @@ static void raft_storage_failed(struct raft *r, struct raft_out *out) {
 }
 
 /* STORAGE_RECOVERED: the log ends at its durable entry (term, index);
-** the hard state is saved again (the last SAVE_STATE may be lost). */
+** the hard state is saved again (the last SAVE_STATE may be lost).  The
+** commit index stays (what is committed stays committed), though it may
+** be past the log's end until the entries come back. */
 static int raft_storage_recovered(struct raft *r, uint64_t term,
                                   uint64_t index) {
   uint64_t t;
   if (!r->storage_failed) return URSULA_OK;
   if (!raft_term_at(r, index, &t) || t != term) return URSULA_EINVAL;
   if (index < r->last_index) raft_trail_truncate(r, index + 1);
-  if (r->commit > r->last_index) r->commit = r->last_index;
   r->storage_failed = 0;
   r->save_again = 1;
   raft_reset_timer(r);
@@ -1655,7 +1745,11 @@ URSULA_PRIVATE int raft_init(struct raft *r, const struct raft_config *c,
   }
   r->term = r->saved_term = r->durable_term = s->term;
   r->vote = r->saved_vote = r->durable_vote = s->vote;
-  r->recovering = r->saved_recovering = s->recovering ? 1 : 0;
+  /* LOST LOG: every start of a node that lost its log polls again; a
+  ** single voter has nobody to catch up from (its data is gone) */
+  r->saved_recovering = s->recovering ? 1 : 0;
+  r->recovering = s->recovering && c->n_voters > 1 ? RAFT_POLLING : 0;
+  if (RAFT_BUG(26) && r->recovering) r->recovering = RAFT_CATCHING;
   if (raft_last_term(r) > r->term) { /* never with R1; be safe */
     r->term = raft_last_term(r);
     r->vote = 0;

@@ -1294,11 +1294,14 @@ static void test_raft_single_voter(void) {
 
 /* ---------------------------------------------------------- 12. lost log */
 
-/* LOST LOG (KAFKA-14077): a node that comes back with no state neither
-** grants a (pre-)vote nor campaigns until it holds, durably, a commit
-** index of the current leader whose entry is of that leader's term; then
-** it abstains in that term and votes from the next.  Its answers say
-** RECOVERING, and a leader forgets the match it had for it. */
+/* LOST LOG (KAFKA-14077): a node that comes back with no state first
+** polls: it follows nobody (a stale leader of a term it had left would
+** count it) until 3T ticks passed and a majority of the others told their
+** terms; it takes the highest and abstains in it.  It neither grants a
+** (pre-)vote nor campaigns until it holds, durably, the commit index of
+** the leader of its term whose entry is of that term; then it votes from
+** the next term.  Its answers say RECOVERING, and a leader forgets the
+** match it had for it.  A poll is answered with the term, nothing else. */
 static void test_raft_wiped_no_vote(void) {
   struct ur_node u, l;
   struct raft_saved s;
@@ -1309,9 +1312,27 @@ static void test_raft_wiped_no_vote(void) {
   memset(&s, 0, sizeof(s));
   s.recovering = 1;
   ASSERT(ur_start(&u, 3, 3, &s) == URSULA_OK);
+  ur_tick(&u);
+  a = ur_sent(&u, RAFT_MSG_PREVOTE, 1, 0);
+  ASSERT(a != NULL && (a->msg.flags & RAFT_F_RECOVERING));
+  /* polling: a leader of term 5 is not followed, nothing is answered */
+  m = ur_append(1, 3, 5, 0, 0, 2, 5, 2);
+  ur_msg(&u, &m);
+  ASSERT(u.out.n == 0 && u.r.term == 0 && u.r.last_index == 0);
+  m = ur_m(RAFT_MSG_PREVOTE_RESP, 1, 3, 5);
+  m.flags = RAFT_F_REJECT | RAFT_F_RECOVERING;
+  ur_msg(&u, &m);
+  m.from = 2;
+  m.term = 6;
+  ur_msg(&u, &m);
+  for (k = 0; k < 40 && u.r.term == 0; k++) ur_tick(&u);
+  ASSERT(k >= 28); /* 3T ticks first */
+  ASSERT(u.r.term == 6 && u.r.vote == 3 && u.r.recovering != 0);
+  a = ur_act(&u, RAFT_SAVE_STATE, 0);
+  ASSERT(a != NULL && a->term == 6 && a->vote == 3 && a->flags == 1);
   for (k = 0; k < 100; k++) ur_tick(&u);
-  ASSERT(u.r.role == RAFT_FOLLOWER && u.r.term == 0);
-  m = ur_m(RAFT_MSG_PREVOTE, 2, 3, 4);
+  ASSERT(u.r.role == RAFT_FOLLOWER && u.r.term == 6); /* no campaign */
+  m = ur_m(RAFT_MSG_PREVOTE, 2, 3, 7);
   ur_msg(&u, &m);
   a = ur_sent(&u, RAFT_MSG_PREVOTE_RESP, 2, 0);
   ASSERT(a != NULL && (a->msg.flags & RAFT_F_REJECT));
@@ -1319,33 +1340,41 @@ static void test_raft_wiped_no_vote(void) {
   ur_msg(&u, &m);
   a = ur_sent(&u, RAFT_MSG_VOTE_RESP, 2, 0);
   ASSERT(a != NULL && (a->msg.flags & RAFT_F_REJECT));
-  ASSERT(u.r.vote == 0 && u.r.term == 4);
-  /* leader 1 of term 5: entries 1..3 of term 4, 4 of term 5, commit 4 */
-  m = ur_append(1, 3, 5, 0, 0, 4, 4, 2);
+  ASSERT(u.r.vote == 0 && u.r.term == 7);
+  /* leader 2 of term 7: entries 1..3 of term 4, 4 of term 7, commit 2 */
+  m = ur_append(2, 3, 7, 0, 0, 4, 4, 2);
   m.n_runs = 2;
   m.runs[1].index = 4;
-  m.runs[1].term = 5;
+  m.runs[1].term = 7;
   ur_msg(&u, &m);
-  a = ur_sent(&u, RAFT_MSG_APPEND_RESP, 1, 0);
+  a = ur_sent(&u, RAFT_MSG_APPEND_RESP, 2, 0);
   ASSERT(a != NULL && (a->msg.flags & RAFT_F_RECOVERING));
-  ur_in2(&u, RAFT_IN_LOG_DURABLE, 5, 4);
-  ASSERT(u.r.recovering == 1); /* commit 2 is of term 4, not 5 */
-  m = ur_m(RAFT_MSG_HEARTBEAT, 1, 3, 5);
+  ur_in2(&u, RAFT_IN_LOG_DURABLE, 7, 4);
+  ASSERT(u.r.recovering != 0); /* the leader's commit 2 is of term 4 */
+  m = ur_m(RAFT_MSG_HEARTBEAT, 2, 3, 7);
   m.index = 4;
-  m.log_term = 5;
+  m.log_term = 7;
   m.commit = 4;
+  m.last = 4; /* the leader's own commit */
   ur_msg(&u, &m);
   ASSERT(u.r.recovering == 0 && u.r.vote == 3);
   a = ur_act(&u, RAFT_SAVE_STATE, 0);
-  ASSERT(a != NULL && a->flags == 0 && a->vote == 3 && a->term == 5);
+  ASSERT(a != NULL && a->flags == 0 && a->vote == 3 && a->term == 7);
   /* from the next term on it votes */
   for (k = 0; k < 20; k++) ur_tick(&u); /* the lease runs out */
-  m = ur_m(RAFT_MSG_VOTE, 2, 3, 6);
+  m = ur_m(RAFT_MSG_VOTE, 1, 3, 9);
   m.index = 4;
-  m.log_term = 5;
+  m.log_term = 7;
   ur_msg(&u, &m);
-  a = ur_sent(&u, RAFT_MSG_VOTE_RESP, 2, 0);
+  a = ur_sent(&u, RAFT_MSG_VOTE_RESP, 1, 0);
   ASSERT(a != NULL && !(a->msg.flags & RAFT_F_REJECT));
+  /* a poll is answered with the term, and changes nothing */
+  m = ur_m(RAFT_MSG_PREVOTE, 1, 3, 0);
+  m.flags = RAFT_F_RECOVERING;
+  ur_msg(&u, &m);
+  a = ur_sent(&u, RAFT_MSG_PREVOTE_RESP, 1, 0);
+  ASSERT(a != NULL && a->msg.term == 9 && (a->msg.flags & RAFT_F_REJECT));
+  ASSERT(u.r.term == 9 && u.r.vote == 1);
   ur_stop(&u);
 
   /* the leader's side: match 1 of node 2 is forgotten */
@@ -1461,4 +1490,5 @@ static const struct {
                         {23, "raft_prevote_no_term_inflation"},
                         {24, "raft_transfer_abort"},
                         {25, "raft_byte_window"},
+                        {26, "raft_wiped_no_vote"},
                         {0, NULL}};
