@@ -30,6 +30,7 @@ tls.c
 s3.c
 wal.c
 cmd.c
+raft.c
 stream.c
 cold.c
 tier.c

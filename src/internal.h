@@ -853,6 +853,240 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out);
 URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
                               struct buf *bounds_store);
 
+/* ------------------------------------------------------------------ raft.c
+** The Raft core of one group: pure (no I/O, no clock, no randomness of its
+** own, no allocation after raft_init).  The contract -- every input, every
+** action and the driver rules R1-R5 -- is written at the top of raft.c. */
+#define RAFT_MAX_VOTERS 5 /* static membership: 1, 3 or 5 voters */
+#define RAFT_MSG_RUNS 4   /* term runs one AppendEntries may carry */
+
+/* Roles. */
+enum {
+  RAFT_FOLLOWER = 1,
+  RAFT_PRECANDIDATE = 2, /* a candidate in its pre-vote phase */
+  RAFT_CANDIDATE = 3,
+  RAFT_LEADER = 4
+};
+/* Message types (struct raft_msg.type). */
+enum {
+  RAFT_MSG_APPEND = 1,
+  RAFT_MSG_APPEND_RESP = 2,
+  RAFT_MSG_PREVOTE = 3,
+  RAFT_MSG_PREVOTE_RESP = 4,
+  RAFT_MSG_VOTE = 5,
+  RAFT_MSG_VOTE_RESP = 6,
+  RAFT_MSG_HEARTBEAT = 7,
+  RAFT_MSG_HEARTBEAT_RESP = 8,
+  RAFT_MSG_SNAPSHOT = 9,
+  RAFT_MSG_TIMEOUT_NOW = 10,
+  RAFT_MSG_READ_INDEX = 11,
+  RAFT_MSG_READ_INDEX_RESP = 12
+};
+/* struct raft_msg.flags */
+#define RAFT_F_REJECT 1u     /* a response that refuses */
+#define RAFT_F_TRANSFER 2u   /* a VOTE sent after TimeoutNow: no lease holds */
+#define RAFT_F_RECOVERING 4u /* from a node that lost its log (raft.c) */
+
+/* Entries from index on have term, up to the next run (or the end). */
+struct raft_run {
+  uint64_t index, term;
+};
+
+/* One message between two cores of a group (layout and meaning of each
+** field per type: raft.c, MESSAGES). */
+struct raft_msg {
+  uint64_t cluster_id;
+  uint64_t from, to;
+  uint64_t term;
+  uint64_t index;
+  uint64_t log_term;
+  uint64_t commit;
+  uint64_t hint;
+  uint64_t last;
+  uint64_t ctx;
+  uint32_t n;
+  uint8_t type, flags, n_runs, pad;
+  struct raft_run runs[RAFT_MSG_RUNS];
+};
+
+/* Inputs (struct raft_in.type). */
+enum {
+  RAFT_IN_TICK = 1,
+  RAFT_IN_MSG = 2,
+  RAFT_IN_PROPOSE = 3,
+  RAFT_IN_LOG_DURABLE = 4,
+  RAFT_IN_STATE_DURABLE = 5,
+  RAFT_IN_SNAP_SENT = 6,
+  RAFT_IN_SNAP_FAILED = 7,
+  RAFT_IN_SNAP_INSTALLED = 8,
+  RAFT_IN_COMPACTED = 9,
+  RAFT_IN_READ_INDEX = 10,
+  RAFT_IN_TRANSFER = 11,
+  RAFT_IN_STORAGE_FAILED = 12,
+  RAFT_IN_STORAGE_RECOVERED = 13
+};
+struct raft_in {
+  int type;
+  uint32_t n;                 /* PROPOSE: entries */
+  uint64_t term, index;       /* LOG_DURABLE, SNAP_INSTALLED, COMPACTED,
+                           STORAGE_RECOVERED; STATE_DURABLE: term */
+  uint64_t vote;              /* STATE_DURABLE */
+  uint64_t peer;              /* SNAP_SENT, SNAP_FAILED, TRANSFER */
+  uint64_t ctx;               /* READ_INDEX */
+  const struct raft_msg *msg; /* MSG (borrowed for the call) */
+};
+
+/* Actions (struct raft_action.type), carried out in order (raft.c). */
+enum {
+  RAFT_SAVE_STATE = 1,
+  RAFT_APPEND = 2,
+  RAFT_TRUNCATE = 3,
+  RAFT_SEND = 4,
+  RAFT_SEND_SNAPSHOT = 5,
+  RAFT_INSTALL_SNAPSHOT = 6,
+  RAFT_COMMIT = 7,
+  RAFT_READ_READY = 8,
+  RAFT_ROLE = 9
+};
+#define RAFT_APPEND_NOOP 1u /* APPEND: empty entries (a new leader's no-op) */
+#define RAFT_APPEND_MSG 2u  /* APPEND: the entries carried by the input MSG */
+struct raft_action {
+  int type;
+  unsigned flags;  /* APPEND: RAFT_APPEND_*; SAVE_STATE: 1 = recovering */
+  int role;        /* ROLE */
+  uint64_t term;   /* SAVE_STATE, ROLE; SEND_SNAPSHOT and INSTALL_SNAPSHOT:
+                       the snapshot's last term */
+  uint64_t vote;   /* SAVE_STATE */
+  uint64_t commit; /* SAVE_STATE */
+  uint64_t lo, hi; /* APPEND: entries [lo, hi]; TRUNCATE: from lo on;
+                       COMMIT, READ_READY: hi; SEND_SNAPSHOT,
+                       INSTALL_SNAPSHOT: hi = the snapshot's last index */
+  uint64_t peer;   /* SEND_SNAPSHOT: to; INSTALL_SNAPSHOT: from;
+                       ROLE: the leader (0: none) */
+  uint64_t ctx;    /* READ_READY */
+  uint64_t after_term, after_index; /* SEND: hold until this entry is
+                                       durable (0: no entry) */
+  struct raft_msg msg; /* SEND; APPEND: runs, n_runs (term of [lo, hi]) */
+};
+/* The caller's output buffer: raft_step() appends at a[n] (n < cap). */
+struct raft_out {
+  struct raft_action *a;
+  size_t n, cap;
+  uint64_t term, index; /* PROPOSE: the (term, index) of its first entry */
+};
+
+struct raft_config {
+  uint64_t cluster_id; /* every message carries it; others are dropped */
+  uint64_t id;         /* this node (nonzero, one of voters) */
+  uint64_t voters[RAFT_MAX_VOTERS];
+  unsigned n_voters;           /* 1, 3 or 5 */
+  unsigned election_ticks;     /* T: timeouts are drawn from [T, 2T) */
+  unsigned heartbeat_ticks;    /* < T */
+  unsigned max_inflight_msgs;  /* AppendEntries in flight per follower */
+  uint64_t max_inflight_bytes; /* entry bytes in flight per follower */
+  unsigned max_msg_entries;    /* entries per AppendEntries */
+  uint64_t max_msg_bytes;      /* entry bytes per AppendEntries */
+  unsigned max_uncommitted;    /* proposed past commit before PROPOSE says
+                                  no (0: no cap) */
+  unsigned trail_cap;          /* term runs the core remembers */
+  unsigned read_cap;           /* read barriers queued at the leader */
+  struct env *env;             /* env->random draws the timeouts */
+  /* The size in bytes of entry index of this node's log (any index in
+  ** (first - 1, last]); NULL: every entry counts 0 bytes. */
+  uint64_t (*entry_bytes)(void *arg, uint64_t index);
+  void *arg;
+};
+
+/* What the driver read back from durable storage at start. */
+struct raft_saved {
+  uint64_t term, vote, commit;
+  int recovering; /* 1: this node lost its log (raft.c, LOST LOG) */
+  uint64_t snap_index, snap_term; /* the log starts after this */
+  uint64_t last_index;            /* the last entry (>= snap_index) */
+  const struct raft_run *runs;    /* terms of (snap_index, last_index] */
+  size_t n_runs;
+};
+
+struct raft_peer {
+  uint64_t id;
+  uint64_t match, next;
+  int state;           /* RAFT_PROBE, RAFT_REPLICATE, RAFT_SNAPSHOTTING */
+  int paused;          /* PROBE: a probe is out; wait for an answer */
+  int active;          /* heard from since the last check-quorum */
+  int moved;           /* match moved since the last heartbeat tick */
+  int stalled;         /* heartbeat ticks without progress, messages out */
+  int vote;            /* this election: 1 granted, -1 refused, 0 not yet */
+  uint64_t snap_index; /* SNAPSHOTTING: the snapshot's index */
+  uint64_t read_ack;   /* the highest read sequence it confirmed */
+  uint64_t *infl_last, *infl_bytes; /* ring: last index, bytes */
+  unsigned infl_head, infl_n;
+  uint64_t infl_total; /* bytes in flight */
+};
+struct raft_read {
+  uint64_t ctx, from, index, seq; /* seq 0: waits for a current-term commit */
+};
+struct raft_stats {
+  uint64_t foreign;       /* another cluster, another node, unknown sender */
+  uint64_t stale;         /* older term, or answers no longer wanted */
+  uint64_t lease;         /* (pre-)votes ignored while a lease held */
+  uint64_t stale_durable; /* LOG_DURABLE completions of replaced entries */
+  uint64_t refused;       /* inputs refused while storage had failed */
+  uint64_t trail_full;    /* a term run that did not fit */
+  uint64_t conflict_committed; /* AppendEntries against a committed entry */
+};
+struct raft {
+  struct raft_config c;
+  unsigned quorum;
+  /* hard state: current, last handed to SAVE_STATE, last durable */
+  uint64_t term, vote;
+  int recovering; /* lost its log: 1 catching up, 2 polling (raft.c) */
+  uint64_t poll_term;
+  uint64_t saved_term, saved_vote;
+  int saved_recovering, save_again;
+  uint64_t durable_term, durable_vote;
+  /* the log, as terms only: (snap_index, last_index] */
+  uint64_t snap_index, snap_term, last_index, durable_index, commit;
+  struct raft_run *trail;
+  unsigned trail_head, trail_n;
+  /* role */
+  int role;
+  uint64_t leader;
+  unsigned elapsed, timeout, hb_elapsed;
+  int storage_failed;
+  uint64_t leader_match;  /* entries <= this match the leader's log */
+  uint64_t leader_commit; /* the leader's own commit index, as it said */
+  int term_committed;    /* leader: an entry of its term is committed */
+  struct raft_peer peers[RAFT_MAX_VOTERS - 1];
+  unsigned n_peers;
+  struct raft_read *reads;
+  unsigned reads_head, reads_n;
+  uint64_t read_seq;
+  uint64_t transfer_to;
+  unsigned transfer_elapsed;
+  struct raft_stats stats;
+  void *mem;
+};
+enum { RAFT_PROBE = 1, RAFT_REPLICATE = 2, RAFT_SNAPSHOTTING = 3 };
+
+/* The smallest output buffer raft_step() accepts for config c. */
+URSULA_PRIVATE URSULA_UNUSED size_t raft_out_cap(const struct raft_config *c);
+/* Start a core from what storage holds (s).  URSULA_OK, URSULA_EINVAL (a
+** bad config or saved state), URSULA_ENOMEM.  raft_free() releases it. */
+URSULA_PRIVATE URSULA_UNUSED int raft_init(struct raft *r,
+                                           const struct raft_config *c,
+                                           const struct raft_saved *s);
+URSULA_PRIVATE URSULA_UNUSED void raft_free(struct raft *r);
+/* Feed one input; append the actions it gives to out.  URSULA_OK;
+** URSULA_EAGAIN (PROPOSE or TRANSFER refused: not the leader, a
+** transfer under way, storage failed, too much uncommitted); URSULA_EINVAL
+** (a malformed input, or out has less room than raft_out_cap()). */
+URSULA_PRIVATE URSULA_UNUSED int raft_step(struct raft *r,
+                                           const struct raft_in *in,
+                                           struct raft_out *out);
+/* The term of entry index, if the core knows it: 1 and *term, else 0. */
+URSULA_PRIVATE URSULA_UNUSED int raft_term_at(const struct raft *r,
+                                              uint64_t index, uint64_t *term);
+
 /* ---------------------------------------------------------------- stream.c
 ** The state machine of one group: its streams, and the apply function. */
 

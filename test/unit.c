@@ -15,33 +15,7 @@
 #endif
 #include "../ursula.c"
 
-struct unit_case {
-  const char *name;
-  void (*fn)(void);
-};
-
-static int unit_failed; /* failures in the running case */
-static int unit_fail_total;
-
-/* Check a condition; on failure print where and continue the case. */
-#define ASSERT(expr)                                                     \
-  do {                                                                   \
-    if (!(expr)) {                                                       \
-      printf("# %s:%d: ASSERT(%s) failed\n", __FILE__, __LINE__, #expr); \
-      unit_failed++;                                                     \
-    }                                                                    \
-  } while (0)
-
-/* Compare two byte strings; print both on mismatch. */
-#define ASSERT_MEM(p, n, cstr)                                           \
-  do {                                                                   \
-    size_t unit_n_ = strlen(cstr);                                       \
-    if ((size_t)(n) != unit_n_ || memcmp((p), (cstr), unit_n_) != 0) {   \
-      printf("# %s:%d: got \"%.*s\", want \"%s\"\n", __FILE__, __LINE__, \
-             (int)(n), (const char *)(p), (cstr));                       \
-      unit_failed++;                                                     \
-    }                                                                    \
-  } while (0)
+#include "unit.h"
 
 #include "unit_util.c"
 #include "unit_os.c"
@@ -57,12 +31,13 @@ static int unit_fail_total;
 #include "unit_server.c"
 #include "unit_sse.c"
 #include "unit_api.c"
+#include "unit_raft.c"
 
 static const struct unit_case *const unit_tables[] = {
     unit_util_cases,  unit_os_cases,     unit_http_cases,  unit_json_cases,
     unit_loop_cases,  unit_conf_cases,   unit_crypto_cases, unit_sigv4_cases,
     unit_stream_cases, unit_wal_cases,   unit_cold_cases,  unit_server_cases,
-    unit_sse_cases,   unit_api_cases,
+    unit_sse_cases,   unit_api_cases,    unit_raft_cases,
 };
 
 int main(int argc, char **argv) {
