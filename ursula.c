@@ -2016,6 +2016,7 @@ struct conn {
   size_t out_counted;
   uint64_t write_ms;
   int paused;
+  struct conn *next_dead; /* in the table's dead list, once closed */
   /* the body being read */
   uint64_t body_left;
   int chunked;
@@ -2037,6 +2038,9 @@ struct conn_table {
   int max_conns; /* of all cores together: more are answered 503 */
   int spare_fd;  /* kept to accept a client at the open-file limit, or -1 */
   struct loop_timer accept_timer; /* resumes accepting after that */
+  /* closed connections, freed at the next turn (conn_close) */
+  struct conn *dead;
+  struct loop_timer reap_timer;
 };
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
@@ -15677,6 +15681,7 @@ static const struct conn_io *conn_io(const struct conn *cn) {
 }
 
 static void conn_set_events(struct conn *cn, int reading, int writing) {
+  if (cn->fd < 0) return; /* closed (conn_close) */
   if (reading == cn->reading && writing == cn->want_write) return;
   cn->reading = reading;
   cn->want_write = writing;
@@ -15776,6 +15781,7 @@ static size_t conn_max_out(const struct conn *cn) {
 }
 
 URSULA_PRIVATE int conn_flush(struct conn *cn) {
+  if (cn->fd < 0) return -1; /* closed (conn_close) */
   for (;;) {
     struct iovec iov[3];
     size_t head_end = cn->body.len ? cn->body_at : cn->out.len, k;
@@ -15897,6 +15903,7 @@ static void conn_on_timer(struct loop *l, void *arg);
 static void conn_body_fail(struct conn *cn, int status, const char *reason);
 
 URSULA_PRIVATE void conn_arm(struct conn *cn, int ms) {
+  if (cn->fd < 0) return; /* closed: no timer may outlive it */
   loop_timer_set(cn->core->loop, &cn->timer,
                  loop_now_ms(cn->core->loop) + (uint64_t)ms, conn_on_timer, cn);
 }
@@ -16378,6 +16385,27 @@ static void conn_linger(struct conn *cn) {
   conn_arm(cn, CONN_LINGER_MS);
 }
 
+/* Free the connections closed since the last turn (conn_close). */
+static void conn_on_reap(struct loop *l, void *arg) {
+  struct conn_table *t = (struct conn_table *)arg;
+  (void)l;
+  while (t->dead != NULL) {
+    struct conn *cn = t->dead;
+    t->dead = cn->next_dead;
+    buf_free(&cn->in); /* (what a caller may have added since) */
+    buf_free(&cn->out);
+    buf_free(&cn->body);
+    buf_free(&cn->raw);
+    URSULA_FREE(cn);
+  }
+}
+
+/* Close cn: its socket, slot, timer, counts and buffers go at once, but
+** the struct itself lives until the loop's next turn (conn_on_reap), so
+** that the callers up the stack that closed it -- a failed send inside
+** a reply, inside conn_process -- may still look at it: its fd is -1
+** from here on, and everything that would act on it (conn_process, a
+** flush, conn_set_events, conn_arm) checks that first. */
 static void conn_close(struct conn *cn) {
   struct core *c = cn->core;
   struct conn_table *t = &c->conns;
@@ -16396,7 +16424,11 @@ static void conn_close(struct conn *cn) {
   buf_free(&cn->out);
   buf_free(&cn->body);
   buf_free(&cn->raw);
-  URSULA_FREE(cn);
+  cn->out_off = cn->body_off = cn->body_at = 0;
+  cn->next_dead = t->dead;
+  t->dead = cn;
+  loop_timer_set(c->loop, &t->reap_timer, loop_now_ms(c->loop), conn_on_reap,
+                 t);
 }
 
 URSULA_PRIVATE void conn_drain(struct conn_table *t) {
@@ -16427,6 +16459,7 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
     buf_free(&cn->raw);
     URSULA_FREE(cn);
   }
+  if (t->dead != NULL) conn_on_reap(NULL, t);
   URSULA_FREE(t->slots);
   URSULA_FREE(t->free_slots);
   if (t->spare_fd >= 0) close(t->spare_fd);

@@ -227,6 +227,7 @@ static const struct conn_io *conn_io(const struct conn *cn) {
 }
 
 static void conn_set_events(struct conn *cn, int reading, int writing) {
+  if (cn->fd < 0) return; /* closed (conn_close) */
   if (reading == cn->reading && writing == cn->want_write) return;
   cn->reading = reading;
   cn->want_write = writing;
@@ -326,6 +327,7 @@ static size_t conn_max_out(const struct conn *cn) {
 }
 
 URSULA_PRIVATE int conn_flush(struct conn *cn) {
+  if (cn->fd < 0) return -1; /* closed (conn_close) */
   for (;;) {
     struct iovec iov[3];
     size_t head_end = cn->body.len ? cn->body_at : cn->out.len, k;
@@ -447,6 +449,7 @@ static void conn_on_timer(struct loop *l, void *arg);
 static void conn_body_fail(struct conn *cn, int status, const char *reason);
 
 URSULA_PRIVATE void conn_arm(struct conn *cn, int ms) {
+  if (cn->fd < 0) return; /* closed: no timer may outlive it */
   loop_timer_set(cn->core->loop, &cn->timer,
                  loop_now_ms(cn->core->loop) + (uint64_t)ms, conn_on_timer, cn);
 }
@@ -928,6 +931,27 @@ static void conn_linger(struct conn *cn) {
   conn_arm(cn, CONN_LINGER_MS);
 }
 
+/* Free the connections closed since the last turn (conn_close). */
+static void conn_on_reap(struct loop *l, void *arg) {
+  struct conn_table *t = (struct conn_table *)arg;
+  (void)l;
+  while (t->dead != NULL) {
+    struct conn *cn = t->dead;
+    t->dead = cn->next_dead;
+    buf_free(&cn->in); /* (what a caller may have added since) */
+    buf_free(&cn->out);
+    buf_free(&cn->body);
+    buf_free(&cn->raw);
+    URSULA_FREE(cn);
+  }
+}
+
+/* Close cn: its socket, slot, timer, counts and buffers go at once, but
+** the struct itself lives until the loop's next turn (conn_on_reap), so
+** that the callers up the stack that closed it -- a failed send inside
+** a reply, inside conn_process -- may still look at it: its fd is -1
+** from here on, and everything that would act on it (conn_process, a
+** flush, conn_set_events, conn_arm) checks that first. */
 static void conn_close(struct conn *cn) {
   struct core *c = cn->core;
   struct conn_table *t = &c->conns;
@@ -946,7 +970,11 @@ static void conn_close(struct conn *cn) {
   buf_free(&cn->out);
   buf_free(&cn->body);
   buf_free(&cn->raw);
-  URSULA_FREE(cn);
+  cn->out_off = cn->body_off = cn->body_at = 0;
+  cn->next_dead = t->dead;
+  t->dead = cn;
+  loop_timer_set(c->loop, &t->reap_timer, loop_now_ms(c->loop), conn_on_reap,
+                 t);
 }
 
 URSULA_PRIVATE void conn_drain(struct conn_table *t) {
@@ -977,6 +1005,7 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
     buf_free(&cn->raw);
     URSULA_FREE(cn);
   }
+  if (t->dead != NULL) conn_on_reap(NULL, t);
   URSULA_FREE(t->slots);
   URSULA_FREE(t->free_slots);
   if (t->spare_fd >= 0) close(t->spare_fd);

@@ -1801,6 +1801,7 @@ struct conn {
   size_t out_counted;
   uint64_t write_ms;
   int paused;
+  struct conn *next_dead; /* in the table's dead list, once closed */
   /* the body being read */
   uint64_t body_left;
   int chunked;
@@ -1822,6 +1823,9 @@ struct conn_table {
   int max_conns; /* of all cores together: more are answered 503 */
   int spare_fd;  /* kept to accept a client at the open-file limit, or -1 */
   struct loop_timer accept_timer; /* resumes accepting after that */
+  /* closed connections, freed at the next turn (conn_close) */
+  struct conn *dead;
+  struct loop_timer reap_timer;
 };
 
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
