@@ -1504,6 +1504,10 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]
 ** (n_bounds if off >= tail; 0 if off < base, where no own unit is). */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
+/* The start of the unit of s that holds off (s's own: off >= base; off
+** at the tail: the tail). */
+URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
+                                          uint64_t off);
 /* Where unit u (< n_bounds) starts: bounds[u-1], or base for the first. */
 URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
 
@@ -11461,6 +11465,11 @@ URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   return lo;
 }
 
+URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
+                                          uint64_t off) {
+  return stream_unit_start(s, stream_unit_at(s, off));
+}
+
 /* Append p[0..len) as one unit ending at the new tail: the payload of
 ** log entry `index` holds it from byte `off` on. */
 static void stream_add_unit(struct stream_state *st, struct stream *s,
@@ -14626,7 +14635,7 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m);
 ** so that every answer is whole JSON messages: the append whose end is
 ** past the offset is sent whole, as the reference server answers. */
 static uint64_t group_json_start(const struct stream *s, uint64_t start) {
-  return stream_unit_start(s, stream_unit_at(s, start));
+  return stream_unit_floor(s, start);
 }
 
 /* The end of what a read hop wants of s: [start, *end), at most limit (s's
@@ -15336,8 +15345,7 @@ static void fork_acquire(struct core *c, struct job *j) {
   if (s != NULL && !s->soft_deleted && s->json && acq.fork_sub == 0 &&
       (acq.flags & CMD_F_FORK_OFFSET) && acq.fork_offset <= s->tail) {
     if (acq.fork_offset >= s->base) {
-      uint64_t at = stream_unit_start(s, stream_unit_at(s, acq.fork_offset));
-      if (at != acq.fork_offset) {
+      if (stream_unit_floor(s, acq.fork_offset) != acq.fork_offset) {
         group_fail(c, j, 400, "fork offset is inside a JSON message");
         return;
       }
@@ -17109,9 +17117,11 @@ static void api_catchup_part(struct api_conn *cn, struct job *j) {
   conn_flush(&cn->c);
 }
 
-/* conn.c's on_sent hook: the part before is written; read the next. */
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
 
+/* conn.c's on_sent hook: all that was queued is written.  An SSE reader
+** held back (api_sse_next) reads on; a catch-up in parts reads its next
+** part. */
 static void api_on_sent(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   struct job *j = cn->more;

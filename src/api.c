@@ -332,9 +332,11 @@ static void api_catchup_part(struct api_conn *cn, struct job *j) {
   conn_flush(&cn->c);
 }
 
-/* conn.c's on_sent hook: the part before is written; read the next. */
 static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now);
 
+/* conn.c's on_sent hook: all that was queued is written.  An SSE reader
+** held back (api_sse_next) reads on; a catch-up in parts reads its next
+** part. */
 static void api_on_sent(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   struct job *j = cn->more;

@@ -268,8 +268,7 @@ static void fork_acquire(struct core *c, struct job *j) {
   if (s != NULL && !s->soft_deleted && s->json && acq.fork_sub == 0 &&
       (acq.flags & CMD_F_FORK_OFFSET) && acq.fork_offset <= s->tail) {
     if (acq.fork_offset >= s->base) {
-      uint64_t at = stream_unit_start(s, stream_unit_at(s, acq.fork_offset));
-      if (at != acq.fork_offset) {
+      if (stream_unit_floor(s, acq.fork_offset) != acq.fork_offset) {
         group_fail(c, j, 400, "fork offset is inside a JSON message");
         return;
       }

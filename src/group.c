@@ -1049,7 +1049,7 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m);
 ** so that every answer is whole JSON messages: the append whose end is
 ** past the offset is sent whole, as the reference server answers. */
 static uint64_t group_json_start(const struct stream *s, uint64_t start) {
-  return stream_unit_start(s, stream_unit_at(s, start));
+  return stream_unit_floor(s, start);
 }
 
 /* The end of what a read hop wants of s: [start, *end), at most limit (s's

@@ -1289,6 +1289,10 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
 /* The stream's unit index i such that bounds[i-1] <= off < bounds[i]
 ** (n_bounds if off >= tail; 0 if off < base, where no own unit is). */
 URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off);
+/* The start of the unit of s that holds off (s's own: off >= base; off
+** at the tail: the tail). */
+URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
+                                          uint64_t off);
 /* Where unit u (< n_bounds) starts: bounds[u-1], or base for the first. */
 URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
 

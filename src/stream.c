@@ -207,6 +207,11 @@ URSULA_PRIVATE size_t stream_unit_at(const struct stream *s, uint64_t off) {
   return lo;
 }
 
+URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
+                                          uint64_t off) {
+  return stream_unit_start(s, stream_unit_at(s, off));
+}
+
 /* Append p[0..len) as one unit ending at the new tail: the payload of
 ** log entry `index` holds it from byte `off` on. */
 static void stream_add_unit(struct stream_state *st, struct stream *s,
