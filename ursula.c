@@ -1945,6 +1945,13 @@ struct conn_bounds {
   uint64_t body_bytes; /* charged by the request bodies being read */
   uint64_t fd_log_ms;  /* when running out of descriptors was logged */
   pthread_mutex_t mu;  /* (only without atomic operations) */
+  /* The one descriptor the server keeps in reserve to accept a client at
+  ** the open-file limit (conn.c, "accept"), or -1 while it is given up or
+  ** lost; spare_out is 1 from just before it is given up until it is
+  ** back.  Both under spare_mu (spare_out is also read without it). */
+  int spare_fd;
+  int spare_out;
+  pthread_mutex_t spare_mu;
 };
 
 URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b);
@@ -2040,8 +2047,7 @@ struct conn_table {
   uint32_t next_gen;
   int n_conns;   /* this core's */
   int max_conns; /* of all cores together: more are answered 503 */
-  int spare_fd;  /* kept to accept a client at the open-file limit, or -1 */
-  struct loop_timer accept_timer; /* resumes accepting after that */
+  struct loop_timer accept_timer; /* resumes accepting at the fd limit */
   /* closed connections, freed at the next turn (conn_close) */
   struct conn *dead;
   struct loop_timer reap_timer;
@@ -15584,17 +15590,39 @@ static const struct conn_io conn_plain_io = {
 #if CONN_ATOMIC
 #define CONN_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define CONN_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+/* (a flag whose store must be seen before what follows: sequentially
+** consistent) */
+#define CONN_FLAG_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define CONN_FLAG_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 #else
 #define CONN_LOAD(p) (*(p))
 #define CONN_STORE(p, v) ((void)(*(p) = (v)))
+#define CONN_FLAG_LOAD(p) (*(volatile int *)(p))
+#define CONN_FLAG_STORE(p, v) ((void)(*(volatile int *)(p) = (v)))
 #endif
+
+/* A descriptor to hold in reserve (struct conn_bounds, spare_fd), or -1:
+** /dev/null, or a socket where there is no /dev/null. */
+static int conn_spare_open(void) {
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd >= 0) os_set_cloexec(fd);
+  }
+  return fd;
+}
 
 URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b) {
   memset(b, 0, sizeof(*b));
   pthread_mutex_init(&b->mu, NULL);
+  pthread_mutex_init(&b->spare_mu, NULL);
+  b->spare_fd = conn_spare_open();
+  b->spare_out = b->spare_fd < 0;
 }
 
 URSULA_PRIVATE void conn_bounds_free(struct conn_bounds *b) {
+  if (b->spare_fd >= 0) close(b->spare_fd);
+  pthread_mutex_destroy(&b->spare_mu);
   pthread_mutex_destroy(&b->mu);
 }
 
@@ -16200,19 +16228,12 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
 
 /* ------------------------------------------------------------ accept */
 
-/* The descriptor kept in reserve for accepting at the open-file limit,
-** or -1. */
-static int conn_spare_open(void) {
-  return open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
 URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
                                     const struct conn_ops *ops) {
   memset(t, 0, sizeof(*t));
   t->max_conns = max_conns;
   t->ops = ops;
   t->io = &conn_plain_io;
-  t->spare_fd = conn_spare_open();
 }
 
 URSULA_PRIVATE int conn_table_count(const struct conn_table *t) {
@@ -16263,13 +16284,16 @@ static void conn_slot_free(struct conn_table *t, const struct conn *cn) {
 static void conn_refuse(int cfd) {
   static const char body[] = "too many connections, retry\n";
   char busy[256];
-  int n = snprintf(busy, sizeof(busy),
-                   "HTTP/1.1 503 Service Unavailable\r\n"
-                   "Connection: close\r\nRetry-After: 1\r\n"
-                   "Content-Type: text/plain\r\n"
-                   "Content-Length: %u\r\n\r\n%s",
-                   (unsigned)(sizeof(body) - 1), body);
-  ssize_t w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
+  int n;
+  ssize_t w;
+  os_set_nonblock(cfd);
+  n = snprintf(busy, sizeof(busy),
+               "HTTP/1.1 503 Service Unavailable\r\n"
+               "Connection: close\r\nRetry-After: 1\r\n"
+               "Content-Type: text/plain\r\n"
+               "Content-Length: %u\r\n\r\n%s",
+               (unsigned)(sizeof(body) - 1), body);
+  w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
   (void)w;
   close(cfd);
 }
@@ -16299,42 +16323,73 @@ static int conn_admit(struct loop *l, struct core *c, int cfd) {
   return 0;
 }
 
+/* ------------------------------------------------------------ fd limit
+
+   Past the open-file limit accept() fails (EMFILE, ENFILE) and leaves the
+   client queued, the listener readable.  The server keeps one descriptor
+   in reserve (struct conn_bounds, spare_fd) and gives it up to accept
+   such a client, answer it 503 and close it, then takes it back.
+
+   The descriptor given up is free for any thread of the process, and the
+   other cores accept on the same listener: one of them may take it for
+   a client of its own, and then the spare cannot be taken back.  A spare
+   lost for good would leave every later client queued unanswered (seen
+   with 8 cores).  So the spare is one for the whole server, given up and
+   taken back under spare_mu, and spare_out is raised before it is given
+   up: a core whose accept() succeeds while spare_out is up takes the
+   mutex and, if the spare is still gone, knows that it took the spare's
+   descriptor (or one as scarce): it answers its client 503 and takes the
+   spare back.  Whichever thread takes a descriptor, the spare returns at
+   the next accept or the next resume (conn_on_accept_resume). */
+
+/* Take the spare back if it is gone (b->spare_mu held): 0, or -1 if
+** there is still no descriptor for it. */
+static int conn_spare_retake(struct conn_bounds *b) {
+  if (b->spare_fd < 0) b->spare_fd = conn_spare_open();
+  if (b->spare_fd < 0) return -1;
+  CONN_FLAG_STORE(&b->spare_out, 0);
+  return 0;
+}
+
 /* The listener is watched again after a pause (conn_on_fd_limit), unless
 ** the core has stopped accepting since. */
 static void conn_on_accept_resume(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
-  if (c->conns.spare_fd < 0) c->conns.spare_fd = conn_spare_open();
+  struct conn_bounds *b = &c->srv->bounds;
+  pthread_mutex_lock(&b->spare_mu);
+  (void)conn_spare_retake(b);
+  pthread_mutex_unlock(&b->spare_mu);
   if (c->listening && !c->draining) loop_mod(l, c->srv->listen_fd, LOOP_READ);
 }
 
-/* Accept a client with the spare descriptor given up for it, answer it
-** 503 and close it, and take the spare again: 0, or -1 if no client was
-** there (or still no descriptor for it). */
-static int conn_refuse_spare(struct conn_table *t, int lfd) {
+/* Give the spare up to accept a client on lfd, answer it 503 and close
+** it, and take the spare back (b->spare_mu held): 0, or -1 if there was
+** no spare or no client (or still no descriptor for it). */
+static int conn_refuse_spare(struct conn_bounds *b, int lfd) {
   int cfd;
-  close(t->spare_fd);
+  if (conn_spare_retake(b) != 0) return -1;
+  CONN_FLAG_STORE(&b->spare_out, 1);
+  close(b->spare_fd);
+  b->spare_fd = -1;
   cfd = accept(lfd, NULL, NULL);
-  if (cfd >= 0) {
-    os_set_nonblock(cfd);
-    conn_refuse(cfd);
-  }
-  t->spare_fd = conn_spare_open();
+  if (cfd >= 0) conn_refuse(cfd);
+  if (conn_spare_retake(b) != 0) return -1;
   return cfd >= 0 ? 0 : -1;
 }
 
-/* accept() on the listener lfd failed with err, EMFILE or ENFILE: no
-** descriptor for the client, who stays queued, and the listener stays
-** readable, so a loop that only returned would spin on it.  Instead the
-** spare descriptor is given up, again and again, to accept the clients
-** queued, answer each 503 and close it; then this core stops watching
-** the listener for CONN_FD_PAUSE_MS (descriptors come back as
-** connections close).  Logged at most once a second over all cores. */
+/* accept() on the listener lfd failed with err, EMFILE or ENFILE: the
+** spare is given up, again and again, to accept the clients queued and
+** answer each 503; then this core stops watching the listener for
+** CONN_FD_PAUSE_MS (descriptors come back as connections close), so
+** that its loop does not spin on a listener that stays readable.  Logged
+** at most once a second over all cores. */
 static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
-  struct conn_table *t = &c->conns;
   struct conn_bounds *b = &c->srv->bounds;
   int i;
-  for (i = 0; i < 64 && t->spare_fd >= 0; i++)
-    if (conn_refuse_spare(t, lfd) != 0) break;
+  pthread_mutex_lock(&b->spare_mu);
+  for (i = 0; i < 64; i++)
+    if (conn_refuse_spare(b, lfd) != 0) break;
+  pthread_mutex_unlock(&b->spare_mu);
   /* (+ 1: a time of 0 means never) */
   if (conn_bounds_due(b, &b->fd_log_ms, loop_now_ms(l) + 1, 1000))
     LOG_W(
@@ -16343,8 +16398,23 @@ static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
         strerror(err));
   (void)err; /* when logging is compiled out */
   loop_mod(l, lfd, 0);
-  loop_timer_set(l, &t->accept_timer, loop_now_ms(l) + CONN_FD_PAUSE_MS,
+  loop_timer_set(l, &c->conns.accept_timer, loop_now_ms(l) + CONN_FD_PAUSE_MS,
                  conn_on_accept_resume, c);
+}
+
+/* A client cfd was accepted while the spare was out: 1 if cfd may have
+** taken the spare's descriptor (then cfd is answered 503 and closed and
+** the spare taken back), 0 if it is a client like any other. */
+static int conn_took_spare(struct conn_bounds *b, int cfd) {
+  int took;
+  pthread_mutex_lock(&b->spare_mu);
+  took = b->spare_fd < 0;
+  if (took) {
+    conn_refuse(cfd);
+    (void)conn_spare_retake(b);
+  }
+  pthread_mutex_unlock(&b->spare_mu);
+  return took;
 }
 
 /* --max-connections counts the open connections of every core together
@@ -16364,6 +16434,7 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
       return;
     }
     if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
+    if (CONN_FLAG_LOAD(&b->spare_out) && conn_took_spare(b, cfd)) continue;
     os_set_nonblock(cfd);
     os_set_cloexec(cfd);
     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -16470,7 +16541,6 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
   if (t->dead != NULL) conn_on_reap(NULL, t);
   URSULA_FREE(t->slots);
   URSULA_FREE(t->free_slots);
-  if (t->spare_fd >= 0) close(t->spare_fd);
   memset(t, 0, sizeof(*t));
 }
 
@@ -16484,6 +16554,8 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
 #undef CONN_COMPACT
 #undef CONN_LOAD
 #undef CONN_STORE
+#undef CONN_FLAG_LOAD
+#undef CONN_FLAG_STORE
 /**** End src/conn.c ****/
 /**** Begin src/sse.c ****/
 #ifdef URSULA_ENABLE_LINES

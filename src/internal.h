@@ -1730,6 +1730,13 @@ struct conn_bounds {
   uint64_t body_bytes; /* charged by the request bodies being read */
   uint64_t fd_log_ms;  /* when running out of descriptors was logged */
   pthread_mutex_t mu;  /* (only without atomic operations) */
+  /* The one descriptor the server keeps in reserve to accept a client at
+  ** the open-file limit (conn.c, "accept"), or -1 while it is given up or
+  ** lost; spare_out is 1 from just before it is given up until it is
+  ** back.  Both under spare_mu (spare_out is also read without it). */
+  int spare_fd;
+  int spare_out;
+  pthread_mutex_t spare_mu;
 };
 
 URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b);
@@ -1825,8 +1832,7 @@ struct conn_table {
   uint32_t next_gen;
   int n_conns;   /* this core's */
   int max_conns; /* of all cores together: more are answered 503 */
-  int spare_fd;  /* kept to accept a client at the open-file limit, or -1 */
-  struct loop_timer accept_timer; /* resumes accepting after that */
+  struct loop_timer accept_timer; /* resumes accepting at the fd limit */
   /* closed connections, freed at the next turn (conn_close) */
   struct conn *dead;
   struct loop_timer reap_timer;
