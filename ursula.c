@@ -1255,7 +1255,7 @@ struct raft {
   /* hard state: current, last handed to SAVE_STATE, last durable */
   uint64_t term, vote;
   int recovering; /* lost its log: 1 catching up, 2 polling (raft.c) */
-  uint64_t poll_term;
+  uint64_t poll_term, poll_nonce; /* LOST LOG's poll (raft.c) */
   uint64_t saved_term, saved_vote;
   int saved_recovering, save_again;
   uint64_t durable_term, durable_vote;
@@ -9626,9 +9626,11 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 **                   index.  flags RECOVERING (LOST LOG).
 **   PREVOTE, VOTE   index, log_term = the candidate's last entry; a
 **                   PREVOTE's term is the term it would campaign in.
-**                   flags TRANSFER (VOTE only).
+**                   flags TRANSFER (VOTE only).  A PREVOTE flagged
+**                   RECOVERING is LOST LOG's poll: ctx = its nonce.
 **   PREVOTE_RESP, VOTE_RESP  granted: term = the request's; REJECT: term
-**                   = the voter's.
+**                   = the voter's.  The poll's answer: REJECT and
+**                   RECOVERING, the voter's term, ctx = the poll's.
 **   HEARTBEAT       index, log_term = an entry the follower holds (the
 **                   smaller of its match and commit); commit = index;
 **                   last = the leader's own commit (LOST LOG); ctx = the
@@ -9652,16 +9654,26 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 ** in two phases:
 **   POLLING: it answers nothing and follows no leader: a stale leader of
 **   a term it had left would otherwise count its acknowledgments and its
-**   read confirmations (the simulator found that one).  It waits 3T ticks,
-**   so that an election it voted in before the loss has ended (won, or
-**   left by its candidate), and asks the other voters their terms (a
-**   PREVOTE flagged RECOVERING, answered with the term, changing nothing)
-**   until a majority of the cluster not counting itself answered: that set
-**   meets every majority it could have been part of (a quorum of votes,
-**   or of acknowledgments, in a term that mattered) in a node other than
-**   itself, so the highest term it hears is at least every term it took
-**   part in.  It takes that term and records a vote for itself in it (it
-**   abstains there).
+**   read confirmations (the simulator found that one).  It asks EVERY
+**   other voter its term (a PREVOTE flagged RECOVERING, with a nonce this
+**   start drew; answered with the term and the nonce, changing nothing)
+**   until each has answered this start's nonce.  Each answer is sent
+**   after the loss, and terms never decrease, so the highest is at least
+**   every term the node took part in: a candidate it voted for was in
+**   that term before the vote, and answers with that term or a later one;
+**   a leader it acknowledged likewise.  It takes that term and records a
+**   vote for itself in it (it abstains there).  A majority of the others
+**   is not enough: with 5 voters, the candidate C it voted for in T, and
+**   the third voter whose vote for C is still on its way (a paused node,
+**   a slow link), may both be outside the majority polled, which then
+**   knows no term past T - 1; the node would take T - 1 and could later
+**   vote for another candidate in T while C, still counting its
+**   forgotten vote, wins T too: two leaders of one term.  Waiting a
+**   while does not help: a paused node's messages have no deadline.  The
+**   price: a node that lost its disk votes again only when every other
+**   voter has answered once (with 5 voters and one of the others down,
+**   the cluster goes on without it, but its vote waits).  An answer to
+**   an earlier start's poll is ignored: it may predate the loss.
 **   CATCHING UP: a follower of the leader of its term (or a later one);
 **   its acknowledgments are of entries it holds durably, in a term past
 **   every one it forgot.  It votes again once it holds, durably, every
@@ -9706,6 +9718,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 **   24  a leadership transfer is never aborted
 **   25  no byte window
 **   26  a node that lost its log follows leaders at once (no term poll)  sim
+**   27  LOST LOG polls a majority of the others (after 3T), not all
 */
 
 
@@ -10744,20 +10757,28 @@ static void raft_recv_read_index_resp(struct raft_out *out,
 /* LOST LOG, POLLING: a voter's answer to the poll: its term. */
 static void raft_recv_poll(struct raft *r, const struct raft_msg *m) {
   struct raft_peer *p = raft_peer(r, m->from);
+  if (m->ctx != r->poll_nonce) { /* an earlier start's poll */
+    r->stats.stale++;
+    return;
+  }
   p->vote = 1; /* answered */
   if (m->term > r->poll_term) r->poll_term = m->term;
 }
 
 /* LOST LOG, POLLING, every tick: ask the voters that have not answered,
-** each heartbeat interval; after 3T ticks and answers from a majority of
-** the cluster not counting this node, take the highest term heard (and
-** abstain in it), and catch up. */
+** each heartbeat interval; once every other voter answered (planted bug
+** 27: a majority of the cluster not counting this node, after 3T ticks),
+** take the highest term heard (and abstain in it), and catch up. */
 static void raft_poll(struct raft *r, struct raft_out *out) {
   unsigned i, answered = 0;
+  int done;
   r->elapsed++;
   for (i = 0; i < r->n_peers; i++)
     if (r->peers[i].vote == 1) answered++;
-  if (r->elapsed >= 3 * r->c.election_ticks && answered >= r->quorum) {
+  done = RAFT_BUG(27) ? r->elapsed >= 3 * r->c.election_ticks &&
+                            answered >= r->quorum
+                      : answered == r->n_peers;
+  if (done) {
     if (r->poll_term > r->term) {
       r->term = r->poll_term;
       r->vote = r->c.id;
@@ -10775,6 +10796,7 @@ static void raft_poll(struct raft *r, struct raft_out *out) {
     if (r->peers[i].vote == 1) continue;
     a = raft_send(r, out, RAFT_MSG_PREVOTE, r->peers[i].id);
     a->msg.flags = RAFT_F_RECOVERING;
+    a->msg.ctx = r->poll_nonce;
   }
 }
 
@@ -10813,6 +10835,7 @@ static void raft_recv(struct raft *r, struct raft_out *out,
   if (m->type == RAFT_MSG_PREVOTE && (m->flags & RAFT_F_RECOVERING)) {
     struct raft_action *a = raft_send(r, out, RAFT_MSG_PREVOTE_RESP, m->from);
     a->msg.flags = RAFT_F_REJECT | RAFT_F_RECOVERING; /* LOST LOG's poll */
+    a->msg.ctx = m->ctx;
     return;
   }
   if (r->recovering == RAFT_POLLING) {
@@ -11239,6 +11262,8 @@ URSULA_PRIVATE int raft_init(struct raft *r, const struct raft_config *c,
   r->saved_recovering = s->recovering ? 1 : 0;
   r->recovering = s->recovering && c->n_voters > 1 ? RAFT_POLLING : 0;
   if (RAFT_BUG(26) && r->recovering) r->recovering = RAFT_CATCHING;
+  if (r->recovering) /* (never 0: an answer without one is no answer) */
+    r->poll_nonce = c->env->random(c->env) | 1u;
   if (raft_last_term(r) > r->term) { /* never with R1; be safe */
     r->term = raft_last_term(r);
     r->vote = 0;

@@ -1040,7 +1040,7 @@ struct raft {
   /* hard state: current, last handed to SAVE_STATE, last durable */
   uint64_t term, vote;
   int recovering; /* lost its log: 1 catching up, 2 polling (raft.c) */
-  uint64_t poll_term;
+  uint64_t poll_term, poll_nonce; /* LOST LOG's poll (raft.c) */
   uint64_t saved_term, saved_vote;
   int saved_recovering, save_again;
   uint64_t durable_term, durable_vote;

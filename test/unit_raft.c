@@ -1296,8 +1296,8 @@ static void test_raft_single_voter(void) {
 
 /* LOST LOG (KAFKA-14077): a node that comes back with no state first
 ** polls: it follows nobody (a stale leader of a term it had left would
-** count it) until 3T ticks passed and a majority of the others told their
-** terms; it takes the highest and abstains in it.  It neither grants a
+** count it) until every other voter told its term, answering this start's
+** nonce; it takes the highest and abstains in it.  It neither grants a
 ** (pre-)vote nor campaigns until it holds, durably, the commit index of
 ** the leader of its term whose entry is of that term; then it votes from
 ** the next term.  Its answers say RECOVERING, and a leader forgets the
@@ -1308,25 +1308,36 @@ static void test_raft_wiped_no_vote(void) {
   struct raft_msg m;
   const struct raft_action *a;
   unsigned k;
+  uint64_t nonce;
   memset(&u, 0, sizeof(u));
   memset(&s, 0, sizeof(s));
   s.recovering = 1;
   ASSERT(ur_start(&u, 3, 3, &s) == URSULA_OK);
   ur_tick(&u);
   a = ur_sent(&u, RAFT_MSG_PREVOTE, 1, 0);
-  ASSERT(a != NULL && (a->msg.flags & RAFT_F_RECOVERING));
+  ASSERT(a != NULL && (a->msg.flags & RAFT_F_RECOVERING) && a->msg.ctx != 0);
+  if (a == NULL) { /* (no poll: planted bug 26) */
+    ur_stop(&u);
+    return;
+  }
+  nonce = a->msg.ctx;
   /* polling: a leader of term 5 is not followed, nothing is answered */
   m = ur_append(1, 3, 5, 0, 0, 2, 5, 2);
   ur_msg(&u, &m);
   ASSERT(u.out.n == 0 && u.r.term == 0 && u.r.last_index == 0);
   m = ur_m(RAFT_MSG_PREVOTE_RESP, 1, 3, 5);
   m.flags = RAFT_F_REJECT | RAFT_F_RECOVERING;
+  m.ctx = nonce;
   ur_msg(&u, &m);
   m.from = 2;
   m.term = 6;
+  m.ctx = nonce + 2; /* an answer to another start's poll */
   ur_msg(&u, &m);
-  for (k = 0; k < 40 && u.r.term == 0; k++) ur_tick(&u);
-  ASSERT(k >= 28); /* 3T ticks first */
+  for (k = 0; k < 40; k++) ur_tick(&u);
+  ASSERT(u.r.term == 0 && u.r.recovering != 0); /* node 2 has not answered */
+  m.ctx = nonce;
+  ur_msg(&u, &m);
+  ur_tick(&u);
   ASSERT(u.r.term == 6 && u.r.vote == 3 && u.r.recovering != 0);
   a = ur_act(&u, RAFT_SAVE_STATE, 0);
   ASSERT(a != NULL && a->term == 6 && a->vote == 3 && a->flags == 1);
@@ -1389,6 +1400,61 @@ static void test_raft_wiped_no_vote(void) {
   ASSERT(ur_sent(&l, RAFT_MSG_APPEND, 2, 0) != NULL &&
          ur_sent(&l, RAFT_MSG_APPEND, 2, 0)->msg.index == 0);
   ur_stop(&l);
+}
+
+/* LOST LOG with 5 voters: the poll waits for EVERY other voter, not a
+** majority of them.  Node 5 voted for candidate 1 in term 9 and lost its
+** disk; node 2's vote for 1 is still on its way.  Nodes 2, 3 and 4 (a
+** majority of the others) answer term 8: taking 8 would let node 5 vote
+** for another candidate in 9 while 1 wins 9 with the forgotten vote.
+** Only node 1's answer (term 9) ends the poll, however long it takes. */
+static void test_raft_wiped_polls_all(void) {
+  struct ur_node u;
+  struct raft_saved s;
+  struct raft_msg m;
+  const struct raft_action *a;
+  unsigned k;
+  uint64_t from, nonce;
+  memset(&u, 0, sizeof(u));
+  memset(&s, 0, sizeof(s));
+  s.recovering = 1;
+  ASSERT(ur_start(&u, 5, 5, &s) == URSULA_OK);
+  ur_tick(&u);
+  a = ur_sent(&u, RAFT_MSG_PREVOTE, 2, 0);
+  ASSERT(a != NULL && (a->msg.flags & RAFT_F_RECOVERING));
+  if (a == NULL) { /* (no poll: planted bug 26) */
+    ur_stop(&u);
+    return;
+  }
+  nonce = a->msg.ctx;
+  for (from = 2; from <= 4; from++) {
+    m = ur_m(RAFT_MSG_PREVOTE_RESP, from, 5, 8);
+    m.flags = RAFT_F_REJECT | RAFT_F_RECOVERING;
+    m.ctx = nonce;
+    ur_msg(&u, &m);
+  }
+  for (k = 0; k < 100; k++) ur_tick(&u); /* 10T */
+  ASSERT(u.r.term == 0 && u.r.vote == 0 && u.r.recovering != 0);
+  /* still asking node 1, and only node 1 */
+  for (k = 0; k < 10; k++) {
+    ur_tick(&u);
+    ASSERT(ur_sent(&u, RAFT_MSG_PREVOTE, 2, 0) == NULL);
+    if (ur_sent(&u, RAFT_MSG_PREVOTE, 1, 0) != NULL) break;
+  }
+  ASSERT(k < 10);
+  m = ur_m(RAFT_MSG_PREVOTE_RESP, 1, 5, 9);
+  m.flags = RAFT_F_REJECT | RAFT_F_RECOVERING;
+  m.ctx = nonce;
+  ur_msg(&u, &m);
+  ur_tick(&u);
+  ASSERT(u.r.term == 9 && u.r.vote == 5);
+  /* so a candidate of term 9 is refused */
+  m = ur_m(RAFT_MSG_VOTE, 3, 5, 9);
+  ur_msg(&u, &m);
+  a = ur_sent(&u, RAFT_MSG_VOTE_RESP, 3, 0);
+  ASSERT(a == NULL || (a->msg.flags & RAFT_F_REJECT));
+  ASSERT(u.r.vote == 5);
+  ur_stop(&u);
 }
 
 /* ------------------------------------------------------------- contract */
@@ -1457,6 +1523,7 @@ static const struct unit_case unit_raft_cases[] = {
     {"raft_membership_ids", test_raft_membership_ids},
     {"raft_single_voter", test_raft_single_voter},
     {"raft_wiped_no_vote", test_raft_wiped_no_vote},
+    {"raft_wiped_polls_all", test_raft_wiped_polls_all},
     {"raft_msg_layout", test_raft_msg_layout},
     {"raft_election_rejoin", test_raft_election_rejoin},
     {NULL, NULL}};
@@ -1491,4 +1558,5 @@ static const struct {
                         {24, "raft_transfer_abort"},
                         {25, "raft_byte_window"},
                         {26, "raft_wiped_no_vote"},
+                        {27, "raft_wiped_polls_all"},
                         {0, NULL}};
