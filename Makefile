@@ -27,7 +27,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-unit test-blackbox test-damage test-crash test-conformance test-conformance-wal \
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean \
-        test-raft-plants test-sim test-sim-bugs sim
+        test-raft-plants test-sim test-sim-bugs sim test-simsm
 
 all: ursula
 
@@ -159,6 +159,15 @@ test-sim: build/sim build/sim-asan
 	if [ -z "$$a" ] || [ "$$a" != "$$b" ] || [ "$$a" != "$$c" ]; then \
 	  echo "test-sim: seed 4242 is not deterministic ($$a, $$b, $$c)" >&2; exit 1; fi; \
 	echo "test-sim: $(SIM_SEEDS) seeds (and $(SIM_ASAN_SEEDS) under ASan and UBSan), no violation; seed 4242 replays to the same $$a"
+
+# The simulator's workload on the real state machine (test/sim/simsm.c:
+# commands by cmd.c, applied by stream.c), against the protocol's rules.
+build/simsm_test: test/sim/simsm_test.c test/sim/simsm.c src/cmd.c src/stream.c \
+                  src/util.c src/internal.h src/config.h src/prefix.h ursula.h
+	@mkdir -p build
+	$(CC) $(WARN) -Werror -O1 -g $(SAN) -fno-sanitize-recover=all test/sim/simsm_test.c -o $@ $(LDLIBS)
+test-simsm: build/simsm_test
+	./build/simsm_test
 
 SEEDS ?= 10000
 sim: build/sim
@@ -334,7 +343,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 	./build/fuzz-seeds test/fuzz/corpus
 
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
-      test-raft-plants test-sim test-sim-bugs fuzz-regress test-blackbox test-damage test-crash test-conformance \
+      test-raft-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-asan
 	@echo "make test: all passed"
