@@ -125,10 +125,11 @@ test-raft-plants: test/raft_plants.c test/unit.h test/unit_raft.c src/raft.c src
 	echo "test-raft-plants: each of the $(words $(RAFT_PLANTS)) planted bugs fails its unit case"
 
 # --- the Raft simulator (test/sim/sim.c; its top says what it checks) ----------
-# It builds the parts the core needs from src/ (util.c, raft.c), so that a
-# build per planted bug takes a second.  Each run prints a failing seed's
+# It builds the parts it drives from src/ (util.c, raft.c, wal.c: the real
+# WAL over the simulated disk of test/sim/simfs.c), so that a build per
+# planted bug takes a second.  Each run prints a failing seed's
 # replay command: ./build/sim --seed S --trace.
-SIM_DEPS = test/sim/sim.c test/sim/simlog.c src/raft.c src/util.c \
+SIM_DEPS = test/sim/sim.c test/sim/simlog.c test/sim/simfs.c src/raft.c src/wal.c src/util.c \
            src/internal.h src/config.h src/prefix.h ursula.h
 build/sim: $(SIM_DEPS)
 	@mkdir -p build
@@ -150,8 +151,12 @@ SIM_RUN2 = run2() { b=$$1; f=$$2; n=$$3; h=$$((n / 2)); t0=$$(date +%s.%N); \
 
 SIM_SEEDS = 2000
 SIM_ASAN_SEEDS = 300
-test-sim: build/sim build/sim-asan
-	@$(SIM_RUN2); run2 ./build/sim 1 $(SIM_SEEDS) && \
+# simfs.c's model, rule by rule (the simulated disk under the WAL).
+build/simfs_test: test/sim/simfs_test.c test/sim/simfs.c src/internal.h
+	@mkdir -p build
+	$(CC) $(WARN) -Werror -O1 -g $(SAN) test/sim/simfs_test.c -o $@ $(LDLIBS)
+test-sim: build/simfs_test build/sim build/sim-asan
+	@./build/simfs_test && $(SIM_RUN2); run2 ./build/sim 1 $(SIM_SEEDS) && \
 	run2 ./build/sim-asan 100001 $(SIM_ASAN_SEEDS) && \
 	a=$$(./build/sim --seed 4242 | grep -o 'digest [0-9a-f]*'); \
 	b=$$(./build/sim --seed 4242 | grep -o 'digest [0-9a-f]*'); \
@@ -174,12 +179,15 @@ sim: build/sim
 	@$(SIM_RUN2); run2 ./build/sim 1 $(SEEDS)
 
 # Proof that the simulator can fail: built once per planted bug it must
-# catch (the plants marked "sim" in src/raft.c), each run stops at the
-# first failing seed; a plant not caught within SIM_FIND seeds fails the
-# target.  Two at a time (the slowest takes about a minute).
-SIM_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 20 26
-SIM_FIND = 5000
-SIM_PLANT_RUN = $(CC) $(WARN) -O2 -DRAFT_PLANT=$$p test/sim/sim.c \
+# catch (the plants marked "sim" in src/raft.c, and s1, s2: the driver's
+# plants at the top of test/sim/sim.c, -DSIM_PLANT=n, that only a real
+# disk catches), each run stops at the first failing seed; a plant not
+# caught within SIM_FIND seeds fails the target.  Two at a time (the
+# slowest takes about a minute).
+SIM_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 20 26 s1 s2
+SIM_FIND = 10000
+SIM_PLANT_RUN = case $$p in s*) f=-DSIM_PLANT=$${p\#s};; *) f=-DRAFT_PLANT=$$p;; esac; \
+	  $(CC) $(WARN) -O2 $$f test/sim/sim.c \
 	  -o build/plants/sim-$$p $(LDLIBS) && ./build/plants/sim-$$p --find $(SIM_FIND)
 test-sim-bugs: $(SIM_DEPS)
 	@mkdir -p build/plants

@@ -12,15 +12,23 @@
 ** seed.  An event heap keyed by (virtual time in us, sequence) runs N
 ** nodes (3 or 5, chosen per seed) x G groups (4..8), each group driving
 ** the REAL raft_step() of src/raft.c through a driver written here, over:
-**   - a simulated log and hard state per (node, group) with durable and
-**     volatile parts (simlog.c: a crash or power loss keeps only what was
-**     made durable; a sync completes after a sampled latency, or fails);
+**   - the REAL write-ahead log (src/wal.c) per (node, group), through
+**     simlog.c (the one interface to a log), over a simulated disk per
+**     node (simfs.c, behind the node's env->fs: current and durable bytes
+**     per file, directory entries durable after sync_dir); a sync
+**     completes after a sampled latency, or fails;
 **   - a simulated network: delay (and so reordering), drop, duplicate,
 **     symmetric, asymmetric and flapping partitions;
-**   - crash and restart, pause, a wiped disk now and then (the node comes
-**     back with no state, recovering), slow and failing syncs, snapshots
-**     (compaction, and installs for followers behind the first index),
-**     leadership transfers;
+**   - crash and restart (the disk keeps what was synced, and a torn prefix
+**     of what was not, at 512-byte sectors; wal_open + wal_replay), pause,
+**     a wiped disk now and then (the node comes back with no state,
+**     recovering), slow syncs, syncs failing with EIO (their pages are
+**     dropped: fsyncgate), writes failing with ENOSPC, a bit flipped in
+**     a durable segment or snapshot of one node at a time (the WAL must
+**     find it: the node's disk is then replaced, as a wipe), snapshots
+**     (wal_save_snapshot, wal_compact; installs for followers behind the
+**     first index: the sender's image file through wal_install_begin,
+**     put in chunks, commit), leadership transfers;
 **   - clients: tagged proposals to leaders, or to random nodes that
 **     forward them to their leader or refuse, and read barriers.
 ** Swarm testing: each seed enables a random subset of the faults.  After
@@ -47,8 +55,16 @@
 **   - the same state at each applied index on every replica;
 **   - an acknowledgment of index i in term T: the sender's log is T's
 **     leader's through i;
-**   - durable term, vote and commit never go backwards (across restarts
-**     too); the core's view of its log matches the log (white box);
+**   - durable term and vote never go backwards (across restarts too: the
+**     WAL's HARD records).  The commit index is volatile (Raft paper,
+**     Fig. 2; simlog.c's top): a node restarts with commit at its
+**     snapshot, and the committed prefix is checked instead (state machine
+**     safety, no committed entry truncated);
+**   - what the WAL reported durable is on the disk after a restart (the
+**     same entries, by prefix hash); replay and reads of durable entries
+**     give back the bytes written; a log is only ever damaged on a disk
+**     a bit was flipped on;
+**   - the core's view of its log matches the log (white box);
 **   - an acknowledged proposal (committed, with its term at its index) is
 **     never lost: at the end every node's committed prefix holds it;
 **   - a read barrier's index covers every proposal acknowledged before
@@ -58,13 +74,21 @@
 **     index is resolved (committed there, with its term or another), and
 **     a proposal and a read issued after healing succeed.
 **
-** NEXT STEP.  The simulated log (simlog.c, one interface) becomes the real
-** WAL (src/wal.c over a simulated struct os_fs: torn writes, fsync EIO,
-** ENOSPC, bit flips) and the hash chain the real state machine
-** (stream.c through group.c); snapshots then stream in chunks through
-** wal_install_begin/put/commit.  The driver and the checks stay.
+** THE FAULTS MIX (swarm: each seed enables a random subset): drop, dup,
+** reorder, partition, asym, flap (network); crash, pause, wipe,
+** killleader, isolate (nodes); slowdisk, diskfail (sync EIO), nospc
+** (write ENOSPC), flip (a bit on one node's disk); snapshot (frequent
+** compaction and installs), transfer, reads.  Torn writes come with every
+** crash.  Injected on the log's group-commit path only: ENOSPC and EIO
+** (truncation, snapshot and install run fault-free but for crashes,
+** tears and flips).
 **
-** Only the parts the core needs are compiled in (util.c, raft.c), from
+** NOW.  Every log is the real WAL over simfs (simlog.c says how); what a
+** node knows after a restart comes from wal_replay of its disk.  NEXT:
+** the hash chain becomes the real state machine (stream.c through
+** group.c).  The driver and the checks stay.
+**
+** Only the parts it drives are compiled in (util.c, raft.c, wal.c), from
 ** src/, so that a build per planted bug takes a second.
 */
 #ifndef URSULA_ENABLE_ASSERT
@@ -74,7 +98,18 @@
 #include "../../src/internal.h"
 #include "../../src/util.c"
 #include "../../src/raft.c"
+#include "../../src/wal.c"
 
+/* Planted bugs of the driver that only a real disk can catch
+** (-DSIM_PLANT=n, make test-sim-bugs):
+**    1  fsyncgate: after a sync fails with EIO, sync again and take its 0
+**       for success (the pages the failure dropped are never written)
+**    2  report a sync's entries durable without syncing them */
+#ifndef SIM_PLANT
+#define SIM_PLANT 0
+#endif
+
+#include "simfs.c"
 #include "simlog.c"
 
 #define SIM_NODES 5
@@ -132,12 +167,14 @@ enum { /* faults, each enabled or not per seed (swarm testing) */
        F_READS = 1 << 13,
        F_KILL_LEADER = 1 << 14, /* crash a group's leader */
        F_ISOLATE = 1 << 15,     /* cut a group's leader off */
-       F_NFAULTS = 16
+       F_NOSPC = 1 << 16,       /* a log's write fails with ENOSPC */
+       F_FLIP = 1 << 17,        /* a bit flips on one node's disk */
+       F_NFAULTS = 18
 };
 static const char *const sim_fault_names[F_NFAULTS] = {
     "drop",     "dup",   "reorder",    "partition", "asym",     "flap",
     "crash",    "pause", "wipe",       "slowdisk",  "diskfail", "snapshot",
-    "transfer", "reads", "killleader", "isolate"};
+    "transfer", "reads", "killleader", "isolate",  "nospc",    "flip"};
 
 struct sim_msg {
   int refs;
@@ -146,6 +183,8 @@ struct sim_msg {
   struct raft_msg m;
   struct sim_entry *ents;       /* APPEND: entries m.index + 1 .. + m.n */
   uint64_t snap_phash, snap_sm; /* SNAPSHOT */
+  unsigned char *img;           /* SNAPSHOT: the sender's image file */
+  size_t img_len;
   uint64_t prop;                /* fwd: the proposal */
 };
 
@@ -178,6 +217,11 @@ struct sim_group { /* one group on one node: a core and its driver */
 
 struct sim_node {
   int up, paused, wiped; /* wiped: its disk is empty until it restarts */
+  int made;              /* its logs were made (they must exist) */
+  int flipped; /* a bit flipped on its disk: until the disk is replaced,
+                 or a start replays cleanly with no flipped file left (the
+                 WAL may copy a damaged record: only a replay tells) */
+  char prefix[8];        /* "/n3/": its files on the simulated disk */
   uint64_t pause_until, boot;
   struct env env;
   struct sim_rng rnd; /* its timers (env->random) */
@@ -267,7 +311,8 @@ struct sim {
   char why[512];
   /* counts for the summary */
   uint64_t n_msgs, n_dropped, n_elections, n_crashes, n_wipes, n_snaps,
-      n_installs, n_syncfails, n_acked, n_reads_done, n_transfers;
+      n_installs, n_syncfails, n_acked, n_reads_done, n_transfers,
+      n_nospc, n_flips, n_damaged;
 };
 
 static struct sim *S; /* the run in progress (one at a time) */
@@ -399,6 +444,7 @@ static struct sim_msg *sim_msg_new(int group) {
 static void sim_msg_unref(struct sim_msg *m) {
   if (m != NULL && --m->refs == 0) {
     free(m->ents);
+    free(m->img);
     free(m);
   }
 }
@@ -807,6 +853,8 @@ static void sim_do_send(int x, int g, const struct raft_action *a) {
     msg->ents = (struct sim_entry *)malloc(a->msg.n * sizeof(*msg->ents));
     if (msg->ents == NULL) abort();
     for (i = 0; i < a->msg.n; i++) {
+      int rc = simlog_read_back(&sg->log, lo + i);
+      if (rc != URSULA_OK) simlog_broke(&sg->log, rc); /* damage: stop */
       msg->ents[i] = *simlog_at(&sg->log, lo + i);
       if (msg->ents[i].term != sim_run_term(a, lo + i))
         sim_fail("n%d g%d: AppendEntries runs differ from the log", x + 1, g);
@@ -849,6 +897,8 @@ static void sim_do_send_snapshot(int x, int g, const struct raft_action *a) {
   msg->m.log_term = a->term;
   msg->snap_phash = sg->log.snap_phash;
   msg->snap_sm = sg->log.snap_sm;
+  msg->img = simlog_image(&sg->log, &msg->img_len);
+  if (msg->img == NULL) simlog_broke(&sg->log, URSULA_EIO);
   if (S->trace) sim_tr_msg("stream", x, g, &msg->m);
   if (need != 0)
     sim_hold(sg, msg, need, 0, 0);
@@ -872,7 +922,13 @@ static void sim_do_install(int x, int g, const struct raft_action *a,
       t->c_phash[a->hi] != m->snap_phash)
     sim_fail("n%d g%d installs a snapshot that is not the committed state",
              x + 1, g);
-  kept = simlog_install(&sg->log, a->hi, a->term, m->snap_phash, m->snap_sm);
+  if (m->img == NULL) { /* the sender failed to make it (it stops) */
+    simlog_broke(&sg->log, URSULA_EIO);
+    return;
+  }
+  kept = simlog_install(&sg->log, a->hi, a->term, m->snap_phash, m->snap_sm,
+                        m->img, m->img_len,
+                        (size_t)sim_range(&S->disk, 64, 4096));
   if (kept && sg->log.last > a->hi) {
     const struct sim_entry *e = simlog_at(&sg->log, a->hi + 1);
     if (e->phash != simlog_mix(m->snap_phash, e->term, e->tag))
@@ -983,11 +1039,26 @@ static void sim_check_core(int x, int g) {
   sg->max_term = r->term;
 }
 
+static void sim_sync_done(int x, int g);
+
+/* Start a sync if a write waits for one; it ends after a sampled latency
+** (EV_SYNC).  A write that fails as the sync starts (ENOSPC) ends it at
+** once: the core hears of the failure before anything else happens. */
 static void sim_maybe_sync(int x, int g) {
   struct sim_group *sg = &S->node[x].g[g];
   uint64_t d;
-  if (sg->log.syncing || !simlog_dirty(&sg->log)) return;
-  simlog_sync_begin(&sg->log);
+  int nospc;
+  if (sg->log.syncing || sg->failed || !simlog_dirty(&sg->log)) return;
+  nospc = (S->faults & F_NOSPC) && sim_chance(&S->disk, S->fail_ppm);
+  simlog_sync_begin(&sg->log, nospc);
+  if (sg->log.write_rc != URSULA_OK) { /* the step's results are kept */
+    uint64_t term = S->out_term, index = S->out_index;
+    S->n_nospc++;
+    sim_sync_done(x, g);
+    S->out_term = term;
+    S->out_index = index;
+    return;
+  }
   d = S->disk_us + sim_below(&S->disk, S->disk_jitter_us + 1);
   sim_at(S->now + d, EV_SYNC, x, g);
 }
@@ -1090,6 +1161,119 @@ static uint64_t sim_node_random(struct env *e) {
   return sim_rand((struct sim_rng *)e->impl);
 }
 
+static uint64_t sim_disk_rand(void *arg) {
+  (void)arg;
+  return sim_rand(&S->disk);
+}
+
+static uint64_t sim_fault_rand(void *arg) {
+  (void)arg;
+  return sim_rand(&S->fault);
+}
+
+/* What the WAL reported durable before a crash (old: the copy cut back to
+** it) is on the disk after it (now: replayed): the same entries, and a
+** hard state no older. */
+static void sim_check_kept(int x, int g, const struct simlog *old,
+                           const struct simlog *now) {
+  uint64_t i;
+  if (now->last < old->durable)
+    sim_fail("n%d g%d: the disk lost durable entries: it ends at %llu, "
+             "%llu was durable before the crash",
+             x + 1, g, (unsigned long long)now->last,
+             (unsigned long long)old->durable);
+  for (i = now->snap_index; i <= old->durable && !S->failed; i++)
+    if (i >= old->snap_index && simlog_phash(now, i) != simlog_phash(old, i))
+      sim_fail("n%d g%d: entry %llu on the disk is not the durable one",
+               x + 1, g, (unsigned long long)i);
+  if (now->hs_durable.term < old->hs_durable.term ||
+      (now->hs_durable.term == old->hs_durable.term &&
+       old->hs_durable.vote != 0 &&
+       now->hs_durable.vote != old->hs_durable.vote))
+    sim_fail("n%d g%d: durable hard state went back across a restart: "
+             "(%llu, %llu) after (%llu, %llu)",
+             x + 1, g, (unsigned long long)now->hs_durable.term,
+             (unsigned long long)now->hs_durable.vote,
+             (unsigned long long)old->hs_durable.term,
+             (unsigned long long)old->hs_durable.vote);
+}
+
+/* The disk of node x is gone (wiped, or replaced after damage): each
+** group's copy becomes its ghost; the disk is emptied. */
+static void sim_lose_disk(int x) {
+  struct sim_node *nd = &S->node[x];
+  int g;
+  for (g = 0; g < SIM_GROUPS; g++) {
+    struct sim_group *sg = &nd->g[g];
+    if (sg->has_ghost) simlog_free(&sg->ghost);
+    simlog_wipe(&sg->log, &sg->ghost);
+    sg->has_ghost = 1;
+    memset(&sg->max_durable, 0, sizeof(sg->max_durable));
+  }
+  simfs_wipe(nd->prefix);
+  nd->flipped = 0;
+}
+
+/* Open and replay node x's logs into fresh[]; 1 if one is damaged
+** (URSULA_ECORRUPT: never taken for an empty log). */
+static int sim_open_logs(int x, int must_exist, struct simlog *fresh) {
+  struct sim_node *nd = &S->node[x];
+  int g, damaged = 0;
+  for (g = 0; g < S->ngroups; g++) {
+    char dir[32];
+    int rc;
+    simlog_init(&fresh[g]);
+    snprintf(dir, sizeof(dir), "%sg%d", nd->prefix, g);
+    rc = simlog_open(&fresh[g], &nd->env, dir, must_exist);
+    if (fresh[g].wrong)
+      sim_fail("n%d g%d: replay gave entries that were never written", x + 1,
+               g);
+    if (rc == URSULA_ECORRUPT)
+      damaged = 1;
+    else if (rc != URSULA_OK)
+      sim_fail("n%d g%d: the log did not open: %s", x + 1, g,
+               ursula_strerror(rc));
+  }
+  return damaged;
+}
+
+/* Node x's logs from its disk: a damaged disk is replaced (the operator's
+** answer: the node starts empty and recovering, counted); else what was
+** durable must be there.  Returns whether the node starts recovering. */
+static int sim_load(int x, int recovering) {
+  struct sim_node *nd = &S->node[x];
+  struct simlog fresh[SIM_GROUPS];
+  int g;
+  if (!nd->made) {
+    char d[8];
+    snprintf(d, sizeof(d), "%.3s", nd->prefix);
+    nd->env.fs->mkdir(d, 0755);
+    nd->env.fs->sync_dir("/");
+  }
+  if (sim_open_logs(x, nd->made && !recovering, fresh)) {
+    for (g = 0; g < S->ngroups; g++) simlog_free(&fresh[g]);
+    if (!nd->flipped) /* crashes and torn writes alone never damage a log */
+      sim_fail("n%d: its disk is damaged, but no bit flipped on it", x + 1);
+    S->n_damaged++;
+    sim_tr("n%d DAMAGED disk replaced", x + 1);
+    sim_lose_disk(x);
+    recovering = 1;
+    if (sim_open_logs(x, 0, fresh))
+      sim_fail("n%d: a new disk is damaged", x + 1);
+  }
+  if (nd->flipped && !simfs_has_flip(nd->prefix)) nd->flipped = 0;
+  for (g = 0; g < S->ngroups; g++) {
+    struct sim_group *sg = &nd->g[g];
+    if (!S->failed) sim_check_kept(x, g, &sg->log, &fresh[g]);
+    simlog_free(&sg->log);
+    sg->log = fresh[g];
+    if (recovering) /* the driver marks its disk "recovering" at once */
+      simlog_mark(&sg->log, 1);
+  }
+  nd->made = 1;
+  return recovering;
+}
+
 /* Start node x's cores from what its disks hold. */
 static void sim_boot(int x, int recovering) {
   struct sim_node *nd = &S->node[x];
@@ -1098,6 +1282,7 @@ static void sim_boot(int x, int recovering) {
   nd->paused = 0;
   nd->wiped = 0;
   nd->boot++;
+  recovering = sim_load(x, recovering);
   for (g = 0; g < S->ngroups; g++) {
     struct sim_group *sg = &nd->g[g];
     struct raft_config c = S->cfg;
@@ -1138,8 +1323,6 @@ static void sim_boot(int x, int recovering) {
     sg->commit = sg->checked = sg->log.snap_index;
     sg->max_term = sg->r.term;
     sg->failed = 0;
-    if (recovering) /* the driver marks its disk "recovering" at once */
-      sg->log.hs.recovering = sg->log.hs_durable.recovering = 1;
     sim_commit(x, g, sg->r.commit);
     sim_apply(x, g, NULL, NULL);
   }
@@ -1166,13 +1349,11 @@ static void sim_crash(int x, int wipe) {
     sim_drop_held(sg, 0);
     for (i = 0; i < sg->n_props; i++) S->props[sg->props[i]].state = P_UNKNOWN;
     sg->n_props = 0;
-    if (wipe) {
-      if (sg->has_ghost) simlog_free(&sg->ghost);
-      simlog_wipe(&sg->log, &sg->ghost);
-      sg->has_ghost = 1;
-      memset(&sg->max_durable, 0, sizeof(sg->max_durable));
-    }
   }
+  if (wipe)
+    sim_lose_disk(x);
+  else
+    simfs_crash(nd->prefix, sim_disk_rand, NULL);
   for (i = 0; i < S->n_reads; i++)
     if (S->reads[i].node == x &&
         (S->reads[i].state == R_PENDING || S->reads[i].state == R_WAIT))
@@ -1380,11 +1561,22 @@ static void sim_fault(void) {
     case F_WIPE: /* one node at a time may be without its disk's data */
       x = (int)sim_below(&S->fault, (uint64_t)S->n);
       for (k = 0; k < S->n; k++)
-        if (sim_recovering(k) || !S->node[k].up) return;
+        if (sim_recovering(k) || !S->node[k].up || S->node[k].flipped) return;
       S->n_wipes++;
       sim_crash(x, 1);
       sim_at(S->now + sim_range(&S->fault, 1000, 2 * SIM_ET_US), EV_RESTART, x,
              1);
+      break;
+    case F_FLIP: /* one node's disk at a time (its damage, once found, costs
+                    it its disk: never two nodes without theirs) */
+      x = (int)sim_below(&S->fault, (uint64_t)S->n);
+      for (k = 0; k < S->n; k++)
+        if (sim_recovering(k) || !S->node[k].up || S->node[k].flipped) return;
+      if (simfs_flip(S->node[x].prefix, sim_fault_rand, NULL)) {
+        S->node[x].flipped = 1;
+        S->n_flips++;
+        sim_tr("n%d BIT FLIPPED on its disk", x + 1);
+      }
       break;
     case F_PAUSE:
       x = sim_pick_up();
@@ -1428,7 +1620,7 @@ static void sim_heal(void) {
     if (!S->node[x].up) sim_boot(x, S->node[x].wiped);
     S->node[x].paused = 0;
   }
-  S->faults &= ~(unsigned)(F_DROP | F_DUP | F_REORDER | F_DISKFAIL);
+  S->faults &= ~(unsigned)(F_DROP | F_DUP | F_REORDER | F_DISKFAIL | F_NOSPC);
   for (g = 0; g < S->ngroups; g++) sim_at(S->now + SIM_ET_US, EV_FINAL, -1, g);
 }
 
@@ -1521,8 +1713,8 @@ static void sim_sync_done(int x, int g) {
   struct sim_hs old = sg->max_durable, hs;
   struct raft_in in;
   uint64_t last = sg->log.sync_last, term = sg->log.sync_term;
-  if ((S->faults & F_DISKFAIL) && sim_chance(&S->disk, S->fail_ppm)) {
-    simlog_sync_end(&sg->log, 0);
+  int fail = (S->faults & F_DISKFAIL) && sim_chance(&S->disk, S->fail_ppm);
+  if (!simlog_sync_end(&sg->log, fail)) {
     sim_drop_held(sg, 0);
     sim_props_gone(sg, sg->log.last + 1, P_UNKNOWN);
     S->n_syncfails++;
@@ -1532,7 +1724,6 @@ static void sim_sync_done(int x, int g) {
     sim_at(S->now + sim_range(&S->disk, 1000, 3 * SIM_ET_US), EV_RECOVER, x, g);
     return;
   }
-  simlog_sync_end(&sg->log, 1);
   hs = sg->log.hs_durable;
   if (hs.term < old.term ||
       (hs.term == old.term && old.vote != 0 && hs.vote != old.vote) ||
@@ -1598,6 +1789,38 @@ static int sim_deferred(struct sim_ev *ev) {
   return 1;
 }
 
+/* A log that served wrong bytes is a violation; one whose WAL reported
+** an error no fault was injected for (damage found by a read, or a step
+** that failed half-way) stops its node: damage found (URSULA_ECORRUPT)
+** costs it its disk, as at a start; else it restarts on what it has. */
+static void sim_stop_broken(void) {
+  int x, g;
+  for (x = 0; x < S->n && !S->failed; x++) {
+    int broken = 0;
+    if (!S->node[x].up) continue;
+    for (g = 0; g < S->ngroups; g++) {
+      const struct simlog *l = &S->node[x].g[g].log;
+      if (l->wrong)
+        sim_fail("n%d g%d: the WAL gave back other bytes than were written",
+                 x + 1, g);
+      if (l->broken == URSULA_ECORRUPT || (l->broken && !broken))
+        broken = l->broken;
+    }
+    if (!broken) continue;
+    sim_tr("n%d STOPS: its log failed (%s)", x + 1, ursula_strerror(broken));
+    if (broken == URSULA_ECORRUPT && !S->node[x].flipped)
+      sim_fail("n%d: its log is damaged, but no bit flipped on its disk",
+               x + 1);
+    if (broken == URSULA_ECORRUPT) S->n_damaged++;
+    sim_crash(x, broken == URSULA_ECORRUPT);
+    if (S->healed) /* restarts are not deferred any more */
+      sim_boot(x, broken == URSULA_ECORRUPT);
+    else
+      sim_at(S->now + sim_range(&S->fault, 1000, 2 * SIM_ET_US), EV_RESTART,
+             x, broken == URSULA_ECORRUPT);
+  }
+}
+
 static void sim_event(struct sim_ev *ev) {
   int g;
   S->events++;
@@ -1632,6 +1855,7 @@ static void sim_event(struct sim_ev *ev) {
       struct raft_in in;
       if (ev->boot != S->node[ev->node].boot || !S->node[ev->node].up) break;
       sg->failed = 0;
+      if (!simlog_recover(&sg->log)) break; /* it stops (sim_stop_broken) */
       memset(&in, 0, sizeof(in));
       in.type = RAFT_IN_STORAGE_RECOVERED;
       in.index = sg->log.last;
@@ -1764,6 +1988,7 @@ static void sim_free_all(void) {
   free(S->props);
   free(S->reads);
   free(S->acts);
+  simfs_reset();
 }
 
 static void sim_fault_list(char *buf, size_t len) {
@@ -1792,8 +2017,11 @@ static int sim_run(uint64_t seed, int trace, int verbose, uint64_t *digest) {
   S->disk.s = sim_rand(&root);
   S->work.s = sim_rand(&root);
   S->fault.s = sim_rand(&root);
+  simfs_reset();
   for (x = 0; x < SIM_NODES; x++) {
     S->node[x].rnd.s = sim_rand(&root);
+    S->node[x].env.fs = simfs_table();
+    snprintf(S->node[x].prefix, sizeof(S->node[x].prefix), "/n%d/", x + 1);
     S->node[x].env.random = sim_node_random;
     S->node[x].env.impl = &S->node[x].rnd;
     for (g = 0; g < SIM_GROUPS; g++) simlog_init(&S->node[x].g[g].log);
@@ -1823,6 +2051,7 @@ static int sim_run(uint64_t seed, int trace, int verbose, uint64_t *digest) {
     S->now = ev.t;
     if (ev.kind == EV_END) break;
     sim_event(&ev);
+    sim_stop_broken();
   }
   if (!S->failed) sim_end();
   if (verbose)
@@ -1830,14 +2059,20 @@ static int sim_run(uint64_t seed, int trace, int verbose, uint64_t *digest) {
         "seed %llu: %llu events, %llu messages (%llu dropped), %llu "
         "leaders, %llu crashes, %llu wipes, %llu failed syncs, %llu "
         "snapshots, %llu installs, %llu transfers, %llu acknowledged, "
-        "%llu reads, digest %016llx\n",
+        "%llu reads; disk: %llu syncs, %llu failed, %llu ENOSPC, %llu torn "
+        "writes, %llu bit flips, %llu damaged disks replaced; digest "
+        "%016llx\n",
         (unsigned long long)seed, (unsigned long long)S->events,
         (unsigned long long)S->n_msgs, (unsigned long long)S->n_dropped,
         (unsigned long long)S->n_elections, (unsigned long long)S->n_crashes,
         (unsigned long long)S->n_wipes, (unsigned long long)S->n_syncfails,
         (unsigned long long)S->n_snaps, (unsigned long long)S->n_installs,
         (unsigned long long)S->n_transfers, (unsigned long long)S->n_acked,
-        (unsigned long long)S->n_reads_done, (unsigned long long)S->digest);
+        (unsigned long long)S->n_reads_done, (unsigned long long)simfs.n_syncs,
+        (unsigned long long)simfs.n_failed_syncs,
+        (unsigned long long)simfs.n_failed_writes,
+        (unsigned long long)simfs.n_torn, (unsigned long long)S->n_flips,
+        (unsigned long long)S->n_damaged, (unsigned long long)S->digest);
   if (digest) *digest = S->digest;
   sim_free_all();
   return S->failed;
@@ -1889,12 +2124,14 @@ int main(int argc, char **argv) {
     t0 = sim_wall();
     for (s = 1; s <= find; s++)
       if (sim_run(s, 0, 0, NULL)) {
-        printf("plant %d caught at seed %llu (%llu seeds, %.1f s): %s\n",
-               RAFT_PLANT, (unsigned long long)s, (unsigned long long)s,
+        printf("plant %s%d caught at seed %llu (%llu seeds, %.1f s): %s\n",
+               SIM_PLANT ? "sim" : "", SIM_PLANT ? SIM_PLANT : RAFT_PLANT,
+               (unsigned long long)s, (unsigned long long)s,
                sim_wall() - t0, S->why);
         return 0;
       }
-    printf("plant %d NOT caught in %llu seeds\n", RAFT_PLANT,
+    printf("plant %s%d NOT caught in %llu seeds\n", SIM_PLANT ? "sim" : "",
+           SIM_PLANT ? SIM_PLANT : RAFT_PLANT,
            (unsigned long long)find);
     return 1;
   }

@@ -1,29 +1,59 @@
 /*
-** simlog.c -- the simulated storage of one group on one node: its log
-** and its hard state, each with a durable and a volatile part.  This is
-** the ONE interface between the simulator's driver (sim.c) and a log:
-** the next step replaces this file by the real WAL (src/wal.c, through a
-** simulated struct os_fs) behind the same functions, and nothing else in
-** the simulator changes.
+** simlog.c -- the storage of one group on one node: the REAL write-ahead
+** log (src/wal.c) over the node's simulated disk (simfs.c, through its
+** env->fs).  This is the ONE interface between the simulator's driver
+** (sim.c) and a log.
 **
-** THE MODEL.  Every write (an entry appended, the hard state saved) is
-** volatile until a sync that started after it completes.  One sync at a
-** time per log (the WAL's group commit): it covers every write made
-** before it started.  A crash or power loss keeps only what is durable:
-** the entries up to `durable` and `hs_durable`.  A truncation (R3: the
-** real one, wal_truncate_suffix, is itself crash-safe) is durable at once,
-** and a sync in flight then covers only the entries below it: its
-** completion names the entry it was started for (ABA: the core must see
-** it is stale).  A failed sync loses every volatile write (the WAL cuts
-** the log back to what was durable).  A snapshot (compaction, or an
-** install from another node) is durable at once (the WAL's snapshot and
-** install commits sync before they return).
+** WHAT IS WHERE.  Every entry and every hard state (term, vote) goes
+** through wal.c: framed (wal_frame, WAL_NOOP for a leader's no-op,
+** WAL_CMD for a proposal, WAL_HARD for the state), written in one batch
+** when a sync starts (wal_write), and made durable by the simulated
+** fs->sync after a sampled latency (wal_flush_fd, then wal_flush_done
+** with the sync's errno).  An entry's payload (SIMLOG_PAYLOAD bytes) is
+** its tag, its prefix hash and its size; the snapshot's payload is its
+** index, term, prefix hash and state (the simulator's state machine).
+** Beside the WAL, the driver keeps a copy in memory (e[], last, durable,
+** hs): what the core was told.  It is rebuilt from wal_replay() of the
+** simulated disk at every start (simlog_open): what a node KNOWS after a
+** restart comes from its disk alone, and replay checks every entry's
+** chain (phash(i) = mix(phash(i - 1), term, tag)).  The copy's durable
+** part is what the WAL reported durable (wal_durable_index); the driver
+** checks after a restart that the disk kept it (simlog_open's `before`).
 **
-** Entries carry a tag (the client proposal, 0 for a leader's no-op), a
-** size in bytes, and a prefix hash: phash(i) = mix(phash(i - 1), term,
-** tag), so that two logs agree up to i exactly when their phash(i) agree
-** (the simulator's log-matching checks rest on this).
+** THE RULES the WAL sets, and how this file keeps them:
+**   - one sync at a time, and no write, truncation, compaction or install
+**     while one is in flight: a truncation or an install first SETTLES
+**     (the sync in flight completes now, fault-free, and anything framed
+**     since is written and synced at once; the driver still reports the
+**     sync in flight at its time, R4, and `owe` asks for a sync that
+**     reports the rest); compaction of segments (wal_compact) runs when
+**     the next sync starts;
+**   - a failed write (ENOSPC) or sync (EIO): the WAL drops what was not
+**     durable and refuses appends until wal_recover() (simlog_recover);
+**   - a truncation is crash-safe and durable when it returns; so are a
+**     snapshot (wal_save_snapshot) and an install (wal_install_commit).
+**
+** THE HARD STATE.  term and vote are the WAL's HARD records.  The commit
+** index is NOT durable (Raft paper, Fig. 2: commitIndex is volatile
+** state; raft.c: "commit may be saved lazily"): a node restarts with
+** commit at its snapshot and learns the rest from its leader.  The
+** simulator checks instead that the committed prefix never changes (state
+** machine safety) and that what the WAL reported durable survives a
+** restart.  The LOST LOG flag (recovering) is not in the WAL's format: it
+** is a marker file "g<g>.rec" beside the group's directory, created and
+** made durable (sync_dir) at the start of a node with a replaced disk,
+** and removed only once a hard state saved with the flag clear is
+** durable; a crash in between keeps the flag (safe: the node recovers
+** again).
+**
+** Errors the simulator does not inject on a path (a truncation, a
+** snapshot, an install, a read) can still come from damage (a flipped
+** bit): they set `broken`, and the driver stops the node (sim.c).
 */
+
+#define SIMLOG_PAYLOAD 24   /* tag 8, phash 8, bytes 4, zero 4 */
+#define SIMLOG_SNAP 32      /* index 8, term 8, phash 8, state 8 */
+#define SIMLOG_SEGMENT 4096 /* segment bytes: rolls and compactions happen */
 
 struct sim_entry {
   uint64_t term, tag, phash;
@@ -45,8 +75,22 @@ struct simlog {
   uint64_t synced_seq; /* writes made durable */
   uint64_t hs_seq;     /* the write of the last hard state saved */
   int syncing;         /* a sync is in flight */
-  uint64_t sync_seq, sync_last, sync_term, sync_cut;
+  uint64_t sync_seq, sync_last, sync_term;
   struct sim_hs sync_hs;
+  /* the real log */
+  struct wal *w;
+  struct env *env;
+  char dir[40];    /* "/n3/g2" */
+  char marker[40]; /* "/n3/g2.rec": the recovering flag */
+  unsigned char *batch; /* records framed, not written yet */
+  size_t batch_len, batch_cap;
+  int flush_fd;   /* the sync in flight: the fd to sync (-1: none) */
+  int settled;    /* the sync in flight completed early (a settle) */
+  int write_rc;   /* the batch's write failed with this */
+  int owe;        /* entries made durable by a settle: report them */
+  int broken;     /* an error no fault was injected for (damage?) */
+  int wrong;      /* replay or a read gave bytes that were not written */
+  int hs_unframed; /* a hard state saved while the log had failed */
 };
 
 static uint64_t simlog_mix(uint64_t h, uint64_t a, uint64_t b) {
@@ -56,13 +100,30 @@ static uint64_t simlog_mix(uint64_t h, uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
-static void simlog_init(struct simlog *l) {
-  memset(l, 0, sizeof(*l));
+/* wal.c asks for the process's env only when given none; every log here
+** is given its node's. */
+struct env *env_real(void) {
+  abort();
 }
 
-static void simlog_free(struct simlog *l) {
-  free(l->e);
+/* wal.c's messages (a torn tail cut, damage found): the simulator counts
+** what it needs itself and keeps quiet. */
+void log_write(int level, const char *fmt, ...) {
+  (void)level;
+  (void)fmt;
+}
+
+static void simlog_init(struct simlog *l) {
   memset(l, 0, sizeof(*l));
+  l->flush_fd = -1;
+}
+
+/* The copy in memory, without the WAL (a ghost keeps it). */
+static void simlog_free(struct simlog *l) {
+  wal_close(l->w);
+  free(l->e);
+  free(l->batch);
+  simlog_init(l);
 }
 
 /* Entry i, snap_index < i <= last. */
@@ -84,8 +145,41 @@ static uint64_t simlog_phash(const struct simlog *l, uint64_t i) {
   return simlog_at(l, i)->phash;
 }
 
-/* Append entry e at last + 1 (volatile). */
-static void simlog_append(struct simlog *l, const struct sim_entry *e) {
+static void simlog_put64(unsigned char *p, uint64_t v) {
+  int k;
+  for (k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+
+static uint64_t simlog_get64(const unsigned char *p) {
+  uint64_t v = 0;
+  int k;
+  for (k = 7; k >= 0; k--) v = v << 8 | p[k];
+  return v;
+}
+
+static void simlog_encode(const struct sim_entry *e, unsigned char *p) {
+  memset(p, 0, SIMLOG_PAYLOAD);
+  simlog_put64(p, e->tag);
+  simlog_put64(p + 8, e->phash);
+  simlog_put64(p + 16, e->bytes);
+}
+
+/* The entry a WAL record holds, checked: its payload's size, and its
+** prefix hash against the chain from prev (the entry before it). */
+static int simlog_decode(const struct wal_entry *we, uint64_t prev,
+                         struct sim_entry *e) {
+  const unsigned char *p = (const unsigned char *)we->data;
+  if (we->len != SIMLOG_PAYLOAD) return 0;
+  e->term = we->term;
+  e->tag = simlog_get64(p);
+  e->phash = simlog_get64(p + 8);
+  e->bytes = (uint32_t)simlog_get64(p + 16);
+  if ((we->type == WAL_NOOP) != (e->tag == 0)) return 0;
+  return e->phash == simlog_mix(prev, e->term, e->tag);
+}
+
+/* Copy e to the end of the copy in memory. */
+static void simlog_push(struct simlog *l, const struct sim_entry *e) {
   size_t k = (size_t)(l->last - l->snap_index);
   if (k == l->cap) {
     l->cap = l->cap ? 2 * l->cap : 64;
@@ -94,69 +188,241 @@ static void simlog_append(struct simlog *l, const struct sim_entry *e) {
   }
   l->e[k] = *e;
   l->last++;
+}
+
+/* Room for one more record of n payload bytes in the batch. */
+static unsigned char *simlog_batch_room(struct simlog *l, size_t n) {
+  size_t need = l->batch_len + WAL_RECORD_HEADER + n;
+  if (need > l->batch_cap) {
+    l->batch_cap = need * 2 > 4096 ? need * 2 : 4096;
+    l->batch = (unsigned char *)realloc(l->batch, l->batch_cap);
+    if (l->batch == NULL) abort();
+  }
+  return l->batch + l->batch_len;
+}
+
+static void simlog_broke(struct simlog *l, int rc) {
+  if (l->broken == 0) l->broken = rc;
+}
+
+/* Append entry e at last + 1 (framed: written when the next sync starts).
+** Once the log has failed (a write failed when its sync started, and the
+** core is told when the sync ends) an append is lost with the rest of
+** what was not durable (simlog_failed). */
+static void simlog_append(struct simlog *l, const struct sim_entry *e) {
+  unsigned char *r = simlog_batch_room(l, SIMLOG_PAYLOAD);
+  int rc;
+  if (wal_failed(l->w)) {
+    simlog_push(l, e);
+    l->write_seq++;
+    return;
+  }
+  simlog_encode(e, r + WAL_RECORD_HEADER);
+  rc = wal_frame(l->w, e->tag == 0 ? WAL_NOOP : WAL_CMD, e->term, l->last + 1,
+                 r, SIMLOG_PAYLOAD);
+  if (rc != URSULA_OK) simlog_broke(l, rc);
+  else l->batch_len += WAL_RECORD_HEADER + SIMLOG_PAYLOAD;
+  simlog_push(l, e);
   l->write_seq++;
 }
 
-/* Remove the entries from `from` on, durably. */
-static void simlog_truncate(struct simlog *l, uint64_t from) {
-  if (from > l->last) return;
-  l->last = from - 1;
-  if (l->durable > l->last) l->durable = l->last;
-  if (l->syncing && (l->sync_cut == 0 || from < l->sync_cut))
-    l->sync_cut = from;
-}
-
 static void simlog_save_state(struct simlog *l, const struct sim_hs *hs) {
+  unsigned char *r = simlog_batch_room(l, 16);
+  int rc;
   l->hs = *hs;
   l->hs_seq = ++l->write_seq;
+  if (wal_failed(l->w)) { /* framed once the log recovers */
+    l->hs_unframed = 1;
+    return;
+  }
+  wal_hard_payload(r + WAL_RECORD_HEADER, hs->term, hs->vote);
+  rc = wal_frame(l->w, WAL_HARD, hs->term, wal_last_index(l->w), r, 16);
+  if (rc != URSULA_OK) simlog_broke(l, rc);
+  else l->batch_len += WAL_RECORD_HEADER + 16;
 }
 
-/* The commit index is saved lazily: volatile, durable with the next sync
-** (capped at the log's end, as the hard state must never name entries
-** the log lacks). */
+/* The commit index is volatile (see the top). */
 static void simlog_save_commit(struct simlog *l, uint64_t commit) {
   if (commit > l->last) commit = l->last;
   if (commit > l->hs.commit) l->hs.commit = commit;
 }
 
 /* Whether a write waits for a sync (a commit index alone does not ask
-** for one). */
+** for one), or a settle made entries durable the core was not told of. */
 static int simlog_dirty(const struct simlog *l) {
-  return l->write_seq > l->synced_seq;
+  return l->write_seq > l->synced_seq || l->owe;
 }
 
-/* Start a sync: it covers every write made so far. */
-static void simlog_sync_begin(struct simlog *l) {
+/* What the WAL says is durable, into the copy. */
+static void simlog_take_durable(struct simlog *l) {
+  l->durable = wal_durable_index(l->w);
+  if (l->durable > l->last) l->durable = l->last;
+  l->hs_durable.term = wal_term(l->w);
+  l->hs_durable.vote = wal_vote(l->w);
+  l->hs_durable.commit = 0;
+}
+
+/* The durable flag: the marker file exists. */
+static int simlog_marked(const struct simlog *l) {
+  int fd = l->env->fs->open(l->marker, O_RDONLY, 0);
+  if (fd < 0) return 0;
+  l->env->fs->close(fd);
+  return 1;
+}
+
+/* Set (durably) or clear the recovering marker. */
+static void simlog_mark(struct simlog *l, int on) {
+  struct os_fs *fs = l->env->fs;
+  char parent[40];
+  char *s;
+  snprintf(parent, sizeof(parent), "%s", l->dir);
+  s = strrchr(parent, '/');
+  if (s != NULL) *s = 0;
+  if (on) {
+    int fd = fs->open(l->marker, O_RDWR | O_CREAT, 0644);
+    if (fd < 0) {
+      simlog_broke(l, URSULA_EIO);
+      return;
+    }
+    fs->close(fd);
+  } else if (fs->unlink(l->marker) != 0) {
+    return;
+  }
+  if (fs->sync_dir(parent) != 0) simlog_broke(l, URSULA_EIO);
+  l->hs_durable.recovering = l->hs.recovering = on;
+}
+
+/* Start a sync: compact what a snapshot covers, write the batch (nospc:
+** the write fails with ENOSPC), and note what the sync covers. */
+static void simlog_sync_begin(struct simlog *l, int nospc) {
   l->syncing = 1;
+  l->settled = 0;
+  l->owe = 0;
+  l->write_rc = URSULA_OK;
   l->sync_seq = l->write_seq;
   l->sync_last = l->last;
   l->sync_term = simlog_term(l, l->last);
-  l->sync_cut = 0;
   l->sync_hs = l->hs;
+  if (!wal_failed(l->w) && wal_can_compact(l->w, l->snap_index) &&
+      wal_compact(l->w, l->snap_index) != URSULA_OK)
+    simlog_broke(l, URSULA_EIO);
+  if (l->batch_len > 0) {
+    simfs_fail_writes(nospc);
+    l->write_rc = wal_write(l->w, l->batch, l->batch_len);
+    simfs_fail_writes(0);
+    l->batch_len = 0;
+  }
+  l->flush_fd = wal_flush_fd(l->w);
 }
 
-/* The sync ended.  ok: what it covered is durable (entries below a
-** truncation made since).  Failed: every volatile write is lost. */
-static void simlog_sync_end(struct simlog *l, int ok) {
-  l->syncing = 0;
-  if (ok) {
-    uint64_t d = l->sync_last;
-    if (l->sync_cut != 0 && d >= l->sync_cut) d = l->sync_cut - 1;
-    if (d > l->durable) l->durable = d;
-    if (l->sync_seq > l->synced_seq) l->synced_seq = l->sync_seq;
-    l->hs_durable = l->sync_hs;
-    return;
-  }
-  l->last = l->durable;
-  l->hs = l->hs_durable;
+/* The WAL failed: the copy goes back to what is durable. */
+static void simlog_failed(struct simlog *l) {
+  l->batch_len = 0;
+  l->last = wal_last_index(l->w);
+  if (l->last < l->snap_index) l->last = l->snap_index;
+  simlog_take_durable(l);
+  l->hs.term = l->hs_durable.term;
+  l->hs.vote = l->hs_durable.vote;
   l->synced_seq = l->write_seq;
 }
 
-/* A crash or a power loss: only the durable part is left. */
+/* The sync ends: fs->sync of what was written (fail: with EIO), then
+** wal_flush_done.  Returns 1 if it worked; a sync a settle completed
+** worked already.  On failure every volatile write is lost. */
+static int simlog_sync_end(struct simlog *l, int fail) {
+  int e = 0, rc = l->write_rc;
+  l->syncing = 0;
+  if (!l->settled && rc == URSULA_OK) {
+    if (l->flush_fd >= 0 && SIM_PLANT != 2) {
+      simfs_fail_syncs(fail);
+      if (l->env->fs->sync(l->flush_fd) != 0) e = errno ? errno : EIO;
+      simfs_fail_syncs(0);
+      if (SIM_PLANT == 1 && e != 0 && l->env->fs->sync(l->flush_fd) == 0)
+        e = 0; /* planted: fsyncgate */
+    }
+    rc = wal_flush_done(l->w, e);
+  }
+  l->flush_fd = -1;
+  if (rc != URSULA_OK || wal_failed(l->w)) {
+    simlog_failed(l);
+    return 0;
+  }
+  if (l->sync_seq > l->synced_seq) l->synced_seq = l->sync_seq;
+  simlog_take_durable(l);
+  if (l->hs_durable.recovering && !l->sync_hs.recovering) simlog_mark(l, 0);
+  return 1;
+}
+
+/* A sync in flight completes now, and whatever was framed since is
+** written and synced: the WAL then takes a truncation or an install. */
+static int simlog_settle(struct simlog *l) {
+  int rc = URSULA_OK;
+  if (l->syncing && !l->settled) {
+    l->settled = 1;
+    rc = l->write_rc;
+    if (rc == URSULA_OK) rc = wal_flush(l->w);
+    l->write_rc = rc;
+  }
+  if (rc == URSULA_OK && l->batch_len > 0) {
+    rc = wal_write(l->w, l->batch, l->batch_len);
+    l->batch_len = 0;
+    if (rc == URSULA_OK) rc = wal_flush(l->w);
+    l->owe = 1;
+  }
+  if (rc != URSULA_OK) {
+    simlog_broke(l, rc);
+    return rc;
+  }
+  l->synced_seq = l->write_seq;
+  simlog_take_durable(l);
+  return URSULA_OK;
+}
+
+/* Remove the entries from `from` on, durably (wal_truncate_suffix). */
+static void simlog_truncate(struct simlog *l, uint64_t from) {
+  if (from > l->last) return;
+  if (simlog_settle(l) == URSULA_OK) {
+    int rc = wal_truncate_suffix(l->w, from);
+    if (rc != URSULA_OK) simlog_broke(l, rc);
+  }
+  l->last = from - 1;
+  if (l->durable > l->last) l->durable = l->last;
+}
+
+/* After a failed write or sync: wal_recover; a hard state saved since
+** is framed now (it waits for the next sync).  0 if it failed. */
+static int simlog_recover(struct simlog *l) {
+  uint64_t seq = l->write_seq, hs_seq = l->hs_seq;
+  struct sim_hs hs = l->hs;
+  int rc = wal_recover(l->w);
+  if (rc != URSULA_OK) {
+    simlog_broke(l, rc);
+    return 0;
+  }
+  simlog_failed(l);
+  if (l->hs_unframed) {
+    l->hs_unframed = 0;
+    l->write_seq--;
+    simlog_save_state(l, &hs);
+    l->write_seq = seq;
+    l->hs_seq = hs_seq;
+    l->synced_seq = hs_seq - 1;
+  }
+  return 1;
+}
+
+/* The crash: the WAL is closed as it is (nothing more is written); the
+** copy keeps only its durable part, which the disk must still hold. */
 static void simlog_crash(struct simlog *l) {
+  wal_close(l->w);
+  l->w = NULL;
   l->last = l->durable;
   l->hs = l->hs_durable;
   l->syncing = 0;
+  l->settled = 0;
+  l->owe = 0;
+  l->batch_len = 0;
+  l->flush_fd = -1;
   l->synced_seq = l->write_seq;
 }
 
@@ -164,39 +430,188 @@ static void simlog_crash(struct simlog *l) {
 ** *ghost (the simulator's checks still count what it had made durable);
 ** the caller frees it. */
 static void simlog_wipe(struct simlog *l, struct simlog *ghost) {
+  wal_close(l->w);
+  l->w = NULL;
   *ghost = *l;
+  ghost->batch = NULL;
+  ghost->batch_len = ghost->batch_cap = 0;
+  free(l->batch);
   simlog_init(l);
 }
 
+static void simlog_snap_payload(const struct simlog *l, unsigned char *p) {
+  simlog_put64(p, l->snap_index);
+  simlog_put64(p + 8, l->snap_term);
+  simlog_put64(p + 16, l->snap_phash);
+  simlog_put64(p + 24, l->snap_sm);
+}
+
 /* Drop the entries up to index into a snapshot of the state machine
-** (sm) at index (index <= durable). */
+** (sm) at index (index <= durable): wal_save_snapshot; the segments it
+** covers go at the next sync's start. */
 static void simlog_compact(struct simlog *l, uint64_t index, uint64_t sm) {
   size_t k = (size_t)(index - l->snap_index);
+  unsigned char p[SIMLOG_SNAP];
+  int rc;
   l->snap_term = simlog_term(l, index);
   l->snap_phash = simlog_phash(l, index);
   memmove(l->e, l->e + k, (size_t)(l->last - index) * sizeof(*l->e));
   l->snap_index = index;
   l->snap_sm = sm;
+  simlog_snap_payload(l, p);
+  rc = wal_save_snapshot(l->w, index, l->snap_term, p, sizeof(p));
+  if (rc != URSULA_OK) simlog_broke(l, rc);
 }
 
-/* Install another node's snapshot at (index, term): the log goes on after
-** it if its entry index has that term (wal_install_commit's rule), else
-** the log is the snapshot alone.  Returns 1 if the log was kept. */
+/* The image another node installs: the bytes of the file "image" that
+** wal_image_begin writes, as of this node's snapshot.  Returns the bytes
+** (malloc'ed, *n of them) or NULL. */
+static unsigned char *simlog_image(struct simlog *l, size_t *n) {
+  struct wal_snap_writer sw;
+  unsigned char p[SIMLOG_SNAP], *img = NULL;
+  char path[64];
+  uint64_t size = 0;
+  int fd;
+  simlog_snap_payload(l, p);
+  if (wal_image_begin(l->w, &sw, l->snap_index, l->snap_term) != URSULA_OK)
+    return NULL;
+  if (wal_snap_put(&sw, p, sizeof(p)) != URSULA_OK) {
+    wal_snap_abort(l->w, &sw);
+    return NULL;
+  }
+  if (wal_snap_commit(l->w, &sw) != URSULA_OK) return NULL;
+  snprintf(path, sizeof(path), "%s/image", l->dir);
+  if ((fd = l->env->fs->open(path, O_RDONLY, 0)) < 0) return NULL;
+  if (l->env->fs->size(fd, &size) == 0 && size > 0 &&
+      (img = (unsigned char *)malloc((size_t)size)) != NULL &&
+      l->env->fs->pread(fd, img, (size_t)size, 0) != (ssize_t)size) {
+    free(img);
+    img = NULL;
+  }
+  l->env->fs->close(fd);
+  *n = (size_t)size;
+  return img;
+}
+
+/* Install another node's image (img, n bytes: its snapshot at (index,
+** term), phash, sm), through wal_install_begin/put/commit in chunks of
+** `chunk` bytes.  The model's rule (wal_install_commit's): the log goes
+** on after it if its entry index has that term, else the log is the
+** snapshot alone.  Returns 1 if the log was kept; sets `wrong` if the
+** WAL's log does not end where that rule says. */
 static int simlog_install(struct simlog *l, uint64_t index, uint64_t term,
-                          uint64_t phash, uint64_t sm) {
+                          uint64_t phash, uint64_t sm, const unsigned char *img,
+                          size_t n, size_t chunk) {
+  struct wal_snap_writer sw;
+  char err[URSULA_ERRMSG_LEN];
+  size_t at;
   int keep =
       index < l->last && index > l->snap_index && simlog_term(l, index) == term;
+  int rc = simlog_settle(l);
+  if (rc == URSULA_OK) rc = wal_install_begin(l->w, &sw);
+  for (at = 0; rc == URSULA_OK && at < n; at += chunk)
+    rc = wal_install_put(&sw, at, img + at, n - at < chunk ? n - at : chunk);
+  if (rc == URSULA_OK) rc = wal_install_commit(l->w, &sw, err);
+  if (rc != URSULA_OK) simlog_broke(l, rc);
   if (keep) {
-    simlog_compact(l, index, sm);
-    l->snap_phash = phash;
-    if (l->durable < index) l->durable = index;
-    return 1;
+    size_t k = (size_t)(index - l->snap_index);
+    memmove(l->e, l->e + k, (size_t)(l->last - index) * sizeof(*l->e));
+  } else {
+    l->last = index;
   }
-  l->last = l->durable = l->snap_index = index;
+  l->snap_index = index;
   l->snap_term = term;
   l->snap_phash = phash;
   l->snap_sm = sm;
-  if (l->syncing && (l->sync_cut == 0 || l->sync_cut > index + 1))
-    l->sync_cut = index + 1;
-  return 0;
+  if (rc == URSULA_OK) {
+    if (wal_last_index(l->w) != l->last) l->wrong = 1;
+    simlog_take_durable(l);
+  } else if (l->durable < index) {
+    l->durable = index;
+  }
+  return keep;
+}
+
+/* Entry i as the WAL reads it back from the disk (durable, not failed):
+** URSULA_OK and its bytes match the copy; URSULA_ECORRUPT (damage,
+** detected); or `wrong` set if it read other bytes than were written. */
+static int simlog_read_back(struct simlog *l, uint64_t i) {
+  struct wal_entry we;
+  struct sim_entry e;
+  int rc;
+  if (l->w == NULL || wal_failed(l->w) || i > l->durable || i <= l->snap_index ||
+      i < wal_first_index(l->w))
+    return URSULA_OK;
+  rc = wal_entry_at(l->w, i, &we);
+  if (rc != URSULA_OK) return rc;
+  if (!simlog_decode(&we, simlog_phash(l, i - 1), &e) ||
+      e.phash != simlog_at(l, i)->phash || e.tag != simlog_at(l, i)->tag ||
+      e.term != simlog_at(l, i)->term)
+    l->wrong = 1;
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------- start */
+
+static int simlog_restore(void *arg, const void *p, size_t len) {
+  struct simlog *l = (struct simlog *)arg;
+  const unsigned char *b = (const unsigned char *)p;
+  if (len != SIMLOG_SNAP) {
+    l->wrong = 1;
+    return URSULA_ECORRUPT;
+  }
+  l->snap_index = l->last = simlog_get64(b);
+  l->snap_term = simlog_get64(b + 8);
+  l->snap_phash = simlog_get64(b + 16);
+  l->snap_sm = simlog_get64(b + 24);
+  return URSULA_OK;
+}
+
+static int simlog_entry(void *arg, const struct wal_entry *we) {
+  struct simlog *l = (struct simlog *)arg;
+  struct sim_entry e;
+  if (we->index <= l->snap_index) return URSULA_OK;
+  if (we->index != l->last + 1 ||
+      !simlog_decode(we, simlog_phash(l, l->last), &e)) {
+    l->wrong = 1;
+    return URSULA_ECORRUPT;
+  }
+  simlog_push(l, &e);
+  return URSULA_OK;
+}
+
+/* Open the log of directory dir ("/n<x>/g<g>") on env's disk and replay
+** it into the copy (which must be empty: simlog_init).  must_exist: the
+** node made it before.  URSULA_OK; URSULA_ECORRUPT (damage: never taken
+** for an empty log); or another error.  `wrong` set: replay handed over
+** entries that were never written. */
+static int simlog_open(struct simlog *l, struct env *env, const char *dir,
+                       int must_exist) {
+  char err[URSULA_ERRMSG_LEN];
+  struct wal_stats st;
+  int rc;
+  l->env = env;
+  snprintf(l->dir, sizeof(l->dir), "%s", dir);
+  snprintf(l->marker, sizeof(l->marker), "%s.rec", dir);
+  if (!must_exist) {
+    char parent[40], *s;
+    snprintf(parent, sizeof(parent), "%s", dir);
+    s = strrchr(parent, '/');
+    if (s != NULL) *s = 0;
+    if (env->fs->mkdir(dir, 0755) != 0 && errno != EEXIST) return URSULA_EIO;
+    if (env->fs->sync_dir(parent) != 0) return URSULA_EIO;
+  }
+  rc = wal_open(&l->w, env, dir, must_exist, err);
+  if (rc != URSULA_OK) return rc;
+  wal_set_segment_bytes(l->w, SIMLOG_SEGMENT);
+  memset(&st, 0, sizeof(st));
+  rc = wal_replay(l->w, simlog_restore, simlog_entry, l, &st, err);
+  if (rc != URSULA_OK) return rc;
+  if (wal_last_index(l->w) != l->last) l->wrong = 1;
+  l->durable = l->last;
+  simlog_take_durable(l);
+  l->hs.term = l->hs_durable.term;
+  l->hs.vote = l->hs_durable.vote;
+  l->hs_durable.recovering = l->hs.recovering = simlog_marked(l);
+  return URSULA_OK;
 }
