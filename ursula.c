@@ -1927,7 +1927,7 @@ URSULA_PRIVATE void fork_start(struct core *c, struct job *j);
 enum {
   CONN_HEAD = 0, /* reading a request head */
   CONN_BODY,     /* reading its body */
-  CONN_BUSY,     /* the protocol layer has the request; input not read */
+  CONN_BUSY,     /* the protocol layer has the request; input waits */
   CONN_LIVE,     /* a live reader; input dropped, the timer is the hooks' */
   CONN_LINGER    /* answered, our side shut down, waiting for the close */
 };
@@ -2012,6 +2012,7 @@ struct conn {
   int want_write; /* LOOP_WRITE registered */
   int want_sent;  /* call on_sent once out is all written */
   int reading;    /* LOOP_READ registered */
+  int peer_eof;   /* the client shut down its side (read 0 while busy) */
   struct buf in;
   struct buf out;
   size_t out_off;
@@ -2108,7 +2109,8 @@ URSULA_PRIVATE void conn_abort(struct conn *cn);
 URSULA_PRIVATE int conn_continue(struct conn *cn,
                                  const struct http_request *req);
 /* The protocol layer takes the request away (a job at another core):
-** CONN_BUSY, no input read, no timer, until conn_done() or conn_live(). */
+** CONN_BUSY, input buffered but not parsed, no timer, until conn_done()
+** or conn_live(). */
 URSULA_PRIVATE void conn_busy(struct conn *cn);
 /* Hold the connection as a live reader: CONN_LIVE. */
 URSULA_PRIVATE void conn_live(struct conn *cn);
@@ -15512,8 +15514,16 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
 **               that brings body bytes, so a body must keep coming but may
 **               take as long as it needs in all
 **   CONN_BUSY   the protocol layer has the request (a job at the stream's
-**               owner); input is not read, so pipelined requests wait
-**               their turn and replies stay in order
+**               owner); input is read into `in` but not parsed, so
+**               pipelined requests wait their turn and replies stay in
+**               order.  The connection stays registered for reading, so
+**               a request that goes to another core and back costs no
+**               epoll_ctl: reading stops only when `in` holds
+**               URSULA_MAX_HEADER_BYTES (until conn_done) or the client
+**               has shut down its side (peer_eof: for good).  A client
+**               that sends its request and shuts down its side is still
+**               answered, pipelined requests before the shutdown too;
+**               then the connection ends
 **   CONN_LIVE   held as a live reader (long-poll, SSE): input is read and
 **               dropped, the timer is the protocol layer's
 **   CONN_LINGER the last response is written and our side shut down; what
@@ -15743,6 +15753,7 @@ static const struct conn_io *conn_io(const struct conn *cn) {
 
 static void conn_set_events(struct conn *cn, int reading, int writing) {
   if (cn->fd < 0) return; /* closed (conn_close) */
+  if (cn->peer_eof) reading = 0; /* nothing more can come */
   if (reading == cn->reading && writing == cn->want_write) return;
   cn->reading = reading;
   cn->want_write = writing;
@@ -15938,6 +15949,10 @@ URSULA_PRIVATE void conn_done(struct conn *cn) {
   conn_set_events(cn, 1, cn->want_write);
   conn_arm_idle(cn);
   if (cn->in.len > 0) conn_process(cn);
+  if (cn->fd >= 0 && cn->peer_eof && cn->state == CONN_HEAD && !cn->closing) {
+    cn->closing = 1; /* the client shut down its side: no request follows */
+    conn_flush(cn);
+  }
 }
 
 URSULA_PRIVATE void conn_fatal(struct conn *cn, int status,
@@ -15991,7 +16006,8 @@ static void conn_arm_body(struct conn *cn) {
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
   cn->state = CONN_BUSY;
   conn_disarm(cn);
-  conn_set_events(cn, 0, cn->want_write);
+  if (cn->in.len >= URSULA_MAX_HEADER_BYTES) /* (see CONN_BUSY) */
+    conn_set_events(cn, 0, cn->want_write);
   buf_free(&cn->raw);
 }
 
@@ -16229,6 +16245,12 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
           break;
         if (cn->state == CONN_BODY && cn->in.len >= CONN_READ_BODY_MAX)
           break; /* the rest next turn, once this is parsed */
+        if (cn->state == CONN_BUSY && cn->in.len >= URSULA_MAX_HEADER_BYTES)
+          break;
+      } else if (n == 0 && cn->state == CONN_BUSY) {
+        cn->peer_eof = 1; /* answer what came first (see CONN_BUSY) */
+        conn_set_events(cn, 0, cn->want_write);
+        return;
       } else if (n == 0) {
         conn_close(cn); /* peer closed; a half-sent request is dropped */
         return;
@@ -16243,6 +16265,11 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     }
     if (cn->state == CONN_LIVE) {
       cn->in.len = 0; /* a live reader has nothing more to say */
+      return;
+    }
+    if (cn->state == CONN_BUSY) { /* its turn comes at conn_done */
+      if (cn->in.len >= URSULA_MAX_HEADER_BYTES)
+        conn_set_events(cn, 0, cn->want_write);
       return;
     }
     if (cn->state == CONN_HEAD && had == 0 && cn->in.len > 0)
@@ -16479,8 +16506,8 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
 static void conn_linger(struct conn *cn) {
   conn_ops(cn)->on_end(cn);
   conn_uncharge(cn);
-  if (conn_io(cn)->shutdown(cn->fd) != 0) {
-    conn_close(cn);
+  if (cn->peer_eof || conn_io(cn)->shutdown(cn->fd) != 0) {
+    conn_close(cn); /* (after peer_eof, no input is left unread) */
     return;
   }
   cn->state = CONN_LINGER;

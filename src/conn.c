@@ -19,8 +19,16 @@
 **               that brings body bytes, so a body must keep coming but may
 **               take as long as it needs in all
 **   CONN_BUSY   the protocol layer has the request (a job at the stream's
-**               owner); input is not read, so pipelined requests wait
-**               their turn and replies stay in order
+**               owner); input is read into `in` but not parsed, so
+**               pipelined requests wait their turn and replies stay in
+**               order.  The connection stays registered for reading, so
+**               a request that goes to another core and back costs no
+**               epoll_ctl: reading stops only when `in` holds
+**               URSULA_MAX_HEADER_BYTES (until conn_done) or the client
+**               has shut down its side (peer_eof: for good).  A client
+**               that sends its request and shuts down its side is still
+**               answered, pipelined requests before the shutdown too;
+**               then the connection ends
 **   CONN_LIVE   held as a live reader (long-poll, SSE): input is read and
 **               dropped, the timer is the protocol layer's
 **   CONN_LINGER the last response is written and our side shut down; what
@@ -250,6 +258,7 @@ static const struct conn_io *conn_io(const struct conn *cn) {
 
 static void conn_set_events(struct conn *cn, int reading, int writing) {
   if (cn->fd < 0) return; /* closed (conn_close) */
+  if (cn->peer_eof) reading = 0; /* nothing more can come */
   if (reading == cn->reading && writing == cn->want_write) return;
   cn->reading = reading;
   cn->want_write = writing;
@@ -445,6 +454,10 @@ URSULA_PRIVATE void conn_done(struct conn *cn) {
   conn_set_events(cn, 1, cn->want_write);
   conn_arm_idle(cn);
   if (cn->in.len > 0) conn_process(cn);
+  if (cn->fd >= 0 && cn->peer_eof && cn->state == CONN_HEAD && !cn->closing) {
+    cn->closing = 1; /* the client shut down its side: no request follows */
+    conn_flush(cn);
+  }
 }
 
 URSULA_PRIVATE void conn_fatal(struct conn *cn, int status,
@@ -498,7 +511,8 @@ static void conn_arm_body(struct conn *cn) {
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
   cn->state = CONN_BUSY;
   conn_disarm(cn);
-  conn_set_events(cn, 0, cn->want_write);
+  if (cn->in.len >= URSULA_MAX_HEADER_BYTES) /* (see CONN_BUSY) */
+    conn_set_events(cn, 0, cn->want_write);
   buf_free(&cn->raw);
 }
 
@@ -736,6 +750,12 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
           break;
         if (cn->state == CONN_BODY && cn->in.len >= CONN_READ_BODY_MAX)
           break; /* the rest next turn, once this is parsed */
+        if (cn->state == CONN_BUSY && cn->in.len >= URSULA_MAX_HEADER_BYTES)
+          break;
+      } else if (n == 0 && cn->state == CONN_BUSY) {
+        cn->peer_eof = 1; /* answer what came first (see CONN_BUSY) */
+        conn_set_events(cn, 0, cn->want_write);
+        return;
       } else if (n == 0) {
         conn_close(cn); /* peer closed; a half-sent request is dropped */
         return;
@@ -750,6 +770,11 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     }
     if (cn->state == CONN_LIVE) {
       cn->in.len = 0; /* a live reader has nothing more to say */
+      return;
+    }
+    if (cn->state == CONN_BUSY) { /* its turn comes at conn_done */
+      if (cn->in.len >= URSULA_MAX_HEADER_BYTES)
+        conn_set_events(cn, 0, cn->want_write);
       return;
     }
     if (cn->state == CONN_HEAD && had == 0 && cn->in.len > 0)
@@ -986,8 +1011,8 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
 static void conn_linger(struct conn *cn) {
   conn_ops(cn)->on_end(cn);
   conn_uncharge(cn);
-  if (conn_io(cn)->shutdown(cn->fd) != 0) {
-    conn_close(cn);
+  if (cn->peer_eof || conn_io(cn)->shutdown(cn->fd) != 0) {
+    conn_close(cn); /* (after peer_eof, no input is left unread) */
     return;
   }
   cn->state = CONN_LINGER;

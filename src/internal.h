@@ -1712,7 +1712,7 @@ URSULA_PRIVATE void fork_start(struct core *c, struct job *j);
 enum {
   CONN_HEAD = 0, /* reading a request head */
   CONN_BODY,     /* reading its body */
-  CONN_BUSY,     /* the protocol layer has the request; input not read */
+  CONN_BUSY,     /* the protocol layer has the request; input waits */
   CONN_LIVE,     /* a live reader; input dropped, the timer is the hooks' */
   CONN_LINGER    /* answered, our side shut down, waiting for the close */
 };
@@ -1797,6 +1797,7 @@ struct conn {
   int want_write; /* LOOP_WRITE registered */
   int want_sent;  /* call on_sent once out is all written */
   int reading;    /* LOOP_READ registered */
+  int peer_eof;   /* the client shut down its side (read 0 while busy) */
   struct buf in;
   struct buf out;
   size_t out_off;
@@ -1893,7 +1894,8 @@ URSULA_PRIVATE void conn_abort(struct conn *cn);
 URSULA_PRIVATE int conn_continue(struct conn *cn,
                                  const struct http_request *req);
 /* The protocol layer takes the request away (a job at another core):
-** CONN_BUSY, no input read, no timer, until conn_done() or conn_live(). */
+** CONN_BUSY, input buffered but not parsed, no timer, until conn_done()
+** or conn_live(). */
 URSULA_PRIVATE void conn_busy(struct conn *cn);
 /* Hold the connection as a live reader: CONN_LIVE. */
 URSULA_PRIVATE void conn_live(struct conn *cn);

@@ -621,6 +621,22 @@ read_all() {
   done
 }
 
+# --- a client that shuts down its sending side (FIN) after its requests --
+# A connection stays registered for reading while its request is away at
+# the stream's owner (conn.c, CONN_BUSY), so it can see the client's FIN
+# before it answers: every request that came before the FIN is still
+# answered, in order, and then the server closes.  With --wal-dir, so the
+# first POST waits for its sync while the others and the FIN arrive.
+start_server "$TMP/hc.log" --core-count 2 --wal-dir "$TMP/hcw"
+U="http://127.0.0.1:$PORT"
+curl -s -o /dev/null -X PUT -H 'Content-Type: text/plain' "$U/v1/stream/hc"
+for gap in 0 30; do
+  check "3 POSTs, the last 2 pipelined $gap ms after the first with the client's FIN: 3 answers, then the server closes" \
+    "$(node test/slow_client.mjs halfclose "$PORT" /v1/stream/hc 3 "$gap" 5000)" "3 closed"
+done
+check "... and the stream holds the 6 bytes" "$(curl -s "$U/v1/stream/hc?offset=-1")" "xxxxxx"
+kill -9 "$SPID"; wait "$SPID" 2>/dev/null
+
 # --- --hot-max-bytes: old data leaves memory and is read back from the WAL --
 start_server "$TMP/h1.log" --core-count 2 --raft-group-count 4 --wal-dir "$TMP/hot" --hot-max-bytes 65536
 U="http://127.0.0.1:$PORT"

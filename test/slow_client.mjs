@@ -16,6 +16,13 @@
 //     Content-Length body) came or LIMIT_MS pass; with TRICKLE_MS, read
 //     for 20 ms out of every TRICKLE_MS (a slow reader that keeps
 //     reading).  Prints the number of whole 200 responses read.
+//
+//   node test/slow_client.mjs halfclose PORT PATH COUNT GAP_MS LIMIT_MS
+//     POST "x" (text/plain) to PATH once, then after GAP_MS the other
+//     COUNT - 1 POSTs pipelined, and shut down the sending side (FIN);
+//     read until the server closes or LIMIT_MS pass.  Prints "N closed"
+//     or "N open": N the whole 2xx responses read, and whether the
+//     server closed the connection within LIMIT_MS.
 import http from "node:http";
 import net from "node:net";
 
@@ -113,7 +120,51 @@ function pipeline(port, path, count, stallMs, limitMs, trickleMs) {
   }
 }
 
+function halfclose(port, path, count, gapMs, limitMs) {
+  const post = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+    "Content-Type: text/plain\r\nContent-Length: 1\r\n\r\nx";
+  const s = net.connect(port, "127.0.0.1");
+  let buf = Buffer.alloc(0);
+  let whole = 0;
+  let closed = false;
+  s.on("connect", () => {
+    s.write(post);
+    setTimeout(() => s.end(post.repeat(count - 1)), gapMs);
+  });
+  s.on("data", (d) => {
+    buf = Buffer.concat([buf, d]);
+    for (;;) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) break;
+      const head = buf.subarray(0, end).toString("latin1");
+      const m = /\r\ncontent-length: *(\d+)/i.exec(head);
+      const len = m ? Number(m[1]) : 0;
+      if (buf.length < end + 4 + len) break;
+      if (/^HTTP\/1\.1 2\d\d /.test(head)) whole++;
+      buf = buf.subarray(end + 4 + len);
+    }
+  });
+  s.on("error", () => {});
+  s.on("close", () => {
+    closed = true;
+    done();
+  });
+  const timer = setTimeout(() => done(), limitMs);
+  let finished = false;
+  function done() {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    s.destroy();
+    console.log(`${whole} ${closed ? "closed" : "open"}`);
+    process.exit(0);
+  }
+}
+
 if (mode === "sse") sse(args[0], Number(args[1]), Number(args[2]));
+else if (mode === "halfclose")
+  halfclose(Number(args[0]), args[1], Number(args[2]), Number(args[3]),
+            Number(args[4]));
 else if (mode === "pipeline")
   pipeline(Number(args[0]), args[1], Number(args[2]), Number(args[3]),
            Number(args[4]), Number(args[5] || 0));
