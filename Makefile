@@ -126,10 +126,12 @@ test-raft-plants: test/raft_plants.c test/unit.h test/unit_raft.c src/raft.c src
 
 # --- the Raft simulator (test/sim/sim.c; its top says what it checks) ----------
 # It builds the parts it drives from src/ (util.c, raft.c, wal.c: the real
-# WAL over the simulated disk of test/sim/simfs.c), so that a build per
+# WAL over the simulated disk of test/sim/simfs.c; cmd.c and stream.c: the
+# real state machine, through test/sim/simsm.c), so that a build per
 # planted bug takes a second.  Each run prints a failing seed's
 # replay command: ./build/sim --seed S --trace.
-SIM_DEPS = test/sim/sim.c test/sim/simlog.c test/sim/simfs.c src/raft.c src/wal.c src/util.c \
+SIM_DEPS = test/sim/sim.c test/sim/simlog.c test/sim/simfs.c test/sim/simsm.c \
+           src/raft.c src/wal.c src/util.c src/cmd.c src/stream.c \
            src/internal.h src/config.h src/prefix.h ursula.h
 build/sim: $(SIM_DEPS)
 	@mkdir -p build
@@ -179,12 +181,13 @@ sim: build/sim
 	@$(SIM_RUN2); run2 ./build/sim 1 $(SEEDS)
 
 # Proof that the simulator can fail: built once per planted bug it must
-# catch (the plants marked "sim" in src/raft.c, and s1, s2: the driver's
+# catch (the plants marked "sim" in src/raft.c, and s1, s2, s3: the
 # plants at the top of test/sim/sim.c, -DSIM_PLANT=n, that only a real
-# disk catches), each run stops at the first failing seed; a plant not
+# disk (s1, s2) or the real state machine (s3: a producer's retry with
+# seq + 1) catches), each run stops at the first failing seed; a plant not
 # caught within SIM_FIND seeds fails the target.  Two at a time (the
 # slowest takes about a minute).
-SIM_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 20 26 s1 s2
+SIM_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 20 26 s1 s2 s3
 SIM_FIND = 10000
 SIM_PLANT_RUN = case $$p in s*) f=-DSIM_PLANT=$${p\#s};; *) f=-DRAFT_PLANT=$$p;; esac; \
 	  $(CC) $(WARN) -O2 $$f test/sim/sim.c \

@@ -29,8 +29,11 @@
 **     (wal_save_snapshot, wal_compact; installs for followers behind the
 **     first index: the sender's image file through wal_install_begin,
 **     put in chunks, commit), leadership transfers;
-**   - clients: tagged proposals to leaders, or to random nodes that
-**     forward them to their leader or refuse, and read barriers.
+**   - the REAL state machine (src/stream.c, commands of src/cmd.c,
+**     through simsm.c) per (node, group): SIMSM_STREAMS text streams per
+**     group; snapshots are its stream_snapshot() with the bytes it names
+**     (simlog.c: SNAPSHOTS);
+**   - clients (THE CLIENTS below), and read barriers at random nodes.
 ** Swarm testing: each seed enables a random subset of the faults.  After
 ** 30 election timeouts the faults heal, and liveness is checked.
 **
@@ -40,7 +43,26 @@
 ** sync in flight (R3); completions carry the (term, index) the sync was
 ** started for, stale or not (R4); a failed sync loses what was volatile
 ** and the core is told (R5).  Committed entries are applied up to the
-** durable index, into a tiny state machine: a hash chain of the tags.
+** durable index: the payload of each, as the node's WAL reads it back
+** (simlog_payload), decoded by cmd_decode and applied by stream_apply
+** (simsm_apply); a restart restores the state from the WAL's snapshot
+** (stream_restore), an install from the installed image.  Per seed the
+** states keep all, a few or none of their bytes in memory (stream_evict):
+** the rest is read through the state's read_cold hook from the WAL.
+**
+** THE CLIENTS.  Every proposal is an attempt of a client op (its command,
+** simsm_encode, is the entry's payload; the op's tag is the 17 bytes it
+** appends, unique per op): a CREATE of a stream, a plain APPEND (never
+** retried), or a producer's APPEND.  Producers ("c<k>", 2 per group,
+** epoch 0, each on one stream) keep one request in flight; after an
+** unknown outcome (refused, its entry replaced, its node crashed, no
+** answer within 4 election timeouts) or a 404 they send the SAME seq
+** again, and seq + 1 only after a 200 or 204.  An attempt is sent to the
+** node believed to lead, or any node, which proposes it or forwards it
+** once (a network copy of a forward is no retry).  The answer is the
+** proposer's own apply result (simsm_result.status), given only if it
+** applies the entry at the (term, index) it proposed it at, in the same
+** life.
 **
 ** INVARIANTS, checked after every event (or where they can change):
 **   - at most one leader per (group, term);
@@ -52,7 +74,9 @@
 **     index; no node truncates a committed entry;
 **   - every committed entry is durable on a majority of simulated disks
 **     when it first commits (a wiped node counts what it held);
-**   - the same state at each applied index on every replica;
+**   - the same state at each applied index on every replica: equal
+**     stream_digest() (simsm_digest), after an apply, a restart or an
+**     install; replay and reads give back the command bytes written;
 **   - an acknowledgment of index i in term T: the sender's log is T's
 **     leader's through i;
 **   - durable term and vote never go backwards (across restarts too: the
@@ -69,8 +93,21 @@
 **     never lost: at the end every node's committed prefix holds it;
 **   - a read barrier's index covers every proposal acknowledged before
 **     the read began (linearizable reads);
-**   - liveness: within 10 election timeouts of healing every group has a
-**     leader all nodes follow; by the end every proposal that got an
+**   - what clients see (PROTOCOL.md's idempotent producers; Raft paper
+**     section 6.3: exactly once with client sessions, 6.4: reads):
+**     a producer never gets 409 or 403 (it sends seq n + 1 only after n
+**     was accepted, and retries the same seq); a read served at a node
+**     once it applied the barrier's index sees, in its streams (read back
+**     as tags, simsm_tags), every append acknowledged (200 or 204) before
+**     the read began; at the end, on every node: every acknowledged
+**     append is in its stream (none lost), no tag is in twice (a
+**     producer's retry is deduplicated; a plain append is never retried)
+**     and every tag is an append of that stream, and any two replicas'
+**     streams agree at every offset both hold (one is a prefix of the
+**     other);
+**   - liveness: within 10 election timeouts of healing (20 while a voter
+**     of the group is still recovering) every group has a leader all
+**     nodes follow; by the end every proposal that got an
 **     index is resolved (committed there, with its term or another), and
 **     a proposal and a read issued after healing succeed.
 **
@@ -84,12 +121,16 @@
 ** tears and flips).
 **
 ** NOW.  Every log is the real WAL over simfs (simlog.c says how); what a
-** node knows after a restart comes from wal_replay of its disk.  NEXT:
-** the hash chain becomes the real state machine (stream.c through
-** group.c).  The driver and the checks stay.
+** node knows after a restart comes from wal_replay of its disk; the
+** state machine is the real one (stream.c), driven here as group.c would
+** but for its snapshot scheme (simlog.c: SNAPSHOTS, every unit's bytes
+** in each snapshot rather than group.c's oldest-index bound).  NOT here:
+** group.c itself, forks, deletes, TTLs, the cold tier, Stream-Seq,
+** producer epochs above 0.
 **
-** Only the parts it drives are compiled in (util.c, raft.c, wal.c), from
-** src/, so that a build per planted bug takes a second.
+** Only the parts it drives are compiled in (util.c, raft.c, wal.c,
+** cmd.c, stream.c), from src/, so that a build per planted bug takes a
+** second.
 */
 #ifndef URSULA_ENABLE_ASSERT
 #define URSULA_ENABLE_ASSERT 1
@@ -99,17 +140,28 @@
 #include "../../src/util.c"
 #include "../../src/raft.c"
 #include "../../src/wal.c"
+#include "../../src/cmd.c"
+#include "../../src/stream.c"
 
 /* Planted bugs of the driver that only a real disk can catch
-** (-DSIM_PLANT=n, make test-sim-bugs):
+** (-DSIM_PLANT=n, make test-sim-bugs; each is caught by a check above):
 **    1  fsyncgate: after a sync fails with EIO, sync again and take its 0
 **       for success (the pages the failure dropped are never written)
-**    2  report a sync's entries durable without syncing them */
+**    2  report a sync's entries durable without syncing them
+** and of the clients, that only the real state machine can catch:
+**    3  a producer retries with seq + 1 instead of the same seq (the
+**       append it retries may be in the stream already: a duplicate) */
 #ifndef SIM_PLANT
 #define SIM_PLANT 0
 #endif
 
 #include "simfs.c"
+#include "simsm.c"
+
+/* The command of the proposal whose entry has tag t (simsm_encode's
+** bytes; NULL if there is none): what a log entry holds (simlog.c). */
+static const char *sim_cmd_of(uint64_t tag, size_t *n);
+
 #include "simlog.c"
 
 #define SIM_NODES 5
@@ -119,6 +171,11 @@
 #define SIM_ET_US (SIM_T * SIM_TICK_US)
 #define SIM_HEAL_US (30 * SIM_ET_US)
 #define SIM_LEADER_ET 10 /* a leader within this many ET of healing */
+/* ... or this many in a group where a voter is still recovering: it
+** cannot vote (raft.c), so the others must all agree (with 3 nodes, the
+** two left both), and pre-vote and vote round trips of up to 4 ticks
+** under reordering collide more often (seed 100125: 11.5 ET) */
+#define SIM_LEADER_ET_REC 20
 #define SIM_END_US (SIM_HEAL_US + 30 * SIM_ET_US)
 #define SIM_CLUSTER 0xc1u
 
@@ -201,7 +258,8 @@ struct sim_group { /* one group on one node: a core and its driver */
   struct simlog ghost; /* what a wiped disk held (for the durability
                           check of entries it acknowledged before) */
   int has_ghost;
-  uint64_t applied, sm;
+  uint64_t applied; /* the entries applied to log.sm */
+  uint64_t digest;  /* simsm_digest(&log.sm) */
   uint64_t commit;  /* the highest COMMIT given */
   uint64_t checked; /* committed indexes checked against the truth */
   struct sim_held *held;
@@ -229,15 +287,37 @@ struct sim_node {
 };
 
 enum { P_REFUSED, P_ASSIGNED, P_ACKED, P_FAILED, P_UNKNOWN };
-struct sim_prop {
+struct sim_prop { /* one attempt of a client op: a Raft proposal */
   int group, node, state, final;
   uint64_t term, index, t0;
+  int op;        /* the client op it carries (S->ops) */
+  int fwd;       /* sent to another node to propose */
+  uint64_t boot; /* the proposer's boot when it proposed */
+  int status;    /* the answer: the proposer's apply result (0: none) */
+  struct buf cmd; /* the command (simsm_encode), its entry's payload */
+};
+
+struct sim_op { /* a client request: CREATE, or APPEND of one tag */
+  struct simsm_op op; /* op.tag: its index in S->ops + 1 */
+  int group;
+  int producer;       /* its producer (S->producers), or -1: plain */
+  int status;         /* the first 200 or 204 answer (0: none yet) */
+  uint64_t ack_index; /* the entry whose apply gave that answer */
+};
+
+struct sim_producer { /* a client with Producer-Id "c<index>", epoch 0 */
+  int group;
+  unsigned stream;
+  uint64_t seq; /* the next seq to send */
+  int op;       /* its request in flight (-1: none) */
+  int prop;     /* that request's last attempt */
 };
 
 enum { R_PENDING, R_WAIT, R_DONE, R_FAILED };
 struct sim_read {
   int group, node, state, final;
   uint64_t need, index, t0;
+  size_t n_acked; /* the ops acknowledged before it began: S->acked[..) */
 };
 
 struct sim_it { /* (index, term) -> phash, open addressing */
@@ -302,7 +382,16 @@ struct sim {
   struct sim_prop *props;
   size_t n_props, cap_props;
   struct sim_read *reads;
-  size_t n_reads, cap_reads;
+  size_t n_reads, cap_reads, n_waiting; /* n_waiting: reads in R_WAIT */
+  struct sim_op *ops;
+  size_t n_ops, cap_ops;
+  int *acked; /* the ops acknowledged (200 or 204), in that order */
+  size_t n_acked_ops, cap_acked;
+  struct sim_producer producers[2 * SIM_GROUPS];
+  int n_producers;
+  uint64_t hot_max; /* stream_evict's bound on each state's hot bytes */
+  unsigned char *seen; /* scratch: by op, a tag seen in a stream */
+  size_t seen_cap;
   struct raft_action *acts;
   size_t acts_cap;
   uint64_t digest, events;
@@ -312,7 +401,7 @@ struct sim {
   /* counts for the summary */
   uint64_t n_msgs, n_dropped, n_elections, n_crashes, n_wipes, n_snaps,
       n_installs, n_syncfails, n_acked, n_reads_done, n_transfers,
-      n_nospc, n_flips, n_damaged;
+      n_nospc, n_flips, n_damaged, n_answers, n_retries;
 };
 
 static struct sim *S; /* the run in progress (one at a time) */
@@ -653,46 +742,84 @@ static uint64_t sim_entry_bytes(void *arg, uint64_t index) {
   return simlog_at(&sg->log, index)->bytes;
 }
 
+static void sim_check_read(const struct sim_read *rd);
+static void sim_answer(int x, uint64_t k, const struct sim_entry *e,
+                       int status);
+
 static void sim_read_end(int id, int ok) {
   struct sim_read *rd = &S->reads[id];
+  if (rd->state == R_WAIT) S->n_waiting--;
   rd->state = ok ? R_DONE : R_FAILED;
-  if (ok) S->n_reads_done++;
+  if (!ok) return;
+  S->n_reads_done++;
+  sim_check_read(rd);
 }
 
-/* Apply the committed entries up to the durable index (the tiny state
-** machine: a hash chain of the tags); serve the reads waiting there;
-** compact now and then (the state at applied becomes the snapshot). */
+/* The same state at index k on every replica (its digest). */
+static void sim_same_state(int x, int g, uint64_t k, uint64_t digest) {
+  struct sim_truth *t = &S->truth[g];
+  sim_truth_room(t, k);
+  if (t->a_sm[k] == 0)
+    t->a_sm[k] = digest;
+  else if (t->a_sm[k] != digest)
+    sim_fail("n%d g%d applied another state at %llu than another node", x + 1,
+             g, (unsigned long long)k);
+}
+
+/* Apply entry k at node x: its command as the WAL reads it back, through
+** stream_apply (simsm_apply); answer its client if x proposed it.  0 if
+** the log could not give it (the node stops: sim_stop_broken). */
+static int sim_apply_one(int x, int g, uint64_t k) {
+  struct sim_group *sg = &S->node[x].g[g];
+  const struct sim_entry *e = simlog_at(&sg->log, k);
+  struct simsm_result res;
+  const void *p;
+  size_t n;
+  int rc;
+  memset(&res, 0, sizeof(res));
+  if (e->tag != 0) {
+    rc = simlog_payload(&sg->log, k, &p, &n);
+    if (rc != URSULA_OK) simlog_broke(&sg->log, rc);
+    if (rc != URSULA_OK || sg->log.wrong) return 0;
+    if (simsm_apply(&sg->log.sm, k, p, n, &res) != URSULA_OK) {
+      sim_fail("n%d g%d: entry %llu is no command stream_apply takes", x + 1,
+               g, (unsigned long long)k);
+      return 0;
+    }
+    sg->digest = simsm_digest(&sg->log.sm);
+  }
+  sg->applied = k;
+  sim_same_state(x, g, k, sg->digest);
+  if (e->tag != 0) sim_answer(x, k, e, res.status);
+  return 1;
+}
+
+/* Apply the committed entries up to the durable index (the real state
+** machine, log.sm); keep its hot bytes under S->hot_max; serve the reads
+** waiting there; compact now and then (the state at applied becomes the
+** snapshot). */
 static void sim_apply(int x, int g, struct raft_in *follow, int *n_follow) {
   struct sim_group *sg = &S->node[x].g[g];
-  struct sim_truth *t = &S->truth[g];
   uint64_t upto = sg->commit < sg->log.durable ? sg->commit : sg->log.durable;
   size_t i;
-  while (sg->applied < upto) {
-    uint64_t k = sg->applied + 1;
-    sg->sm = simlog_mix(sg->sm, k, simlog_at(&sg->log, k)->tag);
-    sim_truth_room(t, k);
-    if (t->a_sm[k] == 0)
-      t->a_sm[k] = sg->sm;
-    else if (t->a_sm[k] != sg->sm)
-      sim_fail("n%d g%d applied another state at %llu than another node", x + 1,
-               g, (unsigned long long)k);
-    sg->applied = k;
-  }
-  for (i = 0; i < S->n_reads; i++) {
+  while (sg->applied < upto && !sg->log.broken && !S->failed)
+    if (!sim_apply_one(x, g, sg->applied + 1)) return;
+  stream_evict(&sg->log.sm.st, S->hot_max);
+  for (i = 0; i < S->n_reads && S->n_waiting > 0; i++) {
     struct sim_read *rd = &S->reads[i];
     if (rd->state == R_WAIT && rd->node == x && rd->group == g &&
         sg->applied >= rd->index)
       sim_read_end((int)i, 1);
   }
   if (follow != NULL && sg->applied - sg->log.snap_index >= S->compact_every &&
-      !sg->failed && *n_follow < 4) {
+      !sg->failed && !sg->log.broken && *n_follow < 4) {
     struct raft_in *in = &follow[(*n_follow)++];
     uint64_t k = sg->applied;
-    memset(in, 0, sizeof(*in));
+    memset(in, 0, sizeof(in[0]));
     in->type = RAFT_IN_COMPACTED;
     in->index = k;
     in->term = simlog_term(&sg->log, k);
-    simlog_compact(&sg->log, k, sg->sm);
+    simlog_compact(&sg->log, k);
     S->n_snaps++;
   }
 }
@@ -789,8 +916,10 @@ static void sim_do_append(int x, int g, const struct raft_action *a) {
             x + 1, g, (unsigned long long)i, (unsigned long long)e.term);
     } else {
       if (!(a->flags & RAFT_APPEND_NOOP)) {
+        size_t n;
         e.tag = sg->tags[i - a->lo] + 1;
-        e.bytes = (uint32_t)(16 + (e.tag * 2654435761u) % 2000);
+        sim_cmd_of(e.tag, &n);
+        e.bytes = (uint32_t)(n + SIMLOG_SIDE);
       }
       e.phash = simlog_mix(simlog_phash(&sg->log, i - 1), e.term, e.tag);
     }
@@ -941,13 +1070,15 @@ static void sim_do_install(int x, int g, const struct raft_action *a,
     sim_drop_held(sg, a->hi + 1);
     sim_props_gone(sg, a->hi + 1, P_FAILED);
   }
-  if (sg->applied < a->hi) {
+  if (sg->applied < a->hi) { /* the state becomes the snapshot's */
     sg->applied = a->hi;
-    sg->sm = m->snap_sm;
-    sim_truth_room(t, a->hi);
-    if (t->a_sm[a->hi] != 0 && t->a_sm[a->hi] != sg->sm)
-      sim_fail("n%d g%d: the installed state differs from the applied one",
-               x + 1, g);
+    if (!sg->log.broken && simlog_take_snap(&sg->log)) {
+      sg->digest = simsm_digest(&sg->log.sm);
+      sim_truth_room(t, a->hi);
+      if (t->a_sm[a->hi] != 0 && t->a_sm[a->hi] != sg->digest)
+        sim_fail("n%d g%d: the installed state differs from the applied one",
+                 x + 1, g);
+    }
   }
   if (sg->checked < a->hi) sg->checked = a->hi;
   S->n_installs++;
@@ -1009,6 +1140,7 @@ static void sim_do_read_ready(int x, int g, uint64_t ctx, uint64_t index) {
         x + 1, g, (unsigned long long)index, (unsigned long long)rd->need);
   rd->index = index;
   rd->state = R_WAIT;
+  S->n_waiting++;
   if (S->node[x].g[g].applied >= index) sim_read_end((int)ctx - 1, 1);
 }
 
@@ -1267,6 +1399,7 @@ static int sim_load(int x, int recovering) {
     if (!S->failed) sim_check_kept(x, g, &sg->log, &fresh[g]);
     simlog_free(&sg->log);
     sg->log = fresh[g];
+    simlog_attach(&sg->log);
     if (recovering) /* the driver marks its disk "recovering" at once */
       simlog_mark(&sg->log, 1);
   }
@@ -1319,7 +1452,8 @@ static void sim_boot(int x, int recovering) {
     free(runs);
     sg->started = 1;
     sg->applied = sg->log.snap_index;
-    sg->sm = sg->log.snap_sm;
+    sg->digest = simsm_digest(&sg->log.sm);
+    if (sg->applied > 0) sim_same_state(x, g, sg->applied, sg->digest);
     sg->commit = sg->checked = sg->log.snap_index;
     sg->max_term = sg->r.term;
     sg->failed = 0;
@@ -1357,23 +1491,54 @@ static void sim_crash(int x, int wipe) {
   for (i = 0; i < S->n_reads; i++)
     if (S->reads[i].node == x &&
         (S->reads[i].state == R_PENDING || S->reads[i].state == R_WAIT))
-      S->reads[i].state = R_FAILED;
+      sim_read_end((int)i, 0);
   sim_tr("n%d %s", x + 1, wipe ? "WIPED" : "CRASHED");
 }
 
-/* A node lost its disk and has not caught up yet in some group. */
+/* A node lost its disk and has not caught up yet in some group: its core
+** says so, or its disk does (the flag clears durably only with a later
+** hard state: a crash before then makes it recover again). */
 static int sim_recovering(int x) {
   int g;
   if (!S->node[x].up) return S->node[x].wiped;
   for (g = 0; g < S->ngroups; g++)
-    if (S->node[x].g[g].r.recovering) return 1;
+    if (S->node[x].g[g].r.recovering ||
+        S->node[x].g[g].log.hs_durable.recovering)
+      return 1;
   return 0;
 }
 
 /* ----------------------------------------------------------- clients */
 
-static int sim_new_prop(int g) {
+/* A client op on group g: type (CMD_CREATE or CMD_APPEND) on its stream
+** k; producer >= 0: an append with that producer's headers and its next
+** seq.  Its tag (the bytes it appends) is unique: its index + 1. */
+static int sim_new_op(int g, int type, unsigned k, int producer) {
+  struct sim_op *o;
+  if (S->n_ops == S->cap_ops) {
+    S->cap_ops = S->cap_ops ? 2 * S->cap_ops : 256;
+    S->ops = (struct sim_op *)realloc(S->ops, S->cap_ops * sizeof(*S->ops));
+    if (S->ops == NULL) abort();
+  }
+  o = &S->ops[S->n_ops];
+  memset(o, 0, sizeof(*o));
+  o->group = g;
+  o->producer = producer;
+  o->op.type = type;
+  o->op.stream = k;
+  o->op.tag = (uint64_t)S->n_ops + 1;
+  if (producer >= 0) {
+    o->op.producer = 1;
+    o->op.client = (unsigned)producer;
+    o->op.seq = S->producers[producer].seq;
+  }
+  return (int)S->n_ops++;
+}
+
+/* A new attempt of op: a proposal whose command is op's, encoded now. */
+static int sim_new_prop(int op) {
   struct sim_prop *p;
+  struct sim_op *o = &S->ops[op];
   if (S->n_props == S->cap_props) {
     S->cap_props = S->cap_props ? 2 * S->cap_props : 256;
     S->props =
@@ -1382,10 +1547,20 @@ static int sim_new_prop(int g) {
   }
   p = &S->props[S->n_props];
   memset(p, 0, sizeof(*p));
-  p->group = g;
+  p->group = o->group;
   p->node = -1;
   p->t0 = S->now;
+  p->op = op;
+  o->op.time_ms = S->now / 1000;
+  if (simsm_encode((unsigned)o->group, &o->op, &p->cmd) != URSULA_OK) abort();
   return (int)S->n_props++;
+}
+
+static const char *sim_cmd_of(uint64_t tag, size_t *n) {
+  *n = 0;
+  if (tag == 0 || tag > S->n_props) return NULL;
+  *n = S->props[tag - 1].cmd.len;
+  return S->props[tag - 1].cmd.ptr;
 }
 
 /* Propose proposal id at node x, which must lead its group. */
@@ -1401,6 +1576,7 @@ static void sim_propose_at(int x, int id) {
   sg->tags = &tag;
   if (sim_step(x, p->group, &in) != URSULA_OK) return;
   p->node = x;
+  p->boot = S->node[x].boot;
   p->term = S->out_term;
   p->index = S->out_index;
   p->state = P_ASSIGNED;
@@ -1425,6 +1601,7 @@ static void sim_client_propose(int g, int x, int id) {
     m->fwd = 1;
     m->m.to = sg->r.leader;
     m->prop = (uint64_t)id;
+    S->props[id].fwd = 1;
     sim_net_send(x, m);
   }
 }
@@ -1444,6 +1621,7 @@ static int sim_new_read(int g, int x) {
   rd->node = x;
   rd->t0 = S->now;
   rd->need = S->truth[g].max_acked;
+  rd->n_acked = S->n_acked_ops;
   rd->state = R_PENDING;
   if (!S->node[x].up) {
     rd->state = R_FAILED;
@@ -1458,19 +1636,104 @@ static int sim_new_read(int g, int x) {
   return (int)S->n_reads - 1;
 }
 
-/* A client: a proposal (to the node it believes leads, or any), or a
-** read barrier at any node. */
-static void sim_client(void) {
-  int g = (int)sim_below(&S->work, (uint64_t)S->ngroups), x;
+/* Send a new attempt of op to the node believed to lead its group, or
+** any node.  Returns the attempt. */
+static int sim_send(int op) {
+  int g = S->ops[op].group, id = sim_new_prop(op), x;
   struct sim_truth *t = &S->truth[g];
+  x = (t->believed >= 0 && sim_below(&S->work, 2) == 0)
+          ? t->believed
+          : (int)sim_below(&S->work, (uint64_t)S->n);
+  sim_client_propose(g, x, id);
+  return id;
+}
+
+/* Whether the outcome of attempt p is unknown to its client, or not a
+** success (then a producer sends its seq again): refused, failed, lost
+** with its node's process, or no answer within 4 election timeouts. */
+static int sim_attempt_over(const struct sim_prop *p) {
+  if (p->status != 0) return 1; /* answered, not accepted (404) */
+  if (p->state == P_FAILED || p->state == P_UNKNOWN) return 1;
+  if (p->node < 0 && !p->fwd) return 1; /* no leader to send it to */
+  if (p->node >= 0 && S->node[p->node].boot != p->boot) return 1;
+  return S->now - p->t0 > 4 * SIM_ET_US;
+}
+
+/* Producer c's turn: one request in flight; after an unknown outcome it
+** sends the SAME seq again (the protocol dedups it), and seq + 1 only
+** after a 200 or 204 (sim_answered). */
+static void sim_producer_step(int c) {
+  struct sim_producer *pr = &S->producers[c];
+  if (pr->op < 0) {
+    pr->op = sim_new_op(pr->group, CMD_APPEND, pr->stream, c);
+    pr->prop = sim_send(pr->op);
+    return;
+  }
+  if (!sim_attempt_over(&S->props[pr->prop])) return;
+  S->n_retries++;
+  if (SIM_PLANT == 3) S->ops[pr->op].op.seq++; /* planted: seq + 1 */
+  pr->prop = sim_send(pr->op);
+}
+
+/* Attempt id was answered (p->status, the proposer's apply result): an
+** append's first 200 or 204 acknowledges its op; a producer then moves
+** on to seq + 1.  A producer never gets 409 or 403: it sends seq n + 1
+** only after n was accepted, retries only the same seq, in one epoch. */
+static void sim_answered(int id) {
+  const struct sim_prop *p = &S->props[id];
+  struct sim_op *o = &S->ops[p->op];
+  int ok = p->status == 200 || p->status == 204;
+  S->n_answers++;
+  if (o->op.type == CMD_APPEND && ok && o->status == 0) {
+    o->status = p->status;
+    o->ack_index = p->index;
+    if (S->n_acked_ops == S->cap_acked) {
+      S->cap_acked = S->cap_acked ? 2 * S->cap_acked : 256;
+      S->acked = (int *)realloc(S->acked, S->cap_acked * sizeof(int));
+      if (S->acked == NULL) abort();
+    }
+    S->acked[S->n_acked_ops++] = p->op;
+  }
+  if (o->producer < 0) return;
+  if (p->status == 409 || p->status == 403)
+    sim_fail("producer c%d got %d for seq %llu (g%d s%u): it sent each seq "
+             "after the one before was accepted, and retried the same",
+             o->producer, p->status, (unsigned long long)o->op.seq, o->group,
+             o->op.stream);
+  if (ok && S->producers[o->producer].prop == id) {
+    S->producers[o->producer].seq = o->op.seq + 1;
+    S->producers[o->producer].op = -1;
+  }
+}
+
+/* Node x applied entry k (e) with result status: if x proposed it, in
+** this life, the answer goes to its client. */
+static void sim_answer(int x, uint64_t k, const struct sim_entry *e,
+                       int status) {
+  struct sim_prop *p = &S->props[e->tag - 1];
+  if (p->node != x || p->index != k || p->term != e->term ||
+      p->boot != S->node[x].boot || p->status != 0)
+    return;
+  p->status = status;
+  sim_answered((int)(e->tag - 1));
+}
+
+/* A client: a producer's turn, a plain append (never retried) or a
+** CREATE (to the node it believes leads, or any), or a read barrier at
+** any node. */
+static void sim_client(void) {
+  int g = (int)sim_below(&S->work, (uint64_t)S->ngroups);
+  unsigned k = (unsigned)sim_below(&S->work, SIMSM_STREAMS);
+  uint64_t r;
   if ((S->faults & F_READS) && sim_below(&S->work, 4) == 0) {
     sim_new_read(g, (int)sim_below(&S->work, (uint64_t)S->n));
     return;
   }
-  x = (t->believed >= 0 && sim_below(&S->work, 2) == 0)
-          ? t->believed
-          : (int)sim_below(&S->work, (uint64_t)S->n);
-  sim_client_propose(g, x, sim_new_prop(g));
+  r = sim_below(&S->work, 8);
+  if (r < 5)
+    sim_producer_step((int)sim_below(&S->work, (uint64_t)S->n_producers));
+  else
+    sim_send(sim_new_op(g, r == 5 ? CMD_CREATE : CMD_APPEND, k, -1));
 }
 
 /* ------------------------------------------------------------ faults */
@@ -1640,13 +1903,15 @@ static void sim_check_leaders(void) {
         ok = 0;
     if (ok) t->leader_at = S->now;
   }
-  if (S->now >= SIM_HEAL_US + SIM_LEADER_ET * SIM_ET_US)
-    for (g = 0; g < S->ngroups; g++)
-      if (S->truth[g].leader_at == 0)
-        sim_fail(
-            "liveness: g%d has no leader %d election timeouts after "
-            "healing",
-            g, SIM_LEADER_ET);
+  for (g = 0; g < S->ngroups; g++) {
+    uint64_t et = SIM_LEADER_ET;
+    for (x = 0; x < S->n; x++)
+      if (S->node[x].up && S->node[x].g[g].r.recovering) et = SIM_LEADER_ET_REC;
+    if (S->truth[g].leader_at == 0 && S->now >= SIM_HEAL_US + et * SIM_ET_US)
+      sim_fail("liveness: g%d has no leader %d election timeouts after "
+               "healing",
+               g, (int)et);
+  }
 }
 
 /* After healing, each group's final proposal (until acknowledged), then
@@ -1654,7 +1919,7 @@ static void sim_check_leaders(void) {
 static void sim_final(int g) {
   struct sim_truth *t = &S->truth[g];
   if (t->final_prop < 0 || S->props[t->final_prop].state != P_ACKED) {
-    int id = sim_new_prop(g), x;
+    int id = sim_new_prop(sim_new_op(g, CMD_APPEND, 0, -1)), x;
     S->props[id].final = 1;
     t->final_prop = id;
     for (x = 0; x < S->n; x++)
@@ -1669,6 +1934,145 @@ static void sim_final(int g) {
     S->reads[t->final_read].final = 1;
   }
   sim_at(S->now + SIM_ET_US, EV_FINAL, -1, g);
+}
+
+/* ------------------------------------------------- what clients see */
+
+/* The tags of stream k of group g on node x (simsm_tags, through
+** stream_read: from memory, or the WAL) into *tags (grown, *cap).
+** Returns how many (0: no such stream), or -1: the bytes are not whole
+** tags (a violation), or damage found on a flipped disk (the node
+** stops). */
+static long sim_tags(int x, int g, unsigned k, uint64_t **tags, size_t *cap) {
+  struct sim_group *sg = &S->node[x].g[g];
+  size_t n = 0;
+  int rc = simsm_tags(&sg->log.sm, (unsigned)g, k, *tags, *cap, &n);
+  if (rc == URSULA_OK && n > *cap) {
+    *cap = 2 * n;
+    *tags = (uint64_t *)realloc(*tags, *cap * sizeof(**tags));
+    if (*tags == NULL) abort();
+    rc = simsm_tags(&sg->log.sm, (unsigned)g, k, *tags, *cap, &n);
+  }
+  if (rc == URSULA_ENOTFOUND) return 0;
+  if (rc == URSULA_OK) return (long)n;
+  if (S->node[x].flipped)
+    simlog_broke(&sg->log, rc);
+  else
+    sim_fail("n%d g%d s%u: the stream does not read back as whole tags "
+             "(%s)",
+             x + 1, g, k, ursula_strerror(rc));
+  return -1;
+}
+
+/* Mark in S->seen (by op: its stream + 1) the tags that group g's streams
+** hold on node x; each at most once (no append is in twice: a producer's
+** retry is deduplicated, a plain append is never retried), each an append
+** of that stream.  0 if they could not be read, or a check failed. */
+static int sim_see(int x, int g, uint64_t **tags, size_t *cap) {
+  unsigned k;
+  long i, n;
+  if (S->seen_cap < S->n_ops) {
+    S->seen_cap = 2 * S->n_ops;
+    S->seen = (unsigned char *)realloc(S->seen, S->seen_cap);
+    if (S->seen == NULL) abort();
+  }
+  memset(S->seen, 0, S->n_ops);
+  for (k = 0; k < SIMSM_STREAMS; k++) {
+    if ((n = sim_tags(x, g, k, tags, cap)) < 0) return 0;
+    for (i = 0; i < n; i++) {
+      uint64_t t = (*tags)[i];
+      const struct sim_op *o = t >= 1 && t <= S->n_ops ? &S->ops[t - 1] : NULL;
+      if (o == NULL || o->group != g || o->op.stream != k ||
+          o->op.type != CMD_APPEND) {
+        sim_fail("n%d g%d s%u holds tag %llu, which no client appended there",
+                 x + 1, g, k, (unsigned long long)t);
+        return 0;
+      }
+      if (S->seen[t - 1] != 0) {
+        sim_fail("duplicate: n%d g%d s%u holds tag %llu twice (%s)", x + 1, g,
+                 k, (unsigned long long)t,
+                 o->producer >= 0 ? "a producer's append" : "a plain append");
+        return 0;
+      }
+      S->seen[t - 1] = (unsigned char)(k + 1);
+    }
+  }
+  return 1;
+}
+
+/* Read-your-writes: a read barrier served at node x once it applied the
+** barrier's index sees every append acknowledged before the read began
+** (ReadIndex, Raft paper section 6.4). */
+static void sim_check_read(const struct sim_read *rd) {
+  uint64_t *tags = NULL;
+  size_t cap = 0, i;
+  if (S->failed || !sim_see(rd->node, rd->group, &tags, &cap)) {
+    free(tags);
+    return;
+  }
+  for (i = 0; i < rd->n_acked && !S->failed; i++) {
+    const struct sim_op *o = &S->ops[S->acked[i]];
+    if (o->group == rd->group && S->seen[S->acked[i]] != o->op.stream + 1)
+      sim_fail("stale read: n%d g%d served a read at %llu without tag %llu "
+               "(s%u), acknowledged (%d) before the read began",
+               rd->node + 1, rd->group, (unsigned long long)rd->index,
+               (unsigned long long)o->op.tag, o->op.stream, o->status);
+  }
+  free(tags);
+}
+
+/* At the end, after healing, on every node of group g: every append
+** acknowledged with 200 or 204 is in its stream (none lost); no tag twice
+** (sim_see); one value per offset: any two replicas' streams are one a
+** prefix of the other, tag by tag (the bytes: simsm_tags parses them). */
+static void sim_end_streams(int g) {
+  uint64_t *tags = NULL, *ref[SIMSM_STREAMS];
+  size_t cap = 0, n_ref[SIMSM_STREAMS], i;
+  unsigned k;
+  int x;
+  memset(ref, 0, sizeof(ref));
+  memset(n_ref, 0, sizeof(n_ref));
+  for (x = 0; x < S->n && !S->failed; x++) {
+    const struct sim_group *sg = &S->node[x].g[g];
+    if (!sim_see(x, g, &tags, &cap)) break;
+    for (i = 0; i < S->n_acked_ops && !S->failed; i++) {
+      const struct sim_op *o = &S->ops[S->acked[i]];
+      if (o->group != g) continue;
+      if (sg->applied < o->ack_index)
+        sim_fail("liveness: n%d g%d applied %llu only; %llu answered %d", x + 1,
+                 g, (unsigned long long)sg->applied,
+                 (unsigned long long)o->ack_index, o->status);
+      else if (S->seen[S->acked[i]] != o->op.stream + 1)
+        sim_fail("acknowledged append lost: n%d g%d s%u lacks tag %llu "
+                 "(answered %d at entry %llu)",
+                 x + 1, g, o->op.stream, (unsigned long long)o->op.tag,
+                 o->status, (unsigned long long)o->ack_index);
+    }
+    for (k = 0; k < SIMSM_STREAMS && !S->failed; k++) {
+      long n = sim_tags(x, g, k, &tags, &cap);
+      size_t m, j;
+      if (n < 0) break;
+      m = (size_t)n < n_ref[k] ? (size_t)n : n_ref[k];
+      for (j = 0; j < m; j++)
+        if (tags[j] != ref[k][j]) {
+          sim_fail("one value per offset: n%d g%d s%u holds tag %llu at "
+                   "offset %llu, another node tag %llu",
+                   x + 1, g, k, (unsigned long long)tags[j],
+                   (unsigned long long)(j * SIMSM_TAG_BYTES),
+                   (unsigned long long)ref[k][j]);
+          break;
+        }
+      if ((size_t)n > n_ref[k]) { /* the longest so far: the reference */
+        free(ref[k]);
+        ref[k] = (uint64_t *)malloc((size_t)n * sizeof(uint64_t));
+        if (ref[k] == NULL) abort();
+        memcpy(ref[k], tags, (size_t)n * sizeof(uint64_t));
+        n_ref[k] = (size_t)n;
+      }
+    }
+  }
+  for (k = 0; k < SIMSM_STREAMS; k++) free(ref[k]);
+  free(tags);
 }
 
 /* The end: every proposal that got an index is resolved there; the final
@@ -1703,6 +2107,7 @@ static void sim_end(void) {
         sim_fail("n%d g%d: its committed prefix is not the cluster's", x + 1,
                  g);
     }
+    if (!S->failed) sim_end_streams(g);
   }
 }
 
@@ -1761,8 +2166,9 @@ static void sim_deliver(struct sim_ev *ev) {
       sim_snap_end(from, msg->group, msg->m.to, 0, S->now + 5 * SIM_TICK_US);
     return;
   }
-  if (msg->fwd) {
-    sim_client_propose(msg->group, x, (int)msg->prop);
+  if (msg->fwd) { /* a request is proposed once (a copy is no retry) */
+    if (S->props[msg->prop].node < 0)
+      sim_client_propose(msg->group, x, (int)msg->prop);
     return;
   }
   if (S->trace) sim_tr_msg("recv", x, msg->group, &msg->m);
@@ -1957,6 +2363,16 @@ static void sim_params(void) {
   S->compact_every =
       (S->faults & F_SNAP) ? sim_range(c, 4, 40) : sim_range(c, 60, 100);
   S->fault_us = sim_range(c, 2 * SIM_TICK_US, 2 * SIM_ET_US);
+  /* the hot data a state keeps: all, some, or none (every read of an
+  ** applied byte then goes to the WAL: read_cold) */
+  k = (unsigned)sim_below(c, 3);
+  S->hot_max = k == 0 ? UINT64_MAX : k == 1 ? 4 * SIMSM_TAG_BYTES : 0;
+  S->n_producers = 2 * S->ngroups;
+  for (k = 0; k < (unsigned)S->n_producers; k++) {
+    S->producers[k].group = (int)(k % (unsigned)S->ngroups);
+    S->producers[k].stream = (unsigned)sim_below(c, SIMSM_STREAMS);
+    S->producers[k].op = -1;
+  }
 }
 
 static void sim_free_all(void) {
@@ -1985,7 +2401,11 @@ static void sim_free_all(void) {
     free(S->truth[g].c_by);
     free(S->truth[g].leader_of);
   }
+  for (i = 0; i < S->n_props; i++) buf_free(&S->props[i].cmd);
   free(S->props);
+  free(S->ops);
+  free(S->acked);
+  free(S->seen);
   free(S->reads);
   free(S->acts);
   simfs_reset();
@@ -2059,16 +2479,20 @@ static int sim_run(uint64_t seed, int trace, int verbose, uint64_t *digest) {
         "seed %llu: %llu events, %llu messages (%llu dropped), %llu "
         "leaders, %llu crashes, %llu wipes, %llu failed syncs, %llu "
         "snapshots, %llu installs, %llu transfers, %llu acknowledged, "
-        "%llu reads; disk: %llu syncs, %llu failed, %llu ENOSPC, %llu torn "
-        "writes, %llu bit flips, %llu damaged disks replaced; digest "
-        "%016llx\n",
+        "%llu reads; clients: %llu ops, %llu answered, %llu appends "
+        "acknowledged, %llu retries; disk: %llu syncs, %llu failed, %llu "
+        "ENOSPC, %llu torn writes, %llu bit flips, %llu damaged disks "
+        "replaced; digest %016llx\n",
         (unsigned long long)seed, (unsigned long long)S->events,
         (unsigned long long)S->n_msgs, (unsigned long long)S->n_dropped,
         (unsigned long long)S->n_elections, (unsigned long long)S->n_crashes,
         (unsigned long long)S->n_wipes, (unsigned long long)S->n_syncfails,
         (unsigned long long)S->n_snaps, (unsigned long long)S->n_installs,
         (unsigned long long)S->n_transfers, (unsigned long long)S->n_acked,
-        (unsigned long long)S->n_reads_done, (unsigned long long)simfs.n_syncs,
+        (unsigned long long)S->n_reads_done, (unsigned long long)S->n_ops,
+        (unsigned long long)S->n_answers,
+        (unsigned long long)S->n_acked_ops, (unsigned long long)S->n_retries,
+        (unsigned long long)simfs.n_syncs,
         (unsigned long long)simfs.n_failed_syncs,
         (unsigned long long)simfs.n_failed_writes,
         (unsigned long long)simfs.n_torn, (unsigned long long)S->n_flips,

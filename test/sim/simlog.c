@@ -9,16 +9,35 @@
 ** WAL_CMD for a proposal, WAL_HARD for the state), written in one batch
 ** when a sync starts (wal_write), and made durable by the simulated
 ** fs->sync after a sampled latency (wal_flush_fd, then wal_flush_done
-** with the sync's errno).  An entry's payload (SIMLOG_PAYLOAD bytes) is
-** its tag, its prefix hash and its size; the snapshot's payload is its
-** index, term, prefix hash and state (the simulator's state machine).
-** Beside the WAL, the driver keeps a copy in memory (e[], last, durable,
-** hs): what the core was told.  It is rebuilt from wal_replay() of the
+** with the sync's errno).  An entry's payload is its command (simsm.c's
+** encoding of the proposal's client op, sim_cmd_of(tag); none for a
+** no-op) followed by SIMLOG_SIDE bytes of side data for the checks: its
+** tag, its prefix hash and its size.  A command's bytes start at payload
+** offset 0, so that the (entry index, offset) stream.c records for them
+** is where wal_read finds them.  The state machine (l->sm, simsm.c) is
+** the log's: restored by replay from the snapshot, applied by the driver
+** from payloads read back from the WAL (simlog_payload).  Beside the
+** WAL, the driver keeps a copy in memory (e[], last, durable, hs): what
+** the core was told.  It is rebuilt from wal_replay() of the
 ** simulated disk at every start (simlog_open): what a node KNOWS after a
 ** restart comes from its disk alone, and replay checks every entry's
 ** chain (phash(i) = mix(phash(i - 1), term, tag)).  The copy's durable
 ** part is what the WAL reported durable (wal_durable_index); the driver
 ** checks after a restart that the disk kept it (simlog_open's `before`).
+**
+** SNAPSHOTS (simlog_compact; group.c's scheme, simplified).  The
+** snapshot's payload is SIMLOG_SNAP bytes (index, term, prefix hash, the
+** state's digest) followed by stream_snapshot() of the state at index;
+** beside it, as the WAL's pieces (wal_snap_piece), the bytes of EVERY
+** unit the state names (stream_log_units below index + 1), read with
+** wal_read (from the segments, or the pieces of the snapshot before).  So
+** the segments a snapshot covers can all go (wal_compact to its index)
+** without group.c's stream_oldest_index bound; the cost is a snapshot
+** that carries all the streams' bytes (small here).  An image for
+** another node (simlog_image) is the same, made from the current
+** snapshot's payload (l->snap).  After replay or an install the state
+** starts from stream_restore(), all its bytes out of memory: reads of
+** them go through the state's read_cold hook to wal_read.
 **
 ** THE RULES the WAL sets, and how this file keeps them:
 **   - one sync at a time, and no write, truncation, compaction or install
@@ -51,7 +70,7 @@
 ** bit): they set `broken`, and the driver stops the node (sim.c).
 */
 
-#define SIMLOG_PAYLOAD 24   /* tag 8, phash 8, bytes 4, zero 4 */
+#define SIMLOG_SIDE 24      /* after the command: tag 8, phash 8, bytes 8 */
 #define SIMLOG_SNAP 32      /* index 8, term 8, phash 8, state 8 */
 #define SIMLOG_SEGMENT 4096 /* segment bytes: rolls and compactions happen */
 
@@ -91,6 +110,9 @@ struct simlog {
   int broken;     /* an error no fault was injected for (damage?) */
   int wrong;      /* replay or a read gave bytes that were not written */
   int hs_unframed; /* a hard state saved while the log had failed */
+  /* the state machine: the state after the entries the driver applied */
+  struct simsm sm;
+  struct buf snap; /* the current snapshot's payload */
 };
 
 static uint64_t simlog_mix(uint64_t h, uint64_t a, uint64_t b) {
@@ -116,14 +138,33 @@ void log_write(int level, const char *fmt, ...) {
 static void simlog_init(struct simlog *l) {
   memset(l, 0, sizeof(*l));
   l->flush_fd = -1;
+  simsm_init(&l->sm);
 }
 
-/* The copy in memory, without the WAL (a ghost keeps it). */
+/* The copy in memory and the state, without the WAL (a ghost keeps
+** them). */
 static void simlog_free(struct simlog *l) {
   wal_close(l->w);
   free(l->e);
   free(l->batch);
+  simsm_free(&l->sm);
+  buf_free(&l->snap);
   simlog_init(l);
+}
+
+/* The state's read_cold: bytes that are only in the WAL (its segments or
+** its snapshot's pieces). */
+static int simlog_read_cold(void *ctx, const struct stream_loc *loc,
+                            uint64_t len, struct buf *out) {
+  struct simlog *l = (struct simlog *)ctx;
+  if (l->w == NULL) return URSULA_EIO;
+  return wal_read(l->w, loc->index, loc->off, len, out);
+}
+
+/* Point the state's read_cold at l (again after l moved). */
+static void simlog_attach(struct simlog *l) {
+  l->sm.st.read_cold = simlog_read_cold;
+  l->sm.st.read_ctx = l;
 }
 
 /* Entry i, snap_index < i <= last. */
@@ -157,24 +198,42 @@ static uint64_t simlog_get64(const unsigned char *p) {
   return v;
 }
 
-static void simlog_encode(const struct sim_entry *e, unsigned char *p) {
-  memset(p, 0, SIMLOG_PAYLOAD);
-  simlog_put64(p, e->tag);
-  simlog_put64(p + 8, e->phash);
-  simlog_put64(p + 16, e->bytes);
+/* The command of an entry with this tag (none for a no-op's 0). */
+static const char *simlog_cmd(uint64_t tag, size_t *n) {
+  *n = 0;
+  return tag == 0 ? "" : sim_cmd_of(tag, n);
 }
 
-/* The entry a WAL record holds, checked: its payload's size, and its
-** prefix hash against the chain from prev (the entry before it). */
+/* The payload of e into p: its command, then the side data.  Returns its
+** size. */
+static size_t simlog_encode(const struct sim_entry *e, unsigned char *p) {
+  size_t n;
+  const char *c = simlog_cmd(e->tag, &n);
+  memcpy(p, c, n);
+  simlog_put64(p + n, e->tag);
+  simlog_put64(p + n + 8, e->phash);
+  simlog_put64(p + n + 16, e->bytes);
+  return n + SIMLOG_SIDE;
+}
+
+/* The entry a WAL record holds, checked: its command is the one its tag
+** names, byte for byte; its prefix hash chains from prev (the entry
+** before it). */
 static int simlog_decode(const struct wal_entry *we, uint64_t prev,
                          struct sim_entry *e) {
-  const unsigned char *p = (const unsigned char *)we->data;
-  if (we->len != SIMLOG_PAYLOAD) return 0;
+  const unsigned char *p = (const unsigned char *)we->data, *side;
+  const char *c;
+  size_t n;
+  if (we->len < SIMLOG_SIDE) return 0;
+  side = p + we->len - SIMLOG_SIDE;
   e->term = we->term;
-  e->tag = simlog_get64(p);
-  e->phash = simlog_get64(p + 8);
-  e->bytes = (uint32_t)simlog_get64(p + 16);
+  e->tag = simlog_get64(side);
+  e->phash = simlog_get64(side + 8);
+  e->bytes = (uint32_t)simlog_get64(side + 16);
   if ((we->type == WAL_NOOP) != (e->tag == 0)) return 0;
+  c = simlog_cmd(e->tag, &n);
+  if (c == NULL || we->len != n + SIMLOG_SIDE || memcmp(p, c, n) != 0)
+    return 0;
   return e->phash == simlog_mix(prev, e->term, e->tag);
 }
 
@@ -210,18 +269,21 @@ static void simlog_broke(struct simlog *l, int rc) {
 ** core is told when the sync ends) an append is lost with the rest of
 ** what was not durable (simlog_failed). */
 static void simlog_append(struct simlog *l, const struct sim_entry *e) {
-  unsigned char *r = simlog_batch_room(l, SIMLOG_PAYLOAD);
+  size_t n;
+  unsigned char *r;
   int rc;
   if (wal_failed(l->w)) {
     simlog_push(l, e);
     l->write_seq++;
     return;
   }
-  simlog_encode(e, r + WAL_RECORD_HEADER);
+  simlog_cmd(e->tag, &n);
+  r = simlog_batch_room(l, n + SIMLOG_SIDE);
+  n = simlog_encode(e, r + WAL_RECORD_HEADER);
   rc = wal_frame(l->w, e->tag == 0 ? WAL_NOOP : WAL_CMD, e->term, l->last + 1,
-                 r, SIMLOG_PAYLOAD);
+                 r, n);
   if (rc != URSULA_OK) simlog_broke(l, rc);
-  else l->batch_len += WAL_RECORD_HEADER + SIMLOG_PAYLOAD;
+  else l->batch_len += WAL_RECORD_HEADER + n;
   simlog_push(l, e);
   l->write_seq++;
 }
@@ -439,47 +501,101 @@ static void simlog_wipe(struct simlog *l, struct simlog *ghost) {
   simlog_init(l);
 }
 
-static void simlog_snap_payload(const struct simlog *l, unsigned char *p) {
+/* The snapshot's header (index, term, prefix hash, the state's digest)
+** into p (SIMLOG_SNAP bytes). */
+static void simlog_snap_header(const struct simlog *l, unsigned char *p) {
   simlog_put64(p, l->snap_index);
   simlog_put64(p + 8, l->snap_term);
   simlog_put64(p + 16, l->snap_phash);
   simlog_put64(p + 24, l->snap_sm);
 }
 
-/* Drop the entries up to index into a snapshot of the state machine
-** (sm) at index (index <= durable): wal_save_snapshot; the segments it
-** covers go at the next sync's start. */
-static void simlog_compact(struct simlog *l, uint64_t index, uint64_t sm) {
+/* Through sw (begun at the snapshot's index): the payload p[0..n), then
+** as pieces the bytes of every unit that st (the state the payload
+** holds) names, read from the log.  URSULA_OK, or an error (sw is then
+** aborted). */
+static int simlog_write_snap(struct simlog *l, struct wal_snap_writer *sw,
+                             const struct stream_state *st, const void *p,
+                             size_t n) {
+  struct buf units, b;
+  const struct stream_piece *pc;
+  size_t i, k;
+  int rc = wal_snap_put(sw, p, n);
+  memset(&units, 0, sizeof(units));
+  memset(&b, 0, sizeof(b));
+  if (rc == URSULA_OK) rc = stream_log_units(st, sw->index + 1, &units);
+  pc = (const struct stream_piece *)units.ptr;
+  k = rc == URSULA_OK ? units.len / sizeof(*pc) : 0;
+  for (i = 0; i < k && rc == URSULA_OK; i++) {
+    b.len = 0;
+    rc = wal_read(l->w, pc[i].index, pc[i].off, pc[i].len, &b);
+    if (rc == URSULA_OK)
+      rc = wal_snap_piece(sw, pc[i].index, pc[i].off, b.ptr, b.len);
+  }
+  buf_free(&units);
+  buf_free(&b);
+  if (rc == URSULA_OK) rc = wal_snap_commit(l->w, sw);
+  if (rc != URSULA_OK) wal_snap_abort(l->w, sw);
+  return rc;
+}
+
+/* Drop the entries up to index into a snapshot of the state machine at
+** index (index = the entries applied, <= durable): its payload (the
+** header, stream_snapshot) and its pieces, through wal_snap_begin; the
+** segments it covers go at the next sync's start. */
+static void simlog_compact(struct simlog *l, uint64_t index) {
   size_t k = (size_t)(index - l->snap_index);
-  unsigned char p[SIMLOG_SNAP];
+  struct wal_snap_writer sw;
+  unsigned char h[SIMLOG_SNAP];
   int rc;
   l->snap_term = simlog_term(l, index);
   l->snap_phash = simlog_phash(l, index);
   memmove(l->e, l->e + k, (size_t)(l->last - index) * sizeof(*l->e));
   l->snap_index = index;
-  l->snap_sm = sm;
-  simlog_snap_payload(l, p);
-  rc = wal_save_snapshot(l->w, index, l->snap_term, p, sizeof(p));
+  l->snap_sm = simsm_digest(&l->sm);
+  simlog_snap_header(l, h);
+  l->snap.len = 0;
+  rc = buf_append(&l->snap, h, sizeof(h));
+  if (rc == URSULA_OK) rc = stream_snapshot(&l->sm.st, &l->snap);
+  if (rc == URSULA_OK) rc = wal_snap_begin(l->w, &sw, index, l->snap_term);
+  if (rc == URSULA_OK)
+    rc = simlog_write_snap(l, &sw, &l->sm.st, l->snap.ptr, l->snap.len);
   if (rc != URSULA_OK) simlog_broke(l, rc);
 }
 
+/* A state restored from a snapshot's payload p[0..n) (header first) into
+** sm (empty); 0 if the payload is not one, or its state is not the
+** digest its header says. */
+static int simlog_restore_sm(struct simsm *sm, const unsigned char *p,
+                             size_t n) {
+  if (n < SIMLOG_SNAP ||
+      stream_restore(&sm->st, p + SIMLOG_SNAP, n - SIMLOG_SNAP) != URSULA_OK)
+    return 0;
+  return simsm_digest(sm) == simlog_get64(p + 24);
+}
+
 /* The image another node installs: the bytes of the file "image" that
-** wal_image_begin writes, as of this node's snapshot.  Returns the bytes
-** (malloc'ed, *n of them) or NULL. */
+** wal_image_begin writes, as of this node's snapshot (its payload, and
+** the pieces of the state it holds).  Returns the bytes (malloc'ed, *n
+** of them) or NULL. */
 static unsigned char *simlog_image(struct simlog *l, size_t *n) {
   struct wal_snap_writer sw;
-  unsigned char p[SIMLOG_SNAP], *img = NULL;
+  struct simsm at;
+  unsigned char *img = NULL;
   char path[64];
   uint64_t size = 0;
-  int fd;
-  simlog_snap_payload(l, p);
-  if (wal_image_begin(l->w, &sw, l->snap_index, l->snap_term) != URSULA_OK)
-    return NULL;
-  if (wal_snap_put(&sw, p, sizeof(p)) != URSULA_OK) {
-    wal_snap_abort(l->w, &sw);
+  int fd, rc;
+  simsm_init(&at);
+  if (!simlog_restore_sm(&at, (const unsigned char *)l->snap.ptr,
+                         l->snap.len)) {
+    simsm_free(&at);
     return NULL;
   }
-  if (wal_snap_commit(l->w, &sw) != URSULA_OK) return NULL;
+  rc = wal_image_begin(l->w, &sw, l->snap_index, l->snap_term);
+  if (rc == URSULA_OK)
+    rc = simlog_write_snap(l, &sw, &at.st, l->snap.ptr, l->snap.len);
+  simsm_free(&at);
+  if (rc != URSULA_OK) return NULL;
   snprintf(path, sizeof(path), "%s/image", l->dir);
   if ((fd = l->env->fs->open(path, O_RDONLY, 0)) < 0) return NULL;
   if (l->env->fs->size(fd, &size) == 0 && size > 0 &&
@@ -493,12 +609,43 @@ static unsigned char *simlog_image(struct simlog *l, size_t *n) {
   return img;
 }
 
+/* The payload of the WAL's snapshot into l->snap (wal_snap_open / read,
+** as a node that installed it reads it).  URSULA_OK or an error. */
+static int simlog_load_snap(struct simlog *l) {
+  struct wal_snap_reader sr;
+  char err[URSULA_ERRMSG_LEN], chunk[4096];
+  long got;
+  int rc = wal_snap_open(l->w, &sr, err);
+  if (rc != URSULA_OK) return rc;
+  l->snap.len = 0;
+  while ((got = wal_snap_read(&sr, chunk, sizeof(chunk))) > 0)
+    if (buf_append(&l->snap, chunk, (size_t)got) != URSULA_OK) got = -1;
+  wal_snap_close(&sr);
+  return got == 0 ? URSULA_OK : URSULA_ECORRUPT;
+}
+
+/* The state machine becomes the snapshot's (after an install that the
+** applied state is behind).  0 if the snapshot is no state (`wrong`). */
+static int simlog_take_snap(struct simlog *l) {
+  simsm_free(&l->sm);
+  simsm_init(&l->sm);
+  simlog_attach(l);
+  if (!simlog_restore_sm(&l->sm, (const unsigned char *)l->snap.ptr,
+                         l->snap.len)) {
+    l->wrong = 1;
+    return 0;
+  }
+  return 1;
+}
+
 /* Install another node's image (img, n bytes: its snapshot at (index,
 ** term), phash, sm), through wal_install_begin/put/commit in chunks of
-** `chunk` bytes.  The model's rule (wal_install_commit's): the log goes
-** on after it if its entry index has that term, else the log is the
-** snapshot alone.  Returns 1 if the log was kept; sets `wrong` if the
-** WAL's log does not end where that rule says. */
+** `chunk` bytes, and its payload read back into l->snap (the caller
+** restores the state from it: simlog_take_snap).  The model's rule
+** (wal_install_commit's): the log goes on after it if its entry index
+** has that term, else the log is the snapshot alone.  Returns 1 if the
+** log was kept; sets `wrong` if the WAL's log does not end where that
+** rule says, or the snapshot installed is not the one sent. */
 static int simlog_install(struct simlog *l, uint64_t index, uint64_t term,
                           uint64_t phash, uint64_t sm, const unsigned char *img,
                           size_t n, size_t chunk) {
@@ -526,6 +673,14 @@ static int simlog_install(struct simlog *l, uint64_t index, uint64_t term,
   if (rc == URSULA_OK) {
     if (wal_last_index(l->w) != l->last) l->wrong = 1;
     simlog_take_durable(l);
+    rc = simlog_load_snap(l);
+    if (rc != URSULA_OK)
+      simlog_broke(l, rc);
+    else if (l->snap.len < SIMLOG_SNAP ||
+             simlog_get64((const unsigned char *)l->snap.ptr) != index ||
+             simlog_get64((const unsigned char *)l->snap.ptr + 16) != phash ||
+             simlog_get64((const unsigned char *)l->snap.ptr + 24) != sm)
+      l->wrong = 1; /* the installed snapshot is not the one sent */
   } else if (l->durable < index) {
     l->durable = index;
   }
@@ -551,12 +706,39 @@ static int simlog_read_back(struct simlog *l, uint64_t i) {
   return URSULA_OK;
 }
 
+/* The command of durable entry i (snap_index < i <= durable) as the WAL
+** reads it back from the disk: *p, *n (valid until the log's next read;
+** *n 0 for a no-op).  URSULA_OK; a read's error (damage: ECORRUPT); or
+** URSULA_OK with `wrong` set if the record is not the entry written. */
+static int simlog_payload(struct simlog *l, uint64_t i, const void **p,
+                          size_t *n) {
+  struct wal_entry we;
+  struct sim_entry e;
+  int rc;
+  *p = NULL;
+  *n = 0;
+  if (l->w == NULL || i > l->durable || i <= l->snap_index) return URSULA_EIO;
+  rc = wal_entry_at(l->w, i, &we);
+  if (rc != URSULA_OK) return rc;
+  if (!simlog_decode(&we, simlog_phash(l, i - 1), &e) ||
+      e.phash != simlog_at(l, i)->phash || e.tag != simlog_at(l, i)->tag ||
+      e.term != simlog_at(l, i)->term) {
+    l->wrong = 1;
+    return URSULA_OK;
+  }
+  *p = we.data;
+  *n = we.len - SIMLOG_SIDE;
+  return URSULA_OK;
+}
+
 /* ------------------------------------------------------------- start */
 
+/* wal_replay's restore: the header, and the state (stream_restore). */
 static int simlog_restore(void *arg, const void *p, size_t len) {
   struct simlog *l = (struct simlog *)arg;
   const unsigned char *b = (const unsigned char *)p;
-  if (len != SIMLOG_SNAP) {
+  if (!simlog_restore_sm(&l->sm, b, len) ||
+      buf_append(&l->snap, p, len) != URSULA_OK) {
     l->wrong = 1;
     return URSULA_ECORRUPT;
   }
@@ -591,6 +773,7 @@ static int simlog_open(struct simlog *l, struct env *env, const char *dir,
   struct wal_stats st;
   int rc;
   l->env = env;
+  simlog_attach(l);
   snprintf(l->dir, sizeof(l->dir), "%s", dir);
   snprintf(l->marker, sizeof(l->marker), "%s.rec", dir);
   if (!must_exist) {
