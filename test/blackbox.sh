@@ -589,9 +589,10 @@ kill -9 "$SPID"; wait "$SPID" 2>/dev/null
 # the descriptor just given up for a refusal answers its own client 503
 # instead of keeping it, so the spare is never lost.  With one spare per
 # core, a core could take another's for good, and every later client
-# waited unanswered: in 2 to 6 of 20 servers of 8 cores here, and in the
-# check above once on a 2-core CI machine.  5 servers of 8 cores, each
-# with 80 clients held, then 5 more that must each be answered 503.
+# waited unanswered: in 6 of 20 servers of 8 cores here (2 of 30 in
+# another run), and in the check above once on a 2-core CI machine.  5
+# servers of 8 cores, each with 80 clients held, then 5 more that must
+# each be answered 503.
 answered=0 asked=0
 for _ in 1 2 3 4 5; do
   start_server_fds 64 "$TMP/fd8.log" --core-count 8 --max-connections 1000

@@ -71,6 +71,21 @@ function sse(url, stallMs, limitMs) {
   }, 50);
 }
 
+// The whole responses (head, then a Content-Length body) at the front of
+// buf: onHead(head) for each, in order; returns what is left of buf.
+function takeResponses(buf, onHead) {
+  for (;;) {
+    const end = buf.indexOf("\r\n\r\n");
+    if (end < 0) return buf;
+    const head = buf.subarray(0, end).toString("latin1");
+    const m = /\r\ncontent-length: *(\d+)/i.exec(head);
+    const len = m ? Number(m[1]) : 0;
+    if (buf.length < end + 4 + len) return buf;
+    onHead(head);
+    buf = buf.subarray(end + 4 + len);
+  }
+}
+
 function pipeline(port, path, count, stallMs, limitMs, trickleMs) {
   const s = net.connect(port, "127.0.0.1");
   let buf = Buffer.alloc(0);
@@ -94,16 +109,9 @@ function pipeline(port, path, count, stallMs, limitMs, trickleMs) {
   });
   s.on("data", (d) => {
     buf = Buffer.concat([buf, d]);
-    for (;;) {
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) break;
-      const head = buf.subarray(0, end).toString("latin1");
-      const m = /\r\ncontent-length: *(\d+)/i.exec(head);
-      const len = m ? Number(m[1]) : 0;
-      if (buf.length < end + 4 + len) break;
+    buf = takeResponses(buf, (head) => {
       if (head.startsWith("HTTP/1.1 200")) whole++;
-      buf = buf.subarray(end + 4 + len);
-    }
+    });
     if (whole >= count) done();
   });
   s.on("error", () => done());
@@ -133,16 +141,9 @@ function halfclose(port, path, count, gapMs, limitMs) {
   });
   s.on("data", (d) => {
     buf = Buffer.concat([buf, d]);
-    for (;;) {
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) break;
-      const head = buf.subarray(0, end).toString("latin1");
-      const m = /\r\ncontent-length: *(\d+)/i.exec(head);
-      const len = m ? Number(m[1]) : 0;
-      if (buf.length < end + 4 + len) break;
+    buf = takeResponses(buf, (head) => {
       if (/^HTTP\/1\.1 2\d\d /.test(head)) whole++;
-      buf = buf.subarray(end + 4 + len);
-    }
+    });
   });
   s.on("error", () => {});
   s.on("close", () => {
