@@ -14143,7 +14143,7 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
                                   void *arg) {
   struct group_batch *b = &g->fill;
   struct group_prop *p;
-  size_t off = b->log.len, hdr;
+  size_t off, hdr;
   uint64_t term, index;
   int rc;
   if (cmd->type != CMD_TOUCH && cmd->type != CMD_COLD) {
@@ -14169,7 +14169,9 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
     b->cap = cap;
   }
   /* with a WAL, the entry is built as a WAL record in place: header room,
-  ** then the payload, so the WAL writes it from here without a copy */
+  ** then the payload, so the WAL writes it from here without a copy
+  ** (after the TOUCH above, if it added one) */
+  off = b->log.len;
   hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
   rc = buf_reserve(&b->log, hdr);
   if (rc == URSULA_OK) {

@@ -869,6 +869,35 @@ check "a GET at 2 s of a 4 s TTL keeps the stream alive after kill -9 and a rest
 at 7
 check "... and it expires 4 s after that GET (HEAD at 7 s)" "$(status -I "$U/v1/stream/ttl")" 404
 
+# --- an append right after a read of a stream with a TTL ---------------------
+# The read slides the window; the next append proposes that slide (a TOUCH)
+# first and must still be taken as itself (protocol: a POST to a live
+# stream appends, 204).  A build that framed the append over the TOUCH
+# aborted in memory and failed the group's log with --wal-dir.
+ttl_append() { # requests to the server at $U -> codes and bodies
+  local u="$U/v1/stream/ttl-append"
+  printf '%s ' "$(status -X PUT -H 'Content-Type: text/plain' -H 'Stream-TTL: 60' "$u")" \
+    "$(status -X POST -H 'Content-Type: text/plain' --data-binary aaa "$u")" \
+    "$(curl -s "$u")" \
+    "$(status -X POST -H 'Content-Type: text/plain' --data-binary bbb "$u")" \
+    "$(curl -s "$u")"
+}
+start_server "$TMP/ta1.log" --core-count 1 --raft-group-count 1
+U="http://127.0.0.1:$PORT"
+check "an append right after a read of a TTL stream (memory): 204, and it reads back" \
+  "$(ttl_append)" "201 204 aaa 204 aaabbb "
+kill "$SPID"; wait "$SPID" 2>/dev/null
+start_server "$TMP/ta2.log" --core-count 1 --raft-group-count 1 --wal-dir "$TMP/tawal"
+U="http://127.0.0.1:$PORT"
+check "... with --wal-dir" "$(ttl_append)" "201 204 aaa 204 aaabbb "
+kill -9 "$SPID"; wait "$SPID" 2>/dev/null
+start_server "$TMP/ta3.log" --core-count 1 --raft-group-count 1 --wal-dir "$TMP/tawal"
+U="http://127.0.0.1:$PORT"
+check "... and after kill -9 and a restart it is all there, and appends go on" \
+  "$(curl -s "$U/v1/stream/ttl-append") $(status -X POST -H 'Content-Type: text/plain' --data-binary ccc "$U/v1/stream/ttl-append") $(curl -s "$U/v1/stream/ttl-append")" \
+  "aaabbb 204 aaabbbccc"
+kill "$SPID"; wait "$SPID" 2>/dev/null
+
 # --- forks refer to their source: 16 forks of a 4 MiB stream add next to
 # nothing to the log, each reads back the source's bytes and its own, also
 # after kill -9; a live reader of a fork gets the inherited bytes, then
