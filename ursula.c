@@ -905,8 +905,10 @@ URSULA_PRIVATE URSULA_UNUSED int wal_save_snapshot(struct wal *w, uint64_t index
                                      uint64_t term, const void *p, size_t n);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
-/* Every record starts with a header of this many bytes (wal.c). */
+/* Every record starts with a header of this many bytes (wal.c), and a
+** payload has at most WAL_MAX_RECORD bytes. */
 #define WAL_RECORD_HEADER 32
+#define WAL_MAX_RECORD (1024u * 1024 * 1024)
 /* Frame the record (type, term, index) whose payload the caller has put at
 ** rec + WAL_RECORD_HEADER (n bytes): fill in the header before it.  The
 ** caller keeps the bytes and hands every record it framed, back to back,
@@ -957,6 +959,11 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno);
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
 URSULA_PRIVATE int wal_recover(struct wal *w);
 URSULA_PRIVATE int wal_failed(const struct wal *w);
+/* Fail the log now, as a failed write does: what was framed and not
+** durable is dropped, and appends are refused until wal_recover().  For a
+** caller that could not frame a record it must not go without (a Raft
+** hard state, an entry whose index the consensus core gave out). */
+URSULA_PRIVATE void wal_abandon(struct wal *w);
 /* Remove the entries from index on (a Raft log conflict), crash-safely
 ** (wal.c).  Nothing may be buffered; index must be above the snapshot. */
 URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
@@ -976,7 +983,8 @@ URSULA_PRIVATE URSULA_UNUSED uint64_t wal_durable_index(const struct wal *w);
 ** instead, so they share a sync. */
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote);
+URSULA_PRIVATE URSULA_UNUSED int wal_save_state(struct wal *w, uint64_t term,
+                                             uint64_t vote);
 /* The size at which a new segment starts (tests make it small). */
 URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
                                                         int64_t n);
@@ -7277,7 +7285,6 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 
 
 #define WAL_HEADER_BYTES 32
-#define WAL_MAX_RECORD (1024u * 1024 * 1024) /* bytes of one payload */
 #define WAL_HARD_BYTES 16                    /* HARD payload */
 #define WAL_SEAL_BYTES 8                     /* SEAL payload */
 #define WAL_SNAP_HEAD 32
@@ -9234,6 +9241,9 @@ URSULA_PRIVATE uint64_t wal_durable_index(const struct wal *w) {
 }
 URSULA_PRIVATE int wal_failed(const struct wal *w) {
   return w->failed;
+}
+URSULA_PRIVATE void wal_abandon(struct wal *w) {
+  if (!w->failed) wal_fail(w, EIO);
 }
 URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
   w->segment_bytes = n;
@@ -13630,12 +13640,12 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 **
 ** THE LOG INTERFACE.  group_propose() is the one way state changes:
 **
-**     propose(cmd) -> encode -> append to the log at (term, index)
+**     propose(cmd) -> encode -> the Raft core (raft.c) gives it (term,
+**       index) -> framed into the fill batch
 **     ... end of the loop turn: group_drive() ...
-**       ready: what to persist, what is committed (the consensus core:
-**              one voter now, Raft next, same shape)
-**       -> persist (wal_write, then a sync on another thread while the
-**          core goes on) -> group_synced(): persisted -> committed
+**       -> persist the batch (wal_write, then a sync on another thread
+**          while the core goes on) -> group_synced(): the core is told
+**          what is durable, and says what is committed (THE RAFT DRIVER)
 **       -> apply the committed entries in order (group_apply_entry, the
 **          one apply path, also replay's) -> effects
 **       -> each proposal answered by (term, index): its entry's result if
@@ -13684,48 +13694,35 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 */
 
 
-/* A proposal waiting for its commit: its entry is log[off, off+len) (with
-** a WAL, the record header sits just before it), proposed at (term,
-** index).  It is answered by (term, index): if the entry committed at
-** index carries another term, the proposal was replaced and fails. */
+/* An entry of a batch: its payload is log[off, off+len) (with a WAL, the
+** record header sits just before it), at (term, index).  type is WAL_CMD
+** or WAL_NOOP.  A proposal's entry has a continuation (done, arg), answered
+** by (term, index): if the entry committed at index carries another term,
+** the proposal was replaced and fails. */
 struct group_prop {
-  group_done_fn done;
+  group_done_fn done; /* NULL: no one waits (a leader's no-op) */
   void *arg;
   size_t off, len;
   uint64_t term, index;
+  int type;
 };
 
-/* THE CONSENSUS CORE.  What decides which entries are committed: for
-** now a single voter, where an entry is committed once it is durable
-** here (a quorum of one).  Raft replaces it without changing the
-** driver's shape (group_drive): the driver asks what to persist and what
-** is committed (group_core_ready), reports what became durable
-** (group_core_persisted), and the core never does I/O. */
-struct group_core {
-  uint64_t term;       /* of new entries (1 until Raft elects leaders) */
-  uint64_t last_index; /* the last entry proposed (or replayed) */
-  uint64_t handed;     /* the last entry handed to the log store */
-  uint64_t persisted;  /* the last entry durable here */
-  uint64_t commit;     /* the last entry known committed */
-};
-
-/* What the driver must do now (etcd's Ready, cut to one voter): persist
-** entries (handed, last], then apply through commit.  Later also: the
-** hard state to save, messages to send now and after the persist, a
-** snapshot to install. */
-struct group_ready {
-  uint64_t persist_from, persist_to; /* entries to persist (from > to: none) */
-  uint64_t commit;                   /* apply through this index */
-};
-
-/* A batch of entries proposed here: their records back to back (with a
-** WAL, framed, so the WAL writes them from here without a copy) and
-** their proposals, in index order. */
+/* A batch of what this node writes to its log: records back to back
+** (with a WAL, framed, so the WAL writes them from here without a copy),
+** its entries in index order, and whether a hard state (term, vote) is
+** among the records (made durable by the same sync). */
 struct group_batch {
   struct buf log;
   struct group_prop *props;
   size_t n, cap;
+  int has_hard;
+  uint64_t hard_term, hard_vote;
 };
+
+/* The Raft settings of a group (raft.c has what each means). */
+#define GROUP_ELECTION_TICKS 10 /* T: elections after [T, 2T) ticks */
+#define GROUP_TRAIL_RUNS 256   /* term runs the core remembers */
+#define GROUP_NODE_ID 1        /* a single node's id */
 
 struct group {
   int id;
@@ -13733,7 +13730,10 @@ struct group {
   struct env *env; /* the node's clocks and file system */
   struct stream_state sm;
   struct wal *wal;        /* NULL: the log lives in memory only */
-  struct group_core core; /* which entries are committed */
+  struct raft raft;       /* which entries are committed (raft.c) */
+  struct raft_out out;    /* raft_step()'s actions (out.a: raft_out_cap) */
+  uint64_t commit;        /* the last entry known committed */
+  int storage_failed;     /* the core was told STORAGE_FAILED */
   struct group_batch fill;   /* proposed this turn, not yet handed over */
   struct group_batch flight; /* handed to the log store: being persisted,
                                 then applied */
@@ -13759,6 +13759,212 @@ static uint64_t group_mono(const struct group *g) {
 }
 URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
   return g->env->wall_ms(g->env);
+}
+
+/* ------------------------------------------------------------ the driver */
+
+/* THE RAFT DRIVER.  What decides which entries are committed is the
+** group's Raft core (raft.c: pure; its contract lists every input, every
+** action and the driver rules R1-R5).  group_step() feeds it one input
+** and carries out the actions it gives back, in order:
+**   SAVE_STATE  frame a HARD record (term, vote) into the fill batch: it
+**               becomes durable with the entries framed before it, by the
+**               same sync, and the core is told STATE_DURABLE after that
+**               sync (group_persisted).  R1 holds because nothing is sent
+**               before the batch that holds the state is durable;
+**   APPEND      a leader's no-op: a NOOP entry into the fill batch; a
+**               proposal's entry: the proposer frames it (group_propose);
+**   COMMIT      entries up to it are committed: applied once durable here
+**               (group_apply_committed);
+**   ROLE        noted (the log says who leads which term, at debug level).
+** A single node is one voter: its core elects itself at start
+** (group_elect, one election timeout of ticks fed at once, so the first
+** request does not wait a second) and, after a storage failure, once its
+** log is verified again.  Messages, snapshots to send or install and
+** truncations come only with peers (the transport, issue 14's next step);
+** a group has one voter until then.
+**
+** Storage failures follow R5: a write or sync that fails (group_lost), or
+** a record that cannot be framed (group_frame_failed: the log is then
+** abandoned, as if its write had failed), tells the core STORAGE_FAILED;
+** it steps down and refuses proposals until the sweep has verified the
+** log again (wal_recover) and tells it STORAGE_RECOVERED. */
+
+static void group_mark_dirty(struct core *c, struct group *g) {
+  if (c != NULL && !g->dirty) { /* c NULL: at open; the first proposal */
+    g->dirty = 1;
+    c->dirty[c->n_dirty++] = g;
+  }
+}
+
+/* Room in batch b for a record of n payload bytes (with a WAL, header
+** room first): its start, or NULL (out of memory). */
+static char *group_batch_room(struct group *g, struct group_batch *b,
+                              size_t n) {
+  size_t hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
+  if (buf_reserve(&b->log, hdr + n) != URSULA_OK) return NULL;
+  return b->log.ptr + b->log.len;
+}
+
+/* Add entry (type, term, index) with payload p[0..n) to the fill batch
+** (a no-op: n 0).  URSULA_OK, or why it could not be framed. */
+static int group_batch_entry(struct group *g, int type, uint64_t term,
+                             uint64_t index, size_t n) {
+  struct group_batch *b = &g->fill;
+  struct group_prop *p;
+  size_t hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
+  char *rec = group_batch_room(g, b, n);
+  int rc;
+  if (rec == NULL) return URSULA_ENOMEM;
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    p = (struct group_prop *)URSULA_REALLOC(b->props, cap * sizeof(*p));
+    if (p == NULL) return URSULA_ENOMEM;
+    b->props = p;
+    b->cap = cap;
+  }
+  if (g->wal != NULL &&
+      (rc = wal_frame(g->wal, type, term, index, rec, n)) != URSULA_OK)
+    return rc;
+  p = &b->props[b->n++];
+  memset(p, 0, sizeof(*p));
+  p->off = b->log.len + hdr;
+  p->len = n;
+  p->term = term;
+  p->index = index;
+  p->type = type;
+  b->log.len += hdr + n;
+  return URSULA_OK;
+}
+
+/* A record the core counts on could not be framed: abandon the log (its
+** next write fails, and group_lost tells the core), so that no index the
+** core gave out is ever given to another entry. */
+static void group_frame_failed(struct core *c, struct group *g, int rc) {
+  LOG_E("group %d: could not add to the WAL (%s); the log is failed until "
+        "it is verified again",
+        g->id, ursula_strerror(rc));
+  (void)rc; /* when logging is compiled out */
+  if (g->wal != NULL) wal_abandon(g->wal);
+  g->fill.log.len += 0;
+  group_mark_dirty(c, g); /* the write that fails, at the end of the turn */
+}
+
+static void group_save_state(struct core *c, struct group *g, uint64_t term,
+                             uint64_t vote) {
+  struct group_batch *b = &g->fill;
+  if (g->wal != NULL) {
+    char *rec = group_batch_room(g, b, 16);
+    int rc = rec == NULL ? URSULA_ENOMEM : URSULA_OK;
+    if (rc == URSULA_OK) {
+      wal_hard_payload(rec + WAL_RECORD_HEADER, term, vote);
+      rc = wal_frame(g->wal, WAL_HARD, term, wal_last_index(g->wal), rec, 16);
+    }
+    if (rc != URSULA_OK) {
+      group_frame_failed(c, g, rc);
+      return;
+    }
+    b->log.len += WAL_RECORD_HEADER + 16;
+  }
+  b->has_hard = 1;
+  b->hard_term = term;
+  b->hard_vote = vote;
+  group_mark_dirty(c, g);
+}
+
+static void group_act(struct core *c, struct group *g,
+                      const struct raft_action *a) {
+  int rc;
+  switch (a->type) {
+    case RAFT_SAVE_STATE:
+      group_save_state(c, g, a->term, a->vote);
+      break;
+    case RAFT_APPEND:
+      if (!(a->flags & RAFT_APPEND_NOOP)) break; /* a proposal: its own */
+      rc = group_batch_entry(g, WAL_NOOP, a->msg.runs[0].term, a->lo, 0);
+      if (rc != URSULA_OK) group_frame_failed(c, g, rc);
+      else group_mark_dirty(c, g);
+      break;
+    case RAFT_COMMIT:
+      if (a->hi > g->commit) g->commit = a->hi;
+      break;
+    case RAFT_ROLE:
+      LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
+            (unsigned long long)a->term,
+            a->role == RAFT_LEADER ? "leader" : "not the leader",
+            (unsigned long long)a->peer);
+      break;
+    default: /* messages, snapshots, truncations: with peers only */
+      break;
+  }
+}
+
+/* Feed one input to the core and carry out its actions.  The core's
+** answer: URSULA_OK, or URSULA_EAGAIN for a PROPOSE it refused. */
+static int group_step(struct core *c, struct group *g,
+                      const struct raft_in *in) {
+  size_t i;
+  int rc;
+  g->out.n = 0;
+  rc = raft_step(&g->raft, in, &g->out);
+  for (i = 0; i < g->out.n; i++) group_act(c, g, &g->out.a[i]);
+  return rc;
+}
+
+static void group_step_type(struct core *c, struct group *g, int type) {
+  struct raft_in in;
+  memset(&in, 0, sizeof(in));
+  in.type = type;
+  group_step(c, g, &in);
+}
+
+/* A single voter elects itself now: ticks until its election timeout
+** (at most 2T) instead of waiting for them. */
+static void group_elect(struct core *c, struct group *g) {
+  unsigned k;
+  for (k = 0; k <= 2 * GROUP_ELECTION_TICKS; k++) {
+    if (g->raft.role == RAFT_LEADER || g->raft.storage_failed) return;
+    group_step_type(c, g, RAFT_IN_TICK);
+  }
+}
+
+/* Start the core from what the log holds (s), and elect.  URSULA_OK,
+** or an error with a reason in err. */
+static int group_start(struct group *g, const struct raft_saved *s,
+                       char *err) {
+  struct raft_config rc;
+  int e;
+  memset(&rc, 0, sizeof(rc));
+  rc.id = GROUP_NODE_ID;
+  rc.voters[0] = GROUP_NODE_ID;
+  rc.n_voters = 1;
+  rc.election_ticks = GROUP_ELECTION_TICKS;
+  rc.heartbeat_ticks = 1;
+  rc.max_inflight_msgs = 256;
+  rc.max_inflight_bytes = 8u << 20;
+  rc.max_msg_entries = 256;
+  rc.max_msg_bytes = 1u << 20;
+  rc.trail_cap = GROUP_TRAIL_RUNS;
+  rc.read_cap = 64;
+  rc.env = g->env;
+  raft_free(&g->raft);
+  URSULA_FREE(g->out.a);
+  g->out.cap = raft_out_cap(&rc);
+  g->out.a = (struct raft_action *)URSULA_MALLOC(g->out.cap *
+                                                 sizeof(*g->out.a));
+  if (g->out.a == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: out of memory", g->id);
+    return URSULA_ENOMEM;
+  }
+  if ((e = raft_init(&g->raft, &rc, s)) != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "group %d: the log's terms do not start a Raft core (%s)", g->id,
+             ursula_strerror(e));
+    return e;
+  }
+  g->commit = s->commit;
+  group_elect(NULL, g);
+  return URSULA_OK;
 }
 
 /* loop_close() of a core with a job still in its mailbox. */
@@ -13816,15 +14022,26 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core,
   g->id = id;
   g->owner_core = owner_core;
   g->env = env != NULL ? env : env_real();
-  g->core.term = 1;
   stream_state_init(&g->sm);
+  { /* in memory until group_open_wal(): a new log, elected at once */
+    struct raft_saved empty;
+    char err[URSULA_ERRMSG_LEN];
+    memset(&empty, 0, sizeof(empty));
+    if (group_start(g, &empty, err) != URSULA_OK) {
+      group_free(g);
+      return NULL;
+    }
+  }
   return g;
 }
 
-/* Replay state: one group's recovery. */
+/* Replay state: one group's recovery, and the terms of the entries it
+** replayed (runs: where each term starts) for the Raft core. */
 struct group_replay {
   struct group *g;
   uint64_t started_ms, last_report_ms;
+  struct buf runs; /* struct raft_run, ascending */
+  int rc;          /* out of memory for runs */
 };
 
 static int group_apply_entry(struct core *c, struct group *g,
@@ -13840,6 +14057,18 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   ** their groups */
   if ((rc = group_apply_entry(NULL, g, e, &g->res)) != URSULA_OK) return rc;
   stream_evict(&g->sm, g->hot_max);
+  {
+    size_t n = rp->runs.len / sizeof(struct raft_run);
+    const struct raft_run *last =
+        n > 0 ? (const struct raft_run *)(void *)rp->runs.ptr + n - 1 : NULL;
+    if (last == NULL || last->term != e->term) {
+      struct raft_run run;
+      run.index = e->index;
+      run.term = e->term;
+      if (buf_append(&rp->runs, &run, sizeof(run)) != URSULA_OK)
+        return URSULA_ENOMEM;
+    }
+  }
   if ((e->index & 4095) == 0) {
     uint64_t now = group_mono(g);
     if (now - rp->last_report_ms >= 2000) {
@@ -13895,6 +14124,41 @@ static int group_read_cold(void *ctx, const struct stream_loc *loc,
   return wal_read(g->wal, loc->index, loc->off, len, out);
 }
 
+/* Start the Raft core from the replayed log: one voter, so everything
+** durable is committed and replay applied it all.  A log with more term
+** runs than the core remembers (a restart is an election, and one run)
+** is first snapshotted, so that its runs start over. */
+static int group_start_replayed(struct group *g, struct group_replay *rp,
+                                const struct wal_stats *st, char *err) {
+  struct raft_saved sv;
+  memset(&sv, 0, sizeof(sv));
+  sv.snap_index = st->snapshot_index;
+  if (sv.snap_index > 0 &&
+      wal_term_at(g->wal, sv.snap_index, &sv.snap_term) != URSULA_OK)
+    sv.snap_term = g->applied_term;
+  sv.runs = (const struct raft_run *)(void *)rp->runs.ptr;
+  sv.n_runs = rp->runs.len / sizeof(struct raft_run);
+  sv.last_index = wal_last_index(g->wal);
+  if (sv.n_runs + 1 >= GROUP_TRAIL_RUNS && group_snapshot(g) == URSULA_OK) {
+    sv.snap_index = sv.last_index;
+    sv.snap_term = g->applied_term;
+    sv.n_runs = 0;
+  }
+  if (sv.last_index == sv.snap_index) {
+    sv.n_runs = 0;
+    g->applied_term = sv.snap_term;
+  }
+  sv.term = wal_term(g->wal);
+  sv.vote = wal_vote(g->wal);
+  sv.commit = sv.last_index;
+  g->applied_index = sv.last_index;
+  /* the in-memory start of group_new() is replaced, not continued */
+  g->fill.n = 0;
+  g->fill.log.len = 0;
+  g->fill.has_hard = 0;
+  return group_start(g, &sv, err);
+}
+
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
                                   uint64_t snapshot_bytes, char *err) {
@@ -13910,32 +14174,27 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   g->snapshot_bytes = snapshot_bytes;
   g->sm.read_cold = group_read_cold;
   g->sm.read_ctx = g;
+  memset(&rp, 0, sizeof(rp));
   rp.g = g;
   rp.started_ms = rp.last_report_ms = group_mono(g);
   why[0] = '\0';
   rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st, why);
   if (rc != URSULA_OK) {
+    buf_free(&rp.runs);
     if (why[0] == '\0')
       snprintf(why, sizeof(why), "%.1400s: %s", dir, ursula_strerror(rc));
     snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.1500s", g->id, why);
     return rc;
   }
-  if ((rc = group_check_pieces(g, dir, err)) != URSULA_OK) return rc;
+  if ((rc = group_check_pieces(g, dir, err)) != URSULA_OK) {
+    buf_free(&rp.runs);
+    return rc;
+  }
   g->res.releases.len = 0;
   g->res.garbage.len = 0; /* the start-up sweep deletes what replay freed */
-  /* one voter: everything durable is committed (Raft: commit comes from
-  ** the leader, and replay applies only up to it) */
-  g->core.last_index = g->core.handed = g->core.persisted = g->core.commit =
-      g->applied_index = wal_last_index(g->wal);
-  g->core.term = wal_term(g->wal);
-  if (g->core.term == 0) { /* a new log: term 1 until Raft elects leaders */
-    if ((rc = wal_save_state(g->wal, 1, 0)) != URSULA_OK) {
-      snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: saving the term: %s",
-               g->id, dir, ursula_strerror(rc));
-      return rc;
-    }
-    g->core.term = 1;
-  }
+  rc = group_start_replayed(g, &rp, &st, err);
+  buf_free(&rp.runs);
+  if (rc != URSULA_OK) return rc;
   if (st.cut_bytes > 0)
     LOG_W(
         "group %d: cut a torn tail: %llu bytes at byte %llu of %s/%020llu.wal "
@@ -13966,6 +14225,8 @@ URSULA_PRIVATE void group_free(struct group *g) {
   URSULA_FREE(g->flight.props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
+  raft_free(&g->raft);
+  URSULA_FREE(g->out.a);
   URSULA_FREE(g);
 }
 
@@ -14118,7 +14379,7 @@ static int group_expired(const struct stream *s, uint64_t now) {
 ** restart. */
 static void group_touch(struct core *c, struct group *g, struct stream *s) {
   struct cmd t;
-  uint64_t covered = s->last_access_ms, before = g->core.last_index;
+  uint64_t covered = s->last_access_ms, before = g->raft.last_index;
   if (!s->has_ttl || s->soft_deleted) return;
   /* a TOUCH on its way (proposed, not applied yet, not lost with a
   ** failed write: group_lost forgets those) covers the reads up to it */
@@ -14132,9 +14393,9 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   t.path.len = s->path_len;
   t.incarnation = s->incarnation;
   group_propose(c, g, &t, group_ignore_done, NULL);
-  if (g->core.last_index != before) { /* the log took it */
+  if (g->raft.last_index != before) { /* the log took it */
     s->local.touch_ms = s->local.read_ms;
-    s->local.touch_index = g->core.last_index;
+    s->local.touch_index = g->raft.last_index;
   }
 }
 
@@ -14142,9 +14403,8 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
                                   const struct cmd *cmd, group_done_fn done,
                                   void *arg) {
   struct group_batch *b = &g->fill;
-  struct group_prop *p;
-  size_t off, hdr;
-  uint64_t term, index;
+  struct raft_in in;
+  size_t off, hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0, n;
   int rc;
   if (cmd->type != CMD_TOUCH && cmd->type != CMD_COLD) {
     /* a read this node saw slides the window first: the command after
@@ -14152,93 +14412,46 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
     struct stream *s = stream_find(&g->sm, cmd->path);
     if (s != NULL) group_touch(c, g, s);
   }
-  if (g->wal != NULL && wal_failed(g->wal)) {
+  if ((g->wal != NULL && wal_failed(g->wal)) || g->storage_failed) {
     group_refuse(c, g, done, arg, 503,
                  "write-ahead log failed; writes are refused until it is "
                  "verified again");
     return;
   }
-  if (b->n == b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 16;
-    p = (struct group_prop *)URSULA_REALLOC(b->props, cap * sizeof(*p));
-    if (p == NULL) {
-      group_refuse(c, g, done, arg, 503, "out of memory");
-      return;
-    }
-    b->props = p;
-    b->cap = cap;
-  }
-  /* with a WAL, the entry is built as a WAL record in place: header room,
-  ** then the payload, so the WAL writes it from here without a copy
-  ** (after the TOUCH above, if it added one) */
+  /* the entry is built in place: (with a WAL) header room, then the
+  ** payload, so that the WAL writes it from here without a copy (after
+  ** the TOUCH above, if it added one) */
   off = b->log.len;
-  hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0;
   rc = buf_reserve(&b->log, hdr);
   if (rc == URSULA_OK) {
     b->log.len += hdr;
     rc = cmd_encode(cmd, &b->log);
   }
-  if (rc != URSULA_OK) {
-    b->log.len = off;
-    group_refuse(c, g, done, arg, 503, "out of memory");
+  n = b->log.len - off - hdr;
+  b->log.len = off; /* group_batch_entry() takes the bytes from here */
+  if (rc != URSULA_OK || n > WAL_MAX_RECORD) {
+    group_refuse(c, g, done, arg, rc != URSULA_OK ? 503 : 413,
+                 rc != URSULA_OK ? "out of memory" : "entry is too large");
     return;
   }
-  term = g->core.term;
-  index = g->core.last_index + 1;
-  if (g->wal != NULL) {
-    rc = wal_frame(g->wal, WAL_CMD, term, index, b->log.ptr + off,
-                   b->log.len - off - hdr);
-    if (rc != URSULA_OK) {
-      b->log.len = off;
-      group_refuse(c, g, done, arg, rc == URSULA_ETOOBIG ? 413 : 503,
-                   rc == URSULA_ETOOBIG  ? "entry is too large"
-                   : rc == URSULA_ENOMEM ? "out of memory"
-                                         : group_wal_reason(rc));
-      return;
-    }
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_PROPOSE;
+  in.n = 1;
+  if (group_step(c, g, &in) != URSULA_OK) {
+    group_refuse(c, g, done, arg, 503,
+                 "this node does not lead the stream's group now; retry");
+    return;
   }
-  g->core.last_index = index;
-  p = &b->props[b->n++];
-  p->done = done;
-  p->arg = arg;
-  p->off = off + hdr;
-  p->len = b->log.len - off - hdr;
-  p->term = term;
-  p->index = index;
-  if (!g->dirty) {
-    g->dirty = 1;
-    c->dirty[c->n_dirty++] = g;
+  rc = group_batch_entry(g, WAL_CMD, g->out.term, g->out.index, n);
+  if (rc != URSULA_OK) {
+    group_frame_failed(c, g, rc);
+    group_refuse(c, g, done, arg, 503,
+                 rc == URSULA_ENOMEM ? "out of memory" : group_wal_reason(rc));
+    return;
   }
-}
-
-/* ------------------------------------------------------------ the core */
-
-static void group_core_ready(const struct group_core *k,
-                             struct group_ready *rd) {
-  rd->persist_from = k->handed + 1;
-  rd->persist_to = k->last_index;
-  rd->commit = k->commit;
-}
-
-/* The driver handed entries up to rd->persist_to to the log store. */
-static void group_core_advance(struct group_core *k,
-                               const struct group_ready *rd) {
-  if (rd->persist_to > k->handed) k->handed = rd->persist_to;
-}
-
-/* The log store made entries up to index durable.  One voter: they are
-** committed.  (Raft: a follower acknowledges them; the leader counts
-** itself; a report for an entry since replaced is ignored by term.) */
-static void group_core_persisted(struct group_core *k, uint64_t index) {
-  if (index > k->handed || index <= k->persisted) return;
-  k->persisted = index;
-  k->commit = index;
-}
-
-/* The entries after `durable` were lost with a failed write or sync: the
-** log ends there again, and those indexes will be proposed anew. */
-static void group_core_lost(struct group_core *k, uint64_t durable) {
-  k->last_index = k->handed = durable;
+  b->props[b->n - 1].done = done;
+  b->props[b->n - 1].arg = arg;
+  group_mark_dirty(c, g);
 }
 
 /* ------------------------------------------------------------ apply */
@@ -14370,35 +14583,40 @@ static void group_after_apply(struct group *g) {
     group_snapshot(g);
 }
 
-/* Apply the committed entries of the flight batch, through commit, and
-** answer their proposals, each keyed by (term, index).  With one voter
-** the entry committed at a proposal's index is always the proposal's own,
-** so each gets its entry's result.  (With Raft an entry may be replaced
-** by a new leader's: the proposal whose term differs from the committed
-** entry's then fails with 503; that comparison comes with the entries a
-** leader sends, which this batch does not hold.)  The batch is done once
-** all of it is applied. */
-static void group_apply_committed(struct core *c, struct group *g,
-                                  uint64_t commit) {
+/* Apply the committed entries of the flight batch, in index order, up to
+** the commit index and no further than what is durable here, and answer
+** each proposal.  A proposal is answered by its (term, index): it gets
+** its entry's result if the entry committed at its index carries its
+** term.  With one voter the committed entries are always this node's
+** own, the batch's; with peers an entry may be replaced by a new
+** leader's, and the proposal whose term differs then fails with 503
+** (that comparison comes with the entries a leader sends).  The batch is
+** done once all of it is applied. */
+static void group_apply_committed(struct core *c, struct group *g) {
   struct group_batch *b = &g->flight;
-  size_t i = 0;
-  while (i < b->n && b->props[i].index <= commit) {
-    const struct group_prop *p = &b->props[i++];
+  uint64_t upto = g->commit < g->raft.durable_index ? g->commit
+                                                     : g->raft.durable_index;
+  size_t i;
+  for (i = 0; i < b->n; i++) {
+    const struct group_prop *p = &b->props[i];
     struct wal_entry e;
+    if (p->index <= g->applied_index) continue;
+    if (p->index > upto) break;
     e.term = p->term;
     e.index = p->index;
-    e.type = WAL_CMD;
+    e.type = p->type;
     e.data = b->log.ptr + p->off;
     e.len = p->len;
     if (group_apply_entry(c, g, &e, &g->res) != URSULA_OK) {
       LOG_E("group %d: a committed entry does not decode", g->id);
       abort(); /* the encoder and decoder disagree: a bug, not bad input */
     }
-    p->done(c, g, &g->res, p->arg);
+    if (p->done != NULL) p->done(c, g, &g->res, p->arg);
   }
   if (i == b->n) { /* all of it applied: the batch is free again */
     b->n = 0;
     b->log.len = 0;
+    b->has_hard = 0;
     g->in_flight = 0;
   }
   group_after_apply(g);
@@ -14413,8 +14631,10 @@ static void group_refuse_batch(struct core *c, struct group *g,
   b->props = NULL;
   b->n = b->cap = 0;
   b->log.len = 0;
+  b->has_hard = 0;
   for (i = 0; i < n; i++)
-    group_refuse(c, g, props[i].done, props[i].arg, 503, reason);
+    if (props[i].done != NULL) /* (a no-op has no one to answer) */
+      group_refuse(c, g, props[i].done, props[i].arg, 503, reason);
   if (b->props == NULL) {
     b->props = props; /* keep the array */
     b->cap = cap;
@@ -14423,20 +14643,23 @@ static void group_refuse_batch(struct core *c, struct group *g,
   }
 }
 
-/* A write or sync failed: nothing of flight (nor of fill, framed after
-** it) is in the log; refuse them all and fall back to the last durable
-** entry. */
+/* A write or sync failed, or a record could not be framed: nothing of
+** flight (nor of fill, framed after it) is durable.  The core is told
+** (R5: it steps down and takes nothing until the log is verified again,
+** group_sweep); every proposal of both batches is refused. */
 static void group_lost(struct core *c, struct group *g, int rc) {
   size_t n = g->flight.n + g->fill.n;
-  group_core_lost(&g->core, wal_last_index(g->wal));
   g->wal_error = rc;
+  if (!g->storage_failed) {
+    g->storage_failed = 1;
+    group_step_type(c, g, RAFT_IN_STORAGE_FAILED);
+  }
   LOG_E(
       "group %d: WAL write failed (%s): %lu writes refused; the group "
       "takes no writes until its log is verified again",
       g->id, ursula_strerror(rc), (unsigned long)n);
   (void)n; /* when logging is compiled out */
   g->in_flight = 0;
-  g->flight.log.len = 0;
   { /* TOUCHes on their way were lost too: the sweep proposes them anew */
     size_t k;
     struct stream *s;
@@ -14449,6 +14672,34 @@ static void group_lost(struct core *c, struct group *g, int rc) {
   group_refuse_batch(c, g, &g->fill, group_wal_reason(rc));
 }
 
+/* The flight batch is durable: tell the core its hard state and its
+** last entry are (STATE_DURABLE, LOG_DURABLE), then apply what that
+** committed. */
+static void group_persisted(struct core *c, struct group *g) {
+  struct group_batch *b = &g->flight;
+  struct raft_in in;
+  if (b->has_hard) {
+    memset(&in, 0, sizeof(in));
+    in.type = RAFT_IN_STATE_DURABLE;
+    in.term = b->hard_term;
+    in.vote = b->hard_vote;
+    b->has_hard = 0;
+    group_step(c, g, &in);
+  }
+  if (b->n > 0) {
+    memset(&in, 0, sizeof(in));
+    in.type = RAFT_IN_LOG_DURABLE;
+    in.term = b->props[b->n - 1].term;
+    in.index = b->props[b->n - 1].index;
+    group_step(c, g, &in);
+  }
+  group_apply_committed(c, g);
+}
+
+static int group_fill_pending(const struct group *g) {
+  return g->fill.n > 0 || g->fill.has_hard;
+}
+
 URSULA_PRIVATE int group_id(const struct group *g) {
   return g->id;
 }
@@ -14458,50 +14709,45 @@ URSULA_PRIVATE int group_in_flight(const struct group *g) {
 }
 
 URSULA_PRIVATE int group_drive(struct core *c, struct group *g) {
-  struct group_ready rd;
   struct group_batch tmp;
   int rc, fd = -1;
   g->dirty = 0;
-  group_core_ready(&g->core, &rd);
-  if (rd.persist_from <= rd.persist_to && !g->in_flight) {
+  if (g->in_flight) return -1;
+  if (g->wal != NULL && wal_failed(g->wal) && !g->storage_failed) {
+    group_lost(c, g, URSULA_EIO); /* a record could not be framed */
+    return -1;
+  }
+  if (group_fill_pending(g)) {
     /* hand the fill batch to the log store; the next one fills the spare
     ** buffers */
     tmp = g->flight;
     g->flight = g->fill;
     g->fill = tmp;
     g->in_flight = 1;
-    group_core_advance(&g->core, &rd);
     if (g->wal == NULL) {
-      group_core_persisted(&g->core, rd.persist_to); /* memory: at once */
+      group_persisted(c, g); /* memory: durable at once */
     } else if ((rc = wal_write(g->wal, g->flight.log.ptr,
                                g->flight.log.len)) != URSULA_OK) {
       group_lost(c, g, rc);
       return -1;
-    } else {
-      fd = wal_flush_fd(g->wal); /* the caller syncs it: group_synced */
+    } else if ((fd = wal_flush_fd(g->wal)) < 0) {
+      group_persisted(c, g); /* nothing to sync */
     }
+    return fd; /* the caller syncs it: group_synced */
   }
-  group_core_ready(&g->core, &rd);
-  if (fd < 0 && rd.commit > g->applied_index)
-    group_apply_committed(c, g, rd.commit);
-  return fd;
+  if (g->commit > g->applied_index) group_apply_committed(c, g);
+  return -1;
 }
 
 URSULA_PRIVATE void group_synced(struct core *c, struct group *g,
                                  int sync_errno) {
   int rc = wal_flush_done(g->wal, sync_errno);
-  struct group_ready rd;
   if (rc != URSULA_OK) {
     group_lost(c, g, rc);
     return;
   }
-  group_core_persisted(&g->core, wal_durable_index(g->wal));
-  group_core_ready(&g->core, &rd);
-  group_apply_committed(c, g, rd.commit);
-  if (g->fill.n > 0 && !g->dirty) { /* proposed meanwhile: next turn */
-    g->dirty = 1;
-    c->dirty[c->n_dirty++] = g;
-  }
+  group_persisted(c, g);
+  if (group_fill_pending(g)) group_mark_dirty(c, g); /* proposed meanwhile */
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -15073,10 +15319,11 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   if (g->wal != NULL && !g->in_flight && !wal_failed(g->wal) &&
       wal_can_compact(g->wal, group_compact_upto(g)))
     group_snapshot(g);
-  if (g->wal != NULL && wal_failed(g->wal)) {
-    int rc = wal_recover(g->wal);
+  if (g->wal != NULL && wal_failed(g->wal) && !g->in_flight) {
+    int rc;
+    if (!g->storage_failed) group_lost(c, g, URSULA_EIO); /* (framing) */
+    rc = wal_recover(g->wal);
     if (rc == URSULA_OK) {
-      group_core_lost(&g->core, wal_last_index(g->wal));
       LOG_W("group %d: WAL verified again after the failure; writes resume",
             g->id);
     } else if (rc != g->wal_error) {
@@ -15084,6 +15331,19 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
       LOG_E("group %d: WAL still failed (%s); writes stay refused", g->id,
             ursula_strerror(rc));
     }
+  }
+  if (g->storage_failed && !g->in_flight &&
+      (g->wal == NULL || !wal_failed(g->wal))) {
+    /* the log ends at its durable entry again: the core goes on from
+    ** there, in a new term (R5: no index of the failed one is reused) */
+    struct raft_in in;
+    memset(&in, 0, sizeof(in));
+    in.type = RAFT_IN_STORAGE_RECOVERED;
+    in.term = g->wal != NULL ? wal_last_term(g->wal) : 0;
+    in.index = g->wal != NULL ? wal_last_index(g->wal) : 0;
+    g->storage_failed = 0;
+    group_step(c, g, &in);
+    group_elect(c, g);
   }
   for (i = 0; i < g->sm.cap; i++) {
     struct stream *s = g->sm.slots[i];

@@ -690,8 +690,10 @@ URSULA_PRIVATE URSULA_UNUSED int wal_save_snapshot(struct wal *w, uint64_t index
                                      uint64_t term, const void *p, size_t n);
 /* Log bytes written since the snapshot (or since the log began). */
 URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
-/* Every record starts with a header of this many bytes (wal.c). */
+/* Every record starts with a header of this many bytes (wal.c), and a
+** payload has at most WAL_MAX_RECORD bytes. */
 #define WAL_RECORD_HEADER 32
+#define WAL_MAX_RECORD (1024u * 1024 * 1024)
 /* Frame the record (type, term, index) whose payload the caller has put at
 ** rec + WAL_RECORD_HEADER (n bytes): fill in the header before it.  The
 ** caller keeps the bytes and hands every record it framed, back to back,
@@ -742,6 +744,11 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno);
 ** and re-read and check it.  URSULA_OK when the log is usable again. */
 URSULA_PRIVATE int wal_recover(struct wal *w);
 URSULA_PRIVATE int wal_failed(const struct wal *w);
+/* Fail the log now, as a failed write does: what was framed and not
+** durable is dropped, and appends are refused until wal_recover().  For a
+** caller that could not frame a record it must not go without (a Raft
+** hard state, an entry whose index the consensus core gave out). */
+URSULA_PRIVATE void wal_abandon(struct wal *w);
 /* Remove the entries from index on (a Raft log conflict), crash-safely
 ** (wal.c).  Nothing may be buffered; index must be above the snapshot. */
 URSULA_PRIVATE URSULA_UNUSED int wal_truncate_suffix(struct wal *w,
@@ -761,7 +768,8 @@ URSULA_PRIVATE URSULA_UNUSED uint64_t wal_durable_index(const struct wal *w);
 ** instead, so they share a sync. */
 URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
-URSULA_PRIVATE int wal_save_state(struct wal *w, uint64_t term, uint64_t vote);
+URSULA_PRIVATE URSULA_UNUSED int wal_save_state(struct wal *w, uint64_t term,
+                                             uint64_t vote);
 /* The size at which a new segment starts (tests make it small). */
 URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
                                                         int64_t n);

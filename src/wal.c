@@ -149,7 +149,6 @@
 #include "internal.h"
 
 #define WAL_HEADER_BYTES 32
-#define WAL_MAX_RECORD (1024u * 1024 * 1024) /* bytes of one payload */
 #define WAL_HARD_BYTES 16                    /* HARD payload */
 #define WAL_SEAL_BYTES 8                     /* SEAL payload */
 #define WAL_SNAP_HEAD 32
@@ -2106,6 +2105,9 @@ URSULA_PRIVATE uint64_t wal_durable_index(const struct wal *w) {
 }
 URSULA_PRIVATE int wal_failed(const struct wal *w) {
   return w->failed;
+}
+URSULA_PRIVATE void wal_abandon(struct wal *w) {
+  if (!w->failed) wal_fail(w, EIO);
 }
 URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
   w->segment_bytes = n;

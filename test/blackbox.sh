@@ -762,7 +762,9 @@ contains "another --raft-group-count on the same --wal-dir is refused" "$OUT" "-
 start_server "$TMP/w2.log" --core-count 2 --raft-group-count 8 --wal-dir "$W"
 U="http://127.0.0.1:$PORT"
 check "data and closure survive a restart" "$(curl -s "$U/v1/stream/w")|$(header Stream-Closed "$U/v1/stream/w")" "kept closed|true"
-contains "recovery is logged per group" "$(cat "$TMP/w2.log")" "recovered 3 entries"
+# 4 entries: the no-op a new leader appends first (Raft paper section 8;
+# here the group's first election), then the PUT and the two POSTs
+contains "recovery is logged per group" "$(cat "$TMP/w2.log")" "recovered 4 entries"
 
 # --- long-polls woken by a large append (the reply used to share the
 # wake-up's buffer: a double free once it was large enough to be sent

@@ -177,6 +177,7 @@ static struct os_fs unit_wal_real;
 static volatile int unit_fault_short;        /* pwrite writes at most this */
 static volatile int unit_fault_pwrite_errno; /* pwrite fails with this */
 static volatile int unit_fault_sync_errno;   /* sync fails with this */
+static volatile int unit_fault_creat_errno;  /* open(O_CREAT) fails so */
 
 static ssize_t unit_fault_pwrite(int fd, const void *p, size_t n, off_t off) {
   if (unit_fault_pwrite_errno) {
@@ -196,11 +197,21 @@ static int unit_fault_sync(int fd) {
   return unit_wal_real.sync(fd);
 }
 
+static int unit_fault_open(const char *path, int flags, int mode) {
+  if (unit_fault_creat_errno && (flags & O_CREAT)) {
+    errno = unit_fault_creat_errno;
+    return -1;
+  }
+  return unit_wal_real.open(path, flags, mode);
+}
+
 static void unit_fault_install(void) {
   unit_wal_real = *os_fs();
   unit_fault_short = unit_fault_pwrite_errno = unit_fault_sync_errno = 0;
+  unit_fault_creat_errno = 0;
   os_fs()->pwrite = unit_fault_pwrite;
   os_fs()->sync = unit_fault_sync;
+  os_fs()->open = unit_fault_open;
 }
 
 static void unit_fault_remove(void) {
