@@ -293,6 +293,12 @@ static void group_step_type(struct core *c, struct group *g, int type) {
 ** (at most 2T) instead of waiting for them. */
 static void group_elect(struct core *c, struct group *g) {
   unsigned k;
+  /* no room in the core's trail for the new term's run (one run per
+  ** election since the last snapshot): a snapshot lets the old ones go
+  ** (one voter: all of the log is applied once nothing is in flight) */
+  if (g->raft.trail_n + 1 >= GROUP_TRAIL_RUNS && g->wal != NULL &&
+      !g->in_flight && g->applied_index == g->raft.last_index)
+    group_snapshot(g);
   for (k = 0; k <= 2 * GROUP_ELECTION_TICKS; k++) {
     if (g->raft.role == RAFT_LEADER || g->raft.storage_failed) return;
     group_step_type(c, g, RAFT_IN_TICK);
@@ -418,6 +424,7 @@ struct group_replay {
 static int group_apply_entry(struct core *c, struct group *g,
                              const struct wal_entry *e,
                              struct stream_result *r);
+static int group_take_snapshot(struct group *g);
 
 static int group_replay_entry(void *arg, const struct wal_entry *e) {
   struct group_replay *rp = (struct group_replay *)arg;
@@ -510,7 +517,8 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
   sv.runs = (const struct raft_run *)(void *)rp->runs.ptr;
   sv.n_runs = rp->runs.len / sizeof(struct raft_run);
   sv.last_index = wal_last_index(g->wal);
-  if (sv.n_runs + 1 >= GROUP_TRAIL_RUNS && group_snapshot(g) == URSULA_OK) {
+  if (sv.n_runs + 1 >= GROUP_TRAIL_RUNS &&
+      group_take_snapshot(g) == URSULA_OK) {
     sv.snap_index = sv.last_index;
     sv.snap_term = g->applied_term;
     sv.n_runs = 0;
@@ -907,7 +915,7 @@ static int group_write_snapshot(struct group *g, struct wal_snap_writer *sw,
 ** before the snapshot that hold no unit's bytes.  The snapshot carries
 ** the bytes the state names below the log's first entry (after an
 ** install, the pieces of the image). */
-URSULA_PRIVATE int group_snapshot(struct group *g) {
+static int group_take_snapshot(struct group *g) {
   struct wal_snap_writer sw;
   uint64_t t0 = group_mono(g), size = 0;
   int rc = wal_snap_begin(g->wal, &sw, g->applied_index, g->applied_term);
@@ -927,6 +935,19 @@ URSULA_PRIVATE int group_snapshot(struct group *g) {
         (unsigned long long)(group_mono(g) - t0),
         rc == URSULA_OK ? "" : "; compaction failed");
   (void)t0;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int group_snapshot(struct group *g) {
+  struct raft_in in;
+  int rc = group_take_snapshot(g);
+  if (rc != URSULA_OK) return rc;
+  /* the core lets go of the terms the snapshot covers (its trail) */
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_COMPACTED;
+  in.term = g->applied_term;
+  in.index = g->applied_index;
+  group_step(NULL, g, &in);
   return URSULA_OK;
 }
 

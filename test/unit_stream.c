@@ -1223,6 +1223,54 @@ out:
   if (system(cmd) != 0) printf("# could not remove the test folders\n");
 }
 
+/* A log whose entries span more terms than the Raft core's trail holds
+** (a single node's every restart is an election: a new term, and a run
+** of the trail) still starts: the group snapshots first, so that the
+** core starts with the snapshot and no runs, and it elects itself in the
+** next term.  Entries: no-ops of terms 1..n, one term each. */
+static void test_group_many_terms(void) {
+  char dir[64], cmd[96], err[URSULA_ERRMSG_LEN];
+  struct wal *w = NULL;
+  struct wal_stats st;
+  struct buf recs;
+  struct group *g = NULL;
+  uint64_t i, n = GROUP_TRAIL_RUNS + 44;
+  int rc;
+  memset(&recs, 0, sizeof(recs));
+  strcpy(dir, "/tmp/ursula-unit-terms-XXXXXX");
+  ASSERT(mkdtemp(dir) != NULL);
+  rc = wal_open(&w, NULL, dir, 0, err);
+  if (rc == URSULA_OK)
+    rc = wal_replay(w, unit_gi_restore, NULL, NULL, &st, err);
+  for (i = 1; i <= n && rc == URSULA_OK; i++) {
+    size_t at = recs.len;
+    rc = buf_reserve(&recs, WAL_RECORD_HEADER);
+    recs.len += WAL_RECORD_HEADER;
+    if (rc == URSULA_OK) rc = wal_frame(w, WAL_NOOP, i, i, recs.ptr + at, 0);
+    if (rc == URSULA_OK && (i % 50 == 0 || i == n)) {
+      rc = wal_write(w, recs.ptr, recs.len);
+      if (rc == URSULA_OK) rc = wal_flush(w);
+      recs.len = 0;
+    }
+  }
+  if (rc == URSULA_OK) rc = wal_save_state(w, n, 1);
+  ASSERT(rc == URSULA_OK);
+  wal_close(w);
+  buf_free(&recs);
+  g = group_new(0, 0, NULL);
+  ASSERT(g != NULL);
+  if (g != NULL) {
+    rc = group_open_wal(g, dir, 1, 64, UINT64_MAX / 4, err);
+    if (rc != URSULA_OK) printf("# group_open_wal: %s\n", err);
+    ASSERT(rc == URSULA_OK);
+    ASSERT(g->raft.role == RAFT_LEADER && g->raft.term == n + 1);
+    ASSERT(g->raft.snap_index == n && g->applied_index == n);
+    group_free(g);
+  }
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("# could not remove the test folder\n");
+}
+
 static const struct unit_case unit_stream_cases[] = {
     {"stream_snapshot", test_stream_snapshot},
     {"stream_cmd_roundtrip", test_stream_cmd_roundtrip},
@@ -1238,4 +1286,5 @@ static const struct unit_case unit_stream_cases[] = {
     {"stream_touch", test_stream_touch},
     {"stream_determinism", test_stream_determinism},
     {"group_install", test_group_install},
+    {"group_many_terms", test_group_many_terms},
     {NULL, NULL}};
