@@ -87,12 +87,38 @@ struct group_batch {
   struct group_prop *props;
   size_t n, cap;
   int has_hard;
-  uint64_t hard_term, hard_vote;
+  uint64_t hard_term, hard_vote, hard_seq;
+};
+
+/* A message the core gave (SEND), waiting to be handed to the transport:
+** until the hard state framed before it (hard_seq) is durable (R1), and
+** until entry (after_term, after_index) is (R2; dropped if it was
+** replaced). */
+struct group_send {
+  struct raft_msg msg;
+  uint64_t after_term, after_index, hard_seq;
+};
+
+/* An AppendEntries that arrived while a sync was in flight: stepped once
+** it is back (a truncation must not race a sync: R3), with a copy of the
+** records it carried. */
+struct group_inmsg {
+  struct raft_msg msg;
+  struct buf records;
+};
+
+/* A proposal whose entry is durable here, waiting for its index to be
+** committed and applied (answered by (term, index): group_answer). */
+struct group_wait {
+  group_done_fn done;
+  void *arg;
+  uint64_t term, index;
 };
 
 /* The Raft settings of a group (raft.c has what each means). */
 #define GROUP_ELECTION_TICKS 10 /* T: elections after [T, 2T) ticks */
-#define GROUP_TRAIL_RUNS 256   /* term runs the core remembers */
+#define GROUP_TRAIL_RUNS 256   /* term runs the core remembers (one voter) */
+#define GROUP_TRAIL_RUNS_CLUSTER 4096 /* (a cluster: no compaction yet) */
 #define GROUP_NODE_ID 1        /* a single node's id */
 
 struct group {
@@ -105,6 +131,21 @@ struct group {
   struct raft_out out;    /* raft_step()'s actions (out.a: raft_out_cap) */
   uint64_t commit;        /* the last entry known committed */
   int storage_failed;     /* the core was told STORAGE_FAILED */
+  struct group_cluster cl; /* n_voters 0: a single node (one voter) */
+  uint64_t hard_seq;       /* HARD records framed so far */
+  uint64_t hard_durable;   /* ... of which durable */
+  struct group_send *outbox; /* SENDs not yet handed to the transport */
+  size_t n_out, cap_out;
+  struct group_inmsg *inbox; /* AppendEntries waiting for the sync */
+  size_t n_in, cap_in;
+  const void *in_records; /* the MSG being stepped: its records */
+  size_t in_len;
+  struct group_wait *held; /* durable proposals, ascending by index, */
+  size_t held_head, n_held, cap_held; /* from held_head on */
+  struct buf scratch;      /* records of a message being sent */
+  int owe;                 /* flight was made durable in a step */
+  int owe_rc;              /* a storage failure met in a step */
+  uint64_t snap_refused;   /* SEND_SNAPSHOT to this peer: refused */
   struct group_batch fill;   /* proposed this turn, not yet handed over */
   struct group_batch flight; /* handed to the log store: being persisted,
                                 then applied */
@@ -240,7 +281,83 @@ static void group_save_state(struct core *c, struct group *g, uint64_t term,
   b->has_hard = 1;
   b->hard_term = term;
   b->hard_vote = vote;
+  b->hard_seq = ++g->hard_seq;
   group_mark_dirty(c, g);
+}
+
+/* SEND: queue the message for the transport (group_flush_out). */
+static void group_queue_send(struct core *c, struct group *g,
+                             const struct raft_action *a) {
+  struct group_send *q;
+  if (g->cl.send == NULL) return; /* no transport: dropped */
+  if (g->n_out == g->cap_out) {
+    size_t cap = g->cap_out ? g->cap_out * 2 : 16;
+    q = (struct group_send *)URSULA_REALLOC(g->outbox, cap * sizeof(*q));
+    if (q == NULL) return; /* dropped: Raft sends again */
+    g->outbox = q;
+    g->cap_out = cap;
+  }
+  q = &g->outbox[g->n_out++];
+  q->msg = a->msg;
+  q->after_term = a->after_term;
+  q->after_index = a->after_index;
+  q->hard_seq = g->hard_seq;
+  group_mark_dirty(c, g);
+}
+
+/* APPEND of the entries the MSG being stepped carried: lo..hi, framed
+** from its records (their bytes verbatim). */
+static void group_append_msg(struct core *c, struct group *g, uint64_t lo,
+                             uint64_t hi) {
+  const char *p = (const char *)g->in_records;
+  size_t left = g->in_len, k;
+  struct wal_entry e;
+  int rc = URSULA_OK;
+  while (lo <= hi && rc == URSULA_OK &&
+         (k = wal_record_get(p, left, &e)) > 0) {
+    p += k;
+    left -= k;
+    if (e.index < lo) continue;
+    if (e.index != lo) break;
+    {
+      char *rec = group_batch_room(g, &g->fill, e.len);
+      if (rec == NULL) {
+        rc = URSULA_ENOMEM;
+        break;
+      }
+      if (e.len > 0) memcpy(rec + WAL_RECORD_HEADER, e.data, e.len);
+      rc = group_batch_entry(g, e.type, e.term, e.index, e.len);
+    }
+    lo++;
+  }
+  if (rc == URSULA_OK && lo <= hi) rc = URSULA_ECORRUPT; /* (transport) */
+  if (rc != URSULA_OK) group_frame_failed(c, g, rc);
+  else group_mark_dirty(c, g);
+}
+
+/* TRUNCATE(lo): entries from lo on conflict with the leader's (R3).  No
+** sync is in flight here (an AppendEntries waits for it: group_recv);
+** what the fill batch holds is written and synced first (the WAL cuts
+** only a log with nothing buffered), on this thread -- a conflict is
+** rare: it follows a change of leader -- and reported after the step
+** (owe). */
+static void group_truncate(struct group *g, uint64_t lo) {
+  int rc = URSULA_OK;
+  if (g->wal == NULL || g->in_flight) {
+    g->owe_rc = URSULA_EIO; /* never: one voter, or a sync in flight */
+    return;
+  }
+  if (g->fill.n > 0 || g->fill.has_hard) {
+    struct group_batch tmp = g->flight;
+    g->flight = g->fill;
+    g->fill = tmp;
+    g->in_flight = 1;
+    rc = wal_write(g->wal, g->flight.log.ptr, g->flight.log.len);
+    if (rc == URSULA_OK) rc = wal_flush(g->wal);
+    if (rc == URSULA_OK) g->owe = 1;
+  }
+  if (rc == URSULA_OK) rc = wal_truncate_suffix(g->wal, lo);
+  if (rc != URSULA_OK) g->owe_rc = rc;
 }
 
 static void group_act(struct core *c, struct group *g,
@@ -251,13 +368,27 @@ static void group_act(struct core *c, struct group *g,
       group_save_state(c, g, a->term, a->vote);
       break;
     case RAFT_APPEND:
-      if (!(a->flags & RAFT_APPEND_NOOP)) break; /* a proposal: its own */
-      rc = group_batch_entry(g, WAL_NOOP, a->msg.runs[0].term, a->lo, 0);
-      if (rc != URSULA_OK) group_frame_failed(c, g, rc);
-      else group_mark_dirty(c, g);
+      if (a->flags & RAFT_APPEND_MSG) {
+        group_append_msg(c, g, a->lo, a->hi);
+      } else if (a->flags & RAFT_APPEND_NOOP) {
+        rc = group_batch_entry(g, WAL_NOOP, a->msg.runs[0].term, a->lo, 0);
+        if (rc != URSULA_OK) group_frame_failed(c, g, rc);
+        else group_mark_dirty(c, g);
+      } /* else a proposal's: the proposer frames it */
+      break;
+    case RAFT_TRUNCATE:
+      group_truncate(g, a->lo);
+      break;
+    case RAFT_SEND:
+      group_queue_send(c, g, a);
+      break;
+    case RAFT_SEND_SNAPSHOT: /* (snapshots are not sent yet: no group of
+                             ** a cluster compacts its log) */
+      g->snap_refused = a->peer;
       break;
     case RAFT_COMMIT:
       if (a->hi > g->commit) g->commit = a->hi;
+      group_mark_dirty(c, g);
       break;
     case RAFT_ROLE:
       LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
@@ -265,20 +396,50 @@ static void group_act(struct core *c, struct group *g,
             a->role == RAFT_LEADER ? "leader" : "not the leader",
             (unsigned long long)a->peer);
       break;
-    default: /* messages, snapshots, truncations: with peers only */
+    default: /* INSTALL_SNAPSHOT (none is sent), READ_READY (no reads
+             ** ask for a barrier yet) */
       break;
   }
 }
 
-/* Feed one input to the core and carry out its actions.  The core's
-** answer: URSULA_OK, or URSULA_EAGAIN for a PROPOSE it refused. */
+static void group_lost(struct core *c, struct group *g, int rc);
+static void group_persisted(struct core *c, struct group *g);
+
+/* Feed one input to the core and carry out its actions; then what the
+** actions left for after the step (a truncation's synchronous write, a
+** storage failure, a snapshot it cannot send).  The core's answer:
+** URSULA_OK, or URSULA_EAGAIN for a PROPOSE it refused; g->out.term and
+** g->out.index stay those of a PROPOSE. */
 static int group_step(struct core *c, struct group *g,
                       const struct raft_in *in) {
   size_t i;
   int rc;
+  uint64_t term, index;
   g->out.n = 0;
   rc = raft_step(&g->raft, in, &g->out);
   for (i = 0; i < g->out.n; i++) group_act(c, g, &g->out.a[i]);
+  term = g->out.term;
+  index = g->out.index;
+  if (g->owe_rc != URSULA_OK) {
+    int e = g->owe_rc;
+    g->owe_rc = URSULA_OK;
+    g->owe = 0;
+    if (g->wal != NULL) wal_abandon(g->wal);
+    group_lost(c, g, e);
+  } else if (g->owe) {
+    g->owe = 0;
+    group_persisted(c, g);
+  }
+  if (g->snap_refused != 0) {
+    struct raft_in f;
+    memset(&f, 0, sizeof(f));
+    f.type = RAFT_IN_SNAP_FAILED;
+    f.peer = g->snap_refused;
+    g->snap_refused = 0;
+    group_step(c, g, &f);
+  }
+  g->out.term = term;
+  g->out.index = index;
   return rc;
 }
 
@@ -293,6 +454,7 @@ static void group_step_type(struct core *c, struct group *g, int type) {
 ** (at most 2T) instead of waiting for them. */
 static void group_elect(struct core *c, struct group *g) {
   unsigned k;
+  if (g->raft.c.n_voters > 1) return; /* a cluster's elect by ticks */
   /* no room in the core's trail for the new term's run (one run per
   ** election since the last snapshot): a snapshot lets the old ones go
   ** (one voter: all of the log is applied once nothing is in flight) */
@@ -312,16 +474,24 @@ static int group_start(struct group *g, const struct raft_saved *s,
   struct raft_config rc;
   int e;
   memset(&rc, 0, sizeof(rc));
-  rc.id = GROUP_NODE_ID;
-  rc.voters[0] = GROUP_NODE_ID;
-  rc.n_voters = 1;
+  if (g->cl.n_voters > 1) {
+    rc.cluster_id = g->cl.cluster_id;
+    rc.id = g->cl.node;
+    memcpy(rc.voters, g->cl.voters, sizeof(rc.voters));
+    rc.n_voters = g->cl.n_voters;
+  } else {
+    rc.id = GROUP_NODE_ID;
+    rc.voters[0] = GROUP_NODE_ID;
+    rc.n_voters = 1;
+  }
   rc.election_ticks = GROUP_ELECTION_TICKS;
   rc.heartbeat_ticks = 1;
   rc.max_inflight_msgs = 256;
   rc.max_inflight_bytes = 8u << 20;
   rc.max_msg_entries = 256;
   rc.max_msg_bytes = 1u << 20;
-  rc.trail_cap = GROUP_TRAIL_RUNS;
+  rc.trail_cap =
+      rc.n_voters > 1 ? GROUP_TRAIL_RUNS_CLUSTER : GROUP_TRAIL_RUNS;
   rc.read_cap = 64;
   rc.env = g->env;
   raft_free(&g->raft);
@@ -340,7 +510,7 @@ static int group_start(struct group *g, const struct raft_saved *s,
     return e;
   }
   g->commit = s->commit;
-  group_elect(NULL, g);
+  if (rc.n_voters == 1) group_elect(NULL, g); /* a cluster's: by ticks */
   return URSULA_OK;
 }
 
@@ -433,8 +603,13 @@ static int group_replay_entry(void *arg, const struct wal_entry *e) {
   /* no core: effects (wake-ups, fork releases) are not replayed, since
   ** nothing waits yet and the releases a command sent were logged by
   ** their groups */
-  if ((rc = group_apply_entry(NULL, g, e, &g->res)) != URSULA_OK) return rc;
-  stream_evict(&g->sm, g->hot_max);
+  /* a cluster's voter does not know what is committed (the commit index
+  ** is volatile: Raft paper, Fig. 2): its leader says, and the entries
+  ** are applied then (from the log) */
+  if (g->cl.n_voters <= 1) {
+    if ((rc = group_apply_entry(NULL, g, e, &g->res)) != URSULA_OK) return rc;
+    stream_evict(&g->sm, g->hot_max);
+  }
   {
     size_t n = rp->runs.len / sizeof(struct raft_run);
     const struct raft_run *last =
@@ -517,7 +692,7 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
   sv.runs = (const struct raft_run *)(void *)rp->runs.ptr;
   sv.n_runs = rp->runs.len / sizeof(struct raft_run);
   sv.last_index = wal_last_index(g->wal);
-  if (sv.n_runs + 1 >= GROUP_TRAIL_RUNS &&
+  if (g->cl.n_voters <= 1 && sv.n_runs + 1 >= GROUP_TRAIL_RUNS &&
       group_take_snapshot(g) == URSULA_OK) {
     sv.snap_index = sv.last_index;
     sv.snap_term = g->applied_term;
@@ -529,12 +704,13 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
   }
   sv.term = wal_term(g->wal);
   sv.vote = wal_vote(g->wal);
-  sv.commit = sv.last_index;
-  g->applied_index = sv.last_index;
+  sv.commit = g->cl.n_voters > 1 ? sv.snap_index : sv.last_index;
+  g->applied_index = sv.commit;
   /* the in-memory start of group_new() is replaced, not continued */
   g->fill.n = 0;
   g->fill.log.len = 0;
   g->fill.has_hard = 0;
+  g->hard_seq = g->hard_durable = 0;
   return group_start(g, &sv, err);
 }
 
@@ -606,6 +782,11 @@ URSULA_PRIVATE void group_free(struct group *g) {
   buf_free(&g->res.releases);
   raft_free(&g->raft);
   URSULA_FREE(g->out.a);
+  URSULA_FREE(g->outbox);
+  while (g->n_in > 0) buf_free(&g->inbox[--g->n_in].records);
+  URSULA_FREE(g->inbox);
+  URSULA_FREE(g->held);
+  buf_free(&g->scratch);
   URSULA_FREE(g);
 }
 
@@ -968,6 +1149,7 @@ URSULA_PRIVATE int group_write_image(struct group *g) {
 static void group_after_apply(struct group *g) {
   if (g->wal == NULL) return;
   stream_evict(&g->sm, g->hot_max);
+  if (g->cl.n_voters > 1) return; /* (snapshots and installs: next) */
   if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
       (g->tier.moved >= g->snapshot_bytes &&
@@ -975,43 +1157,109 @@ static void group_after_apply(struct group *g) {
     group_snapshot(g);
 }
 
-/* Apply the committed entries of the flight batch, in index order, up to
-** the commit index and no further than what is durable here, and answer
-** each proposal.  A proposal is answered by its (term, index): it gets
-** its entry's result if the entry committed at its index carries its
-** term.  With one voter the committed entries are always this node's
-** own, the batch's; with peers an entry may be replaced by a new
-** leader's, and the proposal whose term differs then fails with 503
-** (that comparison comes with the entries a leader sends).  The batch is
-** done once all of it is applied. */
+/* Entry i of the log for the apply: from the flight batch if it holds
+** it (and it was not replaced since), else read back from the WAL. */
+static int group_entry(struct group *g, uint64_t i, struct wal_entry *e) {
+  const struct group_batch *b = &g->flight;
+  uint64_t t;
+  if (b->n > 0 && i >= b->props[0].index &&
+      i - b->props[0].index < b->n) {
+    const struct group_prop *p = &b->props[i - b->props[0].index];
+    if (p->index == i && raft_term_at(&g->raft, i, &t) && t == p->term) {
+      e->term = p->term;
+      e->index = p->index;
+      e->type = p->type;
+      e->data = b->log.ptr + p->off;
+      e->len = p->len;
+      return URSULA_OK;
+    }
+  }
+  if (g->wal == NULL) return URSULA_ENOTFOUND;
+  return wal_entry_at(g->wal, i, e);
+}
+
+/* Answer the proposals waiting for entry e, now applied with result r
+** (g->res): by (term, index), its result if e is the proposal's own
+** entry, else 503 (another leader's entry took the index: the proposal
+** was not applied, a retry is safe).  held[held_head..n_held) is
+** ascending by index; it grows only at a persist (group_hold), never in
+** a continuation, so answering from its front is safe. */
+static void group_answer(struct core *c, struct group *g,
+                         const struct wal_entry *e) {
+  while (g->held_head < g->n_held && g->held[g->held_head].index <= e->index) {
+    struct group_wait w = g->held[g->held_head++];
+    if (w.index == e->index && w.term == e->term)
+      w.done(c, g, &g->res, w.arg);
+    else
+      group_refuse(c, g, w.done, w.arg, 503,
+                   "the entry was replaced by another leader's and not "
+                   "applied; a retry is safe");
+  }
+  if (g->held_head == g->n_held) g->held_head = g->n_held = 0;
+}
+
+/* Apply the committed entries, in index order, up to the commit index
+** and no further than what is durable here, and answer the proposals
+** waiting for them (group_answer). */
 static void group_apply_committed(struct core *c, struct group *g) {
-  struct group_batch *b = &g->flight;
   uint64_t upto = g->commit < g->raft.durable_index ? g->commit
                                                      : g->raft.durable_index;
-  size_t i;
-  for (i = 0; i < b->n; i++) {
-    const struct group_prop *p = &b->props[i];
+  while (g->applied_index < upto) {
     struct wal_entry e;
-    if (p->index <= g->applied_index) continue;
-    if (p->index > upto) break;
-    e.term = p->term;
-    e.index = p->index;
-    e.type = p->type;
-    e.data = b->log.ptr + p->off;
-    e.len = p->len;
+    uint64_t i = g->applied_index + 1;
+    int rc = group_entry(g, i, &e);
+    if (rc != URSULA_OK) { /* damage: stop here, never apply around it */
+      LOG_E("group %d: committed entry %llu cannot be read (%s); nothing "
+            "after it is applied",
+            g->id, (unsigned long long)i, ursula_strerror(rc));
+      break;
+    }
     if (group_apply_entry(c, g, &e, &g->res) != URSULA_OK) {
       LOG_E("group %d: a committed entry does not decode", g->id);
       abort(); /* the encoder and decoder disagree: a bug, not bad input */
     }
-    if (p->done != NULL) p->done(c, g, &g->res, p->arg);
-  }
-  if (i == b->n) { /* all of it applied: the batch is free again */
-    b->n = 0;
-    b->log.len = 0;
-    b->has_hard = 0;
-    g->in_flight = 0;
+    group_answer(c, g, &e);
   }
   group_after_apply(g);
+}
+
+/* The flight batch's proposals are durable here: they wait in held for
+** their commit.  A proposal at an index some held one has too (or
+** below) means this node's log was cut there: those held from it on can
+** never commit with their term, and are answered 503 now. */
+static void group_hold(struct core *c, struct group *g) {
+  struct group_batch *b = &g->flight;
+  size_t i;
+  for (i = 0; i < b->n; i++) {
+    const struct group_prop *p = &b->props[i];
+    struct group_wait *h;
+    if (p->done == NULL) continue;
+    while (g->n_held > g->held_head &&
+           g->held[g->n_held - 1].index >= p->index) {
+      struct group_wait w = g->held[--g->n_held];
+      group_refuse(c, g, w.done, w.arg, 503,
+                   "the entry was replaced by another leader's and not "
+                   "applied; a retry is safe");
+    }
+    if (g->n_held == g->cap_held && g->held_head > 0) { /* slide down */
+      memmove(g->held, g->held + g->held_head,
+              (g->n_held - g->held_head) * sizeof(*g->held));
+      g->n_held -= g->held_head;
+      g->held_head = 0;
+    }
+    if (g->n_held == g->cap_held) {
+      size_t cap = g->cap_held ? g->cap_held * 2 : 16;
+      h = (struct group_wait *)URSULA_REALLOC(g->held, cap * sizeof(*h));
+      if (h == NULL) abort(); /* (answers owed: out of memory aborts) */
+      g->held = h;
+      g->cap_held = cap;
+    }
+    h = &g->held[g->n_held++];
+    h->done = p->done;
+    h->arg = p->arg;
+    h->term = p->term;
+    h->index = p->index;
+  }
 }
 
 /* Refuse every proposal of batch b (their entries are not in the log). */
@@ -1064,9 +1312,109 @@ static void group_lost(struct core *c, struct group *g, int rc) {
   group_refuse_batch(c, g, &g->fill, group_wal_reason(rc));
 }
 
+/* The record bytes of entry i for a message: from a batch (framed, not
+** necessarily durable yet: the leader sends while it writes, thesis
+** 10.2.1) or read back from the WAL, appended to out. */
+static int group_entry_record(struct group *g, uint64_t i, struct buf *out) {
+  const struct group_batch *bs[2];
+  struct wal_entry e;
+  int k, rc;
+  bs[0] = &g->fill;
+  bs[1] = &g->flight;
+  for (k = 0; k < 2; k++) {
+    const struct group_batch *b = bs[k];
+    if (b->n > 0 && i >= b->props[0].index && i - b->props[0].index < b->n) {
+      const struct group_prop *p = &b->props[i - b->props[0].index];
+      if (p->index == i)
+        return buf_append(out, b->log.ptr + p->off - WAL_RECORD_HEADER,
+                          WAL_RECORD_HEADER + p->len);
+    }
+  }
+  if ((rc = wal_entry_at(g->wal, i, &e)) != URSULA_OK) return rc;
+  return wal_record_put(out, &e);
+}
+
+/* Hand one message to the transport, with the records of the entries
+** an APPEND carries; one that cannot be built is dropped (Raft sends
+** again). */
+static void group_transmit(struct group *g, const struct raft_msg *m) {
+  uint64_t i;
+  int rc = URSULA_OK;
+  g->scratch.len = 0;
+  if (m->type == RAFT_MSG_APPEND)
+    for (i = m->index + 1; i <= m->index + m->n && rc == URSULA_OK; i++)
+      rc = group_entry_record(g, i, &g->scratch);
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: an AppendEntries to node %llu was dropped: entries "
+          "from %llu could not be read (%s)",
+          g->id, (unsigned long long)m->to,
+          (unsigned long long)m->index + 1, ursula_strerror(rc));
+    return;
+  }
+  g->cl.send(g->cl.arg, g, m, g->scratch.ptr, g->scratch.len);
+}
+
+/* Hand the queued messages to the transport, in order, each once it may
+** go: R1 (the hard state framed before it is durable) and R2 (entry
+** (after_term, after_index) is durable here; if that entry was replaced
+** meanwhile, the message is dropped).  The first that must wait stops
+** the rest (answers keep their order). */
+static void group_flush_out(struct group *g) {
+  size_t k = 0;
+  while (k < g->n_out) {
+    const struct group_send *q = &g->outbox[k];
+    if (q->hard_seq > g->hard_durable) break;
+    if (q->after_index != 0) {
+      uint64_t t;
+      if (q->after_index > g->raft.durable_index) break;
+      if (!raft_term_at(&g->raft, q->after_index, &t) ||
+          t != q->after_term) {
+        k++; /* replaced: dropped */
+        continue;
+      }
+    }
+    group_transmit(g, &q->msg);
+    k++;
+  }
+  if (k > 0) {
+    memmove(g->outbox, g->outbox + k, (g->n_out - k) * sizeof(*g->outbox));
+    g->n_out -= k;
+  }
+}
+
+static void group_step_msg(struct core *c, struct group *g,
+                           const struct raft_msg *m, const void *records,
+                           size_t len) {
+  struct raft_in in;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_MSG;
+  in.msg = m;
+  g->in_records = records;
+  g->in_len = len;
+  group_step(c, g, &in);
+  g->in_records = NULL;
+  g->in_len = 0;
+}
+
+/* Step the AppendEntries that waited for the sync, once none is in
+** flight (one may start a synchronous write: group_truncate). */
+static void group_drain_inbox(struct core *c, struct group *g) {
+  size_t k = 0;
+  while (k < g->n_in && !g->in_flight) {
+    struct group_inmsg *q = &g->inbox[k++];
+    group_step_msg(c, g, &q->msg, q->records.ptr, q->records.len);
+    buf_free(&q->records);
+  }
+  if (k > 0) {
+    memmove(g->inbox, g->inbox + k, (g->n_in - k) * sizeof(*g->inbox));
+    g->n_in -= k;
+  }
+}
+
 /* The flight batch is durable: tell the core its hard state and its
-** last entry are (STATE_DURABLE, LOG_DURABLE), then apply what that
-** committed. */
+** last entry are (STATE_DURABLE, LOG_DURABLE), hold its proposals for
+** their commit, apply what is committed, and let out the messages that
+** waited for this. */
 static void group_persisted(struct core *c, struct group *g) {
   struct group_batch *b = &g->flight;
   struct raft_in in;
@@ -1075,6 +1423,7 @@ static void group_persisted(struct core *c, struct group *g) {
     in.type = RAFT_IN_STATE_DURABLE;
     in.term = b->hard_term;
     in.vote = b->hard_vote;
+    g->hard_durable = b->hard_seq;
     b->has_hard = 0;
     group_step(c, g, &in);
   }
@@ -1085,7 +1434,13 @@ static void group_persisted(struct core *c, struct group *g) {
     in.index = b->props[b->n - 1].index;
     group_step(c, g, &in);
   }
-  group_apply_committed(c, g);
+  group_hold(c, g);
+  group_apply_committed(c, g); /* (reads the flight batch where it can) */
+  b->n = 0;
+  b->log.len = 0;
+  g->in_flight = 0;
+  if (g->n_out > 0) group_flush_out(g);
+  if (g->n_in > 0) group_drain_inbox(c, g);
 }
 
 static int group_fill_pending(const struct group *g) {
@@ -1104,6 +1459,7 @@ URSULA_PRIVATE int group_drive(struct core *c, struct group *g) {
   struct group_batch tmp;
   int rc, fd = -1;
   g->dirty = 0;
+  if (g->n_out > 0) group_flush_out(g); /* before this turn's write */
   if (g->in_flight) return -1;
   if (g->wal != NULL && wal_failed(g->wal) && !g->storage_failed) {
     group_lost(c, g, URSULA_EIO); /* a record could not be framed */
@@ -1139,7 +1495,52 @@ URSULA_PRIVATE void group_synced(struct core *c, struct group *g,
     return;
   }
   group_persisted(c, g);
-  if (group_fill_pending(g)) group_mark_dirty(c, g); /* proposed meanwhile */
+  if (group_fill_pending(g) || g->n_out > 0)
+    group_mark_dirty(c, g); /* proposed or sent meanwhile */
+}
+
+URSULA_PRIVATE int group_join(struct group *g, const struct group_cluster *cl) {
+  unsigned i, j, self = 0;
+  if (cl->n_voters != 1 && cl->n_voters != 3 && cl->n_voters != 5)
+    return URSULA_EINVAL;
+  for (i = 0; i < cl->n_voters; i++) {
+    if (cl->voters[i] == 0) return URSULA_EINVAL;
+    if (cl->voters[i] == cl->node) self++;
+    for (j = 0; j < i; j++)
+      if (cl->voters[j] == cl->voters[i]) return URSULA_EINVAL;
+  }
+  if (self != 1) return URSULA_EINVAL;
+  g->cl = *cl;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
+                               const struct raft_msg *m, const void *records,
+                               size_t len) {
+  if (m->type == RAFT_MSG_APPEND && (g->in_flight || g->n_in > 0)) {
+    struct group_inmsg *q;
+    if (g->n_in == g->cap_in) {
+      size_t cap = g->cap_in ? g->cap_in * 2 : 8;
+      q = (struct group_inmsg *)URSULA_REALLOC(g->inbox, cap * sizeof(*q));
+      if (q == NULL) return; /* dropped: the leader sends again */
+      g->inbox = q;
+      g->cap_in = cap;
+    }
+    q = &g->inbox[g->n_in];
+    memset(q, 0, sizeof(*q));
+    q->msg = *m;
+    if (buf_append(&q->records, records, len) != URSULA_OK) {
+      buf_free(&q->records);
+      return;
+    }
+    g->n_in++;
+    return;
+  }
+  group_step_msg(c, g, m, records, len);
+}
+
+URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
+  if (g->raft.c.n_voters > 1) group_step_type(c, g, RAFT_IN_TICK);
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -1709,7 +2110,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   /* segments freed by deletions or moves go now, not at the next
   ** snapshot the log's growth would bring (which may never come) */
   if (g->wal != NULL && !g->in_flight && !wal_failed(g->wal) &&
-      wal_can_compact(g->wal, group_compact_upto(g)))
+      g->cl.n_voters <= 1 && wal_can_compact(g->wal, group_compact_upto(g)))
     group_snapshot(g);
   if (g->wal != NULL && wal_failed(g->wal) && !g->in_flight) {
     int rc;

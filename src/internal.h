@@ -705,6 +705,17 @@ URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 ** new segment. */
 URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
                              uint64_t index, void *rec, size_t n);
+/* Entry records outside a log (Raft's AppendEntries carries them between
+** nodes verbatim, CRC and all).  wal_record_put() appends entry e as a
+** record to out: URSULA_OK, URSULA_EINVAL (not an entry type, too large),
+** URSULA_ENOMEM.  wal_record_get() reads the record p[0..avail) starts
+** with into *e (e->data points into p): its size, or 0 if p does not
+** start with a whole entry record whose CRC checks. */
+URSULA_PRIVATE URSULA_UNUSED int wal_record_put(struct buf *out,
+                                                const struct wal_entry *e);
+URSULA_PRIVATE URSULA_UNUSED size_t wal_record_get(const void *p,
+                                                   size_t avail,
+                                                   struct wal_entry *e);
 URSULA_PRIVATE URSULA_UNUSED void wal_hard_payload(void *payload,
                                                    uint64_t term,
                                                    uint64_t vote);
@@ -1576,6 +1587,37 @@ URSULA_PRIVATE struct group *group_new(int id, int owner_core,
                                        struct env *env);
 URSULA_PRIVATE int group_id(const struct group *g);
 URSULA_PRIVATE void group_free(struct group *g);
+
+/* A group's place in a cluster: this node's id and the voters' (1, 3 or
+** 5 node ids, this node's among them), and the transport for its Raft
+** messages.  send(arg, g, m, records, len): deliver m to node m->to;
+** records: for an APPEND, its m->n entries as WAL records back to back
+** (wal_record_get reads them), borrowed for the call.  A message may be
+** dropped (Raft sends again). */
+typedef void (*group_send_fn)(void *arg, struct group *g,
+                              const struct raft_msg *m, const void *records,
+                              size_t len);
+struct group_cluster {
+  uint64_t cluster_id, node;
+  uint64_t voters[RAFT_MAX_VOTERS];
+  unsigned n_voters;
+  group_send_fn send;
+  void *arg;
+};
+/* Make g a voter of a cluster (before group_open_wal(); a cluster's
+** groups need a WAL).  URSULA_OK, URSULA_EINVAL (not 1, 3 or 5 voters,
+** this node not among them, a duplicate). */
+URSULA_PRIVATE URSULA_UNUSED int group_join(struct group *g,
+                                            const struct group_cluster *cl);
+/* A Raft message for g from node m->from (records as for send, borrowed
+** for the call).  On g's owner, like every group call. */
+URSULA_PRIVATE URSULA_UNUSED void group_recv(struct core *c, struct group *g,
+                                             const struct raft_msg *m,
+                                             const void *records, size_t len);
+/* One tick of g's clock: GROUP_TICK_MS of the node's time passed (a
+** cluster's groups only; a single voter needs none). */
+#define GROUP_TICK_MS 100
+URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); keep at most about hot_max bytes of stream
 ** data in memory from then on.  must_exist: the data directory says the

@@ -268,6 +268,32 @@ static int wal_record_ok(const unsigned char *p, size_t avail, uint32_t *n) {
   return wal_get32(p) == util_crc32c(0, p + 4, WAL_RECORD_HEADER - 4 + *n);
 }
 
+URSULA_PRIVATE int wal_record_put(struct buf *out, const struct wal_entry *e) {
+  size_t at = out->len;
+  if (e->len > WAL_MAX_RECORD || !wal_is_entry(e->type)) return URSULA_EINVAL;
+  if (buf_reserve(out, WAL_RECORD_HEADER + e->len) != URSULA_OK)
+    return URSULA_ENOMEM;
+  if (e->len > 0)
+    memcpy(out->ptr + at + WAL_RECORD_HEADER, e->data, e->len);
+  wal_seal_record((unsigned char *)out->ptr + at, e->type, e->term, e->index,
+                  e->len);
+  out->len += WAL_RECORD_HEADER + e->len;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE size_t wal_record_get(const void *p, size_t avail,
+                                     struct wal_entry *e) {
+  const unsigned char *r = (const unsigned char *)p;
+  uint32_t n;
+  if (!wal_record_ok(r, avail, &n) || !wal_is_entry(r[8])) return 0;
+  e->type = r[8];
+  e->term = wal_get64(r + 16);
+  e->index = wal_get64(r + 24);
+  e->data = r + WAL_RECORD_HEADER;
+  e->len = n;
+  return WAL_RECORD_HEADER + (size_t)n;
+}
+
 /* ------------------------------------------------------------ paths */
 
 static void wal_seg_path(const struct wal *w, uint64_t first, char *out,

@@ -1,0 +1,293 @@
+/* unit_cluster.c -- three voters of one group in this process, each a
+** real group (src/group.c) on its own WAL directory, driven through the
+** Raft driver's public calls (group_recv, group_tick, group_drive,
+** group_synced) as server.c drives them; the test is the transport: it
+** carries every message, and cuts a node off or brings it back.  What is
+** checked comes from Raft's guarantees (paper section 5): an append
+** acknowledged by the leader is on every node once they hear from each
+** other, in the same order (equal state digests and equal bytes); a
+** proposal whose entry a new leader replaced is answered 503, never 2xx;
+** a node restarted from its disk catches up. */
+
+#define UC_N 3 /* voters: node ids 1..3 */
+
+struct uc_msg {
+  struct raft_msg m;
+  struct buf rec;
+};
+
+struct uc_prop {
+  int status; /* 0: not answered yet */
+};
+
+static struct {
+  struct group *g[UC_N + 1];
+  char dir[UC_N + 1][64];
+  int cut[UC_N + 1]; /* 1: every message from or to it is dropped */
+  struct uc_msg *q;
+  size_t n_q, cap_q;
+  uint64_t delivered, dropped;
+} UC;
+
+static void uc_send(void *arg, struct group *g, const struct raft_msg *m,
+                    const void *records, size_t len) {
+  struct uc_msg *x;
+  (void)arg, (void)g;
+  if (UC.n_q == UC.cap_q) {
+    size_t cap = UC.cap_q ? UC.cap_q * 2 : 64;
+    x = (struct uc_msg *)realloc(UC.q, cap * sizeof(*x));
+    if (x == NULL) return;
+    UC.q = x;
+    UC.cap_q = cap;
+  }
+  x = &UC.q[UC.n_q++];
+  memset(x, 0, sizeof(*x));
+  x->m = *m;
+  buf_append(&x->rec, records, len);
+}
+
+static struct group *uc_open(int node) {
+  struct group_cluster cl;
+  char err[URSULA_ERRMSG_LEN];
+  struct group *g = group_new(0, 0, NULL);
+  int k;
+  memset(&cl, 0, sizeof(cl));
+  cl.cluster_id = 7;
+  cl.node = (uint64_t)node;
+  for (k = 0; k < UC_N; k++) cl.voters[k] = (uint64_t)(k + 1);
+  cl.n_voters = UC_N;
+  cl.send = uc_send;
+  if (g == NULL || group_join(g, &cl) != URSULA_OK ||
+      group_open_wal(g, UC.dir[node], 0, 1 << 20, UINT64_MAX / 4, err) !=
+          URSULA_OK) {
+    printf("# node %d: %s\n", node, g ? err : "no memory");
+    group_free(g);
+    return NULL;
+  }
+  return g;
+}
+
+/* One round: deliver what was sent before it (or drop it), tick every
+** node when asked, then each node's end of turn: drive, and a sync done
+** at once. */
+static void uc_round(int tick) {
+  size_t i, n = UC.n_q;
+  int k;
+  for (i = 0; i < n; i++) {
+    struct uc_msg *x = &UC.q[i];
+    int from = (int)x->m.from, to = (int)x->m.to;
+    if (to >= 1 && to <= UC_N && UC.g[to] != NULL && !UC.cut[from] &&
+        !UC.cut[to]) {
+      group_recv(NULL, UC.g[to], &x->m, x->rec.ptr, x->rec.len);
+      UC.delivered++;
+    } else {
+      UC.dropped++;
+    }
+    buf_free(&x->rec);
+  }
+  if (n > 0) memmove(UC.q, UC.q + n, (UC.n_q - n) * sizeof(*UC.q));
+  UC.n_q -= n;
+  for (k = 1; k <= UC_N; k++) {
+    struct group *g = UC.g[k];
+    int fd;
+    if (g == NULL) continue;
+    if (tick) group_tick(NULL, g);
+    fd = group_drive(NULL, g);
+    if (fd >= 0) group_synced(NULL, g, os_fs()->sync(fd) != 0 ? errno : 0);
+  }
+}
+
+/* The one leader among the nodes not cut off, or 0. */
+static int uc_leader(void) {
+  int k, who = 0;
+  for (k = 1; k <= UC_N; k++)
+    if (UC.g[k] != NULL && !UC.cut[k] && UC.g[k]->raft.role == RAFT_LEADER)
+      who = who == 0 ? k : -1;
+  return who > 0 ? who : 0;
+}
+
+static int uc_elect(void) {
+  int r, who = 0;
+  for (r = 0; r < 400 && (who = uc_leader()) == 0; r++) uc_round(1);
+  return who;
+}
+
+static void uc_done(struct core *c, struct group *g,
+                    const struct stream_result *r, void *arg) {
+  (void)c, (void)g;
+  ((struct uc_prop *)arg)->status = r->status;
+}
+
+static void uc_propose(int node, int type, const char *data,
+                       struct uc_prop *p) {
+  struct cmd m;
+  memset(&m, 0, sizeof(m));
+  m.type = type;
+  m.time_ms = 1700000000000ULL;
+  m.path = util_str("/s");
+  m.content_type = util_str("text/plain");
+  m.flags = type == CMD_CREATE ? CMD_F_CT : 0;
+  m.data = util_str(data);
+  p->status = 0;
+  group_propose(NULL, UC.g[node], &m, uc_done, p);
+}
+
+/* Rounds (with ticks) until every proposal of p[0..n) is answered. */
+static int uc_wait(struct uc_prop *p, int n) {
+  int r, i, left = n;
+  for (r = 0; r < 400 && left > 0; r++) {
+    uc_round(1);
+    for (left = 0, i = 0; i < n; i++) left += p[i].status == 0;
+  }
+  return left == 0;
+}
+
+/* The bytes of /s on node k ("" if it has no such stream). */
+static void uc_bytes(int k, struct buf *out) {
+  struct stream *s = stream_find(&UC.g[k]->sm, util_str("/s"));
+  out->len = 0;
+  buf_append(out, "", 0);
+  if (s != NULL) stream_read(&UC.g[k]->sm, s, s->base, s->tail, out);
+}
+
+/* Rounds until every node not cut off has applied the leader's commit
+** and all have equal digests; whether they got there. */
+static int uc_settle(void) {
+  int r, k;
+  for (r = 0; r < 400; r++) {
+    uint64_t d0 = 0, d = 0, a0 = 0;
+    int same = 1, lead = uc_leader();
+    uc_round(1);
+    if (lead == 0) continue;
+    for (k = 1; k <= UC_N && same; k++) {
+      struct group *g = UC.g[k];
+      if (g == NULL || UC.cut[k]) continue;
+      if (stream_digest(&g->sm, &d) != URSULA_OK) same = 0;
+      if (a0 == 0) {
+        a0 = g->applied_index;
+        d0 = d;
+      } else if (g->applied_index != a0 || d != d0) {
+        same = 0;
+      }
+    }
+    if (same && a0 == UC.g[lead]->commit) return 1;
+  }
+  return 0;
+}
+
+static int uc_all_bytes(const char *want) {
+  struct buf b;
+  int k, ok = 1;
+  memset(&b, 0, sizeof(b));
+  for (k = 1; k <= UC_N; k++) {
+    if (UC.g[k] == NULL) continue;
+    uc_bytes(k, &b);
+    if (strcmp(b.ptr, want) != 0) {
+      printf("# node %d holds \"%s\", want \"%s\"\n", k, b.ptr, want);
+      ok = 0;
+    }
+  }
+  buf_free(&b);
+  return ok;
+}
+
+static void test_cluster_group(void) {
+  struct uc_prop p[64];
+  struct buf want;
+  char data[32], cmd[256];
+  int k, i, lead, old, follower, n_ok = 0;
+  memset(&UC, 0, sizeof(UC));
+  memset(&want, 0, sizeof(want));
+  buf_append(&want, "", 0);
+  for (k = 1; k <= UC_N; k++) {
+    snprintf(UC.dir[k], sizeof(UC.dir[k]), "/tmp/ursula-unit-cl%d-XXXXXX", k);
+    ASSERT(mkdtemp(UC.dir[k]) != NULL);
+    if ((UC.g[k] = uc_open(k)) == NULL) unit_failed++;
+  }
+  if (UC.g[1] == NULL || UC.g[2] == NULL || UC.g[3] == NULL) goto out;
+  /* an election; then the leader's appends reach every node */
+  lead = uc_elect();
+  ASSERT(lead != 0);
+  if (lead == 0) goto out;
+  uc_propose(lead, CMD_CREATE, "", &p[0]);
+  for (i = 1; i <= 20; i++) {
+    snprintf(data, sizeof(data), "a%d,", i);
+    uc_propose(lead, CMD_APPEND, data, &p[i]);
+    if (i % 5 == 0) uc_round(0); /* several batches */
+  }
+  ASSERT(uc_wait(p, 21));
+  ASSERT(p[0].status == 201);
+  for (i = 1; i <= 20; i++) {
+    ASSERT(p[i].status == 204);
+    snprintf(data, sizeof(data), "a%d,", i);
+    buf_append(&want, data, strlen(data));
+  }
+  ASSERT(uc_settle());
+  ASSERT(uc_all_bytes(want.ptr));
+  /* the leader is cut off with proposals of its own in hand: they can
+  ** not commit; the others elect a leader, whose appends commit; once
+  ** back, the old leader's entries are replaced, its proposals answered
+  ** 503 (never 2xx), and it holds what the others hold */
+  old = lead;
+  UC.cut[old] = 1;
+  for (i = 0; i < 3; i++) {
+    snprintf(data, sizeof(data), "lost%d,", i);
+    uc_propose(old, CMD_APPEND, data, &p[30 + i]);
+  }
+  uc_round(0);
+  lead = uc_elect();
+  ASSERT(lead != 0 && lead != old);
+  if (lead == 0 || lead == old) goto out;
+  for (i = 0; i < 5; i++) {
+    snprintf(data, sizeof(data), "b%d,", i);
+    uc_propose(lead, CMD_APPEND, data, &p[40 + i]);
+  }
+  ASSERT(uc_wait(p + 40, 5));
+  for (i = 0; i < 5; i++) {
+    ASSERT(p[40 + i].status == 204);
+    snprintf(data, sizeof(data), "b%d,", i);
+    buf_append(&want, data, strlen(data));
+  }
+  UC.cut[old] = 0;
+  ASSERT(uc_wait(p + 30, 3));
+  for (i = 0; i < 3; i++) {
+    if (p[30 + i].status == 204) n_ok++;
+    ASSERT(p[30 + i].status == 503);
+  }
+  ASSERT(n_ok == 0);
+  ASSERT(uc_settle());
+  ASSERT(uc_all_bytes(want.ptr));
+  /* a follower restarts from its disk (its state comes back through the
+  ** leader's commit) and catches up with appends made while it was down */
+  follower = lead % UC_N + 1;
+  group_free(UC.g[follower]);
+  UC.g[follower] = NULL;
+  for (i = 0; i < 4; i++) {
+    snprintf(data, sizeof(data), "c%d,", i);
+    uc_propose(lead, CMD_APPEND, data, &p[50 + i]);
+  }
+  ASSERT(uc_wait(p + 50, 4)); /* a majority without it */
+  for (i = 0; i < 4; i++) {
+    ASSERT(p[50 + i].status == 204);
+    snprintf(data, sizeof(data), "c%d,", i);
+    buf_append(&want, data, strlen(data));
+  }
+  UC.g[follower] = uc_open(follower);
+  ASSERT(UC.g[follower] != NULL);
+  ASSERT(uc_settle());
+  ASSERT(uc_all_bytes(want.ptr));
+out:
+  for (k = 1; k <= UC_N; k++) {
+    group_free(UC.g[k]);
+    UC.g[k] = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", UC.dir[k]);
+    if (system(cmd) != 0) printf("# could not remove %s\n", UC.dir[k]);
+  }
+  while (UC.n_q > 0) buf_free(&UC.q[--UC.n_q].rec);
+  free(UC.q);
+  buf_free(&want);
+}
+
+static const struct unit_case unit_cluster_cases[] = {
+    {"cluster_group", test_cluster_group},
+    {NULL, NULL}};
