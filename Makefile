@@ -26,7 +26,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 .PHONY: all amalgamate check-amalgamation check-symbols check-layers test-split test-flags \
         test-unit test-blackbox test-damage test-crash test-conformance test-conformance-wal \
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
-        test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean \
+        test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm
 
 all: ursula
@@ -110,7 +110,7 @@ test-unit: test/unit test/unit-poll test/unit-nothreads
 # per planted bug of src/raft.c (-DRAFT_PLANT=n, the table at its top)
 # must see the case unit_raft.c names for that bug fail; built without a
 # plant, every Raft case must pass.  Two at a time.
-RAFT_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27
+RAFT_PLANTS = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
 RAFT_PLANT_RUN = $(CC) $(WARN) -O0 -g -DRAFT_PLANT=$$p test/raft_plants.c \
 	  -o build/plants/unit-$$p $(LDLIBS) && ./build/plants/unit-$$p
 test-raft-plants: test/raft_plants.c test/unit.h test/unit_raft.c src/raft.c src/util.c src/internal.h
@@ -206,6 +206,11 @@ test-sim-bugs: $(SIM_DEPS)
 test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
 
+# Three real nodes' peer links (issue 14): up, refused with the cause,
+# down on kill -9 and up again; bad cluster flags exit 2.
+test-cluster: ursula
+	bash test/cluster.sh ./ursula
+
 # The whole server under ASan and UBSan (aborting on any finding), driven
 # by the crash test and the conformance suite with the WAL.
 build/ursula-asan: ursula.c ursula.h
@@ -220,6 +225,7 @@ build/ursula-asan-cold: ursula.c ursula.h
 
 test-asan: build/ursula-asan build/ursula-asan-cold
 	URSULA_BIN=build/ursula-asan URSULA_SANITIZED=1 bash test/blackbox.sh
+	bash test/cluster.sh build/ursula-asan
 	bash test/crash.sh build/ursula-asan 3
 	COLD_BIN=build/ursula-asan-cold bash test/cold.sh dir
 	@d=$$(mktemp -d) && URSULA_BIN=build/ursula-asan sh test/conformance/run.sh \
@@ -308,7 +314,7 @@ test-conformance-cold: ursula
 # $(CC), ASan and UBSan and a plain main (test/fuzz/driver.c) and replays
 # every seed and regression input once: seconds, no libFuzzer needed.
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES = http_head http_chunked query json conf cmd snapshot wal snapfile cold s3
+FUZZ_HARNESSES = http_head http_chunked query json conf cmd snapshot wal snapfile cold s3 peer
 FUZZ_CFLAGS = $(WARN) -g -O1 -DURSULA_ENABLE_MAIN=0
 FUZZ_REGRESS_CFLAGS = $(WARN) -g -O0 -DURSULA_ENABLE_MAIN=0 # (compiles faster)
 FUZZ_DEPS = test/fuzz/fuzz.h ursula.c ursula.h
@@ -354,7 +360,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 	./build/fuzz-seeds test/fuzz/corpus
 
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
-      test-raft-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-damage test-crash test-conformance \
+      test-raft-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-cluster test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-asan
 	@echo "make test: all passed"

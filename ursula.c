@@ -921,19 +921,19 @@ URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
                              uint64_t index, void *rec, size_t n);
 /* Entry records outside a log (Raft's AppendEntries carries them between
-** nodes verbatim, CRC and all).  wal_record_put() appends entry e as a
+** nodes verbatim, CRC and all): wal_record_put() appends entry e as a
 ** record to out: URSULA_OK, URSULA_EINVAL (not an entry type, too large),
-** URSULA_ENOMEM.  wal_record_get() reads the record p[0..avail) starts
-** with into *e (e->data points into p): its size, or 0 if p does not
-** start with a whole entry record whose CRC checks. */
+** URSULA_ENOMEM.  wal_record_check() reads one back. */
 URSULA_PRIVATE URSULA_UNUSED int wal_record_put(struct buf *out,
                                                 const struct wal_entry *e);
-URSULA_PRIVATE URSULA_UNUSED size_t wal_record_get(const void *p,
-                                                   size_t avail,
-                                                   struct wal_entry *e);
 URSULA_PRIVATE URSULA_UNUSED void wal_hard_payload(void *payload,
                                                    uint64_t term,
                                                    uint64_t vote);
+/* Whether p[0..avail) starts with a whole, valid entry record (CMD, NOOP
+** or CONF, CRC checked): URSULA_OK with the entry in *e (e->data points
+** into p) and the record's size in *size; else URSULA_ECORRUPT. */
+URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
+                                    struct wal_entry *e, size_t *size);
 /* Append bytes [off, off + len) of the payload of durable entry index to
 ** out.  The whole record is read and its CRC checked on every read (the
 ** last record read is kept, so reading a large entry piece by piece reads
@@ -1224,6 +1224,9 @@ struct raft_config {
                                   no (0: no cap) */
   unsigned trail_cap;          /* term runs the core remembers */
   unsigned read_cap;           /* read barriers queued at the leader */
+  unsigned commit_notify;      /* 1: a leader tells the followers a new
+                                  commit index at once (heartbeats), not
+                                  at its next tick */
   struct env *env;             /* env->random draws the timeouts */
   /* The size in bytes of entry index of this node's log (any index in
   ** (first - 1, last]); NULL: every entry counts 0 bytes. */
@@ -1252,6 +1255,7 @@ struct raft_peer {
   int vote;            /* this election: 1 granted, -1 refused, 0 not yet */
   uint64_t snap_index; /* SNAPSHOTTING: the snapshot's index */
   uint64_t read_ack;   /* the highest read sequence it confirmed */
+  uint64_t told;       /* the commit index a heartbeat last told it */
   uint64_t *infl_last, *infl_bytes; /* ring: last index, bytes */
   unsigned infl_head, infl_n;
   uint64_t infl_total; /* bytes in flight */
@@ -1320,6 +1324,158 @@ URSULA_PRIVATE URSULA_UNUSED int raft_step(struct raft *r,
 /* The term of entry index, if the core knows it: 1 and *term, else 0. */
 URSULA_PRIVATE URSULA_UNUSED int raft_term_at(const struct raft *r,
                                               uint64_t index, uint64_t *term);
+
+/* ------------------------------------------------------------------ peer.c
+** The transport between nodes of a cluster: one outbound TCP connection
+** per (ordered node pair, core), frames of batched Raft messages (wire
+** format and rules at the top of peer.c).  A node's peer object has one
+** part per core; each part is touched only by its core's thread. */
+#define PEER_MAX_FRAME (64u << 20) /* bytes of a frame's body */
+#define PEER_HEADER 12             /* bytes of a frame's header */
+#define PEER_HELLO_BODY 52         /* bytes of a HELLO's body */
+#define PEER_MAX_NODES 5
+enum { PEER_HELLO = 1, PEER_BATCH = 2, PEER_SNAP_CHUNK = 3 };
+enum { PEER_ITEM_RAFT = 1, PEER_ITEM_FWD = 2, PEER_ITEM_FWD_REPLY = 3 };
+/* PEER_ITEM_FWD_REPLY outcomes */
+enum { PEER_FWD_ACCEPTED = 0, PEER_FWD_REFUSED = 1 };
+
+struct peer_hello {
+  uint64_t cluster_id, from, to;
+  uint32_t core, cores, groups;
+  uint64_t boot_id;
+};
+/* One frame in a byte stream: its kind and body (a view into the input). */
+struct peer_frame {
+  int kind;
+  const unsigned char *body;
+  size_t len;
+};
+/* One RAFT item of a BATCH: msg with cluster_id and to filled in from the
+** HELLO; for an APPEND, msg.n WAL records (checked) in records[0..len). */
+struct peer_item {
+  int kind;
+  int group;
+  struct raft_msg msg;
+  const unsigned char *records; /* RAFT: records; FWD: the command */
+  size_t len;
+  uint64_t req;         /* FWD, FWD_REPLY: the forwarder's request id */
+  int outcome;          /* FWD_REPLY: PEER_FWD_* */
+  uint64_t term, index; /* FWD_REPLY, accepted: where the leader put it */
+};
+struct peer_snap {
+  int group;
+  uint64_t term, snap_index, snap_term, offset, total;
+  int last;
+  const unsigned char *data;
+  size_t len;
+};
+
+/* The codec.  Encoders append to b (URSULA_OK or URSULA_ENOMEM); decoders
+** never read past their input and return URSULA_OK, URSULA_EAGAIN (a
+** frame: need more bytes) or URSULA_ECORRUPT with *why (a static string
+** for the log: a protocol error). */
+URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h);
+URSULA_PRIVATE int peer_item_put(struct buf *b, int group,
+                                 const struct raft_msg *m, const void *records,
+                                 size_t len);
+/* Any decoded item again, as peer_item_get() read it (tests, fuzzing). */
+URSULA_PRIVATE URSULA_UNUSED int peer_item_encode(struct buf *b,
+                                                  const struct peer_item *it);
+/* Frame the items b[start..) (body of a BATCH; start = the offset the
+** caller reserved PEER_HEADER bytes at), and likewise any kind. */
+URSULA_PRIVATE int peer_frame_reserve(struct buf *b, size_t *start);
+URSULA_PRIVATE void peer_frame_seal(struct buf *b, size_t start, int kind);
+URSULA_PRIVATE URSULA_UNUSED int peer_snap_put(struct buf *b, const struct peer_snap *s);
+/* The frame at the start of p[0..n), whole: *used bytes are it. */
+URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
+                                  struct peer_frame *f, size_t *used,
+                                  const char **why);
+URSULA_PRIVATE int peer_hello_get(const struct peer_frame *f,
+                                  struct peer_hello *h, const char **why);
+/* The next item of a BATCH body at *p (< end), sent under HELLO h. */
+URSULA_PRIVATE int peer_item_get(const unsigned char **p,
+                                 const unsigned char *end,
+                                 const struct peer_hello *h,
+                                 struct peer_item *it, const char **why);
+URSULA_PRIVATE int peer_snap_get(const struct peer_frame *f,
+                                 const struct peer_hello *h,
+                                 struct peer_snap *s, const char **why);
+
+/* Callbacks, run on the thread of the core the connection belongs to:
+** one RAFT item, one SNAP_CHUNK (views valid during the call). */
+typedef void (*peer_raft_fn)(void *arg, int core, int group,
+                             const struct raft_msg *m, const void *records,
+                             size_t len);
+typedef void (*peer_snap_fn)(void *arg, int core, uint64_t from,
+                             const struct peer_snap *s);
+/* A FWD or FWD_REPLY item from node `from` (views valid during the call). */
+typedef void (*peer_fwd_fn)(void *arg, int core, uint64_t from,
+                            const struct peer_item *it);
+struct peer_node {
+  int id;
+  char host[256];
+  int port;
+};
+struct peer_config {
+  uint64_t cluster_id; /* peer_cluster_hash() of the cluster's name */
+  int node_id;
+  int n_nodes; /* every member, this node included */
+  struct peer_node nodes[PEER_MAX_NODES];
+  char listen_host[256]; /* this node's peer listener */
+  int listen_port;       /* 0: any free port (tests) */
+  char bind_host[256];   /* source address of outbound connections */
+  int n_cores, n_groups;
+  struct env *env; /* NULL: env_real() */
+  peer_raft_fn on_raft;
+  peer_snap_fn on_snap;
+  peer_fwd_fn on_fwd;
+  void *arg;
+};
+/* What one link (this core and node) did; in counters are of the
+** connections that node's same core opened to this one. */
+struct peer_link_stats {
+  int up;
+  uint64_t frames_out, bytes_out, items_out, dropped;
+  uint64_t frames_in, bytes_in, items_in;
+};
+struct peer;
+/* FNV-1a 64 of a cluster's name: the cluster id HELLO carries. */
+URSULA_PRIVATE uint64_t peer_cluster_hash(const char *name);
+/* Bind the listener and set up the cores' parts; loops[i] is core i's
+** loop (not yet running, or this is its thread).  Nothing is dialed
+** until peer_start. */
+URSULA_PRIVATE int peer_open(struct peer **out, const struct peer_config *cfg,
+                             struct loop **loops, char *err);
+URSULA_PRIVATE URSULA_UNUSED int peer_port(const struct peer *p);
+/* Change a node's port before peer_start (tests: ports from the kernel). */
+URSULA_PRIVATE URSULA_UNUSED void peer_set_port(struct peer *p, int node_id, int port);
+/* Resolve the nodes' addresses and arm every core's dials.  Call before
+** the loops run. */
+URSULA_PRIVATE int peer_start(struct peer *p, char *err);
+/* Close every socket and free p (the loops are stopped, or this is the
+** thread of every one: tests). */
+URSULA_PRIVATE void peer_close(struct peer *p);
+/* On core's thread: queue a RAFT item for node; URSULA_OK, or
+** URSULA_EAGAIN: dropped and counted (the link is down or its output
+** over the cap); URSULA_EINVAL: no such node. */
+URSULA_PRIVATE URSULA_UNUSED int peer_send(struct peer *p, int core, int node_id, int group,
+                             const struct raft_msg *m, const void *records,
+                             size_t len);
+/* On core's thread: queue a FWD item (a write forwarded to the leader:
+** cmd[0..len) an encoded command) or a FWD_REPLY for node; as
+** peer_send. */
+URSULA_PRIVATE URSULA_UNUSED int peer_forward(struct peer *p, int core,
+                                              int node_id, int group,
+                                              uint64_t req, const void *cmd,
+                                              size_t len);
+URSULA_PRIVATE URSULA_UNUSED int peer_fwd_reply(struct peer *p, int core,
+                                                int node_id, int group,
+                                                uint64_t req, int outcome,
+                                                uint64_t term, uint64_t index);
+/* At the end of core's turn: one frame per destination. */
+URSULA_PRIVATE void peer_flush(struct peer *p, int core);
+URSULA_PRIVATE URSULA_UNUSED void peer_stats(const struct peer *p, int core, int node_id,
+                               struct peer_link_stats *out);
 
 /* ---------------------------------------------------------------- stream.c
 ** The state machine of one group: its streams, and the apply function. */
@@ -1541,6 +1697,12 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
                                    char **argv, char *err);
 URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
 URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
+
+/* The cluster settings together: --peer and --node-id need each other,
+** the node is a member, 1, 3 or 5 members.  URSULA_OK or URSULA_EINVAL
+** with the reason in err. */
+URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
+                                      char *err);
 
 /* ------------------------------------------------------------------ cold.c
 ** The cold tier: chunk objects in S3 or a folder (names and format in
@@ -1812,11 +1974,22 @@ URSULA_PRIVATE void group_free(struct group *g);
 typedef void (*group_send_fn)(void *arg, struct group *g,
                               const struct raft_msg *m, const void *records,
                               size_t len);
+/* forward(arg, g, to, req, cmd, len): a client's write, the command
+** encoded (cmd.c), to the leader `to` (URSULA_OK, or not sent: the link
+** is down or full); reply(arg, g, to, req, accepted,
+** term, index): the leader's answer to forward `req` of node `to`. */
+typedef int (*group_forward_fn)(void *arg, struct group *g, uint64_t to,
+                                uint64_t req, const void *cmd, size_t len);
+typedef void (*group_reply_fn)(void *arg, struct group *g, uint64_t to,
+                               uint64_t req, int accepted, uint64_t term,
+                               uint64_t index);
 struct group_cluster {
   uint64_t cluster_id, node;
   uint64_t voters[RAFT_MAX_VOTERS];
   unsigned n_voters;
   group_send_fn send;
+  group_forward_fn forward; /* NULL: writes on a follower get 503 */
+  group_reply_fn reply;
   void *arg;
 };
 /* Make g a voter of a cluster (before group_open_wal(); a cluster's
@@ -1829,6 +2002,19 @@ URSULA_PRIVATE URSULA_UNUSED int group_join(struct group *g,
 URSULA_PRIVATE URSULA_UNUSED void group_recv(struct core *c, struct group *g,
                                              const struct raft_msg *m,
                                              const void *records, size_t len);
+/* A forwarded write for g from node `from` (cmd[0..len), borrowed), and
+** the leader's reply to this node's forward `req`.  On g's owner. */
+URSULA_PRIVATE URSULA_UNUSED void group_recv_forward(struct core *c,
+                                                     struct group *g,
+                                                     uint64_t from,
+                                                     uint64_t req,
+                                                     const void *cmd,
+                                                     size_t len);
+URSULA_PRIVATE URSULA_UNUSED void group_recv_reply(struct core *c,
+                                                   struct group *g,
+                                                   uint64_t req, int accepted,
+                                                   uint64_t term,
+                                                   uint64_t index);
 /* One tick of g's clock: GROUP_TICK_MS of the node's time passed (a
 ** cluster's groups only; a single voter needs none). */
 #define GROUP_TICK_MS 100
@@ -2280,6 +2466,8 @@ struct core {
   ** written by its own thread, read by every core (conn_backlogged) */
   int64_t out_pending;
   struct loop_timer sweep_timer;
+  struct loop_timer tick_timer; /* Raft ticks of its groups (a cluster) */
+  uint64_t peer_in; /* Raft messages peers sent it (not yet fed to Raft) */
   int listening;
   int draining;
   int drained;
@@ -2308,6 +2496,7 @@ struct ursula_server {
   int n_drained;
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
+  struct peer *peer;         /* the links to the other nodes, or NULL */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which
@@ -4917,7 +5106,10 @@ enum {
   CONF_T_I64,     /* int64_t field, range [min, max] */
   CONF_T_LISTEN,  /* listen_host + listen_port */
   CONF_T_PATH,    /* char[URSULA_PATH_LEN] field; "" allowed */
-  CONF_T_LEVEL    /* int 0..3, or a level name */
+  CONF_T_LEVEL,   /* int 0..3, or a level name */
+  CONF_T_PEER,    /* one more member: N=HOST:PORT (peers[], peer_count) */
+  CONF_T_PEER_LISTEN, /* peer_listen_host + peer_listen_port */
+  CONF_T_NAME         /* char[65]: 1-64 of [A-Za-z0-9._-] */
 };
 
 struct conf_key {
@@ -5036,6 +5228,20 @@ static const struct conf_key conf_keys[] = {
     {"cold-cache-bytes", NULL, CONF_T_I64, CONF_OFF(cold_cache_bytes), 0,
      INT64_C(1099511627776), "N",
      "chunks read back from the cold tier kept in memory (all cores)"},
+    {"node-id", NULL, CONF_T_INT, CONF_OFF(node_id), 0, 255, "N",
+     "this node's id in a cluster (needs --peer); it must be one of the "
+     "--peer entries; 0 = none"},
+    {"peer", NULL, CONF_T_PEER, CONF_OFF(peers), 1, 255, "N=HOST:PORT",
+     "a member of the cluster and the address it listens on for its "
+     "peers; give one per member, this node included (1, 3 or 5 "
+     "members: Raft here runs 1, 3 or 5 voters); without any, a single "
+     "node; an empty value clears the list"},
+    {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
+     "listen for peers here instead of at this node's own --peer address "
+     "(which the others dial); empty = there"},
+    {"cluster-id", NULL, CONF_T_NAME, CONF_OFF(cluster_id), 1, 64, "NAME",
+     "the cluster's name, 1-64 of A-Z a-z 0-9 . _ -; nodes of another "
+     "cluster refuse each other"},
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -5081,9 +5287,10 @@ static const char *conf_show_more(const char *v) {
   return strlen(v) > CONF_SHOW_MAX ? "..." : "";
 }
 
-/* Parse "HOST:PORT" or "[ADDR]:PORT" into cfg's listen fields. */
-static int conf_set_listen(struct ursula_config *cfg, struct str key,
-                           const char *v, char *err) {
+/* Parse "HOST:PORT" or "[ADDR]:PORT" into out_host[0..256) and *out_port
+** (min_port..65535). */
+static int conf_parse_hostport(struct str key, const char *v, char *out_host,
+                               int *out_port, uint64_t min_port, char *err) {
   const char *host, *port, *sep;
   size_t host_len, i;
   uint64_t p;
@@ -5115,9 +5322,9 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
   if (host_len == 0)
     return conf_fail(err, "%.*s: empty host in \"%.*s%s\"", (int)key.len,
                      key.ptr, conf_show_len(v), v, conf_show_more(v));
-  if (host_len >= sizeof(cfg->listen_host))
-    return conf_fail(err, "%.*s: host longer than %u bytes", (int)key.len,
-                     key.ptr, (unsigned)(sizeof(cfg->listen_host) - 1));
+  if (host_len >= 256)
+    return conf_fail(err, "%.*s: host longer than 255 bytes", (int)key.len,
+                     key.ptr);
   for (i = 0; i < host_len; i++) {
     unsigned char c = (unsigned char)host[i];
     if (c <= ' ' || c == 0x7f || c == '[' || c == ']')
@@ -5125,13 +5332,97 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
                        (int)key.len, key.ptr, conf_show_len(v), v,
                        conf_show_more(v));
   }
-  if (util_parse_u64(util_str(port), 65535, &p) != 0)
+  if (util_parse_u64(util_str(port), 65535, &p) != 0 || p < min_port)
     return conf_fail(
-        err, "%.*s: expected a port from 0 to 65535, got \"%.*s%s\"",
-        (int)key.len, key.ptr, conf_show_len(port), port, conf_show_more(port));
-  memcpy(cfg->listen_host, host, host_len);
-  cfg->listen_host[host_len] = '\0';
-  cfg->listen_port = (int)p;
+        err, "%.*s: expected a port from %d to 65535, got \"%.*s%s\"",
+        (int)key.len, key.ptr, (int)min_port, conf_show_len(port), port,
+        conf_show_more(port));
+  memcpy(out_host, host, host_len);
+  out_host[host_len] = '\0';
+  *out_port = (int)p;
+  return URSULA_OK;
+}
+
+static int conf_set_listen(struct ursula_config *cfg, struct str key,
+                           const char *v, char *err) {
+  char host[256];
+  int port;
+  int rc = conf_parse_hostport(key, v, host, &port, 0, err);
+  if (rc != URSULA_OK) return rc;
+  memcpy(cfg->listen_host, host, sizeof(host));
+  cfg->listen_port = port;
+  return URSULA_OK;
+}
+
+/* One more member, "N=HOST:PORT": an id 1..255 not given before, at most
+** URSULA_MAX_PEERS of them. */
+static int conf_add_peer(struct ursula_config *cfg, struct str key,
+                         const char *v, char *err) {
+  const char *eq = strchr(v, '=');
+  struct ursula_peer m;
+  uint64_t id;
+  int i, rc;
+  struct str ids;
+  if (v[0] == '\0') { /* clears the list */
+    cfg->peer_count = 0;
+    return URSULA_OK;
+  }
+  ids.ptr = v;
+  ids.len = eq != NULL ? (size_t)(eq - v) : 0;
+  if (eq == NULL || util_parse_u64(ids, 255, &id) != 0 || id < 1)
+    return conf_fail(err,
+                     "%.*s: expected N=HOST:PORT with a node id N from 1 to "
+                     "255, got \"%.*s%s\"",
+                     (int)key.len, key.ptr, conf_show_len(v), v,
+                     conf_show_more(v));
+  memset(&m, 0, sizeof(m));
+  m.id = (int)id;
+  if ((rc = conf_parse_hostport(key, eq + 1, m.host, &m.port, 1, err)) !=
+      URSULA_OK)
+    return rc;
+  for (i = 0; i < cfg->peer_count; i++)
+    if (cfg->peers[i].id == m.id)
+      return conf_fail(err, "%.*s: node id %d is given twice", (int)key.len,
+                       key.ptr, m.id);
+  if (cfg->peer_count >= URSULA_MAX_PEERS)
+    return conf_fail(err,
+                     "%.*s: more than %d members; Raft here runs 1, 3 or 5 "
+                     "voters",
+                     (int)key.len, key.ptr, URSULA_MAX_PEERS);
+  cfg->peers[cfg->peer_count++] = m;
+  return URSULA_OK;
+}
+
+static int conf_set_peer_listen(struct ursula_config *cfg, struct str key,
+                                const char *v, char *err) {
+  char host[256];
+  int port = 0, rc;
+  host[0] = '\0';
+  if (v[0] != '\0' &&
+      (rc = conf_parse_hostport(key, v, host, &port, 0, err)) != URSULA_OK)
+    return rc;
+  memcpy(cfg->peer_listen_host, host, sizeof(host));
+  cfg->peer_listen_port = port;
+  return URSULA_OK;
+}
+
+/* A name of 1..max bytes of [A-Za-z0-9._-]. */
+static int conf_set_name(char *field, const struct conf_key *k,
+                         struct str key, const char *v, char *err) {
+  size_t len = strlen(v), i;
+  for (i = 0; i < len; i++) {
+    char c = v[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      break;
+  }
+  if (len < k->min || len > k->max || i < len)
+    return conf_fail(err,
+                     "%.*s: expected 1 to %u of A-Z a-z 0-9 . _ -, got "
+                     "\"%.*s%s\"",
+                     (int)key.len, key.ptr, (unsigned)k->max, conf_show_len(v),
+                     v, conf_show_more(v));
+  memcpy(field, v, len + 1);
   return URSULA_OK;
 }
 
@@ -5144,6 +5435,12 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
   switch (k->type) {
     case CONF_T_LISTEN:
       return conf_set_listen(cfg, key, v, err);
+    case CONF_T_PEER:
+      return conf_add_peer(cfg, key, v, err);
+    case CONF_T_PEER_LISTEN:
+      return conf_set_peer_listen(cfg, key, v, err);
+    case CONF_T_NAME:
+      return conf_set_name(field, k, key, v, err);
     case CONF_T_PATH:
       len = strlen(v);
       if (len > k->max)
@@ -5213,7 +5510,22 @@ static void conf_format(const struct ursula_config *cfg,
         snprintf(out, cap, "%s:%d", cfg->listen_host, cfg->listen_port);
       break;
     case CONF_T_PATH:
+    case CONF_T_NAME:
       snprintf(out, cap, "%s", field);
+      break;
+    case CONF_T_PEER: /* one line per member: the first here */
+      if (cfg->peer_count == 0)
+        snprintf(out, cap, "%s", "");
+      else
+        snprintf(out, cap, "%d=%s:%d", cfg->peers[0].id, cfg->peers[0].host,
+                 cfg->peers[0].port);
+      break;
+    case CONF_T_PEER_LISTEN:
+      if (cfg->peer_listen_host[0] == '\0')
+        snprintf(out, cap, "%s", "");
+      else
+        snprintf(out, cap, "%s:%d", cfg->peer_listen_host,
+                 cfg->peer_listen_port);
       break;
     case CONF_T_I64:
       snprintf(out, cap, "%lld",
@@ -5252,6 +5564,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->snapshot_bytes = URSULA_DEFAULT_SNAPSHOT_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
+  snprintf(cfg->cluster_id, sizeof(cfg->cluster_id), "ursula");
 }
 
 /* On failure *cfg is unchanged: every setter validates before it stores. */
@@ -5391,6 +5704,51 @@ URSULA_API int ursula_config_load(struct ursula_config *cfg, const char *path,
   return URSULA_OK;
 }
 
+/* ------------------------------------------------------------ cluster */
+
+/* The cluster settings taken together (each key alone was checked when it
+** was set): --peer needs --node-id and the other way round, the node is
+** one of the peers, there are 1, 3 or 5 members, and more than one needs
+** --wal-dir and no cold tier (not built for a cluster yet). */
+URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
+                                      char *err) {
+  int i, found = 0;
+  if (cfg->peer_count == 0 && cfg->node_id == 0) {
+    if (cfg->peer_listen_host[0] != '\0')
+      return conf_fail(err, "peer-listen: needs --peer and --node-id");
+    return URSULA_OK;
+  }
+  if (cfg->node_id == 0)
+    return conf_fail(err,
+                     "peer: needs --node-id N (which of the members this "
+                     "node is)");
+  if (cfg->peer_count == 0)
+    return conf_fail(err,
+                     "node-id: needs --peer N=HOST:PORT, one per member, "
+                     "this node included");
+  for (i = 0; i < cfg->peer_count; i++)
+    if (cfg->peers[i].id == cfg->node_id) found = 1;
+  if (!found)
+    return conf_fail(err, "node-id: %d is not among the --peer entries",
+                     cfg->node_id);
+  if (cfg->peer_count != 1 && cfg->peer_count != 3 && cfg->peer_count != 5)
+    return conf_fail(err,
+                     "peer: %d members; Raft here runs 1, 3 or 5 voters",
+                     cfg->peer_count);
+  if (cfg->peer_count > 1 &&
+      (cfg->cold_dir[0] != '\0' || cfg->s3_endpoint[0] != '\0'))
+    return conf_fail(err,
+                     "peer: the cold tier (--cold-dir, --s3-endpoint) does "
+                     "not run in a cluster yet (only a group's leader may "
+                     "move data and delete objects; that step is not built)");
+  if (cfg->peer_count > 1 && cfg->wal_dir[0] == '\0')
+    return conf_fail(err,
+                     "peer: a cluster needs --wal-dir DIR (an append is "
+                     "acknowledged once a majority of the nodes hold it in "
+                     "their logs)");
+  return URSULA_OK;
+}
+
 /* ------------------------------------------------------------ flags */
 
 /* The command line is walked three times, so that its meaning does not
@@ -5446,6 +5804,8 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       }
     }
   }
+  if (conf_check_cluster(&tmp, why) != URSULA_OK)
+    return conf_fail(err, "%s", why);
   *cfg = tmp;
   return CONF_RUN;
 }
@@ -5503,12 +5863,23 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
                 "        0..3 or error, warn, info, debug; default %s (%s)\n",
                 val, conf_level_names[def.log_level & 3]);
         break;
+      case CONF_T_PEER:
+        fprintf(f, "        node id 1..255; repeated; default none (a single "
+                   "node)\n");
+        break;
+      case CONF_T_PEER_LISTEN:
+        fprintf(f, "        default this node's own --peer address\n");
+        break;
+      case CONF_T_NAME:
+        fprintf(f, "        default %s\n", val);
+        break;
       default:
         fprintf(f, "        %llu..%llu; default %s%s\n",
                 (unsigned long long)k->min, (unsigned long long)k->max, val,
                 k->off == CONF_OFF(core_count) && def.core_count == 0
                     ? " (online CPUs)"
-                    : "");
+                : k->off == CONF_OFF(node_id) ? " (none)"
+                                              : "");
         break;
     }
   }
@@ -7459,17 +7830,23 @@ URSULA_PRIVATE int wal_record_put(struct buf *out, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE size_t wal_record_get(const void *p, size_t avail,
-                                     struct wal_entry *e) {
+/* Whether p[0..avail) starts with a whole, valid log entry record (CMD,
+** NOOP or CONF; the CRC checked): URSULA_OK and the entry in *e (e->data
+** points into p) and the record's size in *size, else URSULA_ECORRUPT.
+** For a transport that carries records verbatim (peer.c). */
+URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
+                                    struct wal_entry *e, size_t *size) {
   const unsigned char *r = (const unsigned char *)p;
   uint32_t n;
-  if (!wal_record_ok(r, avail, &n) || !wal_is_entry(r[8])) return 0;
+  if (!wal_record_ok(r, avail, &n) || !wal_is_entry(r[8]))
+    return URSULA_ECORRUPT;
   e->type = r[8];
   e->term = wal_get64(r + 16);
   e->index = wal_get64(r + 24);
   e->data = r + WAL_RECORD_HEADER;
   e->len = n;
-  return WAL_RECORD_HEADER + (size_t)n;
+  *size = WAL_RECORD_HEADER + (size_t)n;
+  return URSULA_OK;
 }
 
 /* ------------------------------------------------------------ paths */
@@ -9799,6 +10176,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 **   25  no byte window
 **   26  a node that lost its log follows leaders at once (no term poll)  sim
 **   27  LOST LOG polls a majority of the others (after 3T), not all
+**   28  a new commit index reaches the followers only with the next tick
 */
 
 
@@ -10199,6 +10577,7 @@ static void raft_send_heartbeat(struct raft *r, struct raft_out *out,
   a->msg.index = c;
   a->msg.log_term = t;
   a->msg.commit = RAFT_BUG(12) ? r->commit : c;
+  if (c > p->told) p->told = c;
   a->msg.last = r->commit; /* for a node that lost its log */
   a->msg.ctx = r->read_seq;
 }
@@ -10297,10 +10676,21 @@ static int raft_maybe_commit(struct raft *r, struct raft_out *out) {
 ** reads that waited for it. */
 static void raft_after_commit(struct raft *r, struct raft_out *out) {
   uint64_t t = 0;
+  size_t k, before = out->n;
+  int told = 0;
   if (!r->term_committed && raft_term_at(r, r->commit, &t) && t == r->term) {
     r->term_committed = 1;
-    raft_reads_start(r, out);
+    raft_reads_start(r, out); /* (a round of heartbeats, if reads wait) */
   }
+  for (k = before; k < out->n; k++)
+    told |= out->a[k].type == RAFT_SEND &&
+            out->a[k].msg.type == RAFT_MSG_HEARTBEAT;
+  /* the followers learn the new commit index now, not at the next
+  ** heartbeat tick: they apply, and answer their reads and the writes
+  ** they forwarded, a round trip after the leader (etcd: bcastAppend
+  ** after maybeCommit) */
+  if (!told && r->c.commit_notify && !RAFT_BUG(28))
+    raft_bcast_heartbeat(r, out);
 }
 
 /* ------------------------------------------------------------- election */
@@ -10336,6 +10726,7 @@ static void raft_become_leader(struct raft *r, struct raft_out *out) {
     p->match = 0;
     p->active = p->moved = 0;
     p->read_ack = 0;
+    p->told = 0;
     raft_peer_probe(r, p, r->last_index + 1);
   }
   if (!RAFT_BUG(5) && raft_trail_append(r, r->last_index + 1, r->term) == 0) {
@@ -10793,6 +11184,11 @@ static void raft_recv_append_resp(struct raft *r, struct raft_out *out,
   else if (p->state == RAFT_REPLICATE)
     raft_infl_free_to(r, p, p->match);
   if (raft_maybe_commit(r, out)) raft_after_commit(r, out);
+  /* a follower that acknowledged entries committed already (by the
+  ** others) learns so now, not at the next tick */
+  if ((p->match < r->commit ? p->match : r->commit) > p->told &&
+      r->c.commit_notify && !RAFT_BUG(28))
+    raft_send_heartbeat(r, out, p);
   raft_maybe_timeout_now(r, out, p);
   raft_pump(r, out, p);
 }
@@ -11363,6 +11759,1435 @@ URSULA_PRIVATE void raft_free(struct raft *r) {
 
 #undef RAFT_BUG
 /**** End src/raft.c ****/
+/**** Begin src/peer.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/peer.c"
+#endif
+/*
+** peer.c -- the transport between the nodes of a cluster (raft.md §3):
+** frames of batched Raft messages over TCP, one outbound connection per
+** (ordered node pair, core).
+**
+** CONNECTIONS.  Core k of node A dials node B and sends a HELLO naming
+** core k; from then on A only writes to that socket and B only reads it
+** (unidirectional: B's messages to A go on B's own connection to A, so an
+** asymmetric partition is one socket).  The dialer binds its own address
+** first (the source address is then this node's on a multi-address
+** loopback), connects without blocking, sets TCP_NODELAY, and while the
+** peer is down tries again after 100 ms doubling to 2 s, plus jitter
+** drawn from env->random.  A link is announced up (one log line) once its
+** socket has stayed open PEER_CONFIRM_MS after the HELLO went out: a peer
+** that refuses the HELLO closes it at once, and the dialer then logs the
+** refusal once per cause, not on every retry.  An idle link sends an
+** empty BATCH every PEER_KEEPALIVE_MS, so the listener knows which
+** connections are alive.
+**
+** The listener (one socket per node, at its own --peer address or
+** --peer-listen) accepts on core 0, reads exactly the HELLO (a deadline of
+** PEER_HELLO_MS), checks it and posts the socket to the core the HELLO
+** names, which reads its frames from then on.  Refused, with one log line
+** naming the cause: another cluster id, a `to` that is not this node, a
+** `from` that is not a configured peer or is this node, another count of
+** cores or groups, and a `from` whose same core is connected already,
+** alive, from another process (another boot id): two processes that
+** claim one node id.  A connection of a previous boot that has been
+** silent past PEER_STALE_MS is taken for dead (a restart) and replaced.
+**
+** SENDING.  peer_send() appends a RAFT item to the core's BATCH body for
+** that node; peer_flush() (end of the core's turn) frames each body and
+** writes what the socket takes, the rest on LOOP_WRITE.  An item for a
+** link that is not up, or whose unwritten output is over PEER_OUT_CAP, is
+** dropped and counted: Raft sends again, and a core never waits on the
+** network.  RECEIVING.  Frames are decoded on the core that owns the
+** connection, in order; each RAFT item goes to cfg.on_raft, each
+** SNAP_CHUNK to cfg.on_snap (callbacks: this part calls no part above it).
+** Any protocol error logs one line (which peer, what) and closes.
+**
+** WIRE FORMAT.  All integers little-endian; a varint is cmd.c's (unsigned
+** LEB128, shortest form only).  A FRAME:
+**
+**     0   4  len: bytes of the body (at most PEER_MAX_FRAME, 64 MiB)
+**     4   1  version: 1
+**     5   1  kind: 1 HELLO, 2 BATCH, 3 SNAP_CHUNK
+**     6   2  flags: 0
+**     8   4  CRC32C of bytes 0..7 and then the body
+**    12 len  body
+**
+** HELLO body (52 bytes; the first frame of a connection, and only then):
+**
+**     0   8  magic "URSRAFT1"
+**     8   8  cluster id (FNV-1a 64 of --cluster-id)
+**    16   8  from: the sender's node id
+**    24   8  to: the node id it dialed
+**    32   4  core: the sender's core (the frames are for its groups)
+**    36   4  cores: the sender's core count
+**    40   4  groups: the sender's group count
+**    44   8  boot id: random, drawn once per process start
+**
+** BATCH body: items back to back until the body ends, each starting with
+** u8 item kind.  Kind 1 RAFT (kinds 2..15 reserved; unknown: an error):
+**
+**     u8      1
+**     varint  group (< the HELLO's groups)
+**     u8      type (RAFT_MSG_*, 1..12)
+**     u8      flags (RAFT_F_* bits only)
+**     varint  from (must be the HELLO's from)
+**     varint  term, index, log_term, commit, hint, last, ctx
+**     varint  n (at most 2^32 - 1)
+**     u8      n_runs (at most RAFT_MSG_RUNS)
+**     n_runs x (varint index, varint term)
+**     varint  records_len, then that many bytes
+**
+**   These are struct raft_msg's fields in the order of raft.c's MESSAGES;
+**   cluster_id and to are the HELLO's and are filled in by the decoder.
+**   records: for an APPEND, its n entries as WAL records back to back,
+**   verbatim as wal.c frames them (32-byte header with its CRC32C, then
+**   the payload).  Each record's CRC must be right, and the records must
+**   be exactly n entries with indexes index + 1, index + 2, ... whose terms
+**   are the runs' (runs[0].index = index + 1, run indexes ascending, each
+**   entry's term that of the last run at or below it).  Any other type
+**   carries no records (records_len 0).
+**
+** SNAP_CHUNK body:
+**
+**     varint group | varint term | varint snap_index | varint snap_term |
+**     varint offset | varint total | u8 last (0 or 1) | bytes to the end
+**
+**   with offset + the bytes' length <= total.
+**
+** Kind 2 FWD (a client's write that reached a follower, forwarded to the
+** leader of its group, issue 14; the leader proposes it and answers with
+** a FWD_REPLY; the follower answers its client once it has applied that
+** entry itself, raft.md section 4):
+**
+**     u8 2 | varint group | varint req (the forwarder's id, nonzero) |
+**     varint len | len bytes: the command, encoded as cmd.c encodes it
+**
+** Kind 3 FWD_REPLY:
+**
+**     u8 3 | varint group | varint req | u8 outcome (0 accepted, 1 refused)
+**     | varint term | varint index  (accepted: the entry's; else 0, 0)
+*/
+
+
+#define PEER_VERSION 1
+#define PEER_OUT_CAP ((size_t)16 << 20) /* unwritten output per connection */
+#define PEER_BACKOFF_MIN_MS 100
+#define PEER_BACKOFF_MAX_MS 2000
+#define PEER_CONFIRM_MS 250   /* open this long after HELLO: announced up */
+#define PEER_KEEPALIVE_MS 1000
+#define PEER_STALE_MS 3000    /* silent this long: a connection is dead */
+#define PEER_HELLO_MS 5000    /* a new connection's HELLO deadline */
+#define PEER_ITEM_RESERVED 15 /* item kinds 2..15 come in the next step */
+#define PEER_REFUSALS 8       /* causes of refusal remembered for the log */
+#define PEER_REFUSAL_QUIET_MS 30000 /* one line per cause this often */
+
+static const unsigned char peer_magic[8] = {'U', 'R', 'S', 'R',
+                                            'A', 'F', 'T', '1'};
+
+/* ------------------------------------------------------------ codec */
+
+static void peer_put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+
+static void peer_put64(unsigned char *p, uint64_t v) {
+  peer_put32(p, (uint32_t)v);
+  peer_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t peer_get32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static uint64_t peer_get64(const unsigned char *p) {
+  return (uint64_t)peer_get32(p) | (uint64_t)peer_get32(p + 4) << 32;
+}
+
+static int peer_bad(const char **why, const char *what) {
+  if (why != NULL) *why = what;
+  return URSULA_ECORRUPT;
+}
+
+URSULA_PRIVATE uint64_t peer_cluster_hash(const char *name) {
+  return util_hash64(name, strlen(name));
+}
+
+URSULA_PRIVATE int peer_frame_reserve(struct buf *b, size_t *start) {
+  static const unsigned char zero[PEER_HEADER] = {0};
+  *start = b->len;
+  return buf_append(b, zero, sizeof(zero));
+}
+
+/* Fill in the header of the frame at b[start..): its body is the rest. */
+URSULA_PRIVATE void peer_frame_seal(struct buf *b, size_t start, int kind) {
+  unsigned char *h = (unsigned char *)b->ptr + start;
+  size_t len = b->len - start - PEER_HEADER;
+  uint32_t crc;
+  peer_put32(h, (uint32_t)len);
+  h[4] = PEER_VERSION;
+  h[5] = (unsigned char)kind;
+  h[6] = 0;
+  h[7] = 0;
+  crc = util_crc32c(0, h, 8);
+  peer_put32(h + 8, util_crc32c(crc, h + PEER_HEADER, len));
+}
+
+URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h) {
+  unsigned char body[PEER_HELLO_BODY];
+  size_t start;
+  memcpy(body, peer_magic, 8);
+  peer_put64(body + 8, h->cluster_id);
+  peer_put64(body + 16, h->from);
+  peer_put64(body + 24, h->to);
+  peer_put32(body + 32, h->core);
+  peer_put32(body + 36, h->cores);
+  peer_put32(body + 40, h->groups);
+  peer_put64(body + 44, h->boot_id);
+  if (peer_frame_reserve(b, &start) != URSULA_OK ||
+      buf_append(b, body, sizeof(body)) != URSULA_OK)
+    return URSULA_ENOMEM;
+  peer_frame_seal(b, start, PEER_HELLO);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_item_put(struct buf *b, int group,
+                                 const struct raft_msg *m, const void *records,
+                                 size_t len) {
+  unsigned char c[3];
+  int rc = URSULA_OK, i;
+  c[0] = PEER_ITEM_RAFT;
+  rc |= buf_append(b, c, 1);
+  rc |= cmd_put_varint(b, (uint64_t)group);
+  c[0] = m->type;
+  c[1] = m->flags;
+  rc |= buf_append(b, c, 2);
+  rc |= cmd_put_varint(b, m->from);
+  rc |= cmd_put_varint(b, m->term);
+  rc |= cmd_put_varint(b, m->index);
+  rc |= cmd_put_varint(b, m->log_term);
+  rc |= cmd_put_varint(b, m->commit);
+  rc |= cmd_put_varint(b, m->hint);
+  rc |= cmd_put_varint(b, m->last);
+  rc |= cmd_put_varint(b, m->ctx);
+  rc |= cmd_put_varint(b, m->n);
+  c[0] = m->n_runs;
+  rc |= buf_append(b, c, 1);
+  for (i = 0; i < m->n_runs && i < RAFT_MSG_RUNS; i++) {
+    rc |= cmd_put_varint(b, m->runs[i].index);
+    rc |= cmd_put_varint(b, m->runs[i].term);
+  }
+  rc |= cmd_put_varint(b, (uint64_t)len);
+  if (len > 0) rc |= buf_append(b, records, len);
+  return rc == URSULA_OK ? URSULA_OK : URSULA_ENOMEM;
+}
+
+static int peer_fwd_put(struct buf *b, int group, uint64_t req,
+                        const void *cmd, size_t len) {
+  unsigned char c = PEER_ITEM_FWD;
+  int rc = buf_append(b, &c, 1);
+  rc |= cmd_put_varint(b, (uint64_t)group);
+  rc |= cmd_put_varint(b, req);
+  rc |= cmd_put_varint(b, (uint64_t)len);
+  if (len > 0) rc |= buf_append(b, cmd, len);
+  return rc == URSULA_OK ? URSULA_OK : URSULA_ENOMEM;
+}
+
+static int peer_reply_put(struct buf *b, int group, uint64_t req, int outcome,
+                          uint64_t term, uint64_t index) {
+  unsigned char c = PEER_ITEM_FWD_REPLY, o = (unsigned char)outcome;
+  int rc = buf_append(b, &c, 1);
+  rc |= cmd_put_varint(b, (uint64_t)group);
+  rc |= cmd_put_varint(b, req);
+  rc |= buf_append(b, &o, 1);
+  rc |= cmd_put_varint(b, term);
+  rc |= cmd_put_varint(b, index);
+  return rc == URSULA_OK ? URSULA_OK : URSULA_ENOMEM;
+}
+
+URSULA_PRIVATE int peer_item_encode(struct buf *b,
+                                    const struct peer_item *it) {
+  if (it->kind == PEER_ITEM_FWD)
+    return peer_fwd_put(b, it->group, it->req, it->records, it->len);
+  if (it->kind == PEER_ITEM_FWD_REPLY)
+    return peer_reply_put(b, it->group, it->req, it->outcome, it->term,
+                          it->index);
+  return peer_item_put(b, it->group, &it->msg, it->records, it->len);
+}
+
+URSULA_PRIVATE int peer_snap_put(struct buf *b, const struct peer_snap *s) {
+  size_t start;
+  unsigned char last = (unsigned char)(s->last ? 1 : 0);
+  int rc = peer_frame_reserve(b, &start);
+  rc |= cmd_put_varint(b, (uint64_t)s->group);
+  rc |= cmd_put_varint(b, s->term);
+  rc |= cmd_put_varint(b, s->snap_index);
+  rc |= cmd_put_varint(b, s->snap_term);
+  rc |= cmd_put_varint(b, s->offset);
+  rc |= cmd_put_varint(b, s->total);
+  rc |= buf_append(b, &last, 1);
+  if (s->len > 0) rc |= buf_append(b, s->data, s->len);
+  if (rc != URSULA_OK) return URSULA_ENOMEM;
+  peer_frame_seal(b, start, PEER_SNAP_CHUNK);
+  return URSULA_OK;
+}
+
+/* The header is checked as soon as it is whole, before the body comes:
+** a length over the bound is refused without waiting for it. */
+URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
+                                  struct peer_frame *f, size_t *used,
+                                  const char **why) {
+  const unsigned char *h = (const unsigned char *)p;
+  uint32_t len, crc;
+  if (n < PEER_HEADER) return URSULA_EAGAIN;
+  len = peer_get32(h);
+  if (len > PEER_MAX_FRAME) return peer_bad(why, "frame longer than 64 MiB");
+  if (h[4] != PEER_VERSION) return peer_bad(why, "unknown frame version");
+  if (h[5] < PEER_HELLO || h[5] > PEER_SNAP_CHUNK)
+    return peer_bad(why, "unknown frame kind");
+  if (h[6] != 0 || h[7] != 0) return peer_bad(why, "frame flags not 0");
+  if (n - PEER_HEADER < len) return URSULA_EAGAIN;
+  crc = util_crc32c(util_crc32c(0, h, 8), h + PEER_HEADER, len);
+  if (crc != peer_get32(h + 8)) return peer_bad(why, "frame CRC mismatch");
+  f->kind = h[5];
+  f->body = h + PEER_HEADER;
+  f->len = len;
+  *used = PEER_HEADER + (size_t)len;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_hello_get(const struct peer_frame *f,
+                                  struct peer_hello *h, const char **why) {
+  const unsigned char *b = f->body;
+  if (f->kind != PEER_HELLO) return peer_bad(why, "expected a HELLO");
+  if (f->len != PEER_HELLO_BODY) return peer_bad(why, "HELLO of a bad size");
+  if (memcmp(b, peer_magic, 8) != 0) return peer_bad(why, "bad HELLO magic");
+  h->cluster_id = peer_get64(b + 8);
+  h->from = peer_get64(b + 16);
+  h->to = peer_get64(b + 24);
+  h->core = peer_get32(b + 32);
+  h->cores = peer_get32(b + 36);
+  h->groups = peer_get32(b + 40);
+  h->boot_id = peer_get64(b + 44);
+  return URSULA_OK;
+}
+
+/* A varint at *p that must be at most max. */
+static int peer_get_uint(const unsigned char **p, const unsigned char *end,
+                         uint64_t max, uint64_t *out) {
+  return cmd_get_varint(p, end, out) == 0 && *out <= max ? 0 : -1;
+}
+
+static int peer_get_byte(const unsigned char **p, const unsigned char *end,
+                         unsigned char *out) {
+  if (*p >= end) return -1;
+  *out = *(*p)++;
+  return 0;
+}
+
+/* The term runs of m: the first at index + 1, ascending, within the n
+** entries (n > 0 needs at least one run). */
+static int peer_runs_ok(const struct raft_msg *m) {
+  int i;
+  if (m->n == 0) return m->n_runs == 0;
+  if (m->n_runs == 0 || m->runs[0].index != m->index + 1) return 0;
+  for (i = 1; i < m->n_runs; i++)
+    if (m->runs[i].index <= m->runs[i - 1].index ||
+        m->runs[i].index > m->index + m->n)
+      return 0;
+  return 1;
+}
+
+/* The records of an APPEND: exactly m->n entries, consecutive from
+** m->index + 1, each of its run's term, every CRC right. */
+static int peer_records_ok(const struct raft_msg *m, const unsigned char *p,
+                           size_t len, const char **why) {
+  uint64_t k;
+  int run = 0;
+  if (m->type != RAFT_MSG_APPEND)
+    return len == 0 ? URSULA_OK : peer_bad(why, "records on a non-APPEND");
+  if (m->index > UINT64_MAX - m->n) return peer_bad(why, "APPEND index overflow");
+  if (!peer_runs_ok(m)) return peer_bad(why, "APPEND term runs malformed");
+  if (m->n > len / WAL_RECORD_HEADER)
+    return peer_bad(why, "APPEND records fewer than n");
+  for (k = 0; k < m->n; k++) {
+    struct wal_entry e;
+    size_t size;
+    uint64_t index = m->index + 1 + k;
+    if (wal_record_check(p, len, &e, &size) != URSULA_OK)
+      return peer_bad(why, "APPEND record damaged (CRC or header)");
+    while (run + 1 < m->n_runs && m->runs[run + 1].index <= index) run++;
+    if (e.index != index) return peer_bad(why, "APPEND record index out of order");
+    if (e.term != m->runs[run].term)
+      return peer_bad(why, "APPEND record term not its run's");
+    p += size;
+    len -= size;
+  }
+  return len == 0 ? URSULA_OK : peer_bad(why, "APPEND records more than n");
+}
+
+static int peer_get_msg(const unsigned char **p, const unsigned char *end,
+                        struct raft_msg *m) {
+  uint64_t v[8], n;
+  unsigned char type, flags, runs;
+  int bad = 0, i;
+  bad |= peer_get_byte(p, end, &type);
+  bad |= peer_get_byte(p, end, &flags);
+  for (i = 0; i < 8 && !bad; i++) bad |= cmd_get_varint(p, end, &v[i]);
+  bad |= bad ? -1 : peer_get_uint(p, end, UINT32_MAX, &n);
+  bad |= bad ? -1 : peer_get_byte(p, end, &runs);
+  if (bad || type < RAFT_MSG_APPEND || type > RAFT_MSG_READ_INDEX_RESP ||
+      (flags & ~(RAFT_F_REJECT | RAFT_F_TRANSFER | RAFT_F_RECOVERING)) != 0 ||
+      runs > RAFT_MSG_RUNS)
+    return -1;
+  m->type = type;
+  m->flags = flags;
+  m->from = v[0];
+  m->term = v[1];
+  m->index = v[2];
+  m->log_term = v[3];
+  m->commit = v[4];
+  m->hint = v[5];
+  m->last = v[6];
+  m->ctx = v[7];
+  m->n = (uint32_t)n;
+  m->n_runs = runs;
+  for (i = 0; i < runs; i++)
+    if (cmd_get_varint(p, end, &m->runs[i].index) != 0 ||
+        cmd_get_varint(p, end, &m->runs[i].term) != 0)
+      return -1;
+  return 0;
+}
+
+URSULA_PRIVATE int peer_item_get(const unsigned char **p,
+                                 const unsigned char *end,
+                                 const struct peer_hello *h,
+                                 struct peer_item *it, const char **why) {
+  const unsigned char *q = *p;
+  unsigned char kind;
+  uint64_t group, len;
+  memset(it, 0, sizeof(*it));
+  if (peer_get_byte(&q, end, &kind) != 0) return peer_bad(why, "empty item");
+  if (kind == PEER_ITEM_FWD || kind == PEER_ITEM_FWD_REPLY) {
+    unsigned char o = 0;
+    if (h->groups == 0 || peer_get_uint(&q, end, h->groups - 1u, &group) != 0)
+      return peer_bad(why, "FWD item: bad group");
+    if (cmd_get_varint(&q, end, &it->req) != 0 || it->req == 0)
+      return peer_bad(why, "FWD item: bad request id");
+    if (kind == PEER_ITEM_FWD) {
+      if (cmd_get_varint(&q, end, &len) != 0 || len > (uint64_t)(end - q))
+        return peer_bad(why, "FWD item: command past the frame");
+      it->records = q;
+      it->len = (size_t)len;
+      q += len;
+    } else if (peer_get_byte(&q, end, &o) != 0 || o > PEER_FWD_REFUSED ||
+               cmd_get_varint(&q, end, &it->term) != 0 ||
+               cmd_get_varint(&q, end, &it->index) != 0) {
+      return peer_bad(why, "FWD_REPLY item: malformed");
+    }
+    it->kind = kind;
+    it->group = (int)group;
+    it->outcome = o;
+    *p = q;
+    return URSULA_OK;
+  }
+  if (kind != PEER_ITEM_RAFT)
+    return peer_bad(why, kind <= PEER_ITEM_RESERVED
+                             ? "item kind reserved (a later version?)"
+                             : "unknown item kind");
+  if (h->groups == 0 || peer_get_uint(&q, end, h->groups - 1u, &group) != 0)
+    return peer_bad(why, "RAFT item: bad group");
+  if (peer_get_msg(&q, end, &it->msg) != 0)
+    return peer_bad(why, "RAFT item: malformed message");
+  if (it->msg.from != h->from)
+    return peer_bad(why, "RAFT item: from is not the HELLO's");
+  if (cmd_get_varint(&q, end, &len) != 0 || len > (uint64_t)(end - q))
+    return peer_bad(why, "RAFT item: records length past the frame");
+  it->msg.cluster_id = h->cluster_id;
+  it->msg.to = h->to;
+  if (peer_records_ok(&it->msg, q, (size_t)len, why) != URSULA_OK)
+    return URSULA_ECORRUPT;
+  it->kind = PEER_ITEM_RAFT;
+  it->group = (int)group;
+  it->records = q;
+  it->len = (size_t)len;
+  *p = q + len;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_snap_get(const struct peer_frame *f,
+                                 const struct peer_hello *h,
+                                 struct peer_snap *s, const char **why) {
+  const unsigned char *q = f->body, *end = f->body + f->len;
+  uint64_t group;
+  unsigned char last;
+  memset(s, 0, sizeof(*s));
+  if (f->kind != PEER_SNAP_CHUNK) return peer_bad(why, "expected a SNAP_CHUNK");
+  if (h->groups == 0 || peer_get_uint(&q, end, h->groups - 1u, &group) ||
+      cmd_get_varint(&q, end, &s->term) || cmd_get_varint(&q, end, &s->snap_index) ||
+      cmd_get_varint(&q, end, &s->snap_term) || cmd_get_varint(&q, end, &s->offset) ||
+      cmd_get_varint(&q, end, &s->total) || peer_get_byte(&q, end, &last) ||
+      last > 1)
+    return peer_bad(why, "SNAP_CHUNK: malformed header");
+  s->group = (int)group;
+  s->last = last;
+  s->data = q;
+  s->len = (size_t)(end - q);
+  if (s->offset > s->total || s->total - s->offset < s->len)
+    return peer_bad(why, "SNAP_CHUNK: bytes past its total");
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ objects */
+
+enum { PEER_DOWN = 0, PEER_CONNECTING = 1, PEER_UP = 2 };
+
+struct peer_core;
+
+/* The outbound link of one core to one node. */
+struct peer_link {
+  struct peer_core *pc;
+  int ix;                  /* the node's index in cfg.nodes */
+  int fd;                  /* -1 while down */
+  int state;               /* PEER_DOWN, PEER_CONNECTING, PEER_UP */
+  int announced;           /* its "up" line was logged */
+  uint64_t backoff_ms;     /* the next retry's delay, before jitter */
+  uint64_t last_frame_ms;  /* when a frame last went out (keepalive) */
+  struct loop_timer timer; /* the retry, or the confirmation of "up" */
+  struct buf out;          /* framed bytes not yet written */
+  struct buf batch;        /* this turn's RAFT items for the node */
+  uint64_t batch_items;
+  char cause[160]; /* the last cause of a failure logged (once each) */
+  struct peer_link_stats st;
+};
+
+/* An inbound connection, on the core its HELLO named. */
+struct peer_in {
+  struct peer_core *pc;
+  struct peer_in *next;
+  int fd, ix;
+  struct peer_hello hello;
+  struct buf in;
+  uint64_t told_ms; /* when it last told p->seen it is alive */
+  char addr[64];
+};
+
+/* A connection accepted on core 0, until its HELLO is whole. */
+struct peer_pend {
+  struct peer *p;
+  struct peer_pend *next;
+  int fd;
+  unsigned char hello[PEER_HEADER + PEER_HELLO_BODY];
+  size_t have;
+  struct loop_timer timer;
+  char addr[64];
+};
+
+/* The message that hands a checked connection to its core. */
+struct peer_handoff {
+  struct loop_msg m;
+  struct peer *p;
+  int fd, ix;
+  struct peer_hello hello;
+  char addr[64];
+};
+
+struct peer_core {
+  struct peer *p;
+  int id;
+  struct loop *loop;
+  struct peer_link links[PEER_MAX_NODES]; /* by node index; not self's */
+  struct peer_in *ins;
+  struct loop_timer keepalive;
+};
+
+/* The newest inbound connection of a (node, core): its process's boot id,
+** how many are open, when one last said it is alive (under p->mu). */
+struct peer_seen {
+  uint64_t boot_id, seen_ms;
+  int open;
+};
+
+/* A cause of refusal the listener logged, and how many it did not since
+** (the same cause is logged once per PEER_REFUSAL_QUIET_MS). */
+struct peer_refusal {
+  char why[240];
+  uint64_t last_ms, quiet;
+};
+
+struct peer {
+  struct peer_config cfg;
+  struct peer_refusal refusals[PEER_REFUSALS]; /* core 0's */
+  struct env *env;
+  int self; /* this node's index in cfg.nodes */
+  uint64_t boot_id;
+  int listen_fd, port;
+  struct sockaddr_storage addr[PEER_MAX_NODES];
+  socklen_t addr_len[PEER_MAX_NODES];
+  struct sockaddr_storage bind_addr;
+  socklen_t bind_len; /* 0: no bind */
+  struct peer_core *cores;
+  struct peer_pend *pend; /* core 0's */
+  pthread_mutex_t mu;
+  struct peer_seen *seen; /* [ix * n_cores + core] */
+};
+
+static int peer_node_ix(const struct peer *p, uint64_t id) {
+  int i;
+  for (i = 0; i < p->cfg.n_nodes; i++)
+    if ((uint64_t)p->cfg.nodes[i].id == id) return i;
+  return -1;
+}
+
+static uint64_t peer_now(const struct peer_core *pc) {
+  return loop_now_ms(pc->loop);
+}
+
+/* "host:port" of a socket address. */
+static void peer_addr_text(const struct sockaddr_storage *ss, char *out,
+                           size_t cap) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)ss;
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    port = ntohs(a->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a =
+        (const struct sockaddr_in6 *)(const void *)ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    port = ntohs(a->sin6_port);
+  }
+  snprintf(out, cap, "%s:%d", host, port);
+}
+
+/* ------------------------------------------------------------ dialing */
+
+static void peer_link_dial(struct loop *l, void *arg);
+static void peer_link_on_io(struct loop *l, int fd, unsigned events,
+                            void *arg);
+
+static const struct peer_node *peer_link_node(const struct peer_link *k) {
+  return &k->pc->p->cfg.nodes[k->ix];
+}
+
+/* Log cause once: a link that keeps failing the same way says so once. */
+static void peer_link_note(struct peer_link *k, const char *cause) {
+  const struct peer_node *n = peer_link_node(k);
+  (void)n; /* without logs */
+  if (strcmp(k->cause, cause) == 0) return;
+  snprintf(k->cause, sizeof(k->cause), "%s", cause);
+  LOG_I("peer: link to node %d (%s:%d) core %d: %s (retrying)", n->id,
+        n->host, n->port, k->pc->id, cause);
+}
+
+/* Close the link's socket (what it had queued is dropped and counted),
+** log why, and retry after the backoff plus jitter. */
+static void peer_link_down(struct peer_link *k, const char *cause) {
+  struct peer_core *pc = k->pc;
+  const struct peer_node *n = peer_link_node(k);
+  uint64_t delay = k->backoff_ms;
+  (void)n; /* without logs */
+  if (k->fd >= 0) {
+    loop_del(pc->loop, k->fd);
+    close(k->fd);
+    k->fd = -1;
+  }
+  k->st.dropped += k->batch_items;
+  k->batch_items = 0;
+  k->batch.len = 0;
+  k->out.len = 0;
+  k->state = PEER_DOWN;
+  if (k->announced) {
+    LOG_I("peer: link to node %d (%s:%d) core %d down: %s (sent %llu frames, "
+          "%llu items, %llu bytes; dropped %llu items)",
+          n->id, n->host, n->port, pc->id, cause,
+          (unsigned long long)k->st.frames_out,
+          (unsigned long long)k->st.items_out,
+          (unsigned long long)k->st.bytes_out,
+          (unsigned long long)k->st.dropped);
+    snprintf(k->cause, sizeof(k->cause), "%s", cause);
+  } else {
+    peer_link_note(k, cause);
+  }
+  k->announced = 0;
+  delay += pc->p->env->random(pc->p->env) % (delay / 2 + 1);
+  k->backoff_ms = k->backoff_ms * 2 > PEER_BACKOFF_MAX_MS
+                      ? PEER_BACKOFF_MAX_MS
+                      : k->backoff_ms * 2;
+  loop_timer_set(pc->loop, &k->timer, peer_now(pc) + delay, peer_link_dial,
+                 k);
+}
+
+static void peer_link_failed(struct peer_link *k, const char *what, int e) {
+  char cause[160];
+  snprintf(cause, sizeof(cause), "%s: %s", what, strerror(e));
+  peer_link_down(k, cause);
+}
+
+/* Write what the socket takes; watch for writability while any is left. */
+static void peer_link_write(struct peer_link *k) {
+  size_t done = 0;
+  while (done < k->out.len) {
+    ssize_t w = send(k->fd, k->out.ptr + done, k->out.len - done,
+#ifdef MSG_NOSIGNAL
+                     MSG_NOSIGNAL
+#else
+                     0
+#endif
+    );
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (w <= 0) {
+      peer_link_failed(k, "send", w < 0 ? errno : EPIPE);
+      return;
+    }
+    done += (size_t)w;
+    k->st.bytes_out += (uint64_t)w;
+  }
+  buf_consume(&k->out, done);
+  loop_mod(k->pc->loop, k->fd,
+           k->out.len > 0 ? LOOP_READ | LOOP_WRITE : LOOP_READ);
+}
+
+/* Once the HELLO has been out PEER_CONFIRM_MS and the peer kept the
+** connection, the link is up: say so once. */
+static void peer_link_confirm(struct loop *l, void *arg) {
+  struct peer_link *k = (struct peer_link *)arg;
+  const struct peer_node *n = peer_link_node(k);
+  (void)l;
+  (void)n; /* without logs */
+  if (k->state != PEER_UP || k->announced) return;
+  k->announced = 1;
+  k->backoff_ms = PEER_BACKOFF_MIN_MS;
+  k->cause[0] = '\0';
+  LOG_I("peer: link to node %d (%s:%d) core %d up", n->id, n->host, n->port,
+        k->pc->id);
+}
+
+/* The connect finished: send HELLO first, then the link carries frames. */
+static void peer_link_connected(struct peer_link *k) {
+  struct peer_core *pc = k->pc;
+  struct peer *p = pc->p;
+  struct peer_hello h;
+  h.cluster_id = p->cfg.cluster_id;
+  h.from = (uint64_t)p->cfg.nodes[p->self].id;
+  h.to = (uint64_t)peer_link_node(k)->id;
+  h.core = (uint32_t)pc->id;
+  h.cores = (uint32_t)p->cfg.n_cores;
+  h.groups = (uint32_t)p->cfg.n_groups;
+  h.boot_id = p->boot_id;
+  k->state = PEER_UP;
+  k->out.len = 0;
+  if (peer_hello_put(&k->out, &h) != URSULA_OK) {
+    peer_link_down(k, "out of memory");
+    return;
+  }
+  k->last_frame_ms = peer_now(pc);
+  loop_timer_set(pc->loop, &k->timer, peer_now(pc) + PEER_CONFIRM_MS,
+                 peer_link_confirm, k);
+  peer_link_write(k);
+}
+
+/* A socket bound to this node's address, connecting to node k->ix. */
+static void peer_link_dial(struct loop *l, void *arg) {
+  struct peer_link *k = (struct peer_link *)arg;
+  struct peer *p = k->pc->p;
+  const struct sockaddr *to = (const struct sockaddr *)&p->addr[k->ix];
+  int one = 1;
+  (void)l;
+  k->fd = socket(to->sa_family, SOCK_STREAM, 0);
+  if (k->fd < 0) {
+    peer_link_failed(k, "socket", errno);
+    return;
+  }
+  os_set_nonblock(k->fd);
+  os_set_cloexec(k->fd);
+  setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (p->bind_len > 0 && p->bind_addr.ss_family == to->sa_family &&
+      bind(k->fd, (const struct sockaddr *)&p->bind_addr, p->bind_len) != 0) {
+    peer_link_failed(k, "bind to this node's address", errno);
+    return;
+  }
+  if (connect(k->fd, to, p->addr_len[k->ix]) == 0) {
+    if (loop_add(k->pc->loop, k->fd, LOOP_READ, peer_link_on_io, k) !=
+        URSULA_OK) {
+      peer_link_down(k, "loop_add failed");
+      return;
+    }
+    peer_link_connected(k);
+  } else if (errno == EINPROGRESS || errno == EINTR) {
+    k->state = PEER_CONNECTING;
+    if (loop_add(k->pc->loop, k->fd, LOOP_WRITE, peer_link_on_io, k) !=
+        URSULA_OK)
+      peer_link_down(k, "loop_add failed");
+  } else {
+    peer_link_failed(k, "connect", errno);
+  }
+}
+
+/* The outbound socket: the connect's end, writability, or the peer
+** closing it (it never writes to us: any byte is a protocol error). */
+static void peer_link_on_io(struct loop *l, int fd, unsigned events,
+                            void *arg) {
+  struct peer_link *k = (struct peer_link *)arg;
+  char scratch[64];
+  (void)l;
+  if (k->state == PEER_CONNECTING) {
+    int e = 0;
+    socklen_t len = sizeof(e);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) e = errno;
+    if (e != 0) {
+      peer_link_failed(k, "connect", e);
+      return;
+    }
+    loop_mod(k->pc->loop, fd, LOOP_READ);
+    peer_link_connected(k);
+    return;
+  }
+  if (events & (LOOP_READ | LOOP_ERROR)) {
+    ssize_t r = recv(fd, scratch, sizeof(scratch), 0);
+    if (r == 0) {
+      peer_link_down(k, k->announced
+                            ? "closed by the peer"
+                            : "closed by the peer right after our HELLO: "
+                              "it refused us (its log says why)");
+      return;
+    }
+    if (r > 0) {
+      peer_link_down(k, "the peer wrote on a one-way link");
+      return;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      peer_link_failed(k, "recv", errno);
+      return;
+    }
+  }
+  if ((events & LOOP_WRITE) && k->state == PEER_UP) peer_link_write(k);
+}
+
+/* ------------------------------------------------------------ sending */
+
+URSULA_PRIVATE int peer_send(struct peer *p, int core, int node_id, int group,
+                             const struct raft_msg *m, const void *records,
+                             size_t len) {
+  int ix = peer_node_ix(p, (uint64_t)node_id);
+  struct peer_link *k;
+  if (ix < 0 || ix == p->self || core < 0 || core >= p->cfg.n_cores)
+    return URSULA_EINVAL;
+  k = &p->cores[core].links[ix];
+  if (k->state != PEER_UP || k->out.len + k->batch.len > PEER_OUT_CAP ||
+      peer_item_put(&k->batch, group, m, records, len) != URSULA_OK) {
+    k->st.dropped++;
+    return URSULA_EAGAIN;
+  }
+  k->batch_items++;
+  return URSULA_OK;
+}
+
+/* The link of core to node_id for an item, or NULL (counted as dropped
+** when it exists but is down or full). */
+static struct peer_link *peer_item_link(struct peer *p, int core,
+                                        int node_id) {
+  int ix = peer_node_ix(p, (uint64_t)node_id);
+  struct peer_link *k;
+  if (ix < 0 || ix == p->self || core < 0 || core >= p->cfg.n_cores)
+    return NULL;
+  k = &p->cores[core].links[ix];
+  if (k->state != PEER_UP || k->out.len + k->batch.len > PEER_OUT_CAP) {
+    k->st.dropped++;
+    return NULL;
+  }
+  return k;
+}
+
+URSULA_PRIVATE int peer_forward(struct peer *p, int core, int node_id,
+                                int group, uint64_t req, const void *cmd,
+                                size_t len) {
+  struct peer_link *k = peer_item_link(p, core, node_id);
+  if (k == NULL || peer_fwd_put(&k->batch, group, req, cmd, len) != URSULA_OK)
+    return URSULA_EAGAIN;
+  k->batch_items++;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_fwd_reply(struct peer *p, int core, int node_id,
+                                  int group, uint64_t req, int outcome,
+                                  uint64_t term, uint64_t index) {
+  struct peer_link *k = peer_item_link(p, core, node_id);
+  if (k == NULL ||
+      peer_reply_put(&k->batch, group, req, outcome, term, index) != URSULA_OK)
+    return URSULA_EAGAIN;
+  k->batch_items++;
+  return URSULA_OK;
+}
+
+/* Frame k's batch (possibly empty: a keepalive) onto its output. */
+static void peer_link_frame(struct peer_link *k) {
+  size_t start;
+  if (peer_frame_reserve(&k->out, &start) != URSULA_OK ||
+      buf_append(&k->out, k->batch.ptr, k->batch.len) != URSULA_OK) {
+    k->out.len = k->out.len > start ? start : k->out.len;
+    k->st.dropped += k->batch_items;
+  } else {
+    peer_frame_seal(&k->out, start, PEER_BATCH);
+    k->st.frames_out++;
+    k->st.items_out += k->batch_items;
+    k->last_frame_ms = peer_now(k->pc);
+  }
+  k->batch.len = 0;
+  k->batch_items = 0;
+}
+
+URSULA_PRIVATE void peer_flush(struct peer *p, int core) {
+  struct peer_core *pc = &p->cores[core];
+  int i;
+  for (i = 0; i < p->cfg.n_nodes; i++) {
+    struct peer_link *k = &pc->links[i];
+    if (i == p->self || k->batch_items == 0) continue;
+    if (k->state != PEER_UP || k->out.len > PEER_OUT_CAP) {
+      k->st.dropped += k->batch_items;
+      k->batch_items = 0;
+      k->batch.len = 0;
+      continue;
+    }
+    peer_link_frame(k);
+    peer_link_write(k);
+  }
+}
+
+/* Every PEER_KEEPALIVE_MS: an empty BATCH on each idle link. */
+static void peer_on_keepalive(struct loop *l, void *arg) {
+  struct peer_core *pc = (struct peer_core *)arg;
+  struct peer *p = pc->p;
+  uint64_t now = peer_now(pc);
+  int i;
+  for (i = 0; i < p->cfg.n_nodes; i++) {
+    struct peer_link *k = &pc->links[i];
+    if (i == p->self || k->state != PEER_UP || k->out.len > 0 ||
+        k->batch_items > 0 || now - k->last_frame_ms < PEER_KEEPALIVE_MS)
+      continue;
+    peer_link_frame(k);
+    peer_link_write(k);
+  }
+  loop_timer_set(l, &pc->keepalive, now + PEER_KEEPALIVE_MS / 2,
+                 peer_on_keepalive, pc);
+}
+
+/* ------------------------------------------------------------ receiving */
+
+static struct peer_seen *peer_seen_of(struct peer *p, int ix, uint32_t core) {
+  return &p->seen[ix * p->cfg.n_cores + (int)core];
+}
+
+/* The connection of boot_id from (ix, core) is alive (now), or closed. */
+static void peer_seen_alive(struct peer *p, int ix, uint32_t core,
+                            uint64_t boot_id, uint64_t now) {
+  struct peer_seen *s;
+  pthread_mutex_lock(&p->mu);
+  s = peer_seen_of(p, ix, core);
+  if (s->boot_id == boot_id) s->seen_ms = now;
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void peer_seen_closed(struct peer *p, int ix, uint32_t core,
+                             uint64_t boot_id) {
+  struct peer_seen *s;
+  pthread_mutex_lock(&p->mu);
+  s = peer_seen_of(p, ix, core);
+  if (s->boot_id == boot_id && s->open > 0) s->open--;
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void peer_in_close(struct peer_in *in) {
+  struct peer_core *pc = in->pc;
+  struct peer_in **pp = &pc->ins;
+  while (*pp != NULL && *pp != in) pp = &(*pp)->next;
+  if (*pp == in) *pp = in->next;
+  peer_seen_closed(pc->p, in->ix, in->hello.core, in->hello.boot_id);
+  loop_del(pc->loop, in->fd);
+  close(in->fd);
+  buf_free(&in->in);
+  URSULA_FREE(in);
+}
+
+/* Hand every item of a BATCH body to on_raft (on_fwd), in order. */
+static int peer_in_batch(struct peer_in *in, const struct peer_frame *f,
+                         const char **why) {
+  struct peer_core *pc = in->pc;
+  const struct peer_config *cfg = &pc->p->cfg;
+  const unsigned char *q = f->body, *end = f->body + f->len;
+  struct peer_link_stats *st = &pc->links[in->ix].st;
+  while (q < end) {
+    struct peer_item it;
+    if (peer_item_get(&q, end, &in->hello, &it, why) != URSULA_OK)
+      return URSULA_ECORRUPT;
+    st->items_in++;
+    if (it.kind != PEER_ITEM_RAFT) {
+      if (cfg->on_fwd != NULL) cfg->on_fwd(cfg->arg, pc->id, in->hello.from, &it);
+      continue;
+    }
+    LOG_D("peer: from node %d core %d: group %d raft message %d term %llu",
+          cfg->nodes[in->ix].id, pc->id, it.group, it.msg.type,
+          (unsigned long long)it.msg.term);
+    if (cfg->on_raft != NULL)
+      cfg->on_raft(cfg->arg, pc->id, it.group, &it.msg, it.records, it.len);
+  }
+  return URSULA_OK;
+}
+
+/* Decode and deliver every whole frame of in's buffer. */
+static int peer_in_frames(struct peer_in *in, const char **why) {
+  struct peer_core *pc = in->pc;
+  const struct peer_config *cfg = &pc->p->cfg;
+  struct peer_link_stats *st = &pc->links[in->ix].st;
+  size_t at = 0;
+  int rc = URSULA_OK;
+  while (rc == URSULA_OK) {
+    struct peer_frame f;
+    struct peer_snap s;
+    size_t used;
+    rc = peer_frame_get(in->in.ptr + at, in->in.len - at, &f, &used, why);
+    if (rc != URSULA_OK) break;
+    at += used;
+    st->frames_in++;
+    st->bytes_in += used;
+    if (f.kind == PEER_HELLO) {
+      rc = peer_bad(why, "a second HELLO");
+    } else if (f.kind == PEER_BATCH) {
+      rc = peer_in_batch(in, &f, why);
+    } else if ((rc = peer_snap_get(&f, &in->hello, &s, why)) == URSULA_OK) {
+      LOG_D("peer: from node %d core %d: group %d snapshot chunk",
+            cfg->nodes[in->ix].id, pc->id, s.group);
+      if (cfg->on_snap != NULL)
+        cfg->on_snap(cfg->arg, pc->id, in->hello.from, &s);
+    }
+  }
+  buf_consume(&in->in, at);
+  return rc == URSULA_EAGAIN ? URSULA_OK : rc;
+}
+
+static void peer_in_on_io(struct loop *l, int fd, unsigned events, void *arg) {
+  struct peer_in *in = (struct peer_in *)arg;
+  struct peer_core *pc = in->pc;
+  const char *why = "?";
+  ssize_t r;
+  (void)l;
+  (void)events;
+  if (buf_reserve(&in->in, 65536) != URSULA_OK) {
+    LOG_W("peer: connection from node %d (%s): out of memory; closing",
+          pc->p->cfg.nodes[in->ix].id, in->addr);
+    peer_in_close(in);
+    return;
+  }
+  r = recv(fd, in->in.ptr + in->in.len, in->in.cap - in->in.len, 0);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (r <= 0) {
+    LOG_D("peer: connection from node %d (%s) core %d closed",
+          pc->p->cfg.nodes[in->ix].id, in->addr, pc->id);
+    peer_in_close(in);
+    return;
+  }
+  in->in.len += (size_t)r;
+  if (peer_in_frames(in, &why) != URSULA_OK) {
+    LOG_W("peer: protocol error from node %d (%s) core %d: %s; closing",
+          pc->p->cfg.nodes[in->ix].id, in->addr, pc->id, why);
+    peer_in_close(in);
+    return;
+  }
+  if (peer_now(pc) - in->told_ms >= PEER_KEEPALIVE_MS / 2) {
+    in->told_ms = peer_now(pc);
+    peer_seen_alive(pc->p, in->ix, in->hello.core, in->hello.boot_id,
+                    in->told_ms);
+  }
+}
+
+/* On the core the HELLO named: the connection is this core's now. */
+static void peer_on_handoff(struct loop *l, struct loop_msg *m) {
+  struct peer_handoff *h = (struct peer_handoff *)m;
+  struct peer_core *pc = &h->p->cores[h->hello.core];
+  struct peer_in *in = (struct peer_in *)URSULA_MALLOC(sizeof(*in));
+  if (in == NULL || loop_add(l, h->fd, LOOP_READ, peer_in_on_io, in) !=
+                        URSULA_OK) {
+    peer_seen_closed(h->p, h->ix, h->hello.core, h->hello.boot_id);
+    close(h->fd);
+    URSULA_FREE(in);
+    URSULA_FREE(h);
+    return;
+  }
+  memset(in, 0, sizeof(*in));
+  in->pc = pc;
+  in->fd = h->fd;
+  in->ix = h->ix;
+  in->hello = h->hello;
+  in->told_ms = peer_now(pc);
+  memcpy(in->addr, h->addr, sizeof(in->addr));
+  in->next = pc->ins;
+  pc->ins = in;
+  LOG_D("peer: connection from node %d (%s) core %d accepted",
+        h->p->cfg.nodes[h->ix].id, in->addr, pc->id);
+  URSULA_FREE(h);
+}
+
+static void peer_handoff_drop(struct loop_msg *m) {
+  struct peer_handoff *h = (struct peer_handoff *)m;
+  close(h->fd);
+  URSULA_FREE(h);
+}
+
+/* ------------------------------------------------------------ accepting */
+
+/* Why HELLO h is refused (a sentence for the log), or NULL: accepted, and
+** its (node, core) recorded as this boot's. */
+static const char *peer_check_hello(struct peer *p, const struct peer_hello *h,
+                                    uint64_t now, char *why, size_t cap) {
+  const struct peer_config *c = &p->cfg;
+  int self = c->nodes[p->self].id, ix = peer_node_ix(p, h->from);
+  struct peer_seen *s;
+  if (h->cluster_id != c->cluster_id)
+    snprintf(why, cap, "cluster id %llu is not ours (%llu)",
+             (unsigned long long)h->cluster_id,
+             (unsigned long long)c->cluster_id);
+  else if (h->to != (uint64_t)self)
+    snprintf(why, cap, "says it is node %llu to node %llu, but this is node %d",
+             (unsigned long long)h->from, (unsigned long long)h->to, self);
+  else if (h->from == (uint64_t)self)
+    snprintf(why, cap,
+             "says it is node %llu, which is this node: a duplicate node id",
+             (unsigned long long)h->from);
+  else if (ix < 0)
+    snprintf(why, cap, "node %llu is not a configured peer",
+             (unsigned long long)h->from);
+  else if (h->groups != (uint32_t)c->n_groups)
+    snprintf(why, cap, "node %llu has %lu groups, this node %d",
+             (unsigned long long)h->from, (unsigned long)h->groups,
+             c->n_groups);
+  else if (h->cores != (uint32_t)c->n_cores || h->core >= h->cores)
+    snprintf(why, cap, "node %llu has %lu cores (core %lu), this node %d",
+             (unsigned long long)h->from, (unsigned long)h->cores,
+             (unsigned long)h->core, c->n_cores);
+  else
+    why[0] = '\0';
+  if (why[0] != '\0') return why;
+  pthread_mutex_lock(&p->mu);
+  s = peer_seen_of(p, ix, h->core);
+  if (s->open > 0 && s->boot_id != h->boot_id &&
+      now - s->seen_ms < PEER_STALE_MS) {
+    snprintf(why, cap,
+             "node %llu core %lu is connected already from another process "
+             "(boot id %llx, this one %llx): a duplicate node id",
+             (unsigned long long)h->from, (unsigned long)h->core,
+             (unsigned long long)s->boot_id, (unsigned long long)h->boot_id);
+  } else {
+    if (s->boot_id != h->boot_id) s->open = 0;
+    s->boot_id = h->boot_id;
+    s->seen_ms = now;
+    s->open++;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return why[0] != '\0' ? why : NULL;
+}
+
+static void peer_pend_free(struct peer_pend *pp, int close_fd) {
+  struct peer *p = pp->p;
+  struct peer_pend **q = &p->pend;
+  while (*q != NULL && *q != pp) q = &(*q)->next;
+  if (*q == pp) *q = pp->next;
+  loop_timer_cancel(p->cores[0].loop, &pp->timer);
+  loop_del(p->cores[0].loop, pp->fd);
+  if (close_fd) close(pp->fd);
+  URSULA_FREE(pp);
+}
+
+/* Log a refusal, unless its cause was logged in the last
+** PEER_REFUSAL_QUIET_MS (a refused dialer retries every 2 s). */
+static void peer_pend_refuse(struct peer_pend *pp, const char *why) {
+  struct peer *p = pp->p;
+  struct peer_refusal *r = &p->refusals[0];
+  uint64_t now = peer_now(&p->cores[0]);
+  int i;
+  for (i = 0; i < PEER_REFUSALS; i++) {
+    if (strcmp(p->refusals[i].why, why) == 0) {
+      r = &p->refusals[i];
+      break;
+    }
+    if (p->refusals[i].last_ms < r->last_ms) r = &p->refusals[i];
+  }
+  if (i < PEER_REFUSALS && r->last_ms != 0 &&
+      now - r->last_ms < PEER_REFUSAL_QUIET_MS) {
+    r->quiet++;
+  } else {
+    if (i < PEER_REFUSALS && r->quiet > 0)
+      LOG_W("peer: refused a connection from %s: %s (and %llu more since)",
+            pp->addr, why, (unsigned long long)r->quiet);
+    else
+      LOG_W("peer: refused a connection from %s: %s", pp->addr, why);
+    snprintf(r->why, sizeof(r->why), "%s", why);
+    r->last_ms = now > 0 ? now : 1;
+    r->quiet = 0;
+  }
+  peer_pend_free(pp, 1);
+}
+
+/* The HELLO is whole: check it, then hand the socket to its core. */
+static void peer_pend_hello(struct peer_pend *pp) {
+  struct peer *p = pp->p;
+  struct peer_frame f;
+  struct peer_hello h;
+  struct peer_handoff *m;
+  const char *why = NULL;
+  char text[400];
+  size_t used;
+  if (peer_frame_get(pp->hello, sizeof(pp->hello), &f, &used, &why) !=
+          URSULA_OK ||
+      peer_hello_get(&f, &h, &why) != URSULA_OK) {
+    peer_pend_refuse(pp, why != NULL ? why : "not a HELLO");
+    return;
+  }
+  if ((why = peer_check_hello(p, &h, peer_now(&p->cores[0]), text,
+                              sizeof(text))) != NULL) {
+    peer_pend_refuse(pp, why);
+    return;
+  }
+  m = (struct peer_handoff *)URSULA_MALLOC(sizeof(*m));
+  if (m == NULL) {
+    peer_seen_closed(p, peer_node_ix(p, h.from), h.core, h.boot_id);
+    peer_pend_refuse(pp, "out of memory");
+    return;
+  }
+  memset(m, 0, sizeof(*m));
+  m->m.on_msg = peer_on_handoff;
+  m->m.on_drop = peer_handoff_drop;
+  m->p = p;
+  m->fd = pp->fd;
+  m->ix = peer_node_ix(p, h.from);
+  m->hello = h;
+  memcpy(m->addr, pp->addr, sizeof(m->addr));
+  peer_pend_free(pp, 0);
+  loop_post(p->cores[h.core].loop, &m->m);
+}
+
+/* Read the HELLO, and not a byte past it (what follows is the core's). */
+static void peer_pend_on_io(struct loop *l, int fd, unsigned events,
+                            void *arg) {
+  struct peer_pend *pp = (struct peer_pend *)arg;
+  ssize_t r;
+  (void)l;
+  (void)events;
+  r = recv(fd, pp->hello + pp->have, sizeof(pp->hello) - pp->have, 0);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (r <= 0) {
+    LOG_D("peer: connection from %s closed before its HELLO", pp->addr);
+    peer_pend_free(pp, 1);
+    return;
+  }
+  pp->have += (size_t)r;
+  if (pp->have >= PEER_HEADER &&
+      (peer_get32(pp->hello) != PEER_HELLO_BODY || pp->hello[5] != PEER_HELLO)) {
+    peer_pend_refuse(pp, "its first frame is not a HELLO");
+    return;
+  }
+  if (pp->have == sizeof(pp->hello)) peer_pend_hello(pp);
+}
+
+static void peer_pend_on_timer(struct loop *l, void *arg) {
+  struct peer_pend *pp = (struct peer_pend *)arg;
+  (void)l;
+  peer_pend_refuse(pp, "no HELLO within 5 s");
+}
+
+static void peer_on_accept(struct loop *l, int fd, unsigned events,
+                           void *arg) {
+  struct peer *p = (struct peer *)arg;
+  (void)events;
+  for (;;) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    struct peer_pend *pp;
+    int c = accept(fd, (struct sockaddr *)&ss, &sl);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        LOG_W("peer: accept: %s", strerror(errno));
+      return;
+    }
+    os_set_nonblock(c);
+    os_set_cloexec(c);
+    pp = (struct peer_pend *)URSULA_MALLOC(sizeof(*pp));
+    if (pp == NULL) {
+      close(c);
+      continue;
+    }
+    memset(pp, 0, sizeof(*pp));
+    pp->p = p;
+    pp->fd = c;
+    peer_addr_text(&ss, pp->addr, sizeof(pp->addr));
+    if (loop_add(l, c, LOOP_READ, peer_pend_on_io, pp) != URSULA_OK) {
+      close(c);
+      URSULA_FREE(pp);
+      continue;
+    }
+    pp->next = p->pend;
+    p->pend = pp;
+    loop_timer_set(l, &pp->timer, loop_now_ms(l) + PEER_HELLO_MS,
+                   peer_pend_on_timer, pp);
+  }
+}
+
+/* ------------------------------------------------------------ life */
+
+URSULA_PRIVATE int peer_open(struct peer **out, const struct peer_config *cfg,
+                             struct loop **loops, char *err) {
+  struct peer *p;
+  int i, j;
+  p = (struct peer *)URSULA_MALLOC(sizeof(*p));
+  if (p == NULL) return URSULA_ENOMEM;
+  memset(p, 0, sizeof(*p));
+  p->cfg = *cfg;
+  p->env = cfg->env != NULL ? cfg->env : env_real();
+  p->self = peer_node_ix(p, (uint64_t)cfg->node_id);
+  p->listen_fd = -1;
+  pthread_mutex_init(&p->mu, NULL);
+  if (p->self < 0 || cfg->n_cores < 1 || cfg->n_nodes > PEER_MAX_NODES) {
+    snprintf(err, URSULA_ERRMSG_LEN, "peer: node %d is not among the peers",
+             cfg->node_id);
+    peer_close(p);
+    return URSULA_EINVAL;
+  }
+  p->boot_id = p->env->random(p->env);
+  p->cores = (struct peer_core *)URSULA_MALLOC(sizeof(*p->cores) *
+                                               (size_t)cfg->n_cores);
+  p->seen = (struct peer_seen *)URSULA_MALLOC(
+      sizeof(*p->seen) * (size_t)(cfg->n_cores * cfg->n_nodes));
+  if (p->cores == NULL || p->seen == NULL) {
+    peer_close(p);
+    return URSULA_ENOMEM;
+  }
+  memset(p->seen, 0, sizeof(*p->seen) * (size_t)(cfg->n_cores * cfg->n_nodes));
+  memset(p->cores, 0, sizeof(*p->cores) * (size_t)cfg->n_cores);
+  for (i = 0; i < cfg->n_cores; i++) {
+    struct peer_core *pc = &p->cores[i];
+    pc->p = p;
+    pc->id = i;
+    pc->loop = loops[i];
+    for (j = 0; j < PEER_MAX_NODES; j++) {
+      pc->links[j].pc = pc;
+      pc->links[j].ix = j;
+      pc->links[j].fd = -1;
+      pc->links[j].backoff_ms = PEER_BACKOFF_MIN_MS;
+    }
+  }
+  p->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &p->port, err);
+  if (p->listen_fd < 0 || loop_add(loops[0], p->listen_fd, LOOP_READ,
+                                   peer_on_accept, p) != URSULA_OK) {
+    if (p->listen_fd >= 0) snprintf(err, URSULA_ERRMSG_LEN, "peer: loop_add");
+    peer_close(p);
+    return URSULA_ESYS;
+  }
+  *out = p;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_port(const struct peer *p) { return p->port; }
+
+URSULA_PRIVATE void peer_set_port(struct peer *p, int node_id, int port) {
+  int ix = peer_node_ix(p, (uint64_t)node_id);
+  if (ix >= 0) p->cfg.nodes[ix].port = port;
+}
+
+/* The first address of host:port into *ss. */
+static int peer_resolve(const char *host, int port,
+                        struct sockaddr_storage *ss, socklen_t *len,
+                        char *err) {
+  struct addrinfo hints, *res = NULL;
+  char ps[16];
+  int rc;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  snprintf(ps, sizeof(ps), "%d", port);
+  rc = getaddrinfo(host, ps, &hints, &res);
+  if (rc != 0 || res == NULL || res->ai_addrlen > sizeof(*ss)) {
+    snprintf(err, URSULA_ERRMSG_LEN, "peer %.100s:%d: %s", host, port,
+             rc != 0 ? gai_strerror(rc) : "no address");
+    if (res != NULL) freeaddrinfo(res);
+    return URSULA_EINVAL;
+  }
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = (socklen_t)res->ai_addrlen;
+  freeaddrinfo(res);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_start(struct peer *p, char *err) {
+  int i, j, rc;
+  for (i = 0; i < p->cfg.n_nodes; i++) {
+    const struct peer_node *n = &p->cfg.nodes[i];
+    if (i == p->self) continue;
+    rc = peer_resolve(n->host, n->port, &p->addr[i], &p->addr_len[i], err);
+    if (rc != URSULA_OK) return rc;
+  }
+  if (p->cfg.bind_host[0] != '\0' &&
+      (rc = peer_resolve(p->cfg.bind_host, 0, &p->bind_addr, &p->bind_len,
+                         err)) != URSULA_OK)
+    return rc;
+  for (i = 0; i < p->cfg.n_cores; i++) {
+    struct peer_core *pc = &p->cores[i];
+    for (j = 0; j < p->cfg.n_nodes; j++)
+      if (j != p->self)
+        loop_timer_set(pc->loop, &pc->links[j].timer, peer_now(pc),
+                       peer_link_dial, &pc->links[j]);
+    loop_timer_set(pc->loop, &pc->keepalive, peer_now(pc) + PEER_KEEPALIVE_MS,
+                   peer_on_keepalive, pc);
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void peer_close(struct peer *p) {
+  int i, j;
+  if (p == NULL) return;
+  while (p->pend != NULL) peer_pend_free(p->pend, 1);
+  for (i = 0; p->cores != NULL && i < p->cfg.n_cores; i++) {
+    struct peer_core *pc = &p->cores[i];
+    for (j = 0; j < PEER_MAX_NODES; j++) {
+      struct peer_link *k = &pc->links[j];
+      loop_timer_cancel(pc->loop, &k->timer);
+      if (k->fd >= 0) {
+        loop_del(pc->loop, k->fd);
+        close(k->fd);
+      }
+      buf_free(&k->out);
+      buf_free(&k->batch);
+    }
+    while (pc->ins != NULL) peer_in_close(pc->ins);
+    loop_timer_cancel(pc->loop, &pc->keepalive);
+  }
+  if (p->listen_fd >= 0) {
+    loop_del(p->cores[0].loop, p->listen_fd);
+    close(p->listen_fd);
+  }
+  URSULA_FREE(p->cores);
+  URSULA_FREE(p->seen);
+  pthread_mutex_destroy(&p->mu);
+  URSULA_FREE(p);
+}
+
+URSULA_PRIVATE void peer_stats(const struct peer *p, int core, int node_id,
+                               struct peer_link_stats *out) {
+  int ix = peer_node_ix(p, (uint64_t)node_id);
+  memset(out, 0, sizeof(*out));
+  if (ix < 0 || ix == p->self || core < 0 || core >= p->cfg.n_cores) return;
+  *out = p->cores[core].links[ix].st;
+  out->up = p->cores[core].links[ix].state == PEER_UP;
+}
+/**** End src/peer.c ****/
 /**** Begin src/stream.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/stream.c"
@@ -13804,12 +15629,32 @@ struct group_inmsg {
   struct buf records;
 };
 
+/* A read of a cluster's group waiting for its barrier (ReadIndex,
+** thesis 6.4): READ_INDEX(ctx) gives the index it waits for (0: not
+** yet); it is served once this node has applied that far. */
+struct group_barrier {
+  struct job *j;
+  uint64_t ctx, index;
+  unsigned ticks; /* its age */
+  int refused;    /* no leader confirmed it (or too old): 503 */
+};
+
 /* A proposal whose entry is durable here, waiting for its index to be
 ** committed and applied (answered by (term, index): group_answer). */
 struct group_wait {
   group_done_fn done;
   void *arg;
   uint64_t term, index;
+  unsigned ticks; /* since this node stopped leading its term */
+};
+
+/* A client's write this node forwarded to its group's leader, waiting
+** for the leader's reply (then it waits in held, for its apply here). */
+struct group_fwd {
+  uint64_t req;
+  group_done_fn done;
+  void *arg;
+  unsigned ticks;
 };
 
 /* The Raft settings of a group (raft.c has what each means). */
@@ -13843,6 +15688,16 @@ struct group {
   int owe;                 /* flight was made durable in a step */
   int owe_rc;              /* a storage failure met in a step */
   uint64_t snap_refused;   /* SEND_SNAPSHOT to this peer: refused */
+  struct group_barrier *reads; /* reads waiting for their barrier */
+  size_t n_reads, cap_reads;
+  uint64_t read_ctx;           /* the last READ_INDEX's ctx */
+  int reads_ready;             /* a READ_READY came in this step */
+  int serving;                 /* group_serve_reads() is running */
+  int draining;                /* group_drain_inbox() is running */
+  struct group_fwd *fwds;      /* forwarded writes awaiting a reply */
+  size_t n_fwds, cap_fwds;
+  uint64_t fwd_seq;            /* the last forward's request id */
+  struct buf fwd_buf;          /* a forward's encoded command */
   struct group_batch fill;   /* proposed this turn, not yet handed over */
   struct group_batch flight; /* handed to the log store: being persisted,
                                 then applied */
@@ -13883,15 +15738,25 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 **               before the batch that holds the state is durable;
 **   APPEND      a leader's no-op: a NOOP entry into the fill batch; a
 **               proposal's entry: the proposer frames it (group_propose);
+**   APPEND      (of a MSG) the entries an AppendEntries carried, framed
+**               verbatim from their WAL records;
+**   TRUNCATE    a conflicting suffix cut (group_truncate; R3);
+**   SEND        queued, and handed to the transport at the end of the
+**               turn once R1 and R2 allow (group_flush_out);
 **   COMMIT      entries up to it are committed: applied once durable here
 **               (group_apply_committed);
-**   ROLE        noted (the log says who leads which term, at debug level).
+**   READ_READY  a read's barrier passed (group_serve_reads);
+**   ROLE        noted (a cluster's node logs each group it comes to lead).
 ** A single node is one voter: its core elects itself at start
 ** (group_elect, one election timeout of ticks fed at once, so the first
 ** request does not wait a second) and, after a storage failure, once its
-** log is verified again.  Messages, snapshots to send or install and
-** truncations come only with peers (the transport, issue 14's next step);
-** a group has one voter until then.
+** log is verified again.  A cluster's groups (group_join: a voter on every
+** node) elect by ticks (group_tick), exchange messages through the
+** transport (group_recv), forward writes to their leader, read through a
+** barrier, and spread leadership (FORWARDED WRITES, LEADERSHIP SPREAD,
+** and group_read_linear, below).  Not yet in a cluster: snapshots,
+** compaction and installs (SEND_SNAPSHOT is refused; the log is kept
+** whole), the cold tier, and forks across groups.
 **
 ** Storage failures follow R5: a write or sync that fails (group_lost), or
 ** a record that cannot be framed (group_frame_failed: the log is then
@@ -14011,7 +15876,7 @@ static void group_append_msg(struct core *c, struct group *g, uint64_t lo,
   struct wal_entry e;
   int rc = URSULA_OK;
   while (lo <= hi && rc == URSULA_OK &&
-         (k = wal_record_get(p, left, &e)) > 0) {
+         wal_record_check(p, left, &e, &k) == URSULA_OK) {
     p += k;
     left -= k;
     if (e.index < lo) continue;
@@ -14088,19 +15953,33 @@ static void group_act(struct core *c, struct group *g,
       group_mark_dirty(c, g);
       break;
     case RAFT_ROLE:
-      LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
-            (unsigned long long)a->term,
-            a->role == RAFT_LEADER ? "leader" : "not the leader",
-            (unsigned long long)a->peer);
+      if (a->role == RAFT_LEADER && g->cl.n_voters > 1)
+        LOG_I("group %d: this node leads it (term %llu)", g->id,
+              (unsigned long long)a->term);
+      else
+        LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
+              (unsigned long long)a->term,
+              a->role == RAFT_LEADER ? "leader" : "not the leader",
+              (unsigned long long)a->peer);
       break;
-    default: /* INSTALL_SNAPSHOT (none is sent), READ_READY (no reads
-             ** ask for a barrier yet) */
+    case RAFT_READ_READY: {
+      size_t k;
+      for (k = 0; k < g->n_reads; k++)
+        if (g->reads[k].ctx == a->ctx && g->reads[k].index == 0) {
+          g->reads[k].index = a->hi;
+          g->reads[k].refused = a->hi == 0;
+          g->reads_ready = 1;
+        }
+      break;
+    }
+    default: /* INSTALL_SNAPSHOT: none is sent yet */
       break;
   }
 }
 
 static void group_lost(struct core *c, struct group *g, int rc);
 static void group_persisted(struct core *c, struct group *g);
+static void group_serve_reads(struct core *c, struct group *g);
 
 /* Feed one input to the core and carry out its actions; then what the
 ** actions left for after the step (a truncation's synchronous write, a
@@ -14126,6 +16005,10 @@ static int group_step(struct core *c, struct group *g,
   } else if (g->owe) {
     g->owe = 0;
     group_persisted(c, g);
+  }
+  if (g->reads_ready) {
+    g->reads_ready = 0;
+    group_serve_reads(c, g);
   }
   if (g->snap_refused != 0) {
     struct raft_in f;
@@ -14190,6 +16073,7 @@ static int group_start(struct group *g, const struct raft_saved *s,
   rc.trail_cap =
       rc.n_voters > 1 ? GROUP_TRAIL_RUNS_CLUSTER : GROUP_TRAIL_RUNS;
   rc.read_cap = 64;
+  rc.commit_notify = 1;
   rc.env = g->env;
   raft_free(&g->raft);
   URSULA_FREE(g->out.a);
@@ -14483,6 +16367,10 @@ URSULA_PRIVATE void group_free(struct group *g) {
   while (g->n_in > 0) buf_free(&g->inbox[--g->n_in].records);
   URSULA_FREE(g->inbox);
   URSULA_FREE(g->held);
+  URSULA_FREE(g->fwds); /* (their jobs are freed with the core's) */
+  buf_free(&g->fwd_buf);
+  while (g->n_reads > 0) job_free(g->reads[--g->n_reads].j);
+  URSULA_FREE(g->reads);
   buf_free(&g->scratch);
   URSULA_FREE(g);
 }
@@ -14656,9 +16544,11 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   }
 }
 
-URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
-                                  const struct cmd *cmd, group_done_fn done,
-                                  void *arg) {
+/* group_propose(); 1 and the entry's (term, index) if the log took it, 0
+** if done was answered with a refusal. */
+static int group_propose_at(struct core *c, struct group *g,
+                            const struct cmd *cmd, group_done_fn done,
+                            void *arg, uint64_t *term, uint64_t *index) {
   struct group_batch *b = &g->fill;
   struct raft_in in;
   size_t off, hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0, n;
@@ -14673,7 +16563,7 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
     group_refuse(c, g, done, arg, 503,
                  "write-ahead log failed; writes are refused until it is "
                  "verified again");
-    return;
+    return 0;
   }
   /* the entry is built in place: (with a WAL) header room, then the
   ** payload, so that the WAL writes it from here without a copy (after
@@ -14689,7 +16579,7 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
   if (rc != URSULA_OK || n > WAL_MAX_RECORD) {
     group_refuse(c, g, done, arg, rc != URSULA_OK ? 503 : 413,
                  rc != URSULA_OK ? "out of memory" : "entry is too large");
-    return;
+    return 0;
   }
   memset(&in, 0, sizeof(in));
   in.type = RAFT_IN_PROPOSE;
@@ -14697,18 +16587,28 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
   if (group_step(c, g, &in) != URSULA_OK) {
     group_refuse(c, g, done, arg, 503,
                  "this node does not lead the stream's group now; retry");
-    return;
+    return 0;
   }
   rc = group_batch_entry(g, WAL_CMD, g->out.term, g->out.index, n);
   if (rc != URSULA_OK) {
     group_frame_failed(c, g, rc);
     group_refuse(c, g, done, arg, 503,
                  rc == URSULA_ENOMEM ? "out of memory" : group_wal_reason(rc));
-    return;
+    return 0;
   }
   b->props[b->n - 1].done = done;
   b->props[b->n - 1].arg = arg;
+  *term = b->props[b->n - 1].term;
+  *index = b->props[b->n - 1].index;
   group_mark_dirty(c, g);
+  return 1;
+}
+
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg) {
+  uint64_t term, index;
+  group_propose_at(c, g, cmd, done, arg, &term, &index);
 }
 
 /* ------------------------------------------------------------ apply */
@@ -14918,44 +16818,54 @@ static void group_apply_committed(struct core *c, struct group *g) {
     group_answer(c, g, &e);
   }
   group_after_apply(g);
+  if (g->n_reads > 0) group_serve_reads(c, g);
 }
 
 /* The flight batch's proposals are durable here: they wait in held for
-** their commit.  A proposal at an index some held one has too (or
-** below) means this node's log was cut there: those held from it on can
-** never commit with their term, and are answered 503 now. */
+** their commit (and so do writes this node forwarded, once the leader
+** said where it put them).  A wait at an index some held one has too (or
+** below) means the log was cut there (here, or at the leader that took
+** a later forward): those held from it on can never commit with their
+** term (leader completeness: the leader that gave the lower index does
+** not hold them), and are answered 503 now. */
+static void group_hold_one(struct core *c, struct group *g,
+                           group_done_fn done, void *arg, uint64_t term,
+                           uint64_t index) {
+  struct group_wait *h;
+  while (g->n_held > g->held_head && g->held[g->n_held - 1].index >= index) {
+    struct group_wait w = g->held[--g->n_held];
+    group_refuse(c, g, w.done, w.arg, 503,
+                 "the entry was replaced by another leader's and not "
+                 "applied; a retry is safe");
+  }
+  if (g->n_held == g->cap_held && g->held_head > 0) { /* slide down */
+    memmove(g->held, g->held + g->held_head,
+            (g->n_held - g->held_head) * sizeof(*g->held));
+    g->n_held -= g->held_head;
+    g->held_head = 0;
+  }
+  if (g->n_held == g->cap_held) {
+    size_t cap = g->cap_held ? g->cap_held * 2 : 16;
+    h = (struct group_wait *)URSULA_REALLOC(g->held, cap * sizeof(*h));
+    if (h == NULL) abort(); /* (answers owed: out of memory aborts) */
+    g->held = h;
+    g->cap_held = cap;
+  }
+  h = &g->held[g->n_held++];
+  h->ticks = 0;
+  h->done = done;
+  h->arg = arg;
+  h->term = term;
+  h->index = index;
+}
+
 static void group_hold(struct core *c, struct group *g) {
   struct group_batch *b = &g->flight;
   size_t i;
   for (i = 0; i < b->n; i++) {
     const struct group_prop *p = &b->props[i];
-    struct group_wait *h;
-    if (p->done == NULL) continue;
-    while (g->n_held > g->held_head &&
-           g->held[g->n_held - 1].index >= p->index) {
-      struct group_wait w = g->held[--g->n_held];
-      group_refuse(c, g, w.done, w.arg, 503,
-                   "the entry was replaced by another leader's and not "
-                   "applied; a retry is safe");
-    }
-    if (g->n_held == g->cap_held && g->held_head > 0) { /* slide down */
-      memmove(g->held, g->held + g->held_head,
-              (g->n_held - g->held_head) * sizeof(*g->held));
-      g->n_held -= g->held_head;
-      g->held_head = 0;
-    }
-    if (g->n_held == g->cap_held) {
-      size_t cap = g->cap_held ? g->cap_held * 2 : 16;
-      h = (struct group_wait *)URSULA_REALLOC(g->held, cap * sizeof(*h));
-      if (h == NULL) abort(); /* (answers owed: out of memory aborts) */
-      g->held = h;
-      g->cap_held = cap;
-    }
-    h = &g->held[g->n_held++];
-    h->done = p->done;
-    h->arg = p->arg;
-    h->term = p->term;
-    h->index = p->index;
+    if (p->done != NULL)
+      group_hold_one(c, g, p->done, p->arg, p->term, p->index);
   }
 }
 
@@ -15097,6 +17007,8 @@ static void group_step_msg(struct core *c, struct group *g,
 ** flight (one may start a synchronous write: group_truncate). */
 static void group_drain_inbox(struct core *c, struct group *g) {
   size_t k = 0;
+  if (g->draining) return; /* (a truncation's write persists in a step) */
+  g->draining = 1;
   while (k < g->n_in && !g->in_flight) {
     struct group_inmsg *q = &g->inbox[k++];
     group_step_msg(c, g, &q->msg, q->records.ptr, q->records.len);
@@ -15106,6 +17018,7 @@ static void group_drain_inbox(struct core *c, struct group *g) {
     memmove(g->inbox, g->inbox + k, (g->n_in - k) * sizeof(*g->inbox));
     g->n_in -= k;
   }
+  g->draining = 0;
 }
 
 /* The flight batch is durable: tell the core its hard state and its
@@ -15208,7 +17121,45 @@ URSULA_PRIVATE int group_join(struct group *g, const struct group_cluster *cl) {
   }
   if (self != 1) return URSULA_EINVAL;
   g->cl = *cl;
+  for (i = 1; i < cl->n_voters; i++) /* ascending: alike on every node */
+    for (j = i; j > 0 && g->cl.voters[j - 1] > g->cl.voters[j]; j--) {
+      uint64_t t = g->cl.voters[j];
+      g->cl.voters[j] = g->cl.voters[j - 1];
+      g->cl.voters[j - 1] = t;
+    }
   return URSULA_OK;
+}
+
+/* LEADERSHIP SPREAD (issue 14: every node leads about G/N groups, so all
+** share the writes).  Group g prefers the (g mod N)-th voter in id order.
+** Once a second its leader, if it is not that node, hands leadership
+** over (TRANSFER: thesis 3.10; the core catches the target up, sends
+** TimeoutNow, and gives up after an election timeout) -- only while the
+** preferred node is heard from and holds the whole log, so a node that
+** is down costs no failed transfers; after a failure heals, leadership
+** comes back to it.  All nodes prefer the same node: it is a function
+** of g and the voters. */
+static void group_spread(struct core *c, struct group *g) {
+  uint64_t want;
+  unsigned i;
+  if (g->cl.n_voters <= 1 || g->raft.role != RAFT_LEADER ||
+      g->raft.transfer_to != 0)
+    return;
+  want = g->cl.voters[(unsigned)g->id % g->cl.n_voters];
+  if (want == g->cl.node) return;
+  for (i = 0; i < g->raft.n_peers; i++) {
+    const struct raft_peer *p = &g->raft.peers[i];
+    if (p->id == want && p->active && p->match == g->raft.last_index) {
+      struct raft_in in;
+      memset(&in, 0, sizeof(in));
+      in.type = RAFT_IN_TRANSFER;
+      in.peer = want;
+      group_step(c, g, &in);
+      LOG_D("group %d: leadership to node %llu, which it prefers", g->id,
+            (unsigned long long)want);
+      return;
+    }
+  }
 }
 
 URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
@@ -15236,8 +17187,157 @@ URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
   group_step_msg(c, g, m, records, len);
 }
 
+/* FORWARDED WRITES (issue 14: writes on any node; raft.md section 4).
+** A client's write that reaches a follower goes to the leader it knows as
+** the encoded command (FWD); the leader stamps it with its own clock,
+** proposes it, and replies with where the entry went, (term, index), or
+** that it refused it.  The follower answers its client when it has
+** applied that index itself: the entry's result if it carries that term
+** (the apply is deterministic, so the result is the leader's), else 503
+** ("replaced", a retry is safe).  No reply within 2 election timeouts, or
+** the reply's term ending without the index applied: 503, outcome unknown
+** (group_age_held).  A follower that knows no leader answers 503 at once. */
+static void group_fwd_refused(struct core *c, struct group *g,
+                              group_done_fn done, void *arg, int unknown) {
+  group_refuse(c, g, done, arg, 503,
+               unknown ? "the write went to the stream's group leader, which "
+                         "did not answer in time: its outcome is unknown; "
+                         "retry with the same Producer-Id/Epoch/Seq to apply "
+                         "it exactly once"
+                       : "the stream's group leader refused the write (it "
+                         "no longer leads, or its log failed); retry");
+}
+
+/* Propose cmd here if this node leads its group (or is a single node),
+** else forward it to the leader. */
+static void group_write(struct core *c, struct group *g, const struct cmd *cmd,
+                        group_done_fn done, void *arg) {
+  struct group_fwd *f;
+  if (g->cl.n_voters <= 1 || g->cl.forward == NULL ||
+      g->raft.role == RAFT_LEADER || g->raft.leader == 0) {
+    group_propose(c, g, cmd, done, arg);
+    return;
+  }
+  if (g->n_fwds == g->cap_fwds) {
+    size_t cap = g->cap_fwds ? g->cap_fwds * 2 : 16;
+    f = (struct group_fwd *)URSULA_REALLOC(g->fwds, cap * sizeof(*f));
+    if (f == NULL) {
+      group_refuse(c, g, done, arg, 503, "out of memory");
+      return;
+    }
+    g->fwds = f;
+    g->cap_fwds = cap;
+  }
+  g->fwd_buf.len = 0;
+  if (cmd_encode(cmd, &g->fwd_buf) != URSULA_OK) {
+    group_refuse(c, g, done, arg, 503, "out of memory");
+    return;
+  }
+  if (g->cl.forward(g->cl.arg, g, g->raft.leader, g->fwd_seq + 1,
+                    g->fwd_buf.ptr, g->fwd_buf.len) != URSULA_OK) {
+    group_refuse(c, g, done, arg, 503,
+                 "the stream's group leader cannot be reached from this "
+                 "node now; nothing was written; retry");
+    return;
+  }
+  f = &g->fwds[g->n_fwds++];
+  f->req = ++g->fwd_seq;
+  f->done = done;
+  f->arg = arg;
+  f->ticks = 0;
+}
+
+URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
+                                       uint64_t from, uint64_t req,
+                                       const void *cmd, size_t len) {
+  struct cmd m;
+  struct buf bounds;
+  uint64_t term = 0, index = 0;
+  int ok = 0;
+  memset(&bounds, 0, sizeof(bounds));
+  if (g->cl.reply == NULL) return;
+  if (g->raft.role == RAFT_LEADER &&
+      cmd_decode(cmd, len, &m, &bounds) == URSULA_OK &&
+      (m.type == CMD_CREATE || m.type == CMD_APPEND ||
+       m.type == CMD_DELETE)) {
+    m.time_ms = group_wall(g); /* the leader stamps what it proposes */
+    ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
+  }
+  buf_free(&bounds);
+  g->cl.reply(g->cl.arg, g, from, req, ok, term, index);
+}
+
+URSULA_PRIVATE void group_recv_reply(struct core *c, struct group *g,
+                                     uint64_t req, int accepted,
+                                     uint64_t term, uint64_t index) {
+  size_t k;
+  for (k = 0; k < g->n_fwds && g->fwds[k].req != req; k++) continue;
+  if (k == g->n_fwds) return; /* answered already (timed out) */
+  {
+    struct group_fwd f = g->fwds[k];
+    memmove(g->fwds + k, g->fwds + k + 1,
+            (g->n_fwds - k - 1) * sizeof(*g->fwds));
+    g->n_fwds--;
+    if (!accepted)
+      group_fwd_refused(c, g, f.done, f.arg, 0);
+    else if (index <= g->applied_index) /* (never: replies come first) */
+      group_fwd_refused(c, g, f.done, f.arg, 1);
+    else
+      group_hold_one(c, g, f.done, f.arg, term, index);
+  }
+}
+
+/* Forwards without a reply for 2 election timeouts: outcome unknown. */
+static void group_age_fwds(struct core *c, struct group *g) {
+  size_t k, n = 0;
+  for (k = 0; k < g->n_fwds; k++) {
+    struct group_fwd f = g->fwds[k];
+    if (++f.ticks <= 2 * GROUP_ELECTION_TICKS) {
+      g->fwds[n++] = f;
+      continue;
+    }
+    group_fwd_refused(c, g, f.done, f.arg, 1);
+  }
+  g->n_fwds = n;
+}
+
+/* Writes waiting for their index to be applied, once the term they were
+** given in is over (or no leader is known): if the index is not applied
+** within 2 election timeouts (raft.md section 4), the outcome is unknown
+** to this node -- the entry may yet commit under the next leader, or be
+** replaced -- and the client is told so rather than kept waiting. */
+static void group_age_held(struct core *c, struct group *g) {
+  size_t k, n = g->held_head;
+  int led = g->raft.role == RAFT_LEADER || g->raft.leader != 0;
+  for (k = g->held_head; k < g->n_held; k++) {
+    struct group_wait w = g->held[k];
+    if (led && w.term == g->raft.term) {
+      g->held[n++] = w;
+      continue;
+    }
+    if (++w.ticks <= 2 * GROUP_ELECTION_TICKS) {
+      g->held[n++] = w;
+      continue;
+    }
+    group_refuse(c, g, w.done, w.arg, 503,
+                 "this node stopped leading the stream's group before the "
+                 "write was committed: its outcome is unknown; retry with "
+                 "the same Producer-Id/Epoch/Seq to apply it exactly once");
+  }
+  g->n_held = n;
+  if (g->held_head == g->n_held) g->held_head = g->n_held = 0;
+}
+
 URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
-  if (g->raft.c.n_voters > 1) group_step_type(c, g, RAFT_IN_TICK);
+  size_t k;
+  if (g->raft.c.n_voters <= 1) return;
+  group_step_type(c, g, RAFT_IN_TICK);
+  if (g->n_held > g->held_head) group_age_held(c, g);
+  if (g->n_fwds > 0) group_age_fwds(c, g);
+  for (k = 0; k < g->n_reads; k++) /* a lost READ_INDEX is not resent */
+    if (++g->reads[k].ticks > 2 * GROUP_ELECTION_TICKS && !g->reads[k].index)
+      g->reads[k].refused = 1;
+  if (g->n_reads > 0) group_serve_reads(c, g);
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -15649,6 +17749,63 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_read_hop(c, g, s, j, end);
 }
 
+/* Serve the reads whose barrier passed (in order of arrival: a read is
+** never served before one that came earlier), and refuse those no
+** leader confirmed. */
+static void group_serve_reads(struct core *c, struct group *g) {
+  size_t k = 0, n = 0;
+  if (g->serving) return; /* (a read may propose: an EXPIRE) */
+  g->serving = 1;
+  while (k < g->n_reads) {
+    struct group_barrier r = g->reads[k];
+    if (r.refused) {
+      k++;
+      group_fail(c, r.j, 503,
+                 "the read could not be confirmed with the stream's group "
+                 "leader (no leader now?); retry");
+    } else if (r.index != 0 && r.index <= g->applied_index) {
+      k++;
+      group_read(c, g, r.j);
+    } else {
+      g->reads[n++] = g->reads[k++]; /* waits on */
+    }
+  }
+  g->n_reads = n;
+  g->serving = 0;
+}
+
+/* A read of a cluster's group is linearizable (issue 14; thesis 6.4,
+** ReadIndex): it reflects every append acknowledged, by any node, before
+** it arrived.  The core confirms the leader's commit index with a round
+** of heartbeats (a follower asks the leader); the read is served once
+** this node has applied that far.  A single node serves at once. */
+static void group_read_linear(struct core *c, struct group *g, struct job *j) {
+  struct group_barrier *r;
+  struct raft_in in;
+  if (g->raft.c.n_voters <= 1) {
+    group_read(c, g, j);
+    return;
+  }
+  if (g->n_reads == g->cap_reads) {
+    size_t cap = g->cap_reads ? g->cap_reads * 2 : 16;
+    r = (struct group_barrier *)URSULA_REALLOC(g->reads, cap * sizeof(*r));
+    if (r == NULL) {
+      group_fail(c, j, 503, "out of memory");
+      return;
+    }
+    g->reads = r;
+    g->cap_reads = cap;
+  }
+  r = &g->reads[g->n_reads++];
+  memset(r, 0, sizeof(*r));
+  r->j = j;
+  r->ctx = ++g->read_ctx;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_READ_INDEX;
+  in.ctx = r->ctx;
+  group_step(c, g, &in);
+}
+
 /* A read's job arrives at the owner of a stream it inherits from
 ** (JOB_HOP_SOURCE; or runs again there after a chunk fetch), or back at
 ** the owner of the stream it reads (JOB_HOP_BACK). */
@@ -15720,7 +17877,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
-      group_read(c, g, j);
+      group_read_linear(c, g, j);
       return;
     case JOB_CREATE:
       j->cmd.type = CMD_CREATE;
@@ -15736,7 +17893,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       return;
   }
   group_bind_cmd(g, j);
-  group_propose(c, g, &j->cmd, group_after_change, j);
+  group_write(c, g, &j->cmd, group_after_change, j);
 }
 
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
@@ -15854,6 +18011,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
     }
   }
   tier_tick(c, &g->tier);
+  group_spread(c, g);
 }
 /**** End src/group.c ****/
 /**** Begin src/fork.c ****/
@@ -19319,6 +21477,7 @@ static void server_on_turn_end(struct loop *l) {
     conn_drain(&c->conns);
     server_run_local(l, c); /* what draining queued */
   }
+  if (c->srv->peer != NULL) peer_flush(c->srv->peer, c->id);
   server_check_drained(c);
 }
 
@@ -19337,9 +21496,178 @@ static void *server_core_main(void *arg) {
   return NULL;
 }
 
+/* ------------------------------------------------------------ peers
+
+   With --peer, the node's links to the others (peer.c): a listener, and
+   one connection per (node, core).  Every group is a voter of the
+   cluster (group_join): its Raft messages leave through peer_send and
+   arrive through server_on_peer_raft, on the group's core; each core
+   ticks its groups. */
+
+/* A Raft message from a peer, on the core its connection belongs to:
+** for that core's group (groups are spread over cores alike on every
+** node: the handshake checked the counts). */
+static void server_on_peer_raft(void *arg, int core, int group,
+                                const struct raft_msg *m, const void *records,
+                                size_t len) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  s->cores[core].peer_in++;
+  if (group < 0 || group >= s->n_groups ||
+      server_owner_of(s, group) != core) {
+    LOG_W("core %d: a Raft message from node %llu for group %d, which "
+          "this core does not own; dropped",
+          core, (unsigned long long)m->from, group);
+    return;
+  }
+  group_recv(&s->cores[core], s->groups[group], m, records, len);
+}
+
+/* group_send_fn: a group's Raft message to a peer, on the group's core;
+** dropped (and counted by peer.c) while the link is down or full. */
+static void server_raft_send(void *arg, struct group *g,
+                             const struct raft_msg *m, const void *records,
+                             size_t len) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  int gid = group_id(g);
+  peer_send(s->peer, server_owner_of(s, gid), (int)m->to, gid, m, records,
+            len);
+}
+
+/* group_forward_fn and group_reply_fn: writes forwarded to a leader, and
+** its replies, on the group's core. */
+static int server_forward(void *arg, struct group *g, uint64_t to,
+                          uint64_t req, const void *cmd, size_t len) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  int gid = group_id(g);
+  return peer_forward(s->peer, server_owner_of(s, gid), (int)to, gid, req,
+                      cmd, len);
+}
+
+static void server_fwd_reply(void *arg, struct group *g, uint64_t to,
+                             uint64_t req, int accepted, uint64_t term,
+                             uint64_t index) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  int gid = group_id(g);
+  peer_fwd_reply(s->peer, server_owner_of(s, gid), (int)to, gid, req,
+                 accepted ? PEER_FWD_ACCEPTED : PEER_FWD_REFUSED, term, index);
+}
+
+/* A FWD or FWD_REPLY from a peer, on the core its connection belongs to. */
+static void server_on_peer_fwd(void *arg, int core, uint64_t from,
+                               const struct peer_item *it) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  struct group *g;
+  if (it->group < 0 || it->group >= s->n_groups ||
+      server_owner_of(s, it->group) != core)
+    return;
+  g = s->groups[it->group];
+  if (it->kind == PEER_ITEM_FWD)
+    group_recv_forward(&s->cores[core], g, from, it->req, it->records,
+                       it->len);
+  else
+    group_recv_reply(&s->cores[core], g, it->req,
+                     it->outcome == PEER_FWD_ACCEPTED, it->term, it->index);
+}
+
+/* Every core ticks its cluster groups' Raft clocks (GROUP_TICK_MS). */
+static void server_on_tick(struct loop *l, void *arg) {
+  struct core *c = (struct core *)arg;
+  struct ursula_server *s = c->srv;
+  int g;
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    group_tick(c, s->groups[g]);
+  loop_timer_set(l, &c->tick_timer, loop_now_ms(l) + GROUP_TICK_MS,
+                 server_on_tick, c);
+}
+
+/* With peers, every group is a voter of the cluster: the members' ids
+** (before the logs are replayed: a voter of a cluster applies only
+** what its leader says is committed). */
+static int server_join_groups(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  struct group_cluster cl;
+  int i;
+  if (cfg->peer_count <= 1) return URSULA_OK;
+  memset(&cl, 0, sizeof(cl));
+  cl.cluster_id = peer_cluster_hash(cfg->cluster_id);
+  cl.node = (uint64_t)cfg->node_id;
+  for (i = 0; i < cfg->peer_count; i++)
+    cl.voters[i] = (uint64_t)cfg->peers[i].id;
+  cl.n_voters = (unsigned)cfg->peer_count;
+  cl.send = server_raft_send;
+  cl.forward = server_forward;
+  cl.reply = server_fwd_reply;
+  cl.arg = s;
+  for (i = 0; i < s->n_groups; i++)
+    if (group_join(s->groups[i], &cl) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: bad cluster membership",
+               i);
+      return URSULA_EINVAL;
+    }
+  return URSULA_OK;
+}
+
+static void server_on_peer_snap(void *arg, int core, uint64_t from,
+                                const struct peer_snap *sn) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  (void)from; /* (used by the log only) */
+  (void)sn;
+  s->cores[core].peer_in++;
+  LOG_D("core %d: group %d: snapshot chunk from node %llu, not used yet",
+        core, sn->group, (unsigned long long)from);
+}
+
+/* Open the peer listener and arm the links (the loops exist, not yet
+** running). */
+static int server_peers_start(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  struct peer_config pc;
+  struct loop *loops[URSULA_MAX_CORES];
+  int i, rc;
+  if (cfg->peer_count == 0) return URSULA_OK;
+  memset(&pc, 0, sizeof(pc));
+  pc.cluster_id = peer_cluster_hash(cfg->cluster_id);
+  pc.node_id = cfg->node_id;
+  pc.n_nodes = cfg->peer_count;
+  for (i = 0; i < cfg->peer_count; i++) {
+    pc.nodes[i].id = cfg->peers[i].id;
+    memcpy(pc.nodes[i].host, cfg->peers[i].host, sizeof(pc.nodes[i].host));
+    pc.nodes[i].port = cfg->peers[i].port;
+    if (cfg->peers[i].id == cfg->node_id) {
+      memcpy(pc.listen_host, cfg->peers[i].host, sizeof(pc.listen_host));
+      pc.listen_port = cfg->peers[i].port;
+    }
+  }
+  if (cfg->peer_listen_host[0] != '\0') {
+    memcpy(pc.listen_host, cfg->peer_listen_host, sizeof(pc.listen_host));
+    pc.listen_port = cfg->peer_listen_port;
+  }
+  memcpy(pc.bind_host, pc.listen_host, sizeof(pc.bind_host));
+  pc.n_cores = s->n_cores;
+  pc.n_groups = s->n_groups;
+  pc.env = s->env;
+  pc.on_raft = server_on_peer_raft;
+  pc.on_snap = server_on_peer_snap;
+  pc.on_fwd = server_on_peer_fwd;
+  pc.arg = s;
+  for (i = 0; i < s->n_cores; i++) loops[i] = s->cores[i].loop;
+  if ((rc = peer_open(&s->peer, &pc, loops, err)) != URSULA_OK) return rc;
+  if ((rc = peer_start(s->peer, err)) != URSULA_OK) return rc;
+  LOG_I("node %d of cluster %s: peers at %s:%d, %d members", cfg->node_id,
+        cfg->cluster_id, pc.listen_host, peer_port(s->peer), pc.n_nodes);
+  return URSULA_OK;
+}
+
+/* After the loops stopped (or never ran): close every link. */
+static void server_peers_stop(struct ursula_server *s) {
+  peer_close(s->peer);
+  s->peer = NULL;
+}
+
 static void server_free(struct ursula_server *s) {
   int i;
   cold_close(s->cold); /* first: its threads post to the cores' loops */
+  server_peers_stop(s); /* then the links: they live on the loops */
   if (s->cores != NULL) {
     for (i = 0; i < s->n_cores; i++) {
       struct core *c = &s->cores[i];
@@ -19677,8 +22005,10 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
           "answered 503",
           have, want, cfg->max_connections);
   }
-  if ((rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK)
+  if ((rc = conf_check_cluster(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
@@ -19713,7 +22043,11 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     c->listening = 1;
     loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
+    if (cfg->peer_count > 1)
+      loop_timer_set(c->loop, &c->tick_timer,
+                     loop_now_ms(c->loop) + GROUP_TICK_MS, server_on_tick, c);
   }
+  if ((rc = server_peers_start(s, err)) != URSULA_OK) goto fail;
 #if URSULA_ENABLE_THREADS
   for (i = 0; i < s->n_cores; i++) {
     if (pthread_create(&s->cores[i].thread, NULL, server_core_main,

@@ -93,6 +93,15 @@ enum ursula_error {
 #define URSULA_ERRMSG_LEN 1536
 #define URSULA_PATH_LEN 1024
 
+/* A member of a cluster: node id and the address it listens on for its
+** peers (struct ursula_config's peers). */
+#define URSULA_MAX_PEERS 5
+struct ursula_peer {
+  int id;         /* 1..255 */
+  char host[256]; /* a name or a numeric address */
+  int port;       /* 1..65535 */
+};
+
 /* Server configuration.  ursula_config_init() fills every field with its
 ** default; ursula_config_set() and ursula_config_load() change fields by
 ** their config-file key names (the same names as the command-line flags,
@@ -145,6 +154,15 @@ struct ursula_config {
                                        https; "" = the system bundle */
   int64_t cold_flush_age_ms; /* cold-flush-age-ms: move data this old */
   int64_t cold_cache_bytes;  /* cold-cache-bytes: chunks kept in memory */
+  /* a cluster (issue #14): no peer entry = a single node, as before */
+  int node_id;               /* node-id: this node's id, 1..255; 0 = none */
+  char cluster_id[65];       /* cluster-id: 1-64 of [A-Za-z0-9._-], default
+                                "ursula"; nodes of another refuse us */
+  int peer_count;            /* peer: how many members were given */
+  struct ursula_peer peers[URSULA_MAX_PEERS]; /* peer: N=HOST:PORT, one
+                                per member (1, 3 or 5), this node too */
+  char peer_listen_host[256]; /* peer-listen: where to listen for peers */
+  int peer_listen_port;       /* (host "": this node's own peer entry) */
 };
 
 /* Fill *cfg with the defaults of this build. */

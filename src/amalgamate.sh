@@ -31,6 +31,7 @@ s3.c
 wal.c
 cmd.c
 raft.c
+peer.c
 stream.c
 cold.c
 tier.c

@@ -85,7 +85,10 @@ enum {
   CONF_T_I64,     /* int64_t field, range [min, max] */
   CONF_T_LISTEN,  /* listen_host + listen_port */
   CONF_T_PATH,    /* char[URSULA_PATH_LEN] field; "" allowed */
-  CONF_T_LEVEL    /* int 0..3, or a level name */
+  CONF_T_LEVEL,   /* int 0..3, or a level name */
+  CONF_T_PEER,    /* one more member: N=HOST:PORT (peers[], peer_count) */
+  CONF_T_PEER_LISTEN, /* peer_listen_host + peer_listen_port */
+  CONF_T_NAME         /* char[65]: 1-64 of [A-Za-z0-9._-] */
 };
 
 struct conf_key {
@@ -204,6 +207,20 @@ static const struct conf_key conf_keys[] = {
     {"cold-cache-bytes", NULL, CONF_T_I64, CONF_OFF(cold_cache_bytes), 0,
      INT64_C(1099511627776), "N",
      "chunks read back from the cold tier kept in memory (all cores)"},
+    {"node-id", NULL, CONF_T_INT, CONF_OFF(node_id), 0, 255, "N",
+     "this node's id in a cluster (needs --peer); it must be one of the "
+     "--peer entries; 0 = none"},
+    {"peer", NULL, CONF_T_PEER, CONF_OFF(peers), 1, 255, "N=HOST:PORT",
+     "a member of the cluster and the address it listens on for its "
+     "peers; give one per member, this node included (1, 3 or 5 "
+     "members: Raft here runs 1, 3 or 5 voters); without any, a single "
+     "node; an empty value clears the list"},
+    {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
+     "listen for peers here instead of at this node's own --peer address "
+     "(which the others dial); empty = there"},
+    {"cluster-id", NULL, CONF_T_NAME, CONF_OFF(cluster_id), 1, 64, "NAME",
+     "the cluster's name, 1-64 of A-Z a-z 0-9 . _ -; nodes of another "
+     "cluster refuse each other"},
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -249,9 +266,10 @@ static const char *conf_show_more(const char *v) {
   return strlen(v) > CONF_SHOW_MAX ? "..." : "";
 }
 
-/* Parse "HOST:PORT" or "[ADDR]:PORT" into cfg's listen fields. */
-static int conf_set_listen(struct ursula_config *cfg, struct str key,
-                           const char *v, char *err) {
+/* Parse "HOST:PORT" or "[ADDR]:PORT" into out_host[0..256) and *out_port
+** (min_port..65535). */
+static int conf_parse_hostport(struct str key, const char *v, char *out_host,
+                               int *out_port, uint64_t min_port, char *err) {
   const char *host, *port, *sep;
   size_t host_len, i;
   uint64_t p;
@@ -283,9 +301,9 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
   if (host_len == 0)
     return conf_fail(err, "%.*s: empty host in \"%.*s%s\"", (int)key.len,
                      key.ptr, conf_show_len(v), v, conf_show_more(v));
-  if (host_len >= sizeof(cfg->listen_host))
-    return conf_fail(err, "%.*s: host longer than %u bytes", (int)key.len,
-                     key.ptr, (unsigned)(sizeof(cfg->listen_host) - 1));
+  if (host_len >= 256)
+    return conf_fail(err, "%.*s: host longer than 255 bytes", (int)key.len,
+                     key.ptr);
   for (i = 0; i < host_len; i++) {
     unsigned char c = (unsigned char)host[i];
     if (c <= ' ' || c == 0x7f || c == '[' || c == ']')
@@ -293,13 +311,97 @@ static int conf_set_listen(struct ursula_config *cfg, struct str key,
                        (int)key.len, key.ptr, conf_show_len(v), v,
                        conf_show_more(v));
   }
-  if (util_parse_u64(util_str(port), 65535, &p) != 0)
+  if (util_parse_u64(util_str(port), 65535, &p) != 0 || p < min_port)
     return conf_fail(
-        err, "%.*s: expected a port from 0 to 65535, got \"%.*s%s\"",
-        (int)key.len, key.ptr, conf_show_len(port), port, conf_show_more(port));
-  memcpy(cfg->listen_host, host, host_len);
-  cfg->listen_host[host_len] = '\0';
-  cfg->listen_port = (int)p;
+        err, "%.*s: expected a port from %d to 65535, got \"%.*s%s\"",
+        (int)key.len, key.ptr, (int)min_port, conf_show_len(port), port,
+        conf_show_more(port));
+  memcpy(out_host, host, host_len);
+  out_host[host_len] = '\0';
+  *out_port = (int)p;
+  return URSULA_OK;
+}
+
+static int conf_set_listen(struct ursula_config *cfg, struct str key,
+                           const char *v, char *err) {
+  char host[256];
+  int port;
+  int rc = conf_parse_hostport(key, v, host, &port, 0, err);
+  if (rc != URSULA_OK) return rc;
+  memcpy(cfg->listen_host, host, sizeof(host));
+  cfg->listen_port = port;
+  return URSULA_OK;
+}
+
+/* One more member, "N=HOST:PORT": an id 1..255 not given before, at most
+** URSULA_MAX_PEERS of them. */
+static int conf_add_peer(struct ursula_config *cfg, struct str key,
+                         const char *v, char *err) {
+  const char *eq = strchr(v, '=');
+  struct ursula_peer m;
+  uint64_t id;
+  int i, rc;
+  struct str ids;
+  if (v[0] == '\0') { /* clears the list */
+    cfg->peer_count = 0;
+    return URSULA_OK;
+  }
+  ids.ptr = v;
+  ids.len = eq != NULL ? (size_t)(eq - v) : 0;
+  if (eq == NULL || util_parse_u64(ids, 255, &id) != 0 || id < 1)
+    return conf_fail(err,
+                     "%.*s: expected N=HOST:PORT with a node id N from 1 to "
+                     "255, got \"%.*s%s\"",
+                     (int)key.len, key.ptr, conf_show_len(v), v,
+                     conf_show_more(v));
+  memset(&m, 0, sizeof(m));
+  m.id = (int)id;
+  if ((rc = conf_parse_hostport(key, eq + 1, m.host, &m.port, 1, err)) !=
+      URSULA_OK)
+    return rc;
+  for (i = 0; i < cfg->peer_count; i++)
+    if (cfg->peers[i].id == m.id)
+      return conf_fail(err, "%.*s: node id %d is given twice", (int)key.len,
+                       key.ptr, m.id);
+  if (cfg->peer_count >= URSULA_MAX_PEERS)
+    return conf_fail(err,
+                     "%.*s: more than %d members; Raft here runs 1, 3 or 5 "
+                     "voters",
+                     (int)key.len, key.ptr, URSULA_MAX_PEERS);
+  cfg->peers[cfg->peer_count++] = m;
+  return URSULA_OK;
+}
+
+static int conf_set_peer_listen(struct ursula_config *cfg, struct str key,
+                                const char *v, char *err) {
+  char host[256];
+  int port = 0, rc;
+  host[0] = '\0';
+  if (v[0] != '\0' &&
+      (rc = conf_parse_hostport(key, v, host, &port, 0, err)) != URSULA_OK)
+    return rc;
+  memcpy(cfg->peer_listen_host, host, sizeof(host));
+  cfg->peer_listen_port = port;
+  return URSULA_OK;
+}
+
+/* A name of 1..max bytes of [A-Za-z0-9._-]. */
+static int conf_set_name(char *field, const struct conf_key *k,
+                         struct str key, const char *v, char *err) {
+  size_t len = strlen(v), i;
+  for (i = 0; i < len; i++) {
+    char c = v[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      break;
+  }
+  if (len < k->min || len > k->max || i < len)
+    return conf_fail(err,
+                     "%.*s: expected 1 to %u of A-Z a-z 0-9 . _ -, got "
+                     "\"%.*s%s\"",
+                     (int)key.len, key.ptr, (unsigned)k->max, conf_show_len(v),
+                     v, conf_show_more(v));
+  memcpy(field, v, len + 1);
   return URSULA_OK;
 }
 
@@ -312,6 +414,12 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
   switch (k->type) {
     case CONF_T_LISTEN:
       return conf_set_listen(cfg, key, v, err);
+    case CONF_T_PEER:
+      return conf_add_peer(cfg, key, v, err);
+    case CONF_T_PEER_LISTEN:
+      return conf_set_peer_listen(cfg, key, v, err);
+    case CONF_T_NAME:
+      return conf_set_name(field, k, key, v, err);
     case CONF_T_PATH:
       len = strlen(v);
       if (len > k->max)
@@ -381,7 +489,22 @@ static void conf_format(const struct ursula_config *cfg,
         snprintf(out, cap, "%s:%d", cfg->listen_host, cfg->listen_port);
       break;
     case CONF_T_PATH:
+    case CONF_T_NAME:
       snprintf(out, cap, "%s", field);
+      break;
+    case CONF_T_PEER: /* one line per member: the first here */
+      if (cfg->peer_count == 0)
+        snprintf(out, cap, "%s", "");
+      else
+        snprintf(out, cap, "%d=%s:%d", cfg->peers[0].id, cfg->peers[0].host,
+                 cfg->peers[0].port);
+      break;
+    case CONF_T_PEER_LISTEN:
+      if (cfg->peer_listen_host[0] == '\0')
+        snprintf(out, cap, "%s", "");
+      else
+        snprintf(out, cap, "%s:%d", cfg->peer_listen_host,
+                 cfg->peer_listen_port);
       break;
     case CONF_T_I64:
       snprintf(out, cap, "%lld",
@@ -420,6 +543,7 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   cfg->snapshot_bytes = URSULA_DEFAULT_SNAPSHOT_BYTES;
   cfg->wal_dir[0] = '\0'; /* in memory only */
   cfg->log_level = LOG_INFO;
+  snprintf(cfg->cluster_id, sizeof(cfg->cluster_id), "ursula");
 }
 
 /* On failure *cfg is unchanged: every setter validates before it stores. */
@@ -559,6 +683,51 @@ URSULA_API int ursula_config_load(struct ursula_config *cfg, const char *path,
   return URSULA_OK;
 }
 
+/* ------------------------------------------------------------ cluster */
+
+/* The cluster settings taken together (each key alone was checked when it
+** was set): --peer needs --node-id and the other way round, the node is
+** one of the peers, there are 1, 3 or 5 members, and more than one needs
+** --wal-dir and no cold tier (not built for a cluster yet). */
+URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
+                                      char *err) {
+  int i, found = 0;
+  if (cfg->peer_count == 0 && cfg->node_id == 0) {
+    if (cfg->peer_listen_host[0] != '\0')
+      return conf_fail(err, "peer-listen: needs --peer and --node-id");
+    return URSULA_OK;
+  }
+  if (cfg->node_id == 0)
+    return conf_fail(err,
+                     "peer: needs --node-id N (which of the members this "
+                     "node is)");
+  if (cfg->peer_count == 0)
+    return conf_fail(err,
+                     "node-id: needs --peer N=HOST:PORT, one per member, "
+                     "this node included");
+  for (i = 0; i < cfg->peer_count; i++)
+    if (cfg->peers[i].id == cfg->node_id) found = 1;
+  if (!found)
+    return conf_fail(err, "node-id: %d is not among the --peer entries",
+                     cfg->node_id);
+  if (cfg->peer_count != 1 && cfg->peer_count != 3 && cfg->peer_count != 5)
+    return conf_fail(err,
+                     "peer: %d members; Raft here runs 1, 3 or 5 voters",
+                     cfg->peer_count);
+  if (cfg->peer_count > 1 &&
+      (cfg->cold_dir[0] != '\0' || cfg->s3_endpoint[0] != '\0'))
+    return conf_fail(err,
+                     "peer: the cold tier (--cold-dir, --s3-endpoint) does "
+                     "not run in a cluster yet (only a group's leader may "
+                     "move data and delete objects; that step is not built)");
+  if (cfg->peer_count > 1 && cfg->wal_dir[0] == '\0')
+    return conf_fail(err,
+                     "peer: a cluster needs --wal-dir DIR (an append is "
+                     "acknowledged once a majority of the nodes hold it in "
+                     "their logs)");
+  return URSULA_OK;
+}
+
 /* ------------------------------------------------------------ flags */
 
 /* The command line is walked three times, so that its meaning does not
@@ -614,6 +783,8 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       }
     }
   }
+  if (conf_check_cluster(&tmp, why) != URSULA_OK)
+    return conf_fail(err, "%s", why);
   *cfg = tmp;
   return CONF_RUN;
 }
@@ -671,12 +842,23 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
                 "        0..3 or error, warn, info, debug; default %s (%s)\n",
                 val, conf_level_names[def.log_level & 3]);
         break;
+      case CONF_T_PEER:
+        fprintf(f, "        node id 1..255; repeated; default none (a single "
+                   "node)\n");
+        break;
+      case CONF_T_PEER_LISTEN:
+        fprintf(f, "        default this node's own --peer address\n");
+        break;
+      case CONF_T_NAME:
+        fprintf(f, "        default %s\n", val);
+        break;
       default:
         fprintf(f, "        %llu..%llu; default %s%s\n",
                 (unsigned long long)k->min, (unsigned long long)k->max, val,
                 k->off == CONF_OFF(core_count) && def.core_count == 0
                     ? " (online CPUs)"
-                    : "");
+                : k->off == CONF_OFF(node_id) ? " (none)"
+                                              : "");
         break;
     }
   }

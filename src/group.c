@@ -107,12 +107,32 @@ struct group_inmsg {
   struct buf records;
 };
 
+/* A read of a cluster's group waiting for its barrier (ReadIndex,
+** thesis 6.4): READ_INDEX(ctx) gives the index it waits for (0: not
+** yet); it is served once this node has applied that far. */
+struct group_barrier {
+  struct job *j;
+  uint64_t ctx, index;
+  unsigned ticks; /* its age */
+  int refused;    /* no leader confirmed it (or too old): 503 */
+};
+
 /* A proposal whose entry is durable here, waiting for its index to be
 ** committed and applied (answered by (term, index): group_answer). */
 struct group_wait {
   group_done_fn done;
   void *arg;
   uint64_t term, index;
+  unsigned ticks; /* since this node stopped leading its term */
+};
+
+/* A client's write this node forwarded to its group's leader, waiting
+** for the leader's reply (then it waits in held, for its apply here). */
+struct group_fwd {
+  uint64_t req;
+  group_done_fn done;
+  void *arg;
+  unsigned ticks;
 };
 
 /* The Raft settings of a group (raft.c has what each means). */
@@ -146,6 +166,16 @@ struct group {
   int owe;                 /* flight was made durable in a step */
   int owe_rc;              /* a storage failure met in a step */
   uint64_t snap_refused;   /* SEND_SNAPSHOT to this peer: refused */
+  struct group_barrier *reads; /* reads waiting for their barrier */
+  size_t n_reads, cap_reads;
+  uint64_t read_ctx;           /* the last READ_INDEX's ctx */
+  int reads_ready;             /* a READ_READY came in this step */
+  int serving;                 /* group_serve_reads() is running */
+  int draining;                /* group_drain_inbox() is running */
+  struct group_fwd *fwds;      /* forwarded writes awaiting a reply */
+  size_t n_fwds, cap_fwds;
+  uint64_t fwd_seq;            /* the last forward's request id */
+  struct buf fwd_buf;          /* a forward's encoded command */
   struct group_batch fill;   /* proposed this turn, not yet handed over */
   struct group_batch flight; /* handed to the log store: being persisted,
                                 then applied */
@@ -186,15 +216,25 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 **               before the batch that holds the state is durable;
 **   APPEND      a leader's no-op: a NOOP entry into the fill batch; a
 **               proposal's entry: the proposer frames it (group_propose);
+**   APPEND      (of a MSG) the entries an AppendEntries carried, framed
+**               verbatim from their WAL records;
+**   TRUNCATE    a conflicting suffix cut (group_truncate; R3);
+**   SEND        queued, and handed to the transport at the end of the
+**               turn once R1 and R2 allow (group_flush_out);
 **   COMMIT      entries up to it are committed: applied once durable here
 **               (group_apply_committed);
-**   ROLE        noted (the log says who leads which term, at debug level).
+**   READ_READY  a read's barrier passed (group_serve_reads);
+**   ROLE        noted (a cluster's node logs each group it comes to lead).
 ** A single node is one voter: its core elects itself at start
 ** (group_elect, one election timeout of ticks fed at once, so the first
 ** request does not wait a second) and, after a storage failure, once its
-** log is verified again.  Messages, snapshots to send or install and
-** truncations come only with peers (the transport, issue 14's next step);
-** a group has one voter until then.
+** log is verified again.  A cluster's groups (group_join: a voter on every
+** node) elect by ticks (group_tick), exchange messages through the
+** transport (group_recv), forward writes to their leader, read through a
+** barrier, and spread leadership (FORWARDED WRITES, LEADERSHIP SPREAD,
+** and group_read_linear, below).  Not yet in a cluster: snapshots,
+** compaction and installs (SEND_SNAPSHOT is refused; the log is kept
+** whole), the cold tier, and forks across groups.
 **
 ** Storage failures follow R5: a write or sync that fails (group_lost), or
 ** a record that cannot be framed (group_frame_failed: the log is then
@@ -314,7 +354,7 @@ static void group_append_msg(struct core *c, struct group *g, uint64_t lo,
   struct wal_entry e;
   int rc = URSULA_OK;
   while (lo <= hi && rc == URSULA_OK &&
-         (k = wal_record_get(p, left, &e)) > 0) {
+         wal_record_check(p, left, &e, &k) == URSULA_OK) {
     p += k;
     left -= k;
     if (e.index < lo) continue;
@@ -391,19 +431,33 @@ static void group_act(struct core *c, struct group *g,
       group_mark_dirty(c, g);
       break;
     case RAFT_ROLE:
-      LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
-            (unsigned long long)a->term,
-            a->role == RAFT_LEADER ? "leader" : "not the leader",
-            (unsigned long long)a->peer);
+      if (a->role == RAFT_LEADER && g->cl.n_voters > 1)
+        LOG_I("group %d: this node leads it (term %llu)", g->id,
+              (unsigned long long)a->term);
+      else
+        LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
+              (unsigned long long)a->term,
+              a->role == RAFT_LEADER ? "leader" : "not the leader",
+              (unsigned long long)a->peer);
       break;
-    default: /* INSTALL_SNAPSHOT (none is sent), READ_READY (no reads
-             ** ask for a barrier yet) */
+    case RAFT_READ_READY: {
+      size_t k;
+      for (k = 0; k < g->n_reads; k++)
+        if (g->reads[k].ctx == a->ctx && g->reads[k].index == 0) {
+          g->reads[k].index = a->hi;
+          g->reads[k].refused = a->hi == 0;
+          g->reads_ready = 1;
+        }
+      break;
+    }
+    default: /* INSTALL_SNAPSHOT: none is sent yet */
       break;
   }
 }
 
 static void group_lost(struct core *c, struct group *g, int rc);
 static void group_persisted(struct core *c, struct group *g);
+static void group_serve_reads(struct core *c, struct group *g);
 
 /* Feed one input to the core and carry out its actions; then what the
 ** actions left for after the step (a truncation's synchronous write, a
@@ -429,6 +483,10 @@ static int group_step(struct core *c, struct group *g,
   } else if (g->owe) {
     g->owe = 0;
     group_persisted(c, g);
+  }
+  if (g->reads_ready) {
+    g->reads_ready = 0;
+    group_serve_reads(c, g);
   }
   if (g->snap_refused != 0) {
     struct raft_in f;
@@ -493,6 +551,7 @@ static int group_start(struct group *g, const struct raft_saved *s,
   rc.trail_cap =
       rc.n_voters > 1 ? GROUP_TRAIL_RUNS_CLUSTER : GROUP_TRAIL_RUNS;
   rc.read_cap = 64;
+  rc.commit_notify = 1;
   rc.env = g->env;
   raft_free(&g->raft);
   URSULA_FREE(g->out.a);
@@ -786,6 +845,10 @@ URSULA_PRIVATE void group_free(struct group *g) {
   while (g->n_in > 0) buf_free(&g->inbox[--g->n_in].records);
   URSULA_FREE(g->inbox);
   URSULA_FREE(g->held);
+  URSULA_FREE(g->fwds); /* (their jobs are freed with the core's) */
+  buf_free(&g->fwd_buf);
+  while (g->n_reads > 0) job_free(g->reads[--g->n_reads].j);
+  URSULA_FREE(g->reads);
   buf_free(&g->scratch);
   URSULA_FREE(g);
 }
@@ -959,9 +1022,11 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   }
 }
 
-URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
-                                  const struct cmd *cmd, group_done_fn done,
-                                  void *arg) {
+/* group_propose(); 1 and the entry's (term, index) if the log took it, 0
+** if done was answered with a refusal. */
+static int group_propose_at(struct core *c, struct group *g,
+                            const struct cmd *cmd, group_done_fn done,
+                            void *arg, uint64_t *term, uint64_t *index) {
   struct group_batch *b = &g->fill;
   struct raft_in in;
   size_t off, hdr = g->wal != NULL ? WAL_RECORD_HEADER : 0, n;
@@ -976,7 +1041,7 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
     group_refuse(c, g, done, arg, 503,
                  "write-ahead log failed; writes are refused until it is "
                  "verified again");
-    return;
+    return 0;
   }
   /* the entry is built in place: (with a WAL) header room, then the
   ** payload, so that the WAL writes it from here without a copy (after
@@ -992,7 +1057,7 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
   if (rc != URSULA_OK || n > WAL_MAX_RECORD) {
     group_refuse(c, g, done, arg, rc != URSULA_OK ? 503 : 413,
                  rc != URSULA_OK ? "out of memory" : "entry is too large");
-    return;
+    return 0;
   }
   memset(&in, 0, sizeof(in));
   in.type = RAFT_IN_PROPOSE;
@@ -1000,18 +1065,28 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
   if (group_step(c, g, &in) != URSULA_OK) {
     group_refuse(c, g, done, arg, 503,
                  "this node does not lead the stream's group now; retry");
-    return;
+    return 0;
   }
   rc = group_batch_entry(g, WAL_CMD, g->out.term, g->out.index, n);
   if (rc != URSULA_OK) {
     group_frame_failed(c, g, rc);
     group_refuse(c, g, done, arg, 503,
                  rc == URSULA_ENOMEM ? "out of memory" : group_wal_reason(rc));
-    return;
+    return 0;
   }
   b->props[b->n - 1].done = done;
   b->props[b->n - 1].arg = arg;
+  *term = b->props[b->n - 1].term;
+  *index = b->props[b->n - 1].index;
   group_mark_dirty(c, g);
+  return 1;
+}
+
+URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
+                                  const struct cmd *cmd, group_done_fn done,
+                                  void *arg) {
+  uint64_t term, index;
+  group_propose_at(c, g, cmd, done, arg, &term, &index);
 }
 
 /* ------------------------------------------------------------ apply */
@@ -1221,44 +1296,54 @@ static void group_apply_committed(struct core *c, struct group *g) {
     group_answer(c, g, &e);
   }
   group_after_apply(g);
+  if (g->n_reads > 0) group_serve_reads(c, g);
 }
 
 /* The flight batch's proposals are durable here: they wait in held for
-** their commit.  A proposal at an index some held one has too (or
-** below) means this node's log was cut there: those held from it on can
-** never commit with their term, and are answered 503 now. */
+** their commit (and so do writes this node forwarded, once the leader
+** said where it put them).  A wait at an index some held one has too (or
+** below) means the log was cut there (here, or at the leader that took
+** a later forward): those held from it on can never commit with their
+** term (leader completeness: the leader that gave the lower index does
+** not hold them), and are answered 503 now. */
+static void group_hold_one(struct core *c, struct group *g,
+                           group_done_fn done, void *arg, uint64_t term,
+                           uint64_t index) {
+  struct group_wait *h;
+  while (g->n_held > g->held_head && g->held[g->n_held - 1].index >= index) {
+    struct group_wait w = g->held[--g->n_held];
+    group_refuse(c, g, w.done, w.arg, 503,
+                 "the entry was replaced by another leader's and not "
+                 "applied; a retry is safe");
+  }
+  if (g->n_held == g->cap_held && g->held_head > 0) { /* slide down */
+    memmove(g->held, g->held + g->held_head,
+            (g->n_held - g->held_head) * sizeof(*g->held));
+    g->n_held -= g->held_head;
+    g->held_head = 0;
+  }
+  if (g->n_held == g->cap_held) {
+    size_t cap = g->cap_held ? g->cap_held * 2 : 16;
+    h = (struct group_wait *)URSULA_REALLOC(g->held, cap * sizeof(*h));
+    if (h == NULL) abort(); /* (answers owed: out of memory aborts) */
+    g->held = h;
+    g->cap_held = cap;
+  }
+  h = &g->held[g->n_held++];
+  h->ticks = 0;
+  h->done = done;
+  h->arg = arg;
+  h->term = term;
+  h->index = index;
+}
+
 static void group_hold(struct core *c, struct group *g) {
   struct group_batch *b = &g->flight;
   size_t i;
   for (i = 0; i < b->n; i++) {
     const struct group_prop *p = &b->props[i];
-    struct group_wait *h;
-    if (p->done == NULL) continue;
-    while (g->n_held > g->held_head &&
-           g->held[g->n_held - 1].index >= p->index) {
-      struct group_wait w = g->held[--g->n_held];
-      group_refuse(c, g, w.done, w.arg, 503,
-                   "the entry was replaced by another leader's and not "
-                   "applied; a retry is safe");
-    }
-    if (g->n_held == g->cap_held && g->held_head > 0) { /* slide down */
-      memmove(g->held, g->held + g->held_head,
-              (g->n_held - g->held_head) * sizeof(*g->held));
-      g->n_held -= g->held_head;
-      g->held_head = 0;
-    }
-    if (g->n_held == g->cap_held) {
-      size_t cap = g->cap_held ? g->cap_held * 2 : 16;
-      h = (struct group_wait *)URSULA_REALLOC(g->held, cap * sizeof(*h));
-      if (h == NULL) abort(); /* (answers owed: out of memory aborts) */
-      g->held = h;
-      g->cap_held = cap;
-    }
-    h = &g->held[g->n_held++];
-    h->done = p->done;
-    h->arg = p->arg;
-    h->term = p->term;
-    h->index = p->index;
+    if (p->done != NULL)
+      group_hold_one(c, g, p->done, p->arg, p->term, p->index);
   }
 }
 
@@ -1400,6 +1485,8 @@ static void group_step_msg(struct core *c, struct group *g,
 ** flight (one may start a synchronous write: group_truncate). */
 static void group_drain_inbox(struct core *c, struct group *g) {
   size_t k = 0;
+  if (g->draining) return; /* (a truncation's write persists in a step) */
+  g->draining = 1;
   while (k < g->n_in && !g->in_flight) {
     struct group_inmsg *q = &g->inbox[k++];
     group_step_msg(c, g, &q->msg, q->records.ptr, q->records.len);
@@ -1409,6 +1496,7 @@ static void group_drain_inbox(struct core *c, struct group *g) {
     memmove(g->inbox, g->inbox + k, (g->n_in - k) * sizeof(*g->inbox));
     g->n_in -= k;
   }
+  g->draining = 0;
 }
 
 /* The flight batch is durable: tell the core its hard state and its
@@ -1511,7 +1599,45 @@ URSULA_PRIVATE int group_join(struct group *g, const struct group_cluster *cl) {
   }
   if (self != 1) return URSULA_EINVAL;
   g->cl = *cl;
+  for (i = 1; i < cl->n_voters; i++) /* ascending: alike on every node */
+    for (j = i; j > 0 && g->cl.voters[j - 1] > g->cl.voters[j]; j--) {
+      uint64_t t = g->cl.voters[j];
+      g->cl.voters[j] = g->cl.voters[j - 1];
+      g->cl.voters[j - 1] = t;
+    }
   return URSULA_OK;
+}
+
+/* LEADERSHIP SPREAD (issue 14: every node leads about G/N groups, so all
+** share the writes).  Group g prefers the (g mod N)-th voter in id order.
+** Once a second its leader, if it is not that node, hands leadership
+** over (TRANSFER: thesis 3.10; the core catches the target up, sends
+** TimeoutNow, and gives up after an election timeout) -- only while the
+** preferred node is heard from and holds the whole log, so a node that
+** is down costs no failed transfers; after a failure heals, leadership
+** comes back to it.  All nodes prefer the same node: it is a function
+** of g and the voters. */
+static void group_spread(struct core *c, struct group *g) {
+  uint64_t want;
+  unsigned i;
+  if (g->cl.n_voters <= 1 || g->raft.role != RAFT_LEADER ||
+      g->raft.transfer_to != 0)
+    return;
+  want = g->cl.voters[(unsigned)g->id % g->cl.n_voters];
+  if (want == g->cl.node) return;
+  for (i = 0; i < g->raft.n_peers; i++) {
+    const struct raft_peer *p = &g->raft.peers[i];
+    if (p->id == want && p->active && p->match == g->raft.last_index) {
+      struct raft_in in;
+      memset(&in, 0, sizeof(in));
+      in.type = RAFT_IN_TRANSFER;
+      in.peer = want;
+      group_step(c, g, &in);
+      LOG_D("group %d: leadership to node %llu, which it prefers", g->id,
+            (unsigned long long)want);
+      return;
+    }
+  }
 }
 
 URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
@@ -1539,8 +1665,157 @@ URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
   group_step_msg(c, g, m, records, len);
 }
 
+/* FORWARDED WRITES (issue 14: writes on any node; raft.md section 4).
+** A client's write that reaches a follower goes to the leader it knows as
+** the encoded command (FWD); the leader stamps it with its own clock,
+** proposes it, and replies with where the entry went, (term, index), or
+** that it refused it.  The follower answers its client when it has
+** applied that index itself: the entry's result if it carries that term
+** (the apply is deterministic, so the result is the leader's), else 503
+** ("replaced", a retry is safe).  No reply within 2 election timeouts, or
+** the reply's term ending without the index applied: 503, outcome unknown
+** (group_age_held).  A follower that knows no leader answers 503 at once. */
+static void group_fwd_refused(struct core *c, struct group *g,
+                              group_done_fn done, void *arg, int unknown) {
+  group_refuse(c, g, done, arg, 503,
+               unknown ? "the write went to the stream's group leader, which "
+                         "did not answer in time: its outcome is unknown; "
+                         "retry with the same Producer-Id/Epoch/Seq to apply "
+                         "it exactly once"
+                       : "the stream's group leader refused the write (it "
+                         "no longer leads, or its log failed); retry");
+}
+
+/* Propose cmd here if this node leads its group (or is a single node),
+** else forward it to the leader. */
+static void group_write(struct core *c, struct group *g, const struct cmd *cmd,
+                        group_done_fn done, void *arg) {
+  struct group_fwd *f;
+  if (g->cl.n_voters <= 1 || g->cl.forward == NULL ||
+      g->raft.role == RAFT_LEADER || g->raft.leader == 0) {
+    group_propose(c, g, cmd, done, arg);
+    return;
+  }
+  if (g->n_fwds == g->cap_fwds) {
+    size_t cap = g->cap_fwds ? g->cap_fwds * 2 : 16;
+    f = (struct group_fwd *)URSULA_REALLOC(g->fwds, cap * sizeof(*f));
+    if (f == NULL) {
+      group_refuse(c, g, done, arg, 503, "out of memory");
+      return;
+    }
+    g->fwds = f;
+    g->cap_fwds = cap;
+  }
+  g->fwd_buf.len = 0;
+  if (cmd_encode(cmd, &g->fwd_buf) != URSULA_OK) {
+    group_refuse(c, g, done, arg, 503, "out of memory");
+    return;
+  }
+  if (g->cl.forward(g->cl.arg, g, g->raft.leader, g->fwd_seq + 1,
+                    g->fwd_buf.ptr, g->fwd_buf.len) != URSULA_OK) {
+    group_refuse(c, g, done, arg, 503,
+                 "the stream's group leader cannot be reached from this "
+                 "node now; nothing was written; retry");
+    return;
+  }
+  f = &g->fwds[g->n_fwds++];
+  f->req = ++g->fwd_seq;
+  f->done = done;
+  f->arg = arg;
+  f->ticks = 0;
+}
+
+URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
+                                       uint64_t from, uint64_t req,
+                                       const void *cmd, size_t len) {
+  struct cmd m;
+  struct buf bounds;
+  uint64_t term = 0, index = 0;
+  int ok = 0;
+  memset(&bounds, 0, sizeof(bounds));
+  if (g->cl.reply == NULL) return;
+  if (g->raft.role == RAFT_LEADER &&
+      cmd_decode(cmd, len, &m, &bounds) == URSULA_OK &&
+      (m.type == CMD_CREATE || m.type == CMD_APPEND ||
+       m.type == CMD_DELETE)) {
+    m.time_ms = group_wall(g); /* the leader stamps what it proposes */
+    ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
+  }
+  buf_free(&bounds);
+  g->cl.reply(g->cl.arg, g, from, req, ok, term, index);
+}
+
+URSULA_PRIVATE void group_recv_reply(struct core *c, struct group *g,
+                                     uint64_t req, int accepted,
+                                     uint64_t term, uint64_t index) {
+  size_t k;
+  for (k = 0; k < g->n_fwds && g->fwds[k].req != req; k++) continue;
+  if (k == g->n_fwds) return; /* answered already (timed out) */
+  {
+    struct group_fwd f = g->fwds[k];
+    memmove(g->fwds + k, g->fwds + k + 1,
+            (g->n_fwds - k - 1) * sizeof(*g->fwds));
+    g->n_fwds--;
+    if (!accepted)
+      group_fwd_refused(c, g, f.done, f.arg, 0);
+    else if (index <= g->applied_index) /* (never: replies come first) */
+      group_fwd_refused(c, g, f.done, f.arg, 1);
+    else
+      group_hold_one(c, g, f.done, f.arg, term, index);
+  }
+}
+
+/* Forwards without a reply for 2 election timeouts: outcome unknown. */
+static void group_age_fwds(struct core *c, struct group *g) {
+  size_t k, n = 0;
+  for (k = 0; k < g->n_fwds; k++) {
+    struct group_fwd f = g->fwds[k];
+    if (++f.ticks <= 2 * GROUP_ELECTION_TICKS) {
+      g->fwds[n++] = f;
+      continue;
+    }
+    group_fwd_refused(c, g, f.done, f.arg, 1);
+  }
+  g->n_fwds = n;
+}
+
+/* Writes waiting for their index to be applied, once the term they were
+** given in is over (or no leader is known): if the index is not applied
+** within 2 election timeouts (raft.md section 4), the outcome is unknown
+** to this node -- the entry may yet commit under the next leader, or be
+** replaced -- and the client is told so rather than kept waiting. */
+static void group_age_held(struct core *c, struct group *g) {
+  size_t k, n = g->held_head;
+  int led = g->raft.role == RAFT_LEADER || g->raft.leader != 0;
+  for (k = g->held_head; k < g->n_held; k++) {
+    struct group_wait w = g->held[k];
+    if (led && w.term == g->raft.term) {
+      g->held[n++] = w;
+      continue;
+    }
+    if (++w.ticks <= 2 * GROUP_ELECTION_TICKS) {
+      g->held[n++] = w;
+      continue;
+    }
+    group_refuse(c, g, w.done, w.arg, 503,
+                 "this node stopped leading the stream's group before the "
+                 "write was committed: its outcome is unknown; retry with "
+                 "the same Producer-Id/Epoch/Seq to apply it exactly once");
+  }
+  g->n_held = n;
+  if (g->held_head == g->n_held) g->held_head = g->n_held = 0;
+}
+
 URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
-  if (g->raft.c.n_voters > 1) group_step_type(c, g, RAFT_IN_TICK);
+  size_t k;
+  if (g->raft.c.n_voters <= 1) return;
+  group_step_type(c, g, RAFT_IN_TICK);
+  if (g->n_held > g->held_head) group_age_held(c, g);
+  if (g->n_fwds > 0) group_age_fwds(c, g);
+  for (k = 0; k < g->n_reads; k++) /* a lost READ_INDEX is not resent */
+    if (++g->reads[k].ticks > 2 * GROUP_ELECTION_TICKS && !g->reads[k].index)
+      g->reads[k].refused = 1;
+  if (g->n_reads > 0) group_serve_reads(c, g);
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -1952,6 +2227,63 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_read_hop(c, g, s, j, end);
 }
 
+/* Serve the reads whose barrier passed (in order of arrival: a read is
+** never served before one that came earlier), and refuse those no
+** leader confirmed. */
+static void group_serve_reads(struct core *c, struct group *g) {
+  size_t k = 0, n = 0;
+  if (g->serving) return; /* (a read may propose: an EXPIRE) */
+  g->serving = 1;
+  while (k < g->n_reads) {
+    struct group_barrier r = g->reads[k];
+    if (r.refused) {
+      k++;
+      group_fail(c, r.j, 503,
+                 "the read could not be confirmed with the stream's group "
+                 "leader (no leader now?); retry");
+    } else if (r.index != 0 && r.index <= g->applied_index) {
+      k++;
+      group_read(c, g, r.j);
+    } else {
+      g->reads[n++] = g->reads[k++]; /* waits on */
+    }
+  }
+  g->n_reads = n;
+  g->serving = 0;
+}
+
+/* A read of a cluster's group is linearizable (issue 14; thesis 6.4,
+** ReadIndex): it reflects every append acknowledged, by any node, before
+** it arrived.  The core confirms the leader's commit index with a round
+** of heartbeats (a follower asks the leader); the read is served once
+** this node has applied that far.  A single node serves at once. */
+static void group_read_linear(struct core *c, struct group *g, struct job *j) {
+  struct group_barrier *r;
+  struct raft_in in;
+  if (g->raft.c.n_voters <= 1) {
+    group_read(c, g, j);
+    return;
+  }
+  if (g->n_reads == g->cap_reads) {
+    size_t cap = g->cap_reads ? g->cap_reads * 2 : 16;
+    r = (struct group_barrier *)URSULA_REALLOC(g->reads, cap * sizeof(*r));
+    if (r == NULL) {
+      group_fail(c, j, 503, "out of memory");
+      return;
+    }
+    g->reads = r;
+    g->cap_reads = cap;
+  }
+  r = &g->reads[g->n_reads++];
+  memset(r, 0, sizeof(*r));
+  r->j = j;
+  r->ctx = ++g->read_ctx;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_READ_INDEX;
+  in.ctx = r->ctx;
+  group_step(c, g, &in);
+}
+
 /* A read's job arrives at the owner of a stream it inherits from
 ** (JOB_HOP_SOURCE; or runs again there after a chunk fetch), or back at
 ** the owner of the stream it reads (JOB_HOP_BACK). */
@@ -2023,7 +2355,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
-      group_read(c, g, j);
+      group_read_linear(c, g, j);
       return;
     case JOB_CREATE:
       j->cmd.type = CMD_CREATE;
@@ -2039,7 +2371,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       return;
   }
   group_bind_cmd(g, j);
-  group_propose(c, g, &j->cmd, group_after_change, j);
+  group_write(c, g, &j->cmd, group_after_change, j);
 }
 
 URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
@@ -2157,4 +2489,5 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
     }
   }
   tier_tick(c, &g->tier);
+  group_spread(c, g);
 }

@@ -706,19 +706,19 @@ URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w);
 URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
                              uint64_t index, void *rec, size_t n);
 /* Entry records outside a log (Raft's AppendEntries carries them between
-** nodes verbatim, CRC and all).  wal_record_put() appends entry e as a
+** nodes verbatim, CRC and all): wal_record_put() appends entry e as a
 ** record to out: URSULA_OK, URSULA_EINVAL (not an entry type, too large),
-** URSULA_ENOMEM.  wal_record_get() reads the record p[0..avail) starts
-** with into *e (e->data points into p): its size, or 0 if p does not
-** start with a whole entry record whose CRC checks. */
+** URSULA_ENOMEM.  wal_record_check() reads one back. */
 URSULA_PRIVATE URSULA_UNUSED int wal_record_put(struct buf *out,
                                                 const struct wal_entry *e);
-URSULA_PRIVATE URSULA_UNUSED size_t wal_record_get(const void *p,
-                                                   size_t avail,
-                                                   struct wal_entry *e);
 URSULA_PRIVATE URSULA_UNUSED void wal_hard_payload(void *payload,
                                                    uint64_t term,
                                                    uint64_t vote);
+/* Whether p[0..avail) starts with a whole, valid entry record (CMD, NOOP
+** or CONF, CRC checked): URSULA_OK with the entry in *e (e->data points
+** into p) and the record's size in *size; else URSULA_ECORRUPT. */
+URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
+                                    struct wal_entry *e, size_t *size);
 /* Append bytes [off, off + len) of the payload of durable entry index to
 ** out.  The whole record is read and its CRC checked on every read (the
 ** last record read is kept, so reading a large entry piece by piece reads
@@ -1009,6 +1009,9 @@ struct raft_config {
                                   no (0: no cap) */
   unsigned trail_cap;          /* term runs the core remembers */
   unsigned read_cap;           /* read barriers queued at the leader */
+  unsigned commit_notify;      /* 1: a leader tells the followers a new
+                                  commit index at once (heartbeats), not
+                                  at its next tick */
   struct env *env;             /* env->random draws the timeouts */
   /* The size in bytes of entry index of this node's log (any index in
   ** (first - 1, last]); NULL: every entry counts 0 bytes. */
@@ -1037,6 +1040,7 @@ struct raft_peer {
   int vote;            /* this election: 1 granted, -1 refused, 0 not yet */
   uint64_t snap_index; /* SNAPSHOTTING: the snapshot's index */
   uint64_t read_ack;   /* the highest read sequence it confirmed */
+  uint64_t told;       /* the commit index a heartbeat last told it */
   uint64_t *infl_last, *infl_bytes; /* ring: last index, bytes */
   unsigned infl_head, infl_n;
   uint64_t infl_total; /* bytes in flight */
@@ -1105,6 +1109,158 @@ URSULA_PRIVATE URSULA_UNUSED int raft_step(struct raft *r,
 /* The term of entry index, if the core knows it: 1 and *term, else 0. */
 URSULA_PRIVATE URSULA_UNUSED int raft_term_at(const struct raft *r,
                                               uint64_t index, uint64_t *term);
+
+/* ------------------------------------------------------------------ peer.c
+** The transport between nodes of a cluster: one outbound TCP connection
+** per (ordered node pair, core), frames of batched Raft messages (wire
+** format and rules at the top of peer.c).  A node's peer object has one
+** part per core; each part is touched only by its core's thread. */
+#define PEER_MAX_FRAME (64u << 20) /* bytes of a frame's body */
+#define PEER_HEADER 12             /* bytes of a frame's header */
+#define PEER_HELLO_BODY 52         /* bytes of a HELLO's body */
+#define PEER_MAX_NODES 5
+enum { PEER_HELLO = 1, PEER_BATCH = 2, PEER_SNAP_CHUNK = 3 };
+enum { PEER_ITEM_RAFT = 1, PEER_ITEM_FWD = 2, PEER_ITEM_FWD_REPLY = 3 };
+/* PEER_ITEM_FWD_REPLY outcomes */
+enum { PEER_FWD_ACCEPTED = 0, PEER_FWD_REFUSED = 1 };
+
+struct peer_hello {
+  uint64_t cluster_id, from, to;
+  uint32_t core, cores, groups;
+  uint64_t boot_id;
+};
+/* One frame in a byte stream: its kind and body (a view into the input). */
+struct peer_frame {
+  int kind;
+  const unsigned char *body;
+  size_t len;
+};
+/* One RAFT item of a BATCH: msg with cluster_id and to filled in from the
+** HELLO; for an APPEND, msg.n WAL records (checked) in records[0..len). */
+struct peer_item {
+  int kind;
+  int group;
+  struct raft_msg msg;
+  const unsigned char *records; /* RAFT: records; FWD: the command */
+  size_t len;
+  uint64_t req;         /* FWD, FWD_REPLY: the forwarder's request id */
+  int outcome;          /* FWD_REPLY: PEER_FWD_* */
+  uint64_t term, index; /* FWD_REPLY, accepted: where the leader put it */
+};
+struct peer_snap {
+  int group;
+  uint64_t term, snap_index, snap_term, offset, total;
+  int last;
+  const unsigned char *data;
+  size_t len;
+};
+
+/* The codec.  Encoders append to b (URSULA_OK or URSULA_ENOMEM); decoders
+** never read past their input and return URSULA_OK, URSULA_EAGAIN (a
+** frame: need more bytes) or URSULA_ECORRUPT with *why (a static string
+** for the log: a protocol error). */
+URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h);
+URSULA_PRIVATE int peer_item_put(struct buf *b, int group,
+                                 const struct raft_msg *m, const void *records,
+                                 size_t len);
+/* Any decoded item again, as peer_item_get() read it (tests, fuzzing). */
+URSULA_PRIVATE URSULA_UNUSED int peer_item_encode(struct buf *b,
+                                                  const struct peer_item *it);
+/* Frame the items b[start..) (body of a BATCH; start = the offset the
+** caller reserved PEER_HEADER bytes at), and likewise any kind. */
+URSULA_PRIVATE int peer_frame_reserve(struct buf *b, size_t *start);
+URSULA_PRIVATE void peer_frame_seal(struct buf *b, size_t start, int kind);
+URSULA_PRIVATE URSULA_UNUSED int peer_snap_put(struct buf *b, const struct peer_snap *s);
+/* The frame at the start of p[0..n), whole: *used bytes are it. */
+URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
+                                  struct peer_frame *f, size_t *used,
+                                  const char **why);
+URSULA_PRIVATE int peer_hello_get(const struct peer_frame *f,
+                                  struct peer_hello *h, const char **why);
+/* The next item of a BATCH body at *p (< end), sent under HELLO h. */
+URSULA_PRIVATE int peer_item_get(const unsigned char **p,
+                                 const unsigned char *end,
+                                 const struct peer_hello *h,
+                                 struct peer_item *it, const char **why);
+URSULA_PRIVATE int peer_snap_get(const struct peer_frame *f,
+                                 const struct peer_hello *h,
+                                 struct peer_snap *s, const char **why);
+
+/* Callbacks, run on the thread of the core the connection belongs to:
+** one RAFT item, one SNAP_CHUNK (views valid during the call). */
+typedef void (*peer_raft_fn)(void *arg, int core, int group,
+                             const struct raft_msg *m, const void *records,
+                             size_t len);
+typedef void (*peer_snap_fn)(void *arg, int core, uint64_t from,
+                             const struct peer_snap *s);
+/* A FWD or FWD_REPLY item from node `from` (views valid during the call). */
+typedef void (*peer_fwd_fn)(void *arg, int core, uint64_t from,
+                            const struct peer_item *it);
+struct peer_node {
+  int id;
+  char host[256];
+  int port;
+};
+struct peer_config {
+  uint64_t cluster_id; /* peer_cluster_hash() of the cluster's name */
+  int node_id;
+  int n_nodes; /* every member, this node included */
+  struct peer_node nodes[PEER_MAX_NODES];
+  char listen_host[256]; /* this node's peer listener */
+  int listen_port;       /* 0: any free port (tests) */
+  char bind_host[256];   /* source address of outbound connections */
+  int n_cores, n_groups;
+  struct env *env; /* NULL: env_real() */
+  peer_raft_fn on_raft;
+  peer_snap_fn on_snap;
+  peer_fwd_fn on_fwd;
+  void *arg;
+};
+/* What one link (this core and node) did; in counters are of the
+** connections that node's same core opened to this one. */
+struct peer_link_stats {
+  int up;
+  uint64_t frames_out, bytes_out, items_out, dropped;
+  uint64_t frames_in, bytes_in, items_in;
+};
+struct peer;
+/* FNV-1a 64 of a cluster's name: the cluster id HELLO carries. */
+URSULA_PRIVATE uint64_t peer_cluster_hash(const char *name);
+/* Bind the listener and set up the cores' parts; loops[i] is core i's
+** loop (not yet running, or this is its thread).  Nothing is dialed
+** until peer_start. */
+URSULA_PRIVATE int peer_open(struct peer **out, const struct peer_config *cfg,
+                             struct loop **loops, char *err);
+URSULA_PRIVATE URSULA_UNUSED int peer_port(const struct peer *p);
+/* Change a node's port before peer_start (tests: ports from the kernel). */
+URSULA_PRIVATE URSULA_UNUSED void peer_set_port(struct peer *p, int node_id, int port);
+/* Resolve the nodes' addresses and arm every core's dials.  Call before
+** the loops run. */
+URSULA_PRIVATE int peer_start(struct peer *p, char *err);
+/* Close every socket and free p (the loops are stopped, or this is the
+** thread of every one: tests). */
+URSULA_PRIVATE void peer_close(struct peer *p);
+/* On core's thread: queue a RAFT item for node; URSULA_OK, or
+** URSULA_EAGAIN: dropped and counted (the link is down or its output
+** over the cap); URSULA_EINVAL: no such node. */
+URSULA_PRIVATE URSULA_UNUSED int peer_send(struct peer *p, int core, int node_id, int group,
+                             const struct raft_msg *m, const void *records,
+                             size_t len);
+/* On core's thread: queue a FWD item (a write forwarded to the leader:
+** cmd[0..len) an encoded command) or a FWD_REPLY for node; as
+** peer_send. */
+URSULA_PRIVATE URSULA_UNUSED int peer_forward(struct peer *p, int core,
+                                              int node_id, int group,
+                                              uint64_t req, const void *cmd,
+                                              size_t len);
+URSULA_PRIVATE URSULA_UNUSED int peer_fwd_reply(struct peer *p, int core,
+                                                int node_id, int group,
+                                                uint64_t req, int outcome,
+                                                uint64_t term, uint64_t index);
+/* At the end of core's turn: one frame per destination. */
+URSULA_PRIVATE void peer_flush(struct peer *p, int core);
+URSULA_PRIVATE URSULA_UNUSED void peer_stats(const struct peer *p, int core, int node_id,
+                               struct peer_link_stats *out);
 
 /* ---------------------------------------------------------------- stream.c
 ** The state machine of one group: its streams, and the apply function. */
@@ -1326,6 +1482,12 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
                                    char **argv, char *err);
 URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
 URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
+
+/* The cluster settings together: --peer and --node-id need each other,
+** the node is a member, 1, 3 or 5 members.  URSULA_OK or URSULA_EINVAL
+** with the reason in err. */
+URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
+                                      char *err);
 
 /* ------------------------------------------------------------------ cold.c
 ** The cold tier: chunk objects in S3 or a folder (names and format in
@@ -1597,11 +1759,22 @@ URSULA_PRIVATE void group_free(struct group *g);
 typedef void (*group_send_fn)(void *arg, struct group *g,
                               const struct raft_msg *m, const void *records,
                               size_t len);
+/* forward(arg, g, to, req, cmd, len): a client's write, the command
+** encoded (cmd.c), to the leader `to` (URSULA_OK, or not sent: the link
+** is down or full); reply(arg, g, to, req, accepted,
+** term, index): the leader's answer to forward `req` of node `to`. */
+typedef int (*group_forward_fn)(void *arg, struct group *g, uint64_t to,
+                                uint64_t req, const void *cmd, size_t len);
+typedef void (*group_reply_fn)(void *arg, struct group *g, uint64_t to,
+                               uint64_t req, int accepted, uint64_t term,
+                               uint64_t index);
 struct group_cluster {
   uint64_t cluster_id, node;
   uint64_t voters[RAFT_MAX_VOTERS];
   unsigned n_voters;
   group_send_fn send;
+  group_forward_fn forward; /* NULL: writes on a follower get 503 */
+  group_reply_fn reply;
   void *arg;
 };
 /* Make g a voter of a cluster (before group_open_wal(); a cluster's
@@ -1614,6 +1787,19 @@ URSULA_PRIVATE URSULA_UNUSED int group_join(struct group *g,
 URSULA_PRIVATE URSULA_UNUSED void group_recv(struct core *c, struct group *g,
                                              const struct raft_msg *m,
                                              const void *records, size_t len);
+/* A forwarded write for g from node `from` (cmd[0..len), borrowed), and
+** the leader's reply to this node's forward `req`.  On g's owner. */
+URSULA_PRIVATE URSULA_UNUSED void group_recv_forward(struct core *c,
+                                                     struct group *g,
+                                                     uint64_t from,
+                                                     uint64_t req,
+                                                     const void *cmd,
+                                                     size_t len);
+URSULA_PRIVATE URSULA_UNUSED void group_recv_reply(struct core *c,
+                                                   struct group *g,
+                                                   uint64_t req, int accepted,
+                                                   uint64_t term,
+                                                   uint64_t index);
 /* One tick of g's clock: GROUP_TICK_MS of the node's time passed (a
 ** cluster's groups only; a single voter needs none). */
 #define GROUP_TICK_MS 100
@@ -2065,6 +2251,8 @@ struct core {
   ** written by its own thread, read by every core (conn_backlogged) */
   int64_t out_pending;
   struct loop_timer sweep_timer;
+  struct loop_timer tick_timer; /* Raft ticks of its groups (a cluster) */
+  uint64_t peer_in; /* Raft messages peers sent it (not yet fed to Raft) */
   int listening;
   int draining;
   int drained;
@@ -2093,6 +2281,7 @@ struct ursula_server {
   int n_drained;
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
+  struct peer *peer;         /* the links to the other nodes, or NULL */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which

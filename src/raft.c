@@ -230,6 +230,7 @@
 **   25  no byte window
 **   26  a node that lost its log follows leaders at once (no term poll)  sim
 **   27  LOST LOG polls a majority of the others (after 3T), not all
+**   28  a new commit index reaches the followers only with the next tick
 */
 #include "internal.h"
 
@@ -630,6 +631,7 @@ static void raft_send_heartbeat(struct raft *r, struct raft_out *out,
   a->msg.index = c;
   a->msg.log_term = t;
   a->msg.commit = RAFT_BUG(12) ? r->commit : c;
+  if (c > p->told) p->told = c;
   a->msg.last = r->commit; /* for a node that lost its log */
   a->msg.ctx = r->read_seq;
 }
@@ -728,10 +730,21 @@ static int raft_maybe_commit(struct raft *r, struct raft_out *out) {
 ** reads that waited for it. */
 static void raft_after_commit(struct raft *r, struct raft_out *out) {
   uint64_t t = 0;
+  size_t k, before = out->n;
+  int told = 0;
   if (!r->term_committed && raft_term_at(r, r->commit, &t) && t == r->term) {
     r->term_committed = 1;
-    raft_reads_start(r, out);
+    raft_reads_start(r, out); /* (a round of heartbeats, if reads wait) */
   }
+  for (k = before; k < out->n; k++)
+    told |= out->a[k].type == RAFT_SEND &&
+            out->a[k].msg.type == RAFT_MSG_HEARTBEAT;
+  /* the followers learn the new commit index now, not at the next
+  ** heartbeat tick: they apply, and answer their reads and the writes
+  ** they forwarded, a round trip after the leader (etcd: bcastAppend
+  ** after maybeCommit) */
+  if (!told && r->c.commit_notify && !RAFT_BUG(28))
+    raft_bcast_heartbeat(r, out);
 }
 
 /* ------------------------------------------------------------- election */
@@ -767,6 +780,7 @@ static void raft_become_leader(struct raft *r, struct raft_out *out) {
     p->match = 0;
     p->active = p->moved = 0;
     p->read_ack = 0;
+    p->told = 0;
     raft_peer_probe(r, p, r->last_index + 1);
   }
   if (!RAFT_BUG(5) && raft_trail_append(r, r->last_index + 1, r->term) == 0) {
@@ -1224,6 +1238,11 @@ static void raft_recv_append_resp(struct raft *r, struct raft_out *out,
   else if (p->state == RAFT_REPLICATE)
     raft_infl_free_to(r, p, p->match);
   if (raft_maybe_commit(r, out)) raft_after_commit(r, out);
+  /* a follower that acknowledged entries committed already (by the
+  ** others) learns so now, not at the next tick */
+  if ((p->match < r->commit ? p->match : r->commit) > p->told &&
+      r->c.commit_notify && !RAFT_BUG(28))
+    raft_send_heartbeat(r, out, p);
   raft_maybe_timeout_now(r, out, p);
   raft_pump(r, out, p);
 }

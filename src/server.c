@@ -263,6 +263,7 @@ static void server_on_turn_end(struct loop *l) {
     conn_drain(&c->conns);
     server_run_local(l, c); /* what draining queued */
   }
+  if (c->srv->peer != NULL) peer_flush(c->srv->peer, c->id);
   server_check_drained(c);
 }
 
@@ -281,9 +282,178 @@ static void *server_core_main(void *arg) {
   return NULL;
 }
 
+/* ------------------------------------------------------------ peers
+
+   With --peer, the node's links to the others (peer.c): a listener, and
+   one connection per (node, core).  Every group is a voter of the
+   cluster (group_join): its Raft messages leave through peer_send and
+   arrive through server_on_peer_raft, on the group's core; each core
+   ticks its groups. */
+
+/* A Raft message from a peer, on the core its connection belongs to:
+** for that core's group (groups are spread over cores alike on every
+** node: the handshake checked the counts). */
+static void server_on_peer_raft(void *arg, int core, int group,
+                                const struct raft_msg *m, const void *records,
+                                size_t len) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  s->cores[core].peer_in++;
+  if (group < 0 || group >= s->n_groups ||
+      server_owner_of(s, group) != core) {
+    LOG_W("core %d: a Raft message from node %llu for group %d, which "
+          "this core does not own; dropped",
+          core, (unsigned long long)m->from, group);
+    return;
+  }
+  group_recv(&s->cores[core], s->groups[group], m, records, len);
+}
+
+/* group_send_fn: a group's Raft message to a peer, on the group's core;
+** dropped (and counted by peer.c) while the link is down or full. */
+static void server_raft_send(void *arg, struct group *g,
+                             const struct raft_msg *m, const void *records,
+                             size_t len) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  int gid = group_id(g);
+  peer_send(s->peer, server_owner_of(s, gid), (int)m->to, gid, m, records,
+            len);
+}
+
+/* group_forward_fn and group_reply_fn: writes forwarded to a leader, and
+** its replies, on the group's core. */
+static int server_forward(void *arg, struct group *g, uint64_t to,
+                          uint64_t req, const void *cmd, size_t len) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  int gid = group_id(g);
+  return peer_forward(s->peer, server_owner_of(s, gid), (int)to, gid, req,
+                      cmd, len);
+}
+
+static void server_fwd_reply(void *arg, struct group *g, uint64_t to,
+                             uint64_t req, int accepted, uint64_t term,
+                             uint64_t index) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  int gid = group_id(g);
+  peer_fwd_reply(s->peer, server_owner_of(s, gid), (int)to, gid, req,
+                 accepted ? PEER_FWD_ACCEPTED : PEER_FWD_REFUSED, term, index);
+}
+
+/* A FWD or FWD_REPLY from a peer, on the core its connection belongs to. */
+static void server_on_peer_fwd(void *arg, int core, uint64_t from,
+                               const struct peer_item *it) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  struct group *g;
+  if (it->group < 0 || it->group >= s->n_groups ||
+      server_owner_of(s, it->group) != core)
+    return;
+  g = s->groups[it->group];
+  if (it->kind == PEER_ITEM_FWD)
+    group_recv_forward(&s->cores[core], g, from, it->req, it->records,
+                       it->len);
+  else
+    group_recv_reply(&s->cores[core], g, it->req,
+                     it->outcome == PEER_FWD_ACCEPTED, it->term, it->index);
+}
+
+/* Every core ticks its cluster groups' Raft clocks (GROUP_TICK_MS). */
+static void server_on_tick(struct loop *l, void *arg) {
+  struct core *c = (struct core *)arg;
+  struct ursula_server *s = c->srv;
+  int g;
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    group_tick(c, s->groups[g]);
+  loop_timer_set(l, &c->tick_timer, loop_now_ms(l) + GROUP_TICK_MS,
+                 server_on_tick, c);
+}
+
+/* With peers, every group is a voter of the cluster: the members' ids
+** (before the logs are replayed: a voter of a cluster applies only
+** what its leader says is committed). */
+static int server_join_groups(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  struct group_cluster cl;
+  int i;
+  if (cfg->peer_count <= 1) return URSULA_OK;
+  memset(&cl, 0, sizeof(cl));
+  cl.cluster_id = peer_cluster_hash(cfg->cluster_id);
+  cl.node = (uint64_t)cfg->node_id;
+  for (i = 0; i < cfg->peer_count; i++)
+    cl.voters[i] = (uint64_t)cfg->peers[i].id;
+  cl.n_voters = (unsigned)cfg->peer_count;
+  cl.send = server_raft_send;
+  cl.forward = server_forward;
+  cl.reply = server_fwd_reply;
+  cl.arg = s;
+  for (i = 0; i < s->n_groups; i++)
+    if (group_join(s->groups[i], &cl) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: bad cluster membership",
+               i);
+      return URSULA_EINVAL;
+    }
+  return URSULA_OK;
+}
+
+static void server_on_peer_snap(void *arg, int core, uint64_t from,
+                                const struct peer_snap *sn) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  (void)from; /* (used by the log only) */
+  (void)sn;
+  s->cores[core].peer_in++;
+  LOG_D("core %d: group %d: snapshot chunk from node %llu, not used yet",
+        core, sn->group, (unsigned long long)from);
+}
+
+/* Open the peer listener and arm the links (the loops exist, not yet
+** running). */
+static int server_peers_start(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  struct peer_config pc;
+  struct loop *loops[URSULA_MAX_CORES];
+  int i, rc;
+  if (cfg->peer_count == 0) return URSULA_OK;
+  memset(&pc, 0, sizeof(pc));
+  pc.cluster_id = peer_cluster_hash(cfg->cluster_id);
+  pc.node_id = cfg->node_id;
+  pc.n_nodes = cfg->peer_count;
+  for (i = 0; i < cfg->peer_count; i++) {
+    pc.nodes[i].id = cfg->peers[i].id;
+    memcpy(pc.nodes[i].host, cfg->peers[i].host, sizeof(pc.nodes[i].host));
+    pc.nodes[i].port = cfg->peers[i].port;
+    if (cfg->peers[i].id == cfg->node_id) {
+      memcpy(pc.listen_host, cfg->peers[i].host, sizeof(pc.listen_host));
+      pc.listen_port = cfg->peers[i].port;
+    }
+  }
+  if (cfg->peer_listen_host[0] != '\0') {
+    memcpy(pc.listen_host, cfg->peer_listen_host, sizeof(pc.listen_host));
+    pc.listen_port = cfg->peer_listen_port;
+  }
+  memcpy(pc.bind_host, pc.listen_host, sizeof(pc.bind_host));
+  pc.n_cores = s->n_cores;
+  pc.n_groups = s->n_groups;
+  pc.env = s->env;
+  pc.on_raft = server_on_peer_raft;
+  pc.on_snap = server_on_peer_snap;
+  pc.on_fwd = server_on_peer_fwd;
+  pc.arg = s;
+  for (i = 0; i < s->n_cores; i++) loops[i] = s->cores[i].loop;
+  if ((rc = peer_open(&s->peer, &pc, loops, err)) != URSULA_OK) return rc;
+  if ((rc = peer_start(s->peer, err)) != URSULA_OK) return rc;
+  LOG_I("node %d of cluster %s: peers at %s:%d, %d members", cfg->node_id,
+        cfg->cluster_id, pc.listen_host, peer_port(s->peer), pc.n_nodes);
+  return URSULA_OK;
+}
+
+/* After the loops stopped (or never ran): close every link. */
+static void server_peers_stop(struct ursula_server *s) {
+  peer_close(s->peer);
+  s->peer = NULL;
+}
+
 static void server_free(struct ursula_server *s) {
   int i;
   cold_close(s->cold); /* first: its threads post to the cores' loops */
+  server_peers_stop(s); /* then the links: they live on the loops */
   if (s->cores != NULL) {
     for (i = 0; i < s->n_cores; i++) {
       struct core *c = &s->cores[i];
@@ -621,8 +791,10 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
           "answered 503",
           have, want, cfg->max_connections);
   }
-  if ((rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK)
+  if ((rc = conf_check_cluster(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK ||
+      (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
@@ -657,7 +829,11 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     c->listening = 1;
     loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
+    if (cfg->peer_count > 1)
+      loop_timer_set(c->loop, &c->tick_timer,
+                     loop_now_ms(c->loop) + GROUP_TICK_MS, server_on_tick, c);
   }
+  if ((rc = server_peers_start(s, err)) != URSULA_OK) goto fail;
 #if URSULA_ENABLE_THREADS
   for (i = 0; i < s->n_cores; i++) {
     if (pthread_create(&s->cores[i].thread, NULL, server_core_main,

@@ -281,17 +281,23 @@ URSULA_PRIVATE int wal_record_put(struct buf *out, const struct wal_entry *e) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE size_t wal_record_get(const void *p, size_t avail,
-                                     struct wal_entry *e) {
+/* Whether p[0..avail) starts with a whole, valid log entry record (CMD,
+** NOOP or CONF; the CRC checked): URSULA_OK and the entry in *e (e->data
+** points into p) and the record's size in *size, else URSULA_ECORRUPT.
+** For a transport that carries records verbatim (peer.c). */
+URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
+                                    struct wal_entry *e, size_t *size) {
   const unsigned char *r = (const unsigned char *)p;
   uint32_t n;
-  if (!wal_record_ok(r, avail, &n) || !wal_is_entry(r[8])) return 0;
+  if (!wal_record_ok(r, avail, &n) || !wal_is_entry(r[8]))
+    return URSULA_ECORRUPT;
   e->type = r[8];
   e->term = wal_get64(r + 16);
   e->index = wal_get64(r + 24);
   e->data = r + WAL_RECORD_HEADER;
   e->len = n;
-  return WAL_RECORD_HEADER + (size_t)n;
+  *size = WAL_RECORD_HEADER + (size_t)n;
+  return URSULA_OK;
 }
 
 /* ------------------------------------------------------------ paths */

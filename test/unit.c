@@ -33,12 +33,14 @@
 #include "unit_api.c"
 #include "unit_raft.c"
 #include "unit_cluster.c"
+#include "unit_peer.c"
 
 static const struct unit_case *const unit_tables[] = {
     unit_util_cases,  unit_os_cases,     unit_http_cases,  unit_json_cases,
     unit_loop_cases,  unit_conf_cases,   unit_crypto_cases, unit_sigv4_cases,
     unit_stream_cases, unit_wal_cases,   unit_cold_cases,  unit_server_cases,
     unit_sse_cases,   unit_api_cases,    unit_raft_cases,  unit_cluster_cases,
+    unit_peer_cases,
 };
 
 int main(int argc, char **argv) {

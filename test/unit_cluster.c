@@ -17,7 +17,8 @@ struct uc_msg {
 };
 
 struct uc_prop {
-  int status; /* 0: not answered yet */
+  int status;   /* 0: not answered yet */
+  int unknown;  /* a 503 that says the outcome is unknown */
 };
 
 static struct {
@@ -116,6 +117,8 @@ static void uc_done(struct core *c, struct group *g,
                     const struct stream_result *r, void *arg) {
   (void)c, (void)g;
   ((struct uc_prop *)arg)->status = r->status;
+  ((struct uc_prop *)arg)->unknown =
+      r->reason != NULL && strstr(r->reason, "outcome is unknown") != NULL;
 }
 
 static void uc_propose(int node, int type, const char *data,
@@ -255,6 +258,24 @@ static void test_cluster_group(void) {
     ASSERT(p[30 + i].status == 503);
   }
   ASSERT(n_ok == 0);
+  ASSERT(uc_settle());
+  ASSERT(uc_all_bytes(want.ptr));
+  /* the leader is cut off for good with proposals in hand: within 2
+  ** election timeouts of no longer leading, each is answered 503 with an
+  ** unknown outcome (raft.md section 4), not kept waiting */
+  old = lead;
+  UC.cut[old] = 1;
+  for (i = 0; i < 2; i++) {
+    snprintf(data, sizeof(data), "cut%d,", i);
+    uc_propose(old, CMD_APPEND, data, &p[60 + i]);
+  }
+  ASSERT(uc_wait(p + 60, 2));
+  ASSERT(p[60].status == 503 && p[60].unknown);
+  ASSERT(p[61].status == 503 && p[61].unknown);
+  lead = uc_elect(); /* (the other two have elected meanwhile) */
+  ASSERT(lead != 0 && lead != old);
+  if (lead == 0 || lead == old) goto out;
+  UC.cut[old] = 0;
   ASSERT(uc_settle());
   ASSERT(uc_all_bytes(want.ptr));
   /* a follower restarts from its disk (its state comes back through the

@@ -51,6 +51,7 @@ static void ur_config(struct ur_node *u, struct raft_config *c, uint64_t id,
   c->max_msg_entries = 4;
   c->trail_cap = 16;
   c->read_cap = 8;
+  c->commit_notify = 1;
   c->env = &u->env;
 }
 
@@ -1122,6 +1123,39 @@ static void test_raft_snapshot_install_suffix(void) {
   ur_stop(&u);
 }
 
+/* A leader tells the followers a new commit index at once (a heartbeat
+** carries it, up to what each holds: raft.c, HEARTBEAT), not at its next
+** tick, so that they apply -- and answer their reads and the writes they
+** forwarded -- a round trip after the leader does (etcd: bcastAppend
+** after maybeCommit).  One round: a read waiting for the commit does not
+** make it two. */
+static void test_raft_commit_notify(void) {
+  struct ur_node u;
+  struct raft_msg m;
+  const struct raft_action *a;
+  memset(&u, 0, sizeof(u));
+  ASSERT(ur_make_leader(&u, 3, NULL));
+  ur_all_durable(&u);
+  m = ur_ack(2, 1, 1, 1); /* the no-op: a quorum with the leader */
+  ur_msg(&u, &m);
+  ASSERT(u.r.commit == 1);
+  a = ur_sent(&u, RAFT_MSG_HEARTBEAT, 2, 0);
+  ASSERT(a != NULL && a->msg.commit == 1 && a->msg.index == 1);
+  a = ur_sent(&u, RAFT_MSG_HEARTBEAT, 3, 0); /* holds nothing known yet */
+  ASSERT(a != NULL && a->msg.commit == 0);
+  ASSERT(ur_nsent(&u, RAFT_MSG_HEARTBEAT, 0) == 2);
+  /* node 3 acknowledges the entry, committed already: it learns so now */
+  m = ur_ack(3, 1, 1, 1);
+  ur_msg(&u, &m);
+  a = ur_sent(&u, RAFT_MSG_HEARTBEAT, 3, 0);
+  ASSERT(a != NULL && a->msg.commit == 1);
+  ASSERT(ur_nsent(&u, RAFT_MSG_HEARTBEAT, 0) == 1);
+  m = ur_ack(2, 1, 1, 1); /* nothing new to tell: no message */
+  ur_msg(&u, &m);
+  ASSERT(ur_nsent(&u, RAFT_MSG_HEARTBEAT, 0) == 0);
+  ur_stop(&u);
+}
+
 /* ------------------------------------------------------ 9. read barrier */
 
 /* Thesis §6.4, ReadIndex: (1) the leader waits until an entry of its term
@@ -1526,6 +1560,7 @@ static const struct unit_case unit_raft_cases[] = {
     {"raft_wiped_polls_all", test_raft_wiped_polls_all},
     {"raft_msg_layout", test_raft_msg_layout},
     {"raft_election_rejoin", test_raft_election_rejoin},
+    {"raft_commit_notify", test_raft_commit_notify},
     {NULL, NULL}};
 
 /* Which case each planted bug of raft.c must make fail. */
@@ -1559,4 +1594,5 @@ static const struct {
                         {25, "raft_byte_window"},
                         {26, "raft_wiped_no_vote"},
                         {27, "raft_wiped_polls_all"},
+                        {28, "raft_commit_notify"},
                         {0, NULL}};

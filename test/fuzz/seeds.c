@@ -744,6 +744,139 @@ static void seeds_s3(void) {
   seed_pre("s3", "endpoint-bad-port", pre, 2, "http://[::1]:99999");
 }
 
+/* ------------------------------------------------------------ peer */
+
+/* A WAL entry record as wal.c frames it (its CRC over bytes 4.. and the
+** payload), appended to b. */
+static void seed_peer_record(struct buf *b, int type, uint64_t term,
+                             uint64_t index, const char *payload) {
+  unsigned char h[WAL_RECORD_HEADER];
+  size_t n = strlen(payload);
+  uint32_t crc;
+  int i;
+  memset(h, 0, sizeof(h));
+  for (i = 0; i < 4; i++) h[4 + i] = (unsigned char)(n >> (8 * i));
+  h[8] = (unsigned char)type;
+  for (i = 0; i < 8; i++) {
+    h[16 + i] = (unsigned char)(term >> (8 * i));
+    h[24 + i] = (unsigned char)(index >> (8 * i));
+  }
+  crc = util_crc32c(util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4), payload, n);
+  for (i = 0; i < 4; i++) h[i] = (unsigned char)(crc >> (8 * i));
+  buf_append(b, h, sizeof(h));
+  buf_append(b, payload, n);
+}
+
+/* A BATCH of one message of every type (an APPEND of three entries in two
+** terms with its records) from node 2 to node 1. */
+static void seed_peer_batch(struct buf *b) {
+  struct buf rec;
+  size_t start;
+  int t;
+  memset(&rec, 0, sizeof(rec));
+  peer_frame_reserve(b, &start);
+  for (t = RAFT_MSG_APPEND; t <= RAFT_MSG_READ_INDEX_RESP; t++) {
+    struct raft_msg m;
+    memset(&m, 0, sizeof(m));
+    m.from = 2;
+    m.type = (uint8_t)t;
+    m.term = 5;
+    m.index = 40 + (uint64_t)t;
+    m.log_term = 4;
+    m.commit = 30;
+    m.ctx = 1000 + (uint64_t)t;
+    rec.len = 0;
+    if (t == RAFT_MSG_APPEND) {
+      m.n = 3;
+      m.n_runs = 2;
+      m.runs[0].index = m.index + 1;
+      m.runs[0].term = 4;
+      m.runs[1].index = m.index + 2;
+      m.runs[1].term = 5;
+      seed_peer_record(&rec, WAL_CMD, 4, m.index + 1, "a command");
+      seed_peer_record(&rec, WAL_NOOP, 5, m.index + 2, "");
+      seed_peer_record(&rec, WAL_CMD, 5, m.index + 3, "another");
+    } else if (t == RAFT_MSG_APPEND_RESP) {
+      m.flags = RAFT_F_REJECT;
+      m.hint = 12;
+      m.last = 44;
+    }
+    peer_item_put(b, t % 64, &m, rec.ptr, rec.len);
+  }
+  peer_frame_seal(b, start, PEER_BATCH);
+  buf_free(&rec);
+}
+
+static void seeds_peer(void) {
+  struct peer_hello h = {7, 2, 1, 0, 1, 64, 0x1234567890ull};
+  struct peer_snap s;
+  struct buf b, all;
+  size_t start;
+  memset(&b, 0, sizeof(b));
+  memset(&all, 0, sizeof(all));
+  peer_hello_put(&b, &h);
+  seed("peer", "hello", b.ptr, b.len);
+  buf_append(&all, b.ptr, b.len);
+  b.len = 0;
+  seed_peer_batch(&b);
+  seed("peer", "batch-every-type", b.ptr, b.len);
+  buf_append(&all, b.ptr, b.len);
+  b.len = 0;
+  peer_frame_reserve(&b, &start);
+  peer_frame_seal(&b, start, PEER_BATCH);
+  seed("peer", "batch-empty", b.ptr, b.len);
+  buf_append(&all, b.ptr, b.len);
+  b.len = 0;
+  { /* a write forwarded to a leader, and the leader's reply */
+    struct peer_item it;
+    struct cmd c;
+    struct buf cb;
+    memset(&cb, 0, sizeof(cb));
+    memset(&c, 0, sizeof(c));
+    c.type = CMD_APPEND;
+    c.time_ms = 1700000000000ull;
+    c.path.ptr = "/v1/stream/f";
+    c.path.len = 12;
+    c.data.ptr = "hello";
+    c.data.len = 5;
+    cmd_encode(&c, &cb);
+    peer_frame_reserve(&b, &start);
+    memset(&it, 0, sizeof(it));
+    it.kind = PEER_ITEM_FWD;
+    it.group = 5;
+    it.req = 9;
+    it.records = (const unsigned char *)cb.ptr;
+    it.len = cb.len;
+    peer_item_encode(&b, &it);
+    it.kind = PEER_ITEM_FWD_REPLY;
+    it.outcome = PEER_FWD_ACCEPTED;
+    it.term = 3;
+    it.index = 77;
+    peer_item_encode(&b, &it);
+    peer_frame_seal(&b, start, PEER_BATCH);
+    seed("peer", "batch-forward", b.ptr, b.len);
+    buf_append(&all, b.ptr, b.len);
+    b.len = 0;
+    buf_free(&cb);
+  }
+  memset(&s, 0, sizeof(s));
+  s.group = 3;
+  s.term = 5;
+  s.snap_index = 400;
+  s.snap_term = 4;
+  s.offset = 0;
+  s.total = 10;
+  s.data = (const unsigned char *)"URSSNAP3..";
+  s.len = 10;
+  s.last = 1;
+  peer_snap_put(&b, &s);
+  seed("peer", "snap-chunk", b.ptr, b.len);
+  buf_append(&all, b.ptr, b.len);
+  seed("peer", "stream", all.ptr, all.len);
+  buf_free(&b);
+  buf_free(&all);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) seeds_root = argv[1];
   fuzz_quiet();
@@ -758,6 +891,7 @@ int main(int argc, char **argv) {
   seeds_wal_rules();
   seeds_cold();
   seeds_s3();
+  seeds_peer();
   printf("seeds: %d files under %s\n", seeds_count, seeds_root);
   return 0;
 }

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# cluster.sh -- real ursula processes as a cluster (issue 14): the peer
+# links, and every group replicated by Raft on the three nodes.
+#
+#   bash test/cluster.sh             # uses ./ursula (built by make)
+#   URSULA_BIN=path bash test/cluster.sh
+#
+# Three nodes on 127.0.0.1 (free ports, --core-count 2) log their links up
+# to the two others; a process of another --cluster-id, one claiming a
+# node id already running, and one with another --raft-group-count are
+# refused, each with the line that names the cause; bad cluster flags exit
+# 2 with their message; a node killed with kill -9 makes the others log
+# the link down, and its restart brings the links up again.  Every wait is
+# bounded; nothing leaves 127.0.0.1; every process is killed on exit.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BIN=${1:-${URSULA_BIN:-./ursula}}
+TMP=$(mktemp -d)
+PIDS=""
+FAILS=0
+N=0
+cleanup() {
+  for p in $PIDS; do
+    { kill -9 "$p" && wait "$p"; } 2>/dev/null
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ok() { N=$((N + 1)); echo "ok $N - $1"; }
+not_ok() {
+  N=$((N + 1)); FAILS=$((FAILS + 1)); echo "not ok $N - $1"
+  [ $# -gt 1 ] && printf '#   %s\n' "$2"
+}
+
+# free_ports N: N distinct free loopback ports (held together, then freed)
+free_ports() {
+  python3 -c '
+import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
+}
+read -r P1 P2 P3 PD PO PG <<<"$(free_ports 6)"
+PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
+
+# start NAME ARGS...: a node in the background, its log $TMP/NAME.log
+start() {
+  local name=$1; shift
+  "$BIN" --listen 127.0.0.1:0 --core-count 2 --wal-dir "$TMP/wal-$name" "$@" \
+    >"$TMP/$name.log" 2>&1 &
+  eval "PID_$name=$!"
+  PIDS="$PIDS $!"
+}
+# count NAME PATTERN: lines of NAME's log with the fixed string PATTERN
+count() { grep -cF -- "$2" "$TMP/$1.log" 2>/dev/null || true; }
+# wait_for NAME PATTERN [MIN]: until NAME's log has MIN (1) such lines, at
+# most 10 s; returns 1 if it never does
+wait_for() {
+  local i
+  for i in $(seq 1 200); do
+    [ "$(count "$1" "$2")" -ge "${3:-1}" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+# expect NAME PATTERN [MIN] -> ok / not ok with the log's tail
+expect() {
+  if wait_for "$1" "$2" "${3:-1}"; then ok "$1 logs: $2"
+  else not_ok "$1 logs: $2" "$(tail -5 "$TMP/$1.log" | tr '\n' '|')"; fi
+}
+# links_up NAME ME: NAME has both links of both cores up to the two others
+links_up() {
+  local other core
+  for other in 1 2 3; do
+    [ "$other" = "$2" ] && continue
+    for core in 0 1; do
+      expect "$1" "link to node $other (127.0.0.1:$(eval echo \$P$other)) core $core up"
+    done
+  done
+}
+
+echo "# cluster.sh: three nodes, ports $P1 $P2 $P3"
+start n1 --node-id 1 $PEERS
+start n2 --node-id 2 $PEERS
+start n3 --node-id 3 $PEERS
+links_up n1 1
+links_up n2 2
+links_up n3 3
+
+# --- refused: another cluster id, a duplicate node id, another group count
+start other --node-id 2 --cluster-id other --peer 1=127.0.0.1:$P1 \
+  --peer 2=127.0.0.1:$PO --peer 3=127.0.0.1:$P3
+expect n1 "is not ours ("
+expect other "closed by the peer right after our HELLO: it refused us"
+start dup --node-id 2 $PEERS --peer-listen 127.0.0.1:$PD
+expect n1 "is connected already from another process"
+expect n3 "a duplicate node id"
+start groups --node-id 2 $PEERS --peer-listen 127.0.0.1:$PG --raft-group-count 32
+expect n1 "node 2 has 32 groups, this node 64"
+sleep 2.5 # refused dialers retry: the same cause is not logged again
+lines=$(grep -c "refused a connection.*is not ours" "$TMP/n1.log")
+if [ "$lines" -le 2 ]; then ok "n1 logs a refusal's cause once, not per retry ($lines lines)"
+else not_ok "n1 logs a refusal's cause once, not per retry" "$lines lines"; fi
+lines=$(grep -c "link to node 1 .* core 0: closed by the peer right after our HELLO" "$TMP/other.log")
+if [ "$lines" -eq 1 ]; then ok "the refused dialer says so once per link ($lines)"
+else not_ok "the refused dialer says so once per link" "$lines lines"; fi
+if [ "$(count n2 "refused a connection")" -eq 0 ] && [ "$(count n1 "link to node 2 (127.0.0.1:$P2) core 0 down")" -eq 0 ]; then
+  ok "the real node 2 keeps its links"
+else not_ok "the real node 2 keeps its links" "$(grep -E "refused a|down" "$TMP/n2.log" | head -3)"; fi
+for p in $PID_other $PID_dup $PID_groups; do { kill -9 "$p" && wait "$p"; } 2>/dev/null; done
+
+# --- the flags, each refused with its message and exit status 2
+bad() { # bad MESSAGE ARGS...
+  local want=$1 out rc; shift
+  out=$(timeout 5 "$BIN" --listen 127.0.0.1:0 "$@" 2>&1); rc=$?
+  case "$out" in
+    *"$want"*) if [ $rc -eq 2 ]; then ok "refused ($want), exit 2"
+               else not_ok "refused ($want), exit 2" "exit $rc: $out"; fi ;;
+    *) not_ok "refused ($want)" "exit $rc: $out" ;;
+  esac
+}
+bad "peer: needs --node-id" --peer 1=127.0.0.1:$PD
+bad "node-id: 4 is not among the --peer entries" --node-id 4 $PEERS
+bad "node id 2 is given twice" --node-id 1 --peer 1=127.0.0.1:1 --peer 2=127.0.0.1:2 --peer 2=127.0.0.1:3
+bad "node id N from 1 to 255" --node-id 1 --peer 0=127.0.0.1:1
+bad "node-id: expected an integer from 0 to 255" --node-id 300 --peer 1=127.0.0.1:1
+bad "2 members; Raft here runs 1, 3 or 5 voters" --node-id 1 --peer 1=127.0.0.1:1 --peer 2=127.0.0.1:2
+bad "4 members; Raft here runs 1, 3 or 5 voters" --node-id 1 $PEERS --peer 4=127.0.0.1:4
+bad "more than 5 members" --node-id 1 $PEERS --peer 4=h:4 --peer 5=h:5 --peer 6=h:6
+bad "expected HOST:PORT" --node-id 1 --peer 1=localhost
+bad "expected a port from 1 to 65535" --node-id 1 --peer 1=127.0.0.1:0
+bad "cluster-id: expected 1 to 64" --cluster-id 'a b'
+bad "node-id: needs --peer" --node-id 1
+bad "peer: a cluster needs --wal-dir DIR" --node-id 1 $PEERS
+bad "the cold tier (--cold-dir, --s3-endpoint) does not run in a cluster yet" --node-id 1 $PEERS --wal-dir "$TMP/wc" --cold-dir "$TMP/cc"
+
+# --- without peers: a single node as before (no peer listener, no line)
+start single
+if wait_for single "listening on http://" && [ "$(count single "peer")" -eq 0 ]; then
+  ok "without --peer: no peer line in the log"
+else not_ok "without --peer: no peer line in the log" "$(head -3 "$TMP/single.log")"; fi
+
+# --- kill -9 a node: the others see the links go down, then up again
+ups1=$(count n1 "link to node 2 (127.0.0.1:$P2) core 0 up")
+{ kill -9 "$PID_n2" && wait "$PID_n2"; } 2>/dev/null
+expect n1 "link to node 2 (127.0.0.1:$P2) core 0 down"
+expect n1 "link to node 2 (127.0.0.1:$P2) core 1 down"
+expect n3 "link to node 2 (127.0.0.1:$P2) core 0 down"
+mv "$TMP/n2.log" "$TMP/n2-before.log"
+start n2 --node-id 2 $PEERS
+expect n1 "link to node 2 (127.0.0.1:$P2) core 0 up" $((ups1 + 1))
+expect n3 "link to node 2 (127.0.0.1:$P2) core 1 up" 2
+links_up n2 2
+
+# --- Raft: every group replicated on the three nodes ----------------------
+# Each node's client port is in its log; a write is taken by the leader of
+# the stream's group (the others answer 503: forwarding is the next step),
+# so the client tries the nodes in turn, as a client of such a cluster
+# would.  Protocol and Raft rules: an acknowledged append is on every node
+# (a read on any node right after the ack holds it: reads pass a barrier
+# through the leader, thesis 6.4); it survives kill -9 of the leader (a
+# majority holds it, paper 5.4); the restarted node catches up.
+port_of() { sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$TMP/$1.log" | tail -1; }
+# write METHOD PATH DATA -> the first 2xx code, trying n1 n2 n3 for 10 s
+write() {
+  local i n code
+  for i in $(seq 1 100); do
+    for n in n1 n2 n3; do
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X "$1" \
+        -H 'Content-Type: text/plain' --data-binary "$3" \
+        "http://127.0.0.1:$(port_of $n)$2")
+      case $code in 2??) echo "$code"; return 0 ;; esac
+    done
+    sleep 0.1
+  done
+  echo "$code"
+}
+read_on() { curl -s --max-time 5 "http://127.0.0.1:$(port_of "$1")$2"; }
+# leadership spread: group g prefers node (g mod 3) + 1 (ids ascending);
+# g = FNV-1a 64 of the path mod the group count (64 here); a node logs
+# "group g: this node leads it" each time it becomes a group's leader
+group_of() {
+  python3 -c '
+import sys
+h = 14695981039346656037
+for b in sys.argv[1].encode():
+    h = ((h ^ b) * 1099511628211) % (1 << 64)
+print(h % 64)' "$1"
+}
+spread=yes
+for s in p1 p2 p3 p4 p5 p6; do
+  g=$(group_of /sp/$s)
+  pn=n$((g % 3 + 1))
+  wait_for "$pn" "group $g: this node leads it" ||
+    { spread="no: $pn never led group $g (of /sp/$s) in 10 s"; break; }
+done
+if [ "$spread" = yes ]; then ok "each group comes to be led by the node it prefers (6 groups)"
+else not_ok "each group comes to be led by the node it prefers (6 groups)" "$spread"; fi
+# writes on any node: a follower forwards to the leader, and answers
+# once it has applied the entry itself (offsets in order, protocol 5.2)
+fw=""
+fw="$fw $(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: text/plain' "http://127.0.0.1:$(port_of n1)/f/x")"
+for n in n2 n3 n1 n2; do
+  fw="$fw $(curl -s -D - -o /dev/null -X POST -H 'Content-Type: text/plain' --data-binary "$n," "http://127.0.0.1:$(port_of $n)/f/x" | tr -d '\r' | sed -n 's/^Stream-Next-Offset: 0*_0*//p')"
+done
+if [ "$fw" = " 201 3 6 9 12" ]; then ok "a create and 4 appends, each on another node, acknowledged in order"
+else not_ok "a create and 4 appends, each on another node, acknowledged in order" "$fw"; fi
+res=""
+for n in n1 n2 n3; do res="$res[$(read_on $n /f/x)]"; done
+if [ "$res" = "[n2,n3,n1,n2,][n2,n3,n1,n2,][n2,n3,n1,n2,]" ]; then ok "... and every node reads them back"
+else not_ok "... and every node reads them back" "$res"; fi
+codes=""
+want=""
+for s in a b c d e; do codes="$codes$(write PUT /r/$s '')"; done
+for i in 1 2 3 4; do
+  for s in a b c d e; do codes="$codes $(write POST /r/$s "$s$i,")"; done
+  want="$want$i,"
+done
+if [ "$codes" = "201201201201201 204 204 204 204 204 204 204 204 204 204 204 204 204 204 204 204 204 204 204 204" ]; then
+  ok "5 creates and 20 appends acknowledged"
+else not_ok "5 creates and 20 appends acknowledged" "$codes"; fi
+same=yes
+for n in n1 n2 n3; do
+  for s in a b c d e; do
+    got=$(read_on $n /r/$s)
+    exp=$(printf '%s' "$want" | sed "s/\([0-9]\),/$s\1,/g")
+    [ "$got" = "$exp" ] || { same="no: $n /r/$s holds [$got], want [$exp]"; break 2; }
+  done
+done
+if [ "$same" = yes ]; then ok "every node reads every acknowledged append, right after the acks"
+else not_ok "every node reads every acknowledged append, right after the acks" "$same"; fi
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port_of n3)/r/none")
+if [ "$code" = 404 ]; then ok "a stream no node has is 404 on a follower too"
+else not_ok "a stream no node has is 404 on a follower too" "$code"; fi
+# the node that leads /r/a's group (the one it prefers, as checked above)
+# is killed; another node becomes its leader and takes writes
+g=$(group_of /r/a)
+lead=n$((g % 3 + 1))
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: text/plain' \
+  --data-binary 'x,' "http://127.0.0.1:$(port_of $lead)/r/a")
+if [ "$code" = 204 ] && [ "$(count $lead "group $g: this node leads it")" -ge 1 ]; then
+  ok "$lead leads /r/a's group $g, and takes an append"
+else not_ok "$lead leads /r/a's group $g, and takes an append" "$code"; fi
+[ -n "$lead" ] || lead=n1
+eval "lpid=\$PID_$lead"
+{ kill -9 "$lpid" && wait "$lpid"; } 2>/dev/null
+alive=""
+for n in n1 n2 n3; do [ "$n" != "$lead" ] && alive="$alive $n"; done
+code=""
+for i in $(seq 1 100); do
+  for n in $alive; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X POST \
+      -H 'Content-Type: text/plain' --data-binary 'y,' "http://127.0.0.1:$(port_of $n)/r/a")
+    [ "$code" = 204 ] && break 2
+  done
+  sleep 0.1
+done
+if [ "$code" = 204 ]; then ok "after kill -9 of $lead, another node leads and takes the append"
+else not_ok "after kill -9 of $lead, another node leads and takes the append" "$code"; fi
+exp="a1,a2,a3,a4,x,y,"
+res=""
+for n in $alive; do res="$res[$(read_on $n /r/a)]"; done
+if [ "$res" = "[$exp][$exp]" ]; then ok "the two left hold every acknowledged append of /r/a"
+else not_ok "the two left hold every acknowledged append of /r/a" "$res"; fi
+mv "$TMP/$lead.log" "$TMP/$lead-before.log"
+start "$lead" --node-id "${lead#n}" $PEERS
+wait_for "$lead" "listening on http://" >/dev/null
+got=""
+for i in $(seq 1 100); do
+  got=$(read_on "$lead" /r/a)
+  [ "$got" = "$exp" ] && break
+  sleep 0.1
+done
+if [ "$got" = "$exp" ]; then ok "$lead, restarted on its disk, catches up"
+else not_ok "$lead, restarted on its disk, catches up" "[$got]"; fi
+
+if [ $FAILS -ne 0 ]; then
+  for f in "$TMP"/*.log; do echo "# --- $f"; sed 's/^/#   /' "$f" | tail -30; done
+fi
+echo "1..$N"
+[ $FAILS -eq 0 ] && echo "# cluster.sh: all $N passed" || echo "# cluster.sh: $FAILS of $N failed"
+[ $FAILS -eq 0 ]
