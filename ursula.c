@@ -315,6 +315,11 @@ URSULA_PRIVATE struct str util_str_trim(struct str s);
 ** is parsed here, each with the range it may take. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
 URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
+/* Little-endian integers of on-disk and on-wire formats. */
+URSULA_PRIVATE void util_put32(unsigned char *p, uint32_t v);
+URSULA_PRIVATE void util_put64(unsigned char *p, uint64_t v);
+URSULA_PRIVATE uint32_t util_get32(const unsigned char *p);
+URSULA_PRIVATE uint64_t util_get64(const unsigned char *p);
 URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len);
 
 URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra);
@@ -2625,6 +2630,28 @@ URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+/* Little-endian integers in on-disk and on-wire formats. */
+URSULA_PRIVATE void util_put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+
+URSULA_PRIVATE void util_put64(unsigned char *p, uint64_t v) {
+  util_put32(p, (uint32_t)v);
+  util_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+URSULA_PRIVATE uint32_t util_get32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+URSULA_PRIVATE uint64_t util_get64(const unsigned char *p) {
+  return (uint64_t)util_get32(p) | (uint64_t)util_get32(p + 4) << 32;
 }
 
 /* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
@@ -7759,27 +7786,6 @@ static int wal_fail(struct wal *w, int e);
 
 /* ------------------------------------------------------------ bytes */
 
-static void wal_put32(unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)v;
-  p[1] = (unsigned char)(v >> 8);
-  p[2] = (unsigned char)(v >> 16);
-  p[3] = (unsigned char)(v >> 24);
-}
-
-static void wal_put64(unsigned char *p, uint64_t v) {
-  wal_put32(p, (uint32_t)v);
-  wal_put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t wal_get32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
-static uint64_t wal_get64(const unsigned char *p) {
-  return (uint64_t)wal_get32(p) | (uint64_t)wal_get32(p + 4) << 32;
-}
-
 static int wal_errno_code(int e) {
   return e == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
 }
@@ -7792,14 +7798,14 @@ static int wal_is_entry(int type) {
 static void wal_seal_record(unsigned char *h, int type, uint64_t term,
                             uint64_t index, size_t n) {
   uint32_t crc;
-  wal_put32(h + 4, (uint32_t)n);
+  util_put32(h + 4, (uint32_t)n);
   memset(h + 8, 0, 8);
   h[8] = (unsigned char)type;
-  wal_put64(h + 16, term);
-  wal_put64(h + 24, index);
+  util_put64(h + 16, term);
+  util_put64(h + 24, index);
   crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
   crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
-  wal_put32(h, crc);
+  util_put32(h, crc);
 }
 
 /* Whether p[0..avail) starts with a whole, valid record; its payload
@@ -7807,14 +7813,14 @@ static void wal_seal_record(unsigned char *h, int type, uint64_t term,
 static int wal_record_ok(const unsigned char *p, size_t avail, uint32_t *n) {
   size_t i;
   if (avail < WAL_RECORD_HEADER) return 0;
-  *n = wal_get32(p + 4);
+  *n = util_get32(p + 4);
   if (*n > WAL_MAX_RECORD || avail - WAL_RECORD_HEADER < *n) return 0;
   for (i = 9; i < 16; i++)
     if (p[i] != 0) return 0;
   if (!wal_is_entry(p[8]) && p[8] != WAL_HARD && p[8] != WAL_SEAL) return 0;
   if (p[8] == WAL_HARD && *n != WAL_HARD_BYTES) return 0;
   if (p[8] == WAL_SEAL && *n != WAL_SEAL_BYTES) return 0;
-  return wal_get32(p) == util_crc32c(0, p + 4, WAL_RECORD_HEADER - 4 + *n);
+  return util_get32(p) == util_crc32c(0, p + 4, WAL_RECORD_HEADER - 4 + *n);
 }
 
 URSULA_PRIVATE int wal_record_put(struct buf *out, const struct wal_entry *e) {
@@ -7841,8 +7847,8 @@ URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
   if (!wal_record_ok(r, avail, &n) || !wal_is_entry(r[8]))
     return URSULA_ECORRUPT;
   e->type = r[8];
-  e->term = wal_get64(r + 16);
-  e->index = wal_get64(r + 24);
+  e->term = util_get64(r + 16);
+  e->index = util_get64(r + 24);
   e->data = r + WAL_RECORD_HEADER;
   e->len = n;
   *size = WAL_RECORD_HEADER + (size_t)n;
@@ -7994,10 +8000,10 @@ static int wal_dir_parse(const unsigned char *d, uint64_t k, uint64_t m,
                          uint64_t last, uint64_t base, struct wal_piece *out) {
   uint64_t i, sum = 0, pi = 0, pend = 0;
   for (i = 0; i < k; i++, d += 32) {
-    uint64_t index = wal_get64(d), off = wal_get64(d + 8),
-             len = wal_get64(d + 16);
+    uint64_t index = util_get64(d), off = util_get64(d + 8),
+             len = util_get64(d + 16);
     if (index == 0 || index > last || len > WAL_MAX_RECORD ||
-        off > WAL_MAX_RECORD || wal_get32(d + 28) != 0)
+        off > WAL_MAX_RECORD || util_get32(d + 28) != 0)
       return -1;
     if (i > 0 && (index < pi || (index == pi && off < pend))) return -1;
     if (len > m - sum) return -1;
@@ -8006,7 +8012,7 @@ static int wal_dir_parse(const unsigned char *d, uint64_t k, uint64_t m,
       out[i].off = off;
       out[i].len = len;
       out[i].pos = base + sum;
-      out[i].crc = wal_get32(d + 24);
+      out[i].crc = util_get32(d + 24);
     }
     sum += len;
     pi = index;
@@ -8030,9 +8036,9 @@ static int wal_snap_start(struct wal *w, struct wal_snap_writer *sw,
   if (index == 0) return URSULA_OK; /* an install: raw bytes follow */
   memset(h, 0, sizeof(h));
   memcpy(h, wal_snap_magic, 8);
-  wal_put64(h + 8, index);
-  wal_put64(h + 16, term);
-  wal_put64(h + 24, flags);
+  util_put64(h + 8, index);
+  util_put64(h + 16, term);
+  util_put64(h + 24, flags);
   sw->index = index;
   sw->term = term;
   sw->crc = util_crc32c(0, h, sizeof(h));
@@ -8079,14 +8085,14 @@ URSULA_PRIVATE int wal_snap_piece(struct wal_snap_writer *sw, uint64_t index,
   if (sw->dir.len > 0) { /* ascending, no overlap */
     const unsigned char *q =
         (const unsigned char *)sw->dir.ptr + sw->dir.len - 32;
-    uint64_t qi = wal_get64(q), qend = wal_get64(q + 8) + wal_get64(q + 16);
+    uint64_t qi = util_get64(q), qend = util_get64(q + 8) + util_get64(q + 16);
     if (index < qi || (index == qi && off < qend)) return URSULA_EINVAL;
   }
-  wal_put64(d, index);
-  wal_put64(d + 8, off);
-  wal_put64(d + 16, n);
-  wal_put32(d + 24, util_crc32c(0, p, n));
-  wal_put32(d + 28, 0);
+  util_put64(d, index);
+  util_put64(d + 8, off);
+  util_put64(d + 16, n);
+  util_put32(d + 24, util_crc32c(0, p, n));
+  util_put32(d + 28, 0);
   if (buf_append(&sw->dir, d, sizeof(d)) != URSULA_OK) return URSULA_ENOMEM;
   sw->in_pieces = 1;
   if ((e = wal_pwrite_all(sw->fs, sw->fd, p, n, (off_t)sw->at)) != 0)
@@ -8129,9 +8135,9 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
       fs->pread(sr->fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
       fs->pread(sr->fd, t, sizeof(t), (off_t)(size - WAL_SNAP_TAIL)) ==
           (ssize_t)sizeof(t)) {
-    n = wal_get64(t);
-    m = wal_get64(t + 8);
-    k = wal_get64(t + 16);
+    n = util_get64(t);
+    m = util_get64(t + 8);
+    k = util_get64(t + 16);
   }
   size -= size >= WAL_SNAP_HEAD + WAL_SNAP_TAIL ? WAL_SNAP_HEAD + WAL_SNAP_TAIL
                                                 : size;
@@ -8147,8 +8153,8 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
   }
   if (memcmp(h, wal_snap_magic, 8) != 0 || n > size || m > size - n ||
       k > (size - n - m) / 32 || n + m + 32 * k != size ||
-      wal_get64(h + 8) == 0 || wal_get64(h + 8) == UINT64_MAX || /* no next */
-      (wal_get64(h + 24) & ~(uint64_t)WAL_SNAP_IMAGE) != 0) {
+      util_get64(h + 8) == 0 || util_get64(h + 8) == UINT64_MAX || /* no next */
+      (util_get64(h + 24) & ~(uint64_t)WAL_SNAP_IMAGE) != 0) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,
@@ -8157,15 +8163,15 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
              path);
     return URSULA_ECORRUPT;
   }
-  sr->index = wal_get64(h + 8);
-  sr->term = wal_get64(h + 16);
-  sr->flags = wal_get64(h + 24);
+  sr->index = util_get64(h + 8);
+  sr->term = util_get64(h + 16);
+  sr->flags = util_get64(h + 24);
   sr->size = n;
   sr->pieces = m;
   sr->n_pieces = k;
   sr->at = 0;
   sr->crc = util_crc32c(0, h, sizeof(h));
-  sr->want_crc = wal_get32(t + 24);
+  sr->want_crc = util_get32(t + 24);
   return URSULA_OK;
 }
 
@@ -8190,9 +8196,9 @@ URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
                                         sr->pieces)) != (ssize_t)dn)
       return -1;
     sr->dir.len = (size_t)dn;
-    wal_put64(t, sr->size); /* the CRC covers the lengths too */
-    wal_put64(t + 8, sr->pieces);
-    wal_put64(t + 16, sr->n_pieces);
+    util_put64(t, sr->size); /* the CRC covers the lengths too */
+    util_put64(t + 8, sr->pieces);
+    util_put64(t + 16, sr->n_pieces);
     if (util_crc32c(util_crc32c(sr->crc, sr->dir.ptr, sr->dir.len), t, 24) !=
             sr->want_crc ||
         wal_dir_parse((const unsigned char *)sr->dir.ptr, sr->n_pieces,
@@ -8242,12 +8248,12 @@ static int wal_snap_finish(struct wal *w, struct wal_snap_writer *sw,
   struct os_fs *fs = w->fs;
   uint32_t crc;
   int e;
-  wal_put64(t, sw->payload);
-  wal_put64(t + 8, sw->pieces);
-  wal_put64(t + 16, (uint64_t)sw->dir.len / 32);
+  util_put64(t, sw->payload);
+  util_put64(t + 8, sw->pieces);
+  util_put64(t + 16, (uint64_t)sw->dir.len / 32);
   crc = util_crc32c(sw->crc, sw->dir.ptr, sw->dir.len);
-  wal_put32(t + 24, util_crc32c(crc, t, 24));
-  wal_put32(t + 28, 0);
+  util_put32(t + 24, util_crc32c(crc, t, 24));
+  util_put32(t + 28, 0);
   snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, sw->name);
   snprintf(path, sizeof(path), "%s/%s", w->dir, name);
   e = wal_pwrite_all(fs, sw->fd, sw->dir.ptr, sw->dir.len, (off_t)sw->at);
@@ -8400,8 +8406,8 @@ URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
 /* Build the HARD record of (term, vote) at out (48 bytes). */
 static void wal_hard_record(unsigned char *out, uint64_t term, uint64_t vote,
                             uint64_t index) {
-  wal_put64(out + WAL_RECORD_HEADER, term);
-  wal_put64(out + WAL_RECORD_HEADER + 8, vote);
+  util_put64(out + WAL_RECORD_HEADER, term);
+  util_put64(out + WAL_RECORD_HEADER + 8, vote);
   wal_seal_record(out, WAL_HARD, term, index, WAL_HARD_BYTES);
 }
 
@@ -8416,8 +8422,8 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   int fd, e, prev_fd = w->fd;
   memset(h, 0, sizeof(h));
   memcpy(h, wal_magic, 8);
-  wal_put64(h + 8, first);
-  wal_put32(h + 24, util_crc32c(0, h, 24));
+  util_put64(h + 8, first);
+  util_put32(h + 24, util_crc32c(0, h, 24));
   wal_hard_record(h + WAL_HEADER_BYTES, w->term, w->vote, first - 1);
   wal_seg_path(w, first, path, sizeof(path));
   fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -8430,7 +8436,7 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
     return wal_errno_code(e);
   }
   if (prev_fd >= 0) { /* seal the previous segment: it is complete */
-    wal_put64(seal + WAL_RECORD_HEADER, first);
+    util_put64(seal + WAL_RECORD_HEADER, first);
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
     if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
         (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
@@ -8577,7 +8583,7 @@ static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
   *fn_rc = URSULA_OK;
   if (len >= 8 && memcmp(p, wal_magic_v1, 8) == 0) out->v1 = 1;
   if (len < WAL_HEADER_BYTES || memcmp(p, wal_magic, 8) != 0 ||
-      wal_get64(p + 8) != first || wal_get32(p + 24) != util_crc32c(0, p, 24))
+      util_get64(p + 8) != first || util_get32(p + 24) != util_crc32c(0, p, 24))
     return;
   if (sg != NULL) sg->n_offs = 0;
   for (;;) {
@@ -8587,8 +8593,8 @@ static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
     uint64_t term, index;
     if (out->sealed || !wal_record_ok(r, len - at, &n)) break;
     type = r[8];
-    term = wal_get64(r + 16);
-    index = wal_get64(r + 24);
+    term = util_get64(r + 16);
+    index = util_get64(r + 24);
     if (wal_is_entry(type)) {
       struct wal_entry e;
       if (index != expect || term < out->last_term) break;
@@ -8611,9 +8617,9 @@ static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
       if (index != expect - 1) break;
       if (type == WAL_HARD) {
         out->hard = 1;
-        out->term = wal_get64(r + WAL_RECORD_HEADER);
-        out->vote = wal_get64(r + WAL_RECORD_HEADER + 8);
-      } else if (wal_get64(r + WAL_RECORD_HEADER) != expect) {
+        out->term = util_get64(r + WAL_RECORD_HEADER);
+        out->vote = util_get64(r + WAL_RECORD_HEADER + 8);
+      } else if (util_get64(r + WAL_RECORD_HEADER) != expect) {
         break; /* a SEAL must name the next index */
       } else {
         out->sealed = 1;
@@ -8632,7 +8638,7 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
   size_t at;
   for (at = from; at + WAL_RECORD_HEADER <= len; at++) {
     const unsigned char *r = p + at;
-    uint64_t index = wal_get64(r + 24);
+    uint64_t index = util_get64(r + 24);
     uint32_t n;
     /* cheap filters first: a plausible index, the zero bytes, a type */
     if (index < last ||
@@ -8658,8 +8664,8 @@ static int wal_header_ok(struct wal *w, size_t k) {
   if ((fd = w->fs->open(path, O_RDONLY, 0)) < 0) return 0;
   ok = w->fs->pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
        memcmp(h, wal_magic, 8) == 0 &&
-       wal_get64(h + 8) == w->segs[k].first_index &&
-       wal_get32(h + 24) == util_crc32c(0, h, 24);
+       util_get64(h + 8) == w->segs[k].first_index &&
+       util_get32(h + 24) == util_crc32c(0, h, 24);
   w->fs->close(fd);
   return ok;
 }
@@ -8687,7 +8693,7 @@ static int wal_check_seal(struct wal *w, size_t k, char *err) {
       w->fs->pread(fd, r, sizeof(r), (off_t)(size - sizeof(r))) ==
           (ssize_t)sizeof(r) &&
       wal_record_ok(r, sizeof(r), &n) && r[8] == WAL_SEAL &&
-      wal_get64(r + WAL_RECORD_HEADER) == next) {
+      util_get64(r + WAL_RECORD_HEADER) == next) {
     w->fs->close(fd);
     return URSULA_OK;
   }
@@ -8724,7 +8730,7 @@ static int wal_seal_file(struct wal *w, const char *path, off_t at,
   unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
   int fd = w->fs->open(path, O_RDWR, 0), e;
   if (fd < 0) return wal_errno_code(errno);
-  wal_put64(seal + WAL_RECORD_HEADER, last + 1);
+  util_put64(seal + WAL_RECORD_HEADER, last + 1);
   wal_seal_record(seal, WAL_SEAL, term, last, WAL_SEAL_BYTES);
   e = wal_pwrite_all(w->fs, fd, seal, sizeof(seal), at);
   if (e == 0 && w->fs->sync(fd) != 0) e = errno;
@@ -9060,8 +9066,8 @@ URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
     w->last_index = index;
     w->last_term = term;
   } else {
-    w->next_term = wal_get64(h + WAL_RECORD_HEADER);
-    w->next_vote = wal_get64(h + WAL_RECORD_HEADER + 8);
+    w->next_term = util_get64(h + WAL_RECORD_HEADER);
+    w->next_vote = util_get64(h + WAL_RECORD_HEADER + 8);
   }
   wal_seal_record(h, type, term, index, n);
   w->pending += WAL_RECORD_HEADER + n;
@@ -9070,8 +9076,8 @@ URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
 
 URSULA_PRIVATE void wal_hard_payload(void *payload, uint64_t term,
                                      uint64_t vote) {
-  wal_put64((unsigned char *)payload, term);
-  wal_put64((unsigned char *)payload + 8, vote);
+  util_put64((unsigned char *)payload, term);
+  util_put64((unsigned char *)payload + 8, vote);
 }
 
 /* Make sure segment k's map of entry offsets is built: read the file and
@@ -9141,7 +9147,7 @@ static int wal_load_record(struct wal *w, uint64_t index) {
   w->rd_index = 0;
   if (fs->pread(fd, h, sizeof(h), (off_t)pos) != (ssize_t)sizeof(h))
     return URSULA_ECORRUPT; /* shorter than the map says */
-  n = wal_get32(h + 4);
+  n = util_get32(h + 4);
   if (n > WAL_MAX_RECORD) return URSULA_ECORRUPT;
   w->rd.len = 0;
   if (buf_reserve(&w->rd, WAL_RECORD_HEADER + (size_t)n) != URSULA_OK)
@@ -9153,7 +9159,7 @@ static int wal_load_record(struct wal *w, uint64_t index) {
   w->rd.len = WAL_RECORD_HEADER + n;
   if (!wal_record_ok((const unsigned char *)w->rd.ptr, w->rd.len, &n) ||
       !wal_is_entry((unsigned char)w->rd.ptr[8]) ||
-      wal_get64((const unsigned char *)w->rd.ptr + 24) != index) {
+      util_get64((const unsigned char *)w->rd.ptr + 24) != index) {
     char path[URSULA_PATH_LEN + 32];
     wal_seg_path(w, sg->first_index, path, sizeof(path));
     LOG_E("%s: the record of entry %llu at byte %llu fails its check", path,
@@ -9186,7 +9192,7 @@ URSULA_PRIVATE int wal_entry_at(struct wal *w, uint64_t index,
   const unsigned char *r = (const unsigned char *)w->rd.ptr;
   if (rc != URSULA_OK) return rc;
   e->type = r[8];
-  e->term = wal_get64(r + 16);
+  e->term = util_get64(r + 16);
   e->index = index;
   e->data = r + WAL_RECORD_HEADER;
   e->len = w->rd.len - WAL_RECORD_HEADER;
@@ -11887,27 +11893,6 @@ static const unsigned char peer_magic[8] = {'U', 'R', 'S', 'R',
 
 /* ------------------------------------------------------------ codec */
 
-static void peer_put32(unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)v;
-  p[1] = (unsigned char)(v >> 8);
-  p[2] = (unsigned char)(v >> 16);
-  p[3] = (unsigned char)(v >> 24);
-}
-
-static void peer_put64(unsigned char *p, uint64_t v) {
-  peer_put32(p, (uint32_t)v);
-  peer_put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t peer_get32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
-static uint64_t peer_get64(const unsigned char *p) {
-  return (uint64_t)peer_get32(p) | (uint64_t)peer_get32(p + 4) << 32;
-}
-
 static int peer_bad(const char **why, const char *what) {
   if (why != NULL) *why = what;
   return URSULA_ECORRUPT;
@@ -11928,26 +11913,26 @@ URSULA_PRIVATE void peer_frame_seal(struct buf *b, size_t start, int kind) {
   unsigned char *h = (unsigned char *)b->ptr + start;
   size_t len = b->len - start - PEER_HEADER;
   uint32_t crc;
-  peer_put32(h, (uint32_t)len);
+  util_put32(h, (uint32_t)len);
   h[4] = PEER_VERSION;
   h[5] = (unsigned char)kind;
   h[6] = 0;
   h[7] = 0;
   crc = util_crc32c(0, h, 8);
-  peer_put32(h + 8, util_crc32c(crc, h + PEER_HEADER, len));
+  util_put32(h + 8, util_crc32c(crc, h + PEER_HEADER, len));
 }
 
 URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h) {
   unsigned char body[PEER_HELLO_BODY];
   size_t start;
   memcpy(body, peer_magic, 8);
-  peer_put64(body + 8, h->cluster_id);
-  peer_put64(body + 16, h->from);
-  peer_put64(body + 24, h->to);
-  peer_put32(body + 32, h->core);
-  peer_put32(body + 36, h->cores);
-  peer_put32(body + 40, h->groups);
-  peer_put64(body + 44, h->boot_id);
+  util_put64(body + 8, h->cluster_id);
+  util_put64(body + 16, h->from);
+  util_put64(body + 24, h->to);
+  util_put32(body + 32, h->core);
+  util_put32(body + 36, h->cores);
+  util_put32(body + 40, h->groups);
+  util_put64(body + 44, h->boot_id);
   if (peer_frame_reserve(b, &start) != URSULA_OK ||
       buf_append(b, body, sizeof(body)) != URSULA_OK)
     return URSULA_ENOMEM;
@@ -12044,7 +12029,7 @@ URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
   const unsigned char *h = (const unsigned char *)p;
   uint32_t len, crc;
   if (n < PEER_HEADER) return URSULA_EAGAIN;
-  len = peer_get32(h);
+  len = util_get32(h);
   if (len > PEER_MAX_FRAME) return peer_bad(why, "frame longer than 64 MiB");
   if (h[4] != PEER_VERSION) return peer_bad(why, "unknown frame version");
   if (h[5] < PEER_HELLO || h[5] > PEER_SNAP_CHUNK)
@@ -12052,7 +12037,7 @@ URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
   if (h[6] != 0 || h[7] != 0) return peer_bad(why, "frame flags not 0");
   if (n - PEER_HEADER < len) return URSULA_EAGAIN;
   crc = util_crc32c(util_crc32c(0, h, 8), h + PEER_HEADER, len);
-  if (crc != peer_get32(h + 8)) return peer_bad(why, "frame CRC mismatch");
+  if (crc != util_get32(h + 8)) return peer_bad(why, "frame CRC mismatch");
   f->kind = h[5];
   f->body = h + PEER_HEADER;
   f->len = len;
@@ -12066,13 +12051,13 @@ URSULA_PRIVATE int peer_hello_get(const struct peer_frame *f,
   if (f->kind != PEER_HELLO) return peer_bad(why, "expected a HELLO");
   if (f->len != PEER_HELLO_BODY) return peer_bad(why, "HELLO of a bad size");
   if (memcmp(b, peer_magic, 8) != 0) return peer_bad(why, "bad HELLO magic");
-  h->cluster_id = peer_get64(b + 8);
-  h->from = peer_get64(b + 16);
-  h->to = peer_get64(b + 24);
-  h->core = peer_get32(b + 32);
-  h->cores = peer_get32(b + 36);
-  h->groups = peer_get32(b + 40);
-  h->boot_id = peer_get64(b + 44);
+  h->cluster_id = util_get64(b + 8);
+  h->from = util_get64(b + 16);
+  h->to = util_get64(b + 24);
+  h->core = util_get32(b + 32);
+  h->cores = util_get32(b + 36);
+  h->groups = util_get32(b + 40);
+  h->boot_id = util_get64(b + 44);
   return URSULA_OK;
 }
 
@@ -12989,7 +12974,7 @@ static void peer_pend_on_io(struct loop *l, int fd, unsigned events,
   }
   pp->have += (size_t)r;
   if (pp->have >= PEER_HEADER &&
-      (peer_get32(pp->hello) != PEER_HELLO_BODY || pp->hello[5] != PEER_HELLO)) {
+      (util_get32(pp->hello) != PEER_HELLO_BODY || pp->hello[5] != PEER_HELLO)) {
     peer_pend_refuse(pp, "its first frame is not a HELLO");
     return;
   }
@@ -14561,36 +14546,24 @@ URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
            (unsigned long long)end);
 }
 
-static void cold_put64(unsigned char *p, uint64_t v) {
-  int i;
-  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t cold_get64(const unsigned char *p) {
-  uint64_t v = 0;
-  int i;
-  for (i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-
 URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
                                     uint64_t start) {
   unsigned char *h = (unsigned char *)obj->ptr;
   uint32_t crc = util_crc32c(0, obj->ptr + COLD_HEADER, obj->len - COLD_HEADER);
   memcpy(h, COLD_MAGIC, 8);
-  cold_put64(h + 8, inc);
-  cold_put64(h + 16, start);
-  cold_put64(h + 24, start + (obj->len - COLD_HEADER));
-  cold_put64(h + 32, crc); /* the CRC, then four zero bytes */
+  util_put64(h + 8, inc);
+  util_put64(h + 16, start);
+  util_put64(h + 24, start + (obj->len - COLD_HEADER));
+  util_put64(h + 32, crc); /* the CRC, then four zero bytes */
 }
 
 URSULA_PRIVATE int cold_chunk_check(const struct buf *obj, uint64_t inc,
                                     uint64_t start, uint64_t end) {
   const unsigned char *h = (const unsigned char *)obj->ptr;
   if (obj->len < COLD_HEADER || memcmp(h, COLD_MAGIC, 8) != 0 ||
-      cold_get64(h + 8) != inc || cold_get64(h + 16) != start ||
-      cold_get64(h + 24) != end || end - start != obj->len - COLD_HEADER ||
-      cold_get64(h + 32) !=
+      util_get64(h + 8) != inc || util_get64(h + 16) != start ||
+      util_get64(h + 24) != end || end - start != obj->len - COLD_HEADER ||
+      util_get64(h + 32) !=
           util_crc32c(0, obj->ptr + COLD_HEADER, obj->len - COLD_HEADER))
     return URSULA_ECORRUPT;
   return URSULA_OK;
@@ -16754,22 +16727,30 @@ static void group_after_apply(struct group *g) {
     group_snapshot(g);
 }
 
+/* Batch b's entry at index i, or NULL (its entries have consecutive
+** indexes). */
+static const struct group_prop *group_batch_at(const struct group_batch *b,
+                                               uint64_t i) {
+  const struct group_prop *p;
+  if (b->n == 0 || i < b->props[0].index || i - b->props[0].index >= b->n)
+    return NULL;
+  p = &b->props[i - b->props[0].index];
+  return p->index == i ? p : NULL;
+}
+
 /* Entry i of the log for the apply: from the flight batch if it holds
 ** it (and it was not replaced since), else read back from the WAL. */
 static int group_entry(struct group *g, uint64_t i, struct wal_entry *e) {
   const struct group_batch *b = &g->flight;
+  const struct group_prop *p = group_batch_at(b, i);
   uint64_t t;
-  if (b->n > 0 && i >= b->props[0].index &&
-      i - b->props[0].index < b->n) {
-    const struct group_prop *p = &b->props[i - b->props[0].index];
-    if (p->index == i && raft_term_at(&g->raft, i, &t) && t == p->term) {
-      e->term = p->term;
-      e->index = p->index;
-      e->type = p->type;
-      e->data = b->log.ptr + p->off;
-      e->len = p->len;
-      return URSULA_OK;
-    }
+  if (p != NULL && raft_term_at(&g->raft, i, &t) && t == p->term) {
+    e->term = p->term;
+    e->index = p->index;
+    e->type = p->type;
+    e->data = b->log.ptr + p->off;
+    e->len = p->len;
+    return URSULA_OK;
   }
   if (g->wal == NULL) return URSULA_ENOTFOUND;
   return wal_entry_at(g->wal, i, e);
@@ -16929,13 +16910,10 @@ static int group_entry_record(struct group *g, uint64_t i, struct buf *out) {
   bs[0] = &g->fill;
   bs[1] = &g->flight;
   for (k = 0; k < 2; k++) {
-    const struct group_batch *b = bs[k];
-    if (b->n > 0 && i >= b->props[0].index && i - b->props[0].index < b->n) {
-      const struct group_prop *p = &b->props[i - b->props[0].index];
-      if (p->index == i)
-        return buf_append(out, b->log.ptr + p->off - WAL_RECORD_HEADER,
-                          WAL_RECORD_HEADER + p->len);
-    }
+    const struct group_prop *p = group_batch_at(bs[k], i);
+    if (p != NULL)
+      return buf_append(out, bs[k]->log.ptr + p->off - WAL_RECORD_HEADER,
+                        WAL_RECORD_HEADER + p->len);
   }
   if ((rc = wal_entry_at(g->wal, i, &e)) != URSULA_OK) return rc;
   return wal_record_put(out, &e);

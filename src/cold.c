@@ -63,36 +63,24 @@ URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
            (unsigned long long)end);
 }
 
-static void cold_put64(unsigned char *p, uint64_t v) {
-  int i;
-  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t cold_get64(const unsigned char *p) {
-  uint64_t v = 0;
-  int i;
-  for (i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-
 URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
                                     uint64_t start) {
   unsigned char *h = (unsigned char *)obj->ptr;
   uint32_t crc = util_crc32c(0, obj->ptr + COLD_HEADER, obj->len - COLD_HEADER);
   memcpy(h, COLD_MAGIC, 8);
-  cold_put64(h + 8, inc);
-  cold_put64(h + 16, start);
-  cold_put64(h + 24, start + (obj->len - COLD_HEADER));
-  cold_put64(h + 32, crc); /* the CRC, then four zero bytes */
+  util_put64(h + 8, inc);
+  util_put64(h + 16, start);
+  util_put64(h + 24, start + (obj->len - COLD_HEADER));
+  util_put64(h + 32, crc); /* the CRC, then four zero bytes */
 }
 
 URSULA_PRIVATE int cold_chunk_check(const struct buf *obj, uint64_t inc,
                                     uint64_t start, uint64_t end) {
   const unsigned char *h = (const unsigned char *)obj->ptr;
   if (obj->len < COLD_HEADER || memcmp(h, COLD_MAGIC, 8) != 0 ||
-      cold_get64(h + 8) != inc || cold_get64(h + 16) != start ||
-      cold_get64(h + 24) != end || end - start != obj->len - COLD_HEADER ||
-      cold_get64(h + 32) !=
+      util_get64(h + 8) != inc || util_get64(h + 16) != start ||
+      util_get64(h + 24) != end || end - start != obj->len - COLD_HEADER ||
+      util_get64(h + 32) !=
           util_crc32c(0, obj->ptr + COLD_HEADER, obj->len - COLD_HEADER))
     return URSULA_ECORRUPT;
   return URSULA_OK;

@@ -1232,22 +1232,30 @@ static void group_after_apply(struct group *g) {
     group_snapshot(g);
 }
 
+/* Batch b's entry at index i, or NULL (its entries have consecutive
+** indexes). */
+static const struct group_prop *group_batch_at(const struct group_batch *b,
+                                               uint64_t i) {
+  const struct group_prop *p;
+  if (b->n == 0 || i < b->props[0].index || i - b->props[0].index >= b->n)
+    return NULL;
+  p = &b->props[i - b->props[0].index];
+  return p->index == i ? p : NULL;
+}
+
 /* Entry i of the log for the apply: from the flight batch if it holds
 ** it (and it was not replaced since), else read back from the WAL. */
 static int group_entry(struct group *g, uint64_t i, struct wal_entry *e) {
   const struct group_batch *b = &g->flight;
+  const struct group_prop *p = group_batch_at(b, i);
   uint64_t t;
-  if (b->n > 0 && i >= b->props[0].index &&
-      i - b->props[0].index < b->n) {
-    const struct group_prop *p = &b->props[i - b->props[0].index];
-    if (p->index == i && raft_term_at(&g->raft, i, &t) && t == p->term) {
-      e->term = p->term;
-      e->index = p->index;
-      e->type = p->type;
-      e->data = b->log.ptr + p->off;
-      e->len = p->len;
-      return URSULA_OK;
-    }
+  if (p != NULL && raft_term_at(&g->raft, i, &t) && t == p->term) {
+    e->term = p->term;
+    e->index = p->index;
+    e->type = p->type;
+    e->data = b->log.ptr + p->off;
+    e->len = p->len;
+    return URSULA_OK;
   }
   if (g->wal == NULL) return URSULA_ENOTFOUND;
   return wal_entry_at(g->wal, i, e);
@@ -1407,13 +1415,10 @@ static int group_entry_record(struct group *g, uint64_t i, struct buf *out) {
   bs[0] = &g->fill;
   bs[1] = &g->flight;
   for (k = 0; k < 2; k++) {
-    const struct group_batch *b = bs[k];
-    if (b->n > 0 && i >= b->props[0].index && i - b->props[0].index < b->n) {
-      const struct group_prop *p = &b->props[i - b->props[0].index];
-      if (p->index == i)
-        return buf_append(out, b->log.ptr + p->off - WAL_RECORD_HEADER,
-                          WAL_RECORD_HEADER + p->len);
-    }
+    const struct group_prop *p = group_batch_at(bs[k], i);
+    if (p != NULL)
+      return buf_append(out, bs[k]->log.ptr + p->off - WAL_RECORD_HEADER,
+                        WAL_RECORD_HEADER + p->len);
   }
   if ((rc = wal_entry_at(g->wal, i, &e)) != URSULA_OK) return rc;
   return wal_record_put(out, &e);

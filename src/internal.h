@@ -100,6 +100,11 @@ URSULA_PRIVATE struct str util_str_trim(struct str s);
 ** is parsed here, each with the range it may take. */
 URSULA_PRIVATE int util_parse_u64(struct str s, uint64_t max, uint64_t *out);
 URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len); /* FNV-1a */
+/* Little-endian integers of on-disk and on-wire formats. */
+URSULA_PRIVATE void util_put32(unsigned char *p, uint32_t v);
+URSULA_PRIVATE void util_put64(unsigned char *p, uint64_t v);
+URSULA_PRIVATE uint32_t util_get32(const unsigned char *p);
+URSULA_PRIVATE uint64_t util_get64(const unsigned char *p);
 URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len);
 
 URSULA_PRIVATE int buf_reserve(struct buf *b, size_t extra);

@@ -122,27 +122,6 @@ static const unsigned char peer_magic[8] = {'U', 'R', 'S', 'R',
 
 /* ------------------------------------------------------------ codec */
 
-static void peer_put32(unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)v;
-  p[1] = (unsigned char)(v >> 8);
-  p[2] = (unsigned char)(v >> 16);
-  p[3] = (unsigned char)(v >> 24);
-}
-
-static void peer_put64(unsigned char *p, uint64_t v) {
-  peer_put32(p, (uint32_t)v);
-  peer_put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t peer_get32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
-static uint64_t peer_get64(const unsigned char *p) {
-  return (uint64_t)peer_get32(p) | (uint64_t)peer_get32(p + 4) << 32;
-}
-
 static int peer_bad(const char **why, const char *what) {
   if (why != NULL) *why = what;
   return URSULA_ECORRUPT;
@@ -163,26 +142,26 @@ URSULA_PRIVATE void peer_frame_seal(struct buf *b, size_t start, int kind) {
   unsigned char *h = (unsigned char *)b->ptr + start;
   size_t len = b->len - start - PEER_HEADER;
   uint32_t crc;
-  peer_put32(h, (uint32_t)len);
+  util_put32(h, (uint32_t)len);
   h[4] = PEER_VERSION;
   h[5] = (unsigned char)kind;
   h[6] = 0;
   h[7] = 0;
   crc = util_crc32c(0, h, 8);
-  peer_put32(h + 8, util_crc32c(crc, h + PEER_HEADER, len));
+  util_put32(h + 8, util_crc32c(crc, h + PEER_HEADER, len));
 }
 
 URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h) {
   unsigned char body[PEER_HELLO_BODY];
   size_t start;
   memcpy(body, peer_magic, 8);
-  peer_put64(body + 8, h->cluster_id);
-  peer_put64(body + 16, h->from);
-  peer_put64(body + 24, h->to);
-  peer_put32(body + 32, h->core);
-  peer_put32(body + 36, h->cores);
-  peer_put32(body + 40, h->groups);
-  peer_put64(body + 44, h->boot_id);
+  util_put64(body + 8, h->cluster_id);
+  util_put64(body + 16, h->from);
+  util_put64(body + 24, h->to);
+  util_put32(body + 32, h->core);
+  util_put32(body + 36, h->cores);
+  util_put32(body + 40, h->groups);
+  util_put64(body + 44, h->boot_id);
   if (peer_frame_reserve(b, &start) != URSULA_OK ||
       buf_append(b, body, sizeof(body)) != URSULA_OK)
     return URSULA_ENOMEM;
@@ -279,7 +258,7 @@ URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
   const unsigned char *h = (const unsigned char *)p;
   uint32_t len, crc;
   if (n < PEER_HEADER) return URSULA_EAGAIN;
-  len = peer_get32(h);
+  len = util_get32(h);
   if (len > PEER_MAX_FRAME) return peer_bad(why, "frame longer than 64 MiB");
   if (h[4] != PEER_VERSION) return peer_bad(why, "unknown frame version");
   if (h[5] < PEER_HELLO || h[5] > PEER_SNAP_CHUNK)
@@ -287,7 +266,7 @@ URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
   if (h[6] != 0 || h[7] != 0) return peer_bad(why, "frame flags not 0");
   if (n - PEER_HEADER < len) return URSULA_EAGAIN;
   crc = util_crc32c(util_crc32c(0, h, 8), h + PEER_HEADER, len);
-  if (crc != peer_get32(h + 8)) return peer_bad(why, "frame CRC mismatch");
+  if (crc != util_get32(h + 8)) return peer_bad(why, "frame CRC mismatch");
   f->kind = h[5];
   f->body = h + PEER_HEADER;
   f->len = len;
@@ -301,13 +280,13 @@ URSULA_PRIVATE int peer_hello_get(const struct peer_frame *f,
   if (f->kind != PEER_HELLO) return peer_bad(why, "expected a HELLO");
   if (f->len != PEER_HELLO_BODY) return peer_bad(why, "HELLO of a bad size");
   if (memcmp(b, peer_magic, 8) != 0) return peer_bad(why, "bad HELLO magic");
-  h->cluster_id = peer_get64(b + 8);
-  h->from = peer_get64(b + 16);
-  h->to = peer_get64(b + 24);
-  h->core = peer_get32(b + 32);
-  h->cores = peer_get32(b + 36);
-  h->groups = peer_get32(b + 40);
-  h->boot_id = peer_get64(b + 44);
+  h->cluster_id = util_get64(b + 8);
+  h->from = util_get64(b + 16);
+  h->to = util_get64(b + 24);
+  h->core = util_get32(b + 32);
+  h->cores = util_get32(b + 36);
+  h->groups = util_get32(b + 40);
+  h->boot_id = util_get64(b + 44);
   return URSULA_OK;
 }
 
@@ -1224,7 +1203,7 @@ static void peer_pend_on_io(struct loop *l, int fd, unsigned events,
   }
   pp->have += (size_t)r;
   if (pp->have >= PEER_HEADER &&
-      (peer_get32(pp->hello) != PEER_HELLO_BODY || pp->hello[5] != PEER_HELLO)) {
+      (util_get32(pp->hello) != PEER_HELLO_BODY || pp->hello[5] != PEER_HELLO)) {
     peer_pend_refuse(pp, "its first frame is not a HELLO");
     return;
   }

@@ -92,6 +92,28 @@ URSULA_PRIVATE uint64_t util_hash64(const void *p, size_t len) {
   return h;
 }
 
+/* Little-endian integers in on-disk and on-wire formats. */
+URSULA_PRIVATE void util_put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+
+URSULA_PRIVATE void util_put64(unsigned char *p, uint64_t v) {
+  util_put32(p, (uint32_t)v);
+  util_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+URSULA_PRIVATE uint32_t util_get32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+URSULA_PRIVATE uint64_t util_get64(const unsigned char *p) {
+  return (uint64_t)util_get32(p) | (uint64_t)util_get32(p + 4) << 32;
+}
+
 /* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
 ** util_crc32c(0, "123456789", 9) == 0xE3069283. */
 static uint32_t util_crc_table[256];

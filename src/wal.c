@@ -210,27 +210,6 @@ static int wal_fail(struct wal *w, int e);
 
 /* ------------------------------------------------------------ bytes */
 
-static void wal_put32(unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)v;
-  p[1] = (unsigned char)(v >> 8);
-  p[2] = (unsigned char)(v >> 16);
-  p[3] = (unsigned char)(v >> 24);
-}
-
-static void wal_put64(unsigned char *p, uint64_t v) {
-  wal_put32(p, (uint32_t)v);
-  wal_put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t wal_get32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
-static uint64_t wal_get64(const unsigned char *p) {
-  return (uint64_t)wal_get32(p) | (uint64_t)wal_get32(p + 4) << 32;
-}
-
 static int wal_errno_code(int e) {
   return e == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
 }
@@ -243,14 +222,14 @@ static int wal_is_entry(int type) {
 static void wal_seal_record(unsigned char *h, int type, uint64_t term,
                             uint64_t index, size_t n) {
   uint32_t crc;
-  wal_put32(h + 4, (uint32_t)n);
+  util_put32(h + 4, (uint32_t)n);
   memset(h + 8, 0, 8);
   h[8] = (unsigned char)type;
-  wal_put64(h + 16, term);
-  wal_put64(h + 24, index);
+  util_put64(h + 16, term);
+  util_put64(h + 24, index);
   crc = util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4);
   crc = util_crc32c(crc, h + WAL_RECORD_HEADER, n);
-  wal_put32(h, crc);
+  util_put32(h, crc);
 }
 
 /* Whether p[0..avail) starts with a whole, valid record; its payload
@@ -258,14 +237,14 @@ static void wal_seal_record(unsigned char *h, int type, uint64_t term,
 static int wal_record_ok(const unsigned char *p, size_t avail, uint32_t *n) {
   size_t i;
   if (avail < WAL_RECORD_HEADER) return 0;
-  *n = wal_get32(p + 4);
+  *n = util_get32(p + 4);
   if (*n > WAL_MAX_RECORD || avail - WAL_RECORD_HEADER < *n) return 0;
   for (i = 9; i < 16; i++)
     if (p[i] != 0) return 0;
   if (!wal_is_entry(p[8]) && p[8] != WAL_HARD && p[8] != WAL_SEAL) return 0;
   if (p[8] == WAL_HARD && *n != WAL_HARD_BYTES) return 0;
   if (p[8] == WAL_SEAL && *n != WAL_SEAL_BYTES) return 0;
-  return wal_get32(p) == util_crc32c(0, p + 4, WAL_RECORD_HEADER - 4 + *n);
+  return util_get32(p) == util_crc32c(0, p + 4, WAL_RECORD_HEADER - 4 + *n);
 }
 
 URSULA_PRIVATE int wal_record_put(struct buf *out, const struct wal_entry *e) {
@@ -292,8 +271,8 @@ URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
   if (!wal_record_ok(r, avail, &n) || !wal_is_entry(r[8]))
     return URSULA_ECORRUPT;
   e->type = r[8];
-  e->term = wal_get64(r + 16);
-  e->index = wal_get64(r + 24);
+  e->term = util_get64(r + 16);
+  e->index = util_get64(r + 24);
   e->data = r + WAL_RECORD_HEADER;
   e->len = n;
   *size = WAL_RECORD_HEADER + (size_t)n;
@@ -445,10 +424,10 @@ static int wal_dir_parse(const unsigned char *d, uint64_t k, uint64_t m,
                          uint64_t last, uint64_t base, struct wal_piece *out) {
   uint64_t i, sum = 0, pi = 0, pend = 0;
   for (i = 0; i < k; i++, d += 32) {
-    uint64_t index = wal_get64(d), off = wal_get64(d + 8),
-             len = wal_get64(d + 16);
+    uint64_t index = util_get64(d), off = util_get64(d + 8),
+             len = util_get64(d + 16);
     if (index == 0 || index > last || len > WAL_MAX_RECORD ||
-        off > WAL_MAX_RECORD || wal_get32(d + 28) != 0)
+        off > WAL_MAX_RECORD || util_get32(d + 28) != 0)
       return -1;
     if (i > 0 && (index < pi || (index == pi && off < pend))) return -1;
     if (len > m - sum) return -1;
@@ -457,7 +436,7 @@ static int wal_dir_parse(const unsigned char *d, uint64_t k, uint64_t m,
       out[i].off = off;
       out[i].len = len;
       out[i].pos = base + sum;
-      out[i].crc = wal_get32(d + 24);
+      out[i].crc = util_get32(d + 24);
     }
     sum += len;
     pi = index;
@@ -481,9 +460,9 @@ static int wal_snap_start(struct wal *w, struct wal_snap_writer *sw,
   if (index == 0) return URSULA_OK; /* an install: raw bytes follow */
   memset(h, 0, sizeof(h));
   memcpy(h, wal_snap_magic, 8);
-  wal_put64(h + 8, index);
-  wal_put64(h + 16, term);
-  wal_put64(h + 24, flags);
+  util_put64(h + 8, index);
+  util_put64(h + 16, term);
+  util_put64(h + 24, flags);
   sw->index = index;
   sw->term = term;
   sw->crc = util_crc32c(0, h, sizeof(h));
@@ -530,14 +509,14 @@ URSULA_PRIVATE int wal_snap_piece(struct wal_snap_writer *sw, uint64_t index,
   if (sw->dir.len > 0) { /* ascending, no overlap */
     const unsigned char *q =
         (const unsigned char *)sw->dir.ptr + sw->dir.len - 32;
-    uint64_t qi = wal_get64(q), qend = wal_get64(q + 8) + wal_get64(q + 16);
+    uint64_t qi = util_get64(q), qend = util_get64(q + 8) + util_get64(q + 16);
     if (index < qi || (index == qi && off < qend)) return URSULA_EINVAL;
   }
-  wal_put64(d, index);
-  wal_put64(d + 8, off);
-  wal_put64(d + 16, n);
-  wal_put32(d + 24, util_crc32c(0, p, n));
-  wal_put32(d + 28, 0);
+  util_put64(d, index);
+  util_put64(d + 8, off);
+  util_put64(d + 16, n);
+  util_put32(d + 24, util_crc32c(0, p, n));
+  util_put32(d + 28, 0);
   if (buf_append(&sw->dir, d, sizeof(d)) != URSULA_OK) return URSULA_ENOMEM;
   sw->in_pieces = 1;
   if ((e = wal_pwrite_all(sw->fs, sw->fd, p, n, (off_t)sw->at)) != 0)
@@ -580,9 +559,9 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
       fs->pread(sr->fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
       fs->pread(sr->fd, t, sizeof(t), (off_t)(size - WAL_SNAP_TAIL)) ==
           (ssize_t)sizeof(t)) {
-    n = wal_get64(t);
-    m = wal_get64(t + 8);
-    k = wal_get64(t + 16);
+    n = util_get64(t);
+    m = util_get64(t + 8);
+    k = util_get64(t + 16);
   }
   size -= size >= WAL_SNAP_HEAD + WAL_SNAP_TAIL ? WAL_SNAP_HEAD + WAL_SNAP_TAIL
                                                 : size;
@@ -598,8 +577,8 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
   }
   if (memcmp(h, wal_snap_magic, 8) != 0 || n > size || m > size - n ||
       k > (size - n - m) / 32 || n + m + 32 * k != size ||
-      wal_get64(h + 8) == 0 || wal_get64(h + 8) == UINT64_MAX || /* no next */
-      (wal_get64(h + 24) & ~(uint64_t)WAL_SNAP_IMAGE) != 0) {
+      util_get64(h + 8) == 0 || util_get64(h + 8) == UINT64_MAX || /* no next */
+      (util_get64(h + 24) & ~(uint64_t)WAL_SNAP_IMAGE) != 0) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,
@@ -608,15 +587,15 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
              path);
     return URSULA_ECORRUPT;
   }
-  sr->index = wal_get64(h + 8);
-  sr->term = wal_get64(h + 16);
-  sr->flags = wal_get64(h + 24);
+  sr->index = util_get64(h + 8);
+  sr->term = util_get64(h + 16);
+  sr->flags = util_get64(h + 24);
   sr->size = n;
   sr->pieces = m;
   sr->n_pieces = k;
   sr->at = 0;
   sr->crc = util_crc32c(0, h, sizeof(h));
-  sr->want_crc = wal_get32(t + 24);
+  sr->want_crc = util_get32(t + 24);
   return URSULA_OK;
 }
 
@@ -641,9 +620,9 @@ URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
                                         sr->pieces)) != (ssize_t)dn)
       return -1;
     sr->dir.len = (size_t)dn;
-    wal_put64(t, sr->size); /* the CRC covers the lengths too */
-    wal_put64(t + 8, sr->pieces);
-    wal_put64(t + 16, sr->n_pieces);
+    util_put64(t, sr->size); /* the CRC covers the lengths too */
+    util_put64(t + 8, sr->pieces);
+    util_put64(t + 16, sr->n_pieces);
     if (util_crc32c(util_crc32c(sr->crc, sr->dir.ptr, sr->dir.len), t, 24) !=
             sr->want_crc ||
         wal_dir_parse((const unsigned char *)sr->dir.ptr, sr->n_pieces,
@@ -693,12 +672,12 @@ static int wal_snap_finish(struct wal *w, struct wal_snap_writer *sw,
   struct os_fs *fs = w->fs;
   uint32_t crc;
   int e;
-  wal_put64(t, sw->payload);
-  wal_put64(t + 8, sw->pieces);
-  wal_put64(t + 16, (uint64_t)sw->dir.len / 32);
+  util_put64(t, sw->payload);
+  util_put64(t + 8, sw->pieces);
+  util_put64(t + 16, (uint64_t)sw->dir.len / 32);
   crc = util_crc32c(sw->crc, sw->dir.ptr, sw->dir.len);
-  wal_put32(t + 24, util_crc32c(crc, t, 24));
-  wal_put32(t + 28, 0);
+  util_put32(t + 24, util_crc32c(crc, t, 24));
+  util_put32(t + 28, 0);
   snprintf(tmp, sizeof(tmp), "%s/%s.tmp", w->dir, sw->name);
   snprintf(path, sizeof(path), "%s/%s", w->dir, name);
   e = wal_pwrite_all(fs, sw->fd, sw->dir.ptr, sw->dir.len, (off_t)sw->at);
@@ -851,8 +830,8 @@ URSULA_PRIVATE uint64_t wal_bytes_since_snapshot(const struct wal *w) {
 /* Build the HARD record of (term, vote) at out (48 bytes). */
 static void wal_hard_record(unsigned char *out, uint64_t term, uint64_t vote,
                             uint64_t index) {
-  wal_put64(out + WAL_RECORD_HEADER, term);
-  wal_put64(out + WAL_RECORD_HEADER + 8, vote);
+  util_put64(out + WAL_RECORD_HEADER, term);
+  util_put64(out + WAL_RECORD_HEADER + 8, vote);
   wal_seal_record(out, WAL_HARD, term, index, WAL_HARD_BYTES);
 }
 
@@ -867,8 +846,8 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   int fd, e, prev_fd = w->fd;
   memset(h, 0, sizeof(h));
   memcpy(h, wal_magic, 8);
-  wal_put64(h + 8, first);
-  wal_put32(h + 24, util_crc32c(0, h, 24));
+  util_put64(h + 8, first);
+  util_put32(h + 24, util_crc32c(0, h, 24));
   wal_hard_record(h + WAL_HEADER_BYTES, w->term, w->vote, first - 1);
   wal_seg_path(w, first, path, sizeof(path));
   fd = fs->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -881,7 +860,7 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
     return wal_errno_code(e);
   }
   if (prev_fd >= 0) { /* seal the previous segment: it is complete */
-    wal_put64(seal + WAL_RECORD_HEADER, first);
+    util_put64(seal + WAL_RECORD_HEADER, first);
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
     if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
         (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
@@ -1028,7 +1007,7 @@ static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
   *fn_rc = URSULA_OK;
   if (len >= 8 && memcmp(p, wal_magic_v1, 8) == 0) out->v1 = 1;
   if (len < WAL_HEADER_BYTES || memcmp(p, wal_magic, 8) != 0 ||
-      wal_get64(p + 8) != first || wal_get32(p + 24) != util_crc32c(0, p, 24))
+      util_get64(p + 8) != first || util_get32(p + 24) != util_crc32c(0, p, 24))
     return;
   if (sg != NULL) sg->n_offs = 0;
   for (;;) {
@@ -1038,8 +1017,8 @@ static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
     uint64_t term, index;
     if (out->sealed || !wal_record_ok(r, len - at, &n)) break;
     type = r[8];
-    term = wal_get64(r + 16);
-    index = wal_get64(r + 24);
+    term = util_get64(r + 16);
+    index = util_get64(r + 24);
     if (wal_is_entry(type)) {
       struct wal_entry e;
       if (index != expect || term < out->last_term) break;
@@ -1062,9 +1041,9 @@ static void wal_scan(const unsigned char *p, size_t len, uint64_t first,
       if (index != expect - 1) break;
       if (type == WAL_HARD) {
         out->hard = 1;
-        out->term = wal_get64(r + WAL_RECORD_HEADER);
-        out->vote = wal_get64(r + WAL_RECORD_HEADER + 8);
-      } else if (wal_get64(r + WAL_RECORD_HEADER) != expect) {
+        out->term = util_get64(r + WAL_RECORD_HEADER);
+        out->vote = util_get64(r + WAL_RECORD_HEADER + 8);
+      } else if (util_get64(r + WAL_RECORD_HEADER) != expect) {
         break; /* a SEAL must name the next index */
       } else {
         out->sealed = 1;
@@ -1083,7 +1062,7 @@ static int wal_valid_after(const unsigned char *p, size_t len, size_t from,
   size_t at;
   for (at = from; at + WAL_RECORD_HEADER <= len; at++) {
     const unsigned char *r = p + at;
-    uint64_t index = wal_get64(r + 24);
+    uint64_t index = util_get64(r + 24);
     uint32_t n;
     /* cheap filters first: a plausible index, the zero bytes, a type */
     if (index < last ||
@@ -1109,8 +1088,8 @@ static int wal_header_ok(struct wal *w, size_t k) {
   if ((fd = w->fs->open(path, O_RDONLY, 0)) < 0) return 0;
   ok = w->fs->pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
        memcmp(h, wal_magic, 8) == 0 &&
-       wal_get64(h + 8) == w->segs[k].first_index &&
-       wal_get32(h + 24) == util_crc32c(0, h, 24);
+       util_get64(h + 8) == w->segs[k].first_index &&
+       util_get32(h + 24) == util_crc32c(0, h, 24);
   w->fs->close(fd);
   return ok;
 }
@@ -1138,7 +1117,7 @@ static int wal_check_seal(struct wal *w, size_t k, char *err) {
       w->fs->pread(fd, r, sizeof(r), (off_t)(size - sizeof(r))) ==
           (ssize_t)sizeof(r) &&
       wal_record_ok(r, sizeof(r), &n) && r[8] == WAL_SEAL &&
-      wal_get64(r + WAL_RECORD_HEADER) == next) {
+      util_get64(r + WAL_RECORD_HEADER) == next) {
     w->fs->close(fd);
     return URSULA_OK;
   }
@@ -1175,7 +1154,7 @@ static int wal_seal_file(struct wal *w, const char *path, off_t at,
   unsigned char seal[WAL_RECORD_HEADER + WAL_SEAL_BYTES];
   int fd = w->fs->open(path, O_RDWR, 0), e;
   if (fd < 0) return wal_errno_code(errno);
-  wal_put64(seal + WAL_RECORD_HEADER, last + 1);
+  util_put64(seal + WAL_RECORD_HEADER, last + 1);
   wal_seal_record(seal, WAL_SEAL, term, last, WAL_SEAL_BYTES);
   e = wal_pwrite_all(w->fs, fd, seal, sizeof(seal), at);
   if (e == 0 && w->fs->sync(fd) != 0) e = errno;
@@ -1511,8 +1490,8 @@ URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
     w->last_index = index;
     w->last_term = term;
   } else {
-    w->next_term = wal_get64(h + WAL_RECORD_HEADER);
-    w->next_vote = wal_get64(h + WAL_RECORD_HEADER + 8);
+    w->next_term = util_get64(h + WAL_RECORD_HEADER);
+    w->next_vote = util_get64(h + WAL_RECORD_HEADER + 8);
   }
   wal_seal_record(h, type, term, index, n);
   w->pending += WAL_RECORD_HEADER + n;
@@ -1521,8 +1500,8 @@ URSULA_PRIVATE int wal_frame(struct wal *w, int type, uint64_t term,
 
 URSULA_PRIVATE void wal_hard_payload(void *payload, uint64_t term,
                                      uint64_t vote) {
-  wal_put64((unsigned char *)payload, term);
-  wal_put64((unsigned char *)payload + 8, vote);
+  util_put64((unsigned char *)payload, term);
+  util_put64((unsigned char *)payload + 8, vote);
 }
 
 /* Make sure segment k's map of entry offsets is built: read the file and
@@ -1592,7 +1571,7 @@ static int wal_load_record(struct wal *w, uint64_t index) {
   w->rd_index = 0;
   if (fs->pread(fd, h, sizeof(h), (off_t)pos) != (ssize_t)sizeof(h))
     return URSULA_ECORRUPT; /* shorter than the map says */
-  n = wal_get32(h + 4);
+  n = util_get32(h + 4);
   if (n > WAL_MAX_RECORD) return URSULA_ECORRUPT;
   w->rd.len = 0;
   if (buf_reserve(&w->rd, WAL_RECORD_HEADER + (size_t)n) != URSULA_OK)
@@ -1604,7 +1583,7 @@ static int wal_load_record(struct wal *w, uint64_t index) {
   w->rd.len = WAL_RECORD_HEADER + n;
   if (!wal_record_ok((const unsigned char *)w->rd.ptr, w->rd.len, &n) ||
       !wal_is_entry((unsigned char)w->rd.ptr[8]) ||
-      wal_get64((const unsigned char *)w->rd.ptr + 24) != index) {
+      util_get64((const unsigned char *)w->rd.ptr + 24) != index) {
     char path[URSULA_PATH_LEN + 32];
     wal_seg_path(w, sg->first_index, path, sizeof(path));
     LOG_E("%s: the record of entry %llu at byte %llu fails its check", path,
@@ -1637,7 +1616,7 @@ URSULA_PRIVATE int wal_entry_at(struct wal *w, uint64_t index,
   const unsigned char *r = (const unsigned char *)w->rd.ptr;
   if (rc != URSULA_OK) return rc;
   e->type = r[8];
-  e->term = wal_get64(r + 16);
+  e->term = util_get64(r + 16);
   e->index = index;
   e->data = r + WAL_RECORD_HEADER;
   e->len = w->rd.len - WAL_RECORD_HEADER;

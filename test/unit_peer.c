@@ -30,18 +30,6 @@ static uint64_t unit_peer_value(void) {
   }
 }
 
-static void unit_peer_put32(unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)v;
-  p[1] = (unsigned char)(v >> 8);
-  p[2] = (unsigned char)(v >> 16);
-  p[3] = (unsigned char)(v >> 24);
-}
-
-static void unit_peer_put64(unsigned char *p, uint64_t v) {
-  unit_peer_put32(p, (uint32_t)v);
-  unit_peer_put32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* One WAL record as wal.c's format (its top comment) spells it, built
 ** here by hand: CRC32C of bytes 4.. of the header and the payload. */
 static void unit_peer_record(struct buf *b, int type, uint64_t term,
@@ -49,12 +37,12 @@ static void unit_peer_record(struct buf *b, int type, uint64_t term,
   unsigned char h[WAL_RECORD_HEADER];
   uint32_t crc;
   memset(h, 0, sizeof(h));
-  unit_peer_put32(h + 4, (uint32_t)n);
+  util_put32(h + 4, (uint32_t)n);
   h[8] = (unsigned char)type;
-  unit_peer_put64(h + 16, term);
-  unit_peer_put64(h + 24, index);
+  util_put64(h + 16, term);
+  util_put64(h + 24, index);
   crc = util_crc32c(util_crc32c(0, h + 4, WAL_RECORD_HEADER - 4), payload, n);
-  unit_peer_put32(h, crc);
+  util_put32(h, crc);
   buf_append(b, h, sizeof(h));
   if (n > 0) buf_append(b, payload, n);
 }
@@ -389,11 +377,11 @@ static void test_peer_codec_checks(void) {
     size_t used, start;
     const unsigned char *q;
     memset(h, 0, sizeof(h));
-    unit_peer_put32(h, PEER_MAX_FRAME + 1);
+    util_put32(h, PEER_MAX_FRAME + 1);
     h[4] = 1;
     h[5] = PEER_BATCH;
     ASSERT(peer_frame_get(h, PEER_HEADER, &f, &used, &why) == URSULA_ECORRUPT);
-    unit_peer_put32(h, 0);
+    util_put32(h, 0);
     h[4] = 2;
     ASSERT(peer_frame_get(h, PEER_HEADER, &f, &used, &why) == URSULA_ECORRUPT);
     h[4] = 1;

@@ -317,7 +317,7 @@ static int unit_wal_find(uint64_t index, char *path, size_t cap,
         }
         i++;
       }
-      at += WAL_RECORD_HEADER + wal_get32(img + at + 4);
+      at += WAL_RECORD_HEADER + util_get32(img + at + 4);
     }
   }
   if (f != NULL) fclose(f);

@@ -143,11 +143,11 @@ static URSULA_UNUSED void fuzz_fix_segment(unsigned char *p, size_t n) {
   size_t at = WAL_HEADER_BYTES;
   if (n < WAL_HEADER_BYTES) return;
   memcpy(p, wal_magic, 8);
-  wal_put32(p + 24, util_crc32c(0, p, 24));
+  util_put32(p + 24, util_crc32c(0, p, 24));
   while (at + WAL_RECORD_HEADER <= n) {
-    uint32_t len = wal_get32(p + at + 4);
+    uint32_t len = util_get32(p + at + 4);
     if (len > n - at - WAL_RECORD_HEADER) break; /* a torn record */
-    wal_put32(p + at, util_crc32c(util_crc32c(0, p + at + 4, 28),
+    util_put32(p + at, util_crc32c(util_crc32c(0, p + at + 4, 28),
                                   p + at + WAL_RECORD_HEADER, len));
     at += WAL_RECORD_HEADER + len;
   }
@@ -165,24 +165,24 @@ static URSULA_UNUSED void fuzz_fix_snapshot(unsigned char *p, size_t size) {
   memcpy(p, wal_snap_magic, 8);
   p[24] &= 1; /* the one flag there is */
   memset(p + 25, 0, 7);
-  n = wal_get64(t) % (body + 1);
-  k = wal_get64(t + 16) % ((body - n) / 32 + 1);
+  n = util_get64(t) % (body + 1);
+  k = util_get64(t + 16) % ((body - n) / 32 + 1);
   m = body - n - 32 * k;
   for (i = 0; i < k; i++) { /* each piece's length and CRC */
     unsigned char *d = p + WAL_SNAP_HEAD + n + m + 32 * i;
-    uint64_t len = i + 1 < k ? wal_get64(d + 16) % (m - sum + 1) : m - sum;
-    wal_put64(d + 16, len);
-    wal_put32(d + 24, util_crc32c(0, p + WAL_SNAP_HEAD + n + sum, (size_t)len));
-    wal_put32(d + 28, 0);
+    uint64_t len = i + 1 < k ? util_get64(d + 16) % (m - sum + 1) : m - sum;
+    util_put64(d + 16, len);
+    util_put32(d + 24, util_crc32c(0, p + WAL_SNAP_HEAD + n + sum, (size_t)len));
+    util_put32(d + 28, 0);
     sum += len;
   }
-  wal_put64(t, n);
-  wal_put64(t + 8, m);
-  wal_put64(t + 16, k);
+  util_put64(t, n);
+  util_put64(t + 8, m);
+  util_put64(t + 16, k);
   crc = util_crc32c(0, p, WAL_SNAP_HEAD + (size_t)n);
   crc = util_crc32c(crc, p + WAL_SNAP_HEAD + n + m, (size_t)(32 * k));
-  wal_put32(t + 24, util_crc32c(crc, t, 24));
-  wal_put32(t + 28, 0);
+  util_put32(t + 24, util_crc32c(crc, t, 24));
+  util_put32(t + 28, 0);
 }
 
 #endif /* URSULA_FUZZ_H */

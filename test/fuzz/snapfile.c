@@ -105,8 +105,8 @@ static void fuzz_read(const char *dir, const unsigned char *p, size_t n,
       const unsigned char *d = (const unsigned char *)sr.dir.ptr;
       FUZZ_CHECK(at == sr.size && sr.dir.len == 32 * sr.n_pieces);
       for (i = 0; i < sr.n_pieces; i++, d += 32) {
-        uint64_t index = wal_get64(d), off = wal_get64(d + 8),
-                 len = wal_get64(d + 16);
+        uint64_t index = util_get64(d), off = util_get64(d + 8),
+                 len = util_get64(d + 16);
         FUZZ_CHECK(index > 0 && index <= sr.index);
         FUZZ_CHECK(i == 0 || index > prev_index ||
                    (index == prev_index && off >= prev_end));
@@ -130,8 +130,8 @@ static void fuzz_install(const char *dir, const unsigned char *p, size_t n,
   struct wal_stats st;
   struct wal *w = fuzz_open(dir, &seen, &st);
   char err[URSULA_ERRMSG_LEN];
-  uint64_t index = n >= 16 ? wal_get64(p + 8) : 0;
-  uint64_t term = n >= 24 ? wal_get64(p + 16) : 0, payload = 0;
+  uint64_t index = n >= 16 ? util_get64(p + 8) : 0;
+  uint64_t term = n >= 24 ? util_get64(p + 16) : 0, payload = 0;
   size_t at = 0;
   int rc, i;
   for (i = 0; i < 3; i++) FUZZ_CHECK(fuzz_append(w, 1) == URSULA_OK);
@@ -158,7 +158,7 @@ static void fuzz_install(const char *dir, const unsigned char *p, size_t n,
     FUZZ_CHECK(after.n == want);
     FUZZ_CHECK(after.n == 0 || after.index[0] == index + 1);
     payload = n >= WAL_SNAP_HEAD + WAL_SNAP_TAIL
-                  ? wal_get64(p + n - WAL_SNAP_TAIL)
+                  ? util_get64(p + n - WAL_SNAP_TAIL)
                   : 0;
     FUZZ_CHECK(after.snap_hash ==
                util_hash64(p + WAL_SNAP_HEAD, (size_t)payload));

@@ -99,7 +99,7 @@ static int fuzz_build(const char *dir, const uint8_t *data, size_t size) {
     if (len > size - at) len = size - at;
     p = (unsigned char *)fuzz_copy(data + at, len);
     at += len;
-    first = len >= 16 ? wal_get64(p + 8) : 1;
+    first = len >= 16 ? util_get64(p + 8) : 1;
     switch (kind & 7) {
       case 1:
         fuzz_segment_name(name, sizeof(name), first);
