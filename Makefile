@@ -269,6 +269,12 @@ test-conformance-wal: ursula
 	  --snapshot-bytes 4096; \
 	rc=$$?; rm -rf "$$d"; exit $$rc
 
+# The same suite against each node of a 3-node cluster with --wal-dir
+# (issue 14): writes forwarded to leaders, reads behind barriers, forks
+# across groups led by different nodes.
+test-conformance-cluster: ursula
+	bash test/conformance/cluster.sh
+
 # The S3 client against a local S3 server that checks signatures, over
 # http and (when BearSSL can be had) https.
 test-s3:
@@ -362,7 +368,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
       test-raft-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-cluster test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
-      test-conformance-cold test-asan
+      test-conformance-cold test-conformance-cluster test-asan
 	@echo "make test: all passed"
 
 # Every scenario against ursula and the reference server, side by side

@@ -86,6 +86,21 @@
 ** counts once, and each is sent once and never retried (a RELEASE that
 ** the log refused is proposed again by its group, group.c).
 **
+** IN A CLUSTER every group is replicated on every node, and the steps
+** run on this node's replicas (the owner cores here): each look (the
+** look of FORK_ACQUIRE, FORK_UNIT) first passes a read barrier on its
+** group (group_barrier), so that it sees every change acknowledged
+** before it; each proposal goes through group_write(), which forwards it
+** to its group's leader when this node does not lead, and continues once
+** this node has applied the entry (the result is this replica's apply,
+** the same on every node).  A proposal whose outcome is unknown (a
+** leader change, no answer: r->unknown) is treated as made, never as
+** refused: an ACQUIRE then keeps its reference, and a CREATE's is not
+** given back.  The RELEASE a committed DELETE, EXPIRE or FORK_RELEASE
+** owes is sent by one node only, the leader of that entry's term if it
+** still leads when it applies it (group.c, group_effects_here); when
+** none does, the reference stays taken (the gap below).
+**
 ** If the process dies between steps, nothing acknowledged is lost and no
 ** stream goes away too early, but a reference may stay taken: after an
 ** ACQUIRE committed and before the CREATE committed (the client saw no
@@ -221,8 +236,11 @@ static void fork_acquired(struct core *c, struct group *g,
 ** gives the reference back; then the answer, as for any PUT. */
 static void fork_created(struct core *c, struct group *g,
                          const struct stream_result *r, void *arg) {
-  /* refused (a failed write, a replaced entry): no fork holds it either */
-  if (r->release_source || r->refused) fork_release(c, (const struct job *)arg);
+  /* refused (a failed write, a replaced entry): no fork holds it either.
+  ** Not if its outcome is unknown (a cluster): the fork may be made yet,
+  ** and hold it; the reference then stays taken (see above) */
+  if (r->release_source || (r->refused && !r->unknown))
+    fork_release(c, (const struct job *)arg);
   group_after_change(c, g, r, arg);
 }
 
@@ -246,8 +264,7 @@ static void fork_unit_send(struct core *c, struct job *j,
 
 /* FORK_ACQUIRE: at the source's owner, look, then propose the
 ** reference. */
-static void fork_acquire(struct core *c, struct job *j) {
-  struct group *g = fork_source_group(c, j);
+static void fork_acquire(struct core *c, struct group *g, struct job *j) {
   struct stream_state *sm = group_state(g);
   struct stream *s = stream_find(sm, util_str(j->fork_source));
   struct cmd acq;
@@ -305,13 +322,12 @@ static void fork_acquire(struct core *c, struct job *j) {
       acq.incarnation = s->incarnation;
     }
   }
-  group_propose(c, g, &acq, fork_acquired, j);
+  group_write(c, g, &acq, fork_acquired, j);
 }
 
 /* FORK_UNIT: at the owner of a stream the source inherits from, find the
 ** append at the fork offset; back to FORK_ACQUIRE with it. */
-static void fork_unit(struct core *c, struct job *j) {
-  struct group *g = group_of(c, j->hop_path, j->hop_len);
+static void fork_unit(struct core *c, struct group *g, struct job *j) {
   struct stream_state *sm = group_state(g);
   struct str path;
   struct stream *s;
@@ -349,7 +365,7 @@ static void fork_create(struct core *c, struct job *j) {
   struct group *g = group_of(c, j->path, j->path_len);
   j->cmd.type = CMD_CREATE;
   group_bind_cmd(g, j);
-  group_propose(c, g, &j->cmd, fork_created, j);
+  group_write(c, g, &j->cmd, fork_created, j);
 }
 
 /* A fork job arrives at an owner, or comes back from a chunk fetch. */
@@ -364,11 +380,11 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
     return;
   }
   switch (j->fork_state) {
-    case FORK_ACQUIRE:
-      fork_acquire(c, j);
+    case FORK_ACQUIRE: /* (each look sees what was acknowledged) */
+      group_barrier(c, fork_source_group(c, j), j, fork_acquire);
       return;
     case FORK_UNIT:
-      fork_unit(c, j);
+      group_barrier(c, group_of(c, j->hop_path, j->hop_len), j, fork_unit);
       return;
     case FORK_CREATE:
       fork_create(c, j);

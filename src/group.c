@@ -112,6 +112,7 @@ struct group_inmsg {
 ** yet); it is served once this node has applied that far. */
 struct group_barrier {
   struct job *j;
+  group_job_fn then; /* runs once the barrier passed */
   uint64_t ctx, index;
   unsigned ticks; /* its age */
   int refused;    /* no leader confirmed it (or too old): 503 */
@@ -897,40 +898,8 @@ static void group_notify(struct core *c, struct group *g, struct str path,
 
 static void group_ignore_done(struct core *c, struct group *g,
                               const struct stream_result *r, void *arg);
-
-/* A release was committed (done), or refused by the log: then it is
-** kept and proposed again at the next sweep (a refused entry is not in
-** the log: wal_recover cuts what a failed write left), since the
-** reference it gives back would otherwise be held for ever. */
-static void group_release_done(struct core *c, struct group *g,
-                               const struct stream_result *r, void *arg) {
-  struct group_release *rel = (struct group_release *)arg;
-  (void)c;
-  if (!r->refused) {
-    URSULA_FREE(rel);
-    return;
-  }
-  rel->msg.next = g->retry != NULL ? &g->retry->msg : NULL;
-  g->retry = rel;
-}
-
-static void group_propose_release(struct core *c, struct group *g,
-                                  struct group_release *rel) {
-  struct cmd cmd;
-  memset(&cmd, 0, sizeof(cmd));
-  cmd.type = CMD_FORK_RELEASE;
-  cmd.time_ms = group_wall(g);
-  cmd.path.ptr = rel->path;
-  cmd.path.len = rel->path_len;
-  group_propose(c, g, &cmd, group_release_done, rel); /* no answer */
-}
-
-/* A release arrives at the owner of its source's group. */
-static void group_on_release(struct loop *l, struct loop_msg *m) {
-  struct group_release *rel = (struct group_release *)(void *)m;
-  struct core *c = (struct core *)loop_get_user(l);
-  group_propose_release(c, group_of(c, rel->path, rel->path_len), rel);
-}
+/* A release arrives at the owner of its source's group (below). */
+static void group_on_release(struct loop *l, struct loop_msg *m);
 
 URSULA_PRIVATE void group_send_release(struct core *c, const char *src,
                                        size_t len) {
@@ -970,6 +939,21 @@ static void group_refuse(struct core *c, struct group *g, group_done_fn done,
   done(c, g, r, arg);
 }
 
+/* The same for an entry whose outcome is unknown here: it may commit yet
+** (503; r->unknown, so that no one acts on its absence: a fork's
+** reference is not given back, a release is not proposed again). */
+static void group_refuse_unknown(struct core *c, struct group *g,
+                                 group_done_fn done, void *arg,
+                                 const char *reason) {
+  struct stream_result *r = &g->res;
+  memset(r, 0, offsetof(struct stream_result, garbage));
+  r->status = 503;
+  r->reason = reason;
+  r->refused = 1;
+  r->unknown = 1;
+  done(c, g, r, arg);
+}
+
 /* Why an entry was refused before anything of it was written. */
 static const char *group_wal_reason(int rc) {
   return rc == URSULA_ENOSPC
@@ -1004,6 +988,8 @@ static void group_touch(struct core *c, struct group *g, struct stream *s) {
   struct cmd t;
   uint64_t covered = s->last_access_ms, before = g->raft.last_index;
   if (!s->has_ttl || s->soft_deleted) return;
+  if (g->cl.n_voters > 1 && g->raft.role != RAFT_LEADER)
+    return; /* a follower's reads go to the leader: group_touch_forward */
   /* a TOUCH on its way (proposed, not applied yet, not lost with a
   ** failed write: group_lost forgets those) covers the reads up to it */
   if (s->local.touch_index > g->applied_index && s->local.touch_ms > covered)
@@ -1091,6 +1077,22 @@ URSULA_PRIVATE void group_propose(struct core *c, struct group *g,
 
 /* ------------------------------------------------------------ apply */
 
+/* Whether this node carries out the effects of entry e that reach
+** beyond it (a release to another group, deleting cold objects): each
+** must happen at most once in the cluster, though every node applies e.
+** A single node does.  In a cluster, the leader of e's own term does,
+** if it still leads when it applies e: there is at most one leader per
+** term (paper 5.2), and it never applies e twice (a restart is a new
+** term).  If it lost its term first, no node does: a release not sent
+** leaves a stale reference (the source is kept, never lost too early),
+** and an object not deleted is garbage left in the store -- the known
+** price (fork.c), never a second release of one reference. */
+static int group_effects_here(const struct group *g,
+                              const struct wal_entry *e) {
+  if (g->cl.n_voters <= 1) return 1;
+  return g->raft.role == RAFT_LEADER && g->raft.term == e->term;
+}
+
 /* THE APPLY PATH, the only one: replay (c NULL: no effects), and committed
 ** entries of this node's proposals (and, with Raft, of a leader's).
 ** Applies entry e to the state machine, then carries out its effects.
@@ -1116,6 +1118,7 @@ static int group_apply_entry(struct core *c, struct group *g,
   stream_apply(&g->sm, e->index, &applied, r);
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
+  if (!group_effects_here(g, e)) return URSULA_OK;
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->tier.cold != NULL)
     tier_delete_objects(c, &g->tier, &r->garbage);
@@ -1355,9 +1358,12 @@ static void group_hold(struct core *c, struct group *g) {
   }
 }
 
-/* Refuse every proposal of batch b (their entries are not in the log). */
+/* Refuse every proposal of batch b: their entries are not in the log
+** (unknown 0), or, in a cluster, may have reached other nodes' logs and
+** commit there yet (unknown 1). */
 static void group_refuse_batch(struct core *c, struct group *g,
-                               struct group_batch *b, const char *reason) {
+                               struct group_batch *b, const char *reason,
+                               int unknown) {
   size_t i, n = b->n, cap = b->cap;
   struct group_prop *props = b->props;
   /* continuations may propose again: into a fresh fill batch */
@@ -1366,7 +1372,11 @@ static void group_refuse_batch(struct core *c, struct group *g,
   b->log.len = 0;
   b->has_hard = 0;
   for (i = 0; i < n; i++)
-    if (props[i].done != NULL) /* (a no-op has no one to answer) */
+    if (props[i].done == NULL) /* (a no-op has no one to answer) */
+      continue;
+    else if (unknown)
+      group_refuse_unknown(c, g, props[i].done, props[i].arg, reason);
+    else
       group_refuse(c, g, props[i].done, props[i].arg, 503, reason);
   if (b->props == NULL) {
     b->props = props; /* keep the array */
@@ -1400,9 +1410,12 @@ static void group_lost(struct core *c, struct group *g, int rc) {
       for (s = g->sm.slots[k]; s != NULL; s = s->hnext)
         s->local.touch_index = 0;
   }
-  /* flight was written (perhaps in part) when it failed; fill was not */
-  group_refuse_batch(c, g, &g->flight, group_lost_reason(rc));
-  group_refuse_batch(c, g, &g->fill, group_wal_reason(rc));
+  /* flight was written (perhaps in part) when it failed; fill was not.
+  ** A cluster's leader sends entries while it writes them (thesis
+  ** 10.2.1), so both may be in other nodes' logs: outcome unknown */
+  group_refuse_batch(c, g, &g->flight, group_lost_reason(rc),
+                     g->cl.n_voters > 1);
+  group_refuse_batch(c, g, &g->fill, group_wal_reason(rc), g->cl.n_voters > 1);
 }
 
 /* The record bytes of entry i for a message: from a batch (framed, not
@@ -1682,19 +1695,23 @@ URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
 ** (group_age_held).  A follower that knows no leader answers 503 at once. */
 static void group_fwd_refused(struct core *c, struct group *g,
                               group_done_fn done, void *arg, int unknown) {
-  group_refuse(c, g, done, arg, 503,
-               unknown ? "the write went to the stream's group leader, which "
+  if (unknown)
+    group_refuse_unknown(c, g, done, arg,
+                         "the write went to the stream's group leader, which "
                          "did not answer in time: its outcome is unknown; "
                          "retry with the same Producer-Id/Epoch/Seq to apply "
-                         "it exactly once"
-                       : "the stream's group leader refused the write (it "
-                         "no longer leads, or its log failed); retry");
+                         "it exactly once");
+  else
+    group_refuse(c, g, done, arg, 503,
+                 "the stream's group leader refused the write (it no longer "
+                 "leads, or its log failed); retry");
 }
 
 /* Propose cmd here if this node leads its group (or is a single node),
 ** else forward it to the leader. */
-static void group_write(struct core *c, struct group *g, const struct cmd *cmd,
-                        group_done_fn done, void *arg) {
+URSULA_PRIVATE void group_write(struct core *c, struct group *g,
+                                const struct cmd *cmd, group_done_fn done,
+                                void *arg) {
   struct group_fwd *f;
   if (g->cl.n_voters <= 1 || g->cl.forward == NULL ||
       g->raft.role == RAFT_LEADER || g->raft.leader == 0) {
@@ -1742,7 +1759,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
   if (g->raft.role == RAFT_LEADER &&
       cmd_decode(cmd, len, &m, &bounds) == URSULA_OK &&
       (m.type == CMD_CREATE || m.type == CMD_APPEND ||
-       m.type == CMD_DELETE)) {
+       m.type == CMD_DELETE || m.type == CMD_TOUCH ||
+       m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -1784,6 +1802,77 @@ static void group_age_fwds(struct core *c, struct group *g) {
   g->n_fwds = n;
 }
 
+/* A release was committed (done), or refused by the log: then it is
+** kept and proposed again at the next sweep (a refused entry is not in
+** the log: wal_recover cuts what a failed write left; a cluster's leader
+** refused it before taking it), since the reference it gives back would
+** otherwise be held for ever.  One whose outcome is unknown is not: a
+** second release of one reference could remove a source a fork still
+** reads; a reference held for ever only keeps a source (fork.c). */
+static void group_release_done(struct core *c, struct group *g,
+                               const struct stream_result *r, void *arg) {
+  struct group_release *rel = (struct group_release *)arg;
+  (void)c;
+  if (!r->refused || r->unknown) { /* (unknown: it may count already) */
+    URSULA_FREE(rel);
+    return;
+  }
+  rel->msg.next = g->retry != NULL ? &g->retry->msg : NULL;
+  g->retry = rel;
+}
+
+static void group_propose_release(struct core *c, struct group *g,
+                                  struct group_release *rel) {
+  struct cmd cmd;
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.type = CMD_FORK_RELEASE;
+  cmd.time_ms = group_wall(g);
+  cmd.path.ptr = rel->path;
+  cmd.path.len = rel->path_len;
+  group_write(c, g, &cmd, group_release_done, rel); /* no answer */
+}
+
+static void group_on_release(struct loop *l, struct loop_msg *m) {
+  struct group_release *rel = (struct group_release *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  group_propose_release(c, group_of(c, rel->path, rel->path_len), rel);
+}
+
+/* A read on a cluster's follower slides the TTL window at the leader,
+** which alone decides expiry (group_sweep): the read's TOUCH is sent to
+** the leader at once -- at most one per stream every GROUP_TOUCH_FWD_MS,
+** the sweep sends the last one -- and the leader stamps it with its own
+** clock.  local.touch_ms is the last read_ms sent.  A TOUCH lost on its
+** way (no leader, a leader change) is not sent again: the next read
+** sends its own. */
+#define GROUP_TOUCH_FWD_MS 100
+static void group_touch_forward(struct core *c, struct group *g,
+                                struct stream *s, int sweep) {
+  struct cmd t;
+  uint64_t read = s->local.read_ms;
+  if (!s->has_ttl || s->soft_deleted || g->raft.leader == 0) return;
+  if (read <= s->last_access_ms || read <= s->local.touch_ms) return;
+  if (!sweep && read < s->local.touch_ms + GROUP_TOUCH_FWD_MS) return;
+  memset(&t, 0, sizeof(t));
+  t.type = CMD_TOUCH;
+  t.time_ms = read;
+  t.path.ptr = s->path;
+  t.path.len = s->path_len;
+  t.incarnation = s->incarnation;
+  s->local.touch_ms = read;
+  group_write(c, g, &t, group_ignore_done, NULL);
+}
+
+/* The sweep's TOUCH of s: logged here (a single node, a leader) or sent
+** to the leader (a follower). */
+static void group_touch_any(struct core *c, struct group *g,
+                            struct stream *s) {
+  if (g->cl.n_voters > 1 && g->raft.role != RAFT_LEADER)
+    group_touch_forward(c, g, s, 1);
+  else
+    group_touch(c, g, s);
+}
+
 /* Writes waiting for their index to be applied, once the term they were
 ** given in is over (or no leader is known): if the index is not applied
 ** within 2 election timeouts (raft.md section 4), the outcome is unknown
@@ -1802,10 +1891,11 @@ static void group_age_held(struct core *c, struct group *g) {
       g->held[n++] = w;
       continue;
     }
-    group_refuse(c, g, w.done, w.arg, 503,
-                 "this node stopped leading the stream's group before the "
-                 "write was committed: its outcome is unknown; retry with "
-                 "the same Producer-Id/Epoch/Seq to apply it exactly once");
+    group_refuse_unknown(c, g, w.done, w.arg,
+                         "this node stopped leading the stream's group "
+                         "before the write was committed: its outcome is "
+                         "unknown; retry with the same Producer-Id/Epoch/Seq "
+                         "to apply it exactly once");
   }
   g->n_held = n;
   if (g->held_head == g->n_held) g->held_head = g->n_held = 0;
@@ -2215,9 +2305,12 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   /* reads slide the TTL window (not HEAD): logged as a TOUCH by the
   ** sweep, or before the next command on the stream */
   if (now > s->local.read_ms) s->local.read_ms = now;
+  if (g->cl.n_voters > 1 && g->raft.role != RAFT_LEADER)
+    group_touch_forward(c, g, s, 0);
   /* a job re-run after a fetch, or re-planned, starts over */
   j->read_hop = JOB_HOP_PLAN;
   j->hops = 0;
+  j->hop_linear = 0;
   j->data.len = 0;
   j->parts.len = 0;
   start = j->offset_now ? s->tail : j->offset;
@@ -2248,7 +2341,7 @@ static void group_serve_reads(struct core *c, struct group *g) {
                  "leader (no leader now?); retry");
     } else if (r.index != 0 && r.index <= g->applied_index) {
       k++;
-      group_read(c, g, r.j);
+      r.then(c, g, r.j);
     } else {
       g->reads[n++] = g->reads[k++]; /* waits on */
     }
@@ -2262,11 +2355,12 @@ static void group_serve_reads(struct core *c, struct group *g) {
 ** it arrived.  The core confirms the leader's commit index with a round
 ** of heartbeats (a follower asks the leader); the read is served once
 ** this node has applied that far.  A single node serves at once. */
-static void group_read_linear(struct core *c, struct group *g, struct job *j) {
+URSULA_PRIVATE void group_barrier(struct core *c, struct group *g,
+                                  struct job *j, group_job_fn then) {
   struct group_barrier *r;
   struct raft_in in;
   if (g->raft.c.n_voters <= 1) {
-    group_read(c, g, j);
+    then(c, g, j);
     return;
   }
   if (g->n_reads == g->cap_reads) {
@@ -2282,11 +2376,41 @@ static void group_read_linear(struct core *c, struct group *g, struct job *j) {
   r = &g->reads[g->n_reads++];
   memset(r, 0, sizeof(*r));
   r->j = j;
+  r->then = then;
   r->ctx = ++g->read_ctx;
   memset(&in, 0, sizeof(in));
   in.type = RAFT_IN_READ_INDEX;
   in.ctx = r->ctx;
   group_step(c, g, &in);
+}
+
+/* JOB_HOP_SOURCE: read what j's fork inherits from the stream at
+** hop_path, in g.  A cluster's replica here may not have applied yet
+** what the fork's own group had (the two groups' logs are apart): the
+** source's bytes below the fork point were committed before the fork
+** was, so after a barrier on g they are here (and never change). */
+static void group_read_source(struct core *c, struct group *g,
+                              struct job *j) {
+  struct str path;
+  struct stream *s;
+  path.ptr = j->hop_path;
+  path.len = j->hop_len;
+  s = stream_find(&g->sm, path);
+  if (s == NULL || s->incarnation != j->hop_inc || j->hop_limit > s->tail) {
+    if (g->cl.n_voters > 1 && !j->hop_linear) {
+      j->hop_linear = 1;
+      group_barrier(c, g, j, group_read_source);
+      return;
+    }
+    /* the fork above let go of it: it went away meanwhile, and its
+    ** owner answers */
+    j->status = 500;
+    j->reason = "a stream this fork inherits from is missing";
+    group_read_back(c, j);
+    return;
+  }
+  j->hop_linear = 0; /* (the next hop down looks anew) */
+  group_read_hop(c, g, s, j, j->hop_limit);
 }
 
 /* A read's job arrives at the owner of a stream it inherits from
@@ -2297,7 +2421,6 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
   struct job *j = (struct job *)(void *)m;
   struct group *g;
   struct stream *s;
-  struct str path;
   if (j->read_hop == JOB_HOP_BACK) {
     g = group_of(c, j->path, j->path_len);
     s = group_read_target(c, g, j, group_wall(g));
@@ -2319,19 +2442,7 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
     group_fail_fetch(c, j, rc);
     return;
   }
-  g = group_of(c, j->hop_path, j->hop_len);
-  path.ptr = j->hop_path;
-  path.len = j->hop_len;
-  s = stream_find(&g->sm, path);
-  if (s == NULL || s->incarnation != j->hop_inc || j->hop_limit > s->tail) {
-    /* the fork above let go of it: it went away meanwhile, and its
-    ** owner answers */
-    j->status = 500;
-    j->reason = "a stream this fork inherits from is missing";
-    group_read_back(c, j);
-    return;
-  }
-  group_read_hop(c, g, s, j, j->hop_limit);
+  group_read_source(c, group_of(c, j->hop_path, j->hop_len), j);
 }
 
 /* Point the views of j->cmd at j's own fields. */
@@ -2360,7 +2471,7 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
-      group_read_linear(c, g, j);
+      group_barrier(c, g, j, group_read);
       return;
     case JOB_CREATE:
       j->cmd.type = CMD_CREATE;
@@ -2488,7 +2599,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
         e.path.len = s->path_len;
         group_propose(c, g, &e, group_ignore_done, NULL); /* applied later */
       } else {
-        group_touch(c, g, s); /* at most one TOUCH per stream a second */
+        group_touch_any(c, g, s); /* at most one TOUCH a second here */
       }
       s = next;
     }

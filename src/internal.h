@@ -1391,6 +1391,9 @@ struct stream_result {
   uint64_t current_epoch;
   int release_source; /* a fork CREATE that created nothing: release it */
   int refused;        /* not applied: the log refused the entry (group.c) */
+  int unknown; /* refused, yet it may still commit (a cluster's leader lost
+                  its term or its log after sending it, or a forward had
+                  no answer): nothing may count on its absence */
   /* live readers to wake: */
   int notify;
   uint64_t watch_mask;
@@ -1686,6 +1689,8 @@ struct job {
   size_t hop_len;
   uint64_t hop_inc;
   uint64_t hop_limit;
+  int hop_linear; /* a cluster's replica did not have the stream (yet):
+                     looked again after a barrier (group_barrier) */
   /* a read: its step (JOB_HOP_*), and for a JSON read whose end is still
   ** to be found on an append boundary below hop_limit, hop_flex; the
   ** parts read on the way down, the highest first, are in data, and
@@ -1879,6 +1884,14 @@ URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
                                const char *reason);
 URSULA_PRIVATE void group_copy_result(struct job *j,
                                       const struct stream_result *r);
+/* group_propose() where this node leads g's log (or is a single node);
+** else the command is forwarded to g's leader, and done is called once
+** this node has applied the entry the leader made of it (the same result
+** as on any node), or with a refusal: 503, with r->unknown when the
+** entry may commit yet (no answer in time, the leader's term ended). */
+URSULA_PRIVATE void group_write(struct core *c, struct group *g,
+                                const struct cmd *cmd, group_done_fn done,
+                                void *arg);
 /* The group_done_fn of a change: the result and the stream's metadata
 ** into j (arg), then group_reply(). */
 URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
@@ -1892,6 +1905,17 @@ URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j);
 /* Answer j, whose chunk could not be read back with rc: 500 for a missing
 ** or damaged chunk, 503 otherwise. */
 URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc);
+
+/* What runs once a barrier passed (group_barrier). */
+typedef void (*group_job_fn)(struct core *c, struct group *g, struct job *j);
+/* Run then(c, g, j) once g's state here reflects every change
+** acknowledged (by any node) before this call: at once on a single node;
+** in a cluster after a read barrier (ReadIndex, thesis 6.4: the leader's
+** commit index confirmed by a round of heartbeats, then applied here).
+** If no leader confirms it within 2 election timeouts, j is answered 503
+** instead.  For reads, and for the looks of a fork PUT (fork.c). */
+URSULA_PRIVATE void group_barrier(struct core *c, struct group *g,
+                                  struct job *j, group_job_fn then);
 
 /* A release: a fork of the stream at path went away, or was not made
 ** after all; its group is told to propose FORK_RELEASE(path) (fork.c has

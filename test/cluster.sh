@@ -233,6 +233,39 @@ else not_ok "every node reads every acknowledged append, right after the acks" "
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port_of n3)/r/none")
 if [ "$code" = 404 ]; then ok "a stream no node has is 404 on a follower too"
 else not_ok "a stream no node has is 404 on a follower too" "$code"; fi
+# forks across groups: each step on another node.  Two forks hold the
+# source; deleting the source soft-deletes it (410); deleting one fork
+# gives back its one reference (protocol: the source lives while a fork
+# does), so the other still reads the inherited bytes on every node;
+# deleting the last one removes the source (404).  Every node applies each
+# DELETE, but one node only (the leader of the entry's term) sends its
+# release: a release from each node would remove the source under a live
+# fork.
+curl_on() { local n=$1; shift; curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "http://127.0.0.1:$(port_of "$n")$P"; }
+fk=""
+P=/k/src; fk="$fk $(curl_on n1 -X PUT -H 'Content-Type: text/plain')"
+fk="$fk $(curl_on n2 -X POST -H 'Content-Type: text/plain' --data-binary 'abc')"
+P=/k/fa; fk="$fk $(curl_on n3 -X PUT -H 'Stream-Forked-From: /k/src')"
+P=/k/fb; fk="$fk $(curl_on n2 -X PUT -H 'Stream-Forked-From: /k/src')"
+P=/k/src; fk="$fk $(curl_on n1 -X DELETE)"
+P=/k/fa; fk="$fk $(curl_on n2 -X DELETE)"
+if [ "$fk" = " 201 204 201 201 204 204" ]; then ok "a source, two forks of it made on two other nodes, both deleted in turn"
+else not_ok "a source, two forks of it made on two other nodes, both deleted in turn" "$fk"; fi
+sleep 1 # (a release travels after its DELETE is answered)
+res=""
+for n in n1 n2 n3; do P=/k/src; res="$res $(read_on $n /k/fb):$(curl_on $n)"; done
+if [ "$res" = " abc:410 abc:410 abc:410" ]; then ok "... the other fork reads its inherited bytes on every node; the source is 410"
+else not_ok "... the other fork reads its inherited bytes on every node; the source is 410" "$res"; fi
+P=/k/fb; code=$(curl_on n3 -X DELETE)
+res=""
+for i in $(seq 1 50); do
+  res="$code"
+  for n in n1 n2 n3; do P=/k/src; res="$res $(curl_on $n)"; done
+  [ "$res" = "204 404 404 404" ] && break
+  sleep 0.1
+done
+if [ "$res" = "204 404 404 404" ]; then ok "... deleting the last fork removes the source on every node (404)"
+else not_ok "... deleting the last fork removes the source on every node (404)" "$res"; fi
 # the node that leads /r/a's group (the one it prefers, as checked above)
 # is killed; another node becomes its leader and takes writes
 g=$(group_of /r/a)
