@@ -872,6 +872,14 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
                                   uint64_t index, uint64_t term);
 URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
                                    uint64_t index, uint64_t term);
+/* The bytes of the file "image" (the last wal_image_begin's, once
+** committed), read raw by a leader that sends it: open gives *fd and the
+** file's size; read n bytes at `at` (the count, 0 at the end, -1 on an
+** error); close.  URSULA_OK or an I/O error (URSULA_ENOTFOUND: none). */
+URSULA_PRIVATE int wal_image_open(struct wal *w, int *fd, uint64_t *bytes);
+URSULA_PRIVATE long wal_image_read(struct wal *w, int fd, void *p, size_t n,
+                                   uint64_t at);
+URSULA_PRIVATE void wal_image_close(struct wal *w, int fd);
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n);
 /* Bytes p[0..n) of entry index's payload from offset off.  URSULA_EINVAL
@@ -1477,6 +1485,13 @@ URSULA_PRIVATE URSULA_UNUSED int peer_fwd_reply(struct peer *p, int core,
                                                 int node_id, int group,
                                                 uint64_t req, int outcome,
                                                 uint64_t term, uint64_t index);
+/* On core's thread: a SNAP_CHUNK for node, framed behind the items
+** queued before it and written at once.  URSULA_OK; URSULA_EAGAIN: not
+** sent (the link is down, or its unwritten output over PEER_SNAP_CAP,
+** 4 MiB: send it again later); URSULA_EINVAL, URSULA_ENOMEM. */
+URSULA_PRIVATE URSULA_UNUSED int peer_send_snap(struct peer *p, int core,
+                                                int node_id,
+                                                const struct peer_snap *s);
 /* At the end of core's turn: one frame per destination. */
 URSULA_PRIVATE void peer_flush(struct peer *p, int core);
 URSULA_PRIVATE URSULA_UNUSED void peer_stats(const struct peer *p, int core, int node_id,
@@ -1993,6 +2008,11 @@ typedef int (*group_forward_fn)(void *arg, struct group *g, uint64_t to,
 typedef void (*group_reply_fn)(void *arg, struct group *g, uint64_t to,
                                uint64_t req, int accepted, uint64_t term,
                                uint64_t index);
+/* send_snap(arg, g, to, s): a chunk of g's snapshot image to node to;
+** URSULA_OK, or not sent now (URSULA_EAGAIN: the link is down or full;
+** try again later). */
+typedef int (*group_snap_fn)(void *arg, struct group *g, uint64_t to,
+                             const struct peer_snap *s);
 struct group_cluster {
   uint64_t cluster_id, node;
   uint64_t voters[RAFT_MAX_VOTERS];
@@ -2000,6 +2020,7 @@ struct group_cluster {
   group_send_fn send;
   group_forward_fn forward; /* NULL: writes on a follower get 503 */
   group_reply_fn reply;
+  group_snap_fn send_snap; /* NULL: followers behind the log wait */
   void *arg;
 };
 /* Make g a voter of a cluster (before group_open_wal(); a cluster's
@@ -2012,6 +2033,12 @@ URSULA_PRIVATE URSULA_UNUSED int group_join(struct group *g,
 URSULA_PRIVATE URSULA_UNUSED void group_recv(struct core *c, struct group *g,
                                              const struct raft_msg *m,
                                              const void *records, size_t len);
+/* A chunk of the snapshot image node `from` leads g with (peer.c's
+** SNAP_CHUNK; s->data borrowed for the call).  On g's owner. */
+URSULA_PRIVATE URSULA_UNUSED void group_recv_snap(struct core *c,
+                                                  struct group *g,
+                                                  uint64_t from,
+                                                  const struct peer_snap *s);
 /* A forwarded write for g from node `from` (cmd[0..len), borrowed), and
 ** the leader's reply to this node's forward `req`.  On g's owner. */
 URSULA_PRIVATE URSULA_UNUSED void group_recv_forward(struct core *c,
@@ -8087,6 +8114,32 @@ URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
                                      WAL_SNAP_IMAGE);
 }
 
+/* The file "image" as raw bytes, for a leader to send to a follower
+** (the follower checks it whole: wal_install_commit). */
+URSULA_PRIVATE int wal_image_open(struct wal *w, int *fd, uint64_t *bytes) {
+  char path[URSULA_PATH_LEN + 32];
+  snprintf(path, sizeof(path), "%s/image", w->dir);
+  *fd = w->fs->open(path, O_RDONLY, 0);
+  if (*fd < 0) return wal_errno_code(errno);
+  if (w->fs->size(*fd, bytes) != 0) {
+    int e = errno;
+    w->fs->close(*fd);
+    *fd = -1;
+    return wal_errno_code(e);
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE long wal_image_read(struct wal *w, int fd, void *p, size_t n,
+                                   uint64_t at) {
+  ssize_t k = w->fs->pread(fd, p, n, (off_t)at);
+  return k < 0 ? -1 : (long)k;
+}
+
+URSULA_PRIVATE void wal_image_close(struct wal *w, int fd) {
+  if (fd >= 0) w->fs->close(fd);
+}
+
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
@@ -11902,6 +11955,7 @@ URSULA_PRIVATE void raft_free(struct raft *r) {
 
 #define PEER_VERSION 1
 #define PEER_OUT_CAP ((size_t)16 << 20) /* unwritten output per connection */
+#define PEER_SNAP_CAP ((size_t)4 << 20) /* ... before a snapshot chunk */
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 2000
 #define PEER_CONFIRM_MS 250   /* open this long after HELLO: announced up */
@@ -12650,6 +12704,32 @@ static void peer_link_frame(struct peer_link *k) {
   }
   k->batch.len = 0;
   k->batch_items = 0;
+}
+
+/* A SNAP_CHUNK goes out behind the items batched before it (framed
+** first, so a follower sees them in the order given), written at once.
+** Its own bound, PEER_SNAP_CAP, far below PEER_OUT_CAP: a snapshot
+** waits for the link to drain rather than crowd out heartbeats. */
+URSULA_PRIVATE int peer_send_snap(struct peer *p, int core, int node_id,
+                                  const struct peer_snap *s) {
+  int ix = peer_node_ix(p, (uint64_t)node_id);
+  struct peer_link *k;
+  size_t before;
+  if (ix < 0 || ix == p->self || core < 0 || core >= p->cfg.n_cores)
+    return URSULA_EINVAL;
+  k = &p->cores[core].links[ix];
+  if (k->state != PEER_UP || k->out.len + k->batch.len > PEER_SNAP_CAP)
+    return URSULA_EAGAIN;
+  if (k->batch_items > 0) peer_link_frame(k);
+  before = k->out.len;
+  if (peer_snap_put(&k->out, s) != URSULA_OK) {
+    k->out.len = before;
+    return URSULA_ENOMEM;
+  }
+  k->st.frames_out++;
+  k->last_frame_ms = peer_now(k->pc);
+  peer_link_write(k);
+  return URSULA_OK;
 }
 
 URSULA_PRIVATE void peer_flush(struct peer *p, int core) {
@@ -15584,6 +15664,15 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 */
 
 
+/* PLANTED BUGS.  -DGROUP_PLANT=n (default 0) compiles in one bug, to
+** prove the tests catch it (make test-catchup-plants):
+**    2  an installed snapshot image is not loaded: the follower goes on
+**       from its old state machine                       test/catchup.sh */
+#ifndef GROUP_PLANT
+#define GROUP_PLANT 0
+#endif
+#define GROUP_BUG(n) (GROUP_PLANT == (n))
+
 /* An entry of a batch: its payload is log[off, off+len) (with a WAL, the
 ** record header sits just before it), at (term, index).  type is WAL_CMD
 ** or WAL_NOOP.  A proposal's entry has a continuation (done, arg), answered
@@ -15655,10 +15744,27 @@ struct group_fwd {
   unsigned ticks;
 };
 
+/* SNAPSHOTS IN A CLUSTER (below): an image being sent to one follower
+** (peer 0: the slot is free), and the one being received. */
+struct group_snap_out {
+  uint64_t peer;
+  int fd;               /* the file "image", open for reading */
+  uint64_t at, bytes;   /* sent so far; the file's size */
+  uint64_t index, term; /* the image's last entry */
+  uint64_t moved_ms;    /* mono ms of the last chunk the link took */
+};
+struct group_snap_in {
+  int open;     /* an install file is being written (sw) */
+  int complete; /* all of it came: waiting for the core's INSTALL */
+  uint64_t from, term, index, snap_term, total, at;
+  struct wal_snap_writer sw;
+};
+
 /* The Raft settings of a group (raft.c has what each means). */
 #define GROUP_ELECTION_TICKS 10 /* T: elections after [T, 2T) ticks */
 #define GROUP_TRAIL_RUNS 256   /* term runs the core remembers (one voter) */
-#define GROUP_TRAIL_RUNS_CLUSTER 4096 /* (a cluster: no compaction yet) */
+#define GROUP_TRAIL_RUNS_CLUSTER 4096 /* (a cluster compacts only what
+                                         its followers hold) */
 #define GROUP_NODE_ID 1        /* a single node's id */
 
 struct group {
@@ -15686,6 +15792,11 @@ struct group {
   int owe;                 /* flight was made durable in a step */
   int owe_rc;              /* a storage failure met in a step */
   uint64_t snap_refused;   /* SEND_SNAPSHOT to this peer: refused */
+  struct group_snap_out snap_out[RAFT_MAX_VOTERS - 1]; /* images sent */
+  uint64_t image_index, image_term; /* the file "image" (0: none yet) */
+  struct group_snap_in snap_in;     /* an image received */
+  uint64_t install_peer, install_term, install_index; /* INSTALL asked */
+  struct buf snap_buf;              /* a chunk read or a snapshot loaded */
   struct group_barrier *reads; /* reads waiting for their barrier */
   size_t n_reads, cap_reads;
   uint64_t read_ctx;           /* the last READ_INDEX's ctx */
@@ -15920,6 +16031,8 @@ static void group_truncate(struct group *g, uint64_t lo) {
   if (rc != URSULA_OK) g->owe_rc = rc;
 }
 
+static void group_snap_start(struct group *g, const struct raft_action *a);
+
 static void group_act(struct core *c, struct group *g,
                       const struct raft_action *a) {
   int rc;
@@ -15942,9 +16055,13 @@ static void group_act(struct core *c, struct group *g,
     case RAFT_SEND:
       group_queue_send(c, g, a);
       break;
-    case RAFT_SEND_SNAPSHOT: /* (snapshots are not sent yet: no group of
-                             ** a cluster compacts its log) */
-      g->snap_refused = a->peer;
+    case RAFT_SEND_SNAPSHOT:
+      group_snap_start(g, a);
+      break;
+    case RAFT_INSTALL_SNAPSHOT: /* after the step: group_install_try */
+      g->install_peer = a->peer;
+      g->install_term = a->term;
+      g->install_index = a->hi;
       break;
     case RAFT_COMMIT:
       if (a->hi > g->commit) g->commit = a->hi;
@@ -15970,13 +16087,14 @@ static void group_act(struct core *c, struct group *g,
         }
       break;
     }
-    default: /* INSTALL_SNAPSHOT: none is sent yet */
+    default:
       break;
   }
 }
 
 static void group_lost(struct core *c, struct group *g, int rc);
 static void group_persisted(struct core *c, struct group *g);
+static void group_install_try(struct core *c, struct group *g);
 static void group_serve_reads(struct core *c, struct group *g);
 
 /* Feed one input to the core and carry out its actions; then what the
@@ -16008,6 +16126,7 @@ static int group_step(struct core *c, struct group *g,
     g->reads_ready = 0;
     group_serve_reads(c, g);
   }
+  if (g->install_peer != 0) group_install_try(c, g);
   if (g->snap_refused != 0) {
     struct raft_in f;
     memset(&f, 0, sizeof(f));
@@ -16352,6 +16471,13 @@ URSULA_PRIVATE void group_free(struct group *g) {
   }
   buf_free(&g->res.garbage);
   stream_state_free(&g->sm);
+  {
+    size_t k;
+    for (k = 0; k < RAFT_MAX_VOTERS - 1; k++)
+      if (g->snap_out[k].peer != 0) wal_image_close(g->wal, g->snap_out[k].fd);
+  }
+  if (g->snap_in.open) wal_snap_abort(g->wal, &g->snap_in.sw);
+  buf_free(&g->snap_buf);
   wal_close(g->wal);
   buf_free(&g->fill.log);
   URSULA_FREE(g->fill.props);
@@ -16644,13 +16770,86 @@ static int group_apply_entry(struct core *c, struct group *g,
   return URSULA_OK;
 }
 
+/* SNAPSHOTS IN A CLUSTER (paper §7; issue 14: catch-up by snapshot).
+** Every node snapshots its own log as a single node does
+** (group_after_apply, group_sweep), but a leader drops no segment that
+** an active follower still needs (group_peer_floor), and its core lets go
+** of entries only once its WAL has (group_raft_floor; or when the core's
+** trail of terms fills): a follower that was down or cut off while the
+** segments it lacks were dropped (they held only deleted or moved bytes)
+** needs the state itself.  The core then says SEND_SNAPSHOT(peer, hi):
+**   - the leader writes an IMAGE of its applied state (wal.c: the
+**     snapshot with every stream byte it names, so another node needs
+**     nothing else), as of its last applied entry A >= hi (committed, so
+**     any such image will do; one image serves every follower while it
+**     is at least hi), synchronously on the core, and streams the file
+**     in chunks of GROUP_SNAP_CHUNK (peer.c's SNAP_CHUNK: group, the
+**     leader's term, A and its term, offset, total, last) at most
+**     GROUP_SNAP_TICK_BYTES a tick, while the link takes them
+**     (peer_send_snap: a link with over 4 MiB unwritten waits, so
+**     heartbeats are never starved);
+**   - the follower writes the chunks, in order, to its install file
+**     (wal_install_put; a chunk out of order drops it); with the last one
+**     whole it steps the SNAPSHOT message the chunks stand for (queued
+**     behind a sync in flight, as an AppendEntries is).  If its core asks
+**     to INSTALL it (it does not hold the entries already), the install
+**     waits until nothing is being written, then wal_install_commit
+**     checks the image whole and makes it the log's snapshot (the log
+**     after A is kept only if its entry A has the image's term), the
+**     state machine is loaded from it (group_load_image), and the core
+**     is told SNAP_INSTALLED; its acknowledgment of A, once durable, puts
+**     the leader back to replicating from A + 1.
+**   - the leader gives up on a stream that made no progress for
+**     GROUP_SNAP_STALL_MS (the link is down, the chunks were dropped, or
+**     no acknowledgment came): SNAP_FAILED, and its core asks again after
+**     its next probe.
+** What waited on the follower for entries the image now covers is
+** answered as the single apply would have been unable to tell: forwarded
+** writes held for an index <= A get 503 "outcome unknown" (their entries
+** may be in the image; a retry with producer headers is exactly-once);
+** reads waiting for their barrier are served from the new state; live
+** readers of each stream are woken with what the new state holds. */
+
+#define GROUP_SNAP_CHUNK ((size_t)256 << 10)
+#define GROUP_SNAP_TICK_BYTES ((uint64_t)8 << 20) /* ~80 MB/s a group */
+#define GROUP_SNAP_STALL_MS 10000
+
+/* The last entry a cluster's leader lets its log compact to: its applied
+** entry, but not past what an active follower holds (one that is down or
+** cut off is not waited for: it gets a snapshot).  A follower's or a
+** single node's: its applied entry. */
+static uint64_t group_peer_floor(const struct group *g) {
+  uint64_t f = g->applied_index;
+  unsigned i;
+  if (g->cl.n_voters <= 1 || g->raft.role != RAFT_LEADER) return f;
+  for (i = 0; i < g->raft.n_peers; i++) {
+    const struct raft_peer *p = &g->raft.peers[i];
+    if (p->active && p->state != RAFT_SNAPSHOTTING && p->match < f)
+      f = p->match;
+  }
+  return f;
+}
+
+/* What a cluster's Raft core lets go of (COMPACTED): the entries the WAL
+** no longer holds, so that a follower behind gets entries while the log
+** still has them (most stay: they hold the streams' bytes); everything
+** applied once the core's trail of terms is half full. */
+static uint64_t group_raft_floor(const struct group *g) {
+  uint64_t x = wal_first_index(g->wal) - 1;
+  if (2 * g->raft.trail_n >= g->raft.c.trail_cap) x = g->applied_index;
+  return x < g->applied_index ? x : g->applied_index;
+}
+
 /* The last entry that WAL compaction may cover: everything applied, but
 ** not the segment of the oldest bytes a stream still reads from the log's
 ** segments (those before it hold only deleted or moved data, or bytes the
-** snapshot carries as pieces). */
+** snapshot carries as pieces), nor what a leader's followers still need
+** (group_peer_floor). */
 static uint64_t group_compact_upto(struct group *g) {
   uint64_t oldest = stream_oldest_index(&g->sm, wal_first_index(g->wal));
-  return oldest <= g->applied_index ? oldest - 1 : g->applied_index;
+  uint64_t upto = oldest <= g->applied_index ? oldest - 1 : g->applied_index;
+  uint64_t floor = group_peer_floor(g);
+  return floor < upto ? floor : upto;
 }
 
 /* Write g's state as of the last applied entry through sw (begun at that
@@ -16720,11 +16919,17 @@ URSULA_PRIVATE int group_snapshot(struct group *g) {
   struct raft_in in;
   int rc = group_take_snapshot(g);
   if (rc != URSULA_OK) return rc;
-  /* the core lets go of the terms the snapshot covers (its trail) */
+  /* the core lets go of the terms the snapshot covers (its trail); a
+  ** cluster's leader of those its followers still need only later, so
+  ** that it sends them entries, not the snapshot */
   memset(&in, 0, sizeof(in));
   in.type = RAFT_IN_COMPACTED;
   in.term = g->applied_term;
   in.index = g->applied_index;
+  if (g->cl.n_voters > 1) {
+    in.index = group_raft_floor(g);
+    if (!raft_term_at(&g->raft, in.index, &in.term)) return URSULA_OK;
+  }
   group_step(NULL, g, &in);
   return URSULA_OK;
 }
@@ -16746,7 +16951,6 @@ URSULA_PRIVATE int group_write_image(struct group *g) {
 static void group_after_apply(struct group *g) {
   if (g->wal == NULL) return;
   stream_evict(&g->sm, g->hot_max);
-  if (g->cl.n_voters > 1) return; /* (snapshots and installs: next) */
   if ((wal_bytes_since_snapshot(g->wal) >= g->snapshot_bytes &&
        wal_bytes_since_snapshot(g->wal) >= 2 * g->snapshot_size) ||
       (g->tier.moved >= g->snapshot_bytes &&
@@ -17066,6 +17270,7 @@ static void group_persisted(struct core *c, struct group *g) {
   g->in_flight = 0;
   if (g->n_out > 0) group_flush_out(g);
   if (g->n_in > 0) group_drain_inbox(c, g);
+  if (g->install_peer != 0) group_install_try(c, g);
 }
 
 static int group_fill_pending(const struct group *g) {
@@ -17180,7 +17385,8 @@ static void group_spread(struct core *c, struct group *g) {
 URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
                                const struct raft_msg *m, const void *records,
                                size_t len) {
-  if (m->type == RAFT_MSG_APPEND && (g->in_flight || g->n_in > 0)) {
+  if ((m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) &&
+      (g->in_flight || g->n_in > 0)) {
     struct group_inmsg *q;
     if (g->n_in == g->cap_in) {
       size_t cap = g->cap_in ? g->cap_in * 2 : 8;
@@ -17200,6 +17406,326 @@ URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
     return;
   }
   group_step_msg(c, g, m, records, len);
+}
+
+/* SNAPSHOTS IN A CLUSTER: sending and installing (the rules are above
+** group_peer_floor). */
+
+static struct group_snap_out *group_snap_slot(struct group *g,
+                                              uint64_t peer) {
+  size_t k;
+  struct group_snap_out *free_slot = NULL;
+  for (k = 0; k < RAFT_MAX_VOTERS - 1; k++) {
+    if (g->snap_out[k].peer == peer) return &g->snap_out[k];
+    if (g->snap_out[k].peer == 0 && free_slot == NULL)
+      free_slot = &g->snap_out[k];
+  }
+  return free_slot;
+}
+
+static void group_snap_close(struct group *g, struct group_snap_out *o) {
+  wal_image_close(g->wal, o->fd);
+  memset(o, 0, sizeof(*o));
+}
+
+/* SEND_SNAPSHOT(peer, hi): an image at hi or later, opened for the
+** stream (pumped by group_snap_tick); if none can be made or opened, the
+** core is told SNAP_FAILED after the step. */
+static void group_snap_start(struct group *g, const struct raft_action *a) {
+  struct group_snap_out *o;
+  int rc = URSULA_OK;
+  if (g->wal == NULL || g->cl.send_snap == NULL ||
+      (o = group_snap_slot(g, a->peer)) == NULL) {
+    g->snap_refused = a->peer;
+    return;
+  }
+  if (o->peer != 0) group_snap_close(g, o); /* asked again: start over */
+  if (g->image_index < a->hi || g->image_index == 0) {
+    uint64_t t0 = group_mono(g);
+    rc = group_write_image(g);
+    if (rc == URSULA_OK) {
+      g->image_index = g->applied_index;
+      g->image_term = g->applied_term;
+      LOG_I("group %d: wrote a snapshot image at entry %llu in %llu ms",
+            g->id, (unsigned long long)g->image_index,
+            (unsigned long long)(group_mono(g) - t0));
+    }
+    (void)t0;
+  }
+  if (rc == URSULA_OK) rc = wal_image_open(g->wal, &o->fd, &o->bytes);
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: no snapshot image for node %llu (%s); it stays "
+          "behind until the next try",
+          g->id, (unsigned long long)a->peer, ursula_strerror(rc));
+    memset(o, 0, sizeof(*o));
+    g->snap_refused = a->peer;
+    return;
+  }
+  o->peer = a->peer;
+  o->at = 0;
+  o->index = g->image_index;
+  o->term = g->image_term;
+  o->moved_ms = group_mono(g);
+  LOG_I("group %d: node %llu is behind the log's first entry: sending it "
+        "a snapshot image (entry %llu, %llu bytes)",
+        g->id, (unsigned long long)o->peer, (unsigned long long)o->index,
+        (unsigned long long)o->bytes);
+}
+
+/* Send what the link takes of o's image, at most GROUP_SNAP_TICK_BYTES.
+** URSULA_OK, or an error reading the file (the stream is dropped). */
+static int group_snap_pump(struct group *g, struct group_snap_out *o) {
+  uint64_t sent = 0;
+  if (buf_reserve(&g->snap_buf, GROUP_SNAP_CHUNK) != URSULA_OK)
+    return URSULA_ENOMEM;
+  while (o->at < o->bytes && sent < GROUP_SNAP_TICK_BYTES) {
+    struct peer_snap ps;
+    size_t n = o->bytes - o->at < GROUP_SNAP_CHUNK ? (size_t)(o->bytes - o->at)
+                                                   : GROUP_SNAP_CHUNK;
+    long k = wal_image_read(g->wal, o->fd, g->snap_buf.ptr, n, o->at);
+    if (k != (long)n) return URSULA_EIO;
+    memset(&ps, 0, sizeof(ps));
+    ps.group = g->id;
+    ps.term = g->raft.term;
+    ps.snap_index = o->index;
+    ps.snap_term = o->term;
+    ps.offset = o->at;
+    ps.total = o->bytes;
+    ps.last = o->at + n == o->bytes;
+    ps.data = (const unsigned char *)g->snap_buf.ptr;
+    ps.len = n;
+    if (g->cl.send_snap(g->cl.arg, g, o->peer, &ps) != URSULA_OK) break;
+    o->at += n;
+    sent += n;
+    o->moved_ms = group_mono(g);
+  }
+  return URSULA_OK;
+}
+
+/* Each tick: the images being sent go on; one whose follower has
+** acknowledged it (its core no longer snapshots it), or whose leader no
+** longer leads, is closed; one stalled for GROUP_SNAP_STALL_MS fails. */
+static void group_snap_tick(struct core *c, struct group *g) {
+  size_t k;
+  for (k = 0; k < RAFT_MAX_VOTERS - 1; k++) {
+    struct group_snap_out *o = &g->snap_out[k];
+    const struct raft_peer *p = NULL;
+    unsigned i;
+    int rc;
+    if (o->peer == 0) continue;
+    for (i = 0; i < g->raft.n_peers; i++)
+      if (g->raft.peers[i].id == o->peer) p = &g->raft.peers[i];
+    if (g->raft.role != RAFT_LEADER || p == NULL ||
+        p->state != RAFT_SNAPSHOTTING) {
+      if (p != NULL && p->match >= o->index)
+        LOG_I("group %d: node %llu installed the snapshot image (entry "
+              "%llu)",
+              g->id, (unsigned long long)o->peer,
+              (unsigned long long)o->index);
+      group_snap_close(g, o);
+      continue;
+    }
+    rc = group_snap_pump(g, o);
+    if (rc != URSULA_OK ||
+        group_mono(g) - o->moved_ms >= GROUP_SNAP_STALL_MS) {
+      struct raft_in in;
+      LOG_W("group %d: the snapshot image for node %llu %s; trying again",
+            g->id, (unsigned long long)o->peer,
+            rc != URSULA_OK ? "could not be read" : "made no progress");
+      memset(&in, 0, sizeof(in));
+      in.type = RAFT_IN_SNAP_FAILED;
+      in.peer = o->peer;
+      group_snap_close(g, o);
+      group_step(c, g, &in);
+    }
+  }
+}
+
+static void group_snap_in_drop(struct group *g) {
+  if (g->snap_in.open) wal_snap_abort(g->wal, &g->snap_in.sw);
+  memset(&g->snap_in, 0, sizeof(g->snap_in));
+}
+
+URSULA_PRIVATE void group_recv_snap(struct core *c, struct group *g,
+                                    uint64_t from,
+                                    const struct peer_snap *sn) {
+  struct group_snap_in *in = &g->snap_in;
+  struct raft_msg m;
+  if (g->wal == NULL || g->cl.n_voters <= 1 || sn->term < g->raft.term)
+    return; /* a deposed leader's */
+  if (sn->offset == 0) { /* a stream starts (or starts over) */
+    group_snap_in_drop(g);
+    if (wal_install_begin(g->wal, &in->sw) != URSULA_OK) {
+      LOG_W("group %d: cannot write a snapshot image to install", g->id);
+      return;
+    }
+    in->open = 1;
+    in->from = from;
+    in->term = sn->term;
+    in->index = sn->snap_index;
+    in->snap_term = sn->snap_term;
+    in->total = sn->total;
+  } else if (!in->open || in->complete || in->from != from ||
+             in->term != sn->term || in->index != sn->snap_index ||
+             in->total != sn->total || sn->offset != in->at) {
+    return; /* a gap or another stream's: its leader starts over */
+  }
+  if (wal_install_put(&in->sw, sn->offset, sn->data, sn->len) != URSULA_OK) {
+    LOG_W("group %d: writing a snapshot image to install failed", g->id);
+    group_snap_in_drop(g);
+    return;
+  }
+  in->at += sn->len;
+  if (!sn->last) return;
+  if (in->at != in->total) {
+    group_snap_in_drop(g);
+    return;
+  }
+  in->complete = 1;
+  memset(&m, 0, sizeof(m));
+  m.cluster_id = g->cl.cluster_id;
+  m.from = from;
+  m.to = g->cl.node;
+  m.term = sn->term;
+  m.type = RAFT_MSG_SNAPSHOT;
+  m.index = sn->snap_index;
+  m.log_term = sn->snap_term;
+  group_recv(c, g, &m, NULL, 0);
+}
+
+/* Replace the state machine by the log's snapshot, an image just
+** installed at (term, index), and wake the live readers of every stream
+** that had some with what the new state holds (a stream that is gone,
+** or was made again, wakes them as deleted). */
+static int group_load_image(struct core *c, struct group *g, uint64_t index,
+                            uint64_t term) {
+  struct wal_snap_reader sr;
+  struct stream_state fresh;
+  struct buf *b = &g->snap_buf, watched;
+  char err[URSULA_ERRMSG_LEN];
+  size_t i, at;
+  long k = 0;
+  int rc = wal_snap_open(g->wal, &sr, err);
+  if (rc != URSULA_OK) return rc;
+  b->len = 0;
+  rc = sr.size > SIZE_MAX / 2 ? URSULA_ENOMEM
+                              : buf_reserve(b, (size_t)sr.size);
+  while (rc == URSULA_OK &&
+         (k = wal_snap_read(&sr, b->ptr + b->len, sr.size - b->len)) > 0)
+    b->len += (size_t)k;
+  if (rc == URSULA_OK && (k < 0 || b->len != sr.size)) rc = URSULA_ECORRUPT;
+  wal_snap_close(&sr);
+  if (rc != URSULA_OK) return rc;
+  stream_state_init(&fresh);
+  fresh.read_cold = g->sm.read_cold;
+  fresh.read_chunk = g->sm.read_chunk;
+  fresh.read_ctx = g->sm.read_ctx;
+  if ((rc = stream_restore(&fresh, b->ptr, b->len)) != URSULA_OK) {
+    stream_state_free(&fresh);
+    return rc;
+  }
+  memset(&watched, 0, sizeof(watched)); /* (mask, tail, incarnation,
+                                           length) then the path */
+  for (i = 0; i < g->sm.cap; i++) {
+    const struct stream *s;
+    for (s = g->sm.slots[i]; s != NULL; s = s->hnext) {
+      uint64_t w[4];
+      if (s->local.watch_mask == 0) continue;
+      w[0] = s->local.watch_mask;
+      w[1] = s->tail;
+      w[2] = s->incarnation;
+      w[3] = s->path_len;
+      if (buf_append(&watched, w, sizeof(w)) != URSULA_OK ||
+          buf_append(&watched, s->path, s->path_len) != URSULA_OK)
+        break; /* out of memory: those readers time out and retry */
+    }
+  }
+  stream_state_free(&g->sm);
+  g->sm = fresh;
+  g->snapshot_size = b->len;
+  g->applied_index = index;
+  g->applied_term = term;
+  if (g->commit < index) g->commit = index;
+  g->image_index = g->image_term = 0; /* an older state's, if any */
+  for (at = 0; at + 4 * sizeof(uint64_t) <= watched.len;) {
+    uint64_t w[4];
+    struct stream_result r;
+    struct stream *ns;
+    struct str path;
+    memcpy(w, watched.ptr + at, sizeof(w));
+    at += sizeof(w);
+    path.ptr = watched.ptr + at;
+    path.len = (size_t)w[3];
+    at += path.len;
+    ns = stream_find(&g->sm, path);
+    memset(&r, 0, offsetof(struct stream_result, garbage));
+    r.watch_mask = w[0];
+    r.prev_tail = w[1];
+    if (ns != NULL && ns->incarnation == w[2] && ns->tail >= w[1])
+      ns->local.watch_mask |= w[0];
+    else
+      r.deleted = 1;
+    group_notify(c, g, path, &r);
+  }
+  buf_free(&watched);
+  return URSULA_OK;
+}
+
+/* INSTALL_SNAPSHOT(peer, term, index), once nothing is being written
+** (called after the step that asked, and after each write): the image
+** received, if it is that one, becomes the log's snapshot and the state;
+** then SNAP_INSTALLED. */
+static void group_install_try(struct core *c, struct group *g) {
+  struct group_snap_in *in = &g->snap_in;
+  uint64_t peer = g->install_peer, term = g->install_term;
+  uint64_t index = g->install_index, t0;
+  char err[URSULA_ERRMSG_LEN];
+  struct raft_in ri;
+  int rc;
+  if (c == NULL || g->in_flight || group_fill_pending(g)) return;
+  g->install_peer = 0;
+  if (!in->open || !in->complete || in->from != peer || in->index != index ||
+      in->snap_term != term)
+    return; /* not the image received: its leader sends it again */
+  t0 = group_mono(g);
+  rc = wal_install_commit(g->wal, &in->sw, err);
+  in->open = 0; /* (the commit closed or removed the file) */
+  group_snap_in_drop(g);
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: the snapshot image from node %llu was not installed: "
+          "%s",
+          g->id, (unsigned long long)peer, err[0] ? err : ursula_strerror(rc));
+    if (wal_failed(g->wal)) group_lost(c, g, rc);
+    return;
+  }
+  if (!GROUP_BUG(2) && (rc = group_load_image(c, g, index, term)) != URSULA_OK) {
+    LOG_E("group %d: the installed snapshot image does not load (%s); the "
+          "log is failed until it is verified again",
+          g->id, ursula_strerror(rc));
+    wal_abandon(g->wal);
+    group_lost(c, g, rc);
+    return;
+  }
+  while (g->held_head < g->n_held && g->held[g->held_head].index <= index) {
+    struct group_wait w = g->held[g->held_head++];
+    group_refuse_unknown(c, g, w.done, w.arg,
+                         "this node caught up by a snapshot that may hold "
+                         "the write: its outcome is unknown; retry with the "
+                         "same Producer-Id/Epoch/Seq to apply it exactly "
+                         "once");
+  }
+  if (g->held_head == g->n_held) g->held_head = g->n_held = 0;
+  memset(&ri, 0, sizeof(ri));
+  ri.type = RAFT_IN_SNAP_INSTALLED;
+  ri.term = term;
+  ri.index = index;
+  group_step(c, g, &ri);
+  LOG_I("group %d: installed a snapshot image from node %llu: entry %llu, "
+        "%d streams, in %llu ms",
+        g->id, (unsigned long long)peer, (unsigned long long)index,
+        (int)g->sm.n, (unsigned long long)(group_mono(g) - t0));
+  (void)t0;
+  if (g->n_reads > 0) group_serve_reads(c, g);
 }
 
 /* FORWARDED WRITES (issue 14: writes on any node; raft.md section 4).
@@ -17424,6 +17950,7 @@ URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
   size_t k;
   if (g->raft.c.n_voters <= 1) return;
   group_step_type(c, g, RAFT_IN_TICK);
+  group_snap_tick(c, g);
   if (g->n_held > g->held_head) group_age_held(c, g);
   if (g->n_fwds > 0) group_age_fwds(c, g);
   for (k = 0; k < g->n_reads; k++) /* a lost READ_INDEX is not resent */
@@ -18077,7 +18604,7 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   /* segments freed by deletions or moves go now, not at the next
   ** snapshot the log's growth would bring (which may never come) */
   if (g->wal != NULL && !g->in_flight && !wal_failed(g->wal) &&
-      g->cl.n_voters <= 1 && wal_can_compact(g->wal, group_compact_upto(g)))
+      wal_can_compact(g->wal, group_compact_upto(g)))
     group_snapshot(g);
   if (g->wal != NULL && wal_failed(g->wal) && !g->in_flight) {
     int rc;
@@ -21662,6 +22189,14 @@ static void server_raft_send(void *arg, struct group *g,
             len);
 }
 
+/* group_snap_fn: a chunk of a group's snapshot image, on its core. */
+static int server_send_snap(void *arg, struct group *g, uint64_t to,
+                            const struct peer_snap *sn) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  return peer_send_snap(s->peer, server_owner_of(s, group_id(g)), (int)to,
+                        sn);
+}
+
 /* group_forward_fn and group_reply_fn: writes forwarded to a leader, and
 ** its replies, on the group's core. */
 static int server_forward(void *arg, struct group *g, uint64_t to,
@@ -21726,6 +22261,7 @@ static int server_join_groups(struct ursula_server *s, char *err) {
   cl.send = server_raft_send;
   cl.forward = server_forward;
   cl.reply = server_fwd_reply;
+  cl.send_snap = server_send_snap;
   cl.arg = s;
   for (i = 0; i < s->n_groups; i++)
     if (group_join(s->groups[i], &cl) != URSULA_OK) {
@@ -21736,14 +22272,20 @@ static int server_join_groups(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
+/* A chunk of a leader's snapshot image, on the core its connection
+** belongs to: for that core's group, as a Raft message is. */
 static void server_on_peer_snap(void *arg, int core, uint64_t from,
                                 const struct peer_snap *sn) {
   struct ursula_server *s = (struct ursula_server *)arg;
-  (void)from; /* (used by the log only) */
-  (void)sn;
   s->cores[core].peer_in++;
-  LOG_D("core %d: group %d: snapshot chunk from node %llu, not used yet",
-        core, sn->group, (unsigned long long)from);
+  if (sn->group < 0 || sn->group >= s->n_groups ||
+      server_owner_of(s, sn->group) != core) {
+    LOG_W("core %d: a snapshot chunk from node %llu for group %d, which "
+          "this core does not own; dropped",
+          core, (unsigned long long)from, sn->group);
+    return;
+  }
+  group_recv_snap(&s->cores[core], s->groups[sn->group], from, sn);
 }
 
 /* Open the peer listener and arm the links (the loops exist, not yet

@@ -657,6 +657,14 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
                                   uint64_t index, uint64_t term);
 URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
                                    uint64_t index, uint64_t term);
+/* The bytes of the file "image" (the last wal_image_begin's, once
+** committed), read raw by a leader that sends it: open gives *fd and the
+** file's size; read n bytes at `at` (the count, 0 at the end, -1 on an
+** error); close.  URSULA_OK or an I/O error (URSULA_ENOTFOUND: none). */
+URSULA_PRIVATE int wal_image_open(struct wal *w, int *fd, uint64_t *bytes);
+URSULA_PRIVATE long wal_image_read(struct wal *w, int fd, void *p, size_t n,
+                                   uint64_t at);
+URSULA_PRIVATE void wal_image_close(struct wal *w, int fd);
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n);
 /* Bytes p[0..n) of entry index's payload from offset off.  URSULA_EINVAL
@@ -1262,6 +1270,13 @@ URSULA_PRIVATE URSULA_UNUSED int peer_fwd_reply(struct peer *p, int core,
                                                 int node_id, int group,
                                                 uint64_t req, int outcome,
                                                 uint64_t term, uint64_t index);
+/* On core's thread: a SNAP_CHUNK for node, framed behind the items
+** queued before it and written at once.  URSULA_OK; URSULA_EAGAIN: not
+** sent (the link is down, or its unwritten output over PEER_SNAP_CAP,
+** 4 MiB: send it again later); URSULA_EINVAL, URSULA_ENOMEM. */
+URSULA_PRIVATE URSULA_UNUSED int peer_send_snap(struct peer *p, int core,
+                                                int node_id,
+                                                const struct peer_snap *s);
 /* At the end of core's turn: one frame per destination. */
 URSULA_PRIVATE void peer_flush(struct peer *p, int core);
 URSULA_PRIVATE URSULA_UNUSED void peer_stats(const struct peer *p, int core, int node_id,
@@ -1778,6 +1793,11 @@ typedef int (*group_forward_fn)(void *arg, struct group *g, uint64_t to,
 typedef void (*group_reply_fn)(void *arg, struct group *g, uint64_t to,
                                uint64_t req, int accepted, uint64_t term,
                                uint64_t index);
+/* send_snap(arg, g, to, s): a chunk of g's snapshot image to node to;
+** URSULA_OK, or not sent now (URSULA_EAGAIN: the link is down or full;
+** try again later). */
+typedef int (*group_snap_fn)(void *arg, struct group *g, uint64_t to,
+                             const struct peer_snap *s);
 struct group_cluster {
   uint64_t cluster_id, node;
   uint64_t voters[RAFT_MAX_VOTERS];
@@ -1785,6 +1805,7 @@ struct group_cluster {
   group_send_fn send;
   group_forward_fn forward; /* NULL: writes on a follower get 503 */
   group_reply_fn reply;
+  group_snap_fn send_snap; /* NULL: followers behind the log wait */
   void *arg;
 };
 /* Make g a voter of a cluster (before group_open_wal(); a cluster's
@@ -1797,6 +1818,12 @@ URSULA_PRIVATE URSULA_UNUSED int group_join(struct group *g,
 URSULA_PRIVATE URSULA_UNUSED void group_recv(struct core *c, struct group *g,
                                              const struct raft_msg *m,
                                              const void *records, size_t len);
+/* A chunk of the snapshot image node `from` leads g with (peer.c's
+** SNAP_CHUNK; s->data borrowed for the call).  On g's owner. */
+URSULA_PRIVATE URSULA_UNUSED void group_recv_snap(struct core *c,
+                                                  struct group *g,
+                                                  uint64_t from,
+                                                  const struct peer_snap *s);
 /* A forwarded write for g from node `from` (cmd[0..len), borrowed), and
 ** the leader's reply to this node's forward `req`.  On g's owner. */
 URSULA_PRIVATE URSULA_UNUSED void group_recv_forward(struct core *c,

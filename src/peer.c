@@ -107,6 +107,7 @@
 
 #define PEER_VERSION 1
 #define PEER_OUT_CAP ((size_t)16 << 20) /* unwritten output per connection */
+#define PEER_SNAP_CAP ((size_t)4 << 20) /* ... before a snapshot chunk */
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 2000
 #define PEER_CONFIRM_MS 250   /* open this long after HELLO: announced up */
@@ -855,6 +856,32 @@ static void peer_link_frame(struct peer_link *k) {
   }
   k->batch.len = 0;
   k->batch_items = 0;
+}
+
+/* A SNAP_CHUNK goes out behind the items batched before it (framed
+** first, so a follower sees them in the order given), written at once.
+** Its own bound, PEER_SNAP_CAP, far below PEER_OUT_CAP: a snapshot
+** waits for the link to drain rather than crowd out heartbeats. */
+URSULA_PRIVATE int peer_send_snap(struct peer *p, int core, int node_id,
+                                  const struct peer_snap *s) {
+  int ix = peer_node_ix(p, (uint64_t)node_id);
+  struct peer_link *k;
+  size_t before;
+  if (ix < 0 || ix == p->self || core < 0 || core >= p->cfg.n_cores)
+    return URSULA_EINVAL;
+  k = &p->cores[core].links[ix];
+  if (k->state != PEER_UP || k->out.len + k->batch.len > PEER_SNAP_CAP)
+    return URSULA_EAGAIN;
+  if (k->batch_items > 0) peer_link_frame(k);
+  before = k->out.len;
+  if (peer_snap_put(&k->out, s) != URSULA_OK) {
+    k->out.len = before;
+    return URSULA_ENOMEM;
+  }
+  k->st.frames_out++;
+  k->last_frame_ms = peer_now(k->pc);
+  peer_link_write(k);
+  return URSULA_OK;
 }
 
 URSULA_PRIVATE void peer_flush(struct peer *p, int core) {

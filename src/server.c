@@ -319,6 +319,14 @@ static void server_raft_send(void *arg, struct group *g,
             len);
 }
 
+/* group_snap_fn: a chunk of a group's snapshot image, on its core. */
+static int server_send_snap(void *arg, struct group *g, uint64_t to,
+                            const struct peer_snap *sn) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  return peer_send_snap(s->peer, server_owner_of(s, group_id(g)), (int)to,
+                        sn);
+}
+
 /* group_forward_fn and group_reply_fn: writes forwarded to a leader, and
 ** its replies, on the group's core. */
 static int server_forward(void *arg, struct group *g, uint64_t to,
@@ -383,6 +391,7 @@ static int server_join_groups(struct ursula_server *s, char *err) {
   cl.send = server_raft_send;
   cl.forward = server_forward;
   cl.reply = server_fwd_reply;
+  cl.send_snap = server_send_snap;
   cl.arg = s;
   for (i = 0; i < s->n_groups; i++)
     if (group_join(s->groups[i], &cl) != URSULA_OK) {
@@ -393,14 +402,20 @@ static int server_join_groups(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
+/* A chunk of a leader's snapshot image, on the core its connection
+** belongs to: for that core's group, as a Raft message is. */
 static void server_on_peer_snap(void *arg, int core, uint64_t from,
                                 const struct peer_snap *sn) {
   struct ursula_server *s = (struct ursula_server *)arg;
-  (void)from; /* (used by the log only) */
-  (void)sn;
   s->cores[core].peer_in++;
-  LOG_D("core %d: group %d: snapshot chunk from node %llu, not used yet",
-        core, sn->group, (unsigned long long)from);
+  if (sn->group < 0 || sn->group >= s->n_groups ||
+      server_owner_of(s, sn->group) != core) {
+    LOG_W("core %d: a snapshot chunk from node %llu for group %d, which "
+          "this core does not own; dropped",
+          core, (unsigned long long)from, sn->group);
+    return;
+  }
+  group_recv_snap(&s->cores[core], s->groups[sn->group], from, sn);
 }
 
 /* Open the peer listener and arm the links (the loops exist, not yet

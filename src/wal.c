@@ -487,6 +487,32 @@ URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
                                      WAL_SNAP_IMAGE);
 }
 
+/* The file "image" as raw bytes, for a leader to send to a follower
+** (the follower checks it whole: wal_install_commit). */
+URSULA_PRIVATE int wal_image_open(struct wal *w, int *fd, uint64_t *bytes) {
+  char path[URSULA_PATH_LEN + 32];
+  snprintf(path, sizeof(path), "%s/image", w->dir);
+  *fd = w->fs->open(path, O_RDONLY, 0);
+  if (*fd < 0) return wal_errno_code(errno);
+  if (w->fs->size(*fd, bytes) != 0) {
+    int e = errno;
+    w->fs->close(*fd);
+    *fd = -1;
+    return wal_errno_code(e);
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE long wal_image_read(struct wal *w, int fd, void *p, size_t n,
+                                   uint64_t at) {
+  ssize_t k = w->fs->pread(fd, p, n, (off_t)at);
+  return k < 0 ? -1 : (long)k;
+}
+
+URSULA_PRIVATE void wal_image_close(struct wal *w, int fd) {
+  if (fd >= 0) w->fs->close(fd);
+}
+
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
