@@ -880,6 +880,8 @@ URSULA_PRIVATE int wal_image_open(struct wal *w, int *fd, uint64_t *bytes);
 URSULA_PRIVATE long wal_image_read(struct wal *w, int fd, void *p, size_t n,
                                    uint64_t at);
 URSULA_PRIVATE void wal_image_close(struct wal *w, int fd);
+/* Remove the file "image" (open descriptors still read it). */
+URSULA_PRIVATE void wal_image_remove(struct wal *w);
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n);
 /* Bytes p[0..n) of entry index's payload from offset off.  URSULA_EINVAL
@@ -8138,6 +8140,12 @@ URSULA_PRIVATE long wal_image_read(struct wal *w, int fd, void *p, size_t n,
 
 URSULA_PRIVATE void wal_image_close(struct wal *w, int fd) {
   if (fd >= 0) w->fs->close(fd);
+}
+
+URSULA_PRIVATE void wal_image_remove(struct wal *w) {
+  char path[URSULA_PATH_LEN + 32];
+  snprintf(path, sizeof(path), "%s/image", w->dir);
+  (void)w->fs->unlink(path);
 }
 
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
@@ -15863,9 +15871,8 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 ** node) elect by ticks (group_tick), exchange messages through the
 ** transport (group_recv), forward writes to their leader, read through a
 ** barrier, and spread leadership (FORWARDED WRITES, LEADERSHIP SPREAD,
-** and group_read_linear, below).  Not yet in a cluster: snapshots,
-** compaction and installs (SEND_SNAPSHOT is refused; the log is kept
-** whole), the cold tier, and forks across groups.
+** and group_barrier, below), and send and install snapshots (SNAPSHOTS
+** IN A CLUSTER).  Not yet in a cluster: the cold tier.
 **
 ** Storage failures follow R5: a write or sync that fails (group_lost), or
 ** a record that cannot be framed (group_frame_failed: the log is then
@@ -17423,9 +17430,16 @@ static struct group_snap_out *group_snap_slot(struct group *g,
   return free_slot;
 }
 
+/* Close o's stream; the image file goes with the last one (it holds a
+** copy of every byte of the group's streams). */
 static void group_snap_close(struct group *g, struct group_snap_out *o) {
+  size_t k;
   wal_image_close(g->wal, o->fd);
   memset(o, 0, sizeof(*o));
+  for (k = 0; k < RAFT_MAX_VOTERS - 1; k++)
+    if (g->snap_out[k].peer != 0) return;
+  wal_image_remove(g->wal);
+  g->image_index = g->image_term = 0;
 }
 
 /* SEND_SNAPSHOT(peer, hi): an image at hi or later, opened for the

@@ -264,9 +264,8 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 ** node) elect by ticks (group_tick), exchange messages through the
 ** transport (group_recv), forward writes to their leader, read through a
 ** barrier, and spread leadership (FORWARDED WRITES, LEADERSHIP SPREAD,
-** and group_read_linear, below).  Not yet in a cluster: snapshots,
-** compaction and installs (SEND_SNAPSHOT is refused; the log is kept
-** whole), the cold tier, and forks across groups.
+** and group_barrier, below), and send and install snapshots (SNAPSHOTS
+** IN A CLUSTER).  Not yet in a cluster: the cold tier.
 **
 ** Storage failures follow R5: a write or sync that fails (group_lost), or
 ** a record that cannot be framed (group_frame_failed: the log is then
@@ -1824,9 +1823,16 @@ static struct group_snap_out *group_snap_slot(struct group *g,
   return free_slot;
 }
 
+/* Close o's stream; the image file goes with the last one (it holds a
+** copy of every byte of the group's streams). */
 static void group_snap_close(struct group *g, struct group_snap_out *o) {
+  size_t k;
   wal_image_close(g->wal, o->fd);
   memset(o, 0, sizeof(*o));
+  for (k = 0; k < RAFT_MAX_VOTERS - 1; k++)
+    if (g->snap_out[k].peer != 0) return;
+  wal_image_remove(g->wal);
+  g->image_index = g->image_term = 0;
 }
 
 /* SEND_SNAPSHOT(peer, hi): an image at hi or later, opened for the

@@ -665,6 +665,8 @@ URSULA_PRIVATE int wal_image_open(struct wal *w, int *fd, uint64_t *bytes);
 URSULA_PRIVATE long wal_image_read(struct wal *w, int fd, void *p, size_t n,
                                    uint64_t at);
 URSULA_PRIVATE void wal_image_close(struct wal *w, int fd);
+/* Remove the file "image" (open descriptors still read it). */
+URSULA_PRIVATE void wal_image_remove(struct wal *w);
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n);
 /* Bytes p[0..n) of entry index's payload from offset off.  URSULA_EINVAL

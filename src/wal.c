@@ -513,6 +513,12 @@ URSULA_PRIVATE void wal_image_close(struct wal *w, int fd) {
   if (fd >= 0) w->fs->close(fd);
 }
 
+URSULA_PRIVATE void wal_image_remove(struct wal *w) {
+  char path[URSULA_PATH_LEN + 32];
+  snprintf(path, sizeof(path), "%s/image", w->dir);
+  (void)w->fs->unlink(path);
+}
+
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
