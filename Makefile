@@ -242,12 +242,13 @@ build/ursula-smallseg: ursula.c ursula.h
 	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 ursula.c -o $@ $(LDLIBS)
 
 # A node that was down while its leaders dropped the log it lacks
-# rejoins by snapshot install (issue 14).  The plants target shows the
-# test fails when an installed image is not loaded (GROUP_PLANT=2).
+# rejoins by snapshot install, and a wiped one with --lost-log 1 (issue
+# 14).  The plants target shows the test fails when an installed image
+# is not loaded (GROUP_PLANT=2) and when --lost-log is ignored (3).
 test-catchup: build/ursula-smallseg
 	bash test/catchup.sh build/ursula-smallseg
 
-GROUP_PLANTS = 2
+GROUP_PLANTS = 2 3
 test-catchup-plants: ursula.c ursula.h
 	@mkdir -p build/plants; bad=0; for p in $(GROUP_PLANTS); do \
 	  $(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DGROUP_PLANT=$$p \

@@ -2023,6 +2023,8 @@ struct group_cluster {
   group_forward_fn forward; /* NULL: writes on a follower get 503 */
   group_reply_fn reply;
   group_snap_fn send_snap; /* NULL: followers behind the log wait */
+  int lost_log; /* 1: this node's logs were lost; an empty one starts in
+                   LOST LOG (raft.c) */
   void *arg;
 };
 /* Make g a voter of a cluster (before group_open_wal(); a cluster's
@@ -5322,6 +5324,10 @@ static const struct conf_key conf_keys[] = {
     {"cluster-id", NULL, CONF_T_NAME, CONF_OFF(cluster_id), 1, 64, "NAME",
      "the cluster's name, 1-64 of A-Z a-z 0-9 . _ -; nodes of another "
      "cluster refuse each other"},
+    {"lost-log", NULL, CONF_T_INT, CONF_OFF(lost_log), 0, 1, "0|1",
+     "1: this member's --wal-dir was wiped or replaced; each group of an "
+     "empty log neither votes nor campaigns until it holds what the "
+     "others committed (a log with data ignores it)"},
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -5796,6 +5802,9 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
   if (cfg->peer_count == 0 && cfg->node_id == 0) {
     if (cfg->peer_listen_host[0] != '\0')
       return conf_fail(err, "peer-listen: needs --peer and --node-id");
+    if (cfg->lost_log)
+      return conf_fail(err, "lost-log: a single node that lost its log lost "
+                            "the data; it needs a cluster (--peer)");
     return URSULA_OK;
   }
   if (cfg->node_id == 0)
@@ -7672,7 +7681,8 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 **   Log entries (CMD: one encoded command, cmd.c; NOOP: a new leader's
 **   empty entry; CONF: a configuration) take the next index: the
 **   previous entry's + 1.  Their terms never decrease.
-**   HARD (payload: term 8, vote 8) is the Raft hard state as of here; the
+**   HARD (payload: term 8, vote 8; the vote's bit 63 is the group's LOST
+**   LOG flag, group.c) is the Raft hard state as of here; the
 **   last HARD record of the log is in force.  Its index field is the
 **   last entry's index (it takes no index of its own), and it is written
 **   in the same batch, and so made durable by the same sync, as entries.
@@ -15675,7 +15685,8 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 /* PLANTED BUGS.  -DGROUP_PLANT=n (default 0) compiles in one bug, to
 ** prove the tests catch it (make test-catchup-plants):
 **    2  an installed snapshot image is not loaded: the follower goes on
-**       from its old state machine                       test/catchup.sh */
+**       from its old state machine                       test/catchup.sh
+**    3  --lost-log is ignored: an empty log votes at once  test/catchup.sh */
 #ifndef GROUP_PLANT
 #define GROUP_PLANT 0
 #endif
@@ -15785,6 +15796,7 @@ struct group {
   struct raft_out out;    /* raft_step()'s actions (out.a: raft_out_cap) */
   uint64_t commit;        /* the last entry known committed */
   int storage_failed;     /* the core was told STORAGE_FAILED */
+  int recovering;         /* the last SAVE_STATE's LOST LOG flag */
   struct group_cluster cl; /* n_voters 0: a single node (one voter) */
   uint64_t hard_seq;       /* HARD records framed so far */
   uint64_t hard_durable;   /* ... of which durable */
@@ -15940,14 +15952,30 @@ static void group_frame_failed(struct core *c, struct group *g, int rc) {
   group_mark_dirty(c, g); /* the write that fails, at the end of the turn */
 }
 
+/* SAVE_STATE(term, vote, flags): a HARD record.  Its vote field holds
+** the node voted for in bits 0-62 and, in bit 63, LOST LOG's recovering
+** flag (flags 1: raft.c), so a node that lost its log still abstains
+** after a crash while it catches up. */
+#define GROUP_VOTE_RECOVERING ((uint64_t)1 << 63)
 static void group_save_state(struct core *c, struct group *g, uint64_t term,
-                             uint64_t vote) {
+                             uint64_t vote, unsigned flags) {
   struct group_batch *b = &g->fill;
+  if ((flags & 1) != (unsigned)g->recovering) {
+    if (flags & 1)
+      LOG_I("group %d: this node lost its log (--lost-log 1): it neither "
+            "votes nor campaigns until it holds what the others committed",
+            g->id);
+    else
+      LOG_I("group %d: caught up after losing its log: it votes again",
+            g->id);
+    g->recovering = (int)(flags & 1);
+  }
   if (g->wal != NULL) {
     char *rec = group_batch_room(g, b, 16);
     int rc = rec == NULL ? URSULA_ENOMEM : URSULA_OK;
     if (rc == URSULA_OK) {
-      wal_hard_payload(rec + WAL_RECORD_HEADER, term, vote);
+      wal_hard_payload(rec + WAL_RECORD_HEADER, term,
+                       vote | ((flags & 1) ? GROUP_VOTE_RECOVERING : 0));
       rc = wal_frame(g->wal, WAL_HARD, term, wal_last_index(g->wal), rec, 16);
     }
     if (rc != URSULA_OK) {
@@ -16045,7 +16073,7 @@ static void group_act(struct core *c, struct group *g,
   int rc;
   switch (a->type) {
     case RAFT_SAVE_STATE:
-      group_save_state(c, g, a->term, a->vote);
+      group_save_state(c, g, a->term, a->vote, a->flags);
       break;
     case RAFT_APPEND:
       if (a->flags & RAFT_APPEND_MSG) {
@@ -16408,7 +16436,17 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
     g->applied_term = sv.snap_term;
   }
   sv.term = wal_term(g->wal);
-  sv.vote = wal_vote(g->wal);
+  sv.vote = wal_vote(g->wal) & ~GROUP_VOTE_RECOVERING;
+  sv.recovering = (wal_vote(g->wal) & GROUP_VOTE_RECOVERING) != 0;
+  if (g->cl.n_voters > 1 && g->cl.lost_log && !GROUP_BUG(3) &&
+      sv.last_index == 0 &&
+      sv.snap_index == 0 && sv.term == 0)
+    sv.recovering = 1; /* an empty log of a member that had one */
+  g->recovering = sv.recovering;
+  if (sv.recovering)
+    LOG_I("group %d: this node lost its log (--lost-log 1): it neither "
+          "votes nor campaigns until it holds what the others committed",
+          g->id);
   sv.commit = g->cl.n_voters > 1 ? sv.snap_index : sv.last_index;
   g->applied_index = sv.commit;
   /* the in-memory start of group_new() is replaced, not continued */
@@ -22276,6 +22314,7 @@ static int server_join_groups(struct ursula_server *s, char *err) {
   cl.forward = server_forward;
   cl.reply = server_fwd_reply;
   cl.send_snap = server_send_snap;
+  cl.lost_log = s->cfg.lost_log;
   cl.arg = s;
   for (i = 0; i < s->n_groups; i++)
     if (group_join(s->groups[i], &cl) != URSULA_OK) {

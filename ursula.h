@@ -163,6 +163,9 @@ struct ursula_config {
                                 per member (1, 3 or 5), this node too */
   char peer_listen_host[256]; /* peer-listen: where to listen for peers */
   int peer_listen_port;       /* (host "": this node's own peer entry) */
+  int lost_log;               /* lost-log: 1 = this member's --wal-dir was
+                                 wiped or replaced: an empty log catches up
+                                 before it votes (Raft LOST LOG) */
 };
 
 /* Fill *cfg with the defaults of this build. */

@@ -221,6 +221,10 @@ static const struct conf_key conf_keys[] = {
     {"cluster-id", NULL, CONF_T_NAME, CONF_OFF(cluster_id), 1, 64, "NAME",
      "the cluster's name, 1-64 of A-Z a-z 0-9 . _ -; nodes of another "
      "cluster refuse each other"},
+    {"lost-log", NULL, CONF_T_INT, CONF_OFF(lost_log), 0, 1, "0|1",
+     "1: this member's --wal-dir was wiped or replaced; each group of an "
+     "empty log neither votes nor campaigns until it holds what the "
+     "others committed (a log with data ignores it)"},
 };
 
 #define CONF_N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -695,6 +699,9 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
   if (cfg->peer_count == 0 && cfg->node_id == 0) {
     if (cfg->peer_listen_host[0] != '\0')
       return conf_fail(err, "peer-listen: needs --peer and --node-id");
+    if (cfg->lost_log)
+      return conf_fail(err, "lost-log: a single node that lost its log lost "
+                            "the data; it needs a cluster (--peer)");
     return URSULA_OK;
   }
   if (cfg->node_id == 0)

@@ -68,7 +68,8 @@
 /* PLANTED BUGS.  -DGROUP_PLANT=n (default 0) compiles in one bug, to
 ** prove the tests catch it (make test-catchup-plants):
 **    2  an installed snapshot image is not loaded: the follower goes on
-**       from its old state machine                       test/catchup.sh */
+**       from its old state machine                       test/catchup.sh
+**    3  --lost-log is ignored: an empty log votes at once  test/catchup.sh */
 #ifndef GROUP_PLANT
 #define GROUP_PLANT 0
 #endif
@@ -178,6 +179,7 @@ struct group {
   struct raft_out out;    /* raft_step()'s actions (out.a: raft_out_cap) */
   uint64_t commit;        /* the last entry known committed */
   int storage_failed;     /* the core was told STORAGE_FAILED */
+  int recovering;         /* the last SAVE_STATE's LOST LOG flag */
   struct group_cluster cl; /* n_voters 0: a single node (one voter) */
   uint64_t hard_seq;       /* HARD records framed so far */
   uint64_t hard_durable;   /* ... of which durable */
@@ -333,14 +335,30 @@ static void group_frame_failed(struct core *c, struct group *g, int rc) {
   group_mark_dirty(c, g); /* the write that fails, at the end of the turn */
 }
 
+/* SAVE_STATE(term, vote, flags): a HARD record.  Its vote field holds
+** the node voted for in bits 0-62 and, in bit 63, LOST LOG's recovering
+** flag (flags 1: raft.c), so a node that lost its log still abstains
+** after a crash while it catches up. */
+#define GROUP_VOTE_RECOVERING ((uint64_t)1 << 63)
 static void group_save_state(struct core *c, struct group *g, uint64_t term,
-                             uint64_t vote) {
+                             uint64_t vote, unsigned flags) {
   struct group_batch *b = &g->fill;
+  if ((flags & 1) != (unsigned)g->recovering) {
+    if (flags & 1)
+      LOG_I("group %d: this node lost its log (--lost-log 1): it neither "
+            "votes nor campaigns until it holds what the others committed",
+            g->id);
+    else
+      LOG_I("group %d: caught up after losing its log: it votes again",
+            g->id);
+    g->recovering = (int)(flags & 1);
+  }
   if (g->wal != NULL) {
     char *rec = group_batch_room(g, b, 16);
     int rc = rec == NULL ? URSULA_ENOMEM : URSULA_OK;
     if (rc == URSULA_OK) {
-      wal_hard_payload(rec + WAL_RECORD_HEADER, term, vote);
+      wal_hard_payload(rec + WAL_RECORD_HEADER, term,
+                       vote | ((flags & 1) ? GROUP_VOTE_RECOVERING : 0));
       rc = wal_frame(g->wal, WAL_HARD, term, wal_last_index(g->wal), rec, 16);
     }
     if (rc != URSULA_OK) {
@@ -438,7 +456,7 @@ static void group_act(struct core *c, struct group *g,
   int rc;
   switch (a->type) {
     case RAFT_SAVE_STATE:
-      group_save_state(c, g, a->term, a->vote);
+      group_save_state(c, g, a->term, a->vote, a->flags);
       break;
     case RAFT_APPEND:
       if (a->flags & RAFT_APPEND_MSG) {
@@ -801,7 +819,17 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
     g->applied_term = sv.snap_term;
   }
   sv.term = wal_term(g->wal);
-  sv.vote = wal_vote(g->wal);
+  sv.vote = wal_vote(g->wal) & ~GROUP_VOTE_RECOVERING;
+  sv.recovering = (wal_vote(g->wal) & GROUP_VOTE_RECOVERING) != 0;
+  if (g->cl.n_voters > 1 && g->cl.lost_log && !GROUP_BUG(3) &&
+      sv.last_index == 0 &&
+      sv.snap_index == 0 && sv.term == 0)
+    sv.recovering = 1; /* an empty log of a member that had one */
+  g->recovering = sv.recovering;
+  if (sv.recovering)
+    LOG_I("group %d: this node lost its log (--lost-log 1): it neither "
+          "votes nor campaigns until it holds what the others committed",
+          g->id);
   sv.commit = g->cl.n_voters > 1 ? sv.snap_index : sv.last_index;
   g->applied_index = sv.commit;
   /* the in-memory start of group_new() is replaced, not continued */

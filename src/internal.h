@@ -1808,6 +1808,8 @@ struct group_cluster {
   group_forward_fn forward; /* NULL: writes on a follower get 503 */
   group_reply_fn reply;
   group_snap_fn send_snap; /* NULL: followers behind the log wait */
+  int lost_log; /* 1: this node's logs were lost; an empty one starts in
+                   LOST LOG (raft.c) */
   void *arg;
 };
 /* Make g a voter of a cluster (before group_open_wal(); a cluster's

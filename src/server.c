@@ -392,6 +392,7 @@ static int server_join_groups(struct ursula_server *s, char *err) {
   cl.forward = server_forward;
   cl.reply = server_fwd_reply;
   cl.send_snap = server_send_snap;
+  cl.lost_log = s->cfg.lost_log;
   cl.arg = s;
   for (i = 0; i < s->n_groups; i++)
     if (group_join(s->groups[i], &cl) != URSULA_OK) {

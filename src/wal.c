@@ -43,7 +43,8 @@
 **   Log entries (CMD: one encoded command, cmd.c; NOOP: a new leader's
 **   empty entry; CONF: a configuration) take the next index: the
 **   previous entry's + 1.  Their terms never decrease.
-**   HARD (payload: term 8, vote 8) is the Raft hard state as of here; the
+**   HARD (payload: term 8, vote 8; the vote's bit 63 is the group's LOST
+**   LOG flag, group.c) is the Raft hard state as of here; the
 **   last HARD record of the log is in force.  Its index field is the
 **   last entry's index (it takes no index of its own), and it is written
 **   in the same batch, and so made durable by the same sync, as entries.

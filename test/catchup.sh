@@ -19,7 +19,8 @@
 # and holds exactly the acknowledged appends (a read on any node reflects
 # every acknowledged append: the read barrier); the deleted streams are
 # 404 on node 3; it takes writes; after kill -9 and a restart it serves
-# the same bytes from what it installed.  Every wait is bounded.
+# the same bytes from what it installed.  Then its disk is wiped and it
+# rejoins with --lost-log 1 (below).  Every wait is bounded.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BIN=${1:-${URSULA_BIN:-build/ursula-smallseg}}
@@ -53,10 +54,11 @@ PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
 
 # start I: node I in the background (its log appended to $TMP/nI.log)
 start() {
-  "$BIN" --listen "127.0.0.1:$(eval echo \$H$1)" --core-count 2 \
-    --raft-group-count 4 --snapshot-bytes 4096 --wal-dir "$TMP/wal-n$1" \
-    --node-id "$1" $PEERS >>"$TMP/n$1.log" 2>&1 &
-  eval "PID_n$1=$!"
+  local i=$1; shift
+  "$BIN" --listen "127.0.0.1:$(eval echo \$H$i)" --core-count 2 \
+    --raft-group-count 4 --snapshot-bytes 4096 --wal-dir "$TMP/wal-n$i" \
+    --node-id "$i" $PEERS "$@" >>"$TMP/n$i.log" 2>&1 &
+  eval "PID_n$i=$!"
   PIDS="$PIDS $!"
 }
 url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
@@ -186,6 +188,37 @@ while :; do
 done
 [ "$bad" -eq 0 ] && ok "after kill -9 and restart, node 3 serves the same 12 appends" \
   || not_ok "node 3 after a restart serves the same bytes" "$bad streams differ"
+# node 3's disk is wiped: it comes back on an empty --wal-dir with
+# --lost-log 1, abstains in every group until it holds what the others
+# committed (Raft LOST LOG, src/raft.c), catches up (by image: the log
+# it needs is gone), and then holds everything: with node 1 killed,
+# nodes 2 and 3 alone serve every acknowledged append and take writes.
+kill -9 "$PID_n3"; wait "$PID_n3" 2>/dev/null
+rm -rf "$TMP/wal-n3"
+lost0=$(count n3 "this node lost its log (--lost-log 1)")
+back0=$(count n3 "caught up after losing its log: it votes again")
+start 3 --lost-log 1
+end=$((SECONDS + 30))
+while [ $(( $(count n3 "caught up after losing its log: it votes again") - back0 )) -lt 4 ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
+lost=$(( $(count n3 "this node lost its log (--lost-log 1)") - lost0 ))
+back=$(( $(count n3 "caught up after losing its log: it votes again") - back0 ))
+[ "$lost" -eq 4 ] && [ "$back" -eq 4 ] && ok "wiped node 3 abstains in its 4 groups, then catches up in all 4" \
+  || not_ok "wiped node 3 with --lost-log 1: abstains and catches up in 4 groups" "lost $lost, caught up $back"
+kill -9 "$PID_n1"; wait "$PID_n1" 2>/dev/null
+bad=0
+end=$((SECONDS + 30))
+while :; do
+  bad=0
+  for s in $STREAMS; do
+    [ "$(digest 3 "/v1/stream/$s")" = "$(want_bytes "$s" 12)" ] || bad=$((bad + 1))
+  done
+  [ "$bad" -eq 0 ] || [ $SECONDS -ge $end ] && break; sleep 0.2
+done
+[ "$bad" -eq 0 ] && ok "with node 1 down, node 3 (wiped, caught up) serves all 12 appends of each stream" \
+  || not_ok "with node 1 down, node 3 serves everything acknowledged" "$bad streams differ"
+bad=$(append_range 13 13 2 3)
+[ "$bad" -eq 0 ] && ok "nodes 2 and 3 take 8 more appends" || not_ok "nodes 2 and 3 take appends" "$bad failed"
+
 if grep -q "ursula\[E\]" "$TMP"/n[123].log; then
   not_ok "no error lines in the logs" "$(grep -h "ursula\[E\]" "$TMP"/n[123].log | head -3 | tr '\n' '|')"
 else ok "no error lines in the logs"; fi
