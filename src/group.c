@@ -57,6 +57,16 @@
 ** msg.on_msg and uses the functions below to route, propose and answer;
 ** a job parked on a cold-tier fetch runs again through that handler.
 **
+** PLANTED BUG.  -DGROUP_PLANT=1 (default 0) compiles in one bug, to prove
+** that the fault harness (test/fault/, make test-fault-plants) catches
+** it: a leader applies, and so answers, its entries once they are durable
+** in its own log, without waiting for the commit index to reach them
+** (before a majority holds them; Raft paper 5.3: an entry is applied,
+** and its client answered, only once committed).  Its followers still
+** apply only what is committed.  A leader cut off from the others and
+** then killed takes such acknowledged appends with it
+** (group_apply_committed).
+**
 ** THE COLD TIER, when there is one, is tier.c's policy: the group embeds
 ** a struct tier, hands it what it works on (tier_attach), and calls it
 ** once a second (tier_tick), when a read needs a chunk that is not in
@@ -66,10 +76,12 @@
 #include "internal.h"
 
 /* PLANTED BUGS.  -DGROUP_PLANT=n (default 0) compiles in one bug, to
-** prove the tests catch it (make test-catchup-plants):
+** prove the tests catch it:
+**    1  a leader answers writes before they commit (the PLANTED BUG
+**       above)                          test/fault/, make test-fault-plants
 **    2  an installed snapshot image is not loaded: the follower goes on
-**       from its old state machine                       test/catchup.sh
-**    3  --lost-log is ignored: an empty log votes at once  test/catchup.sh */
+**       from its old state machine     test/catchup.sh, test-catchup-plants
+**    3  --lost-log is ignored: an empty log votes at once     (the same) */
 #ifndef GROUP_PLANT
 #define GROUP_PLANT 0
 #endif
@@ -1441,6 +1453,8 @@ static void group_answer(struct core *c, struct group *g,
 static void group_apply_committed(struct core *c, struct group *g) {
   uint64_t upto = g->commit < g->raft.durable_index ? g->commit
                                                      : g->raft.durable_index;
+  if (GROUP_BUG(1) && g->raft.role == RAFT_LEADER) /* the PLANTED BUG: */
+    upto = g->raft.durable_index; /* applied and answered uncommitted */
   while (g->applied_index < upto) {
     struct wal_entry e;
     uint64_t i = g->applied_index + 1;
@@ -1620,12 +1634,15 @@ static void group_flush_out(struct group *g) {
     if (q->hard_seq > g->hard_durable) break;
     if (q->after_index != 0) {
       uint64_t t;
-      if (q->after_index > g->raft.durable_index) break;
+      /* replaced or cut first: an entry a failed write lost (the core's
+      ** log was cut back to the durable end at STORAGE_RECOVERED) never
+      ** becomes durable, and waiting for it held every later message */
       if (!raft_term_at(&g->raft, q->after_index, &t) ||
           t != q->after_term) {
         k++; /* replaced: dropped */
         continue;
       }
+      if (q->after_index > g->raft.durable_index) break;
     }
     group_transmit(g, &q->msg);
     k++;

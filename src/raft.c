@@ -231,6 +231,10 @@
 **   26  a node that lost its log follows leaders at once (no term poll)  sim
 **   27  LOST LOG polls a majority of the others (after 3T), not all
 **   28  a new commit index reaches the followers only with the next tick
+** (src/group.c has its own, -DGROUP_PLANT=n: a leader that answers
+** writes before they are committed, caught by the fault harness, make
+** test-fault-plants; and two of snapshot install and --lost-log, make
+** test-catchup-plants.)
 */
 #include "internal.h"
 
