@@ -592,15 +592,18 @@ static void test_conf_load_errors(void) {
 ** defaults: one set line per key, the rest comments. */
 static void test_conf_defaults_as_file(void) {
   struct ursula_config def, c;
-  char text[4096], v[URSULA_PATH_LEN + 300], path[32];
+  static char text[32768];
+  char v[URSULA_PATH_LEN + 300], path[32];
   size_t i, n = 0;
   ursula_config_init(&def);
   for (i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++) {
     conf_format(&def, &conf_keys[i], v, sizeof(v));
     n += (size_t)snprintf(text + n, sizeof(text) - n, "# %s\n%s %s\n",
                           conf_keys[i].help, conf_keys[i].name, v);
+    if (n >= sizeof(text)) break; /* the next snprintf would overrun */
   }
   ASSERT(n < sizeof(text));
+  if (n >= sizeof(text)) return;
   ASSERT(unit_conf_file(path, text, n) == 0);
   memset(&c, 0, sizeof(c));
   ursula_config_init(&c);
