@@ -29,7 +29,8 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
-        test-conformance-cluster test-fault soak-fault test-fault-plants
+        test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
+        test-cold-plants
 
 all: ursula
 
@@ -305,6 +306,29 @@ test-catchup-plants: ursula.c ursula.h
 	  else echo "plant $$p caught by test/catchup.sh: $$(grep -m1 '^not ok' build/plants/catchup-$$p.log)"; fi; \
 	done; exit $$bad
 
+# The cold tier in a 3-node cluster (issue 14): one shared folder, only a
+# group's leader moves and sweeps (src/tier.c WHO ACTS).  The plants
+# target shows that cold.sh fails when the sweep ignores the terms in
+# object names (TIER_PLANT=1), and cluster_cold.sh when, on top of that,
+# every node acts as if it led (GROUP_PLANT=5: the single node's tier
+# run as it is on each node of a cluster).
+test-cluster-cold: build/ursula-smallseg
+	bash test/cluster_cold.sh build/ursula-smallseg
+
+test-cold-plants: ursula.c ursula.h
+	@mkdir -p build/plants; bad=0; \
+	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DTIER_PLANT=1 \
+	  ursula.c -o build/plants/ursula-tier-1 $(LDLIBS) || exit 1; \
+	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DTIER_PLANT=1 -DGROUP_PLANT=5 \
+	  ursula.c -o build/plants/ursula-group-5 $(LDLIBS) || exit 1; \
+	if COLD_BIN=build/plants/ursula-tier-1 bash test/cold.sh dir >build/plants/cold-1.log 2>&1; then \
+	  echo "TIER_PLANT=1 NOT caught by test/cold.sh"; bad=1; \
+	else echo "TIER_PLANT=1 caught by test/cold.sh: $$(grep -m1 '^not ok' build/plants/cold-1.log)"; fi; \
+	if STOP_ON_FAIL=1 bash test/cluster_cold.sh build/plants/ursula-group-5 >build/plants/cluster-cold-5.log 2>&1; then \
+	  echo "GROUP_PLANT=5 NOT caught by test/cluster_cold.sh"; bad=1; \
+	else echo "GROUP_PLANT=5 caught by test/cluster_cold.sh: $$(grep -m1 '^not ok' build/plants/cluster-cold-5.log)"; fi; \
+	exit $$bad
+
 test-damage: build/ursula-smallseg
 	@old=""; rm -rf build/v1 && mkdir -p build/v1 && \
 	if git show $(V1_COMMIT):ursula.c >build/v1/ursula.c 2>/dev/null && \
@@ -432,7 +456,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
       test-raft-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-cluster test-fault \
-      test-fault-plants test-catchup test-catchup-plants test-damage test-crash test-conformance \
+      test-fault-plants test-catchup test-catchup-plants test-cluster-cold test-cold-plants test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-conformance-cluster test-asan
 	@echo "make test: all passed"

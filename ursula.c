@@ -1732,7 +1732,7 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
 /* ------------------------------------------------------------------ cold.c
 ** The cold tier: chunk objects in S3 or a folder (names and format in
 ** cold.c), served by a pool of threads; and each core's chunk cache. */
-#define COLD_NAME_MAX 64 /* bytes of an object name, with its NUL */
+#define COLD_NAME_MAX 96 /* bytes of an object name, with its NUL */
 #define COLD_HEADER 40   /* bytes of a chunk's header */
 enum { COLD_PUT = 1, COLD_GET, COLD_DELETE, COLD_LIST };
 
@@ -1752,6 +1752,7 @@ struct cold_req {
   void *owner; /* whose request it is (tier.c: its struct tier) */
   int group;
   uint64_t incarnation, start, end;
+  uint64_t term; /* tier.c: the leader's term it was made in */
   struct buf path;
 };
 struct cold;
@@ -1771,9 +1772,14 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
 /* The name of the chunk of bytes [start, end) of stream incarnation inc
-** of group `group`, into out (COLD_NAME_MAX bytes). */
+** of group `group`, uploaded by the group's leader of Raft term `term`,
+** into out (COLD_NAME_MAX bytes). */
 URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
-                                    uint64_t start, uint64_t end);
+                                    uint64_t start, uint64_t end,
+                                    uint64_t term);
+/* The term a chunk's name carries; 0 for a name without one (written
+** before names carried terms) or not a chunk's name. */
+URSULA_PRIVATE uint64_t cold_chunk_term(const char *name);
 /* obj holds COLD_HEADER bytes of room, then the stream's bytes from
 ** start: fill in the header. */
 URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
@@ -1816,12 +1822,15 @@ struct tier {
                   void (*done)(struct core *c, struct group *g,
                                const struct stream_result *r, void *arg),
                   void *arg);
+  /* group_lead_term(): the term in which this node leads the group and
+  ** has applied an entry of that term, else 0 (the tier acts only then) */
+  uint64_t (*lead_term)(const struct group *g);
   /* the tier's own (zero: no cold tier) */
   struct cold *cold;               /* NULL: none */
   struct cold_cache *cache;        /* the owner core's */
   uint64_t chunk_bytes;            /* size of a chunk to move */
   uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
-  int ready;                       /* the start-up sweep is done */
+  uint64_t swept;                  /* the lead term its sweep ran in */
   int listing;                     /* its LIST is under way */
   int n_uploads;                   /* uploads in flight */
   uint64_t retry_ms;               /* backing off until then (wall clock) */
@@ -5795,7 +5804,8 @@ URSULA_API int ursula_config_load(struct ursula_config *cfg, const char *path,
 /* The cluster settings taken together (each key alone was checked when it
 ** was set): --peer needs --node-id and the other way round, the node is
 ** one of the peers, there are 1, 3 or 5 members, and more than one needs
-** --wal-dir and no cold tier (not built for a cluster yet). */
+** --wal-dir (a cluster's cold tier, if any, is one store that all its
+** nodes share: tier.c). */
 URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
                                       char *err) {
   int i, found = 0;
@@ -5824,12 +5834,6 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
     return conf_fail(err,
                      "peer: %d members; Raft here runs 1, 3 or 5 voters",
                      cfg->peer_count);
-  if (cfg->peer_count > 1 &&
-      (cfg->cold_dir[0] != '\0' || cfg->s3_endpoint[0] != '\0'))
-    return conf_fail(err,
-                     "peer: the cold tier (--cold-dir, --s3-endpoint) does "
-                     "not run in a cluster yet (only a group's leader may "
-                     "move data and delete objects; that step is not built)");
   if (cfg->peer_count > 1 && cfg->wal_dir[0] == '\0')
     return conf_fail(err,
                      "peer: a cluster needs --wal-dir DIR (an append is "
@@ -14620,14 +14624,17 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
 **
 ** OBJECT NAMES.  Relative to --s3-prefix (S3) or to --cold-dir:
 **
-**     g<group, 5 digits>/<incarnation, 16 hex>/<start, 16 hex>-<end, 16 hex>
-**     g00003/000000000000002a/0000000000000000-0000000000100000
+**     g<group, 5 digits>/<incarnation, 16 hex>/<start, 16 hex>-<end, 16 hex>-t<term, 16 hex>
+**     g00003/000000000000002a/0000000000000000-0000000000100000-t0000000000000007
 **
 ** group and incarnation (unique per group, never reused) name the
-** stream; start and end are the byte offsets of the run in the stream.
-** Everything of one group is under "g<group>/", which the start-up sweep
-** lists.  The name is also carried in the COLD command, so the state
-** never depends on this scheme.
+** stream; start and end are the byte offsets of the run in the stream;
+** term is the Raft term of the leader that uploaded it (the only one
+** that may name it: tier.c's sweep deletes by it).  Names written before
+** the term was added end at <end> and count as term 0.  Everything of
+** one group is under "g<group>/", which the sweep lists.  The name is
+** also carried in the COLD command, so the state never depends on this
+** scheme.
 **
 ** CHUNK FORMAT (integers little-endian):
 **
@@ -14666,10 +14673,27 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
 /* ------------------------------------------------------------ chunks */
 
 URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
-                                    uint64_t start, uint64_t end) {
-  snprintf(out, COLD_NAME_MAX, "g%05d/%016llx/%016llx-%016llx", group,
-           (unsigned long long)inc, (unsigned long long)start,
-           (unsigned long long)end);
+                                    uint64_t start, uint64_t end,
+                                    uint64_t term) {
+  snprintf(out, COLD_NAME_MAX, "g%05d/%016llx/%016llx-%016llx-t%016llx",
+           group, (unsigned long long)inc, (unsigned long long)start,
+           (unsigned long long)end, (unsigned long long)term);
+}
+
+URSULA_PRIVATE uint64_t cold_chunk_term(const char *name) {
+  size_t n = strlen(name), i;
+  uint64_t term = 0;
+  if (n < 18 || name[n - 18] != '-' || name[n - 17] != 't') return 0;
+  for (i = n - 16; i < n; i++) {
+    char ch = name[i];
+    if (ch >= '0' && ch <= '9')
+      term = term << 4 | (uint64_t)(ch - '0');
+    else if (ch >= 'a' && ch <= 'f')
+      term = term << 4 | (uint64_t)(ch - 'a' + 10);
+    else
+      return 0;
+  }
+  return term;
 }
 
 URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
@@ -15250,10 +15274,36 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 ** came.
 **
 ** GARBAGE.  The objects of removed streams are deleted once the removal
-** is committed (tier_delete_objects, an effect of the apply).  At
-** start-up, before anything moves, the group lists its objects and
-** deletes those no stream names (left by a crash between an upload and
-** its COLD command, or by deletions that were replayed).
+** is committed (tier_delete_objects, an effect of the apply).  Before
+** anything moves, the group lists its objects and deletes those no
+** stream names (left by a crash between an upload and its COLD command,
+** by a leader that lost its term during an upload, or by deletions that
+** were replayed or never carried out).
+**
+** WHO ACTS (issue 14: the cold tier in a cluster).  All nodes share one
+** store; every node applies the COLD commands and reads chunks from it,
+** but only a group's leader moves data and sweeps, and only once it has
+** applied an entry of its own term T (lead_term: a single node after its
+** self-election at start).  The rules that make this safe, with Raft's
+** guarantees (paper 5.2-5.4):
+**
+**   1. An object is named (object name, cold.c) after the term T of the
+**      leader that uploads it, and its COLD command is proposed only if
+**      the node still leads in T when the upload ends: so an entry of
+**      term T only ever names objects of term T.
+**   2. The sweep of term T deletes an unnamed object only if its name's
+**      term is below T.  Once the leader of T has applied an entry of T,
+**      every entry of an earlier term that will ever be committed is
+**      committed and applied here (a log's terms never decrease, and
+**      every later leader holds this entry): no object of a term below T
+**      can be named later.  Objects of T (this leader's uploads in
+**      flight) and of later terms (a newer leader's) are left alone.
+**
+** So a sweep -- even a deposed leader's, even one whose node restarts
+** with a stale log, which never leads before it catches up -- cannot
+** delete an object that a leader has uploaded and is about to name.
+** A node that stops leading lets its uploads end unnamed; the next
+** leader's sweep deletes them.
 **
 ** HOW IT REACHES THE GROUP.  This part is listed before group.c, which
 ** calls it; it never calls group.c.  struct group stays private to
@@ -15276,6 +15326,15 @@ struct tier_fetch {
 };
 
 #define TIER_MAX_UPLOADS 4 /* uploads in flight per group */
+
+/* PLANTED BUG.  -DTIER_PLANT=1 (default 0): the sweep deletes unnamed
+** objects of any term, its own and later ones included (rule 2 above
+** broken); test/cold.sh's object of a later term must then go, and
+** make test-cold-plants requires that it fails. */
+#ifndef TIER_PLANT
+#define TIER_PLANT 0
+#endif
+#define TIER_BUG(n) (TIER_PLANT == (n))
 
 static uint64_t tier_wall(const struct tier *t) {
   return t->env->wall_ms(t->env);
@@ -15303,6 +15362,12 @@ URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
     q->owner = t;
     cold_submit(t->cold, q);
   }
+}
+
+/* The term in which t may move data now (its sweep ran in it), or 0. */
+static uint64_t tier_term(const struct tier *t) {
+  uint64_t term = t->lead_term(t->group);
+  return term != 0 && term == t->swept ? term : 0;
 }
 
 /* After a failure: no new cold-tier work for a while (1 s, doubling up to
@@ -15431,14 +15496,19 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
   struct tier *t = (struct tier *)q->owner;
   struct cmd cmd;
   t->n_uploads--;
-  if (q->rc != URSULA_OK) {
+  if (q->rc != URSULA_OK || tier_term(t) != q->term) {
     struct str path;
     struct stream *s;
     path.ptr = q->path.ptr;
     path.len = q->path.len;
     s = stream_find(t->sm, path);
     if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
-    tier_backoff(t);
+    if (q->rc != URSULA_OK)
+      tier_backoff(t);
+    else /* rule 1: named in no other term; a later sweep deletes it */
+      LOG_D("group %d: chunk %s uploaded, but this node no longer leads in "
+            "term %llu: left unnamed",
+            t->id, q->name, (unsigned long long)q->term);
     cold_req_free(q);
     return;
   }
@@ -15457,7 +15527,8 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
 
 /* Upload the next run of s: whole appends from its cold end (at or past
 ** a fork's fork point: its own bytes only), about a chunk's worth. */
-static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
+static void tier_upload(struct core *c, struct tier *t, struct stream *s,
+                        uint64_t term) {
   uint64_t start = s->cold_end, end = start;
   size_t u = s->cold_units;
   struct cold_req *q;
@@ -15478,7 +15549,8 @@ static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
     return;
   }
   cold_chunk_seal(&q->data, s->incarnation, start);
-  cold_chunk_name(q->name, t->id, s->incarnation, start, end);
+  cold_chunk_name(q->name, t->id, s->incarnation, start, end, term);
+  q->term = term;
   q->group = t->id;
   q->owner = t;
   q->incarnation = s->incarnation;
@@ -15489,25 +15561,28 @@ static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
   cold_submit(t->cold, q);
 }
 
-/* Move s's next run if it is a chunk's worth or has waited long enough. */
+/* Move s's next run if it is a chunk's worth or has waited long enough
+** (only as the leader of a swept term). */
 static void tier_flush_stream(struct core *c, struct tier *t, struct stream *s,
                               uint64_t now) {
+  uint64_t term;
   if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
-      t->n_uploads >= TIER_MAX_UPLOADS || now < t->retry_ms || !t->ready ||
-      wal_failed(t->wal))
+      t->n_uploads >= TIER_MAX_UPLOADS || now < t->retry_ms ||
+      wal_failed(t->wal) || (term = tier_term(t)) == 0)
     return;
   if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
   if (s->tail - s->cold_end >= t->chunk_bytes ||
       (t->flush_age_ms > 0 &&
        now - s->local.unflushed_since >= t->flush_age_ms))
-    tier_upload(c, t, s);
+    tier_upload(c, t, s, term);
 }
 
 static int tier_name_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The start-up sweep's LIST came back: delete what no stream names. */
+/* The sweep's LIST came back: delete what no stream names and a term
+** below the sweep's names (rule 2). */
 static void tier_on_listed(struct loop *l, struct loop_msg *m) {
   struct cold_req *q = (struct cold_req *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
@@ -15547,15 +15622,16 @@ static void tier_on_listed(struct loop *l, struct loop_msg *m) {
     }
   }
   for (i = 0; i < n; i++)
-    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
+    if (!named[i] && (cold_chunk_term(names[i]) < q->term || TIER_BUG(1)))
+      buf_append(&garbage, names[i], strlen(names[i]) + 1);
   if (garbage.len > 0) {
     LOG_I(
-        "group %d: cold tier sweep: %lu objects, deleting those no "
-        "stream names",
-        t->id, (unsigned long)n);
+        "group %d: cold tier sweep in term %llu: %lu objects, deleting "
+        "those no stream names from earlier terms",
+        t->id, (unsigned long long)q->term, (unsigned long)n);
     tier_delete_objects(c, t, &garbage);
   }
-  t->ready = 1;
+  t->swept = q->term;
   t->backoff_ms = 0;
 done:
   URSULA_FREE(names);
@@ -15565,16 +15641,19 @@ done:
 }
 
 URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
-  uint64_t now;
+  uint64_t now, term;
   size_t k;
   if (t->cold == NULL) return; /* no cold tier, or not attached yet */
   now = tier_wall(t);
   if (now < t->retry_ms) return;
-  if (!t->ready) {
+  term = t->lead_term(t->group);
+  if (term == 0) return; /* a follower: nothing to move or sweep */
+  if (t->swept != term) { /* first the sweep of this term */
     struct cold_req *q;
     if (t->listing) return;
     if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
     snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
+    q->term = term;
     q->group = t->id;
     q->owner = t;
     t->listing = 1;
@@ -15702,7 +15781,12 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 **       above)                          test/fault/, make test-fault-plants
 **    2  an installed snapshot image is not loaded: the follower goes on
 **       from its old state machine     test/catchup.sh, test-catchup-plants
-**    3  --lost-log is ignored: an empty log votes at once     (the same) */
+**    3  --lost-log is ignored: an empty log votes at once     (the same)
+**    5  every node moves data to the cold tier and sweeps it, leader or
+**       not (with TIER_PLANT=1 too: the single node's tier run as it is
+**       on each node of a cluster; a node alone on a stale log deletes
+**       objects that entries it lacks name)
+**                          test/cluster_cold.sh, make test-cold-plants */
 #ifndef GROUP_PLANT
 #define GROUP_PLANT 0
 #endif
@@ -15900,7 +15984,8 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 ** transport (group_recv), forward writes to their leader, read through a
 ** barrier, and spread leadership (FORWARDED WRITES, LEADERSHIP SPREAD,
 ** and group_barrier, below), and send and install snapshots (SNAPSHOTS
-** IN A CLUSTER).  Not yet in a cluster: the cold tier.
+** IN A CLUSTER).  The cold tier acts only on a group's leader
+** (group_lead_term; tier.c's WHO ACTS).
 **
 ** Storage failures follow R5: a write or sync that fails (group_lost), or
 ** a record that cannot be framed (group_frame_failed: the log is then
@@ -18638,6 +18723,19 @@ URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
   group_fail(c, j, status, reason);
 }
 
+/* The tier's lead_term: the term in which this node leads g and has
+** applied every entry of earlier terms that will ever commit (tier.c's
+** rule 2), else 0.  In a cluster, that is once it has applied an entry
+** of its own term; a single node applied its whole log at replay (its
+** no-op waits for the first write, group_elect). */
+static uint64_t group_lead_term(const struct group *g) {
+  if (GROUP_BUG(5)) return g->raft.term; /* the PLANTED BUG: any role */
+  if (g->raft.role != RAFT_LEADER || g->raft.storage_failed ||
+      (g->cl.n_voters > 1 && g->applied_term != g->raft.term))
+    return 0;
+  return g->raft.term;
+}
+
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms) {
@@ -18648,6 +18746,7 @@ URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
   t->sm = &g->sm;
   t->wal = g->wal;
   t->propose = group_propose;
+  t->lead_term = group_lead_term;
   tier_attach(t, cold, cache, flush_age_ms, g->hot_max);
   g->sm.read_chunk = group_read_chunk;
   g->sm.read_ctx = g;

@@ -11,14 +11,17 @@
 **
 ** OBJECT NAMES.  Relative to --s3-prefix (S3) or to --cold-dir:
 **
-**     g<group, 5 digits>/<incarnation, 16 hex>/<start, 16 hex>-<end, 16 hex>
-**     g00003/000000000000002a/0000000000000000-0000000000100000
+**     g<group, 5 digits>/<incarnation, 16 hex>/<start, 16 hex>-<end, 16 hex>-t<term, 16 hex>
+**     g00003/000000000000002a/0000000000000000-0000000000100000-t0000000000000007
 **
 ** group and incarnation (unique per group, never reused) name the
-** stream; start and end are the byte offsets of the run in the stream.
-** Everything of one group is under "g<group>/", which the start-up sweep
-** lists.  The name is also carried in the COLD command, so the state
-** never depends on this scheme.
+** stream; start and end are the byte offsets of the run in the stream;
+** term is the Raft term of the leader that uploaded it (the only one
+** that may name it: tier.c's sweep deletes by it).  Names written before
+** the term was added end at <end> and count as term 0.  Everything of
+** one group is under "g<group>/", which the sweep lists.  The name is
+** also carried in the COLD command, so the state never depends on this
+** scheme.
 **
 ** CHUNK FORMAT (integers little-endian):
 **
@@ -57,10 +60,27 @@
 /* ------------------------------------------------------------ chunks */
 
 URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
-                                    uint64_t start, uint64_t end) {
-  snprintf(out, COLD_NAME_MAX, "g%05d/%016llx/%016llx-%016llx", group,
-           (unsigned long long)inc, (unsigned long long)start,
-           (unsigned long long)end);
+                                    uint64_t start, uint64_t end,
+                                    uint64_t term) {
+  snprintf(out, COLD_NAME_MAX, "g%05d/%016llx/%016llx-%016llx-t%016llx",
+           group, (unsigned long long)inc, (unsigned long long)start,
+           (unsigned long long)end, (unsigned long long)term);
+}
+
+URSULA_PRIVATE uint64_t cold_chunk_term(const char *name) {
+  size_t n = strlen(name), i;
+  uint64_t term = 0;
+  if (n < 18 || name[n - 18] != '-' || name[n - 17] != 't') return 0;
+  for (i = n - 16; i < n; i++) {
+    char ch = name[i];
+    if (ch >= '0' && ch <= '9')
+      term = term << 4 | (uint64_t)(ch - '0');
+    else if (ch >= 'a' && ch <= 'f')
+      term = term << 4 | (uint64_t)(ch - 'a' + 10);
+    else
+      return 0;
+  }
+  return term;
 }
 
 URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,

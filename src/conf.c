@@ -692,7 +692,8 @@ URSULA_API int ursula_config_load(struct ursula_config *cfg, const char *path,
 /* The cluster settings taken together (each key alone was checked when it
 ** was set): --peer needs --node-id and the other way round, the node is
 ** one of the peers, there are 1, 3 or 5 members, and more than one needs
-** --wal-dir and no cold tier (not built for a cluster yet). */
+** --wal-dir (a cluster's cold tier, if any, is one store that all its
+** nodes share: tier.c). */
 URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
                                       char *err) {
   int i, found = 0;
@@ -721,12 +722,6 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
     return conf_fail(err,
                      "peer: %d members; Raft here runs 1, 3 or 5 voters",
                      cfg->peer_count);
-  if (cfg->peer_count > 1 &&
-      (cfg->cold_dir[0] != '\0' || cfg->s3_endpoint[0] != '\0'))
-    return conf_fail(err,
-                     "peer: the cold tier (--cold-dir, --s3-endpoint) does "
-                     "not run in a cluster yet (only a group's leader may "
-                     "move data and delete objects; that step is not built)");
   if (cfg->peer_count > 1 && cfg->wal_dir[0] == '\0')
     return conf_fail(err,
                      "peer: a cluster needs --wal-dir DIR (an append is "

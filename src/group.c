@@ -81,7 +81,12 @@
 **       above)                          test/fault/, make test-fault-plants
 **    2  an installed snapshot image is not loaded: the follower goes on
 **       from its old state machine     test/catchup.sh, test-catchup-plants
-**    3  --lost-log is ignored: an empty log votes at once     (the same) */
+**    3  --lost-log is ignored: an empty log votes at once     (the same)
+**    5  every node moves data to the cold tier and sweeps it, leader or
+**       not (with TIER_PLANT=1 too: the single node's tier run as it is
+**       on each node of a cluster; a node alone on a stale log deletes
+**       objects that entries it lacks name)
+**                          test/cluster_cold.sh, make test-cold-plants */
 #ifndef GROUP_PLANT
 #define GROUP_PLANT 0
 #endif
@@ -279,7 +284,8 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 ** transport (group_recv), forward writes to their leader, read through a
 ** barrier, and spread leadership (FORWARDED WRITES, LEADERSHIP SPREAD,
 ** and group_barrier, below), and send and install snapshots (SNAPSHOTS
-** IN A CLUSTER).  Not yet in a cluster: the cold tier.
+** IN A CLUSTER).  The cold tier acts only on a group's leader
+** (group_lead_term; tier.c's WHO ACTS).
 **
 ** Storage failures follow R5: a write or sync that fails (group_lost), or
 ** a record that cannot be framed (group_frame_failed: the log is then
@@ -3017,6 +3023,19 @@ URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
   group_fail(c, j, status, reason);
 }
 
+/* The tier's lead_term: the term in which this node leads g and has
+** applied every entry of earlier terms that will ever commit (tier.c's
+** rule 2), else 0.  In a cluster, that is once it has applied an entry
+** of its own term; a single node applied its whole log at replay (its
+** no-op waits for the first write, group_elect). */
+static uint64_t group_lead_term(const struct group *g) {
+  if (GROUP_BUG(5)) return g->raft.term; /* the PLANTED BUG: any role */
+  if (g->raft.role != RAFT_LEADER || g->raft.storage_failed ||
+      (g->cl.n_voters > 1 && g->applied_term != g->raft.term))
+    return 0;
+  return g->raft.term;
+}
+
 URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
                                       struct cold_cache *cache,
                                       uint64_t flush_age_ms) {
@@ -3027,6 +3046,7 @@ URSULA_PRIVATE void group_attach_cold(struct group *g, struct cold *cold,
   t->sm = &g->sm;
   t->wal = g->wal;
   t->propose = group_propose;
+  t->lead_term = group_lead_term;
   tier_attach(t, cold, cache, flush_age_ms, g->hot_max);
   g->sm.read_chunk = group_read_chunk;
   g->sm.read_ctx = g;

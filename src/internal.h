@@ -1517,7 +1517,7 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
 /* ------------------------------------------------------------------ cold.c
 ** The cold tier: chunk objects in S3 or a folder (names and format in
 ** cold.c), served by a pool of threads; and each core's chunk cache. */
-#define COLD_NAME_MAX 64 /* bytes of an object name, with its NUL */
+#define COLD_NAME_MAX 96 /* bytes of an object name, with its NUL */
 #define COLD_HEADER 40   /* bytes of a chunk's header */
 enum { COLD_PUT = 1, COLD_GET, COLD_DELETE, COLD_LIST };
 
@@ -1537,6 +1537,7 @@ struct cold_req {
   void *owner; /* whose request it is (tier.c: its struct tier) */
   int group;
   uint64_t incarnation, start, end;
+  uint64_t term; /* tier.c: the leader's term it was made in */
   struct buf path;
 };
 struct cold;
@@ -1556,9 +1557,14 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
 /* The name of the chunk of bytes [start, end) of stream incarnation inc
-** of group `group`, into out (COLD_NAME_MAX bytes). */
+** of group `group`, uploaded by the group's leader of Raft term `term`,
+** into out (COLD_NAME_MAX bytes). */
 URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
-                                    uint64_t start, uint64_t end);
+                                    uint64_t start, uint64_t end,
+                                    uint64_t term);
+/* The term a chunk's name carries; 0 for a name without one (written
+** before names carried terms) or not a chunk's name. */
+URSULA_PRIVATE uint64_t cold_chunk_term(const char *name);
 /* obj holds COLD_HEADER bytes of room, then the stream's bytes from
 ** start: fill in the header. */
 URSULA_PRIVATE void cold_chunk_seal(struct buf *obj, uint64_t inc,
@@ -1601,12 +1607,15 @@ struct tier {
                   void (*done)(struct core *c, struct group *g,
                                const struct stream_result *r, void *arg),
                   void *arg);
+  /* group_lead_term(): the term in which this node leads the group and
+  ** has applied an entry of that term, else 0 (the tier acts only then) */
+  uint64_t (*lead_term)(const struct group *g);
   /* the tier's own (zero: no cold tier) */
   struct cold *cold;               /* NULL: none */
   struct cold_cache *cache;        /* the owner core's */
   uint64_t chunk_bytes;            /* size of a chunk to move */
   uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
-  int ready;                       /* the start-up sweep is done */
+  uint64_t swept;                  /* the lead term its sweep ran in */
   int listing;                     /* its LIST is under way */
   int n_uploads;                   /* uploads in flight */
   uint64_t retry_ms;               /* backing off until then (wall clock) */

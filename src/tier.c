@@ -31,10 +31,36 @@
 ** came.
 **
 ** GARBAGE.  The objects of removed streams are deleted once the removal
-** is committed (tier_delete_objects, an effect of the apply).  At
-** start-up, before anything moves, the group lists its objects and
-** deletes those no stream names (left by a crash between an upload and
-** its COLD command, or by deletions that were replayed).
+** is committed (tier_delete_objects, an effect of the apply).  Before
+** anything moves, the group lists its objects and deletes those no
+** stream names (left by a crash between an upload and its COLD command,
+** by a leader that lost its term during an upload, or by deletions that
+** were replayed or never carried out).
+**
+** WHO ACTS (issue 14: the cold tier in a cluster).  All nodes share one
+** store; every node applies the COLD commands and reads chunks from it,
+** but only a group's leader moves data and sweeps, and only once it has
+** applied an entry of its own term T (lead_term: a single node after its
+** self-election at start).  The rules that make this safe, with Raft's
+** guarantees (paper 5.2-5.4):
+**
+**   1. An object is named (object name, cold.c) after the term T of the
+**      leader that uploads it, and its COLD command is proposed only if
+**      the node still leads in T when the upload ends: so an entry of
+**      term T only ever names objects of term T.
+**   2. The sweep of term T deletes an unnamed object only if its name's
+**      term is below T.  Once the leader of T has applied an entry of T,
+**      every entry of an earlier term that will ever be committed is
+**      committed and applied here (a log's terms never decrease, and
+**      every later leader holds this entry): no object of a term below T
+**      can be named later.  Objects of T (this leader's uploads in
+**      flight) and of later terms (a newer leader's) are left alone.
+**
+** So a sweep -- even a deposed leader's, even one whose node restarts
+** with a stale log, which never leads before it catches up -- cannot
+** delete an object that a leader has uploaded and is about to name.
+** A node that stops leading lets its uploads end unnamed; the next
+** leader's sweep deletes them.
 **
 ** HOW IT REACHES THE GROUP.  This part is listed before group.c, which
 ** calls it; it never calls group.c.  struct group stays private to
@@ -57,6 +83,15 @@ struct tier_fetch {
 };
 
 #define TIER_MAX_UPLOADS 4 /* uploads in flight per group */
+
+/* PLANTED BUG.  -DTIER_PLANT=1 (default 0): the sweep deletes unnamed
+** objects of any term, its own and later ones included (rule 2 above
+** broken); test/cold.sh's object of a later term must then go, and
+** make test-cold-plants requires that it fails. */
+#ifndef TIER_PLANT
+#define TIER_PLANT 0
+#endif
+#define TIER_BUG(n) (TIER_PLANT == (n))
 
 static uint64_t tier_wall(const struct tier *t) {
   return t->env->wall_ms(t->env);
@@ -84,6 +119,12 @@ URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
     q->owner = t;
     cold_submit(t->cold, q);
   }
+}
+
+/* The term in which t may move data now (its sweep ran in it), or 0. */
+static uint64_t tier_term(const struct tier *t) {
+  uint64_t term = t->lead_term(t->group);
+  return term != 0 && term == t->swept ? term : 0;
 }
 
 /* After a failure: no new cold-tier work for a while (1 s, doubling up to
@@ -212,14 +253,19 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
   struct tier *t = (struct tier *)q->owner;
   struct cmd cmd;
   t->n_uploads--;
-  if (q->rc != URSULA_OK) {
+  if (q->rc != URSULA_OK || tier_term(t) != q->term) {
     struct str path;
     struct stream *s;
     path.ptr = q->path.ptr;
     path.len = q->path.len;
     s = stream_find(t->sm, path);
     if (s != NULL && s->incarnation == q->incarnation) s->local.flushing = 0;
-    tier_backoff(t);
+    if (q->rc != URSULA_OK)
+      tier_backoff(t);
+    else /* rule 1: named in no other term; a later sweep deletes it */
+      LOG_D("group %d: chunk %s uploaded, but this node no longer leads in "
+            "term %llu: left unnamed",
+            t->id, q->name, (unsigned long long)q->term);
     cold_req_free(q);
     return;
   }
@@ -238,7 +284,8 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
 
 /* Upload the next run of s: whole appends from its cold end (at or past
 ** a fork's fork point: its own bytes only), about a chunk's worth. */
-static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
+static void tier_upload(struct core *c, struct tier *t, struct stream *s,
+                        uint64_t term) {
   uint64_t start = s->cold_end, end = start;
   size_t u = s->cold_units;
   struct cold_req *q;
@@ -259,7 +306,8 @@ static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
     return;
   }
   cold_chunk_seal(&q->data, s->incarnation, start);
-  cold_chunk_name(q->name, t->id, s->incarnation, start, end);
+  cold_chunk_name(q->name, t->id, s->incarnation, start, end, term);
+  q->term = term;
   q->group = t->id;
   q->owner = t;
   q->incarnation = s->incarnation;
@@ -270,25 +318,28 @@ static void tier_upload(struct core *c, struct tier *t, struct stream *s) {
   cold_submit(t->cold, q);
 }
 
-/* Move s's next run if it is a chunk's worth or has waited long enough. */
+/* Move s's next run if it is a chunk's worth or has waited long enough
+** (only as the leader of a swept term). */
 static void tier_flush_stream(struct core *c, struct tier *t, struct stream *s,
                               uint64_t now) {
+  uint64_t term;
   if (s->local.flushing || s->soft_deleted || s->tail == s->cold_end ||
-      t->n_uploads >= TIER_MAX_UPLOADS || now < t->retry_ms || !t->ready ||
-      wal_failed(t->wal))
+      t->n_uploads >= TIER_MAX_UPLOADS || now < t->retry_ms ||
+      wal_failed(t->wal) || (term = tier_term(t)) == 0)
     return;
   if (s->local.unflushed_since == 0) s->local.unflushed_since = now;
   if (s->tail - s->cold_end >= t->chunk_bytes ||
       (t->flush_age_ms > 0 &&
        now - s->local.unflushed_since >= t->flush_age_ms))
-    tier_upload(c, t, s);
+    tier_upload(c, t, s, term);
 }
 
 static int tier_name_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The start-up sweep's LIST came back: delete what no stream names. */
+/* The sweep's LIST came back: delete what no stream names and a term
+** below the sweep's names (rule 2). */
 static void tier_on_listed(struct loop *l, struct loop_msg *m) {
   struct cold_req *q = (struct cold_req *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
@@ -328,15 +379,16 @@ static void tier_on_listed(struct loop *l, struct loop_msg *m) {
     }
   }
   for (i = 0; i < n; i++)
-    if (!named[i]) buf_append(&garbage, names[i], strlen(names[i]) + 1);
+    if (!named[i] && (cold_chunk_term(names[i]) < q->term || TIER_BUG(1)))
+      buf_append(&garbage, names[i], strlen(names[i]) + 1);
   if (garbage.len > 0) {
     LOG_I(
-        "group %d: cold tier sweep: %lu objects, deleting those no "
-        "stream names",
-        t->id, (unsigned long)n);
+        "group %d: cold tier sweep in term %llu: %lu objects, deleting "
+        "those no stream names from earlier terms",
+        t->id, (unsigned long long)q->term, (unsigned long)n);
     tier_delete_objects(c, t, &garbage);
   }
-  t->ready = 1;
+  t->swept = q->term;
   t->backoff_ms = 0;
 done:
   URSULA_FREE(names);
@@ -346,16 +398,19 @@ done:
 }
 
 URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
-  uint64_t now;
+  uint64_t now, term;
   size_t k;
   if (t->cold == NULL) return; /* no cold tier, or not attached yet */
   now = tier_wall(t);
   if (now < t->retry_ms) return;
-  if (!t->ready) {
+  term = t->lead_term(t->group);
+  if (term == 0) return; /* a follower: nothing to move or sweep */
+  if (t->swept != term) { /* first the sweep of this term */
     struct cold_req *q;
     if (t->listing) return;
     if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
     snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
+    q->term = term;
     q->group = t->id;
     q->owner = t;
     t->listing = 1;

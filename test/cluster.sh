@@ -133,7 +133,6 @@ bad "expected a port from 1 to 65535" --node-id 1 --peer 1=127.0.0.1:0
 bad "cluster-id: expected 1 to 64" --cluster-id 'a b'
 bad "node-id: needs --peer" --node-id 1
 bad "peer: a cluster needs --wal-dir DIR" --node-id 1 $PEERS
-bad "the cold tier (--cold-dir, --s3-endpoint) does not run in a cluster yet" --node-id 1 $PEERS --wal-dir "$TMP/wc" --cold-dir "$TMP/cc"
 
 # --- without peers: a single node as before (no peer listener, no line)
 start single

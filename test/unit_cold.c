@@ -174,10 +174,16 @@ static void test_cold_chunk_format(void) {
   struct buf obj;
   char name[COLD_NAME_MAX];
   memset(&obj, 0, sizeof(obj));
-  cold_chunk_name(name, 3, 42, 0, 1048576);
+  cold_chunk_name(name, 3, 42, 0, 1048576, 7);
   ASSERT(strcmp(name,
-                "g00003/000000000000002a/0000000000000000-0000000000100000") ==
-         0);
+                "g00003/000000000000002a/0000000000000000-0000000000100000"
+                "-t0000000000000007") == 0);
+  ASSERT(cold_chunk_term(name) == 7);
+  ASSERT(cold_chunk_term("g00003/000000000000002a/0000000000000000-"
+                         "0000000000100000") == 0); /* before terms */
+  ASSERT(cold_chunk_term("g00003/000000000000002a/0000000000000000-"
+                         "0000000000100000-t00000000000000fg") == 0);
+  ASSERT(cold_chunk_term("g00003/x-tffffffffffffffff") == ~(uint64_t)0);
   ASSERT(buf_reserve(&obj, COLD_HEADER) == URSULA_OK);
   obj.len = COLD_HEADER;
   ASSERT(buf_append(&obj, "hello", 5) == URSULA_OK);
@@ -325,7 +331,7 @@ static void test_cold_folder(void) {
   ASSERT(rc == URSULA_OK);
   if (l == NULL || c == NULL) goto done;
   ASSERT(unit_cold_n_mkdir == 1); /* the folder itself */
-  cold_chunk_name(name, 3, 42, 0, 5);
+  cold_chunk_name(name, 3, 42, 0, 5, 1);
   buf_reserve(&obj, COLD_HEADER + 5);
   obj.len = COLD_HEADER;
   buf_append(&obj, "hello", 5);
@@ -369,6 +375,12 @@ static char unit_tier_obj[COLD_NAME_MAX];
 static int unit_tier_proposed;
 
 /* The tier's propose: keep the COLD command, answer it as refused. */
+/* The tier's lead_term in these cases: this node leads in term 1. */
+static uint64_t unit_tier_lead_term(const struct group *g) {
+  (void)g;
+  return 1;
+}
+
 static void unit_tier_propose(struct core *c, struct group *g,
                               const struct cmd *cmd,
                               void (*done)(struct core *c, struct group *g,
@@ -442,9 +454,11 @@ static void test_cold_fork(void) {
   t.env = env_real();
   t.sm = &st;
   t.propose = unit_tier_propose;
+  t.lead_term = unit_tier_lead_term;
   tier_attach(&t, cold, NULL, 0, 1 << 20);
+  t.swept = 1; /* (its sweep ran in term 1) */
   unit_tier_proposed = 0;
-  tier_upload(&core, &t, f);
+  tier_upload(&core, &t, f, 1);
   for (i = 0; i < 200 && unit_tier_proposed == 0; i++)
     ASSERT(loop_run_once(l, 50, NULL) == URSULA_OK);
   ASSERT(unit_tier_proposed == 1);

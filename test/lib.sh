@@ -1,0 +1,51 @@
+# lib.sh -- what the shell tests share (sourced, never run): TAP lines,
+# free loopback ports, and the clean-up of what a test started.
+#
+#   . test/lib.sh       then: ok, not_ok, check, free_ports, lib_track PID
+#
+# A test sets TMP (its temporary directory) before it sources this file;
+# on exit every tracked process is killed (kill -9) and waited for, and
+# TMP is removed unless KEEP_TMP is set.  STOP_ON_FAIL=1 makes the first
+# failure end the test (the plants targets use it).
+
+LIB_N=0
+FAILS=0
+LIB_PIDS=""
+
+ok() { LIB_N=$((LIB_N + 1)); echo "ok $LIB_N - $1"; }
+
+# not_ok DESCRIPTION [DETAIL]
+not_ok() {
+  LIB_N=$((LIB_N + 1)); FAILS=$((FAILS + 1)); echo "not ok $LIB_N - $1"
+  [ $# -gt 1 ] && printf '#   %s\n' "$2"
+  if [ -n "${STOP_ON_FAIL:-}" ]; then exit 1; fi
+  return 0
+}
+
+# check DESCRIPTION COMMAND...: ok if the command succeeds
+check() {
+  local d=$1; shift
+  if "$@"; then ok "$d"; else not_ok "$d"; fi
+}
+
+# free_ports N: N distinct free loopback ports (held together, then freed)
+free_ports() {
+  python3 -c '
+import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
+}
+
+# lib_track PID: kill -9 it when the test exits
+lib_track() { LIB_PIDS="$LIB_PIDS $1"; }
+
+lib_cleanup() {
+  local p
+  for p in $LIB_PIDS; do
+    { kill -9 "$p" && wait "$p"; } 2>/dev/null
+  done
+  if [ -n "${KEEP_TMP:-}" ]; then echo "# logs kept in $TMP"; else rm -rf "$TMP"; fi
+}
+trap lib_cleanup EXIT
+trap 'exit 130' INT TERM
