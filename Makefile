@@ -30,7 +30,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
-        test-cold-plants
+        test-cold-plants test-status-plants
 
 all: ursula
 
@@ -210,9 +210,27 @@ test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
 
 # Three real nodes' peer links (issue 14): up, refused with the cause,
-# down on kill -9 and up again; bad cluster flags exit 2.
+# down on kill -9 and up again; bad cluster flags exit 2; the status
+# endpoint (GET /__ursula/cluster) against Raft's rules.
 test-cluster: ursula
 	bash test/cluster.sh ./ursula
+
+# Proof that cluster.sh's endpoint checks can fail: a server built with
+# -DGROUP_PLANT=4 (GET /__ursula/cluster reports a group this node
+# follows as led by this node; src/group.c, PLANTED BUGS) must fail them,
+# and only them.  About 75 s (each unsettled check waits its 10 s out);
+# not in make test.
+build/ursula-plant-status: ursula.c ursula.h
+	@mkdir -p build
+	$(CC) $(WARN) -Werror $(CFLAGS) -DGROUP_PLANT=4 ursula.c -o $@ $(LDLIBS)
+
+test-status-plants: build/ursula-plant-status
+	@bash test/cluster.sh build/ursula-plant-status >build/status-plant.log 2>&1; rc=$$?; \
+	grep -A1 '^not ok' build/status-plant.log; \
+	if [ $$rc -ne 0 ] && grep -q '^not ok [0-9]* - endpoint: ' build/status-plant.log && \
+	   ! grep '^not ok' build/status-plant.log | grep -qv ' - endpoint: '; then \
+	  echo "test-status-plants: cluster.sh's endpoint checks, and only they, fail with the planted wrong leader (GROUP_PLANT=4)"; \
+	else echo "test-status-plants: the planted wrong leader went unnoticed, or other checks failed (exit $$rc)" >&2; exit 1; fi
 
 # The fault harness (test/fault/driver.mjs; its top says what it does):
 # real nodes, a proxy per directed peer link, producer clients and

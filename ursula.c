@@ -1450,6 +1450,7 @@ struct peer_config {
 ** connections that node's same core opened to this one. */
 struct peer_link_stats {
   int up;
+  uint64_t heard_ms; /* loop ms of the last frame received (0: none) */
   uint64_t frames_out, bytes_out, items_out, dropped;
   uint64_t frames_in, bytes_in, items_in;
 };
@@ -1888,7 +1889,8 @@ enum {
   JOB_APPEND,     /* POST */
   JOB_DELETE,     /* DELETE */
   JOB_READ,       /* GET: catch-up, long-poll or SSE */
-  JOB_HEAD        /* HEAD */
+  JOB_HEAD,       /* HEAD */
+  JOB_STATUS      /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2199,6 +2201,59 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
 ** retry a failed WAL, and move data to the cold tier (tier_tick; owner's
 ** thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
+
+/* STATUS (GET /__ursula/cluster; group.c's STATUS section).  One group's
+** Raft state, read on the core that owns it (group_status). */
+struct group_status {
+  int group;
+  int role;            /* RAFT_FOLLOWER, _PRECANDIDATE, _CANDIDATE, _LEADER */
+  uint64_t term;       /* its current term */
+  uint64_t leader;     /* the leader it knows in that term (0: none) */
+  uint64_t commit;     /* the highest log index it knows committed */
+  uint64_t applied;    /* the last index applied to its streams */
+  uint64_t last_index; /* the last index of its log */
+};
+/* A peer as this node's cores see it: how many of them have their link
+** to it up, and the age of the newest frame any of them received from
+** it (heard 0: none since this node started). */
+struct group_peer_status {
+  int id;
+  char address[272]; /* its --peer address, "HOST:PORT" */
+  int links_up;      /* of n_cores */
+  int heard;
+  uint64_t heard_age_ms;
+};
+/* A gathering of the status: a message that visits core 0, 1, ..., each
+** filling in its own groups (and its peer links), then goes back to the
+** core that asked, where done runs (api.c answers from it).  One heap
+** block: group_gather_free(). */
+struct group_gather {
+  struct loop_msg msg;
+  loop_msg_fn done;
+  int origin_core;
+  uint64_t conn_id; /* the asking connection (api.c) */
+  int at;           /* the core it visits now */
+  int node;         /* this node's id (1 for a single node) */
+  int cluster;      /* 1: --peer members */
+  int n_cores, n_groups;
+  struct group_status *groups; /* [n_groups], by group id */
+  int n_peers;
+  struct group_peer_status peers[URSULA_MAX_PEERS]; /* not this node */
+};
+/* A gathering for core c's server (NULL: out of memory). */
+URSULA_PRIVATE struct group_gather *group_gather_new(struct core *c);
+URSULA_PRIVATE void group_gather_free(struct group_gather *gg);
+/* Send gg around the cores from c; done(loop, &gg->msg) runs on c once
+** every core has filled in its part.  (A loop that closes first frees it
+** through msg.on_drop.) */
+URSULA_PRIVATE void group_gather_start(struct core *c, struct group_gather *gg,
+                                       loop_msg_fn done);
+/* g's status now (on g's core). */
+URSULA_PRIVATE void group_status(const struct group *g,
+                                 struct group_status *out);
+/* Once a second on each core: one INFO line if the number of its groups
+** this node leads changed (or leaderships came and went), with why. */
+URSULA_PRIVATE void group_leads_report(struct core *c);
 
 /* ------------------------------------------------------------------ fork.c
 ** Making a fork: a fork PUT's job travels from the owner of the source's
@@ -2537,6 +2592,8 @@ struct core {
   struct loop_timer sweep_timer;
   struct loop_timer tick_timer; /* Raft ticks of its groups (a cluster) */
   uint64_t peer_in; /* Raft messages peers sent it (not yet fed to Raft) */
+  int leads;        /* of its groups, those this node led at the last
+                       group_leads_report() */
   int listening;
   int draining;
   int drained;
@@ -12871,6 +12928,7 @@ static int peer_in_frames(struct peer_in *in, const char **why) {
     at += used;
     st->frames_in++;
     st->bytes_in += used;
+    st->heard_ms = peer_now(pc); /* (GET /__ursula/cluster) */
     if (f.kind == PEER_HELLO) {
       rc = peer_bad(why, "a second HELLO");
     } else if (f.kind == PEER_BATCH) {
@@ -15782,6 +15840,8 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 **    2  an installed snapshot image is not loaded: the follower goes on
 **       from its old state machine     test/catchup.sh, test-catchup-plants
 **    3  --lost-log is ignored: an empty log votes at once     (the same)
+**    4  the status endpoint reports a group this node follows as led by
+**       this node (the wrong leader)    test/cluster.sh, test-status-plants
 **    5  every node moves data to the cold tier and sweeps it, leader or
 **       not (with TIER_PLANT=1 too: the single node's tier run as it is
 **       on each node of a cluster; a node alone on a stale log deletes
@@ -15943,6 +16003,9 @@ struct group {
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
   struct tier tier; /* the cold tier's policy (tier.cold NULL: none) */
+  int campaign_why; /* STATUS: why its last campaign began (GROUP_WHY_*) */
+  unsigned whys[8]; /* STATUS: leaderships won and lost, by why, since the
+                       last group_leads_report() */
 };
 
 /* The node's clocks: monotonic ms (durations), Unix ms (stamped into
@@ -15975,7 +16038,8 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 **   COMMIT      entries up to it are committed: applied once durable here
 **               (group_apply_committed);
 **   READ_READY  a read's barrier passed (group_serve_reads);
-**   ROLE        noted (a cluster's node logs each group it comes to lead).
+**   ROLE        counted: each core logs once a second how many of its
+**               groups this node leads, and why that changed (STATUS).
 ** A single node is one voter: its core elects itself at start
 ** (group_elect, one election timeout of ticks fed at once, so the first
 ** request does not wait a second) and, after a storage failure, once its
@@ -16203,9 +16267,9 @@ static void group_act(struct core *c, struct group *g,
       if (a->hi > g->commit) g->commit = a->hi;
       group_mark_dirty(c, g);
       break;
-    case RAFT_ROLE:
+    case RAFT_ROLE: /* counted for the core's line: group_note_role */
       if (a->role == RAFT_LEADER && g->cl.n_voters > 1)
-        LOG_I("group %d: this node leads it (term %llu)", g->id,
+        LOG_D("group %d: this node leads it (term %llu)", g->id,
               (unsigned long long)a->term);
       else
         LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
@@ -16232,6 +16296,8 @@ static void group_lost(struct core *c, struct group *g, int rc);
 static void group_persisted(struct core *c, struct group *g);
 static void group_install_try(struct core *c, struct group *g);
 static void group_serve_reads(struct core *c, struct group *g);
+static void group_note_role(struct group *g, const struct raft_in *in,
+                            int role, uint64_t term, uint64_t transfer_to);
 
 /* Feed one input to the core and carry out its actions; then what the
 ** actions left for after the step (a truncation's synchronous write, a
@@ -16243,8 +16309,12 @@ static int group_step(struct core *c, struct group *g,
   size_t i;
   int rc;
   uint64_t term, index;
+  int role = g->raft.role;
+  uint64_t was_term = g->raft.term, was_transfer = g->raft.transfer_to;
   g->out.n = 0;
   rc = raft_step(&g->raft, in, &g->out);
+  if (g->raft.role != role || g->raft.term != was_term)
+    group_note_role(g, in, role, was_term, was_transfer);
   for (i = 0; i < g->out.n; i++) group_act(c, g, &g->out.a[i]);
   term = g->out.term;
   index = g->out.index;
@@ -16344,6 +16414,7 @@ static int group_start(struct group *g, const struct raft_saved *s,
     return e;
   }
   g->commit = s->commit;
+  memset(g->whys, 0, sizeof(g->whys)); /* a new core: nothing led yet */
   if (rc.n_voters == 1) group_elect(NULL, g); /* a cluster's: by ticks */
   return URSULA_OK;
 }
@@ -18825,6 +18896,208 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   tier_tick(c, &g->tier);
   group_spread(c, g);
 }
+
+/* ------------------------------------------------------------ status */
+
+/* STATUS.  GET /__ursula/cluster (api.c) answers from a struct
+** group_gather: a message that visits the cores in turn (core 0, 1, ...),
+** each filling in the groups it owns -- read on their own thread, as
+** every group's state is -- and its own links to the peers, and then goes
+** back to the core of the connection that asked.  So the answer holds one
+** snapshot per core, each taken at one moment of that core; groups of
+** different cores are read a few loop turns apart.
+**
+** LEADERSHIP LOG.  A failover changes the leader of many groups at once,
+** so a group logs its own change at DEBUG only; it counts why in whys[]
+** (group_note_role), and once a second each core logs one INFO line if
+** the number of its groups this node leads changed, or leaderships came
+** and went (group_leads_report), with the counts by why:
+**   won   after no leader was heard for an election timeout (paper 5.2),
+**         by a transfer to this node (TimeoutNow, thesis 3.10), or as the
+**         only voter (a single node, at start and after a storage
+**         failure);
+**   lost  for a higher term (paper 5.1), handed over (a transfer this
+**         leader began, then its target's higher term, thesis 3.10), no
+**         quorum heard for an election timeout (check-quorum, thesis
+**         6.2), or a storage failure (R5). */
+enum {
+  GROUP_WHY_SILENT = 0,
+  GROUP_WHY_TRANSFER,
+  GROUP_WHY_ALONE,
+  GROUP_WHY_HIGHER, /* the first of the losses */
+  GROUP_WHY_HANDED,
+  GROUP_WHY_QUORUM,
+  GROUP_WHY_STORAGE,
+  GROUP_WHY_N
+};
+static const char *const group_why_text[GROUP_WHY_N] = {
+    "elected, no leader heard for an election timeout",
+    "by a transfer to this node",
+    "as the only voter",
+    "stepped down for a higher term",
+    "handed over to another node",
+    "stepped down: no quorum heard",
+    "stepped down: storage failed"};
+
+/* Whether in is a TimeoutNow (a leader hands this node its group). */
+static int group_in_timeout_now(const struct raft_in *in) {
+  return in->type == RAFT_IN_MSG && in->msg != NULL &&
+         in->msg->type == RAFT_MSG_TIMEOUT_NOW;
+}
+
+/* After a step of input in changed g's role or term (from role, term;
+** transfer_to: the transfer the leader had under way, 0: none): note why
+** a campaign began, and count a leadership won or lost. */
+static void group_note_role(struct group *g, const struct raft_in *in,
+                            int role, uint64_t term, uint64_t transfer_to) {
+  int now = g->raft.role;
+  if (now == RAFT_PRECANDIDATE || now == RAFT_CANDIDATE) {
+    if (group_in_timeout_now(in))
+      g->campaign_why = GROUP_WHY_TRANSFER;
+    else if (in->type == RAFT_IN_TICK)
+      g->campaign_why = GROUP_WHY_SILENT;
+  } else if (now == RAFT_LEADER && role != RAFT_LEADER) {
+    g->whys[g->raft.c.n_voters == 1    ? GROUP_WHY_ALONE
+            : group_in_timeout_now(in) ? GROUP_WHY_TRANSFER
+                                       : g->campaign_why]++;
+  }
+  if (role == RAFT_LEADER && now != RAFT_LEADER)
+    g->whys[g->raft.term > term ? (transfer_to != 0 ? GROUP_WHY_HANDED
+                                                    : GROUP_WHY_HIGHER)
+            : in->type == RAFT_IN_STORAGE_FAILED ? GROUP_WHY_STORAGE
+                                                 : GROUP_WHY_QUORUM]++;
+}
+
+URSULA_PRIVATE void group_status(const struct group *g,
+                                 struct group_status *out) {
+  memset(out, 0, sizeof(*out));
+  out->group = g->id;
+  out->role = g->raft.role;
+  out->term = g->raft.term;
+  out->leader = g->raft.leader;
+  if (GROUP_BUG(4) && g->raft.role != RAFT_LEADER) out->leader = g->raft.c.id;
+  out->commit = g->raft.commit;
+  out->applied = g->applied_index;
+  out->last_index = g->raft.last_index;
+}
+
+URSULA_PRIVATE void group_leads_report(struct core *c) {
+  const struct ursula_server *s = c->srv;
+  unsigned whys[GROUP_WHY_N];
+  char text[640];
+  size_t n = 0;
+  int gid, k, led = 0, mine = 0, any = 0;
+  memset(whys, 0, sizeof(whys));
+  for (gid = c->id; gid < s->n_groups; gid += s->n_cores) {
+    struct group *g = s->groups[gid];
+    mine++;
+    if (g->raft.role == RAFT_LEADER) led++;
+    for (k = 0; k < GROUP_WHY_N; k++) {
+      whys[k] += g->whys[k];
+      any |= g->whys[k] != 0;
+      g->whys[k] = 0;
+    }
+  }
+  if (led == c->leads && !any) return;
+  text[0] = '\0';
+  for (k = 0; k < GROUP_WHY_N && n < sizeof(text); k++)
+    if (whys[k] != 0) {
+      int w = snprintf(text + n, sizeof(text) - n, "%s%c%u %s",
+                       n > 0 ? "; " : "", k < GROUP_WHY_HIGHER ? '+' : '-',
+                       whys[k], group_why_text[k]);
+      if (w < 0) break;
+      n += (size_t)w;
+    }
+  LOG_I("core %d: this node leads %d of its %d groups (was %d)%s%s", c->id,
+        led, mine, c->leads, n > 0 ? ": " : "", text);
+  (void)mine; /* when logging is compiled out */
+  c->leads = led;
+}
+
+static void group_gather_drop(struct loop_msg *m) {
+  group_gather_free((struct group_gather *)(void *)m);
+}
+
+URSULA_PRIVATE void group_gather_free(struct group_gather *gg) {
+  if (gg == NULL) return;
+  URSULA_FREE(gg->groups);
+  URSULA_FREE(gg);
+}
+
+URSULA_PRIVATE struct group_gather *group_gather_new(struct core *c) {
+  const struct ursula_server *s = c->srv;
+  const struct ursula_config *cfg = &s->cfg;
+  struct group_gather *gg =
+      (struct group_gather *)URSULA_MALLOC(sizeof(*gg));
+  int i;
+  if (gg == NULL) return NULL;
+  memset(gg, 0, sizeof(*gg));
+  gg->groups = (struct group_status *)URSULA_MALLOC(
+      sizeof(*gg->groups) * (size_t)s->n_groups);
+  if (gg->groups == NULL) {
+    URSULA_FREE(gg);
+    return NULL;
+  }
+  memset(gg->groups, 0, sizeof(*gg->groups) * (size_t)s->n_groups);
+  gg->msg.on_drop = group_gather_drop;
+  gg->origin_core = c->id;
+  gg->n_cores = s->n_cores;
+  gg->n_groups = s->n_groups;
+  gg->cluster = cfg->peer_count > 1;
+  gg->node = gg->cluster ? cfg->node_id : GROUP_NODE_ID;
+  for (i = 0; gg->cluster && i < cfg->peer_count; i++) {
+    struct group_peer_status *ps;
+    if (cfg->peers[i].id == cfg->node_id) continue;
+    ps = &gg->peers[gg->n_peers++];
+    ps->id = cfg->peers[i].id;
+    snprintf(ps->address, sizeof(ps->address), "%.256s:%d",
+             cfg->peers[i].host, cfg->peers[i].port);
+  }
+  return gg;
+}
+
+/* Core c's links to each peer: up or not, and the newest frame heard. */
+static void group_gather_peers(struct core *c, struct group_gather *gg) {
+  uint64_t now = loop_now_ms(c->loop);
+  int i;
+  for (i = 0; i < gg->n_peers; i++) {
+    struct group_peer_status *ps = &gg->peers[i];
+    struct peer_link_stats st;
+    peer_stats(c->srv->peer, c->id, ps->id, &st);
+    if (st.up) ps->links_up++;
+    if (st.heard_ms != 0) {
+      uint64_t age = now > st.heard_ms ? now - st.heard_ms : 0;
+      if (!ps->heard || age < ps->heard_age_ms) ps->heard_age_ms = age;
+      ps->heard = 1;
+    }
+  }
+}
+
+/* On core gg->at: its part, then on to the next core, or back. */
+static void group_gather_visit(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group_gather *gg = (struct group_gather *)(void *)m;
+  const struct ursula_server *s = c->srv;
+  int gid;
+  for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores)
+    group_status(s->groups[gid], &gg->groups[gid]);
+  if (s->peer != NULL) group_gather_peers(c, gg);
+  if (++gg->at < gg->n_cores) {
+    gg->msg.on_msg = group_gather_visit;
+    server_send(c, gg->at, m);
+  } else {
+    gg->msg.on_msg = gg->done;
+    server_send(c, gg->origin_core, m);
+  }
+}
+
+URSULA_PRIVATE void group_gather_start(struct core *c, struct group_gather *gg,
+                                       loop_msg_fn done) {
+  gg->done = done;
+  gg->at = 0;
+  gg->msg.on_msg = group_gather_visit;
+  server_send(c, 0, &gg->msg);
+}
 /**** End src/group.c ****/
 /**** Begin src/fork.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -20660,6 +20933,10 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 **   result -> response      api_on_job_done(): the head and body of the
 **                           answer (catch-up, long-poll, SSE, changes)
 **
+** The paths "/__ursula" and "/__ursula/..." are the server's own, never
+** a stream's (THE SERVER'S PATHS, below): GET /__ursula/cluster is the
+** node's status.
+**
 ** Everything that depends on a stream's state is decided by its group's
 ** owner (group.c); this file checks what can be checked from the request
 ** alone (syntax of headers, offsets and bodies, JSON validity) and turns
@@ -20707,6 +20984,10 @@ struct api_conn {
   ** reads on from lw.offset (api_sse_next) */
   int sse_held;
   char live_type[256]; /* the stream's content type */
+  /* GET /__ursula/cluster: the gathering under way (its reply must find
+  ** it here), and the Allow of a 405 on that path (NULL: the streams') */
+  struct group_gather *gather;
+  const char *allow;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -20777,8 +21058,9 @@ static void api_error(struct api_conn *cn, int status, const char *reason) {
   buf_append_str(conn_out(&cn->c),
                  "Content-Type: text/plain; charset=utf-8\r\n");
   if (status == 405)
-    buf_append_str(conn_out(&cn->c),
-                   "Allow: GET, HEAD, PUT, POST, DELETE, OPTIONS\r\n");
+    buf_printf(conn_out(&cn->c), "Allow: %s\r\n",
+               cn->allow != NULL ? cn->allow
+                                 : "GET, HEAD, PUT, POST, DELETE, OPTIONS");
   if (status == 503) /* RFC 9110 §10.2.3: when to try again */
     buf_append_str(conn_out(&cn->c), "Retry-After: 1\r\n");
   buf_printf(conn_out(&cn->c), "Content-Length: %lu\r\n\r\n",
@@ -21400,6 +21682,197 @@ static void api_on_drain(struct conn *c) {
   }
 }
 
+/* ------------------------------------------------------------ the server's paths */
+
+/* THE SERVER'S PATHS.  "/__ursula" and every path under "/__ursula/" are
+** reserved for the server: no stream has such a name (any method on one
+** of them that is not served answers 404).  The protocol lets a stream
+** live at any path, but its conformance suite and clients use none of
+** these (the suite's streams are under /v1/stream/, its subscription
+** routes under /v1/stream/__ds).  Served:
+**
+**   GET /__ursula/cluster, HEAD (the same head, no body): this node's
+**   view of its cluster, read on each group's own core (group.c, STATUS)
+**   and written by api_status_json(); 200, Content-Type application/json,
+**   Cache-Control no-store (a status is stale at once).  Any other method
+**   is 405 with "Allow: GET, HEAD" (RFC 9110 section 15.5.6).  The query
+**   is ignored. */
+enum { API_PATH_STREAM = 0, API_PATH_RESERVED, API_PATH_CLUSTER };
+#define API_RESERVED_PREFIX "/__ursula"
+#define API_CLUSTER_PATH "/__ursula/cluster"
+#define API_CLUSTER_ALLOW "GET, HEAD"
+
+/* The path of a request-target: what comes before '?'. */
+static struct str api_target_path(struct str t) {
+  size_t i = 0;
+  while (i < t.len && t.ptr[i] != '?') i++;
+  t.len = i;
+  return t;
+}
+
+/* API_PATH_CLUSTER for "/__ursula/cluster", API_PATH_RESERVED for any
+** other reserved path, API_PATH_STREAM for a stream's. */
+static int api_reserved(struct str path) {
+  size_t n = sizeof(API_RESERVED_PREFIX) - 1;
+  if (path.len < n || memcmp(path.ptr, API_RESERVED_PREFIX, n) != 0 ||
+      (path.len > n && path.ptr[n] != '/'))
+    return API_PATH_STREAM;
+  return util_str_eq(path, API_CLUSTER_PATH) ? API_PATH_CLUSTER
+                                             : API_PATH_RESERVED;
+}
+
+/* Fill j (op JOB_STATUS) for a request to a reserved path: served (GET
+** or HEAD of /__ursula/cluster: status 0), 405 or 404. */
+static void api_build_reserved(struct str path, int method, struct job *j) {
+  j->op = JOB_STATUS;
+  if (api_reserved(path) != API_PATH_CLUSTER) {
+    j->status = 404;
+    j->reason = "no such path: /__ursula/ is reserved for the server";
+  } else if (method != API_GET && method != API_HEAD_M) {
+    j->status = 405;
+    j->reason = "method not allowed (GET, HEAD)";
+  }
+}
+
+/* s as a JSON string (RFC 8259 section 7): '"' and '\\' escaped, the
+** control characters (and DEL) as \u00XX, every other byte as it is. */
+static int api_json_string(struct buf *out, const char *s) {
+  int rc = buf_append_str(out, "\"");
+  for (; *s != '\0' && rc == URSULA_OK; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      rc = buf_printf(out, "\\%c", ch);
+    else if (ch < 0x20 || ch == 0x7f)
+      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
+    else
+      rc = buf_append(out, s, 1);
+  }
+  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
+}
+
+static const char *api_role_name(int role) {
+  switch (role) {
+    case RAFT_LEADER:
+      return "leader";
+    case RAFT_CANDIDATE:
+      return "candidate";
+    case RAFT_PRECANDIDATE:
+      return "precandidate";
+    default:
+      return "follower";
+  }
+}
+
+/* The body of GET /__ursula/cluster, from a gathering: one JSON object
+** and a newline.  URSULA_OK or URSULA_ENOMEM.  Fields:
+**
+**   node      this node's id (--node-id; 1 for a single node, the id its
+**             groups' Raft cores use)
+**   cluster   true with --peer members, false for a single node
+**   cores     this node's cores (threads)
+**   peers     the other members, in --peer order ([] for a single node):
+**     id             its node id
+**     address        its --peer address, "HOST:PORT"
+**     connected      true if every core's link to it is up (this node
+**                    can send to it on every core)
+**     links_up       how many of the cores' links to it are up
+**     last_heard_ms  milliseconds since any core last received a frame
+**                    from it (a live peer sends one at least every
+**                    second); null: none since this node started
+**   groups    every group, by id:
+**     group       its id
+**     role        "leader", "follower", "candidate" or "precandidate"
+**                 (a pre-vote, Raft thesis 9.6), as this node sees it
+**     term        its current term here
+**     leader      the node id of the leader this node knows in that term
+**                 (its own when it leads), or null: none known
+**     commit      the highest log index this node knows committed
+**     applied     the last log index applied to its streams here
+**     last_index  the last index of its log here
+**
+** Raft keeps applied <= commit; commit <= last_index except for a
+** moment after a storage failure (the log is cut to what is durable). */
+static int api_status_json(struct buf *out, const struct group_gather *gg) {
+  int i, rc;
+  rc = buf_printf(out, "{\"node\":%d,\"cluster\":%s,\"cores\":%d,\"peers\":[",
+                  gg->node, gg->cluster ? "true" : "false", gg->n_cores);
+  for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++) {
+    const struct group_peer_status *p = &gg->peers[i];
+    rc = buf_printf(out, "%s{\"id\":%d,\"address\":", i > 0 ? "," : "", p->id);
+    if (rc == URSULA_OK) rc = api_json_string(out, p->address);
+    if (rc == URSULA_OK)
+      rc = buf_printf(out, ",\"connected\":%s,\"links_up\":%d,",
+                      p->links_up == gg->n_cores ? "true" : "false",
+                      p->links_up);
+    if (rc == URSULA_OK)
+      rc = p->heard ? buf_printf(out, "\"last_heard_ms\":%llu}",
+                                 (unsigned long long)p->heard_age_ms)
+                    : buf_append_str(out, "\"last_heard_ms\":null}");
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "],\"groups\":[");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++) {
+    const struct group_status *g = &gg->groups[i];
+    char leader[24];
+    if (g->leader != 0)
+      snprintf(leader, sizeof(leader), "%llu", (unsigned long long)g->leader);
+    else
+      snprintf(leader, sizeof(leader), "null");
+    rc = buf_printf(out,
+                    "%s{\"group\":%d,\"role\":\"%s\",\"term\":%llu,"
+                    "\"leader\":%s,\"commit\":%llu,\"applied\":%llu,"
+                    "\"last_index\":%llu}",
+                    i > 0 ? "," : "", g->group, api_role_name(g->role),
+                    (unsigned long long)g->term, leader,
+                    (unsigned long long)g->commit,
+                    (unsigned long long)g->applied,
+                    (unsigned long long)g->last_index);
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "]}\n");
+  return rc;
+}
+
+/* The gathering is back on the connection's core: answer from it. */
+static void api_on_status_done(struct loop *l, struct loop_msg *m) {
+  struct group_gather *gg = (struct group_gather *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct api_conn *cn =
+      (struct api_conn *)(void *)conn_by_id(&c->conns, gg->conn_id);
+  struct buf body;
+  if (cn == NULL || cn->gather != gg || cn->c.state == CONN_LINGER) {
+    if (cn != NULL && cn->gather == gg) cn->gather = NULL;
+    group_gather_free(gg);
+    return;
+  }
+  cn->gather = NULL;
+  memset(&body, 0, sizeof(body));
+  if (api_status_json(&body, gg) != URSULA_OK) {
+    api_error(cn, 503, "out of memory");
+  } else {
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: application/json\r\n"
+                   "Cache-Control: no-store\r\n");
+    api_end(cn, body.ptr, body.len);
+  }
+  buf_free(&body);
+  group_gather_free(gg);
+  conn_done(&cn->c);
+}
+
+/* GET or HEAD /__ursula/cluster: gather each core's part, then answer. */
+static void api_status_start(struct api_conn *cn) {
+  struct group_gather *gg = group_gather_new(cn->c.core);
+  if (gg == NULL) {
+    api_error(cn, 503, "out of memory");
+    conn_done(&cn->c);
+    return;
+  }
+  gg->conn_id = cn->c.id;
+  cn->gather = gg;
+  conn_busy(&cn->c);
+  group_gather_start(cn->c.core, gg, api_on_status_done);
+}
+
 /* ------------------------------------------------------------ requests */
 
 /* Send cn's job to the stream's owner. */
@@ -21820,6 +22293,10 @@ static void api_build_job(const struct http_request *req,
   memcpy(j->path, q->path.ptr, q->path.len);
   j->path_len = q->path.len;
   *has_cursor = 0;
+  if (api_reserved(q->path) != API_PATH_STREAM) {
+    api_build_reserved(q->path, h->method, j);
+    return;
+  }
   if (api_is_true(http_find_header(req, "Stream-Closed")))
     j->cmd.flags |= CMD_F_CLOSE;
   switch (h->method) {
@@ -21895,6 +22372,9 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   struct job *j;
   int status;
   api_keep_head(cn, req);
+  cn->allow = api_reserved(api_target_path(req->target)) == API_PATH_CLUSTER
+                  ? API_CLUSTER_ALLOW
+                  : NULL;
   if ((status = api_parse_head(req, &head, &reason)) != 0) {
     conn_fatal(c, status, reason);
     return -1;
@@ -21923,6 +22403,11 @@ static void api_on_request(struct conn *c) {
     api_error(cn, j->status, j->reason);
     job_free(j);
     conn_done(&cn->c);
+    return;
+  }
+  if (j->op == JOB_STATUS) {
+    job_free(j);
+    api_status_start(cn);
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */
@@ -22011,6 +22496,7 @@ static void api_on_end(struct conn *c) {
   }
   job_free(cn->more); /* a catch-up between parts */
   cn->more = NULL;
+  cn->gather = NULL; /* its reply, if any, finds no connection: freed */
 }
 
 static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),
@@ -22035,6 +22521,9 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 
 #undef API_CURSOR_EPOCH_MS
 #undef API_CURSOR_INTERVAL_MS
+#undef API_RESERVED_PREFIX
+#undef API_CLUSTER_PATH
+#undef API_CLUSTER_ALLOW
 /**** End src/api.c ****/
 /**** Begin src/server.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -22315,6 +22804,7 @@ static void server_on_sweep(struct loop *l, void *arg) {
   int g;
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_sweep(c, s->groups[g]);
+  group_leads_report(c);
   loop_timer_set(l, &c->sweep_timer, loop_now_ms(l) + 1000, server_on_sweep, c);
 }
 

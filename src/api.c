@@ -13,6 +13,10 @@
 **   result -> response      api_on_job_done(): the head and body of the
 **                           answer (catch-up, long-poll, SSE, changes)
 **
+** The paths "/__ursula" and "/__ursula/..." are the server's own, never
+** a stream's (THE SERVER'S PATHS, below): GET /__ursula/cluster is the
+** node's status.
+**
 ** Everything that depends on a stream's state is decided by its group's
 ** owner (group.c); this file checks what can be checked from the request
 ** alone (syntax of headers, offsets and bodies, JSON validity) and turns
@@ -60,6 +64,10 @@ struct api_conn {
   ** reads on from lw.offset (api_sse_next) */
   int sse_held;
   char live_type[256]; /* the stream's content type */
+  /* GET /__ursula/cluster: the gathering under way (its reply must find
+  ** it here), and the Allow of a 405 on that path (NULL: the streams') */
+  struct group_gather *gather;
+  const char *allow;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -130,8 +138,9 @@ static void api_error(struct api_conn *cn, int status, const char *reason) {
   buf_append_str(conn_out(&cn->c),
                  "Content-Type: text/plain; charset=utf-8\r\n");
   if (status == 405)
-    buf_append_str(conn_out(&cn->c),
-                   "Allow: GET, HEAD, PUT, POST, DELETE, OPTIONS\r\n");
+    buf_printf(conn_out(&cn->c), "Allow: %s\r\n",
+               cn->allow != NULL ? cn->allow
+                                 : "GET, HEAD, PUT, POST, DELETE, OPTIONS");
   if (status == 503) /* RFC 9110 §10.2.3: when to try again */
     buf_append_str(conn_out(&cn->c), "Retry-After: 1\r\n");
   buf_printf(conn_out(&cn->c), "Content-Length: %lu\r\n\r\n",
@@ -753,6 +762,197 @@ static void api_on_drain(struct conn *c) {
   }
 }
 
+/* ------------------------------------------------------------ the server's paths */
+
+/* THE SERVER'S PATHS.  "/__ursula" and every path under "/__ursula/" are
+** reserved for the server: no stream has such a name (any method on one
+** of them that is not served answers 404).  The protocol lets a stream
+** live at any path, but its conformance suite and clients use none of
+** these (the suite's streams are under /v1/stream/, its subscription
+** routes under /v1/stream/__ds).  Served:
+**
+**   GET /__ursula/cluster, HEAD (the same head, no body): this node's
+**   view of its cluster, read on each group's own core (group.c, STATUS)
+**   and written by api_status_json(); 200, Content-Type application/json,
+**   Cache-Control no-store (a status is stale at once).  Any other method
+**   is 405 with "Allow: GET, HEAD" (RFC 9110 section 15.5.6).  The query
+**   is ignored. */
+enum { API_PATH_STREAM = 0, API_PATH_RESERVED, API_PATH_CLUSTER };
+#define API_RESERVED_PREFIX "/__ursula"
+#define API_CLUSTER_PATH "/__ursula/cluster"
+#define API_CLUSTER_ALLOW "GET, HEAD"
+
+/* The path of a request-target: what comes before '?'. */
+static struct str api_target_path(struct str t) {
+  size_t i = 0;
+  while (i < t.len && t.ptr[i] != '?') i++;
+  t.len = i;
+  return t;
+}
+
+/* API_PATH_CLUSTER for "/__ursula/cluster", API_PATH_RESERVED for any
+** other reserved path, API_PATH_STREAM for a stream's. */
+static int api_reserved(struct str path) {
+  size_t n = sizeof(API_RESERVED_PREFIX) - 1;
+  if (path.len < n || memcmp(path.ptr, API_RESERVED_PREFIX, n) != 0 ||
+      (path.len > n && path.ptr[n] != '/'))
+    return API_PATH_STREAM;
+  return util_str_eq(path, API_CLUSTER_PATH) ? API_PATH_CLUSTER
+                                             : API_PATH_RESERVED;
+}
+
+/* Fill j (op JOB_STATUS) for a request to a reserved path: served (GET
+** or HEAD of /__ursula/cluster: status 0), 405 or 404. */
+static void api_build_reserved(struct str path, int method, struct job *j) {
+  j->op = JOB_STATUS;
+  if (api_reserved(path) != API_PATH_CLUSTER) {
+    j->status = 404;
+    j->reason = "no such path: /__ursula/ is reserved for the server";
+  } else if (method != API_GET && method != API_HEAD_M) {
+    j->status = 405;
+    j->reason = "method not allowed (GET, HEAD)";
+  }
+}
+
+/* s as a JSON string (RFC 8259 section 7): '"' and '\\' escaped, the
+** control characters (and DEL) as \u00XX, every other byte as it is. */
+static int api_json_string(struct buf *out, const char *s) {
+  int rc = buf_append_str(out, "\"");
+  for (; *s != '\0' && rc == URSULA_OK; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      rc = buf_printf(out, "\\%c", ch);
+    else if (ch < 0x20 || ch == 0x7f)
+      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
+    else
+      rc = buf_append(out, s, 1);
+  }
+  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
+}
+
+static const char *api_role_name(int role) {
+  switch (role) {
+    case RAFT_LEADER:
+      return "leader";
+    case RAFT_CANDIDATE:
+      return "candidate";
+    case RAFT_PRECANDIDATE:
+      return "precandidate";
+    default:
+      return "follower";
+  }
+}
+
+/* The body of GET /__ursula/cluster, from a gathering: one JSON object
+** and a newline.  URSULA_OK or URSULA_ENOMEM.  Fields:
+**
+**   node      this node's id (--node-id; 1 for a single node, the id its
+**             groups' Raft cores use)
+**   cluster   true with --peer members, false for a single node
+**   cores     this node's cores (threads)
+**   peers     the other members, in --peer order ([] for a single node):
+**     id             its node id
+**     address        its --peer address, "HOST:PORT"
+**     connected      true if every core's link to it is up (this node
+**                    can send to it on every core)
+**     links_up       how many of the cores' links to it are up
+**     last_heard_ms  milliseconds since any core last received a frame
+**                    from it (a live peer sends one at least every
+**                    second); null: none since this node started
+**   groups    every group, by id:
+**     group       its id
+**     role        "leader", "follower", "candidate" or "precandidate"
+**                 (a pre-vote, Raft thesis 9.6), as this node sees it
+**     term        its current term here
+**     leader      the node id of the leader this node knows in that term
+**                 (its own when it leads), or null: none known
+**     commit      the highest log index this node knows committed
+**     applied     the last log index applied to its streams here
+**     last_index  the last index of its log here
+**
+** Raft keeps applied <= commit; commit <= last_index except for a
+** moment after a storage failure (the log is cut to what is durable). */
+static int api_status_json(struct buf *out, const struct group_gather *gg) {
+  int i, rc;
+  rc = buf_printf(out, "{\"node\":%d,\"cluster\":%s,\"cores\":%d,\"peers\":[",
+                  gg->node, gg->cluster ? "true" : "false", gg->n_cores);
+  for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++) {
+    const struct group_peer_status *p = &gg->peers[i];
+    rc = buf_printf(out, "%s{\"id\":%d,\"address\":", i > 0 ? "," : "", p->id);
+    if (rc == URSULA_OK) rc = api_json_string(out, p->address);
+    if (rc == URSULA_OK)
+      rc = buf_printf(out, ",\"connected\":%s,\"links_up\":%d,",
+                      p->links_up == gg->n_cores ? "true" : "false",
+                      p->links_up);
+    if (rc == URSULA_OK)
+      rc = p->heard ? buf_printf(out, "\"last_heard_ms\":%llu}",
+                                 (unsigned long long)p->heard_age_ms)
+                    : buf_append_str(out, "\"last_heard_ms\":null}");
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "],\"groups\":[");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++) {
+    const struct group_status *g = &gg->groups[i];
+    char leader[24];
+    if (g->leader != 0)
+      snprintf(leader, sizeof(leader), "%llu", (unsigned long long)g->leader);
+    else
+      snprintf(leader, sizeof(leader), "null");
+    rc = buf_printf(out,
+                    "%s{\"group\":%d,\"role\":\"%s\",\"term\":%llu,"
+                    "\"leader\":%s,\"commit\":%llu,\"applied\":%llu,"
+                    "\"last_index\":%llu}",
+                    i > 0 ? "," : "", g->group, api_role_name(g->role),
+                    (unsigned long long)g->term, leader,
+                    (unsigned long long)g->commit,
+                    (unsigned long long)g->applied,
+                    (unsigned long long)g->last_index);
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "]}\n");
+  return rc;
+}
+
+/* The gathering is back on the connection's core: answer from it. */
+static void api_on_status_done(struct loop *l, struct loop_msg *m) {
+  struct group_gather *gg = (struct group_gather *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct api_conn *cn =
+      (struct api_conn *)(void *)conn_by_id(&c->conns, gg->conn_id);
+  struct buf body;
+  if (cn == NULL || cn->gather != gg || cn->c.state == CONN_LINGER) {
+    if (cn != NULL && cn->gather == gg) cn->gather = NULL;
+    group_gather_free(gg);
+    return;
+  }
+  cn->gather = NULL;
+  memset(&body, 0, sizeof(body));
+  if (api_status_json(&body, gg) != URSULA_OK) {
+    api_error(cn, 503, "out of memory");
+  } else {
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: application/json\r\n"
+                   "Cache-Control: no-store\r\n");
+    api_end(cn, body.ptr, body.len);
+  }
+  buf_free(&body);
+  group_gather_free(gg);
+  conn_done(&cn->c);
+}
+
+/* GET or HEAD /__ursula/cluster: gather each core's part, then answer. */
+static void api_status_start(struct api_conn *cn) {
+  struct group_gather *gg = group_gather_new(cn->c.core);
+  if (gg == NULL) {
+    api_error(cn, 503, "out of memory");
+    conn_done(&cn->c);
+    return;
+  }
+  gg->conn_id = cn->c.id;
+  cn->gather = gg;
+  conn_busy(&cn->c);
+  group_gather_start(cn->c.core, gg, api_on_status_done);
+}
+
 /* ------------------------------------------------------------ requests */
 
 /* Send cn's job to the stream's owner. */
@@ -1173,6 +1373,10 @@ static void api_build_job(const struct http_request *req,
   memcpy(j->path, q->path.ptr, q->path.len);
   j->path_len = q->path.len;
   *has_cursor = 0;
+  if (api_reserved(q->path) != API_PATH_STREAM) {
+    api_build_reserved(q->path, h->method, j);
+    return;
+  }
   if (api_is_true(http_find_header(req, "Stream-Closed")))
     j->cmd.flags |= CMD_F_CLOSE;
   switch (h->method) {
@@ -1248,6 +1452,9 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   struct job *j;
   int status;
   api_keep_head(cn, req);
+  cn->allow = api_reserved(api_target_path(req->target)) == API_PATH_CLUSTER
+                  ? API_CLUSTER_ALLOW
+                  : NULL;
   if ((status = api_parse_head(req, &head, &reason)) != 0) {
     conn_fatal(c, status, reason);
     return -1;
@@ -1276,6 +1483,11 @@ static void api_on_request(struct conn *c) {
     api_error(cn, j->status, j->reason);
     job_free(j);
     conn_done(&cn->c);
+    return;
+  }
+  if (j->op == JOB_STATUS) {
+    job_free(j);
+    api_status_start(cn);
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */
@@ -1364,6 +1576,7 @@ static void api_on_end(struct conn *c) {
   }
   job_free(cn->more); /* a catch-up between parts */
   cn->more = NULL;
+  cn->gather = NULL; /* its reply, if any, finds no connection: freed */
 }
 
 static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),
@@ -1388,3 +1601,6 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 
 #undef API_CURSOR_EPOCH_MS
 #undef API_CURSOR_INTERVAL_MS
+#undef API_RESERVED_PREFIX
+#undef API_CLUSTER_PATH
+#undef API_CLUSTER_ALLOW

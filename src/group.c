@@ -82,6 +82,8 @@
 **    2  an installed snapshot image is not loaded: the follower goes on
 **       from its old state machine     test/catchup.sh, test-catchup-plants
 **    3  --lost-log is ignored: an empty log votes at once     (the same)
+**    4  the status endpoint reports a group this node follows as led by
+**       this node (the wrong leader)    test/cluster.sh, test-status-plants
 **    5  every node moves data to the cold tier and sweeps it, leader or
 **       not (with TIER_PLANT=1 too: the single node's tier run as it is
 **       on each node of a cluster; a node alone on a stale log deletes
@@ -243,6 +245,9 @@ struct group {
   struct buf bounds;       /* decode scratch */
   struct stream_result res;
   struct tier tier; /* the cold tier's policy (tier.cold NULL: none) */
+  int campaign_why; /* STATUS: why its last campaign began (GROUP_WHY_*) */
+  unsigned whys[8]; /* STATUS: leaderships won and lost, by why, since the
+                       last group_leads_report() */
 };
 
 /* The node's clocks: monotonic ms (durations), Unix ms (stamped into
@@ -275,7 +280,8 @@ URSULA_PRIVATE uint64_t group_wall(const struct group *g) {
 **   COMMIT      entries up to it are committed: applied once durable here
 **               (group_apply_committed);
 **   READ_READY  a read's barrier passed (group_serve_reads);
-**   ROLE        noted (a cluster's node logs each group it comes to lead).
+**   ROLE        counted: each core logs once a second how many of its
+**               groups this node leads, and why that changed (STATUS).
 ** A single node is one voter: its core elects itself at start
 ** (group_elect, one election timeout of ticks fed at once, so the first
 ** request does not wait a second) and, after a storage failure, once its
@@ -503,9 +509,9 @@ static void group_act(struct core *c, struct group *g,
       if (a->hi > g->commit) g->commit = a->hi;
       group_mark_dirty(c, g);
       break;
-    case RAFT_ROLE:
+    case RAFT_ROLE: /* counted for the core's line: group_note_role */
       if (a->role == RAFT_LEADER && g->cl.n_voters > 1)
-        LOG_I("group %d: this node leads it (term %llu)", g->id,
+        LOG_D("group %d: this node leads it (term %llu)", g->id,
               (unsigned long long)a->term);
       else
         LOG_D("group %d: term %llu, %s (leader %llu)", g->id,
@@ -532,6 +538,8 @@ static void group_lost(struct core *c, struct group *g, int rc);
 static void group_persisted(struct core *c, struct group *g);
 static void group_install_try(struct core *c, struct group *g);
 static void group_serve_reads(struct core *c, struct group *g);
+static void group_note_role(struct group *g, const struct raft_in *in,
+                            int role, uint64_t term, uint64_t transfer_to);
 
 /* Feed one input to the core and carry out its actions; then what the
 ** actions left for after the step (a truncation's synchronous write, a
@@ -543,8 +551,12 @@ static int group_step(struct core *c, struct group *g,
   size_t i;
   int rc;
   uint64_t term, index;
+  int role = g->raft.role;
+  uint64_t was_term = g->raft.term, was_transfer = g->raft.transfer_to;
   g->out.n = 0;
   rc = raft_step(&g->raft, in, &g->out);
+  if (g->raft.role != role || g->raft.term != was_term)
+    group_note_role(g, in, role, was_term, was_transfer);
   for (i = 0; i < g->out.n; i++) group_act(c, g, &g->out.a[i]);
   term = g->out.term;
   index = g->out.index;
@@ -644,6 +656,7 @@ static int group_start(struct group *g, const struct raft_saved *s,
     return e;
   }
   g->commit = s->commit;
+  memset(g->whys, 0, sizeof(g->whys)); /* a new core: nothing led yet */
   if (rc.n_voters == 1) group_elect(NULL, g); /* a cluster's: by ticks */
   return URSULA_OK;
 }
@@ -3124,4 +3137,206 @@ URSULA_PRIVATE void group_sweep(struct core *c, struct group *g) {
   }
   tier_tick(c, &g->tier);
   group_spread(c, g);
+}
+
+/* ------------------------------------------------------------ status */
+
+/* STATUS.  GET /__ursula/cluster (api.c) answers from a struct
+** group_gather: a message that visits the cores in turn (core 0, 1, ...),
+** each filling in the groups it owns -- read on their own thread, as
+** every group's state is -- and its own links to the peers, and then goes
+** back to the core of the connection that asked.  So the answer holds one
+** snapshot per core, each taken at one moment of that core; groups of
+** different cores are read a few loop turns apart.
+**
+** LEADERSHIP LOG.  A failover changes the leader of many groups at once,
+** so a group logs its own change at DEBUG only; it counts why in whys[]
+** (group_note_role), and once a second each core logs one INFO line if
+** the number of its groups this node leads changed, or leaderships came
+** and went (group_leads_report), with the counts by why:
+**   won   after no leader was heard for an election timeout (paper 5.2),
+**         by a transfer to this node (TimeoutNow, thesis 3.10), or as the
+**         only voter (a single node, at start and after a storage
+**         failure);
+**   lost  for a higher term (paper 5.1), handed over (a transfer this
+**         leader began, then its target's higher term, thesis 3.10), no
+**         quorum heard for an election timeout (check-quorum, thesis
+**         6.2), or a storage failure (R5). */
+enum {
+  GROUP_WHY_SILENT = 0,
+  GROUP_WHY_TRANSFER,
+  GROUP_WHY_ALONE,
+  GROUP_WHY_HIGHER, /* the first of the losses */
+  GROUP_WHY_HANDED,
+  GROUP_WHY_QUORUM,
+  GROUP_WHY_STORAGE,
+  GROUP_WHY_N
+};
+static const char *const group_why_text[GROUP_WHY_N] = {
+    "elected, no leader heard for an election timeout",
+    "by a transfer to this node",
+    "as the only voter",
+    "stepped down for a higher term",
+    "handed over to another node",
+    "stepped down: no quorum heard",
+    "stepped down: storage failed"};
+
+/* Whether in is a TimeoutNow (a leader hands this node its group). */
+static int group_in_timeout_now(const struct raft_in *in) {
+  return in->type == RAFT_IN_MSG && in->msg != NULL &&
+         in->msg->type == RAFT_MSG_TIMEOUT_NOW;
+}
+
+/* After a step of input in changed g's role or term (from role, term;
+** transfer_to: the transfer the leader had under way, 0: none): note why
+** a campaign began, and count a leadership won or lost. */
+static void group_note_role(struct group *g, const struct raft_in *in,
+                            int role, uint64_t term, uint64_t transfer_to) {
+  int now = g->raft.role;
+  if (now == RAFT_PRECANDIDATE || now == RAFT_CANDIDATE) {
+    if (group_in_timeout_now(in))
+      g->campaign_why = GROUP_WHY_TRANSFER;
+    else if (in->type == RAFT_IN_TICK)
+      g->campaign_why = GROUP_WHY_SILENT;
+  } else if (now == RAFT_LEADER && role != RAFT_LEADER) {
+    g->whys[g->raft.c.n_voters == 1    ? GROUP_WHY_ALONE
+            : group_in_timeout_now(in) ? GROUP_WHY_TRANSFER
+                                       : g->campaign_why]++;
+  }
+  if (role == RAFT_LEADER && now != RAFT_LEADER)
+    g->whys[g->raft.term > term ? (transfer_to != 0 ? GROUP_WHY_HANDED
+                                                    : GROUP_WHY_HIGHER)
+            : in->type == RAFT_IN_STORAGE_FAILED ? GROUP_WHY_STORAGE
+                                                 : GROUP_WHY_QUORUM]++;
+}
+
+URSULA_PRIVATE void group_status(const struct group *g,
+                                 struct group_status *out) {
+  memset(out, 0, sizeof(*out));
+  out->group = g->id;
+  out->role = g->raft.role;
+  out->term = g->raft.term;
+  out->leader = g->raft.leader;
+  if (GROUP_BUG(4) && g->raft.role != RAFT_LEADER) out->leader = g->raft.c.id;
+  out->commit = g->raft.commit;
+  out->applied = g->applied_index;
+  out->last_index = g->raft.last_index;
+}
+
+URSULA_PRIVATE void group_leads_report(struct core *c) {
+  const struct ursula_server *s = c->srv;
+  unsigned whys[GROUP_WHY_N];
+  char text[640];
+  size_t n = 0;
+  int gid, k, led = 0, mine = 0, any = 0;
+  memset(whys, 0, sizeof(whys));
+  for (gid = c->id; gid < s->n_groups; gid += s->n_cores) {
+    struct group *g = s->groups[gid];
+    mine++;
+    if (g->raft.role == RAFT_LEADER) led++;
+    for (k = 0; k < GROUP_WHY_N; k++) {
+      whys[k] += g->whys[k];
+      any |= g->whys[k] != 0;
+      g->whys[k] = 0;
+    }
+  }
+  if (led == c->leads && !any) return;
+  text[0] = '\0';
+  for (k = 0; k < GROUP_WHY_N && n < sizeof(text); k++)
+    if (whys[k] != 0) {
+      int w = snprintf(text + n, sizeof(text) - n, "%s%c%u %s",
+                       n > 0 ? "; " : "", k < GROUP_WHY_HIGHER ? '+' : '-',
+                       whys[k], group_why_text[k]);
+      if (w < 0) break;
+      n += (size_t)w;
+    }
+  LOG_I("core %d: this node leads %d of its %d groups (was %d)%s%s", c->id,
+        led, mine, c->leads, n > 0 ? ": " : "", text);
+  (void)mine; /* when logging is compiled out */
+  c->leads = led;
+}
+
+static void group_gather_drop(struct loop_msg *m) {
+  group_gather_free((struct group_gather *)(void *)m);
+}
+
+URSULA_PRIVATE void group_gather_free(struct group_gather *gg) {
+  if (gg == NULL) return;
+  URSULA_FREE(gg->groups);
+  URSULA_FREE(gg);
+}
+
+URSULA_PRIVATE struct group_gather *group_gather_new(struct core *c) {
+  const struct ursula_server *s = c->srv;
+  const struct ursula_config *cfg = &s->cfg;
+  struct group_gather *gg =
+      (struct group_gather *)URSULA_MALLOC(sizeof(*gg));
+  int i;
+  if (gg == NULL) return NULL;
+  memset(gg, 0, sizeof(*gg));
+  gg->groups = (struct group_status *)URSULA_MALLOC(
+      sizeof(*gg->groups) * (size_t)s->n_groups);
+  if (gg->groups == NULL) {
+    URSULA_FREE(gg);
+    return NULL;
+  }
+  memset(gg->groups, 0, sizeof(*gg->groups) * (size_t)s->n_groups);
+  gg->msg.on_drop = group_gather_drop;
+  gg->origin_core = c->id;
+  gg->n_cores = s->n_cores;
+  gg->n_groups = s->n_groups;
+  gg->cluster = cfg->peer_count > 1;
+  gg->node = gg->cluster ? cfg->node_id : GROUP_NODE_ID;
+  for (i = 0; gg->cluster && i < cfg->peer_count; i++) {
+    struct group_peer_status *ps;
+    if (cfg->peers[i].id == cfg->node_id) continue;
+    ps = &gg->peers[gg->n_peers++];
+    ps->id = cfg->peers[i].id;
+    snprintf(ps->address, sizeof(ps->address), "%.256s:%d",
+             cfg->peers[i].host, cfg->peers[i].port);
+  }
+  return gg;
+}
+
+/* Core c's links to each peer: up or not, and the newest frame heard. */
+static void group_gather_peers(struct core *c, struct group_gather *gg) {
+  uint64_t now = loop_now_ms(c->loop);
+  int i;
+  for (i = 0; i < gg->n_peers; i++) {
+    struct group_peer_status *ps = &gg->peers[i];
+    struct peer_link_stats st;
+    peer_stats(c->srv->peer, c->id, ps->id, &st);
+    if (st.up) ps->links_up++;
+    if (st.heard_ms != 0) {
+      uint64_t age = now > st.heard_ms ? now - st.heard_ms : 0;
+      if (!ps->heard || age < ps->heard_age_ms) ps->heard_age_ms = age;
+      ps->heard = 1;
+    }
+  }
+}
+
+/* On core gg->at: its part, then on to the next core, or back. */
+static void group_gather_visit(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct group_gather *gg = (struct group_gather *)(void *)m;
+  const struct ursula_server *s = c->srv;
+  int gid;
+  for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores)
+    group_status(s->groups[gid], &gg->groups[gid]);
+  if (s->peer != NULL) group_gather_peers(c, gg);
+  if (++gg->at < gg->n_cores) {
+    gg->msg.on_msg = group_gather_visit;
+    server_send(c, gg->at, m);
+  } else {
+    gg->msg.on_msg = gg->done;
+    server_send(c, gg->origin_core, m);
+  }
+}
+
+URSULA_PRIVATE void group_gather_start(struct core *c, struct group_gather *gg,
+                                       loop_msg_fn done) {
+  gg->done = done;
+  gg->at = 0;
+  gg->msg.on_msg = group_gather_visit;
+  server_send(c, 0, &gg->msg);
 }

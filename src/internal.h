@@ -1235,6 +1235,7 @@ struct peer_config {
 ** connections that node's same core opened to this one. */
 struct peer_link_stats {
   int up;
+  uint64_t heard_ms; /* loop ms of the last frame received (0: none) */
   uint64_t frames_out, bytes_out, items_out, dropped;
   uint64_t frames_in, bytes_in, items_in;
 };
@@ -1673,7 +1674,8 @@ enum {
   JOB_APPEND,     /* POST */
   JOB_DELETE,     /* DELETE */
   JOB_READ,       /* GET: catch-up, long-poll or SSE */
-  JOB_HEAD        /* HEAD */
+  JOB_HEAD,       /* HEAD */
+  JOB_STATUS      /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -1984,6 +1986,59 @@ URSULA_PRIVATE uint64_t group_cold_chunks(struct group *g);
 ** retry a failed WAL, and move data to the cold tier (tier_tick; owner's
 ** thread, once a second). */
 URSULA_PRIVATE void group_sweep(struct core *c, struct group *g);
+
+/* STATUS (GET /__ursula/cluster; group.c's STATUS section).  One group's
+** Raft state, read on the core that owns it (group_status). */
+struct group_status {
+  int group;
+  int role;            /* RAFT_FOLLOWER, _PRECANDIDATE, _CANDIDATE, _LEADER */
+  uint64_t term;       /* its current term */
+  uint64_t leader;     /* the leader it knows in that term (0: none) */
+  uint64_t commit;     /* the highest log index it knows committed */
+  uint64_t applied;    /* the last index applied to its streams */
+  uint64_t last_index; /* the last index of its log */
+};
+/* A peer as this node's cores see it: how many of them have their link
+** to it up, and the age of the newest frame any of them received from
+** it (heard 0: none since this node started). */
+struct group_peer_status {
+  int id;
+  char address[272]; /* its --peer address, "HOST:PORT" */
+  int links_up;      /* of n_cores */
+  int heard;
+  uint64_t heard_age_ms;
+};
+/* A gathering of the status: a message that visits core 0, 1, ..., each
+** filling in its own groups (and its peer links), then goes back to the
+** core that asked, where done runs (api.c answers from it).  One heap
+** block: group_gather_free(). */
+struct group_gather {
+  struct loop_msg msg;
+  loop_msg_fn done;
+  int origin_core;
+  uint64_t conn_id; /* the asking connection (api.c) */
+  int at;           /* the core it visits now */
+  int node;         /* this node's id (1 for a single node) */
+  int cluster;      /* 1: --peer members */
+  int n_cores, n_groups;
+  struct group_status *groups; /* [n_groups], by group id */
+  int n_peers;
+  struct group_peer_status peers[URSULA_MAX_PEERS]; /* not this node */
+};
+/* A gathering for core c's server (NULL: out of memory). */
+URSULA_PRIVATE struct group_gather *group_gather_new(struct core *c);
+URSULA_PRIVATE void group_gather_free(struct group_gather *gg);
+/* Send gg around the cores from c; done(loop, &gg->msg) runs on c once
+** every core has filled in its part.  (A loop that closes first frees it
+** through msg.on_drop.) */
+URSULA_PRIVATE void group_gather_start(struct core *c, struct group_gather *gg,
+                                       loop_msg_fn done);
+/* g's status now (on g's core). */
+URSULA_PRIVATE void group_status(const struct group *g,
+                                 struct group_status *out);
+/* Once a second on each core: one INFO line if the number of its groups
+** this node leads changed (or leaderships came and went), with why. */
+URSULA_PRIVATE void group_leads_report(struct core *c);
 
 /* ------------------------------------------------------------------ fork.c
 ** Making a fork: a fork PUT's job travels from the owner of the source's
@@ -2322,6 +2377,8 @@ struct core {
   struct loop_timer sweep_timer;
   struct loop_timer tick_timer; /* Raft ticks of its groups (a cluster) */
   uint64_t peer_in; /* Raft messages peers sent it (not yet fed to Raft) */
+  int leads;        /* of its groups, those this node led at the last
+                       group_leads_report() */
   int listening;
   int draining;
   int drained;

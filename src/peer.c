@@ -997,6 +997,7 @@ static int peer_in_frames(struct peer_in *in, const char **why) {
     at += used;
     st->frames_in++;
     st->bytes_in += used;
+    st->heard_ms = peer_now(pc); /* (GET /__ursula/cluster) */
     if (f.kind == PEER_HELLO) {
       rc = peer_bad(why, "a second HELLO");
     } else if (f.kind == PEER_BATCH) {

@@ -273,6 +273,7 @@ static void server_on_sweep(struct loop *l, void *arg) {
   int g;
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_sweep(c, s->groups[g]);
+  group_leads_report(c);
   loop_timer_set(l, &c->sweep_timer, loop_now_ms(l) + 1000, server_on_sweep, c);
 }
 

@@ -10,8 +10,12 @@
 # node id already running, and one with another --raft-group-count are
 # refused, each with the line that names the cause; bad cluster flags exit
 # 2 with their message; a node killed with kill -9 makes the others log
-# the link down, and its restart brings the links up again.  Every wait is
-# bounded; nothing leaves 127.0.0.1; every process is killed on exit.
+# the link down, and its restart brings the links up again.  The status
+# endpoint (GET /__ursula/cluster) is checked against Raft's rules on a
+# single node and on the three nodes, before and after a kill -9 (its
+# checks are named "endpoint:"; make test-status-plants needs them to
+# fail with a planted bug).  Every wait is bounded; nothing leaves
+# 127.0.0.1; every process is killed on exit.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BIN=${1:-${URSULA_BIN:-./ursula}}
@@ -139,6 +143,89 @@ start single
 if wait_for single "listening on http://" && [ "$(count single "peer")" -eq 0 ]; then
   ok "without --peer: no peer line in the log"
 else not_ok "without --peer: no peer line in the log" "$(head -3 "$TMP/single.log")"; fi
+port_of() { sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$TMP/$1.log" | tail -1; }
+
+# --- the status endpoint, GET /__ursula/cluster (README: "Run a cluster")
+# status_to NAME FILE: NAME's status into FILE; the HTTP code on stdout
+status_to() {
+  curl -s --max-time 3 -o "$2" -w '%{http_code}' "http://127.0.0.1:$(port_of "$1")/__ursula/cluster"
+}
+# raft_check FILE...: the nodes' statuses against Raft's rules.  Exit 2 at
+# once if two nodes say they lead one group in the same term (Election
+# Safety, paper 5.2: at most one leader per term); exit 1 (and why) while
+# not settled: every group has exactly one node saying role leader, in
+# the highest term any of them reports, every node reports that term and
+# that leader (a follower takes the leader's term and follows it once it
+# hears from it, 5.1-5.2), applied <= commit <= last_index on each node
+# (entries are applied once committed; committed entries are in the log),
+# and each node's links to the others given are up.
+raft_check() {
+  python3 - "$@" <<'PY'
+import json, sys
+docs = []
+for f in sys.argv[1:]:
+    try: docs.append(json.load(open(f)))
+    except Exception as e: print("not JSON: %s: %s" % (f, e)); sys.exit(1)
+ids = [d["node"] for d in docs]
+def unsettled(why): print(why); sys.exit(1)
+n = len(docs[0]["groups"])
+for d in docs:
+    if len(d["groups"]) != n or [x["group"] for x in d["groups"]] != list(range(n)):
+        unsettled("node %d: groups %s" % (d["node"], [x["group"] for x in d["groups"]]))
+for g in range(n):
+    st = [(d["node"], d["groups"][g]) for d in docs]
+    terms = {}
+    for node, s in st:
+        if s["role"] == "leader":
+            if s["term"] in terms:
+                print("group %d: nodes %d and %d both lead term %d" % (g, terms[s["term"]], node, s["term"])); sys.exit(2)
+            terms[s["term"]] = node
+for d in docs:
+    for p in d["peers"]:
+        if p["id"] in ids and not p["connected"]:
+            unsettled("node %d: peer %d not connected (%s)" % (d["node"], p["id"], p))
+for g in range(n):
+    st = [(d["node"], d["groups"][g]) for d in docs]
+    for node, s in st:
+        if not (s["applied"] <= s["commit"] <= s["last_index"]):
+            unsettled("group %d on node %d: applied %d, commit %d, last_index %d" % (g, node, s["applied"], s["commit"], s["last_index"]))
+    leaders = [node for node, s in st if s["role"] == "leader"]
+    if len(leaders) != 1: unsettled("group %d: %d nodes say leader" % (g, len(leaders)))
+    top = max(s["term"] for node, s in st)
+    for node, s in st:
+        if s["term"] != top or s["leader"] != leaders[0]:
+            unsettled("group %d: node %d says term %d leader %s; node %d leads, the highest term is %d" % (g, node, s["term"], s["leader"], leaders[0], top))
+print("settled: %d groups, %d nodes" % (n, len(docs)))
+PY
+}
+# settle NAME...: until raft_check passes on their statuses (at most 10 s
+# of wall time); its last word on stdout, and its exit status
+settle() {
+  local n out rc files end=$((SECONDS + 10))
+  while :; do
+    files=""
+    for n in "$@"; do status_to "$n" "$TMP/status-$n.json" >/dev/null; files="$files $TMP/status-$n.json"; done
+    out=$(raft_check $files); rc=$?
+    [ $rc -ne 1 ] || [ $SECONDS -ge $end ] && break
+    sleep 0.2
+  done
+  echo "$out"
+  return $rc
+}
+code=$(status_to single "$TMP/status-single.json")
+single=$(python3 - "$TMP/status-single.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+g = d["groups"]
+ok = (d["node"] == 1 and d["cluster"] is False and d["peers"] == [] and len(g) == 64
+      and all(x["role"] == "leader" and x["leader"] == 1 and x["term"] >= 1 and
+              x["applied"] <= x["commit"] <= x["last_index"] for x in g))
+print("yes" if ok else json.dumps(d)[:300])
+PY
+)
+if [ "$code" = 200 ] && [ "$single" = yes ]; then
+  ok "endpoint: a single node is node 1, no peers, leads its 64 groups"
+else not_ok "endpoint: a single node is node 1, no peers, leads its 64 groups" "$code $single"; fi
 
 # --- kill -9 a node: the others see the links go down, then up again
 ups1=$(count n1 "link to node 2 (127.0.0.1:$P2) core 0 up")
@@ -160,7 +247,6 @@ links_up n2 2
 # (a read on any node right after the ack holds it: reads pass a barrier
 # through the leader, thesis 6.4); it survives kill -9 of the leader (a
 # majority holds it, paper 5.4); the restarted node catches up.
-port_of() { sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$TMP/$1.log" | tail -1; }
 # write METHOD PATH DATA -> the first 2xx code, trying n1 n2 n3 for 10 s
 write() {
   local i n code
@@ -177,8 +263,8 @@ write() {
 }
 read_on() { curl -s --max-time 5 "http://127.0.0.1:$(port_of "$1")$2"; }
 # leadership spread: group g prefers node (g mod 3) + 1 (ids ascending);
-# g = FNV-1a 64 of the path mod the group count (64 here); a node logs
-# "group g: this node leads it" each time it becomes a group's leader
+# g = FNV-1a 64 of the path mod the group count (64 here); a node's
+# status says which groups it leads
 group_of() {
   python3 -c '
 import sys
@@ -187,15 +273,69 @@ for b in sys.argv[1].encode():
     h = ((h ^ b) * 1099511628211) % (1 << 64)
 print(h % 64)' "$1"
 }
+# leads NAME G: NAME's status says it leads group G
+leads() {
+  status_to "$1" "$TMP/leads-$1.json" >/dev/null
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["groups"][int(sys.argv[2])]["role"] == "leader" else 1)' \
+    "$TMP/leads-$1.json" "$2" 2>/dev/null
+}
 spread=yes
 for s in p1 p2 p3 p4 p5 p6; do
   g=$(group_of /sp/$s)
   pn=n$((g % 3 + 1))
-  wait_for "$pn" "group $g: this node leads it" ||
-    { spread="no: $pn never led group $g (of /sp/$s) in 10 s"; break; }
+  for i in $(seq 1 100); do leads "$pn" "$g" && break; sleep 0.1; done
+  leads "$pn" "$g" || { spread="no: $pn never led group $g (of /sp/$s) in 10 s"; break; }
 done
 if [ "$spread" = yes ]; then ok "each group comes to be led by the node it prefers (6 groups)"
 else not_ok "each group comes to be led by the node it prefers (6 groups)" "$spread"; fi
+# the three nodes' statuses, once settled, agree with Raft's rules
+out=$(settle n1 n2 n3)
+if [ $? -eq 0 ]; then ok "endpoint: every group has one leader, in the highest term, that all three follow ($out)"
+else not_ok "endpoint: every group has one leader, in the highest term, that all three follow" "$out"; fi
+who=$(python3 - "$TMP"/status-n1.json "$TMP"/status-n2.json "$TMP"/status-n3.json <<'PY'
+import json, sys
+out = []
+for f in sys.argv[1:]:
+    d = json.load(open(f))
+    out.append("%s %s %s" % (d["node"], d["cluster"], ",".join("%d:%s" % (p["id"], p["address"].split(":")[1]) for p in d["peers"])))
+print("|".join(out))
+PY
+)
+want="1 True 2:$P2,3:$P3|2 True 1:$P1,3:$P3|3 True 1:$P1,2:$P2"
+if [ "$who" = "$want" ]; then ok "endpoint: each node gives its id and its two peers' addresses"
+else not_ok "endpoint: each node gives its id and its two peers' addresses" "$who (want $want)"; fi
+# HEAD: the head, then nothing (read to the close; the count of bytes
+# after the blank line ends the output)
+hdr=$(python3 - "$(port_of n2)" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"HEAD /__ursula/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+d = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    d += b
+head, _, rest = d.partition(b"\r\n\r\n")
+print(head.decode("latin1").replace("\r", ""))
+print("body bytes: %d" % len(rest))
+PY
+)
+case "$hdr" in
+  *"HTTP/1.1 200"*"Content-Type: application/json"*"Cache-Control: no-store"*"Content-Length: "*"body bytes: 0")
+    ok "endpoint: HEAD is 200, application/json, no-store, with a length and no body" ;;
+  *) not_ok "endpoint: HEAD is 200, application/json, no-store, with a length and no body" "$(echo "$hdr" | tr '\n' '|')" ;;
+esac
+rs=""
+for m in POST PUT DELETE; do
+  rs="$rs $(curl -s -D - -o /dev/null -X $m "http://127.0.0.1:$(port_of n1)/__ursula/cluster" | tr -d '\r' | sed -n 's/^HTTP\/1.1 \([0-9]*\).*/\1/p; s/^Allow: //p' | tr '\n' '/')"
+done
+for u in /__ursula/ /__ursula/other /__ursula '/__ursula/cluster/x'; do
+  rs="$rs $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port_of n1)$u")"
+done
+rs="$rs $(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: text/plain' "http://127.0.0.1:$(port_of n1)/__ursula/s")"
+if [ "$rs" = " 405/GET, HEAD/ 405/GET, HEAD/ 405/GET, HEAD/ 404 404 404 404 404" ]; then
+  ok "endpoint: other methods are 405 with Allow: GET, HEAD; other /__ursula/ paths 404, no stream there"
+else not_ok "endpoint: other methods are 405 with Allow: GET, HEAD; other /__ursula/ paths 404, no stream there" "$rs"; fi
 # writes on any node: a follower forwards to the leader, and answers
 # once it has applied the entry itself (offsets in order, protocol 5.2)
 fw=""
@@ -271,10 +411,13 @@ g=$(group_of /r/a)
 lead=n$((g % 3 + 1))
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: text/plain' \
   --data-binary 'x,' "http://127.0.0.1:$(port_of $lead)/r/a")
-if [ "$code" = 204 ] && [ "$(count $lead "group $g: this node leads it")" -ge 1 ]; then
+if [ "$code" = 204 ] && leads "$lead" "$g"; then
   ok "$lead leads /r/a's group $g, and takes an append"
 else not_ok "$lead leads /r/a's group $g, and takes an append" "$code"; fi
 [ -n "$lead" ] || lead=n1
+# what the leader leads, and where the others' logs are, just before
+status_to "$lead" "$TMP/before-kill.json" >/dev/null
+for n in n1 n2 n3; do eval "lines_$n=$(wc -l <"$TMP/$n.log")"; done
 eval "lpid=\$PID_$lead"
 { kill -9 "$lpid" && wait "$lpid"; } 2>/dev/null
 alive=""
@@ -290,6 +433,63 @@ for i in $(seq 1 100); do
 done
 if [ "$code" = 204 ]; then ok "after kill -9 of $lead, another node leads and takes the append"
 else not_ok "after kill -9 of $lead, another node leads and takes the append" "$code"; fi
+# the two left show the killed node as not connected, and settle on one
+# leader per group between them (two of three are a quorum)
+gone=""
+for i in $(seq 1 50); do
+  gone=""
+  for n in $alive; do
+    status_to "$n" "$TMP/gone-$n.json" >/dev/null
+    gone="$gone $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([p["connected"] for p in d["peers"] if p["id"] == int(sys.argv[2])][0])' "$TMP/gone-$n.json" "${lead#n}" 2>/dev/null)"
+  done
+  [ "$gone" = " False False" ] && break
+  sleep 0.2
+done
+if [ "$gone" = " False False" ]; then ok "endpoint: the two left show $lead as not connected"
+else not_ok "endpoint: the two left show $lead as not connected" "$gone"; fi
+out=$(settle $alive)
+if [ $? -eq 0 ]; then ok "endpoint: without $lead, every group has one leader in the highest term, that both follow ($out)"
+else not_ok "endpoint: without $lead, every group has one leader in the highest term, that both follow" "$out"; fi
+# the leadership lines (README "Run a cluster"): no per-group line at
+# the default level; each core's latest "core C: this node leads N of its
+# M groups" on the two left add up to every group (each has one leader
+# between them, as just settled), and since the kill they say they won
+# at least the groups the killed node led by election (no leader heard:
+# a dead leader cannot hand over)
+leadlog() {
+  python3 - "$TMP/before-kill.json" "$@" <<'PY'
+import json, re, sys
+before = json.load(open(sys.argv[1]))
+led = sum(1 for g in before["groups"] if g["role"] == "leader")
+total, won, per_group = 0, 0, 0
+for arg in sys.argv[2:]:
+    f, skip = arg.split(":")
+    lines = open(f, encoding="latin1").read().splitlines()
+    per_group += sum(1 for l in lines if "this node leads it" in l)
+    last = {}
+    for l in lines:
+        m = re.search(r"core (\d+): this node leads (\d+) of its (\d+) groups", l)
+        if m: last[m.group(1)] = int(m.group(2))
+    total += sum(last.values())
+    for l in lines[int(skip):]:
+        m = re.search(r"core \d+: this node leads .*\+(\d+) elected, no leader heard", l)
+        if m: won += int(m.group(1))
+ok = per_group == 0 and total == len(before["groups"]) and won >= led >= 1
+print("%s: %d per-group lines; the counts add up to %d of %d groups; %d won by election since the kill, the killed node led %d"
+      % ("yes" if ok else "no", per_group, total, len(before["groups"]), won, led))
+PY
+}
+args=""
+for n in $alive; do eval "args=\"\$args $TMP/$n.log:\$lines_$n\""; done
+for i in $(seq 1 30); do
+  out=$(leadlog $args)
+  case $out in yes:*) break ;; esac
+  sleep 0.2
+done
+case $out in
+  yes:*) ok "leadership lines: per-core counts that add up to every group, the dead leader's groups won by election ($out)" ;;
+  *) not_ok "leadership lines: per-core counts that add up to every group, the dead leader's groups won by election" "$out" ;;
+esac
 exp="a1,a2,a3,a4,x,y,"
 res=""
 for n in $alive; do res="$res[$(read_on $n /r/a)]"; done

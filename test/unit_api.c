@@ -410,6 +410,216 @@ static void test_api_wire_framing(void) {
   unit_server_end(&run);
 }
 
+/* The server's paths (api.c, THE SERVER'S PATHS): "/__ursula" and all
+** under "/__ursula/" are never a stream's; GET and HEAD of
+** /__ursula/cluster are served, any other method there is 405 (RFC 9110
+** section 15.5.6, with Allow: GET, HEAD: the wire case below), any other
+** reserved path 404.  A path that only starts alike is a stream. */
+static void test_api_reserved_paths(void) {
+  static const struct {
+    const char *head;
+    int op, status;
+  } cases[] = {
+      {"GET /__ursula/cluster HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 0},
+      {"HEAD /__ursula/cluster HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 0},
+      {"GET /__ursula/cluster?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 0},
+      {"POST /__ursula/cluster HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 405},
+      {"PUT /__ursula/cluster HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 405},
+      {"DELETE /__ursula/cluster HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS,
+       405},
+      {"OPTIONS /__ursula/cluster HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS,
+       405},
+      {"GET /__ursula/ HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 404},
+      {"GET /__ursula HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 404},
+      {"GET /__ursula/cluster/x HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 404},
+      {"PUT /__ursula/s HTTP/1.1\r\nHost: x\r\n\r\n", JOB_STATUS, 404},
+      {"PUT /__ursulax HTTP/1.1\r\nHost: x\r\n\r\n", JOB_CREATE, 0},
+      {"GET /v1/stream/__ursula/cluster HTTP/1.1\r\nHost: x\r\n\r\n", JOB_READ,
+       0},
+  };
+  size_t i;
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct job *j = NULL;
+    int rc = unit_api_job(cases[i].head, &j);
+    if (rc != 0 || j == NULL || j->op != cases[i].op ||
+        j->status != cases[i].status) {
+      printf("# %.40s: rc %d op %d status %d\n", cases[i].head, rc,
+             j ? j->op : -1, j ? j->status : -1);
+      unit_failed++;
+    }
+    job_free(j);
+  }
+}
+
+/* The status body (api_status_json): the fields of the README, in
+** order, valid JSON (json.c's validator takes it), a string escaped as
+** RFC 8259 section 7 says ('"' and '\\' with a backslash, control
+** characters as \u00XX), and null for a leader not known and a peer not
+** heard. */
+static void test_api_status_json(void) {
+  struct group_status gs[2];
+  struct group_gather gg;
+  struct buf out, flat;
+  size_t n_msgs = 0;
+  static const char want[] =
+      "{\"node\":2,\"cluster\":true,\"cores\":2,\"peers\":["
+      "{\"id\":1,\"address\":\"127.0.0.1:7001\",\"connected\":true,"
+      "\"links_up\":2,\"last_heard_ms\":12},"
+      "{\"id\":3,\"address\":\"a\\\"b\\\\c\\u000ad\\u001f:7003\","
+      "\"connected\":false,\"links_up\":1,\"last_heard_ms\":null}],"
+      "\"groups\":["
+      "{\"group\":0,\"role\":\"leader\",\"term\":3,\"leader\":2,"
+      "\"commit\":40,\"applied\":39,\"last_index\":41},"
+      "{\"group\":1,\"role\":\"candidate\",\"term\":18446744073709551615,"
+      "\"leader\":null,\"commit\":0,\"applied\":0,\"last_index\":0}]}\n";
+  memset(&gg, 0, sizeof(gg));
+  memset(gs, 0, sizeof(gs));
+  memset(&out, 0, sizeof(out));
+  memset(&flat, 0, sizeof(flat));
+  gg.node = 2;
+  gg.cluster = 1;
+  gg.n_cores = 2;
+  gg.n_groups = 2;
+  gg.groups = gs;
+  gg.n_peers = 2;
+  gg.peers[0].id = 1;
+  snprintf(gg.peers[0].address, sizeof(gg.peers[0].address), "127.0.0.1:7001");
+  gg.peers[0].links_up = 2;
+  gg.peers[0].heard = 1;
+  gg.peers[0].heard_age_ms = 12;
+  gg.peers[1].id = 3;
+  snprintf(gg.peers[1].address, sizeof(gg.peers[1].address),
+           "a\"b\\c\nd\x1f:7003");
+  gg.peers[1].links_up = 1;
+  gs[0].group = 0;
+  gs[0].role = RAFT_LEADER;
+  gs[0].term = 3;
+  gs[0].leader = 2;
+  gs[0].commit = 40;
+  gs[0].applied = 39;
+  gs[0].last_index = 41;
+  gs[1].group = 1;
+  gs[1].role = RAFT_CANDIDATE;
+  gs[1].term = UINT64_MAX;
+  ASSERT(api_status_json(&out, &gg) == URSULA_OK);
+  ASSERT(out.len == sizeof(want) - 1 && memcmp(out.ptr, want, out.len) == 0);
+  if (out.len != sizeof(want) - 1 || memcmp(out.ptr, want, out.len) != 0)
+    printf("# got %.*s", (int)out.len, out.ptr);
+  ASSERT(json_flatten(out.ptr, out.len, &flat, &n_msgs) == URSULA_OK &&
+         n_msgs == 1);
+  /* a single node: no peers, an empty list */
+  gg.cluster = 0;
+  gg.node = 1;
+  gg.n_peers = 0;
+  gg.n_groups = 0;
+  out.len = 0;
+  ASSERT(api_status_json(&out, &gg) == URSULA_OK);
+  ASSERT(out.len > 0 &&
+         strncmp(out.ptr,
+                 "{\"node\":1,\"cluster\":false,\"cores\":2,\"peers\":[],"
+                 "\"groups\":[]}\n",
+                 out.len) == 0);
+  buf_free(&out);
+  buf_free(&flat);
+}
+
+/* A number after "key": in s at or after p (UINT64_MAX: none). */
+static uint64_t unit_api_num(const char *p, const char *key) {
+  char k[32];
+  const char *q;
+  snprintf(k, sizeof(k), "\"%s\":", key);
+  q = strstr(p, k);
+  return q ? strtoull(q + strlen(k), NULL, 10) : UINT64_MAX;
+}
+
+/* GET /__ursula/cluster of a single node in this process (2 cores, 4
+** groups): 200, application/json, no-store; node 1, not a cluster, no
+** peers; every group led by node 1 (its only voter elects itself, Raft
+** paper 5.2) in a term >= 1, with applied <= commit <= last_index (an
+** entry is applied once committed, and committed entries are in the
+** log).  HEAD: the same head, no body.  POST: 405 with Allow: GET, HEAD;
+** a stream cannot be made under /__ursula/ (404). */
+static void test_api_status_single_node(void) {
+  struct unit_server_run run;
+  struct ursula_config cfg;
+  struct ursula_server *srv = NULL;
+  char err[URSULA_ERRMSG_LEN], body[4096], want[64];
+  struct buf resp, head;
+  const char *p;
+  int port, g;
+  static const char get[] =
+      "GET /__ursula/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  static const char hd[] =
+      "HEAD /__ursula/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  static const char post[] =
+      "POST /__ursula/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
+  ursula_config_init(&cfg);
+  cfg.log_level = 0;
+  cfg.listen_port = 0;
+  cfg.core_count = 2;
+  cfg.raft_group_count = 4;
+  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
+    printf("# start: %s\n", err);
+    unit_failed++;
+    return;
+  }
+  unit_server_go(&run, srv);
+  port = ursula_server_port(srv);
+  memset(&resp, 0, sizeof(resp));
+  memset(&head, 0, sizeof(head));
+  ASSERT(unit_http(port, "GET", "/__ursula/cluster", "", body,
+                   sizeof(body)) == 200);
+  snprintf(want, sizeof(want), "{\"node\":1,\"cluster\":false,\"cores\":%d,",
+           srv->n_cores);
+  ASSERT(strncmp(body, want, strlen(want)) == 0);
+  ASSERT(strstr(body, "\"peers\":[],\"groups\":[") != NULL);
+  p = body;
+  for (g = 0; g < 4; g++) {
+    char key[32];
+    uint64_t term, commit, applied, last;
+    snprintf(key, sizeof(key), "{\"group\":%d,", g);
+    p = strstr(p, key);
+    ASSERT(p != NULL);
+    if (p == NULL) break;
+    ASSERT(strncmp(p + strlen(key), "\"role\":\"leader\",", 16) == 0);
+    term = unit_api_num(p, "term");
+    commit = unit_api_num(p, "commit");
+    applied = unit_api_num(p, "applied");
+    last = unit_api_num(p, "last_index");
+    ASSERT(unit_api_num(p, "leader") == 1);
+    ASSERT(term >= 1 && term != UINT64_MAX);
+    ASSERT(applied <= commit && commit <= last && last != UINT64_MAX);
+    p += strlen(key);
+  }
+  ASSERT(strstr(body, "{\"group\":4,") == NULL);
+  unit_api_exchange(port, get, sizeof(get) - 1, &resp);
+  buf_append(&resp, "", 1); /* NUL-terminated for strstr */
+  resp.len--;
+  ASSERT(resp.len > 0 && strstr(resp.ptr, "HTTP/1.1 200 ") == resp.ptr);
+  ASSERT(strstr(resp.ptr, "\r\nContent-Type: application/json\r\n") != NULL);
+  ASSERT(strstr(resp.ptr, "\r\nCache-Control: no-store\r\n") != NULL);
+  unit_api_exchange(port, hd, sizeof(hd) - 1, &head);
+  buf_append(&head, "", 1); /* NUL-terminated for strstr */
+  head.len--;
+  ASSERT(head.len > 0 && strstr(head.ptr, "HTTP/1.1 200 ") == head.ptr);
+  ASSERT(strstr(head.ptr, "\r\nContent-Type: application/json\r\n") != NULL);
+  ASSERT(strstr(head.ptr, "\r\nCache-Control: no-store\r\n") != NULL);
+  ASSERT(strstr(head.ptr, "\r\nContent-Length: ") != NULL);
+  ASSERT(head.len >= 4 && memcmp(head.ptr + head.len - 4, "\r\n\r\n", 4) == 0);
+  resp.len = 0;
+  unit_api_exchange(port, post, sizeof(post) - 1, &resp);
+  buf_append(&resp, "", 1); /* NUL-terminated for strstr */
+  resp.len--;
+  ASSERT(resp.len > 0 && strstr(resp.ptr, "HTTP/1.1 405 ") == resp.ptr);
+  ASSERT(strstr(resp.ptr, "\r\nAllow: GET, HEAD\r\n") != NULL);
+  ASSERT(unit_http(port, "PUT", "/__ursula/s", "", NULL, 0) == 404);
+  ASSERT(unit_http(port, "GET", "/__ursula/s", "", NULL, 0) == 404);
+  buf_free(&resp);
+  buf_free(&head);
+  unit_server_end(&run);
+}
+
 static const struct unit_case unit_api_cases[] = {
     {"api_offsets", test_api_offsets},
     {"api_bad_headers", test_api_bad_headers},
@@ -418,5 +628,8 @@ static const struct unit_case unit_api_cases[] = {
     {"api_numbers", test_api_numbers},
     {"api_head_and_methods", test_api_head_and_methods},
     {"api_wire_framing", test_api_wire_framing},
+    {"api_reserved_paths", test_api_reserved_paths},
+    {"api_status_json", test_api_status_json},
+    {"api_status_single_node", test_api_status_single_node},
     {NULL, NULL},
 };

@@ -309,6 +309,84 @@ out:
   buf_free(&want);
 }
 
+/* The leaderships a group counts for its core's log line (group.c,
+** STATUS), won and lost for the reasons Raft gives them: the first
+** leader is elected once no leader was heard for an election timeout
+** (paper 5.2); a transfer (thesis 3.10) is won by its target "by a
+** transfer" and lost by the old leader "handed over"; a leader cut off
+** steps down once it has not heard a quorum for an election timeout
+** (check-quorum, thesis 6.2) while the others elect one of them (no
+** leader heard).  Nothing else is counted. */
+static unsigned uc_whys_total(void) {
+  unsigned n = 0;
+  int k, w;
+  for (k = 1; k <= UC_N; k++)
+    for (w = 0; w < GROUP_WHY_N; w++) n += UC.g[k]->whys[w];
+  return n;
+}
+
+static void uc_whys_clear(void) {
+  int k;
+  for (k = 1; k <= UC_N; k++) memset(UC.g[k]->whys, 0, sizeof(UC.g[k]->whys));
+}
+
+static void test_cluster_leadership_whys(void) {
+  char cmd[256];
+  struct raft_in in;
+  int k, r, lead, to, next;
+  memset(&UC, 0, sizeof(UC));
+  for (k = 1; k <= UC_N; k++) {
+    snprintf(UC.dir[k], sizeof(UC.dir[k]), "/tmp/ursula-unit-cw%d-XXXXXX", k);
+    ASSERT(mkdtemp(UC.dir[k]) != NULL);
+    if ((UC.g[k] = uc_open(k)) == NULL) unit_failed++;
+  }
+  if (UC.g[1] == NULL || UC.g[2] == NULL || UC.g[3] == NULL) goto out;
+  lead = uc_elect();
+  ASSERT(lead != 0);
+  if (lead == 0) goto out;
+  ASSERT(UC.g[lead]->whys[GROUP_WHY_SILENT] == 1 && uc_whys_total() == 1);
+  ASSERT(uc_settle());
+  uc_whys_clear();
+  /* a transfer to the next node */
+  to = lead % UC_N + 1;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_TRANSFER;
+  in.peer = (uint64_t)to;
+  group_step(NULL, UC.g[lead], &in);
+  for (r = 0; r < 400 && uc_leader() != to; r++) uc_round(1);
+  ASSERT(uc_leader() == to);
+  ASSERT(UC.g[to]->whys[GROUP_WHY_TRANSFER] == 1);
+  ASSERT(UC.g[lead]->whys[GROUP_WHY_HANDED] == 1);
+  ASSERT(uc_whys_total() == 2);
+  uc_whys_clear();
+  /* the new leader cut off */
+  UC.cut[to] = 1;
+  for (r = 0; r < 400 && (uc_leader() == 0 ||
+                          UC.g[to]->raft.role == RAFT_LEADER); r++)
+    uc_round(1);
+  next = uc_leader();
+  ASSERT(next != 0 && next != to && UC.g[to]->raft.role != RAFT_LEADER);
+  if (next == 0) goto out;
+  ASSERT(UC.g[next]->whys[GROUP_WHY_SILENT] == 1);
+  ASSERT(UC.g[to]->whys[GROUP_WHY_QUORUM] == 1);
+  ASSERT(uc_whys_total() == 2);
+  if (uc_whys_total() != 2)
+    for (k = 1; k <= UC_N; k++)
+      printf("# node %d: %u %u %u %u %u %u %u\n", k, UC.g[k]->whys[0],
+             UC.g[k]->whys[1], UC.g[k]->whys[2], UC.g[k]->whys[3],
+             UC.g[k]->whys[4], UC.g[k]->whys[5], UC.g[k]->whys[6]);
+out:
+  for (k = 1; k <= UC_N; k++) {
+    group_free(UC.g[k]);
+    UC.g[k] = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", UC.dir[k]);
+    if (system(cmd) != 0) printf("# could not remove %s\n", UC.dir[k]);
+  }
+  while (UC.n_q > 0) buf_free(&UC.q[--UC.n_q].rec);
+  free(UC.q);
+}
+
 static const struct unit_case unit_cluster_cases[] = {
     {"cluster_group", test_cluster_group},
+    {"cluster_leadership_whys", test_cluster_leadership_whys},
     {NULL, NULL}};

@@ -34,8 +34,8 @@
 // -1 or from the start of a recent acknowledged append.
 //
 // NEMESES (--nemeses; default all): kill-leader (kill -9 the node that
-// leads a stream's group, per its log's last "group G: this node leads
-// it (term T)" of the highest T, restart it after the duration),
+// leads a stream's group, the one whose GET /__ursula/cluster says it
+// leads it in the highest term, restart it after the duration),
 // kill-follower (kill -9 a node that does not lead it), pause
 // (SIGSTOP, SIGCONT after the duration), isolate (cut every link to and
 // from a node), split (a minority and a majority: every link between
@@ -294,24 +294,20 @@ async function killNode(n) {
   if (n.agent) n.agent.destroy();
 }
 
-// The leader of group g as the logs tell: the node whose last "group g:
-// this node leads it (term T)" has the highest T, among the live ones.
-const leadSeen = new Map(); // node id -> {off, terms: Map(g -> term)}
-function leaderOf(g) {
+// The leader of group g as the nodes tell: among the live nodes whose
+// GET /__ursula/cluster answers, the one that says role "leader" in the
+// highest term (0: none says so).
+async function leaderOf(g) {
+  const live = [...nodes.values()].filter((n) => n.alive && n.port);
+  const rs = await Promise.all(live.map((n) =>
+    request(n, "GET", "/__ursula/cluster", {}, undefined, 1000)));
   let best = 0, bestTerm = -1;
-  for (const n of nodes.values()) {
-    let s = leadSeen.get(n.id);
-    if (!s) { s = { off: 0, terms: new Map() }; leadSeen.set(n.id, s); }
-    const text = readFrom(n.log, s.off);
-    const cut = text.lastIndexOf("\n") + 1;
-    s.off += cut;
-    const re = /group (\d+): this node leads it \(term (\d+)\)/g;
-    let m;
-    while ((m = re.exec(text.slice(0, cut))) !== null)
-      s.terms.set(Number(m[1]), Number(m[2]));
-    const t = s.terms.get(g);
-    if (n.alive && t !== undefined && t > bestTerm) { bestTerm = t; best = n.id; }
-  }
+  rs.forEach((r, i) => {
+    if (r.status !== 200) return;
+    let st;
+    try { st = JSON.parse(r.body).groups[g]; } catch { return; }
+    if (st && st.role === "leader" && st.term > bestTerm) { bestTerm = st.term; best = live[i].id; }
+  });
   return best;
 }
 
@@ -523,7 +519,7 @@ async function nemesis(e) {
   switch (e.kind) {
     case "kill-leader":
     case "kill-follower": {
-      const lead = leaderOf(g) || IDS[0];
+      const lead = (await leaderOf(g)) || IDS[0];
       let victim = nodes.get(lead);
       if (e.kind === "kill-follower") victim = pick(() => e.r2, lead);
       say(`nemesis ${e.kind}: kill -9 node ${victim.id} (group ${g} of ${s}, leader ${lead}) for ${e.dur} ms`);
@@ -616,7 +612,7 @@ async function nemesis(e) {
       break;
     }
     case "cut-leader-kill": {
-      const lead = leaderOf(g) || IDS[0];
+      const lead = (await leaderOf(g)) || IDS[0];
       const n = nodes.get(lead);
       const out = IDS.filter((j) => j !== lead).map((j) => `${lead}/${j}`);
       say(`nemesis cut-leader-kill: node ${lead} (leads group ${g} of ${s}): its links out cut, kill -9 in 600 ms, down 2.5 s`);
