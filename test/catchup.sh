@@ -25,30 +25,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 BIN=${1:-${URSULA_BIN:-build/ursula-smallseg}}
 TMP=$(mktemp -d)
-PIDS=""
-FAILS=0
-N=0
-cleanup() {
-  for p in $PIDS; do
-    { kill -9 "$p" && wait "$p"; } 2>/dev/null
-  done
-  [ -n "${KEEP_TMP:-}" ] && echo "# logs kept in $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ok() { N=$((N + 1)); echo "ok $N - $1"; }
-not_ok() {
-  N=$((N + 1)); FAILS=$((FAILS + 1)); echo "not ok $N - $1"
-  [ $# -gt 1 ] && printf '#   %s\n' "$2"
-  if [ -n "${STOP_ON_FAIL:-}" ]; then exit 1; fi # (the plants target)
-}
-free_ports() {
-  python3 -c '
-import socket, sys
-s = [socket.socket() for _ in range(int(sys.argv[1]))]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
-}
+. test/lib.sh
 read -r P1 P2 P3 H1 H2 H3 <<<"$(free_ports 6)"
 PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
 
@@ -59,7 +36,7 @@ start() {
     --raft-group-count 4 --snapshot-bytes 4096 --wal-dir "$TMP/wal-n$i" \
     --node-id "$i" $PEERS "$@" >>"$TMP/n$i.log" 2>&1 &
   eval "PID_n$i=$!"
-  PIDS="$PIDS $!"
+  lib_track $!
 }
 url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
 count() { grep -cF -- "$2" "$TMP/$1.log" 2>/dev/null || true; }
@@ -223,6 +200,6 @@ if grep -q "ursula\[E\]" "$TMP"/n[123].log; then
   not_ok "no error lines in the logs" "$(grep -h "ursula\[E\]" "$TMP"/n[123].log | head -3 | tr '\n' '|')"
 else ok "no error lines in the logs"; fi
 
-echo "1..$N"
+echo "1..$LIB_N"
 [ $FAILS -eq 0 ] || { echo "# catchup.sh: $FAILS failed"; exit 1; }
-echo "# catchup.sh: all $N passed"
+echo "# catchup.sh: all $LIB_N passed"

@@ -168,4 +168,5 @@ for n in 1 2 3; do grep -q "failed\|damaged\|missing" "$TMP/n$n.log" && { delete
 check "no node logged a missing or damaged chunk or a failure" [ "$deletes_ok" -eq 1 ]
 
 echo "1..$LIB_N"
-[ "$FAILS" -eq 0 ] || { echo "# $FAILS failed"; exit 1; }
+[ "$FAILS" -eq 0 ] || { echo "# cluster_cold.sh: $FAILS failed"; exit 1; }
+echo "# cluster_cold.sh: all $LIB_N passed"
