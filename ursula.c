@@ -8478,7 +8478,7 @@ static int wal_load_snapshot(struct wal *w, struct buf *out, char *err) {
     return URSULA_ENOMEM;
   }
   for (;;) {
-    size_t want = out->cap - out->len;
+    size_t want = out->cap - out->len - 1; /* (the NUL's byte stays) */
     if (want > WAL_SNAP_CHUNK) want = WAL_SNAP_CHUNK;
     k = wal_snap_read(&sr, out->ptr + out->len, want);
     if (k <= 0) break;
@@ -12957,7 +12957,8 @@ static void peer_in_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     peer_in_close(in);
     return;
   }
-  r = recv(fd, in->in.ptr + in->in.len, in->in.cap - in->in.len, 0);
+  /* (up to cap - 1: a struct buf keeps a byte for its NUL, buf_consume) */
+  r = recv(fd, in->in.ptr + in->in.len, in->in.cap - in->in.len - 1, 0);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return;
   if (r <= 0) {

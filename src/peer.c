@@ -1026,7 +1026,8 @@ static void peer_in_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     peer_in_close(in);
     return;
   }
-  r = recv(fd, in->in.ptr + in->in.len, in->in.cap - in->in.len, 0);
+  /* (up to cap - 1: a struct buf keeps a byte for its NUL, buf_consume) */
+  r = recv(fd, in->in.ptr + in->in.len, in->in.cap - in->in.len - 1, 0);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return;
   if (r <= 0) {

@@ -779,7 +779,7 @@ static int wal_load_snapshot(struct wal *w, struct buf *out, char *err) {
     return URSULA_ENOMEM;
   }
   for (;;) {
-    size_t want = out->cap - out->len;
+    size_t want = out->cap - out->len - 1; /* (the NUL's byte stays) */
     if (want > WAL_SNAP_CHUNK) want = WAL_SNAP_CHUNK;
     k = wal_snap_read(&sr, out->ptr + out->len, want);
     if (k <= 0) break;
