@@ -30,7 +30,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
-        test-cold-plants test-status-plants
+        test-cold-plants test-status-plants bench-cluster
 
 all: ursula
 
@@ -329,7 +329,9 @@ test-catchup-plants: ursula.c ursula.h
 # target shows that cold.sh fails when the sweep ignores the terms in
 # object names (TIER_PLANT=1), and cluster_cold.sh when, on top of that,
 # every node acts as if it led (GROUP_PLANT=5: the single node's tier
-# run as it is on each node of a cluster).
+# run as it is on each node of a cluster).  It takes about 4 minutes (the
+# whole of cold.sh once), so it is a target of its own, like
+# test-status-plants.
 test-cluster-cold: build/ursula-smallseg
 	bash test/cluster_cold.sh build/ursula-smallseg
 
@@ -474,7 +476,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
       test-raft-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-cluster test-fault \
-      test-fault-plants test-catchup test-catchup-plants test-cluster-cold test-cold-plants test-damage test-crash test-conformance \
+      test-fault-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-conformance-cluster test-asan
 	@echo "make test: all passed"
@@ -483,6 +485,11 @@ test: check-amalgamation check-symbols check-layers test-split test-flags test-u
 # (bench/README.md); bench/run.sh adds WAL recovery of about 1 GiB.
 bench: ursula
 	bash bench/compare.sh
+
+# Durable appends on a 3-node cluster beside one node with --wal-dir
+# (bench/README.md).
+bench-cluster: ursula
+	bash bench/cluster.sh
 
 clean:
 	rm -rf ursula test/unit test/unit-poll test/unit-nothreads test/unit-tls build ursula.c.tmp ursula.c.check
