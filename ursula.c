@@ -1778,7 +1778,8 @@ URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
 URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
                                     uint64_t start, uint64_t end,
                                     uint64_t term);
-/* The term a chunk's name carries; 0 for a name without one (written
+/* The term a chunk's name carries (also with a folder store's ".tmp" of
+** an upload in flight after it); 0 for a name without one (written
 ** before names carried terms) or not a chunk's name. */
 URSULA_PRIVATE uint64_t cold_chunk_term(const char *name);
 /* obj holds COLD_HEADER bytes of room, then the stream's bytes from
@@ -1832,6 +1833,7 @@ struct tier {
   uint64_t chunk_bytes;            /* size of a chunk to move */
   uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
   uint64_t swept;                  /* the lead term its sweep ran in */
+  uint64_t swept_ms;               /* when its last sweep began */
   int listing;                     /* its LIST is under way */
   int n_uploads;                   /* uploads in flight */
   uint64_t retry_ms;               /* backing off until then (wall clock) */
@@ -14742,6 +14744,8 @@ URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
 URSULA_PRIVATE uint64_t cold_chunk_term(const char *name) {
   size_t n = strlen(name), i;
   uint64_t term = 0;
+  if (n > 4 && memcmp(name + n - 4, ".tmp", 4) == 0)
+    n -= 4; /* a folder store's upload in flight: the chunk's own term */
   if (n < 18 || name[n - 18] != '-' || name[n - 17] != 't') return 0;
   for (i = n - 16; i < n; i++) {
     char ch = name[i];
@@ -14885,7 +14889,7 @@ static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   if (fs->sync_dir(path) != 0) goto fail;
   return URSULA_OK;
 fail:
-  snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.60s: %s", c->cfg->cold_dir,
+  snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.96s: %s", c->cfg->cold_dir,
            r->name, strerror(errno));
   return errno == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
 }
@@ -14923,7 +14927,7 @@ static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
   r->data.len = off;
   if (rc == URSULA_OK) return URSULA_OK;
 fail:
-  snprintf(err, URSULA_ERRMSG_LEN, "reading %.150s/%.60s: %s", c->cfg->cold_dir,
+  snprintf(err, URSULA_ERRMSG_LEN, "reading %.150s/%.96s: %s", c->cfg->cold_dir,
            r->name, strerror(errno));
   return URSULA_EIO;
 }
@@ -14932,7 +14936,7 @@ static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
   cold_dir_path(c, r->name, path, sizeof(path));
   if (c->fs->unlink(path) != 0 && errno != ENOENT) {
-    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
+    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.96s: %s",
              c->cfg->cold_dir, r->name, strerror(errno));
     return URSULA_EIO;
   }
@@ -15334,8 +15338,8 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 **
 ** GARBAGE.  The objects of removed streams are deleted once the removal
 ** is committed (tier_delete_objects, an effect of the apply).  Before
-** anything moves, the group lists its objects and deletes those no
-** stream names (left by a crash between an upload and its COLD command,
+** anything moves (and again every TIER_SWEEP_MS), the group lists its
+** objects and deletes those no stream names (left by a crash between an upload and its COLD command,
 ** by a leader that lost its term during an upload, or by deletions that
 ** were replayed or never carried out).
 **
@@ -15385,6 +15389,7 @@ struct tier_fetch {
 };
 
 #define TIER_MAX_UPLOADS 4 /* uploads in flight per group */
+#define TIER_SWEEP_MS 600000 /* a leader sweeps again after this long */
 
 /* PLANTED BUG.  -DTIER_PLANT=1 (default 0): the sweep deletes unnamed
 ** objects of any term, its own and later ones included (rule 2 above
@@ -15401,7 +15406,7 @@ static uint64_t tier_wall(const struct tier *t) {
 
 static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
   struct cold_req *q = (struct cold_req *)(void *)m;
-  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
+  (void)l; /* a failure is logged by the tier; a later sweep retries */
   cold_req_free(q);
 }
 
@@ -15415,7 +15420,7 @@ URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
     off += len + 1;
     if (len == 0 || len >= COLD_NAME_MAX) continue;
     if ((q = cold_req_new(COLD_DELETE, c->loop, tier_on_deleted)) == NULL)
-      continue; /* the next start-up sweep deletes it */
+      continue; /* a later sweep deletes it */
     memcpy(q->name, name, len + 1);
     q->group = t->id;
     q->owner = t;
@@ -15699,6 +15704,22 @@ done:
   cold_req_free(q);
 }
 
+/* List the group's objects for a sweep in term (tier_on_listed). */
+static void tier_sweep(struct core *c, struct tier *t, uint64_t term) {
+  struct cold_req *q;
+  if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
+  snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
+  q->term = term;
+  q->group = t->id;
+  q->owner = t;
+  t->listing = 1;
+  t->swept_ms = tier_wall(t);
+  cold_submit(t->cold, q);
+}
+
+/* Once a second on the group's owner: a leader sweeps first in each
+** term, and again every TIER_SWEEP_MS (garbage left meanwhile: a
+** deposed leader's late upload, a failed delete), and moves data. */
 URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
   uint64_t now, term;
   size_t k;
@@ -15708,17 +15729,11 @@ URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
   term = t->lead_term(t->group);
   if (term == 0) return; /* a follower: nothing to move or sweep */
   if (t->swept != term) { /* first the sweep of this term */
-    struct cold_req *q;
-    if (t->listing) return;
-    if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
-    snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
-    q->term = term;
-    q->group = t->id;
-    q->owner = t;
-    t->listing = 1;
-    cold_submit(t->cold, q);
+    if (!t->listing) tier_sweep(c, t, term);
     return;
   }
+  if (!t->listing && now - t->swept_ms >= TIER_SWEEP_MS)
+    tier_sweep(c, t, term); /* (moves go on meanwhile) */
   for (k = 0; k < t->sm->cap && t->n_uploads < TIER_MAX_UPLOADS; k++) {
     struct stream *s;
     for (s = t->sm->slots[k]; s != NULL; s = s->hnext)
@@ -18803,6 +18818,7 @@ URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
 static uint64_t group_lead_term(const struct group *g) {
   if (GROUP_BUG(5)) return g->raft.term; /* the PLANTED BUG: any role */
   if (g->raft.role != RAFT_LEADER || g->raft.storage_failed ||
+      g->raft.transfer_to != 0 || /* (its proposals are refused) */
       (g->cl.n_voters > 1 && g->applied_term != g->raft.term))
     return 0;
   return g->raft.term;

@@ -70,6 +70,8 @@ URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
 URSULA_PRIVATE uint64_t cold_chunk_term(const char *name) {
   size_t n = strlen(name), i;
   uint64_t term = 0;
+  if (n > 4 && memcmp(name + n - 4, ".tmp", 4) == 0)
+    n -= 4; /* a folder store's upload in flight: the chunk's own term */
   if (n < 18 || name[n - 18] != '-' || name[n - 17] != 't') return 0;
   for (i = n - 16; i < n; i++) {
     char ch = name[i];
@@ -213,7 +215,7 @@ static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
   if (fs->sync_dir(path) != 0) goto fail;
   return URSULA_OK;
 fail:
-  snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.60s: %s", c->cfg->cold_dir,
+  snprintf(err, URSULA_ERRMSG_LEN, "writing %.150s/%.96s: %s", c->cfg->cold_dir,
            r->name, strerror(errno));
   return errno == ENOSPC ? URSULA_ENOSPC : URSULA_EIO;
 }
@@ -251,7 +253,7 @@ static int cold_dir_get(struct cold *c, struct cold_req *r, char *err) {
   r->data.len = off;
   if (rc == URSULA_OK) return URSULA_OK;
 fail:
-  snprintf(err, URSULA_ERRMSG_LEN, "reading %.150s/%.60s: %s", c->cfg->cold_dir,
+  snprintf(err, URSULA_ERRMSG_LEN, "reading %.150s/%.96s: %s", c->cfg->cold_dir,
            r->name, strerror(errno));
   return URSULA_EIO;
 }
@@ -260,7 +262,7 @@ static int cold_dir_delete(struct cold *c, struct cold_req *r, char *err) {
   char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], *slash;
   cold_dir_path(c, r->name, path, sizeof(path));
   if (c->fs->unlink(path) != 0 && errno != ENOENT) {
-    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.60s: %s",
+    snprintf(err, URSULA_ERRMSG_LEN, "deleting %.150s/%.96s: %s",
              c->cfg->cold_dir, r->name, strerror(errno));
     return URSULA_EIO;
   }

@@ -3044,6 +3044,7 @@ URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
 static uint64_t group_lead_term(const struct group *g) {
   if (GROUP_BUG(5)) return g->raft.term; /* the PLANTED BUG: any role */
   if (g->raft.role != RAFT_LEADER || g->raft.storage_failed ||
+      g->raft.transfer_to != 0 || /* (its proposals are refused) */
       (g->cl.n_voters > 1 && g->applied_term != g->raft.term))
     return 0;
   return g->raft.term;

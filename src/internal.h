@@ -1563,7 +1563,8 @@ URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
 URSULA_PRIVATE void cold_chunk_name(char *out, int group, uint64_t inc,
                                     uint64_t start, uint64_t end,
                                     uint64_t term);
-/* The term a chunk's name carries; 0 for a name without one (written
+/* The term a chunk's name carries (also with a folder store's ".tmp" of
+** an upload in flight after it); 0 for a name without one (written
 ** before names carried terms) or not a chunk's name. */
 URSULA_PRIVATE uint64_t cold_chunk_term(const char *name);
 /* obj holds COLD_HEADER bytes of room, then the stream's bytes from
@@ -1617,6 +1618,7 @@ struct tier {
   uint64_t chunk_bytes;            /* size of a chunk to move */
   uint64_t flush_age_ms;           /* move bytes waiting this long (0: never) */
   uint64_t swept;                  /* the lead term its sweep ran in */
+  uint64_t swept_ms;               /* when its last sweep began */
   int listing;                     /* its LIST is under way */
   int n_uploads;                   /* uploads in flight */
   uint64_t retry_ms;               /* backing off until then (wall clock) */

@@ -32,8 +32,8 @@
 **
 ** GARBAGE.  The objects of removed streams are deleted once the removal
 ** is committed (tier_delete_objects, an effect of the apply).  Before
-** anything moves, the group lists its objects and deletes those no
-** stream names (left by a crash between an upload and its COLD command,
+** anything moves (and again every TIER_SWEEP_MS), the group lists its
+** objects and deletes those no stream names (left by a crash between an upload and its COLD command,
 ** by a leader that lost its term during an upload, or by deletions that
 ** were replayed or never carried out).
 **
@@ -83,6 +83,7 @@ struct tier_fetch {
 };
 
 #define TIER_MAX_UPLOADS 4 /* uploads in flight per group */
+#define TIER_SWEEP_MS 600000 /* a leader sweeps again after this long */
 
 /* PLANTED BUG.  -DTIER_PLANT=1 (default 0): the sweep deletes unnamed
 ** objects of any term, its own and later ones included (rule 2 above
@@ -99,7 +100,7 @@ static uint64_t tier_wall(const struct tier *t) {
 
 static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
   struct cold_req *q = (struct cold_req *)(void *)m;
-  (void)l; /* a failure is logged by the tier; the start-up sweep retries */
+  (void)l; /* a failure is logged by the tier; a later sweep retries */
   cold_req_free(q);
 }
 
@@ -113,7 +114,7 @@ URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
     off += len + 1;
     if (len == 0 || len >= COLD_NAME_MAX) continue;
     if ((q = cold_req_new(COLD_DELETE, c->loop, tier_on_deleted)) == NULL)
-      continue; /* the next start-up sweep deletes it */
+      continue; /* a later sweep deletes it */
     memcpy(q->name, name, len + 1);
     q->group = t->id;
     q->owner = t;
@@ -397,6 +398,22 @@ done:
   cold_req_free(q);
 }
 
+/* List the group's objects for a sweep in term (tier_on_listed). */
+static void tier_sweep(struct core *c, struct tier *t, uint64_t term) {
+  struct cold_req *q;
+  if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
+  snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
+  q->term = term;
+  q->group = t->id;
+  q->owner = t;
+  t->listing = 1;
+  t->swept_ms = tier_wall(t);
+  cold_submit(t->cold, q);
+}
+
+/* Once a second on the group's owner: a leader sweeps first in each
+** term, and again every TIER_SWEEP_MS (garbage left meanwhile: a
+** deposed leader's late upload, a failed delete), and moves data. */
 URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
   uint64_t now, term;
   size_t k;
@@ -406,17 +423,11 @@ URSULA_PRIVATE void tier_tick(struct core *c, struct tier *t) {
   term = t->lead_term(t->group);
   if (term == 0) return; /* a follower: nothing to move or sweep */
   if (t->swept != term) { /* first the sweep of this term */
-    struct cold_req *q;
-    if (t->listing) return;
-    if ((q = cold_req_new(COLD_LIST, c->loop, tier_on_listed)) == NULL) return;
-    snprintf(q->name, sizeof(q->name), "g%05d/", t->id);
-    q->term = term;
-    q->group = t->id;
-    q->owner = t;
-    t->listing = 1;
-    cold_submit(t->cold, q);
+    if (!t->listing) tier_sweep(c, t, term);
     return;
   }
+  if (!t->listing && now - t->swept_ms >= TIER_SWEEP_MS)
+    tier_sweep(c, t, term); /* (moves go on meanwhile) */
   for (k = 0; k < t->sm->cap && t->n_uploads < TIER_MAX_UPLOADS; k++) {
     struct stream *s;
     for (s = t->sm->slots[k]; s != NULL; s = s->hnext)

@@ -184,6 +184,8 @@ static void test_cold_chunk_format(void) {
   ASSERT(cold_chunk_term("g00003/000000000000002a/0000000000000000-"
                          "0000000000100000-t00000000000000fg") == 0);
   ASSERT(cold_chunk_term("g00003/x-tffffffffffffffff") == ~(uint64_t)0);
+  ASSERT(cold_chunk_term("g00003/x-t0000000000000009.tmp") == 9); /* (a
+      folder store's upload in flight carries its chunk's term) */
   ASSERT(buf_reserve(&obj, COLD_HEADER) == URSULA_OK);
   obj.len = COLD_HEADER;
   ASSERT(buf_append(&obj, "hello", 5) == URSULA_OK);
