@@ -1135,6 +1135,7 @@ enum {
 #define RAFT_F_REJECT 1u     /* a response that refuses */
 #define RAFT_F_TRANSFER 2u   /* a VOTE sent after TimeoutNow: no lease holds */
 #define RAFT_F_RECOVERING 4u /* from a node that lost its log (raft.c) */
+#define RAFT_F_LEAVING 8u    /* from a node that is stopping (raft.c, LEAVE) */
 
 /* Entries from index on have term, up to the next run (or the end). */
 struct raft_run {
@@ -1172,7 +1173,8 @@ enum {
   RAFT_IN_READ_INDEX = 10,
   RAFT_IN_TRANSFER = 11,
   RAFT_IN_STORAGE_FAILED = 12,
-  RAFT_IN_STORAGE_RECOVERED = 13
+  RAFT_IN_STORAGE_RECOVERED = 13,
+  RAFT_IN_LEAVE = 14
 };
 struct raft_in {
   int type;
@@ -1271,6 +1273,7 @@ struct raft_peer {
   uint64_t snap_index; /* SNAPSHOTTING: the snapshot's index */
   uint64_t read_ack;   /* the highest read sequence it confirmed */
   uint64_t told;       /* the commit index a heartbeat last told it */
+  int leaving;         /* its last message said LEAVING (raft.c, LEAVE) */
   uint64_t *infl_last, *infl_bytes; /* ring: last index, bytes */
   unsigned infl_head, infl_n;
   uint64_t infl_total; /* bytes in flight */
@@ -1316,6 +1319,7 @@ struct raft {
   uint64_t read_seq;
   uint64_t transfer_to;
   unsigned transfer_elapsed;
+  int leaving; /* LEAVE: this node is stopping (raft.c) */
   struct raft_stats stats;
   void *mem;
 };
@@ -1331,7 +1335,8 @@ URSULA_PRIVATE URSULA_UNUSED int raft_init(struct raft *r,
 URSULA_PRIVATE URSULA_UNUSED void raft_free(struct raft *r);
 /* Feed one input; append the actions it gives to out.  URSULA_OK;
 ** URSULA_EAGAIN (PROPOSE or TRANSFER refused: not the leader, a
-** transfer under way, storage failed, too much uncommitted); URSULA_EINVAL
+** transfer under way, storage failed, too much uncommitted, a target that
+** is leaving; LEAVE: a leader with nobody to hand over to); URSULA_EINVAL
 ** (a malformed input, or out has less room than raft_out_cap()). */
 URSULA_PRIVATE URSULA_UNUSED int raft_step(struct raft *r,
                                            const struct raft_in *in,
@@ -2073,6 +2078,14 @@ URSULA_PRIVATE URSULA_UNUSED void group_recv_reply(struct core *c,
 ** cluster's groups only; a single voter needs none). */
 #define GROUP_TICK_MS 100
 URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
+/* A graceful stop (raft.c, LEAVING): g's core is told LEAVE -- it hands
+** over the leadership it holds, to the best peer, and will not take it
+** back -- each time this is called (a transfer that was abandoned is
+** tried again).  Returns GROUP_LEAVE_NONE (this node does not lead g),
+** GROUP_LEAVE_LED (it does; a transfer is under way) or GROUP_LEAVE_STUCK
+** (it does, and every other member is leaving too: nobody can take it). */
+enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
+URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); keep at most about hot_max bytes of stream
 ** data in memory from then on.  must_exist: the data directory says the
@@ -2597,6 +2610,10 @@ struct core {
   int leads;        /* of its groups, those this node led at the last
                        group_leads_report() */
   int listening;
+  int leaving;       /* a graceful stop hands its groups' leadership over */
+  int leave_led;     /* ... how many of its groups it led at its last look */
+  int leave_stuck;   /* ... of which nobody can take (all are leaving) */
+  int leave_counted; /* ... it has looked once (server.c, GRACEFUL STOP) */
   int draining;
   int drained;
   int rc;
@@ -2617,11 +2634,17 @@ struct ursula_server {
   int listen_fd;
   int port;
   int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
+  volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
+                                            hand leadership over first */
   volatile sig_atomic_t stop_requested;
   volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is
                                       not freed until it is done */
-  pthread_mutex_t mu; /* guards n_drained */
+  pthread_mutex_t mu; /* guards n_drained and the leave_ fields */
   int n_drained;
+  uint64_t leave_start_ms;  /* mono ms the handover began (0: not yet) */
+  uint64_t leave_logged;    /* seconds of it logged, + 1 (0: none yet) */
+  int leave_counted;        /* cores that have looked once */
+  int leave_done;           /* the handover ended: stop_requested is set */
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
@@ -10181,6 +10204,13 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 **                        be lost.
 **   STORAGE_RECOVERED(term,i) the log is usable again and ends at its
 **                        durable entry i (of term).
+**   LEAVE                this node is stopping (LEAVING, below): from now on
+**                        it neither campaigns nor obeys TIMEOUT_NOW, and
+**                        its messages say so; a leader hands leadership
+**                        to the best peer (TRANSFER).  Given again (every
+**                        tick, say) it tries again once a transfer was
+**                        abandoned.  URSULA_EAGAIN: a leader with no peer
+**                        to hand over to.
 **
 ** ACTIONS (struct raft_action, appended to the caller's struct raft_out)
 **   SAVE_STATE(term, vote, commit, flags)  write the hard state; flags 1
@@ -10261,6 +10291,8 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 **   TIMEOUT_NOW     (nothing more).
 **   READ_INDEX      ctx = the follower's.
 **   READ_INDEX_RESP ctx; index = the read index; REJECT: refused.
+** Any message may carry flags LEAVING (its sender is stopping, LEAVING
+** below); the driver-built SNAPSHOT header does not, and is not read for it.
 ** A message from another cluster, to another node, from a node that is
 ** not a voter, or from this node, is dropped and counted (stats.foreign).
 **
@@ -10310,6 +10342,21 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 ** ignored there.  The hole left: two nodes that lose their disks at once
 ** (more than f = 1 of 3 failures).
 **
+** LEAVING (issue 14, a graceful stop).  A node that is about to stop is
+** told LEAVE.  It hands over the leadership it holds -- a transfer
+** (thesis §3.10) to the peer that is not leaving, preferring one heard
+** from since the last check-quorum, then the highest match (the most
+** caught up: the transfer then only waits for the last entries) -- and
+** must not take leadership back while it drains: it neither campaigns
+** nor obeys TIMEOUT_NOW (raft_can_campaign), and every message it sends
+** is flagged LEAVING.  A peer records the flag of each message it gets
+** from a voter (raft_peer.leaving) and refuses to TRANSFER to a peer so
+** marked, so the others' leadership spread does not hand groups back to
+** it (a transfer to it under way is abandoned at once: proposals resume).  The mark clears with the first message heard without the flag: a
+** node that restarted is a normal member again.  Safety is untouched:
+** LEAVING only withholds candidacies and transfers; the node still votes
+** and acknowledges entries until it stops.
+**
 ** PLANTED BUGS.  -DRAFT_PLANT=n (default 0) compiles in one classic bug,
 ** to prove the tests catch it (make test-raft-plants, make
 ** test-sim-bugs).  "sim" marks those the simulator must catch.
@@ -10341,6 +10388,9 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 **   26  a node that lost its log follows leaders at once (no term poll)  sim
 **   27  LOST LOG polls a majority of the others (after 3T), not all
 **   28  a new commit index reaches the followers only with the next tick
+**   29  a leaving node still campaigns and obeys TIMEOUT_NOW
+**   30  the LEAVING mark of a peer never clears (a restarted node stays
+**       out of transfers)
 ** (src/group.c has its own, -DGROUP_PLANT=n: a leader that answers
 ** writes before they are committed, caught by the fault harness, make
 ** test-fault-plants; and two of snapshot install and --lost-log, make
@@ -10962,11 +11012,12 @@ static void raft_precampaign(struct raft *r, struct raft_out *out) {
   }
 }
 
-/* Whether this node may stand for election: its storage works, it has
-** not lost its log (LOST LOG), and its trail has room for the run of the
-** no-op it would append. */
+/* Whether this node may stand for election: its storage works, it is
+** not stopping (LEAVING), it has not lost its log (LOST LOG), and its
+** trail has room for the run of the no-op it would append. */
 static int raft_can_campaign(const struct raft *r) {
   if (r->storage_failed) return 0;
+  if (r->leaving && !RAFT_BUG(29)) return 0; /* LEAVING */
   if (r->recovering && !RAFT_BUG(6)) return 0;
   return r->trail_n < r->c.trail_cap;
 }
@@ -11472,6 +11523,15 @@ static void raft_recv(struct raft *r, struct raft_out *out,
     r->stats.foreign++;
     return;
   }
+  if (m->type != RAFT_MSG_SNAPSHOT) { /* LEAVING (the header is the driver's) */
+    struct raft_peer *p = raft_peer(r, m->from);
+    if (m->flags & RAFT_F_LEAVING) {
+      p->leaving = 1;
+      if (r->transfer_to == m->from) r->transfer_to = 0; /* it would not */
+    } else if (!RAFT_BUG(30)) {
+      p->leaving = 0;
+    }
+  }
   if (r->storage_failed) { /* R5: neither vote nor ack */
     r->stats.refused++;
     return;
@@ -11707,12 +11767,14 @@ static int raft_compacted(struct raft *r, uint64_t term, uint64_t index) {
 }
 
 /* TRANSFER (thesis §3.10): stop taking proposals, bring the target up to
-** date, then TimeoutNow; abandoned after an election timeout. */
+** date, then TimeoutNow; abandoned after an election timeout.  Never to a
+** peer that is leaving (LEAVING). */
 static int raft_transfer(struct raft *r, struct raft_out *out,
                          uint64_t target) {
   struct raft_peer *p = raft_peer(r, target);
   if (r->role != RAFT_LEADER) return URSULA_EAGAIN;
   if (p == NULL) return URSULA_EINVAL;
+  if (p->leaving) return URSULA_EAGAIN; /* LEAVING: it would not take it */
   if (r->transfer_to == target) return URSULA_OK;
   r->transfer_to = target;
   r->transfer_elapsed = 0;
@@ -11721,6 +11783,27 @@ static int raft_transfer(struct raft *r, struct raft_out *out,
   else
     raft_pump(r, out, p);
   return URSULA_OK;
+}
+
+/* LEAVE (LEAVING): this node stops campaigning; a leader with no
+** transfer under way hands over to the peer not leaving that was heard
+** from since the last check-quorum, else any not leaving, the highest
+** match first.  (A transfer to a peer that is leaving too was abandoned
+** when its flag came: raft_recv.) */
+static int raft_leave(struct raft *r, struct raft_out *out) {
+  const struct raft_peer *best = NULL;
+  unsigned i;
+  r->leaving = 1;
+  if (r->role != RAFT_LEADER || r->transfer_to != 0) return URSULA_OK;
+  for (i = 0; i < r->n_peers; i++) {
+    const struct raft_peer *p = &r->peers[i];
+    if (p->leaving) continue;
+    if (best == NULL || (p->active && !best->active) ||
+        (p->active == best->active && p->match > best->match))
+      best = p;
+  }
+  if (best == NULL) return URSULA_EAGAIN;
+  return raft_transfer(r, out, best->id);
 }
 
 /* STORAGE_FAILED (R5): step down and refuse everything until recovered.
@@ -11769,6 +11852,7 @@ URSULA_PRIVATE int raft_step(struct raft *r, const struct raft_in *in,
                              struct raft_out *out) {
   int rc = URSULA_OK, role = r->role;
   uint64_t leader = r->leader, term = r->term;
+  size_t first = out->n;
   if (out->n > out->cap || out->cap - out->n <= raft_reserve(&r->c))
     return URSULA_EINVAL;
   switch (in->type) {
@@ -11812,8 +11896,16 @@ URSULA_PRIVATE int raft_step(struct raft *r, const struct raft_in *in,
     case RAFT_IN_STORAGE_RECOVERED:
       rc = raft_storage_recovered(r, in->term, in->index);
       break;
+    case RAFT_IN_LEAVE:
+      rc = raft_leave(r, out);
+      break;
     default:
       return URSULA_EINVAL;
+  }
+  if (r->leaving) { /* LEAVING: every message says so */
+    size_t k;
+    for (k = first; k < out->n; k++)
+      if (out->a[k].type == RAFT_SEND) out->a[k].msg.flags |= RAFT_F_LEAVING;
   }
   raft_persist(r, out);
   if (role != r->role || leader != r->leader || term != r->term) {
@@ -11998,7 +12090,13 @@ URSULA_PRIVATE void raft_free(struct raft *r) {
 **     u8      1
 **     varint  group (< the HELLO's groups)
 **     u8      type (RAFT_MSG_*, 1..12)
-**     u8      flags (RAFT_F_* bits only)
+**     u8      flags: bit 0 REJECT, bit 1 TRANSFER, bit 2 RECOVERING,
+**             bit 3 LEAVING (the sender is stopping: raft.c, LEAVING);
+**             bits 4..7 must be 0 (a frame with one set is refused:
+**             a flag may change what a message means, so one a node
+**             does not know is not ignored; a node built before bit 3
+**             refuses it too, and a stop then hands nothing over:
+**             it stops as before, and the others elect)
 **     varint  from (must be the HELLO's from)
 **     varint  term, index, log_term, commit, hint, last, ctx
 **     varint  n (at most 2^32 - 1)
@@ -12289,7 +12387,8 @@ static int peer_get_msg(const unsigned char **p, const unsigned char *end,
   bad |= bad ? -1 : peer_get_uint(p, end, UINT32_MAX, &n);
   bad |= bad ? -1 : peer_get_byte(p, end, &runs);
   if (bad || type < RAFT_MSG_APPEND || type > RAFT_MSG_READ_INDEX_RESP ||
-      (flags & ~(RAFT_F_REJECT | RAFT_F_TRANSFER | RAFT_F_RECOVERING)) != 0 ||
+      (flags & ~(RAFT_F_REJECT | RAFT_F_TRANSFER | RAFT_F_RECOVERING |
+                 RAFT_F_LEAVING)) != 0 ||
       runs > RAFT_MSG_RUNS)
     return -1;
   m->type = type;
@@ -17596,7 +17695,9 @@ URSULA_PRIVATE int group_join(struct group *g, const struct group_cluster *cl) {
 ** preferred node is heard from and holds the whole log, so a node that
 ** is down costs no failed transfers; after a failure heals, leadership
 ** comes back to it.  All nodes prefer the same node: it is a function
-** of g and the voters. */
+** of g and the voters.  A node that is stopping (its messages say
+** LEAVING: raft.c) is not handed anything until it is heard from again
+** without the flag (a restart); the core refuses such a TRANSFER too. */
 static void group_spread(struct core *c, struct group *g) {
   uint64_t want;
   unsigned i;
@@ -17607,7 +17708,8 @@ static void group_spread(struct core *c, struct group *g) {
   if (want == g->cl.node) return;
   for (i = 0; i < g->raft.n_peers; i++) {
     const struct raft_peer *p = &g->raft.peers[i];
-    if (p->id == want && p->active && p->match == g->raft.last_index) {
+    if (p->id == want && p->active && !p->leaving &&
+        p->match == g->raft.last_index) {
       struct raft_in in;
       memset(&in, 0, sizeof(in));
       in.type = RAFT_IN_TRANSFER;
@@ -17618,6 +17720,22 @@ static void group_spread(struct core *c, struct group *g) {
       return;
     }
   }
+}
+
+URSULA_PRIVATE int group_leave(struct core *c, struct group *g) {
+  struct raft_in in;
+  uint64_t was = g->raft.transfer_to;
+  int rc;
+  if (g->cl.n_voters <= 1) return GROUP_LEAVE_NONE;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_LEAVE;
+  rc = group_step(c, g, &in);
+  if (g->raft.role != RAFT_LEADER) return GROUP_LEAVE_NONE;
+  if (rc == URSULA_EAGAIN) return GROUP_LEAVE_STUCK; /* all leaving */
+  if (g->raft.transfer_to != 0 && g->raft.transfer_to != was)
+    LOG_D("group %d: stopping: leadership to node %llu", g->id,
+          (unsigned long long)g->raft.transfer_to);
+  return GROUP_LEAVE_LED;
 }
 
 URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
@@ -22579,9 +22697,21 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 ** core then stops accepting, closes idle connections, ends live readers
 ** and finishes requests in flight (conn_drain).  A core with no connections
 ** left counts itself drained, but keeps serving messages for the groups it
-** owns until every core is drained; then all loops stop.
+** owns until every core is drained; then all loops stop.  A node of a
+** cluster first hands over the leadership of its groups (GRACEFUL STOP,
+** below), serving all the while; a second ursula_server_stop() skips that.
+**
+** PLANTED BUG.  -DSERVER_PLANT=1 (default 0): a node of a cluster stops
+** at once, handing nothing over (the stop before issue 14's graceful
+** one): its groups wait for an election timeout and an election, and
+** the rolling restart test sees their 503s (make test-rolling-plants).
 */
 
+
+#ifndef SERVER_PLANT
+#define SERVER_PLANT 0
+#endif
+#define SERVER_BUG(n) (SERVER_PLANT == (n))
 
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len) {
@@ -22623,6 +22753,88 @@ static void server_check_drained(struct core *c) {
   if (all) {
     for (i = 0; i < s->n_cores; i++) loop_stop(s->cores[i].loop);
   }
+}
+
+/* GRACEFUL STOP (issue 14).  A node of a cluster that is asked to stop
+** (SIGTERM, SIGINT: ursula_server_stop) first hands the leadership of the
+** groups it leads to other members, so that writes go on without the
+** election timeout a vanished leader costs: each core tells its groups
+** LEAVE at once and at every tick (raft.c, LEAVING: a transfer, thesis
+** 3.10, to a member that holds the log, tried again if one is abandoned;
+** the node campaigns no more, and its messages tell the others, whose
+** leadership spread then skips it).  Meanwhile it serves as before:
+** its clients' writes are forwarded to the new leaders.  Once no core
+** leads a group, or every group it still leads has nobody to go to (the
+** other members are stopping too: a whole cluster shut down at once), or
+** SERVER_LEAVE_MS have passed, it stops as a single node does.  It logs
+** how many groups it still leads once a second, and the outcome. */
+#define SERVER_LEAVE_MS 5000
+
+/* Stop now: every core drains (SHUTDOWN). */
+static void server_stop_now(struct ursula_server *s) {
+  int i;
+  s->stop_requested = 1;
+  for (i = 0; i < s->n_cores; i++) loop_wake(s->cores[i].loop);
+}
+
+/* One look of core c at its groups during the handover (at its start,
+** then every tick): LEAVE to each, and the count it still leads; the
+** look that finds every core's count 0, or the bound passed, stops. */
+static void server_leave_step(struct core *c) {
+  struct ursula_server *s = c->srv;
+  uint64_t now = loop_now_ms(c->loop), waited;
+  int g, i, led = 0, stuck = 0, total = 0, total_stuck = 0, stop = 0;
+  int log_n = -1, first = 0;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    int k = group_leave(c, s->groups[g]);
+    led += k != GROUP_LEAVE_NONE;
+    stuck += k == GROUP_LEAVE_STUCK;
+  }
+  pthread_mutex_lock(&s->mu);
+  if (!c->leave_counted) {
+    c->leave_counted = 1;
+    s->leave_counted++;
+  }
+  c->leave_led = led;
+  c->leave_stuck = stuck;
+  if (s->leave_start_ms == 0) {
+    s->leave_start_ms = now != 0 ? now : 1;
+    first = 1;
+  }
+  for (i = 0; i < s->n_cores; i++) {
+    total += s->cores[i].leave_led;
+    total_stuck += s->cores[i].leave_stuck;
+  }
+  waited = now > s->leave_start_ms ? now - s->leave_start_ms : 0;
+  if (!s->leave_done) {
+    if ((s->leave_counted == s->n_cores && total == total_stuck) ||
+        waited >= SERVER_LEAVE_MS) {
+      s->leave_done = 1;
+      stop = 1;
+    } else if (s->leave_counted == s->n_cores &&
+               s->leave_logged != waited / 1000 + 1) {
+      s->leave_logged = waited / 1000 + 1;
+      log_n = total;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (first)
+    LOG_I("stopping: handing over the leadership of this node's groups "
+          "first (at most %d ms)", SERVER_LEAVE_MS);
+  if (log_n >= 0) LOG_I("draining: %d groups still led", log_n);
+  if (!stop) return;
+  if (total == 0)
+    LOG_I("draining: no group led after %llu ms; stopping",
+          (unsigned long long)waited);
+  else if (total == total_stuck)
+    LOG_W("draining: %d groups still led after %llu ms, and every other "
+          "member is stopping too; stopping", total,
+          (unsigned long long)waited);
+  else
+    LOG_W("draining: %d groups still led after %llu ms; stopping anyway "
+          "(the others elect their leaders)",
+          total, (unsigned long long)waited);
+  server_stop_now(s);
 }
 
 /* ------------------------------------------------------------ syncs
@@ -22773,12 +22985,19 @@ static void server_run_local(struct loop *l, struct core *c) {
   }
 }
 
-/* End of every loop turn: run same-core messages, start the commits of
-** what the turn proposed (group commit: one WAL write and sync per group
-** per batch), run what synchronous commits produced, notice a stop. */
+/* End of every loop turn: notice a graceful stop's start, run same-core
+** messages, start the commits of what the turn proposed (group commit:
+** one WAL write and sync per group per batch), run what synchronous
+** commits produced, notice a stop. */
 static void server_on_turn_end(struct loop *l) {
   struct core *c = (struct core *)loop_get_user(l);
   struct group **batch = c->batch;
+  /* GRACEFUL STOP: hand leadership over first (before the commits
+  ** below, so that the transfers' messages leave with this turn's) */
+  if (c->srv->leave_requested && !c->leaving && !c->srv->stop_requested) {
+    c->leaving = 1;
+    server_leave_step(c);
+  }
   for (;;) {
     int i, n, applied = 0;
     server_run_local(l, c);
@@ -22919,6 +23138,7 @@ static void server_on_tick(struct loop *l, void *arg) {
   int g;
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_tick(c, s->groups[g]);
+  if (c->leaving && !s->stop_requested) server_leave_step(c);
   loop_timer_set(l, &c->tick_timer, loop_now_ms(l) + GROUP_TICK_MS,
                  server_on_tick, c);
 }
@@ -23448,10 +23668,15 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   int i;
   /* The loops may end as soon as they see stop_requested, and the thread
   ** in ursula_server_wait() then frees srv: stop_busy, set first, holds
-  ** that off until the wake-ups below are done. */
+  ** that off until the wake-ups below are done.  A node of a cluster
+  ** hands its leadership over first (GRACEFUL STOP); asked again, it
+  ** stops at once. */
   srv->stop_busy = 1;
   server_barrier();
-  srv->stop_requested = 1;
+  if (srv->cfg.peer_count > 1 && !srv->leave_requested && !SERVER_BUG(1))
+    srv->leave_requested = 1;
+  else
+    srv->stop_requested = 1;
   for (i = 0; i < srv->n_cores; i++) loop_wake(srv->cores[i].loop);
   server_barrier();
   srv->stop_busy = 0;
@@ -23487,7 +23712,9 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 **
 ** ursula_main() parses flags, starts the server, and waits for SIGINT or
 ** SIGTERM on a thread of its own (the signals are blocked everywhere else,
-** so no handler runs inside a core), then stops the server gracefully.
+** so no handler runs inside a core), then stops the server gracefully (a
+** node of a cluster hands its groups' leadership to the others first:
+** server.c, GRACEFUL STOP).
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
 ** instead: ursula_server_stop() is a flag store and a pipe write per
 ** loop, both async-signal-safe, and the signal is logged after the stop.

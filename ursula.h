@@ -193,8 +193,10 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
 URSULA_API int ursula_server_port(const struct ursula_server *srv);
 
 /* Ask the server to stop: it stops accepting, finishes in-flight requests,
-** closes live readers and lets its threads end.  Thread-safe and
-** async-signal-safe; returns at once. */
+** closes live readers and lets its threads end.  A node of a cluster
+** (peers configured) first hands the leadership of its groups to other
+** members, serving meanwhile, for at most 5 s; a second call stops at
+** once.  Thread-safe and async-signal-safe; returns at once. */
 URSULA_API void ursula_server_stop(struct ursula_server *srv);
 
 /* Wait for the server's threads to end, then free it.  Returns URSULA_OK

@@ -1822,7 +1822,9 @@ URSULA_PRIVATE int group_join(struct group *g, const struct group_cluster *cl) {
 ** preferred node is heard from and holds the whole log, so a node that
 ** is down costs no failed transfers; after a failure heals, leadership
 ** comes back to it.  All nodes prefer the same node: it is a function
-** of g and the voters. */
+** of g and the voters.  A node that is stopping (its messages say
+** LEAVING: raft.c) is not handed anything until it is heard from again
+** without the flag (a restart); the core refuses such a TRANSFER too. */
 static void group_spread(struct core *c, struct group *g) {
   uint64_t want;
   unsigned i;
@@ -1833,7 +1835,8 @@ static void group_spread(struct core *c, struct group *g) {
   if (want == g->cl.node) return;
   for (i = 0; i < g->raft.n_peers; i++) {
     const struct raft_peer *p = &g->raft.peers[i];
-    if (p->id == want && p->active && p->match == g->raft.last_index) {
+    if (p->id == want && p->active && !p->leaving &&
+        p->match == g->raft.last_index) {
       struct raft_in in;
       memset(&in, 0, sizeof(in));
       in.type = RAFT_IN_TRANSFER;
@@ -1844,6 +1847,22 @@ static void group_spread(struct core *c, struct group *g) {
       return;
     }
   }
+}
+
+URSULA_PRIVATE int group_leave(struct core *c, struct group *g) {
+  struct raft_in in;
+  uint64_t was = g->raft.transfer_to;
+  int rc;
+  if (g->cl.n_voters <= 1) return GROUP_LEAVE_NONE;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_LEAVE;
+  rc = group_step(c, g, &in);
+  if (g->raft.role != RAFT_LEADER) return GROUP_LEAVE_NONE;
+  if (rc == URSULA_EAGAIN) return GROUP_LEAVE_STUCK; /* all leaving */
+  if (g->raft.transfer_to != 0 && g->raft.transfer_to != was)
+    LOG_D("group %d: stopping: leadership to node %llu", g->id,
+          (unsigned long long)g->raft.transfer_to);
+  return GROUP_LEAVE_LED;
 }
 
 URSULA_PRIVATE void group_recv(struct core *c, struct group *g,

@@ -920,6 +920,7 @@ enum {
 #define RAFT_F_REJECT 1u     /* a response that refuses */
 #define RAFT_F_TRANSFER 2u   /* a VOTE sent after TimeoutNow: no lease holds */
 #define RAFT_F_RECOVERING 4u /* from a node that lost its log (raft.c) */
+#define RAFT_F_LEAVING 8u    /* from a node that is stopping (raft.c, LEAVE) */
 
 /* Entries from index on have term, up to the next run (or the end). */
 struct raft_run {
@@ -957,7 +958,8 @@ enum {
   RAFT_IN_READ_INDEX = 10,
   RAFT_IN_TRANSFER = 11,
   RAFT_IN_STORAGE_FAILED = 12,
-  RAFT_IN_STORAGE_RECOVERED = 13
+  RAFT_IN_STORAGE_RECOVERED = 13,
+  RAFT_IN_LEAVE = 14
 };
 struct raft_in {
   int type;
@@ -1056,6 +1058,7 @@ struct raft_peer {
   uint64_t snap_index; /* SNAPSHOTTING: the snapshot's index */
   uint64_t read_ack;   /* the highest read sequence it confirmed */
   uint64_t told;       /* the commit index a heartbeat last told it */
+  int leaving;         /* its last message said LEAVING (raft.c, LEAVE) */
   uint64_t *infl_last, *infl_bytes; /* ring: last index, bytes */
   unsigned infl_head, infl_n;
   uint64_t infl_total; /* bytes in flight */
@@ -1101,6 +1104,7 @@ struct raft {
   uint64_t read_seq;
   uint64_t transfer_to;
   unsigned transfer_elapsed;
+  int leaving; /* LEAVE: this node is stopping (raft.c) */
   struct raft_stats stats;
   void *mem;
 };
@@ -1116,7 +1120,8 @@ URSULA_PRIVATE URSULA_UNUSED int raft_init(struct raft *r,
 URSULA_PRIVATE URSULA_UNUSED void raft_free(struct raft *r);
 /* Feed one input; append the actions it gives to out.  URSULA_OK;
 ** URSULA_EAGAIN (PROPOSE or TRANSFER refused: not the leader, a
-** transfer under way, storage failed, too much uncommitted); URSULA_EINVAL
+** transfer under way, storage failed, too much uncommitted, a target that
+** is leaving; LEAVE: a leader with nobody to hand over to); URSULA_EINVAL
 ** (a malformed input, or out has less room than raft_out_cap()). */
 URSULA_PRIVATE URSULA_UNUSED int raft_step(struct raft *r,
                                            const struct raft_in *in,
@@ -1858,6 +1863,14 @@ URSULA_PRIVATE URSULA_UNUSED void group_recv_reply(struct core *c,
 ** cluster's groups only; a single voter needs none). */
 #define GROUP_TICK_MS 100
 URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
+/* A graceful stop (raft.c, LEAVING): g's core is told LEAVE -- it hands
+** over the leadership it holds, to the best peer, and will not take it
+** back -- each time this is called (a transfer that was abandoned is
+** tried again).  Returns GROUP_LEAVE_NONE (this node does not lead g),
+** GROUP_LEAVE_LED (it does; a transfer is under way) or GROUP_LEAVE_STUCK
+** (it does, and every other member is leaving too: nobody can take it). */
+enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
+URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); keep at most about hot_max bytes of stream
 ** data in memory from then on.  must_exist: the data directory says the
@@ -2382,6 +2395,10 @@ struct core {
   int leads;        /* of its groups, those this node led at the last
                        group_leads_report() */
   int listening;
+  int leaving;       /* a graceful stop hands its groups' leadership over */
+  int leave_led;     /* ... how many of its groups it led at its last look */
+  int leave_stuck;   /* ... of which nobody can take (all are leaving) */
+  int leave_counted; /* ... it has looked once (server.c, GRACEFUL STOP) */
   int draining;
   int drained;
   int rc;
@@ -2402,11 +2419,17 @@ struct ursula_server {
   int listen_fd;
   int port;
   int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
+  volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
+                                            hand leadership over first */
   volatile sig_atomic_t stop_requested;
   volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is
                                       not freed until it is done */
-  pthread_mutex_t mu; /* guards n_drained */
+  pthread_mutex_t mu; /* guards n_drained and the leave_ fields */
   int n_drained;
+  uint64_t leave_start_ms;  /* mono ms the handover began (0: not yet) */
+  uint64_t leave_logged;    /* seconds of it logged, + 1 (0: none yet) */
+  int leave_counted;        /* cores that have looked once */
+  int leave_done;           /* the handover ended: stop_requested is set */
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */

@@ -3,7 +3,9 @@
 **
 ** ursula_main() parses flags, starts the server, and waits for SIGINT or
 ** SIGTERM on a thread of its own (the signals are blocked everywhere else,
-** so no handler runs inside a core), then stops the server gracefully.
+** so no handler runs inside a core), then stops the server gracefully (a
+** node of a cluster hands its groups' leadership to the others first:
+** server.c, GRACEFUL STOP).
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
 ** instead: ursula_server_stop() is a flag store and a pipe write per
 ** loop, both async-signal-safe, and the signal is logged after the stop.

@@ -65,7 +65,13 @@
 **     u8      1
 **     varint  group (< the HELLO's groups)
 **     u8      type (RAFT_MSG_*, 1..12)
-**     u8      flags (RAFT_F_* bits only)
+**     u8      flags: bit 0 REJECT, bit 1 TRANSFER, bit 2 RECOVERING,
+**             bit 3 LEAVING (the sender is stopping: raft.c, LEAVING);
+**             bits 4..7 must be 0 (a frame with one set is refused:
+**             a flag may change what a message means, so one a node
+**             does not know is not ignored; a node built before bit 3
+**             refuses it too, and a stop then hands nothing over:
+**             it stops as before, and the others elect)
 **     varint  from (must be the HELLO's from)
 **     varint  term, index, log_term, commit, hint, last, ctx
 **     varint  n (at most 2^32 - 1)
@@ -356,7 +362,8 @@ static int peer_get_msg(const unsigned char **p, const unsigned char *end,
   bad |= bad ? -1 : peer_get_uint(p, end, UINT32_MAX, &n);
   bad |= bad ? -1 : peer_get_byte(p, end, &runs);
   if (bad || type < RAFT_MSG_APPEND || type > RAFT_MSG_READ_INDEX_RESP ||
-      (flags & ~(RAFT_F_REJECT | RAFT_F_TRANSFER | RAFT_F_RECOVERING)) != 0 ||
+      (flags & ~(RAFT_F_REJECT | RAFT_F_TRANSFER | RAFT_F_RECOVERING |
+                 RAFT_F_LEAVING)) != 0 ||
       runs > RAFT_MSG_RUNS)
     return -1;
   m->type = type;

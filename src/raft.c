@@ -71,6 +71,13 @@
 **                        be lost.
 **   STORAGE_RECOVERED(term,i) the log is usable again and ends at its
 **                        durable entry i (of term).
+**   LEAVE                this node is stopping (LEAVING, below): from now on
+**                        it neither campaigns nor obeys TIMEOUT_NOW, and
+**                        its messages say so; a leader hands leadership
+**                        to the best peer (TRANSFER).  Given again (every
+**                        tick, say) it tries again once a transfer was
+**                        abandoned.  URSULA_EAGAIN: a leader with no peer
+**                        to hand over to.
 **
 ** ACTIONS (struct raft_action, appended to the caller's struct raft_out)
 **   SAVE_STATE(term, vote, commit, flags)  write the hard state; flags 1
@@ -151,6 +158,8 @@
 **   TIMEOUT_NOW     (nothing more).
 **   READ_INDEX      ctx = the follower's.
 **   READ_INDEX_RESP ctx; index = the read index; REJECT: refused.
+** Any message may carry flags LEAVING (its sender is stopping, LEAVING
+** below); the driver-built SNAPSHOT header does not, and is not read for it.
 ** A message from another cluster, to another node, from a node that is
 ** not a voter, or from this node, is dropped and counted (stats.foreign).
 **
@@ -200,6 +209,21 @@
 ** ignored there.  The hole left: two nodes that lose their disks at once
 ** (more than f = 1 of 3 failures).
 **
+** LEAVING (issue 14, a graceful stop).  A node that is about to stop is
+** told LEAVE.  It hands over the leadership it holds -- a transfer
+** (thesis §3.10) to the peer that is not leaving, preferring one heard
+** from since the last check-quorum, then the highest match (the most
+** caught up: the transfer then only waits for the last entries) -- and
+** must not take leadership back while it drains: it neither campaigns
+** nor obeys TIMEOUT_NOW (raft_can_campaign), and every message it sends
+** is flagged LEAVING.  A peer records the flag of each message it gets
+** from a voter (raft_peer.leaving) and refuses to TRANSFER to a peer so
+** marked, so the others' leadership spread does not hand groups back to
+** it (a transfer to it under way is abandoned at once: proposals resume).  The mark clears with the first message heard without the flag: a
+** node that restarted is a normal member again.  Safety is untouched:
+** LEAVING only withholds candidacies and transfers; the node still votes
+** and acknowledges entries until it stops.
+**
 ** PLANTED BUGS.  -DRAFT_PLANT=n (default 0) compiles in one classic bug,
 ** to prove the tests catch it (make test-raft-plants, make
 ** test-sim-bugs).  "sim" marks those the simulator must catch.
@@ -231,6 +255,9 @@
 **   26  a node that lost its log follows leaders at once (no term poll)  sim
 **   27  LOST LOG polls a majority of the others (after 3T), not all
 **   28  a new commit index reaches the followers only with the next tick
+**   29  a leaving node still campaigns and obeys TIMEOUT_NOW
+**   30  the LEAVING mark of a peer never clears (a restarted node stays
+**       out of transfers)
 ** (src/group.c has its own, -DGROUP_PLANT=n: a leader that answers
 ** writes before they are committed, caught by the fault harness, make
 ** test-fault-plants; and two of snapshot install and --lost-log, make
@@ -852,11 +879,12 @@ static void raft_precampaign(struct raft *r, struct raft_out *out) {
   }
 }
 
-/* Whether this node may stand for election: its storage works, it has
-** not lost its log (LOST LOG), and its trail has room for the run of the
-** no-op it would append. */
+/* Whether this node may stand for election: its storage works, it is
+** not stopping (LEAVING), it has not lost its log (LOST LOG), and its
+** trail has room for the run of the no-op it would append. */
 static int raft_can_campaign(const struct raft *r) {
   if (r->storage_failed) return 0;
+  if (r->leaving && !RAFT_BUG(29)) return 0; /* LEAVING */
   if (r->recovering && !RAFT_BUG(6)) return 0;
   return r->trail_n < r->c.trail_cap;
 }
@@ -1362,6 +1390,15 @@ static void raft_recv(struct raft *r, struct raft_out *out,
     r->stats.foreign++;
     return;
   }
+  if (m->type != RAFT_MSG_SNAPSHOT) { /* LEAVING (the header is the driver's) */
+    struct raft_peer *p = raft_peer(r, m->from);
+    if (m->flags & RAFT_F_LEAVING) {
+      p->leaving = 1;
+      if (r->transfer_to == m->from) r->transfer_to = 0; /* it would not */
+    } else if (!RAFT_BUG(30)) {
+      p->leaving = 0;
+    }
+  }
   if (r->storage_failed) { /* R5: neither vote nor ack */
     r->stats.refused++;
     return;
@@ -1597,12 +1634,14 @@ static int raft_compacted(struct raft *r, uint64_t term, uint64_t index) {
 }
 
 /* TRANSFER (thesis §3.10): stop taking proposals, bring the target up to
-** date, then TimeoutNow; abandoned after an election timeout. */
+** date, then TimeoutNow; abandoned after an election timeout.  Never to a
+** peer that is leaving (LEAVING). */
 static int raft_transfer(struct raft *r, struct raft_out *out,
                          uint64_t target) {
   struct raft_peer *p = raft_peer(r, target);
   if (r->role != RAFT_LEADER) return URSULA_EAGAIN;
   if (p == NULL) return URSULA_EINVAL;
+  if (p->leaving) return URSULA_EAGAIN; /* LEAVING: it would not take it */
   if (r->transfer_to == target) return URSULA_OK;
   r->transfer_to = target;
   r->transfer_elapsed = 0;
@@ -1611,6 +1650,27 @@ static int raft_transfer(struct raft *r, struct raft_out *out,
   else
     raft_pump(r, out, p);
   return URSULA_OK;
+}
+
+/* LEAVE (LEAVING): this node stops campaigning; a leader with no
+** transfer under way hands over to the peer not leaving that was heard
+** from since the last check-quorum, else any not leaving, the highest
+** match first.  (A transfer to a peer that is leaving too was abandoned
+** when its flag came: raft_recv.) */
+static int raft_leave(struct raft *r, struct raft_out *out) {
+  const struct raft_peer *best = NULL;
+  unsigned i;
+  r->leaving = 1;
+  if (r->role != RAFT_LEADER || r->transfer_to != 0) return URSULA_OK;
+  for (i = 0; i < r->n_peers; i++) {
+    const struct raft_peer *p = &r->peers[i];
+    if (p->leaving) continue;
+    if (best == NULL || (p->active && !best->active) ||
+        (p->active == best->active && p->match > best->match))
+      best = p;
+  }
+  if (best == NULL) return URSULA_EAGAIN;
+  return raft_transfer(r, out, best->id);
 }
 
 /* STORAGE_FAILED (R5): step down and refuse everything until recovered.
@@ -1659,6 +1719,7 @@ URSULA_PRIVATE int raft_step(struct raft *r, const struct raft_in *in,
                              struct raft_out *out) {
   int rc = URSULA_OK, role = r->role;
   uint64_t leader = r->leader, term = r->term;
+  size_t first = out->n;
   if (out->n > out->cap || out->cap - out->n <= raft_reserve(&r->c))
     return URSULA_EINVAL;
   switch (in->type) {
@@ -1702,8 +1763,16 @@ URSULA_PRIVATE int raft_step(struct raft *r, const struct raft_in *in,
     case RAFT_IN_STORAGE_RECOVERED:
       rc = raft_storage_recovered(r, in->term, in->index);
       break;
+    case RAFT_IN_LEAVE:
+      rc = raft_leave(r, out);
+      break;
     default:
       return URSULA_EINVAL;
+  }
+  if (r->leaving) { /* LEAVING: every message says so */
+    size_t k;
+    for (k = first; k < out->n; k++)
+      if (out->a[k].type == RAFT_SEND) out->a[k].msg.flags |= RAFT_F_LEAVING;
   }
   raft_persist(r, out);
   if (role != r->role || leader != r->leader || term != r->term) {

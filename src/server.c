@@ -31,9 +31,21 @@
 ** core then stops accepting, closes idle connections, ends live readers
 ** and finishes requests in flight (conn_drain).  A core with no connections
 ** left counts itself drained, but keeps serving messages for the groups it
-** owns until every core is drained; then all loops stop.
+** owns until every core is drained; then all loops stop.  A node of a
+** cluster first hands over the leadership of its groups (GRACEFUL STOP,
+** below), serving all the while; a second ursula_server_stop() skips that.
+**
+** PLANTED BUG.  -DSERVER_PLANT=1 (default 0): a node of a cluster stops
+** at once, handing nothing over (the stop before issue 14's graceful
+** one): its groups wait for an election timeout and an election, and
+** the rolling restart test sees their 503s (make test-rolling-plants).
 */
 #include "internal.h"
+
+#ifndef SERVER_PLANT
+#define SERVER_PLANT 0
+#endif
+#define SERVER_BUG(n) (SERVER_PLANT == (n))
 
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len) {
@@ -75,6 +87,88 @@ static void server_check_drained(struct core *c) {
   if (all) {
     for (i = 0; i < s->n_cores; i++) loop_stop(s->cores[i].loop);
   }
+}
+
+/* GRACEFUL STOP (issue 14).  A node of a cluster that is asked to stop
+** (SIGTERM, SIGINT: ursula_server_stop) first hands the leadership of the
+** groups it leads to other members, so that writes go on without the
+** election timeout a vanished leader costs: each core tells its groups
+** LEAVE at once and at every tick (raft.c, LEAVING: a transfer, thesis
+** 3.10, to a member that holds the log, tried again if one is abandoned;
+** the node campaigns no more, and its messages tell the others, whose
+** leadership spread then skips it).  Meanwhile it serves as before:
+** its clients' writes are forwarded to the new leaders.  Once no core
+** leads a group, or every group it still leads has nobody to go to (the
+** other members are stopping too: a whole cluster shut down at once), or
+** SERVER_LEAVE_MS have passed, it stops as a single node does.  It logs
+** how many groups it still leads once a second, and the outcome. */
+#define SERVER_LEAVE_MS 5000
+
+/* Stop now: every core drains (SHUTDOWN). */
+static void server_stop_now(struct ursula_server *s) {
+  int i;
+  s->stop_requested = 1;
+  for (i = 0; i < s->n_cores; i++) loop_wake(s->cores[i].loop);
+}
+
+/* One look of core c at its groups during the handover (at its start,
+** then every tick): LEAVE to each, and the count it still leads; the
+** look that finds every core's count 0, or the bound passed, stops. */
+static void server_leave_step(struct core *c) {
+  struct ursula_server *s = c->srv;
+  uint64_t now = loop_now_ms(c->loop), waited;
+  int g, i, led = 0, stuck = 0, total = 0, total_stuck = 0, stop = 0;
+  int log_n = -1, first = 0;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    int k = group_leave(c, s->groups[g]);
+    led += k != GROUP_LEAVE_NONE;
+    stuck += k == GROUP_LEAVE_STUCK;
+  }
+  pthread_mutex_lock(&s->mu);
+  if (!c->leave_counted) {
+    c->leave_counted = 1;
+    s->leave_counted++;
+  }
+  c->leave_led = led;
+  c->leave_stuck = stuck;
+  if (s->leave_start_ms == 0) {
+    s->leave_start_ms = now != 0 ? now : 1;
+    first = 1;
+  }
+  for (i = 0; i < s->n_cores; i++) {
+    total += s->cores[i].leave_led;
+    total_stuck += s->cores[i].leave_stuck;
+  }
+  waited = now > s->leave_start_ms ? now - s->leave_start_ms : 0;
+  if (!s->leave_done) {
+    if ((s->leave_counted == s->n_cores && total == total_stuck) ||
+        waited >= SERVER_LEAVE_MS) {
+      s->leave_done = 1;
+      stop = 1;
+    } else if (s->leave_counted == s->n_cores &&
+               s->leave_logged != waited / 1000 + 1) {
+      s->leave_logged = waited / 1000 + 1;
+      log_n = total;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (first)
+    LOG_I("stopping: handing over the leadership of this node's groups "
+          "first (at most %d ms)", SERVER_LEAVE_MS);
+  if (log_n >= 0) LOG_I("draining: %d groups still led", log_n);
+  if (!stop) return;
+  if (total == 0)
+    LOG_I("draining: no group led after %llu ms; stopping",
+          (unsigned long long)waited);
+  else if (total == total_stuck)
+    LOG_W("draining: %d groups still led after %llu ms, and every other "
+          "member is stopping too; stopping", total,
+          (unsigned long long)waited);
+  else
+    LOG_W("draining: %d groups still led after %llu ms; stopping anyway "
+          "(the others elect their leaders)",
+          total, (unsigned long long)waited);
+  server_stop_now(s);
 }
 
 /* ------------------------------------------------------------ syncs
@@ -225,12 +319,19 @@ static void server_run_local(struct loop *l, struct core *c) {
   }
 }
 
-/* End of every loop turn: run same-core messages, start the commits of
-** what the turn proposed (group commit: one WAL write and sync per group
-** per batch), run what synchronous commits produced, notice a stop. */
+/* End of every loop turn: notice a graceful stop's start, run same-core
+** messages, start the commits of what the turn proposed (group commit:
+** one WAL write and sync per group per batch), run what synchronous
+** commits produced, notice a stop. */
 static void server_on_turn_end(struct loop *l) {
   struct core *c = (struct core *)loop_get_user(l);
   struct group **batch = c->batch;
+  /* GRACEFUL STOP: hand leadership over first (before the commits
+  ** below, so that the transfers' messages leave with this turn's) */
+  if (c->srv->leave_requested && !c->leaving && !c->srv->stop_requested) {
+    c->leaving = 1;
+    server_leave_step(c);
+  }
   for (;;) {
     int i, n, applied = 0;
     server_run_local(l, c);
@@ -371,6 +472,7 @@ static void server_on_tick(struct loop *l, void *arg) {
   int g;
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_tick(c, s->groups[g]);
+  if (c->leaving && !s->stop_requested) server_leave_step(c);
   loop_timer_set(l, &c->tick_timer, loop_now_ms(l) + GROUP_TICK_MS,
                  server_on_tick, c);
 }
@@ -900,10 +1002,15 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   int i;
   /* The loops may end as soon as they see stop_requested, and the thread
   ** in ursula_server_wait() then frees srv: stop_busy, set first, holds
-  ** that off until the wake-ups below are done. */
+  ** that off until the wake-ups below are done.  A node of a cluster
+  ** hands its leadership over first (GRACEFUL STOP); asked again, it
+  ** stops at once. */
   srv->stop_busy = 1;
   server_barrier();
-  srv->stop_requested = 1;
+  if (srv->cfg.peer_count > 1 && !srv->leave_requested && !SERVER_BUG(1))
+    srv->leave_requested = 1;
+  else
+    srv->stop_requested = 1;
   for (i = 0; i < srv->n_cores; i++) loop_wake(srv->cores[i].loop);
   server_barrier();
   srv->stop_busy = 0;

@@ -57,7 +57,7 @@ static void unit_peer_msg(int t, struct raft_msg *m, struct buf *rec) {
   m->from = unit_peer_hello.from;
   m->to = unit_peer_hello.to;
   m->type = (uint8_t)t;
-  m->flags = (uint8_t)(unit_peer_rand() % 8);
+  m->flags = (uint8_t)(unit_peer_rand() % 16);
   m->term = unit_peer_value();
   m->index = unit_peer_value() >> 1;
   m->log_term = unit_peer_value();
@@ -404,6 +404,25 @@ static void test_peer_codec_checks(void) {
     ASSERT(peer_item_get(&q, q + b.len, &unit_peer_hello, &it, &why) ==
            URSULA_ECORRUPT);
     ASSERT(strstr(why, "reserved") != NULL);
+    { /* flags: bit 3 (LEAVING) is known; bit 4 is refused */
+      struct raft_msg m;
+      memset(&m, 0, sizeof(m));
+      m.type = RAFT_MSG_HEARTBEAT;
+      m.from = unit_peer_hello.from;
+      m.flags = RAFT_F_LEAVING;
+      b.len = 0;
+      ASSERT(peer_item_put(&b, 1, &m, NULL, 0) == URSULA_OK);
+      q = (const unsigned char *)b.ptr;
+      ASSERT(peer_item_get(&q, q + b.len, &unit_peer_hello, &it, &why) ==
+                 URSULA_OK &&
+             it.msg.flags == RAFT_F_LEAVING);
+      m.flags = 16;
+      b.len = 0;
+      ASSERT(peer_item_put(&b, 1, &m, NULL, 0) == URSULA_OK);
+      q = (const unsigned char *)b.ptr;
+      ASSERT(peer_item_get(&q, q + b.len, &unit_peer_hello, &it, &why) ==
+             URSULA_ECORRUPT);
+    }
     { /* FWD and FWD_REPLY round-trip; a request id 0 is refused */
       struct peer_item w, r;
       memset(&w, 0, sizeof(w));

@@ -494,6 +494,13 @@ static int ucl_transfer(struct ucl *cl, unsigned i, uint64_t to) {
   return ucl_run(cl, i, &in);
 }
 
+static int ucl_leave(struct ucl *cl, unsigned i) {
+  struct raft_in in;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_LEAVE;
+  return ucl_run(cl, i, &in);
+}
+
 /* ------------------------------------------------------------- 1. timer */
 
 /* Paper §5.2: election timeouts are chosen randomly from a fixed interval
@@ -1266,6 +1273,121 @@ static void test_raft_transfer_abort(void) {
   ucl_free(&cl);
 }
 
+/* LEAVING (raft.c; a graceful stop, thesis §3.10's transfer): a leader
+** told LEAVE hands leadership to a peer that holds its log; from then on
+** it never leads again -- it obeys no TimeoutNow and does not campaign
+** when the new leader falls silent -- and its messages say LEAVING, so
+** the others refuse to transfer leadership back to it.  It still votes:
+** the two others elect a leader without it being a candidate. */
+static void test_raft_leave(void) {
+  static struct ucl cl;
+  unsigned l, n, o, k, led = 0;
+  struct raft_msg m;
+  ucl_init(&cl, 3);
+  l = ucl_elect(&cl, 200);
+  ASSERT(l != 0);
+  if (l == 0) return;
+  ASSERT(ucl_propose(&cl, l, 3) == URSULA_OK);
+  ucl_tick(&cl, 2);
+  ASSERT(ucl_leave(&cl, l) == URSULA_OK);
+  ASSERT(cl.node[l].r.transfer_to != 0);
+  ASSERT(ur_nsent(&cl.node[l], RAFT_MSG_TIMEOUT_NOW, 0) == 1);
+  ASSERT(ur_sent(&cl.node[l], RAFT_MSG_TIMEOUT_NOW, 0, 0)->msg.flags &
+         RAFT_F_LEAVING);
+  ucl_deliver(&cl);
+  for (k = 0; k < 10 && (ucl_leader(&cl) == l || ucl_leader(&cl) == 0); k++)
+    ucl_tick(&cl, 1);
+  n = ucl_leader(&cl);
+  ASSERT(n != 0 && n != l);
+  if (n == 0 || n == l) return;
+  o = 6 - l - n;
+  /* the new leader heard LEAVING: it will not hand leadership back */
+  ASSERT(raft_peer(&cl.node[n].r, l)->leaving);
+  ASSERT(!raft_peer(&cl.node[n].r, o)->leaving);
+  ASSERT(ucl_transfer(&cl, n, l) == URSULA_EAGAIN);
+  /* a TimeoutNow (a stale one, a spread that did not know) changes nothing */
+  m = ur_m(RAFT_MSG_TIMEOUT_NOW, n, l, cl.node[n].r.term);
+  ucl_send(&cl, n, &m);
+  ucl_deliver(&cl);
+  ucl_tick(&cl, 3);
+  ASSERT(ucl_leader(&cl) == n);
+  /* the new leader goes silent: the third node leads next, never l */
+  ucl_cut(&cl, n, 1);
+  for (k = 0; k < 200; k++) {
+    ucl_tick(&cl, 1);
+    if (cl.node[l].r.role == RAFT_LEADER ||
+        cl.node[l].r.role == RAFT_CANDIDATE ||
+        cl.node[l].r.role == RAFT_PRECANDIDATE)
+      led = 1;
+  }
+  ASSERT(!led);
+  ASSERT(cl.node[o].r.role == RAFT_LEADER);
+  ASSERT(cl.node[o].r.term > cl.node[n].r.term);
+  ASSERT(ucl_propose(&cl, o, 1) == URSULA_OK);
+  ucl_tick(&cl, 2);
+  ASSERT(cl.node[o].r.commit == cl.node[o].r.last_index); /* l still acks */
+  ucl_free(&cl);
+}
+
+/* LEAVING: the mark clears when the node is heard from without the flag:
+** a node that stopped and came back is a normal member again, and
+** leadership may be handed to it.  A LEAVE given to a follower makes it
+** hand nothing, and a leader whose peers are all leaving has nobody to
+** hand over to (EAGAIN). */
+static void test_raft_leave_clears(void) {
+  static struct ucl cl;
+  unsigned l, f, k;
+  ucl_init(&cl, 3);
+  l = ucl_elect(&cl, 200);
+  ASSERT(l != 0);
+  if (l == 0) return;
+  f = l == 1 ? 2 : 1;
+  ASSERT(ucl_leave(&cl, f) == URSULA_OK);
+  ASSERT(cl.node[f].r.leaving && cl.node[f].r.transfer_to == 0);
+  ucl_tick(&cl, 2);
+  ASSERT(raft_peer(&cl.node[l].r, f)->leaving);
+  ASSERT(ucl_transfer(&cl, l, f) == URSULA_EAGAIN);
+  ASSERT(ucl_leader(&cl) == l);
+  ucl_restart(&cl, f); /* it stopped and came back */
+  for (k = 0; k < 3; k++) ucl_tick(&cl, 1);
+  ASSERT(!raft_peer(&cl.node[l].r, f)->leaving);
+  ASSERT(ucl_transfer(&cl, l, f) == URSULA_OK);
+  ucl_deliver(&cl);
+  for (k = 0; k < 10 && ucl_leader(&cl) != f; k++) ucl_tick(&cl, 1);
+  ASSERT(ucl_leader(&cl) == f);
+  { /* both others leaving: nobody to hand over to */
+    struct ur_node u;
+    struct raft_msg m;
+    unsigned i;
+    memset(&u, 0, sizeof(u));
+    ASSERT(ur_make_leader(&u, 3, NULL));
+    for (i = 2; i <= 3; i++) {
+      m = ur_m(RAFT_MSG_HEARTBEAT_RESP, i, 1, u.r.term);
+      m.flags = RAFT_F_LEAVING;
+      ur_msg(&u, &m);
+    }
+    ASSERT(ur_in(&u, RAFT_IN_LEAVE) == URSULA_EAGAIN);
+    ASSERT(u.r.transfer_to == 0 && u.r.role == RAFT_LEADER);
+    ur_stop(&u);
+  }
+  { /* a transfer under way to a peer that says LEAVING is abandoned at
+    ** once: the leader takes proposals again */
+    struct ur_node u;
+    struct raft_msg m;
+    memset(&u, 0, sizeof(u));
+    ASSERT(ur_make_leader(&u, 3, NULL));
+    ASSERT(ur_peer_in(&u, RAFT_IN_TRANSFER, 2) == URSULA_OK);
+    ASSERT(ur_propose(&u, 1) == URSULA_EAGAIN);
+    m = ur_m(RAFT_MSG_HEARTBEAT_RESP, 2, 1, u.r.term);
+    m.flags = RAFT_F_LEAVING;
+    ur_msg(&u, &m);
+    ASSERT(u.r.transfer_to == 0);
+    ASSERT(ur_propose(&u, 1) == URSULA_OK);
+    ur_stop(&u);
+  }
+  ucl_free(&cl);
+}
+
 /* --------------------------------------------------- 11. membership */
 
 /* Static membership: 1, 3 or 5 voters; a message from another cluster, to
@@ -1561,6 +1683,8 @@ static const struct unit_case unit_raft_cases[] = {
     {"raft_msg_layout", test_raft_msg_layout},
     {"raft_election_rejoin", test_raft_election_rejoin},
     {"raft_commit_notify", test_raft_commit_notify},
+    {"raft_leave", test_raft_leave},
+    {"raft_leave_clears", test_raft_leave_clears},
     {NULL, NULL}};
 
 /* Which case each planted bug of raft.c must make fail. */
@@ -1595,4 +1719,6 @@ static const struct {
                         {26, "raft_wiped_no_vote"},
                         {27, "raft_wiped_polls_all"},
                         {28, "raft_commit_notify"},
+                        {29, "raft_leave"},
+                        {30, "raft_leave_clears"},
                         {0, NULL}};

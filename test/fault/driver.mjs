@@ -10,7 +10,8 @@
 //
 //   node test/fault/driver.mjs [--bin ./ursula] [--nodes 3] [--seconds 30]
 //        [--seed S] [--groups 16] [--clients 4] [--readers 2]
-//        [--streams 6] [--nemeses kind,kind,...] [--keep]
+//        [--streams 6] [--nemeses kind,kind,...] [--max-503-per-restart N]
+//        [--keep]
 //
 // The seed (printed; a random one if none is given) decides the nemesis
 // schedule (printed before the run: when, which kind, for how long, and
@@ -49,7 +50,12 @@
 // appends to that stream, one after the other, each first to that
 // leader; 600 ms after the cut kill -9 it, keep it down 2.5 s, heal its
 // links and restart it: what it acknowledged alone is lost if it
-// acknowledged before a majority had it).  One nemesis at a time, each
+// acknowledged before a majority had it).  Only when named (not in
+// "all"): rolling (a rolling restart, issue 14's graceful stop: each
+// node in turn gets SIGTERM, must exit 0 within 10 s -- it hands its
+// groups' leadership over first -- and is restarted on its --wal-dir;
+// the next one waits until it has caught up: every stream read on it, a
+// linearizable read, within 30 s).  One nemesis at a time, each
 // healed before the next: it lasts 1 to 2.5 s, then a gap of 0.5 to 2 s;
 // the kinds come in rounds, each kind once per round, in an order the
 // seed draws.
@@ -64,7 +70,9 @@
 // during the run whose bytes are not the final bytes at its offsets, or
 // that ended before an append acknowledged before the read was sent; a
 // status the protocol does not give to these requests (a 204 to a first
-// try, 409, 403, 404, ...); an append still unresolved after the drain.
+// try, 409, 403, 404, ...); an append still unresolved after the drain;
+// with --max-503-per-restart N, more 503s to appends in the whole run than
+// N times the restarts of the rolling nemesis (at least once).
 
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -80,7 +88,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 // ------------------------------------------------------------ options
 const opt = { bin: "./ursula", nodes: 3, seconds: 30, seed: 0, groups: 16,
               clients: 4, readers: 2, streams: 6, nemeses: "all",
-              keep: false };
+              "max-503-per-restart": -1, keep: false };
 {
   const a = process.argv.slice(2);
   for (let i = 0; i < a.length; i++) {
@@ -102,10 +110,11 @@ const opt = { bin: "./ursula", nodes: 3, seconds: 30, seed: 0, groups: 16,
 const ALL_NEMESES = ["kill-leader", "kill-follower", "pause", "isolate",
                      "split", "one-way", "delay", "reset", "disk-full",
                      "cut-leader-kill"];
+const NAMED_NEMESES = ["rolling"]; // run only when named
 const nemeses = opt.nemeses === "all" ? ALL_NEMESES
   : opt.nemeses === "none" ? [] : opt.nemeses.split(",");
 for (const k of nemeses)
-  if (!ALL_NEMESES.includes(k)) {
+  if (!ALL_NEMESES.includes(k) && !NAMED_NEMESES.includes(k)) {
     console.error(`driver: unknown nemesis ${k}`);
     process.exit(2);
   }
@@ -136,7 +145,7 @@ const proxyPort = new Map(); // "i:j" -> port
 const DISK_NODE = 2;
 let diskMount = null; // the tmpfs this run mounted
 const stats = { acked: 0, ackedDup: 0, retried: 0, s503: 0, errors: 0,
-                timeouts: 0, reads: 0, nemesis: 0, skipped: [] };
+                timeouts: 0, reads: 0, nemesis: 0, skipped: [], restarts: 0 };
 const violations = [];
 const violate = (kind, what) => {
   violations.push({ kind, what });
@@ -505,7 +514,8 @@ function schedule() {
     const dur = 1000 + Math.floor(rng() * 1500);
     if (t + dur > end) break;
     ev.push({ at: t, kind, dur, r1: rng(), r2: rng(), r3: rng() });
-    t += dur + (kind === "cut-leader-kill" ? 3500 : 0) + 500 + Math.floor(rng() * 1500);
+    t += dur + (kind === "cut-leader-kill" ? 3500 : kind === "rolling" ? N * 4000 : 0) +
+      500 + Math.floor(rng() * 1500);
   }
   return ev;
 }
@@ -611,6 +621,14 @@ async function nemesis(e) {
       fs.rmSync(filler);
       break;
     }
+    case "rolling": {
+      say(`nemesis rolling: SIGTERM and restart nodes ${IDS.join(", ")} in turn, ${e.dur} ms apart`);
+      for (const id of IDS) {
+        await restartGracefully(nodes.get(id));
+        await sleep(e.dur);
+      }
+      break;
+    }
     case "cut-leader-kill": {
       const lead = (await leaderOf(g)) || IDS[0];
       const n = nodes.get(lead);
@@ -627,6 +645,42 @@ async function nemesis(e) {
       break;
     }
   }
+}
+
+// rolling: node n gets SIGTERM and must exit 0 within 10 s; it is
+// restarted on its --wal-dir; resolves once every stream reads on it
+// (reads go through the read barrier: it applied what its leaders had
+// committed), at most 30 s.
+async function restartGracefully(n) {
+  const proc = n.proc, t0 = Date.now();
+  const gone = new Promise((r) => proc.once("exit", (code, sig) => r({ code, sig })));
+  try { process.kill(proc.pid, "SIGTERM"); } catch {}
+  let how = await Promise.race([gone, sleep(10000).then(() => null)]);
+  if (how === null) {
+    violate("stop", `node ${n.id} did not exit within 10 s of SIGTERM`);
+    try { process.kill(proc.pid, "SIGKILL"); } catch {}
+    how = await Promise.race([gone, sleep(5000).then(() => ({}))]);
+  } else if (how.code !== 0) {
+    violate("stop", `node ${n.id} exited with ${how.code ?? how.sig} after SIGTERM`);
+  }
+  n.alive = false;
+  n.port = 0;
+  if (n.agent) n.agent.destroy();
+  const stopped = Date.now() - t0;
+  await startNode(n);
+  stats.restarts++;
+  const t1 = Date.now();
+  for (const s of streams) {
+    for (;;) {
+      if ((await readAll(n, s, -1)) !== null) break;
+      if (Date.now() - t1 > 30000) {
+        violate("catch-up", `node ${n.id} restarted: ${s} unreadable on it for 30 s (${lastFailure})`);
+        break;
+      }
+      await sleep(100);
+    }
+  }
+  say(`  node ${n.id}: exited ${stopped} ms after SIGTERM, restarted, caught up in ${Date.now() - t1} ms`);
 }
 
 async function healAll() {
@@ -746,7 +800,8 @@ async function main() {
       `${opt.groups} groups; nemeses ${nemeses.join(",") || "none"}`);
   say(`replay: node test/fault/driver.mjs --bin ${opt.bin} --nodes ${N} --seconds ${opt.seconds} ` +
       `--seed ${opt.seed} --groups ${opt.groups} --clients ${opt.clients} --readers ${opt.readers} ` +
-      `--streams ${opt.streams} --nemeses ${opt.nemeses}`);
+      `--streams ${opt.streams} --nemeses ${opt.nemeses}` +
+      (opt["max-503-per-restart"] >= 0 ? ` --max-503-per-restart ${opt["max-503-per-restart"]}` : ""));
   for (const id of IDS)
     nodes.set(id, { id, peerPort: await freePort(), walDir: path.join(TMP, `wal-${id}`),
                     log: path.join(TMP, `n${id}.log`), alive: false, port: 0 });
@@ -818,6 +873,10 @@ async function main() {
   const fwd = links.reduce((t, x) => t + Number(x[5]), 0);
   const final = await finalReads();
   check(final);
+  const per = opt["max-503-per-restart"];
+  if (per >= 0 && stats.s503 > per * Math.max(1, stats.restarts))
+    violate("too-many-503", `${stats.s503} 503s to appends, above ${per} per restart ` +
+            `x ${stats.restarts} restarts = ${per * Math.max(1, stats.restarts)}`);
   const bytes = [...final.values()].reduce((t, b) => t + b.length, 0);
   const kinds = {};
   for (const v of violations) kinds[v.kind] = (kinds[v.kind] || 0) + 1;
@@ -826,6 +885,7 @@ async function main() {
               `retried ${stats.retried}, 503s ${stats.s503}, timeouts ${stats.timeouts}, ` +
               `errors ${stats.errors}, reads checked ${stats.reads}, ` +
               `nemesis events ${stats.nemesis}${stats.skipped.length ? " (skipped: " + stats.skipped.join(",") + ")" : ""}, ` +
+              `graceful restarts ${stats.restarts}, ` +
               `stream bytes ${bytes}, peer bytes relayed ${fwd} forward / ${back} back, ` +
               `violations ${violations.length}` +
               (violations.length ? " (" + Object.entries(kinds).map(([k, v]) => `${k} ${v}`).join(", ") + ")" : ""));
