@@ -62,9 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(cold_chunk_check(&again, inc, start,
                                 start + (n - COLD_HEADER)) == URSULA_OK);
   }
-  cold_chunk_name(name, (int)(inc % 100000), inc, start, end);
-  FUZZ_CHECK(strlen(name) == 57 && name[0] == 'g' && name[6] == '/' &&
-             name[23] == '/' && name[40] == '-');
+  cold_chunk_name(name, (int)(inc % 100000), inc, start, end, start ^ end);
+  FUZZ_CHECK(strlen(name) == 75 && name[0] == 'g' && name[6] == '/' &&
+             name[23] == '/' && name[40] == '-' && name[57] == '-' &&
+             name[58] == 't');
+  FUZZ_CHECK(cold_chunk_term(name) == (start ^ end)); /* the term, back */
   buf_free(&obj);
   buf_free(&again);
   return 0;
