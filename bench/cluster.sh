@@ -29,27 +29,13 @@ cd "$(dirname "$0")/.." || exit 1
 SECS=${BENCH_SECONDS:-10}
 OUT=bench/results.txt
 TMP=$(mktemp -d)
+. test/lib.sh # free_ports; every server is killed (lib_track) and TMP removed on exit
 PIDS=""
-cleanup() {
-  local p
-  for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 say() { echo "bench-cluster: $*" >&2; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 make -s ursula || exit 1
 cc -std=c99 -O2 -Wall bench/load.c -o bench/load || exit 1
 
-free_ports() {
-  python3 -c '
-import socket, sys
-s = [socket.socket() for _ in range(int(sys.argv[1]))]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
-}
 # wait_ready PORT: until a PUT succeeds there (a cluster: a leader is known)
 wait_ready() {
   local i
@@ -87,6 +73,7 @@ read -r H <<<"$(free_ports 1)"
 ./ursula --listen "127.0.0.1:$H" --log-level 1 --max-connections 30000 \
   --wal-dir "$TMP/wal-single" >"$TMP/single.log" 2>&1 &
 PIDS=$!
+lib_track $!
 wait_ready "$H" || { say "the single node did not start"; exit 1; }
 run single "$H" --conns 64
 stop_all
@@ -99,6 +86,7 @@ for i in 1 2 3; do
     --max-connections 30000 --wal-dir "$TMP/n$i" --node-id "$i" $PEERS \
     >"$TMP/n$i.log" 2>&1 &
   PIDS="$PIDS $!"
+  lib_track $!
 done
 for i in 1 2 3; do
   wait_ready "$(eval echo \$H$i)" || { say "node $i did not start"; tail -3 "$TMP/n$i.log" >&2; exit 1; }

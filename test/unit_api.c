@@ -354,22 +354,8 @@ static void test_api_wire_framing(void) {
   static const char *const cl_pool[] = {"0",  "5",   "005", " 5", "",
                                         "+5", "5 5", "5, 5", "0x5", "-1"};
   struct unit_server_run run;
-  struct ursula_config cfg;
-  struct ursula_server *srv = NULL;
-  char err[URSULA_ERRMSG_LEN];
   int port, round, fails = 0;
-  ursula_config_init(&cfg);
-  cfg.log_level = 0;
-  cfg.listen_port = 0;
-  cfg.core_count = 1;
-  cfg.raft_group_count = 1;
-  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
-    printf("# start: %s\n", err);
-    unit_failed++;
-    return;
-  }
-  unit_server_go(&run, srv);
-  port = ursula_server_port(srv);
+  if ((port = unit_server_up(&run, 1, 1, NULL)) < 0) return;
   for (round = 0; round < 300; round++) {
     struct unit_framing_case c;
     struct buf req, resp;
@@ -541,9 +527,7 @@ static uint64_t unit_api_num(const char *p, const char *key) {
 ** a stream cannot be made under /__ursula/ (404). */
 static void test_api_status_single_node(void) {
   struct unit_server_run run;
-  struct ursula_config cfg;
-  struct ursula_server *srv = NULL;
-  char err[URSULA_ERRMSG_LEN], body[4096], want[64];
+  char body[4096], want[64];
   struct buf resp, head;
   const char *p;
   int port, g;
@@ -554,24 +538,13 @@ static void test_api_status_single_node(void) {
   static const char post[] =
       "POST /__ursula/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
       "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
-  ursula_config_init(&cfg);
-  cfg.log_level = 0;
-  cfg.listen_port = 0;
-  cfg.core_count = 2;
-  cfg.raft_group_count = 4;
-  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
-    printf("# start: %s\n", err);
-    unit_failed++;
-    return;
-  }
-  unit_server_go(&run, srv);
-  port = ursula_server_port(srv);
+  if ((port = unit_server_up(&run, 2, 4, NULL)) < 0) return;
   memset(&resp, 0, sizeof(resp));
   memset(&head, 0, sizeof(head));
   ASSERT(unit_http(port, "GET", "/__ursula/cluster", "", body,
                    sizeof(body)) == 200);
   snprintf(want, sizeof(want), "{\"node\":1,\"cluster\":false,\"cores\":%d,",
-           srv->n_cores);
+           run.srv->n_cores);
   ASSERT(strncmp(body, want, strlen(want)) == 0);
   ASSERT(strstr(body, "\"peers\":[],\"groups\":[") != NULL);
   p = body;

@@ -71,6 +71,34 @@ static struct group *uc_open(int node) {
 /* One round: deliver what was sent before it (or drop it), tick every
 ** node when asked, then each node's end of turn: drive, and a sync done
 ** at once. */
+/* Three nodes of one group, each on a WAL in a fresh directory named
+** after tag: 1 if all three opened. */
+static int uc_up(const char *tag) {
+  int k;
+  memset(&UC, 0, sizeof(UC));
+  for (k = 1; k <= UC_N; k++) {
+    snprintf(UC.dir[k], sizeof(UC.dir[k]), "/tmp/ursula-unit-%s%d-XXXXXX",
+             tag, k);
+    ASSERT(mkdtemp(UC.dir[k]) != NULL);
+    if ((UC.g[k] = uc_open(k)) == NULL) unit_failed++;
+  }
+  return UC.g[1] != NULL && UC.g[2] != NULL && UC.g[3] != NULL;
+}
+
+/* Free the three nodes, their directories and the transport's queue. */
+static void uc_down(void) {
+  char cmd[256];
+  int k;
+  for (k = 1; k <= UC_N; k++) {
+    group_free(UC.g[k]);
+    UC.g[k] = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", UC.dir[k]);
+    if (system(cmd) != 0) printf("# could not remove %s\n", UC.dir[k]);
+  }
+  while (UC.n_q > 0) buf_free(&UC.q[--UC.n_q].rec);
+  free(UC.q);
+}
+
 static void uc_round(int tick) {
   size_t i, n = UC.n_q;
   int k;
@@ -197,17 +225,11 @@ static int uc_all_bytes(const char *want) {
 static void test_cluster_group(void) {
   struct uc_prop p[64];
   struct buf want;
-  char data[32], cmd[256];
-  int k, i, lead, old, follower, n_ok = 0;
-  memset(&UC, 0, sizeof(UC));
+  char data[32];
+  int i, lead, old, follower, n_ok = 0;
   memset(&want, 0, sizeof(want));
   buf_append(&want, "", 0);
-  for (k = 1; k <= UC_N; k++) {
-    snprintf(UC.dir[k], sizeof(UC.dir[k]), "/tmp/ursula-unit-cl%d-XXXXXX", k);
-    ASSERT(mkdtemp(UC.dir[k]) != NULL);
-    if ((UC.g[k] = uc_open(k)) == NULL) unit_failed++;
-  }
-  if (UC.g[1] == NULL || UC.g[2] == NULL || UC.g[3] == NULL) goto out;
+  if (!uc_up("cl")) goto out;
   /* an election; then the leader's appends reach every node */
   lead = uc_elect();
   ASSERT(lead != 0);
@@ -298,14 +320,7 @@ static void test_cluster_group(void) {
   ASSERT(uc_settle());
   ASSERT(uc_all_bytes(want.ptr));
 out:
-  for (k = 1; k <= UC_N; k++) {
-    group_free(UC.g[k]);
-    UC.g[k] = NULL;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", UC.dir[k]);
-    if (system(cmd) != 0) printf("# could not remove %s\n", UC.dir[k]);
-  }
-  while (UC.n_q > 0) buf_free(&UC.q[--UC.n_q].rec);
-  free(UC.q);
+  uc_down();
   buf_free(&want);
 }
 
@@ -331,16 +346,9 @@ static void uc_whys_clear(void) {
 }
 
 static void test_cluster_leadership_whys(void) {
-  char cmd[256];
   struct raft_in in;
   int k, r, lead, to, next;
-  memset(&UC, 0, sizeof(UC));
-  for (k = 1; k <= UC_N; k++) {
-    snprintf(UC.dir[k], sizeof(UC.dir[k]), "/tmp/ursula-unit-cw%d-XXXXXX", k);
-    ASSERT(mkdtemp(UC.dir[k]) != NULL);
-    if ((UC.g[k] = uc_open(k)) == NULL) unit_failed++;
-  }
-  if (UC.g[1] == NULL || UC.g[2] == NULL || UC.g[3] == NULL) goto out;
+  if (!uc_up("cw")) goto out;
   lead = uc_elect();
   ASSERT(lead != 0);
   if (lead == 0) goto out;
@@ -376,14 +384,7 @@ static void test_cluster_leadership_whys(void) {
              UC.g[k]->whys[1], UC.g[k]->whys[2], UC.g[k]->whys[3],
              UC.g[k]->whys[4], UC.g[k]->whys[5], UC.g[k]->whys[6]);
 out:
-  for (k = 1; k <= UC_N; k++) {
-    group_free(UC.g[k]);
-    UC.g[k] = NULL;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", UC.dir[k]);
-    if (system(cmd) != 0) printf("# could not remove %s\n", UC.dir[k]);
-  }
-  while (UC.n_q > 0) buf_free(&UC.q[--UC.n_q].rec);
-  free(UC.q);
+  uc_down();
 }
 
 static const struct unit_case unit_cluster_cases[] = {

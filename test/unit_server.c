@@ -87,6 +87,29 @@ static int unit_server_end(struct unit_server_run *r) {
   return r->rc;
 }
 
+/* Start a quiet in-process server on a free port (cores, groups; with
+** wal_dir unless NULL) and run it: its port, or -1 (a failure counted). */
+static int unit_server_up(struct unit_server_run *run, int cores, int groups,
+                          const char *wal_dir) {
+  struct ursula_config cfg;
+  struct ursula_server *srv = NULL;
+  char err[URSULA_ERRMSG_LEN];
+  ursula_config_init(&cfg);
+  cfg.log_level = 0;
+  cfg.listen_port = 0;
+  cfg.core_count = cores;
+  cfg.raft_group_count = groups;
+  if (wal_dir != NULL)
+    snprintf(cfg.wal_dir, sizeof(cfg.wal_dir), "%s", wal_dir);
+  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
+    printf("# start: %s\n", err);
+    unit_failed++;
+    return -1;
+  }
+  unit_server_go(run, srv);
+  return ursula_server_port(srv);
+}
+
 static void test_server_wal_sync_failure(void) {
   struct unit_server_run run;
   struct ursula_config cfg;
@@ -159,22 +182,7 @@ static void unit_sleep_until(double t) {
 
 /* Start an in-process server on unit_wal_dir: one core, one group. */
 static int unit_server_start1(struct unit_server_run *run) {
-  struct ursula_config cfg;
-  struct ursula_server *srv = NULL;
-  char err[URSULA_ERRMSG_LEN];
-  ursula_config_init(&cfg);
-  cfg.log_level = 0;
-  cfg.listen_port = 0;
-  cfg.core_count = 1;
-  cfg.raft_group_count = 1;
-  snprintf(cfg.wal_dir, sizeof(cfg.wal_dir), "%s", unit_wal_dir);
-  if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {
-    printf("# start: %s\n", err);
-    unit_failed++;
-    return -1;
-  }
-  unit_server_go(run, srv);
-  return ursula_server_port(srv);
+  return unit_server_up(run, 1, 1, unit_wal_dir);
 }
 
 /* A read's TOUCH lost to a failed sync is proposed again: a stream that a
