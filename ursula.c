@@ -2318,7 +2318,7 @@ struct conn;
 struct conn_bounds {
   uint64_t conns;      /* open client connections */
   uint64_t body_bytes; /* charged by the request bodies being read */
-  uint64_t fd_log_ms;  /* when running out of descriptors was logged */
+  uint64_t fd_log_ms;  /* when running out of descriptors was last logged, + 1 ms (under spare_mu) */
   pthread_mutex_t mu;  /* (only without atomic operations) */
   /* The one descriptor the server keeps in reserve to accept a client at
   ** the open-file limit (conn.c, "accept"), or -1 while it is given up or
@@ -19829,26 +19829,6 @@ static int conn_bounds_add(struct conn_bounds *b, uint64_t *v, uint64_t n,
 #endif
 }
 
-/* Whether a thing done at most once per period_ms, over all cores, is
-** due at now (then *last becomes now): for log lines. */
-static int conn_bounds_due(struct conn_bounds *b, uint64_t *last, uint64_t now,
-                           uint64_t period_ms) {
-#if CONN_ATOMIC
-  uint64_t cur = __atomic_load_n(last, __ATOMIC_RELAXED);
-  (void)b;
-  if (cur != 0 && now < cur + period_ms) return 0;
-  return __atomic_compare_exchange_n(last, &cur, now, 0, __ATOMIC_RELAXED,
-                                     __ATOMIC_RELAXED);
-#else
-  int due;
-  pthread_mutex_lock(&b->mu);
-  due = *last == 0 || now >= *last + period_ms;
-  if (due) *last = now;
-  pthread_mutex_unlock(&b->mu);
-  return due;
-#endif
-}
-
 /* Take n (added before) off the counter *v of b. */
 static void conn_bounds_sub(struct conn_bounds *b, uint64_t *v, uint64_t n) {
 #if CONN_ATOMIC
@@ -20579,21 +20559,31 @@ static int conn_refuse_spare(struct conn_bounds *b, int lfd) {
 ** spare is given up, again and again, to accept the clients queued and
 ** answer each 503; then this core stops watching the listener for
 ** CONN_FD_PAUSE_MS (descriptors come back as connections close), so
-** that its loop does not spin on a listener that stays readable.  Logged
-** at most once a second over all cores. */
+** that its loop does not spin on a listener that stays readable.
+**
+** Logged at most once a second over all cores, and the log lines' own
+** times are a second apart: the check and the line are made under
+** spare_mu with a fresh clock, and the time kept is read after the line
+** is written (a core's loop time is that of its turn's start, and a
+** thread may be descheduled between a check and its line).  The time
+** kept is 1 ms late: that covers the clocks' millisecond truncation, and
+** 0 stays "never". */
 static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
   struct conn_bounds *b = &c->srv->bounds;
+  uint64_t now;
   int i;
   pthread_mutex_lock(&b->spare_mu);
   for (i = 0; i < 64; i++)
     if (conn_refuse_spare(b, lfd) != 0) break;
-  pthread_mutex_unlock(&b->spare_mu);
-  /* (+ 1: a time of 0 means never) */
-  if (conn_bounds_due(b, &b->fd_log_ms, loop_now_ms(l) + 1, 1000))
+  now = os_now_ms();
+  if (b->fd_log_ms == 0 || now >= b->fd_log_ms + 1000) {
     LOG_W(
         "accept: %s: open-file limit reached, new connections are "
         "answered 503 until some close; raise it (ulimit -n)",
         strerror(err));
+    b->fd_log_ms = os_now_ms() + 1;
+  }
+  pthread_mutex_unlock(&b->spare_mu);
   (void)err; /* when logging is compiled out */
   loop_mod(l, lfd, 0);
   loop_timer_set(l, &c->conns.accept_timer, loop_now_ms(l) + CONN_FD_PAUSE_MS,

@@ -2103,7 +2103,7 @@ struct conn;
 struct conn_bounds {
   uint64_t conns;      /* open client connections */
   uint64_t body_bytes; /* charged by the request bodies being read */
-  uint64_t fd_log_ms;  /* when running out of descriptors was logged */
+  uint64_t fd_log_ms;  /* when running out of descriptors was last logged, + 1 ms (under spare_mu) */
   pthread_mutex_t mu;  /* (only without atomic operations) */
   /* The one descriptor the server keeps in reserve to accept a client at
   ** the open-file limit (conn.c, "accept"), or -1 while it is given up or
