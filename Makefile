@@ -375,11 +375,20 @@ test-catchup-plants: ursula.c ursula.h
 # target shows that cold.sh fails when the sweep ignores the terms in
 # object names (TIER_PLANT=1), and cluster_cold.sh when, on top of that,
 # every node acts as if it led (GROUP_PLANT=5: the single node's tier
-# run as it is on each node of a cluster).  It takes about 4 minutes (the
+# run as it is on each node of a cluster), and cold_race.sh when a read
+# whose chunk went with its stream's removal is answered 500 at once
+# (GROUP_PLANT=6).  It takes about 4 minutes (the
 # whole of cold.sh once), so it is a target of its own, like
 # test-status-plants.
-test-cluster-cold: build/ursula-smallseg
+test-cluster-cold: build/ursula-smallseg build/ursula-slowget
 	bash test/cluster_cold.sh build/ursula-smallseg
+	bash test/cold_race.sh build/ursula-slowget
+
+# A read on a replica racing the removal of its stream (test/cold_race.sh):
+# every fetch from the store is held 1.5 s (cold.c, FOR TESTS).
+build/ursula-slowget: ursula.c ursula.h
+	@mkdir -p build
+	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DCOLD_GET_DELAY_MS=1500 ursula.c -o $@ $(LDLIBS)
 
 test-cold-plants: ursula.c ursula.h
 	@mkdir -p build/plants; bad=0; \
@@ -393,6 +402,11 @@ test-cold-plants: ursula.c ursula.h
 	if STOP_ON_FAIL=1 bash test/cluster_cold.sh build/plants/ursula-group-5 >build/plants/cluster-cold-5.log 2>&1; then \
 	  echo "GROUP_PLANT=5 NOT caught by test/cluster_cold.sh"; bad=1; \
 	else echo "GROUP_PLANT=5 caught by test/cluster_cold.sh: $$(grep -m1 '^not ok' build/plants/cluster-cold-5.log)"; fi; \
+	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DCOLD_GET_DELAY_MS=1500 -DGROUP_PLANT=6 \
+	  ursula.c -o build/plants/ursula-group-6 $(LDLIBS) || exit 1; \
+	if bash test/cold_race.sh build/plants/ursula-group-6 >build/plants/cold-race-6.log 2>&1; then \
+	  echo "GROUP_PLANT=6 NOT caught by test/cold_race.sh"; bad=1; \
+	else echo "GROUP_PLANT=6 caught by test/cold_race.sh: $$(grep -m1 '^not ok' build/plants/cold-race-6.log)"; fi; \
 	exit $$bad
 
 test-damage: build/ursula-smallseg

@@ -342,6 +342,8 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 ** Clocks and the system-call table the WAL goes through. */
 URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
 URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
+/* Block the calling thread for ms milliseconds (resumed after signals). */
+URSULA_PRIVATE void os_sleep_ms(uint64_t ms);
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
@@ -1921,6 +1923,9 @@ struct job {
   /* a job parked on a cold-tier fetch runs again through msg.on_msg once
   ** the chunk is in; then this is URSULA_OK, or why the fetch failed */
   int fetch_rc;
+  /* a chunk it fetched was missing, and it ran again after a barrier
+  ** (group_fetch_again): once per job */
+  int fetch_missed;
   /* request */
   char path[URSULA_MAX_PATH_BYTES + 1];
   size_t path_len;
@@ -2174,6 +2179,14 @@ URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
 ** again through j->msg.on_msg, with j->fetch_rc set.  URSULA_OK, or an
 ** error (j is not parked; answer it with group_fail_fetch()). */
 URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j);
+/* Whether j, whose chunk could not be read back with rc, is to run again
+** from its start (its read barrier first) rather than be answered: 1 the
+** first time a chunk is missing (URSULA_ENOTFOUND), else 0.  The leader
+** of a removal's term deletes its objects once the removal is committed,
+** so a replica may miss a chunk of a stream that it has not yet seen
+** removed; after a barrier it has, and the read answers 404 (group.c,
+** READS RACING A REMOVAL). */
+URSULA_PRIVATE int group_fetch_again(struct job *j, int rc);
 /* Answer j, whose chunk could not be read back with rc: 500 for a missing
 ** or damaged chunk, 503 otherwise. */
 URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc);
@@ -2951,6 +2964,14 @@ URSULA_PRIVATE uint64_t os_wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+URSULA_PRIVATE void os_sleep_ms(uint64_t ms) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }
 
 URSULA_PRIVATE int os_cpu_count(void) {
@@ -7529,14 +7550,6 @@ static void s3_error_fill(struct s3_client *c, const struct s3_call *k,
   buf_free(&t);
 }
 
-static void s3_sleep_ms(int ms) {
-  struct timespec ts;
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* Run call k with retries.  URSULA_OK for 2xx; URSULA_ENOTFOUND for a 404
 ** other than NoSuchBucket; else URSULA_EIO with *e filled. */
 static int s3_do(struct s3_client *c, struct s3_call *k, struct s3_error *e) {
@@ -7597,7 +7610,7 @@ static int s3_do(struct s3_client *c, struct s3_call *k, struct s3_error *e) {
       return URSULA_EIO; /* a definite answer: retrying will not help */
     if (attempt < c->cfg.max_attempts) {
       int ms = 100 << (attempt - 1);
-      s3_sleep_ms(ms > 2000 ? 2000 : ms);
+      os_sleep_ms((uint64_t)(ms > 2000 ? 2000 : ms));
     }
   }
   return URSULA_EIO;
@@ -15173,12 +15186,21 @@ static void cold_note(struct cold *c, int ok, const char *what) {
   (void)what;
 }
 
+/* FOR TESTS.  -DCOLD_GET_DELAY_MS=n (default 0) holds every fetch n ms
+** before it reads the store, so that a test can remove a stream while a
+** read's fetch of its chunk is under way (test/cold_race.sh). */
+#ifndef COLD_GET_DELAY_MS
+#define COLD_GET_DELAY_MS 0
+#endif
+
 /* Carry out r (on a cold thread, or on the submitter without threads),
 ** with the S3 connection *cl (opened on first use), and post it back. */
 static void cold_do(struct cold *c, struct s3_client **cl,
                     struct cold_req *r) {
   char err[URSULA_ERRMSG_LEN];
   err[0] = '\0';
+  if (COLD_GET_DELAY_MS > 0 && r->op == COLD_GET)
+    os_sleep_ms(COLD_GET_DELAY_MS);
   if (!c->use_s3) {
     r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
             : r->op == COLD_GET    ? cold_dir_get(c, r, err)
@@ -15433,7 +15455,9 @@ URSULA_PRIVATE void cold_cache_put(struct cold_cache *k, const char *name,
 ** of that chunk (tier_fetch); when the chunk arrives it is checked and
 ** cached, and each job waiting for it runs again from the start through
 ** its own handler (msg.on_msg), with fetch_rc saying whether the chunk
-** came.
+** came.  A chunk missing may belong to a stream removed meanwhile: the
+** read runs once more after a barrier before it is taken for a loss
+** (group.c, READS RACING A REMOVAL).
 **
 ** GARBAGE.  The objects of removed streams are deleted once the removal
 ** is committed (tier_delete_objects, an effect of the apply).  Before
@@ -15581,7 +15605,11 @@ static void tier_on_fetched(struct loop *l, struct loop_msg *m) {
           q->name);
     rc = URSULA_ECORRUPT;
   } else if (rc == URSULA_ENOTFOUND) {
-    LOG_E("group %d: chunk %s is missing from the cold tier", t->id, q->name);
+    LOG_W(
+        "group %d: chunk %s is missing from the cold tier (its stream "
+        "removed, and not yet here?): the reads that wanted it look again "
+        "after a read barrier",
+        t->id, q->name);
   }
   if (rc == URSULA_OK) cold_cache_put(t->cache, q->name, &q->data);
   while (f != NULL && f->waiting != NULL) { /* through their handlers */
@@ -15961,7 +15989,10 @@ URSULA_PRIVATE void tier_free(struct tier *t) {
 **       not (with TIER_PLANT=1 too: the single node's tier run as it is
 **       on each node of a cluster; a node alone on a stale log deletes
 **       objects that entries it lacks name)
-**                          test/cluster_cold.sh, make test-cold-plants */
+**                          test/cluster_cold.sh, make test-cold-plants
+**    6  a read whose chunk is missing is answered 500 at once, without
+**       a second run after a barrier (READS RACING A REMOVAL)
+**                          test/cold_race.sh, make test-cold-plants */
 #ifndef GROUP_PLANT
 #define GROUP_PLANT 0
 #endif
@@ -18845,13 +18876,19 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
     group_read_answer(c, j, s);
     return;
   }
+  g = group_of(c, j->hop_path, j->hop_len);
   if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
     int rc = j->fetch_rc;
     j->fetch_rc = URSULA_OK;
-    group_fail_fetch(c, j, rc);
+    if (!group_fetch_again(j, rc)) {
+      group_fail_fetch(c, j, rc);
+      return;
+    }
+    j->hop_linear = 1; /* (READS RACING A REMOVAL) */
+    group_barrier(c, g, j, group_read_source);
     return;
   }
-  group_read_source(c, group_of(c, j->hop_path, j->hop_len), j);
+  group_read_source(c, g, j);
 }
 
 /* Point the views of j->cmd at j's own fields. */
@@ -18874,9 +18911,11 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
     int rc = j->fetch_rc;
     j->fetch_rc = URSULA_OK;
-    group_fail_fetch(c, j, rc);
-    return;
-  }
+    if (!group_fetch_again(j, rc)) {
+      group_fail_fetch(c, j, rc);
+      return;
+    }
+  } /* (then from the start, READS RACING A REMOVAL) */
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
@@ -18922,9 +18961,31 @@ URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j) {
   return tier_fetch(c, &g->tier, j);
 }
 
+/* READS RACING A REMOVAL.  A replica serves a read after a barrier from
+** its applied state; if that names a chunk the read must fetch, the
+** stream may be removed meanwhile, and the leader of the removal's term
+** deletes the chunk once the removal commits (tier_delete_objects), while
+** this replica may not have applied it yet.  So a chunk found missing is
+** not yet a loss: the job runs once more from its start, through a new
+** barrier (group_barrier).  That barrier's read index is at least the
+** commit index of the moment its leader answers it, and the removal was
+** committed before its objects went, so this replica then has the
+** removal applied: the read answers 404, or reads a stream created there
+** since.  Only a chunk missing again is a loss (500).  A single node
+** deletes objects after its own apply, so there the job simply runs
+** again.  (GROUP_PLANT=6: no second run.) */
+URSULA_PRIVATE int group_fetch_again(struct job *j, int rc) {
+  if (rc != URSULA_ENOTFOUND || j->fetch_missed || GROUP_BUG(6)) return 0;
+  j->fetch_missed = 1;
+  return 1;
+}
+
 URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
   const char *reason;
   int status = tier_fetch_status(rc, &reason);
+  if (rc == URSULA_ENOTFOUND)
+    LOG_E("a read of %.*s: a chunk it needs is missing from the cold tier",
+          (int)j->path_len, j->path);
   group_fail(c, j, status, reason);
 }
 
@@ -19616,8 +19677,10 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
   if (rc != URSULA_OK) { /* the chunk a look waited for could not be had:
                             nothing was taken yet */
     j->fetch_rc = URSULA_OK;
-    group_fail_fetch(c, j, rc);
-    return;
+    if (!group_fetch_again(j, rc)) {
+      group_fail_fetch(c, j, rc);
+      return;
+    } /* (a barrier first: group.c, READS RACING A REMOVAL) */
   }
   switch (j->fork_state) {
     case FORK_ACQUIRE: /* (each look sees what was acknowledged) */
@@ -23685,8 +23748,7 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
   LOG_I("stopped");
   server_barrier();
   while (srv->stop_busy) { /* a stop is still waking the loops */
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
+    os_sleep_ms(1);
     server_barrier();
   }
   server_free(srv);

@@ -400,12 +400,21 @@ static void cold_note(struct cold *c, int ok, const char *what) {
   (void)what;
 }
 
+/* FOR TESTS.  -DCOLD_GET_DELAY_MS=n (default 0) holds every fetch n ms
+** before it reads the store, so that a test can remove a stream while a
+** read's fetch of its chunk is under way (test/cold_race.sh). */
+#ifndef COLD_GET_DELAY_MS
+#define COLD_GET_DELAY_MS 0
+#endif
+
 /* Carry out r (on a cold thread, or on the submitter without threads),
 ** with the S3 connection *cl (opened on first use), and post it back. */
 static void cold_do(struct cold *c, struct s3_client **cl,
                     struct cold_req *r) {
   char err[URSULA_ERRMSG_LEN];
   err[0] = '\0';
+  if (COLD_GET_DELAY_MS > 0 && r->op == COLD_GET)
+    os_sleep_ms(COLD_GET_DELAY_MS);
   if (!c->use_s3) {
     r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
             : r->op == COLD_GET    ? cold_dir_get(c, r, err)

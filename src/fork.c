@@ -376,8 +376,10 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
   if (rc != URSULA_OK) { /* the chunk a look waited for could not be had:
                             nothing was taken yet */
     j->fetch_rc = URSULA_OK;
-    group_fail_fetch(c, j, rc);
-    return;
+    if (!group_fetch_again(j, rc)) {
+      group_fail_fetch(c, j, rc);
+      return;
+    } /* (a barrier first: group.c, READS RACING A REMOVAL) */
   }
   switch (j->fork_state) {
     case FORK_ACQUIRE: /* (each look sees what was acknowledged) */

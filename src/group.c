@@ -88,7 +88,10 @@
 **       not (with TIER_PLANT=1 too: the single node's tier run as it is
 **       on each node of a cluster; a node alone on a stale log deletes
 **       objects that entries it lacks name)
-**                          test/cluster_cold.sh, make test-cold-plants */
+**                          test/cluster_cold.sh, make test-cold-plants
+**    6  a read whose chunk is missing is answered 500 at once, without
+**       a second run after a barrier (READS RACING A REMOVAL)
+**                          test/cold_race.sh, make test-cold-plants */
 #ifndef GROUP_PLANT
 #define GROUP_PLANT 0
 #endif
@@ -2972,13 +2975,19 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
     group_read_answer(c, j, s);
     return;
   }
+  g = group_of(c, j->hop_path, j->hop_len);
   if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
     int rc = j->fetch_rc;
     j->fetch_rc = URSULA_OK;
-    group_fail_fetch(c, j, rc);
+    if (!group_fetch_again(j, rc)) {
+      group_fail_fetch(c, j, rc);
+      return;
+    }
+    j->hop_linear = 1; /* (READS RACING A REMOVAL) */
+    group_barrier(c, g, j, group_read_source);
     return;
   }
-  group_read_source(c, group_of(c, j->hop_path, j->hop_len), j);
+  group_read_source(c, g, j);
 }
 
 /* Point the views of j->cmd at j's own fields. */
@@ -3001,9 +3010,11 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
     int rc = j->fetch_rc;
     j->fetch_rc = URSULA_OK;
-    group_fail_fetch(c, j, rc);
-    return;
-  }
+    if (!group_fetch_again(j, rc)) {
+      group_fail_fetch(c, j, rc);
+      return;
+    }
+  } /* (then from the start, READS RACING A REMOVAL) */
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
@@ -3049,9 +3060,31 @@ URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j) {
   return tier_fetch(c, &g->tier, j);
 }
 
+/* READS RACING A REMOVAL.  A replica serves a read after a barrier from
+** its applied state; if that names a chunk the read must fetch, the
+** stream may be removed meanwhile, and the leader of the removal's term
+** deletes the chunk once the removal commits (tier_delete_objects), while
+** this replica may not have applied it yet.  So a chunk found missing is
+** not yet a loss: the job runs once more from its start, through a new
+** barrier (group_barrier).  That barrier's read index is at least the
+** commit index of the moment its leader answers it, and the removal was
+** committed before its objects went, so this replica then has the
+** removal applied: the read answers 404, or reads a stream created there
+** since.  Only a chunk missing again is a loss (500).  A single node
+** deletes objects after its own apply, so there the job simply runs
+** again.  (GROUP_PLANT=6: no second run.) */
+URSULA_PRIVATE int group_fetch_again(struct job *j, int rc) {
+  if (rc != URSULA_ENOTFOUND || j->fetch_missed || GROUP_BUG(6)) return 0;
+  j->fetch_missed = 1;
+  return 1;
+}
+
 URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc) {
   const char *reason;
   int status = tier_fetch_status(rc, &reason);
+  if (rc == URSULA_ENOTFOUND)
+    LOG_E("a read of %.*s: a chunk it needs is missing from the cold tier",
+          (int)j->path_len, j->path);
   group_fail(c, j, status, reason);
 }
 

@@ -127,6 +127,8 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 ** Clocks and the system-call table the WAL goes through. */
 URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
 URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
+/* Block the calling thread for ms milliseconds (resumed after signals). */
+URSULA_PRIVATE void os_sleep_ms(uint64_t ms);
 URSULA_PRIVATE int os_cpu_count(void);
 URSULA_PRIVATE int os_set_nonblock(int fd);
 URSULA_PRIVATE int os_set_cloexec(int fd);
@@ -1706,6 +1708,9 @@ struct job {
   /* a job parked on a cold-tier fetch runs again through msg.on_msg once
   ** the chunk is in; then this is URSULA_OK, or why the fetch failed */
   int fetch_rc;
+  /* a chunk it fetched was missing, and it ran again after a barrier
+  ** (group_fetch_again): once per job */
+  int fetch_missed;
   /* request */
   char path[URSULA_MAX_PATH_BYTES + 1];
   size_t path_len;
@@ -1959,6 +1964,14 @@ URSULA_PRIVATE void group_after_change(struct core *c, struct group *g,
 ** again through j->msg.on_msg, with j->fetch_rc set.  URSULA_OK, or an
 ** error (j is not parked; answer it with group_fail_fetch()). */
 URSULA_PRIVATE int group_park(struct core *c, struct group *g, struct job *j);
+/* Whether j, whose chunk could not be read back with rc, is to run again
+** from its start (its read barrier first) rather than be answered: 1 the
+** first time a chunk is missing (URSULA_ENOTFOUND), else 0.  The leader
+** of a removal's term deletes its objects once the removal is committed,
+** so a replica may miss a chunk of a stream that it has not yet seen
+** removed; after a barrier it has, and the read answers 404 (group.c,
+** READS RACING A REMOVAL). */
+URSULA_PRIVATE int group_fetch_again(struct job *j, int rc);
 /* Answer j, whose chunk could not be read back with rc: 500 for a missing
 ** or damaged chunk, 503 otherwise. */
 URSULA_PRIVATE void group_fail_fetch(struct core *c, struct job *j, int rc);

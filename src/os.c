@@ -29,6 +29,14 @@ URSULA_PRIVATE uint64_t os_wall_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+URSULA_PRIVATE void os_sleep_ms(uint64_t ms) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
 URSULA_PRIVATE int os_cpu_count(void) {
   long n = -1;
 #if defined(_SC_NPROCESSORS_ONLN)

@@ -435,14 +435,6 @@ static void s3_error_fill(struct s3_client *c, const struct s3_call *k,
   buf_free(&t);
 }
 
-static void s3_sleep_ms(int ms) {
-  struct timespec ts;
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* Run call k with retries.  URSULA_OK for 2xx; URSULA_ENOTFOUND for a 404
 ** other than NoSuchBucket; else URSULA_EIO with *e filled. */
 static int s3_do(struct s3_client *c, struct s3_call *k, struct s3_error *e) {
@@ -503,7 +495,7 @@ static int s3_do(struct s3_client *c, struct s3_call *k, struct s3_error *e) {
       return URSULA_EIO; /* a definite answer: retrying will not help */
     if (attempt < c->cfg.max_attempts) {
       int ms = 100 << (attempt - 1);
-      s3_sleep_ms(ms > 2000 ? 2000 : ms);
+      os_sleep_ms((uint64_t)(ms > 2000 ? 2000 : ms));
     }
   }
   return URSULA_EIO;

@@ -1029,8 +1029,7 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
   LOG_I("stopped");
   server_barrier();
   while (srv->stop_busy) { /* a stop is still waking the loops */
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
+    os_sleep_ms(1);
     server_barrier();
   }
   server_free(srv);

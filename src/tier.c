@@ -28,7 +28,9 @@
 ** of that chunk (tier_fetch); when the chunk arrives it is checked and
 ** cached, and each job waiting for it runs again from the start through
 ** its own handler (msg.on_msg), with fetch_rc saying whether the chunk
-** came.
+** came.  A chunk missing may belong to a stream removed meanwhile: the
+** read runs once more after a barrier before it is taken for a loss
+** (group.c, READS RACING A REMOVAL).
 **
 ** GARBAGE.  The objects of removed streams are deleted once the removal
 ** is committed (tier_delete_objects, an effect of the apply).  Before
@@ -176,7 +178,11 @@ static void tier_on_fetched(struct loop *l, struct loop_msg *m) {
           q->name);
     rc = URSULA_ECORRUPT;
   } else if (rc == URSULA_ENOTFOUND) {
-    LOG_E("group %d: chunk %s is missing from the cold tier", t->id, q->name);
+    LOG_W(
+        "group %d: chunk %s is missing from the cold tier (its stream "
+        "removed, and not yet here?): the reads that wanted it look again "
+        "after a read barrier",
+        t->id, q->name);
   }
   if (rc == URSULA_OK) cold_cache_put(t->cache, q->name, &q->data);
   while (f != NULL && f->waiting != NULL) { /* through their handlers */
