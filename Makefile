@@ -377,7 +377,8 @@ test-catchup-plants: ursula.c ursula.h
 # every node acts as if it led (GROUP_PLANT=5: the single node's tier
 # run as it is on each node of a cluster), and cold_race.sh when a read
 # whose chunk went with its stream's removal is answered 500 at once
-# (GROUP_PLANT=6).  It takes about 4 minutes (the
+# (GROUP_PLANT=6), and cold.sh when the store's marker is never checked
+# (COLD_PLANT=1).  It takes about 8 minutes (the
 # whole of cold.sh once), so it is a target of its own, like
 # test-status-plants.
 test-cluster-cold: build/ursula-smallseg build/ursula-slowget
@@ -402,6 +403,11 @@ test-cold-plants: ursula.c ursula.h
 	if STOP_ON_FAIL=1 bash test/cluster_cold.sh build/plants/ursula-group-5 >build/plants/cluster-cold-5.log 2>&1; then \
 	  echo "GROUP_PLANT=5 NOT caught by test/cluster_cold.sh"; bad=1; \
 	else echo "GROUP_PLANT=5 caught by test/cluster_cold.sh: $$(grep -m1 '^not ok' build/plants/cluster-cold-5.log)"; fi; \
+	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DCOLD_PLANT=1 \
+	  ursula.c -o build/plants/ursula-cold-1 $(LDLIBS) || exit 1; \
+	if COLD_BIN=build/plants/ursula-cold-1 bash test/cold.sh dir >build/plants/cold-c1.log 2>&1; then \
+	  echo "COLD_PLANT=1 NOT caught by test/cold.sh"; bad=1; \
+	else echo "COLD_PLANT=1 caught by test/cold.sh: $$(grep -m1 '^not ok' build/plants/cold-c1.log)"; fi; \
 	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DCOLD_GET_DELAY_MS=1500 -DGROUP_PLANT=6 \
 	  ursula.c -o build/plants/ursula-group-6 $(LDLIBS) || exit 1; \
 	if bash test/cold_race.sh build/plants/ursula-group-6 >build/plants/cold-race-6.log 2>&1; then \

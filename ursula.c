@@ -1776,6 +1776,24 @@ URSULA_PRIVATE void cold_req_free(struct cold_req *r);
 ** error with a reason in err. */
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
                              struct env *env, char *err);
+/* Whose objects a store holds (the marker, cold.c). */
+struct cold_owner {
+  char cluster_id[65]; /* --cluster-id */
+  int groups;          /* --raft-group-count */
+  char node[33];       /* a single node: its id (32 hex digits); "" in a
+                          cluster */
+  int node_new;        /* the --wal-dir had no id before this start */
+  uint64_t chunks;     /* chunks its WAL names in the store */
+};
+/* Claim the store for me, on the caller, before the cores start: find
+** its marker and check it, or write it (the rules in cold.c).
+** URSULA_OK: the store is ours.  URSULA_EINVAL: it is not, or it lost
+** what the WAL names (the reason, in err: do not start).  Another error:
+** the store could not be reached (reason in err); the tier then writes
+** and deletes nothing until a later claim, made by the threads before
+** each PUT, DELETE or LIST, succeeds. */
+URSULA_PRIVATE int cold_claim(struct cold *c, const struct cold_owner *me,
+                              char *err);
 /* Stop the threads (after the cores: results are posted to them). */
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);
@@ -14942,6 +14960,11 @@ struct cold {
   int n_threads;
   pthread_t threads[URSULA_COLD_THREADS];
   struct s3_client *inline_cl; /* without threads: the S3 connection */
+  /* the marker (cold_claim): who we are, and whether the store is ours */
+  pthread_mutex_t claim_mu; /* one claim at a time */
+  struct cold_owner owner;
+  int claimed;             /* under mu: the marker is ours */
+  int refused;             /* under mu: it is another's (logged once) */
 };
 
 /* The file of object `name` in the folder, into path. */
@@ -15165,6 +15188,235 @@ static int cold_s3_do(struct cold *c, struct s3_client *cl, struct cold_req *r,
   return rc;
 }
 
+/* ------------------------------------------------------------ the marker
+
+   THE STORE'S MARKER.  One object, COLD_MARKER ("ursula-store"), beside
+   the groups' folders, says whose objects the store holds, so that two
+   servers never share one by mistake: each one's sweep would delete the
+   other's chunks, which it does not name.  ASCII, each line ending in
+   "\n", keys in this order (a reader ignores keys it does not know):
+
+       ursula-store 1       the format
+       cluster-id NAME      --cluster-id (a single node: its default too)
+       groups N             --raft-group-count, decimal
+       node ID              a single node only: 32 lowercase hex digits,
+                            the id its --wal-dir keeps (server.c)
+
+   The nodes of one cluster write identical bytes, so they may all create
+   it at once; a single node's id tells it from any other single node
+   with the same settings.  cold_claim() decides:
+
+       no marker   write ours; unless the WAL names chunks and already
+                   had its id (so it wrote a marker before: the store was
+                   emptied, or this is the wrong prefix or folder): refuse
+       ours        go on
+       another's   refuse, saying whose it is
+
+   Until a claim succeeds (the store unreachable at start), nothing is
+   written to the store or deleted from it: cold_do() claims first before
+   each PUT, DELETE and LIST, and fails them while that does not succeed.
+   Reads (GET) go on. */
+
+#define COLD_MARKER "ursula-store"
+
+/* PLANTED BUG.  -DCOLD_PLANT=1 (default 0): every claim succeeds without
+** a look at the store, as before markers (test/cold.sh then fails: another
+** single node, and a node whose store lost its marker, start).  Never in
+** a release build. */
+#ifndef COLD_PLANT
+#define COLD_PLANT 0
+#endif
+
+/* The marker's bytes for o. */
+static int cold_mark_text(const struct cold_owner *o, struct buf *out) {
+  int rc = buf_printf(out, "ursula-store 1\ncluster-id %s\ngroups %d\n",
+                      o->cluster_id, o->groups);
+  if (rc == URSULA_OK && o->node[0] != '\0')
+    rc = buf_printf(out, "node %s\n", o->node);
+  return rc;
+}
+
+/* Read a marker's text p[0..n) into o; URSULA_OK, or URSULA_ECORRUPT if
+** it is not a marker of format 1 with a cluster-id and groups. */
+static int cold_mark_parse(const char *p, size_t n, struct cold_owner *o) {
+  const char *end = p + n, *nl;
+  int first = 1, have_groups = 0;
+  memset(o, 0, sizeof(*o));
+  for (; p < end; p = nl + 1) {
+    size_t len, k;
+    char line[128];
+    long v;
+    char *stop;
+    if ((nl = (const char *)memchr(p, '\n', (size_t)(end - p))) == NULL)
+      return URSULA_ECORRUPT; /* every line ends in "\n" */
+    len = (size_t)(nl - p);
+    if (len >= sizeof(line)) return URSULA_ECORRUPT;
+    memcpy(line, p, len);
+    line[len] = '\0';
+    if (first) {
+      if (strcmp(line, "ursula-store 1") != 0) return URSULA_ECORRUPT;
+      first = 0;
+    } else if (strncmp(line, "cluster-id ", 11) == 0) {
+      k = len - 11;
+      if (k == 0 || k >= sizeof(o->cluster_id)) return URSULA_ECORRUPT;
+      memcpy(o->cluster_id, line + 11, k + 1);
+    } else if (strncmp(line, "groups ", 7) == 0) {
+      errno = 0;
+      v = strtol(line + 7, &stop, 10);
+      if (errno != 0 || *stop != '\0' || stop == line + 7 || v < 1 ||
+          v > 1000000)
+        return URSULA_ECORRUPT;
+      o->groups = (int)v;
+      have_groups = 1;
+    } else if (strncmp(line, "node ", 5) == 0) {
+      if (len - 5 != 32) return URSULA_ECORRUPT;
+      memcpy(o->node, line + 5, 33);
+    }
+  }
+  return !first && o->cluster_id[0] != '\0' && have_groups ? URSULA_OK
+                                                           : URSULA_ECORRUPT;
+}
+
+/* "cluster-id NAME, N groups" or "... , single node ID" into out. */
+static void cold_mark_say(const struct cold_owner *o, char *out, size_t cap) {
+  if (o->node[0] != '\0')
+    snprintf(out, cap, "the single node %.32s (cluster-id %.64s, %d groups)",
+             o->node, o->cluster_id, o->groups);
+  else
+    snprintf(out, cap, "cluster-id %.64s, %d groups", o->cluster_id,
+             o->groups);
+}
+
+/* Where the store is, for messages: "s3://BUCKET/PREFIX" or the folder. */
+static void cold_where(const struct cold *c, char *out, size_t cap) {
+  if (c->use_s3)
+    snprintf(out, cap, "s3://%.64s/%.100s", c->cfg->s3_bucket,
+             c->cfg->s3_prefix);
+  else
+    snprintf(out, cap, "%.160s", c->cfg->cold_dir);
+}
+
+static int cold_exec(struct cold *c, struct s3_client **cl, struct cold_req *r,
+                     char *err);
+
+/* One claim of the store for c->owner (the table above), on the caller,
+** through the S3 connection *cl (opened on first use).  URSULA_OK: the
+** store is ours; URSULA_EINVAL: it is not (why, in err); another error:
+** the store could not be reached (err says how). */
+static int cold_claim_once(struct cold *c, struct s3_client **cl, char *err) {
+  const struct cold_owner *me = &c->owner;
+  struct cold_req r;
+  struct cold_owner there;
+  char where[180], mine[160], theirs[160];
+  int rc, tries;
+  if (COLD_PLANT == 1) return URSULA_OK;
+  memset(&r, 0, sizeof(r));
+  cold_where(c, where, sizeof(where));
+  cold_mark_say(me, mine, sizeof(mine));
+  for (tries = 0; tries < 2; tries++) { /* read; after our write, again */
+    r.op = COLD_GET;
+    snprintf(r.name, sizeof(r.name), "%s", COLD_MARKER);
+    r.data.len = 0;
+    rc = cold_exec(c, cl, &r, err);
+    if (rc == URSULA_ENOTFOUND && tries == 0) {
+      if (me->chunks > 0 && !me->node_new) {
+        snprintf(err, URSULA_ERRMSG_LEN,
+                 "the cold tier %.180s has no marker (%s), but --wal-dir names "
+                 "%llu chunks in it: it was emptied, or this is not its "
+                 "--s3-prefix/--cold-dir; not starting",
+                 where, COLD_MARKER, (unsigned long long)me->chunks);
+        rc = URSULA_EINVAL;
+        break;
+      }
+      r.op = COLD_PUT;
+      r.data.len = 0;
+      if ((rc = cold_mark_text(me, &r.data)) != URSULA_OK ||
+          (rc = cold_exec(c, cl, &r, err)) != URSULA_OK)
+        break;
+      LOG_I("cold tier %s: marked as the store of %s", where, mine);
+      continue;
+    }
+    if (rc == URSULA_ENOTFOUND) { /* written, then gone */
+      snprintf(err, URSULA_ERRMSG_LEN, "the marker %s written to %.180s is gone",
+               COLD_MARKER, where);
+      rc = URSULA_EIO;
+      break;
+    }
+    if (rc != URSULA_OK) break;
+    if (cold_mark_parse(r.data.ptr, r.data.len, &there) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "the cold tier %.180s holds an object %s that is not an ursula "
+               "store marker of format 1; not starting",
+               where, COLD_MARKER);
+      rc = URSULA_EINVAL;
+    } else if (strcmp(there.cluster_id, me->cluster_id) != 0 ||
+               there.groups != me->groups ||
+               strcmp(there.node, me->node) != 0) {
+      cold_mark_say(&there, theirs, sizeof(theirs));
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "the cold tier %.180s holds the objects of %.150s; this is "
+               "%.150s: give each its own --s3-prefix or --cold-dir; not "
+               "starting",
+               where, theirs, mine);
+      rc = URSULA_EINVAL;
+    }
+    break;
+  }
+  buf_free(&r.data);
+  return rc;
+}
+
+URSULA_PRIVATE int cold_claim(struct cold *c, const struct cold_owner *me,
+                              char *err) {
+  struct s3_client *cl = NULL;
+  struct s3_config quick = c->s3;
+  int rc = URSULA_OK;
+  pthread_mutex_lock(&c->claim_mu);
+  c->owner = *me;
+  quick.timeout_ms = 3000; /* at start: an unreachable store costs 3 s */
+  quick.max_attempts = 1;
+  if (c->use_s3) rc = s3_client_new(&cl, &quick, err);
+  if (rc == URSULA_OK) rc = cold_claim_once(c, &cl, err);
+  s3_client_free(cl);
+  pthread_mutex_lock(&c->mu);
+  c->claimed = rc == URSULA_OK;
+  c->refused = rc == URSULA_EINVAL;
+  pthread_mutex_unlock(&c->mu);
+  pthread_mutex_unlock(&c->claim_mu);
+  return rc;
+}
+
+/* Before a PUT, DELETE or LIST: URSULA_OK once the store is ours (claimed
+** now if it was not yet: cold_claim() could not reach it), else an error
+** with the reason in err. */
+static int cold_claimed(struct cold *c, struct s3_client **cl, char *err) {
+  int rc, refused;
+  pthread_mutex_lock(&c->mu);
+  rc = c->claimed ? URSULA_OK : URSULA_EAGAIN;
+  refused = c->refused;
+  pthread_mutex_unlock(&c->mu);
+  if (rc == URSULA_OK) return rc;
+  if (refused) {
+    snprintf(err, URSULA_ERRMSG_LEN, "the cold tier is another's: nothing "
+                                     "moves to it (logged when found)");
+    return URSULA_EINVAL;
+  }
+  pthread_mutex_lock(&c->claim_mu);
+  pthread_mutex_lock(&c->mu);
+  rc = c->claimed ? URSULA_OK : URSULA_EAGAIN;
+  pthread_mutex_unlock(&c->mu);
+  if (rc != URSULA_OK) {
+    rc = cold_claim_once(c, cl, err);
+    pthread_mutex_lock(&c->mu);
+    c->claimed = rc == URSULA_OK;
+    c->refused = rc == URSULA_EINVAL;
+    pthread_mutex_unlock(&c->mu);
+    if (rc == URSULA_EINVAL) LOG_E("%s", err);
+  }
+  pthread_mutex_unlock(&c->claim_mu);
+  return rc;
+}
+
 /* ------------------------------------------------------------ threads */
 
 /* Log an outage once when it starts and once when it ends. */
@@ -15193,25 +15445,34 @@ static void cold_note(struct cold *c, int ok, const char *what) {
 #define COLD_GET_DELAY_MS 0
 #endif
 
+/* Carry out r on the store, with the S3 connection *cl (opened on first
+** use): r->op's result (URSULA_ENOTFOUND: a GET of no such object). */
+static int cold_exec(struct cold *c, struct s3_client **cl, struct cold_req *r,
+                     char *err) {
+  int rc;
+  if (!c->use_s3)
+    return r->op == COLD_PUT      ? cold_dir_put(c, r, err)
+           : r->op == COLD_GET    ? cold_dir_get(c, r, err)
+           : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
+                                  : cold_dir_list(c, r, err);
+  if (*cl == NULL && (rc = s3_client_new(cl, &c->s3, err)) != URSULA_OK) {
+    *cl = NULL;
+    return rc;
+  }
+  return cold_s3_do(c, *cl, r, err);
+}
+
 /* Carry out r (on a cold thread, or on the submitter without threads),
-** with the S3 connection *cl (opened on first use), and post it back. */
+** with the S3 connection *cl (opened on first use), and post it back.
+** Nothing but a GET reaches a store that is not (yet) claimed. */
 static void cold_do(struct cold *c, struct s3_client **cl,
                     struct cold_req *r) {
   char err[URSULA_ERRMSG_LEN];
   err[0] = '\0';
   if (COLD_GET_DELAY_MS > 0 && r->op == COLD_GET)
     os_sleep_ms(COLD_GET_DELAY_MS);
-  if (!c->use_s3) {
-    r->rc = r->op == COLD_PUT      ? cold_dir_put(c, r, err)
-            : r->op == COLD_GET    ? cold_dir_get(c, r, err)
-            : r->op == COLD_DELETE ? cold_dir_delete(c, r, err)
-                                   : cold_dir_list(c, r, err);
-  } else if (*cl == NULL &&
-             (r->rc = s3_client_new(cl, &c->s3, err)) != URSULA_OK) {
-    *cl = NULL;
-  } else {
-    r->rc = cold_s3_do(c, *cl, r, err);
-  }
+  if (r->op == COLD_GET || (r->rc = cold_claimed(c, cl, err)) == URSULA_OK)
+    r->rc = cold_exec(c, cl, r, err);
   if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
     snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
   cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
@@ -15295,6 +15556,7 @@ URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
     return URSULA_EIO;
   }
   pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->claim_mu, NULL);
   pthread_cond_init(&c->cv, NULL);
   for (i = 0; i < COLD_THREADS; i++) {
 #if URSULA_ENABLE_THREADS
@@ -15325,6 +15587,7 @@ URSULA_PRIVATE void cold_close(struct cold *c) {
     cold_req_free(r);
   }
   pthread_cond_destroy(&c->cv);
+  pthread_mutex_destroy(&c->claim_mu);
   pthread_mutex_destroy(&c->mu);
   s3_client_free(c->inline_cl);
   tls_anchors_free(c->anchors);
@@ -23328,6 +23591,11 @@ static void server_free(struct ursula_server *s) {
                    --raft-group-count would not find them; the server
                    refuses to start instead).  Written once every group's
                    log exists: from then on a missing group is damage.
+   DIR/cold-store  "ursula-cold-store 1\nnode ID\n", ID 32 lowercase hex
+                   digits: written when a cold tier is first used; a
+                   single node names itself by it in the store's marker,
+                   and its being there says the WAL has claimed a store
+                   before (cold.c, THE STORE'S MARKER)
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
 static int server_layout_write(struct ursula_server *s, char *err) {
@@ -23542,15 +23810,68 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+/* Who this node is to the store (struct cold_owner): the id kept in
+** DIR/cold-store, made and written (synced) now if there is none. */
+static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
+                             char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 32], text[80];
+  char id[33];
+  struct os_fs *fs = s->env->fs;
+  int fd, n;
+  snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", s->cfg.cluster_id);
+  o->groups = s->n_groups;
+  snprintf(path, sizeof(path), "%s/cold-store", dir);
+  fd = fs->open(path, O_RDONLY, 0);
+  if (fd >= 0) {
+    n = (int)fs->pread(fd, text, sizeof(text) - 1, 0);
+    fs->close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    if (n != 58 || strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
+        text[57] != '\n' || strspn(text + 25, "0123456789abcdef") != 32) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s is damaged; not starting (it holds \"ursula-cold-store "
+               "1\\nnode ID\\n\", ID 32 hex digits)",
+               path);
+      return URSULA_EINVAL;
+    }
+    memcpy(id, text + 25, 32);
+    o->node_new = 0;
+  } else {
+    snprintf(id, sizeof(id), "%016llx%016llx",
+             (unsigned long long)s->env->random(s->env),
+             (unsigned long long)s->env->random(s->env));
+    n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n", id);
+    snprintf(tmp, sizeof(tmp), "%s/cold-store.tmp", dir);
+    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || fs->pwrite(fd, text, (size_t)n, 0) != (ssize_t)n ||
+        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
+        fs->rename(tmp, path) != 0 || fs->sync_dir(dir) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s",
+               dir, strerror(errno));
+      return URSULA_EIO;
+    }
+    o->node_new = 1;
+  }
+  id[32] = '\0';
+  if (s->cfg.peer_count <= 1)
+    memcpy(o->node, id, 33);
+  else
+    o->node[0] = '\0'; /* the nodes of a cluster write one marker */
+  return URSULA_OK;
+}
+
 /* Start the cold tier (after recovery, before the cores), or refuse to
-** start when the WAL names chunks but no cold tier is configured. */
+** start when the WAL names chunks but no cold tier is configured, or the
+** store is not this node's (cold_claim). */
 static int server_start_cold(struct ursula_server *s, char *err) {
   const struct ursula_config *cfg = &s->cfg;
+  struct cold_owner me;
   uint64_t chunks = 0;
   int i, rc;
   if (cfg->wal_dir[0] == '\0') return URSULA_OK;
+  for (i = 0; i < s->n_groups; i++) chunks += group_cold_chunks(s->groups[i]);
   if (cfg->cold_dir[0] == '\0' && cfg->s3_endpoint[0] == '\0') {
-    for (i = 0; i < s->n_groups; i++) chunks += group_cold_chunks(s->groups[i]);
     if (chunks == 0) return URSULA_OK;
     snprintf(err, URSULA_ERRMSG_LEN,
              "--wal-dir %.100s names %llu chunks in a cold tier; start with "
@@ -23558,7 +23879,16 @@ static int server_start_cold(struct ursula_server *s, char *err) {
              cfg->wal_dir, (unsigned long long)chunks);
     return URSULA_EINVAL;
   }
+  memset(&me, 0, sizeof(me));
+  if ((rc = server_cold_owner(s, &me, err)) != URSULA_OK) return rc;
+  me.chunks = chunks;
   if ((rc = cold_open(&s->cold, cfg, s->env, err)) != URSULA_OK) return rc;
+  rc = cold_claim(s->cold, &me, err);
+  if (rc == URSULA_EINVAL) return rc;
+  if (rc != URSULA_OK)
+    LOG_W("cold tier: its marker could not be checked (%s); nothing moves "
+          "to it or is deleted from it until it can be",
+          err);
   for (i = 0; i < s->n_cores; i++) {
     s->cores[i].cold_cache =
         cold_cache_new((uint64_t)cfg->cold_cache_bytes / (uint64_t)s->n_cores);

@@ -1561,6 +1561,24 @@ URSULA_PRIVATE void cold_req_free(struct cold_req *r);
 ** error with a reason in err. */
 URSULA_PRIVATE int cold_open(struct cold **out, const struct ursula_config *cfg,
                              struct env *env, char *err);
+/* Whose objects a store holds (the marker, cold.c). */
+struct cold_owner {
+  char cluster_id[65]; /* --cluster-id */
+  int groups;          /* --raft-group-count */
+  char node[33];       /* a single node: its id (32 hex digits); "" in a
+                          cluster */
+  int node_new;        /* the --wal-dir had no id before this start */
+  uint64_t chunks;     /* chunks its WAL names in the store */
+};
+/* Claim the store for me, on the caller, before the cores start: find
+** its marker and check it, or write it (the rules in cold.c).
+** URSULA_OK: the store is ours.  URSULA_EINVAL: it is not, or it lost
+** what the WAL names (the reason, in err: do not start).  Another error:
+** the store could not be reached (reason in err); the tier then writes
+** and deletes nothing until a later claim, made by the threads before
+** each PUT, DELETE or LIST, succeeds. */
+URSULA_PRIVATE int cold_claim(struct cold *c, const struct cold_owner *me,
+                              char *err);
 /* Stop the threads (after the cores: results are posted to them). */
 URSULA_PRIVATE void cold_close(struct cold *c);
 URSULA_PRIVATE void cold_submit(struct cold *c, struct cold_req *r);

@@ -609,6 +609,11 @@ static void server_free(struct ursula_server *s) {
                    --raft-group-count would not find them; the server
                    refuses to start instead).  Written once every group's
                    log exists: from then on a missing group is damage.
+   DIR/cold-store  "ursula-cold-store 1\nnode ID\n", ID 32 lowercase hex
+                   digits: written when a cold tier is first used; a
+                   single node names itself by it in the store's marker,
+                   and its being there says the WAL has claimed a store
+                   before (cold.c, THE STORE'S MARKER)
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
 static int server_layout_write(struct ursula_server *s, char *err) {
@@ -823,15 +828,68 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+/* Who this node is to the store (struct cold_owner): the id kept in
+** DIR/cold-store, made and written (synced) now if there is none. */
+static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
+                             char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 32], text[80];
+  char id[33];
+  struct os_fs *fs = s->env->fs;
+  int fd, n;
+  snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", s->cfg.cluster_id);
+  o->groups = s->n_groups;
+  snprintf(path, sizeof(path), "%s/cold-store", dir);
+  fd = fs->open(path, O_RDONLY, 0);
+  if (fd >= 0) {
+    n = (int)fs->pread(fd, text, sizeof(text) - 1, 0);
+    fs->close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    if (n != 58 || strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
+        text[57] != '\n' || strspn(text + 25, "0123456789abcdef") != 32) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "%s is damaged; not starting (it holds \"ursula-cold-store "
+               "1\\nnode ID\\n\", ID 32 hex digits)",
+               path);
+      return URSULA_EINVAL;
+    }
+    memcpy(id, text + 25, 32);
+    o->node_new = 0;
+  } else {
+    snprintf(id, sizeof(id), "%016llx%016llx",
+             (unsigned long long)s->env->random(s->env),
+             (unsigned long long)s->env->random(s->env));
+    n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n", id);
+    snprintf(tmp, sizeof(tmp), "%s/cold-store.tmp", dir);
+    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || fs->pwrite(fd, text, (size_t)n, 0) != (ssize_t)n ||
+        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
+        fs->rename(tmp, path) != 0 || fs->sync_dir(dir) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s",
+               dir, strerror(errno));
+      return URSULA_EIO;
+    }
+    o->node_new = 1;
+  }
+  id[32] = '\0';
+  if (s->cfg.peer_count <= 1)
+    memcpy(o->node, id, 33);
+  else
+    o->node[0] = '\0'; /* the nodes of a cluster write one marker */
+  return URSULA_OK;
+}
+
 /* Start the cold tier (after recovery, before the cores), or refuse to
-** start when the WAL names chunks but no cold tier is configured. */
+** start when the WAL names chunks but no cold tier is configured, or the
+** store is not this node's (cold_claim). */
 static int server_start_cold(struct ursula_server *s, char *err) {
   const struct ursula_config *cfg = &s->cfg;
+  struct cold_owner me;
   uint64_t chunks = 0;
   int i, rc;
   if (cfg->wal_dir[0] == '\0') return URSULA_OK;
+  for (i = 0; i < s->n_groups; i++) chunks += group_cold_chunks(s->groups[i]);
   if (cfg->cold_dir[0] == '\0' && cfg->s3_endpoint[0] == '\0') {
-    for (i = 0; i < s->n_groups; i++) chunks += group_cold_chunks(s->groups[i]);
     if (chunks == 0) return URSULA_OK;
     snprintf(err, URSULA_ERRMSG_LEN,
              "--wal-dir %.100s names %llu chunks in a cold tier; start with "
@@ -839,7 +897,16 @@ static int server_start_cold(struct ursula_server *s, char *err) {
              cfg->wal_dir, (unsigned long long)chunks);
     return URSULA_EINVAL;
   }
+  memset(&me, 0, sizeof(me));
+  if ((rc = server_cold_owner(s, &me, err)) != URSULA_OK) return rc;
+  me.chunks = chunks;
   if ((rc = cold_open(&s->cold, cfg, s->env, err)) != URSULA_OK) return rc;
+  rc = cold_claim(s->cold, &me, err);
+  if (rc == URSULA_EINVAL) return rc;
+  if (rc != URSULA_OK)
+    LOG_W("cold tier: its marker could not be checked (%s); nothing moves "
+          "to it or is deleted from it until it can be",
+          err);
   for (i = 0; i < s->n_cores; i++) {
     s->cores[i].cold_cache =
         cold_cache_new((uint64_t)cfg->cold_cache_bytes / (uint64_t)s->n_cores);

@@ -22,6 +22,8 @@
 #      back on every node;
 #   5. a deleted stream's objects go (once, by the leader of the delete's
 #      term), the other streams' stay.
+# Also: the folder carries the cluster's marker, and a single node started
+# on it refuses it (cold.c, THE STORE'S MARKER).
 # Every wait is bounded.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -45,8 +47,8 @@ start() {
 stop() { local p; p=$(eval echo \$PID_n$1); kill -9 "$p"; wait "$p" 2>/dev/null; }
 url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
 # the objects (a folder store's uploads in flight, *.tmp, are not yet)
-objects() { find "$COLD" -type f ! -name '*.tmp' 2>/dev/null | wc -l; }
-names() { (cd "$COLD" 2>/dev/null && find . -type f ! -name '*.tmp' | sed 's|^\./||' | sort); }
+objects() { find "$COLD" -type f ! -name '*.tmp' ! -path "$COLD/ursula-store" 2>/dev/null | wc -l; }
+names() { (cd "$COLD" 2>/dev/null && find . -type f ! -name '*.tmp' ! -path ./ursula-store | sed 's|^\./||' | sort); }
 # req NODE METHOD PATH [DATA [SEQ]]: the status code, retried on 503 and
 # on no answer (no leader yet, or one just changed), at most about 15 s.
 # With SEQ the request carries producer headers (Producer-Id: the path,
@@ -114,6 +116,23 @@ check "the appends move to chunk objects in the shared folder ($(wait_objects 8;
 untermed=$(names | grep -cvE -- '-t[0-9a-f]{16}$')
 check "every object's name carries its uploader's term ($untermed without)" [ "$untermed" -eq 0 ]
 sleep 1 # (the COLD commands of the last uploads commit)
+# the store's marker (cold.c): a cluster's names no node, so that its
+# nodes write the same bytes; a single node on the same folder refuses it
+printf 'ursula-store 1\ncluster-id ursula\ngroups 4\n' >"$TMP/marker.want"
+check "the shared folder is marked as the cluster's (cluster-id, groups)" \
+  cmp -s "$TMP/marker.want" "$COLD/ursula-store"
+"$BIN" --listen 127.0.0.1:0 --raft-group-count 4 --wal-dir "$TMP/wal-single" \
+  --cold-dir "$COLD" >"$TMP/single.log" 2>&1 &
+spid=$!
+for i in $(seq 1 200); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$spid" 2>/dev/null; then
+  kill -9 "$spid"; wait "$spid" 2>/dev/null
+  not_ok "a single node refuses the cluster's store" "it started"
+elif grep -q "holds the objects of cluster-id ursula, 4 groups" "$TMP/single.log"; then
+  ok "a single node refuses the cluster's store: $(grep -o 'holds the objects of cluster-id ursula, 4 groups' "$TMP/single.log")"
+else
+  not_ok "a single node refuses the cluster's store" "$(cat "$TMP/single.log")"
+fi
 
 # 2. reads on every node
 check "every stream reads back byte-exact on nodes 1, 2 and 3" same_everywhere 1 2 3

@@ -22,7 +22,10 @@
 #      name carries a later Raft term (a newer leader's upload) and sees
 #      the sweep keep it (make test-cold-plants: a sweep that ignores the
 #      term fails here);
-#   5. restarted without the cold tier, the server refuses to start.
+#   5. restarted without the cold tier, the server refuses to start; the
+#      store carries this node's marker, another single node refuses it,
+#      and so does this one once the marker is gone (make
+#      test-cold-plants: a build that never checks the marker fails here);
 #
 # With s3, the store is @20minutes/s3rver (test/s3/start.sh), which checks
 # SigV4 signatures; the test also shows that
@@ -89,14 +92,24 @@ if [ "$MODE" = s3 ]; then
     curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
       -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
       "$S3_URL/testbucket?list-type=2&max-keys=1000&prefix=t%2F" |
-      grep -o '<Key>' | wc -l
+      grep -o '<Key>[^<]*</Key>' | grep -vc '^<Key>t/ursula-store</Key>$'
   }
   names() { # the objects' names under the prefix, one a line
     curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
       -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
       "$S3_URL/testbucket?list-type=2&max-keys=1000&prefix=t%2F" |
-      grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g; s|^t/||'
+      grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g; s|^t/||' |
+      grep -vx ursula-store
   }
+  s3_curl() { # s3_curl URL [CURL ARGS...]: a signed request of the store
+    local url=$1; shift
+    curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+      -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "$url"
+  }
+  MARKER_URL="$S3_URL/testbucket/t/ursula-store"
+  marker_get() { s3_curl "$MARKER_URL" -f; }
+  marker_remove() { s3_curl "$MARKER_URL" -X DELETE -o /dev/null; }
+  marker_put() { s3_curl "$MARKER_URL" -T "$1" -o /dev/null; }
   ORPHAN="$S3_URL/testbucket/t/g00001/00000000000000ff/0000000000000000-0000000000000002"
   FUTURE="$ORPHAN-t00000000000000ff"
   orphan() { # orphan [URL]: put an object no stream names
@@ -112,8 +125,11 @@ if [ "$MODE" = s3 ]; then
 else
   COLD=$TMP/cold
   cold_flags() { echo --cold-dir "$COLD"; }
-  objects() { find "$COLD" -type f 2>/dev/null | wc -l; }
-  names() { (cd "$COLD" 2>/dev/null && find . -type f | sed 's|^\./||'); }
+  objects() { find "$COLD" -type f ! -path "$COLD/ursula-store" 2>/dev/null | wc -l; }
+  names() { (cd "$COLD" 2>/dev/null && find . -type f ! -path ./ursula-store | sed 's|^\./||'); }
+  marker_get() { cat "$COLD/ursula-store"; }
+  marker_remove() { rm -f "$COLD/ursula-store"; }
+  marker_put() { cp "$1" "$COLD/ursula-store"; }
   ORPHAN="$COLD/g00001/00000000000000ff/0000000000000000-0000000000000002"
   FUTURE="$ORPHAN-t00000000000000ff"
   orphan() { local o=${1:-$ORPHAN}; mkdir -p "${o%/*}" && echo x >"$o"; }
@@ -353,6 +369,39 @@ else
     not_ok "without the cold tier the server refuses to start" "$(cat "$TMP/refuse.log")"
   fi
 fi
+
+# ---------------------------------------------------------------- 5b. marker
+# The store's marker (cold.c, THE STORE'S MARKER): "ursula-store 1",
+# cluster-id, groups, and a single node's id, the one its --wal-dir keeps
+# in cold-store ("ursula-cold-store 1\nnode ID\n").
+refuses() { # refuses LOG WAL-DIR: a server on WAL-DIR exits at once, not 0
+  "$BIN" --listen 127.0.0.1:0 --wal-dir "$2" --core-count 2 \
+    --raft-group-count 4 $(cold_flags) >"$1" 2>&1 &
+  local pid=$! i
+  for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; wait "$pid" 2>/dev/null; return 1; fi
+  wait "$pid" && return 1
+  return 0
+}
+node_id=$(sed -n 's/^node \([0-9a-f]\{32\}\)$/\1/p' "$WAL/cold-store")
+printf 'ursula-store 1\ncluster-id ursula\ngroups 4\nnode %s\n' "$node_id" >"$TMP/marker.want"
+marker_get >"$TMP/marker.got" 2>/dev/null
+check "the store is marked as this node's (cluster-id, groups, the id in its --wal-dir)" \
+  cmp -s "$TMP/marker.want" "$TMP/marker.got"
+if refuses "$TMP/other.log" "$TMP/wal-other" &&
+  grep -q "holds the objects of the single node $node_id" "$TMP/other.log"; then
+  ok "a second single node refuses the store: $(grep -o 'holds the objects of the single node [0-9a-f]*' "$TMP/other.log")"
+else
+  not_ok "a second single node refuses the store" "$(cat "$TMP/other.log")"
+fi
+marker_remove
+if refuses "$TMP/nomark.log" "$WAL" && grep -q "has no marker" "$TMP/nomark.log"; then
+  ok "with its marker gone the node refuses the store its WAL names chunks in"
+else
+  not_ok "with its marker gone the node refuses the store its WAL names chunks in" \
+    "$(cat "$TMP/nomark.log")"
+fi
+marker_put "$TMP/marker.got"
 
 if [ "$MODE" = s3 ]; then
   # -------------------------------------------------------------- 6. bad key

@@ -40,7 +40,7 @@ start() {
   lib_track $!
 }
 url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
-objects() { find "$COLD" -type f ! -name '*.tmp' 2>/dev/null | wc -l; }
+objects() { find "$COLD" -type f ! -name '*.tmp' ! -path "$COLD/ursula-store" 2>/dev/null | wc -l; }
 # req NODE METHOD PATH [DATA SEQ]: the status code, retried on 503 and on
 # no answer for at most 15 s; an append carries producer headers, so a
 # retry after an unknown outcome applies it once

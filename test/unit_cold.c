@@ -284,6 +284,9 @@ static void unit_cold_on_done(struct loop *l, struct loop_msg *m) {
   cold_req_free(r);
 }
 
+/* The owner the folder tests claim their stores for: a cluster's. */
+static const struct cold_owner unit_cold_me = {"unit", 4, "", 1, 0};
+
 /* Submit a request and turn the loop until its result is back. */
 static int unit_cold_run(struct cold *c, struct loop *l, int op,
                          const char *name, const struct buf *data) {
@@ -333,6 +336,8 @@ static void test_cold_folder(void) {
   ASSERT(rc == URSULA_OK);
   if (l == NULL || c == NULL) goto done;
   ASSERT(unit_cold_n_mkdir == 1); /* the folder itself */
+  ASSERT(cold_claim(c, &unit_cold_me, err) == URSULA_OK);
+  unit_cold_n_mkdir = unit_cold_n_size = 0;
   cold_chunk_name(name, 3, 42, 0, 5, 1);
   buf_reserve(&obj, COLD_HEADER + 5);
   obj.len = COLD_HEADER;
@@ -448,6 +453,7 @@ static void test_cold_fork(void) {
   ASSERT(loop_open(&l, 0, NULL, err) == URSULA_OK);
   ASSERT(cold_open(&cold, &cfg, NULL, err) == URSULA_OK);
   if (l == NULL || cold == NULL) goto done;
+  ASSERT(cold_claim(cold, &unit_cold_me, err) == URSULA_OK);
   memset(&core, 0, sizeof(core));
   core.loop = l;
   loop_set_user(l, &core);
@@ -495,6 +501,132 @@ done:
   ASSERT(system(sh) == 0);
 }
 
+/* ------------------------------------------------------------ marker
+** The store's marker (cold.c, THE STORE'S MARKER): the bytes written,
+** and each row of cold_claim()'s table. */
+
+/* Write text as the marker of folder dir. */
+static void unit_cold_mark_put(const char *dir, const char *text) {
+  char path[256];
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/ursula-store", dir);
+  f = fopen(path, "w");
+  ASSERT(f != NULL);
+  if (f == NULL) return;
+  fputs(text, f);
+  fclose(f);
+}
+
+/* The marker of folder dir into out (cap bytes), "" if there is none. */
+static void unit_cold_mark_get(const char *dir, char *out, size_t cap) {
+  char path[256];
+  size_t n = 0;
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/ursula-store", dir);
+  out[0] = '\0';
+  if ((f = fopen(path, "r")) == NULL) return;
+  n = fread(out, 1, cap - 1, f);
+  out[n] = '\0';
+  fclose(f);
+}
+
+static void test_cold_marker(void) {
+  struct ursula_config cfg;
+  struct cold *c = NULL;
+  struct cold_owner a, b;
+  struct loop *l = NULL;
+  char err[URSULA_ERRMSG_LEN], have[256], cmd[1100], name[COLD_NAME_MAX];
+  struct buf obj;
+  const char *id_a = "0123456789abcdef0123456789abcdef";
+  const char *id_b = "fedcba9876543210fedcba9876543210";
+  ursula_config_init(&cfg);
+  snprintf(cfg.cold_dir, sizeof(cfg.cold_dir), "/tmp/ursula-unit-mark-%ld",
+           (long)getpid());
+  ASSERT(cold_open(&c, &cfg, NULL, err) == URSULA_OK);
+  if (c == NULL) return;
+  memset(&a, 0, sizeof(a));
+  snprintf(a.cluster_id, sizeof(a.cluster_id), "ursula");
+  a.groups = 64;
+  memcpy(a.node, id_a, 33);
+  a.node_new = 1;
+  /* no marker: written, its bytes the format's */
+  ASSERT(cold_claim(c, &a, err) == URSULA_OK);
+  unit_cold_mark_get(cfg.cold_dir, have, sizeof(have));
+  ASSERT(strcmp(have, "ursula-store 1\ncluster-id ursula\ngroups 64\n"
+                      "node 0123456789abcdef0123456789abcdef\n") == 0);
+  /* ours: again, and after a restart (the id no longer new) */
+  ASSERT(cold_claim(c, &a, err) == URSULA_OK);
+  a.node_new = 0;
+  a.chunks = 7;
+  ASSERT(cold_claim(c, &a, err) == URSULA_OK);
+  /* another single node, same settings: refused, its id named */
+  b = a;
+  memcpy(b.node, id_b, 33);
+  b.node_new = 1;
+  b.chunks = 0;
+  ASSERT(cold_claim(c, &b, err) == URSULA_EINVAL);
+  ASSERT(strstr(err, id_a) != NULL && strstr(err, id_b) != NULL);
+  /* a cluster with the single node's cluster-id and groups: refused */
+  b.node[0] = '\0';
+  ASSERT(cold_claim(c, &b, err) == URSULA_EINVAL);
+  /* the same node with another group count or cluster-id: refused */
+  b = a;
+  b.groups = 16;
+  ASSERT(cold_claim(c, &b, err) == URSULA_EINVAL);
+  b = a;
+  snprintf(b.cluster_id, sizeof(b.cluster_id), "other");
+  ASSERT(cold_claim(c, &b, err) == URSULA_EINVAL);
+  /* a reader ignores keys it does not know */
+  unit_cold_mark_put(cfg.cold_dir,
+                     "ursula-store 1\ncluster-id ursula\ngroups 64\nnode "
+                     "0123456789abcdef0123456789abcdef\nzone eu\n");
+  ASSERT(cold_claim(c, &a, err) == URSULA_OK);
+  /* not a marker: no format line, a newer format, a cut line, no groups */
+  unit_cold_mark_put(cfg.cold_dir, "hello\n");
+  ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
+  unit_cold_mark_put(cfg.cold_dir,
+                     "ursula-store 2\ncluster-id ursula\ngroups 64\n");
+  ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
+  unit_cold_mark_put(cfg.cold_dir, "ursula-store 1\ncluster-id ursula\ngro");
+  ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
+  unit_cold_mark_put(cfg.cold_dir, "ursula-store 1\ncluster-id ursula\n");
+  ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
+  /* gone, while the WAL names chunks and knew its store: refused */
+  snprintf(cmd, sizeof(cmd), "%s/ursula-store", cfg.cold_dir);
+  ASSERT(unlink(cmd) == 0);
+  ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
+  ASSERT(strstr(err, "no marker") != NULL);
+  unit_cold_mark_get(cfg.cold_dir, have, sizeof(have));
+  ASSERT(have[0] == '\0'); /* and nothing written */
+  /* gone, the WAL naming no chunks, or new to stores (an upgrade): written */
+  a.chunks = 0;
+  ASSERT(cold_claim(c, &a, err) == URSULA_OK);
+  ASSERT(unlink(cmd) == 0);
+  a.chunks = 7;
+  a.node_new = 1;
+  ASSERT(cold_claim(c, &a, err) == URSULA_OK);
+  /* refused: nothing but reads reaches the store */
+  b = a;
+  memcpy(b.node, id_b, 33);
+  ASSERT(cold_claim(c, &b, err) == URSULA_EINVAL);
+  ASSERT(loop_open(&l, 0, NULL, err) == URSULA_OK);
+  memset(&obj, 0, sizeof(obj));
+  memset(&unit_cold_done, 0, sizeof(unit_cold_done));
+  buf_append(&obj, "x", 1);
+  cold_chunk_name(name, 1, 1, 0, 1, 1);
+  if (l != NULL) {
+    ASSERT(unit_cold_run(c, l, COLD_PUT, name, &obj) == URSULA_EINVAL);
+    ASSERT(unit_cold_run(c, l, COLD_LIST, "g00001/", NULL) == URSULA_EINVAL);
+    ASSERT(unit_cold_run(c, l, COLD_GET, name, NULL) == URSULA_ENOTFOUND);
+  }
+  cold_close(c);
+  loop_close(l);
+  buf_free(&obj);
+  buf_free(&unit_cold_done.data);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", cfg.cold_dir);
+  ASSERT(system(cmd) == 0);
+}
+
 static const struct unit_case unit_cold_cases[] = {
     {"cold_cmd_roundtrip", test_cold_cmd_roundtrip},
     {"cold_apply_and_read", test_cold_apply_and_read},
@@ -503,5 +635,6 @@ static const struct unit_case unit_cold_cases[] = {
     {"cold_cache", test_cold_cache},
     {"cold_folder", test_cold_folder},
     {"cold_fork", test_cold_fork},
+    {"cold_marker", test_cold_marker},
     {NULL, NULL},
 };
