@@ -577,6 +577,9 @@ URSULA_PRIVATE int cold_claim(struct cold *c, const struct cold_owner *me,
   pthread_mutex_lock(&c->mu);
   c->claimed = rc == URSULA_OK;
   c->refused = rc == URSULA_EINVAL;
+  /* unreachable: an outage from the start (the caller logs it), whose
+  ** end cold_note() logs */
+  c->down = rc != URSULA_OK && rc != URSULA_EINVAL;
   pthread_mutex_unlock(&c->mu);
   pthread_mutex_unlock(&c->claim_mu);
   return rc;

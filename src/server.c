@@ -904,8 +904,9 @@ static int server_start_cold(struct ursula_server *s, char *err) {
   rc = cold_claim(s->cold, &me, err);
   if (rc == URSULA_EINVAL) return rc;
   if (rc != URSULA_OK)
-    LOG_W("cold tier: its marker could not be checked (%s); nothing moves "
-          "to it or is deleted from it until it can be",
+    LOG_E("cold storage unavailable at start: its marker could not be "
+          "checked (%s); appends go on into the WAL, and nothing moves to "
+          "the store or is deleted from it until it can be",
           err);
   for (i = 0; i < s->n_cores; i++) {
     s->cores[i].cold_cache =

@@ -32,8 +32,10 @@
 #   6. a server with a wrong secret moves nothing (403 SignatureDoesNotMatch
 #      in its log) while appends keep working;
 #   7. with the store stopped mid-run, appends still succeed and reads of
-#      moved data answer 503 with a reason; once the store is back, the
-#      moves catch up and every byte reads back, also after a restart.
+#      moved data answer 503 with a reason; restarted while the store is
+#      down, the server starts (its marker unchecked); once the store is
+#      back, the moves catch up and every byte reads back, also after a
+#      restart.
 #
 # Everything runs on 127.0.0.1; every wait is bounded; whatever the test
 # started is killed on exit.
@@ -450,6 +452,10 @@ if [ "$MODE" = s3 ]; then
     not_ok "with the store down, a read of moved data answers 503" "$code $(cat "$TMP/body")"
   fi
   check "the outage is logged" grep -q "cold storage unavailable" "$TMP/server.log"
+  kill9
+  up # with the store down: the marker is checked once it is back
+  check "started with the store down, the server says the marker waits" \
+    grep -q "unavailable at start: its marker could not be checked" "$TMP/server.log"
   s3_start
   caught=0
   for i in $(seq 1 240); do # 2 minutes: the back-off reaches 30 s
