@@ -391,6 +391,19 @@ build/ursula-slowget: ursula.c ursula.h
 	@mkdir -p build
 	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DCOLD_GET_DELAY_MS=1500 ursula.c -o $@ $(LDLIBS)
 
+# The cold tier's rules in a race, deterministically (unit case
+# tier_terms; src/tier.c WHO ACTS): the case must fail against each
+# planted break of a rule (TIER_PLANT=1: the sweep ignores terms; 2: a
+# deposed leader's late upload is named).
+test-tier-plants: ursula.c ursula.h test/unit.c test/unit.h test/unit_*.c
+	@mkdir -p build/plants; bad=0; \
+	for p in 1 2; do \
+	  $(CC) $(WARN) -O1 -g -DTIER_PLANT=$$p test/unit.c -o build/plants/unit-tier-$$p $(LDLIBS) || exit 1; \
+	  if ./build/plants/unit-tier-$$p tier_terms >build/plants/unit-tier-$$p.log 2>&1; then \
+	    echo "TIER_PLANT=$$p NOT caught by the unit case tier_terms"; bad=1; \
+	  else echo "TIER_PLANT=$$p caught by tier_terms: $$(grep -m1 'ASSERT' build/plants/unit-tier-$$p.log)"; fi; \
+	done; exit $$bad
+
 test-cold-plants: ursula.c ursula.h
 	@mkdir -p build/plants; bad=0; \
 	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DTIER_PLANT=1 \
@@ -541,7 +554,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 	./build/fuzz-seeds test/fuzz/corpus
 
 test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
-      test-raft-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-cluster test-fault \
+      test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-cluster test-fault \
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-conformance-cluster test-asan

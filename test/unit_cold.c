@@ -381,12 +381,15 @@ static struct cmd unit_tier_cmd;
 static char unit_tier_obj[COLD_NAME_MAX];
 static int unit_tier_proposed;
 
-/* The tier's propose: keep the COLD command, answer it as refused. */
-/* The tier's lead_term in these cases: this node leads in term 1. */
+/* The tier's lead_term in these cases: the term in which this node leads
+** (and has applied an entry of), 0 if it does not. */
+static uint64_t unit_tier_term = 1;
 static uint64_t unit_tier_lead_term(const struct group *g) {
   (void)g;
-  return 1;
+  return unit_tier_term;
 }
+
+/* The tier's propose: keep the COLD command, answer it as refused. */
 
 static void unit_tier_propose(struct core *c, struct group *g,
                               const struct cmd *cmd,
@@ -465,6 +468,7 @@ static void test_cold_fork(void) {
   t.lead_term = unit_tier_lead_term;
   tier_attach(&t, cold, NULL, 0, 1 << 20);
   t.swept = 1; /* (its sweep ran in term 1) */
+  unit_tier_term = 1;
   unit_tier_proposed = 0;
   tier_upload(&core, &t, f, 1);
   for (i = 0; i < 200 && unit_tier_proposed == 0; i++)
@@ -493,6 +497,140 @@ done:
   cold_close(cold);
   loop_close(l);
   buf_free(&out);
+  buf_free(&unit_cold_done.data);
+  buf_free(&r.garbage);
+  buf_free(&r.releases);
+  stream_state_free(&st);
+  snprintf(sh, sizeof(sh), "rm -rf %s", cfg.cold_dir);
+  ASSERT(system(sh) == 0);
+}
+
+/* ------------------------------------------------------------ terms
+** The rules of tier.c, WHO ACTS, each where a race could break it:
+**   1. an upload's chunk is named (its COLD command proposed) only if the
+**      node still leads in the upload's term when it ends: deposed
+**      meanwhile, or leading again in a later term, it stays unnamed;
+**   2. a sweep of term T deletes an unnamed object only if its name's
+**      term is below T, also when its LIST comes back after the node
+**      stopped leading (a late sweep). */
+
+static int unit_tier_file(const char *dir, const char *name) {
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  return access(path, F_OK) == 0;
+}
+
+static void unit_tier_orphan(const char *dir, const char *name) {
+  char cmd[URSULA_PATH_LEN + 2 * COLD_NAME_MAX + 64];
+  snprintf(cmd, sizeof(cmd), "mkdir -p $(dirname %s/%s) && echo x > %s/%s",
+           dir, name, dir, name);
+  ASSERT(system(cmd) == 0);
+}
+
+/* Turn l until the tier has no upload and no listing in flight. */
+static void unit_tier_settle(struct loop *l, const struct tier *t) {
+  int i;
+  for (i = 0; i < 200 && (t->n_uploads > 0 || t->listing); i++)
+    ASSERT(loop_run_once(l, 50, NULL) == URSULA_OK);
+  ASSERT(t->n_uploads == 0 && !t->listing);
+}
+
+static void test_tier_terms(void) {
+  struct ursula_config cfg;
+  struct stream_state st;
+  struct stream_result r;
+  struct stream *s;
+  struct loop *l = NULL;
+  struct cold *cold = NULL;
+  struct core core;
+  struct tier t;
+  struct cmd c;
+  char err[URSULA_ERRMSG_LEN], sh[URSULA_PATH_LEN + 16], x[COLD_NAME_MAX];
+  char o4[COLD_NAME_MAX], o6[COLD_NAME_MAX], o7[COLD_NAME_MAX],
+      o8[COLD_NAME_MAX];
+  int i;
+  memset(&r, 0, sizeof(r));
+  stream_state_init(&st);
+  st.read_chunk = unit_cold_read_chunk;
+  unit_stream_index = 3; /* (in a log, as a group's are) */
+  c = unit_cmd(CMD_CREATE, "/s", 1000);
+  ASSERT(unit_apply(&st, &c, &r) == 201);
+  c = unit_cmd(CMD_APPEND, "/s", 1000);
+  c.data = util_str("hello");
+  ASSERT(unit_apply(&st, &c, &r) == 204);
+  unit_stream_index = 0;
+  s = stream_find(&st, util_str("/s"));
+  ASSERT(s != NULL);
+  if (s == NULL) return;
+  ursula_config_init(&cfg);
+  snprintf(cfg.cold_dir, sizeof(cfg.cold_dir), "/tmp/ursula-unit-tiert-%ld",
+           (long)getpid());
+  ASSERT(loop_open(&l, 0, NULL, err) == URSULA_OK);
+  ASSERT(cold_open(&cold, &cfg, NULL, err) == URSULA_OK);
+  if (l == NULL || cold == NULL) goto done;
+  ASSERT(cold_claim(cold, &unit_cold_me, err) == URSULA_OK);
+  memset(&core, 0, sizeof(core));
+  core.loop = l;
+  loop_set_user(l, &core);
+  memset(&t, 0, sizeof(t));
+  t.id = 2;
+  t.env = env_real();
+  t.sm = &st;
+  t.propose = unit_tier_propose;
+  t.lead_term = unit_tier_lead_term;
+  tier_attach(&t, cold, NULL, 0, 1 << 20);
+  cold_chunk_name(x, 2, s->incarnation, 0, 5, 5); /* the run's, term 5 */
+  /* rule 1: uploaded in term 5, deposed before it ends: unnamed */
+  unit_tier_term = t.swept = 5;
+  unit_tier_proposed = 0;
+  tier_upload(&core, &t, s, 5);
+  unit_tier_term = 0;
+  unit_tier_settle(l, &t);
+  ASSERT(unit_tier_proposed == 0);
+  ASSERT(unit_tier_file(cfg.cold_dir, x)); /* there, for a sweep */
+  ASSERT(!s->local.flushing);              /* and the run may go again */
+  /* ... leading again, but in term 6, when it ends: unnamed */
+  unit_tier_term = 5;
+  tier_upload(&core, &t, s, 5);
+  unit_tier_term = 6;
+  unit_tier_settle(l, &t);
+  ASSERT(unit_tier_proposed == 0);
+  /* ... still leading in 5: named, by a command of its term's object */
+  unit_tier_term = 5;
+  tier_upload(&core, &t, s, 5);
+  unit_tier_settle(l, &t);
+  ASSERT(unit_tier_proposed == 1 && strcmp(unit_tier_obj, x) == 0);
+  unit_tier_cmd.path = util_str("/s");
+  ASSERT(unit_apply(&st, &unit_tier_cmd, &r) == 204);
+  ASSERT(s->n_chunks == 1 && strcmp(s->chunks[0].name, x) == 0);
+  /* rule 2: unnamed objects of terms 4, 6, 7 and 8; a sweep of term 7
+  ** whose LIST comes back after the node stopped leading */
+  cold_chunk_name(o4, 2, 90, 0, 1, 4);
+  cold_chunk_name(o6, 2, 91, 0, 1, 6);
+  cold_chunk_name(o7, 2, 92, 0, 1, 7);
+  cold_chunk_name(o8, 2, 93, 0, 1, 8);
+  unit_tier_orphan(cfg.cold_dir, o4);
+  unit_tier_orphan(cfg.cold_dir, o6);
+  unit_tier_orphan(cfg.cold_dir, o7);
+  unit_tier_orphan(cfg.cold_dir, o8);
+  unit_tier_term = 7;
+  tier_sweep(&core, &t, 7);
+  unit_tier_term = 0;
+  unit_tier_settle(l, &t);
+  for (i = 0; i < 200 && (unit_tier_file(cfg.cold_dir, o4) ||
+                          unit_tier_file(cfg.cold_dir, o6));
+       i++)
+    ASSERT(loop_run_once(l, 50, NULL) == URSULA_OK);
+  ASSERT(!unit_tier_file(cfg.cold_dir, o4)); /* unnamed, below 7: gone */
+  ASSERT(!unit_tier_file(cfg.cold_dir, o6));
+  ASSERT(unit_tier_file(cfg.cold_dir, x));  /* named: kept */
+  ASSERT(unit_tier_file(cfg.cold_dir, o7)); /* its own term's: kept */
+  ASSERT(unit_tier_file(cfg.cold_dir, o8)); /* a newer leader's: kept */
+  ASSERT(t.swept == 7);
+done:
+  unit_tier_term = 1;
+  cold_close(cold);
+  loop_close(l);
   buf_free(&unit_cold_done.data);
   buf_free(&r.garbage);
   buf_free(&r.releases);
@@ -635,6 +773,7 @@ static const struct unit_case unit_cold_cases[] = {
     {"cold_cache", test_cold_cache},
     {"cold_folder", test_cold_folder},
     {"cold_fork", test_cold_fork},
+    {"tier_terms", test_tier_terms},
     {"cold_marker", test_cold_marker},
     {NULL, NULL},
 };
