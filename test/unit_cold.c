@@ -410,6 +410,23 @@ static void unit_tier_propose(struct core *c, struct group *g,
   done(c, g, &res, arg);
 }
 
+/* Group id's tier over st, on core (whose loop is l), with the propose
+** and lead_term above and the store cold. */
+static void unit_tier_setup(struct tier *t, struct core *core, struct loop *l,
+                            struct stream_state *st, struct cold *cold,
+                            int id) {
+  memset(core, 0, sizeof(*core));
+  core->loop = l;
+  loop_set_user(l, core);
+  memset(t, 0, sizeof(*t));
+  t->id = id;
+  t->env = env_real();
+  t->sm = st;
+  t->propose = unit_tier_propose;
+  t->lead_term = unit_tier_lead_term;
+  tier_attach(t, cold, NULL, 0, 1 << 20);
+}
+
 static void test_cold_fork(void) {
   struct ursula_config cfg;
   struct stream_state st;
@@ -457,16 +474,7 @@ static void test_cold_fork(void) {
   ASSERT(cold_open(&cold, &cfg, NULL, err) == URSULA_OK);
   if (l == NULL || cold == NULL) goto done;
   ASSERT(cold_claim(cold, &unit_cold_me, err) == URSULA_OK);
-  memset(&core, 0, sizeof(core));
-  core.loop = l;
-  loop_set_user(l, &core);
-  memset(&t, 0, sizeof(t));
-  t.id = 3;
-  t.env = env_real();
-  t.sm = &st;
-  t.propose = unit_tier_propose;
-  t.lead_term = unit_tier_lead_term;
-  tier_attach(&t, cold, NULL, 0, 1 << 20);
+  unit_tier_setup(&t, &core, l, &st, cold, 3);
   t.swept = 1; /* (its sweep ran in term 1) */
   unit_tier_term = 1;
   unit_tier_proposed = 0;
@@ -569,16 +577,7 @@ static void test_tier_terms(void) {
   ASSERT(cold_open(&cold, &cfg, NULL, err) == URSULA_OK);
   if (l == NULL || cold == NULL) goto done;
   ASSERT(cold_claim(cold, &unit_cold_me, err) == URSULA_OK);
-  memset(&core, 0, sizeof(core));
-  core.loop = l;
-  loop_set_user(l, &core);
-  memset(&t, 0, sizeof(t));
-  t.id = 2;
-  t.env = env_real();
-  t.sm = &st;
-  t.propose = unit_tier_propose;
-  t.lead_term = unit_tier_lead_term;
-  tier_attach(&t, cold, NULL, 0, 1 << 20);
+  unit_tier_setup(&t, &core, l, &st, cold, 2);
   cold_chunk_name(x, 2, s->incarnation, 0, 5, 5); /* the run's, term 5 */
   /* rule 1: uploaded in term 5, deposed before it ends: unnamed */
   unit_tier_term = t.swept = 5;
