@@ -30,7 +30,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
-        test-cold-plants test-status-plants bench-cluster test-rolling test-rolling-plants
+        test-cold-plants test-status-plants bench-cluster bench-floor test-rolling test-rolling-plants
 
 all: ursula
 
@@ -564,6 +564,11 @@ test: check-amalgamation check-symbols check-layers test-split test-flags test-u
 # (bench/README.md); bench/run.sh adds WAL recovery of about 1 GiB.
 bench: ursula
 	bash bench/compare.sh
+
+# Only the scenarios that have a floor (bench/floor.c): ursula beside the
+# machine's floors, the ratios and issue 15's targets (bench/README.md).
+bench-floor: ursula
+	BENCH_FLOOR_ONLY=1 bash bench/compare.sh
 
 # Durable appends on a 3-node cluster beside one node with --wal-dir
 # (bench/README.md).

@@ -3,6 +3,9 @@
 # server, in one run on this machine, side by side with the ratios.
 #
 #   bash bench/compare.sh        (make bench; about 10 minutes)
+#   BENCH_NO_REF=1 bash bench/compare.sh      ursula and the floors only
+#   BENCH_FLOOR_ONLY=1 bash bench/compare.sh  (make bench-floor) only the
+#                                scenarios that have a floor, and its table
 #
 # Servers, one after another, each fresh on a loopback port:
 #   ursula-mem   ./ursula (in memory)
@@ -11,6 +14,15 @@
 #   ref-file     the same, file-backed (--data-dir)
 # The reference is installed from npm into test/conformance/ when missing
 # and started by test/conformance/start-reference.mjs.
+#
+# Floors (bench/floor.c; Linux), in the same run, each fresh on a port:
+#   floor-mem    null HTTP server, in memory: the floor of ursula-mem
+#   floor-core   the same, durable: one file per core, one fdatasync per
+#                epoll turn (group commit): the floor of ursula-wal
+#   floor-files  the same, durable in ursula's layout: 64 files, synced
+#                by 16 threads (ursula's defaults: 64 groups, 16 syncers)
+#   floor-fanout one SSE frame written to every subscriber
+#   floor sync   raw disk probes (appends/s of four sync layouts)
 #
 # Scenarios (bench/load; its header says how each is measured):
 #   memory       RSS growth per idle stream (10 000 streams of 64 bytes) and
@@ -23,10 +35,14 @@
 #   longpoll     append-to-long-poll wake round trip, 500 rounds
 # The load generator shares the machine (and its CPUs) with the server.
 # Output: one raw line per scenario (also appended to bench/results.txt),
-# then a table with the ratios ursula/reference.
+# then a table with the ratios ursula/reference, then a table of each
+# ursula figure beside its floor, the ratio and issue 15's target.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SECS=${BENCH_SECONDS:-10}
+NO_REF=${BENCH_NO_REF:-0}
+FLOOR_ONLY=${BENCH_FLOOR_ONLY:-0}
+[ "$FLOOR_ONLY" = 1 ] && NO_REF=1
 OUT=bench/results.txt
 TMP=$(mktemp -d)
 SPID=""
@@ -43,7 +59,10 @@ say() { echo "compare: $*" >&2; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 make -s ursula || exit 1
 cc -std=c99 -O2 -Wall bench/load.c -o bench/load || exit 1
-if [ ! -d test/conformance/node_modules/@durable-streams/server ]; then
+FLOORS=1
+cc -std=c99 -O2 -Wall bench/floor.c -o bench/floor -pthread ||
+  { say "bench/floor did not build (it needs Linux): no floors"; FLOORS=0; }
+if [ "$NO_REF" != 1 ] && [ ! -d test/conformance/node_modules/@durable-streams/server ]; then
   say "installing the reference server (npm ci in test/conformance)"
   (cd test/conformance && npm ci --no-audit --no-fund >&2) ||
     { say "npm ci failed"; exit 1; }
@@ -74,6 +93,13 @@ start() { # start NAME: the server NAME on a fresh port -> PORT, SPID
   ref-file) rm -rf "$TMP/ref"; node test/conformance/start-reference.mjs \
     --port "$PORT" --no-compression --data-dir "$TMP/ref" \
     >"$TMP/server.log" 2>&1 & ;;
+  floor-mem) bench/floor http --port "$PORT" >"$TMP/server.log" 2>&1 & ;;
+  floor-core) rm -rf "$TMP/floor"; bench/floor http --port "$PORT" \
+    --durable "$TMP/floor" >"$TMP/server.log" 2>&1 & ;;
+  floor-files) rm -rf "$TMP/floor"; bench/floor http --port "$PORT" \
+    --durable "$TMP/floor" --files 64 --sync-threads 16 \
+    >"$TMP/server.log" 2>&1 & ;;
+  floor-fanout) bench/floor fanout --port "$PORT" >"$TMP/server.log" 2>&1 & ;;
   esac
   SPID=$!
   wait_port "$PORT" || { say "$1 did not start"; tail -5 "$TMP/server.log" >&2; return 1; }
@@ -102,7 +128,16 @@ scenario() {
 } >>"$OUT"
 
 SERVERS="ursula-mem ursula-wal ref-mem ref-file"
+[ "$NO_REF" = 1 ] && SERVERS="ursula-mem ursula-wal"
 for s in $SERVERS; do
+  if [ "$FLOOR_ONLY" = 1 ]; then # only what has a floor
+    start "$s" || continue
+    scenario append-500 "$s" --streams 500 --conns 64 --size 256 \
+      --producer 1 --seconds "$SECS"
+    scenario sse "$s" --sse 1000 --rate 50 --seconds "$SECS"
+    stop
+    continue
+  fi
   start "$s" || continue
   scenario memory-streams "$s" --idle-streams 10000 --pid "$SPID"
   scenario memory-sse "$s" --idle-sse 10000 --pid "$SPID"
@@ -118,6 +153,31 @@ for s in $SERVERS; do
   stop
 done
 
+# ------------------------------------------------------------ the floors
+if [ "$FLOORS" = 1 ]; then
+  for s in floor-mem floor-core floor-files; do
+    start "$s" || continue
+    scenario append-500 "$s" --streams 500 --conns 64 --size 256 \
+      --producer 1 --seconds "$SECS"
+    stop
+  done
+  if start floor-fanout; then
+    scenario sse floor-fanout --sse 1000 --rate 50 --seconds "$SECS"
+    stop
+  fi
+  say "floor sync (raw disk, 2 s a probe)"
+  bench/floor sync "$TMP/sync" --seconds 2 2>"$TMP/load.err" |
+    while read -r line; do echo "server=floor-sync $line"; done |
+    tee -a "$OUT" >"$TMP/sync.txt"
+  cat "$TMP/sync.txt"
+  while read -r _ _ probe rest; do
+    for kv in $rest; do
+      case $kv in appends_per_s=*) R[sync.${probe#probe=}]=${kv#*=} ;; esac
+    done
+  done <"$TMP/sync.txt"
+  rm -rf "$TMP/sync" "$TMP/floor"
+fi
+
 # ------------------------------------------------------------ the table
 v() { echo "${R[$1.$2]:--}"; }
 ratio() { # ratio A B [invert]: A/B (or B/A for lower-is-better)
@@ -132,7 +192,7 @@ row() { # row LABEL SCENARIO METRIC LOWER_IS_BETTER
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$um" "$uw" "$rm" "$rf" \
     "$(ratio "$um" "$rm" "$4")" "$(ratio "$uw" "$rf" "$4")"
 }
-{
+[ "$FLOOR_ONLY" = 1 ] || {
   echo
   echo "| scenario | ursula in memory | ursula --wal-dir | reference in memory | reference file-backed | ursula/ref (memory) | ursula/ref (durable) |"
   echo "|---|---|---|---|---|---|---|"
@@ -156,3 +216,46 @@ row() { # row LABEL SCENARIO METRIC LOWER_IS_BETTER
   echo
   echo "(ratios: how many times better ursula is; for times and bytes, reference / ursula)"
 } | tee -a "$OUT"
+
+# ------------------------------------------------------------ the floor table
+# frow LABEL SCENARIO METRIC URSULA FLOOR TARGET: ursula's figure beside
+# its floor, ursula/floor, and whether issue 15's target holds.  TARGET is
+# ">=R" (ratio at least R), "<=R" (ratio at most R) or "+D" (ursula at most
+# the floor plus D), or "-" (no target).
+frow() {
+  local u f
+  u=$(v "$2.$3" "$4"); f=$(v "$2.$3" "$5")
+  awk -v l="$1" -v u="$u" -v f="$f" -v t="$6" 'BEGIN {
+    r = "-"; ok = "-"
+    if (u != "-" && f != "-" && f + 0 != 0) r = sprintf("%.3f", u / f)
+    if (r != "-" && t ~ /^>=/) ok = (u / f >= substr(t, 3) + 0) ? "yes" : "no"
+    if (r != "-" && t ~ /^<=/) ok = (u / f <= substr(t, 3) + 0) ? "yes" : "no"
+    if (u != "-" && f != "-" && t ~ /^\+/) ok = (u + 0 <= f + substr(t, 2)) ? "yes" : "no"
+    tt = t; sub(/^\+/, "floor + ", tt); if (t ~ /^\+/) tt = tt " ms"
+    printf "| %s | %s | %s | %s | %s | %s |\n", l, u, f, r, tt, ok }'
+}
+if [ "$FLOORS" = 1 ]; then
+  {
+    echo
+    echo "| figure | ursula | floor | ursula/floor | target | holds |"
+    echo "|---|---|---|---|---|---|"
+    frow "appends/s in memory, 500 streams (floor-mem)" append-500 appends_per_s ursula-mem floor-mem ">=0.90"
+    frow "p99 ms in memory, 500 streams (floor-mem)" append-500 p99_ms ursula-mem floor-mem "+2"
+    frow "appends/s --wal-dir, 500 streams (floor-core: a file per core)" append-500 appends_per_s ursula-wal floor-core ">=0.80"
+    frow "appends/s --wal-dir, 500 streams (floor-files: 64 files, 16 syncers)" append-500 appends_per_s ursula-wal floor-files "-"
+    frow "p99 ms --wal-dir, 500 streams (floor-core)" append-500 p99_ms ursula-wal floor-core "-"
+    frow "appends/s --wal-dir against ursula in memory" append-500 appends_per_s ursula-wal ursula-mem ">=0.70"
+    frow "SSE 1000 subs: p50 ms (floor-fanout)" sse p50_ms ursula-mem floor-fanout "-"
+    frow "SSE 1000 subs: p99 ms (floor-fanout)" sse p99_ms ursula-mem floor-fanout "<=1.1"
+    frow "SSE 1000 subs: missing events (floor-fanout)" sse missing ursula-mem floor-fanout "-"
+    echo
+    echo "(ursula/floor: for appends/s the share of the floor reached; for times how many times the floor's)"
+    echo
+    echo "| raw disk, 256 B appends | appends/s |"
+    echo "|---|---|"
+    echo "| one fdatasync per append, one file | ${R[sync.one-sync]:--} |"
+    echo "| group commit: 256 appends, one write and one fdatasync, one file | ${R[sync.group-one]:--} |"
+    echo "| the same 256 spread over 64 files, 64 fdatasyncs on 16 threads | ${R[sync.files-64]:--} |"
+    echo "| the same 256 spread over 64 files, one syncfs | ${R[sync.files-syncfs]:--} |"
+  } | tee -a "$OUT"
+fi
