@@ -3306,11 +3306,17 @@ URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
 **     (heap[0] unused).  A timer is armed iff t->heap_index != 0, and then
 **     l->heap[t->heap_index] == t.
 **   - Mailbox: a FIFO list under l->mu plus a non-blocking self-pipe.
-**     loop_post() writes one byte when it finds the list empty; the loop
-**     drains the pipe (step 3, the pipe is a registered fd) before it
-**     takes the whole list (step 5, every turn).  So whenever the loop
-**     waits with messages queued, a byte written after the last take is
-**     in the pipe, or about to be, and the wait ends.
+**     Before a wait that may block (step 1), the loop looks at the list
+**     under l->mu: if it holds messages the wait only looks (0 ms), else
+**     it sets l->sleeping, and clears it under l->mu once the wait
+**     returns.  loop_post() writes one byte to the pipe only when it
+**     finds l->sleeping set (and clears it: one byte wakes the wait).
+**     A loop that is not sleeping takes the whole list at step 5 of the
+**     turn it is in, or sees it non-empty before its next wait; so a
+**     message never waits in the list through a blocking wait, and a
+**     loop busy with turns is posted to without a system call on either
+**     side.  The loop drains the pipe when it is readable (step 3, the
+**     pipe is a registered fd).
 **   - Stop and wake: a flag store and a write to the pipe, nothing else,
 **     so both are async-signal-safe.
 */
@@ -3361,9 +3367,11 @@ struct loop {
   size_t cap_fired;
   struct loop_timer **heap; /* 1-based min-heap */
   size_t n_heap, cap_heap;
-  pthread_mutex_t mu; /* guards mb_head, mb_tail */
+  pthread_mutex_t mu; /* guards mb_head, mb_tail, sleeping */
   int mu_ready;       /* mu was initialised */
   struct loop_msg *mb_head, *mb_tail;
+  int sleeping; /* in a wait that may block, the mailbox empty: a post
+                   must wake it (see Mailbox at the top) */
   int wake_r, wake_w; /* self-pipe: read end is a registered fd */
 #if URSULA_ENABLE_EPOLL
   int epfd;
@@ -3760,20 +3768,22 @@ static void loop_drain_mailbox(struct loop *l) {
 }
 
 /* Post m: appended to l's FIFO under the mutex, with a byte to the wake
-** pipe only when the list was empty.  Any thread; takes ownership of m.
-** l must outlive the call (join posters before loop_close). */
+** pipe only when the loop sleeps in its wait.  Any thread; takes
+** ownership of m.  l must outlive the call (join posters before
+** loop_close). */
 URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m) {
-  int was_empty;
+  int wake;
   m->next = NULL;
   pthread_mutex_lock(&l->mu);
-  was_empty = l->mb_head == NULL;
   if (l->mb_tail != NULL)
     l->mb_tail->next = m;
   else
     l->mb_head = m;
   l->mb_tail = m;
+  wake = l->sleeping;
+  l->sleeping = 0; /* one byte ends the wait */
   pthread_mutex_unlock(&l->mu);
-  if (was_empty) loop_poke(l);
+  if (wake) loop_poke(l);
 }
 
 /* Any thread, async-signal-safe: a flag store and a pipe write. */
@@ -3915,7 +3925,20 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
                                  void (*on_turn_end)(struct loop *)) {
   int n, i, wait_ms = loop_wait_ms(l);
   if (max_wait_ms >= 0 && max_wait_ms < wait_ms) wait_ms = max_wait_ms;
+  if (wait_ms != 0) { /* may block: posters must wake it (Mailbox) */
+    pthread_mutex_lock(&l->mu);
+    if (l->mb_head != NULL)
+      wait_ms = 0;
+    else
+      l->sleeping = 1;
+    pthread_mutex_unlock(&l->mu);
+  }
   n = loop_backend_wait(l, wait_ms);
+  if (wait_ms != 0) {
+    pthread_mutex_lock(&l->mu);
+    l->sleeping = 0;
+    pthread_mutex_unlock(&l->mu);
+  }
   l->now_ms = l->env->mono_ms(l->env);
   if (n < 0) {
     LOG_E("loop %d: wait: %s", l->id, strerror(errno));
