@@ -311,16 +311,28 @@ test-rolling: ursula
 # Proof that test-rolling can fail: a server built with -DSERVER_PLANT=1
 # (src/server.c: SIGTERM stops at once, handing nothing over: the old
 # stop) must exceed the 503 bound (its groups wait for an election).
+# And that cluster.sh's second-signal check can: a server built with
+# -DSERVER_PLANT=2 (a second SIGTERM during the handover is ignored) must
+# fail that check, and only it (about 45 s more).
 build/ursula-plant-server: ursula.c ursula.h
 	@mkdir -p build
 	$(CC) $(WARN) -Werror $(CFLAGS) -DSERVER_PLANT=1 ursula.c -o $@ $(LDLIBS)
+build/ursula-plant-server2: ursula.c ursula.h
+	@mkdir -p build
+	$(CC) $(WARN) -Werror $(CFLAGS) -DSERVER_PLANT=2 ursula.c -o $@ $(LDLIBS)
 
-test-rolling-plants: build/ursula-plant-server
+test-rolling-plants: build/ursula-plant-server build/ursula-plant-server2
 	@$(ROLLING_RUN) --bin build/ursula-plant-server >build/rolling-plant.log 2>&1; rc=$$?; \
 	grep -E 'VIOLATION|summary' build/rolling-plant.log; \
 	if [ $$rc -eq 1 ] && grep -q '^summary: .*violations [1-9].*too-many-503' build/rolling-plant.log; then \
 	  echo "test-rolling-plants: the stop without a handoff is reported (503s above the bound)"; \
 	else echo "test-rolling-plants: the stop without a handoff went unreported (exit $$rc)" >&2; exit 1; fi
+	@bash test/cluster.sh build/ursula-plant-server2 >build/second-signal-plant.log 2>&1; rc=$$?; \
+	grep -A1 '^not ok' build/second-signal-plant.log; \
+	if [ $$rc -ne 0 ] && grep -q '^not ok [0-9]* - a second SIGTERM during the handover' build/second-signal-plant.log && \
+	   ! grep '^not ok' build/second-signal-plant.log | grep -qv ' - a second SIGTERM during the handover'; then \
+	  echo "test-rolling-plants: cluster.sh's second-signal check, and only it, fails with the second signal ignored (SERVER_PLANT=2)"; \
+	else echo "test-rolling-plants: the ignored second signal went unnoticed, or other checks failed (exit $$rc)" >&2; exit 1; fi
 
 # The whole server under ASan and UBSan (aborting on any finding), driven
 # by the crash test and the conformance suite with the WAL.

@@ -2668,14 +2668,19 @@ struct ursula_server {
   volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
                                             hand leadership over first */
   volatile sig_atomic_t stop_requested;
+  volatile sig_atomic_t stop_hurried; /* a second stop cut the handover
+                                         short (server.c, SECOND STOP) */
   volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is
                                       not freed until it is done */
-  pthread_mutex_t mu; /* guards n_drained and the leave_ fields */
+  pthread_mutex_t mu; /* guards n_drained, the leave_ and hurry_ fields */
   int n_drained;
   uint64_t leave_start_ms;  /* mono ms the handover began (0: not yet) */
   uint64_t leave_logged;    /* seconds of it logged, + 1 (0: none yet) */
   int leave_counted;        /* cores that have looked once */
   int leave_done;           /* the handover ended: stop_requested is set */
+  int hurry_counted;        /* cores that counted their groups led at a
+                               second stop, and the sum of their counts */
+  int hurry_led;
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
@@ -2696,6 +2701,13 @@ URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid);
 ** messages run at the end of the current turn, others go through the
 ** target loop's mailbox. */
 URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
+/* ursula_server_wait() in two steps, so that the caller can stop passing
+** signals on to srv before it is freed (main.c): server_wait_cores()
+** returns once every core has stopped (URSULA_OK, or the first core's
+** error); srv may still be stopped again.  server_release() then frees
+** srv, once no ursula_server_stop() is under way. */
+URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
+URSULA_PRIVATE void server_release(struct ursula_server *srv);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -23044,12 +23056,19 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 ** left counts itself drained, but keeps serving messages for the groups it
 ** owns until every core is drained; then all loops stop.  A node of a
 ** cluster first hands over the leadership of its groups (GRACEFUL STOP,
-** below), serving all the while; a second ursula_server_stop() skips that.
+** below), serving all the while; a second ursula_server_stop() cuts that
+** short (SECOND STOP, below).
 **
-** PLANTED BUG.  -DSERVER_PLANT=1 (default 0): a node of a cluster stops
-** at once, handing nothing over (the stop before issue 14's graceful
-** one): its groups wait for an election timeout and an election, and
-** the rolling restart test sees their 503s (make test-rolling-plants).
+** PLANTED BUGS.  -DSERVER_PLANT=n (default 0) compiles in one, to prove
+** the tests catch it (make test-rolling-plants):
+**   1  a node of a cluster stops at once, handing nothing over (the stop
+**      before issue 14's graceful one): its groups wait for an election
+**      timeout and an election, and the rolling restart test sees their
+**      503s;
+**   2  a second ursula_server_stop() during the handover is ignored (a
+**      second SIGTERM or Ctrl-C did nothing before issue 14's SECOND
+**      STOP): the node goes on handing over, and test/cluster.sh's
+**      second-signal check sees it exit late, without the line.
 */
 
 
@@ -23180,6 +23199,37 @@ static void server_leave_step(struct core *c) {
           "(the others elect their leaders)",
           total, (unsigned long long)waited);
   server_stop_now(s);
+}
+
+/* SECOND STOP.  A second ursula_server_stop() during the handover (a
+** second SIGTERM or Ctrl-C: main.c passes every signal on) ends it at
+** once: the node stops as a single node does (SHUTDOWN: requests in
+** flight are finished, and an append is acknowledged only once it is
+** synced, so nothing acknowledged is lost), and for the groups it still
+** leads the other members elect leaders after an election timeout, as
+** after kill -9.  ursula_server_stop() only raises stop_hurried (it must
+** stay async-signal-safe); each core, as it starts to drain, counts the
+** groups it still leads, and the last core to count logs the one line.
+** (A handover that ends by itself at the very moment of the second stop
+** may leave a core draining uncounted: then the handover's own line is
+** the last word, and this one is not logged.) */
+static void server_hurry_count(struct core *c) {
+  struct ursula_server *s = c->srv;
+  struct group_status st;
+  int g, led = 0, last, total;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    group_status(s->groups[g], &st);
+    led += st.role == RAFT_LEADER;
+  }
+  pthread_mutex_lock(&s->mu);
+  s->hurry_led += led;
+  last = ++s->hurry_counted == s->n_cores;
+  total = s->hurry_led;
+  pthread_mutex_unlock(&s->mu);
+  (void)total; /* when logging is compiled out */
+  if (last)
+    LOG_W("second stop: stopping now, %d groups still led (their other "
+          "members elect new leaders)", total);
 }
 
 /* ------------------------------------------------------------ syncs
@@ -23368,6 +23418,7 @@ static void server_on_turn_end(struct loop *l) {
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
+    if (c->srv->stop_hurried) server_hurry_count(c); /* SECOND STOP */
     if (c->listening) {
       loop_del(l, c->srv->listen_fd);
       c->listening = 0;
@@ -24083,19 +24134,25 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   ** in ursula_server_wait() then frees srv: stop_busy, set first, holds
   ** that off until the wake-ups below are done.  A node of a cluster
   ** hands its leadership over first (GRACEFUL STOP); asked again, it
-  ** stops at once. */
+  ** stops at once (SECOND STOP). */
+  if (SERVER_BUG(2) && srv->leave_requested) return;
   srv->stop_busy = 1;
   server_barrier();
-  if (srv->cfg.peer_count > 1 && !srv->leave_requested && !SERVER_BUG(1))
+  if (srv->cfg.peer_count > 1 && !srv->leave_requested && !SERVER_BUG(1)) {
     srv->leave_requested = 1;
-  else
+  } else {
+    if (srv->leave_requested && !srv->stop_requested) {
+      srv->stop_hurried = 1; /* before the cores can see stop_requested */
+      server_barrier();
+    }
     srv->stop_requested = 1;
+  }
   for (i = 0; i < srv->n_cores; i++) loop_wake(srv->cores[i].loop);
   server_barrier();
   srv->stop_busy = 0;
 }
 
-URSULA_API int ursula_server_wait(struct ursula_server *srv) {
+URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv) {
   int i, rc = URSULA_OK;
 #if URSULA_ENABLE_THREADS
   for (i = 0; i < srv->n_cores; i++) pthread_join(srv->cores[i].thread, NULL);
@@ -24106,12 +24163,21 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
     if (srv->cores[i].rc != URSULA_OK && rc == URSULA_OK) rc = srv->cores[i].rc;
   }
   LOG_I("stopped");
+  return rc;
+}
+
+URSULA_PRIVATE void server_release(struct ursula_server *srv) {
   server_barrier();
   while (srv->stop_busy) { /* a stop is still waking the loops */
     os_sleep_ms(1);
     server_barrier();
   }
   server_free(srv);
+}
+
+URSULA_API int ursula_server_wait(struct ursula_server *srv) {
+  int rc = server_wait_cores(srv);
+  server_release(srv);
   return rc;
 }
 /**** End src/server.c ****/
@@ -24126,25 +24192,38 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** SIGTERM on a thread of its own (the signals are blocked everywhere else,
 ** so no handler runs inside a core), then stops the server gracefully (a
 ** node of a cluster hands its groups' leadership to the others first:
-** server.c, GRACEFUL STOP).
+** server.c, GRACEFUL STOP).  Every later signal is passed on too: a
+** second one cuts the handover short (server.c, SECOND STOP).  Signals
+** are passed on until the cores have stopped, never after: the thread
+** takes ms.mu for each, and the server is freed only once ms.srv is NULL
+** under that lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
 ** instead: ursula_server_stop() is a flag store and a pipe write per
-** loop, both async-signal-safe, and the signal is logged after the stop.
+** loop, both async-signal-safe, and the first signal is logged after the
+** stop.  The handler runs on the one thread there is, so clearing
+** main_srv before the server is freed is enough.
 */
 
 
 struct main_sig {
-  struct ursula_server *srv;
+  pthread_mutex_t mu;
+  struct ursula_server *srv; /* under mu: NULL once the cores stopped */
   sigset_t set;
 };
 
 #if URSULA_ENABLE_THREADS
+/* Each SIGINT or SIGTERM stops the server (the first gracefully, the
+** second at once); SIGUSR2 ends the thread. */
 static void *main_sig_thread(void *arg) {
   struct main_sig *ms = (struct main_sig *)arg;
-  int sig = 0;
-  if (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
-    LOG_I("signal %d: stopping", sig);
-    ursula_server_stop(ms->srv);
+  int sig = 0, n = 0;
+  while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
+    pthread_mutex_lock(&ms->mu);
+    if (ms->srv != NULL) {
+      if (++n == 1) LOG_I("signal %d: stopping", sig);
+      ursula_server_stop(ms->srv);
+    }
+    pthread_mutex_unlock(&ms->mu);
   }
   return NULL;
 }
@@ -24152,10 +24231,10 @@ static void *main_sig_thread(void *arg) {
 static struct ursula_server *volatile main_srv;
 static volatile sig_atomic_t main_signal;
 
-/* The first signal stops the server; later ones find main_srv NULL. */
+/* Every signal stops the server (a second one at once), until main_srv
+** is NULL. */
 static void main_on_signal(int sig) {
   struct ursula_server *srv = main_srv;
-  main_srv = NULL;
   if (main_signal == 0) main_signal = sig;
   if (srv != NULL) ursula_server_stop(srv);
 }
@@ -24195,15 +24274,22 @@ URSULA_API int ursula_main(int argc, char **argv) {
   }
   ms.srv = srv;
 #if URSULA_ENABLE_THREADS
+  pthread_mutex_init(&ms.mu, NULL);
   if (pthread_create(&sig_thread, NULL, main_sig_thread, &ms) != 0) {
     fprintf(stderr, "ursula: cannot start the signal thread\n");
     ursula_server_stop(srv);
     ursula_server_wait(srv);
+    pthread_mutex_destroy(&ms.mu);
     return 1;
   }
-  rc = ursula_server_wait(srv);
+  rc = server_wait_cores(srv);
+  pthread_mutex_lock(&ms.mu);
+  ms.srv = NULL; /* no signal reaches srv from now on */
+  pthread_mutex_unlock(&ms.mu);
   pthread_kill(sig_thread, SIGUSR2);
   pthread_join(sig_thread, NULL);
+  pthread_mutex_destroy(&ms.mu);
+  server_release(srv);
 #else
   {
     struct sigaction sa;
@@ -24216,7 +24302,9 @@ URSULA_API int ursula_main(int argc, char **argv) {
     pthread_sigmask(SIG_UNBLOCK, &ms.set, NULL);
     (void)sig_thread;
   }
-  rc = ursula_server_wait(srv);
+  rc = server_wait_cores(srv);
+  main_srv = NULL; /* no handler reaches srv from now on */
+  server_release(srv);
   if (main_signal != 0) LOG_I("stopped by signal %d", (int)main_signal);
 #endif
   return rc == URSULA_OK ? 0 : 1;

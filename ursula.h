@@ -204,7 +204,9 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv);
 URSULA_API int ursula_server_wait(struct ursula_server *srv);
 
 /* The command-line program: parse argv, load config, serve until SIGINT or
-** SIGTERM.  Returns the process exit status. */
+** SIGTERM (each is passed to ursula_server_stop(): a second one during a
+** cluster node's handover stops it at once).  Returns the process exit
+** status. */
 URSULA_API int ursula_main(int argc, char **argv);
 
 /* A static string naming an error code. */

@@ -2453,14 +2453,19 @@ struct ursula_server {
   volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
                                             hand leadership over first */
   volatile sig_atomic_t stop_requested;
+  volatile sig_atomic_t stop_hurried; /* a second stop cut the handover
+                                         short (server.c, SECOND STOP) */
   volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is
                                       not freed until it is done */
-  pthread_mutex_t mu; /* guards n_drained and the leave_ fields */
+  pthread_mutex_t mu; /* guards n_drained, the leave_ and hurry_ fields */
   int n_drained;
   uint64_t leave_start_ms;  /* mono ms the handover began (0: not yet) */
   uint64_t leave_logged;    /* seconds of it logged, + 1 (0: none yet) */
   int leave_counted;        /* cores that have looked once */
   int leave_done;           /* the handover ended: stop_requested is set */
+  int hurry_counted;        /* cores that counted their groups led at a
+                               second stop, and the sum of their counts */
+  int hurry_led;
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
@@ -2481,6 +2486,13 @@ URSULA_PRIVATE int server_owner_of(const struct ursula_server *s, int gid);
 ** messages run at the end of the current turn, others go through the
 ** target loop's mailbox. */
 URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
+/* ursula_server_wait() in two steps, so that the caller can stop passing
+** signals on to srv before it is freed (main.c): server_wait_cores()
+** returns once every core has stopped (URSULA_OK, or the first core's
+** error); srv may still be stopped again.  server_release() then frees
+** srv, once no ursula_server_stop() is under way. */
+URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
+URSULA_PRIVATE void server_release(struct ursula_server *srv);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a

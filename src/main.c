@@ -5,25 +5,38 @@
 ** SIGTERM on a thread of its own (the signals are blocked everywhere else,
 ** so no handler runs inside a core), then stops the server gracefully (a
 ** node of a cluster hands its groups' leadership to the others first:
-** server.c, GRACEFUL STOP).
+** server.c, GRACEFUL STOP).  Every later signal is passed on too: a
+** second one cuts the handover short (server.c, SECOND STOP).  Signals
+** are passed on until the cores have stopped, never after: the thread
+** takes ms.mu for each, and the server is freed only once ms.srv is NULL
+** under that lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
 ** instead: ursula_server_stop() is a flag store and a pipe write per
-** loop, both async-signal-safe, and the signal is logged after the stop.
+** loop, both async-signal-safe, and the first signal is logged after the
+** stop.  The handler runs on the one thread there is, so clearing
+** main_srv before the server is freed is enough.
 */
 #include "internal.h"
 
 struct main_sig {
-  struct ursula_server *srv;
+  pthread_mutex_t mu;
+  struct ursula_server *srv; /* under mu: NULL once the cores stopped */
   sigset_t set;
 };
 
 #if URSULA_ENABLE_THREADS
+/* Each SIGINT or SIGTERM stops the server (the first gracefully, the
+** second at once); SIGUSR2 ends the thread. */
 static void *main_sig_thread(void *arg) {
   struct main_sig *ms = (struct main_sig *)arg;
-  int sig = 0;
-  if (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
-    LOG_I("signal %d: stopping", sig);
-    ursula_server_stop(ms->srv);
+  int sig = 0, n = 0;
+  while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
+    pthread_mutex_lock(&ms->mu);
+    if (ms->srv != NULL) {
+      if (++n == 1) LOG_I("signal %d: stopping", sig);
+      ursula_server_stop(ms->srv);
+    }
+    pthread_mutex_unlock(&ms->mu);
   }
   return NULL;
 }
@@ -31,10 +44,10 @@ static void *main_sig_thread(void *arg) {
 static struct ursula_server *volatile main_srv;
 static volatile sig_atomic_t main_signal;
 
-/* The first signal stops the server; later ones find main_srv NULL. */
+/* Every signal stops the server (a second one at once), until main_srv
+** is NULL. */
 static void main_on_signal(int sig) {
   struct ursula_server *srv = main_srv;
-  main_srv = NULL;
   if (main_signal == 0) main_signal = sig;
   if (srv != NULL) ursula_server_stop(srv);
 }
@@ -74,15 +87,22 @@ URSULA_API int ursula_main(int argc, char **argv) {
   }
   ms.srv = srv;
 #if URSULA_ENABLE_THREADS
+  pthread_mutex_init(&ms.mu, NULL);
   if (pthread_create(&sig_thread, NULL, main_sig_thread, &ms) != 0) {
     fprintf(stderr, "ursula: cannot start the signal thread\n");
     ursula_server_stop(srv);
     ursula_server_wait(srv);
+    pthread_mutex_destroy(&ms.mu);
     return 1;
   }
-  rc = ursula_server_wait(srv);
+  rc = server_wait_cores(srv);
+  pthread_mutex_lock(&ms.mu);
+  ms.srv = NULL; /* no signal reaches srv from now on */
+  pthread_mutex_unlock(&ms.mu);
   pthread_kill(sig_thread, SIGUSR2);
   pthread_join(sig_thread, NULL);
+  pthread_mutex_destroy(&ms.mu);
+  server_release(srv);
 #else
   {
     struct sigaction sa;
@@ -95,7 +115,9 @@ URSULA_API int ursula_main(int argc, char **argv) {
     pthread_sigmask(SIG_UNBLOCK, &ms.set, NULL);
     (void)sig_thread;
   }
-  rc = ursula_server_wait(srv);
+  rc = server_wait_cores(srv);
+  main_srv = NULL; /* no handler reaches srv from now on */
+  server_release(srv);
   if (main_signal != 0) LOG_I("stopped by signal %d", (int)main_signal);
 #endif
   return rc == URSULA_OK ? 0 : 1;

@@ -33,12 +33,19 @@
 ** left counts itself drained, but keeps serving messages for the groups it
 ** owns until every core is drained; then all loops stop.  A node of a
 ** cluster first hands over the leadership of its groups (GRACEFUL STOP,
-** below), serving all the while; a second ursula_server_stop() skips that.
+** below), serving all the while; a second ursula_server_stop() cuts that
+** short (SECOND STOP, below).
 **
-** PLANTED BUG.  -DSERVER_PLANT=1 (default 0): a node of a cluster stops
-** at once, handing nothing over (the stop before issue 14's graceful
-** one): its groups wait for an election timeout and an election, and
-** the rolling restart test sees their 503s (make test-rolling-plants).
+** PLANTED BUGS.  -DSERVER_PLANT=n (default 0) compiles in one, to prove
+** the tests catch it (make test-rolling-plants):
+**   1  a node of a cluster stops at once, handing nothing over (the stop
+**      before issue 14's graceful one): its groups wait for an election
+**      timeout and an election, and the rolling restart test sees their
+**      503s;
+**   2  a second ursula_server_stop() during the handover is ignored (a
+**      second SIGTERM or Ctrl-C did nothing before issue 14's SECOND
+**      STOP): the node goes on handing over, and test/cluster.sh's
+**      second-signal check sees it exit late, without the line.
 */
 #include "internal.h"
 
@@ -169,6 +176,37 @@ static void server_leave_step(struct core *c) {
           "(the others elect their leaders)",
           total, (unsigned long long)waited);
   server_stop_now(s);
+}
+
+/* SECOND STOP.  A second ursula_server_stop() during the handover (a
+** second SIGTERM or Ctrl-C: main.c passes every signal on) ends it at
+** once: the node stops as a single node does (SHUTDOWN: requests in
+** flight are finished, and an append is acknowledged only once it is
+** synced, so nothing acknowledged is lost), and for the groups it still
+** leads the other members elect leaders after an election timeout, as
+** after kill -9.  ursula_server_stop() only raises stop_hurried (it must
+** stay async-signal-safe); each core, as it starts to drain, counts the
+** groups it still leads, and the last core to count logs the one line.
+** (A handover that ends by itself at the very moment of the second stop
+** may leave a core draining uncounted: then the handover's own line is
+** the last word, and this one is not logged.) */
+static void server_hurry_count(struct core *c) {
+  struct ursula_server *s = c->srv;
+  struct group_status st;
+  int g, led = 0, last, total;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    group_status(s->groups[g], &st);
+    led += st.role == RAFT_LEADER;
+  }
+  pthread_mutex_lock(&s->mu);
+  s->hurry_led += led;
+  last = ++s->hurry_counted == s->n_cores;
+  total = s->hurry_led;
+  pthread_mutex_unlock(&s->mu);
+  (void)total; /* when logging is compiled out */
+  if (last)
+    LOG_W("second stop: stopping now, %d groups still led (their other "
+          "members elect new leaders)", total);
 }
 
 /* ------------------------------------------------------------ syncs
@@ -357,6 +395,7 @@ static void server_on_turn_end(struct loop *l) {
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
+    if (c->srv->stop_hurried) server_hurry_count(c); /* SECOND STOP */
     if (c->listening) {
       loop_del(l, c->srv->listen_fd);
       c->listening = 0;
@@ -1072,19 +1111,25 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   ** in ursula_server_wait() then frees srv: stop_busy, set first, holds
   ** that off until the wake-ups below are done.  A node of a cluster
   ** hands its leadership over first (GRACEFUL STOP); asked again, it
-  ** stops at once. */
+  ** stops at once (SECOND STOP). */
+  if (SERVER_BUG(2) && srv->leave_requested) return;
   srv->stop_busy = 1;
   server_barrier();
-  if (srv->cfg.peer_count > 1 && !srv->leave_requested && !SERVER_BUG(1))
+  if (srv->cfg.peer_count > 1 && !srv->leave_requested && !SERVER_BUG(1)) {
     srv->leave_requested = 1;
-  else
+  } else {
+    if (srv->leave_requested && !srv->stop_requested) {
+      srv->stop_hurried = 1; /* before the cores can see stop_requested */
+      server_barrier();
+    }
     srv->stop_requested = 1;
+  }
   for (i = 0; i < srv->n_cores; i++) loop_wake(srv->cores[i].loop);
   server_barrier();
   srv->stop_busy = 0;
 }
 
-URSULA_API int ursula_server_wait(struct ursula_server *srv) {
+URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv) {
   int i, rc = URSULA_OK;
 #if URSULA_ENABLE_THREADS
   for (i = 0; i < srv->n_cores; i++) pthread_join(srv->cores[i].thread, NULL);
@@ -1095,11 +1140,20 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
     if (srv->cores[i].rc != URSULA_OK && rc == URSULA_OK) rc = srv->cores[i].rc;
   }
   LOG_I("stopped");
+  return rc;
+}
+
+URSULA_PRIVATE void server_release(struct ursula_server *srv) {
   server_barrier();
   while (srv->stop_busy) { /* a stop is still waking the loops */
     os_sleep_ms(1);
     server_barrier();
   }
   server_free(srv);
+}
+
+URSULA_API int ursula_server_wait(struct ursula_server *srv) {
+  int rc = server_wait_cores(srv);
+  server_release(srv);
   return rc;
 }

@@ -40,14 +40,20 @@ start() {
 }
 url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
 count() { grep -cF -- "$2" "$TMP/$1.log" 2>/dev/null || true; }
-# req NODE METHOD PATH [DATA]: the status code, retried on 503 and on no
-# answer (no leader yet, or one just changed), at most about 15 s
+# req NODE METHOD PATH [DATA [SEQ]]: the status code, retried on 503 and
+# on no answer (no leader yet, or one just changed), at most about 15 s.
+# With SEQ the request carries producer headers (Producer-Id: p and the
+# path, Producer-Epoch 0, Producer-Seq SEQ: 0 for a stream's first append,
+# then one more each), so a retry of an append whose outcome was unknown
+# applies it once: the protocol's idempotent producer answers a seq it
+# has accepted with 204 and appends nothing (protocol 5.2.1).
 req() {
-  local code end=$((SECONDS + 15))
+  local code end=$((SECONDS + 15)) prod=()
+  [ -n "${5:-}" ] && prod=(-H "Producer-Id: p$3" -H "Producer-Epoch: 0" -H "Producer-Seq: $5")
   while [ $SECONDS -lt $end ]; do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X "$2" \
-      -H 'Content-Type: application/octet-stream' ${4:+--data-binary "$4"} \
-      "$(url "$1" "$3")")
+      -H 'Content-Type: application/octet-stream' "${prod[@]}" \
+      ${4:+--data-binary "$4"} "$(url "$1" "$3")")
     case $code in 503|000) sleep 0.1 ;; *) echo "$code"; return ;; esac
   done
   echo "$code"
@@ -69,13 +75,18 @@ done
 
 # 16 KiB payloads, each naming its stream and number
 payload() { printf '%s-%05d:%016370d;' "$1" "$2" 0; }
-append_range() { # append_range FROM TO NODES...
+# append_range FROM TO NODES...: appends FROM..TO to every stream, each
+# through the next of NODES in turn, append i with Producer-Seq i - 1
+# (200: appended; 204: a retry found it appended); the count of failures.
+# Each answer is kept in $TMP/append-codes (their tally ends the test).
+append_range() {
   local from=$1 to=$2 i s n code; shift 2
   local nodes=("$@") k=0 bad=0
   for i in $(seq "$from" "$to"); do
     for s in $STREAMS; do
       n=${nodes[$((k % ${#nodes[@]}))]}; k=$((k + 1))
-      code=$(req "$n" POST "/v1/stream/$s" "$(payload "$s" "$i")")
+      code=$(req "$n" POST "/v1/stream/$s" "$(payload "$s" "$i")" "$((i - 1))")
+      echo "$code" >>"$TMP/append-codes"
       [ "$code" = 204 ] || [ "$code" = 200 ] || bad=$((bad + 1))
     done
   done
@@ -200,6 +211,7 @@ if grep -q "ursula\[E\]" "$TMP"/n[123].log; then
   not_ok "no error lines in the logs" "$(grep -h "ursula\[E\]" "$TMP"/n[123].log | head -3 | tr '\n' '|')"
 else ok "no error lines in the logs"; fi
 
+echo "# append answers: $(sort "$TMP/append-codes" | uniq -c | awk '{print $1 " x " $2}' | paste -sd, - | sed 's/,/, /g')"
 echo "1..$LIB_N"
 [ $FAILS -eq 0 ] || { echo "# catchup.sh: $FAILS failed"; exit 1; }
 echo "# catchup.sh: all $LIB_N passed"

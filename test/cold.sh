@@ -43,29 +43,10 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 MODE=${1:-dir}
 TMP=$(mktemp -d)
+. test/lib.sh
 BIN=${COLD_BIN:-build/ursula-cold}
-SPID=""
+SPID="" # the server that runs, if any (tracked by lib.sh)
 S3PID=""
-N=0
-FAILS=0
-
-cleanup() {
-  [ -n "$SPID" ] && { kill -9 "$SPID" && wait "$SPID"; } 2>/dev/null
-  [ -n "$S3PID" ] && { kill -9 "$S3PID" && wait "$S3PID"; } 2>/dev/null
-  [ -n "${KEEP_TMP:-}" ] && echo "# kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ok() { N=$((N + 1)); echo "ok $N - $1"; }
-not_ok() {
-  N=$((N + 1)); FAILS=$((FAILS + 1)); echo "not ok $N - $1"
-  [ $# -gt 1 ] && printf '#   %s\n' "$2"
-}
-check() { # check NAME CONDITION-COMMAND...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
 
 mkdir -p build
 [ -n "${COLD_BIN:-}" ] ||
@@ -81,8 +62,9 @@ if [ "$MODE" = s3 ]; then
   s3_start() {
     S3PID=$(bash test/s3/start.sh "$S3_DATA" "$S3_PORT" 2>"$TMP/s3.log") || {
       echo "Bail out! the S3 server did not start:"; cat "$TMP/s3.log"; exit 1; }
+    lib_track "$S3PID"
   }
-  S3_PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  S3_PORT=$(free_ports 1)
   s3_start
   S3_URL=http://127.0.0.1:$S3_PORT
   cold_flags() {
@@ -148,6 +130,7 @@ start() { # start [EXTRA FLAGS...] -> PORT, SPID, U
     --cold-flush-age-ms 1000 --cold-cache-bytes 131072 $(cold_flags) "$@" \
     >>"$TMP/server.log" 2>&1 &
   SPID=$!
+  lib_track "$SPID"
   PORT=""
   for i in $(seq 1 300); do
     # this start's line: the STARTS-th "listening" line of the log
@@ -163,7 +146,7 @@ start() { # start [EXTRA FLAGS...] -> PORT, SPID, U
 }
 STARTS=0
 up() { STARTS=$((STARTS + 1)); start "$@"; }
-kill9() { [ -n "$SPID" ] && { kill -9 "$SPID"; wait "$SPID" 2>/dev/null; }; SPID=""; }
+kill9() { [ -n "$SPID" ] && lib_kill "$SPID"; SPID=""; }
 
 wal_bytes() { du -sb "$WAL" | cut -f1; }
 
@@ -436,7 +419,7 @@ if [ "$MODE" = s3 ]; then
   # read a moved chunk now, so that later the cache holds another one
   head_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$U/small?offset=-1")" = 200 ]; }
   head_ok
-  kill -9 "$S3PID"; wait "$S3PID" 2>/dev/null; S3PID=""
+  lib_kill "$S3PID"; S3PID=""
   curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/during"
   head -c 1048576 /dev/urandom >"$TMP/during"
   bad=0
@@ -482,15 +465,16 @@ read_all small "$TMP/small.got" >/dev/null
 kill -TERM "$SPID"
 wait "$SPID"
 rc=$?
+lib_untrack "$SPID"
 SPID=""
 if [ "$rc" -eq 0 ] && ! grep -q "Sanitizer" "$TMP/server.log"; then
   ok "SIGTERM stops the server cleanly"
 else
   not_ok "SIGTERM stops the server cleanly" "exit $rc; $(grep -m3 Sanitizer "$TMP/server.log")"
 fi
-echo "1..$N"
+echo "1..$LIB_N"
 if [ "$FAILS" -gt 0 ]; then
   echo "# $FAILS failed; server log:"; tail -30 "$TMP/server.log" | sed 's/^/#   /'
   exit 1
 fi
-echo "# cold.sh $MODE: all $N passed"
+echo "# cold.sh $MODE: all $LIB_N passed"

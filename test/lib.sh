@@ -1,7 +1,8 @@
 # lib.sh -- what the shell tests share (sourced, never run): TAP lines,
 # free loopback ports, and the clean-up of what a test started.
 #
-#   . test/lib.sh       then: ok, not_ok, check, free_ports, lib_track PID
+#   . test/lib.sh       then: ok, not_ok, check, free_ports, lib_track PID,
+#                       lib_untrack PID, lib_kill PID
 #
 # A test sets TMP (its temporary directory) before it sources this file;
 # on exit every tracked process is killed (kill -9) and waited for, and
@@ -39,6 +40,20 @@ print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
 
 # lib_track PID: kill -9 it when the test exits
 lib_track() { LIB_PIDS="$LIB_PIDS $1"; }
+
+# lib_untrack PID: no longer (the test has waited for it: its number may
+# go to another process)
+lib_untrack() {
+  local p keep=""
+  for p in $LIB_PIDS; do [ "$p" = "$1" ] || keep="$keep $p"; done
+  LIB_PIDS=$keep
+}
+
+# lib_kill PID: kill -9 it now, wait for it, and untrack it
+lib_kill() {
+  { kill -9 "$1" && wait "$1"; } 2>/dev/null
+  lib_untrack "$1"
+}
 
 lib_cleanup() {
   local p
