@@ -38,26 +38,7 @@ start() {
   eval "PID_n$i=$!"
   lib_track $!
 }
-url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
 count() { grep -cF -- "$2" "$TMP/$1.log" 2>/dev/null || true; }
-# req NODE METHOD PATH [DATA [SEQ]]: the status code, retried on 503 and
-# on no answer (no leader yet, or one just changed), at most about 15 s.
-# With SEQ the request carries producer headers (Producer-Id: p and the
-# path, Producer-Epoch 0, Producer-Seq SEQ: 0 for a stream's first append,
-# then one more each), so a retry of an append whose outcome was unknown
-# applies it once: the protocol's idempotent producer answers a seq it
-# has accepted with 204 and appends nothing (protocol 5.2.1).
-req() {
-  local code end=$((SECONDS + 15)) prod=()
-  [ -n "${5:-}" ] && prod=(-H "Producer-Id: p$3" -H "Producer-Epoch: 0" -H "Producer-Seq: $5")
-  while [ $SECONDS -lt $end ]; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X "$2" \
-      -H 'Content-Type: application/octet-stream' "${prod[@]}" \
-      ${4:+--data-binary "$4"} "$(url "$1" "$3")")
-    case $code in 503|000) sleep 0.1 ;; *) echo "$code"; return ;; esac
-  done
-  echo "$code"
-}
 # digest NODE PATH: sha256 of the stream's bytes read through NODE
 digest() {
   curl -s --max-time 3 "$(url "$1" "$2")" | sha256sum | cut -c1-16

@@ -45,26 +45,9 @@ start() {
   lib_track $!
 }
 stop() { local p; p=$(eval echo \$PID_n$1); kill -9 "$p"; wait "$p" 2>/dev/null; }
-url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
 # the objects (a folder store's uploads in flight, *.tmp, are not yet)
 objects() { find "$COLD" -type f ! -name '*.tmp' ! -path "$COLD/ursula-store" 2>/dev/null | wc -l; }
 names() { (cd "$COLD" 2>/dev/null && find . -type f ! -name '*.tmp' ! -path ./ursula-store | sed 's|^\./||' | sort); }
-# req NODE METHOD PATH [DATA [SEQ]]: the status code, retried on 503 and
-# on no answer (no leader yet, or one just changed), at most about 15 s.
-# With SEQ the request carries producer headers (Producer-Id: the path,
-# epoch 0, Producer-Seq SEQ, from 0), so a retry of an append whose outcome was
-# unknown applies it once (the protocol's idempotent producer).
-req() {
-  local code end=$((SECONDS + 15)) prod=()
-  [ -n "${5:-}" ] && prod=(-H "Producer-Id: p$3" -H "Producer-Epoch: 0" -H "Producer-Seq: $5")
-  while [ $SECONDS -lt $end ]; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X "$2" \
-      -H 'Content-Type: application/octet-stream' "${prod[@]}" \
-      ${4:+--data-binary "$4"} "$(url "$1" "$3")")
-    case $code in 503|000) sleep 0.1 ;; *) echo "$code"; return ;; esac
-  done
-  echo "$code"
-}
 STREAMS="s1 s2 s3 s4"
 # 4 KiB payloads, each naming its stream and number
 payload() { printf '%s-%05d:%04080d;' "$1" "$2" 0; }

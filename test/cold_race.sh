@@ -39,22 +39,7 @@ start() {
     --node-id "$i" $PEERS >>"$TMP/n$i.log" 2>&1 &
   lib_track $!
 }
-url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
 objects() { find "$COLD" -type f ! -name '*.tmp' ! -path "$COLD/ursula-store" 2>/dev/null | wc -l; }
-# req NODE METHOD PATH [DATA SEQ]: the status code, retried on 503 and on
-# no answer for at most 15 s; an append carries producer headers, so a
-# retry after an unknown outcome applies it once
-req() {
-  local code end=$((SECONDS + 15)) prod=()
-  [ -n "${5:-}" ] && prod=(-H "Producer-Id: race" -H "Producer-Epoch: 0" -H "Producer-Seq: $5")
-  while [ $SECONDS -lt $end ]; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X "$2" \
-      -H 'Content-Type: application/octet-stream' "${prod[@]}" \
-      ${4:+--data-binary "$4"} "$(url "$1" "$3")")
-    case $code in 503|000) sleep 0.1 ;; *) echo "$code"; return ;; esac
-  done
-  echo "$code"
-}
 # applied NODE: group 0's applied index on NODE (status endpoint), or -
 applied() {
   curl -s --max-time 2 "$(url "$1" /__ursula/cluster)" |

@@ -2,7 +2,7 @@
 # free loopback ports, and the clean-up of what a test started.
 #
 #   . test/lib.sh       then: ok, not_ok, check, free_ports, lib_track PID,
-#                       lib_untrack PID, lib_kill PID
+#                       lib_untrack PID, lib_kill PID, url, req
 #
 # A test sets TMP (its temporary directory) before it sources this file;
 # on exit every tracked process is killed (kill -9) and waited for, and
@@ -53,6 +53,30 @@ lib_untrack() {
 lib_kill() {
   { kill -9 "$1" && wait "$1"; } 2>/dev/null
   lib_untrack "$1"
+}
+
+# url NODE PATH: node NODE's URL for PATH (a cluster test keeps node N's
+# HTTP port in H<N>)
+url() { echo "http://127.0.0.1:$(eval echo \$H$1)$2"; }
+
+# req NODE METHOD PATH [DATA [SEQ]]: the status code of the request to
+# node NODE, retried on 503 and on no answer (no leader yet, or one just
+# changed) for at most about 15 s.  With SEQ the request carries producer
+# headers (Producer-Id: p and the path, Producer-Epoch 0, Producer-Seq
+# SEQ: 0 for a stream's first append, then one more each), so a retry of
+# an append whose outcome was unknown applies it once: the protocol's
+# idempotent producer answers a seq it has accepted with 204 and appends
+# nothing (protocol 5.2.1).
+req() {
+  local code end=$((SECONDS + 15)) prod=()
+  [ -n "${5:-}" ] && prod=(-H "Producer-Id: p$3" -H "Producer-Epoch: 0" -H "Producer-Seq: $5")
+  while [ $SECONDS -lt $end ]; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X "$2" \
+      -H 'Content-Type: application/octet-stream' "${prod[@]}" \
+      ${4:+--data-binary "$4"} "$(url "$1" "$3")")
+    case $code in 503|000) sleep 0.1 ;; *) echo "$code"; return ;; esac
+  done
+  echo "$code"
 }
 
 lib_cleanup() {
