@@ -1762,6 +1762,9 @@ struct cold_req {
   uint64_t incarnation, start, end;
   uint64_t term; /* tier.c: the leader's term it was made in */
   struct buf path;
+  unsigned tmp_tag; /* folder PUT: nonzero, the temporary file is
+                       NAME.<tmp_tag>.tmp, this writer's own (the marker,
+                       which several nodes may write at once) */
 };
 struct cold;
 struct cold_cache;
@@ -1782,7 +1785,7 @@ struct cold_owner {
   int groups;          /* --raft-group-count */
   char node[33];       /* a single node: its id (32 hex digits); "" in a
                           cluster */
-  int node_new;        /* the --wal-dir had no id before this start */
+  int claimed_before;  /* its --wal-dir records a claim that succeeded */
   uint64_t chunks;     /* chunks its WAL names in the store */
 };
 /* Claim the store for me, on the caller, before the cores start: find
@@ -15000,6 +15003,7 @@ struct cold {
   struct cold_owner owner;
   int claimed;             /* under mu: the marker is ours */
   int refused;             /* under mu: it is another's (logged once) */
+  uint64_t claim_tried_ms; /* under mu: the last try by cold_claimed() */
 };
 
 /* The file of object `name` in the folder, into path. */
@@ -15030,12 +15034,16 @@ static int cold_dir_parents(struct cold *c, char *path) {
 }
 
 static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
-  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 4], *slash;
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 16];
+  char *slash;
   struct os_fs *fs = c->fs;
   size_t off = 0;
   int fd;
   cold_dir_path(c, r->name, path, sizeof(path));
-  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  if (r->tmp_tag != 0)
+    snprintf(tmp, sizeof(tmp), "%s.%u.tmp", path, r->tmp_tag);
+  else
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
   if (cold_dir_parents(c, path) != 0) goto fail;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) goto fail;
@@ -15238,19 +15246,30 @@ static int cold_s3_do(struct cold *c, struct s3_client *cl, struct cold_req *r,
                             the id its --wal-dir keeps (server.c)
 
    The nodes of one cluster write identical bytes, so they may all create
-   it at once; a single node's id tells it from any other single node
-   with the same settings.  cold_claim() decides:
+   it at once (in a folder each through a temporary file of its own); a
+   single node's id tells it from any other single node with the same
+   settings.  cold_claim() decides:
 
-       no marker   write ours; unless the WAL names chunks and already
-                   had its id (so it wrote a marker before: the store was
+       no marker   write ours, and read it back; unless the WAL names
+                   chunks and its --wal-dir records a claim that
+                   succeeded (so a marker was there: the store was
                    emptied, or this is the wrong prefix or folder): refuse
        ours        go on
        another's   refuse, saying whose it is
 
+   A write is not conditional: two single nodes started at the same
+   moment on one empty store can both find no marker, write theirs and
+   read it back; the later one's wins, and the other is refused at its
+   next start.
+
    Until a claim succeeds (the store unreachable at start), nothing is
    written to the store or deleted from it: cold_do() claims first before
-   each PUT, DELETE and LIST, and fails them while that does not succeed.
-   Reads (GET) go on. */
+   each PUT, DELETE and LIST (at most one try per COLD_CLAIM_RETRY_MS;
+   the others fail at once meanwhile), and fails them while that does not
+   succeed.  Reads (GET) go on.  A claim refused then is logged once, and
+   the tier stays refused until the server restarts. */
+
+#define COLD_CLAIM_RETRY_MS 5000
 
 #define COLD_MARKER "ursula-store"
 
@@ -15354,16 +15373,20 @@ static int cold_claim_once(struct cold *c, struct s3_client **cl, char *err) {
     r.data.len = 0;
     rc = cold_exec(c, cl, &r, err);
     if (rc == URSULA_ENOTFOUND && tries == 0) {
-      if (me->chunks > 0 && !me->node_new) {
+      if (me->chunks > 0 && me->claimed_before) {
         snprintf(err, URSULA_ERRMSG_LEN,
                  "the cold tier %.180s has no marker (%s), but --wal-dir names "
-                 "%llu chunks in it: it was emptied, or this is not its "
-                 "--s3-prefix/--cold-dir; not starting",
+                 "%llu chunks in it and records a claim of it: it was "
+                 "emptied, or this is not its --s3-prefix/--cold-dir (if it "
+                 "is, and its objects are lost for good, delete the line "
+                 "\"claimed\" from --wal-dir's cold-store to start anyway; "
+                 "reads of the lost bytes will fail)",
                  where, COLD_MARKER, (unsigned long long)me->chunks);
         rc = URSULA_EINVAL;
         break;
       }
       r.op = COLD_PUT;
+      r.tmp_tag = (unsigned)getpid(); /* a temporary file of its own */
       r.data.len = 0;
       if ((rc = cold_mark_text(me, &r.data)) != URSULA_OK ||
           (rc = cold_exec(c, cl, &r, err)) != URSULA_OK)
@@ -15381,18 +15404,25 @@ static int cold_claim_once(struct cold *c, struct s3_client **cl, char *err) {
     if (cold_mark_parse(r.data.ptr, r.data.len, &there) != URSULA_OK) {
       snprintf(err, URSULA_ERRMSG_LEN,
                "the cold tier %.180s holds an object %s that is not an ursula "
-               "store marker of format 1; not starting",
+               "store marker of format 1",
                where, COLD_MARKER);
       rc = URSULA_EINVAL;
     } else if (strcmp(there.cluster_id, me->cluster_id) != 0 ||
                there.groups != me->groups ||
                strcmp(there.node, me->node) != 0) {
       cold_mark_say(&there, theirs, sizeof(theirs));
+      size_t k;
       snprintf(err, URSULA_ERRMSG_LEN,
                "the cold tier %.180s holds the objects of %.150s; this is "
-               "%.150s: give each its own --s3-prefix or --cold-dir; not "
-               "starting",
+               "%.150s: give each its own --s3-prefix or --cold-dir",
                where, theirs, mine);
+      k = strlen(err);
+      if (me->chunks > 0 && k < URSULA_ERRMSG_LEN)
+        snprintf(err + k, URSULA_ERRMSG_LEN - k,
+                 " (but this node's WAL names %llu chunks in a cold tier: "
+                 "if it wrote them here, its id in --wal-dir's cold-store "
+                 "must be the marker's)",
+                 (unsigned long long)me->chunks);
       rc = URSULA_EINVAL;
     }
     break;
@@ -15426,32 +15456,45 @@ URSULA_PRIVATE int cold_claim(struct cold *c, const struct cold_owner *me,
 
 /* Before a PUT, DELETE or LIST: URSULA_OK once the store is ours (claimed
 ** now if it was not yet: cold_claim() could not reach it), else an error
-** with the reason in err. */
+** with the reason in err.  One try per COLD_CLAIM_RETRY_MS: meanwhile the
+** others fail at once instead of queueing behind it. */
 static int cold_claimed(struct cold *c, struct s3_client **cl, char *err) {
-  int rc, refused;
+  uint64_t now = os_now_ms();
+  int rc, refused, recent;
   pthread_mutex_lock(&c->mu);
   rc = c->claimed ? URSULA_OK : URSULA_EAGAIN;
   refused = c->refused;
+  recent = c->claim_tried_ms != 0 &&
+           now - c->claim_tried_ms < COLD_CLAIM_RETRY_MS;
+  if (rc != URSULA_OK && !refused && !recent) c->claim_tried_ms = now;
   pthread_mutex_unlock(&c->mu);
   if (rc == URSULA_OK) return rc;
   if (refused) {
-    snprintf(err, URSULA_ERRMSG_LEN, "the cold tier is another's: nothing "
-                                     "moves to it (logged when found)");
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "the cold tier was refused (logged when it was): nothing moves "
+             "to it until the server restarts");
     return URSULA_EINVAL;
   }
-  pthread_mutex_lock(&c->claim_mu);
-  pthread_mutex_lock(&c->mu);
-  rc = c->claimed ? URSULA_OK : URSULA_EAGAIN;
-  pthread_mutex_unlock(&c->mu);
-  if (rc != URSULA_OK) {
-    rc = cold_claim_once(c, cl, err);
-    pthread_mutex_lock(&c->mu);
-    c->claimed = rc == URSULA_OK;
-    c->refused = rc == URSULA_EINVAL;
-    pthread_mutex_unlock(&c->mu);
-    if (rc == URSULA_EINVAL) LOG_E("%s", err);
+  if (recent) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "the cold tier's marker is not checked yet (it was tried less "
+             "than %d s ago): nothing is written there until it is",
+             COLD_CLAIM_RETRY_MS / 1000);
+    return URSULA_EAGAIN;
   }
+  pthread_mutex_lock(&c->claim_mu);
+  rc = cold_claim_once(c, cl, err);
+  pthread_mutex_lock(&c->mu);
+  c->claimed = rc == URSULA_OK;
+  c->refused = rc == URSULA_EINVAL;
+  pthread_mutex_unlock(&c->mu);
   pthread_mutex_unlock(&c->claim_mu);
+  if (rc == URSULA_EINVAL)
+    LOG_E("cold tier refused: %s; nothing moves to it or is deleted from it "
+          "until the server restarts",
+          err);
+  else if (rc == URSULA_OK)
+    LOG_I("cold tier: its marker checked: the store is this node's");
   return rc;
 }
 
@@ -15506,6 +15549,7 @@ static int cold_exec(struct cold *c, struct s3_client **cl, struct cold_req *r,
 static void cold_do(struct cold *c, struct s3_client **cl,
                     struct cold_req *r) {
   char err[URSULA_ERRMSG_LEN];
+  int ok, claimed;
   err[0] = '\0';
   if (COLD_GET_DELAY_MS > 0 && r->op == COLD_GET)
     os_sleep_ms(COLD_GET_DELAY_MS);
@@ -15513,7 +15557,12 @@ static void cold_do(struct cold *c, struct s3_client **cl,
     r->rc = cold_exec(c, cl, r, err);
   if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
     snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
-  cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
+  ok = r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND;
+  pthread_mutex_lock(&c->mu);
+  claimed = c->claimed;
+  pthread_mutex_unlock(&c->mu);
+  if (!ok || claimed) /* a read alone does not end an unclaimed outage */
+    cold_note(c, ok, err);
   loop_post(r->reply, &r->msg);
 }
 
@@ -23672,10 +23721,11 @@ static void server_free(struct ursula_server *s) {
                    refuses to start instead).  Written once every group's
                    log exists: from then on a missing group is damage.
    DIR/cold-store  "ursula-cold-store 1\nnode ID\n", ID 32 lowercase hex
-                   digits: written when a cold tier is first used; a
-                   single node names itself by it in the store's marker,
-                   and its being there says the WAL has claimed a store
-                   before (cold.c, THE STORE'S MARKER)
+                   digits, written when a cold tier is first used, then
+                   "claimed\n" added once a claim of the store succeeded
+                   at a start: a single node names itself by ID in the
+                   store's marker, and "claimed" says a marker was there
+                   (cold.c, THE STORE'S MARKER)
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
 static int server_layout_write(struct ursula_server *s, char *err) {
@@ -23890,48 +23940,76 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
-/* Who this node is to the store (struct cold_owner): the id kept in
-** DIR/cold-store, made and written (synced) now if there is none. */
-static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
-                             char *err) {
+/* Write DIR/cold-store: id, and the line "claimed" if claimed (synced,
+** through a temporary file). */
+static int server_cold_store_write(struct ursula_server *s, const char *id,
+                                   int claimed, char *err) {
   const char *dir = s->cfg.wal_dir;
   char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 32], text[80];
-  char id[33];
   struct os_fs *fs = s->env->fs;
-  int fd, n;
+  int fd, n, ok;
+  n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n%s", id,
+               claimed ? "claimed\n" : "");
+  snprintf(path, sizeof(path), "%s/cold-store", dir);
+  snprintf(tmp, sizeof(tmp), "%s/cold-store.tmp", dir);
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) goto fail;
+  errno = EIO; /* (a short write sets none) */
+  ok = fs->pwrite(fd, text, (size_t)n, 0) == (ssize_t)n && fs->sync(fd) == 0;
+  if (fs->close(fd) != 0) ok = 0;
+  if (!ok || fs->rename(tmp, path) != 0 || fs->sync_dir(dir) != 0) goto fail;
+  return URSULA_OK;
+fail:
+  snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s", dir,
+           strerror(errno));
+  return URSULA_EIO;
+}
+
+/* Who this node is to the store (struct cold_owner): the id kept in
+** DIR/cold-store, made and written (synced) now if there is none, and
+** whether a claim with it succeeded before. */
+static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
+                             char *id, char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], text[80];
+  struct os_fs *fs = s->env->fs;
+  int fd, n, rc;
   snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", s->cfg.cluster_id);
   o->groups = s->n_groups;
   snprintf(path, sizeof(path), "%s/cold-store", dir);
   fd = fs->open(path, O_RDONLY, 0);
+  if (fd < 0 && errno != ENOENT) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
+    return URSULA_EIO;
+  }
   if (fd >= 0) {
     n = (int)fs->pread(fd, text, sizeof(text) - 1, 0);
+    if (n < 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "reading %s: %s", path,
+               strerror(errno));
+      fs->close(fd);
+      return URSULA_EIO;
+    }
     fs->close(fd);
-    text[n > 0 ? n : 0] = '\0';
-    if (n != 58 || strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
+    text[n] = '\0';
+    if ((n != 58 && (n != 66 || strcmp(text + 58, "claimed\n") != 0)) ||
+        strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
         text[57] != '\n' || strspn(text + 25, "0123456789abcdef") != 32) {
       snprintf(err, URSULA_ERRMSG_LEN,
                "%s is damaged; not starting (it holds \"ursula-cold-store "
-               "1\\nnode ID\\n\", ID 32 hex digits)",
+               "1\\nnode ID\\n\", ID 32 hex digits, then \"claimed\\n\" "
+               "once a claim succeeded)",
                path);
       return URSULA_EINVAL;
     }
     memcpy(id, text + 25, 32);
-    o->node_new = 0;
+    o->claimed_before = n == 66;
   } else {
-    snprintf(id, sizeof(id), "%016llx%016llx",
+    snprintf(id, 33, "%016llx%016llx",
              (unsigned long long)s->env->random(s->env),
              (unsigned long long)s->env->random(s->env));
-    n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n", id);
-    snprintf(tmp, sizeof(tmp), "%s/cold-store.tmp", dir);
-    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || fs->pwrite(fd, text, (size_t)n, 0) != (ssize_t)n ||
-        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
-        fs->rename(tmp, path) != 0 || fs->sync_dir(dir) != 0) {
-      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s",
-               dir, strerror(errno));
-      return URSULA_EIO;
-    }
-    o->node_new = 1;
+    if ((rc = server_cold_store_write(s, id, 0, err)) != URSULA_OK) return rc;
+    o->claimed_before = 0;
   }
   id[32] = '\0';
   if (s->cfg.peer_count <= 1)
@@ -23947,6 +24025,7 @@ static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
 static int server_start_cold(struct ursula_server *s, char *err) {
   const struct ursula_config *cfg = &s->cfg;
   struct cold_owner me;
+  char id[33];
   uint64_t chunks = 0;
   int i, rc;
   if (cfg->wal_dir[0] == '\0') return URSULA_OK;
@@ -23960,11 +24039,14 @@ static int server_start_cold(struct ursula_server *s, char *err) {
     return URSULA_EINVAL;
   }
   memset(&me, 0, sizeof(me));
-  if ((rc = server_cold_owner(s, &me, err)) != URSULA_OK) return rc;
+  if ((rc = server_cold_owner(s, &me, id, err)) != URSULA_OK) return rc;
   me.chunks = chunks;
   if ((rc = cold_open(&s->cold, cfg, s->env, err)) != URSULA_OK) return rc;
   rc = cold_claim(s->cold, &me, err);
   if (rc == URSULA_EINVAL) return rc;
+  if (rc == URSULA_OK && !me.claimed_before &&
+      (rc = server_cold_store_write(s, id, 1, err)) != URSULA_OK)
+    return rc;
   if (rc != URSULA_OK)
     LOG_E("cold storage unavailable at start: its marker could not be "
           "checked (%s); appends go on into the WAL, and nothing moves to "

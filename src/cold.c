@@ -161,6 +161,7 @@ struct cold {
   struct cold_owner owner;
   int claimed;             /* under mu: the marker is ours */
   int refused;             /* under mu: it is another's (logged once) */
+  uint64_t claim_tried_ms; /* under mu: the last try by cold_claimed() */
 };
 
 /* The file of object `name` in the folder, into path. */
@@ -191,12 +192,16 @@ static int cold_dir_parents(struct cold *c, char *path) {
 }
 
 static int cold_dir_put(struct cold *c, struct cold_req *r, char *err) {
-  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 4], *slash;
+  char path[URSULA_PATH_LEN + COLD_NAME_MAX + 8], tmp[sizeof(path) + 16];
+  char *slash;
   struct os_fs *fs = c->fs;
   size_t off = 0;
   int fd;
   cold_dir_path(c, r->name, path, sizeof(path));
-  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  if (r->tmp_tag != 0)
+    snprintf(tmp, sizeof(tmp), "%s.%u.tmp", path, r->tmp_tag);
+  else
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
   if (cold_dir_parents(c, path) != 0) goto fail;
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) goto fail;
@@ -399,19 +404,30 @@ static int cold_s3_do(struct cold *c, struct s3_client *cl, struct cold_req *r,
                             the id its --wal-dir keeps (server.c)
 
    The nodes of one cluster write identical bytes, so they may all create
-   it at once; a single node's id tells it from any other single node
-   with the same settings.  cold_claim() decides:
+   it at once (in a folder each through a temporary file of its own); a
+   single node's id tells it from any other single node with the same
+   settings.  cold_claim() decides:
 
-       no marker   write ours; unless the WAL names chunks and already
-                   had its id (so it wrote a marker before: the store was
+       no marker   write ours, and read it back; unless the WAL names
+                   chunks and its --wal-dir records a claim that
+                   succeeded (so a marker was there: the store was
                    emptied, or this is the wrong prefix or folder): refuse
        ours        go on
        another's   refuse, saying whose it is
 
+   A write is not conditional: two single nodes started at the same
+   moment on one empty store can both find no marker, write theirs and
+   read it back; the later one's wins, and the other is refused at its
+   next start.
+
    Until a claim succeeds (the store unreachable at start), nothing is
    written to the store or deleted from it: cold_do() claims first before
-   each PUT, DELETE and LIST, and fails them while that does not succeed.
-   Reads (GET) go on. */
+   each PUT, DELETE and LIST (at most one try per COLD_CLAIM_RETRY_MS;
+   the others fail at once meanwhile), and fails them while that does not
+   succeed.  Reads (GET) go on.  A claim refused then is logged once, and
+   the tier stays refused until the server restarts. */
+
+#define COLD_CLAIM_RETRY_MS 5000
 
 #define COLD_MARKER "ursula-store"
 
@@ -515,16 +531,20 @@ static int cold_claim_once(struct cold *c, struct s3_client **cl, char *err) {
     r.data.len = 0;
     rc = cold_exec(c, cl, &r, err);
     if (rc == URSULA_ENOTFOUND && tries == 0) {
-      if (me->chunks > 0 && !me->node_new) {
+      if (me->chunks > 0 && me->claimed_before) {
         snprintf(err, URSULA_ERRMSG_LEN,
                  "the cold tier %.180s has no marker (%s), but --wal-dir names "
-                 "%llu chunks in it: it was emptied, or this is not its "
-                 "--s3-prefix/--cold-dir; not starting",
+                 "%llu chunks in it and records a claim of it: it was "
+                 "emptied, or this is not its --s3-prefix/--cold-dir (if it "
+                 "is, and its objects are lost for good, delete the line "
+                 "\"claimed\" from --wal-dir's cold-store to start anyway; "
+                 "reads of the lost bytes will fail)",
                  where, COLD_MARKER, (unsigned long long)me->chunks);
         rc = URSULA_EINVAL;
         break;
       }
       r.op = COLD_PUT;
+      r.tmp_tag = (unsigned)getpid(); /* a temporary file of its own */
       r.data.len = 0;
       if ((rc = cold_mark_text(me, &r.data)) != URSULA_OK ||
           (rc = cold_exec(c, cl, &r, err)) != URSULA_OK)
@@ -542,18 +562,25 @@ static int cold_claim_once(struct cold *c, struct s3_client **cl, char *err) {
     if (cold_mark_parse(r.data.ptr, r.data.len, &there) != URSULA_OK) {
       snprintf(err, URSULA_ERRMSG_LEN,
                "the cold tier %.180s holds an object %s that is not an ursula "
-               "store marker of format 1; not starting",
+               "store marker of format 1",
                where, COLD_MARKER);
       rc = URSULA_EINVAL;
     } else if (strcmp(there.cluster_id, me->cluster_id) != 0 ||
                there.groups != me->groups ||
                strcmp(there.node, me->node) != 0) {
       cold_mark_say(&there, theirs, sizeof(theirs));
+      size_t k;
       snprintf(err, URSULA_ERRMSG_LEN,
                "the cold tier %.180s holds the objects of %.150s; this is "
-               "%.150s: give each its own --s3-prefix or --cold-dir; not "
-               "starting",
+               "%.150s: give each its own --s3-prefix or --cold-dir",
                where, theirs, mine);
+      k = strlen(err);
+      if (me->chunks > 0 && k < URSULA_ERRMSG_LEN)
+        snprintf(err + k, URSULA_ERRMSG_LEN - k,
+                 " (but this node's WAL names %llu chunks in a cold tier: "
+                 "if it wrote them here, its id in --wal-dir's cold-store "
+                 "must be the marker's)",
+                 (unsigned long long)me->chunks);
       rc = URSULA_EINVAL;
     }
     break;
@@ -587,32 +614,45 @@ URSULA_PRIVATE int cold_claim(struct cold *c, const struct cold_owner *me,
 
 /* Before a PUT, DELETE or LIST: URSULA_OK once the store is ours (claimed
 ** now if it was not yet: cold_claim() could not reach it), else an error
-** with the reason in err. */
+** with the reason in err.  One try per COLD_CLAIM_RETRY_MS: meanwhile the
+** others fail at once instead of queueing behind it. */
 static int cold_claimed(struct cold *c, struct s3_client **cl, char *err) {
-  int rc, refused;
+  uint64_t now = os_now_ms();
+  int rc, refused, recent;
   pthread_mutex_lock(&c->mu);
   rc = c->claimed ? URSULA_OK : URSULA_EAGAIN;
   refused = c->refused;
+  recent = c->claim_tried_ms != 0 &&
+           now - c->claim_tried_ms < COLD_CLAIM_RETRY_MS;
+  if (rc != URSULA_OK && !refused && !recent) c->claim_tried_ms = now;
   pthread_mutex_unlock(&c->mu);
   if (rc == URSULA_OK) return rc;
   if (refused) {
-    snprintf(err, URSULA_ERRMSG_LEN, "the cold tier is another's: nothing "
-                                     "moves to it (logged when found)");
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "the cold tier was refused (logged when it was): nothing moves "
+             "to it until the server restarts");
     return URSULA_EINVAL;
   }
-  pthread_mutex_lock(&c->claim_mu);
-  pthread_mutex_lock(&c->mu);
-  rc = c->claimed ? URSULA_OK : URSULA_EAGAIN;
-  pthread_mutex_unlock(&c->mu);
-  if (rc != URSULA_OK) {
-    rc = cold_claim_once(c, cl, err);
-    pthread_mutex_lock(&c->mu);
-    c->claimed = rc == URSULA_OK;
-    c->refused = rc == URSULA_EINVAL;
-    pthread_mutex_unlock(&c->mu);
-    if (rc == URSULA_EINVAL) LOG_E("%s", err);
+  if (recent) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "the cold tier's marker is not checked yet (it was tried less "
+             "than %d s ago): nothing is written there until it is",
+             COLD_CLAIM_RETRY_MS / 1000);
+    return URSULA_EAGAIN;
   }
+  pthread_mutex_lock(&c->claim_mu);
+  rc = cold_claim_once(c, cl, err);
+  pthread_mutex_lock(&c->mu);
+  c->claimed = rc == URSULA_OK;
+  c->refused = rc == URSULA_EINVAL;
+  pthread_mutex_unlock(&c->mu);
   pthread_mutex_unlock(&c->claim_mu);
+  if (rc == URSULA_EINVAL)
+    LOG_E("cold tier refused: %s; nothing moves to it or is deleted from it "
+          "until the server restarts",
+          err);
+  else if (rc == URSULA_OK)
+    LOG_I("cold tier: its marker checked: the store is this node's");
   return rc;
 }
 
@@ -667,6 +707,7 @@ static int cold_exec(struct cold *c, struct s3_client **cl, struct cold_req *r,
 static void cold_do(struct cold *c, struct s3_client **cl,
                     struct cold_req *r) {
   char err[URSULA_ERRMSG_LEN];
+  int ok, claimed;
   err[0] = '\0';
   if (COLD_GET_DELAY_MS > 0 && r->op == COLD_GET)
     os_sleep_ms(COLD_GET_DELAY_MS);
@@ -674,7 +715,12 @@ static void cold_do(struct cold *c, struct s3_client **cl,
     r->rc = cold_exec(c, cl, r, err);
   if (r->rc != URSULA_OK && r->rc != URSULA_ENOTFOUND && err[0] == '\0')
     snprintf(err, sizeof(err), "%s", ursula_strerror(r->rc));
-  cold_note(c, r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND, err);
+  ok = r->rc == URSULA_OK || r->rc == URSULA_ENOTFOUND;
+  pthread_mutex_lock(&c->mu);
+  claimed = c->claimed;
+  pthread_mutex_unlock(&c->mu);
+  if (!ok || claimed) /* a read alone does not end an unclaimed outage */
+    cold_note(c, ok, err);
   loop_post(r->reply, &r->msg);
 }
 

@@ -1547,6 +1547,9 @@ struct cold_req {
   uint64_t incarnation, start, end;
   uint64_t term; /* tier.c: the leader's term it was made in */
   struct buf path;
+  unsigned tmp_tag; /* folder PUT: nonzero, the temporary file is
+                       NAME.<tmp_tag>.tmp, this writer's own (the marker,
+                       which several nodes may write at once) */
 };
 struct cold;
 struct cold_cache;
@@ -1567,7 +1570,7 @@ struct cold_owner {
   int groups;          /* --raft-group-count */
   char node[33];       /* a single node: its id (32 hex digits); "" in a
                           cluster */
-  int node_new;        /* the --wal-dir had no id before this start */
+  int claimed_before;  /* its --wal-dir records a claim that succeeded */
   uint64_t chunks;     /* chunks its WAL names in the store */
 };
 /* Claim the store for me, on the caller, before the cores start: find

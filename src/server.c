@@ -649,10 +649,11 @@ static void server_free(struct ursula_server *s) {
                    refuses to start instead).  Written once every group's
                    log exists: from then on a missing group is damage.
    DIR/cold-store  "ursula-cold-store 1\nnode ID\n", ID 32 lowercase hex
-                   digits: written when a cold tier is first used; a
-                   single node names itself by it in the store's marker,
-                   and its being there says the WAL has claimed a store
-                   before (cold.c, THE STORE'S MARKER)
+                   digits, written when a cold tier is first used, then
+                   "claimed\n" added once a claim of the store succeeded
+                   at a start: a single node names itself by ID in the
+                   store's marker, and "claimed" says a marker was there
+                   (cold.c, THE STORE'S MARKER)
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
 static int server_layout_write(struct ursula_server *s, char *err) {
@@ -867,48 +868,76 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
-/* Who this node is to the store (struct cold_owner): the id kept in
-** DIR/cold-store, made and written (synced) now if there is none. */
-static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
-                             char *err) {
+/* Write DIR/cold-store: id, and the line "claimed" if claimed (synced,
+** through a temporary file). */
+static int server_cold_store_write(struct ursula_server *s, const char *id,
+                                   int claimed, char *err) {
   const char *dir = s->cfg.wal_dir;
   char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 32], text[80];
-  char id[33];
   struct os_fs *fs = s->env->fs;
-  int fd, n;
+  int fd, n, ok;
+  n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n%s", id,
+               claimed ? "claimed\n" : "");
+  snprintf(path, sizeof(path), "%s/cold-store", dir);
+  snprintf(tmp, sizeof(tmp), "%s/cold-store.tmp", dir);
+  fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) goto fail;
+  errno = EIO; /* (a short write sets none) */
+  ok = fs->pwrite(fd, text, (size_t)n, 0) == (ssize_t)n && fs->sync(fd) == 0;
+  if (fs->close(fd) != 0) ok = 0;
+  if (!ok || fs->rename(tmp, path) != 0 || fs->sync_dir(dir) != 0) goto fail;
+  return URSULA_OK;
+fail:
+  snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s", dir,
+           strerror(errno));
+  return URSULA_EIO;
+}
+
+/* Who this node is to the store (struct cold_owner): the id kept in
+** DIR/cold-store, made and written (synced) now if there is none, and
+** whether a claim with it succeeded before. */
+static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
+                             char *id, char *err) {
+  const char *dir = s->cfg.wal_dir;
+  char path[URSULA_PATH_LEN + 32], text[80];
+  struct os_fs *fs = s->env->fs;
+  int fd, n, rc;
   snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", s->cfg.cluster_id);
   o->groups = s->n_groups;
   snprintf(path, sizeof(path), "%s/cold-store", dir);
   fd = fs->open(path, O_RDONLY, 0);
+  if (fd < 0 && errno != ENOENT) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, strerror(errno));
+    return URSULA_EIO;
+  }
   if (fd >= 0) {
     n = (int)fs->pread(fd, text, sizeof(text) - 1, 0);
+    if (n < 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "reading %s: %s", path,
+               strerror(errno));
+      fs->close(fd);
+      return URSULA_EIO;
+    }
     fs->close(fd);
-    text[n > 0 ? n : 0] = '\0';
-    if (n != 58 || strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
+    text[n] = '\0';
+    if ((n != 58 && (n != 66 || strcmp(text + 58, "claimed\n") != 0)) ||
+        strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
         text[57] != '\n' || strspn(text + 25, "0123456789abcdef") != 32) {
       snprintf(err, URSULA_ERRMSG_LEN,
                "%s is damaged; not starting (it holds \"ursula-cold-store "
-               "1\\nnode ID\\n\", ID 32 hex digits)",
+               "1\\nnode ID\\n\", ID 32 hex digits, then \"claimed\\n\" "
+               "once a claim succeeded)",
                path);
       return URSULA_EINVAL;
     }
     memcpy(id, text + 25, 32);
-    o->node_new = 0;
+    o->claimed_before = n == 66;
   } else {
-    snprintf(id, sizeof(id), "%016llx%016llx",
+    snprintf(id, 33, "%016llx%016llx",
              (unsigned long long)s->env->random(s->env),
              (unsigned long long)s->env->random(s->env));
-    n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n", id);
-    snprintf(tmp, sizeof(tmp), "%s/cold-store.tmp", dir);
-    fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || fs->pwrite(fd, text, (size_t)n, 0) != (ssize_t)n ||
-        fs->sync(fd) != 0 || fs->close(fd) != 0 ||
-        fs->rename(tmp, path) != 0 || fs->sync_dir(dir) != 0) {
-      snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s",
-               dir, strerror(errno));
-      return URSULA_EIO;
-    }
-    o->node_new = 1;
+    if ((rc = server_cold_store_write(s, id, 0, err)) != URSULA_OK) return rc;
+    o->claimed_before = 0;
   }
   id[32] = '\0';
   if (s->cfg.peer_count <= 1)
@@ -924,6 +953,7 @@ static int server_cold_owner(struct ursula_server *s, struct cold_owner *o,
 static int server_start_cold(struct ursula_server *s, char *err) {
   const struct ursula_config *cfg = &s->cfg;
   struct cold_owner me;
+  char id[33];
   uint64_t chunks = 0;
   int i, rc;
   if (cfg->wal_dir[0] == '\0') return URSULA_OK;
@@ -937,11 +967,14 @@ static int server_start_cold(struct ursula_server *s, char *err) {
     return URSULA_EINVAL;
   }
   memset(&me, 0, sizeof(me));
-  if ((rc = server_cold_owner(s, &me, err)) != URSULA_OK) return rc;
+  if ((rc = server_cold_owner(s, &me, id, err)) != URSULA_OK) return rc;
   me.chunks = chunks;
   if ((rc = cold_open(&s->cold, cfg, s->env, err)) != URSULA_OK) return rc;
   rc = cold_claim(s->cold, &me, err);
   if (rc == URSULA_EINVAL) return rc;
+  if (rc == URSULA_OK && !me.claimed_before &&
+      (rc = server_cold_store_write(s, id, 1, err)) != URSULA_OK)
+    return rc;
   if (rc != URSULA_OK)
     LOG_E("cold storage unavailable at start: its marker could not be "
           "checked (%s); appends go on into the WAL, and nothing moves to "

@@ -285,7 +285,7 @@ static void unit_cold_on_done(struct loop *l, struct loop_msg *m) {
 }
 
 /* The owner the folder tests claim their stores for: a cluster's. */
-static const struct cold_owner unit_cold_me = {"unit", 4, "", 1, 0};
+static const struct cold_owner unit_cold_me = {"unit", 4, "", 0, 0};
 
 /* Submit a request and turn the loop until its result is back. */
 static int unit_cold_run(struct cold *c, struct loop *l, int op,
@@ -685,7 +685,7 @@ static void test_cold_marker(void) {
   snprintf(a.cluster_id, sizeof(a.cluster_id), "ursula");
   a.groups = 64;
   memcpy(a.node, id_a, 33);
-  a.node_new = 1;
+  a.claimed_before = 0;
   /* no marker: written, its bytes the format's */
   ASSERT(cold_claim(c, &a, err) == URSULA_OK);
   unit_cold_mark_get(cfg.cold_dir, have, sizeof(have));
@@ -693,13 +693,13 @@ static void test_cold_marker(void) {
                       "node 0123456789abcdef0123456789abcdef\n") == 0);
   /* ours: again, and after a restart (the id no longer new) */
   ASSERT(cold_claim(c, &a, err) == URSULA_OK);
-  a.node_new = 0;
+  a.claimed_before = 1;
   a.chunks = 7;
   ASSERT(cold_claim(c, &a, err) == URSULA_OK);
   /* another single node, same settings: refused, its id named */
   b = a;
   memcpy(b.node, id_b, 33);
-  b.node_new = 1;
+  b.claimed_before = 0;
   b.chunks = 0;
   ASSERT(cold_claim(c, &b, err) == URSULA_EINVAL);
   ASSERT(strstr(err, id_a) != NULL && strstr(err, id_b) != NULL);
@@ -728,19 +728,20 @@ static void test_cold_marker(void) {
   ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
   unit_cold_mark_put(cfg.cold_dir, "ursula-store 1\ncluster-id ursula\n");
   ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
-  /* gone, while the WAL names chunks and knew its store: refused */
+  /* gone, while the WAL names chunks and records a claim: refused */
   snprintf(cmd, sizeof(cmd), "%s/ursula-store", cfg.cold_dir);
   ASSERT(unlink(cmd) == 0);
   ASSERT(cold_claim(c, &a, err) == URSULA_EINVAL);
   ASSERT(strstr(err, "no marker") != NULL);
   unit_cold_mark_get(cfg.cold_dir, have, sizeof(have));
   ASSERT(have[0] == '\0'); /* and nothing written */
-  /* gone, the WAL naming no chunks, or new to stores (an upgrade): written */
+  /* gone, the WAL naming no chunks, or with no claim recorded (an upgrade,
+  ** or the first claim never got through): written */
   a.chunks = 0;
   ASSERT(cold_claim(c, &a, err) == URSULA_OK);
   ASSERT(unlink(cmd) == 0);
   a.chunks = 7;
-  a.node_new = 1;
+  a.claimed_before = 0;
   ASSERT(cold_claim(c, &a, err) == URSULA_OK);
   /* refused: nothing but reads reaches the store */
   b = a;
