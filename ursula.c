@@ -1864,6 +1864,7 @@ struct tier {
   uint64_t swept_ms;               /* when its last sweep began */
   int listing;                     /* its LIST is under way */
   int n_uploads;                   /* uploads in flight */
+  int n_deletes;                   /* deletes in flight */
   uint64_t retry_ms;               /* backing off until then (wall clock) */
   uint64_t backoff_ms;             /* the current back-off step */
   uint64_t moved;                  /* bytes moved since the group's last
@@ -15882,7 +15883,9 @@ static uint64_t tier_wall(const struct tier *t) {
 
 static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
   struct cold_req *q = (struct cold_req *)(void *)m;
+  struct tier *t = (struct tier *)q->owner;
   (void)l; /* a failure is logged by the tier; a later sweep retries */
+  t->n_deletes--;
   cold_req_free(q);
 }
 
@@ -15900,6 +15903,7 @@ URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
     memcpy(q->name, name, len + 1);
     q->group = t->id;
     q->owner = t;
+    t->n_deletes++;
     cold_submit(t->cold, q);
   }
 }

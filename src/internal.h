@@ -1649,6 +1649,7 @@ struct tier {
   uint64_t swept_ms;               /* when its last sweep began */
   int listing;                     /* its LIST is under way */
   int n_uploads;                   /* uploads in flight */
+  int n_deletes;                   /* deletes in flight */
   uint64_t retry_ms;               /* backing off until then (wall clock) */
   uint64_t backoff_ms;             /* the current back-off step */
   uint64_t moved;                  /* bytes moved since the group's last

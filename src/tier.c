@@ -105,7 +105,9 @@ static uint64_t tier_wall(const struct tier *t) {
 
 static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
   struct cold_req *q = (struct cold_req *)(void *)m;
+  struct tier *t = (struct tier *)q->owner;
   (void)l; /* a failure is logged by the tier; a later sweep retries */
+  t->n_deletes--;
   cold_req_free(q);
 }
 
@@ -123,6 +125,7 @@ URSULA_PRIVATE void tier_delete_objects(struct core *c, struct tier *t,
     memcpy(q->name, name, len + 1);
     q->group = t->id;
     q->owner = t;
+    t->n_deletes++;
     cold_submit(t->cold, q);
   }
 }
