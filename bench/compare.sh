@@ -68,9 +68,7 @@ if [ "$NO_REF" != 1 ] && [ ! -d test/conformance/node_modules/@durable-streams/s
     { say "npm ci failed"; exit 1; }
 fi
 
-free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
+free_port() { node test/ports.mjs 1; } # below the ephemeral range
 wait_port() {
   local i
   for i in $(seq 1 200); do

@@ -29,14 +29,11 @@ check() {
   if "$@"; then ok "$d"; else not_ok "$d"; fi
 }
 
-# free_ports N: N distinct free loopback ports (held together, then freed)
-free_ports() {
-  python3 -c '
-import socket, sys
-s = [socket.socket() for _ in range(int(sys.argv[1]))]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
-}
+# free_ports N: N distinct free loopback ports, below the ephemeral range
+# so that no dialed connection takes one before the test binds it
+# (test/ports.mjs says why)
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+free_ports() { node "$LIB_DIR/ports.mjs" "$1"; }
 
 # lib_track PID: kill -9 it when the test exits
 lib_track() { LIB_PIDS="$LIB_PIDS $1"; }

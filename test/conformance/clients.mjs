@@ -12,10 +12,10 @@
 // anything failed.  Every loop and wait is bounded.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+import { freePort } from "../ports.mjs"
 import {
   DurableStream,
   IdempotentProducer,
@@ -34,16 +34,6 @@ function check(ok, what, detail) {
   if (!ok && detail !== undefined) console.log(`#   ${detail}`)
 }
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer()
-    s.on("error", rej)
-    s.listen(0, "127.0.0.1", () => {
-      const p = s.address().port
-      s.close(() => res(p))
-    })
-  })
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 

@@ -38,20 +38,8 @@ show_logs() {
   done
 }
 
-# six distinct free ports, held together while they are picked
-read -r H1 H2 H3 P1 P2 P3 <<<"$(node -e '
-const net = require("net"), s = [];
-let n = 0;
-for (let i = 0; i < 6; i++) {
-  const x = net.createServer();
-  s.push(x);
-  x.listen(0, "127.0.0.1", () => {
-    if (++n === 6) {
-      console.log(s.map((y) => y.address().port).join(" "));
-      s.forEach((y) => y.close());
-    }
-  });
-}')"
+# six distinct free ports, below the ephemeral range (test/ports.mjs)
+read -r H1 H2 H3 P1 P2 P3 <<<"$(node ../ports.mjs 6)"
 PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
 for i in 1 2 3; do
   eval "h=\$H$i"

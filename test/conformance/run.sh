@@ -18,6 +18,7 @@
 # Arguments are passed to the server after the defaults, so they win.
 
 here=$(dirname "$0")
+ports_mjs=$(cd "$here/.." && pwd)/ports.mjs
 orig=$(pwd)
 cd "$here" || exit 1
 
@@ -88,14 +89,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-  node -e '
-    const s = require("net").createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const p = s.address().port;
-      s.close(() => console.log(p));
-    });'
-}
+free_port() { node "$ports_mjs" 1; }
 
 show_log() {
   echo "--- last 60 lines of the server log ($srvlog) ---"

@@ -79,9 +79,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import http from "node:http";
-import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
+import { freePort } from "../ports.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -177,28 +177,6 @@ process.on("SIGINT", () => process.exit(130));
 process.on("SIGTERM", () => process.exit(143));
 
 // ------------------------------------------------------------ helpers
-// A free port for a node's peer listener, drawn from 20000..32767, below
-// the kernel's ephemeral range (32768.. by default), where the proxies',
-// the nodes' client ports and every dialed connection take theirs: so a
-// port found free stays free until the node binds it (other agents' fixed
-// ports aside: one that is taken is tried again).
-const usedPorts = new Set();
-function freePort() {
-  const tryOne = () => new Promise((resolve) => {
-    const p = 20000 + Math.floor(Math.random() * 12768);
-    if (usedPorts.has(p)) return resolve(0);
-    const s = net.createServer();
-    s.on("error", () => resolve(0));
-    s.listen(p, "127.0.0.1", () => s.close(() => resolve(p)));
-  });
-  return (async () => {
-    for (let i = 0; i < 100; i++) {
-      const p = await tryOne();
-      if (p) { usedPorts.add(p); return p; }
-    }
-    throw new Error("no free port in 20000..32767");
-  })();
-}
 
 // FNV-1a 64 of a stream's path, mod the group count: its group (as the
 // server hashes it, README "How it works")
