@@ -582,6 +582,11 @@ bench: ursula
 bench-floor: ursula
 	BENCH_FLOOR_ONLY=1 bash bench/compare.sh
 
+# Restart time on 2 GiB of WAL over the 64 groups (issue 15: at most 3 s):
+# bench/run.sh's recovery step alone.
+bench-recovery: ursula
+	BENCH_RECOVERY_ONLY=1 BENCH_WAL_MB=2048 sh bench/run.sh
+
 # Durable appends on a 3-node cluster beside one node with --wal-dir
 # (bench/README.md).
 bench-cluster: ursula

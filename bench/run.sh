@@ -19,7 +19,8 @@
 # quoting).  Results go to stdout and to bench/results.txt.
 #
 # Environment: BENCH_SECONDS (10), BENCH_STREAMS (500), BENCH_CONNS (64),
-# BENCH_WAL_MB (1024).
+# BENCH_WAL_MB (1024), BENCH_RECOVERY_ONLY=1 (only step 3: make
+# bench-recovery, which fills 2 GiB over the 64 groups).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SECONDS_=${BENCH_SECONDS:-10}
@@ -86,6 +87,7 @@ run() {
   echo "# load generator and server share the machine"
 } >>"$OUT"
 
+if [ -z "${BENCH_RECOVERY_ONLY:-}" ]; then
 LOAD_ARGS="--streams $STREAMS --conns $CONNS --size 256 --producer 1"
 PORT=$(free_port)
 run ursula-memory ./ursula --listen "127.0.0.1:$PORT" --log-level 1
@@ -111,6 +113,8 @@ if [ -d test/conformance/node_modules/@durable-streams/server ]; then
   run reference-memory node test/conformance/start-reference.mjs \
     --port "$PORT" --no-compression
 fi
+
+fi # BENCH_RECOVERY_ONLY
 
 # --- recovery of about WAL_MB MiB of WAL ----------------------------------------
 PORT=$(free_port)

@@ -876,7 +876,8 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
 
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
-                                  uint64_t snapshot_bytes, char *err) {
+                                  uint64_t snapshot_bytes,
+                                  struct buf *scratch, char *err) {
   struct group_replay rp;
   struct wal_stats st;
   char why[URSULA_ERRMSG_LEN];
@@ -893,7 +894,10 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   rp.g = g;
   rp.started_ms = rp.last_report_ms = group_mono(g);
   why[0] = '\0';
-  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, &st, why);
+  g->sm.log_only = 1; /* the bytes replayed stay in the log */
+  rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, scratch,
+                  &st, why);
+  g->sm.log_only = 0;
   if (rc != URSULA_OK) {
     buf_free(&rp.runs);
     if (why[0] == '\0')

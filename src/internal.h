@@ -611,12 +611,16 @@ URSULA_PRIVATE void wal_close(struct wal *w);
 ** torn tail; open the last segment for appending.  Returns URSULA_OK;
 ** URSULA_ECORRUPT for damage or a missing file (wal.c's RECOVERY rules),
 ** with err naming the file and the byte; fn's error; or an I/O error.  err
-** says what failed whenever the result is not URSULA_OK. */
+** says what failed whenever the result is not URSULA_OK.  Each segment is
+** read whole into scratch (up to WAL_SEGMENT_BYTES), which the caller
+** keeps across logs so that its memory is touched once, not once per
+** log; NULL: a buffer of the call's own. */
 URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
-                              void *arg, struct wal_stats *st, char *err);
+                              void *arg, struct buf *scratch,
+                              struct wal_stats *st, char *err);
 /* Snapshots, written and read in chunks of at most WAL_SNAP_CHUNK.
 ** A snapshot file holds the state machine's payload and, beside it,
 ** pieces: bytes of log entries that the state names (by index and offset)
@@ -1389,6 +1393,12 @@ struct stream_state {
   uint64_t next_incarnation;
   uint64_t hot_bytes;  /* sum of the streams' data.len */
   size_t evict_cursor; /* slot where the next eviction pass starts */
+  /* Set while a WAL is replayed at start: a unit appended to a stream
+  ** that holds nothing in memory stays in the log only (hot_start moves
+  ** with the tail), so a restart copies no stream byte into memory, as
+  ** after a snapshot's restore; memory fills again with later appends.
+  ** Local: no apply decision reads it. */
+  int log_only;
   /* Append len bytes kept at *loc in the WAL to out (set by the group
   ** that has a WAL; cold bytes exist only then). */
   int (*read_cold)(void *ctx, const struct stream_loc *loc, uint64_t len,
@@ -1899,13 +1909,17 @@ URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
 URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
-** (before the cores start); keep at most about hot_max bytes of stream
-** data in memory from then on.  must_exist: the data directory says the
-** log was created (a missing one is refused, not made anew).  URSULA_OK,
-** or an error with a reason in err. */
+** (before the cores start); the bytes replayed stay in the log (none is
+** copied into memory: a restart costs a read and a check of each record),
+** and at most about hot_max bytes of stream data are kept in memory from
+** then on.  must_exist: the data directory says the log was created (a
+** missing one is refused, not made anew).  scratch: wal_replay()'s, kept
+** by the caller across groups (or NULL).  URSULA_OK, or an error with a
+** reason in err. */
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
-                                  uint64_t snapshot_bytes, char *err);
+                                  uint64_t snapshot_bytes,
+                                  struct buf *scratch, char *err);
 /* Write a snapshot of g's state now (as of its last applied entry) and
 ** compact its log.  URSULA_OK or an error (logged; the log stays). */
 URSULA_PRIVATE URSULA_UNUSED int group_snapshot(struct group *g);

@@ -741,6 +741,7 @@ struct server_recovery {
   int rc;
   int started; /* thread is running (joined by the caller) */
   pthread_t thread;
+  struct buf scratch; /* segments are read into it, group after group */
   char err[URSULA_ERRMSG_LEN];
 };
 
@@ -753,8 +754,10 @@ static void *server_recover_main(void *arg) {
     snprintf(path, sizeof(path), "%s/g%05d", r->srv->cfg.wal_dir, i);
     r->rc = group_open_wal(r->srv->groups[i], path, r->must_exist,
                            (uint64_t)r->srv->cfg.hot_max_bytes,
-                           (uint64_t)r->srv->cfg.snapshot_bytes, r->err);
+                           (uint64_t)r->srv->cfg.snapshot_bytes, &r->scratch,
+                           r->err);
   }
+  buf_free(&r->scratch);
   return NULL;
 }
 
@@ -774,6 +777,7 @@ static int server_recover(struct ursula_server *s, char *err) {
     r[i].first = i;
     r[i].step = n;
     r[i].must_exist = existed;
+    memset(&r[i].scratch, 0, sizeof(r[i].scratch));
     r[i].err[0] = '\0';
 #if URSULA_ENABLE_THREADS
     r[i].started =

@@ -229,8 +229,12 @@ static void stream_add_unit(struct stream_state *st, struct stream *s,
     s->locs = l;
     s->cap_bounds = cap;
   }
-  if (buf_append(&s->local.data, p, len) != URSULA_OK) stream_oom();
-  st->hot_bytes += len;
+  if (st->log_only && index != 0 && s->local.data.len == 0) {
+    s->local.hot_start += len; /* == the new tail: read from the log */
+  } else {
+    if (buf_append(&s->local.data, p, len) != URSULA_OK) stream_oom();
+    st->hot_bytes += len;
+  }
   s->locs[s->n_bounds].index = index;
   s->locs[s->n_bounds].off = off;
   s->tail += len;

@@ -114,25 +114,43 @@ URSULA_PRIVATE uint64_t util_get64(const unsigned char *p) {
   return (uint64_t)util_get32(p) | (uint64_t)util_get32(p + 4) << 32;
 }
 
-/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
-** util_crc32c(0, "123456789", 9) == 0xE3069283. */
-static uint32_t util_crc_table[256];
+/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), eight bytes per
+** step ("slicing by 8"): table k maps a byte to the CRC of that byte
+** followed by k zero bytes, so the CRC of 8 bytes is the XOR of 8 lookups,
+** one per byte, each in the table of the bytes that follow it.  Words are
+** read byte by byte (little-endian, any alignment), so the result is the
+** same on every machine.  Recovery checks every WAL record with it (about
+** 5 times the speed of one byte per step).
+** util_crc32c(0, "123456789", 9) == 0xE3069283; RFC 3720 B.4 gives more. */
+static uint32_t util_crc_table[8][256];
 static pthread_once_t util_crc_once = PTHREAD_ONCE_INIT;
 
 static void util_crc_init(void) {
-  uint32_t i, j, c;
+  uint32_t i, j, k, c;
   for (i = 0; i < 256; i++) {
     c = i;
     for (j = 0; j < 8; j++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-    util_crc_table[i] = c;
+    util_crc_table[0][i] = c;
   }
+  for (k = 1; k < 8; k++)
+    for (i = 0; i < 256; i++) {
+      c = util_crc_table[k - 1][i];
+      util_crc_table[k][i] = (c >> 8) ^ util_crc_table[0][c & 0xff];
+    }
 }
 
 URSULA_PRIVATE uint32_t util_crc32c(uint32_t crc, const void *p, size_t len) {
   const unsigned char *b = (const unsigned char *)p;
+  const uint32_t(*t)[256] = (const uint32_t(*)[256])util_crc_table;
   pthread_once(&util_crc_once, util_crc_init);
   crc = ~crc;
-  while (len--) crc = util_crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+  for (; len >= 8; b += 8, len -= 8) {
+    uint32_t lo = crc ^ util_get32(b), hi = util_get32(b + 4);
+    crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^
+          t[4][lo >> 24] ^ t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^
+          t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
+  }
+  while (len--) crc = t[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
   return ~crc;
 }
 

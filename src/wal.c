@@ -1227,9 +1227,10 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                               int (*restore)(void *arg, const void *p,
                                              size_t len),
                               int (*fn)(void *arg, const struct wal_entry *e),
-                              void *arg, struct wal_stats *st, char *err) {
+                              void *arg, struct buf *scratch,
+                              struct wal_stats *st, char *err) {
   struct os_fs *fs = w->fs;
-  struct buf img;
+  struct buf own, *img = scratch != NULL ? scratch : &own;
   size_t i = 0, k, first_read;
   int rc, fn_rc = URSULA_OK, prev_sealed = 0;
   size_t prev_good = 0; /* valid bytes of the segment before the last */
@@ -1239,14 +1240,14 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   struct wal_scan sc;
   char path[URSULA_PATH_LEN + 32];
   memset(st, 0, sizeof(*st));
-  memset(&img, 0, sizeof(img));
+  memset(&own, 0, sizeof(own));
   memset(&sc, 0, sizeof(sc));
   err[0] = '\0';
   /* the snapshot first, then the entries after it */
-  rc = wal_load_snapshot(w, &img, err);
+  rc = wal_load_snapshot(w, img, err);
   if (rc == URSULA_OK && w->snap_index > 0) {
     st->snapshot_index = w->snap_index;
-    rc = restore != NULL ? restore(arg, img.ptr, img.len) : URSULA_EINVAL;
+    rc = restore != NULL ? restore(arg, img->ptr, img->len) : URSULA_EINVAL;
     if (rc != URSULA_OK)
       snprintf(err, URSULA_ERRMSG_LEN, "%s/snapshot: %s", w->dir,
                rc == URSULA_ECORRUPT ? "does not decode as a state"
@@ -1305,7 +1306,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                (unsigned long long)sg->first_index - 1);
       goto out;
     }
-    if ((rc = wal_read_path(w->fs, path, &img)) != URSULA_OK) {
+    if ((rc = wal_read_path(w->fs, path, img)) != URSULA_OK) {
       snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", path, ursula_strerror(rc));
       goto out;
     }
@@ -1313,7 +1314,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
     /* the first segment read may hold entries before the snapshot, of
     ** older terms than the snapshot's */
     sc.last_term = sg->first_index <= w->snap_index ? 0 : term;
-    wal_scan((const unsigned char *)img.ptr, img.len, sg->first_index, sg,
+    wal_scan((const unsigned char *)img->ptr, img->len, sg->first_index, sg,
              w->snap_index, fn, arg, &fn_rc, &sc);
     if (fn_rc != URSULA_OK) {
       rc = fn_rc;
@@ -1343,12 +1344,12 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
       rc = URSULA_EINVAL;
       goto out;
     }
-    if (sc.good < img.len || (sc.good == 0 && !is_last) ||
+    if (sc.good < img->len || (sc.good == 0 && !is_last) ||
         (sc.good == 0 && prev_sealed)) {
       int bad_head = sc.good == 0 && prev_sealed;
       st->cut_at = sc.good;
       if (!is_last || bad_head ||
-          wal_valid_after((const unsigned char *)img.ptr, img.len,
+          wal_valid_after((const unsigned char *)img->ptr, img->len,
                           sc.good + 1, last)) {
         snprintf(err, URSULA_ERRMSG_LEN,
                  "%s is damaged at byte %llu (the record there fails its "
@@ -1361,7 +1362,7 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
                                : "valid records follow it");
         goto out;
       }
-      st->cut_bytes = img.len - sc.good; /* a torn tail: cut below */
+      st->cut_bytes = img->len - sc.good; /* a torn tail: cut below */
     }
     if (pend_good > 0 && sc.good > 0) {
       /* a crash came between creating this segment and sealing the one
@@ -1488,7 +1489,8 @@ URSULA_PRIVATE int wal_replay(struct wal *w,
   if (rc == URSULA_OK && (w->snap_flags & WAL_SNAP_IMAGE))
     rc = wal_compact(w, w->snap_index);
 out:
-  buf_free(&img);
+  if (img == &own) buf_free(&own);
+  else img->len = 0;
   if (rc != URSULA_OK && err[0] == '\0') /* every failure says something */
     snprintf(err, URSULA_ERRMSG_LEN, "%s: replay: %s", w->dir,
              ursula_strerror(rc));

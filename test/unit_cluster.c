@@ -59,7 +59,7 @@ static struct group *uc_open(int node) {
   cl.n_voters = UC_N;
   cl.send = uc_send;
   if (g == NULL || group_join(g, &cl) != URSULA_OK ||
-      group_open_wal(g, UC.dir[node], 0, 1 << 20, UINT64_MAX / 4, err) !=
+      group_open_wal(g, UC.dir[node], 0, 1 << 20, UINT64_MAX / 4, NULL, err) !=
           URSULA_OK) {
     printf("# node %d: %s\n", node, g ? err : "no memory");
     group_free(g);

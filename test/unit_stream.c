@@ -1094,7 +1094,7 @@ static int unit_gi_log(const char *dir, struct unit_det_log *lg, uint64_t from,
   int rc = wal_open(&w, NULL, dir, 0, err);
   memset(&recs, 0, sizeof(recs));
   if (rc == URSULA_OK)
-    rc = wal_replay(w, unit_gi_restore, NULL, NULL, &st, err);
+    rc = wal_replay(w, unit_gi_restore, NULL, NULL, NULL, &st, err);
   if (rc == URSULA_OK) wal_set_segment_bytes(w, 4096);
   for (i = from; i <= to && rc == URSULA_OK; i++) {
     const struct buf *e = &lg->entries[i - 1];
@@ -1122,7 +1122,7 @@ static struct group *unit_gi_open(const char *dir) {
   char err[URSULA_ERRMSG_LEN];
   struct group *g = group_new(0, 0, NULL);
   if (g == NULL ||
-      group_open_wal(g, dir, 1, 64, UINT64_MAX / 4, err) != URSULA_OK) {
+      group_open_wal(g, dir, 1, 64, UINT64_MAX / 4, NULL, err) != URSULA_OK) {
     printf("# group_open_wal %s: %s\n", dir, g ? err : "no memory");
     unit_failed++;
     group_free(g);
@@ -1146,7 +1146,7 @@ static int unit_gi_install(const char *from, const char *to) {
   rc = wal_read_path(os_fs(), path, &img);
   if (rc == URSULA_OK) rc = wal_open(&w, NULL, to, 0, err);
   if (rc == URSULA_OK)
-    rc = wal_replay(w, unit_gi_restore, NULL, NULL, &st, err);
+    rc = wal_replay(w, unit_gi_restore, NULL, NULL, NULL, &st, err);
   if (rc == URSULA_OK) rc = wal_install_begin(w, &sw);
   for (at = 0; rc == URSULA_OK && at < img.len; at += 65536)
     rc = wal_install_put(&sw, at, img.ptr + at,
@@ -1164,7 +1164,8 @@ static int unit_gi_install(const char *from, const char *to) {
 ** installs the image; a group on B has A's digest and reads every byte
 ** A reads -- the image carried them.  B then goes on with the same later
 ** entries as A (equal again), takes a snapshot of its own (which carries
-** the image's bytes on), and after a restart still agrees. */
+** the image's bytes on), and after a restart still agrees, with no byte
+** in memory and every byte the reference's. */
 static void test_group_install(void) {
   struct unit_det_log lg;
   struct stream_state ref;
@@ -1210,6 +1211,11 @@ static void test_group_install(void) {
   ASSERT(stream_digest(&ref, &hb) == URSULA_OK && ha == hb);
   ASSERT(unit_det_same_bytes(group_state(a), group_state(b)) &&
          unit_det_same_bytes(group_state(b), group_state(a)));
+  /* a replay copies no stream byte into memory (group_open_wal): every
+  ** byte is read back from the log, and is the reference's */
+  ASSERT(group_state(a)->hot_bytes == 0 && group_state(b)->hot_bytes == 0);
+  ASSERT(unit_det_same_bytes(group_state(a), &ref) &&
+         unit_det_same_bytes(&ref, group_state(a)));
 out:
   group_free(a);
   group_free(b);
@@ -1241,7 +1247,7 @@ static void test_group_many_terms(void) {
   ASSERT(mkdtemp(dir) != NULL);
   rc = wal_open(&w, NULL, dir, 0, err);
   if (rc == URSULA_OK)
-    rc = wal_replay(w, unit_gi_restore, NULL, NULL, &st, err);
+    rc = wal_replay(w, unit_gi_restore, NULL, NULL, NULL, &st, err);
   for (i = 1; i <= n && rc == URSULA_OK; i++) {
     size_t at = recs.len;
     rc = buf_reserve(&recs, WAL_RECORD_HEADER);
@@ -1260,7 +1266,7 @@ static void test_group_many_terms(void) {
   g = group_new(0, 0, NULL);
   ASSERT(g != NULL);
   if (g != NULL) {
-    rc = group_open_wal(g, dir, 1, 64, UINT64_MAX / 4, err);
+    rc = group_open_wal(g, dir, 1, 64, UINT64_MAX / 4, NULL, err);
     if (rc != URSULA_OK) printf("# group_open_wal: %s\n", err);
     ASSERT(rc == URSULA_OK);
     ASSERT(g->raft.role == RAFT_LEADER && g->raft.term == n + 1);

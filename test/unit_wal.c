@@ -62,6 +62,11 @@ static int unit_wal_restore(void *arg, const void *p, size_t len) {
   return URSULA_OK;
 }
 
+/* The replays' read buffer, kept from one log to the next as the
+** server's recovery threads keep theirs (wal_replay's scratch): every
+** case below replays through what the cases before it left there. */
+static struct buf unit_wal_scratch;
+
 /* Open the log in unit_wal_dir and replay it with unit_wal_check. */
 static struct wal *unit_wal_open(struct unit_wal_seen *seen,
                                  struct wal_stats *st) {
@@ -76,7 +81,8 @@ static struct wal *unit_wal_open(struct unit_wal_seen *seen,
     return NULL;
   }
   err[0] = '\0';
-  if (wal_replay(w, unit_wal_restore, unit_wal_check, seen, st, err) !=
+  if (wal_replay(w, unit_wal_restore, unit_wal_check, seen, &unit_wal_scratch,
+                 st, err) !=
       URSULA_OK) {
     printf("# wal_replay failed: %s\n", err);
     unit_failed++;
@@ -359,7 +365,8 @@ static int unit_wal_replay_rc(struct unit_wal_seen *seen,
   unit_wal_err[0] = '\0';
   rc = wal_open(&w, NULL, unit_wal_dir, 1, unit_wal_err);
   if (rc != URSULA_OK) return rc;
-  rc = wal_replay(w, unit_wal_restore, unit_wal_check, seen, st, unit_wal_err);
+  rc = wal_replay(w, unit_wal_restore, unit_wal_check, seen, &unit_wal_scratch,
+                  st, unit_wal_err);
   wal_close(w);
   return rc;
 }
@@ -1125,7 +1132,7 @@ static int unit_wal_image(uint64_t n, uint64_t t, struct buf *img) {
   if (mkdtemp(dir) == NULL) return URSULA_EIO;
   rc = wal_open(&w, NULL, dir, 0, unit_wal_err);
   if (rc == URSULA_OK)
-    rc = wal_replay(w, NULL, NULL, NULL, &st, unit_wal_err);
+    rc = wal_replay(w, NULL, NULL, NULL, NULL, &st, unit_wal_err);
   if (rc == URSULA_OK) rc = wal_image_begin(w, &sw, n, t);
   snprintf(payload, sizeof(payload), "img:%llu", (unsigned long long)n);
   if (rc == URSULA_OK) rc = wal_snap_put(&sw, payload, strlen(payload));
@@ -1201,7 +1208,7 @@ static struct wal *unit_wal_reopen_any(struct unit_wal_seen *seen) {
   unit_wal_err[0] = '\0';
   unit_wal_snap[0] = '\0';
   if (wal_open(&w, NULL, unit_wal_dir, 1, unit_wal_err) != URSULA_OK ||
-      wal_replay(w, unit_wal_restore, unit_wal_any, seen, &st,
+      wal_replay(w, unit_wal_restore, unit_wal_any, seen, NULL, &st,
                  unit_wal_err) != URSULA_OK) {
     printf("# reopen: %s\n", unit_wal_err);
     wal_close(w);

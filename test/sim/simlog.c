@@ -788,7 +788,7 @@ static int simlog_open(struct simlog *l, struct env *env, const char *dir,
   if (rc != URSULA_OK) return rc;
   wal_set_segment_bytes(l->w, SIMLOG_SEGMENT);
   memset(&st, 0, sizeof(st));
-  rc = wal_replay(l->w, simlog_restore, simlog_entry, l, &st, err);
+  rc = wal_replay(l->w, simlog_restore, simlog_entry, l, NULL, &st, err);
   if (rc != URSULA_OK) return rc;
   if (wal_last_index(l->w) != l->last) l->wrong = 1;
   l->durable = l->last;
