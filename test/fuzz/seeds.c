@@ -501,7 +501,7 @@ static struct wal *seed_log(const char *dir, int64_t seg, size_t to,
   size_t n = seed_script(script, bounds), i;
   memset(&recs, 0, sizeof(recs));
   FUZZ_CHECK(wal_open(&w, NULL, dir, 0, err) == URSULA_OK);
-  FUZZ_CHECK(wal_replay(w, NULL, NULL, NULL, &st, err) == URSULA_OK);
+  FUZZ_CHECK(wal_replay(w, NULL, NULL, NULL, NULL, &st, err) == URSULA_OK);
   FUZZ_CHECK(wal_save_state(w, 1, 0) == URSULA_OK);
   if (seg > 0) wal_set_segment_bytes(w, seg);
   for (i = 0; i < n && i < to; i++) {
@@ -550,7 +550,7 @@ static void seeds_wal(void) {
   /* the same after the group wrote a snapshot and compacted; and its
   ** image, for the install */
   g = group_new(0, 0, NULL);
-  FUZZ_CHECK(group_open_wal(g, dir, 1, 16, (uint64_t)1 << 40, err) ==
+  FUZZ_CHECK(group_open_wal(g, dir, 1, 16, (uint64_t)1 << 40, NULL, err) ==
              URSULA_OK);
   FUZZ_CHECK(group_snapshot(g) == URSULA_OK);
   FUZZ_CHECK(group_write_image(g) == URSULA_OK);
@@ -619,7 +619,7 @@ static void seed_group_log(const char *to_dir, const char *name,
   fuzz_clear();
   snprintf(dir, sizeof(dir), "%s/g", fuzz_dir());
   FUZZ_CHECK(wal_open(&w, NULL, dir, 0, err) == URSULA_OK);
-  FUZZ_CHECK(wal_replay(w, NULL, NULL, NULL, &st, err) == URSULA_OK);
+  FUZZ_CHECK(wal_replay(w, NULL, NULL, NULL, NULL, &st, err) == URSULA_OK);
   FUZZ_CHECK(wal_save_state(w, 1, 0) == URSULA_OK);
   for (i = 0; i < n; i++) {
     recs.len = WAL_RECORD_HEADER;

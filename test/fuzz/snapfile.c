@@ -52,7 +52,7 @@ static struct wal *fuzz_open(const char *dir, struct fuzz_seen *seen,
   memset(seen, 0, sizeof(*seen));
   err[0] = '\0';
   if (wal_open(&w, NULL, dir, 0, err) != URSULA_OK ||
-      wal_replay(w, fuzz_on_restore, fuzz_on_entry, seen, st, err) !=
+      wal_replay(w, fuzz_on_restore, fuzz_on_entry, seen, NULL, st, err) !=
           URSULA_OK) {
     fprintf(stderr, "open: %s\n", err);
     FUZZ_CHECK(0);

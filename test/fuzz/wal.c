@@ -164,7 +164,7 @@ static void fuzz_log(const char *dir, int opts) {
     return;
   }
   err[0] = '\0';
-  rc = wal_replay(w, fuzz_on_restore, fuzz_on_entry, &seen, &st, err);
+  rc = wal_replay(w, fuzz_on_restore, fuzz_on_entry, &seen, NULL, &st, err);
   if (rc != URSULA_OK) {
     FUZZ_CHECK(err[0] != '\0');
     wal_close(w);
@@ -206,7 +206,7 @@ static void fuzz_log(const char *dir, int opts) {
   err[0] = '\0';
   rc = wal_open(&w, NULL, dir, 1, err);
   if (rc == URSULA_OK)
-    rc = wal_replay(w, fuzz_on_restore, fuzz_on_entry, &again, &st, err);
+    rc = wal_replay(w, fuzz_on_restore, fuzz_on_entry, &again, NULL, &st, err);
   if (rc != URSULA_OK) fprintf(stderr, "restart: %s\n", err);
   FUZZ_CHECK(rc == URSULA_OK);
   FUZZ_CHECK(again.n == seen.n + 1);
@@ -254,7 +254,7 @@ static void fuzz_group(const char *dir, int opts) {
   memset(&a, 0, sizeof(a));
   memset(&b, 0, sizeof(b));
   err[0] = '\0';
-  rc = group_open_wal(g, dir, opts & 1, 256, (uint64_t)1 << 40, err);
+  rc = group_open_wal(g, dir, opts & 1, 256, (uint64_t)1 << 40, NULL, err);
   if (rc != URSULA_OK) {
     FUZZ_CHECK(err[0] != '\0');
     group_free(g);
@@ -282,7 +282,7 @@ static void fuzz_group(const char *dir, int opts) {
   g = group_new(0, 0, NULL);
   FUZZ_CHECK(g != NULL);
   err[0] = '\0';
-  rc = group_open_wal(g, dir, 1, 256, (uint64_t)1 << 40, err);
+  rc = group_open_wal(g, dir, 1, 256, (uint64_t)1 << 40, NULL, err);
   if (rc != URSULA_OK) fprintf(stderr, "restart: %s\n", err);
   FUZZ_CHECK(rc == URSULA_OK);
   FUZZ_CHECK(stream_digest(group_state(g), &d2) == URSULA_OK);
