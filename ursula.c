@@ -2124,10 +2124,11 @@ URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
 URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
-** (before the cores start); the bytes replayed stay in the log (none is
-** copied into memory: a restart costs a read and a check of each record),
-** and at most about hot_max bytes of stream data are kept in memory from
-** then on.  must_exist: the data directory says the log was created (a
+** (before the cores start); the bytes of every entry the log holds now
+** stay in the log when applied, at replay (a single node) or later, once
+** known committed (a cluster member): none is copied into memory, so a
+** restart costs a read and a check of each record.  At most about
+** hot_max bytes of stream data are kept in memory from then on.  must_exist: the data directory says the log was created (a
 ** missing one is refused, not made anew).  scratch: wal_replay()'s, kept
 ** by the caller across groups (or NULL).  URSULA_OK, or an error with a
 ** reason in err. */
@@ -16537,6 +16538,8 @@ struct group {
   int in_flight; /* flight is being synced */
   int wal_error;           /* the last failure, while the WAL is failed */
   uint64_t hot_max;        /* stream bytes kept in memory (with a WAL) */
+  uint64_t replayed_last;  /* the log's last entry at start: entries up to
+                              it are applied log-only (stream_state) */
   uint64_t snapshot_bytes; /* log bytes between snapshots (with a WAL) */
   uint64_t snapshot_size;  /* bytes of the last snapshot */
   uint64_t applied_index;  /* the last entry applied to sm */
@@ -17194,6 +17197,7 @@ URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
   rc = wal_replay(g->wal, group_restore, group_replay_entry, &rp, scratch,
                   &st, why);
   g->sm.log_only = 0;
+  if (rc == URSULA_OK) g->replayed_last = wal_last_index(g->wal);
   if (rc != URSULA_OK) {
     buf_free(&rp.runs);
     if (why[0] == '\0')
@@ -17522,7 +17526,14 @@ static int group_apply_entry(struct core *c, struct group *g,
           (unsigned long long)e->index);
     return URSULA_ECORRUPT;
   }
-  stream_apply(&g->sm, e->index, &applied, r);
+  if (e->index <= g->replayed_last) { /* in the log at start: there it stays */
+    int keep = g->sm.log_only;
+    g->sm.log_only = 1;
+    stream_apply(&g->sm, e->index, &applied, r);
+    g->sm.log_only = keep;
+  } else {
+    stream_apply(&g->sm, e->index, &applied, r);
+  }
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
   if (!group_effects_here(g, e)) return URSULA_OK;

@@ -1909,10 +1909,11 @@ URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
 URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
-** (before the cores start); the bytes replayed stay in the log (none is
-** copied into memory: a restart costs a read and a check of each record),
-** and at most about hot_max bytes of stream data are kept in memory from
-** then on.  must_exist: the data directory says the log was created (a
+** (before the cores start); the bytes of every entry the log holds now
+** stay in the log when applied, at replay (a single node) or later, once
+** known committed (a cluster member): none is copied into memory, so a
+** restart costs a read and a check of each record.  At most about
+** hot_max bytes of stream data are kept in memory from then on.  must_exist: the data directory says the log was created (a
 ** missing one is refused, not made anew).  scratch: wal_replay()'s, kept
 ** by the caller across groups (or NULL).  URSULA_OK, or an error with a
 ** reason in err. */
