@@ -154,6 +154,7 @@
 #define WAL_SEAL_BYTES 8                     /* SEAL payload */
 #define WAL_SNAP_HEAD 32
 #define WAL_SNAP_TAIL 32
+#define WAL_READ_AHEAD (64 * 1024) /* bytes a read of the log reads ahead */
 #ifndef WAL_SEGMENT_BYTES
 #define WAL_SEGMENT_BYTES (64 * 1024 * 1024) /* roll to a new segment */
 #endif
@@ -203,11 +204,24 @@ struct wal {
   struct buf pc;                  /* the last piece read and checked, */
   uint64_t pc_pos;                /* at file byte pc_pos - 1 (0: none) */
   uint64_t since_snap;            /* log bytes written after it */
-  uint64_t rd_index;              /* the record in rd (0: none) */
-  struct buf rd;                  /* the last record read and checked */
+  /* READ-AHEAD.  rd holds bytes [rd_pos, rd_pos + rd.len) of segment
+  ** rd_seg (its first index; 0: none), read ahead of the records asked
+  ** for (WAL_READ_AHEAD), and never past what is durable; the record of
+  ** entry rd_index (0: none), checked, starts at rd.ptr + rd_at.  Any
+  ** change of the files other than an append forgets it (wal_rd_forget). */
+  uint64_t rd_index;
+  uint64_t rd_seg, rd_pos;
+  size_t rd_at;
+  struct buf rd;
 };
 
 static int wal_fail(struct wal *w, int e);
+
+static void wal_rd_forget(struct wal *w) {
+  w->rd_index = 0;
+  w->rd_seg = 0;
+  w->rd.len = 0;
+}
 
 /* ------------------------------------------------------------ bytes */
 
@@ -1569,13 +1583,16 @@ static int wal_seg_map(struct wal *w, size_t k) {
   return rc == URSULA_ENOTFOUND ? URSULA_ECORRUPT : rc;
 }
 
-/* Read the whole record of entry index into w->rd and check it. */
+/* Make the record of entry index w->rd's current one (rd_at), checked:
+** from the read-ahead window when it holds the whole record, else by
+** reading a new window at the record (WAL_READ_AHEAD bytes, or the whole
+** record if larger, never past the last segment's durable size). */
 static int wal_load_record(struct wal *w, uint64_t index) {
   struct os_fs *fs = w->fs;
-  size_t k;
+  size_t k, at;
   struct wal_seg *sg;
-  unsigned char h[WAL_RECORD_HEADER];
-  uint64_t pos;
+  const unsigned char *r;
+  uint64_t pos, end;
   uint32_t n;
   int fd, rc;
   if (w->rd_index == index && index != 0) return URSULA_OK;
@@ -1592,39 +1609,62 @@ static int wal_load_record(struct wal *w, uint64_t index) {
   if ((rc = wal_seg_map(w, k)) != URSULA_OK) return rc;
   if (index - sg->first_index >= sg->n_offs) return URSULA_ECORRUPT;
   pos = sg->offs[index - sg->first_index];
-  if (k == w->n_segs - 1 && w->fd >= 0) {
-    fd = w->fd;
-  } else {
-    if (sg->fd < 0) {
-      char path[URSULA_PATH_LEN + 32];
-      wal_seg_path(w, sg->first_index, path, sizeof(path));
-      sg->fd = fs->open(path, O_RDONLY, 0);
-      if (sg->fd < 0) return errno == ENOENT ? URSULA_ECORRUPT : URSULA_EIO;
-    }
-    fd = sg->fd;
-  }
   w->rd_index = 0;
-  if (fs->pread(fd, h, sizeof(h), (off_t)pos) != (ssize_t)sizeof(h))
-    return URSULA_ECORRUPT; /* shorter than the map says */
-  n = util_get32(h + 4);
-  if (n > WAL_MAX_RECORD) return URSULA_ECORRUPT;
-  w->rd.len = 0;
-  if (buf_reserve(&w->rd, WAL_RECORD_HEADER + (size_t)n) != URSULA_OK)
-    return URSULA_ENOMEM;
-  memcpy(w->rd.ptr, h, sizeof(h));
-  if (n > 0 && fs->pread(fd, w->rd.ptr + WAL_RECORD_HEADER, n,
-                         (off_t)pos + WAL_RECORD_HEADER) != (ssize_t)n)
-    return URSULA_ECORRUPT;
-  w->rd.len = WAL_RECORD_HEADER + n;
-  if (!wal_record_ok((const unsigned char *)w->rd.ptr, w->rd.len, &n) ||
-      !wal_is_entry((unsigned char)w->rd.ptr[8]) ||
-      util_get64((const unsigned char *)w->rd.ptr + 24) != index) {
+  if (!(w->rd_seg == sg->first_index && pos >= w->rd_pos &&
+        pos - w->rd_pos + WAL_RECORD_HEADER <= w->rd.len &&
+        (uint64_t)util_get32((const unsigned char *)w->rd.ptr +
+                             (pos - w->rd_pos) + 4) +
+                WAL_RECORD_HEADER <=
+            w->rd.len - (pos - w->rd_pos))) {
+    /* not all in the window: a new one, at the record */
+    ssize_t got;
+    size_t want = WAL_READ_AHEAD;
+    if (k == w->n_segs - 1 && w->fd >= 0) {
+      fd = w->fd;
+      end = (uint64_t)w->size; /* never what is not durable yet */
+      if (pos >= end) return URSULA_ECORRUPT;
+      if (end - pos < want) want = (size_t)(end - pos);
+    } else {
+      if (sg->fd < 0) {
+        char path[URSULA_PATH_LEN + 32];
+        wal_seg_path(w, sg->first_index, path, sizeof(path));
+        sg->fd = fs->open(path, O_RDONLY, 0);
+        if (sg->fd < 0) return errno == ENOENT ? URSULA_ECORRUPT : URSULA_EIO;
+      }
+      fd = sg->fd;
+    }
+    w->rd_seg = 0;
+    w->rd.len = 0;
+    if (want < WAL_RECORD_HEADER) want = WAL_RECORD_HEADER;
+    if (buf_reserve(&w->rd, want) != URSULA_OK) return URSULA_ENOMEM;
+    got = fs->pread(fd, w->rd.ptr, want, (off_t)pos);
+    if (got < (ssize_t)WAL_RECORD_HEADER)
+      return URSULA_ECORRUPT; /* shorter than the map says */
+    w->rd.len = (size_t)got;
+    n = util_get32((const unsigned char *)w->rd.ptr + 4);
+    if (n > WAL_MAX_RECORD) return URSULA_ECORRUPT;
+    if (WAL_RECORD_HEADER + (size_t)n > w->rd.len) { /* the rest of it */
+      size_t more = WAL_RECORD_HEADER + (size_t)n - w->rd.len;
+      if (buf_reserve(&w->rd, more) != URSULA_OK) return URSULA_ENOMEM;
+      if (fs->pread(fd, w->rd.ptr + w->rd.len, more,
+                    (off_t)(pos + w->rd.len)) != (ssize_t)more)
+        return URSULA_ECORRUPT;
+      w->rd.len += more;
+    }
+    w->rd_seg = sg->first_index;
+    w->rd_pos = pos;
+  }
+  at = (size_t)(pos - w->rd_pos);
+  r = (const unsigned char *)w->rd.ptr + at;
+  if (!wal_record_ok(r, w->rd.len - at, &n) || !wal_is_entry(r[8]) ||
+      util_get64(r + 24) != index) {
     char path[URSULA_PATH_LEN + 32];
     wal_seg_path(w, sg->first_index, path, sizeof(path));
     LOG_E("%s: the record of entry %llu at byte %llu fails its check", path,
           (unsigned long long)index, (unsigned long long)pos);
     return URSULA_ECORRUPT;
   }
+  w->rd_at = at;
   w->rd_index = index;
   return URSULA_OK;
 }
@@ -1640,21 +1680,23 @@ URSULA_PRIVATE int wal_read(struct wal *w, uint64_t index, uint64_t off,
       (p = wal_piece_find(w, index, off, len)) != NULL)
     return wal_piece_read(w, p, off, len, out);
   if ((rc = wal_load_record(w, index)) != URSULA_OK) return rc;
-  n = w->rd.len - WAL_RECORD_HEADER;
+  n = util_get32((const unsigned char *)w->rd.ptr + w->rd_at + 4);
   if (off > n || len > n - off) return URSULA_EINVAL;
-  return buf_append(out, w->rd.ptr + WAL_RECORD_HEADER + off, (size_t)len);
+  return buf_append(out, w->rd.ptr + w->rd_at + WAL_RECORD_HEADER + off,
+                    (size_t)len);
 }
 
 URSULA_PRIVATE int wal_entry_at(struct wal *w, uint64_t index,
                                 struct wal_entry *e) {
   int rc = wal_load_record(w, index);
-  const unsigned char *r = (const unsigned char *)w->rd.ptr;
+  const unsigned char *r;
   if (rc != URSULA_OK) return rc;
+  r = (const unsigned char *)w->rd.ptr + w->rd_at;
   e->type = r[8];
   e->term = util_get64(r + 16);
   e->index = index;
   e->data = r + WAL_RECORD_HEADER;
-  e->len = w->rd.len - WAL_RECORD_HEADER;
+  e->len = util_get32(r + 4);
   return URSULA_OK;
 }
 
@@ -1695,7 +1737,7 @@ static int wal_fail(struct wal *w, int e) {
   sg->n_offs = w->durable_index + 1 > sg->first_index
                    ? (size_t)(w->durable_index + 1 - sg->first_index)
                    : 0;
-  if (w->rd_index > w->durable_index) w->rd_index = 0;
+  wal_rd_forget(w);
   return wal_errno_code(e);
 }
 
@@ -1938,7 +1980,7 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   if (index > w->last_index) return URSULA_OK;
   if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
   if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
-  w->rd_index = 0;
+  wal_rd_forget(w);
   rc = wal_truncate_steps(w, index, term);
   if (rc != URSULA_OK) { /* appends now could land anywhere: stop them */
     w->failed = 1;
@@ -1974,7 +2016,7 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   memmove(w->segs, w->segs + drop, (w->n_segs - drop) * sizeof(*w->segs));
   w->n_segs -= drop;
   w->first_index = w->segs[0].first_index;
-  if (w->rd_index < w->first_index) w->rd_index = 0;
+  wal_rd_forget(w);
   w->fs->sync_dir(w->dir);
   return rc;
 }
@@ -2082,7 +2124,7 @@ static int wal_install_steps(struct wal *w, struct wal_snap_reader *sr) {
   w->fd = -1;
   w->last_index = w->durable_index = w->written_index = n;
   w->last_term = w->durable_term = w->written_term = sr->term;
-  w->rd_index = 0;
+  wal_rd_forget(w);
   if ((rc = wal_seg_create(w, n + 1)) != URSULA_OK) return rc;
   /* 4. the old segments go */
   return wal_compact(w, n);
