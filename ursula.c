@@ -9446,11 +9446,15 @@ static int wal_load_record(struct wal *w, uint64_t index) {
     /* not all in the window: a new one, at the record */
     ssize_t got;
     size_t want = WAL_READ_AHEAD;
+    /* the last segment: never past what is durable, whichever descriptor
+    ** reads it (w->fd is -1 after a failed reopen in wal_recover) */
+    if (k == w->n_segs - 1) {
+      end = (uint64_t)w->size;
+      if (pos >= end || end - pos < WAL_RECORD_HEADER) return URSULA_ECORRUPT;
+      if (end - pos < want) want = (size_t)(end - pos);
+    }
     if (k == w->n_segs - 1 && w->fd >= 0) {
       fd = w->fd;
-      end = (uint64_t)w->size; /* never what is not durable yet */
-      if (pos >= end) return URSULA_ECORRUPT;
-      if (end - pos < want) want = (size_t)(end - pos);
     } else {
       if (sg->fd < 0) {
         char path[URSULA_PATH_LEN + 32];
@@ -9615,6 +9619,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   int rc, fn_rc = URSULA_OK;
   if (!w->failed) return URSULA_OK;
   if (w->needs_reopen) return URSULA_EIO; /* only a restart (wal_truncate) */
+  wal_rd_forget(w); /* the file is cut back below: read it anew */
   sg = &w->segs[w->n_segs - 1];
   wal_seg_path(w, sg->first_index, path, sizeof(path));
   if (w->fd >= 0) fs->close(w->fd);

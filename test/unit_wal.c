@@ -184,6 +184,8 @@ static volatile int unit_fault_short;        /* pwrite writes at most this */
 static volatile int unit_fault_pwrite_errno; /* pwrite fails with this */
 static volatile int unit_fault_sync_errno;   /* sync fails with this */
 static volatile int unit_fault_creat_errno;  /* open(O_CREAT) fails so */
+static volatile int unit_fault_rdwr_errno;   /* open(O_RDWR) of a file
+                                                that exists fails so */
 
 static ssize_t unit_fault_pwrite(int fd, const void *p, size_t n, off_t off) {
   if (unit_fault_pwrite_errno) {
@@ -208,13 +210,17 @@ static int unit_fault_open(const char *path, int flags, int mode) {
     errno = unit_fault_creat_errno;
     return -1;
   }
+  if (unit_fault_rdwr_errno && (flags & O_RDWR) && !(flags & O_CREAT)) {
+    errno = unit_fault_rdwr_errno;
+    return -1;
+  }
   return unit_wal_real.open(path, flags, mode);
 }
 
 static void unit_fault_install(void) {
   unit_wal_real = *os_fs();
   unit_fault_short = unit_fault_pwrite_errno = unit_fault_sync_errno = 0;
-  unit_fault_creat_errno = 0;
+  unit_fault_creat_errno = unit_fault_rdwr_errno = 0;
   os_fs()->pwrite = unit_fault_pwrite;
   os_fs()->sync = unit_fault_sync;
   os_fs()->open = unit_fault_open;
@@ -655,6 +661,53 @@ static void test_wal_fault_enospc(void) {
 /* The bytes reach the file but the sync fails: they must not survive. */
 static void test_wal_fault_sync(void) {
   unit_wal_fault_case(0, EIO, URSULA_EIO);
+}
+
+/* A read while wal_recover() could not reopen the last segment (w->fd is
+** then -1) must read no further than what is durable, and the recovery's
+** cut must forget what was read ahead: else the bytes of a batch whose
+** sync failed, read ahead then, are served later for the entry that
+** takes its index after the recovery (here entry 21, term 2). */
+static void test_wal_recover_read_ahead(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  struct wal_entry e;
+  struct buf out;
+  char p[64], q[64];
+  size_t n;
+  memset(&out, 0, sizeof(out));
+  w = unit_wal_new(0, 20, 20);
+  if (w == NULL) return;
+  unit_fault_install();
+  unit_fault_sync_errno = EIO; /* entry 21 reaches the file, not the disk */
+  ASSERT(unit_wal_append(w, 1, 21, p, unit_wal_payload(21, p)) ==
+         URSULA_OK);
+  ASSERT(unit_wal_sync(w) == URSULA_EIO && wal_failed(w));
+  unit_fault_sync_errno = 0;
+  unit_fault_rdwr_errno = EMFILE; /* the reopen fails: w->fd is -1 */
+  ASSERT(wal_recover(w) != URSULA_OK && wal_failed(w));
+  n = unit_wal_payload(20, p); /* a read of the last durable entry */
+  ASSERT(wal_read(w, 20, 0, n, &out) == URSULA_OK && out.len == n &&
+         memcmp(out.ptr, p, n) == 0);
+  unit_fault_rdwr_errno = 0;
+  ASSERT(wal_recover(w) == URSULA_OK && !wal_failed(w));
+  unit_fault_remove();
+  /* entry 21 anew, in a new term, with other bytes */
+  memset(q, 'Z', sizeof(q));
+  n = 9;
+  ASSERT(unit_wal_append(w, 2, 21, q, n) == URSULA_OK);
+  ASSERT(unit_wal_sync(w) == URSULA_OK);
+  out.len = 0;
+  ASSERT(wal_entry_at(w, 21, &e) == URSULA_OK && e.term == 2 && e.len == n &&
+         memcmp(e.data, q, n) == 0);
+  ASSERT(wal_read(w, 21, 0, n, &out) == URSULA_OK && out.len == n &&
+         memcmp(out.ptr, q, n) == 0);
+  wal_close(w);
+  w = unit_wal_open(&seen, NULL); /* what the disk holds agrees */
+  ASSERT(w != NULL && seen.n == 21 && seen.last == 21 && seen.bad == 1);
+  wal_close(w);
+  buf_free(&out);
+  unit_wal_rmdir();
 }
 
 static void test_wal_truncate_suffix(void) {
@@ -1516,6 +1569,7 @@ static const struct unit_case unit_wal_cases[] = {
     {"wal_fault_eio", test_wal_fault_eio},
     {"wal_fault_enospc", test_wal_fault_enospc},
     {"wal_fault_sync", test_wal_fault_sync},
+    {"wal_recover_read_ahead", test_wal_recover_read_ahead},
     {"wal_truncate_suffix", test_wal_truncate_suffix},
     {"wal_compact", test_wal_compact},
     {"wal_state", test_wal_state},
