@@ -1913,10 +1913,11 @@ URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
 ** stay in the log when applied, at replay (a single node) or later, once
 ** known committed (a cluster member): none is copied into memory, so a
 ** restart costs a read and a check of each record.  At most about
-** hot_max bytes of stream data are kept in memory from then on.  must_exist: the data directory says the log was created (a
-** missing one is refused, not made anew).  scratch: wal_replay()'s, kept
-** by the caller across groups (or NULL).  URSULA_OK, or an error with a
-** reason in err. */
+** hot_max bytes of stream data are kept in memory from then on.
+** must_exist: the data directory says the log was created (a missing one
+** is refused, not made anew).  scratch: wal_replay()'s, kept by the
+** caller across groups (or NULL).  URSULA_OK, or an error with a reason
+** in err. */
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
                                   uint64_t snapshot_bytes,
