@@ -340,10 +340,14 @@ build/ursula-asan: ursula.c ursula.h
 	@mkdir -p build
 	$(CC) $(WARN) -O1 -g $(SAN) -fno-sanitize-recover=all ursula.c -o $@ $(LDLIBS)
 
-# The same with 64 KiB WAL segments, for the cold-tier test.
+# test/cold.sh's scale: 64 KiB segments and a 256 KiB journal bound (as
+# the script builds its own binary)
+COLD_SH_FLAGS = -DWAL_SEGMENT_BYTES=65536 -DJOURNAL_BYTES=262144
+
+# The same at that scale, for the cold-tier test.
 build/ursula-asan-cold: ursula.c ursula.h
 	@mkdir -p build
-	$(CC) $(WARN) -O1 -g $(SAN) -fno-sanitize-recover=all -DWAL_SEGMENT_BYTES=65536 \
+	$(CC) $(WARN) -O1 -g $(SAN) -fno-sanitize-recover=all $(COLD_SH_FLAGS) \
 	  ursula.c -o $@ $(LDLIBS)
 
 test-asan: build/ursula-asan build/ursula-asan-cold
@@ -418,7 +422,7 @@ test-tier-plants: ursula.c ursula.h test/unit.c test/unit.h test/unit_*.c
 
 test-cold-plants: ursula.c ursula.h
 	@mkdir -p build/plants; bad=0; \
-	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DTIER_PLANT=1 \
+	$(CC) $(WARN) $(CFLAGS) $(COLD_SH_FLAGS) -DTIER_PLANT=1 \
 	  ursula.c -o build/plants/ursula-tier-1 $(LDLIBS) || exit 1; \
 	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DTIER_PLANT=1 -DGROUP_PLANT=5 \
 	  ursula.c -o build/plants/ursula-group-5 $(LDLIBS) || exit 1; \
@@ -428,7 +432,7 @@ test-cold-plants: ursula.c ursula.h
 	if STOP_ON_FAIL=1 bash test/cluster_cold.sh build/plants/ursula-group-5 >build/plants/cluster-cold-5.log 2>&1; then \
 	  echo "GROUP_PLANT=5 NOT caught by test/cluster_cold.sh"; bad=1; \
 	else echo "GROUP_PLANT=5 caught by test/cluster_cold.sh: $$(grep -m1 '^not ok' build/plants/cluster-cold-5.log)"; fi; \
-	$(CC) $(WARN) $(CFLAGS) -DWAL_SEGMENT_BYTES=65536 -DCOLD_PLANT=1 \
+	$(CC) $(WARN) $(CFLAGS) $(COLD_SH_FLAGS) -DCOLD_PLANT=1 \
 	  ursula.c -o build/plants/ursula-cold-1 $(LDLIBS) || exit 1; \
 	if COLD_BIN=build/plants/ursula-cold-1 bash test/cold.sh dir >build/plants/cold-c1.log 2>&1; then \
 	  echo "COLD_PLANT=1 NOT caught by test/cold.sh"; bad=1; \

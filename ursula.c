@@ -789,6 +789,103 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
                            int (*fn)(void *arg, const char *key, uint64_t size),
                            void *arg, struct s3_error *e);
 
+/* --------------------------------------------------------------- journal.c
+** One core's journal: the appends of all its group logs, made durable by
+** one sync (format and rules at the top of journal.c).  One thread at a
+** time: the owning core's (only the sync of journal_write's fd may run
+** elsewhere). */
+struct journal;
+enum { JOURNAL_OK = 0, JOURNAL_BROKEN = 1, JOURNAL_STUCK = 2 };
+#ifndef JOURNAL_BYTES
+#define JOURNAL_BYTES (64 * 1024 * 1024) /* a checkpoint starts it anew */
+#endif
+struct journal_stats { /* what journal_redo() did */
+  uint64_t journals;   /* journal files read */
+  uint64_t writes;     /* records written again to their files */
+  uint64_t bytes;      /* bytes of them */
+  uint64_t cut_bytes;  /* bytes of torn tails left out */
+};
+/* Make a new, empty journal DIR/journal-CCC for core `core` (replacing
+** any file of that name: journal_redo() first).  URSULA_OK, URSULA_EIO
+** with a reason in err, URSULA_ENOMEM, URSULA_EINVAL (dir too long). */
+URSULA_PRIVATE int journal_create(struct journal **out, struct env *env,
+                                  const char *dir, int core, char *err);
+URSULA_PRIVATE void journal_close(struct journal *j);
+/* Frame a WRITE: bytes p[0..n) were just written at byte `off` of the
+** segment file named `seg` of group `group`.  Copied; written by the
+** next journal_write().  URSULA_OK, URSULA_EIO (the journal is broken or
+** stuck: until journal_reset), URSULA_ENOMEM, URSULA_EINVAL. */
+URSULA_PRIVATE int journal_add(struct journal *j, uint32_t group, uint64_t seg,
+                               uint64_t off, const void *p, size_t n);
+/* Write what is framed.  *fd: the descriptor to sync, whose result goes
+** to journal_flush_done(); -1 if nothing was framed.  URSULA_EINVAL if a
+** sync is still out; URSULA_EIO if the journal is broken (what was framed
+** is dropped: none of it may be acknowledged). */
+URSULA_PRIVATE int journal_write(struct journal *j, int *fd);
+/* The sync of journal_write's fd is done (errno, 0: it worked): URSULA_OK,
+** and the records written are durable (stuck or not); else URSULA_EIO, and
+** the journal is broken until journal_reset() (or was broken meanwhile,
+** even if stuck since: its file is not trusted). */
+URSULA_PRIVATE int journal_flush_done(struct journal *j, int sync_errno);
+URSULA_PRIVATE int journal_in_flight(const struct journal *j);
+/* Rule 3: the caller has synced the group's file and is about to change
+** it other than by an append.  Drops the group's framed records (durable
+** in the file now), writes a MARK and syncs the journal, here (a write
+** whose sync is out is synced first: rule 2).  URSULA_OK
+** or URSULA_EIO (broken: the change must not go ahead). */
+URSULA_PRIVATE int journal_mark(struct journal *j, uint32_t group);
+URSULA_PRIVATE int journal_state(const struct journal *j);
+/* The generation a checkpoint is removing (its log files' syncs are out,
+** or it could not be removed yet), or 0. */
+URSULA_PRIVATE uint64_t journal_old_gen(const struct journal *j);
+/* Bytes written and framed. */
+URSULA_PRIVATE uint64_t journal_bytes(const struct journal *j);
+/* Whether a checkpoint should start now: past JOURNAL_BYTES, no write's
+** sync out, none under way, and not broken. */
+URSULA_PRIVATE int journal_checkpoint_due(const struct journal *j);
+/* CHECKPOINT, step 1 (rule 4; with no sync out): a new generation takes
+** the writes from now on; the old one stays until journal_drop_old().
+** Framed records go to the new one.  URSULA_OK; URSULA_EINVAL (a sync is
+** out, or a checkpoint is under way); URSULA_EIO (broken or stuck, or
+** the new file could not be made: the old one goes on; if it was renamed
+** into place but the directory's sync failed, the journal is broken
+** until a reset works). */
+URSULA_PRIVATE int journal_rotate(struct journal *j);
+/* CHECKPOINT, step 2: every group file of the core has been synced since
+** journal_rotate() (through descriptors taken then): the old generation
+** is removed.  URSULA_OK or URSULA_EIO (it stays: a redo of it writes
+** synced bytes again, which changes nothing; and always when stuck: a
+** log file's sync failed meanwhile, and the old generation may hold the
+** only durable copy of its appends, for the restart's redo). */
+URSULA_PRIVATE int journal_drop_old(struct journal *j);
+/* Mend a broken journal: the caller has synced every group file of the
+** core (and no sync is out).  Every generation is removed, then a new,
+** empty one started; what was framed is dropped.  URSULA_OK (mended);
+** URSULA_EINVAL (a sync is out); URSULA_EIO (stuck, or a file could not
+** be removed or made: still broken, try again later). */
+URSULA_PRIVATE int journal_reset(struct journal *j);
+/* A clean stop: the caller has synced every group file of the core (and
+** no sync is out).  The journal's files are removed; j takes nothing more.
+** URSULA_OK, URSULA_EINVAL (a sync is out, or stuck), URSULA_EIO. */
+URSULA_PRIVATE int journal_remove(struct journal *j);
+/* A group file's sync failed while appends written to it were durable
+** only in the journal (at a checkpoint, or any other sync of the file:
+** wal.c, wal_lazy_failed): the journal holds the only durable copy of
+** them, so it must stay, and it takes nothing more (no MARK either);
+** only a restart (journal_redo) mends it. */
+URSULA_PRIVATE void journal_stuck(struct journal *j);
+/* Redo every journal in dir (journal.c's REDO): path_of names the file of
+** (group, seg) in out (URSULA_OK; else the group is unknown: damage).
+** Then the files written are synced and the journals removed.  URSULA_OK;
+** URSULA_ECORRUPT for damage (err names the journal and the byte offset);
+** URSULA_EIO, URSULA_ENOMEM. */
+URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
+                                int (*path_of)(void *arg, uint32_t group,
+                                               uint64_t seg, char *out,
+                                               size_t cap),
+                                void *arg, struct journal_stats *st,
+                                char *err);
+
 /* ------------------------------------------------------------------- wal.c
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
@@ -1017,6 +1114,33 @@ URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED int wal_save_state(struct wal *w, uint64_t term,
                                              uint64_t vote);
+/* Append through core journal j as group `group` from now on (NULL: each
+** batch synced in its own file, the default): wal_write() copies each
+** batch to the journal, the caller syncs the journal instead of
+** wal_flush_fd() and reports that sync to wal_flush_done(); the segment
+** file is synced lazily (wal_sync_lazy, at the journal's checkpoint) and
+** before every change other than an append (journal_mark).  A failed
+** sync of the file while it holds such appends leaves the journal stuck
+** (journal_stuck): a later sync may succeed without them. */
+URSULA_PRIVATE void wal_set_journal(struct wal *w, struct journal *j,
+                                    uint32_t group);
+/* The path of the segment file whose first entry is `first`, in the log
+** directory dir. */
+URSULA_PRIVATE void wal_segment_file(const char *dir, uint64_t first,
+                                     char *out, size_t cap);
+/* For a checkpoint on another thread: a descriptor of the last segment's
+** file, opened anew (an open file of its own: the kernel reports a failed
+** write-back to each open file once, so a sync through a dup(2), which
+** shares the log's, could take the error from the log's own next sync),
+** if appends went to it since its last sync (which it then counts as
+** done: the caller syncs through it, and a failure leaves the journal
+** stuck); -1 if none went to it; -2 if the file could not be opened
+** (sync here instead: wal_sync_lazy).  Until the old generation goes, a
+** failed sync of the file here still leaves the journal stuck. */
+URSULA_PRIVATE int wal_lazy_open(struct wal *w);
+/* Sync the last segment's file if appends went to it since its last
+** sync: 0, or the errno of the failed sync. */
+URSULA_PRIVATE int wal_sync_lazy(struct wal *w);
 /* The size at which a new segment starts (tests make it small). */
 URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
                                                         int64_t n);
@@ -2123,6 +2247,13 @@ URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 ** (it does, and every other member is leaving too: nobody can take it). */
 enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
 URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
+/* Once its log is open: g's appends go through core journal j too
+** (wal_set_journal); group_sync_lazy() syncs its log's file for a
+** checkpoint (0, or the errno). */
+URSULA_PRIVATE void group_set_journal(struct group *g, struct journal *j);
+URSULA_PRIVATE int group_sync_lazy(struct group *g);
+/* wal_lazy_open() of g's log (-1 without one). */
+URSULA_PRIVATE int group_lazy_open(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); the bytes of every entry the log holds now
 ** stay in the log when applied, at replay (a single node) or later, once
@@ -2651,6 +2782,13 @@ struct core {
   int n_dirty;
   struct group **batch;          /* scratch copy of dirty */
   int n_flights;                 /* syncs under way for its groups */
+  /* with --wal-dir: its journal (server.c, THE CORE'S JOURNAL), the
+  ** groups whose batch waits for its next write, and those whose batch is
+  ** in the write being synced (group ids) */
+  struct journal *journal;
+  int *jr_pending, n_jr_pending;
+  int *jr_flight, n_jr_flight;
+  int jr_checkpoint; /* a checkpoint's syncs are out */
   struct cold_cache *cold_cache; /* chunks read back for its groups */
   /* bytes of output queued on its connections and not yet written:
   ** written by its own thread, read by every core (conn_backlogged) */
@@ -7822,6 +7960,767 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
   return rc;
 }
 /**** End src/s3.c ****/
+/**** Begin src/journal.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/journal.c"
+#endif
+/*
+** journal.c -- one core's journal: the appends of all the core's group
+** logs, made durable together by one sync.
+**
+** WHY.  A disk does a fixed number of flushes a second however they are
+** spread (about 11 thousand on the machine of bench/README), and with one
+** sync per group log per batch, durable appends/s is that number.  The
+** journal turns the many syncs of a turn into one: each group's append
+** batch is written to its own segment file (wal.c) and, as a copy, to its
+** core's journal; the journal is synced, and the batches of every group
+** in it are durable.  The group files are synced lazily: at a
+** checkpoint, which then starts the journal afresh.  Every log keeps its
+** own files, indexes and rules (wal.c); the journal only redoes appends.
+**
+** FILES.  DIR/journal-CCC-GGGGGGGGGGGGGGGGGGGG (CCC: the core, 3 decimal
+** digits at least; G: the generation, 20 decimal digits, from 1), one or
+** two per core: a checkpoint starts generation G + 1 at once and removes
+** G once its group files are synced.  DIR/journal-CCC.tmp while a new
+** one is made (written, synced, renamed, the directory synced: a journal
+** file is always whole from its header on).  A DIR/journal-CCC (the one
+** file per core of the build before generations, same format) is redone
+** as the core's oldest generation.
+**
+** HEADER, 32 bytes, integers little-endian:
+**
+**     0   8  magic "URSJRN1\n"
+**     8  16  zero
+**    24   4  CRC32C of bytes 0..23
+**    28   4  zero
+**
+** RECORD, 32 bytes + payload, back to back after the header:
+**
+**     0   4  CRC32C of bytes 4..(32+n-1)
+**     4   4  n, the payload length
+**     8   1  type: 'J' (0x4A) WRITE, 'M' (0x4D) MARK
+**     9   3  zero
+**    12   4  group id
+**    16   8  WRITE: the first index of the segment file written (the
+**            file's name, wal.c); MARK: zero
+**    24   8  WRITE: the byte offset in that file; MARK: zero
+**    32   n  WRITE: the bytes written there (whole WAL records); MARK: none
+**
+**   The types are letters so that no WAL record (types 1-3, 16, 17) reads
+**   as a journal record.
+**
+** THE RULES.
+**   1. A WRITE is framed (journal_add) right after its bytes are written
+**      to the group file, so a group's WRITEs are in the order of its
+**      file's appends.
+**   2. One write of the journal at a time is not yet durable: the next
+**      write starts after the sync of the last one (journal_write,
+**      journal_flush_done; a MARK made while a write's sync is out syncs
+**      that write before it is written, journal_mark).  So a crash tears only the last write, at the
+**      end: a bad record with no valid record after it is a torn tail;
+**      one with a valid record after it is damage (URSULA_ECORRUPT).
+**   3. Before any change of a group's files other than an append (a cut,
+**      a compaction, an install), the group's file is synced and a MARK
+**      for the group is made durable (journal_mark): the redo skips the
+**      group's records before its last MARK, whose bytes are in the file
+**      and whose offsets may no longer mean what they did.
+**   4. A checkpoint starts a new generation (journal_rotate) with no
+**      write out, so every write of the old one is durable; the caller
+**      then syncs every group file of the core (on another thread,
+**      through descriptors of its own), and only then removes the old
+**      generation (journal_drop_old).  After a failed write or sync the
+**      journal takes nothing (URSULA_EIO) until journal_reset (the group
+**      files synced first) removes every generation and starts anew:
+**      what the file holds after a failed sync is not trusted.  After a
+**      failed sync of a group file that holds appends durable only in
+**      the journal, not even then (journal_stuck): the kernel may have
+**      dropped them from the file, and a later sync succeeds without
+**      them; only a restart's redo mends it.
+**
+** REDO (journal_redo, at start, before any group log is opened): the
+** journal files in DIR, in the order of their names (each core's
+** generations in order; a group's records are all in one core's), are
+** checked (rule 2: only a core's newest generation may end torn; an
+** older one was whole when the next began) and each group's WRITEs after
+** its last MARK are written again to their files, in order; then every
+** file written is synced, and the journals are removed.  A WRITE that
+** names a file that does not exist is damage.  Idempotent: a crash in the
+** middle of a redo redoes it.  Each journal is read whole into memory,
+** twice (a checkpoint keeps it near JOURNAL_BYTES).
+*/
+
+
+#define JOURNAL_HEADER_BYTES 32
+#define JOURNAL_RECORD_HEADER 32
+#define JOURNAL_WRITE 0x4A /* 'J' */
+#define JOURNAL_MARK 0x4D  /* 'M' */
+
+static const char journal_magic[8] = {'U', 'R', 'S', 'J', 'R', 'N', '1', '\n'};
+
+struct journal {
+  struct os_fs *fs;
+  char dir[URSULA_PATH_LEN];
+  int core;
+  uint64_t gen;     /* the generation written, from 1 */
+  uint64_t old_gen; /* the one a checkpoint is removing, or 0 */
+  int fd;
+  uint64_t size;       /* bytes of the file written (durable or not) */
+  uint64_t durable;    /* bytes of it known durable */
+  uint64_t flight;     /* end of the write whose sync is out, or 0 */
+  struct buf pending;  /* records framed, not yet written */
+  int state;           /* JOURNAL_OK, _BROKEN or _STUCK */
+  int untrusted;       /* a write or sync of the file failed (broken,
+                          even if stuck since): until a new file */
+};
+
+/* ------------------------------------------------------------ records */
+
+/* The file of generation gen of core's journal (gen 0: the .tmp file). */
+static void journal_path(const char *dir, int core, uint64_t gen, char *out,
+                         size_t cap) {
+  if (gen == 0)
+    snprintf(out, cap, "%s/journal-%03d.tmp", dir, core);
+  else
+    snprintf(out, cap, "%s/journal-%03d-%020llu", dir, core,
+             (unsigned long long)gen);
+}
+
+/* Whether name is a journal's file name ("journal-", digits, "-", 20
+** digits; or "journal-" and digits alone, the one file per core of the
+** build before generations, same format, which sorts before the core's
+** generations): 1; a leftover .tmp ("journal-", digits, ".tmp"): 2; else
+** 0.  *core_len: the length of "journal-CCC" (a core's files share it). */
+static int journal_name(const char *name, size_t *core_len) {
+  size_t i = 8, n = strlen(name), d;
+  if (n < 9 || memcmp(name, "journal-", 8) != 0) return 0;
+  while (i < n && name[i] >= '0' && name[i] <= '9') i++;
+  if (i == 8) return 0;
+  *core_len = i;
+  if (i == n) return 1;
+  if (strcmp(name + i, ".tmp") == 0) return 2;
+  if (name[i] != '-' || n - i - 1 != 20) return 0;
+  for (d = i + 1; d < n; d++)
+    if (name[d] < '0' || name[d] > '9') return 0;
+  return 1;
+}
+
+static void journal_header(unsigned char *h) {
+  memset(h, 0, JOURNAL_HEADER_BYTES);
+  memcpy(h, journal_magic, 8);
+  util_put32(h + 24, util_crc32c(0, h, 24));
+}
+
+/* Frame a record's header at h for payload p[0..n) (n = 0 for a MARK):
+** the CRC covers the header from byte 4 and the payload. */
+static void journal_frame(unsigned char *h, int type, uint32_t group,
+                          uint64_t seg, uint64_t off, const void *p,
+                          size_t n) {
+  uint32_t crc;
+  memset(h, 0, JOURNAL_RECORD_HEADER);
+  util_put32(h + 4, (uint32_t)n);
+  h[8] = (unsigned char)type;
+  util_put32(h + 12, group);
+  util_put64(h + 16, seg);
+  util_put64(h + 24, off);
+  crc = util_crc32c(0, h + 4, JOURNAL_RECORD_HEADER - 4);
+  if (n > 0) crc = util_crc32c(crc, p, n);
+  util_put32(h, crc);
+}
+
+/* Whether a whole, valid record starts at r (avail bytes from there); its
+** payload length in *n. */
+static int journal_record_ok(const unsigned char *r, size_t avail,
+                             uint32_t *n) {
+  uint32_t len;
+  if (avail < JOURNAL_RECORD_HEADER) return 0;
+  len = util_get32(r + 4);
+  if (len > avail - JOURNAL_RECORD_HEADER) return 0;
+  if (r[8] != JOURNAL_WRITE && r[8] != JOURNAL_MARK) return 0;
+  if (r[9] != 0 || r[10] != 0 || r[11] != 0) return 0;
+  if (r[8] == JOURNAL_MARK &&
+      (len != 0 || util_get64(r + 16) != 0 || util_get64(r + 24) != 0))
+    return 0;
+  if (util_get32(r) != util_crc32c(0, r + 4, JOURNAL_RECORD_HEADER - 4 + len))
+    return 0;
+  *n = len;
+  return 1;
+}
+
+/* ------------------------------------------------------------ writing */
+
+static int journal_pwrite_all(struct os_fs *fs, int fd, const void *b,
+                              size_t n, uint64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = fs->pwrite(fd, (const char *)b + done, n - done,
+                           (off_t)(off + done));
+    if (k <= 0) return k < 0 ? errno : EIO;
+    done += (size_t)k;
+  }
+  return 0;
+}
+
+/* Make the new, empty file of generation gen of j's core (tmp, sync,
+** rename, sync the directory) and make it j's.  0 or an errno.  On a
+** failure before the rename, j is as before.  Once renamed, j writes to
+** the new file; if the directory's sync then fails, the rename may not be
+** durable (a crash may lose the new file's name), so j takes nothing --
+** not even a MARK -- until a new file's rename is (JOURNAL_BROKEN: a
+** reset). */
+static int journal_start_file(struct journal *j, uint64_t gen) {
+  unsigned char h[JOURNAL_HEADER_BYTES];
+  char tmp[URSULA_PATH_LEN + 48], path[URSULA_PATH_LEN + 48];
+  struct os_fs *fs = j->fs;
+  int fd, e = 0;
+  journal_path(j->dir, j->core, 0, tmp, sizeof(tmp));
+  journal_path(j->dir, j->core, gen, path, sizeof(path));
+  fd = fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return errno ? errno : EIO;
+  journal_header(h);
+  if ((e = journal_pwrite_all(fs, fd, h, sizeof(h), 0)) == 0 &&
+      fs->sync(fd) != 0)
+    e = errno ? errno : EIO;
+  if (e == 0 && fs->rename(tmp, path) != 0) e = errno ? errno : EIO;
+  if (e != 0) {
+    fs->close(fd);
+    fs->unlink(tmp);
+    return e;
+  }
+  if (j->fd >= 0) fs->close(j->fd);
+  j->fd = fd;
+  j->gen = gen;
+  j->size = j->durable = JOURNAL_HEADER_BYTES;
+  j->flight = 0;
+  j->untrusted = 0;
+  if (fs->sync_dir(j->dir) != 0) {
+    e = errno ? errno : EIO;
+    if (j->state == JOURNAL_OK) j->state = JOURNAL_BROKEN;
+    j->untrusted = 1;
+    j->pending.len = 0;
+    return e;
+  }
+  return 0;
+}
+
+/* Remove generation gen's file.  0 or an errno. */
+static int journal_unlink(struct journal *j, uint64_t gen) {
+  char path[URSULA_PATH_LEN + 48];
+  journal_path(j->dir, j->core, gen, path, sizeof(path));
+  if (j->fs->unlink(path) != 0 && errno != ENOENT) return errno ? errno : EIO;
+  return 0;
+}
+
+URSULA_PRIVATE int journal_create(struct journal **out, struct env *env,
+                                  const char *dir, int core, char *err) {
+  struct journal *j;
+  int e;
+  *out = NULL;
+  if (strlen(dir) >= URSULA_PATH_LEN) return URSULA_EINVAL;
+  j = (struct journal *)URSULA_MALLOC(sizeof(*j));
+  if (j == NULL) return URSULA_ENOMEM;
+  memset(j, 0, sizeof(*j));
+  j->fs = (env != NULL ? env : env_real())->fs;
+  snprintf(j->dir, sizeof(j->dir), "%s", dir);
+  j->core = core;
+  j->fd = -1;
+  if ((e = journal_start_file(j, 1)) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s/journal-%03d: %s", dir, core,
+             strerror(e));
+    journal_close(j);
+    return URSULA_EIO;
+  }
+  *out = j;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void journal_close(struct journal *j) {
+  if (j == NULL) return;
+  if (j->fd >= 0) j->fs->close(j->fd);
+  buf_free(&j->pending);
+  URSULA_FREE(j);
+}
+
+/* Nothing more is taken until a reset: what is framed is dropped. */
+static int journal_break(struct journal *j) {
+  if (j->state == JOURNAL_OK) j->state = JOURNAL_BROKEN;
+  j->untrusted = 1;
+  j->pending.len = 0;
+  return URSULA_EIO;
+}
+
+URSULA_PRIVATE int journal_add(struct journal *j, uint32_t group, uint64_t seg,
+                               uint64_t off, const void *p, size_t n) {
+  unsigned char *h;
+  if (j->state != JOURNAL_OK) return URSULA_EIO;
+  if (n > UINT32_MAX) return URSULA_EINVAL;
+  if (buf_reserve(&j->pending, JOURNAL_RECORD_HEADER + n) != URSULA_OK)
+    return URSULA_ENOMEM;
+  h = (unsigned char *)j->pending.ptr + j->pending.len;
+  journal_frame(h, JOURNAL_WRITE, group, seg, off, p, n);
+  memcpy(h + JOURNAL_RECORD_HEADER, p, n);
+  j->pending.len += JOURNAL_RECORD_HEADER + n;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int journal_write(struct journal *j, int *fd) {
+  int e;
+  *fd = -1;
+  if (j->state != JOURNAL_OK) return journal_break(j);
+  if (j->flight != 0) return URSULA_EINVAL; /* one write at a time */
+  if (j->pending.len == 0) return URSULA_OK;
+  if ((e = journal_pwrite_all(j->fs, j->fd, j->pending.ptr, j->pending.len,
+                              j->size)) != 0)
+    return journal_break(j);
+  j->size += j->pending.len;
+  j->pending.len = 0;
+  j->flight = j->size;
+  *fd = j->fd;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int journal_flush_done(struct journal *j, int sync_errno) {
+  uint64_t end = j->flight;
+  j->flight = 0;
+  if (sync_errno != 0) return journal_break(j);
+  /* broken: the file is not trusted; stuck: it is, and the redo will
+  ** write these records again (a log file's sync failed, not its own) --
+  ** unless it was broken first: a MARK's sync of this write failed, the
+  ** pages may be gone, and the error was reported to that sync alone */
+  if (j->state == JOURNAL_BROKEN || j->untrusted) return URSULA_EIO;
+  if (end > j->durable) j->durable = end;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int journal_in_flight(const struct journal *j) {
+  return j->flight != 0;
+}
+
+/* Drop the group's records from what is framed and not yet written. */
+static void journal_drop(struct journal *j, uint32_t group) {
+  unsigned char *p = (unsigned char *)j->pending.ptr;
+  size_t at = 0, keep = 0;
+  while (at < j->pending.len) {
+    size_t size = JOURNAL_RECORD_HEADER + util_get32(p + at + 4);
+    if (util_get32(p + at + 12) != group) {
+      if (keep != at) memmove(p + keep, p + at, size);
+      keep += size;
+    }
+    at += size;
+  }
+  j->pending.len = keep;
+}
+
+URSULA_PRIVATE int journal_mark(struct journal *j, uint32_t group) {
+  unsigned char h[JOURNAL_RECORD_HEADER];
+  if (j->state != JOURNAL_OK) return URSULA_EIO;
+  /* the caller synced the group's file: its framed records are durable
+  ** there, and written after the MARK they would be redone over a file
+  ** that the change has made different */
+  journal_drop(j, group);
+  journal_frame(h, JOURNAL_MARK, group, 0, 0, NULL, 0);
+  /* rule 2: a write whose sync is out (on a syncer thread) is synced
+  ** here first, so that the MARK is the only write not yet durable: a
+  ** crash that kept the MARK and lost that write before it would leave a
+  ** bad record with a valid one after it -- damage to the redo, and a
+  ** server that does not start */
+  if (j->size > j->durable) {
+    if (j->fs->sync(j->fd) != 0) return journal_break(j);
+    j->durable = j->size;
+  }
+  if (journal_pwrite_all(j->fs, j->fd, h, sizeof(h), j->size) != 0 ||
+      j->fs->sync(j->fd) != 0)
+    return journal_break(j);
+  j->size += sizeof(h);
+  j->durable = j->size;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int journal_state(const struct journal *j) {
+  return j->state;
+}
+
+URSULA_PRIVATE uint64_t journal_old_gen(const struct journal *j) {
+  return j->old_gen;
+}
+
+URSULA_PRIVATE uint64_t journal_bytes(const struct journal *j) {
+  return j->size + j->pending.len;
+}
+
+URSULA_PRIVATE int journal_checkpoint_due(const struct journal *j) {
+  return j->state == JOURNAL_OK && j->old_gen == 0 && j->flight == 0 &&
+         journal_bytes(j) > JOURNAL_BYTES;
+}
+
+URSULA_PRIVATE int journal_rotate(struct journal *j) {
+  uint64_t old = j->gen;
+  int e;
+  if (j->state != JOURNAL_OK) return URSULA_EIO;
+  if (j->flight != 0 || j->old_gen != 0) return URSULA_EINVAL;
+  e = journal_start_file(j, old + 1);
+  if (j->gen != old) j->old_gen = old; /* switched, even if broken now */
+  return e == 0 ? URSULA_OK : URSULA_EIO;
+}
+
+URSULA_PRIVATE int journal_drop_old(struct journal *j) {
+  int e;
+  if (j->old_gen == 0) return URSULA_OK;
+  /* stuck: a log file's sync failed (the checkpoint's own, or one on the
+  ** core, say where no descriptor could be made for the checkpoint), and
+  ** the old generation may hold the only durable copy of its appends */
+  if (j->state == JOURNAL_STUCK) return URSULA_EIO;
+  e = journal_unlink(j, j->old_gen);
+  j->old_gen = 0; /* if it stays, a redo only writes synced bytes again */
+  if (e == 0 && j->fs->sync_dir(j->dir) != 0) e = errno ? errno : EIO;
+  return e == 0 ? URSULA_OK : URSULA_EIO;
+}
+
+URSULA_PRIVATE int journal_reset(struct journal *j) {
+  uint64_t gen = j->gen;
+  if (j->state == JOURNAL_STUCK) return URSULA_EIO;
+  if (j->flight != 0) return URSULA_EINVAL;
+  j->state = JOURNAL_BROKEN; /* until the new file is in place */
+  j->pending.len = 0;
+  /* the old generations go first: a broken one may end in bytes of a
+  ** failed write, which as an older generation would read as damage */
+  if ((j->old_gen != 0 && journal_unlink(j, j->old_gen) != 0) ||
+      journal_unlink(j, gen) != 0 || j->fs->sync_dir(j->dir) != 0)
+    return URSULA_EIO;
+  j->old_gen = 0;
+  if (journal_start_file(j, gen + 1) != 0) return URSULA_EIO;
+  j->state = JOURNAL_OK;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int journal_remove(struct journal *j) {
+  int e = 0;
+  if (j->flight != 0 || j->state == JOURNAL_STUCK) return URSULA_EINVAL;
+  if (j->fd >= 0) j->fs->close(j->fd);
+  j->fd = -1;
+  j->state = JOURNAL_BROKEN; /* takes nothing more */
+  j->pending.len = 0;
+  if (j->old_gen != 0) e = journal_unlink(j, j->old_gen);
+  if (e == 0) e = journal_unlink(j, j->gen);
+  if (e != 0 || j->fs->sync_dir(j->dir) != 0) return URSULA_EIO;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void journal_stuck(struct journal *j) {
+  j->state = JOURNAL_STUCK;
+  j->pending.len = 0;
+}
+
+/* ------------------------------------------------------------ redo */
+
+/* Whether a valid record starts anywhere in p[from..len). */
+static int journal_valid_after(const unsigned char *p, size_t len,
+                               size_t from) {
+  size_t at;
+  uint32_t n;
+  for (at = from; at + JOURNAL_RECORD_HEADER <= len; at++) {
+    if (p[at + 8] != JOURNAL_WRITE && p[at + 8] != JOURNAL_MARK) continue;
+    if (journal_record_ok(p + at, len - at, &n)) return 1;
+  }
+  return 0;
+}
+
+/* The file a redo writes to: one open at a time per (group, segment). */
+struct journal_target {
+  uint32_t group;
+  uint64_t seg;
+  int fd;
+};
+
+struct journal_mark_at;
+
+struct journal_redo_ctx {
+  struct os_fs *fs;
+  const char *dir;
+  int (*path_of)(void *arg, uint32_t group, uint64_t seg, char *out,
+                 size_t cap);
+  void *arg;
+  struct journal_target *t; /* every file written, kept open to sync */
+  size_t n_t, cap_t;
+  struct journal_mark_at *marks; /* per group: its last MARK (pass 1) */
+  size_t n_marks;
+  struct journal_stats *st;
+  char *err;
+};
+
+/* Write one WRITE record's bytes to its file.  URSULA_OK, or an error
+** with err set (the journal named, and the record's byte offset). */
+static int journal_apply(struct journal_redo_ctx *x, const char *name,
+                         size_t at, const unsigned char *r, uint32_t n) {
+  uint32_t group = util_get32(r + 12);
+  uint64_t seg = util_get64(r + 16), off = util_get64(r + 24);
+  char path[URSULA_PATH_LEN + 64];
+  struct journal_target *t = NULL;
+  size_t i;
+  int e;
+  for (i = x->n_t; i > 0; i--) /* the latest first: a group's last segment */
+    if (x->t[i - 1].group == group && x->t[i - 1].seg == seg) {
+      t = &x->t[i - 1];
+      break;
+    }
+  if (t == NULL) {
+    if (x->path_of(x->arg, group, seg, path, sizeof(path)) != URSULA_OK) {
+      snprintf(x->err, URSULA_ERRMSG_LEN,
+               "%s/%s: the record at byte %lu names group %lu, which this "
+               "server does not have",
+               x->dir, name, (unsigned long)at, (unsigned long)group);
+      return URSULA_ECORRUPT;
+    }
+    if (x->n_t == x->cap_t) {
+      size_t cap = x->cap_t ? x->cap_t * 2 : 16;
+      void *p = URSULA_REALLOC(x->t, cap * sizeof(*x->t));
+      if (p == NULL) return URSULA_ENOMEM;
+      x->t = (struct journal_target *)p;
+      x->cap_t = cap;
+    }
+    t = &x->t[x->n_t];
+    t->fd = x->fs->open(path, O_RDWR, 0);
+    if (t->fd < 0) {
+      e = errno;
+      snprintf(x->err, URSULA_ERRMSG_LEN,
+               "%.400s/%.64s: the record at byte %lu names %.600s: %s", x->dir,
+               name, (unsigned long)at, path, strerror(e));
+      return e == ENOENT ? URSULA_ECORRUPT : URSULA_EIO;
+    }
+    t->group = group;
+    t->seg = seg;
+    x->n_t++;
+  }
+  if ((e = journal_pwrite_all(x->fs, t->fd, r + JOURNAL_RECORD_HEADER, n,
+                              off)) != 0) {
+    snprintf(x->err, URSULA_ERRMSG_LEN, "redo from %s/%s: %s", x->dir, name,
+             strerror(e));
+    return URSULA_EIO;
+  }
+  x->st->writes++;
+  x->st->bytes += n;
+  return URSULA_OK;
+}
+
+/* A group's last MARK: in the file of index file + 1 (0: none) of the
+** ordered list, at byte at. */
+struct journal_mark_at {
+  size_t file, at;
+};
+
+/* Pass 1 over file i (image p[0..len), named name; newest: the newest
+** generation of its core, the only one that may end torn): check it,
+** note each group's last MARK in x->marks, and where its valid records
+** end in *end. */
+static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
+                            const char *name, int newest,
+                            const unsigned char *p, size_t len,
+                            size_t *end) {
+  size_t at;
+  uint32_t n;
+  if (len < JOURNAL_HEADER_BYTES || memcmp(p, journal_magic, 8) != 0 ||
+      util_get32(p + 24) != util_crc32c(0, p, 24)) {
+    snprintf(x->err, URSULA_ERRMSG_LEN,
+             "%s/%s: not a journal of this version (bad header); it may "
+             "hold acknowledged appends, so it is not ignored",
+             x->dir, name);
+    return URSULA_ECORRUPT;
+  }
+  for (at = JOURNAL_HEADER_BYTES; journal_record_ok(p + at, len - at, &n);
+       at += JOURNAL_RECORD_HEADER + n) {
+    uint32_t group = util_get32(p + at + 12);
+    if (p[at + 8] != JOURNAL_MARK) continue;
+    if (group >= x->n_marks) {
+      size_t cap = (size_t)group + 1;
+      void *q = URSULA_REALLOC(x->marks, cap * sizeof(*x->marks));
+      if (q == NULL) return URSULA_ENOMEM;
+      x->marks = (struct journal_mark_at *)q;
+      memset(x->marks + x->n_marks, 0,
+             (cap - x->n_marks) * sizeof(*x->marks));
+      x->n_marks = cap;
+    }
+    x->marks[group].file = i + 1;
+    x->marks[group].at = at;
+  }
+  *end = at;
+  if (at < len) {
+    if (!newest || journal_valid_after(p, len, at + 1)) {
+      snprintf(x->err, URSULA_ERRMSG_LEN,
+               "%s/%s: damaged record at byte %lu, %s (not a torn tail)",
+               x->dir, name, (unsigned long)at,
+               newest ? "with valid records after it"
+                      : "in a generation older than its core's newest");
+      return URSULA_ECORRUPT;
+    }
+    x->st->cut_bytes += len - at; /* the last write, torn by a crash */
+  }
+  return URSULA_OK;
+}
+
+/* Pass 2 over file i: each group's WRITEs after its last MARK, in order,
+** up to end. */
+static int journal_redo_one(struct journal_redo_ctx *x, size_t i,
+                            const char *name, const unsigned char *p,
+                            size_t end) {
+  size_t at;
+  uint32_t n;
+  int rc = URSULA_OK;
+  for (at = JOURNAL_HEADER_BYTES; at < end && rc == URSULA_OK;
+       at += JOURNAL_RECORD_HEADER + n) {
+    uint32_t group = util_get32(p + at + 12);
+    n = util_get32(p + at + 4);
+    if (p[at + 8] != JOURNAL_WRITE) continue;
+    if (group < x->n_marks && x->marks[group].file != 0 &&
+        (x->marks[group].file > i + 1 ||
+         (x->marks[group].file == i + 1 && x->marks[group].at > at)))
+      continue; /* before the group's last MARK */
+    rc = journal_apply(x, name, at, p + at, n);
+  }
+  return rc;
+}
+
+struct journal_list {
+  char (*names)[64];
+  size_t n, cap;
+  int rc;
+};
+
+static int journal_list_entry(void *arg, const char *name) {
+  struct journal_list *l = (struct journal_list *)arg;
+  size_t n = strlen(name), core_len;
+  if (n >= sizeof(l->names[0]) || journal_name(name, &core_len) == 0)
+    return 0;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    void *p = URSULA_REALLOC(l->names, cap * sizeof(*l->names));
+    if (p == NULL) {
+      l->rc = URSULA_ENOMEM;
+      return 1;
+    }
+    l->names = (char(*)[64])p;
+    l->cap = cap;
+  }
+  memcpy(l->names[l->n++], name, n + 1);
+  return 0;
+}
+
+static int journal_cmp(const void *a, const void *b) {
+  return strcmp((const char *)a, (const char *)b);
+}
+
+/* Read the journal file name into img.  URSULA_OK or URSULA_EIO (err). */
+static int journal_read(struct journal_redo_ctx *x, const char *name,
+                        struct buf *img) {
+  char path[URSULA_PATH_LEN + 80];
+  uint64_t size;
+  off_t off = 0;
+  int fd;
+  snprintf(path, sizeof(path), "%s/%s", x->dir, name);
+  fd = x->fs->open(path, O_RDONLY, 0);
+  if (fd < 0 || x->fs->size(fd, &size) != 0 || size > SIZE_MAX ||
+      buf_reserve(img, (size_t)size) != URSULA_OK) {
+    snprintf(x->err, URSULA_ERRMSG_LEN, "%.1400s: %s", path, strerror(errno));
+    if (fd >= 0) x->fs->close(fd);
+    return URSULA_EIO;
+  }
+  while ((uint64_t)off < size) {
+    ssize_t k = x->fs->pread(fd, img->ptr + off,
+                             (size_t)(size - (uint64_t)off), off);
+    if (k <= 0) break;
+    off += k;
+  }
+  x->fs->close(fd);
+  if ((uint64_t)off != size) {
+    snprintf(x->err, URSULA_ERRMSG_LEN, "%.1400s: short read", path);
+    return URSULA_EIO;
+  }
+  img->len = (size_t)size;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
+                                int (*path_of)(void *arg, uint32_t group,
+                                               uint64_t seg, char *out,
+                                               size_t cap),
+                                void *arg, struct journal_stats *st,
+                                char *err) {
+  struct journal_redo_ctx x;
+  struct journal_list l;
+  struct buf img;
+  char path[URSULA_PATH_LEN + 80];
+  size_t i, *ends = NULL;
+  int rc = URSULA_OK, pass;
+  memset(st, 0, sizeof(*st));
+  memset(&x, 0, sizeof(x));
+  memset(&l, 0, sizeof(l));
+  memset(&img, 0, sizeof(img));
+  x.fs = (env != NULL ? env : env_real())->fs;
+  x.dir = dir;
+  x.path_of = path_of;
+  x.arg = arg;
+  x.st = st;
+  x.err = err;
+  if (x.fs->list(dir, journal_list_entry, &l) != 0 && l.rc == URSULA_OK &&
+      errno != ENOENT) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", dir, strerror(errno));
+    l.rc = URSULA_EIO;
+  }
+  if (l.rc == URSULA_OK && l.n > 0 &&
+      (ends = (size_t *)URSULA_MALLOC(l.n * sizeof(*ends))) == NULL)
+    l.rc = URSULA_ENOMEM;
+  if (l.rc != URSULA_OK) {
+    URSULA_FREE(l.names);
+    return l.rc;
+  }
+  /* by name: each core's generations in order, a core's newest last */
+  if (l.n > 1) qsort(l.names, l.n, sizeof(*l.names), journal_cmp);
+  for (pass = 1; pass <= 2; pass++) {
+    for (i = 0; i < l.n && rc == URSULA_OK; i++) {
+      size_t core_len, next_len;
+      int newest;
+      if (journal_name(l.names[i], &core_len) != 1) continue; /* a .tmp */
+      newest = i + 1 == l.n ||
+               journal_name(l.names[i + 1], &next_len) != 1 ||
+               next_len != core_len ||
+               memcmp(l.names[i], l.names[i + 1], core_len) != 0;
+      if ((rc = journal_read(&x, l.names[i], &img)) != URSULA_OK) break;
+      if (pass == 1) {
+        st->journals++;
+        rc = journal_scan_one(&x, i, l.names[i], newest,
+                              (const unsigned char *)img.ptr, img.len,
+                              &ends[i]);
+      } else {
+        rc = journal_redo_one(&x, i, l.names[i],
+                              (const unsigned char *)img.ptr, ends[i]);
+      }
+    }
+  }
+  buf_free(&img);
+  URSULA_FREE(ends);
+  URSULA_FREE(x.marks);
+  /* every file written is synced before any journal goes */
+  for (i = 0; i < x.n_t; i++) {
+    if (rc == URSULA_OK && x.fs->sync(x.t[i].fd) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "redo: sync: %s", strerror(errno));
+      rc = URSULA_EIO;
+    }
+    x.fs->close(x.t[i].fd);
+  }
+  URSULA_FREE(x.t);
+  for (i = 0; i < l.n && rc == URSULA_OK; i++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, l.names[i]);
+    if (x.fs->unlink(path) != 0 && errno != ENOENT) {
+      snprintf(err, URSULA_ERRMSG_LEN, "%.1400s: %s", path, strerror(errno));
+      rc = URSULA_EIO;
+    }
+  }
+  if (rc == URSULA_OK && l.n > 0 && x.fs->sync_dir(dir) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", dir, strerror(errno));
+    rc = URSULA_EIO;
+  }
+  URSULA_FREE(l.names);
+  return rc;
+}
+/**** End src/journal.c ****/
 /**** Begin src/wal.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/wal.c"
@@ -8041,9 +8940,22 @@ struct wal {
   uint64_t rd_seg, rd_pos;
   size_t rd_at;
   struct buf rd;
+  /* JOURNAL (wal_set_journal; NULL: none, each batch is synced in its
+  ** own file).  Appends go to the core's journal too, whose sync makes
+  ** them durable; the last segment's file is synced lazily (lazy: bytes
+  ** were written to it since it was last synced). */
+  struct journal *jr;
+  uint32_t jr_group;
+  int lazy;
+  /* the journal generation whose checkpoint syncs this file through a
+  ** descriptor of its own (wal_lazy_open), or 0: while it is there, the
+  ** file's lazy appends before it are not known durable, though lazy is
+  ** clear */
+  uint64_t lazy_gen;
 };
 
 static int wal_fail(struct wal *w, int e);
+static void wal_lazy_failed(struct wal *w, int e);
 
 static void wal_rd_forget(struct wal *w) {
   w->rd_index = 0;
@@ -8124,9 +9036,14 @@ URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
 
 /* ------------------------------------------------------------ paths */
 
+URSULA_PRIVATE void wal_segment_file(const char *dir, uint64_t first,
+                                     char *out, size_t cap) {
+  snprintf(out, cap, "%s/%020llu.wal", dir, (unsigned long long)first);
+}
+
 static void wal_seg_path(const struct wal *w, uint64_t first, char *out,
                          size_t cap) {
-  snprintf(out, cap, "%s/%020llu.wal", w->dir, (unsigned long long)first);
+  wal_segment_file(w->dir, first, out, cap);
 }
 
 /* Whether name is a segment file name; its first index in *first. */
@@ -8735,17 +9652,29 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
     return wal_errno_code(e);
   }
   if (prev_fd >= 0) { /* seal the previous segment: it is complete */
+    int lost = 0, cut;   /* a sync of it failed; the SEAL was cut again */
     util_put64(seal + WAL_RECORD_HEADER, first);
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
-    if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
-        (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
+    if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) ==
+            0 &&
+        fs->sync(prev_fd) != 0) {
+      e = errno ? errno : EIO;
+      lost = 1;
+    }
+    if (e != 0) {
       /* part of the SEAL may be there.  Cut it off again, then drop the
       ** new segment: the log is as before the roll.  If even the cut
       ** fails, keep the new segment (a sealed segment needs its
-      ** successor) and fail the log: wal_recover() cuts again. */
+      ** successor) and fail the log: wal_recover() cuts again.  A failed
+      ** sync may have lost appends the journal holds: wal_lazy_failed. */
+      cut = fs->ftruncate(prev_fd, w->size) == 0;
+      if (cut && fs->sync(prev_fd) != 0) {
+        cut = 0;
+        lost = 1;
+      }
+      if (lost) wal_lazy_failed(w, e);
       fs->close(fd);
-      if (fs->ftruncate(prev_fd, w->size) != 0 || fs->sync(prev_fd) != 0)
-        return wal_fail(w, e);
+      if (!cut) return wal_fail(w, e);
       fs->unlink(path);
       w->fs->sync_dir(w->dir);
       return wal_errno_code(e);
@@ -8759,6 +9688,7 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   if (prev_fd >= 0) fs->close(prev_fd);
   w->fd = fd;
   w->size = w->written = (off_t)sizeof(h);
+  w->lazy = 0; /* the new file is synced, the old one sealed and synced */
   return URSULA_OK;
 }
 
@@ -9579,6 +10509,12 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
   if ((e = wal_pwrite_all(w->fs, w->fd, p, len, w->written)) != 0)
     return wal_fail(w, e);
+  if (w->jr != NULL) {
+    if (journal_add(w->jr, w->jr_group, w->segs[w->n_segs - 1].first_index,
+                    (uint64_t)w->written, p, len) != URSULA_OK)
+      return wal_fail(w, EIO);
+    w->lazy = 1;
+  }
   w->written += (off_t)len;
   w->since_snap += len;
   w->pending = 0;
@@ -9607,8 +10543,78 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
 
 URSULA_PRIVATE int wal_flush(struct wal *w) {
   int fd = wal_flush_fd(w), e = 0;
-  if (fd >= 0 && w->fs->sync(fd) != 0) e = errno;
+  if (fd >= 0 && w->fs->sync(fd) != 0) {
+    e = errno ? errno : EIO;
+    wal_lazy_failed(w, e);
+  } else if (fd >= 0) {
+    w->lazy = 0;
+  }
   return wal_flush_done(w, e);
+}
+
+URSULA_PRIVATE void wal_set_journal(struct wal *w, struct journal *j,
+                                    uint32_t group) {
+  w->jr = j;
+  w->jr_group = group;
+}
+
+/* A sync of the last segment's file failed while appends written to it
+** lazily are durable only in the journal.  The kernel may have dropped
+** those pages, and a later sync of the file succeeds without them (the
+** error is reported once): the journal holds their only durable copy, so
+** it is stuck -- never started anew, no MARK skips them -- until a
+** restart redoes it (as after a checkpoint's failed sync, server.c). */
+static void wal_lazy_failed(struct wal *w, int e) {
+  if (w->jr == NULL || journal_state(w->jr) == JOURNAL_STUCK) return;
+  /* a checkpoint's sync of the file may be out (wal_lazy_open): it may
+  ** still succeed without the pages this one lost (a kernel that reports
+  ** a failed write-back once, not once per open file) */
+  if (!w->lazy &&
+      (w->lazy_gen == 0 || w->lazy_gen != journal_old_gen(w->jr)))
+    return;
+  journal_stuck(w->jr);
+  LOG_E("%s: syncing the log failed (%s) while appends to it are durable "
+        "only in the journal; the core takes no writes until ursula is "
+        "restarted (the restart writes them again from the journal)",
+        w->dir, strerror(e));
+  (void)e; /* when logging is compiled out */
+}
+
+URSULA_PRIVATE int wal_lazy_open(struct wal *w) {
+  char path[URSULA_PATH_LEN + 32];
+  int fd;
+  if (!w->lazy || w->fd < 0) return -1;
+  /* not dup(w->fd): a failed write-back is reported once to each open
+  ** file, and a dup shares w->fd's -- if the checkpoint's sync took the
+  ** error, a barrier's sync here would succeed without the lost pages,
+  ** and its MARK would have the redo skip the only copy of them */
+  wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+  if ((fd = w->fs->open(path, O_RDWR, 0)) < 0) return -2;
+  w->lazy = 0;
+  w->lazy_gen = journal_old_gen(w->jr);
+  return fd;
+}
+
+URSULA_PRIVATE int wal_sync_lazy(struct wal *w) {
+  if (!w->lazy || w->fd < 0) return 0;
+  if (w->fs->sync(w->fd) != 0) return errno ? errno : EIO;
+  w->lazy = 0;
+  return 0;
+}
+
+/* Before a change of the files other than an append (journal.c, rule 3):
+** the last segment's appends made durable in it, then the journal's MARK
+** made durable.  URSULA_OK, or an error: the change must not go ahead. */
+static int wal_journal_barrier(struct wal *w) {
+  int e;
+  if (w->jr == NULL) return URSULA_OK;
+  if (w->fd >= 0 && w->fs->sync(w->fd) != 0) {
+    e = errno ? errno : EIO;
+    wal_lazy_failed(w, e);
+    return wal_errno_code(e);
+  }
+  w->lazy = 0;
+  return journal_mark(w->jr, w->jr_group);
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
@@ -9620,6 +10626,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   int rc, fn_rc = URSULA_OK;
   if (!w->failed) return URSULA_OK;
   if (w->needs_reopen) return URSULA_EIO; /* only a restart (wal_truncate) */
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) return rc;
   wal_rd_forget(w); /* the file is cut back below: read it anew */
   sg = &w->segs[w->n_segs - 1];
   wal_seg_path(w, sg->first_index, path, sizeof(path));
@@ -9652,9 +10659,13 @@ static int wal_append_hard(struct wal *w, uint64_t term, uint64_t vote,
   unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
   int e;
   wal_hard_record(r, term, vote, index);
-  if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0 ||
-      (w->fs->sync(w->fd) != 0 && (e = errno) != 0))
+  if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0)
     return e;
+  if (w->fs->sync(w->fd) != 0) {
+    e = errno ? errno : EIO;
+    wal_lazy_failed(w, e);
+    return e;
+  }
   w->size = w->written = w->size + (off_t)sizeof(r);
   return 0;
 }
@@ -9813,6 +10824,7 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   if (index > w->last_index) return URSULA_OK;
   if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
   if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) return rc;
   wal_rd_forget(w);
   rc = wal_truncate_steps(w, index, term);
   if (rc != URSULA_OK) { /* appends now could land anywhere: stop them */
@@ -9839,6 +10851,7 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   while (drop + 1 < w->n_segs && w->segs[drop + 1].first_index <= upto + 1)
     drop++;
   if (drop == 0) return URSULA_OK;
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) return rc;
   for (k = 0; k < drop && rc == URSULA_OK; k++) { /* from the front */
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
     if (w->fs->unlink(path) != 0 && errno != ENOENT)
@@ -9994,6 +11007,13 @@ URSULA_PRIVATE int wal_install_commit(struct wal *w,
     wal_snap_close(&sr);
     wal_snap_abort(w, sw);
     return URSULA_EINVAL;
+  }
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) { /* nothing changed */
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: syncing before the install: %s",
+             w->dir, ursula_strerror(rc));
+    wal_snap_close(&sr);
+    wal_snap_abort(w, sw);
+    return rc;
   }
   rc = wal_install_steps(w, &sr);
   wal_snap_close(&sr);
@@ -17221,6 +18241,18 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
   return group_start(g, &sv, err);
 }
 
+URSULA_PRIVATE void group_set_journal(struct group *g, struct journal *j) {
+  if (g->wal != NULL) wal_set_journal(g->wal, j, (uint32_t)g->id);
+}
+
+URSULA_PRIVATE int group_sync_lazy(struct group *g) {
+  return g->wal != NULL ? wal_sync_lazy(g->wal) : 0;
+}
+
+URSULA_PRIVATE int group_lazy_open(struct group *g) {
+  return g->wal != NULL ? wal_lazy_open(g->wal) : -1;
+}
+
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
                                   uint64_t snapshot_bytes,
@@ -23403,11 +24435,27 @@ struct server_sync {
   struct loop_msg msg; /* posted back to the owner when done */
   struct server_sync *next;
   struct loop *owner;
-  int gid;
+  int gid;          /* the group; -1: the core's journal; -2: a checkpoint */
   int fd;
+  int *fds, n_fds;  /* a checkpoint's: each synced, then closed */
   struct os_fs *fs; /* the server env's */
-  int sync_errno;   /* 0: the sync worked */
+  int sync_errno;   /* 0: the sync worked (all of them) */
 };
+
+/* Do q's syncs (on a syncer thread, or on the owner without threads). */
+static void server_sync_run(struct server_sync *q) {
+  int i;
+  if (q->fds == NULL) {
+    q->sync_errno = q->fs->sync(q->fd) != 0 ? (errno ? errno : EIO) : 0;
+    return;
+  }
+  q->sync_errno = 0;
+  for (i = 0; i < q->n_fds; i++) {
+    if (q->fs->sync(q->fds[i]) != 0 && q->sync_errno == 0)
+      q->sync_errno = errno ? errno : EIO;
+    q->fs->close(q->fds[i]);
+  }
+}
 
 struct server_syncer {
   pthread_mutex_t mu;
@@ -23430,7 +24478,7 @@ static void *server_syncer_main(void *arg) {
     y->head = q->next;
     if (y->head == NULL) y->tail = NULL;
     pthread_mutex_unlock(&y->mu);
-    q->sync_errno = q->fs->sync(q->fd) != 0 ? errno : 0;
+    server_sync_run(q);
     loop_post(q->owner, &q->msg);
     pthread_mutex_lock(&y->mu);
   }
@@ -23479,38 +24527,36 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-/* A sync is back on the owner: the group applies and answers its batch. */
+static void server_journal_synced(struct core *c, int sync_errno);
+static void server_journal_checkpointed(struct core *c, int sync_errno);
+
+/* A sync is back on the owner: the group applies and answers its batch
+** (gid -1: the core's journal, for every group in its write; -2: a
+** checkpoint's syncs). */
 static void server_on_synced(struct loop *l, struct loop_msg *m) {
   struct server_sync *q = (struct server_sync *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
   c->n_flights--;
-  group_synced(c, server_group(c->srv, q->gid), q->sync_errno);
+  if (q->gid == -2)
+    server_journal_checkpointed(c, q->sync_errno);
+  else if (q->gid < 0)
+    server_journal_synced(c, q->sync_errno);
+  else
+    group_synced(c, server_group(c->srv, q->gid), q->sync_errno);
+  URSULA_FREE(q->fds);
   URSULA_FREE(q);
 }
 
-/* Queue the sync of fd for group gid (owned by c).  Without syncer
-** threads it runs here and now, and its result is posted to c's own
-** loop: group_synced() runs on the next turn, from the same message
-** a syncer thread would post.  Without memory for the request it runs
-** here and group_synced() at once. */
-static void server_start_sync(struct core *c, int gid, int fd) {
+/* Queue q (filled in but for the message) for the syncer threads;
+** without them, run it here and post its result to c's own loop. */
+static void server_queue_sync(struct core *c, struct server_sync *q) {
   struct server_syncer *y = c->srv->syncer;
-  struct os_fs *fs = c->srv->env->fs;
-  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
-  if (q == NULL) {
-    int e = fs->sync(fd) != 0 ? errno : 0;
-    group_synced(c, server_group(c->srv, gid), e);
-    return;
-  }
-  memset(q, 0, sizeof(*q));
   q->msg.on_msg = server_on_synced;
   q->owner = c->loop;
-  q->gid = gid;
-  q->fd = fd;
-  q->fs = fs;
+  q->fs = c->srv->env->fs;
   c->n_flights++;
   if (y == NULL) {
-    q->sync_errno = fs->sync(fd) != 0 ? errno : 0;
+    server_sync_run(q);
     loop_post(c->loop, &q->msg);
     return;
   }
@@ -23522,6 +24568,176 @@ static void server_start_sync(struct core *c, int gid, int fd) {
   y->tail = q;
   pthread_cond_signal(&y->work);
   pthread_mutex_unlock(&y->mu);
+}
+
+/* Queue the sync of fd for group gid (owned by c; -1: c's journal).  Without syncer
+** threads it runs here and now, and its result is posted to c's own
+** loop: group_synced() runs on the next turn, from the same message
+** a syncer thread would post.  Without memory for the request it runs
+** here and group_synced() at once. */
+static void server_start_sync(struct core *c, int gid, int fd) {
+  struct os_fs *fs = c->srv->env->fs;
+  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
+  if (q == NULL) {
+    int e = fs->sync(fd) != 0 ? errno : 0;
+    if (gid < 0)
+      server_journal_synced(c, e);
+    else
+      group_synced(c, server_group(c->srv, gid), e);
+    return;
+  }
+  memset(q, 0, sizeof(*q));
+  q->gid = gid;
+  q->fd = fd;
+  server_queue_sync(c, q);
+}
+
+/* ------------------------------------------------------------ journal
+
+   THE CORE'S JOURNAL (journal.c).  With --wal-dir each core has one, and
+   its groups' logs append through it: a batch that group_drive() wrote
+   to its log waits in jr_pending; at the end of the turn, once the
+   journal's last write is durable, every waiting batch goes out in one
+   journal write and one sync (on a syncer thread), and the groups in it
+   apply and answer when it is back.  So a core makes one sync per turn
+   however many groups it serves, and the batch grows with the load.
+   CHECKPOINT: past JOURNAL_BYTES, before a write, a new generation of
+   the journal starts, and a syncer thread syncs every log file of the
+   core before the old one goes.  A FAILED journal write or
+   sync fails the groups in it, and the journal takes nothing until a
+   checkpoint mends it (the sweep tries once a second); a log file whose
+   sync fails at a checkpoint leaves the journal stuck: the core takes no
+   writes until a restart redoes the journal. */
+
+/* Answer the batches of groups gids[0..n) with sync_errno. */
+static void server_journal_answer(struct core *c, const int *gids, int n,
+                                  int sync_errno) {
+  int i;
+  for (i = 0; i < n; i++)
+    group_synced(c, server_group(c->srv, gids[i]), sync_errno);
+}
+
+/* A log file's sync failed while appends to it were durable only in the
+** journal. */
+static void server_journal_stuck(struct core *c, int g, int e) {
+  char which[32];
+  journal_stuck(c->journal);
+  if (g >= 0)
+    snprintf(which, sizeof(which), "of group %d", g);
+  else
+    snprintf(which, sizeof(which), "files");
+  LOG_E("core %d: syncing the log %s for a journal checkpoint failed (%s); "
+        "appends are durable only in the journal, so the core takes no "
+        "writes until ursula is restarted (the restart writes them again "
+        "from the journal)",
+        c->id, which, strerror(e));
+  (void)e; /* when logging is compiled out */
+}
+
+/* CHECKPOINT (journal.c, rule 4): a new generation takes the writes at
+** once, and a syncer thread syncs every log file the old one covers,
+** through descriptors of its own (so the core may close or replace its
+** files meanwhile); when they are back, the old generation goes
+** (server_journal_checkpointed).  Called with no journal write out. */
+static void server_journal_checkpoint_start(struct core *c) {
+  struct ursula_server *s = c->srv;
+  size_t per = (size_t)(s->n_groups / s->n_cores + 1);
+  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
+  int *fds = (int *)URSULA_MALLOC(sizeof(int) * per);
+  int g, n = 0, fd, e;
+  if (q == NULL || fds == NULL || journal_rotate(c->journal) != URSULA_OK) {
+    URSULA_FREE(q); /* (no memory, or no new file: the next turn tries) */
+    URSULA_FREE(fds);
+    return;
+  }
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    if ((fd = group_lazy_open(s->groups[g])) >= 0)
+      fds[n++] = fd;
+    else if (fd == -2 && (e = group_sync_lazy(s->groups[g])) != 0)
+      server_journal_stuck(c, g, e);
+  }
+  memset(q, 0, sizeof(*q));
+  q->gid = -2;
+  q->fd = -1;
+  q->fds = fds;
+  q->n_fds = n;
+  c->jr_checkpoint = 1;
+  server_queue_sync(c, q);
+}
+
+static void server_journal_checkpointed(struct core *c, int sync_errno) {
+  c->jr_checkpoint = 0;
+  if (sync_errno != 0) {
+    server_journal_stuck(c, -1, sync_errno);
+    return;
+  }
+  /* stuck meanwhile (a file synced here, not through the job, failed):
+  ** the old generation stays for the restart (journal_drop_old) */
+  if (journal_state(c->journal) == JOURNAL_STUCK) return;
+  if (journal_drop_old(c->journal) != URSULA_OK)
+    LOG_W("core %d: removing the journal's old generation failed; a "
+          "restart writes its records again, which changes nothing",
+          c->id);
+}
+
+/* Sync every log file of c's groups here, then start the journal anew
+** (mending a broken one).  URSULA_OK, or an error (and the journal still
+** broken, or stuck). */
+static int server_journal_mend(struct core *c) {
+  struct ursula_server *s = c->srv;
+  int g, e, rc;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    if ((e = group_sync_lazy(s->groups[g])) != 0) {
+      server_journal_stuck(c, g, e);
+      return URSULA_EIO;
+    }
+  }
+  if ((rc = journal_reset(c->journal)) != URSULA_OK)
+    LOG_W("core %d: starting the journal anew failed (%s); trying again "
+          "later", c->id, ursula_strerror(rc));
+  return rc;
+}
+
+/* End of a turn: write the waiting batches, if the last write is durable,
+** and queue the sync.  Returns whether batches were answered here (a
+** failure, or batches whose records a MARK made durable in their files). */
+static int server_journal_kick(struct core *c) {
+  struct journal *j = c->journal;
+  int fd, rc, n = c->n_jr_pending;
+  if (j == NULL || n == 0 || journal_in_flight(j)) return 0;
+  if (!c->jr_checkpoint && journal_checkpoint_due(j))
+    server_journal_checkpoint_start(c);
+  rc = journal_write(j, &fd);
+  c->n_jr_pending = 0;
+  if (rc != URSULA_OK || fd < 0) {
+    server_journal_answer(c, c->jr_pending, n, rc != URSULA_OK ? EIO : 0);
+    return 1;
+  }
+  memcpy(c->jr_flight, c->jr_pending, sizeof(int) * (size_t)n);
+  c->n_jr_flight = n;
+  server_start_sync(c, -1, fd);
+  return 0;
+}
+
+static void server_journal_synced(struct core *c, int sync_errno) {
+  int rc = journal_flush_done(c->journal, sync_errno), n = c->n_jr_flight;
+  if (rc != URSULA_OK && sync_errno == 0) sync_errno = EIO;
+  if (sync_errno != 0)
+    LOG_E("core %d: the journal's sync failed (%s): %d batches not written",
+          c->id, strerror(sync_errno), n);
+  c->n_jr_flight = 0;
+  server_journal_answer(c, c->jr_flight, n, sync_errno);
+}
+
+/* The sweep, once a second: mend a broken journal. */
+static void server_journal_sweep(struct core *c) {
+  struct journal *j = c->journal;
+  if (j == NULL || journal_state(j) != JOURNAL_BROKEN ||
+      journal_in_flight(j) || c->jr_checkpoint)
+    return;
+  if (server_journal_mend(c) == URSULA_OK)
+    LOG_I("core %d: the journal is started anew after a failed write or "
+          "sync", c->id);
 }
 
 static void server_run_local(struct loop *l, struct core *c) {
@@ -23551,9 +24767,8 @@ static void server_on_turn_end(struct loop *l) {
     int i, n, applied = 0;
     server_run_local(l, c);
     n = c->n_dirty;
-    if (n == 0) break;
     /* take the list: continuations and new proposals refill it */
-    memcpy(batch, c->dirty, sizeof(*batch) * (size_t)n);
+    if (n > 0) memcpy(batch, c->dirty, sizeof(*batch) * (size_t)n);
     c->n_dirty = 0;
     for (i = 0; i < n; i++) {
       struct group *g = batch[i];
@@ -23563,12 +24778,16 @@ static void server_on_turn_end(struct loop *l) {
         continue;
       }
       fd = group_drive(c, g);
-      if (fd >= 0)
+      if (fd >= 0 && c->journal != NULL)
+        c->jr_pending[c->n_jr_pending++] = group_id(g);
+      else if (fd >= 0)
         server_start_sync(c, group_id(g), fd);
       else
         applied = 1; /* continuations may have proposed again */
     }
-    if (!applied && c->local_head == NULL) break;
+    /* even with no group dirty: batches wait for a write that is over */
+    if (server_journal_kick(c)) applied = 1;
+    if (!applied && (n == 0 || c->local_head == NULL)) break;
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
@@ -23588,15 +24807,32 @@ static void server_on_sweep(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
   struct ursula_server *s = c->srv;
   int g;
+  server_journal_sweep(c); /* first: a group recovers only through it */
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_sweep(c, s->groups[g]);
   group_leads_report(c);
   loop_timer_set(l, &c->sweep_timer, loop_now_ms(l) + 1000, server_on_sweep, c);
 }
 
+/* The core's loop has ended: with every batch answered, sync its groups'
+** log files and remove the journal, so that a clean stop leaves logs
+** that need no redo (a failure leaves the journal for the redo). */
+static void server_journal_stop(struct core *c) {
+  struct ursula_server *s = c->srv;
+  int g;
+  if (c->journal == NULL || journal_state(c->journal) == JOURNAL_STUCK ||
+      journal_in_flight(c->journal) || c->n_jr_pending > 0 ||
+      c->jr_checkpoint)
+    return;
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    if (group_sync_lazy(s->groups[g]) != 0) return;
+  journal_remove(c->journal);
+}
+
 static void *server_core_main(void *arg) {
   struct core *c = (struct core *)arg;
   c->rc = loop_run(c->loop, server_on_turn_end);
+  server_journal_stop(c);
   return NULL;
 }
 
@@ -23799,6 +25035,9 @@ static void server_free(struct ursula_server *s) {
     for (i = 0; i < s->n_cores; i++) {
       URSULA_FREE(s->cores[i].dirty);
       URSULA_FREE(s->cores[i].batch);
+      URSULA_FREE(s->cores[i].jr_pending);
+      URSULA_FREE(s->cores[i].jr_flight);
+      journal_close(s->cores[i].journal);
       cold_cache_free(s->cores[i].cold_cache);
     }
     URSULA_FREE(s->cores);
@@ -23910,6 +25149,49 @@ static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
   return URSULA_EINVAL;
 }
 
+/* journal_redo's name of group `group`'s segment file `seg`. */
+static int server_journal_path(void *arg, uint32_t group, uint64_t seg,
+                               char *out, size_t cap) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  char dir[URSULA_PATH_LEN + 16];
+  if (group >= (uint32_t)s->n_groups) return URSULA_EINVAL;
+  snprintf(dir, sizeof(dir), "%s/g%05d", s->cfg.wal_dir, (int)group);
+  wal_segment_file(dir, seg, out, cap);
+  return URSULA_OK;
+}
+
+/* Write the journals' appends again to the logs, before any log is read
+** (journal.c, REDO). */
+static int server_redo(struct ursula_server *s, char *err) {
+  struct journal_stats st;
+  int rc = journal_redo(s->env, s->cfg.wal_dir, server_journal_path, s, &st,
+                        err); /* err names the journal */
+  if (rc != URSULA_OK) return rc;
+  if (st.journals > 0)
+    LOG_I("journal: %llu appends (%llu bytes) from %llu journals written "
+          "again to their logs%s",
+          (unsigned long long)st.writes, (unsigned long long)st.bytes,
+          (unsigned long long)st.journals,
+          st.cut_bytes > 0 ? ", a torn tail left out" : "");
+  return URSULA_OK;
+}
+
+/* Core c's journal, and its groups' logs appending through it. */
+static int server_journal_open(struct core *c, char *err) {
+  struct ursula_server *s = c->srv;
+  size_t per = (size_t)(s->n_groups / s->n_cores + 1);
+  int g, rc;
+  c->jr_pending = (int *)URSULA_MALLOC(sizeof(int) * per);
+  c->jr_flight = (int *)URSULA_MALLOC(sizeof(int) * per);
+  if (c->jr_pending == NULL || c->jr_flight == NULL) return URSULA_ENOMEM;
+  if ((rc = journal_create(&c->journal, s->env, s->cfg.wal_dir, c->id,
+                           err)) != URSULA_OK)
+    return rc;
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    group_set_journal(s->groups[g], c->journal);
+  return URSULA_OK;
+}
+
 /* One recovery thread: groups first, first + step, ... */
 struct server_recovery {
   struct ursula_server *srv;
@@ -23945,7 +25227,9 @@ static int server_recover(struct ursula_server *s, char *err) {
   struct server_recovery *r;
   uint64_t t0 = s->env->mono_ms(s->env);
   int i, n = s->n_cores, rc, existed;
-  if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK) return rc;
+  if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK ||
+      (rc = server_redo(s, err)) != URSULA_OK)
+    return rc;
   if (n > s->n_groups) n = s->n_groups;
   r = (struct server_recovery *)URSULA_MALLOC(sizeof(*r) * (size_t)n);
   if (r == NULL) return URSULA_ENOMEM;
@@ -24260,6 +25544,9 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
       rc = URSULA_ENOMEM;
       goto fail;
     }
+    if (cfg->wal_dir[0] != '\0' &&
+        (rc = server_journal_open(c, err)) != URSULA_OK)
+      goto fail;
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     api_core_init(c, cfg->max_connections); /* one count for all cores */

@@ -28,6 +28,7 @@ crypto.c
 sigv4.c
 tls.c
 s3.c
+journal.c
 wal.c
 cmd.c
 raft.c

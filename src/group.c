@@ -876,6 +876,18 @@ static int group_start_replayed(struct group *g, struct group_replay *rp,
   return group_start(g, &sv, err);
 }
 
+URSULA_PRIVATE void group_set_journal(struct group *g, struct journal *j) {
+  if (g->wal != NULL) wal_set_journal(g->wal, j, (uint32_t)g->id);
+}
+
+URSULA_PRIVATE int group_sync_lazy(struct group *g) {
+  return g->wal != NULL ? wal_sync_lazy(g->wal) : 0;
+}
+
+URSULA_PRIVATE int group_lazy_open(struct group *g) {
+  return g->wal != NULL ? wal_lazy_open(g->wal) : -1;
+}
+
 URSULA_PRIVATE int group_open_wal(struct group *g, const char *dir,
                                   int must_exist, uint64_t hot_max,
                                   uint64_t snapshot_bytes,

@@ -574,6 +574,103 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
                            int (*fn)(void *arg, const char *key, uint64_t size),
                            void *arg, struct s3_error *e);
 
+/* --------------------------------------------------------------- journal.c
+** One core's journal: the appends of all its group logs, made durable by
+** one sync (format and rules at the top of journal.c).  One thread at a
+** time: the owning core's (only the sync of journal_write's fd may run
+** elsewhere). */
+struct journal;
+enum { JOURNAL_OK = 0, JOURNAL_BROKEN = 1, JOURNAL_STUCK = 2 };
+#ifndef JOURNAL_BYTES
+#define JOURNAL_BYTES (64 * 1024 * 1024) /* a checkpoint starts it anew */
+#endif
+struct journal_stats { /* what journal_redo() did */
+  uint64_t journals;   /* journal files read */
+  uint64_t writes;     /* records written again to their files */
+  uint64_t bytes;      /* bytes of them */
+  uint64_t cut_bytes;  /* bytes of torn tails left out */
+};
+/* Make a new, empty journal DIR/journal-CCC for core `core` (replacing
+** any file of that name: journal_redo() first).  URSULA_OK, URSULA_EIO
+** with a reason in err, URSULA_ENOMEM, URSULA_EINVAL (dir too long). */
+URSULA_PRIVATE int journal_create(struct journal **out, struct env *env,
+                                  const char *dir, int core, char *err);
+URSULA_PRIVATE void journal_close(struct journal *j);
+/* Frame a WRITE: bytes p[0..n) were just written at byte `off` of the
+** segment file named `seg` of group `group`.  Copied; written by the
+** next journal_write().  URSULA_OK, URSULA_EIO (the journal is broken or
+** stuck: until journal_reset), URSULA_ENOMEM, URSULA_EINVAL. */
+URSULA_PRIVATE int journal_add(struct journal *j, uint32_t group, uint64_t seg,
+                               uint64_t off, const void *p, size_t n);
+/* Write what is framed.  *fd: the descriptor to sync, whose result goes
+** to journal_flush_done(); -1 if nothing was framed.  URSULA_EINVAL if a
+** sync is still out; URSULA_EIO if the journal is broken (what was framed
+** is dropped: none of it may be acknowledged). */
+URSULA_PRIVATE int journal_write(struct journal *j, int *fd);
+/* The sync of journal_write's fd is done (errno, 0: it worked): URSULA_OK,
+** and the records written are durable (stuck or not); else URSULA_EIO, and
+** the journal is broken until journal_reset() (or was broken meanwhile,
+** even if stuck since: its file is not trusted). */
+URSULA_PRIVATE int journal_flush_done(struct journal *j, int sync_errno);
+URSULA_PRIVATE int journal_in_flight(const struct journal *j);
+/* Rule 3: the caller has synced the group's file and is about to change
+** it other than by an append.  Drops the group's framed records (durable
+** in the file now), writes a MARK and syncs the journal, here (a write
+** whose sync is out is synced first: rule 2).  URSULA_OK
+** or URSULA_EIO (broken: the change must not go ahead). */
+URSULA_PRIVATE int journal_mark(struct journal *j, uint32_t group);
+URSULA_PRIVATE int journal_state(const struct journal *j);
+/* The generation a checkpoint is removing (its log files' syncs are out,
+** or it could not be removed yet), or 0. */
+URSULA_PRIVATE uint64_t journal_old_gen(const struct journal *j);
+/* Bytes written and framed. */
+URSULA_PRIVATE uint64_t journal_bytes(const struct journal *j);
+/* Whether a checkpoint should start now: past JOURNAL_BYTES, no write's
+** sync out, none under way, and not broken. */
+URSULA_PRIVATE int journal_checkpoint_due(const struct journal *j);
+/* CHECKPOINT, step 1 (rule 4; with no sync out): a new generation takes
+** the writes from now on; the old one stays until journal_drop_old().
+** Framed records go to the new one.  URSULA_OK; URSULA_EINVAL (a sync is
+** out, or a checkpoint is under way); URSULA_EIO (broken or stuck, or
+** the new file could not be made: the old one goes on; if it was renamed
+** into place but the directory's sync failed, the journal is broken
+** until a reset works). */
+URSULA_PRIVATE int journal_rotate(struct journal *j);
+/* CHECKPOINT, step 2: every group file of the core has been synced since
+** journal_rotate() (through descriptors taken then): the old generation
+** is removed.  URSULA_OK or URSULA_EIO (it stays: a redo of it writes
+** synced bytes again, which changes nothing; and always when stuck: a
+** log file's sync failed meanwhile, and the old generation may hold the
+** only durable copy of its appends, for the restart's redo). */
+URSULA_PRIVATE int journal_drop_old(struct journal *j);
+/* Mend a broken journal: the caller has synced every group file of the
+** core (and no sync is out).  Every generation is removed, then a new,
+** empty one started; what was framed is dropped.  URSULA_OK (mended);
+** URSULA_EINVAL (a sync is out); URSULA_EIO (stuck, or a file could not
+** be removed or made: still broken, try again later). */
+URSULA_PRIVATE int journal_reset(struct journal *j);
+/* A clean stop: the caller has synced every group file of the core (and
+** no sync is out).  The journal's files are removed; j takes nothing more.
+** URSULA_OK, URSULA_EINVAL (a sync is out, or stuck), URSULA_EIO. */
+URSULA_PRIVATE int journal_remove(struct journal *j);
+/* A group file's sync failed while appends written to it were durable
+** only in the journal (at a checkpoint, or any other sync of the file:
+** wal.c, wal_lazy_failed): the journal holds the only durable copy of
+** them, so it must stay, and it takes nothing more (no MARK either);
+** only a restart (journal_redo) mends it. */
+URSULA_PRIVATE void journal_stuck(struct journal *j);
+/* Redo every journal in dir (journal.c's REDO): path_of names the file of
+** (group, seg) in out (URSULA_OK; else the group is unknown: damage).
+** Then the files written are synced and the journals removed.  URSULA_OK;
+** URSULA_ECORRUPT for damage (err names the journal and the byte offset);
+** URSULA_EIO, URSULA_ENOMEM. */
+URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
+                                int (*path_of)(void *arg, uint32_t group,
+                                               uint64_t seg, char *out,
+                                               size_t cap),
+                                void *arg, struct journal_stats *st,
+                                char *err);
+
 /* ------------------------------------------------------------------- wal.c
 ** A group's write-ahead log (format and rules at the top of wal.c).  One
 ** thread at a time: the owning core's. */
@@ -802,6 +899,33 @@ URSULA_PRIVATE uint64_t wal_term(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED uint64_t wal_vote(const struct wal *w);
 URSULA_PRIVATE URSULA_UNUSED int wal_save_state(struct wal *w, uint64_t term,
                                              uint64_t vote);
+/* Append through core journal j as group `group` from now on (NULL: each
+** batch synced in its own file, the default): wal_write() copies each
+** batch to the journal, the caller syncs the journal instead of
+** wal_flush_fd() and reports that sync to wal_flush_done(); the segment
+** file is synced lazily (wal_sync_lazy, at the journal's checkpoint) and
+** before every change other than an append (journal_mark).  A failed
+** sync of the file while it holds such appends leaves the journal stuck
+** (journal_stuck): a later sync may succeed without them. */
+URSULA_PRIVATE void wal_set_journal(struct wal *w, struct journal *j,
+                                    uint32_t group);
+/* The path of the segment file whose first entry is `first`, in the log
+** directory dir. */
+URSULA_PRIVATE void wal_segment_file(const char *dir, uint64_t first,
+                                     char *out, size_t cap);
+/* For a checkpoint on another thread: a descriptor of the last segment's
+** file, opened anew (an open file of its own: the kernel reports a failed
+** write-back to each open file once, so a sync through a dup(2), which
+** shares the log's, could take the error from the log's own next sync),
+** if appends went to it since its last sync (which it then counts as
+** done: the caller syncs through it, and a failure leaves the journal
+** stuck); -1 if none went to it; -2 if the file could not be opened
+** (sync here instead: wal_sync_lazy).  Until the old generation goes, a
+** failed sync of the file here still leaves the journal stuck. */
+URSULA_PRIVATE int wal_lazy_open(struct wal *w);
+/* Sync the last segment's file if appends went to it since its last
+** sync: 0, or the errno of the failed sync. */
+URSULA_PRIVATE int wal_sync_lazy(struct wal *w);
 /* The size at which a new segment starts (tests make it small). */
 URSULA_PRIVATE URSULA_UNUSED void wal_set_segment_bytes(struct wal *w,
                                                         int64_t n);
@@ -1908,6 +2032,13 @@ URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 ** (it does, and every other member is leaving too: nobody can take it). */
 enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
 URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
+/* Once its log is open: g's appends go through core journal j too
+** (wal_set_journal); group_sync_lazy() syncs its log's file for a
+** checkpoint (0, or the errno). */
+URSULA_PRIVATE void group_set_journal(struct group *g, struct journal *j);
+URSULA_PRIVATE int group_sync_lazy(struct group *g);
+/* wal_lazy_open() of g's log (-1 without one). */
+URSULA_PRIVATE int group_lazy_open(struct group *g);
 /* Give g a write-ahead log in dir and replay it into the state machine
 ** (before the cores start); the bytes of every entry the log holds now
 ** stay in the log when applied, at replay (a single node) or later, once
@@ -2436,6 +2567,13 @@ struct core {
   int n_dirty;
   struct group **batch;          /* scratch copy of dirty */
   int n_flights;                 /* syncs under way for its groups */
+  /* with --wal-dir: its journal (server.c, THE CORE'S JOURNAL), the
+  ** groups whose batch waits for its next write, and those whose batch is
+  ** in the write being synced (group ids) */
+  struct journal *journal;
+  int *jr_pending, n_jr_pending;
+  int *jr_flight, n_jr_flight;
+  int jr_checkpoint; /* a checkpoint's syncs are out */
   struct cold_cache *cold_cache; /* chunks read back for its groups */
   /* bytes of output queued on its connections and not yet written:
   ** written by its own thread, read by every core (conn_backlogged) */

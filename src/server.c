@@ -226,11 +226,27 @@ struct server_sync {
   struct loop_msg msg; /* posted back to the owner when done */
   struct server_sync *next;
   struct loop *owner;
-  int gid;
+  int gid;          /* the group; -1: the core's journal; -2: a checkpoint */
   int fd;
+  int *fds, n_fds;  /* a checkpoint's: each synced, then closed */
   struct os_fs *fs; /* the server env's */
-  int sync_errno;   /* 0: the sync worked */
+  int sync_errno;   /* 0: the sync worked (all of them) */
 };
+
+/* Do q's syncs (on a syncer thread, or on the owner without threads). */
+static void server_sync_run(struct server_sync *q) {
+  int i;
+  if (q->fds == NULL) {
+    q->sync_errno = q->fs->sync(q->fd) != 0 ? (errno ? errno : EIO) : 0;
+    return;
+  }
+  q->sync_errno = 0;
+  for (i = 0; i < q->n_fds; i++) {
+    if (q->fs->sync(q->fds[i]) != 0 && q->sync_errno == 0)
+      q->sync_errno = errno ? errno : EIO;
+    q->fs->close(q->fds[i]);
+  }
+}
 
 struct server_syncer {
   pthread_mutex_t mu;
@@ -253,7 +269,7 @@ static void *server_syncer_main(void *arg) {
     y->head = q->next;
     if (y->head == NULL) y->tail = NULL;
     pthread_mutex_unlock(&y->mu);
-    q->sync_errno = q->fs->sync(q->fd) != 0 ? errno : 0;
+    server_sync_run(q);
     loop_post(q->owner, &q->msg);
     pthread_mutex_lock(&y->mu);
   }
@@ -302,38 +318,36 @@ static int server_syncer_start(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
-/* A sync is back on the owner: the group applies and answers its batch. */
+static void server_journal_synced(struct core *c, int sync_errno);
+static void server_journal_checkpointed(struct core *c, int sync_errno);
+
+/* A sync is back on the owner: the group applies and answers its batch
+** (gid -1: the core's journal, for every group in its write; -2: a
+** checkpoint's syncs). */
 static void server_on_synced(struct loop *l, struct loop_msg *m) {
   struct server_sync *q = (struct server_sync *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
   c->n_flights--;
-  group_synced(c, server_group(c->srv, q->gid), q->sync_errno);
+  if (q->gid == -2)
+    server_journal_checkpointed(c, q->sync_errno);
+  else if (q->gid < 0)
+    server_journal_synced(c, q->sync_errno);
+  else
+    group_synced(c, server_group(c->srv, q->gid), q->sync_errno);
+  URSULA_FREE(q->fds);
   URSULA_FREE(q);
 }
 
-/* Queue the sync of fd for group gid (owned by c).  Without syncer
-** threads it runs here and now, and its result is posted to c's own
-** loop: group_synced() runs on the next turn, from the same message
-** a syncer thread would post.  Without memory for the request it runs
-** here and group_synced() at once. */
-static void server_start_sync(struct core *c, int gid, int fd) {
+/* Queue q (filled in but for the message) for the syncer threads;
+** without them, run it here and post its result to c's own loop. */
+static void server_queue_sync(struct core *c, struct server_sync *q) {
   struct server_syncer *y = c->srv->syncer;
-  struct os_fs *fs = c->srv->env->fs;
-  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
-  if (q == NULL) {
-    int e = fs->sync(fd) != 0 ? errno : 0;
-    group_synced(c, server_group(c->srv, gid), e);
-    return;
-  }
-  memset(q, 0, sizeof(*q));
   q->msg.on_msg = server_on_synced;
   q->owner = c->loop;
-  q->gid = gid;
-  q->fd = fd;
-  q->fs = fs;
+  q->fs = c->srv->env->fs;
   c->n_flights++;
   if (y == NULL) {
-    q->sync_errno = fs->sync(fd) != 0 ? errno : 0;
+    server_sync_run(q);
     loop_post(c->loop, &q->msg);
     return;
   }
@@ -345,6 +359,176 @@ static void server_start_sync(struct core *c, int gid, int fd) {
   y->tail = q;
   pthread_cond_signal(&y->work);
   pthread_mutex_unlock(&y->mu);
+}
+
+/* Queue the sync of fd for group gid (owned by c; -1: c's journal).  Without syncer
+** threads it runs here and now, and its result is posted to c's own
+** loop: group_synced() runs on the next turn, from the same message
+** a syncer thread would post.  Without memory for the request it runs
+** here and group_synced() at once. */
+static void server_start_sync(struct core *c, int gid, int fd) {
+  struct os_fs *fs = c->srv->env->fs;
+  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
+  if (q == NULL) {
+    int e = fs->sync(fd) != 0 ? errno : 0;
+    if (gid < 0)
+      server_journal_synced(c, e);
+    else
+      group_synced(c, server_group(c->srv, gid), e);
+    return;
+  }
+  memset(q, 0, sizeof(*q));
+  q->gid = gid;
+  q->fd = fd;
+  server_queue_sync(c, q);
+}
+
+/* ------------------------------------------------------------ journal
+
+   THE CORE'S JOURNAL (journal.c).  With --wal-dir each core has one, and
+   its groups' logs append through it: a batch that group_drive() wrote
+   to its log waits in jr_pending; at the end of the turn, once the
+   journal's last write is durable, every waiting batch goes out in one
+   journal write and one sync (on a syncer thread), and the groups in it
+   apply and answer when it is back.  So a core makes one sync per turn
+   however many groups it serves, and the batch grows with the load.
+   CHECKPOINT: past JOURNAL_BYTES, before a write, a new generation of
+   the journal starts, and a syncer thread syncs every log file of the
+   core before the old one goes.  A FAILED journal write or
+   sync fails the groups in it, and the journal takes nothing until a
+   checkpoint mends it (the sweep tries once a second); a log file whose
+   sync fails at a checkpoint leaves the journal stuck: the core takes no
+   writes until a restart redoes the journal. */
+
+/* Answer the batches of groups gids[0..n) with sync_errno. */
+static void server_journal_answer(struct core *c, const int *gids, int n,
+                                  int sync_errno) {
+  int i;
+  for (i = 0; i < n; i++)
+    group_synced(c, server_group(c->srv, gids[i]), sync_errno);
+}
+
+/* A log file's sync failed while appends to it were durable only in the
+** journal. */
+static void server_journal_stuck(struct core *c, int g, int e) {
+  char which[32];
+  journal_stuck(c->journal);
+  if (g >= 0)
+    snprintf(which, sizeof(which), "of group %d", g);
+  else
+    snprintf(which, sizeof(which), "files");
+  LOG_E("core %d: syncing the log %s for a journal checkpoint failed (%s); "
+        "appends are durable only in the journal, so the core takes no "
+        "writes until ursula is restarted (the restart writes them again "
+        "from the journal)",
+        c->id, which, strerror(e));
+  (void)e; /* when logging is compiled out */
+}
+
+/* CHECKPOINT (journal.c, rule 4): a new generation takes the writes at
+** once, and a syncer thread syncs every log file the old one covers,
+** through descriptors of its own (so the core may close or replace its
+** files meanwhile); when they are back, the old generation goes
+** (server_journal_checkpointed).  Called with no journal write out. */
+static void server_journal_checkpoint_start(struct core *c) {
+  struct ursula_server *s = c->srv;
+  size_t per = (size_t)(s->n_groups / s->n_cores + 1);
+  struct server_sync *q = (struct server_sync *)URSULA_MALLOC(sizeof(*q));
+  int *fds = (int *)URSULA_MALLOC(sizeof(int) * per);
+  int g, n = 0, fd, e;
+  if (q == NULL || fds == NULL || journal_rotate(c->journal) != URSULA_OK) {
+    URSULA_FREE(q); /* (no memory, or no new file: the next turn tries) */
+    URSULA_FREE(fds);
+    return;
+  }
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    if ((fd = group_lazy_open(s->groups[g])) >= 0)
+      fds[n++] = fd;
+    else if (fd == -2 && (e = group_sync_lazy(s->groups[g])) != 0)
+      server_journal_stuck(c, g, e);
+  }
+  memset(q, 0, sizeof(*q));
+  q->gid = -2;
+  q->fd = -1;
+  q->fds = fds;
+  q->n_fds = n;
+  c->jr_checkpoint = 1;
+  server_queue_sync(c, q);
+}
+
+static void server_journal_checkpointed(struct core *c, int sync_errno) {
+  c->jr_checkpoint = 0;
+  if (sync_errno != 0) {
+    server_journal_stuck(c, -1, sync_errno);
+    return;
+  }
+  /* stuck meanwhile (a file synced here, not through the job, failed):
+  ** the old generation stays for the restart (journal_drop_old) */
+  if (journal_state(c->journal) == JOURNAL_STUCK) return;
+  if (journal_drop_old(c->journal) != URSULA_OK)
+    LOG_W("core %d: removing the journal's old generation failed; a "
+          "restart writes its records again, which changes nothing",
+          c->id);
+}
+
+/* Sync every log file of c's groups here, then start the journal anew
+** (mending a broken one).  URSULA_OK, or an error (and the journal still
+** broken, or stuck). */
+static int server_journal_mend(struct core *c) {
+  struct ursula_server *s = c->srv;
+  int g, e, rc;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    if ((e = group_sync_lazy(s->groups[g])) != 0) {
+      server_journal_stuck(c, g, e);
+      return URSULA_EIO;
+    }
+  }
+  if ((rc = journal_reset(c->journal)) != URSULA_OK)
+    LOG_W("core %d: starting the journal anew failed (%s); trying again "
+          "later", c->id, ursula_strerror(rc));
+  return rc;
+}
+
+/* End of a turn: write the waiting batches, if the last write is durable,
+** and queue the sync.  Returns whether batches were answered here (a
+** failure, or batches whose records a MARK made durable in their files). */
+static int server_journal_kick(struct core *c) {
+  struct journal *j = c->journal;
+  int fd, rc, n = c->n_jr_pending;
+  if (j == NULL || n == 0 || journal_in_flight(j)) return 0;
+  if (!c->jr_checkpoint && journal_checkpoint_due(j))
+    server_journal_checkpoint_start(c);
+  rc = journal_write(j, &fd);
+  c->n_jr_pending = 0;
+  if (rc != URSULA_OK || fd < 0) {
+    server_journal_answer(c, c->jr_pending, n, rc != URSULA_OK ? EIO : 0);
+    return 1;
+  }
+  memcpy(c->jr_flight, c->jr_pending, sizeof(int) * (size_t)n);
+  c->n_jr_flight = n;
+  server_start_sync(c, -1, fd);
+  return 0;
+}
+
+static void server_journal_synced(struct core *c, int sync_errno) {
+  int rc = journal_flush_done(c->journal, sync_errno), n = c->n_jr_flight;
+  if (rc != URSULA_OK && sync_errno == 0) sync_errno = EIO;
+  if (sync_errno != 0)
+    LOG_E("core %d: the journal's sync failed (%s): %d batches not written",
+          c->id, strerror(sync_errno), n);
+  c->n_jr_flight = 0;
+  server_journal_answer(c, c->jr_flight, n, sync_errno);
+}
+
+/* The sweep, once a second: mend a broken journal. */
+static void server_journal_sweep(struct core *c) {
+  struct journal *j = c->journal;
+  if (j == NULL || journal_state(j) != JOURNAL_BROKEN ||
+      journal_in_flight(j) || c->jr_checkpoint)
+    return;
+  if (server_journal_mend(c) == URSULA_OK)
+    LOG_I("core %d: the journal is started anew after a failed write or "
+          "sync", c->id);
 }
 
 static void server_run_local(struct loop *l, struct core *c) {
@@ -374,9 +558,8 @@ static void server_on_turn_end(struct loop *l) {
     int i, n, applied = 0;
     server_run_local(l, c);
     n = c->n_dirty;
-    if (n == 0) break;
     /* take the list: continuations and new proposals refill it */
-    memcpy(batch, c->dirty, sizeof(*batch) * (size_t)n);
+    if (n > 0) memcpy(batch, c->dirty, sizeof(*batch) * (size_t)n);
     c->n_dirty = 0;
     for (i = 0; i < n; i++) {
       struct group *g = batch[i];
@@ -386,12 +569,16 @@ static void server_on_turn_end(struct loop *l) {
         continue;
       }
       fd = group_drive(c, g);
-      if (fd >= 0)
+      if (fd >= 0 && c->journal != NULL)
+        c->jr_pending[c->n_jr_pending++] = group_id(g);
+      else if (fd >= 0)
         server_start_sync(c, group_id(g), fd);
       else
         applied = 1; /* continuations may have proposed again */
     }
-    if (!applied && c->local_head == NULL) break;
+    /* even with no group dirty: batches wait for a write that is over */
+    if (server_journal_kick(c)) applied = 1;
+    if (!applied && (n == 0 || c->local_head == NULL)) break;
   }
   if (c->srv->stop_requested && !c->draining) {
     c->draining = 1;
@@ -411,15 +598,32 @@ static void server_on_sweep(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
   struct ursula_server *s = c->srv;
   int g;
+  server_journal_sweep(c); /* first: a group recovers only through it */
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_sweep(c, s->groups[g]);
   group_leads_report(c);
   loop_timer_set(l, &c->sweep_timer, loop_now_ms(l) + 1000, server_on_sweep, c);
 }
 
+/* The core's loop has ended: with every batch answered, sync its groups'
+** log files and remove the journal, so that a clean stop leaves logs
+** that need no redo (a failure leaves the journal for the redo). */
+static void server_journal_stop(struct core *c) {
+  struct ursula_server *s = c->srv;
+  int g;
+  if (c->journal == NULL || journal_state(c->journal) == JOURNAL_STUCK ||
+      journal_in_flight(c->journal) || c->n_jr_pending > 0 ||
+      c->jr_checkpoint)
+    return;
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    if (group_sync_lazy(s->groups[g]) != 0) return;
+  journal_remove(c->journal);
+}
+
 static void *server_core_main(void *arg) {
   struct core *c = (struct core *)arg;
   c->rc = loop_run(c->loop, server_on_turn_end);
+  server_journal_stop(c);
   return NULL;
 }
 
@@ -622,6 +826,9 @@ static void server_free(struct ursula_server *s) {
     for (i = 0; i < s->n_cores; i++) {
       URSULA_FREE(s->cores[i].dirty);
       URSULA_FREE(s->cores[i].batch);
+      URSULA_FREE(s->cores[i].jr_pending);
+      URSULA_FREE(s->cores[i].jr_flight);
+      journal_close(s->cores[i].journal);
       cold_cache_free(s->cores[i].cold_cache);
     }
     URSULA_FREE(s->cores);
@@ -733,6 +940,49 @@ static int server_open_dir(struct ursula_server *s, int *existed, char *err) {
   return URSULA_EINVAL;
 }
 
+/* journal_redo's name of group `group`'s segment file `seg`. */
+static int server_journal_path(void *arg, uint32_t group, uint64_t seg,
+                               char *out, size_t cap) {
+  struct ursula_server *s = (struct ursula_server *)arg;
+  char dir[URSULA_PATH_LEN + 16];
+  if (group >= (uint32_t)s->n_groups) return URSULA_EINVAL;
+  snprintf(dir, sizeof(dir), "%s/g%05d", s->cfg.wal_dir, (int)group);
+  wal_segment_file(dir, seg, out, cap);
+  return URSULA_OK;
+}
+
+/* Write the journals' appends again to the logs, before any log is read
+** (journal.c, REDO). */
+static int server_redo(struct ursula_server *s, char *err) {
+  struct journal_stats st;
+  int rc = journal_redo(s->env, s->cfg.wal_dir, server_journal_path, s, &st,
+                        err); /* err names the journal */
+  if (rc != URSULA_OK) return rc;
+  if (st.journals > 0)
+    LOG_I("journal: %llu appends (%llu bytes) from %llu journals written "
+          "again to their logs%s",
+          (unsigned long long)st.writes, (unsigned long long)st.bytes,
+          (unsigned long long)st.journals,
+          st.cut_bytes > 0 ? ", a torn tail left out" : "");
+  return URSULA_OK;
+}
+
+/* Core c's journal, and its groups' logs appending through it. */
+static int server_journal_open(struct core *c, char *err) {
+  struct ursula_server *s = c->srv;
+  size_t per = (size_t)(s->n_groups / s->n_cores + 1);
+  int g, rc;
+  c->jr_pending = (int *)URSULA_MALLOC(sizeof(int) * per);
+  c->jr_flight = (int *)URSULA_MALLOC(sizeof(int) * per);
+  if (c->jr_pending == NULL || c->jr_flight == NULL) return URSULA_ENOMEM;
+  if ((rc = journal_create(&c->journal, s->env, s->cfg.wal_dir, c->id,
+                           err)) != URSULA_OK)
+    return rc;
+  for (g = c->id; g < s->n_groups; g += s->n_cores)
+    group_set_journal(s->groups[g], c->journal);
+  return URSULA_OK;
+}
+
 /* One recovery thread: groups first, first + step, ... */
 struct server_recovery {
   struct ursula_server *srv;
@@ -768,7 +1018,9 @@ static int server_recover(struct ursula_server *s, char *err) {
   struct server_recovery *r;
   uint64_t t0 = s->env->mono_ms(s->env);
   int i, n = s->n_cores, rc, existed;
-  if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK) return rc;
+  if ((rc = server_open_dir(s, &existed, err)) != URSULA_OK ||
+      (rc = server_redo(s, err)) != URSULA_OK)
+    return rc;
   if (n > s->n_groups) n = s->n_groups;
   r = (struct server_recovery *)URSULA_MALLOC(sizeof(*r) * (size_t)n);
   if (r == NULL) return URSULA_ENOMEM;
@@ -1083,6 +1335,9 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
       rc = URSULA_ENOMEM;
       goto fail;
     }
+    if (cfg->wal_dir[0] != '\0' &&
+        (rc = server_journal_open(c, err)) != URSULA_OK)
+      goto fail;
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     api_core_init(c, cfg->max_connections); /* one count for all cores */

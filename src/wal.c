@@ -213,9 +213,22 @@ struct wal {
   uint64_t rd_seg, rd_pos;
   size_t rd_at;
   struct buf rd;
+  /* JOURNAL (wal_set_journal; NULL: none, each batch is synced in its
+  ** own file).  Appends go to the core's journal too, whose sync makes
+  ** them durable; the last segment's file is synced lazily (lazy: bytes
+  ** were written to it since it was last synced). */
+  struct journal *jr;
+  uint32_t jr_group;
+  int lazy;
+  /* the journal generation whose checkpoint syncs this file through a
+  ** descriptor of its own (wal_lazy_open), or 0: while it is there, the
+  ** file's lazy appends before it are not known durable, though lazy is
+  ** clear */
+  uint64_t lazy_gen;
 };
 
 static int wal_fail(struct wal *w, int e);
+static void wal_lazy_failed(struct wal *w, int e);
 
 static void wal_rd_forget(struct wal *w) {
   w->rd_index = 0;
@@ -296,9 +309,14 @@ URSULA_PRIVATE int wal_record_check(const void *p, size_t avail,
 
 /* ------------------------------------------------------------ paths */
 
+URSULA_PRIVATE void wal_segment_file(const char *dir, uint64_t first,
+                                     char *out, size_t cap) {
+  snprintf(out, cap, "%s/%020llu.wal", dir, (unsigned long long)first);
+}
+
 static void wal_seg_path(const struct wal *w, uint64_t first, char *out,
                          size_t cap) {
-  snprintf(out, cap, "%s/%020llu.wal", w->dir, (unsigned long long)first);
+  wal_segment_file(w->dir, first, out, cap);
 }
 
 /* Whether name is a segment file name; its first index in *first. */
@@ -907,17 +925,29 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
     return wal_errno_code(e);
   }
   if (prev_fd >= 0) { /* seal the previous segment: it is complete */
+    int lost = 0, cut;   /* a sync of it failed; the SEAL was cut again */
     util_put64(seal + WAL_RECORD_HEADER, first);
     wal_seal_record(seal, WAL_SEAL, w->last_term, first - 1, WAL_SEAL_BYTES);
-    if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) != 0 ||
-        (fs->sync(prev_fd) != 0 && (e = errno) != 0)) {
+    if ((e = wal_pwrite_all(w->fs, prev_fd, seal, sizeof(seal), w->size)) ==
+            0 &&
+        fs->sync(prev_fd) != 0) {
+      e = errno ? errno : EIO;
+      lost = 1;
+    }
+    if (e != 0) {
       /* part of the SEAL may be there.  Cut it off again, then drop the
       ** new segment: the log is as before the roll.  If even the cut
       ** fails, keep the new segment (a sealed segment needs its
-      ** successor) and fail the log: wal_recover() cuts again. */
+      ** successor) and fail the log: wal_recover() cuts again.  A failed
+      ** sync may have lost appends the journal holds: wal_lazy_failed. */
+      cut = fs->ftruncate(prev_fd, w->size) == 0;
+      if (cut && fs->sync(prev_fd) != 0) {
+        cut = 0;
+        lost = 1;
+      }
+      if (lost) wal_lazy_failed(w, e);
       fs->close(fd);
-      if (fs->ftruncate(prev_fd, w->size) != 0 || fs->sync(prev_fd) != 0)
-        return wal_fail(w, e);
+      if (!cut) return wal_fail(w, e);
       fs->unlink(path);
       w->fs->sync_dir(w->dir);
       return wal_errno_code(e);
@@ -931,6 +961,7 @@ static int wal_seg_create(struct wal *w, uint64_t first) {
   if (prev_fd >= 0) fs->close(prev_fd);
   w->fd = fd;
   w->size = w->written = (off_t)sizeof(h);
+  w->lazy = 0; /* the new file is synced, the old one sealed and synced */
   return URSULA_OK;
 }
 
@@ -1751,6 +1782,12 @@ URSULA_PRIVATE int wal_write(struct wal *w, const void *p, size_t len) {
   if (len != w->pending) return URSULA_EINVAL; /* not what was framed */
   if ((e = wal_pwrite_all(w->fs, w->fd, p, len, w->written)) != 0)
     return wal_fail(w, e);
+  if (w->jr != NULL) {
+    if (journal_add(w->jr, w->jr_group, w->segs[w->n_segs - 1].first_index,
+                    (uint64_t)w->written, p, len) != URSULA_OK)
+      return wal_fail(w, EIO);
+    w->lazy = 1;
+  }
   w->written += (off_t)len;
   w->since_snap += len;
   w->pending = 0;
@@ -1779,8 +1816,78 @@ URSULA_PRIVATE int wal_flush_done(struct wal *w, int sync_errno) {
 
 URSULA_PRIVATE int wal_flush(struct wal *w) {
   int fd = wal_flush_fd(w), e = 0;
-  if (fd >= 0 && w->fs->sync(fd) != 0) e = errno;
+  if (fd >= 0 && w->fs->sync(fd) != 0) {
+    e = errno ? errno : EIO;
+    wal_lazy_failed(w, e);
+  } else if (fd >= 0) {
+    w->lazy = 0;
+  }
   return wal_flush_done(w, e);
+}
+
+URSULA_PRIVATE void wal_set_journal(struct wal *w, struct journal *j,
+                                    uint32_t group) {
+  w->jr = j;
+  w->jr_group = group;
+}
+
+/* A sync of the last segment's file failed while appends written to it
+** lazily are durable only in the journal.  The kernel may have dropped
+** those pages, and a later sync of the file succeeds without them (the
+** error is reported once): the journal holds their only durable copy, so
+** it is stuck -- never started anew, no MARK skips them -- until a
+** restart redoes it (as after a checkpoint's failed sync, server.c). */
+static void wal_lazy_failed(struct wal *w, int e) {
+  if (w->jr == NULL || journal_state(w->jr) == JOURNAL_STUCK) return;
+  /* a checkpoint's sync of the file may be out (wal_lazy_open): it may
+  ** still succeed without the pages this one lost (a kernel that reports
+  ** a failed write-back once, not once per open file) */
+  if (!w->lazy &&
+      (w->lazy_gen == 0 || w->lazy_gen != journal_old_gen(w->jr)))
+    return;
+  journal_stuck(w->jr);
+  LOG_E("%s: syncing the log failed (%s) while appends to it are durable "
+        "only in the journal; the core takes no writes until ursula is "
+        "restarted (the restart writes them again from the journal)",
+        w->dir, strerror(e));
+  (void)e; /* when logging is compiled out */
+}
+
+URSULA_PRIVATE int wal_lazy_open(struct wal *w) {
+  char path[URSULA_PATH_LEN + 32];
+  int fd;
+  if (!w->lazy || w->fd < 0) return -1;
+  /* not dup(w->fd): a failed write-back is reported once to each open
+  ** file, and a dup shares w->fd's -- if the checkpoint's sync took the
+  ** error, a barrier's sync here would succeed without the lost pages,
+  ** and its MARK would have the redo skip the only copy of them */
+  wal_seg_path(w, w->segs[w->n_segs - 1].first_index, path, sizeof(path));
+  if ((fd = w->fs->open(path, O_RDWR, 0)) < 0) return -2;
+  w->lazy = 0;
+  w->lazy_gen = journal_old_gen(w->jr);
+  return fd;
+}
+
+URSULA_PRIVATE int wal_sync_lazy(struct wal *w) {
+  if (!w->lazy || w->fd < 0) return 0;
+  if (w->fs->sync(w->fd) != 0) return errno ? errno : EIO;
+  w->lazy = 0;
+  return 0;
+}
+
+/* Before a change of the files other than an append (journal.c, rule 3):
+** the last segment's appends made durable in it, then the journal's MARK
+** made durable.  URSULA_OK, or an error: the change must not go ahead. */
+static int wal_journal_barrier(struct wal *w) {
+  int e;
+  if (w->jr == NULL) return URSULA_OK;
+  if (w->fd >= 0 && w->fs->sync(w->fd) != 0) {
+    e = errno ? errno : EIO;
+    wal_lazy_failed(w, e);
+    return wal_errno_code(e);
+  }
+  w->lazy = 0;
+  return journal_mark(w->jr, w->jr_group);
 }
 
 URSULA_PRIVATE int wal_recover(struct wal *w) {
@@ -1792,6 +1899,7 @@ URSULA_PRIVATE int wal_recover(struct wal *w) {
   int rc, fn_rc = URSULA_OK;
   if (!w->failed) return URSULA_OK;
   if (w->needs_reopen) return URSULA_EIO; /* only a restart (wal_truncate) */
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) return rc;
   wal_rd_forget(w); /* the file is cut back below: read it anew */
   sg = &w->segs[w->n_segs - 1];
   wal_seg_path(w, sg->first_index, path, sizeof(path));
@@ -1824,9 +1932,13 @@ static int wal_append_hard(struct wal *w, uint64_t term, uint64_t vote,
   unsigned char r[WAL_RECORD_HEADER + WAL_HARD_BYTES];
   int e;
   wal_hard_record(r, term, vote, index);
-  if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0 ||
-      (w->fs->sync(w->fd) != 0 && (e = errno) != 0))
+  if ((e = wal_pwrite_all(w->fs, w->fd, r, sizeof(r), w->size)) != 0)
     return e;
+  if (w->fs->sync(w->fd) != 0) {
+    e = errno ? errno : EIO;
+    wal_lazy_failed(w, e);
+    return e;
+  }
   w->size = w->written = w->size + (off_t)sizeof(r);
   return 0;
 }
@@ -1985,6 +2097,7 @@ URSULA_PRIVATE int wal_truncate_suffix(struct wal *w, uint64_t index) {
   if (index > w->last_index) return URSULA_OK;
   if (index <= w->snap_index || index < w->first_index) return URSULA_EINVAL;
   if ((rc = wal_term_at(w, index - 1, &term)) != URSULA_OK) return rc;
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) return rc;
   wal_rd_forget(w);
   rc = wal_truncate_steps(w, index, term);
   if (rc != URSULA_OK) { /* appends now could land anywhere: stop them */
@@ -2011,6 +2124,7 @@ URSULA_PRIVATE int wal_compact(struct wal *w, uint64_t upto) {
   while (drop + 1 < w->n_segs && w->segs[drop + 1].first_index <= upto + 1)
     drop++;
   if (drop == 0) return URSULA_OK;
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) return rc;
   for (k = 0; k < drop && rc == URSULA_OK; k++) { /* from the front */
     wal_seg_path(w, w->segs[k].first_index, path, sizeof(path));
     if (w->fs->unlink(path) != 0 && errno != ENOENT)
@@ -2166,6 +2280,13 @@ URSULA_PRIVATE int wal_install_commit(struct wal *w,
     wal_snap_close(&sr);
     wal_snap_abort(w, sw);
     return URSULA_EINVAL;
+  }
+  if ((rc = wal_journal_barrier(w)) != URSULA_OK) { /* nothing changed */
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: syncing before the install: %s",
+             w->dir, ursula_strerror(rc));
+    wal_snap_close(&sr);
+    wal_snap_abort(w, sw);
+    return rc;
   }
   rc = wal_install_steps(w, &sr);
   wal_snap_close(&sr);

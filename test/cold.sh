@@ -5,13 +5,18 @@
 #   bash test/cold.sh s3           (make test-cold-s3: a local S3 server)
 #
 # The server is built here with 64 KiB WAL segments (the default is 64
-# MiB), so that released segments show on this scale.  With --hot-max-bytes
+# MiB), so that released segments show on this scale, and a 256 KiB
+# journal bound (the default is 64 MiB), so that its checkpoints run while
+# data moves: the groups' logs then shrink as data moves, and the journals
+# stay within their bound (one or two generations per core, each at most
+# the bound plus one turn's writes).  With --hot-max-bytes
 # 65536 (16 KiB chunks) and --cold-flush-age-ms 1000, the test
 #
 #   1. writes a binary stream of 4 MiB (64 times --hot-max-bytes) in 16 KiB
 #      appends, a JSON stream of 3000 messages and a one-append stream;
-#   2. waits (bounded) until the data has moved: cold objects exist, and
-#      the WAL directory is below 1 MiB;
+#   2. waits (bounded) until the data has moved: cold objects exist, the
+#      groups' logs are below 1 MiB, and the journals below 2 cores x 2
+#      generations x (256 + 64) KiB;
 #   3. reads every stream back byte-exact, kills the server with kill -9,
 #      restarts it, and reads everything back again from cold storage; a
 #      fork made at 2 MiB of the moved stream reads back its first 2 MiB
@@ -50,7 +55,8 @@ S3PID=""
 
 mkdir -p build
 [ -n "${COLD_BIN:-}" ] ||
-  cc -std=c99 -O2 -g -DWAL_SEGMENT_BYTES=65536 ursula.c -o "$BIN" -pthread ||
+  cc -std=c99 -O2 -g -DWAL_SEGMENT_BYTES=65536 -DJOURNAL_BYTES=262144 \
+    ursula.c -o "$BIN" -pthread ||
   { echo "Bail out! cannot build $BIN"; exit 1; }
 
 # ---------------------------------------------------------------- the store
@@ -148,7 +154,10 @@ STARTS=0
 up() { STARTS=$((STARTS + 1)); start "$@"; }
 kill9() { [ -n "$SPID" ] && lib_kill "$SPID"; SPID=""; }
 
-wal_bytes() { du -sb "$WAL" | cut -f1; }
+# The groups' logs (folders g00000...), and the cores' journals.
+wal_bytes() { cat "$WAL"/g*/* 2>/dev/null | wc -c; }
+journal_bytes() { cat "$WAL"/journal-* 2>/dev/null | wc -c; }
+JOURNAL_MAX=$((2 * 2 * (262144 + 65536)))
 
 # read_all NAME OUT: follow Stream-Next-Offset from the start until
 # Stream-Up-To-Date; the bodies go to OUT.  Returns 1 on any non-200.
@@ -204,15 +213,16 @@ check "a one-append stream" [ "$(post small text/plain "$TMP/small")" = 204 ]
 moved() {
   local i
   for i in $(seq 1 120); do
-    [ "$(objects)" -gt 0 ] && [ "$(wal_bytes)" -lt 1048576 ] && return 0
+    [ "$(objects)" -gt 0 ] && [ "$(wal_bytes)" -lt 1048576 ] &&
+      [ "$(journal_bytes)" -le "$JOURNAL_MAX" ] && return 0
     sleep 0.5
   done
   return 1
 }
 if moved; then
-  ok "data moved: $(objects) objects, WAL down to $(wal_bytes) bytes"
+  ok "data moved: $(objects) objects, logs down to $(wal_bytes) bytes, journals $(journal_bytes)"
 else
-  not_ok "data moved" "objects $(objects), WAL $(wal_bytes) bytes"
+  not_ok "data moved" "objects $(objects), logs $(wal_bytes) bytes, journals $(journal_bytes)"
 fi
 
 # ---------------------------------------------------------------- 3. read back

@@ -13,6 +13,8 @@
 #ifndef URSULA_ENABLE_ASSERT
 #define URSULA_ENABLE_ASSERT 1
 #endif
+/* small, so that the server tests checkpoint their journals often */
+#define JOURNAL_BYTES (16 * 1024)
 #include "../ursula.c"
 
 #include "unit.h"
@@ -27,6 +29,7 @@
 #include "unit_sigv4.c"
 #include "unit_stream.c"
 #include "unit_wal.c"
+#include "unit_journal.c"
 #include "unit_cold.c"
 #include "unit_server.c"
 #include "unit_sse.c"
@@ -38,7 +41,8 @@
 static const struct unit_case *const unit_tables[] = {
     unit_util_cases,  unit_os_cases,     unit_http_cases,  unit_json_cases,
     unit_loop_cases,  unit_conf_cases,   unit_crypto_cases, unit_sigv4_cases,
-    unit_stream_cases, unit_wal_cases,   unit_cold_cases,  unit_server_cases,
+    unit_stream_cases, unit_wal_cases,   unit_journal_cases, unit_cold_cases,
+    unit_server_cases,
     unit_sse_cases,   unit_api_cases,    unit_raft_cases,  unit_cluster_cases,
     unit_peer_cases,
 };

@@ -186,8 +186,24 @@ static volatile int unit_fault_sync_errno;   /* sync fails with this */
 static volatile int unit_fault_creat_errno;  /* open(O_CREAT) fails so */
 static volatile int unit_fault_rdwr_errno;   /* open(O_RDWR) of a file
                                                 that exists fails so */
+static volatile int unit_fault_syncdir_errno; /* sync_dir fails with this */
+static volatile int unit_fault_reopen_errno;  /* open(O_RDWR) of a
+                                                 segment file fails so */
+
+/* LOST WRITES (unit_fault_lose_wal): writes to WAL segment files are
+** dropped, though they report success, and syncs of those files fail --
+** as if the machine lost power before the files were ever synced (the
+** failed syncs keep a server from making them durable another way). */
+static volatile int unit_fault_lose_wal;
+static unsigned char unit_fault_wal_fd[4096]; /* fd: a segment file */
+
+static int unit_fault_is_wal(int fd) {
+  return fd >= 0 && fd < (int)sizeof(unit_fault_wal_fd) &&
+         unit_fault_wal_fd[fd];
+}
 
 static ssize_t unit_fault_pwrite(int fd, const void *p, size_t n, off_t off) {
+  if (unit_fault_lose_wal && unit_fault_is_wal(fd)) return (ssize_t)n;
   if (unit_fault_pwrite_errno) {
     errno = unit_fault_pwrite_errno;
     return -1;
@@ -197,12 +213,71 @@ static ssize_t unit_fault_pwrite(int fd, const void *p, size_t n, off_t off) {
   return unit_wal_real.pwrite(fd, p, n, off);
 }
 
+static volatile int unit_fault_sync_ms; /* each sync first sleeps this */
+
+/* WRITE-BACK ERRORS (unit_fault_wb_error), as Linux reports them (errseq,
+** 4.13 on): every open file -- a description: open() makes one, dup()
+** would share it -- that is open on the file when its write-back fails
+** sees the error at its next sync, once; a sync through another
+** descriptor of the same open file after that succeeds. */
+#define UNIT_FAULT_DESCS 65536
+static unsigned unit_fault_desc[4096];             /* fd: its open file */
+static unsigned char unit_fault_wb[UNIT_FAULT_DESCS]; /* open file: error */
+static unsigned unit_fault_next_desc;
+
+static void unit_fault_new_desc(int fd) {
+  if (fd < 0 || fd >= (int)(sizeof(unit_fault_desc) / sizeof(unsigned)))
+    return;
+  unit_fault_next_desc = (unit_fault_next_desc + 1) % UNIT_FAULT_DESCS;
+  if (unit_fault_next_desc == 0) unit_fault_next_desc = 1;
+  unit_fault_desc[fd] = unit_fault_next_desc;
+  unit_fault_wb[unit_fault_next_desc] = 0;
+}
+
+/* A write-back of path failed: each of its open files reports it once. */
+static void unit_fault_wb_error(const char *path) {
+  struct stat want, st;
+  int fd;
+  if (stat(path, &want) != 0) {
+    unit_failed++;
+    return;
+  }
+  for (fd = 0; fd < (int)(sizeof(unit_fault_desc) / sizeof(unsigned)); fd++)
+    if (unit_fault_desc[fd] != 0 && fstat(fd, &st) == 0 &&
+        st.st_dev == want.st_dev && st.st_ino == want.st_ino)
+      unit_fault_wb[unit_fault_desc[fd]] = 1;
+}
+
 static int unit_fault_sync(int fd) {
+  if (fd >= 0 && fd < (int)(sizeof(unit_fault_desc) / sizeof(unsigned)) &&
+      unit_fault_desc[fd] != 0 && unit_fault_wb[unit_fault_desc[fd]]) {
+    unit_fault_wb[unit_fault_desc[fd]] = 0;
+    errno = EIO;
+    return -1;
+  }
+  if (unit_fault_sync_ms > 0) {
+    struct timespec ts;
+    ts.tv_sec = unit_fault_sync_ms / 1000;
+    ts.tv_nsec = (long)(unit_fault_sync_ms % 1000) * 1000000L;
+    nanosleep(&ts, NULL);
+  }
+  if (unit_fault_lose_wal && unit_fault_is_wal(fd)) {
+    errno = EIO;
+    return -1;
+  }
   if (unit_fault_sync_errno) {
     errno = unit_fault_sync_errno;
     return -1;
   }
   return unit_wal_real.sync(fd);
+}
+
+static int unit_fault_sync_dir(const char *dir) {
+  if (unit_fault_syncdir_errno) {
+    errno = unit_fault_syncdir_errno;
+    return -1;
+  }
+  return unit_wal_real.sync_dir(dir);
 }
 
 static int unit_fault_open(const char *path, int flags, int mode) {
@@ -214,16 +289,36 @@ static int unit_fault_open(const char *path, int flags, int mode) {
     errno = unit_fault_rdwr_errno;
     return -1;
   }
-  return unit_wal_real.open(path, flags, mode);
+  {
+    size_t n = strlen(path);
+    int fd;
+    if (unit_fault_reopen_errno && (flags & O_RDWR) && !(flags & O_CREAT) &&
+        n > 4 && strcmp(path + n - 4, ".wal") == 0) {
+      errno = unit_fault_reopen_errno;
+      return -1;
+    }
+    fd = unit_wal_real.open(path, flags, mode);
+    unit_fault_new_desc(fd);
+    if (fd >= 0 && fd < (int)sizeof(unit_fault_wal_fd))
+      unit_fault_wal_fd[fd] = n > 4 && strcmp(path + n - 4, ".wal") == 0;
+    return fd;
+  }
 }
 
 static void unit_fault_install(void) {
   unit_wal_real = *os_fs();
   unit_fault_short = unit_fault_pwrite_errno = unit_fault_sync_errno = 0;
   unit_fault_creat_errno = unit_fault_rdwr_errno = 0;
+  unit_fault_syncdir_errno = unit_fault_reopen_errno = 0;
+  unit_fault_lose_wal = unit_fault_sync_ms = 0;
+  memset(unit_fault_wal_fd, 0, sizeof(unit_fault_wal_fd));
+  memset(unit_fault_desc, 0, sizeof(unit_fault_desc));
+  memset(unit_fault_wb, 0, sizeof(unit_fault_wb));
+  unit_fault_next_desc = 0;
   os_fs()->pwrite = unit_fault_pwrite;
   os_fs()->sync = unit_fault_sync;
   os_fs()->open = unit_fault_open;
+  os_fs()->sync_dir = unit_fault_sync_dir;
 }
 
 static void unit_fault_remove(void) {

@@ -128,7 +128,8 @@
 ** group.c itself, forks, deletes, TTLs, the cold tier, Stream-Seq,
 ** producer epochs above 0.
 **
-** Only the parts it drives are compiled in (util.c, raft.c, wal.c,
+** Only the parts it drives are compiled in (util.c, raft.c, journal.c
+** (which wal.c calls; the simulator gives its logs none), wal.c,
 ** cmd.c, stream.c), from src/, so that a build per planted bug takes a
 ** second.
 */
@@ -139,6 +140,7 @@
 #include "../../src/internal.h"
 #include "../../src/util.c"
 #include "../../src/raft.c"
+#include "../../src/journal.c"
 #include "../../src/wal.c"
 #include "../../src/cmd.c"
 #include "../../src/stream.c"
