@@ -143,6 +143,9 @@
 #ifndef URSULA_DEFAULT_PORT
 #define URSULA_DEFAULT_PORT 4437
 #endif
+#ifndef URSULA_DEFAULT_ADMIN_PORT
+#define URSULA_DEFAULT_ADMIN_PORT 4438 /* admin-listen, on the default host */
+#endif
 #ifndef URSULA_DEFAULT_GROUPS
 #define URSULA_DEFAULT_GROUPS 64 /* raft-group-count */
 #endif
@@ -341,6 +344,10 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 /* -------------------------------------------------------------------- os.c
 ** Clocks and the system-call table the WAL goes through. */
 URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
+URSULA_PRIVATE uint64_t os_now_us(void);  /* monotonic microseconds */
+/* The process's resident memory in bytes (Linux: /proc/self/statm; else
+** the peak, from getrusage), or 0 if unknown. */
+URSULA_PRIVATE uint64_t os_rss_bytes(void);
 URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
 /* Block the calling thread for ms milliseconds (resumed after signals). */
 URSULA_PRIVATE void os_sleep_ms(uint64_t ms);
@@ -500,9 +507,61 @@ URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
                                  void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
+/* What l's thread has done since it opened (read on that thread): time
+** in turns outside the wait (the real clock, os_now_us, whatever env
+** says), turns, mailbox messages run. */
+struct loop_stats {
+  uint64_t busy_us, turns, msgs;
+};
+URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out);
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
 URSULA_PRIVATE void loop_wake(struct loop *l);
+
+/* --------------------------------------------------------------- metrics.c
+** Per-core counters and the Prometheus text format they are written in
+** (GET /metrics on the admin listener).  See the top of metrics.c. */
+#define METRICS_N_BOUNDS 12  /* bounds of a histogram (+Inf is one more) */
+#define METRICS_N_CODES 26   /* status codes counted apart, and "other" */
+#define METRICS_N_METHODS 7  /* GET HEAD PUT POST DELETE OPTIONS other */
+enum { METRICS_ROUTE_STREAM = 0, METRICS_ROUTE_ADMIN, METRICS_N_ROUTES };
+enum { METRICS_LIVE_POLL = 0, METRICS_LIVE_SSE };
+struct metrics_hist {
+  uint64_t buckets[METRICS_N_BOUNDS + 1]; /* per bucket, not cumulative */
+  uint64_t count, sum;
+};
+/* One core's counts since it started (all only grow). */
+struct metrics {
+  uint64_t requests[METRICS_N_METHODS][METRICS_N_ROUTES][METRICS_N_CODES];
+  struct metrics_hist append_us;  /* request complete -> ack queued, us */
+  uint64_t appends, append_bytes; /* acknowledged; body bytes */
+  uint64_t live_started[2];       /* live reads asked, METRICS_LIVE_* */
+  uint64_t live_bytes;            /* stream bytes sent to live readers */
+  struct metrics_hist sync_us;    /* WAL sync queued -> back, us */
+  struct metrics_hist sync_batch; /* groups in one journal sync */
+  uint64_t sync_failures;
+};
+URSULA_PRIVATE uint64_t metrics_now_us(void);
+/* The index of a request method (METRICS_N_METHODS - 1: another). */
+URSULA_PRIVATE int metrics_method(struct str m);
+URSULA_PRIVATE void metrics_count_request(struct metrics *m, int method,
+                                          int route, int status);
+URSULA_PRIVATE void metrics_observe_append(struct metrics *m, uint64_t us,
+                                           uint64_t bytes);
+/* A sync took us; groups: batches it made durable (0: not a journal
+** sync); failed: it failed. */
+URSULA_PRIVATE void metrics_observe_sync(struct metrics *m, uint64_t us,
+                                         int groups, int failed);
+URSULA_PRIVATE void metrics_merge(struct metrics *to, const struct metrics *m);
+/* Writers into out; each URSULA_OK or URSULA_ENOMEM. */
+URSULA_PRIVATE int metrics_write_head(struct buf *out, const char *name,
+                                      const char *type, const char *help);
+URSULA_PRIVATE int metrics_write_value(struct buf *out, const char *name,
+                                       const char *type, const char *help,
+                                       uint64_t v);
+URSULA_PRIVATE int metrics_write_counters(struct buf *out,
+                                          const struct metrics *m);
+URSULA_PRIVATE int metrics_write_us(struct buf *out, uint64_t us);
 
 /* ------------------------------------------------------------------- net.c */
 /* Open a non-blocking TCP listener on host:port (port 0 = any free port).
@@ -2409,6 +2468,8 @@ struct group_status {
   uint64_t commit;     /* the highest log index it knows committed */
   uint64_t applied;    /* the last index applied to its streams */
   uint64_t last_index; /* the last index of its log */
+  uint64_t streams;    /* streams in its state machine here */
+  uint64_t hot_bytes;  /* bytes of its streams held in memory here */
 };
 /* A peer as this node's cores see it: how many of them have their link
 ** to it up, and the age of the newest frame any of them received from
@@ -2436,6 +2497,16 @@ struct group_gather {
   struct group_status *groups; /* [n_groups], by group id */
   int n_peers;
   struct group_peer_status peers[URSULA_MAX_PEERS]; /* not this node */
+  /* with want_metrics (GET /metrics): every core's counters added up,
+  ** and per core: its loop's figures, its open connections, its output
+  ** queued and not written */
+  int want_metrics;
+  int journals_broken, journals_stuck; /* cores' journals (--wal-dir) */
+  struct metrics sum;
+  struct loop_stats loops[URSULA_MAX_CORES];
+  int conns[URSULA_MAX_CORES];
+  int live[URSULA_MAX_CORES];
+  int64_t out_pending[URSULA_MAX_CORES];
 };
 /* A gathering for core c's server (NULL: out of memory). */
 URSULA_PRIVATE struct group_gather *group_gather_new(struct core *c);
@@ -2570,6 +2641,8 @@ struct conn {
   int want_sent;  /* call on_sent once out is all written */
   int reading;    /* LOOP_READ registered */
   int peer_eof;   /* the client shut down its side (read 0 while busy) */
+  int admin;      /* accepted on the admin listener (--admin-listen) */
+  int live_counted; /* counted in its table's n_live */
   struct buf in;
   struct buf out;
   size_t out_off;
@@ -2603,7 +2676,9 @@ struct conn_table {
   uint32_t *free_slots;
   uint32_t n_free;
   uint32_t next_gen;
-  int n_conns;   /* this core's */
+  int n_conns;   /* this core's (not the admin listener's) */
+  int n_admin;   /* this core's from the admin listener (conn.c) */
+  int n_live;    /* of all, those in CONN_LIVE (long-poll, SSE) */
   int max_conns; /* of all cores together: more are answered 503 */
   struct loop_timer accept_timer; /* resumes accepting at the fd limit */
   /* closed connections, freed at the next turn (conn_close) */
@@ -2619,6 +2694,9 @@ URSULA_PRIVATE int conn_table_count(const struct conn_table *t);
 /* The loop handler of the listening socket; arg is the core. */
 URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
                                    void *arg);
+/* The loop handler of the admin listener (core 0's); arg is the core. */
+URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
+                                         unsigned events, void *arg);
 /* The open connection with this id, or NULL (closed since). */
 URSULA_PRIVATE struct conn *conn_by_id(struct conn_table *t, uint64_t id);
 /* Begin a graceful stop: no more keep-alive, idle connections closed,
@@ -2771,6 +2849,7 @@ URSULA_PRIVATE void live_on_notify(struct loop *l, struct loop_msg *m);
 struct core {
   int id;
   struct loop *loop;
+  struct metrics metrics; /* its counts (metrics.c), its thread only */
   struct ursula_server *srv;
   pthread_t thread;
   struct conn_table conns; /* its connections (conn.c) */
@@ -2799,6 +2878,7 @@ struct core {
   int leads;        /* of its groups, those this node led at the last
                        group_leads_report() */
   int listening;
+  int admin_listening; /* core 0, with an admin listener */
   int leaving;       /* a graceful stop hands its groups' leadership over */
   int leave_led;     /* ... how many of its groups it led at its last look */
   int leave_stuck;   /* ... of which nobody can take (all are leaving) */
@@ -2822,6 +2902,8 @@ struct ursula_server {
   struct group **groups;
   int listen_fd;
   int port;
+  int admin_fd; /* the admin listener (--admin-listen), or -1 */
+  int admin_port;
   int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
   volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
                                             hand leadership over first */
@@ -3164,6 +3246,34 @@ URSULA_PRIVATE uint64_t os_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+URSULA_PRIVATE uint64_t os_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Linux's /proc/self/statm gives the resident pages second (proc(5));
+** elsewhere getrusage()'s ru_maxrss, the peak (KiB on the BSDs, bytes
+** on macOS). */
+URSULA_PRIVATE uint64_t os_rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long long size = 0, resident = 0;
+  struct rusage ru;
+  if (f != NULL) {
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    long page = sysconf(_SC_PAGESIZE);
+    fclose(f);
+    if (n == 2 && page > 0) return (uint64_t)resident * (uint64_t)page;
+  }
+  if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0)
+#if defined(__APPLE__)
+    return (uint64_t)ru.ru_maxrss;
+#else
+    return (uint64_t)ru.ru_maxrss * 1024u;
+#endif
+  return 0;
 }
 
 URSULA_PRIVATE uint64_t os_wall_ms(void) {
@@ -3561,6 +3671,9 @@ struct loop {
   int sleeping; /* in a wait that may block, the mailbox empty: a post
                    must wake it (see Mailbox at the top) */
   int wake_r, wake_w; /* self-pipe: read end is a registered fd */
+  /* for metrics (loop_stats): microseconds spent in turns outside the
+  ** wait, turns run, messages taken from the mailbox; loop thread only */
+  uint64_t busy_us, turns, msgs;
 #if URSULA_ENABLE_EPOLL
   int epfd;
   struct epoll_event ep_events[LOOP_EPOLL_BATCH];
@@ -3950,6 +4063,7 @@ static void loop_drain_mailbox(struct loop *l) {
   while (m != NULL) {
     struct loop_msg *next = m->next;
     m->next = NULL;
+    l->msgs++;
     m->on_msg(l, m); /* may free m */
     m = next;
   }
@@ -4112,6 +4226,7 @@ fail:
 URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
                                  void (*on_turn_end)(struct loop *)) {
   int n, i, wait_ms = loop_wait_ms(l);
+  uint64_t t0;
   if (max_wait_ms >= 0 && max_wait_ms < wait_ms) wait_ms = max_wait_ms;
   if (wait_ms != 0) { /* may block: posters must wake it (Mailbox) */
     pthread_mutex_lock(&l->mu);
@@ -4128,6 +4243,7 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
     pthread_mutex_unlock(&l->mu);
   }
   l->now_ms = l->env->mono_ms(l->env);
+  t0 = os_now_us();
   if (n < 0) {
     LOG_E("loop %d: wait: %s", l->id, strerror(errno));
     return n;
@@ -4149,7 +4265,15 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
   loop_fire_timers(l);
   loop_drain_mailbox(l);
   if (on_turn_end != NULL) on_turn_end(l);
+  l->busy_us += os_now_us() - t0;
+  l->turns++;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out) {
+  out->busy_us = l->busy_us;
+  out->turns = l->turns;
+  out->msgs = l->msgs;
 }
 
 /* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop
@@ -4173,6 +4297,259 @@ URSULA_PRIVATE int loop_run(struct loop *l,
 #undef LOOP_STOP_GET
 #undef LOOP_STOP_SET
 /**** End src/loop.c ****/
+/**** Begin src/metrics.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/metrics.c"
+#endif
+/*
+** metrics.c -- the server's counters, and how they are written in the
+** Prometheus text exposition format.
+**
+** COUNTING.  Each core keeps its own struct metrics (in struct core),
+** written only by that core's thread with plain additions: counting costs
+** the request path an increment, no lock and no shared cache line.  A
+** scrape gathers them (group.c, STATUS: a message visits every core,
+** each adds its own into the gathering with metrics_merge() on its own
+** thread), so the figures of one scrape are each core's at one moment,
+** the cores read a few loop turns apart.  Timings read os_now_us(), the
+** real monotonic clock, directly: they are observations, never inputs
+** to a decision, so no node's behaviour depends on them (a simulated
+** node's included).
+**
+** HISTOGRAMS.  struct metrics_hist counts observations per bucket (not
+** cumulative: bucket i counts those above bound i-1 and at most bound i,
+** the last bucket those above every bound) with their count and sum.
+** The bounds are the writer's (metrics_latency_us[], metrics_batch[]);
+** metrics_write_hist() makes them cumulative, as the format wants.
+**
+** THE FORMAT (the Prometheus text exposition format, version 0.0.4, as
+** its documentation "Exposition formats" gives it).  A response is UTF-8
+** lines ending in '\n'.  Each metric family is written as one block:
+**
+**   # HELP <name> <text>        text with '\\' and newline escaped
+**   # TYPE <name> <counter|gauge|histogram>
+**   <name>{<label>="<value>",...} <value>
+**
+** label values with '\\', '"' and newline escaped; a histogram's samples
+** are <name>_bucket{le="<bound>"} (cumulative, the last le="+Inf",
+** equal to <name>_count), <name>_sum and <name>_count.  Names are
+** ursula_*, units in the names (_seconds, _bytes), counters end in
+** _total.  Values here are integers, or seconds as decimal fractions.
+*/
+
+
+/* The append latency buckets, in microseconds (written as seconds). */
+static const uint64_t metrics_latency_us[METRICS_N_BOUNDS] = {
+    250,   500,    1000,   2500,   5000,    10000,
+    25000, 50000, 100000, 250000, 1000000, 5000000};
+
+/* Batch sizes (groups in one journal sync), as plain counts. */
+static const uint64_t metrics_batch[METRICS_N_BOUNDS] = {
+    1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128};
+
+/* The statuses counted one by one (the others count as "other"), and the
+** methods, in the order of the counters' indexes. */
+static const int metrics_codes[METRICS_N_CODES - 1] = {
+    200, 201, 204, 206, 304, 400, 401, 403, 404, 405, 408, 409,
+    410, 411, 412, 413, 414, 415, 416, 429, 431, 500, 501, 503, 505};
+static const char *const metrics_methods[METRICS_N_METHODS] = {
+    "GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "other"};
+static const char *const metrics_routes[METRICS_N_ROUTES] = {"stream",
+                                                             "admin"};
+
+/* ------------------------------------------------------------ counting */
+
+URSULA_PRIVATE uint64_t metrics_now_us(void) { return os_now_us(); }
+
+URSULA_PRIVATE int metrics_method(struct str m) {
+  int i;
+  for (i = 0; i < METRICS_N_METHODS - 1; i++)
+    if (util_str_eq(m, metrics_methods[i])) return i;
+  return METRICS_N_METHODS - 1;
+}
+
+URSULA_PRIVATE void metrics_count_request(struct metrics *m, int method,
+                                          int route, int status) {
+  int i = 0;
+  while (i < METRICS_N_CODES - 1 && metrics_codes[i] != status) i++;
+  m->requests[method][route][i]++;
+}
+
+/* Add v to h, with the bounds of its kind. */
+static void metrics_hist_add(struct metrics_hist *h, const uint64_t *bounds,
+                             uint64_t v) {
+  int i = 0;
+  while (i < METRICS_N_BOUNDS && v > bounds[i]) i++;
+  h->buckets[i]++;
+  h->count++;
+  h->sum += v;
+}
+
+URSULA_PRIVATE void metrics_observe_append(struct metrics *m, uint64_t us,
+                                           uint64_t bytes) {
+  metrics_hist_add(&m->append_us, metrics_latency_us, us);
+  m->appends++;
+  m->append_bytes += bytes;
+}
+
+URSULA_PRIVATE void metrics_observe_sync(struct metrics *m, uint64_t us,
+                                         int groups, int failed) {
+  metrics_hist_add(&m->sync_us, metrics_latency_us, us);
+  if (groups > 0) metrics_hist_add(&m->sync_batch, metrics_batch,
+                                   (uint64_t)groups);
+  if (failed) m->sync_failures++;
+}
+
+static void metrics_hist_merge(struct metrics_hist *to,
+                               const struct metrics_hist *h) {
+  int i;
+  for (i = 0; i <= METRICS_N_BOUNDS; i++) to->buckets[i] += h->buckets[i];
+  to->count += h->count;
+  to->sum += h->sum;
+}
+
+URSULA_PRIVATE void metrics_merge(struct metrics *to,
+                                  const struct metrics *m) {
+  int a, b, k;
+  for (a = 0; a < METRICS_N_METHODS; a++)
+    for (b = 0; b < METRICS_N_ROUTES; b++)
+      for (k = 0; k < METRICS_N_CODES; k++)
+        to->requests[a][b][k] += m->requests[a][b][k];
+  metrics_hist_merge(&to->append_us, &m->append_us);
+  metrics_hist_merge(&to->sync_us, &m->sync_us);
+  metrics_hist_merge(&to->sync_batch, &m->sync_batch);
+  to->appends += m->appends;
+  to->append_bytes += m->append_bytes;
+  for (k = 0; k < 2; k++) to->live_started[k] += m->live_started[k];
+  to->live_bytes += m->live_bytes;
+  to->sync_failures += m->sync_failures;
+}
+
+/* ------------------------------------------------------------ writing */
+
+/* "# HELP" and "# TYPE" of a family (help has no '\\' or newline: ours
+** are literals). */
+URSULA_PRIVATE int metrics_write_head(struct buf *out, const char *name,
+                                      const char *type, const char *help) {
+  return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                    type);
+}
+
+/* v microseconds as seconds, exactly: "0.000250". */
+static int metrics_write_seconds(struct buf *out, uint64_t us) {
+  return buf_printf(out, "%llu.%06llu", (unsigned long long)(us / 1000000u),
+                    (unsigned long long)(us % 1000000u));
+}
+
+/* A histogram family: us != 0: its values are microseconds, written as
+** seconds. */
+static int metrics_write_hist(struct buf *out, const char *name,
+                              const char *help, const struct metrics_hist *h,
+                              const uint64_t *bounds, int us) {
+  uint64_t cum = 0;
+  int i, rc = metrics_write_head(out, name, "histogram", help);
+  for (i = 0; i < METRICS_N_BOUNDS && rc == URSULA_OK; i++) {
+    cum += h->buckets[i];
+    rc = buf_printf(out, "%s_bucket{le=\"", name);
+    if (rc == URSULA_OK)
+      rc = us ? metrics_write_seconds(out, bounds[i])
+              : buf_printf(out, "%llu", (unsigned long long)bounds[i]);
+    if (rc == URSULA_OK)
+      rc = buf_printf(out, "\"} %llu\n", (unsigned long long)cum);
+  }
+  if (rc == URSULA_OK)
+    rc = buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name,
+                    (unsigned long long)h->count, name);
+  if (rc == URSULA_OK)
+    rc = us ? metrics_write_seconds(out, h->sum)
+            : buf_printf(out, "%llu", (unsigned long long)h->sum);
+  if (rc == URSULA_OK)
+    rc = buf_printf(out, "\n%s_count %llu\n", name,
+                    (unsigned long long)h->count);
+  return rc;
+}
+
+/* One sample of a family without labels. */
+URSULA_PRIVATE int metrics_write_value(struct buf *out, const char *name,
+                                       const char *type, const char *help,
+                                       uint64_t v) {
+  int rc = metrics_write_head(out, name, type, help);
+  if (rc == URSULA_OK)
+    rc = buf_printf(out, "%s %llu\n", name, (unsigned long long)v);
+  return rc;
+}
+
+URSULA_PRIVATE int metrics_write_counters(struct buf *out,
+                                          const struct metrics *m) {
+  static const char *const live_kind[2] = {"long_poll", "sse"};
+  int a, b, k, rc;
+  rc = metrics_write_head(out, "ursula_http_requests_total", "counter",
+                          "HTTP responses, by the request's method, the "
+                          "listener's kind of route and the status code");
+  for (a = 0; a < METRICS_N_METHODS && rc == URSULA_OK; a++) {
+    for (b = 0; b < METRICS_N_ROUTES && rc == URSULA_OK; b++) {
+      for (k = 0; k < METRICS_N_CODES && rc == URSULA_OK; k++) {
+        char code[8];
+        if (m->requests[a][b][k] == 0) continue;
+        if (k < METRICS_N_CODES - 1)
+          snprintf(code, sizeof(code), "%d", metrics_codes[k]);
+        else
+          snprintf(code, sizeof(code), "other");
+        rc = buf_printf(out,
+                        "ursula_http_requests_total{method=\"%s\","
+                        "route=\"%s\",code=\"%s\"} %llu\n",
+                        metrics_methods[a], metrics_routes[b], code,
+                        (unsigned long long)m->requests[a][b][k]);
+      }
+    }
+  }
+  if (rc == URSULA_OK)
+    rc = metrics_write_hist(out, "ursula_append_latency_seconds",
+                            "time from a complete append request to its "
+                            "acknowledgement being queued",
+                            &m->append_us, metrics_latency_us, 1);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_appends_total", "counter",
+                             "appends acknowledged", m->appends);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_append_bytes_total", "counter",
+                             "body bytes of the appends acknowledged",
+                             m->append_bytes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_live_readers_started_total",
+                            "counter",
+                            "live reads asked for (long-poll, SSE)");
+  for (k = 0; k < 2 && rc == URSULA_OK; k++)
+    rc = buf_printf(out,
+                    "ursula_live_readers_started_total{kind=\"%s\"} %llu\n",
+                    live_kind[k], (unsigned long long)m->live_started[k]);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_live_sent_bytes_total", "counter",
+                             "bytes of stream data sent to live readers "
+                             "(SSE events and long-poll bodies)",
+                             m->live_bytes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_hist(out, "ursula_wal_sync_seconds",
+                            "time from a WAL sync's request to its result "
+                            "back on its core (queue and fdatasync)",
+                            &m->sync_us, metrics_latency_us, 1);
+  if (rc == URSULA_OK)
+    rc = metrics_write_hist(out, "ursula_wal_sync_batch_groups",
+                            "groups whose batches one journal sync made "
+                            "durable",
+                            &m->sync_batch, metrics_batch, 0);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_wal_sync_failures_total",
+                             "counter", "WAL syncs that failed",
+                             m->sync_failures);
+  return rc;
+}
+
+/* Seconds from microseconds, for the caller's own samples. */
+URSULA_PRIVATE int metrics_write_us(struct buf *out, uint64_t us) {
+  return metrics_write_seconds(out, us);
+}
+/**** End src/metrics.c ****/
 /**** Begin src/net.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/net.c"
@@ -5532,7 +5909,8 @@ enum {
   CONF_T_LEVEL,   /* int 0..3, or a level name */
   CONF_T_PEER,    /* one more member: N=HOST:PORT (peers[], peer_count) */
   CONF_T_PEER_LISTEN, /* peer_listen_host + peer_listen_port */
-  CONF_T_NAME         /* char[65]: 1-64 of [A-Za-z0-9._-] */
+  CONF_T_NAME,        /* char[65]: 1-64 of [A-Za-z0-9._-] */
+  CONF_T_ADMIN_LISTEN /* admin_listen_host + admin_listen_port, or "off" */
 };
 
 struct conf_key {
@@ -5659,6 +6037,10 @@ static const struct conf_key conf_keys[] = {
      "peers; give one per member, this node included (1, 3 or 5 "
      "members: Raft here runs 1, 3 or 5 voters); without any, a single "
      "node; an empty value clears the list"},
+    {"admin-listen", NULL, CONF_T_ADMIN_LISTEN, 0, 0, 65535, "HOST:PORT",
+     "serve GET /metrics, /healthz, /readyz and /__ursula/cluster here; "
+     "\"off\" = no admin listener; if the default 127.0.0.1:4438 is "
+     "taken, a warning and none (any other address must bind)"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},
@@ -5833,6 +6215,20 @@ static int conf_set_peer_listen(struct ursula_config *cfg, struct str key,
   return URSULA_OK;
 }
 
+/* "off", or HOST:PORT (PORT 0: any free port). */
+static int conf_set_admin_listen(struct ursula_config *cfg, struct str key,
+                                 const char *v, char *err) {
+  char host[256];
+  int port = 0, rc;
+  host[0] = '\0';
+  if (strcmp(v, "off") != 0 &&
+      (rc = conf_parse_hostport(key, v, host, &port, 0, err)) != URSULA_OK)
+    return rc;
+  memcpy(cfg->admin_listen_host, host, sizeof(host));
+  cfg->admin_listen_port = port;
+  return URSULA_OK;
+}
+
 /* A name of 1..max bytes of [A-Za-z0-9._-]. */
 static int conf_set_name(char *field, const struct conf_key *k,
                          struct str key, const char *v, char *err) {
@@ -5866,6 +6262,8 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
       return conf_add_peer(cfg, key, v, err);
     case CONF_T_PEER_LISTEN:
       return conf_set_peer_listen(cfg, key, v, err);
+    case CONF_T_ADMIN_LISTEN:
+      return conf_set_admin_listen(cfg, key, v, err);
     case CONF_T_NAME:
       return conf_set_name(field, k, key, v, err);
     case CONF_T_PATH:
@@ -5940,6 +6338,16 @@ static void conf_format(const struct ursula_config *cfg,
     case CONF_T_NAME:
       snprintf(out, cap, "%s", field);
       break;
+    case CONF_T_ADMIN_LISTEN:
+      if (cfg->admin_listen_host[0] == '\0')
+        snprintf(out, cap, "%s", "off");
+      else if (strchr(cfg->admin_listen_host, ':') != NULL)
+        snprintf(out, cap, "[%s]:%d", cfg->admin_listen_host,
+                 cfg->admin_listen_port);
+      else
+        snprintf(out, cap, "%s:%d", cfg->admin_listen_host,
+                 cfg->admin_listen_port);
+      break;
     case CONF_T_PEER: /* one line per member: the first here */
       if (cfg->peer_count == 0)
         snprintf(out, cap, "%s", "");
@@ -5970,6 +6378,9 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   memcpy(cfg->listen_host, URSULA_DEFAULT_HOST, sizeof(URSULA_DEFAULT_HOST));
   cfg->listen_port = URSULA_DEFAULT_PORT;
+  memcpy(cfg->admin_listen_host, URSULA_DEFAULT_HOST,
+         sizeof(URSULA_DEFAULT_HOST));
+  cfg->admin_listen_port = URSULA_DEFAULT_ADMIN_PORT;
   cfg->core_count = 0; /* one per online CPU */
   cfg->raft_group_count = URSULA_DEFAULT_GROUPS;
   cfg->long_poll_timeout_ms = URSULA_DEFAULT_LONG_POLL_MS;
@@ -20665,6 +21076,8 @@ URSULA_PRIVATE void group_status(const struct group *g,
   out->commit = g->raft.commit;
   out->applied = g->applied_index;
   out->last_index = g->raft.last_index;
+  out->streams = g->sm.n;
+  out->hot_bytes = g->sm.hot_bytes;
 }
 
 URSULA_PRIVATE void group_leads_report(struct core *c) {
@@ -20768,6 +21181,17 @@ static void group_gather_visit(struct loop *l, struct loop_msg *m) {
   for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores)
     group_status(s->groups[gid], &gg->groups[gid]);
   if (s->peer != NULL) group_gather_peers(c, gg);
+  if (c->journal != NULL && journal_state(c->journal) == JOURNAL_BROKEN)
+    gg->journals_broken++;
+  if (c->journal != NULL && journal_state(c->journal) == JOURNAL_STUCK)
+    gg->journals_stuck++;
+  if (gg->want_metrics) {
+    metrics_merge(&gg->sum, &c->metrics);
+    loop_stats(l, &gg->loops[c->id]);
+    gg->conns[c->id] = c->conns.n_conns;
+    gg->live[c->id] = c->conns.n_live;
+    gg->out_pending[c->id] = c->out_pending;
+  }
   if (++gg->at < gg->n_cores) {
     gg->msg.on_msg = group_gather_visit;
     server_send(c, gg->at, m);
@@ -21617,8 +22041,18 @@ static void conn_pause(struct conn *cn) {
   conn_arm(cn, cn->core->srv->cfg.idle_timeout_ms);
 }
 
+/* cn leaves CONN_LIVE (or was not in it): the core's count of live
+** connections (n_live, for metrics) drops it.  Every change of state
+** other than conn_live() and every close come through here. */
+static void conn_leave_live(struct conn *cn) {
+  if (!cn->live_counted) return;
+  cn->live_counted = 0;
+  cn->core->conns.n_live--;
+}
+
 URSULA_PRIVATE void conn_done(struct conn *cn) {
   if (!cn->keep_alive) cn->closing = 1;
+  conn_leave_live(cn);
   cn->state = CONN_HEAD;
   if (conn_flush(cn) < 0) return;
   if (conn_backlogged(cn)) {
@@ -21639,6 +22073,7 @@ URSULA_PRIVATE void conn_fatal(struct conn *cn, int status,
   cn->keep_alive = 0;
   conn_ops(cn)->on_error(cn, status, reason);
   cn->closing = 1;
+  conn_leave_live(cn);
   cn->state = CONN_HEAD;
   conn_flush(cn);
 }
@@ -21683,6 +22118,7 @@ static void conn_arm_body(struct conn *cn) {
 
 /* (The protocol layer has taken what it needs of the body: raw goes.) */
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
+  conn_leave_live(cn);
   cn->state = CONN_BUSY;
   conn_disarm(cn);
   if (cn->in.len >= URSULA_MAX_HEADER_BYTES) /* (see CONN_BUSY) */
@@ -21691,6 +22127,8 @@ URSULA_PRIVATE void conn_busy(struct conn *cn) {
 }
 
 URSULA_PRIVATE void conn_live(struct conn *cn) {
+  if (!cn->live_counted) cn->core->conns.n_live++;
+  cn->live_counted = 1;
   cn->state = CONN_LIVE;
   conn_set_events(cn, 1, cn->want_write);
 }
@@ -21869,6 +22307,7 @@ static void conn_process(struct conn *cn) {
       rc = conn_on_head(cn, &req);
       buf_consume(&cn->in, (size_t)n);
       if (rc != 0) return;
+      conn_leave_live(cn);
       cn->state = CONN_BODY;
       if (cn->chunked || cn->body_left > 0) conn_arm_body(cn);
     }
@@ -21968,7 +22407,7 @@ URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
 }
 
 URSULA_PRIVATE int conn_table_count(const struct conn_table *t) {
-  return t->n_conns;
+  return t->n_conns + t->n_admin;
 }
 
 URSULA_PRIVATE struct conn *conn_by_id(struct conn_table *t, uint64_t id) {
@@ -22031,13 +22470,14 @@ static void conn_refuse(int cfd) {
 
 /* Make the accepted socket cfd a connection of core c (the server-wide
 ** count already has it): 0, or -1 if it could not be (cfd is left). */
-static int conn_admit(struct loop *l, struct core *c, int cfd) {
+static int conn_admit(struct loop *l, struct core *c, int cfd, int admin) {
   struct conn_table *t = &c->conns;
   struct conn *cn = (struct conn *)URSULA_MALLOC(t->ops->size);
   if (cn == NULL) return -1;
   memset(cn, 0, t->ops->size);
   cn->core = c;
   cn->fd = cfd;
+  cn->admin = admin;
   cn->reading = 1;
   cn->write_ms = loop_now_ms(l);
   if (conn_slot_alloc(t, cn) != 0) {
@@ -22049,7 +22489,10 @@ static int conn_admit(struct loop *l, struct core *c, int cfd) {
     URSULA_FREE(cn);
     return -1;
   }
-  t->n_conns++;
+  if (admin)
+    t->n_admin++;
+  else
+    t->n_conns++;
   conn_arm_idle(cn);
   return 0;
 }
@@ -22182,10 +22625,38 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
     if (c->draining ||
         !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
       conn_refuse(cfd);
-    } else if (conn_admit(l, c, cfd) != 0) {
+    } else if (conn_admit(l, c, cfd, 0) != 0) {
       conn_bounds_sub(b, &b->conns, 1);
       close(cfd);
     }
+  }
+}
+
+/* THE ADMIN LISTENER (--admin-listen) is watched by core 0 alone; its
+** connections are served by the same engine, marked admin (the protocol
+** layer routes them to the admin paths), and are counted apart from
+** --max-connections: at most CONN_ADMIN_MAX at once, so that a server
+** full of clients still answers its probes and scrapes, and a flood on
+** the admin port cannot take the clients' share.  Past the open-file
+** limit an admin client waits in the backlog (the spare is the
+** clients'). */
+#define CONN_ADMIN_MAX 64
+URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
+                                         unsigned events, void *arg) {
+  struct core *c = (struct core *)arg;
+  int i;
+  (void)events;
+  for (i = 0; i < 16; i++) {
+    int one = 1;
+    int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0) return;
+    os_set_nonblock(cfd);
+    os_set_cloexec(cfd);
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (c->draining || c->conns.n_admin >= CONN_ADMIN_MAX)
+      conn_refuse(cfd);
+    else if (conn_admit(l, c, cfd, 1) != 0)
+      close(cfd);
   }
 }
 
@@ -22199,6 +22670,7 @@ static void conn_linger(struct conn *cn) {
     conn_close(cn); /* (after peer_eof, no input is left unread) */
     return;
   }
+  conn_leave_live(cn);
   cn->state = CONN_LINGER;
   cn->in.len = 0;
   conn_set_events(cn, 1, 0);
@@ -22232,14 +22704,19 @@ static void conn_close(struct conn *cn) {
   if (cn->fd < 0) return;
   conn_ops(cn)->on_end(cn);
   conn_uncharge(cn);
+  conn_leave_live(cn);
   loop_timer_cancel(c->loop, &cn->timer);
   loop_del(c->loop, cn->fd);
   conn_io(cn)->close(cn->fd);
   cn->fd = -1;
   conn_count_out(cn, 0);
   conn_slot_free(t, cn);
-  t->n_conns--;
-  conn_bounds_sub(&c->srv->bounds, &c->srv->bounds.conns, 1);
+  if (cn->admin) {
+    t->n_admin--;
+  } else {
+    t->n_conns--;
+    conn_bounds_sub(&c->srv->bounds, &c->srv->bounds.conns, 1);
+  }
   buf_free(&cn->in);
   buf_free(&cn->out);
   buf_free(&cn->body);
@@ -22666,6 +23143,12 @@ struct api_conn {
   ** it here), and the Allow of a 405 on that path (NULL: the streams') */
   struct group_gather *gather;
   const char *allow;
+  /* metrics: the request's method (metrics_method() + 1; 0: none read),
+  ** the admin path asked (API_ADMIN_*), and for an append in flight when
+  ** it was sent (os microseconds) and its body's bytes */
+  int method;
+  int admin_route;
+  uint64_t t0_us, append_bytes;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -22689,8 +23172,15 @@ static const char api_preflight_headers[] =
     "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
-/* Start a response: status line and the headers every response has. */
+/* Start a response: status line and the headers every response has.
+** Every response (but conn.c's 503 to a client it cannot take) starts
+** here, so here it is counted. */
 static void api_begin(struct api_conn *cn, int status) {
+  metrics_count_request(
+      &cn->c.core->metrics,
+      cn->method > 0 ? cn->method - 1 : METRICS_N_METHODS - 1,
+      cn->c.admin ? METRICS_ROUTE_ADMIN : METRICS_ROUTE_STREAM, status);
+  cn->method = 0;
   buf_printf(conn_out(&cn->c), "HTTP/1.1 %d %s\r\n", status,
              http_status_text(status));
   buf_append(conn_out(&cn->c), api_common_headers,
@@ -22979,6 +23469,7 @@ static void api_poll_reply(struct api_conn *cn, struct job *j) {
   api_begin(cn, 200);
   api_read_headers(cn, j, 1);
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n");
+  cn->c.core->metrics.live_bytes += j->data.len;
   api_end_data(cn, j->json, &j->data);
 }
 
@@ -23038,6 +23529,7 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
     }
   }
   memset(&ev, 0, sizeof(ev));
+  cn->c.core->metrics.live_bytes += len;
   if (len > 0) api_sse_data(cn, &ev, p, len);
   sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   conn_chunk(&cn->c, &ev);
@@ -23108,6 +23600,9 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
                j->reason ? j->reason : "");
     return;
   }
+  if (j->op == JOB_APPEND)
+    metrics_observe_append(&cn->c.core->metrics,
+                           metrics_now_us() - cn->t0_us, cn->append_bytes);
   api_begin(cn, j->status);
   if (j->op == JOB_CREATE) {
     buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
@@ -23509,6 +24004,208 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   return rc;
 }
 
+/* ------------------------------------------------------------ the admin listener
+
+   THE ADMIN LISTENER'S PATHS (--admin-listen; conn.c, THE ADMIN
+   LISTENER).  Its connections are served these paths and no other (404,
+   naming them); each answers GET, and HEAD with the same head and no
+   body; any other method is 405 with "Allow: GET, HEAD" (RFC 9110
+   section 15.5.6).  The query is ignored.  Each is answered from a
+   gathering (group.c, STATUS), so that every core's loop has turned to
+   answer it:
+
+     /metrics          200, the Prometheus text format (metrics.c, THE
+                       FORMAT): api_metrics_text()
+     /healthz          200 "ok": the process is alive and every core's
+                       loop turns (a loop that is stuck never lets the
+                       gathering back: the probe's own timeout says so)
+     /readyz           200 "ready", or 503 with one line saying why not
+                       (api_readiness())
+     /__ursula/cluster the node's status, as on the public listener
+
+   A stream may have any of these names on the public listener: the two
+   listeners' paths never meet. */
+enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
+       API_ADMIN_READYZ, API_ADMIN_CLUSTER };
+
+/* The admin path of a request's path, or API_ADMIN_NONE. */
+static int api_admin_route(struct str path) {
+  if (util_str_eq(path, "/metrics")) return API_ADMIN_METRICS;
+  if (util_str_eq(path, "/healthz")) return API_ADMIN_HEALTHZ;
+  if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
+  if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
+  return API_ADMIN_NONE;
+}
+
+/* Whether the node is ready for traffic, from a gathering: 1, or 0 with
+** why in reason (one line).  Not ready when (in this order):
+**   - it is stopping (a stop was asked: balancers should drain it);
+**   - a core's journal is stuck or broken (--wal-dir: the core takes no
+**     writes; server.c, THE CORE'S JOURNAL);
+**   - in a cluster, it reaches fewer than a majority of the members,
+**     itself included, on every core's link (Raft needs a quorum to
+**     commit: paper 5.2, 5.3);
+**   - in a cluster, a group has no leader this node knows of (its
+**     writes and linearizable reads wait for an election).
+** Recovery is over before the listeners open, so a node that answers is
+** past it. */
+static int api_readiness(const struct group_gather *gg,
+                         const struct ursula_server *s, char *reason,
+                         size_t cap) {
+  int i, reach = 1, members = s->cfg.peer_count, leaderless = 0;
+  if (s->stop_requested || s->leave_requested) {
+    snprintf(reason, cap, "not ready: stopping");
+    return 0;
+  }
+  if (gg->journals_stuck > 0 || gg->journals_broken > 0) {
+    snprintf(reason, cap,
+             "not ready: the journal of %d core(s) takes no writes (see the "
+             "log)",
+             gg->journals_stuck + gg->journals_broken);
+    return 0;
+  }
+  if (!gg->cluster) return 1;
+  for (i = 0; i < gg->n_peers; i++)
+    if (gg->peers[i].links_up == gg->n_cores) reach++;
+  if (reach < members / 2 + 1) {
+    snprintf(reason, cap,
+             "not ready: reaches %d of %d members (a majority is %d)", reach,
+             members, members / 2 + 1);
+    return 0;
+  }
+  for (i = 0; i < gg->n_groups; i++)
+    if (gg->groups[i].leader == 0) leaderless++;
+  if (leaderless > 0) {
+    snprintf(reason, cap, "not ready: %d of %d groups have no known leader",
+             leaderless, gg->n_groups);
+    return 0;
+  }
+  return 1;
+}
+
+/* A family of one gauge per core. */
+static int api_metrics_per_core(struct buf *out, const char *name,
+                                const char *type, const char *help,
+                                const uint64_t *v, int n) {
+  int i, rc = metrics_write_head(out, name, type, help);
+  for (i = 0; i < n && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "%s{core=\"%d\"} %llu\n", name, i,
+                    (unsigned long long)v[i]);
+  return rc;
+}
+
+/* The body of GET /metrics (metrics.c, THE FORMAT): the counters of
+** every core added up, then what the gathering read (connections, loops,
+** memory, streams, Raft), then build facts. */
+static int api_metrics_text(struct buf *out, const struct group_gather *gg,
+                            const struct ursula_server *s) {
+  uint64_t per[URSULA_MAX_CORES];
+  uint64_t conns = 0, live = 0, queued = 0, streams = 0, hot = 0;
+  uint64_t led = 0, leaderless = 0;
+  int i, rc = metrics_write_counters(out, &gg->sum);
+  for (i = 0; i < gg->n_cores; i++) {
+    conns += (uint64_t)gg->conns[i];
+    live += (uint64_t)gg->live[i];
+    if (gg->out_pending[i] > 0) queued += (uint64_t)gg->out_pending[i];
+  }
+  for (i = 0; i < gg->n_groups; i++) {
+    streams += gg->groups[i].streams;
+    hot += gg->groups[i].hot_bytes;
+    if (gg->groups[i].role == RAFT_LEADER) led++;
+    if (gg->groups[i].leader == 0) leaderless++;
+  }
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_connections", "gauge",
+                             "open client connections (not the admin "
+                             "listener's)", conns);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_connections_max", "gauge",
+                             "--max-connections",
+                             (uint64_t)s->cfg.max_connections);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_live_connections", "gauge",
+                             "connections holding a long-poll or SSE "
+                             "response", live);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_output_queued_bytes", "gauge",
+                             "response bytes queued and not yet written, "
+                             "all connections", queued);
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].busy_us;
+  if (rc == URSULA_OK) {
+    rc = metrics_write_head(out, "ursula_core_busy_seconds_total", "counter",
+                            "time each core's loop spent in turns, not "
+                            "waiting");
+    for (i = 0; i < gg->n_cores && rc == URSULA_OK; i++) {
+      rc = buf_printf(out, "ursula_core_busy_seconds_total{core=\"%d\"} ", i);
+      if (rc == URSULA_OK) rc = metrics_write_us(out, per[i]);
+      if (rc == URSULA_OK) rc = buf_append_str(out, "\n");
+    }
+  }
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].turns;
+  if (rc == URSULA_OK)
+    rc = api_metrics_per_core(out, "ursula_core_turns_total", "counter",
+                              "turns of each core's loop", per, gg->n_cores);
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].msgs;
+  if (rc == URSULA_OK)
+    rc = api_metrics_per_core(out, "ursula_core_messages_total", "counter",
+                              "messages each core's mailbox delivered "
+                              "(requests and replies between cores, syncs "
+                              "done)", per, gg->n_cores);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_streams", "gauge",
+                             "streams on this node", streams);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_hot_bytes", "gauge",
+                             "stream bytes held in memory", hot);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_resident_memory_bytes", "gauge",
+                             "the process's resident memory", os_rss_bytes());
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_groups", "gauge",
+                             "Raft groups (every node has every group)",
+                             (uint64_t)gg->n_groups);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_groups_led", "gauge",
+                             "groups this node leads", led);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_groups_leaderless", "gauge",
+                             "groups with no leader this node knows of",
+                             leaderless);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_raft_term", "gauge",
+                            "each group's current term here");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "ursula_raft_term{group=\"%d\"} %llu\n", i,
+                    (unsigned long long)gg->groups[i].term);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_raft_commit_index", "gauge",
+                            "each group's highest index known committed");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "ursula_raft_commit_index{group=\"%d\"} %llu\n", i,
+                    (unsigned long long)gg->groups[i].commit);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_raft_applied_index", "gauge",
+                            "each group's last index applied here");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "ursula_raft_applied_index{group=\"%d\"} %llu\n", i,
+                    (unsigned long long)gg->groups[i].applied);
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_up", "gauge",
+                            "1 if every core's link to the peer is up");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out, "ursula_peer_up{peer=\"%d\"} %d\n",
+                      gg->peers[i].id,
+                      gg->peers[i].links_up == gg->n_cores ? 1 : 0);
+  }
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_build_info", "gauge",
+                            "1, with the version as a label");
+  if (rc == URSULA_OK)
+    rc = buf_printf(out, "ursula_build_info{version=\"%s\"} 1\n",
+                    URSULA_VERSION);
+  return rc;
+}
+
 /* The gathering is back on the connection's core: answer from it. */
 static void api_on_status_done(struct loop *l, struct loop_msg *m) {
   struct group_gather *gg = (struct group_gather *)(void *)m;
@@ -23523,7 +24220,35 @@ static void api_on_status_done(struct loop *l, struct loop_msg *m) {
   }
   cn->gather = NULL;
   memset(&body, 0, sizeof(body));
-  if (api_status_json(&body, gg) != URSULA_OK) {
+  if (cn->admin_route == API_ADMIN_HEALTHZ) {
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: text/plain; charset=utf-8\r\n"
+                   "Cache-Control: no-store\r\n");
+    api_end(cn, "ok\n", 3);
+  } else if (cn->admin_route == API_ADMIN_READYZ) {
+    char why[160];
+    if (!api_readiness(gg, cn->c.core->srv, why, sizeof(why))) {
+      api_error(cn, 503, why);
+    } else {
+      api_begin(cn, 200);
+      buf_append_str(conn_out(&cn->c),
+                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Cache-Control: no-store\r\n");
+      api_end(cn, "ready\n", 6);
+    }
+  } else if (cn->admin_route == API_ADMIN_METRICS) {
+    if (api_metrics_text(&body, gg, cn->c.core->srv) != URSULA_OK) {
+      api_error(cn, 503, "out of memory");
+    } else {
+      api_begin(cn, 200);
+      buf_append_str(conn_out(&cn->c),
+                     "Content-Type: text/plain; version=0.0.4; "
+                     "charset=utf-8\r\n"
+                     "Cache-Control: no-store\r\n");
+      api_end(cn, body.ptr, body.len);
+    }
+  } else if (api_status_json(&body, gg) != URSULA_OK) {
     api_error(cn, 503, "out of memory");
   } else {
     api_begin(cn, 200);
@@ -23546,9 +24271,38 @@ static void api_status_start(struct api_conn *cn) {
     return;
   }
   gg->conn_id = cn->c.id;
+  gg->want_metrics = cn->admin_route == API_ADMIN_METRICS;
   cn->gather = gg;
   conn_busy(&cn->c);
   group_gather_start(cn->c.core, gg, api_on_status_done);
+}
+
+/* conn.c's on_head for a connection of the admin listener: 404, 405,
+** or a JOB_STATUS job (answered by api_status_start once the body, if
+** any, is read and dropped). */
+static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
+  int route = api_admin_route(api_target_path(req->target));
+  struct job *j;
+  cn->allow = API_CLUSTER_ALLOW;
+  cn->admin_route = route;
+  if (route == API_ADMIN_NONE) {
+    conn_fatal(&cn->c, 404,
+               "no such path: the admin listener serves /metrics, /healthz, "
+               "/readyz and /__ursula/cluster");
+    return -1;
+  }
+  if (!util_str_eq(req->method, "GET") && !util_str_eq(req->method, "HEAD")) {
+    conn_fatal(&cn->c, 405, "method not allowed (GET, HEAD)");
+    return -1;
+  }
+  if (conn_continue(&cn->c, req) < 0) return -1;
+  if ((j = job_new()) == NULL) {
+    conn_fatal(&cn->c, 503, "out of memory");
+    return -1;
+  }
+  j->op = JOB_STATUS;
+  cn->job = j;
+  return 0;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -24050,6 +24804,8 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   struct job *j;
   int status;
   api_keep_head(cn, req);
+  cn->method = metrics_method(req->method) + 1;
+  if (c->admin) return api_admin_head(cn, req);
   cn->allow = api_reserved(api_target_path(req->target)) == API_PATH_CLUSTER
                   ? API_CLUSTER_ALLOW
                   : NULL;
@@ -24077,6 +24833,7 @@ static void api_on_request(struct conn *c) {
   struct job *j = cn->job;
   size_t n_msgs = 0;
   cn->job = NULL;
+  cn->append_bytes = 0;
   if (j->status != 0) {
     api_error(cn, j->status, j->reason);
     job_free(j);
@@ -24130,8 +24887,10 @@ static void api_on_request(struct conn *c) {
         return;
       }
       j->cmd.n_msgs = n_msgs;
+      cn->append_bytes = cn->c.raw.len;
     } else {
       /* hand the body over without copying */
+      cn->append_bytes = cn->c.raw.len;
       j->body = cn->c.raw;
       memset(&cn->c.raw, 0, sizeof(cn->c.raw));
     }
@@ -24145,7 +24904,11 @@ static void api_on_request(struct conn *c) {
     }
     cn->lw.watch->pending++;
     cn->live = j->live;
+    cn->c.core->metrics.live_started[j->live == JOB_LIVE_SSE
+                                         ? METRICS_LIVE_SSE
+                                         : METRICS_LIVE_POLL]++;
   }
+  if (j->op == JOB_APPEND) cn->t0_us = metrics_now_us();
   api_send_job(cn, j);
 }
 
@@ -24440,6 +25203,7 @@ struct server_sync {
   int *fds, n_fds;  /* a checkpoint's: each synced, then closed */
   struct os_fs *fs; /* the server env's */
   int sync_errno;   /* 0: the sync worked (all of them) */
+  uint64_t t0_us;   /* when it was queued (metrics) */
 };
 
 /* Do q's syncs (on a syncer thread, or on the owner without threads). */
@@ -24537,6 +25301,10 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   struct server_sync *q = (struct server_sync *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
   c->n_flights--;
+  if (q->gid != -2)
+    metrics_observe_sync(&c->metrics, metrics_now_us() - q->t0_us,
+                         q->gid == -1 ? c->n_jr_flight : 0,
+                         q->sync_errno != 0);
   if (q->gid == -2)
     server_journal_checkpointed(c, q->sync_errno);
   else if (q->gid < 0)
@@ -24553,6 +25321,7 @@ static void server_queue_sync(struct core *c, struct server_sync *q) {
   struct server_syncer *y = c->srv->syncer;
   q->msg.on_msg = server_on_synced;
   q->owner = c->loop;
+  q->t0_us = metrics_now_us();
   q->fs = c->srv->env->fs;
   c->n_flights++;
   if (y == NULL) {
@@ -24795,6 +25564,10 @@ static void server_on_turn_end(struct loop *l) {
     if (c->listening) {
       loop_del(l, c->srv->listen_fd);
       c->listening = 0;
+    }
+    if (c->admin_listening) {
+      loop_del(l, c->srv->admin_fd);
+      c->admin_listening = 0;
     }
     conn_drain(&c->conns);
     server_run_local(l, c); /* what draining queued */
@@ -25047,6 +25820,7 @@ static void server_free(struct ursula_server *s) {
     URSULA_FREE(s->groups);
   }
   if (s->listen_fd >= 0) close(s->listen_fd);
+  if (s->admin_fd >= 0) close(s->admin_fd);
   server_syncer_stop(s->syncer);
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
@@ -25462,6 +26236,32 @@ static int server_start_cold(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
+/* The admin listener (--admin-listen; conn.c, THE ADMIN LISTENER): none
+** if it is off; if its default address (127.0.0.1:4438) cannot be bound
+** -- another server on this host has it -- a warning and none, so that
+** several servers run side by side; any other address must bind.
+** URSULA_OK, or URSULA_ESYS with err set. */
+static int server_admin_open(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  if (cfg->admin_listen_host[0] == '\0') return URSULA_OK;
+  s->admin_fd = net_listen(cfg->admin_listen_host, cfg->admin_listen_port,
+                           &s->admin_port, err);
+  if (s->admin_fd >= 0) return URSULA_OK;
+  if (strcmp(cfg->admin_listen_host, URSULA_DEFAULT_HOST) == 0 &&
+      cfg->admin_listen_port == URSULA_DEFAULT_ADMIN_PORT) {
+    LOG_W("no admin listener: %s (set --admin-listen HOST:PORT, or off)",
+          err);
+    err[0] = '\0';
+    return URSULA_OK;
+  }
+  {
+    char why[URSULA_ERRMSG_LEN];
+    snprintf(why, sizeof(why), "%s", err);
+    snprintf(err, URSULA_ERRMSG_LEN, "admin-listen: %.400s", why);
+  }
+  return URSULA_ESYS;
+}
+
 URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
                                 struct env *env, struct ursula_server **out,
                                 char *err) {
@@ -25476,6 +26276,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->cfg = *cfg;
   s->env = env != NULL ? env : env_real();
   s->listen_fd = -1;
+  s->admin_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
   conn_bounds_init(&s->bounds);
@@ -25526,7 +26327,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
        (rc = server_start_cold(s, err)) != URSULA_OK))
     goto fail;
   s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
-  if (s->listen_fd < 0) {
+  if (s->listen_fd < 0 || (rc = server_admin_open(s, err)) != URSULA_OK) {
     rc = URSULA_ESYS;
     goto fail;
   }
@@ -25554,6 +26355,12 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
         URSULA_OK)
       goto fail;
     c->listening = 1;
+    if (i == 0 && s->admin_fd >= 0) {
+      if ((rc = loop_add(c->loop, s->admin_fd, LOOP_READ, conn_on_admin_accept,
+                         c)) != URSULA_OK)
+        goto fail;
+      c->admin_listening = 1;
+    }
     loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
     if (cfg->peer_count > 1)
@@ -25580,6 +26387,10 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   LOG_I("listening on http://%s:%d (cores %d, groups %d, %s%s)",
         cfg->listen_host, s->port, s->n_cores, s->n_groups,
         cfg->wal_dir[0] ? "WAL in " : "in memory", s->cfg.wal_dir);
+  if (s->admin_fd >= 0)
+    LOG_I("admin on http://%s:%d (/metrics, /healthz, /readyz, "
+          "/__ursula/cluster)",
+          cfg->admin_listen_host, s->admin_port);
   *out = s;
   return URSULA_OK;
 fail:
@@ -25596,6 +26407,10 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
 
 URSULA_API int ursula_server_port(const struct ursula_server *srv) {
   return srv->port;
+}
+
+URSULA_API int ursula_server_admin_port(const struct ursula_server *srv) {
+  return srv->admin_fd >= 0 ? srv->admin_port : 0;
 }
 
 /* A full memory barrier where the compiler offers one (the flags below

@@ -166,6 +166,9 @@ struct ursula_config {
   int lost_log;               /* lost-log: 1 = this member's --wal-dir was
                                  wiped or replaced: an empty log catches up
                                  before it votes (Raft LOST LOG) */
+  /* the admin listener: GET /metrics, /healthz, /readyz, /__ursula/cluster */
+  char admin_listen_host[256]; /* admin-listen: "127.0.0.1"; "" = off */
+  int admin_listen_port;       /* admin-listen: 4438; 0 = any free port */
 };
 
 /* Fill *cfg with the defaults of this build. */
@@ -191,6 +194,10 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
 
 /* The TCP port the server listens on (useful with listen_port 0). */
 URSULA_API int ursula_server_port(const struct ursula_server *srv);
+
+/* The TCP port of the admin listener (admin_listen), or 0 if there is
+** none (admin-listen off, or its default address was taken). */
+URSULA_API int ursula_server_admin_port(const struct ursula_server *srv);
 
 /* Ask the server to stop: it stops accepting, finishes in-flight requests,
 ** closes live readers and lets its threads end.  A node of a cluster

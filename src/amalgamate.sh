@@ -20,6 +20,7 @@ util.c
 os.c
 log.c
 loop.c
+metrics.c
 net.c
 http.c
 json.c

@@ -68,6 +68,12 @@ struct api_conn {
   ** it here), and the Allow of a 405 on that path (NULL: the streams') */
   struct group_gather *gather;
   const char *allow;
+  /* metrics: the request's method (metrics_method() + 1; 0: none read),
+  ** the admin path asked (API_ADMIN_*), and for an append in flight when
+  ** it was sent (os microseconds) and its body's bytes */
+  int method;
+  int admin_route;
+  uint64_t t0_us, append_bytes;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -91,8 +97,15 @@ static const char api_preflight_headers[] =
     "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
-/* Start a response: status line and the headers every response has. */
+/* Start a response: status line and the headers every response has.
+** Every response (but conn.c's 503 to a client it cannot take) starts
+** here, so here it is counted. */
 static void api_begin(struct api_conn *cn, int status) {
+  metrics_count_request(
+      &cn->c.core->metrics,
+      cn->method > 0 ? cn->method - 1 : METRICS_N_METHODS - 1,
+      cn->c.admin ? METRICS_ROUTE_ADMIN : METRICS_ROUTE_STREAM, status);
+  cn->method = 0;
   buf_printf(conn_out(&cn->c), "HTTP/1.1 %d %s\r\n", status,
              http_status_text(status));
   buf_append(conn_out(&cn->c), api_common_headers,
@@ -381,6 +394,7 @@ static void api_poll_reply(struct api_conn *cn, struct job *j) {
   api_begin(cn, 200);
   api_read_headers(cn, j, 1);
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n");
+  cn->c.core->metrics.live_bytes += j->data.len;
   api_end_data(cn, j->json, &j->data);
 }
 
@@ -440,6 +454,7 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
     }
   }
   memset(&ev, 0, sizeof(ev));
+  cn->c.core->metrics.live_bytes += len;
   if (len > 0) api_sse_data(cn, &ev, p, len);
   sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
   conn_chunk(&cn->c, &ev);
@@ -510,6 +525,9 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
                j->reason ? j->reason : "");
     return;
   }
+  if (j->op == JOB_APPEND)
+    metrics_observe_append(&cn->c.core->metrics,
+                           metrics_now_us() - cn->t0_us, cn->append_bytes);
   api_begin(cn, j->status);
   if (j->op == JOB_CREATE) {
     buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
@@ -911,6 +929,208 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   return rc;
 }
 
+/* ------------------------------------------------------------ the admin listener
+
+   THE ADMIN LISTENER'S PATHS (--admin-listen; conn.c, THE ADMIN
+   LISTENER).  Its connections are served these paths and no other (404,
+   naming them); each answers GET, and HEAD with the same head and no
+   body; any other method is 405 with "Allow: GET, HEAD" (RFC 9110
+   section 15.5.6).  The query is ignored.  Each is answered from a
+   gathering (group.c, STATUS), so that every core's loop has turned to
+   answer it:
+
+     /metrics          200, the Prometheus text format (metrics.c, THE
+                       FORMAT): api_metrics_text()
+     /healthz          200 "ok": the process is alive and every core's
+                       loop turns (a loop that is stuck never lets the
+                       gathering back: the probe's own timeout says so)
+     /readyz           200 "ready", or 503 with one line saying why not
+                       (api_readiness())
+     /__ursula/cluster the node's status, as on the public listener
+
+   A stream may have any of these names on the public listener: the two
+   listeners' paths never meet. */
+enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
+       API_ADMIN_READYZ, API_ADMIN_CLUSTER };
+
+/* The admin path of a request's path, or API_ADMIN_NONE. */
+static int api_admin_route(struct str path) {
+  if (util_str_eq(path, "/metrics")) return API_ADMIN_METRICS;
+  if (util_str_eq(path, "/healthz")) return API_ADMIN_HEALTHZ;
+  if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
+  if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
+  return API_ADMIN_NONE;
+}
+
+/* Whether the node is ready for traffic, from a gathering: 1, or 0 with
+** why in reason (one line).  Not ready when (in this order):
+**   - it is stopping (a stop was asked: balancers should drain it);
+**   - a core's journal is stuck or broken (--wal-dir: the core takes no
+**     writes; server.c, THE CORE'S JOURNAL);
+**   - in a cluster, it reaches fewer than a majority of the members,
+**     itself included, on every core's link (Raft needs a quorum to
+**     commit: paper 5.2, 5.3);
+**   - in a cluster, a group has no leader this node knows of (its
+**     writes and linearizable reads wait for an election).
+** Recovery is over before the listeners open, so a node that answers is
+** past it. */
+static int api_readiness(const struct group_gather *gg,
+                         const struct ursula_server *s, char *reason,
+                         size_t cap) {
+  int i, reach = 1, members = s->cfg.peer_count, leaderless = 0;
+  if (s->stop_requested || s->leave_requested) {
+    snprintf(reason, cap, "not ready: stopping");
+    return 0;
+  }
+  if (gg->journals_stuck > 0 || gg->journals_broken > 0) {
+    snprintf(reason, cap,
+             "not ready: the journal of %d core(s) takes no writes (see the "
+             "log)",
+             gg->journals_stuck + gg->journals_broken);
+    return 0;
+  }
+  if (!gg->cluster) return 1;
+  for (i = 0; i < gg->n_peers; i++)
+    if (gg->peers[i].links_up == gg->n_cores) reach++;
+  if (reach < members / 2 + 1) {
+    snprintf(reason, cap,
+             "not ready: reaches %d of %d members (a majority is %d)", reach,
+             members, members / 2 + 1);
+    return 0;
+  }
+  for (i = 0; i < gg->n_groups; i++)
+    if (gg->groups[i].leader == 0) leaderless++;
+  if (leaderless > 0) {
+    snprintf(reason, cap, "not ready: %d of %d groups have no known leader",
+             leaderless, gg->n_groups);
+    return 0;
+  }
+  return 1;
+}
+
+/* A family of one gauge per core. */
+static int api_metrics_per_core(struct buf *out, const char *name,
+                                const char *type, const char *help,
+                                const uint64_t *v, int n) {
+  int i, rc = metrics_write_head(out, name, type, help);
+  for (i = 0; i < n && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "%s{core=\"%d\"} %llu\n", name, i,
+                    (unsigned long long)v[i]);
+  return rc;
+}
+
+/* The body of GET /metrics (metrics.c, THE FORMAT): the counters of
+** every core added up, then what the gathering read (connections, loops,
+** memory, streams, Raft), then build facts. */
+static int api_metrics_text(struct buf *out, const struct group_gather *gg,
+                            const struct ursula_server *s) {
+  uint64_t per[URSULA_MAX_CORES];
+  uint64_t conns = 0, live = 0, queued = 0, streams = 0, hot = 0;
+  uint64_t led = 0, leaderless = 0;
+  int i, rc = metrics_write_counters(out, &gg->sum);
+  for (i = 0; i < gg->n_cores; i++) {
+    conns += (uint64_t)gg->conns[i];
+    live += (uint64_t)gg->live[i];
+    if (gg->out_pending[i] > 0) queued += (uint64_t)gg->out_pending[i];
+  }
+  for (i = 0; i < gg->n_groups; i++) {
+    streams += gg->groups[i].streams;
+    hot += gg->groups[i].hot_bytes;
+    if (gg->groups[i].role == RAFT_LEADER) led++;
+    if (gg->groups[i].leader == 0) leaderless++;
+  }
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_connections", "gauge",
+                             "open client connections (not the admin "
+                             "listener's)", conns);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_connections_max", "gauge",
+                             "--max-connections",
+                             (uint64_t)s->cfg.max_connections);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_live_connections", "gauge",
+                             "connections holding a long-poll or SSE "
+                             "response", live);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_output_queued_bytes", "gauge",
+                             "response bytes queued and not yet written, "
+                             "all connections", queued);
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].busy_us;
+  if (rc == URSULA_OK) {
+    rc = metrics_write_head(out, "ursula_core_busy_seconds_total", "counter",
+                            "time each core's loop spent in turns, not "
+                            "waiting");
+    for (i = 0; i < gg->n_cores && rc == URSULA_OK; i++) {
+      rc = buf_printf(out, "ursula_core_busy_seconds_total{core=\"%d\"} ", i);
+      if (rc == URSULA_OK) rc = metrics_write_us(out, per[i]);
+      if (rc == URSULA_OK) rc = buf_append_str(out, "\n");
+    }
+  }
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].turns;
+  if (rc == URSULA_OK)
+    rc = api_metrics_per_core(out, "ursula_core_turns_total", "counter",
+                              "turns of each core's loop", per, gg->n_cores);
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].msgs;
+  if (rc == URSULA_OK)
+    rc = api_metrics_per_core(out, "ursula_core_messages_total", "counter",
+                              "messages each core's mailbox delivered "
+                              "(requests and replies between cores, syncs "
+                              "done)", per, gg->n_cores);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_streams", "gauge",
+                             "streams on this node", streams);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_hot_bytes", "gauge",
+                             "stream bytes held in memory", hot);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_resident_memory_bytes", "gauge",
+                             "the process's resident memory", os_rss_bytes());
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_groups", "gauge",
+                             "Raft groups (every node has every group)",
+                             (uint64_t)gg->n_groups);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_groups_led", "gauge",
+                             "groups this node leads", led);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_groups_leaderless", "gauge",
+                             "groups with no leader this node knows of",
+                             leaderless);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_raft_term", "gauge",
+                            "each group's current term here");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "ursula_raft_term{group=\"%d\"} %llu\n", i,
+                    (unsigned long long)gg->groups[i].term);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_raft_commit_index", "gauge",
+                            "each group's highest index known committed");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "ursula_raft_commit_index{group=\"%d\"} %llu\n", i,
+                    (unsigned long long)gg->groups[i].commit);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_raft_applied_index", "gauge",
+                            "each group's last index applied here");
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
+    rc = buf_printf(out, "ursula_raft_applied_index{group=\"%d\"} %llu\n", i,
+                    (unsigned long long)gg->groups[i].applied);
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_up", "gauge",
+                            "1 if every core's link to the peer is up");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out, "ursula_peer_up{peer=\"%d\"} %d\n",
+                      gg->peers[i].id,
+                      gg->peers[i].links_up == gg->n_cores ? 1 : 0);
+  }
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_build_info", "gauge",
+                            "1, with the version as a label");
+  if (rc == URSULA_OK)
+    rc = buf_printf(out, "ursula_build_info{version=\"%s\"} 1\n",
+                    URSULA_VERSION);
+  return rc;
+}
+
 /* The gathering is back on the connection's core: answer from it. */
 static void api_on_status_done(struct loop *l, struct loop_msg *m) {
   struct group_gather *gg = (struct group_gather *)(void *)m;
@@ -925,7 +1145,35 @@ static void api_on_status_done(struct loop *l, struct loop_msg *m) {
   }
   cn->gather = NULL;
   memset(&body, 0, sizeof(body));
-  if (api_status_json(&body, gg) != URSULA_OK) {
+  if (cn->admin_route == API_ADMIN_HEALTHZ) {
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: text/plain; charset=utf-8\r\n"
+                   "Cache-Control: no-store\r\n");
+    api_end(cn, "ok\n", 3);
+  } else if (cn->admin_route == API_ADMIN_READYZ) {
+    char why[160];
+    if (!api_readiness(gg, cn->c.core->srv, why, sizeof(why))) {
+      api_error(cn, 503, why);
+    } else {
+      api_begin(cn, 200);
+      buf_append_str(conn_out(&cn->c),
+                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Cache-Control: no-store\r\n");
+      api_end(cn, "ready\n", 6);
+    }
+  } else if (cn->admin_route == API_ADMIN_METRICS) {
+    if (api_metrics_text(&body, gg, cn->c.core->srv) != URSULA_OK) {
+      api_error(cn, 503, "out of memory");
+    } else {
+      api_begin(cn, 200);
+      buf_append_str(conn_out(&cn->c),
+                     "Content-Type: text/plain; version=0.0.4; "
+                     "charset=utf-8\r\n"
+                     "Cache-Control: no-store\r\n");
+      api_end(cn, body.ptr, body.len);
+    }
+  } else if (api_status_json(&body, gg) != URSULA_OK) {
     api_error(cn, 503, "out of memory");
   } else {
     api_begin(cn, 200);
@@ -948,9 +1196,38 @@ static void api_status_start(struct api_conn *cn) {
     return;
   }
   gg->conn_id = cn->c.id;
+  gg->want_metrics = cn->admin_route == API_ADMIN_METRICS;
   cn->gather = gg;
   conn_busy(&cn->c);
   group_gather_start(cn->c.core, gg, api_on_status_done);
+}
+
+/* conn.c's on_head for a connection of the admin listener: 404, 405,
+** or a JOB_STATUS job (answered by api_status_start once the body, if
+** any, is read and dropped). */
+static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
+  int route = api_admin_route(api_target_path(req->target));
+  struct job *j;
+  cn->allow = API_CLUSTER_ALLOW;
+  cn->admin_route = route;
+  if (route == API_ADMIN_NONE) {
+    conn_fatal(&cn->c, 404,
+               "no such path: the admin listener serves /metrics, /healthz, "
+               "/readyz and /__ursula/cluster");
+    return -1;
+  }
+  if (!util_str_eq(req->method, "GET") && !util_str_eq(req->method, "HEAD")) {
+    conn_fatal(&cn->c, 405, "method not allowed (GET, HEAD)");
+    return -1;
+  }
+  if (conn_continue(&cn->c, req) < 0) return -1;
+  if ((j = job_new()) == NULL) {
+    conn_fatal(&cn->c, 503, "out of memory");
+    return -1;
+  }
+  j->op = JOB_STATUS;
+  cn->job = j;
+  return 0;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -1452,6 +1729,8 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   struct job *j;
   int status;
   api_keep_head(cn, req);
+  cn->method = metrics_method(req->method) + 1;
+  if (c->admin) return api_admin_head(cn, req);
   cn->allow = api_reserved(api_target_path(req->target)) == API_PATH_CLUSTER
                   ? API_CLUSTER_ALLOW
                   : NULL;
@@ -1479,6 +1758,7 @@ static void api_on_request(struct conn *c) {
   struct job *j = cn->job;
   size_t n_msgs = 0;
   cn->job = NULL;
+  cn->append_bytes = 0;
   if (j->status != 0) {
     api_error(cn, j->status, j->reason);
     job_free(j);
@@ -1532,8 +1812,10 @@ static void api_on_request(struct conn *c) {
         return;
       }
       j->cmd.n_msgs = n_msgs;
+      cn->append_bytes = cn->c.raw.len;
     } else {
       /* hand the body over without copying */
+      cn->append_bytes = cn->c.raw.len;
       j->body = cn->c.raw;
       memset(&cn->c.raw, 0, sizeof(cn->c.raw));
     }
@@ -1547,7 +1829,11 @@ static void api_on_request(struct conn *c) {
     }
     cn->lw.watch->pending++;
     cn->live = j->live;
+    cn->c.core->metrics.live_started[j->live == JOB_LIVE_SSE
+                                         ? METRICS_LIVE_SSE
+                                         : METRICS_LIVE_POLL]++;
   }
+  if (j->op == JOB_APPEND) cn->t0_us = metrics_now_us();
   api_send_job(cn, j);
 }
 

@@ -88,7 +88,8 @@ enum {
   CONF_T_LEVEL,   /* int 0..3, or a level name */
   CONF_T_PEER,    /* one more member: N=HOST:PORT (peers[], peer_count) */
   CONF_T_PEER_LISTEN, /* peer_listen_host + peer_listen_port */
-  CONF_T_NAME         /* char[65]: 1-64 of [A-Za-z0-9._-] */
+  CONF_T_NAME,        /* char[65]: 1-64 of [A-Za-z0-9._-] */
+  CONF_T_ADMIN_LISTEN /* admin_listen_host + admin_listen_port, or "off" */
 };
 
 struct conf_key {
@@ -215,6 +216,10 @@ static const struct conf_key conf_keys[] = {
      "peers; give one per member, this node included (1, 3 or 5 "
      "members: Raft here runs 1, 3 or 5 voters); without any, a single "
      "node; an empty value clears the list"},
+    {"admin-listen", NULL, CONF_T_ADMIN_LISTEN, 0, 0, 65535, "HOST:PORT",
+     "serve GET /metrics, /healthz, /readyz and /__ursula/cluster here; "
+     "\"off\" = no admin listener; if the default 127.0.0.1:4438 is "
+     "taken, a warning and none (any other address must bind)"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},
@@ -389,6 +394,20 @@ static int conf_set_peer_listen(struct ursula_config *cfg, struct str key,
   return URSULA_OK;
 }
 
+/* "off", or HOST:PORT (PORT 0: any free port). */
+static int conf_set_admin_listen(struct ursula_config *cfg, struct str key,
+                                 const char *v, char *err) {
+  char host[256];
+  int port = 0, rc;
+  host[0] = '\0';
+  if (strcmp(v, "off") != 0 &&
+      (rc = conf_parse_hostport(key, v, host, &port, 0, err)) != URSULA_OK)
+    return rc;
+  memcpy(cfg->admin_listen_host, host, sizeof(host));
+  cfg->admin_listen_port = port;
+  return URSULA_OK;
+}
+
 /* A name of 1..max bytes of [A-Za-z0-9._-]. */
 static int conf_set_name(char *field, const struct conf_key *k,
                          struct str key, const char *v, char *err) {
@@ -422,6 +441,8 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
       return conf_add_peer(cfg, key, v, err);
     case CONF_T_PEER_LISTEN:
       return conf_set_peer_listen(cfg, key, v, err);
+    case CONF_T_ADMIN_LISTEN:
+      return conf_set_admin_listen(cfg, key, v, err);
     case CONF_T_NAME:
       return conf_set_name(field, k, key, v, err);
     case CONF_T_PATH:
@@ -496,6 +517,16 @@ static void conf_format(const struct ursula_config *cfg,
     case CONF_T_NAME:
       snprintf(out, cap, "%s", field);
       break;
+    case CONF_T_ADMIN_LISTEN:
+      if (cfg->admin_listen_host[0] == '\0')
+        snprintf(out, cap, "%s", "off");
+      else if (strchr(cfg->admin_listen_host, ':') != NULL)
+        snprintf(out, cap, "[%s]:%d", cfg->admin_listen_host,
+                 cfg->admin_listen_port);
+      else
+        snprintf(out, cap, "%s:%d", cfg->admin_listen_host,
+                 cfg->admin_listen_port);
+      break;
     case CONF_T_PEER: /* one line per member: the first here */
       if (cfg->peer_count == 0)
         snprintf(out, cap, "%s", "");
@@ -526,6 +557,9 @@ URSULA_API void ursula_config_init(struct ursula_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   memcpy(cfg->listen_host, URSULA_DEFAULT_HOST, sizeof(URSULA_DEFAULT_HOST));
   cfg->listen_port = URSULA_DEFAULT_PORT;
+  memcpy(cfg->admin_listen_host, URSULA_DEFAULT_HOST,
+         sizeof(URSULA_DEFAULT_HOST));
+  cfg->admin_listen_port = URSULA_DEFAULT_ADMIN_PORT;
   cfg->core_count = 0; /* one per online CPU */
   cfg->raft_group_count = URSULA_DEFAULT_GROUPS;
   cfg->long_poll_timeout_ms = URSULA_DEFAULT_LONG_POLL_MS;

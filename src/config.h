@@ -84,6 +84,9 @@
 #ifndef URSULA_DEFAULT_PORT
 #define URSULA_DEFAULT_PORT 4437
 #endif
+#ifndef URSULA_DEFAULT_ADMIN_PORT
+#define URSULA_DEFAULT_ADMIN_PORT 4438 /* admin-listen, on the default host */
+#endif
 #ifndef URSULA_DEFAULT_GROUPS
 #define URSULA_DEFAULT_GROUPS 64 /* raft-group-count */
 #endif

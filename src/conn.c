@@ -423,8 +423,18 @@ static void conn_pause(struct conn *cn) {
   conn_arm(cn, cn->core->srv->cfg.idle_timeout_ms);
 }
 
+/* cn leaves CONN_LIVE (or was not in it): the core's count of live
+** connections (n_live, for metrics) drops it.  Every change of state
+** other than conn_live() and every close come through here. */
+static void conn_leave_live(struct conn *cn) {
+  if (!cn->live_counted) return;
+  cn->live_counted = 0;
+  cn->core->conns.n_live--;
+}
+
 URSULA_PRIVATE void conn_done(struct conn *cn) {
   if (!cn->keep_alive) cn->closing = 1;
+  conn_leave_live(cn);
   cn->state = CONN_HEAD;
   if (conn_flush(cn) < 0) return;
   if (conn_backlogged(cn)) {
@@ -445,6 +455,7 @@ URSULA_PRIVATE void conn_fatal(struct conn *cn, int status,
   cn->keep_alive = 0;
   conn_ops(cn)->on_error(cn, status, reason);
   cn->closing = 1;
+  conn_leave_live(cn);
   cn->state = CONN_HEAD;
   conn_flush(cn);
 }
@@ -489,6 +500,7 @@ static void conn_arm_body(struct conn *cn) {
 
 /* (The protocol layer has taken what it needs of the body: raw goes.) */
 URSULA_PRIVATE void conn_busy(struct conn *cn) {
+  conn_leave_live(cn);
   cn->state = CONN_BUSY;
   conn_disarm(cn);
   if (cn->in.len >= URSULA_MAX_HEADER_BYTES) /* (see CONN_BUSY) */
@@ -497,6 +509,8 @@ URSULA_PRIVATE void conn_busy(struct conn *cn) {
 }
 
 URSULA_PRIVATE void conn_live(struct conn *cn) {
+  if (!cn->live_counted) cn->core->conns.n_live++;
+  cn->live_counted = 1;
   cn->state = CONN_LIVE;
   conn_set_events(cn, 1, cn->want_write);
 }
@@ -675,6 +689,7 @@ static void conn_process(struct conn *cn) {
       rc = conn_on_head(cn, &req);
       buf_consume(&cn->in, (size_t)n);
       if (rc != 0) return;
+      conn_leave_live(cn);
       cn->state = CONN_BODY;
       if (cn->chunked || cn->body_left > 0) conn_arm_body(cn);
     }
@@ -774,7 +789,7 @@ URSULA_PRIVATE void conn_table_init(struct conn_table *t, int max_conns,
 }
 
 URSULA_PRIVATE int conn_table_count(const struct conn_table *t) {
-  return t->n_conns;
+  return t->n_conns + t->n_admin;
 }
 
 URSULA_PRIVATE struct conn *conn_by_id(struct conn_table *t, uint64_t id) {
@@ -837,13 +852,14 @@ static void conn_refuse(int cfd) {
 
 /* Make the accepted socket cfd a connection of core c (the server-wide
 ** count already has it): 0, or -1 if it could not be (cfd is left). */
-static int conn_admit(struct loop *l, struct core *c, int cfd) {
+static int conn_admit(struct loop *l, struct core *c, int cfd, int admin) {
   struct conn_table *t = &c->conns;
   struct conn *cn = (struct conn *)URSULA_MALLOC(t->ops->size);
   if (cn == NULL) return -1;
   memset(cn, 0, t->ops->size);
   cn->core = c;
   cn->fd = cfd;
+  cn->admin = admin;
   cn->reading = 1;
   cn->write_ms = loop_now_ms(l);
   if (conn_slot_alloc(t, cn) != 0) {
@@ -855,7 +871,10 @@ static int conn_admit(struct loop *l, struct core *c, int cfd) {
     URSULA_FREE(cn);
     return -1;
   }
-  t->n_conns++;
+  if (admin)
+    t->n_admin++;
+  else
+    t->n_conns++;
   conn_arm_idle(cn);
   return 0;
 }
@@ -988,10 +1007,38 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
     if (c->draining ||
         !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
       conn_refuse(cfd);
-    } else if (conn_admit(l, c, cfd) != 0) {
+    } else if (conn_admit(l, c, cfd, 0) != 0) {
       conn_bounds_sub(b, &b->conns, 1);
       close(cfd);
     }
+  }
+}
+
+/* THE ADMIN LISTENER (--admin-listen) is watched by core 0 alone; its
+** connections are served by the same engine, marked admin (the protocol
+** layer routes them to the admin paths), and are counted apart from
+** --max-connections: at most CONN_ADMIN_MAX at once, so that a server
+** full of clients still answers its probes and scrapes, and a flood on
+** the admin port cannot take the clients' share.  Past the open-file
+** limit an admin client waits in the backlog (the spare is the
+** clients'). */
+#define CONN_ADMIN_MAX 64
+URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
+                                         unsigned events, void *arg) {
+  struct core *c = (struct core *)arg;
+  int i;
+  (void)events;
+  for (i = 0; i < 16; i++) {
+    int one = 1;
+    int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0) return;
+    os_set_nonblock(cfd);
+    os_set_cloexec(cfd);
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (c->draining || c->conns.n_admin >= CONN_ADMIN_MAX)
+      conn_refuse(cfd);
+    else if (conn_admit(l, c, cfd, 1) != 0)
+      close(cfd);
   }
 }
 
@@ -1005,6 +1052,7 @@ static void conn_linger(struct conn *cn) {
     conn_close(cn); /* (after peer_eof, no input is left unread) */
     return;
   }
+  conn_leave_live(cn);
   cn->state = CONN_LINGER;
   cn->in.len = 0;
   conn_set_events(cn, 1, 0);
@@ -1038,14 +1086,19 @@ static void conn_close(struct conn *cn) {
   if (cn->fd < 0) return;
   conn_ops(cn)->on_end(cn);
   conn_uncharge(cn);
+  conn_leave_live(cn);
   loop_timer_cancel(c->loop, &cn->timer);
   loop_del(c->loop, cn->fd);
   conn_io(cn)->close(cn->fd);
   cn->fd = -1;
   conn_count_out(cn, 0);
   conn_slot_free(t, cn);
-  t->n_conns--;
-  conn_bounds_sub(&c->srv->bounds, &c->srv->bounds.conns, 1);
+  if (cn->admin) {
+    t->n_admin--;
+  } else {
+    t->n_conns--;
+    conn_bounds_sub(&c->srv->bounds, &c->srv->bounds.conns, 1);
+  }
   buf_free(&cn->in);
   buf_free(&cn->out);
   buf_free(&cn->body);

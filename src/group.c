@@ -3300,6 +3300,8 @@ URSULA_PRIVATE void group_status(const struct group *g,
   out->commit = g->raft.commit;
   out->applied = g->applied_index;
   out->last_index = g->raft.last_index;
+  out->streams = g->sm.n;
+  out->hot_bytes = g->sm.hot_bytes;
 }
 
 URSULA_PRIVATE void group_leads_report(struct core *c) {
@@ -3403,6 +3405,17 @@ static void group_gather_visit(struct loop *l, struct loop_msg *m) {
   for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores)
     group_status(s->groups[gid], &gg->groups[gid]);
   if (s->peer != NULL) group_gather_peers(c, gg);
+  if (c->journal != NULL && journal_state(c->journal) == JOURNAL_BROKEN)
+    gg->journals_broken++;
+  if (c->journal != NULL && journal_state(c->journal) == JOURNAL_STUCK)
+    gg->journals_stuck++;
+  if (gg->want_metrics) {
+    metrics_merge(&gg->sum, &c->metrics);
+    loop_stats(l, &gg->loops[c->id]);
+    gg->conns[c->id] = c->conns.n_conns;
+    gg->live[c->id] = c->conns.n_live;
+    gg->out_pending[c->id] = c->out_pending;
+  }
   if (++gg->at < gg->n_cores) {
     gg->msg.on_msg = group_gather_visit;
     server_send(c, gg->at, m);

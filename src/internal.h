@@ -126,6 +126,10 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
 /* -------------------------------------------------------------------- os.c
 ** Clocks and the system-call table the WAL goes through. */
 URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
+URSULA_PRIVATE uint64_t os_now_us(void);  /* monotonic microseconds */
+/* The process's resident memory in bytes (Linux: /proc/self/statm; else
+** the peak, from getrusage), or 0 if unknown. */
+URSULA_PRIVATE uint64_t os_rss_bytes(void);
 URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
 /* Block the calling thread for ms milliseconds (resumed after signals). */
 URSULA_PRIVATE void os_sleep_ms(uint64_t ms);
@@ -285,9 +289,61 @@ URSULA_PRIVATE int loop_run(struct loop *l, void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
                                  void (*on_turn_end)(struct loop *));
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
+/* What l's thread has done since it opened (read on that thread): time
+** in turns outside the wait (the real clock, os_now_us, whatever env
+** says), turns, mailbox messages run. */
+struct loop_stats {
+  uint64_t busy_us, turns, msgs;
+};
+URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out);
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
 URSULA_PRIVATE void loop_wake(struct loop *l);
+
+/* --------------------------------------------------------------- metrics.c
+** Per-core counters and the Prometheus text format they are written in
+** (GET /metrics on the admin listener).  See the top of metrics.c. */
+#define METRICS_N_BOUNDS 12  /* bounds of a histogram (+Inf is one more) */
+#define METRICS_N_CODES 26   /* status codes counted apart, and "other" */
+#define METRICS_N_METHODS 7  /* GET HEAD PUT POST DELETE OPTIONS other */
+enum { METRICS_ROUTE_STREAM = 0, METRICS_ROUTE_ADMIN, METRICS_N_ROUTES };
+enum { METRICS_LIVE_POLL = 0, METRICS_LIVE_SSE };
+struct metrics_hist {
+  uint64_t buckets[METRICS_N_BOUNDS + 1]; /* per bucket, not cumulative */
+  uint64_t count, sum;
+};
+/* One core's counts since it started (all only grow). */
+struct metrics {
+  uint64_t requests[METRICS_N_METHODS][METRICS_N_ROUTES][METRICS_N_CODES];
+  struct metrics_hist append_us;  /* request complete -> ack queued, us */
+  uint64_t appends, append_bytes; /* acknowledged; body bytes */
+  uint64_t live_started[2];       /* live reads asked, METRICS_LIVE_* */
+  uint64_t live_bytes;            /* stream bytes sent to live readers */
+  struct metrics_hist sync_us;    /* WAL sync queued -> back, us */
+  struct metrics_hist sync_batch; /* groups in one journal sync */
+  uint64_t sync_failures;
+};
+URSULA_PRIVATE uint64_t metrics_now_us(void);
+/* The index of a request method (METRICS_N_METHODS - 1: another). */
+URSULA_PRIVATE int metrics_method(struct str m);
+URSULA_PRIVATE void metrics_count_request(struct metrics *m, int method,
+                                          int route, int status);
+URSULA_PRIVATE void metrics_observe_append(struct metrics *m, uint64_t us,
+                                           uint64_t bytes);
+/* A sync took us; groups: batches it made durable (0: not a journal
+** sync); failed: it failed. */
+URSULA_PRIVATE void metrics_observe_sync(struct metrics *m, uint64_t us,
+                                         int groups, int failed);
+URSULA_PRIVATE void metrics_merge(struct metrics *to, const struct metrics *m);
+/* Writers into out; each URSULA_OK or URSULA_ENOMEM. */
+URSULA_PRIVATE int metrics_write_head(struct buf *out, const char *name,
+                                      const char *type, const char *help);
+URSULA_PRIVATE int metrics_write_value(struct buf *out, const char *name,
+                                       const char *type, const char *help,
+                                       uint64_t v);
+URSULA_PRIVATE int metrics_write_counters(struct buf *out,
+                                          const struct metrics *m);
+URSULA_PRIVATE int metrics_write_us(struct buf *out, uint64_t us);
 
 /* ------------------------------------------------------------------- net.c */
 /* Open a non-blocking TCP listener on host:port (port 0 = any free port).
@@ -2194,6 +2250,8 @@ struct group_status {
   uint64_t commit;     /* the highest log index it knows committed */
   uint64_t applied;    /* the last index applied to its streams */
   uint64_t last_index; /* the last index of its log */
+  uint64_t streams;    /* streams in its state machine here */
+  uint64_t hot_bytes;  /* bytes of its streams held in memory here */
 };
 /* A peer as this node's cores see it: how many of them have their link
 ** to it up, and the age of the newest frame any of them received from
@@ -2221,6 +2279,16 @@ struct group_gather {
   struct group_status *groups; /* [n_groups], by group id */
   int n_peers;
   struct group_peer_status peers[URSULA_MAX_PEERS]; /* not this node */
+  /* with want_metrics (GET /metrics): every core's counters added up,
+  ** and per core: its loop's figures, its open connections, its output
+  ** queued and not written */
+  int want_metrics;
+  int journals_broken, journals_stuck; /* cores' journals (--wal-dir) */
+  struct metrics sum;
+  struct loop_stats loops[URSULA_MAX_CORES];
+  int conns[URSULA_MAX_CORES];
+  int live[URSULA_MAX_CORES];
+  int64_t out_pending[URSULA_MAX_CORES];
 };
 /* A gathering for core c's server (NULL: out of memory). */
 URSULA_PRIVATE struct group_gather *group_gather_new(struct core *c);
@@ -2355,6 +2423,8 @@ struct conn {
   int want_sent;  /* call on_sent once out is all written */
   int reading;    /* LOOP_READ registered */
   int peer_eof;   /* the client shut down its side (read 0 while busy) */
+  int admin;      /* accepted on the admin listener (--admin-listen) */
+  int live_counted; /* counted in its table's n_live */
   struct buf in;
   struct buf out;
   size_t out_off;
@@ -2388,7 +2458,9 @@ struct conn_table {
   uint32_t *free_slots;
   uint32_t n_free;
   uint32_t next_gen;
-  int n_conns;   /* this core's */
+  int n_conns;   /* this core's (not the admin listener's) */
+  int n_admin;   /* this core's from the admin listener (conn.c) */
+  int n_live;    /* of all, those in CONN_LIVE (long-poll, SSE) */
   int max_conns; /* of all cores together: more are answered 503 */
   struct loop_timer accept_timer; /* resumes accepting at the fd limit */
   /* closed connections, freed at the next turn (conn_close) */
@@ -2404,6 +2476,9 @@ URSULA_PRIVATE int conn_table_count(const struct conn_table *t);
 /* The loop handler of the listening socket; arg is the core. */
 URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
                                    void *arg);
+/* The loop handler of the admin listener (core 0's); arg is the core. */
+URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
+                                         unsigned events, void *arg);
 /* The open connection with this id, or NULL (closed since). */
 URSULA_PRIVATE struct conn *conn_by_id(struct conn_table *t, uint64_t id);
 /* Begin a graceful stop: no more keep-alive, idle connections closed,
@@ -2556,6 +2631,7 @@ URSULA_PRIVATE void live_on_notify(struct loop *l, struct loop_msg *m);
 struct core {
   int id;
   struct loop *loop;
+  struct metrics metrics; /* its counts (metrics.c), its thread only */
   struct ursula_server *srv;
   pthread_t thread;
   struct conn_table conns; /* its connections (conn.c) */
@@ -2584,6 +2660,7 @@ struct core {
   int leads;        /* of its groups, those this node led at the last
                        group_leads_report() */
   int listening;
+  int admin_listening; /* core 0, with an admin listener */
   int leaving;       /* a graceful stop hands its groups' leadership over */
   int leave_led;     /* ... how many of its groups it led at its last look */
   int leave_stuck;   /* ... of which nobody can take (all are leaving) */
@@ -2607,6 +2684,8 @@ struct ursula_server {
   struct group **groups;
   int listen_fd;
   int port;
+  int admin_fd; /* the admin listener (--admin-listen), or -1 */
+  int admin_port;
   int dir_lock_fd; /* holds the lock on --wal-dir, or -1 */
   volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
                                             hand leadership over first */

@@ -120,6 +120,9 @@ struct loop {
   int sleeping; /* in a wait that may block, the mailbox empty: a post
                    must wake it (see Mailbox at the top) */
   int wake_r, wake_w; /* self-pipe: read end is a registered fd */
+  /* for metrics (loop_stats): microseconds spent in turns outside the
+  ** wait, turns run, messages taken from the mailbox; loop thread only */
+  uint64_t busy_us, turns, msgs;
 #if URSULA_ENABLE_EPOLL
   int epfd;
   struct epoll_event ep_events[LOOP_EPOLL_BATCH];
@@ -509,6 +512,7 @@ static void loop_drain_mailbox(struct loop *l) {
   while (m != NULL) {
     struct loop_msg *next = m->next;
     m->next = NULL;
+    l->msgs++;
     m->on_msg(l, m); /* may free m */
     m = next;
   }
@@ -671,6 +675,7 @@ fail:
 URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
                                  void (*on_turn_end)(struct loop *)) {
   int n, i, wait_ms = loop_wait_ms(l);
+  uint64_t t0;
   if (max_wait_ms >= 0 && max_wait_ms < wait_ms) wait_ms = max_wait_ms;
   if (wait_ms != 0) { /* may block: posters must wake it (Mailbox) */
     pthread_mutex_lock(&l->mu);
@@ -687,6 +692,7 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
     pthread_mutex_unlock(&l->mu);
   }
   l->now_ms = l->env->mono_ms(l->env);
+  t0 = os_now_us();
   if (n < 0) {
     LOG_E("loop %d: wait: %s", l->id, strerror(errno));
     return n;
@@ -708,7 +714,15 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
   loop_fire_timers(l);
   loop_drain_mailbox(l);
   if (on_turn_end != NULL) on_turn_end(l);
+  l->busy_us += os_now_us() - t0;
+  l->turns++;
   return URSULA_OK;
+}
+
+URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out) {
+  out->busy_us = l->busy_us;
+  out->turns = l->turns;
+  out->msgs = l->msgs;
 }
 
 /* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop

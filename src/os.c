@@ -23,6 +23,34 @@ URSULA_PRIVATE uint64_t os_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+URSULA_PRIVATE uint64_t os_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Linux's /proc/self/statm gives the resident pages second (proc(5));
+** elsewhere getrusage()'s ru_maxrss, the peak (KiB on the BSDs, bytes
+** on macOS). */
+URSULA_PRIVATE uint64_t os_rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long long size = 0, resident = 0;
+  struct rusage ru;
+  if (f != NULL) {
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    long page = sysconf(_SC_PAGESIZE);
+    fclose(f);
+    if (n == 2 && page > 0) return (uint64_t)resident * (uint64_t)page;
+  }
+  if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0)
+#if defined(__APPLE__)
+    return (uint64_t)ru.ru_maxrss;
+#else
+    return (uint64_t)ru.ru_maxrss * 1024u;
+#endif
+  return 0;
+}
+
 URSULA_PRIVATE uint64_t os_wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -231,6 +231,7 @@ struct server_sync {
   int *fds, n_fds;  /* a checkpoint's: each synced, then closed */
   struct os_fs *fs; /* the server env's */
   int sync_errno;   /* 0: the sync worked (all of them) */
+  uint64_t t0_us;   /* when it was queued (metrics) */
 };
 
 /* Do q's syncs (on a syncer thread, or on the owner without threads). */
@@ -328,6 +329,10 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   struct server_sync *q = (struct server_sync *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
   c->n_flights--;
+  if (q->gid != -2)
+    metrics_observe_sync(&c->metrics, metrics_now_us() - q->t0_us,
+                         q->gid == -1 ? c->n_jr_flight : 0,
+                         q->sync_errno != 0);
   if (q->gid == -2)
     server_journal_checkpointed(c, q->sync_errno);
   else if (q->gid < 0)
@@ -344,6 +349,7 @@ static void server_queue_sync(struct core *c, struct server_sync *q) {
   struct server_syncer *y = c->srv->syncer;
   q->msg.on_msg = server_on_synced;
   q->owner = c->loop;
+  q->t0_us = metrics_now_us();
   q->fs = c->srv->env->fs;
   c->n_flights++;
   if (y == NULL) {
@@ -586,6 +592,10 @@ static void server_on_turn_end(struct loop *l) {
     if (c->listening) {
       loop_del(l, c->srv->listen_fd);
       c->listening = 0;
+    }
+    if (c->admin_listening) {
+      loop_del(l, c->srv->admin_fd);
+      c->admin_listening = 0;
     }
     conn_drain(&c->conns);
     server_run_local(l, c); /* what draining queued */
@@ -838,6 +848,7 @@ static void server_free(struct ursula_server *s) {
     URSULA_FREE(s->groups);
   }
   if (s->listen_fd >= 0) close(s->listen_fd);
+  if (s->admin_fd >= 0) close(s->admin_fd);
   server_syncer_stop(s->syncer);
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
@@ -1253,6 +1264,32 @@ static int server_start_cold(struct ursula_server *s, char *err) {
   return URSULA_OK;
 }
 
+/* The admin listener (--admin-listen; conn.c, THE ADMIN LISTENER): none
+** if it is off; if its default address (127.0.0.1:4438) cannot be bound
+** -- another server on this host has it -- a warning and none, so that
+** several servers run side by side; any other address must bind.
+** URSULA_OK, or URSULA_ESYS with err set. */
+static int server_admin_open(struct ursula_server *s, char *err) {
+  const struct ursula_config *cfg = &s->cfg;
+  if (cfg->admin_listen_host[0] == '\0') return URSULA_OK;
+  s->admin_fd = net_listen(cfg->admin_listen_host, cfg->admin_listen_port,
+                           &s->admin_port, err);
+  if (s->admin_fd >= 0) return URSULA_OK;
+  if (strcmp(cfg->admin_listen_host, URSULA_DEFAULT_HOST) == 0 &&
+      cfg->admin_listen_port == URSULA_DEFAULT_ADMIN_PORT) {
+    LOG_W("no admin listener: %s (set --admin-listen HOST:PORT, or off)",
+          err);
+    err[0] = '\0';
+    return URSULA_OK;
+  }
+  {
+    char why[URSULA_ERRMSG_LEN];
+    snprintf(why, sizeof(why), "%s", err);
+    snprintf(err, URSULA_ERRMSG_LEN, "admin-listen: %.400s", why);
+  }
+  return URSULA_ESYS;
+}
+
 URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
                                 struct env *env, struct ursula_server **out,
                                 char *err) {
@@ -1267,6 +1304,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->cfg = *cfg;
   s->env = env != NULL ? env : env_real();
   s->listen_fd = -1;
+  s->admin_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
   conn_bounds_init(&s->bounds);
@@ -1317,7 +1355,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
        (rc = server_start_cold(s, err)) != URSULA_OK))
     goto fail;
   s->listen_fd = net_listen(cfg->listen_host, cfg->listen_port, &s->port, err);
-  if (s->listen_fd < 0) {
+  if (s->listen_fd < 0 || (rc = server_admin_open(s, err)) != URSULA_OK) {
     rc = URSULA_ESYS;
     goto fail;
   }
@@ -1345,6 +1383,12 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
         URSULA_OK)
       goto fail;
     c->listening = 1;
+    if (i == 0 && s->admin_fd >= 0) {
+      if ((rc = loop_add(c->loop, s->admin_fd, LOOP_READ, conn_on_admin_accept,
+                         c)) != URSULA_OK)
+        goto fail;
+      c->admin_listening = 1;
+    }
     loop_timer_set(c->loop, &c->sweep_timer, loop_now_ms(c->loop) + 1000,
                    server_on_sweep, c);
     if (cfg->peer_count > 1)
@@ -1371,6 +1415,10 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   LOG_I("listening on http://%s:%d (cores %d, groups %d, %s%s)",
         cfg->listen_host, s->port, s->n_cores, s->n_groups,
         cfg->wal_dir[0] ? "WAL in " : "in memory", s->cfg.wal_dir);
+  if (s->admin_fd >= 0)
+    LOG_I("admin on http://%s:%d (/metrics, /healthz, /readyz, "
+          "/__ursula/cluster)",
+          cfg->admin_listen_host, s->admin_port);
   *out = s;
   return URSULA_OK;
 fail:
@@ -1387,6 +1435,10 @@ URSULA_API int ursula_server_start(const struct ursula_config *cfg,
 
 URSULA_API int ursula_server_port(const struct ursula_server *srv) {
   return srv->port;
+}
+
+URSULA_API int ursula_server_admin_port(const struct ursula_server *srv) {
+  return srv->admin_fd >= 0 ? srv->admin_port : 0;
 }
 
 /* A full memory barrier where the compiler offers one (the flags below

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# admin.sh -- the admin listener (issue 17, items 1-3): GET /metrics in
+# the Prometheus text format, /healthz, /readyz, and its paths kept off
+# the public listener, against the real binary.
+#
+#   bash test/admin.sh               # uses ./ursula (built by make)
+#   URSULA_BIN=path bash test/admin.sh
+#
+# Every scrape is parsed by the official Prometheus Python client's text
+# parser (Debian: python3-prometheus-client; .ci/run installs it), and
+# the counters are checked against what the requests must have done by
+# the protocol: a PUT that creates answers 201, a POST that appends 204
+# (protocol 5.1, 5.2), so after 1 PUT and K POSTs of B bytes each the
+# scrape shows exactly those responses, K appends and K*B body bytes.
+# A long-poll that waits shows as a live connection; what it is sent
+# shows in the live bytes.  /readyz is checked through a 3-node cluster
+# losing its majority (503, saying so) and getting it back (200).
+# Every wait is bounded; nothing leaves 127.0.0.1.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BIN=${1:-${URSULA_BIN:-./ursula}}
+TMP=$(mktemp -d)
+. test/lib.sh
+PY=/usr/bin/python3
+read -r H A P1 P2 P3 A1 A2 A3 AB <<<"$(free_ports 9)"
+
+if ! "$PY" -c 'import prometheus_client' 2>/dev/null; then
+  not_ok "the Prometheus client's parser is installed" \
+    "apt-get install python3-prometheus-client (.ci/run does)"
+  echo "1..$LIB_N"; exit 1
+fi
+
+# scrape PORT NAME: the scrape of the admin listener on PORT, parsed by
+# the Prometheus parser, saved as $TMP/NAME.json ({"sample{labels}":
+# value}); fails (with the parser's error) if it does not parse
+scrape() {
+  curl -s --max-time 5 "http://127.0.0.1:$1/metrics" >"$TMP/$2.txt" || return 1
+  "$PY" - "$TMP/$2.txt" >"$TMP/$2.json" <<'EOF'
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+text = open(sys.argv[1]).read()
+for fam in text_string_to_metric_families(text):
+    for s in fam.samples:
+        labels = ",".join('%s="%s"' % kv for kv in sorted(s.labels.items()))
+        out[s.name + "{" + labels + "}"] = s.value
+json.dump(out, sys.stdout)
+EOF
+}
+# val NAME KEY: the value of sample KEY (name{labels}, labels sorted) in
+# scrape NAME, or 0 if absent (a counter never incremented is not written)
+val() {
+  "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d.get(sys.argv[2],0); print(int(v) if float(v).is_integer() else v)' \
+    "$TMP/$1.json" "$2"
+}
+# delta KEY: its value in scrape "after" less in "before"
+delta() { echo $(( $(val after "$1") - $(val before "$1") )); }
+# same DESCRIPTION GOT WANT
+same() {
+  if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got $2, want $3"; fi
+}
+# code METHOD URL [ARGS...]: the status of one request
+code() {
+  local m=$1 u=$2; shift 2
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X "$m" "$@" "$u"
+}
+
+# --- one node in memory, admin on its own port --------------------------------
+"$BIN" --listen 127.0.0.1:$H --admin-listen 127.0.0.1:$A --core-count 2 \
+  >"$TMP/one.log" 2>&1 &
+lib_track $!
+for i in $(seq 1 100); do
+  [ "$(code GET "http://127.0.0.1:$A/healthz")" = 200 ] && break
+  sleep 0.05
+done
+U=http://127.0.0.1:$H
+AU=http://127.0.0.1:$A
+
+same "healthz: 200 ok" "$(curl -s "$AU/healthz") $(code GET "$AU/healthz")" "ok 200"
+same "readyz: 200 ready (a single node)" \
+  "$(curl -s "$AU/readyz") $(code GET "$AU/readyz")" "ready 200"
+if grep -qF "admin on http://127.0.0.1:$A" "$TMP/one.log"; then
+  ok "the log says where the admin listener is"
+else
+  not_ok "the log says where the admin listener is" "$(tr '\n' '|' <"$TMP/one.log")"
+fi
+
+check "a scrape parses (Prometheus text format)" scrape "$A" before
+ct=$(curl -s -o /dev/null -w '%{content_type}' "$AU/metrics")
+same "its Content-Type is the text format 0.0.4" "$ct" \
+  "text/plain; version=0.0.4; charset=utf-8"
+
+K=7
+BODY=0123456789abcdef # 16 bytes
+code PUT "$U/v1/stream/a" -H 'Content-Type: text/plain' >/dev/null
+for i in $(seq 1 $K); do
+  code POST "$U/v1/stream/a" -H 'Content-Type: text/plain' --data-binary "$BODY" >/dev/null
+done
+code GET "$U/v1/stream/missing" >/dev/null
+check "a second scrape parses" scrape "$A" after
+same "PUT 201 counted once" \
+  "$(delta 'ursula_http_requests_total{code="201",method="PUT",route="stream"}')" 1
+same "POST 204 counted $K times" \
+  "$(delta 'ursula_http_requests_total{code="204",method="POST",route="stream"}')" $K
+same "GET 404 counted once" \
+  "$(delta 'ursula_http_requests_total{code="404",method="GET",route="stream"}')" 1
+same "appends: $K" "$(delta 'ursula_appends_total{}')" $K
+same "append bytes: $K x 16" "$(delta 'ursula_append_bytes_total{}')" $((K * 16))
+same "append latency histogram: $K more observations" \
+  "$(delta 'ursula_append_latency_seconds_count{}')" $K
+same "its +Inf bucket equals its count" \
+  "$(val after 'ursula_append_latency_seconds_bucket{le="+Inf"}')" \
+  "$(val after 'ursula_append_latency_seconds_count{}')"
+# a scrape reads the counts before its own response is counted: between
+# the two, the first scrape's response and the Content-Type check's
+same "admin GET 200s between the scrapes: 2" \
+  "$(delta 'ursula_http_requests_total{code="200",method="GET",route="admin"}')" 2
+same "streams: 1" "$(val after 'ursula_streams{}')" 1
+same "groups: 64, all led by the single node" \
+  "$(val after 'ursula_raft_groups{}') $(val after 'ursula_raft_groups_led{}')" "64 64"
+
+# a long-poll at the tail waits: a live connection, then 16 bytes sent
+curl -s -o "$TMP/poll.out" --max-time 20 \
+  "$U/v1/stream/a?offset=$(curl -s -D - -o /dev/null "$U/v1/stream/a" | tr -d '\r' | sed -n 's/^Stream-Next-Offset: //Ip')&live=long-poll" &
+POLL=$!
+live=0
+for i in $(seq 1 100); do
+  scrape "$A" poll && live=$(val poll 'ursula_live_connections{}')
+  [ "$live" -ge 1 ] 2>/dev/null && break
+  sleep 0.05
+done
+same "a waiting long-poll is a live connection" "$live" 1
+code POST "$U/v1/stream/a" -H 'Content-Type: text/plain' --data-binary "$BODY" >/dev/null
+wait "$POLL"
+scrape "$A" after2
+same "the long-poll got the append" "$(cat "$TMP/poll.out")" "$BODY"
+same "live bytes sent: 16 more" \
+  "$(( $(val after2 'ursula_live_sent_bytes_total{}') - $(val after 'ursula_live_sent_bytes_total{}') ))" 16
+same "long-polls started: 1 more" \
+  "$(( $(val after2 'ursula_live_readers_started_total{kind="long_poll"}') - $(val after 'ursula_live_readers_started_total{kind="long_poll"}') ))" 1
+same "no live connection once it is answered" "$(val after2 'ursula_live_connections{}')" 0
+
+# --- the paths of each listener ------------------------------------------------
+same "the public listener does not serve /metrics (no such stream)" \
+  "$(code GET "$U/metrics")" 404
+same "the admin listener serves no stream" "$(code GET "$AU/v1/stream/a")" 404
+same "the admin listener: POST /metrics is 405" "$(code POST "$AU/metrics")" 405
+allow=$(curl -s -D - -o /dev/null -X DELETE "$AU/readyz" | tr -d '\r' | sed -n 's/^Allow: //Ip')
+same "... with Allow: GET, HEAD (RFC 9110 15.5.6)" "$allow" "GET, HEAD"
+same "HEAD /metrics: 200 and no body" \
+  "$(curl -s -I -o "$TMP/head.out" -w '%{http_code}' "$AU/metrics")|$(curl -s -I "$AU/metrics" | tr -d '\r' | sed '1,/^$/d' | wc -c)" "200|0"
+same "the admin listener serves the cluster status" \
+  "$(code GET "$AU/__ursula/cluster")" 200
+
+# --- --admin-listen off, a busy address -----------------------------------------
+"$BIN" --listen 127.0.0.1:0 --admin-listen off --core-count 1 >"$TMP/off.log" 2>&1 &
+OFF=$!
+lib_track $OFF
+for i in $(seq 1 100); do grep -q listening "$TMP/off.log" && break; sleep 0.05; done
+if grep -q "admin on" "$TMP/off.log"; then
+  not_ok "--admin-listen off: no admin listener" "$(tr '\n' '|' <"$TMP/off.log")"
+else
+  ok "--admin-listen off: no admin listener"
+fi
+lib_kill $OFF
+"$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:$A --core-count 1 >"$TMP/busy.log" 2>&1
+rc=$?
+same "an explicit admin address that is taken: exit 1" "$rc" 1
+if grep -q "admin-listen: " "$TMP/busy.log"; then ok "... saying admin-listen"
+else not_ok "... saying admin-listen" "$(tr '\n' '|' <"$TMP/busy.log")"; fi
+
+# --- /readyz in a cluster: a lost majority ----------------------------------------
+PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
+startn() { # N: node N, admin on port A<N>
+  local a; a=$(eval echo \$A$1)
+  "$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:$a --core-count 2 \
+    --wal-dir "$TMP/wal$1" --node-id "$1" $PEERS >>"$TMP/n$1.log" 2>&1 &
+  eval "PID$1=$!"
+  lib_track $!
+}
+# ready_is N CODE: wait (at most 20 s) until node N's /readyz answers CODE
+ready_is() {
+  local a i c; a=$(eval echo \$A$1)
+  for i in $(seq 1 400); do
+    c=$(code GET "http://127.0.0.1:$a/readyz")
+    [ "$c" = "$2" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+startn 1; startn 2; startn 3
+check "cluster: node 1 becomes ready" ready_is 1 200
+check "cluster: node 3 becomes ready" ready_is 3 200
+scrape "$A1" c1
+same "cluster: node 1 knows a leader for every group" \
+  "$(val c1 'ursula_raft_groups_leaderless{}')" 0
+same "cluster: both peers up" \
+  "$(val c1 'ursula_peer_up{peer="2"}') $(val c1 'ursula_peer_up{peer="3"}')" "1 1"
+lib_kill "$PID2"
+lib_kill "$PID3"
+check "cluster: with 2 of 3 killed, node 1 is not ready" ready_is 1 503
+why=$(curl -s "http://127.0.0.1:$A1/readyz")
+same "... saying why" "$why" "not ready: reaches 1 of 3 members (a majority is 2)"
+same "... and healthz still 200 (alive)" "$(code GET "http://127.0.0.1:$A1/healthz")" 200
+startn 2
+check "cluster: node 2 back, node 1 ready again" ready_is 1 200
+
+echo "1..$LIB_N"
+[ "$FAILS" -eq 0 ]
