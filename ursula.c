@@ -2033,6 +2033,14 @@ struct group;
 struct job;
 struct tier_fetch;
 
+/* What a group's tier has done since it started (metrics.c): chunks
+** uploaded and read back (bytes of whole chunk objects), and failed;
+** reads served from the core's cache; objects deleted. */
+struct tier_stats {
+  uint64_t uploads, upload_bytes, upload_failures;
+  uint64_t fetches, fetch_bytes, fetch_failures;
+  uint64_t cache_hits, deletes, delete_failures;
+};
 struct tier {
   /* the group's, set by group.c before tier_attach(): */
   struct group *group;     /* the group (opaque here), for propose */
@@ -2065,6 +2073,7 @@ struct tier {
   struct tier_fetch *fetches;      /* chunks being read back */
   const struct stream_chunk *want; /* the chunk a read missed ... */
   uint64_t want_inc;               /* ... and its stream's incarnation */
+  struct tier_stats stats;         /* for metrics (the group's core) */
 };
 
 /* Start moving data of t's group to cold (threads) and reading it back
@@ -2470,6 +2479,9 @@ struct group_status {
   uint64_t last_index; /* the last index of its log */
   uint64_t streams;    /* streams in its state machine here */
   uint64_t hot_bytes;  /* bytes of its streams held in memory here */
+  struct tier_stats tier; /* its cold tier's counts here */
+  uint64_t won, lost;     /* leaderships won and lost here since start */
+  uint64_t installs;      /* snapshot images installed here since start */
 };
 /* A peer as this node's cores see it: how many of them have their link
 ** to it up, and the age of the newest frame any of them received from
@@ -2480,6 +2492,7 @@ struct group_peer_status {
   int links_up;      /* of n_cores */
   int heard;
   uint64_t heard_age_ms;
+  uint64_t bytes_out, bytes_in, dropped; /* all cores' links, since start */
 };
 /* A gathering of the status: a message that visits core 0, 1, ..., each
 ** filling in its own groups (and its peer links), then goes back to the
@@ -17404,6 +17417,10 @@ static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
   struct tier *t = (struct tier *)q->owner;
   (void)l; /* a failure is logged by the tier; a later sweep retries */
   t->n_deletes--;
+  if (q->rc == URSULA_OK || q->rc == URSULA_ENOTFOUND)
+    t->stats.deletes++;
+  else
+    t->stats.delete_failures++;
   cold_req_free(q);
 }
 
@@ -17443,8 +17460,10 @@ static void tier_backoff(struct tier *t) {
 URSULA_PRIVATE int tier_read_chunk(struct tier *t, const struct stream *s,
                                    const struct stream_chunk *ch,
                                    const char **p) {
-  if (t->cache != NULL && (*p = cold_cache_get(t->cache, ch->name)) != NULL)
+  if (t->cache != NULL && (*p = cold_cache_get(t->cache, ch->name)) != NULL) {
+    t->stats.cache_hits++;
     return URSULA_OK;
+  }
   t->want = ch;
   t->want_inc = s->incarnation;
   return t->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
@@ -17485,6 +17504,12 @@ static void tier_on_fetched(struct loop *l, struct loop_msg *m) {
         "removed, and not yet here?): the reads that wanted it look again "
         "after a read barrier",
         t->id, q->name);
+  }
+  if (rc == URSULA_OK) {
+    t->stats.fetches++;
+    t->stats.fetch_bytes += q->data.len;
+  } else {
+    t->stats.fetch_failures++;
   }
   if (rc == URSULA_OK) cold_cache_put(t->cache, q->name, &q->data);
   while (f != NULL && f->waiting != NULL) { /* through their handlers */
@@ -17562,6 +17587,12 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
   struct tier *t = (struct tier *)q->owner;
   struct cmd cmd;
   t->n_uploads--;
+  if (q->rc == URSULA_OK) {
+    t->stats.uploads++;
+    t->stats.upload_bytes += q->data.len;
+  } else {
+    t->stats.upload_failures++;
+  }
   if (q->rc != URSULA_OK || (tier_term(t) != q->term && !TIER_BUG(2))) {
     struct str path;
     struct stream *s;
@@ -18027,6 +18058,9 @@ struct group {
   struct stream_result res;
   struct tier tier; /* the cold tier's policy (tier.cold NULL: none) */
   int campaign_why; /* STATUS: why its last campaign began (GROUP_WHY_*) */
+  uint64_t won, lost, installs; /* STATUS: leaderships won and lost,
+                                   snapshot images installed here, since
+                                   it started (metrics) */
   unsigned whys[8]; /* STATUS: leaderships won and lost, by why, since the
                        last group_leads_report() */
 };
@@ -20015,6 +20049,7 @@ static void group_install_try(struct core *c, struct group *g) {
   ri.term = term;
   ri.index = index;
   group_step(c, g, &ri);
+  g->installs++;
   LOG_I("group %d: installed a snapshot image from node %llu: entry %llu, "
         "%d streams, in %llu ms",
         g->id, (unsigned long long)peer, (unsigned long long)index,
@@ -21054,10 +21089,12 @@ static void group_note_role(struct group *g, const struct raft_in *in,
     else if (in->type == RAFT_IN_TICK)
       g->campaign_why = GROUP_WHY_SILENT;
   } else if (now == RAFT_LEADER && role != RAFT_LEADER) {
+    g->won++;
     g->whys[g->raft.c.n_voters == 1    ? GROUP_WHY_ALONE
             : group_in_timeout_now(in) ? GROUP_WHY_TRANSFER
                                        : g->campaign_why]++;
   }
+  if (role == RAFT_LEADER && now != RAFT_LEADER) g->lost++;
   if (role == RAFT_LEADER && now != RAFT_LEADER)
     g->whys[g->raft.term > term ? (transfer_to != 0 ? GROUP_WHY_HANDED
                                                     : GROUP_WHY_HIGHER)
@@ -21078,6 +21115,10 @@ URSULA_PRIVATE void group_status(const struct group *g,
   out->last_index = g->raft.last_index;
   out->streams = g->sm.n;
   out->hot_bytes = g->sm.hot_bytes;
+  out->tier = g->tier.stats;
+  out->won = g->won;
+  out->lost = g->lost;
+  out->installs = g->installs;
 }
 
 URSULA_PRIVATE void group_leads_report(struct core *c) {
@@ -21164,6 +21205,9 @@ static void group_gather_peers(struct core *c, struct group_gather *gg) {
     struct peer_link_stats st;
     peer_stats(c->srv->peer, c->id, ps->id, &st);
     if (st.up) ps->links_up++;
+    ps->bytes_out += st.bytes_out;
+    ps->bytes_in += st.bytes_in;
+    ps->dropped += st.dropped;
     if (st.heard_ms != 0) {
       uint64_t age = now > st.heard_ms ? now - st.heard_ms : 0;
       if (!ps->heard || age < ps->heard_age_ms) ps->heard_age_ms = age;
@@ -24101,8 +24145,10 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                             const struct ursula_server *s) {
   uint64_t per[URSULA_MAX_CORES];
   uint64_t conns = 0, live = 0, queued = 0, streams = 0, hot = 0;
-  uint64_t led = 0, leaderless = 0;
+  uint64_t led = 0, leaderless = 0, won = 0, lost = 0, installs = 0;
+  struct tier_stats ts;
   int i, rc = metrics_write_counters(out, &gg->sum);
+  memset(&ts, 0, sizeof(ts));
   for (i = 0; i < gg->n_cores; i++) {
     conns += (uint64_t)gg->conns[i];
     live += (uint64_t)gg->live[i];
@@ -24197,6 +24243,92 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                       gg->peers[i].id,
                       gg->peers[i].links_up == gg->n_cores ? 1 : 0);
   }
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_sent_bytes_total", "counter",
+                            "bytes of frames sent to the peer");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out, "ursula_peer_sent_bytes_total{peer=\"%d\"} %llu\n",
+                      gg->peers[i].id,
+                      (unsigned long long)gg->peers[i].bytes_out);
+  }
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_received_bytes_total",
+                            "counter", "bytes of frames received from the "
+                            "peer");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out,
+                      "ursula_peer_received_bytes_total{peer=\"%d\"} %llu\n",
+                      gg->peers[i].id,
+                      (unsigned long long)gg->peers[i].bytes_in);
+  }
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_dropped_total", "counter",
+                            "Raft messages to the peer dropped (link down "
+                            "or its queue full; Raft sends again)");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out, "ursula_peer_dropped_total{peer=\"%d\"} %llu\n",
+                      gg->peers[i].id,
+                      (unsigned long long)gg->peers[i].dropped);
+  }
+  for (i = 0; i < gg->n_groups; i++) {
+    const struct group_status *g = &gg->groups[i];
+    ts.uploads += g->tier.uploads;
+    ts.upload_bytes += g->tier.upload_bytes;
+    ts.upload_failures += g->tier.upload_failures;
+    ts.fetches += g->tier.fetches;
+    ts.fetch_bytes += g->tier.fetch_bytes;
+    ts.fetch_failures += g->tier.fetch_failures;
+    ts.cache_hits += g->tier.cache_hits;
+    ts.deletes += g->tier.deletes;
+    ts.delete_failures += g->tier.delete_failures;
+    won += g->won;
+    lost += g->lost;
+    installs += g->installs;
+  }
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_leaderships_won_total",
+                             "counter", "times this node became a group's "
+                             "leader", won);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_leaderships_lost_total",
+                             "counter", "times this node stopped leading a "
+                             "group", lost);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_snapshot_installs_total",
+                             "counter", "snapshot images installed here "
+                             "from a leader", installs);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_uploads_total", "counter",
+                             "chunks written to the cold tier", ts.uploads);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_upload_bytes_total", "counter",
+                             "bytes of the chunks written", ts.upload_bytes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_upload_failures_total",
+                             "counter", "chunk writes that failed",
+                             ts.upload_failures);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_fetches_total", "counter",
+                             "chunks read back from the cold tier", ts.fetches);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_fetch_bytes_total", "counter",
+                             "bytes of the chunks read back", ts.fetch_bytes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_fetch_failures_total",
+                             "counter", "chunk reads that failed (missing, "
+                             "damaged, or the store unreachable)",
+                             ts.fetch_failures);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_cache_hits_total", "counter",
+                             "chunk reads served from the cores' caches",
+                             ts.cache_hits);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_deletes_total", "counter",
+                             "chunks deleted (or found gone)", ts.deletes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_delete_failures_total",
+                             "counter", "chunk deletes that failed",
+                             ts.delete_failures);
   if (rc == URSULA_OK)
     rc = metrics_write_head(out, "ursula_build_info", "gauge",
                             "1, with the version as a label");

@@ -1026,8 +1026,10 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                             const struct ursula_server *s) {
   uint64_t per[URSULA_MAX_CORES];
   uint64_t conns = 0, live = 0, queued = 0, streams = 0, hot = 0;
-  uint64_t led = 0, leaderless = 0;
+  uint64_t led = 0, leaderless = 0, won = 0, lost = 0, installs = 0;
+  struct tier_stats ts;
   int i, rc = metrics_write_counters(out, &gg->sum);
+  memset(&ts, 0, sizeof(ts));
   for (i = 0; i < gg->n_cores; i++) {
     conns += (uint64_t)gg->conns[i];
     live += (uint64_t)gg->live[i];
@@ -1122,6 +1124,92 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                       gg->peers[i].id,
                       gg->peers[i].links_up == gg->n_cores ? 1 : 0);
   }
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_sent_bytes_total", "counter",
+                            "bytes of frames sent to the peer");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out, "ursula_peer_sent_bytes_total{peer=\"%d\"} %llu\n",
+                      gg->peers[i].id,
+                      (unsigned long long)gg->peers[i].bytes_out);
+  }
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_received_bytes_total",
+                            "counter", "bytes of frames received from the "
+                            "peer");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out,
+                      "ursula_peer_received_bytes_total{peer=\"%d\"} %llu\n",
+                      gg->peers[i].id,
+                      (unsigned long long)gg->peers[i].bytes_in);
+  }
+  if (rc == URSULA_OK && gg->n_peers > 0) {
+    rc = metrics_write_head(out, "ursula_peer_dropped_total", "counter",
+                            "Raft messages to the peer dropped (link down "
+                            "or its queue full; Raft sends again)");
+    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
+      rc = buf_printf(out, "ursula_peer_dropped_total{peer=\"%d\"} %llu\n",
+                      gg->peers[i].id,
+                      (unsigned long long)gg->peers[i].dropped);
+  }
+  for (i = 0; i < gg->n_groups; i++) {
+    const struct group_status *g = &gg->groups[i];
+    ts.uploads += g->tier.uploads;
+    ts.upload_bytes += g->tier.upload_bytes;
+    ts.upload_failures += g->tier.upload_failures;
+    ts.fetches += g->tier.fetches;
+    ts.fetch_bytes += g->tier.fetch_bytes;
+    ts.fetch_failures += g->tier.fetch_failures;
+    ts.cache_hits += g->tier.cache_hits;
+    ts.deletes += g->tier.deletes;
+    ts.delete_failures += g->tier.delete_failures;
+    won += g->won;
+    lost += g->lost;
+    installs += g->installs;
+  }
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_leaderships_won_total",
+                             "counter", "times this node became a group's "
+                             "leader", won);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_leaderships_lost_total",
+                             "counter", "times this node stopped leading a "
+                             "group", lost);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_raft_snapshot_installs_total",
+                             "counter", "snapshot images installed here "
+                             "from a leader", installs);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_uploads_total", "counter",
+                             "chunks written to the cold tier", ts.uploads);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_upload_bytes_total", "counter",
+                             "bytes of the chunks written", ts.upload_bytes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_upload_failures_total",
+                             "counter", "chunk writes that failed",
+                             ts.upload_failures);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_fetches_total", "counter",
+                             "chunks read back from the cold tier", ts.fetches);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_fetch_bytes_total", "counter",
+                             "bytes of the chunks read back", ts.fetch_bytes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_fetch_failures_total",
+                             "counter", "chunk reads that failed (missing, "
+                             "damaged, or the store unreachable)",
+                             ts.fetch_failures);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_cache_hits_total", "counter",
+                             "chunk reads served from the cores' caches",
+                             ts.cache_hits);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_deletes_total", "counter",
+                             "chunks deleted (or found gone)", ts.deletes);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_cold_delete_failures_total",
+                             "counter", "chunk deletes that failed",
+                             ts.delete_failures);
   if (rc == URSULA_OK)
     rc = metrics_write_head(out, "ursula_build_info", "gauge",
                             "1, with the version as a label");

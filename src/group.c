@@ -251,6 +251,9 @@ struct group {
   struct stream_result res;
   struct tier tier; /* the cold tier's policy (tier.cold NULL: none) */
   int campaign_why; /* STATUS: why its last campaign began (GROUP_WHY_*) */
+  uint64_t won, lost, installs; /* STATUS: leaderships won and lost,
+                                   snapshot images installed here, since
+                                   it started (metrics) */
   unsigned whys[8]; /* STATUS: leaderships won and lost, by why, since the
                        last group_leads_report() */
 };
@@ -2239,6 +2242,7 @@ static void group_install_try(struct core *c, struct group *g) {
   ri.term = term;
   ri.index = index;
   group_step(c, g, &ri);
+  g->installs++;
   LOG_I("group %d: installed a snapshot image from node %llu: entry %llu, "
         "%d streams, in %llu ms",
         g->id, (unsigned long long)peer, (unsigned long long)index,
@@ -3278,10 +3282,12 @@ static void group_note_role(struct group *g, const struct raft_in *in,
     else if (in->type == RAFT_IN_TICK)
       g->campaign_why = GROUP_WHY_SILENT;
   } else if (now == RAFT_LEADER && role != RAFT_LEADER) {
+    g->won++;
     g->whys[g->raft.c.n_voters == 1    ? GROUP_WHY_ALONE
             : group_in_timeout_now(in) ? GROUP_WHY_TRANSFER
                                        : g->campaign_why]++;
   }
+  if (role == RAFT_LEADER && now != RAFT_LEADER) g->lost++;
   if (role == RAFT_LEADER && now != RAFT_LEADER)
     g->whys[g->raft.term > term ? (transfer_to != 0 ? GROUP_WHY_HANDED
                                                     : GROUP_WHY_HIGHER)
@@ -3302,6 +3308,10 @@ URSULA_PRIVATE void group_status(const struct group *g,
   out->last_index = g->raft.last_index;
   out->streams = g->sm.n;
   out->hot_bytes = g->sm.hot_bytes;
+  out->tier = g->tier.stats;
+  out->won = g->won;
+  out->lost = g->lost;
+  out->installs = g->installs;
 }
 
 URSULA_PRIVATE void group_leads_report(struct core *c) {
@@ -3388,6 +3398,9 @@ static void group_gather_peers(struct core *c, struct group_gather *gg) {
     struct peer_link_stats st;
     peer_stats(c->srv->peer, c->id, ps->id, &st);
     if (st.up) ps->links_up++;
+    ps->bytes_out += st.bytes_out;
+    ps->bytes_in += st.bytes_in;
+    ps->dropped += st.dropped;
     if (st.heard_ms != 0) {
       uint64_t age = now > st.heard_ms ? now - st.heard_ms : 0;
       if (!ps->heard || age < ps->heard_age_ms) ps->heard_age_ms = age;

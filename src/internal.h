@@ -1815,6 +1815,14 @@ struct group;
 struct job;
 struct tier_fetch;
 
+/* What a group's tier has done since it started (metrics.c): chunks
+** uploaded and read back (bytes of whole chunk objects), and failed;
+** reads served from the core's cache; objects deleted. */
+struct tier_stats {
+  uint64_t uploads, upload_bytes, upload_failures;
+  uint64_t fetches, fetch_bytes, fetch_failures;
+  uint64_t cache_hits, deletes, delete_failures;
+};
 struct tier {
   /* the group's, set by group.c before tier_attach(): */
   struct group *group;     /* the group (opaque here), for propose */
@@ -1847,6 +1855,7 @@ struct tier {
   struct tier_fetch *fetches;      /* chunks being read back */
   const struct stream_chunk *want; /* the chunk a read missed ... */
   uint64_t want_inc;               /* ... and its stream's incarnation */
+  struct tier_stats stats;         /* for metrics (the group's core) */
 };
 
 /* Start moving data of t's group to cold (threads) and reading it back
@@ -2252,6 +2261,9 @@ struct group_status {
   uint64_t last_index; /* the last index of its log */
   uint64_t streams;    /* streams in its state machine here */
   uint64_t hot_bytes;  /* bytes of its streams held in memory here */
+  struct tier_stats tier; /* its cold tier's counts here */
+  uint64_t won, lost;     /* leaderships won and lost here since start */
+  uint64_t installs;      /* snapshot images installed here since start */
 };
 /* A peer as this node's cores see it: how many of them have their link
 ** to it up, and the age of the newest frame any of them received from
@@ -2262,6 +2274,7 @@ struct group_peer_status {
   int links_up;      /* of n_cores */
   int heard;
   uint64_t heard_age_ms;
+  uint64_t bytes_out, bytes_in, dropped; /* all cores' links, since start */
 };
 /* A gathering of the status: a message that visits core 0, 1, ..., each
 ** filling in its own groups (and its peer links), then goes back to the

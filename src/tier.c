@@ -108,6 +108,10 @@ static void tier_on_deleted(struct loop *l, struct loop_msg *m) {
   struct tier *t = (struct tier *)q->owner;
   (void)l; /* a failure is logged by the tier; a later sweep retries */
   t->n_deletes--;
+  if (q->rc == URSULA_OK || q->rc == URSULA_ENOTFOUND)
+    t->stats.deletes++;
+  else
+    t->stats.delete_failures++;
   cold_req_free(q);
 }
 
@@ -147,8 +151,10 @@ static void tier_backoff(struct tier *t) {
 URSULA_PRIVATE int tier_read_chunk(struct tier *t, const struct stream *s,
                                    const struct stream_chunk *ch,
                                    const char **p) {
-  if (t->cache != NULL && (*p = cold_cache_get(t->cache, ch->name)) != NULL)
+  if (t->cache != NULL && (*p = cold_cache_get(t->cache, ch->name)) != NULL) {
+    t->stats.cache_hits++;
     return URSULA_OK;
+  }
   t->want = ch;
   t->want_inc = s->incarnation;
   return t->cold != NULL ? URSULA_EAGAIN : URSULA_EIO;
@@ -189,6 +195,12 @@ static void tier_on_fetched(struct loop *l, struct loop_msg *m) {
         "removed, and not yet here?): the reads that wanted it look again "
         "after a read barrier",
         t->id, q->name);
+  }
+  if (rc == URSULA_OK) {
+    t->stats.fetches++;
+    t->stats.fetch_bytes += q->data.len;
+  } else {
+    t->stats.fetch_failures++;
   }
   if (rc == URSULA_OK) cold_cache_put(t->cache, q->name, &q->data);
   while (f != NULL && f->waiting != NULL) { /* through their handlers */
@@ -266,6 +278,12 @@ static void tier_on_uploaded(struct loop *l, struct loop_msg *m) {
   struct tier *t = (struct tier *)q->owner;
   struct cmd cmd;
   t->n_uploads--;
+  if (q->rc == URSULA_OK) {
+    t->stats.uploads++;
+    t->stats.upload_bytes += q->data.len;
+  } else {
+    t->stats.upload_failures++;
+  }
   if (q->rc != URSULA_OK || (tier_term(t) != q->term && !TIER_BUG(2))) {
     struct str path;
     struct stream *s;

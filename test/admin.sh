@@ -169,6 +169,45 @@ same "an explicit admin address that is taken: exit 1" "$rc" 1
 if grep -q "admin-listen: " "$TMP/busy.log"; then ok "... saying admin-listen"
 else not_ok "... saying admin-listen" "$(tr '\n' '|' <"$TMP/busy.log")"; fi
 
+# --- the cold tier's counters against the objects in --cold-dir ---------------
+# Each upload writes one chunk object under g<group>/ (cold.c, OBJECT
+# NAMES; beside them only the store's marker, "ursula-store"; nothing is
+# deleted here), so once the tier is quiet the uploads counted equal the
+# objects in the folder and the bytes counted their sizes; a read of the
+# stream's start fetches chunks back (a fetch each, or a cache hit).
+"$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:$AB --core-count 1 \
+  --wal-dir "$TMP/cwal" --cold-dir "$TMP/cold" --hot-max-bytes 65536 \
+  --snapshot-bytes 65536 >"$TMP/cold.log" 2>&1 &
+lib_track $!
+for i in $(seq 1 100); do grep -q listening "$TMP/cold.log" && break; sleep 0.05; done
+CU=http://127.0.0.1:$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/cold.log" | head -1)
+head -c 16384 /dev/urandom >"$TMP/16k"
+code PUT "$CU/c" -H 'Content-Type: application/octet-stream' >/dev/null
+for i in $(seq 1 64); do
+  code POST "$CU/c" -H 'Content-Type: application/octet-stream' --data-binary @"$TMP/16k" >/dev/null
+done
+objects() { find "$TMP/cold" -path "$TMP/cold/g*" -type f ! -name '*.tmp' 2>/dev/null | wc -l; }
+objbytes() { find "$TMP/cold" -path "$TMP/cold/g*" -type f ! -name '*.tmp' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+prev=""
+for i in $(seq 1 100); do
+  scrape "$AB" cold1
+  now="$(val cold1 'ursula_cold_uploads_total{}') $(val cold1 'ursula_cold_upload_bytes_total{}') $(objects) $(objbytes)"
+  [ "$now" = "$prev" ] && [ "${now%% *}" -gt 0 ] && break
+  prev=$now
+  sleep 0.2
+done
+read -r up upb nobj nbytes <<<"$now"
+if [ "$up" -gt 0 ]; then ok "cold: chunks uploaded ($up)"; else not_ok "cold: chunks uploaded" "$now"; fi
+same "cold: uploads counted = objects in --cold-dir" "$up" "$nobj"
+same "cold: upload bytes counted = their sizes" "$upb" "$nbytes"
+curl -s -o /dev/null "$CU/c?offset=-1"
+curl -s -o /dev/null "$CU/c?offset=-1"
+scrape "$AB" cold2
+f=$(val cold2 'ursula_cold_fetches_total{}')
+h=$(val cold2 'ursula_cold_cache_hits_total{}')
+if [ "$f" -ge 1 ] && [ "$h" -ge 1 ]; then ok "cold: reads from the start fetched chunks ($f) and hit the cache ($h)"
+else not_ok "cold: reads from the start fetched chunks and hit the cache" "fetches $f hits $h"; fi
+
 # --- /readyz in a cluster: a lost majority ----------------------------------------
 PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
 startn() { # N: node N, admin on port A<N>
@@ -196,6 +235,24 @@ same "cluster: node 1 knows a leader for every group" \
   "$(val c1 'ursula_raft_groups_leaderless{}')" 0
 same "cluster: both peers up" \
   "$(val c1 'ursula_peer_up{peer="2"}') $(val c1 'ursula_peer_up{peer="3"}')" "1 1"
+if [ "$(val c1 'ursula_peer_sent_bytes_total{peer="2"}')" -gt 0 ] &&
+   [ "$(val c1 'ursula_peer_received_bytes_total{peer="3"}')" -gt 0 ]; then
+  ok "cluster: bytes sent to and received from the peers"
+else not_ok "cluster: bytes sent to and received from the peers"; fi
+# at most one leader per group and term (Raft 5.2): once every node knows
+# a leader for every group, the groups led add up to 64 over the nodes
+sum=0
+for i in $(seq 1 100); do
+  scrape "$A1" l1; scrape "$A2" l2; scrape "$A3" l3
+  sum=$(( $(val l1 'ursula_raft_groups_led{}') + $(val l2 'ursula_raft_groups_led{}') + $(val l3 'ursula_raft_groups_led{}') ))
+  nl=$(( $(val l1 'ursula_raft_groups_leaderless{}') + $(val l2 'ursula_raft_groups_leaderless{}') + $(val l3 'ursula_raft_groups_leaderless{}') ))
+  [ "$sum" = 64 ] && [ "$nl" = 0 ] && break
+  sleep 0.1
+done
+same "cluster: groups led over the three nodes: 64" "$sum" 64
+won=$(( $(val l1 'ursula_raft_leaderships_won_total{}') + $(val l2 'ursula_raft_leaderships_won_total{}') + $(val l3 'ursula_raft_leaderships_won_total{}') ))
+if [ "$won" -ge 64 ]; then ok "cluster: leaderships won >= 64 ($won)"
+else not_ok "cluster: leaderships won >= 64" "$won"; fi
 lib_kill "$PID2"
 lib_kill "$PID3"
 check "cluster: with 2 of 3 killed, node 1 is not ready" ready_is 1 503
