@@ -169,6 +169,12 @@ struct ursula_config {
   /* the admin listener: GET /metrics, /healthz, /readyz, /__ursula/cluster */
   char admin_listen_host[256]; /* admin-listen: "127.0.0.1"; "" = off */
   int admin_listen_port;       /* admin-listen: 4438; 0 = any free port */
+  char cluster_secret_file[URSULA_PATH_LEN]; /* cluster-secret-file: the
+                                  secret every node's peer links prove
+                                  (16-256 bytes); "" = none */
+  int public_status;           /* public-status: 1 = GET /__ursula/cluster
+                                  on the public listener too; 0 (default):
+                                  the admin listener's alone */
 };
 
 /* Fill *cfg with the defaults of this build. */

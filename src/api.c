@@ -1835,6 +1835,12 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   cn->job = j;
   api_build_job(req, &head, (uint64_t)cfg->max_read_bytes, j, &cn->has_cursor,
                 &cn->cursor);
+  if (j->op == JOB_STATUS && j->status == 0 && !cfg->public_status) {
+    j->status = 404; /* as any reserved path: the admin listener has it */
+    j->reason =
+        "no such path here: the status is on the admin listener "
+        "(--admin-listen), or here with --public-status 1";
+  }
   j->catchup_max = (uint64_t)cfg->max_catchup_bytes;
   return 0;
 }

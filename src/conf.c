@@ -220,6 +220,14 @@ static const struct conf_key conf_keys[] = {
      "serve GET /metrics, /healthz, /readyz and /__ursula/cluster here; "
      "\"off\" = no admin listener; if the default 127.0.0.1:4438 is "
      "taken, a warning and none (any other address must bind)"},
+    {"cluster-secret-file", NULL, CONF_T_PATH, CONF_OFF(cluster_secret_file),
+     0, URSULA_PATH_LEN - 1, "FILE",
+     "a file holding the cluster's secret (16-256 bytes), the same on every "
+     "node: each peer connection proves it (an HMAC of a challenge; the "
+     "secret never goes on the wire); none = links not authenticated"},
+    {"public-status", NULL, CONF_T_INT, CONF_OFF(public_status), 0, 1, "0|1",
+     "1: also serve GET /__ursula/cluster on the public listener (its "
+     "paths are the admin listener's otherwise)"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},

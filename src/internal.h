@@ -130,6 +130,9 @@ URSULA_PRIVATE uint64_t os_now_us(void);  /* monotonic microseconds */
 /* The process's resident memory in bytes (Linux: /proc/self/statm; else
 ** the peak, from getrusage), or 0 if unknown. */
 URSULA_PRIVATE uint64_t os_rss_bytes(void);
+/* n bytes from the system's cryptographic generator (/dev/urandom): 0,
+** or -1 with errno (nothing to fall back on: callers fail closed). */
+URSULA_PRIVATE int os_random_bytes(void *out, size_t n);
 URSULA_PRIVATE uint64_t os_wall_ms(void); /* Unix time, milliseconds */
 /* Block the calling thread for ms milliseconds (resumed after signals). */
 URSULA_PRIVATE void os_sleep_ms(uint64_t ms);
@@ -1323,9 +1326,14 @@ URSULA_PRIVATE URSULA_UNUSED int raft_term_at(const struct raft *r,
 ** part per core; each part is touched only by its core's thread. */
 #define PEER_MAX_FRAME (64u << 20) /* bytes of a frame's body */
 #define PEER_HEADER 12             /* bytes of a frame's header */
-#define PEER_HELLO_BODY 52         /* bytes of a HELLO's body */
+#define PEER_HELLO_BODY 84         /* bytes of a HELLO's body */
+#define PEER_NONCE 32              /* bytes of a CHALLENGE's body */
+#define PEER_MAC 32                /* bytes of a HELLO's HMAC-SHA256 */
+#define PEER_SECRET_MAX 256        /* bytes of a cluster secret, at most */
+#define PEER_SECRET_MIN 16         /* ... and at least */
 #define PEER_MAX_NODES 5
-enum { PEER_HELLO = 1, PEER_BATCH = 2, PEER_SNAP_CHUNK = 3 };
+enum { PEER_HELLO = 1, PEER_BATCH = 2, PEER_SNAP_CHUNK = 3,
+       PEER_CHALLENGE = 4 };
 enum { PEER_ITEM_RAFT = 1, PEER_ITEM_FWD = 2, PEER_ITEM_FWD_REPLY = 3 };
 /* PEER_ITEM_FWD_REPLY outcomes */
 enum { PEER_FWD_ACCEPTED = 0, PEER_FWD_REFUSED = 1 };
@@ -1334,6 +1342,7 @@ struct peer_hello {
   uint64_t cluster_id, from, to;
   uint32_t core, cores, groups;
   uint64_t boot_id;
+  unsigned char mac[PEER_MAC]; /* peer_hello_sign() */
 };
 /* One frame in a byte stream: its kind and body (a view into the input). */
 struct peer_frame {
@@ -1366,6 +1375,17 @@ struct peer_snap {
 ** frame: need more bytes) or URSULA_ECORRUPT with *why (a static string
 ** for the log: a protocol error). */
 URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h);
+URSULA_PRIVATE int peer_challenge_put(struct buf *b,
+                                      const unsigned char nonce[PEER_NONCE]);
+/* h->mac for the listener's nonce, under the cluster secret key[0..len)
+** (len 0: the empty key, which proves nothing; see AUTHENTICATION). */
+URSULA_PRIVATE void peer_hello_sign(struct peer_hello *h,
+                                    const unsigned char nonce[PEER_NONCE],
+                                    const void *key, size_t len);
+/* 1 if h->mac is that signature (compared in constant time), else 0. */
+URSULA_PRIVATE int peer_hello_verify(const struct peer_hello *h,
+                                     const unsigned char nonce[PEER_NONCE],
+                                     const void *key, size_t len);
 URSULA_PRIVATE int peer_item_put(struct buf *b, int group,
                                  const struct raft_msg *m, const void *records,
                                  size_t len);
@@ -1383,6 +1403,9 @@ URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
                                   const char **why);
 URSULA_PRIVATE int peer_hello_get(const struct peer_frame *f,
                                   struct peer_hello *h, const char **why);
+URSULA_PRIVATE int peer_challenge_get(const struct peer_frame *f,
+                                      unsigned char nonce[PEER_NONCE],
+                                      const char **why);
 /* The next item of a BATCH body at *p (< end), sent under HELLO h. */
 URSULA_PRIVATE int peer_item_get(const unsigned char **p,
                                  const unsigned char *end,
@@ -1417,6 +1440,10 @@ struct peer_config {
   char bind_host[256];   /* source address of outbound connections */
   int n_cores, n_groups;
   struct env *env; /* NULL: env_real() */
+  /* the cluster secret (--cluster-secret-file): what a HELLO's MAC is
+  ** keyed with; len 0: the empty key (links not authenticated) */
+  unsigned char secret[PEER_SECRET_MAX];
+  size_t secret_len;
   peer_raft_fn on_raft;
   peer_snap_fn on_snap;
   peer_fwd_fn on_fwd;

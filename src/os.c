@@ -51,6 +51,27 @@ URSULA_PRIVATE uint64_t os_rss_bytes(void) {
   return 0;
 }
 
+URSULA_PRIVATE int os_random_bytes(void *out, size_t n) {
+  unsigned char *p = (unsigned char *)out;
+  int fd = open("/dev/urandom", O_RDONLY);
+  if (fd < 0) return -1;
+  os_set_cloexec(fd);
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int e = r < 0 ? errno : EIO;
+      close(fd);
+      errno = e;
+      return -1;
+    }
+    p += r;
+    n -= (size_t)r;
+  }
+  close(fd);
+  return 0;
+}
+
 URSULA_PRIVATE uint64_t os_wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -3,10 +3,12 @@
 ** frames of batched Raft messages over TCP, one outbound connection per
 ** (ordered node pair, core).
 **
-** CONNECTIONS.  Core k of node A dials node B and sends a HELLO naming
-** core k; from then on A only writes to that socket and B only reads it
-** (unidirectional: B's messages to A go on B's own connection to A, so an
-** asymmetric partition is one socket).  The dialer binds its own address
+** CONNECTIONS.  Core k of node A dials node B; B sends a CHALLENGE (a
+** fresh random nonce), and A answers with a HELLO naming core k and
+** signed for that nonce (AUTHENTICATION, below); from then on A only
+** writes to that socket and B only reads it (unidirectional: B's
+** messages to A go on B's own connection to A, so an asymmetric
+** partition is one socket).  The dialer binds its own address
 ** first (the source address is then this node's on a multi-address
 ** loopback), connects without blocking, sets TCP_NODELAY, and while the
 ** peer is down tries again after 100 ms doubling to 2 s, plus jitter
@@ -38,17 +40,41 @@
 ** SNAP_CHUNK to cfg.on_snap (callbacks: this part calls no part above it).
 ** Any protocol error logs one line (which peer, what) and closes.
 **
+** AUTHENTICATION.  The nodes of a cluster share a secret
+** (--cluster-secret-file, the same bytes on every node; never on the
+** wire).  The listener sends each new connection a CHALLENGE of 32
+** bytes from the system's generator (os_random_bytes), and the dialer's
+** HELLO carries
+**
+**     mac = HMAC-SHA256(key = the secret,
+**                       "URSAUTH1" | the nonce | HELLO bytes 0..51)
+**
+** (RFC 2104; HELLO bytes 0..51 are its fields below, as sent).  The
+** listener computes the same and compares in constant time before it
+** looks at anything else the HELLO says: a dialer without the secret
+** cannot make one, and a HELLO recorded on the wire is worth nothing for
+** another nonce.  Without a secret both sides key with the empty string:
+** the handshake is the same, and proves only that both lack one (the
+** node warns at start).  The frames after the HELLO are not signed: on a
+** network where others can inject into a TCP connection, the links need
+** a private network (or a tunnel).
+**
 ** WIRE FORMAT.  All integers little-endian; a varint is cmd.c's (unsigned
 ** LEB128, shortest form only).  A FRAME:
 **
 **     0   4  len: bytes of the body (at most PEER_MAX_FRAME, 64 MiB)
-**     4   1  version: 1
-**     5   1  kind: 1 HELLO, 2 BATCH, 3 SNAP_CHUNK
+**     4   1  version: 2 (1 had no CHALLENGE, and a 52-byte HELLO: nodes
+**               of the two versions refuse each other's frames)
+**     5   1  kind: 1 HELLO, 2 BATCH, 3 SNAP_CHUNK, 4 CHALLENGE
 **     6   2  flags: 0
 **     8   4  CRC32C of bytes 0..7 and then the body
 **    12 len  body
 **
-** HELLO body (52 bytes; the first frame of a connection, and only then):
+** CHALLENGE body (32 bytes; the listener's first and only frame on a
+** connection, sent as it accepts): the nonce.
+**
+** HELLO body (84 bytes; the dialer's first frame of a connection, and
+** only then, once the CHALLENGE is in):
 **
 **     0   8  magic "URSRAFT1"
 **     8   8  cluster id (FNV-1a 64 of --cluster-id)
@@ -58,6 +84,7 @@
 **    36   4  cores: the sender's core count
 **    40   4  groups: the sender's group count
 **    44   8  boot id: random, drawn once per process start
+**    52  32  mac (AUTHENTICATION)
 **
 ** BATCH body: items back to back until the body ends, each starting with
 ** u8 item kind.  Kind 1 RAFT (kinds 2..15 reserved; unknown: an error):
@@ -111,7 +138,7 @@
 */
 #include "internal.h"
 
-#define PEER_VERSION 1
+#define PEER_VERSION 2
 #define PEER_OUT_CAP ((size_t)16 << 20) /* unwritten output per connection */
 #define PEER_SNAP_CAP ((size_t)4 << 20) /* ... before a snapshot chunk */
 #define PEER_BACKOFF_MIN_MS 100
@@ -169,11 +196,59 @@ URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h) {
   util_put32(body + 36, h->cores);
   util_put32(body + 40, h->groups);
   util_put64(body + 44, h->boot_id);
+  memcpy(body + 52, h->mac, PEER_MAC);
   if (peer_frame_reserve(b, &start) != URSULA_OK ||
       buf_append(b, body, sizeof(body)) != URSULA_OK)
     return URSULA_ENOMEM;
   peer_frame_seal(b, start, PEER_HELLO);
   return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_challenge_put(struct buf *b,
+                                      const unsigned char nonce[PEER_NONCE]) {
+  size_t start;
+  if (peer_frame_reserve(b, &start) != URSULA_OK ||
+      buf_append(b, nonce, PEER_NONCE) != URSULA_OK)
+    return URSULA_ENOMEM;
+  peer_frame_seal(b, start, PEER_CHALLENGE);
+  return URSULA_OK;
+}
+
+/* The MAC of h for nonce under key (AUTHENTICATION). */
+static void peer_hello_mac(const struct peer_hello *h,
+                           const unsigned char nonce[PEER_NONCE],
+                           const void *key, size_t len,
+                           unsigned char out[PEER_MAC]) {
+  unsigned char msg[8 + PEER_NONCE + 52];
+  unsigned char *f = msg + 8 + PEER_NONCE;
+  memcpy(msg, "URSAUTH1", 8);
+  memcpy(msg + 8, nonce, PEER_NONCE);
+  memcpy(f, peer_magic, 8);
+  util_put64(f + 8, h->cluster_id);
+  util_put64(f + 16, h->from);
+  util_put64(f + 24, h->to);
+  util_put32(f + 32, h->core);
+  util_put32(f + 36, h->cores);
+  util_put32(f + 40, h->groups);
+  util_put64(f + 44, h->boot_id);
+  crypto_hmac_sha256(key, len, msg, sizeof(msg), out);
+}
+
+URSULA_PRIVATE void peer_hello_sign(struct peer_hello *h,
+                                    const unsigned char nonce[PEER_NONCE],
+                                    const void *key, size_t len) {
+  peer_hello_mac(h, nonce, key, len, h->mac);
+}
+
+URSULA_PRIVATE int peer_hello_verify(const struct peer_hello *h,
+                                     const unsigned char nonce[PEER_NONCE],
+                                     const void *key, size_t len) {
+  unsigned char want[PEER_MAC];
+  unsigned diff = 0;
+  int i;
+  peer_hello_mac(h, nonce, key, len, want);
+  for (i = 0; i < PEER_MAC; i++) diff |= (unsigned)(want[i] ^ h->mac[i]);
+  return diff == 0;
 }
 
 URSULA_PRIVATE int peer_item_put(struct buf *b, int group,
@@ -268,7 +343,7 @@ URSULA_PRIVATE int peer_frame_get(const void *p, size_t n,
   len = util_get32(h);
   if (len > PEER_MAX_FRAME) return peer_bad(why, "frame longer than 64 MiB");
   if (h[4] != PEER_VERSION) return peer_bad(why, "unknown frame version");
-  if (h[5] < PEER_HELLO || h[5] > PEER_SNAP_CHUNK)
+  if (h[5] < PEER_HELLO || h[5] > PEER_CHALLENGE)
     return peer_bad(why, "unknown frame kind");
   if (h[6] != 0 || h[7] != 0) return peer_bad(why, "frame flags not 0");
   if (n - PEER_HEADER < len) return URSULA_EAGAIN;
@@ -294,6 +369,16 @@ URSULA_PRIVATE int peer_hello_get(const struct peer_frame *f,
   h->cores = util_get32(b + 36);
   h->groups = util_get32(b + 40);
   h->boot_id = util_get64(b + 44);
+  memcpy(h->mac, b + 52, PEER_MAC);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int peer_challenge_get(const struct peer_frame *f,
+                                      unsigned char nonce[PEER_NONCE],
+                                      const char **why) {
+  if (f->kind != PEER_CHALLENGE) return peer_bad(why, "expected a CHALLENGE");
+  if (f->len != PEER_NONCE) return peer_bad(why, "CHALLENGE of a bad size");
+  memcpy(nonce, f->body, PEER_NONCE);
   return URSULA_OK;
 }
 
@@ -466,7 +551,10 @@ URSULA_PRIVATE int peer_snap_get(const struct peer_frame *f,
 
 /* ------------------------------------------------------------ objects */
 
-enum { PEER_DOWN = 0, PEER_CONNECTING = 1, PEER_UP = 2 };
+/* A link's states: down (a retry armed), connecting, waiting for the
+** listener's CHALLENGE (connected; nothing sent yet), up (the HELLO went
+** out: frames follow). */
+enum { PEER_DOWN = 0, PEER_CONNECTING = 1, PEER_UP = 2, PEER_AWAIT = 3 };
 
 struct peer_core;
 
@@ -475,7 +563,9 @@ struct peer_link {
   struct peer_core *pc;
   int ix;                  /* the node's index in cfg.nodes */
   int fd;                  /* -1 while down */
-  int state;               /* PEER_DOWN, PEER_CONNECTING, PEER_UP */
+  int state;               /* PEER_DOWN, _CONNECTING, _AWAIT, _UP */
+  unsigned char chal[PEER_HEADER + PEER_NONCE]; /* the CHALLENGE coming */
+  size_t chal_have;
   int announced;           /* its "up" line was logged */
   uint64_t backoff_ms;     /* the next retry's delay, before jitter */
   uint64_t last_frame_ms;  /* when a frame last went out (keepalive) */
@@ -503,6 +593,7 @@ struct peer_pend {
   struct peer *p;
   struct peer_pend *next;
   int fd;
+  unsigned char nonce[PEER_NONCE]; /* the CHALLENGE sent */
   unsigned char hello[PEER_HEADER + PEER_HELLO_BODY];
   size_t have;
   struct loop_timer timer;
@@ -691,8 +782,10 @@ static void peer_link_confirm(struct loop *l, void *arg) {
         k->pc->id);
 }
 
-/* The connect finished: send HELLO first, then the link carries frames. */
-static void peer_link_connected(struct peer_link *k) {
+/* The CHALLENGE is in: send the HELLO signed for its nonce, then the
+** link carries frames. */
+static void peer_link_hello(struct peer_link *k,
+                            const unsigned char nonce[PEER_NONCE]) {
   struct peer_core *pc = k->pc;
   struct peer *p = pc->p;
   struct peer_hello h;
@@ -703,6 +796,7 @@ static void peer_link_connected(struct peer_link *k) {
   h.cores = (uint32_t)p->cfg.n_cores;
   h.groups = (uint32_t)p->cfg.n_groups;
   h.boot_id = p->boot_id;
+  peer_hello_sign(&h, nonce, p->cfg.secret, p->cfg.secret_len);
   k->state = PEER_UP;
   k->out.len = 0;
   if (peer_hello_put(&k->out, &h) != URSULA_OK) {
@@ -713,6 +807,59 @@ static void peer_link_connected(struct peer_link *k) {
   loop_timer_set(pc->loop, &k->timer, peer_now(pc) + PEER_CONFIRM_MS,
                  peer_link_confirm, k);
   peer_link_write(k);
+}
+
+static void peer_link_await_timeout(struct loop *l, void *arg) {
+  (void)l;
+  peer_link_down((struct peer_link *)arg,
+                 "no CHALLENGE within 5 s of the connect");
+}
+
+/* The connect finished: wait (at most PEER_HELLO_MS) for the listener's
+** CHALLENGE. */
+static void peer_link_connected(struct peer_link *k) {
+  k->state = PEER_AWAIT;
+  k->chal_have = 0;
+  loop_timer_set(k->pc->loop, &k->timer, peer_now(k->pc) + PEER_HELLO_MS,
+                 peer_link_await_timeout, k);
+}
+
+/* Read the CHALLENGE, and not a byte past it (the listener sends nothing
+** else). */
+static void peer_link_read_challenge(struct peer_link *k) {
+  struct peer_frame f;
+  unsigned char nonce[PEER_NONCE];
+  const char *why = NULL;
+  size_t used;
+  ssize_t r = recv(k->fd, k->chal + k->chal_have,
+                   sizeof(k->chal) - k->chal_have, 0);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (r < 0) {
+    peer_link_failed(k, "recv", errno);
+    return;
+  }
+  if (r == 0) {
+    peer_link_down(k, "closed by the peer before its CHALLENGE");
+    return;
+  }
+  k->chal_have += (size_t)r;
+  k->st.bytes_in += (uint64_t)r;
+  if (k->chal_have >= PEER_HEADER &&
+      (util_get32(k->chal) != PEER_NONCE || k->chal[5] != PEER_CHALLENGE ||
+       k->chal[4] != PEER_VERSION)) {
+    peer_link_down(k, k->chal[4] != PEER_VERSION
+                          ? "the peer speaks another version of the protocol"
+                          : "the peer's first frame is not a CHALLENGE");
+    return;
+  }
+  if (k->chal_have < sizeof(k->chal)) return;
+  if (peer_frame_get(k->chal, sizeof(k->chal), &f, &used, &why) != URSULA_OK ||
+      peer_challenge_get(&f, nonce, &why) != URSULA_OK) {
+    peer_link_down(k, why != NULL ? why : "a bad CHALLENGE");
+    return;
+  }
+  peer_link_hello(k, nonce);
 }
 
 /* A socket bound to this node's address, connecting to node k->ix. */
@@ -769,6 +916,10 @@ static void peer_link_on_io(struct loop *l, int fd, unsigned events,
     }
     loop_mod(k->pc->loop, fd, LOOP_READ);
     peer_link_connected(k);
+    return;
+  }
+  if (k->state == PEER_AWAIT) {
+    if (events & (LOOP_READ | LOOP_ERROR)) peer_link_read_challenge(k);
     return;
   }
   if (events & (LOOP_READ | LOOP_ERROR)) {
@@ -1007,6 +1158,8 @@ static int peer_in_frames(struct peer_in *in, const char **why) {
     st->heard_ms = peer_now(pc); /* (GET /__ursula/cluster) */
     if (f.kind == PEER_HELLO) {
       rc = peer_bad(why, "a second HELLO");
+    } else if (f.kind == PEER_CHALLENGE) {
+      rc = peer_bad(why, "a CHALLENGE from the dialer");
     } else if (f.kind == PEER_BATCH) {
       rc = peer_in_batch(in, &f, why);
     } else if ((rc = peer_snap_get(&f, &in->hello, &s, why)) == URSULA_OK) {
@@ -1199,6 +1352,12 @@ static void peer_pend_hello(struct peer_pend *pp) {
     peer_pend_refuse(pp, why != NULL ? why : "not a HELLO");
     return;
   }
+  if (!peer_hello_verify(&h, pp->nonce, p->cfg.secret, p->cfg.secret_len)) {
+    peer_pend_refuse(pp,
+                     "its HELLO is not signed with this cluster's secret "
+                     "(--cluster-secret-file differs, or one side has none)");
+    return;
+  }
   if ((why = peer_check_hello(p, &h, peer_now(&p->cores[0]), text,
                               sizeof(text))) != NULL) {
     peer_pend_refuse(pp, why);
@@ -1238,6 +1397,11 @@ static void peer_pend_on_io(struct loop *l, int fd, unsigned events,
     return;
   }
   pp->have += (size_t)r;
+  if (pp->have >= PEER_HEADER && pp->hello[4] != PEER_VERSION) {
+    peer_pend_refuse(pp, "it speaks another version of the peer protocol "
+                         "(run one ursula version on every node)");
+    return;
+  }
   if (pp->have >= PEER_HEADER &&
       (util_get32(pp->hello) != PEER_HELLO_BODY || pp->hello[5] != PEER_HELLO)) {
     peer_pend_refuse(pp, "its first frame is not a HELLO");
@@ -1250,6 +1414,41 @@ static void peer_pend_on_timer(struct loop *l, void *arg) {
   struct peer_pend *pp = (struct peer_pend *)arg;
   (void)l;
   peer_pend_refuse(pp, "no HELLO within 5 s");
+}
+
+/* Send a new connection its CHALLENGE: 0, or -1 (logged) to close it.
+** A fresh socket's send buffer takes the 44 bytes whole. */
+static int peer_pend_challenge(struct peer_pend *pp) {
+  unsigned char frame[PEER_HEADER + PEER_NONCE];
+  struct buf b;
+  ssize_t w;
+  if (os_random_bytes(pp->nonce, PEER_NONCE) != 0) {
+    LOG_E("peer: no random bytes for a CHALLENGE (%s): connection from %s "
+          "closed", strerror(errno), pp->addr);
+    return -1;
+  }
+  memset(&b, 0, sizeof(b));
+  if (peer_challenge_put(&b, pp->nonce) != URSULA_OK) {
+    buf_free(&b);
+    return -1;
+  }
+  memcpy(frame, b.ptr, sizeof(frame));
+  buf_free(&b);
+  do {
+    w = send(pp->fd, frame, sizeof(frame),
+#ifdef MSG_NOSIGNAL
+             MSG_NOSIGNAL
+#else
+             0
+#endif
+    );
+  } while (w < 0 && errno == EINTR);
+  if (w != (ssize_t)sizeof(frame)) {
+    LOG_D("peer: connection from %s: its CHALLENGE could not be sent",
+          pp->addr);
+    return -1;
+  }
+  return 0;
 }
 
 static void peer_on_accept(struct loop *l, int fd, unsigned events,
@@ -1278,6 +1477,11 @@ static void peer_on_accept(struct loop *l, int fd, unsigned events,
     pp->p = p;
     pp->fd = c;
     peer_addr_text(&ss, pp->addr, sizeof(pp->addr));
+    if (peer_pend_challenge(pp) != 0) {
+      close(c);
+      URSULA_FREE(pp);
+      continue;
+    }
     if (loop_add(l, c, LOOP_READ, peer_pend_on_io, pp) != URSULA_OK) {
       close(c);
       URSULA_FREE(pp);

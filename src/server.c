@@ -777,6 +777,40 @@ static void server_on_peer_snap(void *arg, int core, uint64_t from,
 
 /* Open the peer listener and arm the links (the loops exist, not yet
 ** running). */
+/* The cluster secret from path (--cluster-secret-file; peer.c,
+** AUTHENTICATION): the file's bytes, less one trailing "\n" or "\r\n",
+** PEER_SECRET_MIN to PEER_SECRET_MAX of them.  URSULA_OK, or
+** URSULA_EINVAL / URSULA_ESYS with err set.  A file that others than its
+** owner may read is taken, with a warning. */
+static int server_read_secret(const char *path, unsigned char *out,
+                              size_t *len, char *err) {
+  FILE *f = fopen(path, "rb");
+  struct stat st;
+  size_t n;
+  if (f == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "cluster-secret-file %.300s: %s", path,
+             strerror(errno));
+    return URSULA_ESYS;
+  }
+  n = fread(out, 1, PEER_SECRET_MAX + 2, f);
+  if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+    LOG_W("cluster-secret-file %s can be read by others than its owner "
+          "(chmod 600 it)", path);
+  fclose(f);
+  if (n > 0 && out[n - 1] == '\n') n--;
+  if (n > 0 && out[n - 1] == '\r') n--;
+  if (n < PEER_SECRET_MIN || n > PEER_SECRET_MAX) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "cluster-secret-file %.300s: the secret must be %d to %d bytes "
+             "(one trailing newline aside); it is %s",
+             path, PEER_SECRET_MIN, PEER_SECRET_MAX,
+             n < PEER_SECRET_MIN ? "shorter" : "longer");
+    return URSULA_EINVAL;
+  }
+  *len = n;
+  return URSULA_OK;
+}
+
 static int server_peers_start(struct ursula_server *s, char *err) {
   const struct ursula_config *cfg = &s->cfg;
   struct peer_config pc;
@@ -804,6 +838,14 @@ static int server_peers_start(struct ursula_server *s, char *err) {
   pc.n_cores = s->n_cores;
   pc.n_groups = s->n_groups;
   pc.env = s->env;
+  if (cfg->cluster_secret_file[0] != '\0') {
+    if ((rc = server_read_secret(cfg->cluster_secret_file, pc.secret,
+                                 &pc.secret_len, err)) != URSULA_OK)
+      return rc;
+  } else {
+    LOG_W("peer links are not authenticated: give every node the same "
+          "--cluster-secret-file");
+  }
   pc.on_raft = server_on_peer_raft;
   pc.on_snap = server_on_peer_snap;
   pc.on_fwd = server_on_peer_fwd;

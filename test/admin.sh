@@ -151,6 +151,8 @@ same "HEAD /metrics: 200 and no body" \
   "$(curl -s -I -o "$TMP/head.out" -w '%{http_code}' "$AU/metrics")|$(curl -s -I "$AU/metrics" | tr -d '\r' | sed '1,/^$/d' | wc -c)" "200|0"
 same "the admin listener serves the cluster status" \
   "$(code GET "$AU/__ursula/cluster")" 200
+same "... and the public one does not, unless --public-status 1" \
+  "$(code GET "$U/__ursula/cluster")" 404
 
 # --- --admin-listen off, a busy address -----------------------------------------
 "$BIN" --listen 127.0.0.1:0 --admin-listen off --core-count 1 >"$TMP/off.log" 2>&1 &

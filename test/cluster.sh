@@ -22,13 +22,19 @@ cd "$(dirname "$0")/.." || exit 1
 BIN=${1:-${URSULA_BIN:-./ursula}}
 TMP=$(mktemp -d)
 . test/lib.sh
-read -r P1 P2 P3 PD PO PG <<<"$(free_ports 6)"
+read -r P1 P2 P3 PD PO PG PN PB <<<"$(free_ports 8)"
 PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
+# the cluster's secret (src/peer.c, AUTHENTICATION), and another one
+printf 'the secret of this test cluster\n' >"$TMP/secret"
+printf 'a secret of some other cluster\n' >"$TMP/other-secret"
+chmod 600 "$TMP/secret" "$TMP/other-secret"
+SECRET="--cluster-secret-file $TMP/secret"
 
 # start NAME ARGS...: a node in the background, its log $TMP/NAME.log
 start() {
   local name=$1; shift
-  "$BIN" --listen 127.0.0.1:0 --core-count 2 --wal-dir "$TMP/wal-$name" "$@" \
+  "$BIN" --listen 127.0.0.1:0 --core-count 2 --wal-dir "$TMP/wal-$name" \
+    --public-status 1 "$@" \
     >"$TMP/$name.log" 2>&1 &
   eval "PID_$name=$!"
   lib_track $!
@@ -62,22 +68,22 @@ links_up() {
 }
 
 echo "# cluster.sh: three nodes, ports $P1 $P2 $P3"
-start n1 --node-id 1 $PEERS
-start n2 --node-id 2 $PEERS
-start n3 --node-id 3 $PEERS
+start n1 --node-id 1 $PEERS $SECRET
+start n2 --node-id 2 $PEERS $SECRET
+start n3 --node-id 3 $PEERS $SECRET
 links_up n1 1
 links_up n2 2
 links_up n3 3
 
 # --- refused: another cluster id, a duplicate node id, another group count
 start other --node-id 2 --cluster-id other --peer 1=127.0.0.1:$P1 \
-  --peer 2=127.0.0.1:$PO --peer 3=127.0.0.1:$P3
+  --peer 2=127.0.0.1:$PO --peer 3=127.0.0.1:$P3 $SECRET
 expect n1 "is not ours ("
 expect other "closed by the peer right after our HELLO: it refused us"
-start dup --node-id 2 $PEERS --peer-listen 127.0.0.1:$PD
+start dup --node-id 2 $PEERS --peer-listen 127.0.0.1:$PD $SECRET
 expect n1 "is connected already from another process"
 expect n3 "a duplicate node id"
-start groups --node-id 2 $PEERS --peer-listen 127.0.0.1:$PG --raft-group-count 32
+start groups --node-id 2 $PEERS --peer-listen 127.0.0.1:$PG --raft-group-count 32 $SECRET
 expect n1 "node 2 has 32 groups, this node 64"
 sleep 2.5 # refused dialers retry: the same cause is not logged again
 lines=$(grep -c "refused a connection.*is not ours" "$TMP/n1.log")
@@ -90,6 +96,22 @@ if [ "$(count n2 "refused a connection")" -eq 0 ] && [ "$(count n1 "link to node
   ok "the real node 2 keeps its links"
 else not_ok "the real node 2 keeps its links" "$(grep -E "refused a|down" "$TMP/n2.log" | head -3)"; fi
 for p in $PID_other $PID_dup $PID_groups; do lib_kill "$p"; done
+
+# --- refused: a node with another secret, and one with none (each claims
+# node 2 from a listener of its own; every other check of its HELLO would
+# pass).  The listener refuses before it looks at anything else.
+start badsecret --node-id 2 $PEERS --peer-listen 127.0.0.1:$PB \
+  --cluster-secret-file "$TMP/other-secret"
+start nosecret --node-id 2 $PEERS --peer-listen 127.0.0.1:$PN
+expect n1 "its HELLO is not signed with this cluster's secret"
+expect n3 "its HELLO is not signed with this cluster's secret"
+expect badsecret "closed by the peer right after our HELLO: it refused us"
+expect nosecret "peer links are not authenticated"
+sleep 1
+if [ "$(count badsecret " up")" -eq 0 ] && [ "$(count nosecret " up")" -eq 0 ]; then
+  ok "no link of a node without the secret comes up"
+else not_ok "no link of a node without the secret comes up" "$(grep -h "up$" "$TMP/badsecret.log" "$TMP/nosecret.log" | head -3)"; fi
+for p in $PID_badsecret $PID_nosecret; do lib_kill "$p"; done
 
 # --- the flags, each refused with its message and exit status 2
 bad() { # bad MESSAGE ARGS...
@@ -114,6 +136,15 @@ bad "expected a port from 1 to 65535" --node-id 1 --peer 1=127.0.0.1:0
 bad "cluster-id: expected 1 to 64" --cluster-id 'a b'
 bad "node-id: needs --peer" --node-id 1
 bad "peer: a cluster needs --wal-dir DIR" --node-id 1 $PEERS
+printf 'too short\n' >"$TMP/short-secret"
+out=$(timeout 5 "$BIN" --listen 127.0.0.1:0 --node-id 1 $PEERS --peer-listen 127.0.0.1:$PD \
+  --wal-dir "$TMP/wal-short" --cluster-secret-file "$TMP/short-secret" 2>&1); rc=$?
+case "$out" in
+  *"the secret must be 16 to 256 bytes"*) same_rc=$rc ;;
+  *) same_rc=x ;;
+esac
+if [ "$same_rc" = 1 ]; then ok "a secret of 9 bytes: refused at start, exit 1"
+else not_ok "a secret of 9 bytes: refused at start, exit 1" "exit $rc: $out"; fi
 
 # --- without peers: a single node as before (no peer listener, no line)
 start single
@@ -211,7 +242,7 @@ expect n1 "link to node 2 (127.0.0.1:$P2) core 0 down"
 expect n1 "link to node 2 (127.0.0.1:$P2) core 1 down"
 expect n3 "link to node 2 (127.0.0.1:$P2) core 0 down"
 mv "$TMP/n2.log" "$TMP/n2-before.log"
-start n2 --node-id 2 $PEERS
+start n2 --node-id 2 $PEERS $SECRET
 expect n1 "link to node 2 (127.0.0.1:$P2) core 0 up" $((ups1 + 1))
 expect n3 "link to node 2 (127.0.0.1:$P2) core 1 up" 2
 links_up n2 2
@@ -473,7 +504,7 @@ for n in $alive; do res="$res[$(read_on $n /r/a)]"; done
 if [ "$res" = "[$exp][$exp]" ]; then ok "the two left hold every acknowledged append of /r/a"
 else not_ok "the two left hold every acknowledged append of /r/a" "$res"; fi
 mv "$TMP/$lead.log" "$TMP/$lead-before.log"
-start "$lead" --node-id "${lead#n}" $PEERS
+start "$lead" --node-id "${lead#n}" $PEERS $SECRET
 wait_for "$lead" "listening on http://" >/dev/null
 got=""
 for i in $(seq 1 100); do

@@ -35,6 +35,7 @@ start() {
   local i=$1
   "$BIN" --listen "127.0.0.1:$(eval echo \$H$i)" --core-count 1 \
     --raft-group-count 1 --wal-dir "$TMP/wal-n$i" --cold-dir "$COLD" \
+    --public-status 1 \
     --hot-max-bytes 65536 --cold-flush-age-ms 300 \
     --node-id "$i" $PEERS >>"$TMP/n$i.log" 2>&1 &
   lib_track $!

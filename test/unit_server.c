@@ -99,6 +99,8 @@ static int unit_server_up(struct unit_server_run *run, int cores, int groups,
   cfg.listen_port = 0;
   cfg.core_count = cores;
   cfg.raft_group_count = groups;
+  cfg.public_status = 1; /* the status tests read it on this listener */
+  cfg.admin_listen_host[0] = '\0'; /* no admin listener: none needed */
   if (wal_dir != NULL)
     snprintf(cfg.wal_dir, sizeof(cfg.wal_dir), "%s", wal_dir);
   if (ursula_server_start(&cfg, &srv, err) != URSULA_OK) {

@@ -228,7 +228,7 @@ async function control(cmd) {
 function nodeArgs(n) {
   const a = ["--listen", "127.0.0.1:0", "--core-count", "2",
              "--raft-group-count", String(opt.groups), "--wal-dir", n.walDir,
-             "--node-id", String(n.id)];
+             "--node-id", String(n.id), "--public-status", "1"];
   if (process.env.FAULT_LOG_LEVEL) a.push("--log-level", process.env.FAULT_LOG_LEVEL);
   for (const j of IDS)
     a.push("--peer", j === n.id ? `${j}=127.0.0.1:${n.peerPort}`

@@ -7,13 +7,15 @@
 ** a HELLO (peer_hello_get) becomes the context of the frames after it
 ** (before any: cluster 7, node 2 to node 1, 64 groups); a BATCH's items
 ** are decoded one by one (peer_item_get, APPEND records checked); a
-** SNAP_CHUNK by peer_snap_get.  Properties:
+** SNAP_CHUNK by peer_snap_get, a CHALLENGE by peer_challenge_get.
+** Properties:
 **   - every decoder returns URSULA_OK, URSULA_EAGAIN (a frame only) or
 **     URSULA_ECORRUPT with a reason, never reads past its input (ASan),
 **     and every view it returns lies inside the frame;
 **   - decode then encode gives the same bytes: a valid HELLO, BATCH (all
-**     its items) or SNAP_CHUNK re-encoded by peer_hello_put,
-**     peer_item_put + peer_frame_seal, peer_snap_put is byte for byte the
+**     its items), SNAP_CHUNK or CHALLENGE re-encoded by peer_hello_put,
+**     peer_item_put + peer_frame_seal, peer_snap_put, peer_challenge_put
+**     is byte for byte the
 **     frame that came in (one encoding per message: shortest varints);
 **   - every strict prefix of a whole frame is "need more" (or the same
 **     early protocol error the whole frame's header gives).
@@ -92,6 +94,14 @@ static size_t fuzz_peer_frame(const unsigned char *p, size_t n,
   } else if (f.kind == PEER_BATCH) {
     if (fuzz_peer_batch(&f, h, &out) == URSULA_OK)
       FUZZ_CHECK(out.len == used && memcmp(out.ptr, p, used) == 0);
+  } else if (f.kind == PEER_CHALLENGE) {
+    unsigned char nonce[PEER_NONCE];
+    rc2 = peer_challenge_get(&f, nonce, &why);
+    FUZZ_CHECK(rc2 == URSULA_OK || rc2 == URSULA_ECORRUPT);
+    if (rc2 == URSULA_OK) {
+      FUZZ_CHECK(peer_challenge_put(&out, nonce) == URSULA_OK);
+      FUZZ_CHECK(out.len == used && memcmp(out.ptr, p, used) == 0);
+    }
   } else {
     struct peer_snap s;
     FUZZ_CHECK(f.kind == PEER_SNAP_CHUNK);
@@ -109,7 +119,7 @@ static size_t fuzz_peer_frame(const unsigned char *p, size_t n,
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  struct peer_hello h = {7, 2, 1, 0, 1, 64, 99};
+  struct peer_hello h = {7, 2, 1, 0, 1, 64, 99, {0}};
   char *copy = fuzz_copy(data, size);
   size_t at = 0;
   fuzz_quiet();

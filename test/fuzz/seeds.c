@@ -808,12 +808,20 @@ static void seed_peer_batch(struct buf *b) {
 }
 
 static void seeds_peer(void) {
-  struct peer_hello h = {7, 2, 1, 0, 1, 64, 0x1234567890ull};
+  struct peer_hello h = {7, 2, 1, 0, 1, 64, 0x1234567890ull, {0}};
   struct peer_snap s;
   struct buf b, all;
   size_t start;
   memset(&b, 0, sizeof(b));
   memset(&all, 0, sizeof(all));
+  {
+    unsigned char nonce[PEER_NONCE];
+    memset(nonce, 0xA5, sizeof(nonce));
+    peer_challenge_put(&b, nonce);
+    seed("peer", "challenge", b.ptr, b.len);
+    b.len = 0;
+    peer_hello_sign(&h, nonce, "0123456789abcdef", 16);
+  }
   peer_hello_put(&b, &h);
   seed("peer", "hello", b.ptr, b.len);
   buf_append(&all, b.ptr, b.len);
