@@ -1855,13 +1855,18 @@ URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
 
 /* ------------------------------------------------------------------ conf.c
 ** Flags and config files (the public ursula_config_* live there too). */
-enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3 };
-/* Parse the command line into cfg.  `--config FILE` is loaded first
-** wherever it appears; then the other flags, in order, override it.
-** Returns CONF_RUN, CONF_HELP, CONF_VERSION, or URSULA_EINVAL with a
-** one-line reason in err (URSULA_ERRMSG_LEN bytes). */
+enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3, CONF_CHECK = 4 };
+/* Parse the command line into cfg.  `--config FILE` (and the one
+** `--check-config FILE`) is loaded first wherever it appears; then the
+** other flags, in order, override it.  Returns CONF_RUN, CONF_CHECK
+** (--check-config was given: check cfg, start nothing), CONF_HELP,
+** CONF_VERSION, or URSULA_EINVAL with a one-line reason in err
+** (URSULA_ERRMSG_LEN bytes).  check may be NULL; else *check is the
+** --check-config FILE (a pointer into argv) or NULL, also on a failure
+** past the syntax. */
 URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
-                                   char **argv, char *err);
+                                   char **argv, const char **check,
+                                   char *err);
 URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
 URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
 
@@ -2866,6 +2871,13 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 ** srv, once no ursula_server_stop() is under way. */
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
 URSULA_PRIVATE void server_release(struct ursula_server *srv);
+/* The checks server_start() makes of cfg before it touches anything (the
+** cluster settings together, the body bounds, the cold tier), in the same
+** order: no I/O, no allocation.  Empty S3 credentials are filled in from
+** the environment, as at a start.  URSULA_OK, or the first failure's code
+** with the reason in err (URSULA_ERRMSG_LEN bytes).  main.c's
+** --check-config runs it. */
+URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -5912,10 +5924,11 @@ static int conf_apply(struct ursula_config *cfg, struct str key, const char *v,
                       char *err) {
   const struct conf_key *k = conf_find(key);
   if (k == NULL) {
-    if (util_str_eq(key, "config"))
+    if (util_str_eq(key, "config") || util_str_eq(key, "check-config"))
       return conf_fail(err,
-                       "config: only valid as a command-line flag, "
-                       "--config FILE");
+                       "%.*s: only valid as a command-line flag, "
+                       "--%.*s FILE",
+                       (int)key.len, key.ptr, (int)key.len, key.ptr);
     return conf_fail(err, "unknown key \"%.*s%s\"",
                      (int)(key.len > CONF_SHOW_MAX ? CONF_SHOW_MAX : key.len),
                      key.ptr, key.len > CONF_SHOW_MAX ? "..." : "");
@@ -6178,21 +6191,30 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
 
 /* The command line is walked three times, so that its meaning does not
 ** depend on where --config stands:
-**   1. syntax: unknown flags, missing values; -h / -V answer at once;
-**   2. every --config FILE is loaded, in order;
+**   1. syntax: unknown flags, missing values, a second --check-config;
+**      -h / -V answer at once;
+**   2. every --config FILE and the --check-config FILE are loaded, in the
+**      order they stand (--check-config FILE loads as --config FILE does);
 **   3. every other flag is applied, in order (the last one wins).
-** Work is done on a copy; *cfg is written only for CONF_RUN. */
+** Work is done on a copy; *cfg is written only for CONF_RUN and
+** CONF_CHECK.  *check (if check is not NULL) is the --check-config FILE
+** or NULL, set once pass 1 got through, so also when a later pass or the
+** cluster check fails. */
 URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
-                                   char **argv, char *err) {
+                                   char **argv, const char **check,
+                                   char *err) {
   struct ursula_config tmp;
   char why[URSULA_ERRMSG_LEN];
+  const char *check_path = NULL;
   int pass, i;
   tmp = *cfg;
+  if (check != NULL) *check = NULL;
   for (pass = 1; pass <= 3; pass++) {
+    if (pass == 2 && check != NULL) *check = check_path;
     for (i = 1; i < argc; i++) {
       const char *a = argv[i], *eq, *value = NULL;
       struct str name;
-      int is_config;
+      int is_config, is_check;
       if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return CONF_HELP;
       if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)
         return CONF_VERSION;
@@ -6208,7 +6230,8 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       if (eq != NULL) value = eq + 1;
       if (util_str_eq(name, "help") || util_str_eq(name, "version"))
         return conf_fail(err, "--%.*s takes no value", (int)name.len, name.ptr);
-      is_config = util_str_eq(name, "config");
+      is_check = util_str_eq(name, "check-config");
+      is_config = is_check || util_str_eq(name, "config");
       if (!is_config && conf_find(name) == NULL)
         return conf_fail(
             err, "unknown flag \"--%.*s%s\"",
@@ -6219,6 +6242,13 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
           return conf_fail(err, "--%.*s needs a value", (int)name.len,
                            name.ptr);
         value = argv[++i];
+      }
+      if (pass == 1 && is_check) {
+        if (check_path != NULL)
+          return conf_fail(err,
+                           "--check-config given twice: check one file at a "
+                           "time (add the others with --config)");
+        check_path = value;
       }
       if (pass == 2 && is_config) {
         if (ursula_config_load(&tmp, value, why) != URSULA_OK)
@@ -6232,7 +6262,7 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
   if (conf_check_cluster(&tmp, why) != URSULA_OK)
     return conf_fail(err, "%s", why);
   *cfg = tmp;
-  return CONF_RUN;
+  return check_path != NULL ? CONF_CHECK : CONF_RUN;
 }
 
 /* Print text word-wrapped to 80 columns, each line indented by 8. */
@@ -6259,14 +6289,23 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
   ursula_config_init(&def);
   fprintf(f,
           "usage: ursula [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
+          "       ursula --check-config FILE [--config FILE] [--KEY VALUE]...\n"
           "\n"
-          "Serve Durable Streams over HTTP/1.1.  Every flag but --config is\n"
-          "also a config-file key (the name without \"--\"); --config FILE\n"
-          "is loaded first, wherever it stands, and the other flags then\n"
-          "override it in order.\n"
+          "Serve Durable Streams over HTTP/1.1.  Every flag but --config\n"
+          "and --check-config is also a config-file key (the name without\n"
+          "\"--\"); --config FILE is loaded first, wherever it stands, and\n"
+          "the other flags then override it in order.\n"
           "\n"
           "  --config FILE\n"
-          "        load a config file of `key value` lines (# comments)\n");
+          "        load a config file of `key value` lines (# comments)\n"
+          "  --check-config FILE\n");
+  conf_print_wrapped(
+      f,
+      "load FILE as --config FILE does (with the other flags given), run "
+      "the checks a start makes that need no I/O (S3 credentials from the "
+      "environment count), print \"FILE: ok\" and exit 0, or print the "
+      "reason and exit 2; starts no server, binds no port, does not touch "
+      "--wal-dir");
   for (i = 0; i < CONF_N_KEYS; i++) {
     const struct conf_key *k = &conf_keys[i];
     fprintf(f, "  --%s %s\n", k->name, k->arg);
@@ -25333,6 +25372,16 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
+                                       char *err) {
+  int rc;
+  if ((rc = conf_check_cluster(cfg, err)) != URSULA_OK ||
+      (rc = server_check_bounds(cfg, err)) != URSULA_OK ||
+      (rc = server_check_cold(cfg, err)) != URSULA_OK)
+    return rc;
+  return URSULA_OK;
+}
+
 /* Write DIR/cold-store: id, and the line "claimed" if claimed (synced,
 ** through a temporary file). */
 static int server_cold_store_write(struct ursula_server *s, const char *id,
@@ -25515,9 +25564,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
           "answered 503",
           have, want, cfg->max_connections);
   }
-  if ((rc = conf_check_cluster(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK ||
+  if ((rc = server_check_config(&s->cfg, err)) != URSULA_OK ||
       (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
   if (cfg->wal_dir[0] != '\0' &&
@@ -25680,6 +25727,12 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** loop, both async-signal-safe, and the first signal is logged after the
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
+**
+** --check-config FILE (conf.c loads it as --config FILE, with the other
+** flags) makes ursula_main() check the result instead: main_check() runs
+** the checks a start makes before any I/O (server_check_config) and
+** answers "FILE: ok" and 0, or the reason and 2, as a bad flag is
+** answered.  No server, port, signal or --wal-dir is touched.
 */
 
 
@@ -25718,15 +25771,32 @@ static void main_on_signal(int sig) {
 }
 #endif
 
+/* The answer to --check-config FILE for cfg (FILE, the flags and any
+** --config files loaded): "FILE: ok" on out and 0, or "ursula: REASON"
+** on errf and 2.  cfg's empty S3 credentials may be filled in from the
+** environment. */
+static int main_check(struct ursula_config *cfg, const char *path, FILE *out,
+                      FILE *errf) {
+  char err[URSULA_ERRMSG_LEN];
+  err[0] = '\0';
+  if (server_check_config(cfg, err) != URSULA_OK) {
+    fprintf(errf, "ursula: %s\n", err);
+    return 2;
+  }
+  fprintf(out, "%s: ok\n", path);
+  return 0;
+}
+
 URSULA_API int ursula_main(int argc, char **argv) {
   struct ursula_config cfg;
   struct ursula_server *srv = NULL;
   struct main_sig ms;
   pthread_t sig_thread;
   char err[URSULA_ERRMSG_LEN];
+  const char *check = NULL;
   int rc;
   ursula_config_init(&cfg);
-  rc = conf_parse_args(&cfg, argc, argv, err);
+  rc = conf_parse_args(&cfg, argc, argv, &check, err);
   if (rc == CONF_HELP) {
     conf_print_help(stdout);
     return 0;
@@ -25734,6 +25804,11 @@ URSULA_API int ursula_main(int argc, char **argv) {
   if (rc == CONF_VERSION) {
     conf_print_version(stdout);
     return 0;
+  }
+  if (rc == CONF_CHECK) return main_check(&cfg, check, stdout, stderr);
+  if (rc != CONF_RUN && check != NULL) { /* the reason alone, for scripts */
+    fprintf(stderr, "ursula: %s\n", err);
+    return 2;
   }
   if (rc != CONF_RUN) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);

@@ -468,10 +468,11 @@ static int conf_apply(struct ursula_config *cfg, struct str key, const char *v,
                       char *err) {
   const struct conf_key *k = conf_find(key);
   if (k == NULL) {
-    if (util_str_eq(key, "config"))
+    if (util_str_eq(key, "config") || util_str_eq(key, "check-config"))
       return conf_fail(err,
-                       "config: only valid as a command-line flag, "
-                       "--config FILE");
+                       "%.*s: only valid as a command-line flag, "
+                       "--%.*s FILE",
+                       (int)key.len, key.ptr, (int)key.len, key.ptr);
     return conf_fail(err, "unknown key \"%.*s%s\"",
                      (int)(key.len > CONF_SHOW_MAX ? CONF_SHOW_MAX : key.len),
                      key.ptr, key.len > CONF_SHOW_MAX ? "..." : "");
@@ -734,21 +735,30 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
 
 /* The command line is walked three times, so that its meaning does not
 ** depend on where --config stands:
-**   1. syntax: unknown flags, missing values; -h / -V answer at once;
-**   2. every --config FILE is loaded, in order;
+**   1. syntax: unknown flags, missing values, a second --check-config;
+**      -h / -V answer at once;
+**   2. every --config FILE and the --check-config FILE are loaded, in the
+**      order they stand (--check-config FILE loads as --config FILE does);
 **   3. every other flag is applied, in order (the last one wins).
-** Work is done on a copy; *cfg is written only for CONF_RUN. */
+** Work is done on a copy; *cfg is written only for CONF_RUN and
+** CONF_CHECK.  *check (if check is not NULL) is the --check-config FILE
+** or NULL, set once pass 1 got through, so also when a later pass or the
+** cluster check fails. */
 URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
-                                   char **argv, char *err) {
+                                   char **argv, const char **check,
+                                   char *err) {
   struct ursula_config tmp;
   char why[URSULA_ERRMSG_LEN];
+  const char *check_path = NULL;
   int pass, i;
   tmp = *cfg;
+  if (check != NULL) *check = NULL;
   for (pass = 1; pass <= 3; pass++) {
+    if (pass == 2 && check != NULL) *check = check_path;
     for (i = 1; i < argc; i++) {
       const char *a = argv[i], *eq, *value = NULL;
       struct str name;
-      int is_config;
+      int is_config, is_check;
       if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return CONF_HELP;
       if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)
         return CONF_VERSION;
@@ -764,7 +774,8 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       if (eq != NULL) value = eq + 1;
       if (util_str_eq(name, "help") || util_str_eq(name, "version"))
         return conf_fail(err, "--%.*s takes no value", (int)name.len, name.ptr);
-      is_config = util_str_eq(name, "config");
+      is_check = util_str_eq(name, "check-config");
+      is_config = is_check || util_str_eq(name, "config");
       if (!is_config && conf_find(name) == NULL)
         return conf_fail(
             err, "unknown flag \"--%.*s%s\"",
@@ -775,6 +786,13 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
           return conf_fail(err, "--%.*s needs a value", (int)name.len,
                            name.ptr);
         value = argv[++i];
+      }
+      if (pass == 1 && is_check) {
+        if (check_path != NULL)
+          return conf_fail(err,
+                           "--check-config given twice: check one file at a "
+                           "time (add the others with --config)");
+        check_path = value;
       }
       if (pass == 2 && is_config) {
         if (ursula_config_load(&tmp, value, why) != URSULA_OK)
@@ -788,7 +806,7 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
   if (conf_check_cluster(&tmp, why) != URSULA_OK)
     return conf_fail(err, "%s", why);
   *cfg = tmp;
-  return CONF_RUN;
+  return check_path != NULL ? CONF_CHECK : CONF_RUN;
 }
 
 /* Print text word-wrapped to 80 columns, each line indented by 8. */
@@ -815,14 +833,23 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
   ursula_config_init(&def);
   fprintf(f,
           "usage: ursula [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
+          "       ursula --check-config FILE [--config FILE] [--KEY VALUE]...\n"
           "\n"
-          "Serve Durable Streams over HTTP/1.1.  Every flag but --config is\n"
-          "also a config-file key (the name without \"--\"); --config FILE\n"
-          "is loaded first, wherever it stands, and the other flags then\n"
-          "override it in order.\n"
+          "Serve Durable Streams over HTTP/1.1.  Every flag but --config\n"
+          "and --check-config is also a config-file key (the name without\n"
+          "\"--\"); --config FILE is loaded first, wherever it stands, and\n"
+          "the other flags then override it in order.\n"
           "\n"
           "  --config FILE\n"
-          "        load a config file of `key value` lines (# comments)\n");
+          "        load a config file of `key value` lines (# comments)\n"
+          "  --check-config FILE\n");
+  conf_print_wrapped(
+      f,
+      "load FILE as --config FILE does (with the other flags given), run "
+      "the checks a start makes that need no I/O (S3 credentials from the "
+      "environment count), print \"FILE: ok\" and exit 0, or print the "
+      "reason and exit 2; starts no server, binds no port, does not touch "
+      "--wal-dir");
   for (i = 0; i < CONF_N_KEYS; i++) {
     const struct conf_key *k = &conf_keys[i];
     fprintf(f, "  --%s %s\n", k->name, k->arg);
