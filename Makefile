@@ -116,9 +116,12 @@ test-flags:
 # install musl-tools file): the same strict warnings as the default
 # build, made errors; then `file` must call it statically linked, or the
 # target fails (and removes it).  contrib/Containerfile builds the
-# container's binary with exactly this target.  (Not with TLS=1: that
-# would need a BearSSL built against musl.)
+# container's binary with exactly this target (its build stage must say
+# `RUN make static`: checked here, where contrib/ is at hand).  (Not with
+# TLS=1: that would need a BearSSL built against musl.)
 static:
+	@[ ! -f contrib/Containerfile ] || grep -qx 'RUN make static' contrib/Containerfile || \
+	  { echo "static: contrib/Containerfile does not build with RUN make static" >&2; exit 1; }
 	@command -v $(MUSL_CC) >/dev/null 2>&1 || { echo "static: $(MUSL_CC) not found" \
 	  "(Debian: apt-get install musl-tools)" >&2; exit 1; }
 	@command -v file >/dev/null 2>&1 || { echo "static: file not found" \

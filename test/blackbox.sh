@@ -969,6 +969,17 @@ check "--check-config on a bad file: exit 2, ursula: FILE:LINE: reason" "$RC|$OU
 OUT=$("$BIN" --config "$TMP/bad.conf" --check-config "$TMP/good.conf" 2>&1 >/dev/null); RC=$?
 check "--check-config with a bad --config: exit 2, that file's line" "$RC|$OUT" \
   "2|ursula: $TMP/bad.conf:2: max-connections: expected an integer from 1 to 1000000, got \"0\""
+# contrib/ursula.conf, the systemd unit's example config: every key valid,
+# its optional `#key value` settings too
+if [ -f contrib/ursula.conf ]; then
+  OUT=$("$BIN" --check-config contrib/ursula.conf 2>&1); RC=$?
+  check "contrib/ursula.conf passes --check-config" "$RC|$OUT" "0|contrib/ursula.conf: ok"
+  sed -E 's/^#([a-z])/\1/' contrib/ursula.conf >"$TMP/contrib-all.conf"
+  OUT=$("$BIN" --check-config "$TMP/contrib-all.conf" 2>&1); RC=$?
+  check "contrib/ursula.conf with its optional settings used passes --check-config" "$RC|$OUT" "0|$TMP/contrib-all.conf: ok"
+else
+  not_ok "contrib/ursula.conf exists"
+fi
 kill -9 "$CCPID"; wait "$CCPID" 2>/dev/null
 
 # --- the README walkthrough works verbatim -------------------------------------
