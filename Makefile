@@ -2,6 +2,7 @@
 #
 #   make                     build ./ursula from the committed ursula.c
 #   make amalgamate          regenerate ursula.c from src/ (after editing src/)
+#   make static              ./ursula-static: one static binary (musl-gcc -static)
 #   make test                everything CI runs (the README's test command)
 #   make fuzz                each libFuzzer harness for FUZZ_SECONDS (clang)
 #   make sim SEEDS=N         the Raft simulator on seeds 1..N (test/sim/)
@@ -24,7 +25,7 @@ LDLIBS  += -lbearssl
 endif
 SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
 
-.PHONY: all amalgamate check-amalgamation check-symbols check-layers test-split test-flags \
+.PHONY: all amalgamate check-amalgamation check-symbols check-layers test-split test-flags static \
         test-unit test-blackbox test-damage test-crash test-conformance test-conformance-wal \
         test-s3 test-unit-tls test-cold test-cold-s3 test-conformance-cold test-asan \
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
@@ -78,20 +79,59 @@ test-split:
 	$(CC) build/split/*.o -o build/split/ursula $(LDLIBS)
 	@echo "test-split: every part compiles alone and the parts link"
 
-# Warning-free with gcc and clang, and with each compile-time flag flipped.
+# Warning-free with gcc, clang, musl-gcc and tcc, and with each
+# compile-time flag flipped (every set of FLAG_SETS with each compiler).
+# What each compiler gets:
+#   $(CC), $(CLANG), $(MUSL_CC)  $(WARN) -Werror -O2 (musl-gcc is gcc over
+#       musl's headers and libc: the same checks against another libc);
+#   $(TCC)  $(TCC_WARN): tcc has no -Wextra, -Wundef, -Wshadow or
+#       -Wstrict-prototypes, and ignores -pedantic (its --help lists it
+#       under "Ignored options"), so it gets the checks it has: -std=c99,
+#       -Wall, -Wwrite-strings (string literals are const), -Werror, and
+#       -Wunsupported, which makes an option or construct tcc would skip
+#       an error instead of a silent no-op.  It has no optimiser levels.
+# A missing compiler fails the target (.ci/run installs tcc and musl-tools).
+MUSL_CC ?= musl-gcc
+TCC     ?= tcc
+TCC_WARN = -std=c99 -Wall -Wwrite-strings -Wunsupported -Werror
 FLAG_SETS = "" "-DURSULA_ENABLE_EPOLL=0" "-DURSULA_ENABLE_THREADS=0" \
             "-DURSULA_ENABLE_LOG=0" "-DURSULA_ENABLE_ASSERT=1" \
             "-DURSULA_ENABLE_MAIN=0 -c"
 test-flags:
 	@mkdir -p build
-	@for cc in $(CC) $(CLANG); do \
-	  command -v $$cc >/dev/null 2>&1 || { echo "test-flags: $$cc not found" >&2; exit 1; }; \
+	@for cc in $(CC) $(CLANG) $(MUSL_CC) $(TCC); do \
+	  command -v $$cc >/dev/null 2>&1 || { echo "test-flags: $$cc not found" \
+	    "(Debian: apt-get install clang tcc musl-tools; .ci/run does)" >&2; exit 1; }; \
+	done
+	@for cc in $(CC) $(CLANG) $(MUSL_CC) $(TCC); do \
+	  if [ "$$cc" = "$(TCC)" ]; then w="$(TCC_WARN)"; else w="$(WARN) -Werror -O2"; fi; \
 	  for fl in $(FLAG_SETS); do \
 	    echo "  $$cc $$fl"; \
-	    $$cc $(WARN) -Werror -O2 $$fl ursula.c -o build/flags.out $(LDLIBS) || exit 1; \
+	    $$cc $$w $$fl ursula.c -o build/flags.out $(LDLIBS) || exit 1; \
 	  done; \
 	done; rm -f build/flags.out
-	@echo "test-flags: gcc and clang, every flag set, no warnings"
+	@echo "test-flags: gcc, clang, musl-gcc and tcc, every flag set, no warnings"
+
+# One static binary, ursula-static, linked against musl (Debian: apt-get
+# install musl-tools file): the same strict warnings as the default
+# build, made errors; then `file` must call it statically linked, or the
+# target fails (and removes it).  contrib/Containerfile builds the
+# container's binary with exactly this target (its build stage must say
+# `RUN make static`: checked here, where contrib/ is at hand).  (Not with
+# TLS=1: that would need a BearSSL built against musl.)
+static:
+	@[ ! -f contrib/Containerfile ] || grep -qx 'RUN make static' contrib/Containerfile || \
+	  { echo "static: contrib/Containerfile does not build with RUN make static" >&2; exit 1; }
+	@command -v $(MUSL_CC) >/dev/null 2>&1 || { echo "static: $(MUSL_CC) not found" \
+	  "(Debian: apt-get install musl-tools)" >&2; exit 1; }
+	@command -v file >/dev/null 2>&1 || { echo "static: file not found" \
+	  "(Debian: apt-get install file)" >&2; exit 1; }
+	$(MUSL_CC) $(WARN) -Werror $(CFLAGS) -static ursula.c -o ursula-static $(LDLIBS)
+	@kind=$$(file -b ursula-static); case "$$kind" in \
+	  *"statically linked"*|*"static-pie linked"*) \
+	    echo "static: ursula-static is statically linked ($$(wc -c <ursula-static) bytes)";; \
+	  *) rm -f ursula-static; echo "static: ursula-static is not static: $$kind" >&2; exit 1;; \
+	esac
 
 # --- tests ----------------------------------------------------------------------
 test/unit: test/unit.c test/unit.h test/unit_*.c ursula.c ursula.h
@@ -574,7 +614,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 	$(CC) $(FUZZ_CFLAGS) test/fuzz/seeds.c -o build/fuzz-seeds $(LDLIBS)
 	./build/fuzz-seeds test/fuzz/corpus
 
-test: check-amalgamation check-symbols check-layers test-split test-flags test-unit \
+test: check-amalgamation check-symbols check-layers test-split test-flags static test-unit \
       test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-admin test-cluster test-fault \
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
@@ -602,4 +642,4 @@ bench-cluster: ursula
 	bash bench/cluster.sh
 
 clean:
-	rm -rf ursula test/unit test/unit-poll test/unit-nothreads test/unit-tls build ursula.c.tmp ursula.c.check
+	rm -rf ursula ursula-static test/unit test/unit-poll test/unit-nothreads test/unit-tls build ursula.c.tmp ursula.c.check

@@ -424,6 +424,12 @@ URSULA_PRIVATE struct env *env_real(void);
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 URSULA_PRIVATE void log_set_level(int level);
+/* 1: records as JSON lines (--log-format json; the top of log.c). */
+URSULA_PRIVATE void log_set_json(int json);
+/* s[0..n) as the inside of a JSON string, into out[0..cap): the bytes
+** written; whole characters and escapes only (invalid UTF-8: \ufffd). */
+URSULA_PRIVATE URSULA_UNUSED size_t log_json_escape(char *out, size_t cap,
+                                                    const char *s, size_t n);
 /* Timestamps from e->wall_ms(e) from now on; NULL: the real wall clock
 ** (the default).  e must outlive its use; set while no other thread
 ** logs.  For simulators (and the unit tests). */
@@ -1941,13 +1947,18 @@ URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
 
 /* ------------------------------------------------------------------ conf.c
 ** Flags and config files (the public ursula_config_* live there too). */
-enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3 };
-/* Parse the command line into cfg.  `--config FILE` is loaded first
-** wherever it appears; then the other flags, in order, override it.
-** Returns CONF_RUN, CONF_HELP, CONF_VERSION, or URSULA_EINVAL with a
-** one-line reason in err (URSULA_ERRMSG_LEN bytes). */
+enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3, CONF_CHECK = 4 };
+/* Parse the command line into cfg.  `--config FILE` (and the one
+** `--check-config FILE`) is loaded first wherever it appears; then the
+** other flags, in order, override it.  Returns CONF_RUN, CONF_CHECK
+** (--check-config was given: check cfg, start nothing), CONF_HELP,
+** CONF_VERSION, or URSULA_EINVAL with a one-line reason in err
+** (URSULA_ERRMSG_LEN bytes).  check may be NULL; else *check is the
+** --check-config FILE (a pointer into argv) or NULL, also on a failure
+** past the syntax. */
 URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
-                                   char **argv, char *err);
+                                   char **argv, const char **check,
+                                   char *err);
 URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
 URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
 
@@ -2988,6 +2999,13 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 ** srv, once no ursula_server_stop() is under way. */
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
 URSULA_PRIVATE void server_release(struct ursula_server *srv);
+/* The checks server_start() makes of cfg before it touches anything (the
+** cluster settings together, the body bounds, the cold tier), in the same
+** order: no I/O, no allocation.  Empty S3 credentials are filled in from
+** the environment, as at a start.  URSULA_OK, or the first failure's code
+** with the reason in err (URSULA_ERRMSG_LEN bytes).  main.c's
+** --check-config runs it. */
+URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -3553,9 +3571,18 @@ URSULA_PRIVATE struct env *env_real(void) {
 /*
 ** log.c -- one-line log records on stderr.
 **
-** Format: "2026-11-24T11:04:51.123Z ursula[I] message".  Each record is
-** formatted into one buffer and written with one write(2), so lines from
-** different cores never interleave.  With URSULA_ENABLE_LOG=0 the LOG_*
+** Format: "2026-11-24T11:04:51.123Z ursula[I] message", or with
+** --log-format json one JSON object per line (RFC 8259):
+**
+**   {"ts":"2026-11-24T11:04:51.123Z","level":"info","msg":"message"}
+**
+** level one of "error", "warn", "info", "debug"; msg the message as a
+** JSON string: '"' and '\\' escaped, control characters as \u00XX, valid
+** UTF-8 as it is, and each byte of an invalid UTF-8 sequence (a stream
+** path may hold any bytes) as \ufffd, so that every line parses.  Each
+** record is formatted into one buffer and written with one write(2), so
+** lines from different cores never interleave; a message too long for
+** the buffer is cut, whole characters and escapes only.  With URSULA_ENABLE_LOG=0 the LOG_*
 ** macros compile to nothing and only the level and clock settings remain.
 **
 ** The timestamp is the wall clock of an env (os.c): env_real()'s by
@@ -3566,6 +3593,7 @@ URSULA_PRIVATE struct env *env_real(void) {
 
 
 static volatile int log_level = LOG_INFO;
+static volatile int log_json; /* 1: --log-format json */
 static struct env *log_clock; /* NULL: the real wall clock */
 
 URSULA_PRIVATE void log_set_level(int level) {
@@ -3576,10 +3604,69 @@ URSULA_PRIVATE void log_set_clock(struct env *e) {
   log_clock = e;
 }
 
+URSULA_PRIVATE void log_set_json(int json) {
+  log_json = json;
+}
+
+/* The length of the valid UTF-8 character at p[0..n) (RFC 3629 section
+** 4: no overlong forms, no surrogates, at most U+10FFFF), or 0. */
+static size_t log_utf8_len(const unsigned char *p, size_t n) {
+  size_t k, i;
+  uint32_t c;
+  if (p[0] < 0x80) return 1;
+  if (p[0] >= 0xC2 && p[0] <= 0xDF) k = 2, c = p[0] & 0x1F;
+  else if (p[0] >= 0xE0 && p[0] <= 0xEF) k = 3, c = p[0] & 0x0F;
+  else if (p[0] >= 0xF0 && p[0] <= 0xF4) k = 4, c = p[0] & 0x07;
+  else return 0;
+  if (n < k) return 0;
+  for (i = 1; i < k; i++) {
+    if ((p[i] & 0xC0) != 0x80) return 0;
+    c = c << 6 | (p[i] & 0x3F);
+  }
+  if ((k == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
+      (k == 4 && (c < 0x10000 || c > 0x10FFFF)))
+    return 0;
+  return k;
+}
+
+/* s[0..n) as the inside of a JSON string into out[0..cap): the bytes
+** written (whole characters and escapes only). */
+URSULA_PRIVATE URSULA_UNUSED size_t log_json_escape(char *out, size_t cap,
+                                                    const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t o = 0, i = 0;
+  while (i < n) {
+    char esc[8];
+    const char *w = esc;
+    size_t len = log_utf8_len(p + i, n - i), wl;
+    if (p[i] == '"' || p[i] == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)p[i];
+      wl = 2;
+    } else if (p[i] < 0x20 || p[i] == 0x7F) {
+      snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)p[i]);
+      wl = 6;
+    } else if (len == 0) {
+      w = "\\ufffd";
+      wl = 6;
+      len = 1;
+    } else {
+      w = s + i;
+      wl = len;
+    }
+    if (len == 0) len = 1;
+    if (o + wl > cap) break;
+    memcpy(out + o, w, wl);
+    o += wl;
+    i += len;
+  }
+  return o;
+}
+
 #if URSULA_ENABLE_LOG
 URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
   static const char tag[] = "EWID";
-  char line[1024];
+  char line[2048];
   size_t n;
   int m;
   va_list ap;
@@ -3591,6 +3678,25 @@ URSULA_PRIVATE void log_write(int level, const char *fmt, ...) {
   ms = log_clock != NULL ? log_clock->wall_ms(log_clock) : os_wall_ms();
   secs = (time_t)(ms / 1000);
   gmtime_r(&secs, &tm);
+  if (log_json) {
+    static const char *const names[4] = {"error", "warn", "info", "debug"};
+    char msg[1024];
+    n = strftime(line, sizeof(line), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
+    m = snprintf(line + n, sizeof(line) - n,
+                 ".%03uZ\",\"level\":\"%s\",\"msg\":\"",
+                 (unsigned)(ms % 1000), names[level & 3]);
+    if (m > 0) n += (size_t)m;
+    va_start(ap, fmt);
+    m = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (m < 0) m = 0;
+    if ((size_t)m >= sizeof(msg)) m = (int)sizeof(msg) - 1;
+    n += log_json_escape(line + n, sizeof(line) - n - 3, msg, (size_t)m);
+    memcpy(line + n, "\"}\n", 3);
+    w = write(2, line, n + 3);
+    (void)w;
+    return;
+  }
   n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
   m = snprintf(line + n, sizeof(line) - n, ".%03uZ ursula[%c] ",
                (unsigned)(ms % 1000), tag[level & 3]);
@@ -5971,7 +6077,8 @@ enum {
   CONF_T_PEER,    /* one more member: N=HOST:PORT (peers[], peer_count) */
   CONF_T_PEER_LISTEN, /* peer_listen_host + peer_listen_port */
   CONF_T_NAME,        /* char[65]: 1-64 of [A-Za-z0-9._-] */
-  CONF_T_ADMIN_LISTEN /* admin_listen_host + admin_listen_port, or "off" */
+  CONF_T_ADMIN_LISTEN, /* admin_listen_host + admin_listen_port, or "off" */
+  CONF_T_LOG_FORMAT    /* int: "text" 0, "json" 1 */
 };
 
 struct conf_key {
@@ -6053,6 +6160,10 @@ static const struct conf_key conf_keys[] = {
      "--wal-dir); a restart replays at most about this much per group"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
+    {"log-format", NULL, CONF_T_LOG_FORMAT, CONF_OFF(log_format), 0, 1,
+     "text|json",
+     "text: \"TIME ursula[L] message\" lines; json: one JSON object per "
+     "line, {\"ts\", \"level\", \"msg\"}"},
     {"cold-dir", NULL, CONF_T_PATH, CONF_OFF(cold_dir), 0, URSULA_PATH_LEN - 1,
      "DIR",
      "the cold tier in a local folder: older stream data moves there "
@@ -6333,6 +6444,13 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
       return conf_set_peer_listen(cfg, key, v, err);
     case CONF_T_ADMIN_LISTEN:
       return conf_set_admin_listen(cfg, key, v, err);
+    case CONF_T_LOG_FORMAT:
+      if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
+        return conf_fail(err, "%.*s: expected text or json, got \"%.*s%s\"",
+                         (int)key.len, key.ptr, conf_show_len(v), v,
+                         conf_show_more(v));
+      *(int *)(void *)field = strcmp(v, "json") == 0;
+      return URSULA_OK;
     case CONF_T_NAME:
       return conf_set_name(field, k, key, v, err);
     case CONF_T_PATH:
@@ -6379,10 +6497,11 @@ static int conf_apply(struct ursula_config *cfg, struct str key, const char *v,
                       char *err) {
   const struct conf_key *k = conf_find(key);
   if (k == NULL) {
-    if (util_str_eq(key, "config"))
+    if (util_str_eq(key, "config") || util_str_eq(key, "check-config"))
       return conf_fail(err,
-                       "config: only valid as a command-line flag, "
-                       "--config FILE");
+                       "%.*s: only valid as a command-line flag, "
+                       "--%.*s FILE",
+                       (int)key.len, key.ptr, (int)key.len, key.ptr);
     return conf_fail(err, "unknown key \"%.*s%s\"",
                      (int)(key.len > CONF_SHOW_MAX ? CONF_SHOW_MAX : key.len),
                      key.ptr, key.len > CONF_SHOW_MAX ? "..." : "");
@@ -6406,6 +6525,10 @@ static void conf_format(const struct ursula_config *cfg,
     case CONF_T_PATH:
     case CONF_T_NAME:
       snprintf(out, cap, "%s", field);
+      break;
+    case CONF_T_LOG_FORMAT:
+      snprintf(out, cap, "%s",
+               *(const int *)(const void *)field ? "json" : "text");
       break;
     case CONF_T_ADMIN_LISTEN:
       if (cfg->admin_listen_host[0] == '\0')
@@ -6658,21 +6781,30 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
 
 /* The command line is walked three times, so that its meaning does not
 ** depend on where --config stands:
-**   1. syntax: unknown flags, missing values; -h / -V answer at once;
-**   2. every --config FILE is loaded, in order;
+**   1. syntax: unknown flags, missing values, a second --check-config;
+**      -h / -V answer at once;
+**   2. every --config FILE and the --check-config FILE are loaded, in the
+**      order they stand (--check-config FILE loads as --config FILE does);
 **   3. every other flag is applied, in order (the last one wins).
-** Work is done on a copy; *cfg is written only for CONF_RUN. */
+** Work is done on a copy; *cfg is written only for CONF_RUN and
+** CONF_CHECK.  *check (if check is not NULL) is the --check-config FILE
+** or NULL, set once pass 1 got through, so also when a later pass or the
+** cluster check fails. */
 URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
-                                   char **argv, char *err) {
+                                   char **argv, const char **check,
+                                   char *err) {
   struct ursula_config tmp;
   char why[URSULA_ERRMSG_LEN];
+  const char *check_path = NULL;
   int pass, i;
   tmp = *cfg;
+  if (check != NULL) *check = NULL;
   for (pass = 1; pass <= 3; pass++) {
+    if (pass == 2 && check != NULL) *check = check_path;
     for (i = 1; i < argc; i++) {
       const char *a = argv[i], *eq, *value = NULL;
       struct str name;
-      int is_config;
+      int is_config, is_check;
       if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return CONF_HELP;
       if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)
         return CONF_VERSION;
@@ -6688,7 +6820,8 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       if (eq != NULL) value = eq + 1;
       if (util_str_eq(name, "help") || util_str_eq(name, "version"))
         return conf_fail(err, "--%.*s takes no value", (int)name.len, name.ptr);
-      is_config = util_str_eq(name, "config");
+      is_check = util_str_eq(name, "check-config");
+      is_config = is_check || util_str_eq(name, "config");
       if (!is_config && conf_find(name) == NULL)
         return conf_fail(
             err, "unknown flag \"--%.*s%s\"",
@@ -6699,6 +6832,13 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
           return conf_fail(err, "--%.*s needs a value", (int)name.len,
                            name.ptr);
         value = argv[++i];
+      }
+      if (pass == 1 && is_check) {
+        if (check_path != NULL)
+          return conf_fail(err,
+                           "--check-config given twice: check one file at a "
+                           "time (add the others with --config)");
+        check_path = value;
       }
       if (pass == 2 && is_config) {
         if (ursula_config_load(&tmp, value, why) != URSULA_OK)
@@ -6712,7 +6852,7 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
   if (conf_check_cluster(&tmp, why) != URSULA_OK)
     return conf_fail(err, "%s", why);
   *cfg = tmp;
-  return CONF_RUN;
+  return check_path != NULL ? CONF_CHECK : CONF_RUN;
 }
 
 /* Print text word-wrapped to 80 columns, each line indented by 8. */
@@ -6739,14 +6879,23 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
   ursula_config_init(&def);
   fprintf(f,
           "usage: ursula [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
+          "       ursula --check-config FILE [--config FILE] [--KEY VALUE]...\n"
           "\n"
-          "Serve Durable Streams over HTTP/1.1.  Every flag but --config is\n"
-          "also a config-file key (the name without \"--\"); --config FILE\n"
-          "is loaded first, wherever it stands, and the other flags then\n"
-          "override it in order.\n"
+          "Serve Durable Streams over HTTP/1.1.  Every flag but --config\n"
+          "and --check-config is also a config-file key (the name without\n"
+          "\"--\"); --config FILE is loaded first, wherever it stands, and\n"
+          "the other flags then override it in order.\n"
           "\n"
           "  --config FILE\n"
-          "        load a config file of `key value` lines (# comments)\n");
+          "        load a config file of `key value` lines (# comments)\n"
+          "  --check-config FILE\n");
+  conf_print_wrapped(
+      f,
+      "load FILE as --config FILE does (with the other flags given), run "
+      "the checks a start makes that need no I/O (S3 credentials from the "
+      "environment count), print \"FILE: ok\" and exit 0, or print the "
+      "reason and exit 2; starts no server, binds no port, does not touch "
+      "--wal-dir");
   for (i = 0; i < CONF_N_KEYS; i++) {
     const struct conf_key *k = &conf_keys[i];
     fprintf(f, "  --%s %s\n", k->name, k->arg);
@@ -26547,6 +26696,16 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
+                                       char *err) {
+  int rc;
+  if ((rc = conf_check_cluster(cfg, err)) != URSULA_OK ||
+      (rc = server_check_bounds(cfg, err)) != URSULA_OK ||
+      (rc = server_check_cold(cfg, err)) != URSULA_OK)
+    return rc;
+  return URSULA_OK;
+}
+
 /* Write DIR/cold-store: id, and the line "claimed" if claimed (synced,
 ** through a temporary file). */
 static int server_cold_store_write(struct ursula_server *s, const char *id,
@@ -26721,6 +26880,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   pthread_mutex_init(&s->mu, NULL);
   conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
+  log_set_json(cfg->log_format);
   s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
 #if !URSULA_ENABLE_THREADS
   s->n_cores = 1;
@@ -26756,9 +26916,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
           "answered 503",
           have, want, cfg->max_connections);
   }
-  if ((rc = conf_check_cluster(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK ||
+  if ((rc = server_check_config(&s->cfg, err)) != URSULA_OK ||
       (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
   if (cfg->wal_dir[0] != '\0' &&
@@ -26935,6 +27093,12 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** loop, both async-signal-safe, and the first signal is logged after the
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
+**
+** --check-config FILE (conf.c loads it as --config FILE, with the other
+** flags) makes ursula_main() check the result instead: main_check() runs
+** the checks a start makes before any I/O (server_check_config) and
+** answers "FILE: ok" and 0, or the reason and 2, as a bad flag is
+** answered.  No server, port, signal or --wal-dir is touched.
 */
 
 
@@ -26973,15 +27137,32 @@ static void main_on_signal(int sig) {
 }
 #endif
 
+/* The answer to --check-config FILE for cfg (FILE, the flags and any
+** --config files loaded): "FILE: ok" on out and 0, or "ursula: REASON"
+** on errf and 2.  cfg's empty S3 credentials may be filled in from the
+** environment. */
+static int main_check(struct ursula_config *cfg, const char *path, FILE *out,
+                      FILE *errf) {
+  char err[URSULA_ERRMSG_LEN];
+  err[0] = '\0';
+  if (server_check_config(cfg, err) != URSULA_OK) {
+    fprintf(errf, "ursula: %s\n", err);
+    return 2;
+  }
+  fprintf(out, "%s: ok\n", path);
+  return 0;
+}
+
 URSULA_API int ursula_main(int argc, char **argv) {
   struct ursula_config cfg;
   struct ursula_server *srv = NULL;
   struct main_sig ms;
   pthread_t sig_thread;
   char err[URSULA_ERRMSG_LEN];
+  const char *check = NULL;
   int rc;
   ursula_config_init(&cfg);
-  rc = conf_parse_args(&cfg, argc, argv, err);
+  rc = conf_parse_args(&cfg, argc, argv, &check, err);
   if (rc == CONF_HELP) {
     conf_print_help(stdout);
     return 0;
@@ -26989,6 +27170,11 @@ URSULA_API int ursula_main(int argc, char **argv) {
   if (rc == CONF_VERSION) {
     conf_print_version(stdout);
     return 0;
+  }
+  if (rc == CONF_CHECK) return main_check(&cfg, check, stdout, stderr);
+  if (rc != CONF_RUN && check != NULL) { /* the reason alone, for scripts */
+    fprintf(stderr, "ursula: %s\n", err);
+    return 2;
   }
   if (rc != CONF_RUN) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);

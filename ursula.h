@@ -139,6 +139,7 @@ struct ursula_config {
                                    snapshots, per group */
   char wal_dir[URSULA_PATH_LEN]; /* wal-dir: "" = in memory only */
   int log_level;                /* log-level: 0 error .. 3 debug */
+  int log_format;               /* log-format: 0 text, 1 json */
   /* the cold tier (needs wal-dir): S3, or a local folder */
   char cold_dir[URSULA_PATH_LEN];    /* cold-dir: chunks in this folder */
   char s3_endpoint[URSULA_PATH_LEN]; /* s3-endpoint: http(s)://host[:port] */

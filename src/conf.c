@@ -89,7 +89,8 @@ enum {
   CONF_T_PEER,    /* one more member: N=HOST:PORT (peers[], peer_count) */
   CONF_T_PEER_LISTEN, /* peer_listen_host + peer_listen_port */
   CONF_T_NAME,        /* char[65]: 1-64 of [A-Za-z0-9._-] */
-  CONF_T_ADMIN_LISTEN /* admin_listen_host + admin_listen_port, or "off" */
+  CONF_T_ADMIN_LISTEN, /* admin_listen_host + admin_listen_port, or "off" */
+  CONF_T_LOG_FORMAT    /* int: "text" 0, "json" 1 */
 };
 
 struct conf_key {
@@ -171,6 +172,10 @@ static const struct conf_key conf_keys[] = {
      "--wal-dir); a restart replays at most about this much per group"},
     {"log-level", NULL, CONF_T_LEVEL, CONF_OFF(log_level), 0, 3, "N",
      "0 error, 1 warn, 2 info, 3 debug (the names work too)"},
+    {"log-format", NULL, CONF_T_LOG_FORMAT, CONF_OFF(log_format), 0, 1,
+     "text|json",
+     "text: \"TIME ursula[L] message\" lines; json: one JSON object per "
+     "line, {\"ts\", \"level\", \"msg\"}"},
     {"cold-dir", NULL, CONF_T_PATH, CONF_OFF(cold_dir), 0, URSULA_PATH_LEN - 1,
      "DIR",
      "the cold tier in a local folder: older stream data moves there "
@@ -451,6 +456,13 @@ static int conf_apply_key(struct ursula_config *cfg, const struct conf_key *k,
       return conf_set_peer_listen(cfg, key, v, err);
     case CONF_T_ADMIN_LISTEN:
       return conf_set_admin_listen(cfg, key, v, err);
+    case CONF_T_LOG_FORMAT:
+      if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
+        return conf_fail(err, "%.*s: expected text or json, got \"%.*s%s\"",
+                         (int)key.len, key.ptr, conf_show_len(v), v,
+                         conf_show_more(v));
+      *(int *)(void *)field = strcmp(v, "json") == 0;
+      return URSULA_OK;
     case CONF_T_NAME:
       return conf_set_name(field, k, key, v, err);
     case CONF_T_PATH:
@@ -497,10 +509,11 @@ static int conf_apply(struct ursula_config *cfg, struct str key, const char *v,
                       char *err) {
   const struct conf_key *k = conf_find(key);
   if (k == NULL) {
-    if (util_str_eq(key, "config"))
+    if (util_str_eq(key, "config") || util_str_eq(key, "check-config"))
       return conf_fail(err,
-                       "config: only valid as a command-line flag, "
-                       "--config FILE");
+                       "%.*s: only valid as a command-line flag, "
+                       "--%.*s FILE",
+                       (int)key.len, key.ptr, (int)key.len, key.ptr);
     return conf_fail(err, "unknown key \"%.*s%s\"",
                      (int)(key.len > CONF_SHOW_MAX ? CONF_SHOW_MAX : key.len),
                      key.ptr, key.len > CONF_SHOW_MAX ? "..." : "");
@@ -524,6 +537,10 @@ static void conf_format(const struct ursula_config *cfg,
     case CONF_T_PATH:
     case CONF_T_NAME:
       snprintf(out, cap, "%s", field);
+      break;
+    case CONF_T_LOG_FORMAT:
+      snprintf(out, cap, "%s",
+               *(const int *)(const void *)field ? "json" : "text");
       break;
     case CONF_T_ADMIN_LISTEN:
       if (cfg->admin_listen_host[0] == '\0')
@@ -776,21 +793,30 @@ URSULA_PRIVATE int conf_check_cluster(const struct ursula_config *cfg,
 
 /* The command line is walked three times, so that its meaning does not
 ** depend on where --config stands:
-**   1. syntax: unknown flags, missing values; -h / -V answer at once;
-**   2. every --config FILE is loaded, in order;
+**   1. syntax: unknown flags, missing values, a second --check-config;
+**      -h / -V answer at once;
+**   2. every --config FILE and the --check-config FILE are loaded, in the
+**      order they stand (--check-config FILE loads as --config FILE does);
 **   3. every other flag is applied, in order (the last one wins).
-** Work is done on a copy; *cfg is written only for CONF_RUN. */
+** Work is done on a copy; *cfg is written only for CONF_RUN and
+** CONF_CHECK.  *check (if check is not NULL) is the --check-config FILE
+** or NULL, set once pass 1 got through, so also when a later pass or the
+** cluster check fails. */
 URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
-                                   char **argv, char *err) {
+                                   char **argv, const char **check,
+                                   char *err) {
   struct ursula_config tmp;
   char why[URSULA_ERRMSG_LEN];
+  const char *check_path = NULL;
   int pass, i;
   tmp = *cfg;
+  if (check != NULL) *check = NULL;
   for (pass = 1; pass <= 3; pass++) {
+    if (pass == 2 && check != NULL) *check = check_path;
     for (i = 1; i < argc; i++) {
       const char *a = argv[i], *eq, *value = NULL;
       struct str name;
-      int is_config;
+      int is_config, is_check;
       if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return CONF_HELP;
       if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)
         return CONF_VERSION;
@@ -806,7 +832,8 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
       if (eq != NULL) value = eq + 1;
       if (util_str_eq(name, "help") || util_str_eq(name, "version"))
         return conf_fail(err, "--%.*s takes no value", (int)name.len, name.ptr);
-      is_config = util_str_eq(name, "config");
+      is_check = util_str_eq(name, "check-config");
+      is_config = is_check || util_str_eq(name, "config");
       if (!is_config && conf_find(name) == NULL)
         return conf_fail(
             err, "unknown flag \"--%.*s%s\"",
@@ -817,6 +844,13 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
           return conf_fail(err, "--%.*s needs a value", (int)name.len,
                            name.ptr);
         value = argv[++i];
+      }
+      if (pass == 1 && is_check) {
+        if (check_path != NULL)
+          return conf_fail(err,
+                           "--check-config given twice: check one file at a "
+                           "time (add the others with --config)");
+        check_path = value;
       }
       if (pass == 2 && is_config) {
         if (ursula_config_load(&tmp, value, why) != URSULA_OK)
@@ -830,7 +864,7 @@ URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
   if (conf_check_cluster(&tmp, why) != URSULA_OK)
     return conf_fail(err, "%s", why);
   *cfg = tmp;
-  return CONF_RUN;
+  return check_path != NULL ? CONF_CHECK : CONF_RUN;
 }
 
 /* Print text word-wrapped to 80 columns, each line indented by 8. */
@@ -857,14 +891,23 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
   ursula_config_init(&def);
   fprintf(f,
           "usage: ursula [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
+          "       ursula --check-config FILE [--config FILE] [--KEY VALUE]...\n"
           "\n"
-          "Serve Durable Streams over HTTP/1.1.  Every flag but --config is\n"
-          "also a config-file key (the name without \"--\"); --config FILE\n"
-          "is loaded first, wherever it stands, and the other flags then\n"
-          "override it in order.\n"
+          "Serve Durable Streams over HTTP/1.1.  Every flag but --config\n"
+          "and --check-config is also a config-file key (the name without\n"
+          "\"--\"); --config FILE is loaded first, wherever it stands, and\n"
+          "the other flags then override it in order.\n"
           "\n"
           "  --config FILE\n"
-          "        load a config file of `key value` lines (# comments)\n");
+          "        load a config file of `key value` lines (# comments)\n"
+          "  --check-config FILE\n");
+  conf_print_wrapped(
+      f,
+      "load FILE as --config FILE does (with the other flags given), run "
+      "the checks a start makes that need no I/O (S3 credentials from the "
+      "environment count), print \"FILE: ok\" and exit 0, or print the "
+      "reason and exit 2; starts no server, binds no port, does not touch "
+      "--wal-dir");
   for (i = 0; i < CONF_N_KEYS; i++) {
     const struct conf_key *k = &conf_keys[i];
     fprintf(f, "  --%s %s\n", k->name, k->arg);

@@ -206,6 +206,12 @@ URSULA_PRIVATE struct env *env_real(void);
 /* ------------------------------------------------------------------- log.c */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 URSULA_PRIVATE void log_set_level(int level);
+/* 1: records as JSON lines (--log-format json; the top of log.c). */
+URSULA_PRIVATE void log_set_json(int json);
+/* s[0..n) as the inside of a JSON string, into out[0..cap): the bytes
+** written; whole characters and escapes only (invalid UTF-8: \ufffd). */
+URSULA_PRIVATE URSULA_UNUSED size_t log_json_escape(char *out, size_t cap,
+                                                    const char *s, size_t n);
 /* Timestamps from e->wall_ms(e) from now on; NULL: the real wall clock
 ** (the default).  e must outlive its use; set while no other thread
 ** logs.  For simulators (and the unit tests). */
@@ -1723,13 +1729,18 @@ URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
 
 /* ------------------------------------------------------------------ conf.c
 ** Flags and config files (the public ursula_config_* live there too). */
-enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3 };
-/* Parse the command line into cfg.  `--config FILE` is loaded first
-** wherever it appears; then the other flags, in order, override it.
-** Returns CONF_RUN, CONF_HELP, CONF_VERSION, or URSULA_EINVAL with a
-** one-line reason in err (URSULA_ERRMSG_LEN bytes). */
+enum { CONF_RUN = 1, CONF_HELP = 2, CONF_VERSION = 3, CONF_CHECK = 4 };
+/* Parse the command line into cfg.  `--config FILE` (and the one
+** `--check-config FILE`) is loaded first wherever it appears; then the
+** other flags, in order, override it.  Returns CONF_RUN, CONF_CHECK
+** (--check-config was given: check cfg, start nothing), CONF_HELP,
+** CONF_VERSION, or URSULA_EINVAL with a one-line reason in err
+** (URSULA_ERRMSG_LEN bytes).  check may be NULL; else *check is the
+** --check-config FILE (a pointer into argv) or NULL, also on a failure
+** past the syntax. */
 URSULA_PRIVATE int conf_parse_args(struct ursula_config *cfg, int argc,
-                                   char **argv, char *err);
+                                   char **argv, const char **check,
+                                   char *err);
 URSULA_PRIVATE void conf_print_help(FILE *f);    /* usage and every flag */
 URSULA_PRIVATE void conf_print_version(FILE *f); /* version and options */
 
@@ -2770,6 +2781,13 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 ** srv, once no ursula_server_stop() is under way. */
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
 URSULA_PRIVATE void server_release(struct ursula_server *srv);
+/* The checks server_start() makes of cfg before it touches anything (the
+** cluster settings together, the body bounds, the cold tier), in the same
+** order: no I/O, no allocation.  Empty S3 credentials are filled in from
+** the environment, as at a start.  URSULA_OK, or the first failure's code
+** with the reason in err (URSULA_ERRMSG_LEN bytes).  main.c's
+** --check-config runs it. */
+URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a

@@ -15,6 +15,12 @@
 ** loop, both async-signal-safe, and the first signal is logged after the
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
+**
+** --check-config FILE (conf.c loads it as --config FILE, with the other
+** flags) makes ursula_main() check the result instead: main_check() runs
+** the checks a start makes before any I/O (server_check_config) and
+** answers "FILE: ok" and 0, or the reason and 2, as a bad flag is
+** answered.  No server, port, signal or --wal-dir is touched.
 */
 #include "internal.h"
 
@@ -53,15 +59,32 @@ static void main_on_signal(int sig) {
 }
 #endif
 
+/* The answer to --check-config FILE for cfg (FILE, the flags and any
+** --config files loaded): "FILE: ok" on out and 0, or "ursula: REASON"
+** on errf and 2.  cfg's empty S3 credentials may be filled in from the
+** environment. */
+static int main_check(struct ursula_config *cfg, const char *path, FILE *out,
+                      FILE *errf) {
+  char err[URSULA_ERRMSG_LEN];
+  err[0] = '\0';
+  if (server_check_config(cfg, err) != URSULA_OK) {
+    fprintf(errf, "ursula: %s\n", err);
+    return 2;
+  }
+  fprintf(out, "%s: ok\n", path);
+  return 0;
+}
+
 URSULA_API int ursula_main(int argc, char **argv) {
   struct ursula_config cfg;
   struct ursula_server *srv = NULL;
   struct main_sig ms;
   pthread_t sig_thread;
   char err[URSULA_ERRMSG_LEN];
+  const char *check = NULL;
   int rc;
   ursula_config_init(&cfg);
-  rc = conf_parse_args(&cfg, argc, argv, err);
+  rc = conf_parse_args(&cfg, argc, argv, &check, err);
   if (rc == CONF_HELP) {
     conf_print_help(stdout);
     return 0;
@@ -69,6 +92,11 @@ URSULA_API int ursula_main(int argc, char **argv) {
   if (rc == CONF_VERSION) {
     conf_print_version(stdout);
     return 0;
+  }
+  if (rc == CONF_CHECK) return main_check(&cfg, check, stdout, stderr);
+  if (rc != CONF_RUN && check != NULL) { /* the reason alone, for scripts */
+    fprintf(stderr, "ursula: %s\n", err);
+    return 2;
   }
   if (rc != CONF_RUN) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);

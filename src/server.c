@@ -1177,6 +1177,16 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
+                                       char *err) {
+  int rc;
+  if ((rc = conf_check_cluster(cfg, err)) != URSULA_OK ||
+      (rc = server_check_bounds(cfg, err)) != URSULA_OK ||
+      (rc = server_check_cold(cfg, err)) != URSULA_OK)
+    return rc;
+  return URSULA_OK;
+}
+
 /* Write DIR/cold-store: id, and the line "claimed" if claimed (synced,
 ** through a temporary file). */
 static int server_cold_store_write(struct ursula_server *s, const char *id,
@@ -1351,6 +1361,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   pthread_mutex_init(&s->mu, NULL);
   conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
+  log_set_json(cfg->log_format);
   s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
 #if !URSULA_ENABLE_THREADS
   s->n_cores = 1;
@@ -1386,9 +1397,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
           "answered 503",
           have, want, cfg->max_connections);
   }
-  if ((rc = conf_check_cluster(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_bounds(&s->cfg, err)) != URSULA_OK ||
-      (rc = server_check_cold(&s->cfg, err)) != URSULA_OK ||
+  if ((rc = server_check_config(&s->cfg, err)) != URSULA_OK ||
       (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
   if (cfg->wal_dir[0] != '\0' &&

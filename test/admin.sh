@@ -210,6 +210,29 @@ h=$(val cold2 'ursula_cold_cache_hits_total{}')
 if [ "$f" -ge 1 ] && [ "$h" -ge 1 ]; then ok "cold: reads from the start fetched chunks ($f) and hit the cache ($h)"
 else not_ok "cold: reads from the start fetched chunks and hit the cache" "fetches $f hits $h"; fi
 
+# --- --log-format json: every line one JSON object (RFC 8259) ----------------------
+"$BIN" --listen 127.0.0.1:0 --admin-listen off --core-count 1 --log-format json \
+  --wal-dir "$TMP/jwal" >"$TMP/json.log" 2>&1 &
+JP=$!
+lib_track $JP
+for i in $(seq 1 100); do grep -q listening "$TMP/json.log" && break; sleep 0.05; done
+kill -TERM $JP; wait $JP 2>/dev/null; lib_untrack $JP
+jl=$("$PY" - "$TMP/json.log" <<'EOF2'
+import json, sys
+n = 0
+for line in open(sys.argv[1], encoding="utf-8"):
+    o = json.loads(line)
+    assert list(o) == ["ts", "level", "msg"], o
+    assert o["level"] in ("error", "warn", "info", "debug"), o
+    assert o["ts"].endswith("Z") and len(o["ts"]) == 24, o
+    n += 1
+print(n)
+EOF2
+)
+if [ "${jl:-0}" -ge 3 ] && grep -q '"msg":"listening on http://127.0.0.1:' "$TMP/json.log"; then
+  ok "--log-format json: $jl lines, each a JSON object {ts, level, msg}"
+else not_ok "--log-format json: each line a JSON object {ts, level, msg}" "$(head -3 "$TMP/json.log" | tr '\n' '|')"; fi
+
 # --- /readyz in a cluster: a lost majority ----------------------------------------
 PEERS="--peer 1=127.0.0.1:$P1 --peer 2=127.0.0.1:$P2 --peer 3=127.0.0.1:$P3"
 startn() { # N: node N, admin on port A<N>

@@ -952,6 +952,36 @@ contains "SSE of a fork: the inherited bytes, then a live append of its own" "$(
 check "a long-poll at a fork's tail wakes for its own append only" "$(cat "$TMP/flp.out")" own
 kill -9 "$SPID"; wait "$SPID" 2>/dev/null
 
+# --- --check-config FILE: a good file and a bad one, checked without a
+# start (the good one names a busy port and a --wal-dir that must stay
+# unmade); the exit code and the message
+start_server "$TMP/cc.log" --core-count 1
+CCPID=$SPID
+printf '# a good file\nlisten 127.0.0.1:%s\nwal-dir %s\n' "$PORT" "$TMP/cc-wal" >"$TMP/good.conf"
+printf 'listen 127.0.0.1:0\nmax-connections 0\n' >"$TMP/bad.conf"
+OUT=$("$BIN" --check-config "$TMP/good.conf" 2>"$TMP/cc.err"); RC=$?
+check "--check-config on a good file: exit 0, FILE: ok, nothing on stderr" \
+  "$RC|$OUT|$(cat "$TMP/cc.err")" "0|$TMP/good.conf: ok|"
+check "--check-config binds nothing and leaves --wal-dir alone" "$(ls -d "$TMP/cc-wal" 2>/dev/null)" ""
+OUT=$("$BIN" --check-config "$TMP/bad.conf" 2>&1 >/dev/null); RC=$?
+check "--check-config on a bad file: exit 2, ursula: FILE:LINE: reason" "$RC|$OUT" \
+  "2|ursula: $TMP/bad.conf:2: max-connections: expected an integer from 1 to 1000000, got \"0\""
+OUT=$("$BIN" --config "$TMP/bad.conf" --check-config "$TMP/good.conf" 2>&1 >/dev/null); RC=$?
+check "--check-config with a bad --config: exit 2, that file's line" "$RC|$OUT" \
+  "2|ursula: $TMP/bad.conf:2: max-connections: expected an integer from 1 to 1000000, got \"0\""
+# contrib/ursula.conf, the systemd unit's example config: every key valid,
+# its optional `#key value` settings too
+if [ -f contrib/ursula.conf ]; then
+  OUT=$("$BIN" --check-config contrib/ursula.conf 2>&1); RC=$?
+  check "contrib/ursula.conf passes --check-config" "$RC|$OUT" "0|contrib/ursula.conf: ok"
+  sed -E 's/^#([a-z])/\1/' contrib/ursula.conf >"$TMP/contrib-all.conf"
+  OUT=$("$BIN" --check-config "$TMP/contrib-all.conf" 2>&1); RC=$?
+  check "contrib/ursula.conf with its optional settings used passes --check-config" "$RC|$OUT" "0|$TMP/contrib-all.conf: ok"
+else
+  not_ok "contrib/ursula.conf exists"
+fi
+kill -9 "$CCPID"; wait "$CCPID" 2>/dev/null
+
 # --- the README walkthrough works verbatim -------------------------------------
 if [ -f README.md ]; then
   start_server "$TMP/s3.log" --core-count 2

@@ -279,9 +279,10 @@ static void test_conf_format_roundtrip(void) {
   ASSERT(unit_conf_eq(&a, &b));
 }
 
-/* Run conf_parse_args on a NULL-terminated argument list. */
-static int unit_conf_args(struct ursula_config *c, char *err,
-                          const char *const *argv) {
+/* Run conf_parse_args on a NULL-terminated argument list (check as
+** conf_parse_args takes it). */
+static int unit_conf_args_check(struct ursula_config *c, const char **check,
+                                char *err, const char *const *argv) {
   char *copy[16];
   int argc = 0;
   while (argv[argc] != NULL && argc < 15) {
@@ -290,11 +291,18 @@ static int unit_conf_args(struct ursula_config *c, char *err,
   }
   copy[argc] = NULL;
   err[0] = '\0';
-  return conf_parse_args(c, argc, copy, err);
+  return conf_parse_args(c, argc, copy, check, err);
+}
+static int unit_conf_args(struct ursula_config *c, char *err,
+                          const char *const *argv) {
+  return unit_conf_args_check(c, NULL, err, argv);
 }
 
 #define UNIT_CONF_ARGS(c, err, ...) \
   unit_conf_args(c, err, (const char *const[]){"ursula", __VA_ARGS__, NULL})
+#define UNIT_CONF_CHECK(c, check, err, ...) \
+  unit_conf_args_check(c, check, err,       \
+                       (const char *const[]){"ursula", __VA_ARGS__, NULL})
 
 static void test_conf_args(void) {
   struct ursula_config c, d;
@@ -316,7 +324,7 @@ static void test_conf_args(void) {
     const char *const none[] = {"ursula", NULL};
     char *empty[1] = {NULL};
     ASSERT(unit_conf_args(&c, err, none) == CONF_RUN);
-    ASSERT(conf_parse_args(&c, 0, empty, err) == CONF_RUN);
+    ASSERT(conf_parse_args(&c, 0, empty, NULL, err) == CONF_RUN);
   }
   ASSERT(unit_conf_eq(&c, &d));
 }
@@ -614,6 +622,137 @@ static void test_conf_defaults_as_file(void) {
   unlink(path);
 }
 
+/* The text main_check() writes on out and on errf for cfg. */
+static int unit_conf_main_check(struct ursula_config *cfg, const char *path,
+                                char *out, char *errs, size_t cap) {
+  FILE *o = tmpfile(), *e = tmpfile();
+  size_t n;
+  int rc;
+  out[0] = errs[0] = '\0';
+  if (o == NULL || e == NULL) {
+    if (o != NULL) fclose(o);
+    if (e != NULL) fclose(e);
+    return -1;
+  }
+  rc = main_check(cfg, path, o, e);
+  rewind(o);
+  rewind(e);
+  n = fread(out, 1, cap - 1, o);
+  out[n] = '\0';
+  n = fread(errs, 1, cap - 1, e);
+  errs[n] = '\0';
+  fclose(o);
+  fclose(e);
+  return rc;
+}
+
+/* --check-config FILE: loaded as --config FILE with the other flags (a
+** good file, a bad key, a bad value, a missing file), then main.c's
+** answer: "FILE: ok" and 0, or "ursula: REASON" and 2. */
+static void test_conf_check_config(void) {
+  static const char good[] =
+      "# production\nlisten 0.0.0.0:4437\nwal-dir /nonexistent/w\n"
+      "core-count 3\n";
+  static const char bad_key[] = "listen 0.0.0.0:4437\nwal-dri /w\n";
+  static const char bad_value[] = "# one\n\nmax-connections 0\n";
+  static const char base[] = "core-count 5\nlog-level 1\n";
+  struct ursula_config c, d;
+  char err[URSULA_ERRMSG_LEN], want[160], out[512], errs[512];
+  char pgood[32], pkey[32], pval[32], pbase[32];
+  const char *check = NULL;
+  ASSERT(unit_conf_file(pgood, good, sizeof(good) - 1) == 0);
+  ASSERT(unit_conf_file(pkey, bad_key, sizeof(bad_key) - 1) == 0);
+  ASSERT(unit_conf_file(pval, bad_value, sizeof(bad_value) - 1) == 0);
+  ASSERT(unit_conf_file(pbase, base, sizeof(base) - 1) == 0);
+
+  /* a good file: loaded, checked, "FILE: ok" */
+  ursula_config_init(&c);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pgood) ==
+         CONF_CHECK);
+  ASSERT(check != NULL && strcmp(check, pgood) == 0);
+  ASSERT(c.core_count == 3 && c.listen_port == 4437 &&
+         strcmp(c.wal_dir, "/nonexistent/w") == 0);
+  ASSERT(unit_conf_main_check(&c, check, out, errs, sizeof(out)) == 0);
+  snprintf(want, sizeof(want), "%s: ok\n", pgood);
+  ASSERT(strcmp(out, want) == 0 && errs[0] == '\0');
+
+  /* with --config and flags: all applied, the flags last, in any order */
+  ursula_config_init(&c);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--log-level", "3", "--check-config",
+                         pgood, "--config", pbase) == CONF_CHECK);
+  ASSERT(check != NULL && strcmp(check, pgood) == 0);
+  ASSERT(c.core_count == 5 && c.log_level == 3 && c.listen_port == 4437);
+
+  /* a bad key and a bad value: FILE:LINE: reason; cfg untouched */
+  ursula_config_init(&c);
+  d = c;
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pkey) ==
+         URSULA_EINVAL);
+  ASSERT(check != NULL && strcmp(check, pkey) == 0);
+  snprintf(want, sizeof(want), "%s:2: unknown key \"wal-dri\"", pkey);
+  ASSERT(strcmp(err, want) == 0);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pval) ==
+         URSULA_EINVAL);
+  snprintf(want, sizeof(want),
+           "%s:3: max-connections: expected an integer from 1 to 1000000, "
+           "got \"0\"",
+           pval);
+  ASSERT(strcmp(err, want) == 0);
+  /* a bad --config beside a good --check-config fails too */
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--config", pkey, "--check-config",
+                         pgood) == URSULA_EINVAL);
+  ASSERT(strncmp(err, pkey, strlen(pkey)) == 0);
+  /* a missing file */
+  ASSERT(
+      UNIT_CONF_CHECK(&c, &check, err, "--check-config=/nonexistent/u.conf") ==
+      URSULA_EINVAL);
+  ASSERT(check != NULL && strcmp(check, "/nonexistent/u.conf") == 0);
+  ASSERT(strncmp(err, "/nonexistent/u.conf: cannot open", 32) == 0);
+  ASSERT(unit_conf_eq(&c, &d));
+
+  /* the file's keys are good but a start's checks fail: 2, the reason */
+  ursula_config_init(&c);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pgood,
+                         "--max-body-inflight-bytes", "1024") == CONF_CHECK);
+  ASSERT(unit_conf_main_check(&c, check, out, errs, sizeof(out)) == 2);
+  ASSERT(out[0] == '\0');
+  ASSERT(strncmp(errs, "ursula: --max-body-inflight-bytes 1024 is below", 46) ==
+         0);
+  ASSERT(errs[strlen(errs) - 1] == '\n');
+  ursula_config_init(&c);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pgood, "--cold-dir",
+                         "/c") == CONF_CHECK);
+  ASSERT(unit_conf_main_check(&c, check, out, errs, sizeof(out)) == 0);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pgood,
+                         "--wal-dir=", "--cold-dir", "/c") == CONF_CHECK);
+  ASSERT(unit_conf_main_check(&c, check, out, errs, sizeof(out)) == 2);
+  ASSERT(strcmp(errs,
+                "ursula: --cold-dir needs --wal-dir: data moves to the "
+                "cold tier from the WAL\n") == 0);
+  /* the cluster check of conf_parse_args */
+  ursula_config_init(&c);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pgood, "--node-id",
+                         "1") == URSULA_EINVAL);
+  ASSERT(strncmp(err, "node-id: needs --peer", 21) == 0);
+
+  /* one --check-config at a time; not a config-file key; a run without
+  ** it says so */
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--check-config", pgood,
+                         "--check-config", pgood) == URSULA_EINVAL);
+  ASSERT(check == NULL);
+  ASSERT(strncmp(err, "--check-config given twice", 26) == 0);
+  ASSERT(ursula_config_set(&c, "check-config", pgood, err) == URSULA_EINVAL);
+  ASSERT(strcmp(err,
+                "check-config: only valid as a command-line flag, "
+                "--check-config FILE") == 0);
+  ASSERT(UNIT_CONF_CHECK(&c, &check, err, "--config", pgood) == CONF_RUN);
+  ASSERT(check == NULL);
+  unlink(pgood);
+  unlink(pkey);
+  unlink(pval);
+  unlink(pbase);
+}
+
 static void unit_conf_slurp(void (*print)(FILE *), char *out, size_t cap) {
   FILE *f = tmpfile();
   size_t n = 0;
@@ -640,6 +779,7 @@ static void test_conf_help_version(void) {
     ASSERT(strstr(out, want) != NULL);
   }
   ASSERT(strstr(out, "--config FILE") != NULL);
+  ASSERT(strstr(out, "  --check-config FILE\n") != NULL);
   ASSERT(strstr(out, "--raft-log-dir") != NULL);
   ASSERT(strstr(out, "-h, --help") != NULL && strstr(out, "-V, --version"));
   snprintf(want, sizeof(want), "default %s:%d\n", URSULA_DEFAULT_HOST,
@@ -681,6 +821,7 @@ static void test_conf_compile_options(void) {
 }
 
 #undef UNIT_CONF_ARGS
+#undef UNIT_CONF_CHECK
 #undef UNIT_CONF_LOAD
 
 static const struct unit_case unit_conf_cases[] = {
@@ -695,6 +836,7 @@ static const struct unit_case unit_conf_cases[] = {
     {"conf_args_errors", test_conf_args_errors},
     {"conf_args_help_version", test_conf_args_help_version},
     {"conf_args_config", test_conf_args_config},
+    {"conf_check_config", test_conf_check_config},
     {"conf_load", test_conf_load},
     {"conf_load_errors", test_conf_load_errors},
     {"conf_utf8", test_conf_utf8},

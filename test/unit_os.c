@@ -178,9 +178,45 @@ static void test_log_clock(void) {
 }
 #endif
 
+/* --log-format json's message escaping against RFC 8259 section 7 ('"'
+** and '\\' escaped; U+0000..U+001F escaped, here as \u00XX) and 8.1 (the
+** text is UTF-8: invalid sequences, by RFC 3629 section 4 -- a stray
+** continuation byte, an overlong form, a surrogate, past U+10FFFF, a
+** sequence cut short -- become U+FFFD, one per byte); a cut at the buffer
+** never splits an escape or a character. */
+static void test_log_json_escape(void) {
+  static const struct {
+    const char *in, *want;
+  } cases[] = {
+      {"plain", "plain"},
+      {"a \"q\" \\ b", "a \\\"q\\\" \\\\ b"},
+      {"tab\tnl\n\x01\x7f", "tab\\u0009nl\\u000a\\u0001\\u007f"},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+      {"\xff", "\\ufffd"},
+      {"\x80x", "\\ufffdx"},
+      {"\xc0\x80", "\\ufffd\\ufffd"},           /* overlong NUL */
+      {"\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd"}, /* U+D800 */
+      {"\xf4\x90\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd"}, /* > U+10FFFF */
+      {"\xe2\x82", "\\ufffd\\ufffd"},           /* cut short */
+  };
+  char out[64];
+  size_t i, n;
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    n = log_json_escape(out, sizeof(out), cases[i].in, strlen(cases[i].in));
+    ASSERT(n == strlen(cases[i].want) && memcmp(out, cases[i].want, n) == 0);
+  }
+  n = log_json_escape(out, 3, "ab\"cd", 5); /* \" does not fit after ab */
+  ASSERT(n == 2 && memcmp(out, "ab", 2) == 0);
+  n = log_json_escape(out, 4, "a\n", 2); /* \u000a does not fit: cut */
+  ASSERT(n == 1 && out[0] == 'a');
+  n = log_json_escape(out, 3, "a\xe2\x82\xac", 4); /* nor does the euro */
+  ASSERT(n == 1);
+}
+
 static const struct unit_case unit_os_cases[] = {
     {"env_real", test_env_real},
     {"env_random_threads", test_env_random_threads},
     {"os_fs_dirs", test_os_fs_dirs},
     {"log_clock", test_log_clock},
+    {"log_json_escape", test_log_json_escape},
     {NULL, NULL}};

@@ -1005,7 +1005,7 @@ static int unit_peer_args(const char *const *argv, char *err) {
   while (argv[argc] != NULL) argc++;
   ursula_config_init(&c);
   err[0] = '\0';
-  return conf_parse_args(&c, argc, (char **)(uintptr_t)argv, err);
+  return conf_parse_args(&c, argc, (char **)(uintptr_t)argv, NULL, err);
 }
 
 static void test_peer_flags(void) {
@@ -1018,7 +1018,8 @@ static void test_peer_flags(void) {
                        "--wal-dir", "/tmp/ursula-unit-peer-flags", NULL};
     int argc = 13;
     ursula_config_init(&c);
-    ASSERT(conf_parse_args(&c, argc, (char **)(uintptr_t)a, err) == CONF_RUN);
+    ASSERT(conf_parse_args(&c, argc, (char **)(uintptr_t)a, NULL, err) ==
+           CONF_RUN);
     ASSERT(c.node_id == 2 && c.peer_count == 3 && c.peers[2].id == 3 &&
            strcmp(c.peers[2].host, "::1") == 0 && c.peers[2].port == 4003 &&
            strcmp(c.cluster_id, "prod-1.a_b") == 0);

@@ -140,7 +140,7 @@ static void fuzz_args(const uint8_t *data, size_t size) {
   ursula_config_init(&cfg);
   before = cfg;
   err[0] = '\0';
-  rc = conf_parse_args(&cfg, argc, argv, err);
+  rc = conf_parse_args(&cfg, argc, argv, NULL, err);
   if (rc == CONF_RUN) {
     fuzz_reads_back(&cfg);
   } else {
