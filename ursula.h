@@ -169,6 +169,8 @@ struct ursula_config {
   /* the admin listener: GET /metrics, /healthz, /readyz, /__ursula/cluster */
   char admin_listen_host[256]; /* admin-listen: "127.0.0.1"; "" = off */
   int admin_listen_port;       /* admin-listen: 4438; 0 = any free port */
+  /* bearer tokens: every request needs one (ursula_server_reload) */
+  char auth_file[URSULA_PATH_LEN]; /* auth-file: "" = no authentication */
 };
 
 /* Fill *cfg with the defaults of this build. */

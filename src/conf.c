@@ -220,6 +220,12 @@ static const struct conf_key conf_keys[] = {
      "serve GET /metrics, /healthz, /readyz and /__ursula/cluster here; "
      "\"off\" = no admin listener; if the default 127.0.0.1:4438 is "
      "taken, a warning and none (any other address must bind)"},
+    {"auth-file", NULL, CONF_T_PATH, CONF_OFF(auth_file), 0,
+     URSULA_PATH_LEN - 1, "FILE",
+     "bearer tokens: lines of NAME SCOPES PREFIX SHA256HEX (README, "
+     "\"Authentication\"); every request then needs \"Authorization: Bearer "
+     "TOKEN\" (OPTIONS, /healthz and /readyz excepted); SIGHUP re-reads "
+     "it; empty = no authentication"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},

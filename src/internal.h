@@ -524,6 +524,53 @@ URSULA_PRIVATE void crypto_hmac_sha256(const void *key, size_t key_len,
 /* Lowercase hex of p[0..n) into out (2n chars + NUL). */
 URSULA_PRIVATE void crypto_hex(const void *p, size_t n, char *out);
 
+/* ------------------------------------------------------------------ auth.c
+** Bearer tokens (--auth-file): the file's table, immutable and reference
+** counted, and the check of a token against it.  See the top of auth.c. */
+#define AUTH_MAX_ENTRIES 10000
+#define AUTH_TOKEN_MIN 16  /* bytes of a token; shorter or longer: 401 */
+#define AUTH_TOKEN_MAX 512
+enum { AUTH_READ = 1, AUTH_WRITE = 2, AUTH_ADMIN = 4 }; /* scopes */
+/* What an Authorization field value holds (auth_bearer). */
+enum { AUTH_NO_BEARER = 0, AUTH_MALFORMED, AUTH_BEARER };
+struct auth_table;
+/* Read the auth file at path into a new table (*out, one reference: the
+** caller's).  URSULA_OK, or an error with "FILE:LINE: reason" (or
+** "FILE: reason") in err (may be NULL); *out is then untouched. */
+URSULA_PRIVATE URSULA_UNUSED int auth_load(const char *path, struct auth_table **out,
+                             char *err);
+/* auth_load() of text[0..len) already read; file names it in errors. */
+URSULA_PRIVATE URSULA_UNUSED int auth_parse(const char *text, size_t len, const char *file,
+                              struct auth_table **out, char *err);
+/* One more reference to t (NULL: none), returned; auth_release() lets one
+** go, and frees t with the last.  Any thread. */
+URSULA_PRIVATE URSULA_UNUSED struct auth_table *auth_hold(struct auth_table *t);
+URSULA_PRIVATE URSULA_UNUSED void auth_release(struct auth_table *t);
+URSULA_PRIVATE URSULA_UNUSED int auth_count(const struct auth_table *t); /* entries */
+/* An Authorization field value: AUTH_BEARER with *token set (a view into
+** v) for "Bearer TOKEN" (the scheme in any case, TOKEN a token68),
+** AUTH_MALFORMED for the Bearer scheme with anything else, AUTH_NO_BEARER
+** for another scheme. */
+URSULA_PRIVATE URSULA_UNUSED int auth_bearer(struct str v, struct str *token);
+/* The SHA-256 of a token, as the table holds them. */
+URSULA_PRIVATE URSULA_UNUSED void auth_hash(const char *token, size_t len,
+                              unsigned char out[CRYPTO_SHA256_LEN]);
+/* May the token whose hash is h do scope (AUTH_*, all the bits given) on
+** path[0..path_len) (NULL: an admin path, scope alone decides)?  0 yes,
+** 401 no entry has it, 403 an entry has it without that scope or
+** prefix.  Every entry is compared, in constant time; *walked (may be
+** NULL) gets how many were (the unit test's proof). */
+URSULA_PRIVATE URSULA_UNUSED int auth_check_hash(const struct auth_table *t,
+                                   const unsigned char h[CRYPTO_SHA256_LEN],
+                                   unsigned scope, const char *path,
+                                   size_t path_len, size_t *walked);
+/* auth_check_hash() of a token's hash; a token of fewer than
+** AUTH_TOKEN_MIN or more than AUTH_TOKEN_MAX bytes is 401 at once.  Its
+** hash goes to hash_out (may be NULL) when it was computed. */
+URSULA_PRIVATE URSULA_UNUSED int auth_check(const struct auth_table *t, const char *token,
+                              size_t len, unsigned scope, const char *path,
+                              size_t path_len, unsigned char *hash_out);
+
 /* ----------------------------------------------------------------- sigv4.c
 ** AWS Signature Version 4 for request headers, as a pure function: the
 ** caller supplies the date, so the AWS test-suite cases run unchanged. */
