@@ -540,6 +540,7 @@ struct metrics {
   struct metrics_hist sync_us;    /* WAL sync queued -> back, us */
   struct metrics_hist sync_batch; /* groups in one journal sync */
   uint64_t sync_failures;
+  uint64_t auth_refused[2]; /* answered 401, 403 (--auth-file) */
 };
 URSULA_PRIVATE uint64_t metrics_now_us(void);
 /* The index of a request method (METRICS_N_METHODS - 1: another). */
@@ -755,37 +756,37 @@ struct auth_table;
 /* Read the auth file at path into a new table (*out, one reference: the
 ** caller's).  URSULA_OK, or an error with "FILE:LINE: reason" (or
 ** "FILE: reason") in err (may be NULL); *out is then untouched. */
-URSULA_PRIVATE URSULA_UNUSED int auth_load(const char *path, struct auth_table **out,
+URSULA_PRIVATE int auth_load(const char *path, struct auth_table **out,
                              char *err);
 /* auth_load() of text[0..len) already read; file names it in errors. */
-URSULA_PRIVATE URSULA_UNUSED int auth_parse(const char *text, size_t len, const char *file,
+URSULA_PRIVATE int auth_parse(const char *text, size_t len, const char *file,
                               struct auth_table **out, char *err);
 /* One more reference to t (NULL: none), returned; auth_release() lets one
 ** go, and frees t with the last.  Any thread. */
-URSULA_PRIVATE URSULA_UNUSED struct auth_table *auth_hold(struct auth_table *t);
-URSULA_PRIVATE URSULA_UNUSED void auth_release(struct auth_table *t);
-URSULA_PRIVATE URSULA_UNUSED int auth_count(const struct auth_table *t); /* entries */
+URSULA_PRIVATE struct auth_table *auth_hold(struct auth_table *t);
+URSULA_PRIVATE void auth_release(struct auth_table *t);
+URSULA_PRIVATE int auth_count(const struct auth_table *t); /* entries */
 /* An Authorization field value: AUTH_BEARER with *token set (a view into
 ** v) for "Bearer TOKEN" (the scheme in any case, TOKEN a token68),
 ** AUTH_MALFORMED for the Bearer scheme with anything else, AUTH_NO_BEARER
 ** for another scheme. */
-URSULA_PRIVATE URSULA_UNUSED int auth_bearer(struct str v, struct str *token);
+URSULA_PRIVATE int auth_bearer(struct str v, struct str *token);
 /* The SHA-256 of a token, as the table holds them. */
-URSULA_PRIVATE URSULA_UNUSED void auth_hash(const char *token, size_t len,
+URSULA_PRIVATE void auth_hash(const char *token, size_t len,
                               unsigned char out[CRYPTO_SHA256_LEN]);
 /* May the token whose hash is h do scope (AUTH_*, all the bits given) on
 ** path[0..path_len) (NULL: an admin path, scope alone decides)?  0 yes,
 ** 401 no entry has it, 403 an entry has it without that scope or
 ** prefix.  Every entry is compared, in constant time; *walked (may be
 ** NULL) gets how many were (the unit test's proof). */
-URSULA_PRIVATE URSULA_UNUSED int auth_check_hash(const struct auth_table *t,
+URSULA_PRIVATE int auth_check_hash(const struct auth_table *t,
                                    const unsigned char h[CRYPTO_SHA256_LEN],
                                    unsigned scope, const char *path,
                                    size_t path_len, size_t *walked);
 /* auth_check_hash() of a token's hash; a token of fewer than
 ** AUTH_TOKEN_MIN or more than AUTH_TOKEN_MAX bytes is 401 at once.  Its
 ** hash goes to hash_out (may be NULL) when it was computed. */
-URSULA_PRIVATE URSULA_UNUSED int auth_check(const struct auth_table *t, const char *token,
+URSULA_PRIVATE int auth_check(const struct auth_table *t, const char *token,
                               size_t len, unsigned scope, const char *path,
                               size_t path_len, unsigned char *hash_out);
 
@@ -2901,6 +2902,9 @@ struct core {
   pthread_t thread;
   struct conn_table conns; /* its connections (conn.c) */
   struct live_table live;  /* live readers on this core, by stream path */
+  /* the auth table this core checks tokens against (auth.c), one
+  ** reference held; NULL: no --auth-file.  Its thread only. */
+  struct auth_table *auth;
   /* same-core messages, run at the end of the turn */
   struct loop_msg *local_head, *local_tail;
   /* groups with proposals to commit at the end of this turn */
@@ -2971,6 +2975,8 @@ struct ursula_server {
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
+  struct auth_table *auth;   /* the table in force (one reference), or
+                                NULL: no --auth-file */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which
@@ -4470,6 +4476,7 @@ URSULA_PRIVATE void metrics_merge(struct metrics *to,
   for (k = 0; k < 2; k++) to->live_started[k] += m->live_started[k];
   to->live_bytes += m->live_bytes;
   to->sync_failures += m->sync_failures;
+  for (k = 0; k < 2; k++) to->auth_refused[k] += m->auth_refused[k];
 }
 
 /* ------------------------------------------------------------ writing */
@@ -4589,6 +4596,15 @@ URSULA_PRIVATE int metrics_write_counters(struct buf *out,
     rc = metrics_write_value(out, "ursula_wal_sync_failures_total",
                              "counter", "WAL syncs that failed",
                              m->sync_failures);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_auth_refused_total", "counter",
+                            "requests refused by --auth-file: 401 no or "
+                            "unknown token, 403 a token without the scope "
+                            "or the path");
+  for (k = 0; k < 2 && rc == URSULA_OK; k++)
+    rc = buf_printf(out, "ursula_auth_refused_total{code=\"%d\"} %llu\n",
+                    k == 0 ? 401 : 403,
+                    (unsigned long long)m->auth_refused[k]);
   return rc;
 }
 
@@ -5474,6 +5490,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Not Modified";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
     case 403:
       return "Forbidden";
     case 404:
@@ -23600,6 +23618,26 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 ** alone (syntax of headers, offsets and bodies, JSON validity) and turns
 ** results into responses.
 **
+** AUTHENTICATION.  With --auth-file, a request must carry a bearer token
+** that auth.c's table grants (api_authorize, called from the on_head
+** hooks before any job is made, so a refused request reaches no group):
+**
+**   public listener     GET, HEAD: read; PUT, POST, DELETE: write; the
+**                       entry's prefix must cover the stream path.
+**                       GET, HEAD /__ursula/cluster: admin.  OPTIONS (a
+**                       CORS preflight, which browsers send without
+**                       credentials: the Fetch standard) needs none.
+**   admin listener      /metrics, /__ursula/cluster: admin; /healthz and
+**                       /readyz need none (probes).
+**
+** Refusals (RFC 6750 section 3 and 3.1), each one text line, the
+** connection then closing: no Authorization field, or another scheme:
+** 401 with WWW-Authenticate: Bearer realm="ursula"; a malformed field, or
+** a token no entry has: 401 with error="invalid_token"; a token without
+** the scope or the path: 403 with error="insufficient_scope", whether or
+** not the stream exists (the answer says nothing about existence).  They
+** are counted (ursula_auth_refused_total), never logged above debug.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -23652,6 +23690,12 @@ struct api_conn {
   int method;
   int admin_route;
   uint64_t t0_us, append_bytes;
+  /* authentication: the WWW-Authenticate value of the 401 or 403 being
+  ** answered (NULL: none), and the SHA-256 of the token the request was
+  ** admitted with (auth_ok: one was) */
+  const char *challenge;
+  int auth_ok;
+  unsigned char auth_hash[CRYPTO_SHA256_LEN];
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -23665,7 +23709,8 @@ static const char api_common_headers[] =
     "Access-Control-Expose-Headers: Stream-Next-Offset, Stream-Cursor, "
     "Stream-Up-To-Date, Stream-Closed, Stream-SSE-Data-Encoding, "
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
-    "Producer-Received-Seq, ETag, Content-Type, Location\r\n";
+    "Producer-Received-Seq, ETag, Content-Type, Location, "
+    "WWW-Authenticate\r\n";
 
 static const char api_preflight_headers[] =
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
@@ -23734,6 +23779,9 @@ static void api_error(struct api_conn *cn, int status, const char *reason) {
                                  : "GET, HEAD, PUT, POST, DELETE, OPTIONS");
   if (status == 503) /* RFC 9110 §10.2.3: when to try again */
     buf_append_str(conn_out(&cn->c), "Retry-After: 1\r\n");
+  if ((status == 401 || status == 403) && cn->challenge != NULL)
+    buf_printf(conn_out(&cn->c), "WWW-Authenticate: %s\r\n", cn->challenge);
+  cn->challenge = NULL;
   buf_printf(conn_out(&cn->c), "Content-Length: %lu\r\n\r\n",
              (unsigned long)strlen(reason) + 1);
   if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", reason);
@@ -24507,6 +24555,60 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   return rc;
 }
 
+/* ------------------------------------------------------------ authentication */
+
+#define API_CHALLENGE "Bearer realm=\"ursula\""
+
+/* With an auth table on this core: may req do scope (AUTH_*) on path
+** (NULL: an admin path)?  0: yes (or no table), cn->auth_hash then holds
+** its token's hash; else the request was answered 401 or 403 (see
+** AUTHENTICATION at the top) and the connection ends: -1. */
+static int api_authorize(struct api_conn *cn, const struct http_request *req,
+                         unsigned scope, const char *path, size_t path_len) {
+  const struct auth_table *t = cn->c.core->auth;
+  const struct http_header *h = NULL;
+  struct str token;
+  const char *reason;
+  size_t i;
+  int n = 0, kind = AUTH_NO_BEARER, status;
+  cn->auth_ok = 0;
+  if (t == NULL) return 0;
+  for (i = 0; i < req->n_headers; i++) {
+    if (util_str_ieq(req->headers[i].name, "Authorization")) {
+      h = &req->headers[i];
+      n++;
+    }
+  }
+  if (n == 1)
+    kind = auth_bearer(h->value, &token);
+  else if (n > 1) /* a field of one value (RFC 9110 section 11.6.2) */
+    kind = AUTH_MALFORMED;
+  if (kind == AUTH_NO_BEARER) {
+    status = 401;
+    cn->challenge = API_CHALLENGE;
+    reason = "authentication required: send Authorization: Bearer TOKEN";
+  } else if (kind == AUTH_MALFORMED ||
+             (status = auth_check(t, token.ptr, token.len, scope, path,
+                                  path_len, cn->auth_hash)) == 401) {
+    status = 401;
+    cn->challenge = API_CHALLENGE ", error=\"invalid_token\"";
+    reason = "invalid token";
+  } else if (status == 403) {
+    cn->challenge = API_CHALLENGE ", error=\"insufficient_scope\"";
+    reason = "insufficient scope: this token may not do that here";
+  } else {
+    cn->auth_ok = 1;
+    return 0;
+  }
+  cn->c.core->metrics.auth_refused[status == 401 ? 0 : 1]++;
+  LOG_D("auth: %d for %.*s %.*s", status, (int)req->method.len,
+        req->method.ptr, path != NULL ? (int)(path_len > 200 ? 200 : path_len)
+                                      : 5,
+        path != NULL ? path : "admin");
+  conn_fatal(&cn->c, status, reason);
+  return -1;
+}
+
 /* ------------------------------------------------------------ the admin listener
 
    THE ADMIN LISTENER'S PATHS (--admin-listen; conn.c, THE ADMIN
@@ -24798,6 +24900,9 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 405, "method not allowed (GET, HEAD)");
     return -1;
   }
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER) &&
+      api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
+    return -1;
   if (conn_continue(&cn->c, req) < 0) return -1;
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
@@ -25316,6 +25421,16 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
     conn_fatal(c, status, reason);
     return -1;
   }
+  if (head.method != API_OPTIONS) {
+    int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
+    unsigned scope = cluster ? AUTH_ADMIN
+                     : head.method == API_GET || head.method == API_HEAD_M
+                         ? AUTH_READ
+                         : AUTH_WRITE;
+    if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
+                      head.q.path.len) != 0)
+      return -1;
+  }
   if (conn_continue(c, req) < 0) return -1;
   j = job_new();
   if (j == NULL) {
@@ -25468,6 +25583,7 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 #undef API_RESERVED_PREFIX
 #undef API_CLUSTER_PATH
 #undef API_CLUSTER_ALLOW
+#undef API_CHALLENGE
 /**** End src/api.c ****/
 /**** Begin src/server.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -26315,6 +26431,7 @@ static void server_free(struct ursula_server *s) {
       URSULA_FREE(s->cores[i].jr_flight);
       journal_close(s->cores[i].journal);
       cold_cache_free(s->cores[i].cold_cache);
+      auth_release(s->cores[i].auth);
     }
     URSULA_FREE(s->cores);
   }
@@ -26328,6 +26445,7 @@ static void server_free(struct ursula_server *s) {
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
   conn_bounds_free(&s->bounds);
+  auth_release(s->auth);
   URSULA_FREE(s);
 }
 
@@ -26824,6 +26942,12 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
       (rc = server_check_cold(&s->cfg, err)) != URSULA_OK ||
       (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
+  if (cfg->auth_file[0] != '\0') {
+    if ((rc = auth_load(cfg->auth_file, &s->auth, err)) != URSULA_OK)
+      goto fail;
+    LOG_I("auth: %d token(s) from %s; every request needs one",
+          auth_count(s->auth), cfg->auth_file);
+  }
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||
@@ -26854,6 +26978,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     api_core_init(c, cfg->max_connections); /* one count for all cores */
+    c->auth = auth_hold(s->auth);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;
@@ -27056,6 +27181,14 @@ URSULA_API int ursula_main(int argc, char **argv) {
   if (rc != CONF_RUN) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);
     return 2;
+  }
+  if (cfg.auth_file[0] != '\0') { /* a bad auth file is a bad setting */
+    struct auth_table *t = NULL;
+    if (auth_load(cfg.auth_file, &t, err) != URSULA_OK) {
+      fprintf(stderr, "ursula: auth-file: %s\n", err);
+      return 2;
+    }
+    auth_release(t);
   }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&ms.set);

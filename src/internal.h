@@ -322,6 +322,7 @@ struct metrics {
   struct metrics_hist sync_us;    /* WAL sync queued -> back, us */
   struct metrics_hist sync_batch; /* groups in one journal sync */
   uint64_t sync_failures;
+  uint64_t auth_refused[2]; /* answered 401, 403 (--auth-file) */
 };
 URSULA_PRIVATE uint64_t metrics_now_us(void);
 /* The index of a request method (METRICS_N_METHODS - 1: another). */
@@ -537,37 +538,37 @@ struct auth_table;
 /* Read the auth file at path into a new table (*out, one reference: the
 ** caller's).  URSULA_OK, or an error with "FILE:LINE: reason" (or
 ** "FILE: reason") in err (may be NULL); *out is then untouched. */
-URSULA_PRIVATE URSULA_UNUSED int auth_load(const char *path, struct auth_table **out,
+URSULA_PRIVATE int auth_load(const char *path, struct auth_table **out,
                              char *err);
 /* auth_load() of text[0..len) already read; file names it in errors. */
-URSULA_PRIVATE URSULA_UNUSED int auth_parse(const char *text, size_t len, const char *file,
+URSULA_PRIVATE int auth_parse(const char *text, size_t len, const char *file,
                               struct auth_table **out, char *err);
 /* One more reference to t (NULL: none), returned; auth_release() lets one
 ** go, and frees t with the last.  Any thread. */
-URSULA_PRIVATE URSULA_UNUSED struct auth_table *auth_hold(struct auth_table *t);
-URSULA_PRIVATE URSULA_UNUSED void auth_release(struct auth_table *t);
-URSULA_PRIVATE URSULA_UNUSED int auth_count(const struct auth_table *t); /* entries */
+URSULA_PRIVATE struct auth_table *auth_hold(struct auth_table *t);
+URSULA_PRIVATE void auth_release(struct auth_table *t);
+URSULA_PRIVATE int auth_count(const struct auth_table *t); /* entries */
 /* An Authorization field value: AUTH_BEARER with *token set (a view into
 ** v) for "Bearer TOKEN" (the scheme in any case, TOKEN a token68),
 ** AUTH_MALFORMED for the Bearer scheme with anything else, AUTH_NO_BEARER
 ** for another scheme. */
-URSULA_PRIVATE URSULA_UNUSED int auth_bearer(struct str v, struct str *token);
+URSULA_PRIVATE int auth_bearer(struct str v, struct str *token);
 /* The SHA-256 of a token, as the table holds them. */
-URSULA_PRIVATE URSULA_UNUSED void auth_hash(const char *token, size_t len,
+URSULA_PRIVATE void auth_hash(const char *token, size_t len,
                               unsigned char out[CRYPTO_SHA256_LEN]);
 /* May the token whose hash is h do scope (AUTH_*, all the bits given) on
 ** path[0..path_len) (NULL: an admin path, scope alone decides)?  0 yes,
 ** 401 no entry has it, 403 an entry has it without that scope or
 ** prefix.  Every entry is compared, in constant time; *walked (may be
 ** NULL) gets how many were (the unit test's proof). */
-URSULA_PRIVATE URSULA_UNUSED int auth_check_hash(const struct auth_table *t,
+URSULA_PRIVATE int auth_check_hash(const struct auth_table *t,
                                    const unsigned char h[CRYPTO_SHA256_LEN],
                                    unsigned scope, const char *path,
                                    size_t path_len, size_t *walked);
 /* auth_check_hash() of a token's hash; a token of fewer than
 ** AUTH_TOKEN_MIN or more than AUTH_TOKEN_MAX bytes is 401 at once.  Its
 ** hash goes to hash_out (may be NULL) when it was computed. */
-URSULA_PRIVATE URSULA_UNUSED int auth_check(const struct auth_table *t, const char *token,
+URSULA_PRIVATE int auth_check(const struct auth_table *t, const char *token,
                               size_t len, unsigned scope, const char *path,
                               size_t path_len, unsigned char *hash_out);
 
@@ -2683,6 +2684,9 @@ struct core {
   pthread_t thread;
   struct conn_table conns; /* its connections (conn.c) */
   struct live_table live;  /* live readers on this core, by stream path */
+  /* the auth table this core checks tokens against (auth.c), one
+  ** reference held; NULL: no --auth-file.  Its thread only. */
+  struct auth_table *auth;
   /* same-core messages, run at the end of the turn */
   struct loop_msg *local_head, *local_tail;
   /* groups with proposals to commit at the end of this turn */
@@ -2753,6 +2757,8 @@ struct ursula_server {
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
+  struct auth_table *auth;   /* the table in force (one reference), or
+                                NULL: no --auth-file */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which

@@ -74,6 +74,14 @@ URSULA_API int ursula_main(int argc, char **argv) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);
     return 2;
   }
+  if (cfg.auth_file[0] != '\0') { /* a bad auth file is a bad setting */
+    struct auth_table *t = NULL;
+    if (auth_load(cfg.auth_file, &t, err) != URSULA_OK) {
+      fprintf(stderr, "ursula: auth-file: %s\n", err);
+      return 2;
+    }
+    auth_release(t);
+  }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&ms.set);
   sigaddset(&ms.set, SIGINT);

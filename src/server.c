@@ -840,6 +840,7 @@ static void server_free(struct ursula_server *s) {
       URSULA_FREE(s->cores[i].jr_flight);
       journal_close(s->cores[i].journal);
       cold_cache_free(s->cores[i].cold_cache);
+      auth_release(s->cores[i].auth);
     }
     URSULA_FREE(s->cores);
   }
@@ -853,6 +854,7 @@ static void server_free(struct ursula_server *s) {
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
   conn_bounds_free(&s->bounds);
+  auth_release(s->auth);
   URSULA_FREE(s);
 }
 
@@ -1349,6 +1351,12 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
       (rc = server_check_cold(&s->cfg, err)) != URSULA_OK ||
       (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
+  if (cfg->auth_file[0] != '\0') {
+    if ((rc = auth_load(cfg->auth_file, &s->auth, err)) != URSULA_OK)
+      goto fail;
+    LOG_I("auth: %d token(s) from %s; every request needs one",
+          auth_count(s->auth), cfg->auth_file);
+  }
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||
@@ -1379,6 +1387,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     api_core_init(c, cfg->max_connections); /* one count for all cores */
+    c->auth = auth_hold(s->auth);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;
