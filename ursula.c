@@ -2976,7 +2976,11 @@ struct ursula_server {
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
   struct auth_table *auth;   /* the table in force (one reference), or
-                                NULL: no --auth-file */
+                                NULL: no --auth-file; under auth_mu once
+                                the cores run */
+  pthread_mutex_t auth_mu;   /* one reload at a time (server.c, RELOAD) */
+  volatile sig_atomic_t reload_requested; /* without threads: a SIGHUP
+                                             for core 0's turn end */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which
@@ -3001,6 +3005,11 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 ** srv, once no ursula_server_stop() is under way. */
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
 URSULA_PRIVATE void server_release(struct ursula_server *srv);
+#if !URSULA_ENABLE_THREADS
+/* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag
+** and a wake-up: async-signal-safe, for main.c's SIGHUP handler). */
+URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
+#endif
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -3013,6 +3022,10 @@ URSULA_PRIVATE void api_core_free(struct core *c);
 /* The handler of a job coming back to the core of its connection (group.c
 ** sets it on the message). */
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
+/* Core c (on its thread) takes auth table t (its reference) in place of
+** the one it holds, which it lets go; its live readers whose token t does
+** not let read their stream are ended (api.c, REVOCATION). */
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t);
 
 #endif /* URSULA_INTERNAL_H */
 /**** End src/internal.h ****/
@@ -23638,6 +23651,17 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 ** not the stream exists (the answer says nothing about existence).  They
 ** are counted (ursula_auth_refused_total), never logged above debug.
 **
+** REVOCATION.  A reload (server.c, RELOAD) hands each core the new
+** table (api_auth_take): every live reader on it (a long-poll waiting,
+** an SSE response under way) is checked again, by the SHA-256 of the
+** token it was admitted with, for read on its path; one the new table
+** refuses is ended at once: a long-poll is answered 401 or 403 (with
+** its WWW-Authenticate) and closed, an SSE response ends its chunked
+** body (the client's reconnect then meets the 401 or 403).  A live read
+** whose first answer was still on its way at the swap is checked when
+** that answer comes back (api_live_reply).  One INFO line per core says
+** how many were ended.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -24200,6 +24224,60 @@ static void api_reply_head(struct api_conn *cn, struct job *j) {
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n\r\n");
 }
 
+#define API_CHALLENGE "Bearer realm=\"ursula\""
+
+/* REVOCATION: whether the table this core holds now still lets cn's
+** token read path[0..len); if not, end the live reader (answer a
+** long-poll, or one not answered yet, 401 or 403; end an SSE response)
+** and return 1. */
+static int api_revoked(struct api_conn *cn, const char *path, size_t len) {
+  const struct auth_table *t = cn->c.core->auth;
+  int status;
+  if (t == NULL) return 0;
+  status = !cn->auth_ok ? 401
+                        : auth_check_hash(t, cn->auth_hash, AUTH_READ, path,
+                                          len, NULL);
+  if (status == 0) return 0;
+  if (cn->lw.watch != NULL && cn->job != NULL)
+    cn->lw.watch->pending--; /* its read's reply will find no watch */
+  live_leave(&cn->c.core->live, &cn->lw);
+  if (cn->c.state == CONN_BUSY || cn->phase == API_POLL) {
+    cn->c.keep_alive = 0; /* a read in flight is then dropped */
+    cn->challenge = status == 401 ? API_CHALLENGE ", error=\"invalid_token\""
+                                  : API_CHALLENGE
+                        ", error=\"insufficient_scope\"";
+    api_error(cn, status,
+              status == 401 ? "invalid token (revoked)"
+                            : "insufficient scope (revoked)");
+    conn_done(&cn->c);
+  } else {
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
+  }
+  return 1;
+}
+
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t) {
+  struct auth_table *old = c->auth;
+  uint32_t i;
+  int live = 0, ended = 0;
+  c->auth = t;
+  for (i = 0; i < c->conns.n_slots; i++) {
+    struct api_conn *cn = (struct api_conn *)(void *)c->conns.slots[i];
+    if (cn == NULL || cn->c.admin || cn->c.state != CONN_LIVE ||
+        cn->c.closing || cn->lw.watch == NULL)
+      continue;
+    live++;
+    ended += api_revoked(cn, cn->lw.watch->path, cn->lw.watch->path_len);
+  }
+  auth_release(old);
+  LOG_I("core %d: took the reloaded auth table (%d token(s)): %d of %d "
+        "live reader(s) ended, their token no longer reads their stream",
+        c->id, auth_count(t), ended, live);
+  (void)ended; /* (read by the log line alone) */
+  (void)live;
+}
+
 /* A read came back for a live connection. */
 static void api_live_reply(struct api_conn *cn, struct job *j) {
   int first = cn->c.state == CONN_BUSY;
@@ -24207,6 +24285,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     cn->lw.watch->pending--;
   }
   if (cn->c.closing) return; /* the SSE response ended meanwhile */
+  if (first && api_revoked(cn, j->path, j->path_len)) return;
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
@@ -24556,8 +24635,6 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
 }
 
 /* ------------------------------------------------------------ authentication */
-
-#define API_CHALLENGE "Bearer realm=\"ursula\""
 
 /* With an auth table on this core: may req do scope (AUTH_*) on path
 ** (NULL: an admin path)?  0: yes (or no table), cn->auth_hash then holds
@@ -25627,6 +25704,16 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 ** below), serving all the while; a second ursula_server_stop() cuts that
 ** short (SECOND STOP, below).
 **
+** RELOAD.  ursula_server_reload() (SIGHUP: main.c) reads the auth file
+** into a new table on the caller's thread, then posts it to every core
+** (one reference each: a struct server_auth_msg), where api_auth_take()
+** swaps it for the core's old one and ends the live readers it revokes.
+** The server keeps the table in force for the next reload; a table is
+** freed by whoever lets it go last (auth.c, LIFETIME), so a core never
+** reads freed entries and the request path takes no lock.  Messages
+** from one reload reach each core in order after those of the reload
+** before (auth_mu orders the posts), so every core ends on the newest.
+**
 ** PLANTED BUGS.  -DSERVER_PLANT=n (default 0) compiles in one, to prove
 ** the tests catch it (make test-rolling-plants):
 **   1  a node of a cluster stops at once, handing nothing over (the stop
@@ -26151,6 +26238,10 @@ static void server_on_turn_end(struct loop *l) {
     c->leaving = 1;
     server_leave_step(c);
   }
+  if (c->id == 0 && c->srv->reload_requested) { /* only without threads */
+    c->srv->reload_requested = 0;
+    ursula_server_reload(c->srv);
+  }
   for (;;) {
     int i, n, applied = 0;
     server_run_local(l, c);
@@ -26193,6 +26284,24 @@ static void server_on_turn_end(struct loop *l) {
   }
   if (c->srv->peer != NULL) peer_flush(c->srv->peer, c->id);
   server_check_drained(c);
+}
+
+/* A table on its way to a core (RELOAD). */
+struct server_auth_msg {
+  struct loop_msg msg;
+  struct auth_table *t; /* one reference, the core's once taken */
+};
+
+static void server_on_auth(struct loop *l, struct loop_msg *m) {
+  struct server_auth_msg *q = (struct server_auth_msg *)(void *)m;
+  api_auth_take((struct core *)loop_get_user(l), q->t);
+  URSULA_FREE(q);
+}
+
+/* The loop closed before it took the table. */
+static void server_auth_drop(struct loop_msg *m) {
+  auth_release(((struct server_auth_msg *)(void *)m)->t);
+  URSULA_FREE(m);
 }
 
 static void server_on_sweep(struct loop *l, void *arg) {
@@ -26446,6 +26555,7 @@ static void server_free(struct ursula_server *s) {
   pthread_mutex_destroy(&s->mu);
   conn_bounds_free(&s->bounds);
   auth_release(s->auth);
+  pthread_mutex_destroy(&s->auth_mu);
   URSULA_FREE(s);
 }
 
@@ -26900,6 +27010,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->admin_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->auth_mu, NULL);
   conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
   s->n_cores = cfg->core_count > 0 ? cfg->core_count : os_cpu_count();
@@ -27073,6 +27184,53 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   srv->stop_busy = 0;
 }
 
+URSULA_API int ursula_server_reload(struct ursula_server *srv) {
+  struct server_auth_msg *q[URSULA_MAX_CORES];
+  struct auth_table *t = NULL, *old;
+  char err[URSULA_ERRMSG_LEN];
+  int i, rc;
+  if (srv->cfg.auth_file[0] == '\0') {
+    LOG_I("reload: no --auth-file, nothing to re-read");
+    return URSULA_OK;
+  }
+  pthread_mutex_lock(&srv->auth_mu);
+  rc = auth_load(srv->cfg.auth_file, &t, err);
+  for (i = 0; i < srv->n_cores && rc == URSULA_OK; i++) {
+    q[i] = (struct server_auth_msg *)URSULA_MALLOC(sizeof(*q[i]));
+    if (q[i] == NULL) {
+      while (--i >= 0) URSULA_FREE(q[i]);
+      auth_release(t);
+      snprintf(err, sizeof(err), "%s", ursula_strerror(URSULA_ENOMEM));
+      rc = URSULA_ENOMEM;
+    }
+  }
+  if (rc != URSULA_OK) {
+    pthread_mutex_unlock(&srv->auth_mu);
+    LOG_E("auth: reload failed, the table in force stays: %s", err);
+    return rc;
+  }
+  for (i = 0; i < srv->n_cores; i++) {
+    memset(q[i], 0, sizeof(*q[i]));
+    q[i]->msg.on_msg = server_on_auth;
+    q[i]->msg.on_drop = server_auth_drop;
+    q[i]->t = auth_hold(t);
+    loop_post(srv->cores[i].loop, &q[i]->msg);
+  }
+  old = srv->auth;
+  srv->auth = t; /* the reference auth_load() gave */
+  pthread_mutex_unlock(&srv->auth_mu);
+  auth_release(old);
+  LOG_I("auth: reloaded %s: %d token(s)", srv->cfg.auth_file, auth_count(t));
+  return URSULA_OK;
+}
+
+#if !URSULA_ENABLE_THREADS
+URSULA_PRIVATE void server_request_reload(struct ursula_server *srv) {
+  srv->reload_requested = 1;
+  loop_wake(srv->cores[0].loop);
+}
+#endif
+
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv) {
   int i, rc = URSULA_OK;
 #if URSULA_ENABLE_THREADS
@@ -27118,8 +27276,11 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** are passed on until the cores have stopped, never after: the thread
 ** takes ms.mu for each, and the server is freed only once ms.srv is NULL
 ** under that lock.
+** SIGHUP re-reads the auth file (ursula_server_reload), on the same
+** thread, under the same lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
-** instead: ursula_server_stop() is a flag store and a pipe write per
+** instead (and a SIGHUP handler asks core 0 to reload at its next turn's
+** end: server_request_reload): ursula_server_stop() is a flag store and a pipe write per
 ** loop, both async-signal-safe, and the first signal is logged after the
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
@@ -27134,13 +27295,16 @@ struct main_sig {
 
 #if URSULA_ENABLE_THREADS
 /* Each SIGINT or SIGTERM stops the server (the first gracefully, the
-** second at once); SIGUSR2 ends the thread. */
+** second at once); SIGHUP reloads; SIGUSR2 ends the thread. */
 static void *main_sig_thread(void *arg) {
   struct main_sig *ms = (struct main_sig *)arg;
   int sig = 0, n = 0;
   while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
     pthread_mutex_lock(&ms->mu);
-    if (ms->srv != NULL) {
+    if (ms->srv != NULL && sig == SIGHUP) {
+      LOG_I("signal %d: re-reading the auth file", sig);
+      ursula_server_reload(ms->srv);
+    } else if (ms->srv != NULL) {
       if (++n == 1) LOG_I("signal %d: stopping", sig);
       ursula_server_stop(ms->srv);
     }
@@ -27158,6 +27322,13 @@ static void main_on_signal(int sig) {
   struct ursula_server *srv = main_srv;
   if (main_signal == 0) main_signal = sig;
   if (srv != NULL) ursula_server_stop(srv);
+}
+
+/* SIGHUP: core 0 reloads at the end of its turn. */
+static void main_on_hup(int sig) {
+  struct ursula_server *srv = main_srv;
+  (void)sig;
+  if (srv != NULL) server_request_reload(srv);
 }
 #endif
 
@@ -27194,6 +27365,7 @@ URSULA_API int ursula_main(int argc, char **argv) {
   sigemptyset(&ms.set);
   sigaddset(&ms.set, SIGINT);
   sigaddset(&ms.set, SIGTERM);
+  sigaddset(&ms.set, SIGHUP);
   sigaddset(&ms.set, SIGUSR2); /* ends the signal thread after a stop */
   pthread_sigmask(SIG_BLOCK, &ms.set, NULL);
   rc = ursula_server_start(&cfg, &srv, err);
@@ -27228,6 +27400,8 @@ URSULA_API int ursula_main(int argc, char **argv) {
     main_srv = srv;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = main_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &ms.set, NULL);
     (void)sig_thread;
   }

@@ -42,6 +42,17 @@
 ** not the stream exists (the answer says nothing about existence).  They
 ** are counted (ursula_auth_refused_total), never logged above debug.
 **
+** REVOCATION.  A reload (server.c, RELOAD) hands each core the new
+** table (api_auth_take): every live reader on it (a long-poll waiting,
+** an SSE response under way) is checked again, by the SHA-256 of the
+** token it was admitted with, for read on its path; one the new table
+** refuses is ended at once: a long-poll is answered 401 or 403 (with
+** its WWW-Authenticate) and closed, an SSE response ends its chunked
+** body (the client's reconnect then meets the 401 or 403).  A live read
+** whose first answer was still on its way at the swap is checked when
+** that answer comes back (api_live_reply).  One INFO line per core says
+** how many were ended.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -604,6 +615,60 @@ static void api_reply_head(struct api_conn *cn, struct job *j) {
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n\r\n");
 }
 
+#define API_CHALLENGE "Bearer realm=\"ursula\""
+
+/* REVOCATION: whether the table this core holds now still lets cn's
+** token read path[0..len); if not, end the live reader (answer a
+** long-poll, or one not answered yet, 401 or 403; end an SSE response)
+** and return 1. */
+static int api_revoked(struct api_conn *cn, const char *path, size_t len) {
+  const struct auth_table *t = cn->c.core->auth;
+  int status;
+  if (t == NULL) return 0;
+  status = !cn->auth_ok ? 401
+                        : auth_check_hash(t, cn->auth_hash, AUTH_READ, path,
+                                          len, NULL);
+  if (status == 0) return 0;
+  if (cn->lw.watch != NULL && cn->job != NULL)
+    cn->lw.watch->pending--; /* its read's reply will find no watch */
+  live_leave(&cn->c.core->live, &cn->lw);
+  if (cn->c.state == CONN_BUSY || cn->phase == API_POLL) {
+    cn->c.keep_alive = 0; /* a read in flight is then dropped */
+    cn->challenge = status == 401 ? API_CHALLENGE ", error=\"invalid_token\""
+                                  : API_CHALLENGE
+                        ", error=\"insufficient_scope\"";
+    api_error(cn, status,
+              status == 401 ? "invalid token (revoked)"
+                            : "insufficient scope (revoked)");
+    conn_done(&cn->c);
+  } else {
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
+  }
+  return 1;
+}
+
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t) {
+  struct auth_table *old = c->auth;
+  uint32_t i;
+  int live = 0, ended = 0;
+  c->auth = t;
+  for (i = 0; i < c->conns.n_slots; i++) {
+    struct api_conn *cn = (struct api_conn *)(void *)c->conns.slots[i];
+    if (cn == NULL || cn->c.admin || cn->c.state != CONN_LIVE ||
+        cn->c.closing || cn->lw.watch == NULL)
+      continue;
+    live++;
+    ended += api_revoked(cn, cn->lw.watch->path, cn->lw.watch->path_len);
+  }
+  auth_release(old);
+  LOG_I("core %d: took the reloaded auth table (%d token(s)): %d of %d "
+        "live reader(s) ended, their token no longer reads their stream",
+        c->id, auth_count(t), ended, live);
+  (void)ended; /* (read by the log line alone) */
+  (void)live;
+}
+
 /* A read came back for a live connection. */
 static void api_live_reply(struct api_conn *cn, struct job *j) {
   int first = cn->c.state == CONN_BUSY;
@@ -611,6 +676,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     cn->lw.watch->pending--;
   }
   if (cn->c.closing) return; /* the SSE response ended meanwhile */
+  if (first && api_revoked(cn, j->path, j->path_len)) return;
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
@@ -960,8 +1026,6 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
 }
 
 /* ------------------------------------------------------------ authentication */
-
-#define API_CHALLENGE "Bearer realm=\"ursula\""
 
 /* With an auth table on this core: may req do scope (AUTH_*) on path
 ** (NULL: an admin path)?  0: yes (or no table), cn->auth_hash then holds

@@ -2758,7 +2758,11 @@ struct ursula_server {
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
   struct auth_table *auth;   /* the table in force (one reference), or
-                                NULL: no --auth-file */
+                                NULL: no --auth-file; under auth_mu once
+                                the cores run */
+  pthread_mutex_t auth_mu;   /* one reload at a time (server.c, RELOAD) */
+  volatile sig_atomic_t reload_requested; /* without threads: a SIGHUP
+                                             for core 0's turn end */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which
@@ -2783,6 +2787,11 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 ** srv, once no ursula_server_stop() is under way. */
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
 URSULA_PRIVATE void server_release(struct ursula_server *srv);
+#if !URSULA_ENABLE_THREADS
+/* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag
+** and a wake-up: async-signal-safe, for main.c's SIGHUP handler). */
+URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
+#endif
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -2795,5 +2804,9 @@ URSULA_PRIVATE void api_core_free(struct core *c);
 /* The handler of a job coming back to the core of its connection (group.c
 ** sets it on the message). */
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
+/* Core c (on its thread) takes auth table t (its reference) in place of
+** the one it holds, which it lets go; its live readers whose token t does
+** not let read their stream are ended (api.c, REVOCATION). */
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t);
 
 #endif /* URSULA_INTERNAL_H */

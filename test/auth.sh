@@ -58,6 +58,8 @@ WR=writer-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PF=prefix-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ADM=admin-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 NEW=late-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+GONE=gone-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+KEEP=keep-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 SHORT=fifteen-bytes-x # 15 bytes: too short whatever the file says
 bearer() { echo "Authorization: Bearer $1"; }
 
@@ -96,14 +98,19 @@ else
 fi
 
 # --- the table ------------------------------------------------------------------
-cat >"$TMP/tokens" <<EOF
+# base: the table the server starts with, less the tokens a reload removes
+base() {
+  cat <<EOF
 # NAME SCOPES PREFIX SHA256HEX
 reader  read        *      $(hash "$RD")
 writer  read,write  *      $(hash "$WR")
 scoped  read,write  /p/    $(hash "$PF")
 ops     admin       *      $(hash "$ADM")
 short   read        *      $(hash "$SHORT")
+keep    read        /s     $(hash "$KEEP")
 EOF
+}
+{ base; echo "gone read * $(hash "$GONE")"; } >"$TMP/tokens"
 "$BIN" --listen 127.0.0.1:$H --admin-listen 127.0.0.1:$A --core-count 2 \
   --auth-file "$TMP/tokens" --sse-keepalive-ms 200 >"$TMP/auth.log" 2>&1 &
 SRV=$!
@@ -191,10 +198,112 @@ same "refusals counted: ursula_auth_refused_total 401 and 403 one more each" \
   "$(( $(metric 'ursula_auth_refused_total{code="401"}') - r401 )) $(( $(metric 'ursula_auth_refused_total{code="403"}') - r403 ))" \
   "1 1"
 
+# --- SIGHUP: reloads --------------------------------------------------------------
+# within SECS PID: wait at most SECS seconds for PID to end; 0 if it did
+within() {
+  local end=$(( $(date +%s%N) + $1 * 1000000000 ))
+  while [ "$(date +%s%N)" -lt $end ]; do
+    kill -0 "$2" 2>/dev/null || return 0
+    sleep 0.02
+  done
+  return 1
+}
+# logged PATTERN: wait at most 2 s for a line of the server's log
+logged() {
+  local i
+  for i in $(seq 1 100); do
+    grep -qF "$1" "$TMP/auth.log" && return 0
+    sleep 0.02
+  done
+  return 1
+}
+# swap: the file becomes $TMP/tokens.new (at once, as an editor's save)
+swap() { mv "$TMP/tokens.new" "$TMP/tokens"; }
+same "before the reload, the late token is unknown: 401" \
+  "$(code GET "$U/s" -H "$(bearer "$NEW")")" 401
+{ base; echo "gone read * $(hash "$GONE")"; echo "late read * $(hash "$NEW")"; } \
+  >"$TMP/tokens.new" && swap
+kill -HUP $SRV
+got=401
+for i in $(seq 1 100); do # at most 2 s
+  got=$(code GET "$U/s" -H "$(bearer "$NEW")")
+  [ "$got" = 200 ] && break
+  sleep 0.02
+done
+same "a token added to the file works right after kill -HUP" "$got" 200
+check "... and the log says the table was reloaded" \
+  logged "auth: reloaded $TMP/tokens: 8 token(s)"
+
+cp "$TMP/tokens" "$TMP/tokens.good"
+{ base; echo "late read * $(hash "$NEW")"; echo "broken read,nope * $(hash x)"; } \
+  >"$TMP/tokens.new" && swap
+kill -HUP $SRV
+check "a bad file on reload: the error is logged with FILE:LINE" \
+  logged "auth: reload failed, the table in force stays: $TMP/tokens:9: scopes: unknown scope"
+same "... and the table in force stays: the late and the gone tokens still read (200 200)" \
+  "$(code GET "$U/s" -H "$(bearer "$NEW")") $(code GET "$U/s" -H "$(bearer "$GONE")")" \
+  "200 200"
+mv "$TMP/tokens.good" "$TMP/tokens"
+
+# live readers: SSE with the token a reload removes, SSE with one it
+# keeps, a long-poll with the removed one
+off=$(curl -s -D - -o /dev/null -H "$(bearer "$RD")" "$U/s" | tr -d '\r' |
+  sed -n 's/^Stream-Next-Offset: //Ip')
+curl -s -N --max-time 30 -H "$(bearer "$GONE")" "$U/s?offset=-1&live=sse" \
+  >"$TMP/sse-gone" 2>&1 &
+SG=$!
+curl -s -N --max-time 30 -H "$(bearer "$KEEP")" "$U/s?offset=-1&live=sse" \
+  >"$TMP/sse-keep" 2>&1 &
+SK=$!
+curl -s -o "$TMP/poll-gone" -D "$TMP/poll-gone.head" --max-time 30 \
+  -H "$(bearer "$GONE")" "$U/s?offset=$off&live=long-poll" &
+PG=$!
+lib_track $SG; lib_track $SK; lib_track $PG
+live=0
+for i in $(seq 1 100); do
+  live=$(metric 'ursula_live_connections')
+  [ "${live:-0}" -ge 3 ] && grep -q 'event:' "$TMP/sse-gone" &&
+    grep -q 'event:' "$TMP/sse-keep" && break
+  sleep 0.05
+done
+same "three live readers are waiting" "$live" 3
+{ base; echo "late read * $(hash "$NEW")"; } >"$TMP/tokens.new" && swap
+kill -HUP $SRV
+if within 2 $SG; then
+  ok "an SSE reader whose token a reload removed: its response ends within 2 s"
+else
+  not_ok "an SSE reader whose token a reload removed: its response ends within 2 s"
+fi
+if within 2 $PG; then
+  same "a long-poll whose token a reload removed: 401 invalid_token within 2 s" \
+    "$(tr -d '\r' <"$TMP/poll-gone.head" | sed -n '1s/^HTTP\/1.1 \([0-9]*\).*/\1/p')|$(tr -d '\r' <"$TMP/poll-gone.head" | sed -n 's/^WWW-Authenticate: //Ip')" \
+    '401|Bearer realm="ursula", error="invalid_token"'
+else
+  not_ok "a long-poll whose token a reload removed: 401 invalid_token within 2 s"
+fi
+sleep 0.5
+if kill -0 $SK 2>/dev/null; then
+  ok "an SSE reader whose token stays is not ended"
+else
+  not_ok "an SSE reader whose token stays is not ended" "$(tr '\n' '|' <"$TMP/sse-keep")"
+fi
+code POST "$U/s" "${CT[@]}" --data-binary after-reload -H "$(bearer "$WR")" >/dev/null
+for i in $(seq 1 100); do grep -q after-reload "$TMP/sse-keep" && break; sleep 0.02; done
+check "... and it goes on getting the stream's data" grep -q after-reload "$TMP/sse-keep"
+same "the removed token is refused after the reload: 401" \
+  "$(code GET "$U/s" -H "$(bearer "$GONE")")" 401
+lines=$(grep -F 'took the reloaded auth table (7 token(s))' "$TMP/auth.log")
+same "one INFO line per core for that reload (2 cores)" \
+  "$(printf '%s\n' "$lines" | grep -c .)" 2
+same "... which ended the 2 live readers of the removed token in all" \
+  "$(printf '%s\n' "$lines" | sed -n 's/.*): \([0-9]*\) of .*/\1/p' | awk '{ n += $1 } END { print n + 0 }')" 2
+lib_kill $SK
+
 # --- the log ---------------------------------------------------------------------
 leak=""
-for s in "$RD" "$WR" "$PF" "$ADM" "$NEW" "$(hash "$RD")" "$(hash "$WR")" \
-  "$(hash "$PF")" "$(hash "$ADM")" "$(hash "$NEW")"; do
+for s in "$RD" "$WR" "$PF" "$ADM" "$NEW" "$GONE" "$KEEP" "$(hash "$RD")" \
+  "$(hash "$WR")" "$(hash "$PF")" "$(hash "$ADM")" "$(hash "$NEW")" \
+  "$(hash "$GONE")" "$(hash "$KEEP")"; do
   grep -qF "$s" "$TMP/auth.log" "$TMP/bad.out" && leak="$leak $s"
 done
 same "the log names no token and no hash" "${leak:-none}" none
