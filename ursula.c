@@ -7381,9 +7381,11 @@ URSULA_PRIVATE int auth_parse(const char *text, size_t len, const char *file,
 URSULA_PRIVATE int auth_load(const char *path, struct auth_table **out,
                              char *err) {
   FILE *f;
-  char *text;
-  size_t len = 0, got;
-  int rc;
+  struct buf text;
+  char chunk[65536];
+  size_t got;
+  const char *z;
+  int rc = URSULA_OK;
   f = fopen(path, "rb");
   if (f == NULL) {
     if (err != NULL)
@@ -7391,35 +7393,39 @@ URSULA_PRIVATE int auth_load(const char *path, struct auth_table **out,
                strerror(errno));
     return URSULA_EIO;
   }
-  text = (char *)URSULA_MALLOC(AUTH_FILE_MAX + 1);
-  if (text == NULL) {
-    fclose(f);
-    return URSULA_ENOMEM;
+  memset(&text, 0, sizeof(text));
+  while (rc == URSULA_OK && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    if (text.len + got > (size_t)AUTH_FILE_MAX) {
+      if (err != NULL)
+        snprintf(err, URSULA_ERRMSG_LEN, "%.900s: larger than 64 MiB", path);
+      rc = URSULA_EIO;
+    } else if (buf_append(&text, chunk, got) != URSULA_OK) {
+      if (err != NULL)
+        snprintf(err, URSULA_ERRMSG_LEN, "%.900s: out of memory", path);
+      rc = URSULA_ENOMEM;
+    }
   }
-  while ((got = fread(text + len, 1, AUTH_FILE_MAX + 1 - len, f)) > 0) {
-    len += got;
-    if (len > AUTH_FILE_MAX) break;
-  }
-  if (ferror(f) || len > AUTH_FILE_MAX) {
+  if (rc == URSULA_OK && ferror(f)) {
     if (err != NULL)
-      snprintf(err, URSULA_ERRMSG_LEN, "%.900s: %s", path,
-               ferror(f) ? "read error" : "larger than 64 MiB");
-    fclose(f);
-    URSULA_FREE(text);
-    return URSULA_EIO;
+      snprintf(err, URSULA_ERRMSG_LEN, "%.900s: read error", path);
+    rc = URSULA_EIO;
   }
   fclose(f);
-  if (memchr(text, '\0', len) != NULL) {
-    /* the line of the first NUL, for the message */
-    const char *z = (const char *)memchr(text, '\0', len), *p;
+  if (rc != URSULA_OK) {
+    buf_free(&text);
+    return rc;
+  }
+  z = text.len > 0 ? (const char *)memchr(text.ptr, '\0', text.len) : NULL;
+  if (z != NULL) { /* the line of the first NUL, for the message */
+    const char *p;
     int line = 1;
-    for (p = text; p < z; p++)
+    for (p = text.ptr; p < z; p++)
       if (*p == '\n') line++;
     rc = auth_fail(err, path, line, "a NUL byte");
   } else {
-    rc = auth_parse(text, len, path, out, err);
+    rc = auth_parse(text.len > 0 ? text.ptr : "", text.len, path, out, err);
   }
-  URSULA_FREE(text);
+  buf_free(&text);
   return rc;
 }
 
