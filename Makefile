@@ -31,7 +31,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
-        test-cold-plants test-status-plants test-admin bench-cluster bench-floor test-rolling test-rolling-plants
+        test-cold-plants test-status-plants test-admin test-auth bench-cluster bench-floor test-rolling test-rolling-plants
 
 all: ursula
 
@@ -250,6 +250,12 @@ test-sim-bugs: $(SIM_DEPS)
 # /healthz, /readyz through a lost majority (test/admin.sh).
 test-admin: ursula
 	bash test/admin.sh ./ursula
+
+# Bearer tokens (--auth-file): 401/403 and their WWW-Authenticate on both
+# listeners, the CORS preflight, a bad file at start, SIGHUP reloads and
+# the live readers a reload revokes (test/auth.sh).
+test-auth: ursula
+	bash test/auth.sh ./ursula
 
 test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
@@ -615,7 +621,7 @@ fuzz-seeds: ursula.c ursula.h test/fuzz/seeds.c test/fuzz/fuzz.h
 	./build/fuzz-seeds test/fuzz/corpus
 
 test: check-amalgamation check-symbols check-layers test-split test-flags static test-unit \
-      test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-admin test-cluster test-fault \
+      test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-admin test-auth test-cluster test-fault \
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-conformance-cluster test-asan

@@ -549,6 +549,7 @@ struct metrics {
   struct metrics_hist sync_us;    /* WAL sync queued -> back, us */
   struct metrics_hist sync_batch; /* groups in one journal sync */
   uint64_t sync_failures;
+  uint64_t auth_refused[2]; /* answered 401, 403 (--auth-file) */
 };
 URSULA_PRIVATE uint64_t metrics_now_us(void);
 /* The index of a request method (METRICS_N_METHODS - 1: another). */
@@ -750,6 +751,53 @@ URSULA_PRIVATE void crypto_hmac_sha256(const void *key, size_t key_len,
                                        unsigned char out[32]);
 /* Lowercase hex of p[0..n) into out (2n chars + NUL). */
 URSULA_PRIVATE void crypto_hex(const void *p, size_t n, char *out);
+
+/* ------------------------------------------------------------------ auth.c
+** Bearer tokens (--auth-file): the file's table, immutable and reference
+** counted, and the check of a token against it.  See the top of auth.c. */
+#define AUTH_MAX_ENTRIES 10000
+#define AUTH_TOKEN_MIN 16  /* bytes of a token; shorter or longer: 401 */
+#define AUTH_TOKEN_MAX 512
+enum { AUTH_READ = 1, AUTH_WRITE = 2, AUTH_ADMIN = 4 }; /* scopes */
+/* What an Authorization field value holds (auth_bearer). */
+enum { AUTH_NO_BEARER = 0, AUTH_MALFORMED, AUTH_BEARER };
+struct auth_table;
+/* Read the auth file at path into a new table (*out, one reference: the
+** caller's).  URSULA_OK, or an error with "FILE:LINE: reason" (or
+** "FILE: reason") in err (may be NULL); *out is then untouched. */
+URSULA_PRIVATE int auth_load(const char *path, struct auth_table **out,
+                             char *err);
+/* auth_load() of text[0..len) already read; file names it in errors. */
+URSULA_PRIVATE int auth_parse(const char *text, size_t len, const char *file,
+                              struct auth_table **out, char *err);
+/* One more reference to t (NULL: none), returned; auth_release() lets one
+** go, and frees t with the last.  Any thread. */
+URSULA_PRIVATE struct auth_table *auth_hold(struct auth_table *t);
+URSULA_PRIVATE void auth_release(struct auth_table *t);
+URSULA_PRIVATE int auth_count(const struct auth_table *t); /* entries */
+/* An Authorization field value: AUTH_BEARER with *token set (a view into
+** v) for "Bearer TOKEN" (the scheme in any case, TOKEN a token68),
+** AUTH_MALFORMED for the Bearer scheme with anything else, AUTH_NO_BEARER
+** for another scheme. */
+URSULA_PRIVATE int auth_bearer(struct str v, struct str *token);
+/* The SHA-256 of a token, as the table holds them. */
+URSULA_PRIVATE void auth_hash(const char *token, size_t len,
+                              unsigned char out[CRYPTO_SHA256_LEN]);
+/* May the token whose hash is h do scope (AUTH_*, all the bits given) on
+** path[0..path_len) (NULL: an admin path, scope alone decides)?  0 yes,
+** 401 no entry has it, 403 an entry has it without that scope or
+** prefix.  Every entry is compared, in constant time; *walked (may be
+** NULL) gets how many were (the unit test's proof). */
+URSULA_PRIVATE int auth_check_hash(const struct auth_table *t,
+                                   const unsigned char h[CRYPTO_SHA256_LEN],
+                                   unsigned scope, const char *path,
+                                   size_t path_len, size_t *walked);
+/* auth_check_hash() of a token's hash; a token of fewer than
+** AUTH_TOKEN_MIN or more than AUTH_TOKEN_MAX bytes is 401 at once.  Its
+** hash goes to hash_out (may be NULL) when it was computed. */
+URSULA_PRIVATE int auth_check(const struct auth_table *t, const char *token,
+                              size_t len, unsigned scope, const char *path,
+                              size_t path_len, unsigned char *hash_out);
 
 /* ----------------------------------------------------------------- sigv4.c
 ** AWS Signature Version 4 for request headers, as a pure function: the
@@ -2905,6 +2953,9 @@ struct core {
   pthread_t thread;
   struct conn_table conns; /* its connections (conn.c) */
   struct live_table live;  /* live readers on this core, by stream path */
+  /* the auth table this core checks tokens against (auth.c), one
+  ** reference held; NULL: no --auth-file.  Its thread only. */
+  struct auth_table *auth;
   /* same-core messages, run at the end of the turn */
   struct loop_msg *local_head, *local_tail;
   /* groups with proposals to commit at the end of this turn */
@@ -2975,6 +3026,12 @@ struct ursula_server {
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
+  struct auth_table *auth;   /* the table in force (one reference), or
+                                NULL: no --auth-file; under auth_mu once
+                                the cores run */
+  pthread_mutex_t auth_mu;   /* one reload at a time (server.c, RELOAD) */
+  volatile sig_atomic_t reload_requested; /* without threads: a SIGHUP
+                                             for core 0's turn end */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which
@@ -3006,6 +3063,11 @@ URSULA_PRIVATE void server_release(struct ursula_server *srv);
 ** with the reason in err (URSULA_ERRMSG_LEN bytes).  main.c's
 ** --check-config runs it. */
 URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
+#if !URSULA_ENABLE_THREADS
+/* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag
+** and a wake-up: async-signal-safe, for main.c's SIGHUP handler). */
+URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
+#endif
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -3018,6 +3080,10 @@ URSULA_PRIVATE void api_core_free(struct core *c);
 /* The handler of a job coming back to the core of its connection (group.c
 ** sets it on the message). */
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
+/* Core c (on its thread) takes auth table t (its reference) in place of
+** the one it holds, which it lets go; its live readers whose token t does
+** not let read their stream are ended (api.c, REVOCATION). */
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t);
 
 #endif /* URSULA_INTERNAL_H */
 /**** End src/internal.h ****/
@@ -4590,6 +4656,7 @@ URSULA_PRIVATE void metrics_merge(struct metrics *to,
   for (k = 0; k < 2; k++) to->live_started[k] += m->live_started[k];
   to->live_bytes += m->live_bytes;
   to->sync_failures += m->sync_failures;
+  for (k = 0; k < 2; k++) to->auth_refused[k] += m->auth_refused[k];
 }
 
 /* ------------------------------------------------------------ writing */
@@ -4709,6 +4776,15 @@ URSULA_PRIVATE int metrics_write_counters(struct buf *out,
     rc = metrics_write_value(out, "ursula_wal_sync_failures_total",
                              "counter", "WAL syncs that failed",
                              m->sync_failures);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_auth_refused_total", "counter",
+                            "requests refused by --auth-file: 401 no or "
+                            "unknown token, 403 a token without the scope "
+                            "or the path");
+  for (k = 0; k < 2 && rc == URSULA_OK; k++)
+    rc = buf_printf(out, "ursula_auth_refused_total{code=\"%d\"} %llu\n",
+                    k == 0 ? 401 : 403,
+                    (unsigned long long)m->auth_refused[k]);
   return rc;
 }
 
@@ -5594,6 +5670,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Not Modified";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
     case 403:
       return "Forbidden";
     case 404:
@@ -6221,6 +6299,12 @@ static const struct conf_key conf_keys[] = {
     {"public-status", NULL, CONF_T_INT, CONF_OFF(public_status), 0, 1, "0|1",
      "1: also serve GET /__ursula/cluster on the public listener (its "
      "paths are the admin listener's otherwise)"},
+    {"auth-file", NULL, CONF_T_PATH, CONF_OFF(auth_file), 0,
+     URSULA_PATH_LEN - 1, "FILE",
+     "bearer tokens: lines of NAME SCOPES PREFIX SHA256HEX (README, "
+     "\"Authentication\"); every request then needs \"Authorization: Bearer "
+     "TOKEN\" (OPTIONS, /healthz and /readyz excepted); SIGHUP re-reads "
+     "it; empty = no authentication"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},
@@ -7183,6 +7267,462 @@ URSULA_PRIVATE void crypto_hex(const void *p, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 /**** End src/crypto.c ****/
+/**** Begin src/auth.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/auth.c"
+#endif
+/*
+** auth.c -- bearer tokens: the auth file, its table, and the check of a
+** request's token (issue 17, item 5).
+**
+** With --auth-file FILE (config key auth-file; default none: no
+** authentication, every request served as before), every request on the
+** public listener but OPTIONS carries "Authorization: Bearer TOKEN"
+** (RFC 6750 section 2.1; the scheme name is case-insensitive, RFC 9110
+** section 11.1), and so do the admin listener's /metrics and
+** /__ursula/cluster.  api.c applies the rules; this file holds the table
+** and answers one question: may this token do this to this path?
+**
+** THE FILE.  UTF-8 text, one entry a line; blank lines, and lines whose
+** first non-blank is '#', are skipped (a comment may hold any UTF-8; a
+** '#' after the fields is not a comment but a fifth field, an error).
+** A CR before the line end is dropped, and so is a byte order mark before
+** the first line.  Every other line is four fields separated by runs of
+** spaces or tabs:
+**
+**   NAME SCOPES PREFIX SHA256HEX
+**
+**   NAME       1-64 of [A-Za-z0-9._-], unique in the file: what the logs
+**              call the entry (never the token)
+**   SCOPES     a comma-separated, non-empty set of read, write, admin
+**              (each at most once, no blanks): read = GET and HEAD of a
+**              stream (catch-up, long-poll, SSE); write = PUT, POST,
+**              DELETE; admin = /metrics and /__ursula/cluster
+**   PREFIX     '*' (every path), or a path prefix beginning with '/', of
+**              printable ASCII (a request path is ASCII: other bytes
+**              are percent-encoded), at most URSULA_MAX_PATH_BYTES:
+**              a stream path is covered if it equals the prefix or
+**              starts with it, byte for byte as the request sends it.
+**              So "/a/" covers "/a/x" but not "/ab"; "/a" covers both:
+**              end a directory-like prefix with '/'.  (A path with "."
+**              or ".." segments never gets this far: api.c answers 400.)
+**              The admin paths are checked by scope alone.
+**   SHA256HEX  64 lowercase hex digits: the SHA-256 of the token's bytes,
+**              as `printf %s "$TOKEN" | sha256sum` prints it.  Two
+**              entries may not have the same one.  The file never holds
+**              a token.
+**
+** At most AUTH_MAX_ENTRIES entries, lines of at most AUTH_LINE_MAX
+** bytes.  A file with no entry is valid: it refuses every token.  A bad
+** line fails the whole load with "FILE:LINE: reason"; the reason never
+** quotes a hash.  At start that ends the program (exit 2, as a bad flag
+** does: main.c); at a reload (SIGHUP, ursula_server_reload) the table in
+** force stays.
+**
+** THE CHECK.  A token is 16..512 bytes of token68 (RFC 6750's b64token:
+** A-Z a-z 0-9 - . _ ~ + / then '='s); a shorter or longer one is refused
+** like a wrong one.  Its SHA-256 is compared with every entry's hash in
+** constant time: every byte of every entry is looked at, whether or not
+** one matched, so the time taken says nothing about how close a guess
+** was, nor which entry matched.  Then the matched entry's scopes and
+** prefix decide.  The outcome is 0 (granted), 401 (no entry has that
+** token) or 403 (an entry does, but not this scope or path).
+**
+** LIFETIME.  A table is immutable once loaded, and reference counted
+** (the count under its own mutex): the server holds the one in force and
+** each core holds the one it uses; a reload hands every core the new one
+** (server.c), and the old one is freed by whoever lets go of it last.
+** Nothing on the request path takes a lock: a core reads its own pointer.
+*/
+
+
+#define AUTH_NAME_MAX 64
+#define AUTH_LINE_MAX 4096           /* bytes of a line, without its end */
+#define AUTH_FILE_MAX (64 << 20)     /* bytes of the whole file */
+
+struct auth_entry {
+  char name[AUTH_NAME_MAX + 1];
+  unsigned scopes; /* AUTH_READ | AUTH_WRITE | AUTH_ADMIN */
+  int line;        /* where it is in the file */
+  char *prefix;    /* owned, NUL-terminated; NULL: '*', every path */
+  size_t prefix_len;
+  unsigned char hash[CRYPTO_SHA256_LEN];
+};
+
+struct auth_table {
+  pthread_mutex_t mu; /* guards refs */
+  int refs;
+  int n;
+  struct auth_entry *e;
+};
+
+/* ------------------------------------------------------------ the table */
+
+static void auth_free(struct auth_table *t) {
+  int i;
+  for (i = 0; i < t->n; i++) URSULA_FREE(t->e[i].prefix);
+  URSULA_FREE(t->e);
+  pthread_mutex_destroy(&t->mu);
+  URSULA_FREE(t);
+}
+
+URSULA_PRIVATE struct auth_table *auth_hold(struct auth_table *t) {
+  if (t == NULL) return NULL;
+  pthread_mutex_lock(&t->mu);
+  t->refs++;
+  pthread_mutex_unlock(&t->mu);
+  return t;
+}
+
+URSULA_PRIVATE void auth_release(struct auth_table *t) {
+  int left;
+  if (t == NULL) return;
+  pthread_mutex_lock(&t->mu);
+  left = --t->refs;
+  pthread_mutex_unlock(&t->mu);
+  if (left == 0) auth_free(t);
+}
+
+URSULA_PRIVATE int auth_count(const struct auth_table *t) {
+  return t != NULL ? t->n : 0;
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static int auth_fail(char *err, const char *file, int line, const char *why) {
+  if (err != NULL)
+    snprintf(err, URSULA_ERRMSG_LEN, "%.900s:%d: %s", file, line, why);
+  return URSULA_EINVAL;
+}
+
+static int auth_name_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+static int auth_hex(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                                : -1;
+}
+
+/* SCOPES into *out; NULL, or why it is not a valid set. */
+static const char *auth_parse_scopes(struct str s, unsigned *out) {
+  size_t i = 0;
+  *out = 0;
+  for (;;) {
+    size_t start = i;
+    struct str one;
+    unsigned bit;
+    while (i < s.len && s.ptr[i] != ',') i++;
+    one.ptr = s.ptr + start;
+    one.len = i - start;
+    if (one.len == 0)
+      return "scopes: an empty scope (scopes are read, write, admin, "
+             "separated by ',' alone)";
+    if (util_str_eq(one, "read"))
+      bit = AUTH_READ;
+    else if (util_str_eq(one, "write"))
+      bit = AUTH_WRITE;
+    else if (util_str_eq(one, "admin"))
+      bit = AUTH_ADMIN;
+    else
+      return "scopes: unknown scope (scopes are read, write, admin)";
+    if (*out & bit) return "scopes: a scope is given twice";
+    *out |= bit;
+    if (i == s.len) return NULL;
+    i++; /* the ',' */
+  }
+}
+
+/* Fill e from the fields of one line; NULL, or why the line is bad. */
+static const char *auth_parse_entry(struct str *f, int n, struct auth_entry *e) {
+  const char *why;
+  size_t i;
+  if (n != 4)
+    return "expected 4 fields, NAME SCOPES PREFIX SHA256HEX, separated by "
+           "spaces or tabs";
+  if (f[0].len < 1 || f[0].len > AUTH_NAME_MAX)
+    return "name: 1-64 of A-Z a-z 0-9 . _ -";
+  for (i = 0; i < f[0].len; i++)
+    if (!auth_name_char(f[0].ptr[i])) return "name: 1-64 of A-Z a-z 0-9 . _ -";
+  memcpy(e->name, f[0].ptr, f[0].len);
+  e->name[f[0].len] = '\0';
+  if ((why = auth_parse_scopes(f[1], &e->scopes)) != NULL) return why;
+  if (!util_str_eq(f[2], "*")) {
+    if (f[2].ptr[0] != '/') return "prefix: '*', or a path beginning with '/'";
+    if (f[2].len > URSULA_MAX_PATH_BYTES)
+      return "prefix: longer than the longest stream path";
+    for (i = 0; i < f[2].len; i++) {
+      unsigned char c = (unsigned char)f[2].ptr[i];
+      if (c <= 0x20 || c >= 0x7f)
+        return "prefix: printable ASCII only (percent-encode other bytes, "
+               "as request paths do)";
+    }
+    e->prefix = (char *)URSULA_MALLOC(f[2].len + 1);
+    if (e->prefix == NULL) return "out of memory";
+    memcpy(e->prefix, f[2].ptr, f[2].len);
+    e->prefix[f[2].len] = '\0';
+    e->prefix_len = f[2].len;
+  }
+  if (f[3].len != 2 * CRYPTO_SHA256_LEN)
+    return "hash: 64 lowercase hex digits, the SHA-256 of the token "
+           "(printf %s \"$TOKEN\" | sha256sum)";
+  for (i = 0; i < CRYPTO_SHA256_LEN; i++) {
+    int hi = auth_hex(f[3].ptr[2 * i]), lo = auth_hex(f[3].ptr[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return "hash: 64 lowercase hex digits, the SHA-256 of the token "
+             "(printf %s \"$TOKEN\" | sha256sum)";
+    e->hash[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return NULL;
+}
+
+static int auth_by_name(const void *a, const void *b) {
+  const struct auth_entry *x = *(const struct auth_entry *const *)a;
+  const struct auth_entry *y = *(const struct auth_entry *const *)b;
+  int c = strcmp(x->name, y->name);
+  return c != 0 ? c : x->line - y->line;
+}
+
+static int auth_by_hash(const void *a, const void *b) {
+  const struct auth_entry *x = *(const struct auth_entry *const *)a;
+  const struct auth_entry *y = *(const struct auth_entry *const *)b;
+  int c = memcmp(x->hash, y->hash, CRYPTO_SHA256_LEN);
+  return c != 0 ? c : x->line - y->line;
+}
+
+/* The two uniqueness rules: URSULA_OK, or the error at the first line
+** (in file order) that repeats an earlier one's name or hash. */
+static int auth_check_unique(struct auth_table *t, const char *file,
+                             char *err) {
+  struct auth_entry **v;
+  int i, pass, bad_line = 0, first = 0;
+  const char *why = NULL;
+  char msg[160];
+  if (t->n < 2) return URSULA_OK;
+  v = (struct auth_entry **)URSULA_MALLOC(sizeof(*v) * (size_t)t->n);
+  if (v == NULL) {
+    if (err != NULL) snprintf(err, URSULA_ERRMSG_LEN, "%s: out of memory", file);
+    return URSULA_ENOMEM;
+  }
+  for (pass = 0; pass < 2; pass++) {
+    for (i = 0; i < t->n; i++) v[i] = &t->e[i];
+    qsort(v, (size_t)t->n, sizeof(*v), pass == 0 ? auth_by_name : auth_by_hash);
+    for (i = 1; i < t->n; i++) {
+      int same = pass == 0 ? strcmp(v[i]->name, v[i - 1]->name) == 0
+                           : memcmp(v[i]->hash, v[i - 1]->hash,
+                                    CRYPTO_SHA256_LEN) == 0;
+      if (same && (bad_line == 0 || v[i]->line < bad_line)) {
+        bad_line = v[i]->line;
+        first = v[i - 1]->line;
+        why = pass == 0 ? "name" : "hash";
+      }
+    }
+  }
+  URSULA_FREE(v);
+  if (bad_line == 0) return URSULA_OK;
+  if (why[0] == 'n')
+    snprintf(msg, sizeof(msg), "name: the same as on line %d (names are "
+             "unique)", first);
+  else
+    snprintf(msg, sizeof(msg), "hash: the same token as on line %d (a token "
+             "has one entry)", first);
+  return auth_fail(err, file, bad_line, msg);
+}
+
+URSULA_PRIVATE int auth_parse(const char *text, size_t len, const char *file,
+                              struct auth_table **out, char *err) {
+  struct auth_table *t;
+  size_t pos = 0, cap = 0;
+  int line = 0, rc = URSULA_OK;
+  t = (struct auth_table *)URSULA_MALLOC(sizeof(*t));
+  if (t == NULL) return URSULA_ENOMEM;
+  memset(t, 0, sizeof(*t));
+  pthread_mutex_init(&t->mu, NULL);
+  t->refs = 1;
+  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) pos = 3;
+  while (pos < len && rc == URSULA_OK) {
+    size_t end = pos, i, k;
+    struct str f[5];
+    int n = 0;
+    const char *why = NULL;
+    line++;
+    while (end < len && text[end] != '\n') end++;
+    k = end;
+    if (k > pos && text[k - 1] == '\r') k--;
+    if (k - pos > AUTH_LINE_MAX) why = "line longer than 4096 bytes";
+    for (i = pos; i < k && why == NULL; i++) {
+      unsigned char c = (unsigned char)text[i];
+      if ((c < 0x20 && c != '\t') || c == 0x7f) why = "a control character";
+    }
+    for (i = pos; i < k && why == NULL && n <= 4;) { /* the fields */
+      while (i < k && (text[i] == ' ' || text[i] == '\t')) i++;
+      if (i == k || (n == 0 && text[i] == '#')) break;
+      f[n].ptr = text + i;
+      while (i < k && text[i] != ' ' && text[i] != '\t') i++;
+      f[n].len = (size_t)(text + i - f[n].ptr);
+      n++;
+    }
+    pos = end < len ? end + 1 : end;
+    if (why == NULL && n == 0) continue; /* blank, or a comment */
+    if (why == NULL && t->n == AUTH_MAX_ENTRIES)
+      why = "more than 10000 entries";
+    if (why == NULL && t->n == (int)cap) {
+      size_t ncap = cap ? 2 * cap : 16;
+      struct auth_entry *ne = (struct auth_entry *)URSULA_REALLOC(
+          t->e, ncap * sizeof(*ne));
+      if (ne == NULL) {
+        why = "out of memory";
+      } else {
+        t->e = ne;
+        cap = ncap;
+      }
+    }
+    if (why == NULL) {
+      struct auth_entry *e = &t->e[t->n];
+      memset(e, 0, sizeof(*e));
+      e->line = line;
+      t->n++; /* counted now, so that auth_free frees its prefix */
+      why = auth_parse_entry(f, n, e);
+    }
+    if (why != NULL) rc = auth_fail(err, file, line, why);
+  }
+  if (rc == URSULA_OK) rc = auth_check_unique(t, file, err);
+  if (rc != URSULA_OK) {
+    auth_free(t);
+    return rc;
+  }
+  *out = t;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int auth_load(const char *path, struct auth_table **out,
+                             char *err) {
+  FILE *f;
+  struct buf text;
+  char chunk[65536];
+  size_t got;
+  const char *z;
+  int rc = URSULA_OK;
+  f = fopen(path, "rb");
+  if (f == NULL) {
+    if (err != NULL)
+      snprintf(err, URSULA_ERRMSG_LEN, "%.900s: cannot open: %s", path,
+               strerror(errno));
+    return URSULA_EIO;
+  }
+  memset(&text, 0, sizeof(text));
+  while (rc == URSULA_OK && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    if (text.len + got > (size_t)AUTH_FILE_MAX) {
+      if (err != NULL)
+        snprintf(err, URSULA_ERRMSG_LEN, "%.900s: larger than 64 MiB", path);
+      rc = URSULA_EIO;
+    } else if (buf_append(&text, chunk, got) != URSULA_OK) {
+      if (err != NULL)
+        snprintf(err, URSULA_ERRMSG_LEN, "%.900s: out of memory", path);
+      rc = URSULA_ENOMEM;
+    }
+  }
+  if (rc == URSULA_OK && ferror(f)) {
+    if (err != NULL)
+      snprintf(err, URSULA_ERRMSG_LEN, "%.900s: read error", path);
+    rc = URSULA_EIO;
+  }
+  fclose(f);
+  if (rc != URSULA_OK) {
+    buf_free(&text);
+    return rc;
+  }
+  z = text.len > 0 ? (const char *)memchr(text.ptr, '\0', text.len) : NULL;
+  if (z != NULL) { /* the line of the first NUL, for the message */
+    const char *p;
+    int line = 1;
+    for (p = text.ptr; p < z; p++)
+      if (*p == '\n') line++;
+    rc = auth_fail(err, path, line, "a NUL byte");
+  } else {
+    rc = auth_parse(text.len > 0 ? text.ptr : "", text.len, path, out, err);
+  }
+  buf_free(&text);
+  return rc;
+}
+
+/* ------------------------------------------------------------ checking */
+
+URSULA_PRIVATE int auth_bearer(struct str v, struct str *token) {
+  size_t i = 0, start;
+  v = util_str_trim(v);
+  while (i < v.len && v.ptr[i] != ' ' && v.ptr[i] != '\t') i++;
+  {
+    struct str scheme;
+    scheme.ptr = v.ptr;
+    scheme.len = i;
+    if (!util_str_ieq(scheme, "Bearer")) return AUTH_NO_BEARER;
+  }
+  while (i < v.len && v.ptr[i] == ' ') i++;
+  start = i;
+  while (i < v.len && (auth_name_char(v.ptr[i]) || v.ptr[i] == '~' ||
+                       v.ptr[i] == '+' || v.ptr[i] == '/'))
+    i++;
+  if (i == start) return AUTH_MALFORMED;
+  while (i < v.len && v.ptr[i] == '=') i++;
+  if (i != v.len) return AUTH_MALFORMED;
+  token->ptr = v.ptr + start;
+  token->len = i - start;
+  return AUTH_BEARER;
+}
+
+URSULA_PRIVATE void auth_hash(const char *token, size_t len,
+                              unsigned char out[CRYPTO_SHA256_LEN]) {
+  crypto_sha256(token, len, out);
+}
+
+/* 1 if a and b are equal, else 0, having looked at every byte of both. */
+static unsigned auth_same(const unsigned char *a, const unsigned char *b) {
+  unsigned d = 0;
+  int i;
+  for (i = 0; i < CRYPTO_SHA256_LEN; i++) d |= (unsigned)(a[i] ^ b[i]);
+  return 1u & ((d - 1u) >> 8); /* d is 0..255: 1 only for 0 */
+}
+
+URSULA_PRIVATE int auth_check_hash(const struct auth_table *t,
+                                   const unsigned char h[CRYPTO_SHA256_LEN],
+                                   unsigned scope, const char *path,
+                                   size_t path_len, size_t *walked) {
+  const struct auth_entry *e;
+  size_t i, which = 0, n = (size_t)auth_count(t);
+  unsigned found = 0;
+  for (i = 0; i < n; i++) { /* every entry, no exit on a match */
+    unsigned m = auth_same(t->e[i].hash, h);
+    size_t mask = (size_t)0 - (size_t)m;
+    which = (which & ~mask) | (i & mask);
+    found |= m;
+  }
+  if (walked != NULL) *walked = i;
+  if (!found) return 401;
+  e = &t->e[which];
+  if ((e->scopes & scope) != scope) return 403;
+  if (path != NULL && e->prefix != NULL &&
+      (path_len < e->prefix_len || memcmp(path, e->prefix, e->prefix_len) != 0))
+    return 403;
+  return 0;
+}
+
+URSULA_PRIVATE int auth_check(const struct auth_table *t, const char *token,
+                              size_t len, unsigned scope, const char *path,
+                              size_t path_len,
+                              unsigned char *hash_out) {
+  unsigned char h[CRYPTO_SHA256_LEN];
+  if (len < AUTH_TOKEN_MIN || len > AUTH_TOKEN_MAX) return 401;
+  auth_hash(token, len, h);
+  if (hash_out != NULL) memcpy(hash_out, h, sizeof(h));
+  return auth_check_hash(t, h, scope, path, path_len, NULL);
+}
+
+#undef AUTH_NAME_MAX
+#undef AUTH_LINE_MAX
+#undef AUTH_FILE_MAX
+/**** End src/auth.c ****/
 /**** Begin src/sigv4.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/sigv4.c"
@@ -23550,6 +24090,37 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 ** alone (syntax of headers, offsets and bodies, JSON validity) and turns
 ** results into responses.
 **
+** AUTHENTICATION.  With --auth-file, a request must carry a bearer token
+** that auth.c's table grants (api_authorize, called from the on_head
+** hooks before any job is made, so a refused request reaches no group):
+**
+**   public listener     GET, HEAD: read; PUT, POST, DELETE: write; the
+**                       entry's prefix must cover the stream path.
+**                       GET, HEAD /__ursula/cluster: admin.  OPTIONS (a
+**                       CORS preflight, which browsers send without
+**                       credentials: the Fetch standard) needs none.
+**   admin listener      /metrics, /__ursula/cluster: admin; /healthz and
+**                       /readyz need none (probes).
+**
+** Refusals (RFC 6750 section 3 and 3.1), each one text line, the
+** connection then closing: no Authorization field, or another scheme:
+** 401 with WWW-Authenticate: Bearer realm="ursula"; a malformed field, or
+** a token no entry has: 401 with error="invalid_token"; a token without
+** the scope or the path: 403 with error="insufficient_scope", whether or
+** not the stream exists (the answer says nothing about existence).  They
+** are counted (ursula_auth_refused_total), never logged above debug.
+**
+** REVOCATION.  A reload (server.c, RELOAD) hands each core the new
+** table (api_auth_take): every live reader on it (a long-poll waiting,
+** an SSE response under way) is checked again, by the SHA-256 of the
+** token it was admitted with, for read on its path; one the new table
+** refuses is ended at once: a long-poll is answered 401 or 403 (with
+** its WWW-Authenticate) and closed, an SSE response ends its chunked
+** body (the client's reconnect then meets the 401 or 403).  A live read
+** whose first answer was still on its way at the swap is checked when
+** that answer comes back (api_live_reply).  One INFO line per core says
+** how many were ended.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -23602,6 +24173,12 @@ struct api_conn {
   int method;
   int admin_route;
   uint64_t t0_us, append_bytes;
+  /* authentication: the WWW-Authenticate value of the 401 or 403 being
+  ** answered (NULL: none), and the SHA-256 of the token the request was
+  ** admitted with (auth_ok: one was) */
+  const char *challenge;
+  int auth_ok;
+  unsigned char auth_hash[CRYPTO_SHA256_LEN];
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -23615,7 +24192,8 @@ static const char api_common_headers[] =
     "Access-Control-Expose-Headers: Stream-Next-Offset, Stream-Cursor, "
     "Stream-Up-To-Date, Stream-Closed, Stream-SSE-Data-Encoding, "
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
-    "Producer-Received-Seq, ETag, Content-Type, Location\r\n";
+    "Producer-Received-Seq, ETag, Content-Type, Location, "
+    "WWW-Authenticate\r\n";
 
 static const char api_preflight_headers[] =
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
@@ -23684,6 +24262,9 @@ static void api_error(struct api_conn *cn, int status, const char *reason) {
                                  : "GET, HEAD, PUT, POST, DELETE, OPTIONS");
   if (status == 503) /* RFC 9110 §10.2.3: when to try again */
     buf_append_str(conn_out(&cn->c), "Retry-After: 1\r\n");
+  if ((status == 401 || status == 403) && cn->challenge != NULL)
+    buf_printf(conn_out(&cn->c), "WWW-Authenticate: %s\r\n", cn->challenge);
+  cn->challenge = NULL;
   buf_printf(conn_out(&cn->c), "Content-Length: %lu\r\n\r\n",
              (unsigned long)strlen(reason) + 1);
   if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", reason);
@@ -24102,6 +24683,60 @@ static void api_reply_head(struct api_conn *cn, struct job *j) {
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n\r\n");
 }
 
+#define API_CHALLENGE "Bearer realm=\"ursula\""
+
+/* REVOCATION: whether the table this core holds now still lets cn's
+** token read path[0..len); if not, end the live reader (answer a
+** long-poll, or one not answered yet, 401 or 403; end an SSE response)
+** and return 1. */
+static int api_revoked(struct api_conn *cn, const char *path, size_t len) {
+  const struct auth_table *t = cn->c.core->auth;
+  int status;
+  if (t == NULL) return 0;
+  status = !cn->auth_ok ? 401
+                        : auth_check_hash(t, cn->auth_hash, AUTH_READ, path,
+                                          len, NULL);
+  if (status == 0) return 0;
+  if (cn->lw.watch != NULL && cn->job != NULL)
+    cn->lw.watch->pending--; /* its read's reply will find no watch */
+  live_leave(&cn->c.core->live, &cn->lw);
+  if (cn->c.state == CONN_BUSY || cn->phase == API_POLL) {
+    cn->c.keep_alive = 0; /* a read in flight is then dropped */
+    cn->challenge = status == 401 ? API_CHALLENGE ", error=\"invalid_token\""
+                                  : API_CHALLENGE
+                        ", error=\"insufficient_scope\"";
+    api_error(cn, status,
+              status == 401 ? "invalid token (revoked)"
+                            : "insufficient scope (revoked)");
+    conn_done(&cn->c);
+  } else {
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
+  }
+  return 1;
+}
+
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t) {
+  struct auth_table *old = c->auth;
+  uint32_t i;
+  int live = 0, ended = 0;
+  c->auth = t;
+  for (i = 0; i < c->conns.n_slots; i++) {
+    struct api_conn *cn = (struct api_conn *)(void *)c->conns.slots[i];
+    if (cn == NULL || cn->c.admin || cn->c.state != CONN_LIVE ||
+        cn->c.closing || cn->lw.watch == NULL)
+      continue;
+    live++;
+    ended += api_revoked(cn, cn->lw.watch->path, cn->lw.watch->path_len);
+  }
+  auth_release(old);
+  LOG_I("core %d: took the reloaded auth table (%d token(s)): %d of %d "
+        "live reader(s) ended, their token no longer reads their stream",
+        c->id, auth_count(t), ended, live);
+  (void)ended; /* (read by the log line alone) */
+  (void)live;
+}
+
 /* A read came back for a live connection. */
 static void api_live_reply(struct api_conn *cn, struct job *j) {
   int first = cn->c.state == CONN_BUSY;
@@ -24109,6 +24744,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     cn->lw.watch->pending--;
   }
   if (cn->c.closing) return; /* the SSE response ended meanwhile */
+  if (first && api_revoked(cn, j->path, j->path_len)) return;
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
@@ -24455,6 +25091,58 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   }
   if (rc == URSULA_OK) rc = buf_append_str(out, "]}\n");
   return rc;
+}
+
+/* ------------------------------------------------------------ authentication */
+
+/* With an auth table on this core: may req do scope (AUTH_*) on path
+** (NULL: an admin path)?  0: yes (or no table), cn->auth_hash then holds
+** its token's hash; else the request was answered 401 or 403 (see
+** AUTHENTICATION at the top) and the connection ends: -1. */
+static int api_authorize(struct api_conn *cn, const struct http_request *req,
+                         unsigned scope, const char *path, size_t path_len) {
+  const struct auth_table *t = cn->c.core->auth;
+  const struct http_header *h = NULL;
+  struct str token;
+  const char *reason;
+  size_t i;
+  int n = 0, kind = AUTH_NO_BEARER, status;
+  cn->auth_ok = 0;
+  if (t == NULL) return 0;
+  for (i = 0; i < req->n_headers; i++) {
+    if (util_str_ieq(req->headers[i].name, "Authorization")) {
+      h = &req->headers[i];
+      n++;
+    }
+  }
+  if (n == 1)
+    kind = auth_bearer(h->value, &token);
+  else if (n > 1) /* a field of one value (RFC 9110 section 11.6.2) */
+    kind = AUTH_MALFORMED;
+  if (kind == AUTH_NO_BEARER) {
+    status = 401;
+    cn->challenge = API_CHALLENGE;
+    reason = "authentication required: send Authorization: Bearer TOKEN";
+  } else if (kind == AUTH_MALFORMED ||
+             (status = auth_check(t, token.ptr, token.len, scope, path,
+                                  path_len, cn->auth_hash)) == 401) {
+    status = 401;
+    cn->challenge = API_CHALLENGE ", error=\"invalid_token\"";
+    reason = "invalid token";
+  } else if (status == 403) {
+    cn->challenge = API_CHALLENGE ", error=\"insufficient_scope\"";
+    reason = "insufficient scope: this token may not do that here";
+  } else {
+    cn->auth_ok = 1;
+    return 0;
+  }
+  cn->c.core->metrics.auth_refused[status == 401 ? 0 : 1]++;
+  LOG_D("auth: %d for %.*s %.*s", status, (int)req->method.len,
+        req->method.ptr, path != NULL ? (int)(path_len > 200 ? 200 : path_len)
+                                      : 5,
+        path != NULL ? path : "admin");
+  conn_fatal(&cn->c, status, reason);
+  return -1;
 }
 
 /* ------------------------------------------------------------ the admin listener
@@ -24836,6 +25524,9 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 405, "method not allowed (GET, HEAD)");
     return -1;
   }
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER) &&
+      api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
+    return -1;
   if (conn_continue(&cn->c, req) < 0) return -1;
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
@@ -25354,6 +26045,16 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
     conn_fatal(c, status, reason);
     return -1;
   }
+  if (head.method != API_OPTIONS) {
+    int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
+    unsigned scope = cluster ? AUTH_ADMIN
+                     : head.method == API_GET || head.method == API_HEAD_M
+                         ? AUTH_READ
+                         : AUTH_WRITE;
+    if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
+                      head.q.path.len) != 0)
+      return -1;
+  }
   if (conn_continue(c, req) < 0) return -1;
   j = job_new();
   if (j == NULL) {
@@ -25512,6 +26213,7 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 #undef API_RESERVED_PREFIX
 #undef API_CLUSTER_PATH
 #undef API_CLUSTER_ALLOW
+#undef API_CHALLENGE
 /**** End src/api.c ****/
 /**** Begin src/server.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -25554,6 +26256,16 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 ** cluster first hands over the leadership of its groups (GRACEFUL STOP,
 ** below), serving all the while; a second ursula_server_stop() cuts that
 ** short (SECOND STOP, below).
+**
+** RELOAD.  ursula_server_reload() (SIGHUP: main.c) reads the auth file
+** into a new table on the caller's thread, then posts it to every core
+** (one reference each: a struct server_auth_msg), where api_auth_take()
+** swaps it for the core's old one and ends the live readers it revokes.
+** The server keeps the table in force for the next reload; a table is
+** freed by whoever lets it go last (auth.c, LIFETIME), so a core never
+** reads freed entries and the request path takes no lock.  Messages
+** from one reload reach each core in order after those of the reload
+** before (auth_mu orders the posts), so every core ends on the newest.
 **
 ** PLANTED BUGS.  -DSERVER_PLANT=n (default 0) compiles in one, to prove
 ** the tests catch it (make test-rolling-plants):
@@ -26079,6 +26791,10 @@ static void server_on_turn_end(struct loop *l) {
     c->leaving = 1;
     server_leave_step(c);
   }
+  if (c->id == 0 && c->srv->reload_requested) { /* only without threads */
+    c->srv->reload_requested = 0;
+    ursula_server_reload(c->srv);
+  }
   for (;;) {
     int i, n, applied = 0;
     server_run_local(l, c);
@@ -26121,6 +26837,24 @@ static void server_on_turn_end(struct loop *l) {
   }
   if (c->srv->peer != NULL) peer_flush(c->srv->peer, c->id);
   server_check_drained(c);
+}
+
+/* A table on its way to a core (RELOAD). */
+struct server_auth_msg {
+  struct loop_msg msg;
+  struct auth_table *t; /* one reference, the core's once taken */
+};
+
+static void server_on_auth(struct loop *l, struct loop_msg *m) {
+  struct server_auth_msg *q = (struct server_auth_msg *)(void *)m;
+  api_auth_take((struct core *)loop_get_user(l), q->t);
+  URSULA_FREE(q);
+}
+
+/* The loop closed before it took the table. */
+static void server_auth_drop(struct loop_msg *m) {
+  auth_release(((struct server_auth_msg *)(void *)m)->t);
+  URSULA_FREE(m);
 }
 
 static void server_on_sweep(struct loop *l, void *arg) {
@@ -26401,6 +27135,7 @@ static void server_free(struct ursula_server *s) {
       URSULA_FREE(s->cores[i].jr_flight);
       journal_close(s->cores[i].journal);
       cold_cache_free(s->cores[i].cold_cache);
+      auth_release(s->cores[i].auth);
     }
     URSULA_FREE(s->cores);
   }
@@ -26414,6 +27149,8 @@ static void server_free(struct ursula_server *s) {
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
   conn_bounds_free(&s->bounds);
+  auth_release(s->auth);
+  pthread_mutex_destroy(&s->auth_mu);
   URSULA_FREE(s);
 }
 
@@ -26878,6 +27615,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->admin_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->auth_mu, NULL);
   conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
   log_set_json(cfg->log_format);
@@ -26919,6 +27657,12 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   if ((rc = server_check_config(&s->cfg, err)) != URSULA_OK ||
       (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
+  if (cfg->auth_file[0] != '\0') {
+    if ((rc = auth_load(cfg->auth_file, &s->auth, err)) != URSULA_OK)
+      goto fail;
+    LOG_I("auth: %d token(s) from %s; every request needs one",
+          auth_count(s->auth), cfg->auth_file);
+  }
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||
@@ -26949,6 +27693,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     api_core_init(c, cfg->max_connections); /* one count for all cores */
+    c->auth = auth_hold(s->auth);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;
@@ -27043,6 +27788,53 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   srv->stop_busy = 0;
 }
 
+URSULA_API int ursula_server_reload(struct ursula_server *srv) {
+  struct server_auth_msg *q[URSULA_MAX_CORES];
+  struct auth_table *t = NULL, *old;
+  char err[URSULA_ERRMSG_LEN];
+  int i, rc;
+  if (srv->cfg.auth_file[0] == '\0') {
+    LOG_I("reload: no --auth-file, nothing to re-read");
+    return URSULA_OK;
+  }
+  pthread_mutex_lock(&srv->auth_mu);
+  rc = auth_load(srv->cfg.auth_file, &t, err);
+  for (i = 0; i < srv->n_cores && rc == URSULA_OK; i++) {
+    q[i] = (struct server_auth_msg *)URSULA_MALLOC(sizeof(*q[i]));
+    if (q[i] == NULL) {
+      while (--i >= 0) URSULA_FREE(q[i]);
+      auth_release(t);
+      snprintf(err, sizeof(err), "%s", ursula_strerror(URSULA_ENOMEM));
+      rc = URSULA_ENOMEM;
+    }
+  }
+  if (rc != URSULA_OK) {
+    pthread_mutex_unlock(&srv->auth_mu);
+    LOG_E("auth: reload failed, the table in force stays: %s", err);
+    return rc;
+  }
+  for (i = 0; i < srv->n_cores; i++) {
+    memset(q[i], 0, sizeof(*q[i]));
+    q[i]->msg.on_msg = server_on_auth;
+    q[i]->msg.on_drop = server_auth_drop;
+    q[i]->t = auth_hold(t);
+    loop_post(srv->cores[i].loop, &q[i]->msg);
+  }
+  old = srv->auth;
+  srv->auth = t; /* the reference auth_load() gave */
+  pthread_mutex_unlock(&srv->auth_mu);
+  auth_release(old);
+  LOG_I("auth: reloaded %s: %d token(s)", srv->cfg.auth_file, auth_count(t));
+  return URSULA_OK;
+}
+
+#if !URSULA_ENABLE_THREADS
+URSULA_PRIVATE void server_request_reload(struct ursula_server *srv) {
+  srv->reload_requested = 1;
+  loop_wake(srv->cores[0].loop);
+}
+#endif
+
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv) {
   int i, rc = URSULA_OK;
 #if URSULA_ENABLE_THREADS
@@ -27088,8 +27880,11 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** are passed on until the cores have stopped, never after: the thread
 ** takes ms.mu for each, and the server is freed only once ms.srv is NULL
 ** under that lock.
+** SIGHUP re-reads the auth file (ursula_server_reload), on the same
+** thread, under the same lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
-** instead: ursula_server_stop() is a flag store and a pipe write per
+** instead (and a SIGHUP handler asks core 0 to reload at its next turn's
+** end: server_request_reload): ursula_server_stop() is a flag store and a pipe write per
 ** loop, both async-signal-safe, and the first signal is logged after the
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
@@ -27110,13 +27905,16 @@ struct main_sig {
 
 #if URSULA_ENABLE_THREADS
 /* Each SIGINT or SIGTERM stops the server (the first gracefully, the
-** second at once); SIGUSR2 ends the thread. */
+** second at once); SIGHUP reloads; SIGUSR2 ends the thread. */
 static void *main_sig_thread(void *arg) {
   struct main_sig *ms = (struct main_sig *)arg;
   int sig = 0, n = 0;
   while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
     pthread_mutex_lock(&ms->mu);
-    if (ms->srv != NULL) {
+    if (ms->srv != NULL && sig == SIGHUP) {
+      LOG_I("signal %d: re-reading the auth file", sig);
+      ursula_server_reload(ms->srv);
+    } else if (ms->srv != NULL) {
       if (++n == 1) LOG_I("signal %d: stopping", sig);
       ursula_server_stop(ms->srv);
     }
@@ -27134,6 +27932,13 @@ static void main_on_signal(int sig) {
   struct ursula_server *srv = main_srv;
   if (main_signal == 0) main_signal = sig;
   if (srv != NULL) ursula_server_stop(srv);
+}
+
+/* SIGHUP: core 0 reloads at the end of its turn. */
+static void main_on_hup(int sig) {
+  struct ursula_server *srv = main_srv;
+  (void)sig;
+  if (srv != NULL) server_request_reload(srv);
 }
 #endif
 
@@ -27180,10 +27985,19 @@ URSULA_API int ursula_main(int argc, char **argv) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);
     return 2;
   }
+  if (cfg.auth_file[0] != '\0') { /* a bad auth file is a bad setting */
+    struct auth_table *t = NULL;
+    if (auth_load(cfg.auth_file, &t, err) != URSULA_OK) {
+      fprintf(stderr, "ursula: auth-file: %s\n", err);
+      return 2;
+    }
+    auth_release(t);
+  }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&ms.set);
   sigaddset(&ms.set, SIGINT);
   sigaddset(&ms.set, SIGTERM);
+  sigaddset(&ms.set, SIGHUP);
   sigaddset(&ms.set, SIGUSR2); /* ends the signal thread after a stop */
   pthread_sigmask(SIG_BLOCK, &ms.set, NULL);
   rc = ursula_server_start(&cfg, &srv, err);
@@ -27218,6 +28032,8 @@ URSULA_API int ursula_main(int argc, char **argv) {
     main_srv = srv;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = main_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &ms.set, NULL);
     (void)sig_thread;
   }

@@ -39,8 +39,8 @@
 ** 4. THREADING
 **   ursula_server_start() starts core_count threads, each running one event
 **   loop.  ursula_server_stop() may be called from any thread and from a
-**   signal handler; every other function is called from one thread at a
-**   time.
+**   signal handler, ursula_server_reload() from any thread; every other
+**   function is called from one thread at a time.
 **
 ** 5. ERRORS
 **   Fallible functions return int: URSULA_OK (0) or a negative URSULA_E*
@@ -176,6 +176,8 @@ struct ursula_config {
   int public_status;           /* public-status: 1 = GET /__ursula/cluster
                                   on the public listener too; 0 (default):
                                   the admin listener's alone */
+  /* bearer tokens: every request needs one (ursula_server_reload) */
+  char auth_file[URSULA_PATH_LEN]; /* auth-file: "" = no authentication */
 };
 
 /* Fill *cfg with the defaults of this build. */
@@ -217,10 +219,20 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv);
 ** or the first fatal error a core met. */
 URSULA_API int ursula_server_wait(struct ursula_server *srv);
 
+/* Re-read the auth file (auth_file): on success every core takes the new
+** table at its next turn (a live reader whose token it no longer lets
+** read its stream is ended then) and URSULA_OK is returned; on failure
+** the table in force stays, the error (FILE:LINE: reason) is logged and
+** returned (URSULA_EINVAL, URSULA_EIO, URSULA_ENOMEM).  Without an auth
+** file, nothing to do: URSULA_OK.  Any thread but a signal handler's,
+** while the server runs (until ursula_server_wait() returns); calls are
+** serialized.  The program calls it on SIGHUP. */
+URSULA_API int ursula_server_reload(struct ursula_server *srv);
+
 /* The command-line program: parse argv, load config, serve until SIGINT or
 ** SIGTERM (each is passed to ursula_server_stop(): a second one during a
-** cluster node's handover stops it at once).  Returns the process exit
-** status. */
+** cluster node's handover stops it at once); SIGHUP re-reads the auth
+** file (ursula_server_reload).  Returns the process exit status. */
 URSULA_API int ursula_main(int argc, char **argv);
 
 /* A static string naming an error code. */

@@ -26,6 +26,7 @@ http.c
 json.c
 conf.c
 crypto.c
+auth.c
 sigv4.c
 tls.c
 s3.c

@@ -22,6 +22,37 @@
 ** alone (syntax of headers, offsets and bodies, JSON validity) and turns
 ** results into responses.
 **
+** AUTHENTICATION.  With --auth-file, a request must carry a bearer token
+** that auth.c's table grants (api_authorize, called from the on_head
+** hooks before any job is made, so a refused request reaches no group):
+**
+**   public listener     GET, HEAD: read; PUT, POST, DELETE: write; the
+**                       entry's prefix must cover the stream path.
+**                       GET, HEAD /__ursula/cluster: admin.  OPTIONS (a
+**                       CORS preflight, which browsers send without
+**                       credentials: the Fetch standard) needs none.
+**   admin listener      /metrics, /__ursula/cluster: admin; /healthz and
+**                       /readyz need none (probes).
+**
+** Refusals (RFC 6750 section 3 and 3.1), each one text line, the
+** connection then closing: no Authorization field, or another scheme:
+** 401 with WWW-Authenticate: Bearer realm="ursula"; a malformed field, or
+** a token no entry has: 401 with error="invalid_token"; a token without
+** the scope or the path: 403 with error="insufficient_scope", whether or
+** not the stream exists (the answer says nothing about existence).  They
+** are counted (ursula_auth_refused_total), never logged above debug.
+**
+** REVOCATION.  A reload (server.c, RELOAD) hands each core the new
+** table (api_auth_take): every live reader on it (a long-poll waiting,
+** an SSE response under way) is checked again, by the SHA-256 of the
+** token it was admitted with, for read on its path; one the new table
+** refuses is ended at once: a long-poll is answered 401 or 403 (with
+** its WWW-Authenticate) and closed, an SSE response ends its chunked
+** body (the client's reconnect then meets the 401 or 403).  A live read
+** whose first answer was still on its way at the swap is checked when
+** that answer comes back (api_live_reply).  One INFO line per core says
+** how many were ended.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -74,6 +105,12 @@ struct api_conn {
   int method;
   int admin_route;
   uint64_t t0_us, append_bytes;
+  /* authentication: the WWW-Authenticate value of the 401 or 403 being
+  ** answered (NULL: none), and the SHA-256 of the token the request was
+  ** admitted with (auth_ok: one was) */
+  const char *challenge;
+  int auth_ok;
+  unsigned char auth_hash[CRYPTO_SHA256_LEN];
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -87,7 +124,8 @@ static const char api_common_headers[] =
     "Access-Control-Expose-Headers: Stream-Next-Offset, Stream-Cursor, "
     "Stream-Up-To-Date, Stream-Closed, Stream-SSE-Data-Encoding, "
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
-    "Producer-Received-Seq, ETag, Content-Type, Location\r\n";
+    "Producer-Received-Seq, ETag, Content-Type, Location, "
+    "WWW-Authenticate\r\n";
 
 static const char api_preflight_headers[] =
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
@@ -156,6 +194,9 @@ static void api_error(struct api_conn *cn, int status, const char *reason) {
                                  : "GET, HEAD, PUT, POST, DELETE, OPTIONS");
   if (status == 503) /* RFC 9110 §10.2.3: when to try again */
     buf_append_str(conn_out(&cn->c), "Retry-After: 1\r\n");
+  if ((status == 401 || status == 403) && cn->challenge != NULL)
+    buf_printf(conn_out(&cn->c), "WWW-Authenticate: %s\r\n", cn->challenge);
+  cn->challenge = NULL;
   buf_printf(conn_out(&cn->c), "Content-Length: %lu\r\n\r\n",
              (unsigned long)strlen(reason) + 1);
   if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", reason);
@@ -574,6 +615,60 @@ static void api_reply_head(struct api_conn *cn, struct job *j) {
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n\r\n");
 }
 
+#define API_CHALLENGE "Bearer realm=\"ursula\""
+
+/* REVOCATION: whether the table this core holds now still lets cn's
+** token read path[0..len); if not, end the live reader (answer a
+** long-poll, or one not answered yet, 401 or 403; end an SSE response)
+** and return 1. */
+static int api_revoked(struct api_conn *cn, const char *path, size_t len) {
+  const struct auth_table *t = cn->c.core->auth;
+  int status;
+  if (t == NULL) return 0;
+  status = !cn->auth_ok ? 401
+                        : auth_check_hash(t, cn->auth_hash, AUTH_READ, path,
+                                          len, NULL);
+  if (status == 0) return 0;
+  if (cn->lw.watch != NULL && cn->job != NULL)
+    cn->lw.watch->pending--; /* its read's reply will find no watch */
+  live_leave(&cn->c.core->live, &cn->lw);
+  if (cn->c.state == CONN_BUSY || cn->phase == API_POLL) {
+    cn->c.keep_alive = 0; /* a read in flight is then dropped */
+    cn->challenge = status == 401 ? API_CHALLENGE ", error=\"invalid_token\""
+                                  : API_CHALLENGE
+                        ", error=\"insufficient_scope\"";
+    api_error(cn, status,
+              status == 401 ? "invalid token (revoked)"
+                            : "insufficient scope (revoked)");
+    conn_done(&cn->c);
+  } else {
+    conn_end_chunks(&cn->c);
+    conn_flush(&cn->c);
+  }
+  return 1;
+}
+
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t) {
+  struct auth_table *old = c->auth;
+  uint32_t i;
+  int live = 0, ended = 0;
+  c->auth = t;
+  for (i = 0; i < c->conns.n_slots; i++) {
+    struct api_conn *cn = (struct api_conn *)(void *)c->conns.slots[i];
+    if (cn == NULL || cn->c.admin || cn->c.state != CONN_LIVE ||
+        cn->c.closing || cn->lw.watch == NULL)
+      continue;
+    live++;
+    ended += api_revoked(cn, cn->lw.watch->path, cn->lw.watch->path_len);
+  }
+  auth_release(old);
+  LOG_I("core %d: took the reloaded auth table (%d token(s)): %d of %d "
+        "live reader(s) ended, their token no longer reads their stream",
+        c->id, auth_count(t), ended, live);
+  (void)ended; /* (read by the log line alone) */
+  (void)live;
+}
+
 /* A read came back for a live connection. */
 static void api_live_reply(struct api_conn *cn, struct job *j) {
   int first = cn->c.state == CONN_BUSY;
@@ -581,6 +676,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     cn->lw.watch->pending--;
   }
   if (cn->c.closing) return; /* the SSE response ended meanwhile */
+  if (first && api_revoked(cn, j->path, j->path_len)) return;
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
@@ -927,6 +1023,58 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   }
   if (rc == URSULA_OK) rc = buf_append_str(out, "]}\n");
   return rc;
+}
+
+/* ------------------------------------------------------------ authentication */
+
+/* With an auth table on this core: may req do scope (AUTH_*) on path
+** (NULL: an admin path)?  0: yes (or no table), cn->auth_hash then holds
+** its token's hash; else the request was answered 401 or 403 (see
+** AUTHENTICATION at the top) and the connection ends: -1. */
+static int api_authorize(struct api_conn *cn, const struct http_request *req,
+                         unsigned scope, const char *path, size_t path_len) {
+  const struct auth_table *t = cn->c.core->auth;
+  const struct http_header *h = NULL;
+  struct str token;
+  const char *reason;
+  size_t i;
+  int n = 0, kind = AUTH_NO_BEARER, status;
+  cn->auth_ok = 0;
+  if (t == NULL) return 0;
+  for (i = 0; i < req->n_headers; i++) {
+    if (util_str_ieq(req->headers[i].name, "Authorization")) {
+      h = &req->headers[i];
+      n++;
+    }
+  }
+  if (n == 1)
+    kind = auth_bearer(h->value, &token);
+  else if (n > 1) /* a field of one value (RFC 9110 section 11.6.2) */
+    kind = AUTH_MALFORMED;
+  if (kind == AUTH_NO_BEARER) {
+    status = 401;
+    cn->challenge = API_CHALLENGE;
+    reason = "authentication required: send Authorization: Bearer TOKEN";
+  } else if (kind == AUTH_MALFORMED ||
+             (status = auth_check(t, token.ptr, token.len, scope, path,
+                                  path_len, cn->auth_hash)) == 401) {
+    status = 401;
+    cn->challenge = API_CHALLENGE ", error=\"invalid_token\"";
+    reason = "invalid token";
+  } else if (status == 403) {
+    cn->challenge = API_CHALLENGE ", error=\"insufficient_scope\"";
+    reason = "insufficient scope: this token may not do that here";
+  } else {
+    cn->auth_ok = 1;
+    return 0;
+  }
+  cn->c.core->metrics.auth_refused[status == 401 ? 0 : 1]++;
+  LOG_D("auth: %d for %.*s %.*s", status, (int)req->method.len,
+        req->method.ptr, path != NULL ? (int)(path_len > 200 ? 200 : path_len)
+                                      : 5,
+        path != NULL ? path : "admin");
+  conn_fatal(&cn->c, status, reason);
+  return -1;
 }
 
 /* ------------------------------------------------------------ the admin listener
@@ -1308,6 +1456,9 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 405, "method not allowed (GET, HEAD)");
     return -1;
   }
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER) &&
+      api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
+    return -1;
   if (conn_continue(&cn->c, req) < 0) return -1;
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
@@ -1826,6 +1977,16 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
     conn_fatal(c, status, reason);
     return -1;
   }
+  if (head.method != API_OPTIONS) {
+    int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
+    unsigned scope = cluster ? AUTH_ADMIN
+                     : head.method == API_GET || head.method == API_HEAD_M
+                         ? AUTH_READ
+                         : AUTH_WRITE;
+    if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
+                      head.q.path.len) != 0)
+      return -1;
+  }
   if (conn_continue(c, req) < 0) return -1;
   j = job_new();
   if (j == NULL) {
@@ -1984,3 +2145,4 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 #undef API_RESERVED_PREFIX
 #undef API_CLUSTER_PATH
 #undef API_CLUSTER_ALLOW
+#undef API_CHALLENGE

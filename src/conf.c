@@ -233,6 +233,12 @@ static const struct conf_key conf_keys[] = {
     {"public-status", NULL, CONF_T_INT, CONF_OFF(public_status), 0, 1, "0|1",
      "1: also serve GET /__ursula/cluster on the public listener (its "
      "paths are the admin listener's otherwise)"},
+    {"auth-file", NULL, CONF_T_PATH, CONF_OFF(auth_file), 0,
+     URSULA_PATH_LEN - 1, "FILE",
+     "bearer tokens: lines of NAME SCOPES PREFIX SHA256HEX (README, "
+     "\"Authentication\"); every request then needs \"Authorization: Bearer "
+     "TOKEN\" (OPTIONS, /healthz and /readyz excepted); SIGHUP re-reads "
+     "it; empty = no authentication"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},

@@ -813,6 +813,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Not Modified";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
     case 403:
       return "Forbidden";
     case 404:

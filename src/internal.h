@@ -331,6 +331,7 @@ struct metrics {
   struct metrics_hist sync_us;    /* WAL sync queued -> back, us */
   struct metrics_hist sync_batch; /* groups in one journal sync */
   uint64_t sync_failures;
+  uint64_t auth_refused[2]; /* answered 401, 403 (--auth-file) */
 };
 URSULA_PRIVATE uint64_t metrics_now_us(void);
 /* The index of a request method (METRICS_N_METHODS - 1: another). */
@@ -532,6 +533,53 @@ URSULA_PRIVATE void crypto_hmac_sha256(const void *key, size_t key_len,
                                        unsigned char out[32]);
 /* Lowercase hex of p[0..n) into out (2n chars + NUL). */
 URSULA_PRIVATE void crypto_hex(const void *p, size_t n, char *out);
+
+/* ------------------------------------------------------------------ auth.c
+** Bearer tokens (--auth-file): the file's table, immutable and reference
+** counted, and the check of a token against it.  See the top of auth.c. */
+#define AUTH_MAX_ENTRIES 10000
+#define AUTH_TOKEN_MIN 16  /* bytes of a token; shorter or longer: 401 */
+#define AUTH_TOKEN_MAX 512
+enum { AUTH_READ = 1, AUTH_WRITE = 2, AUTH_ADMIN = 4 }; /* scopes */
+/* What an Authorization field value holds (auth_bearer). */
+enum { AUTH_NO_BEARER = 0, AUTH_MALFORMED, AUTH_BEARER };
+struct auth_table;
+/* Read the auth file at path into a new table (*out, one reference: the
+** caller's).  URSULA_OK, or an error with "FILE:LINE: reason" (or
+** "FILE: reason") in err (may be NULL); *out is then untouched. */
+URSULA_PRIVATE int auth_load(const char *path, struct auth_table **out,
+                             char *err);
+/* auth_load() of text[0..len) already read; file names it in errors. */
+URSULA_PRIVATE int auth_parse(const char *text, size_t len, const char *file,
+                              struct auth_table **out, char *err);
+/* One more reference to t (NULL: none), returned; auth_release() lets one
+** go, and frees t with the last.  Any thread. */
+URSULA_PRIVATE struct auth_table *auth_hold(struct auth_table *t);
+URSULA_PRIVATE void auth_release(struct auth_table *t);
+URSULA_PRIVATE int auth_count(const struct auth_table *t); /* entries */
+/* An Authorization field value: AUTH_BEARER with *token set (a view into
+** v) for "Bearer TOKEN" (the scheme in any case, TOKEN a token68),
+** AUTH_MALFORMED for the Bearer scheme with anything else, AUTH_NO_BEARER
+** for another scheme. */
+URSULA_PRIVATE int auth_bearer(struct str v, struct str *token);
+/* The SHA-256 of a token, as the table holds them. */
+URSULA_PRIVATE void auth_hash(const char *token, size_t len,
+                              unsigned char out[CRYPTO_SHA256_LEN]);
+/* May the token whose hash is h do scope (AUTH_*, all the bits given) on
+** path[0..path_len) (NULL: an admin path, scope alone decides)?  0 yes,
+** 401 no entry has it, 403 an entry has it without that scope or
+** prefix.  Every entry is compared, in constant time; *walked (may be
+** NULL) gets how many were (the unit test's proof). */
+URSULA_PRIVATE int auth_check_hash(const struct auth_table *t,
+                                   const unsigned char h[CRYPTO_SHA256_LEN],
+                                   unsigned scope, const char *path,
+                                   size_t path_len, size_t *walked);
+/* auth_check_hash() of a token's hash; a token of fewer than
+** AUTH_TOKEN_MIN or more than AUTH_TOKEN_MAX bytes is 401 at once.  Its
+** hash goes to hash_out (may be NULL) when it was computed. */
+URSULA_PRIVATE int auth_check(const struct auth_table *t, const char *token,
+                              size_t len, unsigned scope, const char *path,
+                              size_t path_len, unsigned char *hash_out);
 
 /* ----------------------------------------------------------------- sigv4.c
 ** AWS Signature Version 4 for request headers, as a pure function: the
@@ -2687,6 +2735,9 @@ struct core {
   pthread_t thread;
   struct conn_table conns; /* its connections (conn.c) */
   struct live_table live;  /* live readers on this core, by stream path */
+  /* the auth table this core checks tokens against (auth.c), one
+  ** reference held; NULL: no --auth-file.  Its thread only. */
+  struct auth_table *auth;
   /* same-core messages, run at the end of the turn */
   struct loop_msg *local_head, *local_tail;
   /* groups with proposals to commit at the end of this turn */
@@ -2757,6 +2808,12 @@ struct ursula_server {
   int running;
   struct conn_bounds bounds; /* shared by the cores' connections */
   struct peer *peer;         /* the links to the other nodes, or NULL */
+  struct auth_table *auth;   /* the table in force (one reference), or
+                                NULL: no --auth-file; under auth_mu once
+                                the cores run */
+  pthread_mutex_t auth_mu;   /* one reload at a time (server.c, RELOAD) */
+  volatile sig_atomic_t reload_requested; /* without threads: a SIGHUP
+                                             for core 0's turn end */
 };
 
 /* ursula_server_start() with the env given (NULL: env_real()), which
@@ -2788,6 +2845,11 @@ URSULA_PRIVATE void server_release(struct ursula_server *srv);
 ** with the reason in err (URSULA_ERRMSG_LEN bytes).  main.c's
 ** --check-config runs it. */
 URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
+#if !URSULA_ENABLE_THREADS
+/* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag
+** and a wake-up: async-signal-safe, for main.c's SIGHUP handler). */
+URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
+#endif
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -2800,5 +2862,9 @@ URSULA_PRIVATE void api_core_free(struct core *c);
 /* The handler of a job coming back to the core of its connection (group.c
 ** sets it on the message). */
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m);
+/* Core c (on its thread) takes auth table t (its reference) in place of
+** the one it holds, which it lets go; its live readers whose token t does
+** not let read their stream are ended (api.c, REVOCATION). */
+URSULA_PRIVATE void api_auth_take(struct core *c, struct auth_table *t);
 
 #endif /* URSULA_INTERNAL_H */

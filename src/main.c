@@ -10,8 +10,11 @@
 ** are passed on until the cores have stopped, never after: the thread
 ** takes ms.mu for each, and the server is freed only once ms.srv is NULL
 ** under that lock.
+** SIGHUP re-reads the auth file (ursula_server_reload), on the same
+** thread, under the same lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
-** instead: ursula_server_stop() is a flag store and a pipe write per
+** instead (and a SIGHUP handler asks core 0 to reload at its next turn's
+** end: server_request_reload): ursula_server_stop() is a flag store and a pipe write per
 ** loop, both async-signal-safe, and the first signal is logged after the
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
@@ -32,13 +35,16 @@ struct main_sig {
 
 #if URSULA_ENABLE_THREADS
 /* Each SIGINT or SIGTERM stops the server (the first gracefully, the
-** second at once); SIGUSR2 ends the thread. */
+** second at once); SIGHUP reloads; SIGUSR2 ends the thread. */
 static void *main_sig_thread(void *arg) {
   struct main_sig *ms = (struct main_sig *)arg;
   int sig = 0, n = 0;
   while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
     pthread_mutex_lock(&ms->mu);
-    if (ms->srv != NULL) {
+    if (ms->srv != NULL && sig == SIGHUP) {
+      LOG_I("signal %d: re-reading the auth file", sig);
+      ursula_server_reload(ms->srv);
+    } else if (ms->srv != NULL) {
       if (++n == 1) LOG_I("signal %d: stopping", sig);
       ursula_server_stop(ms->srv);
     }
@@ -56,6 +62,13 @@ static void main_on_signal(int sig) {
   struct ursula_server *srv = main_srv;
   if (main_signal == 0) main_signal = sig;
   if (srv != NULL) ursula_server_stop(srv);
+}
+
+/* SIGHUP: core 0 reloads at the end of its turn. */
+static void main_on_hup(int sig) {
+  struct ursula_server *srv = main_srv;
+  (void)sig;
+  if (srv != NULL) server_request_reload(srv);
 }
 #endif
 
@@ -102,10 +115,19 @@ URSULA_API int ursula_main(int argc, char **argv) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);
     return 2;
   }
+  if (cfg.auth_file[0] != '\0') { /* a bad auth file is a bad setting */
+    struct auth_table *t = NULL;
+    if (auth_load(cfg.auth_file, &t, err) != URSULA_OK) {
+      fprintf(stderr, "ursula: auth-file: %s\n", err);
+      return 2;
+    }
+    auth_release(t);
+  }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&ms.set);
   sigaddset(&ms.set, SIGINT);
   sigaddset(&ms.set, SIGTERM);
+  sigaddset(&ms.set, SIGHUP);
   sigaddset(&ms.set, SIGUSR2); /* ends the signal thread after a stop */
   pthread_sigmask(SIG_BLOCK, &ms.set, NULL);
   rc = ursula_server_start(&cfg, &srv, err);
@@ -140,6 +162,8 @@ URSULA_API int ursula_main(int argc, char **argv) {
     main_srv = srv;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = main_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &ms.set, NULL);
     (void)sig_thread;
   }

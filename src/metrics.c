@@ -120,6 +120,7 @@ URSULA_PRIVATE void metrics_merge(struct metrics *to,
   for (k = 0; k < 2; k++) to->live_started[k] += m->live_started[k];
   to->live_bytes += m->live_bytes;
   to->sync_failures += m->sync_failures;
+  for (k = 0; k < 2; k++) to->auth_refused[k] += m->auth_refused[k];
 }
 
 /* ------------------------------------------------------------ writing */
@@ -239,6 +240,15 @@ URSULA_PRIVATE int metrics_write_counters(struct buf *out,
     rc = metrics_write_value(out, "ursula_wal_sync_failures_total",
                              "counter", "WAL syncs that failed",
                              m->sync_failures);
+  if (rc == URSULA_OK)
+    rc = metrics_write_head(out, "ursula_auth_refused_total", "counter",
+                            "requests refused by --auth-file: 401 no or "
+                            "unknown token, 403 a token without the scope "
+                            "or the path");
+  for (k = 0; k < 2 && rc == URSULA_OK; k++)
+    rc = buf_printf(out, "ursula_auth_refused_total{code=\"%d\"} %llu\n",
+                    k == 0 ? 401 : 403,
+                    (unsigned long long)m->auth_refused[k]);
   return rc;
 }
 

@@ -36,6 +36,16 @@
 ** below), serving all the while; a second ursula_server_stop() cuts that
 ** short (SECOND STOP, below).
 **
+** RELOAD.  ursula_server_reload() (SIGHUP: main.c) reads the auth file
+** into a new table on the caller's thread, then posts it to every core
+** (one reference each: a struct server_auth_msg), where api_auth_take()
+** swaps it for the core's old one and ends the live readers it revokes.
+** The server keeps the table in force for the next reload; a table is
+** freed by whoever lets it go last (auth.c, LIFETIME), so a core never
+** reads freed entries and the request path takes no lock.  Messages
+** from one reload reach each core in order after those of the reload
+** before (auth_mu orders the posts), so every core ends on the newest.
+**
 ** PLANTED BUGS.  -DSERVER_PLANT=n (default 0) compiles in one, to prove
 ** the tests catch it (make test-rolling-plants):
 **   1  a node of a cluster stops at once, handing nothing over (the stop
@@ -560,6 +570,10 @@ static void server_on_turn_end(struct loop *l) {
     c->leaving = 1;
     server_leave_step(c);
   }
+  if (c->id == 0 && c->srv->reload_requested) { /* only without threads */
+    c->srv->reload_requested = 0;
+    ursula_server_reload(c->srv);
+  }
   for (;;) {
     int i, n, applied = 0;
     server_run_local(l, c);
@@ -602,6 +616,24 @@ static void server_on_turn_end(struct loop *l) {
   }
   if (c->srv->peer != NULL) peer_flush(c->srv->peer, c->id);
   server_check_drained(c);
+}
+
+/* A table on its way to a core (RELOAD). */
+struct server_auth_msg {
+  struct loop_msg msg;
+  struct auth_table *t; /* one reference, the core's once taken */
+};
+
+static void server_on_auth(struct loop *l, struct loop_msg *m) {
+  struct server_auth_msg *q = (struct server_auth_msg *)(void *)m;
+  api_auth_take((struct core *)loop_get_user(l), q->t);
+  URSULA_FREE(q);
+}
+
+/* The loop closed before it took the table. */
+static void server_auth_drop(struct loop_msg *m) {
+  auth_release(((struct server_auth_msg *)(void *)m)->t);
+  URSULA_FREE(m);
 }
 
 static void server_on_sweep(struct loop *l, void *arg) {
@@ -882,6 +914,7 @@ static void server_free(struct ursula_server *s) {
       URSULA_FREE(s->cores[i].jr_flight);
       journal_close(s->cores[i].journal);
       cold_cache_free(s->cores[i].cold_cache);
+      auth_release(s->cores[i].auth);
     }
     URSULA_FREE(s->cores);
   }
@@ -895,6 +928,8 @@ static void server_free(struct ursula_server *s) {
   if (s->dir_lock_fd >= 0) close(s->dir_lock_fd); /* releases the lock */
   pthread_mutex_destroy(&s->mu);
   conn_bounds_free(&s->bounds);
+  auth_release(s->auth);
+  pthread_mutex_destroy(&s->auth_mu);
   URSULA_FREE(s);
 }
 
@@ -1359,6 +1394,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->admin_fd = -1;
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->auth_mu, NULL);
   conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
   log_set_json(cfg->log_format);
@@ -1400,6 +1436,12 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   if ((rc = server_check_config(&s->cfg, err)) != URSULA_OK ||
       (rc = server_join_groups(s, err)) != URSULA_OK)
     goto fail;
+  if (cfg->auth_file[0] != '\0') {
+    if ((rc = auth_load(cfg->auth_file, &s->auth, err)) != URSULA_OK)
+      goto fail;
+    LOG_I("auth: %d token(s) from %s; every request needs one",
+          auth_count(s->auth), cfg->auth_file);
+  }
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||
@@ -1430,6 +1472,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     if ((rc = loop_open(&c->loop, i, s->env, err)) != URSULA_OK) goto fail;
     loop_set_user(c->loop, c);
     api_core_init(c, cfg->max_connections); /* one count for all cores */
+    c->auth = auth_hold(s->auth);
     if ((rc = loop_add(c->loop, s->listen_fd, LOOP_READ, conn_on_accept, c)) !=
         URSULA_OK)
       goto fail;
@@ -1523,6 +1566,53 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   server_barrier();
   srv->stop_busy = 0;
 }
+
+URSULA_API int ursula_server_reload(struct ursula_server *srv) {
+  struct server_auth_msg *q[URSULA_MAX_CORES];
+  struct auth_table *t = NULL, *old;
+  char err[URSULA_ERRMSG_LEN];
+  int i, rc;
+  if (srv->cfg.auth_file[0] == '\0') {
+    LOG_I("reload: no --auth-file, nothing to re-read");
+    return URSULA_OK;
+  }
+  pthread_mutex_lock(&srv->auth_mu);
+  rc = auth_load(srv->cfg.auth_file, &t, err);
+  for (i = 0; i < srv->n_cores && rc == URSULA_OK; i++) {
+    q[i] = (struct server_auth_msg *)URSULA_MALLOC(sizeof(*q[i]));
+    if (q[i] == NULL) {
+      while (--i >= 0) URSULA_FREE(q[i]);
+      auth_release(t);
+      snprintf(err, sizeof(err), "%s", ursula_strerror(URSULA_ENOMEM));
+      rc = URSULA_ENOMEM;
+    }
+  }
+  if (rc != URSULA_OK) {
+    pthread_mutex_unlock(&srv->auth_mu);
+    LOG_E("auth: reload failed, the table in force stays: %s", err);
+    return rc;
+  }
+  for (i = 0; i < srv->n_cores; i++) {
+    memset(q[i], 0, sizeof(*q[i]));
+    q[i]->msg.on_msg = server_on_auth;
+    q[i]->msg.on_drop = server_auth_drop;
+    q[i]->t = auth_hold(t);
+    loop_post(srv->cores[i].loop, &q[i]->msg);
+  }
+  old = srv->auth;
+  srv->auth = t; /* the reference auth_load() gave */
+  pthread_mutex_unlock(&srv->auth_mu);
+  auth_release(old);
+  LOG_I("auth: reloaded %s: %d token(s)", srv->cfg.auth_file, auth_count(t));
+  return URSULA_OK;
+}
+
+#if !URSULA_ENABLE_THREADS
+URSULA_PRIVATE void server_request_reload(struct ursula_server *srv) {
+  srv->reload_requested = 1;
+  loop_wake(srv->cores[0].loop);
+}
+#endif
 
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv) {
   int i, rc = URSULA_OK;

@@ -26,6 +26,7 @@
 #include "unit_loop.c"
 #include "unit_conf.c"
 #include "unit_crypto.c"
+#include "unit_auth.c"
 #include "unit_sigv4.c"
 #include "unit_stream.c"
 #include "unit_wal.c"
@@ -40,7 +41,8 @@
 
 static const struct unit_case *const unit_tables[] = {
     unit_util_cases,  unit_os_cases,     unit_http_cases,  unit_json_cases,
-    unit_loop_cases,  unit_conf_cases,   unit_crypto_cases, unit_sigv4_cases,
+    unit_loop_cases,  unit_conf_cases,   unit_crypto_cases, unit_auth_cases,
+    unit_sigv4_cases,
     unit_stream_cases, unit_wal_cases,   unit_journal_cases, unit_cold_cases,
     unit_server_cases,
     unit_sse_cases,   unit_api_cases,    unit_raft_cases,  unit_cluster_cases,
