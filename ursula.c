@@ -2780,6 +2780,7 @@ struct conn_table {
   int n_live;    /* of all, those in CONN_LIVE (long-poll, SSE) */
   int max_conns; /* of all cores together: more are answered 503 */
   struct loop_timer accept_timer; /* resumes accepting at the fd limit */
+  struct loop_timer admin_timer;  /* ... and the admin listener (core 0) */
   /* closed connections, freed at the next turn (conn_close) */
   struct conn *dead;
   struct loop_timer reap_timer;
@@ -15012,6 +15013,7 @@ struct peer {
   socklen_t bind_len; /* 0: no bind */
   struct peer_core *cores;
   struct peer_pend *pend; /* core 0's */
+  struct loop_timer accept_timer; /* core 0's: accepting paused */
   pthread_mutex_t mu;
   struct peer_seen *seen; /* [ix * n_cores + core] */
 };
@@ -15818,6 +15820,11 @@ static int peer_pend_challenge(struct peer_pend *pp) {
   return 0;
 }
 
+static void peer_on_accept_resume(struct loop *l, void *arg) {
+  struct peer *p = (struct peer *)arg;
+  if (p->listen_fd >= 0) loop_mod(l, p->listen_fd, LOOP_READ);
+}
+
 static void peer_on_accept(struct loop *l, int fd, unsigned events,
                            void *arg) {
   struct peer *p = (struct peer *)arg;
@@ -15829,8 +15836,14 @@ static void peer_on_accept(struct loop *l, int fd, unsigned events,
     int c = accept(fd, (struct sockaddr *)&ss, &sl);
     if (c < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
-        LOG_W("peer: accept: %s", strerror(errno));
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* EMFILE, ENFILE, ...: the dialer stays queued and the listener
+        ** readable: pause watching it (and log once per pause) */
+        LOG_W("peer: accept: %s (pausing 100 ms)", strerror(errno));
+        loop_mod(l, fd, 0);
+        loop_timer_set(l, &p->accept_timer, loop_now_ms(l) + 100,
+                       peer_on_accept_resume, p);
+      }
       return;
     }
     os_set_nonblock(c);
@@ -15990,6 +16003,7 @@ URSULA_PRIVATE void peer_close(struct peer *p) {
     while (pc->ins != NULL) peer_in_close(pc->ins);
     loop_timer_cancel(pc->loop, &pc->keepalive);
   }
+  if (p->cores != NULL) loop_timer_cancel(p->cores[0].loop, &p->accept_timer);
   if (p->listen_fd >= 0) {
     loop_del(p->cores[0].loop, p->listen_fd);
     close(p->listen_fd);
@@ -23632,8 +23646,18 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
 ** full of clients still answers its probes and scrapes, and a flood on
 ** the admin port cannot take the clients' share.  Past the open-file
 ** limit an admin client waits in the backlog (the spare is the
-** clients'). */
+** clients'), and core 0 stops watching the admin listener for
+** CONN_FD_PAUSE_MS (it stays readable: the loop would spin).  A request
+** with a body is refused at its head (413, api.c): the admin paths take
+** none, so no admin client is charged to --max-body-inflight-bytes. */
 #define CONN_ADMIN_MAX 64
+/* The admin listener is watched again after a pause at the fd limit. */
+static void conn_on_admin_resume(struct loop *l, void *arg) {
+  struct core *c = (struct core *)arg;
+  if (c->admin_listening && !c->draining)
+    loop_mod(l, c->srv->admin_fd, LOOP_READ);
+}
+
 URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
                                          unsigned events, void *arg) {
   struct core *c = (struct core *)arg;
@@ -23642,6 +23666,15 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
   for (i = 0; i < 16; i++) {
     int one = 1;
     int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      /* the client stays queued; the listener stays readable: stop
+      ** watching it for a while, or this loop spins */
+      loop_mod(l, fd, 0);
+      loop_timer_set(l, &c->conns.admin_timer,
+                     loop_now_ms(l) + CONN_FD_PAUSE_MS, conn_on_admin_resume,
+                     c);
+      return;
+    }
     if (cfd < 0) return;
     os_set_nonblock(cfd);
     os_set_cloexec(cfd);
@@ -24214,8 +24247,11 @@ static void api_begin(struct api_conn *cn, int status) {
   cn->method = 0;
   buf_printf(conn_out(&cn->c), "HTTP/1.1 %d %s\r\n", status,
              http_status_text(status));
-  buf_append(conn_out(&cn->c), api_common_headers,
-             sizeof(api_common_headers) - 1);
+  if (cn->c.admin) /* no CORS: no web page may read the operator's paths */
+    buf_append_str(conn_out(&cn->c), "X-Content-Type-Options: nosniff\r\n");
+  else
+    buf_append(conn_out(&cn->c), api_common_headers,
+               sizeof(api_common_headers) - 1);
   if (!cn->c.keep_alive)
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
   else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
@@ -25178,6 +25214,17 @@ static int api_admin_route(struct str path) {
   return API_ADMIN_NONE;
 }
 
+/* A peer counts as reached when every core's link to it is up and a
+** frame came from it within API_PEER_HEARD_MS (a live peer sends one
+** every second, peer.c's PEER_KEEPALIVE_MS; a frozen or cut-off one
+** leaves a link "up" for as long as TCP lets it).  The same 3 s after
+** which peer.c takes a silent connection for dead (PEER_STALE_MS). */
+#define API_PEER_HEARD_MS 3000
+static int api_peer_reached(const struct group_peer_status *p, int n_cores) {
+  return p->links_up == n_cores && p->heard &&
+         p->heard_age_ms < API_PEER_HEARD_MS;
+}
+
 /* Whether the node is ready for traffic, from a gathering: 1, or 0 with
 ** why in reason (one line).  Not ready when (in this order):
 **   - it is stopping (a stop was asked: balancers should drain it);
@@ -25206,8 +25253,8 @@ static int api_readiness(const struct group_gather *gg,
     return 0;
   }
   if (!gg->cluster) return 1;
-  for (i = 0; i < gg->n_peers; i++)
-    if (gg->peers[i].links_up == gg->n_cores) reach++;
+  for (i = 0; i < gg->n_peers; i++) /* links up, and heard from lately */
+    if (api_peer_reached(&gg->peers[i], gg->n_cores)) reach++;
   if (reach < members / 2 + 1) {
     snprintf(reason, cap,
              "not ready: reaches %d of %d members (a majority is %d)", reach,
@@ -25338,7 +25385,7 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
     for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
       rc = buf_printf(out, "ursula_peer_up{peer=\"%d\"} %d\n",
                       gg->peers[i].id,
-                      gg->peers[i].links_up == gg->n_cores ? 1 : 0);
+                      api_peer_reached(&gg->peers[i], gg->n_cores));
   }
   if (rc == URSULA_OK && gg->n_peers > 0) {
     rc = metrics_write_head(out, "ursula_peer_sent_bytes_total", "counter",
@@ -25527,7 +25574,11 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
   if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
-  if (conn_continue(&cn->c, req) < 0) return -1;
+  if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
+    ** clients' --max-body-inflight-bytes: the admin paths take no body */
+    conn_fatal(&cn->c, 413, "the admin paths take no request body");
+    return -1;
+  }
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;
@@ -27039,19 +27090,20 @@ static int server_read_secret(const char *path, unsigned char *out,
                               size_t *len, char *err) {
   FILE *f = fopen(path, "rb");
   struct stat st;
+  unsigned char raw[PEER_SECRET_MAX + 2]; /* room to tell "too long" */
   size_t n;
   if (f == NULL) {
     snprintf(err, URSULA_ERRMSG_LEN, "cluster-secret-file %.300s: %s", path,
              strerror(errno));
     return URSULA_ESYS;
   }
-  n = fread(out, 1, PEER_SECRET_MAX + 2, f);
+  n = fread(raw, 1, sizeof(raw), f);
   if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
     LOG_W("cluster-secret-file %s can be read by others than its owner "
           "(chmod 600 it)", path);
   fclose(f);
-  if (n > 0 && out[n - 1] == '\n') n--;
-  if (n > 0 && out[n - 1] == '\r') n--;
+  if (n > 0 && raw[n - 1] == '\n') n--;
+  if (n > 0 && raw[n - 1] == '\r') n--;
   if (n < PEER_SECRET_MIN || n > PEER_SECRET_MAX) {
     snprintf(err, URSULA_ERRMSG_LEN,
              "cluster-secret-file %.300s: the secret must be %d to %d bytes "
@@ -27060,6 +27112,8 @@ static int server_read_secret(const char *path, unsigned char *out,
              n < PEER_SECRET_MIN ? "shorter" : "longer");
     return URSULA_EINVAL;
   }
+  memcpy(out, raw, n);
+  memset(raw, 0, sizeof(raw));
   *len = n;
   return URSULA_OK;
 }

@@ -146,8 +146,11 @@ static void api_begin(struct api_conn *cn, int status) {
   cn->method = 0;
   buf_printf(conn_out(&cn->c), "HTTP/1.1 %d %s\r\n", status,
              http_status_text(status));
-  buf_append(conn_out(&cn->c), api_common_headers,
-             sizeof(api_common_headers) - 1);
+  if (cn->c.admin) /* no CORS: no web page may read the operator's paths */
+    buf_append_str(conn_out(&cn->c), "X-Content-Type-Options: nosniff\r\n");
+  else
+    buf_append(conn_out(&cn->c), api_common_headers,
+               sizeof(api_common_headers) - 1);
   if (!cn->c.keep_alive)
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
   else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
@@ -1110,6 +1113,17 @@ static int api_admin_route(struct str path) {
   return API_ADMIN_NONE;
 }
 
+/* A peer counts as reached when every core's link to it is up and a
+** frame came from it within API_PEER_HEARD_MS (a live peer sends one
+** every second, peer.c's PEER_KEEPALIVE_MS; a frozen or cut-off one
+** leaves a link "up" for as long as TCP lets it).  The same 3 s after
+** which peer.c takes a silent connection for dead (PEER_STALE_MS). */
+#define API_PEER_HEARD_MS 3000
+static int api_peer_reached(const struct group_peer_status *p, int n_cores) {
+  return p->links_up == n_cores && p->heard &&
+         p->heard_age_ms < API_PEER_HEARD_MS;
+}
+
 /* Whether the node is ready for traffic, from a gathering: 1, or 0 with
 ** why in reason (one line).  Not ready when (in this order):
 **   - it is stopping (a stop was asked: balancers should drain it);
@@ -1138,8 +1152,8 @@ static int api_readiness(const struct group_gather *gg,
     return 0;
   }
   if (!gg->cluster) return 1;
-  for (i = 0; i < gg->n_peers; i++)
-    if (gg->peers[i].links_up == gg->n_cores) reach++;
+  for (i = 0; i < gg->n_peers; i++) /* links up, and heard from lately */
+    if (api_peer_reached(&gg->peers[i], gg->n_cores)) reach++;
   if (reach < members / 2 + 1) {
     snprintf(reason, cap,
              "not ready: reaches %d of %d members (a majority is %d)", reach,
@@ -1270,7 +1284,7 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
     for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
       rc = buf_printf(out, "ursula_peer_up{peer=\"%d\"} %d\n",
                       gg->peers[i].id,
-                      gg->peers[i].links_up == gg->n_cores ? 1 : 0);
+                      api_peer_reached(&gg->peers[i], gg->n_cores));
   }
   if (rc == URSULA_OK && gg->n_peers > 0) {
     rc = metrics_write_head(out, "ursula_peer_sent_bytes_total", "counter",
@@ -1459,7 +1473,11 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
   if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
-  if (conn_continue(&cn->c, req) < 0) return -1;
+  if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
+    ** clients' --max-body-inflight-bytes: the admin paths take no body */
+    conn_fatal(&cn->c, 413, "the admin paths take no request body");
+    return -1;
+  }
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;

@@ -1021,8 +1021,18 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
 ** full of clients still answers its probes and scrapes, and a flood on
 ** the admin port cannot take the clients' share.  Past the open-file
 ** limit an admin client waits in the backlog (the spare is the
-** clients'). */
+** clients'), and core 0 stops watching the admin listener for
+** CONN_FD_PAUSE_MS (it stays readable: the loop would spin).  A request
+** with a body is refused at its head (413, api.c): the admin paths take
+** none, so no admin client is charged to --max-body-inflight-bytes. */
 #define CONN_ADMIN_MAX 64
+/* The admin listener is watched again after a pause at the fd limit. */
+static void conn_on_admin_resume(struct loop *l, void *arg) {
+  struct core *c = (struct core *)arg;
+  if (c->admin_listening && !c->draining)
+    loop_mod(l, c->srv->admin_fd, LOOP_READ);
+}
+
 URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
                                          unsigned events, void *arg) {
   struct core *c = (struct core *)arg;
@@ -1031,6 +1041,15 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
   for (i = 0; i < 16; i++) {
     int one = 1;
     int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      /* the client stays queued; the listener stays readable: stop
+      ** watching it for a while, or this loop spins */
+      loop_mod(l, fd, 0);
+      loop_timer_set(l, &c->conns.admin_timer,
+                     loop_now_ms(l) + CONN_FD_PAUSE_MS, conn_on_admin_resume,
+                     c);
+      return;
+    }
     if (cfd < 0) return;
     os_set_nonblock(cfd);
     os_set_cloexec(cfd);

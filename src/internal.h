@@ -2562,6 +2562,7 @@ struct conn_table {
   int n_live;    /* of all, those in CONN_LIVE (long-poll, SSE) */
   int max_conns; /* of all cores together: more are answered 503 */
   struct loop_timer accept_timer; /* resumes accepting at the fd limit */
+  struct loop_timer admin_timer;  /* ... and the admin listener (core 0) */
   /* closed connections, freed at the next turn (conn_close) */
   struct conn *dead;
   struct loop_timer reap_timer;

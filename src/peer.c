@@ -645,6 +645,7 @@ struct peer {
   socklen_t bind_len; /* 0: no bind */
   struct peer_core *cores;
   struct peer_pend *pend; /* core 0's */
+  struct loop_timer accept_timer; /* core 0's: accepting paused */
   pthread_mutex_t mu;
   struct peer_seen *seen; /* [ix * n_cores + core] */
 };
@@ -1451,6 +1452,11 @@ static int peer_pend_challenge(struct peer_pend *pp) {
   return 0;
 }
 
+static void peer_on_accept_resume(struct loop *l, void *arg) {
+  struct peer *p = (struct peer *)arg;
+  if (p->listen_fd >= 0) loop_mod(l, p->listen_fd, LOOP_READ);
+}
+
 static void peer_on_accept(struct loop *l, int fd, unsigned events,
                            void *arg) {
   struct peer *p = (struct peer *)arg;
@@ -1462,8 +1468,14 @@ static void peer_on_accept(struct loop *l, int fd, unsigned events,
     int c = accept(fd, (struct sockaddr *)&ss, &sl);
     if (c < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
-        LOG_W("peer: accept: %s", strerror(errno));
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* EMFILE, ENFILE, ...: the dialer stays queued and the listener
+        ** readable: pause watching it (and log once per pause) */
+        LOG_W("peer: accept: %s (pausing 100 ms)", strerror(errno));
+        loop_mod(l, fd, 0);
+        loop_timer_set(l, &p->accept_timer, loop_now_ms(l) + 100,
+                       peer_on_accept_resume, p);
+      }
       return;
     }
     os_set_nonblock(c);
@@ -1623,6 +1635,7 @@ URSULA_PRIVATE void peer_close(struct peer *p) {
     while (pc->ins != NULL) peer_in_close(pc->ins);
     loop_timer_cancel(pc->loop, &pc->keepalive);
   }
+  if (p->cores != NULL) loop_timer_cancel(p->cores[0].loop, &p->accept_timer);
   if (p->listen_fd >= 0) {
     loop_del(p->cores[0].loop, p->listen_fd);
     close(p->listen_fd);

@@ -818,19 +818,20 @@ static int server_read_secret(const char *path, unsigned char *out,
                               size_t *len, char *err) {
   FILE *f = fopen(path, "rb");
   struct stat st;
+  unsigned char raw[PEER_SECRET_MAX + 2]; /* room to tell "too long" */
   size_t n;
   if (f == NULL) {
     snprintf(err, URSULA_ERRMSG_LEN, "cluster-secret-file %.300s: %s", path,
              strerror(errno));
     return URSULA_ESYS;
   }
-  n = fread(out, 1, PEER_SECRET_MAX + 2, f);
+  n = fread(raw, 1, sizeof(raw), f);
   if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
     LOG_W("cluster-secret-file %s can be read by others than its owner "
           "(chmod 600 it)", path);
   fclose(f);
-  if (n > 0 && out[n - 1] == '\n') n--;
-  if (n > 0 && out[n - 1] == '\r') n--;
+  if (n > 0 && raw[n - 1] == '\n') n--;
+  if (n > 0 && raw[n - 1] == '\r') n--;
   if (n < PEER_SECRET_MIN || n > PEER_SECRET_MAX) {
     snprintf(err, URSULA_ERRMSG_LEN,
              "cluster-secret-file %.300s: the secret must be %d to %d bytes "
@@ -839,6 +840,8 @@ static int server_read_secret(const char *path, unsigned char *out,
              n < PEER_SECRET_MIN ? "shorter" : "longer");
     return URSULA_EINVAL;
   }
+  memcpy(out, raw, n);
+  memset(raw, 0, sizeof(raw));
   *len = n;
   return URSULA_OK;
 }

@@ -149,6 +149,10 @@ allow=$(curl -s -D - -o /dev/null -X DELETE "$AU/readyz" | tr -d '\r' | sed -n '
 same "... with Allow: GET, HEAD (RFC 9110 15.5.6)" "$allow" "GET, HEAD"
 same "HEAD /metrics: 200 and no body" \
   "$(curl -s -I -o "$TMP/head.out" -w '%{http_code}' "$AU/metrics")|$(curl -s -I "$AU/metrics" | tr -d '\r' | sed '1,/^$/d' | wc -c)" "200|0"
+same "a GET with a body on the admin listener: 413 at its head (no body budget taken)" \
+  "$(code GET "$AU/healthz" -H 'Content-Type: text/plain' --data-binary x -X GET)" 413
+same "no CORS headers on the admin listener (no web page reads it)" \
+  "$(curl -s -D - -o /dev/null "$AU/healthz" | tr -d '\r' | grep -ci '^Access-Control-')" 0
 same "the admin listener serves the cluster status" \
   "$(code GET "$AU/__ursula/cluster")" 200
 same "... and the public one does not, unless --public-status 1" \
