@@ -14553,17 +14553,22 @@ URSULA_PRIVATE void peer_frame_seal(struct buf *b, size_t start, int kind) {
   util_put32(h + 8, util_crc32c(crc, h + PEER_HEADER, len));
 }
 
+/* HELLO bytes 0..51: everything but the mac (what the mac covers). */
+static void peer_hello_fields(unsigned char *out, const struct peer_hello *h) {
+  memcpy(out, peer_magic, 8);
+  util_put64(out + 8, h->cluster_id);
+  util_put64(out + 16, h->from);
+  util_put64(out + 24, h->to);
+  util_put32(out + 32, h->core);
+  util_put32(out + 36, h->cores);
+  util_put32(out + 40, h->groups);
+  util_put64(out + 44, h->boot_id);
+}
+
 URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h) {
   unsigned char body[PEER_HELLO_BODY];
   size_t start;
-  memcpy(body, peer_magic, 8);
-  util_put64(body + 8, h->cluster_id);
-  util_put64(body + 16, h->from);
-  util_put64(body + 24, h->to);
-  util_put32(body + 32, h->core);
-  util_put32(body + 36, h->cores);
-  util_put32(body + 40, h->groups);
-  util_put64(body + 44, h->boot_id);
+  peer_hello_fields(body, h);
   memcpy(body + 52, h->mac, PEER_MAC);
   if (peer_frame_reserve(b, &start) != URSULA_OK ||
       buf_append(b, body, sizeof(body)) != URSULA_OK)
@@ -14588,17 +14593,9 @@ static void peer_hello_mac(const struct peer_hello *h,
                            const void *key, size_t len,
                            unsigned char out[PEER_MAC]) {
   unsigned char msg[8 + PEER_NONCE + 52];
-  unsigned char *f = msg + 8 + PEER_NONCE;
   memcpy(msg, "URSAUTH1", 8);
   memcpy(msg + 8, nonce, PEER_NONCE);
-  memcpy(f, peer_magic, 8);
-  util_put64(f + 8, h->cluster_id);
-  util_put64(f + 16, h->from);
-  util_put64(f + 24, h->to);
-  util_put32(f + 32, h->core);
-  util_put32(f + 36, h->cores);
-  util_put32(f + 40, h->groups);
-  util_put64(f + 44, h->boot_id);
+  peer_hello_fields(msg + 8 + PEER_NONCE, h);
   crypto_hmac_sha256(key, len, msg, sizeof(msg), out);
 }
 
@@ -25282,6 +25279,22 @@ static int api_metrics_per_core(struct buf *out, const char *name,
   return rc;
 }
 
+/* A gauge family with one sample per group: the uint64_t field at byte
+** offset off of each struct group_status. */
+static int api_metrics_per_group(struct buf *out, const struct group_gather *gg,
+                                 const char *name, const char *help,
+                                 size_t off) {
+  int i, rc = metrics_write_head(out, name, "gauge", help);
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++) {
+    const char *g = (const char *)&gg->groups[i];
+    uint64_t v;
+    memcpy(&v, g + off, sizeof(v));
+    rc = buf_printf(out, "%s{group=\"%d\"} %llu\n", name, i,
+                    (unsigned long long)v);
+  }
+  return rc;
+}
+
 /* The body of GET /metrics (metrics.c, THE FORMAT): the counters of
 ** every core added up, then what the gathering read (connections, loops,
 ** memory, streams, Raft), then build facts. */
@@ -25362,23 +25375,17 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                              "groups with no leader this node knows of",
                              leaderless);
   if (rc == URSULA_OK)
-    rc = metrics_write_head(out, "ursula_raft_term", "gauge",
-                            "each group's current term here");
-  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
-    rc = buf_printf(out, "ursula_raft_term{group=\"%d\"} %llu\n", i,
-                    (unsigned long long)gg->groups[i].term);
+    rc = api_metrics_per_group(out, gg, "ursula_raft_term",
+                               "each group's current term here",
+                               offsetof(struct group_status, term));
   if (rc == URSULA_OK)
-    rc = metrics_write_head(out, "ursula_raft_commit_index", "gauge",
-                            "each group's highest index known committed");
-  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
-    rc = buf_printf(out, "ursula_raft_commit_index{group=\"%d\"} %llu\n", i,
-                    (unsigned long long)gg->groups[i].commit);
+    rc = api_metrics_per_group(out, gg, "ursula_raft_commit_index",
+                               "each group's highest index known committed",
+                               offsetof(struct group_status, commit));
   if (rc == URSULA_OK)
-    rc = metrics_write_head(out, "ursula_raft_applied_index", "gauge",
-                            "each group's last index applied here");
-  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
-    rc = buf_printf(out, "ursula_raft_applied_index{group=\"%d\"} %llu\n", i,
-                    (unsigned long long)gg->groups[i].applied);
+    rc = api_metrics_per_group(out, gg, "ursula_raft_applied_index",
+                               "each group's last index applied here",
+                               offsetof(struct group_status, applied));
   if (rc == URSULA_OK && gg->n_peers > 0) {
     rc = metrics_write_head(out, "ursula_peer_up", "gauge",
                             "1 if every core's link to the peer is up");

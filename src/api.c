@@ -1181,6 +1181,22 @@ static int api_metrics_per_core(struct buf *out, const char *name,
   return rc;
 }
 
+/* A gauge family with one sample per group: the uint64_t field at byte
+** offset off of each struct group_status. */
+static int api_metrics_per_group(struct buf *out, const struct group_gather *gg,
+                                 const char *name, const char *help,
+                                 size_t off) {
+  int i, rc = metrics_write_head(out, name, "gauge", help);
+  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++) {
+    const char *g = (const char *)&gg->groups[i];
+    uint64_t v;
+    memcpy(&v, g + off, sizeof(v));
+    rc = buf_printf(out, "%s{group=\"%d\"} %llu\n", name, i,
+                    (unsigned long long)v);
+  }
+  return rc;
+}
+
 /* The body of GET /metrics (metrics.c, THE FORMAT): the counters of
 ** every core added up, then what the gathering read (connections, loops,
 ** memory, streams, Raft), then build facts. */
@@ -1261,23 +1277,17 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                              "groups with no leader this node knows of",
                              leaderless);
   if (rc == URSULA_OK)
-    rc = metrics_write_head(out, "ursula_raft_term", "gauge",
-                            "each group's current term here");
-  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
-    rc = buf_printf(out, "ursula_raft_term{group=\"%d\"} %llu\n", i,
-                    (unsigned long long)gg->groups[i].term);
+    rc = api_metrics_per_group(out, gg, "ursula_raft_term",
+                               "each group's current term here",
+                               offsetof(struct group_status, term));
   if (rc == URSULA_OK)
-    rc = metrics_write_head(out, "ursula_raft_commit_index", "gauge",
-                            "each group's highest index known committed");
-  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
-    rc = buf_printf(out, "ursula_raft_commit_index{group=\"%d\"} %llu\n", i,
-                    (unsigned long long)gg->groups[i].commit);
+    rc = api_metrics_per_group(out, gg, "ursula_raft_commit_index",
+                               "each group's highest index known committed",
+                               offsetof(struct group_status, commit));
   if (rc == URSULA_OK)
-    rc = metrics_write_head(out, "ursula_raft_applied_index", "gauge",
-                            "each group's last index applied here");
-  for (i = 0; i < gg->n_groups && rc == URSULA_OK; i++)
-    rc = buf_printf(out, "ursula_raft_applied_index{group=\"%d\"} %llu\n", i,
-                    (unsigned long long)gg->groups[i].applied);
+    rc = api_metrics_per_group(out, gg, "ursula_raft_applied_index",
+                               "each group's last index applied here",
+                               offsetof(struct group_status, applied));
   if (rc == URSULA_OK && gg->n_peers > 0) {
     rc = metrics_write_head(out, "ursula_peer_up", "gauge",
                             "1 if every core's link to the peer is up");

@@ -185,17 +185,22 @@ URSULA_PRIVATE void peer_frame_seal(struct buf *b, size_t start, int kind) {
   util_put32(h + 8, util_crc32c(crc, h + PEER_HEADER, len));
 }
 
+/* HELLO bytes 0..51: everything but the mac (what the mac covers). */
+static void peer_hello_fields(unsigned char *out, const struct peer_hello *h) {
+  memcpy(out, peer_magic, 8);
+  util_put64(out + 8, h->cluster_id);
+  util_put64(out + 16, h->from);
+  util_put64(out + 24, h->to);
+  util_put32(out + 32, h->core);
+  util_put32(out + 36, h->cores);
+  util_put32(out + 40, h->groups);
+  util_put64(out + 44, h->boot_id);
+}
+
 URSULA_PRIVATE int peer_hello_put(struct buf *b, const struct peer_hello *h) {
   unsigned char body[PEER_HELLO_BODY];
   size_t start;
-  memcpy(body, peer_magic, 8);
-  util_put64(body + 8, h->cluster_id);
-  util_put64(body + 16, h->from);
-  util_put64(body + 24, h->to);
-  util_put32(body + 32, h->core);
-  util_put32(body + 36, h->cores);
-  util_put32(body + 40, h->groups);
-  util_put64(body + 44, h->boot_id);
+  peer_hello_fields(body, h);
   memcpy(body + 52, h->mac, PEER_MAC);
   if (peer_frame_reserve(b, &start) != URSULA_OK ||
       buf_append(b, body, sizeof(body)) != URSULA_OK)
@@ -220,17 +225,9 @@ static void peer_hello_mac(const struct peer_hello *h,
                            const void *key, size_t len,
                            unsigned char out[PEER_MAC]) {
   unsigned char msg[8 + PEER_NONCE + 52];
-  unsigned char *f = msg + 8 + PEER_NONCE;
   memcpy(msg, "URSAUTH1", 8);
   memcpy(msg + 8, nonce, PEER_NONCE);
-  memcpy(f, peer_magic, 8);
-  util_put64(f + 8, h->cluster_id);
-  util_put64(f + 16, h->from);
-  util_put64(f + 24, h->to);
-  util_put32(f + 32, h->core);
-  util_put32(f + 36, h->cores);
-  util_put32(f + 40, h->groups);
-  util_put64(f + 44, h->boot_id);
+  peer_hello_fields(msg + 8 + PEER_NONCE, h);
   crypto_hmac_sha256(key, len, msg, sizeof(msg), out);
 }
 
