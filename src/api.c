@@ -571,7 +571,7 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
   }
   if (j->op == JOB_APPEND)
     metrics_observe_append(&cn->c.core->metrics,
-                           metrics_now_us() - cn->t0_us, cn->append_bytes);
+                           os_now_us() - cn->t0_us, cn->append_bytes);
   api_begin(cn, j->status);
   if (j->op == JOB_CREATE) {
     buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
@@ -1197,52 +1197,125 @@ static int api_metrics_per_group(struct buf *out, const struct group_gather *gg,
   return rc;
 }
 
+/* A counter family with one sample per peer (none for a single node):
+** the uint64_t field at byte offset off of each struct
+** group_peer_status. */
+static int api_metrics_per_peer(struct buf *out, const struct group_gather *gg,
+                                const char *name, const char *help,
+                                size_t off) {
+  int i, rc;
+  if (gg->n_peers == 0) return URSULA_OK;
+  rc = metrics_write_head(out, name, "counter", help);
+  for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++) {
+    uint64_t v;
+    memcpy(&v, (const char *)&gg->peers[i] + off, sizeof(v));
+    rc = buf_printf(out, "%s{peer=\"%d\"} %llu\n", name, gg->peers[i].id,
+                    (unsigned long long)v);
+  }
+  return rc;
+}
+
+/* The indexes of api_metrics_text()'s one-sample families. */
+enum {
+  API_M_CONNS = 0, API_M_CONNS_MAX, API_M_LIVE, API_M_QUEUED, API_M_STREAMS,
+  API_M_HOT, API_M_RSS, API_M_GROUPS, API_M_LED, API_M_LEADERLESS, API_M_WON,
+  API_M_LOST, API_M_INSTALLS, API_M_UPLOADS, API_M_UPLOAD_BYTES,
+  API_M_UPLOAD_FAILURES, API_M_FETCHES, API_M_FETCH_BYTES,
+  API_M_FETCH_FAILURES, API_M_CACHE_HITS, API_M_DELETES,
+  API_M_DELETE_FAILURES
+};
+
 /* The body of GET /metrics (metrics.c, THE FORMAT): the counters of
 ** every core added up, then what the gathering read (connections, loops,
 ** memory, streams, Raft), then build facts. */
 static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                             const struct ursula_server *s) {
+  /* the families of one sample without labels, in the order written */
+  struct {
+    const char *name, *type, *help;
+    uint64_t v;
+  } one[] = {
+      {"ursula_connections", "gauge",
+       "open client connections (not the admin listener's)", 0},
+      {"ursula_connections_max", "gauge", "--max-connections", 0},
+      {"ursula_live_connections", "gauge",
+       "connections holding a long-poll or SSE response", 0},
+      {"ursula_output_queued_bytes", "gauge",
+       "response bytes queued and not yet written, all connections", 0},
+      {"ursula_streams", "gauge", "streams on this node", 0},
+      {"ursula_hot_bytes", "gauge", "stream bytes held in memory", 0},
+      {"ursula_resident_memory_bytes", "gauge",
+       "the process's resident memory", 0},
+      {"ursula_raft_groups", "gauge",
+       "Raft groups (every node has every group)", 0},
+      {"ursula_raft_groups_led", "gauge", "groups this node leads", 0},
+      {"ursula_raft_groups_leaderless", "gauge",
+       "groups with no leader this node knows of", 0},
+      {"ursula_raft_leaderships_won_total", "counter",
+       "times this node became a group's leader", 0},
+      {"ursula_raft_leaderships_lost_total", "counter",
+       "times this node stopped leading a group", 0},
+      {"ursula_raft_snapshot_installs_total", "counter",
+       "snapshot images installed here from a leader", 0},
+      {"ursula_cold_uploads_total", "counter",
+       "chunks written to the cold tier", 0},
+      {"ursula_cold_upload_bytes_total", "counter",
+       "bytes of the chunks written", 0},
+      {"ursula_cold_upload_failures_total", "counter",
+       "chunk writes that failed", 0},
+      {"ursula_cold_fetches_total", "counter",
+       "chunks read back from the cold tier", 0},
+      {"ursula_cold_fetch_bytes_total", "counter",
+       "bytes of the chunks read back", 0},
+      {"ursula_cold_fetch_failures_total", "counter",
+       "chunk reads that failed (missing, damaged, or the store "
+       "unreachable)", 0},
+      {"ursula_cold_cache_hits_total", "counter",
+       "chunk reads served from the cores' caches", 0},
+      {"ursula_cold_deletes_total", "counter",
+       "chunks deleted (or found gone)", 0},
+      {"ursula_cold_delete_failures_total", "counter",
+       "chunk deletes that failed", 0}};
   uint64_t per[URSULA_MAX_CORES];
-  uint64_t conns = 0, live = 0, queued = 0, streams = 0, hot = 0;
-  uint64_t led = 0, leaderless = 0, won = 0, lost = 0, installs = 0;
-  struct tier_stats ts;
+  size_t k;
   int i, rc = metrics_write_counters(out, &gg->sum);
-  memset(&ts, 0, sizeof(ts));
   for (i = 0; i < gg->n_cores; i++) {
-    conns += (uint64_t)gg->conns[i];
-    live += (uint64_t)gg->live[i];
-    if (gg->out_pending[i] > 0) queued += (uint64_t)gg->out_pending[i];
+    one[API_M_CONNS].v += (uint64_t)gg->conns[i];
+    one[API_M_LIVE].v += (uint64_t)gg->live[i];
+    if (gg->out_pending[i] > 0) one[API_M_QUEUED].v += (uint64_t)gg->out_pending[i];
   }
+  one[API_M_CONNS_MAX].v = (uint64_t)s->cfg.max_connections;
+  one[API_M_RSS].v = os_rss_bytes();
+  one[API_M_GROUPS].v = (uint64_t)gg->n_groups;
   for (i = 0; i < gg->n_groups; i++) {
-    streams += gg->groups[i].streams;
-    hot += gg->groups[i].hot_bytes;
-    if (gg->groups[i].role == RAFT_LEADER) led++;
-    if (gg->groups[i].leader == 0) leaderless++;
+    const struct group_status *g = &gg->groups[i];
+    one[API_M_STREAMS].v += g->streams;
+    one[API_M_HOT].v += g->hot_bytes;
+    one[API_M_LED].v += g->role == RAFT_LEADER;
+    one[API_M_LEADERLESS].v += g->leader == 0;
+    one[API_M_WON].v += g->won;
+    one[API_M_LOST].v += g->lost;
+    one[API_M_INSTALLS].v += g->installs;
+    one[API_M_UPLOADS].v += g->tier.uploads;
+    one[API_M_UPLOAD_BYTES].v += g->tier.upload_bytes;
+    one[API_M_UPLOAD_FAILURES].v += g->tier.upload_failures;
+    one[API_M_FETCHES].v += g->tier.fetches;
+    one[API_M_FETCH_BYTES].v += g->tier.fetch_bytes;
+    one[API_M_FETCH_FAILURES].v += g->tier.fetch_failures;
+    one[API_M_CACHE_HITS].v += g->tier.cache_hits;
+    one[API_M_DELETES].v += g->tier.deletes;
+    one[API_M_DELETE_FAILURES].v += g->tier.delete_failures;
   }
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_connections", "gauge",
-                             "open client connections (not the admin "
-                             "listener's)", conns);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_connections_max", "gauge",
-                             "--max-connections",
-                             (uint64_t)s->cfg.max_connections);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_live_connections", "gauge",
-                             "connections holding a long-poll or SSE "
-                             "response", live);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_output_queued_bytes", "gauge",
-                             "response bytes queued and not yet written, "
-                             "all connections", queued);
-  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].busy_us;
+  for (k = 0; k < sizeof(one) / sizeof(one[0]) && rc == URSULA_OK; k++)
+    rc = metrics_write_value(out, one[k].name, one[k].type, one[k].help,
+                             one[k].v);
   if (rc == URSULA_OK) {
     rc = metrics_write_head(out, "ursula_core_busy_seconds_total", "counter",
                             "time each core's loop spent in turns, not "
                             "waiting");
     for (i = 0; i < gg->n_cores && rc == URSULA_OK; i++) {
       rc = buf_printf(out, "ursula_core_busy_seconds_total{core=\"%d\"} ", i);
-      if (rc == URSULA_OK) rc = metrics_write_us(out, per[i]);
+      if (rc == URSULA_OK) rc = metrics_write_us(out, gg->loops[i].busy_us);
       if (rc == URSULA_OK) rc = buf_append_str(out, "\n");
     }
   }
@@ -1257,26 +1330,6 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                               "(requests and replies between cores, syncs "
                               "done)", per, gg->n_cores);
   if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_streams", "gauge",
-                             "streams on this node", streams);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_hot_bytes", "gauge",
-                             "stream bytes held in memory", hot);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_resident_memory_bytes", "gauge",
-                             "the process's resident memory", os_rss_bytes());
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_raft_groups", "gauge",
-                             "Raft groups (every node has every group)",
-                             (uint64_t)gg->n_groups);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_raft_groups_led", "gauge",
-                             "groups this node leads", led);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_raft_groups_leaderless", "gauge",
-                             "groups with no leader this node knows of",
-                             leaderless);
-  if (rc == URSULA_OK)
     rc = api_metrics_per_group(out, gg, "ursula_raft_term",
                                "each group's current term here",
                                offsetof(struct group_status, term));
@@ -1290,98 +1343,26 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                                offsetof(struct group_status, applied));
   if (rc == URSULA_OK && gg->n_peers > 0) {
     rc = metrics_write_head(out, "ursula_peer_up", "gauge",
-                            "1 if every core's link to the peer is up");
+                            "1 if every core's link to the peer is up and "
+                            "it was heard within 3 s");
     for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
       rc = buf_printf(out, "ursula_peer_up{peer=\"%d\"} %d\n",
                       gg->peers[i].id,
                       api_peer_reached(&gg->peers[i], gg->n_cores));
   }
-  if (rc == URSULA_OK && gg->n_peers > 0) {
-    rc = metrics_write_head(out, "ursula_peer_sent_bytes_total", "counter",
-                            "bytes of frames sent to the peer");
-    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
-      rc = buf_printf(out, "ursula_peer_sent_bytes_total{peer=\"%d\"} %llu\n",
-                      gg->peers[i].id,
-                      (unsigned long long)gg->peers[i].bytes_out);
-  }
-  if (rc == URSULA_OK && gg->n_peers > 0) {
-    rc = metrics_write_head(out, "ursula_peer_received_bytes_total",
-                            "counter", "bytes of frames received from the "
-                            "peer");
-    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
-      rc = buf_printf(out,
-                      "ursula_peer_received_bytes_total{peer=\"%d\"} %llu\n",
-                      gg->peers[i].id,
-                      (unsigned long long)gg->peers[i].bytes_in);
-  }
-  if (rc == URSULA_OK && gg->n_peers > 0) {
-    rc = metrics_write_head(out, "ursula_peer_dropped_total", "counter",
-                            "Raft messages to the peer dropped (link down "
-                            "or its queue full; Raft sends again)");
-    for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++)
-      rc = buf_printf(out, "ursula_peer_dropped_total{peer=\"%d\"} %llu\n",
-                      gg->peers[i].id,
-                      (unsigned long long)gg->peers[i].dropped);
-  }
-  for (i = 0; i < gg->n_groups; i++) {
-    const struct group_status *g = &gg->groups[i];
-    ts.uploads += g->tier.uploads;
-    ts.upload_bytes += g->tier.upload_bytes;
-    ts.upload_failures += g->tier.upload_failures;
-    ts.fetches += g->tier.fetches;
-    ts.fetch_bytes += g->tier.fetch_bytes;
-    ts.fetch_failures += g->tier.fetch_failures;
-    ts.cache_hits += g->tier.cache_hits;
-    ts.deletes += g->tier.deletes;
-    ts.delete_failures += g->tier.delete_failures;
-    won += g->won;
-    lost += g->lost;
-    installs += g->installs;
-  }
   if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_raft_leaderships_won_total",
-                             "counter", "times this node became a group's "
-                             "leader", won);
+    rc = api_metrics_per_peer(out, gg, "ursula_peer_sent_bytes_total",
+                              "bytes of frames sent to the peer",
+                              offsetof(struct group_peer_status, bytes_out));
   if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_raft_leaderships_lost_total",
-                             "counter", "times this node stopped leading a "
-                             "group", lost);
+    rc = api_metrics_per_peer(out, gg, "ursula_peer_received_bytes_total",
+                              "bytes of frames received from the peer",
+                              offsetof(struct group_peer_status, bytes_in));
   if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_raft_snapshot_installs_total",
-                             "counter", "snapshot images installed here "
-                             "from a leader", installs);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_uploads_total", "counter",
-                             "chunks written to the cold tier", ts.uploads);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_upload_bytes_total", "counter",
-                             "bytes of the chunks written", ts.upload_bytes);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_upload_failures_total",
-                             "counter", "chunk writes that failed",
-                             ts.upload_failures);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_fetches_total", "counter",
-                             "chunks read back from the cold tier", ts.fetches);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_fetch_bytes_total", "counter",
-                             "bytes of the chunks read back", ts.fetch_bytes);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_fetch_failures_total",
-                             "counter", "chunk reads that failed (missing, "
-                             "damaged, or the store unreachable)",
-                             ts.fetch_failures);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_cache_hits_total", "counter",
-                             "chunk reads served from the cores' caches",
-                             ts.cache_hits);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_deletes_total", "counter",
-                             "chunks deleted (or found gone)", ts.deletes);
-  if (rc == URSULA_OK)
-    rc = metrics_write_value(out, "ursula_cold_delete_failures_total",
-                             "counter", "chunk deletes that failed",
-                             ts.delete_failures);
+    rc = api_metrics_per_peer(out, gg, "ursula_peer_dropped_total",
+                              "Raft messages to the peer dropped (link down "
+                              "or its queue full; Raft sends again)",
+                              offsetof(struct group_peer_status, dropped));
   if (rc == URSULA_OK)
     rc = metrics_write_head(out, "ursula_build_info", "gauge",
                             "1, with the version as a label");
@@ -2116,7 +2097,7 @@ static void api_on_request(struct conn *c) {
                                          ? METRICS_LIVE_SSE
                                          : METRICS_LIVE_POLL]++;
   }
-  if (j->op == JOB_APPEND) cn->t0_us = metrics_now_us();
+  if (j->op == JOB_APPEND) cn->t0_us = os_now_us();
   api_send_job(cn, j);
 }
 

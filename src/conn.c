@@ -983,6 +983,14 @@ static int conn_took_spare(struct conn_bounds *b, int cfd) {
   return took;
 }
 
+/* A socket just accepted: non-blocking, close-on-exec, no Nagle delay. */
+static void conn_accepted(int cfd) {
+  int one = 1;
+  os_set_nonblock(cfd);
+  os_set_cloexec(cfd);
+  setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* --max-connections counts the open connections of every core together
 ** (struct conn_bounds): a core accepts while the total is below it,
 ** however the connections happen to spread over the cores. */
@@ -993,7 +1001,6 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
   int i;
   (void)events;
   for (i = 0; i < 64; i++) {
-    int one = 1;
     int cfd = accept(fd, NULL, NULL);
     if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
       conn_on_fd_limit(l, c, fd, errno);
@@ -1001,9 +1008,7 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
     }
     if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
     if (CONN_FLAG_LOAD(&b->spare_out) && conn_took_spare(b, cfd)) continue;
-    os_set_nonblock(cfd);
-    os_set_cloexec(cfd);
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn_accepted(cfd);
     if (c->draining ||
         !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
       conn_refuse(cfd);
@@ -1039,7 +1044,6 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
   int i;
   (void)events;
   for (i = 0; i < 16; i++) {
-    int one = 1;
     int cfd = accept(fd, NULL, NULL);
     if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
       /* the client stays queued; the listener stays readable: stop
@@ -1051,9 +1055,7 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
       return;
     }
     if (cfd < 0) return;
-    os_set_nonblock(cfd);
-    os_set_cloexec(cfd);
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn_accepted(cfd);
     if (c->draining || c->conns.n_admin >= CONN_ADMIN_MAX)
       conn_refuse(cfd);
     else if (conn_admit(l, c, cfd, 1) != 0)

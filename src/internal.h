@@ -333,7 +333,6 @@ struct metrics {
   uint64_t sync_failures;
   uint64_t auth_refused[2]; /* answered 401, 403 (--auth-file) */
 };
-URSULA_PRIVATE uint64_t metrics_now_us(void);
 /* The index of a request method (METRICS_N_METHODS - 1: another). */
 URSULA_PRIVATE int metrics_method(struct str m);
 URSULA_PRIVATE void metrics_count_request(struct metrics *m, int method,
@@ -353,6 +352,7 @@ URSULA_PRIVATE int metrics_write_value(struct buf *out, const char *name,
                                        uint64_t v);
 URSULA_PRIVATE int metrics_write_counters(struct buf *out,
                                           const struct metrics *m);
+/* us microseconds as seconds, exactly: "0.000250". */
 URSULA_PRIVATE int metrics_write_us(struct buf *out, uint64_t us);
 
 /* ------------------------------------------------------------------- net.c */

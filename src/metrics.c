@@ -27,7 +27,8 @@
 **   # TYPE <name> <counter|gauge|histogram>
 **   <name>{<label>="<value>",...} <value>
 **
-** label values with '\\', '"' and newline escaped; a histogram's samples
+** label values with '\\', '"' and newline escaped (ours are all fixed
+** words and decimal numbers, so none needs it); a histogram's samples
 ** are <name>_bucket{le="<bound>"} (cumulative, the last le="+Inf",
 ** equal to <name>_count), <name>_sum and <name>_count.  Names are
 ** ursula_*, units in the names (_seconds, _bytes), counters end in
@@ -55,8 +56,6 @@ static const char *const metrics_routes[METRICS_N_ROUTES] = {"stream",
                                                              "admin"};
 
 /* ------------------------------------------------------------ counting */
-
-URSULA_PRIVATE uint64_t metrics_now_us(void) { return os_now_us(); }
 
 URSULA_PRIVATE int metrics_method(struct str m) {
   int i;
@@ -133,8 +132,7 @@ URSULA_PRIVATE int metrics_write_head(struct buf *out, const char *name,
                     type);
 }
 
-/* v microseconds as seconds, exactly: "0.000250". */
-static int metrics_write_seconds(struct buf *out, uint64_t us) {
+URSULA_PRIVATE int metrics_write_us(struct buf *out, uint64_t us) {
   return buf_printf(out, "%llu.%06llu", (unsigned long long)(us / 1000000u),
                     (unsigned long long)(us % 1000000u));
 }
@@ -150,7 +148,7 @@ static int metrics_write_hist(struct buf *out, const char *name,
     cum += h->buckets[i];
     rc = buf_printf(out, "%s_bucket{le=\"", name);
     if (rc == URSULA_OK)
-      rc = us ? metrics_write_seconds(out, bounds[i])
+      rc = us ? metrics_write_us(out, bounds[i])
               : buf_printf(out, "%llu", (unsigned long long)bounds[i]);
     if (rc == URSULA_OK)
       rc = buf_printf(out, "\"} %llu\n", (unsigned long long)cum);
@@ -159,7 +157,7 @@ static int metrics_write_hist(struct buf *out, const char *name,
     rc = buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name,
                     (unsigned long long)h->count, name);
   if (rc == URSULA_OK)
-    rc = us ? metrics_write_seconds(out, h->sum)
+    rc = us ? metrics_write_us(out, h->sum)
             : buf_printf(out, "%llu", (unsigned long long)h->sum);
   if (rc == URSULA_OK)
     rc = buf_printf(out, "\n%s_count %llu\n", name,
@@ -250,9 +248,4 @@ URSULA_PRIVATE int metrics_write_counters(struct buf *out,
                     k == 0 ? 401 : 403,
                     (unsigned long long)m->auth_refused[k]);
   return rc;
-}
-
-/* Seconds from microseconds, for the caller's own samples. */
-URSULA_PRIVATE int metrics_write_us(struct buf *out, uint64_t us) {
-  return metrics_write_seconds(out, us);
 }

@@ -340,7 +340,7 @@ static void server_on_synced(struct loop *l, struct loop_msg *m) {
   struct core *c = (struct core *)loop_get_user(l);
   c->n_flights--;
   if (q->gid != -2)
-    metrics_observe_sync(&c->metrics, metrics_now_us() - q->t0_us,
+    metrics_observe_sync(&c->metrics, os_now_us() - q->t0_us,
                          q->gid == -1 ? c->n_jr_flight : 0,
                          q->sync_errno != 0);
   if (q->gid == -2)
@@ -359,7 +359,7 @@ static void server_queue_sync(struct core *c, struct server_sync *q) {
   struct server_syncer *y = c->srv->syncer;
   q->msg.on_msg = server_on_synced;
   q->owner = c->loop;
-  q->t0_us = metrics_now_us();
+  q->t0_us = os_now_us();
   q->fs = c->srv->env->fs;
   c->n_flights++;
   if (y == NULL) {
