@@ -14420,6 +14420,16 @@ URSULA_PRIVATE void raft_free(struct raft *r) {
 ** network where others can inject into a TCP connection, the links need
 ** a private network (or a tunnel).
 **
+** The nonces: the listener reads a 32-byte key from the system's
+** generator once, when it opens (os_random_bytes), and the k-th nonce
+** since is HMAC-SHA256(key, k as 8 bytes little-endian): unpredictable to
+** anyone without the key, never repeated while the node runs, and no
+** file opened per connection.  At most PEER_PEND_MAX connections wait
+** for their HELLO; one more closes the oldest waiting, so that a flood
+** of connections that never speak holds bounded memory and descriptors,
+** and a real peer (whose HELLO follows the CHALLENGE within a round
+** trip) is still admitted.
+**
 ** WIRE FORMAT.  All integers little-endian; a varint is cmd.c's (unsigned
 ** LEB128, shortest form only).  A FRAME:
 **
@@ -14508,6 +14518,7 @@ URSULA_PRIVATE void raft_free(struct raft *r) {
 #define PEER_KEEPALIVE_MS 1000
 #define PEER_STALE_MS 3000    /* silent this long: a connection is dead */
 #define PEER_HELLO_MS 5000    /* a new connection's HELLO deadline */
+#define PEER_PEND_MAX 64      /* connections waiting for their HELLO */
 #define PEER_ITEM_RESERVED 15 /* item kinds 2..15 come in the next step */
 #define PEER_REFUSALS 8       /* causes of refusal remembered for the log */
 #define PEER_REFUSAL_QUIET_MS 30000 /* one line per cause this often */
@@ -15002,7 +15013,10 @@ struct peer {
   struct sockaddr_storage bind_addr;
   socklen_t bind_len; /* 0: no bind */
   struct peer_core *cores;
-  struct peer_pend *pend; /* core 0's */
+  struct peer_pend *pend; /* core 0's, newest first */
+  int n_pend;
+  unsigned char nonce_key[32]; /* core 0's: see AUTHENTICATION */
+  uint64_t nonce_count;
   struct loop_timer accept_timer; /* core 0's: accepting paused */
   pthread_mutex_t mu;
   struct peer_seen *seen; /* [ix * n_cores + core] */
@@ -15659,7 +15673,10 @@ static void peer_pend_free(struct peer_pend *pp, int close_fd) {
   struct peer *p = pp->p;
   struct peer_pend **q = &p->pend;
   while (*q != NULL && *q != pp) q = &(*q)->next;
-  if (*q == pp) *q = pp->next;
+  if (*q == pp) {
+    *q = pp->next;
+    p->n_pend--;
+  }
   loop_timer_cancel(p->cores[0].loop, &pp->timer);
   loop_del(p->cores[0].loop, pp->fd);
   if (close_fd) close(pp->fd);
@@ -15775,17 +15792,22 @@ static void peer_pend_on_timer(struct loop *l, void *arg) {
   peer_pend_refuse(pp, "no HELLO within 5 s");
 }
 
+/* The next nonce (AUTHENTICATION): HMAC-SHA256(nonce_key, count). */
+static void peer_next_nonce(struct peer *p, unsigned char out[PEER_NONCE]) {
+  unsigned char ctr[8], mac[32];
+  util_put64(ctr, ++p->nonce_count);
+  crypto_hmac_sha256(p->nonce_key, sizeof(p->nonce_key), ctr, sizeof(ctr),
+                     mac);
+  memcpy(out, mac, PEER_NONCE);
+}
+
 /* Send a new connection its CHALLENGE: 0, or -1 (logged) to close it.
 ** A fresh socket's send buffer takes the 44 bytes whole. */
 static int peer_pend_challenge(struct peer_pend *pp) {
   unsigned char frame[PEER_HEADER + PEER_NONCE];
   struct buf b;
   ssize_t w;
-  if (os_random_bytes(pp->nonce, PEER_NONCE) != 0) {
-    LOG_E("peer: no random bytes for a CHALLENGE (%s): connection from %s "
-          "closed", strerror(errno), pp->addr);
-    return -1;
-  }
+  peer_next_nonce(pp->p, pp->nonce);
   memset(&b, 0, sizeof(b));
   if (peer_challenge_put(&b, pp->nonce) != URSULA_OK) {
     buf_free(&b);
@@ -15838,6 +15860,12 @@ static void peer_on_accept(struct loop *l, int fd, unsigned events,
     }
     os_set_nonblock(c);
     os_set_cloexec(c);
+    if (p->n_pend >= PEER_PEND_MAX) { /* the oldest waiting goes */
+      struct peer_pend *old = p->pend;
+      while (old->next != NULL) old = old->next;
+      peer_pend_refuse(old, "too many connections waiting for a HELLO; "
+                            "the oldest was closed");
+    }
     pp = (struct peer_pend *)URSULA_MALLOC(sizeof(*pp));
     if (pp == NULL) {
       close(c);
@@ -15859,6 +15887,7 @@ static void peer_on_accept(struct loop *l, int fd, unsigned events,
     }
     pp->next = p->pend;
     p->pend = pp;
+    p->n_pend++;
     loop_timer_set(l, &pp->timer, loop_now_ms(l) + PEER_HELLO_MS,
                    peer_pend_on_timer, pp);
   }
@@ -15885,6 +15914,13 @@ URSULA_PRIVATE int peer_open(struct peer **out, const struct peer_config *cfg,
     return URSULA_EINVAL;
   }
   p->boot_id = p->env->random(p->env);
+  if (os_random_bytes(p->nonce_key, sizeof(p->nonce_key)) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "peer: no random bytes for the handshake's nonces: %s",
+             strerror(errno));
+    peer_close(p);
+    return URSULA_ESYS;
+  }
   p->cores = (struct peer_core *)URSULA_MALLOC(sizeof(*p->cores) *
                                                (size_t)cfg->n_cores);
   p->seen = (struct peer_seen *)URSULA_MALLOC(

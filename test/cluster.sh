@@ -247,6 +247,49 @@ expect n1 "link to node 2 (127.0.0.1:$P2) core 0 up" $((ups1 + 1))
 expect n3 "link to node 2 (127.0.0.1:$P2) core 1 up" 2
 links_up n2 2
 
+# --- a flood of connections that never send a HELLO (peer.c: at most
+# PEER_PEND_MAX, 64, wait; one more closes the oldest): n1's descriptors
+# stay bounded, and a real peer restarted during the flood is admitted.
+# Each connection's CHALLENGE carries its own nonce (a HELLO recorded on
+# one is worth nothing on another).
+fds_n1() { ls "/proc/$PID_n1/fd" 2>/dev/null | wc -l; }
+base=$(fds_n1)
+python3 - "$P1" "$TMP/flood.up" <<'PY' &
+import socket, sys, time
+held = []
+for _ in range(300):
+    try: held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2))
+    except OSError: pass
+def challenge(s):  # the listener's first frame: 12-byte header, 32-byte nonce
+    b = b""
+    while len(b) < 44:
+        c = s.recv(44 - len(b))
+        if not c: break
+        b += c
+    return b[12:]
+nonces = set(challenge(s) for s in held[-20:])
+open(sys.argv[2] + ".nonces", "w").write(str(len(nonces)))
+open(sys.argv[2], "w").write(str(len(held)))
+time.sleep(20)
+PY
+flood=$!
+for _ in $(seq 50); do [ -s "$TMP/flood.up" ] && break; sleep 0.1; done
+if [ "$(cat "$TMP/flood.up.nonces" 2>/dev/null)" = 20 ]; then
+  ok "20 connections get 20 different CHALLENGE nonces"
+else not_ok "20 connections get 20 different CHALLENGE nonces" "$(cat "$TMP/flood.up.nonces" 2>/dev/null)"; fi
+sleep 0.5
+during=$(fds_n1)
+if [ -s "$TMP/flood.up" ] && [ $((during - base)) -le 72 ]; then
+  ok "300 silent peer connections: n1 holds $((during - base)) more descriptors (<= 64 + 8)"
+else not_ok "300 silent peer connections hold at most 64 + 8 descriptors" "base $base during $during opened $(cat "$TMP/flood.up" 2>/dev/null)"; fi
+ups1=$(count n1 "link to node 2 (127.0.0.1:$P2) core 0 up")
+lib_kill "$PID_n2"
+mv "$TMP/n2.log" "$TMP/n2-flood.log"
+start n2 --node-id 2 $PEERS $SECRET
+expect n1 "link to node 2 (127.0.0.1:$P2) core 0 up" $((ups1 + 1))
+links_up n2 2
+kill "$flood" 2>/dev/null; wait "$flood" 2>/dev/null
+
 # --- Raft: every group replicated on the three nodes ----------------------
 # Each node's client port is in its log; a write is taken by the leader of
 # the stream's group (the others answer 503: forwarding is the next step),
