@@ -27098,15 +27098,13 @@ static void server_on_peer_snap(void *arg, int core, uint64_t from,
   group_recv_snap(&s->cores[core], s->groups[sn->group], from, sn);
 }
 
-/* Open the peer listener and arm the links (the loops exist, not yet
-** running). */
 /* The cluster secret from path (--cluster-secret-file; peer.c,
 ** AUTHENTICATION): the file's bytes, less one trailing "\n" or "\r\n",
 ** PEER_SECRET_MIN to PEER_SECRET_MAX of them.  URSULA_OK, or
 ** URSULA_EINVAL / URSULA_ESYS with err set.  A file that others than its
-** owner may read is taken, with a warning. */
+** owner may read is taken, with a warning if warn. */
 static int server_read_secret(const char *path, unsigned char *out,
-                              size_t *len, char *err) {
+                              size_t *len, int warn, char *err) {
   FILE *f = fopen(path, "rb");
   struct stat st;
   unsigned char raw[PEER_SECRET_MAX + 2]; /* room to tell "too long" */
@@ -27117,7 +27115,7 @@ static int server_read_secret(const char *path, unsigned char *out,
     return URSULA_ESYS;
   }
   n = fread(raw, 1, sizeof(raw), f);
-  if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+  if (warn && fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
     LOG_W("cluster-secret-file %s can be read by others than its owner "
           "(chmod 600 it)", path);
   fclose(f);
@@ -27137,6 +27135,8 @@ static int server_read_secret(const char *path, unsigned char *out,
   return URSULA_OK;
 }
 
+/* Open the peer listener and arm the links (the loops exist, not yet
+** running). */
 static int server_peers_start(struct ursula_server *s, char *err) {
   const struct ursula_config *cfg = &s->cfg;
   struct peer_config pc;
@@ -27166,7 +27166,7 @@ static int server_peers_start(struct ursula_server *s, char *err) {
   pc.env = s->env;
   if (cfg->cluster_secret_file[0] != '\0') {
     if ((rc = server_read_secret(cfg->cluster_secret_file, pc.secret,
-                                 &pc.secret_len, err)) != URSULA_OK)
+                                 &pc.secret_len, 1, err)) != URSULA_OK)
       return rc;
   } else {
     LOG_W("peer links are not authenticated: give every node the same "
@@ -27506,12 +27506,35 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+/* The files the settings name and start-up reads whole: the tokens
+** (--auth-file) and the cluster secret (--cluster-secret-file) load
+** (then are let go). */
+static int server_check_files(const struct ursula_config *cfg, char *err) {
+  unsigned char secret[PEER_SECRET_MAX];
+  size_t len = 0;
+  int rc = URSULA_OK;
+  if (cfg->auth_file[0] != '\0') {
+    struct auth_table *t = NULL;
+    char why[URSULA_ERRMSG_LEN];
+    if ((rc = auth_load(cfg->auth_file, &t, why)) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN, "auth-file: %.1400s", why);
+      return rc;
+    }
+    auth_release(t);
+  }
+  if (cfg->cluster_secret_file[0] != '\0')
+    rc = server_read_secret(cfg->cluster_secret_file, secret, &len, 0, err);
+  memset(secret, 0, sizeof(secret));
+  return rc;
+}
+
 URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
                                        char *err) {
   int rc;
   if ((rc = conf_check_cluster(cfg, err)) != URSULA_OK ||
       (rc = server_check_bounds(cfg, err)) != URSULA_OK ||
-      (rc = server_check_cold(cfg, err)) != URSULA_OK)
+      (rc = server_check_cold(cfg, err)) != URSULA_OK ||
+      (rc = server_check_files(cfg, err)) != URSULA_OK)
     return rc;
   return URSULA_OK;
 }
@@ -27964,9 +27987,12 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 **
 ** --check-config FILE (conf.c loads it as --config FILE, with the other
 ** flags) makes ursula_main() check the result instead: main_check() runs
-** the checks a start makes before any I/O (server_check_config) and
-** answers "FILE: ok" and 0, or the reason and 2, as a bad flag is
-** answered.  No server, port, signal or --wal-dir is touched.
+** the checks a start makes before any I/O (server_check_config: the
+** settings, and the token and secret files read) and answers "FILE: ok"
+** and 0, or the reason and 2, as a bad flag is answered.  No server,
+** port, signal or --wal-dir is touched.  A start makes the same checks
+** first, so a bad setting exits 2 there too; 1 is for what fails after
+** (a port in use, a damaged WAL).
 */
 
 
@@ -28058,13 +28084,9 @@ URSULA_API int ursula_main(int argc, char **argv) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);
     return 2;
   }
-  if (cfg.auth_file[0] != '\0') { /* a bad auth file is a bad setting */
-    struct auth_table *t = NULL;
-    if (auth_load(cfg.auth_file, &t, err) != URSULA_OK) {
-      fprintf(stderr, "ursula: auth-file: %s\n", err);
-      return 2;
-    }
-    auth_release(t);
+  if (server_check_config(&cfg, err) != URSULA_OK) { /* a bad setting */
+    fprintf(stderr, "ursula: %s\n", err);
+    return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&ms.set);

@@ -21,9 +21,12 @@
 **
 ** --check-config FILE (conf.c loads it as --config FILE, with the other
 ** flags) makes ursula_main() check the result instead: main_check() runs
-** the checks a start makes before any I/O (server_check_config) and
-** answers "FILE: ok" and 0, or the reason and 2, as a bad flag is
-** answered.  No server, port, signal or --wal-dir is touched.
+** the checks a start makes before any I/O (server_check_config: the
+** settings, and the token and secret files read) and answers "FILE: ok"
+** and 0, or the reason and 2, as a bad flag is answered.  No server,
+** port, signal or --wal-dir is touched.  A start makes the same checks
+** first, so a bad setting exits 2 there too; 1 is for what fails after
+** (a port in use, a damaged WAL).
 */
 #include "internal.h"
 
@@ -115,13 +118,9 @@ URSULA_API int ursula_main(int argc, char **argv) {
     fprintf(stderr, "ursula: %s\n(try --help)\n", err);
     return 2;
   }
-  if (cfg.auth_file[0] != '\0') { /* a bad auth file is a bad setting */
-    struct auth_table *t = NULL;
-    if (auth_load(cfg.auth_file, &t, err) != URSULA_OK) {
-      fprintf(stderr, "ursula: auth-file: %s\n", err);
-      return 2;
-    }
-    auth_release(t);
+  if (server_check_config(&cfg, err) != URSULA_OK) { /* a bad setting */
+    fprintf(stderr, "ursula: %s\n", err);
+    return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&ms.set);

@@ -137,14 +137,17 @@ bad "cluster-id: expected 1 to 64" --cluster-id 'a b'
 bad "node-id: needs --peer" --node-id 1
 bad "peer: a cluster needs --wal-dir DIR" --node-id 1 $PEERS
 printf 'too short\n' >"$TMP/short-secret"
-out=$(timeout 5 "$BIN" --listen 127.0.0.1:0 --node-id 1 $PEERS --peer-listen 127.0.0.1:$PD \
-  --wal-dir "$TMP/wal-short" --cluster-secret-file "$TMP/short-secret" 2>&1); rc=$?
-case "$out" in
-  *"the secret must be 16 to 256 bytes"*) same_rc=$rc ;;
-  *) same_rc=x ;;
+bad "the secret must be 16 to 256 bytes" --node-id 1 $PEERS --peer-listen 127.0.0.1:$PD \
+  --wal-dir "$TMP/wal-short" --cluster-secret-file "$TMP/short-secret"
+bad "cluster-secret-file $TMP/none: No such file" --cluster-secret-file "$TMP/none"
+# --check-config reads the secret file too (a bad setting: exit 2)
+out=$(timeout 5 "$BIN" --check-config /dev/null --cluster-secret-file "$TMP/short-secret" 2>&1); rc=$?
+case "$rc:$out" in
+  2:*"the secret must be 16 to 256 bytes"*) ok "--check-config refuses a secret of 9 bytes, exit 2" ;;
+  *) not_ok "--check-config refuses a secret of 9 bytes, exit 2" "exit $rc: $out" ;;
 esac
-if [ "$same_rc" = 1 ]; then ok "a secret of 9 bytes: refused at start, exit 1"
-else not_ok "a secret of 9 bytes: refused at start, exit 1" "exit $rc: $out"; fi
+if [ ! -e "$TMP/wal-short" ]; then ok "a refused start leaves --wal-dir alone"
+else not_ok "a refused start leaves --wal-dir alone" "$(ls "$TMP/wal-short")"; fi
 
 # --- without peers: a single node as before (no peer listener, no line)
 start single
