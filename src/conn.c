@@ -1029,8 +1029,35 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
 ** clients'), and core 0 stops watching the admin listener for
 ** CONN_FD_PAUSE_MS (it stays readable: the loop would spin).  A request
 ** with a body is refused at its head (413, api.c): the admin paths take
-** none, so no admin client is charged to --max-body-inflight-bytes. */
+** none, so no admin client is charged to --max-body-inflight-bytes.
+** With CONN_ADMIN_MAX open, a new client takes the place of the one
+** waiting longest for a request head (idle between requests, or slow to
+** send one: conn_admin_evict), so that idle keep-alive scrapers or a
+** slow client cannot lock the probes out for the idle timeout; only when
+** every admin connection is being answered is the new one refused 503. */
 #define CONN_ADMIN_MAX 64
+
+/* Close the admin connection of core c that has waited longest for a
+** request head (CONN_HEAD; by the loop time its last output moved, or
+** of its accept): 1, or 0 if none waits for one.  Scans the core's
+** slots, only when the admin connections are all taken. */
+static int conn_admin_evict(struct core *c) {
+  struct conn_table *t = &c->conns;
+  struct conn *old = NULL;
+  uint32_t i;
+  for (i = 0; i < t->n_slots; i++) {
+    struct conn *cn = t->slots[i];
+    if (cn != NULL && cn->admin && cn->state == CONN_HEAD &&
+        (old == NULL || cn->write_ms < old->write_ms))
+      old = cn;
+  }
+  if (old == NULL) return 0;
+  LOG_D("admin: %d connections open: the one idle longest is closed for "
+        "a new one",
+        CONN_ADMIN_MAX);
+  conn_close(old);
+  return 1;
+}
 /* The admin listener is watched again after a pause at the fd limit. */
 static void conn_on_admin_resume(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
@@ -1056,7 +1083,8 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
     }
     if (cfd < 0) return;
     conn_accepted(cfd);
-    if (c->draining || c->conns.n_admin >= CONN_ADMIN_MAX)
+    if (c->draining || (c->conns.n_admin >= CONN_ADMIN_MAX &&
+                        !conn_admin_evict(c)))
       conn_refuse(cfd);
     else if (conn_admit(l, c, cfd, 1) != 0)
       close(cfd);

@@ -158,6 +158,30 @@ same "the admin listener serves the cluster status" \
 same "... and the public one does not, unless --public-status 1" \
   "$(code GET "$U/__ursula/cluster")" 404
 
+# --- 70 clients that connect and send nothing (or idle after a request)
+# hold every admin slot (conn.c: at most 64); a probe still gets its
+# answer, taking the place of the one waiting longest for a request.
+python3 - "$A" "$TMP/idle.up" <<'PY' &
+import socket, sys, time
+held = []
+for i in range(70):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2)
+        if i % 2:  # every other one: a whole request, then idle
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        held.append(s)
+    except OSError:
+        pass
+open(sys.argv[2], "w").write(str(len(held)))
+time.sleep(20)
+PY
+IDLE=$!
+for i in $(seq 1 50); do [ -s "$TMP/idle.up" ] && break; sleep 0.1; done
+sleep 0.3
+same "70 idle admin connections: /healthz and /readyz still answer 200" \
+  "$(code GET "$AU/healthz") $(code GET "$AU/readyz")" "200 200"
+kill $IDLE 2>/dev/null; wait $IDLE 2>/dev/null
+
 # --- --admin-listen off, a busy address -----------------------------------------
 "$BIN" --listen 127.0.0.1:0 --admin-listen off --core-count 1 >"$TMP/off.log" 2>&1 &
 OFF=$!
