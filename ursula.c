@@ -518,11 +518,12 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
 /* What l's thread has done since it opened (read on that thread): time
 ** in turns outside the wait (the real clock, os_now_us, whatever env
-** says), turns, mailbox messages run. */
+** says), turns, mailbox messages run; and the messages queued in its
+** mailbox now, not yet taken (posted since the turn's batch). */
 struct loop_stats {
-  uint64_t busy_us, turns, msgs;
+  uint64_t busy_us, turns, msgs, queued;
 };
-URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out);
+URSULA_PRIVATE void loop_stats(struct loop *l, struct loop_stats *out);
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
 URSULA_PRIVATE void loop_wake(struct loop *l);
@@ -550,6 +551,7 @@ struct metrics {
   struct metrics_hist sync_batch; /* groups in one journal sync */
   uint64_t sync_failures;
   uint64_t auth_refused[2]; /* answered 401, 403 (--auth-file) */
+  uint64_t conns_refused;   /* accepted and answered 503 at once (conn.c) */
 };
 /* The index of a request method (METRICS_N_METHODS - 1: another). */
 URSULA_PRIVATE int metrics_method(struct str m);
@@ -3899,9 +3901,10 @@ struct loop {
   size_t cap_fired;
   struct loop_timer **heap; /* 1-based min-heap */
   size_t n_heap, cap_heap;
-  pthread_mutex_t mu; /* guards mb_head, mb_tail, sleeping */
+  pthread_mutex_t mu; /* guards mb_head, mb_tail, mb_len, sleeping */
   int mu_ready;       /* mu was initialised */
   struct loop_msg *mb_head, *mb_tail;
+  uint64_t mb_len; /* messages queued in the mailbox now */
   int sleeping; /* in a wait that may block, the mailbox empty: a post
                    must wake it (see Mailbox at the top) */
   int wake_r, wake_w; /* self-pipe: read end is a registered fd */
@@ -4293,6 +4296,7 @@ static void loop_drain_mailbox(struct loop *l) {
   pthread_mutex_lock(&l->mu);
   m = l->mb_head;
   l->mb_head = l->mb_tail = NULL;
+  l->mb_len = 0;
   pthread_mutex_unlock(&l->mu);
   while (m != NULL) {
     struct loop_msg *next = m->next;
@@ -4316,6 +4320,7 @@ URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m) {
   else
     l->mb_head = m;
   l->mb_tail = m;
+  l->mb_len++;
   wake = l->sleeping;
   l->sleeping = 0; /* one byte ends the wait */
   pthread_mutex_unlock(&l->mu);
@@ -4504,10 +4509,13 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
   return URSULA_OK;
 }
 
-URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out) {
+URSULA_PRIVATE void loop_stats(struct loop *l, struct loop_stats *out) {
   out->busy_us = l->busy_us;
   out->turns = l->turns;
   out->msgs = l->msgs;
+  pthread_mutex_lock(&l->mu);
+  out->queued = l->mb_len;
+  pthread_mutex_unlock(&l->mu);
 }
 
 /* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop
@@ -4657,6 +4665,7 @@ URSULA_PRIVATE void metrics_merge(struct metrics *to,
   to->live_bytes += m->live_bytes;
   to->sync_failures += m->sync_failures;
   for (k = 0; k < 2; k++) to->auth_refused[k] += m->auth_refused[k];
+  to->conns_refused += m->conns_refused;
 }
 
 /* ------------------------------------------------------------ writing */
@@ -4784,6 +4793,14 @@ URSULA_PRIVATE int metrics_write_counters(struct buf *out,
     rc = buf_printf(out, "ursula_auth_refused_total{code=\"%d\"} %llu\n",
                     k == 0 ? 401 : 403,
                     (unsigned long long)m->auth_refused[k]);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_connections_refused_total",
+                             "counter",
+                             "clients accepted and answered 503 at once: "
+                             "--max-connections reached, the open-file "
+                             "limit, the admin listener's 64 all answering, "
+                             "or a stop under way",
+                             m->conns_refused);
   return rc;
 }
 /**** End src/metrics.c ****/
@@ -23484,7 +23501,8 @@ static void conn_slot_free(struct conn_table *t, const struct conn *cn) {
 /* Answer a client refused before it is a connection with plain bytes on
 ** its socket, and close it: 503 with Retry-After (RFC 9110 sections
 ** 15.6.4 and 10.2.3), the Content-Length counted from the body itself. */
-static void conn_refuse(int cfd) {
+/* Answer the client cfd 503 and close it, counted on core c. */
+static void conn_refuse(struct core *c, int cfd) {
   static const char body[] = "too many connections, retry\n";
   char busy[256];
   int n;
@@ -23499,6 +23517,7 @@ static void conn_refuse(int cfd) {
   w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
   (void)w;
   close(cfd);
+  c->metrics.conns_refused++;
 }
 
 /* Make the accepted socket cfd a connection of core c (the server-wide
@@ -23572,14 +23591,15 @@ static void conn_on_accept_resume(struct loop *l, void *arg) {
 /* Give the spare up to accept a client on lfd, answer it 503 and close
 ** it, and take the spare back (b->spare_mu held): 0, or -1 if there was
 ** no spare or no client (or still no descriptor for it). */
-static int conn_refuse_spare(struct conn_bounds *b, int lfd) {
+static int conn_refuse_spare(struct core *c, int lfd) {
+  struct conn_bounds *b = &c->srv->bounds;
   int cfd;
   if (conn_spare_retake(b) != 0) return -1;
   CONN_FLAG_STORE(&b->spare_out, 1);
   close(b->spare_fd);
   b->spare_fd = -1;
   cfd = accept(lfd, NULL, NULL);
-  if (cfd >= 0) conn_refuse(cfd);
+  if (cfd >= 0) conn_refuse(c, cfd);
   if (conn_spare_retake(b) != 0) return -1;
   return cfd >= 0 ? 0 : -1;
 }
@@ -23603,7 +23623,7 @@ static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
   int i;
   pthread_mutex_lock(&b->spare_mu);
   for (i = 0; i < 64; i++)
-    if (conn_refuse_spare(b, lfd) != 0) break;
+    if (conn_refuse_spare(c, lfd) != 0) break;
   now = os_now_ms();
   if (b->fd_log_ms == 0 || now >= b->fd_log_ms + 1000) {
     LOG_W(
@@ -23622,12 +23642,13 @@ static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
 /* A client cfd was accepted while the spare was out: 1 if cfd may have
 ** taken the spare's descriptor (then cfd is answered 503 and closed and
 ** the spare taken back), 0 if it is a client like any other. */
-static int conn_took_spare(struct conn_bounds *b, int cfd) {
+static int conn_took_spare(struct core *c, int cfd) {
+  struct conn_bounds *b = &c->srv->bounds;
   int took;
   pthread_mutex_lock(&b->spare_mu);
   took = b->spare_fd < 0;
   if (took) {
-    conn_refuse(cfd);
+    conn_refuse(c, cfd);
     (void)conn_spare_retake(b);
   }
   pthread_mutex_unlock(&b->spare_mu);
@@ -23658,11 +23679,11 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
       return;
     }
     if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
-    if (CONN_FLAG_LOAD(&b->spare_out) && conn_took_spare(b, cfd)) continue;
+    if (CONN_FLAG_LOAD(&b->spare_out) && conn_took_spare(c, cfd)) continue;
     conn_accepted(cfd);
     if (c->draining ||
         !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
-      conn_refuse(cfd);
+      conn_refuse(c, cfd);
     } else if (conn_admit(l, c, cfd, 0) != 0) {
       conn_bounds_sub(b, &b->conns, 1);
       close(cfd);
@@ -23736,7 +23757,7 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
     conn_accepted(cfd);
     if (c->draining || (c->conns.n_admin >= CONN_ADMIN_MAX &&
                         !conn_admin_evict(c)))
-      conn_refuse(cfd);
+      conn_refuse(c, cfd);
     else if (conn_admit(l, c, cfd, 1) != 0)
       close(cfd);
   }
@@ -25486,6 +25507,12 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                               "messages each core's mailbox delivered "
                               "(requests and replies between cores, syncs "
                               "done)", per, gg->n_cores);
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].queued;
+  if (rc == URSULA_OK)
+    rc = api_metrics_per_core(out, "ursula_core_mailbox_depth", "gauge",
+                              "messages waiting in each core's mailbox "
+                              "when the scrape visited it", per,
+                              gg->n_cores);
   if (rc == URSULA_OK)
     rc = api_metrics_per_group(out, gg, "ursula_raft_term",
                                "each group's current term here",

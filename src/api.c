@@ -1329,6 +1329,12 @@ static int api_metrics_text(struct buf *out, const struct group_gather *gg,
                               "messages each core's mailbox delivered "
                               "(requests and replies between cores, syncs "
                               "done)", per, gg->n_cores);
+  for (i = 0; i < gg->n_cores; i++) per[i] = gg->loops[i].queued;
+  if (rc == URSULA_OK)
+    rc = api_metrics_per_core(out, "ursula_core_mailbox_depth", "gauge",
+                              "messages waiting in each core's mailbox "
+                              "when the scrape visited it", per,
+                              gg->n_cores);
   if (rc == URSULA_OK)
     rc = api_metrics_per_group(out, gg, "ursula_raft_term",
                                "each group's current term here",

@@ -833,7 +833,8 @@ static void conn_slot_free(struct conn_table *t, const struct conn *cn) {
 /* Answer a client refused before it is a connection with plain bytes on
 ** its socket, and close it: 503 with Retry-After (RFC 9110 sections
 ** 15.6.4 and 10.2.3), the Content-Length counted from the body itself. */
-static void conn_refuse(int cfd) {
+/* Answer the client cfd 503 and close it, counted on core c. */
+static void conn_refuse(struct core *c, int cfd) {
   static const char body[] = "too many connections, retry\n";
   char busy[256];
   int n;
@@ -848,6 +849,7 @@ static void conn_refuse(int cfd) {
   w = n > 0 ? send(cfd, busy, (size_t)n, 0) : 0;
   (void)w;
   close(cfd);
+  c->metrics.conns_refused++;
 }
 
 /* Make the accepted socket cfd a connection of core c (the server-wide
@@ -921,14 +923,15 @@ static void conn_on_accept_resume(struct loop *l, void *arg) {
 /* Give the spare up to accept a client on lfd, answer it 503 and close
 ** it, and take the spare back (b->spare_mu held): 0, or -1 if there was
 ** no spare or no client (or still no descriptor for it). */
-static int conn_refuse_spare(struct conn_bounds *b, int lfd) {
+static int conn_refuse_spare(struct core *c, int lfd) {
+  struct conn_bounds *b = &c->srv->bounds;
   int cfd;
   if (conn_spare_retake(b) != 0) return -1;
   CONN_FLAG_STORE(&b->spare_out, 1);
   close(b->spare_fd);
   b->spare_fd = -1;
   cfd = accept(lfd, NULL, NULL);
-  if (cfd >= 0) conn_refuse(cfd);
+  if (cfd >= 0) conn_refuse(c, cfd);
   if (conn_spare_retake(b) != 0) return -1;
   return cfd >= 0 ? 0 : -1;
 }
@@ -952,7 +955,7 @@ static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
   int i;
   pthread_mutex_lock(&b->spare_mu);
   for (i = 0; i < 64; i++)
-    if (conn_refuse_spare(b, lfd) != 0) break;
+    if (conn_refuse_spare(c, lfd) != 0) break;
   now = os_now_ms();
   if (b->fd_log_ms == 0 || now >= b->fd_log_ms + 1000) {
     LOG_W(
@@ -971,12 +974,13 @@ static void conn_on_fd_limit(struct loop *l, struct core *c, int lfd, int err) {
 /* A client cfd was accepted while the spare was out: 1 if cfd may have
 ** taken the spare's descriptor (then cfd is answered 503 and closed and
 ** the spare taken back), 0 if it is a client like any other. */
-static int conn_took_spare(struct conn_bounds *b, int cfd) {
+static int conn_took_spare(struct core *c, int cfd) {
+  struct conn_bounds *b = &c->srv->bounds;
   int took;
   pthread_mutex_lock(&b->spare_mu);
   took = b->spare_fd < 0;
   if (took) {
-    conn_refuse(cfd);
+    conn_refuse(c, cfd);
     (void)conn_spare_retake(b);
   }
   pthread_mutex_unlock(&b->spare_mu);
@@ -1007,11 +1011,11 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
       return;
     }
     if (cfd < 0) return; /* EAGAIN: another core took it, or none left */
-    if (CONN_FLAG_LOAD(&b->spare_out) && conn_took_spare(b, cfd)) continue;
+    if (CONN_FLAG_LOAD(&b->spare_out) && conn_took_spare(c, cfd)) continue;
     conn_accepted(cfd);
     if (c->draining ||
         !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
-      conn_refuse(cfd);
+      conn_refuse(c, cfd);
     } else if (conn_admit(l, c, cfd, 0) != 0) {
       conn_bounds_sub(b, &b->conns, 1);
       close(cfd);
@@ -1085,7 +1089,7 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
     conn_accepted(cfd);
     if (c->draining || (c->conns.n_admin >= CONN_ADMIN_MAX &&
                         !conn_admin_evict(c)))
-      conn_refuse(cfd);
+      conn_refuse(c, cfd);
     else if (conn_admit(l, c, cfd, 1) != 0)
       close(cfd);
   }

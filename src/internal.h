@@ -300,11 +300,12 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
 URSULA_PRIVATE void loop_stop(struct loop *l); /* any thread */
 /* What l's thread has done since it opened (read on that thread): time
 ** in turns outside the wait (the real clock, os_now_us, whatever env
-** says), turns, mailbox messages run. */
+** says), turns, mailbox messages run; and the messages queued in its
+** mailbox now, not yet taken (posted since the turn's batch). */
 struct loop_stats {
-  uint64_t busy_us, turns, msgs;
+  uint64_t busy_us, turns, msgs, queued;
 };
-URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out);
+URSULA_PRIVATE void loop_stats(struct loop *l, struct loop_stats *out);
 /* Make l's thread finish its current wait and run a turn (so it notices
 ** flags set by other threads).  Any thread; async-signal-safe. */
 URSULA_PRIVATE void loop_wake(struct loop *l);
@@ -332,6 +333,7 @@ struct metrics {
   struct metrics_hist sync_batch; /* groups in one journal sync */
   uint64_t sync_failures;
   uint64_t auth_refused[2]; /* answered 401, 403 (--auth-file) */
+  uint64_t conns_refused;   /* accepted and answered 503 at once (conn.c) */
 };
 /* The index of a request method (METRICS_N_METHODS - 1: another). */
 URSULA_PRIVATE int metrics_method(struct str m);

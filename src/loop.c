@@ -114,9 +114,10 @@ struct loop {
   size_t cap_fired;
   struct loop_timer **heap; /* 1-based min-heap */
   size_t n_heap, cap_heap;
-  pthread_mutex_t mu; /* guards mb_head, mb_tail, sleeping */
+  pthread_mutex_t mu; /* guards mb_head, mb_tail, mb_len, sleeping */
   int mu_ready;       /* mu was initialised */
   struct loop_msg *mb_head, *mb_tail;
+  uint64_t mb_len; /* messages queued in the mailbox now */
   int sleeping; /* in a wait that may block, the mailbox empty: a post
                    must wake it (see Mailbox at the top) */
   int wake_r, wake_w; /* self-pipe: read end is a registered fd */
@@ -508,6 +509,7 @@ static void loop_drain_mailbox(struct loop *l) {
   pthread_mutex_lock(&l->mu);
   m = l->mb_head;
   l->mb_head = l->mb_tail = NULL;
+  l->mb_len = 0;
   pthread_mutex_unlock(&l->mu);
   while (m != NULL) {
     struct loop_msg *next = m->next;
@@ -531,6 +533,7 @@ URSULA_PRIVATE void loop_post(struct loop *l, struct loop_msg *m) {
   else
     l->mb_head = m;
   l->mb_tail = m;
+  l->mb_len++;
   wake = l->sleeping;
   l->sleeping = 0; /* one byte ends the wait */
   pthread_mutex_unlock(&l->mu);
@@ -719,10 +722,13 @@ URSULA_PRIVATE int loop_run_once(struct loop *l, int max_wait_ms,
   return URSULA_OK;
 }
 
-URSULA_PRIVATE void loop_stats(const struct loop *l, struct loop_stats *out) {
+URSULA_PRIVATE void loop_stats(struct loop *l, struct loop_stats *out) {
   out->busy_us = l->busy_us;
   out->turns = l->turns;
   out->msgs = l->msgs;
+  pthread_mutex_lock(&l->mu);
+  out->queued = l->mb_len;
+  pthread_mutex_unlock(&l->mu);
 }
 
 /* Run turns until loop_stop().  Returns URSULA_OK once stopped (the stop

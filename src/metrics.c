@@ -120,6 +120,7 @@ URSULA_PRIVATE void metrics_merge(struct metrics *to,
   to->live_bytes += m->live_bytes;
   to->sync_failures += m->sync_failures;
   for (k = 0; k < 2; k++) to->auth_refused[k] += m->auth_refused[k];
+  to->conns_refused += m->conns_refused;
 }
 
 /* ------------------------------------------------------------ writing */
@@ -247,5 +248,13 @@ URSULA_PRIVATE int metrics_write_counters(struct buf *out,
     rc = buf_printf(out, "ursula_auth_refused_total{code=\"%d\"} %llu\n",
                     k == 0 ? 401 : 403,
                     (unsigned long long)m->auth_refused[k]);
+  if (rc == URSULA_OK)
+    rc = metrics_write_value(out, "ursula_connections_refused_total",
+                             "counter",
+                             "clients accepted and answered 503 at once: "
+                             "--max-connections reached, the open-file "
+                             "limit, the admin listener's 64 all answering, "
+                             "or a stop under way",
+                             m->conns_refused);
   return rc;
 }

@@ -22,7 +22,7 @@ BIN=${1:-${URSULA_BIN:-./ursula}}
 TMP=$(mktemp -d)
 . test/lib.sh
 PY=/usr/bin/python3
-read -r H A P1 P2 P3 A1 A2 A3 AB <<<"$(free_ports 9)"
+read -r H A P1 P2 P3 A1 A2 A3 AB AM <<<"$(free_ports 10)"
 
 if ! "$PY" -c 'import prometheus_client' 2>/dev/null; then
   not_ok "the Prometheus client's parser is installed" \
@@ -198,6 +198,32 @@ rc=$?
 same "an explicit admin address that is taken: exit 1" "$rc" 1
 if grep -q "admin-listen: " "$TMP/busy.log"; then ok "... saying admin-listen"
 else not_ok "... saying admin-listen" "$(tr '\n' '|' <"$TMP/busy.log")"; fi
+
+# --- clients refused at accept: --max-connections 2 held by two idle
+# clients, three more each get 503 (conn.c) and are counted
+"$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:$AM --core-count 1 \
+  --max-connections 2 >"$TMP/max.log" 2>&1 &
+lib_track $!
+for i in $(seq 1 100); do grep -q listening "$TMP/max.log" && break; sleep 0.05; done
+MU=http://127.0.0.1:$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/max.log" | head -1)
+python3 - "${MU##*:}" "$TMP/max.up" <<'PY' &
+import socket, sys, time
+held = [socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2) for _ in range(2)]
+open(sys.argv[2], "w").write("2")
+time.sleep(20)
+PY
+HOLD=$!
+for i in $(seq 1 50); do [ -s "$TMP/max.up" ] && break; sleep 0.1; done
+sleep 0.2
+same "--max-connections 2 held: three more clients get 503" \
+  "$(code GET "$MU/x") $(code GET "$MU/x") $(code GET "$MU/x")" "503 503 503"
+scrape "$AM" max
+same "... ursula_connections_refused_total counts them, ursula_connections the two held" \
+  "$(val max 'ursula_connections_refused_total{}') $(val max 'ursula_connections{}')" "3 2"
+kill $HOLD 2>/dev/null; wait $HOLD 2>/dev/null
+if grep -q '^ursula_core_mailbox_depth{core="0"} [0-9]' "$TMP/max.txt"; then
+  ok "ursula_core_mailbox_depth: one gauge per core"
+else not_ok "ursula_core_mailbox_depth: one gauge per core" "$(grep mailbox "$TMP/max.txt")"; fi
 
 # --- the cold tier's counters against the objects in --cold-dir ---------------
 # Each upload writes one chunk object under g<group>/ (cold.c, OBJECT

@@ -746,6 +746,42 @@ static void test_loop_close_frees(void) {
   ASSERT(unit_loop_never_runs == 0);
 }
 
+/* loop_stats' queued: the messages posted and not yet taken (the
+** mailbox's depth), back to 0 once a turn takes them; msgs counts the
+** ones run. */
+static int unit_loop_depth_runs;
+
+static void unit_loop_on_depth(struct loop *l, struct loop_msg *m) {
+  (void)l;
+  unit_loop_depth_runs++;
+  URSULA_FREE(m);
+}
+
+static void test_loop_mailbox_depth(void) {
+  struct loop *l = unit_loop_open();
+  struct loop_stats st;
+  int i;
+  if (l == NULL) return;
+  unit_loop_depth_runs = 0;
+  loop_stats(l, &st);
+  ASSERT(st.queued == 0 && st.msgs == 0);
+  for (i = 0; i < 3; i++) {
+    struct loop_msg *m = (struct loop_msg *)URSULA_MALLOC(sizeof(*m));
+    ASSERT(m != NULL);
+    if (m == NULL) break;
+    memset(m, 0, sizeof(*m));
+    m->on_msg = unit_loop_on_depth;
+    loop_post(l, m);
+  }
+  loop_stats(l, &st);
+  ASSERT(st.queued == 3);
+  ASSERT(unit_loop_turn(l) == URSULA_OK);
+  loop_stats(l, &st);
+  ASSERT(st.queued == 0);
+  ASSERT(st.msgs == 3 && unit_loop_depth_runs == 3);
+  loop_close(l);
+}
+
 /* ------------------------------------------------------------ stop, wake */
 
 struct unit_loop_poker {
@@ -1005,6 +1041,7 @@ static const struct unit_case unit_loop_cases[] = {
     {"loop_mailbox", test_loop_mailbox},
     {"loop_mailbox_repost", test_loop_mailbox_repost},
     {"loop_close_frees", test_loop_close_frees},
+    {"loop_mailbox_depth", test_loop_mailbox_depth},
     {"loop_stop_thread", test_loop_stop_thread},
     {"loop_wake_thread", test_loop_wake_thread},
     {"loop_stop_signal", test_loop_stop_signal},
