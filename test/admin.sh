@@ -375,6 +375,13 @@ same "cluster: groups led over the three nodes: 64" "$sum" 64
 won=$(( $(val l1 'ursula_raft_leaderships_won_total{}') + $(val l2 'ursula_raft_leaderships_won_total{}') + $(val l3 'ursula_raft_leaderships_won_total{}') ))
 if [ "$won" -ge 64 ]; then ok "cluster: leaderships won >= 64 ($won)"
 else not_ok "cluster: leaderships won >= 64" "$won"; fi
+# SIGSTOP: the peers' connections stay open but nothing comes over them
+# (peer.c takes a connection silent for 3 s for dead, and /readyz counts
+# only members heard from within 3 s: either makes node 1 not ready)
+kill -STOP "$PID2" "$PID3"
+check "cluster: with 2 of 3 stopped (SIGSTOP), node 1 is not ready" ready_is 1 503
+kill -CONT "$PID2" "$PID3"
+check "... with both continued (SIGCONT), node 1 is ready again" ready_is 1 200
 lib_kill "$PID2"
 lib_kill "$PID3"
 check "cluster: with 2 of 3 killed, node 1 is not ready" ready_is 1 503
