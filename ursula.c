@@ -4575,7 +4575,8 @@ URSULA_PRIVATE int loop_run(struct loop *l,
 ** label values with '\\', '"' and newline escaped (ours are all fixed
 ** words and decimal numbers, so none needs it); a histogram's samples
 ** are <name>_bucket{le="<bound>"} (cumulative, the last le="+Inf",
-** equal to <name>_count), <name>_sum and <name>_count.  Names are
+** equal to <name>_count; the bounds in canonical form,
+** metrics_write_bound), <name>_sum and <name>_count.  Names are
 ** ursula_*, units in the names (_seconds, _bytes), counters end in
 ** _total.  Values here are integers, or seconds as decimal fractions.
 */
@@ -4683,6 +4684,23 @@ URSULA_PRIVATE int metrics_write_us(struct buf *out, uint64_t us) {
                     (unsigned long long)(us % 1000000u));
 }
 
+/* A bucket's bound v (us != 0: microseconds, as seconds) as an le
+** label: the shortest decimal with at least one digit after the point
+** ("0.00025", "1.0", "64.0"), the form OpenMetrics calls canonical and
+** Prometheus stores, so a series' le never changes with the writer. */
+static int metrics_write_bound(struct buf *out, uint64_t v, int us) {
+  uint64_t whole = us ? v / 1000000u : v, frac = us ? v % 1000000u : 0;
+  int digits = 6;
+  if (frac == 0)
+    return buf_printf(out, "%llu.0", (unsigned long long)whole);
+  while (frac % 10 == 0) {
+    frac /= 10;
+    digits--;
+  }
+  return buf_printf(out, "%llu.%0*llu", (unsigned long long)whole, digits,
+                    (unsigned long long)frac);
+}
+
 /* A histogram family: us != 0: its values are microseconds, written as
 ** seconds. */
 static int metrics_write_hist(struct buf *out, const char *name,
@@ -4693,9 +4711,7 @@ static int metrics_write_hist(struct buf *out, const char *name,
   for (i = 0; i < METRICS_N_BOUNDS && rc == URSULA_OK; i++) {
     cum += h->buckets[i];
     rc = buf_printf(out, "%s_bucket{le=\"", name);
-    if (rc == URSULA_OK)
-      rc = us ? metrics_write_us(out, bounds[i])
-              : buf_printf(out, "%llu", (unsigned long long)bounds[i]);
+    if (rc == URSULA_OK) rc = metrics_write_bound(out, bounds[i], us);
     if (rc == URSULA_OK)
       rc = buf_printf(out, "\"} %llu\n", (unsigned long long)cum);
   }

@@ -111,6 +111,11 @@ same "append latency histogram: $K more observations" \
 same "its +Inf bucket equals its count" \
   "$(val after 'ursula_append_latency_seconds_bucket{le="+Inf"}')" \
   "$(val after 'ursula_append_latency_seconds_count{}')"
+# le values in the canonical form (OpenMetrics: the shortest decimal, at
+# least one digit after the point), the form Prometheus stores them in
+same "le labels canonical: the latency bounds, then the batch bounds" \
+  "$(sed -n 's/^ursula_append_latency_seconds_bucket{le="\([^"]*\)"}.*/\1/p' "$TMP/after.txt" | tr '\n' ' ')| $(sed -n 's/^ursula_wal_sync_batch_groups_bucket{le="\([^"]*\)"}.*/\1/p' "$TMP/after.txt" | head -3 | tr '\n' ' ')" \
+  "0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 1.0 5.0 +Inf | 1.0 2.0 3.0 "
 # a scrape reads the counts before its own response is counted: between
 # the two, the first scrape's response and the Content-Type check's
 same "admin GET 200s between the scrapes: 2" \
