@@ -10,7 +10,8 @@
 ** are passed on until the cores have stopped, never after: the thread
 ** takes ms.mu for each, and the server is freed only once ms.srv is NULL
 ** under that lock.
-** SIGHUP re-reads the auth file (ursula_server_reload), on the same
+** SIGHUP re-reads the auth file and the TLS certificate and key
+** (ursula_server_reload), on the same
 ** thread, under the same lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
 ** instead (and a SIGHUP handler asks core 0 to reload at its next turn's
@@ -42,7 +43,7 @@ static void *main_sig_thread(void *arg) {
   while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
     pthread_mutex_lock(&ms->mu);
     if (ms->srv != NULL && sig == SIGHUP) {
-      LOG_I("signal %d: re-reading the auth file", sig);
+      LOG_I("signal %d: re-reading the auth file and TLS certificate", sig);
       ursula_server_reload(ms->srv);
     } else if (ms->srv != NULL) {
       if (++n == 1) LOG_I("signal %d: stopping", sig);
@@ -80,7 +81,8 @@ static int main_check(struct ursula_config *cfg, const char *path, FILE *out,
                       FILE *errf) {
   char err[URSULA_ERRMSG_LEN];
   err[0] = '\0';
-  if (server_check_config(cfg, err) != URSULA_OK) {
+  if (server_check_config(cfg, err) != URSULA_OK ||
+      server_check_tls(cfg, err) != URSULA_OK) {
     fprintf(errf, "ursula: %s\n", err);
     return 2;
   }
@@ -122,6 +124,10 @@ URSULA_API int ursula_main(int argc, char **argv) {
       return 2;
     }
     auth_release(t);
+  }
+  if (server_check_tls(&cfg, err) != URSULA_OK) { /* likewise the TLS pair */
+    fprintf(stderr, "ursula: %s\n", err);
+    return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&ms.set);
