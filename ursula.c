@@ -8783,22 +8783,25 @@ static int tlss_same_int(const unsigned char *a, size_t na,
 }
 
 /* The RSA key sk is the one of the public key pk: the modulus computed
-** from its primes and its public exponent are pk's. */
+** from its primes is pk's, and a signature made with it verifies with
+** pk (which checks the public exponent too: BearSSL's own recomputation
+** of it fails for some keys). */
 static int tlss_rsa_matches(const br_rsa_private_key *sk,
                             const br_rsa_public_key *pk) {
   br_rsa_compute_modulus modulus = br_rsa_compute_modulus_get_default();
-  br_rsa_compute_pubexp pubexp = br_rsa_compute_pubexp_get_default();
-  unsigned char n[512], e[4]; /* up to RSA-4096, what the key decoder takes */
+  unsigned char n[512]; /* up to RSA-4096, what the key decoder takes */
+  unsigned char sig[512], hash[32], back[32];
   size_t nlen = modulus(NULL, sk);
-  uint32_t ev;
-  if (nlen == 0 || nlen > sizeof(n) || modulus(n, sk) != nlen) return 0;
-  ev = pubexp(sk);
-  e[0] = (unsigned char)(ev >> 24);
-  e[1] = (unsigned char)(ev >> 16);
-  e[2] = (unsigned char)(ev >> 8);
-  e[3] = (unsigned char)ev;
-  return ev != 0 && tlss_same_int(n, nlen, pk->n, pk->nlen) &&
-         tlss_same_int(e, sizeof(e), pk->e, pk->elen);
+  if (nlen == 0 || nlen > sizeof(n) || modulus(n, sk) != nlen ||
+      !tlss_same_int(n, nlen, pk->n, pk->nlen))
+    return 0;
+  memset(hash, 0x5a, sizeof(hash)); /* any digest will do */
+  return br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, hash,
+                                         sizeof(hash), sk, sig) == 1 &&
+         br_rsa_pkcs1_vrfy_get_default()(sig, (sk->n_bitlen + 7) / 8,
+                                         BR_HASH_OID_SHA256, sizeof(back), pk,
+                                         back) == 1 &&
+         memcmp(hash, back, sizeof(hash)) == 0;
 }
 
 /* The EC key sk is the one of the public key pk: same curve, and the
