@@ -190,6 +190,30 @@ same "pipelining 120 requests (120 KiB) in one write: all answered, in order" \
   " 120 HTTP/1.1 200, 119 first-stream, 1 second-stream,"
 same "... the last answer is the last request's" "$(grep -aoE 'first-stream|second-stream' "$TMP/deep" | tail -1)" second-stream
 
+# The same with the server stopped (SIGSTOP) while 66 requests, 65 KiB
+# in all, arrive: its first read then takes 64 KiB and leaves the last
+# request in the engine, decrypted, with the socket empty; it must be
+# answered all the same.
+mkfifo "$TMP/fifo"
+{ for i in $(seq 1 65); do
+    printf 'GET /k/one?offset=-1 HTTP/1.1\r\nHost: localhost\r\nX-Pad: %s\r\n\r\n' "${pad}pppppppppppppppppppppppppppppppppppppppppppppppppp"
+  done
+  printf 'GET /k/two?offset=-1 HTTP/1.1\r\nHost: localhost\r\nX-Pad: %s\r\nConnection: close\r\n\r\n' "$pad"
+} >"$TMP/deep2-req"
+timeout 20 openssl s_client -quiet -connect 127.0.0.1:"$H" -CAfile "$C/ca.pem" <"$TMP/fifo" >"$TMP/deep2" 2>/dev/null &
+SC=$!
+exec 4>"$TMP/fifo"
+sleep 0.3 # the handshake (well within --idle-timeout-ms)
+kill -STOP "$MAIN"
+cat "$TMP/deep2-req" >&4
+sleep 0.3
+kill -CONT "$MAIN"
+wait "$SC"
+exec 4>&-
+same "$(wc -c <"$TMP/deep2-req") bytes of pipelined requests that arrive while the server is stopped: all answered" \
+  "$(grep -aoE 'HTTP/1.1 200|first-stream|second-stream' "$TMP/deep2" | sort | uniq -c | tr -s ' ' | tr '\n' ',')" \
+  " 66 HTTP/1.1 200, 65 first-stream, 1 second-stream,"
+
 # --- SSE and long-poll ---------------------------------------------------------------
 code PUT "$U/live/sse" -H 'Content-Type: text/plain' >/dev/null
 curl "${TC[@]}" -X POST -H 'Content-Type: text/plain' --data-binary "early-event" "$U/live/sse"
