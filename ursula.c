@@ -28731,7 +28731,10 @@ static int server_reload_auth(struct ursula_server *srv) {
 }
 
 URSULA_API int ursula_server_reload(struct ursula_server *srv) {
-  int rc = server_reload_auth(srv), rc_tls = server_reload_tls(srv);
+  int rc = server_reload_auth(srv), rc_tls;
+  pthread_mutex_lock(&srv->auth_mu); /* one reload at a time, this too */
+  rc_tls = server_reload_tls(srv);
+  pthread_mutex_unlock(&srv->auth_mu);
   return rc != URSULA_OK ? rc : rc_tls;
 }
 

@@ -224,18 +224,17 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv);
 URSULA_API int ursula_server_wait(struct ursula_server *srv);
 
 /* Re-read the auth file (auth_file) and the TLS certificate and key
-** (tls_cert, tls_key).  A good certificate and key serve the connections
-** accepted after the call (those open keep theirs); a bad pair leaves the
-** one in force, is logged and makes the call fail.  The auth file: on
-** success every core takes the new
-** table at its next turn (a live reader whose token it no longer lets
-** read its stream is ended then) and URSULA_OK is returned; on failure
-** the table in force stays, the error (FILE:LINE: reason) is logged and
-** returned (URSULA_EINVAL, URSULA_EIO, URSULA_ENOMEM).  Without an auth
-** file, nothing to do: URSULA_OK.  Any thread but a signal handler's,
-** while the server runs (until ursula_server_wait() returns); calls are
-** serialized.  The program calls it on SIGHUP.  Returns the first
-** failure of the two. */
+** (tls_cert, tls_key).  The auth file: on success every core takes the
+** new table at its next turn (a live reader whose token it no longer lets
+** read its stream is ended then); on failure the table in force stays,
+** and the error (FILE:LINE: reason) is logged and returned (URSULA_EINVAL,
+** URSULA_EIO, URSULA_ENOMEM).  The certificate and key: a good pair
+** serves the connections accepted after the call (those open keep
+** theirs); a bad one leaves the pair in force, and the reason is logged
+** and its error returned.  What is not configured is not read; the first
+** failure is returned, else URSULA_OK.  Any thread but a signal
+** handler's, while the server runs (until ursula_server_wait() returns);
+** calls are serialized.  The program calls it on SIGHUP. */
 URSULA_API int ursula_server_reload(struct ursula_server *srv);
 
 /* The command-line program: parse argv, load config, serve until SIGINT or
