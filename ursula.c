@@ -23258,7 +23258,12 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
 ** reads requests and writes responses; what a request means is the
 ** protocol layer's (api.c), reached through the table's hooks (struct
 ** conn_ops).  The raw socket calls go through struct conn_io, so another
-** transport (TLS) can take their place.  Its life:
+** transport can take their place: with --tls-cert, a connection of the
+** public listener gets a TLS engine at accept (cn->tls; tlsserve.c, THE
+** ENGINE LOOP) and its calls go through it, plaintext on this side; its
+** events also follow what the engine waits for (conn_tls_events), and
+** it lingers behind a close_notify.  A plain connection, the admin
+** listener's always, costs nothing more.  Its life:
 **
 **   CONN_HEAD   reading a request head: the idle timeout while nothing
 **               of it has come; from its first byte on, the header
