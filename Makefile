@@ -17,7 +17,8 @@ WARN     = -std=c99 -pedantic -Wall -Wextra -Wundef -Wshadow -Wstrict-prototypes
 CFLAGS  ?= -O2 -g
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS   = -pthread
-# make TLS=1: https endpoints for the S3 cold tier, through BearSSL
+# make TLS=1: https endpoints for the S3 cold tier, and HTTPS on the
+# listener (--tls-cert, --tls-key), through BearSSL
 # (Debian: apt-get install libbearssl-dev).  The default build needs nothing.
 ifeq ($(TLS),1)
 CFLAGS  += -DURSULA_ENABLE_TLS=1
@@ -31,7 +32,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
-        test-cold-plants test-status-plants test-admin test-auth bench-cluster bench-floor test-rolling test-rolling-plants
+        test-cold-plants test-status-plants test-admin test-auth test-tls bench-cluster bench-floor test-rolling test-rolling-plants
 
 all: ursula
 
@@ -256,6 +257,16 @@ test-admin: ursula
 # the live readers a reload revokes (test/auth.sh).
 test-auth: ursula
 	bash test/auth.sh ./ursula
+
+# HTTPS on the public listener (--tls-cert, --tls-key): builds
+# build/ursula-tls with BearSSL, makes a throwaway CA and leaves with
+# openssl, and checks the operations, keep-alive, pipelining, SSE,
+# long-poll, large bodies, reloads, bad pairs and the official client over
+# https (test/tls.sh); skipped without libbearssl-dev.
+test-tls: ursula
+	@cd test/conformance && { [ -d node_modules/@durable-streams/client ] || \
+	  [ ! -f /usr/include/bearssl.h ] || npm ci --no-audit --no-fund; }
+	bash test/tls.sh ./ursula
 
 test-blackbox: ursula
 	bash test/blackbox.sh ./ursula
@@ -624,7 +635,7 @@ test: check-amalgamation check-symbols check-layers test-split test-flags static
       test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-admin test-auth test-cluster test-fault \
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
-      test-conformance-cold test-conformance-cluster test-asan
+      test-conformance-cold test-conformance-cluster test-tls test-asan
 	@echo "make test: all passed"
 
 # Every scenario against ursula and the reference server, side by side

@@ -857,6 +857,49 @@ URSULA_PRIVATE int tls_write_all(struct tls_conn *c, const void *p, size_t n);
 URSULA_PRIVATE long tls_read(struct tls_conn *c, void *p, size_t n);
 URSULA_PRIVATE void tls_close(struct tls_conn *c);
 
+/* -------------------------------------------------------------- tlsserve.c
+** HTTPS on the public listener (--tls-cert, --tls-key): the server side
+** of TLS through BearSSL, non-blocking, one engine per connection, driven
+** by conn.c.  Without URSULA_ENABLE_TLS only tlss_creds_load (which says
+** so: URSULA_ENOTSUP) and tlss_creds_release (a no-op) exist. */
+struct tlss_creds;
+struct tlss_conn;
+/* Load and check a certificate chain (PEM, leaf first) and its private
+** key (PEM, RSA or EC): one reference to an immutable object, or an error
+** (URSULA_EIO, URSULA_EINVAL, URSULA_ENOMEM, URSULA_ENOTSUP) with a
+** reason naming the file in err. */
+URSULA_PRIVATE int tlss_creds_load(const char *cert_path, const char *key_path,
+                                   struct tlss_creds **out, char *err);
+/* Take / drop a reference (any thread); the last one frees it.  NULL is
+** ignored by release. */
+URSULA_PRIVATE void tlss_creds_release(struct tlss_creds *c);
+#if URSULA_ENABLE_TLS
+URSULA_PRIVATE struct tlss_creds *tlss_creds_hold(struct tlss_creds *c);
+URSULA_PRIVATE const char *tlss_creds_kind(const struct tlss_creds *c);
+/* A server engine for one connection (it holds a reference to c until
+** tlss_conn_free), or NULL (out of memory). */
+URSULA_PRIVATE struct tlss_conn *tlss_conn_new(struct tlss_creds *c);
+URSULA_PRIVATE void tlss_conn_free(struct tlss_conn *t);
+URSULA_PRIVATE size_t tlss_conn_size(void); /* bytes per connection */
+/* The calls of a non-blocking socket fd, in plaintext: up to n bytes
+** decrypted (0 at the end, -1 and errno: EAGAIN for "not now"); plaintext
+** taken into the engine and sent as far as the socket takes it (-1 and
+** EAGAIN if none could be taken); close_notify, then SHUT_WR once it is
+** out.  tlss_push writes the records waiting: 0 (all written, or the
+** socket is full), -1 on a socket error. */
+URSULA_PRIVATE ssize_t tlss_recv(struct tlss_conn *t, int fd, void *p,
+                                 size_t n);
+URSULA_PRIVATE ssize_t tlss_sendv(struct tlss_conn *t, int fd,
+                                  const struct iovec *iov, int n);
+URSULA_PRIVATE int tlss_shutdown(struct tlss_conn *t, int fd);
+URSULA_PRIVATE int tlss_push(struct tlss_conn *t, int fd);
+/* What the engine waits for (tlss_wants): records to write to the socket
+** (TLSS_SEND), decrypted bytes not read yet (TLSS_PLAIN), room for
+** plaintext to send (TLSS_CAN_SEND; clear during the handshake). */
+enum { TLSS_SEND = 1, TLSS_PLAIN = 2, TLSS_CAN_SEND = 4 };
+URSULA_PRIVATE unsigned tlss_wants(const struct tlss_conn *t);
+#endif
+
 /* -------------------------------------------------------------------- s3.c
 ** A blocking S3 client: one per thread (the cold tier's threads each own
 ** one).  Path-style or virtual-host addressing, SigV4 on every request,
@@ -2686,13 +2729,14 @@ struct conn_bounds {
 URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b);
 URSULA_PRIVATE void conn_bounds_free(struct conn_bounds *b);
 
-/* The raw socket calls of a connection, each as its POSIX namesake (-1
-** and errno on failure); a transport such as TLS replaces them. */
+/* The raw socket calls of a connection (on cn->fd), each as its POSIX
+** namesake (-1 and errno on failure); a transport such as TLS (cn->tls)
+** replaces them. */
 struct conn_io {
-  ssize_t (*recv)(int fd, void *p, size_t n);
-  ssize_t (*sendv)(int fd, struct iovec *iov, int n); /* no SIGPIPE */
-  int (*shutdown)(int fd);                            /* SHUT_WR */
-  int (*close)(int fd);
+  ssize_t (*recv)(struct conn *cn, void *p, size_t n);
+  ssize_t (*sendv)(struct conn *cn, struct iovec *iov, int n); /* no SIGPIPE */
+  int (*shutdown)(struct conn *cn);                            /* SHUT_WR */
+  int (*close)(struct conn *cn); /* the socket and the transport's state */
 };
 
 /* The protocol layer's hooks.  Its connection struct begins with a
@@ -2738,12 +2782,18 @@ struct conn {
   int http10;     /* the request is HTTP/1.0: no chunked responses */
   int head;       /* the request is a HEAD: responses carry no body */
   int closing;    /* close once out is written */
-  int want_write; /* LOOP_WRITE registered */
+  int want_write; /* output waits: LOOP_WRITE wanted */
   int want_sent;  /* call on_sent once out is all written */
-  int reading;    /* LOOP_READ registered */
+  int reading;    /* LOOP_READ wanted */
   int peer_eof;   /* the client shut down its side (read 0 while busy) */
   int admin;      /* accepted on the admin listener (--admin-listen) */
   int live_counted; /* counted in its table's n_live */
+  unsigned events;  /* LOOP_READ|LOOP_WRITE as registered */
+  const struct conn_io *io;
+  /* HTTPS (--tls-cert): the engine, NULL on a plain connection; kick
+  ** runs the reader again while the engine holds decrypted bytes */
+  struct tlss_conn *tls;
+  struct loop_timer kick;
   struct buf in;
   struct buf out;
   size_t out_off;
@@ -3033,6 +3083,10 @@ struct ursula_server {
                                 NULL: no --auth-file; under auth_mu once
                                 the cores run */
   pthread_mutex_t auth_mu;   /* one reload at a time (server.c, RELOAD) */
+  /* --tls-cert: the credentials new connections take (one reference),
+  ** swapped by a reload under tls_mu; NULL without TLS */
+  struct tlss_creds *tls;
+  pthread_mutex_t tls_mu;
   volatile sig_atomic_t reload_requested; /* without threads: a SIGHUP
                                              for core 0's turn end */
 };
@@ -3060,11 +3114,13 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
 URSULA_PRIVATE void server_release(struct ursula_server *srv);
 /* The checks server_start() makes of cfg before it touches anything (the
-** cluster settings together, the body bounds, the cold tier), in the same
-** order: no I/O, no allocation.  Empty S3 credentials are filled in from
-** the environment, as at a start.  URSULA_OK, or the first failure's code
-** with the reason in err (URSULA_ERRMSG_LEN bytes).  main.c's
-** --check-config runs it. */
+** cluster settings together, the body bounds, the cold tier, the HTTPS
+** flags), in the same order, then the files it reads whole loaded and let
+** go (the tokens, the cluster secret, the HTTPS pair): no other I/O.
+** Empty S3 credentials are filled in from the environment, as at a start.
+** URSULA_OK, or the first failure's code with the reason in err
+** (URSULA_ERRMSG_LEN bytes).  main.c runs it before a start and for
+** --check-config, so that a bad setting or file exits 2 like a bad flag. */
 URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
 #if !URSULA_ENABLE_THREADS
 /* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag
@@ -6332,6 +6388,15 @@ static const struct conf_key conf_keys[] = {
      "\"Authentication\"); every request then needs \"Authorization: Bearer "
      "TOKEN\" (OPTIONS, /healthz and /readyz excepted); SIGHUP re-reads "
      "it; empty = no authentication"},
+    {"tls-cert", NULL, CONF_T_PATH, CONF_OFF(tls_cert), 0, URSULA_PATH_LEN - 1,
+     "FILE",
+     "serve HTTPS (TLS 1.2) on the listener: the certificate chain in PEM, "
+     "leaf first; needs --tls-key and a build with TLS (make TLS=1); SIGHUP "
+     "re-reads both; the admin listener stays plain; empty = plain HTTP"},
+    {"tls-key", NULL, CONF_T_PATH, CONF_OFF(tls_key), 0, URSULA_PATH_LEN - 1,
+     "FILE",
+     "the private key of --tls-cert's leaf, in PEM (RSA or EC: RSA PRIVATE "
+     "KEY, EC PRIVATE KEY or PKCS#8 PRIVATE KEY)"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},
@@ -8534,6 +8599,574 @@ URSULA_PRIVATE void tls_close(struct tls_conn *c) {
   URSULA_FREE(c);
 }
 /**** End src/tls.c ****/
+/**** Begin src/tlsserve.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/tlsserve.c"
+#endif
+/*
+** tlsserve.c -- HTTPS on the public listener: the server side of TLS,
+** through BearSSL, driven by the event loop (built with
+** URSULA_ENABLE_TLS, make TLS=1; without it, only the error that says so).
+**
+** CREDENTIALS.  --tls-cert FILE holds the chain in PEM, leaf first;
+** --tls-key FILE one private key (RSA or EC, in the PEM forms BearSSL's
+** key decoder reads).  tlss_creds_load() decodes both, checks that the
+** key is the one of the leaf's public key, and returns them as one
+** immutable object with a reference count: BearSSL keeps pointers into
+** the chain and the key for as long as a connection lives, so every
+** connection holds a reference (tlss_conn_new) until it is freed, and a
+** reload (server.c) only swaps the server's pointer for new connections.
+**
+** THE ENGINE LOOP.  A connection's engine (struct tlss_conn: a
+** br_ssl_server_context and its bidirectional buffer) sits between the
+** socket and conn.c, which sees plaintext only, through the same calls as
+** the socket's (recv, sendv, shutdown, close), never blocking:
+**
+**   tlss_recv   loops over the engine's state until the caller's buffer
+**               is full or nothing more can happen now: decrypted bytes
+**               waiting (RECVAPP) are copied out first; records to send
+**               (SENDREC: handshake messages, alerts) are written to the
+**               socket; then ciphertext is read from the socket into the
+**               engine (RECVREC).  It returns what it copied, or -1 with
+**               EAGAIN when the socket has no more for now, 0 at the end.
+**               Because it stops only when the buffer is full or the
+**               socket is drained, a short read means what it means for
+**               a plain socket; but a full one may leave plaintext in the
+**               engine, which no readiness event will announce: conn.c
+**               asks tlss_wants() and runs its reader again by itself
+**               (TLSS_PLAIN) as level-triggered polling would.
+**   tlss_sendv  copies plaintext into the engine (SENDAPP) as far as it
+**               takes it, flushes it into records and writes them to the
+**               socket; bytes taken count as sent.  Records the socket
+**               refused stay in the engine (TLSS_SEND): conn.c keeps
+**               LOOP_WRITE registered while there are any, even when the
+**               HTTP layer has nothing to write, and tlss_push() writes
+**               them then -- during the handshake too, when the HTTP
+**               layer only wants to read.  Before the handshake ends the
+**               engine takes no plaintext (TLSS_CAN_SEND is clear): then
+**               conn.c does not wait for writability, which would spin.
+**   tlss_shutdown  sends close_notify (br_ssl_engine_close), then the
+**               socket's FIN once every record is out.
+**
+** An engine that closes with an error (a client speaking plain HTTP to
+** the port, a failed handshake, a bad record) ends its connection: recv
+** and sendv fail with ECONNRESET and the cause is logged at debug level.
+** Renegotiation is refused, and only TLS 1.2 is spoken.
+*/
+
+
+#ifdef MSG_NOSIGNAL
+#define TLSS_SEND_FLAGS MSG_NOSIGNAL
+#else
+#define TLSS_SEND_FLAGS 0 /* SIGPIPE is ignored by the server instead */
+#endif
+
+#if URSULA_ENABLE_TLS
+
+struct tlss_creds {
+  pthread_mutex_t mu; /* over refs */
+  int refs;
+  br_x509_certificate *chain; /* leaf first; data owned */
+  size_t n_chain;
+  int key_type;        /* BR_KEYTYPE_RSA or BR_KEYTYPE_EC */
+  int issuer_key_type; /* EC: the leaf's signer's key type */
+  br_skey_decoder_context key; /* the decoded key: its pointers point
+                                  into the context itself */
+};
+
+struct tlss_conn {
+  br_ssl_server_context sc;
+  struct tlss_creds *creds; /* a reference, until tlss_conn_free */
+  int closing;              /* close_notify asked for */
+  int shut;                 /* and the socket's write side shut down */
+  unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
+};
+
+/* ------------------------------------------------------------ files */
+
+static void tlss_buf_push(void *ctx, const void *p, size_t n) {
+  buf_append((struct buf *)ctx, p, n);
+}
+
+/* Read the file at path into b: URSULA_OK, or URSULA_EIO with the reason
+** (naming what, "--tls-cert" or "--tls-key", and the path) in err. */
+static int tlss_read_file(const char *what, const char *path, struct buf *b,
+                          char *err) {
+  FILE *f = fopen(path, "rb");
+  char tmp[4096];
+  size_t n;
+  int bad;
+  if (f == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s %.200s: %s", what, path,
+             strerror(errno));
+    return URSULA_EIO;
+  }
+  while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0) buf_append(b, tmp, n);
+  bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s %.200s: read error", what, path);
+    return URSULA_EIO;
+  }
+  buf_append(b, "\n", 1); /* ends a last line without one */
+  return URSULA_OK;
+}
+
+/* One PEM object found by tlss_pem_each: its name and its bytes. */
+typedef int (*tlss_pem_fn)(void *ctx, const char *name, const struct buf *der);
+
+/* Call fn for each PEM object of file, in order, until it returns
+** non-zero: the number of objects seen, or -1 if the PEM is malformed,
+** -2 if fn refused one. */
+static int tlss_pem_each(const struct buf *file, tlss_pem_fn fn, void *ctx) {
+  br_pem_decoder_context pc;
+  struct buf der;
+  char name[128];
+  size_t off = 0;
+  int n = 0, rc = 0;
+  memset(&der, 0, sizeof(der));
+  name[0] = '\0';
+  br_pem_decoder_init(&pc);
+  while (off < file->len && rc == 0) {
+    off += br_pem_decoder_push(&pc, file->ptr + off, file->len - off);
+    switch (br_pem_decoder_event(&pc)) {
+      case BR_PEM_BEGIN_OBJ:
+        snprintf(name, sizeof(name), "%s", br_pem_decoder_name(&pc));
+        der.len = 0;
+        br_pem_decoder_setdest(&pc, tlss_buf_push, &der);
+        break;
+      case BR_PEM_END_OBJ:
+        n++;
+        if (fn(ctx, name, &der) != 0) rc = -2;
+        break;
+      case BR_PEM_ERROR:
+        rc = -1;
+        break;
+      default:
+        break;
+    }
+  }
+  buf_free(&der);
+  return rc != 0 ? rc : n;
+}
+
+/* ------------------------------------------------------------ credentials */
+
+static void tlss_creds_free(struct tlss_creds *c) {
+  size_t i;
+  if (c == NULL) return;
+  for (i = 0; i < c->n_chain; i++) URSULA_FREE(c->chain[i].data);
+  URSULA_FREE(c->chain);
+  pthread_mutex_destroy(&c->mu);
+  URSULA_FREE(c);
+}
+
+/* (tlss_pem_fn) Keep each CERTIFICATE of the chain file. */
+static int tlss_on_cert(void *ctx, const char *name, const struct buf *der) {
+  struct tlss_creds *c = (struct tlss_creds *)ctx;
+  br_x509_certificate *ch;
+  if (strcmp(name, "CERTIFICATE") != 0 && strcmp(name, "X509 CERTIFICATE") != 0)
+    return 0; /* not a certificate: skipped */
+  ch = (br_x509_certificate *)URSULA_REALLOC(c->chain,
+                                             (c->n_chain + 1) * sizeof(*ch));
+  if (ch == NULL) return -1;
+  c->chain = ch;
+  ch[c->n_chain].data = (unsigned char *)URSULA_MALLOC(der->len ? der->len : 1);
+  if (ch[c->n_chain].data == NULL) return -1;
+  if (der->len > 0) memcpy(ch[c->n_chain].data, der->ptr, der->len);
+  ch[c->n_chain].data_len = der->len;
+  c->n_chain++;
+  return 0;
+}
+
+/* What tlss_on_key found: how many keys, and the decoder's error. */
+struct tlss_key_scan {
+  struct tlss_creds *c;
+  int keys;
+  int error;
+};
+
+/* (tlss_pem_fn) Decode the first private key of the key file. */
+static int tlss_on_key(void *ctx, const char *name, const struct buf *der) {
+  struct tlss_key_scan *k = (struct tlss_key_scan *)ctx;
+  if (strcmp(name, "RSA PRIVATE KEY") != 0 &&
+      strcmp(name, "EC PRIVATE KEY") != 0 && strcmp(name, "PRIVATE KEY") != 0)
+    return 0; /* (EC PARAMETERS and the like) */
+  if (k->keys++ > 0) return 0; /* the first one is the key */
+  br_skey_decoder_init(&k->c->key);
+  br_skey_decoder_push(&k->c->key, der->ptr, der->len);
+  k->error = br_skey_decoder_last_error(&k->c->key);
+  return 0;
+}
+
+/* (br_x509_decoder's name sink: the leaf's subject is not needed) */
+static void tlss_drop_dn(void *ctx, const void *p, size_t n) {
+  (void)ctx, (void)p, (void)n;
+}
+
+/* Compare two big-endian unsigned integers, leading zeros aside. */
+static int tlss_same_int(const unsigned char *a, size_t na,
+                         const unsigned char *b, size_t nb) {
+  while (na > 0 && *a == 0) a++, na--;
+  while (nb > 0 && *b == 0) b++, nb--;
+  return na == nb && (na == 0 || memcmp(a, b, na) == 0);
+}
+
+/* The RSA key sk is the one of the public key pk: the modulus computed
+** from its primes is pk's, and a signature made with it verifies with
+** pk (which checks the public exponent too: BearSSL's own recomputation
+** of it fails for some keys). */
+static int tlss_rsa_matches(const br_rsa_private_key *sk,
+                            const br_rsa_public_key *pk) {
+  br_rsa_compute_modulus modulus = br_rsa_compute_modulus_get_default();
+  unsigned char n[512]; /* up to RSA-4096, what the key decoder takes */
+  unsigned char sig[512], hash[32], back[32];
+  size_t nlen = modulus(NULL, sk);
+  if (nlen == 0 || nlen > sizeof(n) || modulus(n, sk) != nlen ||
+      !tlss_same_int(n, nlen, pk->n, pk->nlen))
+    return 0;
+  memset(hash, 0x5a, sizeof(hash)); /* any digest will do */
+  return br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, hash,
+                                         sizeof(hash), sk, sig) == 1 &&
+         br_rsa_pkcs1_vrfy_get_default()(sig, (sk->n_bitlen + 7) / 8,
+                                         BR_HASH_OID_SHA256, sizeof(back), pk,
+                                         back) == 1 &&
+         memcmp(hash, back, sizeof(hash)) == 0;
+}
+
+/* The EC key sk is the one of the public key pk: same curve, and the
+** point computed from it is pk's. */
+static int tlss_ec_matches(const br_ec_private_key *sk,
+                           const br_ec_public_key *pk) {
+  unsigned char kbuf[BR_EC_KBUF_PUB_MAX_SIZE];
+  br_ec_public_key mine;
+  if (sk->curve != pk->curve) return 0;
+  if (br_ec_compute_pub(br_ec_get_default(), &mine, kbuf, sk) == 0) return 0;
+  return mine.qlen == pk->qlen && memcmp(mine.q, pk->q, pk->qlen) == 0;
+}
+
+/* Check c's key against its leaf certificate, and note the leaf
+** signer's key type: NULL, or why the pair cannot serve. */
+static const char *tlss_check_pair(struct tlss_creds *c) {
+  br_x509_decoder_context dc;
+  const br_x509_pkey *pk;
+  br_x509_decoder_init(&dc, tlss_drop_dn, NULL);
+  br_x509_decoder_push(&dc, c->chain[0].data, c->chain[0].data_len);
+  pk = br_x509_decoder_get_pkey(&dc);
+  if (br_x509_decoder_last_error(&dc) != 0 || pk == NULL)
+    return "its first certificate cannot be decoded";
+  if (pk->key_type != c->key_type)
+    return "the key is not of the leaf certificate's type (RSA, EC)";
+  if (c->key_type == BR_KEYTYPE_RSA
+          ? !tlss_rsa_matches(br_skey_decoder_get_rsa(&c->key), &pk->key.rsa)
+          : !tlss_ec_matches(br_skey_decoder_get_ec(&c->key), &pk->key.ec))
+    return "the key does not match the leaf certificate's public key";
+  c->issuer_key_type = br_x509_decoder_get_signer_key_type(&dc);
+  if (c->key_type == BR_KEYTYPE_EC && c->issuer_key_type != BR_KEYTYPE_RSA &&
+      c->issuer_key_type != BR_KEYTYPE_EC)
+    return "the leaf certificate's signer uses neither RSA nor EC";
+  return NULL;
+}
+
+/* Load the chain of cert_path into c: URSULA_OK or an error in err. */
+static int tlss_load_chain(struct tlss_creds *c, const char *cert_path,
+                           char *err) {
+  struct buf file;
+  int n, rc;
+  memset(&file, 0, sizeof(file));
+  if ((rc = tlss_read_file("--tls-cert", cert_path, &file, err)) != URSULA_OK) {
+    buf_free(&file);
+    return rc;
+  }
+  n = tlss_pem_each(&file, tlss_on_cert, c);
+  buf_free(&file);
+  if (n == -2) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--tls-cert %.200s: out of memory",
+             cert_path);
+    return URSULA_ENOMEM;
+  }
+  if (n < 0 || c->n_chain == 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "--tls-cert %.200s: %s", cert_path,
+             n < 0 ? "malformed PEM" : "no CERTIFICATE block in PEM form");
+    return URSULA_EINVAL;
+  }
+  return URSULA_OK;
+}
+
+/* Load the private key of key_path into c: URSULA_OK or an error. */
+static int tlss_load_key(struct tlss_creds *c, const char *key_path,
+                         char *err) {
+  struct tlss_key_scan k;
+  struct buf file;
+  int n, rc;
+  memset(&file, 0, sizeof(file));
+  if ((rc = tlss_read_file("--tls-key", key_path, &file, err)) != URSULA_OK) {
+    buf_free(&file);
+    return rc;
+  }
+  k.c = c;
+  k.keys = 0;
+  k.error = 0;
+  n = tlss_pem_each(&file, tlss_on_key, &k);
+  buf_free(&file);
+  if (n < 0 || k.keys == 0 || k.error != 0) {
+    if (n < 0)
+      snprintf(err, URSULA_ERRMSG_LEN, "--tls-key %.200s: malformed PEM",
+               key_path);
+    else if (k.keys == 0)
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "--tls-key %.200s: no RSA PRIVATE KEY, EC PRIVATE KEY or "
+               "PRIVATE KEY block in PEM form",
+               key_path);
+    else
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "--tls-key %.200s: not a private key BearSSL can use "
+               "(RSA or EC; error %d)",
+               key_path, k.error);
+    return URSULA_EINVAL;
+  }
+  c->key_type = br_skey_decoder_key_type(&c->key);
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int tlss_creds_load(const char *cert_path, const char *key_path,
+                                   struct tlss_creds **out, char *err) {
+  struct tlss_creds *c =
+      (struct tlss_creds *)URSULA_MALLOC(sizeof(struct tlss_creds));
+  const char *why;
+  int rc;
+  if (c == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "TLS credentials: out of memory");
+    return URSULA_ENOMEM;
+  }
+  memset(c, 0, sizeof(*c));
+  pthread_mutex_init(&c->mu, NULL);
+  c->refs = 1;
+  if ((rc = tlss_load_chain(c, cert_path, err)) != URSULA_OK ||
+      (rc = tlss_load_key(c, key_path, err)) != URSULA_OK) {
+    tlss_creds_free(c);
+    return rc;
+  }
+  if ((why = tlss_check_pair(c)) != NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--tls-key %.150s and --tls-cert %.150s: %s",
+             key_path, cert_path, why);
+    tlss_creds_free(c);
+    return URSULA_EINVAL;
+  }
+  *out = c;
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE struct tlss_creds *tlss_creds_hold(struct tlss_creds *c) {
+  pthread_mutex_lock(&c->mu);
+  c->refs++;
+  pthread_mutex_unlock(&c->mu);
+  return c;
+}
+
+URSULA_PRIVATE void tlss_creds_release(struct tlss_creds *c) {
+  int left;
+  if (c == NULL) return;
+  pthread_mutex_lock(&c->mu);
+  left = --c->refs;
+  pthread_mutex_unlock(&c->mu);
+  if (left == 0) tlss_creds_free(c);
+}
+
+URSULA_PRIVATE const char *tlss_creds_kind(const struct tlss_creds *c) {
+  return c->key_type == BR_KEYTYPE_RSA ? "RSA" : "EC";
+}
+
+/* ------------------------------------------------------------ a connection */
+
+URSULA_PRIVATE struct tlss_conn *tlss_conn_new(struct tlss_creds *c) {
+  struct tlss_conn *t = (struct tlss_conn *)URSULA_MALLOC(sizeof(*t));
+  br_ssl_engine_context *eng;
+  if (t == NULL) return NULL;
+  if (c->key_type == BR_KEYTYPE_RSA)
+    br_ssl_server_init_full_rsa(&t->sc, c->chain, c->n_chain,
+                                br_skey_decoder_get_rsa(&c->key));
+  else
+    br_ssl_server_init_full_ec(&t->sc, c->chain, c->n_chain,
+                               (unsigned)c->issuer_key_type,
+                               br_skey_decoder_get_ec(&c->key));
+  eng = &t->sc.eng;
+  br_ssl_engine_set_versions(eng, BR_TLS12, BR_TLS12);
+  br_ssl_engine_add_flags(eng, BR_OPT_NO_RENEGOTIATION);
+  br_ssl_engine_set_buffer(eng, t->iobuf, sizeof(t->iobuf), 1);
+  if (!br_ssl_server_reset(&t->sc)) {
+    LOG_E("tls: cannot start an engine (BearSSL error %d)",
+          br_ssl_engine_last_error(eng));
+    URSULA_FREE(t);
+    return NULL;
+  }
+  t->creds = tlss_creds_hold(c);
+  t->closing = t->shut = 0;
+  return t;
+}
+
+URSULA_PRIVATE void tlss_conn_free(struct tlss_conn *t) {
+  if (t == NULL) return;
+  tlss_creds_release(t->creds);
+  URSULA_FREE(t);
+}
+
+URSULA_PRIVATE size_t tlss_conn_size(void) {
+  return sizeof(struct tlss_conn);
+}
+
+URSULA_PRIVATE unsigned tlss_wants(const struct tlss_conn *t) {
+  unsigned st = br_ssl_engine_current_state(&t->sc.eng), w = 0;
+  if (st & BR_SSL_SENDREC) w |= TLSS_SEND;
+  if (st & BR_SSL_RECVAPP) w |= TLSS_PLAIN;
+  if (st & BR_SSL_SENDAPP) w |= TLSS_CAN_SEND;
+  return w;
+}
+
+/* The engine is closed: 0 if by a close_notify, else -1 with errno
+** (the cause logged at debug level). */
+static int tlss_closed(struct tlss_conn *t) {
+  int e = br_ssl_engine_last_error(&t->sc.eng);
+  if (e == BR_ERR_OK) return 0;
+  LOG_D("tls: connection ended: BearSSL error %d", e);
+  errno = ECONNRESET;
+  return -1;
+}
+
+URSULA_PRIVATE int tlss_push(struct tlss_conn *t, int fd) {
+  br_ssl_engine_context *eng = &t->sc.eng;
+  for (;;) {
+    unsigned char *p;
+    size_t len;
+    ssize_t k;
+    if (!(br_ssl_engine_current_state(eng) & BR_SSL_SENDREC)) break;
+    p = br_ssl_engine_sendrec_buf(eng, &len);
+    k = send(fd, p, len, TLSS_SEND_FLAGS);
+    if (k > 0) {
+      br_ssl_engine_sendrec_ack(eng, (size_t)k);
+    } else if (k < 0 && errno == EINTR) {
+      continue;
+    } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return 0; /* the rest when the socket drains */
+    } else {
+      return -1;
+    }
+  }
+  if (t->closing && !t->shut) { /* close_notify is out: then the FIN */
+    t->shut = 1;
+    if (shutdown(fd, SHUT_WR) != 0) return -1;
+  }
+  return 0;
+}
+
+URSULA_PRIVATE ssize_t tlss_recv(struct tlss_conn *t, int fd, void *p,
+                                 size_t n) {
+  br_ssl_engine_context *eng = &t->sc.eng;
+  size_t got = 0;
+  for (;;) {
+    unsigned st = br_ssl_engine_current_state(eng);
+    unsigned char *b;
+    size_t len;
+    ssize_t k;
+    if (st & BR_SSL_CLOSED) return got > 0 ? (ssize_t)got : tlss_closed(t);
+    if (st & BR_SSL_RECVAPP) { /* decrypted: to the caller first */
+      if (got == n) return (ssize_t)got;
+      b = br_ssl_engine_recvapp_buf(eng, &len);
+      if (len > n - got) len = n - got;
+      memcpy((char *)p + got, b, len);
+      br_ssl_engine_recvapp_ack(eng, len);
+      got += len;
+      continue;
+    }
+    if (st & BR_SSL_SENDREC) { /* the handshake's answers, alerts */
+      if (tlss_push(t, fd) != 0) return got > 0 ? (ssize_t)got : -1;
+      st = br_ssl_engine_current_state(eng);
+      if (!(st & BR_SSL_SENDREC)) continue; /* all out: look again */
+    }
+    if (!(st & BR_SSL_RECVREC)) break; /* waits for the socket to drain */
+    b = br_ssl_engine_recvrec_buf(eng, &len);
+    k = recv(fd, b, len, 0);
+    if (k > 0) {
+      br_ssl_engine_recvrec_ack(eng, (size_t)k);
+    } else if (k == 0) {
+      return (ssize_t)got; /* the end (a FIN without close_notify) */
+    } else if (errno != EINTR) {
+      return got > 0 ? (ssize_t)got : -1; /* EAGAIN, or an error */
+    }
+  }
+  if (got > 0) return (ssize_t)got;
+  errno = EAGAIN;
+  return -1;
+}
+
+URSULA_PRIVATE ssize_t tlss_sendv(struct tlss_conn *t, int fd,
+                                  const struct iovec *iov, int n) {
+  br_ssl_engine_context *eng = &t->sc.eng;
+  size_t done = 0, want = 0;
+  int i;
+  for (i = 0; i < n; i++) {
+    const unsigned char *q = (const unsigned char *)iov[i].iov_base;
+    size_t left = iov[i].iov_len;
+    want += left;
+    while (left > 0) {
+      unsigned char *b;
+      size_t len;
+      unsigned st = br_ssl_engine_current_state(eng);
+      if (st & BR_SSL_CLOSED) goto out;
+      if (!(st & BR_SSL_SENDAPP)) { /* full: make room, if the socket can */
+        if (tlss_push(t, fd) != 0) goto out;
+        if (!(br_ssl_engine_current_state(eng) & BR_SSL_SENDAPP)) goto out;
+      }
+      b = br_ssl_engine_sendapp_buf(eng, &len);
+      if (len > left) len = left;
+      memcpy(b, q, len);
+      br_ssl_engine_sendapp_ack(eng, len);
+      q += len;
+      left -= len;
+      done += len;
+    }
+  }
+out:
+  br_ssl_engine_flush(eng, 0);
+  if (br_ssl_engine_current_state(eng) & BR_SSL_CLOSED) {
+    if (tlss_closed(t) == 0) errno = EPIPE;
+    return -1;
+  }
+  if (tlss_push(t, fd) != 0) return -1;
+  if (done == 0 && want > 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return (ssize_t)done;
+}
+
+URSULA_PRIVATE int tlss_shutdown(struct tlss_conn *t, int fd) {
+  if (br_ssl_engine_current_state(&t->sc.eng) & BR_SSL_CLOSED) return -1;
+  t->closing = 1;
+  br_ssl_engine_close(&t->sc.eng);
+  return tlss_push(t, fd);
+}
+
+#else /* no TLS in this build */
+
+URSULA_PRIVATE int tlss_creds_load(const char *cert_path, const char *key_path,
+                                   struct tlss_creds **out, char *err) {
+  (void)cert_path, (void)key_path, (void)out;
+  snprintf(err, URSULA_ERRMSG_LEN,
+           "--tls-cert, --tls-key: this build has no TLS: build with make "
+           "TLS=1");
+  return URSULA_ENOTSUP;
+}
+
+URSULA_PRIVATE void tlss_creds_release(struct tlss_creds *c) {
+  (void)c;
+}
+
+#endif /* URSULA_ENABLE_TLS */
+
+#undef TLSS_SEND_FLAGS
+/**** End src/tlsserve.c ****/
 /**** Begin src/s3.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/s3.c"
@@ -22691,7 +23324,12 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
 ** reads requests and writes responses; what a request means is the
 ** protocol layer's (api.c), reached through the table's hooks (struct
 ** conn_ops).  The raw socket calls go through struct conn_io, so another
-** transport (TLS) can take their place.  Its life:
+** transport can take their place: with --tls-cert, a connection of the
+** public listener gets a TLS engine at accept (cn->tls; tlsserve.c, THE
+** ENGINE LOOP) and its calls go through it, plaintext on this side; its
+** events also follow what the engine waits for (conn_tls_events), and
+** it lingers behind a close_notify.  A plain connection, the admin
+** listener's always, costs nothing more.  Its life:
 **
 **   CONN_HEAD   reading a request head: the idle timeout while nothing
 **               of it has come; from its first byte on, the header
@@ -22768,33 +23406,57 @@ static void fork_on_job(struct loop *l, struct loop_msg *m) {
 
 /* ------------------------------------------------------------ sockets */
 
-static ssize_t conn_plain_recv(int fd, void *p, size_t n) {
-  return recv(fd, p, n, 0);
+static ssize_t conn_plain_recv(struct conn *cn, void *p, size_t n) {
+  return recv(cn->fd, p, n, 0);
 }
 
 /* Send iov[0..n) (MSG_NOSIGNAL where there is one). */
-static ssize_t conn_plain_sendv(int fd, struct iovec *iov, int n) {
+static ssize_t conn_plain_sendv(struct conn *cn, struct iovec *iov, int n) {
   struct msghdr m;
   memset(&m, 0, sizeof(m));
   m.msg_iov = iov;
   m.msg_iovlen = (size_t)n;
 #if defined(MSG_NOSIGNAL)
-  return sendmsg(fd, &m, MSG_NOSIGNAL);
+  return sendmsg(cn->fd, &m, MSG_NOSIGNAL);
 #else
-  return sendmsg(fd, &m, 0);
+  return sendmsg(cn->fd, &m, 0);
 #endif
 }
 
-static int conn_plain_shutdown(int fd) {
-  return shutdown(fd, SHUT_WR);
+static int conn_plain_shutdown(struct conn *cn) {
+  return shutdown(cn->fd, SHUT_WR);
 }
 
-static int conn_plain_close(int fd) {
-  return close(fd);
+static int conn_plain_close(struct conn *cn) {
+  return close(cn->fd);
 }
 
 static const struct conn_io conn_plain_io = {
     conn_plain_recv, conn_plain_sendv, conn_plain_shutdown, conn_plain_close};
+
+#if URSULA_ENABLE_TLS
+/* HTTPS: the same calls through the connection's engine (tlsserve.c). */
+static ssize_t conn_tls_recv(struct conn *cn, void *p, size_t n) {
+  return tlss_recv(cn->tls, cn->fd, p, n);
+}
+
+static ssize_t conn_tls_sendv(struct conn *cn, struct iovec *iov, int n) {
+  return tlss_sendv(cn->tls, cn->fd, iov, n);
+}
+
+static int conn_tls_shutdown(struct conn *cn) {
+  return tlss_shutdown(cn->tls, cn->fd);
+}
+
+static int conn_tls_close(struct conn *cn) {
+  tlss_conn_free(cn->tls);
+  cn->tls = NULL;
+  return close(cn->fd);
+}
+
+static const struct conn_io conn_tls_io = {conn_tls_recv, conn_tls_sendv,
+                                           conn_tls_shutdown, conn_tls_close};
+#endif
 
 /* ------------------------------------------------------------ bounds
 
@@ -22917,17 +23579,41 @@ static const struct conn_ops *conn_ops(const struct conn *cn) {
 }
 
 static const struct conn_io *conn_io(const struct conn *cn) {
-  return cn->core->conns.io;
+  return cn->io;
 }
 
+#if URSULA_ENABLE_TLS
+static void conn_on_kick(struct loop *l, void *arg);
+
+/* The events an HTTPS connection waits for, given ev, what its HTTP side
+** wants (tlsserve.c, THE ENGINE LOOP): writability while the engine has
+** records to write, and only then if it takes no plaintext yet (the
+** handshake); decrypted bytes waiting while it reads are no event at
+** all, so its reader runs again at the next turn (kick). */
+static unsigned conn_tls_events(struct conn *cn, unsigned ev) {
+  unsigned w = tlss_wants(cn->tls);
+  if (!(w & TLSS_CAN_SEND)) ev &= ~(unsigned)LOOP_WRITE;
+  if (w & TLSS_SEND) ev |= LOOP_WRITE;
+  if ((w & TLSS_PLAIN) && (ev & LOOP_READ))
+    loop_timer_set(cn->core->loop, &cn->kick, loop_now_ms(cn->core->loop),
+                   conn_on_kick, cn);
+  return ev;
+}
+#endif
+
 static void conn_set_events(struct conn *cn, int reading, int writing) {
+  unsigned ev;
   if (cn->fd < 0) return; /* closed (conn_close) */
   if (cn->peer_eof) reading = 0; /* nothing more can come */
-  if (reading == cn->reading && writing == cn->want_write) return;
   cn->reading = reading;
   cn->want_write = writing;
-  loop_mod(cn->core->loop, cn->fd,
-           (unsigned)((reading ? LOOP_READ : 0) | (writing ? LOOP_WRITE : 0)));
+  ev = (unsigned)((reading ? LOOP_READ : 0) | (writing ? LOOP_WRITE : 0));
+#if URSULA_ENABLE_TLS
+  if (cn->tls != NULL) ev = conn_tls_events(cn, ev);
+#endif
+  if (ev == cn->events) return;
+  cn->events = ev;
+  loop_mod(cn->core->loop, cn->fd, ev);
 }
 
 URSULA_PRIVATE struct buf *conn_out(struct conn *cn) {
@@ -23041,7 +23727,7 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
       }
     }
     if (n == 0) break; /* all written */
-    sent = conn_io(cn)->sendv(cn->fd, iov, n);
+    sent = conn_io(cn)->sendv(cn, iov, n);
     if (sent > 0) {
       size_t left = (size_t)sent;
       cn->write_ms = loop_now_ms(cn->core->loop);
@@ -23075,6 +23761,12 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
       return -1;
     }
   }
+#if URSULA_ENABLE_TLS
+  if (cn->tls != NULL && tlss_push(cn->tls, cn->fd) != 0) {
+    conn_close(cn); /* (records the engine still holds: see conn_set_events) */
+    return -1;
+  }
+#endif
   cn->out.len = cn->out_off = 0;
   conn_count_out(cn, 0);
   if (cn->closing) {
@@ -23392,7 +24084,7 @@ static void conn_process(struct conn *cn) {
 static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
   struct conn *cn = (struct conn *)arg;
   (void)l, (void)fd;
-  if (events & LOOP_WRITE) {
+  if ((events & LOOP_WRITE) && cn->state != CONN_LINGER) {
     if (conn_flush(cn) < 0) return;
     if (cn->paused && !conn_backlogged(cn)) { /* its answers drained */
       cn->paused = 0;
@@ -23405,7 +24097,7 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
   if ((events & (LOOP_READ | LOOP_ERROR)) && cn->state == CONN_LINGER) {
     char sink[4096];
     for (;;) {
-      ssize_t n = conn_io(cn)->recv(cn->fd, sink, sizeof(sink));
+      ssize_t n = conn_io(cn)->recv(cn, sink, sizeof(sink));
       if (n > 0) continue;
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -23421,7 +24113,7 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
         conn_close(cn);
         return;
       }
-      n = conn_io(cn)->recv(cn->fd, cn->in.ptr + cn->in.len, CONN_READ_CHUNK);
+      n = conn_io(cn)->recv(cn, cn->in.ptr + cn->in.len, CONN_READ_CHUNK);
       if (n > 0) {
         cn->in.len += (size_t)n;
         if ((size_t)n < CONN_READ_CHUNK) break;
@@ -23461,6 +24153,42 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     conn_process(cn);
   }
 }
+
+#if URSULA_ENABLE_TLS
+/* An HTTPS connection lingers (its close_notify is out or on its way):
+** the records still in the engine go out; once they are, a client that
+** has shut down its side has nothing more to say. */
+static void conn_tls_linger_write(struct conn *cn) {
+  if (tlss_push(cn->tls, cn->fd) != 0 ||
+      (cn->peer_eof && !(tlss_wants(cn->tls) & TLSS_SEND))) {
+    conn_close(cn);
+    return;
+  }
+  conn_set_events(cn, 1, 0);
+}
+
+/* The loop handler of an HTTPS connection: conn_on_io, then the events
+** brought up to date with what the engine now waits for (the handshake
+** may have records to write; decrypted bytes may wait unread). */
+static void conn_on_tls_io(struct loop *l, int fd, unsigned events,
+                           void *arg) {
+  struct conn *cn = (struct conn *)arg;
+  if ((events & LOOP_WRITE) && cn->state == CONN_LINGER) {
+    conn_tls_linger_write(cn);
+    if (cn->fd < 0) return;
+  }
+  conn_on_io(l, fd, events, arg);
+  if (cn->fd >= 0) conn_set_events(cn, cn->reading, cn->want_write);
+}
+
+/* Decrypted bytes were left in the engine while the connection reads:
+** read them now, as a level-triggered poll would for a plain socket. */
+static void conn_on_kick(struct loop *l, void *arg) {
+  struct conn *cn = (struct conn *)arg;
+  if (cn->fd >= 0 && (cn->events & LOOP_READ))
+    conn_on_tls_io(l, cn->fd, LOOP_READ, cn);
+}
+#endif
 
 /* ------------------------------------------------------------ accept */
 
@@ -23538,23 +24266,59 @@ static void conn_refuse(struct core *c, int cfd) {
 
 /* Make the accepted socket cfd a connection of core c (the server-wide
 ** count already has it): 0, or -1 if it could not be (cfd is left). */
+#if URSULA_ENABLE_TLS
+/* A new connection's engine, with the credentials in force now (a reload
+** swaps them for the connections after it): NULL if out of memory. */
+static struct tlss_conn *conn_tls_new(struct ursula_server *s) {
+  struct tlss_creds *cr;
+  struct tlss_conn *t;
+  pthread_mutex_lock(&s->tls_mu);
+  cr = tlss_creds_hold(s->tls);
+  pthread_mutex_unlock(&s->tls_mu);
+  t = tlss_conn_new(cr);
+  tlss_creds_release(cr);
+  return t;
+}
+#endif
+
+/* The plain connection cn (or its engine) goes, before it was admitted. */
+static void conn_unadmit(struct conn *cn) {
+#if URSULA_ENABLE_TLS
+  tlss_conn_free(cn->tls);
+#endif
+  URSULA_FREE(cn);
+}
+
 static int conn_admit(struct loop *l, struct core *c, int cfd, int admin) {
   struct conn_table *t = &c->conns;
   struct conn *cn = (struct conn *)URSULA_MALLOC(t->ops->size);
+  loop_io_fn on_io = conn_on_io;
   if (cn == NULL) return -1;
   memset(cn, 0, t->ops->size);
   cn->core = c;
   cn->fd = cfd;
   cn->admin = admin;
   cn->reading = 1;
+  cn->events = LOOP_READ;
+  cn->io = t->io;
   cn->write_ms = loop_now_ms(l);
+#if URSULA_ENABLE_TLS
+  if (!admin && c->srv->cfg.tls_cert[0] != '\0') { /* the admin's stay plain */
+    if ((cn->tls = conn_tls_new(c->srv)) == NULL) {
+      URSULA_FREE(cn);
+      return -1;
+    }
+    cn->io = &conn_tls_io;
+    on_io = conn_on_tls_io;
+  }
+#endif
   if (conn_slot_alloc(t, cn) != 0) {
-    URSULA_FREE(cn);
+    conn_unadmit(cn);
     return -1;
   }
-  if (loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
+  if (loop_add(l, cfd, LOOP_READ, on_io, cn) != URSULA_OK) {
     conn_slot_free(t, cn);
-    URSULA_FREE(cn);
+    conn_unadmit(cn);
     return -1;
   }
   if (admin)
@@ -23781,12 +24545,30 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
 
 /* ------------------------------------------------------------ the end */
 
-/* The response is out and the connection ends: see CONN_LINGER. */
+/* An HTTPS connection's engine still holds records to write (its last
+** response, its close_notify); 0 on a plain one. */
+static int conn_tls_sending(const struct conn *cn) {
+#if URSULA_ENABLE_TLS
+  if (cn->tls != NULL) return (tlss_wants(cn->tls) & TLSS_SEND) != 0;
+#else
+  (void)cn;
+#endif
+  return 0;
+}
+
+/* The response is out and the connection ends: see CONN_LINGER.  An
+** HTTPS connection sends close_notify instead of the bare FIN, and
+** lingers, even after the client's end, until its records are out. */
 static void conn_linger(struct conn *cn) {
   conn_ops(cn)->on_end(cn);
   conn_uncharge(cn);
-  if (cn->peer_eof || conn_io(cn)->shutdown(cn->fd) != 0) {
+  if (cn->peer_eof && !conn_tls_sending(cn)) {
     conn_close(cn); /* (after peer_eof, no input is left unread) */
+    return;
+  }
+  if (conn_io(cn)->shutdown(cn) != 0 ||
+      (cn->peer_eof && !conn_tls_sending(cn))) {
+    conn_close(cn);
     return;
   }
   conn_leave_live(cn);
@@ -23825,8 +24607,9 @@ static void conn_close(struct conn *cn) {
   conn_uncharge(cn);
   conn_leave_live(cn);
   loop_timer_cancel(c->loop, &cn->timer);
+  loop_timer_cancel(c->loop, &cn->kick);
   loop_del(c->loop, cn->fd);
-  conn_io(cn)->close(cn->fd);
+  conn_io(cn)->close(cn);
   cn->fd = -1;
   conn_count_out(cn, 0);
   conn_slot_free(t, cn);
@@ -23868,7 +24651,7 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
   for (i = 0; i < t->n_slots; i++) {
     struct conn *cn = t->slots[i];
     if (cn == NULL) continue;
-    if (cn->fd >= 0) t->io->close(cn->fd);
+    if (cn->fd >= 0) conn_io(cn)->close(cn);
     buf_free(&cn->in);
     buf_free(&cn->out);
     buf_free(&cn->body);
@@ -26407,6 +27190,12 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 ** reads freed entries and the request path takes no lock.  Messages
 ** from one reload reach each core in order after those of the reload
 ** before (auth_mu orders the posts), so every core ends on the newest.
+** With --tls-cert it also loads the certificate and key again
+** (tlss_creds_load) and, if they are good, swaps the server's reference
+** under tls_mu: a connection takes a reference to the pair in force when
+** it is accepted (conn.c) and keeps it until it closes, so the pair a
+** reload replaces is freed by the last connection that used it.  A bad
+** pair is logged and leaves the one in force.
 **
 ** PLANTED BUGS.  -DSERVER_PLANT=n (default 0) compiles in one, to prove
 ** the tests catch it (make test-rolling-plants):
@@ -27295,6 +28084,8 @@ static void server_free(struct ursula_server *s) {
   conn_bounds_free(&s->bounds);
   auth_release(s->auth);
   pthread_mutex_destroy(&s->auth_mu);
+  tlss_creds_release(s->tls);
+  pthread_mutex_destroy(&s->tls_mu);
   URSULA_FREE(s);
 }
 
@@ -27577,9 +28368,80 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+/* ------------------------------------------------------------ https */
+
+/* --tls-cert and --tls-key come together, in a build with TLS. */
+static int server_check_tls_flags(const struct ursula_config *cfg, char *err) {
+  int cert = cfg->tls_cert[0] != '\0', key = cfg->tls_key[0] != '\0';
+  if (!cert && !key) return URSULA_OK;
+  if (!URSULA_ENABLE_TLS) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: this build has no TLS: build with make TLS=1",
+             cert ? "--tls-cert" : "--tls-key");
+    return URSULA_ENOTSUP;
+  }
+  if (cert != key) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s without %s: HTTPS needs both the certificate and its key",
+             cert ? "--tls-cert" : "--tls-key",
+             cert ? "--tls-key" : "--tls-cert");
+    return URSULA_EINVAL;
+  }
+  return URSULA_OK;
+}
+
+/* The pair loads and matches (then is let go). */
+static int server_check_tls(const struct ursula_config *cfg, char *err) {
+  struct tlss_creds *c = NULL;
+  int rc = server_check_tls_flags(cfg, err);
+  if (rc != URSULA_OK || cfg->tls_cert[0] == '\0') return rc;
+  rc = tlss_creds_load(cfg->tls_cert, cfg->tls_key, &c, err);
+  tlss_creds_release(c);
+  return rc;
+}
+
+/* Load the certificate and key into s (a start). */
+static int server_start_tls(struct ursula_server *s, char *err) {
+  int rc;
+  if (s->cfg.tls_cert[0] == '\0') return URSULA_OK;
+  rc = tlss_creds_load(s->cfg.tls_cert, s->cfg.tls_key, &s->tls, err);
+#if URSULA_ENABLE_TLS
+  if (rc == URSULA_OK)
+    LOG_I("tls: HTTPS with the %s key of %s and the chain of %s (%lu "
+          "bytes of engine per connection)",
+          tlss_creds_kind(s->tls), s->cfg.tls_key, s->cfg.tls_cert,
+          (unsigned long)tlss_conn_size());
+#endif
+  return rc;
+}
+
+/* Re-read the certificate and key (RELOAD): a good pair serves the
+** connections accepted from now on; a bad one is logged and leaves the
+** pair in force. */
+static int server_reload_tls(struct ursula_server *srv) {
+  struct tlss_creds *c = NULL, *old;
+  char err[URSULA_ERRMSG_LEN];
+  int rc;
+  if (srv->cfg.tls_cert[0] == '\0') return URSULA_OK;
+  err[0] = '\0';
+  rc = tlss_creds_load(srv->cfg.tls_cert, srv->cfg.tls_key, &c, err);
+  if (rc != URSULA_OK) {
+    LOG_E("tls: reload failed, the certificate in force stays: %s", err);
+    return rc;
+  }
+  pthread_mutex_lock(&srv->tls_mu);
+  old = srv->tls;
+  srv->tls = c;
+  pthread_mutex_unlock(&srv->tls_mu);
+  tlss_creds_release(old); /* (freed with the last connection using it) */
+  LOG_I("tls: reloaded %s and %s; new connections use them",
+        srv->cfg.tls_cert, srv->cfg.tls_key);
+  return URSULA_OK;
+}
+
 /* The files the settings name and start-up reads whole: the tokens
-** (--auth-file) and the cluster secret (--cluster-secret-file) load
-** (then are let go). */
+** (--auth-file), the cluster secret (--cluster-secret-file) and the
+** HTTPS pair (--tls-cert, --tls-key) load (then are let go). */
 static int server_check_files(const struct ursula_config *cfg, char *err) {
   unsigned char secret[PEER_SECRET_MAX];
   size_t len = 0;
@@ -27596,6 +28458,7 @@ static int server_check_files(const struct ursula_config *cfg, char *err) {
   if (cfg->cluster_secret_file[0] != '\0')
     rc = server_read_secret(cfg->cluster_secret_file, secret, &len, 0, err);
   memset(secret, 0, sizeof(secret));
+  if (rc == URSULA_OK) rc = server_check_tls(cfg, err);
   return rc;
 }
 
@@ -27605,6 +28468,7 @@ URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
   if ((rc = conf_check_cluster(cfg, err)) != URSULA_OK ||
       (rc = server_check_bounds(cfg, err)) != URSULA_OK ||
       (rc = server_check_cold(cfg, err)) != URSULA_OK ||
+      (rc = server_check_tls_flags(cfg, err)) != URSULA_OK ||
       (rc = server_check_files(cfg, err)) != URSULA_OK)
     return rc;
   return URSULA_OK;
@@ -27783,6 +28647,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
   pthread_mutex_init(&s->auth_mu, NULL);
+  pthread_mutex_init(&s->tls_mu, NULL);
   conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
   log_set_json(cfg->log_format);
@@ -27830,6 +28695,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     LOG_I("auth: %d token(s) from %s; every request needs one",
           auth_count(s->auth), cfg->auth_file);
   }
+  if ((rc = server_start_tls(s, err)) != URSULA_OK) goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||
@@ -27894,8 +28760,8 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   }
 #endif
   s->running = 1;
-  LOG_I("listening on http://%s:%d (cores %d, groups %d, %s%s)",
-        cfg->listen_host, s->port, s->n_cores, s->n_groups,
+  LOG_I("listening on %s://%s:%d (cores %d, groups %d, %s%s)",
+        s->tls != NULL ? "https" : "http", cfg->listen_host, s->port, s->n_cores, s->n_groups,
         cfg->wal_dir[0] ? "WAL in " : "in memory", s->cfg.wal_dir);
   if (s->admin_fd >= 0)
     LOG_I("admin on http://%s:%d (/metrics, /healthz, /readyz, "
@@ -27955,13 +28821,15 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   srv->stop_busy = 0;
 }
 
-URSULA_API int ursula_server_reload(struct ursula_server *srv) {
+/* Re-read the auth file (RELOAD). */
+static int server_reload_auth(struct ursula_server *srv) {
   struct server_auth_msg *q[URSULA_MAX_CORES];
   struct auth_table *t = NULL, *old;
   char err[URSULA_ERRMSG_LEN];
   int i, rc;
   if (srv->cfg.auth_file[0] == '\0') {
-    LOG_I("reload: no --auth-file, nothing to re-read");
+    if (srv->cfg.tls_cert[0] == '\0')
+      LOG_I("reload: no --auth-file, nothing to re-read");
     return URSULA_OK;
   }
   pthread_mutex_lock(&srv->auth_mu);
@@ -27993,6 +28861,14 @@ URSULA_API int ursula_server_reload(struct ursula_server *srv) {
   auth_release(old);
   LOG_I("auth: reloaded %s: %d token(s)", srv->cfg.auth_file, auth_count(t));
   return URSULA_OK;
+}
+
+URSULA_API int ursula_server_reload(struct ursula_server *srv) {
+  int rc = server_reload_auth(srv), rc_tls;
+  pthread_mutex_lock(&srv->auth_mu); /* one reload at a time, this too */
+  rc_tls = server_reload_tls(srv);
+  pthread_mutex_unlock(&srv->auth_mu);
+  return rc != URSULA_OK ? rc : rc_tls;
 }
 
 #if !URSULA_ENABLE_THREADS
@@ -28047,7 +28923,8 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** are passed on until the cores have stopped, never after: the thread
 ** takes ms.mu for each, and the server is freed only once ms.srv is NULL
 ** under that lock.
-** SIGHUP re-reads the auth file (ursula_server_reload), on the same
+** SIGHUP re-reads the auth file and the TLS certificate and key
+** (ursula_server_reload), on the same
 ** thread, under the same lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
 ** instead (and a SIGHUP handler asks core 0 to reload at its next turn's
@@ -28082,7 +28959,7 @@ static void *main_sig_thread(void *arg) {
   while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
     pthread_mutex_lock(&ms->mu);
     if (ms->srv != NULL && sig == SIGHUP) {
-      LOG_I("signal %d: re-reading the auth file", sig);
+      LOG_I("signal %d: re-reading the auth file and TLS certificate", sig);
       ursula_server_reload(ms->srv);
     } else if (ms->srv != NULL) {
       if (++n == 1) LOG_I("signal %d: stopping", sig);

@@ -178,6 +178,10 @@ struct ursula_config {
                                   the admin listener's alone */
   /* bearer tokens: every request needs one (ursula_server_reload) */
   char auth_file[URSULA_PATH_LEN]; /* auth-file: "" = no authentication */
+  /* HTTPS on the public listener (a build with TLS: make TLS=1); both or
+  ** neither; ursula_server_reload re-reads them */
+  char tls_cert[URSULA_PATH_LEN]; /* tls-cert: PEM chain, leaf first */
+  char tls_key[URSULA_PATH_LEN];  /* tls-key: PEM private key, RSA or EC */
 };
 
 /* Fill *cfg with the defaults of this build. */
@@ -219,20 +223,24 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv);
 ** or the first fatal error a core met. */
 URSULA_API int ursula_server_wait(struct ursula_server *srv);
 
-/* Re-read the auth file (auth_file): on success every core takes the new
-** table at its next turn (a live reader whose token it no longer lets
-** read its stream is ended then) and URSULA_OK is returned; on failure
-** the table in force stays, the error (FILE:LINE: reason) is logged and
-** returned (URSULA_EINVAL, URSULA_EIO, URSULA_ENOMEM).  Without an auth
-** file, nothing to do: URSULA_OK.  Any thread but a signal handler's,
-** while the server runs (until ursula_server_wait() returns); calls are
-** serialized.  The program calls it on SIGHUP. */
+/* Re-read the auth file (auth_file) and the TLS certificate and key
+** (tls_cert, tls_key).  The auth file: on success every core takes the
+** new table at its next turn (a live reader whose token it no longer lets
+** read its stream is ended then); on failure the table in force stays,
+** and the error (FILE:LINE: reason) is logged and returned (URSULA_EINVAL,
+** URSULA_EIO, URSULA_ENOMEM).  The certificate and key: a good pair
+** serves the connections accepted after the call (those open keep
+** theirs); a bad one leaves the pair in force, and the reason is logged
+** and its error returned.  What is not configured is not read; the first
+** failure is returned, else URSULA_OK.  Any thread but a signal
+** handler's, while the server runs (until ursula_server_wait() returns);
+** calls are serialized.  The program calls it on SIGHUP. */
 URSULA_API int ursula_server_reload(struct ursula_server *srv);
 
 /* The command-line program: parse argv, load config, serve until SIGINT or
 ** SIGTERM (each is passed to ursula_server_stop(): a second one during a
 ** cluster node's handover stops it at once); SIGHUP re-reads the auth
-** file (ursula_server_reload).  Returns the process exit status. */
+** file and the TLS certificate and key (ursula_server_reload).  Returns the process exit status. */
 URSULA_API int ursula_main(int argc, char **argv);
 
 /* A static string naming an error code. */

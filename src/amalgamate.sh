@@ -29,6 +29,7 @@ crypto.c
 auth.c
 sigv4.c
 tls.c
+tlsserve.c
 s3.c
 journal.c
 wal.c

@@ -239,6 +239,15 @@ static const struct conf_key conf_keys[] = {
      "\"Authentication\"); every request then needs \"Authorization: Bearer "
      "TOKEN\" (OPTIONS, /healthz and /readyz excepted); SIGHUP re-reads "
      "it; empty = no authentication"},
+    {"tls-cert", NULL, CONF_T_PATH, CONF_OFF(tls_cert), 0, URSULA_PATH_LEN - 1,
+     "FILE",
+     "serve HTTPS (TLS 1.2) on the listener: the certificate chain in PEM, "
+     "leaf first; needs --tls-key and a build with TLS (make TLS=1); SIGHUP "
+     "re-reads both; the admin listener stays plain; empty = plain HTTP"},
+    {"tls-key", NULL, CONF_T_PATH, CONF_OFF(tls_key), 0, URSULA_PATH_LEN - 1,
+     "FILE",
+     "the private key of --tls-cert's leaf, in PEM (RSA or EC: RSA PRIVATE "
+     "KEY, EC PRIVATE KEY or PKCS#8 PRIVATE KEY)"},
     {"peer-listen", NULL, CONF_T_PEER_LISTEN, 0, 0, 65535, "HOST:PORT",
      "listen for peers here instead of at this node's own --peer address "
      "(which the others dial); empty = there"},

@@ -7,7 +7,12 @@
 ** reads requests and writes responses; what a request means is the
 ** protocol layer's (api.c), reached through the table's hooks (struct
 ** conn_ops).  The raw socket calls go through struct conn_io, so another
-** transport (TLS) can take their place.  Its life:
+** transport can take their place: with --tls-cert, a connection of the
+** public listener gets a TLS engine at accept (cn->tls; tlsserve.c, THE
+** ENGINE LOOP) and its calls go through it, plaintext on this side; its
+** events also follow what the engine waits for (conn_tls_events), and
+** it lingers behind a close_notify.  A plain connection, the admin
+** listener's always, costs nothing more.  Its life:
 **
 **   CONN_HEAD   reading a request head: the idle timeout while nothing
 **               of it has come; from its first byte on, the header
@@ -84,33 +89,57 @@
 
 /* ------------------------------------------------------------ sockets */
 
-static ssize_t conn_plain_recv(int fd, void *p, size_t n) {
-  return recv(fd, p, n, 0);
+static ssize_t conn_plain_recv(struct conn *cn, void *p, size_t n) {
+  return recv(cn->fd, p, n, 0);
 }
 
 /* Send iov[0..n) (MSG_NOSIGNAL where there is one). */
-static ssize_t conn_plain_sendv(int fd, struct iovec *iov, int n) {
+static ssize_t conn_plain_sendv(struct conn *cn, struct iovec *iov, int n) {
   struct msghdr m;
   memset(&m, 0, sizeof(m));
   m.msg_iov = iov;
   m.msg_iovlen = (size_t)n;
 #if defined(MSG_NOSIGNAL)
-  return sendmsg(fd, &m, MSG_NOSIGNAL);
+  return sendmsg(cn->fd, &m, MSG_NOSIGNAL);
 #else
-  return sendmsg(fd, &m, 0);
+  return sendmsg(cn->fd, &m, 0);
 #endif
 }
 
-static int conn_plain_shutdown(int fd) {
-  return shutdown(fd, SHUT_WR);
+static int conn_plain_shutdown(struct conn *cn) {
+  return shutdown(cn->fd, SHUT_WR);
 }
 
-static int conn_plain_close(int fd) {
-  return close(fd);
+static int conn_plain_close(struct conn *cn) {
+  return close(cn->fd);
 }
 
 static const struct conn_io conn_plain_io = {
     conn_plain_recv, conn_plain_sendv, conn_plain_shutdown, conn_plain_close};
+
+#if URSULA_ENABLE_TLS
+/* HTTPS: the same calls through the connection's engine (tlsserve.c). */
+static ssize_t conn_tls_recv(struct conn *cn, void *p, size_t n) {
+  return tlss_recv(cn->tls, cn->fd, p, n);
+}
+
+static ssize_t conn_tls_sendv(struct conn *cn, struct iovec *iov, int n) {
+  return tlss_sendv(cn->tls, cn->fd, iov, n);
+}
+
+static int conn_tls_shutdown(struct conn *cn) {
+  return tlss_shutdown(cn->tls, cn->fd);
+}
+
+static int conn_tls_close(struct conn *cn) {
+  tlss_conn_free(cn->tls);
+  cn->tls = NULL;
+  return close(cn->fd);
+}
+
+static const struct conn_io conn_tls_io = {conn_tls_recv, conn_tls_sendv,
+                                           conn_tls_shutdown, conn_tls_close};
+#endif
 
 /* ------------------------------------------------------------ bounds
 
@@ -233,17 +262,41 @@ static const struct conn_ops *conn_ops(const struct conn *cn) {
 }
 
 static const struct conn_io *conn_io(const struct conn *cn) {
-  return cn->core->conns.io;
+  return cn->io;
 }
 
+#if URSULA_ENABLE_TLS
+static void conn_on_kick(struct loop *l, void *arg);
+
+/* The events an HTTPS connection waits for, given ev, what its HTTP side
+** wants (tlsserve.c, THE ENGINE LOOP): writability while the engine has
+** records to write, and only then if it takes no plaintext yet (the
+** handshake); decrypted bytes waiting while it reads are no event at
+** all, so its reader runs again at the next turn (kick). */
+static unsigned conn_tls_events(struct conn *cn, unsigned ev) {
+  unsigned w = tlss_wants(cn->tls);
+  if (!(w & TLSS_CAN_SEND)) ev &= ~(unsigned)LOOP_WRITE;
+  if (w & TLSS_SEND) ev |= LOOP_WRITE;
+  if ((w & TLSS_PLAIN) && (ev & LOOP_READ))
+    loop_timer_set(cn->core->loop, &cn->kick, loop_now_ms(cn->core->loop),
+                   conn_on_kick, cn);
+  return ev;
+}
+#endif
+
 static void conn_set_events(struct conn *cn, int reading, int writing) {
+  unsigned ev;
   if (cn->fd < 0) return; /* closed (conn_close) */
   if (cn->peer_eof) reading = 0; /* nothing more can come */
-  if (reading == cn->reading && writing == cn->want_write) return;
   cn->reading = reading;
   cn->want_write = writing;
-  loop_mod(cn->core->loop, cn->fd,
-           (unsigned)((reading ? LOOP_READ : 0) | (writing ? LOOP_WRITE : 0)));
+  ev = (unsigned)((reading ? LOOP_READ : 0) | (writing ? LOOP_WRITE : 0));
+#if URSULA_ENABLE_TLS
+  if (cn->tls != NULL) ev = conn_tls_events(cn, ev);
+#endif
+  if (ev == cn->events) return;
+  cn->events = ev;
+  loop_mod(cn->core->loop, cn->fd, ev);
 }
 
 URSULA_PRIVATE struct buf *conn_out(struct conn *cn) {
@@ -357,7 +410,7 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
       }
     }
     if (n == 0) break; /* all written */
-    sent = conn_io(cn)->sendv(cn->fd, iov, n);
+    sent = conn_io(cn)->sendv(cn, iov, n);
     if (sent > 0) {
       size_t left = (size_t)sent;
       cn->write_ms = loop_now_ms(cn->core->loop);
@@ -391,6 +444,12 @@ URSULA_PRIVATE int conn_flush(struct conn *cn) {
       return -1;
     }
   }
+#if URSULA_ENABLE_TLS
+  if (cn->tls != NULL && tlss_push(cn->tls, cn->fd) != 0) {
+    conn_close(cn); /* (records the engine still holds: see conn_set_events) */
+    return -1;
+  }
+#endif
   cn->out.len = cn->out_off = 0;
   conn_count_out(cn, 0);
   if (cn->closing) {
@@ -708,7 +767,7 @@ static void conn_process(struct conn *cn) {
 static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
   struct conn *cn = (struct conn *)arg;
   (void)l, (void)fd;
-  if (events & LOOP_WRITE) {
+  if ((events & LOOP_WRITE) && cn->state != CONN_LINGER) {
     if (conn_flush(cn) < 0) return;
     if (cn->paused && !conn_backlogged(cn)) { /* its answers drained */
       cn->paused = 0;
@@ -721,7 +780,7 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
   if ((events & (LOOP_READ | LOOP_ERROR)) && cn->state == CONN_LINGER) {
     char sink[4096];
     for (;;) {
-      ssize_t n = conn_io(cn)->recv(cn->fd, sink, sizeof(sink));
+      ssize_t n = conn_io(cn)->recv(cn, sink, sizeof(sink));
       if (n > 0) continue;
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -737,7 +796,7 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
         conn_close(cn);
         return;
       }
-      n = conn_io(cn)->recv(cn->fd, cn->in.ptr + cn->in.len, CONN_READ_CHUNK);
+      n = conn_io(cn)->recv(cn, cn->in.ptr + cn->in.len, CONN_READ_CHUNK);
       if (n > 0) {
         cn->in.len += (size_t)n;
         if ((size_t)n < CONN_READ_CHUNK) break;
@@ -777,6 +836,42 @@ static void conn_on_io(struct loop *l, int fd, unsigned events, void *arg) {
     conn_process(cn);
   }
 }
+
+#if URSULA_ENABLE_TLS
+/* An HTTPS connection lingers (its close_notify is out or on its way):
+** the records still in the engine go out; once they are, a client that
+** has shut down its side has nothing more to say. */
+static void conn_tls_linger_write(struct conn *cn) {
+  if (tlss_push(cn->tls, cn->fd) != 0 ||
+      (cn->peer_eof && !(tlss_wants(cn->tls) & TLSS_SEND))) {
+    conn_close(cn);
+    return;
+  }
+  conn_set_events(cn, 1, 0);
+}
+
+/* The loop handler of an HTTPS connection: conn_on_io, then the events
+** brought up to date with what the engine now waits for (the handshake
+** may have records to write; decrypted bytes may wait unread). */
+static void conn_on_tls_io(struct loop *l, int fd, unsigned events,
+                           void *arg) {
+  struct conn *cn = (struct conn *)arg;
+  if ((events & LOOP_WRITE) && cn->state == CONN_LINGER) {
+    conn_tls_linger_write(cn);
+    if (cn->fd < 0) return;
+  }
+  conn_on_io(l, fd, events, arg);
+  if (cn->fd >= 0) conn_set_events(cn, cn->reading, cn->want_write);
+}
+
+/* Decrypted bytes were left in the engine while the connection reads:
+** read them now, as a level-triggered poll would for a plain socket. */
+static void conn_on_kick(struct loop *l, void *arg) {
+  struct conn *cn = (struct conn *)arg;
+  if (cn->fd >= 0 && (cn->events & LOOP_READ))
+    conn_on_tls_io(l, cn->fd, LOOP_READ, cn);
+}
+#endif
 
 /* ------------------------------------------------------------ accept */
 
@@ -854,23 +949,59 @@ static void conn_refuse(struct core *c, int cfd) {
 
 /* Make the accepted socket cfd a connection of core c (the server-wide
 ** count already has it): 0, or -1 if it could not be (cfd is left). */
+#if URSULA_ENABLE_TLS
+/* A new connection's engine, with the credentials in force now (a reload
+** swaps them for the connections after it): NULL if out of memory. */
+static struct tlss_conn *conn_tls_new(struct ursula_server *s) {
+  struct tlss_creds *cr;
+  struct tlss_conn *t;
+  pthread_mutex_lock(&s->tls_mu);
+  cr = tlss_creds_hold(s->tls);
+  pthread_mutex_unlock(&s->tls_mu);
+  t = tlss_conn_new(cr);
+  tlss_creds_release(cr);
+  return t;
+}
+#endif
+
+/* The plain connection cn (or its engine) goes, before it was admitted. */
+static void conn_unadmit(struct conn *cn) {
+#if URSULA_ENABLE_TLS
+  tlss_conn_free(cn->tls);
+#endif
+  URSULA_FREE(cn);
+}
+
 static int conn_admit(struct loop *l, struct core *c, int cfd, int admin) {
   struct conn_table *t = &c->conns;
   struct conn *cn = (struct conn *)URSULA_MALLOC(t->ops->size);
+  loop_io_fn on_io = conn_on_io;
   if (cn == NULL) return -1;
   memset(cn, 0, t->ops->size);
   cn->core = c;
   cn->fd = cfd;
   cn->admin = admin;
   cn->reading = 1;
+  cn->events = LOOP_READ;
+  cn->io = t->io;
   cn->write_ms = loop_now_ms(l);
+#if URSULA_ENABLE_TLS
+  if (!admin && c->srv->cfg.tls_cert[0] != '\0') { /* the admin's stay plain */
+    if ((cn->tls = conn_tls_new(c->srv)) == NULL) {
+      URSULA_FREE(cn);
+      return -1;
+    }
+    cn->io = &conn_tls_io;
+    on_io = conn_on_tls_io;
+  }
+#endif
   if (conn_slot_alloc(t, cn) != 0) {
-    URSULA_FREE(cn);
+    conn_unadmit(cn);
     return -1;
   }
-  if (loop_add(l, cfd, LOOP_READ, conn_on_io, cn) != URSULA_OK) {
+  if (loop_add(l, cfd, LOOP_READ, on_io, cn) != URSULA_OK) {
     conn_slot_free(t, cn);
-    URSULA_FREE(cn);
+    conn_unadmit(cn);
     return -1;
   }
   if (admin)
@@ -1097,12 +1228,30 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
 
 /* ------------------------------------------------------------ the end */
 
-/* The response is out and the connection ends: see CONN_LINGER. */
+/* An HTTPS connection's engine still holds records to write (its last
+** response, its close_notify); 0 on a plain one. */
+static int conn_tls_sending(const struct conn *cn) {
+#if URSULA_ENABLE_TLS
+  if (cn->tls != NULL) return (tlss_wants(cn->tls) & TLSS_SEND) != 0;
+#else
+  (void)cn;
+#endif
+  return 0;
+}
+
+/* The response is out and the connection ends: see CONN_LINGER.  An
+** HTTPS connection sends close_notify instead of the bare FIN, and
+** lingers, even after the client's end, until its records are out. */
 static void conn_linger(struct conn *cn) {
   conn_ops(cn)->on_end(cn);
   conn_uncharge(cn);
-  if (cn->peer_eof || conn_io(cn)->shutdown(cn->fd) != 0) {
+  if (cn->peer_eof && !conn_tls_sending(cn)) {
     conn_close(cn); /* (after peer_eof, no input is left unread) */
+    return;
+  }
+  if (conn_io(cn)->shutdown(cn) != 0 ||
+      (cn->peer_eof && !conn_tls_sending(cn))) {
+    conn_close(cn);
     return;
   }
   conn_leave_live(cn);
@@ -1141,8 +1290,9 @@ static void conn_close(struct conn *cn) {
   conn_uncharge(cn);
   conn_leave_live(cn);
   loop_timer_cancel(c->loop, &cn->timer);
+  loop_timer_cancel(c->loop, &cn->kick);
   loop_del(c->loop, cn->fd);
-  conn_io(cn)->close(cn->fd);
+  conn_io(cn)->close(cn);
   cn->fd = -1;
   conn_count_out(cn, 0);
   conn_slot_free(t, cn);
@@ -1184,7 +1334,7 @@ URSULA_PRIVATE void conn_table_free(struct conn_table *t) {
   for (i = 0; i < t->n_slots; i++) {
     struct conn *cn = t->slots[i];
     if (cn == NULL) continue;
-    if (cn->fd >= 0) t->io->close(cn->fd);
+    if (cn->fd >= 0) conn_io(cn)->close(cn);
     buf_free(&cn->in);
     buf_free(&cn->out);
     buf_free(&cn->body);

@@ -639,6 +639,49 @@ URSULA_PRIVATE int tls_write_all(struct tls_conn *c, const void *p, size_t n);
 URSULA_PRIVATE long tls_read(struct tls_conn *c, void *p, size_t n);
 URSULA_PRIVATE void tls_close(struct tls_conn *c);
 
+/* -------------------------------------------------------------- tlsserve.c
+** HTTPS on the public listener (--tls-cert, --tls-key): the server side
+** of TLS through BearSSL, non-blocking, one engine per connection, driven
+** by conn.c.  Without URSULA_ENABLE_TLS only tlss_creds_load (which says
+** so: URSULA_ENOTSUP) and tlss_creds_release (a no-op) exist. */
+struct tlss_creds;
+struct tlss_conn;
+/* Load and check a certificate chain (PEM, leaf first) and its private
+** key (PEM, RSA or EC): one reference to an immutable object, or an error
+** (URSULA_EIO, URSULA_EINVAL, URSULA_ENOMEM, URSULA_ENOTSUP) with a
+** reason naming the file in err. */
+URSULA_PRIVATE int tlss_creds_load(const char *cert_path, const char *key_path,
+                                   struct tlss_creds **out, char *err);
+/* Take / drop a reference (any thread); the last one frees it.  NULL is
+** ignored by release. */
+URSULA_PRIVATE void tlss_creds_release(struct tlss_creds *c);
+#if URSULA_ENABLE_TLS
+URSULA_PRIVATE struct tlss_creds *tlss_creds_hold(struct tlss_creds *c);
+URSULA_PRIVATE const char *tlss_creds_kind(const struct tlss_creds *c);
+/* A server engine for one connection (it holds a reference to c until
+** tlss_conn_free), or NULL (out of memory). */
+URSULA_PRIVATE struct tlss_conn *tlss_conn_new(struct tlss_creds *c);
+URSULA_PRIVATE void tlss_conn_free(struct tlss_conn *t);
+URSULA_PRIVATE size_t tlss_conn_size(void); /* bytes per connection */
+/* The calls of a non-blocking socket fd, in plaintext: up to n bytes
+** decrypted (0 at the end, -1 and errno: EAGAIN for "not now"); plaintext
+** taken into the engine and sent as far as the socket takes it (-1 and
+** EAGAIN if none could be taken); close_notify, then SHUT_WR once it is
+** out.  tlss_push writes the records waiting: 0 (all written, or the
+** socket is full), -1 on a socket error. */
+URSULA_PRIVATE ssize_t tlss_recv(struct tlss_conn *t, int fd, void *p,
+                                 size_t n);
+URSULA_PRIVATE ssize_t tlss_sendv(struct tlss_conn *t, int fd,
+                                  const struct iovec *iov, int n);
+URSULA_PRIVATE int tlss_shutdown(struct tlss_conn *t, int fd);
+URSULA_PRIVATE int tlss_push(struct tlss_conn *t, int fd);
+/* What the engine waits for (tlss_wants): records to write to the socket
+** (TLSS_SEND), decrypted bytes not read yet (TLSS_PLAIN), room for
+** plaintext to send (TLSS_CAN_SEND; clear during the handshake). */
+enum { TLSS_SEND = 1, TLSS_PLAIN = 2, TLSS_CAN_SEND = 4 };
+URSULA_PRIVATE unsigned tlss_wants(const struct tlss_conn *t);
+#endif
+
 /* -------------------------------------------------------------------- s3.c
 ** A blocking S3 client: one per thread (the cold tier's threads each own
 ** one).  Path-style or virtual-host addressing, SigV4 on every request,
@@ -2468,13 +2511,14 @@ struct conn_bounds {
 URSULA_PRIVATE void conn_bounds_init(struct conn_bounds *b);
 URSULA_PRIVATE void conn_bounds_free(struct conn_bounds *b);
 
-/* The raw socket calls of a connection, each as its POSIX namesake (-1
-** and errno on failure); a transport such as TLS replaces them. */
+/* The raw socket calls of a connection (on cn->fd), each as its POSIX
+** namesake (-1 and errno on failure); a transport such as TLS (cn->tls)
+** replaces them. */
 struct conn_io {
-  ssize_t (*recv)(int fd, void *p, size_t n);
-  ssize_t (*sendv)(int fd, struct iovec *iov, int n); /* no SIGPIPE */
-  int (*shutdown)(int fd);                            /* SHUT_WR */
-  int (*close)(int fd);
+  ssize_t (*recv)(struct conn *cn, void *p, size_t n);
+  ssize_t (*sendv)(struct conn *cn, struct iovec *iov, int n); /* no SIGPIPE */
+  int (*shutdown)(struct conn *cn);                            /* SHUT_WR */
+  int (*close)(struct conn *cn); /* the socket and the transport's state */
 };
 
 /* The protocol layer's hooks.  Its connection struct begins with a
@@ -2520,12 +2564,18 @@ struct conn {
   int http10;     /* the request is HTTP/1.0: no chunked responses */
   int head;       /* the request is a HEAD: responses carry no body */
   int closing;    /* close once out is written */
-  int want_write; /* LOOP_WRITE registered */
+  int want_write; /* output waits: LOOP_WRITE wanted */
   int want_sent;  /* call on_sent once out is all written */
-  int reading;    /* LOOP_READ registered */
+  int reading;    /* LOOP_READ wanted */
   int peer_eof;   /* the client shut down its side (read 0 while busy) */
   int admin;      /* accepted on the admin listener (--admin-listen) */
   int live_counted; /* counted in its table's n_live */
+  unsigned events;  /* LOOP_READ|LOOP_WRITE as registered */
+  const struct conn_io *io;
+  /* HTTPS (--tls-cert): the engine, NULL on a plain connection; kick
+  ** runs the reader again while the engine holds decrypted bytes */
+  struct tlss_conn *tls;
+  struct loop_timer kick;
   struct buf in;
   struct buf out;
   size_t out_off;
@@ -2815,6 +2865,10 @@ struct ursula_server {
                                 NULL: no --auth-file; under auth_mu once
                                 the cores run */
   pthread_mutex_t auth_mu;   /* one reload at a time (server.c, RELOAD) */
+  /* --tls-cert: the credentials new connections take (one reference),
+  ** swapped by a reload under tls_mu; NULL without TLS */
+  struct tlss_creds *tls;
+  pthread_mutex_t tls_mu;
   volatile sig_atomic_t reload_requested; /* without threads: a SIGHUP
                                              for core 0's turn end */
 };
@@ -2842,11 +2896,13 @@ URSULA_PRIVATE void server_send(struct core *from, int to, struct loop_msg *m);
 URSULA_PRIVATE int server_wait_cores(struct ursula_server *srv);
 URSULA_PRIVATE void server_release(struct ursula_server *srv);
 /* The checks server_start() makes of cfg before it touches anything (the
-** cluster settings together, the body bounds, the cold tier), in the same
-** order: no I/O, no allocation.  Empty S3 credentials are filled in from
-** the environment, as at a start.  URSULA_OK, or the first failure's code
-** with the reason in err (URSULA_ERRMSG_LEN bytes).  main.c's
-** --check-config runs it. */
+** cluster settings together, the body bounds, the cold tier, the HTTPS
+** flags), in the same order, then the files it reads whole loaded and let
+** go (the tokens, the cluster secret, the HTTPS pair): no other I/O.
+** Empty S3 credentials are filled in from the environment, as at a start.
+** URSULA_OK, or the first failure's code with the reason in err
+** (URSULA_ERRMSG_LEN bytes).  main.c runs it before a start and for
+** --check-config, so that a bad setting or file exits 2 like a bad flag. */
 URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
 #if !URSULA_ENABLE_THREADS
 /* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag

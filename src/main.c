@@ -10,7 +10,8 @@
 ** are passed on until the cores have stopped, never after: the thread
 ** takes ms.mu for each, and the server is freed only once ms.srv is NULL
 ** under that lock.
-** SIGHUP re-reads the auth file (ursula_server_reload), on the same
+** SIGHUP re-reads the auth file and the TLS certificate and key
+** (ursula_server_reload), on the same
 ** thread, under the same lock.
 ** Without threads (URSULA_ENABLE_THREADS=0) a handler stops the server
 ** instead (and a SIGHUP handler asks core 0 to reload at its next turn's
@@ -45,7 +46,7 @@ static void *main_sig_thread(void *arg) {
   while (sigwait(&ms->set, &sig) == 0 && sig != SIGUSR2) {
     pthread_mutex_lock(&ms->mu);
     if (ms->srv != NULL && sig == SIGHUP) {
-      LOG_I("signal %d: re-reading the auth file", sig);
+      LOG_I("signal %d: re-reading the auth file and TLS certificate", sig);
       ursula_server_reload(ms->srv);
     } else if (ms->srv != NULL) {
       if (++n == 1) LOG_I("signal %d: stopping", sig);

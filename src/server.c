@@ -45,6 +45,12 @@
 ** reads freed entries and the request path takes no lock.  Messages
 ** from one reload reach each core in order after those of the reload
 ** before (auth_mu orders the posts), so every core ends on the newest.
+** With --tls-cert it also loads the certificate and key again
+** (tlss_creds_load) and, if they are good, swaps the server's reference
+** under tls_mu: a connection takes a reference to the pair in force when
+** it is accepted (conn.c) and keeps it until it closes, so the pair a
+** reload replaces is freed by the last connection that used it.  A bad
+** pair is logged and leaves the one in force.
 **
 ** PLANTED BUGS.  -DSERVER_PLANT=n (default 0) compiles in one, to prove
 ** the tests catch it (make test-rolling-plants):
@@ -933,6 +939,8 @@ static void server_free(struct ursula_server *s) {
   conn_bounds_free(&s->bounds);
   auth_release(s->auth);
   pthread_mutex_destroy(&s->auth_mu);
+  tlss_creds_release(s->tls);
+  pthread_mutex_destroy(&s->tls_mu);
   URSULA_FREE(s);
 }
 
@@ -1215,9 +1223,80 @@ static int server_check_cold(struct ursula_config *cfg, char *err) {
   return URSULA_OK;
 }
 
+/* ------------------------------------------------------------ https */
+
+/* --tls-cert and --tls-key come together, in a build with TLS. */
+static int server_check_tls_flags(const struct ursula_config *cfg, char *err) {
+  int cert = cfg->tls_cert[0] != '\0', key = cfg->tls_key[0] != '\0';
+  if (!cert && !key) return URSULA_OK;
+  if (!URSULA_ENABLE_TLS) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s: this build has no TLS: build with make TLS=1",
+             cert ? "--tls-cert" : "--tls-key");
+    return URSULA_ENOTSUP;
+  }
+  if (cert != key) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "%s without %s: HTTPS needs both the certificate and its key",
+             cert ? "--tls-cert" : "--tls-key",
+             cert ? "--tls-key" : "--tls-cert");
+    return URSULA_EINVAL;
+  }
+  return URSULA_OK;
+}
+
+/* The pair loads and matches (then is let go). */
+static int server_check_tls(const struct ursula_config *cfg, char *err) {
+  struct tlss_creds *c = NULL;
+  int rc = server_check_tls_flags(cfg, err);
+  if (rc != URSULA_OK || cfg->tls_cert[0] == '\0') return rc;
+  rc = tlss_creds_load(cfg->tls_cert, cfg->tls_key, &c, err);
+  tlss_creds_release(c);
+  return rc;
+}
+
+/* Load the certificate and key into s (a start). */
+static int server_start_tls(struct ursula_server *s, char *err) {
+  int rc;
+  if (s->cfg.tls_cert[0] == '\0') return URSULA_OK;
+  rc = tlss_creds_load(s->cfg.tls_cert, s->cfg.tls_key, &s->tls, err);
+#if URSULA_ENABLE_TLS
+  if (rc == URSULA_OK)
+    LOG_I("tls: HTTPS with the %s key of %s and the chain of %s (%lu "
+          "bytes of engine per connection)",
+          tlss_creds_kind(s->tls), s->cfg.tls_key, s->cfg.tls_cert,
+          (unsigned long)tlss_conn_size());
+#endif
+  return rc;
+}
+
+/* Re-read the certificate and key (RELOAD): a good pair serves the
+** connections accepted from now on; a bad one is logged and leaves the
+** pair in force. */
+static int server_reload_tls(struct ursula_server *srv) {
+  struct tlss_creds *c = NULL, *old;
+  char err[URSULA_ERRMSG_LEN];
+  int rc;
+  if (srv->cfg.tls_cert[0] == '\0') return URSULA_OK;
+  err[0] = '\0';
+  rc = tlss_creds_load(srv->cfg.tls_cert, srv->cfg.tls_key, &c, err);
+  if (rc != URSULA_OK) {
+    LOG_E("tls: reload failed, the certificate in force stays: %s", err);
+    return rc;
+  }
+  pthread_mutex_lock(&srv->tls_mu);
+  old = srv->tls;
+  srv->tls = c;
+  pthread_mutex_unlock(&srv->tls_mu);
+  tlss_creds_release(old); /* (freed with the last connection using it) */
+  LOG_I("tls: reloaded %s and %s; new connections use them",
+        srv->cfg.tls_cert, srv->cfg.tls_key);
+  return URSULA_OK;
+}
+
 /* The files the settings name and start-up reads whole: the tokens
-** (--auth-file) and the cluster secret (--cluster-secret-file) load
-** (then are let go). */
+** (--auth-file), the cluster secret (--cluster-secret-file) and the
+** HTTPS pair (--tls-cert, --tls-key) load (then are let go). */
 static int server_check_files(const struct ursula_config *cfg, char *err) {
   unsigned char secret[PEER_SECRET_MAX];
   size_t len = 0;
@@ -1234,6 +1313,7 @@ static int server_check_files(const struct ursula_config *cfg, char *err) {
   if (cfg->cluster_secret_file[0] != '\0')
     rc = server_read_secret(cfg->cluster_secret_file, secret, &len, 0, err);
   memset(secret, 0, sizeof(secret));
+  if (rc == URSULA_OK) rc = server_check_tls(cfg, err);
   return rc;
 }
 
@@ -1243,6 +1323,7 @@ URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
   if ((rc = conf_check_cluster(cfg, err)) != URSULA_OK ||
       (rc = server_check_bounds(cfg, err)) != URSULA_OK ||
       (rc = server_check_cold(cfg, err)) != URSULA_OK ||
+      (rc = server_check_tls_flags(cfg, err)) != URSULA_OK ||
       (rc = server_check_files(cfg, err)) != URSULA_OK)
     return rc;
   return URSULA_OK;
@@ -1421,6 +1502,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   s->dir_lock_fd = -1;
   pthread_mutex_init(&s->mu, NULL);
   pthread_mutex_init(&s->auth_mu, NULL);
+  pthread_mutex_init(&s->tls_mu, NULL);
   conn_bounds_init(&s->bounds);
   log_set_level(cfg->log_level);
   log_set_json(cfg->log_format);
@@ -1468,6 +1550,7 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
     LOG_I("auth: %d token(s) from %s; every request needs one",
           auth_count(s->auth), cfg->auth_file);
   }
+  if ((rc = server_start_tls(s, err)) != URSULA_OK) goto fail;
   if (cfg->wal_dir[0] != '\0' &&
       ((rc = server_recover(s, err)) != URSULA_OK ||
        (rc = server_syncer_start(s, err)) != URSULA_OK ||
@@ -1532,8 +1615,8 @@ URSULA_PRIVATE int server_start(const struct ursula_config *cfg,
   }
 #endif
   s->running = 1;
-  LOG_I("listening on http://%s:%d (cores %d, groups %d, %s%s)",
-        cfg->listen_host, s->port, s->n_cores, s->n_groups,
+  LOG_I("listening on %s://%s:%d (cores %d, groups %d, %s%s)",
+        s->tls != NULL ? "https" : "http", cfg->listen_host, s->port, s->n_cores, s->n_groups,
         cfg->wal_dir[0] ? "WAL in " : "in memory", s->cfg.wal_dir);
   if (s->admin_fd >= 0)
     LOG_I("admin on http://%s:%d (/metrics, /healthz, /readyz, "
@@ -1593,13 +1676,15 @@ URSULA_API void ursula_server_stop(struct ursula_server *srv) {
   srv->stop_busy = 0;
 }
 
-URSULA_API int ursula_server_reload(struct ursula_server *srv) {
+/* Re-read the auth file (RELOAD). */
+static int server_reload_auth(struct ursula_server *srv) {
   struct server_auth_msg *q[URSULA_MAX_CORES];
   struct auth_table *t = NULL, *old;
   char err[URSULA_ERRMSG_LEN];
   int i, rc;
   if (srv->cfg.auth_file[0] == '\0') {
-    LOG_I("reload: no --auth-file, nothing to re-read");
+    if (srv->cfg.tls_cert[0] == '\0')
+      LOG_I("reload: no --auth-file, nothing to re-read");
     return URSULA_OK;
   }
   pthread_mutex_lock(&srv->auth_mu);
@@ -1631,6 +1716,14 @@ URSULA_API int ursula_server_reload(struct ursula_server *srv) {
   auth_release(old);
   LOG_I("auth: reloaded %s: %d token(s)", srv->cfg.auth_file, auth_count(t));
   return URSULA_OK;
+}
+
+URSULA_API int ursula_server_reload(struct ursula_server *srv) {
+  int rc = server_reload_auth(srv), rc_tls;
+  pthread_mutex_lock(&srv->auth_mu); /* one reload at a time, this too */
+  rc_tls = server_reload_tls(srv);
+  pthread_mutex_unlock(&srv->auth_mu);
+  return rc != URSULA_OK ? rc : rc_tls;
 }
 
 #if !URSULA_ENABLE_THREADS

@@ -6,7 +6,11 @@
 //
 //   node test/conformance/clients.mjs [SERVER-ARGS...]   (make test-clients)
 //
-// URSULA_BIN names the binary (default ../../ursula from this folder).  The
+// URSULA_BIN names the binary (default ../../ursula from this folder).
+// With URSULA_TLS_CERT and URSULA_TLS_KEY (PEM files) the server gets them
+// as --tls-cert and --tls-key and every request goes to https:// (the
+// binary must be built with TLS, and Node must trust the certificate's
+// CA: NODE_EXTRA_CA_CERTS=ca.pem; test/tls.sh does both).  The
 // server gets a WAL in a fresh temporary folder and a small hot cache, so
 // that large reads come back from the log.  TAP output; exit status 1 if
 // anything failed.  Every loop and wait is bounded.
@@ -24,6 +28,10 @@ import {
 
 const here = dirname(fileURLToPath(import.meta.url))
 const bin = resolve(process.env.URSULA_BIN ?? join(here, "../../ursula"))
+const tlsCert = process.env.URSULA_TLS_CERT ?? ""
+const tlsKey = process.env.URSULA_TLS_KEY ?? ""
+const tls = tlsCert !== "" || tlsKey !== ""
+const tlsArgs = tls ? ["--tls-cert", tlsCert, "--tls-key", tlsKey] : []
 let n = 0
 let failed = 0
 
@@ -73,12 +81,12 @@ async function start(extra) {
       "--listen", `127.0.0.1:${port}`, "--core-count", "2",
       "--raft-group-count", "8", "--wal-dir", join(dir, "wal"),
       "--hot-max-bytes", "65536", "--long-poll-timeout-ms", "2000",
-      ...extra,
+      ...tlsArgs, ...extra,
     ]
     const proc = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] })
     let log = ""
     proc.stderr.on("data", (d) => { log += d })
-    const base = `http://127.0.0.1:${port}`
+    const base = `${tls ? "https" : "http"}://127.0.0.1:${port}`
     for (let i = 0; i < 50; i++) { // at most about 10 s
       if (proc.exitCode !== null) break
       try {
@@ -94,6 +102,7 @@ async function start(extra) {
 }
 
 async function main() {
+  if (tls) console.log("# over https (--tls-cert, --tls-key)")
   const srv = await start(process.argv.slice(2))
   const url = (p) => `${srv.base}/clients/${p}`
   try {
