@@ -24243,14 +24243,22 @@ static void conn_slot_free(struct conn_table *t, const struct conn *cn) {
 }
 
 /* Answer a client refused before it is a connection with plain bytes on
-** its socket, and close it: 503 with Retry-After (RFC 9110 sections
-** 15.6.4 and 10.2.3), the Content-Length counted from the body itself. */
-/* Answer the client cfd 503 and close it, counted on core c. */
-static void conn_refuse(struct core *c, int cfd) {
+** its socket, and close it (counted on core c): 503 with Retry-After (RFC
+** 9110 sections 15.6.4 and 10.2.3), the Content-Length counted from the
+** body itself.  A client of the HTTPS listener (admin == 0 with
+** --tls-cert) is only closed: it expects a TLS handshake, which would
+** read those bytes as a broken record, and a handshake made only to
+** refuse would spend on an overloaded server what the refusal saves. */
+static void conn_refuse(struct core *c, int cfd, int admin) {
   static const char body[] = "too many connections, retry\n";
   char busy[256];
   int n;
   ssize_t w;
+  if (!admin && c->srv->cfg.tls_cert[0] != '\0') {
+    close(cfd);
+    c->metrics.conns_refused++;
+    return;
+  }
   os_set_nonblock(cfd);
   n = snprintf(busy, sizeof(busy),
                "HTTP/1.1 503 Service Unavailable\r\n"
@@ -24379,7 +24387,7 @@ static int conn_refuse_spare(struct core *c, int lfd) {
   close(b->spare_fd);
   b->spare_fd = -1;
   cfd = accept(lfd, NULL, NULL);
-  if (cfd >= 0) conn_refuse(c, cfd);
+  if (cfd >= 0) conn_refuse(c, cfd, 0);
   if (conn_spare_retake(b) != 0) return -1;
   return cfd >= 0 ? 0 : -1;
 }
@@ -24428,7 +24436,7 @@ static int conn_took_spare(struct core *c, int cfd) {
   pthread_mutex_lock(&b->spare_mu);
   took = b->spare_fd < 0;
   if (took) {
-    conn_refuse(c, cfd);
+    conn_refuse(c, cfd, 0);
     (void)conn_spare_retake(b);
   }
   pthread_mutex_unlock(&b->spare_mu);
@@ -24463,7 +24471,7 @@ URSULA_PRIVATE void conn_on_accept(struct loop *l, int fd, unsigned events,
     conn_accepted(cfd);
     if (c->draining ||
         !conn_bounds_add(b, &b->conns, 1, (uint64_t)c->conns.max_conns)) {
-      conn_refuse(c, cfd);
+      conn_refuse(c, cfd, 0);
     } else if (conn_admit(l, c, cfd, 0) != 0) {
       conn_bounds_sub(b, &b->conns, 1);
       close(cfd);
@@ -24537,7 +24545,7 @@ URSULA_PRIVATE void conn_on_admin_accept(struct loop *l, int fd,
     conn_accepted(cfd);
     if (c->draining || (c->conns.n_admin >= CONN_ADMIN_MAX &&
                         !conn_admin_evict(c)))
-      conn_refuse(c, cfd);
+      conn_refuse(c, cfd, 1);
     else if (conn_admit(l, c, cfd, 1) != 0)
       close(cfd);
   }

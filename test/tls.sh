@@ -361,6 +361,25 @@ else
   not_ok "a build without TLS to try (${PLAIN} is missing: make)"
 fi
 
+# --- refused at --max-connections: a TLS client gets no plaintext 503 (it
+# would read it as a broken record), only the close; the admin's count says so
+read -r HM <<<"$(free_ports 1)"
+if start "$TLSBIN" "$HM" "$C/rsa-chain.pem" "$C/rsa.key" --max-connections 1; then
+  exec 4<>/dev/tcp/127.0.0.1/"$HM" # holds the one connection
+  sleep 0.3
+  exec 3<>/dev/tcp/127.0.0.1/"$HM"
+  timeout 3 cat <&3 >"$TMP/refused" 2>/dev/null; rc=$?
+  exec 3<&- 3>&-
+  same "at --max-connections 1, a second client is closed at once with no bytes (no plaintext 503)" \
+    "$rc:$(wc -c <"$TMP/refused")" "0:0"
+  same "... and counted in ursula_connections_refused_total" \
+    "$(curl -s --max-time 5 "http://127.0.0.1:$A/metrics" | sed -n 's/^ursula_connections_refused_total //p')" 1
+  exec 4<&- 4>&-
+  lib_kill "$SRV"
+else
+  not_ok "a TLS server with --max-connections 1 starts" "$(tail -3 "$TMP/srv-$HM.log")"
+fi
+
 # --- the official client over https ----------------------------------------------------------
 if [ -d test/conformance/node_modules/@durable-streams/client ]; then
   URSULA_BIN="$TLSBIN" URSULA_TLS_CERT="$C/rsa-chain.pem" URSULA_TLS_KEY="$C/rsa.key" \
