@@ -7026,15 +7026,15 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
           " ...]\n"
           "                      [--no-verify-cold]\n"
           "\n"
-          "`ursula backup` copies a running node's groups (it needs\n"
-          "--wal-dir) through its admin listener into DIR; `ursula restore`\n"
-          "makes a new --wal-dir from such a backup, offline (each takes\n"
-          "--help; README, Backup and restore).\n"
-          "\n"
           "Serve Durable Streams over HTTP/1.1.  Every flag but --config\n"
           "and --check-config is also a config-file key (the name without\n"
           "\"--\"); --config FILE is loaded first, wherever it stands, and\n"
           "the other flags then override it in order.\n"
+          "\n"
+          "`ursula backup` copies a running node's groups (it needs\n"
+          "--wal-dir) through its admin listener into DIR; `ursula restore`\n"
+          "makes a new --wal-dir from such a backup, offline (each takes\n"
+          "--help; README, Backup and restore).\n"
           "\n"
           "  --config FILE\n"
           "        load a config file of `key value` lines (# comments)\n"
@@ -28515,7 +28515,7 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 **
 **   ursula backup --admin HOST:PORT --out DIR [--token-file FILE]
 **   ursula restore --from DIR --wal-dir D [--cold-dir C | --s3-* ...]
-**                  [--no-verify-cold] [--raft-group-count N]
+**                  [--no-verify-cold]
 **
 ** BACKUP, from a running node with --wal-dir, through its admin listener
 ** (api.c, THE ADMIN LISTENER'S PATHS): GET /__ursula/backup for the

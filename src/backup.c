@@ -4,7 +4,7 @@
 **
 **   ursula backup --admin HOST:PORT --out DIR [--token-file FILE]
 **   ursula restore --from DIR --wal-dir D [--cold-dir C | --s3-* ...]
-**                  [--no-verify-cold] [--raft-group-count N]
+**                  [--no-verify-cold]
 **
 ** BACKUP, from a running node with --wal-dir, through its admin listener
 ** (api.c, THE ADMIN LISTENER'S PATHS): GET /__ursula/backup for the

@@ -38,7 +38,7 @@ BIN=${1:-${URSULA_BIN:-./ursula}}
 case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
 TMP=$(mktemp -d)
 . test/lib.sh
-read -r HP AP P1 P2 P3 H1 H2 H3 A1 A2 A3 <<<"$(free_ports 11)"
+read -r HP AP P1 P2 P3 H1 H2 H3 A1 A2 A3 MP MA <<<"$(free_ports 13)"
 GROUPS_N=4
 WAL=$TMP/wal
 COLD=$TMP/cold
@@ -221,6 +221,37 @@ check "MANIFEST: one line per group, each file's size and SHA-256 (sha256sum) as
 nobj=$(grep -c '^object ' "$BK/MANIFEST")
 [ "$nobj" -gt 0 ] && [ "$nobj" -le "$(objects)" ] && ok "MANIFEST lists the $nobj cold objects the state names" ||
   not_ok "MANIFEST lists the cold objects the state names" "$nobj listed, $(objects) in the store"
+# the admin paths themselves (api.c, THE ADMIN LISTENER'S PATHS; RFC 9110)
+AU=http://127.0.0.1:$AP/__ursula/backup
+st() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+r1=$(st -X PUT "$AU/0")
+allow=$(curl -s -D - -o /dev/null -X PUT "$AU/0" | tr -d '\r' | sed -n 's/^Allow: //Ip')
+r2=$(st "$AU/$GROUPS_N")
+r3=$(st -H 'Range: bytes=0-9' "$AU/0") # the backup removed its image
+r4=$(st -X POST "$AU/0")
+r5=$(st "$AU/0")
+size=$(curl -s -I "$AU/0" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-length"{print $2}')
+r6=$(curl -s -D "$TMP/h" -o /dev/null -w '%{http_code}' -H "Range: bytes=$size-" "$AU/0")
+cr=$(tr -d '\r' <"$TMP/h" | awk -F': ' 'tolower($1)=="content-range"{print $2}')
+r7=$(curl -s -D "$TMP/h" -o "$TMP/part" -w '%{http_code}' -H 'Range: bytes=10-' "$AU/0")
+cr7=$(tr -d '\r' <"$TMP/h" | awk -F': ' 'tolower($1)=="content-range"{print $2}')
+r8=$(st -X DELETE "$AU/0")
+r9=$(st -X DELETE "$AU/0")
+got="$r1 $allow|$r2|$r3|$r4|$r5|$r6 $cr|$r7 $cr7 $(stat -c %s "$TMP/part")|$r8 $r9"
+want="405 GET, HEAD, POST, DELETE|404|404|200|400|416 bytes */$size|206 bytes 10-$((size - 1))/$size $((size - 10))|204 404"
+[ "$got" = "$want" ] && ok "the backup paths: 405 with Allow, 404, 400 without a Range, 206 and 416 with Content-Range, DELETE 204 then 404" ||
+  not_ok "the backup paths answer per RFC 9110" "got $got, want $want"
+"$BIN" --listen "127.0.0.1:$MP" --admin-listen "127.0.0.1:$MA" --core-count 1 >"$TMP/mem.log" 2>&1 &
+MPID=$!
+lib_track $MPID
+for i in $(seq 1 100); do [ "$(st "http://127.0.0.1:$MA/healthz")" = 200 ] && break; sleep 0.05; done
+r1=$(st "http://127.0.0.1:$MA/__ursula/backup")
+out=$("$BIN" backup --admin "127.0.0.1:$MA" --out "$TMP/mem-bk" 2>&1)
+rc=$?
+lib_kill $MPID
+[ "$r1" = 409 ] && [ $rc = 1 ] && echo "$out" | grep -q "no --wal-dir" && [ ! -e "$TMP/mem-bk/MANIFEST" ] &&
+  ok "a node without --wal-dir: 409, and ursula backup exits 1 saying why" ||
+  not_ok "a node without --wal-dir: 409, and ursula backup exits 1 saying why" "$r1 exit $rc: $out"
 cp -r "$BK" "$TMP/bk-pristine"
 cp -r "$COLD" "$TMP/cold-copy"
 
