@@ -2468,8 +2468,9 @@ URSULA_PRIVATE URSULA_UNUSED int group_write_image(struct group *g);
 ** there, once this node has applied every entry committed before the
 ** request (group_barrier: on a follower, the leader's commit index as of
 ** now), the file "backup" is written (wal_backup_begin: an image, as
-** group_write_image) and the job answered with j->image_* (200), or 409
-** (no --wal-dir), 503 (no leader confirmed the barrier) or 500. */
+** group_write_image) and the job answered with j->image_* (200; all 0
+** and no file for a group that has applied nothing), or 409 (no
+** --wal-dir), 503 (no leader confirmed the barrier) or 500. */
 URSULA_PRIVATE void group_backup(struct core *c, struct job *j);
 /* The commit pipeline, driven by the owner at the end of each loop turn
 ** for each group with new proposals and no batch in flight:
@@ -22035,7 +22036,9 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
    far.  Either way applied_index is then at least every acknowledged
    append's entry, and the image is as of applied_index.  A single node
    writes at once (everything applied was acknowledged, and nothing
-   acknowledged is unapplied).
+   acknowledged is unapplied).  A group that has applied nothing (a
+   single node's group no stream ever hashed to) has no image: the
+   answer says index 0 and 0 bytes, and no file is written.
    The image is written on the core, synchronously, like the install
    image (group_write_image_with: wal.c's file "backup", never "image", so
    a catch-up streaming "image" meanwhile is not disturbed); the core
@@ -22044,7 +22047,16 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
 static void group_backup_write(struct core *c, struct group *g,
                                struct job *j) {
   uint64_t t0 = group_mono(g);
-  int rc = group_write_image_with(g, wal_backup_begin);
+  int rc;
+  if (g->applied_index == 0) { /* a group nothing was ever written to */
+    j->image_index = j->image_term = j->image_bytes = 0;
+    j->image_crc = 0;
+    j->status = 200;
+    j->reason = NULL;
+    group_reply(c, j);
+    return;
+  }
+  rc = group_write_image_with(g, wal_backup_begin);
   if (rc == URSULA_OK)
     rc = wal_backup_stat(g->wal, &j->image_bytes, &j->image_crc);
   if (rc != URSULA_OK) {
@@ -22076,10 +22088,6 @@ static void group_on_backup(struct loop *l, struct loop_msg *m) {
   struct group *g = server_group(c->srv, j->group);
   if (g->wal == NULL) {
     group_fail(c, j, 409, "this node has no --wal-dir: nothing to back up");
-    return;
-  }
-  if (g->applied_index == 0) {
-    group_fail(c, j, 503, "the group has applied nothing yet; retry");
     return;
   }
   group_barrier(c, g, j, group_backup_write);
@@ -25481,8 +25489,10 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
                           200 {"group":G,"index":I,"term":T,"bytes":N,
                           "crc32c":C}: its last entry, its size, and the
                           CRC32C its tail holds (wal.c, the snapshot file),
-                          decimal.  503: no leader confirmed the barrier
-                          (retry).  A POST replaces the group's last image.
+                          decimal; index 0 and bytes 0 (and no file): the
+                          group has applied nothing, it has no state.  503:
+                          no leader confirmed the barrier (retry).  A POST
+                          replaces the group's last image.
        GET                with "Range: bytes=A-B" or "bytes=A-" (RFC 9110
                           section 14.1.2; one range): 206, the bytes
                           [A, min(B, A + 4 MiB - 1, N - 1)] of the image,
@@ -28548,7 +28558,10 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 **     group G FILE INDEX TERM BYTES SHA256    one per group, G ascending
 **                                         from 0: the image's file, its
 **                                         last entry and term, its size,
-**                                         the SHA-256 of its bytes (hex)
+**                                         the SHA-256 of its bytes (hex);
+**                                         INDEX 0 and BYTES 0: the group
+**                                         had applied nothing (an empty
+**                                         file; restore makes an empty log)
 **     object G INC START END NAME         one per cold-tier chunk the
 **                                         images name: the group, the
 **                                         stream's incarnation, the
@@ -29057,6 +29070,7 @@ static int backup_check_file(int g, const char *file,
   char why[URSULA_ERRMSG_LEN];
   uint64_t index = 0, term = 0;
   int fd, rc;
+  if (bg->index == 0 && bg->bytes == 0) return 0; /* no state, no image */
   memset(&payload, 0, sizeof(payload));
   rc = wal_image_verify(file, &payload, &index, &term, why);
   if (rc == URSULA_OK && (index != bg->index || term != bg->term)) {
@@ -29303,7 +29317,8 @@ URSULA_PRIVATE int backup_main(int argc, char **argv) {
       fprintf(stderr, "ursula backup: %s\n", err);
       goto done;
     }
-    if (backup_request(&t, "DELETE", path, NULL, &r, err) != 0)
+    if (bg[g].bytes > 0 &&
+        backup_request(&t, "DELETE", path, NULL, &r, err) != 0)
       fprintf(stderr, "ursula backup: group %d: DELETE %s: %s (the node "
               "keeps the file until the next backup)\n", g, path, err);
     total += bg[g].bytes;
@@ -29476,6 +29491,7 @@ static int backup_check_group(const char *dir, int g,
              file, size != mf->g[g].bytes ? "size" : "SHA-256");
     return -1;
   }
+  if (mf->g[g].index == 0 && mf->g[g].bytes == 0) return 0; /* empty */
   memset(&payload, 0, sizeof(payload));
   rc = wal_image_verify(file, &payload, &index, &term, why);
   if (rc == URSULA_OK && (index != mf->g[g].index || term != mf->g[g].term)) {
@@ -29557,8 +29573,9 @@ static int backup_verify_cold(const struct ursula_config *cfg,
 }
 
 /* Group g's log in D/gNNNNN, made from the image file as an install makes
-** it: the hard state (term, no vote) first, then wal_install_*.  0, or -1
-** with err set. */
+** it: the hard state (term, no vote) first, then wal_install_*; for a
+** group with no image (term 0: it had applied nothing), an empty log.  0,
+** or -1 with err set. */
 static int backup_stub_entry(void *arg, const struct wal_entry *e) {
   (void)arg;
   (void)e;
@@ -29589,6 +29606,10 @@ static int backup_restore_group(const char *from, const char *to, int g,
   if (rc == URSULA_OK)
     rc = wal_replay(w, backup_stub_restore, backup_stub_entry, NULL, NULL, &st,
                     why);
+  if (rc == URSULA_OK && term == 0) { /* no image: the new log alone */
+    wal_close(w);
+    return 0;
+  }
   if (rc == URSULA_OK) rc = wal_save_state(w, term, 0);
   if (rc == URSULA_OK) rc = buf_reserve(&chunk, 1 << 20);
   if (rc == URSULA_OK && (fd = open(file, O_RDONLY)) < 0) rc = URSULA_EIO;

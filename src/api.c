@@ -1136,8 +1136,10 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
                           200 {"group":G,"index":I,"term":T,"bytes":N,
                           "crc32c":C}: its last entry, its size, and the
                           CRC32C its tail holds (wal.c, the snapshot file),
-                          decimal.  503: no leader confirmed the barrier
-                          (retry).  A POST replaces the group's last image.
+                          decimal; index 0 and bytes 0 (and no file): the
+                          group has applied nothing, it has no state.  503:
+                          no leader confirmed the barrier (retry).  A POST
+                          replaces the group's last image.
        GET                with "Range: bytes=A-B" or "bytes=A-" (RFC 9110
                           section 14.1.2; one range): 206, the bytes
                           [A, min(B, A + 4 MiB - 1, N - 1)] of the image,

@@ -37,7 +37,10 @@
 **     group G FILE INDEX TERM BYTES SHA256    one per group, G ascending
 **                                         from 0: the image's file, its
 **                                         last entry and term, its size,
-**                                         the SHA-256 of its bytes (hex)
+**                                         the SHA-256 of its bytes (hex);
+**                                         INDEX 0 and BYTES 0: the group
+**                                         had applied nothing (an empty
+**                                         file; restore makes an empty log)
 **     object G INC START END NAME         one per cold-tier chunk the
 **                                         images name: the group, the
 **                                         stream's incarnation, the
@@ -546,6 +549,7 @@ static int backup_check_file(int g, const char *file,
   char why[URSULA_ERRMSG_LEN];
   uint64_t index = 0, term = 0;
   int fd, rc;
+  if (bg->index == 0 && bg->bytes == 0) return 0; /* no state, no image */
   memset(&payload, 0, sizeof(payload));
   rc = wal_image_verify(file, &payload, &index, &term, why);
   if (rc == URSULA_OK && (index != bg->index || term != bg->term)) {
@@ -792,7 +796,8 @@ URSULA_PRIVATE int backup_main(int argc, char **argv) {
       fprintf(stderr, "ursula backup: %s\n", err);
       goto done;
     }
-    if (backup_request(&t, "DELETE", path, NULL, &r, err) != 0)
+    if (bg[g].bytes > 0 &&
+        backup_request(&t, "DELETE", path, NULL, &r, err) != 0)
       fprintf(stderr, "ursula backup: group %d: DELETE %s: %s (the node "
               "keeps the file until the next backup)\n", g, path, err);
     total += bg[g].bytes;
@@ -965,6 +970,7 @@ static int backup_check_group(const char *dir, int g,
              file, size != mf->g[g].bytes ? "size" : "SHA-256");
     return -1;
   }
+  if (mf->g[g].index == 0 && mf->g[g].bytes == 0) return 0; /* empty */
   memset(&payload, 0, sizeof(payload));
   rc = wal_image_verify(file, &payload, &index, &term, why);
   if (rc == URSULA_OK && (index != mf->g[g].index || term != mf->g[g].term)) {
@@ -1046,8 +1052,9 @@ static int backup_verify_cold(const struct ursula_config *cfg,
 }
 
 /* Group g's log in D/gNNNNN, made from the image file as an install makes
-** it: the hard state (term, no vote) first, then wal_install_*.  0, or -1
-** with err set. */
+** it: the hard state (term, no vote) first, then wal_install_*; for a
+** group with no image (term 0: it had applied nothing), an empty log.  0,
+** or -1 with err set. */
 static int backup_stub_entry(void *arg, const struct wal_entry *e) {
   (void)arg;
   (void)e;
@@ -1078,6 +1085,10 @@ static int backup_restore_group(const char *from, const char *to, int g,
   if (rc == URSULA_OK)
     rc = wal_replay(w, backup_stub_restore, backup_stub_entry, NULL, NULL, &st,
                     why);
+  if (rc == URSULA_OK && term == 0) { /* no image: the new log alone */
+    wal_close(w);
+    return 0;
+  }
   if (rc == URSULA_OK) rc = wal_save_state(w, term, 0);
   if (rc == URSULA_OK) rc = buf_reserve(&chunk, 1 << 20);
   if (rc == URSULA_OK && (fd = open(file, O_RDONLY)) < 0) rc = URSULA_EIO;

@@ -3101,7 +3101,9 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
    far.  Either way applied_index is then at least every acknowledged
    append's entry, and the image is as of applied_index.  A single node
    writes at once (everything applied was acknowledged, and nothing
-   acknowledged is unapplied).
+   acknowledged is unapplied).  A group that has applied nothing (a
+   single node's group no stream ever hashed to) has no image: the
+   answer says index 0 and 0 bytes, and no file is written.
    The image is written on the core, synchronously, like the install
    image (group_write_image_with: wal.c's file "backup", never "image", so
    a catch-up streaming "image" meanwhile is not disturbed); the core
@@ -3110,7 +3112,16 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
 static void group_backup_write(struct core *c, struct group *g,
                                struct job *j) {
   uint64_t t0 = group_mono(g);
-  int rc = group_write_image_with(g, wal_backup_begin);
+  int rc;
+  if (g->applied_index == 0) { /* a group nothing was ever written to */
+    j->image_index = j->image_term = j->image_bytes = 0;
+    j->image_crc = 0;
+    j->status = 200;
+    j->reason = NULL;
+    group_reply(c, j);
+    return;
+  }
+  rc = group_write_image_with(g, wal_backup_begin);
   if (rc == URSULA_OK)
     rc = wal_backup_stat(g->wal, &j->image_bytes, &j->image_crc);
   if (rc != URSULA_OK) {
@@ -3142,10 +3153,6 @@ static void group_on_backup(struct loop *l, struct loop_msg *m) {
   struct group *g = server_group(c->srv, j->group);
   if (g->wal == NULL) {
     group_fail(c, j, 409, "this node has no --wal-dir: nothing to back up");
-    return;
-  }
-  if (g->applied_index == 0) {
-    group_fail(c, j, 503, "the group has applied nothing yet; retry");
     return;
   }
   group_barrier(c, g, j, group_backup_write);

@@ -2250,8 +2250,9 @@ URSULA_PRIVATE URSULA_UNUSED int group_write_image(struct group *g);
 ** there, once this node has applied every entry committed before the
 ** request (group_barrier: on a follower, the leader's commit index as of
 ** now), the file "backup" is written (wal_backup_begin: an image, as
-** group_write_image) and the job answered with j->image_* (200), or 409
-** (no --wal-dir), 503 (no leader confirmed the barrier) or 500. */
+** group_write_image) and the job answered with j->image_* (200; all 0
+** and no file for a group that has applied nothing), or 409 (no
+** --wal-dir), 503 (no leader confirmed the barrier) or 500. */
 URSULA_PRIVATE void group_backup(struct core *c, struct job *j);
 /* The commit pipeline, driven by the owner at the end of each loop turn
 ** for each group with new proposals and no batch in flight:

@@ -11,7 +11,10 @@
 # cold chunks (checked before the backup).  Then:
 #   1. the backup: exit 0, one MANIFEST line per group whose SHA-256 is
 #      sha256sum's of the file and whose size is the file's, the cold
-#      objects the state names listed;
+#      objects the state names listed; the admin paths' answers (405 with
+#      Allow, 404, 400 without a Range, 206 and 416 with Content-Range,
+#      DELETE); a node without --wal-dir (409, exit 1); a node nothing was
+#      written to (groups without an image) backed up, restored, started;
 #   2. the server stopped, its --wal-dir wiped, the backup restored, the
 #      server started on it: every stream reads back byte-exact from -1
 #      and from offsets in the middle (against what the test wrote), HEAD
@@ -252,6 +255,27 @@ lib_kill $MPID
 [ "$r1" = 409 ] && [ $rc = 1 ] && echo "$out" | grep -q "no --wal-dir" && [ ! -e "$TMP/mem-bk/MANIFEST" ] &&
   ok "a node without --wal-dir: 409, and ursula backup exits 1 saying why" ||
   not_ok "a node without --wal-dir: 409, and ursula backup exits 1 saying why" "$r1 exit $rc: $out"
+# a node nothing was written to: its groups have no image (0 0 0 lines),
+# and the restored --wal-dir starts
+"$BIN" --listen "127.0.0.1:$MP" --admin-listen "127.0.0.1:$MA" --core-count 1 --raft-group-count 2 \
+  --wal-dir "$TMP/empty-wal" >"$TMP/empty.log" 2>&1 &
+MPID=$!
+lib_track $MPID
+for i in $(seq 1 100); do [ "$(st "http://127.0.0.1:$MA/healthz")" = 200 ] && break; sleep 0.05; done
+"$BIN" backup --admin "127.0.0.1:$MA" --out "$TMP/empty-bk" 2>"$TMP/empty.err"
+rc=$?
+lib_kill $MPID
+"$BIN" restore --from "$TMP/empty-bk" --wal-dir "$TMP/empty-wal2" >>"$TMP/empty.err" 2>&1 || rc=1
+"$BIN" --listen "127.0.0.1:$MP" --admin-listen "127.0.0.1:$MA" --core-count 1 --raft-group-count 2 \
+  --wal-dir "$TMP/empty-wal2" >>"$TMP/empty.log" 2>&1 &
+MPID=$!
+lib_track $MPID
+code=000
+for i in $(seq 1 100); do code=$(st -X PUT -H 'Content-Type: text/plain' "http://127.0.0.1:$MP/v1/stream/x"); [ "$code" = 000 ] || break; sleep 0.05; done
+lib_kill $MPID
+[ $rc = 0 ] && [ "$(grep -c '^group [01] group-0000[01].img 0 0 0 ' "$TMP/empty-bk/MANIFEST")" = 2 ] && [ "$code" = 201 ] &&
+  ok "a node with nothing written: groups without an image (0 0 0), restored, it starts and takes a stream" ||
+  not_ok "a node with nothing written backs up and restores" "exit $rc, PUT $code: $(tail -2 "$TMP/empty.err")"
 cp -r "$BK" "$TMP/bk-pristine"
 cp -r "$COLD" "$TMP/cold-copy"
 
