@@ -32,7 +32,8 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-clients fuzz fuzz-build fuzz-regress fuzz-seeds test bench clean test-cluster \
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
-        test-cold-plants test-status-plants test-admin test-auth test-tls bench-cluster bench-floor test-rolling test-rolling-plants
+        test-cold-plants test-status-plants test-admin test-auth test-tls bench-cluster bench-floor test-rolling test-rolling-plants \
+        test-backup
 
 all: ursula
 
@@ -562,6 +563,13 @@ test-unit-tls: test/unit.c test/unit_*.c ursula.c ursula.h
 test-cold: ursula
 	bash test/cold.sh dir
 
+# Backup and restore (issue 17, item 7): ursula backup / ursula restore
+# on a single node with a cold folder (streams of every kind read back
+# byte-exact, HEAD and producer state kept, damage refused) and on a
+# 3-node cluster backed up from a lagging follower (test/backup.sh).
+test-backup: ursula
+	bash test/backup.sh ./ursula
+
 test-cold-s3: ursula
 	bash test/cold.sh s3
 
@@ -635,7 +643,7 @@ test: check-amalgamation check-symbols check-layers test-split test-flags static
       test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-admin test-auth test-cluster test-fault \
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
-      test-conformance-cold test-conformance-cluster test-tls test-asan
+      test-conformance-cold test-conformance-cluster test-tls test-backup test-asan
 	@echo "make test: all passed"
 
 # Every scenario against ursula and the reference server, side by side

@@ -1136,6 +1136,25 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
                                   uint64_t index, uint64_t term);
 URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
                                    uint64_t index, uint64_t term);
+/* The file "backup" (wal.c, BACKUP IMAGES): an image like "image", for
+** an operator's backup.  begin as wal_image_begin (then pieces, commit);
+** stat gives its size and the CRC32C its tail holds. */
+URSULA_PRIVATE URSULA_UNUSED int wal_backup_begin(struct wal *w,
+                                                  struct wal_snap_writer *sw,
+                                                  uint64_t index,
+                                                  uint64_t term);
+URSULA_PRIVATE URSULA_UNUSED int wal_backup_stat(struct wal *w,
+                                                 uint64_t *bytes,
+                                                 uint32_t *crc);
+/* Check the image file at path whole, as an install does (every CRC, the
+** directory, the image flag), then read its payload into *payload (the
+** state machine's snapshot, stream.c) and its entry into *index, *term.
+** URSULA_OK, or an error with err set (URSULA_ECORRUPT: damaged;
+** URSULA_ENOTFOUND: no such file). */
+URSULA_PRIVATE URSULA_UNUSED int wal_image_verify(const char *path,
+                                                  struct buf *payload,
+                                                  uint64_t *index,
+                                                  uint64_t *term, char *err);
 /* The bytes of the file "image" (the last wal_image_begin's, once
 ** committed), read raw by a leader that sends it: open gives *fd and the
 ** file's size; read n bytes at `at` (the count, 0 at the end, -1 on an
@@ -2095,6 +2114,15 @@ struct cold_cache;
 URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
                                              loop_msg_fn done);
 URSULA_PRIVATE void cold_req_free(struct cold_req *r);
+/* Read object name from c's store now, on the caller (no thread, no
+** claim: a read), through the S3 connection *cl (opened on first use; the
+** caller frees it with s3_client_free), into *out (replaced).
+** URSULA_OK, URSULA_ENOTFOUND, or an error with err set.  For `ursula
+** restore` (backup.c), which checks every chunk a backup names. */
+URSULA_PRIVATE URSULA_UNUSED int cold_get_now(struct cold *c,
+                                              struct s3_client **cl,
+                                              const char *name,
+                                              struct buf *out, char *err);
 /* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
 ** must outlive it); a --cold-dir is reached through env's file-system
 ** table (NULL: env_real()).  Without threads (URSULA_ENABLE_THREADS=0)
@@ -2254,7 +2282,9 @@ enum {
   JOB_DELETE,     /* DELETE */
   JOB_READ,       /* GET: catch-up, long-poll or SSE */
   JOB_HEAD,       /* HEAD */
-  JOB_STATUS      /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
+  JOB_STATUS,     /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
+  JOB_BACKUP      /* the admin paths /__ursula/backup... (api.c); a POST's
+                     goes to the group's owner (group_backup) */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2344,6 +2374,11 @@ struct job {
   uint64_t ttl_s;
   char res_expires[64];
   struct buf data; /* read: bytes [start, tail) */
+  /* JOB_BACKUP: the group, and the backup image written (its last
+  ** entry, size, and the CRC32C its tail holds) */
+  int group;
+  uint64_t image_index, image_term, image_bytes;
+  uint32_t image_crc;
 };
 
 URSULA_PRIVATE struct job *job_new(void);
@@ -2474,6 +2509,14 @@ URSULA_PRIVATE URSULA_UNUSED int group_snapshot(struct group *g);
 ** of its last applied entry, with every log byte it names, for another
 ** node to install (wal_install_begin).  URSULA_OK or an error. */
 URSULA_PRIVATE URSULA_UNUSED int group_write_image(struct group *g);
+/* JOB_BACKUP for group j->group, sent from core c to the group's owner:
+** there, once this node has applied every entry committed before the
+** request (group_barrier: on a follower, the leader's commit index as of
+** now), the file "backup" is written (wal_backup_begin: an image, as
+** group_write_image) and the job answered with j->image_* (200; all 0
+** and no file for a group that has applied nothing), or 409 (no
+** --wal-dir), 503 (no leader confirmed the barrier) or 500. */
+URSULA_PRIVATE void group_backup(struct core *c, struct job *j);
 /* The commit pipeline, driven by the owner at the end of each loop turn
 ** for each group with new proposals and no batch in flight:
 ** group_drive() hands the entries proposed since the last drive to the
@@ -3122,11 +3165,28 @@ URSULA_PRIVATE void server_release(struct ursula_server *srv);
 ** (URSULA_ERRMSG_LEN bytes).  main.c runs it before a start and for
 ** --check-config, so that a bad setting or file exits 2 like a bad flag. */
 URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
+/* The files of a --wal-dir (server.c, --wal-dir), written through fs,
+** synced, through a temporary name: dir/layout for n_groups groups, and
+** dir/cold-store with the node's store id (32 lowercase hex digits) and
+** the line "claimed" if claimed.  URSULA_OK or URSULA_EIO with err set.
+** A start writes them; so does `ursula restore` (backup.c). */
+URSULA_PRIVATE int server_write_layout(struct os_fs *fs, const char *dir,
+                                       int n_groups, char *err);
+URSULA_PRIVATE int server_write_cold_store(struct os_fs *fs, const char *dir,
+                                           const char *id, int claimed,
+                                           char *err);
 #if !URSULA_ENABLE_THREADS
 /* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag
 ** and a wake-up: async-signal-safe, for main.c's SIGHUP handler). */
 URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
 #endif
+
+/* ---------------------------------------------------------------- backup.c
+** The subcommands `ursula backup` and `ursula restore` (backup.c has the
+** design, the MANIFEST's format and the exit codes): argv[0] is the
+** subcommand's name; the process's exit code is returned. */
+URSULA_PRIVATE int backup_main(int argc, char **argv);
+URSULA_PRIVATE int backup_restore_main(int argc, char **argv);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
@@ -5749,6 +5809,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Created";
     case 204:
       return "No Content";
+    case 206:
+      return "Partial Content";
     case 304:
       return "Not Modified";
     case 400:
@@ -5775,6 +5837,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
     case 429:
       return "Too Many Requests";
     case 431:
@@ -7056,11 +7120,20 @@ URSULA_PRIVATE void conf_print_help(FILE *f) {
   fprintf(f,
           "usage: ursula [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
           "       ursula --check-config FILE [--config FILE] [--KEY VALUE]...\n"
+          "       ursula backup --admin HOST:PORT --out DIR [--token-file FILE]\n"
+          "       ursula restore --from DIR --wal-dir D [--cold-dir C | --s3-*"
+          " ...]\n"
+          "                      [--no-verify-cold]\n"
           "\n"
           "Serve Durable Streams over HTTP/1.1.  Every flag but --config\n"
           "and --check-config is also a config-file key (the name without\n"
           "\"--\"); --config FILE is loaded first, wherever it stands, and\n"
           "the other flags then override it in order.\n"
+          "\n"
+          "`ursula backup` copies a running node's groups (it needs\n"
+          "--wal-dir) through its admin listener into DIR; `ursula restore`\n"
+          "makes a new --wal-dir from such a backup, offline (each takes\n"
+          "--help; README, Backup and restore).\n"
           "\n"
           "  --config FILE\n"
           "        load a config file of `key value` lines (# comments)\n"
@@ -11108,6 +11181,38 @@ URSULA_PRIVATE void wal_image_remove(struct wal *w) {
   (void)w->fs->unlink(path);
 }
 
+/* BACKUP IMAGES (issue 17, item 7).  The file "backup" beside "image"
+** holds the same bytes as an image (the flag WAL_SNAP_IMAGE, every piece
+** the state names), written on an operator's request (group.c,
+** group_backup) and read back raw over the admin listener; it is never
+** the one a catch-up streams, so the two never overwrite each other. */
+URSULA_PRIVATE int wal_backup_begin(struct wal *w, struct wal_snap_writer *sw,
+                                    uint64_t index, uint64_t term) {
+  return index == 0 ? URSULA_EINVAL
+                    : wal_snap_start(w, sw, "backup", index, term,
+                                     WAL_SNAP_IMAGE);
+}
+
+/* The size of the file "backup" and the CRC its tail holds (bytes 24..27
+** of the last 32).  URSULA_OK or an I/O error. */
+URSULA_PRIVATE int wal_backup_stat(struct wal *w, uint64_t *bytes,
+                                   uint32_t *crc) {
+  unsigned char t[WAL_SNAP_TAIL];
+  char path[URSULA_PATH_LEN + 32];
+  int fd, rc = URSULA_OK;
+  snprintf(path, sizeof(path), "%s/backup", w->dir);
+  fd = w->fs->open(path, O_RDONLY, 0);
+  if (fd < 0) return wal_errno_code(errno);
+  if (w->fs->size(fd, bytes) != 0 || *bytes < WAL_SNAP_HEAD + WAL_SNAP_TAIL ||
+      w->fs->pread(fd, t, sizeof(t), (off_t)(*bytes - WAL_SNAP_TAIL)) !=
+          (ssize_t)sizeof(t))
+    rc = URSULA_EIO;
+  else
+    *crc = util_get32(t + 24);
+  w->fs->close(fd);
+  return rc;
+}
+
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
@@ -11157,10 +11262,11 @@ URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw) {
   w->fs->unlink(tmp);
 }
 
-/* Open the snapshot file w->dir/name for reading; see wal_snap_open. */
-static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
-                              const char *name, char *err) {
-  struct os_fs *fs = w->fs;
+/* Open the snapshot file dir/name for reading (through fs); see
+** wal_snap_open. */
+static int wal_snap_open_file(struct os_fs *fs, const char *dir,
+                              struct wal_snap_reader *sr, const char *name,
+                              char *err) {
   unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
   char path[URSULA_PATH_LEN + 32];
   uint64_t size = 0, n, m, k;
@@ -11168,7 +11274,7 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
   memset(h, 0, sizeof(h));
   memset(t, 0, sizeof(t));
   sr->fs = fs;
-  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
   sr->fd = fs->open(path, O_RDONLY, 0);
   if (sr->fd < 0) {
     if (errno == ENOENT) return URSULA_ENOTFOUND;
@@ -11222,7 +11328,7 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
 
 URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
                                  char *err) {
-  return wal_snap_open_file(w, sr, "snapshot", err);
+  return wal_snap_open_file(w->fs, w->dir, sr, "snapshot", err);
 }
 
 URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
@@ -12713,17 +12819,18 @@ URSULA_PRIVATE int wal_install_put(struct wal_snap_writer *sw, uint64_t at,
   return URSULA_OK;
 }
 
-/* Check the whole image in w->dir/install.tmp: header, lengths, the CRC
-** of header, payload and directory, the directory's order, and the CRC
-** of every piece.  URSULA_OK (sr left open on it) or URSULA_ECORRUPT with
-** err set. */
-static int wal_install_check(struct wal *w, struct wal_snap_reader *sr,
-                             char *err) {
+/* Check the whole image in dir/name (through fs): header, lengths, the
+** CRC of header, payload and directory, the directory's order, the image
+** flag, and the CRC of every piece.  URSULA_OK (sr left open on it) or
+** URSULA_ECORRUPT (or an I/O error) with err set. */
+static int wal_image_check(struct os_fs *fs, const char *dir,
+                           const char *name, struct wal_snap_reader *sr,
+                           char *err) {
   struct buf chunk;
   struct wal_piece *pc = NULL;
   long k;
   uint64_t i;
-  int rc = wal_snap_open_file(w, sr, "install.tmp", err);
+  int rc = wal_snap_open_file(fs, dir, sr, name, err);
   if (rc == URSULA_ENOTFOUND) rc = URSULA_EIO;
   if (rc != URSULA_OK) return rc;
   memset(&chunk, 0, sizeof(chunk));
@@ -12746,7 +12853,7 @@ static int wal_install_check(struct wal *w, struct wal_snap_reader *sr,
     while (at < pc[i].len) {
       size_t n = pc[i].len - at < WAL_SNAP_CHUNK ? (size_t)(pc[i].len - at)
                                                  : WAL_SNAP_CHUNK;
-      if (w->fs->pread(sr->fd, chunk.ptr, n, (off_t)(pc[i].pos + at)) !=
+      if (fs->pread(sr->fd, chunk.ptr, n, (off_t)(pc[i].pos + at)) !=
           (ssize_t)n)
         goto out;
       crc = util_crc32c(crc, chunk.ptr, n);
@@ -12760,12 +12867,60 @@ out:
     wal_snap_close(sr);
     if (err[0] == '\0')
       snprintf(err, URSULA_ERRMSG_LEN,
-               "%s/install.tmp is not a whole snapshot image (bad CRC, "
-               "lengths or directory, or not made for install)",
-               w->dir);
+               "%s/%s is not a whole snapshot image (bad CRC, lengths or "
+               "directory, or not made for install)",
+               dir, name);
   }
   URSULA_FREE(pc);
   buf_free(&chunk);
+  return rc;
+}
+
+/* The image received, in w->dir/install.tmp, checked whole. */
+static int wal_install_check(struct wal *w, struct wal_snap_reader *sr,
+                             char *err) {
+  return wal_image_check(w->fs, w->dir, "install.tmp", sr, err);
+}
+
+URSULA_PRIVATE int wal_image_verify(const char *path, struct buf *payload,
+                                    uint64_t *index, uint64_t *term,
+                                    char *err) {
+  struct os_fs *fs = env_real()->fs;
+  struct wal_snap_reader sr;
+  char dir[URSULA_PATH_LEN + 32];
+  const char *slash = strrchr(path, '/');
+  size_t dn = slash != NULL ? (size_t)(slash - path) : 1;
+  int rc;
+  err[0] = '\0';
+  if (dn >= sizeof(dir)) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%.200s: the path is too long", path);
+    return URSULA_EINVAL;
+  }
+  memcpy(dir, slash != NULL ? path : ".", dn);
+  dir[dn] = '\0';
+  rc = wal_image_check(fs, dir, slash != NULL ? slash + 1 : path, &sr, err);
+  if (rc == URSULA_ENOTFOUND) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%.1000s is missing", path);
+    return rc;
+  }
+  if (rc != URSULA_OK) return rc;
+  *index = sr.index;
+  *term = sr.term;
+  payload->len = 0;
+  if (sr.size > SIZE_MAX / 2 || buf_reserve(payload, (size_t)sr.size) !=
+                                    URSULA_OK) {
+    wal_snap_close(&sr);
+    return URSULA_ENOMEM;
+  }
+  if (sr.size > 0 && fs->pread(sr.fd, payload->ptr, (size_t)sr.size,
+                               WAL_SNAP_HEAD) != (ssize_t)sr.size) {
+    snprintf(err, URSULA_ERRMSG_LEN, "reading %.1000s: %s", path,
+             strerror(errno));
+    rc = URSULA_EIO;
+  } else {
+    payload->len = (size_t)sr.size;
+  }
+  wal_snap_close(&sr);
   return rc;
 }
 
@@ -18730,6 +18885,26 @@ static int cold_exec(struct cold *c, struct s3_client **cl, struct cold_req *r,
   return cold_s3_do(c, *cl, r, err);
 }
 
+URSULA_PRIVATE int cold_get_now(struct cold *c, struct s3_client **cl,
+                                 const char *name, struct buf *out,
+                                 char *err) {
+  struct cold_req r;
+  int rc;
+  memset(&r, 0, sizeof(r));
+  r.op = COLD_GET;
+  if (strlen(name) >= sizeof(r.name)) return URSULA_EINVAL;
+  memcpy(r.name, name, strlen(name) + 1);
+  err[0] = '\0';
+  rc = cold_exec(c, cl, &r, err);
+  if (rc == URSULA_OK) {
+    buf_free(out);
+    *out = r.data;
+  } else {
+    buf_free(&r.data);
+  }
+  return rc;
+}
+
 /* Carry out r (on a cold thread, or on the submitter without threads),
 ** with the S3 connection *cl (opened on first use), and post it back.
 ** Nothing but a GET reaches a store that is not (yet) claimed. */
@@ -20887,14 +21062,24 @@ URSULA_PRIVATE int group_snapshot(struct group *g) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int group_write_image(struct group *g) {
+/* An image of g's applied state through sw, begun by begin (the file
+** "image" or "backup"): the payload and every byte the state names,
+** whether the log holds it or the snapshot's pieces do. */
+static int group_write_image_with(struct group *g,
+                                  int (*begin)(struct wal *,
+                                               struct wal_snap_writer *,
+                                               uint64_t, uint64_t)) {
   struct wal_snap_writer sw;
   uint64_t size = 0;
   int rc;
   if (g->wal == NULL || g->applied_index == 0) return URSULA_EINVAL;
-  rc = wal_image_begin(g->wal, &sw, g->applied_index, g->applied_term);
+  rc = begin(g->wal, &sw, g->applied_index, g->applied_term);
   if (rc != URSULA_OK) return rc;
   return group_write_snapshot(g, &sw, g->applied_index + 1, &size);
+}
+
+URSULA_PRIVATE int group_write_image(struct group *g) {
+  return group_write_image_with(g, wal_image_begin);
 }
 
 /* After applying: keep memory bounded, and snapshot once the log since
@@ -22538,6 +22723,81 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
   p.len = path_len;
   s = stream_find(&server_group(c->srv, gid)->sm, p);
   if (s != NULL && from_core < 64) s->local.watch_mask &= ~((uint64_t)1 << from_core);
+}
+
+/* ------------------------------------------------------------ backups
+
+   BACKUP IMAGES (issue 17, item 7; README, Backup and restore).  POST
+   /__ursula/backup/G on the admin listener becomes a JOB_BACKUP sent to
+   G's owner core (group_backup).  The image must hold every append
+   acknowledged before the request, by any node: so it is written only
+   after group_barrier() passes, the barrier reads have (thesis 6.4,
+   ReadIndex).  On the leader that confirms its leadership and commit
+   index with a round of heartbeats; on a follower it asks the leader for
+   its commit index as of now and waits until this node has applied that
+   far.  Either way applied_index is then at least every acknowledged
+   append's entry, and the image is as of applied_index.  A single node
+   writes at once (everything applied was acknowledged, and nothing
+   acknowledged is unapplied).  A group that has applied nothing (a
+   single node's group no stream ever hashed to) has no image: the
+   answer says index 0 and 0 bytes, and no file is written.
+   The image is written on the core, synchronously, like the install
+   image (group_write_image_with: wal.c's file "backup", never "image", so
+   a catch-up streaming "image" meanwhile is not disturbed); the core
+   serves nothing else meanwhile (README: its cost per GiB). */
+
+static void group_backup_write(struct core *c, struct group *g,
+                               struct job *j) {
+  uint64_t t0 = group_mono(g);
+  int rc;
+  if (g->applied_index == 0) { /* a group nothing was ever written to */
+    j->image_index = j->image_term = j->image_bytes = 0;
+    j->image_crc = 0;
+    j->status = 200;
+    j->reason = NULL;
+    group_reply(c, j);
+    return;
+  }
+  rc = group_write_image_with(g, wal_backup_begin);
+  if (rc == URSULA_OK)
+    rc = wal_backup_stat(g->wal, &j->image_bytes, &j->image_crc);
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: writing the backup image failed (%s)", g->id,
+          ursula_strerror(rc));
+    group_fail(c, j, 500,
+               rc == URSULA_ENOSPC ? "no space left for the backup image"
+                                   : "writing the backup image failed (the "
+                                     "node's log says why)");
+    return;
+  }
+  j->image_index = g->applied_index;
+  j->image_term = g->applied_term;
+  j->status = 200;
+  j->reason = NULL;
+  LOG_I("group %d: wrote a backup image at entry %llu (%llu bytes) in %llu "
+        "ms",
+        g->id, (unsigned long long)j->image_index,
+        (unsigned long long)j->image_bytes,
+        (unsigned long long)(group_mono(g) - t0));
+  (void)t0;
+  group_reply(c, j);
+}
+
+/* JOB_BACKUP arrives at the group's owner. */
+static void group_on_backup(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct job *j = (struct job *)(void *)m;
+  struct group *g = server_group(c->srv, j->group);
+  if (g->wal == NULL) {
+    group_fail(c, j, 409, "this node has no --wal-dir: nothing to back up");
+    return;
+  }
+  group_barrier(c, g, j, group_backup_write);
+}
+
+URSULA_PRIVATE void group_backup(struct core *c, struct job *j) {
+  j->msg.on_msg = group_on_backup;
+  server_send(c, server_owner_of(c->srv, j->group), &j->msg);
 }
 
 /* ------------------------------------------------------------ cold tier */
@@ -25096,6 +25356,13 @@ struct api_conn {
   const char *challenge;
   int auth_ok;
   unsigned char auth_hash[CRYPTO_SHA256_LEN];
+  /* the admin paths /__ursula/backup...: the method (API_GET...), the
+  ** group (-1: none or no such group), and the Range field (range_state
+  ** 0: none, 1: range holds it, -1: too long, or more than one field) */
+  int backup_method;
+  int backup_group;
+  char range[64];
+  int range_state;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -25717,6 +25984,8 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   conn_flush(&cn->c);
 }
 
+static void api_reply_backup(struct api_conn *cn, const struct job *j);
+
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   struct job *j = (struct job *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
@@ -25729,6 +25998,12 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   cn->job = NULL;
   if (cn->c.state == CONN_LINGER) { /* the connection is ending anyway */
     job_free(j);
+    return;
+  }
+  if (j->op == JOB_BACKUP) {
+    api_reply_backup(cn, j);
+    job_free(j);
+    conn_done(&cn->c);
     return;
   }
   if (j->op == JOB_READ && j->live != JOB_LIVE_NONE) {
@@ -26084,18 +26359,78 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
                        (api_readiness())
      /__ursula/cluster the node's status, as on the public listener
 
+   and the backup paths (issue 17, item 7; README, Backup and restore),
+   which are not gatherings and answer other methods too.  With
+   --auth-file they need the admin scope, as /metrics and
+   /__ursula/cluster do; without --wal-dir they answer 409 (nothing is
+   durable to back up); a body is refused 413 as on every admin path:
+
+     /__ursula/backup     GET, HEAD (else 405, "Allow: GET, HEAD"): 200,
+                          JSON, what a backup's MANIFEST records of the
+                          node (api_backup_layout):
+                          {"groups":N,"node_id":ID,"cluster_id":"NAME",
+                           "store_id":"HEX" or null,"cold":"none"|"dir"|
+                           "s3","cold_dir":"PATH","s3_bucket":"B",
+                           "s3_prefix":"P"}
+                          (node_id 0: a single node; store_id: the id its
+                          --wal-dir's cold-store keeps, server.c)
+     /__ursula/backup/G   G the group, decimal, below the group count
+                          (else 404); "Allow: GET, HEAD, POST, DELETE":
+       POST               writes G's backup image (group.c, BACKUP IMAGES;
+                          on G's owner core, after a read barrier), then
+                          200 {"group":G,"index":I,"term":T,"bytes":N,
+                          "crc32c":C}: its last entry, its size, and the
+                          CRC32C its tail holds (wal.c, the snapshot file),
+                          decimal; index 0 and bytes 0 (and no file): the
+                          group has applied nothing, it has no state.  503:
+                          no leader confirmed the barrier (retry).  A POST
+                          replaces the group's last image.
+       GET                with "Range: bytes=A-B" or "bytes=A-" (RFC 9110
+                          section 14.1.2; one range): 206, the bytes
+                          [A, min(B, A + 4 MiB - 1, N - 1)] of the image,
+                          with "Content-Range: bytes A-E/N" saying which
+                          (a larger range is answered in part: the client
+                          asks again from E + 1; RFC 9110 section 14.4);
+                          A >= N: 416, its Content-Range "bytes *" then
+                          "/N" (RFC 9110 section 14.4);
+                          no Range field, or one this server does not
+                          take (several ranges, a suffix range): 400.
+                          At most API_BACKUP_RANGE_MAX bytes in memory
+                          per request; the file is read (pread) on the
+                          admin listener's core.  404: no image written.
+       HEAD               200 with the image's Content-Length, no body.
+       DELETE             204, the image removed; 404 if there was none.
+
    A stream may have any of these names on the public listener: the two
    listeners' paths never meet. */
 enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
-       API_ADMIN_READYZ, API_ADMIN_CLUSTER };
+       API_ADMIN_READYZ, API_ADMIN_CLUSTER, API_ADMIN_BACKUP,
+       API_ADMIN_BACKUP_GROUP };
+#define API_BACKUP_PATH "/__ursula/backup"
+#define API_BACKUP_ALLOW "GET, HEAD, POST, DELETE"
+#define API_BACKUP_RANGE_MAX ((uint64_t)4 << 20)
 
-/* The admin path of a request's path, or API_ADMIN_NONE. */
-static int api_admin_route(struct str path) {
+/* The admin path of a request's path, or API_ADMIN_NONE; for
+** /__ursula/backup/G, *group = G, or -1 if there is no such group (of
+** n_groups). */
+static int api_admin_route(struct str path, int n_groups, int *group) {
+  size_t n = sizeof(API_BACKUP_PATH) - 1, i;
+  uint64_t g = 0;
+  *group = -1;
   if (util_str_eq(path, "/metrics")) return API_ADMIN_METRICS;
   if (util_str_eq(path, "/healthz")) return API_ADMIN_HEALTHZ;
   if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
   if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
-  return API_ADMIN_NONE;
+  if (util_str_eq(path, API_BACKUP_PATH)) return API_ADMIN_BACKUP;
+  if (path.len <= n + 1 || memcmp(path.ptr, API_BACKUP_PATH "/", n + 1) != 0)
+    return API_ADMIN_NONE;
+  for (i = n + 1; i < path.len; i++) {
+    if (path.ptr[i] < '0' || path.ptr[i] > '9' || i - n > 9)
+      return API_ADMIN_NONE;
+    g = g * 10 + (uint64_t)(path.ptr[i] - '0');
+  }
+  if (g < (uint64_t)n_groups) *group = (int)g;
+  return API_ADMIN_BACKUP_GROUP;
 }
 
 /* A peer counts as reached when every core's link to it is up and a
@@ -26437,22 +26772,69 @@ static void api_status_start(struct api_conn *cn) {
 /* conn.c's on_head for a connection of the admin listener: 404, 405,
 ** or a JOB_STATUS job (answered by api_status_start once the body, if
 ** any, is read and dropped). */
+/* The method of an admin request on route: API_GET, API_HEAD_M, or for
+** a group's backup path API_POST and API_DELETE too; 0 otherwise. */
+static int api_admin_method(int route, struct str m) {
+  if (util_str_eq(m, "GET")) return API_GET;
+  if (util_str_eq(m, "HEAD")) return API_HEAD_M;
+  if (route != API_ADMIN_BACKUP_GROUP) return 0;
+  if (util_str_eq(m, "POST")) return API_POST;
+  if (util_str_eq(m, "DELETE")) return API_DELETE;
+  return 0;
+}
+
+/* Keep req's Range field in cn (range_state). */
+static void api_keep_range(struct api_conn *cn,
+                           const struct http_request *req) {
+  size_t i;
+  cn->range_state = 0;
+  for (i = 0; i < req->n_headers; i++) {
+    struct str v = req->headers[i].value;
+    if (!util_str_ieq(req->headers[i].name, "Range")) continue;
+    if (cn->range_state != 0 || v.len >= sizeof(cn->range)) {
+      cn->range_state = -1;
+      return;
+    }
+    memcpy(cn->range, v.ptr, v.len);
+    cn->range[v.len] = '\0';
+    cn->range_state = 1;
+  }
+}
+
+/* conn.c's on_head for a connection of the admin listener: 404, 405,
+** 409, or a job: JOB_STATUS (answered by api_status_start), JOB_BACKUP
+** (api_backup_run), once the body, if any, is read and dropped. */
 static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
-  int route = api_admin_route(api_target_path(req->target));
+  const struct ursula_server *s = cn->c.core->srv;
+  int group, route = api_admin_route(api_target_path(req->target),
+                                     s->n_groups, &group);
+  int backup = route == API_ADMIN_BACKUP || route == API_ADMIN_BACKUP_GROUP;
+  int method = api_admin_method(route, req->method);
   struct job *j;
-  cn->allow = API_CLUSTER_ALLOW;
+  cn->allow = route == API_ADMIN_BACKUP_GROUP ? API_BACKUP_ALLOW
+                                              : API_CLUSTER_ALLOW;
   cn->admin_route = route;
   if (route == API_ADMIN_NONE) {
     conn_fatal(&cn->c, 404,
                "no such path: the admin listener serves /metrics, /healthz, "
-               "/readyz and /__ursula/cluster");
+               "/readyz, /__ursula/cluster, /__ursula/backup and "
+               "/__ursula/backup/GROUP");
     return -1;
   }
-  if (!util_str_eq(req->method, "GET") && !util_str_eq(req->method, "HEAD")) {
-    conn_fatal(&cn->c, 405, "method not allowed (GET, HEAD)");
+  if (route == API_ADMIN_BACKUP_GROUP && group < 0) {
+    conn_fatal(&cn->c, 404,
+               "no such group: /__ursula/backup/G takes G from 0 to the "
+               "group count - 1, in decimal");
     return -1;
   }
-  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER) &&
+  if (method == 0) {
+    conn_fatal(&cn->c, 405,
+               route == API_ADMIN_BACKUP_GROUP
+                   ? "method not allowed (GET, HEAD, POST, DELETE)"
+                   : "method not allowed (GET, HEAD)");
+    return -1;
+  }
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || backup) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
   if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
@@ -26460,13 +26842,228 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 413, "the admin paths take no request body");
     return -1;
   }
+  if (backup && s->cfg.wal_dir[0] == '\0') {
+    conn_fatal(&cn->c, 409,
+               "this node has no --wal-dir: its streams are in memory only, "
+               "and there is nothing to back up");
+    return -1;
+  }
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;
   }
-  j->op = JOB_STATUS;
+  j->op = backup ? JOB_BACKUP : JOB_STATUS;
+  j->group = group;
+  cn->backup_method = method;
+  cn->backup_group = group;
+  if (backup) api_keep_range(cn, req);
   cn->job = j;
   return 0;
+}
+
+/* ------------------------------------------------------------ backups */
+
+/* The file of group g's backup image, into path. */
+static void api_backup_file(const struct api_conn *cn, int g, char *path,
+                            size_t cap) {
+  snprintf(path, cap, "%s/g%05d/backup", cn->c.core->srv->cfg.wal_dir, g);
+}
+
+/* The id kept in --wal-dir's cold-store (32 hex digits) into id, or ""
+** if there is none (no cold tier used yet). */
+static void api_backup_store_id(const struct ursula_server *s, char *id) {
+  char path[URSULA_PATH_LEN + 32], text[80];
+  struct os_fs *fs = s->env->fs;
+  int fd, n;
+  id[0] = '\0';
+  snprintf(path, sizeof(path), "%s/cold-store", s->cfg.wal_dir);
+  if ((fd = fs->open(path, O_RDONLY, 0)) < 0) return;
+  n = (int)fs->pread(fd, text, sizeof(text) - 1, 0);
+  fs->close(fd);
+  if (n < 58 || strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
+      strspn(text + 25, "0123456789abcdef") < 32)
+    return;
+  memcpy(id, text + 25, 32);
+  id[32] = '\0';
+}
+
+/* GET /__ursula/backup: the node's layout, for a backup's MANIFEST. */
+static void api_backup_layout(struct api_conn *cn) {
+  const struct ursula_server *s = cn->c.core->srv;
+  const struct ursula_config *cfg = &s->cfg;
+  struct buf b;
+  char id[33];
+  int rc;
+  memset(&b, 0, sizeof(b));
+  api_backup_store_id(s, id);
+  rc = buf_printf(&b, "{\"groups\":%d,\"node_id\":%d,\"cluster_id\":",
+                  s->n_groups, cfg->peer_count > 1 ? cfg->node_id : 0);
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cluster_id);
+  if (rc == URSULA_OK)
+    rc = id[0] ? buf_printf(&b, ",\"store_id\":\"%s\"", id)
+               : buf_append_str(&b, ",\"store_id\":null");
+  if (rc == URSULA_OK)
+    rc = buf_printf(&b, ",\"cold\":\"%s\",\"cold_dir\":",
+                    cfg->cold_dir[0]       ? "dir"
+                    : cfg->s3_endpoint[0] ? "s3"
+                                           : "none");
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cold_dir);
+  if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_bucket\":");
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_bucket);
+  if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_prefix\":");
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_prefix);
+  if (rc == URSULA_OK) rc = buf_append_str(&b, "}\n");
+  if (rc != URSULA_OK) {
+    api_error(cn, 503, "out of memory");
+  } else {
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: application/json\r\n"
+                   "Cache-Control: no-store\r\n");
+    api_end(cn, b.ptr, b.len);
+  }
+  buf_free(&b);
+}
+
+/* "bytes=A-B" or "bytes=A-" into *a, *b (B: UINT64_MAX if absent); 0,
+** or -1 for any other form. */
+static int api_parse_range(const char *v, uint64_t *a, uint64_t *b) {
+  const char *p;
+  char *stop;
+  if (strncmp(v, "bytes=", 6) != 0 || v[6] < '0' || v[6] > '9') return -1;
+  errno = 0;
+  *a = (uint64_t)strtoull(v + 6, &stop, 10);
+  if (errno != 0 || *stop != '-') return -1;
+  p = stop + 1;
+  if (*p == '\0') {
+    *b = UINT64_MAX;
+    return 0;
+  }
+  if (*p < '0' || *p > '9') return -1;
+  *b = (uint64_t)strtoull(p, &stop, 10);
+  return errno == 0 && *stop == '\0' && *b >= *a ? 0 : -1;
+}
+
+/* GET or HEAD /__ursula/backup/G: the image's bytes asked for, at most
+** API_BACKUP_RANGE_MAX (read here, on this core), or its size. */
+static void api_backup_range(struct api_conn *cn) {
+  struct os_fs *fs = cn->c.core->srv->env->fs;
+  char path[URSULA_PATH_LEN + 32];
+  struct buf data;
+  uint64_t size = 0, a = 0, b = 0, e;
+  int fd;
+  api_backup_file(cn, cn->backup_group, path, sizeof(path));
+  if ((fd = fs->open(path, O_RDONLY, 0)) < 0 || fs->size(fd, &size) != 0) {
+    int missing = errno == ENOENT;
+    if (fd >= 0) fs->close(fd);
+    api_error(cn, missing ? 404 : 500,
+              missing ? "no backup image of this group: POST first"
+                      : "the backup image cannot be read");
+    return;
+  }
+  if (cn->backup_method == API_HEAD_M) {
+    fs->close(fd);
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: application/octet-stream\r\n"
+                   "Accept-Ranges: bytes\r\nCache-Control: no-store\r\n");
+    api_end(cn, NULL, (size_t)size);
+    return;
+  }
+  if (cn->range_state != 1 || api_parse_range(cn->range, &a, &b) != 0) {
+    fs->close(fd);
+    api_error(cn, 400,
+              "send one range, Range: bytes=A-B or bytes=A- (at most 4 MiB "
+              "are answered a request)");
+    return;
+  }
+  if (a >= size) {
+    fs->close(fd);
+    api_begin(cn, 416);
+    buf_printf(conn_out(&cn->c),
+               "Content-Type: text/plain; charset=utf-8\r\n"
+               "Content-Range: bytes */%llu\r\n",
+               (unsigned long long)size);
+    api_end(cn, "the range starts past the image's end\n", 38);
+    return;
+  }
+  e = b < size - 1 ? b : size - 1;
+  if (e - a >= API_BACKUP_RANGE_MAX) e = a + API_BACKUP_RANGE_MAX - 1;
+  memset(&data, 0, sizeof(data));
+  if (buf_reserve(&data, (size_t)(e - a + 1)) != URSULA_OK ||
+      fs->pread(fd, data.ptr, (size_t)(e - a + 1), (off_t)a) !=
+          (ssize_t)(e - a + 1)) {
+    fs->close(fd);
+    buf_free(&data);
+    api_error(cn, 500, "the backup image cannot be read");
+    return;
+  }
+  fs->close(fd);
+  data.len = (size_t)(e - a + 1);
+  api_begin(cn, 206);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: application/octet-stream\r\n"
+             "Content-Range: bytes %llu-%llu/%llu\r\n"
+             "Cache-Control: no-store\r\n",
+             (unsigned long long)a, (unsigned long long)e,
+             (unsigned long long)size);
+  api_end_data(cn, 0, &data);
+  buf_free(&data);
+}
+
+/* DELETE /__ursula/backup/G. */
+static void api_backup_delete(struct api_conn *cn) {
+  char path[URSULA_PATH_LEN + 32];
+  api_backup_file(cn, cn->backup_group, path, sizeof(path));
+  if (cn->c.core->srv->env->fs->unlink(path) != 0) {
+    api_error(cn, errno == ENOENT ? 404 : 500,
+              errno == ENOENT ? "no backup image of this group"
+                              : "the backup image cannot be removed");
+    return;
+  }
+  api_begin(cn, 204);
+  buf_append_str(conn_out(&cn->c), "\r\n");
+}
+
+/* The answer to a POST's JOB_BACKUP, back from the group's owner. */
+static void api_reply_backup(struct api_conn *cn, const struct job *j) {
+  char body[256];
+  int n;
+  if (j->status != 200) {
+    api_error(cn, j->status, j->reason ? j->reason : "error");
+    return;
+  }
+  n = snprintf(body, sizeof(body),
+               "{\"group\":%d,\"index\":%llu,\"term\":%llu,\"bytes\":%llu,"
+               "\"crc32c\":%lu}\n",
+               j->group, (unsigned long long)j->image_index,
+               (unsigned long long)j->image_term,
+               (unsigned long long)j->image_bytes, (unsigned long)j->image_crc);
+  api_begin(cn, 200);
+  buf_append_str(conn_out(&cn->c),
+                 "Content-Type: application/json\r\n"
+                 "Cache-Control: no-store\r\n");
+  api_end(cn, body, (size_t)n);
+}
+
+static void api_send_job(struct api_conn *cn, struct job *j);
+
+/* A JOB_BACKUP whose request is in: answered here, or (a POST) sent to
+** the group's owner and answered by api_on_job_done. */
+static void api_backup_run(struct api_conn *cn, struct job *j) {
+  if (cn->admin_route == API_ADMIN_BACKUP_GROUP &&
+      cn->backup_method == API_POST) {
+    api_send_job(cn, j);
+    return;
+  }
+  job_free(j);
+  if (cn->admin_route == API_ADMIN_BACKUP)
+    api_backup_layout(cn);
+  else if (cn->backup_method == API_DELETE)
+    api_backup_delete(cn);
+  else
+    api_backup_range(cn);
+  conn_done(&cn->c);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -26479,6 +27076,8 @@ static void api_send_job(struct api_conn *cn, struct job *j) {
   conn_busy(&cn->c);
   if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK))
     fork_start(cn->c.core, j);
+  else if (j->op == JOB_BACKUP)
+    group_backup(cn->c.core, j);
   else
     group_dispatch(cn->c.core, j);
 }
@@ -27025,6 +27624,10 @@ static void api_on_request(struct conn *c) {
     api_status_start(cn);
     return;
   }
+  if (j->op == JOB_BACKUP) {
+    api_backup_run(cn, j);
+    return;
+  }
   if (j->op == 0) { /* OPTIONS: CORS preflight */
     job_free(j);
     api_begin(cn, 204);
@@ -27145,6 +27748,9 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 #undef API_RESERVED_PREFIX
 #undef API_CLUSTER_PATH
 #undef API_CLUSTER_ALLOW
+#undef API_BACKUP_PATH
+#undef API_BACKUP_ALLOW
+#undef API_BACKUP_RANGE_MAX
 #undef API_CHALLENGE
 /**** End src/api.c ****/
 /**** Begin src/server.c ****/
@@ -28115,12 +28721,11 @@ static void server_free(struct ursula_server *s) {
                    (cold.c, THE STORE'S MARKER)
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
-static int server_layout_write(struct ursula_server *s, char *err) {
-  const char *dir = s->cfg.wal_dir;
+URSULA_PRIVATE int server_write_layout(struct os_fs *fs, const char *dir,
+                                       int n_groups, char *err) {
   char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32], want[64];
-  struct os_fs *fs = s->env->fs;
   int fd;
-  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
+  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", n_groups);
   snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
   snprintf(path, sizeof(path), "%s/layout", dir);
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -28133,6 +28738,10 @@ static int server_layout_write(struct ursula_server *s, char *err) {
     return URSULA_EIO;
   }
   return URSULA_OK;
+}
+
+static int server_layout_write(struct ursula_server *s, char *err) {
+  return server_write_layout(s->env->fs, s->cfg.wal_dir, s->n_groups, err);
 }
 
 /* Lock DIR and check its layout; *existed = whether it has one (then
@@ -28484,11 +29093,10 @@ URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
 
 /* Write DIR/cold-store: id, and the line "claimed" if claimed (synced,
 ** through a temporary file). */
-static int server_cold_store_write(struct ursula_server *s, const char *id,
-                                   int claimed, char *err) {
-  const char *dir = s->cfg.wal_dir;
+URSULA_PRIVATE int server_write_cold_store(struct os_fs *fs, const char *dir,
+                                           const char *id, int claimed,
+                                           char *err) {
   char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 32], text[80];
-  struct os_fs *fs = s->env->fs;
   int fd, n, ok;
   n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n%s", id,
                claimed ? "claimed\n" : "");
@@ -28505,6 +29113,12 @@ fail:
   snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s", dir,
            strerror(errno));
   return URSULA_EIO;
+}
+
+static int server_cold_store_write(struct ursula_server *s, const char *id,
+                                   int claimed, char *err) {
+  return server_write_cold_store(s->env->fs, s->cfg.wal_dir, id, claimed,
+                                 err);
 }
 
 /* Who this node is to the store (struct cold_owner): the id kept in
@@ -28915,6 +29529,1261 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
   return rc;
 }
 /**** End src/server.c ****/
+/**** Begin src/backup.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/backup.c"
+#endif
+/*
+** backup.c -- the subcommands `ursula backup` and `ursula restore` (issue
+** 17, item 7; README, Operations, Backup and restore).
+**
+**   ursula backup --admin HOST:PORT --out DIR [--token-file FILE]
+**   ursula restore --from DIR --wal-dir D [--cold-dir C | --s3-* ...]
+**                  [--no-verify-cold]
+**
+** BACKUP, from a running node with --wal-dir, through its admin listener
+** (api.c, THE ADMIN LISTENER'S PATHS): GET /__ursula/backup for the
+** node's layout; then group by group, POST /__ursula/backup/G (the node
+** writes the group's backup image after a read barrier: group.c, BACKUP
+** IMAGES), GET its bytes in ranges of BACKUP_RANGE into DIR/group-G.img
+** (5 digits), checking that every range belongs to the image the POST
+** announced (its size), DELETE it on the node, then check the file whole
+** as an install would (wal.c, wal_image_verify: every CRC; the tail's CRC
+** must be the one announced) and list the cold-tier chunks its state
+** names (stream.c's snapshot decoder, stream_restore).  One line per
+** group on stderr (group, bytes, seconds).  The MANIFEST is written last
+** (to MANIFEST.tmp, synced, renamed, the directory synced): a backup
+** interrupted anywhere (the server killed, the disk full) has none, and
+** restore refuses a directory without one.  DIR must not exist, or be
+** empty (exit 2 otherwise, as for a bad flag); any other failure names
+** the group or file and exits 1.
+**
+** THE MANIFEST, ASCII lines ending in "\n", in this order:
+**
+**     ursula-backup 1                     the format
+**     node-id N                           --node-id (0: a single node)
+**     cluster-id NAME                     --cluster-id
+**     groups N                            --raft-group-count
+**     store-id HEX | none                 the id in --wal-dir's cold-store
+**                                         (cold.c, THE STORE'S MARKER)
+**     cold-tier none | dir PATH | s3 s3://BUCKET/PREFIX
+**     time YYYY-MM-DDTHH:MM:SSZ           when the backup finished (UTC)
+**     source HOST:PORT                    the admin listener it came from
+**     group G FILE INDEX TERM BYTES SHA256    one per group, G ascending
+**                                         from 0: the image's file, its
+**                                         last entry and term, its size,
+**                                         the SHA-256 of its bytes (hex);
+**                                         INDEX 0 and BYTES 0: the group
+**                                         had applied nothing (an empty
+**                                         file; restore makes an empty log)
+**     object G INC START END NAME         one per cold-tier chunk the
+**                                         images name: the group, the
+**                                         stream's incarnation, the
+**                                         chunk's byte range, its object
+**                                         name (cold.c, OBJECT NAMES)
+**     end GROUPS OBJECTS                  the counts of the lines above
+**
+** RESTORE, offline, into a --wal-dir D that does not exist or is empty
+** (exit 2 otherwise).  First everything is checked, and nothing written:
+** the MANIFEST (exit 1 if it is missing or malformed), each file's size
+** and SHA-256, each image whole through wal.c (every CRC, the image
+** flag) with the entry and term the MANIFEST records, the objects the
+** images name against the MANIFEST's list, and then each object in the
+** cold store given (--cold-dir or the --s3-* flags, read through cold.c:
+** it must exist with a valid header and CRC, cold_chunk_check), unless
+** --no-verify-cold.  Then each group's log is made in D/gNNNNN as a Raft
+** snapshot install makes it (wal_install_begin, _put, _commit: the image
+** becomes the log's snapshot, the log goes on at its entry + 1), after a
+** hard state whose term is the image's (so the first election is past
+** every term the image holds), and D/layout is written for the MANIFEST's
+** group count (a start with another --raft-group-count is refused by the
+** server, naming the count), and D/cold-store with the source's store id
+** (without "claimed": the first start claims the store again, and finds
+** the source's marker there, server.c).  A node started on D loads each
+** group exactly as after a snapshot install.
+**
+** RAFT STATE.  An image holds the streams' state (stream.c) and the
+** entry (index, term) it is as of; no membership: a group's voters come
+** from the flags (--peer), never from the log.  So the same backup can
+** be restored into a single node or into each node of a cluster of any
+** size: every node then holds the same snapshot at the same entry, with
+** the same term and no vote, and the first election of each group is won
+** by any of them.
+*/
+
+
+#define BACKUP_RANGE ((uint64_t)4 << 20) /* bytes per GET: api.c's most */
+#define BACKUP_HEAD_MAX 16384           /* a response head's bytes */
+#define BACKUP_TIMEOUT_S 600            /* a POST writes a whole image */
+#define BACKUP_POST_TRIES 30            /* 503s (no leader yet), 1 s apart */
+#define BACKUP_VERSION "ursula-backup 1"
+
+/* ------------------------------------------------------------ HTTP client
+
+   One request per connection ("Connection: close"), blocking, with
+   BACKUP_TIMEOUT_S on every send and receive: the admin listener answers
+   with Content-Length (api.c), never chunked. */
+
+struct backup_target {
+  char host[256];
+  int port;
+  char token[512]; /* --token-file's text (one line), or "" */
+};
+
+struct backup_reply {
+  int status;
+  int has_range;
+  uint64_t range_a, range_e, range_total; /* Content-Range: a-e/total */
+  struct buf body;
+};
+
+/* A connected socket to t, or -1 with err set. */
+static int backup_connect(const struct backup_target *t, char *err) {
+  struct addrinfo hints, *res = NULL, *ai;
+  struct timeval tv;
+  char port[16];
+  int fd = -1, e;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(port, sizeof(port), "%d", t->port);
+  if ((e = getaddrinfo(t->host, port, &hints, &res)) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%s: %s", t->host, gai_strerror(e));
+    return -1;
+  }
+  for (ai = res; ai != NULL; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0) continue;
+    tv.tv_sec = BACKUP_TIMEOUT_S;
+    tv.tv_usec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
+    e = errno;
+    close(fd);
+    fd = -1;
+    errno = e;
+  }
+  if (fd < 0)
+    snprintf(err, URSULA_ERRMSG_LEN, "connecting to %s:%d: %s", t->host,
+             t->port, strerror(errno));
+  freeaddrinfo(res);
+  return fd;
+}
+
+/* The value of header name in head (NUL-terminated, lines "\r\n"), into
+** out; 0, or -1 if absent. */
+static int backup_header(const char *head, const char *name, char *out,
+                         size_t cap) {
+  size_t n = strlen(name);
+  const char *p = strstr(head, "\r\n");
+  while (p != NULL && p[2] != '\0') {
+    const char *line = p + 2, *end = strstr(line, "\r\n");
+    if (end == NULL) break;
+    if ((size_t)(end - line) > n && line[n] == ':' &&
+        strncasecmp(line, name, n) == 0) {
+      const char *v = line + n + 1;
+      size_t k;
+      while (*v == ' ' || *v == '\t') v++;
+      k = (size_t)(end - v);
+      if (k >= cap) k = cap - 1;
+      memcpy(out, v, k);
+      out[k] = '\0';
+      return 0;
+    }
+    p = end;
+  }
+  return -1;
+}
+
+/* Read the response on fd into r: the head, then Content-Length bytes (at
+** most BACKUP_RANGE + BACKUP_HEAD_MAX).  0, or -1 with err set. */
+static int backup_read_reply(int fd, int head_only, struct backup_reply *r,
+                             char *err) {
+  char head[BACKUP_HEAD_MAX + 1], v[128];
+  size_t have = 0, hlen = 0;
+  uint64_t len = 0;
+  char *end = NULL;
+  while (end == NULL) {
+    ssize_t k;
+    if (have == BACKUP_HEAD_MAX) {
+      snprintf(err, URSULA_ERRMSG_LEN, "the response head is too long");
+      return -1;
+    }
+    k = recv(fd, head + have, BACKUP_HEAD_MAX - have, 0);
+    if (k <= 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "reading the response: %s",
+               k == 0 ? "the connection closed" : strerror(errno));
+      return -1;
+    }
+    have += (size_t)k;
+    head[have] = '\0';
+    end = strstr(head, "\r\n\r\n");
+  }
+  hlen = (size_t)(end - head) + 4;
+  end[2] = '\0'; /* the head, its last line ending "\r\n" */
+  if (sscanf(head, "HTTP/1.%*d %d", &r->status) != 1) {
+    snprintf(err, URSULA_ERRMSG_LEN, "not an HTTP response");
+    return -1;
+  }
+  if (backup_header(head, "Content-Length", v, sizeof(v)) == 0)
+    len = (uint64_t)strtoull(v, NULL, 10);
+  r->has_range = 0;
+  if (backup_header(head, "Content-Range", v, sizeof(v)) == 0) {
+    unsigned long long a, e, t;
+    if (sscanf(v, "bytes %llu-%llu/%llu", &a, &e, &t) == 3) {
+      r->has_range = 1;
+      r->range_a = a;
+      r->range_e = e;
+      r->range_total = t;
+    }
+  }
+  if (head_only || r->status == 204 || r->status == 304) len = 0;
+  if (len > BACKUP_RANGE + BACKUP_HEAD_MAX) {
+    snprintf(err, URSULA_ERRMSG_LEN, "the response body is too long");
+    return -1;
+  }
+  r->body.len = 0;
+  if (buf_reserve(&r->body, (size_t)len + 1) != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN, "out of memory");
+    return -1;
+  }
+  if (have - hlen > len) have = hlen + (size_t)len;
+  memcpy(r->body.ptr, head + hlen, have - hlen);
+  r->body.len = have - hlen;
+  while (r->body.len < len) {
+    ssize_t k = recv(fd, r->body.ptr + r->body.len, (size_t)len - r->body.len,
+                     0);
+    if (k <= 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "reading the response body: %s",
+               k == 0 ? "the connection closed" : strerror(errno));
+      return -1;
+    }
+    r->body.len += (size_t)k;
+  }
+  r->body.ptr[r->body.len] = '\0';
+  return 0;
+}
+
+/* method path on t (range: a Range value, or NULL) into r.  0, or -1 with
+** err set (no answer came). */
+static int backup_request(const struct backup_target *t, const char *method,
+                          const char *path, const char *range,
+                          struct backup_reply *r, char *err) {
+  struct buf req;
+  size_t off = 0;
+  int fd, rc = -1;
+  memset(&req, 0, sizeof(req));
+  if (buf_printf(&req,
+                 "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n"
+                 "Content-Length: 0\r\n",
+                 method, path, t->host, t->port) != URSULA_OK ||
+      (t->token[0] &&
+       buf_printf(&req, "Authorization: Bearer %s\r\n", t->token) !=
+           URSULA_OK) ||
+      (range != NULL && buf_printf(&req, "Range: %s\r\n", range) !=
+                            URSULA_OK) ||
+      buf_append_str(&req, "\r\n") != URSULA_OK) {
+    buf_free(&req);
+    snprintf(err, URSULA_ERRMSG_LEN, "out of memory");
+    return -1;
+  }
+  if ((fd = backup_connect(t, err)) < 0) {
+    buf_free(&req);
+    return -1;
+  }
+  while (off < req.len) {
+    ssize_t k = send(fd, req.ptr + off, req.len - off, MSG_NOSIGNAL);
+    if (k <= 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "sending %s %s: %s", method, path,
+               strerror(errno));
+      break;
+    }
+    off += (size_t)k;
+  }
+  if (off == req.len)
+    rc = backup_read_reply(fd, strcmp(method, "HEAD") == 0, r, err);
+  close(fd);
+  buf_free(&req);
+  return rc;
+}
+
+/* The first line of a refusal's body, for messages. */
+static const char *backup_reason(struct backup_reply *r) {
+  char *nl;
+  if (r->body.len == 0) return "(no reason given)";
+  if ((nl = strchr(r->body.ptr, '\n')) != NULL) *nl = '\0';
+  return r->body.ptr;
+}
+
+/* ------------------------------------------------------------ JSON fields
+
+   The few answers read here are flat objects that api.c writes; a field
+   is found by its quoted name followed by ':'. */
+
+static const char *backup_json_at(const char *json, const char *key) {
+  char pat[64];
+  const char *p;
+  snprintf(pat, sizeof(pat), "\"%s\":", key);
+  p = strstr(json, pat);
+  return p != NULL ? p + strlen(pat) : NULL;
+}
+
+/* A number field into *v; 0, or -1. */
+static int backup_json_u64(const char *json, const char *key, uint64_t *v) {
+  const char *p = backup_json_at(json, key);
+  char *stop;
+  if (p == NULL || *p < '0' || *p > '9') return -1;
+  errno = 0;
+  *v = (uint64_t)strtoull(p, &stop, 10);
+  return errno == 0 && stop != p ? 0 : -1;
+}
+
+/* A string field (or null: "") into out; 0, or -1.  The escapes api.c
+** writes (\" \\ and \u00XX) are undone. */
+static int backup_json_str(const char *json, const char *key, char *out,
+                           size_t cap) {
+  const char *p = backup_json_at(json, key);
+  size_t n = 0;
+  if (p == NULL) return -1;
+  if (strncmp(p, "null", 4) == 0) {
+    out[0] = '\0';
+    return 0;
+  }
+  if (*p++ != '"') return -1;
+  while (*p != '"' && *p != '\0' && n + 1 < cap) {
+    char ch = *p++;
+    if (ch == '\\') {
+      ch = *p++;
+      if (ch == 'u') {
+        unsigned x = 0;
+        if (sscanf(p, "%4x", &x) != 1) return -1;
+        ch = (char)x;
+        p += 4;
+      } else if (ch == '\0') {
+        return -1;
+      }
+    }
+    out[n++] = ch;
+  }
+  out[n] = '\0';
+  return *p == '"' ? 0 : -1;
+}
+
+/* ------------------------------------------------------------ files */
+
+/* Whether dir is missing or an empty directory; 1, or 0 (exists with
+** something in it, or is not a directory). */
+static int backup_dir_unused(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int empty = 1;
+  if (d == NULL) return errno == ENOENT;
+  while ((e = readdir(d)) != NULL)
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+      empty = 0;
+      break;
+    }
+  closedir(d);
+  return empty;
+}
+
+/* mkdir dir (it may exist: empty, checked before); 0 or -1. */
+static int backup_mkdir(const char *dir) {
+  return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* Sync the directory dir (its entries); 0 or -1. */
+static int backup_sync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY), rc;
+  if (fd < 0) return -1;
+  rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+/* The file's size and SHA-256 (hex, 65 bytes), read in chunks; 0, or -1
+** with errno. */
+static int backup_sha256_file(const char *path, uint64_t *size, char *hex) {
+  struct crypto_sha256 h;
+  unsigned char d[CRYPTO_SHA256_LEN];
+  struct buf b;
+  int fd = open(path, O_RDONLY), rc = 0;
+  if (fd < 0) return -1;
+  memset(&b, 0, sizeof(b));
+  if (buf_reserve(&b, 1 << 20) != URSULA_OK) {
+    close(fd);
+    errno = ENOMEM;
+    return -1;
+  }
+  crypto_sha256_init(&h);
+  *size = 0;
+  for (;;) {
+    ssize_t k = read(fd, b.ptr, 1 << 20);
+    if (k < 0) {
+      rc = -1;
+      break;
+    }
+    if (k == 0) break;
+    crypto_sha256_update(&h, b.ptr, (size_t)k);
+    *size += (uint64_t)k;
+  }
+  crypto_sha256_final(&h, d);
+  crypto_hex(d, sizeof(d), hex);
+  close(fd);
+  buf_free(&b);
+  return rc;
+}
+
+/* Seconds since t0 (os_now_us). */
+static double backup_secs(uint64_t t0) {
+  return (double)(os_now_us() - t0) / 1e6;
+}
+
+/* ------------------------------------------------------------ images
+
+   What an image's state names in the cold tier, found by decoding its
+   payload as a start does (stream_restore): one "object" line each, into
+   *lines (each NUL-terminated), and the count of streams. */
+
+static int backup_image_objects(int group, const struct buf *payload,
+                                struct buf *lines, size_t *n_objects,
+                                size_t *n_streams) {
+  struct stream_state st;
+  size_t i, k;
+  int rc;
+  stream_state_init(&st);
+  if ((rc = stream_restore(&st, payload->ptr, payload->len)) != URSULA_OK) {
+    stream_state_free(&st);
+    return rc;
+  }
+  *n_streams += st.n;
+  for (i = 0; i < st.cap && rc == URSULA_OK; i++) {
+    const struct stream *s;
+    for (s = st.slots[i]; s != NULL && rc == URSULA_OK; s = s->hnext)
+      for (k = 0; k < s->n_chunks && rc == URSULA_OK; k++) {
+        rc = buf_printf(lines, "object %d %llu %llu %llu %s", group,
+                        (unsigned long long)s->incarnation,
+                        (unsigned long long)s->chunks[k].start,
+                        (unsigned long long)s->chunks[k].end,
+                        s->chunks[k].name);
+        if (rc == URSULA_OK) rc = buf_append(lines, "", 1);
+        (*n_objects)++;
+      }
+  }
+  stream_state_free(&st);
+  return rc;
+}
+
+/* ------------------------------------------------------------ backup */
+
+struct backup_group {
+  uint64_t index, term, bytes;
+  char sha[2 * CRYPTO_SHA256_LEN + 1];
+};
+
+/* POST /__ursula/backup/g until it is not a 503 (no leader confirmed the
+** barrier yet), at most BACKUP_POST_TRIES times; then the image's entry,
+** term, size and CRC into *bg, *crc.  0, or -1 with err set. */
+static int backup_post(const struct backup_target *t, int g,
+                       struct backup_group *bg, uint64_t *crc,
+                       struct backup_reply *r, char *err) {
+  char path[64], why[URSULA_ERRMSG_LEN];
+  int tries;
+  snprintf(path, sizeof(path), "/__ursula/backup/%d", g);
+  for (tries = 0;; tries++) {
+    if (backup_request(t, "POST", path, NULL, r, why) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: POST %s: %.1400s", g, path, why);
+      return -1;
+    }
+    if (r->status != 503 || tries + 1 >= BACKUP_POST_TRIES) break;
+    sleep(1);
+  }
+  if (r->status != 200 || backup_json_u64(r->body.ptr, "index", &bg->index) ||
+      backup_json_u64(r->body.ptr, "term", &bg->term) ||
+      backup_json_u64(r->body.ptr, "bytes", &bg->bytes) ||
+      backup_json_u64(r->body.ptr, "crc32c", crc)) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: POST %s: %d %s", g, path,
+             r->status, r->status == 200 ? "(a malformed answer)"
+                                         : backup_reason(r));
+    return -1;
+  }
+  return 0;
+}
+
+/* GET group g's image (bg->bytes) in ranges into the new file `file`,
+** synced, and its SHA-256 into bg->sha.  0, or -1 with err set. */
+static int backup_fetch(const struct backup_target *t, int g,
+                        const char *file, struct backup_group *bg,
+                        struct backup_reply *r, char *err) {
+  struct crypto_sha256 h;
+  unsigned char d[CRYPTO_SHA256_LEN];
+  char path[64], range[64], why[URSULA_ERRMSG_LEN];
+  uint64_t at = 0;
+  int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: %s", g, file,
+             strerror(errno));
+    return -1;
+  }
+  snprintf(path, sizeof(path), "/__ursula/backup/%d", g);
+  crypto_sha256_init(&h);
+  while (at < bg->bytes) {
+    size_t off = 0;
+    snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)at,
+             (unsigned long long)(at + BACKUP_RANGE - 1));
+    if (backup_request(t, "GET", path, range, r, why) != 0) {
+      snprintf(err, URSULA_ERRMSG_LEN, "group %d: GET %s: %.1400s", g, path, why);
+      goto fail;
+    }
+    if (r->status != 206 || !r->has_range || r->range_a != at ||
+        r->range_total != bg->bytes || r->range_e < at ||
+        r->body.len != r->range_e - at + 1) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "group %d: GET %s (%s): %d %s", g, path, range, r->status,
+               r->status == 206 ? "(not the range asked of the image "
+                                  "announced: another backup replaced it?)"
+                                : backup_reason(r));
+      goto fail;
+    }
+    while (off < r->body.len) {
+      ssize_t k = write(fd, r->body.ptr + off, r->body.len - off);
+      if (k <= 0) {
+        snprintf(err, URSULA_ERRMSG_LEN, "group %d: writing %s: %s", g, file,
+                 k == 0 ? "no progress" : strerror(errno));
+        goto fail;
+      }
+      off += (size_t)k;
+    }
+    crypto_sha256_update(&h, r->body.ptr, r->body.len);
+    at += r->body.len;
+  }
+  if (fsync(fd) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: syncing %s: %s", g, file,
+             strerror(errno));
+    goto fail;
+  }
+  close(fd);
+  crypto_sha256_final(&h, d);
+  crypto_hex(d, sizeof(d), bg->sha);
+  return 0;
+fail:
+  close(fd);
+  return -1;
+}
+
+/* Check the file of group g whole (wal.c), as of bg's entry, with the
+** tail CRC crc, and add the objects its state names to *lines.  0, or -1
+** with err set. */
+static int backup_check_file(int g, const char *file,
+                             const struct backup_group *bg, uint64_t crc,
+                             struct buf *lines, size_t *n_objects,
+                             size_t *n_streams, char *err) {
+  struct buf payload;
+  unsigned char t[4];
+  char why[URSULA_ERRMSG_LEN];
+  uint64_t index = 0, term = 0;
+  int fd, rc;
+  if (bg->index == 0 && bg->bytes == 0) return 0; /* no state, no image */
+  memset(&payload, 0, sizeof(payload));
+  rc = wal_image_verify(file, &payload, &index, &term, why);
+  if (rc == URSULA_OK && (index != bg->index || term != bg->term)) {
+    snprintf(why, sizeof(why), "it is as of entry %llu, not %llu",
+             (unsigned long long)index, (unsigned long long)bg->index);
+    rc = URSULA_ECORRUPT;
+  }
+  if (rc == URSULA_OK) { /* the tail's CRC (bytes N-8..N-5) */
+    fd = open(file, O_RDONLY);
+    if (fd < 0 || pread(fd, t, 4, (off_t)(bg->bytes - 8)) != 4 ||
+        util_get32(t) != (uint32_t)crc) {
+      snprintf(why, sizeof(why), "its CRC is not the one the node announced");
+      rc = URSULA_ECORRUPT;
+    }
+    if (fd >= 0) close(fd);
+  }
+  if (rc == URSULA_OK &&
+      (rc = backup_image_objects(g, &payload, lines, n_objects, n_streams)) !=
+          URSULA_OK)
+    snprintf(why, sizeof(why), "its state does not decode (%s)",
+             ursula_strerror(rc));
+  buf_free(&payload);
+  if (rc == URSULA_OK) return 0;
+  snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.500s: %.900s", g, file, why);
+  return -1;
+}
+
+/* The MANIFEST's text into m (the table at the top). */
+static int backup_manifest_text(struct buf *m, const char *layout,
+                                const struct backup_target *t, int groups,
+                                const struct backup_group *bg,
+                                const struct buf *objects, size_t n_objects) {
+  char v[URSULA_PATH_LEN + 8], cold[16], when[32];
+  uint64_t node = 0;
+  time_t now = time(NULL);
+  struct tm tmv;
+  size_t at;
+  int g, rc;
+  gmtime_r(&now, &tmv);
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  backup_json_u64(layout, "node_id", &node);
+  rc = buf_printf(m, "%s\nnode-id %llu\n", BACKUP_VERSION,
+                  (unsigned long long)node);
+  if (rc == URSULA_OK && backup_json_str(layout, "cluster_id", v, sizeof(v)))
+    rc = URSULA_EINVAL;
+  if (rc == URSULA_OK)
+    rc = buf_printf(m, "cluster-id %s\ngroups %d\n", v, groups);
+  if (rc == URSULA_OK && backup_json_str(layout, "store_id", v, sizeof(v)))
+    rc = URSULA_EINVAL;
+  if (rc == URSULA_OK) rc = buf_printf(m, "store-id %s\n", v[0] ? v : "none");
+  if (rc == URSULA_OK && backup_json_str(layout, "cold", cold, sizeof(cold)))
+    rc = URSULA_EINVAL;
+  if (rc == URSULA_OK && strcmp(cold, "dir") == 0) {
+    if (backup_json_str(layout, "cold_dir", v, sizeof(v))) rc = URSULA_EINVAL;
+    if (rc == URSULA_OK) rc = buf_printf(m, "cold-tier dir %s\n", v);
+  } else if (rc == URSULA_OK && strcmp(cold, "s3") == 0) {
+    char prefix[URSULA_PATH_LEN];
+    if (backup_json_str(layout, "s3_bucket", v, sizeof(v)) ||
+        backup_json_str(layout, "s3_prefix", prefix, sizeof(prefix)))
+      rc = URSULA_EINVAL;
+    if (rc == URSULA_OK)
+      rc = buf_printf(m, "cold-tier s3 s3://%s/%s\n", v, prefix);
+  } else if (rc == URSULA_OK) {
+    rc = buf_append_str(m, "cold-tier none\n");
+  }
+  if (rc == URSULA_OK)
+    rc = buf_printf(m, "time %s\nsource %s:%d\n", when, t->host, t->port);
+  for (g = 0; g < groups && rc == URSULA_OK; g++)
+    rc = buf_printf(m, "group %d group-%05d.img %llu %llu %llu %s\n", g, g,
+                    (unsigned long long)bg[g].index,
+                    (unsigned long long)bg[g].term,
+                    (unsigned long long)bg[g].bytes, bg[g].sha);
+  for (at = 0; at < objects->len && rc == URSULA_OK;) {
+    const char *line = objects->ptr + at;
+    rc = buf_printf(m, "%s\n", line);
+    at += strlen(line) + 1;
+  }
+  if (rc == URSULA_OK)
+    rc = buf_printf(m, "end %d %lu\n", groups, (unsigned long)n_objects);
+  return rc;
+}
+
+/* Write DIR/MANIFEST: MANIFEST.tmp, synced, renamed, DIR synced.  0, or
+** -1 with err set. */
+static int backup_write_manifest(const char *dir, const struct buf *m,
+                                 char *err) {
+  char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32];
+  size_t off = 0;
+  int fd;
+  snprintf(tmp, sizeof(tmp), "%s/MANIFEST.tmp", dir);
+  snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+  if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0) goto fail;
+  while (off < m->len) {
+    ssize_t k = write(fd, m->ptr + off, m->len - off);
+    if (k <= 0) {
+      if (k == 0) errno = EIO;
+      close(fd);
+      goto fail;
+    }
+    off += (size_t)k;
+  }
+  if (fsync(fd) != 0) {
+    close(fd);
+    goto fail;
+  }
+  if (close(fd) != 0 || rename(tmp, path) != 0 || backup_sync_dir(dir) != 0)
+    goto fail;
+  return 0;
+fail:
+  snprintf(err, URSULA_ERRMSG_LEN, "writing %s: %s", path, strerror(errno));
+  unlink(tmp);
+  return -1;
+}
+
+/* HOST:PORT into t; 0 or -1. */
+static int backup_parse_addr(const char *s, struct backup_target *t) {
+  const char *colon = strrchr(s, ':');
+  size_t n;
+  char *stop;
+  long port;
+  if (colon == NULL || colon == s) return -1;
+  n = (size_t)(colon - s);
+  if (s[0] == '[' && colon[-1] == ']') { /* [v6]:port */
+    s++;
+    n -= 2;
+  }
+  if (n >= sizeof(t->host)) return -1;
+  memcpy(t->host, s, n);
+  t->host[n] = '\0';
+  port = strtol(colon + 1, &stop, 10);
+  if (*stop != '\0' || port < 1 || port > 65535) return -1;
+  t->port = (int)port;
+  return 0;
+}
+
+/* The token in file (its first line) into t->token; 0, or -1 with err. */
+static int backup_read_token(const char *file, struct backup_target *t,
+                             char *err) {
+  FILE *f = fopen(file, "r");
+  size_t n;
+  if (f == NULL || fgets(t->token, sizeof(t->token), f) == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN, "--token-file %s: %s", file,
+             f == NULL ? strerror(errno) : "empty");
+    if (f != NULL) fclose(f);
+    return -1;
+  }
+  fclose(f);
+  n = strcspn(t->token, "\r\n");
+  t->token[n] = '\0';
+  return 0;
+}
+
+static void backup_usage(FILE *f) {
+  fprintf(f,
+          "usage: ursula backup --admin HOST:PORT --out DIR "
+          "[--token-file FILE]\n"
+          "  Back up a running node (it needs --wal-dir) through its admin\n"
+          "  listener into DIR (new or empty): one image per group and a\n"
+          "  MANIFEST, written last.  --token-file: a bearer token with the\n"
+          "  admin scope, for a node with --auth-file.\n");
+}
+
+URSULA_PRIVATE int backup_main(int argc, char **argv) {
+  struct backup_target t;
+  struct backup_reply r;
+  struct backup_group *bg = NULL;
+  struct buf layout, objects, m;
+  const char *out = NULL, *admin = NULL, *token = NULL;
+  char err[URSULA_ERRMSG_LEN], file[URSULA_PATH_LEN + 32];
+  uint64_t groups = 0, total = 0, t0 = os_now_us();
+  size_t n_objects = 0, n_streams = 0;
+  int i, g, rc = 1;
+  memset(&t, 0, sizeof(t));
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      backup_usage(stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) break;
+    if (strcmp(argv[i], "--admin") == 0)
+      admin = argv[++i];
+    else if (strcmp(argv[i], "--out") == 0)
+      out = argv[++i];
+    else if (strcmp(argv[i], "--token-file") == 0)
+      token = argv[++i];
+    else
+      break;
+  }
+  if (i < argc || admin == NULL || out == NULL ||
+      backup_parse_addr(admin, &t) != 0) {
+    if (i < argc) fprintf(stderr, "ursula backup: bad flag %s\n", argv[i]);
+    backup_usage(stderr);
+    return 2;
+  }
+  if (strlen(out) >= URSULA_PATH_LEN) {
+    fprintf(stderr, "ursula backup: --out %s: the path is too long\n", out);
+    return 2;
+  }
+  if (token != NULL && backup_read_token(token, &t, err) != 0) {
+    fprintf(stderr, "ursula backup: %s\n", err);
+    return 2;
+  }
+  if (!backup_dir_unused(out)) {
+    fprintf(stderr,
+            "ursula backup: --out %s exists and is not empty: a backup goes "
+            "into a new or empty directory\n",
+            out);
+    return 2;
+  }
+  memset(&r, 0, sizeof(r));
+  memset(&layout, 0, sizeof(layout));
+  memset(&objects, 0, sizeof(objects));
+  memset(&m, 0, sizeof(m));
+  if (backup_mkdir(out) != 0) {
+    fprintf(stderr, "ursula backup: mkdir %s: %s\n", out, strerror(errno));
+    return 1;
+  }
+  if (backup_request(&t, "GET", "/__ursula/backup", NULL, &r, err) != 0) {
+    fprintf(stderr, "ursula backup: GET /__ursula/backup: %s\n", err);
+    goto done;
+  }
+  if (r.status != 200 || backup_json_u64(r.body.ptr, "groups", &groups) != 0 ||
+      groups == 0 || groups > 1000000) {
+    fprintf(stderr, "ursula backup: GET /__ursula/backup: %d %s\n", r.status,
+            backup_reason(&r));
+    goto done;
+  }
+  if (buf_append(&layout, r.body.ptr, r.body.len + 1) != URSULA_OK ||
+      (bg = (struct backup_group *)URSULA_MALLOC((size_t)groups *
+                                                 sizeof(*bg))) == NULL) {
+    fprintf(stderr, "ursula backup: out of memory\n");
+    goto done;
+  }
+  memset(bg, 0, (size_t)groups * sizeof(*bg));
+  for (g = 0; g < (int)groups; g++) {
+    uint64_t crc = 0, tg = os_now_us();
+    char path[64];
+    snprintf(file, sizeof(file), "%s/group-%05d.img", out, g);
+    snprintf(path, sizeof(path), "/__ursula/backup/%d", g);
+    if (backup_post(&t, g, &bg[g], &crc, &r, err) != 0 ||
+        backup_fetch(&t, g, file, &bg[g], &r, err) != 0 ||
+        backup_check_file(g, file, &bg[g], crc, &objects, &n_objects,
+                          &n_streams, err) != 0) {
+      fprintf(stderr, "ursula backup: %s\n", err);
+      goto done;
+    }
+    if (bg[g].bytes > 0 &&
+        backup_request(&t, "DELETE", path, NULL, &r, err) != 0)
+      fprintf(stderr, "ursula backup: group %d: DELETE %s: %s (the node "
+              "keeps the file until the next backup)\n", g, path, err);
+    total += bg[g].bytes;
+    fprintf(stderr, "group %d: %llu bytes (entry %llu) in %.2f s\n", g,
+            (unsigned long long)bg[g].bytes, (unsigned long long)bg[g].index,
+            backup_secs(tg));
+  }
+  if (backup_sync_dir(out) != 0 ||
+      backup_manifest_text(&m, layout.ptr, &t, (int)groups, bg, &objects,
+                           n_objects) != URSULA_OK ||
+      backup_write_manifest(out, &m, err) != 0) {
+    fprintf(stderr, "ursula backup: %s\n",
+            m.len ? err : "the node's layout answer is malformed");
+    goto done;
+  }
+  fprintf(stderr,
+          "backup: %d groups, %lu streams, %llu bytes, %lu cold-tier "
+          "objects named, in %.2f s: %s/MANIFEST\n",
+          (int)groups, (unsigned long)n_streams, (unsigned long long)total,
+          (unsigned long)n_objects, backup_secs(t0), out);
+  rc = 0;
+done:
+  if (rc != 0)
+    fprintf(stderr, "ursula backup: failed; %s has no MANIFEST and cannot "
+            "be restored\n", out);
+  URSULA_FREE(bg);
+  buf_free(&r.body);
+  buf_free(&layout);
+  buf_free(&objects);
+  buf_free(&m);
+  return rc;
+}
+
+/* ------------------------------------------------------------ restore */
+
+struct backup_manifest {
+  int groups;
+  char store_id[33];
+  struct backup_group *g;
+  struct buf objects; /* the "object" lines, each NUL-terminated */
+  size_t n_objects;
+};
+
+static void backup_manifest_free(struct backup_manifest *mf) {
+  URSULA_FREE(mf->g);
+  buf_free(&mf->objects);
+}
+
+/* Read DIR/MANIFEST into mf.  0, or -1 with err set. */
+static int backup_read_manifest(const char *dir, struct backup_manifest *mf,
+                                char *err) {
+  char path[URSULA_PATH_LEN + 32], line[URSULA_PATH_LEN + 256];
+  FILE *f;
+  int n = 0, ended = 0, next = 0;
+  unsigned long end_objects = 0;
+  memset(mf, 0, sizeof(*mf));
+  mf->groups = -1;
+  snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+  if ((f = fopen(path, "r")) == NULL) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             errno == ENOENT
+                 ? "%s is missing: %s is not a backup, or one that did not "
+                   "finish; nothing restored"
+                 : "%s: %s",
+             path, errno == ENOENT ? dir : strerror(errno));
+    return -1;
+  }
+  while (fgets(line, sizeof(line), f) != NULL) {
+    size_t k = strlen(line);
+    int gid;
+    unsigned long long index, term, bytes;
+    char name[64], sha[80];
+    n++;
+    if (k == 0 || line[k - 1] != '\n' || ended) goto bad;
+    line[k - 1] = '\0';
+    if (n == 1) {
+      if (strcmp(line, BACKUP_VERSION) != 0) goto bad;
+    } else if (strncmp(line, "groups ", 7) == 0) {
+      mf->groups = atoi(line + 7);
+      if (mf->groups < 1 || mf->groups > 1000000 || mf->g != NULL) goto bad;
+      mf->g = (struct backup_group *)URSULA_MALLOC((size_t)mf->groups *
+                                                   sizeof(*mf->g));
+      if (mf->g == NULL) goto bad;
+    } else if (strncmp(line, "store-id ", 9) == 0) {
+      if (strcmp(line + 9, "none") != 0) {
+        if (strlen(line + 9) != 32 ||
+            strspn(line + 9, "0123456789abcdef") != 32)
+          goto bad;
+        memcpy(mf->store_id, line + 9, 33);
+      }
+    } else if (strncmp(line, "group ", 6) == 0) {
+      if (mf->g == NULL ||
+          sscanf(line, "group %d %63s %llu %llu %llu %79s", &gid, name, &index,
+                 &term, &bytes, sha) != 6 ||
+          gid != next || gid >= mf->groups || strlen(sha) != 64)
+        goto bad;
+      snprintf(path, sizeof(path), "group-%05d.img", gid);
+      if (strcmp(name, path) != 0) goto bad;
+      mf->g[gid].index = index;
+      mf->g[gid].term = term;
+      mf->g[gid].bytes = bytes;
+      memcpy(mf->g[gid].sha, sha, 65);
+      next++;
+    } else if (strncmp(line, "object ", 7) == 0) {
+      if (buf_append(&mf->objects, line, strlen(line) + 1) != URSULA_OK)
+        goto bad;
+      mf->n_objects++;
+    } else if (strncmp(line, "end ", 4) == 0) {
+      if (sscanf(line, "end %d %lu", &gid, &end_objects) != 2 ||
+          gid != next || end_objects != mf->n_objects)
+        goto bad;
+      ended = 1;
+    } /* node-id, cluster-id, cold-tier, time, source: for people */
+  }
+  fclose(f);
+  if (ended && mf->groups > 0 && next == mf->groups) return 0;
+  snprintf(err, URSULA_ERRMSG_LEN,
+           "%s/MANIFEST is incomplete (no \"end\" line, or not every group "
+           "listed)",
+           dir);
+  backup_manifest_free(mf);
+  return -1;
+bad:
+  fclose(f);
+  snprintf(err, URSULA_ERRMSG_LEN, "%s/MANIFEST: line %d is malformed", dir,
+           n);
+  backup_manifest_free(mf);
+  return -1;
+}
+
+static int backup_cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The n NUL-terminated strings of b, sorted, as an array (freed by the
+** caller), or NULL. */
+static const char **backup_sorted(const struct buf *b, size_t n) {
+  const char **v = (const char **)URSULA_MALLOC((n + 1) * sizeof(*v));
+  size_t i, at = 0;
+  if (v == NULL) return NULL;
+  for (i = 0; i < n && at < b->len; i++) {
+    v[i] = b->ptr + at;
+    at += strlen(v[i]) + 1;
+  }
+  if (n > 1) qsort(v, n, sizeof(*v), backup_cmp_str);
+  return v;
+}
+
+/* Check group g's file in dir against mf (size, SHA-256, then the image
+** whole through wal.c, as of mf's entry), adding the objects its state
+** names to *lines.  0, or -1 with err set, naming the group. */
+static int backup_check_group(const char *dir, int g,
+                              const struct backup_manifest *mf,
+                              struct buf *lines, size_t *n_objects,
+                              size_t *n_streams, char *err) {
+  char file[URSULA_PATH_LEN + 32], sha[2 * CRYPTO_SHA256_LEN + 1];
+  char why[URSULA_ERRMSG_LEN];
+  struct buf payload;
+  uint64_t size = 0, index = 0, term = 0;
+  int rc;
+  snprintf(file, sizeof(file), "%s/group-%05d.img", dir, g);
+  if (backup_sha256_file(file, &size, sha) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: %s", g, file,
+             strerror(errno));
+    return -1;
+  }
+  if (size != mf->g[g].bytes || strcmp(sha, mf->g[g].sha) != 0) {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "group %d: %s is damaged: its %s differs from the MANIFEST's", g,
+             file, size != mf->g[g].bytes ? "size" : "SHA-256");
+    return -1;
+  }
+  if (mf->g[g].index == 0 && mf->g[g].bytes == 0) return 0; /* empty */
+  memset(&payload, 0, sizeof(payload));
+  rc = wal_image_verify(file, &payload, &index, &term, why);
+  if (rc == URSULA_OK && (index != mf->g[g].index || term != mf->g[g].term)) {
+    snprintf(why, sizeof(why), "it is as of entry %llu term %llu, not the "
+             "MANIFEST's", (unsigned long long)index, (unsigned long long)term);
+    rc = URSULA_ECORRUPT;
+  }
+  if (rc == URSULA_OK &&
+      (rc = backup_image_objects(g, &payload, lines, n_objects, n_streams)) !=
+          URSULA_OK)
+    snprintf(why, sizeof(why), "its state does not decode (%s)",
+             ursula_strerror(rc));
+  buf_free(&payload);
+  if (rc == URSULA_OK) return 0;
+  snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.900s", g, why);
+  return -1;
+}
+
+/* Check every object line of lines in cfg's cold store (cold.c's GET and
+** cold_chunk_check).  0, or -1 with err naming the first bad one. */
+static int backup_verify_cold(const struct ursula_config *cfg,
+                              const struct buf *lines, size_t n,
+                              size_t *verified, char *err) {
+  struct cold *c = NULL;
+  struct s3_client *cl = NULL;
+  struct buf obj;
+  char why[URSULA_ERRMSG_LEN], name[COLD_NAME_MAX + 1];
+  size_t at = 0, i;
+  int rc = 0;
+  if (n == 0) return 0;
+  if (cfg->cold_dir[0] == '\0' && cfg->s3_endpoint[0] == '\0') {
+    snprintf(err, URSULA_ERRMSG_LEN,
+             "the backup names %lu cold-tier objects: give the store with "
+             "--cold-dir or the --s3-* flags (or skip the check with "
+             "--no-verify-cold)",
+             (unsigned long)n);
+    return -1;
+  }
+  if (cold_open(&c, cfg, NULL, why) != URSULA_OK) {
+    snprintf(err, URSULA_ERRMSG_LEN, "the cold tier: %.900s", why);
+    return -1;
+  }
+  memset(&obj, 0, sizeof(obj));
+  for (i = 0; i < n && rc == 0; i++) {
+    const char *line = lines->ptr + at;
+    unsigned long long inc, start, end;
+    int g, got;
+    at += strlen(line) + 1;
+    if (sscanf(line, "object %d %llu %llu %llu %96s", &g, &inc, &start, &end,
+               name) != 5) {
+      snprintf(err, URSULA_ERRMSG_LEN, "a malformed object line: %.200s", line);
+      rc = -1;
+      break;
+    }
+    got = cold_get_now(c, &cl, name, &obj, why);
+    if (got == URSULA_ENOTFOUND) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "group %d: cold-tier object %s is missing from the store", g,
+               name);
+      rc = -1;
+    } else if (got != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "group %d: cold-tier object %s could not be read: %.600s", g,
+               name, why);
+      rc = -1;
+    } else if (cold_chunk_check(&obj, inc, start, end) != URSULA_OK) {
+      snprintf(err, URSULA_ERRMSG_LEN,
+               "group %d: cold-tier object %s is damaged (its header or CRC)",
+               g, name);
+      rc = -1;
+    } else {
+      (*verified)++;
+    }
+  }
+  buf_free(&obj);
+  s3_client_free(cl);
+  cold_close(c);
+  return rc;
+}
+
+/* Group g's log in D/gNNNNN, made from the image file as an install makes
+** it: the hard state (term, no vote) first, then wal_install_*; for a
+** group with no image (term 0: it had applied nothing), an empty log.  0,
+** or -1 with err set. */
+static int backup_stub_entry(void *arg, const struct wal_entry *e) {
+  (void)arg;
+  (void)e;
+  return URSULA_EINVAL; /* a new log has none */
+}
+static int backup_stub_restore(void *arg, const void *p, size_t len) {
+  (void)arg;
+  (void)p;
+  (void)len;
+  return URSULA_EINVAL; /* nor a snapshot */
+}
+
+static int backup_restore_group(const char *from, const char *to, int g,
+                                uint64_t term, char *err) {
+  struct wal *w = NULL;
+  struct wal_snap_writer sw;
+  struct wal_stats st;
+  struct buf chunk;
+  char dir[URSULA_PATH_LEN + 32], file[URSULA_PATH_LEN + 32];
+  char why[URSULA_ERRMSG_LEN];
+  uint64_t at = 0;
+  int fd = -1, rc;
+  snprintf(dir, sizeof(dir), "%s/g%05d", to, g);
+  snprintf(file, sizeof(file), "%s/group-%05d.img", from, g);
+  memset(&chunk, 0, sizeof(chunk));
+  why[0] = '\0';
+  rc = wal_open(&w, NULL, dir, 0, why);
+  if (rc == URSULA_OK)
+    rc = wal_replay(w, backup_stub_restore, backup_stub_entry, NULL, NULL, &st,
+                    why);
+  if (rc == URSULA_OK && term == 0) { /* no image: the new log alone */
+    wal_close(w);
+    return 0;
+  }
+  if (rc == URSULA_OK) rc = wal_save_state(w, term, 0);
+  if (rc == URSULA_OK) rc = buf_reserve(&chunk, 1 << 20);
+  if (rc == URSULA_OK && (fd = open(file, O_RDONLY)) < 0) rc = URSULA_EIO;
+  if (rc == URSULA_OK && (rc = wal_install_begin(w, &sw)) == URSULA_OK) {
+    for (;;) {
+      ssize_t k = read(fd, chunk.ptr, 1 << 20);
+      if (k < 0) rc = URSULA_EIO;
+      if (k <= 0) break;
+      if ((rc = wal_install_put(&sw, at, chunk.ptr, (size_t)k)) != URSULA_OK)
+        break;
+      at += (uint64_t)k;
+    }
+    if (rc == URSULA_OK)
+      rc = wal_install_commit(w, &sw, why);
+    else
+      wal_snap_abort(w, &sw);
+  }
+  if (fd >= 0) close(fd);
+  buf_free(&chunk);
+  wal_close(w);
+  if (rc == URSULA_OK) return 0;
+  snprintf(err, URSULA_ERRMSG_LEN, "group %d: writing %.500s: %.900s", g, dir,
+           why[0] ? why : ursula_strerror(rc));
+  return -1;
+}
+
+static void backup_restore_usage(FILE *f) {
+  fprintf(f,
+          "usage: ursula restore --from DIR --wal-dir D [--cold-dir C | "
+          "--s3-endpoint URL --s3-bucket B ...]\n"
+          "                      [--no-verify-cold]\n"
+          "  Restore a backup made by `ursula backup` into D (new or empty),\n"
+          "  offline: check DIR/MANIFEST, every image's SHA-256 and CRC, and\n"
+          "  every cold-tier object the images name (in the store given;\n"
+          "  --no-verify-cold skips that), then make each group's log from\n"
+          "  its image as a Raft snapshot install does.  Start the node on\n"
+          "  D with the backup's --raft-group-count and its usual flags.\n");
+}
+
+URSULA_PRIVATE int backup_restore_main(int argc, char **argv) {
+  struct ursula_config cfg;
+  struct backup_manifest mf;
+  struct buf lines;
+  const char **have = NULL, **want = NULL;
+  char **rest;
+  const char *from = NULL, *check = NULL;
+  char err[URSULA_ERRMSG_LEN];
+  size_t n_objects = 0, n_streams = 0, verified = 0, i;
+  uint64_t bytes = 0, t0 = os_now_us();
+  int n = 0, no_verify = 0, g, rc;
+  rest = (char **)URSULA_MALLOC(sizeof(*rest) * (size_t)(argc + 1));
+  if (rest == NULL) return 1;
+  rest[n++] = argv[0];
+  for (i = 1; i < (size_t)argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      backup_restore_usage(stdout);
+      URSULA_FREE(rest);
+      return 0;
+    }
+    if (strcmp(argv[i], "--no-verify-cold") == 0)
+      no_verify = 1;
+    else if (strcmp(argv[i], "--from") == 0 && i + 1 < (size_t)argc)
+      from = argv[++i];
+    else
+      rest[n++] = argv[i];
+  }
+  rest[n] = NULL;
+  ursula_config_init(&cfg);
+  err[0] = '\0';
+  rc = conf_parse_args(&cfg, n, rest, &check, err);
+  URSULA_FREE(rest);
+  if (rc == CONF_RUN && from == NULL)
+    snprintf(err, sizeof(err), "--from DIR is required");
+  else if (rc == CONF_RUN && cfg.wal_dir[0] == '\0')
+    snprintf(err, sizeof(err), "--wal-dir D is required");
+  else if (rc == CONF_RUN && server_check_config(&cfg, err) == URSULA_OK)
+    err[0] = '\0';
+  else if (rc == CONF_RUN && err[0] == '\0')
+    snprintf(err, sizeof(err), "bad settings");
+  else if (rc != CONF_RUN && err[0] == '\0')
+    snprintf(err, sizeof(err), "bad flags");
+  if (err[0] != '\0') {
+    fprintf(stderr, "ursula restore: %s\n", err);
+    backup_restore_usage(stderr);
+    return 2;
+  }
+  if (!backup_dir_unused(cfg.wal_dir)) {
+    fprintf(stderr,
+            "ursula restore: --wal-dir %s exists and is not empty: a restore "
+            "goes into a new or empty directory\n",
+            cfg.wal_dir);
+    return 2;
+  }
+  if (backup_read_manifest(from, &mf, err) != 0) {
+    fprintf(stderr, "ursula restore: %s\n", err);
+    return 1;
+  }
+  memset(&lines, 0, sizeof(lines));
+  rc = 1;
+  for (g = 0; g < mf.groups; g++) {
+    if (backup_check_group(from, g, &mf, &lines, &n_objects, &n_streams,
+                           err) != 0)
+      goto done;
+    bytes += mf.g[g].bytes;
+  }
+  have = backup_sorted(&lines, n_objects);
+  want = backup_sorted(&mf.objects, mf.n_objects);
+  if (have == NULL || want == NULL) {
+    snprintf(err, sizeof(err), "out of memory");
+    goto done;
+  }
+  for (i = 0; i < n_objects && i < mf.n_objects; i++)
+    if (strcmp(have[i], want[i]) != 0) break;
+  if (n_objects != mf.n_objects || i < n_objects) {
+    snprintf(err, sizeof(err),
+             "the MANIFEST lists %lu cold-tier objects, the images name %lu%s"
+             "%.200s",
+             (unsigned long)mf.n_objects, (unsigned long)n_objects,
+             i < n_objects ? "; the first that differs: " : "",
+             i < n_objects ? have[i] : "");
+    goto done;
+  }
+  if (!no_verify &&
+      backup_verify_cold(&cfg, &mf.objects, mf.n_objects, &verified, err) != 0)
+    goto done;
+  if (backup_mkdir(cfg.wal_dir) != 0) {
+    snprintf(err, sizeof(err), "mkdir %s: %s", cfg.wal_dir, strerror(errno));
+    goto done;
+  }
+  for (g = 0; g < mf.groups; g++)
+    if (backup_restore_group(from, cfg.wal_dir, g, mf.g[g].term, err) != 0)
+      goto partial;
+  if (server_write_layout(env_real()->fs, cfg.wal_dir, mf.groups, err) !=
+          URSULA_OK ||
+      (mf.store_id[0] &&
+       server_write_cold_store(env_real()->fs, cfg.wal_dir, mf.store_id, 0,
+                               err) != URSULA_OK))
+    goto partial;
+  printf("restored %d groups, %lu streams, %llu bytes; %lu cold-tier "
+         "objects %s; into %s in %.2f s (start it with "
+         "--raft-group-count %d)\n",
+         mf.groups, (unsigned long)n_streams, (unsigned long long)bytes,
+         (unsigned long)(no_verify ? mf.n_objects : verified),
+         no_verify ? "named, not verified (--no-verify-cold)" : "verified",
+         cfg.wal_dir, backup_secs(t0), mf.groups);
+  rc = 0;
+  goto done;
+partial:
+  fprintf(stderr, "ursula restore: %s\n", err);
+  snprintf(err, sizeof(err),
+           "%s is incomplete: remove it before restoring again", cfg.wal_dir);
+done:
+  if (rc != 0) fprintf(stderr, "ursula restore: %s\n", err);
+  URSULA_FREE(have);
+  URSULA_FREE(want);
+  buf_free(&lines);
+  backup_manifest_free(&mf);
+  return rc;
+}
+/**** End src/backup.c ****/
 /**** Begin src/main.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/main.c"
@@ -28940,6 +30809,9 @@ URSULA_API int ursula_server_wait(struct ursula_server *srv) {
 ** loop, both async-signal-safe, and the first signal is logged after the
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
+**
+** `ursula backup ...` and `ursula restore ...` (the first argument) run
+** backup.c's subcommands instead, and exit with their code.
 **
 ** --check-config FILE (conf.c loads it as --config FILE, with the other
 ** flags) makes ursula_main() check the result instead: main_check() runs
@@ -29021,6 +30893,10 @@ URSULA_API int ursula_main(int argc, char **argv) {
   char err[URSULA_ERRMSG_LEN];
   const char *check = NULL;
   int rc;
+  if (argc > 1 && strcmp(argv[1], "backup") == 0)
+    return backup_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "restore") == 0)
+    return backup_restore_main(argc - 1, argv + 1);
   ursula_config_init(&cfg);
   rc = conf_parse_args(&cfg, argc, argv, &check, err);
   if (rc == CONF_HELP) {

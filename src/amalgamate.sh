@@ -46,6 +46,7 @@ sse.c
 live.c
 api.c
 server.c
+backup.c
 main.c
 '
 

@@ -111,6 +111,13 @@ struct api_conn {
   const char *challenge;
   int auth_ok;
   unsigned char auth_hash[CRYPTO_SHA256_LEN];
+  /* the admin paths /__ursula/backup...: the method (API_GET...), the
+  ** group (-1: none or no such group), and the Range field (range_state
+  ** 0: none, 1: range holds it, -1: too long, or more than one field) */
+  int backup_method;
+  int backup_group;
+  char range[64];
+  int range_state;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -732,6 +739,8 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   conn_flush(&cn->c);
 }
 
+static void api_reply_backup(struct api_conn *cn, const struct job *j);
+
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   struct job *j = (struct job *)(void *)m;
   struct core *c = (struct core *)loop_get_user(l);
@@ -744,6 +753,12 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   cn->job = NULL;
   if (cn->c.state == CONN_LINGER) { /* the connection is ending anyway */
     job_free(j);
+    return;
+  }
+  if (j->op == JOB_BACKUP) {
+    api_reply_backup(cn, j);
+    job_free(j);
+    conn_done(&cn->c);
     return;
   }
   if (j->op == JOB_READ && j->live != JOB_LIVE_NONE) {
@@ -1099,18 +1114,78 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
                        (api_readiness())
      /__ursula/cluster the node's status, as on the public listener
 
+   and the backup paths (issue 17, item 7; README, Backup and restore),
+   which are not gatherings and answer other methods too.  With
+   --auth-file they need the admin scope, as /metrics and
+   /__ursula/cluster do; without --wal-dir they answer 409 (nothing is
+   durable to back up); a body is refused 413 as on every admin path:
+
+     /__ursula/backup     GET, HEAD (else 405, "Allow: GET, HEAD"): 200,
+                          JSON, what a backup's MANIFEST records of the
+                          node (api_backup_layout):
+                          {"groups":N,"node_id":ID,"cluster_id":"NAME",
+                           "store_id":"HEX" or null,"cold":"none"|"dir"|
+                           "s3","cold_dir":"PATH","s3_bucket":"B",
+                           "s3_prefix":"P"}
+                          (node_id 0: a single node; store_id: the id its
+                          --wal-dir's cold-store keeps, server.c)
+     /__ursula/backup/G   G the group, decimal, below the group count
+                          (else 404); "Allow: GET, HEAD, POST, DELETE":
+       POST               writes G's backup image (group.c, BACKUP IMAGES;
+                          on G's owner core, after a read barrier), then
+                          200 {"group":G,"index":I,"term":T,"bytes":N,
+                          "crc32c":C}: its last entry, its size, and the
+                          CRC32C its tail holds (wal.c, the snapshot file),
+                          decimal; index 0 and bytes 0 (and no file): the
+                          group has applied nothing, it has no state.  503:
+                          no leader confirmed the barrier (retry).  A POST
+                          replaces the group's last image.
+       GET                with "Range: bytes=A-B" or "bytes=A-" (RFC 9110
+                          section 14.1.2; one range): 206, the bytes
+                          [A, min(B, A + 4 MiB - 1, N - 1)] of the image,
+                          with "Content-Range: bytes A-E/N" saying which
+                          (a larger range is answered in part: the client
+                          asks again from E + 1; RFC 9110 section 14.4);
+                          A >= N: 416, its Content-Range "bytes *" then
+                          "/N" (RFC 9110 section 14.4);
+                          no Range field, or one this server does not
+                          take (several ranges, a suffix range): 400.
+                          At most API_BACKUP_RANGE_MAX bytes in memory
+                          per request; the file is read (pread) on the
+                          admin listener's core.  404: no image written.
+       HEAD               200 with the image's Content-Length, no body.
+       DELETE             204, the image removed; 404 if there was none.
+
    A stream may have any of these names on the public listener: the two
    listeners' paths never meet. */
 enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
-       API_ADMIN_READYZ, API_ADMIN_CLUSTER };
+       API_ADMIN_READYZ, API_ADMIN_CLUSTER, API_ADMIN_BACKUP,
+       API_ADMIN_BACKUP_GROUP };
+#define API_BACKUP_PATH "/__ursula/backup"
+#define API_BACKUP_ALLOW "GET, HEAD, POST, DELETE"
+#define API_BACKUP_RANGE_MAX ((uint64_t)4 << 20)
 
-/* The admin path of a request's path, or API_ADMIN_NONE. */
-static int api_admin_route(struct str path) {
+/* The admin path of a request's path, or API_ADMIN_NONE; for
+** /__ursula/backup/G, *group = G, or -1 if there is no such group (of
+** n_groups). */
+static int api_admin_route(struct str path, int n_groups, int *group) {
+  size_t n = sizeof(API_BACKUP_PATH) - 1, i;
+  uint64_t g = 0;
+  *group = -1;
   if (util_str_eq(path, "/metrics")) return API_ADMIN_METRICS;
   if (util_str_eq(path, "/healthz")) return API_ADMIN_HEALTHZ;
   if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
   if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
-  return API_ADMIN_NONE;
+  if (util_str_eq(path, API_BACKUP_PATH)) return API_ADMIN_BACKUP;
+  if (path.len <= n + 1 || memcmp(path.ptr, API_BACKUP_PATH "/", n + 1) != 0)
+    return API_ADMIN_NONE;
+  for (i = n + 1; i < path.len; i++) {
+    if (path.ptr[i] < '0' || path.ptr[i] > '9' || i - n > 9)
+      return API_ADMIN_NONE;
+    g = g * 10 + (uint64_t)(path.ptr[i] - '0');
+  }
+  if (g < (uint64_t)n_groups) *group = (int)g;
+  return API_ADMIN_BACKUP_GROUP;
 }
 
 /* A peer counts as reached when every core's link to it is up and a
@@ -1452,22 +1527,69 @@ static void api_status_start(struct api_conn *cn) {
 /* conn.c's on_head for a connection of the admin listener: 404, 405,
 ** or a JOB_STATUS job (answered by api_status_start once the body, if
 ** any, is read and dropped). */
+/* The method of an admin request on route: API_GET, API_HEAD_M, or for
+** a group's backup path API_POST and API_DELETE too; 0 otherwise. */
+static int api_admin_method(int route, struct str m) {
+  if (util_str_eq(m, "GET")) return API_GET;
+  if (util_str_eq(m, "HEAD")) return API_HEAD_M;
+  if (route != API_ADMIN_BACKUP_GROUP) return 0;
+  if (util_str_eq(m, "POST")) return API_POST;
+  if (util_str_eq(m, "DELETE")) return API_DELETE;
+  return 0;
+}
+
+/* Keep req's Range field in cn (range_state). */
+static void api_keep_range(struct api_conn *cn,
+                           const struct http_request *req) {
+  size_t i;
+  cn->range_state = 0;
+  for (i = 0; i < req->n_headers; i++) {
+    struct str v = req->headers[i].value;
+    if (!util_str_ieq(req->headers[i].name, "Range")) continue;
+    if (cn->range_state != 0 || v.len >= sizeof(cn->range)) {
+      cn->range_state = -1;
+      return;
+    }
+    memcpy(cn->range, v.ptr, v.len);
+    cn->range[v.len] = '\0';
+    cn->range_state = 1;
+  }
+}
+
+/* conn.c's on_head for a connection of the admin listener: 404, 405,
+** 409, or a job: JOB_STATUS (answered by api_status_start), JOB_BACKUP
+** (api_backup_run), once the body, if any, is read and dropped. */
 static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
-  int route = api_admin_route(api_target_path(req->target));
+  const struct ursula_server *s = cn->c.core->srv;
+  int group, route = api_admin_route(api_target_path(req->target),
+                                     s->n_groups, &group);
+  int backup = route == API_ADMIN_BACKUP || route == API_ADMIN_BACKUP_GROUP;
+  int method = api_admin_method(route, req->method);
   struct job *j;
-  cn->allow = API_CLUSTER_ALLOW;
+  cn->allow = route == API_ADMIN_BACKUP_GROUP ? API_BACKUP_ALLOW
+                                              : API_CLUSTER_ALLOW;
   cn->admin_route = route;
   if (route == API_ADMIN_NONE) {
     conn_fatal(&cn->c, 404,
                "no such path: the admin listener serves /metrics, /healthz, "
-               "/readyz and /__ursula/cluster");
+               "/readyz, /__ursula/cluster, /__ursula/backup and "
+               "/__ursula/backup/GROUP");
     return -1;
   }
-  if (!util_str_eq(req->method, "GET") && !util_str_eq(req->method, "HEAD")) {
-    conn_fatal(&cn->c, 405, "method not allowed (GET, HEAD)");
+  if (route == API_ADMIN_BACKUP_GROUP && group < 0) {
+    conn_fatal(&cn->c, 404,
+               "no such group: /__ursula/backup/G takes G from 0 to the "
+               "group count - 1, in decimal");
     return -1;
   }
-  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER) &&
+  if (method == 0) {
+    conn_fatal(&cn->c, 405,
+               route == API_ADMIN_BACKUP_GROUP
+                   ? "method not allowed (GET, HEAD, POST, DELETE)"
+                   : "method not allowed (GET, HEAD)");
+    return -1;
+  }
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || backup) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
   if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
@@ -1475,13 +1597,228 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 413, "the admin paths take no request body");
     return -1;
   }
+  if (backup && s->cfg.wal_dir[0] == '\0') {
+    conn_fatal(&cn->c, 409,
+               "this node has no --wal-dir: its streams are in memory only, "
+               "and there is nothing to back up");
+    return -1;
+  }
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;
   }
-  j->op = JOB_STATUS;
+  j->op = backup ? JOB_BACKUP : JOB_STATUS;
+  j->group = group;
+  cn->backup_method = method;
+  cn->backup_group = group;
+  if (backup) api_keep_range(cn, req);
   cn->job = j;
   return 0;
+}
+
+/* ------------------------------------------------------------ backups */
+
+/* The file of group g's backup image, into path. */
+static void api_backup_file(const struct api_conn *cn, int g, char *path,
+                            size_t cap) {
+  snprintf(path, cap, "%s/g%05d/backup", cn->c.core->srv->cfg.wal_dir, g);
+}
+
+/* The id kept in --wal-dir's cold-store (32 hex digits) into id, or ""
+** if there is none (no cold tier used yet). */
+static void api_backup_store_id(const struct ursula_server *s, char *id) {
+  char path[URSULA_PATH_LEN + 32], text[80];
+  struct os_fs *fs = s->env->fs;
+  int fd, n;
+  id[0] = '\0';
+  snprintf(path, sizeof(path), "%s/cold-store", s->cfg.wal_dir);
+  if ((fd = fs->open(path, O_RDONLY, 0)) < 0) return;
+  n = (int)fs->pread(fd, text, sizeof(text) - 1, 0);
+  fs->close(fd);
+  if (n < 58 || strncmp(text, "ursula-cold-store 1\nnode ", 25) != 0 ||
+      strspn(text + 25, "0123456789abcdef") < 32)
+    return;
+  memcpy(id, text + 25, 32);
+  id[32] = '\0';
+}
+
+/* GET /__ursula/backup: the node's layout, for a backup's MANIFEST. */
+static void api_backup_layout(struct api_conn *cn) {
+  const struct ursula_server *s = cn->c.core->srv;
+  const struct ursula_config *cfg = &s->cfg;
+  struct buf b;
+  char id[33];
+  int rc;
+  memset(&b, 0, sizeof(b));
+  api_backup_store_id(s, id);
+  rc = buf_printf(&b, "{\"groups\":%d,\"node_id\":%d,\"cluster_id\":",
+                  s->n_groups, cfg->peer_count > 1 ? cfg->node_id : 0);
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cluster_id);
+  if (rc == URSULA_OK)
+    rc = id[0] ? buf_printf(&b, ",\"store_id\":\"%s\"", id)
+               : buf_append_str(&b, ",\"store_id\":null");
+  if (rc == URSULA_OK)
+    rc = buf_printf(&b, ",\"cold\":\"%s\",\"cold_dir\":",
+                    cfg->cold_dir[0]       ? "dir"
+                    : cfg->s3_endpoint[0] ? "s3"
+                                           : "none");
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cold_dir);
+  if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_bucket\":");
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_bucket);
+  if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_prefix\":");
+  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_prefix);
+  if (rc == URSULA_OK) rc = buf_append_str(&b, "}\n");
+  if (rc != URSULA_OK) {
+    api_error(cn, 503, "out of memory");
+  } else {
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: application/json\r\n"
+                   "Cache-Control: no-store\r\n");
+    api_end(cn, b.ptr, b.len);
+  }
+  buf_free(&b);
+}
+
+/* "bytes=A-B" or "bytes=A-" into *a, *b (B: UINT64_MAX if absent); 0,
+** or -1 for any other form. */
+static int api_parse_range(const char *v, uint64_t *a, uint64_t *b) {
+  const char *p;
+  char *stop;
+  if (strncmp(v, "bytes=", 6) != 0 || v[6] < '0' || v[6] > '9') return -1;
+  errno = 0;
+  *a = (uint64_t)strtoull(v + 6, &stop, 10);
+  if (errno != 0 || *stop != '-') return -1;
+  p = stop + 1;
+  if (*p == '\0') {
+    *b = UINT64_MAX;
+    return 0;
+  }
+  if (*p < '0' || *p > '9') return -1;
+  *b = (uint64_t)strtoull(p, &stop, 10);
+  return errno == 0 && *stop == '\0' && *b >= *a ? 0 : -1;
+}
+
+/* GET or HEAD /__ursula/backup/G: the image's bytes asked for, at most
+** API_BACKUP_RANGE_MAX (read here, on this core), or its size. */
+static void api_backup_range(struct api_conn *cn) {
+  struct os_fs *fs = cn->c.core->srv->env->fs;
+  char path[URSULA_PATH_LEN + 32];
+  struct buf data;
+  uint64_t size = 0, a = 0, b = 0, e;
+  int fd;
+  api_backup_file(cn, cn->backup_group, path, sizeof(path));
+  if ((fd = fs->open(path, O_RDONLY, 0)) < 0 || fs->size(fd, &size) != 0) {
+    int missing = errno == ENOENT;
+    if (fd >= 0) fs->close(fd);
+    api_error(cn, missing ? 404 : 500,
+              missing ? "no backup image of this group: POST first"
+                      : "the backup image cannot be read");
+    return;
+  }
+  if (cn->backup_method == API_HEAD_M) {
+    fs->close(fd);
+    api_begin(cn, 200);
+    buf_append_str(conn_out(&cn->c),
+                   "Content-Type: application/octet-stream\r\n"
+                   "Accept-Ranges: bytes\r\nCache-Control: no-store\r\n");
+    api_end(cn, NULL, (size_t)size);
+    return;
+  }
+  if (cn->range_state != 1 || api_parse_range(cn->range, &a, &b) != 0) {
+    fs->close(fd);
+    api_error(cn, 400,
+              "send one range, Range: bytes=A-B or bytes=A- (at most 4 MiB "
+              "are answered a request)");
+    return;
+  }
+  if (a >= size) {
+    fs->close(fd);
+    api_begin(cn, 416);
+    buf_printf(conn_out(&cn->c),
+               "Content-Type: text/plain; charset=utf-8\r\n"
+               "Content-Range: bytes */%llu\r\n",
+               (unsigned long long)size);
+    api_end(cn, "the range starts past the image's end\n", 38);
+    return;
+  }
+  e = b < size - 1 ? b : size - 1;
+  if (e - a >= API_BACKUP_RANGE_MAX) e = a + API_BACKUP_RANGE_MAX - 1;
+  memset(&data, 0, sizeof(data));
+  if (buf_reserve(&data, (size_t)(e - a + 1)) != URSULA_OK ||
+      fs->pread(fd, data.ptr, (size_t)(e - a + 1), (off_t)a) !=
+          (ssize_t)(e - a + 1)) {
+    fs->close(fd);
+    buf_free(&data);
+    api_error(cn, 500, "the backup image cannot be read");
+    return;
+  }
+  fs->close(fd);
+  data.len = (size_t)(e - a + 1);
+  api_begin(cn, 206);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: application/octet-stream\r\n"
+             "Content-Range: bytes %llu-%llu/%llu\r\n"
+             "Cache-Control: no-store\r\n",
+             (unsigned long long)a, (unsigned long long)e,
+             (unsigned long long)size);
+  api_end_data(cn, 0, &data);
+  buf_free(&data);
+}
+
+/* DELETE /__ursula/backup/G. */
+static void api_backup_delete(struct api_conn *cn) {
+  char path[URSULA_PATH_LEN + 32];
+  api_backup_file(cn, cn->backup_group, path, sizeof(path));
+  if (cn->c.core->srv->env->fs->unlink(path) != 0) {
+    api_error(cn, errno == ENOENT ? 404 : 500,
+              errno == ENOENT ? "no backup image of this group"
+                              : "the backup image cannot be removed");
+    return;
+  }
+  api_begin(cn, 204);
+  buf_append_str(conn_out(&cn->c), "\r\n");
+}
+
+/* The answer to a POST's JOB_BACKUP, back from the group's owner. */
+static void api_reply_backup(struct api_conn *cn, const struct job *j) {
+  char body[256];
+  int n;
+  if (j->status != 200) {
+    api_error(cn, j->status, j->reason ? j->reason : "error");
+    return;
+  }
+  n = snprintf(body, sizeof(body),
+               "{\"group\":%d,\"index\":%llu,\"term\":%llu,\"bytes\":%llu,"
+               "\"crc32c\":%lu}\n",
+               j->group, (unsigned long long)j->image_index,
+               (unsigned long long)j->image_term,
+               (unsigned long long)j->image_bytes, (unsigned long)j->image_crc);
+  api_begin(cn, 200);
+  buf_append_str(conn_out(&cn->c),
+                 "Content-Type: application/json\r\n"
+                 "Cache-Control: no-store\r\n");
+  api_end(cn, body, (size_t)n);
+}
+
+static void api_send_job(struct api_conn *cn, struct job *j);
+
+/* A JOB_BACKUP whose request is in: answered here, or (a POST) sent to
+** the group's owner and answered by api_on_job_done. */
+static void api_backup_run(struct api_conn *cn, struct job *j) {
+  if (cn->admin_route == API_ADMIN_BACKUP_GROUP &&
+      cn->backup_method == API_POST) {
+    api_send_job(cn, j);
+    return;
+  }
+  job_free(j);
+  if (cn->admin_route == API_ADMIN_BACKUP)
+    api_backup_layout(cn);
+  else if (cn->backup_method == API_DELETE)
+    api_backup_delete(cn);
+  else
+    api_backup_range(cn);
+  conn_done(&cn->c);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -1494,6 +1831,8 @@ static void api_send_job(struct api_conn *cn, struct job *j) {
   conn_busy(&cn->c);
   if (j->op == JOB_CREATE && (j->cmd.flags & CMD_F_FORK))
     fork_start(cn->c.core, j);
+  else if (j->op == JOB_BACKUP)
+    group_backup(cn->c.core, j);
   else
     group_dispatch(cn->c.core, j);
 }
@@ -2040,6 +2379,10 @@ static void api_on_request(struct conn *c) {
     api_status_start(cn);
     return;
   }
+  if (j->op == JOB_BACKUP) {
+    api_backup_run(cn, j);
+    return;
+  }
   if (j->op == 0) { /* OPTIONS: CORS preflight */
     job_free(j);
     api_begin(cn, 204);
@@ -2160,4 +2503,7 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 #undef API_RESERVED_PREFIX
 #undef API_CLUSTER_PATH
 #undef API_CLUSTER_ALLOW
+#undef API_BACKUP_PATH
+#undef API_BACKUP_ALLOW
+#undef API_BACKUP_RANGE_MAX
 #undef API_CHALLENGE

@@ -701,6 +701,26 @@ static int cold_exec(struct cold *c, struct s3_client **cl, struct cold_req *r,
   return cold_s3_do(c, *cl, r, err);
 }
 
+URSULA_PRIVATE int cold_get_now(struct cold *c, struct s3_client **cl,
+                                 const char *name, struct buf *out,
+                                 char *err) {
+  struct cold_req r;
+  int rc;
+  memset(&r, 0, sizeof(r));
+  r.op = COLD_GET;
+  if (strlen(name) >= sizeof(r.name)) return URSULA_EINVAL;
+  memcpy(r.name, name, strlen(name) + 1);
+  err[0] = '\0';
+  rc = cold_exec(c, cl, &r, err);
+  if (rc == URSULA_OK) {
+    buf_free(out);
+    *out = r.data;
+  } else {
+    buf_free(&r.data);
+  }
+  return rc;
+}
+
 /* Carry out r (on a cold thread, or on the submitter without threads),
 ** with the S3 connection *cl (opened on first use), and post it back.
 ** Nothing but a GET reaches a store that is not (yet) claimed. */

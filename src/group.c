@@ -1425,14 +1425,24 @@ URSULA_PRIVATE int group_snapshot(struct group *g) {
   return URSULA_OK;
 }
 
-URSULA_PRIVATE int group_write_image(struct group *g) {
+/* An image of g's applied state through sw, begun by begin (the file
+** "image" or "backup"): the payload and every byte the state names,
+** whether the log holds it or the snapshot's pieces do. */
+static int group_write_image_with(struct group *g,
+                                  int (*begin)(struct wal *,
+                                               struct wal_snap_writer *,
+                                               uint64_t, uint64_t)) {
   struct wal_snap_writer sw;
   uint64_t size = 0;
   int rc;
   if (g->wal == NULL || g->applied_index == 0) return URSULA_EINVAL;
-  rc = wal_image_begin(g->wal, &sw, g->applied_index, g->applied_term);
+  rc = begin(g->wal, &sw, g->applied_index, g->applied_term);
   if (rc != URSULA_OK) return rc;
   return group_write_snapshot(g, &sw, g->applied_index + 1, &size);
+}
+
+URSULA_PRIVATE int group_write_image(struct group *g) {
+  return group_write_image_with(g, wal_image_begin);
 }
 
 /* After applying: keep memory bounded, and snapshot once the log since
@@ -3076,6 +3086,81 @@ URSULA_PRIVATE void group_unwatch(struct core *c, int from_core,
   p.len = path_len;
   s = stream_find(&server_group(c->srv, gid)->sm, p);
   if (s != NULL && from_core < 64) s->local.watch_mask &= ~((uint64_t)1 << from_core);
+}
+
+/* ------------------------------------------------------------ backups
+
+   BACKUP IMAGES (issue 17, item 7; README, Backup and restore).  POST
+   /__ursula/backup/G on the admin listener becomes a JOB_BACKUP sent to
+   G's owner core (group_backup).  The image must hold every append
+   acknowledged before the request, by any node: so it is written only
+   after group_barrier() passes, the barrier reads have (thesis 6.4,
+   ReadIndex).  On the leader that confirms its leadership and commit
+   index with a round of heartbeats; on a follower it asks the leader for
+   its commit index as of now and waits until this node has applied that
+   far.  Either way applied_index is then at least every acknowledged
+   append's entry, and the image is as of applied_index.  A single node
+   writes at once (everything applied was acknowledged, and nothing
+   acknowledged is unapplied).  A group that has applied nothing (a
+   single node's group no stream ever hashed to) has no image: the
+   answer says index 0 and 0 bytes, and no file is written.
+   The image is written on the core, synchronously, like the install
+   image (group_write_image_with: wal.c's file "backup", never "image", so
+   a catch-up streaming "image" meanwhile is not disturbed); the core
+   serves nothing else meanwhile (README: its cost per GiB). */
+
+static void group_backup_write(struct core *c, struct group *g,
+                               struct job *j) {
+  uint64_t t0 = group_mono(g);
+  int rc;
+  if (g->applied_index == 0) { /* a group nothing was ever written to */
+    j->image_index = j->image_term = j->image_bytes = 0;
+    j->image_crc = 0;
+    j->status = 200;
+    j->reason = NULL;
+    group_reply(c, j);
+    return;
+  }
+  rc = group_write_image_with(g, wal_backup_begin);
+  if (rc == URSULA_OK)
+    rc = wal_backup_stat(g->wal, &j->image_bytes, &j->image_crc);
+  if (rc != URSULA_OK) {
+    LOG_W("group %d: writing the backup image failed (%s)", g->id,
+          ursula_strerror(rc));
+    group_fail(c, j, 500,
+               rc == URSULA_ENOSPC ? "no space left for the backup image"
+                                   : "writing the backup image failed (the "
+                                     "node's log says why)");
+    return;
+  }
+  j->image_index = g->applied_index;
+  j->image_term = g->applied_term;
+  j->status = 200;
+  j->reason = NULL;
+  LOG_I("group %d: wrote a backup image at entry %llu (%llu bytes) in %llu "
+        "ms",
+        g->id, (unsigned long long)j->image_index,
+        (unsigned long long)j->image_bytes,
+        (unsigned long long)(group_mono(g) - t0));
+  (void)t0;
+  group_reply(c, j);
+}
+
+/* JOB_BACKUP arrives at the group's owner. */
+static void group_on_backup(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct job *j = (struct job *)(void *)m;
+  struct group *g = server_group(c->srv, j->group);
+  if (g->wal == NULL) {
+    group_fail(c, j, 409, "this node has no --wal-dir: nothing to back up");
+    return;
+  }
+  group_barrier(c, g, j, group_backup_write);
+}
+
+URSULA_PRIVATE void group_backup(struct core *c, struct job *j) {
+  j->msg.on_msg = group_on_backup;
+  server_send(c, server_owner_of(c->srv, j->group), &j->msg);
 }
 
 /* ------------------------------------------------------------ cold tier */

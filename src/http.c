@@ -809,6 +809,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Created";
     case 204:
       return "No Content";
+    case 206:
+      return "Partial Content";
     case 304:
       return "Not Modified";
     case 400:
@@ -835,6 +837,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
     case 429:
       return "Too Many Requests";
     case 431:

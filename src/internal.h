@@ -918,6 +918,25 @@ URSULA_PRIVATE int wal_snap_begin(struct wal *w, struct wal_snap_writer *sw,
                                   uint64_t index, uint64_t term);
 URSULA_PRIVATE int wal_image_begin(struct wal *w, struct wal_snap_writer *sw,
                                    uint64_t index, uint64_t term);
+/* The file "backup" (wal.c, BACKUP IMAGES): an image like "image", for
+** an operator's backup.  begin as wal_image_begin (then pieces, commit);
+** stat gives its size and the CRC32C its tail holds. */
+URSULA_PRIVATE URSULA_UNUSED int wal_backup_begin(struct wal *w,
+                                                  struct wal_snap_writer *sw,
+                                                  uint64_t index,
+                                                  uint64_t term);
+URSULA_PRIVATE URSULA_UNUSED int wal_backup_stat(struct wal *w,
+                                                 uint64_t *bytes,
+                                                 uint32_t *crc);
+/* Check the image file at path whole, as an install does (every CRC, the
+** directory, the image flag), then read its payload into *payload (the
+** state machine's snapshot, stream.c) and its entry into *index, *term.
+** URSULA_OK, or an error with err set (URSULA_ECORRUPT: damaged;
+** URSULA_ENOTFOUND: no such file). */
+URSULA_PRIVATE URSULA_UNUSED int wal_image_verify(const char *path,
+                                                  struct buf *payload,
+                                                  uint64_t *index,
+                                                  uint64_t *term, char *err);
 /* The bytes of the file "image" (the last wal_image_begin's, once
 ** committed), read raw by a leader that sends it: open gives *fd and the
 ** file's size; read n bytes at `at` (the count, 0 at the end, -1 on an
@@ -1877,6 +1896,15 @@ struct cold_cache;
 URSULA_PRIVATE struct cold_req *cold_req_new(int op, struct loop *reply,
                                              loop_msg_fn done);
 URSULA_PRIVATE void cold_req_free(struct cold_req *r);
+/* Read object name from c's store now, on the caller (no thread, no
+** claim: a read), through the S3 connection *cl (opened on first use; the
+** caller frees it with s3_client_free), into *out (replaced).
+** URSULA_OK, URSULA_ENOTFOUND, or an error with err set.  For `ursula
+** restore` (backup.c), which checks every chunk a backup names. */
+URSULA_PRIVATE URSULA_UNUSED int cold_get_now(struct cold *c,
+                                              struct s3_client **cl,
+                                              const char *name,
+                                              struct buf *out, char *err);
 /* Start the tier's threads for cfg's --cold-dir or --s3-* settings (cfg
 ** must outlive it); a --cold-dir is reached through env's file-system
 ** table (NULL: env_real()).  Without threads (URSULA_ENABLE_THREADS=0)
@@ -2036,7 +2064,9 @@ enum {
   JOB_DELETE,     /* DELETE */
   JOB_READ,       /* GET: catch-up, long-poll or SSE */
   JOB_HEAD,       /* HEAD */
-  JOB_STATUS      /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
+  JOB_STATUS,     /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
+  JOB_BACKUP      /* the admin paths /__ursula/backup... (api.c); a POST's
+                     goes to the group's owner (group_backup) */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2126,6 +2156,11 @@ struct job {
   uint64_t ttl_s;
   char res_expires[64];
   struct buf data; /* read: bytes [start, tail) */
+  /* JOB_BACKUP: the group, and the backup image written (its last
+  ** entry, size, and the CRC32C its tail holds) */
+  int group;
+  uint64_t image_index, image_term, image_bytes;
+  uint32_t image_crc;
 };
 
 URSULA_PRIVATE struct job *job_new(void);
@@ -2256,6 +2291,14 @@ URSULA_PRIVATE URSULA_UNUSED int group_snapshot(struct group *g);
 ** of its last applied entry, with every log byte it names, for another
 ** node to install (wal_install_begin).  URSULA_OK or an error. */
 URSULA_PRIVATE URSULA_UNUSED int group_write_image(struct group *g);
+/* JOB_BACKUP for group j->group, sent from core c to the group's owner:
+** there, once this node has applied every entry committed before the
+** request (group_barrier: on a follower, the leader's commit index as of
+** now), the file "backup" is written (wal_backup_begin: an image, as
+** group_write_image) and the job answered with j->image_* (200; all 0
+** and no file for a group that has applied nothing), or 409 (no
+** --wal-dir), 503 (no leader confirmed the barrier) or 500. */
+URSULA_PRIVATE void group_backup(struct core *c, struct job *j);
 /* The commit pipeline, driven by the owner at the end of each loop turn
 ** for each group with new proposals and no batch in flight:
 ** group_drive() hands the entries proposed since the last drive to the
@@ -2904,11 +2947,28 @@ URSULA_PRIVATE void server_release(struct ursula_server *srv);
 ** (URSULA_ERRMSG_LEN bytes).  main.c runs it before a start and for
 ** --check-config, so that a bad setting or file exits 2 like a bad flag. */
 URSULA_PRIVATE int server_check_config(struct ursula_config *cfg, char *err);
+/* The files of a --wal-dir (server.c, --wal-dir), written through fs,
+** synced, through a temporary name: dir/layout for n_groups groups, and
+** dir/cold-store with the node's store id (32 lowercase hex digits) and
+** the line "claimed" if claimed.  URSULA_OK or URSULA_EIO with err set.
+** A start writes them; so does `ursula restore` (backup.c). */
+URSULA_PRIVATE int server_write_layout(struct os_fs *fs, const char *dir,
+                                       int n_groups, char *err);
+URSULA_PRIVATE int server_write_cold_store(struct os_fs *fs, const char *dir,
+                                           const char *id, int claimed,
+                                           char *err);
 #if !URSULA_ENABLE_THREADS
 /* Ask core 0 to run ursula_server_reload() at the end of its turn (a flag
 ** and a wake-up: async-signal-safe, for main.c's SIGHUP handler). */
 URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
 #endif
+
+/* ---------------------------------------------------------------- backup.c
+** The subcommands `ursula backup` and `ursula restore` (backup.c has the
+** design, the MANIFEST's format and the exit codes): argv[0] is the
+** subcommand's name; the process's exit code is returned. */
+URSULA_PRIVATE int backup_main(int argc, char **argv);
+URSULA_PRIVATE int backup_restore_main(int argc, char **argv);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a

@@ -20,6 +20,9 @@
 ** stop.  The handler runs on the one thread there is, so clearing
 ** main_srv before the server is freed is enough.
 **
+** `ursula backup ...` and `ursula restore ...` (the first argument) run
+** backup.c's subcommands instead, and exit with their code.
+**
 ** --check-config FILE (conf.c loads it as --config FILE, with the other
 ** flags) makes ursula_main() check the result instead: main_check() runs
 ** the checks a start makes before any I/O (server_check_config: the
@@ -100,6 +103,10 @@ URSULA_API int ursula_main(int argc, char **argv) {
   char err[URSULA_ERRMSG_LEN];
   const char *check = NULL;
   int rc;
+  if (argc > 1 && strcmp(argv[1], "backup") == 0)
+    return backup_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "restore") == 0)
+    return backup_restore_main(argc - 1, argv + 1);
   ursula_config_init(&cfg);
   rc = conf_parse_args(&cfg, argc, argv, &check, err);
   if (rc == CONF_HELP) {

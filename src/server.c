@@ -962,12 +962,11 @@ static void server_free(struct ursula_server *s) {
                    (cold.c, THE STORE'S MARKER)
    DIR/g00000/ ... one WAL directory per group (wal.c) */
 
-static int server_layout_write(struct ursula_server *s, char *err) {
-  const char *dir = s->cfg.wal_dir;
+URSULA_PRIVATE int server_write_layout(struct os_fs *fs, const char *dir,
+                                       int n_groups, char *err) {
   char tmp[URSULA_PATH_LEN + 32], path[URSULA_PATH_LEN + 32], want[64];
-  struct os_fs *fs = s->env->fs;
   int fd;
-  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", s->n_groups);
+  snprintf(want, sizeof(want), "ursula-wal 2\ngroups %d\n", n_groups);
   snprintf(tmp, sizeof(tmp), "%s/layout.tmp", dir);
   snprintf(path, sizeof(path), "%s/layout", dir);
   fd = fs->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -980,6 +979,10 @@ static int server_layout_write(struct ursula_server *s, char *err) {
     return URSULA_EIO;
   }
   return URSULA_OK;
+}
+
+static int server_layout_write(struct ursula_server *s, char *err) {
+  return server_write_layout(s->env->fs, s->cfg.wal_dir, s->n_groups, err);
 }
 
 /* Lock DIR and check its layout; *existed = whether it has one (then
@@ -1331,11 +1334,10 @@ URSULA_PRIVATE int server_check_config(struct ursula_config *cfg,
 
 /* Write DIR/cold-store: id, and the line "claimed" if claimed (synced,
 ** through a temporary file). */
-static int server_cold_store_write(struct ursula_server *s, const char *id,
-                                   int claimed, char *err) {
-  const char *dir = s->cfg.wal_dir;
+URSULA_PRIVATE int server_write_cold_store(struct os_fs *fs, const char *dir,
+                                           const char *id, int claimed,
+                                           char *err) {
   char path[URSULA_PATH_LEN + 32], tmp[URSULA_PATH_LEN + 32], text[80];
-  struct os_fs *fs = s->env->fs;
   int fd, n, ok;
   n = snprintf(text, sizeof(text), "ursula-cold-store 1\nnode %s\n%s", id,
                claimed ? "claimed\n" : "");
@@ -1352,6 +1354,12 @@ fail:
   snprintf(err, URSULA_ERRMSG_LEN, "--wal-dir %s: writing cold-store: %s", dir,
            strerror(errno));
   return URSULA_EIO;
+}
+
+static int server_cold_store_write(struct ursula_server *s, const char *id,
+                                   int claimed, char *err) {
+  return server_write_cold_store(s->env->fs, s->cfg.wal_dir, id, claimed,
+                                 err);
 }
 
 /* Who this node is to the store (struct cold_owner): the id kept in

@@ -552,6 +552,38 @@ URSULA_PRIVATE void wal_image_remove(struct wal *w) {
   (void)w->fs->unlink(path);
 }
 
+/* BACKUP IMAGES (issue 17, item 7).  The file "backup" beside "image"
+** holds the same bytes as an image (the flag WAL_SNAP_IMAGE, every piece
+** the state names), written on an operator's request (group.c,
+** group_backup) and read back raw over the admin listener; it is never
+** the one a catch-up streams, so the two never overwrite each other. */
+URSULA_PRIVATE int wal_backup_begin(struct wal *w, struct wal_snap_writer *sw,
+                                    uint64_t index, uint64_t term) {
+  return index == 0 ? URSULA_EINVAL
+                    : wal_snap_start(w, sw, "backup", index, term,
+                                     WAL_SNAP_IMAGE);
+}
+
+/* The size of the file "backup" and the CRC its tail holds (bytes 24..27
+** of the last 32).  URSULA_OK or an I/O error. */
+URSULA_PRIVATE int wal_backup_stat(struct wal *w, uint64_t *bytes,
+                                   uint32_t *crc) {
+  unsigned char t[WAL_SNAP_TAIL];
+  char path[URSULA_PATH_LEN + 32];
+  int fd, rc = URSULA_OK;
+  snprintf(path, sizeof(path), "%s/backup", w->dir);
+  fd = w->fs->open(path, O_RDONLY, 0);
+  if (fd < 0) return wal_errno_code(errno);
+  if (w->fs->size(fd, bytes) != 0 || *bytes < WAL_SNAP_HEAD + WAL_SNAP_TAIL ||
+      w->fs->pread(fd, t, sizeof(t), (off_t)(*bytes - WAL_SNAP_TAIL)) !=
+          (ssize_t)sizeof(t))
+    rc = URSULA_EIO;
+  else
+    *crc = util_get32(t + 24);
+  w->fs->close(fd);
+  return rc;
+}
+
 URSULA_PRIVATE int wal_snap_put(struct wal_snap_writer *sw, const void *p,
                                 size_t n) {
   int e;
@@ -601,10 +633,11 @@ URSULA_PRIVATE void wal_snap_abort(struct wal *w, struct wal_snap_writer *sw) {
   w->fs->unlink(tmp);
 }
 
-/* Open the snapshot file w->dir/name for reading; see wal_snap_open. */
-static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
-                              const char *name, char *err) {
-  struct os_fs *fs = w->fs;
+/* Open the snapshot file dir/name for reading (through fs); see
+** wal_snap_open. */
+static int wal_snap_open_file(struct os_fs *fs, const char *dir,
+                              struct wal_snap_reader *sr, const char *name,
+                              char *err) {
   unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
   char path[URSULA_PATH_LEN + 32];
   uint64_t size = 0, n, m, k;
@@ -612,7 +645,7 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
   memset(h, 0, sizeof(h));
   memset(t, 0, sizeof(t));
   sr->fs = fs;
-  snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
   sr->fd = fs->open(path, O_RDONLY, 0);
   if (sr->fd < 0) {
     if (errno == ENOENT) return URSULA_ENOTFOUND;
@@ -666,7 +699,7 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
 
 URSULA_PRIVATE int wal_snap_open(struct wal *w, struct wal_snap_reader *sr,
                                  char *err) {
-  return wal_snap_open_file(w, sr, "snapshot", err);
+  return wal_snap_open_file(w->fs, w->dir, sr, "snapshot", err);
 }
 
 URSULA_PRIVATE long wal_snap_read(struct wal_snap_reader *sr, void *p,
@@ -2157,17 +2190,18 @@ URSULA_PRIVATE int wal_install_put(struct wal_snap_writer *sw, uint64_t at,
   return URSULA_OK;
 }
 
-/* Check the whole image in w->dir/install.tmp: header, lengths, the CRC
-** of header, payload and directory, the directory's order, and the CRC
-** of every piece.  URSULA_OK (sr left open on it) or URSULA_ECORRUPT with
-** err set. */
-static int wal_install_check(struct wal *w, struct wal_snap_reader *sr,
-                             char *err) {
+/* Check the whole image in dir/name (through fs): header, lengths, the
+** CRC of header, payload and directory, the directory's order, the image
+** flag, and the CRC of every piece.  URSULA_OK (sr left open on it) or
+** URSULA_ECORRUPT (or an I/O error) with err set. */
+static int wal_image_check(struct os_fs *fs, const char *dir,
+                           const char *name, struct wal_snap_reader *sr,
+                           char *err) {
   struct buf chunk;
   struct wal_piece *pc = NULL;
   long k;
   uint64_t i;
-  int rc = wal_snap_open_file(w, sr, "install.tmp", err);
+  int rc = wal_snap_open_file(fs, dir, sr, name, err);
   if (rc == URSULA_ENOTFOUND) rc = URSULA_EIO;
   if (rc != URSULA_OK) return rc;
   memset(&chunk, 0, sizeof(chunk));
@@ -2190,7 +2224,7 @@ static int wal_install_check(struct wal *w, struct wal_snap_reader *sr,
     while (at < pc[i].len) {
       size_t n = pc[i].len - at < WAL_SNAP_CHUNK ? (size_t)(pc[i].len - at)
                                                  : WAL_SNAP_CHUNK;
-      if (w->fs->pread(sr->fd, chunk.ptr, n, (off_t)(pc[i].pos + at)) !=
+      if (fs->pread(sr->fd, chunk.ptr, n, (off_t)(pc[i].pos + at)) !=
           (ssize_t)n)
         goto out;
       crc = util_crc32c(crc, chunk.ptr, n);
@@ -2204,12 +2238,60 @@ out:
     wal_snap_close(sr);
     if (err[0] == '\0')
       snprintf(err, URSULA_ERRMSG_LEN,
-               "%s/install.tmp is not a whole snapshot image (bad CRC, "
-               "lengths or directory, or not made for install)",
-               w->dir);
+               "%s/%s is not a whole snapshot image (bad CRC, lengths or "
+               "directory, or not made for install)",
+               dir, name);
   }
   URSULA_FREE(pc);
   buf_free(&chunk);
+  return rc;
+}
+
+/* The image received, in w->dir/install.tmp, checked whole. */
+static int wal_install_check(struct wal *w, struct wal_snap_reader *sr,
+                             char *err) {
+  return wal_image_check(w->fs, w->dir, "install.tmp", sr, err);
+}
+
+URSULA_PRIVATE int wal_image_verify(const char *path, struct buf *payload,
+                                    uint64_t *index, uint64_t *term,
+                                    char *err) {
+  struct os_fs *fs = env_real()->fs;
+  struct wal_snap_reader sr;
+  char dir[URSULA_PATH_LEN + 32];
+  const char *slash = strrchr(path, '/');
+  size_t dn = slash != NULL ? (size_t)(slash - path) : 1;
+  int rc;
+  err[0] = '\0';
+  if (dn >= sizeof(dir)) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%.200s: the path is too long", path);
+    return URSULA_EINVAL;
+  }
+  memcpy(dir, slash != NULL ? path : ".", dn);
+  dir[dn] = '\0';
+  rc = wal_image_check(fs, dir, slash != NULL ? slash + 1 : path, &sr, err);
+  if (rc == URSULA_ENOTFOUND) {
+    snprintf(err, URSULA_ERRMSG_LEN, "%.1000s is missing", path);
+    return rc;
+  }
+  if (rc != URSULA_OK) return rc;
+  *index = sr.index;
+  *term = sr.term;
+  payload->len = 0;
+  if (sr.size > SIZE_MAX / 2 || buf_reserve(payload, (size_t)sr.size) !=
+                                    URSULA_OK) {
+    wal_snap_close(&sr);
+    return URSULA_ENOMEM;
+  }
+  if (sr.size > 0 && fs->pread(sr.fd, payload->ptr, (size_t)sr.size,
+                               WAL_SNAP_HEAD) != (ssize_t)sr.size) {
+    snprintf(err, URSULA_ERRMSG_LEN, "reading %.1000s: %s", path,
+             strerror(errno));
+    rc = URSULA_EIO;
+  } else {
+    payload->len = (size_t)sr.size;
+  }
+  wal_snap_close(&sr);
   return rc;
 }
 
