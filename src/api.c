@@ -212,6 +212,16 @@ static void api_error(struct api_conn *cn, int status, const char *reason) {
   if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", reason);
 }
 
+/* A 200 whose body is a JSON document of len bytes, not to be cached
+** (the server's own paths: /__ursula/cluster, the backup paths). */
+static void api_json_200(struct api_conn *cn, const void *body, size_t len) {
+  api_begin(cn, 200);
+  buf_append_str(conn_out(&cn->c),
+                 "Content-Type: application/json\r\n"
+                 "Cache-Control: no-store\r\n");
+  api_end(cn, body, len);
+}
+
 /* conn.c's on_error hook. */
 static void api_on_error(struct conn *c, int status, const char *reason) {
   api_error((struct api_conn *)(void *)c, status, reason);
@@ -1498,11 +1508,7 @@ static void api_on_status_done(struct loop *l, struct loop_msg *m) {
   } else if (api_status_json(&body, gg) != URSULA_OK) {
     api_error(cn, 503, "out of memory");
   } else {
-    api_begin(cn, 200);
-    buf_append_str(conn_out(&cn->c),
-                   "Content-Type: application/json\r\n"
-                   "Cache-Control: no-store\r\n");
-    api_end(cn, body.ptr, body.len);
+    api_json_200(cn, body.ptr, body.len);
   }
   buf_free(&body);
   group_gather_free(gg);
@@ -1668,15 +1674,10 @@ static void api_backup_layout(struct api_conn *cn) {
   if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_prefix\":");
   if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_prefix);
   if (rc == URSULA_OK) rc = buf_append_str(&b, "}\n");
-  if (rc != URSULA_OK) {
+  if (rc != URSULA_OK)
     api_error(cn, 503, "out of memory");
-  } else {
-    api_begin(cn, 200);
-    buf_append_str(conn_out(&cn->c),
-                   "Content-Type: application/json\r\n"
-                   "Cache-Control: no-store\r\n");
-    api_end(cn, b.ptr, b.len);
-  }
+  else
+    api_json_200(cn, b.ptr, b.len);
   buf_free(&b);
 }
 
@@ -1794,11 +1795,7 @@ static void api_reply_backup(struct api_conn *cn, const struct job *j) {
                j->group, (unsigned long long)j->image_index,
                (unsigned long long)j->image_term,
                (unsigned long long)j->image_bytes, (unsigned long)j->image_crc);
-  api_begin(cn, 200);
-  buf_append_str(conn_out(&cn->c),
-                 "Content-Type: application/json\r\n"
-                 "Cache-Control: no-store\r\n");
-  api_end(cn, body, (size_t)n);
+  api_json_200(cn, body, (size_t)n);
 }
 
 static void api_send_job(struct api_conn *cn, struct job *j);

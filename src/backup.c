@@ -537,41 +537,56 @@ fail:
   return -1;
 }
 
-/* Check the file of group g whole (wal.c), as of bg's entry, with the
-** tail CRC crc, and add the objects its state names to *lines.  0, or -1
-** with err set. */
-static int backup_check_file(int g, const char *file,
-                             const struct backup_group *bg, uint64_t crc,
-                             struct buf *lines, size_t *n_objects,
-                             size_t *n_streams, char *err) {
+/* Check group g's image in file whole (wal.c, every CRC), as of entry
+** `index` of term `term`, and add the objects its state names to *lines.
+** URSULA_OK, or a code with the reason in why. */
+static int backup_check_image(int g, const char *file, uint64_t index,
+                              uint64_t term, struct buf *lines,
+                              size_t *n_objects, size_t *n_streams,
+                              char *why) {
   struct buf payload;
-  unsigned char t[4];
-  char why[URSULA_ERRMSG_LEN];
-  uint64_t index = 0, term = 0;
-  int fd, rc;
-  if (bg->index == 0 && bg->bytes == 0) return 0; /* no state, no image */
+  uint64_t at = 0, at_term = 0;
+  int rc;
   memset(&payload, 0, sizeof(payload));
-  rc = wal_image_verify(file, &payload, &index, &term, why);
-  if (rc == URSULA_OK && (index != bg->index || term != bg->term)) {
-    snprintf(why, sizeof(why), "it is as of entry %llu, not %llu",
-             (unsigned long long)index, (unsigned long long)bg->index);
+  rc = wal_image_verify(file, &payload, &at, &at_term, why);
+  if (rc == URSULA_OK && (at != index || at_term != term)) {
+    snprintf(why, URSULA_ERRMSG_LEN,
+             "it is as of entry %llu term %llu, not %llu term %llu",
+             (unsigned long long)at, (unsigned long long)at_term,
+             (unsigned long long)index, (unsigned long long)term);
     rc = URSULA_ECORRUPT;
-  }
-  if (rc == URSULA_OK) { /* the tail's CRC (bytes N-8..N-5) */
-    fd = open(file, O_RDONLY);
-    if (fd < 0 || pread(fd, t, 4, (off_t)(bg->bytes - 8)) != 4 ||
-        util_get32(t) != (uint32_t)crc) {
-      snprintf(why, sizeof(why), "its CRC is not the one the node announced");
-      rc = URSULA_ECORRUPT;
-    }
-    if (fd >= 0) close(fd);
   }
   if (rc == URSULA_OK &&
       (rc = backup_image_objects(g, &payload, lines, n_objects, n_streams)) !=
           URSULA_OK)
-    snprintf(why, sizeof(why), "its state does not decode (%s)",
+    snprintf(why, URSULA_ERRMSG_LEN, "its state does not decode (%s)",
              ursula_strerror(rc));
   buf_free(&payload);
+  return rc;
+}
+
+/* Check the file of group g as fetched: its tail CRC is crc, the one the
+** node announced, and it is whole as of bg's entry (backup_check_image).
+** 0, or -1 with err set. */
+static int backup_check_file(int g, const char *file,
+                             const struct backup_group *bg, uint64_t crc,
+                             struct buf *lines, size_t *n_objects,
+                             size_t *n_streams, char *err) {
+  unsigned char t[4];
+  char why[URSULA_ERRMSG_LEN];
+  int fd, rc = URSULA_OK;
+  if (bg->index == 0 && bg->bytes == 0) return 0; /* no state, no image */
+  fd = open(file, O_RDONLY); /* the tail's CRC: bytes N-8..N-5 */
+  if (fd < 0 || bg->bytes < 8 ||
+      pread(fd, t, 4, (off_t)(bg->bytes - 8)) != 4 ||
+      util_get32(t) != (uint32_t)crc) {
+    snprintf(why, sizeof(why), "its CRC is not the one the node announced");
+    rc = URSULA_ECORRUPT;
+  }
+  if (fd >= 0) close(fd);
+  if (rc == URSULA_OK)
+    rc = backup_check_image(g, file, bg->index, bg->term, lines, n_objects,
+                            n_streams, why);
   if (rc == URSULA_OK) return 0;
   snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.500s: %.900s", g, file, why);
   return -1;
@@ -955,9 +970,7 @@ static int backup_check_group(const char *dir, int g,
                               size_t *n_streams, char *err) {
   char file[URSULA_PATH_LEN + 32], sha[2 * CRYPTO_SHA256_LEN + 1];
   char why[URSULA_ERRMSG_LEN];
-  struct buf payload;
-  uint64_t size = 0, index = 0, term = 0;
-  int rc;
+  uint64_t size = 0;
   snprintf(file, sizeof(file), "%s/group-%05d.img", dir, g);
   if (backup_sha256_file(file, &size, sha) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "group %d: %s: %s", g, file,
@@ -971,20 +984,9 @@ static int backup_check_group(const char *dir, int g,
     return -1;
   }
   if (mf->g[g].index == 0 && mf->g[g].bytes == 0) return 0; /* empty */
-  memset(&payload, 0, sizeof(payload));
-  rc = wal_image_verify(file, &payload, &index, &term, why);
-  if (rc == URSULA_OK && (index != mf->g[g].index || term != mf->g[g].term)) {
-    snprintf(why, sizeof(why), "it is as of entry %llu term %llu, not the "
-             "MANIFEST's", (unsigned long long)index, (unsigned long long)term);
-    rc = URSULA_ECORRUPT;
-  }
-  if (rc == URSULA_OK &&
-      (rc = backup_image_objects(g, &payload, lines, n_objects, n_streams)) !=
-          URSULA_OK)
-    snprintf(why, sizeof(why), "its state does not decode (%s)",
-             ursula_strerror(rc));
-  buf_free(&payload);
-  if (rc == URSULA_OK) return 0;
+  if (backup_check_image(g, file, mf->g[g].index, mf->g[g].term, lines,
+                         n_objects, n_streams, why) == URSULA_OK)
+    return 0;
   snprintf(err, URSULA_ERRMSG_LEN, "group %d: %.900s", g, why);
   return -1;
 }
