@@ -2283,8 +2283,10 @@ enum {
   JOB_READ,       /* GET: catch-up, long-poll or SSE */
   JOB_HEAD,       /* HEAD */
   JOB_STATUS,     /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
-  JOB_BACKUP      /* the admin paths /__ursula/backup... (api.c); a POST's
+  JOB_BACKUP,     /* the admin paths /__ursula/backup... (api.c); a POST's
                      goes to the group's owner (group_backup) */
+  JOB_SNAPSHOT    /* POST /__ursula/raft/G/snapshot on the admin listener:
+                     to the group's owner (group_snapshot_now) */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2375,7 +2377,8 @@ struct job {
   char res_expires[64];
   struct buf data; /* read: bytes [start, tail) */
   /* JOB_BACKUP: the group, and the backup image written (its last
-  ** entry, size, and the CRC32C its tail holds) */
+  ** entry, size, and the CRC32C its tail holds); JOB_SNAPSHOT: the
+  ** group, and the snapshot taken (its entry, term and payload size) */
   int group;
   uint64_t image_index, image_term, image_bytes;
   uint32_t image_crc;
@@ -2517,6 +2520,14 @@ URSULA_PRIVATE URSULA_UNUSED int group_write_image(struct group *g);
 ** and no file for a group that has applied nothing), or 409 (no
 ** --wal-dir), 503 (no leader confirmed the barrier) or 500. */
 URSULA_PRIVATE void group_backup(struct core *c, struct job *j);
+/* JOB_SNAPSHOT for group j->group, sent from core c to the group's
+** owner: there the group snapshots its state as of its last applied
+** entry and lets go of the log before it (group_snapshot, as when its log
+** grows), and the job is answered 200 with j->image_index, _term and
+** _bytes (the snapshot's state payload; all 0 for a group that has
+** applied nothing), or 409 (no --wal-dir), 503 (its log takes no writes)
+** or 500. */
+URSULA_PRIVATE void group_snapshot_now(struct core *c, struct job *j);
 /* The commit pipeline, driven by the owner at the end of each loop turn
 ** for each group with new proposals and no batch in flight:
 ** group_drive() hands the entries proposed since the last drive to the
@@ -22800,6 +22811,50 @@ URSULA_PRIVATE void group_backup(struct core *c, struct job *j) {
   server_send(c, server_owner_of(c->srv, j->group), &j->msg);
 }
 
+/* SNAPSHOT NOW (the admin listener's POST /__ursula/raft/G/snapshot):
+** the snapshot the log's growth would bring, taken at once -- before a
+** backup of the files, or to shorten the next start's replay.  Not a
+** barrier: it is of this node's own applied state, which is what its
+** log holds. */
+static void group_on_snapshot_now(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct job *j = (struct job *)(void *)m;
+  struct group *g = server_group(c->srv, j->group);
+  int rc;
+  if (g->wal == NULL) {
+    group_fail(c, j, 409, "this node has no --wal-dir: no log to snapshot");
+    return;
+  }
+  if (wal_failed(g->wal) || g->storage_failed) {
+    group_fail(c, j, 503, "the group's log takes no writes now");
+    return;
+  }
+  j->image_index = j->image_term = j->image_bytes = 0;
+  if (g->applied_index > 0) { /* else: nothing applied, no state */
+    if ((rc = group_snapshot(g)) != URSULA_OK) {
+      group_fail(c, j, 500, rc == URSULA_ENOSPC
+                                ? "no space left for the snapshot"
+                                : "the snapshot failed (the node's log says "
+                                  "why)");
+      return;
+    }
+    j->image_index = g->applied_index;
+    j->image_term = g->applied_term;
+    j->image_bytes = g->snapshot_size;
+    LOG_I("group %d: snapshot at entry %llu, asked for (%llu bytes)", g->id,
+          (unsigned long long)j->image_index,
+          (unsigned long long)j->image_bytes);
+  }
+  j->status = 200;
+  j->reason = NULL;
+  group_reply(c, j);
+}
+
+URSULA_PRIVATE void group_snapshot_now(struct core *c, struct job *j) {
+  j->msg.on_msg = group_on_snapshot_now;
+  server_send(c, server_owner_of(c->srv, j->group), &j->msg);
+}
+
 /* ------------------------------------------------------------ cold tier */
 
 /* stream_state's read_chunk: the tier's. */
@@ -26010,7 +26065,7 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     job_free(j);
     return;
   }
-  if (j->op == JOB_BACKUP) {
+  if (j->op == JOB_BACKUP || j->op == JOB_SNAPSHOT) {
     api_reply_backup(cn, j);
     job_free(j);
     conn_done(&cn->c);
@@ -26411,36 +26466,69 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
        HEAD               200 with the image's Content-Length, no body.
        DELETE             204, the image removed; 404 if there was none.
 
+   and the snapshot path, the same way (admin scope, 409 without
+   --wal-dir, 413 for a body):
+
+     /__ursula/raft/G/snapshot   POST only ("Allow: POST"); G as above:
+                          group G snapshots its state now and drops the
+                          log before it (group.c, SNAPSHOT NOW), then
+                          200 {"group":G,"index":I,"term":T,"bytes":N}:
+                          the snapshot's entry and term and the size of
+                          its state; all 0 for a group that has applied
+                          nothing.  503: its log takes no writes.
+
    A stream may have any of these names on the public listener: the two
    listeners' paths never meet. */
 enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
        API_ADMIN_READYZ, API_ADMIN_CLUSTER, API_ADMIN_BACKUP,
-       API_ADMIN_BACKUP_GROUP };
+       API_ADMIN_BACKUP_GROUP, API_ADMIN_SNAPSHOT };
 #define API_BACKUP_PATH "/__ursula/backup"
 #define API_BACKUP_ALLOW "GET, HEAD, POST, DELETE"
 #define API_BACKUP_RANGE_MAX ((uint64_t)4 << 20)
+#define API_RAFT_PATH "/__ursula/raft/"
+#define API_SNAPSHOT_TAIL "/snapshot"
+
+/* The group number of "G" + tail at p[0..n) (G decimal, at most 9
+** digits): G, or -1 if the text is not of that form; G may be past the
+** group count (the caller says 404). */
+static long api_admin_group_of(const char *p, size_t n, const char *tail) {
+  size_t i = 0, t = strlen(tail);
+  long g = 0;
+  if (n < t || memcmp(p + n - t, tail, t) != 0) return -1;
+  n -= t;
+  if (n == 0 || n > 9) return -1;
+  for (i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return -1;
+    g = g * 10 + (p[i] - '0');
+  }
+  return g;
+}
 
 /* The admin path of a request's path, or API_ADMIN_NONE; for
-** /__ursula/backup/G, *group = G, or -1 if there is no such group (of
-** n_groups). */
+** /__ursula/backup/G and /__ursula/raft/G/snapshot, *group = G, or -1 if
+** there is no such group (of n_groups). */
 static int api_admin_route(struct str path, int n_groups, int *group) {
-  size_t n = sizeof(API_BACKUP_PATH) - 1, i;
-  uint64_t g = 0;
+  size_t nb = sizeof(API_BACKUP_PATH), nr = sizeof(API_RAFT_PATH) - 1;
+  long g;
+  int route;
   *group = -1;
   if (util_str_eq(path, "/metrics")) return API_ADMIN_METRICS;
   if (util_str_eq(path, "/healthz")) return API_ADMIN_HEALTHZ;
   if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
   if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
   if (util_str_eq(path, API_BACKUP_PATH)) return API_ADMIN_BACKUP;
-  if (path.len <= n + 1 || memcmp(path.ptr, API_BACKUP_PATH "/", n + 1) != 0)
+  if (path.len > nb && memcmp(path.ptr, API_BACKUP_PATH "/", nb) == 0) {
+    g = api_admin_group_of(path.ptr + nb, path.len - nb, "");
+    route = API_ADMIN_BACKUP_GROUP;
+  } else if (path.len > nr && memcmp(path.ptr, API_RAFT_PATH, nr) == 0) {
+    g = api_admin_group_of(path.ptr + nr, path.len - nr, API_SNAPSHOT_TAIL);
+    route = API_ADMIN_SNAPSHOT;
+  } else {
     return API_ADMIN_NONE;
-  for (i = n + 1; i < path.len; i++) {
-    if (path.ptr[i] < '0' || path.ptr[i] > '9' || i - n > 9)
-      return API_ADMIN_NONE;
-    g = g * 10 + (uint64_t)(path.ptr[i] - '0');
   }
-  if (g < (uint64_t)n_groups) *group = (int)g;
-  return API_ADMIN_BACKUP_GROUP;
+  if (g < 0) return API_ADMIN_NONE;
+  if (g < n_groups) *group = (int)g;
+  return route;
 }
 
 /* A peer counts as reached when every core's link to it is up and a
@@ -26779,8 +26867,10 @@ static void api_status_start(struct api_conn *cn) {
 ** or a JOB_STATUS job (answered by api_status_start once the body, if
 ** any, is read and dropped). */
 /* The method of an admin request on route: API_GET, API_HEAD_M, or for
-** a group's backup path API_POST and API_DELETE too; 0 otherwise. */
+** a group's backup path API_POST and API_DELETE too; the snapshot path
+** API_POST alone; 0 otherwise. */
 static int api_admin_method(int route, struct str m) {
+  if (route == API_ADMIN_SNAPSHOT) return util_str_eq(m, "POST") ? API_POST : 0;
   if (util_str_eq(m, "GET")) return API_GET;
   if (util_str_eq(m, "HEAD")) return API_HEAD_M;
   if (route != API_ADMIN_BACKUP_GROUP) return 0;
@@ -26815,32 +26905,38 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
   int group, route = api_admin_route(api_target_path(req->target),
                                      s->n_groups, &group);
   int backup = route == API_ADMIN_BACKUP || route == API_ADMIN_BACKUP_GROUP;
+  int logged = backup || route == API_ADMIN_SNAPSHOT; /* needs --wal-dir */
   int method = api_admin_method(route, req->method);
   struct job *j;
   cn->allow = route == API_ADMIN_BACKUP_GROUP ? API_BACKUP_ALLOW
+              : route == API_ADMIN_SNAPSHOT   ? "POST"
                                               : API_CLUSTER_ALLOW;
   cn->admin_route = route;
   if (route == API_ADMIN_NONE) {
     conn_fatal(&cn->c, 404,
                "no such path: the admin listener serves /metrics, /healthz, "
-               "/readyz, /__ursula/cluster, /__ursula/backup and "
-               "/__ursula/backup/GROUP");
+               "/readyz, /__ursula/cluster, /__ursula/backup, "
+               "/__ursula/backup/GROUP and /__ursula/raft/GROUP/snapshot");
     return -1;
   }
-  if (route == API_ADMIN_BACKUP_GROUP && group < 0) {
+  if ((route == API_ADMIN_BACKUP_GROUP || route == API_ADMIN_SNAPSHOT) &&
+      group < 0) {
     conn_fatal(&cn->c, 404,
-               "no such group: /__ursula/backup/G takes G from 0 to the "
-               "group count - 1, in decimal");
+               "no such group: G in /__ursula/backup/G and "
+               "/__ursula/raft/G/snapshot is from 0 to the group count - 1, "
+               "in decimal");
     return -1;
   }
   if (method == 0) {
     conn_fatal(&cn->c, 405,
                route == API_ADMIN_BACKUP_GROUP
                    ? "method not allowed (GET, HEAD, POST, DELETE)"
+               : route == API_ADMIN_SNAPSHOT
+                   ? "method not allowed (POST)"
                    : "method not allowed (GET, HEAD)");
     return -1;
   }
-  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || backup) &&
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || logged) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
   if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
@@ -26848,17 +26944,20 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 413, "the admin paths take no request body");
     return -1;
   }
-  if (backup && s->cfg.wal_dir[0] == '\0') {
+  if (logged && s->cfg.wal_dir[0] == '\0') {
     conn_fatal(&cn->c, 409,
-               "this node has no --wal-dir: its streams are in memory only, "
-               "and there is nothing to back up");
+               backup ? "this node has no --wal-dir: its streams are in "
+                        "memory only, and there is nothing to back up"
+                      : "this node has no --wal-dir: no log to snapshot");
     return -1;
   }
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;
   }
-  j->op = backup ? JOB_BACKUP : JOB_STATUS;
+  j->op = backup ? JOB_BACKUP
+          : route == API_ADMIN_SNAPSHOT ? JOB_SNAPSHOT
+                                        : JOB_STATUS;
   j->group = group;
   cn->backup_method = method;
   cn->backup_group = group;
@@ -27026,7 +27125,8 @@ static void api_backup_delete(struct api_conn *cn) {
   buf_append_str(conn_out(&cn->c), "\r\n");
 }
 
-/* The answer to a POST's JOB_BACKUP, back from the group's owner. */
+/* The answer to a POST's JOB_BACKUP or JOB_SNAPSHOT, back from the
+** group's owner (the backup image's CRC after the fields both have). */
 static void api_reply_backup(struct api_conn *cn, const struct job *j) {
   char body[256];
   int n;
@@ -27035,11 +27135,14 @@ static void api_reply_backup(struct api_conn *cn, const struct job *j) {
     return;
   }
   n = snprintf(body, sizeof(body),
-               "{\"group\":%d,\"index\":%llu,\"term\":%llu,\"bytes\":%llu,"
-               "\"crc32c\":%lu}\n",
+               "{\"group\":%d,\"index\":%llu,\"term\":%llu,\"bytes\":%llu",
                j->group, (unsigned long long)j->image_index,
                (unsigned long long)j->image_term,
-               (unsigned long long)j->image_bytes, (unsigned long)j->image_crc);
+               (unsigned long long)j->image_bytes);
+  if (j->op == JOB_BACKUP)
+    n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"crc32c\":%lu",
+                  (unsigned long)j->image_crc);
+  n += snprintf(body + n, sizeof(body) - (size_t)n, "}\n");
   api_json_200(cn, body, (size_t)n);
 }
 
@@ -27075,6 +27178,8 @@ static void api_send_job(struct api_conn *cn, struct job *j) {
     fork_start(cn->c.core, j);
   else if (j->op == JOB_BACKUP)
     group_backup(cn->c.core, j);
+  else if (j->op == JOB_SNAPSHOT)
+    group_snapshot_now(cn->c.core, j);
   else
     group_dispatch(cn->c.core, j);
 }
@@ -27623,6 +27728,10 @@ static void api_on_request(struct conn *c) {
   }
   if (j->op == JOB_BACKUP) {
     api_backup_run(cn, j);
+    return;
+  }
+  if (j->op == JOB_SNAPSHOT) { /* to the group's owner */
+    api_send_job(cn, j);
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */

@@ -765,7 +765,7 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     job_free(j);
     return;
   }
-  if (j->op == JOB_BACKUP) {
+  if (j->op == JOB_BACKUP || j->op == JOB_SNAPSHOT) {
     api_reply_backup(cn, j);
     job_free(j);
     conn_done(&cn->c);
@@ -1166,36 +1166,69 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
        HEAD               200 with the image's Content-Length, no body.
        DELETE             204, the image removed; 404 if there was none.
 
+   and the snapshot path, the same way (admin scope, 409 without
+   --wal-dir, 413 for a body):
+
+     /__ursula/raft/G/snapshot   POST only ("Allow: POST"); G as above:
+                          group G snapshots its state now and drops the
+                          log before it (group.c, SNAPSHOT NOW), then
+                          200 {"group":G,"index":I,"term":T,"bytes":N}:
+                          the snapshot's entry and term and the size of
+                          its state; all 0 for a group that has applied
+                          nothing.  503: its log takes no writes.
+
    A stream may have any of these names on the public listener: the two
    listeners' paths never meet. */
 enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
        API_ADMIN_READYZ, API_ADMIN_CLUSTER, API_ADMIN_BACKUP,
-       API_ADMIN_BACKUP_GROUP };
+       API_ADMIN_BACKUP_GROUP, API_ADMIN_SNAPSHOT };
 #define API_BACKUP_PATH "/__ursula/backup"
 #define API_BACKUP_ALLOW "GET, HEAD, POST, DELETE"
 #define API_BACKUP_RANGE_MAX ((uint64_t)4 << 20)
+#define API_RAFT_PATH "/__ursula/raft/"
+#define API_SNAPSHOT_TAIL "/snapshot"
+
+/* The group number of "G" + tail at p[0..n) (G decimal, at most 9
+** digits): G, or -1 if the text is not of that form; G may be past the
+** group count (the caller says 404). */
+static long api_admin_group_of(const char *p, size_t n, const char *tail) {
+  size_t i = 0, t = strlen(tail);
+  long g = 0;
+  if (n < t || memcmp(p + n - t, tail, t) != 0) return -1;
+  n -= t;
+  if (n == 0 || n > 9) return -1;
+  for (i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return -1;
+    g = g * 10 + (p[i] - '0');
+  }
+  return g;
+}
 
 /* The admin path of a request's path, or API_ADMIN_NONE; for
-** /__ursula/backup/G, *group = G, or -1 if there is no such group (of
-** n_groups). */
+** /__ursula/backup/G and /__ursula/raft/G/snapshot, *group = G, or -1 if
+** there is no such group (of n_groups). */
 static int api_admin_route(struct str path, int n_groups, int *group) {
-  size_t n = sizeof(API_BACKUP_PATH) - 1, i;
-  uint64_t g = 0;
+  size_t nb = sizeof(API_BACKUP_PATH), nr = sizeof(API_RAFT_PATH) - 1;
+  long g;
+  int route;
   *group = -1;
   if (util_str_eq(path, "/metrics")) return API_ADMIN_METRICS;
   if (util_str_eq(path, "/healthz")) return API_ADMIN_HEALTHZ;
   if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
   if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
   if (util_str_eq(path, API_BACKUP_PATH)) return API_ADMIN_BACKUP;
-  if (path.len <= n + 1 || memcmp(path.ptr, API_BACKUP_PATH "/", n + 1) != 0)
+  if (path.len > nb && memcmp(path.ptr, API_BACKUP_PATH "/", nb) == 0) {
+    g = api_admin_group_of(path.ptr + nb, path.len - nb, "");
+    route = API_ADMIN_BACKUP_GROUP;
+  } else if (path.len > nr && memcmp(path.ptr, API_RAFT_PATH, nr) == 0) {
+    g = api_admin_group_of(path.ptr + nr, path.len - nr, API_SNAPSHOT_TAIL);
+    route = API_ADMIN_SNAPSHOT;
+  } else {
     return API_ADMIN_NONE;
-  for (i = n + 1; i < path.len; i++) {
-    if (path.ptr[i] < '0' || path.ptr[i] > '9' || i - n > 9)
-      return API_ADMIN_NONE;
-    g = g * 10 + (uint64_t)(path.ptr[i] - '0');
   }
-  if (g < (uint64_t)n_groups) *group = (int)g;
-  return API_ADMIN_BACKUP_GROUP;
+  if (g < 0) return API_ADMIN_NONE;
+  if (g < n_groups) *group = (int)g;
+  return route;
 }
 
 /* A peer counts as reached when every core's link to it is up and a
@@ -1534,8 +1567,10 @@ static void api_status_start(struct api_conn *cn) {
 ** or a JOB_STATUS job (answered by api_status_start once the body, if
 ** any, is read and dropped). */
 /* The method of an admin request on route: API_GET, API_HEAD_M, or for
-** a group's backup path API_POST and API_DELETE too; 0 otherwise. */
+** a group's backup path API_POST and API_DELETE too; the snapshot path
+** API_POST alone; 0 otherwise. */
 static int api_admin_method(int route, struct str m) {
+  if (route == API_ADMIN_SNAPSHOT) return util_str_eq(m, "POST") ? API_POST : 0;
   if (util_str_eq(m, "GET")) return API_GET;
   if (util_str_eq(m, "HEAD")) return API_HEAD_M;
   if (route != API_ADMIN_BACKUP_GROUP) return 0;
@@ -1570,32 +1605,38 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
   int group, route = api_admin_route(api_target_path(req->target),
                                      s->n_groups, &group);
   int backup = route == API_ADMIN_BACKUP || route == API_ADMIN_BACKUP_GROUP;
+  int logged = backup || route == API_ADMIN_SNAPSHOT; /* needs --wal-dir */
   int method = api_admin_method(route, req->method);
   struct job *j;
   cn->allow = route == API_ADMIN_BACKUP_GROUP ? API_BACKUP_ALLOW
+              : route == API_ADMIN_SNAPSHOT   ? "POST"
                                               : API_CLUSTER_ALLOW;
   cn->admin_route = route;
   if (route == API_ADMIN_NONE) {
     conn_fatal(&cn->c, 404,
                "no such path: the admin listener serves /metrics, /healthz, "
-               "/readyz, /__ursula/cluster, /__ursula/backup and "
-               "/__ursula/backup/GROUP");
+               "/readyz, /__ursula/cluster, /__ursula/backup, "
+               "/__ursula/backup/GROUP and /__ursula/raft/GROUP/snapshot");
     return -1;
   }
-  if (route == API_ADMIN_BACKUP_GROUP && group < 0) {
+  if ((route == API_ADMIN_BACKUP_GROUP || route == API_ADMIN_SNAPSHOT) &&
+      group < 0) {
     conn_fatal(&cn->c, 404,
-               "no such group: /__ursula/backup/G takes G from 0 to the "
-               "group count - 1, in decimal");
+               "no such group: G in /__ursula/backup/G and "
+               "/__ursula/raft/G/snapshot is from 0 to the group count - 1, "
+               "in decimal");
     return -1;
   }
   if (method == 0) {
     conn_fatal(&cn->c, 405,
                route == API_ADMIN_BACKUP_GROUP
                    ? "method not allowed (GET, HEAD, POST, DELETE)"
+               : route == API_ADMIN_SNAPSHOT
+                   ? "method not allowed (POST)"
                    : "method not allowed (GET, HEAD)");
     return -1;
   }
-  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || backup) &&
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || logged) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
   if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
@@ -1603,17 +1644,20 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 413, "the admin paths take no request body");
     return -1;
   }
-  if (backup && s->cfg.wal_dir[0] == '\0') {
+  if (logged && s->cfg.wal_dir[0] == '\0') {
     conn_fatal(&cn->c, 409,
-               "this node has no --wal-dir: its streams are in memory only, "
-               "and there is nothing to back up");
+               backup ? "this node has no --wal-dir: its streams are in "
+                        "memory only, and there is nothing to back up"
+                      : "this node has no --wal-dir: no log to snapshot");
     return -1;
   }
   if ((j = job_new()) == NULL) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;
   }
-  j->op = backup ? JOB_BACKUP : JOB_STATUS;
+  j->op = backup ? JOB_BACKUP
+          : route == API_ADMIN_SNAPSHOT ? JOB_SNAPSHOT
+                                        : JOB_STATUS;
   j->group = group;
   cn->backup_method = method;
   cn->backup_group = group;
@@ -1781,7 +1825,8 @@ static void api_backup_delete(struct api_conn *cn) {
   buf_append_str(conn_out(&cn->c), "\r\n");
 }
 
-/* The answer to a POST's JOB_BACKUP, back from the group's owner. */
+/* The answer to a POST's JOB_BACKUP or JOB_SNAPSHOT, back from the
+** group's owner (the backup image's CRC after the fields both have). */
 static void api_reply_backup(struct api_conn *cn, const struct job *j) {
   char body[256];
   int n;
@@ -1790,11 +1835,14 @@ static void api_reply_backup(struct api_conn *cn, const struct job *j) {
     return;
   }
   n = snprintf(body, sizeof(body),
-               "{\"group\":%d,\"index\":%llu,\"term\":%llu,\"bytes\":%llu,"
-               "\"crc32c\":%lu}\n",
+               "{\"group\":%d,\"index\":%llu,\"term\":%llu,\"bytes\":%llu",
                j->group, (unsigned long long)j->image_index,
                (unsigned long long)j->image_term,
-               (unsigned long long)j->image_bytes, (unsigned long)j->image_crc);
+               (unsigned long long)j->image_bytes);
+  if (j->op == JOB_BACKUP)
+    n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"crc32c\":%lu",
+                  (unsigned long)j->image_crc);
+  n += snprintf(body + n, sizeof(body) - (size_t)n, "}\n");
   api_json_200(cn, body, (size_t)n);
 }
 
@@ -1830,6 +1878,8 @@ static void api_send_job(struct api_conn *cn, struct job *j) {
     fork_start(cn->c.core, j);
   else if (j->op == JOB_BACKUP)
     group_backup(cn->c.core, j);
+  else if (j->op == JOB_SNAPSHOT)
+    group_snapshot_now(cn->c.core, j);
   else
     group_dispatch(cn->c.core, j);
 }
@@ -2378,6 +2428,10 @@ static void api_on_request(struct conn *c) {
   }
   if (j->op == JOB_BACKUP) {
     api_backup_run(cn, j);
+    return;
+  }
+  if (j->op == JOB_SNAPSHOT) { /* to the group's owner */
+    api_send_job(cn, j);
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */

@@ -3163,6 +3163,50 @@ URSULA_PRIVATE void group_backup(struct core *c, struct job *j) {
   server_send(c, server_owner_of(c->srv, j->group), &j->msg);
 }
 
+/* SNAPSHOT NOW (the admin listener's POST /__ursula/raft/G/snapshot):
+** the snapshot the log's growth would bring, taken at once -- before a
+** backup of the files, or to shorten the next start's replay.  Not a
+** barrier: it is of this node's own applied state, which is what its
+** log holds. */
+static void group_on_snapshot_now(struct loop *l, struct loop_msg *m) {
+  struct core *c = (struct core *)loop_get_user(l);
+  struct job *j = (struct job *)(void *)m;
+  struct group *g = server_group(c->srv, j->group);
+  int rc;
+  if (g->wal == NULL) {
+    group_fail(c, j, 409, "this node has no --wal-dir: no log to snapshot");
+    return;
+  }
+  if (wal_failed(g->wal) || g->storage_failed) {
+    group_fail(c, j, 503, "the group's log takes no writes now");
+    return;
+  }
+  j->image_index = j->image_term = j->image_bytes = 0;
+  if (g->applied_index > 0) { /* else: nothing applied, no state */
+    if ((rc = group_snapshot(g)) != URSULA_OK) {
+      group_fail(c, j, 500, rc == URSULA_ENOSPC
+                                ? "no space left for the snapshot"
+                                : "the snapshot failed (the node's log says "
+                                  "why)");
+      return;
+    }
+    j->image_index = g->applied_index;
+    j->image_term = g->applied_term;
+    j->image_bytes = g->snapshot_size;
+    LOG_I("group %d: snapshot at entry %llu, asked for (%llu bytes)", g->id,
+          (unsigned long long)j->image_index,
+          (unsigned long long)j->image_bytes);
+  }
+  j->status = 200;
+  j->reason = NULL;
+  group_reply(c, j);
+}
+
+URSULA_PRIVATE void group_snapshot_now(struct core *c, struct job *j) {
+  j->msg.on_msg = group_on_snapshot_now;
+  server_send(c, server_owner_of(c->srv, j->group), &j->msg);
+}
+
 /* ------------------------------------------------------------ cold tier */
 
 /* stream_state's read_chunk: the tier's. */

@@ -2065,8 +2065,10 @@ enum {
   JOB_READ,       /* GET: catch-up, long-poll or SSE */
   JOB_HEAD,       /* HEAD */
   JOB_STATUS,     /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
-  JOB_BACKUP      /* the admin paths /__ursula/backup... (api.c); a POST's
+  JOB_BACKUP,     /* the admin paths /__ursula/backup... (api.c); a POST's
                      goes to the group's owner (group_backup) */
+  JOB_SNAPSHOT    /* POST /__ursula/raft/G/snapshot on the admin listener:
+                     to the group's owner (group_snapshot_now) */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2157,7 +2159,8 @@ struct job {
   char res_expires[64];
   struct buf data; /* read: bytes [start, tail) */
   /* JOB_BACKUP: the group, and the backup image written (its last
-  ** entry, size, and the CRC32C its tail holds) */
+  ** entry, size, and the CRC32C its tail holds); JOB_SNAPSHOT: the
+  ** group, and the snapshot taken (its entry, term and payload size) */
   int group;
   uint64_t image_index, image_term, image_bytes;
   uint32_t image_crc;
@@ -2299,6 +2302,14 @@ URSULA_PRIVATE URSULA_UNUSED int group_write_image(struct group *g);
 ** and no file for a group that has applied nothing), or 409 (no
 ** --wal-dir), 503 (no leader confirmed the barrier) or 500. */
 URSULA_PRIVATE void group_backup(struct core *c, struct job *j);
+/* JOB_SNAPSHOT for group j->group, sent from core c to the group's
+** owner: there the group snapshots its state as of its last applied
+** entry and lets go of the log before it (group_snapshot, as when its log
+** grows), and the job is answered 200 with j->image_index, _term and
+** _bytes (the snapshot's state payload; all 0 for a group that has
+** applied nothing), or 409 (no --wal-dir), 503 (its log takes no writes)
+** or 500. */
+URSULA_PRIVATE void group_snapshot_now(struct core *c, struct job *j);
 /* The commit pipeline, driven by the owner at the end of each loop turn
 ** for each group with new proposals and no batch in flight:
 ** group_drive() hands the entries proposed since the last drive to the

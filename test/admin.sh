@@ -282,7 +282,8 @@ lib_kill $FPID
 "$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:$AB --core-count 1 \
   --wal-dir "$TMP/cwal" --cold-dir "$TMP/cold" --hot-max-bytes 65536 \
   --snapshot-bytes 65536 >"$TMP/cold.log" 2>&1 &
-lib_track $!
+CPID=$!
+lib_track $CPID
 for i in $(seq 1 100); do grep -q listening "$TMP/cold.log" && break; sleep 0.05; done
 CU=http://127.0.0.1:$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/cold.log" | head -1)
 head -c 16384 /dev/urandom >"$TMP/16k"
@@ -311,6 +312,50 @@ f=$(val cold2 'ursula_cold_fetches_total{}')
 h=$(val cold2 'ursula_cold_cache_hits_total{}')
 if [ "$f" -ge 1 ] && [ "$h" -ge 1 ]; then ok "cold: reads from the start fetched chunks ($f) and hit the cache ($h)"
 else not_ok "cold: reads from the start fetched chunks and hit the cache" "fetches $f hits $h"; fi
+
+# --- POST /__ursula/raft/G/snapshot: each group snapshots now, as of its
+# last applied entry (api.c, the snapshot path; group.c, SNAPSHOT NOW).
+# The tier is quiet (above): each answer's index is the group's applied
+# index as the scrape just before says; the stream's group has state.
+# Three small appends first, below --snapshot-bytes: the log has entries
+# past the last snapshot its growth brought.
+for i in 1 2 3; do
+  code POST "$CU/c" -H 'Content-Type: application/octet-stream' --data-binary "small-$i" >/dev/null
+done
+sleep 0.3
+scrape "$AB" snap0
+bad=""; withstate=0
+for g in $(seq 0 63); do
+  r=$(curl -s --max-time 10 -X POST -w ' %{http_code}' "http://127.0.0.1:$AB/__ursula/raft/$g/snapshot")
+  idx=$(printf '%s' "$r" | sed -n 's/.*"index":\([0-9]*\).*/\1/p')
+  by=$(printf '%s' "$r" | sed -n 's/.*"bytes":\([0-9]*\).*/\1/p')
+  want=$(val snap0 "ursula_raft_applied_index{group=\"$g\"}")
+  case "$r" in *' 200') ;; *) bad="$bad g$g:$r" ;; esac
+  [ "$idx" = "$want" ] || bad="$bad g$g:index=$idx,applied=$want"
+  if [ "${by:-0}" -gt 0 ]; then withstate=$((withstate + 1)); sg=$g; sidx=$idx; fi
+done
+same "snapshot now: 64 groups answer 200 at their applied index" "${bad:-none}" none
+if [ "$withstate" -ge 1 ]; then ok "... $withstate with state (the stream's group among them)"
+else not_ok "... the stream's group has state" "$withstate"; fi
+# the group's log now starts with that snapshot: wal.c's snapshot file,
+# bytes 8..15 its entry (little-endian)
+f=$(printf '%s/cwal/g%05d/snapshot' "$TMP" "${sg:-0}")
+fidx=$("$PY" -c 'import struct,sys; print(struct.unpack_from("<Q", open(sys.argv[1],"rb").read(16), 8)[0])' "$f" 2>/dev/null)
+same "... and its snapshot file is as of that entry" "${fidx:-none}" "${sidx:-x}"
+same "snapshot path: GET 405 (Allow: POST), group 64 404, a body 413" \
+  "$(curl -s -o /dev/null -D - "http://127.0.0.1:$AB/__ursula/raft/0/snapshot" | tr -d '\r' | sed -n 's/^Allow: //p') $(code GET "http://127.0.0.1:$AB/__ursula/raft/0/snapshot") $(code POST "http://127.0.0.1:$AB/__ursula/raft/64/snapshot") $(code POST "http://127.0.0.1:$AB/__ursula/raft/0/snapshot" --data-binary x)" \
+  "POST 405 404 413"
+same "... and 409 on a node without --wal-dir" "$(code POST "$AU/__ursula/raft/0/snapshot")" 409
+sha_before=$(curl -s "$CU/c?offset=-1" | sha256sum)
+kill -9 "$CPID"; wait "$CPID" 2>/dev/null
+"$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:$AB --core-count 1 \
+  --wal-dir "$TMP/cwal" --cold-dir "$TMP/cold" --hot-max-bytes 65536 \
+  --snapshot-bytes 65536 >"$TMP/cold2.log" 2>&1 &
+lib_track $!
+for i in $(seq 1 100); do grep -q listening "$TMP/cold2.log" && break; sleep 0.05; done
+CU=http://127.0.0.1:$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/cold2.log" | head -1)
+same "... after kill -9, the node starts from its snapshots and reads the stream back whole" \
+  "$(curl -s "$CU/c?offset=-1" | sha256sum)" "$sha_before"
 
 # --- --log-format json: every line one JSON object (RFC 8259) ----------------------
 "$BIN" --listen 127.0.0.1:0 --admin-listen off --core-count 1 --log-format json \
