@@ -1484,7 +1484,8 @@ enum {
   RAFT_IN_TRANSFER = 11,
   RAFT_IN_STORAGE_FAILED = 12,
   RAFT_IN_STORAGE_RECOVERED = 13,
-  RAFT_IN_LEAVE = 14
+  RAFT_IN_LEAVE = 14,
+  RAFT_IN_STAY = 15
 };
 struct raft_in {
   int type;
@@ -2285,8 +2286,10 @@ enum {
   JOB_STATUS,     /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
   JOB_BACKUP,     /* the admin paths /__ursula/backup... (api.c); a POST's
                      goes to the group's owner (group_backup) */
-  JOB_SNAPSHOT    /* POST /__ursula/raft/G/snapshot on the admin listener:
+  JOB_SNAPSHOT,   /* POST /__ursula/raft/G/snapshot on the admin listener:
                      to the group's owner (group_snapshot_now) */
+  JOB_SHED        /* /__ursula/leadership-shed/maintenance (api.c): answered
+                     where it arrives */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2484,6 +2487,9 @@ URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 ** (it does, and every other member is leaving too: nobody can take it). */
 enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
 URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
+/* The end of a shedding without a stop (server.c, SHEDDING): g's core is
+** told STAY -- it campaigns and takes leadership again. */
+URSULA_PRIVATE URSULA_UNUSED void group_stay(struct core *c, struct group *g);
 /* Once its log is open: g's appends go through core journal j too
 ** (wal_set_journal); group_sync_lazy() syncs its log's file for a
 ** checkpoint (0, or the errno). */
@@ -3092,6 +3098,7 @@ struct core {
   int leave_led;     /* ... how many of its groups it led at its last look */
   int leave_stuck;   /* ... of which nobody can take (all are leaving) */
   int leave_counted; /* ... it has looked once (server.c, GRACEFUL STOP) */
+  int shedding;      /* its groups were told LEAVE for a shedding */
   int draining;
   int drained;
   int rc;
@@ -3117,6 +3124,8 @@ struct ursula_server {
   volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
                                             hand leadership over first */
   volatile sig_atomic_t stop_requested;
+  volatile sig_atomic_t shed_requested; /* SHEDDING (server.c): set and
+                                           cleared by the admin path */
   volatile sig_atomic_t stop_hurried; /* a second stop cut the handover
                                          short (server.c, SECOND STOP) */
   volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is
@@ -13379,6 +13388,10 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
 **                        tick, say) it tries again once a transfer was
 **                        abandoned.  URSULA_EAGAIN: a leader with no peer
 **                        to hand over to.
+**   STAY                 LEAVE no more (a node that shed its leadership
+**                        for maintenance, and stays): it campaigns and
+**                        takes transfers again, and its messages no
+**                        longer say LEAVING, so its peers clear the mark.
 **
 ** ACTIONS (struct raft_action, appended to the caller's struct raft_out)
 **   SAVE_STATE(term, vote, commit, flags)  write the hard state; flags 1
@@ -15066,6 +15079,9 @@ URSULA_PRIVATE int raft_step(struct raft *r, const struct raft_in *in,
       break;
     case RAFT_IN_LEAVE:
       rc = raft_leave(r, out);
+      break;
+    case RAFT_IN_STAY:
+      r->leaving = 0;
       break;
     default:
       return URSULA_EINVAL;
@@ -21555,6 +21571,10 @@ URSULA_PRIVATE int group_leave(struct core *c, struct group *g) {
   return GROUP_LEAVE_LED;
 }
 
+URSULA_PRIVATE void group_stay(struct core *c, struct group *g) {
+  if (g->cl.n_voters > 1) group_step_type(c, g, RAFT_IN_STAY);
+}
+
 URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
                                const struct raft_msg *m, const void *records,
                                size_t len) {
@@ -26466,6 +26486,15 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
        HEAD               200 with the image's Content-Length, no body.
        DELETE             204, the image removed; 404 if there was none.
 
+   and the maintenance path, with the admin scope, in a cluster only (409
+   on a single node: nobody to hand leadership to):
+
+     /__ursula/leadership-shed/maintenance   GET, HEAD, POST, DELETE:
+                          POST starts shedding (server.c, SHEDDING: the
+                          node hands over the groups it leads and takes
+                          none), DELETE ends it; each answers 200
+                          {"shedding":true|false}, the state after it.
+
    and the snapshot path, the same way (admin scope, 409 without
    --wal-dir, 413 for a body):
 
@@ -26481,7 +26510,8 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
    listeners' paths never meet. */
 enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
        API_ADMIN_READYZ, API_ADMIN_CLUSTER, API_ADMIN_BACKUP,
-       API_ADMIN_BACKUP_GROUP, API_ADMIN_SNAPSHOT };
+       API_ADMIN_BACKUP_GROUP, API_ADMIN_SNAPSHOT, API_ADMIN_SHED };
+#define API_SHED_PATH "/__ursula/leadership-shed/maintenance"
 #define API_BACKUP_PATH "/__ursula/backup"
 #define API_BACKUP_ALLOW "GET, HEAD, POST, DELETE"
 #define API_BACKUP_RANGE_MAX ((uint64_t)4 << 20)
@@ -26517,6 +26547,7 @@ static int api_admin_route(struct str path, int n_groups, int *group) {
   if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
   if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
   if (util_str_eq(path, API_BACKUP_PATH)) return API_ADMIN_BACKUP;
+  if (util_str_eq(path, API_SHED_PATH)) return API_ADMIN_SHED;
   if (path.len > nb && memcmp(path.ptr, API_BACKUP_PATH "/", nb) == 0) {
     g = api_admin_group_of(path.ptr + nb, path.len - nb, "");
     route = API_ADMIN_BACKUP_GROUP;
@@ -26867,13 +26898,13 @@ static void api_status_start(struct api_conn *cn) {
 ** or a JOB_STATUS job (answered by api_status_start once the body, if
 ** any, is read and dropped). */
 /* The method of an admin request on route: API_GET, API_HEAD_M, or for
-** a group's backup path API_POST and API_DELETE too; the snapshot path
-** API_POST alone; 0 otherwise. */
+** a group's backup path and the maintenance path API_POST and API_DELETE
+** too; the snapshot path API_POST alone; 0 otherwise. */
 static int api_admin_method(int route, struct str m) {
   if (route == API_ADMIN_SNAPSHOT) return util_str_eq(m, "POST") ? API_POST : 0;
   if (util_str_eq(m, "GET")) return API_GET;
   if (util_str_eq(m, "HEAD")) return API_HEAD_M;
-  if (route != API_ADMIN_BACKUP_GROUP) return 0;
+  if (route != API_ADMIN_BACKUP_GROUP && route != API_ADMIN_SHED) return 0;
   if (util_str_eq(m, "POST")) return API_POST;
   if (util_str_eq(m, "DELETE")) return API_DELETE;
   return 0;
@@ -26906,9 +26937,10 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
                                      s->n_groups, &group);
   int backup = route == API_ADMIN_BACKUP || route == API_ADMIN_BACKUP_GROUP;
   int logged = backup || route == API_ADMIN_SNAPSHOT; /* needs --wal-dir */
+  int shed = route == API_ADMIN_SHED;
   int method = api_admin_method(route, req->method);
   struct job *j;
-  cn->allow = route == API_ADMIN_BACKUP_GROUP ? API_BACKUP_ALLOW
+  cn->allow = route == API_ADMIN_BACKUP_GROUP || shed ? API_BACKUP_ALLOW
               : route == API_ADMIN_SNAPSHOT   ? "POST"
                                               : API_CLUSTER_ALLOW;
   cn->admin_route = route;
@@ -26916,7 +26948,8 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 404,
                "no such path: the admin listener serves /metrics, /healthz, "
                "/readyz, /__ursula/cluster, /__ursula/backup, "
-               "/__ursula/backup/GROUP and /__ursula/raft/GROUP/snapshot");
+               "/__ursula/backup/GROUP, /__ursula/raft/GROUP/snapshot and "
+               API_SHED_PATH);
     return -1;
   }
   if ((route == API_ADMIN_BACKUP_GROUP || route == API_ADMIN_SNAPSHOT) &&
@@ -26929,19 +26962,26 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
   }
   if (method == 0) {
     conn_fatal(&cn->c, 405,
-               route == API_ADMIN_BACKUP_GROUP
+               route == API_ADMIN_BACKUP_GROUP || shed
                    ? "method not allowed (GET, HEAD, POST, DELETE)"
                : route == API_ADMIN_SNAPSHOT
                    ? "method not allowed (POST)"
                    : "method not allowed (GET, HEAD)");
     return -1;
   }
-  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || logged) &&
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || logged ||
+       shed) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
   if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
     ** clients' --max-body-inflight-bytes: the admin paths take no body */
     conn_fatal(&cn->c, 413, "the admin paths take no request body");
+    return -1;
+  }
+  if (shed && s->cfg.peer_count <= 1) {
+    conn_fatal(&cn->c, 409,
+               "a single node: there is no other member to hand leadership "
+               "to");
     return -1;
   }
   if (logged && s->cfg.wal_dir[0] == '\0') {
@@ -26955,8 +26995,9 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;
   }
-  j->op = backup ? JOB_BACKUP
+  j->op = backup                        ? JOB_BACKUP
           : route == API_ADMIN_SNAPSHOT ? JOB_SNAPSHOT
+          : shed                        ? JOB_SHED
                                         : JOB_STATUS;
   j->group = group;
   cn->backup_method = method;
@@ -27147,6 +27188,25 @@ static void api_reply_backup(struct api_conn *cn, const struct job *j) {
 }
 
 static void api_send_job(struct api_conn *cn, struct job *j);
+
+/* The maintenance path (SHEDDING): POST sets the server's flag, DELETE
+** clears it (each core acts on it at its next tick); the answer is the
+** state after. */
+static void api_shed(struct api_conn *cn) {
+  struct ursula_server *s = cn->c.core->srv;
+  char body[64];
+  int n;
+  if (cn->backup_method == API_POST || cn->backup_method == API_DELETE) {
+    int want = cn->backup_method == API_POST;
+    if ((s->shed_requested != 0) != want)
+      LOG_I("leadership shedding %s (the admin listener)",
+            want ? "asked for" : "ended");
+    s->shed_requested = want;
+  }
+  n = snprintf(body, sizeof(body), "{\"shedding\":%s}\n",
+               s->shed_requested ? "true" : "false");
+  api_json_200(cn, body, (size_t)n);
+}
 
 /* A JOB_BACKUP whose request is in: answered here, or (a POST) sent to
 ** the group's owner and answered by api_on_job_done. */
@@ -27732,6 +27792,12 @@ static void api_on_request(struct conn *c) {
   }
   if (j->op == JOB_SNAPSHOT) { /* to the group's owner */
     api_send_job(cn, j);
+    return;
+  }
+  if (j->op == JOB_SHED) {
+    job_free(j);
+    api_shed(cn);
+    conn_done(&cn->c);
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */
@@ -28621,6 +28687,36 @@ static void server_on_peer_fwd(void *arg, int core, uint64_t from,
                      it->outcome == PEER_FWD_ACCEPTED, it->term, it->index);
 }
 
+/* SHEDDING (maintenance without a stop; the admin listener's
+** /__ursula/leadership-shed/maintenance, api.c).  While shed_requested
+** is set, each core tells its groups LEAVE at every tick, as a graceful
+** stop does (raft.c, LEAVING): the node hands over what it leads, takes
+** nothing back, and its peers' spread skips it -- but it keeps serving,
+** forwarding its clients' writes to the new leaders, and it votes and
+** holds the log as any member.  Once cleared, each core tells its groups
+** STAY: its messages lose the LEAVING flag, its peers clear the mark,
+** and the spread hands its preferred groups back within seconds.  A
+** graceful stop under way takes over (its LEAVE is for good).  With
+** every other member shedding too, a group whose leader is lost has no
+** candidate until one is cleared: the route says so in the README. */
+static void server_shed_step(struct core *c) {
+  struct ursula_server *s = c->srv;
+  int g, want = s->shed_requested != 0;
+  if (!want && !c->shedding) return;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    if (want)
+      (void)group_leave(c, s->groups[g]);
+    else
+      group_stay(c, s->groups[g]);
+  }
+  if (want != c->shedding)
+    LOG_I("core %d: %s", c->id,
+          want ? "shedding leadership: the groups this core leads are "
+                 "handed over, and none taken"
+               : "shedding over: the groups may be led here again");
+  c->shedding = want;
+}
+
 /* Every core ticks its cluster groups' Raft clocks (GROUP_TICK_MS). */
 static void server_on_tick(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
@@ -28629,6 +28725,7 @@ static void server_on_tick(struct loop *l, void *arg) {
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_tick(c, s->groups[g]);
   if (c->leaving && !s->stop_requested) server_leave_step(c);
+  else if (!c->leaving && !s->stop_requested) server_shed_step(c);
   loop_timer_set(l, &c->tick_timer, loop_now_ms(l) + GROUP_TICK_MS,
                  server_on_tick, c);
 }

@@ -1166,6 +1166,15 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
        HEAD               200 with the image's Content-Length, no body.
        DELETE             204, the image removed; 404 if there was none.
 
+   and the maintenance path, with the admin scope, in a cluster only (409
+   on a single node: nobody to hand leadership to):
+
+     /__ursula/leadership-shed/maintenance   GET, HEAD, POST, DELETE:
+                          POST starts shedding (server.c, SHEDDING: the
+                          node hands over the groups it leads and takes
+                          none), DELETE ends it; each answers 200
+                          {"shedding":true|false}, the state after it.
+
    and the snapshot path, the same way (admin scope, 409 without
    --wal-dir, 413 for a body):
 
@@ -1181,7 +1190,8 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
    listeners' paths never meet. */
 enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
        API_ADMIN_READYZ, API_ADMIN_CLUSTER, API_ADMIN_BACKUP,
-       API_ADMIN_BACKUP_GROUP, API_ADMIN_SNAPSHOT };
+       API_ADMIN_BACKUP_GROUP, API_ADMIN_SNAPSHOT, API_ADMIN_SHED };
+#define API_SHED_PATH "/__ursula/leadership-shed/maintenance"
 #define API_BACKUP_PATH "/__ursula/backup"
 #define API_BACKUP_ALLOW "GET, HEAD, POST, DELETE"
 #define API_BACKUP_RANGE_MAX ((uint64_t)4 << 20)
@@ -1217,6 +1227,7 @@ static int api_admin_route(struct str path, int n_groups, int *group) {
   if (util_str_eq(path, "/readyz")) return API_ADMIN_READYZ;
   if (util_str_eq(path, API_CLUSTER_PATH)) return API_ADMIN_CLUSTER;
   if (util_str_eq(path, API_BACKUP_PATH)) return API_ADMIN_BACKUP;
+  if (util_str_eq(path, API_SHED_PATH)) return API_ADMIN_SHED;
   if (path.len > nb && memcmp(path.ptr, API_BACKUP_PATH "/", nb) == 0) {
     g = api_admin_group_of(path.ptr + nb, path.len - nb, "");
     route = API_ADMIN_BACKUP_GROUP;
@@ -1567,13 +1578,13 @@ static void api_status_start(struct api_conn *cn) {
 ** or a JOB_STATUS job (answered by api_status_start once the body, if
 ** any, is read and dropped). */
 /* The method of an admin request on route: API_GET, API_HEAD_M, or for
-** a group's backup path API_POST and API_DELETE too; the snapshot path
-** API_POST alone; 0 otherwise. */
+** a group's backup path and the maintenance path API_POST and API_DELETE
+** too; the snapshot path API_POST alone; 0 otherwise. */
 static int api_admin_method(int route, struct str m) {
   if (route == API_ADMIN_SNAPSHOT) return util_str_eq(m, "POST") ? API_POST : 0;
   if (util_str_eq(m, "GET")) return API_GET;
   if (util_str_eq(m, "HEAD")) return API_HEAD_M;
-  if (route != API_ADMIN_BACKUP_GROUP) return 0;
+  if (route != API_ADMIN_BACKUP_GROUP && route != API_ADMIN_SHED) return 0;
   if (util_str_eq(m, "POST")) return API_POST;
   if (util_str_eq(m, "DELETE")) return API_DELETE;
   return 0;
@@ -1606,9 +1617,10 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
                                      s->n_groups, &group);
   int backup = route == API_ADMIN_BACKUP || route == API_ADMIN_BACKUP_GROUP;
   int logged = backup || route == API_ADMIN_SNAPSHOT; /* needs --wal-dir */
+  int shed = route == API_ADMIN_SHED;
   int method = api_admin_method(route, req->method);
   struct job *j;
-  cn->allow = route == API_ADMIN_BACKUP_GROUP ? API_BACKUP_ALLOW
+  cn->allow = route == API_ADMIN_BACKUP_GROUP || shed ? API_BACKUP_ALLOW
               : route == API_ADMIN_SNAPSHOT   ? "POST"
                                               : API_CLUSTER_ALLOW;
   cn->admin_route = route;
@@ -1616,7 +1628,8 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 404,
                "no such path: the admin listener serves /metrics, /healthz, "
                "/readyz, /__ursula/cluster, /__ursula/backup, "
-               "/__ursula/backup/GROUP and /__ursula/raft/GROUP/snapshot");
+               "/__ursula/backup/GROUP, /__ursula/raft/GROUP/snapshot and "
+               API_SHED_PATH);
     return -1;
   }
   if ((route == API_ADMIN_BACKUP_GROUP || route == API_ADMIN_SNAPSHOT) &&
@@ -1629,19 +1642,26 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
   }
   if (method == 0) {
     conn_fatal(&cn->c, 405,
-               route == API_ADMIN_BACKUP_GROUP
+               route == API_ADMIN_BACKUP_GROUP || shed
                    ? "method not allowed (GET, HEAD, POST, DELETE)"
                : route == API_ADMIN_SNAPSHOT
                    ? "method not allowed (POST)"
                    : "method not allowed (GET, HEAD)");
     return -1;
   }
-  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || logged) &&
+  if ((route == API_ADMIN_METRICS || route == API_ADMIN_CLUSTER || logged ||
+       shed) &&
       api_authorize(cn, req, AUTH_ADMIN, NULL, 0) != 0)
     return -1;
   if (cn->c.chunked || cn->c.body_left > 0) { /* not charged to the
     ** clients' --max-body-inflight-bytes: the admin paths take no body */
     conn_fatal(&cn->c, 413, "the admin paths take no request body");
+    return -1;
+  }
+  if (shed && s->cfg.peer_count <= 1) {
+    conn_fatal(&cn->c, 409,
+               "a single node: there is no other member to hand leadership "
+               "to");
     return -1;
   }
   if (logged && s->cfg.wal_dir[0] == '\0') {
@@ -1655,8 +1675,9 @@ static int api_admin_head(struct api_conn *cn, const struct http_request *req) {
     conn_fatal(&cn->c, 503, "out of memory");
     return -1;
   }
-  j->op = backup ? JOB_BACKUP
+  j->op = backup                        ? JOB_BACKUP
           : route == API_ADMIN_SNAPSHOT ? JOB_SNAPSHOT
+          : shed                        ? JOB_SHED
                                         : JOB_STATUS;
   j->group = group;
   cn->backup_method = method;
@@ -1847,6 +1868,25 @@ static void api_reply_backup(struct api_conn *cn, const struct job *j) {
 }
 
 static void api_send_job(struct api_conn *cn, struct job *j);
+
+/* The maintenance path (SHEDDING): POST sets the server's flag, DELETE
+** clears it (each core acts on it at its next tick); the answer is the
+** state after. */
+static void api_shed(struct api_conn *cn) {
+  struct ursula_server *s = cn->c.core->srv;
+  char body[64];
+  int n;
+  if (cn->backup_method == API_POST || cn->backup_method == API_DELETE) {
+    int want = cn->backup_method == API_POST;
+    if ((s->shed_requested != 0) != want)
+      LOG_I("leadership shedding %s (the admin listener)",
+            want ? "asked for" : "ended");
+    s->shed_requested = want;
+  }
+  n = snprintf(body, sizeof(body), "{\"shedding\":%s}\n",
+               s->shed_requested ? "true" : "false");
+  api_json_200(cn, body, (size_t)n);
+}
 
 /* A JOB_BACKUP whose request is in: answered here, or (a POST) sent to
 ** the group's owner and answered by api_on_job_done. */
@@ -2432,6 +2472,12 @@ static void api_on_request(struct conn *c) {
   }
   if (j->op == JOB_SNAPSHOT) { /* to the group's owner */
     api_send_job(cn, j);
+    return;
+  }
+  if (j->op == JOB_SHED) {
+    job_free(j);
+    api_shed(cn);
+    conn_done(&cn->c);
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */

@@ -1907,6 +1907,10 @@ URSULA_PRIVATE int group_leave(struct core *c, struct group *g) {
   return GROUP_LEAVE_LED;
 }
 
+URSULA_PRIVATE void group_stay(struct core *c, struct group *g) {
+  if (g->cl.n_voters > 1) group_step_type(c, g, RAFT_IN_STAY);
+}
+
 URSULA_PRIVATE void group_recv(struct core *c, struct group *g,
                                const struct raft_msg *m, const void *records,
                                size_t len) {

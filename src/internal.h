@@ -1266,7 +1266,8 @@ enum {
   RAFT_IN_TRANSFER = 11,
   RAFT_IN_STORAGE_FAILED = 12,
   RAFT_IN_STORAGE_RECOVERED = 13,
-  RAFT_IN_LEAVE = 14
+  RAFT_IN_LEAVE = 14,
+  RAFT_IN_STAY = 15
 };
 struct raft_in {
   int type;
@@ -2067,8 +2068,10 @@ enum {
   JOB_STATUS,     /* GET, HEAD /__ursula/cluster (api.c; never a group's) */
   JOB_BACKUP,     /* the admin paths /__ursula/backup... (api.c); a POST's
                      goes to the group's owner (group_backup) */
-  JOB_SNAPSHOT    /* POST /__ursula/raft/G/snapshot on the admin listener:
+  JOB_SNAPSHOT,   /* POST /__ursula/raft/G/snapshot on the admin listener:
                      to the group's owner (group_snapshot_now) */
+  JOB_SHED        /* /__ursula/leadership-shed/maintenance (api.c): answered
+                     where it arrives */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2266,6 +2269,9 @@ URSULA_PRIVATE URSULA_UNUSED void group_tick(struct core *c, struct group *g);
 ** (it does, and every other member is leaving too: nobody can take it). */
 enum { GROUP_LEAVE_NONE = 0, GROUP_LEAVE_LED = 1, GROUP_LEAVE_STUCK = 2 };
 URSULA_PRIVATE URSULA_UNUSED int group_leave(struct core *c, struct group *g);
+/* The end of a shedding without a stop (server.c, SHEDDING): g's core is
+** told STAY -- it campaigns and takes leadership again. */
+URSULA_PRIVATE URSULA_UNUSED void group_stay(struct core *c, struct group *g);
 /* Once its log is open: g's appends go through core journal j too
 ** (wal_set_journal); group_sync_lazy() syncs its log's file for a
 ** checkpoint (0, or the errno). */
@@ -2874,6 +2880,7 @@ struct core {
   int leave_led;     /* ... how many of its groups it led at its last look */
   int leave_stuck;   /* ... of which nobody can take (all are leaving) */
   int leave_counted; /* ... it has looked once (server.c, GRACEFUL STOP) */
+  int shedding;      /* its groups were told LEAVE for a shedding */
   int draining;
   int drained;
   int rc;
@@ -2899,6 +2906,8 @@ struct ursula_server {
   volatile sig_atomic_t leave_requested; /* a cluster node's first stop:
                                             hand leadership over first */
   volatile sig_atomic_t stop_requested;
+  volatile sig_atomic_t shed_requested; /* SHEDDING (server.c): set and
+                                           cleared by the admin path */
   volatile sig_atomic_t stop_hurried; /* a second stop cut the handover
                                          short (server.c, SECOND STOP) */
   volatile sig_atomic_t stop_busy; /* a stop is waking the loops: srv is

@@ -78,6 +78,10 @@
 **                        tick, say) it tries again once a transfer was
 **                        abandoned.  URSULA_EAGAIN: a leader with no peer
 **                        to hand over to.
+**   STAY                 LEAVE no more (a node that shed its leadership
+**                        for maintenance, and stays): it campaigns and
+**                        takes transfers again, and its messages no
+**                        longer say LEAVING, so its peers clear the mark.
 **
 ** ACTIONS (struct raft_action, appended to the caller's struct raft_out)
 **   SAVE_STATE(term, vote, commit, flags)  write the hard state; flags 1
@@ -1765,6 +1769,9 @@ URSULA_PRIVATE int raft_step(struct raft *r, const struct raft_in *in,
       break;
     case RAFT_IN_LEAVE:
       rc = raft_leave(r, out);
+      break;
+    case RAFT_IN_STAY:
+      r->leaving = 0;
       break;
     default:
       return URSULA_EINVAL;

@@ -756,6 +756,36 @@ static void server_on_peer_fwd(void *arg, int core, uint64_t from,
                      it->outcome == PEER_FWD_ACCEPTED, it->term, it->index);
 }
 
+/* SHEDDING (maintenance without a stop; the admin listener's
+** /__ursula/leadership-shed/maintenance, api.c).  While shed_requested
+** is set, each core tells its groups LEAVE at every tick, as a graceful
+** stop does (raft.c, LEAVING): the node hands over what it leads, takes
+** nothing back, and its peers' spread skips it -- but it keeps serving,
+** forwarding its clients' writes to the new leaders, and it votes and
+** holds the log as any member.  Once cleared, each core tells its groups
+** STAY: its messages lose the LEAVING flag, its peers clear the mark,
+** and the spread hands its preferred groups back within seconds.  A
+** graceful stop under way takes over (its LEAVE is for good).  With
+** every other member shedding too, a group whose leader is lost has no
+** candidate until one is cleared: the route says so in the README. */
+static void server_shed_step(struct core *c) {
+  struct ursula_server *s = c->srv;
+  int g, want = s->shed_requested != 0;
+  if (!want && !c->shedding) return;
+  for (g = c->id; g < s->n_groups; g += s->n_cores) {
+    if (want)
+      (void)group_leave(c, s->groups[g]);
+    else
+      group_stay(c, s->groups[g]);
+  }
+  if (want != c->shedding)
+    LOG_I("core %d: %s", c->id,
+          want ? "shedding leadership: the groups this core leads are "
+                 "handed over, and none taken"
+               : "shedding over: the groups may be led here again");
+  c->shedding = want;
+}
+
 /* Every core ticks its cluster groups' Raft clocks (GROUP_TICK_MS). */
 static void server_on_tick(struct loop *l, void *arg) {
   struct core *c = (struct core *)arg;
@@ -764,6 +794,7 @@ static void server_on_tick(struct loop *l, void *arg) {
   for (g = c->id; g < s->n_groups; g += s->n_cores)
     group_tick(c, s->groups[g]);
   if (c->leaving && !s->stop_requested) server_leave_step(c);
+  else if (!c->leaving && !s->stop_requested) server_shed_step(c);
   loop_timer_set(l, &c->tick_timer, loop_now_ms(l) + GROUP_TICK_MS,
                  server_on_tick, c);
 }

@@ -425,6 +425,36 @@ same "cluster: groups led over the three nodes: 64" "$sum" 64
 won=$(( $(val l1 'ursula_raft_leaderships_won_total{}') + $(val l2 'ursula_raft_leaderships_won_total{}') + $(val l3 'ursula_raft_leaderships_won_total{}') ))
 if [ "$won" -ge 64 ]; then ok "cluster: leaderships won >= 64 ($won)"
 else not_ok "cluster: leaderships won >= 64" "$won"; fi
+# --- shedding leadership for maintenance (server.c, SHEDDING): node 1
+# hands over every group it leads and takes none; ended, the spread
+# (group g prefers member g mod 3) gives its groups back.
+led() { scrape "$(eval echo \$A$1)" "led$1"; val "led$1" 'ursula_raft_groups_led{}'; }
+# led_is N OP K: wait (at most 15 s) until node N's groups led OP K
+led_is() {
+  local i v
+  for i in $(seq 1 150); do
+    v=$(led "$1"); [ "$v" "$2" "$3" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+same "shedding: POST answers the state after" \
+  "$(curl -s -X POST "http://127.0.0.1:$A1/__ursula/leadership-shed/maintenance")" '{"shedding":true}'
+check "... node 1 leads no group" led_is 1 -eq 0
+sum=0
+for i in $(seq 1 100); do
+  sum=$(( $(led 2) + $(led 3) )); [ "$sum" = 64 ] && break; sleep 0.1
+done
+same "... nodes 2 and 3 lead all 64" "$sum" 64
+sleep 1.5 # the spread runs once a second: it must not hand node 1 a group
+same "... and none comes back to it while it sheds" "$(led 1)" 0
+same "... GET says so" "$(curl -s "http://127.0.0.1:$A1/__ursula/leadership-shed/maintenance")" '{"shedding":true}'
+same "shedding ended: DELETE answers the state after" \
+  "$(curl -s -X DELETE "http://127.0.0.1:$A1/__ursula/leadership-shed/maintenance")" '{"shedding":false}'
+check "... node 1 leads groups again (the spread gives its own back)" led_is 1 -ge 10
+same "... a single node has nobody to shed to: 409" \
+  "$(code POST "http://127.0.0.1:$AB/__ursula/leadership-shed/maintenance")" 409
+
 # SIGSTOP: the peers' connections stay open but nothing comes over them
 # (peer.c takes a connection silent for 3 s for dead, and /readyz counts
 # only members heard from within 3 s: either makes node 1 not ready)

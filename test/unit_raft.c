@@ -501,6 +501,13 @@ static int ucl_leave(struct ucl *cl, unsigned i) {
   return ucl_run(cl, i, &in);
 }
 
+static int ucl_stay(struct ucl *cl, unsigned i) {
+  struct raft_in in;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_STAY;
+  return ucl_run(cl, i, &in);
+}
+
 /* ------------------------------------------------------------- 1. timer */
 
 /* Paper §5.2: election timeouts are chosen randomly from a fixed interval
@@ -1388,6 +1395,36 @@ static void test_raft_leave_clears(void) {
   ucl_free(&cl);
 }
 
+/* STAY (LEAVING ended without a stop: maintenance over): the leader that
+** left hands over (LEAVE), then, told STAY, is heard without the flag:
+** its peers clear the mark and a transfer to it is taken again, and it
+** leads once more. */
+static void test_raft_stay(void) {
+  static struct ucl cl;
+  unsigned l, o, k;
+  ucl_init(&cl, 3);
+  l = ucl_elect(&cl, 200);
+  ASSERT(l != 0);
+  if (l == 0) return;
+  o = l == 1 ? 2 : 1;
+  ASSERT(ucl_leave(&cl, l) == URSULA_OK);
+  ucl_deliver(&cl);
+  for (k = 0; k < 10 && ucl_leader(&cl) == l; k++) ucl_tick(&cl, 1);
+  ASSERT(ucl_leader(&cl) != l && ucl_leader(&cl) != 0);
+  ucl_tick(&cl, 2);
+  ASSERT(raft_peer(&cl.node[ucl_leader(&cl)].r, l)->leaving);
+  ASSERT(ucl_stay(&cl, l) == URSULA_OK);
+  ASSERT(!cl.node[l].r.leaving);
+  for (k = 0; k < 3; k++) ucl_tick(&cl, 1);
+  o = ucl_leader(&cl);
+  ASSERT(!raft_peer(&cl.node[o].r, l)->leaving);
+  ASSERT(ucl_transfer(&cl, o, l) == URSULA_OK);
+  ucl_deliver(&cl);
+  for (k = 0; k < 10 && ucl_leader(&cl) != l; k++) ucl_tick(&cl, 1);
+  ASSERT(ucl_leader(&cl) == l);
+  ucl_free(&cl);
+}
+
 /* --------------------------------------------------- 11. membership */
 
 /* Static membership: 1, 3 or 5 voters; a message from another cluster, to
@@ -1685,6 +1722,7 @@ static const struct unit_case unit_raft_cases[] = {
     {"raft_commit_notify", test_raft_commit_notify},
     {"raft_leave", test_raft_leave},
     {"raft_leave_clears", test_raft_leave_clears},
+    {"raft_stay", test_raft_stay},
     {NULL, NULL}};
 
 /* Which case each planted bug of raft.c must make fail. */
