@@ -54,7 +54,8 @@
 **   the last entry's index.
 **
 ** SNAPSHOT FILE "snapshot" (format 3; format 2, "URSSNAP2", is refused
-** with a message), written and read in chunks (a large one is never held
+** with a message, unless its tail adds up as format 3's does: then the
+** magic is a flipped bit, damage), written and read in chunks (a large one is never held
 ** twice in memory) and replaced atomically (written to snapshot.tmp,
 ** synced, renamed, the directory synced):
 **
@@ -608,6 +609,7 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
   unsigned char h[WAL_SNAP_HEAD], t[WAL_SNAP_TAIL];
   char path[URSULA_PATH_LEN + 32];
   uint64_t size = 0, n, m, k;
+  int whole = 0; /* a header and a tail were read */
   memset(sr, 0, sizeof(*sr));
   memset(h, 0, sizeof(h));
   memset(t, 0, sizeof(t));
@@ -627,10 +629,16 @@ static int wal_snap_open_file(struct wal *w, struct wal_snap_reader *sr,
     n = util_get64(t);
     m = util_get64(t + 8);
     k = util_get64(t + 16);
+    whole = 1;
   }
   size -= size >= WAL_SNAP_HEAD + WAL_SNAP_TAIL ? WAL_SNAP_HEAD + WAL_SNAP_TAIL
                                                 : size;
-  if (memcmp(h, wal_snap_magic_v2, 8) == 0) {
+  /* "URSSNAP2" is one bit from "URSSNAP3": a format-2 magic on a file
+  ** whose tail adds up as format 3's does is that flip, damage (a real
+  ** format-2 file has no such tail), not an older build's file */
+  if (memcmp(h, wal_snap_magic_v2, 8) == 0 &&
+      !(whole && n <= size && m <= size - n && k <= (size - n - m) / 32 &&
+        n + m + 32 * k == size)) {
     fs->close(sr->fd);
     sr->fd = -1;
     snprintf(err, URSULA_ERRMSG_LEN,

@@ -1073,6 +1073,42 @@ static void test_wal_zeroed_page(void) {
   unit_wal_rmdir();
 }
 
+/* "URSSNAP3" with its last bit flipped reads "URSSNAP2", format 2's
+** magic: on a file whose tail adds up as format 3's, that is damage
+** (ECORRUPT), not an older build's file (EINVAL, for a real format-2
+** file, made here byte by byte as that build wrote it).  test/sim's seed
+** 639 flipped that bit. */
+static void test_wal_snapshot_magic_flip(void) {
+  struct unit_wal_seen seen;
+  struct wal *w;
+  char path[256];
+  unsigned char v2[32 + 40 + 16];
+  int fd;
+  w = unit_wal_new(300, 20, 4);
+  if (w == NULL) return;
+  ASSERT(wal_save_snapshot(w, 10, 1, "snap:10", 7) == URSULA_OK);
+  wal_close(w);
+  snprintf(path, sizeof(path), "%s/snapshot", unit_wal_dir);
+  fd = open(path, O_WRONLY);
+  ASSERT(fd >= 0 && pwrite(fd, "2", 1, 7) == 1);
+  if (fd >= 0) close(fd);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_ECORRUPT);
+  /* a format-2 file: header, a payload of 40 bytes, n, CRC32C, zero */
+  memset(v2, 0, sizeof(v2));
+  memcpy(v2, "URSSNAP2", 8);
+  util_put64(v2 + 8, 10);
+  util_put64(v2 + 16, 1);
+  memset(v2 + 32, 'a', 40);
+  util_put64(v2 + 72, 40);
+  util_put32(v2 + 80, util_crc32c(0, v2, 80));
+  fd = open(path, O_WRONLY | O_TRUNC);
+  ASSERT(fd >= 0 && pwrite(fd, v2, sizeof(v2), 0) == (ssize_t)sizeof(v2));
+  if (fd >= 0) close(fd);
+  ASSERT(unit_wal_replay_rc(&seen, NULL) == URSULA_EINVAL);
+  ASSERT(strstr(unit_wal_err, "snapshot format 2") != NULL);
+  unit_wal_rmdir();
+}
+
 /* A snapshot in a later term than entries before it in the first segment
 ** replay reads: older terms there are not damage. */
 static void test_wal_snapshot_term(void) {
@@ -1675,6 +1711,7 @@ static const struct unit_case unit_wal_cases[] = {
     {"wal_v1_refused", test_wal_v1_refused},
     {"wal_crash_steps", test_wal_crash_steps},
     {"wal_zeroed_page", test_wal_zeroed_page},
+    {"wal_snapshot_magic_flip", test_wal_snapshot_magic_flip},
     {"wal_snapshot_term", test_wal_snapshot_term},
     {"wal_pipeline", test_wal_pipeline},
     {"wal_save_state_fails", test_wal_save_state_fails},
