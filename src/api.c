@@ -128,7 +128,7 @@
 **   what each finds is added to the query as it passes, and the answer
 **   is written on the requesting core.  The cost is O(streams on the
 **   node) per GET /{b}, DELETE /{b}, listing page, or bucket list, and a
-**   listing holds at most 2 * (limit + 1) entries at a time.  In a
+**   listing keeps at most 2 * (limit + 1) + 1 entries at a time.  In a
 **   cluster each node answers from its applied state: a follower may be
 **   a moment behind its leader (a read barrier per group before the
 **   gathering is future work).  Writes (PUT, DELETE /{b}) go to the

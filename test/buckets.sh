@@ -217,6 +217,23 @@ same "the streams deleted, DELETE /demo: 204" "$(code DELETE "$U/demo")" 204
 same "... and GET /demo 404" "$(code GET "$U/demo")" 404
 lib_kill $PID_mem
 
+# the README's bucket commands, verbatim but for the port, and what it
+# says they print (created_ms aside)
+start readme $H2
+sed -n '/^```sh buckets/,/^```/p' README.md | sed '1d;$d' |
+  sed "s/127\.0\.0\.1:4437/127.0.0.1:$H2/g" >"$TMP/readme.sh"
+awk '/^```sh buckets/{f=1} f&&/^prints/{g=1;next} g&&/^```$/{if(h)exit;h=1;next} g&&h' README.md >"$TMP/readme.want"
+if [ -s "$TMP/readme.sh" ] && [ -s "$TMP/readme.want" ]; then
+  timeout 20 bash "$TMP/readme.sh" 2>&1 | tr -d '\r' |
+    sed 's/"created_ms":[0-9]*/"created_ms":T/' >"$TMP/readme.got"
+  sed -i 's/"created_ms":[0-9]*/"created_ms":T/' "$TMP/readme.want"
+  if cmp -s "$TMP/readme.got" "$TMP/readme.want"; then ok "the README's bucket commands print what it says"
+  else not_ok "the README's bucket commands print what it says" "$(diff "$TMP/readme.want" "$TMP/readme.got" | tr '\n' '|')"; fi
+else
+  not_ok "the README has its bucket commands and their output"
+fi
+lib_kill $PID_readme
+
 # ------------------------------------------------------------ with --wal-dir
 echo "# buckets.sh: --wal-dir, kill -9 and a clean stop"
 W=$TMP/wal
