@@ -341,6 +341,32 @@ URSULA_PRIVATE void buf_free(struct buf *b);
 URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
                                       size_t len);
 
+/* BUCKET PATHS (api.c's top comment has the rules and why).  A bucket
+** name is 4..64 bytes of [a-z0-9_-] not starting with "__"; a stream id
+** is 1..122 bytes without '/', NUL or "..", and not one of the reserved
+** ids (streams, $transaction, append-batch, attrs, bootstrap, retention,
+** snapshot).  util_bucket_path() sorts a request path into: */
+enum {
+  UTIL_PATH_PLAIN = 0, /* a stream in no bucket (every other path) */
+  UTIL_PATH_BUCKET,    /* "/{b}": the bucket route */
+  UTIL_PATH_LIST,      /* "/{b}/streams": the bucket's listing */
+  UTIL_PATH_RESERVED,  /* "/{b}/{x}" or "/{b}/{aff}/{x}", x a reserved id
+                          other than that listing: served by nothing yet */
+  UTIL_PATH_IN_BUCKET, /* "/{b}/{s}": stream s in bucket b */
+  UTIL_PATH_AFFINITY   /* "/{b}/{aff}/{s}": in bucket b, affinity key aff */
+};
+struct util_bucket_path {
+  int kind;          /* UTIL_PATH_* */
+  struct str bucket; /* b (every kind but PLAIN) */
+  struct str id;     /* IN_BUCKET: "s"; AFFINITY: "aff/s" (as listed) */
+  size_t group_len;  /* the bytes of the path that choose its group: the
+                        whole path, or for AFFINITY "/{b}/{aff}" */
+};
+URSULA_PRIVATE int util_bucket_name_ok(struct str name);
+URSULA_PRIVATE int util_stream_id_ok(struct str id);
+URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
+                                     struct util_bucket_path *out);
+
 /* -------------------------------------------------------------------- os.c
 ** Clocks and the system-call table the WAL goes through. */
 URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
@@ -1337,7 +1363,9 @@ enum {
   CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
   CMD_EXPIRE = 6,       /* remove the stream if its TTL or Expires-At passed */
   CMD_COLD = 7,         /* a prefix of the stream moved to the cold tier */
-  CMD_TOUCH = 8         /* a read slid the stream's TTL window */
+  CMD_TOUCH = 8,        /* a read slid the stream's TTL window */
+  CMD_BUCKET_CREATE = 9, /* PUT /{b}: make the bucket's record */
+  CMD_BUCKET_DELETE = 10 /* DELETE /{b}: remove the bucket's record */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -1931,9 +1959,19 @@ struct stream {
   struct stream_local local; /* this node's, not replicated */
 };
 
+/* A bucket's record (api.c, BUCKETS), in the group of its route "/{b}":
+** replicated state, made by BUCKET_CREATE and removed by BUCKET_DELETE. */
+struct stream_bucket {
+  char name[65]; /* the bucket name, NUL-terminated */
+  size_t name_len;
+  uint64_t created_ms; /* the time_ms of the BUCKET_CREATE that made it */
+};
+
 struct stream_state {
   struct stream **slots; /* open hash table of chains */
   size_t cap, n;
+  struct stream_bucket *buckets; /* the group's bucket records, by name */
+  size_t n_buckets, cap_buckets;
   uint64_t next_incarnation;
   uint64_t hot_bytes;  /* sum of the streams' data.len */
   size_t evict_cursor; /* slot where the next eviction pass starts */
@@ -1998,6 +2036,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
 /* Look a stream up by path; NULL if there is none (expired or not). */
 URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
                                           struct str path);
+/* The record of bucket `name` in this group; NULL if it has none. */
+URSULA_PRIVATE const struct stream_bucket *stream_bucket_find(
+    const struct stream_state *st, struct str name);
 /* Whether s has expired at now_ms by Expires-At, or by its TTL counted
 ** from last_access_ms (the log's s->last_access_ms in apply; the owner
 ** adds the reads it has not logged yet). */
@@ -2288,8 +2329,12 @@ enum {
                      goes to the group's owner (group_backup) */
   JOB_SNAPSHOT,   /* POST /__ursula/raft/G/snapshot on the admin listener:
                      to the group's owner (group_snapshot_now) */
-  JOB_SHED        /* /__ursula/leadership-shed/maintenance (api.c): answered
+  JOB_SHED,       /* /__ursula/leadership-shed/maintenance (api.c): answered
                      where it arrives */
+  JOB_BUCKET_CREATE, /* PUT /{b}: to the group of "/{b}" */
+  JOB_BUCKET_DELETE, /* DELETE /{b}, once no stream is in it (api.c) */
+  JOB_BUCKETS        /* a bucket gathering (api.c; never a group's):
+                        bucket_mode says which */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2360,6 +2405,12 @@ struct job {
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
   uint64_t end_limit;   /* read: end at most here (0: the tail) */
+  /* JOB_BUCKETS: the gathering's GROUP_BQ_* mode; a listing's limit,
+  ** prefix and after (has_after: given) */
+  int bucket_mode;
+  size_t list_limit;
+  char list_prefix[256], list_after[256];
+  int has_after;
   /* result */
   int status;
   const char *reason;
@@ -2689,8 +2740,45 @@ struct group_peer_status {
 ** filling in its own groups (and its peer links), then goes back to the
 ** core that asked, where done runs (api.c answers from it).  One heap
 ** block: group_gather_free(). */
+/* BUCKETS (group.c's BUCKETS section): what a gathering asks of every
+** group's streams and bucket records, and what it found.  An entry is a
+** stream of a listing (LIST: name is its id, "s" or "aff/s") or a bucket
+** (ALL: name is the bucket's). */
+enum {
+  GROUP_BQ_ONE = 1, /* one bucket: its streams, bytes and record */
+  GROUP_BQ_LIST,    /* one bucket's streams, in id order, after `after` */
+  GROUP_BQ_ALL      /* every bucket: streams and bytes of each */
+};
+struct group_bucket_entry {
+  char name[256];
+  size_t name_len;
+  char content_type[256]; /* LIST */
+  uint64_t tail;          /* LIST: its next offset */
+  int closed;             /* LIST */
+  uint64_t streams, bytes; /* ALL */
+};
+struct group_bucket_query {
+  int mode; /* GROUP_BQ_* */
+  char bucket[65];
+  size_t bucket_len;
+  char prefix[URSULA_MAX_PATH_BYTES + 1], after[URSULA_MAX_PATH_BYTES + 1];
+  size_t prefix_len, after_len;
+  int has_after;
+  size_t limit; /* LIST: at most this many answered (1..1000) */
+  /* found */
+  uint64_t streams, bytes; /* ONE, LIST: the bucket's visible streams */
+  int has_record;          /* ONE: the bucket has a record */
+  uint64_t created_ms;     /* its created_ms */
+  struct group_bucket_entry *entries; /* LIST: the first ids (at most
+                                         limit + 1 once gathered); ALL:
+                                         every bucket; by name */
+  size_t n_entries, cap_entries;
+  int failed; /* out of memory on a core: the answer is a 503 */
+};
+
 struct group_gather {
   struct loop_msg msg;
+  struct group_bucket_query *bq; /* a bucket gathering (NULL: status) */
   loop_msg_fn done;
   int origin_core;
   uint64_t conn_id; /* the asking connection (api.c) */
@@ -2720,6 +2808,11 @@ URSULA_PRIVATE void group_gather_free(struct group_gather *gg);
 ** through msg.on_drop.) */
 URSULA_PRIVATE void group_gather_start(struct core *c, struct group_gather *gg,
                                        loop_msg_fn done);
+/* BUCKETS: add what group g (on g's core) has of bq's bucket(s) to bq;
+** group_bucket_trim() keeps a LIST's first limit + 1 ids, in order. */
+URSULA_PRIVATE void group_bucket_visit(struct group *g,
+                                       struct group_bucket_query *bq);
+URSULA_PRIVATE void group_bucket_trim(struct group_bucket_query *bq);
 /* g's status now (on g's core). */
 URSULA_PRIVATE void group_status(const struct group *g,
                                  struct group_status *out);
@@ -3481,6 +3574,95 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
   out->ptr[out->len] = '\0';
   return URSULA_OK;
 }
+
+/* ------------------------------------------------------------ bucket paths */
+
+#define UTIL_BUCKET_MIN 4
+#define UTIL_BUCKET_MAX 64
+#define UTIL_STREAM_ID_MAX 122
+
+URSULA_PRIVATE int util_bucket_name_ok(struct str name) {
+  size_t i;
+  if (name.len < UTIL_BUCKET_MIN || name.len > UTIL_BUCKET_MAX ||
+      (name.ptr[0] == '_' && name.ptr[1] == '_')) /* "__...": reserved */
+    return 0;
+  for (i = 0; i < name.len; i++) {
+    char ch = name.ptr[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+          ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* Whether id is one of the ids a bucket keeps for its own routes. */
+static int util_reserved_id(struct str id) {
+  static const char *const ids[] = {"streams",   "$transaction", "append-batch",
+                                    "attrs",     "bootstrap",    "retention",
+                                    "snapshot"};
+  size_t i;
+  for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+    if (util_str_eq(id, ids[i])) return 1;
+  return 0;
+}
+
+/* A stream id's bytes, the reserved ids aside. */
+static int util_id_bytes_ok(struct str id) {
+  size_t i;
+  if (id.len < 1 || id.len > UTIL_STREAM_ID_MAX) return 0;
+  for (i = 0; i < id.len; i++) {
+    if (id.ptr[i] == '/' || id.ptr[i] == '\0') return 0;
+    if (id.ptr[i] == '.' && i + 1 < id.len && id.ptr[i + 1] == '.') return 0;
+  }
+  return 1;
+}
+
+URSULA_PRIVATE int util_stream_id_ok(struct str id) {
+  return util_id_bytes_ok(id) && !util_reserved_id(id);
+}
+
+URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
+                                     struct util_bucket_path *out) {
+  struct str seg[3];
+  size_t i, start = 1, n = 0;
+  memset(out, 0, sizeof(*out));
+  out->group_len = len;
+  if (len < 2 || path[0] != '/') return;
+  for (i = 1; i <= len; i++) { /* the segments, at most 3 */
+    if (i < len && path[i] != '/') continue;
+    if (n == 3) return;
+    seg[n].ptr = path + start;
+    seg[n].len = i - start;
+    n++;
+    start = i + 1;
+  }
+  if (!util_bucket_name_ok(seg[0])) return;
+  out->bucket = seg[0];
+  if (n == 1) {
+    out->kind = UTIL_PATH_BUCKET;
+  } else if (n == 2 && util_str_eq(seg[1], "streams")) {
+    out->kind = UTIL_PATH_LIST;
+  } else if (util_id_bytes_ok(seg[n - 1]) && util_reserved_id(seg[n - 1]) &&
+             (n == 2 || util_stream_id_ok(seg[1]))) {
+    out->kind = UTIL_PATH_RESERVED;
+  } else if (n == 2 && util_stream_id_ok(seg[1])) {
+    out->kind = UTIL_PATH_IN_BUCKET;
+    out->id = seg[1];
+  } else if (n == 3 && util_stream_id_ok(seg[1]) && util_stream_id_ok(seg[2])) {
+    out->kind = UTIL_PATH_AFFINITY;
+    out->id.ptr = seg[1].ptr;
+    out->id.len = seg[1].len + 1 + seg[2].len;
+    out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else {
+    out->kind = UTIL_PATH_PLAIN;
+    out->bucket.ptr = NULL;
+    out->bucket.len = 0;
+  }
+}
+
+#undef UTIL_BUCKET_MIN
+#undef UTIL_BUCKET_MAX
+#undef UTIL_STREAM_ID_MAX
 /**** End src/util.c ****/
 /**** Begin src/os.c ****/
 #ifdef URSULA_ENABLE_LINES
@@ -13086,7 +13268,8 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **    offset  field
 **    0       u8      version, CMD_VERSION (2; 1 is still decoded, below)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
-**                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH
+**                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH,
+**                    9 BUCKET_CREATE, 10 BUCKET_DELETE
 **    2       varint  flags (CMD_F_*)
 **    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
 **                    uses it, never a clock of its own, so that replaying
@@ -13154,6 +13337,25 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 ** of every type:
 **
 **    ..      varint  incarnation       (of the stream that was read)
+**
+** Types 9, BUCKET_CREATE, and 10, BUCKET_DELETE (a bucket's record, in
+** the group of its path; api.c, BUCKETS), carry the fields of every
+** type and nothing after them.  Of those they use two: path, the
+** bucket route "/{b}" (b a bucket name: util_bucket_name_ok), and
+** time_ms, which becomes a new record's created_ms; every other field
+** is empty or 0 (flags 0).  For example BUCKET_CREATE of "/demo" at
+** time_ms 1700000000000 is the 30 bytes
+**
+**    02 09 00 80 d0 95 ff bc 31 05 2f 64 65 6d 6f
+**    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+**
+** (version 2, type 9, flags 0, time_ms as a 6-byte varint, path as its
+** length 5 and "/demo", then 15 empty fields, one 00 byte each: two
+** strings, three numbers, three strings, two numbers, one string, four
+** numbers; test/unit_stream.c checks these bytes).  These types came in without a new CMD_VERSION: the bytes
+** of the older types did not change, and a build that does not know
+** types 9 and 10 refuses such an entry (URSULA_ECORRUPT) rather than
+** misreading it.  Version 1 never had them.
 */
 
 
@@ -13255,7 +13457,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   memset(c, 0, sizeof(*c));
   bounds_store->len = 0;
   if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
-      q[1] > CMD_TOUCH)
+      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_BUCKET_DELETE))
     return URSULA_ECORRUPT;
   version = q[0];
   c->type = q[1];
@@ -17019,6 +17221,7 @@ URSULA_PRIVATE void stream_state_free(struct stream_state *st) {
     }
   }
   URSULA_FREE(st->slots);
+  URSULA_FREE(st->buckets);
   memset(st, 0, sizeof(*st));
 }
 
@@ -17775,6 +17978,118 @@ static void stream_apply_touch(struct stream_state *st, const struct cmd *c,
   if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
 }
 
+/* ------------------------------------------------------------ buckets */
+
+/* BUCKET RECORDS.  A group holds the records of the buckets whose route
+** "/{b}" it owns (server.c, PLACEMENT), in an array sorted by name: a
+** record is its name and the time of the command that made it.  Whether
+** a bucket exists, and its streams, are not this group's to know (they
+** live in every group): api.c asks every group (BUCKETS there); apply
+** decides only on the record. */
+
+static int stream_bytes_cmp(const char *a, size_t an, const char *b,
+                            size_t bn);
+
+/* The index of the record of name, or where it would go (*found 0). */
+static size_t stream_bucket_at(const struct stream_state *st, struct str name,
+                               int *found) {
+  size_t lo = 0, hi = st->n_buckets;
+  *found = 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const struct stream_bucket *b = &st->buckets[mid];
+    int c = stream_bytes_cmp(b->name, b->name_len, name.ptr, name.len);
+    if (c == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+URSULA_PRIVATE const struct stream_bucket *stream_bucket_find(
+    const struct stream_state *st, struct str name) {
+  int found;
+  size_t i = stream_bucket_at(st, name, &found);
+  return found ? &st->buckets[i] : NULL;
+}
+
+/* Insert a record at i (the array kept sorted by the caller). */
+static void stream_bucket_insert(struct stream_state *st, size_t i,
+                                 struct str name, uint64_t created_ms) {
+  struct stream_bucket *b;
+  if (st->n_buckets == st->cap_buckets) {
+    size_t cap = st->cap_buckets ? st->cap_buckets * 2 : 8;
+    b = (struct stream_bucket *)URSULA_REALLOC(st->buckets, cap * sizeof(*b));
+    if (b == NULL) stream_oom();
+    st->buckets = b;
+    st->cap_buckets = cap;
+  }
+  memmove(st->buckets + i + 1, st->buckets + i,
+          (st->n_buckets - i) * sizeof(*st->buckets));
+  b = &st->buckets[i];
+  memset(b, 0, sizeof(*b));
+  memcpy(b->name, name.ptr, name.len);
+  b->name_len = name.len;
+  b->created_ms = created_ms;
+  st->n_buckets++;
+}
+
+/* The bucket name of a BUCKET_* command's path "/{b}"; 0 if it is not
+** one (HTTP never sends such a command: api.c routes only bucket paths
+** here). */
+static int stream_bucket_name(const struct cmd *c, struct str *name) {
+  if (c->path.len < 2 || c->path.ptr[0] != '/') return 0;
+  name->ptr = c->path.ptr + 1;
+  name->len = c->path.len - 1;
+  return util_bucket_name_ok(*name);
+}
+
+/* BUCKET_CREATE: 201 and a record made at the command's time, or 200 if
+** the record was there already (it keeps its first created_ms). */
+static void stream_apply_bucket_create(struct stream_state *st,
+                                       const struct cmd *c,
+                                       struct stream_result *r) {
+  struct str name;
+  int found;
+  size_t i;
+  if (!stream_bucket_name(c, &name)) {
+    stream_fail(r, 400, "not a bucket name");
+    return;
+  }
+  i = stream_bucket_at(st, name, &found);
+  r->status = found ? 200 : 201;
+  if (!found) stream_bucket_insert(st, i, name, c->time_ms);
+}
+
+/* BUCKET_DELETE: 204 and the record removed, or 404 if there was none.
+** Whether the bucket still has streams was asked of every group before
+** this was proposed (api.c); apply looks at the record alone. */
+static void stream_apply_bucket_delete(struct stream_state *st,
+                                       const struct cmd *c,
+                                       struct stream_result *r) {
+  struct str name;
+  int found;
+  size_t i;
+  if (!stream_bucket_name(c, &name)) {
+    stream_fail(r, 400, "not a bucket name");
+    return;
+  }
+  i = stream_bucket_at(st, name, &found);
+  if (!found) {
+    stream_fail(r, 404, "no such bucket");
+    return;
+  }
+  memmove(st->buckets + i, st->buckets + i + 1,
+          (st->n_buckets - i - 1) * sizeof(*st->buckets));
+  st->n_buckets--;
+  r->status = 204;
+}
+
 /* ------------------------------------------------------------ apply */
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
@@ -17811,6 +18126,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
     case CMD_TOUCH:
       stream_apply_touch(st, c, r);
       break;
+    case CMD_BUCKET_CREATE:
+      stream_apply_bucket_create(st, c, r);
+      break;
+    case CMD_BUCKET_DELETE:
+      stream_apply_bucket_delete(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -17826,7 +18147,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 4 (format version)   v next_incarnation   v number of streams
+     v 5 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -17843,6 +18164,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        v units, then per unit: v length (the first from base), then, for
          the units past the chunks' end only, v log index, v offset in
          that entry's payload
+     v number of bucket records, then per record (in name order,
+       bytewise, each name once): b name (a bucket name, without the
+       '/'), v created_ms
 
    The bytes of units past the chunks stay in the log entries named (the
    log keeps them: group.c compacts only what no stream reads), or travel
@@ -17853,8 +18177,10 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    one: base <= tail, fork_offset <= base (a copied fork: base 0), a
    stream that is no fork has none of the fork fields, chunks and units
    are non-empty and end exactly at a unit end and at the tail, and no
-   sum wraps.  Version 3 is version 4 without base and fork_inc (its
-   forks hold copies of what they inherited: base 0), and is read.
+   sum wraps.  Version 4 is version 5 without the bucket records (a
+   group of that build had none), and is read.  Version 3 is version 4
+   without base and fork_inc (its forks hold copies of what they
+   inherited: base 0), and is read.
    Versions 1 and 2 named WAL files and offsets instead; they came with
    WAL format 1, which is refused, so they are not read.
 
@@ -17864,7 +18190,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 4
+#define STREAM_SNAP_VERSION 5
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -17968,6 +18294,12 @@ URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
   bad |= cmd_put_varint(out, n);
   for (i = 0; i < n && rc == URSULA_OK; i++) rc = stream_snapshot_one(all[i], out);
   URSULA_FREE((void *)all);
+  bad |= cmd_put_varint(out, st->n_buckets);
+  for (i = 0; i < st->n_buckets; i++) {
+    bad |= cmd_put_bytes(out, stream_str(st->buckets[i].name,
+                                         st->buckets[i].name_len));
+    bad |= cmd_put_varint(out, st->buckets[i].created_ms);
+  }
   if (rc == URSULA_OK && bad) rc = URSULA_ENOMEM;
   return rc;
 }
@@ -18123,13 +18455,33 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   return 0;
 }
 
+/* Decode the bucket records of a snapshot: names valid and strictly
+** ascending.  0, or -1 for bad input. */
+static int stream_restore_buckets(struct stream_state *st,
+                                  const unsigned char **p,
+                                  const unsigned char *end) {
+  uint64_t n, i, created;
+  struct str name;
+  if (cmd_get_varint(p, end, &n) || n > (uint64_t)(end - *p) / 2) return -1;
+  for (i = 0; i < n; i++) {
+    if (cmd_get_bytes(p, end, &name) || !util_bucket_name_ok(name) ||
+        cmd_get_varint(p, end, &created) ||
+        (i > 0 && stream_bytes_cmp(st->buckets[i - 1].name,
+                                   st->buckets[i - 1].name_len, name.ptr,
+                                   name.len) >= 0))
+      return -1;
+    stream_bucket_insert(st, st->n_buckets, name, created);
+  }
+  return 0;
+}
+
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
-      (version != STREAM_SNAP_VERSION && version != 3) ||
+      (version != STREAM_SNAP_VERSION && version != 4 && version != 3) ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -18151,6 +18503,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     st->n++;
     last = s;
   }
+  if (version >= 5 && stream_restore_buckets(st, &q, end) != 0)
+    return URSULA_ECORRUPT;
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }
 
@@ -22014,7 +22368,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
       cmd_decode(cmd, len, &m, &bounds) == URSULA_OK &&
       (m.type == CMD_CREATE || m.type == CMD_APPEND ||
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
-       m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE)) {
+       m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
+       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -22745,6 +23100,12 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     case JOB_DELETE:
       j->cmd.type = CMD_DELETE;
       break;
+    case JOB_BUCKET_CREATE:
+      j->cmd.type = CMD_BUCKET_CREATE;
+      break;
+    case JOB_BUCKET_DELETE:
+      j->cmd.type = CMD_BUCKET_DELETE;
+      break;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
@@ -23158,6 +23519,8 @@ static void group_gather_drop(struct loop_msg *m) {
 
 URSULA_PRIVATE void group_gather_free(struct group_gather *gg) {
   if (gg == NULL) return;
+  if (gg->bq != NULL) URSULA_FREE(gg->bq->entries);
+  URSULA_FREE(gg->bq);
   URSULA_FREE(gg->groups);
   URSULA_FREE(gg);
 }
@@ -23214,14 +23577,169 @@ static void group_gather_peers(struct core *c, struct group_gather *gg) {
   }
 }
 
+/* BUCKETS.  A bucket's streams are in every group (placement hashes
+** their paths), so what api.c answers of a bucket (GET /{b}, DELETE's
+** check, GET /{b}/streams, GET /__ursula/buckets) is gathered: the
+** gathering above, with a struct group_bucket_query, visits every core,
+** and each core looks at the streams and bucket records of its own
+** groups, on its own thread, adding what it finds to the query (one core
+** at a time holds it).  So an answer costs O(streams on the node), and
+** the groups of different cores are read a few loop turns apart; each
+** group is read as applied here (a follower's may be a moment behind).
+** A stream counts when it is visible: not soft-deleted (a deleted
+** stream a fork still reads) and not expired now. */
+
+/* Entries by name, bytewise (qsort). */
+static int group_entry_cmp(const void *x, const void *y) {
+  const struct group_bucket_entry *a = (const struct group_bucket_entry *)x;
+  const struct group_bucket_entry *b = (const struct group_bucket_entry *)y;
+  int c = memcmp(a->name, b->name,
+                 a->name_len < b->name_len ? a->name_len : b->name_len);
+  if (c != 0) return c;
+  return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+}
+
+/* A new entry at the end (NULL: out of memory, and bq->failed). */
+static struct group_bucket_entry *group_entry_add(
+    struct group_bucket_query *bq, struct str name) {
+  struct group_bucket_entry *e;
+  if (bq->n_entries == bq->cap_entries) {
+    size_t cap = bq->cap_entries ? bq->cap_entries * 2 : 64;
+    e = (struct group_bucket_entry *)URSULA_REALLOC(bq->entries,
+                                                    cap * sizeof(*e));
+    if (e == NULL) {
+      bq->failed = 1;
+      return NULL;
+    }
+    bq->entries = e;
+    bq->cap_entries = cap;
+  }
+  e = &bq->entries[bq->n_entries++];
+  memset(e, 0, sizeof(*e));
+  memcpy(e->name, name.ptr, name.len < sizeof(e->name) ? name.len
+                                                       : sizeof(e->name) - 1);
+  e->name_len = name.len < sizeof(e->name) ? name.len : sizeof(e->name) - 1;
+  return e;
+}
+
+/* ALL: the entry of bucket name, made (in name order) if it is new. */
+static struct group_bucket_entry *group_entry_of(struct group_bucket_query *bq,
+                                                 struct str name) {
+  struct group_bucket_entry key, *e;
+  size_t lo = 0, hi = bq->n_entries;
+  memset(&key, 0, sizeof(key));
+  memcpy(key.name, name.ptr, name.len);
+  key.name_len = name.len;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = group_entry_cmp(&bq->entries[mid], &key);
+    if (c == 0) return &bq->entries[mid];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if ((e = group_entry_add(bq, name)) == NULL) return NULL;
+  memmove(bq->entries + lo + 1, bq->entries + lo,
+          (bq->n_entries - 1 - lo) * sizeof(*e));
+  bq->entries[lo] = key;
+  return &bq->entries[lo];
+}
+
+/* LIST: keep the first limit + 1 ids (one more than an answer holds, so
+** that it knows whether more follow). */
+URSULA_PRIVATE void group_bucket_trim(struct group_bucket_query *bq) {
+  if (bq->n_entries == 0) return;
+  qsort(bq->entries, bq->n_entries, sizeof(*bq->entries), group_entry_cmp);
+  if (bq->n_entries > bq->limit + 1) bq->n_entries = bq->limit + 1;
+}
+
+/* Whether id is one a listing wants: the prefix, and after `after`. */
+static int group_list_wants(const struct group_bucket_query *bq,
+                            struct str id) {
+  if (id.len < bq->prefix_len || memcmp(id.ptr, bq->prefix, bq->prefix_len))
+    return 0;
+  if (bq->has_after) {
+    int c = memcmp(id.ptr, bq->after,
+                   id.len < bq->after_len ? id.len : bq->after_len);
+    if (c < 0 || (c == 0 && id.len <= bq->after_len)) return 0;
+  }
+  return 1;
+}
+
+/* One visible stream s (its path split as bp) for the query. */
+static void group_bucket_stream(struct group_bucket_query *bq,
+                                const struct stream *s,
+                                const struct util_bucket_path *bp) {
+  struct group_bucket_entry *e;
+  if (bq->mode == GROUP_BQ_ALL) {
+    if ((e = group_entry_of(bq, bp->bucket)) == NULL) return;
+    e->streams++;
+    e->bytes += s->tail;
+    return;
+  }
+  if (bp->bucket.len != bq->bucket_len ||
+      memcmp(bp->bucket.ptr, bq->bucket, bq->bucket_len) != 0)
+    return;
+  bq->streams++;
+  bq->bytes += s->tail;
+  if (bq->mode != GROUP_BQ_LIST || !group_list_wants(bq, bp->id)) return;
+  if ((e = group_entry_add(bq, bp->id)) == NULL) return;
+  snprintf(e->content_type, sizeof(e->content_type), "%s",
+           s->content_type ? s->content_type : "");
+  e->tail = s->tail;
+  e->closed = s->closed;
+  if (bq->n_entries > 2 * (bq->limit + 1)) group_bucket_trim(bq);
+}
+
+URSULA_PRIVATE void group_bucket_visit(struct group *g,
+                                       struct group_bucket_query *bq) {
+  const struct stream_state *st = &g->sm;
+  uint64_t now = group_wall(g);
+  size_t i;
+  for (i = 0; i < st->cap && !bq->failed; i++) {
+    const struct stream *s;
+    for (s = st->slots[i]; s != NULL && !bq->failed; s = s->hnext) {
+      struct util_bucket_path bp;
+      if (s->soft_deleted || group_expired(s, now)) continue;
+      util_bucket_path(s->path, s->path_len, &bp);
+      if (bp.kind == UTIL_PATH_IN_BUCKET || bp.kind == UTIL_PATH_AFFINITY)
+        group_bucket_stream(bq, s, &bp);
+    }
+  }
+  if (bq->mode == GROUP_BQ_ONE) {
+    const struct stream_bucket *b;
+    struct str name;
+    name.ptr = bq->bucket;
+    name.len = bq->bucket_len;
+    if ((b = stream_bucket_find(st, name)) != NULL) {
+      bq->has_record = 1;
+      bq->created_ms = b->created_ms;
+    }
+  } else if (bq->mode == GROUP_BQ_ALL) {
+    for (i = 0; i < st->n_buckets && !bq->failed; i++) {
+      struct str name;
+      name.ptr = st->buckets[i].name;
+      name.len = st->buckets[i].name_len;
+      group_entry_of(bq, name);
+    }
+  }
+}
+
 /* On core gg->at: its part, then on to the next core, or back. */
 static void group_gather_visit(struct loop *l, struct loop_msg *m) {
   struct core *c = (struct core *)loop_get_user(l);
   struct group_gather *gg = (struct group_gather *)(void *)m;
   const struct ursula_server *s = c->srv;
   int gid;
-  for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores)
-    group_status(s->groups[gid], &gg->groups[gid]);
+  for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores) {
+    if (gg->bq != NULL)
+      group_bucket_visit(s->groups[gid], gg->bq);
+    else
+      group_status(s->groups[gid], &gg->groups[gid]);
+  }
+  if (gg->bq != NULL && gg->bq->mode == GROUP_BQ_LIST)
+    group_bucket_trim(gg->bq);
   if (s->peer != NULL) group_gather_peers(c, gg);
   if (c->journal != NULL && journal_state(c->journal) == JOURNAL_BROKEN)
     gg->journals_broken++;
@@ -25381,6 +25899,95 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 ** that answer comes back (api_live_reply).  One INFO line per core says
 ** how many were ended.
 **
+** BUCKETS (issue 16; the peer's buckets and path-affinity-v1).
+**
+**   Which paths are buckets.  A bucket name is 4 to 64 bytes of
+**   [a-z0-9_-] (the peer's rule) that does not start with "__" (those
+**   names are reserved: "__ursula" is the server's, THE SERVER'S PATHS
+**   below).  A stream id is 1 to 122 bytes without '/', NUL or "..",
+**   other than the reserved ids streams, $transaction, append-batch,
+**   attrs, bootstrap, retention and snapshot.  util.c sorts a path
+**   (util_bucket_path):
+**     /{b}               the bucket route (b a bucket name)
+**     /{b}/streams       the bucket's listing
+**     /{b}/{s}           stream s in bucket b
+**     /{b}/{aff}/{s}     stream s in bucket b, affinity key aff
+**     /{b}/{x}, /{b}/{aff}/{x} with x another reserved id: kept for
+**                        the peer's routes of those names, 404 for now
+**   and every other path is a stream in no bucket, exactly as before
+**   (/v1/stream/x: "v1" is too short to be a bucket name; /Demo, /ab,
+**   /__abcd, /a/b/c/d).  So a stream can no longer be made at a path of
+**   one segment that is a bucket name: PUT there makes the bucket.
+**
+**   Path affinity.  A stream at /{b}/{aff}/{s} belongs to the group of
+**   "/{b}/{aff}", not of its whole path (server.c, PLACEMENT), so the
+**   streams of one key share a group, its core and its leader.
+**   Responses to requests on such a path, and only those, carry
+**   Stream-Extensions: path-affinity-v1.  A stream a build before this
+**   one made at such a path lives in the group of its whole path: at
+**   recovery server.c finds any stream held by a group that is not its
+**   path's and refuses to start, naming it (server_check_placement).
+**
+**   Records.  A bucket exists if it has a record or at least one stream
+**   (streams make their bucket implicitly, as the peer's do).  A record
+**   (name, created_ms: the command's time) lives in the bucket's home
+**   group, the group of "/{b}", made by BUCKET_CREATE and removed by
+**   BUCKET_DELETE (cmd.c), kept in the group's snapshot (stream.c).
+**     PUT /{b}           201 and a record if it had none, else 200;
+**                        Location: /{b}.  A body is ignored (the peer
+**                        ignores it too).
+**     GET, HEAD /{b}     200 application/json
+**                        {"name":B,"streams":N,"bytes":T,"created_ms":M}
+**                        (bytes: the sum of its streams' lengths, their
+**                        next offsets; M null without a record), 404 if
+**                        the bucket does not exist
+**     DELETE /{b}        409 if it has a stream (one line says how many),
+**                        else 204 if it had a record (removed), else 404
+**     GET, HEAD /{b}/streams?prefix=P&after=A&limit=N
+**                        200 {"bucket":B,"streams":[{"name":ID,
+**                        "content_type":..,"next_offset":..,"closed":..}
+**                        ,..],"next_after":ID|null}: the ids (an
+**                        affinity stream's as "aff/s") that start with P
+**                        and sort after A, bytewise, at most N (default
+**                        100; 1..1000 in canonical decimal, else 400),
+**                        in byte order; next_after is the last id given
+**                        when more follow.  404 if the bucket does not
+**                        exist.
+**     GET, HEAD /__ursula/buckets
+**                        200 [{"name":B,"streams":N,"bytes":T},..] by
+**                        name: every bucket with a record or a stream
+**   Other methods on /{b} and /{b}/streams are 405 with Allow (RFC 9110
+**   section 15.5.6); OPTIONS is the CORS preflight, as for streams.
+**
+**   The delete race.  DELETE /{b} asks every group for the bucket's
+**   streams, then, if none, removes the record in its group: a stream
+**   created in the bucket between the two makes it exist again,
+**   implicitly (a bucket with a stream and no record).  That is the
+**   semantics, not a bug: a delete never removes a stream, and the
+**   bucket it left is an implicit one.
+**
+**   Counting and listing are a scatter-gather, not a catalogue: a
+**   bucket's streams are in every group, and a catalogue group would put
+**   a second, cross-group write on every stream create and delete.  The
+**   gathering visits every core (group.c, BUCKETS), each looking at its
+**   own groups' streams on its own thread, as /__ursula/cluster does;
+**   what each finds is added to the query as it passes, and the answer
+**   is written on the requesting core.  The cost is O(streams on the
+**   node) per GET /{b}, DELETE /{b}, listing page, or bucket list, and a
+**   listing keeps at most 2 * (limit + 1) + 1 entries at a time.  In a
+**   cluster each node answers from its applied state: a follower may be
+**   a moment behind its leader (a read barrier per group before the
+**   gathering is future work).  Writes (PUT, DELETE /{b}) go to the
+**   record group's leader like any write.
+**
+**   Authentication.  With --auth-file a bucket route needs read (GET,
+**   HEAD) or write (PUT, DELETE), as a stream does, with the token's
+**   prefix checked against the path "/{b}" for /{b} and /{b}/streams
+**   alike (a listing shows every stream of the bucket): a prefix "/demo"
+**   covers them, a prefix "/demo/" (which covers demo's streams) does
+**   not.  GET /__ursula/buckets needs read with a prefix that covers
+**   "/__ursula/buckets" ('*' or "/", in practice): it names every bucket.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -25446,6 +26053,11 @@ struct api_conn {
   int backup_group;
   char range[64];
   int range_state;
+  /* BUCKETS: the request is on a "/{b}/{aff}/{s}" path (its response
+  ** says Stream-Extensions: path-affinity-v1), and a DELETE /{b} whose
+  ** job waits for the gathering that checks the bucket is empty */
+  int affinity;
+  struct job *bucket_delete;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -25470,6 +26082,9 @@ static const char api_preflight_headers[] =
     "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
+/* The extension a response on a path-affinity path advertises. */
+#define API_AFFINITY_EXT "path-affinity-v1"
+
 /* Start a response: status line and the headers every response has.
 ** Every response (but conn.c's 503 to a client it cannot take) starts
 ** here, so here it is counted. */
@@ -25490,6 +26105,10 @@ static void api_begin(struct api_conn *cn, int status) {
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
   else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
     buf_append_str(conn_out(&cn->c), "Connection: keep-alive\r\n");
+  if (cn->affinity) /* one response per request: then it is spent */
+    buf_append_str(conn_out(&cn->c),
+                   "Stream-Extensions: " API_AFFINITY_EXT "\r\n");
+  cn->affinity = 0;
 }
 
 static void api_offset_header(struct api_conn *cn, const char *name,
@@ -26078,6 +26697,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
 }
 
 static void api_reply_backup(struct api_conn *cn, const struct job *j);
+static void api_bucket_reply(struct api_conn *cn, struct job *j);
 
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   struct job *j = (struct job *)(void *)m;
@@ -26108,7 +26728,9 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     api_catchup_part(cn, j);
     return;
   }
-  if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
+  if (j->op == JOB_BUCKET_CREATE || j->op == JOB_BUCKET_DELETE)
+    api_bucket_reply(cn, j);
+  else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
     int parts = api_catchup_parts(cn, j);
@@ -26246,10 +26868,15 @@ static void api_on_drain(struct conn *c) {
 **   and written by api_status_json(); 200, Content-Type application/json,
 **   Cache-Control no-store (a status is stale at once).  Any other method
 **   is 405 with "Allow: GET, HEAD" (RFC 9110 section 15.5.6).  The query
-**   is ignored. */
-enum { API_PATH_STREAM = 0, API_PATH_RESERVED, API_PATH_CLUSTER };
+**   is ignored.
+**
+**   GET /__ursula/buckets, HEAD: every bucket of this node (BUCKETS,
+**   below), always served on the public listener; 405 as above. */
+enum { API_PATH_STREAM = 0, API_PATH_RESERVED, API_PATH_CLUSTER,
+       API_PATH_BUCKETS };
 #define API_RESERVED_PREFIX "/__ursula"
 #define API_CLUSTER_PATH "/__ursula/cluster"
+#define API_BUCKETS_PATH "/__ursula/buckets"
 #define API_CLUSTER_ALLOW "GET, HEAD"
 
 /* The path of a request-target: what comes before '?'. */
@@ -26260,22 +26887,32 @@ static struct str api_target_path(struct str t) {
   return t;
 }
 
-/* API_PATH_CLUSTER for "/__ursula/cluster", API_PATH_RESERVED for any
-** other reserved path, API_PATH_STREAM for a stream's. */
+/* API_PATH_CLUSTER for "/__ursula/cluster", API_PATH_BUCKETS for
+** "/__ursula/buckets", API_PATH_RESERVED for any other reserved path,
+** API_PATH_STREAM for a stream's (or a bucket's: BUCKETS). */
 static int api_reserved(struct str path) {
   size_t n = sizeof(API_RESERVED_PREFIX) - 1;
   if (path.len < n || memcmp(path.ptr, API_RESERVED_PREFIX, n) != 0 ||
       (path.len > n && path.ptr[n] != '/'))
     return API_PATH_STREAM;
-  return util_str_eq(path, API_CLUSTER_PATH) ? API_PATH_CLUSTER
-                                             : API_PATH_RESERVED;
+  return util_str_eq(path, API_CLUSTER_PATH)   ? API_PATH_CLUSTER
+         : util_str_eq(path, API_BUCKETS_PATH) ? API_PATH_BUCKETS
+                                               : API_PATH_RESERVED;
 }
 
-/* Fill j (op JOB_STATUS) for a request to a reserved path: served (GET
-** or HEAD of /__ursula/cluster: status 0), 405 or 404. */
+/* Fill j (op JOB_STATUS, or JOB_BUCKETS for /__ursula/buckets) for a
+** request to a reserved path: served (GET or HEAD of /__ursula/cluster
+** or /__ursula/buckets: status 0), 405 or 404. */
 static void api_build_reserved(struct str path, int method, struct job *j) {
   j->op = JOB_STATUS;
-  if (api_reserved(path) != API_PATH_CLUSTER) {
+  if (api_reserved(path) == API_PATH_BUCKETS) {
+    j->op = JOB_BUCKETS;
+    j->bucket_mode = GROUP_BQ_ALL;
+    if (method != API_GET && method != API_HEAD_M) {
+      j->status = 405;
+      j->reason = "method not allowed (GET, HEAD)";
+    }
+  } else if (api_reserved(path) != API_PATH_CLUSTER) {
     j->status = 404;
     j->reason = "no such path: /__ursula/ is reserved for the server";
   } else if (method != API_GET && method != API_HEAD_M) {
@@ -26379,6 +27016,183 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   }
   if (rc == URSULA_OK) rc = buf_append_str(out, "]}\n");
   return rc;
+}
+
+/* ------------------------------------------------------------ buckets */
+
+static void api_send_job(struct api_conn *cn, struct job *j);
+
+/* The reply to PUT /{b} (201 made, 200 there already) or to DELETE /{b}
+** (204 removed; 404 no record, nor any stream: the check came first). */
+static void api_bucket_reply(struct api_conn *cn, struct job *j) {
+  if (j->status >= 400) {
+    api_error(cn, j->status, j->reason ? j->reason : "error");
+    return;
+  }
+  api_begin(cn, j->status);
+  if (j->op == JOB_BUCKET_DELETE) {
+    buf_append_str(conn_out(&cn->c), "\r\n");
+    return;
+  }
+  buf_printf(conn_out(&cn->c), "Location: %.*s\r\n", (int)j->path_len,
+             j->path);
+  api_end(cn, "", 0);
+}
+
+/* The body of GET /{b}. */
+static int api_bucket_json(struct buf *out,
+                           const struct group_bucket_query *bq) {
+  int rc = buf_append_str(out, "{\"name\":");
+  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK)
+    rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu,\"created_ms\":",
+                    (unsigned long long)bq->streams,
+                    (unsigned long long)bq->bytes);
+  if (rc == URSULA_OK)
+    rc = bq->has_record ? buf_printf(out, "%llu}\n",
+                                     (unsigned long long)bq->created_ms)
+                        : buf_append_str(out, "null}\n");
+  return rc;
+}
+
+/* The body of GET /{b}/streams: the first limit entries (gathered in
+** order, at most limit + 1), and next_after, the last id given, when
+** more follow. */
+static int api_list_json(struct buf *out,
+                         const struct group_bucket_query *bq) {
+  size_t i, n = bq->n_entries < bq->limit ? bq->n_entries : bq->limit;
+  int rc = buf_append_str(out, "{\"bucket\":");
+  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK) rc = buf_append_str(out, ",\"streams\":[");
+  for (i = 0; i < n && rc == URSULA_OK; i++) {
+    const struct group_bucket_entry *e = &bq->entries[i];
+    rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
+    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK) rc = buf_append_str(out, ",\"content_type\":");
+    if (rc == URSULA_OK) rc = api_json_string(out, e->content_type);
+    if (rc == URSULA_OK)
+      rc = buf_printf(out, ",\"next_offset\":\"%016llu_%016llu\","
+                      "\"closed\":%s}", 0ULL, (unsigned long long)e->tail,
+                      e->closed ? "true" : "false");
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "],\"next_after\":");
+  if (rc == URSULA_OK)
+    rc = bq->n_entries > n ? api_json_string(out, bq->entries[n - 1].name)
+                           : buf_append_str(out, "null");
+  if (rc == URSULA_OK) rc = buf_append_str(out, "}\n");
+  return rc;
+}
+
+/* The body of GET /__ursula/buckets. */
+static int api_buckets_json(struct buf *out,
+                            const struct group_bucket_query *bq) {
+  size_t i;
+  int rc = buf_append_str(out, "[");
+  for (i = 0; i < bq->n_entries && rc == URSULA_OK; i++) {
+    const struct group_bucket_entry *e = &bq->entries[i];
+    rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
+    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK)
+      rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu}",
+                      (unsigned long long)e->streams,
+                      (unsigned long long)e->bytes);
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "]\n");
+  return rc;
+}
+
+/* A bucket gathering is back on the connection's core: answer from it,
+** or (DELETE /{b}) send the delete on if the bucket has no stream. */
+static void api_on_bucket_done(struct loop *l, struct loop_msg *m) {
+  struct group_gather *gg = (struct group_gather *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct api_conn *cn =
+      (struct api_conn *)(void *)conn_by_id(&c->conns, gg->conn_id);
+  const struct group_bucket_query *bq = gg->bq;
+  struct job *j;
+  struct buf body;
+  int rc;
+  if (cn == NULL || cn->gather != gg || cn->c.state == CONN_LINGER) {
+    if (cn != NULL && cn->gather == gg) cn->gather = NULL;
+    group_gather_free(gg);
+    return;
+  }
+  cn->gather = NULL;
+  j = cn->bucket_delete;
+  cn->bucket_delete = NULL;
+  memset(&body, 0, sizeof(body));
+  if (bq->failed) {
+    api_error(cn, 503, "out of memory");
+  } else if (j != NULL && bq->streams > 0) {
+    char why[128];
+    snprintf(why, sizeof(why),
+             "bucket is not empty: it has %llu stream(s); delete them first",
+             (unsigned long long)bq->streams);
+    api_error(cn, 409, why);
+  } else if (j != NULL) {
+    group_gather_free(gg);
+    api_send_job(cn, j); /* on to the record's group */
+    return;
+  } else if (bq->mode != GROUP_BQ_ALL && bq->streams == 0 &&
+             !bq->has_record) {
+    api_error(cn, 404, "no such bucket");
+  } else {
+    rc = bq->mode == GROUP_BQ_ONE    ? api_bucket_json(&body, bq)
+         : bq->mode == GROUP_BQ_LIST ? api_list_json(&body, bq)
+                                     : api_buckets_json(&body, bq);
+    if (rc != URSULA_OK) {
+      api_error(cn, 503, "out of memory");
+    } else {
+      api_begin(cn, 200);
+      buf_append_str(conn_out(&cn->c),
+                     "Content-Type: application/json\r\n"
+                     "Cache-Control: no-store\r\n");
+      api_end(cn, body.ptr, body.len);
+    }
+  }
+  job_free(j);
+  buf_free(&body);
+  group_gather_free(gg);
+  conn_done(&cn->c);
+}
+
+/* Start the gathering job j asks for (JOB_BUCKETS), or a DELETE /{b}'s
+** check (JOB_BUCKET_DELETE: j waits in cn->bucket_delete).  Takes j. */
+static void api_bucket_start(struct api_conn *cn, struct job *j) {
+  struct group_gather *gg = group_gather_new(cn->c.core);
+  struct group_bucket_query *bq =
+      (struct group_bucket_query *)URSULA_MALLOC(sizeof(*bq));
+  if (gg == NULL || bq == NULL) {
+    group_gather_free(gg);
+    URSULA_FREE(bq);
+    job_free(j);
+    api_error(cn, 503, "out of memory");
+    conn_done(&cn->c);
+    return;
+  }
+  memset(bq, 0, sizeof(*bq));
+  gg->bq = bq;
+  bq->mode = j->op == JOB_BUCKET_DELETE ? GROUP_BQ_ONE : j->bucket_mode;
+  if (bq->mode != GROUP_BQ_ALL) { /* "/{b}" or "/{b}/streams" */
+    struct util_bucket_path bp;
+    util_bucket_path(j->path, j->path_len, &bp);
+    memcpy(bq->bucket, bp.bucket.ptr, bp.bucket.len);
+    bq->bucket_len = bp.bucket.len;
+  }
+  bq->limit = j->list_limit;
+  bq->prefix_len = strlen(j->list_prefix);
+  memcpy(bq->prefix, j->list_prefix, bq->prefix_len);
+  bq->after_len = strlen(j->list_after);
+  memcpy(bq->after, j->list_after, bq->after_len);
+  bq->has_after = j->has_after;
+  if (j->op == JOB_BUCKET_DELETE)
+    cn->bucket_delete = j;
+  else
+    job_free(j);
+  gg->conn_id = cn->c.id;
+  cn->gather = gg;
+  conn_busy(&cn->c);
+  group_gather_start(cn->c.core, gg, api_on_bucket_done);
 }
 
 /* ------------------------------------------------------------ authentication */
@@ -27277,7 +28091,7 @@ static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now) {
 ** before anything looks at it: "offset=%2D1" is offset -1.  A decoded
 ** value longer than API_PARAM_MAX bytes cannot be a valid one of ours
 ** and is kept as too_long. */
-#define API_PARAM_MAX 64
+#define API_PARAM_MAX 256
 struct api_param {
   int n;        /* times given */
   int too_long; /* the last one did not fit v */
@@ -27290,6 +28104,7 @@ struct api_param {
 struct api_query {
   struct str path;
   struct api_param offset, live, cursor;
+  struct api_param prefix, after, limit; /* GET /{b}/streams */
 };
 
 static struct str api_param_str(const struct api_param *p) {
@@ -27332,6 +28147,9 @@ static int api_parse_target(struct str t, struct api_query *q) {
       p = util_str_eq(n, "offset")   ? &q->offset
           : util_str_eq(n, "live")   ? &q->live
           : util_str_eq(n, "cursor") ? &q->cursor
+          : util_str_eq(n, "prefix") ? &q->prefix
+          : util_str_eq(n, "after")  ? &q->after
+          : util_str_eq(n, "limit")  ? &q->limit
                                      : NULL;
     }
     if (p == NULL) { /* not ours: only its escapes matter */
@@ -27645,6 +28463,83 @@ static const char *api_read_query(const struct api_query *q, struct job *j,
   return bad;
 }
 
+/* The largest stream id a listing can show: "aff/s", two ids of at
+** most 122 bytes (util.c, bucket paths). */
+#define API_LIST_ID_MAX 245
+#define API_LIST_DEFAULT 100
+#define API_LIST_MAX 1000
+
+/* A listing's query: prefix, after and limit (each at most once) into
+** j.  NULL, or why the request is a 400. */
+static const char *api_list_query(const struct api_query *q, struct job *j) {
+  uint64_t limit = API_LIST_DEFAULT;
+  if (q->prefix.n > 1 || q->after.n > 1 || q->limit.n > 1)
+    return "prefix, after and limit may each be given once";
+  if (q->prefix.too_long || q->prefix.len > API_LIST_ID_MAX ||
+      q->after.too_long || q->after.len > API_LIST_ID_MAX)
+    return "prefix and after are stream ids: at most 245 bytes";
+  if (q->limit.n == 1 &&
+      (q->limit.too_long ||
+       api_parse_canonical(api_param_str(&q->limit), API_LIST_MAX, &limit) !=
+           0 ||
+       limit == 0))
+    return "limit must be a whole number from 1 to 1000";
+  memcpy(j->list_prefix, q->prefix.v, q->prefix.len);
+  j->list_prefix[q->prefix.len] = '\0';
+  memcpy(j->list_after, q->after.v, q->after.len);
+  j->list_after[q->after.len] = '\0';
+  j->has_after = q->after.n == 1;
+  j->list_limit = (size_t)limit;
+  return NULL;
+}
+
+/* The Allow of a bucket path's 405 (BUCKETS); NULL: not a bucket's. */
+static const char *api_bucket_allow(struct str path) {
+  struct util_bucket_path bp;
+  util_bucket_path(path.ptr, path.len, &bp);
+  if (bp.kind == UTIL_PATH_BUCKET) return "GET, HEAD, PUT, DELETE, OPTIONS";
+  if (bp.kind == UTIL_PATH_LIST) return "GET, HEAD, OPTIONS";
+  return NULL;
+}
+
+/* Fill j for a request on a bucket's own path (bp: BUCKET, LIST or
+** RESERVED; BUCKETS at the top of the file): the job, or the status
+** that refuses it. */
+static void api_build_bucket(const struct api_head *h,
+                             const struct util_bucket_path *bp,
+                             struct job *j) {
+  int m = h->method;
+  const char *bad = NULL;
+  j->op = JOB_BUCKETS;
+  if (m == API_OPTIONS && bp->kind != UTIL_PATH_RESERVED) {
+    j->op = 0;
+  } else if (bp->kind == UTIL_PATH_RESERVED) {
+    j->status = 404;
+    j->reason = "no such route: this id is reserved for a bucket's routes";
+  } else if (bp->kind == UTIL_PATH_LIST) {
+    if (m != API_GET && m != API_HEAD_M) {
+      j->status = 405;
+      j->reason = "method not allowed (GET, HEAD)";
+    } else {
+      j->bucket_mode = GROUP_BQ_LIST;
+      bad = api_list_query(&h->q, j);
+    }
+  } else if (m == API_GET || m == API_HEAD_M) {
+    j->bucket_mode = GROUP_BQ_ONE;
+  } else if (m == API_PUT) {
+    j->op = JOB_BUCKET_CREATE;
+  } else if (m == API_DELETE) {
+    j->op = JOB_BUCKET_DELETE;
+  } else {
+    j->status = 405;
+    j->reason = "method not allowed (GET, HEAD, PUT, DELETE)";
+  }
+  if (bad != NULL) {
+    j->status = 400;
+    j->reason = bad;
+  }
+}
+
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
 ** into h: the operation (0 for OPTIONS), the path, and what the headers
 ** and the query say.  A request the protocol refuses gets j->status 400
@@ -27655,11 +28550,18 @@ static void api_build_job(const struct http_request *req,
                           struct job *j, int *has_cursor, uint64_t *cursor) {
   const struct api_query *q = &h->q;
   const char *bad = NULL;
+  struct util_bucket_path bp;
   memcpy(j->path, q->path.ptr, q->path.len);
   j->path_len = q->path.len;
   *has_cursor = 0;
   if (api_reserved(q->path) != API_PATH_STREAM) {
     api_build_reserved(q->path, h->method, j);
+    return;
+  }
+  util_bucket_path(q->path.ptr, q->path.len, &bp);
+  if (bp.kind == UTIL_PATH_BUCKET || bp.kind == UTIL_PATH_LIST ||
+      bp.kind == UTIL_PATH_RESERVED) {
+    api_build_bucket(h, &bp, j);
     return;
   }
   if (api_is_true(http_find_header(req, "Stream-Closed")))
@@ -27732,28 +28634,39 @@ static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
 static int api_on_head(struct conn *c, const struct http_request *req) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   const struct ursula_config *cfg = &c->core->srv->cfg;
+  struct util_bucket_path bp;
   struct api_head head;
   const char *reason = NULL;
   struct job *j;
   int status;
   api_keep_head(cn, req);
   cn->method = metrics_method(req->method) + 1;
+  cn->affinity = 0;
   if (c->admin) return api_admin_head(cn, req);
-  cn->allow = api_reserved(api_target_path(req->target)) == API_PATH_CLUSTER
-                  ? API_CLUSTER_ALLOW
-                  : NULL;
+  {
+    struct str tp = api_target_path(req->target);
+    int rp = api_reserved(tp);
+    cn->allow = rp == API_PATH_CLUSTER || rp == API_PATH_BUCKETS
+                    ? API_CLUSTER_ALLOW
+                    : api_bucket_allow(tp);
+  }
   if ((status = api_parse_head(req, &head, &reason)) != 0) {
     conn_fatal(c, status, reason);
     return -1;
   }
+  util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
+  cn->affinity = bp.kind == UTIL_PATH_AFFINITY;
   if (head.method != API_OPTIONS) {
     int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
     unsigned scope = cluster ? AUTH_ADMIN
                      : head.method == API_GET || head.method == API_HEAD_M
                          ? AUTH_READ
                          : AUTH_WRITE;
+    /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS) */
+    size_t len =
+        bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1 : head.q.path.len;
     if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
-                      head.q.path.len) != 0)
+                      len) != 0)
       return -1;
   }
   if (conn_continue(c, req) < 0) return -1;
@@ -27806,6 +28719,10 @@ static void api_on_request(struct conn *c) {
     job_free(j);
     api_shed(cn);
     conn_done(&cn->c);
+    return;
+  }
+  if (j->op == JOB_BUCKETS || j->op == JOB_BUCKET_DELETE) {
+    api_bucket_start(cn, j); /* a DELETE's check first */
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */
@@ -27880,6 +28797,8 @@ static void api_on_abort(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   job_free(cn->job);
   cn->job = NULL;
+  job_free(cn->bucket_delete);
+  cn->bucket_delete = NULL;
 }
 
 /* conn.c's on_end hook: the connection ends; stop waiting for stream
@@ -27901,6 +28820,8 @@ static void api_on_end(struct conn *c) {
   job_free(cn->more); /* a catch-up between parts */
   cn->more = NULL;
   cn->gather = NULL; /* its reply, if any, finds no connection: freed */
+  job_free(cn->bucket_delete);
+  cn->bucket_delete = NULL;
 }
 
 static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),
@@ -28009,9 +28930,18 @@ URSULA_PRIVATE void api_core_free(struct core *c) {
 #endif
 #define SERVER_BUG(n) (SERVER_PLANT == (n))
 
+/* PLACEMENT.  A path's group is the FNV-1a hash (util_hash64) of the
+** bytes that choose it, modulo the number of groups: the whole path, but
+** for a stream at "/{b}/{aff}/{s}" (path-affinity-v1: api.c, BUCKETS)
+** only "/{b}/{aff}", so that the streams of one affinity key share a
+** group, and so its core and its leader.  A bucket's record lives in
+** the group of "/{b}", the bucket route's own path.  Every lookup of a
+** path's group goes through here (group.c, live.c, fork.c's jobs). */
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len) {
-  return (int)(util_hash64(path, len) % (uint64_t)s->n_groups);
+  struct util_bucket_path bp;
+  util_bucket_path(path, len, &bp);
+  return (int)(util_hash64(path, bp.group_len) % (uint64_t)s->n_groups);
 }
 
 URSULA_PRIVATE struct group *server_group(const struct ursula_server *s,
@@ -29083,6 +30013,38 @@ static void *server_recover_main(void *arg) {
   return NULL;
 }
 
+/* UPGRADE TO PATH AFFINITY.  A build before path-affinity-v1 placed a
+** stream at "/{b}/{aff}/{s}" in the group of its whole path; this one
+** looks for it in the group of "/{b}/{aff}" (server.c, PLACEMENT), so
+** such a stream, recovered where it was, could not be found: it would
+** read as absent.  So after recovery every group's streams are checked
+** against their paths' groups, and one held by another group stops the
+** start, naming it (damage, or an old placement, is never taken for
+** absence).  The way out: with the earlier build, copy such streams to
+** paths outside the rule (or delete them), then upgrade. */
+static int server_check_placement(struct ursula_server *s, char *err) {
+  int gid;
+  for (gid = 0; gid < s->n_groups; gid++) {
+    const struct stream_state *st = group_state(s->groups[gid]);
+    const struct stream *x;
+    size_t i;
+    for (i = 0; i < st->cap; i++)
+      for (x = st->slots[i]; x != NULL; x = x->hnext) {
+        if (server_group_of(s, x->path, x->path_len) == gid) continue;
+        snprintf(err, URSULA_ERRMSG_LEN,
+                 "the stream %.*s is held by group %d, but its path "
+                 "belongs to group %d (path-affinity-v1 places "
+                 "/{bucket}/{affinity}/{stream} by /{bucket}/{affinity}): it "
+                 "was made by an earlier build; refusing to start rather "
+                 "than lose it (README, Buckets: upgrading)",
+                 (int)(x->path_len > 300 ? 300 : x->path_len), x->path, gid,
+                 server_group_of(s, x->path, x->path_len));
+        return URSULA_ECORRUPT;
+      }
+  }
+  return URSULA_OK;
+}
+
 /* Open and replay every group's WAL, one thread per core (groups are
 ** independent, so they recover in parallel); without threads, one group
 ** after another on the caller. */
@@ -29120,6 +30082,7 @@ static int server_recover(struct ursula_server *s, char *err) {
     }
   }
   URSULA_FREE(r);
+  if (rc == URSULA_OK) rc = server_check_placement(s, err);
   if (rc == URSULA_OK && !existed) rc = server_layout_write(s, err);
   if (rc == URSULA_OK)
     LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,

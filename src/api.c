@@ -53,6 +53,95 @@
 ** that answer comes back (api_live_reply).  One INFO line per core says
 ** how many were ended.
 **
+** BUCKETS (issue 16; the peer's buckets and path-affinity-v1).
+**
+**   Which paths are buckets.  A bucket name is 4 to 64 bytes of
+**   [a-z0-9_-] (the peer's rule) that does not start with "__" (those
+**   names are reserved: "__ursula" is the server's, THE SERVER'S PATHS
+**   below).  A stream id is 1 to 122 bytes without '/', NUL or "..",
+**   other than the reserved ids streams, $transaction, append-batch,
+**   attrs, bootstrap, retention and snapshot.  util.c sorts a path
+**   (util_bucket_path):
+**     /{b}               the bucket route (b a bucket name)
+**     /{b}/streams       the bucket's listing
+**     /{b}/{s}           stream s in bucket b
+**     /{b}/{aff}/{s}     stream s in bucket b, affinity key aff
+**     /{b}/{x}, /{b}/{aff}/{x} with x another reserved id: kept for
+**                        the peer's routes of those names, 404 for now
+**   and every other path is a stream in no bucket, exactly as before
+**   (/v1/stream/x: "v1" is too short to be a bucket name; /Demo, /ab,
+**   /__abcd, /a/b/c/d).  So a stream can no longer be made at a path of
+**   one segment that is a bucket name: PUT there makes the bucket.
+**
+**   Path affinity.  A stream at /{b}/{aff}/{s} belongs to the group of
+**   "/{b}/{aff}", not of its whole path (server.c, PLACEMENT), so the
+**   streams of one key share a group, its core and its leader.
+**   Responses to requests on such a path, and only those, carry
+**   Stream-Extensions: path-affinity-v1.  A stream a build before this
+**   one made at such a path lives in the group of its whole path: at
+**   recovery server.c finds any stream held by a group that is not its
+**   path's and refuses to start, naming it (server_check_placement).
+**
+**   Records.  A bucket exists if it has a record or at least one stream
+**   (streams make their bucket implicitly, as the peer's do).  A record
+**   (name, created_ms: the command's time) lives in the bucket's home
+**   group, the group of "/{b}", made by BUCKET_CREATE and removed by
+**   BUCKET_DELETE (cmd.c), kept in the group's snapshot (stream.c).
+**     PUT /{b}           201 and a record if it had none, else 200;
+**                        Location: /{b}.  A body is ignored (the peer
+**                        ignores it too).
+**     GET, HEAD /{b}     200 application/json
+**                        {"name":B,"streams":N,"bytes":T,"created_ms":M}
+**                        (bytes: the sum of its streams' lengths, their
+**                        next offsets; M null without a record), 404 if
+**                        the bucket does not exist
+**     DELETE /{b}        409 if it has a stream (one line says how many),
+**                        else 204 if it had a record (removed), else 404
+**     GET, HEAD /{b}/streams?prefix=P&after=A&limit=N
+**                        200 {"bucket":B,"streams":[{"name":ID,
+**                        "content_type":..,"next_offset":..,"closed":..}
+**                        ,..],"next_after":ID|null}: the ids (an
+**                        affinity stream's as "aff/s") that start with P
+**                        and sort after A, bytewise, at most N (default
+**                        100; 1..1000 in canonical decimal, else 400),
+**                        in byte order; next_after is the last id given
+**                        when more follow.  404 if the bucket does not
+**                        exist.
+**     GET, HEAD /__ursula/buckets
+**                        200 [{"name":B,"streams":N,"bytes":T},..] by
+**                        name: every bucket with a record or a stream
+**   Other methods on /{b} and /{b}/streams are 405 with Allow (RFC 9110
+**   section 15.5.6); OPTIONS is the CORS preflight, as for streams.
+**
+**   The delete race.  DELETE /{b} asks every group for the bucket's
+**   streams, then, if none, removes the record in its group: a stream
+**   created in the bucket between the two makes it exist again,
+**   implicitly (a bucket with a stream and no record).  That is the
+**   semantics, not a bug: a delete never removes a stream, and the
+**   bucket it left is an implicit one.
+**
+**   Counting and listing are a scatter-gather, not a catalogue: a
+**   bucket's streams are in every group, and a catalogue group would put
+**   a second, cross-group write on every stream create and delete.  The
+**   gathering visits every core (group.c, BUCKETS), each looking at its
+**   own groups' streams on its own thread, as /__ursula/cluster does;
+**   what each finds is added to the query as it passes, and the answer
+**   is written on the requesting core.  The cost is O(streams on the
+**   node) per GET /{b}, DELETE /{b}, listing page, or bucket list, and a
+**   listing keeps at most 2 * (limit + 1) + 1 entries at a time.  In a
+**   cluster each node answers from its applied state: a follower may be
+**   a moment behind its leader (a read barrier per group before the
+**   gathering is future work).  Writes (PUT, DELETE /{b}) go to the
+**   record group's leader like any write.
+**
+**   Authentication.  With --auth-file a bucket route needs read (GET,
+**   HEAD) or write (PUT, DELETE), as a stream does, with the token's
+**   prefix checked against the path "/{b}" for /{b} and /{b}/streams
+**   alike (a listing shows every stream of the bucket): a prefix "/demo"
+**   covers them, a prefix "/demo/" (which covers demo's streams) does
+**   not.  GET /__ursula/buckets needs read with a prefix that covers
+**   "/__ursula/buckets" ('*' or "/", in practice): it names every bucket.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -118,6 +207,11 @@ struct api_conn {
   int backup_group;
   char range[64];
   int range_state;
+  /* BUCKETS: the request is on a "/{b}/{aff}/{s}" path (its response
+  ** says Stream-Extensions: path-affinity-v1), and a DELETE /{b} whose
+  ** job waits for the gathering that checks the bucket is empty */
+  int affinity;
+  struct job *bucket_delete;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -142,6 +236,9 @@ static const char api_preflight_headers[] =
     "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
+/* The extension a response on a path-affinity path advertises. */
+#define API_AFFINITY_EXT "path-affinity-v1"
+
 /* Start a response: status line and the headers every response has.
 ** Every response (but conn.c's 503 to a client it cannot take) starts
 ** here, so here it is counted. */
@@ -162,6 +259,10 @@ static void api_begin(struct api_conn *cn, int status) {
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
   else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
     buf_append_str(conn_out(&cn->c), "Connection: keep-alive\r\n");
+  if (cn->affinity) /* one response per request: then it is spent */
+    buf_append_str(conn_out(&cn->c),
+                   "Stream-Extensions: " API_AFFINITY_EXT "\r\n");
+  cn->affinity = 0;
 }
 
 static void api_offset_header(struct api_conn *cn, const char *name,
@@ -750,6 +851,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
 }
 
 static void api_reply_backup(struct api_conn *cn, const struct job *j);
+static void api_bucket_reply(struct api_conn *cn, struct job *j);
 
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   struct job *j = (struct job *)(void *)m;
@@ -780,7 +882,9 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     api_catchup_part(cn, j);
     return;
   }
-  if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
+  if (j->op == JOB_BUCKET_CREATE || j->op == JOB_BUCKET_DELETE)
+    api_bucket_reply(cn, j);
+  else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
     int parts = api_catchup_parts(cn, j);
@@ -918,10 +1022,15 @@ static void api_on_drain(struct conn *c) {
 **   and written by api_status_json(); 200, Content-Type application/json,
 **   Cache-Control no-store (a status is stale at once).  Any other method
 **   is 405 with "Allow: GET, HEAD" (RFC 9110 section 15.5.6).  The query
-**   is ignored. */
-enum { API_PATH_STREAM = 0, API_PATH_RESERVED, API_PATH_CLUSTER };
+**   is ignored.
+**
+**   GET /__ursula/buckets, HEAD: every bucket of this node (BUCKETS,
+**   below), always served on the public listener; 405 as above. */
+enum { API_PATH_STREAM = 0, API_PATH_RESERVED, API_PATH_CLUSTER,
+       API_PATH_BUCKETS };
 #define API_RESERVED_PREFIX "/__ursula"
 #define API_CLUSTER_PATH "/__ursula/cluster"
+#define API_BUCKETS_PATH "/__ursula/buckets"
 #define API_CLUSTER_ALLOW "GET, HEAD"
 
 /* The path of a request-target: what comes before '?'. */
@@ -932,22 +1041,32 @@ static struct str api_target_path(struct str t) {
   return t;
 }
 
-/* API_PATH_CLUSTER for "/__ursula/cluster", API_PATH_RESERVED for any
-** other reserved path, API_PATH_STREAM for a stream's. */
+/* API_PATH_CLUSTER for "/__ursula/cluster", API_PATH_BUCKETS for
+** "/__ursula/buckets", API_PATH_RESERVED for any other reserved path,
+** API_PATH_STREAM for a stream's (or a bucket's: BUCKETS). */
 static int api_reserved(struct str path) {
   size_t n = sizeof(API_RESERVED_PREFIX) - 1;
   if (path.len < n || memcmp(path.ptr, API_RESERVED_PREFIX, n) != 0 ||
       (path.len > n && path.ptr[n] != '/'))
     return API_PATH_STREAM;
-  return util_str_eq(path, API_CLUSTER_PATH) ? API_PATH_CLUSTER
-                                             : API_PATH_RESERVED;
+  return util_str_eq(path, API_CLUSTER_PATH)   ? API_PATH_CLUSTER
+         : util_str_eq(path, API_BUCKETS_PATH) ? API_PATH_BUCKETS
+                                               : API_PATH_RESERVED;
 }
 
-/* Fill j (op JOB_STATUS) for a request to a reserved path: served (GET
-** or HEAD of /__ursula/cluster: status 0), 405 or 404. */
+/* Fill j (op JOB_STATUS, or JOB_BUCKETS for /__ursula/buckets) for a
+** request to a reserved path: served (GET or HEAD of /__ursula/cluster
+** or /__ursula/buckets: status 0), 405 or 404. */
 static void api_build_reserved(struct str path, int method, struct job *j) {
   j->op = JOB_STATUS;
-  if (api_reserved(path) != API_PATH_CLUSTER) {
+  if (api_reserved(path) == API_PATH_BUCKETS) {
+    j->op = JOB_BUCKETS;
+    j->bucket_mode = GROUP_BQ_ALL;
+    if (method != API_GET && method != API_HEAD_M) {
+      j->status = 405;
+      j->reason = "method not allowed (GET, HEAD)";
+    }
+  } else if (api_reserved(path) != API_PATH_CLUSTER) {
     j->status = 404;
     j->reason = "no such path: /__ursula/ is reserved for the server";
   } else if (method != API_GET && method != API_HEAD_M) {
@@ -1051,6 +1170,183 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   }
   if (rc == URSULA_OK) rc = buf_append_str(out, "]}\n");
   return rc;
+}
+
+/* ------------------------------------------------------------ buckets */
+
+static void api_send_job(struct api_conn *cn, struct job *j);
+
+/* The reply to PUT /{b} (201 made, 200 there already) or to DELETE /{b}
+** (204 removed; 404 no record, nor any stream: the check came first). */
+static void api_bucket_reply(struct api_conn *cn, struct job *j) {
+  if (j->status >= 400) {
+    api_error(cn, j->status, j->reason ? j->reason : "error");
+    return;
+  }
+  api_begin(cn, j->status);
+  if (j->op == JOB_BUCKET_DELETE) {
+    buf_append_str(conn_out(&cn->c), "\r\n");
+    return;
+  }
+  buf_printf(conn_out(&cn->c), "Location: %.*s\r\n", (int)j->path_len,
+             j->path);
+  api_end(cn, "", 0);
+}
+
+/* The body of GET /{b}. */
+static int api_bucket_json(struct buf *out,
+                           const struct group_bucket_query *bq) {
+  int rc = buf_append_str(out, "{\"name\":");
+  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK)
+    rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu,\"created_ms\":",
+                    (unsigned long long)bq->streams,
+                    (unsigned long long)bq->bytes);
+  if (rc == URSULA_OK)
+    rc = bq->has_record ? buf_printf(out, "%llu}\n",
+                                     (unsigned long long)bq->created_ms)
+                        : buf_append_str(out, "null}\n");
+  return rc;
+}
+
+/* The body of GET /{b}/streams: the first limit entries (gathered in
+** order, at most limit + 1), and next_after, the last id given, when
+** more follow. */
+static int api_list_json(struct buf *out,
+                         const struct group_bucket_query *bq) {
+  size_t i, n = bq->n_entries < bq->limit ? bq->n_entries : bq->limit;
+  int rc = buf_append_str(out, "{\"bucket\":");
+  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK) rc = buf_append_str(out, ",\"streams\":[");
+  for (i = 0; i < n && rc == URSULA_OK; i++) {
+    const struct group_bucket_entry *e = &bq->entries[i];
+    rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
+    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK) rc = buf_append_str(out, ",\"content_type\":");
+    if (rc == URSULA_OK) rc = api_json_string(out, e->content_type);
+    if (rc == URSULA_OK)
+      rc = buf_printf(out, ",\"next_offset\":\"%016llu_%016llu\","
+                      "\"closed\":%s}", 0ULL, (unsigned long long)e->tail,
+                      e->closed ? "true" : "false");
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "],\"next_after\":");
+  if (rc == URSULA_OK)
+    rc = bq->n_entries > n ? api_json_string(out, bq->entries[n - 1].name)
+                           : buf_append_str(out, "null");
+  if (rc == URSULA_OK) rc = buf_append_str(out, "}\n");
+  return rc;
+}
+
+/* The body of GET /__ursula/buckets. */
+static int api_buckets_json(struct buf *out,
+                            const struct group_bucket_query *bq) {
+  size_t i;
+  int rc = buf_append_str(out, "[");
+  for (i = 0; i < bq->n_entries && rc == URSULA_OK; i++) {
+    const struct group_bucket_entry *e = &bq->entries[i];
+    rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
+    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK)
+      rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu}",
+                      (unsigned long long)e->streams,
+                      (unsigned long long)e->bytes);
+  }
+  if (rc == URSULA_OK) rc = buf_append_str(out, "]\n");
+  return rc;
+}
+
+/* A bucket gathering is back on the connection's core: answer from it,
+** or (DELETE /{b}) send the delete on if the bucket has no stream. */
+static void api_on_bucket_done(struct loop *l, struct loop_msg *m) {
+  struct group_gather *gg = (struct group_gather *)(void *)m;
+  struct core *c = (struct core *)loop_get_user(l);
+  struct api_conn *cn =
+      (struct api_conn *)(void *)conn_by_id(&c->conns, gg->conn_id);
+  const struct group_bucket_query *bq = gg->bq;
+  struct job *j;
+  struct buf body;
+  int rc;
+  if (cn == NULL || cn->gather != gg || cn->c.state == CONN_LINGER) {
+    if (cn != NULL && cn->gather == gg) cn->gather = NULL;
+    group_gather_free(gg);
+    return;
+  }
+  cn->gather = NULL;
+  j = cn->bucket_delete;
+  cn->bucket_delete = NULL;
+  memset(&body, 0, sizeof(body));
+  if (bq->failed) {
+    api_error(cn, 503, "out of memory");
+  } else if (j != NULL && bq->streams > 0) {
+    char why[128];
+    snprintf(why, sizeof(why),
+             "bucket is not empty: it has %llu stream(s); delete them first",
+             (unsigned long long)bq->streams);
+    api_error(cn, 409, why);
+  } else if (j != NULL) {
+    group_gather_free(gg);
+    api_send_job(cn, j); /* on to the record's group */
+    return;
+  } else if (bq->mode != GROUP_BQ_ALL && bq->streams == 0 &&
+             !bq->has_record) {
+    api_error(cn, 404, "no such bucket");
+  } else {
+    rc = bq->mode == GROUP_BQ_ONE    ? api_bucket_json(&body, bq)
+         : bq->mode == GROUP_BQ_LIST ? api_list_json(&body, bq)
+                                     : api_buckets_json(&body, bq);
+    if (rc != URSULA_OK) {
+      api_error(cn, 503, "out of memory");
+    } else {
+      api_begin(cn, 200);
+      buf_append_str(conn_out(&cn->c),
+                     "Content-Type: application/json\r\n"
+                     "Cache-Control: no-store\r\n");
+      api_end(cn, body.ptr, body.len);
+    }
+  }
+  job_free(j);
+  buf_free(&body);
+  group_gather_free(gg);
+  conn_done(&cn->c);
+}
+
+/* Start the gathering job j asks for (JOB_BUCKETS), or a DELETE /{b}'s
+** check (JOB_BUCKET_DELETE: j waits in cn->bucket_delete).  Takes j. */
+static void api_bucket_start(struct api_conn *cn, struct job *j) {
+  struct group_gather *gg = group_gather_new(cn->c.core);
+  struct group_bucket_query *bq =
+      (struct group_bucket_query *)URSULA_MALLOC(sizeof(*bq));
+  if (gg == NULL || bq == NULL) {
+    group_gather_free(gg);
+    URSULA_FREE(bq);
+    job_free(j);
+    api_error(cn, 503, "out of memory");
+    conn_done(&cn->c);
+    return;
+  }
+  memset(bq, 0, sizeof(*bq));
+  gg->bq = bq;
+  bq->mode = j->op == JOB_BUCKET_DELETE ? GROUP_BQ_ONE : j->bucket_mode;
+  if (bq->mode != GROUP_BQ_ALL) { /* "/{b}" or "/{b}/streams" */
+    struct util_bucket_path bp;
+    util_bucket_path(j->path, j->path_len, &bp);
+    memcpy(bq->bucket, bp.bucket.ptr, bp.bucket.len);
+    bq->bucket_len = bp.bucket.len;
+  }
+  bq->limit = j->list_limit;
+  bq->prefix_len = strlen(j->list_prefix);
+  memcpy(bq->prefix, j->list_prefix, bq->prefix_len);
+  bq->after_len = strlen(j->list_after);
+  memcpy(bq->after, j->list_after, bq->after_len);
+  bq->has_after = j->has_after;
+  if (j->op == JOB_BUCKET_DELETE)
+    cn->bucket_delete = j;
+  else
+    job_free(j);
+  gg->conn_id = cn->c.id;
+  cn->gather = gg;
+  conn_busy(&cn->c);
+  group_gather_start(cn->c.core, gg, api_on_bucket_done);
 }
 
 /* ------------------------------------------------------------ authentication */
@@ -1949,7 +2245,7 @@ static void api_dispatch_read(struct api_conn *cn, uint64_t offset, int now) {
 ** before anything looks at it: "offset=%2D1" is offset -1.  A decoded
 ** value longer than API_PARAM_MAX bytes cannot be a valid one of ours
 ** and is kept as too_long. */
-#define API_PARAM_MAX 64
+#define API_PARAM_MAX 256
 struct api_param {
   int n;        /* times given */
   int too_long; /* the last one did not fit v */
@@ -1962,6 +2258,7 @@ struct api_param {
 struct api_query {
   struct str path;
   struct api_param offset, live, cursor;
+  struct api_param prefix, after, limit; /* GET /{b}/streams */
 };
 
 static struct str api_param_str(const struct api_param *p) {
@@ -2004,6 +2301,9 @@ static int api_parse_target(struct str t, struct api_query *q) {
       p = util_str_eq(n, "offset")   ? &q->offset
           : util_str_eq(n, "live")   ? &q->live
           : util_str_eq(n, "cursor") ? &q->cursor
+          : util_str_eq(n, "prefix") ? &q->prefix
+          : util_str_eq(n, "after")  ? &q->after
+          : util_str_eq(n, "limit")  ? &q->limit
                                      : NULL;
     }
     if (p == NULL) { /* not ours: only its escapes matter */
@@ -2317,6 +2617,83 @@ static const char *api_read_query(const struct api_query *q, struct job *j,
   return bad;
 }
 
+/* The largest stream id a listing can show: "aff/s", two ids of at
+** most 122 bytes (util.c, bucket paths). */
+#define API_LIST_ID_MAX 245
+#define API_LIST_DEFAULT 100
+#define API_LIST_MAX 1000
+
+/* A listing's query: prefix, after and limit (each at most once) into
+** j.  NULL, or why the request is a 400. */
+static const char *api_list_query(const struct api_query *q, struct job *j) {
+  uint64_t limit = API_LIST_DEFAULT;
+  if (q->prefix.n > 1 || q->after.n > 1 || q->limit.n > 1)
+    return "prefix, after and limit may each be given once";
+  if (q->prefix.too_long || q->prefix.len > API_LIST_ID_MAX ||
+      q->after.too_long || q->after.len > API_LIST_ID_MAX)
+    return "prefix and after are stream ids: at most 245 bytes";
+  if (q->limit.n == 1 &&
+      (q->limit.too_long ||
+       api_parse_canonical(api_param_str(&q->limit), API_LIST_MAX, &limit) !=
+           0 ||
+       limit == 0))
+    return "limit must be a whole number from 1 to 1000";
+  memcpy(j->list_prefix, q->prefix.v, q->prefix.len);
+  j->list_prefix[q->prefix.len] = '\0';
+  memcpy(j->list_after, q->after.v, q->after.len);
+  j->list_after[q->after.len] = '\0';
+  j->has_after = q->after.n == 1;
+  j->list_limit = (size_t)limit;
+  return NULL;
+}
+
+/* The Allow of a bucket path's 405 (BUCKETS); NULL: not a bucket's. */
+static const char *api_bucket_allow(struct str path) {
+  struct util_bucket_path bp;
+  util_bucket_path(path.ptr, path.len, &bp);
+  if (bp.kind == UTIL_PATH_BUCKET) return "GET, HEAD, PUT, DELETE, OPTIONS";
+  if (bp.kind == UTIL_PATH_LIST) return "GET, HEAD, OPTIONS";
+  return NULL;
+}
+
+/* Fill j for a request on a bucket's own path (bp: BUCKET, LIST or
+** RESERVED; BUCKETS at the top of the file): the job, or the status
+** that refuses it. */
+static void api_build_bucket(const struct api_head *h,
+                             const struct util_bucket_path *bp,
+                             struct job *j) {
+  int m = h->method;
+  const char *bad = NULL;
+  j->op = JOB_BUCKETS;
+  if (m == API_OPTIONS && bp->kind != UTIL_PATH_RESERVED) {
+    j->op = 0;
+  } else if (bp->kind == UTIL_PATH_RESERVED) {
+    j->status = 404;
+    j->reason = "no such route: this id is reserved for a bucket's routes";
+  } else if (bp->kind == UTIL_PATH_LIST) {
+    if (m != API_GET && m != API_HEAD_M) {
+      j->status = 405;
+      j->reason = "method not allowed (GET, HEAD)";
+    } else {
+      j->bucket_mode = GROUP_BQ_LIST;
+      bad = api_list_query(&h->q, j);
+    }
+  } else if (m == API_GET || m == API_HEAD_M) {
+    j->bucket_mode = GROUP_BQ_ONE;
+  } else if (m == API_PUT) {
+    j->op = JOB_BUCKET_CREATE;
+  } else if (m == API_DELETE) {
+    j->op = JOB_BUCKET_DELETE;
+  } else {
+    j->status = 405;
+    j->reason = "method not allowed (GET, HEAD, PUT, DELETE)";
+  }
+  if (bad != NULL) {
+    j->status = 400;
+    j->reason = bad;
+  }
+}
+
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
 ** into h: the operation (0 for OPTIONS), the path, and what the headers
 ** and the query say.  A request the protocol refuses gets j->status 400
@@ -2327,11 +2704,18 @@ static void api_build_job(const struct http_request *req,
                           struct job *j, int *has_cursor, uint64_t *cursor) {
   const struct api_query *q = &h->q;
   const char *bad = NULL;
+  struct util_bucket_path bp;
   memcpy(j->path, q->path.ptr, q->path.len);
   j->path_len = q->path.len;
   *has_cursor = 0;
   if (api_reserved(q->path) != API_PATH_STREAM) {
     api_build_reserved(q->path, h->method, j);
+    return;
+  }
+  util_bucket_path(q->path.ptr, q->path.len, &bp);
+  if (bp.kind == UTIL_PATH_BUCKET || bp.kind == UTIL_PATH_LIST ||
+      bp.kind == UTIL_PATH_RESERVED) {
+    api_build_bucket(h, &bp, j);
     return;
   }
   if (api_is_true(http_find_header(req, "Stream-Closed")))
@@ -2404,28 +2788,39 @@ static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
 static int api_on_head(struct conn *c, const struct http_request *req) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   const struct ursula_config *cfg = &c->core->srv->cfg;
+  struct util_bucket_path bp;
   struct api_head head;
   const char *reason = NULL;
   struct job *j;
   int status;
   api_keep_head(cn, req);
   cn->method = metrics_method(req->method) + 1;
+  cn->affinity = 0;
   if (c->admin) return api_admin_head(cn, req);
-  cn->allow = api_reserved(api_target_path(req->target)) == API_PATH_CLUSTER
-                  ? API_CLUSTER_ALLOW
-                  : NULL;
+  {
+    struct str tp = api_target_path(req->target);
+    int rp = api_reserved(tp);
+    cn->allow = rp == API_PATH_CLUSTER || rp == API_PATH_BUCKETS
+                    ? API_CLUSTER_ALLOW
+                    : api_bucket_allow(tp);
+  }
   if ((status = api_parse_head(req, &head, &reason)) != 0) {
     conn_fatal(c, status, reason);
     return -1;
   }
+  util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
+  cn->affinity = bp.kind == UTIL_PATH_AFFINITY;
   if (head.method != API_OPTIONS) {
     int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
     unsigned scope = cluster ? AUTH_ADMIN
                      : head.method == API_GET || head.method == API_HEAD_M
                          ? AUTH_READ
                          : AUTH_WRITE;
+    /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS) */
+    size_t len =
+        bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1 : head.q.path.len;
     if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
-                      head.q.path.len) != 0)
+                      len) != 0)
       return -1;
   }
   if (conn_continue(c, req) < 0) return -1;
@@ -2478,6 +2873,10 @@ static void api_on_request(struct conn *c) {
     job_free(j);
     api_shed(cn);
     conn_done(&cn->c);
+    return;
+  }
+  if (j->op == JOB_BUCKETS || j->op == JOB_BUCKET_DELETE) {
+    api_bucket_start(cn, j); /* a DELETE's check first */
     return;
   }
   if (j->op == 0) { /* OPTIONS: CORS preflight */
@@ -2552,6 +2951,8 @@ static void api_on_abort(struct conn *c) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   job_free(cn->job);
   cn->job = NULL;
+  job_free(cn->bucket_delete);
+  cn->bucket_delete = NULL;
 }
 
 /* conn.c's on_end hook: the connection ends; stop waiting for stream
@@ -2573,6 +2974,8 @@ static void api_on_end(struct conn *c) {
   job_free(cn->more); /* a catch-up between parts */
   cn->more = NULL;
   cn->gather = NULL; /* its reply, if any, finds no connection: freed */
+  job_free(cn->bucket_delete);
+  cn->bucket_delete = NULL;
 }
 
 static const struct conn_ops api_conn_ops = {sizeof(struct api_conn),

@@ -13,7 +13,8 @@
 **    offset  field
 **    0       u8      version, CMD_VERSION (2; 1 is still decoded, below)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
-**                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH
+**                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH,
+**                    9 BUCKET_CREATE, 10 BUCKET_DELETE
 **    2       varint  flags (CMD_F_*)
 **    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
 **                    uses it, never a clock of its own, so that replaying
@@ -81,6 +82,25 @@
 ** of every type:
 **
 **    ..      varint  incarnation       (of the stream that was read)
+**
+** Types 9, BUCKET_CREATE, and 10, BUCKET_DELETE (a bucket's record, in
+** the group of its path; api.c, BUCKETS), carry the fields of every
+** type and nothing after them.  Of those they use two: path, the
+** bucket route "/{b}" (b a bucket name: util_bucket_name_ok), and
+** time_ms, which becomes a new record's created_ms; every other field
+** is empty or 0 (flags 0).  For example BUCKET_CREATE of "/demo" at
+** time_ms 1700000000000 is the 30 bytes
+**
+**    02 09 00 80 d0 95 ff bc 31 05 2f 64 65 6d 6f
+**    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+**
+** (version 2, type 9, flags 0, time_ms as a 6-byte varint, path as its
+** length 5 and "/demo", then 15 empty fields, one 00 byte each: two
+** strings, three numbers, three strings, two numbers, one string, four
+** numbers; test/unit_stream.c checks these bytes).  These types came in without a new CMD_VERSION: the bytes
+** of the older types did not change, and a build that does not know
+** types 9 and 10 refuses such an entry (URSULA_ECORRUPT) rather than
+** misreading it.  Version 1 never had them.
 */
 #include "internal.h"
 
@@ -182,7 +202,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   memset(c, 0, sizeof(*c));
   bounds_store->len = 0;
   if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
-      q[1] > CMD_TOUCH)
+      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_BUCKET_DELETE))
     return URSULA_ECORRUPT;
   version = q[0];
   c->type = q[1];

@@ -2342,7 +2342,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
       cmd_decode(cmd, len, &m, &bounds) == URSULA_OK &&
       (m.type == CMD_CREATE || m.type == CMD_APPEND ||
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
-       m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE)) {
+       m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
+       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -3073,6 +3074,12 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     case JOB_DELETE:
       j->cmd.type = CMD_DELETE;
       break;
+    case JOB_BUCKET_CREATE:
+      j->cmd.type = CMD_BUCKET_CREATE;
+      break;
+    case JOB_BUCKET_DELETE:
+      j->cmd.type = CMD_BUCKET_DELETE;
+      break;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
@@ -3486,6 +3493,8 @@ static void group_gather_drop(struct loop_msg *m) {
 
 URSULA_PRIVATE void group_gather_free(struct group_gather *gg) {
   if (gg == NULL) return;
+  if (gg->bq != NULL) URSULA_FREE(gg->bq->entries);
+  URSULA_FREE(gg->bq);
   URSULA_FREE(gg->groups);
   URSULA_FREE(gg);
 }
@@ -3542,14 +3551,169 @@ static void group_gather_peers(struct core *c, struct group_gather *gg) {
   }
 }
 
+/* BUCKETS.  A bucket's streams are in every group (placement hashes
+** their paths), so what api.c answers of a bucket (GET /{b}, DELETE's
+** check, GET /{b}/streams, GET /__ursula/buckets) is gathered: the
+** gathering above, with a struct group_bucket_query, visits every core,
+** and each core looks at the streams and bucket records of its own
+** groups, on its own thread, adding what it finds to the query (one core
+** at a time holds it).  So an answer costs O(streams on the node), and
+** the groups of different cores are read a few loop turns apart; each
+** group is read as applied here (a follower's may be a moment behind).
+** A stream counts when it is visible: not soft-deleted (a deleted
+** stream a fork still reads) and not expired now. */
+
+/* Entries by name, bytewise (qsort). */
+static int group_entry_cmp(const void *x, const void *y) {
+  const struct group_bucket_entry *a = (const struct group_bucket_entry *)x;
+  const struct group_bucket_entry *b = (const struct group_bucket_entry *)y;
+  int c = memcmp(a->name, b->name,
+                 a->name_len < b->name_len ? a->name_len : b->name_len);
+  if (c != 0) return c;
+  return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+}
+
+/* A new entry at the end (NULL: out of memory, and bq->failed). */
+static struct group_bucket_entry *group_entry_add(
+    struct group_bucket_query *bq, struct str name) {
+  struct group_bucket_entry *e;
+  if (bq->n_entries == bq->cap_entries) {
+    size_t cap = bq->cap_entries ? bq->cap_entries * 2 : 64;
+    e = (struct group_bucket_entry *)URSULA_REALLOC(bq->entries,
+                                                    cap * sizeof(*e));
+    if (e == NULL) {
+      bq->failed = 1;
+      return NULL;
+    }
+    bq->entries = e;
+    bq->cap_entries = cap;
+  }
+  e = &bq->entries[bq->n_entries++];
+  memset(e, 0, sizeof(*e));
+  memcpy(e->name, name.ptr, name.len < sizeof(e->name) ? name.len
+                                                       : sizeof(e->name) - 1);
+  e->name_len = name.len < sizeof(e->name) ? name.len : sizeof(e->name) - 1;
+  return e;
+}
+
+/* ALL: the entry of bucket name, made (in name order) if it is new. */
+static struct group_bucket_entry *group_entry_of(struct group_bucket_query *bq,
+                                                 struct str name) {
+  struct group_bucket_entry key, *e;
+  size_t lo = 0, hi = bq->n_entries;
+  memset(&key, 0, sizeof(key));
+  memcpy(key.name, name.ptr, name.len);
+  key.name_len = name.len;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = group_entry_cmp(&bq->entries[mid], &key);
+    if (c == 0) return &bq->entries[mid];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if ((e = group_entry_add(bq, name)) == NULL) return NULL;
+  memmove(bq->entries + lo + 1, bq->entries + lo,
+          (bq->n_entries - 1 - lo) * sizeof(*e));
+  bq->entries[lo] = key;
+  return &bq->entries[lo];
+}
+
+/* LIST: keep the first limit + 1 ids (one more than an answer holds, so
+** that it knows whether more follow). */
+URSULA_PRIVATE void group_bucket_trim(struct group_bucket_query *bq) {
+  if (bq->n_entries == 0) return;
+  qsort(bq->entries, bq->n_entries, sizeof(*bq->entries), group_entry_cmp);
+  if (bq->n_entries > bq->limit + 1) bq->n_entries = bq->limit + 1;
+}
+
+/* Whether id is one a listing wants: the prefix, and after `after`. */
+static int group_list_wants(const struct group_bucket_query *bq,
+                            struct str id) {
+  if (id.len < bq->prefix_len || memcmp(id.ptr, bq->prefix, bq->prefix_len))
+    return 0;
+  if (bq->has_after) {
+    int c = memcmp(id.ptr, bq->after,
+                   id.len < bq->after_len ? id.len : bq->after_len);
+    if (c < 0 || (c == 0 && id.len <= bq->after_len)) return 0;
+  }
+  return 1;
+}
+
+/* One visible stream s (its path split as bp) for the query. */
+static void group_bucket_stream(struct group_bucket_query *bq,
+                                const struct stream *s,
+                                const struct util_bucket_path *bp) {
+  struct group_bucket_entry *e;
+  if (bq->mode == GROUP_BQ_ALL) {
+    if ((e = group_entry_of(bq, bp->bucket)) == NULL) return;
+    e->streams++;
+    e->bytes += s->tail;
+    return;
+  }
+  if (bp->bucket.len != bq->bucket_len ||
+      memcmp(bp->bucket.ptr, bq->bucket, bq->bucket_len) != 0)
+    return;
+  bq->streams++;
+  bq->bytes += s->tail;
+  if (bq->mode != GROUP_BQ_LIST || !group_list_wants(bq, bp->id)) return;
+  if ((e = group_entry_add(bq, bp->id)) == NULL) return;
+  snprintf(e->content_type, sizeof(e->content_type), "%s",
+           s->content_type ? s->content_type : "");
+  e->tail = s->tail;
+  e->closed = s->closed;
+  if (bq->n_entries > 2 * (bq->limit + 1)) group_bucket_trim(bq);
+}
+
+URSULA_PRIVATE void group_bucket_visit(struct group *g,
+                                       struct group_bucket_query *bq) {
+  const struct stream_state *st = &g->sm;
+  uint64_t now = group_wall(g);
+  size_t i;
+  for (i = 0; i < st->cap && !bq->failed; i++) {
+    const struct stream *s;
+    for (s = st->slots[i]; s != NULL && !bq->failed; s = s->hnext) {
+      struct util_bucket_path bp;
+      if (s->soft_deleted || group_expired(s, now)) continue;
+      util_bucket_path(s->path, s->path_len, &bp);
+      if (bp.kind == UTIL_PATH_IN_BUCKET || bp.kind == UTIL_PATH_AFFINITY)
+        group_bucket_stream(bq, s, &bp);
+    }
+  }
+  if (bq->mode == GROUP_BQ_ONE) {
+    const struct stream_bucket *b;
+    struct str name;
+    name.ptr = bq->bucket;
+    name.len = bq->bucket_len;
+    if ((b = stream_bucket_find(st, name)) != NULL) {
+      bq->has_record = 1;
+      bq->created_ms = b->created_ms;
+    }
+  } else if (bq->mode == GROUP_BQ_ALL) {
+    for (i = 0; i < st->n_buckets && !bq->failed; i++) {
+      struct str name;
+      name.ptr = st->buckets[i].name;
+      name.len = st->buckets[i].name_len;
+      group_entry_of(bq, name);
+    }
+  }
+}
+
 /* On core gg->at: its part, then on to the next core, or back. */
 static void group_gather_visit(struct loop *l, struct loop_msg *m) {
   struct core *c = (struct core *)loop_get_user(l);
   struct group_gather *gg = (struct group_gather *)(void *)m;
   const struct ursula_server *s = c->srv;
   int gid;
-  for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores)
-    group_status(s->groups[gid], &gg->groups[gid]);
+  for (gid = c->id; gid < gg->n_groups; gid += gg->n_cores) {
+    if (gg->bq != NULL)
+      group_bucket_visit(s->groups[gid], gg->bq);
+    else
+      group_status(s->groups[gid], &gg->groups[gid]);
+  }
+  if (gg->bq != NULL && gg->bq->mode == GROUP_BQ_LIST)
+    group_bucket_trim(gg->bq);
   if (s->peer != NULL) group_gather_peers(c, gg);
   if (c->journal != NULL && journal_state(c->journal) == JOURNAL_BROKEN)
     gg->journals_broken++;

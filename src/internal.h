@@ -123,6 +123,32 @@ URSULA_PRIVATE void buf_free(struct buf *b);
 URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
                                       size_t len);
 
+/* BUCKET PATHS (api.c's top comment has the rules and why).  A bucket
+** name is 4..64 bytes of [a-z0-9_-] not starting with "__"; a stream id
+** is 1..122 bytes without '/', NUL or "..", and not one of the reserved
+** ids (streams, $transaction, append-batch, attrs, bootstrap, retention,
+** snapshot).  util_bucket_path() sorts a request path into: */
+enum {
+  UTIL_PATH_PLAIN = 0, /* a stream in no bucket (every other path) */
+  UTIL_PATH_BUCKET,    /* "/{b}": the bucket route */
+  UTIL_PATH_LIST,      /* "/{b}/streams": the bucket's listing */
+  UTIL_PATH_RESERVED,  /* "/{b}/{x}" or "/{b}/{aff}/{x}", x a reserved id
+                          other than that listing: served by nothing yet */
+  UTIL_PATH_IN_BUCKET, /* "/{b}/{s}": stream s in bucket b */
+  UTIL_PATH_AFFINITY   /* "/{b}/{aff}/{s}": in bucket b, affinity key aff */
+};
+struct util_bucket_path {
+  int kind;          /* UTIL_PATH_* */
+  struct str bucket; /* b (every kind but PLAIN) */
+  struct str id;     /* IN_BUCKET: "s"; AFFINITY: "aff/s" (as listed) */
+  size_t group_len;  /* the bytes of the path that choose its group: the
+                        whole path, or for AFFINITY "/{b}/{aff}" */
+};
+URSULA_PRIVATE int util_bucket_name_ok(struct str name);
+URSULA_PRIVATE int util_stream_id_ok(struct str id);
+URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
+                                     struct util_bucket_path *out);
+
 /* -------------------------------------------------------------------- os.c
 ** Clocks and the system-call table the WAL goes through. */
 URSULA_PRIVATE uint64_t os_now_ms(void);  /* monotonic milliseconds */
@@ -1119,7 +1145,9 @@ enum {
   CMD_FORK_RELEASE = 5, /* a fork of this stream went away: refcount-1 */
   CMD_EXPIRE = 6,       /* remove the stream if its TTL or Expires-At passed */
   CMD_COLD = 7,         /* a prefix of the stream moved to the cold tier */
-  CMD_TOUCH = 8         /* a read slid the stream's TTL window */
+  CMD_TOUCH = 8,        /* a read slid the stream's TTL window */
+  CMD_BUCKET_CREATE = 9, /* PUT /{b}: make the bucket's record */
+  CMD_BUCKET_DELETE = 10 /* DELETE /{b}: remove the bucket's record */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -1713,9 +1741,19 @@ struct stream {
   struct stream_local local; /* this node's, not replicated */
 };
 
+/* A bucket's record (api.c, BUCKETS), in the group of its route "/{b}":
+** replicated state, made by BUCKET_CREATE and removed by BUCKET_DELETE. */
+struct stream_bucket {
+  char name[65]; /* the bucket name, NUL-terminated */
+  size_t name_len;
+  uint64_t created_ms; /* the time_ms of the BUCKET_CREATE that made it */
+};
+
 struct stream_state {
   struct stream **slots; /* open hash table of chains */
   size_t cap, n;
+  struct stream_bucket *buckets; /* the group's bucket records, by name */
+  size_t n_buckets, cap_buckets;
   uint64_t next_incarnation;
   uint64_t hot_bytes;  /* sum of the streams' data.len */
   size_t evict_cursor; /* slot where the next eviction pass starts */
@@ -1780,6 +1818,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
 /* Look a stream up by path; NULL if there is none (expired or not). */
 URSULA_PRIVATE struct stream *stream_find(struct stream_state *st,
                                           struct str path);
+/* The record of bucket `name` in this group; NULL if it has none. */
+URSULA_PRIVATE const struct stream_bucket *stream_bucket_find(
+    const struct stream_state *st, struct str name);
 /* Whether s has expired at now_ms by Expires-At, or by its TTL counted
 ** from last_access_ms (the log's s->last_access_ms in apply; the owner
 ** adds the reads it has not logged yet). */
@@ -2070,8 +2111,12 @@ enum {
                      goes to the group's owner (group_backup) */
   JOB_SNAPSHOT,   /* POST /__ursula/raft/G/snapshot on the admin listener:
                      to the group's owner (group_snapshot_now) */
-  JOB_SHED        /* /__ursula/leadership-shed/maintenance (api.c): answered
+  JOB_SHED,       /* /__ursula/leadership-shed/maintenance (api.c): answered
                      where it arrives */
+  JOB_BUCKET_CREATE, /* PUT /{b}: to the group of "/{b}" */
+  JOB_BUCKET_DELETE, /* DELETE /{b}, once no stream is in it (api.c) */
+  JOB_BUCKETS        /* a bucket gathering (api.c; never a group's):
+                        bucket_mode says which */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2142,6 +2187,12 @@ struct job {
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
   uint64_t end_limit;   /* read: end at most here (0: the tail) */
+  /* JOB_BUCKETS: the gathering's GROUP_BQ_* mode; a listing's limit,
+  ** prefix and after (has_after: given) */
+  int bucket_mode;
+  size_t list_limit;
+  char list_prefix[256], list_after[256];
+  int has_after;
   /* result */
   int status;
   const char *reason;
@@ -2471,8 +2522,45 @@ struct group_peer_status {
 ** filling in its own groups (and its peer links), then goes back to the
 ** core that asked, where done runs (api.c answers from it).  One heap
 ** block: group_gather_free(). */
+/* BUCKETS (group.c's BUCKETS section): what a gathering asks of every
+** group's streams and bucket records, and what it found.  An entry is a
+** stream of a listing (LIST: name is its id, "s" or "aff/s") or a bucket
+** (ALL: name is the bucket's). */
+enum {
+  GROUP_BQ_ONE = 1, /* one bucket: its streams, bytes and record */
+  GROUP_BQ_LIST,    /* one bucket's streams, in id order, after `after` */
+  GROUP_BQ_ALL      /* every bucket: streams and bytes of each */
+};
+struct group_bucket_entry {
+  char name[256];
+  size_t name_len;
+  char content_type[256]; /* LIST */
+  uint64_t tail;          /* LIST: its next offset */
+  int closed;             /* LIST */
+  uint64_t streams, bytes; /* ALL */
+};
+struct group_bucket_query {
+  int mode; /* GROUP_BQ_* */
+  char bucket[65];
+  size_t bucket_len;
+  char prefix[URSULA_MAX_PATH_BYTES + 1], after[URSULA_MAX_PATH_BYTES + 1];
+  size_t prefix_len, after_len;
+  int has_after;
+  size_t limit; /* LIST: at most this many answered (1..1000) */
+  /* found */
+  uint64_t streams, bytes; /* ONE, LIST: the bucket's visible streams */
+  int has_record;          /* ONE: the bucket has a record */
+  uint64_t created_ms;     /* its created_ms */
+  struct group_bucket_entry *entries; /* LIST: the first ids (at most
+                                         limit + 1 once gathered); ALL:
+                                         every bucket; by name */
+  size_t n_entries, cap_entries;
+  int failed; /* out of memory on a core: the answer is a 503 */
+};
+
 struct group_gather {
   struct loop_msg msg;
+  struct group_bucket_query *bq; /* a bucket gathering (NULL: status) */
   loop_msg_fn done;
   int origin_core;
   uint64_t conn_id; /* the asking connection (api.c) */
@@ -2502,6 +2590,11 @@ URSULA_PRIVATE void group_gather_free(struct group_gather *gg);
 ** through msg.on_drop.) */
 URSULA_PRIVATE void group_gather_start(struct core *c, struct group_gather *gg,
                                        loop_msg_fn done);
+/* BUCKETS: add what group g (on g's core) has of bq's bucket(s) to bq;
+** group_bucket_trim() keeps a LIST's first limit + 1 ids, in order. */
+URSULA_PRIVATE void group_bucket_visit(struct group *g,
+                                       struct group_bucket_query *bq);
+URSULA_PRIVATE void group_bucket_trim(struct group_bucket_query *bq);
 /* g's status now (on g's core). */
 URSULA_PRIVATE void group_status(const struct group *g,
                                  struct group_status *out);

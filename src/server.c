@@ -70,9 +70,18 @@
 #endif
 #define SERVER_BUG(n) (SERVER_PLANT == (n))
 
+/* PLACEMENT.  A path's group is the FNV-1a hash (util_hash64) of the
+** bytes that choose it, modulo the number of groups: the whole path, but
+** for a stream at "/{b}/{aff}/{s}" (path-affinity-v1: api.c, BUCKETS)
+** only "/{b}/{aff}", so that the streams of one affinity key share a
+** group, and so its core and its leader.  A bucket's record lives in
+** the group of "/{b}", the bucket route's own path.  Every lookup of a
+** path's group goes through here (group.c, live.c, fork.c's jobs). */
 URSULA_PRIVATE int server_group_of(const struct ursula_server *s,
                                    const char *path, size_t len) {
-  return (int)(util_hash64(path, len) % (uint64_t)s->n_groups);
+  struct util_bucket_path bp;
+  util_bucket_path(path, len, &bp);
+  return (int)(util_hash64(path, bp.group_len) % (uint64_t)s->n_groups);
 }
 
 URSULA_PRIVATE struct group *server_group(const struct ursula_server *s,
@@ -1144,6 +1153,38 @@ static void *server_recover_main(void *arg) {
   return NULL;
 }
 
+/* UPGRADE TO PATH AFFINITY.  A build before path-affinity-v1 placed a
+** stream at "/{b}/{aff}/{s}" in the group of its whole path; this one
+** looks for it in the group of "/{b}/{aff}" (server.c, PLACEMENT), so
+** such a stream, recovered where it was, could not be found: it would
+** read as absent.  So after recovery every group's streams are checked
+** against their paths' groups, and one held by another group stops the
+** start, naming it (damage, or an old placement, is never taken for
+** absence).  The way out: with the earlier build, copy such streams to
+** paths outside the rule (or delete them), then upgrade. */
+static int server_check_placement(struct ursula_server *s, char *err) {
+  int gid;
+  for (gid = 0; gid < s->n_groups; gid++) {
+    const struct stream_state *st = group_state(s->groups[gid]);
+    const struct stream *x;
+    size_t i;
+    for (i = 0; i < st->cap; i++)
+      for (x = st->slots[i]; x != NULL; x = x->hnext) {
+        if (server_group_of(s, x->path, x->path_len) == gid) continue;
+        snprintf(err, URSULA_ERRMSG_LEN,
+                 "the stream %.*s is held by group %d, but its path "
+                 "belongs to group %d (path-affinity-v1 places "
+                 "/{bucket}/{affinity}/{stream} by /{bucket}/{affinity}): it "
+                 "was made by an earlier build; refusing to start rather "
+                 "than lose it (README, Buckets: upgrading)",
+                 (int)(x->path_len > 300 ? 300 : x->path_len), x->path, gid,
+                 server_group_of(s, x->path, x->path_len));
+        return URSULA_ECORRUPT;
+      }
+  }
+  return URSULA_OK;
+}
+
 /* Open and replay every group's WAL, one thread per core (groups are
 ** independent, so they recover in parallel); without threads, one group
 ** after another on the caller. */
@@ -1181,6 +1222,7 @@ static int server_recover(struct ursula_server *s, char *err) {
     }
   }
   URSULA_FREE(r);
+  if (rc == URSULA_OK) rc = server_check_placement(s, err);
   if (rc == URSULA_OK && !existed) rc = server_layout_write(s, err);
   if (rc == URSULA_OK)
     LOG_I("recovered %d groups from %s in %llu ms", s->n_groups, s->cfg.wal_dir,

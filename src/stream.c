@@ -108,6 +108,7 @@ URSULA_PRIVATE void stream_state_free(struct stream_state *st) {
     }
   }
   URSULA_FREE(st->slots);
+  URSULA_FREE(st->buckets);
   memset(st, 0, sizeof(*st));
 }
 
@@ -864,6 +865,118 @@ static void stream_apply_touch(struct stream_state *st, const struct cmd *c,
   if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
 }
 
+/* ------------------------------------------------------------ buckets */
+
+/* BUCKET RECORDS.  A group holds the records of the buckets whose route
+** "/{b}" it owns (server.c, PLACEMENT), in an array sorted by name: a
+** record is its name and the time of the command that made it.  Whether
+** a bucket exists, and its streams, are not this group's to know (they
+** live in every group): api.c asks every group (BUCKETS there); apply
+** decides only on the record. */
+
+static int stream_bytes_cmp(const char *a, size_t an, const char *b,
+                            size_t bn);
+
+/* The index of the record of name, or where it would go (*found 0). */
+static size_t stream_bucket_at(const struct stream_state *st, struct str name,
+                               int *found) {
+  size_t lo = 0, hi = st->n_buckets;
+  *found = 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const struct stream_bucket *b = &st->buckets[mid];
+    int c = stream_bytes_cmp(b->name, b->name_len, name.ptr, name.len);
+    if (c == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+URSULA_PRIVATE const struct stream_bucket *stream_bucket_find(
+    const struct stream_state *st, struct str name) {
+  int found;
+  size_t i = stream_bucket_at(st, name, &found);
+  return found ? &st->buckets[i] : NULL;
+}
+
+/* Insert a record at i (the array kept sorted by the caller). */
+static void stream_bucket_insert(struct stream_state *st, size_t i,
+                                 struct str name, uint64_t created_ms) {
+  struct stream_bucket *b;
+  if (st->n_buckets == st->cap_buckets) {
+    size_t cap = st->cap_buckets ? st->cap_buckets * 2 : 8;
+    b = (struct stream_bucket *)URSULA_REALLOC(st->buckets, cap * sizeof(*b));
+    if (b == NULL) stream_oom();
+    st->buckets = b;
+    st->cap_buckets = cap;
+  }
+  memmove(st->buckets + i + 1, st->buckets + i,
+          (st->n_buckets - i) * sizeof(*st->buckets));
+  b = &st->buckets[i];
+  memset(b, 0, sizeof(*b));
+  memcpy(b->name, name.ptr, name.len);
+  b->name_len = name.len;
+  b->created_ms = created_ms;
+  st->n_buckets++;
+}
+
+/* The bucket name of a BUCKET_* command's path "/{b}"; 0 if it is not
+** one (HTTP never sends such a command: api.c routes only bucket paths
+** here). */
+static int stream_bucket_name(const struct cmd *c, struct str *name) {
+  if (c->path.len < 2 || c->path.ptr[0] != '/') return 0;
+  name->ptr = c->path.ptr + 1;
+  name->len = c->path.len - 1;
+  return util_bucket_name_ok(*name);
+}
+
+/* BUCKET_CREATE: 201 and a record made at the command's time, or 200 if
+** the record was there already (it keeps its first created_ms). */
+static void stream_apply_bucket_create(struct stream_state *st,
+                                       const struct cmd *c,
+                                       struct stream_result *r) {
+  struct str name;
+  int found;
+  size_t i;
+  if (!stream_bucket_name(c, &name)) {
+    stream_fail(r, 400, "not a bucket name");
+    return;
+  }
+  i = stream_bucket_at(st, name, &found);
+  r->status = found ? 200 : 201;
+  if (!found) stream_bucket_insert(st, i, name, c->time_ms);
+}
+
+/* BUCKET_DELETE: 204 and the record removed, or 404 if there was none.
+** Whether the bucket still has streams was asked of every group before
+** this was proposed (api.c); apply looks at the record alone. */
+static void stream_apply_bucket_delete(struct stream_state *st,
+                                       const struct cmd *c,
+                                       struct stream_result *r) {
+  struct str name;
+  int found;
+  size_t i;
+  if (!stream_bucket_name(c, &name)) {
+    stream_fail(r, 400, "not a bucket name");
+    return;
+  }
+  i = stream_bucket_at(st, name, &found);
+  if (!found) {
+    stream_fail(r, 404, "no such bucket");
+    return;
+  }
+  memmove(st->buckets + i, st->buckets + i + 1,
+          (st->n_buckets - i - 1) * sizeof(*st->buckets));
+  st->n_buckets--;
+  r->status = 204;
+}
+
 /* ------------------------------------------------------------ apply */
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
@@ -900,6 +1013,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
     case CMD_TOUCH:
       stream_apply_touch(st, c, r);
       break;
+    case CMD_BUCKET_CREATE:
+      stream_apply_bucket_create(st, c, r);
+      break;
+    case CMD_BUCKET_DELETE:
+      stream_apply_bucket_delete(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -915,7 +1034,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 4 (format version)   v next_incarnation   v number of streams
+     v 5 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -932,6 +1051,9 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        v units, then per unit: v length (the first from base), then, for
          the units past the chunks' end only, v log index, v offset in
          that entry's payload
+     v number of bucket records, then per record (in name order,
+       bytewise, each name once): b name (a bucket name, without the
+       '/'), v created_ms
 
    The bytes of units past the chunks stay in the log entries named (the
    log keeps them: group.c compacts only what no stream reads), or travel
@@ -942,8 +1064,10 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    one: base <= tail, fork_offset <= base (a copied fork: base 0), a
    stream that is no fork has none of the fork fields, chunks and units
    are non-empty and end exactly at a unit end and at the tail, and no
-   sum wraps.  Version 3 is version 4 without base and fork_inc (its
-   forks hold copies of what they inherited: base 0), and is read.
+   sum wraps.  Version 4 is version 5 without the bucket records (a
+   group of that build had none), and is read.  Version 3 is version 4
+   without base and fork_inc (its forks hold copies of what they
+   inherited: base 0), and is read.
    Versions 1 and 2 named WAL files and offsets instead; they came with
    WAL format 1, which is refused, so they are not read.
 
@@ -953,7 +1077,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 4
+#define STREAM_SNAP_VERSION 5
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -1057,6 +1181,12 @@ URSULA_PRIVATE int stream_snapshot(const struct stream_state *st,
   bad |= cmd_put_varint(out, n);
   for (i = 0; i < n && rc == URSULA_OK; i++) rc = stream_snapshot_one(all[i], out);
   URSULA_FREE((void *)all);
+  bad |= cmd_put_varint(out, st->n_buckets);
+  for (i = 0; i < st->n_buckets; i++) {
+    bad |= cmd_put_bytes(out, stream_str(st->buckets[i].name,
+                                         st->buckets[i].name_len));
+    bad |= cmd_put_varint(out, st->buckets[i].created_ms);
+  }
   if (rc == URSULA_OK && bad) rc = URSULA_ENOMEM;
   return rc;
 }
@@ -1212,13 +1342,33 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   return 0;
 }
 
+/* Decode the bucket records of a snapshot: names valid and strictly
+** ascending.  0, or -1 for bad input. */
+static int stream_restore_buckets(struct stream_state *st,
+                                  const unsigned char **p,
+                                  const unsigned char *end) {
+  uint64_t n, i, created;
+  struct str name;
+  if (cmd_get_varint(p, end, &n) || n > (uint64_t)(end - *p) / 2) return -1;
+  for (i = 0; i < n; i++) {
+    if (cmd_get_bytes(p, end, &name) || !util_bucket_name_ok(name) ||
+        cmd_get_varint(p, end, &created) ||
+        (i > 0 && stream_bytes_cmp(st->buckets[i - 1].name,
+                                   st->buckets[i - 1].name_len, name.ptr,
+                                   name.len) >= 0))
+      return -1;
+    stream_bucket_insert(st, st->n_buckets, name, created);
+  }
+  return 0;
+}
+
 URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
                                   size_t len) {
   const unsigned char *q = (const unsigned char *)p, *end = q + len;
   const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
-      (version != STREAM_SNAP_VERSION && version != 3) ||
+      (version != STREAM_SNAP_VERSION && version != 4 && version != 3) ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -1240,6 +1390,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
     st->n++;
     last = s;
   }
+  if (version >= 5 && stream_restore_buckets(st, &q, end) != 0)
+    return URSULA_ECORRUPT;
   return q == end ? URSULA_OK : URSULA_ECORRUPT;
 }
 

@@ -249,3 +249,92 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
   out->ptr[out->len] = '\0';
   return URSULA_OK;
 }
+
+/* ------------------------------------------------------------ bucket paths */
+
+#define UTIL_BUCKET_MIN 4
+#define UTIL_BUCKET_MAX 64
+#define UTIL_STREAM_ID_MAX 122
+
+URSULA_PRIVATE int util_bucket_name_ok(struct str name) {
+  size_t i;
+  if (name.len < UTIL_BUCKET_MIN || name.len > UTIL_BUCKET_MAX ||
+      (name.ptr[0] == '_' && name.ptr[1] == '_')) /* "__...": reserved */
+    return 0;
+  for (i = 0; i < name.len; i++) {
+    char ch = name.ptr[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+          ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* Whether id is one of the ids a bucket keeps for its own routes. */
+static int util_reserved_id(struct str id) {
+  static const char *const ids[] = {"streams",   "$transaction", "append-batch",
+                                    "attrs",     "bootstrap",    "retention",
+                                    "snapshot"};
+  size_t i;
+  for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+    if (util_str_eq(id, ids[i])) return 1;
+  return 0;
+}
+
+/* A stream id's bytes, the reserved ids aside. */
+static int util_id_bytes_ok(struct str id) {
+  size_t i;
+  if (id.len < 1 || id.len > UTIL_STREAM_ID_MAX) return 0;
+  for (i = 0; i < id.len; i++) {
+    if (id.ptr[i] == '/' || id.ptr[i] == '\0') return 0;
+    if (id.ptr[i] == '.' && i + 1 < id.len && id.ptr[i + 1] == '.') return 0;
+  }
+  return 1;
+}
+
+URSULA_PRIVATE int util_stream_id_ok(struct str id) {
+  return util_id_bytes_ok(id) && !util_reserved_id(id);
+}
+
+URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
+                                     struct util_bucket_path *out) {
+  struct str seg[3];
+  size_t i, start = 1, n = 0;
+  memset(out, 0, sizeof(*out));
+  out->group_len = len;
+  if (len < 2 || path[0] != '/') return;
+  for (i = 1; i <= len; i++) { /* the segments, at most 3 */
+    if (i < len && path[i] != '/') continue;
+    if (n == 3) return;
+    seg[n].ptr = path + start;
+    seg[n].len = i - start;
+    n++;
+    start = i + 1;
+  }
+  if (!util_bucket_name_ok(seg[0])) return;
+  out->bucket = seg[0];
+  if (n == 1) {
+    out->kind = UTIL_PATH_BUCKET;
+  } else if (n == 2 && util_str_eq(seg[1], "streams")) {
+    out->kind = UTIL_PATH_LIST;
+  } else if (util_id_bytes_ok(seg[n - 1]) && util_reserved_id(seg[n - 1]) &&
+             (n == 2 || util_stream_id_ok(seg[1]))) {
+    out->kind = UTIL_PATH_RESERVED;
+  } else if (n == 2 && util_stream_id_ok(seg[1])) {
+    out->kind = UTIL_PATH_IN_BUCKET;
+    out->id = seg[1];
+  } else if (n == 3 && util_stream_id_ok(seg[1]) && util_stream_id_ok(seg[2])) {
+    out->kind = UTIL_PATH_AFFINITY;
+    out->id.ptr = seg[1].ptr;
+    out->id.len = seg[1].len + 1 + seg[2].len;
+    out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else {
+    out->kind = UTIL_PATH_PLAIN;
+    out->bucket.ptr = NULL;
+    out->bucket.len = 0;
+  }
+}
+
+#undef UTIL_BUCKET_MIN
+#undef UTIL_BUCKET_MAX
+#undef UTIL_STREAM_ID_MAX

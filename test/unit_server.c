@@ -549,7 +549,7 @@ static void test_server_fork_refused(void) {
   if ((port = unit_server_start1(&run)) < 0) return;
   ASSERT(unit_http(port, "PUT", "/src", "abc", NULL, 0) == 201);
   unit_syncs_pass = 1; /* the FORK_ACQUIRE's sync passes, the CREATE's fails */
-  ASSERT(unit_http_h(port, "PUT", "/fork", "Stream-Forked-From: /src\r\n", "",
+  ASSERT(unit_http_h(port, "PUT", "/v1/fork", "Stream-Forked-From: /src\r\n", "",
                      body, sizeof(body)) == 503);
   unit_syncs_pass = -1;
   for (i = 0; i < 30; i++) { /* 503 until the log is verified again */
@@ -820,16 +820,16 @@ static void unit_fork_build(int port) {
   {
     struct buf r;
     memset(&r, 0, sizeof(r));
-    ASSERT(unit_req(port, "PUT", "/bad1",
+    ASSERT(unit_req(port, "PUT", "/v1/bad1",
                     "Content-Type: text/plain\r\nStream-Forked-From: /f6\r\n"
                     "Stream-Fork-Offset: 0_3\r\nStream-Fork-Sub-Offset: 3\r\n",
                     "", 5000, &r) == 400);
-    ASSERT(unit_req(port, "PUT", "/bad2",
+    ASSERT(unit_req(port, "PUT", "/v1/bad2",
                     "Content-Type: application/json\r\n"
                     "Stream-Forked-From: /jf\r\nStream-Fork-Offset: 0_0\r\n"
                     "Stream-Fork-Sub-Offset: 3\r\n",
                     "", 5000, &r) == 400);
-    ASSERT(unit_req(port, "PUT", "/bad3", /* no append starts at 4 */
+    ASSERT(unit_req(port, "PUT", "/v1/bad3", /* no append starts at 4 */
                     "Content-Type: text/plain\r\nStream-Forked-From: /f3\r\n"
                     "Stream-Fork-Offset: 0_4\r\nStream-Fork-Sub-Offset: 1\r\n",
                     "", 5000, &r) == 400);
@@ -1248,7 +1248,7 @@ static void test_server_body_charges(void) {
   ASSERT(unit_charged(srv, 0) == 0);
   close(fd);
   ASSERT(unit_http(port, "POST", "/s", "abc", NULL, 0) == 204);
-  ASSERT(unit_http(port, "POST", "/nope", "abc", NULL, 0) == 404);
+  ASSERT(unit_http(port, "POST", "/v1/nope", "abc", NULL, 0) == 404);
   ASSERT(unit_charged(srv, 0) == 0);
   /* and the budget is whole again: 4096 and 4096 at once fit 8192 */
   held = unit_conn_open(port);

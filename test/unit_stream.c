@@ -1277,7 +1277,120 @@ static void test_group_many_terms(void) {
   if (system(cmd) != 0) printf("# could not remove the test folder\n");
 }
 
+/* Buckets: the path rule (util.c), BUCKET_CREATE's bytes as cmd.c
+** writes them out, apply, and the records in a snapshot (version 5;
+** version 4, which has none, still read). */
+static void test_stream_buckets(void) {
+  static const unsigned char want[] = {
+      0x02, 0x09, 0x00, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x05, 0x2f,
+      0x64, 0x65, 0x6d, 0x6f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+  struct util_bucket_path bp;
+  struct stream_state a, b;
+  struct stream_result r;
+  struct buf enc, s1, s2;
+  struct cmd c;
+  const char *p;
+  memset(&r, 0, sizeof(r));
+  memset(&enc, 0, sizeof(enc));
+  memset(&s1, 0, sizeof(s1));
+  memset(&s2, 0, sizeof(s2));
+  p = "/demo";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_BUCKET && bp.group_len == 5);
+  p = "/demo/streams";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_LIST);
+  p = "/demo/s1";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_IN_BUCKET && bp.group_len == 8);
+  ASSERT_MEM(bp.id.ptr, bp.id.len, "s1");
+  p = "/demo/k/s1";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_AFFINITY && bp.group_len == 7);
+  ASSERT_MEM(bp.id.ptr, bp.id.len, "k/s1");
+  p = "/demo/k/attrs";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_RESERVED);
+  p = "/demo/snapshot";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_RESERVED);
+  /* no bucket: too short, upper case, "__", 4 segments, "..", empty */
+  p = "/v1/stream/x";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_PLAIN && bp.group_len == 12);
+  p = "/Demo";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_PLAIN);
+  p = "/__ursula";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_PLAIN);
+  p = "/demo/a/b/c";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_PLAIN && bp.group_len == 11);
+  p = "/demo/a..b";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_PLAIN);
+  p = "/demo/";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_PLAIN);
+  ASSERT(util_bucket_name_ok(util_str("a_b-9")) &&
+         !util_bucket_name_ok(util_str("abc")) &&
+         util_bucket_name_ok(util_str(
+             "0123456789012345678901234567890123456789012345678901234567890123")) &&
+         !util_bucket_name_ok(util_str(
+             "01234567890123456789012345678901234567890123456789012345678901234")));
+  /* the bytes of cmd.c's example */
+  c = unit_cmd(CMD_BUCKET_CREATE, "/demo", 1700000000000ULL);
+  c.content_type = util_str("");
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(enc.len == sizeof(want) && memcmp(enc.ptr, want, sizeof(want)) == 0);
+  /* apply: 201, 200 (the first time kept), 204, 404; a bad name 400 */
+  stream_state_init(&a);
+  stream_state_init(&b);
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c.time_ms = 1700000000999ULL;
+  ASSERT(unit_apply(&a, &c, &r) == 200);
+  ASSERT(stream_bucket_find(&a, util_str("demo")) != NULL &&
+         stream_bucket_find(&a, util_str("demo"))->created_ms ==
+             1700000000000ULL);
+  c = unit_cmd(CMD_BUCKET_CREATE, "/abcd", 5);
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c = unit_cmd(CMD_BUCKET_CREATE, "/zzzz", 6);
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c = unit_cmd(CMD_BUCKET_DELETE, "/zzzz", 7);
+  ASSERT(unit_apply(&a, &c, &r) == 204);
+  ASSERT(unit_apply(&a, &c, &r) == 404);
+  c = unit_cmd(CMD_BUCKET_CREATE, "/ab", 8);
+  ASSERT(unit_apply(&a, &c, &r) == 400);
+  ASSERT(a.n_buckets == 2);
+  /* the records survive a snapshot, canonically */
+  ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
+  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 5);
+  ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
+  ASSERT(b.n_buckets == 2 && stream_bucket_find(&b, util_str("abcd")) != NULL &&
+         stream_bucket_find(&b, util_str("abcd"))->created_ms == 5);
+  ASSERT(stream_snapshot(&b, &s2) == URSULA_OK);
+  ASSERT(s2.len == s1.len && memcmp(s2.ptr, s1.ptr, s1.len) == 0);
+  stream_state_free(&b);
+  stream_state_init(&b);
+  /* version 4: the same without the records (here: none, no streams) */
+  {
+    static const unsigned char v4[] = {4, 1, 0};
+    ASSERT(stream_restore(&b, v4, sizeof(v4)) == URSULA_OK &&
+           b.n_buckets == 0);
+  }
+  stream_state_free(&b);
+  stream_state_free(&a);
+  buf_free(&enc);
+  buf_free(&s1);
+  buf_free(&s2);
+  buf_free(&r.releases);
+  buf_free(&r.garbage);
+}
+
 static const struct unit_case unit_stream_cases[] = {
+    {"stream_buckets", test_stream_buckets},
     {"stream_snapshot", test_stream_snapshot},
     {"stream_cmd_roundtrip", test_stream_cmd_roundtrip},
     {"stream_create_append", test_stream_create_append},

@@ -198,7 +198,8 @@ static struct cmd seed_cmd(int type, const char *path, uint64_t t) {
 
 /* The command script the state seeds are made of: creates, appends with
 ** producers and Stream-Seq, JSON, a fork with inherited units, TTLs and
-** Expires-At, touches, a close, a cold move, a delete. */
+** Expires-At, touches, a close, a cold move, a delete, bucket records
+** made and removed. */
 static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   size_t n = 0;
   struct cmd c;
@@ -263,6 +264,18 @@ static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   c = seed_cmd(CMD_EXPIRE, "/v1/stream/a", 1700000001200ULL);
   out[n++] = c;
   c = seed_cmd(CMD_FORK_RELEASE, "/v1/stream/zz", 1700000001300ULL);
+  out[n++] = c;
+  c = seed_cmd(CMD_BUCKET_CREATE, "/demo", 1700000001400ULL);
+  c.content_type = util_str("");
+  out[n++] = c;
+  c = seed_cmd(CMD_BUCKET_CREATE, "/zz-z", 1700000001500ULL);
+  c.content_type = util_str("");
+  out[n++] = c;
+  c = seed_cmd(CMD_BUCKET_CREATE, "/abcd", 1700000001600ULL);
+  c.content_type = util_str("");
+  out[n++] = c;
+  c = seed_cmd(CMD_BUCKET_DELETE, "/zz-z", 1700000001700ULL);
+  c.content_type = util_str("");
   out[n++] = c;
   return n;
 }
