@@ -1482,8 +1482,9 @@ static int api_authorize(struct api_conn *cn, const struct http_request *req,
                           its state; all 0 for a group that has applied
                           nothing.  503: its log takes no writes.
 
-   A stream may have any of these names on the public listener: the two
-   listeners' paths never meet. */
+   On the public listener the same paths are streams' and buckets' (a
+   one-segment "/metrics" is a bucket's, BUCKETS): the two listeners'
+   paths never meet. */
 enum { API_ADMIN_NONE = 0, API_ADMIN_METRICS, API_ADMIN_HEALTHZ,
        API_ADMIN_READYZ, API_ADMIN_CLUSTER, API_ADMIN_BACKUP,
        API_ADMIN_BACKUP_GROUP, API_ADMIN_SNAPSHOT, API_ADMIN_SHED };
