@@ -305,6 +305,8 @@ hd GET "$U/f3?record=1"
 same "... record=1: the source's 1 and 2, then its own" "$(rec) $(body)" '200 0 1 5 [1,{"v":2},"a","b"]'
 hd PUT "$U/ff" "${JS[@]}" -H 'Stream-Forked-From: /v1/stream/f3'
 same "a fork of a fork: next 5" "$(rec)" "201 0 5 5"
+hd PUT "$U/ff2" "${JS[@]}" -H 'Stream-Forked-From: /v1/stream/f3' -H 'Stream-Fork-Offset: 0000000000000000_0000000000000004'
+same "a fork of a fork at an offset the middle one inherited (after records 0, 1): next 2" "$(rec)" "201 0 2 2"
 hd PUT "$U/fsub" "${JS[@]}" -H 'Stream-Forked-From: /v1/stream/r' -H "Stream-Fork-Offset: $O3" -H 'Stream-Fork-Sub-Offset: 2'
 same "a fork with a sub-offset of 2 messages into the append at record 3: next 5" "$(rec)" "201 0 5 5"
 lib_kill $PID_mem
