@@ -33,7 +33,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
         test-cold-plants test-status-plants test-admin test-auth test-tls bench-cluster bench-floor test-rolling test-rolling-plants \
-        test-backup test-buckets
+        test-backup test-buckets test-records
 
 all: ursula
 
@@ -176,7 +176,7 @@ test-raft-plants: test/raft_plants.c test/unit.h test/unit_raft.c src/raft.c src
 # planted bug takes a second.  Each run prints a failing seed's
 # replay command: ./build/sim --seed S --trace.
 SIM_DEPS = test/sim/sim.c test/sim/simlog.c test/sim/simfs.c test/sim/simsm.c \
-           src/raft.c src/wal.c src/util.c src/cmd.c src/stream.c \
+           src/raft.c src/wal.c src/util.c src/json.c src/cmd.c src/stream.c \
            src/internal.h src/config.h src/prefix.h ursula.h
 build/sim: $(SIM_DEPS)
 	@mkdir -p build
@@ -214,7 +214,7 @@ test-sim: build/simfs_test build/sim build/sim-asan
 
 # The simulator's workload on the real state machine (test/sim/simsm.c:
 # commands by cmd.c, applied by stream.c), against the protocol's rules.
-build/simsm_test: test/sim/simsm_test.c test/sim/simsm.c src/cmd.c src/stream.c \
+build/simsm_test: test/sim/simsm_test.c test/sim/simsm.c src/cmd.c src/stream.c src/json.c \
                   src/util.c src/internal.h src/config.h src/prefix.h ursula.h
 	@mkdir -p build
 	$(CC) $(WARN) -Werror -O1 -g $(SAN) -fno-sanitize-recover=all test/sim/simsm_test.c -o $@ $(LDLIBS)
@@ -278,6 +278,14 @@ test-blackbox: ursula
 # 3-node cluster.
 test-buckets: ursula
 	bash test/buckets.sh ./ursula
+
+# JSON record coordinates (issue 16, item 7; json-record-coordinates-v1):
+# the record headers, record / tail_records / max_records / the envelope
+# view, Stream-Record-Match, SSE and long-poll from a record, forks, in
+# memory, with --wal-dir across kill -9 after a snapshot, with a cold
+# tier, and on a 3-node cluster.
+test-records: ursula
+	bash test/records.sh ./ursula
 
 # Three real nodes' peer links (issue 14): up, refused with the cause,
 # down on kill -9 and up again; bad cluster flags exit 2; the status
@@ -650,7 +658,7 @@ test: check-amalgamation check-symbols check-layers test-split test-flags static
       test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-admin test-auth test-cluster test-fault \
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
-      test-conformance-cold test-conformance-cluster test-tls test-backup test-buckets test-asan
+      test-conformance-cold test-conformance-cluster test-tls test-backup test-buckets test-records test-asan
 	@echo "make test: all passed"
 
 # Every scenario against ursula and the reference server, side by side

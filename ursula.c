@@ -136,6 +136,9 @@
 #ifndef URSULA_MAX_STREAM_SEQ
 #define URSULA_MAX_STREAM_SEQ 256 /* bytes of a Stream-Seq */
 #endif
+/* the largest JSON record number (json-record-coordinates-v1): 2^53 - 1,
+** as producer numbers, so a JavaScript client holds every one exactly */
+#define URSULA_MAX_RECORD ((((uint64_t)1) << 53) - 1)
 
 #ifndef URSULA_DEFAULT_HOST
 #define URSULA_DEFAULT_HOST "127.0.0.1"
@@ -1377,10 +1380,14 @@ enum {
   CMD_F_FORK = 1 << 6,        /* CREATE of a fork of fork_source */
   CMD_F_FORK_OFFSET = 1 << 7, /* Stream-Fork-Offset was given */
   CMD_F_CT = 1 << 8,          /* a content type was given */
-  CMD_F_UNIT = 1 << 9         /* FORK_ACQUIRE at an offset in the
+  CMD_F_UNIT = 1 << 9,        /* FORK_ACQUIRE at an offset in the
                                  source's inherited range: the proposer
                                  found the append unit that starts there
                                  (n_msgs: its length) */
+  CMD_F_RECORD_MATCH = 1 << 10, /* APPEND: Stream-Record-Match (a trailing
+                                   record_match, cmd.c) */
+  CMD_F_RECORD_BASE = 1 << 11   /* CREATE of a JSON fork: the records it
+                                   inherits (a trailing record_base) */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -1415,6 +1422,11 @@ struct cmd {
   uint64_t incarnation;
   uint64_t cold_start, cold_end;
   struct str object;
+  /* APPEND with CMD_F_RECORD_MATCH: the record the stream's next must be;
+  ** CREATE of a fork with CMD_F_RECORD_BASE: the source's record count at
+  ** the fork point */
+  uint64_t record_match;
+  uint64_t record_base;
   /* Not encoded: the start of the encoded bytes the views point into
   ** (set by cmd_decode), so that a view's offset in its log entry is
   ** data.ptr - raw: the logical address of the bytes. */
@@ -1956,6 +1968,13 @@ struct stream {
   size_t n_chunks, cap_chunks;
   uint64_t cold_end;
   size_t cold_units;
+  /* JSON RECORDS (stream.c, "Records"): rec_ends[u] is the number of
+  ** records (JSON messages) in the stream up to the end of unit u,
+  ** parallel to bounds[]; rec_base is that number at base (a fork's
+  ** inherited records, 0 for a stream that is no fork).  0 throughout
+  ** for a stream that is not JSON. */
+  uint64_t *rec_ends;
+  uint64_t rec_base;
   struct stream_local local; /* this node's, not replicated */
 };
 
@@ -2016,6 +2035,10 @@ struct stream_result {
   uint64_t watch_mask;
   uint64_t prev_tail;
   int deleted;
+  /* JSON records (stream.c, "Records"): the stream's first retained
+  ** record, the first record the command appended (create, append), and
+  ** the stream's next record after it (also on a 412 and a duplicate) */
+  uint64_t rec_first, rec_start, rec_next;
   /* the two buffers stay last (group_refuse); both are the caller's */
   /* cold-tier objects nothing refers to any more: NUL-terminated names */
   struct buf garbage;
@@ -2098,6 +2121,20 @@ URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
                                           uint64_t off);
 /* Where unit u (< n_bounds) starts: bounds[u-1], or base for the first. */
 URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
+/* JSON records (stream.c, "Records").  The first retained record of s (0:
+** nothing is trimmed yet; retention moves it), and the next record (the
+** count of records ever appended, inherited ones included). */
+URSULA_PRIVATE uint64_t stream_record_first(const struct stream *s);
+URSULA_PRIVATE uint64_t stream_record_next(const struct stream *s);
+/* The records of s before byte off, which is one of s's own unit
+** boundaries (base <= off <= tail, off a unit start or the tail). */
+URSULA_PRIVATE uint64_t stream_record_at(const struct stream *s,
+                                         uint64_t off);
+/* Where record rec (rec_base <= rec <= next) is: the start of the unit
+** holding it, *off, and how many records of that unit come before it,
+** *skip (0 and the tail for rec == next). */
+URSULA_PRIVATE void stream_record_find(const struct stream *s, uint64_t rec,
+                                       uint64_t *off, uint64_t *skip);
 
 /* ------------------------------------------------------------------ conf.c
 ** Flags and config files (the public ursula_config_* live there too). */
@@ -2342,6 +2379,9 @@ enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 ** there), at an owner of a stream it inherits from, or back at the first
 ** to finish. */
 enum { JOB_HOP_PLAN = 0, JOB_HOP_SOURCE, JOB_HOP_BACK };
+/* A read's start in records (json-record-coordinates-v1): none (offset),
+** record=n, record=now, tail_records=n. */
+enum { JOB_REC_NONE = 0, JOB_REC_AT, JOB_REC_NOW, JOB_REC_TAIL };
 #define JOB_MAX_HOPS 65536
 
 /* A request on its way from the core that holds the connection to the
@@ -2399,12 +2439,19 @@ struct job {
   uint64_t unit_len;
   uint64_t unit_prefix;
   uint64_t unit_inc;
+  uint64_t unit_rec; /* JSON: the records before that append */
   uint64_t offset; /* read: start position */
   int offset_now;     /* read: offset=now */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
   uint64_t end_limit;   /* read: end at most here (0: the tail) */
+  /* read by records (api.c, RECORDS): the start (JOB_REC_*, rec_arg its
+  ** n), at most max_records (0: no limit), the envelope view */
+  int rec_mode;
+  uint64_t rec_arg;
+  uint64_t max_records;
+  int envelope;
   /* JOB_BUCKETS: the gathering's GROUP_BQ_* mode; a listing's limit,
   ** prefix and after (has_after: given) */
   int bucket_mode;
@@ -2419,6 +2466,15 @@ struct job {
   int json;
   uint64_t start; /* read: first byte returned (HEAD: a GET would return) */
   uint64_t read_end; /* HEAD: where that GET would end */
+  /* JSON records: the stream's first retained and next record; the record
+  ** data starts with (rec_start_known: found; HEAD: of start), and how
+  ** many records of data come before the one a record read asked for;
+  ** rec_refused: a 400/410 of a record start, answered with the record
+  ** headers */
+  uint64_t rec_first, rec_next, rec_start, rec_skip;
+  uint64_t rec_end; /* api.c: the record after the data answered */
+  int rec_start_known;
+  int rec_refused;
   uint64_t tail;  /* Stream-Next-Offset */
   uint64_t stream_tail; /* read: the stream's tail when it was read */
   int stream_closed;    /* read: and whether it was closed */
@@ -3081,9 +3137,13 @@ URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);
 /* Append a Durable Streams control event: its data is the JSON object
 ** {"streamNextOffset": offset of next_offset, then "streamClosed":true if
 ** closed or else "streamCursor": cursor, then "upToDate":true if
-** up_to_date or closed}. */
+** up_to_date or closed}; with records (a JSON stream), after
+** streamNextOffset, "streamFirstRecord": first_record and
+** "streamNextRecord": next_record, as numbers. */
 URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
-                                uint64_t cursor, int up_to_date, int closed);
+                                uint64_t cursor, int up_to_date, int closed,
+                                int records, uint64_t first_record,
+                                uint64_t next_record);
 
 /* ------------------------------------------------------------------ live.c
 ** The live readers (long-poll, SSE) of one core, by stream path, and the
@@ -6033,6 +6093,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Gone";
     case 411:
       return "Length Required";
+    case 412:
+      return "Precondition Failed";
     case 413:
       return "Content Too Large";
     case 414:
@@ -13356,6 +13418,32 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 ** of the older types did not change, and a build that does not know
 ** types 9 and 10 refuses such an entry (URSULA_ECORRUPT) rather than
 ** misreading it.  Version 1 never had them.
+**
+** JSON RECORDS (json-record-coordinates-v1; stream.c, "Records").  Two
+** flags add one trailing varint each, after the fields of every type,
+** only when set, so no other command's bytes changed:
+**
+**    ..      varint  record_match      (APPEND with CMD_F_RECORD_MATCH,
+**                                       1 << 10: Stream-Record-Match, the
+**                                       record the stream's next must be)
+**    ..      varint  record_base       (CREATE with CMD_F_RECORD_BASE,
+**                                       1 << 11: a JSON fork's records
+**                                       below its fork point, found by the
+**                                       proposer, fork.c)
+**
+** Either flag on another type, or on a version-1 entry, is refused
+** (URSULA_ECORRUPT), as are bytes left after the last field.  For example
+** an APPEND of [1] to "/j" (application/json) with Stream-Record-Match: 3
+** at time_ms 1700000000000 is the 47 bytes
+**
+**    02 02 82 0a 80 d0 95 ff bc 31 02 2f 6a 10 61 70
+**    70 6c 69 63 61 74 69 6f 6e 2f 6a 73 6f 6e 02 31
+**    2c 01 00 00 00 00 00 00 00 00 00 00 00 00 03
+**
+** (version 2, type 2, flags 0x502 = JSON | CT | RECORD_MATCH as the varint
+** 82 0a, time_ms, path "/j", content type, data "1," (the stored form of
+** [1]), n_msgs 1, twelve empty fields, then record_match 3;
+** test/unit_stream.c checks these bytes).
 */
 
 
@@ -13436,6 +13524,10 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
   rc |= cmd_put_varint(out, c->fork_inc);
   if (c->type == CMD_TOUCH || c->type == CMD_FORK_ACQUIRE)
     rc |= cmd_put_varint(out, c->incarnation);
+  if (c->type == CMD_APPEND && (c->flags & CMD_F_RECORD_MATCH))
+    rc |= cmd_put_varint(out, c->record_match);
+  if (c->type == CMD_CREATE && (c->flags & CMD_F_RECORD_BASE))
+    rc |= cmd_put_varint(out, c->record_base);
   if (c->type == CMD_COLD) {
     rc |= cmd_put_varint(out, c->incarnation);
     rc |= cmd_put_varint(out, c->cold_start);
@@ -13499,6 +13591,16 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
       memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
     }
   }
+  /* the record fields: each only on its type, and only with its flag
+  ** (a build that sees either flag on another type, or on a version-1
+  ** entry, refuses the entry rather than misreading it) */
+  if (((c->flags & CMD_F_RECORD_MATCH) &&
+       (c->type != CMD_APPEND || version != CMD_VERSION ||
+        cmd_get_varint(&q, end, &c->record_match))) ||
+      ((c->flags & CMD_F_RECORD_BASE) &&
+       (c->type != CMD_CREATE || version != CMD_VERSION ||
+        cmd_get_varint(&q, end, &c->record_base))))
+    return URSULA_ECORRUPT;
   if (c->type == CMD_COLD && (cmd_get_varint(&q, end, &c->incarnation) ||
                               cmd_get_varint(&q, end, &c->cold_start) ||
                               cmd_get_varint(&q, end, &c->cold_end) ||
@@ -17168,6 +17270,25 @@ URSULA_PRIVATE void peer_stats(const struct peer *p, int core, int node_id,
 ** know of the inherited bytes (the append at a fork offset there) the
 ** proposer finds and puts in the command (fork.c).
 **
+** Records (json-record-coordinates-v1; README, "JSON record
+** coordinates").  Each message of a JSON stream is one record, numbered
+** from 0 over the stream's life; a fork's records continue its source's.
+** The apply counts no bytes: an APPEND or CREATE carries n_msgs, its
+** message count (the proposer flattened the body, json.c), and rec_ends[]
+** keeps the count at the end of each unit, parallel to bounds[], so that
+** a record and a byte offset map onto each other by binary search down to
+** a unit, and within a unit by scanning its bytes ("v1,v2,...,":
+** json_prefix_len).  A fork's CREATE carries rec_base, the records
+** below its fork point (found by the proposer, fork.c).  An APPEND may
+** carry record_match (Stream-Record-Match): it applies only if the
+** stream's next record is that one, else 412 -- decided here, in log
+** order, so every replica agrees and no racing append slips in between a
+** check and the append.  A producer's duplicate answers as a duplicate
+** (204, its original acknowledgement) before the match is looked at: a
+** retry of an append that applied must not turn into a 412 because its
+** own first try moved the next record.  The first retained record is
+** stream_record_first() (0 until retention trims).
+**
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
 ** ordering, soft delete with fork reference counts, and TTL expiry.
@@ -17201,6 +17322,7 @@ static void stream_free(struct stream_state *st, struct stream *s) {
   for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
   URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
+  URSULA_FREE(s->rec_ends);
   URSULA_FREE(s->locs);
   URSULA_FREE(s->path);
   URSULA_FREE(s->content_type);
@@ -17326,11 +17448,45 @@ URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
   return stream_unit_start(s, stream_unit_at(s, off));
 }
 
-/* Append p[0..len) as one unit ending at the new tail: the payload of
-** log entry `index` holds it from byte `off` on. */
+URSULA_PRIVATE uint64_t stream_record_first(const struct stream *s) {
+  (void)s;
+  return 0;
+}
+
+URSULA_PRIVATE uint64_t stream_record_next(const struct stream *s) {
+  return s->n_bounds > 0 ? s->rec_ends[s->n_bounds - 1] : s->rec_base;
+}
+
+URSULA_PRIVATE uint64_t stream_record_at(const struct stream *s,
+                                         uint64_t off) {
+  size_t u = stream_unit_at(s, off); /* the unit starting at off */
+  return u > 0 ? s->rec_ends[u - 1] : s->rec_base;
+}
+
+URSULA_PRIVATE void stream_record_find(const struct stream *s, uint64_t rec,
+                                       uint64_t *off, uint64_t *skip) {
+  size_t lo = 0, hi = s->n_bounds;
+  while (lo < hi) { /* the first unit whose end count is past rec */
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->rec_ends[mid] <= rec)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == s->n_bounds) {
+    *off = s->tail;
+    *skip = 0;
+    return;
+  }
+  *off = stream_unit_start(s, lo);
+  *skip = rec - (lo > 0 ? s->rec_ends[lo - 1] : s->rec_base);
+}
+
+/* Append p[0..len) as one unit ending at the new tail, holding n_recs
+** records: the payload of log entry `index` holds it from byte `off` on. */
 static void stream_add_unit(struct stream_state *st, struct stream *s,
-                            const char *p, size_t len, uint64_t index,
-                            uint64_t off) {
+                            const char *p, size_t len, uint64_t n_recs,
+                            uint64_t index, uint64_t off) {
   if (len == 0) return;
   if (s->n_bounds == s->cap_bounds) {
     size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
@@ -17338,6 +17494,9 @@ static void stream_add_unit(struct stream_state *st, struct stream *s,
     struct stream_loc *l;
     if (b == NULL) stream_oom();
     s->bounds = b;
+    b = (uint64_t *)URSULA_REALLOC(s->rec_ends, cap * sizeof(*b));
+    if (b == NULL) stream_oom();
+    s->rec_ends = b;
     l = (struct stream_loc *)URSULA_REALLOC(s->locs, cap * sizeof(*l));
     if (l == NULL) stream_oom();
     s->locs = l;
@@ -17352,6 +17511,7 @@ static void stream_add_unit(struct stream_state *st, struct stream *s,
   s->locs[s->n_bounds].index = index;
   s->locs[s->n_bounds].off = off;
   s->tail += len;
+  s->rec_ends[s->n_bounds] = stream_record_next(s) + (s->json ? n_recs : 0);
   s->bounds[s->n_bounds++] = s->tail;
 }
 
@@ -17597,6 +17757,8 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
     if (s != NULL) {
       r->tail = s->tail;
       r->closed = s->closed;
+      r->rec_first = stream_record_first(s);
+      r->rec_start = r->rec_next = stream_record_next(s);
     }
     return;
   }
@@ -17623,22 +17785,29 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
     /* the reference: [0, base) is the source's; own bytes start there */
     s->base = s->tail = s->cold_end = s->local.hot_start = c->fork_base;
     s->fork_inc = c->fork_inc;
+    if (s->json && (c->flags & CMD_F_RECORD_BASE)) s->rec_base = c->record_base;
     if (copied) { /* a version-1 entry carries the inherited bytes (base
                      0): its units, then the sub-offset prefix as a unit
                      of its own */
       uint64_t at = stream_off(c, c->inherited.ptr);
       for (i = 0; i < c->n_bounds; i++) {
         if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
-        stream_add_unit(st, s, c->inherited.ptr + prev,
-                        (size_t)(c->bounds[i] - prev), index, at + prev);
+        size_t n = (size_t)(c->bounds[i] - prev);
+        stream_add_unit(st, s, c->inherited.ptr + prev, n,
+                        json_count(c->inherited.ptr + prev, n), index,
+                        at + prev);
         prev = c->bounds[i];
       }
       stream_add_unit(st, s, c->inherited.ptr + prev,
-                      (size_t)(c->inherited.len - prev), index, at + prev);
+                      (size_t)(c->inherited.len - prev),
+                      json_count(c->inherited.ptr + prev,
+                                 (size_t)(c->inherited.len - prev)),
+                      index, at + prev);
     }
     r->release_source = 0; /* the new fork holds the reference now */
   }
-  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+  r->rec_start = stream_record_next(s);
+  stream_add_unit(st, s, c->data.ptr, c->data.len, c->n_msgs, index,
                   stream_off(c, c->data.ptr));
   s->closed = (c->flags & CMD_F_CLOSE) != 0;
   s->hnext = st->slots[s->hash & (st->cap - 1)];
@@ -17647,6 +17816,8 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   r->status = 201;
   r->tail = s->tail;
   r->closed = s->closed;
+  r->rec_first = stream_record_first(s);
+  r->rec_next = stream_record_next(s);
 }
 
 /* ------------------------------------------------------------ APPEND */
@@ -17722,6 +17893,24 @@ static int stream_seq_le(const struct stream *s, struct str seq) {
   return cmp < 0;
 }
 
+/* Stream-Record-Match (CMD_F_RECORD_MATCH): 0 to go on with the append,
+** or 1 when *r holds the refusal -- 400 on a stream that is not JSON (it
+** has no records), 412 when the stream's next record is not the one
+** named (r->rec_next says which it is). */
+static int stream_record_mismatch(const struct stream *s, const struct cmd *c,
+                                  struct stream_result *r) {
+  if (!(c->flags & CMD_F_RECORD_MATCH)) return 0;
+  if (!s->json) {
+    stream_fail(r, 400, "Stream-Record-Match needs an application/json stream");
+    return 1;
+  }
+  if (c->record_match != stream_record_next(s)) {
+    stream_fail(r, 412, "Stream-Record-Match does not match the next record");
+    return 1;
+  }
+  return 0;
+}
+
 static void stream_apply_append(struct stream_state *st, uint64_t index,
                                 const struct cmd *c, struct stream_result *r) {
   struct stream *s = stream_live(st, c, r);
@@ -17737,6 +17926,8 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   }
   r->tail = s->tail;
   r->closed = s->closed;
+  r->rec_first = stream_record_first(s);
+  r->rec_start = r->rec_next = stream_record_next(s);
   if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
   if (s->closed) {
     if (producer && s->closed_by_id != NULL &&
@@ -17760,13 +17951,14 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
     return;
   }
   if (producer && stream_check_producer(s, c, r)) return;
+  if (stream_record_mismatch(s, c, r)) return;
   if ((c->flags & CMD_F_SEQ) && s->stream_seq != NULL &&
       stream_seq_le(s, c->stream_seq)) {
     stream_fail(r, 409, "Stream-Seq is not greater than the last one");
     return;
   }
   r->prev_tail = s->tail;
-  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+  stream_add_unit(st, s, c->data.ptr, c->data.len, c->n_msgs, index,
                   stream_off(c, c->data.ptr));
   if (producer) stream_record_producer(s, c);
   if (c->flags & CMD_F_SEQ)
@@ -17787,6 +17979,7 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   }
   r->tail = s->tail;
   r->closed = s->closed;
+  r->rec_next = stream_record_next(s);
   r->notify = 1;
   r->watch_mask |= s->local.watch_mask;
 }
@@ -18147,7 +18340,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 5 (format version)   v next_incarnation   v number of streams
+     v 6 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -18158,10 +18351,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        b fork_source (empty: not a fork)   v fork_offset   v fork_sub
        v base (the fork point: the stream's own bytes start there)
        v fork_inc (the source's incarnation)
+       v rec_base (JSON records below base: a fork's inherited ones)
        v refcount   v incarnation
        v chunks, then per chunk: v length, b object name (the chunks hold
          the stream's first own bytes, back to back from base)
-       v units, then per unit: v length (the first from base), then, for
+       v units, then per unit: v length (the first from base), v records
+         (JSON messages in the unit; 0 for a stream not JSON), then, for
          the units past the chunks' end only, v log index, v offset in
          that entry's payload
      v number of bucket records, then per record (in name order,
@@ -18177,7 +18372,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    one: base <= tail, fork_offset <= base (a copied fork: base 0), a
    stream that is no fork has none of the fork fields, chunks and units
    are non-empty and end exactly at a unit end and at the tail, and no
-   sum wraps.  Version 4 is version 5 without the bucket records (a
+   sum wraps; record counts are 0 on a stream not JSON and add up to at
+   most URSULA_MAX_RECORD.  Version 5 is version 6 without rec_base and
+   the units' record counts, and is read: its streams count 0 records
+   (their records were appended by a build that did not count them: the
+   record headers of such a stream count from the first append after the
+   upgrade, README, "JSON record coordinates").  Version 4 is version 5
+   without the bucket records (a
    group of that build had none), and is read.  Version 3 is version 4
    without base and fork_inc (its forks hold copies of what they
    inherited: base 0), and is read.
@@ -18190,7 +18391,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 5
+#define STREAM_SNAP_VERSION 6
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -18222,7 +18423,7 @@ static int stream_producer_cmp(const void *x, const void *y) {
 /* One stream's record of the snapshot. */
 static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   const struct stream_producer *pr, **prs = NULL;
-  uint64_t n = 0, prev = s->base, i;
+  uint64_t n = 0, prev = s->base, recs = s->rec_base, i;
   int bad = 0;
   for (pr = s->producers; pr != NULL; pr = pr->next) n++;
   if (n > 0) {
@@ -18258,6 +18459,7 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_varint(out, s->fork_sub);
   bad |= cmd_put_varint(out, s->base);
   bad |= cmd_put_varint(out, s->fork_inc);
+  bad |= cmd_put_varint(out, s->rec_base);
   bad |= cmd_put_varint(out, s->refcount);
   bad |= cmd_put_varint(out, s->incarnation);
   bad |= cmd_put_varint(out, s->n_chunks);
@@ -18268,7 +18470,9 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_varint(out, s->n_bounds);
   for (i = 0; i < s->n_bounds; i++) {
     bad |= cmd_put_varint(out, s->bounds[i] - prev);
+    bad |= cmd_put_varint(out, s->rec_ends[i] - recs);
     prev = s->bounds[i];
+    recs = s->rec_ends[i];
     if (i < s->cold_units) continue;
     if (s->locs[i].index == 0) return URSULA_EINVAL; /* in no log */
     bad |= cmd_put_varint(out, s->locs[i].index);
@@ -18354,7 +18558,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
                               struct stream *s, uint64_t version) {
   struct str path = {"", 0}, ct = {"", 0}, exp = {"", 0}, seq, by, src, id,
              prev_id = {NULL, 0};
-  uint64_t flags = 0, n = 0, i, prev = 0;
+  uint64_t flags = 0, n = 0, i, prev = 0, recs;
   int bad = 0;
   bad |= cmd_get_bytes(p, end, &path);
   bad |= cmd_get_bytes(p, end, &ct);
@@ -18409,6 +18613,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
     bad |= cmd_get_varint(p, end, &s->base);
     bad |= cmd_get_varint(p, end, &s->fork_inc);
   }
+  if (version >= 6) bad |= cmd_get_varint(p, end, &s->rec_base);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
   /* the fork fields: all zero but for a fork; a fork's own bytes start at
@@ -18416,7 +18621,8 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   if (bad || s->base > s->tail ||
       (src.len == 0 && (s->base != 0 || s->fork_inc != 0 ||
                         s->fork_offset != 0 || s->fork_sub != 0)) ||
-      (s->base > 0 && (s->fork_offset > s->base || s->fork_inc == 0)))
+      (s->base > 0 && (s->fork_offset > s->base || s->fork_inc == 0)) ||
+      (!s->json && s->rec_base != 0) || s->rec_base > URSULA_MAX_RECORD)
     return -1;
   s->cold_end = s->base;
   bad |= stream_restore_chunks(p, end, s);
@@ -18427,15 +18633,23 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   stream_take(&s->fork_source, &s->fork_source_len, src, 1);
   if (n > 0) {
     s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
+    s->rec_ends =
+        (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->rec_ends));
     s->locs = (struct stream_loc *)URSULA_MALLOC((size_t)n * sizeof(*s->locs));
-    if (s->bounds == NULL || s->locs == NULL) stream_oom();
+    if (s->bounds == NULL || s->rec_ends == NULL || s->locs == NULL)
+      stream_oom();
     s->cap_bounds = (size_t)n;
   }
   prev = s->base;
+  recs = s->rec_base;
   for (i = 0; i < n; i++) {
-    uint64_t len;
-    if (cmd_get_varint(p, end, &len) || len == 0 || len > s->tail - prev)
+    uint64_t len, k = 0;
+    if (cmd_get_varint(p, end, &len) || len == 0 || len > s->tail - prev ||
+        (version >= 6 && cmd_get_varint(p, end, &k)) ||
+        (!s->json && k != 0) || k > URSULA_MAX_RECORD - recs)
       return -1;
+    recs += k;
+    s->rec_ends[i] = recs;
     if (prev < s->cold_end) { /* in a chunk: no log location */
       s->locs[i].index = s->locs[i].off = 0;
       s->cold_units = (size_t)i + 1;
@@ -18481,7 +18695,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
   const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
-      (version != STREAM_SNAP_VERSION && version != 4 && version != 3) ||
+      (version != STREAM_SNAP_VERSION && version != 5 && version != 4 &&
+       version != 3) ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -22565,6 +22780,8 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   memcpy(j->res_type, s->content_type, n);
   j->res_type[n] = '\0';
   j->json = s->json;
+  j->rec_first = stream_record_first(s);
+  j->rec_next = stream_record_next(s);
   j->incarnation = s->incarnation;
   j->has_ttl = s->has_ttl;
   j->ttl_s = s->ttl_s;
@@ -22750,6 +22967,8 @@ static int group_read_join(struct job *j, struct buf *low) {
 static void group_read_answer(struct core *c, struct job *j, struct stream *s) {
   j->stream_tail = s->tail;
   j->stream_closed = s->closed;
+  j->rec_first = stream_record_first(s);
+  j->rec_next = stream_record_next(s); /* the record at stream_tail */
   j->up_to_date = j->tail == s->tail;
   j->closed = s->closed && j->up_to_date;
   if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
@@ -22845,7 +23064,12 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
     group_send(c, &j->msg, j->hop_path, j->hop_len);
     return;
   }
-  /* the lowest part: the read is complete */
+  /* the lowest part: the read is complete, and its data starts on an
+  ** append boundary of s (JSON), whose record s knows */
+  if (s->json && j->start >= s->base && j->start <= s->tail) {
+    j->rec_start = stream_record_at(s, j->start);
+    j->rec_start_known = 1;
+  }
   if (j->parts.len > 0) {
     rc = group_read_join(j, &part);
   } else { /* the only part (data holds none) */
@@ -22889,6 +23113,45 @@ static uint64_t group_catchup_end(const struct stream *s, uint64_t start,
   return end;
 }
 
+/* RECORDS.  A read that starts at a record (record=, tail_records=;
+** api.c) is planned as a read from the start of the append that holds
+** it, and the records of that append before it are dropped from the
+** answer (j->rec_skip, api.c): the state knows where each append starts
+** in records, not where each record starts in bytes.  A record a fork
+** inherited (below rec_base) is in its sources, whose appends the fork
+** does not know: that read starts at byte 0 (record 0 of every chain)
+** and skips the records before.  Refused, with the record headers: a
+** stream not JSON (400), a record below the first retained (410) or
+** past the next (400).  0, or 1 when j is answered. */
+static int group_read_records(struct core *c, struct stream *s,
+                              struct job *j) {
+  uint64_t first = stream_record_first(s), next = stream_record_next(s), rec;
+  if (j->rec_mode == JOB_REC_NONE) return 0;
+  if (!s->json) {
+    group_fail(c, j, 400, "record coordinates need an application/json stream");
+    return 1;
+  }
+  rec = j->rec_mode == JOB_REC_NOW ? next
+        : j->rec_mode == JOB_REC_TAIL
+            ? (j->rec_arg < next - first ? next - j->rec_arg : first)
+            : j->rec_arg;
+  if (rec < first || rec > next) {
+    j->rec_refused = 1;
+    group_fail(c, j, rec < first ? 410 : 400,
+               rec < first ? "record is below the first retained record"
+                           : "record is past the stream's next record");
+    return 1;
+  }
+  if (rec >= s->rec_base) {
+    stream_record_find(s, rec, &j->offset, &j->rec_skip);
+  } else {
+    j->offset = 0;
+    j->rec_skip = rec;
+  }
+  j->offset_now = 0;
+  return 0;
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
   struct stream *s = group_read_target(c, g, j, now);
@@ -22896,12 +23159,18 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_fill_meta(j, s);
   j->status = 200;
   j->reason = NULL;
+  j->rec_start_known = 0;
+  if (group_read_records(c, s, j)) return;
   if (j->op == JOB_HEAD) { /* what a GET would answer, without the bytes */
     start = j->offset_now ? s->tail : j->offset;
     if (start > s->tail) start = s->tail;
     /* (a JSON GET starts at the append that holds the offset, its end
     ** planned from the offset: group_read_hop) */
     j->start = s->json && start >= s->base ? group_json_start(s, start) : start;
+    if (s->json && (j->start >= s->base || j->start == 0)) {
+      j->rec_start = j->start >= s->base ? stream_record_at(s, j->start) : 0;
+      j->rec_start_known = 1;
+    }
     /* a GET answers up to the tail in one response (api.c), unless that
     ** is past catchup_max */
     j->read_end = s->tail - j->start <= j->catchup_max
@@ -23849,8 +24118,10 @@ URSULA_PRIVATE void group_gather_start(struct core *c, struct group_gather *gg,
 ** connection id); during FORK_UNIT the stream it looks at (hop_path,
 ** hop_inc, hop_limit); after it, what it found (unit_*); after ACQUIRE
 ** the fork point (cmd.fork_offset: the fork offset; cmd.fork_base: the
-** fork point), the source's incarnation (cmd.fork_inc) and the inherited
-** configuration.  No stream bytes.
+** fork point), the source's incarnation (cmd.fork_inc), for JSON the
+** records below the fork point (cmd.record_base: the fork's records
+** continue its source's) and the inherited configuration.  No stream
+** bytes.
 **
 ** Which steps may be repeated: FORK_UNIT and the look of FORK_ACQUIRE
 ** only read (what they find of the inherited bytes never changes), so
@@ -23934,6 +24205,7 @@ static int fork_find_unit(struct stream_state *sm, const struct stream *s,
     return URSULA_OK;
   end = s->bounds[u] < limit ? s->bounds[u] : limit;
   j->unit_found = 1;
+  j->unit_rec = stream_record_at(s, off);
   if (!s->json || j->cmd.fork_sub == 0) { /* (JSON: only found) */
     j->unit_len = end - off;
     return URSULA_OK;
@@ -23982,6 +24254,16 @@ static void fork_acquired(struct core *c, struct group *g,
   j->cmd.fork_offset = off;
   j->cmd.fork_base = end;
   j->cmd.fork_inc = s->incarnation;
+  /* JSON: the records below the fork point, where the fork's own begin
+  ** (stream.c, "Records"): those before the fork offset -- an append
+  ** boundary of s, or of a stream s inherits from, whose look found it
+  ** (unit_rec) -- and the sub-offset's messages */
+  if (s->json) {
+    j->cmd.flags |= CMD_F_RECORD_BASE;
+    j->cmd.record_base =
+        (off >= s->base ? stream_record_at(s, off) : j->unit_rec) +
+        j->cmd.fork_sub;
+  }
   /* the fork's configuration, inherited where the request left it out */
   if (!(j->cmd.flags & CMD_F_CT)) {
     size_t n = strlen(s->content_type);
@@ -25625,10 +25907,16 @@ URSULA_PRIVATE void sse_comment(struct buf *out, const char *text) {
 }
 
 URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
-                                uint64_t cursor, int up_to_date, int closed) {
+                                uint64_t cursor, int up_to_date, int closed,
+                                int records, uint64_t first_record,
+                                uint64_t next_record) {
   buf_printf(out,
              "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
              0ULL, (unsigned long long)next_offset);
+  if (records) /* a JSON stream (json-record-coordinates-v1) */
+    buf_printf(out, ",\"streamFirstRecord\":%llu,\"streamNextRecord\":%llu",
+               (unsigned long long)first_record,
+               (unsigned long long)next_record);
   if (closed)
     buf_append_str(out, ",\"streamClosed\":true");
   else
@@ -25988,6 +26276,47 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 **   not.  GET /__ursula/buckets needs read with a prefix that covers
 **   "/__ursula/buckets" ('*' or "/", in practice): it names every bucket.
 **
+** RECORDS (json-record-coordinates-v1; issue 16, item 7; README, "JSON
+** record coordinates").  On an application/json stream every message
+** (a top-level value; each element of a top-level array) is a record,
+** numbered from 0 over the stream's life; a fork's continue its
+** source's.  The state machine counts them per append (stream.c,
+** "Records"); here they are asked for and shown:
+**   GET ?record=N|now, ?tail_records=N (from next - N, at least the
+**     first), ?max_records=N (1.., with record or tail_records), and
+**     ?record_view=envelope (with any start).  record, tail_records and
+**     max_records exclude offset; each parameter at most once; numbers
+**     up to 2^53 - 1; else 400.  A record start on a stream not JSON is
+**     a 400, one below the first retained record a 410, one past the
+**     next a 400, both with Stream-Record-First and Stream-Record-Next.
+**     A live read (long-poll, SSE) may start at a record.  A record read
+**     is one response (never a catch-up in parts), at most
+**     --max-read-bytes as any read, and at most max_records records.
+**   Stream-Record-First (the first retained record), Stream-Record-Start
+**     (the first record of the response's data; a create's or an
+**     append's first record appended) and Stream-Record-Next (the record
+**     after the response's data; HEAD, create and append: the stream's
+**     next) on every HEAD, read, long-poll, create and append of a JSON
+**     stream; and Stream-Extensions: json-record-coordinates-v1 on every
+**     response about one (with path-affinity-v1 as "a, b").
+**   Offsets agree with records: Stream-Next-Offset of a record read is
+**     the byte offset after its last record, also inside an append (a
+**     max_records cut); a read from an offset inside an append that is a
+**     record boundary starts at that record (the records of the append
+**     before it are dropped, api_record_window), while an offset that is
+**     no record boundary still reads the whole append, as before.
+**   The envelope view answers Content-Type
+**     application/vnd.durable-stream-records+ndjson, one line per record
+**     {"record":N,"value":V}; on SSE each record is a data event of its
+**     own, {"record":N,"value":V}, and the response says
+**     Stream-Data-Content-Type: application/vnd.durable-stream-record+json.
+**     Every SSE control event of a JSON stream carries streamFirstRecord
+**     and streamNextRecord (sse.c).
+**   Stream-Record-Match: N on an append: applied only if the stream's
+**     next record is N, else 412 with Stream-Record-Next; decided by the
+**     apply (stream.c), 400 there on a stream not JSON.  A producer's
+**     duplicate answers as a duplicate first.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -26058,6 +26387,12 @@ struct api_conn {
   ** job waits for the gathering that checks the bucket is empty */
   int affinity;
   struct job *bucket_delete;
+  /* RECORDS: the response is about a JSON stream (Stream-Extensions);
+  ** a live reader's view (envelope) and the records it has been sent:
+  ** the first retained, and the next after what it got */
+  int records;
+  int envelope;
+  uint64_t rec_first, rec_next;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -26072,18 +26407,24 @@ static const char api_common_headers[] =
     "Stream-Up-To-Date, Stream-Closed, Stream-SSE-Data-Encoding, "
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
     "Producer-Received-Seq, ETag, Content-Type, Location, "
-    "WWW-Authenticate\r\n";
+    "WWW-Authenticate, Stream-Extensions, Stream-Record-First, "
+    "Stream-Record-Start, Stream-Record-Next, Stream-Data-Content-Type\r\n";
 
 static const char api_preflight_headers[] =
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
     "Access-Control-Allow-Headers: content-type, authorization, "
     "if-none-match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
     "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, "
-    "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset\r\n"
+    "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "
+    "Stream-Record-Match\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
 /* The extension a response on a path-affinity path advertises. */
 #define API_AFFINITY_EXT "path-affinity-v1"
+/* RECORDS: the extension, and the media types of the envelope view */
+#define API_RECORDS_EXT "json-record-coordinates-v1"
+#define API_RECORDS_TYPE "application/vnd.durable-stream-records+ndjson"
+#define API_RECORD_TYPE "application/vnd.durable-stream-record+json"
 
 /* Start a response: status line and the headers every response has.
 ** Every response (but conn.c's 503 to a client it cannot take) starts
@@ -26105,10 +26446,26 @@ static void api_begin(struct api_conn *cn, int status) {
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
   else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
     buf_append_str(conn_out(&cn->c), "Connection: keep-alive\r\n");
-  if (cn->affinity) /* one response per request: then it is spent */
-    buf_append_str(conn_out(&cn->c),
-                   "Stream-Extensions: " API_AFFINITY_EXT "\r\n");
+  if (cn->affinity || cn->records) /* one response per request: spent */
+    buf_printf(conn_out(&cn->c), "Stream-Extensions: %s%s%s\r\n",
+               cn->affinity ? API_AFFINITY_EXT : "",
+               cn->affinity && cn->records ? ", " : "",
+               cn->records ? API_RECORDS_EXT : "");
   cn->affinity = 0;
+  cn->records = 0;
+}
+
+/* The record headers of a JSON stream's response (RECORDS); start only
+** if has_start. */
+static void api_record_headers(struct api_conn *cn, uint64_t first,
+                               int has_start, uint64_t start, uint64_t next) {
+  buf_printf(conn_out(&cn->c), "Stream-Record-First: %llu\r\n",
+             (unsigned long long)first);
+  if (has_start)
+    buf_printf(conn_out(&cn->c), "Stream-Record-Start: %llu\r\n",
+               (unsigned long long)start);
+  buf_printf(conn_out(&cn->c), "Stream-Record-Next: %llu\r\n",
+             (unsigned long long)next);
 }
 
 static void api_offset_header(struct api_conn *cn, const char *name,
@@ -26210,10 +26567,108 @@ static void api_body_bytes(struct buf *out, int json, const char *p,
   }
 }
 
+/* RECORDS.  How many whole records of the stored JSON p[0..len) ("v1,
+** v2,...,") take exactly `bytes` bytes; 0 if no run of them does. */
+static uint64_t api_records_before(const char *p, size_t len, uint64_t bytes) {
+  size_t at = 0;
+  uint64_t k = 0;
+  while (at < bytes) {
+    size_t n = json_prefix_len(p + at, len - at, 1);
+    if (n == (size_t)-1 || n == 0) return 0;
+    at += n;
+    k++;
+  }
+  return at == bytes ? k : 0;
+}
+
+/* Fit a JSON read's answer to what was asked (RECORDS): drop the records
+** of its first append before the start asked (a record read's rec_skip,
+** or an offset inside the append that is a record boundary), cut it
+** after max_records, and set rec_end, the record after its data.  A
+** cut moves tail (Stream-Next-Offset), and the answer is then not up to
+** date.  0, or -1 if the data does not reach the record asked (a record
+** a fork inherited, beyond one read's window). */
+static int api_record_window(struct job *j) {
+  uint64_t skip = 0;
+  size_t cut;
+  if (!j->json || j->status != 200) return 0;
+  if (j->rec_mode != JOB_REC_NONE)
+    skip = j->rec_skip;
+  else if (!j->offset_now && j->offset > j->start && j->offset < j->tail)
+    skip = api_records_before(j->data.ptr, j->data.len, j->offset - j->start);
+  if (skip > 0) {
+    cut = json_prefix_len(j->data.ptr, j->data.len, (size_t)skip);
+    if (cut == (size_t)-1 || cut == j->data.len) return -1;
+    buf_consume(&j->data, cut);
+    j->start += cut;
+    j->rec_start += skip;
+  }
+  j->rec_skip = 0;
+  if (j->max_records > 0 && j->max_records < (uint64_t)j->data.len) {
+    cut = json_prefix_len(j->data.ptr, j->data.len, (size_t)j->max_records);
+    if (cut != (size_t)-1 && cut < j->data.len) {
+      j->data.len = cut;
+      j->tail = j->start + cut;
+      j->up_to_date = 0;
+      j->closed = 0;
+    }
+  }
+  j->rec_end = j->rec_start + json_count(j->data.ptr, j->data.len);
+  return 0;
+}
+
+/* The envelope view of the stored JSON p[0..len), its first record rec:
+** one line {"record":N,"value":V} per record; sep ends each line. */
+static void api_envelope(struct buf *out, const char *p, size_t len,
+                         uint64_t rec, const char *sep) {
+  size_t at = 0;
+  while (at < len) {
+    size_t n = json_prefix_len(p + at, len - at, 1);
+    if (n == (size_t)-1 || n == 0) break; /* (stored whole: cannot be) */
+    buf_printf(out, "{\"record\":%llu,\"value\":", (unsigned long long)rec++);
+    buf_append(out, p + at, n - 1);
+    buf_append_str(out, "}");
+    buf_append_str(out, sep);
+    at += n;
+  }
+}
+
+/* End a read's head and add its data: the envelope view, or as
+** api_end_data(). */
+static void api_end_read(struct api_conn *cn, struct job *j) {
+  struct buf body;
+  if (!(j->json && j->envelope)) {
+    api_end_data(cn, j->json, &j->data);
+    return;
+  }
+  memset(&body, 0, sizeof(body));
+  api_envelope(&body, j->data.ptr, j->data.len, j->rec_start, "\n");
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* A record start refused (group.c, RECORDS: 400, 410): the error, with
+** the stream's record headers. */
+static void api_record_error(struct api_conn *cn, const struct job *j) {
+  const char *reason = j->reason ? j->reason : "error";
+  cn->records = 1;
+  api_begin(cn, j->status);
+  api_record_headers(cn, j->rec_first, 0, 0, j->rec_next);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: text/plain; charset=utf-8\r\n"
+             "Content-Length: %lu\r\n\r\n",
+             (unsigned long)strlen(reason) + 1);
+  if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", reason);
+}
+
 static void api_read_headers(struct api_conn *cn, const struct job *j,
                              int live) {
-  buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
+  buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n",
+             j->json && j->envelope ? API_RECORDS_TYPE : j->res_type);
   api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->json)
+    api_record_headers(cn, j->rec_first, j->rec_start_known, j->rec_start,
+                       j->rec_end);
   if (j->up_to_date)
     buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
   if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
@@ -26227,10 +26682,11 @@ static void api_read_headers(struct api_conn *cn, const struct job *j,
 ** both take it from here (RFC 9110 section 9.3.2: a HEAD carries the
 ** fields its GET would). */
 static void api_etag(char *out, size_t cap, uint64_t incarnation,
-                     uint64_t start, uint64_t end, int closed_at_end) {
-  snprintf(out, cap, "\"%llx:%llu:%llu%s\"", (unsigned long long)incarnation,
+                     uint64_t start, uint64_t end, int closed_at_end,
+                     int envelope) {
+  snprintf(out, cap, "\"%llx:%llu:%llu%s%s\"", (unsigned long long)incarnation,
            (unsigned long long)start, (unsigned long long)end,
-           closed_at_end ? ":c" : "");
+           closed_at_end ? ":c" : "", envelope ? ":e" : "");
 }
 
 /* Whether the request's If-None-Match is false for a response of this
@@ -26261,29 +26717,32 @@ static void api_catchup_reply(struct api_conn *cn, struct job *j) {
   char etag[160];
   struct buf body;
   memset(&body, 0, sizeof(body));
-  if (j->offset_now) {
+  if (j->offset_now || j->rec_mode == JOB_REC_NOW) {
     if (api_not_modified(cn, NULL)) { /* only "*" can match no ETag */
       api_reply_304(cn, NULL, j->tail, "no-store");
       return;
     }
+    cn->records = j->json;
     api_begin(cn, 200);
     api_read_headers(cn, j, 0);
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n");
-    api_body_bytes(&body, j->json, "", 0);
+    if (!(j->json && j->envelope)) api_body_bytes(&body, j->json, "", 0);
     api_end(cn, body.ptr, body.len);
     buf_free(&body);
     return;
   }
-  api_etag(etag, sizeof(etag), j->incarnation, j->start, j->tail, j->closed);
+  api_etag(etag, sizeof(etag), j->incarnation, j->start, j->tail, j->closed,
+           j->json && j->envelope);
   if (api_not_modified(cn, etag)) {
     api_reply_304(cn, etag, j->tail, API_CACHE_CATCHUP);
     return;
   }
+  cn->records = j->json;
   api_begin(cn, 200);
   api_read_headers(cn, j, 0);
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
-  api_end_data(cn, j->json, &j->data);
+  api_end_read(cn, j);
 }
 
 /* CATCH-UP IN PARTS.  A catch-up GET answers everything from its offset
@@ -26308,9 +26767,11 @@ static int api_catchup_parts(struct api_conn *cn, struct job *j) {
   uint64_t start = j->start, end = j->stream_tail, len;
   struct job hj;
   if (j->offset_now || cn->c.head || j->tail >= end || end < start ||
-      end - start > j->catchup_max)
+      end - start > j->catchup_max || j->rec_mode != JOB_REC_NONE ||
+      (j->json && j->envelope)) /* (RECORDS: one response) */
     return 0;
-  api_etag(etag, sizeof(etag), j->incarnation, start, end, j->stream_closed);
+  api_etag(etag, sizeof(etag), j->incarnation, start, end, j->stream_closed,
+           0);
   if (api_not_modified(cn, etag)) {
     api_reply_304(cn, etag, end, API_CACHE_CATCHUP);
     return 2;
@@ -26319,6 +26780,8 @@ static int api_catchup_parts(struct api_conn *cn, struct job *j) {
   hj.tail = end;
   hj.up_to_date = 1;
   hj.closed = j->stream_closed;
+  hj.rec_end = j->rec_next; /* the record at T */
+  cn->records = j->json;
   api_begin(cn, 200);
   api_read_headers(cn, &hj, 0);
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
@@ -26393,6 +26856,7 @@ static void api_on_sent(struct conn *c) {
 
 /* Long-poll answers: data (200), or nothing new (204). */
 static void api_poll_reply(struct api_conn *cn, struct job *j) {
+  cn->records = j->json;
   if (j->data.len == 0) {
     api_begin(cn, 204);
     api_read_headers(cn, j, 1);
@@ -26403,7 +26867,7 @@ static void api_poll_reply(struct api_conn *cn, struct job *j) {
   api_read_headers(cn, j, 1);
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n");
   cn->c.core->metrics.live_bytes += j->data.len;
-  api_end_data(cn, j->json, &j->data);
+  api_end_read(cn, j);
 }
 
 /* One "event: data" with payload p (sse.c frames it): a JSON stream's
@@ -26412,6 +26876,19 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
                          size_t len) {
   struct buf tmp;
   memset(&tmp, 0, sizeof(tmp));
+  if (cn->live_json && cn->envelope) { /* RECORDS: one event per record */
+    size_t at = 0;
+    while (at < len) {
+      size_t n = json_prefix_len(p + at, len - at, 1);
+      if (n == (size_t)-1 || n == 0) break;
+      tmp.len = 0;
+      api_envelope(&tmp, p + at, n, cn->rec_next++, "");
+      sse_event(ev, "data", tmp.ptr, tmp.len);
+      at += n;
+    }
+    buf_free(&tmp);
+    return;
+  }
   if (cn->live_json) {
     api_body_bytes(&tmp, 1, p, len);
     p = tmp.ptr;
@@ -26464,7 +26941,9 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
   memset(&ev, 0, sizeof(ev));
   cn->c.core->metrics.live_bytes += len;
   if (len > 0) api_sse_data(cn, &ev, p, len);
-  sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
+  if (cn->live_json && !cn->envelope) cn->rec_next += json_count(p, len);
+  sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed,
+              cn->live_json, cn->rec_first, cn->rec_next);
   conn_chunk(&cn->c, &ev);
   buf_free(&ev);
   cn->lw.offset = tail;
@@ -26493,6 +26972,7 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     cn->c.keep_alive = 0;
     cn->sse_end_ms = loop_now_ms(cn->c.core->loop) +
                      (uint64_t)cn->c.core->srv->cfg.sse_close_ms;
+    cn->records = j->json;
     api_begin(cn, 200);
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/event-stream\r\n"
@@ -26500,6 +26980,9 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     conn_begin_chunks(&cn->c);
     if (cn->live_b64)
       buf_append_str(conn_out(&cn->c), "Stream-SSE-Data-Encoding: base64\r\n");
+    if (cn->live_json && cn->envelope)
+      buf_append_str(conn_out(&cn->c),
+                     "Stream-Data-Content-Type: " API_RECORD_TYPE "\r\n");
     buf_append_str(conn_out(&cn->c), "\r\n");
   }
   api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date, j->closed);
@@ -26509,8 +26992,12 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
 
 static void api_reply_change(struct api_conn *cn, struct job *j) {
   const struct stream_result *r = &j->res;
+  cn->records = j->json && j->op != JOB_DELETE;
   if (j->status >= 400) {
+    int rec = cn->records && (j->op == JOB_APPEND || j->op == JOB_CREATE);
     api_begin(cn, j->status);
+    if (rec && j->status == 412) /* RECORDS: what the next record is */
+      api_record_headers(cn, r->rec_first, 0, 0, r->rec_next);
     if (j->status == 409 && r->closed) {
       buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
       api_offset_header(cn, "Stream-Next-Offset", r->tail);
@@ -26546,6 +27033,8 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
   if (j->op != JOB_DELETE) api_offset_header(cn, "Stream-Next-Offset", r->tail);
   if (r->closed && j->op != JOB_DELETE)
     buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->json && j->op != JOB_DELETE)
+    api_record_headers(cn, r->rec_first, 1, r->rec_start, r->rec_next);
   if (r->producer_echo)
     buf_printf(conn_out(&cn->c),
                "Producer-Epoch: %llu\r\nProducer-Seq: %llu\r\n",
@@ -26562,16 +27051,20 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
 static void api_reply_head(struct api_conn *cn, struct job *j) {
   char etag[160];
   etag[0] = '\0';
-  if (!j->offset_now)
+  if (!j->offset_now && j->rec_mode != JOB_REC_NOW)
     api_etag(etag, sizeof(etag), j->incarnation, j->start, j->read_end,
-             j->closed && j->read_end == j->tail);
+             j->closed && j->read_end == j->tail, j->json && j->envelope);
   if (api_not_modified(cn, etag[0] ? etag : NULL)) {
     api_reply_304(cn, etag[0] ? etag : NULL, j->tail, "no-store");
     return;
   }
+  cn->records = j->json;
   api_begin(cn, 200);
   buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
   api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->json) /* RECORDS: Start is where a GET would start */
+    api_record_headers(cn, j->rec_first, j->rec_start_known,
+                       j->rec_start + j->rec_skip, j->rec_next);
   if (etag[0]) buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   if (j->has_ttl)
     buf_printf(conn_out(&cn->c), "Stream-TTL: %llu\r\n",
@@ -26644,10 +27137,18 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   }
   if (cn->c.closing) return; /* the SSE response ended meanwhile */
   if (first && api_revoked(cn, j->path, j->path_len)) return;
+  if (j->status == 200 && api_record_window(j) != 0) {
+    j->status = 501;
+    j->reason = "a record this fork inherits beyond one read's window: read "
+                "the fork by offset, or its source by record";
+  }
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
-      api_error(cn, j->status, j->reason ? j->reason : "error");
+      if (j->rec_refused)
+        api_record_error(cn, j);
+      else
+        api_error(cn, j->status, j->reason ? j->reason : "error");
       conn_done(&cn->c);
     } else { /* SSE already answered 200: end it */
       conn_end_chunks(&cn->c);
@@ -26656,8 +27157,13 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     return;
   }
   cn->live_json = j->json;
+  if (j->json && j->rec_start_known) { /* RECORDS: where this reader is */
+    cn->rec_first = j->rec_first;
+    cn->rec_next = j->rec_start;
+  }
   if (first) {
     char norm[64];
+    cn->envelope = j->envelope;
     snprintf(cn->live_type, sizeof(cn->live_type), "%s", j->res_type);
     stream_norm_type(util_str(j->res_type), norm, sizeof(norm));
     cn->live_b64 =
@@ -26665,6 +27171,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   }
   if (j->live == JOB_LIVE_POLL) {
     if (j->data.len > 0 || j->closed || !j->registered) {
+      j->envelope = cn->envelope;
       api_poll_reply(cn, j);
       live_leave(&cn->c.core->live, &cn->lw);
       conn_done(&cn->c);
@@ -26728,8 +27235,15 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     api_catchup_part(cn, j);
     return;
   }
+  if (j->op == JOB_READ && j->status == 200 && api_record_window(j) != 0) {
+    j->status = 501;
+    j->reason = "a record this fork inherits beyond one read's window: read "
+                "the fork by offset, or its source by record";
+  }
   if (j->op == JOB_BUCKET_CREATE || j->op == JOB_BUCKET_DELETE)
     api_bucket_reply(cn, j);
+  else if (j->rec_refused && (j->op == JOB_READ || j->op == JOB_HEAD))
+    api_record_error(cn, j);
   else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
@@ -26779,6 +27293,11 @@ static void api_on_wake(struct live_waiter *x, int why,
       j.tail = n->tail;
       j.up_to_date = 1;
       j.closed = n->closed;
+      j.envelope = cn->envelope;
+      j.rec_first = cn->rec_first; /* RECORDS: from where it waited */
+      j.rec_start = cn->rec_next;
+      j.rec_start_known = 1;
+      j.rec_end = j.rec_start + json_count(j.data.ptr, j.data.len);
       memcpy(j.res_type, cn->live_type, sizeof(j.res_type));
       live_unwait(&cn->lw);
       cn->lw.watch = NULL;
@@ -26815,8 +27334,11 @@ static void api_on_live_timer(struct conn *c) {
     j.tail = cn->lw.offset;
     j.up_to_date = 1;
     live_leave(&cn->c.core->live, &cn->lw);
+    cn->records = cn->live_json;
     api_begin(cn, 204);
     api_offset_header(cn, "Stream-Next-Offset", j.tail);
+    if (cn->live_json)
+      api_record_headers(cn, cn->rec_first, 1, cn->rec_next, cn->rec_next);
     buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
     buf_printf(conn_out(&cn->c), "Stream-Cursor: %llu\r\n",
                (unsigned long long)api_cursor(cn));
@@ -28106,6 +28628,7 @@ struct api_query {
   struct str path;
   struct api_param offset, live, cursor;
   struct api_param prefix, after, limit; /* GET /{b}/streams */
+  struct api_param record, tail_records, max_records, record_view; /* RECORDS */
 };
 
 static struct str api_param_str(const struct api_param *p) {
@@ -28151,7 +28674,11 @@ static int api_parse_target(struct str t, struct api_query *q) {
           : util_str_eq(n, "prefix") ? &q->prefix
           : util_str_eq(n, "after")  ? &q->after
           : util_str_eq(n, "limit")  ? &q->limit
-                                     : NULL;
+          : util_str_eq(n, "record") ? &q->record
+          : util_str_eq(n, "tail_records") ? &q->tail_records
+          : util_str_eq(n, "max_records")  ? &q->max_records
+          : util_str_eq(n, "record_view")  ? &q->record_view
+                                           : NULL;
     }
     if (p == NULL) { /* not ours: only its escapes matter */
       char sink[1];
@@ -28350,6 +28877,7 @@ static const char *api_build_post(const struct http_request *req,
   const struct http_header *psq = http_find_header(req, "Producer-Seq");
   const struct http_header *seq = http_find_header(req, "Stream-Seq");
   const struct http_header *ct = http_find_header(req, "Content-Type");
+  const struct http_header *rm = http_find_header(req, "Stream-Record-Match");
   const uint64_t max53 = ((uint64_t)1 << 53) - 1;
   if (pid || pep || psq) {
     if (!pid || !pep || !psq)
@@ -28367,6 +28895,12 @@ static const char *api_build_post(const struct http_request *req,
     if (api_copy(j->stream_seq, sizeof(j->stream_seq), seq->value) != 0)
       return "Stream-Seq is too long";
     j->cmd.flags |= CMD_F_SEQ;
+  }
+  if (rm) { /* decided at apply, in log order (stream.c, "Records") */
+    if (util_parse_u64(rm->value, URSULA_MAX_RECORD, &j->cmd.record_match) !=
+        0)
+      return "Stream-Record-Match must be a record number up to 2^53 - 1";
+    j->cmd.flags |= CMD_F_RECORD_MATCH;
   }
   if (ct && api_copy(j->content_type, sizeof(j->content_type), ct->value) == 0)
     j->cmd.flags |= CMD_F_CT;
@@ -28425,6 +28959,54 @@ static int api_parse_head(const struct http_request *req, struct api_head *h,
   return 0;
 }
 
+/* A record number of a query or header: decimal, at most 2^53 - 1 (as
+** producer numbers); 0 or -1. */
+static int api_parse_record(const struct api_param *p, uint64_t *out) {
+  return p->too_long ? -1
+                     : util_parse_u64(api_param_str(p), URSULA_MAX_RECORD, out);
+}
+
+/* The record parameters of a read (RECORDS, at the top of the file) into
+** j: NULL, or why the request is a 400. */
+static const char *api_record_query(const struct api_query *q, struct job *j) {
+  if (q->record.n > 1 || q->tail_records.n > 1 || q->max_records.n > 1 ||
+      q->record_view.n > 1)
+    return "record, tail_records, max_records and record_view may each be "
+           "given once";
+  if ((q->record.n || q->tail_records.n || q->max_records.n) && q->offset.n)
+    return "record parameters and offset exclude each other";
+  if (q->record.n && q->tail_records.n)
+    return "record and tail_records exclude each other";
+  if (q->record.n == 1) {
+    if (!q->record.too_long &&
+        util_str_eq(api_param_str(&q->record), "now"))
+      j->rec_mode = JOB_REC_NOW;
+    else if (api_parse_record(&q->record, &j->rec_arg) == 0)
+      j->rec_mode = JOB_REC_AT;
+    else
+      return "record must be now or a record number up to 2^53 - 1";
+  }
+  if (q->tail_records.n == 1) {
+    if (api_parse_record(&q->tail_records, &j->rec_arg) != 0)
+      return "tail_records must be a number up to 2^53 - 1";
+    j->rec_mode = JOB_REC_TAIL;
+  }
+  if (q->max_records.n == 1) {
+    if (api_parse_record(&q->max_records, &j->max_records) != 0 ||
+        j->max_records == 0)
+      return "max_records must be a number from 1 to 2^53 - 1";
+    if (j->rec_mode == JOB_REC_NONE)
+      return "max_records needs record or tail_records";
+  }
+  if (q->record_view.n == 1) {
+    if (q->record_view.too_long ||
+        !util_str_eq(api_param_str(&q->record_view), "envelope"))
+      return "record_view must be envelope";
+    j->envelope = 1;
+  }
+  return NULL;
+}
+
 /* What the query says about a read (GET, or HEAD, which answers as the
 ** GET of the same target would): the offset, live mode and cursor, each
 ** percent-decoded first.  Returns NULL or why the request is a 400. */
@@ -28454,8 +29036,10 @@ static const char *api_read_query(const struct api_query *q, struct job *j,
       j->live = JOB_LIVE_SSE;
     else
       bad = "live must be long-poll or sse";
-    if (q->offset.n == 0) bad = "live reads need an offset";
+    if (q->offset.n == 0 && q->record.n == 0 && q->tail_records.n == 0)
+      bad = "live reads need an offset or a record";
   }
+  if (bad == NULL) bad = api_record_query(q, j);
   /* a cursor that is missing, repeated or not a number up to 2^53 - 1
   ** (what clients can hold exactly) is no cursor (protocol 2.14) */
   *has_cursor = q->cursor.n == 1 && !q->cursor.too_long &&

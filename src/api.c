@@ -142,6 +142,47 @@
 **   not.  GET /__ursula/buckets needs read with a prefix that covers
 **   "/__ursula/buckets" ('*' or "/", in practice): it names every bucket.
 **
+** RECORDS (json-record-coordinates-v1; issue 16, item 7; README, "JSON
+** record coordinates").  On an application/json stream every message
+** (a top-level value; each element of a top-level array) is a record,
+** numbered from 0 over the stream's life; a fork's continue its
+** source's.  The state machine counts them per append (stream.c,
+** "Records"); here they are asked for and shown:
+**   GET ?record=N|now, ?tail_records=N (from next - N, at least the
+**     first), ?max_records=N (1.., with record or tail_records), and
+**     ?record_view=envelope (with any start).  record, tail_records and
+**     max_records exclude offset; each parameter at most once; numbers
+**     up to 2^53 - 1; else 400.  A record start on a stream not JSON is
+**     a 400, one below the first retained record a 410, one past the
+**     next a 400, both with Stream-Record-First and Stream-Record-Next.
+**     A live read (long-poll, SSE) may start at a record.  A record read
+**     is one response (never a catch-up in parts), at most
+**     --max-read-bytes as any read, and at most max_records records.
+**   Stream-Record-First (the first retained record), Stream-Record-Start
+**     (the first record of the response's data; a create's or an
+**     append's first record appended) and Stream-Record-Next (the record
+**     after the response's data; HEAD, create and append: the stream's
+**     next) on every HEAD, read, long-poll, create and append of a JSON
+**     stream; and Stream-Extensions: json-record-coordinates-v1 on every
+**     response about one (with path-affinity-v1 as "a, b").
+**   Offsets agree with records: Stream-Next-Offset of a record read is
+**     the byte offset after its last record, also inside an append (a
+**     max_records cut); a read from an offset inside an append that is a
+**     record boundary starts at that record (the records of the append
+**     before it are dropped, api_record_window), while an offset that is
+**     no record boundary still reads the whole append, as before.
+**   The envelope view answers Content-Type
+**     application/vnd.durable-stream-records+ndjson, one line per record
+**     {"record":N,"value":V}; on SSE each record is a data event of its
+**     own, {"record":N,"value":V}, and the response says
+**     Stream-Data-Content-Type: application/vnd.durable-stream-record+json.
+**     Every SSE control event of a JSON stream carries streamFirstRecord
+**     and streamNextRecord (sse.c).
+**   Stream-Record-Match: N on an append: applied only if the stream's
+**     next record is N, else 412 with Stream-Record-Next; decided by the
+**     apply (stream.c), 400 there on a stream not JSON.  A producer's
+**     duplicate answers as a duplicate first.
+**
 ** LIVE READERS.  A long-poll or SSE reader that reached the tail waits in
 ** this core's live table (live.c), which wakes it through api_on_wake();
 ** its connection is then CONN_LIVE, and `phase` says which it is.  SSE
@@ -212,6 +253,12 @@ struct api_conn {
   ** job waits for the gathering that checks the bucket is empty */
   int affinity;
   struct job *bucket_delete;
+  /* RECORDS: the response is about a JSON stream (Stream-Extensions);
+  ** a live reader's view (envelope) and the records it has been sent:
+  ** the first retained, and the next after what it got */
+  int records;
+  int envelope;
+  uint64_t rec_first, rec_next;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -226,18 +273,24 @@ static const char api_common_headers[] =
     "Stream-Up-To-Date, Stream-Closed, Stream-SSE-Data-Encoding, "
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
     "Producer-Received-Seq, ETag, Content-Type, Location, "
-    "WWW-Authenticate\r\n";
+    "WWW-Authenticate, Stream-Extensions, Stream-Record-First, "
+    "Stream-Record-Start, Stream-Record-Next, Stream-Data-Content-Type\r\n";
 
 static const char api_preflight_headers[] =
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
     "Access-Control-Allow-Headers: content-type, authorization, "
     "if-none-match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
     "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, "
-    "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset\r\n"
+    "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "
+    "Stream-Record-Match\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
 /* The extension a response on a path-affinity path advertises. */
 #define API_AFFINITY_EXT "path-affinity-v1"
+/* RECORDS: the extension, and the media types of the envelope view */
+#define API_RECORDS_EXT "json-record-coordinates-v1"
+#define API_RECORDS_TYPE "application/vnd.durable-stream-records+ndjson"
+#define API_RECORD_TYPE "application/vnd.durable-stream-record+json"
 
 /* Start a response: status line and the headers every response has.
 ** Every response (but conn.c's 503 to a client it cannot take) starts
@@ -259,10 +312,26 @@ static void api_begin(struct api_conn *cn, int status) {
     buf_append_str(conn_out(&cn->c), "Connection: close\r\n");
   else if (cn->c.http10) /* persistence in 1.0 is opt-in: confirm it */
     buf_append_str(conn_out(&cn->c), "Connection: keep-alive\r\n");
-  if (cn->affinity) /* one response per request: then it is spent */
-    buf_append_str(conn_out(&cn->c),
-                   "Stream-Extensions: " API_AFFINITY_EXT "\r\n");
+  if (cn->affinity || cn->records) /* one response per request: spent */
+    buf_printf(conn_out(&cn->c), "Stream-Extensions: %s%s%s\r\n",
+               cn->affinity ? API_AFFINITY_EXT : "",
+               cn->affinity && cn->records ? ", " : "",
+               cn->records ? API_RECORDS_EXT : "");
   cn->affinity = 0;
+  cn->records = 0;
+}
+
+/* The record headers of a JSON stream's response (RECORDS); start only
+** if has_start. */
+static void api_record_headers(struct api_conn *cn, uint64_t first,
+                               int has_start, uint64_t start, uint64_t next) {
+  buf_printf(conn_out(&cn->c), "Stream-Record-First: %llu\r\n",
+             (unsigned long long)first);
+  if (has_start)
+    buf_printf(conn_out(&cn->c), "Stream-Record-Start: %llu\r\n",
+               (unsigned long long)start);
+  buf_printf(conn_out(&cn->c), "Stream-Record-Next: %llu\r\n",
+             (unsigned long long)next);
 }
 
 static void api_offset_header(struct api_conn *cn, const char *name,
@@ -364,10 +433,108 @@ static void api_body_bytes(struct buf *out, int json, const char *p,
   }
 }
 
+/* RECORDS.  How many whole records of the stored JSON p[0..len) ("v1,
+** v2,...,") take exactly `bytes` bytes; 0 if no run of them does. */
+static uint64_t api_records_before(const char *p, size_t len, uint64_t bytes) {
+  size_t at = 0;
+  uint64_t k = 0;
+  while (at < bytes) {
+    size_t n = json_prefix_len(p + at, len - at, 1);
+    if (n == (size_t)-1 || n == 0) return 0;
+    at += n;
+    k++;
+  }
+  return at == bytes ? k : 0;
+}
+
+/* Fit a JSON read's answer to what was asked (RECORDS): drop the records
+** of its first append before the start asked (a record read's rec_skip,
+** or an offset inside the append that is a record boundary), cut it
+** after max_records, and set rec_end, the record after its data.  A
+** cut moves tail (Stream-Next-Offset), and the answer is then not up to
+** date.  0, or -1 if the data does not reach the record asked (a record
+** a fork inherited, beyond one read's window). */
+static int api_record_window(struct job *j) {
+  uint64_t skip = 0;
+  size_t cut;
+  if (!j->json || j->status != 200) return 0;
+  if (j->rec_mode != JOB_REC_NONE)
+    skip = j->rec_skip;
+  else if (!j->offset_now && j->offset > j->start && j->offset < j->tail)
+    skip = api_records_before(j->data.ptr, j->data.len, j->offset - j->start);
+  if (skip > 0) {
+    cut = json_prefix_len(j->data.ptr, j->data.len, (size_t)skip);
+    if (cut == (size_t)-1 || cut == j->data.len) return -1;
+    buf_consume(&j->data, cut);
+    j->start += cut;
+    j->rec_start += skip;
+  }
+  j->rec_skip = 0;
+  if (j->max_records > 0 && j->max_records < (uint64_t)j->data.len) {
+    cut = json_prefix_len(j->data.ptr, j->data.len, (size_t)j->max_records);
+    if (cut != (size_t)-1 && cut < j->data.len) {
+      j->data.len = cut;
+      j->tail = j->start + cut;
+      j->up_to_date = 0;
+      j->closed = 0;
+    }
+  }
+  j->rec_end = j->rec_start + json_count(j->data.ptr, j->data.len);
+  return 0;
+}
+
+/* The envelope view of the stored JSON p[0..len), its first record rec:
+** one line {"record":N,"value":V} per record; sep ends each line. */
+static void api_envelope(struct buf *out, const char *p, size_t len,
+                         uint64_t rec, const char *sep) {
+  size_t at = 0;
+  while (at < len) {
+    size_t n = json_prefix_len(p + at, len - at, 1);
+    if (n == (size_t)-1 || n == 0) break; /* (stored whole: cannot be) */
+    buf_printf(out, "{\"record\":%llu,\"value\":", (unsigned long long)rec++);
+    buf_append(out, p + at, n - 1);
+    buf_append_str(out, "}");
+    buf_append_str(out, sep);
+    at += n;
+  }
+}
+
+/* End a read's head and add its data: the envelope view, or as
+** api_end_data(). */
+static void api_end_read(struct api_conn *cn, struct job *j) {
+  struct buf body;
+  if (!(j->json && j->envelope)) {
+    api_end_data(cn, j->json, &j->data);
+    return;
+  }
+  memset(&body, 0, sizeof(body));
+  api_envelope(&body, j->data.ptr, j->data.len, j->rec_start, "\n");
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* A record start refused (group.c, RECORDS: 400, 410): the error, with
+** the stream's record headers. */
+static void api_record_error(struct api_conn *cn, const struct job *j) {
+  const char *reason = j->reason ? j->reason : "error";
+  cn->records = 1;
+  api_begin(cn, j->status);
+  api_record_headers(cn, j->rec_first, 0, 0, j->rec_next);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: text/plain; charset=utf-8\r\n"
+             "Content-Length: %lu\r\n\r\n",
+             (unsigned long)strlen(reason) + 1);
+  if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", reason);
+}
+
 static void api_read_headers(struct api_conn *cn, const struct job *j,
                              int live) {
-  buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
+  buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n",
+             j->json && j->envelope ? API_RECORDS_TYPE : j->res_type);
   api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->json)
+    api_record_headers(cn, j->rec_first, j->rec_start_known, j->rec_start,
+                       j->rec_end);
   if (j->up_to_date)
     buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
   if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
@@ -381,10 +548,11 @@ static void api_read_headers(struct api_conn *cn, const struct job *j,
 ** both take it from here (RFC 9110 section 9.3.2: a HEAD carries the
 ** fields its GET would). */
 static void api_etag(char *out, size_t cap, uint64_t incarnation,
-                     uint64_t start, uint64_t end, int closed_at_end) {
-  snprintf(out, cap, "\"%llx:%llu:%llu%s\"", (unsigned long long)incarnation,
+                     uint64_t start, uint64_t end, int closed_at_end,
+                     int envelope) {
+  snprintf(out, cap, "\"%llx:%llu:%llu%s%s\"", (unsigned long long)incarnation,
            (unsigned long long)start, (unsigned long long)end,
-           closed_at_end ? ":c" : "");
+           closed_at_end ? ":c" : "", envelope ? ":e" : "");
 }
 
 /* Whether the request's If-None-Match is false for a response of this
@@ -415,29 +583,32 @@ static void api_catchup_reply(struct api_conn *cn, struct job *j) {
   char etag[160];
   struct buf body;
   memset(&body, 0, sizeof(body));
-  if (j->offset_now) {
+  if (j->offset_now || j->rec_mode == JOB_REC_NOW) {
     if (api_not_modified(cn, NULL)) { /* only "*" can match no ETag */
       api_reply_304(cn, NULL, j->tail, "no-store");
       return;
     }
+    cn->records = j->json;
     api_begin(cn, 200);
     api_read_headers(cn, j, 0);
     buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n");
-    api_body_bytes(&body, j->json, "", 0);
+    if (!(j->json && j->envelope)) api_body_bytes(&body, j->json, "", 0);
     api_end(cn, body.ptr, body.len);
     buf_free(&body);
     return;
   }
-  api_etag(etag, sizeof(etag), j->incarnation, j->start, j->tail, j->closed);
+  api_etag(etag, sizeof(etag), j->incarnation, j->start, j->tail, j->closed,
+           j->json && j->envelope);
   if (api_not_modified(cn, etag)) {
     api_reply_304(cn, etag, j->tail, API_CACHE_CATCHUP);
     return;
   }
+  cn->records = j->json;
   api_begin(cn, 200);
   api_read_headers(cn, j, 0);
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   buf_append_str(conn_out(&cn->c), "Cache-Control: " API_CACHE_CATCHUP "\r\n");
-  api_end_data(cn, j->json, &j->data);
+  api_end_read(cn, j);
 }
 
 /* CATCH-UP IN PARTS.  A catch-up GET answers everything from its offset
@@ -462,9 +633,11 @@ static int api_catchup_parts(struct api_conn *cn, struct job *j) {
   uint64_t start = j->start, end = j->stream_tail, len;
   struct job hj;
   if (j->offset_now || cn->c.head || j->tail >= end || end < start ||
-      end - start > j->catchup_max)
+      end - start > j->catchup_max || j->rec_mode != JOB_REC_NONE ||
+      (j->json && j->envelope)) /* (RECORDS: one response) */
     return 0;
-  api_etag(etag, sizeof(etag), j->incarnation, start, end, j->stream_closed);
+  api_etag(etag, sizeof(etag), j->incarnation, start, end, j->stream_closed,
+           0);
   if (api_not_modified(cn, etag)) {
     api_reply_304(cn, etag, end, API_CACHE_CATCHUP);
     return 2;
@@ -473,6 +646,8 @@ static int api_catchup_parts(struct api_conn *cn, struct job *j) {
   hj.tail = end;
   hj.up_to_date = 1;
   hj.closed = j->stream_closed;
+  hj.rec_end = j->rec_next; /* the record at T */
+  cn->records = j->json;
   api_begin(cn, 200);
   api_read_headers(cn, &hj, 0);
   buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
@@ -547,6 +722,7 @@ static void api_on_sent(struct conn *c) {
 
 /* Long-poll answers: data (200), or nothing new (204). */
 static void api_poll_reply(struct api_conn *cn, struct job *j) {
+  cn->records = j->json;
   if (j->data.len == 0) {
     api_begin(cn, 204);
     api_read_headers(cn, j, 1);
@@ -557,7 +733,7 @@ static void api_poll_reply(struct api_conn *cn, struct job *j) {
   api_read_headers(cn, j, 1);
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-cache\r\n");
   cn->c.core->metrics.live_bytes += j->data.len;
-  api_end_data(cn, j->json, &j->data);
+  api_end_read(cn, j);
 }
 
 /* One "event: data" with payload p (sse.c frames it): a JSON stream's
@@ -566,6 +742,19 @@ static void api_sse_data(struct api_conn *cn, struct buf *ev, const char *p,
                          size_t len) {
   struct buf tmp;
   memset(&tmp, 0, sizeof(tmp));
+  if (cn->live_json && cn->envelope) { /* RECORDS: one event per record */
+    size_t at = 0;
+    while (at < len) {
+      size_t n = json_prefix_len(p + at, len - at, 1);
+      if (n == (size_t)-1 || n == 0) break;
+      tmp.len = 0;
+      api_envelope(&tmp, p + at, n, cn->rec_next++, "");
+      sse_event(ev, "data", tmp.ptr, tmp.len);
+      at += n;
+    }
+    buf_free(&tmp);
+    return;
+  }
   if (cn->live_json) {
     api_body_bytes(&tmp, 1, p, len);
     p = tmp.ptr;
@@ -618,7 +807,9 @@ static void api_sse_send(struct api_conn *cn, const char *p, size_t len,
   memset(&ev, 0, sizeof(ev));
   cn->c.core->metrics.live_bytes += len;
   if (len > 0) api_sse_data(cn, &ev, p, len);
-  sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed);
+  if (cn->live_json && !cn->envelope) cn->rec_next += json_count(p, len);
+  sse_control(&ev, tail, closed ? 0 : api_cursor(cn), up_to_date, closed,
+              cn->live_json, cn->rec_first, cn->rec_next);
   conn_chunk(&cn->c, &ev);
   buf_free(&ev);
   cn->lw.offset = tail;
@@ -647,6 +838,7 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     cn->c.keep_alive = 0;
     cn->sse_end_ms = loop_now_ms(cn->c.core->loop) +
                      (uint64_t)cn->c.core->srv->cfg.sse_close_ms;
+    cn->records = j->json;
     api_begin(cn, 200);
     buf_append_str(conn_out(&cn->c),
                    "Content-Type: text/event-stream\r\n"
@@ -654,6 +846,9 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
     conn_begin_chunks(&cn->c);
     if (cn->live_b64)
       buf_append_str(conn_out(&cn->c), "Stream-SSE-Data-Encoding: base64\r\n");
+    if (cn->live_json && cn->envelope)
+      buf_append_str(conn_out(&cn->c),
+                     "Stream-Data-Content-Type: " API_RECORD_TYPE "\r\n");
     buf_append_str(conn_out(&cn->c), "\r\n");
   }
   api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date, j->closed);
@@ -663,8 +858,12 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
 
 static void api_reply_change(struct api_conn *cn, struct job *j) {
   const struct stream_result *r = &j->res;
+  cn->records = j->json && j->op != JOB_DELETE;
   if (j->status >= 400) {
+    int rec = cn->records && (j->op == JOB_APPEND || j->op == JOB_CREATE);
     api_begin(cn, j->status);
+    if (rec && j->status == 412) /* RECORDS: what the next record is */
+      api_record_headers(cn, r->rec_first, 0, 0, r->rec_next);
     if (j->status == 409 && r->closed) {
       buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
       api_offset_header(cn, "Stream-Next-Offset", r->tail);
@@ -700,6 +899,8 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
   if (j->op != JOB_DELETE) api_offset_header(cn, "Stream-Next-Offset", r->tail);
   if (r->closed && j->op != JOB_DELETE)
     buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->json && j->op != JOB_DELETE)
+    api_record_headers(cn, r->rec_first, 1, r->rec_start, r->rec_next);
   if (r->producer_echo)
     buf_printf(conn_out(&cn->c),
                "Producer-Epoch: %llu\r\nProducer-Seq: %llu\r\n",
@@ -716,16 +917,20 @@ static void api_reply_change(struct api_conn *cn, struct job *j) {
 static void api_reply_head(struct api_conn *cn, struct job *j) {
   char etag[160];
   etag[0] = '\0';
-  if (!j->offset_now)
+  if (!j->offset_now && j->rec_mode != JOB_REC_NOW)
     api_etag(etag, sizeof(etag), j->incarnation, j->start, j->read_end,
-             j->closed && j->read_end == j->tail);
+             j->closed && j->read_end == j->tail, j->json && j->envelope);
   if (api_not_modified(cn, etag[0] ? etag : NULL)) {
     api_reply_304(cn, etag[0] ? etag : NULL, j->tail, "no-store");
     return;
   }
+  cn->records = j->json;
   api_begin(cn, 200);
   buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n", j->res_type);
   api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->json) /* RECORDS: Start is where a GET would start */
+    api_record_headers(cn, j->rec_first, j->rec_start_known,
+                       j->rec_start + j->rec_skip, j->rec_next);
   if (etag[0]) buf_printf(conn_out(&cn->c), "ETag: %s\r\n", etag);
   if (j->has_ttl)
     buf_printf(conn_out(&cn->c), "Stream-TTL: %llu\r\n",
@@ -798,10 +1003,18 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   }
   if (cn->c.closing) return; /* the SSE response ended meanwhile */
   if (first && api_revoked(cn, j->path, j->path_len)) return;
+  if (j->status == 200 && api_record_window(j) != 0) {
+    j->status = 501;
+    j->reason = "a record this fork inherits beyond one read's window: read "
+                "the fork by offset, or its source by record";
+  }
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
     if (first || api_polling(cn)) {
-      api_error(cn, j->status, j->reason ? j->reason : "error");
+      if (j->rec_refused)
+        api_record_error(cn, j);
+      else
+        api_error(cn, j->status, j->reason ? j->reason : "error");
       conn_done(&cn->c);
     } else { /* SSE already answered 200: end it */
       conn_end_chunks(&cn->c);
@@ -810,8 +1023,13 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
     return;
   }
   cn->live_json = j->json;
+  if (j->json && j->rec_start_known) { /* RECORDS: where this reader is */
+    cn->rec_first = j->rec_first;
+    cn->rec_next = j->rec_start;
+  }
   if (first) {
     char norm[64];
+    cn->envelope = j->envelope;
     snprintf(cn->live_type, sizeof(cn->live_type), "%s", j->res_type);
     stream_norm_type(util_str(j->res_type), norm, sizeof(norm));
     cn->live_b64 =
@@ -819,6 +1037,7 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   }
   if (j->live == JOB_LIVE_POLL) {
     if (j->data.len > 0 || j->closed || !j->registered) {
+      j->envelope = cn->envelope;
       api_poll_reply(cn, j);
       live_leave(&cn->c.core->live, &cn->lw);
       conn_done(&cn->c);
@@ -882,8 +1101,15 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     api_catchup_part(cn, j);
     return;
   }
+  if (j->op == JOB_READ && j->status == 200 && api_record_window(j) != 0) {
+    j->status = 501;
+    j->reason = "a record this fork inherits beyond one read's window: read "
+                "the fork by offset, or its source by record";
+  }
   if (j->op == JOB_BUCKET_CREATE || j->op == JOB_BUCKET_DELETE)
     api_bucket_reply(cn, j);
+  else if (j->rec_refused && (j->op == JOB_READ || j->op == JOB_HEAD))
+    api_record_error(cn, j);
   else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
@@ -933,6 +1159,11 @@ static void api_on_wake(struct live_waiter *x, int why,
       j.tail = n->tail;
       j.up_to_date = 1;
       j.closed = n->closed;
+      j.envelope = cn->envelope;
+      j.rec_first = cn->rec_first; /* RECORDS: from where it waited */
+      j.rec_start = cn->rec_next;
+      j.rec_start_known = 1;
+      j.rec_end = j.rec_start + json_count(j.data.ptr, j.data.len);
       memcpy(j.res_type, cn->live_type, sizeof(j.res_type));
       live_unwait(&cn->lw);
       cn->lw.watch = NULL;
@@ -969,8 +1200,11 @@ static void api_on_live_timer(struct conn *c) {
     j.tail = cn->lw.offset;
     j.up_to_date = 1;
     live_leave(&cn->c.core->live, &cn->lw);
+    cn->records = cn->live_json;
     api_begin(cn, 204);
     api_offset_header(cn, "Stream-Next-Offset", j.tail);
+    if (cn->live_json)
+      api_record_headers(cn, cn->rec_first, 1, cn->rec_next, cn->rec_next);
     buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
     buf_printf(conn_out(&cn->c), "Stream-Cursor: %llu\r\n",
                (unsigned long long)api_cursor(cn));
@@ -2260,6 +2494,7 @@ struct api_query {
   struct str path;
   struct api_param offset, live, cursor;
   struct api_param prefix, after, limit; /* GET /{b}/streams */
+  struct api_param record, tail_records, max_records, record_view; /* RECORDS */
 };
 
 static struct str api_param_str(const struct api_param *p) {
@@ -2305,7 +2540,11 @@ static int api_parse_target(struct str t, struct api_query *q) {
           : util_str_eq(n, "prefix") ? &q->prefix
           : util_str_eq(n, "after")  ? &q->after
           : util_str_eq(n, "limit")  ? &q->limit
-                                     : NULL;
+          : util_str_eq(n, "record") ? &q->record
+          : util_str_eq(n, "tail_records") ? &q->tail_records
+          : util_str_eq(n, "max_records")  ? &q->max_records
+          : util_str_eq(n, "record_view")  ? &q->record_view
+                                           : NULL;
     }
     if (p == NULL) { /* not ours: only its escapes matter */
       char sink[1];
@@ -2504,6 +2743,7 @@ static const char *api_build_post(const struct http_request *req,
   const struct http_header *psq = http_find_header(req, "Producer-Seq");
   const struct http_header *seq = http_find_header(req, "Stream-Seq");
   const struct http_header *ct = http_find_header(req, "Content-Type");
+  const struct http_header *rm = http_find_header(req, "Stream-Record-Match");
   const uint64_t max53 = ((uint64_t)1 << 53) - 1;
   if (pid || pep || psq) {
     if (!pid || !pep || !psq)
@@ -2521,6 +2761,12 @@ static const char *api_build_post(const struct http_request *req,
     if (api_copy(j->stream_seq, sizeof(j->stream_seq), seq->value) != 0)
       return "Stream-Seq is too long";
     j->cmd.flags |= CMD_F_SEQ;
+  }
+  if (rm) { /* decided at apply, in log order (stream.c, "Records") */
+    if (util_parse_u64(rm->value, URSULA_MAX_RECORD, &j->cmd.record_match) !=
+        0)
+      return "Stream-Record-Match must be a record number up to 2^53 - 1";
+    j->cmd.flags |= CMD_F_RECORD_MATCH;
   }
   if (ct && api_copy(j->content_type, sizeof(j->content_type), ct->value) == 0)
     j->cmd.flags |= CMD_F_CT;
@@ -2579,6 +2825,54 @@ static int api_parse_head(const struct http_request *req, struct api_head *h,
   return 0;
 }
 
+/* A record number of a query or header: decimal, at most 2^53 - 1 (as
+** producer numbers); 0 or -1. */
+static int api_parse_record(const struct api_param *p, uint64_t *out) {
+  return p->too_long ? -1
+                     : util_parse_u64(api_param_str(p), URSULA_MAX_RECORD, out);
+}
+
+/* The record parameters of a read (RECORDS, at the top of the file) into
+** j: NULL, or why the request is a 400. */
+static const char *api_record_query(const struct api_query *q, struct job *j) {
+  if (q->record.n > 1 || q->tail_records.n > 1 || q->max_records.n > 1 ||
+      q->record_view.n > 1)
+    return "record, tail_records, max_records and record_view may each be "
+           "given once";
+  if ((q->record.n || q->tail_records.n || q->max_records.n) && q->offset.n)
+    return "record parameters and offset exclude each other";
+  if (q->record.n && q->tail_records.n)
+    return "record and tail_records exclude each other";
+  if (q->record.n == 1) {
+    if (!q->record.too_long &&
+        util_str_eq(api_param_str(&q->record), "now"))
+      j->rec_mode = JOB_REC_NOW;
+    else if (api_parse_record(&q->record, &j->rec_arg) == 0)
+      j->rec_mode = JOB_REC_AT;
+    else
+      return "record must be now or a record number up to 2^53 - 1";
+  }
+  if (q->tail_records.n == 1) {
+    if (api_parse_record(&q->tail_records, &j->rec_arg) != 0)
+      return "tail_records must be a number up to 2^53 - 1";
+    j->rec_mode = JOB_REC_TAIL;
+  }
+  if (q->max_records.n == 1) {
+    if (api_parse_record(&q->max_records, &j->max_records) != 0 ||
+        j->max_records == 0)
+      return "max_records must be a number from 1 to 2^53 - 1";
+    if (j->rec_mode == JOB_REC_NONE)
+      return "max_records needs record or tail_records";
+  }
+  if (q->record_view.n == 1) {
+    if (q->record_view.too_long ||
+        !util_str_eq(api_param_str(&q->record_view), "envelope"))
+      return "record_view must be envelope";
+    j->envelope = 1;
+  }
+  return NULL;
+}
+
 /* What the query says about a read (GET, or HEAD, which answers as the
 ** GET of the same target would): the offset, live mode and cursor, each
 ** percent-decoded first.  Returns NULL or why the request is a 400. */
@@ -2608,8 +2902,10 @@ static const char *api_read_query(const struct api_query *q, struct job *j,
       j->live = JOB_LIVE_SSE;
     else
       bad = "live must be long-poll or sse";
-    if (q->offset.n == 0) bad = "live reads need an offset";
+    if (q->offset.n == 0 && q->record.n == 0 && q->tail_records.n == 0)
+      bad = "live reads need an offset or a record";
   }
+  if (bad == NULL) bad = api_record_query(q, j);
   /* a cursor that is missing, repeated or not a number up to 2^53 - 1
   ** (what clients can hold exactly) is no cursor (protocol 2.14) */
   *has_cursor = q->cursor.n == 1 && !q->cursor.too_long &&

@@ -101,6 +101,32 @@
 ** of the older types did not change, and a build that does not know
 ** types 9 and 10 refuses such an entry (URSULA_ECORRUPT) rather than
 ** misreading it.  Version 1 never had them.
+**
+** JSON RECORDS (json-record-coordinates-v1; stream.c, "Records").  Two
+** flags add one trailing varint each, after the fields of every type,
+** only when set, so no other command's bytes changed:
+**
+**    ..      varint  record_match      (APPEND with CMD_F_RECORD_MATCH,
+**                                       1 << 10: Stream-Record-Match, the
+**                                       record the stream's next must be)
+**    ..      varint  record_base       (CREATE with CMD_F_RECORD_BASE,
+**                                       1 << 11: a JSON fork's records
+**                                       below its fork point, found by the
+**                                       proposer, fork.c)
+**
+** Either flag on another type, or on a version-1 entry, is refused
+** (URSULA_ECORRUPT), as are bytes left after the last field.  For example
+** an APPEND of [1] to "/j" (application/json) with Stream-Record-Match: 3
+** at time_ms 1700000000000 is the 47 bytes
+**
+**    02 02 82 0a 80 d0 95 ff bc 31 02 2f 6a 10 61 70
+**    70 6c 69 63 61 74 69 6f 6e 2f 6a 73 6f 6e 02 31
+**    2c 01 00 00 00 00 00 00 00 00 00 00 00 00 03
+**
+** (version 2, type 2, flags 0x502 = JSON | CT | RECORD_MATCH as the varint
+** 82 0a, time_ms, path "/j", content type, data "1," (the stored form of
+** [1]), n_msgs 1, twelve empty fields, then record_match 3;
+** test/unit_stream.c checks these bytes).
 */
 #include "internal.h"
 
@@ -181,6 +207,10 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
   rc |= cmd_put_varint(out, c->fork_inc);
   if (c->type == CMD_TOUCH || c->type == CMD_FORK_ACQUIRE)
     rc |= cmd_put_varint(out, c->incarnation);
+  if (c->type == CMD_APPEND && (c->flags & CMD_F_RECORD_MATCH))
+    rc |= cmd_put_varint(out, c->record_match);
+  if (c->type == CMD_CREATE && (c->flags & CMD_F_RECORD_BASE))
+    rc |= cmd_put_varint(out, c->record_base);
   if (c->type == CMD_COLD) {
     rc |= cmd_put_varint(out, c->incarnation);
     rc |= cmd_put_varint(out, c->cold_start);
@@ -244,6 +274,16 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
       memcpy(bounds_store->ptr + i * sizeof(uint64_t), &prev, sizeof(prev));
     }
   }
+  /* the record fields: each only on its type, and only with its flag
+  ** (a build that sees either flag on another type, or on a version-1
+  ** entry, refuses the entry rather than misreading it) */
+  if (((c->flags & CMD_F_RECORD_MATCH) &&
+       (c->type != CMD_APPEND || version != CMD_VERSION ||
+        cmd_get_varint(&q, end, &c->record_match))) ||
+      ((c->flags & CMD_F_RECORD_BASE) &&
+       (c->type != CMD_CREATE || version != CMD_VERSION ||
+        cmd_get_varint(&q, end, &c->record_base))))
+    return URSULA_ECORRUPT;
   if (c->type == CMD_COLD && (cmd_get_varint(&q, end, &c->incarnation) ||
                               cmd_get_varint(&q, end, &c->cold_start) ||
                               cmd_get_varint(&q, end, &c->cold_end) ||

@@ -77,6 +77,9 @@
 #ifndef URSULA_MAX_STREAM_SEQ
 #define URSULA_MAX_STREAM_SEQ 256 /* bytes of a Stream-Seq */
 #endif
+/* the largest JSON record number (json-record-coordinates-v1): 2^53 - 1,
+** as producer numbers, so a JavaScript client holds every one exactly */
+#define URSULA_MAX_RECORD ((((uint64_t)1) << 53) - 1)
 
 #ifndef URSULA_DEFAULT_HOST
 #define URSULA_DEFAULT_HOST "127.0.0.1"

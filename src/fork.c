@@ -74,8 +74,10 @@
 ** connection id); during FORK_UNIT the stream it looks at (hop_path,
 ** hop_inc, hop_limit); after it, what it found (unit_*); after ACQUIRE
 ** the fork point (cmd.fork_offset: the fork offset; cmd.fork_base: the
-** fork point), the source's incarnation (cmd.fork_inc) and the inherited
-** configuration.  No stream bytes.
+** fork point), the source's incarnation (cmd.fork_inc), for JSON the
+** records below the fork point (cmd.record_base: the fork's records
+** continue its source's) and the inherited configuration.  No stream
+** bytes.
 **
 ** Which steps may be repeated: FORK_UNIT and the look of FORK_ACQUIRE
 ** only read (what they find of the inherited bytes never changes), so
@@ -159,6 +161,7 @@ static int fork_find_unit(struct stream_state *sm, const struct stream *s,
     return URSULA_OK;
   end = s->bounds[u] < limit ? s->bounds[u] : limit;
   j->unit_found = 1;
+  j->unit_rec = stream_record_at(s, off);
   if (!s->json || j->cmd.fork_sub == 0) { /* (JSON: only found) */
     j->unit_len = end - off;
     return URSULA_OK;
@@ -207,6 +210,16 @@ static void fork_acquired(struct core *c, struct group *g,
   j->cmd.fork_offset = off;
   j->cmd.fork_base = end;
   j->cmd.fork_inc = s->incarnation;
+  /* JSON: the records below the fork point, where the fork's own begin
+  ** (stream.c, "Records"): those before the fork offset -- an append
+  ** boundary of s, or of a stream s inherits from, whose look found it
+  ** (unit_rec) -- and the sub-offset's messages */
+  if (s->json) {
+    j->cmd.flags |= CMD_F_RECORD_BASE;
+    j->cmd.record_base =
+        (off >= s->base ? stream_record_at(s, off) : j->unit_rec) +
+        j->cmd.fork_sub;
+  }
   /* the fork's configuration, inherited where the request left it out */
   if (!(j->cmd.flags & CMD_F_CT)) {
     size_t n = strlen(s->content_type);

@@ -2539,6 +2539,8 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   memcpy(j->res_type, s->content_type, n);
   j->res_type[n] = '\0';
   j->json = s->json;
+  j->rec_first = stream_record_first(s);
+  j->rec_next = stream_record_next(s);
   j->incarnation = s->incarnation;
   j->has_ttl = s->has_ttl;
   j->ttl_s = s->ttl_s;
@@ -2724,6 +2726,8 @@ static int group_read_join(struct job *j, struct buf *low) {
 static void group_read_answer(struct core *c, struct job *j, struct stream *s) {
   j->stream_tail = s->tail;
   j->stream_closed = s->closed;
+  j->rec_first = stream_record_first(s);
+  j->rec_next = stream_record_next(s); /* the record at stream_tail */
   j->up_to_date = j->tail == s->tail;
   j->closed = s->closed && j->up_to_date;
   if (j->live != JOB_LIVE_NONE && j->up_to_date && !s->closed &&
@@ -2819,7 +2823,12 @@ static void group_read_hop(struct core *c, struct group *g, struct stream *s,
     group_send(c, &j->msg, j->hop_path, j->hop_len);
     return;
   }
-  /* the lowest part: the read is complete */
+  /* the lowest part: the read is complete, and its data starts on an
+  ** append boundary of s (JSON), whose record s knows */
+  if (s->json && j->start >= s->base && j->start <= s->tail) {
+    j->rec_start = stream_record_at(s, j->start);
+    j->rec_start_known = 1;
+  }
   if (j->parts.len > 0) {
     rc = group_read_join(j, &part);
   } else { /* the only part (data holds none) */
@@ -2863,6 +2872,45 @@ static uint64_t group_catchup_end(const struct stream *s, uint64_t start,
   return end;
 }
 
+/* RECORDS.  A read that starts at a record (record=, tail_records=;
+** api.c) is planned as a read from the start of the append that holds
+** it, and the records of that append before it are dropped from the
+** answer (j->rec_skip, api.c): the state knows where each append starts
+** in records, not where each record starts in bytes.  A record a fork
+** inherited (below rec_base) is in its sources, whose appends the fork
+** does not know: that read starts at byte 0 (record 0 of every chain)
+** and skips the records before.  Refused, with the record headers: a
+** stream not JSON (400), a record below the first retained (410) or
+** past the next (400).  0, or 1 when j is answered. */
+static int group_read_records(struct core *c, struct stream *s,
+                              struct job *j) {
+  uint64_t first = stream_record_first(s), next = stream_record_next(s), rec;
+  if (j->rec_mode == JOB_REC_NONE) return 0;
+  if (!s->json) {
+    group_fail(c, j, 400, "record coordinates need an application/json stream");
+    return 1;
+  }
+  rec = j->rec_mode == JOB_REC_NOW ? next
+        : j->rec_mode == JOB_REC_TAIL
+            ? (j->rec_arg < next - first ? next - j->rec_arg : first)
+            : j->rec_arg;
+  if (rec < first || rec > next) {
+    j->rec_refused = 1;
+    group_fail(c, j, rec < first ? 410 : 400,
+               rec < first ? "record is below the first retained record"
+                           : "record is past the stream's next record");
+    return 1;
+  }
+  if (rec >= s->rec_base) {
+    stream_record_find(s, rec, &j->offset, &j->rec_skip);
+  } else {
+    j->offset = 0;
+    j->rec_skip = rec;
+  }
+  j->offset_now = 0;
+  return 0;
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
   struct stream *s = group_read_target(c, g, j, now);
@@ -2870,12 +2918,18 @@ static void group_read(struct core *c, struct group *g, struct job *j) {
   group_fill_meta(j, s);
   j->status = 200;
   j->reason = NULL;
+  j->rec_start_known = 0;
+  if (group_read_records(c, s, j)) return;
   if (j->op == JOB_HEAD) { /* what a GET would answer, without the bytes */
     start = j->offset_now ? s->tail : j->offset;
     if (start > s->tail) start = s->tail;
     /* (a JSON GET starts at the append that holds the offset, its end
     ** planned from the offset: group_read_hop) */
     j->start = s->json && start >= s->base ? group_json_start(s, start) : start;
+    if (s->json && (j->start >= s->base || j->start == 0)) {
+      j->rec_start = j->start >= s->base ? stream_record_at(s, j->start) : 0;
+      j->rec_start_known = 1;
+    }
     /* a GET answers up to the tail in one response (api.c), unless that
     ** is past catchup_max */
     j->read_end = s->tail - j->start <= j->catchup_max

@@ -831,6 +831,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Gone";
     case 411:
       return "Length Required";
+    case 412:
+      return "Precondition Failed";
     case 413:
       return "Content Too Large";
     case 414:

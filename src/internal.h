@@ -1159,10 +1159,14 @@ enum {
   CMD_F_FORK = 1 << 6,        /* CREATE of a fork of fork_source */
   CMD_F_FORK_OFFSET = 1 << 7, /* Stream-Fork-Offset was given */
   CMD_F_CT = 1 << 8,          /* a content type was given */
-  CMD_F_UNIT = 1 << 9         /* FORK_ACQUIRE at an offset in the
+  CMD_F_UNIT = 1 << 9,        /* FORK_ACQUIRE at an offset in the
                                  source's inherited range: the proposer
                                  found the append unit that starts there
                                  (n_msgs: its length) */
+  CMD_F_RECORD_MATCH = 1 << 10, /* APPEND: Stream-Record-Match (a trailing
+                                   record_match, cmd.c) */
+  CMD_F_RECORD_BASE = 1 << 11   /* CREATE of a JSON fork: the records it
+                                   inherits (a trailing record_base) */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -1197,6 +1201,11 @@ struct cmd {
   uint64_t incarnation;
   uint64_t cold_start, cold_end;
   struct str object;
+  /* APPEND with CMD_F_RECORD_MATCH: the record the stream's next must be;
+  ** CREATE of a fork with CMD_F_RECORD_BASE: the source's record count at
+  ** the fork point */
+  uint64_t record_match;
+  uint64_t record_base;
   /* Not encoded: the start of the encoded bytes the views point into
   ** (set by cmd_decode), so that a view's offset in its log entry is
   ** data.ptr - raw: the logical address of the bytes. */
@@ -1738,6 +1747,13 @@ struct stream {
   size_t n_chunks, cap_chunks;
   uint64_t cold_end;
   size_t cold_units;
+  /* JSON RECORDS (stream.c, "Records"): rec_ends[u] is the number of
+  ** records (JSON messages) in the stream up to the end of unit u,
+  ** parallel to bounds[]; rec_base is that number at base (a fork's
+  ** inherited records, 0 for a stream that is no fork).  0 throughout
+  ** for a stream that is not JSON. */
+  uint64_t *rec_ends;
+  uint64_t rec_base;
   struct stream_local local; /* this node's, not replicated */
 };
 
@@ -1798,6 +1814,10 @@ struct stream_result {
   uint64_t watch_mask;
   uint64_t prev_tail;
   int deleted;
+  /* JSON records (stream.c, "Records"): the stream's first retained
+  ** record, the first record the command appended (create, append), and
+  ** the stream's next record after it (also on a 412 and a duplicate) */
+  uint64_t rec_first, rec_start, rec_next;
   /* the two buffers stay last (group_refuse); both are the caller's */
   /* cold-tier objects nothing refers to any more: NUL-terminated names */
   struct buf garbage;
@@ -1880,6 +1900,20 @@ URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
                                           uint64_t off);
 /* Where unit u (< n_bounds) starts: bounds[u-1], or base for the first. */
 URSULA_PRIVATE uint64_t stream_unit_start(const struct stream *s, size_t u);
+/* JSON records (stream.c, "Records").  The first retained record of s (0:
+** nothing is trimmed yet; retention moves it), and the next record (the
+** count of records ever appended, inherited ones included). */
+URSULA_PRIVATE uint64_t stream_record_first(const struct stream *s);
+URSULA_PRIVATE uint64_t stream_record_next(const struct stream *s);
+/* The records of s before byte off, which is one of s's own unit
+** boundaries (base <= off <= tail, off a unit start or the tail). */
+URSULA_PRIVATE uint64_t stream_record_at(const struct stream *s,
+                                         uint64_t off);
+/* Where record rec (rec_base <= rec <= next) is: the start of the unit
+** holding it, *off, and how many records of that unit come before it,
+** *skip (0 and the tail for rec == next). */
+URSULA_PRIVATE void stream_record_find(const struct stream *s, uint64_t rec,
+                                       uint64_t *off, uint64_t *skip);
 
 /* ------------------------------------------------------------------ conf.c
 ** Flags and config files (the public ursula_config_* live there too). */
@@ -2124,6 +2158,9 @@ enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 ** there), at an owner of a stream it inherits from, or back at the first
 ** to finish. */
 enum { JOB_HOP_PLAN = 0, JOB_HOP_SOURCE, JOB_HOP_BACK };
+/* A read's start in records (json-record-coordinates-v1): none (offset),
+** record=n, record=now, tail_records=n. */
+enum { JOB_REC_NONE = 0, JOB_REC_AT, JOB_REC_NOW, JOB_REC_TAIL };
 #define JOB_MAX_HOPS 65536
 
 /* A request on its way from the core that holds the connection to the
@@ -2181,12 +2218,19 @@ struct job {
   uint64_t unit_len;
   uint64_t unit_prefix;
   uint64_t unit_inc;
+  uint64_t unit_rec; /* JSON: the records before that append */
   uint64_t offset; /* read: start position */
   int offset_now;     /* read: offset=now */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
   uint64_t end_limit;   /* read: end at most here (0: the tail) */
+  /* read by records (api.c, RECORDS): the start (JOB_REC_*, rec_arg its
+  ** n), at most max_records (0: no limit), the envelope view */
+  int rec_mode;
+  uint64_t rec_arg;
+  uint64_t max_records;
+  int envelope;
   /* JOB_BUCKETS: the gathering's GROUP_BQ_* mode; a listing's limit,
   ** prefix and after (has_after: given) */
   int bucket_mode;
@@ -2201,6 +2245,15 @@ struct job {
   int json;
   uint64_t start; /* read: first byte returned (HEAD: a GET would return) */
   uint64_t read_end; /* HEAD: where that GET would end */
+  /* JSON records: the stream's first retained and next record; the record
+  ** data starts with (rec_start_known: found; HEAD: of start), and how
+  ** many records of data come before the one a record read asked for;
+  ** rec_refused: a 400/410 of a record start, answered with the record
+  ** headers */
+  uint64_t rec_first, rec_next, rec_start, rec_skip;
+  uint64_t rec_end; /* api.c: the record after the data answered */
+  int rec_start_known;
+  int rec_refused;
   uint64_t tail;  /* Stream-Next-Offset */
   uint64_t stream_tail; /* read: the stream's tail when it was read */
   int stream_closed;    /* read: and whether it was closed */
@@ -2863,9 +2916,13 @@ URSULA_PRIVATE void sse_comment(struct buf *out, const char *text);
 /* Append a Durable Streams control event: its data is the JSON object
 ** {"streamNextOffset": offset of next_offset, then "streamClosed":true if
 ** closed or else "streamCursor": cursor, then "upToDate":true if
-** up_to_date or closed}. */
+** up_to_date or closed}; with records (a JSON stream), after
+** streamNextOffset, "streamFirstRecord": first_record and
+** "streamNextRecord": next_record, as numbers. */
 URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
-                                uint64_t cursor, int up_to_date, int closed);
+                                uint64_t cursor, int up_to_date, int closed,
+                                int records, uint64_t first_record,
+                                uint64_t next_record);
 
 /* ------------------------------------------------------------------ live.c
 ** The live readers (long-poll, SSE) of one core, by stream path, and the

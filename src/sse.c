@@ -73,10 +73,16 @@ URSULA_PRIVATE void sse_comment(struct buf *out, const char *text) {
 }
 
 URSULA_PRIVATE void sse_control(struct buf *out, uint64_t next_offset,
-                                uint64_t cursor, int up_to_date, int closed) {
+                                uint64_t cursor, int up_to_date, int closed,
+                                int records, uint64_t first_record,
+                                uint64_t next_record) {
   buf_printf(out,
              "event: control\ndata:{\"streamNextOffset\":\"%016llu_%016llu\"",
              0ULL, (unsigned long long)next_offset);
+  if (records) /* a JSON stream (json-record-coordinates-v1) */
+    buf_printf(out, ",\"streamFirstRecord\":%llu,\"streamNextRecord\":%llu",
+               (unsigned long long)first_record,
+               (unsigned long long)next_record);
   if (closed)
     buf_append_str(out, ",\"streamClosed\":true");
   else

@@ -55,6 +55,25 @@
 ** know of the inherited bytes (the append at a fork offset there) the
 ** proposer finds and puts in the command (fork.c).
 **
+** Records (json-record-coordinates-v1; README, "JSON record
+** coordinates").  Each message of a JSON stream is one record, numbered
+** from 0 over the stream's life; a fork's records continue its source's.
+** The apply counts no bytes: an APPEND or CREATE carries n_msgs, its
+** message count (the proposer flattened the body, json.c), and rec_ends[]
+** keeps the count at the end of each unit, parallel to bounds[], so that
+** a record and a byte offset map onto each other by binary search down to
+** a unit, and within a unit by scanning its bytes ("v1,v2,...,":
+** json_prefix_len).  A fork's CREATE carries rec_base, the records
+** below its fork point (found by the proposer, fork.c).  An APPEND may
+** carry record_match (Stream-Record-Match): it applies only if the
+** stream's next record is that one, else 412 -- decided here, in log
+** order, so every replica agrees and no racing append slips in between a
+** check and the append.  A producer's duplicate answers as a duplicate
+** (204, its original acknowledgement) before the match is looked at: a
+** retry of an append that applied must not turn into a 412 because its
+** own first try moved the next record.  The first retained record is
+** stream_record_first() (0 until retention trims).
+**
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
 ** ordering, soft delete with fork reference counts, and TTL expiry.
@@ -88,6 +107,7 @@ static void stream_free(struct stream_state *st, struct stream *s) {
   for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
   URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
+  URSULA_FREE(s->rec_ends);
   URSULA_FREE(s->locs);
   URSULA_FREE(s->path);
   URSULA_FREE(s->content_type);
@@ -213,11 +233,45 @@ URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
   return stream_unit_start(s, stream_unit_at(s, off));
 }
 
-/* Append p[0..len) as one unit ending at the new tail: the payload of
-** log entry `index` holds it from byte `off` on. */
+URSULA_PRIVATE uint64_t stream_record_first(const struct stream *s) {
+  (void)s;
+  return 0;
+}
+
+URSULA_PRIVATE uint64_t stream_record_next(const struct stream *s) {
+  return s->n_bounds > 0 ? s->rec_ends[s->n_bounds - 1] : s->rec_base;
+}
+
+URSULA_PRIVATE uint64_t stream_record_at(const struct stream *s,
+                                         uint64_t off) {
+  size_t u = stream_unit_at(s, off); /* the unit starting at off */
+  return u > 0 ? s->rec_ends[u - 1] : s->rec_base;
+}
+
+URSULA_PRIVATE void stream_record_find(const struct stream *s, uint64_t rec,
+                                       uint64_t *off, uint64_t *skip) {
+  size_t lo = 0, hi = s->n_bounds;
+  while (lo < hi) { /* the first unit whose end count is past rec */
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->rec_ends[mid] <= rec)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == s->n_bounds) {
+    *off = s->tail;
+    *skip = 0;
+    return;
+  }
+  *off = stream_unit_start(s, lo);
+  *skip = rec - (lo > 0 ? s->rec_ends[lo - 1] : s->rec_base);
+}
+
+/* Append p[0..len) as one unit ending at the new tail, holding n_recs
+** records: the payload of log entry `index` holds it from byte `off` on. */
 static void stream_add_unit(struct stream_state *st, struct stream *s,
-                            const char *p, size_t len, uint64_t index,
-                            uint64_t off) {
+                            const char *p, size_t len, uint64_t n_recs,
+                            uint64_t index, uint64_t off) {
   if (len == 0) return;
   if (s->n_bounds == s->cap_bounds) {
     size_t cap = s->cap_bounds ? s->cap_bounds * 2 : 4;
@@ -225,6 +279,9 @@ static void stream_add_unit(struct stream_state *st, struct stream *s,
     struct stream_loc *l;
     if (b == NULL) stream_oom();
     s->bounds = b;
+    b = (uint64_t *)URSULA_REALLOC(s->rec_ends, cap * sizeof(*b));
+    if (b == NULL) stream_oom();
+    s->rec_ends = b;
     l = (struct stream_loc *)URSULA_REALLOC(s->locs, cap * sizeof(*l));
     if (l == NULL) stream_oom();
     s->locs = l;
@@ -239,6 +296,7 @@ static void stream_add_unit(struct stream_state *st, struct stream *s,
   s->locs[s->n_bounds].index = index;
   s->locs[s->n_bounds].off = off;
   s->tail += len;
+  s->rec_ends[s->n_bounds] = stream_record_next(s) + (s->json ? n_recs : 0);
   s->bounds[s->n_bounds++] = s->tail;
 }
 
@@ -484,6 +542,8 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
     if (s != NULL) {
       r->tail = s->tail;
       r->closed = s->closed;
+      r->rec_first = stream_record_first(s);
+      r->rec_start = r->rec_next = stream_record_next(s);
     }
     return;
   }
@@ -510,22 +570,29 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
     /* the reference: [0, base) is the source's; own bytes start there */
     s->base = s->tail = s->cold_end = s->local.hot_start = c->fork_base;
     s->fork_inc = c->fork_inc;
+    if (s->json && (c->flags & CMD_F_RECORD_BASE)) s->rec_base = c->record_base;
     if (copied) { /* a version-1 entry carries the inherited bytes (base
                      0): its units, then the sub-offset prefix as a unit
                      of its own */
       uint64_t at = stream_off(c, c->inherited.ptr);
       for (i = 0; i < c->n_bounds; i++) {
         if (c->bounds[i] <= prev || c->bounds[i] > c->inherited.len) break;
-        stream_add_unit(st, s, c->inherited.ptr + prev,
-                        (size_t)(c->bounds[i] - prev), index, at + prev);
+        size_t n = (size_t)(c->bounds[i] - prev);
+        stream_add_unit(st, s, c->inherited.ptr + prev, n,
+                        json_count(c->inherited.ptr + prev, n), index,
+                        at + prev);
         prev = c->bounds[i];
       }
       stream_add_unit(st, s, c->inherited.ptr + prev,
-                      (size_t)(c->inherited.len - prev), index, at + prev);
+                      (size_t)(c->inherited.len - prev),
+                      json_count(c->inherited.ptr + prev,
+                                 (size_t)(c->inherited.len - prev)),
+                      index, at + prev);
     }
     r->release_source = 0; /* the new fork holds the reference now */
   }
-  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+  r->rec_start = stream_record_next(s);
+  stream_add_unit(st, s, c->data.ptr, c->data.len, c->n_msgs, index,
                   stream_off(c, c->data.ptr));
   s->closed = (c->flags & CMD_F_CLOSE) != 0;
   s->hnext = st->slots[s->hash & (st->cap - 1)];
@@ -534,6 +601,8 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   r->status = 201;
   r->tail = s->tail;
   r->closed = s->closed;
+  r->rec_first = stream_record_first(s);
+  r->rec_next = stream_record_next(s);
 }
 
 /* ------------------------------------------------------------ APPEND */
@@ -609,6 +678,24 @@ static int stream_seq_le(const struct stream *s, struct str seq) {
   return cmp < 0;
 }
 
+/* Stream-Record-Match (CMD_F_RECORD_MATCH): 0 to go on with the append,
+** or 1 when *r holds the refusal -- 400 on a stream that is not JSON (it
+** has no records), 412 when the stream's next record is not the one
+** named (r->rec_next says which it is). */
+static int stream_record_mismatch(const struct stream *s, const struct cmd *c,
+                                  struct stream_result *r) {
+  if (!(c->flags & CMD_F_RECORD_MATCH)) return 0;
+  if (!s->json) {
+    stream_fail(r, 400, "Stream-Record-Match needs an application/json stream");
+    return 1;
+  }
+  if (c->record_match != stream_record_next(s)) {
+    stream_fail(r, 412, "Stream-Record-Match does not match the next record");
+    return 1;
+  }
+  return 0;
+}
+
 static void stream_apply_append(struct stream_state *st, uint64_t index,
                                 const struct cmd *c, struct stream_result *r) {
   struct stream *s = stream_live(st, c, r);
@@ -624,6 +711,8 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   }
   r->tail = s->tail;
   r->closed = s->closed;
+  r->rec_first = stream_record_first(s);
+  r->rec_start = r->rec_next = stream_record_next(s);
   if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
   if (s->closed) {
     if (producer && s->closed_by_id != NULL &&
@@ -647,13 +736,14 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
     return;
   }
   if (producer && stream_check_producer(s, c, r)) return;
+  if (stream_record_mismatch(s, c, r)) return;
   if ((c->flags & CMD_F_SEQ) && s->stream_seq != NULL &&
       stream_seq_le(s, c->stream_seq)) {
     stream_fail(r, 409, "Stream-Seq is not greater than the last one");
     return;
   }
   r->prev_tail = s->tail;
-  stream_add_unit(st, s, c->data.ptr, c->data.len, index,
+  stream_add_unit(st, s, c->data.ptr, c->data.len, c->n_msgs, index,
                   stream_off(c, c->data.ptr));
   if (producer) stream_record_producer(s, c);
   if (c->flags & CMD_F_SEQ)
@@ -674,6 +764,7 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   }
   r->tail = s->tail;
   r->closed = s->closed;
+  r->rec_next = stream_record_next(s);
   r->notify = 1;
   r->watch_mask |= s->local.watch_mask;
 }
@@ -1034,7 +1125,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 5 (format version)   v next_incarnation   v number of streams
+     v 6 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -1045,10 +1136,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        b fork_source (empty: not a fork)   v fork_offset   v fork_sub
        v base (the fork point: the stream's own bytes start there)
        v fork_inc (the source's incarnation)
+       v rec_base (JSON records below base: a fork's inherited ones)
        v refcount   v incarnation
        v chunks, then per chunk: v length, b object name (the chunks hold
          the stream's first own bytes, back to back from base)
-       v units, then per unit: v length (the first from base), then, for
+       v units, then per unit: v length (the first from base), v records
+         (JSON messages in the unit; 0 for a stream not JSON), then, for
          the units past the chunks' end only, v log index, v offset in
          that entry's payload
      v number of bucket records, then per record (in name order,
@@ -1064,7 +1157,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    one: base <= tail, fork_offset <= base (a copied fork: base 0), a
    stream that is no fork has none of the fork fields, chunks and units
    are non-empty and end exactly at a unit end and at the tail, and no
-   sum wraps.  Version 4 is version 5 without the bucket records (a
+   sum wraps; record counts are 0 on a stream not JSON and add up to at
+   most URSULA_MAX_RECORD.  Version 5 is version 6 without rec_base and
+   the units' record counts, and is read: its streams count 0 records
+   (their records were appended by a build that did not count them: the
+   record headers of such a stream count from the first append after the
+   upgrade, README, "JSON record coordinates").  Version 4 is version 5
+   without the bucket records (a
    group of that build had none), and is read.  Version 3 is version 4
    without base and fork_inc (its forks hold copies of what they
    inherited: base 0), and is read.
@@ -1077,7 +1176,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 5
+#define STREAM_SNAP_VERSION 6
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -1109,7 +1208,7 @@ static int stream_producer_cmp(const void *x, const void *y) {
 /* One stream's record of the snapshot. */
 static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   const struct stream_producer *pr, **prs = NULL;
-  uint64_t n = 0, prev = s->base, i;
+  uint64_t n = 0, prev = s->base, recs = s->rec_base, i;
   int bad = 0;
   for (pr = s->producers; pr != NULL; pr = pr->next) n++;
   if (n > 0) {
@@ -1145,6 +1244,7 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_varint(out, s->fork_sub);
   bad |= cmd_put_varint(out, s->base);
   bad |= cmd_put_varint(out, s->fork_inc);
+  bad |= cmd_put_varint(out, s->rec_base);
   bad |= cmd_put_varint(out, s->refcount);
   bad |= cmd_put_varint(out, s->incarnation);
   bad |= cmd_put_varint(out, s->n_chunks);
@@ -1155,7 +1255,9 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_varint(out, s->n_bounds);
   for (i = 0; i < s->n_bounds; i++) {
     bad |= cmd_put_varint(out, s->bounds[i] - prev);
+    bad |= cmd_put_varint(out, s->rec_ends[i] - recs);
     prev = s->bounds[i];
+    recs = s->rec_ends[i];
     if (i < s->cold_units) continue;
     if (s->locs[i].index == 0) return URSULA_EINVAL; /* in no log */
     bad |= cmd_put_varint(out, s->locs[i].index);
@@ -1241,7 +1343,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
                               struct stream *s, uint64_t version) {
   struct str path = {"", 0}, ct = {"", 0}, exp = {"", 0}, seq, by, src, id,
              prev_id = {NULL, 0};
-  uint64_t flags = 0, n = 0, i, prev = 0;
+  uint64_t flags = 0, n = 0, i, prev = 0, recs;
   int bad = 0;
   bad |= cmd_get_bytes(p, end, &path);
   bad |= cmd_get_bytes(p, end, &ct);
@@ -1296,6 +1398,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
     bad |= cmd_get_varint(p, end, &s->base);
     bad |= cmd_get_varint(p, end, &s->fork_inc);
   }
+  if (version >= 6) bad |= cmd_get_varint(p, end, &s->rec_base);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
   /* the fork fields: all zero but for a fork; a fork's own bytes start at
@@ -1303,7 +1406,8 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   if (bad || s->base > s->tail ||
       (src.len == 0 && (s->base != 0 || s->fork_inc != 0 ||
                         s->fork_offset != 0 || s->fork_sub != 0)) ||
-      (s->base > 0 && (s->fork_offset > s->base || s->fork_inc == 0)))
+      (s->base > 0 && (s->fork_offset > s->base || s->fork_inc == 0)) ||
+      (!s->json && s->rec_base != 0) || s->rec_base > URSULA_MAX_RECORD)
     return -1;
   s->cold_end = s->base;
   bad |= stream_restore_chunks(p, end, s);
@@ -1314,15 +1418,23 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   stream_take(&s->fork_source, &s->fork_source_len, src, 1);
   if (n > 0) {
     s->bounds = (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->bounds));
+    s->rec_ends =
+        (uint64_t *)URSULA_MALLOC((size_t)n * sizeof(*s->rec_ends));
     s->locs = (struct stream_loc *)URSULA_MALLOC((size_t)n * sizeof(*s->locs));
-    if (s->bounds == NULL || s->locs == NULL) stream_oom();
+    if (s->bounds == NULL || s->rec_ends == NULL || s->locs == NULL)
+      stream_oom();
     s->cap_bounds = (size_t)n;
   }
   prev = s->base;
+  recs = s->rec_base;
   for (i = 0; i < n; i++) {
-    uint64_t len;
-    if (cmd_get_varint(p, end, &len) || len == 0 || len > s->tail - prev)
+    uint64_t len, k = 0;
+    if (cmd_get_varint(p, end, &len) || len == 0 || len > s->tail - prev ||
+        (version >= 6 && cmd_get_varint(p, end, &k)) ||
+        (!s->json && k != 0) || k > URSULA_MAX_RECORD - recs)
       return -1;
+    recs += k;
+    s->rec_ends[i] = recs;
     if (prev < s->cold_end) { /* in a chunk: no log location */
       s->locs[i].index = s->locs[i].off = 0;
       s->cold_units = (size_t)i + 1;
@@ -1368,7 +1480,8 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
   const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
-      (version != STREAM_SNAP_VERSION && version != 4 && version != 3) ||
+      (version != STREAM_SNAP_VERSION && version != 5 && version != 4 &&
+       version != 3) ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;

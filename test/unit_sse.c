@@ -150,12 +150,18 @@ static void test_sse_comment_and_control(void) {
   ** closed, streamClosed and no streamCursor */
   b.len = 0;
   sse_event(&b, "data", "x", 1);
-  sse_control(&b, 34, 7, 1, 0);
-  sse_control(&b, 34, 8, 0, 0);
-  sse_control(&b, 40, 9, 0, 1);
+  sse_control(&b, 34, 7, 1, 0, 0, 0, 0);
+  sse_control(&b, 34, 8, 0, 0, 0, 0, 0);
+  sse_control(&b, 40, 9, 0, 1, 0, 0, 0);
+  /* a JSON stream's: its records (json-record-coordinates-v1) */
+  sse_control(&b, 40, 9, 1, 0, 1, 2, 5);
   n = unit_sse_decode(b.ptr, b.len, ev);
-  ASSERT(n == 4);
-  if (n == 4) {
+  ASSERT(n == 5);
+  if (n == 5) {
+    ASSERT_MEM(ev[4].data, strlen(ev[4].data),
+               "{\"streamNextOffset\":\"0000000000000000_0000000000000040\","
+               "\"streamFirstRecord\":2,\"streamNextRecord\":5,"
+               "\"streamCursor\":\"9\",\"upToDate\":true}");
     ASSERT(strcmp(ev[0].type, "data") == 0 && strcmp(ev[0].data, "x") == 0);
     ASSERT(strcmp(ev[1].type, "control") == 0);
     ASSERT_MEM(ev[1].data, strlen(ev[1].data),

@@ -1366,7 +1366,7 @@ static void test_stream_buckets(void) {
   ASSERT(a.n_buckets == 2);
   /* the records survive a snapshot, canonically */
   ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
-  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 5);
+  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 6);
   ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
   ASSERT(b.n_buckets == 2 && stream_bucket_find(&b, util_str("abcd")) != NULL &&
          stream_bucket_find(&b, util_str("abcd"))->created_ms == 5);
@@ -1389,7 +1389,162 @@ static void test_stream_buckets(void) {
   buf_free(&r.garbage);
 }
 
+/* JSON records (stream.c, "Records"): APPEND's Stream-Record-Match as
+** cmd.c writes it out, the flags refused where they do not belong, the
+** counts per unit (an array of 3 is 3 records), the 412, a producer's
+** duplicate answered before the match, record <-> offset, a fork's
+** record base, and the counts in a snapshot (version 6; a version-5
+** stream counts none). */
+static void test_stream_records(void) {
+  static const unsigned char want[] = {
+      0x02, 0x02, 0x82, 0x0a, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x02, 0x2f,
+      0x6a, 0x10, 0x61, 0x70, 0x70, 0x6c, 0x69, 0x63, 0x61, 0x74, 0x69, 0x6f,
+      0x6e, 0x2f, 0x6a, 0x73, 0x6f, 0x6e, 0x02, 0x31, 0x2c, 0x01, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03};
+  struct stream_state a, b;
+  struct stream_result r;
+  struct buf enc, bounds, s1, s2;
+  struct cmd c, d;
+  struct stream *s;
+  uint64_t off, skip;
+  memset(&r, 0, sizeof(r));
+  memset(&enc, 0, sizeof(enc));
+  memset(&bounds, 0, sizeof(bounds));
+  memset(&s1, 0, sizeof(s1));
+  memset(&s2, 0, sizeof(s2));
+  c = unit_cmd(CMD_APPEND, "/j", 1700000000000ULL);
+  c.flags = CMD_F_JSON | CMD_F_CT | CMD_F_RECORD_MATCH;
+  c.content_type = util_str("application/json");
+  c.data = util_str("1,");
+  c.n_msgs = 1;
+  c.record_match = 3;
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(enc.len == sizeof(want) && memcmp(enc.ptr, want, sizeof(want)) == 0);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK &&
+         d.record_match == 3 && (d.flags & CMD_F_RECORD_MATCH));
+  /* a byte more, a byte less, the flag without its field */
+  ASSERT(buf_append(&enc, "", 1) == URSULA_OK);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_ECORRUPT);
+  ASSERT(cmd_decode(enc.ptr, enc.len - 2, &d, &bounds) == URSULA_ECORRUPT);
+  /* without the flag the old bytes: the trailing 03 is refused */
+  enc.len = 0;
+  c.flags &= ~(uint32_t)CMD_F_RECORD_MATCH;
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK && enc.len == sizeof(want) - 1);
+  ASSERT(cmd_decode(want, sizeof(want), &d, &bounds) == URSULA_OK);
+  {
+    unsigned char bad[sizeof(want)];
+    memcpy(bad, want, sizeof(want));
+    bad[2] = 0x02; /* flags JSON | CT: 0x102 is 82 02 */
+    bad[3] = 0x02;
+    ASSERT(cmd_decode(bad, sizeof(bad), &d, &bounds) == URSULA_ECORRUPT);
+    bad[1] = CMD_CREATE; /* RECORD_MATCH on a CREATE */
+    bad[3] = 0x0a;
+    ASSERT(cmd_decode(bad, sizeof(bad), &d, &bounds) == URSULA_ECORRUPT);
+  }
+  /* apply */
+  unit_stream_index = 7; /* (snapshots name the units' entries) */
+  stream_state_init(&a);
+  stream_state_init(&b);
+  c = unit_cmd(CMD_CREATE, "/j", 1);
+  c.flags = CMD_F_JSON | CMD_F_CT;
+  c.content_type = util_str("application/json");
+  c.data = util_str("1,2,");
+  c.n_msgs = 2;
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  ASSERT(r.rec_first == 0 && r.rec_start == 0 && r.rec_next == 2);
+  c.type = CMD_APPEND;
+  c.data = util_str("[3,4],{\"a\":5},6,"); /* the stored form of an array of 3 */
+  c.n_msgs = 3;
+  ASSERT(unit_apply(&a, &c, &r) == 204);
+  ASSERT(r.rec_start == 2 && r.rec_next == 5);
+  c.flags |= CMD_F_RECORD_MATCH;
+  c.record_match = 4; /* stale */
+  c.data = util_str("7,");
+  c.n_msgs = 1;
+  ASSERT(unit_apply(&a, &c, &r) == 412 && r.rec_next == 5);
+  s = stream_find(&a, util_str("/j"));
+  ASSERT(s != NULL && s->tail == 20 && stream_record_next(s) == 5);
+  c.record_match = 5;
+  ASSERT(unit_apply(&a, &c, &r) == 204 && r.rec_start == 5 && r.rec_next == 6);
+  /* a producer: the duplicate is answered before the (now stale) match */
+  c.flags = CMD_F_JSON | CMD_F_CT | CMD_F_PRODUCER | CMD_F_RECORD_MATCH;
+  c.producer_id = util_str("p");
+  c.record_match = 6;
+  ASSERT(unit_apply(&a, &c, &r) == 200 && r.rec_next == 7);
+  ASSERT(unit_apply(&a, &c, &r) == 204 && r.producer_echo && r.rec_next == 7);
+  c.producer_seq = 1; /* a new one with the stale match: 412 */
+  ASSERT(unit_apply(&a, &c, &r) == 412 && r.rec_next == 7);
+  /* record <-> offset: "1,2," "[3,4],{"a":5},6," "7," "7," */
+  s = stream_find(&a, util_str("/j"));
+  stream_record_find(s, 0, &off, &skip);
+  ASSERT(off == 0 && skip == 0);
+  stream_record_find(s, 3, &off, &skip);
+  ASSERT(off == 4 && skip == 1);
+  stream_record_find(s, 6, &off, &skip);
+  ASSERT(off == 22 && skip == 0);
+  stream_record_find(s, 7, &off, &skip);
+  ASSERT(off == s->tail && skip == 0);
+  ASSERT(stream_record_at(s, 4) == 2 && stream_record_at(s, s->tail) == 7);
+  /* a text stream: the match is a 400, no records */
+  c = unit_cmd(CMD_CREATE, "/t", 2);
+  c.data = util_str("abc");
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c.type = CMD_APPEND;
+  c.flags = CMD_F_RECORD_MATCH;
+  ASSERT(unit_apply(&a, &c, &r) == 400);
+  /* a fork with its record base */
+  c = unit_cmd(CMD_CREATE, "/f", 3);
+  c.flags = CMD_F_JSON | CMD_F_CT | CMD_F_FORK | CMD_F_FORK_OFFSET |
+            CMD_F_RECORD_BASE;
+  c.content_type = util_str("application/json");
+  c.fork_source = util_str("/j");
+  c.fork_offset = c.fork_base = 22;
+  c.fork_inc = 1;
+  c.record_base = 6;
+  c.data = util_str("8,");
+  c.n_msgs = 1;
+  ASSERT(unit_apply(&a, &c, &r) == 201 && r.rec_start == 6 && r.rec_next == 7);
+  s = stream_find(&a, util_str("/f"));
+  stream_record_find(s, 6, &off, &skip);
+  ASSERT(off == 22 && skip == 0 && stream_record_at(s, 22) == 6);
+  /* the counts survive a snapshot, canonically */
+  ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
+  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 6);
+  ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
+  s = stream_find(&b, util_str("/j"));
+  ASSERT(s != NULL && stream_record_next(s) == 7);
+  stream_record_find(s, 3, &off, &skip);
+  ASSERT(off == 4 && skip == 1);
+  s = stream_find(&b, util_str("/f"));
+  ASSERT(s != NULL && s->rec_base == 6 && stream_record_next(s) == 7);
+  ASSERT(stream_snapshot(&b, &s2) == URSULA_OK);
+  ASSERT(s2.len == s1.len && memcmp(s2.ptr, s1.ptr, s1.len) == 0);
+  stream_state_free(&b);
+  stream_state_init(&b);
+  /* version 5: a JSON stream of one unit "1," (log index 9, offset 0),
+  ** read with no record counted */
+  {
+    static const unsigned char v5[] = {
+        5, 2, 1, 2, '/', 'k', 16, 'a', 'p', 'p', 'l', 'i', 'c', 'a', 't',
+        'i', 'o', 'n', '/', 'j', 's', 'o', 'n', 1, 2, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 2, 9, 0, 0};
+    ASSERT(stream_restore(&b, v5, sizeof(v5)) == URSULA_OK);
+    s = stream_find(&b, util_str("/k"));
+    ASSERT(s != NULL && s->json && s->tail == 2 && stream_record_next(s) == 0);
+  }
+  stream_state_free(&b);
+  stream_state_free(&a);
+  unit_stream_index = 0;
+  buf_free(&enc);
+  buf_free(&bounds);
+  buf_free(&s1);
+  buf_free(&s2);
+  buf_free(&r.releases);
+  buf_free(&r.garbage);
+}
+
 static const struct unit_case unit_stream_cases[] = {
+    {"stream_records", test_stream_records},
     {"stream_buckets", test_stream_buckets},
     {"stream_snapshot", test_stream_snapshot},
     {"stream_cmd_roundtrip", test_stream_cmd_roundtrip},

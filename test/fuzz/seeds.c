@@ -197,9 +197,9 @@ static struct cmd seed_cmd(int type, const char *path, uint64_t t) {
 }
 
 /* The command script the state seeds are made of: creates, appends with
-** producers and Stream-Seq, JSON, a fork with inherited units, TTLs and
-** Expires-At, touches, a close, a cold move, a delete, bucket records
-** made and removed. */
+** producers and Stream-Seq, JSON (an append with Stream-Record-Match), a
+** fork with inherited units, TTLs and Expires-At, touches, a close, a cold
+** move, a delete, bucket records made and removed. */
 static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   size_t n = 0;
   struct cmd c;
@@ -229,7 +229,8 @@ static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   out[n++] = c;
   c = seed_cmd(CMD_APPEND, "/v1/stream/j", 1700000000400ULL);
   c.content_type = util_str("application/json");
-  c.flags = CMD_F_JSON;
+  c.flags = CMD_F_JSON | CMD_F_RECORD_MATCH; /* (the create's 2 records) */
+  c.record_match = 2;
   c.data = util_str("\"x\",");
   c.n_msgs = 1;
   out[n++] = c;

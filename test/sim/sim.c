@@ -128,9 +128,9 @@
 ** group.c itself, forks, deletes, TTLs, the cold tier, Stream-Seq,
 ** producer epochs above 0.
 **
-** Only the parts it drives are compiled in (util.c, raft.c, journal.c
-** (which wal.c calls; the simulator gives its logs none), wal.c,
-** cmd.c, stream.c), from src/, so that a build per planted bug takes a
+** Only the parts it drives are compiled in (util.c, json.c (which
+** stream.c calls), raft.c, journal.c (which wal.c calls; the simulator
+** gives its logs none), wal.c, cmd.c, stream.c), from src/, so that a build per planted bug takes a
 ** second.
 */
 #ifndef URSULA_ENABLE_ASSERT
@@ -139,6 +139,7 @@
 #define URSULA_PRIVATE
 #include "../../src/internal.h"
 #include "../../src/util.c"
+#include "../../src/json.c" /* (stream.c counts a v1 fork's records) */
 #include "../../src/raft.c"
 #include "../../src/journal.c"
 #include "../../src/wal.c"
