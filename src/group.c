@@ -2344,7 +2344,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
       (m.type == CMD_CREATE || m.type == CMD_APPEND ||
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
        m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
-       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE)) {
+       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE ||
+       m.type == CMD_SNAPSHOT_PUT || m.type == CMD_RETAIN)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
