@@ -1032,8 +1032,11 @@ static void stream_apply_bucket_delete(struct stream_state *st,
        = at, the hot bytes below it are freed, and its units wholly below
        it pin the log no more.  Chunks of the cold tier below it stay
        (not deleted: left for later).
-   A fork of a stream with a retained offset is refused (410 below it,
-   409 else: a fork would read its source from 0). */
+   With a cold tier, the retained units still pin the log until the
+   tier has moved them (it reads them from there: stream_first_kept); the
+   chunks that hold them then stay.  A fork of a stream with a retained
+   offset is refused (410 below it, 409 else: a fork would read its
+   source from 0). */
 
 /* Whether at is where an append of s starts or ends: 0 .. tail. */
 static int stream_is_boundary(const struct stream *s, uint64_t at) {
@@ -1621,10 +1624,20 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
 
 /* The first unit of s, not in the cold tier, whose entry is at or after
 ** floor (a stream's units are logged in order); s->n_bounds if none. */
-static size_t stream_first_unit_from(const struct stream *s, uint64_t floor) {
-  size_t lo = s->cold_units > s->retained_units ? s->cold_units
-                                                : s->retained_units,
-         hi = s->n_bounds;
+/* The first unit of s whose bytes the log must keep: past the cold tier's
+** chunks and, without a cold tier, past the retained offset (SNAPSHOTS;
+** with one, the tier still moves the retained bytes out of the log, which
+** reads them, and they stop pinning it then). */
+static size_t stream_first_kept(const struct stream_state *st,
+                                const struct stream *s) {
+  if (st->read_chunk == NULL && s->retained_units > s->cold_units)
+    return s->retained_units;
+  return s->cold_units;
+}
+
+static size_t stream_first_unit_from(const struct stream_state *st,
+                                     const struct stream *s, uint64_t floor) {
+  size_t lo = stream_first_kept(st, s), hi = s->n_bounds;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     if (s->locs[mid].index < floor)
@@ -1643,7 +1656,7 @@ URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st,
   /* units in the cold tier need the log no more */
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext) {
-      u = stream_first_unit_from(s, floor > 0 ? floor : 1);
+      u = stream_first_unit_from(st, s, floor > 0 ? floor : 1);
       if (u < s->n_bounds && s->locs[u].index < oldest)
         oldest = s->locs[u].index;
       if (s->has_snap && s->snap_len > 0 && s->snap_loc.index >= floor &&
@@ -1676,9 +1689,7 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
         if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
           return URSULA_ENOMEM;
       }
-      for (u = s->cold_units > s->retained_units ? s->cold_units
-                                                 : s->retained_units;
-           u < s->n_bounds; u++) {
+      for (u = stream_first_kept(st, s); u < s->n_bounds; u++) {
         struct stream_piece pc;
         if (s->locs[u].index == 0) continue; /* in memory only */
         if (s->locs[u].index >= below) break; /* logged in order */
