@@ -26390,6 +26390,9 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 **     /{b}/{aff}/{s}     stream s in bucket b, affinity key aff
 **     /{b}/{x}, /{b}/{aff}/{x} with x another reserved id: kept for
 **                        the peer's routes of those names, 404 for now
+**                        (but S/snapshot, S/retention, S/bootstrap and
+**                        their offset forms, S a stream's path here:
+**                        SNAPSHOTS below)
 **   and every other path is a stream in no bucket, exactly as before
 **   (/v1/stream/x: "v1" is too short to be a bucket name; /Demo, /ab,
 **   /__abcd, /a/b/c/d).  So a stream can no longer be made at a path of

@@ -255,6 +255,23 @@ same "a stream in no bucket keeps its paths: /v1/stream/x/snapshot/0 is a stream
   "$(code PUT "$U/v1/stream/x/snapshot/0" "${OCT[@]}")" 201
 lib_kill $PID_mem
 
+# the README's commands, verbatim but for the port, and what it says
+# they print (the boundary's random digits aside)
+start readme $H2
+sed -n '/^```sh snapshots/,/^```/p' README.md | sed '1d;$d' |
+  sed "s/127\.0\.0\.1:4437/127.0.0.1:$H2/g" >"$TMP/readme.sh"
+awk '/^```sh snapshots/{f=1} f&&/^prints/{g=1;next} g&&/^```$/{if(h)exit;h=1;next} g&&h' README.md >"$TMP/readme.want"
+if [ -s "$TMP/readme.sh" ] && [ -s "$TMP/readme.want" ]; then
+  timeout 20 bash "$TMP/readme.sh" 2>&1 | tr -d '\r' |
+    sed 's/ursula-bootstrap-[0-9a-f]\{16\}/ursula-bootstrap-H/' >"$TMP/readme.got"
+  sed -i 's/ursula-bootstrap-[0-9a-f]\{16\}/ursula-bootstrap-H/' "$TMP/readme.want"
+  if cmp -s "$TMP/readme.got" "$TMP/readme.want"; then ok "the README's snapshot commands print what it says"
+  else not_ok "the README's snapshot commands print what it says" "$(diff "$TMP/readme.want" "$TMP/readme.got" | tr '\n' '|')"; fi
+else
+  not_ok "the README has its snapshot commands and their output"
+fi
+lib_kill $PID_readme
+
 # ------------------------------------------------------------ --wal-dir
 echo "# snapshots.sh: --wal-dir, kill -9, a state-machine snapshot"
 W=$TMP/wal
@@ -274,6 +291,22 @@ lib_kill $PID_wal
 
 W2=$TMP/wal2
 start snap $H1 --wal-dir "$W2" --raft-group-count 1 --snapshot-bytes 4096
+# first a stream whose snapshot is at its tail and retention there: its
+# snapshot's entry is the oldest that anything still reads (no append
+# of it is kept), so only the snapshot's own bytes keep it
+code PUT "$U/demo" >/dev/null
+code PUT "$U/demo/solo" "${OCT[@]}" >/dev/null
+code POST "$U/demo/solo" "${OCT[@]}" --data-binary xyz >/dev/null
+head -c 2000 /dev/urandom >"$TMP/solosnap"
+code PUT "$U/demo/solo/snapshot/3" "${OCT[@]}" --data-binary @"$TMP/solosnap" >/dev/null
+code PUT "$U/demo/solo/retention/3" >/dev/null
+# past a WAL segment (64 MiB), so that solo's snapshot entry is in a
+# segment nothing else keeps: a compaction would drop it, unless the
+# snapshot pins it
+head -c 1048576 /dev/zero >"$TMP/mib"
+code PUT "$U/v1/stream/bulk" "${OCT[@]}" >/dev/null
+for i in $(seq 1 70); do code POST "$U/v1/stream/bulk" "${OCT[@]}" --data-binary @"$TMP/mib" >/dev/null; done
+code DELETE "$U/v1/stream/bulk" >/dev/null
 fill
 head -c 3000 /dev/urandom >"$TMP/bigsnap"
 code PUT "$S/snapshot/5" "${OCT[@]}" --data-binary @"$TMP/bigsnap" >/dev/null
@@ -293,6 +326,11 @@ same "... its digest and the retention (410 below, -1 from 5)" \
 same "... and the bootstrap" \
   "$(boot "$S/bootstrap" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);console.log(j.map(p=>p[1].length+":"+p[0]).join(","))})')" \
   "3000:application/octet-stream,4:application/octet-stream"
+curl -s -o "$TMP/got" "$U/demo/solo/snapshot/3"
+check "... the snapshot whose entry only it kept: its bytes" cmp -s "$TMP/got" "$TMP/solosnap"
+same "... and its bootstrap: the snapshot part alone, up to date" \
+  "$(boot "$U/demo/solo/bootstrap" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const j=JSON.parse(s);console.log(j.map(p=>p[1].length).join(","))}catch(e){console.log(s)}})')|$(bh Stream-Up-To-Date)" \
+  "2000|true"
 lib_kill $PID_snap
 
 # ------------------------------------------------------------ auth

@@ -1531,6 +1531,30 @@ static void test_stream_snapshots(void) {
     ASSERT(refused);
   }
   stream_state_free(&b);
+  /* retained to the tail, the snapshot there: its entry alone pins the
+  ** log, and is the one piece below it */
+  stream_state_init(&b);
+  unit_stream_index = 20;
+  c = unit_cmd(CMD_CREATE, "/solo", 1);
+  c.data = util_str("xyz");
+  ASSERT(unit_apply(&b, &c, &r) == 201);
+  unit_stream_index = 21;
+  c = unit_cmd(CMD_SNAPSHOT_PUT, "/solo", 2);
+  c.data = util_str("SNAPSHOT");
+  c.digest = util_str(d1);
+  c.at = 3;
+  ASSERT(unit_apply(&b, &c, &r) == 201);
+  unit_stream_index = 22;
+  c = unit_cmd(CMD_RETAIN, "/solo", 3);
+  c.at = 3;
+  ASSERT(unit_apply(&b, &c, &r) == 204);
+  ASSERT(stream_oldest_index(&b, 1) == 21);
+  ASSERT(stream_log_units(&b, 22, &s2) == URSULA_OK &&
+         s2.len == sizeof(struct stream_piece) &&
+         ((const struct stream_piece *)(void *)s2.ptr)->index == 21 &&
+         ((const struct stream_piece *)(void *)s2.ptr)->len == 8);
+  s2.len = 0;
+  stream_state_free(&b);
   /* version 5: no retained offset and no snapshot */
   stream_state_init(&b);
   {
