@@ -289,6 +289,22 @@ same "after kill -9: an identical retry 200, other bytes 409" \
   "$(code PUT "$S/snapshot/5" "${P[@]}") $(code PUT "$S/snapshot/5" -H "Content-Type: $X" --data-binary SNAP9)" "200 409"
 lib_kill $PID_wal
 
+# a snapshot larger than the memory a group keeps: evicted at once, read
+# back from the log (and its digest from the state)
+start hot $H1 --wal-dir "$TMP/wal3" --hot-max-bytes 65536
+code PUT "$U/demo" >/dev/null
+code PUT "$S" "${OCT[@]}" >/dev/null
+code POST "$S" "${OCT[@]}" --data-binary aa >/dev/null
+head -c 300000 /dev/urandom >"$TMP/hotsnap"
+same "--hot-max-bytes 65536: a 300000-byte snapshot: 201" \
+  "$(code PUT "$S/snapshot/2" "${OCT[@]}" --data-binary @"$TMP/hotsnap")" 201
+for i in 1 2 3; do code POST "$S" "${OCT[@]}" --data-binary @"$TMP/hotsnap" >/dev/null; done
+curl -s -o "$TMP/got" "$S/snapshot/2"
+check "... read back whole (from the log)" cmp -s "$TMP/got" "$TMP/hotsnap"
+same "... an identical retry: 200" \
+  "$(code PUT "$S/snapshot/2" "${OCT[@]}" --data-binary @"$TMP/hotsnap")" 200
+lib_kill $PID_hot
+
 W2=$TMP/wal2
 start snap $H1 --wal-dir "$W2" --raft-group-count 1 --snapshot-bytes 4096
 # first a stream whose snapshot is at its tail and retention there: its
