@@ -13418,11 +13418,11 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 ** misreading it.  Version 1 never had them.
 **
 ** Type 11, SNAPSHOT_PUT (publish a stream's snapshot: api.c, SNAPSHOTS;
-** stream.c applies it), uses of the fields of every type path (the
+** stream.c applies it), uses four of the fields of every type: path (the
 ** stream), content_type (the snapshot's), data (the snapshot's bytes:
 ** the log holds them, as it holds an append's) and flags (CMD_F_MATCH,
-** 1 << 10: the request had Stream-Snapshot-Match), and carries three
-** more fields after them:
+** 1 << 10: the request had Stream-Snapshot-Match); time_ms as always.
+** It carries three more fields after them:
 **
 **    ..      varint  at                (the byte offset it is taken at)
 **    ..      bytes   digest            ("sha256:" and 64 lowercase hex
