@@ -33,7 +33,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
         test-cold-plants test-status-plants test-admin test-auth test-tls bench-cluster bench-floor test-rolling test-rolling-plants \
-        test-backup test-buckets test-records
+        test-backup test-buckets test-records test-snapshots
 
 all: ursula
 
@@ -286,6 +286,15 @@ test-buckets: ursula
 # tier, and on a 3-node cluster.
 test-records: ursula
 	bash test/records.sh ./ursula
+# Snapshots, retention and bootstrap (issue 16, item 6): every route,
+# status and header, each error rule, the multipart body read strictly,
+# in memory, with --wal-dir across kill -9 and a state-machine snapshot,
+# with --auth-file, on a 3-node cluster, and a Loro session with the real
+# loro-crdt package (test/loro.mjs; installed in test/loro/).
+test-snapshots: ursula
+	@cd test/loro && { [ -d node_modules/loro-crdt ] || \
+	  npm ci --no-audit --no-fund; }
+	bash test/snapshots.sh ./ursula
 
 # Three real nodes' peer links (issue 14): up, refused with the cause,
 # down on kill -9 and up again; bad cluster flags exit 2; the status
@@ -658,7 +667,8 @@ test: check-amalgamation check-symbols check-layers test-split test-flags static
       test-raft-plants test-tier-plants test-simsm test-sim test-sim-bugs fuzz-regress test-blackbox test-admin test-auth test-cluster test-fault \
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
-      test-conformance-cold test-conformance-cluster test-tls test-backup test-buckets test-records test-asan
+      test-conformance-cold test-conformance-cluster test-tls test-backup test-buckets test-records \
+      test-snapshots test-asan
 	@echo "make test: all passed"
 
 # Every scenario against ursula and the reference server, side by side

@@ -1368,7 +1368,9 @@ enum {
   CMD_COLD = 7,         /* a prefix of the stream moved to the cold tier */
   CMD_TOUCH = 8,        /* a read slid the stream's TTL window */
   CMD_BUCKET_CREATE = 9, /* PUT /{b}: make the bucket's record */
-  CMD_BUCKET_DELETE = 10 /* DELETE /{b}: remove the bucket's record */
+  CMD_BUCKET_DELETE = 10, /* DELETE /{b}: remove the bucket's record */
+  CMD_SNAPSHOT_PUT = 11, /* PUT .../snapshot/{offset}: publish a snapshot */
+  CMD_RETAIN = 12        /* PUT .../retention/{offset}: drop bytes below */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -1386,8 +1388,10 @@ enum {
                                  (n_msgs: its length) */
   CMD_F_RECORD_MATCH = 1 << 10, /* APPEND: Stream-Record-Match (a trailing
                                    record_match, cmd.c) */
-  CMD_F_RECORD_BASE = 1 << 11   /* CREATE of a JSON fork: the records it
+  CMD_F_RECORD_BASE = 1 << 11,  /* CREATE of a JSON fork: the records it
                                    inherits (a trailing record_base) */
+  CMD_F_MATCH = 1 << 12         /* SNAPSHOT_PUT: match holds the request's
+                                   Stream-Snapshot-Match */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -1427,6 +1431,12 @@ struct cmd {
   ** the fork point */
   uint64_t record_match;
   uint64_t record_base;
+  /* SNAPSHOT_PUT and RETAIN: the byte offset (cmd.c); SNAPSHOT_PUT: the
+  ** snapshot's digest, and the Stream-Snapshot-Match it must meet
+  ** (CMD_F_MATCH); its bytes are data, its type content_type */
+  uint64_t at;
+  struct str digest;
+  struct str match;
   /* Not encoded: the start of the encoded bytes the views point into
   ** (set by cmd_decode), so that a view's offset in its log entry is
   ** data.ptr - raw: the logical address of the bytes. */
@@ -1911,6 +1921,8 @@ struct stream_chunk {
 ** reader bookkeeping, upload progress.  Never part of a snapshot or of
 ** stream_digest(), and no apply decision reads it: two replicas with the
 ** same log have equal streams whatever these fields hold. */
+#define STREAM_DIGEST_LEN 71 /* "sha256:" and 64 hex digits */
+
 struct stream_local {
   uint64_t hot_start;       /* bytes before this are only in the log */
   struct buf data;          /* bytes [hot_start, tail): the hot data */
@@ -1922,6 +1934,10 @@ struct stream_local {
                                the owner logs it as a TOUCH (group.c) */
   uint64_t touch_ms;        /* the last read_ms proposed as a TOUCH, */
   uint64_t touch_index;     /* at this log index (0: none on its way) */
+  struct buf snap_data;     /* the published snapshot's bytes while hot
+                               (snap_len of them), else empty: read from
+                               the log at snap_loc (stream.c, SNAPSHOTS) */
+  int snap_hot;             /* snap_data holds them */
 };
 
 struct stream {
@@ -1975,6 +1991,18 @@ struct stream {
   ** for a stream that is not JSON. */
   uint64_t *rec_ends;
   uint64_t rec_base;
+  /* SNAPSHOTS AND RETENTION (stream.c): bytes below `retained` are no
+  ** longer kept (its first retained_units units are wholly below it);
+  ** the published snapshot (has_snap): at byte offset snap_at, snap_len
+  ** bytes of type snap_type, carried by the log entry at snap_loc, and
+  ** its digest "sha256:<64 hex>" */
+  uint64_t retained;
+  size_t retained_units;
+  int has_snap;
+  uint64_t snap_at, snap_len;
+  char *snap_type;
+  char snap_digest[STREAM_DIGEST_LEN + 1];
+  struct stream_loc snap_loc;
   struct stream_local local; /* this node's, not replicated */
 };
 
@@ -2070,6 +2098,12 @@ URSULA_PRIVATE int stream_expired(const struct stream *s,
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
+/* Append the bytes of s's published snapshot (s->has_snap) to out: from
+** memory while hot, else from the log.  URSULA_OK or an error of the read
+** (URSULA_EIO: neither holds them). */
+URSULA_PRIVATE int stream_read_snapshot(struct stream_state *st,
+                                        const struct stream *s,
+                                        struct buf *out);
 /* Append bytes [start, end) of s to out (s->base <= start <= end <=
 ** s->tail: the stream's own bytes; else URSULA_EINVAL): from memory;
 ** below s->hot_start from the WAL; below s->cold_end from the cold
@@ -2370,8 +2404,12 @@ enum {
                      where it arrives */
   JOB_BUCKET_CREATE, /* PUT /{b}: to the group of "/{b}" */
   JOB_BUCKET_DELETE, /* DELETE /{b}, once no stream is in it (api.c) */
-  JOB_BUCKETS        /* a bucket gathering (api.c; never a group's):
+  JOB_BUCKETS,       /* a bucket gathering (api.c; never a group's):
                         bucket_mode says which */
+  JOB_SNAP_PUT,      /* PUT .../snapshot/{offset} (api.c, SNAPSHOTS) */
+  JOB_SNAP_GET,      /* GET, HEAD, DELETE .../snapshot[/{offset}] */
+  JOB_RETAIN,        /* PUT .../retention/{offset} */
+  JOB_BOOTSTRAP      /* GET .../bootstrap */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2440,8 +2478,27 @@ struct job {
   uint64_t unit_prefix;
   uint64_t unit_inc;
   uint64_t unit_rec; /* JSON: the records before that append */
-  uint64_t offset; /* read: start position */
+  uint64_t offset; /* read: start position; JOB_SNAP_*, JOB_RETAIN: the
+                      route's offset */
   int offset_now;     /* read: offset=now */
+  int offset_given;   /* read: an offset other than -1 or now was given
+                         (below the retained offset it is a 410); the
+                         JOB_SNAP_GET routes: the route named one */
+  /* JOB_SNAP_*, JOB_RETAIN, JOB_BOOTSTRAP (api.c, SNAPSHOTS): the
+  ** snapshot's digest (a PUT's: computed from its body) and
+  ** Stream-Snapshot-Match (has_match); the answer: the stream's
+  ** snapshot (has_snap, its offset, type and, for a GET, bytes in snap)
+  ** and retained offset; a bootstrap's parts: the units' lengths
+  ** (uint64_t each) in parts, their bytes in data */
+  char snap_digest[STREAM_DIGEST_LEN + 1];
+  char snap_match[STREAM_DIGEST_LEN + 1];
+  int has_match;
+  int has_snap;
+  uint64_t snap_at;
+  char snap_type[256];
+  struct buf snap;
+  int snap_delete; /* JOB_SNAP_GET for a DELETE: no bytes wanted */
+  uint64_t retained;
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
@@ -6075,6 +6132,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Partial Content";
     case 304:
       return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
     case 400:
       return "Bad Request";
     case 401:
@@ -13331,7 +13390,8 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 **    0       u8      version, CMD_VERSION (2; 1 is still decoded, below)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
 **                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH,
-**                    9 BUCKET_CREATE, 10 BUCKET_DELETE
+**                    9 BUCKET_CREATE, 10 BUCKET_DELETE, 11 SNAPSHOT_PUT,
+**                    12 RETAIN
 **    2       varint  flags (CMD_F_*)
 **    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
 **                    uses it, never a clock of its own, so that replaying
@@ -13444,6 +13504,33 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 ** 82 0a, time_ms, path "/j", content type, data "1," (the stored form of
 ** [1]), n_msgs 1, twelve empty fields, then record_match 3;
 ** test/unit_stream.c checks these bytes).
+** Type 11, SNAPSHOT_PUT (publish a stream's snapshot: api.c, SNAPSHOTS;
+** stream.c applies it), uses four of the fields of every type: path (the
+** stream), content_type (the snapshot's), data (the snapshot's bytes:
+** the log holds them, as it holds an append's) and flags (CMD_F_MATCH,
+** 1 << 12: the request had Stream-Snapshot-Match); time_ms as always.
+** It carries three more fields after them:
+**
+**    ..      varint  at                (the byte offset it is taken at)
+**    ..      bytes   digest            ("sha256:" and 64 lowercase hex
+**                                       digits, computed by the proposer)
+**    ..      bytes   match             (Stream-Snapshot-Match as sent:
+**                                       a digest, or "none")
+**
+** Type 12, RETAIN (the stream's bytes below `at` are no longer kept),
+** uses path and carries one more field:
+**
+**    ..      varint  at
+**
+** For example RETAIN of "/demo/doc" at 300, time_ms 1700000000000, is
+** the 32 bytes
+**
+**    02 0c 00 80 d0 95 ff bc 31 09 2f 64 65 6d 6f 2f 64 6f 63
+**    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ac 02
+**
+** (the common fields as BUCKET_CREATE's above, the path "/demo/doc",
+** then at, 300, as the varint ac 02; test/unit_stream.c checks them).
+** They came in without a new CMD_VERSION, as types 9 and 10 did.
 */
 
 
@@ -13534,6 +13621,12 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_varint(out, c->cold_end);
     rc |= cmd_put_bytes(out, c->object);
   }
+  if (c->type == CMD_SNAPSHOT_PUT || c->type == CMD_RETAIN)
+    rc |= cmd_put_varint(out, c->at);
+  if (c->type == CMD_SNAPSHOT_PUT) {
+    rc |= cmd_put_bytes(out, c->digest);
+    rc |= cmd_put_bytes(out, c->match);
+  }
   if (rc != URSULA_OK) {
     out->len = start;
     return URSULA_ENOMEM;
@@ -13549,7 +13642,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   memset(c, 0, sizeof(*c));
   bounds_store->len = 0;
   if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
-      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_BUCKET_DELETE))
+      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_RETAIN))
     return URSULA_ECORRUPT;
   version = q[0];
   c->type = q[1];
@@ -13609,6 +13702,12 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   if ((c->type == CMD_TOUCH ||
        (c->type == CMD_FORK_ACQUIRE && version == CMD_VERSION)) &&
       cmd_get_varint(&q, end, &c->incarnation))
+    return URSULA_ECORRUPT;
+  if ((c->type == CMD_SNAPSHOT_PUT || c->type == CMD_RETAIN) &&
+      cmd_get_varint(&q, end, &c->at))
+    return URSULA_ECORRUPT;
+  if (c->type == CMD_SNAPSHOT_PUT && (cmd_get_bytes(&q, end, &c->digest) ||
+                                      cmd_get_bytes(&q, end, &c->match)))
     return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;
@@ -17287,7 +17386,8 @@ URSULA_PRIVATE void peer_stats(const struct peer *p, int core, int node_id,
 ** (204, its original acknowledgement) before the match is looked at: a
 ** retry of an append that applied must not turn into a 412 because its
 ** own first try moved the next record.  The first retained record is
-** stream_record_first() (0 until retention trims).
+** stream_record_first() (the records below the retained offset: 0 until
+** retention trims).
 **
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
@@ -17318,7 +17418,10 @@ static void stream_free(struct stream_state *st, struct stream *s) {
     next = p->next;
     URSULA_FREE(p);
   }
+  st->hot_bytes -= s->local.snap_data.len;
   buf_free(&s->local.data);
+  buf_free(&s->local.snap_data);
+  URSULA_FREE(s->snap_type);
   for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
   URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
@@ -17449,8 +17552,9 @@ URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
 }
 
 URSULA_PRIVATE uint64_t stream_record_first(const struct stream *s) {
-  (void)s;
-  return 0;
+  if (s->retained == 0) return 0;
+  return s->retained_units > 0 ? s->rec_ends[s->retained_units - 1]
+                               : s->rec_base;
 }
 
 URSULA_PRIVATE uint64_t stream_record_next(const struct stream *s) {
@@ -17579,10 +17683,16 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
 
 /* Drop s's hot units that the log holds, oldest first, keeping at least
 ** the last `keep` bytes, until st->hot_bytes <= target. */
+static void stream_snap_cool(struct stream_state *st, struct stream *s);
+
 static void stream_evict_one(struct stream_state *st, struct stream *s,
                              uint64_t keep, uint64_t target) {
   size_t u = stream_unit_at(s, s->local.hot_start);
   uint64_t to = s->local.hot_start, drop;
+  /* a published snapshot the log holds goes first: it is read once per
+  ** bootstrap, not followed as the tail is */
+  if (s->local.snap_hot && s->snap_loc.index != 0 && st->hot_bytes > target)
+    stream_snap_cool(st, s);
   while (u < s->n_bounds && s->locs[u].index != 0 &&
          s->bounds[u] + keep <= s->tail &&
          st->hot_bytes - (to - s->local.hot_start) > target)
@@ -18032,6 +18142,16 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     stream_fail(r, 400, "Stream-Fork-Offset is beyond the source's tail");
     return;
   }
+  if (off < s->retained) {
+    stream_fail(r, 410, "Stream-Fork-Offset is below the source's retained "
+                        "offset: those bytes are no longer kept");
+    return;
+  }
+  if (s->retained > 0) { /* a fork reads its source from 0 (SNAPSHOTS) */
+    stream_fail(r, 409, "the source's bytes below its retained offset are "
+                        "no longer kept: it cannot be forked");
+    return;
+  }
   if ((c->flags & CMD_F_CT) &&
       !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the fork source");
@@ -18283,6 +18403,159 @@ static void stream_apply_bucket_delete(struct stream_state *st,
   r->status = 204;
 }
 
+/* ------------------------------------------------------------ SNAPSHOTS
+
+   SNAPSHOTS AND RETENTION (issue 16, item 6: the Loro design; the
+   routes and their answers are api.c's, SNAPSHOTS).  A stream has at
+   most one published snapshot: opaque bytes a client made of the
+   stream's first snap_at bytes (a CRDT document, say), with their
+   content type and digest.  SNAPSHOT_PUT carries the bytes, so the log
+   holds them exactly as it holds an append's: the state keeps the
+   metadata (offset, type, digest, length) and where they are
+   (snap_loc: the entry and the offset in its payload), and memory keeps
+   the bytes only while hot (local.snap_data, counted in hot_bytes):
+   eviction drops them first once the log holds them, a restart never
+   loads them, and a read takes them from the log then (st->read_cold).
+   They pin the log as a unit does (stream_oldest_index), and when the
+   log is compacted past them they travel as a piece of the snapshot
+   file (stream_log_units), so they survive both.  The cold tier does not
+   move them (they stay in the log and its snapshot pieces).
+
+   Rules, in the order apply checks them:
+     SNAPSHOT_PUT at `at`: 404 no stream (410 soft-deleted); 400 if at is
+       past the tail, below the retained offset, or not an append
+       boundary (0, or the end of an append; a fork: not below its fork
+       point); 200 if the same digest is published at the same offset
+       (a retry: the digest covers the type and the bytes); 409 if
+       CMD_F_MATCH and match is not the current digest ("none": there is
+       no snapshot); 409 if another snapshot is at that offset, or one
+       at a higher offset; else 201: it replaces the old one, whose
+       bytes are freed.
+     RETAIN at `at`: 404, 410 as above; 400 past the tail or not an
+       append boundary; 204 and nothing changes if at <= retained; 409
+       if a fork holds a reference (refcount > 0: a fork reads its
+       source's bytes from 0) or if a snapshot is published below at
+       (its bootstrap would miss the bytes between); else 204: retained
+       = at, the hot bytes below it are freed, and its units wholly below
+       it pin the log no more.  Chunks of the cold tier below it stay
+       (not deleted: left for later).
+   With a cold tier, the retained units still pin the log until the
+   tier has moved them (it reads them from there: stream_first_kept); the
+   chunks that hold them then stay.  A fork of a stream with a retained
+   offset is refused (410 below it, 409 else: a fork would read its
+   source from 0). */
+
+/* Whether at is where an append of s starts or ends: 0 .. tail. */
+static int stream_is_boundary(const struct stream *s, uint64_t at) {
+  return at >= s->base && stream_unit_floor(s, at) == at;
+}
+
+/* Drop the hot copy of s's snapshot: the log has it. */
+static void stream_snap_cool(struct stream_state *st, struct stream *s) {
+  st->hot_bytes -= s->local.snap_data.len;
+  buf_free(&s->local.snap_data);
+  s->local.snap_hot = 0;
+}
+
+URSULA_PRIVATE int stream_read_snapshot(struct stream_state *st,
+                                        const struct stream *s,
+                                        struct buf *out) {
+  if (!s->has_snap || s->snap_len == 0) return URSULA_OK;
+  if (s->local.snap_hot)
+    return buf_append(out, s->local.snap_data.ptr, (size_t)s->snap_len);
+  if (st->read_cold == NULL || s->snap_loc.index == 0) return URSULA_EIO;
+  return st->read_cold(st->read_ctx, &s->snap_loc, s->snap_len, out);
+}
+
+static void stream_apply_snapshot_put(struct stream_state *st, uint64_t index,
+                                      const struct cmd *c,
+                                      struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  const char *cur;
+  if (s == NULL || s->soft_deleted) {
+    stream_fail(r, s == NULL ? 404 : 410,
+                s == NULL ? "stream not found" : "stream was deleted");
+    return;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  if (c->at > s->tail) {
+    stream_fail(r, 400, "the snapshot offset is beyond the stream's tail");
+  } else if (c->at < s->retained) {
+    stream_fail(r, 400, "the snapshot offset is below the retained offset");
+  } else if (!stream_is_boundary(s, c->at)) {
+    stream_fail(r, 400, "the snapshot offset is not an append boundary");
+  } else if (c->digest.len != STREAM_DIGEST_LEN ||
+             memchr(c->content_type.ptr, '\0', c->content_type.len)) {
+    stream_fail(r, 400, "malformed snapshot command");
+  } else if (s->has_snap && s->snap_at == c->at &&
+             memcmp(s->snap_digest, c->digest.ptr, STREAM_DIGEST_LEN) == 0) {
+    r->status = 200; /* the same snapshot again: a retry */
+  } else if ((cur = s->has_snap ? s->snap_digest : "none"),
+             (c->flags & CMD_F_MATCH) && !util_str_eq(c->match, cur)) {
+    stream_fail(r, 409, "Stream-Snapshot-Match does not name the current "
+                        "snapshot");
+  } else if (s->has_snap && s->snap_at == c->at) {
+    stream_fail(r, 409, "a different snapshot is published at this offset");
+  } else if (s->has_snap && s->snap_at > c->at) {
+    stream_fail(r, 409, "a snapshot at a higher offset is published");
+  } else {
+    if (s->local.snap_hot) stream_snap_cool(st, s);
+    stream_set_str(&s->snap_type, NULL, c->content_type);
+    memcpy(s->snap_digest, c->digest.ptr, STREAM_DIGEST_LEN);
+    s->snap_digest[STREAM_DIGEST_LEN] = '\0';
+    s->has_snap = 1;
+    s->snap_at = c->at;
+    s->snap_len = c->data.len;
+    s->snap_loc.index = index;
+    s->snap_loc.off = stream_off(c, c->data.ptr);
+    if (!(st->log_only && index != 0) && c->data.len > 0) {
+      if (buf_append(&s->local.snap_data, c->data.ptr, c->data.len) !=
+          URSULA_OK)
+        stream_oom();
+      st->hot_bytes += c->data.len;
+      s->local.snap_hot = 1;
+    }
+    r->status = 201;
+  }
+}
+
+static void stream_apply_retain(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL || s->soft_deleted) {
+    stream_fail(r, s == NULL ? 404 : 410,
+                s == NULL ? "stream not found" : "stream was deleted");
+    return;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  if (c->at > s->tail) {
+    stream_fail(r, 400, "the retention offset is beyond the stream's tail");
+  } else if (c->at <= s->retained) {
+    r->status = 204; /* never moves back: the current one stands */
+  } else if (!stream_is_boundary(s, c->at)) {
+    stream_fail(r, 400, "the retention offset is not an append boundary");
+  } else if (s->refcount > 0) {
+    stream_fail(r, 409, "a fork of this stream still reads its bytes: "
+                        "retention cannot move while it has forks");
+  } else if (s->has_snap && s->snap_at < c->at) {
+    stream_fail(r, 409, "the published snapshot is below this offset: "
+                        "publish one at or above it first");
+  } else {
+    s->retained = c->at;
+    s->retained_units = stream_unit_at(s, c->at);
+    if (s->local.hot_start < c->at) { /* memory need not keep them */
+      uint64_t drop = c->at - s->local.hot_start;
+      buf_consume(&s->local.data, (size_t)drop);
+      st->hot_bytes -= drop;
+      s->local.hot_start = c->at;
+      if (s->local.data.len == 0) buf_free(&s->local.data);
+    }
+    r->status = 204;
+  }
+}
+
 /* ------------------------------------------------------------ apply */
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
@@ -18325,6 +18598,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
     case CMD_BUCKET_DELETE:
       stream_apply_bucket_delete(st, c, r);
       break;
+    case CMD_SNAPSHOT_PUT:
+      stream_apply_snapshot_put(st, index, c, r);
+      break;
+    case CMD_RETAIN:
+      stream_apply_retain(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -18340,7 +18619,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 6 (format version)   v next_incarnation   v number of streams
+     v 7 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -18359,6 +18638,11 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
          (JSON messages in the unit; 0 for a stream not JSON), then, for
          the units past the chunks' end only, v log index, v offset in
          that entry's payload
+       v retained (0: all kept; else the end of a unit; from version 7)
+       v snapshot (from version 7; 0: none, 1: one, then:)
+         v snap_at   b snap_type   b digest (71 bytes)   v length
+         v log index   v offset in that entry's payload (both 0 for
+         an empty snapshot)
      v number of bucket records, then per record (in name order,
        bytewise, each name once): b name (a bucket name, without the
        '/'), v created_ms
@@ -18373,12 +18657,14 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    stream that is no fork has none of the fork fields, chunks and units
    are non-empty and end exactly at a unit end and at the tail, and no
    sum wraps; record counts are 0 on a stream not JSON and add up to at
-   most URSULA_MAX_RECORD.  Version 5 is version 6 without rec_base and
-   the units' record counts, and is read: its streams count 0 records
-   (their records were appended by a build that did not count them: the
-   record headers of such a stream count from the first append after the
-   upgrade, README, "JSON record coordinates").  Version 4 is version 5
-   without the bucket records (a
+   most URSULA_MAX_RECORD; retained and snap_at are unit boundaries,
+   retained <= snap_at.  Version 6 is version 7 without retained and
+   snapshot (none then), and is read.  Version 5 is version 6 without
+   rec_base and the units' record counts, and is read: its streams count
+   0 records (their records were appended by a build that did not count
+   them: the record headers of such a stream count from the first append
+   after the upgrade, README, "JSON record coordinates").  Version 4 is
+   version 5 without the bucket records (a
    group of that build had none), and is read.  Version 3 is version 4
    without base and fork_inc (its forks hold copies of what they
    inherited: base 0), and is read.
@@ -18391,7 +18677,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 6
+#define STREAM_SNAP_VERSION 7
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -18478,6 +18764,17 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
     bad |= cmd_put_varint(out, s->locs[i].index);
     bad |= cmd_put_varint(out, s->locs[i].off);
   }
+  bad |= cmd_put_varint(out, s->retained);
+  bad |= cmd_put_varint(out, (uint64_t)s->has_snap);
+  if (s->has_snap) {
+    if (s->snap_len > 0 && s->snap_loc.index == 0) return URSULA_EINVAL;
+    bad |= cmd_put_varint(out, s->snap_at);
+    bad |= cmd_put_bytes(out, util_str(s->snap_type));
+    bad |= cmd_put_bytes(out, stream_str(s->snap_digest, STREAM_DIGEST_LEN));
+    bad |= cmd_put_varint(out, s->snap_len);
+    bad |= cmd_put_varint(out, s->snap_len ? s->snap_loc.index : 0);
+    bad |= cmd_put_varint(out, s->snap_len ? s->snap_loc.off : 0);
+  }
   return bad ? URSULA_ENOMEM : URSULA_OK;
 }
 
@@ -18549,6 +18846,37 @@ static int stream_restore_chunks(const unsigned char **p,
     ch->start = s->cold_end;
     ch->end = s->cold_end += len;
   }
+  return 0;
+}
+
+static int stream_is_boundary(const struct stream *s, uint64_t at);
+
+/* Decode the retained offset and the published snapshot of s (format 6);
+** 0, or -1 for bad input. */
+static int stream_restore_snap(const unsigned char **p,
+                               const unsigned char *end, struct stream *s) {
+  uint64_t has = 0;
+  struct str ct, dg;
+  if (cmd_get_varint(p, end, &s->retained) || s->retained > s->tail ||
+      (s->retained > 0 && !stream_is_boundary(s, s->retained)) ||
+      cmd_get_varint(p, end, &has) || has > 1)
+    return -1;
+  s->retained_units = stream_unit_at(s, s->retained);
+  if (has == 0) return 0;
+  if (cmd_get_varint(p, end, &s->snap_at) || cmd_get_bytes(p, end, &ct) ||
+      cmd_get_bytes(p, end, &dg) || cmd_get_varint(p, end, &s->snap_len) ||
+      cmd_get_varint(p, end, &s->snap_loc.index) ||
+      cmd_get_varint(p, end, &s->snap_loc.off) || s->snap_at > s->tail ||
+      s->snap_at < s->retained || !stream_is_boundary(s, s->snap_at) ||
+      memchr(ct.ptr, '\0', ct.len) != NULL || dg.len != STREAM_DIGEST_LEN ||
+      memchr(dg.ptr, '\0', dg.len) != NULL ||
+      (s->snap_len > 0) != (s->snap_loc.index > 0) ||
+      (s->snap_len == 0 && s->snap_loc.off != 0))
+    return -1;
+  s->has_snap = 1;
+  stream_take(&s->snap_type, NULL, ct, 0);
+  memcpy(s->snap_digest, dg.ptr, STREAM_DIGEST_LEN);
+  s->snap_digest[STREAM_DIGEST_LEN] = '\0';
   return 0;
 }
 
@@ -18666,7 +18994,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
       (s->cold_units > 0 && s->bounds[s->cold_units - 1] != s->cold_end))
     return -1;
   s->local.hot_start = s->tail; /* nothing in memory: read from the log */
-  return 0;
+  return version >= 7 ? stream_restore_snap(p, end, s) : 0;
 }
 
 /* Decode the bucket records of a snapshot: names valid and strictly
@@ -18695,8 +19023,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
   const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
-      (version != STREAM_SNAP_VERSION && version != 5 && version != 4 &&
-       version != 3) ||
+      version < 3 || version > STREAM_SNAP_VERSION ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -18725,8 +19052,20 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
 
 /* The first unit of s, not in the cold tier, whose entry is at or after
 ** floor (a stream's units are logged in order); s->n_bounds if none. */
-static size_t stream_first_unit_from(const struct stream *s, uint64_t floor) {
-  size_t lo = s->cold_units, hi = s->n_bounds;
+/* The first unit of s whose bytes the log must keep: past the cold tier's
+** chunks and, without a cold tier, past the retained offset (SNAPSHOTS;
+** with one, the tier still moves the retained bytes out of the log, which
+** reads them, and they stop pinning it then). */
+static size_t stream_first_kept(const struct stream_state *st,
+                                const struct stream *s) {
+  if (st->read_chunk == NULL && s->retained_units > s->cold_units)
+    return s->retained_units;
+  return s->cold_units;
+}
+
+static size_t stream_first_unit_from(const struct stream_state *st,
+                                     const struct stream *s, uint64_t floor) {
+  size_t lo = stream_first_kept(st, s), hi = s->n_bounds;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     if (s->locs[mid].index < floor)
@@ -18745,9 +19084,12 @@ URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st,
   /* units in the cold tier need the log no more */
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext) {
-      u = stream_first_unit_from(s, floor > 0 ? floor : 1);
+      u = stream_first_unit_from(st, s, floor > 0 ? floor : 1);
       if (u < s->n_bounds && s->locs[u].index < oldest)
         oldest = s->locs[u].index;
+      if (s->has_snap && s->snap_len > 0 && s->snap_loc.index >= floor &&
+          s->snap_loc.index < oldest) /* the snapshot's bytes (SNAPSHOTS) */
+        oldest = s->snap_loc.index;
     }
   return oldest;
 }
@@ -18765,8 +19107,17 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
   const struct stream *s;
   out->len = 0;
   for (i = 0; i < st->cap; i++)
-    for (s = st->slots[i]; s != NULL; s = s->hnext)
-      for (u = s->cold_units; u < s->n_bounds; u++) {
+    for (s = st->slots[i]; s != NULL; s = s->hnext) {
+      if (s->has_snap && s->snap_len > 0 && s->snap_loc.index != 0 &&
+          s->snap_loc.index < below) { /* the snapshot's bytes */
+        struct stream_piece pc;
+        pc.index = s->snap_loc.index;
+        pc.off = s->snap_loc.off;
+        pc.len = s->snap_len;
+        if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
+          return URSULA_ENOMEM;
+      }
+      for (u = stream_first_kept(st, s); u < s->n_bounds; u++) {
         struct stream_piece pc;
         if (s->locs[u].index == 0) continue; /* in memory only */
         if (s->locs[u].index >= below) break; /* logged in order */
@@ -18776,6 +19127,7 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
         if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
           return URSULA_ENOMEM;
       }
+    }
   if (out->len > 0)
     qsort(out->ptr, out->len / sizeof(struct stream_piece),
           sizeof(struct stream_piece), stream_piece_cmp);
@@ -20929,6 +21281,7 @@ URSULA_PRIVATE void job_free(struct job *j) {
   buf_free(&j->body);
   buf_free(&j->parts);
   buf_free(&j->data);
+  buf_free(&j->snap);
   URSULA_FREE(j);
 }
 
@@ -22584,7 +22937,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
       (m.type == CMD_CREATE || m.type == CMD_APPEND ||
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
        m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
-       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE)) {
+       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE ||
+       m.type == CMD_SNAPSHOT_PUT || m.type == CMD_RETAIN)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -22791,6 +23145,13 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
     if (n >= sizeof(j->res_expires)) n = sizeof(j->res_expires) - 1;
     memcpy(j->res_expires, s->expires_text, n);
     j->res_expires[n] = '\0';
+  }
+  j->retained = s->retained;
+  j->has_snap = s->has_snap;
+  j->snap_at = s->snap_at;
+  if (s->has_snap) {
+    memcpy(j->snap_digest, s->snap_digest, sizeof(j->snap_digest));
+    snprintf(j->snap_type, sizeof(j->snap_type), "%s", s->snap_type);
   }
 }
 
@@ -23152,11 +23513,31 @@ static int group_read_records(struct core *c, struct stream *s,
   return 0;
 }
 
+/* A read below s's retained offset (SNAPSHOTS, stream.c): one at an
+** offset given is 410 (api.c adds Stream-Next-Offset: the retained
+** offset), one from the start (-1, or no offset) starts there.  1 if it
+** was answered. */
+static int group_read_retained(struct core *c, struct job *j,
+                               const struct stream *s) {
+  if (j->offset_now || j->offset >= s->retained) return 0;
+  if (!j->offset_given) {
+    j->offset = s->retained;
+    return 0;
+  }
+  j->tail = s->retained;
+  group_fail(c, j, 410,
+             "the offset is below the stream's retained offset: those "
+             "bytes are no longer kept (Stream-Next-Offset is the first "
+             "one kept)");
+  return 1;
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
   group_fill_meta(j, s);
+  if (group_read_retained(c, j, s)) return;
   j->status = 200;
   j->reason = NULL;
   j->rec_start_known = 0;
@@ -23330,6 +23711,83 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
   group_read_source(c, g, j);
 }
 
+/* SNAPSHOTS (stream.c has the state, api.c the routes).  Both reads go
+** through the read barrier, as every read does. */
+
+/* JOB_SNAP_GET: the stream's snapshot (its metadata; with offset_given,
+** 404 unless it is at j->offset; its bytes into j->snap unless the job
+** is a DELETE's). */
+static void group_snap_read(struct core *c, struct group *g, struct job *j) {
+  struct stream *s = group_read_target(c, g, j, group_wall(g));
+  int rc;
+  if (s == NULL) return;
+  group_fill_meta(j, s);
+  j->tail = s->tail;
+  if (!s->has_snap || (j->offset_given && s->snap_at != j->offset)) {
+    group_fail(c, j, 404,
+               s->has_snap ? "no snapshot at this offset"
+                           : "the stream has no snapshot");
+    return;
+  }
+  j->status = 200;
+  j->reason = NULL;
+  j->snap.len = 0;
+  if (!j->snap_delete && (rc = stream_read_snapshot(&g->sm, s, &j->snap)) !=
+                             URSULA_OK) {
+    group_read_failed(c, j, rc);
+    return;
+  }
+  group_reply(c, j);
+}
+
+/* JOB_BOOTSTRAP: the snapshot into j->snap, then the append units from
+** its offset (the retained offset if none) to the tail, or to where the
+** units' bytes pass j->catchup_max (at least one unit), into j->data,
+** their lengths into j->parts; j->tail: where they end. */
+static void group_bootstrap(struct core *c, struct group *g, struct job *j) {
+  struct stream *s = group_read_target(c, g, j, group_wall(g));
+  uint64_t start, end;
+  size_t u;
+  int rc;
+  if (s == NULL) return;
+  group_fill_meta(j, s);
+  start = s->has_snap ? s->snap_at : s->retained;
+  if (start < s->base) {
+    group_fail(c, j, 501,
+               "a bootstrap of a fork's inherited bytes is not supported: "
+               "publish a snapshot at or above its fork point");
+    return;
+  }
+  j->snap.len = j->data.len = j->parts.len = 0;
+  rc = stream_read_snapshot(&g->sm, s, &j->snap);
+  end = start;
+  for (u = stream_unit_at(s, start); rc == URSULA_OK && u < s->n_bounds;
+       u++) {
+    uint64_t len = s->bounds[u] - stream_unit_start(s, u);
+    if (end > start && s->bounds[u] - start > j->catchup_max) break;
+    if (buf_append(&j->parts, &len, sizeof(len)) != URSULA_OK)
+      rc = URSULA_ENOMEM;
+    end = s->bounds[u];
+  }
+  if (rc == URSULA_OK && end > start)
+    rc = stream_read(&g->sm, s, start, end, &j->data);
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    return;
+  }
+  if (rc != URSULA_OK) {
+    group_read_failed(c, j, rc);
+    return;
+  }
+  j->start = start;
+  j->tail = end;
+  j->up_to_date = end == s->tail;
+  j->closed = s->closed && end == s->tail;
+  j->status = 200;
+  j->reason = NULL;
+  group_reply(c, j);
+}
+
 /* Point the views of j->cmd at j's own fields. */
 URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   struct cmd *m = &j->cmd;
@@ -23375,11 +23833,29 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     case JOB_BUCKET_DELETE:
       j->cmd.type = CMD_BUCKET_DELETE;
       break;
+    case JOB_SNAP_PUT:
+      j->cmd.type = CMD_SNAPSHOT_PUT;
+      break;
+    case JOB_RETAIN:
+      j->cmd.type = CMD_RETAIN;
+      break;
+    case JOB_SNAP_GET:
+      group_barrier(c, g, j, group_snap_read);
+      return;
+    case JOB_BOOTSTRAP:
+      group_barrier(c, g, j, group_bootstrap);
+      return;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
   }
   group_bind_cmd(g, j);
+  if (j->op == JOB_SNAP_PUT || j->op == JOB_RETAIN) {
+    j->cmd.at = j->offset;
+    j->cmd.digest = util_str(j->snap_digest);
+    j->cmd.match = util_str(j->snap_match);
+    if (j->has_match) j->cmd.flags |= CMD_F_MATCH;
+  }
   group_write(c, g, &j->cmd, group_after_change, j);
 }
 
@@ -26202,6 +26678,9 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
 **     /{b}/{aff}/{s}     stream s in bucket b, affinity key aff
 **     /{b}/{x}, /{b}/{aff}/{x} with x another reserved id: kept for
 **                        the peer's routes of those names, 404 for now
+**                        (but S/snapshot, S/retention, S/bootstrap and
+**                        their offset forms, S a stream's path here:
+**                        SNAPSHOTS below)
 **   and every other path is a stream in no bucket, exactly as before
 **   (/v1/stream/x: "v1" is too short to be a bucket name; /Demo, /ab,
 **   /__abcd, /a/b/c/d).  So a stream can no longer be made at a path of
@@ -26408,7 +26887,9 @@ static const char api_common_headers[] =
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
     "Producer-Received-Seq, ETag, Content-Type, Location, "
     "WWW-Authenticate, Stream-Extensions, Stream-Record-First, "
-    "Stream-Record-Start, Stream-Record-Next, Stream-Data-Content-Type\r\n";
+    "Stream-Record-Start, Stream-Record-Next, Stream-Data-Content-Type, "
+    "Stream-Snapshot-Offset, Stream-Snapshot-Digest, "
+    "Stream-Retained-Offset\r\n";
 
 static const char api_preflight_headers[] =
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
@@ -26416,7 +26897,7 @@ static const char api_preflight_headers[] =
     "if-none-match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
     "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, "
     "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "
-    "Stream-Record-Match\r\n"
+    "Stream-Record-Match, Stream-Snapshot-Match\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
 /* The extension a response on a path-affinity path advertises. */
@@ -26672,6 +27153,9 @@ static void api_read_headers(struct api_conn *cn, const struct job *j,
   if (j->up_to_date)
     buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
   if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->retained > 0)
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n",
+               (unsigned long long)j->retained);
   if (live && !j->closed)
     buf_printf(conn_out(&cn->c), "Stream-Cursor: %llu\r\n",
                (unsigned long long)api_cursor(cn));
@@ -26988,6 +27472,198 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
   api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date, j->closed);
 }
 
+/* ------------------------------------------------------------ SNAPSHOTS
+
+   SNAPSHOTS, RETENTION AND BOOTSTRAP (issue 16, item 6: the Loro
+   design).  On every stream path in a bucket, S = "/{b}/{s}" or
+   "/{b}/{aff}/{s}" (BUCKETS), these routes (api_snap_route; the last
+   segments are ids a stream cannot have):
+
+     S/snapshot/{o}    PUT: publish the body as the snapshot at byte
+                       offset o, its Content-Type beside it (default
+                       application/octet-stream); 201, or 200 for the
+                       same snapshot again, with Location:
+                       S/snapshot/{o:020}, Stream-Snapshot-Offset: {o:020}
+                       and Stream-Snapshot-Digest.  GET, HEAD: 200, its
+                       bytes and type, the same two headers; 404 if the
+                       snapshot is not at o.  DELETE: 409 on the visible
+                       snapshot (it is only ever replaced), else 404.
+     S/snapshot        GET, HEAD: 307 to S/snapshot/{o:020} (an absolute
+                       path: RFC 9110 section 10.2.2), 404 if none.
+     S/retention/{o}   PUT: 204, Stream-Retained-Offset: the retained
+                       offset after it (unpadded, as the peer).
+     S/bootstrap       GET, HEAD: 200 multipart/mixed (api_bootstrap).
+     S/retention       PUT: 400 (the record form is not done).
+
+   o is decimal (20 digits zero-padded or not) or an offset of this
+   server ("0000000000000000_<o>").  Stream-Snapshot-Match on a PUT:
+   the current snapshot's digest, or "none" for no snapshot yet; 409
+   otherwise.  The digest is "sha256:" and the lowercase hex SHA-256 of
+   the content type, a NUL byte and the bytes (the peer's is a BLAKE3:
+   clients treat it as opaque).  What apply decides (400 offsets, 409
+   conflicts) is stream.c's, SNAPSHOTS.  Reads at an offset given below
+   the retained offset are 410 with Stream-Next-Offset: the retained
+   offset; reads from the start (-1, no offset) begin there (group.c).
+   HEAD and reads carry Stream-Retained-Offset when it is > 0.  With
+   --auth-file: PUT, DELETE need write, GET, HEAD read, on S.  Other
+   methods: 405 with Allow. */
+
+/* "sha256:" and the hex SHA-256 of type, a NUL and body, into out. */
+static void api_snap_digest(const char *type, const struct buf *body,
+                            char *out) {
+  struct crypto_sha256 h;
+  unsigned char d[CRYPTO_SHA256_LEN];
+  crypto_sha256_init(&h);
+  crypto_sha256_update(&h, type, strlen(type) + 1); /* with its NUL */
+  if (body->len) crypto_sha256_update(&h, body->ptr, body->len);
+  crypto_sha256_final(&h, d);
+  memcpy(out, "sha256:", 7);
+  crypto_hex(d, sizeof(d), out + 7);
+  out[STREAM_DIGEST_LEN] = '\0';
+}
+
+/* An error whose answer says where to read on (a 410 below retention). */
+static void api_error_next(struct api_conn *cn, int status, const char *reason,
+                           uint64_t next) {
+  const char *why = reason ? reason : "error";
+  api_begin(cn, status);
+  api_offset_header(cn, "Stream-Next-Offset", next);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: text/plain; charset=utf-8\r\n"
+             "Content-Length: %lu\r\n\r\n",
+             (unsigned long)strlen(why) + 1);
+  if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", why);
+}
+
+/* Stream-Snapshot-Offset and -Digest of j's snapshot. */
+static void api_snap_headers(struct api_conn *cn, const struct job *j) {
+  buf_printf(conn_out(&cn->c),
+             "Stream-Snapshot-Offset: %020llu\r\n"
+             "Stream-Snapshot-Digest: %s\r\n",
+             (unsigned long long)j->snap_at, j->snap_digest);
+}
+
+/* Whether the n bytes at p hold the string b. */
+static int api_holds(const char *p, size_t n, const char *b) {
+  size_t k = strlen(b), i;
+  for (i = 0; n >= k && i <= n - k; i++)
+    if (p[i] == b[0] && memcmp(p + i, b, k) == 0) return 1;
+  return 0;
+}
+
+/* A boundary that occurs in no part (RFC 2046 section 5.1.1): 16 random
+** hex digits, drawn again (rarely) while a part holds it. */
+static int api_boundary(const struct job *j, char *out, size_t cap) {
+  int tries;
+  for (tries = 0; tries < 16; tries++) {
+    unsigned char r[8];
+    char hex[17];
+    if (os_random_bytes(r, sizeof(r)) != 0) return -1;
+    crypto_hex(r, sizeof(r), hex);
+    hex[16] = '\0';
+    snprintf(out, cap, "ursula-bootstrap-%s", hex);
+    if (!api_holds(j->snap.ptr ? j->snap.ptr : "", j->snap.len, out) &&
+        !api_holds(j->data.ptr ? j->data.ptr : "", j->data.len, out))
+      return 0;
+  }
+  return -1;
+}
+
+/* GET .../bootstrap: multipart/mixed (RFC 2046 section 5.1), the
+** snapshot (or an empty application/octet-stream part) and then one part
+** per append unit, each with the stream's type (a JSON unit's messages
+** as an array).  Each delimiter is preceded by CRLF, which belongs to it;
+** the last is "--B--". */
+static void api_bootstrap(struct api_conn *cn, struct job *j) {
+  struct buf body;
+  char b[64];
+  const uint64_t *lens = (const uint64_t *)(void *)j->parts.ptr;
+  size_t i, n = j->parts.len / sizeof(uint64_t), at = 0;
+  int bad = 0;
+  if (api_boundary(j, b, sizeof(b)) != 0) {
+    api_error(cn, 503, "no multipart boundary could be drawn");
+    return;
+  }
+  memset(&body, 0, sizeof(body));
+  bad |= buf_printf(&body, "--%s\r\nContent-Type: %s\r\n\r\n", b,
+                    j->has_snap && j->snap_type[0] ? j->snap_type
+                                                   : "application/octet-stream");
+  if (j->snap.len) bad |= buf_append(&body, j->snap.ptr, j->snap.len);
+  for (i = 0; i < n; i++) {
+    const char *p = j->data.ptr + at;
+    size_t len = (size_t)lens[i];
+    bad |= buf_printf(&body, "\r\n--%s\r\nContent-Type: %s\r\n\r\n", b,
+                      j->res_type);
+    if (j->json) { /* "v1,v2," -> "[v1,v2]" */
+      bad |= buf_append(&body, "[", 1);
+      bad |= buf_append(&body, p, len - 1);
+      bad |= buf_append(&body, "]", 1);
+    } else {
+      bad |= buf_append(&body, p, len);
+    }
+    at += len;
+  }
+  bad |= buf_printf(&body, "\r\n--%s--\r\n", b);
+  if (bad) {
+    buf_free(&body);
+    api_error(cn, 503, "out of memory");
+    return;
+  }
+  api_begin(cn, 200);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: multipart/mixed; boundary=%s\r\n"
+             "Cache-Control: no-store\r\n",
+             b);
+  if (j->has_snap)
+    buf_printf(conn_out(&cn->c), "Stream-Snapshot-Offset: %020llu\r\n",
+               (unsigned long long)j->snap_at);
+  else
+    buf_append_str(conn_out(&cn->c), "Stream-Snapshot-Offset: -1\r\n");
+  api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->up_to_date)
+    buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
+  if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->retained > 0)
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n",
+               (unsigned long long)j->retained);
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* The answer to a JOB_SNAP_PUT, JOB_SNAP_GET, JOB_RETAIN or
+** JOB_BOOTSTRAP. */
+static void api_snap_reply(struct api_conn *cn, struct job *j) {
+  if (j->status >= 400) {
+    api_error(cn, j->status, j->reason ? j->reason : "error");
+    return;
+  }
+  if (j->op == JOB_BOOTSTRAP) {
+    api_bootstrap(cn, j);
+  } else if (j->op == JOB_RETAIN) {
+    api_begin(cn, 204);
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n\r\n",
+               (unsigned long long)j->retained);
+  } else if (j->op == JOB_SNAP_PUT || !j->offset_given) {
+    /* published (201, 200), or GET .../snapshot: where it is (307) */
+    api_begin(cn, j->op == JOB_SNAP_PUT ? j->status : 307);
+    buf_printf(conn_out(&cn->c), "Location: %.*s/snapshot/%020llu\r\n",
+               (int)j->path_len, j->path, (unsigned long long)j->snap_at);
+    api_snap_headers(cn, j);
+    api_end(cn, "", 0);
+  } else if (j->snap_delete) {
+    api_error(cn, 409,
+              "the visible snapshot is not deleted alone: publish a newer "
+              "one to replace it");
+  } else {
+    api_begin(cn, 200);
+    buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n",
+               j->snap_type[0] ? j->snap_type : "application/octet-stream");
+    api_snap_headers(cn, j);
+    buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n");
+    api_end(cn, j->snap.ptr, j->snap.len);
+  }
+}
+
 /* ------------------------------------------------------------ job replies */
 
 static void api_reply_change(struct api_conn *cn, struct job *j) {
@@ -27072,6 +27748,14 @@ static void api_reply_head(struct api_conn *cn, struct job *j) {
   if (j->res_expires[0])
     buf_printf(conn_out(&cn->c), "Stream-Expires-At: %s\r\n", j->res_expires);
   if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->retained > 0)
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n",
+               (unsigned long long)j->retained);
+  if (j->has_snap)
+    buf_printf(conn_out(&cn->c),
+               "Stream-Snapshot-Offset: %020llu\r\n"
+               "Stream-Snapshot-Digest: %s\r\n",
+               (unsigned long long)j->snap_at, j->snap_digest);
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n\r\n");
 }
 
@@ -27144,7 +27828,10 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   }
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
-    if (first || api_polling(cn)) {
+    if (first && j->status == 410 && j->offset_given && j->tail > 0) {
+      api_error_next(cn, j->status, j->reason, j->tail); /* retention */
+      conn_done(&cn->c);
+    } else if (first || api_polling(cn)) {
       if (j->rec_refused)
         api_record_error(cn, j);
       else
@@ -27244,6 +27931,12 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     api_bucket_reply(cn, j);
   else if (j->rec_refused && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_record_error(cn, j);
+  else if (j->op == JOB_SNAP_PUT || j->op == JOB_SNAP_GET ||
+           j->op == JOB_RETAIN || j->op == JOB_BOOTSTRAP)
+    api_snap_reply(cn, j);
+  else if (j->status == 410 && j->offset_given &&
+           (j->op == JOB_READ || j->op == JOB_HEAD) && j->tail > 0)
+    api_error_next(cn, j->status, j->reason, j->tail);
   else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
@@ -29026,6 +29719,8 @@ static const char *api_read_query(const struct api_query *q, struct job *j,
       j->offset_now = 1;
     else if (api_parse_offset(off, &j->offset) != 0)
       bad = "offset must be -1, now, or an offset from this server";
+    else
+      j->offset_given = 1;
   }
   if (q->live.n > 1) {
     bad = "live is given more than once";
@@ -29125,6 +29820,144 @@ static void api_build_bucket(const struct api_head *h,
   }
 }
 
+enum {
+  API_SNAP_NONE = 0,
+  API_SNAP_LATEST,  /* S/snapshot */
+  API_SNAP_AT,      /* S/snapshot/{o} */
+  API_SNAP_RETAIN,  /* S/retention/{o} */
+  API_SNAP_RETAIN0, /* S/retention */
+  API_SNAP_BOOT     /* S/bootstrap */
+};
+
+struct api_snap_route {
+  int kind;          /* API_SNAP_* */
+  size_t stream_len; /* the bytes of the path that are S */
+  struct str off;    /* API_SNAP_AT, API_SNAP_RETAIN: o as written */
+};
+
+/* The kind x names as the last segment (no offset after it), or as the
+** one before an offset (with_off); API_SNAP_NONE if neither. */
+static int api_snap_kind(struct str x, int with_off) {
+  if (util_str_eq(x, "snapshot")) return with_off ? API_SNAP_AT : API_SNAP_LATEST;
+  if (util_str_eq(x, "retention"))
+    return with_off ? API_SNAP_RETAIN : API_SNAP_RETAIN0;
+  if (util_str_eq(x, "bootstrap") && !with_off) return API_SNAP_BOOT;
+  return API_SNAP_NONE;
+}
+
+/* Sort path into a snapshot route (*r; kind API_SNAP_NONE: it is none):
+** "/{b}/{s}/x", "/{b}/{s}/x/{o}", "/{b}/{aff}/{s}/x", "/{b}/{aff}/{s}/x/{o}"
+** with b a bucket name, s and aff stream ids.  "/{b}/{s}/snapshot/{o}"
+** and "/{b}/{aff}/{s}/snapshot" both have four segments: the third tells
+** them apart (a stream id is never "snapshot"). */
+static void api_snap_route(struct str path, struct api_snap_route *r) {
+  struct str seg[5];
+  size_t i, start = 1, n = 0, ns = 0;
+  memset(r, 0, sizeof(*r));
+  if (path.len < 2 || path.ptr[0] != '/') return;
+  for (i = 1; i <= path.len; i++) {
+    if (i < path.len && path.ptr[i] != '/') continue;
+    if (n == 5) return;
+    seg[n].ptr = path.ptr + start;
+    seg[n].len = i - start;
+    n++;
+    start = i + 1;
+  }
+  if (n < 3 || !util_bucket_name_ok(seg[0]) || !util_stream_id_ok(seg[1]))
+    return;
+  if (n == 3) {
+    r->kind = api_snap_kind(seg[2], 0);
+    ns = 2;
+  } else if (n == 4 && api_snap_kind(seg[2], 1) != API_SNAP_NONE) {
+    r->kind = api_snap_kind(seg[2], 1);
+    r->off = seg[3];
+    ns = 2;
+  } else if (util_stream_id_ok(seg[2])) {
+    r->kind = api_snap_kind(seg[3], n == 5);
+    if (n == 5) r->off = seg[4];
+    ns = 3;
+  }
+  if (r->kind != API_SNAP_NONE)
+    r->stream_len = (size_t)(seg[ns].ptr - 1 - path.ptr);
+}
+
+/* The Allow of a snapshot route's 405. */
+static const char *api_snap_allow(int kind) {
+  switch (kind) {
+    case API_SNAP_AT:
+      return "GET, HEAD, PUT, DELETE, OPTIONS";
+    case API_SNAP_RETAIN:
+    case API_SNAP_RETAIN0:
+      return "PUT, OPTIONS";
+    default:
+      return "GET, HEAD, OPTIONS";
+  }
+}
+
+/* Fill j for a request on snapshot route r (j->path: its stream S), or
+** set the status that refuses it. */
+static void api_build_snap(const struct http_request *req,
+                           const struct api_head *h,
+                           const struct api_snap_route *r, struct job *j) {
+  int m = h->method;
+  const char *bad = NULL;
+  const struct http_header *f;
+  j->path_len = r->stream_len;
+  j->path[j->path_len] = '\0';
+  if (m == API_OPTIONS) {
+    j->op = 0;
+    return;
+  }
+  if (r->kind == API_SNAP_AT || r->kind == API_SNAP_RETAIN) {
+    j->offset_given = 1;
+    if (util_parse_u64(r->off, UINT64_MAX, &j->offset) != 0 &&
+        api_parse_offset(r->off, &j->offset) != 0)
+      bad = "the offset must be a decimal byte offset (20 digits, or "
+            "fewer) or an offset of this server";
+  }
+  if (r->kind == API_SNAP_AT && m == API_PUT) {
+    j->op = JOB_SNAP_PUT;
+    f = http_find_header(req, "Content-Type");
+    snprintf(j->content_type, sizeof(j->content_type), "%.*s",
+             f != NULL ? (int)util_str_trim(f->value).len : 24,
+             f != NULL ? util_str_trim(f->value).ptr
+                       : "application/octet-stream");
+    if (f != NULL && (util_str_trim(f->value).len == 0 ||
+                      util_str_trim(f->value).len >= sizeof(j->content_type)))
+      bad = "Content-Type must be 1 to 255 bytes";
+    if ((f = http_find_header(req, "Stream-Snapshot-Match")) != NULL) {
+      struct str v = util_str_trim(f->value);
+      j->has_match = 1;
+      /* longer than any digest: it matches nothing */
+      snprintf(j->snap_match, sizeof(j->snap_match), "%.*s",
+               v.len <= STREAM_DIGEST_LEN ? (int)v.len : 1,
+               v.len <= STREAM_DIGEST_LEN ? v.ptr : "-");
+    }
+  } else if (r->kind == API_SNAP_AT && m == API_DELETE) {
+    j->op = JOB_SNAP_GET;
+    j->snap_delete = 1;
+  } else if ((r->kind == API_SNAP_AT || r->kind == API_SNAP_LATEST) &&
+             (m == API_GET || m == API_HEAD_M)) {
+    j->op = JOB_SNAP_GET;
+  } else if (r->kind == API_SNAP_RETAIN && m == API_PUT) {
+    j->op = JOB_RETAIN;
+  } else if (r->kind == API_SNAP_RETAIN0 && m == API_PUT) {
+    bad = "retention needs an offset: PUT .../retention/{offset} (the "
+          "record form is not supported yet)";
+  } else if (r->kind == API_SNAP_BOOT && (m == API_GET || m == API_HEAD_M)) {
+    j->op = JOB_BOOTSTRAP;
+    if (h->q.live.n > 0) bad = "a bootstrap is not a live read: no live";
+  } else {
+    j->status = 405;
+    j->reason = "method not allowed on this route";
+    return;
+  }
+  if (bad != NULL) {
+    j->status = 400;
+    j->reason = bad;
+  }
+}
+
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
 ** into h: the operation (0 for OPTIONS), the path, and what the headers
 ** and the query say.  A request the protocol refuses gets j->status 400
@@ -29142,6 +29975,14 @@ static void api_build_job(const struct http_request *req,
   if (api_reserved(q->path) != API_PATH_STREAM) {
     api_build_reserved(q->path, h->method, j);
     return;
+  }
+  {
+    struct api_snap_route sr;
+    api_snap_route(q->path, &sr);
+    if (sr.kind != API_SNAP_NONE) { /* SNAPSHOTS */
+      api_build_snap(req, h, &sr, j);
+      return;
+    }
   }
   util_bucket_path(q->path.ptr, q->path.len, &bp);
   if (bp.kind == UTIL_PATH_BUCKET || bp.kind == UTIL_PATH_LIST ||
@@ -29220,6 +30061,7 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   const struct ursula_config *cfg = &c->core->srv->cfg;
   struct util_bucket_path bp;
+  struct api_snap_route sr;
   struct api_head head;
   const char *reason = NULL;
   struct job *j;
@@ -29239,7 +30081,13 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
     conn_fatal(c, status, reason);
     return -1;
   }
-  util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
+  api_snap_route(head.q.path, &sr);
+  if (sr.kind != API_SNAP_NONE) { /* SNAPSHOTS: the stream's path */
+    cn->allow = api_snap_allow(sr.kind);
+    util_bucket_path(head.q.path.ptr, sr.stream_len, &bp);
+  } else {
+    util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
+  }
   cn->affinity = bp.kind == UTIL_PATH_AFFINITY;
   if (head.method != API_OPTIONS) {
     int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
@@ -29248,8 +30096,9 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
                          ? AUTH_READ
                          : AUTH_WRITE;
     /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS) */
-    size_t len =
-        bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1 : head.q.path.len;
+    size_t len = bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1
+                 : sr.kind != API_SNAP_NONE ? sr.stream_len
+                                            : head.q.path.len;
     if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
                       len) != 0)
       return -1;
@@ -29372,6 +30221,11 @@ static void api_on_request(struct conn *c) {
     cn->c.core->metrics.live_started[j->live == JOB_LIVE_SSE
                                          ? METRICS_LIVE_SSE
                                          : METRICS_LIVE_POLL]++;
+  }
+  if (j->op == JOB_SNAP_PUT) { /* the body as is, and its digest */
+    j->body = cn->c.raw;
+    memset(&cn->c.raw, 0, sizeof(cn->c.raw));
+    api_snap_digest(j->content_type, &j->body, j->snap_digest);
   }
   if (j->op == JOB_APPEND) cn->t0_us = os_now_us();
   api_send_job(cn, j);

@@ -68,6 +68,9 @@
 **     /{b}/{aff}/{s}     stream s in bucket b, affinity key aff
 **     /{b}/{x}, /{b}/{aff}/{x} with x another reserved id: kept for
 **                        the peer's routes of those names, 404 for now
+**                        (but S/snapshot, S/retention, S/bootstrap and
+**                        their offset forms, S a stream's path here:
+**                        SNAPSHOTS below)
 **   and every other path is a stream in no bucket, exactly as before
 **   (/v1/stream/x: "v1" is too short to be a bucket name; /Demo, /ab,
 **   /__abcd, /a/b/c/d).  So a stream can no longer be made at a path of
@@ -274,7 +277,9 @@ static const char api_common_headers[] =
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
     "Producer-Received-Seq, ETag, Content-Type, Location, "
     "WWW-Authenticate, Stream-Extensions, Stream-Record-First, "
-    "Stream-Record-Start, Stream-Record-Next, Stream-Data-Content-Type\r\n";
+    "Stream-Record-Start, Stream-Record-Next, Stream-Data-Content-Type, "
+    "Stream-Snapshot-Offset, Stream-Snapshot-Digest, "
+    "Stream-Retained-Offset\r\n";
 
 static const char api_preflight_headers[] =
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS\r\n"
@@ -282,7 +287,7 @@ static const char api_preflight_headers[] =
     "if-none-match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
     "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, "
     "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "
-    "Stream-Record-Match\r\n"
+    "Stream-Record-Match, Stream-Snapshot-Match\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
 /* The extension a response on a path-affinity path advertises. */
@@ -538,6 +543,9 @@ static void api_read_headers(struct api_conn *cn, const struct job *j,
   if (j->up_to_date)
     buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
   if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->retained > 0)
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n",
+               (unsigned long long)j->retained);
   if (live && !j->closed)
     buf_printf(conn_out(&cn->c), "Stream-Cursor: %llu\r\n",
                (unsigned long long)api_cursor(cn));
@@ -854,6 +862,198 @@ static void api_sse_reply(struct api_conn *cn, struct job *j, int first) {
   api_sse_send(cn, j->data.ptr, j->data.len, j->tail, j->up_to_date, j->closed);
 }
 
+/* ------------------------------------------------------------ SNAPSHOTS
+
+   SNAPSHOTS, RETENTION AND BOOTSTRAP (issue 16, item 6: the Loro
+   design).  On every stream path in a bucket, S = "/{b}/{s}" or
+   "/{b}/{aff}/{s}" (BUCKETS), these routes (api_snap_route; the last
+   segments are ids a stream cannot have):
+
+     S/snapshot/{o}    PUT: publish the body as the snapshot at byte
+                       offset o, its Content-Type beside it (default
+                       application/octet-stream); 201, or 200 for the
+                       same snapshot again, with Location:
+                       S/snapshot/{o:020}, Stream-Snapshot-Offset: {o:020}
+                       and Stream-Snapshot-Digest.  GET, HEAD: 200, its
+                       bytes and type, the same two headers; 404 if the
+                       snapshot is not at o.  DELETE: 409 on the visible
+                       snapshot (it is only ever replaced), else 404.
+     S/snapshot        GET, HEAD: 307 to S/snapshot/{o:020} (an absolute
+                       path: RFC 9110 section 10.2.2), 404 if none.
+     S/retention/{o}   PUT: 204, Stream-Retained-Offset: the retained
+                       offset after it (unpadded, as the peer).
+     S/bootstrap       GET, HEAD: 200 multipart/mixed (api_bootstrap).
+     S/retention       PUT: 400 (the record form is not done).
+
+   o is decimal (20 digits zero-padded or not) or an offset of this
+   server ("0000000000000000_<o>").  Stream-Snapshot-Match on a PUT:
+   the current snapshot's digest, or "none" for no snapshot yet; 409
+   otherwise.  The digest is "sha256:" and the lowercase hex SHA-256 of
+   the content type, a NUL byte and the bytes (the peer's is a BLAKE3:
+   clients treat it as opaque).  What apply decides (400 offsets, 409
+   conflicts) is stream.c's, SNAPSHOTS.  Reads at an offset given below
+   the retained offset are 410 with Stream-Next-Offset: the retained
+   offset; reads from the start (-1, no offset) begin there (group.c).
+   HEAD and reads carry Stream-Retained-Offset when it is > 0.  With
+   --auth-file: PUT, DELETE need write, GET, HEAD read, on S.  Other
+   methods: 405 with Allow. */
+
+/* "sha256:" and the hex SHA-256 of type, a NUL and body, into out. */
+static void api_snap_digest(const char *type, const struct buf *body,
+                            char *out) {
+  struct crypto_sha256 h;
+  unsigned char d[CRYPTO_SHA256_LEN];
+  crypto_sha256_init(&h);
+  crypto_sha256_update(&h, type, strlen(type) + 1); /* with its NUL */
+  if (body->len) crypto_sha256_update(&h, body->ptr, body->len);
+  crypto_sha256_final(&h, d);
+  memcpy(out, "sha256:", 7);
+  crypto_hex(d, sizeof(d), out + 7);
+  out[STREAM_DIGEST_LEN] = '\0';
+}
+
+/* An error whose answer says where to read on (a 410 below retention). */
+static void api_error_next(struct api_conn *cn, int status, const char *reason,
+                           uint64_t next) {
+  const char *why = reason ? reason : "error";
+  api_begin(cn, status);
+  api_offset_header(cn, "Stream-Next-Offset", next);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: text/plain; charset=utf-8\r\n"
+             "Content-Length: %lu\r\n\r\n",
+             (unsigned long)strlen(why) + 1);
+  if (!cn->c.head) buf_printf(conn_out(&cn->c), "%s\n", why);
+}
+
+/* Stream-Snapshot-Offset and -Digest of j's snapshot. */
+static void api_snap_headers(struct api_conn *cn, const struct job *j) {
+  buf_printf(conn_out(&cn->c),
+             "Stream-Snapshot-Offset: %020llu\r\n"
+             "Stream-Snapshot-Digest: %s\r\n",
+             (unsigned long long)j->snap_at, j->snap_digest);
+}
+
+/* Whether the n bytes at p hold the string b. */
+static int api_holds(const char *p, size_t n, const char *b) {
+  size_t k = strlen(b), i;
+  for (i = 0; n >= k && i <= n - k; i++)
+    if (p[i] == b[0] && memcmp(p + i, b, k) == 0) return 1;
+  return 0;
+}
+
+/* A boundary that occurs in no part (RFC 2046 section 5.1.1): 16 random
+** hex digits, drawn again (rarely) while a part holds it. */
+static int api_boundary(const struct job *j, char *out, size_t cap) {
+  int tries;
+  for (tries = 0; tries < 16; tries++) {
+    unsigned char r[8];
+    char hex[17];
+    if (os_random_bytes(r, sizeof(r)) != 0) return -1;
+    crypto_hex(r, sizeof(r), hex);
+    hex[16] = '\0';
+    snprintf(out, cap, "ursula-bootstrap-%s", hex);
+    if (!api_holds(j->snap.ptr ? j->snap.ptr : "", j->snap.len, out) &&
+        !api_holds(j->data.ptr ? j->data.ptr : "", j->data.len, out))
+      return 0;
+  }
+  return -1;
+}
+
+/* GET .../bootstrap: multipart/mixed (RFC 2046 section 5.1), the
+** snapshot (or an empty application/octet-stream part) and then one part
+** per append unit, each with the stream's type (a JSON unit's messages
+** as an array).  Each delimiter is preceded by CRLF, which belongs to it;
+** the last is "--B--". */
+static void api_bootstrap(struct api_conn *cn, struct job *j) {
+  struct buf body;
+  char b[64];
+  const uint64_t *lens = (const uint64_t *)(void *)j->parts.ptr;
+  size_t i, n = j->parts.len / sizeof(uint64_t), at = 0;
+  int bad = 0;
+  if (api_boundary(j, b, sizeof(b)) != 0) {
+    api_error(cn, 503, "no multipart boundary could be drawn");
+    return;
+  }
+  memset(&body, 0, sizeof(body));
+  bad |= buf_printf(&body, "--%s\r\nContent-Type: %s\r\n\r\n", b,
+                    j->has_snap && j->snap_type[0] ? j->snap_type
+                                                   : "application/octet-stream");
+  if (j->snap.len) bad |= buf_append(&body, j->snap.ptr, j->snap.len);
+  for (i = 0; i < n; i++) {
+    const char *p = j->data.ptr + at;
+    size_t len = (size_t)lens[i];
+    bad |= buf_printf(&body, "\r\n--%s\r\nContent-Type: %s\r\n\r\n", b,
+                      j->res_type);
+    if (j->json) { /* "v1,v2," -> "[v1,v2]" */
+      bad |= buf_append(&body, "[", 1);
+      bad |= buf_append(&body, p, len - 1);
+      bad |= buf_append(&body, "]", 1);
+    } else {
+      bad |= buf_append(&body, p, len);
+    }
+    at += len;
+  }
+  bad |= buf_printf(&body, "\r\n--%s--\r\n", b);
+  if (bad) {
+    buf_free(&body);
+    api_error(cn, 503, "out of memory");
+    return;
+  }
+  api_begin(cn, 200);
+  buf_printf(conn_out(&cn->c),
+             "Content-Type: multipart/mixed; boundary=%s\r\n"
+             "Cache-Control: no-store\r\n",
+             b);
+  if (j->has_snap)
+    buf_printf(conn_out(&cn->c), "Stream-Snapshot-Offset: %020llu\r\n",
+               (unsigned long long)j->snap_at);
+  else
+    buf_append_str(conn_out(&cn->c), "Stream-Snapshot-Offset: -1\r\n");
+  api_offset_header(cn, "Stream-Next-Offset", j->tail);
+  if (j->up_to_date)
+    buf_append_str(conn_out(&cn->c), "Stream-Up-To-Date: true\r\n");
+  if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->retained > 0)
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n",
+               (unsigned long long)j->retained);
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* The answer to a JOB_SNAP_PUT, JOB_SNAP_GET, JOB_RETAIN or
+** JOB_BOOTSTRAP. */
+static void api_snap_reply(struct api_conn *cn, struct job *j) {
+  if (j->status >= 400) {
+    api_error(cn, j->status, j->reason ? j->reason : "error");
+    return;
+  }
+  if (j->op == JOB_BOOTSTRAP) {
+    api_bootstrap(cn, j);
+  } else if (j->op == JOB_RETAIN) {
+    api_begin(cn, 204);
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n\r\n",
+               (unsigned long long)j->retained);
+  } else if (j->op == JOB_SNAP_PUT || !j->offset_given) {
+    /* published (201, 200), or GET .../snapshot: where it is (307) */
+    api_begin(cn, j->op == JOB_SNAP_PUT ? j->status : 307);
+    buf_printf(conn_out(&cn->c), "Location: %.*s/snapshot/%020llu\r\n",
+               (int)j->path_len, j->path, (unsigned long long)j->snap_at);
+    api_snap_headers(cn, j);
+    api_end(cn, "", 0);
+  } else if (j->snap_delete) {
+    api_error(cn, 409,
+              "the visible snapshot is not deleted alone: publish a newer "
+              "one to replace it");
+  } else {
+    api_begin(cn, 200);
+    buf_printf(conn_out(&cn->c), "Content-Type: %s\r\n",
+               j->snap_type[0] ? j->snap_type : "application/octet-stream");
+    api_snap_headers(cn, j);
+    buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n");
+    api_end(cn, j->snap.ptr, j->snap.len);
+  }
+}
+
 /* ------------------------------------------------------------ job replies */
 
 static void api_reply_change(struct api_conn *cn, struct job *j) {
@@ -938,6 +1138,14 @@ static void api_reply_head(struct api_conn *cn, struct job *j) {
   if (j->res_expires[0])
     buf_printf(conn_out(&cn->c), "Stream-Expires-At: %s\r\n", j->res_expires);
   if (j->closed) buf_append_str(conn_out(&cn->c), "Stream-Closed: true\r\n");
+  if (j->retained > 0)
+    buf_printf(conn_out(&cn->c), "Stream-Retained-Offset: %llu\r\n",
+               (unsigned long long)j->retained);
+  if (j->has_snap)
+    buf_printf(conn_out(&cn->c),
+               "Stream-Snapshot-Offset: %020llu\r\n"
+               "Stream-Snapshot-Digest: %s\r\n",
+               (unsigned long long)j->snap_at, j->snap_digest);
   buf_append_str(conn_out(&cn->c), "Cache-Control: no-store\r\n\r\n");
 }
 
@@ -1010,7 +1218,10 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
   }
   if (j->status != 200) {
     live_leave(&cn->c.core->live, &cn->lw);
-    if (first || api_polling(cn)) {
+    if (first && j->status == 410 && j->offset_given && j->tail > 0) {
+      api_error_next(cn, j->status, j->reason, j->tail); /* retention */
+      conn_done(&cn->c);
+    } else if (first || api_polling(cn)) {
       if (j->rec_refused)
         api_record_error(cn, j);
       else
@@ -1110,6 +1321,12 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
     api_bucket_reply(cn, j);
   else if (j->rec_refused && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_record_error(cn, j);
+  else if (j->op == JOB_SNAP_PUT || j->op == JOB_SNAP_GET ||
+           j->op == JOB_RETAIN || j->op == JOB_BOOTSTRAP)
+    api_snap_reply(cn, j);
+  else if (j->status == 410 && j->offset_given &&
+           (j->op == JOB_READ || j->op == JOB_HEAD) && j->tail > 0)
+    api_error_next(cn, j->status, j->reason, j->tail);
   else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
@@ -2892,6 +3109,8 @@ static const char *api_read_query(const struct api_query *q, struct job *j,
       j->offset_now = 1;
     else if (api_parse_offset(off, &j->offset) != 0)
       bad = "offset must be -1, now, or an offset from this server";
+    else
+      j->offset_given = 1;
   }
   if (q->live.n > 1) {
     bad = "live is given more than once";
@@ -2991,6 +3210,144 @@ static void api_build_bucket(const struct api_head *h,
   }
 }
 
+enum {
+  API_SNAP_NONE = 0,
+  API_SNAP_LATEST,  /* S/snapshot */
+  API_SNAP_AT,      /* S/snapshot/{o} */
+  API_SNAP_RETAIN,  /* S/retention/{o} */
+  API_SNAP_RETAIN0, /* S/retention */
+  API_SNAP_BOOT     /* S/bootstrap */
+};
+
+struct api_snap_route {
+  int kind;          /* API_SNAP_* */
+  size_t stream_len; /* the bytes of the path that are S */
+  struct str off;    /* API_SNAP_AT, API_SNAP_RETAIN: o as written */
+};
+
+/* The kind x names as the last segment (no offset after it), or as the
+** one before an offset (with_off); API_SNAP_NONE if neither. */
+static int api_snap_kind(struct str x, int with_off) {
+  if (util_str_eq(x, "snapshot")) return with_off ? API_SNAP_AT : API_SNAP_LATEST;
+  if (util_str_eq(x, "retention"))
+    return with_off ? API_SNAP_RETAIN : API_SNAP_RETAIN0;
+  if (util_str_eq(x, "bootstrap") && !with_off) return API_SNAP_BOOT;
+  return API_SNAP_NONE;
+}
+
+/* Sort path into a snapshot route (*r; kind API_SNAP_NONE: it is none):
+** "/{b}/{s}/x", "/{b}/{s}/x/{o}", "/{b}/{aff}/{s}/x", "/{b}/{aff}/{s}/x/{o}"
+** with b a bucket name, s and aff stream ids.  "/{b}/{s}/snapshot/{o}"
+** and "/{b}/{aff}/{s}/snapshot" both have four segments: the third tells
+** them apart (a stream id is never "snapshot"). */
+static void api_snap_route(struct str path, struct api_snap_route *r) {
+  struct str seg[5];
+  size_t i, start = 1, n = 0, ns = 0;
+  memset(r, 0, sizeof(*r));
+  if (path.len < 2 || path.ptr[0] != '/') return;
+  for (i = 1; i <= path.len; i++) {
+    if (i < path.len && path.ptr[i] != '/') continue;
+    if (n == 5) return;
+    seg[n].ptr = path.ptr + start;
+    seg[n].len = i - start;
+    n++;
+    start = i + 1;
+  }
+  if (n < 3 || !util_bucket_name_ok(seg[0]) || !util_stream_id_ok(seg[1]))
+    return;
+  if (n == 3) {
+    r->kind = api_snap_kind(seg[2], 0);
+    ns = 2;
+  } else if (n == 4 && api_snap_kind(seg[2], 1) != API_SNAP_NONE) {
+    r->kind = api_snap_kind(seg[2], 1);
+    r->off = seg[3];
+    ns = 2;
+  } else if (util_stream_id_ok(seg[2])) {
+    r->kind = api_snap_kind(seg[3], n == 5);
+    if (n == 5) r->off = seg[4];
+    ns = 3;
+  }
+  if (r->kind != API_SNAP_NONE)
+    r->stream_len = (size_t)(seg[ns].ptr - 1 - path.ptr);
+}
+
+/* The Allow of a snapshot route's 405. */
+static const char *api_snap_allow(int kind) {
+  switch (kind) {
+    case API_SNAP_AT:
+      return "GET, HEAD, PUT, DELETE, OPTIONS";
+    case API_SNAP_RETAIN:
+    case API_SNAP_RETAIN0:
+      return "PUT, OPTIONS";
+    default:
+      return "GET, HEAD, OPTIONS";
+  }
+}
+
+/* Fill j for a request on snapshot route r (j->path: its stream S), or
+** set the status that refuses it. */
+static void api_build_snap(const struct http_request *req,
+                           const struct api_head *h,
+                           const struct api_snap_route *r, struct job *j) {
+  int m = h->method;
+  const char *bad = NULL;
+  const struct http_header *f;
+  j->path_len = r->stream_len;
+  j->path[j->path_len] = '\0';
+  if (m == API_OPTIONS) {
+    j->op = 0;
+    return;
+  }
+  if (r->kind == API_SNAP_AT || r->kind == API_SNAP_RETAIN) {
+    j->offset_given = 1;
+    if (util_parse_u64(r->off, UINT64_MAX, &j->offset) != 0 &&
+        api_parse_offset(r->off, &j->offset) != 0)
+      bad = "the offset must be a decimal byte offset (20 digits, or "
+            "fewer) or an offset of this server";
+  }
+  if (r->kind == API_SNAP_AT && m == API_PUT) {
+    j->op = JOB_SNAP_PUT;
+    f = http_find_header(req, "Content-Type");
+    snprintf(j->content_type, sizeof(j->content_type), "%.*s",
+             f != NULL ? (int)util_str_trim(f->value).len : 24,
+             f != NULL ? util_str_trim(f->value).ptr
+                       : "application/octet-stream");
+    if (f != NULL && (util_str_trim(f->value).len == 0 ||
+                      util_str_trim(f->value).len >= sizeof(j->content_type)))
+      bad = "Content-Type must be 1 to 255 bytes";
+    if ((f = http_find_header(req, "Stream-Snapshot-Match")) != NULL) {
+      struct str v = util_str_trim(f->value);
+      j->has_match = 1;
+      /* longer than any digest: it matches nothing */
+      snprintf(j->snap_match, sizeof(j->snap_match), "%.*s",
+               v.len <= STREAM_DIGEST_LEN ? (int)v.len : 1,
+               v.len <= STREAM_DIGEST_LEN ? v.ptr : "-");
+    }
+  } else if (r->kind == API_SNAP_AT && m == API_DELETE) {
+    j->op = JOB_SNAP_GET;
+    j->snap_delete = 1;
+  } else if ((r->kind == API_SNAP_AT || r->kind == API_SNAP_LATEST) &&
+             (m == API_GET || m == API_HEAD_M)) {
+    j->op = JOB_SNAP_GET;
+  } else if (r->kind == API_SNAP_RETAIN && m == API_PUT) {
+    j->op = JOB_RETAIN;
+  } else if (r->kind == API_SNAP_RETAIN0 && m == API_PUT) {
+    bad = "retention needs an offset: PUT .../retention/{offset} (the "
+          "record form is not supported yet)";
+  } else if (r->kind == API_SNAP_BOOT && (m == API_GET || m == API_HEAD_M)) {
+    j->op = JOB_BOOTSTRAP;
+    if (h->q.live.n > 0) bad = "a bootstrap is not a live read: no live";
+  } else {
+    j->status = 405;
+    j->reason = "method not allowed on this route";
+    return;
+  }
+  if (bad != NULL) {
+    j->status = 400;
+    j->reason = bad;
+  }
+}
+
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
 ** into h: the operation (0 for OPTIONS), the path, and what the headers
 ** and the query say.  A request the protocol refuses gets j->status 400
@@ -3008,6 +3365,14 @@ static void api_build_job(const struct http_request *req,
   if (api_reserved(q->path) != API_PATH_STREAM) {
     api_build_reserved(q->path, h->method, j);
     return;
+  }
+  {
+    struct api_snap_route sr;
+    api_snap_route(q->path, &sr);
+    if (sr.kind != API_SNAP_NONE) { /* SNAPSHOTS */
+      api_build_snap(req, h, &sr, j);
+      return;
+    }
   }
   util_bucket_path(q->path.ptr, q->path.len, &bp);
   if (bp.kind == UTIL_PATH_BUCKET || bp.kind == UTIL_PATH_LIST ||
@@ -3086,6 +3451,7 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   struct api_conn *cn = (struct api_conn *)(void *)c;
   const struct ursula_config *cfg = &c->core->srv->cfg;
   struct util_bucket_path bp;
+  struct api_snap_route sr;
   struct api_head head;
   const char *reason = NULL;
   struct job *j;
@@ -3105,7 +3471,13 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
     conn_fatal(c, status, reason);
     return -1;
   }
-  util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
+  api_snap_route(head.q.path, &sr);
+  if (sr.kind != API_SNAP_NONE) { /* SNAPSHOTS: the stream's path */
+    cn->allow = api_snap_allow(sr.kind);
+    util_bucket_path(head.q.path.ptr, sr.stream_len, &bp);
+  } else {
+    util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
+  }
   cn->affinity = bp.kind == UTIL_PATH_AFFINITY;
   if (head.method != API_OPTIONS) {
     int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
@@ -3114,8 +3486,9 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
                          ? AUTH_READ
                          : AUTH_WRITE;
     /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS) */
-    size_t len =
-        bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1 : head.q.path.len;
+    size_t len = bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1
+                 : sr.kind != API_SNAP_NONE ? sr.stream_len
+                                            : head.q.path.len;
     if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
                       len) != 0)
       return -1;
@@ -3238,6 +3611,11 @@ static void api_on_request(struct conn *c) {
     cn->c.core->metrics.live_started[j->live == JOB_LIVE_SSE
                                          ? METRICS_LIVE_SSE
                                          : METRICS_LIVE_POLL]++;
+  }
+  if (j->op == JOB_SNAP_PUT) { /* the body as is, and its digest */
+    j->body = cn->c.raw;
+    memset(&cn->c.raw, 0, sizeof(cn->c.raw));
+    api_snap_digest(j->content_type, &j->body, j->snap_digest);
   }
   if (j->op == JOB_APPEND) cn->t0_us = os_now_us();
   api_send_job(cn, j);

@@ -14,7 +14,8 @@
 **    0       u8      version, CMD_VERSION (2; 1 is still decoded, below)
 **    1       u8      type: 1 CREATE, 2 APPEND, 3 DELETE, 4 FORK_ACQUIRE,
 **                    5 FORK_RELEASE, 6 EXPIRE, 7 COLD, 8 TOUCH,
-**                    9 BUCKET_CREATE, 10 BUCKET_DELETE
+**                    9 BUCKET_CREATE, 10 BUCKET_DELETE, 11 SNAPSHOT_PUT,
+**                    12 RETAIN
 **    2       varint  flags (CMD_F_*)
 **    ..      varint  time_ms: the proposer's wall clock, Unix ms.  Apply
 **                    uses it, never a clock of its own, so that replaying
@@ -127,6 +128,33 @@
 ** 82 0a, time_ms, path "/j", content type, data "1," (the stored form of
 ** [1]), n_msgs 1, twelve empty fields, then record_match 3;
 ** test/unit_stream.c checks these bytes).
+** Type 11, SNAPSHOT_PUT (publish a stream's snapshot: api.c, SNAPSHOTS;
+** stream.c applies it), uses four of the fields of every type: path (the
+** stream), content_type (the snapshot's), data (the snapshot's bytes:
+** the log holds them, as it holds an append's) and flags (CMD_F_MATCH,
+** 1 << 12: the request had Stream-Snapshot-Match); time_ms as always.
+** It carries three more fields after them:
+**
+**    ..      varint  at                (the byte offset it is taken at)
+**    ..      bytes   digest            ("sha256:" and 64 lowercase hex
+**                                       digits, computed by the proposer)
+**    ..      bytes   match             (Stream-Snapshot-Match as sent:
+**                                       a digest, or "none")
+**
+** Type 12, RETAIN (the stream's bytes below `at` are no longer kept),
+** uses path and carries one more field:
+**
+**    ..      varint  at
+**
+** For example RETAIN of "/demo/doc" at 300, time_ms 1700000000000, is
+** the 32 bytes
+**
+**    02 0c 00 80 d0 95 ff bc 31 09 2f 64 65 6d 6f 2f 64 6f 63
+**    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ac 02
+**
+** (the common fields as BUCKET_CREATE's above, the path "/demo/doc",
+** then at, 300, as the varint ac 02; test/unit_stream.c checks them).
+** They came in without a new CMD_VERSION, as types 9 and 10 did.
 */
 #include "internal.h"
 
@@ -217,6 +245,12 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_varint(out, c->cold_end);
     rc |= cmd_put_bytes(out, c->object);
   }
+  if (c->type == CMD_SNAPSHOT_PUT || c->type == CMD_RETAIN)
+    rc |= cmd_put_varint(out, c->at);
+  if (c->type == CMD_SNAPSHOT_PUT) {
+    rc |= cmd_put_bytes(out, c->digest);
+    rc |= cmd_put_bytes(out, c->match);
+  }
   if (rc != URSULA_OK) {
     out->len = start;
     return URSULA_ENOMEM;
@@ -232,7 +266,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   memset(c, 0, sizeof(*c));
   bounds_store->len = 0;
   if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
-      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_BUCKET_DELETE))
+      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_RETAIN))
     return URSULA_ECORRUPT;
   version = q[0];
   c->type = q[1];
@@ -292,6 +326,12 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   if ((c->type == CMD_TOUCH ||
        (c->type == CMD_FORK_ACQUIRE && version == CMD_VERSION)) &&
       cmd_get_varint(&q, end, &c->incarnation))
+    return URSULA_ECORRUPT;
+  if ((c->type == CMD_SNAPSHOT_PUT || c->type == CMD_RETAIN) &&
+      cmd_get_varint(&q, end, &c->at))
+    return URSULA_ECORRUPT;
+  if (c->type == CMD_SNAPSHOT_PUT && (cmd_get_bytes(&q, end, &c->digest) ||
+                                      cmd_get_bytes(&q, end, &c->match)))
     return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;

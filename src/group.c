@@ -688,6 +688,7 @@ URSULA_PRIVATE void job_free(struct job *j) {
   buf_free(&j->body);
   buf_free(&j->parts);
   buf_free(&j->data);
+  buf_free(&j->snap);
   URSULA_FREE(j);
 }
 
@@ -2343,7 +2344,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
       (m.type == CMD_CREATE || m.type == CMD_APPEND ||
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
        m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
-       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE)) {
+       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE ||
+       m.type == CMD_SNAPSHOT_PUT || m.type == CMD_RETAIN)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -2550,6 +2552,13 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
     if (n >= sizeof(j->res_expires)) n = sizeof(j->res_expires) - 1;
     memcpy(j->res_expires, s->expires_text, n);
     j->res_expires[n] = '\0';
+  }
+  j->retained = s->retained;
+  j->has_snap = s->has_snap;
+  j->snap_at = s->snap_at;
+  if (s->has_snap) {
+    memcpy(j->snap_digest, s->snap_digest, sizeof(j->snap_digest));
+    snprintf(j->snap_type, sizeof(j->snap_type), "%s", s->snap_type);
   }
 }
 
@@ -2911,11 +2920,31 @@ static int group_read_records(struct core *c, struct stream *s,
   return 0;
 }
 
+/* A read below s's retained offset (SNAPSHOTS, stream.c): one at an
+** offset given is 410 (api.c adds Stream-Next-Offset: the retained
+** offset), one from the start (-1, or no offset) starts there.  1 if it
+** was answered. */
+static int group_read_retained(struct core *c, struct job *j,
+                               const struct stream *s) {
+  if (j->offset_now || j->offset >= s->retained) return 0;
+  if (!j->offset_given) {
+    j->offset = s->retained;
+    return 0;
+  }
+  j->tail = s->retained;
+  group_fail(c, j, 410,
+             "the offset is below the stream's retained offset: those "
+             "bytes are no longer kept (Stream-Next-Offset is the first "
+             "one kept)");
+  return 1;
+}
+
 static void group_read(struct core *c, struct group *g, struct job *j) {
   uint64_t now = group_wall(g), start, end;
   struct stream *s = group_read_target(c, g, j, now);
   if (s == NULL) return;
   group_fill_meta(j, s);
+  if (group_read_retained(c, j, s)) return;
   j->status = 200;
   j->reason = NULL;
   j->rec_start_known = 0;
@@ -3089,6 +3118,83 @@ static void group_on_read_hop(struct loop *l, struct loop_msg *m) {
   group_read_source(c, g, j);
 }
 
+/* SNAPSHOTS (stream.c has the state, api.c the routes).  Both reads go
+** through the read barrier, as every read does. */
+
+/* JOB_SNAP_GET: the stream's snapshot (its metadata; with offset_given,
+** 404 unless it is at j->offset; its bytes into j->snap unless the job
+** is a DELETE's). */
+static void group_snap_read(struct core *c, struct group *g, struct job *j) {
+  struct stream *s = group_read_target(c, g, j, group_wall(g));
+  int rc;
+  if (s == NULL) return;
+  group_fill_meta(j, s);
+  j->tail = s->tail;
+  if (!s->has_snap || (j->offset_given && s->snap_at != j->offset)) {
+    group_fail(c, j, 404,
+               s->has_snap ? "no snapshot at this offset"
+                           : "the stream has no snapshot");
+    return;
+  }
+  j->status = 200;
+  j->reason = NULL;
+  j->snap.len = 0;
+  if (!j->snap_delete && (rc = stream_read_snapshot(&g->sm, s, &j->snap)) !=
+                             URSULA_OK) {
+    group_read_failed(c, j, rc);
+    return;
+  }
+  group_reply(c, j);
+}
+
+/* JOB_BOOTSTRAP: the snapshot into j->snap, then the append units from
+** its offset (the retained offset if none) to the tail, or to where the
+** units' bytes pass j->catchup_max (at least one unit), into j->data,
+** their lengths into j->parts; j->tail: where they end. */
+static void group_bootstrap(struct core *c, struct group *g, struct job *j) {
+  struct stream *s = group_read_target(c, g, j, group_wall(g));
+  uint64_t start, end;
+  size_t u;
+  int rc;
+  if (s == NULL) return;
+  group_fill_meta(j, s);
+  start = s->has_snap ? s->snap_at : s->retained;
+  if (start < s->base) {
+    group_fail(c, j, 501,
+               "a bootstrap of a fork's inherited bytes is not supported: "
+               "publish a snapshot at or above its fork point");
+    return;
+  }
+  j->snap.len = j->data.len = j->parts.len = 0;
+  rc = stream_read_snapshot(&g->sm, s, &j->snap);
+  end = start;
+  for (u = stream_unit_at(s, start); rc == URSULA_OK && u < s->n_bounds;
+       u++) {
+    uint64_t len = s->bounds[u] - stream_unit_start(s, u);
+    if (end > start && s->bounds[u] - start > j->catchup_max) break;
+    if (buf_append(&j->parts, &len, sizeof(len)) != URSULA_OK)
+      rc = URSULA_ENOMEM;
+    end = s->bounds[u];
+  }
+  if (rc == URSULA_OK && end > start)
+    rc = stream_read(&g->sm, s, start, end, &j->data);
+  if (rc == URSULA_EAGAIN) { /* runs again once the chunk is here */
+    if ((rc = group_park(c, g, j)) != URSULA_OK) group_fail_fetch(c, j, rc);
+    return;
+  }
+  if (rc != URSULA_OK) {
+    group_read_failed(c, j, rc);
+    return;
+  }
+  j->start = start;
+  j->tail = end;
+  j->up_to_date = end == s->tail;
+  j->closed = s->closed && end == s->tail;
+  j->status = 200;
+  j->reason = NULL;
+  group_reply(c, j);
+}
+
 /* Point the views of j->cmd at j's own fields. */
 URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   struct cmd *m = &j->cmd;
@@ -3134,11 +3240,29 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     case JOB_BUCKET_DELETE:
       j->cmd.type = CMD_BUCKET_DELETE;
       break;
+    case JOB_SNAP_PUT:
+      j->cmd.type = CMD_SNAPSHOT_PUT;
+      break;
+    case JOB_RETAIN:
+      j->cmd.type = CMD_RETAIN;
+      break;
+    case JOB_SNAP_GET:
+      group_barrier(c, g, j, group_snap_read);
+      return;
+    case JOB_BOOTSTRAP:
+      group_barrier(c, g, j, group_bootstrap);
+      return;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
   }
   group_bind_cmd(g, j);
+  if (j->op == JOB_SNAP_PUT || j->op == JOB_RETAIN) {
+    j->cmd.at = j->offset;
+    j->cmd.digest = util_str(j->snap_digest);
+    j->cmd.match = util_str(j->snap_match);
+    if (j->has_match) j->cmd.flags |= CMD_F_MATCH;
+  }
   group_write(c, g, &j->cmd, group_after_change, j);
 }
 

@@ -813,6 +813,8 @@ URSULA_PRIVATE const char *http_status_text(int status) {
       return "Partial Content";
     case 304:
       return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
     case 400:
       return "Bad Request";
     case 401:

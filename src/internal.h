@@ -1147,7 +1147,9 @@ enum {
   CMD_COLD = 7,         /* a prefix of the stream moved to the cold tier */
   CMD_TOUCH = 8,        /* a read slid the stream's TTL window */
   CMD_BUCKET_CREATE = 9, /* PUT /{b}: make the bucket's record */
-  CMD_BUCKET_DELETE = 10 /* DELETE /{b}: remove the bucket's record */
+  CMD_BUCKET_DELETE = 10, /* DELETE /{b}: remove the bucket's record */
+  CMD_SNAPSHOT_PUT = 11, /* PUT .../snapshot/{offset}: publish a snapshot */
+  CMD_RETAIN = 12        /* PUT .../retention/{offset}: drop bytes below */
 };
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
@@ -1165,8 +1167,10 @@ enum {
                                  (n_msgs: its length) */
   CMD_F_RECORD_MATCH = 1 << 10, /* APPEND: Stream-Record-Match (a trailing
                                    record_match, cmd.c) */
-  CMD_F_RECORD_BASE = 1 << 11   /* CREATE of a JSON fork: the records it
+  CMD_F_RECORD_BASE = 1 << 11,  /* CREATE of a JSON fork: the records it
                                    inherits (a trailing record_base) */
+  CMD_F_MATCH = 1 << 12         /* SNAPSHOT_PUT: match holds the request's
+                                   Stream-Snapshot-Match */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -1206,6 +1210,12 @@ struct cmd {
   ** the fork point */
   uint64_t record_match;
   uint64_t record_base;
+  /* SNAPSHOT_PUT and RETAIN: the byte offset (cmd.c); SNAPSHOT_PUT: the
+  ** snapshot's digest, and the Stream-Snapshot-Match it must meet
+  ** (CMD_F_MATCH); its bytes are data, its type content_type */
+  uint64_t at;
+  struct str digest;
+  struct str match;
   /* Not encoded: the start of the encoded bytes the views point into
   ** (set by cmd_decode), so that a view's offset in its log entry is
   ** data.ptr - raw: the logical address of the bytes. */
@@ -1690,6 +1700,8 @@ struct stream_chunk {
 ** reader bookkeeping, upload progress.  Never part of a snapshot or of
 ** stream_digest(), and no apply decision reads it: two replicas with the
 ** same log have equal streams whatever these fields hold. */
+#define STREAM_DIGEST_LEN 71 /* "sha256:" and 64 hex digits */
+
 struct stream_local {
   uint64_t hot_start;       /* bytes before this are only in the log */
   struct buf data;          /* bytes [hot_start, tail): the hot data */
@@ -1701,6 +1713,10 @@ struct stream_local {
                                the owner logs it as a TOUCH (group.c) */
   uint64_t touch_ms;        /* the last read_ms proposed as a TOUCH, */
   uint64_t touch_index;     /* at this log index (0: none on its way) */
+  struct buf snap_data;     /* the published snapshot's bytes while hot
+                               (snap_len of them), else empty: read from
+                               the log at snap_loc (stream.c, SNAPSHOTS) */
+  int snap_hot;             /* snap_data holds them */
 };
 
 struct stream {
@@ -1754,6 +1770,18 @@ struct stream {
   ** for a stream that is not JSON. */
   uint64_t *rec_ends;
   uint64_t rec_base;
+  /* SNAPSHOTS AND RETENTION (stream.c): bytes below `retained` are no
+  ** longer kept (its first retained_units units are wholly below it);
+  ** the published snapshot (has_snap): at byte offset snap_at, snap_len
+  ** bytes of type snap_type, carried by the log entry at snap_loc, and
+  ** its digest "sha256:<64 hex>" */
+  uint64_t retained;
+  size_t retained_units;
+  int has_snap;
+  uint64_t snap_at, snap_len;
+  char *snap_type;
+  char snap_digest[STREAM_DIGEST_LEN + 1];
+  struct stream_loc snap_loc;
   struct stream_local local; /* this node's, not replicated */
 };
 
@@ -1849,6 +1877,12 @@ URSULA_PRIVATE int stream_expired(const struct stream *s,
 /* Normalise a media type for comparison: lowercase, parameters and
 ** surrounding blanks dropped.  Writes at most cap-1 bytes plus NUL. */
 URSULA_PRIVATE void stream_norm_type(struct str ct, char *out, size_t cap);
+/* Append the bytes of s's published snapshot (s->has_snap) to out: from
+** memory while hot, else from the log.  URSULA_OK or an error of the read
+** (URSULA_EIO: neither holds them). */
+URSULA_PRIVATE int stream_read_snapshot(struct stream_state *st,
+                                        const struct stream *s,
+                                        struct buf *out);
 /* Append bytes [start, end) of s to out (s->base <= start <= end <=
 ** s->tail: the stream's own bytes; else URSULA_EINVAL): from memory;
 ** below s->hot_start from the WAL; below s->cold_end from the cold
@@ -2149,8 +2183,12 @@ enum {
                      where it arrives */
   JOB_BUCKET_CREATE, /* PUT /{b}: to the group of "/{b}" */
   JOB_BUCKET_DELETE, /* DELETE /{b}, once no stream is in it (api.c) */
-  JOB_BUCKETS        /* a bucket gathering (api.c; never a group's):
+  JOB_BUCKETS,       /* a bucket gathering (api.c; never a group's):
                         bucket_mode says which */
+  JOB_SNAP_PUT,      /* PUT .../snapshot/{offset} (api.c, SNAPSHOTS) */
+  JOB_SNAP_GET,      /* GET, HEAD, DELETE .../snapshot[/{offset}] */
+  JOB_RETAIN,        /* PUT .../retention/{offset} */
+  JOB_BOOTSTRAP      /* GET .../bootstrap */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
@@ -2219,8 +2257,27 @@ struct job {
   uint64_t unit_prefix;
   uint64_t unit_inc;
   uint64_t unit_rec; /* JSON: the records before that append */
-  uint64_t offset; /* read: start position */
+  uint64_t offset; /* read: start position; JOB_SNAP_*, JOB_RETAIN: the
+                      route's offset */
   int offset_now;     /* read: offset=now */
+  int offset_given;   /* read: an offset other than -1 or now was given
+                         (below the retained offset it is a 410); the
+                         JOB_SNAP_GET routes: the route named one */
+  /* JOB_SNAP_*, JOB_RETAIN, JOB_BOOTSTRAP (api.c, SNAPSHOTS): the
+  ** snapshot's digest (a PUT's: computed from its body) and
+  ** Stream-Snapshot-Match (has_match); the answer: the stream's
+  ** snapshot (has_snap, its offset, type and, for a GET, bytes in snap)
+  ** and retained offset; a bootstrap's parts: the units' lengths
+  ** (uint64_t each) in parts, their bytes in data */
+  char snap_digest[STREAM_DIGEST_LEN + 1];
+  char snap_match[STREAM_DIGEST_LEN + 1];
+  int has_match;
+  int has_snap;
+  uint64_t snap_at;
+  char snap_type[256];
+  struct buf snap;
+  int snap_delete; /* JOB_SNAP_GET for a DELETE: no bytes wanted */
+  uint64_t retained;
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */

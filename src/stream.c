@@ -72,7 +72,8 @@
 ** (204, its original acknowledgement) before the match is looked at: a
 ** retry of an append that applied must not turn into a 412 because its
 ** own first try moved the next record.  The first retained record is
-** stream_record_first() (0 until retention trims).
+** stream_record_first() (the records below the retained offset: 0 until
+** retention trims).
 **
 ** Protocol rules applied here (see protocol.md of the Durable Streams
 ** Protocol): create idempotency, closure, idempotent producers, Stream-Seq
@@ -103,7 +104,10 @@ static void stream_free(struct stream_state *st, struct stream *s) {
     next = p->next;
     URSULA_FREE(p);
   }
+  st->hot_bytes -= s->local.snap_data.len;
   buf_free(&s->local.data);
+  buf_free(&s->local.snap_data);
+  URSULA_FREE(s->snap_type);
   for (i = 0; i < s->n_chunks; i++) URSULA_FREE(s->chunks[i].name);
   URSULA_FREE(s->chunks);
   URSULA_FREE(s->bounds);
@@ -234,8 +238,9 @@ URSULA_PRIVATE uint64_t stream_unit_floor(const struct stream *s,
 }
 
 URSULA_PRIVATE uint64_t stream_record_first(const struct stream *s) {
-  (void)s;
-  return 0;
+  if (s->retained == 0) return 0;
+  return s->retained_units > 0 ? s->rec_ends[s->retained_units - 1]
+                               : s->rec_base;
 }
 
 URSULA_PRIVATE uint64_t stream_record_next(const struct stream *s) {
@@ -364,10 +369,16 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
 
 /* Drop s's hot units that the log holds, oldest first, keeping at least
 ** the last `keep` bytes, until st->hot_bytes <= target. */
+static void stream_snap_cool(struct stream_state *st, struct stream *s);
+
 static void stream_evict_one(struct stream_state *st, struct stream *s,
                              uint64_t keep, uint64_t target) {
   size_t u = stream_unit_at(s, s->local.hot_start);
   uint64_t to = s->local.hot_start, drop;
+  /* a published snapshot the log holds goes first: it is read once per
+  ** bootstrap, not followed as the tail is */
+  if (s->local.snap_hot && s->snap_loc.index != 0 && st->hot_bytes > target)
+    stream_snap_cool(st, s);
   while (u < s->n_bounds && s->locs[u].index != 0 &&
          s->bounds[u] + keep <= s->tail &&
          st->hot_bytes - (to - s->local.hot_start) > target)
@@ -817,6 +828,16 @@ static void stream_apply_fork_acquire(struct stream_state *st,
     stream_fail(r, 400, "Stream-Fork-Offset is beyond the source's tail");
     return;
   }
+  if (off < s->retained) {
+    stream_fail(r, 410, "Stream-Fork-Offset is below the source's retained "
+                        "offset: those bytes are no longer kept");
+    return;
+  }
+  if (s->retained > 0) { /* a fork reads its source from 0 (SNAPSHOTS) */
+    stream_fail(r, 409, "the source's bytes below its retained offset are "
+                        "no longer kept: it cannot be forked");
+    return;
+  }
   if ((c->flags & CMD_F_CT) &&
       !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the fork source");
@@ -1068,6 +1089,159 @@ static void stream_apply_bucket_delete(struct stream_state *st,
   r->status = 204;
 }
 
+/* ------------------------------------------------------------ SNAPSHOTS
+
+   SNAPSHOTS AND RETENTION (issue 16, item 6: the Loro design; the
+   routes and their answers are api.c's, SNAPSHOTS).  A stream has at
+   most one published snapshot: opaque bytes a client made of the
+   stream's first snap_at bytes (a CRDT document, say), with their
+   content type and digest.  SNAPSHOT_PUT carries the bytes, so the log
+   holds them exactly as it holds an append's: the state keeps the
+   metadata (offset, type, digest, length) and where they are
+   (snap_loc: the entry and the offset in its payload), and memory keeps
+   the bytes only while hot (local.snap_data, counted in hot_bytes):
+   eviction drops them first once the log holds them, a restart never
+   loads them, and a read takes them from the log then (st->read_cold).
+   They pin the log as a unit does (stream_oldest_index), and when the
+   log is compacted past them they travel as a piece of the snapshot
+   file (stream_log_units), so they survive both.  The cold tier does not
+   move them (they stay in the log and its snapshot pieces).
+
+   Rules, in the order apply checks them:
+     SNAPSHOT_PUT at `at`: 404 no stream (410 soft-deleted); 400 if at is
+       past the tail, below the retained offset, or not an append
+       boundary (0, or the end of an append; a fork: not below its fork
+       point); 200 if the same digest is published at the same offset
+       (a retry: the digest covers the type and the bytes); 409 if
+       CMD_F_MATCH and match is not the current digest ("none": there is
+       no snapshot); 409 if another snapshot is at that offset, or one
+       at a higher offset; else 201: it replaces the old one, whose
+       bytes are freed.
+     RETAIN at `at`: 404, 410 as above; 400 past the tail or not an
+       append boundary; 204 and nothing changes if at <= retained; 409
+       if a fork holds a reference (refcount > 0: a fork reads its
+       source's bytes from 0) or if a snapshot is published below at
+       (its bootstrap would miss the bytes between); else 204: retained
+       = at, the hot bytes below it are freed, and its units wholly below
+       it pin the log no more.  Chunks of the cold tier below it stay
+       (not deleted: left for later).
+   With a cold tier, the retained units still pin the log until the
+   tier has moved them (it reads them from there: stream_first_kept); the
+   chunks that hold them then stay.  A fork of a stream with a retained
+   offset is refused (410 below it, 409 else: a fork would read its
+   source from 0). */
+
+/* Whether at is where an append of s starts or ends: 0 .. tail. */
+static int stream_is_boundary(const struct stream *s, uint64_t at) {
+  return at >= s->base && stream_unit_floor(s, at) == at;
+}
+
+/* Drop the hot copy of s's snapshot: the log has it. */
+static void stream_snap_cool(struct stream_state *st, struct stream *s) {
+  st->hot_bytes -= s->local.snap_data.len;
+  buf_free(&s->local.snap_data);
+  s->local.snap_hot = 0;
+}
+
+URSULA_PRIVATE int stream_read_snapshot(struct stream_state *st,
+                                        const struct stream *s,
+                                        struct buf *out) {
+  if (!s->has_snap || s->snap_len == 0) return URSULA_OK;
+  if (s->local.snap_hot)
+    return buf_append(out, s->local.snap_data.ptr, (size_t)s->snap_len);
+  if (st->read_cold == NULL || s->snap_loc.index == 0) return URSULA_EIO;
+  return st->read_cold(st->read_ctx, &s->snap_loc, s->snap_len, out);
+}
+
+static void stream_apply_snapshot_put(struct stream_state *st, uint64_t index,
+                                      const struct cmd *c,
+                                      struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  const char *cur;
+  if (s == NULL || s->soft_deleted) {
+    stream_fail(r, s == NULL ? 404 : 410,
+                s == NULL ? "stream not found" : "stream was deleted");
+    return;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  if (c->at > s->tail) {
+    stream_fail(r, 400, "the snapshot offset is beyond the stream's tail");
+  } else if (c->at < s->retained) {
+    stream_fail(r, 400, "the snapshot offset is below the retained offset");
+  } else if (!stream_is_boundary(s, c->at)) {
+    stream_fail(r, 400, "the snapshot offset is not an append boundary");
+  } else if (c->digest.len != STREAM_DIGEST_LEN ||
+             memchr(c->content_type.ptr, '\0', c->content_type.len)) {
+    stream_fail(r, 400, "malformed snapshot command");
+  } else if (s->has_snap && s->snap_at == c->at &&
+             memcmp(s->snap_digest, c->digest.ptr, STREAM_DIGEST_LEN) == 0) {
+    r->status = 200; /* the same snapshot again: a retry */
+  } else if ((cur = s->has_snap ? s->snap_digest : "none"),
+             (c->flags & CMD_F_MATCH) && !util_str_eq(c->match, cur)) {
+    stream_fail(r, 409, "Stream-Snapshot-Match does not name the current "
+                        "snapshot");
+  } else if (s->has_snap && s->snap_at == c->at) {
+    stream_fail(r, 409, "a different snapshot is published at this offset");
+  } else if (s->has_snap && s->snap_at > c->at) {
+    stream_fail(r, 409, "a snapshot at a higher offset is published");
+  } else {
+    if (s->local.snap_hot) stream_snap_cool(st, s);
+    stream_set_str(&s->snap_type, NULL, c->content_type);
+    memcpy(s->snap_digest, c->digest.ptr, STREAM_DIGEST_LEN);
+    s->snap_digest[STREAM_DIGEST_LEN] = '\0';
+    s->has_snap = 1;
+    s->snap_at = c->at;
+    s->snap_len = c->data.len;
+    s->snap_loc.index = index;
+    s->snap_loc.off = stream_off(c, c->data.ptr);
+    if (!(st->log_only && index != 0) && c->data.len > 0) {
+      if (buf_append(&s->local.snap_data, c->data.ptr, c->data.len) !=
+          URSULA_OK)
+        stream_oom();
+      st->hot_bytes += c->data.len;
+      s->local.snap_hot = 1;
+    }
+    r->status = 201;
+  }
+}
+
+static void stream_apply_retain(struct stream_state *st, const struct cmd *c,
+                                struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL || s->soft_deleted) {
+    stream_fail(r, s == NULL ? 404 : 410,
+                s == NULL ? "stream not found" : "stream was deleted");
+    return;
+  }
+  r->tail = s->tail;
+  r->closed = s->closed;
+  if (c->at > s->tail) {
+    stream_fail(r, 400, "the retention offset is beyond the stream's tail");
+  } else if (c->at <= s->retained) {
+    r->status = 204; /* never moves back: the current one stands */
+  } else if (!stream_is_boundary(s, c->at)) {
+    stream_fail(r, 400, "the retention offset is not an append boundary");
+  } else if (s->refcount > 0) {
+    stream_fail(r, 409, "a fork of this stream still reads its bytes: "
+                        "retention cannot move while it has forks");
+  } else if (s->has_snap && s->snap_at < c->at) {
+    stream_fail(r, 409, "the published snapshot is below this offset: "
+                        "publish one at or above it first");
+  } else {
+    s->retained = c->at;
+    s->retained_units = stream_unit_at(s, c->at);
+    if (s->local.hot_start < c->at) { /* memory need not keep them */
+      uint64_t drop = c->at - s->local.hot_start;
+      buf_consume(&s->local.data, (size_t)drop);
+      st->hot_bytes -= drop;
+      s->local.hot_start = c->at;
+      if (s->local.data.len == 0) buf_free(&s->local.data);
+    }
+    r->status = 204;
+  }
+}
+
 /* ------------------------------------------------------------ apply */
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
@@ -1110,6 +1284,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
     case CMD_BUCKET_DELETE:
       stream_apply_bucket_delete(st, c, r);
       break;
+    case CMD_SNAPSHOT_PUT:
+      stream_apply_snapshot_put(st, index, c, r);
+      break;
+    case CMD_RETAIN:
+      stream_apply_retain(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -1125,7 +1305,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 6 (format version)   v next_incarnation   v number of streams
+     v 7 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -1144,6 +1324,11 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
          (JSON messages in the unit; 0 for a stream not JSON), then, for
          the units past the chunks' end only, v log index, v offset in
          that entry's payload
+       v retained (0: all kept; else the end of a unit; from version 7)
+       v snapshot (from version 7; 0: none, 1: one, then:)
+         v snap_at   b snap_type   b digest (71 bytes)   v length
+         v log index   v offset in that entry's payload (both 0 for
+         an empty snapshot)
      v number of bucket records, then per record (in name order,
        bytewise, each name once): b name (a bucket name, without the
        '/'), v created_ms
@@ -1158,12 +1343,14 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    stream that is no fork has none of the fork fields, chunks and units
    are non-empty and end exactly at a unit end and at the tail, and no
    sum wraps; record counts are 0 on a stream not JSON and add up to at
-   most URSULA_MAX_RECORD.  Version 5 is version 6 without rec_base and
-   the units' record counts, and is read: its streams count 0 records
-   (their records were appended by a build that did not count them: the
-   record headers of such a stream count from the first append after the
-   upgrade, README, "JSON record coordinates").  Version 4 is version 5
-   without the bucket records (a
+   most URSULA_MAX_RECORD; retained and snap_at are unit boundaries,
+   retained <= snap_at.  Version 6 is version 7 without retained and
+   snapshot (none then), and is read.  Version 5 is version 6 without
+   rec_base and the units' record counts, and is read: its streams count
+   0 records (their records were appended by a build that did not count
+   them: the record headers of such a stream count from the first append
+   after the upgrade, README, "JSON record coordinates").  Version 4 is
+   version 5 without the bucket records (a
    group of that build had none), and is read.  Version 3 is version 4
    without base and fork_inc (its forks hold copies of what they
    inherited: base 0), and is read.
@@ -1176,7 +1363,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 6
+#define STREAM_SNAP_VERSION 7
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
@@ -1263,6 +1450,17 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
     bad |= cmd_put_varint(out, s->locs[i].index);
     bad |= cmd_put_varint(out, s->locs[i].off);
   }
+  bad |= cmd_put_varint(out, s->retained);
+  bad |= cmd_put_varint(out, (uint64_t)s->has_snap);
+  if (s->has_snap) {
+    if (s->snap_len > 0 && s->snap_loc.index == 0) return URSULA_EINVAL;
+    bad |= cmd_put_varint(out, s->snap_at);
+    bad |= cmd_put_bytes(out, util_str(s->snap_type));
+    bad |= cmd_put_bytes(out, stream_str(s->snap_digest, STREAM_DIGEST_LEN));
+    bad |= cmd_put_varint(out, s->snap_len);
+    bad |= cmd_put_varint(out, s->snap_len ? s->snap_loc.index : 0);
+    bad |= cmd_put_varint(out, s->snap_len ? s->snap_loc.off : 0);
+  }
   return bad ? URSULA_ENOMEM : URSULA_OK;
 }
 
@@ -1334,6 +1532,37 @@ static int stream_restore_chunks(const unsigned char **p,
     ch->start = s->cold_end;
     ch->end = s->cold_end += len;
   }
+  return 0;
+}
+
+static int stream_is_boundary(const struct stream *s, uint64_t at);
+
+/* Decode the retained offset and the published snapshot of s (format 6);
+** 0, or -1 for bad input. */
+static int stream_restore_snap(const unsigned char **p,
+                               const unsigned char *end, struct stream *s) {
+  uint64_t has = 0;
+  struct str ct, dg;
+  if (cmd_get_varint(p, end, &s->retained) || s->retained > s->tail ||
+      (s->retained > 0 && !stream_is_boundary(s, s->retained)) ||
+      cmd_get_varint(p, end, &has) || has > 1)
+    return -1;
+  s->retained_units = stream_unit_at(s, s->retained);
+  if (has == 0) return 0;
+  if (cmd_get_varint(p, end, &s->snap_at) || cmd_get_bytes(p, end, &ct) ||
+      cmd_get_bytes(p, end, &dg) || cmd_get_varint(p, end, &s->snap_len) ||
+      cmd_get_varint(p, end, &s->snap_loc.index) ||
+      cmd_get_varint(p, end, &s->snap_loc.off) || s->snap_at > s->tail ||
+      s->snap_at < s->retained || !stream_is_boundary(s, s->snap_at) ||
+      memchr(ct.ptr, '\0', ct.len) != NULL || dg.len != STREAM_DIGEST_LEN ||
+      memchr(dg.ptr, '\0', dg.len) != NULL ||
+      (s->snap_len > 0) != (s->snap_loc.index > 0) ||
+      (s->snap_len == 0 && s->snap_loc.off != 0))
+    return -1;
+  s->has_snap = 1;
+  stream_take(&s->snap_type, NULL, ct, 0);
+  memcpy(s->snap_digest, dg.ptr, STREAM_DIGEST_LEN);
+  s->snap_digest[STREAM_DIGEST_LEN] = '\0';
   return 0;
 }
 
@@ -1451,7 +1680,7 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
       (s->cold_units > 0 && s->bounds[s->cold_units - 1] != s->cold_end))
     return -1;
   s->local.hot_start = s->tail; /* nothing in memory: read from the log */
-  return 0;
+  return version >= 7 ? stream_restore_snap(p, end, s) : 0;
 }
 
 /* Decode the bucket records of a snapshot: names valid and strictly
@@ -1480,8 +1709,7 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
   const struct stream *last = NULL; /* the stream before: paths ascend */
   uint64_t version, n, i;
   if (cmd_get_varint(&q, end, &version) ||
-      (version != STREAM_SNAP_VERSION && version != 5 && version != 4 &&
-       version != 3) ||
+      version < 3 || version > STREAM_SNAP_VERSION ||
       cmd_get_varint(&q, end, &st->next_incarnation) ||
       cmd_get_varint(&q, end, &n))
     return URSULA_ECORRUPT;
@@ -1510,8 +1738,20 @@ URSULA_PRIVATE int stream_restore(struct stream_state *st, const void *p,
 
 /* The first unit of s, not in the cold tier, whose entry is at or after
 ** floor (a stream's units are logged in order); s->n_bounds if none. */
-static size_t stream_first_unit_from(const struct stream *s, uint64_t floor) {
-  size_t lo = s->cold_units, hi = s->n_bounds;
+/* The first unit of s whose bytes the log must keep: past the cold tier's
+** chunks and, without a cold tier, past the retained offset (SNAPSHOTS;
+** with one, the tier still moves the retained bytes out of the log, which
+** reads them, and they stop pinning it then). */
+static size_t stream_first_kept(const struct stream_state *st,
+                                const struct stream *s) {
+  if (st->read_chunk == NULL && s->retained_units > s->cold_units)
+    return s->retained_units;
+  return s->cold_units;
+}
+
+static size_t stream_first_unit_from(const struct stream_state *st,
+                                     const struct stream *s, uint64_t floor) {
+  size_t lo = stream_first_kept(st, s), hi = s->n_bounds;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     if (s->locs[mid].index < floor)
@@ -1530,9 +1770,12 @@ URSULA_PRIVATE uint64_t stream_oldest_index(const struct stream_state *st,
   /* units in the cold tier need the log no more */
   for (i = 0; i < st->cap; i++)
     for (s = st->slots[i]; s != NULL; s = s->hnext) {
-      u = stream_first_unit_from(s, floor > 0 ? floor : 1);
+      u = stream_first_unit_from(st, s, floor > 0 ? floor : 1);
       if (u < s->n_bounds && s->locs[u].index < oldest)
         oldest = s->locs[u].index;
+      if (s->has_snap && s->snap_len > 0 && s->snap_loc.index >= floor &&
+          s->snap_loc.index < oldest) /* the snapshot's bytes (SNAPSHOTS) */
+        oldest = s->snap_loc.index;
     }
   return oldest;
 }
@@ -1550,8 +1793,17 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
   const struct stream *s;
   out->len = 0;
   for (i = 0; i < st->cap; i++)
-    for (s = st->slots[i]; s != NULL; s = s->hnext)
-      for (u = s->cold_units; u < s->n_bounds; u++) {
+    for (s = st->slots[i]; s != NULL; s = s->hnext) {
+      if (s->has_snap && s->snap_len > 0 && s->snap_loc.index != 0 &&
+          s->snap_loc.index < below) { /* the snapshot's bytes */
+        struct stream_piece pc;
+        pc.index = s->snap_loc.index;
+        pc.off = s->snap_loc.off;
+        pc.len = s->snap_len;
+        if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
+          return URSULA_ENOMEM;
+      }
+      for (u = stream_first_kept(st, s); u < s->n_bounds; u++) {
         struct stream_piece pc;
         if (s->locs[u].index == 0) continue; /* in memory only */
         if (s->locs[u].index >= below) break; /* logged in order */
@@ -1561,6 +1813,7 @@ URSULA_PRIVATE int stream_log_units(const struct stream_state *st,
         if (buf_append(out, &pc, sizeof(pc)) != URSULA_OK)
           return URSULA_ENOMEM;
       }
+    }
   if (out->len > 0)
     qsort(out->ptr, out->len / sizeof(struct stream_piece),
           sizeof(struct stream_piece), stream_piece_cmp);

@@ -1366,7 +1366,7 @@ static void test_stream_buckets(void) {
   ASSERT(a.n_buckets == 2);
   /* the records survive a snapshot, canonically */
   ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
-  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 6);
+  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 7);
   ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
   ASSERT(b.n_buckets == 2 && stream_bucket_find(&b, util_str("abcd")) != NULL &&
          stream_bucket_find(&b, util_str("abcd"))->created_ms == 5);
@@ -1509,7 +1509,7 @@ static void test_stream_records(void) {
   ASSERT(off == 22 && skip == 0 && stream_record_at(s, 22) == 6);
   /* the counts survive a snapshot, canonically */
   ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
-  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 6);
+  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 7);
   ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
   s = stream_find(&b, util_str("/j"));
   ASSERT(s != NULL && stream_record_next(s) == 7);
@@ -1543,8 +1543,193 @@ static void test_stream_records(void) {
   buf_free(&r.garbage);
 }
 
+/* Snapshots and retention (stream.c, SNAPSHOTS): RETAIN's bytes as
+** cmd.c writes them out, SNAPSHOT_PUT's round trip, the rules of both,
+** the bytes kept in the log (oldest index, pieces), and both in a state
+** machine snapshot (format 6; 5 still read). */
+static void test_stream_snapshots(void) {
+  static const unsigned char want[] = {
+      0x02, 0x0c, 0x00, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x09, 0x2f,
+      0x64, 0x65, 0x6d, 0x6f, 0x2f, 0x64, 0x6f, 0x63, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0xac, 0x02};
+  static const char d1[] =
+      "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+  static const char d2[] =
+      "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+  struct stream_state a, b;
+  struct stream_result r;
+  struct buf enc, bounds, s1, s2, out;
+  struct cmd c, d;
+  struct stream *s;
+  memset(&r, 0, sizeof(r));
+  memset(&enc, 0, sizeof(enc));
+  memset(&bounds, 0, sizeof(bounds));
+  memset(&s1, 0, sizeof(s1));
+  memset(&s2, 0, sizeof(s2));
+  memset(&out, 0, sizeof(out));
+  /* the bytes of cmd.c's example */
+  c = unit_cmd(CMD_RETAIN, "/demo/doc", 1700000000000ULL);
+  c.content_type = util_str("");
+  c.at = 300;
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(enc.len == sizeof(want) && memcmp(enc.ptr, want, sizeof(want)) == 0);
+  /* SNAPSHOT_PUT: every field back */
+  c = unit_cmd(CMD_SNAPSHOT_PUT, "/demo/doc", 7);
+  c.content_type = util_str("application/x-loro");
+  c.data = util_str("SNAP");
+  c.at = 4;
+  c.digest = util_str(d1);
+  c.match = util_str("none");
+  c.flags = CMD_F_MATCH;
+  enc.len = 0;
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK);
+  ASSERT(d.type == CMD_SNAPSHOT_PUT && d.at == 4 &&
+         util_str_eq(d.digest, d1) && util_str_eq(d.match, "none") &&
+         util_str_eq(d.data, "SNAP") && d.flags == CMD_F_MATCH);
+  ASSERT(cmd_decode(enc.ptr, enc.len - 1, &d, &bounds) == URSULA_ECORRUPT);
+  /* a stream of three appends: 0 [u1] 2 [u2] 4 [u3] 6 */
+  stream_state_init(&a);
+  stream_state_init(&b);
+  unit_stream_index = 10;
+  c = unit_cmd(CMD_CREATE, "/demo/doc", 1);
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c = unit_cmd(CMD_APPEND, "/demo/doc", 2);
+  c.data = util_str("u1");
+  unit_stream_index = 11;
+  ASSERT(unit_apply(&a, &c, &r) == 204);
+  c.data = util_str("u2");
+  unit_stream_index = 12;
+  ASSERT(unit_apply(&a, &c, &r) == 204);
+  c.data = util_str("u3");
+  unit_stream_index = 13;
+  ASSERT(unit_apply(&a, &c, &r) == 204);
+  c = unit_cmd(CMD_SNAPSHOT_PUT, "/demo/doc", 3);
+  c.content_type = util_str("application/x-loro");
+  c.data = util_str("SNAP");
+  c.digest = util_str(d1);
+  c.at = 7;
+  ASSERT(unit_apply(&a, &c, &r) == 400); /* past the tail */
+  c.at = 3;
+  ASSERT(unit_apply(&a, &c, &r) == 400); /* not a boundary */
+  c.at = 4;
+  c.flags = CMD_F_MATCH;
+  c.match = util_str(d1);
+  ASSERT(unit_apply(&a, &c, &r) == 409); /* there is none yet */
+  c.match = util_str("none");
+  unit_stream_index = 14;
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  ASSERT(unit_apply(&a, &c, &r) == 200); /* the same again */
+  c.flags = 0;
+  c.digest = util_str(d2);
+  ASSERT(unit_apply(&a, &c, &r) == 409); /* other bytes, same offset */
+  c.at = 2;
+  ASSERT(unit_apply(&a, &c, &r) == 409); /* below the current one */
+  s = stream_find(&a, util_str("/demo/doc"));
+  ASSERT(s != NULL && s->has_snap && s->snap_at == 4 && s->snap_len == 4 &&
+         s->snap_loc.index == 14 && strcmp(s->snap_digest, d1) == 0);
+  ASSERT(stream_read_snapshot(&a, s, &out) == URSULA_OK &&
+         out.len == 4 && memcmp(out.ptr, "SNAP", 4) == 0);
+  /* the snapshot's entry pins the log; it travels as a piece below */
+  ASSERT(stream_oldest_index(&a, 1) == 11);
+  ASSERT(stream_log_units(&a, 15, &s1) == URSULA_OK &&
+         s1.len == 4 * sizeof(struct stream_piece));
+  /* RETAIN: rules */
+  c = unit_cmd(CMD_RETAIN, "/demo/doc", 4);
+  c.at = 7;
+  ASSERT(unit_apply(&a, &c, &r) == 400);
+  c.at = 3;
+  ASSERT(unit_apply(&a, &c, &r) == 400);
+  c.at = 6;
+  ASSERT(unit_apply(&a, &c, &r) == 409); /* past the snapshot */
+  c.at = 4;
+  ASSERT(unit_apply(&a, &c, &r) == 204 && s->retained == 4 &&
+         s->retained_units == 2 && s->local.hot_start == 4);
+  c.at = 2;
+  ASSERT(unit_apply(&a, &c, &r) == 204 && s->retained == 4); /* no back */
+  c = unit_cmd(CMD_SNAPSHOT_PUT, "/demo/doc", 5);
+  c.digest = util_str(d2);
+  c.at = 2;
+  ASSERT(unit_apply(&a, &c, &r) == 400); /* below the retained offset */
+  /* the units below pin the log no more */
+  ASSERT(stream_oldest_index(&a, 1) == 13);
+  ASSERT(stream_log_units(&a, 15, &s1) == URSULA_OK &&
+         s1.len == 2 * sizeof(struct stream_piece));
+  /* both survive a snapshot, canonically */
+  s1.len = 0;
+  ASSERT(stream_snapshot(&a, &s1) == URSULA_OK && s1.ptr[0] == 7);
+  ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
+  s = stream_find(&b, util_str("/demo/doc"));
+  ASSERT(s != NULL && s->retained == 4 && s->retained_units == 2 &&
+         s->has_snap && s->snap_at == 4 && s->snap_len == 4 &&
+         s->snap_loc.index == 14 && !s->local.snap_hot &&
+         strcmp(s->snap_type, "application/x-loro") == 0 &&
+         strcmp(s->snap_digest, d1) == 0);
+  ASSERT(stream_snapshot(&b, &s2) == URSULA_OK);
+  ASSERT(s2.len == s1.len && memcmp(s2.ptr, s1.ptr, s1.len) == 0);
+  /* a damaged retained offset (not a boundary) is refused */
+  {
+    size_t k;
+    int refused = 0;
+    for (k = 0; k + 3 < s1.len; k++) /* retained 4, has 1, at 4, type 18 */
+      if (memcmp(s1.ptr + k, "\4\1\4\22", 4) == 0) {
+        struct stream_state x;
+        s1.ptr[k] = 3;
+        stream_state_init(&x);
+        refused = stream_restore(&x, s1.ptr, s1.len) == URSULA_ECORRUPT;
+        stream_state_free(&x);
+        s1.ptr[k] = 4;
+        break;
+      }
+    ASSERT(refused);
+  }
+  stream_state_free(&b);
+  /* retained to the tail, the snapshot there: its entry alone pins the
+  ** log, and is the one piece below it */
+  stream_state_init(&b);
+  unit_stream_index = 20;
+  c = unit_cmd(CMD_CREATE, "/solo", 1);
+  c.data = util_str("xyz");
+  ASSERT(unit_apply(&b, &c, &r) == 201);
+  unit_stream_index = 21;
+  c = unit_cmd(CMD_SNAPSHOT_PUT, "/solo", 2);
+  c.data = util_str("SNAPSHOT");
+  c.digest = util_str(d1);
+  c.at = 3;
+  ASSERT(unit_apply(&b, &c, &r) == 201);
+  unit_stream_index = 22;
+  c = unit_cmd(CMD_RETAIN, "/solo", 3);
+  c.at = 3;
+  ASSERT(unit_apply(&b, &c, &r) == 204);
+  ASSERT(stream_oldest_index(&b, 1) == 21);
+  ASSERT(stream_log_units(&b, 22, &s2) == URSULA_OK &&
+         s2.len == sizeof(struct stream_piece) &&
+         ((const struct stream_piece *)(void *)s2.ptr)->index == 21 &&
+         ((const struct stream_piece *)(void *)s2.ptr)->len == 8);
+  s2.len = 0;
+  stream_state_free(&b);
+  /* version 5: no retained offset and no snapshot */
+  stream_state_init(&b);
+  {
+    static const unsigned char v5[] = {5, 1, 0, 0};
+    ASSERT(stream_restore(&b, v5, sizeof(v5)) == URSULA_OK);
+  }
+  stream_state_free(&b);
+  stream_state_free(&a);
+  unit_stream_index = 0;
+  buf_free(&enc);
+  buf_free(&bounds);
+  buf_free(&s1);
+  buf_free(&s2);
+  buf_free(&out);
+  buf_free(&r.releases);
+  buf_free(&r.garbage);
+}
+
 static const struct unit_case unit_stream_cases[] = {
     {"stream_records", test_stream_records},
+    {"stream_snapshots", test_stream_snapshots},
     {"stream_buckets", test_stream_buckets},
     {"stream_snapshot", test_stream_snapshot},
     {"stream_cmd_roundtrip", test_stream_cmd_roundtrip},

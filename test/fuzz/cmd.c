@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(rc == URSULA_OK || rc == URSULA_ECORRUPT);
   if (rc == URSULA_OK) {
     FUZZ_CHECK(c.raw == p);
-    FUZZ_CHECK(c.type >= CMD_CREATE && c.type <= CMD_BUCKET_DELETE);
+    FUZZ_CHECK(c.type >= CMD_CREATE && c.type <= CMD_RETAIN);
     FUZZ_CHECK(fuzz_inside(p, n, c.path));
     FUZZ_CHECK(fuzz_inside(p, n, c.content_type));
     FUZZ_CHECK(fuzz_inside(p, n, c.data));
@@ -45,6 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(fuzz_inside(p, n, c.fork_source));
     FUZZ_CHECK(fuzz_inside(p, n, c.inherited));
     FUZZ_CHECK(fuzz_inside(p, n, c.object));
+    FUZZ_CHECK(fuzz_inside(p, n, c.digest));
+    FUZZ_CHECK(fuzz_inside(p, n, c.match));
     FUZZ_CHECK(c.n_bounds * sizeof(uint64_t) <= bounds.len ||
                c.n_bounds * sizeof(uint64_t) <= bounds.cap);
     FUZZ_CHECK(cmd_encode(&c, &enc) == URSULA_OK);

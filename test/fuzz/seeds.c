@@ -199,7 +199,8 @@ static struct cmd seed_cmd(int type, const char *path, uint64_t t) {
 /* The command script the state seeds are made of: creates, appends with
 ** producers and Stream-Seq, JSON (an append with Stream-Record-Match), a
 ** fork with inherited units, TTLs and Expires-At, touches, a close, a cold
-** move, a delete, bucket records made and removed. */
+** move, a delete, bucket records made and removed, a snapshot published
+** and a retained offset. */
 static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   size_t n = 0;
   struct cmd c;
@@ -277,6 +278,26 @@ static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   out[n++] = c;
   c = seed_cmd(CMD_BUCKET_DELETE, "/zz-z", 1700000001700ULL);
   c.content_type = util_str("");
+  out[n++] = c;
+  /* a published snapshot and a retained offset (stream.c, SNAPSHOTS) */
+  c = seed_cmd(CMD_CREATE, "/demo/s", 1700000001800ULL);
+  c.data = util_str("abc");
+  out[n++] = c;
+  c = seed_cmd(CMD_APPEND, "/demo/s", 1700000001900ULL);
+  c.data = util_str("de");
+  out[n++] = c;
+  c = seed_cmd(CMD_SNAPSHOT_PUT, "/demo/s", 1700000002000ULL);
+  c.content_type = util_str("application/x-loro");
+  c.data = util_str("SNAPSHOT");
+  c.at = 3;
+  c.digest = util_str(
+      "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+  c.match = util_str("none");
+  c.flags = CMD_F_MATCH;
+  out[n++] = c;
+  c = seed_cmd(CMD_RETAIN, "/demo/s", 1700000002100ULL);
+  c.content_type = util_str("");
+  c.at = 3;
   out[n++] = c;
   return n;
 }
