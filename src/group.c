@@ -688,6 +688,7 @@ URSULA_PRIVATE void job_free(struct job *j) {
   buf_free(&j->body);
   buf_free(&j->parts);
   buf_free(&j->data);
+  buf_free(&j->attrs);
   URSULA_FREE(j);
 }
 
@@ -969,6 +970,7 @@ URSULA_PRIVATE void group_free(struct group *g) {
   URSULA_FREE(g->flight.props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
+  buf_free(&g->res.ops);
   raft_free(&g->raft);
   URSULA_FREE(g->out.a);
   URSULA_FREE(g->outbox);
@@ -1236,7 +1238,7 @@ static int group_apply_entry(struct core *c, struct group *g,
   g->applied_term = e->term;
   if (e->type != WAL_CMD) { /* a no-op changes nothing */
     memset(r, 0, offsetof(struct stream_result, garbage));
-    r->releases.len = r->garbage.len = 0;
+    r->releases.len = r->garbage.len = r->ops.len = 0;
     return URSULA_OK;
   }
   if (cmd_decode(e->data, e->len, &applied, &g->bounds) != URSULA_OK) {
@@ -1254,6 +1256,15 @@ static int group_apply_entry(struct core *c, struct group *g,
   }
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
+  if (applied.type == CMD_MULTI) { /* each op's stream has its readers */
+    size_t k;
+    for (k = 0; k + sizeof(struct stream_op) <= r->ops.len;
+         k += sizeof(struct stream_op)) {
+      struct stream_op o;
+      memcpy(&o, r->ops.ptr + k, sizeof(o));
+      if (o.r.notify && o.r.watch_mask) group_notify(c, g, o.path, &o.r);
+    }
+  }
   if (!group_effects_here(g, e)) return URSULA_OK;
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->tier.cold != NULL)
@@ -2343,7 +2354,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
       (m.type == CMD_CREATE || m.type == CMD_APPEND ||
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
        m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
-       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE)) {
+       m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE ||
+       m.type == CMD_MULTI || m.type == CMD_ATTRS)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -2523,10 +2535,18 @@ URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
 
 URSULA_PRIVATE void group_copy_result(struct job *j,
                                       const struct stream_result *r) {
-  struct buf keep = j->res.releases, keep_g = j->res.garbage;
+  struct buf keep = j->res.releases, keep_g = j->res.garbage,
+             keep_o = j->res.ops;
   j->res = *r;
   j->res.releases = keep;
   j->res.garbage = keep_g;
+  j->res.ops = keep_o; /* (unused: a MULTI's ops go to j->data) */
+  if (j->cmd.type == CMD_MULTI && !r->refused &&
+      buf_append(&j->data, r->ops.ptr, r->ops.len) != URSULA_OK) {
+    j->status = 503;
+    j->reason = "out of memory";
+    return;
+  }
   j->status = r->status;
   j->reason = r->reason;
   j->tail = r->tail;
@@ -2548,6 +2568,12 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
     if (n >= sizeof(j->res_expires)) n = sizeof(j->res_expires) - 1;
     memcpy(j->res_expires, s->expires_text, n);
     j->res_expires[n] = '\0';
+  }
+  if (j->sub == JOB_SUB_ATTRS) {
+    j->attrs.len = 0;
+    if (s->attrs_len > 0 &&
+        buf_append(&j->attrs, s->attrs, s->attrs_len) != URSULA_OK)
+      j->sub = JOB_SUB_NOMEM;
   }
 }
 
@@ -3047,6 +3073,13 @@ URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   m->stream_seq = util_str(j->stream_seq);
   m->producer_id = util_str(j->producer_id);
   m->fork_source = util_str(j->fork_source);
+  m->attrs.ptr = j->attrs.ptr ? j->attrs.ptr : "";
+  m->attrs.len = j->attrs.len;
+  if (m->type == CMD_MULTI) { /* the body holds the ops (batch.c) */
+    m->ops = m->data;
+    m->data.ptr = "";
+    m->data.len = 0;
+  }
   m->time_ms = group_wall(g);
 }
 
@@ -3079,6 +3112,12 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
       break;
     case JOB_BUCKET_DELETE:
       j->cmd.type = CMD_BUCKET_DELETE;
+      break;
+    case JOB_MULTI:
+      j->cmd.type = CMD_MULTI;
+      break;
+    case JOB_ATTRS:
+      j->cmd.type = CMD_ATTRS;
       break;
     default:
       group_fail(c, j, 500, "unknown job");
