@@ -343,6 +343,16 @@ URSULA_PRIVATE void buf_free(struct buf *b);
 /* Standard base64 (RFC 4648, padded) of p[0..len) appended to out. */
 URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
                                       size_t len);
+/* Append the bytes that p[0..len), standard base64 (RFC 4648 section 4,
+** padded, no blanks), stands for.  Strict: a length not a multiple of 4,
+** a byte outside the alphabet, '=' other than one or two at the end, or
+** pad bits not zero (section 3.5) is URSULA_EINVAL (out as it was);
+** URSULA_ENOMEM. */
+URSULA_PRIVATE int util_base64_decode(struct buf *out, const char *p,
+                                      size_t len);
+/* An offset as the server writes them (Stream-Next-Offset): 33 bytes and
+** a NUL into out. */
+URSULA_PRIVATE void util_offset(char out[40], uint64_t off);
 
 /* BUCKET PATHS (api.c's top comment has the rules and why).  A bucket
 ** name is 4..64 bytes of [a-z0-9_-] not starting with "__"; a stream id
@@ -353,17 +363,28 @@ enum {
   UTIL_PATH_PLAIN = 0, /* a stream in no bucket (every other path) */
   UTIL_PATH_BUCKET,    /* "/{b}": the bucket route */
   UTIL_PATH_LIST,      /* "/{b}/streams": the bucket's listing */
-  UTIL_PATH_RESERVED,  /* "/{b}/{x}" or "/{b}/{aff}/{x}", x a reserved id
-                          other than that listing: served by nothing yet */
+  UTIL_PATH_RESERVED,  /* "/{b}/{x}" (x a reserved id other than that
+                          listing), "/{b}/{s}/streams", "/{b}/{aff}/{x}"
+                          (x reserved, not a sub-resource's): 404 */
   UTIL_PATH_IN_BUCKET, /* "/{b}/{s}": stream s in bucket b */
-  UTIL_PATH_AFFINITY   /* "/{b}/{aff}/{s}": in bucket b, affinity key aff */
+  UTIL_PATH_AFFINITY,  /* "/{b}/{aff}/{s}": in bucket b, affinity key aff */
+  UTIL_PATH_SUB,       /* "/{b}/{s}/{x}[/{r}]" or "/{b}/{aff}/{s}/{x}[/{r}]"
+                          with x a reserved id other than streams and
+                          $transaction: a sub-resource of that stream */
+  UTIL_PATH_TXN        /* "/{b}/{aff}/$transaction" */
 };
 struct util_bucket_path {
   int kind;          /* UTIL_PATH_* */
   struct str bucket; /* b (every kind but PLAIN) */
-  struct str id;     /* IN_BUCKET: "s"; AFFINITY: "aff/s" (as listed) */
+  struct str id;     /* IN_BUCKET: "s"; AFFINITY: "aff/s" (as listed);
+                        SUB: the stream's, the same way */
   size_t group_len;  /* the bytes of the path that choose its group: the
-                        whole path, or for AFFINITY "/{b}/{aff}" */
+                        whole path, for AFFINITY and TXN "/{b}/{aff}",
+                        for SUB its stream's */
+  size_t stream_len; /* SUB: the stream's path is the path's first
+                        stream_len bytes */
+  struct str sub;    /* SUB: x */
+  struct str rest;   /* SUB: r (empty: none) */
 };
 URSULA_PRIVATE int util_bucket_name_ok(struct str name);
 URSULA_PRIVATE int util_stream_id_ok(struct str id);
@@ -753,6 +774,40 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
+
+/* Validate p[0..len) as one JSON text, as json_flatten does.  URSULA_OK
+** or URSULA_EINVAL. */
+URSULA_PRIVATE int json_check(const char *p, size_t len);
+/* The members of obj, a JSON object that passed json_check with no
+** blanks around it: start with *at 0; each call gives the next member's
+** key (the raw string, quotes and escapes as sent) and value (raw, blanks
+** around it trimmed) and returns 1, or returns 0 after the last. */
+URSULA_PRIVATE int json_member_next(struct str obj, size_t *at,
+                                    struct str *key, struct str *val);
+/* Append the characters of raw, a JSON string as sent (quotes included),
+** to out as UTF-8: escapes decoded (RFC 8259 section 7), a surrogate pair
+** as its code point.  URSULA_EINVAL for an unpaired surrogate (it has no
+** UTF-8 form) or what is not a string; URSULA_ENOMEM. */
+URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out);
+/* The length of the value that starts at p[0] (no blanks before it), in
+** JSON text that passed json_check. */
+URSULA_PRIVATE size_t json_value_len(const char *p, size_t len);
+/* Whether the raw key (a JSON string as sent) is the string name, however
+** it is escaped.  (Out of memory: not it.) */
+URSULA_PRIVATE int json_key_is(struct str key, const char *name);
+
+/* ----------------------------------------------------------------- attrs.c
+** A stream's attributes: the rules and the stored form are at the top of
+** attrs.c. */
+
+/* Check the attributes p[0..len) as sent (a PUT .../attrs body, or a
+** Stream-Attrs value) and append their stored form to out: nothing when
+** they hold neither title nor metadata.  URSULA_OK; URSULA_EINVAL with
+** *why (a static one-line reason for the 400); URSULA_ENOMEM. */
+URSULA_PRIVATE int attrs_normalize(const char *p, size_t len, struct buf *out,
+                                   const char **why);
+/* Whether a is in the stored form, non-empty (a snapshot's check). */
+URSULA_PRIVATE int attrs_canonical(struct str a);
 
 /* ---------------------------------------------------------------- crypto.c
 ** SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104), for SigV4.  Our own
@@ -1370,8 +1425,16 @@ enum {
   CMD_BUCKET_CREATE = 9, /* PUT /{b}: make the bucket's record */
   CMD_BUCKET_DELETE = 10, /* DELETE /{b}: remove the bucket's record */
   CMD_SNAPSHOT_PUT = 11, /* PUT .../snapshot/{offset}: publish a snapshot */
-  CMD_RETAIN = 12        /* PUT .../retention/{offset}: drop bytes below */
+  CMD_RETAIN = 12,       /* PUT .../retention/{offset}: drop bytes below */
+  CMD_MULTI = 13, /* appends to one group's streams in one entry: an
+                     append-batch (each op on its own), or a $transaction
+                     (CMD_F_ATOMIC: every op or none) */
+  CMD_ATTRS = 14  /* PUT .../attrs: replace a stream's attributes */
 };
+#define CMD_TYPE_MAX CMD_ATTRS
+/* The most ops a MULTI carries: an append-batch's frames (the peer's
+** limit; a $transaction takes at most 64, api.c). */
+#define CMD_MULTI_MAX 512
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
   CMD_F_JSON = 1 << 1,        /* data holds flattened JSON messages */
@@ -1390,8 +1453,10 @@ enum {
                                    record_match, cmd.c) */
   CMD_F_RECORD_BASE = 1 << 11,  /* CREATE of a JSON fork: the records it
                                    inherits (a trailing record_base) */
-  CMD_F_MATCH = 1 << 12         /* SNAPSHOT_PUT: match holds the request's
+  CMD_F_MATCH = 1 << 12,        /* SNAPSHOT_PUT: match holds the request's
                                    Stream-Snapshot-Match */
+  CMD_F_ATOMIC = 1 << 13, /* MULTI: every op applies, or none does */
+  CMD_F_ATTRS = 1 << 14   /* CREATE: attrs is set (Stream-Attrs) */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -1437,6 +1502,13 @@ struct cmd {
   uint64_t at;
   struct str digest;
   struct str match;
+  /* MULTI: its ops, each an encoded APPEND as `bytes` (cmd_op_next reads
+  ** them), and how many */
+  struct str ops;
+  uint64_t n_ops;
+  /* ATTRS, and CREATE with CMD_F_ATTRS: the attributes, a JSON object in
+  ** the canonical form attrs.c writes (empty: none) */
+  struct str attrs;
   /* Not encoded: the start of the encoded bytes the views point into
   ** (set by cmd_decode), so that a view's offset in its log entry is
   ** data.ptr - raw: the logical address of the bytes. */
@@ -1461,6 +1533,13 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out);
 ** or URSULA_ECORRUPT. */
 URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
                               struct buf *bounds_store);
+/* The next op of MULTI *multi: *rest (first multi->ops) is what is left;
+** *op gets the op, its views into the MULTI's bytes, its raw the MULTI's
+** (so a view's offset is its offset in the log entry), its time_ms the
+** MULTI's.  Returns 1 with an op, 0 at the end, -1 if what is left does
+** not decode (cmd_decode checked every op: never for a decoded MULTI). */
+URSULA_PRIVATE int cmd_op_next(const struct cmd *multi, struct str *rest,
+                               struct cmd *op);
 
 /* ------------------------------------------------------------------ raft.c
 ** The Raft core of one group: pure (no I/O, no clock, no randomness of its
@@ -1978,6 +2057,8 @@ struct stream {
   uint64_t fork_inc;
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
+  char *attrs; /* its attributes (attrs.c's canonical JSON), or NULL */
+  size_t attrs_len;
   /* the cold tier: bytes [base, cold_end) are in chunks[], in order and
   ** back to back; they are the first cold_units units */
   struct stream_chunk *chunks;
@@ -2067,11 +2148,22 @@ struct stream_result {
   ** record, the first record the command appended (create, append), and
   ** the stream's next record after it (also on a 412 and a duplicate) */
   uint64_t rec_first, rec_start, rec_next;
-  /* the two buffers stay last (group_refuse); both are the caller's */
+  /* the buffers stay last (group_refuse); all are the caller's */
   /* cold-tier objects nothing refers to any more: NUL-terminated names */
   struct buf garbage;
   /* FORK_RELEASE commands to send: NUL-terminated source paths */
   struct buf releases;
+  /* MULTI: one struct stream_op per op, in order (empty otherwise) */
+  struct buf ops;
+};
+
+/* The outcome of one op of a MULTI.  path is a view into the command's
+** bytes (valid while they are); r is the op's result, as an APPEND of
+** its own would have had (its buffers unused).  An op of an ATOMIC MULTI
+** that another op's failure kept from applying has r.status 0. */
+struct stream_op {
+  struct str path;
+  struct stream_result r;
 };
 
 URSULA_PRIVATE void stream_state_init(struct stream_state *st);
@@ -2404,6 +2496,9 @@ enum {
                      where it arrives */
   JOB_BUCKET_CREATE, /* PUT /{b}: to the group of "/{b}" */
   JOB_BUCKET_DELETE, /* DELETE /{b}, once no stream is in it (api.c) */
+  JOB_MULTI,         /* POST .../append-batch or .../$transaction
+                        (batch.c): body holds the ops, n_ops in cmd */
+  JOB_ATTRS,         /* PUT .../attrs: attrs holds them (attrs.c) */
   JOB_BUCKETS,       /* a bucket gathering (api.c; never a group's):
                         bucket_mode says which */
   JOB_SNAP_PUT,      /* PUT .../snapshot/{offset} (api.c, SNAPSHOTS) */
@@ -2412,6 +2507,8 @@ enum {
   JOB_BOOTSTRAP      /* GET .../bootstrap */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
+/* A JOB_HEAD of a stream's sub-resource rather than of the stream */
+enum { JOB_SUB_NONE = 0, JOB_SUB_ATTRS = 1, JOB_SUB_NOMEM = 2 /* (its copy) */ };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
 ** group.c has the steps): at the owner of the stream read (planned
 ** there), at an owner of a stream it inherits from, or back at the first
@@ -2449,6 +2546,7 @@ struct job {
   char fork_source[URSULA_MAX_PATH_BYTES + 1];
   struct cmd cmd;  /* CREATE / APPEND / DELETE; views into this job */
   struct buf body; /* POST/PUT data, JSON already flattened */
+  struct buf attrs; /* Stream-Attrs of a PUT, or PUT .../attrs: stored form */
   /* A hop to a stream a fork inherits from (group.c: a read of the
   ** inherited bytes; fork.c: FORK_UNIT): the stream, its incarnation
   ** (the reference held on it names it), and the offset where what the
@@ -2499,6 +2597,7 @@ struct job {
   struct buf snap;
   int snap_delete; /* JOB_SNAP_GET for a DELETE: no bytes wanted */
   uint64_t retained;
+  int sub;            /* JOB_SUB_*: a HEAD for a sub-resource (api.c) */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
@@ -3418,6 +3517,32 @@ URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
 URSULA_PRIVATE int backup_main(int argc, char **argv);
 URSULA_PRIVATE int backup_restore_main(int argc, char **argv);
 
+/* ----------------------------------------------------------------- batch.c
+** append-batch and $transaction as MULTI commands: the forms at the top of
+** batch.c. */
+
+/* The frames p[0..len) of an append-batch into ops, as MULTI ops: each an
+** APPEND like *tmpl (its path, content type, flags; a producer's Seq + i
+** for frame i) with the frame as its data.  *n_ops gets the count.
+** URSULA_OK; URSULA_EINVAL with why (a 400's reason); URSULA_ENOMEM. */
+URSULA_PRIVATE int batch_frames(const char *p, size_t len,
+                                const struct cmd *tmpl, struct buf *ops,
+                                uint64_t *n_ops, char *why, size_t why_cap);
+/* The $transaction body p[0..len) on the streams under group ("/{b}/{aff}")
+** into ops, as batch_frames does. */
+URSULA_PRIVATE int batch_txn(const char *p, size_t len, struct str group,
+                             struct buf *ops, uint64_t *n_ops, char *why,
+                             size_t why_cap);
+/* The error_code of a failed op's result (batch.c's table). */
+URSULA_PRIVATE const char *batch_error_code(const struct stream_result *r);
+/* The JSON array of results of ops (struct stream_op, back to back) into
+** out; *all_ok 1 if every op succeeded.  URSULA_OK or URSULA_ENOMEM. */
+URSULA_PRIVATE int batch_render(struct buf *out, const struct buf *ops,
+                                int *all_ok);
+/* The JSON body of a transaction that failed: its failing op's. */
+URSULA_PRIVATE int batch_render_failure(struct buf *out,
+                                        const struct buf *ops);
+
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a
 ** response.  The rest of the server reaches it through hooks. */
@@ -3692,6 +3817,52 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
   return URSULA_OK;
 }
 
+/* The value of base64 digit ch, or -1. */
+static int util_b64_value(unsigned char ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  if (ch == '+') return 62;
+  if (ch == '/') return 63;
+  return -1;
+}
+
+URSULA_PRIVATE int util_base64_decode(struct buf *out, const char *p,
+                                      size_t len) {
+  size_t i, keep = out->len, pad = 0;
+  if (len % 4 != 0) return URSULA_EINVAL;
+  if (len > 0 && p[len - 1] == '=') pad = p[len - 2] == '=' ? 2 : 1;
+  if (buf_reserve(out, len / 4 * 3) != URSULA_OK) return URSULA_ENOMEM;
+  for (i = 0; i < len; i += 4) {
+    int v[4], k, last = i + 4 == len;
+    unsigned char b[3];
+    for (k = 0; k < 4; k++) {
+      v[k] = (last && k >= 4 - (int)pad) ? 0
+                                         : util_b64_value((unsigned char)p[i + k]);
+      if (v[k] < 0) {
+        out->len = keep;
+        return URSULA_EINVAL;
+      }
+    }
+    b[0] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+    b[1] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+    b[2] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+    if (last && ((pad == 2 && (v[1] & 15) != 0) ||
+                 (pad == 1 && (v[2] & 3) != 0))) {
+      out->len = keep; /* pad bits not zero */
+      return URSULA_EINVAL;
+    }
+    memcpy(out->ptr + out->len, b, last ? 3 - pad : 3);
+    out->len += last ? 3 - pad : 3;
+  }
+  out->ptr[out->len] = '\0';
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void util_offset(char out[40], uint64_t off) {
+  snprintf(out, 40, "%016llu_%016llu", 0ULL, (unsigned long long)off);
+}
+
 /* ------------------------------------------------------------ bucket paths */
 
 #define UTIL_BUCKET_MIN 4
@@ -3738,16 +3909,27 @@ URSULA_PRIVATE int util_stream_id_ok(struct str id) {
   return util_id_bytes_ok(id) && !util_reserved_id(id);
 }
 
+/* Path as a stream's sub-resource: stream [path, path + stream_len),
+** the id sub, and rest (the segment after it, if any). */
+static void util_sub(struct util_bucket_path *out, const char *path,
+                     const struct str *seg, int n, int at) {
+  out->kind = UTIL_PATH_SUB;
+  out->sub = seg[at];
+  out->stream_len = (size_t)(seg[at].ptr - 1 - path);
+  if (at + 1 < n) out->rest = seg[at + 1];
+}
+
 URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
                                      struct util_bucket_path *out) {
-  struct str seg[3];
-  size_t i, start = 1, n = 0;
+  struct str seg[5];
+  size_t i, start = 1;
+  int n = 0, affinity;
   memset(out, 0, sizeof(*out));
   out->group_len = len;
   if (len < 2 || path[0] != '/') return;
-  for (i = 1; i <= len; i++) { /* the segments, at most 3 */
+  for (i = 1; i <= len; i++) { /* the segments, at most 5 */
     if (i < len && path[i] != '/') continue;
-    if (n == 3) return;
+    if (n == 5) return;
     seg[n].ptr = path + start;
     seg[n].len = i - start;
     n++;
@@ -3755,21 +3937,40 @@ URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
   }
   if (!util_bucket_name_ok(seg[0])) return;
   out->bucket = seg[0];
+  affinity = n >= 3 && util_stream_id_ok(seg[1]) && util_stream_id_ok(seg[2]);
   if (n == 1) {
     out->kind = UTIL_PATH_BUCKET;
   } else if (n == 2 && util_str_eq(seg[1], "streams")) {
     out->kind = UTIL_PATH_LIST;
-  } else if (util_id_bytes_ok(seg[n - 1]) && util_reserved_id(seg[n - 1]) &&
-             (n == 2 || util_stream_id_ok(seg[1]))) {
-    out->kind = UTIL_PATH_RESERVED;
   } else if (n == 2 && util_stream_id_ok(seg[1])) {
     out->kind = UTIL_PATH_IN_BUCKET;
     out->id = seg[1];
-  } else if (n == 3 && util_stream_id_ok(seg[1]) && util_stream_id_ok(seg[2])) {
+  } else if (n == 3 && affinity) {
     out->kind = UTIL_PATH_AFFINITY;
     out->id.ptr = seg[1].ptr;
     out->id.len = seg[1].len + 1 + seg[2].len;
     out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else if (n == 3 && util_stream_id_ok(seg[1]) &&
+             util_str_eq(seg[2], "$transaction")) {
+    out->kind = UTIL_PATH_TXN; /* the group of "/{b}/{aff}" */
+    out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else if (n <= 4 && n >= 3 && util_stream_id_ok(seg[1]) &&
+             util_reserved_id(seg[2]) && !util_str_eq(seg[2], "streams") &&
+             !util_str_eq(seg[2], "$transaction")) {
+    util_sub(out, path, seg, n, 2); /* /{b}/{s}/{x}[/{rest}] */
+    out->id = seg[1];
+    out->group_len = out->stream_len;
+  } else if (n >= 4 && affinity && util_reserved_id(seg[3]) &&
+             !util_str_eq(seg[3], "streams") &&
+             !util_str_eq(seg[3], "$transaction")) {
+    util_sub(out, path, seg, n, 3); /* /{b}/{aff}/{s}/{x}[/{rest}] */
+    out->id.ptr = seg[1].ptr;
+    out->id.len = seg[1].len + 1 + seg[2].len;
+    out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else if (n <= 3 && util_id_bytes_ok(seg[n - 1]) &&
+             util_reserved_id(seg[n - 1]) &&
+             (n == 2 || util_stream_id_ok(seg[1]))) {
+    out->kind = UTIL_PATH_RESERVED;
   } else {
     out->kind = UTIL_PATH_PLAIN;
     out->bucket.ptr = NULL;
@@ -6529,7 +6730,306 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
   size_t end;
   return json_commas(p, len, (size_t)-1, &end);
 }
+
+/* ------------------------------------------------------------ objects
+
+   Reading the members of a JSON object the server was sent (attrs.c, a
+   $transaction: batch.c).  The text was validated first (json_check),
+   so, as for stored runs, tracking strings and bracket depth finds where
+   each member's value ends. */
+
+URSULA_PRIVATE int json_check(const char *p, size_t len) {
+  struct json_scan s;
+  int rc;
+  memset(&s, 0, sizeof(s));
+  s.p = (const unsigned char *)p;
+  s.len = len;
+  rc = json_value(&s);
+  if (rc != URSULA_OK) return rc;
+  json_blanks(&s);
+  return s.at == len ? URSULA_OK : URSULA_EINVAL;
+}
+
+/* The offset just past the value that starts at p[at] (blanks skipped
+** first by the caller): a string, a container or a scalar. */
+static size_t json_value_end(const char *p, size_t len, size_t at) {
+  size_t depth = 0;
+  int in_string = 0;
+  for (; at < len; at++) {
+    char ch = p[at];
+    if (in_string) {
+      if (ch == '\\')
+        at++;
+      else if (ch == '"' && (in_string = 0, depth == 0))
+        return at + 1;
+    } else if (ch == '"') {
+      in_string = 1;
+    } else if (ch == '[' || ch == '{') {
+      depth++;
+    } else if (ch == ']' || ch == '}') {
+      if (depth == 0) return at; /* the end of the enclosing object */
+      if (--depth == 0) return at + 1;
+    } else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' ||
+                              ch == '\n' || ch == '\r')) {
+      return at;
+    }
+  }
+  return at;
+}
+
+static size_t json_skip_blanks(const char *p, size_t len, size_t at) {
+  while (at < len && (p[at] == ' ' || p[at] == '\t' || p[at] == '\n' ||
+                      p[at] == '\r'))
+    at++;
+  return at;
+}
+
+URSULA_PRIVATE int json_member_next(struct str obj, size_t *at,
+                                    struct str *key, struct str *val) {
+  size_t i = json_skip_blanks(obj.ptr, obj.len, *at);
+  if (i == 0) i = json_skip_blanks(obj.ptr, obj.len, 1); /* past '{' */
+  if (i < obj.len && obj.ptr[i] == ',') i = json_skip_blanks(obj.ptr, obj.len, i + 1);
+  if (i >= obj.len || obj.ptr[i] != '"') {
+    *at = obj.len;
+    return 0;
+  }
+  key->ptr = obj.ptr + i;
+  i = json_value_end(obj.ptr, obj.len, i);
+  key->len = (size_t)(obj.ptr + i - key->ptr);
+  i = json_skip_blanks(obj.ptr, obj.len, i) + 1; /* the ':' */
+  i = json_skip_blanks(obj.ptr, obj.len, i);
+  val->ptr = obj.ptr + i;
+  i = json_value_end(obj.ptr, obj.len, i);
+  val->len = (size_t)(obj.ptr + i - val->ptr);
+  *at = i;
+  return 1;
+}
+
+static int json_hex4(const char *p, unsigned *out) {
+  unsigned v = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    v <<= 4;
+    if (ch >= '0' && ch <= '9')
+      v |= ch - '0';
+    else if (ch >= 'a' && ch <= 'f')
+      v |= ch - 'a' + 10;
+    else if (ch >= 'A' && ch <= 'F')
+      v |= ch - 'A' + 10;
+    else
+      return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Append code point cp (at most U+10FFFF) to out as UTF-8 (RFC 3629). */
+static int json_put_utf8(struct buf *out, unsigned long cp) {
+  unsigned char b[4];
+  size_t n;
+  if (cp < 0x80) {
+    b[0] = (unsigned char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    b[0] = (unsigned char)(0xc0 | cp >> 6);
+    b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 2;
+  } else if (cp < 0x10000) {
+    b[0] = (unsigned char)(0xe0 | cp >> 12);
+    b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+    b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 3;
+  } else {
+    b[0] = (unsigned char)(0xf0 | cp >> 18);
+    b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+    b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+    b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 4;
+  }
+  return buf_append(out, b, n);
+}
+
+URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out) {
+  size_t i;
+  int rc = URSULA_OK;
+  if (raw.len < 2 || raw.ptr[0] != '"' || raw.ptr[raw.len - 1] != '"')
+    return URSULA_EINVAL;
+  for (i = 1; i + 1 < raw.len && rc == URSULA_OK; i++) {
+    char ch = raw.ptr[i];
+    unsigned cp, lo;
+    if (ch != '\\') {
+      rc = buf_append(out, &ch, 1);
+      continue;
+    }
+    ch = raw.ptr[++i];
+    switch (ch) {
+      case 'b': rc = buf_append(out, "\b", 1); break;
+      case 'f': rc = buf_append(out, "\f", 1); break;
+      case 'n': rc = buf_append(out, "\n", 1); break;
+      case 'r': rc = buf_append(out, "\r", 1); break;
+      case 't': rc = buf_append(out, "\t", 1); break;
+      case 'u':
+        if (i + 5 > raw.len - 1 || json_hex4(raw.ptr + i + 1, &cp) != 0)
+          return URSULA_EINVAL;
+        i += 4;
+        if (cp >= 0xdc00 && cp <= 0xdfff) return URSULA_EINVAL; /* unpaired */
+        if (cp >= 0xd800 && cp <= 0xdbff) { /* a pair: \uD8xx\uDCxx */
+          if (i + 7 > raw.len - 1 || raw.ptr[i + 1] != '\\' ||
+              raw.ptr[i + 2] != 'u' || json_hex4(raw.ptr + i + 3, &lo) != 0 ||
+              lo < 0xdc00 || lo > 0xdfff)
+            return URSULA_EINVAL;
+          i += 6;
+          rc = json_put_utf8(out, 0x10000ul + ((unsigned long)(cp - 0xd800)
+                                               << 10) +
+                                      (lo - 0xdc00));
+        } else {
+          rc = json_put_utf8(out, cp);
+        }
+        break;
+      default: /* '"', '\\', '/' */
+        rc = buf_append(out, &ch, 1);
+    }
+  }
+  return rc;
+}
+
+URSULA_PRIVATE int json_key_is(struct str key, const char *name) {
+  size_t n = strlen(name);
+  struct buf b;
+  int is;
+  if (memchr(key.ptr, '\\', key.len) == NULL)
+    return key.len == n + 2 && memcmp(key.ptr + 1, name, n) == 0;
+  memset(&b, 0, sizeof(b));
+  is = json_string_value(key, &b) == URSULA_OK && b.len == n &&
+       memcmp(b.ptr, name, n) == 0;
+  buf_free(&b);
+  return is;
+}
+
+URSULA_PRIVATE size_t json_value_len(const char *p, size_t len) {
+  return json_value_end(p, len, 0);
+}
 /**** End src/json.c ****/
+/**** Begin src/attrs.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/attrs.c"
+#endif
+/*
+** attrs.c -- a stream's attributes (issue 16; the peer's stream attrs).
+**
+** A stream may carry attributes: a JSON object with at most the members
+** "title" (a string) and "metadata" (an object), as the peer has them.
+** They are set with PUT /{b}/{s}/attrs (the body replaces them all; {}
+** clears them) or at create with the header Stream-Attrs, read with GET
+** /{b}/{s}/attrs, and kept in the state machine (CREATE with
+** CMD_F_ATTRS, and ATTRS: cmd.c; the snapshot: stream.c), so every
+** replica holds the same.
+**
+** RULES (what the peer does, and where ursula differs):
+**   - the text is at most ATTRS_MAX_BYTES (16 KiB) and one JSON object
+**     (RFC 8259), else 400;
+**   - "title", if present, is a string, and "metadata" an object, else
+**     400; any other member is dropped (the peer drops them too);
+**   - a member given twice is 400 (RFC 8259 section 4 leaves duplicate
+**     names to the receiver; the peer's parser keeps one silently).
+**
+** THE STORED FORM (canonical; what GET answers, what replicas compare):
+**
+**     {"title":T,"metadata":M}
+**
+** with T and M the member values exactly as sent (blanks around them
+** trimmed, blanks and escapes inside kept), each pair only if it was
+** given, title first; with neither, nothing is stored (empty) and GET
+** answers {}.  Normalising the stored form again gives it back unchanged
+** (attrs_canonical), which is how a snapshot's attrs are checked.
+*/
+
+
+#define ATTRS_MAX_BYTES 16384
+
+URSULA_PRIVATE int attrs_normalize(const char *p, size_t len, struct buf *out,
+                                   const char **why) {
+  struct str obj, key, val, title = {NULL, 0}, meta = {NULL, 0};
+  size_t at = 0, keep = out->len;
+  int rc = URSULA_OK;
+  *why = NULL;
+  if (len > ATTRS_MAX_BYTES) {
+    *why = "attributes are larger than 16 KiB";
+    return URSULA_EINVAL;
+  }
+  if (json_check(p, len) != URSULA_OK) {
+    *why = "attributes are not valid JSON";
+    return URSULA_EINVAL;
+  }
+  obj.ptr = p;
+  obj.len = len;
+  while (obj.len > 0 && (*obj.ptr == ' ' || *obj.ptr == '\t' ||
+                         *obj.ptr == '\n' || *obj.ptr == '\r')) {
+    obj.ptr++;
+    obj.len--;
+  }
+  while (obj.len > 0 && (obj.ptr[obj.len - 1] == ' ' ||
+                         obj.ptr[obj.len - 1] == '\t' ||
+                         obj.ptr[obj.len - 1] == '\n' ||
+                         obj.ptr[obj.len - 1] == '\r'))
+    obj.len--;
+  if (obj.len == 0 || obj.ptr[0] != '{') {
+    *why = "attributes must be a JSON object";
+    return URSULA_EINVAL;
+  }
+  while (json_member_next(obj, &at, &key, &val)) {
+    int is_title = json_key_is(key, "title");
+    if (!is_title && !json_key_is(key, "metadata")) continue; /* dropped */
+    if ((is_title ? title : meta).ptr != NULL) {
+      *why = "an attribute is given twice";
+      return URSULA_EINVAL;
+    }
+    if (is_title && val.ptr[0] != '"') {
+      *why = "title must be a string";
+      return URSULA_EINVAL;
+    }
+    if (!is_title && val.ptr[0] != '{') {
+      *why = "metadata must be a JSON object";
+      return URSULA_EINVAL;
+    }
+    if (is_title)
+      title = val;
+    else
+      meta = val;
+  }
+  if (title.ptr == NULL && meta.ptr == NULL) return URSULA_OK; /* none */
+  rc |= buf_append_str(out, "{");
+  if (title.ptr != NULL) {
+    rc |= buf_append_str(out, "\"title\":");
+    rc |= buf_append(out, title.ptr, title.len);
+  }
+  if (meta.ptr != NULL) {
+    rc |= buf_append_str(out, title.ptr != NULL ? ",\"metadata\":"
+                                                : "\"metadata\":");
+    rc |= buf_append(out, meta.ptr, meta.len);
+  }
+  rc |= buf_append_str(out, "}");
+  if (rc != URSULA_OK) {
+    out->len = keep;
+    return URSULA_ENOMEM;
+  }
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE int attrs_canonical(struct str a) {
+  struct buf b;
+  const char *why;
+  int same;
+  memset(&b, 0, sizeof(b));
+  same = attrs_normalize(a.ptr, a.len, &b, &why) == URSULA_OK &&
+         b.len == a.len && memcmp(b.ptr, a.ptr, a.len) == 0;
+  buf_free(&b);
+  return same;
+}
+
+#undef ATTRS_MAX_BYTES
+/**** End src/attrs.c ****/
 /**** Begin src/conf.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/conf.c"
@@ -13627,11 +14127,72 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_bytes(out, c->digest);
     rc |= cmd_put_bytes(out, c->match);
   }
+  if (c->type == CMD_MULTI) { /* the ops are encoded already */
+    rc |= cmd_put_varint(out, c->n_ops);
+    rc |= buf_append(out, c->ops.ptr, c->ops.len);
+  }
+  if (c->type == CMD_ATTRS ||
+      (c->type == CMD_CREATE && (c->flags & CMD_F_ATTRS)))
+    rc |= cmd_put_bytes(out, c->attrs);
   if (rc != URSULA_OK) {
     out->len = start;
     return URSULA_ENOMEM;
   }
   return URSULA_OK;
+}
+
+/* An op of a MULTI: an APPEND of this version, of no other flags than
+** an append's, with a path, and time_ms 0 (the MULTI's is the op's). */
+static int cmd_op_ok(const struct cmd *op) {
+  const uint32_t allowed = CMD_F_CLOSE | CMD_F_JSON | CMD_F_PRODUCER |
+                           CMD_F_SEQ | CMD_F_CT;
+  return op->type == CMD_APPEND && (op->flags & ~allowed) == 0 &&
+         op->path.len > 0 && op->time_ms == 0;
+}
+
+/* (cmd_decode decodes a MULTI's ops with itself, one level deep: an op
+** is an APPEND, its type byte checked before it is decoded) */
+URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
+                              struct buf *bounds_store);
+
+/* MULTI's ops at *q: n_ops, then that many ops, each checked whole
+** (cmd_op_ok).  0, or -1: c is damage. */
+static int cmd_get_ops(const unsigned char **q, const unsigned char *end,
+                       struct cmd *c) {
+  struct str rest;
+  struct cmd op;
+  uint64_t i;
+  int rc = 0;
+  if (cmd_get_varint(q, end, &c->n_ops) != 0 || c->n_ops == 0 ||
+      c->n_ops > CMD_MULTI_MAX)
+    return -1;
+  c->ops.ptr = (const char *)*q;
+  c->ops.len = (size_t)(end - *q);
+  rest = c->ops;
+  for (i = 0; i < c->n_ops && rc == 0; i++)
+    rc = cmd_op_next(c, &rest, &op) == 1 ? 0 : -1;
+  c->ops.len -= rest.len;
+  *q += c->ops.len;
+  return rc;
+}
+
+URSULA_PRIVATE int cmd_op_next(const struct cmd *multi, struct str *rest,
+                               struct cmd *op) {
+  const unsigned char *q = (const unsigned char *)rest->ptr;
+  const unsigned char *end = q + rest->len;
+  struct str one;
+  struct buf none;
+  if (rest->len == 0) return 0;
+  memset(&none, 0, sizeof(none));
+  if (cmd_get_bytes(&q, end, &one) != 0 || one.len < 2 ||
+      (unsigned char)one.ptr[0] != CMD_VERSION || one.ptr[1] != CMD_APPEND ||
+      cmd_decode(one.ptr, one.len, op, &none) != URSULA_OK || !cmd_op_ok(op))
+    return -1;
+  op->raw = multi->raw;
+  op->time_ms = multi->time_ms;
+  rest->len -= (size_t)((const char *)q - rest->ptr);
+  rest->ptr = (const char *)q;
+  return 1;
 }
 
 URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
@@ -13642,7 +14203,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   memset(c, 0, sizeof(*c));
   bounds_store->len = 0;
   if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
-      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_RETAIN))
+      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_TYPE_MAX))
     return URSULA_ECORRUPT;
   version = q[0];
   c->type = q[1];
@@ -13708,6 +14269,12 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
     return URSULA_ECORRUPT;
   if (c->type == CMD_SNAPSHOT_PUT && (cmd_get_bytes(&q, end, &c->digest) ||
                                       cmd_get_bytes(&q, end, &c->match)))
+    return URSULA_ECORRUPT;
+  if (c->type == CMD_MULTI && cmd_get_ops(&q, end, c) != 0)
+    return URSULA_ECORRUPT;
+  if ((c->type == CMD_ATTRS ||
+       (c->type == CMD_CREATE && (c->flags & CMD_F_ATTRS))) &&
+      cmd_get_bytes(&q, end, &c->attrs))
     return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;
@@ -17433,6 +18000,7 @@ static void stream_free(struct stream_state *st, struct stream *s) {
   URSULA_FREE(s->stream_seq);
   URSULA_FREE(s->closed_by_id);
   URSULA_FREE(s->fork_source);
+  URSULA_FREE(s->attrs);
   URSULA_FREE(s);
 }
 
@@ -17521,6 +18089,14 @@ static int stream_same_type(struct str a, const char *b) {
   stream_norm_type(a, na, sizeof(na));
   stream_norm_type(util_str(b), nb, sizeof(nb));
   return strcmp(na, nb) == 0;
+}
+
+/* Bytewise order of two byte strings, a prefix first. */
+static int stream_bytes_cmp(const char *a, size_t an, const char *b,
+                            size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c != 0) return c;
+  return an < bn ? -1 : an > bn;
 }
 
 URSULA_PRIVATE int stream_expired(const struct stream *s,
@@ -17735,7 +18311,7 @@ URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max) {
   }
 }
 
-static struct stream_producer *stream_producer_find(struct stream *s,
+static struct stream_producer *stream_producer_find(const struct stream *s,
                                                     struct str id) {
   struct stream_producer *p;
   for (p = s->producers; p != NULL; p = p->next) {
@@ -17823,6 +18399,12 @@ static int stream_config_matches(const struct stream *s, const struct cmd *c) {
     if (c->fork_sub != s->fork_sub) return 0;
     /* the same fork point of the same source: the PUT that made it */
   }
+  /* Stream-Attrs, when sent, must be what the stream holds (attributes
+  ** change by PUT .../attrs, so a create without them asks nothing) */
+  if ((c->flags & CMD_F_ATTRS) &&
+      stream_bytes_cmp(c->attrs.ptr, c->attrs.len, s->attrs ? s->attrs : "",
+                       s->attrs_len) != 0)
+    return 0;
   return 1;
 }
 
@@ -17853,6 +18435,11 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   }
   if (c->path.len == 0) { /* a snapshot could not name it (HTTP never does) */
     stream_fail(r, 400, "empty stream path");
+    return;
+  }
+  if ((c->flags & CMD_F_ATTRS) && c->attrs.len > 0 &&
+      !attrs_canonical(c->attrs)) { /* nor these */
+    stream_fail(r, 400, "malformed attributes");
     return;
   }
   s = stream_live(st, c, r);
@@ -17888,6 +18475,8 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   if (s->has_expires) s->expires_text = stream_dup(c->expires_text);
   s->last_access_ms = c->time_ms;
   s->incarnation = st->next_incarnation++;
+  if ((c->flags & CMD_F_ATTRS) && c->attrs.len > 0)
+    stream_set_str(&s->attrs, &s->attrs_len, c->attrs);
   if (c->flags & CMD_F_FORK) {
     stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source);
     s->fork_offset = c->fork_offset;
@@ -17934,7 +18523,7 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
 
 /* Check the producer tuple of c against s.  Returns 0 to go on with the
 ** append, or 1 when *r already holds the reply (duplicate or error). */
-static int stream_check_producer(struct stream *s, const struct cmd *c,
+static int stream_check_producer(const struct stream *s, const struct cmd *c,
                                  struct stream_result *r) {
   struct stream_producer *p = stream_producer_find(s, c->producer_id);
   uint64_t epoch = c->producer_epoch, seq = c->producer_seq;
@@ -18021,24 +18610,21 @@ static int stream_record_mismatch(const struct stream *s, const struct cmd *c,
   return 0;
 }
 
-static void stream_apply_append(struct stream_state *st, uint64_t index,
-                                const struct cmd *c, struct stream_result *r) {
-  struct stream *s = stream_live(st, c, r);
+/* Whether c, an APPEND, adds a unit to s (found live at c's time): 1,
+** or 0 with the reply in *r -- an error, or a 204 that changes nothing
+** (a producer's retry, closing a closed stream).  Pure: s is only read,
+** so that a transaction can ask it of every op before any applies. */
+static int stream_append_verdict(const struct stream *s, const struct cmd *c,
+                                 struct stream_result *r) {
   int producer = (c->flags & CMD_F_PRODUCER) != 0;
-  int closing = (c->flags & CMD_F_CLOSE) != 0;
-  if (s == NULL) {
-    stream_fail(r, 404, "stream not found");
-    return;
-  }
   if (s->soft_deleted) {
     stream_fail(r, 410, "stream was deleted");
-    return;
+    return 0;
   }
   r->tail = s->tail;
   r->closed = s->closed;
   r->rec_first = stream_record_first(s);
   r->rec_start = r->rec_next = stream_record_next(s);
-  if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
   if (s->closed) {
     if (producer && s->closed_by_id != NULL &&
         s->closed_by_id_len == c->producer_id.len &&
@@ -18054,26 +18640,34 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
     } else {
       stream_fail(r, 409, "stream is closed");
     }
-    return;
+    return 0;
   }
   if (c->data.len > 0 && !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the stream");
-    return;
+    return 0;
   }
-  if (producer && stream_check_producer(s, c, r)) return;
-  if (stream_record_mismatch(s, c, r)) return;
+  if (producer && stream_check_producer(s, c, r)) return 0;
+  if (stream_record_mismatch(s, c, r)) return 0;
   if ((c->flags & CMD_F_SEQ) && s->stream_seq != NULL &&
       stream_seq_le(s, c->stream_seq)) {
     stream_fail(r, 409, "Stream-Seq is not greater than the last one");
-    return;
+    return 0;
   }
+  return 1;
+}
+
+/* Append c's unit to s (its verdict was 1) and note the reply in *r. */
+static void stream_append_commit(struct stream_state *st, uint64_t index,
+                                 struct stream *s, const struct cmd *c,
+                                 struct stream_result *r) {
+  int producer = (c->flags & CMD_F_PRODUCER) != 0;
   r->prev_tail = s->tail;
   stream_add_unit(st, s, c->data.ptr, c->data.len, c->n_msgs, index,
                   stream_off(c, c->data.ptr));
   if (producer) stream_record_producer(s, c);
   if (c->flags & CMD_F_SEQ)
     stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq);
-  if (closing) {
+  if (c->flags & CMD_F_CLOSE) {
     s->closed = 1;
     if (producer) {
       stream_set_str(&s->closed_by_id, &s->closed_by_id_len, c->producer_id);
@@ -18092,6 +18686,138 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   r->rec_next = stream_record_next(s);
   r->notify = 1;
   r->watch_mask |= s->local.watch_mask;
+}
+
+static void stream_apply_append(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+    return;
+  }
+  if (!s->soft_deleted && c->time_ms > s->last_access_ms)
+    s->last_access_ms = c->time_ms;
+  if (stream_append_verdict(s, c, r)) stream_append_commit(st, index, s, c, r);
+}
+
+/* ------------------------------------------------------------ MULTI
+
+   A MULTI's ops are APPENDs to streams of this group (cmd.c), applied in
+   order at the MULTI's time, each with a result of its own in r->ops
+   (struct stream_op).  Without CMD_F_ATOMIC (an append-batch) each op
+   applies or fails on its own, exactly as the APPEND it stands for.
+   With it (a $transaction) every op is first judged against the state
+   as it is (stream_append_verdict: pure), and only if none fails do
+   they all apply; a stream named twice fails the whole (the second op
+   would be judged against a state the first has not made yet).  An op
+   whose verdict is a 204 that changes nothing (a producer's retry) does
+   not fail it: a retried transaction answers as it did the first time.
+   A failed transaction changes nothing at all: r and the failing op's
+   result say why, the other ops have status 0.  r->status is 200 when
+   the ops applied (each op's own status says how). */
+
+static void stream_op_add(struct stream_result *r, struct str path,
+                          const struct stream_result *t) {
+  struct stream_op o;
+  memset(&o, 0, sizeof(o));
+  o.path = path;
+  o.r = *t;
+  memset(&o.r.garbage, 0, sizeof(o.r.garbage));
+  memset(&o.r.releases, 0, sizeof(o.r.releases));
+  memset(&o.r.ops, 0, sizeof(o.r.ops));
+  if (buf_append(&r->ops, &o, sizeof(o)) != URSULA_OK) stream_oom();
+}
+
+/* The first op of an atomic MULTI c that would fail, judged without
+** applying any (its result in *fail); c->n_ops if none would. */
+static uint64_t stream_multi_judge(struct stream_state *st,
+                                   const struct cmd *c,
+                                   struct stream_result *fail) {
+  struct str rest = c->ops, prev;
+  struct cmd op, other;
+  uint64_t i, k;
+  for (i = 0; cmd_op_next(c, &rest, &op) == 1; i++) {
+    const struct stream *s = stream_find(st, op.path);
+    memset(fail, 0, offsetof(struct stream_result, garbage));
+    for (k = 0, prev = c->ops; k < i && cmd_op_next(c, &prev, &other) == 1;
+         k++)
+      if (stream_bytes_cmp(other.path.ptr, other.path.len, op.path.ptr,
+                           op.path.len) == 0)
+        break;
+    if (k < i) {
+      stream_fail(fail, 400, "a transaction names a stream twice");
+      return i;
+    }
+    if (s == NULL || (!s->soft_deleted &&
+                      stream_expired(s, s->last_access_ms, c->time_ms))) {
+      stream_fail(fail, 404, "stream not found");
+      return i;
+    }
+    if (!stream_append_verdict(s, &op, fail) &&
+        (fail->status < 200 || fail->status > 299))
+      return i;
+  }
+  return i;
+}
+
+static void stream_apply_multi(struct stream_state *st, uint64_t index,
+                               const struct cmd *c, struct stream_result *r) {
+  struct str rest = c->ops;
+  struct cmd op;
+  struct stream_result t;
+  uint64_t i, bad = c->n_ops;
+  memset(&t, 0, sizeof(t));
+  if (c->flags & CMD_F_ATOMIC) bad = stream_multi_judge(st, c, &t);
+  if (bad < c->n_ops) { /* nothing applies */
+    struct stream_result none;
+    memset(&none, 0, sizeof(none));
+    for (i = 0; cmd_op_next(c, &rest, &op) == 1; i++)
+      stream_op_add(r, op.path, i == bad ? &t : &none);
+    r->status = t.status;
+    r->reason = t.reason;
+    return;
+  }
+  while (cmd_op_next(c, &rest, &op) == 1) {
+    memset(&t, 0, sizeof(t));
+    t.garbage = r->garbage; /* an expired stream's removal adds to them */
+    t.releases = r->releases;
+    stream_apply_append(st, index, &op, &t);
+    r->garbage = t.garbage;
+    r->releases = t.releases;
+    stream_op_add(r, op.path, &t);
+    r->tail = t.tail;
+    r->closed = t.closed;
+  }
+  r->status = 200;
+}
+
+/* ------------------------------------------------------------ ATTRS */
+
+static void stream_apply_attrs(struct stream_state *st, const struct cmd *c,
+                               struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+    return;
+  }
+  if (s->soft_deleted) {
+    stream_fail(r, 410, "stream was deleted");
+    return;
+  }
+  if (c->attrs.len > 0 && !attrs_canonical(c->attrs)) {
+    stream_fail(r, 400, "malformed attributes"); /* (HTTP never sends) */
+    return;
+  }
+  if (c->attrs.len > 0) {
+    stream_set_str(&s->attrs, &s->attrs_len, c->attrs);
+  } else {
+    URSULA_FREE(s->attrs);
+    s->attrs = NULL;
+    s->attrs_len = 0;
+  }
+  r->status = 204;
+  r->tail = s->tail;
+  r->closed = s->closed;
 }
 
 /* ------------------------------------------------------------ DELETE */
@@ -18299,9 +19025,6 @@ static void stream_apply_touch(struct stream_state *st, const struct cmd *c,
 ** a bucket exists, and its streams, are not this group's to know (they
 ** live in every group): api.c asks every group (BUCKETS there); apply
 ** decides only on the record. */
-
-static int stream_bytes_cmp(const char *a, size_t an, const char *b,
-                            size_t bn);
 
 /* The index of the record of name, or where it would go (*found 0). */
 static size_t stream_bucket_at(const struct stream_state *st, struct str name,
@@ -18560,12 +19283,14 @@ static void stream_apply_retain(struct stream_state *st, const struct cmd *c,
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
                                 const struct cmd *c, struct stream_result *r) {
-  struct buf releases = r->releases, garbage = r->garbage;
+  struct buf releases = r->releases, garbage = r->garbage, ops = r->ops;
   memset(r, 0, sizeof(*r));
   r->releases = releases;
   r->releases.len = 0;
   r->garbage = garbage;
   r->garbage.len = 0;
+  r->ops = ops;
+  r->ops.len = 0;
   if (st->cap == 0) stream_table_grow(st);
   switch (c->type) {
     case CMD_CREATE:
@@ -18604,6 +19329,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
     case CMD_RETAIN:
       stream_apply_retain(st, c, r);
       break;
+    case CMD_MULTI:
+      stream_apply_multi(st, index, c, r);
+      break;
+    case CMD_ATTRS:
+      stream_apply_attrs(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -18619,7 +19350,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 7 (format version)   v next_incarnation   v number of streams
+     v 8 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -18632,6 +19363,8 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        v fork_inc (the source's incarnation)
        v rec_base (JSON records below base: a fork's inherited ones)
        v refcount   v incarnation
+       b attrs (its attributes, attrs.c's stored form; empty: none; from
+         version 8)
        v chunks, then per chunk: v length, b object name (the chunks hold
          the stream's first own bytes, back to back from base)
        v units, then per unit: v length (the first from base), v records
@@ -18658,7 +19391,8 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    are non-empty and end exactly at a unit end and at the tail, and no
    sum wraps; record counts are 0 on a stream not JSON and add up to at
    most URSULA_MAX_RECORD; retained and snap_at are unit boundaries,
-   retained <= snap_at.  Version 6 is version 7 without retained and
+   retained <= snap_at.  Version 7 is version 8 without attrs (a stream
+   of that build had none), and is read.  Version 6 is version 7 without retained and
    snapshot (none then), and is read.  Version 5 is version 6 without
    rec_base and the units' record counts, and is read: its streams count
    0 records (their records were appended by a build that did not count
@@ -18677,21 +19411,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 7
+#define STREAM_SNAP_VERSION 8
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
   s.ptr = p ? p : "";
   s.len = p ? len : 0;
   return s;
-}
-
-/* Bytewise order of two byte strings, a prefix first. */
-static int stream_bytes_cmp(const char *a, size_t an, const char *b,
-                            size_t bn) {
-  int c = memcmp(a, b, an < bn ? an : bn);
-  if (c != 0) return c;
-  return an < bn ? -1 : an > bn;
 }
 
 static int stream_path_cmp(const void *x, const void *y) {
@@ -18748,6 +19474,7 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_varint(out, s->rec_base);
   bad |= cmd_put_varint(out, s->refcount);
   bad |= cmd_put_varint(out, s->incarnation);
+  bad |= cmd_put_bytes(out, stream_str(s->attrs, s->attrs_len));
   bad |= cmd_put_varint(out, s->n_chunks);
   for (i = 0; i < s->n_chunks; i++) {
     bad |= cmd_put_varint(out, s->chunks[i].end - s->chunks[i].start);
@@ -18944,6 +19671,12 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   if (version >= 6) bad |= cmd_get_varint(p, end, &s->rec_base);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
+  if (version >= 8) {
+    struct str attrs = {"", 0};
+    bad |= cmd_get_bytes(p, end, &attrs);
+    if (!bad && attrs.len > 0 && !attrs_canonical(attrs)) return -1;
+    if (!bad) stream_take(&s->attrs, &s->attrs_len, attrs, 1);
+  }
   /* the fork fields: all zero but for a fork; a fork's own bytes start at
   ** or after its fork offset (or at 0: a copied fork) */
   if (bad || s->base > s->tail ||
@@ -21282,6 +22015,7 @@ URSULA_PRIVATE void job_free(struct job *j) {
   buf_free(&j->parts);
   buf_free(&j->data);
   buf_free(&j->snap);
+  buf_free(&j->attrs);
   URSULA_FREE(j);
 }
 
@@ -21563,6 +22297,7 @@ URSULA_PRIVATE void group_free(struct group *g) {
   URSULA_FREE(g->flight.props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
+  buf_free(&g->res.ops);
   raft_free(&g->raft);
   URSULA_FREE(g->out.a);
   URSULA_FREE(g->outbox);
@@ -21830,7 +22565,7 @@ static int group_apply_entry(struct core *c, struct group *g,
   g->applied_term = e->term;
   if (e->type != WAL_CMD) { /* a no-op changes nothing */
     memset(r, 0, offsetof(struct stream_result, garbage));
-    r->releases.len = r->garbage.len = 0;
+    r->releases.len = r->garbage.len = r->ops.len = 0;
     return URSULA_OK;
   }
   if (cmd_decode(e->data, e->len, &applied, &g->bounds) != URSULA_OK) {
@@ -21848,6 +22583,15 @@ static int group_apply_entry(struct core *c, struct group *g,
   }
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
+  if (applied.type == CMD_MULTI) { /* each op's stream has its readers */
+    size_t k;
+    for (k = 0; k + sizeof(struct stream_op) <= r->ops.len;
+         k += sizeof(struct stream_op)) {
+      struct stream_op o;
+      memcpy(&o, r->ops.ptr + k, sizeof(o));
+      if (o.r.notify && o.r.watch_mask) group_notify(c, g, o.path, &o.r);
+    }
+  }
   if (!group_effects_here(g, e)) return URSULA_OK;
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->tier.cold != NULL)
@@ -22938,7 +23682,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
        m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
        m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE ||
-       m.type == CMD_SNAPSHOT_PUT || m.type == CMD_RETAIN)) {
+       m.type == CMD_SNAPSHOT_PUT || m.type == CMD_RETAIN ||
+       m.type == CMD_MULTI || m.type == CMD_ATTRS)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -23118,10 +23863,18 @@ URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
 
 URSULA_PRIVATE void group_copy_result(struct job *j,
                                       const struct stream_result *r) {
-  struct buf keep = j->res.releases, keep_g = j->res.garbage;
+  struct buf keep = j->res.releases, keep_g = j->res.garbage,
+             keep_o = j->res.ops;
   j->res = *r;
   j->res.releases = keep;
   j->res.garbage = keep_g;
+  j->res.ops = keep_o; /* (unused: a MULTI's ops go to j->data) */
+  if (j->cmd.type == CMD_MULTI && !r->refused &&
+      buf_append(&j->data, r->ops.ptr, r->ops.len) != URSULA_OK) {
+    j->status = 503;
+    j->reason = "out of memory";
+    return;
+  }
   j->status = r->status;
   j->reason = r->reason;
   j->tail = r->tail;
@@ -23152,6 +23905,12 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   if (s->has_snap) {
     memcpy(j->snap_digest, s->snap_digest, sizeof(j->snap_digest));
     snprintf(j->snap_type, sizeof(j->snap_type), "%s", s->snap_type);
+  }
+  if (j->sub == JOB_SUB_ATTRS) {
+    j->attrs.len = 0;
+    if (s->attrs_len > 0 &&
+        buf_append(&j->attrs, s->attrs, s->attrs_len) != URSULA_OK)
+      j->sub = JOB_SUB_NOMEM;
   }
 }
 
@@ -23800,6 +24559,13 @@ URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   m->stream_seq = util_str(j->stream_seq);
   m->producer_id = util_str(j->producer_id);
   m->fork_source = util_str(j->fork_source);
+  m->attrs.ptr = j->attrs.ptr ? j->attrs.ptr : "";
+  m->attrs.len = j->attrs.len;
+  if (m->type == CMD_MULTI) { /* the body holds the ops (batch.c) */
+    m->ops = m->data;
+    m->data.ptr = "";
+    m->data.len = 0;
+  }
   m->time_ms = group_wall(g);
 }
 
@@ -23845,6 +24611,12 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     case JOB_BOOTSTRAP:
       group_barrier(c, g, j, group_bootstrap);
       return;
+    case JOB_MULTI:
+      j->cmd.type = CMD_MULTI;
+      break;
+    case JOB_ATTRS:
+      j->cmd.type = CMD_ATTRS;
+      break;
     default:
       group_fail(c, j, 500, "unknown job");
       return;
@@ -26604,6 +27376,474 @@ URSULA_PRIVATE void live_table_free(struct live_table *t) {
   memset(t, 0, sizeof(*t));
 }
 /**** End src/live.c ****/
+/**** Begin src/batch.c ****/
+#ifdef URSULA_ENABLE_LINES
+#line 1 "src/batch.c"
+#endif
+/*
+** batch.c -- many appends in one log entry: append-batch and $transaction
+** (issue 16; the peer's append-batch and group-append-transaction-v1).
+**
+** Both become one MULTI command (cmd.c): one log entry, one sync, one
+** Raft round, whose ops are APPENDs to streams of one group.  This part
+** turns the request body into the ops and the ops' results into the
+** answer; stream.c applies them (MULTI there says how).
+**
+** APPEND-BATCH.  POST /{b}/{s}/append-batch (or /{b}/{aff}/{s}/...):
+** the body is frames, each
+**
+**     offset  size  field
+**     0       4     n, the payload's length, unsigned big-endian
+**     4       n     the payload: one append's body
+**
+** back to back to the end of the body; 1 to CMD_MULTI_MAX (512) frames,
+** none empty (n = 0), the last ending exactly at the body's end; else
+** 400.  The request's Content-Type is every frame's (required); a JSON
+** stream's frame is one JSON text, flattened as a POST's body is (an
+** array's elements are its messages; an empty array or invalid JSON is
+** 400 for the whole request, naming the frame).  Producer-Id, -Epoch
+** and -Seq, if sent, make frame i the producer's append number Seq + i
+** (so a retried batch is exactly-once, frame by frame).  Stream-Seq,
+** Stream-Closed and Stream-Record-Match are not taken per batch (400):
+** send those on a single append.  Frames are independent appends, in
+** order: each succeeds or fails on its own, as its own POST would.
+**
+** The answer is 200 with Content-Type application/json and one result
+** per frame, in order:
+**
+**     [{"status":204,"stream_next_offset":"..."},
+**      {"status":409,"error_code":"StreamClosed","error":"stream is closed",
+**       "stream_next_offset":"..."}, ...]
+**
+** status is the status the frame's own POST would have had (204, or 200
+** with "producer_epoch" and "producer_seq" when a producer appended);
+** stream_next_offset is the stream's tail just after that frame (an
+** offset as Stream-Next-Offset gives them); error_code and error only
+** for a failed frame.  The peer's specification names stream_next_offset
+** and error_code but its server omits them; ursula sends them.  With
+** Prefer: return=minimal (RFC 7240) the answer is 204 with no body when
+** every frame succeeded (and the 200 array otherwise).
+**
+** $TRANSACTION.  POST /{b}/{aff}/$transaction, Content-Type
+** application/json, body
+**
+**     {"operations":[{"stream":"s", "content_type":"text/plain",
+**        "payload_base64":"aGk=", "close_after":false,
+**        "stream_seq":"...", "producer":{"producer_id":"p",
+**        "producer_epoch":0,"producer_seq":0}}, ...]}
+**
+** 1 to 64 operations on streams /{b}/{aff}/{stream} (all in the group of
+** /{b}/{aff}: path affinity), which must exist (a transaction creates
+** none).  stream, content_type and payload_base64 (RFC 4648 section 4,
+** padded) are required strings; an empty payload needs close_after.
+** Every operation applies in the one entry, or none does: the answer is
+** 200 with the array of results (as append-batch's), or, if an operation
+** fails, that operation's status with {"error_code":..,"error":..,
+** "operation":i} (i from 0) and nothing applied.  A stream named twice
+** is 400.  record_match is not taken yet (400).
+*/
+
+
+#define BATCH_TXN_MAX 64
+
+/* ------------------------------------------------------------ ops */
+
+/* Encode *op, an APPEND, as the next op of a MULTI into ops. */
+static int batch_put_op(struct buf *ops, const struct cmd *op) {
+  struct buf one;
+  struct str s;
+  int rc;
+  memset(&one, 0, sizeof(one));
+  rc = cmd_encode(op, &one);
+  s.ptr = one.ptr;
+  s.len = one.len;
+  if (rc == URSULA_OK) rc = cmd_put_bytes(ops, s);
+  buf_free(&one);
+  return rc;
+}
+
+/* Set op's data to body, flattened first (into *flat) if json: 0, or -1
+** (not valid JSON, or an empty array), or URSULA_ENOMEM. */
+static int batch_op_data(struct cmd *op, const char *p, size_t len, int json,
+                         struct buf *flat) {
+  size_t n = 0;
+  int rc;
+  op->data.ptr = p;
+  op->data.len = len;
+  op->n_msgs = 0;
+  if (!json || len == 0) return 0;
+  flat->len = 0;
+  rc = json_flatten(p, len, flat, &n);
+  if (rc == URSULA_ENOMEM) return rc;
+  if (rc != URSULA_OK || n == 0) return -1;
+  op->data.ptr = flat->ptr;
+  op->data.len = flat->len;
+  op->n_msgs = n;
+  return 0;
+}
+
+URSULA_PRIVATE int batch_frames(const char *p, size_t len,
+                                const struct cmd *tmpl, struct buf *ops,
+                                uint64_t *n_ops, char *why, size_t why_cap) {
+  const unsigned char *q = (const unsigned char *)p;
+  size_t at = 0;
+  uint64_t n = 0;
+  struct buf flat;
+  int rc = URSULA_OK;
+  memset(&flat, 0, sizeof(flat));
+  if (len == 0) {
+    snprintf(why, why_cap, "an append-batch needs at least one frame");
+    return URSULA_EINVAL;
+  }
+  while (at < len && rc == URSULA_OK) {
+    struct cmd op = *tmpl;
+    uint32_t flen;
+    if (len - at < 4) {
+      snprintf(why, why_cap, "frame %llu: the length is cut short",
+               (unsigned long long)n);
+      rc = URSULA_EINVAL;
+      break;
+    }
+    flen = (uint32_t)q[at] << 24 | (uint32_t)q[at + 1] << 16 |
+           (uint32_t)q[at + 2] << 8 | (uint32_t)q[at + 3];
+    at += 4;
+    if (flen == 0 || flen > len - at || n == CMD_MULTI_MAX) {
+      snprintf(why, why_cap,
+               n == CMD_MULTI_MAX ? "more than %llu frames"
+               : flen == 0        ? "frame %llu is empty"
+                                  : "frame %llu runs past the body's end",
+               (unsigned long long)(n == CMD_MULTI_MAX ? CMD_MULTI_MAX : n));
+      rc = URSULA_EINVAL;
+      break;
+    }
+    op.producer_seq = tmpl->producer_seq + n;
+    rc = batch_op_data(&op, p + at, flen, (tmpl->flags & CMD_F_JSON) != 0,
+                       &flat);
+    if (rc < 0) {
+      snprintf(why, why_cap,
+               "frame %llu is not valid JSON (or an empty array)",
+               (unsigned long long)n);
+      rc = URSULA_EINVAL;
+      break;
+    }
+    if (rc == URSULA_OK) rc = batch_put_op(ops, &op);
+    at += flen;
+    n++;
+  }
+  buf_free(&flat);
+  *n_ops = n;
+  return rc;
+}
+
+/* ------------------------------------------------------------ $transaction */
+
+/* The string value raw (JSON, as sent) into out (emptied first, NUL
+** ended): 0, or -1 if it is not a string or has a NUL. */
+static int batch_string(struct str raw, struct buf *out) {
+  out->len = 0;
+  if (raw.len < 2 || raw.ptr[0] != '"' ||
+      json_string_value(raw, out) != URSULA_OK ||
+      buf_append(out, "", 1) != URSULA_OK ||
+      memchr(out->ptr, '\0', out->len - 1) != NULL)
+    return -1;
+  out->len--;
+  return 0;
+}
+
+/* A JSON number that is a whole number 0..2^53-1 in plain decimal. */
+static int batch_u53(struct str raw, uint64_t *out) {
+  return util_parse_u64(raw, ((uint64_t)1 << 53) - 1, out);
+}
+
+/* The producer object of an operation into op (strings into id). */
+static const char *batch_producer(struct str obj, struct cmd *op,
+                                  struct buf *id) {
+  struct str key, val;
+  size_t at = 0;
+  int have = 0;
+  if (obj.ptr[0] != '{') return "producer must be an object";
+  while (json_member_next(obj, &at, &key, &val)) {
+    if (json_key_is(key, "producer_id")) {
+      if (batch_string(val, id) != 0 || id->len == 0 ||
+          id->len > URSULA_MAX_PRODUCER_ID)
+        return "producer_id must be a non-empty string";
+      have |= 1;
+    } else if (json_key_is(key, "producer_epoch")) {
+      if (batch_u53(val, &op->producer_epoch) != 0)
+        return "producer_epoch must be a whole number";
+      have |= 2;
+    } else if (json_key_is(key, "producer_seq")) {
+      if (batch_u53(val, &op->producer_seq) != 0)
+        return "producer_seq must be a whole number";
+      have |= 4;
+    }
+  }
+  if (have != 7)
+    return "producer needs producer_id, producer_epoch and producer_seq";
+  op->producer_id.ptr = id->ptr;
+  op->producer_id.len = id->len;
+  op->flags |= CMD_F_PRODUCER;
+  return NULL;
+}
+
+/* Scratch for one operation's strings. */
+struct batch_scratch {
+  struct buf path, type, payload, flat, seq, pid;
+};
+
+/* One operation (obj) of a transaction on the streams under group (the
+** path "/{b}/{aff}") into op, its views into sc.  NULL or why (400). */
+static const char *batch_txn_op(struct str obj, struct str group,
+                                struct cmd *op, struct batch_scratch *sc) {
+  struct str key, val;
+  size_t at = 0;
+  int have = 0;
+  char norm[64];
+  if (obj.ptr[0] != '{') return "each operation must be a JSON object";
+  memset(op, 0, sizeof(*op));
+  op->type = CMD_APPEND;
+  while (json_member_next(obj, &at, &key, &val)) {
+    const char *bad = NULL;
+    if (json_key_is(key, "stream")) {
+      sc->path.len = 0;
+      if (buf_append(&sc->path, group.ptr, group.len) != URSULA_OK ||
+          buf_append(&sc->path, "/", 1) != URSULA_OK)
+        return "out of memory";
+      {
+        struct buf id;
+        struct str s;
+        memset(&id, 0, sizeof(id));
+        if (batch_string(val, &id) != 0) bad = "stream must be a string";
+        s.ptr = id.ptr;
+        s.len = id.len;
+        if (bad == NULL && !util_stream_id_ok(s))
+          bad = "stream is not a stream id";
+        if (bad == NULL && buf_append(&sc->path, id.ptr, id.len) != URSULA_OK)
+          bad = "out of memory";
+        buf_free(&id);
+      }
+      have |= 1;
+    } else if (json_key_is(key, "content_type")) {
+      if (batch_string(val, &sc->type) != 0 || sc->type.len == 0 ||
+          sc->type.len > 255 || memchr(sc->type.ptr, '/', sc->type.len) == NULL)
+        bad = "content_type must be a media type";
+      have |= 2;
+    } else if (json_key_is(key, "payload_base64")) {
+      struct buf text;
+      memset(&text, 0, sizeof(text));
+      sc->payload.len = 0;
+      if (batch_string(val, &text) != 0 ||
+          util_base64_decode(&sc->payload, text.ptr, text.len) != URSULA_OK)
+        bad = "payload_base64 must be base64 (RFC 4648, padded)";
+      buf_free(&text);
+      have |= 4;
+    } else if (json_key_is(key, "close_after")) {
+      if (util_str_eq(val, "true"))
+        op->flags |= CMD_F_CLOSE;
+      else if (!util_str_eq(val, "false"))
+        bad = "close_after must be true or false";
+    } else if (json_key_is(key, "stream_seq")) {
+      if (batch_string(val, &sc->seq) != 0 || sc->seq.len == 0 ||
+          sc->seq.len > URSULA_MAX_STREAM_SEQ)
+        bad = "stream_seq must be a non-empty string";
+      op->flags |= CMD_F_SEQ;
+      op->stream_seq.ptr = sc->seq.ptr;
+      op->stream_seq.len = sc->seq.len;
+    } else if (json_key_is(key, "producer")) {
+      bad = batch_producer(val, op, &sc->pid);
+    } else if (json_key_is(key, "record_match")) {
+      bad = "record_match is not supported in a transaction yet";
+    }
+    if (bad != NULL) return bad;
+  }
+  if (have != 7)
+    return "each operation needs stream, content_type and payload_base64";
+  op->path.ptr = sc->path.ptr;
+  op->path.len = sc->path.len;
+  op->content_type.ptr = sc->type.ptr;
+  op->content_type.len = sc->type.len;
+  op->flags |= CMD_F_CT;
+  stream_norm_type(op->content_type, norm, sizeof(norm));
+  if (strcmp(norm, "application/json") == 0) op->flags |= CMD_F_JSON;
+  if (sc->payload.len == 0 && !(op->flags & CMD_F_CLOSE))
+    return "an empty payload appends nothing (set close_after to close)";
+  if (batch_op_data(op, sc->payload.ptr ? sc->payload.ptr : "",
+                    sc->payload.len, (op->flags & CMD_F_JSON) != 0,
+                    &sc->flat) != 0)
+    return "a JSON payload must be valid JSON and not an empty array";
+  return NULL;
+}
+
+static void batch_scratch_free(struct batch_scratch *sc) {
+  buf_free(&sc->path);
+  buf_free(&sc->type);
+  buf_free(&sc->payload);
+  buf_free(&sc->flat);
+  buf_free(&sc->seq);
+  buf_free(&sc->pid);
+}
+
+URSULA_PRIVATE int batch_txn(const char *p, size_t len, struct str group,
+                             struct buf *ops, uint64_t *n_ops, char *why,
+                             size_t why_cap) {
+  struct str obj, key, val, list = {NULL, 0};
+  size_t at = 0;
+  uint64_t n = 0;
+  struct batch_scratch sc;
+  const char *bad = NULL;
+  int rc = URSULA_OK;
+  *n_ops = 0;
+  if (json_check(p, len) != URSULA_OK) {
+    snprintf(why, why_cap, "the body is not valid JSON");
+    return URSULA_EINVAL;
+  }
+  obj.ptr = p;
+  obj.len = len;
+  while (obj.len > 0 && strchr(" \t\r\n", obj.ptr[0]) != NULL) {
+    obj.ptr++;
+    obj.len--;
+  }
+  while (obj.len > 0 && strchr(" \t\r\n", obj.ptr[obj.len - 1]) != NULL)
+    obj.len--;
+  if (obj.ptr[0] == '{')
+    while (json_member_next(obj, &at, &key, &val))
+      if (json_key_is(key, "operations")) list = val;
+  if (list.ptr == NULL || list.ptr[0] != '[') {
+    snprintf(why, why_cap, "the body must be {\"operations\":[...]}");
+    return URSULA_EINVAL;
+  }
+  memset(&sc, 0, sizeof(sc));
+  {
+    /* the array's elements: an array read as an object's members would
+    ** be, without keys (json_member_next wants "key": value) */
+    size_t i = 1;
+    for (;;) {
+      struct str el;
+      struct cmd op;
+      while (i < list.len && strchr(" \t\r\n,", list.ptr[i]) != NULL) i++;
+      if (i >= list.len || list.ptr[i] == ']') break;
+      el.ptr = list.ptr + i;
+      el.len = json_value_len(list.ptr + i, list.len - i);
+      i += el.len;
+      if (n == BATCH_TXN_MAX) {
+        bad = "more than 64 operations";
+        break;
+      }
+      bad = batch_txn_op(el, group, &op, &sc);
+      if (bad != NULL) break;
+      if ((rc = batch_put_op(ops, &op)) != URSULA_OK) break;
+      n++;
+    }
+  }
+  batch_scratch_free(&sc);
+  if (rc != URSULA_OK) return rc;
+  if (bad == NULL && n == 0) bad = "a transaction needs at least one operation";
+  if (bad != NULL) {
+    if (n < BATCH_TXN_MAX && strcmp(bad, "more than 64 operations") != 0)
+      snprintf(why, why_cap, "operation %llu: %s", (unsigned long long)n, bad);
+    else
+      snprintf(why, why_cap, "%s", bad);
+    return URSULA_EINVAL;
+  }
+  *n_ops = n;
+  return URSULA_OK;
+}
+
+/* ------------------------------------------------------------ results */
+
+URSULA_PRIVATE const char *batch_error_code(const struct stream_result *r) {
+  switch (r->status) {
+    case 400:
+      return "BadRequest";
+    case 403:
+      return "ProducerEpochStale";
+    case 404:
+      return "StreamNotFound";
+    case 410:
+      return "StreamGone";
+    case 409:
+      if (r->seq_gap) return "ProducerSeqConflict";
+      if (r->closed) return "StreamClosed";
+      if (r->reason != NULL && strstr(r->reason, "content type") != NULL)
+        return "ContentTypeMismatch";
+      return "StreamSeqConflict";
+    case 503:
+      return "Unavailable";
+    default:
+      return "Error";
+  }
+}
+
+/* s as a JSON string: our own reasons, '"' and '\\' escaped, controls
+** as \u00XX. */
+static int batch_json_text(struct buf *out, const char *s) {
+  int rc = buf_append_str(out, "\"");
+  for (; *s != '\0' && rc == URSULA_OK; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      rc = buf_printf(out, "\\%c", ch);
+    else if (ch < 0x20)
+      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
+    else
+      rc = buf_append(out, s, 1);
+  }
+  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
+}
+
+URSULA_PRIVATE int batch_render(struct buf *out, const struct buf *ops,
+                                int *all_ok) {
+  size_t k;
+  int rc = buf_append_str(out, "[");
+  *all_ok = 1;
+  for (k = 0; k + sizeof(struct stream_op) <= ops->len && rc == URSULA_OK;
+       k += sizeof(struct stream_op)) {
+    struct stream_op o;
+    char off[40];
+    memcpy(&o, ops->ptr + k, sizeof(o));
+    util_offset(off, o.r.tail);
+    rc = buf_printf(out, "%s{\"status\":%d", k ? "," : "", o.r.status);
+    if (o.r.status < 200 || o.r.status > 299) {
+      *all_ok = 0;
+      if (rc == URSULA_OK)
+        rc = buf_printf(out, ",\"error_code\":\"%s\",\"error\":",
+                        batch_error_code(&o.r));
+      if (rc == URSULA_OK)
+        rc = batch_json_text(out, o.r.reason ? o.r.reason : "error");
+    }
+    if (rc == URSULA_OK && o.r.producer_echo)
+      rc = buf_printf(out, ",\"producer_epoch\":%llu,\"producer_seq\":%llu",
+                      (unsigned long long)o.r.producer_epoch,
+                      (unsigned long long)o.r.producer_seq);
+    if (rc == URSULA_OK && o.r.status != 404 && o.r.status != 410 &&
+        o.r.status != 0)
+      rc = buf_printf(out, ",\"stream_next_offset\":\"%s\"", off);
+    if (rc == URSULA_OK) rc = buf_append_str(out, "}");
+  }
+  return rc == URSULA_OK ? buf_append_str(out, "]\n") : rc;
+}
+
+URSULA_PRIVATE int batch_render_failure(struct buf *out,
+                                        const struct buf *ops) {
+  size_t k;
+  for (k = 0; k + sizeof(struct stream_op) <= ops->len;
+       k += sizeof(struct stream_op)) {
+    struct stream_op o;
+    memcpy(&o, ops->ptr + k, sizeof(o));
+    if (o.r.status == 0) continue;
+    if (buf_printf(out, "{\"error_code\":\"%s\",\"error\":",
+                   batch_error_code(&o.r)) != URSULA_OK ||
+        batch_json_text(out, o.r.reason ? o.r.reason : "error") !=
+            URSULA_OK ||
+        buf_printf(out, ",\"operation\":%lu}\n",
+                   (unsigned long)(k / sizeof(struct stream_op))) != URSULA_OK)
+      return URSULA_ENOMEM;
+    return URSULA_OK;
+  }
+  return buf_append_str(out, "{\"error_code\":\"Error\",\"error\":\"error\"}\n");
+}
+
+#undef BATCH_TXN_MAX
+/**** End src/batch.c ****/
 /**** Begin src/api.c ****/
 #ifdef URSULA_ENABLE_LINES
 #line 1 "src/api.c"
@@ -26872,6 +28112,8 @@ struct api_conn {
   int records;
   int envelope;
   uint64_t rec_first, rec_next;
+  /* batch.c: Prefer: return=minimal was sent (RFC 7240) */
+  int prefer_minimal;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -26951,8 +28193,9 @@ static void api_record_headers(struct api_conn *cn, uint64_t first,
 
 static void api_offset_header(struct api_conn *cn, const char *name,
                               uint64_t off) {
-  buf_printf(conn_out(&cn->c), "%s: %016llu_%016llu\r\n", name, 0ULL,
-             (unsigned long long)off);
+  char text[40];
+  util_offset(text, off);
+  buf_printf(conn_out(&cn->c), "%s: %s\r\n", name, text);
 }
 
 /* End the head and add a body of len bytes (Content-Length). */
@@ -27892,6 +29135,8 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
 
 static void api_reply_backup(struct api_conn *cn, const struct job *j);
 static void api_bucket_reply(struct api_conn *cn, struct job *j);
+static void api_reply_multi(struct api_conn *cn, struct job *j);
+static void api_reply_attrs(struct api_conn *cn, struct job *j);
 
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   struct job *j = (struct job *)(void *)m;
@@ -27937,6 +29182,10 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   else if (j->status == 410 && j->offset_given &&
            (j->op == JOB_READ || j->op == JOB_HEAD) && j->tail > 0)
     api_error_next(cn, j->status, j->reason, j->tail);
+  else if (j->op == JOB_MULTI)
+    api_reply_multi(cn, j);
+  else if (j->op == JOB_HEAD && j->sub != JOB_SUB_NONE && j->status < 400)
+    api_reply_attrs(cn, j);
   else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
@@ -29525,6 +30774,7 @@ static const char *api_build_put(const struct http_request *req,
   const struct http_header *fo = http_find_header(req, "Stream-Fork-Offset");
   const struct http_header *fs =
       http_find_header(req, "Stream-Fork-Sub-Offset");
+  const struct http_header *attrs = http_find_header(req, "Stream-Attrs");
   if (ttl && exp) return "Stream-TTL and Stream-Expires-At are exclusive";
   if (ttl) {
     if (api_parse_canonical(ttl->value, (uint64_t)1 << 40, &j->cmd.ttl_s) != 0)
@@ -29536,6 +30786,15 @@ static const char *api_build_put(const struct http_request *req,
         api_copy(j->expires_text, sizeof(j->expires_text), exp->value) != 0)
       return "Stream-Expires-At must be an RFC 3339 timestamp";
     j->cmd.flags |= CMD_F_EXPIRES;
+  }
+  if (attrs) { /* attrs.c: the stored form, compared with an existing
+                 stream's by apply (409 if they differ) */
+    const char *why = NULL;
+    int rc = attrs_normalize(attrs->value.ptr, attrs->value.len, &j->attrs,
+                             &why);
+    if (rc != URSULA_OK)
+      return rc == URSULA_EINVAL ? why : "out of memory";
+    j->cmd.flags |= CMD_F_ATTRS;
   }
   if (fs && !ff) return "Stream-Fork-Sub-Offset needs Stream-Forked-From";
   if (fo && !ff) return "Stream-Fork-Offset needs Stream-Forked-From";
@@ -29958,6 +31217,171 @@ static void api_build_snap(const struct http_request *req,
   }
 }
 
+/* ------------------------------------------------------------ batches, attrs
+
+   A stream's sub-resources (util_bucket_path: UTIL_PATH_SUB) and a
+   group's $transaction (UTIL_PATH_TXN).  batch.c has append-batch and
+   $transaction (their bodies, their answers), attrs.c the attributes:
+     POST .../append-batch      JOB_MULTI, each frame on its own
+     POST /{b}/{aff}/$transaction  JOB_MULTI, CMD_F_ATOMIC
+     GET, HEAD .../attrs        200 application/json: the attributes ({}
+                                when none), as of the read barrier
+     PUT .../attrs              JOB_ATTRS: 204, the body replaces them
+   Other sub-resources (snapshot, retention, bootstrap) are 404 here. */
+
+/* The answer to a MULTI (batch.c has its form). */
+static void api_reply_multi(struct api_conn *cn, struct job *j) {
+  struct buf body;
+  int all_ok = 0, rc;
+  if (j->data.len == 0) { /* refused before it applied (503, ...) */
+    api_reply_change(cn, j);
+    return;
+  }
+  memset(&body, 0, sizeof(body));
+  if (j->status >= 400) /* a transaction that failed: nothing applied */
+    rc = batch_render_failure(&body, &j->data);
+  else
+    rc = batch_render(&body, &j->data, &all_ok);
+  if (rc != URSULA_OK) {
+    buf_free(&body);
+    api_error(cn, 503, "out of memory");
+    return;
+  }
+  if (j->status < 400 && all_ok && cn->prefer_minimal) {
+    api_begin(cn, 204);
+    buf_append_str(conn_out(&cn->c), "Preference-Applied: return=minimal\r\n");
+    if (!(j->cmd.flags & CMD_F_ATOMIC))
+      api_offset_header(cn, "Stream-Next-Offset", j->res.tail);
+    buf_append_str(conn_out(&cn->c), "\r\n");
+    buf_free(&body);
+    return;
+  }
+  api_begin(cn, j->status >= 400 ? j->status : 200);
+  if (j->status < 400 && !(j->cmd.flags & CMD_F_ATOMIC))
+    api_offset_header(cn, "Stream-Next-Offset", j->res.tail);
+  buf_append_str(conn_out(&cn->c), "Content-Type: application/json\r\n");
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* GET, HEAD .../attrs: the stream's attributes. */
+static void api_reply_attrs(struct api_conn *cn, struct job *j) {
+  if (j->sub == JOB_SUB_NOMEM) {
+    api_error(cn, 503, "out of memory");
+    return;
+  }
+  api_begin(cn, 200);
+  buf_append_str(conn_out(&cn->c), "Content-Type: application/json\r\n");
+  if (j->attrs.len == 0)
+    api_end(cn, "{}", 2);
+  else
+    api_end(cn, j->attrs.ptr, j->attrs.len);
+}
+
+/* Fill j for a request on a stream's sub-resource or a $transaction (bp:
+** SUB or TXN): the job, or the status that refuses it. */
+static void api_build_sub(const struct http_request *req,
+                          const struct api_head *h,
+                          const struct util_bucket_path *bp, struct job *j) {
+  int m = h->method;
+  const char *bad = NULL;
+  size_t n = bp->kind == UTIL_PATH_TXN ? bp->group_len : bp->stream_len;
+  j->path_len = n; /* the stream's path, or the group's "/{b}/{aff}" */
+  j->path[n] = '\0';
+  if (m == API_OPTIONS) {
+    j->op = 0;
+  } else if (bp->kind == UTIL_PATH_TXN || util_str_eq(bp->sub, "append-batch")) {
+    j->op = JOB_MULTI;
+    if (bp->rest.len > 0) {
+      j->status = 404;
+      j->reason = "no such route";
+    } else if (m != API_POST) {
+      j->status = 405;
+      j->reason = "method not allowed (POST)";
+    } else if (http_find_header(req, "Stream-Closed") ||
+               http_find_header(req, "Stream-Seq") ||
+               http_find_header(req, "Stream-Record-Match")) {
+      bad = "Stream-Closed, Stream-Seq and Stream-Record-Match are not taken "
+            "by a batch: send them with a single append";
+    } else if (bp->kind == UTIL_PATH_TXN) {
+      const struct http_header *ct = http_find_header(req, "Content-Type");
+      char norm[64];
+      stream_norm_type(ct ? ct->value : util_str(""), norm, sizeof(norm));
+      j->cmd.flags = CMD_F_ATOMIC;
+      if (http_find_header(req, "Producer-Id"))
+        bad = "a transaction's producers go in its operations";
+      if (strcmp(norm, "application/json") != 0) {
+        j->status = 415; /* RFC 9110 section 15.5.16 */
+        j->reason = "a transaction's body is application/json";
+      }
+    } else {
+      bad = api_build_post(req, j);
+    }
+  } else if (util_str_eq(bp->sub, "attrs") && bp->rest.len == 0) {
+    if (m == API_GET || m == API_HEAD_M) {
+      j->op = JOB_HEAD;
+      j->sub = JOB_SUB_ATTRS;
+      j->offset_now = 1;
+    } else if (m == API_PUT) {
+      j->op = JOB_ATTRS;
+    } else {
+      j->status = 405;
+      j->reason = "method not allowed (GET, HEAD, PUT)";
+    }
+  } else {
+    j->status = 404;
+    j->reason = "no such route on this server";
+  }
+  if (bad != NULL) {
+    j->status = 400;
+    j->reason = bad;
+  }
+}
+
+/* The body of a JOB_MULTI or JOB_ATTRS, in: into j's ops or attributes.
+** 0, or the status to answer (reason in why). */
+static int api_finish_sub(struct api_conn *cn, struct job *j, char *why,
+                          size_t cap) {
+  const char *p = cn->c.raw.ptr ? cn->c.raw.ptr : "";
+  size_t len = cn->c.raw.len;
+  struct buf ops;
+  struct str path;
+  int rc;
+  if (j->op == JOB_ATTRS) {
+    const char *reason = NULL;
+    rc = attrs_normalize(p, len, &j->attrs, &reason);
+    if (rc == URSULA_EINVAL) snprintf(why, cap, "%s", reason);
+    return rc == URSULA_OK ? 0 : rc == URSULA_EINVAL ? 400 : 503;
+  }
+  memset(&ops, 0, sizeof(ops));
+  path.ptr = j->path;
+  path.len = j->path_len;
+  if (j->cmd.flags & CMD_F_ATOMIC) {
+    rc = batch_txn(p, len, path, &ops, &j->cmd.n_ops, why, cap);
+  } else {
+    struct cmd tmpl = j->cmd;
+    if (!(j->cmd.flags & CMD_F_CT)) {
+      snprintf(why, cap, "Content-Type is required (every frame's)");
+      return 400;
+    }
+    tmpl.type = CMD_APPEND;
+    tmpl.path = path;
+    tmpl.content_type = util_str(j->content_type);
+    tmpl.producer_id = util_str(j->producer_id);
+    rc = batch_frames(p, len, &tmpl, &ops, &j->cmd.n_ops, why, cap);
+    j->cmd.flags = 0; /* the MULTI's own: its ops carry theirs */
+    j->producer_id[0] = j->content_type[0] = '\0';
+  }
+  if (rc != URSULA_OK) {
+    buf_free(&ops);
+    if (rc == URSULA_ENOMEM) snprintf(why, cap, "out of memory");
+    return rc == URSULA_EINVAL ? 400 : 503;
+  }
+  buf_free(&j->body);
+  j->body = ops;
+  return 0;
+}
+
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
 ** into h: the operation (0 for OPTIONS), the path, and what the headers
 ** and the query say.  A request the protocol refuses gets j->status 400
@@ -29988,6 +31412,10 @@ static void api_build_job(const struct http_request *req,
   if (bp.kind == UTIL_PATH_BUCKET || bp.kind == UTIL_PATH_LIST ||
       bp.kind == UTIL_PATH_RESERVED) {
     api_build_bucket(h, &bp, j);
+    return;
+  }
+  if (bp.kind == UTIL_PATH_SUB || bp.kind == UTIL_PATH_TXN) {
+    api_build_sub(req, h, &bp, j);
     return;
   }
   if (api_is_true(http_find_header(req, "Stream-Closed")))
@@ -30055,6 +31483,34 @@ static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
   }
 }
 
+/* Whether req's Prefer fields ask for return=minimal (RFC 7240 section
+** 4.2; preferences are a comma list, names and tokens case-insensitive,
+** parameters after ';' ignored). */
+static int api_prefers_minimal(const struct http_request *req) {
+  size_t i, k;
+  for (i = 0; i < req->n_headers; i++) {
+    struct str v = req->headers[i].value;
+    if (!util_str_ieq(req->headers[i].name, "Prefer")) continue;
+    for (k = 0; k < v.len;) {
+      size_t e = k, a, b;
+      while (e < v.len && v.ptr[e] != ',') e++;
+      a = k;
+      while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
+      b = a;
+      while (b < e && v.ptr[b] != ';' && v.ptr[b] != ' ' && v.ptr[b] != '\t')
+        b++;
+      {
+        struct str pref;
+        pref.ptr = v.ptr + a;
+        pref.len = b - a;
+        if (util_str_ieq(pref, "return=minimal")) return 1;
+      }
+      k = e + 1;
+    }
+  }
+  return 0;
+}
+
 /* conn.c's on_head hook: check the head, and either answer at once or
 ** make the job and read the body. */
 static int api_on_head(struct conn *c, const struct http_request *req) {
@@ -30089,6 +31545,7 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
     util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
   }
   cn->affinity = bp.kind == UTIL_PATH_AFFINITY;
+  cn->prefer_minimal = api_prefers_minimal(req);
   if (head.method != API_OPTIONS) {
     int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
     unsigned scope = cluster ? AUTH_ADMIN
@@ -30167,6 +31624,17 @@ static void api_on_request(struct conn *c) {
     buf_append_str(conn_out(&cn->c), "\r\n");
     conn_done(&cn->c);
     return;
+  }
+  if (j->op == JOB_MULTI || j->op == JOB_ATTRS) {
+    char why[160];
+    int status = api_finish_sub(cn, j, why, sizeof(why));
+    if (status != 0) {
+      job_free(j);
+      api_error(cn, status, why);
+      conn_done(&cn->c);
+      return;
+    }
+    if (j->op == JOB_MULTI) cn->t0_us = os_now_us();
   }
   if (j->op == JOB_APPEND) {
     if (cn->c.raw.len == 0 && !(j->cmd.flags & CMD_F_CLOSE)) {

@@ -24,6 +24,7 @@ metrics.c
 net.c
 http.c
 json.c
+attrs.c
 conf.c
 crypto.c
 auth.c
@@ -44,6 +45,7 @@ fork.c
 conn.c
 sse.c
 live.c
+batch.c
 api.c
 server.c
 backup.c

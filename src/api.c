@@ -262,6 +262,8 @@ struct api_conn {
   int records;
   int envelope;
   uint64_t rec_first, rec_next;
+  /* batch.c: Prefer: return=minimal was sent (RFC 7240) */
+  int prefer_minimal;
 };
 
 enum { API_GET = 1, API_HEAD_M, API_PUT, API_POST, API_DELETE, API_OPTIONS };
@@ -341,8 +343,9 @@ static void api_record_headers(struct api_conn *cn, uint64_t first,
 
 static void api_offset_header(struct api_conn *cn, const char *name,
                               uint64_t off) {
-  buf_printf(conn_out(&cn->c), "%s: %016llu_%016llu\r\n", name, 0ULL,
-             (unsigned long long)off);
+  char text[40];
+  util_offset(text, off);
+  buf_printf(conn_out(&cn->c), "%s: %s\r\n", name, text);
 }
 
 /* End the head and add a body of len bytes (Content-Length). */
@@ -1282,6 +1285,8 @@ static void api_live_reply(struct api_conn *cn, struct job *j) {
 
 static void api_reply_backup(struct api_conn *cn, const struct job *j);
 static void api_bucket_reply(struct api_conn *cn, struct job *j);
+static void api_reply_multi(struct api_conn *cn, struct job *j);
+static void api_reply_attrs(struct api_conn *cn, struct job *j);
 
 URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   struct job *j = (struct job *)(void *)m;
@@ -1327,6 +1332,10 @@ URSULA_PRIVATE void api_on_job_done(struct loop *l, struct loop_msg *m) {
   else if (j->status == 410 && j->offset_given &&
            (j->op == JOB_READ || j->op == JOB_HEAD) && j->tail > 0)
     api_error_next(cn, j->status, j->reason, j->tail);
+  else if (j->op == JOB_MULTI)
+    api_reply_multi(cn, j);
+  else if (j->op == JOB_HEAD && j->sub != JOB_SUB_NONE && j->status < 400)
+    api_reply_attrs(cn, j);
   else if (j->status >= 400 && (j->op == JOB_READ || j->op == JOB_HEAD))
     api_error(cn, j->status, j->reason ? j->reason : "error");
   else if (j->op == JOB_READ) {
@@ -2915,6 +2924,7 @@ static const char *api_build_put(const struct http_request *req,
   const struct http_header *fo = http_find_header(req, "Stream-Fork-Offset");
   const struct http_header *fs =
       http_find_header(req, "Stream-Fork-Sub-Offset");
+  const struct http_header *attrs = http_find_header(req, "Stream-Attrs");
   if (ttl && exp) return "Stream-TTL and Stream-Expires-At are exclusive";
   if (ttl) {
     if (api_parse_canonical(ttl->value, (uint64_t)1 << 40, &j->cmd.ttl_s) != 0)
@@ -2926,6 +2936,15 @@ static const char *api_build_put(const struct http_request *req,
         api_copy(j->expires_text, sizeof(j->expires_text), exp->value) != 0)
       return "Stream-Expires-At must be an RFC 3339 timestamp";
     j->cmd.flags |= CMD_F_EXPIRES;
+  }
+  if (attrs) { /* attrs.c: the stored form, compared with an existing
+                 stream's by apply (409 if they differ) */
+    const char *why = NULL;
+    int rc = attrs_normalize(attrs->value.ptr, attrs->value.len, &j->attrs,
+                             &why);
+    if (rc != URSULA_OK)
+      return rc == URSULA_EINVAL ? why : "out of memory";
+    j->cmd.flags |= CMD_F_ATTRS;
   }
   if (fs && !ff) return "Stream-Fork-Sub-Offset needs Stream-Forked-From";
   if (fo && !ff) return "Stream-Fork-Offset needs Stream-Forked-From";
@@ -3348,6 +3367,171 @@ static void api_build_snap(const struct http_request *req,
   }
 }
 
+/* ------------------------------------------------------------ batches, attrs
+
+   A stream's sub-resources (util_bucket_path: UTIL_PATH_SUB) and a
+   group's $transaction (UTIL_PATH_TXN).  batch.c has append-batch and
+   $transaction (their bodies, their answers), attrs.c the attributes:
+     POST .../append-batch      JOB_MULTI, each frame on its own
+     POST /{b}/{aff}/$transaction  JOB_MULTI, CMD_F_ATOMIC
+     GET, HEAD .../attrs        200 application/json: the attributes ({}
+                                when none), as of the read barrier
+     PUT .../attrs              JOB_ATTRS: 204, the body replaces them
+   Other sub-resources (snapshot, retention, bootstrap) are 404 here. */
+
+/* The answer to a MULTI (batch.c has its form). */
+static void api_reply_multi(struct api_conn *cn, struct job *j) {
+  struct buf body;
+  int all_ok = 0, rc;
+  if (j->data.len == 0) { /* refused before it applied (503, ...) */
+    api_reply_change(cn, j);
+    return;
+  }
+  memset(&body, 0, sizeof(body));
+  if (j->status >= 400) /* a transaction that failed: nothing applied */
+    rc = batch_render_failure(&body, &j->data);
+  else
+    rc = batch_render(&body, &j->data, &all_ok);
+  if (rc != URSULA_OK) {
+    buf_free(&body);
+    api_error(cn, 503, "out of memory");
+    return;
+  }
+  if (j->status < 400 && all_ok && cn->prefer_minimal) {
+    api_begin(cn, 204);
+    buf_append_str(conn_out(&cn->c), "Preference-Applied: return=minimal\r\n");
+    if (!(j->cmd.flags & CMD_F_ATOMIC))
+      api_offset_header(cn, "Stream-Next-Offset", j->res.tail);
+    buf_append_str(conn_out(&cn->c), "\r\n");
+    buf_free(&body);
+    return;
+  }
+  api_begin(cn, j->status >= 400 ? j->status : 200);
+  if (j->status < 400 && !(j->cmd.flags & CMD_F_ATOMIC))
+    api_offset_header(cn, "Stream-Next-Offset", j->res.tail);
+  buf_append_str(conn_out(&cn->c), "Content-Type: application/json\r\n");
+  api_end(cn, body.ptr, body.len);
+  buf_free(&body);
+}
+
+/* GET, HEAD .../attrs: the stream's attributes. */
+static void api_reply_attrs(struct api_conn *cn, struct job *j) {
+  if (j->sub == JOB_SUB_NOMEM) {
+    api_error(cn, 503, "out of memory");
+    return;
+  }
+  api_begin(cn, 200);
+  buf_append_str(conn_out(&cn->c), "Content-Type: application/json\r\n");
+  if (j->attrs.len == 0)
+    api_end(cn, "{}", 2);
+  else
+    api_end(cn, j->attrs.ptr, j->attrs.len);
+}
+
+/* Fill j for a request on a stream's sub-resource or a $transaction (bp:
+** SUB or TXN): the job, or the status that refuses it. */
+static void api_build_sub(const struct http_request *req,
+                          const struct api_head *h,
+                          const struct util_bucket_path *bp, struct job *j) {
+  int m = h->method;
+  const char *bad = NULL;
+  size_t n = bp->kind == UTIL_PATH_TXN ? bp->group_len : bp->stream_len;
+  j->path_len = n; /* the stream's path, or the group's "/{b}/{aff}" */
+  j->path[n] = '\0';
+  if (m == API_OPTIONS) {
+    j->op = 0;
+  } else if (bp->kind == UTIL_PATH_TXN || util_str_eq(bp->sub, "append-batch")) {
+    j->op = JOB_MULTI;
+    if (bp->rest.len > 0) {
+      j->status = 404;
+      j->reason = "no such route";
+    } else if (m != API_POST) {
+      j->status = 405;
+      j->reason = "method not allowed (POST)";
+    } else if (http_find_header(req, "Stream-Closed") ||
+               http_find_header(req, "Stream-Seq") ||
+               http_find_header(req, "Stream-Record-Match")) {
+      bad = "Stream-Closed, Stream-Seq and Stream-Record-Match are not taken "
+            "by a batch: send them with a single append";
+    } else if (bp->kind == UTIL_PATH_TXN) {
+      const struct http_header *ct = http_find_header(req, "Content-Type");
+      char norm[64];
+      stream_norm_type(ct ? ct->value : util_str(""), norm, sizeof(norm));
+      j->cmd.flags = CMD_F_ATOMIC;
+      if (http_find_header(req, "Producer-Id"))
+        bad = "a transaction's producers go in its operations";
+      if (strcmp(norm, "application/json") != 0) {
+        j->status = 415; /* RFC 9110 section 15.5.16 */
+        j->reason = "a transaction's body is application/json";
+      }
+    } else {
+      bad = api_build_post(req, j);
+    }
+  } else if (util_str_eq(bp->sub, "attrs") && bp->rest.len == 0) {
+    if (m == API_GET || m == API_HEAD_M) {
+      j->op = JOB_HEAD;
+      j->sub = JOB_SUB_ATTRS;
+      j->offset_now = 1;
+    } else if (m == API_PUT) {
+      j->op = JOB_ATTRS;
+    } else {
+      j->status = 405;
+      j->reason = "method not allowed (GET, HEAD, PUT)";
+    }
+  } else {
+    j->status = 404;
+    j->reason = "no such route on this server";
+  }
+  if (bad != NULL) {
+    j->status = 400;
+    j->reason = bad;
+  }
+}
+
+/* The body of a JOB_MULTI or JOB_ATTRS, in: into j's ops or attributes.
+** 0, or the status to answer (reason in why). */
+static int api_finish_sub(struct api_conn *cn, struct job *j, char *why,
+                          size_t cap) {
+  const char *p = cn->c.raw.ptr ? cn->c.raw.ptr : "";
+  size_t len = cn->c.raw.len;
+  struct buf ops;
+  struct str path;
+  int rc;
+  if (j->op == JOB_ATTRS) {
+    const char *reason = NULL;
+    rc = attrs_normalize(p, len, &j->attrs, &reason);
+    if (rc == URSULA_EINVAL) snprintf(why, cap, "%s", reason);
+    return rc == URSULA_OK ? 0 : rc == URSULA_EINVAL ? 400 : 503;
+  }
+  memset(&ops, 0, sizeof(ops));
+  path.ptr = j->path;
+  path.len = j->path_len;
+  if (j->cmd.flags & CMD_F_ATOMIC) {
+    rc = batch_txn(p, len, path, &ops, &j->cmd.n_ops, why, cap);
+  } else {
+    struct cmd tmpl = j->cmd;
+    if (!(j->cmd.flags & CMD_F_CT)) {
+      snprintf(why, cap, "Content-Type is required (every frame's)");
+      return 400;
+    }
+    tmpl.type = CMD_APPEND;
+    tmpl.path = path;
+    tmpl.content_type = util_str(j->content_type);
+    tmpl.producer_id = util_str(j->producer_id);
+    rc = batch_frames(p, len, &tmpl, &ops, &j->cmd.n_ops, why, cap);
+    j->cmd.flags = 0; /* the MULTI's own: its ops carry theirs */
+    j->producer_id[0] = j->content_type[0] = '\0';
+  }
+  if (rc != URSULA_OK) {
+    buf_free(&ops);
+    if (rc == URSULA_ENOMEM) snprintf(why, cap, "out of memory");
+    return rc == URSULA_EINVAL ? 400 : 503;
+  }
+  buf_free(&j->body);
+  j->body = ops;
+  return 0;
+}
+
 /* Fill j (fresh from job_new()) from req, checked by api_parse_head()
 ** into h: the operation (0 for OPTIONS), the path, and what the headers
 ** and the query say.  A request the protocol refuses gets j->status 400
@@ -3378,6 +3562,10 @@ static void api_build_job(const struct http_request *req,
   if (bp.kind == UTIL_PATH_BUCKET || bp.kind == UTIL_PATH_LIST ||
       bp.kind == UTIL_PATH_RESERVED) {
     api_build_bucket(h, &bp, j);
+    return;
+  }
+  if (bp.kind == UTIL_PATH_SUB || bp.kind == UTIL_PATH_TXN) {
+    api_build_sub(req, h, &bp, j);
     return;
   }
   if (api_is_true(http_find_header(req, "Stream-Closed")))
@@ -3445,6 +3633,34 @@ static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
   }
 }
 
+/* Whether req's Prefer fields ask for return=minimal (RFC 7240 section
+** 4.2; preferences are a comma list, names and tokens case-insensitive,
+** parameters after ';' ignored). */
+static int api_prefers_minimal(const struct http_request *req) {
+  size_t i, k;
+  for (i = 0; i < req->n_headers; i++) {
+    struct str v = req->headers[i].value;
+    if (!util_str_ieq(req->headers[i].name, "Prefer")) continue;
+    for (k = 0; k < v.len;) {
+      size_t e = k, a, b;
+      while (e < v.len && v.ptr[e] != ',') e++;
+      a = k;
+      while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
+      b = a;
+      while (b < e && v.ptr[b] != ';' && v.ptr[b] != ' ' && v.ptr[b] != '\t')
+        b++;
+      {
+        struct str pref;
+        pref.ptr = v.ptr + a;
+        pref.len = b - a;
+        if (util_str_ieq(pref, "return=minimal")) return 1;
+      }
+      k = e + 1;
+    }
+  }
+  return 0;
+}
+
 /* conn.c's on_head hook: check the head, and either answer at once or
 ** make the job and read the body. */
 static int api_on_head(struct conn *c, const struct http_request *req) {
@@ -3479,6 +3695,7 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
     util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
   }
   cn->affinity = bp.kind == UTIL_PATH_AFFINITY;
+  cn->prefer_minimal = api_prefers_minimal(req);
   if (head.method != API_OPTIONS) {
     int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;
     unsigned scope = cluster ? AUTH_ADMIN
@@ -3557,6 +3774,17 @@ static void api_on_request(struct conn *c) {
     buf_append_str(conn_out(&cn->c), "\r\n");
     conn_done(&cn->c);
     return;
+  }
+  if (j->op == JOB_MULTI || j->op == JOB_ATTRS) {
+    char why[160];
+    int status = api_finish_sub(cn, j, why, sizeof(why));
+    if (status != 0) {
+      job_free(j);
+      api_error(cn, status, why);
+      conn_done(&cn->c);
+      return;
+    }
+    if (j->op == JOB_MULTI) cn->t0_us = os_now_us();
   }
   if (j->op == JOB_APPEND) {
     if (cn->c.raw.len == 0 && !(j->cmd.flags & CMD_F_CLOSE)) {

@@ -251,11 +251,72 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out) {
     rc |= cmd_put_bytes(out, c->digest);
     rc |= cmd_put_bytes(out, c->match);
   }
+  if (c->type == CMD_MULTI) { /* the ops are encoded already */
+    rc |= cmd_put_varint(out, c->n_ops);
+    rc |= buf_append(out, c->ops.ptr, c->ops.len);
+  }
+  if (c->type == CMD_ATTRS ||
+      (c->type == CMD_CREATE && (c->flags & CMD_F_ATTRS)))
+    rc |= cmd_put_bytes(out, c->attrs);
   if (rc != URSULA_OK) {
     out->len = start;
     return URSULA_ENOMEM;
   }
   return URSULA_OK;
+}
+
+/* An op of a MULTI: an APPEND of this version, of no other flags than
+** an append's, with a path, and time_ms 0 (the MULTI's is the op's). */
+static int cmd_op_ok(const struct cmd *op) {
+  const uint32_t allowed = CMD_F_CLOSE | CMD_F_JSON | CMD_F_PRODUCER |
+                           CMD_F_SEQ | CMD_F_CT;
+  return op->type == CMD_APPEND && (op->flags & ~allowed) == 0 &&
+         op->path.len > 0 && op->time_ms == 0;
+}
+
+/* (cmd_decode decodes a MULTI's ops with itself, one level deep: an op
+** is an APPEND, its type byte checked before it is decoded) */
+URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
+                              struct buf *bounds_store);
+
+/* MULTI's ops at *q: n_ops, then that many ops, each checked whole
+** (cmd_op_ok).  0, or -1: c is damage. */
+static int cmd_get_ops(const unsigned char **q, const unsigned char *end,
+                       struct cmd *c) {
+  struct str rest;
+  struct cmd op;
+  uint64_t i;
+  int rc = 0;
+  if (cmd_get_varint(q, end, &c->n_ops) != 0 || c->n_ops == 0 ||
+      c->n_ops > CMD_MULTI_MAX)
+    return -1;
+  c->ops.ptr = (const char *)*q;
+  c->ops.len = (size_t)(end - *q);
+  rest = c->ops;
+  for (i = 0; i < c->n_ops && rc == 0; i++)
+    rc = cmd_op_next(c, &rest, &op) == 1 ? 0 : -1;
+  c->ops.len -= rest.len;
+  *q += c->ops.len;
+  return rc;
+}
+
+URSULA_PRIVATE int cmd_op_next(const struct cmd *multi, struct str *rest,
+                               struct cmd *op) {
+  const unsigned char *q = (const unsigned char *)rest->ptr;
+  const unsigned char *end = q + rest->len;
+  struct str one;
+  struct buf none;
+  if (rest->len == 0) return 0;
+  memset(&none, 0, sizeof(none));
+  if (cmd_get_bytes(&q, end, &one) != 0 || one.len < 2 ||
+      (unsigned char)one.ptr[0] != CMD_VERSION || one.ptr[1] != CMD_APPEND ||
+      cmd_decode(one.ptr, one.len, op, &none) != URSULA_OK || !cmd_op_ok(op))
+    return -1;
+  op->raw = multi->raw;
+  op->time_ms = multi->time_ms;
+  rest->len -= (size_t)((const char *)q - rest->ptr);
+  rest->ptr = (const char *)q;
+  return 1;
 }
 
 URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
@@ -266,7 +327,7 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
   memset(c, 0, sizeof(*c));
   bounds_store->len = 0;
   if (len < 2 || (q[0] != CMD_VERSION && q[0] != 1) || q[1] < CMD_CREATE ||
-      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_RETAIN))
+      q[1] > (q[0] == 1 ? CMD_TOUCH : CMD_TYPE_MAX))
     return URSULA_ECORRUPT;
   version = q[0];
   c->type = q[1];
@@ -332,6 +393,12 @@ URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
     return URSULA_ECORRUPT;
   if (c->type == CMD_SNAPSHOT_PUT && (cmd_get_bytes(&q, end, &c->digest) ||
                                       cmd_get_bytes(&q, end, &c->match)))
+    return URSULA_ECORRUPT;
+  if (c->type == CMD_MULTI && cmd_get_ops(&q, end, c) != 0)
+    return URSULA_ECORRUPT;
+  if ((c->type == CMD_ATTRS ||
+       (c->type == CMD_CREATE && (c->flags & CMD_F_ATTRS))) &&
+      cmd_get_bytes(&q, end, &c->attrs))
     return URSULA_ECORRUPT;
   if (q != end) return URSULA_ECORRUPT;
   c->n_bounds = (size_t)v;

@@ -689,6 +689,7 @@ URSULA_PRIVATE void job_free(struct job *j) {
   buf_free(&j->parts);
   buf_free(&j->data);
   buf_free(&j->snap);
+  buf_free(&j->attrs);
   URSULA_FREE(j);
 }
 
@@ -970,6 +971,7 @@ URSULA_PRIVATE void group_free(struct group *g) {
   URSULA_FREE(g->flight.props);
   buf_free(&g->bounds);
   buf_free(&g->res.releases);
+  buf_free(&g->res.ops);
   raft_free(&g->raft);
   URSULA_FREE(g->out.a);
   URSULA_FREE(g->outbox);
@@ -1237,7 +1239,7 @@ static int group_apply_entry(struct core *c, struct group *g,
   g->applied_term = e->term;
   if (e->type != WAL_CMD) { /* a no-op changes nothing */
     memset(r, 0, offsetof(struct stream_result, garbage));
-    r->releases.len = r->garbage.len = 0;
+    r->releases.len = r->garbage.len = r->ops.len = 0;
     return URSULA_OK;
   }
   if (cmd_decode(e->data, e->len, &applied, &g->bounds) != URSULA_OK) {
@@ -1255,6 +1257,15 @@ static int group_apply_entry(struct core *c, struct group *g,
   }
   if (c == NULL) return URSULA_OK;
   if (r->notify && r->watch_mask) group_notify(c, g, applied.path, r);
+  if (applied.type == CMD_MULTI) { /* each op's stream has its readers */
+    size_t k;
+    for (k = 0; k + sizeof(struct stream_op) <= r->ops.len;
+         k += sizeof(struct stream_op)) {
+      struct stream_op o;
+      memcpy(&o, r->ops.ptr + k, sizeof(o));
+      if (o.r.notify && o.r.watch_mask) group_notify(c, g, o.path, &o.r);
+    }
+  }
   if (!group_effects_here(g, e)) return URSULA_OK;
   if (r->releases.len) group_send_releases(c, r);
   if (r->garbage.len && g->tier.cold != NULL)
@@ -2345,7 +2356,8 @@ URSULA_PRIVATE void group_recv_forward(struct core *c, struct group *g,
        m.type == CMD_DELETE || m.type == CMD_TOUCH ||
        m.type == CMD_FORK_ACQUIRE || m.type == CMD_FORK_RELEASE ||
        m.type == CMD_BUCKET_CREATE || m.type == CMD_BUCKET_DELETE ||
-       m.type == CMD_SNAPSHOT_PUT || m.type == CMD_RETAIN)) {
+       m.type == CMD_SNAPSHOT_PUT || m.type == CMD_RETAIN ||
+       m.type == CMD_MULTI || m.type == CMD_ATTRS)) {
     m.time_ms = group_wall(g); /* the leader stamps what it proposes */
     ok = group_propose_at(c, g, &m, group_ignore_done, NULL, &term, &index);
   }
@@ -2525,10 +2537,18 @@ URSULA_PRIVATE void group_fail(struct core *c, struct job *j, int status,
 
 URSULA_PRIVATE void group_copy_result(struct job *j,
                                       const struct stream_result *r) {
-  struct buf keep = j->res.releases, keep_g = j->res.garbage;
+  struct buf keep = j->res.releases, keep_g = j->res.garbage,
+             keep_o = j->res.ops;
   j->res = *r;
   j->res.releases = keep;
   j->res.garbage = keep_g;
+  j->res.ops = keep_o; /* (unused: a MULTI's ops go to j->data) */
+  if (j->cmd.type == CMD_MULTI && !r->refused &&
+      buf_append(&j->data, r->ops.ptr, r->ops.len) != URSULA_OK) {
+    j->status = 503;
+    j->reason = "out of memory";
+    return;
+  }
   j->status = r->status;
   j->reason = r->reason;
   j->tail = r->tail;
@@ -2559,6 +2579,12 @@ static void group_fill_meta(struct job *j, const struct stream *s) {
   if (s->has_snap) {
     memcpy(j->snap_digest, s->snap_digest, sizeof(j->snap_digest));
     snprintf(j->snap_type, sizeof(j->snap_type), "%s", s->snap_type);
+  }
+  if (j->sub == JOB_SUB_ATTRS) {
+    j->attrs.len = 0;
+    if (s->attrs_len > 0 &&
+        buf_append(&j->attrs, s->attrs, s->attrs_len) != URSULA_OK)
+      j->sub = JOB_SUB_NOMEM;
   }
 }
 
@@ -3207,6 +3233,13 @@ URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
   m->stream_seq = util_str(j->stream_seq);
   m->producer_id = util_str(j->producer_id);
   m->fork_source = util_str(j->fork_source);
+  m->attrs.ptr = j->attrs.ptr ? j->attrs.ptr : "";
+  m->attrs.len = j->attrs.len;
+  if (m->type == CMD_MULTI) { /* the body holds the ops (batch.c) */
+    m->ops = m->data;
+    m->data.ptr = "";
+    m->data.len = 0;
+  }
   m->time_ms = group_wall(g);
 }
 
@@ -3252,6 +3285,12 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
     case JOB_BOOTSTRAP:
       group_barrier(c, g, j, group_bootstrap);
       return;
+    case JOB_MULTI:
+      j->cmd.type = CMD_MULTI;
+      break;
+    case JOB_ATTRS:
+      j->cmd.type = CMD_ATTRS;
+      break;
     default:
       group_fail(c, j, 500, "unknown job");
       return;

@@ -122,6 +122,16 @@ URSULA_PRIVATE void buf_free(struct buf *b);
 /* Standard base64 (RFC 4648, padded) of p[0..len) appended to out. */
 URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
                                       size_t len);
+/* Append the bytes that p[0..len), standard base64 (RFC 4648 section 4,
+** padded, no blanks), stands for.  Strict: a length not a multiple of 4,
+** a byte outside the alphabet, '=' other than one or two at the end, or
+** pad bits not zero (section 3.5) is URSULA_EINVAL (out as it was);
+** URSULA_ENOMEM. */
+URSULA_PRIVATE int util_base64_decode(struct buf *out, const char *p,
+                                      size_t len);
+/* An offset as the server writes them (Stream-Next-Offset): 33 bytes and
+** a NUL into out. */
+URSULA_PRIVATE void util_offset(char out[40], uint64_t off);
 
 /* BUCKET PATHS (api.c's top comment has the rules and why).  A bucket
 ** name is 4..64 bytes of [a-z0-9_-] not starting with "__"; a stream id
@@ -132,17 +142,28 @@ enum {
   UTIL_PATH_PLAIN = 0, /* a stream in no bucket (every other path) */
   UTIL_PATH_BUCKET,    /* "/{b}": the bucket route */
   UTIL_PATH_LIST,      /* "/{b}/streams": the bucket's listing */
-  UTIL_PATH_RESERVED,  /* "/{b}/{x}" or "/{b}/{aff}/{x}", x a reserved id
-                          other than that listing: served by nothing yet */
+  UTIL_PATH_RESERVED,  /* "/{b}/{x}" (x a reserved id other than that
+                          listing), "/{b}/{s}/streams", "/{b}/{aff}/{x}"
+                          (x reserved, not a sub-resource's): 404 */
   UTIL_PATH_IN_BUCKET, /* "/{b}/{s}": stream s in bucket b */
-  UTIL_PATH_AFFINITY   /* "/{b}/{aff}/{s}": in bucket b, affinity key aff */
+  UTIL_PATH_AFFINITY,  /* "/{b}/{aff}/{s}": in bucket b, affinity key aff */
+  UTIL_PATH_SUB,       /* "/{b}/{s}/{x}[/{r}]" or "/{b}/{aff}/{s}/{x}[/{r}]"
+                          with x a reserved id other than streams and
+                          $transaction: a sub-resource of that stream */
+  UTIL_PATH_TXN        /* "/{b}/{aff}/$transaction" */
 };
 struct util_bucket_path {
   int kind;          /* UTIL_PATH_* */
   struct str bucket; /* b (every kind but PLAIN) */
-  struct str id;     /* IN_BUCKET: "s"; AFFINITY: "aff/s" (as listed) */
+  struct str id;     /* IN_BUCKET: "s"; AFFINITY: "aff/s" (as listed);
+                        SUB: the stream's, the same way */
   size_t group_len;  /* the bytes of the path that choose its group: the
-                        whole path, or for AFFINITY "/{b}/{aff}" */
+                        whole path, for AFFINITY and TXN "/{b}/{aff}",
+                        for SUB its stream's */
+  size_t stream_len; /* SUB: the stream's path is the path's first
+                        stream_len bytes */
+  struct str sub;    /* SUB: x */
+  struct str rest;   /* SUB: r (empty: none) */
 };
 URSULA_PRIVATE int util_bucket_name_ok(struct str name);
 URSULA_PRIVATE int util_stream_id_ok(struct str id);
@@ -532,6 +553,40 @@ URSULA_PRIVATE size_t json_prefix_len(const char *p, size_t len, size_t n);
 
 /* The number of messages in p[0..len), stored as above. */
 URSULA_PRIVATE size_t json_count(const char *p, size_t len);
+
+/* Validate p[0..len) as one JSON text, as json_flatten does.  URSULA_OK
+** or URSULA_EINVAL. */
+URSULA_PRIVATE int json_check(const char *p, size_t len);
+/* The members of obj, a JSON object that passed json_check with no
+** blanks around it: start with *at 0; each call gives the next member's
+** key (the raw string, quotes and escapes as sent) and value (raw, blanks
+** around it trimmed) and returns 1, or returns 0 after the last. */
+URSULA_PRIVATE int json_member_next(struct str obj, size_t *at,
+                                    struct str *key, struct str *val);
+/* Append the characters of raw, a JSON string as sent (quotes included),
+** to out as UTF-8: escapes decoded (RFC 8259 section 7), a surrogate pair
+** as its code point.  URSULA_EINVAL for an unpaired surrogate (it has no
+** UTF-8 form) or what is not a string; URSULA_ENOMEM. */
+URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out);
+/* The length of the value that starts at p[0] (no blanks before it), in
+** JSON text that passed json_check. */
+URSULA_PRIVATE size_t json_value_len(const char *p, size_t len);
+/* Whether the raw key (a JSON string as sent) is the string name, however
+** it is escaped.  (Out of memory: not it.) */
+URSULA_PRIVATE int json_key_is(struct str key, const char *name);
+
+/* ----------------------------------------------------------------- attrs.c
+** A stream's attributes: the rules and the stored form are at the top of
+** attrs.c. */
+
+/* Check the attributes p[0..len) as sent (a PUT .../attrs body, or a
+** Stream-Attrs value) and append their stored form to out: nothing when
+** they hold neither title nor metadata.  URSULA_OK; URSULA_EINVAL with
+** *why (a static one-line reason for the 400); URSULA_ENOMEM. */
+URSULA_PRIVATE int attrs_normalize(const char *p, size_t len, struct buf *out,
+                                   const char **why);
+/* Whether a is in the stored form, non-empty (a snapshot's check). */
+URSULA_PRIVATE int attrs_canonical(struct str a);
 
 /* ---------------------------------------------------------------- crypto.c
 ** SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104), for SigV4.  Our own
@@ -1149,8 +1204,16 @@ enum {
   CMD_BUCKET_CREATE = 9, /* PUT /{b}: make the bucket's record */
   CMD_BUCKET_DELETE = 10, /* DELETE /{b}: remove the bucket's record */
   CMD_SNAPSHOT_PUT = 11, /* PUT .../snapshot/{offset}: publish a snapshot */
-  CMD_RETAIN = 12        /* PUT .../retention/{offset}: drop bytes below */
+  CMD_RETAIN = 12,       /* PUT .../retention/{offset}: drop bytes below */
+  CMD_MULTI = 13, /* appends to one group's streams in one entry: an
+                     append-batch (each op on its own), or a $transaction
+                     (CMD_F_ATOMIC: every op or none) */
+  CMD_ATTRS = 14  /* PUT .../attrs: replace a stream's attributes */
 };
+#define CMD_TYPE_MAX CMD_ATTRS
+/* The most ops a MULTI carries: an append-batch's frames (the peer's
+** limit; a $transaction takes at most 64, api.c). */
+#define CMD_MULTI_MAX 512
 enum {
   CMD_F_CLOSE = 1 << 0,       /* Stream-Closed: true */
   CMD_F_JSON = 1 << 1,        /* data holds flattened JSON messages */
@@ -1169,8 +1232,10 @@ enum {
                                    record_match, cmd.c) */
   CMD_F_RECORD_BASE = 1 << 11,  /* CREATE of a JSON fork: the records it
                                    inherits (a trailing record_base) */
-  CMD_F_MATCH = 1 << 12         /* SNAPSHOT_PUT: match holds the request's
+  CMD_F_MATCH = 1 << 12,        /* SNAPSHOT_PUT: match holds the request's
                                    Stream-Snapshot-Match */
+  CMD_F_ATOMIC = 1 << 13, /* MULTI: every op applies, or none does */
+  CMD_F_ATTRS = 1 << 14   /* CREATE: attrs is set (Stream-Attrs) */
 };
 
 /* A decoded command.  Every struct str is a view into the encoded bytes
@@ -1216,6 +1281,13 @@ struct cmd {
   uint64_t at;
   struct str digest;
   struct str match;
+  /* MULTI: its ops, each an encoded APPEND as `bytes` (cmd_op_next reads
+  ** them), and how many */
+  struct str ops;
+  uint64_t n_ops;
+  /* ATTRS, and CREATE with CMD_F_ATTRS: the attributes, a JSON object in
+  ** the canonical form attrs.c writes (empty: none) */
+  struct str attrs;
   /* Not encoded: the start of the encoded bytes the views point into
   ** (set by cmd_decode), so that a view's offset in its log entry is
   ** data.ptr - raw: the logical address of the bytes. */
@@ -1240,6 +1312,13 @@ URSULA_PRIVATE int cmd_encode(const struct cmd *c, struct buf *out);
 ** or URSULA_ECORRUPT. */
 URSULA_PRIVATE int cmd_decode(const void *p, size_t len, struct cmd *c,
                               struct buf *bounds_store);
+/* The next op of MULTI *multi: *rest (first multi->ops) is what is left;
+** *op gets the op, its views into the MULTI's bytes, its raw the MULTI's
+** (so a view's offset is its offset in the log entry), its time_ms the
+** MULTI's.  Returns 1 with an op, 0 at the end, -1 if what is left does
+** not decode (cmd_decode checked every op: never for a decoded MULTI). */
+URSULA_PRIVATE int cmd_op_next(const struct cmd *multi, struct str *rest,
+                               struct cmd *op);
 
 /* ------------------------------------------------------------------ raft.c
 ** The Raft core of one group: pure (no I/O, no clock, no randomness of its
@@ -1757,6 +1836,8 @@ struct stream {
   uint64_t fork_inc;
   uint64_t refcount;    /* live forks reading this stream */
   uint64_t incarnation; /* unique per group: tells re-creations apart */
+  char *attrs; /* its attributes (attrs.c's canonical JSON), or NULL */
+  size_t attrs_len;
   /* the cold tier: bytes [base, cold_end) are in chunks[], in order and
   ** back to back; they are the first cold_units units */
   struct stream_chunk *chunks;
@@ -1846,11 +1927,22 @@ struct stream_result {
   ** record, the first record the command appended (create, append), and
   ** the stream's next record after it (also on a 412 and a duplicate) */
   uint64_t rec_first, rec_start, rec_next;
-  /* the two buffers stay last (group_refuse); both are the caller's */
+  /* the buffers stay last (group_refuse); all are the caller's */
   /* cold-tier objects nothing refers to any more: NUL-terminated names */
   struct buf garbage;
   /* FORK_RELEASE commands to send: NUL-terminated source paths */
   struct buf releases;
+  /* MULTI: one struct stream_op per op, in order (empty otherwise) */
+  struct buf ops;
+};
+
+/* The outcome of one op of a MULTI.  path is a view into the command's
+** bytes (valid while they are); r is the op's result, as an APPEND of
+** its own would have had (its buffers unused).  An op of an ATOMIC MULTI
+** that another op's failure kept from applying has r.status 0. */
+struct stream_op {
+  struct str path;
+  struct stream_result r;
 };
 
 URSULA_PRIVATE void stream_state_init(struct stream_state *st);
@@ -2183,6 +2275,9 @@ enum {
                      where it arrives */
   JOB_BUCKET_CREATE, /* PUT /{b}: to the group of "/{b}" */
   JOB_BUCKET_DELETE, /* DELETE /{b}, once no stream is in it (api.c) */
+  JOB_MULTI,         /* POST .../append-batch or .../$transaction
+                        (batch.c): body holds the ops, n_ops in cmd */
+  JOB_ATTRS,         /* PUT .../attrs: attrs holds them (attrs.c) */
   JOB_BUCKETS,       /* a bucket gathering (api.c; never a group's):
                         bucket_mode says which */
   JOB_SNAP_PUT,      /* PUT .../snapshot/{offset} (api.c, SNAPSHOTS) */
@@ -2191,6 +2286,8 @@ enum {
   JOB_BOOTSTRAP      /* GET .../bootstrap */
 };
 enum { JOB_LIVE_NONE = 0, JOB_LIVE_POLL = 1, JOB_LIVE_SSE = 2 };
+/* A JOB_HEAD of a stream's sub-resource rather than of the stream */
+enum { JOB_SUB_NONE = 0, JOB_SUB_ATTRS = 1, JOB_SUB_NOMEM = 2 /* (its copy) */ };
 /* Where a read of a fork's inherited bytes is (struct job's read_hop;
 ** group.c has the steps): at the owner of the stream read (planned
 ** there), at an owner of a stream it inherits from, or back at the first
@@ -2228,6 +2325,7 @@ struct job {
   char fork_source[URSULA_MAX_PATH_BYTES + 1];
   struct cmd cmd;  /* CREATE / APPEND / DELETE; views into this job */
   struct buf body; /* POST/PUT data, JSON already flattened */
+  struct buf attrs; /* Stream-Attrs of a PUT, or PUT .../attrs: stored form */
   /* A hop to a stream a fork inherits from (group.c: a read of the
   ** inherited bytes; fork.c: FORK_UNIT): the stream, its incarnation
   ** (the reference held on it names it), and the offset where what the
@@ -2278,6 +2376,7 @@ struct job {
   struct buf snap;
   int snap_delete; /* JOB_SNAP_GET for a DELETE: no bytes wanted */
   uint64_t retained;
+  int sub;            /* JOB_SUB_*: a HEAD for a sub-resource (api.c) */
   int live;           /* JOB_LIVE_* */
   uint64_t max_bytes;
   uint64_t catchup_max; /* catch-up GET/HEAD: whole answers up to this */
@@ -3196,6 +3295,32 @@ URSULA_PRIVATE void server_request_reload(struct ursula_server *srv);
 ** subcommand's name; the process's exit code is returned. */
 URSULA_PRIVATE int backup_main(int argc, char **argv);
 URSULA_PRIVATE int backup_restore_main(int argc, char **argv);
+
+/* ----------------------------------------------------------------- batch.c
+** append-batch and $transaction as MULTI commands: the forms at the top of
+** batch.c. */
+
+/* The frames p[0..len) of an append-batch into ops, as MULTI ops: each an
+** APPEND like *tmpl (its path, content type, flags; a producer's Seq + i
+** for frame i) with the frame as its data.  *n_ops gets the count.
+** URSULA_OK; URSULA_EINVAL with why (a 400's reason); URSULA_ENOMEM. */
+URSULA_PRIVATE int batch_frames(const char *p, size_t len,
+                                const struct cmd *tmpl, struct buf *ops,
+                                uint64_t *n_ops, char *why, size_t why_cap);
+/* The $transaction body p[0..len) on the streams under group ("/{b}/{aff}")
+** into ops, as batch_frames does. */
+URSULA_PRIVATE int batch_txn(const char *p, size_t len, struct str group,
+                             struct buf *ops, uint64_t *n_ops, char *why,
+                             size_t why_cap);
+/* The error_code of a failed op's result (batch.c's table). */
+URSULA_PRIVATE const char *batch_error_code(const struct stream_result *r);
+/* The JSON array of results of ops (struct stream_op, back to back) into
+** out; *all_ok 1 if every op succeeded.  URSULA_OK or URSULA_ENOMEM. */
+URSULA_PRIVATE int batch_render(struct buf *out, const struct buf *ops,
+                                int *all_ok);
+/* The JSON body of a transaction that failed: its failing op's. */
+URSULA_PRIVATE int batch_render_failure(struct buf *out,
+                                        const struct buf *ops);
 
 /* ------------------------------------------------------------------- api.c
 ** The Durable Streams rules: a request head to a job, a job's result to a

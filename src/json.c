@@ -344,3 +344,183 @@ URSULA_PRIVATE size_t json_count(const char *p, size_t len) {
   size_t end;
   return json_commas(p, len, (size_t)-1, &end);
 }
+
+/* ------------------------------------------------------------ objects
+
+   Reading the members of a JSON object the server was sent (attrs.c, a
+   $transaction: batch.c).  The text was validated first (json_check),
+   so, as for stored runs, tracking strings and bracket depth finds where
+   each member's value ends. */
+
+URSULA_PRIVATE int json_check(const char *p, size_t len) {
+  struct json_scan s;
+  int rc;
+  memset(&s, 0, sizeof(s));
+  s.p = (const unsigned char *)p;
+  s.len = len;
+  rc = json_value(&s);
+  if (rc != URSULA_OK) return rc;
+  json_blanks(&s);
+  return s.at == len ? URSULA_OK : URSULA_EINVAL;
+}
+
+/* The offset just past the value that starts at p[at] (blanks skipped
+** first by the caller): a string, a container or a scalar. */
+static size_t json_value_end(const char *p, size_t len, size_t at) {
+  size_t depth = 0;
+  int in_string = 0;
+  for (; at < len; at++) {
+    char ch = p[at];
+    if (in_string) {
+      if (ch == '\\')
+        at++;
+      else if (ch == '"' && (in_string = 0, depth == 0))
+        return at + 1;
+    } else if (ch == '"') {
+      in_string = 1;
+    } else if (ch == '[' || ch == '{') {
+      depth++;
+    } else if (ch == ']' || ch == '}') {
+      if (depth == 0) return at; /* the end of the enclosing object */
+      if (--depth == 0) return at + 1;
+    } else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' ||
+                              ch == '\n' || ch == '\r')) {
+      return at;
+    }
+  }
+  return at;
+}
+
+static size_t json_skip_blanks(const char *p, size_t len, size_t at) {
+  while (at < len && (p[at] == ' ' || p[at] == '\t' || p[at] == '\n' ||
+                      p[at] == '\r'))
+    at++;
+  return at;
+}
+
+URSULA_PRIVATE int json_member_next(struct str obj, size_t *at,
+                                    struct str *key, struct str *val) {
+  size_t i = json_skip_blanks(obj.ptr, obj.len, *at);
+  if (i == 0) i = json_skip_blanks(obj.ptr, obj.len, 1); /* past '{' */
+  if (i < obj.len && obj.ptr[i] == ',') i = json_skip_blanks(obj.ptr, obj.len, i + 1);
+  if (i >= obj.len || obj.ptr[i] != '"') {
+    *at = obj.len;
+    return 0;
+  }
+  key->ptr = obj.ptr + i;
+  i = json_value_end(obj.ptr, obj.len, i);
+  key->len = (size_t)(obj.ptr + i - key->ptr);
+  i = json_skip_blanks(obj.ptr, obj.len, i) + 1; /* the ':' */
+  i = json_skip_blanks(obj.ptr, obj.len, i);
+  val->ptr = obj.ptr + i;
+  i = json_value_end(obj.ptr, obj.len, i);
+  val->len = (size_t)(obj.ptr + i - val->ptr);
+  *at = i;
+  return 1;
+}
+
+static int json_hex4(const char *p, unsigned *out) {
+  unsigned v = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    v <<= 4;
+    if (ch >= '0' && ch <= '9')
+      v |= ch - '0';
+    else if (ch >= 'a' && ch <= 'f')
+      v |= ch - 'a' + 10;
+    else if (ch >= 'A' && ch <= 'F')
+      v |= ch - 'A' + 10;
+    else
+      return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Append code point cp (at most U+10FFFF) to out as UTF-8 (RFC 3629). */
+static int json_put_utf8(struct buf *out, unsigned long cp) {
+  unsigned char b[4];
+  size_t n;
+  if (cp < 0x80) {
+    b[0] = (unsigned char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    b[0] = (unsigned char)(0xc0 | cp >> 6);
+    b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 2;
+  } else if (cp < 0x10000) {
+    b[0] = (unsigned char)(0xe0 | cp >> 12);
+    b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+    b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 3;
+  } else {
+    b[0] = (unsigned char)(0xf0 | cp >> 18);
+    b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+    b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+    b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 4;
+  }
+  return buf_append(out, b, n);
+}
+
+URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out) {
+  size_t i;
+  int rc = URSULA_OK;
+  if (raw.len < 2 || raw.ptr[0] != '"' || raw.ptr[raw.len - 1] != '"')
+    return URSULA_EINVAL;
+  for (i = 1; i + 1 < raw.len && rc == URSULA_OK; i++) {
+    char ch = raw.ptr[i];
+    unsigned cp, lo;
+    if (ch != '\\') {
+      rc = buf_append(out, &ch, 1);
+      continue;
+    }
+    ch = raw.ptr[++i];
+    switch (ch) {
+      case 'b': rc = buf_append(out, "\b", 1); break;
+      case 'f': rc = buf_append(out, "\f", 1); break;
+      case 'n': rc = buf_append(out, "\n", 1); break;
+      case 'r': rc = buf_append(out, "\r", 1); break;
+      case 't': rc = buf_append(out, "\t", 1); break;
+      case 'u':
+        if (i + 5 > raw.len - 1 || json_hex4(raw.ptr + i + 1, &cp) != 0)
+          return URSULA_EINVAL;
+        i += 4;
+        if (cp >= 0xdc00 && cp <= 0xdfff) return URSULA_EINVAL; /* unpaired */
+        if (cp >= 0xd800 && cp <= 0xdbff) { /* a pair: \uD8xx\uDCxx */
+          if (i + 7 > raw.len - 1 || raw.ptr[i + 1] != '\\' ||
+              raw.ptr[i + 2] != 'u' || json_hex4(raw.ptr + i + 3, &lo) != 0 ||
+              lo < 0xdc00 || lo > 0xdfff)
+            return URSULA_EINVAL;
+          i += 6;
+          rc = json_put_utf8(out, 0x10000ul + ((unsigned long)(cp - 0xd800)
+                                               << 10) +
+                                      (lo - 0xdc00));
+        } else {
+          rc = json_put_utf8(out, cp);
+        }
+        break;
+      default: /* '"', '\\', '/' */
+        rc = buf_append(out, &ch, 1);
+    }
+  }
+  return rc;
+}
+
+URSULA_PRIVATE int json_key_is(struct str key, const char *name) {
+  size_t n = strlen(name);
+  struct buf b;
+  int is;
+  if (memchr(key.ptr, '\\', key.len) == NULL)
+    return key.len == n + 2 && memcmp(key.ptr + 1, name, n) == 0;
+  memset(&b, 0, sizeof(b));
+  is = json_string_value(key, &b) == URSULA_OK && b.len == n &&
+       memcmp(b.ptr, name, n) == 0;
+  buf_free(&b);
+  return is;
+}
+
+URSULA_PRIVATE size_t json_value_len(const char *p, size_t len) {
+  return json_value_end(p, len, 0);
+}

@@ -119,6 +119,7 @@ static void stream_free(struct stream_state *st, struct stream *s) {
   URSULA_FREE(s->stream_seq);
   URSULA_FREE(s->closed_by_id);
   URSULA_FREE(s->fork_source);
+  URSULA_FREE(s->attrs);
   URSULA_FREE(s);
 }
 
@@ -207,6 +208,14 @@ static int stream_same_type(struct str a, const char *b) {
   stream_norm_type(a, na, sizeof(na));
   stream_norm_type(util_str(b), nb, sizeof(nb));
   return strcmp(na, nb) == 0;
+}
+
+/* Bytewise order of two byte strings, a prefix first. */
+static int stream_bytes_cmp(const char *a, size_t an, const char *b,
+                            size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c != 0) return c;
+  return an < bn ? -1 : an > bn;
 }
 
 URSULA_PRIVATE int stream_expired(const struct stream *s,
@@ -421,7 +430,7 @@ URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max) {
   }
 }
 
-static struct stream_producer *stream_producer_find(struct stream *s,
+static struct stream_producer *stream_producer_find(const struct stream *s,
                                                     struct str id) {
   struct stream_producer *p;
   for (p = s->producers; p != NULL; p = p->next) {
@@ -509,6 +518,12 @@ static int stream_config_matches(const struct stream *s, const struct cmd *c) {
     if (c->fork_sub != s->fork_sub) return 0;
     /* the same fork point of the same source: the PUT that made it */
   }
+  /* Stream-Attrs, when sent, must be what the stream holds (attributes
+  ** change by PUT .../attrs, so a create without them asks nothing) */
+  if ((c->flags & CMD_F_ATTRS) &&
+      stream_bytes_cmp(c->attrs.ptr, c->attrs.len, s->attrs ? s->attrs : "",
+                       s->attrs_len) != 0)
+    return 0;
   return 1;
 }
 
@@ -539,6 +554,11 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   }
   if (c->path.len == 0) { /* a snapshot could not name it (HTTP never does) */
     stream_fail(r, 400, "empty stream path");
+    return;
+  }
+  if ((c->flags & CMD_F_ATTRS) && c->attrs.len > 0 &&
+      !attrs_canonical(c->attrs)) { /* nor these */
+    stream_fail(r, 400, "malformed attributes");
     return;
   }
   s = stream_live(st, c, r);
@@ -574,6 +594,8 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
   if (s->has_expires) s->expires_text = stream_dup(c->expires_text);
   s->last_access_ms = c->time_ms;
   s->incarnation = st->next_incarnation++;
+  if ((c->flags & CMD_F_ATTRS) && c->attrs.len > 0)
+    stream_set_str(&s->attrs, &s->attrs_len, c->attrs);
   if (c->flags & CMD_F_FORK) {
     stream_set_str(&s->fork_source, &s->fork_source_len, c->fork_source);
     s->fork_offset = c->fork_offset;
@@ -620,7 +642,7 @@ static void stream_apply_create(struct stream_state *st, uint64_t index,
 
 /* Check the producer tuple of c against s.  Returns 0 to go on with the
 ** append, or 1 when *r already holds the reply (duplicate or error). */
-static int stream_check_producer(struct stream *s, const struct cmd *c,
+static int stream_check_producer(const struct stream *s, const struct cmd *c,
                                  struct stream_result *r) {
   struct stream_producer *p = stream_producer_find(s, c->producer_id);
   uint64_t epoch = c->producer_epoch, seq = c->producer_seq;
@@ -707,24 +729,21 @@ static int stream_record_mismatch(const struct stream *s, const struct cmd *c,
   return 0;
 }
 
-static void stream_apply_append(struct stream_state *st, uint64_t index,
-                                const struct cmd *c, struct stream_result *r) {
-  struct stream *s = stream_live(st, c, r);
+/* Whether c, an APPEND, adds a unit to s (found live at c's time): 1,
+** or 0 with the reply in *r -- an error, or a 204 that changes nothing
+** (a producer's retry, closing a closed stream).  Pure: s is only read,
+** so that a transaction can ask it of every op before any applies. */
+static int stream_append_verdict(const struct stream *s, const struct cmd *c,
+                                 struct stream_result *r) {
   int producer = (c->flags & CMD_F_PRODUCER) != 0;
-  int closing = (c->flags & CMD_F_CLOSE) != 0;
-  if (s == NULL) {
-    stream_fail(r, 404, "stream not found");
-    return;
-  }
   if (s->soft_deleted) {
     stream_fail(r, 410, "stream was deleted");
-    return;
+    return 0;
   }
   r->tail = s->tail;
   r->closed = s->closed;
   r->rec_first = stream_record_first(s);
   r->rec_start = r->rec_next = stream_record_next(s);
-  if (c->time_ms > s->last_access_ms) s->last_access_ms = c->time_ms;
   if (s->closed) {
     if (producer && s->closed_by_id != NULL &&
         s->closed_by_id_len == c->producer_id.len &&
@@ -740,26 +759,34 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
     } else {
       stream_fail(r, 409, "stream is closed");
     }
-    return;
+    return 0;
   }
   if (c->data.len > 0 && !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the stream");
-    return;
+    return 0;
   }
-  if (producer && stream_check_producer(s, c, r)) return;
-  if (stream_record_mismatch(s, c, r)) return;
+  if (producer && stream_check_producer(s, c, r)) return 0;
+  if (stream_record_mismatch(s, c, r)) return 0;
   if ((c->flags & CMD_F_SEQ) && s->stream_seq != NULL &&
       stream_seq_le(s, c->stream_seq)) {
     stream_fail(r, 409, "Stream-Seq is not greater than the last one");
-    return;
+    return 0;
   }
+  return 1;
+}
+
+/* Append c's unit to s (its verdict was 1) and note the reply in *r. */
+static void stream_append_commit(struct stream_state *st, uint64_t index,
+                                 struct stream *s, const struct cmd *c,
+                                 struct stream_result *r) {
+  int producer = (c->flags & CMD_F_PRODUCER) != 0;
   r->prev_tail = s->tail;
   stream_add_unit(st, s, c->data.ptr, c->data.len, c->n_msgs, index,
                   stream_off(c, c->data.ptr));
   if (producer) stream_record_producer(s, c);
   if (c->flags & CMD_F_SEQ)
     stream_set_str(&s->stream_seq, &s->stream_seq_len, c->stream_seq);
-  if (closing) {
+  if (c->flags & CMD_F_CLOSE) {
     s->closed = 1;
     if (producer) {
       stream_set_str(&s->closed_by_id, &s->closed_by_id_len, c->producer_id);
@@ -778,6 +805,138 @@ static void stream_apply_append(struct stream_state *st, uint64_t index,
   r->rec_next = stream_record_next(s);
   r->notify = 1;
   r->watch_mask |= s->local.watch_mask;
+}
+
+static void stream_apply_append(struct stream_state *st, uint64_t index,
+                                const struct cmd *c, struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+    return;
+  }
+  if (!s->soft_deleted && c->time_ms > s->last_access_ms)
+    s->last_access_ms = c->time_ms;
+  if (stream_append_verdict(s, c, r)) stream_append_commit(st, index, s, c, r);
+}
+
+/* ------------------------------------------------------------ MULTI
+
+   A MULTI's ops are APPENDs to streams of this group (cmd.c), applied in
+   order at the MULTI's time, each with a result of its own in r->ops
+   (struct stream_op).  Without CMD_F_ATOMIC (an append-batch) each op
+   applies or fails on its own, exactly as the APPEND it stands for.
+   With it (a $transaction) every op is first judged against the state
+   as it is (stream_append_verdict: pure), and only if none fails do
+   they all apply; a stream named twice fails the whole (the second op
+   would be judged against a state the first has not made yet).  An op
+   whose verdict is a 204 that changes nothing (a producer's retry) does
+   not fail it: a retried transaction answers as it did the first time.
+   A failed transaction changes nothing at all: r and the failing op's
+   result say why, the other ops have status 0.  r->status is 200 when
+   the ops applied (each op's own status says how). */
+
+static void stream_op_add(struct stream_result *r, struct str path,
+                          const struct stream_result *t) {
+  struct stream_op o;
+  memset(&o, 0, sizeof(o));
+  o.path = path;
+  o.r = *t;
+  memset(&o.r.garbage, 0, sizeof(o.r.garbage));
+  memset(&o.r.releases, 0, sizeof(o.r.releases));
+  memset(&o.r.ops, 0, sizeof(o.r.ops));
+  if (buf_append(&r->ops, &o, sizeof(o)) != URSULA_OK) stream_oom();
+}
+
+/* The first op of an atomic MULTI c that would fail, judged without
+** applying any (its result in *fail); c->n_ops if none would. */
+static uint64_t stream_multi_judge(struct stream_state *st,
+                                   const struct cmd *c,
+                                   struct stream_result *fail) {
+  struct str rest = c->ops, prev;
+  struct cmd op, other;
+  uint64_t i, k;
+  for (i = 0; cmd_op_next(c, &rest, &op) == 1; i++) {
+    const struct stream *s = stream_find(st, op.path);
+    memset(fail, 0, offsetof(struct stream_result, garbage));
+    for (k = 0, prev = c->ops; k < i && cmd_op_next(c, &prev, &other) == 1;
+         k++)
+      if (stream_bytes_cmp(other.path.ptr, other.path.len, op.path.ptr,
+                           op.path.len) == 0)
+        break;
+    if (k < i) {
+      stream_fail(fail, 400, "a transaction names a stream twice");
+      return i;
+    }
+    if (s == NULL || (!s->soft_deleted &&
+                      stream_expired(s, s->last_access_ms, c->time_ms))) {
+      stream_fail(fail, 404, "stream not found");
+      return i;
+    }
+    if (!stream_append_verdict(s, &op, fail) &&
+        (fail->status < 200 || fail->status > 299))
+      return i;
+  }
+  return i;
+}
+
+static void stream_apply_multi(struct stream_state *st, uint64_t index,
+                               const struct cmd *c, struct stream_result *r) {
+  struct str rest = c->ops;
+  struct cmd op;
+  struct stream_result t;
+  uint64_t i, bad = c->n_ops;
+  memset(&t, 0, sizeof(t));
+  if (c->flags & CMD_F_ATOMIC) bad = stream_multi_judge(st, c, &t);
+  if (bad < c->n_ops) { /* nothing applies */
+    struct stream_result none;
+    memset(&none, 0, sizeof(none));
+    for (i = 0; cmd_op_next(c, &rest, &op) == 1; i++)
+      stream_op_add(r, op.path, i == bad ? &t : &none);
+    r->status = t.status;
+    r->reason = t.reason;
+    return;
+  }
+  while (cmd_op_next(c, &rest, &op) == 1) {
+    memset(&t, 0, sizeof(t));
+    t.garbage = r->garbage; /* an expired stream's removal adds to them */
+    t.releases = r->releases;
+    stream_apply_append(st, index, &op, &t);
+    r->garbage = t.garbage;
+    r->releases = t.releases;
+    stream_op_add(r, op.path, &t);
+    r->tail = t.tail;
+    r->closed = t.closed;
+  }
+  r->status = 200;
+}
+
+/* ------------------------------------------------------------ ATTRS */
+
+static void stream_apply_attrs(struct stream_state *st, const struct cmd *c,
+                               struct stream_result *r) {
+  struct stream *s = stream_live(st, c, r);
+  if (s == NULL) {
+    stream_fail(r, 404, "stream not found");
+    return;
+  }
+  if (s->soft_deleted) {
+    stream_fail(r, 410, "stream was deleted");
+    return;
+  }
+  if (c->attrs.len > 0 && !attrs_canonical(c->attrs)) {
+    stream_fail(r, 400, "malformed attributes"); /* (HTTP never sends) */
+    return;
+  }
+  if (c->attrs.len > 0) {
+    stream_set_str(&s->attrs, &s->attrs_len, c->attrs);
+  } else {
+    URSULA_FREE(s->attrs);
+    s->attrs = NULL;
+    s->attrs_len = 0;
+  }
+  r->status = 204;
+  r->tail = s->tail;
+  r->closed = s->closed;
 }
 
 /* ------------------------------------------------------------ DELETE */
@@ -985,9 +1144,6 @@ static void stream_apply_touch(struct stream_state *st, const struct cmd *c,
 ** a bucket exists, and its streams, are not this group's to know (they
 ** live in every group): api.c asks every group (BUCKETS there); apply
 ** decides only on the record. */
-
-static int stream_bytes_cmp(const char *a, size_t an, const char *b,
-                            size_t bn);
 
 /* The index of the record of name, or where it would go (*found 0). */
 static size_t stream_bucket_at(const struct stream_state *st, struct str name,
@@ -1246,12 +1402,14 @@ static void stream_apply_retain(struct stream_state *st, const struct cmd *c,
 
 URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
                                 const struct cmd *c, struct stream_result *r) {
-  struct buf releases = r->releases, garbage = r->garbage;
+  struct buf releases = r->releases, garbage = r->garbage, ops = r->ops;
   memset(r, 0, sizeof(*r));
   r->releases = releases;
   r->releases.len = 0;
   r->garbage = garbage;
   r->garbage.len = 0;
+  r->ops = ops;
+  r->ops.len = 0;
   if (st->cap == 0) stream_table_grow(st);
   switch (c->type) {
     case CMD_CREATE:
@@ -1290,6 +1448,12 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
     case CMD_RETAIN:
       stream_apply_retain(st, c, r);
       break;
+    case CMD_MULTI:
+      stream_apply_multi(st, index, c, r);
+      break;
+    case CMD_ATTRS:
+      stream_apply_attrs(st, c, r);
+      break;
     default:
       stream_fail(r, 500, "unknown command");
       return URSULA_ECORRUPT;
@@ -1305,7 +1469,7 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    streams in path order (bytewise, a prefix first), producers in id
    order, and nothing of struct stream_local.
 
-     v 7 (format version)   v next_incarnation   v number of streams
+     v 8 (format version)   v next_incarnation   v number of streams
      per stream:
        b path   b content_type
        v flags: 1 json, 2 closed, 4 soft_deleted, 8 has_ttl, 16 has_expires
@@ -1318,6 +1482,8 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
        v fork_inc (the source's incarnation)
        v rec_base (JSON records below base: a fork's inherited ones)
        v refcount   v incarnation
+       b attrs (its attributes, attrs.c's stored form; empty: none; from
+         version 8)
        v chunks, then per chunk: v length, b object name (the chunks hold
          the stream's first own bytes, back to back from base)
        v units, then per unit: v length (the first from base), v records
@@ -1344,7 +1510,8 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    are non-empty and end exactly at a unit end and at the tail, and no
    sum wraps; record counts are 0 on a stream not JSON and add up to at
    most URSULA_MAX_RECORD; retained and snap_at are unit boundaries,
-   retained <= snap_at.  Version 6 is version 7 without retained and
+   retained <= snap_at.  Version 7 is version 8 without attrs (a stream
+   of that build had none), and is read.  Version 6 is version 7 without retained and
    snapshot (none then), and is read.  Version 5 is version 6 without
    rec_base and the units' record counts, and is read: its streams count
    0 records (their records were appended by a build that did not count
@@ -1363,21 +1530,13 @@ URSULA_PRIVATE int stream_apply(struct stream_state *st, uint64_t index,
    content type, expires_text or chunk name, and lengths that add up
    without wrapping. */
 
-#define STREAM_SNAP_VERSION 7
+#define STREAM_SNAP_VERSION 8
 
 static struct str stream_str(const char *p, size_t len) {
   struct str s;
   s.ptr = p ? p : "";
   s.len = p ? len : 0;
   return s;
-}
-
-/* Bytewise order of two byte strings, a prefix first. */
-static int stream_bytes_cmp(const char *a, size_t an, const char *b,
-                            size_t bn) {
-  int c = memcmp(a, b, an < bn ? an : bn);
-  if (c != 0) return c;
-  return an < bn ? -1 : an > bn;
 }
 
 static int stream_path_cmp(const void *x, const void *y) {
@@ -1434,6 +1593,7 @@ static int stream_snapshot_one(const struct stream *s, struct buf *out) {
   bad |= cmd_put_varint(out, s->rec_base);
   bad |= cmd_put_varint(out, s->refcount);
   bad |= cmd_put_varint(out, s->incarnation);
+  bad |= cmd_put_bytes(out, stream_str(s->attrs, s->attrs_len));
   bad |= cmd_put_varint(out, s->n_chunks);
   for (i = 0; i < s->n_chunks; i++) {
     bad |= cmd_put_varint(out, s->chunks[i].end - s->chunks[i].start);
@@ -1630,6 +1790,12 @@ static int stream_restore_one(const unsigned char **p, const unsigned char *end,
   if (version >= 6) bad |= cmd_get_varint(p, end, &s->rec_base);
   bad |= cmd_get_varint(p, end, &s->refcount);
   bad |= cmd_get_varint(p, end, &s->incarnation);
+  if (version >= 8) {
+    struct str attrs = {"", 0};
+    bad |= cmd_get_bytes(p, end, &attrs);
+    if (!bad && attrs.len > 0 && !attrs_canonical(attrs)) return -1;
+    if (!bad) stream_take(&s->attrs, &s->attrs_len, attrs, 1);
+  }
   /* the fork fields: all zero but for a fork; a fork's own bytes start at
   ** or after its fork offset (or at 0: a copied fork) */
   if (bad || s->base > s->tail ||

@@ -250,6 +250,52 @@ URSULA_PRIVATE int util_base64_append(struct buf *out, const void *p,
   return URSULA_OK;
 }
 
+/* The value of base64 digit ch, or -1. */
+static int util_b64_value(unsigned char ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  if (ch == '+') return 62;
+  if (ch == '/') return 63;
+  return -1;
+}
+
+URSULA_PRIVATE int util_base64_decode(struct buf *out, const char *p,
+                                      size_t len) {
+  size_t i, keep = out->len, pad = 0;
+  if (len % 4 != 0) return URSULA_EINVAL;
+  if (len > 0 && p[len - 1] == '=') pad = p[len - 2] == '=' ? 2 : 1;
+  if (buf_reserve(out, len / 4 * 3) != URSULA_OK) return URSULA_ENOMEM;
+  for (i = 0; i < len; i += 4) {
+    int v[4], k, last = i + 4 == len;
+    unsigned char b[3];
+    for (k = 0; k < 4; k++) {
+      v[k] = (last && k >= 4 - (int)pad) ? 0
+                                         : util_b64_value((unsigned char)p[i + k]);
+      if (v[k] < 0) {
+        out->len = keep;
+        return URSULA_EINVAL;
+      }
+    }
+    b[0] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+    b[1] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+    b[2] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+    if (last && ((pad == 2 && (v[1] & 15) != 0) ||
+                 (pad == 1 && (v[2] & 3) != 0))) {
+      out->len = keep; /* pad bits not zero */
+      return URSULA_EINVAL;
+    }
+    memcpy(out->ptr + out->len, b, last ? 3 - pad : 3);
+    out->len += last ? 3 - pad : 3;
+  }
+  out->ptr[out->len] = '\0';
+  return URSULA_OK;
+}
+
+URSULA_PRIVATE void util_offset(char out[40], uint64_t off) {
+  snprintf(out, 40, "%016llu_%016llu", 0ULL, (unsigned long long)off);
+}
+
 /* ------------------------------------------------------------ bucket paths */
 
 #define UTIL_BUCKET_MIN 4
@@ -296,16 +342,27 @@ URSULA_PRIVATE int util_stream_id_ok(struct str id) {
   return util_id_bytes_ok(id) && !util_reserved_id(id);
 }
 
+/* Path as a stream's sub-resource: stream [path, path + stream_len),
+** the id sub, and rest (the segment after it, if any). */
+static void util_sub(struct util_bucket_path *out, const char *path,
+                     const struct str *seg, int n, int at) {
+  out->kind = UTIL_PATH_SUB;
+  out->sub = seg[at];
+  out->stream_len = (size_t)(seg[at].ptr - 1 - path);
+  if (at + 1 < n) out->rest = seg[at + 1];
+}
+
 URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
                                      struct util_bucket_path *out) {
-  struct str seg[3];
-  size_t i, start = 1, n = 0;
+  struct str seg[5];
+  size_t i, start = 1;
+  int n = 0, affinity;
   memset(out, 0, sizeof(*out));
   out->group_len = len;
   if (len < 2 || path[0] != '/') return;
-  for (i = 1; i <= len; i++) { /* the segments, at most 3 */
+  for (i = 1; i <= len; i++) { /* the segments, at most 5 */
     if (i < len && path[i] != '/') continue;
-    if (n == 3) return;
+    if (n == 5) return;
     seg[n].ptr = path + start;
     seg[n].len = i - start;
     n++;
@@ -313,21 +370,40 @@ URSULA_PRIVATE void util_bucket_path(const char *path, size_t len,
   }
   if (!util_bucket_name_ok(seg[0])) return;
   out->bucket = seg[0];
+  affinity = n >= 3 && util_stream_id_ok(seg[1]) && util_stream_id_ok(seg[2]);
   if (n == 1) {
     out->kind = UTIL_PATH_BUCKET;
   } else if (n == 2 && util_str_eq(seg[1], "streams")) {
     out->kind = UTIL_PATH_LIST;
-  } else if (util_id_bytes_ok(seg[n - 1]) && util_reserved_id(seg[n - 1]) &&
-             (n == 2 || util_stream_id_ok(seg[1]))) {
-    out->kind = UTIL_PATH_RESERVED;
   } else if (n == 2 && util_stream_id_ok(seg[1])) {
     out->kind = UTIL_PATH_IN_BUCKET;
     out->id = seg[1];
-  } else if (n == 3 && util_stream_id_ok(seg[1]) && util_stream_id_ok(seg[2])) {
+  } else if (n == 3 && affinity) {
     out->kind = UTIL_PATH_AFFINITY;
     out->id.ptr = seg[1].ptr;
     out->id.len = seg[1].len + 1 + seg[2].len;
     out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else if (n == 3 && util_stream_id_ok(seg[1]) &&
+             util_str_eq(seg[2], "$transaction")) {
+    out->kind = UTIL_PATH_TXN; /* the group of "/{b}/{aff}" */
+    out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else if (n <= 4 && n >= 3 && util_stream_id_ok(seg[1]) &&
+             util_reserved_id(seg[2]) && !util_str_eq(seg[2], "streams") &&
+             !util_str_eq(seg[2], "$transaction")) {
+    util_sub(out, path, seg, n, 2); /* /{b}/{s}/{x}[/{rest}] */
+    out->id = seg[1];
+    out->group_len = out->stream_len;
+  } else if (n >= 4 && affinity && util_reserved_id(seg[3]) &&
+             !util_str_eq(seg[3], "streams") &&
+             !util_str_eq(seg[3], "$transaction")) {
+    util_sub(out, path, seg, n, 3); /* /{b}/{aff}/{s}/{x}[/{rest}] */
+    out->id.ptr = seg[1].ptr;
+    out->id.len = seg[1].len + 1 + seg[2].len;
+    out->group_len = (size_t)(seg[2].ptr - 1 - path);
+  } else if (n <= 3 && util_id_bytes_ok(seg[n - 1]) &&
+             util_reserved_id(seg[n - 1]) &&
+             (n == 2 || util_stream_id_ok(seg[1]))) {
+    out->kind = UTIL_PATH_RESERVED;
   } else {
     out->kind = UTIL_PATH_PLAIN;
     out->bucket.ptr = NULL;

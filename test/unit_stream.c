@@ -1309,7 +1309,21 @@ static void test_stream_buckets(void) {
   util_bucket_path(p, strlen(p), &bp);
   ASSERT(bp.kind == UTIL_PATH_AFFINITY && bp.group_len == 7);
   ASSERT_MEM(bp.id.ptr, bp.id.len, "k/s1");
+  /* a stream's sub-resource: its stream, group, id and rest */
   p = "/demo/k/attrs";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_SUB && bp.stream_len == 7 && bp.group_len == 7);
+  ASSERT_MEM(bp.sub.ptr, bp.sub.len, "attrs");
+  ASSERT(bp.rest.len == 0);
+  p = "/demo/k/s1/snapshot/5";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_SUB && bp.stream_len == 10 && bp.group_len == 7);
+  ASSERT_MEM(bp.id.ptr, bp.id.len, "k/s1");
+  ASSERT_MEM(bp.rest.ptr, bp.rest.len, "5");
+  p = "/demo/k/$transaction";
+  util_bucket_path(p, strlen(p), &bp);
+  ASSERT(bp.kind == UTIL_PATH_TXN && bp.group_len == 7);
+  p = "/demo/k/streams";
   util_bucket_path(p, strlen(p), &bp);
   ASSERT(bp.kind == UTIL_PATH_RESERVED);
   p = "/demo/snapshot";
@@ -1366,7 +1380,7 @@ static void test_stream_buckets(void) {
   ASSERT(a.n_buckets == 2);
   /* the records survive a snapshot, canonically */
   ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
-  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 7);
+  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 8);
   ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
   ASSERT(b.n_buckets == 2 && stream_bucket_find(&b, util_str("abcd")) != NULL &&
          stream_bucket_find(&b, util_str("abcd"))->created_ms == 5);
@@ -1509,7 +1523,7 @@ static void test_stream_records(void) {
   ASSERT(off == 22 && skip == 0 && stream_record_at(s, 22) == 6);
   /* the counts survive a snapshot, canonically */
   ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
-  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 7);
+  ASSERT(s1.len > 0 && (unsigned char)s1.ptr[0] == 8);
   ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
   s = stream_find(&b, util_str("/j"));
   ASSERT(s != NULL && stream_record_next(s) == 7);
@@ -1658,7 +1672,7 @@ static void test_stream_snapshots(void) {
          s1.len == 2 * sizeof(struct stream_piece));
   /* both survive a snapshot, canonically */
   s1.len = 0;
-  ASSERT(stream_snapshot(&a, &s1) == URSULA_OK && s1.ptr[0] == 7);
+  ASSERT(stream_snapshot(&a, &s1) == URSULA_OK && s1.ptr[0] == 8);
   ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
   s = stream_find(&b, util_str("/demo/doc"));
   ASSERT(s != NULL && s->retained == 4 && s->retained_units == 2 &&

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(rc == URSULA_OK || rc == URSULA_ECORRUPT);
   if (rc == URSULA_OK) {
     FUZZ_CHECK(c.raw == p);
-    FUZZ_CHECK(c.type >= CMD_CREATE && c.type <= CMD_RETAIN);
+    FUZZ_CHECK(c.type >= CMD_CREATE && c.type <= CMD_TYPE_MAX);
     FUZZ_CHECK(fuzz_inside(p, n, c.path));
     FUZZ_CHECK(fuzz_inside(p, n, c.content_type));
     FUZZ_CHECK(fuzz_inside(p, n, c.data));

@@ -200,7 +200,7 @@ static struct cmd seed_cmd(int type, const char *path, uint64_t t) {
 ** producers and Stream-Seq, JSON (an append with Stream-Record-Match), a
 ** fork with inherited units, TTLs and Expires-At, touches, a close, a cold
 ** move, a delete, bucket records made and removed, a snapshot published
-** and a retained offset. */
+** and a retained offset, attributes, and a transaction of two appends. */
 static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   size_t n = 0;
   struct cmd c;
@@ -299,6 +299,38 @@ static size_t seed_script(struct cmd *out, uint64_t *bounds) {
   c.content_type = util_str("");
   c.at = 3;
   out[n++] = c;
+  c = seed_cmd(CMD_ATTRS, "/demo/s", 1700000002200ULL);
+  c.attrs = util_str("{\"title\":\"t\",\"metadata\":{\"a\":1}}");
+  out[n++] = c;
+  { /* a transaction of two appends to /demo/s (the second a producer's) */
+    static struct buf ops;
+    struct cmd op = seed_cmd(CMD_APPEND, "/demo/s", 0);
+    struct buf one;
+    size_t k;
+    memset(&one, 0, sizeof(one));
+    ops.len = 0;
+    for (k = 0; k < 2; k++) {
+      struct str e;
+      op.data = util_str(k ? "gh" : "fg");
+      if (k) {
+        op.flags |= CMD_F_PRODUCER;
+        op.producer_id = util_str("p2");
+      }
+      one.len = 0;
+      cmd_encode(&op, &one);
+      e.ptr = one.ptr;
+      e.len = one.len;
+      cmd_put_bytes(&ops, e);
+    }
+    buf_free(&one);
+    c = seed_cmd(CMD_MULTI, "/demo", 1700000002300ULL);
+    c.content_type = util_str("");
+    c.flags = CMD_F_ATOMIC;
+    c.ops.ptr = ops.ptr;
+    c.ops.len = ops.len;
+    c.n_ops = 2;
+    out[n++] = c;
+  }
   return n;
 }
 
