@@ -33,7 +33,7 @@ SRC_PARTS = $(wildcard src/*.c) $(wildcard src/*.h) src/amalgamate.sh
         test-raft-plants test-sim test-sim-bugs sim test-simsm test-catchup test-catchup-plants \
         test-conformance-cluster test-fault soak-fault test-fault-plants test-cluster-cold \
         test-cold-plants test-status-plants test-admin test-auth test-tls bench-cluster bench-floor test-rolling test-rolling-plants \
-        test-backup test-buckets test-records test-snapshots
+        test-backup test-buckets test-records test-snapshots test-batch
 
 all: ursula
 
@@ -295,6 +295,14 @@ test-snapshots: ursula
 	@cd test/loro && { [ -d node_modules/loro-crdt ] || \
 	  npm ci --no-audit --no-fund; }
 	bash test/snapshots.sh ./ursula
+
+# append-batch, $transaction and stream attributes (issue 16, items 3-5):
+# the frames and per-frame results, return=minimal, producers across
+# frames, a transaction's all-or-nothing and its retry, the attributes'
+# rules, in memory, with --wal-dir across kill -9 and a snapshot, and on
+# a 3-node cluster.
+test-batch: ursula
+	bash test/batch.sh ./ursula
 
 # Three real nodes' peer links (issue 14): up, refused with the cause,
 # down on kill -9 and up again; bad cluster flags exit 2; the status
@@ -668,7 +676,7 @@ test: check-amalgamation check-symbols check-layers test-split test-flags static
       test-fault-plants test-rolling test-rolling-plants test-catchup test-catchup-plants test-cluster-cold test-damage test-crash test-conformance \
       test-conformance-wal test-clients test-s3 test-unit-tls test-cold test-cold-s3 \
       test-conformance-cold test-conformance-cluster test-tls test-backup test-buckets test-records \
-      test-snapshots test-asan
+      test-snapshots test-batch test-asan
 	@echo "make test: all passed"
 
 # Every scenario against ursula and the reference server, side by side

@@ -6744,6 +6744,7 @@ URSULA_PRIVATE int json_check(const char *p, size_t len) {
   memset(&s, 0, sizeof(s));
   s.p = (const unsigned char *)p;
   s.len = len;
+  json_blanks(&s);
   rc = json_value(&s);
   if (rc != URSULA_OK) return rc;
   json_blanks(&s);
@@ -14031,6 +14032,39 @@ URSULA_PRIVATE void wal_set_segment_bytes(struct wal *w, int64_t n) {
 ** (the common fields as BUCKET_CREATE's above, the path "/demo/doc",
 ** then at, 300, as the varint ac 02; test/unit_stream.c checks them).
 ** They came in without a new CMD_VERSION, as types 9 and 10 did.
+**
+** Type 13, MULTI (appends to streams of one group in one entry: an
+** append-batch, or with CMD_F_ATOMIC, 1 << 13, a $transaction; batch.c
+** and stream.c), uses path (the stream of an append-batch, the group's
+** "/{b}/{aff}" of a transaction: where it is routed), flags and time_ms,
+** and carries after the fields of every type:
+**
+**    ..      varint  n_ops             (1 to CMD_MULTI_MAX, 512)
+**    ..      bytes   op, n_ops times   (each a whole encoded APPEND of
+**                                       this version, time_ms 0: the
+**                                       MULTI's is every op's; no flag but
+**                                       an append's; refused otherwise)
+**
+** An op's data is in the MULTI's bytes, so its offset there is where a
+** unit's bytes are in the log entry, as for an APPEND of its own.
+**
+** Type 14, ATTRS (replace a stream's attributes, attrs.c), uses path and
+** time_ms and carries one more field; a CREATE with CMD_F_ATTRS, 1 << 14
+** (Stream-Attrs), carries the same field after its own:
+**
+**    ..      bytes   attrs             (attrs.c's stored form; empty:
+**                                       none)
+**
+** For example ATTRS of "/demo/s" to {"title":"t"} at time_ms
+** 1700000000000 is the 46 bytes
+**
+**    02 0e 00 80 d0 95 ff bc 31 07 2f 64 65 6d 6f 2f
+**    73 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+**    0d 7b 22 74 69 74 6c 65 22 3a 22 74 22 7d
+**
+** (the common fields as BUCKET_CREATE's above, the path "/demo/s", then
+** attrs, 13 bytes; test/unit_stream.c checks them).  Types 13 and 14 and
+** the two flags came in without a new CMD_VERSION, as types 9 and 10 did.
 */
 
 
@@ -31315,7 +31349,10 @@ static void api_build_sub(const struct http_request *req,
         j->reason = "a transaction's body is application/json";
       }
     } else {
+      char norm[64];
       bad = api_build_post(req, j);
+      stream_norm_type(util_str(j->content_type), norm, sizeof(norm));
+      if (strcmp(norm, "application/json") == 0) j->cmd.flags |= CMD_F_JSON;
     }
   } else if (util_str_eq(bp->sub, "attrs") && bp->rest.len == 0) {
     if (m == API_GET || m == API_HEAD_M) {

@@ -3465,7 +3465,10 @@ static void api_build_sub(const struct http_request *req,
         j->reason = "a transaction's body is application/json";
       }
     } else {
+      char norm[64];
       bad = api_build_post(req, j);
+      stream_norm_type(util_str(j->content_type), norm, sizeof(norm));
+      if (strcmp(norm, "application/json") == 0) j->cmd.flags |= CMD_F_JSON;
     }
   } else if (util_str_eq(bp->sub, "attrs") && bp->rest.len == 0) {
     if (m == API_GET || m == API_HEAD_M) {

@@ -358,6 +358,7 @@ URSULA_PRIVATE int json_check(const char *p, size_t len) {
   memset(&s, 0, sizeof(s));
   s.p = (const unsigned char *)p;
   s.len = len;
+  json_blanks(&s);
   rc = json_value(&s);
   if (rc != URSULA_OK) return rc;
   json_blanks(&s);

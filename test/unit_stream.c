@@ -1277,6 +1277,116 @@ static void test_group_many_terms(void) {
   if (system(cmd) != 0) printf("# could not remove the test folder\n");
 }
 
+/* MULTI and ATTRS (cmd.c, stream.c): ATTRS's bytes as cmd.c writes them
+** out; a MULTI's ops decoded back with their offsets in the entry; an
+** atomic MULTI with a failing op changes nothing; the attributes in a
+** state-machine snapshot, canonically. */
+static void test_stream_multi_attrs(void) {
+  static const unsigned char want[] = {
+      0x02, 0x0e, 0x00, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x07, 0x2f, 0x64,
+      0x65, 0x6d, 0x6f, 0x2f, 0x73, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0d, 0x7b, 0x22, 0x74,
+      0x69, 0x74, 0x6c, 0x65, 0x22, 0x3a, 0x22, 0x74, 0x22, 0x7d};
+  struct stream_state a, b;
+  struct stream_result r;
+  struct buf enc, bounds, ops, one, s1, s2;
+  struct cmd c, d, op;
+  struct str rest, e;
+  struct stream *s;
+  int k;
+  memset(&enc, 0, sizeof(enc));
+  memset(&bounds, 0, sizeof(bounds));
+  memset(&ops, 0, sizeof(ops));
+  memset(&one, 0, sizeof(one));
+  memset(&s1, 0, sizeof(s1));
+  memset(&s2, 0, sizeof(s2));
+  memset(&r, 0, sizeof(r));
+  c = unit_cmd(CMD_ATTRS, "/demo/s", 1700000000000ULL);
+  c.content_type = util_str("");
+  c.attrs = util_str("{\"title\":\"t\"}");
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(enc.len == sizeof(want) && memcmp(enc.ptr, want, sizeof(want)) == 0);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK &&
+         d.type == CMD_ATTRS);
+  ASSERT_MEM(d.attrs.ptr, d.attrs.len, "{\"title\":\"t\"}");
+  ASSERT(cmd_decode(enc.ptr, enc.len - 1, &d, &bounds) == URSULA_ECORRUPT);
+  /* a MULTI of two appends to /m/a and /m/b; the second one fails */
+  for (k = 0; k < 2; k++) {
+    op = unit_cmd(CMD_APPEND, k ? "/m/b" : "/m/a", 0);
+    op.flags = CMD_F_CT;
+    op.content_type = util_str("text/plain");
+    op.data = util_str(k ? "BB" : "AAA");
+    one.len = 0;
+    ASSERT(cmd_encode(&op, &one) == URSULA_OK);
+    e.ptr = one.ptr;
+    e.len = one.len;
+    ASSERT(cmd_put_bytes(&ops, e) == URSULA_OK);
+  }
+  c = unit_cmd(CMD_MULTI, "/m", 5);
+  c.content_type = util_str("");
+  c.flags = CMD_F_ATOMIC;
+  c.ops.ptr = ops.ptr;
+  c.ops.len = ops.len;
+  c.n_ops = 2;
+  enc.len = 0;
+  ASSERT(cmd_encode(&c, &enc) == URSULA_OK);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK &&
+         d.n_ops == 2);
+  rest = d.ops;
+  ASSERT(cmd_op_next(&d, &rest, &op) == 1 && op.time_ms == 5);
+  ASSERT_MEM(op.data.ptr, op.data.len, "AAA");
+  ASSERT(op.raw == d.raw && op.data.ptr > enc.ptr &&
+         op.data.ptr < enc.ptr + enc.len); /* its offset is in the entry */
+  ASSERT(cmd_op_next(&d, &rest, &op) == 1 && cmd_op_next(&d, &rest, &op) == 0);
+  /* n_ops not the ops' count: damage */
+  enc.ptr[enc.len - ops.len - 1] = 3;
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_ECORRUPT);
+  enc.ptr[enc.len - ops.len - 1] = 2;
+  stream_state_init(&a);
+  stream_state_init(&b);
+  c = unit_cmd(CMD_CREATE, "/m/a", 1);
+  c.flags = CMD_F_CT | CMD_F_ATTRS;
+  c.content_type = util_str("text/plain");
+  c.attrs = util_str("{\"title\":\"a\"}");
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  c = unit_cmd(CMD_CREATE, "/m/b", 1);
+  c.flags = CMD_F_CT | CMD_F_CLOSE; /* closed: the second op fails */
+  c.content_type = util_str("text/plain");
+  ASSERT(unit_apply(&a, &c, &r) == 201);
+  ASSERT(cmd_decode(enc.ptr, enc.len, &d, &bounds) == URSULA_OK);
+  ASSERT(stream_apply(&a, 9, &d, &r) == URSULA_OK && r.status == 409 &&
+         r.ops.len == 2 * sizeof(struct stream_op));
+  s = stream_find(&a, util_str("/m/a"));
+  ASSERT(s != NULL && s->tail == 0); /* the first op did not apply */
+  d.flags = 0; /* each on its own: the first applies, the second fails */
+  ASSERT(stream_apply(&a, 10, &d, &r) == URSULA_OK && r.status == 200);
+  ASSERT(s->tail == 3);
+  {
+    struct stream_op o[2];
+    memcpy(o, r.ops.ptr, sizeof(o));
+    ASSERT(o[0].r.status == 204 && o[1].r.status == 409);
+  }
+  /* the attributes in a snapshot, and back */
+  ASSERT(stream_snapshot(&a, &s1) == URSULA_OK);
+  ASSERT(stream_restore(&b, s1.ptr, s1.len) == URSULA_OK);
+  ASSERT(stream_snapshot(&b, &s2) == URSULA_OK);
+  ASSERT(s1.len == s2.len && memcmp(s1.ptr, s2.ptr, s1.len) == 0);
+  s = stream_find(&b, util_str("/m/a"));
+  ASSERT(s != NULL);
+  ASSERT_MEM(s->attrs, s->attrs_len, "{\"title\":\"a\"}");
+  stream_state_free(&a);
+  stream_state_free(&b);
+  buf_free(&r.ops);
+  buf_free(&r.garbage);
+  buf_free(&r.releases);
+  buf_free(&enc);
+  buf_free(&bounds);
+  buf_free(&ops);
+  buf_free(&one);
+  buf_free(&s1);
+  buf_free(&s2);
+}
+
 /* Buckets: the path rule (util.c), BUCKET_CREATE's bytes as cmd.c
 ** writes them out, apply, and the records in a snapshot (version 5;
 ** version 4, which has none, still read). */
@@ -1744,6 +1854,7 @@ static void test_stream_snapshots(void) {
 static const struct unit_case unit_stream_cases[] = {
     {"stream_records", test_stream_records},
     {"stream_snapshots", test_stream_snapshots},
+    {"stream_multi_attrs", test_stream_multi_attrs},
     {"stream_buckets", test_stream_buckets},
     {"stream_snapshot", test_stream_snapshot},
     {"stream_cmd_roundtrip", test_stream_cmd_roundtrip},
