@@ -292,8 +292,11 @@ static const char api_preflight_headers[] =
     "Stream-Record-Match, Stream-Snapshot-Match\r\n"
     "Access-Control-Max-Age: 86400\r\n";
 
-/* The extension a response on a path-affinity path advertises. */
-#define API_AFFINITY_EXT "path-affinity-v1"
+/* The extensions a response about a stream with an affinity key (or its
+** group's $transaction) advertises: the key's streams share a group
+** (path-affinity-v1), so they can be appended to together
+** (group-append-transaction-v1, batch.c). */
+#define API_AFFINITY_EXT "path-affinity-v1, group-append-transaction-v1"
 /* RECORDS: the extension, and the media types of the envelope view */
 #define API_RECORDS_EXT "json-record-coordinates-v1"
 #define API_RECORDS_TYPE "application/vnd.durable-stream-records+ndjson"
@@ -3697,7 +3700,8 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
   } else {
     util_bucket_path(head.q.path.ptr, head.q.path.len, &bp);
   }
-  cn->affinity = bp.kind == UTIL_PATH_AFFINITY;
+  cn->affinity = bp.kind == UTIL_PATH_AFFINITY || bp.kind == UTIL_PATH_TXN ||
+                 (bp.kind == UTIL_PATH_SUB && bp.group_len != bp.stream_len);
   cn->prefer_minimal = api_prefers_minimal(req);
   if (head.method != API_OPTIONS) {
     int cluster = api_reserved(head.q.path) == API_PATH_CLUSTER;

@@ -150,6 +150,7 @@ transactions() {
   code PUT "$U/demo/k/a" "${TP[@]}" >/dev/null
   code PUT "$U/demo/k/b" "${JS[@]}" >/dev/null
   code PUT "$U/demo/k/c" "${TP[@]}" >/dev/null
+  printf '{"operations":[]}' >"$TMP/t7"
   txn "$TMP/t1" 'a|text/plain|hello' 'b|application/json|[1,2]' 'c|text/plain|end|"close_after":true'
   r=$(post "$U/demo/k/\$transaction" "$TMP/t1" "${JS[@]}")
   same "a transaction of 3 operations: 200, each 204 with its stream's tail" \
@@ -158,6 +159,9 @@ transactions() {
   same "... every stream has its append; c is closed" \
     "$(get "$U/demo/k/a?offset=-1")|$(get "$U/demo/k/b?offset=-1")|$(curl -s -I --max-time 5 "$U/demo/k/c" | tr -d '\r' | sed -n 's/^Stream-Closed: //Ip')" \
     'hello|[1,2]|true'
+  same "its answer, and a non-JSON affinity stream's, says Stream-Extensions: path-affinity-v1, group-append-transaction-v1" \
+    "$(curl -s -D - -o /dev/null --max-time 5 -X POST --data-binary "@$TMP/t7" "${JS[@]}" "$U/demo/k/\$transaction" | tr -d '\r' | sed -n 's/^Stream-Extensions: //Ip')|$(curl -s -I --max-time 5 "$U/demo/k/a" | tr -d '\r' | sed -n 's/^Stream-Extensions: //Ip')" \
+    "path-affinity-v1, group-append-transaction-v1|path-affinity-v1, group-append-transaction-v1"
   # all or nothing: the last operation fails, the first two stay unapplied
   txn "$TMP/t2" 'a|text/plain|more' 'b|application/json|3' 'c|text/plain|late'
   r=$(post "$U/demo/k/\$transaction" "$TMP/t2" "${JS[@]}")
@@ -175,7 +179,6 @@ transactions() {
   same "an operation of another content type: 409 ContentTypeMismatch" \
     "$(post "$U/demo/k/\$transaction" "$TMP/t5" "${JS[@]}" | cut -d' ' -f2- | js 'j.error_code')" ContentTypeMismatch
   printf '{"operations":[{"stream":"a","content_type":"text/plain","payload_base64":"a=b="}]}' >"$TMP/t6"
-  printf '{"operations":[]}' >"$TMP/t7"
   printf '{"operations":[{"stream":"a","content_type":"text/plain"}]}' >"$TMP/t8"
   printf '{"operations":' >"$TMP/t9"
   node -e 'require("fs").writeFileSync(process.argv[1],JSON.stringify({operations:Array(65).fill({stream:"a",content_type:"text/plain",payload_base64:"eA=="})}))' "$TMP/t10"

@@ -202,9 +202,10 @@ after=$(applied)
 n=$(moved "$before" "$after")
 if [ "$n" -gt 1 ]; then ok "no affinity: /aff1/s1..s8 went to $n groups"
 else not_ok "no affinity: /aff1/s1..s8 went to several groups" "$n"; fi
-same "a 3-segment bucket path's responses say Stream-Extensions: path-affinity-v1" \
+EXT="path-affinity-v1, group-append-transaction-v1"
+same "a 3-segment bucket path's responses say Stream-Extensions: $EXT" \
   "$(field GET "$U/aff1/k/s1" Stream-Extensions) $(field HEAD "$U/aff1/k/s1" Stream-Extensions) $(field POST "$U/aff1/k/s1" Stream-Extensions "${CT[@]}" --data-binary y) $(field GET "$U/aff1/k/nope" Stream-Extensions)" \
-  "200|path-affinity-v1 200|path-affinity-v1 204|path-affinity-v1 404|path-affinity-v1"
+  "200|$EXT 200|$EXT 204|$EXT 404|$EXT"
 same "... a 2-segment one's and another path's do not" \
   "$(field GET "$U/aff1/s1" Stream-Extensions) $(field GET "$U/v1/stream/x" Stream-Extensions) $(field GET "$U/aff1" Stream-Extensions)" \
   "200| 200| 200|"

@@ -250,7 +250,7 @@ same "... GET .../snapshot 307, .../snapshot/3 200, retention 204, bootstrap" \
   "$(code GET "$A/snapshot") $(code GET "$A/snapshot/3") $(code PUT "$A/retention/3") $(boot "$A/bootstrap")" \
   "307 200 204 [[\"$X\",\"SNAP1\"]]"
 same "... with Stream-Extensions: path-affinity-v1" \
-  "$(field GET "$A/snapshot/3" Stream-Extensions)" "200|path-affinity-v1"
+  "$(field GET "$A/snapshot/3" Stream-Extensions)" "200|path-affinity-v1, group-append-transaction-v1"
 same "a stream in no bucket keeps its paths: /v1/stream/x/snapshot/0 is a stream" \
   "$(code PUT "$U/v1/stream/x/snapshot/0" "${OCT[@]}")" 201
 lib_kill $PID_mem
