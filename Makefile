@@ -176,7 +176,7 @@ test-raft-plants: test/raft_plants.c test/unit.h test/unit_raft.c src/raft.c src
 # planted bug takes a second.  Each run prints a failing seed's
 # replay command: ./build/sim --seed S --trace.
 SIM_DEPS = test/sim/sim.c test/sim/simlog.c test/sim/simfs.c test/sim/simsm.c \
-           src/raft.c src/wal.c src/util.c src/json.c src/cmd.c src/stream.c \
+           src/raft.c src/wal.c src/util.c src/json.c src/attrs.c src/cmd.c src/stream.c \
            src/internal.h src/config.h src/prefix.h ursula.h
 build/sim: $(SIM_DEPS)
 	@mkdir -p build
@@ -214,7 +214,7 @@ test-sim: build/simfs_test build/sim build/sim-asan
 
 # The simulator's workload on the real state machine (test/sim/simsm.c:
 # commands by cmd.c, applied by stream.c), against the protocol's rules.
-build/simsm_test: test/sim/simsm_test.c test/sim/simsm.c src/cmd.c src/stream.c src/json.c \
+build/simsm_test: test/sim/simsm_test.c test/sim/simsm.c src/cmd.c src/stream.c src/json.c src/attrs.c \
                   src/util.c src/internal.h src/config.h src/prefix.h ursula.h
 	@mkdir -p build
 	$(CC) $(WARN) -Werror -O1 -g $(SAN) -fno-sanitize-recover=all test/sim/simsm_test.c -o $@ $(LDLIBS)

@@ -18782,9 +18782,13 @@ static uint64_t stream_multi_judge(struct stream_state *st,
       stream_fail(fail, 400, "a transaction names a stream twice");
       return i;
     }
-    if (s == NULL || (!s->soft_deleted &&
+    if (s == NULL || (!s->soft_deleted && s->refcount == 0 &&
                       stream_expired(s, s->last_access_ms, c->time_ms))) {
-      stream_fail(fail, 404, "stream not found");
+      stream_fail(fail, 404, "stream not found"); /* as stream_live */
+      return i;
+    }
+    if (!s->soft_deleted && stream_expired(s, s->last_access_ms, c->time_ms)) {
+      stream_fail(fail, 410, "stream was deleted"); /* forks keep it */
       return i;
     }
     if (!stream_append_verdict(s, &op, fail) &&
@@ -27496,8 +27500,8 @@ static int batch_put_op(struct buf *ops, const struct cmd *op) {
   return rc;
 }
 
-/* Set op's data to body, flattened first (into *flat) if json: 0, or -1
-** (not valid JSON, or an empty array), or URSULA_ENOMEM. */
+/* Set op's data to body, flattened first (into *flat) if json: 0; 1 if
+** it is not valid JSON, or an empty array; or URSULA_ENOMEM. */
 static int batch_op_data(struct cmd *op, const char *p, size_t len, int json,
                          struct buf *flat) {
   size_t n = 0;
@@ -27509,7 +27513,7 @@ static int batch_op_data(struct cmd *op, const char *p, size_t len, int json,
   flat->len = 0;
   rc = json_flatten(p, len, flat, &n);
   if (rc == URSULA_ENOMEM) return rc;
-  if (rc != URSULA_OK || n == 0) return -1;
+  if (rc != URSULA_OK || n == 0) return 1;
   op->data.ptr = flat->ptr;
   op->data.len = flat->len;
   op->n_msgs = n;
@@ -27551,9 +27555,16 @@ URSULA_PRIVATE int batch_frames(const char *p, size_t len,
       break;
     }
     op.producer_seq = tmpl->producer_seq + n;
+    if ((tmpl->flags & CMD_F_PRODUCER) &&
+        op.producer_seq > ((uint64_t)1 << 53) - 1) {
+      snprintf(why, why_cap, "frame %llu: Producer-Seq + %llu is past 2^53-1",
+               (unsigned long long)n, (unsigned long long)n);
+      rc = URSULA_EINVAL;
+      break;
+    }
     rc = batch_op_data(&op, p + at, flen, (tmpl->flags & CMD_F_JSON) != 0,
                        &flat);
-    if (rc < 0) {
+    if (rc == 1) {
       snprintf(why, why_cap,
                "frame %llu is not valid JSON (or an empty array)",
                (unsigned long long)n);
@@ -27701,10 +27712,16 @@ static const char *batch_txn_op(struct str obj, struct str group,
   if (strcmp(norm, "application/json") == 0) op->flags |= CMD_F_JSON;
   if (sc->payload.len == 0 && !(op->flags & CMD_F_CLOSE))
     return "an empty payload appends nothing (set close_after to close)";
-  if (batch_op_data(op, sc->payload.ptr ? sc->payload.ptr : "",
-                    sc->payload.len, (op->flags & CMD_F_JSON) != 0,
-                    &sc->flat) != 0)
-    return "a JSON payload must be valid JSON and not an empty array";
+  switch (batch_op_data(op, sc->payload.ptr ? sc->payload.ptr : "",
+                        sc->payload.len, (op->flags & CMD_F_JSON) != 0,
+                        &sc->flat)) {
+    case 0:
+      break;
+    case 1:
+      return "a JSON payload must be valid JSON and not an empty array";
+    default:
+      return "out of memory";
+  }
   return NULL;
 }
 
@@ -27771,6 +27788,7 @@ URSULA_PRIVATE int batch_txn(const char *p, size_t len, struct str group,
   }
   batch_scratch_free(&sc);
   if (rc != URSULA_OK) return rc;
+  if (bad != NULL && strcmp(bad, "out of memory") == 0) return URSULA_ENOMEM;
   if (bad == NULL && n == 0) bad = "a transaction needs at least one operation";
   if (bad != NULL) {
     if (n < BATCH_TXN_MAX && strcmp(bad, "more than 64 operations") != 0)
@@ -31523,28 +31541,50 @@ static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
   }
 }
 
-/* Whether req's Prefer fields ask for return=minimal (RFC 7240 section
-** 4.2; preferences are a comma list, names and tokens case-insensitive,
-** parameters after ';' ignored). */
+/* Whether req's Prefer fields ask for return=minimal (RFC 7240: section
+** 2, preferences are a comma list of token [BWS "=" BWS (token /
+** quoted-string)] with parameters after ';', ignored here; section 4.2,
+** return=minimal; names case-insensitive, and the value too here). */
 static int api_prefers_minimal(const struct http_request *req) {
   size_t i, k;
   for (i = 0; i < req->n_headers; i++) {
     struct str v = req->headers[i].value;
     if (!util_str_ieq(req->headers[i].name, "Prefer")) continue;
-    for (k = 0; k < v.len;) {
-      size_t e = k, a, b;
-      while (e < v.len && v.ptr[e] != ',') e++;
+    for (k = 0; k < v.len;) { /* one preference: up to ',' outside quotes */
+      struct str name, val;
+      size_t e = k, a;
+      int q = 0;
+      while (e < v.len && (q || v.ptr[e] != ',')) {
+        if (v.ptr[e] == '"') q = !q;
+        e++;
+      }
       a = k;
       while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
-      b = a;
-      while (b < e && v.ptr[b] != ';' && v.ptr[b] != ' ' && v.ptr[b] != '\t')
-        b++;
-      {
-        struct str pref;
-        pref.ptr = v.ptr + a;
-        pref.len = b - a;
-        if (util_str_ieq(pref, "return=minimal")) return 1;
+      name.ptr = v.ptr + a;
+      while (a < e && v.ptr[a] != '=' && v.ptr[a] != ';' && v.ptr[a] != ' ' &&
+             v.ptr[a] != '\t')
+        a++;
+      name.len = (size_t)(v.ptr + a - name.ptr);
+      while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
+      val.ptr = "";
+      val.len = 0;
+      if (a < e && v.ptr[a] == '=') { /* BWS "=" BWS value */
+        a++;
+        while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
+        val.ptr = v.ptr + a;
+        if (a < e && v.ptr[a] == '"') { /* a quoted-string: its content */
+          val.ptr++;
+          a++;
+          while (a < e && v.ptr[a] != '"') a++;
+        } else {
+          while (a < e && v.ptr[a] != ';' && v.ptr[a] != ' ' &&
+                 v.ptr[a] != '\t')
+            a++;
+        }
+        val.len = (size_t)(v.ptr + a - val.ptr);
       }
+      if (util_str_ieq(name, "return") && util_str_ieq(val, "minimal"))
+        return 1;
       k = e + 1;
     }
   }
@@ -31593,9 +31633,13 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
                      : head.method == API_GET || head.method == API_HEAD_M
                          ? AUTH_READ
                          : AUTH_WRITE;
-    /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS) */
+    /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS); a
+    ** stream's sub-routes are the stream's; a $transaction writes to any
+    ** stream of its key: it needs a token that covers "/{b}/{aff}/" */
     size_t len = bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1
                  : sr.kind != API_SNAP_NONE ? sr.stream_len
+                 : bp.kind == UTIL_PATH_SUB ? bp.stream_len
+                 : bp.kind == UTIL_PATH_TXN ? bp.group_len + 1
                                             : head.q.path.len;
     if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
                       len) != 0)

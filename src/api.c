@@ -3639,28 +3639,50 @@ static void api_keep_head(struct api_conn *cn, const struct http_request *req) {
   }
 }
 
-/* Whether req's Prefer fields ask for return=minimal (RFC 7240 section
-** 4.2; preferences are a comma list, names and tokens case-insensitive,
-** parameters after ';' ignored). */
+/* Whether req's Prefer fields ask for return=minimal (RFC 7240: section
+** 2, preferences are a comma list of token [BWS "=" BWS (token /
+** quoted-string)] with parameters after ';', ignored here; section 4.2,
+** return=minimal; names case-insensitive, and the value too here). */
 static int api_prefers_minimal(const struct http_request *req) {
   size_t i, k;
   for (i = 0; i < req->n_headers; i++) {
     struct str v = req->headers[i].value;
     if (!util_str_ieq(req->headers[i].name, "Prefer")) continue;
-    for (k = 0; k < v.len;) {
-      size_t e = k, a, b;
-      while (e < v.len && v.ptr[e] != ',') e++;
+    for (k = 0; k < v.len;) { /* one preference: up to ',' outside quotes */
+      struct str name, val;
+      size_t e = k, a;
+      int q = 0;
+      while (e < v.len && (q || v.ptr[e] != ',')) {
+        if (v.ptr[e] == '"') q = !q;
+        e++;
+      }
       a = k;
       while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
-      b = a;
-      while (b < e && v.ptr[b] != ';' && v.ptr[b] != ' ' && v.ptr[b] != '\t')
-        b++;
-      {
-        struct str pref;
-        pref.ptr = v.ptr + a;
-        pref.len = b - a;
-        if (util_str_ieq(pref, "return=minimal")) return 1;
+      name.ptr = v.ptr + a;
+      while (a < e && v.ptr[a] != '=' && v.ptr[a] != ';' && v.ptr[a] != ' ' &&
+             v.ptr[a] != '\t')
+        a++;
+      name.len = (size_t)(v.ptr + a - name.ptr);
+      while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
+      val.ptr = "";
+      val.len = 0;
+      if (a < e && v.ptr[a] == '=') { /* BWS "=" BWS value */
+        a++;
+        while (a < e && (v.ptr[a] == ' ' || v.ptr[a] == '\t')) a++;
+        val.ptr = v.ptr + a;
+        if (a < e && v.ptr[a] == '"') { /* a quoted-string: its content */
+          val.ptr++;
+          a++;
+          while (a < e && v.ptr[a] != '"') a++;
+        } else {
+          while (a < e && v.ptr[a] != ';' && v.ptr[a] != ' ' &&
+                 v.ptr[a] != '\t')
+            a++;
+        }
+        val.len = (size_t)(v.ptr + a - val.ptr);
       }
+      if (util_str_ieq(name, "return") && util_str_ieq(val, "minimal"))
+        return 1;
       k = e + 1;
     }
   }
@@ -3709,9 +3731,13 @@ static int api_on_head(struct conn *c, const struct http_request *req) {
                      : head.method == API_GET || head.method == API_HEAD_M
                          ? AUTH_READ
                          : AUTH_WRITE;
-    /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS) */
+    /* a bucket's own routes are the bucket's: "/{b}" (BUCKETS); a
+    ** stream's sub-routes are the stream's; a $transaction writes to any
+    ** stream of its key: it needs a token that covers "/{b}/{aff}/" */
     size_t len = bp.kind == UTIL_PATH_LIST ? bp.bucket.len + 1
                  : sr.kind != API_SNAP_NONE ? sr.stream_len
+                 : bp.kind == UTIL_PATH_SUB ? bp.stream_len
+                 : bp.kind == UTIL_PATH_TXN ? bp.group_len + 1
                                             : head.q.path.len;
     if (api_authorize(cn, req, scope, cluster ? NULL : head.q.path.ptr,
                       len) != 0)

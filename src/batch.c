@@ -80,8 +80,8 @@ static int batch_put_op(struct buf *ops, const struct cmd *op) {
   return rc;
 }
 
-/* Set op's data to body, flattened first (into *flat) if json: 0, or -1
-** (not valid JSON, or an empty array), or URSULA_ENOMEM. */
+/* Set op's data to body, flattened first (into *flat) if json: 0; 1 if
+** it is not valid JSON, or an empty array; or URSULA_ENOMEM. */
 static int batch_op_data(struct cmd *op, const char *p, size_t len, int json,
                          struct buf *flat) {
   size_t n = 0;
@@ -93,7 +93,7 @@ static int batch_op_data(struct cmd *op, const char *p, size_t len, int json,
   flat->len = 0;
   rc = json_flatten(p, len, flat, &n);
   if (rc == URSULA_ENOMEM) return rc;
-  if (rc != URSULA_OK || n == 0) return -1;
+  if (rc != URSULA_OK || n == 0) return 1;
   op->data.ptr = flat->ptr;
   op->data.len = flat->len;
   op->n_msgs = n;
@@ -135,9 +135,16 @@ URSULA_PRIVATE int batch_frames(const char *p, size_t len,
       break;
     }
     op.producer_seq = tmpl->producer_seq + n;
+    if ((tmpl->flags & CMD_F_PRODUCER) &&
+        op.producer_seq > ((uint64_t)1 << 53) - 1) {
+      snprintf(why, why_cap, "frame %llu: Producer-Seq + %llu is past 2^53-1",
+               (unsigned long long)n, (unsigned long long)n);
+      rc = URSULA_EINVAL;
+      break;
+    }
     rc = batch_op_data(&op, p + at, flen, (tmpl->flags & CMD_F_JSON) != 0,
                        &flat);
-    if (rc < 0) {
+    if (rc == 1) {
       snprintf(why, why_cap,
                "frame %llu is not valid JSON (or an empty array)",
                (unsigned long long)n);
@@ -285,10 +292,16 @@ static const char *batch_txn_op(struct str obj, struct str group,
   if (strcmp(norm, "application/json") == 0) op->flags |= CMD_F_JSON;
   if (sc->payload.len == 0 && !(op->flags & CMD_F_CLOSE))
     return "an empty payload appends nothing (set close_after to close)";
-  if (batch_op_data(op, sc->payload.ptr ? sc->payload.ptr : "",
-                    sc->payload.len, (op->flags & CMD_F_JSON) != 0,
-                    &sc->flat) != 0)
-    return "a JSON payload must be valid JSON and not an empty array";
+  switch (batch_op_data(op, sc->payload.ptr ? sc->payload.ptr : "",
+                        sc->payload.len, (op->flags & CMD_F_JSON) != 0,
+                        &sc->flat)) {
+    case 0:
+      break;
+    case 1:
+      return "a JSON payload must be valid JSON and not an empty array";
+    default:
+      return "out of memory";
+  }
   return NULL;
 }
 
@@ -355,6 +368,7 @@ URSULA_PRIVATE int batch_txn(const char *p, size_t len, struct str group,
   }
   batch_scratch_free(&sc);
   if (rc != URSULA_OK) return rc;
+  if (bad != NULL && strcmp(bad, "out of memory") == 0) return URSULA_ENOMEM;
   if (bad == NULL && n == 0) bad = "a transaction needs at least one operation";
   if (bad != NULL) {
     if (n < BATCH_TXN_MAX && strcmp(bad, "more than 64 operations") != 0)

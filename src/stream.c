@@ -867,9 +867,13 @@ static uint64_t stream_multi_judge(struct stream_state *st,
       stream_fail(fail, 400, "a transaction names a stream twice");
       return i;
     }
-    if (s == NULL || (!s->soft_deleted &&
+    if (s == NULL || (!s->soft_deleted && s->refcount == 0 &&
                       stream_expired(s, s->last_access_ms, c->time_ms))) {
-      stream_fail(fail, 404, "stream not found");
+      stream_fail(fail, 404, "stream not found"); /* as stream_live */
+      return i;
+    }
+    if (!s->soft_deleted && stream_expired(s, s->last_access_ms, c->time_ms)) {
+      stream_fail(fail, 410, "stream was deleted"); /* forks keep it */
       return i;
     }
     if (!stream_append_verdict(s, &op, fail) &&

@@ -86,8 +86,10 @@ batches() {
   same "... the stream holds the frames in order" "$(get "$U/demo/t?offset=-1")" abcdefghi
   same "Prefer: return=minimal and every frame appended: 204, no body" \
     "$(post "$U/demo/t/append-batch" "$TMP/f3" "${TP[@]}" -H 'Prefer: return=minimal')" "204 "
-  same "... and appended: the tail is 18" \
-    "$(curl -s -I --max-time 5 "$U/demo/t" | tr -d '\r' | sed -n 's/^Stream-Next-Offset: //Ip')" "$(off 18)"
+  same "Prefer: return = \"minimal\" (RFC 7240: BWS, a quoted value) is the same preference" \
+    "$(post "$U/demo/t/append-batch" "$TMP/f3" "${TP[@]}" -H 'Prefer: respond-async, return = "minimal"; x=1' | cut -c1-4)" "204 "
+  same "... and appended: the tail is 27" \
+    "$(curl -s -I --max-time 5 "$U/demo/t" | tr -d '\r' | sed -n 's/^Stream-Next-Offset: //Ip')" "$(off 27)"
   # JSON: each frame one POST body (an array's elements are messages)
   code PUT "$U/demo/j" "${JS[@]}" >/dev/null
   frames "$TMP/fj" '[1,2]' '{"a":3}' ' "x" '
@@ -108,7 +110,7 @@ batches() {
   same "refused bodies: empty, a frame past the end, an empty frame, a cut length, 513 frames: 400 each" \
     "$(for f in empty short zero cut f513; do post "$U/demo/t/append-batch" "$TMP/$f" "${TP[@]}" | cut -c1-3; done | tr '\n' ' ')" \
     "400 400 400 400 400 "
-  same "... nothing appended by them" "$(get "$U/demo/t?offset=-1" | wc -c | tr -d ' ')" 18
+  same "... nothing appended by them" "$(get "$U/demo/t?offset=-1" | wc -c | tr -d ' ')" 27
   same "512 frames: 200, 512 results" \
     "$(post "$U/demo/t/append-batch" "$TMP/f512" "${TP[@]}" | cut -d' ' -f2- | js 'j.length')" 512
   same "no Content-Type: 400; Stream-Seq: 400; Stream-Closed: 400" \
@@ -231,6 +233,32 @@ batches "http://127.0.0.1:$H1"
 transactions "http://127.0.0.1:$H1"
 attributes "http://127.0.0.1:$H1"
 lib_kill $PID_mem
+
+# ------------------------------------------------------------ --auth-file
+echo "# batch.sh: --auth-file"
+KEY=key-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ONE=one-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ALL=all-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+TXT=txn-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+hash() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
+printf 'key read,write /demo/k/ %s\none read,write /demo/k/a %s\nall read,write / %s\ntxn read,write /demo/k/$transaction %s\n' \
+  "$(hash "$KEY")" "$(hash "$ONE")" "$(hash "$ALL")" "$(hash "$TXT")" >"$TMP/auth"
+start auth $H1 --admin-listen off --auth-file "$TMP/auth"
+U=http://127.0.0.1:$H1
+K=(-H "Authorization: Bearer $KEY")
+O=(-H "Authorization: Bearer $ONE")
+A=(-H "Authorization: Bearer $ALL")
+T=(-H "Authorization: Bearer $TXT")
+code PUT "$U/demo" "${A[@]}" >/dev/null
+for s in /demo/k /demo/k/a /demo/k/b; do code PUT "$U$s" "${A[@]}" "${TP[@]}" >/dev/null; done
+txn "$TMP/ta" 'a|text/plain|x' 'b|text/plain|y'
+same "a /demo/k/ token: a batch and attrs of /demo/k/a 200 204, of /demo/k itself 403 403 (a sub-route is its stream's)" \
+  "$(post "$U/demo/k/a/append-batch" "$TMP/f3" "${TP[@]}" "${K[@]}" | cut -c1-3) $(code PUT "$U/demo/k/a/attrs" "${K[@]}" --data-binary '{}') $(post "$U/demo/k/append-batch" "$TMP/f3" "${TP[@]}" "${K[@]}" | cut -c1-3) $(code PUT "$U/demo/k/attrs" "${K[@]}" --data-binary '{}')" \
+  "200 204 403 403"
+same "a transaction needs a token for all of /demo/k/: the key's 200; a one-stream token's, and one for the path /demo/k/\$transaction only, 403" \
+  "$(post "$U/demo/k/\$transaction" "$TMP/ta" "${JS[@]}" "${K[@]}" | cut -c1-3) $(post "$U/demo/k/\$transaction" "$TMP/ta" "${JS[@]}" "${O[@]}" | cut -c1-3) $(post "$U/demo/k/\$transaction" "$TMP/ta" "${JS[@]}" "${T[@]}" | cut -c1-3)" \
+  "200 403 403"
+lib_kill $PID_auth
 
 # ------------------------------------------------------------ --wal-dir
 echo "# batch.sh: --wal-dir across kill -9, and after a snapshot"

@@ -140,6 +140,7 @@
 #include "../../src/internal.h"
 #include "../../src/util.c"
 #include "../../src/json.c" /* (stream.c counts a v1 fork's records) */
+#include "../../src/attrs.c" /* (stream.c checks attributes it restores) */
 #include "../../src/raft.c"
 #include "../../src/journal.c"
 #include "../../src/wal.c"
