@@ -380,19 +380,13 @@ URSULA_PRIVATE int stream_read(struct stream_state *st, const struct stream *s,
 ** the last `keep` bytes, until st->hot_bytes <= target. */
 static void stream_snap_cool(struct stream_state *st, struct stream *s);
 
-static void stream_evict_one(struct stream_state *st, struct stream *s,
-                             uint64_t keep, uint64_t target) {
-  size_t u = stream_unit_at(s, s->local.hot_start);
-  uint64_t to = s->local.hot_start, drop;
-  /* a published snapshot the log holds goes first: it is read once per
-  ** bootstrap, not followed as the tail is */
-  if (s->local.snap_hot && s->snap_loc.index != 0 && st->hot_bytes > target)
-    stream_snap_cool(st, s);
-  while (u < s->n_bounds && s->locs[u].index != 0 &&
-         s->bounds[u] + keep <= s->tail &&
-         st->hot_bytes - (to - s->local.hot_start) > target)
-    to = s->bounds[u++];
-  if (to == s->local.hot_start) return;
+/* Let memory go of s's bytes below `to` (they are in the log, the cold
+** tier, or no longer kept); its buffer shrinks once mostly empty.  Local:
+** no apply decision reads it. */
+static void stream_drop_hot(struct stream_state *st, struct stream *s,
+                            uint64_t to) {
+  uint64_t drop;
+  if (to <= s->local.hot_start) return;
   drop = to - s->local.hot_start;
   buf_consume(&s->local.data, (size_t)drop);
   s->local.hot_start = to;
@@ -406,6 +400,21 @@ static void stream_evict_one(struct stream_state *st, struct stream *s,
       s->local.data.cap = s->local.data.len + 1;
     }
   }
+}
+
+static void stream_evict_one(struct stream_state *st, struct stream *s,
+                             uint64_t keep, uint64_t target) {
+  size_t u = stream_unit_at(s, s->local.hot_start);
+  uint64_t to = s->local.hot_start;
+  /* a published snapshot the log holds goes first: it is read once per
+  ** bootstrap, not followed as the tail is */
+  if (s->local.snap_hot && s->snap_loc.index != 0 && st->hot_bytes > target)
+    stream_snap_cool(st, s);
+  while (u < s->n_bounds && s->locs[u].index != 0 &&
+         s->bounds[u] + keep <= s->tail &&
+         st->hot_bytes - (to - s->local.hot_start) > target)
+    to = s->bounds[u++];
+  stream_drop_hot(st, s, to);
 }
 
 URSULA_PRIVATE void stream_evict(struct stream_state *st, uint64_t max) {
@@ -1111,13 +1120,7 @@ static void stream_apply_cold(struct stream_state *st, const struct cmd *c,
   s->n_chunks++;
   s->cold_end = c->cold_end;
   s->cold_units = stream_unit_at(s, c->cold_end);
-  if (s->local.hot_start < s->cold_end) { /* memory need not keep them */
-    uint64_t drop = s->cold_end - s->local.hot_start;
-    buf_consume(&s->local.data, (size_t)drop);
-    st->hot_bytes -= drop;
-    s->local.hot_start = s->cold_end;
-    if (s->local.data.len == 0) buf_free(&s->local.data);
-  }
+  stream_drop_hot(st, s, s->cold_end); /* memory need not keep them */
   r->status = 204;
   r->tail = s->tail;
 }
@@ -1391,13 +1394,7 @@ static void stream_apply_retain(struct stream_state *st, const struct cmd *c,
   } else {
     s->retained = c->at;
     s->retained_units = stream_unit_at(s, c->at);
-    if (s->local.hot_start < c->at) { /* memory need not keep them */
-      uint64_t drop = c->at - s->local.hot_start;
-      buf_consume(&s->local.data, (size_t)drop);
-      st->hot_bytes -= drop;
-      s->local.hot_start = c->at;
-      if (s->local.data.len == 0) buf_free(&s->local.data);
-    }
+    stream_drop_hot(st, s, c->at); /* memory need not keep them */
     r->status = 204;
   }
 }
