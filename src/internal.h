@@ -823,11 +823,15 @@ enum { JOURNAL_OK = 0, JOURNAL_BROKEN = 1, JOURNAL_STUCK = 2 };
 #ifndef JOURNAL_BYTES
 #define JOURNAL_BYTES (64 * 1024 * 1024) /* a checkpoint starts it anew */
 #endif
+#ifndef JOURNAL_ROOM_BYTES /* the file grows by this much of zeros at once */
+#define JOURNAL_ROOM_BYTES (JOURNAL_BYTES / 64 > 4096 ? JOURNAL_BYTES / 64 : 4096)
+#endif
 struct journal_stats { /* what journal_redo() did */
   uint64_t journals;   /* journal files read */
   uint64_t writes;     /* records written again to their files */
   uint64_t bytes;      /* bytes of them */
-  uint64_t cut_bytes;  /* bytes of torn tails left out */
+  uint64_t cut_bytes;  /* bytes of torn tails left out (the zeroed room
+                          after the records not counted) */
 };
 /* Make a new, empty journal DIR/journal-CCC for core `core` (replacing
 ** any file of that name: journal_redo() first).  URSULA_OK, URSULA_EIO

@@ -43,6 +43,16 @@
 **   The types are letters so that no WAL record (types 1-3, 16, 17) reads
 **   as a journal record.
 **
+** ROOM.  After the last record the file holds zeros, up to a multiple of
+** JOURNAL_ROOM_BYTES (1 MiB with the default bound): a write that would
+** pass the end writes zeros up to the next multiple after it, so the
+** file's size changes about once a MiB.  WHY: a sync of a file whose
+** size did not change need not write the file's inode, and on some file
+** systems (ext4 without its own journal, as on the machine of
+** bench/README) that write is a second disk round trip in every sync.
+** A zero byte never starts a valid record (type 0), and zeros after the
+** records are room, not a torn tail.
+**
 ** THE RULES.
 **   1. A WRITE is framed (journal_add) right after its bytes are written
 **      to the group file, so a group's WRITEs are in the order of its
@@ -98,7 +108,8 @@ struct journal {
   uint64_t gen;     /* the generation written, from 1 */
   uint64_t old_gen; /* the one a checkpoint is removing, or 0 */
   int fd;
-  uint64_t size;       /* bytes of the file written (durable or not) */
+  uint64_t size;       /* bytes of records written (durable or not) */
+  uint64_t room;       /* the file's size: size, then zeros (ROOM) */
   uint64_t durable;    /* bytes of it known durable */
   uint64_t flight;     /* end of the write whose sync is out, or 0 */
   struct buf pending;  /* records framed, not yet written */
@@ -194,6 +205,28 @@ static int journal_pwrite_all(struct os_fs *fs, int fd, const void *b,
   return 0;
 }
 
+/* Never written: the zeros of the room. */
+static unsigned char journal_zeros[65536];
+
+/* Write b[0..n) after the records (at j->size; j->size is the caller's to
+** move) and, past the file's room, zeros up to the next multiple of
+** JOURNAL_ROOM_BYTES after them (ROOM).  0 or an errno. */
+static int journal_put(struct journal *j, const void *b, size_t n) {
+  uint64_t end = j->size + n, room;
+  int e = journal_pwrite_all(j->fs, j->fd, b, n, j->size);
+  if (e != 0 || end <= j->room) return e;
+  room = (end + JOURNAL_ROOM_BYTES - 1) / JOURNAL_ROOM_BYTES *
+         (uint64_t)JOURNAL_ROOM_BYTES;
+  while (e == 0 && end < room) {
+    size_t k = room - end < sizeof(journal_zeros) ? (size_t)(room - end)
+                                                  : sizeof(journal_zeros);
+    e = journal_pwrite_all(j->fs, j->fd, journal_zeros, k, end);
+    end += k;
+  }
+  if (e == 0) j->room = room;
+  return e;
+}
+
 /* Make the new, empty file of generation gen of j's core (tmp, sync,
 ** rename, sync the directory) and make it j's.  0 or an errno.  On a
 ** failure before the rename, j is as before.  Once renamed, j writes to
@@ -223,7 +256,7 @@ static int journal_start_file(struct journal *j, uint64_t gen) {
   if (j->fd >= 0) fs->close(j->fd);
   j->fd = fd;
   j->gen = gen;
-  j->size = j->durable = JOURNAL_HEADER_BYTES;
+  j->size = j->durable = j->room = JOURNAL_HEADER_BYTES;
   j->flight = 0;
   j->untrusted = 0;
   if (fs->sync_dir(j->dir) != 0) {
@@ -302,8 +335,7 @@ URSULA_PRIVATE int journal_write(struct journal *j, int *fd) {
   if (j->state != JOURNAL_OK) return journal_break(j);
   if (j->flight != 0) return URSULA_EINVAL; /* one write at a time */
   if (j->pending.len == 0) return URSULA_OK;
-  if ((e = journal_pwrite_all(j->fs, j->fd, j->pending.ptr, j->pending.len,
-                              j->size)) != 0)
+  if ((e = journal_put(j, j->pending.ptr, j->pending.len)) != 0)
     return journal_break(j);
   j->size += j->pending.len;
   j->pending.len = 0;
@@ -361,8 +393,7 @@ URSULA_PRIVATE int journal_mark(struct journal *j, uint32_t group) {
     if (j->fs->sync(j->fd) != 0) return journal_break(j);
     j->durable = j->size;
   }
-  if (journal_pwrite_all(j->fs, j->fd, h, sizeof(h), j->size) != 0 ||
-      j->fs->sync(j->fd) != 0)
+  if (journal_put(j, h, sizeof(h)) != 0 || j->fs->sync(j->fd) != 0)
     return journal_break(j);
   j->size += sizeof(h);
   j->durable = j->size;
@@ -549,7 +580,7 @@ static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
                             const char *name, int newest,
                             const unsigned char *p, size_t len,
                             size_t *end) {
-  size_t at;
+  size_t at, used;
   uint32_t n;
   if (len < JOURNAL_HEADER_BYTES || memcmp(p, journal_magic, 8) != 0 ||
       util_get32(p + 24) != util_crc32c(0, p, 24)) {
@@ -576,7 +607,9 @@ static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
     x->marks[group].at = at;
   }
   *end = at;
-  if (at < len) {
+  used = len; /* the room's zeros are not a tail (ROOM) */
+  while (used > at && p[used - 1] == 0) used--;
+  if (at < used) {
     if (!newest || journal_valid_after(p, len, at + 1)) {
       snprintf(x->err, URSULA_ERRMSG_LEN,
                "%s/%s: damaged record at byte %lu, %s (not a torn tail)",
@@ -585,7 +618,7 @@ static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
                       : "in a generation older than its core's newest");
       return URSULA_ECORRUPT;
     }
-    x->st->cut_bytes += len - at; /* the last write, torn by a crash */
+    x->st->cut_bytes += used - at; /* the last write, torn by a crash */
   }
   return URSULA_OK;
 }

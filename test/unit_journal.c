@@ -120,15 +120,17 @@ static void test_journal_mark(void) {
   unit_wal_rmdir();
 }
 
-/* Append raw bytes to the journal file. */
-static void unit_jr_append(const void *p, size_t n) {
+/* Write raw bytes into the journal file at byte at (in its zeroed room,
+** after its records: where the next write would go). */
+static void unit_jr_write_at(long at, const void *p, size_t n) {
   char path[128];
   FILE *f;
   unit_jr_journal_path(path, sizeof(path));
-  if ((f = fopen(path, "ab")) == NULL) {
+  if ((f = fopen(path, "r+b")) == NULL) {
     unit_failed++;
     return;
   }
+  fseek(f, at, SEEK_SET);
   fwrite(p, 1, n, f);
   fclose(f);
 }
@@ -165,10 +167,11 @@ static void test_journal_torn_and_damage(void) {
   ASSERT(unit_jr_put(j, 0, 1, 5, "second") == URSULA_OK); /* at byte 69 */
   journal_close(j);
   /* a torn last write: a header that promises more than is there */
-  memset(torn, 0, sizeof(torn));
+  memset(torn, 'x', sizeof(torn));
+  memset(torn, 0, 32);
   util_put32(torn + 4, 100);
   torn[8] = 0x4A;
-  unit_jr_append(torn, sizeof(torn));
+  unit_jr_write_at(69 + 32 + 6, torn, sizeof(torn));
   ASSERT(journal_redo(NULL, unit_wal_dir, unit_jr_path, NULL, &st, err) ==
          URSULA_OK);
   ASSERT(st.cut_bytes == sizeof(torn) && st.writes == 2);
@@ -290,39 +293,58 @@ static void test_journal_broken(void) {
 /* CRASH IMAGES.  Each sync of the journal's file is a moment a crash may
 ** come.  As wal.c assumes, a write reaches the disk as a prefix of it, on
 ** its own: of the writes made since the file's last sync, the last one
-** may be there whole and the ones before it not at all (zeros: the file
-** grew past them).  unit_jr_crash_sync keeps that image at each sync. */
-#define UNIT_JR_IMG 16384
+** may be there whole and the ones before it not at all (zeros where the
+** file grew past them, the synced bytes where it did not).
+** unit_jr_crash_sync keeps that image at each sync: the file as of its
+** last sync, its current size, and only the last write since. */
+#define UNIT_JR_IMG (JOURNAL_ROOM_BYTES + 16384)
 static int unit_jr_crash_fd = -1;
-static uint64_t unit_jr_crash_synced; /* bytes of it known synced */
-static uint64_t unit_jr_crash_last;   /* where its last write began */
+static unsigned char unit_jr_synced[UNIT_JR_IMG]; /* as of the last sync */
+static size_t unit_jr_synced_len;
+static unsigned char unit_jr_last[65536]; /* the last write since */
+static size_t unit_jr_last_len;
+static uint64_t unit_jr_last_off;
 static unsigned char unit_jr_img[4][UNIT_JR_IMG];
 static size_t unit_jr_img_len[4];
 static int unit_jr_n_img;
 
 static ssize_t unit_jr_crash_pwrite(int fd, const void *p, size_t n,
                                     off_t off) {
-  if (fd == unit_jr_crash_fd) unit_jr_crash_last = (uint64_t)off;
+  if (fd == unit_jr_crash_fd) {
+    if (n > sizeof(unit_jr_last)) unit_failed++; /* widen the model */
+    unit_jr_last_len = n < sizeof(unit_jr_last) ? n : sizeof(unit_jr_last);
+    memcpy(unit_jr_last, p, unit_jr_last_len);
+    unit_jr_last_off = (uint64_t)off;
+  }
   return unit_wal_real.pwrite(fd, p, n, off);
 }
 
 static int unit_jr_crash_sync(int fd) {
   struct stat st;
-  uint64_t size = 0;
+  size_t size;
   int rc;
-  if (fd == unit_jr_crash_fd && fstat(fd, &st) == 0) {
-    size = (uint64_t)st.st_size;
-    if (unit_jr_n_img < 4 && size <= UNIT_JR_IMG && size > 0) {
+  if (fd == unit_jr_crash_fd && fstat(fd, &st) == 0 &&
+      (uint64_t)st.st_size <= UNIT_JR_IMG) {
+    size = (size_t)st.st_size;
+    if (unit_jr_n_img < 4) {
       unsigned char *img = unit_jr_img[unit_jr_n_img];
-      uint64_t i;
-      if (pread(fd, img, (size_t)size, 0) != (ssize_t)size) unit_failed++;
-      for (i = unit_jr_crash_synced; i < unit_jr_crash_last; i++) img[i] = 0;
-      unit_jr_img_len[unit_jr_n_img++] = (size_t)size;
+      memset(img, 0, size);
+      memcpy(img, unit_jr_synced,
+             unit_jr_synced_len < size ? unit_jr_synced_len : size);
+      if (unit_jr_last_len > 0 && unit_jr_last_off + unit_jr_last_len <= size)
+        memcpy(img + unit_jr_last_off, unit_jr_last, unit_jr_last_len);
+      unit_jr_img_len[unit_jr_n_img++] = size;
     }
+    rc = unit_wal_real.sync(fd);
+    if (rc == 0) {
+      if (pread(fd, unit_jr_synced, size, 0) != (ssize_t)size) unit_failed++;
+      unit_jr_synced_len = size;
+      unit_jr_last_len = 0;
+    }
+    return rc;
   }
-  rc = unit_wal_real.sync(fd);
-  if (rc == 0 && fd == unit_jr_crash_fd) unit_jr_crash_synced = size;
-  return rc;
+  if (fd == unit_jr_crash_fd) unit_failed++; /* larger than the model */
+  return unit_wal_real.sync(fd);
 }
 
 /* Review: rule 2 with a MARK.  A MARK (a cut, compaction, install or
@@ -348,7 +370,9 @@ static void test_journal_mark_in_flight(void) {
   os_fs()->sync = unit_jr_crash_sync;
   os_fs()->pwrite = unit_jr_crash_pwrite;
   unit_jr_crash_fd = j->fd;
-  unit_jr_crash_synced = unit_jr_crash_last = 32; /* the header: synced */
+  unit_jr_synced_len = 32; /* the header: synced */
+  if (pread(j->fd, unit_jr_synced, 32, 0) != 32) unit_failed++;
+  unit_jr_last_len = 0;
   unit_jr_n_img = 0;
   memset(big, 'x', sizeof(big));
   /* group 1's batch: written, its sync out */
@@ -879,11 +903,79 @@ static void test_journal_previous_name(void) {
   unit_wal_rmdir();
 }
 
+/* The journal file's size in bytes (-1: none). */
+static long unit_jr_size(void) {
+  char path[128];
+  struct stat st;
+  unit_jr_journal_path(path, sizeof(path));
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* ROOM (journal.c): the file grows by JOURNAL_ROOM_BYTES of zeros at a
+** time, so that most syncs are of a file whose size did not change; the
+** zeros after the records are neither redone nor a torn tail, and do not
+** hide damage: a valid record after them is refused (rule 2). */
+static void test_journal_room(void) {
+  struct journal *j = NULL;
+  struct journal_stats st;
+  char err[URSULA_ERRMSG_LEN], got[256];
+  static char big[JOURNAL_ROOM_BYTES];
+  unsigned char rec[32 + 5];
+  FILE *f;
+  long room = JOURNAL_ROOM_BYTES;
+  int i;
+  unit_wal_mkdir();
+  unit_jr_file(0, 1, "");
+  unit_jr_file(1, 1, "");
+  ASSERT(journal_create(&j, NULL, unit_wal_dir, 0, err) == URSULA_OK);
+  ASSERT(unit_jr_size() == 32); /* the header alone */
+  ASSERT(unit_jr_put(j, 0, 1, 0, "first") == URSULA_OK);
+  ASSERT(unit_jr_size() == room);
+  for (i = 0; i < 10; i++)
+    ASSERT(unit_jr_put(j, 0, 1, 5 + (uint64_t)i, "+") == URSULA_OK);
+  ASSERT(unit_jr_size() == room); /* the same size through ten syncs */
+  ASSERT(journal_mark(j, 1) == URSULA_OK);
+  ASSERT(unit_jr_size() == room);
+  ASSERT(journal_bytes(j) == 32 + 37 + 10 * 33 + 32); /* records only */
+  /* a write past the room: zeros up to the next multiple after it */
+  memset(big, 'b', sizeof(big));
+  ASSERT(journal_add(j, 1, 1, 0, big, sizeof(big)) == URSULA_OK);
+  ASSERT(unit_jr_put(j, 1, 1, sizeof(big), "!") == URSULA_OK);
+  ASSERT(unit_jr_size() == 2 * room); /* the end is below 2 * room */
+  journal_close(j);
+  ASSERT(journal_redo(NULL, unit_wal_dir, unit_jr_path, NULL, &st, err) ==
+         URSULA_OK);
+  ASSERT(st.writes == 13 && st.cut_bytes == 0);
+  unit_jr_read(0, 1, got, sizeof(got));
+  ASSERT(strcmp(got, "first++++++++++") == 0);
+  ASSERT(unit_jr_read(1, 1, got, sizeof(got)) == sizeof(got) - 1);
+  ASSERT(got[0] == 'b');
+
+  /* a valid record far into the room, after the zeros: damage */
+  unit_jr_file(0, 1, "");
+  ASSERT(journal_create(&j, NULL, unit_wal_dir, 0, err) == URSULA_OK);
+  ASSERT(unit_jr_put(j, 0, 1, 0, "first") == URSULA_OK); /* bytes 32..69 */
+  journal_close(j);
+  unit_jr_journal_path(got, sizeof(got));
+  if ((f = fopen(got, "rb")) != NULL) {
+    ASSERT(fseek(f, 32, SEEK_SET) == 0 && fread(rec, 1, sizeof(rec), f) ==
+                                              sizeof(rec));
+    fclose(f);
+  }
+  unit_jr_write_at(room - 64, rec, sizeof(rec)); /* room >= 4096 */
+  err[0] = '\0';
+  ASSERT(journal_redo(NULL, unit_wal_dir, unit_jr_path, NULL, &st, err) ==
+         URSULA_ECORRUPT);
+  ASSERT(strstr(err, "byte 69") != NULL);
+  unit_wal_rmdir();
+}
+
 static const struct unit_case unit_journal_cases[] = {
     {"journal_wal_truncate", test_journal_wal_truncate},
     {"journal_generations", test_journal_generations},
     {"journal_wal_compact", test_journal_wal_compact},
     {"journal_redo", test_journal_redo},
+    {"journal_room", test_journal_room},
     {"journal_mark", test_journal_mark},
     {"journal_torn_and_damage", test_journal_torn_and_damage},
     {"journal_missing_file", test_journal_missing_file},
