@@ -21543,7 +21543,7 @@ struct group_inmsg {
 struct group_barrier {
   struct job *j;
   group_job_fn then; /* runs once the barrier passed */
-  uint64_t ctx, index;
+  uint64_t ctx, index; /* ctx 0: waits for the next round */
   unsigned ticks; /* its age */
   int refused;    /* no leader confirmed it (or too old): 503 */
 };
@@ -21623,6 +21623,8 @@ struct group {
   struct group_barrier *reads; /* reads waiting for their barrier */
   size_t n_reads, cap_reads;
   uint64_t read_ctx;           /* the last READ_INDEX's ctx */
+  uint64_t read_out;           /* the READ_INDEX in flight (0: none) */
+  unsigned read_out_ticks;     /* its age */
   int reads_ready;             /* a READ_READY came in this step */
   int serving;                 /* group_serve_reads() is running */
   int draining;                /* group_drain_inbox() is running */
@@ -21927,6 +21929,7 @@ static void group_act(struct core *c, struct group *g,
       break;
     case RAFT_READ_READY: {
       size_t k;
+      if (a->ctx == g->read_out) g->read_out = 0; /* the round is over */
       for (k = 0; k < g->n_reads; k++)
         if (g->reads[k].ctx == a->ctx && g->reads[k].index == 0) {
           g->reads[k].index = a->hi;
@@ -21952,6 +21955,8 @@ static void group_note_role(struct group *g, const struct raft_in *in,
 ** storage failure, a snapshot it cannot send).  The core's answer:
 ** URSULA_OK, or URSULA_EAGAIN for a PROPOSE it refused; g->out.term and
 ** g->out.index stay those of a PROPOSE. */
+static void group_read_round(struct core *c, struct group *g);
+
 static int group_step(struct core *c, struct group *g,
                       const struct raft_in *in) {
   size_t i;
@@ -21980,6 +21985,7 @@ static int group_step(struct core *c, struct group *g,
     g->reads_ready = 0;
     group_serve_reads(c, g);
   }
+  if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
   if (g->install_peer != 0) group_install_try(c, g);
   if (g->snap_refused != 0) {
     struct raft_in f;
@@ -23906,7 +23912,10 @@ URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
   for (k = 0; k < g->n_reads; k++) /* a lost READ_INDEX is not resent */
     if (++g->reads[k].ticks > 2 * GROUP_ELECTION_TICKS && !g->reads[k].index)
       g->reads[k].refused = 1;
+  if (g->read_out != 0 && ++g->read_out_ticks > 2 * GROUP_ELECTION_TICKS)
+    g->read_out = 0; /* lost: its reads are refused above */
   if (g->n_reads > 0) group_serve_reads(c, g);
+  if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -24441,15 +24450,41 @@ static void group_serve_reads(struct core *c, struct group *g) {
   g->serving = 0;
 }
 
+/* Start a round for the reads that wait for one (ctx 0), if none is in
+** flight: one READ_INDEX for all of them.  A read never joins a round
+** already in flight: that READ_INDEX may have been taken by the leader
+** before the read arrived, and its index miss writes acknowledged in
+** between.  So N reads that come together cost at most two rounds, and
+** the leader's queue of reads (read_cap) holds one per node and group. */
+static void group_read_round(struct core *c, struct group *g) {
+  struct raft_in in;
+  size_t k;
+  int any = 0;
+  if (g->read_out != 0) return;
+  for (k = 0; k < g->n_reads; k++)
+    if (g->reads[k].ctx == 0 && !g->reads[k].refused) {
+      if (!any) g->read_ctx++;
+      g->reads[k].ctx = g->read_ctx;
+      any = 1;
+    }
+  if (!any) return;
+  g->read_out = g->read_ctx;
+  g->read_out_ticks = 0;
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_READ_INDEX;
+  in.ctx = g->read_ctx;
+  group_step(c, g, &in);
+}
+
 /* A read of a cluster's group is linearizable (issue 14; thesis 6.4,
 ** ReadIndex): it reflects every append acknowledged, by any node, before
 ** it arrived.  The core confirms the leader's commit index with a round
-** of heartbeats (a follower asks the leader); the read is served once
-** this node has applied that far.  A single node serves at once. */
+** of heartbeats (a follower asks the leader; reads that arrive together
+** share one, group_read_round); the read is served once this node has
+** applied that far.  A single node serves at once. */
 URSULA_PRIVATE void group_barrier(struct core *c, struct group *g,
                                   struct job *j, group_job_fn then) {
   struct group_barrier *r;
-  struct raft_in in;
   if (g->raft.c.n_voters <= 1) {
     then(c, g, j);
     return;
@@ -24467,12 +24502,8 @@ URSULA_PRIVATE void group_barrier(struct core *c, struct group *g,
   r = &g->reads[g->n_reads++];
   memset(r, 0, sizeof(*r));
   r->j = j;
-  r->then = then;
-  r->ctx = ++g->read_ctx;
-  memset(&in, 0, sizeof(in));
-  in.type = RAFT_IN_READ_INDEX;
-  in.ctx = r->ctx;
-  group_step(c, g, &in);
+  r->then = then; /* ctx 0: the next round's */
+  group_read_round(c, g);
 }
 
 /* JOB_HOP_SOURCE: read what j's fork inherits from the stream at

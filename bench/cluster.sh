@@ -16,6 +16,11 @@
 #               node, each on its own streams and a third of the
 #               connections; the figures are summed (appends/s) or the
 #               worst of the three (percentiles)
+#   sse         after each: bench/load's sse scenario, 1000 subscribers
+#               tailing one stream, 50 appends a second to it on node 1;
+#               on the cluster the subscribers are spread over the three
+#               nodes (subscriber i on node i mod 3 + 1), so two thirds of
+#               them are served by a follower from its own applied state
 # Scenario: bench/load's append-N with N = 500 streams, 64 connections,
 # 256-byte bodies with producer headers, BENCH_SECONDS (10) s after one
 # second of warm-up.  Everything -- three servers, their syncs and the
@@ -58,6 +63,12 @@ run() {
   timeout 300 bench/load --port "$port" --prefix "$name" --streams 500 \
     --size 256 --producer 1 --seconds "$SECS" "$@" >"$TMP/$name" 2>"$TMP/$name.err"
 }
+# sse NAME PORT [SUBSCRIBER PORTS]: the fan-out scenario, its line to $TMP/NAME
+sse() {
+  local name=$1 port=$2; shift 2
+  timeout 300 bench/load --port "$port" --prefix "$name" --sse 1000 --rate 50 \
+    --seconds "$SECS" "$@" >"$TMP/$name" 2>"$TMP/$name.err"
+}
 # kv FILE KEY: the value of KEY in the load line in FILE
 kv() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
 
@@ -76,6 +87,7 @@ PIDS=$!
 lib_track $!
 wait_ready "$H" || { say "the single node did not start"; exit 1; }
 run single "$H" --conns 64
+sse sse-single "$H"
 stop_all
 
 say "three nodes, --wal-dir each"
@@ -97,11 +109,15 @@ run c3a "$H1" --conns 22 & r1=$!
 run c3b "$H2" --conns 21 & r2=$!
 run c3c "$H3" --conns 21 & r3=$!
 wait $r1 $r2 $r3
+sse sse-cluster "$H1" --sse-ports "$H1,$H2,$H3"
 stop_all
 
-for f in single cluster-1 c3a c3b c3c; do
+for f in single cluster-1 c3a c3b c3c sse-single sse-cluster; do
   [ -s "$TMP/$f" ] || { say "$f: no result: $(head -c 300 "$TMP/$f.err")"; exit 1; }
-  echo "server=$f scenario=append-500 $(cat "$TMP/$f")" | tee -a "$OUT"
+  case $f in
+  sse-*) echo "server=${f#sse-} scenario=sse $(cat "$TMP/$f")" ;;
+  *) echo "server=$f scenario=append-500 $(cat "$TMP/$f")" ;;
+  esac | tee -a "$OUT"
 done
 sum() { awk '{ s += $1 } END { printf "%.0f", s }'; }
 max() { awk 'NR == 1 || $1 > m { m = $1 } END { print m }'; }
@@ -118,4 +134,10 @@ echo "| append-500, 256 B, producer headers | appends/s | p50 ms | p99 ms | erro
 echo "|---|---|---|---|---|---|"
 for f in single cluster-1 cluster-3; do
   echo "| $f | ${A[$f]} | ${P50[$f]} | ${P99[$f]} | ${ERR[$f]} | $(awk -v a="${A[$f]}" -v b="${A[single]}" 'BEGIN { printf "%.2f", a / b }') |"
+done
+echo
+echo "| sse, 1000 subscribers, 50 events/s | events | missing | p50 ms | p99 ms | p99 vs single |"
+echo "|---|---|---|---|---|---|"
+for f in sse-single sse-cluster; do
+  echo "| ${f#sse-} | $(kv "$TMP/$f" events) | $(kv "$TMP/$f" missing) | $(kv "$TMP/$f" p50_ms) | $(kv "$TMP/$f" p99_ms) | $(awk -v a="$(kv "$TMP/$f" p99_ms)" -v b="$(kv "$TMP/sse-single" p99_ms)" 'BEGIN { printf "%.2f", a / b }') |"
 done

@@ -24,7 +24,9 @@
 **   bench/load --port 4437 --sse 1000 --rate 50 --seconds 10
 **
 ** SSE fan-out instead: --sse subscribers tail one stream
-** (?offset=now&live=sse); once all have their first control event, one
+** (?offset=now&live=sse; with --sse-ports P1,P2,..., subscriber i on
+** port P(i mod n), for a cluster's nodes; the stream is made and
+** written on --port); once all have their first control event, one
 ** writer appends "t=<monotonic ns>" --rate times a second.  Each
 ** subscriber's latency for an event is from just before its POST to the
 ** arrival of its data line.  Prints events, delivered (of events x
@@ -84,13 +86,13 @@ static double load_now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int load_connect(void) {
+static int load_connect_to(int port) {
   struct sockaddr_in a;
   int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
   if (fd < 0) return -1;
   memset(&a, 0, sizeof(a));
   a.sin_family = AF_INET;
-  a.sin_port = htons((unsigned short)load_port);
+  a.sin_port = htons((unsigned short)port);
   a.sin_addr.s_addr = htonl(0x7f000001);
   if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
     close(fd);
@@ -99,6 +101,12 @@ static int load_connect(void) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   return fd;
 }
+
+static int load_connect(void) { return load_connect_to(load_port); }
+
+/* --sse-ports P,P,...: the ports subscriber i connects to, in turn
+** (the writer stays on --port); none: all on --port. */
+static int load_sse_ports[16], load_n_sse_ports;
 
 /* The body of a chunked answer at p[0..len): its end offset (after the
 ** last chunk and the empty trailer line), with the data bytes in *data;
@@ -346,7 +354,10 @@ static int load_sse_run(void) {
                "Host: 127.0.0.1\r\n\r\n",
                load_prefix);
   for (i = 0; i < load_sse; i++) {
-    if ((subs[i].fd = load_connect()) < 0 ||
+    if ((subs[i].fd = load_n_sse_ports > 0
+                          ? load_connect_to(
+                                load_sse_ports[i % load_n_sse_ports])
+                          : load_connect()) < 0 ||
         write(subs[i].fd, req, (size_t)n) != n) {
       fprintf(stderr, "load: subscriber %d: %s\n", i, strerror(errno));
       return 1;
@@ -365,6 +376,12 @@ static int load_sse_run(void) {
     if (t_end == 0 && now > t_ready_by) {
       fprintf(stderr, "load: only %d of %d subscribers became ready\n",
               n_ready, load_sse);
+      for (i = 0; i < load_sse; i++)
+        if (!subs[i].ready)
+          fprintf(stderr, "load: subscriber %d (port %d) not ready\n", i,
+                  load_n_sse_ports > 0
+                      ? load_sse_ports[i % load_n_sse_ports]
+                      : load_port);
       return 1;
     }
     if (t_grace != 0 && now >= t_grace) break;
@@ -818,6 +835,14 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--prefix") == 0) load_prefix = argv[++i];
     else if (strcmp(argv[i], "--sse") == 0) load_sse = atoi(argv[++i]);
     else if (strcmp(argv[i], "--rate") == 0) load_rate = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--sse-ports") == 0) {
+      char *p = argv[++i];
+      while (*p != '\0' && load_n_sse_ports < 16) {
+        load_sse_ports[load_n_sse_ports++] = (int)strtol(p, &p, 10);
+        if (*p == ',') p++;
+        else break;
+      }
+    }
     else if (strcmp(argv[i], "--producer") == 0) load_producer = atoi(argv[++i]);
     else if (strcmp(argv[i], "--catchup") == 0) catchup = atoi(argv[++i]);
     else if (strcmp(argv[i], "--bytes") == 0) bytes = atoll(argv[++i]);
