@@ -2,7 +2,7 @@
 # cluster.sh -- durable appends on a 3-node cluster against one node with
 # --wal-dir, in one run on this machine.
 #
-#   bash bench/cluster.sh       (make bench-cluster; about 1 minute)
+#   bash bench/cluster.sh       (make bench-cluster; about 2 minutes)
 #
 # Servers, one after another, each fresh on loopback ports:
 #   single      ./ursula --wal-dir (one node: an append is acknowledged once
