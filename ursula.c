@@ -10720,7 +10720,11 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 ** HEADER, 32 bytes, integers little-endian:
 **
 **     0   8  magic "URSJRN1\n"
-**     8  16  zero
+**     8   8  PREV: the byte where the records of the core's generation
+**            before this one end (its file's size but for the room); 0:
+**            none (the first generation, after a reset, or a build
+**            before ROOM)
+**    16   8  zero
 **    24   4  CRC32C of bytes 0..23
 **    28   4  zero
 **
@@ -10747,7 +10751,10 @@ URSULA_PRIVATE int s3_list(struct s3_client *c, const char *prefix,
 ** systems (ext4 without its own journal, as on the machine of
 ** bench/README) that write is a second disk round trip in every sync.
 ** A zero byte never starts a valid record (type 0), and zeros after the
-** records are room, not a torn tail.
+** records are room, not a torn tail.  In an older generation, whose
+** records were all durable when the next began (rule 4), zeros where
+** records should be would be damage: the next generation's header says
+** where its records end (PREV), and the redo holds it to that.
 **
 ** THE RULES.
 **   1. A WRITE is framed (journal_add) right after its bytes are written
@@ -10845,9 +10852,10 @@ static int journal_name(const char *name, size_t *core_len) {
   return 1;
 }
 
-static void journal_header(unsigned char *h) {
+static void journal_header(unsigned char *h, uint64_t prev) {
   memset(h, 0, JOURNAL_HEADER_BYTES);
   memcpy(h, journal_magic, 8);
+  util_put64(h + 8, prev);
   util_put32(h + 24, util_crc32c(0, h, 24));
 }
 
@@ -10906,7 +10914,9 @@ static unsigned char journal_zeros[65536];
 
 /* Write b[0..n) after the records (at j->size; j->size is the caller's to
 ** move) and, past the file's room, zeros up to the next multiple of
-** JOURNAL_ROOM_BYTES after them (ROOM).  0 or an errno. */
+** JOURNAL_ROOM_BYTES after them (ROOM).  0 or an errno (of the records'
+** write: the zeros are only for speed, and a failure to write them, say
+** on a full disk, leaves the room as it was, to be tried again). */
 static int journal_put(struct journal *j, const void *b, size_t n) {
   uint64_t end = j->size + n, room;
   int e = journal_pwrite_all(j->fs, j->fd, b, n, j->size);
@@ -10920,7 +10930,7 @@ static int journal_put(struct journal *j, const void *b, size_t n) {
     end += k;
   }
   if (e == 0) j->room = room;
-  return e;
+  return 0;
 }
 
 /* Make the new, empty file of generation gen of j's core (tmp, sync,
@@ -10929,8 +10939,9 @@ static int journal_put(struct journal *j, const void *b, size_t n) {
 ** the new file; if the directory's sync then fails, the rename may not be
 ** durable (a crash may lose the new file's name), so j takes nothing --
 ** not even a MARK -- until a new file's rename is (JOURNAL_BROKEN: a
-** reset). */
-static int journal_start_file(struct journal *j, uint64_t gen) {
+** reset).  prev: its header's PREV. */
+static int journal_start_file(struct journal *j, uint64_t gen,
+                              uint64_t prev) {
   unsigned char h[JOURNAL_HEADER_BYTES];
   char tmp[URSULA_PATH_LEN + 48], path[URSULA_PATH_LEN + 48];
   struct os_fs *fs = j->fs;
@@ -10939,7 +10950,7 @@ static int journal_start_file(struct journal *j, uint64_t gen) {
   journal_path(j->dir, j->core, gen, path, sizeof(path));
   fd = fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return errno ? errno : EIO;
-  journal_header(h);
+  journal_header(h, prev);
   if ((e = journal_pwrite_all(fs, fd, h, sizeof(h), 0)) == 0 &&
       fs->sync(fd) != 0)
     e = errno ? errno : EIO;
@@ -10986,7 +10997,7 @@ URSULA_PRIVATE int journal_create(struct journal **out, struct env *env,
   snprintf(j->dir, sizeof(j->dir), "%s", dir);
   j->core = core;
   j->fd = -1;
-  if ((e = journal_start_file(j, 1)) != 0) {
+  if ((e = journal_start_file(j, 1, 0)) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "%s/journal-%03d: %s", dir, core,
              strerror(e));
     journal_close(j);
@@ -11118,7 +11129,7 @@ URSULA_PRIVATE int journal_rotate(struct journal *j) {
   int e;
   if (j->state != JOURNAL_OK) return URSULA_EIO;
   if (j->flight != 0 || j->old_gen != 0) return URSULA_EINVAL;
-  e = journal_start_file(j, old + 1);
+  e = journal_start_file(j, old + 1, j->size); /* every write durable */
   if (j->gen != old) j->old_gen = old; /* switched, even if broken now */
   return e == 0 ? URSULA_OK : URSULA_EIO;
 }
@@ -11148,7 +11159,7 @@ URSULA_PRIVATE int journal_reset(struct journal *j) {
       journal_unlink(j, gen) != 0 || j->fs->sync_dir(j->dir) != 0)
     return URSULA_EIO;
   j->old_gen = 0;
-  if (journal_start_file(j, gen + 1) != 0) return URSULA_EIO;
+  if (journal_start_file(j, gen + 1, 0) != 0) return URSULA_EIO;
   j->state = JOURNAL_OK;
   return URSULA_OK;
 }
@@ -11270,12 +11281,12 @@ struct journal_mark_at {
 
 /* Pass 1 over file i (image p[0..len), named name; newest: the newest
 ** generation of its core, the only one that may end torn): check it,
-** note each group's last MARK in x->marks, and where its valid records
-** end in *end. */
+** note each group's last MARK in x->marks, where its valid records end in
+** *end, and its header's PREV in *prev. */
 static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
                             const char *name, int newest,
                             const unsigned char *p, size_t len,
-                            size_t *end) {
+                            size_t *end, uint64_t *prev) {
   size_t at, used;
   uint32_t n;
   if (len < JOURNAL_HEADER_BYTES || memcmp(p, journal_magic, 8) != 0 ||
@@ -11286,6 +11297,7 @@ static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
              x->dir, name);
     return URSULA_ECORRUPT;
   }
+  *prev = util_get64(p + 8);
   for (at = JOURNAL_HEADER_BYTES; journal_record_ok(p + at, len - at, &n);
        at += JOURNAL_RECORD_HEADER + n) {
     uint32_t group = util_get32(p + at + 12);
@@ -11411,6 +11423,8 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
   struct buf img;
   char path[URSULA_PATH_LEN + 80];
   size_t i, *ends = NULL;
+  unsigned char *older = NULL; /* file i is a generation but its core's
+                                  newest (pass 1) */
   int rc = URSULA_OK, pass;
   memset(st, 0, sizeof(*st));
   memset(&x, 0, sizeof(x));
@@ -11428,12 +11442,15 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
     l.rc = URSULA_EIO;
   }
   if (l.rc == URSULA_OK && l.n > 0 &&
-      (ends = (size_t *)URSULA_MALLOC(l.n * sizeof(*ends))) == NULL)
+      ((ends = (size_t *)URSULA_MALLOC(l.n * sizeof(*ends))) == NULL ||
+       (older = (unsigned char *)URSULA_MALLOC(l.n)) == NULL))
     l.rc = URSULA_ENOMEM;
   if (l.rc != URSULA_OK) {
+    URSULA_FREE(ends);
     URSULA_FREE(l.names);
     return l.rc;
   }
+  if (l.n > 0) memset(older, 0, l.n);
   /* by name: each core's generations in order, a core's newest last */
   if (l.n > 1) qsort(l.names, l.n, sizeof(*l.names), journal_cmp);
   for (pass = 1; pass <= 2; pass++) {
@@ -11447,10 +11464,24 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
                memcmp(l.names[i], l.names[i + 1], core_len) != 0;
       if ((rc = journal_read(&x, l.names[i], &img)) != URSULA_OK) break;
       if (pass == 1) {
+        uint64_t prev = 0;
         st->journals++;
         rc = journal_scan_one(&x, i, l.names[i], newest,
                               (const unsigned char *)img.ptr, img.len,
-                              &ends[i]);
+                              &ends[i], &prev);
+        /* ROOM: the core's generation before this one, if it is still
+        ** here (a checkpoint removes it), ends where this one's header
+        ** says (0: it does not say) */
+        if (rc == URSULA_OK && prev != 0 && i > 0 && older[i - 1] &&
+            ends[i - 1] != prev) {
+          snprintf(err, URSULA_ERRMSG_LEN,
+                   "%s/%s: its records end at byte %lu, but the next "
+                   "generation's header says %llu: damage, not room",
+                   dir, l.names[i - 1], (unsigned long)ends[i - 1],
+                   (unsigned long long)prev);
+          rc = URSULA_ECORRUPT;
+        }
+        older[i] = !newest;
       } else {
         rc = journal_redo_one(&x, i, l.names[i],
                               (const unsigned char *)img.ptr, ends[i]);
@@ -11459,6 +11490,7 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
   }
   buf_free(&img);
   URSULA_FREE(ends);
+  URSULA_FREE(older);
   URSULA_FREE(x.marks);
   /* every file written is synced before any journal goes */
   for (i = 0; i < x.n_t; i++) {
@@ -21929,6 +21961,7 @@ static void group_act(struct core *c, struct group *g,
       break;
     case RAFT_READ_READY: {
       size_t k;
+      if (a->ctx == 0) break; /* no round's: ctx 0 is a read still waiting */
       if (a->ctx == g->read_out) g->read_out = 0; /* the round is over */
       for (k = 0; k < g->n_reads; k++)
         if (g->reads[k].ctx == a->ctx && g->reads[k].index == 0) {
@@ -21957,11 +21990,24 @@ static void group_note_role(struct group *g, const struct raft_in *in,
 ** g->out.index stay those of a PROPOSE. */
 static void group_read_round(struct core *c, struct group *g);
 
+/* The round in flight will not be answered, or not by the leader now
+** (its READ_INDEX went to another, or was lost): its reads wait for the
+** next round, which asks the leader after they arrived, as the first
+** would have. */
+static void group_read_abandon(struct group *g) {
+  size_t k;
+  for (k = 0; k < g->n_reads; k++)
+    if (g->reads[k].ctx == g->read_out && g->reads[k].index == 0 &&
+        !g->reads[k].refused)
+      g->reads[k].ctx = 0;
+  g->read_out = 0;
+}
+
 static int group_step(struct core *c, struct group *g,
                       const struct raft_in *in) {
   size_t i;
   int rc;
-  uint64_t term, index;
+  uint64_t term, index, was_leader = g->raft.leader;
   int role = g->raft.role;
   uint64_t was_term = g->raft.term, was_transfer = g->raft.transfer_to;
   g->out.n = 0;
@@ -21985,6 +22031,8 @@ static int group_step(struct core *c, struct group *g,
     g->reads_ready = 0;
     group_serve_reads(c, g);
   }
+  if (g->read_out != 0 && g->raft.leader != was_leader)
+    group_read_abandon(g); /* asked the leader that was */
   if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
   if (g->install_peer != 0) group_install_try(c, g);
   if (g->snap_refused != 0) {
@@ -23912,8 +23960,8 @@ URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
   for (k = 0; k < g->n_reads; k++) /* a lost READ_INDEX is not resent */
     if (++g->reads[k].ticks > 2 * GROUP_ELECTION_TICKS && !g->reads[k].index)
       g->reads[k].refused = 1;
-  if (g->read_out != 0 && ++g->read_out_ticks > 2 * GROUP_ELECTION_TICKS)
-    g->read_out = 0; /* lost: its reads are refused above */
+  if (g->read_out != 0 && ++g->read_out_ticks > GROUP_ELECTION_TICKS)
+    group_read_abandon(g); /* lost (a message to the leader dropped) */
   if (g->n_reads > 0) group_serve_reads(c, g);
   if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
 }

@@ -531,6 +531,7 @@ static void group_act(struct core *c, struct group *g,
       break;
     case RAFT_READ_READY: {
       size_t k;
+      if (a->ctx == 0) break; /* no round's: ctx 0 is a read still waiting */
       if (a->ctx == g->read_out) g->read_out = 0; /* the round is over */
       for (k = 0; k < g->n_reads; k++)
         if (g->reads[k].ctx == a->ctx && g->reads[k].index == 0) {
@@ -559,11 +560,24 @@ static void group_note_role(struct group *g, const struct raft_in *in,
 ** g->out.index stay those of a PROPOSE. */
 static void group_read_round(struct core *c, struct group *g);
 
+/* The round in flight will not be answered, or not by the leader now
+** (its READ_INDEX went to another, or was lost): its reads wait for the
+** next round, which asks the leader after they arrived, as the first
+** would have. */
+static void group_read_abandon(struct group *g) {
+  size_t k;
+  for (k = 0; k < g->n_reads; k++)
+    if (g->reads[k].ctx == g->read_out && g->reads[k].index == 0 &&
+        !g->reads[k].refused)
+      g->reads[k].ctx = 0;
+  g->read_out = 0;
+}
+
 static int group_step(struct core *c, struct group *g,
                       const struct raft_in *in) {
   size_t i;
   int rc;
-  uint64_t term, index;
+  uint64_t term, index, was_leader = g->raft.leader;
   int role = g->raft.role;
   uint64_t was_term = g->raft.term, was_transfer = g->raft.transfer_to;
   g->out.n = 0;
@@ -587,6 +601,8 @@ static int group_step(struct core *c, struct group *g,
     g->reads_ready = 0;
     group_serve_reads(c, g);
   }
+  if (g->read_out != 0 && g->raft.leader != was_leader)
+    group_read_abandon(g); /* asked the leader that was */
   if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
   if (g->install_peer != 0) group_install_try(c, g);
   if (g->snap_refused != 0) {
@@ -2514,8 +2530,8 @@ URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
   for (k = 0; k < g->n_reads; k++) /* a lost READ_INDEX is not resent */
     if (++g->reads[k].ticks > 2 * GROUP_ELECTION_TICKS && !g->reads[k].index)
       g->reads[k].refused = 1;
-  if (g->read_out != 0 && ++g->read_out_ticks > 2 * GROUP_ELECTION_TICKS)
-    g->read_out = 0; /* lost: its reads are refused above */
+  if (g->read_out != 0 && ++g->read_out_ticks > GROUP_ELECTION_TICKS)
+    group_read_abandon(g); /* lost (a message to the leader dropped) */
   if (g->n_reads > 0) group_serve_reads(c, g);
   if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
 }

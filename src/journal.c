@@ -24,7 +24,11 @@
 ** HEADER, 32 bytes, integers little-endian:
 **
 **     0   8  magic "URSJRN1\n"
-**     8  16  zero
+**     8   8  PREV: the byte where the records of the core's generation
+**            before this one end (its file's size but for the room); 0:
+**            none (the first generation, after a reset, or a build
+**            before ROOM)
+**    16   8  zero
 **    24   4  CRC32C of bytes 0..23
 **    28   4  zero
 **
@@ -51,7 +55,10 @@
 ** systems (ext4 without its own journal, as on the machine of
 ** bench/README) that write is a second disk round trip in every sync.
 ** A zero byte never starts a valid record (type 0), and zeros after the
-** records are room, not a torn tail.
+** records are room, not a torn tail.  In an older generation, whose
+** records were all durable when the next began (rule 4), zeros where
+** records should be would be damage: the next generation's header says
+** where its records end (PREV), and the redo holds it to that.
 **
 ** THE RULES.
 **   1. A WRITE is framed (journal_add) right after its bytes are written
@@ -149,9 +156,10 @@ static int journal_name(const char *name, size_t *core_len) {
   return 1;
 }
 
-static void journal_header(unsigned char *h) {
+static void journal_header(unsigned char *h, uint64_t prev) {
   memset(h, 0, JOURNAL_HEADER_BYTES);
   memcpy(h, journal_magic, 8);
+  util_put64(h + 8, prev);
   util_put32(h + 24, util_crc32c(0, h, 24));
 }
 
@@ -210,7 +218,9 @@ static unsigned char journal_zeros[65536];
 
 /* Write b[0..n) after the records (at j->size; j->size is the caller's to
 ** move) and, past the file's room, zeros up to the next multiple of
-** JOURNAL_ROOM_BYTES after them (ROOM).  0 or an errno. */
+** JOURNAL_ROOM_BYTES after them (ROOM).  0 or an errno (of the records'
+** write: the zeros are only for speed, and a failure to write them, say
+** on a full disk, leaves the room as it was, to be tried again). */
 static int journal_put(struct journal *j, const void *b, size_t n) {
   uint64_t end = j->size + n, room;
   int e = journal_pwrite_all(j->fs, j->fd, b, n, j->size);
@@ -224,7 +234,7 @@ static int journal_put(struct journal *j, const void *b, size_t n) {
     end += k;
   }
   if (e == 0) j->room = room;
-  return e;
+  return 0;
 }
 
 /* Make the new, empty file of generation gen of j's core (tmp, sync,
@@ -233,8 +243,9 @@ static int journal_put(struct journal *j, const void *b, size_t n) {
 ** the new file; if the directory's sync then fails, the rename may not be
 ** durable (a crash may lose the new file's name), so j takes nothing --
 ** not even a MARK -- until a new file's rename is (JOURNAL_BROKEN: a
-** reset). */
-static int journal_start_file(struct journal *j, uint64_t gen) {
+** reset).  prev: its header's PREV. */
+static int journal_start_file(struct journal *j, uint64_t gen,
+                              uint64_t prev) {
   unsigned char h[JOURNAL_HEADER_BYTES];
   char tmp[URSULA_PATH_LEN + 48], path[URSULA_PATH_LEN + 48];
   struct os_fs *fs = j->fs;
@@ -243,7 +254,7 @@ static int journal_start_file(struct journal *j, uint64_t gen) {
   journal_path(j->dir, j->core, gen, path, sizeof(path));
   fd = fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return errno ? errno : EIO;
-  journal_header(h);
+  journal_header(h, prev);
   if ((e = journal_pwrite_all(fs, fd, h, sizeof(h), 0)) == 0 &&
       fs->sync(fd) != 0)
     e = errno ? errno : EIO;
@@ -290,7 +301,7 @@ URSULA_PRIVATE int journal_create(struct journal **out, struct env *env,
   snprintf(j->dir, sizeof(j->dir), "%s", dir);
   j->core = core;
   j->fd = -1;
-  if ((e = journal_start_file(j, 1)) != 0) {
+  if ((e = journal_start_file(j, 1, 0)) != 0) {
     snprintf(err, URSULA_ERRMSG_LEN, "%s/journal-%03d: %s", dir, core,
              strerror(e));
     journal_close(j);
@@ -422,7 +433,7 @@ URSULA_PRIVATE int journal_rotate(struct journal *j) {
   int e;
   if (j->state != JOURNAL_OK) return URSULA_EIO;
   if (j->flight != 0 || j->old_gen != 0) return URSULA_EINVAL;
-  e = journal_start_file(j, old + 1);
+  e = journal_start_file(j, old + 1, j->size); /* every write durable */
   if (j->gen != old) j->old_gen = old; /* switched, even if broken now */
   return e == 0 ? URSULA_OK : URSULA_EIO;
 }
@@ -452,7 +463,7 @@ URSULA_PRIVATE int journal_reset(struct journal *j) {
       journal_unlink(j, gen) != 0 || j->fs->sync_dir(j->dir) != 0)
     return URSULA_EIO;
   j->old_gen = 0;
-  if (journal_start_file(j, gen + 1) != 0) return URSULA_EIO;
+  if (journal_start_file(j, gen + 1, 0) != 0) return URSULA_EIO;
   j->state = JOURNAL_OK;
   return URSULA_OK;
 }
@@ -574,12 +585,12 @@ struct journal_mark_at {
 
 /* Pass 1 over file i (image p[0..len), named name; newest: the newest
 ** generation of its core, the only one that may end torn): check it,
-** note each group's last MARK in x->marks, and where its valid records
-** end in *end. */
+** note each group's last MARK in x->marks, where its valid records end in
+** *end, and its header's PREV in *prev. */
 static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
                             const char *name, int newest,
                             const unsigned char *p, size_t len,
-                            size_t *end) {
+                            size_t *end, uint64_t *prev) {
   size_t at, used;
   uint32_t n;
   if (len < JOURNAL_HEADER_BYTES || memcmp(p, journal_magic, 8) != 0 ||
@@ -590,6 +601,7 @@ static int journal_scan_one(struct journal_redo_ctx *x, size_t i,
              x->dir, name);
     return URSULA_ECORRUPT;
   }
+  *prev = util_get64(p + 8);
   for (at = JOURNAL_HEADER_BYTES; journal_record_ok(p + at, len - at, &n);
        at += JOURNAL_RECORD_HEADER + n) {
     uint32_t group = util_get32(p + at + 12);
@@ -715,6 +727,8 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
   struct buf img;
   char path[URSULA_PATH_LEN + 80];
   size_t i, *ends = NULL;
+  unsigned char *older = NULL; /* file i is a generation but its core's
+                                  newest (pass 1) */
   int rc = URSULA_OK, pass;
   memset(st, 0, sizeof(*st));
   memset(&x, 0, sizeof(x));
@@ -732,12 +746,15 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
     l.rc = URSULA_EIO;
   }
   if (l.rc == URSULA_OK && l.n > 0 &&
-      (ends = (size_t *)URSULA_MALLOC(l.n * sizeof(*ends))) == NULL)
+      ((ends = (size_t *)URSULA_MALLOC(l.n * sizeof(*ends))) == NULL ||
+       (older = (unsigned char *)URSULA_MALLOC(l.n)) == NULL))
     l.rc = URSULA_ENOMEM;
   if (l.rc != URSULA_OK) {
+    URSULA_FREE(ends);
     URSULA_FREE(l.names);
     return l.rc;
   }
+  if (l.n > 0) memset(older, 0, l.n);
   /* by name: each core's generations in order, a core's newest last */
   if (l.n > 1) qsort(l.names, l.n, sizeof(*l.names), journal_cmp);
   for (pass = 1; pass <= 2; pass++) {
@@ -751,10 +768,24 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
                memcmp(l.names[i], l.names[i + 1], core_len) != 0;
       if ((rc = journal_read(&x, l.names[i], &img)) != URSULA_OK) break;
       if (pass == 1) {
+        uint64_t prev = 0;
         st->journals++;
         rc = journal_scan_one(&x, i, l.names[i], newest,
                               (const unsigned char *)img.ptr, img.len,
-                              &ends[i]);
+                              &ends[i], &prev);
+        /* ROOM: the core's generation before this one, if it is still
+        ** here (a checkpoint removes it), ends where this one's header
+        ** says (0: it does not say) */
+        if (rc == URSULA_OK && prev != 0 && i > 0 && older[i - 1] &&
+            ends[i - 1] != prev) {
+          snprintf(err, URSULA_ERRMSG_LEN,
+                   "%s/%s: its records end at byte %lu, but the next "
+                   "generation's header says %llu: damage, not room",
+                   dir, l.names[i - 1], (unsigned long)ends[i - 1],
+                   (unsigned long long)prev);
+          rc = URSULA_ECORRUPT;
+        }
+        older[i] = !newest;
       } else {
         rc = journal_redo_one(&x, i, l.names[i],
                               (const unsigned char *)img.ptr, ends[i]);
@@ -763,6 +794,7 @@ URSULA_PRIVATE int journal_redo(struct env *env, const char *dir,
   }
   buf_free(&img);
   URSULA_FREE(ends);
+  URSULA_FREE(older);
   URSULA_FREE(x.marks);
   /* every file written is synced before any journal goes */
   for (i = 0; i < x.n_t; i++) {

@@ -433,6 +433,7 @@ else not_ok "a stream no node has is 404 on a follower too" "$code"; fi
 # existing stream is 200 with its bytes), none refused with a 503
 g=$(group_of /r/a)
 fo=n$(((g + 1) % 3 + 1))
+leads "$fo" "$g" && fo=n$(((g + 2) % 3 + 1)) # (a follower, whatever moved)
 many=$(python3 - "$(port_of $fo)" "$(printf '%s' "$want" | sed 's/\([0-9]\),/a\1,/g')" <<'PY'
 import socket, sys
 port, want = int(sys.argv[1]), sys.argv[2].encode()
@@ -458,6 +459,7 @@ for s in socks:
 print(" ".join("%s:%d" % kv for kv in sorted(codes.items())))
 PY
 )
+leads "$fo" "$g" && many="$many ($fo leads group $g: not a follower)"
 if [ "$many" = "200:300" ]; then ok "300 reads arriving together at a follower ($fo) are all served (shared barriers)"
 else not_ok "300 reads arriving together at a follower ($fo) are all served (shared barriers)" "$many"; fi
 # forks across groups: each step on another node.  Two forks hold the
