@@ -913,17 +913,20 @@ U="http://127.0.0.1:$PORT"
 head -c 4194304 /dev/urandom >"$TMP/src.bin"
 curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' "$U/v1/stream/src"
 check "a 4 MiB source" "$(status -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$TMP/src.bin" "$U/v1/stream/src")" 204
-before=$(du -sb "$F" | cut -f1)
+# the groups' logs (g*/): the journals grow 1 MiB of zeros at a time
+# (src/journal.c, ROOM), room that holds no bytes of a fork
+logs_bytes() { du -sb "$F"/g* | awk '{ s += $1 } END { print s }'; }
+before=$(logs_bytes)
 made=0
 for i in $(seq 1 16); do
   [ "$(status -X PUT -H 'Content-Type: application/octet-stream' -H 'Stream-Forked-From: /v1/stream/src' --data-binary "own-$i" "$U/v1/stream/fork-$i")" = 201 ] &&
     [ "$(status -X POST -H 'Content-Type: application/octet-stream' --data-binary "+tail-$i" "$U/v1/stream/fork-$i")" = 204 ] &&
     made=$((made + 1))
 done
-after=$(du -sb "$F" | cut -f1)
+after=$(logs_bytes)
 check "16 forks made, each with an append" "$made" 16
 grown=$((after - before))
-if [ "$grown" -lt 1048576 ]; then ok "16 forks of 4 MiB grow the WAL by $grown bytes (< 1 MiB)"; else not_ok "16 forks of 4 MiB grow the WAL by less than 1 MiB" "grew by $grown bytes"; fi
+if [ "$grown" -lt 1048576 ]; then ok "16 forks of 4 MiB grow the logs by $grown bytes (< 1 MiB)"; else not_ok "16 forks of 4 MiB grow the logs by less than 1 MiB" "grew by $grown bytes"; fi
 same=0
 for i in $(seq 1 16); do
   { cat "$TMP/src.bin"; printf 'own-%s+tail-%s' "$i" "$i"; } >"$TMP/want.bin"
