@@ -120,21 +120,6 @@ static void test_journal_mark(void) {
   unit_wal_rmdir();
 }
 
-/* Write raw bytes into the journal file at byte at (in its zeroed room,
-** after its records: where the next write would go). */
-static void unit_jr_write_at(long at, const void *p, size_t n) {
-  char path[128];
-  FILE *f;
-  unit_jr_journal_path(path, sizeof(path));
-  if ((f = fopen(path, "r+b")) == NULL) {
-    unit_failed++;
-    return;
-  }
-  fseek(f, at, SEEK_SET);
-  fwrite(p, 1, n, f);
-  fclose(f);
-}
-
 /* Write raw bytes at byte at of generation gen of core 0's journal. */
 static void unit_jr_gen_write(int gen, long at, const void *p, size_t n) {
   char path[128];
@@ -147,6 +132,12 @@ static void unit_jr_gen_write(int gen, long at, const void *p, size_t n) {
   fseek(f, at, SEEK_SET);
   fwrite(p, 1, n, f);
   fclose(f);
+}
+
+/* Write raw bytes into the journal file (generation 1) at byte at (in
+** its zeroed room, after its records: where the next write would go). */
+static void unit_jr_write_at(long at, const void *p, size_t n) {
+  unit_jr_gen_write(1, at, p, n);
 }
 
 /* Flip one bit at byte `at` of the journal file. */
