@@ -301,6 +301,7 @@ async function leaderOf(g) {
 // ------------------------------------------------------------ the run
 const streams = Array.from({ length: opt.streams }, (_, i) => `/fault/s${i}`);
 const acks = [];  // {stream, id, start (-1: a 204), end, sentAt, ackAt, node}
+const leaderKills = []; // {stream, group, at}: a leader of the stream's group cut off or killed
 const reads = []; // {stream, node, from, next, len, digest, head, sentAt}
 const recent = new Map(); // stream -> its last 20 acknowledged {start, end}
 const sent = new Set(); // payload ids ever sent
@@ -510,6 +511,7 @@ async function nemesis(e) {
       const lead = (await leaderOf(g)) || IDS[0];
       let victim = nodes.get(lead);
       if (e.kind === "kill-follower") victim = pick(() => e.r2, lead);
+      else leaderKills.push({ stream: s, group: g, at: performance.now() });
       say(`nemesis ${e.kind}: kill -9 node ${victim.id} (group ${g} of ${s}, leader ${lead}) for ${e.dur} ms`);
       await killNode(victim);
       await sleep(e.dur);
@@ -612,6 +614,7 @@ async function nemesis(e) {
       const n = nodes.get(lead);
       const out = IDS.filter((j) => j !== lead).map((j) => `${lead}/${j}`);
       say(`nemesis cut-leader-kill: node ${lead} (leads group ${g} of ${s}): its links out cut, kill -9 in 600 ms, down 2.5 s`);
+      leaderKills.push({ stream: s, group: g, at: performance.now() });
       for (const l of out) await control(`cut/${l}`);
       workers.push(directAppends(lead, Math.floor(e.r1 * streams.length), rngOf(Math.floor(e.r3 * 4294967296))));
       await sleep(600);
@@ -858,6 +861,19 @@ async function main() {
   const bytes = [...final.values()].reduce((t, b) => t + b.length, 0);
   const kinds = {};
   for (const v of violations) kinds[v.kind] = (kinds[v.kind] || 0) + 1;
+  // after each leader kill: the time until its stream's next append was
+  // acknowledged (by any node; clients pause 50-250 ms between appends)
+  let gap = null;
+  for (const k of leaderKills) {
+    const next = acks.filter((a) => a.stream === k.stream && a.ackAt > k.at)
+      .reduce((m, a) => Math.min(m, a.ackAt), Infinity);
+    if (next !== Infinity && (gap === null || next - k.at > gap.ms))
+      gap = { ms: next - k.at, stream: k.stream, group: k.group };
+  }
+  if (leaderKills.length > 0)
+    console.log(`unavailability: ${leaderKills.length} leader kills; the longest, from the kill ` +
+                `to the next acknowledged append to its stream: ` +
+                (gap ? `${Math.round(gap.ms)} ms (${gap.stream}, group ${gap.group})` : "none acknowledged after it"));
   console.log(`summary: seed ${opt.seed}, ${N} nodes, ${opt.seconds} s: ` +
               `acked ${stats.acked} (+${stats.ackedDup} as duplicates of a retry), ` +
               `retried ${stats.retried}, 503s ${stats.s503}, timeouts ${stats.timeouts}, ` +
