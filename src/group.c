@@ -227,6 +227,8 @@ struct group {
   uint64_t read_ctx;           /* the last READ_INDEX's ctx */
   uint64_t read_out;           /* the READ_INDEX in flight (0: none) */
   unsigned read_out_ticks;     /* its age */
+  int read_later;              /* the last round was refused: ask again at
+                                  the next tick, or once a leader is known */
   int reads_ready;             /* a READ_READY came in this step */
   int serving;                 /* group_serve_reads() is running */
   int draining;                /* group_drain_inbox() is running */
@@ -533,12 +535,16 @@ static void group_act(struct core *c, struct group *g,
       size_t k;
       if (a->ctx == 0) break; /* no round's: ctx 0 is a read still waiting */
       if (a->ctx == g->read_out) g->read_out = 0; /* the round is over */
-      for (k = 0; k < g->n_reads; k++)
-        if (g->reads[k].ctx == a->ctx && g->reads[k].index == 0) {
+      for (k = 0; k < g->n_reads; k++) {
+        if (g->reads[k].ctx != a->ctx || g->reads[k].index != 0) continue;
+        if (a->hi == 0) { /* no leader, or not one now: the next round */
+          g->reads[k].ctx = 0;
+          g->read_later = 1;
+        } else {
           g->reads[k].index = a->hi;
-          g->reads[k].refused = a->hi == 0;
           g->reads_ready = 1;
         }
+      }
       break;
     }
     default:
@@ -603,6 +609,7 @@ static int group_step(struct core *c, struct group *g,
   }
   if (g->read_out != 0 && g->raft.leader != was_leader)
     group_read_abandon(g); /* asked the leader that was */
+  if (g->raft.leader != was_leader && g->raft.leader != 0) g->read_later = 0;
   if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
   if (g->install_peer != 0) group_install_try(c, g);
   if (g->snap_refused != 0) {
@@ -2532,6 +2539,7 @@ URSULA_PRIVATE void group_tick(struct core *c, struct group *g) {
       g->reads[k].refused = 1;
   if (g->read_out != 0 && ++g->read_out_ticks > GROUP_ELECTION_TICKS)
     group_read_abandon(g); /* lost (a message to the leader dropped) */
+  g->read_later = 0;
   if (g->n_reads > 0) group_serve_reads(c, g);
   if (g->read_out == 0 && g->n_reads > 0) group_read_round(c, g);
 }
@@ -3073,12 +3081,17 @@ static void group_serve_reads(struct core *c, struct group *g) {
 ** already in flight: that READ_INDEX may have been taken by the leader
 ** before the read arrived, and its index miss writes acknowledged in
 ** between.  So N reads that come together cost at most two rounds, and
-** the leader's queue of reads (read_cap) holds one per node and group. */
+** the leader's queue of reads (read_cap) holds one per node and group.
+** A round refused (no leader known here, or the node asked no longer
+** leads) leaves its reads waiting for the next round, asked at the next
+** tick or as soon as a leader is known (read_later): an election is not
+** an error to a reader.  A read still unconfirmed after two election
+** timeouts is answered 503 (group_tick). */
 static void group_read_round(struct core *c, struct group *g) {
   struct raft_in in;
   size_t k;
   int any = 0;
-  if (g->read_out != 0) return;
+  if (g->read_out != 0 || g->read_later) return;
   for (k = 0; k < g->n_reads; k++)
     if (g->reads[k].ctx == 0 && !g->reads[k].refused) {
       if (!any) g->read_ctx++;
@@ -3292,9 +3305,11 @@ URSULA_PRIVATE void group_bind_cmd(struct group *g, struct job *j) {
 
 URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   struct group *g = group_of(c, j->path, j->path_len);
+  int refetch = 0;
   if (j->fetch_rc != URSULA_OK) { /* the chunk it waited for failed */
     int rc = j->fetch_rc;
     j->fetch_rc = URSULA_OK;
+    refetch = 1;
     if (!group_fetch_again(j, rc)) {
       group_fail_fetch(c, j, rc);
       return;
@@ -3303,7 +3318,15 @@ URSULA_PRIVATE void group_run_job(struct core *c, struct job *j) {
   switch (j->op) {
     case JOB_READ:
     case JOB_HEAD:
-      group_barrier(c, g, j, group_read);
+      /* a later part of a catch-up in parts (api.c) reads below the
+      ** tail T its first part's barrier confirmed, here: bytes this node
+      ** has applied, which never change (unless the stream is gone,
+      ** which group_read finds).  Only a rerun after a failed fetch
+      ** looks again through a barrier (READS RACING A REMOVAL). */
+      if (j->op == JOB_READ && j->end_limit != 0 && !refetch)
+        group_read(c, g, j);
+      else
+        group_barrier(c, g, j, group_read);
       return;
     case JOB_CREATE:
       j->cmd.type = CMD_CREATE;

@@ -14,7 +14,8 @@
 # endpoint (GET /__ursula/cluster) is checked against Raft's rules on a
 # single node and on the three nodes, before and after a kill -9 (its
 # checks are named "endpoint:"; make test-status-plants needs them to
-# fail with a planted bug).  Last, a second SIGTERM during a node's
+# fail with a planted bug).  A catch-up read in parts goes on with the
+# two other nodes frozen.  Last, a second SIGTERM during a node's
 # graceful stop makes it exit at once.  Every wait is bounded; nothing
 # leaves 127.0.0.1; every process is killed on exit.
 set -u
@@ -596,6 +597,76 @@ for i in $(seq 1 100); do
 done
 if [ "$got" = "$exp" ]; then ok "$lead, restarted on its disk, catches up"
 else not_ok "$lead, restarted on its disk, catches up" "[$got]"; fi
+
+# --- a catch-up read in parts goes on with the other nodes frozen
+# (api.c, CATCH-UP IN PARTS; group.c, group_run_job).  Its first part
+# passed a read barrier (thesis 6.4) at tail T, and it answers [0, T) in
+# one response; the later parts read bytes below T, which this node has
+# applied and which never change, so they need no barrier, and no leader.
+# A 16 MiB stream is read from n1 by a reader that takes 1 MiB, then
+# freezes n2 and n3 (SIGSTOP) and reads the rest: every byte must come,
+# the same as a read before the freeze.  A build whose later parts pass
+# a barrier cuts the body short once no leader answers (503, about 2 s).
+for i in $(seq 1 16); do
+  python3 -c 'import sys; sys.stdout.write(("%s-%02d;" % ("x" * 1000, int(sys.argv[1]))) * 1040)' "$i" >"$TMP/big-$i"
+done
+code=$(write PUT /big/s "")
+bad=0
+for i in $(seq 1 16); do
+  code=$(write POST /big/s "@$TMP/big-$i")
+  case $code in 2??) ;; *) bad=$((bad + 1)) ;; esac
+done
+curl -s --max-time 20 -o "$TMP/big-want" "http://127.0.0.1:$(port_of n1)/big/s"
+got=$(python3 - "$(port_of n1)" /big/s "$TMP/big-want" "$PID_n2" "$PID_n3" <<'PY'
+import os, signal, socket, sys, time
+port, path, want = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
+pids = [int(p) for p in sys.argv[4:]]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.settimeout(10)
+s.connect(("127.0.0.1", port))
+s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+buf = b""
+while b"\r\n\r\n" not in buf:
+    d = s.recv(65536)
+    if not d: break
+    buf += d
+head, _, body = buf.partition(b"\r\n\r\n")
+status = head.split(b" ")[1].decode() if b" " in head else "none"
+clen = -1
+for line in head.split(b"\r\n")[1:]:
+    k, _, v = line.partition(b":")
+    if k.strip().lower() == b"content-length": clen = int(v)
+frozen = False
+try:
+    while len(body) < min(clen, 1 << 20):
+        d = s.recv(65536)
+        if not d: break
+        body += d
+    for p in pids: os.kill(p, signal.SIGSTOP)
+    frozen = True
+    time.sleep(0.3)
+    t = time.time()
+    while len(body) < clen:
+        d = s.recv(1 << 20)
+        if not d: break
+        body += d
+except socket.timeout:
+    pass
+finally:
+    if frozen:
+        for p in pids: os.kill(p, signal.SIGCONT)
+print("%s %d %d %s %.1f" % (status, clen, len(body), "same" if body == want else "differs", time.time() - t))
+PY
+)
+read -r st cl n same secs <<<"$got"
+if [ "$bad" = 0 ] && [ "$st" = 200 ] && [ "$cl" -ge 16640000 ] && [ "$n" = "$cl" ] && [ "$same" = same ]; then
+  ok "a catch-up read of 16 MiB from n1 goes on with n2 and n3 frozen ($n bytes, the rest in $secs s)"
+else
+  not_ok "a catch-up read of 16 MiB from n1 goes on with n2 and n3 frozen" "appends failed $bad; status $st, Content-Length $cl, got $n bytes, $same, ${secs}s"
+fi
+# (the groups elect again after the thaw)
+for i in $(seq 1 100); do [ "$(read_on n1 /r/a)" = "$exp" ] && break; sleep 0.1; done
 
 # --- a second signal cuts the graceful stop short (README "Run a
 # cluster").  The node that leads the most groups gets SIGTERM while the

@@ -483,8 +483,64 @@ out:
   uc_down();
 }
 
+/* A read during an election (group.c, group_read_round): a round that
+** finds no leader known leaves its read waiting for the next round, not
+** refused; the read is served once a leader is elected, and holds every
+** append acknowledged before it arrived (thesis 6.4).  Here the leader is
+** cut off, follower F starts an election (it knows no leader), and a read
+** arrives at F.  It must still wait after that first round, and be
+** served with "a" once the other two elect a leader -- unless that takes
+** two election timeouts (randomized, [T, 2T) each), the bound after which
+** a read is answered 503. */
+static void uc_read_free(struct core *c, struct group *g, struct job *j) {
+  uc_read_then(c, g, j);
+  job_free(j);
+}
+
+static void test_cluster_read_election(void) {
+  struct uc_prop p[2];
+  struct job *j;
+  int lead = 0, f = 0, k, r, ticks = 0, known = -1;
+  memset(&uc_seen, 0, sizeof(uc_seen));
+  uc_served = 0;
+  if (!uc_up("re")) goto out;
+  lead = uc_elect();
+  ASSERT(lead != 0);
+  if (lead == 0) goto out;
+  uc_propose(lead, CMD_CREATE, "", &p[0]);
+  uc_propose(lead, CMD_APPEND, "a", &p[1]);
+  ASSERT(uc_wait(p, 2) && p[1].status == 204);
+  ASSERT(uc_settle());
+  UC.cut[lead] = 1;
+  for (r = 0; r < 400 && f == 0; r++) {
+    uc_round(1);
+    for (k = 1; k <= UC_N; k++)
+      if (k != lead && UC.g[k]->raft.leader == 0) f = k;
+  }
+  ASSERT(f != 0);
+  if (f == 0 || (j = job_new()) == NULL) goto out;
+  j->origin_core = -1; /* a refused read is freed by the group */
+  group_barrier(NULL, UC.g[f], j, uc_read_free);
+  ASSERT(UC.g[f]->n_reads == 1 && !UC.g[f]->reads[0].refused);
+  for (r = 0; r < 400 && uc_served == 0 && UC.g[f]->n_reads > 0; r++) {
+    uc_round(1);
+    ticks++;
+    if (known < 0 && UC.g[f]->raft.leader != 0) known = ticks;
+  }
+  if (known >= 0 && known < 2 * GROUP_ELECTION_TICKS - 1) {
+    ASSERT(uc_served == 1);
+    ASSERT(uc_seen.len > 0 && strcmp(uc_seen.ptr, "[a]") == 0);
+  } else {
+    printf("# the election took %d ticks: the read may be refused\n", known);
+  }
+out:
+  buf_free(&uc_seen);
+  uc_down();
+}
+
 static const struct unit_case unit_cluster_cases[] = {
     {"cluster_group", test_cluster_group},
     {"cluster_read_rounds", test_cluster_read_rounds},
+    {"cluster_read_election", test_cluster_read_election},
     {"cluster_leadership_whys", test_cluster_leadership_whys},
     {NULL, NULL}};
