@@ -789,6 +789,11 @@ URSULA_PRIVATE int json_member_next(struct str obj, size_t *at,
 ** as its code point.  URSULA_EINVAL for an unpaired surrogate (it has no
 ** UTF-8 form) or what is not a string; URSULA_ENOMEM. */
 URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out);
+/* Append s, a NUL-terminated string, to out as a JSON string (RFC 8259
+** section 7): in quotes, '"' and '\\' escaped, the control characters
+** and DEL as \u00XX, every other byte as it is (UTF-8 passes through).
+** URSULA_OK or URSULA_ENOMEM. */
+URSULA_PRIVATE int json_put_string(struct buf *out, const char *s);
 /* The length of the value that starts at p[0] (no blanks before it), in
 ** JSON text that passed json_check. */
 URSULA_PRIVATE size_t json_value_len(const char *p, size_t len);
@@ -6897,6 +6902,20 @@ URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out) {
     }
   }
   return rc;
+}
+
+URSULA_PRIVATE int json_put_string(struct buf *out, const char *s) {
+  int rc = buf_append_str(out, "\"");
+  for (; *s != '\0' && rc == URSULA_OK; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      rc = buf_printf(out, "\\%c", ch);
+    else if (ch < 0x20 || ch == 0x7f)
+      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
+    else
+      rc = buf_append(out, s, 1);
+  }
+  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
 }
 
 URSULA_PRIVATE int json_key_is(struct str key, const char *name) {
@@ -27962,22 +27981,6 @@ URSULA_PRIVATE const char *batch_error_code(const struct stream_result *r) {
   }
 }
 
-/* s as a JSON string: our own reasons, '"' and '\\' escaped, controls
-** as \u00XX. */
-static int batch_json_text(struct buf *out, const char *s) {
-  int rc = buf_append_str(out, "\"");
-  for (; *s != '\0' && rc == URSULA_OK; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      rc = buf_printf(out, "\\%c", ch);
-    else if (ch < 0x20)
-      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
-    else
-      rc = buf_append(out, s, 1);
-  }
-  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
-}
-
 URSULA_PRIVATE int batch_render(struct buf *out, const struct buf *ops,
                                 int *all_ok) {
   size_t k;
@@ -27996,7 +27999,7 @@ URSULA_PRIVATE int batch_render(struct buf *out, const struct buf *ops,
         rc = buf_printf(out, ",\"error_code\":\"%s\",\"error\":",
                         batch_error_code(&o.r));
       if (rc == URSULA_OK)
-        rc = batch_json_text(out, o.r.reason ? o.r.reason : "error");
+        rc = json_put_string(out, o.r.reason ? o.r.reason : "error");
     }
     if (rc == URSULA_OK && o.r.producer_echo)
       rc = buf_printf(out, ",\"producer_epoch\":%llu,\"producer_seq\":%llu",
@@ -28020,7 +28023,7 @@ URSULA_PRIVATE int batch_render_failure(struct buf *out,
     if (o.r.status == 0) continue;
     if (buf_printf(out, "{\"error_code\":\"%s\",\"error\":",
                    batch_error_code(&o.r)) != URSULA_OK ||
-        batch_json_text(out, o.r.reason ? o.r.reason : "error") !=
+        json_put_string(out, o.r.reason ? o.r.reason : "error") !=
             URSULA_OK ||
         buf_printf(out, ",\"operation\":%lu}\n",
                    (unsigned long)(k / sizeof(struct stream_op))) != URSULA_OK)
@@ -29576,22 +29579,6 @@ static void api_build_reserved(struct str path, int method, struct job *j) {
   }
 }
 
-/* s as a JSON string (RFC 8259 section 7): '"' and '\\' escaped, the
-** control characters (and DEL) as \u00XX, every other byte as it is. */
-static int api_json_string(struct buf *out, const char *s) {
-  int rc = buf_append_str(out, "\"");
-  for (; *s != '\0' && rc == URSULA_OK; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      rc = buf_printf(out, "\\%c", ch);
-    else if (ch < 0x20 || ch == 0x7f)
-      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
-    else
-      rc = buf_append(out, s, 1);
-  }
-  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
-}
-
 static const char *api_role_name(int role) {
   switch (role) {
     case RAFT_LEADER:
@@ -29641,7 +29628,7 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++) {
     const struct group_peer_status *p = &gg->peers[i];
     rc = buf_printf(out, "%s{\"id\":%d,\"address\":", i > 0 ? "," : "", p->id);
-    if (rc == URSULA_OK) rc = api_json_string(out, p->address);
+    if (rc == URSULA_OK) rc = json_put_string(out, p->address);
     if (rc == URSULA_OK)
       rc = buf_printf(out, ",\"connected\":%s,\"links_up\":%d,",
                       p->links_up == gg->n_cores ? "true" : "false",
@@ -29698,7 +29685,7 @@ static void api_bucket_reply(struct api_conn *cn, struct job *j) {
 static int api_bucket_json(struct buf *out,
                            const struct group_bucket_query *bq) {
   int rc = buf_append_str(out, "{\"name\":");
-  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK) rc = json_put_string(out, bq->bucket);
   if (rc == URSULA_OK)
     rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu,\"created_ms\":",
                     (unsigned long long)bq->streams,
@@ -29717,14 +29704,14 @@ static int api_list_json(struct buf *out,
                          const struct group_bucket_query *bq) {
   size_t i, n = bq->n_entries < bq->limit ? bq->n_entries : bq->limit;
   int rc = buf_append_str(out, "{\"bucket\":");
-  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK) rc = json_put_string(out, bq->bucket);
   if (rc == URSULA_OK) rc = buf_append_str(out, ",\"streams\":[");
   for (i = 0; i < n && rc == URSULA_OK; i++) {
     const struct group_bucket_entry *e = &bq->entries[i];
     rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
-    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK) rc = json_put_string(out, e->name);
     if (rc == URSULA_OK) rc = buf_append_str(out, ",\"content_type\":");
-    if (rc == URSULA_OK) rc = api_json_string(out, e->content_type);
+    if (rc == URSULA_OK) rc = json_put_string(out, e->content_type);
     if (rc == URSULA_OK)
       rc = buf_printf(out, ",\"next_offset\":\"%016llu_%016llu\","
                       "\"closed\":%s}", 0ULL, (unsigned long long)e->tail,
@@ -29732,7 +29719,7 @@ static int api_list_json(struct buf *out,
   }
   if (rc == URSULA_OK) rc = buf_append_str(out, "],\"next_after\":");
   if (rc == URSULA_OK)
-    rc = bq->n_entries > n ? api_json_string(out, bq->entries[n - 1].name)
+    rc = bq->n_entries > n ? json_put_string(out, bq->entries[n - 1].name)
                            : buf_append_str(out, "null");
   if (rc == URSULA_OK) rc = buf_append_str(out, "}\n");
   return rc;
@@ -29746,7 +29733,7 @@ static int api_buckets_json(struct buf *out,
   for (i = 0; i < bq->n_entries && rc == URSULA_OK; i++) {
     const struct group_bucket_entry *e = &bq->entries[i];
     rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
-    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK) rc = json_put_string(out, e->name);
     if (rc == URSULA_OK)
       rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu}",
                       (unsigned long long)e->streams,
@@ -30522,7 +30509,7 @@ static void api_backup_layout(struct api_conn *cn) {
   api_backup_store_id(s, id);
   rc = buf_printf(&b, "{\"groups\":%d,\"node_id\":%d,\"cluster_id\":",
                   s->n_groups, cfg->peer_count > 1 ? cfg->node_id : 0);
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cluster_id);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->cluster_id);
   if (rc == URSULA_OK)
     rc = id[0] ? buf_printf(&b, ",\"store_id\":\"%s\"", id)
                : buf_append_str(&b, ",\"store_id\":null");
@@ -30531,11 +30518,11 @@ static void api_backup_layout(struct api_conn *cn) {
                     cfg->cold_dir[0]       ? "dir"
                     : cfg->s3_endpoint[0] ? "s3"
                                            : "none");
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cold_dir);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->cold_dir);
   if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_bucket\":");
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_bucket);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->s3_bucket);
   if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_prefix\":");
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_prefix);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->s3_prefix);
   if (rc == URSULA_OK) rc = buf_append_str(&b, "}\n");
   if (rc != URSULA_OK)
     api_error(cn, 503, "out of memory");

@@ -1538,22 +1538,6 @@ static void api_build_reserved(struct str path, int method, struct job *j) {
   }
 }
 
-/* s as a JSON string (RFC 8259 section 7): '"' and '\\' escaped, the
-** control characters (and DEL) as \u00XX, every other byte as it is. */
-static int api_json_string(struct buf *out, const char *s) {
-  int rc = buf_append_str(out, "\"");
-  for (; *s != '\0' && rc == URSULA_OK; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      rc = buf_printf(out, "\\%c", ch);
-    else if (ch < 0x20 || ch == 0x7f)
-      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
-    else
-      rc = buf_append(out, s, 1);
-  }
-  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
-}
-
 static const char *api_role_name(int role) {
   switch (role) {
     case RAFT_LEADER:
@@ -1603,7 +1587,7 @@ static int api_status_json(struct buf *out, const struct group_gather *gg) {
   for (i = 0; i < gg->n_peers && rc == URSULA_OK; i++) {
     const struct group_peer_status *p = &gg->peers[i];
     rc = buf_printf(out, "%s{\"id\":%d,\"address\":", i > 0 ? "," : "", p->id);
-    if (rc == URSULA_OK) rc = api_json_string(out, p->address);
+    if (rc == URSULA_OK) rc = json_put_string(out, p->address);
     if (rc == URSULA_OK)
       rc = buf_printf(out, ",\"connected\":%s,\"links_up\":%d,",
                       p->links_up == gg->n_cores ? "true" : "false",
@@ -1660,7 +1644,7 @@ static void api_bucket_reply(struct api_conn *cn, struct job *j) {
 static int api_bucket_json(struct buf *out,
                            const struct group_bucket_query *bq) {
   int rc = buf_append_str(out, "{\"name\":");
-  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK) rc = json_put_string(out, bq->bucket);
   if (rc == URSULA_OK)
     rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu,\"created_ms\":",
                     (unsigned long long)bq->streams,
@@ -1679,14 +1663,14 @@ static int api_list_json(struct buf *out,
                          const struct group_bucket_query *bq) {
   size_t i, n = bq->n_entries < bq->limit ? bq->n_entries : bq->limit;
   int rc = buf_append_str(out, "{\"bucket\":");
-  if (rc == URSULA_OK) rc = api_json_string(out, bq->bucket);
+  if (rc == URSULA_OK) rc = json_put_string(out, bq->bucket);
   if (rc == URSULA_OK) rc = buf_append_str(out, ",\"streams\":[");
   for (i = 0; i < n && rc == URSULA_OK; i++) {
     const struct group_bucket_entry *e = &bq->entries[i];
     rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
-    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK) rc = json_put_string(out, e->name);
     if (rc == URSULA_OK) rc = buf_append_str(out, ",\"content_type\":");
-    if (rc == URSULA_OK) rc = api_json_string(out, e->content_type);
+    if (rc == URSULA_OK) rc = json_put_string(out, e->content_type);
     if (rc == URSULA_OK)
       rc = buf_printf(out, ",\"next_offset\":\"%016llu_%016llu\","
                       "\"closed\":%s}", 0ULL, (unsigned long long)e->tail,
@@ -1694,7 +1678,7 @@ static int api_list_json(struct buf *out,
   }
   if (rc == URSULA_OK) rc = buf_append_str(out, "],\"next_after\":");
   if (rc == URSULA_OK)
-    rc = bq->n_entries > n ? api_json_string(out, bq->entries[n - 1].name)
+    rc = bq->n_entries > n ? json_put_string(out, bq->entries[n - 1].name)
                            : buf_append_str(out, "null");
   if (rc == URSULA_OK) rc = buf_append_str(out, "}\n");
   return rc;
@@ -1708,7 +1692,7 @@ static int api_buckets_json(struct buf *out,
   for (i = 0; i < bq->n_entries && rc == URSULA_OK; i++) {
     const struct group_bucket_entry *e = &bq->entries[i];
     rc = buf_append_str(out, i > 0 ? ",{\"name\":" : "{\"name\":");
-    if (rc == URSULA_OK) rc = api_json_string(out, e->name);
+    if (rc == URSULA_OK) rc = json_put_string(out, e->name);
     if (rc == URSULA_OK)
       rc = buf_printf(out, ",\"streams\":%llu,\"bytes\":%llu}",
                       (unsigned long long)e->streams,
@@ -2484,7 +2468,7 @@ static void api_backup_layout(struct api_conn *cn) {
   api_backup_store_id(s, id);
   rc = buf_printf(&b, "{\"groups\":%d,\"node_id\":%d,\"cluster_id\":",
                   s->n_groups, cfg->peer_count > 1 ? cfg->node_id : 0);
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cluster_id);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->cluster_id);
   if (rc == URSULA_OK)
     rc = id[0] ? buf_printf(&b, ",\"store_id\":\"%s\"", id)
                : buf_append_str(&b, ",\"store_id\":null");
@@ -2493,11 +2477,11 @@ static void api_backup_layout(struct api_conn *cn) {
                     cfg->cold_dir[0]       ? "dir"
                     : cfg->s3_endpoint[0] ? "s3"
                                            : "none");
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->cold_dir);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->cold_dir);
   if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_bucket\":");
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_bucket);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->s3_bucket);
   if (rc == URSULA_OK) rc = buf_append_str(&b, ",\"s3_prefix\":");
-  if (rc == URSULA_OK) rc = api_json_string(&b, cfg->s3_prefix);
+  if (rc == URSULA_OK) rc = json_put_string(&b, cfg->s3_prefix);
   if (rc == URSULA_OK) rc = buf_append_str(&b, "}\n");
   if (rc != URSULA_OK)
     api_error(cn, 503, "out of memory");

@@ -406,22 +406,6 @@ URSULA_PRIVATE const char *batch_error_code(const struct stream_result *r) {
   }
 }
 
-/* s as a JSON string: our own reasons, '"' and '\\' escaped, controls
-** as \u00XX. */
-static int batch_json_text(struct buf *out, const char *s) {
-  int rc = buf_append_str(out, "\"");
-  for (; *s != '\0' && rc == URSULA_OK; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      rc = buf_printf(out, "\\%c", ch);
-    else if (ch < 0x20)
-      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
-    else
-      rc = buf_append(out, s, 1);
-  }
-  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
-}
-
 URSULA_PRIVATE int batch_render(struct buf *out, const struct buf *ops,
                                 int *all_ok) {
   size_t k;
@@ -440,7 +424,7 @@ URSULA_PRIVATE int batch_render(struct buf *out, const struct buf *ops,
         rc = buf_printf(out, ",\"error_code\":\"%s\",\"error\":",
                         batch_error_code(&o.r));
       if (rc == URSULA_OK)
-        rc = batch_json_text(out, o.r.reason ? o.r.reason : "error");
+        rc = json_put_string(out, o.r.reason ? o.r.reason : "error");
     }
     if (rc == URSULA_OK && o.r.producer_echo)
       rc = buf_printf(out, ",\"producer_epoch\":%llu,\"producer_seq\":%llu",
@@ -464,7 +448,7 @@ URSULA_PRIVATE int batch_render_failure(struct buf *out,
     if (o.r.status == 0) continue;
     if (buf_printf(out, "{\"error_code\":\"%s\",\"error\":",
                    batch_error_code(&o.r)) != URSULA_OK ||
-        batch_json_text(out, o.r.reason ? o.r.reason : "error") !=
+        json_put_string(out, o.r.reason ? o.r.reason : "error") !=
             URSULA_OK ||
         buf_printf(out, ",\"operation\":%lu}\n",
                    (unsigned long)(k / sizeof(struct stream_op))) != URSULA_OK)

@@ -568,6 +568,11 @@ URSULA_PRIVATE int json_member_next(struct str obj, size_t *at,
 ** as its code point.  URSULA_EINVAL for an unpaired surrogate (it has no
 ** UTF-8 form) or what is not a string; URSULA_ENOMEM. */
 URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out);
+/* Append s, a NUL-terminated string, to out as a JSON string (RFC 8259
+** section 7): in quotes, '"' and '\\' escaped, the control characters
+** and DEL as \u00XX, every other byte as it is (UTF-8 passes through).
+** URSULA_OK or URSULA_ENOMEM. */
+URSULA_PRIVATE int json_put_string(struct buf *out, const char *s);
 /* The length of the value that starts at p[0] (no blanks before it), in
 ** JSON text that passed json_check. */
 URSULA_PRIVATE size_t json_value_len(const char *p, size_t len);

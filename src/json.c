@@ -509,6 +509,20 @@ URSULA_PRIVATE int json_string_value(struct str raw, struct buf *out) {
   return rc;
 }
 
+URSULA_PRIVATE int json_put_string(struct buf *out, const char *s) {
+  int rc = buf_append_str(out, "\"");
+  for (; *s != '\0' && rc == URSULA_OK; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      rc = buf_printf(out, "\\%c", ch);
+    else if (ch < 0x20 || ch == 0x7f)
+      rc = buf_printf(out, "\\u%04x", (unsigned)ch);
+    else
+      rc = buf_append(out, s, 1);
+  }
+  return rc == URSULA_OK ? buf_append_str(out, "\"") : rc;
+}
+
 URSULA_PRIVATE int json_key_is(struct str key, const char *name) {
   size_t n = strlen(name);
   struct buf b;

@@ -475,6 +475,31 @@ static void test_json_large(void) {
   buf_free(&want);
 }
 
+/* json_put_string: RFC 8259 section 7 -- '"', '\\' and the controls
+** U+0000..U+001F must be escaped; we also escape DEL; every other byte
+** (UTF-8 included) goes as it is.  The result must be valid JSON, and
+** json_string_value must give the input back. */
+static void test_json_put_string(void) {
+  struct buf out, back;
+  struct str raw;
+  const char in[] = "a\"b\\c\n\x01\x1f\x7f \xc3\xa9/";
+  const char want[] = "\"a\\\"b\\\\c\\u000a\\u0001\\u001f\\u007f \xc3\xa9/\"";
+  memset(&out, 0, sizeof(out));
+  memset(&back, 0, sizeof(back));
+  ASSERT(json_put_string(&out, in) == URSULA_OK);
+  ASSERT(out.len == sizeof(want) - 1 && memcmp(out.ptr, want, out.len) == 0);
+  ASSERT(json_check(out.ptr, out.len) == URSULA_OK);
+  raw.ptr = out.ptr;
+  raw.len = out.len;
+  ASSERT(json_string_value(raw, &back) == URSULA_OK);
+  ASSERT(back.len == sizeof(in) - 1 && memcmp(back.ptr, in, back.len) == 0);
+  out.len = 0;
+  ASSERT(json_put_string(&out, "") == URSULA_OK);
+  ASSERT(out.len == 2 && memcmp(out.ptr, "\"\"", 2) == 0);
+  buf_free(&out);
+  buf_free(&back);
+}
+
 static const struct unit_case unit_json_cases[] = {
     {"json_valid", test_json_valid},
     {"json_invalid", test_json_invalid},
@@ -483,4 +508,5 @@ static const struct unit_case unit_json_cases[] = {
     {"json_prefix_count", test_json_prefix_count},
     {"json_truncated", test_json_truncated},
     {"json_large", test_json_large},
+    {"json_put_string", test_json_put_string},
     {NULL, NULL}};
