@@ -725,6 +725,8 @@ static void api_on_sent(struct conn *c) {
   cn->more = NULL;
   j->offset = j->tail;
   j->offset_now = 0;
+  j->offset_given = 1; /* below the retained offset now: 410, not others */
+  j->fetch_missed = 0; /* (each part may miss a chunk once) */
   j->end_limit = cn->more_end;
   j->status = 0;
   j->reason = NULL;

@@ -638,13 +638,14 @@ for line in head.split(b"\r\n")[1:]:
     k, _, v = line.partition(b":")
     if k.strip().lower() == b"content-length": clen = int(v)
 frozen = False
+t = time.time()
 try:
     while len(body) < min(clen, 1 << 20):
         d = s.recv(65536)
         if not d: break
         body += d
-    for p in pids: os.kill(p, signal.SIGSTOP)
     frozen = True
+    for p in pids: os.kill(p, signal.SIGSTOP)
     time.sleep(0.3)
     t = time.time()
     while len(body) < clen:
@@ -655,11 +656,13 @@ except socket.timeout:
     pass
 finally:
     if frozen:
-        for p in pids: os.kill(p, signal.SIGCONT)
+        for p in pids:
+            try: os.kill(p, signal.SIGCONT)
+            except OSError: pass
 print("%s %d %d %s %.1f" % (status, clen, len(body), "same" if body == want else "differs", time.time() - t))
 PY
 )
-read -r st cl n same secs <<<"$got"
+read -r st cl n same secs <<<"${got:-none -1 0 differs 0}"
 if [ "$bad" = 0 ] && [ "$st" = 200 ] && [ "$cl" -ge 16640000 ] && [ "$n" = "$cl" ] && [ "$same" = same ]; then
   ok "a catch-up read of 16 MiB from n1 goes on with n2 and n3 frozen ($n bytes, the rest in $secs s)"
 else

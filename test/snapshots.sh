@@ -409,6 +409,70 @@ same "cluster: node 3 answers 410 below it, and its bootstrap" \
   "410 [[\"$X\",\"SNAP1\"]]"
 for n in 1 2 3; do lib_kill "$(eval echo \$PID_n$n)"; done
 
+# ------------------------------------------------------------ retention
+# during a catch-up in parts (api.c, CATCH-UP IN PARTS: "the bytes below
+# T never change; if a later part cannot be read ... the connection is
+# ended at once: the client sees the body cut short, never wrong bytes").
+# A 16 MiB stream read from 0 in parts of 4 KiB; once 64 KiB are in, the
+# retained offset moves to 12 MiB.  The parts still below it are gone
+# (410): the body must stop short, and what came must be the stream's
+# own prefix.  (A later part once took the retained offset as its start,
+# and sent bytes from 12 MiB at the reader's place.)
+echo "# snapshots.sh: retention during a catch-up in parts"
+start parts $H2 --max-read-bytes 4096
+V=http://127.0.0.1:$H2/demo/big
+code PUT "http://127.0.0.1:$H2/demo" >/dev/null
+code PUT "$V" "${OCT[@]}" >/dev/null
+for i in $(seq 1 16); do
+  python3 -c 'import sys; sys.stdout.write(("%s-%02d;" % ("r" * 1000, int(sys.argv[1]))) * 1044)' "$i" >"$TMP/part-$i"
+  code POST "$V" "${OCT[@]}" --data-binary "@$TMP/part-$i" >/dev/null
+done
+cat "$TMP"/part-{1..16} >"$TMP/parts-want"
+R=$(( $(wc -c <"$TMP/part-1") * 12 ))
+got=$(python3 - "$H2" /demo/big "$TMP/parts-want" "$R" <<'PY'
+import http.client, socket, sys, time
+port, path, want, r = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read(), sys.argv[4]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.settimeout(5)
+s.connect(("127.0.0.1", port))
+s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+buf = b""
+while b"\r\n\r\n" not in buf:
+    d = s.recv(65536)
+    if not d: break
+    buf += d
+head, _, body = buf.partition(b"\r\n\r\n")
+clen = -1
+for line in head.split(b"\r\n")[1:]:
+    k, _, v = line.partition(b":")
+    if k.strip().lower() == b"content-length": clen = int(v)
+try:
+    while len(body) < 65536:
+        d = s.recv(65536)
+        if not d: break
+        body += d
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("PUT", path + "/retention/" + r)
+    st = c.getresponse().status
+    time.sleep(0.2)
+    while len(body) < clen:
+        d = s.recv(1 << 20)
+        if not d: break
+        body += d
+except (socket.timeout, OSError):
+    st = "error"
+print(st, clen, len(body), "prefix" if body == want[:len(body)] else "wrong")
+PY
+)
+read -r st cl n pre <<<"${got:-none -1 0 wrong}"
+if [ "$st" = 204 ] && [ "$cl" = "$(wc -c <"$TMP/parts-want")" ] && [ "$n" -lt "$cl" ] && [ "$pre" = prefix ]; then
+  ok "retention to 12 MiB during a 16 MiB catch-up in parts: the body stops at $n of $cl bytes, the stream's own prefix"
+else
+  not_ok "retention during a catch-up in parts: the body stops short, the stream's own prefix" "retention $st; Content-Length $cl, got $n bytes, $pre"
+fi
+lib_kill $PID_parts
+
 # ------------------------------------------------------------ Loro
 if [ -z "${NO_LORO:-}" ]; then
   echo "# snapshots.sh: a Loro session (test/loro.mjs)"
