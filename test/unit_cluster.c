@@ -493,20 +493,19 @@ out:
   uc_down();
 }
 
-/* A read during an election (group.c, group_read_round): a round that
-** finds no leader known leaves its read waiting for the next round, not
-** refused; the read is served once a leader is elected, and holds every
-** append acknowledged before it arrived (thesis 6.4).  Here the leader is
-** cut off, follower F starts an election (it knows no leader), and a read
-** arrives at F.  It must still wait after that first round, and be
-** served with "a" once the other two elect a leader -- unless that takes
-** two election timeouts (randomized, [T, 2T) each), the bound after which
-** a read is answered 503. */
 static void uc_read_free(struct core *c, struct group *g, struct job *j) {
   uc_read_then(c, g, j);
   job_free(j);
 }
 
+/* A read during an election (group.c, group_read_round).  The leader
+** is cut off, follower F starts an election (it knows no leader), and a
+** read arrives at F: its round is refused by F's own core, and the read
+** must wait for the next round, not fail.  It must still wait after that
+** first round, and be served with "a" (every append acknowledged before
+** it arrived: thesis 6.4) once the other two elect a leader -- unless
+** that takes two election timeouts (randomized, [T, 2T) each), the bound
+** after which a read is answered 503. */
 static void test_cluster_read_election(void) {
   struct job *j;
   int lead, f = 0, k, r, ticks = 0, known = -1;
@@ -544,9 +543,47 @@ out:
   uc_down();
 }
 
+/* A round asked of a leader that is no longer one (group.c, group_step:
+** abandoned when the leader changes).  Follower F's READ_INDEX to leader
+** L is held (it never arrives); L hands its leadership to G (a transfer,
+** thesis 3.10).  Once F hears of G, its round must be abandoned and its
+** read asked again of G, and served with "a" -- with no tick at all, so
+** the other way out, abandoning after an election timeout of ticks, is
+** not taken. */
+static void test_cluster_read_abandon(void) {
+  struct raft_in in;
+  struct job *j;
+  int lead, f, to, r;
+  memset(&uc_seen, 0, sizeof(uc_seen));
+  uc_served = 0;
+  if ((lead = uc_stream_a("rb")) == 0) goto out;
+  f = lead % UC_N + 1;
+  to = f % UC_N + 1;
+  if ((j = job_new()) == NULL) goto out;
+  j->origin_core = -1; /* a refused read is freed by the group */
+  UC.hold_to = lead;
+  UC.hold_types = 1u << RAFT_MSG_READ_INDEX;
+  group_barrier(NULL, UC.g[f], j, uc_read_free);
+  for (r = 0; r < 5; r++) uc_round(0);
+  ASSERT(uc_served == 0 && uc_queued(lead, RAFT_MSG_READ_INDEX));
+  memset(&in, 0, sizeof(in));
+  in.type = RAFT_IN_TRANSFER;
+  in.peer = (uint64_t)to;
+  group_step(NULL, UC.g[lead], &in);
+  for (r = 0; r < 100 && uc_served == 0; r++) uc_round(0);
+  ASSERT(UC.g[f]->raft.leader == (uint64_t)to);
+  ASSERT(uc_served == 1);
+  ASSERT(uc_seen.len > 0 && strcmp(uc_seen.ptr, "[a]") == 0);
+out:
+  UC.hold_types = 0;
+  buf_free(&uc_seen);
+  uc_down();
+}
+
 static const struct unit_case unit_cluster_cases[] = {
     {"cluster_group", test_cluster_group},
     {"cluster_read_rounds", test_cluster_read_rounds},
     {"cluster_read_election", test_cluster_read_election},
+    {"cluster_read_abandon", test_cluster_read_abandon},
     {"cluster_leadership_whys", test_cluster_leadership_whys},
     {NULL, NULL}};
