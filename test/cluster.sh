@@ -717,13 +717,14 @@ line=$(grep -F "second stop: stopping now, " "$TMP/$most.log" | tail -1)
 nled=$(echo "$line" | sed -n 's/.*stopping now, \([0-9]*\) groups still led.*/\1/p')
 # when it acted on the second signal: the line's own time (the exit after
 # it syncs the logs, which under ASan on a busy machine took over 1 s)
-lms=$(date -d "$(echo "$line" | sed -n 's/^\([0-9T:.-]*Z\) .*/\1/p')" +%s%3N 2>/dev/null)
+lms=""
+[ -n "$line" ] && lms=$(date -d "$(echo "$line" | sed -n 's/^\([0-9T:.-]*Z\) .*/\1/p')" +%s%3N 2>/dev/null)
 [ -n "$lms" ] && ms=$((lms - t1 / 1000000))
 if [ "$rc" = 0 ] && [ -n "$lms" ] && [ "$ms" -le 800 ] && [ "${nled:-0}" -ge 1 ]; then
   ok "a second SIGTERM during the handover: $most (leading $best groups) stops $ms ms after the freeze, logging that $nled groups were still led, and exits 0 ($ms2 ms after the second signal)"
 else
   not_ok "a second SIGTERM during the handover: $most stops within 800 ms of the freeze, logging the groups still led, and exits 0" \
-    "exit $rc, $ms2 ms after the second signal; the line $ms ms after the freeze; led $best; line: [${line}]"
+    "exit $rc, $ms2 ms after the second signal; ${lms:+the line $ms ms after the freeze}${lms:-no line}; led $best; line: [${line}]"
 fi
 
 if [ $FAILS -ne 0 ]; then
