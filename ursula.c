@@ -2141,6 +2141,8 @@ struct stream_result {
   uint64_t producer_epoch, producer_seq;
   int seq_gap; /* 409: Producer-Expected-Seq / Producer-Received-Seq */
   uint64_t expected_seq, received_seq;
+  int type_mismatch; /* 409: the content type is not the stream's (or,
+                        for a fork, its source's) */
   int fenced; /* 403: Producer-Epoch = current epoch */
   uint64_t current_epoch;
   int release_source; /* a fork CREATE that created nothing: release it */
@@ -18775,6 +18777,7 @@ static int stream_append_verdict(const struct stream *s, const struct cmd *c,
   }
   if (c->data.len > 0 && !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the stream");
+    r->type_mismatch = 1;
     return 0;
   }
   if (producer && stream_check_producer(s, c, r)) return 0;
@@ -19016,6 +19019,7 @@ static void stream_apply_fork_acquire(struct stream_state *st,
   if ((c->flags & CMD_F_CT) &&
       !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the fork source");
+    r->type_mismatch = 1;
     return;
   }
   if (c->fork_sub > 0 && off < s->base) {
@@ -27971,8 +27975,7 @@ URSULA_PRIVATE const char *batch_error_code(const struct stream_result *r) {
     case 409:
       if (r->seq_gap) return "ProducerSeqConflict";
       if (r->closed) return "StreamClosed";
-      if (r->reason != NULL && strstr(r->reason, "content type") != NULL)
-        return "ContentTypeMismatch";
+      if (r->type_mismatch) return "ContentTypeMismatch";
       return "StreamSeqConflict";
     case 503:
       return "Unavailable";

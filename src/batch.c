@@ -396,8 +396,7 @@ URSULA_PRIVATE const char *batch_error_code(const struct stream_result *r) {
     case 409:
       if (r->seq_gap) return "ProducerSeqConflict";
       if (r->closed) return "StreamClosed";
-      if (r->reason != NULL && strstr(r->reason, "content type") != NULL)
-        return "ContentTypeMismatch";
+      if (r->type_mismatch) return "ContentTypeMismatch";
       return "StreamSeqConflict";
     case 503:
       return "Unavailable";

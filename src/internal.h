@@ -1920,6 +1920,8 @@ struct stream_result {
   uint64_t producer_epoch, producer_seq;
   int seq_gap; /* 409: Producer-Expected-Seq / Producer-Received-Seq */
   uint64_t expected_seq, received_seq;
+  int type_mismatch; /* 409: the content type is not the stream's (or,
+                        for a fork, its source's) */
   int fenced; /* 403: Producer-Epoch = current epoch */
   uint64_t current_epoch;
   int release_source; /* a fork CREATE that created nothing: release it */

@@ -772,6 +772,7 @@ static int stream_append_verdict(const struct stream *s, const struct cmd *c,
   }
   if (c->data.len > 0 && !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the stream");
+    r->type_mismatch = 1;
     return 0;
   }
   if (producer && stream_check_producer(s, c, r)) return 0;
@@ -1013,6 +1014,7 @@ static void stream_apply_fork_acquire(struct stream_state *st,
   if ((c->flags & CMD_F_CT) &&
       !stream_same_type(c->content_type, s->content_type)) {
     stream_fail(r, 409, "content type does not match the fork source");
+    r->type_mismatch = 1;
     return;
   }
   if (c->fork_sub > 0 && off < s->base) {
