@@ -619,24 +619,11 @@ done
 curl -s --max-time 20 -o "$TMP/big-want" "http://127.0.0.1:$(port_of n1)/big/s"
 got=$(python3 - "$(port_of n1)" /big/s "$TMP/big-want" "$PID_n2" "$PID_n3" <<'PY'
 import os, signal, socket, sys, time
+sys.path.insert(0, "test")
+from rawget import get_head
 port, path, want = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
 pids = [int(p) for p in sys.argv[4:]]
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-s.settimeout(10)
-s.connect(("127.0.0.1", port))
-s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-buf = b""
-while b"\r\n\r\n" not in buf:
-    d = s.recv(65536)
-    if not d: break
-    buf += d
-head, _, body = buf.partition(b"\r\n\r\n")
-status = head.split(b" ")[1].decode() if b" " in head else "none"
-clen = -1
-for line in head.split(b"\r\n")[1:]:
-    k, _, v = line.partition(b":")
-    if k.strip().lower() == b"content-length": clen = int(v)
+s, status, clen, body = get_head(port, path, 1 << 20, 10)
 frozen = False
 t = time.time()
 try:

@@ -431,22 +431,10 @@ cat "$TMP"/part-{1..16} >"$TMP/parts-want"
 R=$(( $(wc -c <"$TMP/part-1") * 12 ))
 got=$(python3 - "$H2" /demo/big "$TMP/parts-want" "$R" <<'PY'
 import http.client, socket, sys, time
+sys.path.insert(0, "test")
+from rawget import get_head
 port, path, want, r = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read(), sys.argv[4]
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-s.settimeout(5)
-s.connect(("127.0.0.1", port))
-s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-buf = b""
-while b"\r\n\r\n" not in buf:
-    d = s.recv(65536)
-    if not d: break
-    buf += d
-head, _, body = buf.partition(b"\r\n\r\n")
-clen = -1
-for line in head.split(b"\r\n")[1:]:
-    k, _, v = line.partition(b":")
-    if k.strip().lower() == b"content-length": clen = int(v)
+s, status, clen, body = get_head(port, path, 65536, 5)
 try:
     while len(body) < 65536:
         d = s.recv(65536)
